@@ -1,0 +1,47 @@
+# The README's two commands are `make demo` and `make test`; each installs what is missing first.
+PYTHON ?= python3
+VENV   ?= .venv
+PY      = $(VENV)/bin/python
+PIP     = $(PY) -m pip
+STAMP   = $(VENV)/.hf_slm-installed
+APT_PACKAGES = espeak-ng ffmpeg
+
+.PHONY: install system-deps test test-all demo default-pipeline bench clean
+
+system-deps:
+	@missing=""; command -v espeak-ng >/dev/null || missing="$$missing espeak-ng"; \
+	command -v ffmpeg >/dev/null || missing="$$missing ffmpeg"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing apt packages:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(APT_PACKAGES) >/dev/null; \
+	fi
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	# torch 2.14.1 installs from this machine's local disk; torchaudio 2.11.0 works with it
+	$(PIP) install -q torch==2.14.1 torchaudio==2.11.0
+	$(PIP) install -q -e ".[dev]"
+	@touch $(STAMP)
+
+install: system-deps $(STAMP)
+
+test: install
+	$(PY) -m pytest -q -m "not slow" tests
+
+test-all: install
+	$(PY) -m pytest -q tests
+
+demo: install
+	$(VENV)/bin/hf-slm demo --pipeline default --output demo_out
+
+# Re-train the embedded default pipeline from scratch (CPU, see docs/default_pipeline.md).
+default-pipeline: install
+	$(PY) examples/default_pipeline/train_default.py --output hf_slm/default_pipeline
+
+bench: install
+	$(PY) benchmarks/bench_tokenization.py --device cpu
+
+clean:
+	rm -rf demo_out .pytest_cache

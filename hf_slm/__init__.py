@@ -1,0 +1,14 @@
+"""hf_slm: Speech Language Models (speech tokenizer -> unit language model -> vocoder) for the Hugging Face stack.
+
+Importing the package registers every component with the transformers Auto classes (see ``_registration``).
+"""
+
+from pathlib import Path
+
+from . import _registration  # noqa: F401  (registers the Auto classes)
+from .models import *  # noqa: F401,F403
+
+__version__ = "0.1.0"
+
+#: Local path of the embedded default pipeline variant shipped inside the package (no network needed).
+DEFAULT_PIPELINE = str(Path(__file__).resolve().parent / "default_pipeline")

@@ -1,0 +1,2 @@
+"""One folder per component family; each folder is self-contained so it can travel as remote code."""
+# Each family adds one `from .family import *` line here.
