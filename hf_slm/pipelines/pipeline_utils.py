@@ -1,0 +1,301 @@
+"""Hosted pipeline variants: one repo made of component subfolders plus an index file (diffusers' layout).
+
+A variant is saved as::
+
+    pipeline_index.json          {"_class_name": ..., "feature_extractor": ["hf_slm", "SpeechFeatureExtractor"], ...}
+    feature_extractor/           written by the component's own ``save_pretrained``
+    speech_tokenizer/
+    language_model/
+    vocoder/
+    tokenizer/   adapter/        optional
+
+so each component also loads alone, e.g. ``AutoModel.from_pretrained(repo, subfolder="vocoder")``. An index entry may
+instead be a dict ``{"library": ..., "class": ..., "repo": "org/other-variant", "subfolder": "vocoder",
+"revision": ...}`` so that variants share a component without copying its weights.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+INDEX_FILE = "pipeline_index.json"
+
+#: Components in the order they are loaded; ``adapter`` wraps ``language_model`` and so comes after it.
+COMPONENT_NAMES = ("feature_extractor", "speech_tokenizer", "tokenizer", "language_model", "vocoder", "adapter")
+REQUIRED_COMPONENTS = ("feature_extractor", "speech_tokenizer")
+
+
+class PipelineLoadError(ValueError):
+    """A pipeline folder or repo is missing its index, a component, or names a class that does not exist."""
+
+
+def _library_of(obj) -> str:
+    module = type(obj).__module__.split(".")[0]
+    if module == "hf_slm" or module.startswith("transformers_modules"):
+        return "hf_slm"
+    return module
+
+
+def _class_name_of(obj) -> str:
+    if _library_of(obj) == "peft":  # an adapter is saved from the PeftModel that wraps the language model
+        return "PeftModel"
+    return type(obj).__name__
+
+
+def _resolve_class(library: str, class_name: str):
+    try:
+        module = importlib.import_module(library)
+    except ImportError as err:
+        raise PipelineLoadError(f"component library {library!r} is not installed (needed for {class_name})") from err
+    try:
+        return getattr(module, class_name)
+    except AttributeError as err:
+        raise PipelineLoadError(f"library {library!r} has no class {class_name!r}") from err
+
+
+def _normalise_spec(name: str, spec) -> dict[str, Any] | None:
+    if spec is None or (isinstance(spec, (list, tuple)) and (len(spec) < 2 or spec[0] is None)):
+        return None
+    if isinstance(spec, (list, tuple)):
+        return {"library": spec[0], "class": spec[1]}
+    if isinstance(spec, dict) and "library" in spec and "class" in spec:
+        return dict(spec)
+    raise PipelineLoadError(f"index entry {name!r} must be [library, class] or a dict with library/class, got {spec!r}")
+
+
+def resolve_pipeline_path(path_or_repo_id: str | os.PathLike, revision: str | None = None, **hub_kwargs) -> Path:
+    """A local folder as it is, ``"default"`` as the embedded default, anything else as a Hub repo id.
+
+    Hub repos are fetched with ``snapshot_download`` (which honours ``HF_ENDPOINT`` and the local cache).
+    """
+    if str(path_or_repo_id) == "default":
+        from .. import DEFAULT_PIPELINE
+
+        path_or_repo_id = DEFAULT_PIPELINE
+    local = Path(path_or_repo_id).expanduser()
+    if local.is_dir():
+        return local
+    if local.exists():
+        raise PipelineLoadError(f"{local} is a file, not a pipeline folder")
+    if str(path_or_repo_id).startswith((".", "/", "~")) or str(path_or_repo_id).count("/") > 1:
+        raise PipelineLoadError(f"pipeline folder {path_or_repo_id} does not exist (and it is not a Hub repo id)")
+    from huggingface_hub import snapshot_download
+
+    return Path(snapshot_download(str(path_or_repo_id), revision=revision, **hub_kwargs))
+
+
+def read_index(path: Path) -> dict[str, Any]:
+    index_file = Path(path) / INDEX_FILE
+    if not index_file.is_file():
+        raise PipelineLoadError(f"{path} is not a pipeline variant: {INDEX_FILE} is missing")
+    try:
+        index = json.loads(index_file.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise PipelineLoadError(f"{index_file} is not valid JSON: {err}") from err
+    missing = [name for name in REQUIRED_COMPONENTS if _normalise_spec(name, index.get(name)) is None]
+    if missing:
+        raise PipelineLoadError(f"{index_file} lacks the required component(s) {missing}")
+    return index
+
+
+def atomic_save_directory(save_directory: str | os.PathLike, write) -> Path:
+    """Write a folder through ``write(tmp_dir)`` into a temporary sibling, then swap it into place.
+
+    An interrupted save never leaves a half-written variant, and what was there before is only removed once the new
+    folder is complete.
+    """
+    target = Path(save_directory).resolve()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        write(tmp)
+        backup = None
+        if target.exists():
+            backup = target.parent / f".{target.name}.old-{os.getpid()}"
+            os.replace(target, backup)
+        os.replace(tmp, target)
+        if backup is not None:
+            shutil.rmtree(backup, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+class PipelineMixin:
+    """Index-driven save / load / push for compositions of Hugging Face components (inference only, owns no weights)."""
+
+    def register_modules(self, **components) -> None:
+        if not hasattr(self, "_components"):
+            self._components: dict[str, Any] = {}
+        for name, component in components.items():
+            if name not in COMPONENT_NAMES:
+                raise ValueError(f"unknown pipeline component {name!r}; expected one of {COMPONENT_NAMES}")
+            self._components[name] = component
+            setattr(self, name, component)
+
+    @property
+    def components(self) -> dict[str, Any]:
+        return {name: c for name, c in self._components.items() if c is not None}
+
+    # ------------------------------------------------------------------ saving
+    def _index(self) -> dict[str, Any]:
+        from .. import __version__
+
+        index: dict[str, Any] = {"_class_name": type(self).__name__, "_hf_slm_version": __version__}
+        for name in COMPONENT_NAMES:
+            component = self._components.get(name)
+            if name == "language_model" and component is not None and _library_of(component) == "peft":
+                component = component.get_base_model()
+            index[name] = None if component is None else [_library_of(component), _class_name_of(component)]
+        if self._components.get("language_model") is not None and _library_of(self._components["language_model"]) == "peft":
+            index["adapter"] = ["peft", "PeftModel"]
+        index.update(getattr(self, "_shared_components", {}))
+        return index
+
+    def save_pretrained(self, save_directory: str | os.PathLike, push_to_hub: bool = False, **push_kwargs) -> Path:
+        """Save every component into its own subfolder (safetensors) plus ``pipeline_index.json``, atomically."""
+        shared = set(getattr(self, "_shared_components", {}))
+
+        def write(tmp: Path) -> None:
+            for name, component in self.components.items():
+                if name in shared:
+                    continue
+                if name == "language_model" and _library_of(component) == "peft":
+                    component.save_pretrained(tmp / "adapter")
+                    component.get_base_model().save_pretrained(tmp / name)
+                    continue
+                kwargs = {"safe_serialization": True} if hasattr(component, "state_dict") else {}
+                component.save_pretrained(tmp / name, **kwargs)
+            (tmp / INDEX_FILE).write_text(json.dumps(self._index(), indent=2) + "\n", encoding="utf-8")
+            card = self.model_card() if hasattr(self, "model_card") else None
+            if card:
+                (tmp / "README.md").write_text(card, encoding="utf-8")
+
+        path = atomic_save_directory(save_directory, write)
+        if push_to_hub:
+            self.push_to_hub(**push_kwargs)
+        return path
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        revision: str | None = None,
+        private: bool | None = None,
+        token: str | None = None,
+        commit_message: str = "Upload hf_slm pipeline variant",
+        create_pr: bool = False,
+    ):
+        """Save into a temporary folder and upload it as one commit (create the repo / branch when missing)."""
+        from huggingface_hub import HfApi
+
+        api = HfApi(token=token)
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        if revision is not None:
+            api.create_branch(repo_id, branch=revision, exist_ok=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp) / "variant"
+            self.save_pretrained(folder)
+            return api.upload_folder(
+                folder_path=str(folder),
+                repo_id=repo_id,
+                revision=revision,
+                commit_message=commit_message,
+                create_pr=create_pr,
+            )
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def from_pretrained(
+        cls,
+        path_or_repo_id: str | os.PathLike = "default",
+        revision: str | None = None,
+        device: str | None = None,
+        dtype=None,
+        token: str | None = None,
+        local_files_only: bool | None = None,
+        **components,
+    ):
+        """Load a variant from a folder, a Hub repo id, or ``"default"`` (the embedded default).
+
+        Keyword arguments named like a component replace that component instead of loading it.
+        """
+        hub_kwargs = {k: v for k, v in {"token": token, "local_files_only": local_files_only}.items() if v is not None}
+        path = resolve_pipeline_path(path_or_repo_id, revision=revision, **hub_kwargs)
+        index = read_index(path)
+        loaded: dict[str, Any] = {}
+        for name in COMPONENT_NAMES:
+            if name in components:
+                loaded[name] = components.pop(name)
+                continue
+            spec = _normalise_spec(name, index.get(name))
+            if spec is None:
+                continue
+            loaded[name] = cls._load_component(name, spec, path, loaded, revision, dtype, hub_kwargs)
+        if components:
+            raise TypeError(f"unexpected keyword argument(s) {sorted(components)}")
+        adapter = loaded.pop("adapter", None)
+        if adapter is not None:
+            loaded["language_model"] = adapter
+        pipe = cls(**loaded)
+        pipe._shared_components = {
+            name: spec for name, spec in index.items() if isinstance(spec, dict) and spec.get("repo")
+        }
+        pipe.name_or_path = str(path_or_repo_id)
+        pipe.local_path = str(path)
+        return pipe.to(device) if device is not None else pipe
+
+    @staticmethod
+    def _load_component(name, spec, path: Path, loaded, revision, dtype, hub_kwargs):
+        location, sub_kwargs = str(path / name), dict(hub_kwargs)
+        if spec.get("repo"):  # shared component: another repo (or folder) + subfolder
+            location = spec["repo"]
+            sub_kwargs["subfolder"] = spec.get("subfolder", name)
+            if spec.get("revision") or revision:
+                sub_kwargs["revision"] = spec.get("revision") or revision
+            if Path(location).is_dir():
+                location, sub_kwargs = str(Path(location) / sub_kwargs.pop("subfolder")), {}
+        elif not (path / name).is_dir():
+            raise PipelineLoadError(f"component {name!r} is listed in {path / INDEX_FILE} but {path / name} is missing")
+        component_cls = _resolve_class(spec["library"], spec["class"])
+        if name == "adapter":
+            if "language_model" not in loaded:
+                raise PipelineLoadError("an adapter needs a language_model component to attach to")
+            return component_cls.from_pretrained(loaded["language_model"], location, **sub_kwargs)
+        if dtype is not None and name in ("language_model", "vocoder"):
+            sub_kwargs["dtype"] = dtype
+        return component_cls.from_pretrained(location, **sub_kwargs)
+
+    def to(self, device):
+        for component in self.components.values():
+            if hasattr(component, "to") and hasattr(component, "parameters"):
+                component.to(device)
+        return self
+
+    @property
+    def device(self):
+        import torch
+
+        for name in ("language_model", "speech_tokenizer", "vocoder"):
+            component = self._components.get(name)
+            if component is not None and hasattr(component, "parameters"):
+                for p in component.parameters():
+                    return p.device
+        return torch.device("cpu")
+
+
+__all__ = [
+    "INDEX_FILE",
+    "COMPONENT_NAMES",
+    "PipelineLoadError",
+    "PipelineMixin",
+    "atomic_save_directory",
+    "read_index",
+    "resolve_pipeline_path",
+]

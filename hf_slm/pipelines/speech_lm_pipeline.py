@@ -1,0 +1,166 @@
+"""`SpeechLMPipeline`: speech tokenizer -> unit language model -> vocoder, as one hosted checkpoint.
+
+The pipeline composes components and owns no weights. GSLM-style (k-means units + speech-only LM + unit vocoder),
+TWIST-style (the LM warm-started from a text LM, with a text tokenizer) and instruct variants (plus a PEFT adapter)
+are all this one class with different components.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .pipeline_utils import PipelineMixin
+
+
+@dataclass
+class SpeechPipelineOutput:
+    """What a pipeline task returns: per-utterance units and (when a vocoder ran) waveforms."""
+
+    units: list[torch.Tensor]
+    waveforms: list[np.ndarray] = field(default_factory=list)
+    sampling_rate: int | None = None
+    prompt_units: list[torch.Tensor] | None = None
+
+
+class SpeechLMPipeline(PipelineMixin):
+    """Speech in, units / continued speech / scores out.
+
+    Args:
+        feature_extractor: turns audio (arrays, files, datasets Audio) into padded, masked model inputs.
+        speech_tokenizer: audio -> discrete units (e.g. `KMeansUnitTokenizer`).
+        language_model: a decoder LM over units (e.g. `SpeechLMForCausalLM`); optional for tokenise/resynthesise.
+        vocoder: units -> waveform (e.g. `UnitHifiGanVocoder`, `UnitMelVocoder`); optional for tokenise/score.
+        tokenizer: the text tokenizer of text-speech (TWIST / interleaved) variants.
+        adapter: unused as an argument; an adapter arrives already wrapped around ``language_model`` (PEFT).
+
+    >>> from hf_slm import SpeechLMPipeline
+    >>> pipe = SpeechLMPipeline.from_pretrained("default")  # doctest: +SKIP
+    >>> out = pipe.resynthesize("speech.wav")  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        feature_extractor,
+        speech_tokenizer,
+        language_model=None,
+        vocoder=None,
+        tokenizer=None,
+        adapter=None,
+    ):
+        if adapter is not None:
+            raise ValueError("pass the adapter already applied to `language_model` (a peft.PeftModel)")
+        self.register_modules(
+            feature_extractor=feature_extractor,
+            speech_tokenizer=speech_tokenizer,
+            tokenizer=tokenizer,
+            language_model=language_model,
+            vocoder=vocoder,
+        )
+
+    def _require(self, name: str, task: str):
+        if self._components.get(name) is None:
+            raise ValueError(f"{task} needs a {name.replace('_', ' ')}, and this pipeline variant has none")
+        return self._components[name]
+
+    # ------------------------------------------------------------------ speech tokenizer
+    @torch.no_grad()
+    def encode(self, audio, sampling_rate: int | None = None, deduplicate: bool = False) -> list[torch.Tensor]:
+        """Audio (one item or a list) -> a list of 1-D unit tensors, one per utterance (padding removed)."""
+        inputs = self.feature_extractor(audio, sampling_rate=sampling_rate, return_tensors="pt")
+        tokenizer = self.speech_tokenizer
+        device = next(tokenizer.parameters(), torch.empty(0)).device
+        out = tokenizer(
+            input_values=inputs["input_values"].to(device), attention_mask=inputs["attention_mask"].to(device)
+        )
+        if deduplicate:
+            return [u.cpu() for u, _ in tokenizer.deduplicate(out.units, out.units_mask)]
+        return [u[m].cpu() for u, m in zip(out.units, out.units_mask)]
+
+    # ------------------------------------------------------------------ vocoder
+    @torch.no_grad()
+    def decode(self, units: list[torch.Tensor] | torch.Tensor) -> list[np.ndarray]:
+        """Units -> waveforms (float32 numpy, at ``self.sampling_rate``), one per utterance."""
+        vocoder = self._require("vocoder", "decoding units to audio")
+        if isinstance(units, torch.Tensor) and units.dim() == 1:
+            units = [units]
+        units = [torch.as_tensor(u, dtype=torch.long) for u in units]
+        if any(u.numel() == 0 for u in units):
+            raise ValueError("cannot vocode an empty unit sequence")
+        device = next(vocoder.parameters()).device
+        batch = torch.nn.utils.rnn.pad_sequence(units, batch_first=True).to(device)
+        mask = torch.nn.utils.rnn.pad_sequence([torch.ones_like(u, dtype=torch.bool) for u in units], batch_first=True)
+        out = vocoder(input_ids=batch, attention_mask=mask.to(device))
+        return [w[: int(n)].float().cpu().numpy() for w, n in zip(out.waveform, out.waveform_lengths)]
+
+    @property
+    def sampling_rate(self) -> int | None:
+        vocoder = self._components.get("vocoder")
+        return None if vocoder is None else int(vocoder.config.sampling_rate)
+
+    def resynthesize(self, audio, sampling_rate: int | None = None) -> SpeechPipelineOutput:
+        """Audio -> units -> audio: what the units keep of the signal (the resynthesis task)."""
+        units = self.encode(audio, sampling_rate=sampling_rate)
+        return SpeechPipelineOutput(units=units, waveforms=self.decode(units), sampling_rate=self.sampling_rate)
+
+    # ------------------------------------------------------------------ language model
+    @torch.no_grad()
+    def continue_speech(
+        self,
+        audio,
+        sampling_rate: int | None = None,
+        max_new_tokens: int = 100,
+        do_sample: bool = True,
+        temperature: float = 0.8,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        seed: int | None = None,
+        vocode: bool = True,
+        streamer=None,
+    ) -> SpeechPipelineOutput:
+        """Speech continuation (GSLM's task): prompt audio -> units -> LM sampling -> units -> audio.
+
+        The returned waveforms hold the prompt followed by its continuation; ``units`` holds the continuation only.
+        """
+        lm = self._require("language_model", "speech continuation")
+        if seed is not None:
+            torch.manual_seed(seed)
+        prompt_units = self.encode(audio, sampling_rate=sampling_rate)
+        generated = lm.generate_units(
+            prompt_units,
+            max_new_tokens=max_new_tokens,
+            do_sample=do_sample,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            streamer=streamer,
+        )
+        generated = [g.cpu() for g in generated]
+        waveforms = []
+        if vocode and self._components.get("vocoder") is not None:
+            waveforms = self.decode([torch.cat([p, g]) for p, g in zip(prompt_units, generated)])
+        return SpeechPipelineOutput(
+            units=generated, waveforms=waveforms, sampling_rate=self.sampling_rate, prompt_units=prompt_units
+        )
+
+    @torch.no_grad()
+    def score(self, audio, sampling_rate: int | None = None, normalize: bool = False) -> torch.Tensor:
+        """Negative log-likelihood of each utterance's units under the LM (lower = more likely).
+
+        The spoken minimal-pair benchmarks (sWUGGY / sBLIMP style) compare these scores within a pair.
+        """
+        lm = self._require("language_model", "scoring")
+        units = self.encode(audio, sampling_rate=sampling_rate)
+        input_ids, attention_mask = lm.units_to_input_ids(units)
+        device = next(lm.parameters()).device
+        out = lm.log_likelihood(input_ids.to(device), attention_mask=attention_mask.to(device), normalize=normalize)
+        return out.sum_nll.cpu()
+
+    def __repr__(self) -> str:
+        parts = [f"  {name}: {type(c).__name__}" for name, c in self.components.items()]
+        return f"{type(self).__name__}(\n" + "\n".join(parts) + "\n)"
+
+
+__all__ = ["SpeechLMPipeline", "SpeechPipelineOutput"]
