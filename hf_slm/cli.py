@@ -1,0 +1,351 @@
+"""`hf-slm`: the command line. Every command that takes a pipeline accepts a folder, a Hub repo id, or `default`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+
+def _csv(kind):
+    def parse(text: str):
+        try:
+            return [kind(x) for x in text.split(",") if x.strip()]
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list of {kind.__name__}: {text!r}") from err
+
+    return parse
+
+
+def write_wav(path: str | os.PathLike, waveform, sampling_rate: int) -> Path:
+    """Write a float waveform as 16-bit PCM wav through a temporary file + rename (never a half-written file)."""
+    import numpy as np
+    import soundfile as sf
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".wav", dir=path.parent)
+    os.close(fd)
+    try:
+        sf.write(tmp, np.clip(np.asarray(waveform, dtype=np.float32), -1.0, 1.0), int(sampling_rate), subtype="PCM_16")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+# ---------------------------------------------------------------------------------------------------- synth
+def cmd_synth(args) -> int:
+    from .data import load_text_corpus, synthesize_dataset
+    from .pipelines.pipeline_utils import atomic_save_directory
+
+    texts = load_text_corpus(args.texts, limit=args.limit, seed=args.seed)
+    ds = synthesize_dataset(
+        texts,
+        voices=args.voices,
+        rates=args.rates,
+        pitches=args.pitches,
+        sampling_rate=args.sampling_rate,
+        assignment=args.assignment,
+        seed=args.seed,
+        cache_dir=args.cache_dir,
+        num_proc=args.num_proc,
+    )
+    atomic_save_directory(args.output, lambda tmp: ds.save_to_disk(str(tmp)))
+    hours = sum(ds["duration"]) / 3600
+    print(f"wrote {len(ds)} utterances ({hours:.2f} h of speech) to {args.output}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------- fit-tokenizer
+def _load_dataset_arg(spec: str, split: str | None = None):
+    """A folder written by `hf-slm synth` / `save_to_disk`, or a folder of audio files (datasets' audiofolder)."""
+    import datasets
+
+    path = Path(spec)
+    if not path.exists():
+        raise SystemExit(f"error: dataset {spec} does not exist")
+    if (path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists():
+        ds = datasets.load_from_disk(str(path))
+    else:
+        ds = datasets.load_dataset("audiofolder", data_dir=str(path))
+    if isinstance(ds, datasets.DatasetDict):
+        ds = ds[split or next(iter(ds))]
+    return ds
+
+
+def cmd_fit_tokenizer(args) -> int:
+    from transformers import AutoConfig
+
+    from .models.unit_tokenizer import KMeansUnitTokenizer, KMeansUnitTokenizerConfig, SpeechFeatureExtractor
+    from .pipelines.pipeline_utils import atomic_save_directory
+
+    ds = _load_dataset_arg(args.dataset)
+    if args.audio_column not in ds.column_names:
+        raise SystemExit(f"error: dataset {args.dataset} has no column {args.audio_column!r} ({ds.column_names})")
+    if args.frontend == "ssl":
+        if not args.ssl_model:
+            raise SystemExit("error: --frontend ssl needs --ssl-model (a local folder or Hub id of HuBERT/WavLM/...)")
+        tokenizer = KMeansUnitTokenizer.from_ssl_pretrained(args.ssl_model, layer=args.layer, num_units=args.num_units)
+        feature_extractor = SpeechFeatureExtractor(sampling_rate=AutoConfig.from_pretrained(args.ssl_model).to_dict().get("sampling_rate", 16000))
+    else:
+        tokenizer = KMeansUnitTokenizer(KMeansUnitTokenizerConfig(frontend="mfcc", num_units=args.num_units))
+        feature_extractor = SpeechFeatureExtractor(sampling_rate=tokenizer.config.sampling_rate)
+    tokenizer.to(args.device)
+    tokenizer.fit_on_dataset(
+        ds,
+        feature_extractor,
+        audio_column=args.audio_column,
+        batch_size=args.batch_size,
+        max_frames=args.max_frames,
+        seed=args.seed,
+    )
+
+    def write(tmp: Path) -> None:
+        tokenizer.save_pretrained(tmp)
+        feature_extractor.save_pretrained(tmp)
+
+    atomic_save_directory(args.output, write)
+    print(f"fitted k-means with {args.num_units} units on {len(ds)} utterances -> {args.output}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------- tokenize
+def load_speech_tokenizer(spec: str):
+    """`(feature_extractor, speech_tokenizer)` from a tokenizer folder, a pipeline folder / Hub id, or `default`."""
+    from transformers import AutoFeatureExtractor, AutoModel
+
+    from .pipelines import INDEX_FILE, SpeechLMPipeline, resolve_pipeline_path
+
+    path = resolve_pipeline_path(spec)
+    if (path / INDEX_FILE).exists():
+        pipe = SpeechLMPipeline.from_pretrained(str(path))
+        return pipe.feature_extractor, pipe.speech_tokenizer
+    return AutoFeatureExtractor.from_pretrained(str(path)), AutoModel.from_pretrained(str(path))
+
+
+def cmd_tokenize(args) -> int:
+    import torch
+    from tqdm.auto import tqdm
+
+    feature_extractor, tokenizer = load_speech_tokenizer(args.tokenizer)
+    tokenizer.to(args.device).eval()
+
+    def units_of(batch_audio):
+        inputs = feature_extractor(batch_audio, sampling_rate=None, return_tensors="pt")
+        with torch.no_grad():
+            out = tokenizer(
+                input_values=inputs["input_values"].to(args.device),
+                attention_mask=inputs["attention_mask"].to(args.device),
+            )
+        if args.deduplicate:
+            pairs = tokenizer.deduplicate(out.units, out.units_mask)
+            return [u.tolist() for u, _ in pairs], [d.tolist() for _, d in pairs]
+        return [u[m].tolist() for u, m in zip(out.units, out.units_mask)], None
+
+    if args.dataset:
+        from .pipelines.pipeline_utils import atomic_save_directory
+
+        ds = _load_dataset_arg(args.dataset)
+
+        def map_fn(batch):
+            units, durations = units_of(batch[args.audio_column])
+            result = {"units": units}
+            if durations is not None:
+                result["durations"] = durations
+            return result
+
+        ds = ds.map(map_fn, batched=True, batch_size=args.batch_size, desc="tokenising")
+        atomic_save_directory(args.output, lambda tmp: ds.save_to_disk(str(tmp)))
+        print(f"tokenised {len(ds)} utterances -> {args.output} (column 'units')")
+        return 0
+
+    files = [str(p) for p in args.inputs]
+    if not files:
+        raise SystemExit("error: give audio files or --dataset")
+    out_path = Path(args.output)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(f".{out_path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        for start in tqdm(range(0, len(files), args.batch_size), desc="tokenising", unit="batch"):
+            chunk = files[start : start + args.batch_size]
+            units, durations = units_of(chunk)
+            for i, path in enumerate(chunk):
+                row = {"path": path, "units": units[i]}
+                if durations is not None:
+                    row["durations"] = durations[i]
+                handle.write(json.dumps(row) + "\n")
+    os.replace(tmp, out_path)
+    print(f"tokenised {len(files)} files -> {out_path}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------- info
+def describe_pipeline(spec: str) -> dict:
+    """A JSON-able description of a pipeline variant or a single component folder."""
+    from transformers import AutoConfig
+
+    from .pipelines import INDEX_FILE, read_index, resolve_pipeline_path
+
+    path = resolve_pipeline_path(spec)
+    info: dict = {"path": str(path)}
+    sizes = {}
+    for f in path.rglob("*"):
+        if f.is_file():
+            top = f.relative_to(path).parts[0] if len(f.relative_to(path).parts) > 1 else "."
+            sizes[top] = sizes.get(top, 0) + f.stat().st_size
+    info["size_mb"] = round(sum(sizes.values()) / 1e6, 2)
+    if not (path / INDEX_FILE).exists():
+        config = AutoConfig.from_pretrained(str(path))
+        info["component"] = {"model_type": config.model_type, "architectures": config.architectures}
+        return info
+    index = read_index(path)
+    info["class"] = index.get("_class_name")
+    info["components"] = {}
+    for name, spec_ in index.items():
+        if name.startswith("_") or spec_ is None:
+            continue
+        entry = {"class": spec_ if isinstance(spec_, dict) else "/".join(map(str, spec_))}
+        cfg_file = path / name / "config.json"
+        if cfg_file.exists():
+            cfg = json.loads(cfg_file.read_text())
+            entry["model_type"] = cfg.get("model_type")
+            for key in ("num_units", "frontend", "sampling_rate", "text_vocab_size", "hop_length"):
+                if key in cfg:
+                    entry[key] = cfg[key]
+        entry["size_mb"] = round(sizes.get(name, 0) / 1e6, 2)
+        info["components"][name] = entry
+    return info
+
+
+def cmd_info(args) -> int:
+    info = describe_pipeline(args.pipeline)
+    if args.json:
+        print(json.dumps(info, indent=2, default=str))
+        return 0
+    print(f"{info.get('class', 'component')} at {info['path']} ({info['size_mb']} MB)")
+    for name, entry in info.get("components", {}).items():
+        extras = ", ".join(f"{k}={v}" for k, v in entry.items() if k not in ("class", "size_mb"))
+        print(f"  {name:<18} {entry['class']:<45} {entry['size_mb']:>7} MB  {extras}")
+    if "component" in info:
+        print(f"  {info['component']}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------- demo
+DEMO_TEXT = "the small dog runs to the red house and the children laugh"
+
+
+def cmd_demo(args) -> int:
+    from .data import EspeakSynthesizer
+    from .pipelines import SpeechLMPipeline
+    from .visualization import plot_speech_units
+
+    out = Path(args.output)
+    pipe = SpeechLMPipeline.from_pretrained(args.pipeline)
+    print(pipe)
+    speech = EspeakSynthesizer(voice=args.voice).synthesize(args.text)
+    write_wav(out / "input.wav", speech.waveform, speech.sampling_rate)
+    audio = {"array": speech.waveform, "sampling_rate": speech.sampling_rate}
+    frame_rate = pipe.speech_tokenizer.config.frame_rate
+    resynth = pipe.resynthesize(audio)
+    write_wav(out / "resynthesized.wav", resynth.waveforms[0], resynth.sampling_rate)
+    panels = [
+        ("input (espeak-ng)", speech.waveform, speech.sampling_rate, resynth.units[0].numpy(), frame_rate),
+        ("resynthesised from units", resynth.waveforms[0], resynth.sampling_rate, resynth.units[0].numpy(), frame_rate),
+    ]
+    written = [out / "input.wav", out / "resynthesized.wav"]
+    if pipe.components.get("language_model") is not None:
+        # the prompt is the first half of the utterance; the LM continues it
+        half = {"array": speech.waveform[: len(speech.waveform) // 2], "sampling_rate": speech.sampling_rate}
+        cont = pipe.continue_speech(half, max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed)
+        write_wav(out / "continuation.wav", cont.waveforms[0], cont.sampling_rate)
+        all_units = __import__("torch").cat([cont.prompt_units[0], cont.units[0]]).numpy()
+        panels.append(("prompt + LM continuation", cont.waveforms[0], cont.sampling_rate, all_units, frame_rate))
+        written.append(out / "continuation.wav")
+        print(f"continuation: {len(cont.units[0])} new units after a {len(cont.prompt_units[0])}-unit prompt")
+    png = plot_speech_units(panels, out / "demo.png", title=f"hf_slm demo: {pipe.name_or_path}")
+    units_line = " ".join(map(str, resynth.units[0][:40].tolist()))
+    print(f"text: {args.text!r}\nunits ({len(resynth.units[0])} at {frame_rate:g} Hz): {units_line} ...")
+    for path in written + [png]:
+        print(f"wrote {path}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------- main
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hf-slm", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("synth", help="text file -> speech dataset (espeak-ng, word timestamps)")
+    p.add_argument("--texts", default="builtin", help="'builtin', 'fortunes', 'wordnet' or a text file (one sentence a line)")
+    p.add_argument("--limit", type=int, default=None, help="at most this many sentences")
+    p.add_argument("--voices", type=_csv(str), default=["en-us"], help="comma-separated espeak-ng voices")
+    p.add_argument("--rates", type=_csv(int), default=[175], help="comma-separated speaking rates (words/min)")
+    p.add_argument("--pitches", type=_csv(int), default=[50], help="comma-separated pitches (0-99)")
+    p.add_argument("--assignment", default="cycle", choices=["cycle", "random", "product"])
+    p.add_argument("--sampling-rate", type=int, default=16000)
+    p.add_argument("--num-proc", type=int, default=1)
+    p.add_argument("--cache-dir", default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--output", required=True, help="dataset folder (datasets.save_to_disk)")
+    p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("fit-tokenizer", help="dataset -> fitted k-means unit tokenizer")
+    p.add_argument("--dataset", required=True, help="folder from `hf-slm synth` / save_to_disk, or a folder of audio files")
+    p.add_argument("--audio-column", default="audio")
+    p.add_argument("--frontend", choices=["mfcc", "ssl"], default="mfcc")
+    p.add_argument("--ssl-model", default=None, help="HuBERT / WavLM / wav2vec 2.0 folder or Hub id (--frontend ssl)")
+    p.add_argument("--layer", type=int, default=6, help="SSL hidden layer to quantise")
+    p.add_argument("--num-units", type=int, default=100)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--max-frames", type=int, default=500_000, help="subsample at most this many frames for k-means")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--output", required=True)
+    p.set_defaults(func=cmd_fit_tokenizer)
+
+    p = sub.add_parser("tokenize", help="audio files or a dataset -> units (JSONL or dataset)")
+    p.add_argument("inputs", nargs="*", type=Path, help="audio files")
+    p.add_argument("--tokenizer", default="default", help="tokenizer folder, pipeline folder / Hub id, or 'default'")
+    p.add_argument("--dataset", default=None, help="dataset folder instead of files")
+    p.add_argument("--audio-column", default="audio")
+    p.add_argument("--deduplicate", action="store_true", help="collapse repeated units and write their durations")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--output", required=True, help="JSONL file (files) or dataset folder (--dataset)")
+    p.set_defaults(func=cmd_tokenize)
+
+    p = sub.add_parser("info", help="describe a pipeline folder, Hub id, or component folder")
+    p.add_argument("pipeline", nargs="?", default="default")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("demo", help="run a pipeline end to end on espeak-ng speech; writes wav + PNG")
+    p.add_argument("--pipeline", default="default")
+    p.add_argument("--text", default=DEMO_TEXT)
+    p.add_argument("--voice", default="en-us")
+    p.add_argument("--max-new-tokens", type=int, default=150)
+    p.add_argument("--temperature", type=float, default=0.8)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--output", default="demo_out")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError, OSError) as err:
+        # errors that name the problem (bad audio, missing component, missing file) reach the user as one line
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
