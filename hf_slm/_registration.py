@@ -55,6 +55,11 @@ def register_component(
 def register_all() -> None:
     # Each family adds its block here, and only here.
     # --- unit_tokenizer ---
+    from .models.unit_tokenizer import KMeansUnitTokenizer, KMeansUnitTokenizerConfig, SpeechFeatureExtractor
+
+    register_component(
+        KMeansUnitTokenizerConfig, KMeansUnitTokenizer, ("AutoModel",), feature_extractor_class=SpeechFeatureExtractor
+    )
     # --- speech_lm ---
     # --- unit_vocoder ---
     pass

@@ -1,1 +1,16 @@
+"""Semantic unit tokenizers: speech -> frame features (MFCC or a self-supervised encoder) -> k-means unit ids."""
 
+from .configuration_unit_tokenizer import KMeansUnitTokenizerConfig
+from .feature_extraction_unit_tokenizer import AudioInputError, SpeechFeatureExtractor, load_audio
+from .kmeans import MiniBatchKMeans
+from .modeling_unit_tokenizer import KMeansUnitTokenizer, KMeansUnitTokenizerOutput
+
+__all__ = [
+    "AudioInputError",
+    "KMeansUnitTokenizer",
+    "KMeansUnitTokenizerConfig",
+    "KMeansUnitTokenizerOutput",
+    "MiniBatchKMeans",
+    "SpeechFeatureExtractor",
+    "load_audio",
+]
