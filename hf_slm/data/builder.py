@@ -1,0 +1,343 @@
+"""Turn a list of texts into a `datasets.Dataset` of espeak-ng speech with word timestamps, cached on disk."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import itertools
+import json
+import multiprocessing
+import os
+import shutil
+import socket
+import tempfile
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .espeak import EspeakSynthesizer, SynthesisResult, espeak_version
+
+#: Bump when the rows written for the same inputs change (columns, encoding, alignment rule).
+FORMAT_VERSION = 1
+ASSIGNMENTS = ("cycle", "random", "product")
+
+
+def default_cache_dir() -> Path:
+    """``$HF_SLM_CACHE/speech`` if ``HF_SLM_CACHE`` is set, else ``~/.cache/hf_slm/speech``."""
+    root = os.environ.get("HF_SLM_CACHE")
+    return Path(root).expanduser() / "speech" if root else Path.home() / ".cache" / "hf_slm" / "speech"
+
+
+def dataset_features(sampling_rate: int):
+    """The columns of `synthesize_dataset`'s output."""
+    from datasets import Audio, Features, List, Value
+
+    return Features(
+        {
+            "audio": Audio(sampling_rate=sampling_rate),
+            "text": Value("string"),
+            "voice": Value("string"),
+            "rate": Value("int32"),
+            "pitch": Value("int32"),
+            "words": List(Value("string")),
+            "word_start": List(Value("float32")),
+            "word_end": List(Value("float32")),
+            "duration": Value("float32"),
+        }
+    )
+
+
+def assign_voices(num_texts, voices, rates, pitches, assignment="cycle", seed=0) -> list[tuple[int, str, int, int]]:
+    """Which (text index, voice, rate, pitch) to synthesise.
+
+    - ``"cycle"``: text ``i`` gets combination ``i % n`` of ``product(voices, rates, pitches)``,
+      so every combination is used equally often (within one).
+    - ``"random"``: each text gets a combination drawn uniformly with ``numpy`` seeded by ``seed``.
+    - ``"product"``: every text is spoken with every combination (``len(texts) * n`` rows, text-major).
+    """
+    combinations = list(itertools.product(voices, rates, pitches))
+    if assignment == "cycle":
+        return [(i, *combinations[i % len(combinations)]) for i in range(num_texts)]
+    if assignment == "random":
+        picks = np.random.default_rng(seed).integers(0, len(combinations), size=num_texts)
+        return [(i, *combinations[int(pick)]) for i, pick in enumerate(picks)]
+    if assignment == "product":
+        return [(i, *combination) for i in range(num_texts) for combination in combinations]
+    raise ValueError(f"`assignment` must be one of {ASSIGNMENTS}, got {assignment!r}.")
+
+
+def _as_tuple(name, values):
+    if isinstance(values, (str, int, np.integer)):
+        values = (values,)
+    values = tuple(values)
+    if not values:
+        raise ValueError(f"`{name}` must not be empty.")
+    return values
+
+
+def _validate_texts(texts) -> list[str]:
+    if isinstance(texts, str):
+        raise TypeError("`texts` must be a list of strings, got a single str (wrap it in a list).")
+    texts = list(texts)
+    if not texts:
+        raise ValueError("`texts` is empty: there is nothing to synthesise.")
+    for index, text in enumerate(texts):
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError(f"`texts[{index}]` must be a non-empty string, got {text!r}.")
+    return texts
+
+
+def cache_key(texts, voices, rates, pitches, sampling_rate, assignment, seed) -> str:
+    """Hash of everything that determines the rows: inputs, espeak-ng version and `FORMAT_VERSION`."""
+    digest = hashlib.sha256()
+    header = {
+        "voices": list(voices),
+        "rates": [int(r) for r in rates],
+        "pitches": [int(p) for p in pitches],
+        "sampling_rate": int(sampling_rate),
+        "assignment": assignment,
+        "seed": int(seed),
+        "espeak": espeak_version(),
+        "format": FORMAT_VERSION,
+        "num_texts": len(texts),
+    }
+    digest.update(json.dumps(header, sort_keys=True).encode())
+    for text in texts:
+        digest.update(b"\x00" + text.encode("utf-8"))
+    return digest.hexdigest()[:24]
+
+
+# ------------------------------------------------------------------------------------------------
+# workers: espeak-ng only (no torch), so forking a process that has torch loaded stays safe
+_SYNTHESIZERS: dict[tuple, EspeakSynthesizer] = {}
+
+
+def _synthesize_job(job) -> tuple[int, np.ndarray, int, list, list, list]:
+    index, text, voice, rate, pitch = job
+    key = (voice, rate, pitch)
+    if key not in _SYNTHESIZERS:
+        _SYNTHESIZERS[key] = EspeakSynthesizer(voice, rate=rate, pitch=pitch)
+    result = _SYNTHESIZERS[key].synthesize(text)
+    pcm = np.round(result.waveform * 32768.0).clip(-32768, 32767).astype(np.int16)  # exact: espeak gives int16
+    return index, pcm, result.sampling_rate, result.words, result.word_start, result.word_end
+
+
+def _results(jobs, num_proc):
+    if num_proc == 1:
+        yield from map(_synthesize_job, jobs)
+        return
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    with multiprocessing.get_context(method).Pool(num_proc) as pool:
+        yield from pool.imap(_synthesize_job, jobs, chunksize=max(1, min(32, len(jobs) // (4 * num_proc))))
+
+
+# ------------------------------------------------------------------------------------------------
+class _Resampler:
+    """torchaudio resampling from espeak-ng's rate, one kernel per rate pair."""
+
+    def __init__(self, target_rate):
+        self.target_rate = target_rate
+        self._transforms = {}
+
+    def __call__(self, waveform: np.ndarray, rate: int) -> np.ndarray:
+        if rate == self.target_rate:
+            return waveform.astype(np.float32)
+        import torch
+        import torchaudio
+
+        if rate not in self._transforms:
+            self._transforms[rate] = torchaudio.transforms.Resample(rate, self.target_rate)
+        with torch.no_grad():
+            return self._transforms[rate](torch.from_numpy(waveform.astype(np.float32))).numpy()
+
+
+def _wav_bytes(waveform: np.ndarray, sampling_rate: int) -> bytes:
+    import io
+
+    import soundfile
+
+    buffer = io.BytesIO()
+    soundfile.write(buffer, np.clip(waveform, -1.0, 1.0), sampling_rate, format="WAV", subtype="PCM_16")
+    return buffer.getvalue()
+
+
+@contextlib.contextmanager
+def _datasets_progress_bars(enabled: bool):
+    import datasets
+
+    was_enabled = not datasets.are_progress_bars_disabled()
+    if not enabled:
+        datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if was_enabled and not enabled:
+            datasets.enable_progress_bars()
+
+
+def synthesize_dataset(
+    texts: Sequence[str],
+    voices: Sequence[str] | str = ("en-us",),
+    rates: Sequence[int] | int = (175,),
+    pitches: Sequence[int] | int = (50,),
+    sampling_rate: int = 16000,
+    assignment: str = "cycle",
+    seed: int = 0,
+    cache_dir: str | os.PathLike | None = None,
+    num_proc: int = 1,
+    show_progress: bool = True,
+):
+    """Speak every text with espeak-ng and return a `datasets.Dataset`, cached on disk.
+
+    Args:
+        texts (`Sequence[str]`): the sentences to speak (plain text).
+        voices, rates, pitches: espeak-ng voices (`list_voices()`), rates in words per minute
+            (80-450) and base pitches (0-99); see `assign_voices` for how they meet the texts.
+        sampling_rate (`int`, defaults to 16000): rate of the stored audio (espeak-ng's 22050 Hz is
+            resampled with torchaudio).
+        assignment (`str`, defaults to `"cycle"`): `"cycle"`, `"random"` or `"product"`.
+        seed (`int`): seed of the `"random"` assignment.
+        cache_dir (`str`, *optional*): where finished datasets are kept, one folder per cache key
+            (default `default_cache_dir()`). A second call with the same inputs loads that folder.
+        num_proc (`int`, defaults to 1): worker processes for synthesis (espeak-ng is one per process).
+        show_progress (`bool`, defaults to `True`): a tqdm bar over the utterances.
+
+    Returns:
+        `datasets.Dataset` with columns ``audio`` (`Audio(sampling_rate)`, stored as 16-bit WAV
+        bytes), ``text``, ``voice``, ``rate``, ``pitch``, ``words`` (list of str), ``word_start`` and
+        ``word_end`` (lists of float seconds) and ``duration`` (seconds), in the order of
+        `assign_voices`.
+
+    The folder is written by `save_to_disk` into a temporary folder beside the target and renamed
+    into place, so an interrupted run never leaves a half-written cache.
+    """
+    from datasets import load_from_disk
+
+    texts = _validate_texts(texts)
+    voices = _as_tuple("voices", voices)
+    rates = _as_tuple("rates", rates)
+    pitches = _as_tuple("pitches", pitches)
+    if isinstance(sampling_rate, bool) or not isinstance(sampling_rate, (int, np.integer)) or sampling_rate <= 0:
+        raise ValueError(f"`sampling_rate` must be a positive integer, got {sampling_rate!r}.")
+    if assignment not in ASSIGNMENTS:
+        raise ValueError(f"`assignment` must be one of {ASSIGNMENTS}, got {assignment!r}.")
+    if isinstance(num_proc, bool) or not isinstance(num_proc, int) or num_proc < 1:
+        raise ValueError(f"`num_proc` must be a positive integer, got {num_proc!r}.")
+    for voice, rate, pitch in itertools.product(voices, rates, pitches):
+        EspeakSynthesizer(voice, rate=rate, pitch=pitch)  # bad voice/rate/pitch fails here, before any work
+
+    cache_root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    target = cache_root / cache_key(texts, voices, rates, pitches, sampling_rate, assignment, seed)
+    if (target / "state.json").is_file():
+        return load_from_disk(str(target))
+
+    cache_root.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(cache_root)
+    jobs = [(index, texts[index], voice, int(rate), int(pitch)) for index, voice, rate, pitch in
+            assign_voices(len(texts), voices, rates, pitches, assignment, seed)]  # fmt: skip
+    temporary = cache_root / f".{target.name}.tmp-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        _build(jobs, sampling_rate, num_proc, show_progress, temporary)
+        try:
+            os.replace(temporary / "dataset", target)
+        except OSError:
+            if not (target / "state.json").is_file():  # not a concurrent builder that finished first
+                raise
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
+    return load_from_disk(str(target))
+
+
+def _build(jobs, sampling_rate, num_proc, show_progress, temporary: Path):
+    from datasets import Dataset
+    from tqdm.auto import tqdm
+
+    resample = _Resampler(sampling_rate)
+
+    def rows():
+        progress = tqdm(total=len(jobs), desc="espeak-ng", unit="utt", disable=not show_progress)
+        with progress:
+            for (_, text, voice, rate, pitch), (_, pcm, espeak_rate, words, starts, ends) in zip(
+                jobs, _results(jobs, num_proc), strict=True
+            ):  # imap keeps the order of the jobs
+                waveform = resample(pcm.astype(np.float32) / 32768.0, espeak_rate)
+                yield {
+                    "audio": {"bytes": _wav_bytes(waveform, sampling_rate), "path": None},
+                    "text": text,
+                    "voice": voice,
+                    "rate": rate,
+                    "pitch": pitch,
+                    "words": words,
+                    "word_start": starts,
+                    "word_end": ends,
+                    "duration": len(waveform) / sampling_rate,
+                }
+                progress.update(1)
+
+    temporary.mkdir(parents=True)
+    with _datasets_progress_bars(False):
+        dataset = Dataset.from_generator(
+            rows, features=dataset_features(sampling_rate), cache_dir=str(temporary / "build"),
+            fingerprint=uuid.uuid4().hex,
+        )  # fmt: skip
+        dataset.save_to_disk(str(temporary / "dataset"))
+    del dataset
+
+
+def _remove_stale_temporaries(cache_root: Path):
+    """Remove temporary folders of builds on this host whose process is gone (killed mid-build)."""
+    host = socket.gethostname()
+    for path in cache_root.glob(".*.tmp-*"):
+        try:
+            rest = path.name.split(".tmp-", 1)[1]
+            owner_host, pid, _ = rest.rsplit("-", 2)
+            if owner_host != host:
+                continue
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except (ValueError, IndexError, PermissionError):
+            continue
+
+
+def synthesize_to_wav(text: str, path: str | os.PathLike, sampling_rate: int | None = None, **voice) -> SynthesisResult:
+    """Speak ``text`` into a WAV file (16-bit PCM) and return the `SynthesisResult`.
+
+    ``voice`` takes `EspeakSynthesizer`'s arguments (``voice``, ``rate``, ``pitch``, ``word_gap``).
+    ``sampling_rate`` resamples from espeak-ng's 22050 Hz. The file is written next to ``path``
+    under a temporary name and renamed, so a crash never leaves a truncated file.
+    """
+    import soundfile
+
+    result = EspeakSynthesizer(**voice).synthesize(text)
+    if sampling_rate is not None and sampling_rate != result.sampling_rate:
+        if isinstance(sampling_rate, bool) or not isinstance(sampling_rate, (int, np.integer)) or sampling_rate <= 0:
+            raise ValueError(f"`sampling_rate` must be a positive integer, got {sampling_rate!r}.")
+        result.waveform = _Resampler(int(sampling_rate))(result.waveform, result.sampling_rate)
+        result.sampling_rate = int(sampling_rate)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp.wav", dir=path.parent)
+    os.close(handle)
+    try:
+        soundfile.write(temporary, np.clip(result.waveform, -1.0, 1.0), result.sampling_rate, subtype="PCM_16")
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+    return result
+
+
+__all__ = [
+    "ASSIGNMENTS",
+    "FORMAT_VERSION",
+    "assign_voices",
+    "cache_key",
+    "dataset_features",
+    "default_cache_dir",
+    "synthesize_dataset",
+    "synthesize_to_wav",
+]

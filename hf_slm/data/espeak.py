@@ -1,0 +1,533 @@
+"""A ctypes binding to libespeak-ng: waveform plus exact word timestamps, reproducibly.
+
+Why ctypes and not the ``espeak-ng`` command line: the library reports a WORD event with the exact
+sample at which each word starts, which the command line throws away.
+
+Why the library is reloaded for every utterance: espeak-ng keeps synthesis state in C globals that
+no API call resets (the pitch-flutter phase, the roughness cycle counter, the gain control, libc
+``rand()`` for breath noise). Two calls with the same text therefore give slightly different
+audio, even different lengths. Unloading the library (``dlclose``) and loading it again restores
+every global to its initial value; with ``srand(0)`` before synthesis, the same text, voice, rate
+and pitch give the identical waveform in any process, in any order. The reload costs about 4 ms
+per utterance on one CPU core (synthesis itself is about 1000x real time).
+
+Where the library and its data live:
+
+- ``HF_SLM_ESPEAK_LIBRARY``: path of ``libespeak-ng.so.1`` (default: ``ctypes.util.find_library``).
+- ``ESPEAK_DATA_PATH``: the ``espeak-ng-data`` folder or its parent (default: compiled into the
+  library, ``/usr/lib/x86_64-linux-gnu/espeak-ng-data`` on Debian).
+"""
+
+from __future__ import annotations
+
+import bisect
+import ctypes
+import ctypes.util
+import os
+import re
+import shutil
+import tempfile
+import threading
+from dataclasses import dataclass, field
+
+import numpy as np
+
+# --- constants from espeak-ng's speak_lib.h (API revision 12) ------------------------------------
+_AUDIO_OUTPUT_SYNCHRONOUS = 2
+_INITIALIZE_DONT_EXIT = 0x8000
+_CHARS_UTF8 = 1
+_POS_CHARACTER = 1
+_EE_OK, _EE_NOT_FOUND = 0, 2
+_EVENT_LIST_TERMINATED, _EVENT_WORD = 0, 1
+_PARAM_RATE, _PARAM_PITCH, _PARAM_WORDGAP = 1, 3, 7
+
+#: espeak-ng's accepted speaking rates, in words per minute (``espeakRATE_MINIMUM/MAXIMUM``).
+MIN_RATE, MAX_RATE = 80, 450
+#: Base pitch range accepted here (espeak-ng's scale; 50 is the voice's normal pitch).
+MIN_PITCH, MAX_PITCH = 0, 99
+#: Largest word gap accepted, in units of 10 ms (a full second).
+MAX_WORD_GAP = 100
+
+_INSTALL_HINT = (
+    "Install espeak-ng (`apt-get install espeak-ng` on Debian/Ubuntu, `brew install espeak-ng` on macOS), "
+    "or point HF_SLM_ESPEAK_LIBRARY at libespeak-ng.so.1 and ESPEAK_DATA_PATH at its espeak-ng-data folder."
+)
+
+
+class EspeakError(RuntimeError):
+    """espeak-ng could not be loaded or failed to synthesise."""
+
+
+class _Event(ctypes.Structure):
+    # espeak_EVENT: the union `id` is 8 bytes (char string[8] / pointer / int).
+    _fields_ = [
+        ("type", ctypes.c_int),
+        ("unique_identifier", ctypes.c_uint),
+        ("text_position", ctypes.c_int),  # 1-based character index into the text
+        ("length", ctypes.c_int),
+        ("audio_position", ctypes.c_int),  # milliseconds (rounded)
+        ("sample", ctypes.c_int),  # exact sample index from the start of this message
+        ("user_data", ctypes.c_void_p),
+        ("id", ctypes.c_char * 8),
+    ]
+
+
+class _Voice(ctypes.Structure):
+    _fields_ = [
+        ("name", ctypes.c_char_p),
+        ("languages", ctypes.c_void_p),  # (priority byte + NUL-terminated string)*, then NUL
+        ("identifier", ctypes.c_char_p),
+        ("gender", ctypes.c_ubyte),
+        ("age", ctypes.c_ubyte),
+        ("variant", ctypes.c_ubyte),
+        ("xx1", ctypes.c_ubyte),
+        ("score", ctypes.c_int),
+        ("spare", ctypes.c_void_p),
+    ]
+
+
+_SynthCallback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.POINTER(_Event))
+
+# espeak-ng is a process-wide singleton (C globals): every use goes through this lock.
+_LOCK = threading.Lock()
+_PRIVATE_COPY: dict[int, str] = {}  # pid -> path of this process's private copy of the library
+_VOICES_CACHE: list | None = None
+_INFO_CACHE: tuple[str, str] | None = None
+_LIBC = ctypes.CDLL(None)
+
+
+def _reset_lock_after_fork():
+    # A fork while another thread held the lock would leave the child's copy locked forever.
+    global _LOCK
+    _LOCK = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_lock_after_fork)
+
+
+def _library_path() -> str:
+    override = os.environ.get("HF_SLM_ESPEAK_LIBRARY")
+    if override:
+        if not os.path.isfile(override):
+            raise EspeakError(f"HF_SLM_ESPEAK_LIBRARY={override!r} is not a file. {_INSTALL_HINT}")
+        return override
+    found = ctypes.util.find_library("espeak-ng")
+    if found is None:
+        raise EspeakError(f"libespeak-ng was not found on this machine. {_INSTALL_HINT}")
+    return found
+
+
+def _private_library_path() -> str:
+    """A copy of the library that only this module opens, so ``dlclose`` really unloads it.
+
+    If anything else in the process (another binding) held the shared library open, ``dlclose``
+    would leave it loaded and synthesis would silently stop being reproducible.
+    """
+    pid = os.getpid()
+    if pid not in _PRIVATE_COPY:
+        source = _library_path()
+        if os.sep not in source:  # a soname such as "libespeak-ng.so.1": resolve it through the loader
+            try:
+                probe = ctypes.CDLL(source)
+            except OSError as error:
+                raise EspeakError(f"Could not load {source}: {error}. {_INSTALL_HINT}") from error
+            source = _loaded_path(probe) or source
+        folder = tempfile.mkdtemp(prefix="hf_slm_espeak_")
+        target = os.path.join(folder, "libespeak-ng-private.so")
+        if os.sep in source:
+            shutil.copyfile(source, target)
+        else:  # could not resolve a file: fall back to the shared library
+            target = source
+        _PRIVATE_COPY[pid] = target
+        import atexit
+
+        atexit.register(_remove_private_copy, pid, folder)
+    return _PRIVATE_COPY[pid]
+
+
+def _remove_private_copy(pid: int, folder: str):
+    if os.getpid() == pid:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _loaded_path(library: ctypes.CDLL) -> str | None:
+    """The file behind a loaded library (Linux: from /proc/self/maps)."""
+    try:
+        with open("/proc/self/maps") as maps:
+            for line in maps:
+                parts = line.split(maxsplit=5)
+                if len(parts) == 6 and os.path.basename(parts[5].strip()).startswith("libespeak-ng"):
+                    return parts[5].strip()
+    except OSError:
+        pass
+    return None
+
+
+def _data_path() -> bytes | None:
+    path = os.environ.get("ESPEAK_DATA_PATH")
+    if not path:
+        return None
+    if not (os.path.isfile(os.path.join(path, "phontab")) or os.path.isfile(os.path.join(path, "espeak-ng-data", "phontab"))):
+        raise EspeakError(
+            f"ESPEAK_DATA_PATH={path!r} holds no espeak-ng data (no phontab in it or in its espeak-ng-data/). {_INSTALL_HINT}"
+        )
+    return os.fsencode(path)
+
+
+class _Session:
+    """One load-initialise-use-unload cycle of the library; use only under ``_LOCK``."""
+
+    def __enter__(self):
+        path = _private_library_path()
+        try:
+            self.lib = ctypes.CDLL(path)
+        except OSError as error:
+            raise EspeakError(f"Could not load {path}: {error}. {_INSTALL_HINT}") from error
+        lib = self.lib
+        lib.espeak_Initialize.restype = ctypes.c_int
+        lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
+        lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
+        lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
+        lib.espeak_Synth.argtypes = [
+            ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int, ctypes.c_uint, ctypes.c_uint,
+            ctypes.c_void_p, ctypes.c_void_p,
+        ]  # fmt: skip
+        lib.espeak_ListVoices.restype = ctypes.POINTER(ctypes.POINTER(_Voice))
+        lib.espeak_ListVoices.argtypes = [ctypes.c_void_p]
+        lib.espeak_Info.restype = ctypes.c_char_p
+        lib.espeak_Info.argtypes = [ctypes.POINTER(ctypes.c_char_p)]
+        self.sampling_rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, _data_path(), _INITIALIZE_DONT_EXIT)
+        if self.sampling_rate <= 0:
+            self._unload()
+            raise EspeakError(f"espeak_Initialize failed (espeak-ng data not found or unreadable). {_INSTALL_HINT}")
+        return self
+
+    def __exit__(self, *exc):
+        self.lib.espeak_Terminate()
+        self._unload()
+
+    def _unload(self):
+        import _ctypes
+
+        handle = self.lib._handle
+        del self.lib
+        _ctypes.dlclose(handle)
+
+
+@dataclass(frozen=True)
+class VoiceInfo:
+    """One espeak-ng voice: ``name`` or any of ``languages`` can be given to `EspeakSynthesizer`."""
+
+    name: str
+    identifier: str
+    languages: tuple[str, ...]
+    gender: str
+    age: int
+
+
+def list_voices(language: str | None = None) -> list[VoiceInfo]:
+    """Voices installed with espeak-ng, optionally those whose language starts with ``language``.
+
+    Variants are added with ``+``: ``"en-us+f3"`` (female 3), ``"en+m2"``, ``"en+whisper"``; their
+    files are in ``espeak-ng-data/voices/!v``.
+
+    >>> from hf_slm.data import list_voices
+    >>> "en-us" in {lang for voice in list_voices("en") for lang in voice.languages}
+    True
+    """
+    global _VOICES_CACHE
+    if _VOICES_CACHE is None:
+        with _LOCK, _Session() as session:
+            voices = []
+            array = session.lib.espeak_ListVoices(None)
+            index = 0
+            while array[index]:
+                voice = array[index].contents
+                voices.append(
+                    VoiceInfo(
+                        name=voice.name.decode("utf-8", "replace"),
+                        identifier=(voice.identifier or b"").decode("utf-8", "replace"),
+                        languages=_parse_languages(voice.languages),
+                        gender={1: "male", 2: "female"}.get(voice.gender, "none"),
+                        age=int(voice.age),
+                    )
+                )
+                index += 1
+        _VOICES_CACHE = voices
+    if language is None:
+        return list(_VOICES_CACHE)
+    prefix = language.lower()
+    return [voice for voice in _VOICES_CACHE if any(lang.lower().startswith(prefix) for lang in voice.languages)]
+
+
+def _parse_languages(pointer: int | None) -> tuple[str, ...]:
+    languages, offset = [], 0
+    while pointer:
+        if ctypes.string_at(pointer + offset, 1) == b"\x00":  # the priority byte of a terminator
+            break
+        name = ctypes.string_at(pointer + offset + 1)  # skip the priority byte
+        languages.append(name.decode("utf-8", "replace"))
+        offset += 2 + len(name)
+    return tuple(languages)
+
+
+def _library_info() -> tuple[str, str]:
+    global _INFO_CACHE
+    if _INFO_CACHE is None:
+        with _LOCK, _Session() as session:
+            data_path = ctypes.c_char_p()
+            version = session.lib.espeak_Info(ctypes.byref(data_path)).decode()
+            _INFO_CACHE = (version, os.fsdecode(data_path.value or b""))
+    return _INFO_CACHE
+
+
+def espeak_version() -> str:
+    """The version string of the loaded libespeak-ng (``"1.51"``); part of the dataset cache key."""
+    return _library_info()[0]
+
+
+def list_variants() -> list[str]:
+    """Voice variants (``"f3"``, ``"m2"``, ``"whisper"``...) that can follow a voice after ``+``."""
+    folder = os.path.join(_library_info()[1], "voices", "!v")
+    return sorted(name for name in os.listdir(folder) if os.path.isfile(os.path.join(folder, name))) if os.path.isdir(folder) else []
+
+
+def _resolve_voice(voice: str) -> str:
+    """The name to give espeak_SetVoiceByName for ``voice`` (a name, identifier or language, plus ``+variant``).
+
+    espeak_SetVoiceByName knows names and identifiers ("en-us" matches "gmw/en-US") but not every
+    language ("en-gb" is the language of "gmw/en"), and silently ignores an unknown variant.
+    """
+    base, _, variant = voice.partition("+")
+    if variant and variant not in list_variants():
+        raise ValueError(
+            f"Unknown espeak-ng voice variant {variant!r} in {voice!r}. "
+            "`hf_slm.data.list_variants()` lists them (e.g. 'f3', 'm2', 'whisper')."
+        )
+    base_lower = base.strip().lower()
+    candidates = []
+    for info in list_voices():
+        identifier = info.identifier.lower()
+        if base_lower in (info.name.lower(), identifier, identifier.rsplit("/", 1)[-1]):
+            return info.identifier + (f"+{variant}" if variant else "")
+        if base_lower in (language.lower() for language in info.languages):
+            candidates.append(info)
+    if candidates:  # the voice that lists this language first (espeak-ng's own preference)
+        best = min(candidates, key=lambda info: [lang.lower() for lang in info.languages].index(base_lower))
+        return best.identifier + (f"+{variant}" if variant else "")
+    raise ValueError(
+        f"Unknown espeak-ng voice {voice!r}. List the installed voices with `hf_slm.data.list_voices()` "
+        "(or `espeak-ng --voices`); variants are added with '+', e.g. 'en-us+f3'."
+    )
+
+
+@dataclass
+class SynthesisResult:
+    """Audio of one utterance and where each spoken word lies in it.
+
+    Attributes:
+        waveform (`np.ndarray` of float32, shape `(num_samples,)`): mono audio in [-1, 1].
+        sampling_rate (`int`): espeak-ng's native rate, 22050 Hz.
+        words (`list[str]`): the written words espeak-ng spoke, one entry per espeak-ng word, in
+            speaking order, without surrounding punctuation (``"don't"`` stays whole, ``"world."``
+            becomes ``"world"``; a pair espeak-ng speaks as one word is one entry, ``"on the"``).
+        word_start (`list[float]`): seconds where each word starts (espeak-ng's WORD event sample).
+        word_end (`list[float]`): seconds where each word's audio ends (see `EspeakSynthesizer`).
+    """
+
+    waveform: np.ndarray
+    sampling_rate: int
+    words: list[str] = field(default_factory=list)
+    word_start: list[float] = field(default_factory=list)
+    word_end: list[float] = field(default_factory=list)
+
+    @property
+    def duration(self) -> float:
+        return len(self.waveform) / self.sampling_rate
+
+
+class EspeakSynthesizer:
+    """Text to speech with espeak-ng, with exact word timestamps.
+
+    Args:
+        voice (`str`, *optional*, defaults to `"en-us"`):
+            A voice name, a language (``"en-us"``, ``"en-gb"``, ``"fr"``) or a language plus variant
+            (``"en-us+f3"``). `list_voices()` lists them.
+        rate (`int`, *optional*, defaults to 175):
+            Speaking rate in words per minute, 80 to 450 (espeak-ng's default is 175).
+        pitch (`int`, *optional*, defaults to 50):
+            Base pitch, 0 to 99; 50 is the voice's normal pitch.
+        word_gap (`int`, *optional*, defaults to 0):
+            Extra pause between words in units of 10 ms (at the default rate), 0 to 100.
+        silence_threshold_db (`float`, *optional*, defaults to -40.0):
+            Where a word's audio ends: the end of the last 5 ms frame, before the next word starts,
+            whose RMS is within this many dB of the loudest frame of the utterance. Trailing
+            silence (pauses at commas and sentence ends) is thus not counted as part of the word.
+
+    Timestamps: espeak-ng emits a WORD event holding the exact output sample where the word starts;
+    that sample is the word's start. One entry per WORD event: a written token that espeak-ng
+    speaks as several words (``"42"`` -> "forty two") is one entry starting at its first spoken
+    word, and frequent pairs that espeak-ng speaks as one word (``"on the"``, ``"in the"``,
+    ``"of the"``) are one entry holding both. Tokens espeak-ng does not speak (a lone dash) are not
+    listed. Starts are non-decreasing, ``start <= end <= next start``, and every value lies inside
+    the audio.
+
+    Example:
+
+    ```python
+    >>> from hf_slm.data import EspeakSynthesizer
+    >>> result = EspeakSynthesizer("en-us", rate=175).synthesize("Hello world.")
+    >>> result.words, result.sampling_rate
+    (['Hello', 'world'], 22050)
+    ```
+    """
+
+    def __init__(self, voice="en-us", rate=175, pitch=50, word_gap=0, silence_threshold_db=-40.0):
+        if not isinstance(voice, str) or not voice.strip():
+            raise ValueError(f"`voice` must be a non-empty string, got {voice!r}.")
+        for name, value, low, high in (
+            ("rate", rate, MIN_RATE, MAX_RATE),
+            ("pitch", pitch, MIN_PITCH, MAX_PITCH),
+            ("word_gap", word_gap, 0, MAX_WORD_GAP),
+        ):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not low <= value <= high:
+                raise ValueError(f"`{name}` must be an integer in [{low}, {high}], got {value!r}.")
+        if not silence_threshold_db < 0:
+            raise ValueError(f"`silence_threshold_db` must be negative, got {silence_threshold_db!r}.")
+        self.voice = voice
+        self.rate = int(rate)
+        self.pitch = int(pitch)
+        self.word_gap = int(word_gap)
+        self.silence_threshold_db = float(silence_threshold_db)
+        self._espeak_name = _resolve_voice(voice)
+        with _LOCK, _Session() as session:
+            self._select_voice(session)  # fail now, not on the first utterance
+            self.sampling_rate = session.sampling_rate
+
+    def __repr__(self):
+        return (
+            f"{type(self).__name__}(voice={self.voice!r}, rate={self.rate}, pitch={self.pitch}, word_gap={self.word_gap})"
+        )
+
+    def _select_voice(self, session: _Session):
+        status = session.lib.espeak_SetVoiceByName(self._espeak_name.encode("utf-8"))
+        if status != _EE_OK:
+            raise EspeakError(f"espeak_SetVoiceByName({self._espeak_name!r}) failed for voice {self.voice!r}.")
+        for parameter, value in ((_PARAM_RATE, self.rate), (_PARAM_PITCH, self.pitch), (_PARAM_WORDGAP, self.word_gap)):
+            if session.lib.espeak_SetParameter(parameter, value, 0) != _EE_OK:
+                raise EspeakError(f"espeak_SetParameter({parameter}, {value}) failed.")
+
+    def synthesize(self, text: str) -> SynthesisResult:
+        """Speak ``text`` (plain UTF-8 text, no SSML) and return the audio with word timestamps."""
+        if not isinstance(text, str):
+            raise TypeError(f"`text` must be a str, got {type(text).__name__}.")
+        if not text.strip():
+            raise ValueError("`text` is empty or whitespace only: there is nothing to synthesise.")
+        if "\x00" in text:
+            raise ValueError("`text` contains a NUL character, which espeak-ng would treat as the end of the text.")
+        chunks: list[np.ndarray] = []
+        events: list[tuple[int, int]] = []  # (text_position, sample) of WORD events
+
+        def on_audio(wav, num_samples, event_pointer):
+            if wav and num_samples > 0:
+                chunks.append(np.ctypeslib.as_array(wav, shape=(num_samples,)).copy())
+            index = 0
+            while event_pointer[index].type != _EVENT_LIST_TERMINATED:
+                event = event_pointer[index]
+                if event.type == _EVENT_WORD:
+                    events.append((event.text_position, event.sample))
+                index += 1
+            return 0
+
+        callback = _SynthCallback(on_audio)  # keep a reference while espeak-ng may call it
+        encoded = text.encode("utf-8")
+        with _LOCK, _Session() as session:
+            session.lib.espeak_SetSynthCallback(callback)
+            self._select_voice(session)
+            _LIBC.srand(0)  # espeak-ng draws breath noise from libc rand()
+            status = session.lib.espeak_Synth(encoded, len(encoded) + 1, 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None)
+            sampling_rate = session.sampling_rate
+        if status != _EE_OK:
+            raise EspeakError(f"espeak_Synth failed with status {status} for text {text[:80]!r}.")
+        pcm = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int16)
+        waveform = pcm.astype(np.float32) / 32768.0
+        words, starts, ends = _word_alignment(text, events, waveform, sampling_rate, self.silence_threshold_db)
+        return SynthesisResult(waveform, sampling_rate, words, starts, ends)
+
+    __call__ = synthesize
+
+
+_TOKEN = re.compile(r"\S+")
+_EDGE_PUNCTUATION = "\"'`.,;:!?()[]{}<>«»“”‘’„‚…—–-¡¿*_/\\|~"
+
+
+def _word_alignment(text, events, waveform, sampling_rate, threshold_db):
+    """Map WORD events to written tokens; return words, start and end times in seconds.
+
+    Each token with a WORD event starts an entry; a spoken token without one (espeak-ng speaks
+    frequent pairs such as "on the" as one word) joins the entry before it; tokens without letters
+    or digits and without an event (a lone dash) are unspoken and dropped.
+    """
+    tokens = [(match.start(), match.end()) for match in _TOKEN.finditer(text)]
+    token_starts = [start for start, _ in tokens]
+    first_sample: dict[int, int] = {}  # token index -> earliest WORD-event sample
+    num_samples = len(waveform)
+    for text_position, sample in events:
+        char = text_position - 1  # espeak counts characters from 1
+        index = bisect.bisect_right(token_starts, char) - 1
+        if index < 0 or char >= tokens[index][1]:
+            continue  # the event points at whitespace (espeak-ng emits these around abbreviations)
+        sample = min(max(int(sample), 0), num_samples)
+        first_sample[index] = min(sample, first_sample.get(index, sample))
+    groups: list[list[str]] = []
+    start_samples: list[int] = []
+    prefix: list[str] = []  # spoken tokens before the first event (attached to the first entry)
+    for index, (begin, end) in enumerate(tokens):
+        token = text[begin:end]
+        if index in first_sample:
+            groups.append(prefix + [token])
+            start_samples.append(first_sample[index])
+            prefix = []
+        elif any(char.isalnum() for char in token):
+            (groups[-1] if groups else prefix).append(token)
+    start_samples = np.maximum.accumulate(start_samples).tolist() if start_samples else []  # guard: never decreasing
+    end_samples = _trim_trailing_silence(waveform, start_samples, sampling_rate, threshold_db)
+    words = [" ".join(token.strip(_EDGE_PUNCTUATION) or token for token in group) for group in groups]
+    to_seconds = 1.0 / sampling_rate
+    return words, [s * to_seconds for s in start_samples], [e * to_seconds for e in end_samples]
+
+
+def _trim_trailing_silence(waveform, start_samples, sampling_rate, threshold_db):
+    frame = max(1, int(round(0.005 * sampling_rate)))
+    num_frames = -(-len(waveform) // frame)
+    padded = np.zeros(num_frames * frame, dtype=np.float64)
+    padded[: len(waveform)] = waveform
+    rms = np.sqrt(np.mean(padded.reshape(num_frames, frame) ** 2, axis=1)) if num_frames else np.zeros(0)
+    loud = rms >= (rms.max() if len(rms) else 0.0) * 10 ** (threshold_db / 20.0)
+    loud &= rms > 0
+    ends = []
+    boundaries = start_samples[1:] + [len(waveform)]
+    for start, stop in zip(start_samples, boundaries):
+        first_frame, last_frame = start // frame, -(-stop // frame)
+        loud_frames = np.flatnonzero(loud[first_frame:last_frame])
+        if len(loud_frames) == 0:
+            ends.append(start)  # the word produced no audible sound
+        else:
+            ends.append(int(min(max((first_frame + int(loud_frames[-1]) + 1) * frame, start), stop)))
+    return ends
+
+
+__all__ = [
+    "EspeakError",
+    "EspeakSynthesizer",
+    "SynthesisResult",
+    "VoiceInfo",
+    "espeak_version",
+    "list_variants",
+    "list_voices",
+    "MIN_RATE",
+    "MAX_RATE",
+    "MIN_PITCH",
+    "MAX_PITCH",
+]
