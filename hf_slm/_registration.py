@@ -61,6 +61,11 @@ def register_all() -> None:
         KMeansUnitTokenizerConfig, KMeansUnitTokenizer, ("AutoModel",), feature_extractor_class=SpeechFeatureExtractor
     )
     # --- speech_lm ---
+    from .models.speech_lm import SpeechLMConfig, SpeechLMForCausalLM, SpeechLMProcessor
+
+    register_component(
+        SpeechLMConfig, SpeechLMForCausalLM, ("AutoModelForCausalLM", "AutoModel"), processor_class=SpeechLMProcessor
+    )
     # --- unit_vocoder ---
     pass
 

@@ -1,3 +1,4 @@
 """One folder per component family; each folder is self-contained so it can travel as remote code."""
 # Each family adds one `from .family import *` line here.
 from .unit_tokenizer import *  # noqa: F401,F403
+from .speech_lm import *  # noqa: F401,F403

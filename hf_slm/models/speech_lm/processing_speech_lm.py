@@ -1,0 +1,545 @@
+"""`SpeechLMProcessor`: units and / or text -> model inputs in the four SUTLM modes, with labels for training."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from transformers.dynamic_module_utils import custom_object_save
+from transformers.feature_extraction_utils import BatchFeature
+from transformers.processing_utils import ProcessingKwargs, ProcessorMixin
+from transformers.utils import PROCESSOR_NAME, cached_file
+
+from .configuration_speech_lm import SpeechLMConfig, SpeechLMVocabularyLayout
+
+MODES = ("speech", "text", "concat", "interleave")
+_MODALITIES = ("speech", "text")
+# Batch-level tokenizer options that make no sense for the text pieces the processor tokenizes one by one.
+_BATCH_TEXT_KWARGS = (
+    "padding",
+    "padding_side",
+    "truncation",
+    "max_length",
+    "pad_to_multiple_of",
+    "return_tensors",
+    "return_attention_mask",
+    "return_token_type_ids",
+)
+
+
+class SpeechLMProcessorKwargs(ProcessingKwargs, total=False):
+    """`text_kwargs` go to the text tokenizer, called once per text piece (defaults: `add_special_tokens=False`,
+    since the processor writes `<s>` / `</s>` / markers itself)."""
+
+
+class SpeechLMProcessor(ProcessorMixin):
+    r"""
+    Builds [`SpeechLMForCausalLM`] inputs from speech units and / or text, in the four SUTLM modes:
+
+    | mode | sequence (`use_modality_tokens=True`) |
+    |---|---|
+    | `"speech"` | `<s> [Speech] u_1 ... u_T </s>` |
+    | `"text"` | `<s> [Text] t_1 ... t_N </s>` |
+    | `"concat"` | `<s> [Speech] u_1 ... u_T [Text] t_1 ... t_N </s>` (or text first: `first_modality="text"`) |
+    | `"interleave"` | `<s> [Text] the cat [Speech] u_k ... u_m [Text] on the mat </s>`: the modality switches at word
+      boundaries (SpiRit-LM) with probability `switch_probability`, using the word timestamps |
+
+    Task / language tags (`task="[ASR]"`) follow `<s>`. A text containing `audio_token` (`"<|speech|>"`) is a
+    template: each placeholder is replaced by `[Speech]` and the units of the next utterance, so it expands to
+    as many tokens as the utterance has unit frames (as transformers' CSM processor expands its audio token).
+
+    The inputs are what the pipeline and the data builder produce: units as 1-D integer sequences (one per
+    utterance, at `frame_rate` Hz), text strings, and the word timestamps of the data builder (`words`,
+    `word_start`, `word_end`, in seconds).
+
+    Args:
+        tokenizer (`PreTrainedTokenizerBase`, *optional*):
+            The text tokenizer; not needed by speech-only (GSLM) models. Its ids must be `< text_vocab_size`.
+        text_vocab_size, num_units, task_tokens, use_modality_tokens:
+            The vocabulary layout, as in [`SpeechLMConfig`] (build both from one config with
+            [`~SpeechLMProcessor.from_config`]).
+        frame_rate (`float`, *optional*, defaults to 50.0):
+            Units per second of the speech tokenizer (HuBERT / MFCC units: 50 Hz); maps word times to unit frames.
+        switch_probability (`float`, *optional*, defaults to 0.5):
+            Interleaving: probability of switching modality at each word boundary.
+        audio_token (`str`, *optional*, defaults to `"<|speech|>"`):
+            Placeholder for an utterance's units in template texts.
+        padding_side (`str`, *optional*, defaults to `"right"`):
+            Side on which batches are padded (`"left"` for generation prompts).
+        chat_template (`str`, *optional*): Unused; accepted for `ProcessorMixin` compatibility.
+
+    Example:
+
+    ```python
+    >>> import torch
+    >>> from hf_slm import SpeechLMConfig, SpeechLMProcessor
+    >>> processor = SpeechLMProcessor.from_config(SpeechLMConfig(num_units=100))
+    >>> batch = processor(units=[torch.tensor([5, 5, 7]), torch.tensor([1])], return_labels=True)
+    >>> batch["input_ids"].tolist()
+    [[101, 103, 5, 5, 7, 102], [101, 103, 1, 102, 100, 100]]
+    >>> batch["labels"][1].tolist()
+    [101, 103, 1, 102, -100, -100]
+    ```
+    """
+
+    valid_processor_kwargs = SpeechLMProcessorKwargs
+    text_kwargs = {"add_special_tokens": False}
+
+    def __init__(
+        self,
+        tokenizer=None,
+        text_vocab_size: int = 0,
+        num_units: int = 100,
+        task_tokens: list[str] | None = None,
+        use_modality_tokens: bool = True,
+        frame_rate: float = 50.0,
+        switch_probability: float = 0.5,
+        audio_token: str = "<|speech|>",
+        padding_side: str = "right",
+        chat_template=None,
+    ):
+        self.layout = SpeechLMVocabularyLayout(
+            text_vocab_size=text_vocab_size,
+            num_units=num_units,
+            task_tokens=tuple(task_tokens or ()),
+            use_modality_tokens=bool(use_modality_tokens),
+        )
+        if not isinstance(frame_rate, (int, float)) or frame_rate <= 0:
+            raise ValueError(f"frame_rate must be a positive number (units per second), got {frame_rate!r}")
+        _check_probability(switch_probability)
+        if padding_side not in ("left", "right"):
+            raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
+        if not isinstance(audio_token, str) or not audio_token:
+            raise ValueError(f"audio_token must be a non-empty string, got {audio_token!r}")
+        if tokenizer is not None and len(tokenizer) > text_vocab_size:
+            raise ValueError(
+                f"the tokenizer has {len(tokenizer)} tokens but the layout reserves text_vocab_size={text_vocab_size} "
+                "text ids; build the processor from the model's config (SpeechLMProcessor.from_config)"
+            )
+        self.text_vocab_size = text_vocab_size
+        self.num_units = num_units
+        self.task_tokens = list(self.layout.task_tokens)
+        self.use_modality_tokens = bool(use_modality_tokens)
+        self.frame_rate = float(frame_rate)
+        self.switch_probability = float(switch_probability)
+        self.audio_token = audio_token
+        self.padding_side = padding_side
+        if tokenizer is None:
+            # `ProcessorMixin.__init__` type-checks every attribute and rejects None: set the fields it would set.
+            self.tokenizer = None
+            self.chat_template = chat_template
+        else:
+            super().__init__(tokenizer, chat_template=chat_template)
+
+    @classmethod
+    def from_config(cls, config: SpeechLMConfig, tokenizer=None, **kwargs) -> SpeechLMProcessor:
+        """A processor with the vocabulary layout of `config` (a [`SpeechLMConfig`] or the model itself)."""
+        config = getattr(config, "config", config)
+        return cls(tokenizer=tokenizer, **config.vocab_layout.to_dict(), **kwargs)
+
+    # ------------------------------------------------------------------ main entry point
+    def __call__(
+        self,
+        text: str | list[str] | None = None,
+        units=None,
+        mode: str | None = None,
+        words: list | None = None,
+        word_start: list | None = None,
+        word_end: list | None = None,
+        task: str | Sequence[str] | None = None,
+        first_modality: str = "speech",
+        start_modality: str | None = None,
+        switch_probability: float | None = None,
+        seed: int | None = None,
+        add_eos: bool = True,
+        return_labels: bool = False,
+        mask_prefix: bool = False,
+        padding_side: str | None = None,
+        return_tensors: str | None = "pt",
+        **kwargs,
+    ) -> BatchFeature:
+        r"""
+        Turn a batch of utterances into `input_ids` / `attention_mask` (and `labels`).
+
+        Args:
+            text (`str` or `list[str]`, *optional*): one text per utterance (`"text"`, `"concat"`), or templates
+                containing `audio_token` placeholders.
+            units (*optional*): one 1-D integer sequence (tensor / array / list) per utterance; for templates, one
+                per placeholder, consumed in order across the batch.
+            mode (`str`, *optional*): `"speech"`, `"text"`, `"concat"` or `"interleave"`. Inferred when `None`:
+                `words` given -> interleave; text with placeholders -> template; units and text -> concat; else
+                the one modality given.
+            words, word_start, word_end (*optional*): per utterance, its words and their start / end times in
+                seconds (the data builder's columns); required by `"interleave"`. `word_end` is only validated.
+            task (`str` or `list[str]`, *optional*): task / language tag(s) written after `<s>`.
+            first_modality (`str`, defaults to `"speech"`): order of `"concat"` (`"speech"`: ASR-like,
+                `"text"`: TTS-like).
+            start_modality (`str`, *optional*): interleaving: modality of the first word (`None`: random).
+            switch_probability (`float`, *optional*): interleaving: overrides the processor's value.
+            seed (`int`, *optional*): seed of the interleaving draws (`None`: fresh randomness).
+            add_eos (`bool`, defaults to `True`): end each sequence with `</s>` (leave out for prompts).
+            return_labels (`bool`, defaults to `False`): also return `labels` (= `input_ids`, -100 on padding).
+            mask_prefix (`bool`, defaults to `False`): set labels to -100 up to and including the marker of the
+                last segment, so only the last segment (and `</s>`) is learned: e.g. the text of an ASR-like
+                `"concat"` example, or the units of a TTS-like one.
+            padding_side (`str`, *optional*): overrides the processor's padding side.
+            return_tensors (`str`, *optional*, defaults to `"pt"`): `"pt"` pads into tensors; `None` returns
+                unpadded lists (e.g. inside `datasets.map`, padded later by [`~SpeechLMProcessor.pad`]).
+            kwargs: `text_kwargs={...}` or tokenizer keyword arguments, passed to the text tokenizer.
+
+        Returns:
+            [`BatchFeature`] with `input_ids`, `attention_mask` and, with `return_labels=True`, `labels`.
+        """
+        if return_tensors not in ("pt", None):
+            raise ValueError(f"return_tensors must be 'pt' or None, got {return_tensors!r}")
+        if first_modality not in _MODALITIES or start_modality not in (*_MODALITIES, None):
+            raise ValueError(
+                f"first_modality / start_modality must be one of {_MODALITIES}, got {first_modality!r} / "
+                f"{start_modality!r}"
+            )
+        switch_probability = self.switch_probability if switch_probability is None else switch_probability
+        _check_probability(switch_probability)
+        texts = [text] if isinstance(text, str) else (None if text is None else list(text))
+        unit_list = None if units is None else _as_unit_list(units)
+        mode = self._infer_mode(mode, texts, unit_list, words)
+        text_kwargs = self._tokenizer_kwargs(kwargs)
+
+        if mode == "template":
+            segments = self._template_segments(texts, unit_list, text_kwargs)
+        elif mode == "speech":
+            _require(unit_list, "units", mode, texts, "text")
+            segments = [[("speech", self.layout.units_to_token_ids(u).tolist())] for u in unit_list]
+        elif mode == "text":
+            _require(texts, "text", mode, unit_list, "units")
+            segments = [[("text", self._tokenize(t, text_kwargs))] for t in texts]
+        elif mode == "concat":
+            if texts is None or unit_list is None or len(texts) != len(unit_list):
+                raise ValueError("mode 'concat' needs as many texts as unit sequences (one of each per utterance)")
+            segments = []
+            for t, u in zip(texts, unit_list):
+                pair = [("speech", self.layout.units_to_token_ids(u).tolist()), ("text", self._tokenize(t, text_kwargs))]
+                segments.append(pair if first_modality == "speech" else pair[::-1])
+        else:
+            rng = np.random.default_rng(seed)
+            segments = self._interleave_segments(
+                unit_list, words, word_start, word_end, start_modality, switch_probability, rng, text_kwargs
+            )
+
+        sequences, prefix_lengths = zip(*(self._build(s, task, add_eos) for s in segments))
+        data = {"input_ids": [list(s) for s in sequences], "attention_mask": [[1] * len(s) for s in sequences]}
+        if return_labels:
+            data["labels"] = [
+                [-100] * n + list(s[n:]) if mask_prefix else list(s) for s, n in zip(sequences, prefix_lengths)
+            ]
+        if return_tensors is None:
+            return BatchFeature(data=data)
+        return self.pad(data, padding_side=padding_side)
+
+    def pad(self, features, padding_side: str | None = None) -> BatchFeature:
+        """
+        Pad `input_ids` (with `<pad>`), `attention_mask` (0) and `labels` (-100) to the longest sequence; accepts a
+        dict of lists or a list of per-example dicts, so it doubles as a `Trainer` data collator.
+        """
+        if isinstance(features, (list, tuple)):
+            features = {key: [f[key] for f in features] for key in features[0]}
+        padding_side = self.padding_side if padding_side is None else padding_side
+        if padding_side not in ("left", "right"):
+            raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
+        values = {"input_ids": self.layout.pad_token_id, "attention_mask": 0, "labels": -100}
+        unknown = set(features) - set(values)
+        if unknown:
+            raise ValueError(f"cannot pad unknown features {sorted(unknown)}; expected {sorted(values)}")
+        data = {}
+        for key, rows in features.items():
+            rows = [torch.as_tensor(r, dtype=torch.long).flatten() for r in rows]
+            longest = max(len(r) for r in rows)
+            out = torch.full((len(rows), longest), values[key], dtype=torch.long)
+            for i, r in enumerate(rows):
+                if padding_side == "left":
+                    out[i, longest - len(r) :] = r
+                else:
+                    out[i, : len(r)] = r
+            data[key] = out
+        return BatchFeature(data=data)
+
+    # ------------------------------------------------------------------ decoding
+    def decode_segments(self, token_ids, skip_special_tokens: bool = True) -> list[tuple[str, object]]:
+        """
+        Split one sequence into its runs: `("text", str)` (decoded by the tokenizer), `("speech", LongTensor of
+        units)` and, unless skipped, `("special", name)`.
+        """
+        token_ids = torch.as_tensor(token_ids).long().flatten().tolist()
+        segments: list[tuple[str, object]] = []
+        run: list[int] = []
+        run_kind = None
+
+        def flush():
+            if run_kind == "text":
+                segments.append(("text", self._decode_text(run)))
+            elif run_kind == "speech":
+                segments.append(("speech", self.layout.token_ids_to_units(run)))
+
+        for token_id in token_ids:
+            kind = self._kind(token_id)
+            if kind != run_kind or kind == "special":
+                flush()
+                run, run_kind = [], kind
+            if kind == "special":
+                if not skip_special_tokens:
+                    segments.append(("special", self.layout.token_name(token_id)))
+            else:
+                run.append(token_id)
+        flush()
+        return segments
+
+    def decode(self, token_ids, skip_special_tokens: bool = False) -> str:
+        """A readable string: text decoded by the tokenizer, units as `<unit_k>`, specials by name."""
+        parts = []
+        for kind, value in self.decode_segments(token_ids, skip_special_tokens=skip_special_tokens):
+            if kind == "speech":
+                parts.append("".join(f"<unit_{int(u)}>" for u in value))
+            else:
+                parts.append(value)
+        return "".join(parts)
+
+    def batch_decode(self, sequences, skip_special_tokens: bool = False) -> list[str]:
+        return [self.decode(s, skip_special_tokens=skip_special_tokens) for s in sequences]
+
+    @property
+    def model_input_names(self) -> list[str]:
+        return ["input_ids", "attention_mask"]
+
+    # ------------------------------------------------------------------ saving / loading without a tokenizer
+    def save_pretrained(self, save_directory, push_to_hub: bool = False, **kwargs):
+        if self.tokenizer is not None:
+            return super().save_pretrained(save_directory, push_to_hub=push_to_hub, **kwargs)
+        if push_to_hub:
+            raise NotImplementedError("push_to_hub of a processor without tokenizer: save_pretrained, then upload")
+        # ProcessorMixin would call tokenizer methods on None: write the processor config (and code) alone.
+        os.makedirs(save_directory, exist_ok=True)
+        if self._auto_class is not None:
+            custom_object_save(self, save_directory, config=self)
+        output_file = os.path.join(save_directory, PROCESSOR_NAME)
+        self.to_json_file(output_file)
+        return [output_file]
+
+    @classmethod
+    def _get_arguments_from_pretrained(cls, pretrained_model_name_or_path, processor_dict=None, **kwargs):
+        lookup = {k: kwargs[k] for k in ("cache_dir", "revision", "token", "local_files_only", "subfolder") if k in kwargs}
+        has_tokenizer = cached_file(
+            pretrained_model_name_or_path,
+            "tokenizer_config.json",
+            _raise_exceptions_for_missing_entries=False,
+            _raise_exceptions_for_connection_errors=False,
+            **lookup,
+        )
+        if has_tokenizer is None:
+            return [None]
+        return super()._get_arguments_from_pretrained(pretrained_model_name_or_path, processor_dict, **kwargs)
+
+    # ------------------------------------------------------------------ internals
+    def _infer_mode(self, mode, texts, unit_list, words) -> str:
+        has_placeholder = texts is not None and any(self.audio_token in t for t in texts)
+        if mode is None:
+            if words is not None:
+                return "interleave"
+            if has_placeholder:
+                return "template"
+            if texts is not None and unit_list is not None:
+                return "concat"
+            if texts is None and unit_list is None:
+                raise ValueError("give `units`, `text`, or both")
+            return "speech" if unit_list is not None else "text"
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES} (or None to infer it), got {mode!r}")
+        if has_placeholder:
+            raise ValueError(f"text contains the placeholder {self.audio_token!r}: leave mode=None for templates")
+        return mode
+
+    def _tokenizer_kwargs(self, kwargs) -> dict:
+        tokenizer = self.tokenizer
+        merged = self._merge_kwargs(
+            SpeechLMProcessorKwargs,
+            tokenizer_init_kwargs=tokenizer.init_kwargs if tokenizer is not None else None,
+            **kwargs,
+        )["text_kwargs"]
+        merged.setdefault("add_special_tokens", False)
+        return {k: v for k, v in merged.items() if k not in _BATCH_TEXT_KWARGS}
+
+    def _tokenize(self, text: str, text_kwargs: dict) -> list[int]:
+        if self.tokenizer is None:
+            raise ValueError("this processor has no text tokenizer (a speech-only model); it cannot encode text")
+        ids = list(self.tokenizer(text, **text_kwargs)["input_ids"])
+        bad = [i for i in ids if not 0 <= i < self.layout.text_vocab_size]
+        if bad:
+            raise ValueError(
+                f"the tokenizer produced id {bad[0]} outside the text vocabulary [0, {self.layout.text_vocab_size})"
+            )
+        return ids
+
+    def _decode_text(self, ids: list[int]) -> str:
+        if self.tokenizer is None:
+            return "".join(f"<text_{i}>" for i in ids)
+        return self.tokenizer.decode(ids)
+
+    def _kind(self, token_id: int) -> str:
+        if 0 <= token_id < self.layout.unit_token_offset:
+            return "text"
+        if token_id < self.layout.special_token_offset:
+            return "speech"
+        self.layout.token_name(token_id)  # raises on an id outside the vocabulary
+        return "special"
+
+    def _build(self, segments, task, add_eos: bool) -> tuple[list[int], int]:
+        """Token ids of one sequence, and where its last segment's content starts (the prefix to mask)."""
+        layout = self.layout
+        ids = [layout.bos_token_id, *layout.task_ids(task)]
+        markers = {"speech": layout.speech_token_id, "text": layout.text_token_id}
+        for modality, content in segments:
+            if layout.use_modality_tokens:
+                ids.append(markers[modality])
+            prefix_length = len(ids)
+            ids.extend(content)
+        if add_eos:
+            ids.append(layout.eos_token_id)
+        return ids, prefix_length
+
+    def _template_segments(self, texts, unit_list, text_kwargs):
+        """CSM-style placeholder expansion: each `audio_token` becomes the next utterance's units."""
+        wanted = sum(t.count(self.audio_token) for t in texts)
+        given = 0 if unit_list is None else len(unit_list)
+        if wanted != given:
+            raise ValueError(
+                f"the texts hold {wanted} {self.audio_token!r} placeholder(s) but {given} unit sequence(s) were given"
+            )
+        queue = list(unit_list)
+        batch = []
+        for text in texts:
+            segments = []
+            pieces = text.split(self.audio_token)
+            for i, piece in enumerate(pieces):
+                if piece.strip():
+                    segments.append(("text", self._tokenize(piece.strip(), text_kwargs)))
+                if i < len(pieces) - 1:
+                    segments.append(("speech", self.layout.units_to_token_ids(queue.pop(0)).tolist()))
+            batch.append(segments)
+        return batch
+
+    def _interleave_segments(
+        self, unit_list, words, word_start, word_end, start_modality, probability, rng, text_kwargs
+    ):
+        if unit_list is None or words is None or word_start is None:
+            raise ValueError("mode 'interleave' needs `units`, `words` and `word_start` (and optionally `word_end`)")
+        words, word_start = _per_utterance(words), _per_utterance(word_start)
+        word_end = None if word_end is None else _per_utterance(word_end)
+        if not len(unit_list) == len(words) == len(word_start) or (word_end is not None and len(word_end) != len(words)):
+            raise ValueError(
+                f"interleave needs one entry per utterance in units / words / word_start / word_end, got "
+                f"{len(unit_list)} / {len(words)} / {len(word_start)} / {None if word_end is None else len(word_end)}"
+            )
+        batch = []
+        for index, units in enumerate(unit_list):
+            ends = None if word_end is None else word_end[index]
+            bounds = self._word_frames(index, len(units), words[index], word_start[index], ends)
+            modalities = _draw_modalities(len(words[index]), start_modality, probability, rng)
+            batch.append(self._spans(units, words[index], bounds, modalities, text_kwargs))
+        return batch
+
+    def _word_frames(self, index, num_frames, words, starts, ends) -> np.ndarray:
+        """Frame boundaries `b` such that word k owns units `[b[k], b[k+1])`; pauses go to the preceding word."""
+        starts = np.asarray(starts, dtype=np.float64)
+        where = f"utterance {index}"
+        if len(starts) != len(words):
+            raise ValueError(f"{where}: {len(words)} words but {len(starts)} word_start values")
+        if len(starts) and (np.any(np.diff(starts) < 0) or starts[0] < 0):
+            raise ValueError(f"{where}: word_start must be non-negative and non-decreasing, got {starts.tolist()}")
+        if ends is not None:
+            ends = np.asarray(ends, dtype=np.float64)
+            if len(ends) != len(words) or np.any(ends < starts):
+                raise ValueError(f"{where}: word_end must have one value >= word_start per word, got {ends.tolist()}")
+        duration = num_frames / self.frame_rate
+        last = max(starts.max(initial=0.0), ends.max(initial=0.0) if ends is not None else 0.0)
+        if last > duration + 1.0 / self.frame_rate:
+            raise ValueError(
+                f"{where}: word times reach {last:.3f} s but its {num_frames} units cover {duration:.3f} s at "
+                f"frame_rate={self.frame_rate} Hz (wrong frame rate, or units of another utterance?)"
+            )
+        inner = np.clip(np.round(starts[1:] * self.frame_rate).astype(np.int64), 0, num_frames)
+        return np.concatenate([[0], np.maximum.accumulate(inner) if len(inner) else inner, [num_frames]])
+
+    def _spans(self, units, words, bounds, modalities, text_kwargs) -> list[tuple[str, list[int]]]:
+        token_ids = self.layout.units_to_token_ids(units)
+        if not words:
+            return [("speech", token_ids.tolist())]
+        spans = []  # [modality, first word, last word]
+        for k, modality in enumerate(modalities):
+            if bounds[k] == bounds[k + 1]:
+                modality = "text"  # a word without frames can only be said in text
+            if spans and spans[-1][0] == modality:
+                spans[-1][2] = k
+            else:
+                spans.append([modality, k, k])
+        segments = []
+        for modality, first, last in spans:
+            if modality == "speech":
+                segments.append(("speech", token_ids[bounds[first] : bounds[last + 1]].tolist()))
+            else:
+                text = " ".join(words[first : last + 1])
+                segments.append(("text", self._tokenize(text if first == 0 else " " + text, text_kwargs)))
+        return segments
+
+
+# ---------------------------------------------------------------------- helpers
+def _check_probability(value) -> None:
+    if not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"switch_probability must be in [0, 1], got {value!r}")
+
+
+def _require(value, name, mode, other, other_name) -> None:
+    if value is None:
+        raise ValueError(f"mode {mode!r} needs `{name}`")
+    if other is not None:
+        raise ValueError(f"mode {mode!r} takes no `{other_name}` (use mode='concat' or 'interleave' for both)")
+
+
+def _as_unit_list(units) -> list[torch.Tensor]:
+    """A `[T]` / `[B, T]` tensor or array, or a list of 1-D sequences -> a list of 1-D tensors."""
+    if isinstance(units, (torch.Tensor, np.ndarray)):
+        units = torch.as_tensor(units)
+        if units.dim() == 1:
+            return [units]
+        if units.dim() == 2:
+            return list(units)
+        raise ValueError(f"units must be [T] or [B, T], got shape {tuple(units.shape)}")
+    if isinstance(units, (list, tuple)) and units and all(isinstance(u, (int, np.integer)) for u in units):
+        return [torch.as_tensor(units)]
+    if isinstance(units, (list, tuple)) and units:
+        sequences = [torch.as_tensor(u) for u in units]
+        for i, seq in enumerate(sequences):
+            if seq.dim() != 1:
+                raise ValueError(f"each unit sequence must be 1-D; sequence {i} has shape {tuple(seq.shape)}")
+        return sequences
+    raise ValueError("units must be a 1-D / 2-D tensor or a non-empty list of 1-D sequences")
+
+
+def _per_utterance(values) -> list:
+    """Accept one utterance's list (`["a", "b"]`, `[0.1, 0.5]`) or a batch of them."""
+    values = list(values)
+    if values and not isinstance(values[0], (list, tuple, np.ndarray, torch.Tensor)):
+        return [values]
+    return [list(v) for v in values]
+
+
+def _draw_modalities(num_words: int, start_modality, probability: float, rng: np.random.Generator) -> list[str]:
+    modality = start_modality if start_modality is not None else _MODALITIES[int(rng.integers(2))]
+    out = []
+    for k in range(num_words):
+        if k > 0 and rng.random() < probability:
+            modality = "text" if modality == "speech" else "speech"
+        out.append(modality)
+    return out
+
+
+__all__ = ["SpeechLMProcessor", "SpeechLMProcessorKwargs"]
