@@ -8,11 +8,36 @@ from .builder import (
     synthesize_dataset,
     synthesize_to_wav,
 )
-from .espeak import EspeakError, EspeakSynthesizer, SynthesisResult, VoiceInfo, espeak_version, list_variants, list_voices
+from .corpus import (
+    GRAMMAR,
+    TEMPLATES,
+    SentencePlan,
+    Slot,
+    generate_sentences,
+    load_text_corpus,
+    read_fortunes,
+    read_text_file,
+    read_wordnet_examples,
+    realize,
+    sample_plan,
+)
+from .espeak import (
+    EspeakError,
+    EspeakSynthesizer,
+    SynthesisResult,
+    VoiceInfo,
+    espeak_version,
+    list_variants,
+    list_voices,
+)
 
 __all__ = [
+    "GRAMMAR",
+    "TEMPLATES",
     "EspeakError",
     "EspeakSynthesizer",
+    "SentencePlan",
+    "Slot",
     "SynthesisResult",
     "VoiceInfo",
     "assign_voices",
@@ -20,8 +45,15 @@ __all__ = [
     "dataset_features",
     "default_cache_dir",
     "espeak_version",
+    "generate_sentences",
     "list_variants",
     "list_voices",
+    "load_text_corpus",
+    "read_fortunes",
+    "read_text_file",
+    "read_wordnet_examples",
+    "realize",
+    "sample_plan",
     "synthesize_dataset",
     "synthesize_to_wav",
 ]
