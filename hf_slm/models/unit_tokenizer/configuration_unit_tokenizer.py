@@ -175,6 +175,14 @@ class KMeansUnitTokenizerConfig(PretrainedConfig):
     def to_dict(self):
         output = super().to_dict()
         output["hop_length"] = output.pop("_hop_length", self._hop_length)
+        # transformers' `custom_object_save` treats any class whose name contains "Tokenizer" as a text tokenizer and
+        # writes its auto_map entry as a (slow, fast) pair, which `trust_remote_code` loading then cannot parse.
+        auto_map = output.get("auto_map")
+        if isinstance(auto_map, dict):
+            output["auto_map"] = {
+                key: value[0] if isinstance(value, (list, tuple)) and value[1:] in ([None], (None,)) else value
+                for key, value in auto_map.items()
+            }
         return output
 
 

@@ -43,6 +43,11 @@ def _describe(source: Any, index: int | None) -> str:
     return f"{where} ({path})" if path else where
 
 
+def _last_line(error: Exception) -> str:
+    lines = str(error).strip().splitlines() or [type(error).__name__]
+    return lines[-1].split(", ")[-1][:200]
+
+
 def _read_file(path: str, name: str) -> tuple[np.ndarray, int]:
     """Decode a file to ([channels, samples] float32, rate): soundfile first, torchcodec for what it cannot read."""
     import soundfile as sf
@@ -59,7 +64,8 @@ def _read_file(path: str, name: str) -> tuple[np.ndarray, int]:
             samples = AudioDecoder(path).get_all_samples()
         except Exception as tc_error:
             raise AudioInputError(
-                f"{name}: not an audio file or unknown format (soundfile: {sf_error}; torchcodec: {tc_error})"
+                f"{name}: not an audio file or unknown format (soundfile: {_last_line(sf_error)}; "
+                f"torchcodec: {_last_line(tc_error)})"
             ) from None
         return samples.data.float().cpu().numpy(), int(samples.sample_rate)
 

@@ -128,8 +128,12 @@ class MiniBatchKMeans:
             if iter(data) is data:  # a one-shot iterator cannot be replayed
                 return
 
-    def fit(self, data: torch.Tensor | Iterable[torch.Tensor]) -> MiniBatchKMeans:
-        """Fit on a [N, D] tensor or a re-iterable / iterator of [n, D] tensors."""
+    def fit(
+        self, data: torch.Tensor | Iterable[torch.Tensor], init_centers: torch.Tensor | None = None
+    ) -> MiniBatchKMeans:
+        """Fit on a [N, D] tensor or a re-iterable / iterator of [n, D] tensors.
+
+        `init_centers` [K, D] replaces k-means++ (e.g. to continue from a previous fit)."""
         gen = self._generator()
         stream = self._batches(data, gen)
         init_points, buffered = [], 0
@@ -143,7 +147,14 @@ class MiniBatchKMeans:
         init = torch.cat(init_points)
         if init.shape[0] < self.num_clusters:
             raise ValueError(f"need at least num_units={self.num_clusters} feature frames to fit, got {init.shape[0]}")
-        self.cluster_centers = kmeans_plus_plus(init, self.num_clusters, gen)
+        if init_centers is not None:
+            if tuple(init_centers.shape) != (self.num_clusters, init.shape[1]):
+                raise ValueError(
+                    f"init_centers must be [{self.num_clusters}, {init.shape[1]}], got {tuple(init_centers.shape)}"
+                )
+            self.cluster_centers = init_centers.to(self.device, torch.float32).clone()
+        else:
+            self.cluster_centers = kmeans_plus_plus(init, self.num_clusters, gen)
         self.counts = torch.zeros(self.num_clusters, device=self.device)
         last_seen = torch.zeros(self.num_clusters, dtype=torch.long, device=self.device)
 

@@ -226,14 +226,30 @@ class KMeansUnitTokenizer(PreTrainedModel):
     def _mfcc_features(self, input_values: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         config = self.config
         with torch.autocast(input_values.device.type, enabled=False):
-            mfcc = self.mfcc(input_values.float())  # [B, n_mfcc, frames]; center=False: frames stay inside audio
-        frame_lengths = torch.div(lengths - config.n_fft, config.hop_length, rounding_mode="floor") + 1
-        feats = [mfcc]
-        if config.use_deltas:
-            delta = torchaudio.functional.compute_deltas(_replicate_tail(mfcc, frame_lengths))
-            delta2 = torchaudio.functional.compute_deltas(_replicate_tail(delta, frame_lengths))
-            feats += [delta, delta2]
-        return torch.cat(feats, dim=1).transpose(1, 2), frame_lengths
+            mfcc = self._mfcc64(input_values)  # [B, n_mfcc, frames]; center=False: frames stay inside the audio
+            frame_lengths = torch.div(lengths - config.n_fft, config.hop_length, rounding_mode="floor") + 1
+            feats = [mfcc]
+            if config.use_deltas:
+                delta = compute_deltas(mfcc, frame_lengths)
+                delta2 = compute_deltas(delta, frame_lengths)
+                feats += [delta, delta2]
+        return torch.cat(feats, dim=1).transpose(1, 2).float(), frame_lengths
+
+    def _mfcc64(self, waves: torch.Tensor) -> torch.Tensor:
+        """torchaudio's MFCC (log-mel variant) computed in float64 with its own window / mel bank / DCT buffers.
+
+        float64 makes the float32 result independent of the batch shape: BLAS picks different kernels (and summation
+        orders) for a 1-frame utterance alone and the same frames inside a batch; in float32 that shows as 1e-6
+        differences, in float64 it vanishes when rounding back to float32.
+        """
+        melspec = self.mfcc.MelSpectrogram
+        stft = melspec.spectrogram
+        power = torchaudio.functional.spectrogram(
+            waves.double(), pad=0, window=stft.window.double(), n_fft=stft.n_fft, hop_length=stft.hop_length,
+            win_length=stft.win_length, power=2.0, normalized=False, center=False,
+        )
+        mel = torch.matmul(power.transpose(-1, -2), melspec.mel_scale.fb.double())
+        return torch.matmul(torch.log(mel + 1e-6), self.mfcc.dct_mat.double()).transpose(-1, -2)
 
     def _check_inputs(self, input_values: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
         if input_values.ndim != 2:
@@ -489,6 +505,23 @@ def _build_mfcc(config: KMeansUnitTokenizerConfig) -> torchaudio.transforms.MFCC
     return mfcc
 
 
+def compute_deltas(x: torch.Tensor, lengths: torch.Tensor, win_length: int = 5) -> torch.Tensor:
+    """`torchaudio.functional.compute_deltas` (replicate padding) of x [B, C, T] per utterance of `lengths` frames.
+
+    Frames past an utterance's end are first replaced by its last valid frame, so they act exactly like the
+    replicate padding the utterance sees alone; the regression is written elementwise (not as a conv1d) so every
+    output element is computed the same way whatever the batch shape, and padded batches equal single utterances
+    bit for bit.
+    """
+    n = (win_length - 1) // 2
+    time = x.shape[-1]
+    padded = torch.nn.functional.pad(_replicate_tail(x, lengths), (n, n), mode="replicate")
+    out = torch.zeros_like(x)
+    for k in range(1, n + 1):
+        out = out + k * (padded[..., n + k : n + k + time] - padded[..., n - k : n - k + time])
+    return out / (n * (n + 1) * (2 * n + 1) / 3)
+
+
 def _replicate_tail(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """x [B, C, T]: frames at t >= lengths[b] become a copy of frame lengths[b]-1 (what an utterance alone sees
     from `compute_deltas`' replicate padding)."""
@@ -497,4 +530,4 @@ def _replicate_tail(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     return x.gather(-1, index[:, None, :].expand(-1, x.shape[1], -1))
 
 
-__all__ = ["KMeansUnitTokenizer", "KMeansUnitTokenizerOutput", "MaskedGroupNorm"]
+__all__ = ["KMeansUnitTokenizer", "KMeansUnitTokenizerOutput", "MaskedGroupNorm", "compute_deltas"]
