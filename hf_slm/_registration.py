@@ -67,6 +67,10 @@ def register_all() -> None:
         SpeechLMConfig, SpeechLMForCausalLM, ("AutoModelForCausalLM", "AutoModel"), processor_class=SpeechLMProcessor
     )
     # --- unit_vocoder ---
+    from .models.unit_vocoder import UnitHifiGanVocoder, UnitHifiGanVocoderConfig, UnitMelVocoder, UnitMelVocoderConfig
+
+    register_component(UnitHifiGanVocoderConfig, UnitHifiGanVocoder)
+    register_component(UnitMelVocoderConfig, UnitMelVocoder)
     pass
 
 

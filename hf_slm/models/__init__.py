@@ -2,3 +2,4 @@
 # Each family adds one `from .family import *` line here.
 from .unit_tokenizer import *  # noqa: F401,F403
 from .speech_lm import *  # noqa: F401,F403
+from .unit_vocoder import *  # noqa: F401,F403
