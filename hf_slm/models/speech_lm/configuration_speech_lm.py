@@ -9,6 +9,8 @@ import torch
 from transformers import AutoConfig, PretrainedConfig
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
+_KEPT_IMPLEMENTATIONS = ("_attn_implementation", "_experts_implementation")
+
 #: Names of the built-in special tokens, in the order they follow the units in the vocabulary.
 SPECIAL_TOKENS = ("<pad>", "<s>", "</s>", "[Speech]", "[Text]")
 
@@ -286,7 +288,14 @@ class SpeechLMConfig(PretrainedConfig):
         self.bos_token_id = layout.bos_token_id
         self.eos_token_id = layout.eos_token_id
         kwargs.setdefault("tie_word_embeddings", getattr(backbone_config, "tie_word_embeddings", False))
+        # `PretrainedConfig.__init__` pushes its own (unset) attention / experts implementation down to every
+        # sub-config; keep the backbone's choice unless one is asked for here (a warm-started text LM is already
+        # built with it).
+        kept = {name: getattr(backbone_config, name, None) for name in _KEPT_IMPLEMENTATIONS}
         super().__init__(**kwargs)
+        for name, value in kept.items():
+            if value is not None and kwargs.get(name.lstrip("_")) is None:
+                setattr(backbone_config, name, value)
 
     @property
     def vocab_layout(self) -> SpeechLMVocabularyLayout:

@@ -1,0 +1,588 @@
+"""Tests of the speech_lm family: config / vocabulary layout, SpeechLMForCausalLM, processor, TWIST warm start."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+from tokenizers import Tokenizer, models, pre_tokenizers
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoProcessor,
+    AutoTokenizer,
+    GPT2Config,
+    GPT2LMHeadModel,
+    LlamaConfig,
+    LlamaForCausalLM,
+    PreTrainedTokenizerFast,
+)
+from transformers.generation.streamers import BaseStreamer
+
+from hf_slm import SpeechLMConfig, SpeechLMForCausalLM, SpeechLMProcessor, SpeechLMVocabularyLayout
+from hf_slm.models.speech_lm import AllowedTokensLogitsProcessor
+
+WORDS = "the cat sat on a mat dog ran far away".split()
+
+
+def make_tokenizer() -> PreTrainedTokenizerFast:
+    """A word-level text tokenizer built in memory (no download): `<unk>` + 10 words."""
+    vocab = {"<unk>": 0, **{w: i + 1 for i, w in enumerate(WORDS)}}
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>")
+
+
+@pytest.fixture
+def tokenizer():
+    return make_tokenizer()
+
+
+class SpeechLMModelTester:
+    """Tiny configs in the style of transformers' ModelTesters (hidden 32, 2 layers)."""
+
+    num_units = 20
+
+    def __init__(self, text_vocab_size: int = 0, task_tokens=None, use_modality_tokens: bool = True):
+        self.text_vocab_size = text_vocab_size
+        self.task_tokens = task_tokens
+        self.use_modality_tokens = use_modality_tokens
+
+    def get_config(self) -> SpeechLMConfig:
+        backbone = LlamaConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=256,
+        )
+        return SpeechLMConfig(
+            backbone_config=backbone,
+            text_vocab_size=self.text_vocab_size,
+            num_units=self.num_units,
+            task_tokens=self.task_tokens,
+            use_modality_tokens=self.use_modality_tokens,
+        )
+
+    def get_model(self, seed: int = 0) -> SpeechLMForCausalLM:
+        torch.manual_seed(seed)
+        return SpeechLMForCausalLM(self.get_config()).eval()
+
+    def get_units(self, lengths=(7, 4), seed: int = 0) -> list[torch.Tensor]:
+        g = torch.Generator().manual_seed(seed)
+        return [torch.randint(0, self.num_units, (n,), generator=g) for n in lengths]
+
+
+@pytest.fixture(scope="module")
+def gslm():
+    return SpeechLMModelTester().get_model()
+
+
+# ====================================================================== config and vocabulary layout
+@pytest.mark.parametrize(
+    "text_vocab_size, num_units, tags, expected",
+    [
+        # (unit offset, pad, bos, eos, [Speech], [Text], vocab size)
+        (0, 100, None, (0, 100, 101, 102, 103, 104, 105)),
+        (32000, 500, ["[ASR]", "[TTS]"], (32000, 32500, 32501, 32502, 32503, 32504, 32507)),
+        (11, 20, ["[en]"], (11, 31, 32, 33, 34, 35, 37)),
+    ],
+)
+def test_vocabulary_layout(text_vocab_size, num_units, tags, expected):
+    config = SpeechLMConfig(text_vocab_size=text_vocab_size, num_units=num_units, task_tokens=tags)
+    got = (
+        config.unit_token_offset,
+        config.pad_token_id,
+        config.bos_token_id,
+        config.eos_token_id,
+        config.speech_token_id,
+        config.text_token_id,
+        config.vocab_size,
+    )
+    assert got == expected
+    assert config.backbone_config.vocab_size == config.vocab_size
+    assert config.backbone_config.bos_token_id == config.bos_token_id
+    for i, tag in enumerate(tags or []):
+        assert config.token_id(tag) == config.text_token_id + 1 + i
+    units = torch.arange(num_units)
+    ids = config.units_to_token_ids(units)
+    assert ids[0] == config.unit_token_offset and ids[-1] == config.pad_token_id - 1
+    assert torch.equal(config.token_ids_to_units(ids), units)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"num_units": 0}, "num_units"),
+        ({"text_vocab_size": -1}, "text_vocab_size"),
+        ({"task_tokens": ["[Speech]"]}, "task_tokens"),
+        ({"task_tokens": ["[ASR]", "[ASR]"]}, "task_tokens"),
+        ({"bos_token_id": 3}, "bos_token_id"),
+        ({"backbone_config": {"hidden_size": 8}}, "model_type"),
+        ({"backbone_config": 3}, "backbone_config"),
+    ],
+)
+def test_config_validation(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        SpeechLMConfig(**kwargs)
+
+
+def test_layout_unit_range_errors():
+    layout = SpeechLMVocabularyLayout(text_vocab_size=5, num_units=10)
+    with pytest.raises(ValueError, match="unit 10 is outside"):
+        layout.units_to_token_ids([1, 10])
+    with pytest.raises(ValueError, match="unit -1 is outside"):
+        layout.units_to_token_ids(torch.tensor([-1, 2]))
+    with pytest.raises(ValueError, match="not a unit token"):
+        layout.token_ids_to_units([5, 2])
+    assert layout.token_ids_to_units([5, 2, layout.eos_token_id, 14], strict=False).tolist() == [0, 9]
+    with pytest.raises(ValueError, match="unknown task tag"):
+        layout.task_ids("[ASR]")
+
+
+def test_config_save_load_roundtrip(tmp_path):
+    config = SpeechLMConfig(
+        backbone_config=GPT2Config(n_embd=16, n_layer=1, n_head=2), text_vocab_size=7, num_units=9, task_tokens=["[x]"]
+    )
+    config.save_pretrained(tmp_path)
+    loaded = AutoConfig.from_pretrained(tmp_path)
+    assert isinstance(loaded, SpeechLMConfig)
+    assert loaded.vocab_layout == config.vocab_layout
+    assert loaded.backbone_config.model_type == "gpt2" and loaded.backbone_config.n_embd == 16
+    assert loaded.vocab_size == config.vocab_size == 7 + 9 + 6
+
+
+# ====================================================================== model: forward, generate, scoring
+def test_forward_and_loss_shapes(gslm):
+    input_ids, attention_mask = gslm.units_to_input_ids(SpeechLMModelTester().get_units(), add_eos=True)
+    assert input_ids.shape == (2, 2 + 7 + 1)
+    assert attention_mask.tolist()[1] == [0, 0, 0] + [1] * 7  # left padding
+    labels = input_ids.masked_fill(attention_mask == 0, -100)
+    out = gslm(input_ids=input_ids, attention_mask=attention_mask, labels=labels)
+    assert out.logits.shape == (2, 10, gslm.config.vocab_size)
+    # the loss is the mean next-token cross entropy over non-ignored labels
+    logits, targets = out.logits[:, :-1], labels[:, 1:]
+    expected = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+    torch.testing.assert_close(out.loss, expected)
+    last = gslm(input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=1).logits
+    assert last.shape == (2, 1, gslm.config.vocab_size)
+    torch.testing.assert_close(last[:, 0], out.logits[:, -1])
+    assert isinstance(gslm(input_ids=input_ids, return_dict=False), tuple)
+
+
+def test_units_to_input_ids_format():
+    tester = SpeechLMModelTester(task_tokens=["[ASR]"])
+    model = tester.get_model()
+    c = model.config
+    ids, mask = model.units_to_input_ids([[1, 2], [3]], padding_side="right", add_eos=True, task="[ASR]")
+    assert ids.tolist() == [
+        [c.bos_token_id, c.token_id("[ASR]"), c.speech_token_id, 1, 2, c.eos_token_id],
+        [c.bos_token_id, c.token_id("[ASR]"), c.speech_token_id, 3, c.eos_token_id, c.pad_token_id],
+    ]
+    assert mask.tolist() == [[1] * 6, [1] * 5 + [0]]
+    plain = SpeechLMModelTester(use_modality_tokens=False).get_model()
+    assert plain.units_to_input_ids(torch.tensor([4, 5]))[0].tolist() == [[plain.config.bos_token_id, 4, 5]]
+    with pytest.raises(ValueError, match="unit 20 is outside"):
+        model.units_to_input_ids([torch.tensor([20])])
+
+
+def test_greedy_generate_equals_manual_argmax_loop(gslm):
+    prompt, _ = gslm.units_to_input_ids(torch.tensor([3, 1, 4, 1, 5]))
+    generated = gslm.generate(prompt, max_new_tokens=6, do_sample=False)
+    ids = prompt
+    with torch.no_grad():
+        for _ in range(6):
+            next_id = gslm(input_ids=ids, use_cache=False).logits[:, -1].argmax(-1, keepdim=True)
+            ids = torch.cat([ids, next_id], dim=-1)
+            if next_id.item() == gslm.config.eos_token_id:
+                break
+    assert torch.equal(generated, ids)
+
+
+def test_generate_units_emits_only_units_and_streams():
+    tester = SpeechLMModelTester(text_vocab_size=11)  # text ids exist, so a free sampler would emit some
+    model = tester.get_model()
+    prompts = tester.get_units((5, 2, 0, 3))
+    c = model.config
+    ids, mask = model.units_to_input_ids(prompts)
+    torch.manual_seed(0)
+    free = model.generate(ids, attention_mask=mask, do_sample=True, temperature=5.0, max_new_tokens=30)
+    assert (free[:, ids.shape[1] :] < c.unit_token_offset).any(), "control: unrestricted sampling emits text ids"
+
+    class Collect(BaseStreamer):
+        def __init__(self):
+            self.chunks = []
+
+        def put(self, value):
+            self.chunks.append(value.clone())
+
+        def end(self):
+            self.ended = True
+
+    streamer = Collect()
+    torch.manual_seed(0)
+    units = model.generate_units(prompts[:1], max_new_tokens=30, temperature=5.0, streamer=streamer)
+    assert len(units) == 1 and units[0].dtype == torch.long
+    assert ((units[0] >= 0) & (units[0] < c.num_units)).all() and len(units[0]) <= 30
+    streamed = torch.cat([chunk.flatten() for chunk in streamer.chunks[1:]])  # chunk 0 is the prompt
+    assert streamer.ended and streamed[: len(units[0])].tolist() == (units[0] + c.unit_token_offset).tolist()
+    torch.manual_seed(1)
+    batch = model.generate_units(prompts, max_new_tokens=30, temperature=5.0)
+    assert len(batch) == 4
+    for u in batch:
+        assert ((u >= 0) & (u < c.num_units)).all()
+
+
+def test_generate_units_batch_matches_single_prompts(gslm):
+    """Left padding + position ids from the mask: a batched greedy continuation equals the one-by-one ones."""
+    prompts = SpeechLMModelTester().get_units((9, 3))
+    batched = gslm.generate_units(prompts, max_new_tokens=5, do_sample=False)
+    for prompt, out in zip(prompts, batched):
+        assert torch.equal(gslm.generate_units([prompt], max_new_tokens=5, do_sample=False)[0], out)
+
+
+def test_allowed_tokens_logits_processor():
+    processor = AllowedTokensLogitsProcessor([1, 3], vocab_size=5)
+    scores = processor(None, torch.zeros(2, 5))
+    assert torch.isinf(scores[:, [0, 2, 4]]).all() and (scores[:, [1, 3]] == 0).all()
+    with pytest.raises(ValueError, match="subset"):
+        AllowedTokensLogitsProcessor([5], vocab_size=5)
+
+
+def test_log_likelihood_equals_loss_and_is_padding_invariant(gslm):
+    units = SpeechLMModelTester().get_units((8, 3, 5))
+    right, right_mask = gslm.units_to_input_ids(units, padding_side="right", add_eos=True)
+    left, left_mask = gslm.units_to_input_ids(units, padding_side="left", add_eos=True)
+    out = gslm.log_likelihood(right, right_mask)
+    assert out.num_tokens.tolist() == [len(u) + 2 for u in units]  # [Speech], units, </s>
+    assert out.token_nll.shape == (3, right.shape[1] - 1)
+    loss = gslm(input_ids=right, attention_mask=right_mask, labels=right.masked_fill(right_mask == 0, -100)).loss
+    torch.testing.assert_close(out.sum_nll.sum() / out.num_tokens.sum(), loss)
+    torch.testing.assert_close(gslm.log_likelihood(left, left_mask).sum_nll, out.sum_nll, atol=1e-5, rtol=1e-5)
+    for i, u in enumerate(units):  # each sequence alone, unpadded
+        single, _ = gslm.units_to_input_ids([u], add_eos=True)
+        torch.testing.assert_close(gslm.log_likelihood(single).sum_nll[0], out.sum_nll[i], atol=1e-5, rtol=1e-5)
+    normalized = gslm.log_likelihood(right, right_mask, normalize=True)
+    torch.testing.assert_close(normalized.sum_nll, out.sum_nll / out.num_tokens)
+
+
+def test_log_likelihood_score_mask_scores_the_continuation(gslm):
+    ids, mask = gslm.units_to_input_ids([torch.tensor([1, 2, 3, 4, 5, 6])], add_eos=False)
+    score_mask = torch.zeros_like(ids)
+    score_mask[:, -2:] = 1  # the last two units given the prompt
+    full = gslm.log_likelihood(ids, mask)
+    part = gslm.log_likelihood(ids, mask, score_mask=score_mask)
+    assert part.num_tokens.item() == 2
+    torch.testing.assert_close(part.sum_nll, full.token_nll[:, -2:].sum(-1))
+    with pytest.raises(ValueError, match="input_ids must lie"):
+        gslm.log_likelihood(torch.tensor([[0, gslm.config.vocab_size]]))
+    with pytest.raises(ValueError, match="score_mask must have the shape"):
+        gslm.log_likelihood(ids, score_mask=score_mask[:, 1:])
+
+
+def test_resize_token_embeddings_is_refused(gslm):
+    with pytest.raises(NotImplementedError, match="vocabulary layout"):
+        gslm.resize_token_embeddings(10)
+
+
+# ====================================================================== save / load, Auto classes, remote code, PEFT
+def test_save_load_auto_classes_and_remote_code(tmp_path, tokenizer):
+    tester = SpeechLMModelTester(text_vocab_size=len(tokenizer))
+    model = tester.get_model()
+    processor = SpeechLMProcessor.from_config(model.config, tokenizer=tokenizer)
+    model.save_pretrained(tmp_path)
+    processor.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["auto_map"]["AutoModelForCausalLM"] == "modeling_speech_lm.SpeechLMForCausalLM"
+    for name in ("modeling_speech_lm.py", "configuration_speech_lm.py", "processing_speech_lm.py"):
+        assert (tmp_path / name).exists()
+
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path).eval()
+    assert type(loaded) is SpeechLMForCausalLM
+    ids = processor(units=tester.get_units(), text=["the cat", "a dog ran"])["input_ids"]
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(input_ids=ids).logits, model(input_ids=ids).logits, rtol=0, atol=0)
+    loaded_processor = AutoProcessor.from_pretrained(tmp_path)
+    assert isinstance(loaded_processor, SpeechLMProcessor) and loaded_processor.layout == processor.layout
+
+    # the folder alone (no hf_slm import) loads with trust_remote_code=True
+    script = textwrap.dedent(
+        f"""
+        import sys, torch
+        from transformers import AutoModelForCausalLM, AutoProcessor
+        model = AutoModelForCausalLM.from_pretrained({str(tmp_path)!r}, trust_remote_code=True)
+        processor = AutoProcessor.from_pretrained({str(tmp_path)!r}, trust_remote_code=True)
+        ids = processor(units=[torch.tensor([1, 2])], text=["the cat"])["input_ids"]
+        print(type(model).__name__, type(processor).__name__, tuple(model(input_ids=ids).logits.shape))
+        assert not any(m == "hf_slm" or m.startswith("hf_slm.") for m in sys.modules), "hf_slm was imported"
+        """
+    )
+    env = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules"), "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"SpeechLMForCausalLM SpeechLMProcessor (1, 8, {model.config.vocab_size})" in result.stdout
+
+
+def test_peft_lora_forward_backward_and_generate(gslm):
+    peft = pytest.importorskip("peft")
+    model = SpeechLMModelTester().get_model(seed=1)
+    lora = peft.get_peft_model(
+        model, peft.LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
+    )
+    ids, mask = model.units_to_input_ids(SpeechLMModelTester().get_units(), add_eos=True)
+    out = lora(input_ids=ids, attention_mask=mask, labels=ids.masked_fill(mask == 0, -100))
+    out.loss.backward()
+    trainable = {n for n, p in lora.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n for n in trainable)
+    assert all(p.grad is not None for n, p in lora.named_parameters() if "lora_B" in n)
+    assert all(p.grad is None for n, p in lora.named_parameters() if not p.requires_grad)
+    generated = lora.generate(input_ids=ids, attention_mask=mask, max_new_tokens=3, do_sample=False)
+    assert generated.shape[1] <= ids.shape[1] + 3
+    units = lora.generate_units([torch.tensor([1, 2, 3])], max_new_tokens=3, do_sample=False)
+    assert len(units) == 1
+
+
+# ====================================================================== TWIST warm start
+def _text_lm(kind: str, vocab_size: int):
+    torch.manual_seed(0)
+    if kind == "llama":  # untied input / output embeddings
+        config = LlamaConfig(
+            vocab_size=vocab_size,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            tie_word_embeddings=False,
+        )
+        model = LlamaForCausalLM(config)
+    else:  # GPT-2: tied embeddings
+        model = GPT2LMHeadModel(GPT2Config(vocab_size=vocab_size, n_embd=32, n_layer=2, n_head=4, n_positions=64, bos_token_id=0, eos_token_id=0))
+    with torch.no_grad():  # move the text rows away from 0 so that "mean of the text rows" is recognisable
+        model.get_input_embeddings().weight.add_(1.0)
+        if not model.config.tie_word_embeddings:
+            model.get_output_embeddings().weight.sub_(0.5)
+    return model.eval()
+
+
+@pytest.mark.parametrize("kind", ["llama", "gpt2"])
+def test_warm_start_from_text_lm_preserves_text(tmp_path, tokenizer, kind):
+    text_lm = _text_lm(kind, len(tokenizer))
+    text_lm.save_pretrained(tmp_path / "text_lm")
+    tokenizer.save_pretrained(tmp_path / "text_lm")
+    old_in = text_lm.get_input_embeddings().weight.detach().clone()
+    old_out = text_lm.get_output_embeddings().weight.detach().clone()
+
+    model = SpeechLMForCausalLM.from_text_lm(tmp_path / "text_lm", 20, task_tokens=["[ASR]"]).eval()
+    c = model.config
+    assert (c.text_vocab_size, c.unit_token_offset, c.vocab_size) == (11, 11, 11 + 20 + 6)
+    new_in = model.get_input_embeddings().weight.detach()
+    new_out = model.get_output_embeddings().weight.detach()
+    assert new_in.shape == new_out.shape == (c.vocab_size, 32)
+    # text rows bit-identical in both tables; new rows initialised once, to the mean of the text rows
+    assert torch.equal(new_in[:11], old_in) and torch.equal(new_out[:11], old_out)
+    torch.testing.assert_close(new_in[11:], old_in.mean(0).expand(c.vocab_size - 11, -1), atol=1e-4, rtol=0)
+    torch.testing.assert_close(new_out[11:], old_out.mean(0).expand(c.vocab_size - 11, -1), atol=1e-4, rtol=0)
+    assert (new_out.data_ptr() == new_in.data_ptr()) == (kind == "gpt2")
+
+    # text-only input: the text LM's logits, exactly, on the text vocabulary
+    processor = SpeechLMProcessor.from_config(model, tokenizer=AutoTokenizer.from_pretrained(tmp_path / "text_lm"))
+    text_ids = torch.tensor([tokenizer("the cat sat on a mat")["input_ids"]])
+    with torch.no_grad():
+        reference = text_lm(input_ids=text_ids).logits
+        logits = model(input_ids=text_ids).logits
+    torch.testing.assert_close(logits[..., :11], reference, rtol=0, atol=1e-6)
+
+    # neither post_init nor a save / load round trip re-initialises any row (transformers issue 35141)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    model.post_init()
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    model.save_pretrained(tmp_path / "speech_lm")
+    reloaded = AutoModelForCausalLM.from_pretrained(tmp_path / "speech_lm")
+    assert all(torch.equal(before[k], v) for k, v in reloaded.state_dict().items())
+    if kind == "gpt2":
+        assert reloaded.get_output_embeddings().weight is reloaded.get_input_embeddings().weight
+    batch = processor(units=[torch.tensor([1, 2, 3])], text=["the cat"], task="[ASR]", return_labels=True)
+    assert torch.isfinite(reloaded(**batch).loss)
+
+
+def test_warm_start_normal_init_and_unit_tokenizer_argument(tokenizer):
+    text_lm = _text_lm("llama", len(tokenizer))
+    old_in = text_lm.get_input_embeddings().weight.detach().clone()
+
+    class FakeUnitTokenizer:  # anything with config.num_units
+        class config:  # noqa: N801
+            num_units = 7
+
+    model = SpeechLMForCausalLM.from_text_lm(text_lm, FakeUnitTokenizer(), new_embeddings_init="normal", seed=3)
+    new_rows = model.get_input_embeddings().weight[11:].detach()
+    assert model.config.num_units == 7 and torch.equal(model.get_input_embeddings().weight[:11], old_in)
+    assert new_rows.mean().abs() < 0.05 and 0.005 < new_rows.std() < 0.05  # N(0, 0.02), not the text mean (~1)
+    with pytest.raises(ValueError, match="number of units"):
+        SpeechLMForCausalLM.from_text_lm(_text_lm("llama", 11), object())
+    with pytest.raises(ValueError, match="new_embeddings_init"):
+        SpeechLMForCausalLM.from_text_lm(_text_lm("llama", 11), 5, new_embeddings_init="zeros")
+
+
+# ====================================================================== processor
+@pytest.fixture(scope="module")
+def processor():
+    tokenizer = make_tokenizer()
+    config = SpeechLMModelTester(text_vocab_size=len(tokenizer), task_tokens=["[ASR]", "[TTS]"]).get_config()
+    return SpeechLMProcessor.from_config(config, tokenizer=tokenizer)
+
+
+def _names(processor, ids):
+    """Readable tokens: specials by name, units as u<k>, text as words."""
+    out = []
+    for i in ids:
+        name = processor.layout.token_name(i)
+        if name.startswith("<unit_"):
+            out.append("u" + name[6:-1])
+        elif name.startswith("<text_"):
+            out.append(processor.tokenizer.convert_ids_to_tokens(int(i)))
+        else:
+            out.append(name)
+    return out
+
+
+UNITS = torch.tensor([1, 2, 3, 4, 5, 6, 7, 8, 9, 10])
+
+
+@pytest.mark.parametrize(
+    "kwargs, expected",
+    [
+        ({"units": UNITS[:3]}, "<s> [Speech] u1 u2 u3 </s>"),
+        ({"text": "the cat sat"}, "<s> [Text] the cat sat </s>"),
+        ({"units": UNITS[:2], "text": "a dog"}, "<s> [Speech] u1 u2 [Text] a dog </s>"),
+        ({"units": UNITS[:2], "text": "a dog", "first_modality": "text"}, "<s> [Text] a dog [Speech] u1 u2 </s>"),
+        ({"units": UNITS[:2], "text": "a dog", "task": "[ASR]"}, "<s> [ASR] [Speech] u1 u2 [Text] a dog </s>"),
+        ({"text": "far <|speech|> away", "units": [UNITS[:2]]}, "<s> [Text] far [Speech] u1 u2 [Text] away </s>"),
+        ({"text": "<|speech|>", "units": [UNITS[:4]], "add_eos": False}, "<s> [Speech] u1 u2 u3 u4"),
+    ],
+)
+def test_processor_modes(processor, kwargs, expected):
+    batch = processor(**kwargs)
+    assert _names(processor, batch["input_ids"][0].tolist()) == expected.split()
+    assert batch["attention_mask"].sum().item() == len(expected.split())
+
+
+# word k starts at 0.1 * k s: at 50 Hz, word k owns frames [5k, 5k + 5), with pauses given to the word before
+INTERLEAVE = {
+    "units": torch.arange(20),
+    "words": ["the", "cat", "sat", "on"],
+    "word_start": [0.02, 0.1, 0.2, 0.3],
+    "word_end": [0.08, 0.18, 0.28, 0.36],
+}
+
+
+@pytest.mark.parametrize(
+    "start, expected",
+    [
+        ("speech", "<s> [Speech] u0 u1 u2 u3 u4 [Text] cat [Speech] u10 u11 u12 u13 u14 [Text] on </s>"),
+        ("text", "<s> [Text] the [Speech] u5 u6 u7 u8 u9 [Text] sat [Speech] u15 u16 u17 u18 u19 </s>"),
+    ],
+)
+def test_interleave_switches_at_word_boundaries(processor, start, expected):
+    batch = processor(**INTERLEAVE, start_modality=start, switch_probability=1.0)
+    assert _names(processor, batch["input_ids"][0].tolist()) == expected.split()
+
+
+def test_interleave_probability_and_seed(processor):
+    never = processor(**INTERLEAVE, start_modality="speech", switch_probability=0.0)["input_ids"]
+    assert torch.equal(never, processor(units=INTERLEAVE["units"])["input_ids"])
+    assert _names(processor, processor(**INTERLEAVE, start_modality="text", switch_probability=0.0)["input_ids"][0]) == (
+        "<s> [Text] the cat sat on </s>".split()
+    )
+    batch = {k: [v] * 8 for k, v in INTERLEAVE.items()}
+    a = processor(**batch, seed=7)["input_ids"]
+    assert torch.equal(a, processor(**batch, seed=7)["input_ids"])
+    draws = {tuple(row.tolist()) for seed in range(4) for row in processor(**batch, seed=seed)["input_ids"]}
+    assert len(draws) > 3  # the draws differ across utterances and seeds
+    # every draw tells the whole utterance once: each unit or word exactly once, in order
+    for row in draws:
+        names = [n for n in _names(processor, row) if n not in ("<s>", "</s>", "[Speech]", "[Text]", "<pad>")]
+        units = [int(n[1:]) for n in names if n.startswith("u")]
+        assert units == sorted(units) and [n for n in names if not n.startswith("u")] == [
+            w for w in INTERLEAVE["words"] if w in names
+        ]
+
+
+def test_interleave_validation_errors(processor):
+    with pytest.raises(ValueError, match="word times reach"):
+        processor(**{**INTERLEAVE, "units": torch.arange(5)})
+    with pytest.raises(ValueError, match="non-decreasing"):
+        processor(**{**INTERLEAVE, "word_start": [0.0, 0.3, 0.2, 0.3]})
+    with pytest.raises(ValueError, match="word_end"):
+        processor(**{**INTERLEAVE, "word_end": [0.0, 0.0, 0.0, 0.0]})
+    with pytest.raises(ValueError, match="one entry per utterance"):
+        processor(**{**INTERLEAVE, "units": [torch.arange(20)] * 2})
+
+
+def test_labels_and_prefix_masking(processor):
+    batch = processor(units=[UNITS[:3], UNITS[:1]], text=["the cat", "a"], return_labels=True, mask_prefix=True)
+    ids, labels = batch["input_ids"], batch["labels"]
+    # sequence 0: <s> [Speech] u1 u2 u3 [Text] the cat </s>: only "the cat </s>" is learned
+    assert labels[0].tolist() == [-100] * 6 + ids[0, 6:9].tolist()
+    assert labels[1].tolist() == [-100] * 4 + ids[1, 4:6].tolist() + [-100] * 3  # right padding
+    plain = processor(units=[UNITS[:3], UNITS[:1]], text=["the cat", "a"], return_labels=True)
+    assert torch.equal(plain["labels"], plain["input_ids"].masked_fill(plain["attention_mask"] == 0, -100))
+
+
+def test_placeholder_expansion_counts(processor):
+    units = [UNITS[:3], UNITS[:6], UNITS[:1]]
+    batch = processor(text=["<|speech|> then <|speech|>", "far <|speech|>"], units=units, padding_side="left")
+    unit_mask = processor.layout.is_unit_token(batch["input_ids"])
+    assert unit_mask.sum(-1).tolist() == [3 + 6, 1]
+    assert batch["attention_mask"][1, 0] == 0  # left padded
+    with pytest.raises(ValueError, match="2 unit sequence"):
+        processor(text=["<|speech|> <|speech|> <|speech|>"], units=units[:2])
+    with pytest.raises(ValueError, match="leave mode=None"):
+        processor(text="<|speech|>", units=[UNITS], mode="text")
+
+
+def test_processor_unpadded_lists_and_pad_collator(processor):
+    features = processor(units=[UNITS[:3], UNITS[:1]], return_labels=True, return_tensors=None)
+    assert isinstance(features["input_ids"][0], list) and len(features["input_ids"][1]) == 4
+    examples = [{k: features[k][i] for k in features} for i in range(2)]
+    padded = processor.pad(examples)
+    direct = processor(units=[UNITS[:3], UNITS[:1]], return_labels=True)
+    for key in ("input_ids", "attention_mask", "labels"):
+        assert torch.equal(padded[key], direct[key])
+    assert processor.pad(examples, padding_side="left")["labels"][1, :2].tolist() == [-100, -100]
+
+
+def test_processor_decode_and_errors(processor, tokenizer):
+    ids = processor(units=UNITS[:2], text="the cat", task="[TTS]")["input_ids"][0]
+    assert processor.decode(ids) == "<s>[TTS][Speech]<unit_1><unit_2>[Text]the cat</s>"
+    segments = processor.decode_segments(ids)
+    assert segments[0][0] == "speech" and segments[0][1].tolist() == [1, 2] and segments[1] == ("text", "the cat")
+    with pytest.raises(ValueError, match="no text tokenizer"):
+        SpeechLMProcessor(num_units=5)(text="the cat")
+    with pytest.raises(ValueError, match="text_vocab_size=3"):
+        SpeechLMProcessor(tokenizer=tokenizer, text_vocab_size=3)
+    with pytest.raises(ValueError, match="unit 20 is outside"):
+        processor(units=torch.tensor([20]))
+    with pytest.raises(ValueError, match="mode must be one of"):
+        processor(units=UNITS, mode="speech-only")
+    with pytest.raises(ValueError, match="takes no `text`"):
+        processor(units=UNITS, text="the", mode="speech")
+
+
+def test_processor_without_tokenizer_roundtrip(tmp_path):
+    processor = SpeechLMProcessor.from_config(SpeechLMConfig(num_units=50), frame_rate=25.0)
+    processor.save_pretrained(tmp_path)
+    assert not (tmp_path / "tokenizer_config.json").exists()
+    loaded = AutoProcessor.from_pretrained(tmp_path)
+    assert isinstance(loaded, SpeechLMProcessor) and loaded.tokenizer is None and loaded.frame_rate == 25.0
+    units = [np.array([3, 4]), [49]]
+    assert torch.equal(loaded(units=units)["input_ids"], processor(units=units)["input_ids"])
