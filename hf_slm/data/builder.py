@@ -149,8 +149,14 @@ class _Resampler:
 
         if rate not in self._transforms:
             self._transforms[rate] = torchaudio.transforms.Resample(rate, self.target_rate)
-        with torch.no_grad():
-            return self._transforms[rate](torch.from_numpy(waveform.astype(np.float32))).numpy()
+        # One short 1-D signal gains nothing from intra-op threads; on a busy machine they cost 10-20x.
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            with torch.no_grad():
+                return self._transforms[rate](torch.from_numpy(waveform.astype(np.float32))).numpy()
+        finally:
+            torch.set_num_threads(threads)
 
 
 def _wav_bytes(waveform: np.ndarray, sampling_rate: int) -> bytes:

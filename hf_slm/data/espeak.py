@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import bisect
 import ctypes
+import hashlib
 import ctypes.util
 import os
 import re
@@ -90,7 +91,8 @@ _SynthCallback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), 
 
 # espeak-ng is a process-wide singleton (C globals): every use goes through this lock.
 _LOCK = threading.Lock()
-_PRIVATE_COPY: dict[int, str] = {}  # pid -> path of this process's private copy of the library
+_PRIVATE_COPY: str | None = None  # path of the private copy of the library (see _private_library_path)
+_KEEP_LOADED: list = []
 _VOICES_CACHE: list | None = None
 _INFO_CACHE: tuple[str, str] | None = None
 _LIBC = ctypes.CDLL(None)
@@ -122,36 +124,39 @@ def _private_library_path() -> str:
     """A copy of the library that only this module opens, so ``dlclose`` really unloads it.
 
     If anything else in the process (another binding) held the shared library open, ``dlclose``
-    would leave it loaded and synthesis would silently stop being reproducible.
+    would leave it loaded and synthesis would silently stop being reproducible. The copy lives in
+    ``$TMPDIR/hf_slm_espeak-<uid>/``, named by the source's path, size and mtime, and is shared by
+    all processes (worker processes exit without running clean-up handlers, so per-process copies
+    would leak). The shared library itself is held open so that its dependencies (libpcaudio,
+    libsonic, libpulse) stay loaded between utterances.
     """
-    pid = os.getpid()
-    if pid not in _PRIVATE_COPY:
-        source = _library_path()
-        if os.sep not in source:  # a soname such as "libespeak-ng.so.1": resolve it through the loader
-            try:
-                probe = ctypes.CDLL(source)
-            except OSError as error:
-                raise EspeakError(f"Could not load {source}: {error}. {_INSTALL_HINT}") from error
-            source = _loaded_path(probe) or source
-        folder = tempfile.mkdtemp(prefix="hf_slm_espeak_")
-        target = os.path.join(folder, "libespeak-ng-private.so")
-        if os.sep in source:
-            shutil.copyfile(source, target)
-        else:  # could not resolve a file: fall back to the shared library
-            target = source
-        _PRIVATE_COPY[pid] = target
-        import atexit
+    global _PRIVATE_COPY
+    if _PRIVATE_COPY is not None and os.path.isfile(_PRIVATE_COPY):
+        return _PRIVATE_COPY
+    source = _library_path()
+    try:
+        _KEEP_LOADED.append(ctypes.CDLL(source))
+    except OSError as error:
+        raise EspeakError(f"Could not load {source}: {error}. {_INSTALL_HINT}") from error
+    if os.sep not in source:  # a soname such as "libespeak-ng.so.1": find the file the loader chose
+        source = _loaded_path() or source
+    if os.sep not in source:  # no file to copy (no /proc): use the shared library
+        _PRIVATE_COPY = source
+        return source
+    stat = os.stat(source)
+    digest = hashlib.sha1(f"{os.path.realpath(source)}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+    folder = os.path.join(tempfile.gettempdir(), f"hf_slm_espeak-{getattr(os, 'getuid', lambda: 0)()}")
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    target = os.path.join(folder, f"hf_slm-espeak-{digest}.so")
+    if not os.path.isfile(target):
+        temporary = f"{target}.{os.getpid()}.tmp"
+        shutil.copyfile(source, temporary)
+        os.replace(temporary, target)  # atomic: concurrent processes never load a partial copy
+    _PRIVATE_COPY = target
+    return target
 
-        atexit.register(_remove_private_copy, pid, folder)
-    return _PRIVATE_COPY[pid]
 
-
-def _remove_private_copy(pid: int, folder: str):
-    if os.getpid() == pid:
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-def _loaded_path(library: ctypes.CDLL) -> str | None:
+def _loaded_path() -> str | None:
     """The file behind a loaded library (Linux: from /proc/self/maps)."""
     try:
         with open("/proc/self/maps") as maps:
@@ -361,9 +366,10 @@ class EspeakSynthesizer:
         word_gap (`int`, *optional*, defaults to 0):
             Extra pause between words in units of 10 ms (at the default rate), 0 to 100.
         silence_threshold_db (`float`, *optional*, defaults to -40.0):
-            Where a word's audio ends: the end of the last 5 ms frame, before the next word starts,
-            whose RMS is within this many dB of the loudest frame of the utterance. Trailing
-            silence (pauses at commas and sentence ends) is thus not counted as part of the word.
+            Where a word's audio ends: the end of the last 5 ms frame (frames counted from the
+            word's start, up to the next word's start) whose RMS is within this many dB of the
+            loudest frame of the utterance. Trailing silence (pauses at commas and sentence ends)
+            is thus not counted as part of the word.
 
     Timestamps: espeak-ng emits a WORD event holding the exact output sample where the word starts;
     that sample is the word's start. One entry per WORD event: a written token that espeak-ng
@@ -498,23 +504,28 @@ def _word_alignment(text, events, waveform, sampling_rate, threshold_db):
     return words, [s * to_seconds for s in start_samples], [e * to_seconds for e in end_samples]
 
 
-def _trim_trailing_silence(waveform, start_samples, sampling_rate, threshold_db):
-    frame = max(1, int(round(0.005 * sampling_rate)))
+def _frame_rms(waveform: np.ndarray, frame: int) -> np.ndarray:
+    """RMS of consecutive ``frame``-sample frames from the first sample (the last one may be short)."""
+    if len(waveform) == 0:
+        return np.zeros(0)
     num_frames = -(-len(waveform) // frame)
     padded = np.zeros(num_frames * frame, dtype=np.float64)
     padded[: len(waveform)] = waveform
-    rms = np.sqrt(np.mean(padded.reshape(num_frames, frame) ** 2, axis=1)) if num_frames else np.zeros(0)
-    loud = rms >= (rms.max() if len(rms) else 0.0) * 10 ** (threshold_db / 20.0)
-    loud &= rms > 0
+    sizes = np.full(num_frames, frame, dtype=np.float64)
+    sizes[-1] = len(waveform) - (num_frames - 1) * frame
+    return np.sqrt(np.sum(padded.reshape(num_frames, frame) ** 2, axis=1) / sizes)
+
+
+def _trim_trailing_silence(waveform, start_samples, sampling_rate, threshold_db):
+    """End of each word: the end of its last loud 5 ms frame before the next start (frames anchored at its start)."""
+    frame = max(1, int(round(0.005 * sampling_rate)))
+    loudest = _frame_rms(waveform, frame).max(initial=0.0)
+    threshold = max(loudest * 10 ** (threshold_db / 20.0), 1e-9)
     ends = []
-    boundaries = start_samples[1:] + [len(waveform)]
-    for start, stop in zip(start_samples, boundaries):
-        first_frame, last_frame = start // frame, -(-stop // frame)
-        loud_frames = np.flatnonzero(loud[first_frame:last_frame])
-        if len(loud_frames) == 0:
-            ends.append(start)  # the word produced no audible sound
-        else:
-            ends.append(int(min(max((first_frame + int(loud_frames[-1]) + 1) * frame, start), stop)))
+    for start, stop in zip(start_samples, start_samples[1:] + [len(waveform)]):
+        loud = np.flatnonzero(_frame_rms(waveform[start:stop], frame) >= threshold)
+        # no loud frame: the word produced no audible sound, it ends where it starts
+        ends.append(start if len(loud) == 0 else int(min(start + (int(loud[-1]) + 1) * frame, stop)))
     return ends
 
 
