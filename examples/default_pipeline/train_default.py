@@ -1,0 +1,257 @@
+#!/usr/bin/env python
+"""Train the embedded default pipeline variant (GSLM style) from scratch, on speech we synthesise ourselves.
+
+    python examples/default_pipeline/train_default.py examples/default_pipeline/config_cpu.json
+    python examples/default_pipeline/train_default.py --num_sentences 200 --lm_max_steps 2 --output_dir /tmp/p
+
+Steps: built-in grammar sentences -> espeak-ng speech (several voices, rates, pitches) -> MFCC k-means unit tokenizer
+-> unit LM trained with the HF Trainer -> units->mel vocoder trained with the HF Trainer -> one pipeline variant.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from transformers import HfArgumentParser, LlamaConfig, Trainer, TrainingArguments, set_seed
+
+from hf_slm import SpeechLMPipeline
+from hf_slm.data import load_text_corpus, synthesize_dataset
+from hf_slm.models.speech_lm import SpeechLMConfig, SpeechLMForCausalLM
+from hf_slm.models.unit_tokenizer import KMeansUnitTokenizer, KMeansUnitTokenizerConfig, SpeechFeatureExtractor
+from hf_slm.models.unit_tokenizer.feature_extraction_unit_tokenizer import load_audio
+from hf_slm.models.unit_vocoder import UnitMelVocoder, UnitMelVocoderConfig
+from hf_slm.training import CausalLMCollator
+
+
+@dataclass
+class DefaultPipelineArguments:
+    output_dir: str = field(default="hf_slm/default_pipeline", metadata={"help": "where the variant is written"})
+    work_dir: str = field(default="runs/default_pipeline", metadata={"help": "Trainer checkpoints and logs"})
+    text_source: str = field(default="builtin", metadata={"help": "'builtin', 'fortunes', 'wordnet' or a text file"})
+    num_sentences: int = field(default=3000, metadata={"help": "training sentences"})
+    num_eval_sentences: int = field(default=100, metadata={"help": "held-out sentences"})
+    voices: str = field(default="en-us,en-us+f3,en-gb+m3,en-us+f2", metadata={"help": "comma-separated voices"})
+    rates: str = field(default="150,175,200", metadata={"help": "comma-separated rates (words/min)"})
+    pitches: str = field(default="35,50,65", metadata={"help": "comma-separated pitches (0-99)"})
+    num_proc: int = field(default=2, metadata={"help": "espeak-ng worker processes"})
+    num_units: int = field(default=100, metadata={"help": "k-means units"})
+    kmeans_max_frames: int = field(default=300_000, metadata={"help": "frames used to fit k-means"})
+    lm_hidden_size: int = 256
+    lm_num_layers: int = 4
+    lm_num_heads: int = 4
+    lm_intermediate_size: int = 704
+    lm_dropout: float = field(default=0.1, metadata={"help": "attention dropout of the LM"})
+    lm_epochs: float = 4.0
+    lm_max_steps: int = field(default=-1, metadata={"help": "overrides lm_epochs when > 0"})
+    lm_learning_rate: float = 1e-3
+    lm_batch_size: int = 16
+    vocoder_epochs: float = 3.0
+    vocoder_max_steps: int = -1
+    vocoder_learning_rate: float = 2e-3
+    vocoder_batch_size: int = 8
+    vocoder_griffin_lim_iters: int = 32
+    seed: int = 0
+
+
+def _csv(text: str, kind=str) -> list:
+    return [kind(x) for x in text.split(",") if x.strip()]
+
+
+def _training_args(out: Path, epochs: float, max_steps: int, lr: float, batch: int, seed: int) -> TrainingArguments:
+    return TrainingArguments(
+        output_dir=str(out),
+        num_train_epochs=epochs,
+        max_steps=max_steps,
+        learning_rate=lr,
+        per_device_train_batch_size=batch,
+        per_device_eval_batch_size=batch,
+        warmup_steps=0.05,  # a float below 1 is a ratio of the total steps (transformers 5)
+        lr_scheduler_type="cosine",
+        weight_decay=0.01,
+        logging_steps=20,
+        eval_strategy="epoch" if max_steps <= 0 else "no",
+        save_strategy="epoch" if max_steps <= 0 else "no",
+        save_total_limit=1,
+        report_to=[],
+        seed=seed,
+        dataloader_num_workers=0,
+        remove_unused_columns=False,
+        use_cpu=not torch.cuda.is_available(),
+        bf16=torch.cuda.is_available(),
+        disable_tqdm=False,
+    )
+
+
+def synthesise(args: DefaultPipelineArguments):
+    texts = load_text_corpus(args.text_source, limit=args.num_sentences + args.num_eval_sentences, seed=args.seed)
+    if len(texts) < 2:
+        raise ValueError(f"text source {args.text_source!r} gave {len(texts)} sentences; need at least 2")
+    ds = synthesize_dataset(
+        texts,
+        voices=_csv(args.voices),
+        rates=_csv(args.rates, int),
+        pitches=_csv(args.pitches, int),
+        assignment="random",
+        seed=args.seed,
+        num_proc=args.num_proc,
+    )
+    n_eval = min(args.num_eval_sentences, max(1, len(ds) // 10))
+    split = ds.train_test_split(test_size=n_eval, seed=args.seed, shuffle=True)
+    return split["train"], split["test"]
+
+
+def fit_speech_tokenizer(args, train):
+    feature_extractor = SpeechFeatureExtractor(sampling_rate=16000)
+    tokenizer = KMeansUnitTokenizer(KMeansUnitTokenizerConfig(frontend="mfcc", num_units=args.num_units))
+    tokenizer.fit_on_dataset(train, feature_extractor, max_frames=args.kmeans_max_frames, seed=args.seed)
+    return feature_extractor, tokenizer.eval()
+
+
+def add_units(ds, feature_extractor, tokenizer):
+    """A `units` column (50 Hz, no deduplication) and the waveform cut to the unit frames, for the vocoder."""
+    hop = tokenizer.config.hop_length
+
+    def tokenize(batch):
+        inputs = feature_extractor(batch["audio"], return_tensors="pt")
+        with torch.no_grad():
+            out = tokenizer(input_values=inputs["input_values"], attention_mask=inputs["attention_mask"])
+        units = [u[m].tolist() for u, m in zip(out.units, out.units_mask)]
+        lengths = inputs["attention_mask"].sum(-1).tolist()
+        # the raw (un-normalised) waveform, cut to whole unit frames: the vocoder's target
+        raw = [load_audio(a, feature_extractor.sampling_rate) for a in batch["audio"]]
+        waves = [raw[i][: min(int(lengths[i]), len(units[i]) * hop)].tolist() for i in range(len(units))]
+        return {"units": units, "waveform": waves}
+
+    return ds.map(tokenize, batched=True, batch_size=32, desc="tokenising speech", remove_columns=["audio"])
+
+
+def train_language_model(args, train, test):
+    backbone = LlamaConfig(
+        hidden_size=args.lm_hidden_size,
+        intermediate_size=args.lm_intermediate_size,
+        num_hidden_layers=args.lm_num_layers,
+        num_attention_heads=args.lm_num_heads,
+        num_key_value_heads=args.lm_num_heads,
+        max_position_embeddings=2048,
+        attention_dropout=args.lm_dropout,
+        tie_word_embeddings=True,
+    )
+    config = SpeechLMConfig(backbone_config=backbone, num_units=args.num_units)
+    model = SpeechLMForCausalLM(config)
+    layout = config.vocab_layout
+    prefix, eos = layout.speech_prefix_ids(), [layout.eos_token_id]
+
+    def to_ids(row):
+        return {"input_ids": prefix + layout.units_to_token_ids(row["units"]).tolist() + eos}
+
+    keep = ["input_ids"]
+    train_ids = train.map(to_ids, remove_columns=[c for c in train.column_names if c not in keep])
+    test_ids = test.map(to_ids, remove_columns=[c for c in test.column_names if c not in keep])
+    trainer = Trainer(
+        model=model,
+        args=_training_args(
+            Path(args.work_dir) / "lm", args.lm_epochs, args.lm_max_steps, args.lm_learning_rate, args.lm_batch_size, args.seed
+        ),
+        train_dataset=train_ids,
+        eval_dataset=test_ids,
+        data_collator=CausalLMCollator(pad_token_id=layout.pad_token_id, max_length=2048),
+    )
+    trainer.train()
+    metrics = trainer.evaluate()
+    return model.eval(), {"lm_eval_loss": metrics["eval_loss"], "lm_eval_perplexity": math.exp(metrics["eval_loss"])}
+
+
+@dataclass
+class VocoderCollator:
+    """Pad units and their target waveforms (cut to whole unit frames) for `UnitMelVocoder`."""
+
+    hop_length: int
+    max_units: int = 200
+
+    def __call__(self, rows):
+        units, waves = [], []
+        for row in rows:
+            u = torch.as_tensor(row["units"], dtype=torch.long)[: self.max_units]
+            w = torch.as_tensor(row["waveform"], dtype=torch.float32)[: len(u) * self.hop_length]
+            units.append(u[: max(1, len(w) // self.hop_length)])
+            waves.append(w)
+        pad = torch.nn.utils.rnn.pad_sequence
+        return {
+            "input_ids": pad(units, batch_first=True),
+            "attention_mask": pad([torch.ones_like(u, dtype=torch.bool) for u in units], batch_first=True),
+            "labels": pad(waves, batch_first=True),
+            "labels_mask": pad([torch.ones_like(w, dtype=torch.bool) for w in waves], batch_first=True),
+        }
+
+
+def train_vocoder(args, train, test, hop_length):
+    config = UnitMelVocoderConfig(num_units=args.num_units, griffin_lim_iters=args.vocoder_griffin_lim_iters)
+    model = UnitMelVocoder(config)
+    keep = ["units", "waveform"]
+    train = train.remove_columns([c for c in train.column_names if c not in keep])
+    test = test.remove_columns([c for c in test.column_names if c not in keep])
+    trainer = Trainer(
+        model=model,
+        args=_training_args(
+            Path(args.work_dir) / "vocoder",
+            args.vocoder_epochs,
+            args.vocoder_max_steps,
+            args.vocoder_learning_rate,
+            args.vocoder_batch_size,
+            args.seed,
+        ),
+        train_dataset=train,
+        eval_dataset=test,
+        data_collator=VocoderCollator(hop_length=hop_length),
+    )
+    trainer.train()
+    metrics = trainer.evaluate()
+    return model.eval(), {"vocoder_eval_mel_l1": metrics["eval_loss"]}
+
+
+def main(argv=None) -> int:
+    parser = HfArgumentParser(DefaultPipelineArguments)
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) == 1 and argv[0].endswith(".json"):
+        (args,) = parser.parse_json_file(json_file=argv[0])
+    else:
+        (args,) = parser.parse_args_into_dataclasses(args=argv)
+    set_seed(args.seed)
+    started = time.time()
+    summary: dict = {"arguments": asdict(args)}
+
+    train, test = synthesise(args)
+    summary["train_utterances"], summary["eval_utterances"] = len(train), len(test)
+    summary["train_hours"] = round(sum(train["duration"]) / 3600, 3)
+    feature_extractor, speech_tokenizer = fit_speech_tokenizer(args, train)
+    train, test = add_units(train, feature_extractor, speech_tokenizer), add_units(test, feature_extractor, speech_tokenizer)
+    summary["train_unit_tokens"] = int(sum(len(u) for u in train["units"]))
+
+    language_model, lm_metrics = train_language_model(args, train, test)
+    vocoder, voc_metrics = train_vocoder(args, train, test, speech_tokenizer.config.hop_length)
+    summary.update(lm_metrics, **voc_metrics)
+
+    pipe = SpeechLMPipeline(
+        feature_extractor=feature_extractor,
+        speech_tokenizer=speech_tokenizer,
+        language_model=language_model,
+        vocoder=vocoder,
+    )
+    out = pipe.save_pretrained(args.output_dir)
+    summary["size_mb"] = round(sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) / 1e6, 2)
+    summary["minutes"] = round((time.time() - started) / 60, 1)
+    summary["torch_threads"] = torch.get_num_threads()
+    (out / "training_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in summary.items() if k != "arguments"}, indent=2))
+    print(f"wrote the pipeline variant to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
