@@ -21,7 +21,9 @@ from transformers import (
     GPT2LMHeadModel,
     LlamaConfig,
     LlamaForCausalLM,
+    OPTConfig,
     PreTrainedTokenizerFast,
+    Qwen2Config,
 )
 from transformers.generation.streamers import BaseStreamer
 
@@ -285,6 +287,37 @@ def test_log_likelihood_score_mask_scores_the_continuation(gslm):
         gslm.log_likelihood(torch.tensor([[0, gslm.config.vocab_size]]))
     with pytest.raises(ValueError, match="score_mask must have the shape"):
         gslm.log_likelihood(ids, score_mask=score_mask[:, 1:])
+
+
+BACKBONES = {
+    "llama": lambda: LlamaConfig(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2
+    ),
+    "qwen2": lambda: Qwen2Config(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2
+    ),
+    "gpt2": lambda: GPT2Config(n_embd=32, n_layer=2, n_head=4, n_positions=128),
+    "opt": lambda: OPTConfig(hidden_size=32, ffn_dim=64, num_hidden_layers=2, num_attention_heads=4, word_embed_proj_dim=32),
+}
+
+
+@pytest.mark.parametrize("backbone", sorted(BACKBONES))
+def test_any_causal_lm_backbone(backbone):
+    """Forward + loss, padding-invariant scoring and batched generation with each backbone family."""
+    torch.manual_seed(0)
+    model = SpeechLMForCausalLM(SpeechLMConfig(backbone_config=BACKBONES[backbone](), num_units=20)).eval()
+    assert model.language_model.config.model_type == backbone
+    units = SpeechLMModelTester().get_units((6, 2))
+    right, right_mask = model.units_to_input_ids(units, padding_side="right", add_eos=True)
+    left, left_mask = model.units_to_input_ids(units, padding_side="left", add_eos=True)
+    out = model(input_ids=right, attention_mask=right_mask, labels=right.masked_fill(right_mask == 0, -100))
+    assert out.logits.shape == (*right.shape, 20 + 5) and torch.isfinite(out.loss)
+    scores = model.log_likelihood(right, right_mask).sum_nll
+    torch.testing.assert_close(model.log_likelihood(left, left_mask).sum_nll, scores, atol=1e-5, rtol=1e-5)
+    batched = model.generate_units(units, max_new_tokens=4, do_sample=False)
+    assert [u.tolist() for u in batched] == [
+        model.generate_units([u], max_new_tokens=4, do_sample=False)[0].tolist() for u in units
+    ]
 
 
 def test_resize_token_embeddings_is_refused(gslm):

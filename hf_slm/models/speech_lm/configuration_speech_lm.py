@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from transformers import AutoConfig, PretrainedConfig
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
@@ -27,6 +28,27 @@ def _default_backbone_config(vocab_size: int) -> PretrainedConfig:
         max_position_embeddings=4096,
         tie_word_embeddings=False,
     )
+
+
+def as_unit_sequences(units) -> list[torch.Tensor]:
+    """Normalise a batch of unit sequences: a `[T]` / `[B, T]` tensor or array, one list of ints, or a list of 1-D
+    sequences of any lengths -> a list of 1-D tensors."""
+    if isinstance(units, (torch.Tensor, np.ndarray)):
+        units = torch.as_tensor(units)
+        if units.dim() == 1:
+            return [units]
+        if units.dim() == 2:
+            return list(units)
+        raise ValueError(f"units must be [T] or [B, T], got shape {tuple(units.shape)}")
+    if isinstance(units, (list, tuple)) and units and all(isinstance(u, (int, np.integer)) for u in units):
+        return [torch.as_tensor(units)]
+    if isinstance(units, (list, tuple)) and units:
+        sequences = [torch.as_tensor(u) for u in units]
+        for i, seq in enumerate(sequences):
+            if seq.dim() != 1:
+                raise ValueError(f"each unit sequence must be 1-D; sequence {i} has shape {tuple(seq.shape)}")
+        return sequences
+    raise ValueError("units must be a 1-D / 2-D tensor or a non-empty list of 1-D sequences")
 
 
 @dataclass(frozen=True)
@@ -228,6 +250,7 @@ class SpeechLMConfig(PretrainedConfig):
     >>> twist.vocab_size, twist.unit_token_offset, twist.token_id("[ASR]")
     (32507, 32000, 32505)
     >>> model = SpeechLMForCausalLM(config)
+
     ```
     """
 
@@ -342,4 +365,4 @@ class SpeechLMConfig(PretrainedConfig):
         return self.backbone_config
 
 
-__all__ = ["SpeechLMConfig", "SpeechLMVocabularyLayout"]
+__all__ = ["SpeechLMConfig", "SpeechLMVocabularyLayout", "as_unit_sequences"]

@@ -12,7 +12,7 @@ from transformers import AutoModelForCausalLM, GenerationMixin, LogitsProcessor,
 from transformers.modeling_outputs import CausalLMOutputWithPast
 from transformers.utils import ModelOutput, logging
 
-from .configuration_speech_lm import SpeechLMConfig
+from .configuration_speech_lm import SpeechLMConfig, as_unit_sequences
 
 logger = logging.get_logger(__name__)
 
@@ -186,7 +186,7 @@ class SpeechLMForCausalLM(SpeechLMPreTrainedModel, GenerationMixin):
         layout = self.config.vocab_layout
         prefix = torch.tensor(layout.speech_prefix_ids(task), dtype=torch.long)
         suffix = torch.tensor([layout.eos_token_id] if add_eos else [], dtype=torch.long)
-        sequences = [torch.cat([prefix, layout.units_to_token_ids(u), suffix]) for u in _as_unit_list(units)]
+        sequences = [torch.cat([prefix, layout.units_to_token_ids(u), suffix]) for u in as_unit_sequences(units)]
         input_ids, attention_mask = _pad(sequences, layout.pad_token_id, padding_side)
         return input_ids.to(self.device), attention_mask.to(self.device)
 
@@ -376,25 +376,6 @@ def _num_units(unit_tokenizer) -> int:
         f"cannot read the number of units from {type(unit_tokenizer).__name__}: pass the speech tokenizer (with "
         "`config.num_units`), its config, or an int"
     )
-
-
-def _as_unit_list(units) -> list[torch.Tensor]:
-    """A `[T]` / `[B, T]` tensor or a list of 1-D sequences -> a list of 1-D tensors."""
-    if isinstance(units, torch.Tensor):
-        if units.dim() == 1:
-            return [units]
-        if units.dim() == 2:
-            return list(units)
-        raise ValueError(f"units must be [T] or [B, T], got shape {tuple(units.shape)}")
-    if isinstance(units, (list, tuple)) and len(units) and not isinstance(units[0], (int,)):
-        sequences = [torch.as_tensor(u) for u in units]
-        bad = [i for i, u in enumerate(sequences) if u.dim() != 1]
-        if bad:
-            raise ValueError(f"each unit sequence must be 1-D; sequence {bad[0]} has shape {tuple(sequences[bad[0]].shape)}")
-        return sequences
-    if isinstance(units, (list, tuple)) and len(units):
-        return [torch.as_tensor(units)]
-    raise ValueError("units must be a non-empty batch: a 1-D / 2-D tensor or a list of 1-D sequences")
 
 
 def _pad(sequences: list[torch.Tensor], pad_id: int, padding_side: str) -> tuple[torch.LongTensor, torch.LongTensor]:

@@ -12,7 +12,7 @@ from transformers.feature_extraction_utils import BatchFeature
 from transformers.processing_utils import ProcessingKwargs, ProcessorMixin
 from transformers.utils import PROCESSOR_NAME, cached_file
 
-from .configuration_speech_lm import SpeechLMConfig, SpeechLMVocabularyLayout
+from .configuration_speech_lm import SpeechLMConfig, SpeechLMVocabularyLayout, as_unit_sequences
 
 MODES = ("speech", "text", "concat", "interleave")
 _MODALITIES = ("speech", "text")
@@ -81,6 +81,7 @@ class SpeechLMProcessor(ProcessorMixin):
     [[101, 103, 5, 5, 7, 102], [101, 103, 1, 102, 100, 100]]
     >>> batch["labels"][1].tolist()
     [101, 103, 1, 102, -100, -100]
+
     ```
     """
 
@@ -202,7 +203,7 @@ class SpeechLMProcessor(ProcessorMixin):
         switch_probability = self.switch_probability if switch_probability is None else switch_probability
         _check_probability(switch_probability)
         texts = [text] if isinstance(text, str) else (None if text is None else list(text))
-        unit_list = None if units is None else _as_unit_list(units)
+        unit_list = None if units is None else as_unit_sequences(units)
         mode = self._infer_mode(mode, texts, unit_list, words)
         text_kwargs = self._tokenizer_kwargs(kwargs)
 
@@ -503,26 +504,6 @@ def _require(value, name, mode, other, other_name) -> None:
         raise ValueError(f"mode {mode!r} needs `{name}`")
     if other is not None:
         raise ValueError(f"mode {mode!r} takes no `{other_name}` (use mode='concat' or 'interleave' for both)")
-
-
-def _as_unit_list(units) -> list[torch.Tensor]:
-    """A `[T]` / `[B, T]` tensor or array, or a list of 1-D sequences -> a list of 1-D tensors."""
-    if isinstance(units, (torch.Tensor, np.ndarray)):
-        units = torch.as_tensor(units)
-        if units.dim() == 1:
-            return [units]
-        if units.dim() == 2:
-            return list(units)
-        raise ValueError(f"units must be [T] or [B, T], got shape {tuple(units.shape)}")
-    if isinstance(units, (list, tuple)) and units and all(isinstance(u, (int, np.integer)) for u in units):
-        return [torch.as_tensor(units)]
-    if isinstance(units, (list, tuple)) and units:
-        sequences = [torch.as_tensor(u) for u in units]
-        for i, seq in enumerate(sequences):
-            if seq.dim() != 1:
-                raise ValueError(f"each unit sequence must be 1-D; sequence {i} has shape {tuple(seq.shape)}")
-        return sequences
-    raise ValueError("units must be a 1-D / 2-D tensor or a non-empty list of 1-D sequences")
 
 
 def _per_utterance(values) -> list:
