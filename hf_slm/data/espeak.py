@@ -386,6 +386,7 @@ class EspeakSynthesizer:
     >>> result = EspeakSynthesizer("en-us", rate=175).synthesize("Hello world.")
     >>> result.words, result.sampling_rate
     (['Hello', 'world'], 22050)
+
     ```
     """
 
