@@ -276,6 +276,24 @@ def cmd_demo(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------------- push / pull
+def cmd_push(args) -> int:
+    from .hub import push
+
+    info = push(args.folder, args.repo_id, revision=args.revision, private=args.private,
+                commit_message=args.commit_message, create_pr=args.create_pr)
+    print(f"pushed {args.folder} -> {args.repo_id}@{args.revision or 'main'}: commit {info.oid}\n{info.commit_url}")
+    return 0
+
+
+def cmd_pull(args) -> int:
+    from .hub import pull
+
+    path = pull(args.repo_id, revision=args.revision, local_dir=args.output)
+    print(f"pulled {args.repo_id}@{args.revision or 'main'} -> {path}")
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hf-slm", description=__doc__)
@@ -334,6 +352,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--output", default="demo_out")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("push", help="upload a pipeline variant or component folder to the Hub (honours HF_ENDPOINT)")
+    p.add_argument("folder", help="folder written by save_pretrained (safetensors weights only)")
+    p.add_argument("repo_id", help="namespace/name; the repo is created when missing")
+    p.add_argument("--revision", default=None, help="branch to commit to (created from main when missing)")
+    p.add_argument("--private", action="store_true", default=None, help="create the repo private")
+    p.add_argument("--commit-message", default=None)
+    p.add_argument("--create-pr", action="store_true", help="open a pull request instead of committing")
+    p.set_defaults(func=cmd_push)
+
+    p = sub.add_parser("pull", help="download a variant or component from the Hub into a folder")
+    p.add_argument("repo_id")
+    p.add_argument("--revision", default=None, help="branch, tag or commit id (default: main)")
+    p.add_argument("--output", required=True, help="folder to write the files into")
+    p.set_defaults(func=cmd_pull)
     return parser
 
 

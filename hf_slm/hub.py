@@ -1,0 +1,145 @@
+"""Push and pull pipeline variants and single components to and from the Hugging Face Hub.
+
+Everything goes through the real ``huggingface_hub`` client, so ``HF_ENDPOINT`` (a mirror, a private Hub, or the
+loopback server of ``tests/hub_server.py``) and ``HF_TOKEN`` apply. A push uploads a folder as one commit and mirrors
+it: remote files that the folder no longer has are deleted in the same commit, so that a pull gives back exactly the
+folder that was pushed. Weights must be safetensors: a folder with pickled weights is refused before any upload.
+
+>>> from hf_slm.hub import pull, push
+>>> push("my_variant", "me/slm-tiny", revision="v1", private=True)  # doctest: +SKIP
+>>> pull("me/slm-tiny", revision="v1", local_dir="slm-tiny-v1")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from .pipelines.pipeline_utils import INDEX_FILE, PipelineLoadError, _normalise_spec, read_index
+
+#: Pickle-based weight formats: loading them runs code, so hf_slm never publishes them.
+PICKLED_WEIGHT_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+#: Files that make a folder a loadable component (model, feature extractor, tokenizer, processor, PEFT adapter).
+COMPONENT_MARKERS = (
+    "config.json",
+    "preprocessor_config.json",
+    "tokenizer_config.json",
+    "processor_config.json",
+    "adapter_config.json",
+)
+
+
+def check_folder(folder: str | os.PathLike) -> str:
+    """Validate a folder before pushing it; returns ``"pipeline"`` or ``"component"``.
+
+    Raises ``ValueError`` naming the problem: not a folder, pickled weights, an index that lists a component whose
+    subfolder is missing, or a folder that is neither a variant nor a component.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"{folder} is not a folder")
+    files = [p for p in folder.rglob("*") if p.is_file() and ".cache" not in p.relative_to(folder).parts]
+    pickled = sorted(str(p.relative_to(folder)) for p in files if p.suffix in PICKLED_WEIGHT_SUFFIXES)
+    if pickled:
+        raise ValueError(f"{folder} holds pickled weights {pickled}; hf_slm publishes safetensors only")
+    if (folder / INDEX_FILE).exists():
+        index = read_index(folder)
+        for name, raw in index.items():
+            spec = None if name.startswith("_") else _normalise_spec(name, raw)
+            if spec is not None and not spec.get("repo") and not (folder / name).is_dir():
+                raise PipelineLoadError(f"{folder / INDEX_FILE} lists {name!r} but {folder / name} is missing")
+        return "pipeline"
+    if any((folder / marker).is_file() for marker in COMPONENT_MARKERS):
+        return "component"
+    raise ValueError(f"{folder} is neither a pipeline variant ({INDEX_FILE}) nor a component ({COMPONENT_MARKERS})")
+
+
+def push_folder(
+    folder: str | os.PathLike,
+    repo_id: str,
+    revision: str | None = None,
+    private: bool | None = None,
+    token: str | None = None,
+    commit_message: str | None = None,
+    create_pr: bool = False,
+):
+    """Upload ``folder`` as one commit on ``revision`` (created from ``main`` when missing); returns a ``CommitInfo``.
+
+    ``private`` applies when the repo is created; an existing repo keeps its visibility (as in transformers).
+    """
+    from huggingface_hub import HfApi
+
+    kind = check_folder(folder)
+    api = HfApi(token=token)
+    repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+    if revision is not None:
+        api.create_branch(repo_id, branch=revision, exist_ok=True)
+    return api.upload_folder(
+        folder_path=str(folder),
+        repo_id=repo_id,
+        revision=revision,
+        commit_message=commit_message or f"Upload hf_slm {kind} with hf_slm.hub.push",
+        create_pr=create_pr,
+        delete_patterns="*",  # mirror the folder: a pull must not return files of an older push
+        ignore_patterns=[".cache/**"],
+    )
+
+
+def push(
+    path_or_object,
+    repo_id: str,
+    revision: str | None = None,
+    private: bool | None = None,
+    token: str | None = None,
+    commit_message: str | None = None,
+    create_pr: bool = False,
+):
+    """Push a variant or component folder, a pipeline, or a single component (anything with ``save_pretrained``).
+
+    A pipeline goes through its own ``push_to_hub``; a component is saved (safetensors) into a temporary folder
+    first. Returns the ``CommitInfo`` of the upload (``.oid`` is the new commit id).
+    """
+    from .pipelines.pipeline_utils import PipelineMixin
+
+    if isinstance(path_or_object, (str, os.PathLike)):
+        return push_folder(path_or_object, repo_id, revision, private, token, commit_message, create_pr)
+    if isinstance(path_or_object, PipelineMixin):
+        kwargs = {"commit_message": commit_message} if commit_message else {}
+        return path_or_object.push_to_hub(
+            repo_id, revision=revision, private=private, token=token, create_pr=create_pr, **kwargs
+        )
+    if not hasattr(path_or_object, "save_pretrained"):
+        raise TypeError(f"cannot push a {type(path_or_object).__name__}: give a folder, a pipeline or a component")
+    with tempfile.TemporaryDirectory() as tmp:
+        path_or_object.save_pretrained(tmp)  # transformers 5 writes safetensors; check_folder refuses anything else
+        return push_folder(tmp, repo_id, revision, private, token, commit_message, create_pr)
+
+
+def pull(
+    repo_id: str,
+    revision: str | None = None,
+    local_dir: str | os.PathLike | None = None,
+    token: str | None = None,
+    include_shared: bool = True,
+) -> Path:
+    """Download a variant or component at ``revision`` (branch, tag or commit id); returns its local folder.
+
+    Without ``local_dir`` the files stay in the Hugging Face cache. With ``include_shared``, components that the index
+    borrows from other repos (``{"repo": ..., "subfolder": ...}``) are fetched into the cache too, so that the variant
+    then loads with ``local_files_only=True``.
+    """
+    from huggingface_hub import snapshot_download
+
+    path = Path(snapshot_download(repo_id, revision=revision, local_dir=local_dir, token=token))
+    if include_shared and (path / INDEX_FILE).exists():
+        for name, spec in read_index(path).items():
+            if isinstance(spec, dict) and spec.get("repo") and not Path(spec["repo"]).is_dir():
+                subfolder = spec.get("subfolder", name)
+                snapshot_download(
+                    spec["repo"], revision=spec.get("revision"), allow_patterns=[f"{subfolder}/*"], token=token
+                )
+    return path
+
+
+__all__ = ["PICKLED_WEIGHT_SUFFIXES", "check_folder", "pull", "push", "push_folder"]
