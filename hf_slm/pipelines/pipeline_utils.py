@@ -208,6 +208,7 @@ class PipelineMixin:
                 revision=revision,
                 commit_message=commit_message,
                 create_pr=create_pr,
+                delete_patterns="*",  # mirror the variant: files of components it no longer has must go
             )
 
     # ------------------------------------------------------------------ loading
@@ -237,6 +238,8 @@ class PipelineMixin:
             spec = _normalise_spec(name, index.get(name))
             if spec is None:
                 continue
+            if spec.get("repo") == str(path_or_repo_id) and not spec.get("revision"):
+                spec["revision"] = revision  # a subfolder of this very repo: same revision as the variant
             loaded[name] = cls._load_component(name, spec, path, loaded, revision, dtype, hub_kwargs)
         if components:
             raise TypeError(f"unexpected keyword argument(s) {sorted(components)}")
@@ -257,8 +260,8 @@ class PipelineMixin:
         if spec.get("repo"):  # shared component: another repo (or folder) + subfolder
             location = spec["repo"]
             sub_kwargs["subfolder"] = spec.get("subfolder", name)
-            if spec.get("revision") or revision:
-                sub_kwargs["revision"] = spec.get("revision") or revision
+            if spec.get("revision"):  # another repo: its own pinned revision, else its default branch
+                sub_kwargs["revision"] = spec["revision"]
             if Path(location).is_dir():
                 location, sub_kwargs = str(Path(location) / sub_kwargs.pop("subfolder")), {}
         elif not (path / name).is_dir():
