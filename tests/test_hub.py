@@ -1,0 +1,307 @@
+"""Hub push / pull through the loopback Hub server (tests/hub_server.py), driven by the real huggingface_hub client.
+
+Every test gets a fresh server, cache and token from the ``hub_server`` fixture (tests/conftest.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from huggingface_hub import HfApi, hf_hub_download, snapshot_download
+from huggingface_hub.errors import (
+    BadRequestError,
+    EntryNotFoundError,
+    HFValidationError,
+    HfHubHTTPError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
+from huggingface_hub.utils import get_session, hf_raise_for_status
+from transformers import (
+    AutoModel,
+    HubertConfig,
+    HubertModel,
+    LlamaConfig,
+    LlamaForCausalLM,
+    SpeechT5HifiGan,
+    SpeechT5HifiGanConfig,
+    Wav2Vec2FeatureExtractor,
+)
+
+from hf_slm.cli import main as cli_main
+from hf_slm.hub import pull, push
+from hf_slm.pipelines import INDEX_FILE, SpeechLMPipeline
+
+USER = "tester"  # the fixture's token belongs to this user (tests/conftest.py)
+
+
+# ---------------------------------------------------------------------------------------------------- tiny components
+def tiny_llama(seed: int) -> LlamaForCausalLM:
+    torch.manual_seed(seed)
+    return LlamaForCausalLM(LlamaConfig(vocab_size=40, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=64))
+
+
+def tiny_vocoder(seed: int) -> SpeechT5HifiGan:
+    torch.manual_seed(seed)
+    return SpeechT5HifiGan(SpeechT5HifiGanConfig(model_in_dim=8, upsample_initial_channel=16, upsample_rates=[2, 2],
+                                                 upsample_kernel_sizes=[4, 4], resblock_kernel_sizes=[3],
+                                                 resblock_dilation_sizes=[[1]]))
+
+
+def tiny_hubert(seed: int) -> HubertModel:
+    torch.manual_seed(seed)
+    return HubertModel(HubertConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+                                    conv_dim=(8, 8), conv_stride=(5, 2), conv_kernel=(10, 3),
+                                    num_conv_pos_embeddings=8, num_conv_pos_embedding_groups=2))
+
+
+def tiny_unit_tokenizer(seed: int):
+    unit_tokenizer = pytest.importorskip("hf_slm.models.unit_tokenizer", reason="unit_tokenizer family not importable")
+    torch.manual_seed(seed)
+    model = unit_tokenizer.KMeansUnitTokenizer(unit_tokenizer.KMeansUnitTokenizerConfig(frontend="mfcc", num_units=16))
+    with torch.no_grad():  # random "fitted" statistics so that a mix-up of weights cannot go unnoticed
+        model.cluster_centers.normal_()
+        model.feature_mean.normal_()
+    return unit_tokenizer.SpeechFeatureExtractor(), model
+
+
+def components_transformers_parts(seed: int) -> dict:
+    """Stand-ins from plain transformers, so the round trip is tested whatever hf_slm families exist yet."""
+    return {"feature_extractor": Wav2Vec2FeatureExtractor(), "speech_tokenizer": tiny_hubert(seed),
+            "language_model": tiny_llama(seed), "vocoder": tiny_vocoder(seed)}
+
+
+def components_unit_tokenizer(seed: int) -> dict:
+    feature_extractor, speech_tokenizer = tiny_unit_tokenizer(seed)
+    return {"feature_extractor": feature_extractor, "speech_tokenizer": speech_tokenizer,
+            "language_model": tiny_llama(seed), "vocoder": tiny_vocoder(seed)}
+
+
+#: Variants pushed and pulled bit-exactly; extend with each new component family (speech_lm, unit_vocoder, ...).
+VARIANTS = {
+    "transformers_parts": components_transformers_parts,
+    "unit_tokenizer_mfcc": components_unit_tokenizer,
+}
+
+
+# ---------------------------------------------------------------------------------------------------- helpers
+def file_hashes(folder) -> dict[str, str]:
+    """sha256 of every file below ``folder``, by relative path (the Hub's own .gitattributes and caches left out)."""
+    folder = Path(folder)
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and ".cache" not in p.relative_to(folder).parts and p.name != ".gitattributes"
+    }
+
+
+def assert_same_weights(a, b):
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    for key in sa:
+        assert torch.equal(sa[key], sb[key]), key
+
+
+def assert_same_pipeline(loaded, components: dict):
+    for name, original in components.items():
+        got = loaded.components[name]
+        assert type(got).__name__ == type(original).__name__, name
+        if hasattr(original, "state_dict"):
+            assert_same_weights(got, original)
+        else:
+            assert got.to_dict() == original.to_dict(), name
+
+
+def save_variant(components: dict, folder: Path, shared: dict | None = None) -> Path:
+    pipe = SpeechLMPipeline(**components)
+    if shared:
+        pipe._shared_components = shared
+    return pipe.save_pretrained(folder)
+
+
+# ---------------------------------------------------------------------------------------------------- components
+def test_component_round_trip_transformers(hub_server, tmp_path):
+    model = tiny_llama(0)
+    model.push_to_hub(f"{USER}/tiny-llama")  # transformers' own push_to_hub
+    loaded = LlamaForCausalLM.from_pretrained(f"{USER}/tiny-llama")
+    assert_same_weights(loaded, model)
+
+    feature_extractor = Wav2Vec2FeatureExtractor(sampling_rate=8000, do_normalize=False)
+    push(feature_extractor, f"{USER}/tiny-fe")  # hf_slm.hub.push of a component object
+    assert Wav2Vec2FeatureExtractor.from_pretrained(f"{USER}/tiny-fe").to_dict() == feature_extractor.to_dict()
+
+    files = hub_server.repo(f"{USER}/tiny-llama").commits[HfApi().model_info(f"{USER}/tiny-llama").sha].files
+    assert files["model.safetensors"].lfs_oid is not None  # weights went the LFS way (batch, presigned PUT, verify)
+    assert files["config.json"].lfs_oid is None  # small text files are regular git blobs
+    assert any(method == "PUT" and path.startswith("/upload/") for method, path, _ in hub_server.requests)
+    assert not any("xet" in path for _, path, _ in hub_server.requests)
+
+
+def test_component_round_trip_remote_code(hub_server, tmp_path):
+    feature_extractor, model = tiny_unit_tokenizer(0)
+    push(model, f"{USER}/unit-tokenizer")
+    listed = {f.rfilename for f in HfApi().model_info(f"{USER}/unit-tokenizer").siblings}
+    assert {"config.json", "model.safetensors", "modeling_unit_tokenizer.py"} <= listed
+    # a fresh process where hf_slm cannot be imported: only the code pushed next to the weights can load them
+    script = (
+        "import sys, hashlib; sys.modules['hf_slm'] = None\n"
+        "from transformers import AutoModel\n"
+        f"m = AutoModel.from_pretrained('{USER}/unit-tokenizer', trust_remote_code=True)\n"
+        "print(type(m).__module__)\n"
+        "print(hashlib.sha256(b''.join(t.numpy().tobytes() for t in m.state_dict().values())).hexdigest())\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    module, digest = result.stdout.split()[-2:]
+    assert module.startswith("transformers_modules")
+    assert digest == hashlib.sha256(b"".join(t.numpy().tobytes() for t in model.state_dict().values())).hexdigest()
+    loaded = AutoModel.from_pretrained(f"{USER}/unit-tokenizer")  # and, with hf_slm imported, the registered class
+    assert_same_weights(loaded, model)
+
+
+# ---------------------------------------------------------------------------------------------------- whole variants
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_variant_push_pull_bit_exact(hub_server, tmp_path, variant):
+    components = VARIANTS[variant](0)
+    folder = save_variant(components, tmp_path / "variant")
+    repo_id = f"{USER}/slm-{variant.replace('_', '-')}"
+    commit = push(folder, repo_id)
+
+    pulled = pull(repo_id, local_dir=tmp_path / "pulled")
+    assert file_hashes(pulled) == file_hashes(folder)
+    assert any(name.endswith(".safetensors") for name in file_hashes(folder))
+    cached = snapshot_download(repo_id, revision=commit.oid)
+    assert file_hashes(cached) == file_hashes(folder)
+
+    loaded = SpeechLMPipeline.from_pretrained(repo_id)
+    assert_same_pipeline(loaded, components)
+
+
+def test_pipeline_push_to_hub_revision_pinning(hub_server, tmp_path):
+    repo_id, api = f"{USER}/slm-pinning", HfApi()
+    v1 = components_transformers_parts(1)
+    SpeechLMPipeline(**v1).push_to_hub(repo_id)
+    api.create_tag(repo_id, tag="v1")
+    sha_v1 = api.model_info(repo_id).sha
+    v2 = components_transformers_parts(2)
+    del v2["vocoder"]  # v2 drops a component: its files must disappear from main
+    SpeechLMPipeline(**v2).push_to_hub(repo_id)
+    v3 = components_transformers_parts(3)
+    SpeechLMPipeline(**v3).push_to_hub(repo_id, revision="dev")  # a new branch, created from main
+
+    for revision, expected in (("v1", v1), (sha_v1, v1), (None, v2), ("main", v2), ("dev", v3)):
+        loaded = SpeechLMPipeline.from_pretrained(repo_id, revision=revision)
+        assert_same_pipeline(loaded, expected)
+        assert ("vocoder" in loaded.components) == ("vocoder" in expected)
+    assert not any(name.startswith("vocoder/") for name in file_hashes(pull(repo_id, revision="main")))
+    assert_same_weights(LlamaForCausalLM.from_pretrained(repo_id, subfolder="language_model", revision="v1"),
+                        v1["language_model"])
+    refs = api.list_repo_refs(repo_id)
+    assert {b.name for b in refs.branches} == {"main", "dev"} and [t.name for t in refs.tags] == ["v1"]
+
+
+def test_shared_component_by_reference(hub_server, tmp_path):
+    base_id, derived_id, api = f"{USER}/slm-base", f"{USER}/slm-derived", HfApi()
+    base = components_transformers_parts(0)
+    push(save_variant(base, tmp_path / "base"), base_id)
+    base_sha = api.model_info(base_id).sha
+
+    derived = {**components_transformers_parts(1), "vocoder": base["vocoder"]}
+    pinned = {"library": "transformers", "class": "SpeechT5HifiGan", "repo": base_id, "subfolder": "vocoder",
+              "revision": base_sha}
+    floating = {**pinned, "revision": None}
+    push(save_variant(derived, tmp_path / "pinned", {"vocoder": pinned}), derived_id, revision="pinned")
+    push(save_variant(derived, tmp_path / "floating", {"vocoder": floating}), derived_id, revision="floating")
+    pulled = pull(derived_id, revision="pinned", local_dir=tmp_path / "pulled")
+    assert not (pulled / "vocoder").exists()
+    assert json.loads((pulled / INDEX_FILE).read_text())["vocoder"]["repo"] == base_id
+
+    new_vocoder = tiny_vocoder(7)  # the base repo moves on
+    push(save_variant({**base, "vocoder": new_vocoder}, tmp_path / "base2"), base_id)
+    pinned_pipe = SpeechLMPipeline.from_pretrained(derived_id, revision="pinned")
+    assert_same_pipeline(pinned_pipe, derived)  # still the vocoder of the pinned base commit
+    floating_pipe = SpeechLMPipeline.from_pretrained(derived_id, revision="floating")
+    assert_same_weights(floating_pipe.vocoder, new_vocoder)  # follows the base repo's main branch
+    assert pinned_pipe._shared_components["vocoder"]["repo"] == base_id
+
+
+# ---------------------------------------------------------------------------------------------------- visibility
+def test_private_is_recorded(hub_server, tmp_path):
+    folder = save_variant(components_transformers_parts(0), tmp_path / "variant")
+    push(folder, f"{USER}/secret", private=True)
+    push(folder, f"{USER}/open")
+    api = HfApi()
+    assert api.model_info(f"{USER}/secret").private is True
+    assert api.model_info(f"{USER}/open").private is False
+    with pytest.raises(RepositoryNotFoundError):  # anonymous callers cannot tell a private repo from a missing one
+        api.model_info(f"{USER}/secret", token=False)
+    with pytest.raises(RepositoryNotFoundError):
+        snapshot_download(f"{USER}/secret", token=False)
+    assert file_hashes(snapshot_download(f"{USER}/open", token=False)) == file_hashes(folder)
+
+
+# ---------------------------------------------------------------------------------------------------- rejections
+def test_rejections_surface_as_client_exceptions(hub_server, tmp_path):
+    folder = save_variant(components_transformers_parts(0), tmp_path / "variant")
+    repo_id, api = f"{USER}/slm", HfApi()
+    push(folder, repo_id)
+
+    with pytest.raises(HFValidationError):  # the client refuses it before sending
+        push(folder, f"{USER}/bad--name")
+    response = get_session().post(f"{hub_server.url}/api/repos/create", json={"name": "bad name!"},
+                                  headers={"Authorization": "Bearer hf_test_token"})
+    with pytest.raises(BadRequestError):  # and so does the server, for a client that would send it
+        hf_raise_for_status(response)
+    with pytest.raises(HfHubHTTPError) as forbidden:
+        api.create_repo("someone-else/slm")
+    assert forbidden.value.response.status_code == 403
+
+    with pytest.raises(RepositoryNotFoundError):
+        SpeechLMPipeline.from_pretrained(f"{USER}/missing")
+    with pytest.raises(RepositoryNotFoundError):
+        pull(f"{USER}/missing")
+    with pytest.raises(EntryNotFoundError):
+        hf_hub_download(repo_id, "vocoder/missing.safetensors")
+    with pytest.raises(RevisionNotFoundError):
+        pull(repo_id, revision="no-such-branch")
+    with pytest.raises(RevisionNotFoundError):
+        SpeechLMPipeline.from_pretrained(repo_id, revision="0" * 40)
+    with pytest.raises(RevisionNotFoundError):  # commits go to existing branches only
+        api.upload_file(path_or_fileobj=b"{}", path_in_repo="x.json", repo_id=repo_id, revision="no-such-branch")
+
+    lfs_line = {"key": "lfsFile", "value": {"path": "w.safetensors", "algo": "sha256", "oid": "ab" * 32, "size": 3}}
+    body = "\n".join(json.dumps(x) for x in ({"key": "header", "value": {"summary": "s"}}, lfs_line))
+    response = get_session().post(f"{hub_server.url}/api/models/{repo_id}/commit/main", content=body.encode(),
+                                  headers={"Authorization": "Bearer hf_test_token"})
+    with pytest.raises(BadRequestError, match="was not uploaded"):  # a pointer to LFS content nobody uploaded
+        hf_raise_for_status(response)
+
+    pickled = tmp_path / "pickled"
+    pickled.mkdir()
+    (pickled / "config.json").write_text("{}")
+    (pickled / "pytorch_model.bin").write_bytes(b"\x80\x04")
+    with pytest.raises(ValueError, match="safetensors only"):
+        push(pickled, f"{USER}/pickled")
+    with pytest.raises(RepositoryNotFoundError):  # refused before anything reached the Hub
+        api.model_info(f"{USER}/pickled")
+    assert not hub_server.errors
+
+
+# ---------------------------------------------------------------------------------------------------- CLI
+def test_cli_push_pull(hub_server, tmp_path, capsys):
+    folder = save_variant(components_transformers_parts(0), tmp_path / "variant")
+    repo_id = f"{USER}/slm-cli"
+    assert cli_main(["push", str(folder), repo_id, "--revision", "v1", "--private"]) == 0
+    assert HfApi().model_info(repo_id).private is True
+    out = tmp_path / "out"
+    assert cli_main(["pull", repo_id, "--revision", "v1", "--output", str(out)]) == 0
+    assert file_hashes(out) == file_hashes(folder)
+    assert cli_main(["pull", repo_id, "--revision", "nope", "--output", str(tmp_path / "x")]) == 2
+    assert "nope" in capsys.readouterr().err
