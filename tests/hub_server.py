@@ -418,7 +418,8 @@ class HubServer:
         self.store = HubStore(Path(root), tokens or {"hf_test_token": "tester"}, orgs or {})
         self.tree_page_size = tree_page_size
         self.requests: list[tuple[str, str, int]] = []
-        self.errors: list[Exception] = []
+        self.errors: list[Exception] = []  # server bugs (answered 500)
+        self.unhandled: list[str] = []  # requests for endpoints this server does not implement (answered 404)
         self._secret = secrets.token_bytes(16)
         self._hub = _Listener(self, self._route_hub)
         self._storage = _Listener(self, self._route_storage)
@@ -528,6 +529,7 @@ class HubServer:
                 return self._lfs(h, user, repo_type, repo_id, seg[5])
             if len(seg) >= 5 and seg[2] == "resolve" and h.command in ("GET", "HEAD"):
                 return self._resolve(h, user, repo_type, f"{seg[0]}/{seg[1]}", seg[3], "/".join(seg[4:]))
+        self.unhandled.append(f"{h.command} {h.url.path}")
         raise HubError(404, f"Sorry, we can't find the page you are looking for ({h.command} {h.url.path})")
 
     def _whoami(self, h, user):
@@ -599,6 +601,7 @@ class HubServer:
         }
         handler = routes.get((h.command, action))
         if handler is None or (action not in (None, "refs") and not args):
+            self.unhandled.append(f"{h.command} {h.url.path}")
             raise HubError(404, f"Sorry, we can't find the page you are looking for ({h.command} {h.url.path})")
         with self.store.lock:
             return handler(h, user, repo, args)

@@ -102,6 +102,12 @@ def file_hashes(folder) -> dict[str, str]:
     }
 
 
+def assert_client_fully_served(server):
+    """Nothing the client asked for fell outside what the server implements (bar the CLI's agent-registry lookup)."""
+    assert not server.errors
+    assert [r for r in server.unhandled if r != "GET /api/agent-harnesses"] == []
+
+
 def assert_same_weights(a, b):
     sa, sb = a.state_dict(), b.state_dict()
     assert sa.keys() == sb.keys()
@@ -142,6 +148,7 @@ def test_component_round_trip_transformers(hub_server, tmp_path):
     assert files["config.json"].lfs_oid is None  # small text files are regular git blobs
     assert any(method == "PUT" and path.startswith("/upload/") for method, path, _ in hub_server.requests)
     assert not any("xet" in path for _, path, _ in hub_server.requests)
+    assert_client_fully_served(hub_server)
 
 
 def test_component_round_trip_remote_code(hub_server, tmp_path):
@@ -174,14 +181,17 @@ def test_variant_push_pull_bit_exact(hub_server, tmp_path, variant):
     repo_id = f"{USER}/slm-{variant.replace('_', '-')}"
     commit = push(folder, repo_id)
 
+    hub_server.tree_page_size = 3  # the tree listing then spans several pages, linked by `Link: rel="next"`
     pulled = pull(repo_id, local_dir=tmp_path / "pulled")
     assert file_hashes(pulled) == file_hashes(folder)
+    assert any("/tree/" in path and "cursor=" in path for _, path, _ in hub_server.requests)
     assert any(name.endswith(".safetensors") for name in file_hashes(folder))
     cached = snapshot_download(repo_id, revision=commit.oid)
     assert file_hashes(cached) == file_hashes(folder)
 
     loaded = SpeechLMPipeline.from_pretrained(repo_id)
     assert_same_pipeline(loaded, components)
+    assert_client_fully_served(hub_server)
 
 
 def test_pipeline_push_to_hub_revision_pinning(hub_server, tmp_path):
@@ -292,6 +302,46 @@ def test_rejections_surface_as_client_exceptions(hub_server, tmp_path):
     with pytest.raises(RepositoryNotFoundError):  # refused before anything reached the Hub
         api.model_info(f"{USER}/pickled")
     assert not hub_server.errors
+
+
+def test_server_protocol_details(hub_server):
+    """The server behaves like the Hub where the client relies on it: 409s, PRs, deletions, README metadata, S3."""
+    api, repo_id = HfApi(), f"{USER}/protocol"
+    api.create_repo(repo_id)
+    with pytest.raises(HfHubHTTPError) as conflict:
+        api.create_repo(repo_id)
+    assert conflict.value.response.status_code == 409
+    api.create_repo(repo_id, exist_ok=True)
+    api.upload_file(path_or_fileobj=b"v1", path_in_repo="a/b.txt", repo_id=repo_id)
+    info = api.upload_file(path_or_fileobj=b"v2", path_in_repo="a/b.txt", repo_id=repo_id, create_pr=True)
+    assert info.pr_url.endswith("/discussions/1")
+    assert Path(hf_hub_download(repo_id, "a/b.txt")).read_bytes() == b"v1"
+    assert Path(hf_hub_download(repo_id, "a/b.txt", revision="refs/pr/1")).read_bytes() == b"v2"
+    assert [r.name for r in api.list_repo_refs(repo_id, include_pull_requests=True).pull_requests] == ["refs/pr/1"]
+    with pytest.raises(HfHubHTTPError) as stale:  # parent_commit guards against concurrent pushes
+        api.upload_file(path_or_fileobj=b"v3", path_in_repo="c.txt", repo_id=repo_id, parent_commit="0" * 40)
+    assert stale.value.response.status_code == 412
+    api.delete_file("a/b.txt", repo_id=repo_id)
+    assert api.list_repo_files(repo_id) == [".gitattributes"]
+    with pytest.raises(EntryNotFoundError):
+        api.delete_file("a/b.txt", repo_id=repo_id)
+    with pytest.raises(ValueError, match="Invalid metadata"):
+        api.upload_file(path_or_fileobj=b"---\n- not a mapping\n---\n", path_in_repo="README.md", repo_id=repo_id)
+    with pytest.raises(BadRequestError):
+        api.create_branch(repo_id, branch="bad..name")
+
+    blob = b"\0binary" * 10  # binary content goes to LFS even without a matching .gitattributes pattern
+    api.upload_file(path_or_fileobj=blob, path_in_repo="blob.dat", repo_id=repo_id)
+    entry = hub_server.repo(repo_id).commits[api.model_info(repo_id).sha].files["blob.dat"]
+    assert entry.lfs_oid == hashlib.sha256(blob).hexdigest()
+    head = get_session().head(f"{hub_server.url}/{repo_id}/resolve/main/blob.dat", follow_redirects=False)
+    assert head.status_code == 302 and head.headers["X-Linked-Size"] == str(len(blob))
+    location = head.headers["Location"]
+    assert location.startswith(hub_server.storage_url)  # another origin: the client drops its token there
+    assert get_session().get(location).content == blob
+    assert get_session().get(location, headers={"Authorization": "Bearer hf_test_token"}).status_code == 400
+    assert get_session().get(location.replace("sig=", "sig=0")).status_code == 403
+    assert_client_fully_served(hub_server)
 
 
 # ---------------------------------------------------------------------------------------------------- CLI
