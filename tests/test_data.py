@@ -117,10 +117,21 @@ def test_bad_arguments(kwargs, message):
         EspeakSynthesizer(**kwargs)
 
 
-@pytest.mark.parametrize("text", ["", "   \n\t "])
-def test_empty_text(synth, text):
-    with pytest.raises(ValueError, match="empty"):
+@pytest.mark.parametrize("text, message", [("", "empty"), ("   \n\t ", "empty"), ("...", "no words"), ("a\x00b", "NUL")])
+def test_empty_text(synth, text, message):
+    with pytest.raises(ValueError, match=message):
         synth.synthesize(text)
+
+
+def test_threads_share_espeak_safely(synth):
+    from concurrent.futures import ThreadPoolExecutor
+
+    texts = ["First thread text.", "Second one, a bit longer.", "Third.", "Fourth and last."] * 2
+    expected = [synth.synthesize(text).waveform for text in texts]
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(synth.synthesize, texts))
+    for result, reference in zip(results, expected):
+        np.testing.assert_array_equal(result.waveform, reference)
 
 
 def test_voice_listing_and_language_names():
@@ -139,6 +150,44 @@ def test_missing_library_and_data_errors(monkeypatch, tmp_path):
     monkeypatch.setenv("ESPEAK_DATA_PATH", str(tmp_path))
     with pytest.raises(espeak_module.EspeakError, match="ESPEAK_DATA_PATH"):
         espeak_module._data_path()
+
+
+_STANDALONE = """
+import hashlib, importlib.util, sys
+spec = importlib.util.spec_from_file_location("espeak_standalone", sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+sys.modules[spec.name] = module
+spec.loader.exec_module(module)
+result = module.EspeakSynthesizer("en-gb+f3", rate=200).synthesize("Carried espeak works.")
+print(hashlib.sha1(result.waveform.tobytes()).hexdigest(), module._library_info()[1])
+"""
+
+
+def test_carried_library_and_data_folder_give_the_same_audio(tmp_path):
+    """A GPU machine may get espeak-ng as an unpacked folder: HF_SLM_ESPEAK_LIBRARY + ESPEAK_DATA_PATH.
+
+    Runs espeak.py on its own (numpy only) in a fresh process, and checks that it reproduces this
+    process's waveform even though this process has synthesised other texts before.
+    """
+    import hashlib
+    import shutil
+    import subprocess
+    import sys
+
+    source_data = espeak_module._library_info()[1]  # loads the library (and keeps the shared one open)
+    library = espeak_module._loaded_path() or ""
+    if not os.path.isfile(library):
+        pytest.skip("cannot locate the loaded libespeak-ng file (no /proc/self/maps)")
+    shutil.copy(library, tmp_path / "libespeak-ng.so.1")
+    shutil.copytree(source_data, tmp_path / "share" / "espeak-ng-data")
+    env = dict(os.environ, HF_SLM_ESPEAK_LIBRARY=str(tmp_path / "libespeak-ng.so.1"), ESPEAK_DATA_PATH=str(tmp_path / "share"))
+    output = subprocess.run([sys.executable, "-c", _STANDALONE, espeak_module.__file__], env=env,
+                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert output.returncode == 0, output.stderr
+    digest, data_path = output.stdout.split()
+    assert data_path == str(tmp_path / "share" / "espeak-ng-data")
+    here = EspeakSynthesizer("en-gb+f3", rate=200).synthesize("Carried espeak works.")
+    assert digest == hashlib.sha1(here.waveform.tobytes()).hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------- corpus
@@ -303,6 +352,7 @@ def test_assignments(assignment, rows):
         ({"assignment": "zip"}, ValueError),
         ({"sampling_rate": 0}, ValueError),
         ({"num_proc": 0}, ValueError),
+        ({"texts": ["Fine text.", "..."]}, ValueError),  # nothing speakable: named by its index
     ],
 )
 def test_builder_bad_arguments(tmp_path, kwargs, error):

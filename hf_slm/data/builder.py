@@ -119,7 +119,10 @@ def _synthesize_job(job) -> tuple[int, np.ndarray, int, list, list, list]:
     key = (voice, rate, pitch)
     if key not in _SYNTHESIZERS:
         _SYNTHESIZERS[key] = EspeakSynthesizer(voice, rate=rate, pitch=pitch)
-    result = _SYNTHESIZERS[key].synthesize(text)
+    try:
+        result = _SYNTHESIZERS[key].synthesize(text)
+    except ValueError as error:
+        raise ValueError(f"texts[{index}]: {error}") from None
     pcm = np.round(result.waveform * 32768.0).clip(-32768, 32767).astype(np.int16)  # exact: espeak gives int16
     return index, pcm, result.sampling_rate, result.words, result.word_start, result.word_end
 
@@ -282,12 +285,17 @@ def _build(jobs, sampling_rate, num_proc, show_progress, temporary: Path):
                 }
                 progress.update(1)
 
+    from datasets.exceptions import DatasetGenerationError
+
     temporary.mkdir(parents=True)
     with _datasets_progress_bars(False):
-        dataset = Dataset.from_generator(
-            rows, features=dataset_features(sampling_rate), cache_dir=str(temporary / "build"),
-            fingerprint=uuid.uuid4().hex,
-        )  # fmt: skip
+        try:
+            dataset = Dataset.from_generator(
+                rows, features=dataset_features(sampling_rate), cache_dir=str(temporary / "build"),
+                fingerprint=uuid.uuid4().hex,
+            )  # fmt: skip
+        except DatasetGenerationError as error:  # show our error (which text, why), not datasets' wrapper
+            raise (error.__cause__ or error) from None
         dataset.save_to_disk(str(temporary / "dataset"))
     del dataset
 

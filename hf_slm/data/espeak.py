@@ -426,7 +426,10 @@ class EspeakSynthesizer:
                 raise EspeakError(f"espeak_SetParameter({parameter}, {value}) failed.")
 
     def synthesize(self, text: str) -> SynthesisResult:
-        """Speak ``text`` (plain UTF-8 text, no SSML) and return the audio with word timestamps."""
+        """Speak ``text`` (plain UTF-8 text, no SSML) and return the audio with word timestamps.
+
+        Raises `ValueError` for empty text and for text in which espeak-ng speaks no word ("...").
+        """
         if not isinstance(text, str):
             raise TypeError(f"`text` must be a str, got {type(text).__name__}.")
         if not text.strip():
@@ -460,6 +463,8 @@ class EspeakSynthesizer:
         pcm = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int16)
         waveform = pcm.astype(np.float32) / 32768.0
         words, starts, ends = _word_alignment(text, events, waveform, sampling_rate, self.silence_threshold_db)
+        if not words:
+            raise ValueError(f"espeak-ng spoke no words for {text[:80]!r} (punctuation only?): nothing to synthesise.")
         return SynthesisResult(waveform, sampling_rate, words, starts, ends)
 
     __call__ = synthesize
