@@ -297,7 +297,9 @@ BACKBONES = {
         hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2
     ),
     "gpt2": lambda: GPT2Config(n_embd=32, n_layer=2, n_head=4, n_positions=128),
-    "opt": lambda: OPTConfig(hidden_size=32, ffn_dim=64, num_hidden_layers=2, num_attention_heads=4, word_embed_proj_dim=32),
+    "opt": lambda: OPTConfig(
+        hidden_size=32, ffn_dim=64, num_hidden_layers=2, num_attention_heads=4, word_embed_proj_dim=32
+    ),
 }
 
 
@@ -399,7 +401,10 @@ def _text_lm(kind: str, vocab_size: int):
         )
         model = LlamaForCausalLM(config)
     else:  # GPT-2: tied embeddings
-        model = GPT2LMHeadModel(GPT2Config(vocab_size=vocab_size, n_embd=32, n_layer=2, n_head=4, n_positions=64, bos_token_id=0, eos_token_id=0))
+        config = GPT2Config(
+            vocab_size=vocab_size, n_embd=32, n_layer=2, n_head=4, n_positions=64, bos_token_id=0, eos_token_id=0
+        )
+        model = GPT2LMHeadModel(config)
     with torch.no_grad():  # move the text rows away from 0 so that "mean of the text rows" is recognisable
         model.get_input_embeddings().weight.add_(1.0)
         if not model.config.tie_word_embeddings:
@@ -533,9 +538,8 @@ def test_interleave_switches_at_word_boundaries(processor, start, expected):
 def test_interleave_probability_and_seed(processor):
     never = processor(**INTERLEAVE, start_modality="speech", switch_probability=0.0)["input_ids"]
     assert torch.equal(never, processor(units=INTERLEAVE["units"])["input_ids"])
-    assert _names(processor, processor(**INTERLEAVE, start_modality="text", switch_probability=0.0)["input_ids"][0]) == (
-        "<s> [Text] the cat sat on </s>".split()
-    )
+    text_only = processor(**INTERLEAVE, start_modality="text", switch_probability=0.0)["input_ids"][0]
+    assert _names(processor, text_only) == "<s> [Text] the cat sat on </s>".split()
     batch = {k: [v] * 8 for k, v in INTERLEAVE.items()}
     a = processor(**batch, seed=7)["input_ids"]
     assert torch.equal(a, processor(**batch, seed=7)["input_ids"])

@@ -279,7 +279,9 @@ class SpeechLMForCausalLM(SpeechLMPreTrainedModel, GenerationMixin):
         attention_mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask.to(input_ids.device)
         for name, mask in (("attention_mask", attention_mask), ("score_mask", score_mask)):
             if mask is not None and mask.shape != input_ids.shape:
-                raise ValueError(f"{name} must have the shape of input_ids {tuple(input_ids.shape)}, got {tuple(mask.shape)}")
+                raise ValueError(
+                    f"{name} must have the shape of input_ids {tuple(input_ids.shape)}, got {tuple(mask.shape)}"
+                )
         position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
         logits = self(
             input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False

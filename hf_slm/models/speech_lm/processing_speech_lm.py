@@ -220,7 +220,8 @@ class SpeechLMProcessor(ProcessorMixin):
                 raise ValueError("mode 'concat' needs as many texts as unit sequences (one of each per utterance)")
             segments = []
             for t, u in zip(texts, unit_list):
-                pair = [("speech", self.layout.units_to_token_ids(u).tolist()), ("text", self._tokenize(t, text_kwargs))]
+                speech = ("speech", self.layout.units_to_token_ids(u).tolist())
+                pair = [speech, ("text", self._tokenize(t, text_kwargs))]
                 segments.append(pair if first_modality == "speech" else pair[::-1])
         else:
             rng = np.random.default_rng(seed)
@@ -328,7 +329,8 @@ class SpeechLMProcessor(ProcessorMixin):
 
     @classmethod
     def _get_arguments_from_pretrained(cls, pretrained_model_name_or_path, processor_dict=None, **kwargs):
-        lookup = {k: kwargs[k] for k in ("cache_dir", "revision", "token", "local_files_only", "subfolder") if k in kwargs}
+        hub_keys = ("cache_dir", "revision", "token", "local_files_only", "subfolder")
+        lookup = {k: kwargs[k] for k in hub_keys if k in kwargs}
         has_tokenizer = cached_file(
             pretrained_model_name_or_path,
             "tokenizer_config.json",
@@ -435,7 +437,8 @@ class SpeechLMProcessor(ProcessorMixin):
             raise ValueError("mode 'interleave' needs `units`, `words` and `word_start` (and optionally `word_end`)")
         words, word_start = _per_utterance(words), _per_utterance(word_start)
         word_end = None if word_end is None else _per_utterance(word_end)
-        if not len(unit_list) == len(words) == len(word_start) or (word_end is not None and len(word_end) != len(words)):
+        ends_mismatch = word_end is not None and len(word_end) != len(words)
+        if not len(unit_list) == len(words) == len(word_start) or ends_mismatch:
             raise ValueError(
                 f"interleave needs one entry per utterance in units / words / word_start / word_end, got "
                 f"{len(unit_list)} / {len(words)} / {len(word_start)} / {None if word_end is None else len(word_end)}"
