@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import transformers
 from huggingface_hub import HfApi, hf_hub_download, snapshot_download
 from huggingface_hub.errors import (
     BadRequestError,
@@ -24,7 +25,6 @@ from huggingface_hub.errors import (
 )
 from huggingface_hub.utils import get_session, hf_raise_for_status
 from transformers import (
-    AutoModel,
     HubertConfig,
     HubertModel,
     LlamaConfig,
@@ -36,9 +36,18 @@ from transformers import (
 
 from hf_slm.cli import main as cli_main
 from hf_slm.hub import pull, push
+from hf_slm.models.speech_lm import SpeechLMConfig, SpeechLMForCausalLM
+from hf_slm.models.unit_tokenizer import KMeansUnitTokenizer, KMeansUnitTokenizerConfig, SpeechFeatureExtractor
+from hf_slm.models.unit_vocoder import (
+    UnitHifiGanVocoder,
+    UnitHifiGanVocoderConfig,
+    UnitMelVocoder,
+    UnitMelVocoderConfig,
+)
 from hf_slm.pipelines import INDEX_FILE, SpeechLMPipeline
 
 USER = "tester"  # the fixture's token belongs to this user (tests/conftest.py)
+NUM_UNITS = 16
 
 
 # ---------------------------------------------------------------------------------------------------- tiny components
@@ -62,32 +71,61 @@ def tiny_hubert(seed: int) -> HubertModel:
                                     num_conv_pos_embeddings=8, num_conv_pos_embedding_groups=2))
 
 
-def tiny_unit_tokenizer(seed: int):
-    unit_tokenizer = pytest.importorskip("hf_slm.models.unit_tokenizer", reason="unit_tokenizer family not importable")
+def tiny_unit_tokenizer(seed: int) -> KMeansUnitTokenizer:
     torch.manual_seed(seed)
-    model = unit_tokenizer.KMeansUnitTokenizer(unit_tokenizer.KMeansUnitTokenizerConfig(frontend="mfcc", num_units=16))
+    model = KMeansUnitTokenizer(KMeansUnitTokenizerConfig(frontend="mfcc", num_units=NUM_UNITS))
     with torch.no_grad():  # random "fitted" statistics so that a mix-up of weights cannot go unnoticed
         model.cluster_centers.normal_()
         model.feature_mean.normal_()
-    return unit_tokenizer.SpeechFeatureExtractor(), model
+    return model
+
+
+def tiny_speech_lm(seed: int) -> SpeechLMForCausalLM:
+    torch.manual_seed(seed)
+    backbone = LlamaConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+                           num_key_value_heads=1)
+    return SpeechLMForCausalLM(SpeechLMConfig(backbone_config=backbone, num_units=NUM_UNITS))
+
+
+def tiny_mel_vocoder(seed: int) -> UnitMelVocoder:
+    torch.manual_seed(seed)
+    return UnitMelVocoder(UnitMelVocoderConfig(num_units=NUM_UNITS, hidden_size=16, num_unit_layers=1,
+                                               num_mel_layers=1, griffin_lim_iters=2))
+
+
+def tiny_hifigan_vocoder(seed: int) -> UnitHifiGanVocoder:
+    torch.manual_seed(seed)
+    return UnitHifiGanVocoder(UnitHifiGanVocoderConfig(
+        num_units=NUM_UNITS, embedding_dim=8, upsample_rates=(4, 4), upsample_kernel_sizes=(8, 8),
+        upsample_initial_channel=16, resblock_kernel_sizes=(3,), resblock_dilation_sizes=((1,),)))
 
 
 def components_transformers_parts(seed: int) -> dict:
-    """Stand-ins from plain transformers, so the round trip is tested whatever hf_slm families exist yet."""
+    """Stand-ins from plain transformers: the index then names ``transformers`` classes, not ``hf_slm`` ones."""
     return {"feature_extractor": Wav2Vec2FeatureExtractor(), "speech_tokenizer": tiny_hubert(seed),
             "language_model": tiny_llama(seed), "vocoder": tiny_vocoder(seed)}
 
 
-def components_unit_tokenizer(seed: int) -> dict:
-    feature_extractor, speech_tokenizer = tiny_unit_tokenizer(seed)
-    return {"feature_extractor": feature_extractor, "speech_tokenizer": speech_tokenizer,
-            "language_model": tiny_llama(seed), "vocoder": tiny_vocoder(seed)}
+def components_gslm(vocoder):
+    def build(seed: int) -> dict:
+        return {"feature_extractor": SpeechFeatureExtractor(), "speech_tokenizer": tiny_unit_tokenizer(seed),
+                "language_model": tiny_speech_lm(seed), "vocoder": vocoder(seed)}
+
+    return build
 
 
-#: Variants pushed and pulled bit-exactly; extend with each new component family (speech_lm, unit_vocoder, ...).
+#: Variants pushed and pulled bit-exactly; extend with each new kind of variant.
 VARIANTS = {
     "transformers_parts": components_transformers_parts,
-    "unit_tokenizer_mfcc": components_unit_tokenizer,
+    "gslm_mel_vocoder": components_gslm(tiny_mel_vocoder),
+    "gslm_hifigan_vocoder": components_gslm(tiny_hifigan_vocoder),
+}
+#: hf_slm components that must load from the Hub with trust_remote_code where hf_slm is not installed.
+REMOTE_CODE_COMPONENTS = {
+    "unit-tokenizer": (tiny_unit_tokenizer, "AutoModel"),
+    "speech-lm": (tiny_speech_lm, "AutoModelForCausalLM"),
+    "unit-mel-vocoder": (tiny_mel_vocoder, "AutoModel"),
+    "unit-hifigan-vocoder": (tiny_hifigan_vocoder, "AutoModel"),
 }
 
 
@@ -151,26 +189,45 @@ def test_component_round_trip_transformers(hub_server, tmp_path):
     assert_client_fully_served(hub_server)
 
 
+def weights_digest(model) -> str:
+    return hashlib.sha256(b"".join(t.numpy().tobytes() for t in model.state_dict().values())).hexdigest()
+
+
 def test_component_round_trip_remote_code(hub_server, tmp_path):
-    feature_extractor, model = tiny_unit_tokenizer(0)
-    push(model, f"{USER}/unit-tokenizer")
-    listed = {f.rfilename for f in HfApi().model_info(f"{USER}/unit-tokenizer").siblings}
-    assert {"config.json", "model.safetensors", "modeling_unit_tokenizer.py"} <= listed
+    models = {name: build(0) for name, (build, _) in REMOTE_CODE_COMPONENTS.items()}
+    for name, model in models.items():
+        push(model, f"{USER}/{name}")
+    folder = tmp_path / "tokenizer"  # what `hf-slm fit-tokenizer` writes: model + feature extractor in one folder
+    models["unit-tokenizer"].save_pretrained(folder)
+    SpeechFeatureExtractor(sampling_rate=8000).save_pretrained(folder)
+    push(folder, f"{USER}/unit-tokenizer", revision="with-fe")
+    listed = {f.rfilename for f in HfApi().model_info(f"{USER}/unit-tokenizer", revision="with-fe").siblings}
+    assert {"config.json", "model.safetensors", "modeling_unit_tokenizer.py", "preprocessor_config.json"} <= listed
+
     # a fresh process where hf_slm cannot be imported: only the code pushed next to the weights can load them
-    script = (
-        "import sys, hashlib; sys.modules['hf_slm'] = None\n"
-        "from transformers import AutoModel\n"
-        f"m = AutoModel.from_pretrained('{USER}/unit-tokenizer', trust_remote_code=True)\n"
-        "print(type(m).__module__)\n"
-        "print(hashlib.sha256(b''.join(t.numpy().tobytes() for t in m.state_dict().values())).hexdigest())\n"
-    )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr[-2000:]
-    module, digest = result.stdout.split()[-2:]
-    assert module.startswith("transformers_modules")
-    assert digest == hashlib.sha256(b"".join(t.numpy().tobytes() for t in model.state_dict().values())).hexdigest()
-    loaded = AutoModel.from_pretrained(f"{USER}/unit-tokenizer")  # and, with hf_slm imported, the registered class
-    assert_same_weights(loaded, model)
+    script = "\n".join([
+        "import sys, hashlib; sys.modules['hf_slm'] = None",
+        "import transformers",
+        "def digest(m): return hashlib.sha256(b''.join(t.numpy().tobytes() for t in m.state_dict().values())).hexdigest()",
+        *(f"m = transformers.{auto}.from_pretrained('{USER}/{name}', trust_remote_code=True); "
+          f"print('{name}', type(m).__module__, digest(m))" for name, (_, auto) in REMOTE_CODE_COMPONENTS.items()),
+        f"fe = transformers.AutoFeatureExtractor.from_pretrained('{USER}/unit-tokenizer', revision='with-fe', "
+        "trust_remote_code=True); print('fe', type(fe).__module__, fe.sampling_rate)",
+    ])
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    printed = {line.split()[0]: line.split()[1:] for line in result.stdout.splitlines() if line.strip()}
+    for name, model in models.items():
+        module, digest = printed[name]
+        assert module.startswith("transformers_modules"), name
+        assert digest == weights_digest(model), name
+    assert printed["fe"][0].startswith("transformers_modules") and printed["fe"][1] == "8000"
+
+    for name, (_, auto) in REMOTE_CODE_COMPONENTS.items():  # with hf_slm imported: the registered classes
+        loaded = getattr(transformers, auto).from_pretrained(f"{USER}/{name}")
+        assert type(loaded) is type(models[name])
+        assert_same_weights(loaded, models[name])
+    assert_client_fully_served(hub_server)
 
 
 # ---------------------------------------------------------------------------------------------------- whole variants
