@@ -109,7 +109,9 @@ class UnitHifiGanVocoderConfig(PretrainedConfig):
         lambda_duration (`float`, *optional*, defaults to 1.0):
             Weight of the duration-predictor loss.
         initializer_range (`float`, *optional*, defaults to 0.01):
-            Std of the normal init of the generator's convolutions (HiFi-GAN's `init_weights`).
+            Std of the normal init of linear layers (duration predictor). Convolutions keep PyTorch's default init,
+            which is what HiFi-GAN effectively trains from (its N(0, 0.01) `init_weights` is overwritten by
+            weight norm).
         kwargs:
             Passed to [`PretrainedConfig`].
 

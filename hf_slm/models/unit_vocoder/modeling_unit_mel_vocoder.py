@@ -158,9 +158,12 @@ class UnitMelVocoder(UnitVocoderPreTrainedModel):
         return waveform * sample_mask(lengths, waveform.shape[1]), lengths
 
     # ------------------------------------------------------------------ targets
-    def _target_log_mel(self, labels, labels_mask, num_frames):
+    def _target_log_mel(self, labels, labels_mask, batch, num_frames):
         """Labels (waveform [B, S] or log-mel [B, F, n_mels]) -> (log-mel [B, num_frames, n_mels], valid [B, frames])."""
         config = self.config
+        if not torch.is_tensor(labels) or labels.shape[0] != batch:
+            shape = tuple(labels.shape) if torch.is_tensor(labels) else type(labels).__name__
+            raise ValueError(f"labels must have batch size {batch} (one target per unit sequence), got {shape}")
         if labels.dim() == 2:
             lengths = label_lengths(labels, labels_mask)
             transform = self.mel_transform(labels.device)
@@ -211,7 +214,7 @@ class UnitMelVocoder(UnitVocoderPreTrainedModel):
 
         loss = None
         if labels is not None:
-            target, valid = self._target_log_mel(labels, labels_mask, log_mel.shape[1])
+            target, valid = self._target_log_mel(labels, labels_mask, log_mel.shape[0], log_mel.shape[1])
             valid = valid & sample_mask(mel_lengths, log_mel.shape[1])
             if not valid.any():
                 raise ValueError("labels and units share no valid frame: check labels_mask / attention_mask")

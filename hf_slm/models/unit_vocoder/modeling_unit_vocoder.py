@@ -158,18 +158,27 @@ class UnitDurationPredictor(nn.Module):
 
 
 class UnitVocoderPreTrainedModel(PreTrainedModel):
-    """Shared init: normal(0, initializer_range) convs/linears, N(0, 1) embeddings; weight-normed (discriminator)
-    layers keep PyTorch's default init, as in HiFi-GAN."""
+    """Shared init: normal(0, initializer_range) linears (and convs unless `_conv_init = "torch_default"`), N(0, 1)
+    embeddings; weight-normed (discriminator) layers keep PyTorch's default init, as in HiFi-GAN."""
 
     main_input_name = "input_ids"
     input_modalities = "audio"
     supports_gradient_checkpointing = False
 
+    _conv_init = "normal"
+
     @torch.no_grad()
     def _init_weights(self, module):
         if parametrize.is_parametrized(module):
             return
-        if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.ConvTranspose1d)):
+        convolution = isinstance(module, (nn.Conv1d, nn.Conv2d, nn.ConvTranspose1d))
+        if convolution and self._conv_init == "torch_default":
+            init.kaiming_uniform_(module.weight, a=math.sqrt(5))
+            if module.bias is not None:
+                fan_in = module.weight.shape[1] * math.prod(module.weight.shape[2:])  # as torch, transposed too
+                bound = 1 / math.sqrt(fan_in)
+                init.uniform_(module.bias, -bound, bound)
+        elif convolution or isinstance(module, nn.Linear):
             init.normal_(module.weight, mean=0.0, std=self.config.initializer_range)
             if module.bias is not None:
                 init.zeros_(module.bias)
@@ -214,6 +223,11 @@ class UnitHifiGanVocoder(UnitVocoderPreTrainedModel):
     config_class = UnitHifiGanVocoderConfig
     base_model_prefix = "unit_hifigan"
     _keys_to_ignore_on_load_unexpected = [r"^discriminator\."]
+
+    # HiFi-GAN's `init_weights` writes N(0, 0.01) into `weight` of weight-normed layers, which the weight-norm hook
+    # recomputes from (g, v) before every forward: the convolutions it trains from have PyTorch's default init. Same
+    # here (a N(0, 0.01) start would make the first outputs ~1e-7, below the log-mel floor, with no mel gradient).
+    _conv_init = "torch_default"
 
     def __init__(self, config: UnitHifiGanVocoderConfig):
         super().__init__(config)

@@ -1,0 +1,220 @@
+"""`VocoderGanTrainer`: HiFi-GAN training (two optimisers, alternating D and G steps) inside the HF `Trainer`.
+
+Why a `Trainer` subclass rather than a hand-written loop or accelerate alone: the generator is an ordinary
+`PreTrainedModel` whose `forward(labels=...)` already returns the non-adversarial loss, so the `Trainer` keeps doing
+everything it does for any model (dataloading, device placement, bf16 autocast, gradient accumulation and clipping,
+logging and report_to, evaluation, checkpoint rotation, `resume_from_checkpoint`, `push_to_hub`). Only three hooks
+change: `create_optimizer` / `create_scheduler` build a second optimiser and scheduler for the discriminators,
+`compute_loss` runs the discriminator update and adds the adversarial + feature-matching terms, and checkpoint
+save/load also writes/reads the discriminator weights and optimiser state. See docs/vocoder.md for the limits.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+
+import torch
+from transformers import Trainer
+from transformers.optimization import get_scheduler
+
+from ..models.unit_vocoder import (
+    UnitHifiGanVocoder,
+    discriminator_loss,
+    feature_matching_loss,
+    generator_adversarial_loss,
+)
+
+DISCRIMINATOR_OPTIMIZER_NAME = "optimizer_discriminator.pt"
+DISCRIMINATOR_SCHEDULER_NAME = "scheduler_discriminator.pt"
+
+
+class VocoderGanTrainer(Trainer):
+    """HF `Trainer` for [`UnitHifiGanVocoder`] with HiFi-GAN's adversarial objective.
+
+    Every micro-batch: (1) the generator runs (`model(**inputs)`: waveform and lambda_mel * L_mel [+ duration loss]);
+    (2) discriminator step: L_D (eq. 7) on real vs detached generated audio, backpropagated into the discriminators
+    only and applied by the discriminator optimiser at the same accumulation boundary as the generator's;
+    (3) generator loss = lambda_adv * L_adv (eq. 6) + lambda_fm * L_fm (eq. 9) + lambda_mel * L_mel (eq. 8), with the
+    discriminators frozen, returned to the `Trainer`, which backpropagates and steps the generator optimiser.
+
+    Logged next to `loss` (the generator total): `loss_disc`, `loss_gen_adv`, `loss_fm`, `loss_mel` (unweighted,
+    averaged since the last log) and `loss_duration` when the model predicts durations.
+
+    Args:
+        discriminator_learning_rate (`float`, *optional*): defaults to `args.learning_rate`.
+        keep_discriminators (`bool`, defaults to `False`): whether `trainer.save_model()` also writes the
+            discriminators. Checkpoints (`checkpoint-*`) always hold them, so that `resume_from_checkpoint` continues
+            the same game; the exported model is the generator only unless asked.
+        Everything else as `transformers.Trainer` (`model` must be a `UnitHifiGanVocoder`; batches need `labels`,
+        e.g. from `hf_slm.training.UnitVocoderCollator`). HiFi-GAN's optimiser: `learning_rate=2e-4,
+        adam_beta1=0.8, adam_beta2=0.99`.
+    """
+
+    def __init__(self, *args, discriminator_learning_rate: float | None = None, keep_discriminators=False, **kwargs):
+        super().__init__(*args, **kwargs)
+        model = self.accelerator.unwrap_model(self.model)
+        if not isinstance(model, UnitHifiGanVocoder):
+            raise ValueError(f"VocoderGanTrainer trains a UnitHifiGanVocoder, got {type(model).__name__}")
+        if self.args.fp16:
+            raise ValueError(
+                "VocoderGanTrainer does not support fp16 (one GradScaler would serve two optimisers); use bf16 or fp32"
+            )
+        if self.args.world_size > 1 or self.is_deepspeed_enabled or self.is_fsdp_enabled:
+            raise ValueError(
+                "VocoderGanTrainer runs on one device only: the discriminator update happens outside the DDP/FSDP/"
+                "DeepSpeed wrapper, so its gradients would not be synchronised (see docs/vocoder.md)"
+            )
+        model.setup_discriminators()
+        self.discriminator_learning_rate = discriminator_learning_rate
+        self.keep_discriminators = keep_discriminators
+        self.optimizer_discriminator = None
+        self.lr_scheduler_discriminator = None
+        self._gan_sums: dict[str, float] = defaultdict(float)
+        self._gan_counts: dict[str, int] = defaultdict(int)
+        self._saving_checkpoint = False
+
+    @property
+    def discriminator(self):
+        return self.accelerator.unwrap_model(self.model).discriminator
+
+    # ------------------------------------------------------------------ optimisers
+    def create_optimizer(self, model=None):
+        discriminator = self.discriminator
+        if self.optimizer is None:
+            # Trainer's own optimiser (param groups, weight decay, optim choice) over the generator only:
+            # it keeps only parameters that require grad, so hide the discriminators while it is built.
+            discriminator.requires_grad_(False)
+            try:
+                super().create_optimizer(model)
+            finally:
+                discriminator.requires_grad_(True)
+        if self.optimizer_discriminator is None:
+            optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, self.model)
+            optimizer_kwargs = dict(optimizer_kwargs)
+            if self.discriminator_learning_rate is not None:
+                optimizer_kwargs["lr"] = self.discriminator_learning_rate
+            optimizer = optimizer_cls(
+                [{"params": list(discriminator.parameters()), "weight_decay": self.args.weight_decay}],
+                **optimizer_kwargs,
+            )
+            # An AcceleratedOptimizer steps/zeroes only at gradient-accumulation boundaries, like the generator's.
+            self.optimizer_discriminator = self.accelerator.prepare_optimizer(optimizer)
+        return self.optimizer
+
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        scheduler = super().create_scheduler(num_training_steps, optimizer)
+        if self.lr_scheduler_discriminator is None:
+            self.lr_scheduler_discriminator = get_scheduler(
+                self.args.lr_scheduler_type,
+                optimizer=self.optimizer_discriminator.optimizer,
+                num_warmup_steps=self.args.get_warmup_steps(num_training_steps),
+                num_training_steps=num_training_steps,
+                scheduler_specific_kwargs=self.args.lr_scheduler_kwargs,
+            )
+        return scheduler
+
+    # ------------------------------------------------------------------ losses
+    def _record(self, **values):
+        for name, value in values.items():
+            if value is not None:
+                self._gan_sums[name] += float(value.detach())
+                self._gan_counts[name] += 1
+
+    def _discriminator_step(self, real, generated):
+        """Eq. 7 on real vs detached generated audio; steps the discriminators at accumulation boundaries."""
+        discriminator = self.discriminator
+        real_scores, _ = discriminator(real)
+        generated_scores, _ = discriminator(generated.detach())
+        loss = discriminator_loss(real_scores, generated_scores)
+        self.accelerator.backward(loss / getattr(self, "current_gradient_accumulation_steps", 1))
+        if self.accelerator.sync_gradients:
+            if self.args.max_grad_norm and self.args.max_grad_norm > 0:
+                torch.nn.utils.clip_grad_norm_(discriminator.parameters(), self.args.max_grad_norm)
+            self.optimizer_discriminator.step()
+            self.lr_scheduler_discriminator.step()
+            self.optimizer_discriminator.zero_grad(set_to_none=True)
+        return loss.detach()
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if inputs.get("labels") is None:
+            raise ValueError("VocoderGanTrainer needs target waveforms under `labels` (see UnitVocoderCollator)")
+        outputs = model(**inputs)
+        loss = outputs.loss
+        if model.training and self.optimizer_discriminator is not None:
+            vocoder = self.accelerator.unwrap_model(model)
+            config = vocoder.config
+            real, generated, _ = vocoder.align_with_labels(
+                outputs.waveform, outputs.waveform_lengths, inputs["labels"], inputs.get("labels_mask")
+            )
+            loss_disc = self._discriminator_step(real, generated)
+            discriminator = self.discriminator
+            discriminator.requires_grad_(False)  # gradients reach the generator only (and not its clip norm)
+            try:
+                generated_scores, generated_features = discriminator(generated)
+                with torch.no_grad():
+                    _, real_features = discriminator(real)
+            finally:
+                discriminator.requires_grad_(True)
+            loss_gen_adv = generator_adversarial_loss(generated_scores)
+            loss_fm = feature_matching_loss(real_features, generated_features)
+            loss = loss + config.lambda_adv * loss_gen_adv + config.lambda_fm * loss_fm
+            self._record(
+                loss_disc=loss_disc,
+                loss_gen_adv=loss_gen_adv,
+                loss_fm=loss_fm,
+                loss_mel=outputs.loss_mel,
+                loss_duration=outputs.loss_duration,
+            )
+        return (loss, outputs) if return_outputs else loss
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs and self._gan_counts:
+            for name, total in self._gan_sums.items():
+                logs[name] = round(total / self._gan_counts[name], 6)
+            self._gan_sums.clear()
+            self._gan_counts.clear()
+        super().log(logs, start_time)
+
+    # ------------------------------------------------------------------ checkpoints
+    def _save_checkpoint(self, model, trial):
+        self._saving_checkpoint = True
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self._saving_checkpoint = False
+
+    def _save(self, output_dir: str | None = None, state_dict=None) -> None:
+        vocoder = self.accelerator.unwrap_model(self.model)
+        previous = vocoder.config.keep_discriminators
+        vocoder.config.keep_discriminators = self._saving_checkpoint or self.keep_discriminators
+        try:
+            super()._save(output_dir, state_dict)
+        finally:
+            vocoder.config.keep_discriminators = previous
+
+    def _save_optimizer_and_scheduler(self, output_dir: str) -> None:
+        super()._save_optimizer_and_scheduler(output_dir)
+        if self.args.should_save and self.optimizer_discriminator is not None:
+            torch.save(self.optimizer_discriminator.state_dict(), os.path.join(output_dir, DISCRIMINATOR_OPTIMIZER_NAME))
+            torch.save(
+                self.lr_scheduler_discriminator.state_dict(), os.path.join(output_dir, DISCRIMINATOR_SCHEDULER_NAME)
+            )
+
+    def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
+        super()._load_optimizer_and_scheduler(checkpoint)
+        if checkpoint is None:
+            return
+        path = os.path.join(checkpoint, DISCRIMINATOR_OPTIMIZER_NAME)
+        if not os.path.isfile(path):
+            raise ValueError(
+                f"{checkpoint} has no {DISCRIMINATOR_OPTIMIZER_NAME}: it was not written by VocoderGanTrainer, so the "
+                "discriminator state cannot be resumed"
+            )
+        self.optimizer_discriminator.load_state_dict(torch.load(path, map_location=self.args.device, weights_only=True))
+        scheduler_path = os.path.join(checkpoint, DISCRIMINATOR_SCHEDULER_NAME)
+        if os.path.isfile(scheduler_path):
+            self.lr_scheduler_discriminator.load_state_dict(torch.load(scheduler_path, weights_only=True))
+
+
+__all__ = ["DISCRIMINATOR_OPTIMIZER_NAME", "DISCRIMINATOR_SCHEDULER_NAME", "VocoderGanTrainer"]
