@@ -11,7 +11,7 @@ import textwrap
 import numpy as np
 import pytest
 import torch
-from tokenizers import Tokenizer, models, pre_tokenizers
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
@@ -27,7 +27,14 @@ from transformers import (
 )
 from transformers.generation.streamers import BaseStreamer
 
-from hf_slm import SpeechLMConfig, SpeechLMForCausalLM, SpeechLMProcessor, SpeechLMVocabularyLayout
+from hf_slm import (
+    KMeansUnitTokenizer,
+    KMeansUnitTokenizerConfig,
+    SpeechLMConfig,
+    SpeechLMForCausalLM,
+    SpeechLMProcessor,
+    SpeechLMVocabularyLayout,
+)
 from hf_slm.models.speech_lm import AllowedTokensLogitsProcessor
 
 WORDS = "the cat sat on a mat dog ran far away".split()
@@ -457,11 +464,8 @@ def test_warm_start_normal_init_and_unit_tokenizer_argument(tokenizer):
     text_lm = _text_lm("llama", len(tokenizer))
     old_in = text_lm.get_input_embeddings().weight.detach().clone()
 
-    class FakeUnitTokenizer:  # anything with config.num_units
-        class config:  # noqa: N801
-            num_units = 7
-
-    model = SpeechLMForCausalLM.from_text_lm(text_lm, FakeUnitTokenizer(), new_embeddings_init="normal", seed=3)
+    unit_tokenizer = KMeansUnitTokenizer(KMeansUnitTokenizerConfig(num_units=7))  # the project's speech tokenizer
+    model = SpeechLMForCausalLM.from_text_lm(text_lm, unit_tokenizer, new_embeddings_init="normal", seed=3)
     new_rows = model.get_input_embeddings().weight[11:].detach()
     assert model.config.num_units == 7 and torch.equal(model.get_input_embeddings().weight[:11], old_in)
     assert new_rows.mean().abs() < 0.05 and 0.005 < new_rows.std() < 0.05  # N(0, 0.02), not the text mean (~1)
@@ -554,6 +558,31 @@ def test_interleave_probability_and_seed(processor):
         ]
 
 
+@pytest.mark.parametrize("pre_tokenizer", ["byte_level", "metaspace"])
+def test_interleave_text_spans_keep_the_sentence_tokenization(pre_tokenizer):
+    """Subword tokenizers (GPT-2 `Ġ`, SentencePiece `▁`): text spans hold exactly the full sentence's tokens."""
+    if pre_tokenizer == "byte_level":
+        pre, dec = pre_tokenizers.ByteLevel(add_prefix_space=False), decoders.ByteLevel()
+    else:
+        pre, dec = pre_tokenizers.Metaspace(), decoders.Metaspace()
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer, tok.decoder = pre, dec
+    tok.train_from_iterator([" ".join(WORDS)] * 3, trainers.BpeTrainer(vocab_size=24, special_tokens=["<unk>"]))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>")
+    config = SpeechLMConfig(text_vocab_size=len(tokenizer), num_units=20)
+    processor = SpeechLMProcessor.from_config(config, tokenizer=tokenizer)
+    words = ["the", "cat", "sat", "away"]
+    full = tokenizer(" ".join(words))["input_ids"]
+    per_word = [tokenizer(w if k == 0 else " " + w)["input_ids"] for k, w in enumerate(words)]
+    assert sum(per_word, []) == full and max(len(t) for t in per_word) > 1  # subwords, and the check below bites
+    timing = {"words": words, "word_start": [0.0, 0.1, 0.2, 0.3], "units": torch.arange(20)}
+    text_only = processor(**timing, start_modality="text", switch_probability=0.0)["input_ids"][0].tolist()
+    assert text_only == [config.bos_token_id, config.text_token_id, *full, config.eos_token_id]
+    alternate = processor(**timing, start_modality="speech", switch_probability=1.0)["input_ids"][0].tolist()
+    texts = [i for i in alternate if i < config.text_vocab_size]
+    assert texts == per_word[1] + per_word[3]
+
+
 def test_interleave_validation_errors(processor):
     with pytest.raises(ValueError, match="word times reach"):
         processor(**{**INTERLEAVE, "units": torch.arange(5)})
@@ -563,6 +592,8 @@ def test_interleave_validation_errors(processor):
         processor(**{**INTERLEAVE, "word_end": [0.0, 0.0, 0.0, 0.0]})
     with pytest.raises(ValueError, match="one entry per utterance"):
         processor(**{**INTERLEAVE, "units": [torch.arange(20)] * 2})
+    with pytest.raises(ValueError, match="takes its text from `words`"):
+        processor(**INTERLEAVE, text="the cat")
 
 
 def test_labels_and_prefix_masking(processor):

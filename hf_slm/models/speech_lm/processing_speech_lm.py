@@ -347,14 +347,17 @@ class SpeechLMProcessor(ProcessorMixin):
         has_placeholder = texts is not None and any(self.audio_token in t for t in texts)
         if mode is None:
             if words is not None:
-                return "interleave"
-            if has_placeholder:
+                mode = "interleave"
+            elif has_placeholder:
                 return "template"
-            if texts is not None and unit_list is not None:
+            elif texts is not None and unit_list is not None:
                 return "concat"
-            if texts is None and unit_list is None:
+            elif texts is None and unit_list is None:
                 raise ValueError("give `units`, `text`, or both")
-            return "speech" if unit_list is not None else "text"
+            else:
+                return "speech" if unit_list is not None else "text"
+        if mode == "interleave" and texts is not None:
+            raise ValueError("interleaving takes its text from `words`; do not pass `text` as well")
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES} (or None to infer it), got {mode!r}")
         if has_placeholder:
@@ -374,7 +377,9 @@ class SpeechLMProcessor(ProcessorMixin):
     def _tokenize(self, text: str, text_kwargs: dict) -> list[int]:
         if self.tokenizer is None:
             raise ValueError("this processor has no text tokenizer (a speech-only model); it cannot encode text")
-        ids = list(self.tokenizer(text, **text_kwargs)["input_ids"])
+        return self._check_text_ids(list(self.tokenizer(text, **text_kwargs)["input_ids"]))
+
+    def _check_text_ids(self, ids: list[int]) -> list[int]:
         bad = [i for i in ids if not 0 <= i < self.layout.text_vocab_size]
         if bad:
             raise ValueError(
@@ -486,14 +491,38 @@ class SpeechLMProcessor(ProcessorMixin):
                 spans[-1][2] = k
             else:
                 spans.append([modality, k, k])
+        word_tokens = None
+        if any(modality == "text" for modality, _, _ in spans):
+            word_tokens = self._tokens_per_word(words, text_kwargs)
         segments = []
         for modality, first, last in spans:
             if modality == "speech":
                 segments.append(("speech", token_ids[bounds[first] : bounds[last + 1]].tolist()))
+            elif word_tokens is not None:
+                segments.append(("text", [i for k in range(first, last + 1) for i in word_tokens[k]]))
             else:
                 text = " ".join(words[first : last + 1])
                 segments.append(("text", self._tokenize(text if first == 0 else " " + text, text_kwargs)))
         return segments
+
+    def _tokens_per_word(self, words, text_kwargs) -> list[list[int]] | None:
+        """
+        Tokenize the whole sentence once and give each token to the word it starts in (a space goes to the word
+        after it), so text spans hold exactly the tokens of the full sentence whatever the tokenizer (BPE with
+        `Ġ`, SentencePiece with `▁`, ...). `None` for tokenizers without offsets (each span is then tokenized
+        alone, with a leading space after the first).
+        """
+        if self.tokenizer is None or not getattr(self.tokenizer, "is_fast", False):
+            return None
+        owner = []  # word index of each character of " ".join(words)
+        for k, word in enumerate(words):
+            owner.extend([k] * (len(word) + (1 if k else 0)))
+        encoding = self.tokenizer(" ".join(words), return_offsets_mapping=True, **text_kwargs)
+        ids = self._check_text_ids(list(encoding["input_ids"]))
+        per_word: list[list[int]] = [[] for _ in words]
+        for token_id, (start, _) in zip(ids, encoding["offset_mapping"]):
+            per_word[owner[min(start, len(owner) - 1)] if owner else 0].append(token_id)
+        return per_word
 
 
 # ---------------------------------------------------------------------- helpers
