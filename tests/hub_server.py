@@ -394,8 +394,8 @@ class _Listener(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, hub: "HubServer", route):
-        super().__init__(("127.0.0.1", 0), _Handler)
+    def __init__(self, hub: "HubServer", route, port: int = 0):
+        super().__init__(("127.0.0.1", port), _Handler)
         self.hub, self.route = hub, route
 
     @property
@@ -411,17 +411,18 @@ class HubServer:
         tokens: ``{token: user name}`` accepted in ``Authorization: Bearer``.
         orgs: ``{user name: [organisations]}``, namespaces the user may also write to.
         tree_page_size: entries per page of the tree listing (the Hub pages by 1000; smaller exercises ``Link``).
+        port: port of the Hub listener (0: a free one); the storage listener always takes a free port.
     """
 
     def __init__(self, root, tokens: dict[str, str] | None = None, orgs: dict[str, list[str]] | None = None,
-                 tree_page_size: int = 1000):
+                 tree_page_size: int = 1000, port: int = 0):
         self.store = HubStore(Path(root), tokens or {"hf_test_token": "tester"}, orgs or {})
         self.tree_page_size = tree_page_size
         self.requests: list[tuple[str, str, int]] = []
         self.errors: list[Exception] = []  # server bugs (answered 500)
         self.unhandled: list[str] = []  # requests for endpoints this server does not implement (answered 404)
         self._secret = secrets.token_bytes(16)
-        self._hub = _Listener(self, self._route_hub)
+        self._hub = _Listener(self, self._route_hub, port)
         self._storage = _Listener(self, self._route_storage)
         self._threads: list[threading.Thread] = []
 
@@ -801,4 +802,28 @@ class HubServer:
         self._send_content(h, self.store.read(entry), headers, "application/octet-stream")
 
 
+def main(argv: list[str] | None = None) -> None:
+    """``python tests/hub_server.py --port 8765``: serve until interrupted (for trying the CLI by hand)."""
+    import argparse
+    import tempfile
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", default=None, help="storage folder (default: a new temporary folder)")
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--token", default="hf_test_token")
+    parser.add_argument("--user", default="tester")
+    args = parser.parse_args(argv)
+    root = args.root or tempfile.mkdtemp(prefix="hub_server-")
+    server = HubServer(root, tokens={args.token: args.user}, port=args.port).start()
+    print(f"Hub at {server.url} (storage {server.storage_url}, files in {root}); user {args.user!r}\n"
+          f"export HF_ENDPOINT={server.url} HF_TOKEN={args.token} HF_HUB_DISABLE_XET=1", flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        server.stop()
+
+
 __all__ = ["DEFAULT_GITATTRIBUTES", "HubError", "HubServer", "git_blob_id", "lfs_pointer"]
+
+if __name__ == "__main__":
+    main()
