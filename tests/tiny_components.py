@@ -1,0 +1,117 @@
+"""Seeded tiny components of every family (diffusers' `get_dummy_components` habit), shared by the tests."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from transformers import HubertConfig, LlamaConfig
+
+from hf_slm.models.speech_lm import SpeechLMConfig, SpeechLMForCausalLM
+from hf_slm.models.unit_tokenizer import KMeansUnitTokenizer, KMeansUnitTokenizerConfig, SpeechFeatureExtractor
+from hf_slm.models.unit_vocoder import (
+    UnitHifiGanVocoder,
+    UnitHifiGanVocoderConfig,
+    UnitMelVocoder,
+    UnitMelVocoderConfig,
+)
+
+NUM_UNITS = 16
+
+
+def tiny_hubert_config() -> HubertConfig:
+    return HubertConfig(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=37,
+        conv_dim=(8, 8, 8, 8, 8, 8, 8),
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=2,
+    )
+
+
+def _fit_random(tokenizer: KMeansUnitTokenizer, seed: int) -> KMeansUnitTokenizer:
+    g = torch.Generator().manual_seed(seed)
+    features = torch.randn(2000, tokenizer.config.feature_dim, generator=g)
+    tokenizer.fit(features, seed=seed, show_progress=False, max_steps=5)
+    return tokenizer
+
+
+def tiny_unit_tokenizer(frontend: str = "mfcc", seed: int = 0) -> KMeansUnitTokenizer:
+    torch.manual_seed(seed)
+    kwargs = {"ssl_config": tiny_hubert_config(), "ssl_layer": 1} if frontend == "ssl" else {}
+    config = KMeansUnitTokenizerConfig(frontend=frontend, num_units=NUM_UNITS, **kwargs)
+    return _fit_random(KMeansUnitTokenizer(config).eval(), seed)
+
+
+def tiny_speech_lm(seed: int = 0) -> SpeechLMForCausalLM:
+    torch.manual_seed(seed)
+    backbone = LlamaConfig(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2
+    )
+    return SpeechLMForCausalLM(SpeechLMConfig(backbone_config=backbone, num_units=NUM_UNITS)).eval()
+
+
+def tiny_hifigan_vocoder(seed: int = 0) -> UnitHifiGanVocoder:
+    torch.manual_seed(seed)
+    config = UnitHifiGanVocoderConfig(
+        num_units=NUM_UNITS,
+        embedding_dim=16,
+        upsample_rates=(10, 8, 4),
+        upsample_kernel_sizes=(20, 16, 8),
+        upsample_initial_channel=32,
+        resblock_kernel_sizes=(3,),
+        resblock_dilation_sizes=((1, 3),),
+    )
+    return UnitHifiGanVocoder(config).eval()
+
+
+def tiny_mel_vocoder(seed: int = 0) -> UnitMelVocoder:
+    torch.manual_seed(seed)
+    config = UnitMelVocoderConfig(
+        num_units=NUM_UNITS, hidden_size=32, num_unit_layers=1, num_mel_layers=1, griffin_lim_iters=4
+    )
+    return UnitMelVocoder(config).eval()
+
+
+#: name -> (factory, Auto class recorded for remote code, example inputs builder)
+def _audio_inputs():
+    rng = np.random.default_rng(0)
+    fe = SpeechFeatureExtractor()
+    return dict(fe([rng.standard_normal(8000).astype(np.float32)], sampling_rate=16000, return_tensors="pt"))
+
+
+def _unit_inputs():
+    ids = torch.tensor([[1, 2, 3, 4, 5, 6, 7, 8]])
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+
+
+COMPONENTS = {
+    "unit_tokenizer_mfcc": (lambda: tiny_unit_tokenizer("mfcc"), "AutoModel", _audio_inputs),
+    "unit_tokenizer_ssl": (lambda: tiny_unit_tokenizer("ssl"), "AutoModel", _audio_inputs),
+    "speech_lm": (tiny_speech_lm, "AutoModelForCausalLM", _unit_inputs),
+    "unit_hifigan": (tiny_hifigan_vocoder, "AutoModel", _unit_inputs),
+    "unit_mel_vocoder": (tiny_mel_vocoder, "AutoModel", _unit_inputs),
+}
+
+
+def main_output(model, inputs) -> torch.Tensor:
+    """The tensor that identifies a component's behaviour: units, logits or waveform."""
+    with torch.no_grad():
+        out = model(**inputs)
+    for name in ("units", "logits", "waveform"):
+        value = getattr(out, name, None)
+        if value is not None:
+            return value.float() if value.is_floating_point() else value
+    raise AssertionError(f"no known output field in {type(out).__name__}")
+
+
+def tiny_pipeline(vocoder: str = "mel"):
+    from hf_slm import SpeechLMPipeline
+
+    return SpeechLMPipeline(
+        feature_extractor=SpeechFeatureExtractor(),
+        speech_tokenizer=tiny_unit_tokenizer("mfcc"),
+        language_model=tiny_speech_lm(),
+        vocoder=tiny_mel_vocoder() if vocoder == "mel" else tiny_hifigan_vocoder(),
+    )
