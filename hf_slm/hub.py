@@ -135,9 +135,12 @@ def pull(
     if include_shared and (path / INDEX_FILE).exists():
         for name, spec in read_index(path).items():
             if isinstance(spec, dict) and spec.get("repo") and not Path(spec["repo"]).is_dir():
+                # the same revision rule as PipelineMixin.from_pretrained: pinned, else this revision for this very
+                # repo, else the other repo's default branch
+                shared_revision = spec.get("revision") or (revision if spec["repo"] == repo_id else None)
                 subfolder = spec.get("subfolder", name)
                 snapshot_download(
-                    spec["repo"], revision=spec.get("revision"), allow_patterns=[f"{subfolder}/*"], token=token
+                    spec["repo"], revision=shared_revision, allow_patterns=[f"{subfolder}/*"], token=token
                 )
     return path
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -44,7 +45,7 @@ from hf_slm.models.unit_vocoder import (
     UnitMelVocoder,
     UnitMelVocoderConfig,
 )
-from hf_slm.pipelines import INDEX_FILE, SpeechLMPipeline
+from hf_slm.pipelines import INDEX_FILE, PipelineLoadError, SpeechLMPipeline
 
 USER = "tester"  # the fixture's token belongs to this user (tests/conftest.py)
 NUM_UNITS = 16
@@ -350,6 +351,10 @@ def test_rejections_surface_as_client_exceptions(hub_server, tmp_path):
     with pytest.raises(BadRequestError, match="was not uploaded"):  # a pointer to LFS content nobody uploaded
         hf_raise_for_status(response)
 
+    incomplete = save_variant(components_transformers_parts(0), tmp_path / "incomplete")
+    shutil.rmtree(incomplete / "language_model")
+    with pytest.raises(PipelineLoadError, match="language_model"):
+        push(incomplete, f"{USER}/incomplete")
     pickled = tmp_path / "pickled"
     pickled.mkdir()
     (pickled / "config.json").write_text("{}")
