@@ -209,7 +209,8 @@ def test_component_round_trip_remote_code(hub_server, tmp_path):
     script = "\n".join([
         "import sys, hashlib; sys.modules['hf_slm'] = None",
         "import transformers",
-        "def digest(m): return hashlib.sha256(b''.join(t.numpy().tobytes() for t in m.state_dict().values())).hexdigest()",
+        "def digest(m):",
+        "    return hashlib.sha256(b''.join(t.numpy().tobytes() for t in m.state_dict().values())).hexdigest()",
         *(f"m = transformers.{auto}.from_pretrained('{USER}/{name}', trust_remote_code=True); "
           f"print('{name}', type(m).__module__, digest(m))" for name, (_, auto) in REMOTE_CODE_COMPONENTS.items()),
         f"fe = transformers.AutoFeatureExtractor.from_pretrained('{USER}/unit-tokenizer', revision='with-fe', "
