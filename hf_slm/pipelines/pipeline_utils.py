@@ -48,6 +48,16 @@ def _class_name_of(obj) -> str:
     return type(obj).__name__
 
 
+def _base_state_dict(base_model) -> dict:
+    """The base weights of a model that PEFT injected adapter layers into, under their original names."""
+    state = {}
+    for key, value in base_model.state_dict().items():
+        if "lora_" in key or ".modules_to_save." in key:
+            continue
+        state[key.replace(".base_layer.", ".").replace(".original_module.", ".")] = value
+    return state
+
+
 def _resolve_class(library: str, class_name: str):
     try:
         module = importlib.import_module(library)
@@ -169,7 +179,8 @@ class PipelineMixin:
                     continue
                 if name == "language_model" and _library_of(component) == "peft":
                     component.save_pretrained(tmp / "adapter")
-                    component.get_base_model().save_pretrained(tmp / name)
+                    base = component.get_base_model()
+                    base.save_pretrained(tmp / name, state_dict=_base_state_dict(base))
                     continue
                 kwargs = {"safe_serialization": True} if hasattr(component, "state_dict") else {}
                 component.save_pretrained(tmp / name, **kwargs)

@@ -1,0 +1,165 @@
+"""Pipeline variants: save / load whole, components alone, shared components, adapters, bad folders, tasks."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoFeatureExtractor, AutoModel, AutoModelForCausalLM
+
+from hf_slm import PipelineLoadError, SpeechLMPipeline
+from hf_slm.pipelines import INDEX_FILE
+from tiny_components import tiny_pipeline
+
+
+def speech(seconds: float = 1.0, sr: int = 16000, seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sr)) / sr
+    wave = 0.3 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(2 * np.pi * 3 * t)) + 0.01 * rng.standard_normal(len(t))
+    return {"array": wave.astype(np.float32), "sampling_rate": sr}
+
+
+def state_equal(a, b) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    pipe = tiny_pipeline()
+    path = tmp_path_factory.mktemp("variant") / "tiny-gslm"
+    pipe.save_pretrained(path)
+    return pipe, path
+
+
+def test_save_writes_index_and_component_subfolders(saved):
+    _, path = saved
+    index = json.loads((path / INDEX_FILE).read_text())
+    assert index["_class_name"] == "SpeechLMPipeline"
+    assert index["speech_tokenizer"] == ["hf_slm", "KMeansUnitTokenizer"]
+    assert index["language_model"] == ["hf_slm", "SpeechLMForCausalLM"]
+    assert index["vocoder"] == ["hf_slm", "UnitMelVocoder"]
+    assert index["tokenizer"] is None and index["adapter"] is None
+    for name in ("speech_tokenizer", "language_model", "vocoder"):
+        assert (path / name / "model.safetensors").exists()
+    assert (path / "feature_extractor" / "preprocessor_config.json").exists()
+    assert not list(path.parent.glob(".tiny-gslm.tmp-*")), "temporary folder left behind"
+
+
+def test_variant_loads_whole_and_equal(saved):
+    pipe, path = saved
+    loaded = SpeechLMPipeline.from_pretrained(path)
+    for name in ("speech_tokenizer", "language_model", "vocoder"):
+        assert type(loaded.components[name]) is type(pipe.components[name])
+        assert state_equal(loaded.components[name], pipe.components[name]), name
+    audio = speech()
+    assert [u.tolist() for u in loaded.encode(audio)] == [u.tolist() for u in pipe.encode(audio)]
+
+
+def test_each_component_loads_alone_with_subfolder(saved):
+    pipe, path = saved
+    tok = AutoModel.from_pretrained(path, subfolder="speech_tokenizer")
+    lm = AutoModelForCausalLM.from_pretrained(path, subfolder="language_model")
+    voc = AutoModel.from_pretrained(path, subfolder="vocoder")
+    fe = AutoFeatureExtractor.from_pretrained(path, subfolder="feature_extractor")
+    assert state_equal(tok, pipe.speech_tokenizer) and state_equal(lm, pipe.language_model)
+    assert state_equal(voc, pipe.vocoder)
+    assert fe.sampling_rate == pipe.feature_extractor.sampling_rate
+
+
+def test_tasks_shapes_and_lengths(saved):
+    pipe, _ = saved
+    audio = [speech(1.0), speech(0.6, seed=1)]
+    units = pipe.encode(audio)
+    assert [len(u) for u in units] == [49, 29]  # MFCC frames: 1 + (samples - 400) // 320
+    assert all(int(u.min()) >= 0 and int(u.max()) < 16 for u in units)
+    out = pipe.resynthesize(audio)
+    assert out.sampling_rate == 16000
+    assert [len(w) for w in out.waveforms] == [len(u) * 320 for u in units]
+    cont = pipe.continue_speech(audio[0], max_new_tokens=5, seed=0)
+    assert len(cont.units[0]) <= 5 and len(cont.prompt_units[0]) == 49
+    nll = pipe.score(audio)
+    assert nll.shape == (2,) and bool((nll > 0).all())
+
+
+def test_missing_component_is_named():
+    pipe = tiny_pipeline()
+    pipe.register_modules(vocoder=None)
+    with pytest.raises(ValueError, match="vocoder"):
+        pipe.resynthesize(speech())
+    pipe.register_modules(language_model=None)
+    with pytest.raises(ValueError, match="language model"):
+        pipe.continue_speech(speech())
+
+
+def test_bad_folders_give_clear_errors(saved, tmp_path):
+    with pytest.raises(PipelineLoadError, match="pipeline_index.json is missing"):
+        SpeechLMPipeline.from_pretrained(tmp_path)
+    with pytest.raises(PipelineLoadError, match="does not exist"):
+        SpeechLMPipeline.from_pretrained(str(tmp_path / "nowhere"))
+    _, path = saved
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    index = json.loads((path / INDEX_FILE).read_text())
+    (broken / INDEX_FILE).write_text(json.dumps(index))
+    with pytest.raises(PipelineLoadError, match="feature_extractor"):
+        SpeechLMPipeline.from_pretrained(broken)
+    index["vocoder"] = ["hf_slm", "NoSuchVocoder"]
+    (path.parent / "bad-class").mkdir()
+    (path.parent / "bad-class" / INDEX_FILE).write_text(json.dumps(index))
+    with pytest.raises(PipelineLoadError):
+        SpeechLMPipeline.from_pretrained(path.parent / "bad-class")
+
+
+def test_shared_component_by_reference(saved, tmp_path):
+    """A variant whose index points at another variant's vocoder loads it without a copy of its weights."""
+    pipe, path = saved
+    variant = tiny_pipeline()
+    variant.register_modules(vocoder=None)
+    out = variant.save_pretrained(tmp_path / "shares-vocoder")
+    index = json.loads((out / INDEX_FILE).read_text())
+    index["vocoder"] = {"library": "hf_slm", "class": "UnitMelVocoder", "repo": str(path), "subfolder": "vocoder"}
+    (out / INDEX_FILE).write_text(json.dumps(index))
+    loaded = SpeechLMPipeline.from_pretrained(out)
+    assert not (out / "vocoder").exists()
+    assert state_equal(loaded.vocoder, pipe.vocoder)
+    resaved = loaded.save_pretrained(tmp_path / "resaved")
+    assert json.loads((resaved / INDEX_FILE).read_text())["vocoder"]["repo"] == str(path)
+    assert not (resaved / "vocoder").exists()
+
+
+def test_save_is_atomic_and_keeps_previous_variant(saved, tmp_path):
+    pipe, _ = saved
+    target = pipe.save_pretrained(tmp_path / "variant")
+    before = (target / "language_model" / "model.safetensors").read_bytes()
+
+    class ExplodingVocoder(type(pipe.vocoder)):
+        def save_pretrained(self, *args, **kwargs):
+            raise OSError("disk full")
+
+    broken = tiny_pipeline()
+    broken.register_modules(vocoder=ExplodingVocoder(pipe.vocoder.config))
+    with pytest.raises(OSError, match="disk full"):
+        broken.save_pretrained(target)
+    assert (target / "language_model" / "model.safetensors").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["variant"], "temporary folders left behind"
+
+
+def test_adapter_variant_round_trip(saved, tmp_path):
+    from peft import LoraConfig, PeftModel, get_peft_model
+
+    pipe, _ = saved
+    lm = tiny_pipeline().language_model
+    peft_lm = get_peft_model(lm, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    variant = tiny_pipeline()
+    variant.register_modules(language_model=peft_lm)
+    out = variant.save_pretrained(tmp_path / "instruct")
+    index = json.loads((out / INDEX_FILE).read_text())
+    assert index["adapter"] == ["peft", "PeftModel"] and (out / "adapter" / "adapter_config.json").exists()
+    loaded = SpeechLMPipeline.from_pretrained(out)
+    assert isinstance(loaded.language_model, PeftModel)
+    ids = torch.tensor([[3, 4, 5, 6]])
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.language_model(input_ids=ids).logits, peft_lm.eval()(input_ids=ids).logits)
