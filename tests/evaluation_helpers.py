@@ -1,0 +1,94 @@
+"""Tiny components for the evaluation tests: an MFCC k-means tokenizer fitted on espeak-ng speech, a tiny unit LM
+(optionally trained on given texts only), a tiny Griffin-Lim vocoder, assembled into a `SpeechLMPipeline`."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import LlamaConfig
+
+from hf_slm import (
+    KMeansUnitTokenizer,
+    KMeansUnitTokenizerConfig,
+    SpeechFeatureExtractor,
+    SpeechLMConfig,
+    SpeechLMForCausalLM,
+    SpeechLMPipeline,
+    UnitMelVocoder,
+    UnitMelVocoderConfig,
+)
+from hf_slm.data import EspeakSynthesizer
+
+NUM_UNITS = 24
+
+
+def synthesize(texts, voice="en-us", rate=175):
+    synth = EspeakSynthesizer(voice=voice, rate=rate)
+    out = []
+    for text in texts:
+        speech = synth.synthesize(text)
+        out.append({"array": speech.waveform, "sampling_rate": speech.sampling_rate})
+    return out
+
+
+def fitted_tokenizer(audio, num_units=NUM_UNITS, seed=0):
+    feature_extractor = SpeechFeatureExtractor()
+    tokenizer = KMeansUnitTokenizer(KMeansUnitTokenizerConfig(frontend="mfcc", num_units=num_units)).eval()
+    inputs = feature_extractor(audio, return_tensors="pt")
+    with torch.no_grad():
+        features, mask = tokenizer.extract_features(inputs["input_values"], inputs["attention_mask"])
+    tokenizer.fit(features[mask], max_steps=50, seed=seed, show_progress=False)
+    return feature_extractor, tokenizer
+
+
+def tiny_lm(num_units=NUM_UNITS, seed=0):
+    torch.manual_seed(seed)
+    backbone = LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                           num_key_value_heads=4, max_position_embeddings=512)  # fmt: skip
+    return SpeechLMForCausalLM(SpeechLMConfig(backbone_config=backbone, num_units=num_units)).eval()
+
+
+def train_lm(lm, units, steps=200, lr=3e-3, seed=0):
+    """Fit the LM on these unit sequences (full batch, `</s>` appended); returns the last loss."""
+    torch.manual_seed(seed)
+    input_ids, attention_mask = lm.units_to_input_ids(units, padding_side="right", add_eos=True)
+    labels = input_ids.masked_fill(attention_mask == 0, -100)
+    optimizer = torch.optim.AdamW(lm.parameters(), lr=lr)
+    lm.train()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny matrices on a shared 2-core machine: more threads only contend
+    try:
+        for _ in range(steps):
+            loss = lm(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    finally:
+        torch.set_num_threads(threads)
+    lm.eval()
+    return float(loss.detach())
+
+
+def tiny_vocoder(num_units=NUM_UNITS, seed=0):
+    torch.manual_seed(seed)
+    return UnitMelVocoder(UnitMelVocoderConfig(num_units=num_units, hidden_size=32, griffin_lim_iters=4)).eval()
+
+
+def tiny_pipeline(fit_texts, train_texts=None, steps=200, with_vocoder=True):
+    """A pipeline whose tokenizer is fitted on `fit_texts` and whose LM is trained on `train_texts` (if given)."""
+    audio = synthesize(fit_texts)
+    feature_extractor, tokenizer = fitted_tokenizer(audio)
+    pipe = SpeechLMPipeline(feature_extractor=feature_extractor, speech_tokenizer=tokenizer, language_model=tiny_lm(),
+                            vocoder=tiny_vocoder() if with_vocoder else None)  # fmt: skip
+    if train_texts:
+        train_lm(pipe.language_model, pipe.encode(synthesize(train_texts)), steps=steps)
+    return pipe
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Tiny tensors on a shared 2-core machine: intra-op threads only contend (a 10x slow-down measured)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
