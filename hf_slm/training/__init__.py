@@ -1,7 +1,19 @@
 """Training helpers around the HF `Trainer` (which stays the loop): collators, the GAN trainer for vocoders."""
 
+from .checkpoints import is_complete_checkpoint, last_complete_checkpoint
 from .collators import CausalLMCollator
 from .gan_trainer import VocoderGanTrainer
+from .packing import PackedSequenceCollator, SequencePacker, pack_dataset, pack_sequences
 from .vocoder_collator import UnitVocoderCollator
 
-__all__ = ["CausalLMCollator", "UnitVocoderCollator", "VocoderGanTrainer"]
+__all__ = [
+    "CausalLMCollator",
+    "PackedSequenceCollator",
+    "SequencePacker",
+    "UnitVocoderCollator",
+    "VocoderGanTrainer",
+    "is_complete_checkpoint",
+    "last_complete_checkpoint",
+    "pack_dataset",
+    "pack_sequences",
+]
