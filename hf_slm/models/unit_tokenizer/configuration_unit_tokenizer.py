@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 from transformers import AutoConfig, PretrainedConfig
@@ -109,7 +110,9 @@ class KMeansUnitTokenizerConfig(PretrainedConfig):
         if pad_unit_id >= 0:
             raise ValueError(f"pad_unit_id must be negative (never a valid unit id), got {pad_unit_id}")
 
-        if isinstance(ssl_config, dict):
+        if isinstance(ssl_config, PretrainedConfig):
+            ssl_config = copy.deepcopy(ssl_config)  # models set attributes on their config: never share the caller's
+        elif isinstance(ssl_config, dict):
             ssl_config = dict(ssl_config)
             model_type = ssl_config.pop("model_type", "hubert")
             ssl_config = CONFIG_MAPPING[model_type](**ssl_config)

@@ -22,6 +22,7 @@ from transformers import AutoConfig, AutoModel, PreTrainedModel
 from transformers.utils import ModelOutput
 
 from .configuration_unit_tokenizer import KMeansUnitTokenizerConfig
+from .feature_extraction_unit_tokenizer import AudioInputError
 from .kmeans import MiniBatchKMeans, assign
 
 
@@ -109,6 +110,10 @@ class KMeansUnitTokenizer(PreTrainedModel):
     main_input_name = "input_values"
     input_modalities = "audio"
     _no_split_modules = []
+    # attention lives in the SSL encoder; these let `attn_implementation=...` reach it
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_flex_attn = True
 
     def __init__(self, config: KMeansUnitTokenizerConfig):
         super().__init__(config)
@@ -273,7 +278,7 @@ class KMeansUnitTokenizer(PreTrainedModel):
         short = (lengths < minimum).nonzero().flatten().tolist()
         if short:
             i = short[0]
-            raise ValueError(
+            raise AudioInputError(
                 f"batch item {i}: {int(lengths[i])} samples is shorter than one analysis window of {minimum} samples "
                 f"({minimum / self.config.sampling_rate * 1000:.0f} ms at {self.config.sampling_rate} Hz)"
             )
@@ -413,7 +418,7 @@ class KMeansUnitTokenizer(PreTrainedModel):
     ) -> torch.Tensor:
         """Stream a `datasets.Dataset` / `IterableDataset` through the feature extractor and front end; return the
         valid frames [N, D] (on CPU), stopping after `max_frames`."""
-        if audio_column not in (dataset.column_names or []):
+        if dataset.column_names is not None and audio_column not in dataset.column_names:
             raise ValueError(f"dataset has no column {audio_column!r}; columns: {dataset.column_names}")
         collected, total = [], 0
         total_rows = len(dataset) if hasattr(dataset, "__len__") else None

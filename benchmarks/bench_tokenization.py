@@ -1,0 +1,136 @@
+"""Tokenisation throughput: our batched, padding-aware KMeansUnitTokenizer vs what plain transformers offers.
+
+Times, in one process, on the same random-init HuBERT weights and the same k=500 centroids:
+  (a) baseline  - a per-utterance loop of `HubertModel` + argmin over the centroids (padding-safe the naive way);
+  (b) ours      - `KMeansUnitTokenizer` on one padded batch of varied lengths, with the masked GroupNorm, the
+                  attention mask and the k-means assignment included;
+  (c) bare      - one batched `HubertModel` forward on the same padded batch (no mask, no k-means): the ceiling.
+Prints audio-seconds per second for each, ours/bare (goal >= 0.9), the unit agreement of (b) with (a), and last
+`ratio: X` = ours / per-utterance loop.
+
+    python benchmarks/bench_tokenization.py --device cpu --size tiny
+    python benchmarks/bench_tokenization.py --device cuda --dtype bfloat16
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+
+import torch
+from transformers import HubertConfig, HubertModel
+
+from hf_slm.models.unit_tokenizer import KMeansUnitTokenizer, KMeansUnitTokenizerConfig, SpeechFeatureExtractor
+
+SIZES = {
+    "base": {},  # HubertConfig() defaults: HuBERT-base, 12 layers, hidden 768 (random init, no download)
+    "tiny": {"hidden_size": 96, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 384, "conv_dim": (64,) * 7},
+}
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--seconds", type=float, default=10.0, help="longest utterance; lengths vary from 60%% of it")
+    parser.add_argument("--size", default="base", choices=sorted(SIZES))
+    parser.add_argument("--layer", type=int, default=None, help="hidden state to quantise (default: last layer)")
+    parser.add_argument("--num-units", type=int, default=500)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0)
+    return parser.parse_args()
+
+
+def timed(fn, device: str, warmup: int, repeats: int) -> tuple[float, object]:
+    """Median seconds of `repeats` calls after `warmup` calls; also returns the last result."""
+    result = None
+    for _ in range(warmup):
+        result = fn()
+    times = []
+    for _ in range(repeats):
+        if device == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        result = fn()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), result
+
+
+def main() -> None:
+    args = parse_args()
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: no CUDA device is available")
+    torch.manual_seed(args.seed)
+    device, dtype = torch.device(args.device), getattr(torch, args.dtype)
+
+    ssl_config = HubertConfig(**SIZES[args.size])
+    layer = ssl_config.num_hidden_layers if args.layer is None else args.layer
+    bare = HubertModel(ssl_config).eval().to(device, dtype)
+    centroids = torch.randn(args.num_units, ssl_config.hidden_size, device=device)
+
+    config = KMeansUnitTokenizerConfig(frontend="ssl", ssl_config=ssl_config, ssl_layer=layer, num_units=args.num_units)
+    ours = KMeansUnitTokenizer(config).eval()
+    ours.ssl_encoder.load_state_dict(bare.state_dict(), strict=False)  # same weights (only the needed layers)
+    ours.cluster_centers.copy_(centroids)
+    ours.is_fitted.fill_(True)
+    ours.to(device)
+    ours.ssl_encoder.to(dtype)  # the k-means state stays float32
+
+    rate = 16000
+    gen = torch.Generator().manual_seed(args.seed)
+    low = 0.6 * args.seconds
+    lengths = [int(rate * (low + (args.seconds - low) * i / max(args.batch_size - 1, 1))) for i in range(args.batch_size)]
+    lengths = [lengths[i] for i in torch.randperm(len(lengths), generator=gen)]
+    waves = [torch.randn(n, generator=gen) * 0.1 for n in lengths]
+    inputs = SpeechFeatureExtractor(sampling_rate=rate)(waves, sampling_rate=rate)
+    values, mask = inputs["input_values"].to(device), inputs["attention_mask"].to(device)
+    singles = [values[i : i + 1, : lengths[i]] for i in range(len(lengths))]
+    audio_seconds = sum(lengths) / rate
+
+    def hidden(model_out):
+        return model_out.hidden_states[layer]
+
+    def baseline():
+        units = []
+        for wave in singles:
+            feats = hidden(bare(wave.to(dtype), output_hidden_states=True))[0].float()
+            units.append(torch.cdist(feats, centroids).argmin(-1))
+        return units
+
+    def batched_ours():
+        return ours(values, attention_mask=mask)
+
+    def batched_bare():
+        return hidden(bare(values.to(dtype), output_hidden_states=True))
+
+    with torch.inference_mode():
+        t_loop, loop_units = timed(baseline, args.device, args.warmup, args.repeats)
+        t_ours, out = timed(batched_ours, args.device, args.warmup, args.repeats)
+        t_bare, _ = timed(batched_bare, args.device, args.warmup, args.repeats)
+
+    agree = sum(int((out.units[i, : len(u)] == u).sum()) for i, u in enumerate(loop_units))
+    total = sum(len(u) for u in loop_units)
+    threads = torch.get_num_threads()
+    where = torch.cuda.get_device_name(0) if args.device == "cuda" else f"{platform.processor() or 'cpu'}, {threads} threads"
+    print(
+        f"device: {args.device} ({where}), dtype {args.dtype}, size {args.size} (hidden {ssl_config.hidden_size}, "
+        f"{ssl_config.num_hidden_layers} layers, quantised layer {layer}), batch {args.batch_size}, "
+        f"lengths {min(lengths) / rate:.1f}-{max(lengths) / rate:.1f} s ({audio_seconds:.1f} s of audio), "
+        f"k={args.num_units}, median of {args.repeats} after {args.warmup} warm-up"
+    )
+    print(f"(a) per-utterance loop, HubertModel + argmin  : {audio_seconds / t_loop:9.1f} audio-s/s  ({t_loop:.3f} s)")
+    print(f"(b) ours, KMeansUnitTokenizer batched+masked  : {audio_seconds / t_ours:9.1f} audio-s/s  ({t_ours:.3f} s)")
+    print(f"(c) bare HubertModel batched forward          : {audio_seconds / t_bare:9.1f} audio-s/s  ({t_bare:.3f} s)")
+    print(f"ours / bare: {t_bare / t_ours:.2f} (goal >= 0.90)")
+    print(f"units of (b) equal to (a): {100 * agree / total:.2f}% of {total} frames")
+    print(f"ratio: {t_loop / t_ours:.2f}")
+
+
+if __name__ == "__main__":
+    main()
