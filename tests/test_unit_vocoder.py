@@ -110,7 +110,7 @@ def speech(tmp_path_factory):
     return units, wave
 
 
-def _clips(speech, starts=(10, 60), num_units=24):
+def _clips(speech, starts=(10, 60), num_units=16):
     """Two fixed aligned (units, audio) clips, as dataset rows."""
     units, wave = speech
     return [{"input_ids": units[s : s + num_units], "audio": wave[s * HOP : (s + num_units) * HOP]} for s in starts]
@@ -450,7 +450,7 @@ def test_mel_vocoder_learns_with_the_plain_trainer(speech, tmp_path):
     trainer = Trainer(model=model, args=_args(tmp_path), train_dataset=rows, data_collator=UnitVocoderCollator(HOP))
     trainer.train()
     after = _batch_loss(model, rows)
-    assert after < 0.8 * before, (before, after)
+    assert after < 0.9 * before, (before, after)
     logged = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     assert len(logged) == 4 and logged[-1] < logged[0]
 
