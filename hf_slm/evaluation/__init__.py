@@ -1,9 +1,15 @@
-"""Evaluation of speech language models: `evaluate` metric modules and benchmark builders.
+"""Evaluation of speech language models: `evaluate` metric modules, benchmark builders and the evaluations.
 
 - `metrics/`: self-contained `evaluate` modules (`load_metric(name)` or `evaluate.load(path)`, offline).
 - `pairs`: spoken minimal pairs (sWUGGY / sBLIMP style): build, read, score with a pipeline's LM.
+- `abx`: ABX items from synthesised speech; within/between-speaker ABX of features or units.
+- `resynthesis`: audio -> units -> vocoder -> ASR (pocketsphinx): WER / CER / mel distance.
+- `generation`: continuations over temperatures: judge perplexity, VERT, their AUC, a plot.
+- `report`: JSON + Markdown report writing (used by `hf-slm evaluate`).
 """
 
+from .abx import build_abx_items, evaluate_abx
+from .generation import evaluate_generation, plot_generation, ppl_vert_auc
 from .metrics import METRICS, load_metric, metric_path
 from .pairs import (
     PHENOMENA,
@@ -14,15 +20,24 @@ from .pairs import (
     score_pairs,
     write_pairs,
 )
+from .resynthesis import PocketSphinxASR, evaluate_resynthesis, read_audio_dir
 
 __all__ = [
     "METRICS",
     "PHENOMENA",
+    "PocketSphinxASR",
+    "build_abx_items",
     "build_lexical_pairs",
     "build_syntactic_pairs",
+    "evaluate_abx",
+    "evaluate_generation",
+    "evaluate_resynthesis",
     "format_pair_table",
     "load_metric",
     "metric_path",
+    "plot_generation",
+    "ppl_vert_auc",
+    "read_audio_dir",
     "read_pairs",
     "score_pairs",
     "write_pairs",
