@@ -45,21 +45,24 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def timed(fn, device: str, warmup: int, repeats: int) -> tuple[float, object]:
-    """Median seconds of `repeats` calls after `warmup` calls; also returns the last result."""
-    result = None
-    for _ in range(warmup):
-        result = fn()
-    times = []
-    for _ in range(repeats):
-        if device == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        result = fn()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), result
+def timed(fns: dict, device: str, warmup: int, repeats: int) -> tuple[dict, dict]:
+    """Median seconds per function over `repeats` rounds after `warmup` rounds, plus each one's last result.
+
+    Rounds interleave the functions (a, b, c, a, b, c, ...) so that load from other processes drifts over all of
+    them alike instead of biasing whichever ran during a busy minute.
+    """
+    results, times = {}, {name: [] for name in fns}
+    for round_index in range(warmup + repeats):
+        for name, fn in fns.items():
+            if device == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            results[name] = fn()
+            if device == "cuda":
+                torch.cuda.synchronize()
+            if round_index >= warmup:
+                times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}, results
 
 
 def main() -> None:
@@ -110,9 +113,11 @@ def main() -> None:
         return hidden(bare(values.to(dtype), output_hidden_states=True))
 
     with torch.inference_mode():
-        t_loop, loop_units = timed(baseline, args.device, args.warmup, args.repeats)
-        t_ours, out = timed(batched_ours, args.device, args.warmup, args.repeats)
-        t_bare, _ = timed(batched_bare, args.device, args.warmup, args.repeats)
+        medians, results = timed(
+            {"loop": baseline, "ours": batched_ours, "bare": batched_bare}, args.device, args.warmup, args.repeats
+        )
+    t_loop, t_ours, t_bare = medians["loop"], medians["ours"], medians["bare"]
+    loop_units, out = results["loop"], results["ours"]
 
     agree = sum(int((out.units[i, : len(u)] == u).sum()) for i, u in enumerate(loop_units))
     total = sum(len(u) for u in loop_units)
@@ -122,7 +127,7 @@ def main() -> None:
         f"device: {args.device} ({where}), dtype {args.dtype}, size {args.size} (hidden {ssl_config.hidden_size}, "
         f"{ssl_config.num_hidden_layers} layers, quantised layer {layer}), batch {args.batch_size}, "
         f"lengths {min(lengths) / rate:.1f}-{max(lengths) / rate:.1f} s ({audio_seconds:.1f} s of audio), "
-        f"k={args.num_units}, median of {args.repeats} after {args.warmup} warm-up"
+        f"k={args.num_units}, median of {args.repeats} interleaved rounds after {args.warmup} warm-up"
     )
     print(f"(a) per-utterance loop, HubertModel + argmin  : {audio_seconds / t_loop:9.1f} audio-s/s  ({t_loop:.3f} s)")
     print(f"(b) ours, KMeansUnitTokenizer batched+masked  : {audio_seconds / t_ours:9.1f} audio-s/s  ({t_ours:.3f} s)")

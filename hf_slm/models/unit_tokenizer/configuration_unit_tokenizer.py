@@ -67,6 +67,7 @@ class KMeansUnitTokenizerConfig(PretrainedConfig):
     >>> ssl = KMeansUnitTokenizerConfig(frontend="ssl", ssl_config=HubertConfig(), ssl_layer=6, num_units=500)
     >>> ssl.feature_dim, ssl.frame_rate
     (768, 50.0)
+
     ```
     """
 

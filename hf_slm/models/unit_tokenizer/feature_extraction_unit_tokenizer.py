@@ -217,6 +217,7 @@ class SpeechFeatureExtractor(SequenceFeatureExtractor):
     >>> batch = fe([np.random.randn(22050), np.random.randn(2, 8000)], sampling_rate=22050)
     >>> batch["input_values"].shape, batch["attention_mask"].sum(-1).tolist()
     (torch.Size([2, 16000]), [16000, 5805])
+
     ```
     """
 

@@ -101,6 +101,7 @@ class KMeansUnitTokenizer(PreTrainedModel):
     >>> out = tokenizer(**inputs)
     >>> out.units.shape, out.units_mask.sum(-1).tolist()
     (torch.Size([2, 49]), [49, 24])
+
     ```
     """
 
