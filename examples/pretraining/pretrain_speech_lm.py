@@ -1,0 +1,435 @@
+#!/usr/bin/env python
+"""Pre-train a speech language model (GSLM cold start or TWIST warm start) with the HF `Trainer`.
+
+    python examples/pretraining/pretrain_speech_lm.py examples/pretraining/config_tiny.json
+    python examples/pretraining/pretrain_speech_lm.py examples/pretraining/config_tiny.json --output_dir runs/x --max_steps 50
+    accelerate launch --config_file examples/pretraining/accelerate_fsdp.yaml \
+        examples/pretraining/pretrain_speech_lm.py examples/pretraining/config_base.json
+
+Steps: speech (synthesised with espeak-ng, or a `hf-slm synth` / `save_to_disk` folder) -> unit tokenizer (fitted
+MFCC k-means, or a saved one) -> units with `datasets.map` (cached) -> optional deduplication -> `<s> [Speech] units
+</s>` -> packed rows with per-document position ids -> `Trainer` -> final model, speech tokenizer and eval loss in
+`output_dir`. Rerunning the same command resumes from the last complete checkpoint in `output_dir`.
+
+Arguments come from three dataclasses (`SpeechDataArguments`, `SpeechModelArguments`, `transformers.TrainingArguments`);
+a `.json` first argument sets defaults for all of them and any `--flag` after it overrides one. See README.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import datasets
+import torch
+from transformers import (
+    DataCollatorWithFlattening,
+    HfArgumentParser,
+    LlamaConfig,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+    set_seed,
+)
+
+from hf_slm.data import load_text_corpus, synthesize_dataset
+from hf_slm.models.speech_lm import SpeechLMConfig, SpeechLMForCausalLM
+from hf_slm.models.unit_tokenizer import KMeansUnitTokenizer, KMeansUnitTokenizerConfig, SpeechFeatureExtractor
+from hf_slm.training import CausalLMCollator, PackedSequenceCollator, last_complete_checkpoint, pack_dataset
+
+logger = logging.getLogger("pretrain_speech_lm")
+PACKING_MODES = ("bfd", "wrapped", "flatten", "none")
+SPEECH_TOKENIZER_DIR = "speech_tokenizer"
+
+
+@dataclass
+class SpeechDataArguments:
+    dataset_path: str | None = field(
+        default=None,
+        metadata={"help": "A `datasets` folder (`hf-slm synth`, `save_to_disk`; a DatasetDict uses its train / "
+                  "validation|test splits). Unset: synthesise speech from `text_source` with espeak-ng."},
+    )
+    audio_column: str = field(default="audio", metadata={"help": "Column with the audio (datasets' Audio feature)."})
+    text_source: str = field(default="builtin", metadata={"help": "'builtin', 'fortunes', 'wordnet' or a text file."})
+    num_sentences: int = field(default=200, metadata={"help": "Sentences to synthesise (train + eval)."})
+    voices: str = field(default="en-us,en-us+f3,en-gb+m3", metadata={"help": "Comma-separated espeak-ng voices."})
+    rates: str = field(default="150,175,200", metadata={"help": "Comma-separated speaking rates (words/min)."})
+    pitches: str = field(default="35,50,65", metadata={"help": "Comma-separated base pitches (0-99)."})
+    synthesis_num_proc: int = field(default=1, metadata={"help": "espeak-ng worker processes."})
+    num_eval_utterances: int = field(
+        default=20, metadata={"help": "Held-out utterances when the dataset has no eval split (at most 10%)."}
+    )
+    tokenize_batch_size: int = field(default=16, metadata={"help": "Utterances per unit-tokenisation batch."})
+    deduplicate_units: bool = field(
+        default=False, metadata={"help": "Collapse runs of repeated units (GSLM 'deduplicated' units)."}
+    )
+    seq_length: int = field(default=2048, metadata={"help": "Tokens per training row (packed) / maximum length."})
+    packing: str = field(
+        default="bfd",
+        metadata={"help": "'bfd' (best-fit-decreasing rows), 'wrapped' (cut the stream into full rows), 'flatten' "
+                  "(transformers' DataCollatorWithFlattening: one row per batch, for flash-attention varlen), or "
+                  "'none' (one utterance per row, padded; truncated at seq_length)."},
+    )
+    preprocessing_num_proc: int | None = field(default=None, metadata={"help": "Processes for the cheap maps."})
+
+    def __post_init__(self):
+        if self.packing not in PACKING_MODES:
+            raise ValueError(f"packing must be one of {PACKING_MODES}, got {self.packing!r}")
+        if self.seq_length < 8:
+            raise ValueError(f"seq_length must be >= 8, got {self.seq_length}")
+
+
+@dataclass
+class SpeechModelArguments:
+    speech_tokenizer_path: str | None = field(
+        default=None,
+        metadata={"help": "A fitted unit tokenizer (folder from `hf-slm fit-tokenizer`, a pipeline folder, or "
+                  "'default'). Unset: fit MFCC k-means on the training audio (saved to output_dir/speech_tokenizer "
+                  "and reused when the run resumes)."},
+    )
+    num_units: int = field(default=100, metadata={"help": "k-means units when fitting a tokenizer."})
+    kmeans_max_frames: int = field(default=200_000, metadata={"help": "Frames used to fit k-means."})
+    init_from_text_lm: str | None = field(
+        default=None,
+        metadata={"help": "TWIST warm start: a causal text LM folder / Hub id (SpeechLMForCausalLM.from_text_lm). "
+                  "Unset: cold start (GSLM) from the Llama sizes below."},
+    )
+    hidden_size: int = field(default=256, metadata={"help": "Llama width (cold start)."})
+    num_hidden_layers: int = field(default=4, metadata={"help": "Llama layers (cold start)."})
+    num_attention_heads: int = field(default=4, metadata={"help": "Attention heads (cold start)."})
+    num_key_value_heads: int | None = field(default=None, metadata={"help": "KV heads (GQA); default: all heads."})
+    intermediate_size: int = field(default=704, metadata={"help": "MLP width (cold start)."})
+    max_position_embeddings: int = field(default=4096, metadata={"help": "Longest position (cold start)."})
+    attention_dropout: float = field(default=0.0, metadata={"help": "Attention dropout (cold start)."})
+    tie_word_embeddings: bool = field(default=False, metadata={"help": "Tie input and output embeddings."})
+    attn_implementation: str = field(
+        default="sdpa", metadata={"help": "'sdpa', 'eager', 'flex_attention', 'flash_attention_2', ..."}
+    )
+    bf16_if_available: bool = field(
+        default=True, metadata={"help": "Train in bf16 when a CUDA GPU supports it (unless bf16/fp16 is set)."}
+    )
+    resume: bool = field(default=True, metadata={"help": "Resume from the last complete checkpoint in output_dir."})
+
+
+class _RunInfo(TrainerCallback):
+    """Record the first optimiser step of this process (proves where a resumed run started)."""
+
+    def __init__(self):
+        self.first_step = None
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.first_step is None:
+            self.first_step = state.global_step
+
+
+# ---------------------------------------------------------------------------------------------------- arguments
+def parse_arguments(argv: list[str]):
+    parser = HfArgumentParser((SpeechDataArguments, SpeechModelArguments, TrainingArguments))
+    if argv and argv[0].endswith(".json"):
+        config = json.loads(Path(argv[0]).read_text())
+        known = {f.name for cls in parser.dataclass_types for f in dataclasses.fields(cls) if f.init}
+        unknown = sorted(set(config) - known)
+        if unknown:
+            raise ValueError(f"{argv[0]}: unknown argument(s) {unknown}")
+        parser.set_defaults(**config)  # the JSON file gives defaults; flags after it override them
+        for action in parser._actions:
+            if action.dest in config:
+                action.required = False
+        argv = argv[1:]
+    data_args, model_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    updates = {"remove_unused_columns": False}
+    if not torch.cuda.is_available():
+        updates["dataloader_pin_memory"] = False
+    if (
+        model_args.bf16_if_available
+        and not (training_args.bf16 or training_args.fp16)
+        and torch.cuda.is_available()
+        and torch.cuda.is_bf16_supported()
+        and not training_args.use_cpu
+    ):
+        updates["bf16"] = True
+    training_args = dataclasses.replace(training_args, **updates)
+    return data_args, model_args, training_args
+
+
+def _csv(text: str, kind=str) -> list:
+    return [kind(x) for x in text.split(",") if x.strip()]
+
+
+# ---------------------------------------------------------------------------------------------------- data
+def load_speech(data_args: SpeechDataArguments, seed: int):
+    """Train and eval splits with an audio column."""
+    if data_args.dataset_path:
+        ds = datasets.load_from_disk(data_args.dataset_path)
+        if isinstance(ds, datasets.DatasetDict):
+            if "train" not in ds:
+                raise ValueError(f"{data_args.dataset_path} has splits {list(ds)}; a 'train' split is needed")
+            eval_split = next((ds[s] for s in ("validation", "test", "eval") if s in ds), None)
+            if eval_split is not None:
+                train, test = ds["train"], eval_split
+                _check_audio(train, data_args)
+                return train, test
+            ds = ds["train"]
+    else:
+        texts = load_text_corpus(data_args.text_source, limit=data_args.num_sentences, seed=seed)
+        ds = synthesize_dataset(
+            texts,
+            voices=_csv(data_args.voices),
+            rates=_csv(data_args.rates, int),
+            pitches=_csv(data_args.pitches, int),
+            assignment="random",
+            seed=seed,
+            num_proc=data_args.synthesis_num_proc,
+            show_progress=False,
+        )
+    _check_audio(ds, data_args)
+    if len(ds) < 2:
+        raise ValueError(f"the speech dataset has {len(ds)} utterance(s); need at least 2 (train + eval)")
+    n_eval = max(1, min(data_args.num_eval_utterances, len(ds) // 10))
+    split = ds.train_test_split(test_size=n_eval, seed=seed, shuffle=True)
+    return split["train"], split["test"]
+
+
+def _check_audio(ds, data_args):
+    if data_args.audio_column not in ds.column_names:
+        raise ValueError(f"the dataset has no column {data_args.audio_column!r}; columns: {ds.column_names}")
+
+
+def load_or_fit_speech_tokenizer(model_args: SpeechModelArguments, train, data_args, output_dir: str, seed: int):
+    """(feature_extractor, tokenizer): a given one, the one this run saved before (resume), or a fresh MFCC fit."""
+    saved = Path(output_dir) / SPEECH_TOKENIZER_DIR
+    if model_args.speech_tokenizer_path:
+        from hf_slm.cli import load_speech_tokenizer
+
+        feature_extractor, tokenizer = load_speech_tokenizer(model_args.speech_tokenizer_path)
+        logger.info("speech tokenizer: loaded %s", model_args.speech_tokenizer_path)
+    elif (saved / "config.json").is_file():
+        feature_extractor, tokenizer = (
+            SpeechFeatureExtractor.from_pretrained(saved), KMeansUnitTokenizer.from_pretrained(saved)
+        )
+        logger.info("speech tokenizer: reusing %s (fitted by an earlier run)", saved)
+    else:
+        tokenizer = KMeansUnitTokenizer(KMeansUnitTokenizerConfig(frontend="mfcc", num_units=model_args.num_units))
+        feature_extractor = SpeechFeatureExtractor(sampling_rate=tokenizer.config.sampling_rate)
+        tokenizer.fit_on_dataset(
+            train, feature_extractor, audio_column=data_args.audio_column, max_frames=model_args.kmeans_max_frames,
+            seed=seed, show_progress=False,
+        )
+        logger.info("speech tokenizer: fitted MFCC k-means with %d units", model_args.num_units)
+    if not (saved / "config.json").is_file():
+        from hf_slm.pipelines.pipeline_utils import atomic_save_directory
+
+        def write(tmp):
+            tokenizer.save_pretrained(tmp)
+            feature_extractor.save_pretrained(tmp)
+
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        atomic_save_directory(saved, write)
+    return feature_extractor, tokenizer.eval()
+
+
+def _tokenizer_fingerprint(tokenizer, audio_column: str) -> str:
+    digest = hashlib.sha256(tokenizer.config.to_json_string().encode() + audio_column.encode())
+    for name, tensor in sorted(tokenizer.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+class UnitTokenization:
+    """`datasets.map(batched=True)` function: audio -> `units` (one list of ints per utterance, padding removed)."""
+
+    def __init__(self, feature_extractor, tokenizer, audio_column: str):
+        self.feature_extractor, self.tokenizer, self.audio_column = feature_extractor, tokenizer, audio_column
+        self.batches = 0
+
+    @torch.no_grad()
+    def __call__(self, batch):
+        self.batches += 1
+        inputs = self.feature_extractor(batch[self.audio_column], return_tensors="pt")
+        device = self.tokenizer.device
+        out = self.tokenizer(
+            input_values=inputs["input_values"].to(device), attention_mask=inputs["attention_mask"].to(device)
+        )
+        return {"units": [u[m].tolist() for u, m in zip(out.units.cpu(), out.units_mask.cpu())]}
+
+
+def tokenize_speech(ds, feature_extractor, tokenizer, data_args, split: str):
+    """Add a `units` column with `datasets.map`, cached under a fingerprint of (dataset, tokenizer weights)."""
+    fingerprint = hashlib.sha256(
+        f"{ds._fingerprint}-{_tokenizer_fingerprint(tokenizer, data_args.audio_column)}".encode()
+    ).hexdigest()[:16]
+    function = UnitTokenization(feature_extractor, tokenizer, data_args.audio_column)
+    out = ds.map(
+        function,
+        batched=True,
+        batch_size=data_args.tokenize_batch_size,
+        remove_columns=[data_args.audio_column],
+        new_fingerprint=f"hf_slm-units-{fingerprint}",
+        desc=f"speech -> units ({split})",
+    )
+    source = "computed" if function.batches else "loaded from the datasets cache"
+    files = ", ".join(f["filename"] for f in out.cache_files) or "in memory"
+    print(f"units ({split}): {source} [{files}]", flush=True)
+    return out
+
+
+@dataclass
+class UnitsToInputIds:
+    """`units` -> `input_ids` = `<s> [Speech] u_1 ... u_T </s>` (optionally deduplicated first)."""
+
+    prefix: list[int]
+    eos: int
+    unit_offset: int
+    num_units: int
+    deduplicate: bool = False
+
+    def __call__(self, row):
+        units = torch.as_tensor(row["units"], dtype=torch.long)
+        if self.deduplicate and units.numel():
+            units = torch.unique_consecutive(units)
+        if units.numel() and (int(units.min()) < 0 or int(units.max()) >= self.num_units):
+            raise ValueError(f"a unit is outside [0, {self.num_units}): the tokenizer does not match the LM")
+        return {"input_ids": self.prefix + (units + self.unit_offset).tolist() + [self.eos]}
+
+
+def build_lm_dataset(ds, config: SpeechLMConfig, data_args: SpeechDataArguments, split: str):
+    layout = config.vocab_layout
+    to_ids = UnitsToInputIds(
+        prefix=layout.speech_prefix_ids(), eos=layout.eos_token_id, unit_offset=layout.unit_token_offset,
+        num_units=layout.num_units, deduplicate=data_args.deduplicate_units,
+    )
+    ds = ds.filter(lambda n: len(n) > 0, input_columns="units", desc=f"dropping empty utterances ({split})")
+    ds = ds.map(to_ids, remove_columns=ds.column_names, num_proc=data_args.preprocessing_num_proc,
+                desc=f"units -> token ids ({split})")  # fmt: skip
+    if data_args.packing in ("bfd", "wrapped"):
+        ds = pack_dataset(ds, data_args.seq_length, strategy=data_args.packing, num_proc=data_args.preprocessing_num_proc)
+    return ds
+
+
+def data_collator(data_args: SpeechDataArguments, config: SpeechLMConfig):
+    pad = config.vocab_layout.pad_token_id
+    if data_args.packing in ("bfd", "wrapped"):
+        return PackedSequenceCollator(pad_token_id=pad)
+    if data_args.packing == "flatten":
+        flash = "flash" in str(config.backbone_config._attn_implementation)
+        return _WithoutCache(DataCollatorWithFlattening(return_flash_attn_kwargs=flash))
+    return CausalLMCollator(pad_token_id=pad, max_length=data_args.seq_length)
+
+
+@dataclass
+class _WithoutCache:
+    """Add `use_cache=False` to a packing collator's batches (see `PackedSequenceCollator` for why)."""
+
+    collator: object
+
+    def __call__(self, features):
+        return {**self.collator(features), "use_cache": False}
+
+
+def _token_counts(ds) -> dict:
+    import pyarrow.compute as pc
+
+    if ds._indices is None:
+        lengths = pc.list_value_length(ds.data.column("input_ids"))
+        tokens, longest = pc.sum(lengths).as_py(), pc.max(lengths).as_py()
+    else:
+        lengths = [len(x) for x in ds["input_ids"]]
+        tokens, longest = sum(lengths), max(lengths, default=0)
+    return {"rows": len(ds), "tokens": int(tokens or 0), "max_row": int(longest or 0)}
+
+
+# ---------------------------------------------------------------------------------------------------- model
+def build_model(model_args: SpeechModelArguments, num_units: int) -> SpeechLMForCausalLM:
+    if model_args.init_from_text_lm:
+        return SpeechLMForCausalLM.from_text_lm(
+            model_args.init_from_text_lm, num_units, attn_implementation=model_args.attn_implementation
+        )
+    backbone = LlamaConfig(
+        hidden_size=model_args.hidden_size,
+        intermediate_size=model_args.intermediate_size,
+        num_hidden_layers=model_args.num_hidden_layers,
+        num_attention_heads=model_args.num_attention_heads,
+        num_key_value_heads=model_args.num_key_value_heads or model_args.num_attention_heads,
+        max_position_embeddings=model_args.max_position_embeddings,
+        attention_dropout=model_args.attention_dropout,
+        tie_word_embeddings=model_args.tie_word_embeddings,
+        attn_implementation=model_args.attn_implementation,
+    )
+    return SpeechLMForCausalLM(SpeechLMConfig(backbone_config=backbone, num_units=num_units))
+
+
+# ---------------------------------------------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> dict:
+    data_args, model_args, training_args = parse_arguments(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    set_seed(training_args.seed)
+    output_dir = training_args.output_dir
+
+    checkpoint = training_args.resume_from_checkpoint
+    if checkpoint is None and model_args.resume:
+        checkpoint = last_complete_checkpoint(output_dir, remove_incomplete=training_args.should_save)
+    print(f"resuming from {checkpoint}" if checkpoint else "starting from step 0", flush=True)
+
+    with training_args.main_process_first(desc="speech data, unit tokenizer and packing"):
+        train, test = load_speech(data_args, training_args.seed)
+        feature_extractor, speech_tokenizer = load_or_fit_speech_tokenizer(
+            model_args, train, data_args, output_dir, training_args.seed
+        )
+        train = tokenize_speech(train, feature_extractor, speech_tokenizer, data_args, "train")
+        test = tokenize_speech(test, feature_extractor, speech_tokenizer, data_args, "eval")
+        model = build_model(model_args, speech_tokenizer.config.num_units)
+        train_lm = build_lm_dataset(train, model.config, data_args, "train")
+        test_lm = build_lm_dataset(test, model.config, data_args, "eval")
+    counts = _token_counts(train_lm)
+    print(
+        f"model: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, "
+        f"attention={model.config.backbone_config._attn_implementation}; train: {counts['rows']} rows, "
+        f"{counts['tokens']} tokens, packing={data_args.packing}, seq_length={data_args.seq_length}",
+        flush=True,
+    )
+
+    run_info = _RunInfo()
+    trainer = Trainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_lm,
+        eval_dataset=test_lm,
+        data_collator=data_collator(data_args, model.config),
+        callbacks=[run_info],
+    )
+    train_result = trainer.train(resume_from_checkpoint=checkpoint)
+    trainer.save_model(output_dir)
+    eval_metrics = trainer.evaluate()
+    eval_metrics["eval_perplexity"] = math.exp(min(eval_metrics["eval_loss"], 50.0))
+
+    results = {
+        **train_result.metrics,
+        **eval_metrics,
+        "global_step": trainer.state.global_step,
+        "resumed_from": checkpoint,
+        "first_step_of_this_run": run_info.first_step,
+        "train_rows": counts["rows"],
+        "train_tokens": counts["tokens"],
+        "packing_efficiency": round(counts["tokens"] / max(1, counts["rows"] * data_args.seq_length), 4)
+        if data_args.packing in ("bfd", "wrapped")
+        else None,
+        "bf16": training_args.bf16,
+    }
+    if trainer.is_world_process_zero():
+        trainer.save_metrics("all", results)
+        trainer.save_state()
+    print(json.dumps({k: results[k] for k in ("global_step", "resumed_from", "first_step_of_this_run", "eval_loss")}),
+          flush=True)  # fmt: skip
+    return results
+
+
+if __name__ == "__main__":
+    main()

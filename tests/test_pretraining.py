@@ -1,0 +1,370 @@
+"""Pre-training: sequence packing without cross-document attention (logits of a packed row equal each document run
+alone, sdpa and eager), no token lost, resumable checkpoints, and the example script run on synthesised speech on CPU:
+the loss goes down, and a run killed with SIGKILL resumes from its last checkpoint and ends where an uninterrupted run
+ends (same losses step by step)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import DataCollatorWithFlattening, LlamaConfig, LlamaForCausalLM
+
+from hf_slm.data import load_text_corpus, synthesize_dataset
+from hf_slm.models.speech_lm import SpeechLMConfig, SpeechLMForCausalLM
+from hf_slm.training import (
+    PackedSequenceCollator,
+    SequencePacker,
+    is_complete_checkpoint,
+    last_complete_checkpoint,
+    pack_dataset,
+    pack_sequences,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "examples" / "pretraining" / "pretrain_speech_lm.py"
+CONFIG_TINY = ROOT / "examples" / "pretraining" / "config_tiny.json"
+NUM_UNITS = 20
+PAD = NUM_UNITS  # <pad> of SpeechLMConfig(num_units=20)
+
+
+def tiny_model(attn_implementation: str = "sdpa", seed: int = 0) -> SpeechLMForCausalLM:
+    backbone = LlamaConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        attn_implementation=attn_implementation,
+    )
+    torch.manual_seed(seed)
+    return SpeechLMForCausalLM(SpeechLMConfig(backbone_config=backbone, num_units=NUM_UNITS))
+
+
+def random_documents(lengths, seed: int = 0) -> list[list[int]]:
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randint(0, NUM_UNITS, (n,), generator=g).tolist() for n in lengths]
+
+
+def segments(position_ids: torch.Tensor) -> list[tuple[int, int]]:
+    starts = (position_ids == 0).nonzero().flatten().tolist() + [len(position_ids)]
+    return list(zip(starts[:-1], starts[1:]))
+
+
+# ====================================================================== packing: layout
+LENGTHS = (7, 3, 12, 1, 9, 5, 20, 2)
+
+
+@pytest.mark.parametrize("strategy", ["bfd", "wrapped"])
+@pytest.mark.parametrize("seq_length", [1, 5, 16, 64])
+def test_packing_keeps_every_token_and_restarts_positions(strategy, seq_length):
+    docs = random_documents(LENGTHS)
+    packed = pack_sequences(docs, seq_length, strategy=strategy)
+    rows = list(zip(packed["input_ids"], packed["position_ids"], packed["labels"]))
+    assert all(0 < len(ids) <= seq_length and len(ids) == len(pos) == len(lab) for ids, pos, lab in rows)
+    assert sum(len(ids) for ids, _, _ in rows) == sum(LENGTHS)
+    pieces = []
+    for ids, pos, lab in rows:
+        for a, b in segments(torch.tensor(pos)):
+            assert pos[a:b] == list(range(b - a))  # positions count 0, 1, ... inside every piece
+            assert lab[a:b] == [-100] + ids[a + 1 : b]  # no target at a piece start, the token itself elsewhere
+            pieces.append(ids[a:b])
+    if strategy == "wrapped":  # the stream in order, cut into full rows
+        assert [t for ids, _, _ in rows for t in ids] == [t for d in docs for t in d]
+        assert all(len(ids) == seq_length for ids, _, _ in rows[:-1])
+    else:  # whole documents (cut only when longer than a row), each exactly once
+        expected = [d[i : i + seq_length] for d in docs for i in range(0, len(d), seq_length)]
+        assert sorted(pieces) == sorted(expected)
+
+
+def test_best_fit_decreasing_fills_rows():
+    # 12+2+2 | 9+7 | 8+5+3: three full rows of 16; whole documents in dataset order would need four
+    packed = pack_sequences(random_documents((9, 12, 5, 7, 3, 8, 2, 2)), 16, strategy="bfd")
+    assert [len(r) for r in packed["input_ids"]] == [16, 16, 16]
+    # a longer-than-row document is split into row-sized pieces, nothing dropped
+    packed = pack_sequences(random_documents((40,)), 16, strategy="bfd")
+    assert [len(r) for r in packed["input_ids"]] == [16, 16, 8]
+
+
+def test_packing_validates_arguments():
+    with pytest.raises(ValueError, match="strategy"):
+        pack_sequences([[1]], 4, strategy="greedy")
+    with pytest.raises(ValueError, match="seq_length"):
+        pack_sequences([[1]], 0)
+    with pytest.raises(ValueError, match="document 0: 2 input ids but 1 labels"):
+        pack_sequences([[1, 2]], 4, labels=[[1]])
+    with pytest.raises(ValueError, match="seq_length"):
+        SequencePacker(seq_length=-1)
+    with pytest.raises(ValueError, match="no position_ids"):
+        PackedSequenceCollator(pad_token_id=PAD)([{"input_ids": [1, 2]}])
+
+
+def test_custom_labels_survive_packing():
+    docs = random_documents((4, 6))
+    labels = [[-100, -100, d[2], d[3]] if len(d) == 4 else d for d in docs]  # e.g. a masked prompt
+    packed = pack_sequences(docs, 16, labels=labels)
+    assert packed["labels"] == [[-100, -100, docs[0][2], docs[0][3], -100] + docs[1][1:]]
+
+
+def test_pack_dataset_with_datasets_map():
+    from datasets import Dataset
+
+    docs = random_documents(LENGTHS)
+    ds = Dataset.from_dict({"input_ids": docs, "text": [str(i) for i in range(len(docs))]})
+    packed = pack_dataset(ds, 16, batch_size=4)  # documents never cross map batches
+    assert packed.column_names == ["input_ids", "position_ids", "labels"]
+    assert sum(len(r) for r in packed["input_ids"]) == sum(LENGTHS)
+    assert packed._fingerprint == pack_dataset(ds, 16, batch_size=4)._fingerprint  # stable -> datasets' cache hits
+    assert packed._fingerprint != pack_dataset(ds, 8, batch_size=4)._fingerprint
+
+
+def test_collator_pads_rows_as_their_own_segment():
+    packed = pack_sequences(random_documents((5, 9)), 10)
+    features = [dict(zip(packed, row)) for row in zip(*packed.values())]
+    batch = PackedSequenceCollator(pad_token_id=PAD, pad_to_multiple_of=8)(features)
+    assert batch["input_ids"].shape == (2, 16) and "attention_mask" not in batch and batch["use_cache"] is False
+    # row 2 holds 5 tokens (one document), then 11 pads numbered 0..10 with no loss
+    assert batch["position_ids"][1].tolist() == list(range(5)) + list(range(11))
+    assert batch["input_ids"][1, 5:].eq(PAD).all() and batch["labels"][1, 5:].eq(-100).all()
+    # labels are derived from position ids when a row has none
+    no_labels = [{k: v for k, v in f.items() if k != "labels"} for f in features]
+    assert torch.equal(PackedSequenceCollator(pad_token_id=PAD)(no_labels)["labels"],
+                       PackedSequenceCollator(pad_token_id=PAD)(features)["labels"])  # fmt: skip
+
+
+# ====================================================================== packing: no attention across documents
+@pytest.mark.parametrize("attn_implementation", ["sdpa", "eager"])
+def test_packed_logits_equal_each_document_alone(attn_implementation):
+    model = tiny_model(attn_implementation).eval()
+    packed = pack_sequences(random_documents(LENGTHS), 16)
+    batch = PackedSequenceCollator(pad_token_id=PAD)([dict(zip(packed, row)) for row in zip(*packed.values())])
+    with torch.no_grad():
+        logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits
+        concatenated = model(input_ids=batch["input_ids"]).logits  # control: the same rows, positions not reset
+        checked = leaked = 0
+        for r, row in enumerate(batch["input_ids"]):
+            for a, b in segments(batch["position_ids"][r]):
+                if batch["input_ids"][r, a:b].eq(PAD).all():
+                    continue  # padding
+                alone = model(input_ids=row[a:b][None]).logits[0]
+                torch.testing.assert_close(logits[r, a:b], alone, rtol=1e-5, atol=1e-5)
+                checked += 1
+                leaked += a > 0 and not torch.allclose(concatenated[r, a:b], alone, atol=1e-3)
+    assert checked == sum(math.ceil(n / 16) for n in LENGTHS)
+    assert leaked >= 3  # without position ids the later documents of a row do see the earlier ones
+
+
+def _per_document_loss(model, docs) -> torch.Tensor:
+    total, count = 0.0, 0
+    for d in docs:
+        if len(d) > 1:
+            ids = torch.tensor(d)[None]
+            total = total + model(input_ids=ids, labels=ids, use_cache=False).loss * (len(d) - 1)
+            count += len(d) - 1
+    return total / count
+
+
+@pytest.mark.parametrize("collator", ["packed", "flatten"])
+def test_training_loss_on_packed_rows_is_the_per_document_loss(collator):
+    """In training mode, configured as the Trainer leaves it (use_cache off on the outer config only)."""
+    model = tiny_model("sdpa").train()
+    model.config.use_cache = False
+    docs = random_documents(LENGTHS)
+    if collator == "packed":
+        packed = pack_sequences(docs, 32)  # no document is cut (a cut costs one target)
+        batch = PackedSequenceCollator(pad_token_id=PAD)([dict(zip(packed, row)) for row in zip(*packed.values())])
+    else:
+        batch = {**DataCollatorWithFlattening()([{"input_ids": d} for d in docs]), "use_cache": False}
+    torch.testing.assert_close(model(**batch).loss, _per_document_loss(model, docs), rtol=1e-5, atol=1e-6)
+
+
+def test_plain_llama_packed_rows():
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=NUM_UNITS + 1, hidden_size=32, intermediate_size=64,
+                                         num_hidden_layers=1, num_attention_heads=4)).eval()  # fmt: skip
+    docs = random_documents((6, 4, 5))
+    packed = pack_sequences(docs, 15)
+    batch = PackedSequenceCollator(pad_token_id=PAD)([dict(zip(packed, row)) for row in zip(*packed.values())])
+    with torch.no_grad():
+        torch.testing.assert_close(model(**batch).loss, _per_document_loss(model, docs), rtol=1e-5, atol=1e-6)
+
+
+# ====================================================================== checkpoints
+def _fake_checkpoint(folder: Path, state: str | None = '{"global_step": 1}', weights: bool = True) -> Path:
+    folder.mkdir(parents=True)
+    if state is not None:
+        (folder / "trainer_state.json").write_text(state)
+    if weights:
+        (folder / "model.safetensors").write_bytes(b"x")
+    return folder
+
+
+def test_last_complete_checkpoint_skips_a_save_cut_short(tmp_path):
+    assert last_complete_checkpoint(tmp_path / "missing") is None
+    assert last_complete_checkpoint(tmp_path) is None
+    good = _fake_checkpoint(tmp_path / "checkpoint-10")
+    _fake_checkpoint(tmp_path / "checkpoint-9")
+    truncated = _fake_checkpoint(tmp_path / "checkpoint-20", state='{"global_st')
+    no_state = _fake_checkpoint(tmp_path / "checkpoint-30", state=None)
+    no_weights = _fake_checkpoint(tmp_path / "checkpoint-40", weights=False)
+    (tmp_path / "checkpoint-50.txt").write_text("not a folder")
+    assert not any(is_complete_checkpoint(p) for p in (truncated, no_state, no_weights))
+    assert last_complete_checkpoint(tmp_path) == str(good)
+    assert truncated.exists()
+    assert last_complete_checkpoint(tmp_path, remove_incomplete=True) == str(good)
+    assert not truncated.exists() and not no_state.exists() and not no_weights.exists()
+    assert (tmp_path / "checkpoint-9").exists()
+
+
+# ====================================================================== the example, on synthesised speech
+@pytest.fixture(scope="module")
+def speech_dataset(tmp_path_factory) -> Path:
+    """~20 espeak-ng utterances, saved with `save_to_disk` (what `hf-slm synth` writes)."""
+    root = tmp_path_factory.mktemp("speech")
+    ds = synthesize_dataset(
+        load_text_corpus("builtin", limit=22, seed=0),
+        voices=("en-us", "en-us+f3"),
+        rates=(170,),
+        cache_dir=root / "synthesis_cache",
+        show_progress=False,
+    )
+    ds.save_to_disk(str(root / "speech"))
+    return root / "speech"
+
+
+def _script_args(dataset: Path, output_dir: Path, **overrides) -> list[str]:
+    args = {
+        "dataset_path": dataset,
+        "output_dir": output_dir,
+        "num_eval_utterances": 2,
+        "num_units": NUM_UNITS,
+        "kmeans_max_frames": 20000,
+        "seq_length": 64,
+        "hidden_size": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "intermediate_size": 64,
+        "per_device_train_batch_size": 2,
+        "per_device_eval_batch_size": 2,
+        "learning_rate": 0.005,
+        "warmup_steps": 0,
+        "max_steps": 30,
+        "logging_steps": 1,
+        "save_steps": 10,
+        "save_total_limit": 2,
+        "disable_tqdm": True,
+        **overrides,
+    }
+    return [str(CONFIG_TINY)] + [f"--{k}={v}" for k, v in args.items()]
+
+
+def _run_script(args: list[str], log: Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
+    with open(log, "w") as handle:
+        return subprocess.Popen([sys.executable, str(SCRIPT), *args], stdout=handle, stderr=subprocess.STDOUT,
+                                cwd=ROOT, env=env)  # fmt: skip
+
+
+def _finish(process: subprocess.Popen, log: Path, timeout: float = 240) -> str:
+    process.wait(timeout=timeout)
+    text = log.read_text()
+    assert process.returncode == 0, text[-4000:]
+    return text
+
+
+def _losses(trainer_state: Path) -> dict[int, float]:
+    history = json.loads(trainer_state.read_text())["log_history"]
+    return {entry["step"]: entry["loss"] for entry in history if "loss" in entry}
+
+
+@pytest.fixture(scope="module")
+def reference_run(speech_dataset, tmp_path_factory) -> Path:
+    """One uninterrupted run of the example (config_tiny.json plus overrides) in a subprocess."""
+    out = tmp_path_factory.mktemp("reference")
+    log = out.parent / f"{out.name}.log"
+    _finish(_run_script(_script_args(speech_dataset, out), log), log)
+    return out
+
+
+def test_example_trains_and_the_loss_goes_down(reference_run):
+    losses = _losses(reference_run / "trainer_state.json")
+    assert sorted(losses) == list(range(1, 31))
+    first, last = [losses[s] for s in (1, 2, 3)], [losses[s] for s in (28, 29, 30)]
+    assert max(first) > math.log(NUM_UNITS) - 0.5  # starts near chance
+    assert sum(last) / 3 < sum(first) / 3 - 0.5, losses
+    results = json.loads((reference_run / "all_results.json").read_text())
+    assert results["eval_loss"] < sum(first) / 3 - 0.5
+    assert results["global_step"] == 30 and results["first_step_of_this_run"] == 1 and results["resumed_from"] is None
+    assert 0.8 < results["packing_efficiency"] <= 1.0
+    # the final model and the fitted speech tokenizer load back
+    model = SpeechLMForCausalLM.from_pretrained(reference_run)
+    assert model.config.num_units == NUM_UNITS and model.config.backbone_config.hidden_size == 32
+    assert (reference_run / "speech_tokenizer" / "config.json").is_file()
+    assert sorted(p.name for p in reference_run.glob("checkpoint-*")) == ["checkpoint-20", "checkpoint-30"]
+
+
+def test_killed_run_resumes_from_its_last_checkpoint(reference_run, speech_dataset, tmp_path):
+    out = tmp_path / "run"
+    # the reference's tokenizer: the same units, so the datasets cache of the reference run must be hit
+    args = _script_args(speech_dataset, out, speech_tokenizer_path=reference_run / "speech_tokenizer")
+    log = tmp_path / "first.log"
+    process = _run_script(args, log)
+    deadline = time.time() + 200
+    while not any(is_complete_checkpoint(p) for p in out.glob("checkpoint-*")):
+        assert process.poll() is None, f"the run ended before its first checkpoint:\n{log.read_text()[-3000:]}"
+        assert time.time() < deadline, "no checkpoint within 200 s"
+        time.sleep(0.05)
+    assert process.poll() is None, "the run finished before it could be killed"
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    first_log = log.read_text()
+    assert "units (train): loaded from the datasets cache" in first_log, first_log[-3000:]
+    assert not (out / "all_results.json").exists()
+    killed_at = max(int(p.name.split("-")[1]) for p in out.glob("checkpoint-*") if is_complete_checkpoint(p))
+    assert killed_at < 30
+
+    log = tmp_path / "second.log"
+    text = _finish(_run_script(args, log), log)
+    results = json.loads((out / "all_results.json").read_text())
+    resumed = int(Path(results["resumed_from"]).name.split("-")[1])
+    assert resumed >= killed_at and f"resuming from {out / f'checkpoint-{resumed}'}" in text
+    assert results["first_step_of_this_run"] == resumed + 1 and results["global_step"] == 30
+    # every step logged once, and the resumed steps reproduce the uninterrupted run (optimizer, scheduler, data order)
+    losses, reference = _losses(out / "trainer_state.json"), _losses(reference_run / "trainer_state.json")
+    assert sorted(losses) == list(range(1, 31))
+    for step in range(1, 31):
+        assert losses[step] == pytest.approx(reference[step], rel=1e-4, abs=1e-5), step
+
+
+def test_twist_warm_start_with_wrapped_packing(reference_run, speech_dataset, tmp_path):
+    """In process: `--init_from_text_lm` keeps the text LM's rows and appends units after them."""
+    torch.manual_seed(0)
+    text_lm = LlamaForCausalLM(LlamaConfig(vocab_size=50, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                           num_attention_heads=2, tie_word_embeddings=False))  # fmt: skip
+    text_lm.save_pretrained(tmp_path / "text_lm")
+    spec = importlib.util.spec_from_file_location("pretrain_speech_lm", SCRIPT)
+    script = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = script  # dataclasses resolve string annotations through sys.modules
+    try:
+        spec.loader.exec_module(script)
+    finally:
+        del sys.modules[spec.name]
+    args = _script_args(
+        speech_dataset, tmp_path / "twist", init_from_text_lm=tmp_path / "text_lm", packing="wrapped", max_steps=2,
+        speech_tokenizer_path=reference_run / "speech_tokenizer", save_steps=100,
+    )
+    results = script.main(args)
+    assert results["global_step"] == 2 and math.isfinite(results["eval_loss"])
+    model = SpeechLMForCausalLM.from_pretrained(tmp_path / "twist")
+    assert model.config.text_vocab_size == 50 and model.config.unit_token_offset == 50
+    assert model.get_input_embeddings().weight.shape[0] == 50 + NUM_UNITS + 5
