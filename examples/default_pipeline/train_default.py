@@ -17,8 +17,10 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import datasets
 import torch
 from transformers import HfArgumentParser, LlamaConfig, Trainer, TrainingArguments, set_seed
+from transformers.trainer_utils import get_last_checkpoint
 
 from hf_slm import SpeechLMPipeline
 from hf_slm.data import load_text_corpus, synthesize_dataset
@@ -26,7 +28,7 @@ from hf_slm.models.speech_lm import SpeechLMConfig, SpeechLMForCausalLM
 from hf_slm.models.unit_tokenizer import KMeansUnitTokenizer, KMeansUnitTokenizerConfig, SpeechFeatureExtractor
 from hf_slm.models.unit_tokenizer.feature_extraction_unit_tokenizer import load_audio
 from hf_slm.models.unit_vocoder import UnitMelVocoder, UnitMelVocoderConfig
-from hf_slm.training import CausalLMCollator
+from hf_slm.training import CausalLMCollator, UnitVocoderCollator
 
 
 @dataclass
@@ -56,6 +58,7 @@ class DefaultPipelineArguments:
     vocoder_learning_rate: float = 2e-3
     vocoder_batch_size: int = 8
     vocoder_griffin_lim_iters: int = 32
+    vocoder_segment_units: int = field(default=100, metadata={"help": "random 2 s training segments"})
     seed: int = 0
 
 
@@ -76,7 +79,8 @@ def _training_args(out: Path, epochs: float, max_steps: int, lr: float, batch: i
         weight_decay=0.01,
         logging_steps=20,
         eval_strategy="epoch" if max_steps <= 0 else "no",
-        save_strategy="epoch" if max_steps <= 0 else "no",
+        save_strategy="steps" if max_steps <= 0 else "no",
+        save_steps=100,  # resume after a kill loses at most 100 steps
         save_total_limit=1,
         report_to=[],
         seed=seed,
@@ -162,40 +166,19 @@ def train_language_model(args, train, test):
         eval_dataset=test_ids,
         data_collator=CausalLMCollator(pad_token_id=layout.pad_token_id, max_length=2048),
     )
-    trainer.train()
+    trainer.train(resume_from_checkpoint=_last_checkpoint(trainer.args.output_dir))
     metrics = trainer.evaluate()
     return model.eval(), {"lm_eval_loss": metrics["eval_loss"], "lm_eval_perplexity": math.exp(metrics["eval_loss"])}
-
-
-@dataclass
-class VocoderCollator:
-    """Pad units and their target waveforms (cut to whole unit frames) for `UnitMelVocoder`."""
-
-    hop_length: int
-    max_units: int = 200
-
-    def __call__(self, rows):
-        units, waves = [], []
-        for row in rows:
-            u = torch.as_tensor(row["units"], dtype=torch.long)[: self.max_units]
-            w = torch.as_tensor(row["waveform"], dtype=torch.float32)[: len(u) * self.hop_length]
-            units.append(u[: max(1, len(w) // self.hop_length)])
-            waves.append(w)
-        pad = torch.nn.utils.rnn.pad_sequence
-        return {
-            "input_ids": pad(units, batch_first=True),
-            "attention_mask": pad([torch.ones_like(u, dtype=torch.bool) for u in units], batch_first=True),
-            "labels": pad(waves, batch_first=True),
-            "labels_mask": pad([torch.ones_like(w, dtype=torch.bool) for w in waves], batch_first=True),
-        }
 
 
 def train_vocoder(args, train, test, hop_length):
     config = UnitMelVocoderConfig(num_units=args.num_units, griffin_lim_iters=args.vocoder_griffin_lim_iters)
     model = UnitMelVocoder(config)
-    keep = ["units", "waveform"]
-    train = train.remove_columns([c for c in train.column_names if c not in keep])
-    test = test.remove_columns([c for c in test.column_names if c not in keep])
+    def as_pairs(ds):
+        ds = ds.remove_columns([c for c in ds.column_names if c not in ("units", "waveform")])
+        return ds.rename_columns({"units": "input_ids", "waveform": "audio"})
+
+    train, test = as_pairs(train), as_pairs(test)
     trainer = Trainer(
         model=model,
         args=_training_args(
@@ -208,11 +191,35 @@ def train_vocoder(args, train, test, hop_length):
         ),
         train_dataset=train,
         eval_dataset=test,
-        data_collator=VocoderCollator(hop_length=hop_length),
+        data_collator=UnitVocoderCollator(hop_length=hop_length, segment_units=args.vocoder_segment_units),
     )
-    trainer.train()
+    trainer.train(resume_from_checkpoint=_last_checkpoint(trainer.args.output_dir))
     metrics = trainer.evaluate()
     return model.eval(), {"vocoder_eval_mel_l1": metrics["eval_loss"]}
+
+
+def cached_stage(path: Path, write, load):
+    """Run a data stage once: `write(tmp)` fills a temporary folder renamed to `path`; a rerun after a kill loads it."""
+    from hf_slm.pipelines.pipeline_utils import atomic_save_directory
+
+    if not path.is_dir():
+        atomic_save_directory(path, write)
+    return load(path)
+
+
+def _last_checkpoint(output_dir: str) -> str | None:
+    return get_last_checkpoint(output_dir) if Path(output_dir).is_dir() else None
+
+
+class _single_thread:
+    """Data preparation is many small tensor ops; on a busy machine one torch thread is faster than two."""
+
+    def __enter__(self):
+        self.threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+
+    def __exit__(self, *exc):
+        torch.set_num_threads(self.threads)
 
 
 def main(argv=None) -> int:
@@ -226,11 +233,30 @@ def main(argv=None) -> int:
     started = time.time()
     summary: dict = {"arguments": asdict(args)}
 
-    train, test = synthesise(args)
-    summary["train_utterances"], summary["eval_utterances"] = len(train), len(test)
-    summary["train_hours"] = round(sum(train["duration"]) / 3600, 3)
-    feature_extractor, speech_tokenizer = fit_speech_tokenizer(args, train)
-    train, test = add_units(train, feature_extractor, speech_tokenizer), add_units(test, feature_extractor, speech_tokenizer)
+    work = Path(args.work_dir)
+    with _single_thread():
+        train, test = synthesise(args)
+        summary["train_utterances"], summary["eval_utterances"] = len(train), len(test)
+        summary["train_hours"] = round(sum(train["duration"]) / 3600, 3)
+
+        def fit(tmp: Path) -> None:
+            feature_extractor, speech_tokenizer = fit_speech_tokenizer(args, train)
+            feature_extractor.save_pretrained(tmp)
+            speech_tokenizer.save_pretrained(tmp)
+
+        feature_extractor, speech_tokenizer = cached_stage(
+            work / "speech_tokenizer",
+            fit,
+            lambda p: (SpeechFeatureExtractor.from_pretrained(p), KMeansUnitTokenizer.from_pretrained(p).eval()),
+        )
+        train, test = (
+            cached_stage(
+                work / f"units_{name}",
+                lambda tmp, ds=ds: add_units(ds, feature_extractor, speech_tokenizer).save_to_disk(str(tmp)),
+                lambda p: datasets.load_from_disk(str(p)),
+            )
+            for name, ds in (("train", train), ("test", test))
+        )
     summary["train_unit_tokens"] = int(sum(len(u) for u in train["units"]))
 
     language_model, lm_metrics = train_language_model(args, train, test)

@@ -205,7 +205,8 @@ class UnitMelVocoder(UnitVocoderPreTrainedModel):
             labels (`torch.FloatTensor`, *optional*): target waveforms `(batch, samples)` aligned with the units, or
                 target log-mels `(batch, frames, num_mel_bins)`.
             labels_mask (`torch.Tensor`, *optional*): valid samples (or frames) of `labels`.
-            return_waveform (`bool`, *optional*): run Griffin-Lim; defaults to `not self.training`.
+            return_waveform (`bool`, *optional*): run Griffin-Lim; defaults to `not self.training and labels is None`
+                (evaluation with labels only needs the mel loss, and Griffin-Lim is the slow part).
         """
         if speaker_id is not None or f0 is not None:
             raise ValueError("UnitMelVocoder has no speaker or F0 conditioning; use UnitHifiGanVocoder for that")
@@ -223,7 +224,9 @@ class UnitMelVocoder(UnitVocoderPreTrainedModel):
 
         waveform_lengths = mel_lengths * self.config.mel_hop_length
         waveform = None
-        if (not self.training) if return_waveform is None else return_waveform:
+        if return_waveform is None:
+            return_waveform = not self.training and labels is None
+        if return_waveform:
             waveform, waveform_lengths = self.mel_to_waveform(log_mel.detach(), mel_lengths)
 
         output = UnitVocoderOutput(
