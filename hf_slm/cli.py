@@ -367,6 +367,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--revision", default=None, help="branch, tag or commit id (default: main)")
     p.add_argument("--output", required=True, help="folder to write the files into")
     p.set_defaults(func=cmd_pull)
+
+    from .evaluation.commands import add_evaluate_parser  # evaluate pairs / build-pairs / abx / resynthesis / generation
+
+    add_evaluate_parser(sub)
     return parser
 
 

@@ -1,0 +1,243 @@
+"""`hf-slm evaluate ...`: thin command-line wrappers over `hf_slm.evaluation` (imports stay inside the commands).
+
+Every command writes OUT.json, a Markdown report OUT.md next to it and its plots (OUT.<name>.png), and prints a
+short table. `--pipeline` takes a folder, a Hub repo id, or `default` (`hf_slm.DEFAULT_PIPELINE`).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def _csv(kind):
+    def parse(text: str):
+        try:
+            return [kind(x) for x in text.split(",") if x.strip()]
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list of {kind.__name__}: {text!r}") from err
+
+    return parse
+
+
+def _pipeline(spec: str, device: str):
+    from ..pipelines import SpeechLMPipeline
+
+    return SpeechLMPipeline.from_pretrained(spec).to(device)
+
+
+def _outputs(output: str) -> tuple[Path, Path, str]:
+    json_path = Path(output)
+    return json_path, json_path.with_suffix(".md"), str(json_path.with_suffix(""))
+
+
+def _texts(spec: str, limit: int | None, seed: int) -> list[str]:
+    from ..data import load_text_corpus
+
+    return load_text_corpus(spec, limit=limit, seed=seed)
+
+
+# ---------------------------------------------------------------------------------------------------- pairs
+def cmd_build_pairs(args) -> int:
+    from .pairs import build_lexical_pairs, build_syntactic_pairs, write_pairs
+
+    pairs = []
+    if "lexical" in args.kinds:
+        words = None
+        if args.words:
+            words = Path(args.words).read_text(encoding="utf-8").split()
+        known = Path(args.known_words).read_text(encoding="utf-8").split() if args.known_words else None
+        pairs += build_lexical_pairs(words, n=args.num_lexical, seed=args.seed, known_words=known, vowels=args.vowels,
+                                     consonants=args.consonants)  # fmt: skip
+    if "syntactic" in args.kinds:
+        pairs += build_syntactic_pairs(args.num_per_phenomenon, phenomena=args.phenomena, seed=args.seed)
+    if not pairs:
+        raise ValueError(f"no pairs built (kinds {args.kinds}); give --kinds lexical,syntactic")
+    write_pairs(pairs, args.output)
+    counts = {}
+    for pair in pairs:
+        counts[pair["phenomenon"]] = counts.get(pair["phenomenon"], 0) + 1
+    print(f"wrote {len(pairs)} pairs to {args.output}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    return 0
+
+
+def cmd_pairs(args) -> int:
+    from .pairs import format_pair_table, read_pairs, score_pairs
+    from .report import bar_plot, write_json, write_report
+
+    pipe = _pipeline(args.pipeline, args.device)
+    result = score_pairs(pipe, read_pairs(args.pairs), voice=args.voice, rate=args.rate, normalize=args.normalize,
+                         batch_size=args.batch_size)  # fmt: skip
+    result.update(pipeline=args.pipeline, pairs=str(args.pairs))
+    json_path, md_path, stem = _outputs(args.output)
+    write_json(result, json_path)
+    per = {k: v["accuracy"] for k, v in result["per_phenomenon"].items()} | {"all": result["accuracy"]}
+    plot = bar_plot(per, f"{stem}.accuracy.png", "minimal-pair accuracy (chance = 0.5)", "accuracy")
+    table = format_pair_table(result)
+    summary = {k: result[k] for k in ("accuracy", "accuracy_summed", "accuracy_normalized", "n", "voice", "pipeline")}
+    write_report(md_path, "Spoken minimal pairs", summary, table, [plot])
+    print(table)
+    print(f"wrote {json_path}, {md_path}, {plot}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------- abx
+def cmd_abx(args) -> int:
+    from .abx import build_abx_items, evaluate_abx
+    from .report import bar_plot, write_json, write_report
+
+    pipe = _pipeline(args.pipeline, args.device)
+    items = build_abx_items(words=args.words, voices=args.voices, rates=args.rates)
+    representations = ["features", "units"] if args.representation == "both" else [args.representation]
+    result = {rep: evaluate_abx(pipe, items, rep) for rep in representations}
+    result.update(pipeline=args.pipeline, words=args.words, voices=args.voices, rates=args.rates)
+    json_path, md_path, stem = _outputs(args.output)
+    write_json(result, json_path)
+    values, lines = {}, [f"{'representation':<16}{'within':>10}{'between':>10}   (ABX error, %)"]
+    for rep in representations:
+        within, between = 100 * result[rep]["within_speaker_error"], 100 * result[rep]["between_speaker_error"]
+        values[f"{rep} within"], values[f"{rep} between"] = within, between
+        lines.append(f"{rep:<16}{within:>10.2f}{between:>10.2f}")
+    plot = bar_plot(values, f"{stem}.abx.png", "ABX error (chance = 50%)", "error (%)")
+    table = "\n".join(lines)
+    write_report(md_path, "ABX", {k.replace(" ", "_") + "_error_percent": v for k, v in values.items()}, table, [plot])
+    print(table)
+    print(f"wrote {json_path}, {md_path}, {plot}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------- resynthesis
+def cmd_resynthesis(args) -> int:
+    from .report import bar_plot, write_json, write_report
+    from .resynthesis import evaluate_resynthesis, read_audio_dir
+
+    if bool(args.texts) == bool(args.audio_dir):
+        raise ValueError("give exactly one of --texts (synthesised with espeak-ng) and --audio-dir (.wav + .txt)")
+    audio = None
+    if args.audio_dir:
+        audio, texts = read_audio_dir(args.audio_dir)
+        audio, texts = audio[: args.limit], texts[: args.limit]
+    else:
+        texts = _texts(args.texts, args.limit, args.seed)
+    json_path, md_path, stem = _outputs(args.output)
+    pipe = _pipeline(args.pipeline, args.device)
+    result = evaluate_resynthesis(pipe, texts, audio=audio, voice=args.voice, rate=args.rate, vocabulary=args.vocabulary,
+                                  output_dir=f"{stem}.audio" if args.save_audio else None)  # fmt: skip
+    result.update(pipeline=args.pipeline)
+    write_json(result, json_path)
+    keys = ("wer_original", "wer_resynthesized", "cer_original", "cer_resynthesized")
+    plot = bar_plot({k: result[k] for k in keys}, f"{stem}.error_rates.png", "ASR error rates", "error rate")
+    table = "\n".join([f"{k:<20}{result[k]:>8.3f}" for k in keys + ("mel_distance",)] + [f"{'n':<20}{result['n']:>8}"])
+    summary = {k: result[k] for k in keys + ("mel_distance", "n", "asr", "pipeline")}
+    write_report(md_path, "Resynthesis", summary, table, [plot],
+                 notes="WER/CER of the original audio is the ASR's own floor; the gap to the resynthesis is what the "
+                       "units and the vocoder lose.")  # fmt: skip
+    print(table)
+    print(f"wrote {json_path}, {md_path}, {plot}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------- generation
+def cmd_generation(args) -> int:
+    from ..data import EspeakSynthesizer
+    from .generation import evaluate_generation, plot_generation
+    from .report import write_json, write_report
+
+    texts = _texts(args.texts, args.limit, args.seed)
+    synthesizer = EspeakSynthesizer(voice=args.voice)
+    prompts = []
+    for text in texts:
+        speech = synthesizer.synthesize(text)
+        prompts.append({"array": speech.waveform, "sampling_rate": speech.sampling_rate})
+    pipe = _pipeline(args.pipeline, args.device)
+    judge = _pipeline(args.judge, args.device) if args.judge else None
+    result = evaluate_generation(pipe, prompts, temperatures=args.temperatures, num_samples=args.num_samples,
+                                 max_new_tokens=args.max_new_tokens, judge=judge, prompt_fraction=args.prompt_fraction,
+                                 seed=args.seed)  # fmt: skip
+    result.update(pipeline=args.pipeline, judge=args.judge or "generator")
+    json_path, md_path, stem = _outputs(args.output)
+    write_json(result, json_path)
+    plot = plot_generation(result, f"{stem}.ppl_vert.png")
+    lines = [f"{'T':>6}{'perplexity':>12}{'VERT':>8}{'auto-BLEU':>11}{'self-BLEU':>11}{'length':>8}"]
+    for r in result["per_temperature"]:
+        lines.append(f"{r['temperature']:>6.2f}{r['perplexity']:>12.2f}{r['vert']:>8.3f}{r['auto_bleu']:>11.3f}"
+                     f"{r['self_bleu']:>11.3f}{r['mean_length']:>8.1f}")  # fmt: skip
+    lines.append(f"AUC (perplexity over VERT): {result['auc']:.4g}")
+    table = "\n".join(lines)
+    write_report(md_path, "Generation quality and diversity", {"auc": result["auc"], "prompts": result["num_prompts"],
+                 "judge": result["judge"], "pipeline": args.pipeline}, table, [plot])  # fmt: skip
+    print(table)
+    print(f"wrote {json_path}, {md_path}, {plot}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------- parser
+def add_evaluate_parser(sub) -> None:
+    """Add the `evaluate` command group to the `hf-slm` sub-parsers."""
+    from .pairs import PHENOMENA
+
+    group = sub.add_parser("evaluate", help="benchmarks and metrics: pairs, build-pairs, abx, resynthesis, generation")
+    commands = group.add_subparsers(dest="evaluate_command", required=True)
+
+    def common(p, output_help="results JSON (a Markdown report and PNG plots are written next to it)"):
+        p.add_argument("--pipeline", default="default", help="pipeline folder, Hub repo id, or 'default'")
+        p.add_argument("--device", default="cpu")
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--output", required=True, help=output_help)
+
+    p = commands.add_parser("build-pairs", help="make a minimal-pair JSONL benchmark (lexical and/or syntactic)")
+    p.add_argument("--kinds", type=_csv(str), default=["lexical", "syntactic"], help="lexical,syntactic")
+    p.add_argument("--words", default=None, help="word list file (default: the built-in grammar's words)")
+    p.add_argument("--known-words", default=None, help="lexicon file of the language (no non-word may be in it)")
+    p.add_argument("--num-lexical", type=int, default=None, help="at most this many lexical pairs")
+    p.add_argument("--num-per-phenomenon", type=int, default=20)
+    p.add_argument("--phenomena", type=_csv(str), default=None, help=f"comma-separated, from {sorted(PHENOMENA)}")
+    p.add_argument("--vowels", default="aeiou")
+    p.add_argument("--consonants", default="bdfgklmnprstvz")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--output", required=True, help="JSONL file")
+    p.set_defaults(func=cmd_build_pairs)
+
+    p = commands.add_parser("pairs", help="minimal-pair accuracy (sWUGGY / sBLIMP style) of a pipeline's LM")
+    p.add_argument("--pairs", required=True, help="JSONL with good/bad texts or good_audio/bad_audio files")
+    p.add_argument("--voice", default="en-us", help="espeak-ng voice for text pairs")
+    p.add_argument("--rate", type=int, default=175, help="espeak-ng speaking rate (words/min)")
+    p.add_argument("--normalize", action="store_true", help="compare per-token NLL instead of summed NLL")
+    p.add_argument("--batch-size", type=int, default=16)
+    common(p)
+    p.set_defaults(func=cmd_pairs)
+
+    p = commands.add_parser("abx", help="within/between-speaker ABX of the tokenizer's features and units")
+    p.add_argument("--words", type=_csv(str), default=["bat", "pat", "mat", "sat", "hat", "bet", "bit", "but"])
+    p.add_argument("--voices", type=_csv(str), default=["en-us", "en-us+m3", "en-us+f2"])
+    p.add_argument("--rates", type=_csv(int), default=[150, 200])
+    p.add_argument("--representation", choices=["features", "units", "both"], default="both")
+    common(p)
+    p.set_defaults(func=cmd_abx)
+
+    p = commands.add_parser("resynthesis", help="audio -> units -> vocoder -> ASR: WER/CER and mel distance")
+    p.add_argument("--texts", default=None, help="text file (one sentence a line) or 'builtin', synthesised")
+    p.add_argument("--audio-dir", default=None, help="folder of .wav files with .txt transcripts")
+    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--voice", default="en-us")
+    p.add_argument("--rate", type=int, default=175)
+    p.add_argument("--vocabulary", choices=["closed", "open"], default="closed",
+                   help="ASR vocabulary: the words of the texts (closed) or pocketsphinx's full English LM")  # fmt: skip
+    p.add_argument("--save-audio", action="store_true", help="also write the original and resynthesised wavs")
+    common(p)
+    p.set_defaults(func=cmd_resynthesis)
+
+    p = commands.add_parser("generation", help="continuations over temperatures: perplexity, VERT, AUC, plot")
+    p.add_argument("--texts", default="builtin", help="prompt texts: a file or 'builtin' (synthesised)")
+    p.add_argument("--limit", type=int, default=10, help="number of prompts")
+    p.add_argument("--voice", default="en-us")
+    p.add_argument("--temperatures", type=_csv(float), default=[0.5, 0.7, 0.9, 1.1, 1.3])
+    p.add_argument("--num-samples", type=int, default=1, help="continuations per prompt and temperature")
+    p.add_argument("--max-new-tokens", type=int, default=100)
+    p.add_argument("--prompt-fraction", type=float, default=0.5, help="part of each utterance used as the prompt")
+    p.add_argument("--judge", default=None, help="pipeline whose LM judges perplexity (default: the generator)")
+    common(p)
+    p.set_defaults(func=cmd_generation)
+
+
+__all__ = ["add_evaluate_parser"]

@@ -1,0 +1,71 @@
+"""Writing evaluation results: the JSON file, a short Markdown report next to it, and bar plots."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+
+def write_json(result: dict, path) -> Path:
+    """Write `result` as indented JSON through a temporary file + rename (NaN written as null)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(_finite(result), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def _finite(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def bar_plot(values: dict, path, title: str, ylabel: str) -> Path:
+    """A PNG bar chart of `{label: value}`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(max(4, 0.8 * len(values) + 2), 3.5))
+    labels = list(values)
+    ax.bar(range(len(labels)), [values[k] for k in labels], color="tab:blue")
+    ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(axis="y", alpha=0.3)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def write_report(path, title: str, summary: dict, table: str | None = None, plots=(), notes: str = "") -> Path:
+    """A Markdown report: a summary table of scalar results, an optional preformatted table, and the plots."""
+    path = Path(path)
+    lines = [f"# {title}", "", "| metric | value |", "|---|---|"]
+    for key, value in summary.items():
+        shown = f"{value:.4f}" if isinstance(value, float) else str(value)
+        lines.append(f"| {key} | {shown} |")
+    if table:
+        lines += ["", "```", table, "```"]
+    for plot in plots:
+        lines += ["", f"![{Path(plot).stem}]({os.path.relpath(plot, path.parent)})"]
+    if notes:
+        lines += ["", notes]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+__all__ = ["bar_plot", "write_json", "write_report"]

@@ -1,0 +1,65 @@
+"""`hf-slm evaluate ...` on a tiny saved pipeline: every command writes JSON + Markdown + PNG and prints a table."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from evaluation_helpers import one_torch_thread, tiny_pipeline  # noqa: F401
+from hf_slm.cli import main
+
+TEXTS = ["the small dog runs to the red house", "many horses work quickly", "bat pat mat sat"]
+
+
+@pytest.fixture(scope="module")
+def pipeline_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("pipe") / "tiny"
+    tiny_pipeline(TEXTS).save_pretrained(path)
+    return str(path)
+
+
+def _outputs(out):
+    assert out.is_file() and out.with_suffix(".md").is_file()
+    assert list(out.parent.glob(f"{out.stem}.*.png"))
+    return json.loads(out.read_text())
+
+
+def test_build_pairs_then_pairs(pipeline_dir, tmp_path, capsys):
+    pairs = tmp_path / "pairs.jsonl"
+    assert main(["evaluate", "build-pairs", "--output", str(pairs), "--num-lexical", "3", "--num-per-phenomenon", "1",
+                 "--phenomena", "agreement_simple,agreement_copula"]) == 0  # fmt: skip
+    assert len(pairs.read_text().splitlines()) == 5
+    out = tmp_path / "pairs.json"
+    assert main(["evaluate", "pairs", "--pipeline", pipeline_dir, "--pairs", str(pairs), "--output", str(out)]) == 0
+    result = _outputs(out)
+    assert result["n"] == 5 and 0 <= result["accuracy"] <= 1 and len(result["items"]) == 5
+    assert "word_vs_nonword" in capsys.readouterr().out
+
+
+def test_abx_resynthesis_generation(pipeline_dir, tmp_path, capsys):
+    out = tmp_path / "abx.json"
+    assert main(["evaluate", "abx", "--pipeline", pipeline_dir, "--words", "bat,pat", "--voices", "en-us,en-us+m3",
+                 "--output", str(out)]) == 0  # fmt: skip
+    result = _outputs(out)
+    assert set(result["features"]) >= {"within_speaker_error", "between_speaker_error"}
+    texts = tmp_path / "texts.txt"
+    texts.write_text("\n".join(TEXTS[:2]) + "\n")
+    out = tmp_path / "resynthesis.json"
+    assert main(["evaluate", "resynthesis", "--pipeline", pipeline_dir, "--texts", str(texts), "--output", str(out)]) == 0
+    result = _outputs(out)
+    assert {"wer_original", "wer_resynthesized", "cer_original", "cer_resynthesized", "mel_distance"} <= set(result)
+    out = tmp_path / "generation.json"
+    assert main(["evaluate", "generation", "--pipeline", pipeline_dir, "--limit", "2", "--temperatures", "0.8,1.2",
+                 "--max-new-tokens", "10", "--num-samples", "2", "--output", str(out)]) == 0  # fmt: skip
+    result = _outputs(out)
+    assert [r["temperature"] for r in result["per_temperature"]] == [0.8, 1.2]
+    assert "AUC" in capsys.readouterr().out
+
+
+def test_errors_reach_the_user_as_one_line(pipeline_dir, tmp_path, capsys):
+    assert main(["evaluate", "pairs", "--pipeline", pipeline_dir, "--pairs", str(tmp_path / "no.jsonl"),
+                 "--output", str(tmp_path / "o.json")]) == 2  # fmt: skip
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["evaluate", "resynthesis", "--pipeline", pipeline_dir, "--output", str(tmp_path / "o.json")]) == 2
+    assert "exactly one of --texts" in capsys.readouterr().err
