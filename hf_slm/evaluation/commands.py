@@ -6,18 +6,9 @@ short table. `--pipeline` takes a folder, a Hub repo id, or `default` (`hf_slm.D
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
-
-def _csv(kind):
-    def parse(text: str):
-        try:
-            return [kind(x) for x in text.split(",") if x.strip()]
-        except ValueError as err:
-            raise argparse.ArgumentTypeError(f"expected a comma-separated list of {kind.__name__}: {text!r}") from err
-
-    return parse
+from ..cli import _csv
 
 
 def _pipeline(spec: str, device: str):
