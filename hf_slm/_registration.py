@@ -66,6 +66,9 @@ def register_all() -> None:
     register_component(
         SpeechLMConfig, SpeechLMForCausalLM, ("AutoModelForCausalLM", "AutoModel"), processor_class=SpeechLMProcessor
     )
+    from .models.speech_lm import MultiStreamSpeechLMConfig, MultiStreamSpeechLMForCausalLM
+
+    register_component(MultiStreamSpeechLMConfig, MultiStreamSpeechLMForCausalLM, ("AutoModel",))
     # --- unit_vocoder ---
     from .models.unit_vocoder import UnitHifiGanVocoder, UnitHifiGanVocoderConfig, UnitMelVocoder, UnitMelVocoderConfig
 

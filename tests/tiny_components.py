@@ -6,7 +6,12 @@ import numpy as np
 import torch
 from transformers import HubertConfig, LlamaConfig
 
-from hf_slm.models.speech_lm import SpeechLMConfig, SpeechLMForCausalLM
+from hf_slm.models.speech_lm import (
+    MultiStreamSpeechLMConfig,
+    MultiStreamSpeechLMForCausalLM,
+    SpeechLMConfig,
+    SpeechLMForCausalLM,
+)
 from hf_slm.models.unit_tokenizer import KMeansUnitTokenizer, KMeansUnitTokenizerConfig, SpeechFeatureExtractor
 from hf_slm.models.unit_vocoder import (
     UnitHifiGanVocoder,
@@ -52,6 +57,24 @@ def tiny_speech_lm(seed: int = 0) -> SpeechLMForCausalLM:
     return SpeechLMForCausalLM(SpeechLMConfig(backbone_config=backbone, num_units=NUM_UNITS)).eval()
 
 
+def tiny_multistream_speech_lm(seed: int = 0) -> MultiStreamSpeechLMForCausalLM:
+    """Codec-style, 3 codebooks with delays [0, 1, 2] and a depth transformer (the path with the most weights)."""
+    torch.manual_seed(seed)
+    backbone = LlamaConfig(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2
+    )
+    config = MultiStreamSpeechLMConfig(
+        backbone_config=backbone,
+        stream_vocab_sizes=[NUM_UNITS] * 3,
+        delays=[0, 1, 2],
+        use_depth_transformer=True,
+        depth_hidden_size=16,
+        depth_num_hidden_layers=1,
+        depth_num_attention_heads=2,
+    )
+    return MultiStreamSpeechLMForCausalLM(config).eval()
+
+
 def tiny_hifigan_vocoder(seed: int = 0) -> UnitHifiGanVocoder:
     torch.manual_seed(seed)
     config = UnitHifiGanVocoderConfig(
@@ -86,10 +109,17 @@ def _unit_inputs():
     return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
 
 
+def _stream_inputs():
+    frames = torch.tensor([[[1, 2, 3, 4, 5], [6, 7, 8, 9, 10], [11, 12, 13, 14, 15]]])  # [1, 3 codebooks, 5]
+    inputs = tiny_multistream_speech_lm().prepare_inputs(frames)
+    return {"input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"]}
+
+
 COMPONENTS = {
     "unit_tokenizer_mfcc": (lambda: tiny_unit_tokenizer("mfcc"), "AutoModel", _audio_inputs),
     "unit_tokenizer_ssl": (lambda: tiny_unit_tokenizer("ssl"), "AutoModel", _audio_inputs),
     "speech_lm": (tiny_speech_lm, "AutoModelForCausalLM", _unit_inputs),
+    "multistream_speech_lm": (tiny_multistream_speech_lm, "AutoModel", _stream_inputs),
     "unit_hifigan": (tiny_hifigan_vocoder, "AutoModel", _unit_inputs),
     "unit_mel_vocoder": (tiny_mel_vocoder, "AutoModel", _unit_inputs),
 }

@@ -8,14 +8,34 @@ from .modeling_speech_lm import (
     SpeechLMPreTrainedModel,
 )
 from .processing_speech_lm import SpeechLMProcessor, SpeechLMProcessorKwargs
+from .prosody_multistream_speech_lm import ProsodyQuantizer, estimate_f0
+from .configuration_multistream_speech_lm import MultiStreamSpeechLMConfig
+from .generation_speech_lm import FastUnitGenerator, RepetitionAwareSamplingLogitsProcessor
+from .modeling_multistream_speech_lm import (
+    MultiStreamCausalLMOutput,
+    MultiStreamSpeechLMForCausalLM,
+    MultiStreamSpeechLMPreTrainedModel,
+    apply_delay_pattern,
+    undo_delay_pattern,
+)
 
 __all__ = [
     "AllowedTokensLogitsProcessor",
+    "FastUnitGenerator",
     "LogLikelihoodOutput",
+    "MultiStreamCausalLMOutput",
+    "MultiStreamSpeechLMConfig",
+    "MultiStreamSpeechLMForCausalLM",
+    "MultiStreamSpeechLMPreTrainedModel",
+    "ProsodyQuantizer",
+    "RepetitionAwareSamplingLogitsProcessor",
     "SpeechLMConfig",
     "SpeechLMForCausalLM",
     "SpeechLMPreTrainedModel",
     "SpeechLMProcessor",
     "SpeechLMProcessorKwargs",
     "SpeechLMVocabularyLayout",
+    "apply_delay_pattern",
+    "estimate_f0",
+    "undo_delay_pattern",
 ]

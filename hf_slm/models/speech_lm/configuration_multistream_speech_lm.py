@@ -1,0 +1,273 @@
+"""Configuration of the multi-stream speech LM: several parallel token streams per frame (pGSLM units + prosody, or
+the Q codebooks of a neural codec), each with its own vocabulary and delay."""
+
+from __future__ import annotations
+
+import copy
+
+from transformers import AutoConfig, LlamaConfig, PretrainedConfig
+from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+_KEPT_IMPLEMENTATIONS = ("_attn_implementation", "_experts_implementation")
+
+#: Number of special ids each stream owns after its real values: `<pad>` (delay filler) and `<s>` (first frame).
+NUM_STREAM_SPECIAL_TOKENS = 2
+
+#: Names of the three pGSLM streams, in order.
+PGSLM_STREAM_NAMES = ("units", "duration", "f0")
+
+_STREAM_KINDS = ("codec", "pgslm")
+
+
+def _default_backbone_config() -> PretrainedConfig:
+    """A small Llama (4 layers, width 256), the same size as the single-stream `SpeechLMConfig` default."""
+    return LlamaConfig(
+        hidden_size=256,
+        intermediate_size=704,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=4096,
+        tie_word_embeddings=False,
+    )
+
+
+def _is_int(value, minimum: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+class MultiStreamSpeechLMConfig(PretrainedConfig):
+    r"""
+    Configuration of [`MultiStreamSpeechLMForCausalLM`]: a causal backbone (any `AutoModel` decoder: Llama, Qwen2,
+    GPT-2, ...) over frames of `S` parallel token streams. The embeddings of a frame's `S` tokens are summed into
+    one backbone input; stream `s` is predicted by its own head (or, for codecs, codebooks `1..Q-1` by a small depth
+    transformer, as in Moshi / RQ-Transformer).
+
+    Stream `s` is shifted right by `delays[s]` frames (MusicGen / Moshi delay pattern), so that a frame's later
+    streams are predicted after its earlier ones are known; generation undoes the shift. Each stream's vocabulary
+    is its `stream_vocab_sizes[s]` values followed by two special ids, `<pad>` (= `stream_vocab_sizes[s]`, fills
+    the positions the delays open) and `<s>` (= `stream_vocab_sizes[s] + 1`, the first frame). Heads predict the
+    real values only.
+
+    The defaults reproduce a MusicGen-style codec LM: 4 codebooks of 1024 codes with delays `[0, 1, 2, 3]` on a
+    4-layer Llama of width 256. `stream_kind="pgslm"` without vocabularies gives pGSLM's three streams (Kharitonov
+    et al., 2022): 100 deduplicated units, durations quantised to 1..32 frames, and log-F0 in 32 bins plus an
+    unvoiced bin, with prosody delayed by one step (`[0, 1, 1]`): a unit's duration and pitch are predicted one
+    step after the unit itself (see `prosody_multistream_speech_lm.py` for building these streams).
+
+    Args:
+        backbone_config (`dict` or `PretrainedConfig`, *optional*):
+            Config of the temporal transformer, built with `AutoModel.from_config` (a base model that runs on
+            `inputs_embeds`). A dict needs a `model_type`. Defaults to a 4-layer Llama (hidden 256, 4 heads). Its
+            `vocab_size` is set to [`~MultiStreamSpeechLMConfig.embedding_vocab_size`]: its embedding table holds
+            every stream's rows, one after the other (as CSM's backbone embeddings do).
+        stream_vocab_sizes (`list[int]`, *optional*):
+            Number of real values of each stream (codebook size; units / duration bins / F0 bins). Defaults to
+            `[1024] * 4` for `"codec"` and `[100, 32, 33]` for `"pgslm"`.
+        stream_kind (`str`, *optional*, defaults to `"codec"`):
+            `"codec"` (Q codebooks of an RVQ codec, optionally with a depth transformer) or `"pgslm"` (exactly
+            three streams: units, duration, quantised log-F0).
+        delays (`list[int]`, *optional*):
+            Delay of each stream in frames; non-negative, smallest 0. Defaults to `[0, 1, ..., S-1]` for codecs
+            (MusicGen) and `[0, 1, 1]` for pGSLM. `[0] * S` predicts all streams of a frame at once.
+        use_depth_transformer (`bool`, *optional*, defaults to `False`):
+            Codecs only: predict codebooks `1..Q-1` of a frame with a small causal transformer over the codebook
+            axis, conditioned on the backbone's output and the frame's earlier codebooks (Moshi's depformer, CSM's
+            depth decoder); codebook 0 keeps its linear head.
+        depth_hidden_size (`int`, *optional*, defaults to 128): Width of the depth transformer.
+        depth_num_hidden_layers (`int`, *optional*, defaults to 2): Layers of the depth transformer.
+        depth_num_attention_heads (`int`, *optional*, defaults to 4): Attention heads of the depth transformer.
+        depth_intermediate_size (`int`, *optional*): MLP width of the depth transformer (default `4 *
+            depth_hidden_size`).
+        stream_loss_weights (`list[float]`, *optional*):
+            Weight of each stream's cross-entropy in the total loss (a weighted mean). Defaults to all 1; Moshi
+            weights its semantic codebook higher.
+        kwargs: Passed to [`PretrainedConfig`].
+
+    Example:
+
+    ```python
+    >>> from hf_slm import MultiStreamSpeechLMConfig, MultiStreamSpeechLMForCausalLM
+    >>> config = MultiStreamSpeechLMConfig(stream_vocab_sizes=[64, 64, 64], delays=[0, 1, 2])
+    >>> config.num_streams, config.max_delay, config.embedding_vocab_size, config.stream_token_offsets
+    (3, 2, 198, [0, 66, 132])
+    >>> config.pad_token_ids, config.bos_token_ids
+    ([64, 64, 64], [65, 65, 65])
+    >>> pgslm = MultiStreamSpeechLMConfig(stream_kind="pgslm")
+    >>> pgslm.stream_names, pgslm.stream_vocab_sizes, pgslm.delays
+    (('units', 'duration', 'f0'), [100, 32, 33], [0, 1, 1])
+    >>> model = MultiStreamSpeechLMForCausalLM(config)
+
+    ```
+    """
+
+    model_type = "hf_slm_multistream_speech_lm"
+    sub_configs = {"backbone_config": AutoConfig}
+
+    def __init__(
+        self,
+        backbone_config: dict | PretrainedConfig | None = None,
+        stream_vocab_sizes: list[int] | None = None,
+        stream_kind: str = "codec",
+        delays: list[int] | None = None,
+        use_depth_transformer: bool = False,
+        depth_hidden_size: int = 128,
+        depth_num_hidden_layers: int = 2,
+        depth_num_attention_heads: int = 4,
+        depth_intermediate_size: int | None = None,
+        stream_loss_weights: list[float] | None = None,
+        **kwargs,
+    ):
+        if stream_kind not in _STREAM_KINDS:
+            raise ValueError(f"stream_kind must be one of {_STREAM_KINDS}, got {stream_kind!r}")
+        if stream_vocab_sizes is None:
+            stream_vocab_sizes = [1024] * 4 if stream_kind == "codec" else [100, 32, 33]
+        stream_vocab_sizes = list(stream_vocab_sizes)
+        if not stream_vocab_sizes or not all(_is_int(v, 1) for v in stream_vocab_sizes):
+            raise ValueError(f"stream_vocab_sizes must be a non-empty list of ints >= 1, got {stream_vocab_sizes!r}")
+        num_streams = len(stream_vocab_sizes)
+        if stream_kind == "pgslm" and num_streams != len(PGSLM_STREAM_NAMES):
+            raise ValueError(
+                f"stream_kind='pgslm' needs exactly 3 streams {PGSLM_STREAM_NAMES}, got stream_vocab_sizes="
+                f"{stream_vocab_sizes!r}"
+            )
+        if delays is None:
+            delays = list(range(num_streams)) if stream_kind == "codec" else [0, 1, 1]
+        delays = list(delays)
+        if len(delays) != num_streams or not all(_is_int(d, 0) for d in delays) or min(delays) != 0:
+            raise ValueError(
+                f"delays must hold one int >= 0 per stream ({num_streams}) with smallest value 0, got {delays!r}"
+            )
+        if use_depth_transformer and (stream_kind != "codec" or num_streams < 2):
+            raise ValueError(
+                "use_depth_transformer=True needs stream_kind='codec' and at least 2 codebooks, got "
+                f"stream_kind={stream_kind!r} with {num_streams} stream(s)"
+            )
+        for name, value in (
+            ("depth_hidden_size", depth_hidden_size),
+            ("depth_num_hidden_layers", depth_num_hidden_layers),
+            ("depth_num_attention_heads", depth_num_attention_heads),
+        ):
+            if not _is_int(value, 1):
+                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        if depth_hidden_size % depth_num_attention_heads:
+            raise ValueError(
+                f"depth_hidden_size={depth_hidden_size} must be divisible by depth_num_attention_heads="
+                f"{depth_num_attention_heads}"
+            )
+        if depth_intermediate_size is not None and not _is_int(depth_intermediate_size, 1):
+            raise ValueError(f"depth_intermediate_size must be an int >= 1 or None, got {depth_intermediate_size!r}")
+        if stream_loss_weights is None:
+            stream_loss_weights = [1.0] * num_streams
+        stream_loss_weights = [float(w) for w in stream_loss_weights]
+        if len(stream_loss_weights) != num_streams or min(stream_loss_weights) < 0 or sum(stream_loss_weights) <= 0:
+            raise ValueError(
+                f"stream_loss_weights must hold one weight >= 0 per stream ({num_streams}), not all 0, got "
+                f"{stream_loss_weights!r}"
+            )
+
+        backbone_config = _build_backbone_config(backbone_config)
+        # One embedding table holds every stream's rows; the frame's input is the sum of its streams' rows.
+        backbone_config.vocab_size = sum(v + NUM_STREAM_SPECIAL_TOKENS for v in stream_vocab_sizes)
+        for name in ("pad_token_id", "bos_token_id", "eos_token_id"):
+            if hasattr(backbone_config, name):
+                setattr(backbone_config, name, None)  # a padding_idx would freeze one stream's row at zero
+
+        self.backbone_config = backbone_config
+        self.stream_vocab_sizes = stream_vocab_sizes
+        self.stream_kind = stream_kind
+        self.delays = delays
+        self.use_depth_transformer = bool(use_depth_transformer)
+        self.depth_hidden_size = depth_hidden_size
+        self.depth_num_hidden_layers = depth_num_hidden_layers
+        self.depth_num_attention_heads = depth_num_attention_heads
+        self.depth_intermediate_size = depth_intermediate_size
+        self.stream_loss_weights = stream_loss_weights
+        kwargs.setdefault("tie_word_embeddings", False)
+        # As in SpeechLMConfig: keep the backbone's attention implementation unless one is asked for here.
+        kept = {name: getattr(backbone_config, name, None) for name in _KEPT_IMPLEMENTATIONS}
+        super().__init__(**kwargs)
+        for name, value in kept.items():
+            if value is not None and kwargs.get(name.lstrip("_")) is None:
+                setattr(backbone_config, name, value)
+
+    # ------------------------------------------------------------------ derived values
+    @property
+    def num_streams(self) -> int:
+        return len(self.stream_vocab_sizes)
+
+    @property
+    def max_delay(self) -> int:
+        """Largest delay: a delayed sequence of `T` frames has `T + max_delay` positions."""
+        return max(self.delays)
+
+    @property
+    def stream_names(self) -> tuple[str, ...]:
+        """`("units", "duration", "f0")` for pGSLM, `("codebook_0", ...)` for codecs."""
+        if self.stream_kind == "pgslm":
+            return PGSLM_STREAM_NAMES
+        return tuple(f"codebook_{q}" for q in range(self.num_streams))
+
+    @property
+    def pad_token_ids(self) -> list[int]:
+        """Per-stream id of `<pad>`, the filler of the positions opened by the delays (stream-local ids)."""
+        return list(self.stream_vocab_sizes)
+
+    @property
+    def bos_token_ids(self) -> list[int]:
+        """Per-stream id of `<s>`, the first frame of every sequence (stream-local ids)."""
+        return [v + 1 for v in self.stream_vocab_sizes]
+
+    @property
+    def stream_token_offsets(self) -> list[int]:
+        """Row of each stream's id 0 in the shared embedding table."""
+        offsets, total = [], 0
+        for v in self.stream_vocab_sizes:
+            offsets.append(total)
+            total += v + NUM_STREAM_SPECIAL_TOKENS
+        return offsets
+
+    @property
+    def embedding_vocab_size(self) -> int:
+        """Rows of the shared embedding table (every stream's values and specials); the backbone's `vocab_size`."""
+        return self.backbone_config.vocab_size
+
+    @property
+    def depth_config(self) -> LlamaConfig:
+        """Config of the depth transformer: a small Llama over the `Q` codebook positions of one frame."""
+        return LlamaConfig(
+            vocab_size=1,  # runs on inputs_embeds; its own embedding table is removed by the model
+            hidden_size=self.depth_hidden_size,
+            intermediate_size=self.depth_intermediate_size or 4 * self.depth_hidden_size,
+            num_hidden_layers=self.depth_num_hidden_layers,
+            num_attention_heads=self.depth_num_attention_heads,
+            num_key_value_heads=self.depth_num_attention_heads,
+            max_position_embeddings=self.num_streams,
+            pad_token_id=None,
+            bos_token_id=None,
+            eos_token_id=None,
+            attn_implementation=getattr(self.backbone_config, "_attn_implementation", None) or "sdpa",
+        )
+
+    def get_text_config(self, decoder=None, encoder=None) -> PretrainedConfig:
+        """The backbone config: what caches and generation utilities must read."""
+        return self.backbone_config
+
+
+def _build_backbone_config(backbone_config) -> PretrainedConfig:
+    if isinstance(backbone_config, dict):
+        backbone_config = dict(backbone_config)
+        model_type = backbone_config.pop("model_type", None)
+        if model_type not in CONFIG_MAPPING:
+            raise ValueError(f"backbone_config needs a known `model_type`, got {model_type!r}")
+        return CONFIG_MAPPING[model_type](**backbone_config)
+    if backbone_config is None:
+        return _default_backbone_config()
+    if not isinstance(backbone_config, PretrainedConfig):
+        raise ValueError(f"backbone_config must be a dict or a PretrainedConfig, got {type(backbone_config).__name__}")
+    if not hasattr(backbone_config, "vocab_size"):
+        raise ValueError(f"backbone_config ({type(backbone_config).__name__}) has no `vocab_size`: it must be a decoder")
+    return copy.deepcopy(backbone_config)  # its vocab_size / special ids are rewritten; leave the caller's alone
+
+
+__all__ = ["MultiStreamSpeechLMConfig"]
