@@ -74,6 +74,11 @@ def register_all() -> None:
 
     register_component(UnitHifiGanVocoderConfig, UnitHifiGanVocoder)
     register_component(UnitMelVocoderConfig, UnitMelVocoder)
+    # --- codec_tokenizer ---
+    from .models.codec_tokenizer import CodecTokenizer, CodecTokenizerConfig, RVQCodec, RVQCodecConfig
+
+    register_component(CodecTokenizerConfig, CodecTokenizer)
+    register_component(RVQCodecConfig, RVQCodec)
     pass
 
 

@@ -3,3 +3,4 @@
 from .unit_tokenizer import *  # noqa: F401,F403
 from .speech_lm import *  # noqa: F401,F403
 from .unit_vocoder import *  # noqa: F401,F403
+from .codec_tokenizer import *  # noqa: F401,F403
