@@ -188,6 +188,20 @@ def test_training_loss_on_packed_rows_is_the_per_document_loss(collator):
     torch.testing.assert_close(model(**batch).loss, _per_document_loss(model, docs), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
+def test_packed_rows_under_torch_compile():
+    """`torch_compile=True`: traced, transformers always builds the packed mask (no data-dependent shortcut); two
+    batches with different boundaries (and shapes) both give the per-document loss."""
+    model = tiny_model("sdpa").train()
+    model.config.use_cache = False
+    compiled = torch.compile(model)
+    for seed, lengths in ((0, LENGTHS), (1, (10, 10, 12, 9, 11, 8, 6, 3))):
+        docs = random_documents(lengths, seed=seed)
+        packed = pack_sequences(docs, 32)
+        batch = PackedSequenceCollator(pad_token_id=PAD)([dict(zip(packed, row)) for row in zip(*packed.values())])
+        torch.testing.assert_close(compiled(**batch).loss, _per_document_loss(model, docs), rtol=1e-5, atol=1e-6)
+
+
 def test_plain_llama_packed_rows():
     torch.manual_seed(0)
     model = LlamaForCausalLM(LlamaConfig(vocab_size=NUM_UNITS + 1, hidden_size=32, intermediate_size=64,

@@ -406,6 +406,8 @@ def main(argv: list[str] | None = None) -> dict:
         callbacks=[run_info],
     )
     train_result = trainer.train(resume_from_checkpoint=checkpoint)
+    if trainer.is_fsdp_enabled:  # one consolidated safetensors file for the final model, whatever the checkpoints use
+        trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
     trainer.save_model(output_dir)
     eval_metrics = trainer.evaluate()
     eval_metrics["eval_perplexity"] = math.exp(min(eval_metrics["eval_loss"], 50.0))
