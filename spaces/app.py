@@ -1,0 +1,235 @@
+"""hf_slm Space: resynthesis, speech continuation, spoken instruction and a token inspector over one pipeline variant.
+
+Load once, one function per tab, examples (parler-tts' demo). Run: `python app.py --pipeline default` (or a folder / a
+Hub repo id; the env variable HF_SLM_SPACE_PIPELINE sets the default).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import queue
+import tempfile
+import threading
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+import soundfile as sf
+import torch
+from transformers.generation.streamers import BaseStreamer
+
+from hf_slm import SpeechLMPipeline
+from hf_slm.models.unit_tokenizer.feature_extraction_unit_tokenizer import AudioInputError, load_audio
+from hf_slm.visualization import plot_speech_units
+
+MAX_SECONDS = 30.0  # longer clips are refused: CPU Spaces tokenise ~1x real time or faster, keep requests short
+MAX_FILE_MB = 20
+CONCURRENCY = 2  # requests run at once per event; the rest wait in the queue (at most QUEUE_SIZE)
+QUEUE_SIZE = 64
+STREAM_EVERY = 25  # units between streamed audio updates (0.5 s at 50 Hz)
+EXAMPLE_TEXTS = ["The quick brown fox jumps over the lazy dog.", "Speech language models learn from audio alone."]
+_PLOT_LOCK = threading.Lock()  # pyplot is not thread-safe
+
+
+def read_audio(path: str | None, sampling_rate: int) -> np.ndarray:
+    """A bounded, validated mono clip at `sampling_rate`, or a `gr.Error` that names what is wrong."""
+    if not path:
+        raise gr.Error("No audio: upload a file or record one.")
+    name = Path(path).name
+    if not os.path.isfile(path):
+        raise gr.Error(f"{name}: no such file")
+    size_mb = os.path.getsize(path) / 2**20
+    if size_mb > MAX_FILE_MB:
+        raise gr.Error(f"{name}: {size_mb:.1f} MB is larger than the {MAX_FILE_MB} MB limit")
+    try:
+        audio = load_audio(path, sampling_rate)
+    except AudioInputError as error:
+        message = str(error).replace(str(path), name)  # do not show the server's temp paths
+        raise gr.Error(f"Cannot use this audio: {message}. Accepted: wav, flac, ogg, mp3, m4a/aac, opus, webm.") from None
+    if len(audio) / sampling_rate > MAX_SECONDS:
+        raise gr.Error(f"{name}: {len(audio) / sampling_rate:.1f} s is longer than the {MAX_SECONDS:.0f} s limit")
+    if len(audio) < sampling_rate // 10:
+        raise gr.Error(f"{name}: {len(audio) / sampling_rate * 1000:.0f} ms is too short (at least 100 ms)")
+    return audio
+
+
+class QueueStreamer(BaseStreamer):
+    """`generate()` streamer that hands each new token id to a queue (the prompt, put first, is skipped)."""
+
+    def __init__(self):
+        self.queue, self._prompt_seen = queue.Queue(), False
+
+    def put(self, value):
+        if not self._prompt_seen:
+            self._prompt_seen = True
+            return
+        for token in value.reshape(-1).tolist():
+            self.queue.put(token)
+
+    def end(self):
+        self.queue.put(None)
+
+
+def chat_support(pipe) -> str | None:
+    """Why the spoken-instruction tab cannot run on this variant (None when it can)."""
+    if pipe.components.get("tokenizer") is None or not hasattr(pipe, "chat"):
+        return (
+            "This variant has no instruct adapter (spoken instruction needs a text tokenizer, an instruction-tuned "
+            "adapter and a chat pipeline). Load an instruct variant with --pipeline."
+        )
+    return None
+
+
+def build_demo(pipeline_path: str = "default") -> gr.Blocks:
+    """Load the variant once and build the four tabs around it."""
+    pipe = SpeechLMPipeline.from_pretrained(pipeline_path)
+    input_rate = int(pipe.feature_extractor.sampling_rate)
+    frame_rate = float(pipe.speech_tokenizer.config.frame_rate)
+    lm = pipe.components.get("language_model")
+    layout = lm.config.vocab_layout if lm is not None else None
+    out_dir = Path(tempfile.mkdtemp(prefix="hf_slm_space_"))
+    examples = make_examples(out_dir / "examples")
+
+    def as_input(audio: np.ndarray) -> dict:
+        return {"array": audio, "sampling_rate": input_rate}
+
+    def units_figure(panels) -> str:
+        with _PLOT_LOCK:
+            return str(plot_speech_units(panels, tempfile.mktemp(suffix=".png", dir=out_dir)))
+
+    def resynthesize(path):
+        audio = read_audio(path, input_rate)
+        out = pipe.resynthesize(as_input(audio))
+        units, wav = out.units[0].numpy(), out.waveforms[0]
+        figure = units_figure([("input", audio, input_rate, units, frame_rate), ("resynthesis", wav, out.sampling_rate, units, frame_rate)])
+        return figure, (out.sampling_rate, wav), " ".join(map(str, units.tolist()))
+
+    def continue_speech(path, temperature, max_new_tokens, top_k, seed):
+        if lm is None:
+            raise gr.Error("This variant has no language model, so it cannot continue speech.")
+        prompt = read_audio(path, input_rate)
+        prompt_units = pipe.encode(as_input(prompt))[0].tolist()
+        streamer, result, generated = QueueStreamer(), {}, []
+        kwargs = dict(max_new_tokens=int(max_new_tokens), temperature=float(temperature), top_k=int(top_k) or None)
+
+        def work():
+            try:
+                result["out"] = pipe.continue_speech(as_input(prompt), seed=int(seed), streamer=streamer, **kwargs)
+            except Exception as error:  # surfaced to the user below
+                result["error"] = error
+                streamer.end()
+
+        thread = threading.Thread(target=work, daemon=True)
+        thread.start()
+        while (token := streamer.queue.get()) is not None:
+            if layout.is_unit_token(token):
+                generated.append(int(layout.token_ids_to_units([token])[0]))
+                audio = gr.skip()  # units stream at every step, audio every STREAM_EVERY units
+                if len(generated) % STREAM_EVERY == 0:
+                    audio = (pipe.sampling_rate, pipe.decode(torch.tensor(prompt_units + generated))[0])
+                yield audio, " ".join(map(str, generated))
+        thread.join()  # generate() ends the stream before the final vocoding
+        if "error" in result:
+            raise gr.Error(f"Generation failed: {result['error']}")
+        out = result["out"]
+        yield (out.sampling_rate, out.waveforms[0]), " ".join(map(str, out.units[0].tolist()))
+
+    def instruct(path, text):
+        reason = chat_support(pipe)
+        if reason:
+            raise gr.Error(reason)
+        reply = pipe.chat(as_input(read_audio(path, input_rate)) if path else text)
+        return reply.text, (reply.sampling_rate, reply.waveform)
+
+    def inspect(path, deduplicate):
+        audio = read_audio(path, input_rate)
+        units = pipe.encode(as_input(audio), deduplicate=bool(deduplicate))[0].tolist()
+        rows = [[i, round(i / frame_rate, 3), u, layout.token_name(int(layout.units_to_token_ids([u])[0])) if layout else ""] for i, u in enumerate(units)]
+        n = pipe.speech_tokenizer.config.num_units
+        stats = (
+            f"**{len(units)} units** for {len(audio) / input_rate:.2f} s ({frame_rate:g} Hz frames), {len(set(units))} "
+            f"distinct of {n}; bitrate {frame_rate * np.log2(n):.0f} bit/s before deduplication"
+        )
+        return stats, rows, " ".join(map(str, units))
+
+    def vocode(text):
+        n = pipe.speech_tokenizer.config.num_units
+        try:
+            units = [int(t) for t in (text or "").replace(",", " ").split()]
+        except ValueError as error:
+            raise gr.Error(f"Units must be integers separated by spaces: {error}") from None
+        bad = [u for u in units if not 0 <= u < n]
+        if not units or bad:
+            raise gr.Error(f"Units must be integers in [0, {n}); got {bad[:5] if bad else 'none'}")
+        return pipe.sampling_rate, pipe.decode(torch.tensor(units))[0]
+
+    with gr.Blocks(title="hf_slm: speech language models") as demo:
+        gr.Markdown(f"# hf_slm speech language model\nVariant: `{pipeline_path}`. Clips up to {MAX_SECONDS:.0f} s / {MAX_FILE_MB} MB.")
+        with gr.Tab("Resynthesis"):
+            r_in = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Speech")
+            r_btn = gr.Button("Resynthesize", variant="primary")
+            r_plot, r_out, r_units = gr.Image(label="Units over the spectrogram"), gr.Audio(label="Vocoded"), gr.Textbox(label="Units")
+            r_btn.click(resynthesize, r_in, [r_plot, r_out, r_units], api_name="resynthesize")
+            gr.Examples(examples, r_in)
+        with gr.Tab("Speech continuation"):
+            c_in = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Prompt")
+            with gr.Row():
+                c_temp = gr.Slider(0.1, 1.5, value=0.8, step=0.05, label="Temperature")
+                c_len = gr.Slider(10, 500, value=100, step=10, label="New units")
+                c_topk = gr.Slider(0, 200, value=0, step=1, label="Top-k (0: off)")
+                c_seed = gr.Number(value=0, precision=0, label="Seed")
+            c_btn = gr.Button("Continue", variant="primary")
+            c_out, c_units = gr.Audio(label="Prompt + continuation"), gr.Textbox(label="Generated units")
+            c_btn.click(continue_speech, [c_in, c_temp, c_len, c_topk, c_seed], [c_out, c_units], api_name="continue_speech")
+            gr.Examples(examples, c_in)
+        with gr.Tab("Spoken instruction"):
+            gr.Markdown(chat_support(pipe) or "Ask by voice or text; the reply comes as text and speech.")
+            i_in, i_text = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Spoken instruction"), gr.Textbox(label="or text")
+            i_btn = gr.Button("Ask", variant="primary")
+            i_reply, i_audio = gr.Textbox(label="Reply"), gr.Audio(label="Spoken reply")
+            i_btn.click(instruct, [i_in, i_text], [i_reply, i_audio], api_name="instruct")
+        with gr.Tab("Token inspector"):
+            t_in = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Speech")
+            t_dedup = gr.Checkbox(label="Deduplicate repeated units")
+            t_btn = gr.Button("Tokenize", variant="primary")
+            t_stats, t_table = gr.Markdown(), gr.Dataframe(headers=["frame", "time (s)", "unit", "LM token"], label="Units")
+            t_units = gr.Textbox(label="Units (edit, then vocode)")
+            t_btn.click(inspect, [t_in, t_dedup], [t_stats, t_table, t_units], api_name="inspect")
+            v_btn, v_out = gr.Button("Vocode these units"), gr.Audio(label="Vocoded units")
+            v_btn.click(vocode, t_units, v_out, api_name="vocode")
+            gr.Examples(examples, t_in)
+    demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
+    demo.allowed_example_dir = str(out_dir)
+    return demo
+
+
+def make_examples(folder: Path) -> list[list[str]]:
+    """Example prompts synthesised with espeak-ng at start-up (no binary files in the repo); none without espeak-ng."""
+    try:
+        from hf_slm.data import EspeakSynthesizer
+
+        folder.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for i, text in enumerate(EXAMPLE_TEXTS):
+            result = EspeakSynthesizer("en-us").synthesize(text)
+            sf.write(folder / f"example_{i}.wav", result.waveform, result.sampling_rate)
+            paths.append([str(folder / f"example_{i}.wav")])
+        return paths
+    except Exception as error:  # the Space still works without examples
+        print(f"no example prompts: {error}")
+        return []
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pipeline", default=os.environ.get("HF_SLM_SPACE_PIPELINE", "default"), help="folder, repo id or 'default'")
+    parser.add_argument("--host", default="0.0.0.0" if os.environ.get("SPACE_ID") else "127.0.0.1")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
+    args = parser.parse_args(argv)
+    demo = build_demo(args.pipeline)
+    demo.launch(server_name=args.host, server_port=args.port, max_file_size=f"{MAX_FILE_MB}mb", allowed_paths=[demo.allowed_example_dir])
+
+
+if __name__ == "__main__":
+    main()
