@@ -176,6 +176,8 @@ class PipelineMixin:
         def write(tmp: Path) -> None:
             for name, component in self.components.items():
                 if name in shared:
+                    if name == "language_model" and _library_of(component) == "peft":
+                        component.save_pretrained(tmp / "adapter")  # adapter-only variant over a shared base LM
                     continue
                 if name == "language_model" and _library_of(component) == "peft":
                     component.save_pretrained(tmp / "adapter")
@@ -284,7 +286,12 @@ class PipelineMixin:
             return component_cls.from_pretrained(loaded["language_model"], location, **sub_kwargs)
         if dtype is not None and name in ("language_model", "vocoder"):
             sub_kwargs["dtype"] = dtype
-        return component_cls.from_pretrained(location, **sub_kwargs)
+        component = component_cls.from_pretrained(location, **sub_kwargs)
+        if spec.get("add_task_tokens"):  # an instruct variant's tags over a shared base LM (rows come with the adapter)
+            from ..instruct.tuning import add_task_tokens
+
+            component = add_task_tokens(component, spec["add_task_tokens"])
+        return component
 
     def to(self, device):
         for component in self.components.values():

@@ -1,0 +1,190 @@
+"""LoRA instruction tuning of a `SpeechLMForCausalLM` through PEFT: vocabulary extension, defaults, merge, variants."""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+
+import torch
+
+#: LoRA target modules per backbone ``model_type``: attention and MLP projections (QLoRA's "all linear layers"
+#: finding: adapting the MLPs as well matters more than the rank).
+LORA_TARGET_MODULES = {
+    "llama": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+    "qwen2": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+    "qwen3": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+    "mistral": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+    "gemma": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+    "gpt2": ["c_attn", "c_proj", "c_fc"],
+    "opt": ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"],
+}
+
+
+def _backbone_type(model) -> str:
+    config = model.config
+    backbone = getattr(config, "backbone_config", None)
+    return getattr(backbone, "model_type", None) or config.model_type
+
+
+def _module_name(model, module) -> str | None:
+    for name, candidate in model.named_modules():
+        if candidate is module:
+            return name.rsplit(".", 1)[-1]
+    return None
+
+
+def add_task_tokens(model, tokens, init: str = "mean", seed: int = 0):
+    """A `SpeechLMForCausalLM` whose vocabulary also holds the task tags ``tokens`` (e.g. `INSTRUCT_TOKENS`).
+
+    Task tags come last in the layout, so every existing id keeps its meaning; the new rows of the input embedding
+    and output head are initialised like `from_text_lm` does (``"mean"``: transformers' mean resizing, seeded;
+    ``"normal"``). Tokens already present are skipped (the same model is returned when none is new). The returned
+    model reuses ``model``'s backbone, resized in place: keep using the returned one only.
+    """
+    if init not in ("mean", "normal"):
+        raise ValueError(f"init must be 'mean' or 'normal', got {init!r}")
+    tokens = [tokens] if isinstance(tokens, str) else list(tokens)
+    existing = list(model.config.task_tokens)
+    new = [t for t in dict.fromkeys(tokens) if t not in existing]
+    if not new:
+        return model
+    config = copy.deepcopy(model.config)
+    config.task_tokens = existing + new
+    backbone = model.language_model
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        backbone.resize_token_embeddings(config.vocab_layout.vocab_size, mean_resizing=init == "mean")
+    return type(model)(config, language_model=backbone)
+
+
+def default_lora_config(
+    model,
+    r: int = 8,
+    lora_alpha: int = 16,
+    lora_dropout: float = 0.0,
+    train_embeddings: bool = True,
+    target_modules: list[str] | str | None = None,
+    **kwargs,
+):
+    """A `peft.LoraConfig` with sensible targets for the model's backbone (Llama / Qwen2 / GPT-2 / OPT / ...).
+
+    Args:
+        r, lora_alpha, lora_dropout: the LoRA hyper-parameters.
+        train_embeddings (`bool`, defaults to `True`): put the input embedding and the output head in
+            ``modules_to_save`` (trained in full and saved with the adapter). Needed whenever the vocabulary was
+            extended (new role / task tags, speech units over a text LM): LoRA on the other layers cannot learn the
+            rows of tokens the base model never saw. Tied embeddings stay tied (``ensure_weight_tying``).
+        target_modules: overrides the per-backbone default (`LORA_TARGET_MODULES`; ``"all-linear"`` otherwise).
+        kwargs: any other `LoraConfig` field.
+    """
+    from peft import LoraConfig
+
+    backbone_type = _backbone_type(model)
+    if target_modules is None:
+        target_modules = LORA_TARGET_MODULES.get(backbone_type, "all-linear")
+    modules_to_save = None
+    if train_embeddings:
+        input_embeddings, output_embeddings = model.get_input_embeddings(), model.get_output_embeddings()
+        tied = output_embeddings is not None and output_embeddings.weight is input_embeddings.weight
+        names = [_module_name(model, input_embeddings)]
+        if output_embeddings is not None:
+            names.append(_module_name(model, output_embeddings))
+        modules_to_save = [n for n in dict.fromkeys(names) if n]
+        if tied:
+            kwargs.setdefault("ensure_weight_tying", True)
+    if backbone_type == "gpt2":
+        kwargs.setdefault("fan_in_fan_out", True)  # GPT-2's Conv1D stores weights transposed
+    return LoraConfig(
+        r=r,
+        lora_alpha=lora_alpha,
+        lora_dropout=lora_dropout,
+        target_modules=target_modules,
+        modules_to_save=modules_to_save,
+        task_type="CAUSAL_LM",
+        **kwargs,
+    )
+
+
+def attach_adapter(model, lora_config=None, **config_kwargs):
+    """Wrap ``model`` in a `peft.PeftModel` with ``lora_config`` (default: `default_lora_config(model, **kw)`)."""
+    from peft import get_peft_model
+
+    if lora_config is None:
+        lora_config = default_lora_config(model, **config_kwargs)
+    elif config_kwargs:
+        raise TypeError("give either lora_config or default_lora_config keyword arguments, not both")
+    return get_peft_model(model, lora_config)
+
+
+def merge_adapter(peft_model):
+    """Fold the LoRA weights (and saved modules) into the base weights and return the plain base model."""
+    if not hasattr(peft_model, "merge_and_unload"):
+        raise TypeError(f"expected a peft.PeftModel, got {type(peft_model).__name__}")
+    return peft_model.merge_and_unload()
+
+
+def save_instruct_variant(pipeline, save_directory: str | os.PathLike, base: str | None = None,
+                          base_revision: str | None = None, merge: bool = False) -> Path:  # fmt: skip
+    """Save a tuned pipeline (its ``language_model`` a `PeftModel`) as an instruct variant.
+
+    - ``merge=False`` with ``base`` (the base variant's folder or repo id): an adapter-only variant; every other
+      component is an index reference to ``base`` (nothing copied), and when the tuned model added task tokens the
+      ``language_model`` entry lists them under ``add_task_tokens`` so the loader extends the base LM before the
+      adapter (which saved the full resized embeddings) is attached.
+    - ``merge=False`` without ``base``: the base LM and the adapter are both written (``language_model/`` +
+      ``adapter/``).
+    - ``merge=True``: the adapter is merged into the weights and a plain variant is written (``base``, if given,
+      still shares the non-LM components by reference).
+    """
+    from ..pipelines.pipeline_utils import _class_name_of, _library_of, read_index, resolve_pipeline_path
+
+    lm = pipeline.language_model
+    if _library_of(lm) != "peft":
+        raise ValueError("pipeline.language_model is not a peft.PeftModel: there is no adapter to save")
+    variant = type(pipeline)(**{k: v for k, v in pipeline.components.items() if k != "adapter"})
+    shared = {}
+    if base is not None:
+        base_index = read_index(resolve_pipeline_path(base, revision=base_revision))
+        for name in ("feature_extractor", "speech_tokenizer", "tokenizer", "vocoder", "language_model"):
+            component = variant.components.get(name)
+            if component is None or (merge and name == "language_model"):
+                continue
+            if base_index.get(name) is None:
+                if name == "language_model" or name == "tokenizer":
+                    raise ValueError(f"the base variant {base} has no {name} to point at")
+                continue
+            if name == "language_model":
+                component = lm.get_base_model()
+            spec = {"library": _library_of(component), "class": _class_name_of(component), "repo": str(base),
+                    "subfolder": name}  # fmt: skip
+            if base_revision:
+                spec["revision"] = base_revision
+            shared[name] = spec
+        if "language_model" in shared:
+            base_config = _base_lm_config(base, base_revision)
+            added = [t for t in lm.get_base_model().config.task_tokens if t not in base_config.task_tokens]
+            if added:
+                shared["language_model"]["add_task_tokens"] = added
+    if merge:
+        variant.register_modules(language_model=merge_adapter(copy.deepcopy(lm)))
+    variant._shared_components = shared
+    return variant.save_pretrained(save_directory)
+
+
+def _base_lm_config(base, revision):
+    from ..models.speech_lm import SpeechLMConfig
+    from ..pipelines.pipeline_utils import resolve_pipeline_path
+
+    path = resolve_pipeline_path(base, revision=revision)
+    return SpeechLMConfig.from_pretrained(str(Path(path) / "language_model"))
+
+
+__all__ = [
+    "LORA_TARGET_MODULES",
+    "add_task_tokens",
+    "attach_adapter",
+    "default_lora_config",
+    "merge_adapter",
+    "save_instruct_variant",
+]
