@@ -53,18 +53,19 @@ class MaskedGroupNorm(nn.GroupNorm):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.lengths is None:
             return super().forward(x)
-        batch, channels, time = x.shape
-        groups = self.num_groups
-        mask = (torch.arange(time, device=x.device)[None] < self.lengths[:, None].to(x.device)).float()
-        xg = x.float().view(batch, groups, channels // groups, time)
-        count = mask.sum(-1)[:, None] * (channels // groups)  # [B, 1]
-        mean = torch.einsum("bgct,bt->bg", xg, mask) / count
-        centered = xg - mean[..., None, None]
-        var = torch.einsum("bgct,bt->bg", centered.square(), mask) / count
-        out = centered.mul_(torch.rsqrt(var + self.eps)[..., None, None]).view(batch, channels, time)
-        if self.affine:
-            out = out * self.weight.float()[:, None] + self.bias.float()[:, None]
-        return out.to(x.dtype)
+        batch, channels, _ = x.shape
+        per_group = channels // self.num_groups
+        mean = torch.empty(batch, channels, device=x.device, dtype=torch.float32)
+        rstd = torch.empty_like(mean)
+        for b, length in enumerate(self.lengths.tolist()):
+            # right padding: the valid part is a prefix, so each group's statistics are one native reduction
+            valid = x[b, :, :length].float().reshape(self.num_groups, -1)
+            var, group_mean = torch.var_mean(valid, dim=-1, correction=0)
+            mean[b] = group_mean.repeat_interleave(per_group)
+            rstd[b] = torch.rsqrt(var + self.eps).repeat_interleave(per_group)
+        scale = rstd * self.weight.float() if self.affine else rstd
+        shift = (self.bias.float() if self.affine else 0.0) - mean * scale
+        return torch.addcmul(shift[..., None], x.float(), scale[..., None]).to(x.dtype)  # one pass over x
 
 
 def _encoder_layers(encoder: nn.Module) -> nn.ModuleList | None:
