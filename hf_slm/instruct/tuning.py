@@ -51,6 +51,7 @@ def add_task_tokens(model, tokens, init: str = "mean", seed: int = 0):
         return model
     config = copy.deepcopy(model.config)
     config.task_tokens = existing + new
+    config.backbone_config.vocab_size = config.vocab_layout.vocab_size
     backbone = model.language_model
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -74,7 +75,8 @@ def default_lora_config(
         train_embeddings (`bool`, defaults to `True`): put the input embedding and the output head in
             ``modules_to_save`` (trained in full and saved with the adapter). Needed whenever the vocabulary was
             extended (new role / task tags, speech units over a text LM): LoRA on the other layers cannot learn the
-            rows of tokens the base model never saw. Tied embeddings stay tied (``ensure_weight_tying``).
+            rows of tokens the base model never saw. A tied embedding / head (GPT-2) instead trains its non-text rows
+            through PEFT's ``trainable_token_indices``, which keeps the two tied.
         target_modules: overrides the per-backbone default (`LORA_TARGET_MODULES`; ``"all-linear"`` otherwise).
         kwargs: any other `LoraConfig` field.
     """
@@ -92,7 +94,11 @@ def default_lora_config(
             names.append(_module_name(model, output_embeddings))
         modules_to_save = [n for n in dict.fromkeys(names) if n]
         if tied:
-            kwargs.setdefault("ensure_weight_tying", True)
+            # Two modules_to_save copies would untie the head from the embedding (and a re-tie on load would drop
+            # the head's updates): train the non-text rows of the shared table instead (PEFT's trainable tokens).
+            first = getattr(model.config, "text_vocab_size", 0)
+            kwargs.setdefault("trainable_token_indices", {names[0]: list(range(first, model.config.vocab_size))})
+            modules_to_save = None
     if backbone_type == "gpt2":
         kwargs.setdefault("fan_in_fan_out", True)  # GPT-2's Conv1D stores weights transposed
     return LoraConfig(

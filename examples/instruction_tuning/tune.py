@@ -1,0 +1,185 @@
+"""LoRA instruction tuning of a speech LM pipeline variant (HfArgumentParser + Trainer), saved as an instruct variant.
+
+    python examples/instruction_tuning/tune.py examples/instruction_tuning/config_tiny.json
+    python examples/instruction_tuning/tune.py --base_pipeline path/to/base --output_dir runs/it --max_steps 500
+
+Steps: load the base variant (folder / Hub repo / ``"default"``; ``"tiny-random"`` builds a seeded tiny base, for
+smoke tests) -> add the chat and task tags to its LM -> build the instruction sets (ASR/TTS, chain of modality, SLU,
+silence mode) from espeak-ng speech -> chat template (loss on assistant tokens only) -> LoRA through PEFT ->
+`Trainer` -> save an instruct variant: adapter only, pointing at the base (default), or merged (``--merge``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from datasets import concatenate_datasets
+from transformers import HfArgumentParser, LlamaConfig, Trainer, TrainingArguments
+
+from hf_slm import SpeechLMConfig, SpeechLMForCausalLM, SpeechLMPipeline, SpeechLMProcessor
+from hf_slm.data import generate_sentences
+from hf_slm.instruct import (
+    INSTRUCT_TOKENS,
+    SpeechChatTemplate,
+    add_task_tokens,
+    attach_adapter,
+    build_chain_of_modality,
+    build_cross_modal,
+    build_silence_mode,
+    build_slu,
+    default_lora_config,
+    espeak_speaker,
+    instruction_words,
+    noise_waveforms,
+    save_instruct_variant,
+    synthetic_qa_pairs,
+    synthetic_slu_commands,
+    word_level_tokenizer,
+)
+
+logger = logging.getLogger(__name__)
+TASKS = ("cross_modal", "chain_of_modality", "slu", "silence")
+
+
+@dataclass
+class ModelArguments:
+    base_pipeline: str = field(
+        default="tiny-random",
+        metadata={"help": "Base variant: a folder, a Hub repo id, 'default', or 'tiny-random' (a seeded tiny base "
+                          "written to <output_dir>/base, for smoke tests). It needs a text tokenizer."},
+    )  # fmt: skip
+    lora_r: int = field(default=8, metadata={"help": "LoRA rank."})
+    lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha (scale = alpha / r)."})
+    lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout."})
+    train_embeddings: bool = field(
+        default=True, metadata={"help": "Train the embedding and head (modules_to_save): needed for the new tags."}
+    )
+    merge: bool = field(default=False, metadata={"help": "Merge the adapter into the weights and save a plain variant."})
+    variant_dir: str | None = field(
+        default=None, metadata={"help": "Where the instruct variant goes (default: <output_dir>/instruct_variant)."}
+    )
+
+
+@dataclass
+class DataArguments:
+    tasks: list[str] = field(default_factory=lambda: list(TASKS), metadata={"help": f"Instruction sets: {TASKS}."})
+    num_utterances: int = field(default=64, metadata={"help": "Sentences (per builder) to synthesise."})
+    voices: list[str] = field(default_factory=lambda: ["en-us"], metadata={"help": "espeak-ng voices."})
+    max_length: int = field(default=1024, metadata={"help": "Truncate tokenised conversations to this length."})
+    data_seed_offset: int = field(default=0, metadata={"help": "Added to --seed for the data draws."})
+    synth_cache_dir: str | None = field(default=None, metadata={"help": "Cache of the synthesised speech."})
+
+
+def build_tiny_base_pipeline(texts, noise, seed: int = 0, num_units: int = 16) -> SpeechLMPipeline:
+    """A seeded tiny base variant: MFCC k-means units fitted on ``texts`` spoken by espeak-ng plus ``noise``, a
+    2-layer Llama speech LM with a word-level text vocabulary, a tiny mel vocoder. For smoke tests only."""
+    from hf_slm.data import synthesize_dataset
+    from hf_slm.instruct.data import _decode_audio
+    from hf_slm.models.unit_tokenizer import KMeansUnitTokenizer, KMeansUnitTokenizerConfig, SpeechFeatureExtractor
+    from hf_slm.models.unit_vocoder import UnitMelVocoder, UnitMelVocoderConfig
+
+    torch.manual_seed(seed)
+    feature_extractor = SpeechFeatureExtractor()
+    speech = synthesize_dataset(list(texts)[:16], show_progress=False)
+    audio = [_decode_audio(a) for a in speech["audio"]] + list(noise)
+    tokenizer_units = KMeansUnitTokenizer(KMeansUnitTokenizerConfig(frontend="mfcc", num_units=num_units)).eval()
+    inputs = feature_extractor(audio, sampling_rate=16000, return_tensors="pt")
+    with torch.no_grad():
+        features, mask = tokenizer_units.extract_features(inputs["input_values"], inputs["attention_mask"])
+    tokenizer_units.fit(features[mask], seed=seed, max_steps=20, show_progress=False)
+    text_tokenizer = word_level_tokenizer(texts, extra_words=instruction_words())
+    backbone = LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                           num_key_value_heads=2)  # fmt: skip
+    lm = SpeechLMForCausalLM(SpeechLMConfig(backbone_config=backbone, text_vocab_size=len(text_tokenizer),
+                                            num_units=num_units)).eval()  # fmt: skip
+    vocoder = UnitMelVocoder(UnitMelVocoderConfig(num_units=num_units, hidden_size=32, num_unit_layers=1,
+                                                  num_mel_layers=1, griffin_lim_iters=4)).eval()  # fmt: skip
+    return SpeechLMPipeline(feature_extractor=feature_extractor, speech_tokenizer=tokenizer_units,
+                            language_model=lm, vocoder=vocoder, tokenizer=text_tokenizer)  # fmt: skip
+
+
+def build_instruction_data(pipe, chat, data_args: DataArguments, seed: int):
+    """The chosen instruction sets, tokenised by the chat template (assistant-only labels)."""
+    unknown = set(data_args.tasks) - set(TASKS)
+    if unknown:
+        raise ValueError(f"unknown tasks {sorted(unknown)}; choose from {TASKS}")
+    n = data_args.num_utterances
+    speak = espeak_speaker(pipe, voices=data_args.voices, cache_dir=data_args.synth_cache_dir)
+    parts = []
+    if "cross_modal" in data_args.tasks:
+        sentences = generate_sentences(n, seed=seed)
+        parts.append(build_cross_modal(speak(sentences), sentences, seed=seed))
+    if "chain_of_modality" in data_args.tasks:
+        parts.append(build_chain_of_modality(synthetic_qa_pairs(n, seed=seed), speak))
+    if "slu" in data_args.tasks:
+        parts.append(build_slu(synthetic_slu_commands(n, seed=seed), speak, seed=seed))
+    if "silence" in data_args.tasks:
+        pairs = synthetic_qa_pairs(n, seed=seed + 1)
+        noise_units = [u.tolist() for u in pipe.encode(noise_waveforms(n // 2, seed=seed), sampling_rate=16000)]
+        side_talk = speak(generate_sentences(n - n // 2, seed=seed + 1))  # speech not addressed to the model
+        parts.append(build_silence_mode(speak([q for q, _ in pairs]), [a for _, a in pairs], noise_units + side_talk))
+    rows = concatenate_datasets(parts).shuffle(seed=seed)
+    tokenised = rows.map(chat.map_function(data_args.max_length), remove_columns=rows.column_names)
+    return rows, tokenised
+
+
+def _json_to_argv(config: dict) -> list[str]:
+    argv = []
+    for key, value in config.items():
+        values = value if isinstance(value, list) else [value]
+        argv += [f"--{key}", *(str(v).lower() if isinstance(v, bool) else str(v) for v in values)]
+    return argv
+
+
+def main(argv=None):
+    parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0].endswith(".json"):  # a JSON config, then optional --flag overrides (the last value wins)
+        argv = _json_to_argv(json.loads(Path(argv[0]).read_text())) + argv[1:]
+    model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    seed = training_args.seed + data_args.data_seed_offset
+    output_dir = Path(training_args.output_dir)
+
+    base = model_args.base_pipeline
+    if base == "tiny-random":
+        texts = generate_sentences(data_args.num_utterances, seed=seed) + generate_sentences(
+            data_args.num_utterances - data_args.num_utterances // 2, seed=seed + 1
+        )
+        pipe = build_tiny_base_pipeline(texts, noise_waveforms(8, seed=seed + 7), seed=training_args.seed)
+        base = str(pipe.save_pretrained(output_dir / "base"))
+    pipe = SpeechLMPipeline.from_pretrained(base)
+    if pipe.tokenizer is None:
+        raise ValueError(f"the base variant {base} has no text tokenizer: instruction tuning needs text")
+    lm = add_task_tokens(pipe.language_model, INSTRUCT_TOKENS, seed=training_args.seed)
+    processor = SpeechLMProcessor.from_config(lm, tokenizer=pipe.tokenizer)
+    chat = SpeechChatTemplate(processor)
+    rows, train_dataset = build_instruction_data(pipe, chat, data_args, seed)
+    logger.info("instruction rows per task: %s", {t: rows["task"].count(t) for t in sorted(set(rows["task"]))})
+
+    peft_lm = attach_adapter(lm, default_lora_config(
+        lm, r=model_args.lora_r, lora_alpha=model_args.lora_alpha, lora_dropout=model_args.lora_dropout,
+        train_embeddings=model_args.train_embeddings))  # fmt: skip
+    peft_lm.print_trainable_parameters()
+    training_args.remove_unused_columns = False
+    trainer = Trainer(model=peft_lm, args=training_args, train_dataset=train_dataset, data_collator=processor.pad)
+    result = trainer.train()
+    pipe.register_modules(language_model=peft_lm.eval())
+    variant_dir = Path(model_args.variant_dir or output_dir / "instruct_variant")
+    saved = save_instruct_variant(pipe, variant_dir, base=base, merge=model_args.merge)
+    summary = {"variant": str(saved), "base": base, "merged": model_args.merge, "train_loss": result.training_loss,
+               "steps": result.global_step, "rows": len(rows)}  # fmt: skip
+    (output_dir / "instruct_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    logger.info("saved %s", summary)
+    return summary
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    main()
