@@ -171,6 +171,7 @@ class FastUnitGenerator:
         allowed[layout.eos_token_id] = 0.0
         self._allowed_bias = allowed.to(model.device)  # adding it = AllowedTokensLogitsProcessor's masked_fill
         self._cache: StaticCache | None = None
+        self._cache_size = 0
         self._cache_in_use = None  # the cache of the running call, read by the (compiled) step
         self._compiled: dict[str, object] = {}
 
@@ -296,8 +297,8 @@ class FastUnitGenerator:
         size = self.max_cache_len or _CACHE_BUCKET * math.ceil(needed / _CACHE_BUCKET)
         if needed > size:
             raise ValueError(f"prompt + max_new_tokens = {needed} tokens do not fit max_cache_len={size}")
-        if self._cache is None or self._cache.max_cache_len < size:
-            self._cache = StaticCache(config=config, max_cache_len=size)
+        if self._cache is None or self._cache_size < size:
+            self._cache, self._cache_size = StaticCache(config=config, max_cache_len=size), size
             self._compiled.clear()  # new cache tensors: the compiled graphs must be rebuilt
         else:
             self._cache.reset()
