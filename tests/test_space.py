@@ -1,0 +1,246 @@
+"""The Gradio Space (`spaces/app.py`) as a user meets it: a real server on 127.0.0.1 with a tiny pipeline, driven by
+`gradio_client` (every tab, refusals, 20 concurrent requests) and by a real headless Chromium (each tab rendered)."""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+pytest.importorskip("gradio", reason="the Space needs gradio: pip install -e '.[space]'")
+gradio_client = pytest.importorskip("gradio_client", reason="the Space test needs gradio_client: pip install -e '.[space]'")
+from gradio_client import Client, handle_file  # noqa: E402
+
+from chromium_cdp import HeadlessChromium, chromium_binary  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+TABS = {  # tab label -> text only that tab shows once rendered
+    "Resynthesis": "Units over the spectrogram",
+    "Speech continuation": "Temperature",
+    "Spoken instruction": "no instruct adapter",
+    "Token inspector": "Deduplicate repeated units",
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def space(tmp_path_factory):
+    """(url, pipeline folder): the app in its own process, as `python spaces/app.py --pipeline ... --port ...`."""
+    from tiny_components import tiny_pipeline
+
+    root = tmp_path_factory.mktemp("space")
+    tiny_pipeline().save_pretrained(root / "pipeline")
+    port = _free_port()
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "GRADIO_TEMP_DIR": str(root / "gradio"), "TMPDIR": str(root)}
+    log = open(root / "app.log", "w")
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "spaces" / "app.py"), "--pipeline", str(root / "pipeline"), "--host", "127.0.0.1",
+         "--port", str(port)],
+        env=env, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 180
+    while True:
+        if process.poll() is not None:
+            pytest.fail(f"the Space exited with {process.returncode}:\n{(root / 'app.log').read_text()[-3000:]}")
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                process.kill()
+                pytest.fail(f"the Space did not answer within 180 s:\n{(root / 'app.log').read_text()[-3000:]}")
+            time.sleep(0.5)
+    yield url, root / "pipeline"
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def client(space):
+    return Client(space[0], verbose=False)
+
+
+@pytest.fixture(scope="module")
+def speech(tmp_path_factory):
+    """(wav path, duration in s): real espeak-ng speech."""
+    from hf_slm.data import EspeakSynthesizer
+
+    result = EspeakSynthesizer("en-us").synthesize("The cat sat on the mat and looked at the bird.")
+    path = tmp_path_factory.mktemp("speech") / "speech.wav"
+    sf.write(path, result.waveform, result.sampling_rate)
+    return str(path), result.duration
+
+
+@pytest.fixture(scope="module")
+def pipe(space):
+    from hf_slm import SpeechLMPipeline
+
+    return SpeechLMPipeline.from_pretrained(space[1])
+
+
+def _units(text: str) -> list[int]:
+    return [int(t) for t in text.split()]
+
+
+def test_resynthesis_returns_the_pipelines_units_a_plot_and_audio(client, speech, pipe):
+    path, duration = speech
+    plot, audio, units = client.predict(handle_file(path), api_name="/resynthesize")
+    assert _units(units) == pipe.encode(path)[0].tolist()  # the same units the library gives for this file
+    frame_rate = pipe.speech_tokenizer.config.frame_rate
+    assert abs(len(_units(units)) - duration * frame_rate) <= 2
+    wav, rate = sf.read(audio)
+    assert rate == pipe.sampling_rate and abs(len(wav) / rate - duration) < 0.05 and np.abs(wav).max() > 0
+    from PIL import Image
+
+    image = Image.open(plot)
+    assert image.width > 600 and len(image.convert("RGB").getcolors(1 << 20)) > 200  # a drawn spectrogram
+
+
+def test_continuation_streams_units_and_ends_with_prompt_plus_continuation(client, speech, pipe):
+    path, _ = speech
+    prompt_units = len(pipe.encode(path)[0])
+    for seed in range(8):  # the tiny random LM may end at once; a seed with a few units shows the stream
+        job = client.submit(handle_file(path), 1.0, 40, 0, seed, api_name="/continue_speech")
+        job.result(timeout=120)
+        outputs = job.outputs()
+        final = _units(outputs[-1][1])
+        if len(final) >= 3:
+            break
+    assert 3 <= len(final) <= 40, final
+    streamed = [_units(o[1]) for o in outputs[:-1]]
+    assert len(streamed) >= len(final), "one update per generated unit"
+    assert all(s == final[: len(s)] for s in streamed), "each update extends the previous one"
+    assert all(0 <= u < pipe.speech_tokenizer.config.num_units for u in final)
+    wav, rate = sf.read(outputs[-1][0])
+    expected = (prompt_units + len(final)) / pipe.speech_tokenizer.config.frame_rate
+    assert abs(len(wav) / rate - expected) < 0.05
+
+
+def test_token_inspector_and_vocoding_typed_units(client, speech, pipe):
+    path, _ = speech
+    stats, table, units = client.predict(handle_file(path), False, api_name="/inspect")
+    full = _units(units)
+    assert [row[2] for row in table["data"]] == full and f"**{len(full)} units**" in stats
+    offset = pipe.language_model.config.vocab_layout.unit_token_offset
+    assert table["data"][0][3] == f"<unit_{full[0]}>" and offset >= 0
+    _, _, dedup = client.predict(handle_file(path), True, api_name="/inspect")
+    dedup = _units(dedup)
+    assert dedup == [u for i, u in enumerate(full) if i == 0 or u != full[i - 1]]
+    wav, rate = sf.read(client.predict(" ".join(map(str, full[:50])), api_name="/vocode"))
+    assert abs(len(wav) / rate - 50 / pipe.speech_tokenizer.config.frame_rate) < 0.02
+
+
+def _write(folder: Path, name: str, data) -> str:
+    path = folder / name
+    if isinstance(data, bytes):
+        path.write_bytes(data)
+    else:
+        sf.write(path, *data)
+    return str(path)
+
+
+def test_refusals_name_the_problem(client, tmp_path):
+    cases = [  # (endpoint, inputs, words the message must hold)
+        ("/resynthesize", [_write(tmp_path, "notes.txt", b"not audio at all")], "notes.txt': not an audio file"),
+        ("/resynthesize", [_write(tmp_path, "long.wav", (np.zeros(16000 * 31, np.float32), 16000))], "longer than the 30 s"),
+        ("/inspect", [_write(tmp_path, "click.wav", (np.zeros(400, np.float32), 16000)), False], "too short"),
+        ("/inspect", [_write(tmp_path, "empty.wav", (np.zeros(0, np.float32), 16000)), False], "empty audio"),
+        ("/continue_speech", [None, 0.8, 20, 0, 0], "No audio"),
+        ("/vocode", ["1 2 99"], "[99]"),
+        ("/vocode", ["1 two 3"], "integers"),
+        ("/instruct", [None, "hello"], "no instruct adapter"),
+    ]
+    for endpoint, inputs, expected in cases:
+        inputs = [handle_file(x) if isinstance(x, str) and x.startswith(str(tmp_path)) else x for x in inputs]
+        with pytest.raises(gradio_client.exceptions.AppError, match=None) as error:
+            client.predict(*inputs, api_name=endpoint)
+        assert expected in str(error.value), (endpoint, str(error.value))
+        assert str(tmp_path) not in str(error.value) and "gradio" not in str(error.value).lower()
+
+
+def test_oversized_upload_is_refused(client, tmp_path):
+    big = _write(tmp_path, "big.wav", b"\0" * (21 * 2**20))
+    with pytest.raises(Exception, match="(?i)too large|exceeds|413|size"):
+        client.predict(handle_file(big), api_name="/resynthesize")
+
+
+def test_twenty_concurrent_requests_all_complete(space, speech, pipe):
+    path, _ = speech
+    expected = pipe.encode(path)[0].tolist()
+    results, errors = [None] * 20, []
+
+    def call(i):
+        try:
+            c = Client(space[0], verbose=False)
+            if i % 2:
+                results[i] = _units(c.predict(handle_file(path), api_name="/resynthesize")[2])
+            else:
+                results[i] = _units(c.predict(handle_file(path), i % 4 == 0, api_name="/inspect")[2])
+        except Exception as error:  # collected and reported below
+            errors.append(f"request {i}: {error!r}")
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert not errors, errors
+    dedup = [u for i, u in enumerate(expected) if i == 0 or u != expected[i - 1]]
+    assert all(r == (dedup if i % 4 == 0 else expected) for i, r in enumerate(results)), "wrong or missing results"
+
+
+@pytest.mark.skipif(chromium_binary() is None, reason="needs the chromium browser (apt-get install chromium)")
+def test_each_tab_renders_in_headless_chromium(space, tmp_path):
+    from PIL import Image
+
+    shots = Path(os.environ.get("HF_SLM_SCREENSHOT_DIR", tmp_path))
+    shots.mkdir(parents=True, exist_ok=True)
+    browser = HeadlessChromium(str(tmp_path / "profile"))
+
+    def click(selector: str, text: str):  # the visible element with this text, once it is there
+        find = f"[...document.querySelectorAll({selector!r})].find(e => e.textContent.trim() == {text!r} && e.offsetParent !== null)"
+        browser.wait_for(f"{find} !== undefined", timeout=30)
+        browser.evaluate(f"{find}.click()")
+
+    try:
+        browser.navigate(space[0])
+        browser.wait_for("document.querySelectorAll('button[role=tab]').length >= 4")
+        for label, marker in TABS.items():
+            click("button[role=tab]", label)
+            browser.wait_for(f"document.body.innerText.includes({marker!r})", timeout=20)
+            if label == "Resynthesis":  # the whole path in the browser: example -> button -> plot + units
+                click("button", "example_0.wav")
+                browser.wait_for("document.querySelector('audio') !== null", timeout=30)
+                click("button", "Resynthesize")
+                browser.wait_for("[...document.querySelectorAll('textarea')].some(t => /^\\d+( \\d+)+$/.test(t.value))", timeout=60)  # fmt: skip
+                browser.wait_for("[...document.querySelectorAll('img')].some(i => i.complete && i.naturalWidth > 600)", timeout=30)  # fmt: skip
+            png = browser.screenshot()
+            (shots / f"{label.lower().replace(' ', '_')}.png").write_bytes(png)
+            image = Image.open(io.BytesIO(png)).convert("RGB")
+            assert image.size == (1280, 1600)
+            colours = image.getcolors(1 << 20)
+            assert len(colours) > (2000 if label == "Resynthesis" else 50), f"{label}: a blank page"
+            selected = browser.evaluate("document.querySelector('button[role=tab][aria-selected=true]').textContent.trim()")  # fmt: skip
+            assert selected == label
+    finally:
+        browser.close()
