@@ -2,8 +2,12 @@
 
 from .pipeline_utils import COMPONENT_NAMES, INDEX_FILE, PipelineLoadError, read_index, resolve_pipeline_path
 from .speech_lm_pipeline import SpeechLMPipeline, SpeechPipelineOutput
+from .spoken_chat import ChatEvent, ChatOutput, SpokenChatPipeline
 
 __all__ = [
+    "ChatEvent",
+    "ChatOutput",
+    "SpokenChatPipeline",
     "COMPONENT_NAMES",
     "INDEX_FILE",
     "PipelineLoadError",
