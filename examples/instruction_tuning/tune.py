@@ -76,7 +76,7 @@ class DataArguments:
     synth_cache_dir: str | None = field(default=None, metadata={"help": "Cache of the synthesised speech."})
 
 
-def build_tiny_base_pipeline(texts, noise, seed: int = 0, num_units: int = 16) -> SpeechLMPipeline:
+def build_tiny_base_pipeline(texts, noise, seed: int = 0, num_units: int = 16, cache_dir=None) -> SpeechLMPipeline:
     """A seeded tiny base variant: MFCC k-means units fitted on ``texts`` spoken by espeak-ng plus ``noise``, a
     2-layer Llama speech LM with a word-level text vocabulary, a tiny mel vocoder. For smoke tests only."""
     from hf_slm.data import synthesize_dataset
@@ -86,7 +86,7 @@ def build_tiny_base_pipeline(texts, noise, seed: int = 0, num_units: int = 16) -
 
     torch.manual_seed(seed)
     feature_extractor = SpeechFeatureExtractor()
-    speech = synthesize_dataset(list(texts)[:16], show_progress=False)
+    speech = synthesize_dataset(list(texts)[:16], show_progress=False, cache_dir=cache_dir)
     audio = [_decode_audio(a) for a in speech["audio"]] + list(noise)
     tokenizer_units = KMeansUnitTokenizer(KMeansUnitTokenizerConfig(frontend="mfcc", num_units=num_units)).eval()
     inputs = feature_extractor(audio, sampling_rate=16000, return_tensors="pt")
@@ -152,7 +152,8 @@ def main(argv=None):
         texts = generate_sentences(data_args.num_utterances, seed=seed) + generate_sentences(
             data_args.num_utterances - data_args.num_utterances // 2, seed=seed + 1
         )
-        pipe = build_tiny_base_pipeline(texts, noise_waveforms(8, seed=seed + 7), seed=training_args.seed)
+        pipe = build_tiny_base_pipeline(texts, noise_waveforms(8, seed=seed + 7), seed=training_args.seed,
+                                        cache_dir=data_args.synth_cache_dir)
         base = str(pipe.save_pretrained(output_dir / "base"))
     pipe = SpeechLMPipeline.from_pretrained(base)
     if pipe.tokenizer is None:

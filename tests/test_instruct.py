@@ -1,0 +1,378 @@
+"""Instruction tuning: data builders (formats, masks), chat template, LoRA defaults / training step / save-load-merge,
+silence mode after a short tuning, spoken chat streaming and user interruption, the example script."""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import GPT2Config, LlamaConfig, OPTConfig, Qwen2Config
+
+from hf_slm import SpeechLMConfig, SpeechLMForCausalLM, SpeechLMPipeline, SpeechLMProcessor
+from hf_slm.data import generate_sentences
+from hf_slm.instruct import (
+    ASR_TEMPLATES,
+    INSTRUCT_TOKENS,
+    TTS_TEMPLATES,
+    SpeechChatTemplate,
+    add_task_tokens,
+    attach_adapter,
+    build_chain_of_modality,
+    build_cross_modal,
+    build_silence_mode,
+    build_slu,
+    default_lora_config,
+    espeak_speaker,
+    instruction_words,
+    merge_adapter,
+    noise_waveforms,
+    save_instruct_variant,
+    synthetic_qa_pairs,
+    synthetic_slu_commands,
+    word_level_tokenizer,
+)
+from hf_slm.pipelines import SpokenChatPipeline
+
+sys.path.insert(0, str(Path(__file__).parent))
+from tiny_components import NUM_UNITS, tiny_mel_vocoder, tiny_unit_tokenizer  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "instruction_tuning"
+SENTENCES = generate_sentences(6, seed=3)
+
+torch.set_num_threads(1)  # tiny models: thread hand-offs cost more than they give on a shared 2-core machine
+
+
+def _tiny_backbone(kind: str = "llama", hidden: int = 32):
+    if kind == "llama":
+        return LlamaConfig(hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=2,
+                           num_attention_heads=4, num_key_value_heads=2)  # fmt: skip
+    if kind == "qwen2":
+        return Qwen2Config(hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=2,
+                           num_attention_heads=4, num_key_value_heads=2)  # fmt: skip
+    if kind == "gpt2":
+        return GPT2Config(n_embd=hidden, n_layer=2, n_head=4, tie_word_embeddings=True)
+    return OPTConfig(hidden_size=hidden, ffn_dim=2 * hidden, num_hidden_layers=2, num_attention_heads=4,
+                     word_embed_proj_dim=hidden, tie_word_embeddings=False)  # fmt: skip
+
+
+def _tokenizer():
+    return word_level_tokenizer(SENTENCES, extra_words=instruction_words())
+
+
+def _chat_model(tokenizer, kind: str = "llama", hidden: int = 32, seed: int = 0):
+    torch.manual_seed(seed)
+    config = SpeechLMConfig(backbone_config=_tiny_backbone(kind, hidden), text_vocab_size=len(tokenizer),
+                            num_units=NUM_UNITS)  # fmt: skip
+    return add_task_tokens(SpeechLMForCausalLM(config), INSTRUCT_TOKENS).eval()
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return _tokenizer()
+
+
+@pytest.fixture(scope="module")
+def chat(tokenizer):
+    model = _chat_model(tokenizer)
+    return SpeechChatTemplate(SpeechLMProcessor.from_config(model, tokenizer=tokenizer))
+
+
+@pytest.fixture(scope="module")
+def speak(tmp_path_factory):
+    pipe = SpeechLMPipeline(feature_extractor=_feature_extractor(), speech_tokenizer=tiny_unit_tokenizer())
+    return espeak_speaker(pipe, cache_dir=tmp_path_factory.mktemp("speech"))
+
+
+def _feature_extractor():
+    from hf_slm.models.unit_tokenizer import SpeechFeatureExtractor
+
+    return SpeechFeatureExtractor()
+
+
+def _learned(chat, row) -> list[int]:
+    out = chat.encode(row["messages"], task=row["tag"] or None)
+    assert len(out["labels"]) == len(out["input_ids"]) == len(out["attention_mask"])
+    return [i for i in out["labels"] if i != -100]
+
+
+# ---------------------------------------------------------------------------------------------------- builders
+def test_cross_modal_rows_and_assistant_only_labels(chat, tokenizer):
+    units = [[1, 2, 3], [4, 5]]
+    data = build_cross_modal(units, ["The cat sleeps.", "A dog runs!"], seed=1)
+    assert data["task"] == ["asr", "tts", "asr", "tts"] and data["tag"] == ["[ASR]", "[TTS]", "[ASR]", "[TTS]"]
+    assert data[0]["messages"][0]["content"][0]["text"] in ASR_TEMPLATES
+    assert data[1]["messages"][0]["content"][0]["text"] in TTS_TEMPLATES
+    assert data[0]["reference"] == "the cat sleeps"  # normalised: lower case, no punctuation
+    layout = chat.layout
+    asr = _learned(chat, data[0])
+    assert asr == [layout.text_token_id, *tokenizer("the cat sleeps", add_special_tokens=False)["input_ids"],
+                   layout.eos_token_id]  # fmt: skip
+    tts = _learned(chat, data[3])
+    assert tts == [layout.speech_token_id, *layout.units_to_token_ids([4, 5]).tolist(), layout.eos_token_id]
+    ids = chat.encode(data[0]["messages"], task="[ASR]")["input_ids"]
+    assert ids[:3] == [layout.bos_token_id, layout.token_id("[ASR]"), layout.token_id("[User]")]
+    assert build_cross_modal(units, ["a b", "c"], seed=1)[:] == build_cross_modal(units, ["a b", "c"], seed=1)[:]
+    with pytest.raises(ValueError, match="2 unit sequences for 1 texts"):
+        build_cross_modal(units, ["a"])
+    with pytest.raises(ValueError, match="tasks"):
+        build_cross_modal(units, ["a", "b"], tasks=("asr", "st"))
+
+
+def test_chain_of_modality_from_espeak(chat, speak):
+    pairs = synthetic_qa_pairs(3, seed=0)
+    assert pairs == synthetic_qa_pairs(3, seed=0)
+    data = build_chain_of_modality(pairs, speak)
+    row = data[0]
+    user, assistant = row["messages"]
+    assert [c["type"] for c in user["content"]] == ["speech"] and len(user["content"][0]["units"]) > 10
+    assert [c["type"] for c in assistant["content"]] == ["text", "text", "speech"]
+    assert assistant["content"][0]["text"] == pairs[0][0] and assistant["content"][1]["text"] == pairs[0][1]
+    learned = _learned(chat, row)
+    layout = chat.layout
+    assert learned.count(layout.text_token_id) == 2 and learned.count(layout.speech_token_id) == 1
+    assert learned[-1] == layout.eos_token_id and layout.is_unit_token(learned[-2])
+
+
+def test_slu_tasks(chat, speak):
+    commands = synthetic_slu_commands(6, seed=2)
+    data = build_slu(commands, speak, seed=0)
+    assert sorted(set(data["task"])) == ["intent", "keyword", "slots"] and len(data) == 18
+    for command, intent, slots, keyword in zip(commands, data.filter(lambda r: r["task"] == "intent"),
+                                               data.filter(lambda r: r["task"] == "slots"),
+                                               data.filter(lambda r: r["task"] == "keyword")):  # fmt: skip
+        assert intent["reference"] == command["intent"].replace("_", " ")
+        for name, value in command["slots"].items():
+            assert f"{name} is {value}" in slots["reference"]
+        asked = keyword["messages"][0]["content"][0]["text"].split()
+        word = asked[asked.index("word") + 1]  # both templates say "... the word {keyword} ..."
+        assert keyword["reference"] == ("yes" if word in command["text"].split() else "no")
+        assert _learned(chat, intent)[0] == chat.layout.text_token_id
+
+
+def test_silence_mode_rows_learn_only_eos(chat):
+    data = build_silence_mode([[1, 2], [3]], ["one", "two"], [[7, 7, 7]])
+    assert data["task"] == ["query", "query", "silence"]
+    assert _learned(chat, data[2]) == [chat.layout.eos_token_id]
+    assert _learned(chat, data[0])[0] == chat.layout.text_token_id
+    clips = noise_waveforms(3, seed=0)
+    assert len(clips) == 3 and all(c.dtype.name == "float32" and 0 < abs(c).max() <= 0.1 + 1e-6 for c in clips)
+
+
+def test_chat_template_prompt_and_errors(chat, tokenizer):
+    messages = [{"role": "user", "content": "say this text"}]
+    out = chat.encode(messages, add_generation_prompt=True, return_labels=False)
+    assert out["input_ids"][-1] == chat.layout.token_id("[Assistant]") and "labels" not in out
+    batch = chat([messages, messages + [{"role": "assistant", "content": "yes"}, *messages]],
+                 add_generation_prompt=True)  # fmt: skip
+    assert batch["input_ids"].shape[0] == 2 and batch["attention_mask"][0, 0] == 0  # left padded for generation
+    with pytest.raises(ValueError, match="role"):
+        chat.encode([{"role": "system", "content": "x"}])
+    with pytest.raises(ValueError, match="encode audio first"):
+        chat.encode([{"role": "user", "content": [{"type": "speech"}]}])
+    with pytest.raises(ValueError, match="end with a user turn"):
+        chat.encode([*messages, {"role": "assistant", "content": "x"}], add_generation_prompt=True)
+    plain = SpeechLMProcessor.from_config(SpeechLMConfig(num_units=4))
+    with pytest.raises(ValueError, match="add_task_tokens"):
+        SpeechChatTemplate(plain)
+
+
+# ---------------------------------------------------------------------------------------------------- LoRA
+@pytest.mark.parametrize(
+    "kind, targets",
+    [("llama", "q_proj"), ("qwen2", "gate_proj"), ("gpt2", "c_attn"), ("opt", "fc1")],
+)
+def test_default_lora_config_per_backbone(tokenizer, kind, targets):
+    model = _chat_model(tokenizer, kind)
+    config = default_lora_config(model)
+    assert targets in config.target_modules
+    names = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
+    assert set(config.target_modules) <= names
+    if kind == "gpt2":  # tied: the non-text rows of the shared table, not two diverging copies
+        assert config.modules_to_save is None
+        (rows,) = config.trainable_token_indices.values()
+        assert rows == list(range(len(tokenizer), model.config.vocab_size))
+    else:
+        assert len(config.modules_to_save) == 2
+    peft_model = attach_adapter(model, config)
+    assert any("lora_A" in n for n, p in peft_model.named_parameters() if p.requires_grad)
+
+
+def test_add_task_tokens_keeps_existing_ids_and_logits(tokenizer):
+    torch.manual_seed(0)
+    config = SpeechLMConfig(backbone_config=_tiny_backbone(), text_vocab_size=len(tokenizer), num_units=NUM_UNITS)
+    model = SpeechLMForCausalLM(config).eval()
+    ids = torch.tensor([[config.bos_token_id, config.speech_token_id, len(tokenizer) + 3, 5]])
+    with torch.no_grad():
+        before = model(input_ids=ids).logits
+    extended = add_task_tokens(model, INSTRUCT_TOKENS)
+    assert extended.config.task_tokens[-len(INSTRUCT_TOKENS):] == list(INSTRUCT_TOKENS)
+    assert extended.config.eos_token_id == config.eos_token_id
+    with torch.no_grad():
+        after = extended(input_ids=ids).logits
+    torch.testing.assert_close(after[..., : before.shape[-1]], before)
+    assert add_task_tokens(extended, ["[User]"]) is extended
+
+
+def _train(peft_model, dataset, steps, lr, batch_size, tmp_path, processor):
+    from transformers import Trainer, TrainingArguments
+
+    args = TrainingArguments(output_dir=str(tmp_path / "trainer"), max_steps=steps, learning_rate=lr,
+                             per_device_train_batch_size=batch_size, report_to="none", save_strategy="no",
+                             use_cpu=True, remove_unused_columns=False, logging_steps=1000, seed=0,
+                             lr_scheduler_type="constant", disable_tqdm=True)  # fmt: skip
+    Trainer(model=peft_model, args=args, train_dataset=dataset, data_collator=processor.pad).train()
+    return peft_model.eval()
+
+
+def test_lora_step_changes_only_adapter_and_saved_modules(tokenizer, chat, tmp_path):
+    model = _chat_model(tokenizer)
+    peft_model = attach_adapter(model, default_lora_config(model, r=4))
+    before = {n: p.detach().clone() for n, p in peft_model.named_parameters()}
+    data = build_cross_modal([[1, 2, 3], [4, 5, 6, 7]], SENTENCES[:2]).map(chat.map_function())
+    data = data.remove_columns(["task", "tag", "messages", "reference"])
+    _train(peft_model, data, steps=1, lr=1e-2, batch_size=4, tmp_path=tmp_path, processor=chat.processor)
+    changed = {n for n, p in peft_model.named_parameters() if not torch.equal(p, before[n])}
+    assert changed, "the training step changed nothing"
+    assert all("lora_" in n or ".modules_to_save." in n for n in changed), sorted(changed)
+    assert any(".modules_to_save." in n for n in changed) and any("lora_B" in n for n in changed)
+
+
+def _base_variant(tokenizer, tmp_path, seed=0):
+    torch.manual_seed(seed)
+    config = SpeechLMConfig(backbone_config=_tiny_backbone(), text_vocab_size=len(tokenizer), num_units=NUM_UNITS)
+    pipe = SpeechLMPipeline(feature_extractor=_feature_extractor(), speech_tokenizer=tiny_unit_tokenizer(),
+                            language_model=SpeechLMForCausalLM(config).eval(), vocoder=tiny_mel_vocoder(),
+                            tokenizer=tokenizer)  # fmt: skip
+    return pipe, pipe.save_pretrained(tmp_path / "base")
+
+
+def test_adapter_save_load_merge_equivalence(tokenizer, tmp_path):
+    from peft import PeftModel
+
+    base_pipe, base_path = _base_variant(tokenizer, tmp_path)
+    lm = add_task_tokens(copy.deepcopy(base_pipe.language_model), INSTRUCT_TOKENS)
+    peft_model = attach_adapter(lm, default_lora_config(lm, r=4, init_lora_weights=False)).eval()
+    with torch.no_grad():  # a tuned head / embedding: differ from the mean-initialised rows a reload would make
+        for n, p in peft_model.named_parameters():
+            if ".modules_to_save." in n:
+                p.add_(0.1 * torch.randn_like(p))
+    tuned = SpeechLMPipeline(**{**base_pipe.components, "language_model": peft_model})
+    ids = torch.tensor([[lm.config.bos_token_id, lm.config.token_id("[User]"), lm.config.speech_token_id,
+                         len(tokenizer) + 2, len(tokenizer) + 5, lm.config.token_id("[Assistant]")]])  # fmt: skip
+    with torch.no_grad():
+        expected = peft_model(input_ids=ids).logits
+
+    adapter_only = save_instruct_variant(tuned, tmp_path / "instruct", base=str(base_path))
+    assert sorted(p.name for p in adapter_only.iterdir()) == ["adapter", "pipeline_index.json"]
+    index = json.loads((adapter_only / "pipeline_index.json").read_text())
+    assert index["language_model"]["repo"] == str(base_path) and index["adapter"] == ["peft", "PeftModel"]
+    loaded = SpokenChatPipeline.from_pretrained(adapter_only)
+    assert isinstance(loaded.language_model, PeftModel)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.language_model(input_ids=ids).logits, expected)
+
+    merged = merge_adapter(copy.deepcopy(peft_model))
+    assert isinstance(merged, SpeechLMForCausalLM)
+    with torch.no_grad():
+        torch.testing.assert_close(merged(input_ids=ids).logits, expected, atol=1e-5, rtol=1e-4)
+    merged_path = save_instruct_variant(tuned, tmp_path / "merged", base=str(base_path), merge=True)
+    assert (merged_path / "language_model").is_dir() and not (merged_path / "adapter").exists()
+    reloaded = SpeechLMPipeline.from_pretrained(merged_path)
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded.language_model(input_ids=ids).logits, expected, atol=1e-5, rtol=1e-4)
+
+
+# ---------------------------------------------------------------------------------------------------- silence mode
+def test_silence_mode_after_short_tuning(tmp_path):
+    """VITA's non-awakening: a tiny model tuned a few dozen steps answers noise with an immediate </s>, and does not
+    on spoken queries. Units come from real audio (espeak-ng questions, synthetic noise) through a k-means
+    tokenizer fitted on both."""
+    spec = importlib.util.spec_from_file_location("instruction_tune", EXAMPLE / "tune.py")
+    tune = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tune)
+    pairs = synthetic_qa_pairs(12, seed=5)
+    questions = [q for q, _ in pairs]
+    base = tune.build_tiny_base_pipeline(questions + [a for _, a in pairs], noise_waveforms(6, seed=1), seed=0,
+                                         cache_dir=tmp_path / "speech")
+    lm = add_task_tokens(base.language_model, INSTRUCT_TOKENS)
+    pipe = SpokenChatPipeline(**{**base.components, "language_model": lm})
+    speak = espeak_speaker(pipe, cache_dir=tmp_path / "speech")
+    query_units = speak(questions)
+    noise_units = [u.tolist() for u in pipe.encode(noise_waveforms(12, seed=2), sampling_rate=16000)]
+    data = build_silence_mode(query_units, [a for _, a in pairs], noise_units)
+    chat = pipe.chat_template
+    data = data.map(chat.map_function(), remove_columns=data.column_names)
+    peft_model = attach_adapter(lm, default_lora_config(lm, r=8, lora_alpha=16))
+    _train(peft_model, data, steps=40, lr=5e-3, batch_size=8, tmp_path=tmp_path, processor=chat.processor)
+    pipe.register_modules(language_model=peft_model)
+
+    held_out_noise = noise_waveforms(6, seed=3)
+    silent_noise = [pipe.chat(n, sampling_rate=16000, max_new_tokens=3, vocode=False).silent for n in held_out_noise]
+    silent_queries = [pipe.chat({"role": "user", "content": [{"type": "speech", "units": u}]}, max_new_tokens=3,
+                                vocode=False).silent for u in query_units]  # fmt: skip
+    assert sum(silent_noise) >= 5, silent_noise
+    assert sum(silent_queries) <= 1, silent_queries
+
+
+# ---------------------------------------------------------------------------------------------------- spoken chat
+@pytest.fixture
+def chat_pipeline(tokenizer):
+    torch.manual_seed(0)
+    lm = _chat_model(tokenizer)
+    return SpokenChatPipeline(feature_extractor=_feature_extractor(), speech_tokenizer=tiny_unit_tokenizer(),
+                              language_model=lm, vocoder=tiny_mel_vocoder(), tokenizer=tokenizer)  # fmt: skip
+
+
+def test_spoken_chat_streams_audio_chunks(chat_pipeline):
+    events = list(chat_pipeline.stream_chat("say this text", response_modality="speech", max_new_tokens=30,
+                                            min_new_tokens=30, chunk_units=8, seed=0, do_sample=True))  # fmt: skip
+    done = events[-1]
+    assert done.kind == "done" and not done.output.interrupted
+    chunks = [e.audio for e in events if e.kind == "audio"]
+    units = done.output.units
+    assert len(units) >= 16 and len(chunks) >= 2
+    per_unit = len(done.output.waveform) / len(units)
+    assert abs(sum(len(c) for c in chunks) - len(done.output.waveform)) <= 2 * per_unit
+    assert done.output.messages[-1]["role"] == "assistant"
+    assert done.output.messages[-1]["content"][0]["type"] == "speech"
+    text = chat_pipeline.chat("transcribe this speech", response_modality="text", max_new_tokens=5, min_new_tokens=5)
+    assert text.text and not len(text.units) and text.waveform is None
+
+
+def test_user_interruption(chat_pipeline):
+    stream = chat_pipeline.stream_chat("say this text", response_modality="speech", max_new_tokens=200,
+                                       min_new_tokens=200, chunk_units=2, vocode=True)  # fmt: skip
+    first = next(stream)
+    assert first.kind in ("audio", "text")
+    chat_pipeline.stream_chat("what is two plus three")  # a new user input interrupts the running reply
+    rest = list(stream)
+    assert [e.kind for e in rest][-1] == "interrupted" and len(rest) <= 2
+    output = rest[-1].output
+    assert output.interrupted and len(output.token_ids) < 10
+    assert output.messages[-1]["role"] == "assistant"  # the partial turn, to continue the conversation
+
+    steps = []
+    out = chat_pipeline.chat("say this text", response_modality="speech", max_new_tokens=50, min_new_tokens=50,
+                             interrupt=lambda: steps.append(1) or len(steps) > 5, vocode=False)  # fmt: skip
+    assert out.interrupted and len(out.token_ids) == 1 + 5  # forced [Speech] + 5 decoding steps
+
+
+# ---------------------------------------------------------------------------------------------------- example
+def test_example_script_runs_on_tiny_config(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_SLM_CACHE": str(tmp_path / "cache")}
+    cmd = [sys.executable, str(EXAMPLE / "tune.py"), str(EXAMPLE / "config_tiny.json"), "--output_dir",
+           str(tmp_path / "run"), "--max_steps", "2", "--synth_cache_dir", str(tmp_path / "speech")]  # fmt: skip
+    result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((tmp_path / "run" / "instruct_summary.json").read_text())
+    assert summary["steps"] == 2 and summary["rows"] > 0 and not summary["merged"]
+    pipe = SpokenChatPipeline.from_pretrained(summary["variant"])
+    assert pipe.chat("what is two plus three", max_new_tokens=2, vocode=False).token_ids
