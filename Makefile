@@ -4,13 +4,13 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 PIP     = $(PY) -m pip
 STAMP   = $(VENV)/.hf_slm-installed
-APT_PACKAGES = espeak-ng ffmpeg
+APT_PACKAGES = espeak-ng ffmpeg chromium
 
 .PHONY: install system-deps test test-all demo default-pipeline bench clean
 
 system-deps:
 	@missing=""; command -v espeak-ng >/dev/null || missing="$$missing espeak-ng"; \
-	command -v ffmpeg >/dev/null || missing="$$missing ffmpeg"; \
+	command -v ffmpeg >/dev/null || missing="$$missing ffmpeg"; command -v chromium >/dev/null || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing apt packages:$$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 	$(PIP) install -q --upgrade pip
 	# torch 2.14.1 installs from this machine's local disk; torchaudio 2.11.0 works with it
 	$(PIP) install -q torch==2.14.1 torchaudio==2.11.0
-	$(PIP) install -q -e ".[dev]"
+	$(PIP) install -q -e ".[dev,space]"
 	@touch $(STAMP)
 
 install: system-deps $(STAMP)
