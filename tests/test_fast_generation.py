@@ -272,3 +272,18 @@ def test_generation_benchmark_prints_a_ratio():
     lines = result.stdout.strip().splitlines()
     assert "identical greedy tokens: 100.0%" in lines
     assert lines[-1].startswith("ratio: ") and float(lines[-1].split()[1]) > 0
+
+
+# ====================================================================== docstring examples
+def test_docstring_examples_run():
+    import doctest
+
+    from hf_slm.models.speech_lm import (
+        configuration_multistream_speech_lm,
+        generation_speech_lm,
+        prosody_multistream_speech_lm,
+    )
+
+    for module in (configuration_multistream_speech_lm, prosody_multistream_speech_lm, generation_speech_lm):
+        result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+        assert result.attempted > 0 and result.failed == 0, module.__name__
