@@ -123,6 +123,7 @@ class SpokenChatPipeline(SpeechLMPipeline):
         top_k: int | None = None,
         seed: int | None = None,
         min_new_tokens: int = 0,
+        strict_modality: bool = False,
         vocode: bool = True,
         stream_audio: bool = True,
         chunk_units: int = 25,
@@ -140,6 +141,8 @@ class SpokenChatPipeline(SpeechLMPipeline):
             task: a task tag after ``<s>`` (``"[ASR]"``, ...), as in training.
             max_new_tokens, do_sample, temperature, top_k, seed: decoding; ``min_new_tokens`` forbids ``</s>``
                 before that many tokens.
+            strict_modality: keep the whole reply in ``response_modality`` (only its tokens and ``</s>`` may be
+                generated), e.g. speech-only answers; by default the model may switch (chain of modality).
             vocode, stream_audio, chunk_units, context_units: with a vocoder, speech is vocoded in chunks of
                 ``chunk_units`` new units (each with ``context_units`` of left context, cut off afterwards) and
                 yielded as ``"audio"`` events; the whole reply is also vocoded into ``ChatOutput.waveform``.
@@ -160,8 +163,11 @@ class SpokenChatPipeline(SpeechLMPipeline):
             self._active = stop
         messages = [*(history or []), self.user_message(user, sampling_rate=sampling_rate)]
         prompt = template.encode(messages, task=task, add_generation_prompt=True, return_labels=False)["input_ids"]
+        if strict_modality and response_modality is None:
+            raise ValueError("strict_modality=True needs a response_modality ('text' or 'speech')")
+        only = (response_modality if strict_modality else None)
         decoding = dict(do_sample=do_sample, temperature=temperature, top_k=top_k, min_new_tokens=min_new_tokens,
-                        generator=None if seed is None else torch.Generator().manual_seed(seed))  # fmt: skip
+                        generator=None if seed is None else torch.Generator().manual_seed(seed), only=only)  # fmt: skip
         audio = dict(vocode=vocode and self._has_vocoder(), stream_audio=stream_audio, chunk_units=chunk_units,
                      context_units=context_units)  # fmt: skip
         return self._stream(messages, prompt, response_modality, max_new_tokens, decoding, audio, stop, interrupt)
@@ -264,13 +270,19 @@ class SpokenChatPipeline(SpeechLMPipeline):
         )
 
 
-def _pick(logits: torch.Tensor, layout, do_sample, temperature, top_k, generator, allow_eos, min_new_tokens) -> int:
+def _pick(logits, layout, do_sample, temperature, top_k, generator, allow_eos, min_new_tokens, only) -> int:
     """Next token: greedy or sampled, restricted to what may follow in an assistant turn (text, units, markers,
-    ``</s>``), so role / task tags, ``<s>`` and ``<pad>`` are never produced."""
+    ``</s>``; with ``only``, that modality's tokens and ``</s>``), so role / task tags, ``<s>`` and ``<pad>`` are
+    never produced."""
+    logits = logits.clone()
     banned = [layout.pad_token_id, layout.bos_token_id] + [layout.token_id(t) for t in layout.task_tokens]
     if not allow_eos:
         banned.append(layout.eos_token_id)
-    logits = logits.clone()
+    if only is not None:
+        ids = torch.arange(logits.numel(), device=logits.device)
+        keep = layout.is_unit_token(ids) if only == "speech" else layout.is_text_token(ids)
+        keep[layout.eos_token_id] = allow_eos
+        logits[~keep] = float("-inf")
     logits[banned] = float("-inf")
     if not do_sample:
         return int(logits.argmax())
