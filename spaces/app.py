@@ -19,7 +19,7 @@ import soundfile as sf
 import torch
 from transformers.generation.streamers import BaseStreamer
 
-from hf_slm import SpeechLMPipeline
+from hf_slm.pipelines import SpokenChatPipeline
 from hf_slm.models.unit_tokenizer.feature_extraction_unit_tokenizer import AudioInputError, load_audio
 from hf_slm.visualization import plot_speech_units
 
@@ -71,19 +71,28 @@ class QueueStreamer(BaseStreamer):
         self.queue.put(None)
 
 
+CHAT_MODES = {  # mode -> (instruction written before the input, task tag, reply modality), as instruction-tuned
+    "Chat": (None, None, None),
+    "ASR: speech -> text": ("transcribe this speech", "[ASR]", "text"),
+    "TTS: text -> speech": ("say this text", "[TTS]", "speech"),
+}
+
+
 def chat_support(pipe) -> str | None:
     """Why the spoken-instruction tab cannot run on this variant (None when it can)."""
-    if pipe.components.get("tokenizer") is None or not hasattr(pipe, "chat"):
+    lm = pipe.components.get("language_model")
+    tags = lm.config.vocab_layout.task_tokens if lm is not None else ()
+    if pipe.components.get("tokenizer") is None or not {"[User]", "[Assistant]"} <= set(tags):
         return (
-            "This variant has no instruct adapter (spoken instruction needs a text tokenizer, an instruction-tuned "
-            "adapter and a chat pipeline). Load an instruct variant with --pipeline."
+            "This variant has no instruct adapter: spoken instruction needs an instruction-tuned language model with "
+            "a text tokenizer and the [User]/[Assistant] chat tags. Load an instruct variant with --pipeline."
         )
     return None
 
 
 def build_demo(pipeline_path: str = "default") -> gr.Blocks:
     """Load the variant once and build the four tabs around it."""
-    pipe = SpeechLMPipeline.from_pretrained(pipeline_path)
+    pipe = SpokenChatPipeline.from_pretrained(pipeline_path)  # a SpeechLMPipeline that can also chat
     input_rate = int(pipe.feature_extractor.sampling_rate)
     frame_rate = float(pipe.speech_tokenizer.config.frame_rate)
     lm = pipe.components.get("language_model")
@@ -135,12 +144,31 @@ def build_demo(pipeline_path: str = "default") -> gr.Blocks:
         out = result["out"]
         yield (out.sampling_rate, out.waveforms[0]), " ".join(map(str, out.units[0].tolist()))
 
-    def instruct(path, text):
+    def instruct(path, text, mode, max_new_tokens):
         reason = chat_support(pipe)
         if reason:
             raise gr.Error(reason)
-        reply = pipe.chat(as_input(read_audio(path, input_rate)) if path else text)
-        return reply.text, (reply.sampling_rate, reply.waveform)
+        instruction, task, modality = CHAT_MODES[mode]
+        if (modality == "text" or not (text or "").strip()) and not path:
+            raise gr.Error("No input: record or upload a spoken instruction, or type one.")
+        content = [{"type": "text", "text": instruction}] if instruction else []
+        if path and modality != "speech":
+            content.append({"type": "speech", "units": pipe.encode(as_input(read_audio(path, input_rate)))[0].tolist()})
+        else:
+            content.append({"type": "text", "text": text.strip()})
+        reply, chunks = "", []
+        for event in pipe.stream_chat({"role": "user", "content": content}, task=task, response_modality=modality,
+                                      max_new_tokens=int(max_new_tokens)):  # fmt: skip
+            if event.kind == "text":
+                reply += event.text
+                yield reply, gr.skip()
+            elif event.kind == "audio":
+                chunks.append(event.audio)
+                yield reply, (event.sampling_rate, np.concatenate(chunks))
+            elif event.output is not None:
+                out = event.output
+                text = out.text or ("(no reply: the model took this input as not addressed to it)" if out.silent else "")
+                yield text, (out.sampling_rate, out.waveform) if out.waveform is not None else None
 
     def inspect(path, deduplicate):
         audio = read_audio(path, input_rate)
@@ -184,11 +212,17 @@ def build_demo(pipeline_path: str = "default") -> gr.Blocks:
             c_btn.click(continue_speech, [c_in, c_temp, c_len, c_topk, c_seed], [c_out, c_units], api_name="continue_speech")
             gr.Examples(examples, c_in)
         with gr.Tab("Spoken instruction"):
-            gr.Markdown(chat_support(pipe) or "Ask by voice or text; the reply comes as text and speech.")
-            i_in, i_text = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Spoken instruction"), gr.Textbox(label="or text")
+            gr.Markdown(chat_support(pipe) or "Ask by voice or text; the reply streams as text and speech.")
+            with gr.Row():
+                i_in, i_text = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Spoken instruction"), gr.Textbox(label="or text")
+            with gr.Row():
+                i_mode = gr.Radio(list(CHAT_MODES), value="Chat", label="Mode")
+                i_len = gr.Slider(10, 400, value=150, step=10, label="Max new tokens")
             i_btn = gr.Button("Ask", variant="primary")
             i_reply, i_audio = gr.Textbox(label="Reply"), gr.Audio(label="Spoken reply")
-            i_btn.click(instruct, [i_in, i_text], [i_reply, i_audio], api_name="instruct")
+            # one chat at a time: a new chat call interrupts the one in progress (user interruption)
+            i_btn.click(instruct, [i_in, i_text, i_mode, i_len], [i_reply, i_audio], api_name="instruct", concurrency_limit=1)
+            gr.Examples(examples, i_in)
         with gr.Tab("Token inspector"):
             t_in = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Speech")
             t_dedup = gr.Checkbox(label="Deduplicate repeated units")

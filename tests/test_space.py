@@ -29,7 +29,7 @@ TABS = {  # tab label -> (text only that tab shows, button to press after pickin
                     "[...document.querySelectorAll('img')].some(i => i.complete && i.naturalWidth > 600)"),
     "Speech continuation": ("Temperature", "Continue",
                             "document.querySelectorAll('audio').length >= {audios} + 2"),
-    "Spoken instruction": ("no instruct adapter", None, None),
+    "Spoken instruction": ("Ask by voice or text", None, None),
     "Token inspector": ("Deduplicate repeated units", "Tokenize", "document.body.innerText.includes('<unit_')"),
 }  # fmt: skip
 
@@ -40,13 +40,33 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def tiny_instruct_pipeline():
+    """The tiny pipeline plus what an instruct variant adds: a text tokenizer and the chat / task tags."""
+    import torch
+    from transformers import LlamaConfig
+
+    from hf_slm import SpeechLMConfig, SpeechLMForCausalLM
+    from hf_slm.instruct import INSTRUCT_TOKENS, add_task_tokens
+    from hf_slm.instruct.data import instruction_words, word_level_tokenizer
+    from hf_slm.models.unit_tokenizer import SpeechFeatureExtractor
+    from hf_slm.pipelines import SpokenChatPipeline
+    from tiny_components import NUM_UNITS, tiny_mel_vocoder, tiny_unit_tokenizer
+
+    tokenizer = word_level_tokenizer(["the cat sat on the mat"], extra_words=instruction_words())
+    torch.manual_seed(0)
+    backbone = LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                           num_key_value_heads=2)  # fmt: skip
+    lm = SpeechLMForCausalLM(SpeechLMConfig(backbone_config=backbone, text_vocab_size=len(tokenizer), num_units=NUM_UNITS))
+    return SpokenChatPipeline(feature_extractor=SpeechFeatureExtractor(), speech_tokenizer=tiny_unit_tokenizer(),
+                              language_model=add_task_tokens(lm, INSTRUCT_TOKENS).eval(), vocoder=tiny_mel_vocoder(),
+                              tokenizer=tokenizer)  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def space(tmp_path_factory):
     """(url, pipeline folder): the app in its own process, as `python spaces/app.py --pipeline ... --port ...`."""
-    from tiny_components import tiny_pipeline
-
     root = tmp_path_factory.mktemp("space")
-    tiny_pipeline().save_pretrained(root / "pipeline")
+    tiny_instruct_pipeline().save_pretrained(root / "pipeline")
     port = _free_port()
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "GRADIO_TEMP_DIR": str(root / "gradio"), "TMPDIR": str(root)}
     log = open(root / "app.log", "w")
@@ -95,9 +115,9 @@ def speech(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def pipe(space):
-    from hf_slm import SpeechLMPipeline
+    from hf_slm.pipelines import SpokenChatPipeline
 
-    return SpeechLMPipeline.from_pretrained(space[1])
+    return SpokenChatPipeline.from_pretrained(space[1])
 
 
 def _units(text: str) -> list[int]:
@@ -152,6 +172,42 @@ def test_token_inspector_and_vocoding_typed_units(client, speech, pipe):
     assert abs(len(wav) / rate - 50 / pipe.speech_tokenizer.config.frame_rate) < 0.02
 
 
+@pytest.mark.parametrize("mode", ["ASR: speech -> text", "TTS: text -> speech", "Chat"])
+def test_spoken_instruction_streams_the_libraries_reply(client, speech, pipe, mode):
+    path, _ = speech
+    text = "the cat sat on the mat"
+    job = client.submit(handle_file(path) if mode != "TTS: text -> speech" else None, text, mode, 40, api_name="/instruct")
+    job.result(timeout=120)
+    reply, audio = job.outputs()[-1]
+    instruction, task, modality = {"ASR: speech -> text": ("transcribe this speech", "[ASR]", "text"),
+                                   "TTS: text -> speech": ("say this text", "[TTS]", "speech"),
+                                   "Chat": (None, None, None)}[mode]  # fmt: skip
+    content = [{"type": "text", "text": instruction}] if instruction else []
+    if modality == "speech":
+        content.append({"type": "text", "text": text})
+    else:
+        content.append({"type": "speech", "units": pipe.encode(path)[0].tolist()})
+    expected = pipe.chat({"role": "user", "content": content}, task=task, response_modality=modality, max_new_tokens=40)
+    assert reply == expected.text or (expected.silent and reply.startswith("(no reply"))
+    assert (audio is None) == (expected.waveform is None)
+    if audio is not None:
+        wav, rate = sf.read(audio)
+        assert abs(len(wav) - len(expected.waveform)) <= 1 and rate == expected.sampling_rate
+    assert len(job.outputs()) >= 2 or not (expected.text or expected.waveform is not None), "streamed"
+
+
+def test_variant_without_instruct_tags_is_refused_by_name():
+    import importlib.util
+
+    from tiny_components import tiny_pipeline
+
+    spec = importlib.util.spec_from_file_location("space_app", ROOT / "spaces" / "app.py")
+    app = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(app)
+    assert "no instruct adapter" in app.chat_support(tiny_pipeline())
+    assert app.chat_support(tiny_instruct_pipeline()) is None
+
+
 def _write(folder: Path, name: str, data) -> str:
     path = folder / name
     if isinstance(data, bytes):
@@ -170,7 +226,8 @@ def test_refusals_name_the_problem(client, tmp_path):
         ("/continue_speech", [None, 0.8, 20, 0, 0], "No audio"),
         ("/vocode", ["1 2 99"], "[99]"),
         ("/vocode", ["1 two 3"], "integers"),
-        ("/instruct", [None, "hello"], "no instruct adapter"),
+        ("/instruct", [None, "", "Chat", 20], "No input"),
+        ("/instruct", [None, "the cat", "ASR: speech -> text", 20], "No input"),
     ]
     for endpoint, inputs, expected in cases:
         inputs = [handle_file(x) if isinstance(x, str) and x.startswith(str(tmp_path)) else x for x in inputs]
