@@ -202,8 +202,11 @@ def _check_audio(ds, data_args):
         raise ValueError(f"the dataset has no column {data_args.audio_column!r}; columns: {ds.column_names}")
 
 
-def load_or_fit_speech_tokenizer(model_args: SpeechModelArguments, train, data_args, output_dir: str, seed: int):
-    """(feature_extractor, tokenizer): a given one, the one this run saved before (resume), or a fresh MFCC fit."""
+def load_or_fit_speech_tokenizer(model_args: SpeechModelArguments, train, data_args, training_args):
+    """(feature_extractor, tokenizer): a given one, the one this run saved before (resume), or a fresh MFCC fit.
+
+    It runs on the training device (a GPU when there is one: SSL encoders are slow on a CPU)."""
+    output_dir, seed = training_args.output_dir, training_args.seed
     saved = Path(output_dir) / SPEECH_TOKENIZER_DIR
     if model_args.speech_tokenizer_path:
         from hf_slm.cli import load_speech_tokenizer
@@ -218,6 +221,7 @@ def load_or_fit_speech_tokenizer(model_args: SpeechModelArguments, train, data_a
     else:
         tokenizer = KMeansUnitTokenizer(KMeansUnitTokenizerConfig(frontend="mfcc", num_units=model_args.num_units))
         feature_extractor = SpeechFeatureExtractor(sampling_rate=tokenizer.config.sampling_rate)
+        tokenizer.to(training_args.device)
         tokenizer.fit_on_dataset(
             train, feature_extractor, audio_column=data_args.audio_column, max_frames=model_args.kmeans_max_frames,
             seed=seed, show_progress=False,
@@ -232,7 +236,7 @@ def load_or_fit_speech_tokenizer(model_args: SpeechModelArguments, train, data_a
 
         saved.parent.mkdir(parents=True, exist_ok=True)
         atomic_save_directory(saved, write)
-    return feature_extractor, tokenizer.eval()
+    return feature_extractor, tokenizer.to(training_args.device).eval()
 
 
 def _tokenizer_fingerprint(tokenizer, audio_column: str) -> str:
@@ -380,9 +384,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     with training_args.main_process_first(desc="speech data, unit tokenizer and packing"):
         train, test = load_speech(data_args, training_args.seed)
-        feature_extractor, speech_tokenizer = load_or_fit_speech_tokenizer(
-            model_args, train, data_args, output_dir, training_args.seed
-        )
+        feature_extractor, speech_tokenizer = load_or_fit_speech_tokenizer(model_args, train, data_args, training_args)
         train = tokenize_speech(train, feature_extractor, speech_tokenizer, data_args, "train")
         test = tokenize_speech(test, feature_extractor, speech_tokenizer, data_args, "eval")
         model = build_model(model_args, speech_tokenizer.config.num_units)
@@ -428,8 +430,8 @@ def main(argv: list[str] | None = None) -> dict:
     if trainer.is_world_process_zero():
         trainer.save_metrics("all", results)
         trainer.save_state()
-    print(json.dumps({k: results[k] for k in ("global_step", "resumed_from", "first_step_of_this_run", "eval_loss")}),
-          flush=True)  # fmt: skip
+        summary = ("global_step", "resumed_from", "first_step_of_this_run", "eval_loss")
+        print(json.dumps({k: results[k] for k in summary}), flush=True)
     return results
 
 
