@@ -262,7 +262,13 @@ def cmd_demo(args) -> int:
     if pipe.components.get("language_model") is not None:
         # the prompt is the first half of the utterance; the LM continues it
         half = {"array": speech.waveform[: len(speech.waveform) // 2], "sampling_rate": speech.sampling_rate}
-        cont = pipe.continue_speech(half, max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed)
+        cont = pipe.continue_speech(
+            half,
+            max_new_tokens=args.max_new_tokens,
+            min_new_tokens=args.max_new_tokens // 2,
+            temperature=args.temperature,
+            seed=args.seed,
+        )
         write_wav(out / "continuation.wav", cont.waveforms[0], cont.sampling_rate)
         all_units = __import__("torch").cat([cont.prompt_units[0], cont.units[0]]).numpy()
         panels.append(("prompt + LM continuation", cont.waveforms[0], cont.sampling_rate, all_units, frame_rate))

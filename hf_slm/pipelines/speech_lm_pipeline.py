@@ -95,6 +95,18 @@ class SpeechLMPipeline(PipelineMixin):
         out = vocoder(input_ids=batch, attention_mask=mask.to(device))
         return [w[: int(n)].float().cpu().numpy() for w, n in zip(out.waveform, out.waveform_lengths)]
 
+    def stream_decode(self, units, chunk_units: int = 50, overlap_units: int = 8, **kwargs):
+        """Units of ONE utterance (`[frames]`, or `[num_codebooks, frames]` codes for a codec vocoder) -> float32
+        numpy chunks at ``self.sampling_rate``, as they are synthesised (`hf_slm.streaming.stream_vocode`: each chunk
+        with `overlap_units` of context, trimmed; `kwargs` such as `lookahead_units` / `crossfade_samples` go
+        there). For a convolutional vocoder the chunks joined equal `decode(units)` once the context covers its
+        receptive field (`hf_slm.streaming.receptive_field`)."""
+        from ..streaming import stream_vocode
+
+        vocoder = self._require("vocoder", "decoding units to audio")
+        chunks = stream_vocode(vocoder, units, chunk_units=chunk_units, overlap_units=overlap_units, **kwargs)
+        return (chunk.numpy().astype(np.float32, copy=False) for chunk in chunks)
+
     @property
     def sampling_rate(self) -> int | None:
         vocoder = self._components.get("vocoder")
@@ -112,6 +124,7 @@ class SpeechLMPipeline(PipelineMixin):
         audio,
         sampling_rate: int | None = None,
         max_new_tokens: int = 100,
+        min_new_tokens: int | None = None,
         do_sample: bool = True,
         temperature: float = 0.8,
         top_k: int | None = None,
@@ -123,6 +136,8 @@ class SpeechLMPipeline(PipelineMixin):
         """Speech continuation (GSLM's task): prompt audio -> units -> LM sampling -> units -> audio.
 
         The returned waveforms hold the prompt followed by its continuation; ``units`` holds the continuation only.
+        ``min_new_tokens`` forbids end-of-sequence before that many units: an LM trained on short sentences
+        otherwise likes to end a long prompt at once.
         """
         lm = self._require("language_model", "speech continuation")
         if seed is not None:
@@ -136,6 +151,7 @@ class SpeechLMPipeline(PipelineMixin):
             top_k=top_k,
             top_p=top_p,
             streamer=streamer,
+            **({"min_new_tokens": min_new_tokens} if min_new_tokens else {}),
         )
         generated = [g.cpu() for g in generated]
         waveforms = []
