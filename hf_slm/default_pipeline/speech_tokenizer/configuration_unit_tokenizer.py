@@ -1,0 +1,193 @@
+"""Configuration of the k-means semantic unit tokenizer (speech -> discrete units)."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+from transformers import AutoConfig, PretrainedConfig
+from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+_FRONTENDS = ("mfcc", "ssl")
+
+
+class KMeansUnitTokenizerConfig(PretrainedConfig):
+    r"""
+    Configuration of [`KMeansUnitTokenizer`]: a speech front end (MFCC or a self-supervised encoder) followed by a
+    k-means quantiser that maps each frame to one of `num_units` discrete units.
+
+    The defaults reproduce the HuBERT "iteration 0" tokenizer: 13 MFCCs plus deltas and delta-deltas (39 dims),
+    quantised into 100 clusters, at HuBERT's 50 Hz frame rate (25 ms window, 20 ms hop at 16 kHz) so that MFCC units
+    and SSL units of the same audio have the same length. With `frontend="ssl"` the defaults (HuBERT-base, layer 6,
+    100 units) are the "HuBERT-base L6 km100" units of GSLM.
+
+    Args:
+        frontend (`str`, *optional*, defaults to `"mfcc"`):
+            `"mfcc"` (no trained weights; good for bootstrapping and tests) or `"ssl"` (any transformers audio encoder
+            described by `ssl_config`).
+        num_units (`int`, *optional*, defaults to 100):
+            Number of k-means clusters (the unit vocabulary size). Typical values 50..2000.
+        sampling_rate (`int`, *optional*, defaults to 16000):
+            Sampling rate (Hz) the front end expects; the feature extractor resamples everything to it.
+        n_mfcc (`int`, *optional*, defaults to 13):
+            Number of cepstral coefficients (MFCC front end).
+        n_mels (`int`, *optional*, defaults to 40):
+            Number of mel filters the MFCCs are computed from.
+        n_fft (`int`, *optional*):
+            FFT size; defaults to `win_length`.
+        win_length (`int`, *optional*, defaults to 400):
+            Analysis window in samples (25 ms at 16 kHz). Audio shorter than `n_fft` gives no frame.
+        hop_length (`int`, *optional*, defaults to 320):
+            MFCC hop in samples (20 ms at 16 kHz), equal to HuBERT's conv stride product so both front ends run at
+            50 Hz.
+        use_deltas (`bool`, *optional*, defaults to `True`):
+            Append first and second order deltas to the MFCCs (13 -> 39 dims, as HuBERT iteration 0).
+        ssl_config (`dict` or `PretrainedConfig`, *optional*):
+            Config of the self-supervised encoder (`HubertConfig`, `WavLMConfig`, `Wav2Vec2Config`, ... or their
+            dict with a `model_type`). Defaults to `HubertConfig()` (HuBERT-base) when `frontend="ssl"`; ignored
+            (kept `None`) for the MFCC front end.
+        ssl_layer (`int`, *optional*, defaults to 6):
+            Which `hidden_states` entry of the encoder to quantise, as transformers 5 numbers them: 0 = input of the
+            first transformer layer, L = output of layer L (before the final LayerNorm of pre-LN encoders). Only the
+            layers up to it are built and run.
+        pad_unit_id (`int`, *optional*, defaults to -1):
+            Value written at padded frames of `units`; never a valid unit id, so a forgotten mask fails loudly
+            (e.g. in an embedding lookup) instead of silently reading unit 0.
+        kwargs:
+            Passed to [`PretrainedConfig`].
+
+    Example:
+
+    ```python
+    >>> from transformers import HubertConfig
+    >>> from hf_slm import KMeansUnitTokenizerConfig
+    >>> config = KMeansUnitTokenizerConfig()  # MFCC + deltas, 100 units, 50 Hz
+    >>> config.feature_dim, config.frame_rate, config.hop_length
+    (39, 50.0, 320)
+    >>> ssl = KMeansUnitTokenizerConfig(frontend="ssl", ssl_config=HubertConfig(), ssl_layer=6, num_units=500)
+    >>> ssl.feature_dim, ssl.frame_rate
+    (768, 50.0)
+
+    ```
+    """
+
+    model_type = "hf_slm_kmeans_unit_tokenizer"
+    sub_configs = {"ssl_config": AutoConfig}
+
+    def __init__(
+        self,
+        frontend: str = "mfcc",
+        num_units: int = 100,
+        sampling_rate: int = 16000,
+        n_mfcc: int = 13,
+        n_mels: int = 40,
+        n_fft: int | None = None,
+        win_length: int = 400,
+        hop_length: int = 320,
+        use_deltas: bool = True,
+        ssl_config: dict | PretrainedConfig | None = None,
+        ssl_layer: int = 6,
+        pad_unit_id: int = -1,
+        **kwargs,
+    ):
+        if frontend not in _FRONTENDS:
+            raise ValueError(f"frontend must be one of {_FRONTENDS}, got {frontend!r}")
+        for name, value, minimum in (
+            ("num_units", num_units, 1),
+            ("sampling_rate", sampling_rate, 1),
+            ("n_mfcc", n_mfcc, 1),
+            ("n_mels", n_mels, 1),
+            ("win_length", win_length, 1),
+            ("hop_length", hop_length, 1),
+            ("ssl_layer", ssl_layer, 0),
+        ):
+            if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+                raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+        n_fft = win_length if n_fft is None else n_fft
+        if not isinstance(n_fft, int) or n_fft < win_length:
+            raise ValueError(f"n_fft must be an int >= win_length={win_length}, got {n_fft!r}")
+        if n_mfcc > n_mels:
+            raise ValueError(f"n_mfcc={n_mfcc} cannot exceed n_mels={n_mels}")
+        if pad_unit_id >= 0:
+            raise ValueError(f"pad_unit_id must be negative (never a valid unit id), got {pad_unit_id}")
+
+        if isinstance(ssl_config, PretrainedConfig):
+            ssl_config = copy.deepcopy(ssl_config)  # models set attributes on their config: never share the caller's
+        elif isinstance(ssl_config, dict):
+            ssl_config = dict(ssl_config)
+            model_type = ssl_config.pop("model_type", "hubert")
+            ssl_config = CONFIG_MAPPING[model_type](**ssl_config)
+        elif ssl_config is None and frontend == "ssl":
+            ssl_config = CONFIG_MAPPING["hubert"]()
+        elif ssl_config is not None and not isinstance(ssl_config, PretrainedConfig):
+            raise ValueError(f"ssl_config must be a dict or a PretrainedConfig, got {type(ssl_config).__name__}")
+        if frontend == "ssl":
+            for attr in ("conv_stride", "conv_kernel", "num_hidden_layers", "hidden_size"):
+                if not hasattr(ssl_config, attr):
+                    raise ValueError(
+                        f"ssl_config ({type(ssl_config).__name__}) has no `{attr}`: the SSL front end needs a "
+                        "wav2vec2-style audio encoder config (HubertConfig, WavLMConfig, Wav2Vec2Config, ...)"
+                    )
+            if ssl_layer > ssl_config.num_hidden_layers:
+                raise ValueError(
+                    f"ssl_layer={ssl_layer} exceeds the encoder's num_hidden_layers={ssl_config.num_hidden_layers}"
+                )
+
+        self.frontend = frontend
+        self.num_units = num_units
+        self.sampling_rate = sampling_rate
+        self.n_mfcc = n_mfcc
+        self.n_mels = n_mels
+        self.n_fft = n_fft
+        self.win_length = win_length
+        self._hop_length = hop_length
+        self.use_deltas = use_deltas
+        self.ssl_config = ssl_config
+        self.ssl_layer = ssl_layer
+        self.pad_unit_id = pad_unit_id
+        super().__init__(**kwargs)
+
+    @property
+    def hop_length(self) -> int:
+        """Samples per output frame: the MFCC hop, or the product of the encoder's conv strides."""
+        if self.frontend == "ssl":
+            return math.prod(self.ssl_config.conv_stride)
+        return self._hop_length
+
+    @property
+    def receptive_field(self) -> int:
+        """Fewest samples that give one frame (the analysis window): `n_fft`, or the conv stack's receptive field."""
+        if self.frontend == "ssl":
+            field = 1
+            for kernel, stride in reversed(list(zip(self.ssl_config.conv_kernel, self.ssl_config.conv_stride))):
+                field = (field - 1) * stride + kernel
+            return field
+        return self.n_fft
+
+    @property
+    def frame_rate(self) -> float:
+        """Units per second."""
+        return self.sampling_rate / self.hop_length
+
+    @property
+    def feature_dim(self) -> int:
+        """Dimension of the features that are clustered."""
+        if self.frontend == "ssl":
+            return self.ssl_config.hidden_size
+        return self.n_mfcc * (3 if self.use_deltas else 1)
+
+    def to_dict(self):
+        output = super().to_dict()
+        output["hop_length"] = output.pop("_hop_length", self._hop_length)
+        # transformers' `custom_object_save` treats any class whose name contains "Tokenizer" as a text tokenizer and
+        # writes its auto_map entry as a (slow, fast) pair, which `trust_remote_code` loading then cannot parse.
+        auto_map = output.get("auto_map")
+        if isinstance(auto_map, dict):
+            output["auto_map"] = {
+                key: value[0] if isinstance(value, (list, tuple)) and value[1:] in ([None], (None,)) else value
+                for key, value in auto_map.items()
+            }
+        return output
+
+
+__all__ = ["KMeansUnitTokenizerConfig"]

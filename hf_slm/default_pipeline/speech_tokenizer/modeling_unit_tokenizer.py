@@ -1,0 +1,540 @@
+"""K-means semantic unit tokenizer: speech -> frame features (MFCC or an SSL encoder layer) -> nearest centroid id.
+
+Batches are padding-invariant: an utterance gives the same units alone and padded inside a batch. The MFCC front
+end achieves this exactly (frames never read past an utterance's end, deltas see a replicated last frame); the
+SSL front end masks the only statistic that crosses time, the GroupNorm of the first conv layer of
+`feat_extract_norm="group"` encoders (HuBERT-base, wav2vec2-base), and passes the frame mask to the transformer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torchaudio
+from torch import nn
+from tqdm.auto import tqdm
+from transformers import AutoConfig, AutoModel, PreTrainedModel
+from transformers.utils import ModelOutput
+
+from .configuration_unit_tokenizer import KMeansUnitTokenizerConfig
+from .feature_extraction_unit_tokenizer import AudioInputError
+from .kmeans import MiniBatchKMeans, assign
+
+
+@dataclass
+class KMeansUnitTokenizerOutput(ModelOutput):
+    r"""
+    units (`torch.LongTensor` of shape `(batch_size, num_frames)`):
+        Unit id of each frame; padded frames hold `config.pad_unit_id` (-1 by default).
+    units_mask (`torch.BoolTensor` of shape `(batch_size, num_frames)`):
+        True at frames that belong to the utterance.
+    features (`torch.FloatTensor` of shape `(batch_size, num_frames, feature_dim)`, *optional*):
+        The features that were quantised (before standardisation), when `output_features=True`.
+    """
+
+    units: torch.LongTensor | None = None
+    units_mask: torch.BoolTensor | None = None
+    features: torch.FloatTensor | None = None
+
+
+class MaskedGroupNorm(nn.GroupNorm):
+    """`nn.GroupNorm` over [B, C, T] whose statistics cover only each item's first `lengths[b]` time steps.
+
+    Same parameters (and state-dict keys) as the GroupNorm it replaces; with `lengths=None` it is that GroupNorm.
+    """
+
+    lengths: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.lengths is None:
+            return super().forward(x)
+        batch, channels, _ = x.shape
+        per_group = channels // self.num_groups
+        mean = torch.empty(batch, channels, device=x.device, dtype=torch.float32)
+        rstd = torch.empty_like(mean)
+        for b, length in enumerate(self.lengths.tolist()):
+            # right padding: the valid part is a prefix, so each group's statistics are one native reduction
+            valid = x[b, :, :length].float().reshape(self.num_groups, -1)
+            var, group_mean = torch.var_mean(valid, dim=-1, correction=0)
+            mean[b] = group_mean.repeat_interleave(per_group)
+            rstd[b] = torch.rsqrt(var + self.eps).repeat_interleave(per_group)
+        scale = rstd * self.weight.float() if self.affine else rstd
+        shift = (self.bias.float() if self.affine else 0.0) - mean * scale
+        return torch.addcmul(shift[..., None], x.float(), scale[..., None]).to(x.dtype)  # one pass over x
+
+
+def _encoder_layers(encoder: nn.Module) -> nn.ModuleList | None:
+    layers = getattr(getattr(encoder, "encoder", None), "layers", None)
+    return layers if isinstance(layers, nn.ModuleList) else None
+
+
+def _truncated_ssl_config(config: KMeansUnitTokenizerConfig):
+    """The encoder config with only the transformer layers that `ssl_layer` needs (at least one)."""
+    ssl_config = copy.deepcopy(config.ssl_config)
+    if config.ssl_layer < ssl_config.num_hidden_layers:
+        ssl_config.num_hidden_layers = max(config.ssl_layer, 1)
+    return ssl_config
+
+
+class KMeansUnitTokenizer(PreTrainedModel):
+    r"""
+    Speech -> discrete units: a front end (MFCC + deltas, or `hidden_states[ssl_layer]` of any transformers audio
+    encoder) followed by a k-means quantiser whose centroids and feature standardisation are persistent buffers
+    (saved in safetensors by `save_pretrained`).
+
+    Inputs are what [`SpeechFeatureExtractor`] returns: `input_values` [B, T] at `config.sampling_rate`, right-padded,
+    with a sample-level `attention_mask` [B, T].
+
+    Example:
+
+    ```python
+    >>> import torch
+    >>> from hf_slm import KMeansUnitTokenizer, KMeansUnitTokenizerConfig, SpeechFeatureExtractor
+    >>> tokenizer = KMeansUnitTokenizer(KMeansUnitTokenizerConfig(num_units=8))
+    >>> fe = SpeechFeatureExtractor()
+    >>> _ = tokenizer.fit(torch.randn(1000, tokenizer.config.feature_dim), show_progress=False)
+    >>> inputs = fe([torch.randn(16000), torch.randn(8000)], sampling_rate=16000)
+    >>> out = tokenizer(**inputs)
+    >>> out.units.shape, out.units_mask.sum(-1).tolist()
+    (torch.Size([2, 49]), [49, 24])
+
+    ```
+    """
+
+    config_class = KMeansUnitTokenizerConfig
+    config: KMeansUnitTokenizerConfig
+    base_model_prefix = "unit_tokenizer"
+    main_input_name = "input_values"
+    input_modalities = "audio"
+    _no_split_modules = []
+    # attention lives in the SSL encoder; these let `attn_implementation=...` reach it
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_flex_attn = True
+
+    def __init__(self, config: KMeansUnitTokenizerConfig):
+        super().__init__(config)
+        self._group_norms: list[tuple[int, MaskedGroupNorm]] = []
+        if config.frontend == "mfcc":
+            self.mfcc = _build_mfcc(config)
+            self.ssl_encoder = None
+        else:
+            self.mfcc = None
+            self.ssl_encoder = AutoModel.from_config(_truncated_ssl_config(config))
+            if _encoder_layers(self.ssl_encoder) is None or not hasattr(
+                self.ssl_encoder, "_get_feat_extract_output_lengths"
+            ):
+                raise ValueError(
+                    f"{type(self.ssl_encoder).__name__} is not a wav2vec2-style encoder (conv feature encoder + "
+                    "`encoder.layers`); supported: HuBERT, wav2vec2, WavLM, Data2VecAudio, UniSpeech(SAT), SEW"
+                )
+            self._mask_group_norms()
+        dim = config.feature_dim
+        self.register_buffer("cluster_centers", torch.zeros(config.num_units, dim))
+        self.register_buffer("feature_mean", torch.zeros(dim))
+        self.register_buffer("feature_std", torch.ones(dim))
+        self.register_buffer("is_fitted", torch.zeros((), dtype=torch.bool))
+        self.post_init()
+
+    # The MFCC tokenizer has buffers but no parameters: transformers reads dtype/device from parameters.
+    @property
+    def dtype(self) -> torch.dtype:
+        param = next((p for p in self.parameters() if p.is_floating_point()), None)
+        return param.dtype if param is not None else self.cluster_centers.dtype
+
+    @property
+    def device(self) -> torch.device:
+        param = next(self.parameters(), None)
+        return param.device if param is not None else self.cluster_centers.device
+
+    @torch.no_grad()
+    def _init_weights(self, module):
+        if module is self.mfcc:
+            # non-persistent buffers come back from the meta device empty: recompute them from the config
+            fresh = dict(_build_mfcc(self.config).named_buffers())
+            for name, buffer in module.named_buffers():
+                buffer.copy_(fresh[name])
+        elif module is self or module.__module__.startswith("torchaudio"):
+            return  # the k-means buffers keep their "unfitted" values (or the loaded ones)
+        else:
+            super()._init_weights(module)
+
+    # ------------------------------------------------------------------ front ends
+    def _mask_group_norms(self) -> None:
+        """Swap every GroupNorm of the conv feature encoder for a `MaskedGroupNorm` (same weights)."""
+        conv_layers = getattr(getattr(self.ssl_encoder, "feature_extractor", None), "conv_layers", None)
+        if conv_layers is None:
+            return
+        for index, layer in enumerate(conv_layers):
+            for name, child in list(layer.named_children()):
+                if isinstance(child, nn.GroupNorm) and not isinstance(child, MaskedGroupNorm):
+                    masked = MaskedGroupNorm(child.num_groups, child.num_channels, child.eps, child.affine)
+                    masked.load_state_dict(child.state_dict())
+                    setattr(layer, name, masked)
+                    self._group_norms.append((index, masked))
+
+    def _conv_lengths(self, lengths: torch.Tensor, upto: int) -> torch.Tensor:
+        """Valid output length after conv layer `upto` (inclusive) for inputs of `lengths` samples."""
+        ssl = self.config.ssl_config
+        for kernel, stride in list(zip(ssl.conv_kernel, ssl.conv_stride))[: upto + 1]:
+            lengths = torch.div(lengths - kernel, stride, rounding_mode="floor") + 1
+        return lengths
+
+    @contextlib.contextmanager
+    def _norm_lengths(self, lengths: torch.Tensor | None):
+        for index, norm in self._group_norms:
+            norm.lengths = None if lengths is None else self._conv_lengths(lengths, index)
+        try:
+            yield
+        finally:
+            for _, norm in self._group_norms:
+                norm.lengths = None
+
+    @contextlib.contextmanager
+    def _capture_layer(self) -> Iterator[dict]:
+        """Capture `hidden_states[ssl_layer]` with a hook: the input of the first transformer layer (0) or the output
+        of layer `ssl_layer`, before any final encoder LayerNorm (as transformers 5 reports `hidden_states`)."""
+        captured: dict[str, torch.Tensor] = {}
+        layers = _encoder_layers(self.ssl_encoder)
+        layer = self.config.ssl_layer
+        if layer == 0:
+
+            def pre_hook(module, args, kwargs):
+                captured["hidden"] = args[0] if args else kwargs["hidden_states"]
+
+            handle = layers[0].register_forward_pre_hook(pre_hook, with_kwargs=True)
+        else:
+
+            def hook(module, args, output):
+                captured["hidden"] = output[0] if isinstance(output, tuple) else output
+
+            handle = layers[layer - 1].register_forward_hook(hook)
+        try:
+            yield captured
+        finally:
+            handle.remove()
+
+    def _ssl_features(self, input_values: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        encoder = self.ssl_encoder
+        padded = bool((lengths < input_values.shape[-1]).any())
+        mask = (torch.arange(input_values.shape[-1], device=input_values.device)[None] < lengths[:, None]).long()
+        dtype = next(encoder.parameters()).dtype
+        with self._norm_lengths(lengths if padded else None), self._capture_layer() as captured:
+            outputs = encoder(input_values.to(dtype), attention_mask=mask if padded else None, return_dict=True)
+        hidden = captured.get("hidden", outputs.last_hidden_state)
+        frame_lengths = encoder._get_feat_extract_output_lengths(lengths).long()
+        return hidden, frame_lengths
+
+    def _mfcc_features(self, input_values: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        config = self.config
+        with torch.autocast(input_values.device.type, enabled=False):
+            mfcc = self._mfcc64(input_values)  # [B, n_mfcc, frames]; center=False: frames stay inside the audio
+            frame_lengths = torch.div(lengths - config.n_fft, config.hop_length, rounding_mode="floor") + 1
+            feats = [mfcc]
+            if config.use_deltas:
+                delta = compute_deltas(mfcc, frame_lengths)
+                delta2 = compute_deltas(delta, frame_lengths)
+                feats += [delta, delta2]
+        return torch.cat(feats, dim=1).transpose(1, 2).float(), frame_lengths
+
+    def _mfcc64(self, waves: torch.Tensor) -> torch.Tensor:
+        """torchaudio's MFCC (log-mel variant) computed in float64 with its own window / mel bank / DCT buffers.
+
+        float64 makes the float32 result independent of the batch shape: BLAS picks different kernels (and summation
+        orders) for a 1-frame utterance alone and the same frames inside a batch; in float32 that shows as 1e-6
+        differences, in float64 it vanishes when rounding back to float32.
+        """
+        melspec = self.mfcc.MelSpectrogram
+        stft = melspec.spectrogram
+        power = torchaudio.functional.spectrogram(
+            waves.double(), pad=0, window=stft.window.double(), n_fft=stft.n_fft, hop_length=stft.hop_length,
+            win_length=stft.win_length, power=2.0, normalized=False, center=False,
+        )
+        mel = torch.matmul(power.transpose(-1, -2), melspec.mel_scale.fb.double())
+        return torch.matmul(torch.log(mel + 1e-6), self.mfcc.dct_mat.double()).transpose(-1, -2)
+
+    def _check_inputs(self, input_values: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+        if input_values.ndim != 2:
+            raise ValueError(
+                f"input_values must be [batch, samples] (use SpeechFeatureExtractor), got shape "
+                f"{tuple(input_values.shape)}"
+            )
+        batch, time = input_values.shape
+        if attention_mask is None:
+            lengths = torch.full((batch,), time, device=input_values.device, dtype=torch.long)
+        else:
+            if attention_mask.shape != input_values.shape:
+                raise ValueError(
+                    f"attention_mask shape {tuple(attention_mask.shape)} != input_values shape {tuple(input_values.shape)}"
+                )
+            lengths = attention_mask.long().sum(-1)
+            expected = torch.arange(time, device=attention_mask.device)[None] < lengths[:, None]
+            if not torch.equal(expected, attention_mask.bool()):
+                raise ValueError("attention_mask must be right-padded (ones, then zeros) in every row")
+        minimum = self.config.receptive_field
+        short = (lengths < minimum).nonzero().flatten().tolist()
+        if short:
+            i = short[0]
+            raise AudioInputError(
+                f"batch item {i}: {int(lengths[i])} samples is shorter than one analysis window of {minimum} samples "
+                f"({minimum / self.config.sampling_rate * 1000:.0f} ms at {self.config.sampling_rate} Hz)"
+            )
+        return lengths
+
+    def extract_features(
+        self, input_values: torch.Tensor, attention_mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.BoolTensor]:
+        """Front-end features [B, frames, feature_dim] (float32, not standardised) and the frame mask [B, frames]."""
+        if input_values.ndim == 1:
+            input_values = input_values[None]
+            attention_mask = None if attention_mask is None else attention_mask[None]
+        lengths = self._check_inputs(input_values, attention_mask)
+        if self.config.frontend == "mfcc":
+            features, frame_lengths = self._mfcc_features(input_values, lengths)
+        else:
+            features, frame_lengths = self._ssl_features(input_values, lengths)
+        frame_mask = torch.arange(features.shape[1], device=features.device)[None] < frame_lengths[:, None]
+        return features.float(), frame_mask
+
+    # ------------------------------------------------------------------ quantiser
+    def _require_fitted(self) -> None:
+        if not bool(self.is_fitted):
+            raise RuntimeError(
+                "KMeansUnitTokenizer is not fitted: its k-means centroids are unset. Call `fit(features)` or "
+                "`fit_on_dataset(dataset, feature_extractor)`, or load a fitted tokenizer with `from_pretrained`."
+            )
+
+    def quantize(self, features: torch.Tensor) -> torch.LongTensor:
+        """Nearest-centroid unit id for features [..., D] (standardised with the fitted mean/std first)."""
+        self._require_fitted()
+        if features.shape[-1] != self.cluster_centers.shape[-1]:
+            raise ValueError(f"features have dim {features.shape[-1]}, centroids {self.cluster_centers.shape[-1]}")
+        flat = (features.reshape(-1, features.shape[-1]).float() - self.feature_mean.float()) / self.feature_std.float()
+        return assign(flat, self.cluster_centers.float()).view(features.shape[:-1])
+
+    def forward(
+        self,
+        input_values: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        output_features: bool = False,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> KMeansUnitTokenizerOutput | tuple:
+        r"""
+        input_values (`torch.FloatTensor` of shape `(batch_size, num_samples)`):
+            Right-padded waveforms at `config.sampling_rate` (from [`SpeechFeatureExtractor`]).
+        attention_mask (`torch.LongTensor` of shape `(batch_size, num_samples)`, *optional*):
+            1 for real samples, 0 for padding. Without it every sample is real.
+        output_features (`bool`, *optional*, defaults to `False`):
+            Also return the front-end features.
+        """
+        self._require_fitted()
+        features, frame_mask = self.extract_features(input_values, attention_mask)
+        units = self.quantize(features).masked_fill(~frame_mask, self.config.pad_unit_id)
+        output = KMeansUnitTokenizerOutput(
+            units=units, units_mask=frame_mask, features=features if output_features else None
+        )
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        return output if return_dict else output.to_tuple()
+
+    @staticmethod
+    def deduplicate(
+        units: torch.Tensor, units_mask: torch.Tensor | None = None
+    ) -> list[tuple[torch.LongTensor, torch.LongTensor]]:
+        """Collapse runs of repeated units per utterance: [(units, durations in frames), ...] (padding dropped)."""
+        if units.ndim == 1:
+            units = units[None]
+            units_mask = None if units_mask is None else units_mask[None]
+        result = []
+        for i, row in enumerate(units):
+            valid = row if units_mask is None else row[units_mask[i].bool()]
+            values, counts = torch.unique_consecutive(valid, return_counts=True)
+            result.append((values.long(), counts.long()))
+        return result
+
+    # ------------------------------------------------------------------ fitting
+    @torch.no_grad()
+    def fit(
+        self,
+        features_or_batches: torch.Tensor | Iterable[torch.Tensor],
+        batch_size: int = 10000,
+        max_steps: int = 300,
+        init_size: int | None = None,
+        seed: int = 0,
+        device: str | torch.device | None = None,
+        show_progress: bool = True,
+    ) -> MiniBatchKMeans:
+        """Fit the feature standardisation and the k-means centroids.
+
+        Args:
+            features_or_batches: frame features [N, D], or an iterable of [n, D] / [B, T, D] tensors (padded frames
+                removed by the caller); iterables are concatenated in memory (cap them, e.g. `max_frames` of
+                `fit_on_dataset`).
+            batch_size, max_steps, init_size, seed: mini-batch k-means settings (see `MiniBatchKMeans`).
+            device: where k-means runs; defaults to the tokenizer's device.
+        Returns the fitted `MiniBatchKMeans` (its `inertia_` is the final mean squared distance).
+        """
+        if isinstance(features_or_batches, torch.Tensor):
+            features = features_or_batches
+        else:
+            chunks = [torch.as_tensor(c) for c in features_or_batches]
+            if not chunks:
+                raise ValueError("fit got no features")
+            features = torch.cat([c.reshape(-1, c.shape[-1]) for c in chunks])
+        features = features.reshape(-1, features.shape[-1]).float()
+        dim, k = self.config.feature_dim, self.config.num_units
+        if features.shape[-1] != dim:
+            raise ValueError(f"features have dim {features.shape[-1]}, but this tokenizer's feature_dim is {dim}")
+        if features.shape[0] < k:
+            raise ValueError(f"need at least num_units={k} frames to fit, got {features.shape[0]}")
+        if not torch.isfinite(features).all():
+            raise ValueError("features contain NaN/inf")
+        device = torch.device(device) if device is not None else self.cluster_centers.device
+        features = features.to(device)
+        mean = features.mean(0)
+        std = features.std(0).clamp_min(1e-5)
+        kmeans = MiniBatchKMeans(
+            k, batch_size=batch_size, max_steps=max_steps, init_size=init_size, seed=seed, device=device,
+            show_progress=show_progress,
+        ).fit((features - mean) / std)
+        self.cluster_centers.copy_(kmeans.cluster_centers.to(self.cluster_centers))
+        self.feature_mean.copy_(mean.to(self.feature_mean))
+        self.feature_std.copy_(std.to(self.feature_std))
+        self.is_fitted.fill_(True)
+        return kmeans
+
+    @torch.no_grad()
+    def collect_features(
+        self,
+        dataset: Any,
+        feature_extractor: Any,
+        audio_column: str = "audio",
+        batch_size: int = 8,
+        max_frames: int | None = 200_000,
+        show_progress: bool = True,
+    ) -> torch.Tensor:
+        """Stream a `datasets.Dataset` / `IterableDataset` through the feature extractor and front end; return the
+        valid frames [N, D] (on CPU), stopping after `max_frames`."""
+        if dataset.column_names is not None and audio_column not in dataset.column_names:
+            raise ValueError(f"dataset has no column {audio_column!r}; columns: {dataset.column_names}")
+        collected, total = [], 0
+        total_rows = len(dataset) if hasattr(dataset, "__len__") else None
+        progress = tqdm(total=total_rows, desc="extracting features", unit="utt", disable=not show_progress)
+        device = self.cluster_centers.device
+        for batch in dataset.select_columns([audio_column]).iter(batch_size=batch_size):
+            inputs = feature_extractor(batch[audio_column], return_tensors="pt")
+            features, mask = self.extract_features(
+                inputs["input_values"].to(device), inputs["attention_mask"].to(device)
+            )
+            frames = features[mask].cpu()
+            collected.append(frames)
+            total += frames.shape[0]
+            progress.update(len(batch[audio_column]))
+            progress.set_postfix(frames=total)
+            if max_frames is not None and total >= max_frames:
+                break
+        progress.close()
+        if not collected:
+            raise ValueError("the dataset gave no audio")
+        features = torch.cat(collected)
+        return features[:max_frames] if max_frames is not None else features
+
+    def fit_on_dataset(
+        self,
+        dataset: Any,
+        feature_extractor: Any,
+        audio_column: str = "audio",
+        batch_size: int = 8,
+        max_frames: int | None = 200_000,
+        shuffle: bool = True,
+        seed: int = 0,
+        show_progress: bool = True,
+        **kmeans_kwargs,
+    ) -> MiniBatchKMeans:
+        """Extract features of (a shuffled prefix of) `dataset` up to `max_frames` frames and `fit` on them.
+
+        `kmeans_kwargs` go to `fit` (`batch_size` there is named `kmeans_batch_size` here).
+        """
+        if shuffle and hasattr(dataset, "shuffle"):
+            dataset = dataset.shuffle(seed=seed)
+        was_training = self.training
+        self.eval()
+        features = self.collect_features(dataset, feature_extractor, audio_column, batch_size, max_frames, show_progress)
+        self.train(was_training)
+        if "kmeans_batch_size" in kmeans_kwargs:
+            kmeans_kwargs["batch_size"] = kmeans_kwargs.pop("kmeans_batch_size")
+        return self.fit(features, seed=seed, show_progress=show_progress, **kmeans_kwargs)
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_ssl_pretrained(
+        cls, name_or_path: str, layer: int, num_units: int = 100, **kwargs
+    ) -> KMeansUnitTokenizer:
+        """An (unfitted) SSL tokenizer around a real encoder checkpoint loaded with `AutoModel.from_pretrained`
+        (HuBERT, WavLM, wav2vec2, ...); only the layers up to `layer` are kept. `kwargs` go to the config."""
+        load_kwargs = {key: kwargs.pop(key) for key in ("revision", "token", "cache_dir", "local_files_only") if key in kwargs}
+        ssl_config = AutoConfig.from_pretrained(name_or_path, **load_kwargs)
+        config = KMeansUnitTokenizerConfig(
+            frontend="ssl", ssl_config=ssl_config, ssl_layer=layer, num_units=num_units, **kwargs
+        )
+        model = cls(config)
+        encoder = AutoModel.from_pretrained(name_or_path, config=_truncated_ssl_config(config), **load_kwargs)
+        model.ssl_encoder.load_state_dict(encoder.state_dict())
+        return model.eval()
+
+
+def _build_mfcc(config: KMeansUnitTokenizerConfig) -> torchaudio.transforms.MFCC:
+    """torchaudio MFCC whose window / mel bank / DCT buffers are computed from the config, never saved or loaded.
+
+    Built on CPU even when transformers instantiates the model on the meta device (torchaudio cannot compute its
+    filterbank there); the buffers are non-persistent so checkpoints hold only the k-means state.
+    """
+    with torch.device("cpu"):
+        mfcc = torchaudio.transforms.MFCC(
+            sample_rate=config.sampling_rate,
+            n_mfcc=config.n_mfcc,
+            log_mels=True,  # per-frame log (not AmplitudeToDB, whose top_db clamp looks at the whole utterance)
+            melkwargs={
+                "n_fft": config.n_fft,
+                "win_length": config.win_length,
+                "hop_length": config.hop_length,
+                "n_mels": config.n_mels,
+                "center": False,
+            },
+        )
+    for module in mfcc.modules():
+        module._non_persistent_buffers_set.update(name for name, _ in module.named_buffers(recurse=False))
+    return mfcc
+
+
+def compute_deltas(x: torch.Tensor, lengths: torch.Tensor, win_length: int = 5) -> torch.Tensor:
+    """`torchaudio.functional.compute_deltas` (replicate padding) of x [B, C, T] per utterance of `lengths` frames.
+
+    Frames past an utterance's end are first replaced by its last valid frame, so they act exactly like the
+    replicate padding the utterance sees alone; the regression is written elementwise (not as a conv1d) so every
+    output element is computed the same way whatever the batch shape, and padded batches equal single utterances
+    bit for bit.
+    """
+    n = (win_length - 1) // 2
+    time = x.shape[-1]
+    padded = torch.nn.functional.pad(_replicate_tail(x, lengths), (n, n), mode="replicate")
+    out = torch.zeros_like(x)
+    for k in range(1, n + 1):
+        out = out + k * (padded[..., n + k : n + k + time] - padded[..., n - k : n - k + time])
+    return out / (n * (n + 1) * (2 * n + 1) / 3)
+
+
+def _replicate_tail(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """x [B, C, T]: frames at t >= lengths[b] become a copy of frame lengths[b]-1 (what an utterance alone sees
+    from `compute_deltas`' replicate padding)."""
+    time = x.shape[-1]
+    index = torch.minimum(torch.arange(time, device=x.device)[None], (lengths - 1).clamp_min(0)[:, None])
+    return x.gather(-1, index[:, None, :].expand(-1, x.shape[1], -1))
+
+
+__all__ = ["KMeansUnitTokenizer", "KMeansUnitTokenizerOutput", "MaskedGroupNorm", "compute_deltas"]

@@ -1,0 +1,143 @@
+"""Log-mel analysis and the Griffin-Lim inverse: the signal processing shared by the vocoders and their losses."""
+
+from __future__ import annotations
+
+import torch
+import torchaudio
+from torch import nn
+
+#: Floor of the magnitude before the log (HiFi-GAN's `dynamic_range_compression` clamp).
+LOG_MEL_FLOOR = 1e-5
+
+
+def _check_waveform(waveform: torch.Tensor, name: str = "waveform") -> torch.Tensor:
+    if not torch.is_tensor(waveform):
+        raise ValueError(f"{name} must be a torch.Tensor, got {type(waveform).__name__}")
+    if waveform.dim() == 3 and waveform.shape[1] == 1:
+        waveform = waveform[:, 0]
+    if waveform.dim() == 1:
+        waveform = waveform[None]
+    if waveform.dim() != 2:
+        raise ValueError(f"{name} must be [batch, samples] (mono), got shape {tuple(waveform.shape)}")
+    if not waveform.is_floating_point():
+        raise ValueError(f"{name} must be a float tensor, got {waveform.dtype}")
+    return waveform
+
+
+class LogMelSpectrogram(nn.Module):
+    """Waveform [B, S] -> natural-log magnitude mel spectrogram [B, frames, n_mels] (transformers' time-major layout).
+
+    Magnitude (power 1) mel with slaney filters, floored at 1e-5 before the log, as HiFi-GAN's `mel_spectrogram`;
+    `center=True`, so frame k is centred on sample k * hop_length and S samples give S // hop_length + 1 frames.
+    Computed in float32 whatever the input dtype (the STFT under bf16 is not accurate enough for a loss).
+    """
+
+    def __init__(
+        self,
+        sampling_rate: int = 16000,
+        n_fft: int = 1024,
+        hop_length: int = 256,
+        win_length: int | None = None,
+        n_mels: int = 80,
+        f_min: float = 0.0,
+        f_max: float | None = None,
+    ):
+        super().__init__()
+        self.sampling_rate = sampling_rate
+        self.n_fft = n_fft
+        self.hop_length = hop_length
+        self.win_length = win_length or n_fft
+        self.n_mels = n_mels
+        self.f_min = f_min
+        self.f_max = f_max
+        self.mel = torchaudio.transforms.MelSpectrogram(
+            sample_rate=sampling_rate,
+            n_fft=n_fft,
+            hop_length=hop_length,
+            win_length=self.win_length,
+            f_min=f_min,
+            f_max=f_max,
+            n_mels=n_mels,
+            power=1.0,
+            center=True,
+            pad_mode="reflect",
+            norm="slaney",
+            mel_scale="slaney",
+        )
+
+    def num_frames(self, num_samples: torch.Tensor | int):
+        """Frames produced from `num_samples` samples (centred STFT)."""
+        return num_samples // self.hop_length + 1
+
+    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+        waveform = _check_waveform(waveform)
+        if waveform.shape[-1] <= self.n_fft // 2:
+            raise ValueError(
+                f"waveform has {waveform.shape[-1]} samples; the mel analysis (reflect padding of n_fft // 2 = "
+                f"{self.n_fft // 2}) needs more"
+            )
+        mel = self.mel.float()(waveform.float())
+        return torch.log(torch.clamp(mel, min=LOG_MEL_FLOOR)).transpose(1, 2)
+
+
+def griffin_lim_from_mel(
+    log_mel: torch.Tensor,
+    sampling_rate: int = 16000,
+    n_fft: int = 1024,
+    hop_length: int = 160,
+    win_length: int | None = None,
+    f_min: float = 0.0,
+    f_max: float | None = None,
+    n_iter: int = 32,
+    momentum: float = 0.99,
+    length: int | None = None,
+    rand_init: bool = False,
+) -> torch.Tensor:
+    """Pure signal-processing vocoder: log-mel -> linear magnitude (least squares) -> Griffin-Lim phase -> waveform.
+
+    The survey's "pure signal processing vocoder" baseline. `log_mel` is [frames, n_mels] or [B, frames, n_mels] in
+    the convention of [`LogMelSpectrogram`] (natural log of a magnitude slaney mel); the analysis parameters must be
+    the ones the mel was computed with. Returns [S] or [B, S] float32 with S = `length` or (frames - 1) * hop.
+    `rand_init=False` starts from zero phase, which makes the output deterministic.
+    """
+    if not torch.is_tensor(log_mel) or log_mel.dim() not in (2, 3):
+        shape = tuple(log_mel.shape) if torch.is_tensor(log_mel) else type(log_mel).__name__
+        raise ValueError(f"log_mel must be a [frames, n_mels] or [batch, frames, n_mels] tensor, got {shape}")
+    unbatched = log_mel.dim() == 2
+    log_mel = log_mel[None] if unbatched else log_mel
+    if log_mel.shape[1] < 2:
+        raise ValueError(f"log_mel needs at least 2 frames for Griffin-Lim, got {log_mel.shape[1]}")
+    win_length = win_length or n_fft
+    n_mels = log_mel.shape[-1]
+    mel = torch.exp(log_mel.float()).transpose(1, 2)  # [B, n_mels, frames]
+    inverse = torchaudio.transforms.InverseMelScale(
+        n_stft=n_fft // 2 + 1,
+        n_mels=n_mels,
+        sample_rate=sampling_rate,
+        f_min=f_min,
+        f_max=f_max,
+        norm="slaney",
+        mel_scale="slaney",
+    ).to(mel.device)
+    magnitude = inverse(mel)
+    window = torch.hann_window(win_length, device=mel.device)
+    # torchaudio's griffinlim re-analyses its own output, so it must run at the natural length (frames - 1) * hop.
+    waveform = torchaudio.functional.griffinlim(
+        magnitude,
+        window=window,
+        n_fft=n_fft,
+        hop_length=hop_length,
+        win_length=win_length,
+        power=1.0,
+        n_iter=n_iter,
+        momentum=momentum,
+        length=None,
+        rand_init=rand_init,
+    )
+    if length is not None:
+        waveform = waveform[..., :length]
+        waveform = torch.nn.functional.pad(waveform, (0, length - waveform.shape[-1]))
+    return waveform[0] if unbatched else waveform
+
+
+__all__ = ["LOG_MEL_FLOOR", "LogMelSpectrogram", "griffin_lim_from_mel"]
