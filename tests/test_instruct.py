@@ -379,3 +379,36 @@ def test_example_script_runs_on_tiny_config(tmp_path):
     assert summary["steps"] == 2 and summary["rows"] > 0 and not summary["merged"]
     pipe = SpokenChatPipeline.from_pretrained(summary["variant"])
     assert pipe.chat("what is two plus three", max_new_tokens=2, vocode=False).token_ids
+
+
+# ---------------------------------------------------------------------------------------------------- DPO (TRL)
+def test_layout_tokenizer_maps_names_to_layout_ids(tokenizer):
+    from hf_slm.instruct.preference import build_speech_preferences, layout_tokenizer, units_to_string
+
+    model = _chat_model(tokenizer)
+    tok = layout_tokenizer(model)
+    layout = model.config.vocab_layout
+    ids = tok("<s>[Speech]" + units_to_string([3, 0, 15]) + "</s>", add_special_tokens=True)["input_ids"]
+    assert ids == [layout.bos_token_id, layout.speech_token_id, *layout.units_to_token_ids([3, 0, 15]).tolist(),
+                   layout.eos_token_id]  # fmt: skip
+    assert tok.pad_token_id == layout.pad_token_id and tok.eos_token_id == layout.eos_token_id
+    data = build_speech_preferences([[1, 2]], [[3]], [[4, 5]])
+    assert data[0] == {"prompt": "<s>[Speech]<unit_1><unit_2>", "chosen": "<unit_3>", "rejected": "<unit_4><unit_5>"}
+    with pytest.raises(ValueError, match="empty"):
+        build_speech_preferences([[1]], [[]], [[2]])
+
+
+def test_dpo_example_prefers_real_continuations(tmp_path):
+    pytest.importorskip("trl", reason="DPO needs TRL: pip install 'hf_slm[instruct]'")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, str(EXAMPLE / "dpo.py"), "--output_dir", str(tmp_path / "dpo"), "--max_steps", "4",
+           "--num_pairs", "8", "--per_device_train_batch_size", "4", "--learning_rate", "1e-3", "--logging_steps",
+           "1", "--report_to", "none", "--use_cpu", "true", "--save_strategy", "no", "--seed", "0",
+           "--synth_cache_dir", str(tmp_path / "speech")]  # fmt: skip
+    result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((tmp_path / "dpo" / "dpo_summary.json").read_text())
+    assert summary["steps"] == 4 and summary["pairs"] == 8
+    assert summary["last_loss"] < summary["first_loss"]  # the policy moves towards real speech
+    pipe = SpeechLMPipeline.from_pretrained(summary["variant"])
+    assert type(pipe.language_model.get_base_model()) is SpeechLMForCausalLM
