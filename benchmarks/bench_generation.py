@@ -1,7 +1,8 @@
 """Batch-1 unit generation throughput: `FastUnitGenerator` vs `model.generate` (HF), same model, same run.
 
-Both decode greedily (units and `</s>` allowed, i.e. `model.generate_units`, which calls `model.generate`) from the same 20-unit prompt for exactly `--new-tokens` tokens (the `</s>` row of the output
-layer is zeroed so that a random model does not stop early) and time prefill + decode. Reported: tokens/s of each
+Both decode greedily (units and `</s>` allowed: `model.generate_units`, which calls `model.generate`) from the same
+20-unit prompt for exactly `--new-tokens` tokens (the `</s>` row of the output layer is zeroed so that a random model
+does not stop early) and time prefill + decode. Reported: tokens/s of each
 (median of `--repeats` interleaved runs, after one warm-up run each that also pays any compilation), the share of
 identical tokens, and last `ratio: X` = fast / generate. On `--device cpu --threads 1` the rates use the process's CPU
 time (on a shared machine wall time mostly measures the other jobs); wall-time rates are printed next to them.
@@ -23,11 +24,10 @@ from transformers import LlamaConfig
 
 from hf_slm.models.speech_lm import FastUnitGenerator, SpeechLMConfig, SpeechLMForCausalLM
 
-SIZES = {
-    "tiny": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2),
-    "small": dict(hidden_size=256, intermediate_size=704, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=4),
-    # ~115M parameters: the size of the anchor (HF generate, bf16, batch 1, ~92 tokens/s on an H100)
-    "115m": dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12, num_key_value_heads=12),
+SIZES = {  # Llama backbones: (hidden, MLP, layers, heads, kv heads)
+    "tiny": (64, 128, 2, 4, 2),
+    "small": (256, 704, 4, 4, 4),  # SpeechLMConfig's default backbone
+    "115m": (768, 3072, 12, 12, 12),  # the anchor's size (HF generate, bf16, batch 1: ~92 tokens/s on an H100)
 }
 
 
@@ -36,7 +36,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--size", default="tiny", choices=sorted(SIZES))
     parser.add_argument("--new-tokens", type=int, default=200)
-    parser.add_argument("--dtype", default=None, choices=["float32", "bfloat16"], help="default: bf16 on cuda, fp32 on cpu")
+    parser.add_argument(
+        "--dtype", default=None, choices=["float32", "bfloat16"], help="default: bf16 on cuda, fp32 on cpu"
+    )
     parser.add_argument("--compile", default="auto", choices=["auto", "on", "off"], help="auto: on for cuda only")
     parser.add_argument("--num-units", type=int, default=500)
     parser.add_argument("--repeats", type=int, default=3)
@@ -47,7 +49,15 @@ def parse_args() -> argparse.Namespace:
 
 def build_model(args, device, dtype) -> SpeechLMForCausalLM:
     torch.manual_seed(args.seed)
-    backbone = LlamaConfig(**SIZES[args.size], max_position_embeddings=4096)
+    hidden, mlp, layers, heads, kv_heads = SIZES[args.size]
+    backbone = LlamaConfig(
+        hidden_size=hidden,
+        intermediate_size=mlp,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        max_position_embeddings=4096,
+    )
     model = SpeechLMForCausalLM(SpeechLMConfig(backbone_config=backbone, num_units=args.num_units))
     with torch.no_grad():  # no early </s>: both paths then generate exactly --new-tokens tokens
         model.get_output_embeddings().weight[model.config.eos_token_id] = 0.0

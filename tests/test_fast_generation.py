@@ -66,7 +66,9 @@ class Bias(LogitsProcessor):
 
 
 # ====================================================================== same units as generate_units
-@pytest.mark.parametrize("prompt", [[1, 2, 3], [], [7] * 12, list(range(NUM_UNITS))], ids=["short", "empty", "repeat", "all"])
+@pytest.mark.parametrize(
+    "prompt", [[1, 2, 3], [], [7] * 12, list(range(NUM_UNITS))], ids=["short", "empty", "repeat", "all"]
+)
 @pytest.mark.parametrize("cache", ["dynamic", "static"])
 def test_greedy_equals_generate_units_token_for_token(prompt, cache):
     model = tiny_model(seed=len(prompt))
@@ -79,8 +81,9 @@ def test_greedy_equals_generate_units_with_task_tag_and_stop_at_eos():
     model = tiny_model(task_tokens=["[TTS]"], use_modality_tokens=False)
     fast = FastUnitGenerator(model)
     stop = [EosAfter(9, model.config.eos_token_id)]
-    expected = model.generate_units(torch.tensor([4, 5]), max_new_tokens=30, do_sample=False, task="[TTS]", logits_processor=stop)[0]
-    got = fast.generate([4, 5], max_new_tokens=30, do_sample=False, task="[TTS]", logits_processor=stop)
+    kwargs = {"max_new_tokens": 30, "do_sample": False, "task": "[TTS]", "logits_processor": stop}
+    expected = model.generate_units(torch.tensor([4, 5]), **kwargs)[0]
+    got = fast.generate([4, 5], **kwargs)
     assert len(expected) == 9 - 4 and torch.equal(got, expected)  # <s> [TTS] u u + 5 units, then </s>
 
 
@@ -115,8 +118,9 @@ def test_user_logits_processor_sees_the_same_history():
     model = tiny_model(seed=3)
     fast = FastUnitGenerator(model)
     penalty = [RepetitionPenaltyLogitsProcessor(penalty=3.0)]
-    expected = model.generate_units(torch.tensor([1, 1, 2]), max_new_tokens=30, do_sample=False, logits_processor=penalty)[0]
-    assert torch.equal(fast.generate([1, 1, 2], max_new_tokens=30, do_sample=False, logits_processor=penalty), expected)
+    kwargs = {"max_new_tokens": 30, "do_sample": False, "logits_processor": penalty}
+    expected = model.generate_units(torch.tensor([1, 1, 2]), **kwargs)[0]
+    assert torch.equal(fast.generate([1, 1, 2], **kwargs), expected)
 
 
 # ====================================================================== streaming, caches, sync
@@ -176,6 +180,17 @@ def test_fast_generator_errors():
 def test_auto_compile_is_off_on_cpu():
     fast = FastUnitGenerator(tiny_model())
     assert fast.compile is False and fast.cache_implementation == "dynamic"
+
+
+def test_compiled_steps_are_reused_for_equal_sampling_settings():
+    """Warpers are rebuilt on every call; equal settings must map to one compiled graph (no recompiles per call)."""
+    fast = FastUnitGenerator(tiny_model(), compile=True)  # torch.compile is lazy: nothing compiles here
+    for _ in range(3):
+        fast._step_function(False, fast._warpers(True, 0.7, 5, None))
+        fast._step_function(True, fast._warpers(False, None, None, None))
+    assert len(fast._compiled) == 2
+    fast._step_function(False, fast._warpers(True, 0.7, 6, None))
+    assert len(fast._compiled) == 3
 
 
 @pytest.mark.slow
@@ -240,24 +255,25 @@ def test_ras_reproducible_with_a_generator_and_validates():
     a = RepetitionAwareSamplingLogitsProcessor(generator=torch.Generator().manual_seed(5))(history, scores)
     b = RepetitionAwareSamplingLogitsProcessor(generator=torch.Generator().manual_seed(5))(history, scores)
     assert torch.equal(a, b)
-    for kwargs, name in (({"top_p": 0}, "top_p"), ({"window_size": 0}, "window_size"), ({"threshold": 2}, "threshold"), ({"top_k": 0}, "top_k"), ({"temperature": 0}, "temperature")):
+    for name, bad in (("top_p", 0), ("window_size", 0), ("threshold", 2), ("top_k", 0), ("temperature", 0)):
         with pytest.raises(ValueError, match=name):
-            RepetitionAwareSamplingLogitsProcessor(**kwargs)
+            RepetitionAwareSamplingLogitsProcessor(**{name: bad})
 
 
 def test_ras_inside_generate_units_and_fast_generator_agree_and_break_loops():
     model = tiny_model(seed=8)
     loop_prone = Bias(model.config.unit_token_offset, 5.0)  # unit 0 gets ~0.9 of the mass everywhere
-    looped = model.generate_units(torch.tensor([0, 0]), max_new_tokens=30, do_sample=False, logits_processor=[loop_prone])[0]
+    prompt = torch.tensor([0, 0])
+    looped = model.generate_units(prompt, max_new_tokens=30, do_sample=False, logits_processor=[loop_prone])[0]
     assert bool((looped == 0).all())
     processors = [loop_prone, RepetitionAwareSamplingLogitsProcessor(top_p=0.8, window_size=10, threshold=0.1)]
     torch.manual_seed(4)
-    expected = model.generate_units(torch.tensor([0, 0]), max_new_tokens=30, do_sample=True, logits_processor=processors)[0]
+    expected = model.generate_units(prompt, max_new_tokens=30, do_sample=True, logits_processor=processors)[0]
     torch.manual_seed(4)
     got = FastUnitGenerator(model).generate([0, 0], max_new_tokens=30, do_sample=True, logits_processor=processors)
     assert torch.equal(got, expected)
     torch.manual_seed(4)
-    greedy = model.generate_units(torch.tensor([0, 0]), max_new_tokens=30, do_sample=False, logits_processor=processors)[0]
+    greedy = model.generate_units(prompt, max_new_tokens=30, do_sample=False, logits_processor=processors)[0]
     assert len(greedy) and not bool((greedy == 0).all())  # RAS chooses even under greedy decoding: the loop breaks
 
 

@@ -72,7 +72,8 @@ def test_config_defaults_and_derived_values():
     assert (codec.stream_kind, codec.stream_vocab_sizes, codec.delays) == ("codec", [1024] * 4, [0, 1, 2, 3])
     assert codec.stream_names == ("codebook_0", "codebook_1", "codebook_2", "codebook_3")
     pgslm = MultiStreamSpeechLMConfig(stream_kind="pgslm")
-    assert (pgslm.stream_names, pgslm.stream_vocab_sizes, pgslm.delays) == (("units", "duration", "f0"), [100, 32, 33], [0, 1, 1])
+    assert pgslm.stream_names == ("units", "duration", "f0")
+    assert (pgslm.stream_vocab_sizes, pgslm.delays) == ([100, 32, 33], [0, 1, 1])
     config = MultiStreamSpeechLMConfig(stream_vocab_sizes=[5, 3], delays=[0, 2])
     assert config.stream_token_offsets == [0, 7]
     assert config.embedding_vocab_size == config.backbone_config.vocab_size == 12
@@ -216,7 +217,8 @@ def test_forward_input_errors():
 
 
 def test_any_decoder_backbone_gpt2():
-    tester = MultiStreamModelTester(backbone=GPT2Config(n_embd=32, n_layer=2, n_head=2, n_positions=64), delays=[0, 1, 1])
+    gpt2 = GPT2Config(n_embd=32, n_layer=2, n_head=2, n_positions=64)
+    tester = MultiStreamModelTester(backbone=gpt2, delays=[0, 1, 1])
     model = tester.get_model()
     out = model(**model.prepare_inputs(tester.get_frames()))
     assert out.logits.shape == (2, 3, 8, 8) and torch.isfinite(out.loss)
@@ -346,7 +348,8 @@ def test_prosody_quantizer_f0_bins_and_stream_round_trip():
     streams = quantizer.build_streams(units, f0)
     assert streams[0].tolist() == [3, 1, 7, 2]
     assert streams[1].tolist() == [2, 0, 3, 1]  # durations 3, 1, 6 (clipped to 4), 2 -> token = frames - 1
-    voiced_f0 = torch.tensor([math.exp((math.log(120) + math.log(125)) / 2), 0.0, math.exp(sum(map(math.log, (200, 210, 205))) / 3), 80.0])
+    geometric_mean = lambda *hz: math.exp(sum(map(math.log, hz)) / len(hz))  # noqa: E731
+    voiced_f0 = torch.tensor([geometric_mean(120, 125), 0.0, geometric_mean(200, 210, 205), 80.0])
     assert streams[2].tolist() == quantizer.quantize_f0(voiced_f0).tolist()  # unit 7: 3 of 6 frames voiced
     frame_units, frame_f0 = quantizer.expand_streams(streams)
     assert frame_units.tolist() == [3, 3, 3, 1, 7, 7, 7, 7, 2, 2]  # the 6-frame run comes back as 4

@@ -266,7 +266,8 @@ def _build_backbone_config(backbone_config) -> PretrainedConfig:
     if not isinstance(backbone_config, PretrainedConfig):
         raise ValueError(f"backbone_config must be a dict or a PretrainedConfig, got {type(backbone_config).__name__}")
     if not hasattr(backbone_config, "vocab_size"):
-        raise ValueError(f"backbone_config ({type(backbone_config).__name__}) has no `vocab_size`: it must be a decoder")
+        name = type(backbone_config).__name__
+        raise ValueError(f"backbone_config ({name}) has no `vocab_size`: it must describe a decoder")
     return copy.deepcopy(backbone_config)  # its vocab_size / special ids are rewritten; leave the caller's alone
 
 

@@ -152,7 +152,9 @@ class FastUnitGenerator:
         if compile not in (True, False, "auto"):
             raise ValueError(f"compile must be True, False or 'auto', got {compile!r}")
         if cache_implementation not in ("auto", "static", "dynamic"):
-            raise ValueError(f"cache_implementation must be 'auto', 'static' or 'dynamic', got {cache_implementation!r}")
+            raise ValueError(
+                f"cache_implementation must be 'auto', 'static' or 'dynamic', got {cache_implementation!r}"
+            )
         if max_cache_len is not None and (not isinstance(max_cache_len, int) or max_cache_len < 2):
             raise ValueError(f"max_cache_len must be an int >= 2, got {max_cache_len!r}")
         self.model = model
@@ -218,7 +220,8 @@ class FastUnitGenerator:
         lm = self.model.language_model
         logits = lm(input_ids=input_ids, past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
         position = torch.full((1, 1), prompt_len, dtype=torch.long, device=input_ids.device)
-        next_token = self._choose(logits.float() + self._allowed_bias, history[:, :prompt_len], processors, warpers, do_sample)
+        scores = logits.float() + self._allowed_bias
+        next_token = self._choose(scores, history[:, :prompt_len], processors, warpers, do_sample)
         flushed = prompt_len
         for i in range(max_new_tokens):
             history[:, prompt_len + i] = next_token[:, 0]
@@ -321,7 +324,8 @@ class FastUnitGenerator:
 
         if not self.compile:
             return step
-        key = f"greedy={greedy},warpers={[repr(w) for w in warpers]}"
+        # keyed by the warpers' settings (they are rebuilt each call), so that equal settings reuse one graph
+        key = (greedy, tuple((type(w).__name__, str(sorted(vars(w).items()))) for w in warpers))
         if key not in self._compiled:
             self._compiled[key] = _compiled_or_eager(step, self.model.device.type)
         return self._compiled[key]

@@ -81,7 +81,8 @@ def undo_delay_pattern(delayed: torch.Tensor, delays: Sequence[int]) -> torch.Lo
     num_frames = total - max(delays)
     if num_frames < 0:
         raise ValueError(f"a delayed sequence of {total} positions is shorter than the largest delay {max(delays)}")
-    index = torch.arange(num_frames, device=delayed.device)[None, :] + torch.tensor(delays, device=delayed.device)[:, None]
+    shifts = torch.tensor(delays, device=delayed.device)[:, None]
+    index = torch.arange(num_frames, device=delayed.device)[None, :] + shifts
     return delayed.gather(2, index[None].expand(batch, -1, -1)).long()
 
 
@@ -220,11 +221,11 @@ class MultiStreamSpeechLMForCausalLM(MultiStreamSpeechLMPreTrainedModel):
             input_ids with -100 on every <pad> / <s> / padding position}` on the model's device.
         """
         config = self.config
-        streams = torch.as_tensor(streams)
+        streams = torch.as_tensor(streams).cpu()  # small integer bookkeeping; the result goes to the model's device
         if attention_mask is None:
             lengths = torch.full((streams.shape[0],), streams.shape[-1], dtype=torch.long)
         else:
-            attention_mask = torch.as_tensor(attention_mask)
+            attention_mask = torch.as_tensor(attention_mask).cpu()
             if attention_mask.shape != (streams.shape[0], streams.shape[-1]):
                 raise ValueError(
                     f"attention_mask must be [batch, frames] = {(streams.shape[0], streams.shape[-1])}, got "
@@ -240,7 +241,11 @@ class MultiStreamSpeechLMForCausalLM(MultiStreamSpeechLMPreTrainedModel):
         input_ids = torch.cat([bos, delayed], dim=-1)
         labels = torch.cat([torch.full_like(bos, -100), delayed.masked_fill(~real, -100)], dim=-1)
         mask = _right_padding_mask(1 + lengths + config.max_delay, input_ids.shape[-1])
-        return {"input_ids": input_ids.to(self.device), "attention_mask": mask.to(self.device), "labels": labels.to(self.device)}
+        return {
+            "input_ids": input_ids.to(self.device),
+            "attention_mask": mask.to(self.device),
+            "labels": labels.to(self.device),
+        }
 
     # ------------------------------------------------------------------ forward
     def forward(

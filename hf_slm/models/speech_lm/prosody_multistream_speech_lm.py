@@ -172,11 +172,15 @@ class ProsodyQuantizer:
             units, durations = torch.unique_consecutive(units, return_counts=True)
         durations = torch.as_tensor(durations).long()
         if durations.shape != units.shape or (durations.numel() and int(durations.min()) < 1):
-            raise ValueError(f"durations must be >= 1, one per unit ({tuple(units.shape)}), got {tuple(durations.shape)}")
+            raise ValueError(
+                f"durations must be >= 1, one per unit ({tuple(units.shape)}), got {durations.tolist()}"
+            )
         num_frames = int(durations.sum())
         f0 = torch.as_tensor(f0, dtype=torch.float32)
         if f0.dim() != 1 or abs(f0.shape[0] - num_frames) > 2 or (num_frames and f0.shape[0] == 0):
-            raise ValueError(f"f0 must be 1-D with one value per unit frame ({num_frames}), got shape {tuple(f0.shape)}")
+            raise ValueError(
+                f"f0 must be 1-D with one value per unit frame ({num_frames}), got shape {tuple(f0.shape)}"
+            )
         f0 = f0[:num_frames]
         if f0.shape[0] < num_frames:
             f0 = torch.cat([f0, f0[-1:].expand(num_frames - f0.shape[0])])
@@ -195,7 +199,8 @@ class ProsodyQuantizer:
         if streams.dim() != 2 or streams.shape[0] != 3:
             raise ValueError(f"streams must be [3 (units, duration, f0), N], got shape {tuple(streams.shape)}")
         units, duration_tokens, f0_tokens = streams
-        if duration_tokens.numel() and (int(duration_tokens.min()) < 0 or int(duration_tokens.max()) >= self.max_duration):
+        low, high = (int(duration_tokens.min()), int(duration_tokens.max())) if duration_tokens.numel() else (0, 0)
+        if low < 0 or high >= self.max_duration:
             raise ValueError(f"duration tokens must lie in [0, {self.max_duration})")
         durations = duration_tokens + 1
         return units.repeat_interleave(durations), self.dequantize_f0(f0_tokens).repeat_interleave(durations)
