@@ -16,6 +16,7 @@ from .data import (
     synthetic_slu_commands,
     word_level_tokenizer,
 )
+from .preference import build_speech_preferences, layout_tokenizer, units_to_string
 from .tuning import (
     LORA_TARGET_MODULES,
     add_task_tokens,
@@ -41,13 +42,16 @@ __all__ = [
     "build_cross_modal",
     "build_silence_mode",
     "build_slu",
+    "build_speech_preferences",
     "default_lora_config",
     "espeak_speaker",
     "instruction_words",
+    "layout_tokenizer",
     "merge_adapter",
     "noise_waveforms",
     "save_instruct_variant",
     "synthetic_qa_pairs",
     "synthetic_slu_commands",
+    "units_to_string",
     "word_level_tokenizer",
 ]
