@@ -360,19 +360,39 @@ def test_killed_run_resumes_from_its_last_checkpoint(reference_run, speech_datas
         assert losses[step] == pytest.approx(reference[step], rel=1e-4, abs=1e-5), step
 
 
-def test_twist_warm_start_with_wrapped_packing(reference_run, speech_dataset, tmp_path):
+@pytest.fixture(scope="module")
+def script():
+    """The example script as a module (for in-process runs)."""
+    spec = importlib.util.spec_from_file_location("pretrain_speech_lm", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve string annotations through sys.modules
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules[spec.name]
+    return module
+
+
+def test_script_arguments(script, tmp_path):
+    data_args, model_args, training_args = script.parse_arguments([str(CONFIG_TINY), "--max_steps", "7"])
+    assert training_args.max_steps == 7 and model_args.hidden_size == 64 and data_args.seq_length == 256  # flag, JSON
+    assert training_args.remove_unused_columns is False
+    help_text = script.HfArgumentParser((script.SpeechDataArguments, script.SpeechModelArguments,
+                                         script.TrainingArguments)).format_help()  # fmt: skip
+    assert "--init_from_text_lm" in help_text and "--packing" in help_text
+    (tmp_path / "bad.json").write_text(json.dumps({"hidden_size": 8, "hiden_layers": 2}))
+    with pytest.raises(ValueError, match=r"unknown argument\(s\) \['hiden_layers'\]"):
+        script.parse_arguments([str(tmp_path / "bad.json")])
+    with pytest.raises(ValueError, match="packing must be one of"):
+        script.parse_arguments([str(CONFIG_TINY), "--packing", "greedy"])
+
+
+def test_twist_warm_start_with_wrapped_packing(script, reference_run, speech_dataset, tmp_path):
     """In process: `--init_from_text_lm` keeps the text LM's rows and appends units after them."""
     torch.manual_seed(0)
     text_lm = LlamaForCausalLM(LlamaConfig(vocab_size=50, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                                            num_attention_heads=2, tie_word_embeddings=False))  # fmt: skip
     text_lm.save_pretrained(tmp_path / "text_lm")
-    spec = importlib.util.spec_from_file_location("pretrain_speech_lm", SCRIPT)
-    script = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = script  # dataclasses resolve string annotations through sys.modules
-    try:
-        spec.loader.exec_module(script)
-    finally:
-        del sys.modules[spec.name]
     args = _script_args(
         speech_dataset, tmp_path / "twist", init_from_text_lm=tmp_path / "text_lm", packing="wrapped", max_steps=2,
         speech_tokenizer_path=reference_run / "speech_tokenizer", save_steps=100,

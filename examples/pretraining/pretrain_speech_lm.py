@@ -64,7 +64,7 @@ class SpeechDataArguments:
     pitches: str = field(default="35,50,65", metadata={"help": "Comma-separated base pitches (0-99)."})
     synthesis_num_proc: int = field(default=1, metadata={"help": "espeak-ng worker processes."})
     num_eval_utterances: int = field(
-        default=20, metadata={"help": "Held-out utterances when the dataset has no eval split (at most 10%)."}
+        default=20, metadata={"help": "Held-out utterances when the dataset has no eval split (at most a tenth)."}
     )
     tokenize_batch_size: int = field(default=16, metadata={"help": "Utterances per unit-tokenisation batch."})
     deduplicate_units: bool = field(
