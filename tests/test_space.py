@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -211,6 +212,17 @@ def test_variant_without_instruct_tags_is_refused_by_name():
     spec.loader.exec_module(app)
     assert "no instruct adapter" in app.chat_support(tiny_pipeline())
     assert app.chat_support(tiny_instruct_pipeline()) is None
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg to make the compressed files")
+def test_every_common_format_is_accepted(client, speech, pipe, tmp_path):
+    path, duration = speech
+    for ext in ("flac", "ogg", "mp3", "m4a", "opus", "webm"):
+        target = tmp_path / f"speech.{ext}"
+        subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", path, str(target)], check=True)
+        stats, _, units = client.predict(handle_file(str(target)), False, api_name="/inspect")
+        frames = len(_units(units)) / pipe.speech_tokenizer.config.frame_rate
+        assert abs(frames - duration) < 0.1, (ext, stats)  # codecs pad a little
 
 
 def _write(folder: Path, name: str, data) -> str:
