@@ -448,3 +448,20 @@ def test_save_load_auto_and_remote_code(tmp_path):
     module, values = result.stdout.strip().splitlines()[-1].split(" ", 1)
     assert module.startswith("transformers_modules")
     assert values == str(expected.flatten().tolist())
+
+
+def test_trainer_runs_two_steps(tmp_path):
+    from transformers import Trainer, TrainingArguments, default_data_collator
+
+    tester = MultiStreamModelTester(delays=[0, 1, 2], depth=True)
+    model = tester.get_model().train()
+    inputs = model.prepare_inputs(tester.get_frames(batch=8, frames=6))
+    examples = [{name: value[i] for name, value in inputs.items()} for i in range(8)]
+    before = model.heads[0].weight.detach().clone()
+    args = TrainingArguments(
+        output_dir=str(tmp_path), per_device_train_batch_size=4, max_steps=2, learning_rate=1e-2,
+        gradient_accumulation_steps=1, report_to=[], save_strategy="no", logging_steps=1, use_cpu=True,
+    )
+    trainer = Trainer(model=model, args=args, train_dataset=examples, data_collator=default_data_collator)
+    result = trainer.train()
+    assert math.isfinite(result.training_loss) and not torch.equal(model.heads[0].weight, before)
