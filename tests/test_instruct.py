@@ -245,6 +245,26 @@ def test_lora_step_changes_only_adapter_and_saved_modules(tokenizer, chat, tmp_p
     assert any(".modules_to_save." in n for n in changed) and any("lora_B" in n for n in changed)
 
 
+def test_tied_backbone_trains_token_rows_of_embedding_and_head(tokenizer):
+    """GPT-2 ties its head to the embedding: the trained rows must reach both, and merging must keep them tied."""
+    model = _chat_model(tokenizer, "gpt2")
+    peft_model = attach_adapter(model, default_lora_config(model, r=4)).train()
+    config = model.config
+    ids = torch.tensor([[config.bos_token_id, config.token_id("[User]"), len(tokenizer) + 3,
+                         config.token_id("[Assistant]"), config.speech_token_id, len(tokenizer) + 5]])  # fmt: skip
+    optimizer = torch.optim.SGD([p for p in peft_model.parameters() if p.requires_grad], lr=1.0)
+    peft_model(input_ids=ids, labels=ids).loss.backward()
+    optimizer.step()
+    (delta,) = [p for n, p in peft_model.named_parameters() if "trainable_tokens_delta" in n]
+    assert float(delta.detach().abs().sum()) > 0
+    with torch.no_grad():
+        expected = peft_model.eval()(input_ids=ids).logits
+        merged = merge_adapter(peft_model)
+        backbone = merged.language_model
+        assert backbone.get_output_embeddings().weight is backbone.get_input_embeddings().weight
+        torch.testing.assert_close(merged(input_ids=ids).logits, expected, atol=1e-5, rtol=1e-4)
+
+
 def _base_variant(tokenizer, tmp_path, seed=0):
     torch.manual_seed(seed)
     config = SpeechLMConfig(backbone_config=_tiny_backbone(), text_vocab_size=len(tokenizer), num_units=NUM_UNITS)
@@ -319,8 +339,11 @@ def test_silence_mode_after_short_tuning(tmp_path):
     silent_noise = [pipe.chat(n, sampling_rate=16000, max_new_tokens=3, vocode=False).silent for n in held_out_noise]
     silent_queries = [pipe.chat({"role": "user", "content": [{"type": "speech", "units": u}]}, max_new_tokens=3,
                                 vocode=False).silent for u in query_units]  # fmt: skip
-    assert sum(silent_noise) >= 5, silent_noise
-    assert sum(silent_queries) <= 1, silent_queries
+    held_out_queries = speak([q for q, _ in synthetic_qa_pairs(6, seed=99)])
+    silent_held_out = [pipe.chat({"role": "user", "content": [{"type": "speech", "units": u}]}, max_new_tokens=3,
+                                 vocode=False).silent for u in held_out_queries]  # fmt: skip
+    assert sum(silent_noise) >= 5, silent_noise  # measured: 6/6 for 4 seeds
+    assert sum(silent_queries) <= 1 and sum(silent_held_out) <= 1, (silent_queries, silent_held_out)  # measured: 0
 
 
 # ---------------------------------------------------------------------------------------------------- spoken chat

@@ -88,7 +88,7 @@ def default_lora_config(
     modules_to_save = None
     if train_embeddings:
         input_embeddings, output_embeddings = model.get_input_embeddings(), model.get_output_embeddings()
-        tied = output_embeddings is not None and output_embeddings.weight is input_embeddings.weight
+        tied = _is_tied(model)
         names = [_module_name(model, input_embeddings)]
         if output_embeddings is not None:
             names.append(_module_name(model, output_embeddings))
@@ -120,7 +120,17 @@ def attach_adapter(model, lora_config=None, **config_kwargs):
         lora_config = default_lora_config(model, **config_kwargs)
     elif config_kwargs:
         raise TypeError("give either lora_config or default_lora_config keyword arguments, not both")
+    if getattr(model, "_tied_weights_keys", None) is None and _is_tied(model):
+        # PEFT finds tied layers only through a dict `_tied_weights_keys` on the top model (it then gathers the
+        # sub-models' entries, here the backbone's `lm_head -> wte`); without it a tied head would not see the
+        # trained token rows.
+        model._tied_weights_keys = {}
     return get_peft_model(model, lora_config)
+
+
+def _is_tied(model) -> bool:
+    output = model.get_output_embeddings()
+    return output is not None and output.weight is model.get_input_embeddings().weight
 
 
 def merge_adapter(peft_model):
