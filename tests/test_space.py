@@ -25,13 +25,14 @@ from gradio_client import Client, handle_file  # noqa: E402
 from chromium_cdp import HeadlessChromium, chromium_binary  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+UNITS_SHOWN = "[...document.querySelectorAll('textarea')].some(t => t.offsetParent !== null && /^\\d+( \\d+)*$/.test(t.value))"
 TABS = {  # tab label -> (text only that tab shows, button to press after picking example_0.wav or None, then a JS check)
-    "Resynthesis": ("Units over the spectrogram", "Resynthesize",
-                    "[...document.querySelectorAll('img')].some(i => i.complete && i.naturalWidth > 600)"),
+    "Resynthesis": ("Units over the spectrogram", "Resynthesize", UNITS_SHOWN +
+                    " && [...document.querySelectorAll('img')].some(i => i.complete && i.naturalWidth > 600)"),
     "Speech continuation": ("Temperature", "Continue",
-                            "document.querySelectorAll('audio').length >= {audios} + 2"),
-    "Spoken instruction": ("Ask by voice or text", None, None),
-    "Token inspector": ("Deduplicate repeated units", "Tokenize", "document.body.innerText.includes('<unit_')"),
+                            UNITS_SHOWN + " && document.querySelectorAll('audio').length >= {audios} + 2"),
+    "Spoken instruction": ("Ask by voice or text", "Ask", "document.querySelectorAll('audio').length >= {audios} + 2"),
+    "Token inspector": ("Deduplicate repeated units", "Tokenize", UNITS_SHOWN + " && document.body.innerText.includes('<unit_')"),
 }  # fmt: skip
 
 
@@ -314,8 +315,7 @@ def test_each_tab_renders_in_headless_chromium(space, tmp_path):
                 click("button", "example_0.wav")
                 browser.wait_for(f"document.querySelectorAll('audio').length > {audios}", timeout=30)
                 click("button", button)
-                browser.wait_for("[...document.querySelectorAll('textarea')].some(t => t.offsetParent !== null && /^\\d+( \\d+)*$/.test(t.value))", timeout=60)  # fmt: skip
-                browser.wait_for(done.format(audios=audios), timeout=30)
+                browser.wait_for(done.replace('{audios}', str(audios)), timeout=60)
                 time.sleep(0.5)  # let the last update paint
             png = browser.screenshot()
             (shots / f"{label.lower().replace(' ', '_')}.png").write_bytes(png)
