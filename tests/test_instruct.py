@@ -435,3 +435,28 @@ def test_dpo_example_prefers_real_continuations(tmp_path):
     assert summary["last_loss"] < summary["first_loss"]  # the policy moves towards real speech
     pipe = SpeechLMPipeline.from_pretrained(summary["variant"])
     assert type(pipe.language_model.get_base_model()) is SpeechLMForCausalLM
+
+
+def test_interruption_from_another_thread(chat_pipeline):
+    """A reply generated in a worker thread stops promptly when the user speaks again on the main thread."""
+    import threading
+
+    started, result = threading.Event(), {}
+
+    def worker():
+        def signal():  # called before each decoding step: tells the main thread that generation runs
+            started.set()
+            return False
+
+        result["out"] = chat_pipeline.chat("say this text", response_modality="speech", max_new_tokens=100_000,
+                                           min_new_tokens=100_000, strict_modality=True, vocode=False,
+                                           interrupt=signal)  # fmt: skip
+
+    thread = threading.Thread(target=worker, daemon=True)
+    thread.start()
+    assert started.wait(30)
+    chat_pipeline.stream_chat("stop")  # the new user input
+    thread.join(30)
+    assert not thread.is_alive()
+    out = result["out"]
+    assert out.interrupted and 1 <= len(out.token_ids) < 100_000
