@@ -364,8 +364,9 @@ def test_spoken_chat_streams_audio_chunks(chat_pipeline):
     chunks = [e.audio for e in events if e.kind == "audio"]
     units = done.output.units
     assert len(units) == 30 and len(chunks) >= 3  # 30 decoding steps after the forced [Speech]
-    per_unit = len(done.output.waveform) / len(units)
-    assert abs(sum(len(c) for c in chunks) - len(done.output.waveform)) <= 2 * per_unit
+    hop = chat_pipeline.vocoder.config.hop_length
+    assert sum(len(c) for c in chunks) == len(done.output.waveform) == hop * len(units)
+    assert all(len(c) % hop == 0 for c in chunks)  # each chunk holds whole units: context samples cut exactly
     assert done.output.messages[-1]["role"] == "assistant"
     assert done.output.messages[-1]["content"][0]["type"] == "speech"
     text = chat_pipeline.chat("transcribe this speech", response_modality="text", max_new_tokens=5, min_new_tokens=5,

@@ -237,10 +237,14 @@ class SpokenChatPipeline(SpeechLMPipeline):
     def _vocode_chunk(self, units: torch.Tensor, start: int, context: int) -> np.ndarray:
         """Vocode ``units[start:]`` with up to ``context`` units of left context, then drop the context's samples.
 
-        (Chunks go through `decode`; a vocoder-level streaming path would replace this when the pipeline has one.)
+        A live reply has no right context yet, so this is the causal form of `hf_slm.streaming.stream_vocode`
+        (no lookahead); the context's samples are cut by `config.hop_length` where the vocoder has one.
         """
         left = max(0, start - context)
         wave = self.decode([units[left:]])[0]
+        hop = getattr(self.vocoder.config, "hop_length", None)
+        if isinstance(hop, int) and len(wave) == hop * (len(units) - left):  # exact: hop samples per unit
+            return wave[hop * (start - left) :]
         keep = len(wave) * (len(units) - start) // max(1, len(units) - left)
         return wave[len(wave) - keep :]
 
