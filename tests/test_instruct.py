@@ -461,3 +461,12 @@ def test_interruption_from_another_thread(chat_pipeline):
     assert not thread.is_alive()
     out = result["out"]
     assert out.interrupted and 1 <= len(out.token_ids) < 100_000
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    import hf_slm.instruct.chat as chat_module
+
+    result = doctest.testmod(chat_module, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
