@@ -7,7 +7,7 @@ from pathlib import Path
 
 from . import _registration  # noqa: F401  (registers the Auto classes)
 from .models import *  # noqa: F401,F403
-from .pipelines import PipelineLoadError, SpeechLMPipeline, SpeechPipelineOutput  # noqa: F401
+from .pipelines import PipelineLoadError, SpeechLMPipeline, SpeechPipelineOutput, SpokenChatPipeline  # noqa: F401
 
 __version__ = "0.1.0"
 
