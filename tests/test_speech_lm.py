@@ -654,3 +654,20 @@ def test_processor_without_tokenizer_roundtrip(tmp_path):
     assert isinstance(loaded, SpeechLMProcessor) and loaded.tokenizer is None and loaded.frame_rate == 25.0
     units = [np.array([3, 4]), [49]]
     assert torch.equal(loaded(units=units)["input_ids"], processor(units=units)["input_ids"])
+
+
+def test_no_kv_cache_while_training_so_packed_rows_stay_separate():
+    """A cache built during training disables transformers' packed-sequence masking (utterances would leak)."""
+    torch.manual_seed(0)
+    model = SpeechLMForCausalLM(SpeechLMConfig(num_units=10, backbone_config=LlamaConfig(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4)))
+    ids = torch.tensor([[1, 2, 3, 4, 5, 6]])
+    positions = torch.tensor([[0, 1, 2, 0, 1, 2]])  # two packed utterances
+    model.train()
+    packed = model(input_ids=ids, position_ids=positions, labels=ids)
+    assert packed.past_key_values is None
+    model.eval()
+    assert model(input_ids=ids).past_key_values is not None  # inference keeps its cache
+    with torch.no_grad():
+        alone = torch.cat([model(input_ids=ids[:, :3]).logits, model(input_ids=ids[:, 3:]).logits], dim=1)
+        torch.testing.assert_close(model(input_ids=ids, position_ids=positions, use_cache=False).logits, alone)
