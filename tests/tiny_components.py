@@ -6,6 +6,7 @@ import numpy as np
 import torch
 from transformers import HubertConfig, LlamaConfig
 
+from hf_slm.models.codec_tokenizer import CodecTokenizer, CodecTokenizerConfig, RVQCodec, RVQCodecConfig
 from hf_slm.models.speech_lm import (
     MultiStreamSpeechLMConfig,
     MultiStreamSpeechLMForCausalLM,
@@ -97,6 +98,29 @@ def tiny_mel_vocoder(seed: int = 0) -> UnitMelVocoder:
     return UnitMelVocoder(config).eval()
 
 
+def tiny_rvq_codec(seed: int = 0, **overrides) -> RVQCodec:
+    """hop 16 (4 x 4), 3 levels of 16 codes; a small loss mel and tiny discriminators so 0.1 s clips train."""
+    torch.manual_seed(seed)
+    kwargs = dict(
+        upsampling_ratios=(4, 4), num_filters=4, hidden_size=8, num_codebooks=3, codebook_size=16,
+        mel_n_fft=128, mel_hop_length=32, mel_win_length=128, num_mel_bins=16,
+        mpd_periods=(2, 3), mpd_channels=(4, 8, 8, 8, 8), msd_num_scales=1, msd_channels=(16,) * 7,
+    )
+    return RVQCodec(RVQCodecConfig(**{**kwargs, **overrides})).eval()
+
+
+def tiny_codec_tokenizer(seed: int = 0) -> CodecTokenizer:
+    """A random tiny DAC (hop 16, 4 codebooks of 64) behind the codec interface, 2 codebooks kept."""
+    from transformers import DacConfig
+
+    torch.manual_seed(seed)
+    dac = DacConfig(
+        encoder_hidden_size=4, downsampling_ratios=[4, 4], decoder_hidden_size=16, n_codebooks=4, codebook_size=64,
+        codebook_dim=4,
+    )
+    return CodecTokenizer(CodecTokenizerConfig(codec_config=dac, num_codebooks=2)).eval()
+
+
 #: name -> (factory, Auto class recorded for remote code, example inputs builder)
 def _audio_inputs():
     rng = np.random.default_rng(0)
@@ -122,6 +146,8 @@ COMPONENTS = {
     "multistream_speech_lm": (tiny_multistream_speech_lm, "AutoModel", _stream_inputs),
     "unit_hifigan": (tiny_hifigan_vocoder, "AutoModel", _unit_inputs),
     "unit_mel_vocoder": (tiny_mel_vocoder, "AutoModel", _unit_inputs),
+    "codec_tokenizer": (tiny_codec_tokenizer, "AutoModel", _audio_inputs),
+    "rvq_codec": (tiny_rvq_codec, "AutoModel", _audio_inputs),
 }
 
 

@@ -174,6 +174,18 @@ class CodecTokenizerConfig(PretrainedConfig):
         """Bits per second of the codes `encode` returns: num_codebooks * log2(codebook_size) * frame_rate."""
         return self.num_codebooks * math.log2(self.codebook_size) * self.frame_rate
 
+    def to_dict(self):
+        output = super().to_dict()
+        # transformers' `custom_object_save` takes any class whose name contains "Tokenizer" for a text tokenizer and
+        # writes its auto_map entry as a (slow, fast) pair, which `trust_remote_code` loading cannot parse.
+        auto_map = output.get("auto_map")
+        if isinstance(auto_map, dict):
+            output["auto_map"] = {
+                key: value[0] if isinstance(value, (list, tuple)) and value[1:] in ([None], (None,)) else value
+                for key, value in auto_map.items()
+            }
+        return output
+
 
 class RVQCodecConfig(PretrainedConfig):
     r"""

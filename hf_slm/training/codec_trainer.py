@@ -1,0 +1,220 @@
+"""GAN training of our RVQ codec (`RVQCodec`) inside the HF `Trainer`, reusing the vocoder's GAN machinery.
+
+`CodecGanTrainer` is a `VocoderGanTrainer` (second optimiser / scheduler for the discriminators, discriminator step
+at the generator's accumulation boundaries, checkpoints that carry both players) whose generator is a codec: its
+loss is mel L1 + commitment (+ semantic distillation) from the codec's own `forward`, plus HiFi-GAN's least-squares
+adversarial and feature-matching terms. The discriminators (`HifiGanDiscriminator`: MPD + MSD) come from the unit
+vocoder family and are attached to the codec here, so the codec's folder stays free of training-only code.
+
+For the mixed tokenizer, a fitted `KMeansUnitTokenizer` is the teacher: its (standardised) MFCC or SSL features of
+each batch become `semantic_features`, resampled to the codec's frame rate when the rates differ.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.nn.utils.rnn import pad_sequence
+from transformers import Trainer
+
+from ..models.codec_tokenizer import RVQCodec
+from ..models.unit_vocoder import HifiGanDiscriminator, feature_matching_loss, generator_adversarial_loss
+from .gan_trainer import VocoderGanTrainer
+
+
+# ---------------------------------------------------------------------------------------------------- collator
+def _audio_array(value, index, sampling_rate):
+    """1-D float32 tensor from an array, `{"array", "sampling_rate"}` dict or torchcodec decoder (datasets Audio)."""
+    rate = None
+    if hasattr(value, "get_all_samples"):
+        samples = value.get_all_samples()
+        value, rate = samples.data.mean(0), samples.sample_rate
+    elif isinstance(value, dict) and "array" in value:
+        value, rate = value["array"], value.get("sampling_rate")
+    if value is None:
+        raise ValueError(f"feature {index} has no audio")
+    if rate is not None and sampling_rate is not None and int(rate) != int(sampling_rate):
+        raise ValueError(
+            f"feature {index}: audio at {rate} Hz, the codec runs at {sampling_rate} Hz (cast the column with "
+            f"datasets.Audio(sampling_rate={sampling_rate}))"
+        )
+    wave = torch.as_tensor(np.asarray(value), dtype=torch.float32)
+    if wave.dim() != 1 or wave.numel() == 0:
+        raise ValueError(f"feature {index}: audio must be non-empty mono 1-D, got shape {tuple(wave.shape)}")
+    return wave
+
+
+@dataclass
+class CodecCollator:
+    """Batch audio for codec training: `input_values`, `attention_mask`, and the same audio as `labels` /
+    `labels_mask` (a codec reconstructs its input).
+
+    Each feature holds audio under `audio_column` (array, `{"array", "sampling_rate"}` dict or torchcodec decoder).
+    `segment_samples` crops a random window from every longer item (EnCodec / HiFi-GAN train on ~1 s segments).
+    `sampling_rate`, when given, is checked against the audio's own rate where the feature knows it.
+    """
+
+    segment_samples: int | None = None
+    audio_column: str = "audio"
+    sampling_rate: int | None = None
+
+    def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
+        if not features:
+            raise ValueError("cannot collate an empty batch")
+        waves = []
+        for i, feature in enumerate(features):
+            wave = _audio_array(feature.get(self.audio_column), i, self.sampling_rate)
+            if self.segment_samples is not None and wave.numel() > self.segment_samples:
+                start = random.randint(0, wave.numel() - self.segment_samples)
+                wave = wave[start : start + self.segment_samples]
+            waves.append(wave)
+        values = pad_sequence(waves, batch_first=True)
+        mask = pad_sequence([torch.ones(w.numel(), dtype=torch.long) for w in waves], batch_first=True)
+        return {"input_values": values, "attention_mask": mask, "labels": values.clone(), "labels_mask": mask.clone()}
+
+
+# ---------------------------------------------------------------------------------------------------- teacher
+@torch.no_grad()
+def teacher_features(teacher, input_values, attention_mask, frame_rate: float):
+    """A unit tokenizer's features of a batch at `frame_rate`: `(features [B, T, D], mask [B, T])`.
+
+    Standardised with the tokenizer's fitted mean / std (the space its k-means units live in), so every feature
+    dimension is a zero-mean time series, which is what the D-axis cosine compares. Features at another frame rate
+    are linearly resampled to `frame_rate`.
+    """
+    device = teacher.feature_mean.device if hasattr(teacher, "feature_mean") else input_values.device
+    features, mask = teacher.extract_features(input_values.to(device), attention_mask.to(device))
+    if bool(getattr(teacher, "is_fitted", torch.tensor(False))):
+        features = (features - teacher.feature_mean.float()) / teacher.feature_std.float()
+    source_rate = float(teacher.config.frame_rate)
+    if not math.isclose(source_rate, frame_rate):
+        frames = max(1, round(features.shape[1] * frame_rate / source_rate))
+        features = torch.nn.functional.interpolate(
+            features.transpose(1, 2), size=frames, mode="linear", align_corners=False
+        ).transpose(1, 2)
+        lengths = torch.floor(mask.long().sum(1).float() * frame_rate / source_rate).long()
+        mask = torch.arange(frames, device=features.device)[None] < lengths[:, None]
+    return features * mask[..., None], mask
+
+
+# ---------------------------------------------------------------------------------------------------- trainer
+class CodecGanTrainer(VocoderGanTrainer):
+    """HF `Trainer` for [`RVQCodec`] with HiFi-GAN's adversarial objective (and optional semantic distillation).
+
+    Per micro-batch: the codec autoencodes (`loss = lambda_mel L_mel + lambda_commitment L_commit
+    [+ lambda_distillation L_distill]`, EMA codebooks updated in the forward); then, from
+    `discriminator_warmup_steps` on, the discriminator step (eq. 7 on real vs detached reconstructed audio) and the
+    generator's adversarial (eq. 6) and feature-matching (eq. 9) terms, exactly as `VocoderGanTrainer`.
+
+    Args:
+        semantic_teacher: a fitted `KMeansUnitTokenizer` (MFCC or SSL front end) whose features level 1 is
+            distilled toward; required when `model.config.semantic_distillation_dim` is set (and must match it).
+        discriminator_warmup_steps (`int`, defaults to 0): optimiser steps trained on reconstruction only before the
+            discriminators join (a common codec / VQGAN recipe; a value beyond `max_steps` trains without GAN).
+        discriminator_learning_rate, keep_discriminators: as `VocoderGanTrainer`.
+        Everything else as `transformers.Trainer`; batches need `labels` (e.g. from [`CodecCollator`]).
+
+    Logged next to `loss`: `loss_mel`, `loss_commitment`, `loss_distillation`, `codes_restarted` (dead codes
+    restarted per step) and, once adversarial, `loss_disc`, `loss_gen_adv`, `loss_fm`.
+    """
+
+    def __init__(
+        self,
+        model=None,
+        args=None,
+        *trainer_args,
+        semantic_teacher=None,
+        discriminator_warmup_steps: int = 0,
+        discriminator_learning_rate: float | None = None,
+        keep_discriminators: bool = False,
+        **kwargs,
+    ):
+        if not isinstance(model, RVQCodec):
+            raise ValueError(f"CodecGanTrainer trains an RVQCodec, got {type(model).__name__}")
+        distill_dim = model.config.semantic_distillation_dim
+        if distill_dim and semantic_teacher is None:
+            raise ValueError(
+                f"the codec distils level 1 toward {distill_dim}-dim features: pass semantic_teacher (a fitted "
+                "KMeansUnitTokenizer)"
+            )
+        if semantic_teacher is not None:
+            if not distill_dim:
+                raise ValueError("semantic_teacher given but the codec has no semantic_distillation_dim")
+            if semantic_teacher.config.feature_dim != distill_dim:
+                raise ValueError(
+                    f"semantic_teacher features have dim {semantic_teacher.config.feature_dim}, the codec's "
+                    f"semantic_distillation_dim is {distill_dim}"
+                )
+        if not isinstance(discriminator_warmup_steps, int) or discriminator_warmup_steps < 0:
+            raise ValueError(f"discriminator_warmup_steps must be an int >= 0, got {discriminator_warmup_steps!r}")
+        if model.discriminator is None:
+            model.discriminator = HifiGanDiscriminator.from_config(model.config)
+        Trainer.__init__(self, model, args, *trainer_args, **kwargs)
+        if self.args.fp16:
+            raise ValueError("CodecGanTrainer does not support fp16 (one GradScaler would serve two optimisers)")
+        if self.args.world_size > 1 or self.is_deepspeed_enabled or self.is_fsdp_enabled:
+            raise ValueError("CodecGanTrainer runs on one device only (see docs/vocoder.md, VocoderGanTrainer's limits)")
+        self.discriminator_learning_rate = discriminator_learning_rate
+        self.keep_discriminators = keep_discriminators
+        self.optimizer_discriminator = None
+        self.lr_scheduler_discriminator = None
+        self._gan_sums = {}
+        self._gan_counts = {}
+        self._saving_checkpoint = False
+        self.discriminator_warmup_steps = discriminator_warmup_steps
+        self.semantic_teacher = None
+        if semantic_teacher is not None:
+            self.semantic_teacher = semantic_teacher.eval().requires_grad_(False).to(self.args.device)
+
+    def _record(self, **values):
+        for name, value in values.items():
+            if value is not None:
+                self._gan_sums[name] = self._gan_sums.get(name, 0.0) + float(value)
+                self._gan_counts[name] = self._gan_counts.get(name, 0) + 1
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if inputs.get("labels") is None:
+            raise ValueError("CodecGanTrainer needs target audio under `labels` (see CodecCollator)")
+        codec = self.accelerator.unwrap_model(model)
+        if self.semantic_teacher is not None and inputs.get("semantic_features") is None:
+            features, mask = teacher_features(
+                self.semantic_teacher, inputs["input_values"], inputs.get("attention_mask"), codec.config.frame_rate
+            )
+            inputs = {**inputs, "semantic_features": features, "semantic_features_mask": mask}
+        outputs = model(**inputs)
+        loss = outputs.loss
+        if not model.training:
+            return (loss, outputs) if return_outputs else loss
+        restarted = sum(codebook.last_restarts for codebook in codec.quantizer.codebooks)
+        self._record(
+            loss_mel=outputs.loss_mel,
+            loss_commitment=outputs.loss_commitment,
+            loss_distillation=outputs.loss_distillation,
+            codes_restarted=restarted,
+        )
+        if self.optimizer_discriminator is not None and self.state.global_step >= self.discriminator_warmup_steps:
+            config = codec.config
+            real, generated, _ = codec.align_with_labels(
+                outputs.waveform, outputs.waveform_lengths, inputs["labels"], inputs.get("labels_mask")
+            )
+            loss_disc = self._discriminator_step(real, generated)
+            discriminator = self.discriminator
+            discriminator.requires_grad_(False)  # gradients reach the codec only (and not its clip norm)
+            try:
+                generated_scores, generated_features = discriminator(generated)
+                with torch.no_grad():
+                    _, real_features = discriminator(real)
+            finally:
+                discriminator.requires_grad_(True)
+            loss_gen_adv = generator_adversarial_loss(generated_scores)
+            loss_fm = feature_matching_loss(real_features, generated_features)
+            loss = loss + config.lambda_adv * loss_gen_adv + config.lambda_fm * loss_fm
+            self._record(loss_disc=loss_disc, loss_gen_adv=loss_gen_adv.detach(), loss_fm=loss_fm.detach())
+        return (loss, outputs) if return_outputs else loss
+
+
+__all__ = ["CodecCollator", "CodecGanTrainer", "teacher_features"]
