@@ -1,0 +1,586 @@
+"""Codec tokenizers: configs, the wrappers of transformers' codecs (EnCodec, DAC, Mimi, X-codec: round trips, padded
+batches, save/load), our RVQ codec (shapes, padding, EMA codebooks, k-means init, dead-code restart, commitment,
+bitrate prefixes, D-axis distillation loss), the codec as a pipeline vocoder, GAN training steps, and the mixed
+tokenizer: level-1 distillation toward MFCC features makes level-1 codes predict MFCC k-means units better."""
+
+from __future__ import annotations
+
+import math
+import random
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from safetensors import safe_open
+from transformers import AutoModel, DacConfig, EncodecConfig, HubertConfig, MimiConfig, TrainingArguments, XcodecConfig
+
+import hf_slm  # noqa: F401  (registers the Auto classes)
+from hf_slm.models.codec_tokenizer import (
+    CodecTokenizer,
+    CodecTokenizerConfig,
+    EMACodebook,
+    RVQCodec,
+    RVQCodecConfig,
+    semantic_distillation_loss,
+)
+from hf_slm.training.codec_trainer import CodecCollator, CodecGanTrainer, teacher_features
+from hf_slm.training.gan_trainer import DISCRIMINATOR_OPTIMIZER_NAME
+from tiny_components import tiny_codec_tokenizer, tiny_rvq_codec, tiny_unit_tokenizer
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """These tiny models run ~10x faster on one thread than on two contended ones (the shared 2-core machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _padded_audio(lengths, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    audio = torch.randn(len(lengths), max(lengths), generator=generator) * 0.3
+    mask = (torch.arange(max(lengths))[None] < torch.tensor(lengths)[:, None]).long()
+    return audio * mask, mask
+
+
+# ---------------------------------------------------------------------------------------------------- configs
+def test_default_configs_reproduce_encodec_24khz_and_a_4kbps_seanet_codec():
+    wrapper = CodecTokenizerConfig()
+    assert (wrapper.codec_type, wrapper.sampling_rate, wrapper.hop_length, wrapper.frame_rate) == ("encodec", 24000, 320, 75.0)
+    assert (wrapper.num_codebooks, wrapper.max_codebooks, wrapper.codebook_size, wrapper.bitrate) == (2, 32, 1024, 1500.0)
+    rvq = RVQCodecConfig()
+    assert (rvq.hop_length, rvq.frame_rate, rvq.bitrate, rvq.causal) == (320, 50.0, 4000.0, True)
+    assert (rvq.ema_decay, rvq.dead_code_threshold, rvq.lambda_mel, rvq.lambda_fm, rvq.lambda_distillation) == (
+        0.99, 2.0, 45.0, 2.0, 120.0
+    )
+    assert RVQCodecConfig(num_codebooks=2).bitrate == 1000.0
+    params = sum(p.numel() for p in RVQCodec(rvq).parameters())
+    assert 1e6 < params < 2e7, params
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(upsampling_ratios=()), "upsampling_ratios"),
+        (dict(upsampling_ratios=(4, 0)), "upsampling_ratios"),
+        (dict(ema_decay=1.0), "ema_decay"),
+        (dict(codebook_size=1), "codebook_size"),
+        (dict(num_codebooks=0), "num_codebooks"),
+        (dict(quantizer_dropout=1.5), "quantizer_dropout"),
+        (dict(semantic_distillation_dim=0), "semantic_distillation_dim"),
+        (dict(mel_win_length=2048), "mel_win_length"),
+        (dict(mel_fmax=9000.0), "mel_fmax"),
+        (dict(pad_code_id=0), "pad_code_id"),
+        (dict(lambda_mel=-1.0), "lambda_mel"),
+    ],
+)
+def test_rvq_config_rejects_bad_values_by_name(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        RVQCodecConfig(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(codec_config={"hidden_size": 4}), "model_type"),
+        (dict(codec_config=HubertConfig()), "not a supported codec"),
+        (dict(codec_config=EncodecConfig(chunk_length_s=1.0, overlap=0.01)), "chunked"),
+        (dict(codec_config=EncodecConfig(audio_channels=2)), "audio_channels"),
+        (dict(num_codebooks=33), "exceeds the 32 codebooks"),
+        (dict(num_codebooks=0), "num_codebooks"),
+        (dict(codec_config="encodec"), "dict or a PretrainedConfig"),
+    ],
+)
+def test_codec_tokenizer_config_rejects_bad_values_by_name(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        CodecTokenizerConfig(**kwargs)
+
+
+# ---------------------------------------------------------------------------------------------------- wrappers
+def _hubert_tiny():
+    return HubertConfig(
+        hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16, conv_dim=(8,) * 7,
+        num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2,
+    )
+
+
+#: codec type -> (tiny transformers config, codebooks kept, expected hop, causal)
+WRAPPED = {
+    "encodec": (
+        lambda: EncodecConfig(
+            sampling_rate=16000, hidden_size=16, num_filters=4, upsampling_ratios=[4, 4], num_lstm_layers=1,
+            codebook_size=64, target_bandwidths=[6.0, 12.0, 24.0],
+        ),
+        2, 16, True,
+    ),
+    "dac": (
+        lambda: DacConfig(
+            encoder_hidden_size=4, downsampling_ratios=[4, 4], decoder_hidden_size=16, n_codebooks=4,
+            codebook_size=64, codebook_dim=4,
+        ),
+        2, 16, False,
+    ),
+    "mimi": (
+        lambda: MimiConfig(
+            sampling_rate=16000, hidden_size=16, num_filters=4, upsampling_ratios=[4, 2], num_hidden_layers=1,
+            intermediate_size=32, num_attention_heads=2, num_key_value_heads=2, codebook_size=64, codebook_dim=8,
+            num_quantizers=4, vector_quantization_hidden_dimension=8, upsample_groups=16,
+        ),
+        3, 16, True,
+    ),
+    "xcodec": (
+        lambda: XcodecConfig(
+            acoustic_model_config=dict(
+                model_type="dac", encoder_hidden_size=4, downsampling_ratios=[8, 5, 4, 2],
+                upsampling_ratios=[8, 5, 4, 2], decoder_hidden_size=16, hidden_size=16,
+            ),
+            semantic_model_config=_hubert_tiny(),
+            codebook_size=64,
+            target_bandwidths=[0.3, 0.6],
+        ),
+        2, 320, False,
+    ),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(WRAPPED))
+def wrapped(request):
+    make_config, num_codebooks, hop, causal = WRAPPED[request.param]
+    torch.manual_seed(0)
+    codec = CodecTokenizer(CodecTokenizerConfig(codec_config=make_config(), num_codebooks=num_codebooks)).eval()
+    return request.param, codec, num_codebooks, hop, causal
+
+
+def test_wrapper_round_trip_shapes_masks_and_padding_codes(wrapped):
+    name, codec, num_codebooks, hop, causal = wrapped
+    assert (codec.hop_length, codec.is_causal, codec.num_codebooks) == (hop, causal, num_codebooks)
+    lengths = [4 * hop + 5, 2 * hop + 3]
+    audio, mask = _padded_audio(lengths)
+    with torch.no_grad():
+        encoded = codec.encode(audio, mask)
+        frames = [math.ceil(n / hop) for n in lengths]
+        assert encoded.codes.shape == (2, num_codebooks, max(frames)), name
+        assert encoded.codes_mask.sum(-1).tolist() == frames
+        assert (encoded.codes[1, :, frames[1]:] == codec.config.pad_code_id).all()
+        valid = encoded.codes[encoded.codes_mask[:, None].expand_as(encoded.codes)]
+        assert valid.min() >= 0 and valid.max() < codec.codebook_size
+        decoded = codec.decode(encoded.codes, encoded.codes_mask)
+        assert decoded.waveform.shape == (2, max(frames) * hop)
+        assert decoded.waveform_lengths.tolist() == [f * hop for f in frames]
+        assert (decoded.waveform[1, frames[1] * hop :] == 0).all() and decoded.waveform[0].abs().sum() > 0
+        # the pipeline's vocoder call decodes the same codes to the same audio
+        as_vocoder = codec(input_ids=encoded.codes, attention_mask=encoded.codes_mask)
+        torch.testing.assert_close(as_vocoder.waveform, decoded.waveform)
+        autoencoded = codec(input_values=audio, attention_mask=mask)
+        assert torch.equal(autoencoded.codes, encoded.codes) and autoencoded.waveform_lengths.tolist() == lengths
+
+
+def test_wrapper_padded_batch_gives_each_item_its_own_codes_and_audio(wrapped):
+    name, codec, _, hop, _ = wrapped
+    lengths = [5 * hop, 2 * hop + 7]
+    audio, mask = _padded_audio(lengths, seed=1)
+    with torch.no_grad():
+        batch = codec.encode(audio, mask)
+        decoded = codec.decode(batch.codes, batch.codes_mask)
+        for i, n in enumerate(lengths):
+            alone = codec.encode(audio[i : i + 1, :n])
+            frames = alone.codes.shape[-1]
+            assert torch.equal(alone.codes[0], batch.codes[i, :, :frames]), (name, i)
+            solo = codec.decode(alone.codes).waveform[0]
+            torch.testing.assert_close(solo, decoded.waveform[i, : solo.numel()], atol=1e-5, rtol=1e-4)
+
+
+def test_wrapper_fewer_codebooks_are_a_prefix_and_decode_at_lower_bitrate(wrapped):
+    name, codec, num_codebooks, hop, _ = wrapped
+    audio, _ = _padded_audio([3 * hop])
+    with torch.no_grad():
+        full = codec.encode(audio).codes
+        one = codec.encode(audio, num_codebooks=1).codes
+        assert torch.equal(one[:, 0], full[:, 0]), name
+        assert codec.decode(one).waveform.shape == codec.decode(full).waveform.shape
+    with pytest.raises(ValueError, match="num_codebooks"):
+        codec.encode(audio, num_codebooks=codec.config.max_codebooks + 1)
+
+
+def test_wrapper_saves_and_loads_through_automodel(wrapped, tmp_path):
+    name, codec, _, hop, _ = wrapped
+    codec.save_pretrained(tmp_path / name)
+    loaded = AutoModel.from_pretrained(tmp_path / name).eval()
+    assert type(loaded) is CodecTokenizer and loaded.config.codec_type == name
+    audio, _ = _padded_audio([3 * hop + 1], seed=2)
+    with torch.no_grad():
+        before, after = codec(input_values=audio), loaded(input_values=audio)
+    assert torch.equal(before.codes, after.codes)
+    torch.testing.assert_close(before.waveform, after.waveform)
+
+
+def test_from_codec_pretrained_wraps_a_saved_transformers_codec_with_its_weights(tmp_path):
+    torch.manual_seed(0)
+    dac = AutoModel.from_config(WRAPPED["dac"][0]()).eval()
+    dac.save_pretrained(tmp_path / "dac")
+    codec = CodecTokenizer.from_codec_pretrained(str(tmp_path / "dac"), num_codebooks=3)
+    assert (codec.num_codebooks, codec.config.codec_type, codec.training) == (3, "dac", False)
+    for key, value in dac.state_dict().items():
+        assert torch.equal(codec.codec.state_dict()[key], value), key
+    audio = torch.randn(1, 64)
+    with torch.no_grad():
+        assert torch.equal(codec.encode(audio).codes, dac.encode(audio[:, None], n_quantizers=3).audio_codes)
+
+
+def test_wrapper_errors_name_the_problem():
+    codec = tiny_codec_tokenizer()
+    with pytest.raises(ValueError, match="mono"):
+        codec.encode(torch.zeros(1, 2, 64))
+    with pytest.raises(ValueError, match="right-padded"):
+        codec.encode(torch.zeros(1, 4), attention_mask=torch.tensor([[0, 1, 1, 1]]))
+    with pytest.raises(ValueError, match="exactly one"):
+        codec()
+    with pytest.raises(ValueError, match=r"codes must be in \[0, 64\)"):
+        codec.decode(torch.tensor([[[1, 64]]]))
+    with pytest.raises(ValueError, match="codes_mask"):
+        codec.decode(torch.tensor([[[1, -1]]]))  # padding without a mask
+    with pytest.raises(ValueError, match="this codec has 4"):
+        codec.decode(torch.zeros(1, 5, 3, dtype=torch.long))
+    with pytest.raises(ValueError, match="integer"):
+        codec.decode(torch.zeros(1, 2, 3))
+
+
+# ---------------------------------------------------------------------------------------------------- RVQ codec
+@pytest.mark.parametrize("causal", [True, False], ids=["causal", "centred"])
+def test_rvq_padded_batch_equals_each_item_alone(causal):
+    codec = tiny_rvq_codec(causal=causal)
+    audio, mask = _padded_audio([300, 170, 33])
+    with torch.no_grad():
+        batch = codec.encode(audio, mask)
+        assert batch.codes.shape == (3, 3, 19) and batch.codes_mask.sum(-1).tolist() == [19, 11, 3]
+        assert batch.latents.shape == (3, 8, 19)
+        decoded = codec.decode(batch.codes, batch.codes_mask)
+        for i, n in enumerate([300, 170, 33]):
+            alone = codec.encode(audio[i : i + 1, :n])
+            frames = alone.codes.shape[-1]
+            assert torch.equal(alone.codes[0], batch.codes[i, :, :frames])
+            solo = codec.decode(alone.codes).waveform[0]
+            torch.testing.assert_close(solo, decoded.waveform[i, : solo.numel()], atol=1e-6, rtol=1e-5)
+            assert (decoded.waveform[i, frames * 16 :] == 0).all()
+
+
+def test_rvq_causal_codes_ignore_the_future_and_centred_ones_do_not():
+    audio, _ = _padded_audio([320])
+    changed = audio.clone()
+    changed[:, 200:] = 0.5
+    for causal, same_prefix in ((True, True), (False, False)):
+        codec = tiny_rvq_codec(causal=causal)
+        with torch.no_grad():
+            a, b = codec.encode(audio).latents, codec.encode(changed).latents
+        assert torch.equal(a[..., :12], b[..., :12]) is same_prefix  # frame 11 ends at sample 192
+        assert not torch.equal(a, b)
+
+
+def test_rvq_forward_backward_reaches_encoder_decoder_and_projection_not_codebooks():
+    codec = tiny_rvq_codec(semantic_distillation_dim=5).train()
+    audio, mask = _padded_audio([400, 250])
+    teacher = torch.randn(2, 25, 5)
+    out = codec(audio, mask, labels=audio, labels_mask=mask, semantic_features=teacher)
+    for name in ("loss", "loss_mel", "loss_commitment", "loss_distillation"):
+        assert torch.isfinite(getattr(out, name)), name
+    expected = 45 * out.loss_mel + out.loss_commitment + 120 * out.loss_distillation
+    torch.testing.assert_close(out.loss.detach(), expected)
+    out.loss.backward()
+    for module in (codec.encoder.conv_in.conv, codec.decoder.conv_out.conv, codec.semantic_projection):
+        assert module.weight.grad is not None and module.weight.grad.abs().sum() > 0
+    assert all(not b.requires_grad for b in codec.quantizer.buffers())
+    assert out.semantic_embeddings.shape == (2, 25, 5) and out.waveform.shape == audio.shape
+
+
+def test_rvq_first_levels_are_a_prefix_and_decoding_fewer_levels_works():
+    codec = tiny_rvq_codec()
+    audio, _ = _padded_audio([160])
+    with torch.no_grad():
+        full, two = codec.encode(audio).codes, codec.encode(audio, num_codebooks=2).codes
+        assert torch.equal(two, full[:, :2])
+        one_level = codec.decode(full[:, 0]).waveform  # [B, T] = level 1 only
+        assert one_level.shape == (1, 160) and not torch.equal(one_level, codec.decode(full).waveform)
+    assert codec.bitrate == 3 * 4 * 1000.0
+
+
+def test_rvq_codec_as_a_one_codebook_pipeline_vocoder():
+    """SpeechLMPipeline.decode pads 1-D unit tensors to [B, T]: a 1-codebook codec decodes them like a vocoder."""
+    from tiny_components import tiny_pipeline
+
+    pipe = tiny_pipeline()
+    codec = tiny_rvq_codec(num_codebooks=1)
+    pipe.register_modules(vocoder=codec)
+    units = [torch.tensor([1, 5, 9, 3]), torch.tensor([2, 2])]
+    waves = pipe.decode(units)
+    assert [w.shape[0] for w in waves] == [64, 32] and pipe.sampling_rate == 16000
+    with torch.no_grad():
+        np.testing.assert_allclose(waves[1], codec.decode(units[1][None]).waveform[0].numpy(), atol=1e-6)
+
+
+def test_rvq_saves_codebooks_and_drops_discriminators_unless_asked(tmp_path):
+    from hf_slm.models.unit_vocoder import HifiGanDiscriminator
+
+    codec = tiny_rvq_codec().train()
+    audio, _ = _padded_audio([320])
+    codec(audio)  # k-means init + one EMA update
+    codec.eval()
+    codec.discriminator = HifiGanDiscriminator.from_config(codec.config)
+    codec.save_pretrained(tmp_path / "codec")
+    with safe_open(str(tmp_path / "codec" / "model.safetensors"), "pt") as f:
+        keys = set(f.keys())
+    assert "quantizer.codebooks.0.embed" in keys and not any(k.startswith("discriminator.") for k in keys)
+    loaded = AutoModel.from_pretrained(tmp_path / "codec").eval()
+    assert type(loaded) is RVQCodec and loaded.discriminator is None
+    assert float(loaded.quantizer.codebooks[0].initialized) == 1.0
+    with torch.no_grad():
+        assert torch.equal(loaded.encode(audio).codes, codec.encode(audio).codes)
+    codec.save_pretrained(tmp_path / "with_d", keep_discriminators=True)
+    with safe_open(str(tmp_path / "with_d" / "model.safetensors"), "pt") as f:
+        assert any(k.startswith("discriminator.") for k in f.keys())
+
+
+def test_rvq_errors_name_the_problem():
+    codec = tiny_rvq_codec(semantic_distillation_dim=5)
+    audio, _ = _padded_audio([64])
+    with pytest.raises(ValueError, match="empty"):
+        codec.encode(torch.zeros(1, 0))
+    with pytest.raises(ValueError, match="float"):
+        codec.encode(torch.zeros(1, 64, dtype=torch.long))
+    with pytest.raises(ValueError, match="all 0"):
+        codec.encode(torch.zeros(2, 8), attention_mask=torch.tensor([[1] * 8, [0] * 8]))
+    with pytest.raises(ValueError, match="semantic_features"):
+        codec.train()(audio, labels=audio)
+    with pytest.raises(ValueError, match="dim 4"):
+        codec(audio, labels=audio, semantic_features=torch.zeros(1, 4, 4))
+    with pytest.raises(ValueError, match="num_codebooks"):
+        codec.eval().encode(audio, num_codebooks=4)
+    with pytest.raises(ValueError, match="labels"):
+        codec.eval()(audio, labels=torch.zeros(2, 64))
+
+
+# ---------------------------------------------------------------------------------------------------- quantizer
+def test_ema_update_matches_the_hand_computed_rule():
+    book = EMACodebook(dim=2, size=3, decay=0.5, epsilon=0.0, dead_code_threshold=0.0, kmeans_init=False).train()
+    book.embed.copy_(torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]]))
+    book.embed_avg.copy_(book.embed * 2)
+    book.cluster_size.fill_(2.0)
+    vectors = torch.tensor([[1.0, 1.0], [3.0, -1.0], [9.0, 1.0]])  # codes 0, 0, 1
+    quantized, codes = book(vectors, torch.ones(3, dtype=torch.bool))
+    assert codes.tolist() == [0, 0, 1]
+    assert torch.equal(quantized, torch.tensor([[0.0, 0.0], [0.0, 0.0], [10.0, 0.0]]))  # codes before the update
+    assert book.cluster_size.tolist() == [2.0, 1.5, 1.0]  # 0.5 * 2 + 0.5 * counts (2, 1, 0)
+    avg = torch.tensor([[0.0, 0.0], [20.0, 0.0], [0.0, 20.0]]) * 0.5 + torch.tensor([[4.0, 0.0], [9.0, 1.0], [0.0, 0.0]]) * 0.5
+    torch.testing.assert_close(book.embed_avg, avg)
+    torch.testing.assert_close(book.embed, avg / torch.tensor([2.0, 1.5, 1.0])[:, None])
+
+
+def test_padded_frames_never_touch_the_codebook_statistics():
+    book = EMACodebook(dim=2, size=2, decay=0.0, epsilon=0.0, dead_code_threshold=0.0, kmeans_init=False).train()
+    book.embed.copy_(torch.tensor([[0.0, 0.0], [5.0, 5.0]]))
+    book(torch.tensor([[1.0, 0.0], [100.0, 100.0]]), torch.tensor([True, False]))
+    assert book.cluster_size.tolist() == [1.0, 0.0] and book.embed[0].tolist() == [1.0, 0.0]
+
+
+def test_kmeans_init_runs_once_on_the_first_training_batch():
+    torch.manual_seed(0)
+    book = EMACodebook(dim=2, size=4, kmeans_init=True, kmeans_iters=10, dead_code_threshold=0.0)
+    centres = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0], [10.0, 10.0]])
+    vectors = (centres[:, None] + 0.1 * torch.randn(4, 25, 2)).reshape(-1, 2)
+    book.eval()(vectors, torch.ones(100, dtype=torch.bool))
+    assert float(book.initialized) == 0.0  # evaluation never initialises
+    book.train()(vectors, torch.ones(100, dtype=torch.bool))
+    assert float(book.initialized) == 1.0
+    found = sorted(book.embed.round().tolist())
+    assert found == sorted(centres.tolist()), found
+    snapshot = book.embed.clone()
+    book(vectors + 100, torch.ones(100, dtype=torch.bool))  # a second batch only moves codes by EMA
+    assert not torch.equal(book.embed, snapshot) and float(book.initialized) == 1.0
+
+
+def test_dead_codes_restart_from_batch_vectors_and_stay_put():
+    torch.manual_seed(0)
+    book = EMACodebook(dim=2, size=4, decay=0.99, dead_code_threshold=2.0, kmeans_init=False).train()
+    book.embed.copy_(torch.tensor([[0.0, 0.0], [1e3, 1e3], [-1e3, 1e3], [1e3, -1e3]]))
+    book.embed_avg.copy_(book.embed * 10)
+    book.cluster_size.copy_(torch.tensor([10.0, 10.0, 1.0, 0.5]))  # codes 2 and 3 are dead
+    vectors = torch.randn(50, 2)
+    book(vectors, torch.ones(50, dtype=torch.bool))
+    assert book.last_restarts == 2
+    for code in (2, 3):
+        assert (book.embed[code] == vectors).all(-1).any(), code  # each restarted code IS a batch vector
+        assert book.cluster_size[code] == 2.0
+    torch.testing.assert_close(book.embed[1], torch.tensor([1e3, 1e3]) * 10 * 0.99 / (10 * 0.99), rtol=1e-2, atol=0)
+    restarted = book.embed[2:].clone()
+    book.decay = 0.5
+    book(restarted, torch.ones(2, dtype=torch.bool))  # the restarted codes now win their vectors: no drift
+    torch.testing.assert_close(book.embed[2:], restarted)
+    off = EMACodebook(dim=2, size=4, dead_code_threshold=0.0, kmeans_init=False).train()
+    off(vectors, torch.ones(50, dtype=torch.bool))
+    assert off.last_restarts == 0
+
+
+def test_commitment_loss_is_the_mean_squared_distance_to_the_codes():
+    codec = tiny_rvq_codec(num_codebooks=1)
+    quantizer = codec.quantizer.eval()
+    latents = torch.randn(2, 8, 5)
+    mask = torch.tensor([[True] * 5, [True] * 2 + [False] * 3])
+    quantized, codes, loss, first = quantizer(latents, mask)
+    manual = (latents - quantizer.codebooks[0].embed[codes[:, 0]].transpose(1, 2)) ** 2
+    expected = manual.permute(0, 2, 1)[mask].mean()
+    torch.testing.assert_close(loss, expected)
+    torch.testing.assert_close(first, quantized)  # one level: level 1 is everything
+    assert (quantized[1, :, 2:] == 0).all()
+
+
+def test_quantizer_dropout_trains_random_prefixes():
+    codec = tiny_rvq_codec(quantizer_dropout=1.0, num_codebooks=3).train()
+    torch.manual_seed(0)
+    audio, _ = _padded_audio([64])
+    levels = {codec(audio).codes.shape[1] for _ in range(12)}
+    assert levels == {1, 2, 3}
+    assert codec.eval().encode(audio).codes.shape[1] == 3
+
+
+# ---------------------------------------------------------------------------------------------------- distillation loss
+def test_distillation_loss_is_the_d_axis_cosine_of_speechtokenizer():
+    teacher = torch.randn(2, 30, 4)
+    mask = torch.ones(2, 30, dtype=torch.bool)
+    same = semantic_distillation_loss(teacher, teacher, mask)
+    torch.testing.assert_close(same, -torch.nn.functional.logsigmoid(torch.tensor(1.0)))
+    opposite = semantic_distillation_loss(-teacher, teacher, mask)
+    torch.testing.assert_close(opposite, -torch.nn.functional.logsigmoid(torch.tensor(-1.0)))
+    # along time, per feature dimension: rescaling a dimension changes nothing, rescaling a frame does
+    per_dimension = teacher * torch.tensor([1.0, 5.0, 0.1, 3.0])
+    torch.testing.assert_close(semantic_distillation_loss(per_dimension, teacher, mask), same)
+    per_frame = teacher * torch.linspace(0.1, 5.0, 30)[None, :, None]
+    assert semantic_distillation_loss(per_frame, teacher, mask) > same + 1e-3
+    # padded frames do not count
+    padded = teacher.clone()
+    padded[1, 20:] = 99.0
+    short_mask = mask.clone()
+    short_mask[1, 20:] = False
+    torch.testing.assert_close(
+        semantic_distillation_loss(padded, teacher, short_mask), semantic_distillation_loss(teacher, teacher, short_mask)
+    )
+
+
+def test_teacher_features_are_standardised_and_resampled_to_the_codec_rate():
+    teacher = tiny_unit_tokenizer("mfcc")
+    audio, mask = _padded_audio([16000, 8000])
+    features, frames = teacher.extract_features(audio, mask)
+    same, same_mask = teacher_features(teacher, audio, mask, 50.0)
+    expected = (features - teacher.feature_mean) / teacher.feature_std * frames[..., None]
+    torch.testing.assert_close(same, expected)
+    assert torch.equal(same_mask, frames)
+    fast, fast_mask = teacher_features(teacher, audio, mask, 100.0)
+    assert fast.shape[1] == 2 * features.shape[1] and fast_mask.sum(-1).tolist() == [2 * int(n) for n in frames.sum(-1)]
+
+
+# ---------------------------------------------------------------------------------------------------- training
+def test_codec_collator_pads_crops_and_checks_the_sampling_rate():
+    random.seed(0)
+    batch = CodecCollator(segment_samples=100)([{"audio": np.ones(300, np.float32)}, {"audio": np.ones(40, np.float32)}])
+    assert batch["input_values"].shape == (2, 100) and batch["attention_mask"].sum(-1).tolist() == [100, 40]
+    assert torch.equal(batch["labels"], batch["input_values"]) and torch.equal(batch["labels_mask"], batch["attention_mask"])
+    with pytest.raises(ValueError, match="8000 Hz"):
+        CodecCollator(sampling_rate=16000)([{"audio": {"array": np.ones(10), "sampling_rate": 8000}}])
+    with pytest.raises(ValueError, match="mono"):
+        CodecCollator()([{"audio": np.ones((2, 10))}])
+
+
+def _clips(seconds=0.25, count=4):
+    """A few short espeak-ng utterances at 16 kHz (synthesised once per session)."""
+    return [{"audio": w[3200 : 3200 + int(seconds * 16000)]} for w in _espeak_waves()[:count]]
+
+
+_WAVES = []
+
+
+def _espeak_waves():
+    if not _WAVES:
+        if shutil.which("espeak-ng") is None:
+            pytest.skip("espeak-ng is not installed")
+        from hf_slm.data import EspeakSynthesizer
+
+        synth = EspeakSynthesizer()
+        for text in ("speech codecs compress audio", "the cat sat on the mat", "one two three four five",
+                     "a quick brown fox"):
+            _WAVES.append(_as_16k(synth, text))
+    return _WAVES
+
+
+def _as_16k(synth, text):
+    result = synth.synthesize(text)
+    import torchaudio
+
+    return torchaudio.functional.resample(torch.as_tensor(result.waveform).float(), result.sampling_rate, 16000).numpy()
+
+
+def _args(out, **overrides):
+    kwargs = dict(
+        output_dir=str(out), per_device_train_batch_size=4, max_steps=4, learning_rate=3e-3, adam_beta1=0.8,
+        adam_beta2=0.99, lr_scheduler_type="constant", logging_steps=1, save_strategy="no", report_to=[],
+        use_cpu=True, disable_tqdm=True, remove_unused_columns=False, dataloader_pin_memory=False, seed=0,
+    )
+    kwargs.update(overrides)
+    return TrainingArguments(**kwargs)
+
+
+def _mel_loss(codec, rows):
+    batch = CodecCollator()(rows)
+    with torch.no_grad():
+        return float(codec.eval()(**batch).loss_mel)
+
+
+def test_gan_steps_lower_the_mel_loss_update_ema_codebooks_and_checkpoint_both_players(tmp_path):
+    rows = _clips()
+    codec = tiny_rvq_codec(dead_code_threshold=1.0, ema_decay=0.9)
+    before = _mel_loss(codec, rows)
+    embed_before = codec.quantizer.codebooks[0].embed.clone()
+    args = _args(tmp_path, max_steps=6, save_strategy="steps", save_steps=3)
+    trainer = CodecGanTrainer(model=codec, args=args, train_dataset=rows, data_collator=CodecCollator())
+    discriminator_before = {k: v.clone() for k, v in codec.discriminator.state_dict().items()}
+    trainer.train()
+    assert _mel_loss(codec, rows) < before
+    assert not torch.equal(codec.quantizer.codebooks[0].embed, embed_before)
+    assert float(codec.quantizer.codebooks[0].initialized) == 1.0
+    logs = [h for h in trainer.state.log_history if "loss" in h]
+    for name in ("loss_mel", "loss_commitment", "codes_restarted", "loss_disc", "loss_gen_adv", "loss_fm"):
+        assert all(name in h and math.isfinite(h[name]) for h in logs), name
+    assert any(not torch.equal(v, discriminator_before[k]) for k, v in codec.discriminator.state_dict().items())
+    generator_ids = {id(p) for group in trainer.optimizer.param_groups for p in group["params"]}
+    assert generator_ids == {id(p) for _, p in codec.generator_parameters()}
+    checkpoint = tmp_path / "checkpoint-3"
+    assert (checkpoint / DISCRIMINATOR_OPTIMIZER_NAME).is_file()
+    with safe_open(str(checkpoint / "model.safetensors"), "pt") as f:
+        assert any(k.startswith("discriminator.") for k in f.keys())
+    trainer.save_model(str(tmp_path / "export"))
+    assert AutoModel.from_pretrained(tmp_path / "export").discriminator is None
+
+
+def test_discriminator_warmup_trains_reconstruction_only(tmp_path):
+    rows = _clips(count=2)
+    codec = tiny_rvq_codec()
+    trainer = CodecGanTrainer(
+        model=codec, args=_args(tmp_path, max_steps=2), train_dataset=rows, data_collator=CodecCollator(),
+        discriminator_warmup_steps=10,
+    )
+    before = {k: v.clone() for k, v in codec.discriminator.state_dict().items()}
+    trainer.train()
+    assert all(torch.equal(v, before[k]) for k, v in codec.discriminator.state_dict().items())
+    assert not any("loss_disc" in h for h in trainer.state.log_history)
+
+
+def test_codec_gan_trainer_checks_model_and_teacher(tmp_path):
+    args = _args(tmp_path)
+    with pytest.raises(ValueError, match="RVQCodec"):
+        CodecGanTrainer(model=tiny_codec_tokenizer(), args=args)
+    with pytest.raises(ValueError, match="semantic_teacher"):
+        CodecGanTrainer(model=tiny_rvq_codec(semantic_distillation_dim=39), args=args)
+    with pytest.raises(ValueError, match="dim 39"):
+        CodecGanTrainer(model=tiny_rvq_codec(semantic_distillation_dim=8), args=args,
+                        semantic_teacher=tiny_unit_tokenizer("mfcc"))
+    with pytest.raises(ValueError, match="no semantic_distillation_dim"):
+        CodecGanTrainer(model=tiny_rvq_codec(), args=args, semantic_teacher=tiny_unit_tokenizer("mfcc"))
