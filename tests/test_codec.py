@@ -584,3 +584,79 @@ def test_codec_gan_trainer_checks_model_and_teacher(tmp_path):
                         semantic_teacher=tiny_unit_tokenizer("mfcc"))
     with pytest.raises(ValueError, match="no semantic_distillation_dim"):
         CodecGanTrainer(model=tiny_rvq_codec(), args=args, semantic_teacher=tiny_unit_tokenizer("mfcc"))
+
+
+# ---------------------------------------------------------------------------------------------------- mixed tokenizer
+def _nmi_and_probe(codes, units, groups, num_codes, num_units):
+    """NMI(codes; units) and the accuracy of the best code -> unit lookup (a linear probe on one-hot codes) fitted on
+    the first half of the utterances and scored on the second half."""
+    joint = np.zeros((num_codes, num_units))
+    np.add.at(joint, (codes, units), 1)
+    p = joint / joint.sum()
+    pc, pu = p.sum(1, keepdims=True), p.sum(0, keepdims=True)
+    nz = p > 0
+    mi = (p[nz] * np.log(p[nz] / (pc @ pu)[nz])).sum()
+    entropy_c = -(pc[pc > 0] * np.log(pc[pc > 0])).sum()
+    entropy_u = -(pu[pu > 0] * np.log(pu[pu > 0])).sum()
+    fit = groups < groups.max() / 2
+    table = np.zeros((num_codes, num_units))
+    np.add.at(table, (codes[fit], units[fit]), 1)
+    fallback = np.bincount(units[fit], minlength=num_units).argmax()
+    predicted = np.where(table.sum(1)[codes[~fit]] > 0, table.argmax(1)[codes[~fit]], fallback)
+    return mi / math.sqrt(entropy_c * entropy_u), float((predicted == units[~fit]).mean())
+
+
+@pytest.fixture(scope="module")
+def espeak_corpus(tmp_path_factory):
+    """40 espeak-ng utterances (3 voices, 2 rates): 32 to train on, 8 held out."""
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed")
+    from hf_slm.data import load_text_corpus, synthesize_dataset
+
+    texts = load_text_corpus("builtin", limit=40, seed=0)
+    ds = synthesize_dataset(texts, voices=["en-us", "en-us+f3", "en-gb+m3"], rates=[160, 190], assignment="random",
+                            seed=0, show_progress=False, cache_dir=tmp_path_factory.mktemp("espeak_cache"))
+    split = ds.train_test_split(test_size=8, seed=0)
+    waves = {name: [a.get_all_samples().data.mean(0) for a in split[name]["audio"]] for name in ("train", "test")}
+    return split["train"], waves
+
+
+def test_distillation_makes_level1_codes_predict_mfcc_units(espeak_corpus, tmp_path):
+    """SpeechTokenizer's claim at toy scale: the same codec trained for the same 60 steps, with vs without level-1
+    distillation toward standardised MFCC features, and level-1 codes of held-out speech compared with the MFCC
+    k-means units (the teacher's own units) by normalised mutual information and a lookup probe."""
+    from hf_slm.models.unit_tokenizer import KMeansUnitTokenizer, KMeansUnitTokenizerConfig, SpeechFeatureExtractor
+
+    train, waves = espeak_corpus
+    num_units, num_codes = 20, 32
+    teacher = KMeansUnitTokenizer(KMeansUnitTokenizerConfig(num_units=num_units)).eval()
+    teacher.fit_on_dataset(train, SpeechFeatureExtractor(), show_progress=False, max_steps=50)
+    rows = [{"audio": w.numpy()} for w in waves["train"]]
+    scores = {}
+    for distill in (False, True):
+        torch.manual_seed(0)
+        codec = RVQCodec(RVQCodecConfig(
+            upsampling_ratios=(8, 5, 4, 2), num_filters=4, hidden_size=16, num_codebooks=2, codebook_size=num_codes,
+            ema_decay=0.9, mel_n_fft=512, mel_hop_length=128, mel_win_length=512, num_mel_bins=40,
+            semantic_distillation_dim=39 if distill else None,
+        ))
+        trainer = CodecGanTrainer(
+            model=codec, args=_args(tmp_path / str(distill), max_steps=60, per_device_train_batch_size=8,
+                                    logging_steps=20),
+            train_dataset=rows, data_collator=CodecCollator(segment_samples=8000),
+            semantic_teacher=teacher if distill else None, discriminator_warmup_steps=10**6,
+        )
+        trainer.train()
+        codec.eval()
+        codes, units, groups = [], [], []
+        with torch.no_grad():
+            for i, wave in enumerate(waves["test"]):
+                level1 = codec.encode(wave[None]).codes[0, 0]
+                unit = teacher(wave[None]).units[0]
+                n = min(len(level1), len(unit))
+                codes.append(level1[:n].numpy()), units.append(unit[:n].numpy()), groups.append(np.full(n, i))
+        scores[distill] = _nmi_and_probe(*map(np.concatenate, (codes, units, groups)), num_codes, num_units)
+    print("level-1 (NMI, probe accuracy): plain", scores[False], "distilled", scores[True])
+    (nmi_plain, probe_plain), (nmi_distilled, probe_distilled) = scores[False], scores[True]
+    assert nmi_distilled > nmi_plain + 0.1, scores
+    assert probe_distilled > probe_plain, scores

@@ -231,6 +231,10 @@ class RVQCodecConfig(PretrainedConfig):
         kmeans_iters (`int`, *optional*, defaults to 10): Lloyd iterations of that initialisation.
         quantizer_dropout (`float`, *optional*, defaults to 0.0): Probability that a training batch uses only the
             first n ~ U{1..num_codebooks} levels (SoundStream), so that one model serves every bitrate.
+        quantizer_bypass (`float`, *optional*, defaults to 0.0): Probability that a training sequence skips
+            quantization and the decoder gets the continuous latents (Mimi quantizes only half of its training
+            sequences, 0.5): the encoder then learns from direct gradients, not only through the straight-through
+            codes, which gets small codecs past their early plateau. Inference always quantizes.
         semantic_distillation_dim (`int`, *optional*): Dimension of the teacher features that level 1 is distilled
             toward (39 for MFCC + deltas, 768 for HuBERT-base); `None` disables distillation.
         lambda_distillation (`float`, *optional*, defaults to 120.0): Weight of the distillation loss.
@@ -292,6 +296,7 @@ class RVQCodecConfig(PretrainedConfig):
         kmeans_init: bool = True,
         kmeans_iters: int = 10,
         quantizer_dropout: float = 0.0,
+        quantizer_bypass: float = 0.0,
         semantic_distillation_dim: int | None = None,
         lambda_distillation: float = 120.0,
         lambda_commitment: float = 1.0,
@@ -342,6 +347,7 @@ class RVQCodecConfig(PretrainedConfig):
         _check_float("ema_epsilon", ema_epsilon)
         _check_float("dead_code_threshold", dead_code_threshold)
         _check_float("quantizer_dropout", quantizer_dropout, 0.0, 1.0)
+        _check_float("quantizer_bypass", quantizer_bypass, 0.0, 1.0)
         for name, value in (
             ("lambda_distillation", lambda_distillation),
             ("lambda_commitment", lambda_commitment),
@@ -379,6 +385,7 @@ class RVQCodecConfig(PretrainedConfig):
         self.kmeans_init = bool(kmeans_init)
         self.kmeans_iters = kmeans_iters
         self.quantizer_dropout = float(quantizer_dropout)
+        self.quantizer_bypass = float(quantizer_bypass)
         self.semantic_distillation_dim = semantic_distillation_dim
         self.lambda_distillation = float(lambda_distillation)
         self.lambda_commitment = float(lambda_commitment)

@@ -299,8 +299,20 @@ class RVQCodec(CodecModelMixin, PreTrainedModel):
 
     @torch.no_grad()
     def _init_weights(self, module):
-        """PyTorch's default init for convs / linears (what SEANet and HiFi-GAN train from); random codebooks."""
-        if isinstance(module, (nn.Conv1d, nn.ConvTranspose1d, nn.Linear)):
+        """Kaiming-normal convs (transformers' EnCodec init), PyTorch-default linears, random codebooks.
+
+        PyTorch's default conv init shrinks activations ~3x per layer: deep in the encoder they are so small that
+        every ELU is in its linear range, the encoder is a linear filter of the zero-mean waveform, and its latents
+        carry no energy / spectral information until training has rescaled it (a long plateau for small codecs).
+        Kaiming-normal keeps activations at unit scale, so the encoder starts nonlinear.
+        """
+        if isinstance(module, (nn.Conv1d, nn.ConvTranspose1d)):
+            init.kaiming_normal_(module.weight)
+            if module.bias is not None:
+                fan_in = module.weight.shape[1] * math.prod(module.weight.shape[2:])
+                bound = 1 / math.sqrt(fan_in)
+                init.uniform_(module.bias, -bound, bound)
+        elif isinstance(module, nn.Linear):
             init.kaiming_uniform_(module.weight, a=math.sqrt(5))
             if module.bias is not None:
                 fan_in = module.weight.shape[1] * math.prod(module.weight.shape[2:])
@@ -442,7 +454,12 @@ class RVQCodec(CodecModelMixin, PreTrainedModel):
             output = CodecModelOutput(waveform=decoded.waveform, waveform_lengths=decoded.waveform_lengths)
             return output if return_dict else output.to_tuple()
 
-        _, quantized, codes, mask, commitment, first, lengths = self._encode(input_values, attention_mask, num_codebooks)
+        latents, quantized, codes, mask, commitment, first, lengths = self._encode(
+            input_values, attention_mask, num_codebooks
+        )
+        if self.training and self.config.quantizer_bypass > 0:
+            bypass = torch.rand(latents.shape[0], device=latents.device) < self.config.quantizer_bypass
+            quantized = torch.where(bypass[:, None, None], latents, quantized)
         waveform = self.decoder(quantized, mask.long().sum(-1))
         width = min(waveform.shape[1], input_values.shape[-1])
         waveform = waveform[:, :width] * lengths_to_mask(lengths, width).to(waveform.dtype)

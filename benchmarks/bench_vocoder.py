@@ -1,0 +1,161 @@
+"""Vocoder throughput and codec real-time factor.
+
+(1) Vocoders, same process, same sizes, random weights, interleaved rounds:
+  (a) baseline - transformers' `SeamlessM4TCodeHifiGan` (the fairseq unit HiFi-GAN: unit embedding + duration
+                 predictor + language / speaker embeddings + HiFi-GAN) on a padded batch of unit sequences;
+  (b) ours     - `UnitHifiGanVocoder` with the same generator sizes and a duration predictor, on the same batch with
+                 its attention mask (optionally bf16 / torch.compile on CUDA).
+  Both predict durations from random weights, so their audio lengths differ: rates are audio-seconds produced per
+  second. Last line `ratio: X` = ours / baseline.
+(2) Codecs: encode and decode real-time factor (compute seconds per audio second; < 1 is faster than real time) of
+  our `RVQCodec` (default 4 kbps config) and of `CodecTokenizer` around a random-init `encodec_24khz`.
+
+    python benchmarks/bench_vocoder.py --device cpu --size small --threads 1
+    python benchmarks/bench_vocoder.py --device cuda --size base --dtype bfloat16 --compile
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+
+import torch
+from transformers import SeamlessM4TConfig
+from transformers.models.seamless_m4t.modeling_seamless_m4t import SeamlessM4TCodeHifiGan
+
+from hf_slm import CodecTokenizer, CodecTokenizerConfig, RVQCodec, RVQCodecConfig, UnitHifiGanVocoder, UnitHifiGanVocoderConfig
+
+#: generator sizes (the same for both vocoders); "base" is the fairseq / speech-resynthesis code HiFi-GAN
+SIZES = {
+    "base": dict(upsample_initial_channel=512, resblock_kernel_sizes=(3, 7, 11), resblock_dilation_sizes=((1, 3, 5),) * 3),
+    "small": dict(upsample_initial_channel=128, resblock_kernel_sizes=(3, 7, 11), resblock_dilation_sizes=((1, 3, 5),) * 3),
+    "tiny": dict(upsample_initial_channel=32, resblock_kernel_sizes=(3,), resblock_dilation_sizes=((1, 3),)),
+}
+NUM_UNITS, UNIT_DIM, LANG_DIM, SPEAKER_DIM = 100, 128, 8, 8
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="ours only (CUDA)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile our generator (CUDA)")
+    parser.add_argument("--size", default="small", choices=sorted(SIZES))
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--units", type=int, default=150, help="deduplicated units per item (lengths vary from 60%%)")
+    parser.add_argument("--codec-seconds", type=float, default=10.0)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (1 = CPU-seconds are clean)")
+    parser.add_argument("--skip-codecs", action="store_true")
+    parser.add_argument("--seed", type=int, default=0)
+    return parser.parse_args()
+
+
+def sync(device):
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fns: dict, device: str, warmup: int, repeats: int):
+    """Median wall and CPU seconds per function over interleaved rounds, plus each one's last result."""
+    results, wall, cpu = {}, {n: [] for n in fns}, {n: [] for n in fns}
+    for index in range(warmup + repeats):
+        for name, fn in fns.items():
+            sync(device)
+            start, start_cpu = time.perf_counter(), time.process_time()
+            results[name] = fn()
+            sync(device)
+            if index >= warmup:
+                wall[name].append(time.perf_counter() - start)
+                cpu[name].append(time.process_time() - start_cpu)
+    return {n: statistics.median(v) for n, v in wall.items()}, {n: statistics.median(v) for n, v in cpu.items()}, results
+
+
+def build_vocoders(size: str, device: str):
+    sizes = SIZES[size]
+    torch.manual_seed(0)
+    baseline_config = SeamlessM4TConfig(
+        unit_hifi_gan_vocab_size=NUM_UNITS, unit_embed_dim=UNIT_DIM, lang_embed_dim=LANG_DIM, spkr_embed_dim=SPEAKER_DIM,
+        vocoder_num_langs=1, vocoder_num_spkrs=1, upsample_rates=[5, 4, 4, 2, 2], upsample_kernel_sizes=[11, 8, 8, 4, 4],
+        var_pred_dropout=0.5, variance_predictor_kernel_size=3, **sizes,
+    )
+    baseline = SeamlessM4TCodeHifiGan(baseline_config).eval().to(device)
+    ours = UnitHifiGanVocoder(
+        UnitHifiGanVocoderConfig(num_units=NUM_UNITS, embedding_dim=UNIT_DIM + LANG_DIM + SPEAKER_DIM,
+                                 use_duration_predictor=True, **sizes)
+    ).eval().to(device)
+    return baseline, ours
+
+
+def bench_vocoders(args):
+    baseline, ours = build_vocoders(args.size, args.device)
+    generator = torch.Generator().manual_seed(args.seed)
+    lengths = torch.linspace(0.6 * args.units, args.units, args.batch_size).long()
+    ids = torch.randint(0, NUM_UNITS, (args.batch_size, args.units), generator=generator)
+    mask = (torch.arange(args.units)[None] < lengths[:, None]).long()
+    # the baseline has no attention mask: its padding is its pad token (t2u_pad_token_id), as in SeamlessM4T
+    baseline_ids = torch.where(mask.bool(), ids, baseline.pad_token_id).to(args.device)
+    ids, mask = ids.to(args.device), mask.to(args.device)
+    zeros = torch.zeros(args.batch_size, 1, dtype=torch.long, device=args.device)
+    if args.dtype == "bfloat16":
+        ours = ours.to(torch.bfloat16)
+    if args.compile:
+        ours.hifi_gan = torch.compile(ours.hifi_gan, dynamic=True)
+
+    @torch.no_grad()
+    def run_baseline():
+        _, lengths_out = baseline(baseline_ids, spkr_id=zeros, lang_id=zeros)
+        return int(lengths_out.sum())
+
+    @torch.no_grad()
+    def run_ours():
+        return int(ours(input_ids=ids, attention_mask=mask).waveform_lengths.sum())
+
+    wall, cpu, samples = timed({"baseline": run_baseline, "ours": run_ours}, args.device, args.warmup, args.repeats)
+    rates = {}
+    params = {"baseline": sum(p.numel() for p in baseline.parameters()), "ours": sum(p.numel() for p in ours.parameters())}
+    for name in ("baseline", "ours"):
+        seconds = samples[name] / 16000
+        rates[name] = seconds / wall[name]
+        print(f"{name:9s} {params[name] / 1e6:6.2f}M params  {seconds:6.1f} s audio  wall {wall[name]:.3f} s  "
+              f"cpu {cpu[name]:.3f} s  {rates[name]:8.1f} audio-s/s  {seconds / cpu[name]:8.1f} audio-s/CPU-s")
+    return rates["ours"] / rates["baseline"]
+
+
+def bench_codecs(args):
+    torch.manual_seed(0)
+    codecs = {
+        "RVQCodec (defaults, 4 kbps)": RVQCodec(RVQCodecConfig()),
+        "CodecTokenizer(encodec_24khz, random init, 1.5 kbps)": CodecTokenizer(CodecTokenizerConfig()),
+    }
+    for name, codec in codecs.items():
+        codec = codec.eval().to(args.device)
+        samples = int(args.codec_seconds * codec.sampling_rate)
+        audio = (torch.randn(1, samples, generator=torch.Generator().manual_seed(args.seed)) * 0.1).to(args.device)
+        with torch.no_grad():
+            codes = codec.encode(audio).codes
+        fns = {"encode": lambda: codec.encode(audio).codes, "decode": lambda: codec.decode(codes).waveform}
+        with torch.no_grad():
+            wall, cpu, _ = timed(fns, args.device, args.warmup, args.repeats)
+        params = sum(p.numel() for p in codec.parameters()) / 1e6
+        print(f"{name}: {params:.2f}M params, {args.codec_seconds:.0f} s audio: "
+              + ", ".join(f"{k} RTF {wall[k] / args.codec_seconds:.3f} (CPU-s/s {cpu[k] / args.codec_seconds:.3f})" for k in fns))
+
+
+def main():
+    args = parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"{platform.processor() or platform.machine()}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
+          f"device {args.device}, size {args.size}, batch {args.batch_size} x <= {args.units} units, dtype {args.dtype}, "
+          f"compile {args.compile}")
+    if not args.skip_codecs:
+        bench_codecs(args)
+    ratio = bench_vocoders(args)
+    print(f"ratio: {ratio:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,267 @@
+#!/usr/bin/env python
+"""Train our RVQ codec (SEANet + EMA residual VQ) as a GAN, optionally as a mixed (semantically distilled) tokenizer.
+
+    python examples/codec/train_codec.py examples/codec/config_tiny.json
+    python examples/codec/train_codec.py examples/codec/config_tiny.json --output_dir runs/x --max_steps 50
+    python examples/codec/train_codec.py examples/codec/config_base.json --semantic_teacher mfcc
+
+Steps: speech (synthesised with espeak-ng, or a `hf-slm synth` / `save_to_disk` folder) -> optional semantic teacher
+(a fitted MFCC k-means unit tokenizer, or a saved `KMeansUnitTokenizer` e.g. HuBERT units) -> `CodecGanTrainer`
+(mel L1 + commitment [+ level-1 distillation] + HiFi-GAN adversarial / feature-matching losses, EMA codebooks) ->
+the codec (generator only) in `output_dir`, the teacher in `output_dir/semantic_teacher`, and `results.json` with
+the held-out mel L1, codebook usage and (distilled runs) level-1 code / teacher unit normalised mutual information.
+Rerunning the same command resumes from the last complete checkpoint in `output_dir`.
+
+Arguments come from three dataclasses (`CodecDataArguments`, `CodecModelArguments`, `transformers.TrainingArguments`);
+a `.json` first argument sets defaults for all of them and any `--flag` after it overrides one. See README.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import datasets
+import numpy as np
+import torch
+from transformers import HfArgumentParser, TrainingArguments, set_seed
+
+from hf_slm.data import load_text_corpus, synthesize_dataset
+from hf_slm.models.codec_tokenizer import RVQCodec, RVQCodecConfig
+from hf_slm.models.unit_tokenizer import KMeansUnitTokenizer, KMeansUnitTokenizerConfig, SpeechFeatureExtractor
+from hf_slm.training import last_complete_checkpoint
+from hf_slm.training.codec_trainer import CodecCollator, CodecGanTrainer
+
+logger = logging.getLogger("train_codec")
+TEACHER_DIR = "semantic_teacher"
+
+
+@dataclass
+class CodecDataArguments:
+    dataset_path: str | None = field(
+        default=None,
+        metadata={"help": "A `datasets` folder with an audio column (`hf-slm synth`, `save_to_disk`). Unset: "
+                  "synthesise speech from `text_source` with espeak-ng."},
+    )
+    audio_column: str = field(default="audio", metadata={"help": "Column with the audio (datasets' Audio feature)."})
+    text_source: str = field(default="builtin", metadata={"help": "'builtin', 'fortunes', 'wordnet' or a text file."})
+    num_sentences: int = field(default=200, metadata={"help": "Sentences to synthesise (train + eval)."})
+    voices: str = field(default="en-us,en-us+f3,en-gb+m3", metadata={"help": "Comma-separated espeak-ng voices."})
+    rates: str = field(default="150,175,200", metadata={"help": "Comma-separated speaking rates (words/min)."})
+    num_eval_utterances: int = field(default=10, metadata={"help": "Held-out utterances (at most 10%)."})
+    segment_seconds: float = field(default=1.0, metadata={"help": "Random training crops (EnCodec trains on 1 s)."})
+
+
+@dataclass
+class CodecModelArguments:
+    upsampling_ratios: str = field(default="8,5,4,2", metadata={"help": "Decoder strides; product = hop."})
+    num_filters: int = field(default=32, metadata={"help": "Channels of the first conv, doubled at each stride."})
+    hidden_size: int = field(default=128, metadata={"help": "Latent / codebook dimension."})
+    num_codebooks: int = field(default=8, metadata={"help": "RVQ levels (sets the bitrate)."})
+    codebook_size: int = field(default=1024, metadata={"help": "Codes per level."})
+    causal: bool = field(default=True, metadata={"help": "Causal convolutions (stream without look-ahead)."})
+    ema_decay: float = field(default=0.99, metadata={"help": "EMA decay of the codebooks."})
+    dead_code_threshold: float = field(default=2.0, metadata={"help": "Restart codes used less (EMA frames/batch)."})
+    quantizer_dropout: float = field(default=0.0, metadata={"help": "Probability of training a random level prefix."})
+    mel_n_fft: int = field(default=1024, metadata={"help": "FFT size of the loss mel."})
+    mel_hop_length: int = field(default=256, metadata={"help": "Hop of the loss mel."})
+    num_mel_bins: int = field(default=80, metadata={"help": "Bins of the loss mel."})
+    mpd_channels: str = field(default="32,128,512,1024,1024", metadata={"help": "Period discriminator channels."})
+    msd_channels: str = field(default="128,128,256,512,1024,1024,1024", metadata={"help": "Scale disc. channels."})
+    semantic_teacher: str | None = field(
+        default=None,
+        metadata={"help": "Distil RVQ level 1: 'mfcc' (fit MFCC k-means on the training audio, saved to "
+                  "output_dir/semantic_teacher) or a saved KMeansUnitTokenizer folder (MFCC or SSL). Unset: no "
+                  "distillation."},
+    )
+    teacher_num_units: int = field(default=50, metadata={"help": "k-means units of a fitted MFCC teacher."})
+    lambda_distillation: float = field(default=120.0, metadata={"help": "Distillation weight (SpeechTokenizer)."})
+    discriminator_warmup_steps: int = field(default=0, metadata={"help": "Steps before the discriminators join."})
+    discriminator_learning_rate: float | None = field(default=None, metadata={"help": "Default: learning_rate."})
+    resume: bool = field(default=True, metadata={"help": "Resume from the last complete checkpoint in output_dir."})
+
+
+# ---------------------------------------------------------------------------------------------------- arguments
+def parse_arguments(argv: list[str]):
+    parser = HfArgumentParser((CodecDataArguments, CodecModelArguments, TrainingArguments))
+    if argv and argv[0].endswith(".json"):
+        config = json.loads(Path(argv[0]).read_text())
+        known = {f.name for cls in parser.dataclass_types for f in dataclasses.fields(cls) if f.init}
+        unknown = sorted(set(config) - known)
+        if unknown:
+            raise ValueError(f"{argv[0]}: unknown argument(s) {unknown}")
+        parser.set_defaults(**config)  # the JSON file gives defaults; flags after it override them
+        for action in parser._actions:
+            if action.dest in config:
+                action.required = False
+        argv = argv[1:]
+    data_args, model_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    updates = {"remove_unused_columns": False}
+    if not torch.cuda.is_available():
+        updates["dataloader_pin_memory"] = False
+    return data_args, model_args, dataclasses.replace(training_args, **updates)
+
+
+def _csv(text: str, kind=str) -> list:
+    return [kind(x) for x in text.split(",") if x.strip()]
+
+
+# ---------------------------------------------------------------------------------------------------- data
+def load_speech(data_args: CodecDataArguments, sampling_rate: int, seed: int):
+    """Train / eval splits whose audio column decodes at `sampling_rate`."""
+    if data_args.dataset_path:
+        ds = datasets.load_from_disk(data_args.dataset_path)
+        if isinstance(ds, datasets.DatasetDict):
+            ds = ds["train"] if "train" in ds else next(iter(ds.values()))
+        if data_args.audio_column not in ds.column_names:
+            raise ValueError(f"{data_args.dataset_path} has no column {data_args.audio_column!r}: {ds.column_names}")
+        ds = ds.cast_column(data_args.audio_column, datasets.Audio(sampling_rate=sampling_rate))
+    else:
+        texts = load_text_corpus(data_args.text_source, limit=data_args.num_sentences, seed=seed)
+        ds = synthesize_dataset(
+            texts, voices=_csv(data_args.voices), rates=_csv(data_args.rates, int), sampling_rate=sampling_rate,
+            assignment="random", seed=seed, show_progress=False,
+        )
+    if len(ds) < 2:
+        raise ValueError(f"the speech dataset has {len(ds)} utterance(s); need at least 2 (train + eval)")
+    n_eval = max(1, min(data_args.num_eval_utterances, len(ds) // 10))
+    split = ds.train_test_split(test_size=n_eval, seed=seed, shuffle=True)
+    return split["train"], split["test"]
+
+
+def _waveform(value) -> torch.Tensor:
+    if hasattr(value, "get_all_samples"):
+        return value.get_all_samples().data.mean(0).float()
+    return torch.as_tensor(np.asarray(value["array"]), dtype=torch.float32)
+
+
+# ---------------------------------------------------------------------------------------------------- model
+def build_codec(model_args: CodecModelArguments, teacher) -> RVQCodec:
+    config = RVQCodecConfig(
+        upsampling_ratios=_csv(model_args.upsampling_ratios, int),
+        num_filters=model_args.num_filters,
+        hidden_size=model_args.hidden_size,
+        num_codebooks=model_args.num_codebooks,
+        codebook_size=model_args.codebook_size,
+        causal=model_args.causal,
+        ema_decay=model_args.ema_decay,
+        dead_code_threshold=model_args.dead_code_threshold,
+        quantizer_dropout=model_args.quantizer_dropout,
+        semantic_distillation_dim=None if teacher is None else teacher.config.feature_dim,
+        lambda_distillation=model_args.lambda_distillation,
+        mel_n_fft=model_args.mel_n_fft,
+        mel_hop_length=model_args.mel_hop_length,
+        mel_win_length=model_args.mel_n_fft,
+        num_mel_bins=model_args.num_mel_bins,
+        mpd_channels=_csv(model_args.mpd_channels, int),
+        msd_channels=_csv(model_args.msd_channels, int),
+    )
+    return RVQCodec(config)
+
+
+def load_teacher(model_args: CodecModelArguments, train, data_args, output_dir: Path):
+    """The semantic teacher: a saved tokenizer, the one a previous run of this output_dir fitted, or a new fit."""
+    source = model_args.semantic_teacher
+    if source is None:
+        return None
+    saved = output_dir / TEACHER_DIR
+    if source != "mfcc":
+        return KMeansUnitTokenizer.from_pretrained(source).eval()
+    if (saved / "config.json").is_file():
+        return KMeansUnitTokenizer.from_pretrained(saved).eval()
+    teacher = KMeansUnitTokenizer(KMeansUnitTokenizerConfig(num_units=model_args.teacher_num_units)).eval()
+    teacher.fit_on_dataset(train, SpeechFeatureExtractor(), audio_column=data_args.audio_column, show_progress=False)
+    teacher.save_pretrained(saved)
+    return teacher
+
+
+# ---------------------------------------------------------------------------------------------------- evaluation
+@torch.no_grad()
+def evaluate_codec(codec: RVQCodec, teacher, test, audio_column: str) -> dict:
+    """Held-out mel L1, codes used per level, and NMI(level-1 codes; teacher units) when there is a teacher."""
+    codec.eval()
+    mel_losses, codes_by_level, pairs = [], [[] for _ in range(codec.num_codebooks)], []
+    device = next(codec.parameters()).device
+    for value in test[audio_column]:
+        wave = _waveform(value)[None].to(device)
+        out = codec(input_values=wave, labels=wave)
+        mel_losses.append(float(out.loss_mel))
+        for level in range(codec.num_codebooks):
+            codes_by_level[level].append(out.codes[0, level].cpu())
+        if teacher is not None:
+            units = teacher(wave.to(teacher.device)).units[0].cpu()
+            n = min(len(units), out.codes.shape[-1])
+            pairs.append((out.codes[0, 0, :n].cpu(), units[:n]))
+    result = {
+        "eval_mel_l1": float(np.mean(mel_losses)),
+        "codes_used_per_level": [int(torch.cat(c).unique().numel()) for c in codes_by_level],
+        "bitrate_bps": codec.bitrate,
+    }
+    if pairs:
+        result["level1_unit_nmi"] = normalised_mutual_information(
+            torch.cat([p[0] for p in pairs]).numpy(), torch.cat([p[1] for p in pairs]).numpy()
+        )
+    return result
+
+
+def normalised_mutual_information(a: np.ndarray, b: np.ndarray) -> float:
+    """I(a; b) / sqrt(H(a) H(b)) of two aligned discrete sequences (plug-in estimate)."""
+    joint = np.zeros((a.max() + 1, b.max() + 1))
+    np.add.at(joint, (a, b), 1)
+    p = joint / joint.sum()
+    pa, pb = p.sum(1, keepdims=True), p.sum(0, keepdims=True)
+    nz = p > 0
+    mi = float((p[nz] * np.log(p[nz] / (pa @ pb)[nz])).sum())
+    ha = float(-(pa[pa > 0] * np.log(pa[pa > 0])).sum())
+    hb = float(-(pb[pb > 0] * np.log(pb[pb > 0])).sum())
+    return mi / math.sqrt(ha * hb) if ha > 0 and hb > 0 else 0.0
+
+
+# ---------------------------------------------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> dict:
+    data_args, model_args, training_args = parse_arguments(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    set_seed(training_args.seed)
+    output_dir = Path(training_args.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+
+    sampling_rate = RVQCodecConfig().sampling_rate
+    train, test = load_speech(data_args, sampling_rate, training_args.seed)
+    teacher = load_teacher(model_args, train, data_args, output_dir)
+    codec = build_codec(model_args, teacher)
+    logger.info("codec: %.2fM parameters, %.0f bps, teacher: %s", codec.num_parameters() / 1e6, codec.bitrate,
+                model_args.semantic_teacher)
+
+    trainer = CodecGanTrainer(
+        model=codec,
+        args=training_args,
+        train_dataset=train,
+        data_collator=CodecCollator(
+            segment_samples=int(data_args.segment_seconds * sampling_rate),
+            audio_column=data_args.audio_column,
+            sampling_rate=sampling_rate,
+        ),
+        semantic_teacher=teacher,
+        discriminator_warmup_steps=model_args.discriminator_warmup_steps,
+        discriminator_learning_rate=model_args.discriminator_learning_rate,
+    )
+    checkpoint = last_complete_checkpoint(output_dir) if model_args.resume else None
+    if checkpoint:
+        logger.info("resuming from %s", checkpoint)
+    trainer.train(resume_from_checkpoint=checkpoint)
+    trainer.save_model(str(output_dir))
+
+    results = evaluate_codec(codec, teacher, test, data_args.audio_column)
+    results["steps"] = trainer.state.global_step
+    (output_dir / "results.json").write_text(json.dumps(results, indent=2))
+    logger.info("results: %s", results)
+    return results
+
+
+if __name__ == "__main__":
+    main()
