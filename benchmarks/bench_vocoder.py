@@ -7,6 +7,9 @@
                  its attention mask (optionally bf16 / torch.compile on CUDA).
   Both predict durations from random weights, so their audio lengths differ: rates are audio-seconds produced per
   second. Last line `ratio: X` = ours / baseline.
+(3) Streaming: first-chunk latency of `hf_slm.streaming.stream_vocode` (chunks of `--chunk-units`, context =
+  the measured receptive field) vs the full synthesis of one `--stream-units`-unit utterance, for our HiFi-GAN
+  (at `--size`) and the causal RVQ codec decoder (no look-ahead).
 (2) Codecs: encode and decode real-time factor (compute seconds per audio second; < 1 is faster than real time) of
   our `RVQCodec` (default 4 kbps config) and of `CodecTokenizer` around a random-init `encodec_24khz`.
 
@@ -49,6 +52,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (1 = CPU-seconds are clean)")
     parser.add_argument("--skip-codecs", action="store_true")
+    parser.add_argument("--chunk-units", type=int, default=25, help="streaming chunk (25 units = 0.5 s)")
+    parser.add_argument("--stream-units", type=int, default=500, help="streamed utterance (500 units = 10 s)")
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args()
 
@@ -144,6 +149,41 @@ def bench_codecs(args):
               + ", ".join(f"{k} RTF {wall[k] / args.codec_seconds:.3f} (CPU-s/s {cpu[k] / args.codec_seconds:.3f})" for k in fns))
 
 
+def bench_streaming(args):
+    from hf_slm.streaming import receptive_field, stream_vocode
+
+    _, vocoder = build_vocoders(args.size, args.device)
+    vocoder.config.use_duration_predictor = False
+    vocoder.duration_predictor = None  # one frame per unit: chunk sizes in units are chunk sizes in frames
+    torch.manual_seed(0)
+    codec = RVQCodec(RVQCodecConfig()).eval().to(args.device)
+    generator = torch.Generator().manual_seed(args.seed)
+    cases = {
+        f"UnitHifiGanVocoder ({args.size})": (vocoder, torch.randint(0, NUM_UNITS, (args.stream_units,), generator=generator)),
+        "RVQCodec decoder (causal, defaults)": (codec, torch.randint(0, 1024, (8, args.stream_units), generator=generator)),
+    }
+    for name, (model, units) in cases.items():
+        context, lookahead = receptive_field(model)
+        with torch.no_grad():
+            model(input_ids=units[None].to(args.device))  # warm-up
+            sync(args.device)
+            start = time.perf_counter()
+            model(input_ids=units[None].to(args.device))
+            sync(args.device)
+            full = time.perf_counter() - start
+        start = time.perf_counter()
+        chunks = stream_vocode(model, units, chunk_units=args.chunk_units, overlap_units=context, lookahead_units=lookahead)
+        next(chunks)
+        first = time.perf_counter() - start
+        for _ in chunks:
+            pass
+        total = time.perf_counter() - start
+        seconds = units.shape[-1] * model.config.hop_length / model.config.sampling_rate
+        print(f"streaming {name}: receptive field {context} units back / {lookahead} ahead, chunk {args.chunk_units} "
+              f"units: first chunk after {first * 1000:.0f} ms, all chunks {total:.2f} s, one-shot {full:.2f} s "
+              f"({seconds:.0f} s audio)")
+
+
 def main():
     args = parse_args()
     if args.threads:
@@ -153,6 +193,7 @@ def main():
           f"compile {args.compile}")
     if not args.skip_codecs:
         bench_codecs(args)
+        bench_streaming(args)
     ratio = bench_vocoders(args)
     print(f"ratio: {ratio:.2f}")
 

@@ -145,12 +145,27 @@ WRAPPED = {
 }
 
 
+def _random_codebooks(codec, seed=0):
+    """transformers initialises EnCodec / Mimi / X-codec codebooks to zeros (every frame would get code 0 and decode
+    alike): give them random codes, as a trained checkpoint has, so the tests can tell codes apart."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in codec.modules():
+            if hasattr(module, "embed_sum") and hasattr(module, "cluster_usage"):  # Mimi
+                module.embed_sum.copy_(torch.randn(module.embed_sum.shape, generator=generator))
+                module.cluster_usage.fill_(1.0)
+                module._embed = None
+            elif isinstance(getattr(module, "embed", None), torch.Tensor) and hasattr(module, "embed_avg"):
+                module.embed.copy_(torch.randn(module.embed.shape, generator=generator))
+    return codec
+
+
 @pytest.fixture(scope="module", params=sorted(WRAPPED))
 def wrapped(request):
     make_config, num_codebooks, hop, causal = WRAPPED[request.param]
     torch.manual_seed(0)
     codec = CodecTokenizer(CodecTokenizerConfig(codec_config=make_config(), num_codebooks=num_codebooks)).eval()
-    return request.param, codec, num_codebooks, hop, causal
+    return request.param, _random_codebooks(codec), num_codebooks, hop, causal
 
 
 def test_wrapper_round_trip_shapes_masks_and_padding_codes(wrapped):
@@ -166,6 +181,7 @@ def test_wrapper_round_trip_shapes_masks_and_padding_codes(wrapped):
         assert (encoded.codes[1, :, frames[1]:] == codec.config.pad_code_id).all()
         valid = encoded.codes[encoded.codes_mask[:, None].expand_as(encoded.codes)]
         assert valid.min() >= 0 and valid.max() < codec.codebook_size
+        assert valid.unique().numel() > 1, "codes do not vary: the comparisons below would be vacuous"
         decoded = codec.decode(encoded.codes, encoded.codes_mask)
         assert decoded.waveform.shape == (2, max(frames) * hop)
         assert decoded.waveform_lengths.tolist() == [f * hop for f in frames]
@@ -179,7 +195,12 @@ def test_wrapper_round_trip_shapes_masks_and_padding_codes(wrapped):
 
 def test_wrapper_padded_batch_gives_each_item_its_own_codes_and_audio(wrapped):
     name, codec, _, hop, _ = wrapped
-    lengths = [5 * hop, 2 * hop + 7]
+    # EnCodec (reflect padding) runs a batch in one call only when every item has >= 8 frames: test both paths
+    for lengths in ([12 * hop, 9 * hop + 7], [12 * hop, 9 * hop + 7, 2 * hop + 3]):
+        _check_batch_against_items(name, codec, lengths, hop)
+
+
+def _check_batch_against_items(name, codec, lengths, hop):
     audio, mask = _padded_audio(lengths, seed=1)
     with torch.no_grad():
         batch = codec.encode(audio, mask)
@@ -190,6 +211,9 @@ def test_wrapper_padded_batch_gives_each_item_its_own_codes_and_audio(wrapped):
             assert torch.equal(alone.codes[0], batch.codes[i, :, :frames]), (name, i)
             solo = codec.decode(alone.codes).waveform[0]
             torch.testing.assert_close(solo, decoded.waveform[i, : solo.numel()], atol=1e-5, rtol=1e-4)
+        shifted = batch.codes.clone()
+        shifted[0, 0, 1] = (shifted[0, 0, 1] + 1) % codec.codebook_size
+        assert not torch.equal(codec.decode(shifted, batch.codes_mask).waveform[0], decoded.waveform[0]), name
 
 
 def test_wrapper_fewer_codebooks_are_a_prefix_and_decode_at_lower_bitrate(wrapped):
@@ -660,3 +684,49 @@ def test_distillation_makes_level1_codes_predict_mfcc_units(espeak_corpus, tmp_p
     (nmi_plain, probe_plain), (nmi_distilled, probe_distilled) = scores[False], scores[True]
     assert nmi_distilled > nmi_plain + 0.1, scores
     assert probe_distilled > probe_plain, scores
+
+
+def test_quantizer_bypass_feeds_continuous_latents_while_training_only():
+    codec = tiny_rvq_codec(quantizer_bypass=1.0, kmeans_init=False)
+    audio, _ = _padded_audio([160])
+    with torch.no_grad():
+        latents = codec.encode(audio).latents
+        continuous = codec.decoder(latents, torch.tensor([10]))
+        torch.testing.assert_close(codec.train()(audio).waveform, continuous)
+        quantized = codec.eval()(audio).waveform
+        torch.testing.assert_close(quantized, codec.decode(codec.encode(audio).codes).waveform)
+        assert not torch.allclose(quantized, continuous)
+
+
+# ---------------------------------------------------------------------------------------------------- example
+def _example_script():
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "codec" / "train_codec.py"
+    spec = importlib.util.spec_from_file_location("train_codec", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve string annotations through sys.modules
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules[spec.name]
+    return module, path.parent / "config_tiny.json"
+
+
+def test_example_trains_two_steps_then_resumes(tmp_path):
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed")
+    script, config = _example_script()
+    flags = [str(config), "--output_dir", str(tmp_path), "--num_sentences", "12", "--num_eval_utterances", "2",
+             "--segment_seconds", "0.25", "--per_device_train_batch_size", "4", "--discriminator_warmup_steps", "1",
+             "--save_steps", "2", "--logging_steps", "1", "--teacher_num_units", "8", "--disable_tqdm", "true"]
+    results = script.main(flags + ["--max_steps", "2"])
+    assert results["steps"] == 2 and len(results["codes_used_per_level"]) == 4 and results["bitrate_bps"] == 1200.0
+    assert math.isfinite(results["eval_mel_l1"]) and 0 <= results["level1_unit_nmi"] <= 1
+    assert (tmp_path / "semantic_teacher" / "config.json").is_file() and (tmp_path / "checkpoint-2").is_dir()
+    codec = AutoModel.from_pretrained(tmp_path)
+    assert type(codec) is RVQCodec and codec.config.semantic_distillation_dim == 39 and codec.discriminator is None
+    resumed = script.main(flags + ["--max_steps", "3"])  # same output_dir: continues from checkpoint-2
+    assert resumed["steps"] == 3 and resumed["resumed_from"] == "checkpoint-2" and results["resumed_from"] is None

@@ -258,6 +258,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     results = evaluate_codec(codec, teacher, test, data_args.audio_column)
     results["steps"] = trainer.state.global_step
+    results["resumed_from"] = None if checkpoint is None else Path(checkpoint).name
     (output_dir / "results.json").write_text(json.dumps(results, indent=2))
     logger.info("results: %s", results)
     return results

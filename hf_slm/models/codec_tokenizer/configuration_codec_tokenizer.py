@@ -233,8 +233,8 @@ class RVQCodecConfig(PretrainedConfig):
             first n ~ U{1..num_codebooks} levels (SoundStream), so that one model serves every bitrate.
         quantizer_bypass (`float`, *optional*, defaults to 0.0): Probability that a training sequence skips
             quantization and the decoder gets the continuous latents (Mimi quantizes only half of its training
-            sequences, 0.5): the encoder then learns from direct gradients, not only through the straight-through
-            codes, which gets small codecs past their early plateau. Inference always quantizes.
+            sequences, 0.5): the encoder then also learns from direct gradients, not only through the
+            straight-through codes. Inference always quantizes.
         semantic_distillation_dim (`int`, *optional*): Dimension of the teacher features that level 1 is distilled
             toward (39 for MFCC + deltas, 768 for HuBERT-base); `None` disables distillation.
         lambda_distillation (`float`, *optional*, defaults to 120.0): Weight of the distillation loss.

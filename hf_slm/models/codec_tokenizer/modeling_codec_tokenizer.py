@@ -224,7 +224,8 @@ class CodecTokenizer(CodecModelMixin, PreTrainedModel):
       pipeline's vocoder call).
 
     A padded batch gives every item the codes it gets alone: causal codecs (EnCodec, Mimi) run batched, since right
-    padding cannot reach earlier frames; non-causal ones (DAC, X-codec) run item by item when lengths differ.
+    padding cannot reach earlier frames; non-causal ones (DAC, X-codec), and EnCodec items shorter than its last
+    kernel (reflect padding), run item by item when lengths differ.
     Tests use tiny random configs; real checkpoints load with [`~CodecTokenizer.from_codec_pretrained`].
 
     Example:
@@ -275,6 +276,21 @@ class CodecTokenizer(CodecModelMixin, PreTrainedModel):
         """Whether right padding leaves earlier frames untouched (then padded batches run in one call)."""
         return self.config.codec_type in ("encodec", "mimi") and bool(self.config.codec_config.use_causal_conv)
 
+    def _batch_is_exact(self, frames) -> bool:
+        """Whether one padded call gives every item what it gets alone: all lengths equal, or a causal codec.
+
+        EnCodec's reflect padding is the exception: a sequence shorter than a conv's padding is first zero-extended
+        (transformers' `_pad1d`), so items of fewer frames than its last kernel depend on how much padding follows.
+        """
+        if bool((frames == frames[0]).all()):
+            return True
+        if not self.is_causal:
+            return False
+        codec_config = self.config.codec_config
+        if self.config.codec_type == "encodec" and codec_config.pad_mode == "reflect":
+            return int(frames.min()) > max(codec_config.kernel_size, codec_config.last_kernel_size)
+        return True
+
     def _bandwidth(self, num_codebooks: int) -> float:
         """Smallest target bandwidth (kbps) of an EnCodec / X-codec that carries `num_codebooks` codebooks."""
         kbps_per_codebook = math.ceil(math.log2(self.codebook_size)) * self.frame_rate / 1000
@@ -318,7 +334,7 @@ class CodecTokenizer(CodecModelMixin, PreTrainedModel):
         num_codebooks = self._check_num_codebooks(num_codebooks)
         waveforms, lengths = check_audio(input_values, attention_mask)
         waveforms, frames = self._pad_to_frames(waveforms, lengths)
-        if self.is_causal or bool((frames == frames[0]).all()):
+        if self._batch_is_exact(frames):
             codes = self._encode_call(waveforms, num_codebooks)
         else:
             codes = torch.zeros(len(frames), num_codebooks, int(frames.max()), dtype=torch.long, device=waveforms.device)
@@ -354,7 +370,7 @@ class CodecTokenizer(CodecModelMixin, PreTrainedModel):
         return_dict = self.config.return_dict if return_dict is None else return_dict
         codes, mask = check_codes(codes, codes_mask, self.codebook_size, self.config.max_codebooks)
         frames = mask.long().sum(-1)
-        if self.is_causal or bool(mask.all()):
+        if self._batch_is_exact(frames):
             waveform = self._decode_call(codes)
         else:
             waveform = codes.new_zeros(codes.shape[0], codes.shape[-1] * self.hop_length, dtype=torch.float32)
