@@ -44,7 +44,9 @@ def _check_units(units, durations):
     if durations is not None:
         durations = torch.as_tensor(durations).long().reshape(-1)
         if units.dim() != 1 or durations.shape[0] != units.shape[0]:
-            raise ValueError(f"durations must be [frames] = [{units.shape[-1]}] for 1-D units, got {tuple(durations.shape)}")
+            raise ValueError(
+                f"durations must be [frames] = [{units.shape[-1]}] for 1-D units, got {tuple(durations.shape)}"
+            )
         if (durations < 0).any():
             raise ValueError("durations must be >= 0")
     return units.long(), durations
@@ -112,7 +114,8 @@ def _stream(vocoder, hop, units, durations, chunk_units, overlap_units, lookahea
         kwargs = dict(vocoder_kwargs)
         if durations is not None:
             kwargs["durations"] = durations[lo:hi][None].to(device)
-        out = vocoder(input_ids=window, attention_mask=torch.ones(1, hi - lo, dtype=torch.long, device=device), **kwargs)
+        mask = torch.ones(1, hi - lo, dtype=torch.long, device=device)
+        out = vocoder(input_ids=window, attention_mask=mask, **kwargs)
         if out.waveform is None:
             raise ValueError(f"{type(vocoder).__name__} returned no waveform (in training mode?): call .eval() first")
         wave = out.waveform[0, : int(out.waveform_lengths[0])].float().cpu()

@@ -157,7 +157,7 @@ class CodecGanTrainer(VocoderGanTrainer):
         if self.args.fp16:
             raise ValueError("CodecGanTrainer does not support fp16 (one GradScaler would serve two optimisers)")
         if self.args.world_size > 1 or self.is_deepspeed_enabled or self.is_fsdp_enabled:
-            raise ValueError("CodecGanTrainer runs on one device only (see docs/vocoder.md, VocoderGanTrainer's limits)")
+            raise ValueError("CodecGanTrainer runs on one device only (docs/vocoder.md, VocoderGanTrainer's limits)")
         self.discriminator_learning_rate = discriminator_learning_rate
         self.keep_discriminators = keep_discriminators
         self.optimizer_discriminator = None

@@ -139,7 +139,8 @@ class CodecTokenizerConfig(PretrainedConfig):
     @staticmethod
     def _default_codebooks(codec_config, fields) -> int:
         if codec_config.model_type in ("encodec", "xcodec"):
-            bits_per_second = math.ceil(math.log2(fields["codebook_size"])) * fields["sampling_rate"] / fields["hop_length"]
+            frame_rate = fields["sampling_rate"] / fields["hop_length"]
+            bits_per_second = math.ceil(math.log2(fields["codebook_size"])) * frame_rate
             return max(1, int(1000 * codec_config.target_bandwidths[0] // bits_per_second))
         return fields["max_codebooks"]
 

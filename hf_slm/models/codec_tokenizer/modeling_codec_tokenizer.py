@@ -119,7 +119,7 @@ def check_audio(input_values, attention_mask=None):
 
 
 def check_codes(codes, codes_mask, codebook_size, max_codebooks):
-    """Validate codes `[B, Q, T]` (or `[B, T]`, one codebook); returns `(codes [B, Q, T] with padding 0, mask [B, T])`."""
+    """Validate codes `[B, Q, T]` (or `[B, T]`, one codebook); returns `(codes [B, Q, T], padding 0; mask [B, T])`."""
     if not torch.is_tensor(codes):
         raise ValueError(f"codes must be a torch.LongTensor, got {type(codes).__name__}")
     if codes.is_floating_point():
@@ -256,7 +256,9 @@ class CodecTokenizer(CodecModelMixin, PreTrainedModel):
         if codec is None:
             codec = AutoModel.from_config(config.codec_config)
         elif codec.config.model_type != config.codec_type:
-            raise ValueError(f"codec is a {codec.config.model_type} model but config.codec_config is {config.codec_type}")
+            raise ValueError(
+                f"codec is a {codec.config.model_type} model but config.codec_config is {config.codec_type}"
+            )
         self.codec = codec
         self.post_init()
 
@@ -319,7 +321,9 @@ class CodecTokenizer(CodecModelMixin, PreTrainedModel):
             codes = codec.encode(audio, bandwidth=self._bandwidth(num_codebooks), return_dict=True).audio_codes
         frames = waveforms.shape[1] // self.hop_length
         if codes.shape[-1] < frames:
-            raise RuntimeError(f"{kind} returned {codes.shape[-1]} frames for {waveforms.shape[1]} samples, expected {frames}")
+            raise RuntimeError(
+                f"{kind} returned {codes.shape[-1]} frames for {waveforms.shape[1]} samples, expected {frames}"
+            )
         return codes[:, :num_codebooks, :frames].long()
 
     def encode(self, input_values, attention_mask=None, num_codebooks: int | None = None, return_dict=None):
@@ -337,7 +341,8 @@ class CodecTokenizer(CodecModelMixin, PreTrainedModel):
         if self._batch_is_exact(frames):
             codes = self._encode_call(waveforms, num_codebooks)
         else:
-            codes = torch.zeros(len(frames), num_codebooks, int(frames.max()), dtype=torch.long, device=waveforms.device)
+            shape = (len(frames), num_codebooks, int(frames.max()))
+            codes = torch.zeros(shape, dtype=torch.long, device=waveforms.device)
             for i, n in enumerate(frames.tolist()):
                 codes[i, :, :n] = self._encode_call(waveforms[i : i + 1, : n * self.hop_length], num_codebooks)[0]
         mask = lengths_to_mask(frames, codes.shape[-1])

@@ -108,7 +108,11 @@ class SEANetDecoderBlock(nn.Module):
         self.upsample = CodecConvTranspose1d(channels, channels // 2, 2 * stride, stride, causal=config.causal)
         self.residual_units = nn.ModuleList(
             SEANetResidualUnit(
-                channels // 2, config.residual_kernel_size, config.dilation_growth_rate**j, config.compress, config.causal
+                channels // 2,
+                config.residual_kernel_size,
+                config.dilation_growth_rate**j,
+                config.compress,
+                config.causal,
             )
             for j in range(config.num_residual_layers)
         )
