@@ -163,3 +163,21 @@ def test_adapter_variant_round_trip(saved, tmp_path):
     ids = torch.tensor([[3, 4, 5, 6]])
     with torch.no_grad():
         torch.testing.assert_close(loaded.language_model(input_ids=ids).logits, peft_lm.eval()(input_ids=ids).logits)
+
+
+def test_decode_multi_codebook_codes_with_a_codec_vocoder():
+    """Codec-LM variants decode [codebooks, frames] items; padding along frames must not change an item."""
+    from tiny_components import COMPONENTS
+
+    factory = next(f for name, (f, _, _) in COMPONENTS.items() if "rvq" in name)
+    pipe = tiny_pipeline()
+    pipe.register_modules(vocoder=factory().eval())
+    q, size = pipe.vocoder.config.num_codebooks, pipe.vocoder.config.codebook_size
+    g = torch.Generator().manual_seed(0)
+    long, short = torch.randint(0, size, (q, 12), generator=g), torch.randint(0, size, (q, 7), generator=g)
+    batched = pipe.decode([long, short])
+    alone = pipe.decode([short])[0]
+    assert len(batched[1]) == len(alone)
+    np.testing.assert_allclose(batched[1], alone, atol=1e-5)
+    with pytest.raises(ValueError, match="all"):
+        pipe.decode([long, short[0]])

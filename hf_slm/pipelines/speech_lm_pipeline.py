@@ -82,17 +82,26 @@ class SpeechLMPipeline(PipelineMixin):
     # ------------------------------------------------------------------ vocoder
     @torch.no_grad()
     def decode(self, units: list[torch.Tensor] | torch.Tensor) -> list[np.ndarray]:
-        """Units -> waveforms (float32 numpy, at ``self.sampling_rate``), one per utterance."""
+        """Units -> waveforms (float32 numpy, at ``self.sampling_rate``), one per utterance.
+
+        Each item is `[frames]` units, or `[num_codebooks, frames]` codes for a codec vocoder (codec-LM variants);
+        items are padded along frames and masked.
+        """
         vocoder = self._require("vocoder", "decoding units to audio")
         if isinstance(units, torch.Tensor) and units.dim() == 1:
             units = [units]
         units = [torch.as_tensor(u, dtype=torch.long) for u in units]
         if any(u.numel() == 0 for u in units):
             raise ValueError("cannot vocode an empty unit sequence")
+        if len({u.dim() for u in units}) != 1 or units[0].dim() not in (1, 2):
+            raise ValueError(f"units must all be [frames] or all [codebooks, frames]; got shapes {[tuple(u.shape) for u in units]}")
         device = next(vocoder.parameters()).device
-        batch = torch.nn.utils.rnn.pad_sequence(units, batch_first=True).to(device)
-        mask = torch.nn.utils.rnn.pad_sequence([torch.ones_like(u, dtype=torch.bool) for u in units], batch_first=True)
-        out = vocoder(input_ids=batch, attention_mask=mask.to(device))
+        frames_last = [u.T if u.dim() == 2 else u for u in units]  # pad_sequence pads the first axis
+        batch = torch.nn.utils.rnn.pad_sequence(frames_last, batch_first=True)
+        batch = batch.permute(0, 2, 1) if batch.dim() == 3 else batch
+        lengths = torch.tensor([u.shape[-1] for u in units])
+        mask = torch.arange(int(lengths.max()))[None, :] < lengths[:, None]
+        out = vocoder(input_ids=batch.to(device), attention_mask=mask.to(device))
         return [w[: int(n)].float().cpu().numpy() for w, n in zip(out.waveform, out.waveform_lengths)]
 
     def stream_decode(self, units, chunk_units: int = 50, overlap_units: int = 8, **kwargs):
