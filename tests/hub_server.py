@@ -54,6 +54,50 @@ _NAME = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9_])?")
 _COMMIT_ID = re.compile(r"[0-9a-f]{40}")
 
 
+def _card_metadata_errors(meta: dict) -> list[str]:
+    """The Hub's schema checks of README metadata that clients can trip: field types and ``model-index`` shape."""
+    errors = []
+    for key in ("library_name", "pipeline_tag", "license"):
+        if key in meta and not isinstance(meta[key], str):
+            errors.append(f'"{key}" must be a string')
+    for key in ("tags", "datasets", "metrics", "language"):
+        value = meta.get(key)
+        if value is not None and not (isinstance(value, str) or
+                                      (isinstance(value, list) and all(isinstance(v, str) for v in value))):
+            errors.append(f'"{key}" must be a string or a list of strings')
+    index = meta.get("model-index")
+    if index is None:
+        return errors
+    if not isinstance(index, list):
+        return errors + ['"model-index" must be an array']
+    for i, model in enumerate(index):
+        where = f"model-index[{i}]"
+        if not isinstance(model, dict) or not isinstance(model.get("name"), str):
+            errors.append(f'"{where}.name" is required')
+            continue
+        for j, result in enumerate(model.get("results") or [None]):
+            at = f"{where}.results[{j}]"
+            if not isinstance(result, dict):
+                errors.append(f'"{at}" must be an object')
+                continue
+            if not isinstance((result.get("task") or {}).get("type"), str):
+                errors.append(f'"{at}.task.type" is required')
+            dataset = result.get("dataset") or {}
+            for key in ("type", "name"):
+                if not isinstance(dataset.get(key), str):
+                    errors.append(f'"{at}.dataset.{key}" is required')
+            metrics = result.get("metrics")
+            if not isinstance(metrics, list) or not metrics:
+                errors.append(f'"{at}.metrics" must be a non-empty array')
+                continue
+            for k, metric in enumerate(metrics):
+                if not isinstance(metric, dict) or not isinstance(metric.get("type"), str):
+                    errors.append(f'"{at}.metrics[{k}].type" is required')
+                elif "value" not in metric:
+                    errors.append(f'"{at}.metrics[{k}].value" is required')
+    return errors
+
+
 class HubError(Exception):
     """An error answered the way the Hub answers it: status, ``X-Error-Code``, ``X-Error-Message`` and JSON body."""
 
@@ -584,6 +628,8 @@ class HubServer:
                 meta = yaml.safe_load(match[1])
                 if meta is not None and not isinstance(meta, dict):
                     errors.append({"message": "the metadata block must be a YAML mapping"})
+                elif meta:
+                    errors += [{"message": m} for m in _card_metadata_errors(meta)]
             except yaml.YAMLError as err:
                 errors.append({"message": f"invalid YAML in the metadata block: {err}"})
         h._json({"errors": errors, "warnings": []}, 400 if errors else 200)

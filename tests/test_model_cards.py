@@ -1,0 +1,134 @@
+"""Model cards: each variant family renders from tiny pipelines, its metadata validates on the loopback Hub."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+from huggingface_hub import HfApi, ModelCard, hf_hub_download
+from transformers import LlamaConfig
+
+from hf_slm.model_cards import collect_eval_results, detect_family, render_model_card, write_eval_results
+from hf_slm.models.speech_lm import SpeechLMConfig, SpeechLMForCausalLM
+from hf_slm.pipelines import SpeechLMPipeline
+from tiny_components import NUM_UNITS, tiny_codec_tokenizer, tiny_mel_vocoder, tiny_pipeline, tiny_speech_lm
+
+PAIRS = {"accuracy": 0.625, "accuracy_normalized": 0.5, "n": 8, "items": [{"x": 1}],
+         "per_phenomenon": {"word_vs_nonword": {"accuracy": 0.625, "n": 8}}}
+ABX = {"units": {"within_speaker_error": 0.125, "between_speaker_error": 0.25, "distance": "hamming"}, "words": ["a"]}
+RESYNTH = {"wer_original": 0.5, "wer_resynthesized": 0.375, "cer_original": 0.25, "cer_resynthesized": 0.2,
+           "mel_distance": 0.4, "n": 4, "items": []}
+
+
+def twist_pipeline():
+    backbone = LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                           num_key_value_heads=2)
+    lm = SpeechLMForCausalLM(SpeechLMConfig(backbone_config=backbone, num_units=NUM_UNITS, text_vocab_size=20))
+    pipe = tiny_pipeline()
+    pipe.register_modules(language_model=lm.eval())
+    return pipe
+
+
+def instruct_pipeline():
+    from hf_slm.instruct.tuning import attach_adapter
+
+    pipe = tiny_pipeline()
+    pipe.register_modules(language_model=attach_adapter(tiny_speech_lm()))
+    return pipe
+
+
+def codec_pipeline():
+    pipe = tiny_pipeline()
+    pipe.register_modules(speech_tokenizer=tiny_codec_tokenizer(), vocoder=tiny_mel_vocoder())
+    return pipe
+
+
+FAMILIES = {"gslm": tiny_pipeline, "twist": twist_pipeline, "instruct": instruct_pipeline, "codec_lm": codec_pipeline}
+
+
+@pytest.fixture
+def eval_files(tmp_path):
+    paths = []
+    for name, data in (("pairs", PAIRS), ("abx", ABX), ("resynthesis", RESYNTH)):
+        paths.append(tmp_path / f"{name}.json")
+        paths[-1].write_text(json.dumps(data))
+    return paths
+
+
+def test_collect_eval_results_keeps_summaries_only(eval_files, tmp_path):
+    results = collect_eval_results(eval_files)
+    assert results["pairs"]["pairs"]["accuracy"] == 0.625 and "items" not in results["pairs"]["pairs"]
+    assert results["abx"] == {"units": ABX["units"]}
+    assert results["resynthesis"]["wer_resynthesized"] == 0.375 and "items" not in results["resynthesis"]
+    target = write_eval_results(tmp_path, eval_files[:1])
+    write_eval_results(tmp_path, eval_files[1:])  # merged into the same file
+    assert set(json.loads(target.read_text())) == {"pairs", "abx", "resynthesis"}
+    (tmp_path / "other.json").write_text(json.dumps({"loss": 1.0}))
+    with pytest.raises(ValueError, match="other.json"):
+        collect_eval_results([tmp_path / "other.json"])
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_card_renders_for_each_family(family, eval_files):
+    pipe = FAMILIES[family]()
+    assert detect_family(pipe) == family
+    card = render_model_card(pipe, eval_results=eval_files, repo_id="tester/tiny")
+    meta = yaml.safe_load(str(card).split("---")[1])
+    assert meta["library_name"] == "hf_slm" and meta["license"] == "apache-2.0"
+    assert {"hf_slm", "speech-language-model", "audio"} <= set(meta["tags"])
+    metrics = {m["name"]: m["value"] for r in meta["model-index"][0]["results"] for m in r["metrics"]}
+    assert metrics["pair accuracy"] == 0.625 and metrics["WER of resynthesised speech"] == 0.375
+    assert metrics["ABX between-speaker error (units)"] == 0.25
+    body = card.text
+    assert "| `language_model` |" in body and "0.625" in body and 'from_pretrained("tester/tiny")' in body
+    if family == "instruct":
+        assert "| `adapter` |" in body and "LoRA" in body
+    if family == "twist":
+        assert "text vocab 20" in body
+
+
+def test_card_without_results_says_so():
+    card = render_model_card(tiny_pipeline())
+    assert "model-index" not in card.data.to_dict() and "Not evaluated yet" in card.text
+
+
+def test_cards_validate_on_the_hub_and_broken_ones_fail(hub_server, eval_files):
+    for family, build in FAMILIES.items():
+        render_model_card(build(), eval_results=eval_files).validate()
+    good = str(render_model_card(tiny_pipeline(), eval_results=eval_files))
+    broken = good.replace("    - type: accuracy\n", "    - kind: accuracy\n", 1)
+    assert broken != good
+    with pytest.raises(ValueError, match="tags"):
+        ModelCard(good.replace("tags:\n", "tags:\n- {a: 1}\n", 1)).validate()
+    # A broken model-index does not survive the client's own parse, so push the raw text: the Hub refuses the commit.
+    api, repo_id = HfApi(), "tester/broken-card"
+    api.create_repo(repo_id)
+    with pytest.raises(Exception, match=r"metrics\[0\]\.type"):
+        api.upload_file(path_or_fileobj=broken.encode(), path_in_repo="README.md", repo_id=repo_id)
+    api.upload_file(path_or_fileobj=good.encode(), path_in_repo="README.md", repo_id=repo_id)
+
+
+def test_save_and_push_write_the_card(hub_server, tmp_path, eval_files):
+    pipe = tiny_pipeline()
+    folder = pipe.save_pretrained(tmp_path / "variant")
+    write_eval_results(folder, eval_files)
+    loaded = SpeechLMPipeline.from_pretrained(folder)
+    assert "0.625" in loaded.model_card()  # eval_results.json of the loaded folder feeds the card
+    repo_id = "tester/tiny-card"
+    loaded.push_to_hub(repo_id)
+    readme = hf_hub_download(repo_id, "README.md")
+    card = ModelCard.load(readme)
+    assert card.data.library_name == "hf_slm" and "gslm" in card.data.tags
+    assert card.data.eval_results[0].metric_value == 0.625
+    assert "README.md" in HfApi().list_repo_files(repo_id)
+
+
+def test_default_variant_card_matches_its_eval_results():
+    from importlib.resources import files
+
+    folder = files("hf_slm") / "default_pipeline"
+    card = ModelCard.load(str(folder / "README.md"))
+    results = json.loads((folder / "eval_results.json").read_text())
+    assert card.data.eval_results[0].metric_value == round(results["pairs"]["pairs"]["accuracy"], 4)
+    assert "items" not in results["pairs"]["pairs"]
