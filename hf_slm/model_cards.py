@@ -121,48 +121,59 @@ def _eval_results_list(results: dict, model_name: str):
 
 
 # ---------------------------------------------------------------------------------------------- components
-def _num_params(component) -> int | None:
-    params = getattr(component, "parameters", None)
-    return sum(p.numel() for p in params()) if callable(params) else None
+def _num_weights(component, lora: bool | None = None) -> int | None:
+    """Parameters plus persistent buffers (k-means centroids are buffers); ``lora`` picks adapter / base weights."""
+    state_dict = getattr(component, "state_dict", None)
+    if not callable(state_dict):
+        return None
+    seen = {}  # tied weights (embedding = head) appear twice in a state dict: count storage once
+    for name, t in state_dict().items():
+        if lora is None or ("lora_" in name) == lora:
+            seen[(t.data_ptr(), t.shape)] = t.numel()
+    return sum(seen.values())
+
+
+def _size(n: int | None) -> str:
+    return "" if not n else f"{n / 1e6:.2f}M" if n >= 10_000 else f"{n / 1e3:.1f}k"
 
 
 def _details(config) -> str:
     if config is None:
         return ""
     parts = []
-    for attr, label in (("num_units", "units"), ("num_codebooks", "codebooks"), ("codebook_size", "codebook size"),
-                        ("text_vocab_size", "text vocab"), ("frame_rate", "frame rate (Hz)"),
-                        ("sampling_rate", "sampling rate"), ("hidden_size", "hidden"),
-                        ("num_hidden_layers", "layers")):
+    for attr, label, unit in (("num_units", "units", ""), ("num_codebooks", "codebooks", ""),
+                              ("codebook_size", "codebook size", ""), ("text_vocab_size", "text vocab", ""),
+                              ("frame_rate", "frame rate", " Hz"), ("sampling_rate", "sampling rate", " Hz"),
+                              ("hidden_size", "hidden", ""), ("num_hidden_layers", "layers", "")):
         value = getattr(config, attr, None)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            parts.append(f"{label} {round(value, 2) if isinstance(value, float) else value}")
+            parts.append(f"{label} {value:g}{unit}")
     backbone = getattr(config, "backbone_config", None)
     if backbone is not None:
-        parts.append(f"backbone {backbone.model_type} ({backbone.num_hidden_layers}x{backbone.hidden_size})")
+        parts.append(f"backbone {backbone.model_type} ({backbone.num_hidden_layers} layers x {backbone.hidden_size})")
     return ", ".join(parts)
 
 
 def _components(pipeline) -> list[dict]:
     rows = []
     for name, component in pipeline.components.items():
-        adapter = None
+        adapter, peft_model = None, None
         if hasattr(component, "peft_config"):  # an instruct variant: LoRA over the base LM
-            adapter = component.peft_config.get("default")
+            adapter, peft_model = component.peft_config.get("default"), component
             component = component.get_base_model()
         config = getattr(component, "config", None)
-        n = _num_params(component)
         rows.append({
             "name": name, "class": type(component).__name__,
             "model_type": getattr(config, "model_type", "") or "",
-            "parameters": f"{n / 1e6:.2f}M" if n else "",
+            "weights": _size(_num_weights(component, lora=False if adapter is not None else None)),
             "details": _details(config) if config is not None else _details(component),
         })
         if adapter is not None:
+            targets = ", ".join(sorted(getattr(adapter, "target_modules", None) or []))
             rows.append({"name": "adapter", "class": f"peft {type(adapter).__name__}",
-                         "model_type": str(getattr(adapter, "peft_type", "")).split(".")[-1],
-                         "parameters": "", "details": f"r {getattr(adapter, 'r', '?')}, "
-                         f"targets {', '.join(sorted(getattr(adapter, 'target_modules', None) or []))}"})
+                         "model_type": str(getattr(adapter, "peft_type", "")).split(".")[-1].lower(),
+                         "weights": _size(_num_weights(peft_model, lora=True)),
+                         "details": f"r {getattr(adapter, 'r', '?')}, targets {targets}"})
     return rows
 
 
