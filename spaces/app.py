@@ -120,7 +120,9 @@ def build_demo(pipeline_path: str = "default") -> gr.Blocks:
         prompt = read_audio(path, input_rate)
         prompt_units = pipe.encode(as_input(prompt))[0].tolist()
         streamer, result, generated = QueueStreamer(), {}, []
-        kwargs = dict(max_new_tokens=int(max_new_tokens), temperature=float(temperature), top_k=int(top_k) or None)
+        # min_new_tokens: the default LM (short training sentences) would otherwise end a full sentence at once
+        kwargs = dict(max_new_tokens=int(max_new_tokens), min_new_tokens=int(max_new_tokens) // 2,
+                      temperature=float(temperature), top_k=int(top_k) or None)
 
         def work():
             try:
