@@ -139,6 +139,10 @@ class SpeechLMForCausalLM(SpeechLMPreTrainedModel, GenerationMixin):
         `output_attentions`, `num_items_in_batch`, ...) go to the backbone unchanged.
         """
         return_dict = kwargs.pop("return_dict", None)
+        if use_cache is None:
+            # Decide here: the backbone's own config says use_cache=True, and a cache built while training turns
+            # off transformers' packed-sequence detection (packed rows would attend across utterances).
+            use_cache = False if (self.training or labels is not None) else getattr(self.config, "use_cache", True)
         outputs = self.language_model(
             input_ids=input_ids,
             attention_mask=attention_mask,

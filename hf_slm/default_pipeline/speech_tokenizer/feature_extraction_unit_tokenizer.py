@@ -152,8 +152,9 @@ def _prepare(
     mono = _to_mono(array, layout, name)
     if mono.numel() == 0:
         raise AudioInputError(f"{name}: empty audio (0 samples)")
-    if not torch.isfinite(mono).all():
-        bad = int((~torch.isfinite(mono)).sum())
+    finite = np.isfinite(mono.numpy())  # numpy: per-utterance reductions are slow through torch's thread pool
+    if not finite.all():
+        bad = int((~finite).sum())
         raise AudioInputError(f"{name}: {bad} NaN/inf samples")
     if rate != target_rate:
         import torchaudio.functional as AF
@@ -285,9 +286,10 @@ class SpeechFeatureExtractor(SequenceFeatureExtractor):
             index = None if single else i
             wave = _prepare(item, sampling_rate, self.sampling_rate, index, check_rate=True)
             self._check_length(wave, _describe(item, index))
+            wave = wave.numpy()
             if self.do_normalize:
-                wave = (wave - wave.mean()) / torch.sqrt(wave.var(correction=0) + 1e-7)
-            waves.append(wave.numpy())
+                wave = (wave - wave.mean()) / np.sqrt(wave.var() + 1e-7)
+            waves.append(wave.astype(np.float32, copy=False))
 
         return_attention_mask = self.return_attention_mask if return_attention_mask is None else return_attention_mask
         padded = self.pad(
