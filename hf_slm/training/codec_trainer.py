@@ -197,23 +197,9 @@ class CodecGanTrainer(VocoderGanTrainer):
             codes_restarted=restarted,
         )
         if self.optimizer_discriminator is not None and self.state.global_step >= self.discriminator_warmup_steps:
-            config = codec.config
-            real, generated, _ = codec.align_with_labels(
-                outputs.waveform, outputs.waveform_lengths, inputs["labels"], inputs.get("labels_mask")
-            )
-            loss_disc = self._discriminator_step(real, generated)
-            discriminator = self.discriminator
-            discriminator.requires_grad_(False)  # gradients reach the codec only (and not its clip norm)
-            try:
-                generated_scores, generated_features = discriminator(generated)
-                with torch.no_grad():
-                    _, real_features = discriminator(real)
-            finally:
-                discriminator.requires_grad_(True)
-            loss_gen_adv = generator_adversarial_loss(generated_scores)
-            loss_fm = feature_matching_loss(real_features, generated_features)
-            loss = loss + config.lambda_adv * loss_gen_adv + config.lambda_fm * loss_fm
-            self._record(loss_disc=loss_disc, loss_gen_adv=loss_gen_adv.detach(), loss_fm=loss_fm.detach())
+            adversarial, loss_disc, loss_gen_adv, loss_fm = self._adversarial_loss(codec, outputs, inputs)
+            loss = loss + adversarial
+            self._record(loss_disc=loss_disc, loss_gen_adv=loss_gen_adv, loss_fm=loss_fm)
         return (loss, outputs) if return_outputs else loss
 
 

@@ -136,29 +136,37 @@ class VocoderGanTrainer(Trainer):
             self.optimizer_discriminator.zero_grad(set_to_none=True)
         return loss.detach()
 
+    def _adversarial_loss(self, generator, outputs, inputs):
+        """One discriminator step (eq. 7), then the generator's weighted adversarial + feature-matching terms
+        (eq. 6, 9) as `(weighted sum, loss_disc, loss_gen_adv, loss_fm)`. Shared by every GAN-trained generator."""
+        config = generator.config
+        real, generated, _ = generator.align_with_labels(
+            outputs.waveform, outputs.waveform_lengths, inputs["labels"], inputs.get("labels_mask")
+        )
+        loss_disc = self._discriminator_step(real, generated)
+        discriminator = self.discriminator
+        discriminator.requires_grad_(False)  # gradients reach the generator only (and not its clip norm)
+        try:
+            generated_scores, generated_features = discriminator(generated)
+            with torch.no_grad():
+                _, real_features = discriminator(real)
+        finally:
+            discriminator.requires_grad_(True)
+        loss_gen_adv = generator_adversarial_loss(generated_scores)
+        loss_fm = feature_matching_loss(real_features, generated_features)
+        weighted = config.lambda_adv * loss_gen_adv + config.lambda_fm * loss_fm
+        return weighted, loss_disc, loss_gen_adv.detach(), loss_fm.detach()
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if inputs.get("labels") is None:
             raise ValueError("VocoderGanTrainer needs target waveforms under `labels` (see UnitVocoderCollator)")
         outputs = model(**inputs)
         loss = outputs.loss
         if model.training and self.optimizer_discriminator is not None:
-            vocoder = self.accelerator.unwrap_model(model)
-            config = vocoder.config
-            real, generated, _ = vocoder.align_with_labels(
-                outputs.waveform, outputs.waveform_lengths, inputs["labels"], inputs.get("labels_mask")
+            adversarial, loss_disc, loss_gen_adv, loss_fm = self._adversarial_loss(
+                self.accelerator.unwrap_model(model), outputs, inputs
             )
-            loss_disc = self._discriminator_step(real, generated)
-            discriminator = self.discriminator
-            discriminator.requires_grad_(False)  # gradients reach the generator only (and not its clip norm)
-            try:
-                generated_scores, generated_features = discriminator(generated)
-                with torch.no_grad():
-                    _, real_features = discriminator(real)
-            finally:
-                discriminator.requires_grad_(True)
-            loss_gen_adv = generator_adversarial_loss(generated_scores)
-            loss_fm = feature_matching_loss(real_features, generated_features)
-            loss = loss + config.lambda_adv * loss_gen_adv + config.lambda_fm * loss_fm
+            loss = loss + adversarial
             self._record(
                 loss_disc=loss_disc,
                 loss_gen_adv=loss_gen_adv,
