@@ -291,7 +291,7 @@ def test_adapter_save_load_merge_equivalence(tokenizer, tmp_path):
         expected = peft_model(input_ids=ids).logits
 
     adapter_only = save_instruct_variant(tuned, tmp_path / "instruct", base=str(base_path))
-    assert sorted(p.name for p in adapter_only.iterdir()) == ["adapter", "pipeline_index.json"]
+    assert sorted(p.name for p in adapter_only.iterdir()) == ["README.md", "adapter", "pipeline_index.json"]
     index = json.loads((adapter_only / "pipeline_index.json").read_text())
     assert index["language_model"]["repo"] == str(base_path) and index["adapter"] == ["peft", "PeftModel"]
     loaded = SpokenChatPipeline.from_pretrained(adapter_only)
