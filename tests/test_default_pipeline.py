@@ -44,3 +44,24 @@ print(len(out.units[0]), len(w), float(np.abs(w).max()), len(cont.units[0]))
     n_units, n_samples, peak, n_cont = proc.stdout.split()[-4:]
     assert int(n_units) > 50 and int(n_samples) == int(n_units) * 320
     assert 0.01 < float(peak) <= 1.5 and 0 < int(n_cont) <= 20
+
+
+def test_training_script_smoke_and_resume(tmp_path):
+    """The reproduction script runs end to end on a tiny setting, and a rerun reuses its cached stages."""
+    script = Path(__file__).resolve().parents[1] / "examples" / "default_pipeline" / "train_default.py"
+    args = [sys.executable, str(script), "--num_sentences", "24", "--num_eval_sentences", "4", "--num_units", "12",
+            "--lm_max_steps", "2", "--vocoder_max_steps", "2", "--lm_hidden_size", "32", "--lm_num_layers", "1",
+            "--lm_num_heads", "2", "--lm_intermediate_size", "64", "--num_proc", "1", "--kmeans_max_frames", "5000",
+            "--output_dir", str(tmp_path / "variant"), "--work_dir", str(tmp_path / "work")]
+    env = {**os.environ, "HF_SLM_CACHE": str(tmp_path / "cache")}
+    proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((tmp_path / "variant" / "training_summary.json").read_text())
+    assert summary["train_utterances"] + summary["eval_utterances"] == 28 and summary["size_mb"] > 0
+    assert (tmp_path / "variant" / "pipeline_index.json").exists()
+    assert sorted(p.name for p in (tmp_path / "work").iterdir())[:3] == ["lm", "speech_tokenizer", "units_test"]
+    tokenizer_file = tmp_path / "work" / "speech_tokenizer" / "model.safetensors"
+    stamp = tokenizer_file.stat().st_mtime_ns
+    proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert tokenizer_file.stat().st_mtime_ns == stamp, "the cached speech tokenizer stage was recomputed"
