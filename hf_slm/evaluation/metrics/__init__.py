@@ -23,6 +23,7 @@ METRICS = {
     "mel_distance": ("mel_distance", None),
     "si_snr": ("si_snr", None),
     "unit_perplexity": ("unit_perplexity", None),
+    "prosody": ("prosody", None),
 }
 
 
