@@ -15,6 +15,17 @@ from hf_slm.evaluation.metrics.prosody.prosody import (
     log_f0_mae,
     min_mae,
 )
+from hf_slm.evaluation.metrics.stoi.stoi import stoi
+
+from evaluation_helpers import synthesize
+
+
+@pytest.fixture(scope="module")
+def speech():
+    """Two espeak-ng utterances of one sentence: a male and a female voice (16 kHz)."""
+    text = "The quick brown fox jumps over the lazy dog near the river bank."
+    male, female = (synthesize([text], voice=v)[0] for v in ("en-us+m3", "en-us+f2"))
+    return male, female
 
 
 # ---------------------------------------------------------------------------------------------------------- prosody
@@ -79,3 +90,18 @@ def test_f0_from_audio_tracks_a_tone():
     assert np.median(contour[contour > 0]) == pytest.approx(150.0, rel=0.03)
     with pytest.raises(ValueError, match="mono"):
         f0_from_audio(np.zeros((2, 100)), sr)
+
+
+# ------------------------------------------------------------------------------------------------------------- stoi
+def test_stoi_of_clean_speech_is_one_and_of_noise_is_low(speech):
+    clean, sr = np.asarray(speech[0]["array"], dtype=np.float64), speech[0]["sampling_rate"]
+    noise = np.random.default_rng(0).standard_normal(len(clean)) * clean.std()
+    assert stoi(clean, clean, sr) == pytest.approx(1.0, abs=1e-6)
+    noisy, noisier, unrelated = (stoi(x, clean, sr) for x in (clean + noise, clean + 3 * noise, noise))
+    assert 1.0 > noisy > noisier > unrelated  # 0 dB, -9.5 dB, noise alone
+    assert unrelated < 0.45  # STOI's floor for unrelated signals (~0.4, from its clipping step), ...
+    assert abs(stoi(noise, clean, sr, extended=True)) < 0.1  # ... which ESTOI does not have
+    out = load_metric("stoi").compute(predictions=[clean, clean + noise], references=[clean, clean], sampling_rate=sr)
+    assert out["stoi_per_item"] == pytest.approx([1.0, noisy], abs=1e-4)
+    with pytest.raises(ValueError, match="0.4 s"):
+        stoi(clean[: sr // 10], clean[: sr // 10], sr)

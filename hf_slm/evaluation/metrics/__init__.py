@@ -24,6 +24,7 @@ METRICS = {
     "si_snr": ("si_snr", None),
     "unit_perplexity": ("unit_perplexity", None),
     "prosody": ("prosody", None),
+    "stoi": ("stoi", None),
 }
 
 
