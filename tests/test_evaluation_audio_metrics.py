@@ -105,3 +105,22 @@ def test_stoi_of_clean_speech_is_one_and_of_noise_is_low(speech):
     assert out["stoi_per_item"] == pytest.approx([1.0, noisy], abs=1e-4)
     with pytest.raises(ValueError, match="0.4 s"):
         stoi(clean[: sr // 10], clean[: sr // 10], sr)
+
+
+# ------------------------------------------------------------------------------------------------------------- pesq
+def test_pesq_of_clean_speech_is_its_maximum_and_noise_lowers_it(speech):
+    pytest.importorskip("pesq", reason="pesq is optional (hf_slm[eval]; it compiles C)")
+    from hf_slm.evaluation.metrics.pesq.pesq import pesq
+
+    clean, sr = np.asarray(speech[0]["array"], dtype=np.float64), speech[0]["sampling_rate"]  # 22.05 kHz: resampled
+    noise = np.random.default_rng(0).standard_normal(len(clean)) * clean.std()
+    assert pesq(clean, clean, sr) == pytest.approx(4.64, abs=0.01)  # P.862.2's ceiling
+    assert pesq(clean, clean, sr, mode="nb") == pytest.approx(4.55, abs=0.01)  # P.862's
+    light, heavy = pesq(clean + 0.1 * noise, clean, sr), pesq(clean + noise, clean, sr)  # 20 dB and 0 dB SNR
+    assert 4.64 > light > heavy and heavy < 1.5
+    out = load_metric("pesq").compute(predictions=[clean, clean + noise], references=[clean, clean], sampling_rate=sr)
+    assert out["pesq_per_item"] == pytest.approx([pesq(clean, clean, sr), heavy], abs=1e-3)
+    with pytest.raises(ValueError, match="silent"):
+        pesq(np.zeros(sr), clean[:sr], sr)
+    with pytest.raises(ValueError, match="mode"):
+        pesq(clean, clean, sr, mode="swb")

@@ -25,6 +25,7 @@ METRICS = {
     "unit_perplexity": ("unit_perplexity", None),
     "prosody": ("prosody", None),
     "stoi": ("stoi", None),
+    "pesq": ("pesq", None),  # needs the optional `pesq` package (hf_slm[eval])
 }
 
 
