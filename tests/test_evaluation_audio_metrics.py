@@ -28,6 +28,12 @@ def speech():
     return male, female
 
 
+@pytest.fixture(scope="module")
+def other_sentence():
+    """Another sentence in the same male voice as `speech`'s first utterance."""
+    return synthesize(["She sells sea shells by the sea shore every summer."], voice="en-us+m3")[0]
+
+
 # ---------------------------------------------------------------------------------------------------------- prosody
 CONTOUR = [0.0, 100.0, 120.0, 0.0, 150.0, 110.0, 90.0, 0.0]
 
@@ -124,3 +130,21 @@ def test_pesq_of_clean_speech_is_its_maximum_and_noise_lowers_it(speech):
         pesq(np.zeros(sr), clean[:sr], sr)
     with pytest.raises(ValueError, match="mode"):
         pesq(clean, clean, sr, mode="swb")
+
+
+# --------------------------------------------------------------------------------------------- speaker similarity
+def test_speaker_similarity_same_voice_beats_another_voice(speech, other_sentence):
+    pytest.importorskip("resemblyzer", reason="resemblyzer is optional (it bundles its speaker encoder)")
+    from hf_slm.evaluation.metrics.speaker_similarity.speaker_similarity import speaker_similarity
+
+    (male, female), sr = speech, other_sentence["sampling_rate"]
+    same = speaker_similarity(other_sentence["array"], male["array"], sr)  # another sentence, same voice
+    different = speaker_similarity(other_sentence["array"], female["array"], sr)
+    assert speaker_similarity(male["array"], male["array"], sr) == pytest.approx(1.0, abs=1e-5)
+    assert same > different + 0.1
+    out = load_metric("speaker_similarity").compute(
+        predictions=[other_sentence["array"]] * 2, references=[male["array"], female["array"]], sampling_rate=sr
+    )
+    assert out["speaker_similarity_per_item"] == pytest.approx([same, different], abs=1e-4)
+    with pytest.raises(ValueError, match="no speech"):
+        speaker_similarity(np.zeros(sr), male["array"], sr)

@@ -26,6 +26,7 @@ METRICS = {
     "prosody": ("prosody", None),
     "stoi": ("stoi", None),
     "pesq": ("pesq", None),  # needs the optional `pesq` package (hf_slm[eval])
+    "speaker_similarity": ("speaker_similarity", None),  # needs resemblyzer (see its module)
 }
 
 
