@@ -53,13 +53,16 @@ def pesq(prediction, reference, sampling_rate: int, mode: str = "wb") -> float:
         import torch
         import torchaudio.functional as F
 
-        prediction, reference = (F.resample(torch.from_numpy(x), sampling_rate, rate).numpy() for x in (prediction, reference))
+        prediction, reference = (
+            F.resample(torch.from_numpy(x), sampling_rate, rate).numpy() for x in (prediction, reference)
+        )
     if not np.any(reference) or not np.any(prediction):
         raise ValueError("PESQ is undefined for a silent (all-zero) prediction or reference")
     try:
         return float(_pesq(rate, reference, prediction, mode))
     except NoUtterancesError as error:
-        raise ValueError(f"PESQ found no speech in the reference or the prediction ({n / sampling_rate:.3f} s)") from error
+        seconds = n / sampling_rate
+        raise ValueError(f"PESQ found no speech in the reference or the prediction ({seconds:.3f} s)") from error
 
 
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)

@@ -61,7 +61,8 @@ def speaker_embedding(waveform, sampling_rate: int) -> np.ndarray:
 
     speech = preprocess_wav(waveform, source_sr=int(sampling_rate))
     if speech.size < 1600:  # Resemblyzer's VAD left under 0.1 s at 16 kHz
-        raise ValueError(f"no speech found in the waveform ({waveform.size / sampling_rate:.2f} s) after voice activity detection")
+        seconds = waveform.size / sampling_rate
+        raise ValueError(f"no speech found in the waveform ({seconds:.2f} s) after voice activity detection")
     return encoder.embed_utterance(speech)
 
 

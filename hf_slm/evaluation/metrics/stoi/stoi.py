@@ -17,8 +17,9 @@ STOI (Taal et al., 2011) of each prediction against its clean reference: the mea
 one-third-octave band envelopes, after pystoi resamples both to 10 kHz and drops the reference's silent frames. In
 [0, 1]; 1 = as intelligible as the reference. Its floor is not 0: its clipping step (the prediction is clipped to
 the reference's envelope + 15 dB) leaves unrelated signals around 0.4 (white noise vs espeak-ng speech: 0.39).
-`extended=True` gives ESTOI (Jensen & Taal, 2016), which handles fluctuating noise and scores unrelated signals ~0. Unlike SI-SNR it ignores
-phase at the sample level, so it suits codecs and, less strictly, vocoders; signals are cut to the shorter length.
+`extended=True` gives ESTOI (Jensen & Taal, 2016), which handles fluctuating noise and scores unrelated signals ~0.
+Unlike SI-SNR it ignores phase at the sample level, so it suits codecs and, less strictly, vocoders; signals are cut
+to the shorter length.
 """
 
 _KWARGS_DESCRIPTION = """
