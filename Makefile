@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 	$(PIP) install -q --upgrade pip
 	# torch 2.14.1 installs from this machine's local disk; torchaudio 2.11.0 works with it
 	$(PIP) install -q torch==2.14.1 torchaudio==2.11.0
-	$(PIP) install -q -e ".[dev,space]"
+	$(PIP) install -q -e ".[dev,space,eval]"
 	@touch $(STAMP)
 
 install: system-deps $(STAMP)
