@@ -6,7 +6,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 
@@ -18,24 +17,6 @@ def _csv(kind):
             raise argparse.ArgumentTypeError(f"expected a comma-separated list of {kind.__name__}: {text!r}") from err
 
     return parse
-
-
-def write_wav(path: str | os.PathLike, waveform, sampling_rate: int) -> Path:
-    """Write a float waveform as 16-bit PCM wav through a temporary file + rename (never a half-written file)."""
-    import numpy as np
-    import soundfile as sf
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".wav", dir=path.parent)
-    os.close(fd)
-    try:
-        sf.write(tmp, np.clip(np.asarray(waveform, dtype=np.float32), -1.0, 1.0), int(sampling_rate), subtype="PCM_16")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
 
 
 # ---------------------------------------------------------------------------------------------------- synth
@@ -242,6 +223,7 @@ DEMO_TEXT = "the small dog runs to the red house and the children laugh"
 
 def cmd_demo(args) -> int:
     from .data import EspeakSynthesizer
+    from .data.builder import write_wav
     from .pipelines import SpeechLMPipeline
     from .visualization import plot_speech_units
 

@@ -7,6 +7,7 @@ from .builder import (
     default_cache_dir,
     synthesize_dataset,
     synthesize_to_wav,
+    write_wav,
 )
 from .corpus import (
     GRAMMAR,
@@ -56,4 +57,5 @@ __all__ = [
     "sample_plan",
     "synthesize_dataset",
     "synthesize_to_wav",
+    "write_wav",
 ]

@@ -316,6 +316,26 @@ def _remove_stale_temporaries(cache_root: Path):
             continue
 
 
+def write_wav(path: str | os.PathLike, waveform, sampling_rate: int) -> Path:
+    """Write a float waveform as 16-bit PCM wav next to ``path`` under a temporary name, then rename it: a crash
+    never leaves a truncated file. The one wav writer of the package (CLI, demo, evaluation reports use it)."""
+    import soundfile
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp.wav", dir=path.parent)
+    os.close(handle)
+    try:
+        soundfile.write(temporary, np.clip(np.asarray(waveform, dtype=np.float32), -1.0, 1.0), int(sampling_rate), subtype="PCM_16")
+        os.chmod(temporary, 0o644)  # mkstemp makes the file private; a written wav is an ordinary user file
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+    return path
+
+
 def synthesize_to_wav(text: str, path: str | os.PathLike, sampling_rate: int | None = None, **voice) -> SynthesisResult:
     """Speak ``text`` into a WAV file (16-bit PCM) and return the `SynthesisResult`.
 
@@ -331,21 +351,12 @@ def synthesize_to_wav(text: str, path: str | os.PathLike, sampling_rate: int | N
             raise ValueError(f"`sampling_rate` must be a positive integer, got {sampling_rate!r}.")
         result.waveform = _Resampler(int(sampling_rate))(result.waveform, result.sampling_rate)
         result.sampling_rate = int(sampling_rate)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp.wav", dir=path.parent)
-    os.close(handle)
-    try:
-        soundfile.write(temporary, np.clip(result.waveform, -1.0, 1.0), result.sampling_rate, subtype="PCM_16")
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
+    write_wav(path, result.waveform, result.sampling_rate)
     return result
 
 
 __all__ = [
+    "write_wav",
     "ASSIGNMENTS",
     "FORMAT_VERSION",
     "assign_voices",

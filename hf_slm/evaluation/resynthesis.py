@@ -151,7 +151,7 @@ def evaluate_resynthesis(pipeline, texts=None, audio=None, voice: str = "en-us",
             items.append({"text": texts[index], "asr_original": hyp_original[-1], "asr_resynthesized": hyp_resynth[-1],
                           "mel_distance": distances[-1], "num_units": int(len(out.units[k]))})  # fmt: skip
             if output_dir is not None:
-                from ..cli import write_wav
+                from ..data.builder import write_wav
 
                 write_wav(Path(output_dir) / f"{index:03d}_original.wav", wave, sr)
                 write_wav(Path(output_dir) / f"{index:03d}_resynthesized.wav", resynth, out.sampling_rate)
