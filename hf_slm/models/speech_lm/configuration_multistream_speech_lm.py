@@ -6,7 +6,8 @@ from __future__ import annotations
 import copy
 
 from transformers import AutoConfig, LlamaConfig, PretrainedConfig
-from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+from .configuration_speech_lm import build_backbone_config
 
 _KEPT_IMPLEMENTATIONS = ("_attn_implementation", "_experts_implementation")
 
@@ -17,19 +18,6 @@ NUM_STREAM_SPECIAL_TOKENS = 2
 PGSLM_STREAM_NAMES = ("units", "duration", "f0")
 
 _STREAM_KINDS = ("codec", "pgslm")
-
-
-def _default_backbone_config() -> PretrainedConfig:
-    """A small Llama (4 layers, width 256), the same size as the single-stream `SpeechLMConfig` default."""
-    return LlamaConfig(
-        hidden_size=256,
-        intermediate_size=704,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        num_key_value_heads=4,
-        max_position_embeddings=4096,
-        tie_word_embeddings=False,
-    )
 
 
 def _is_int(value, minimum: int) -> bool:
@@ -166,7 +154,9 @@ class MultiStreamSpeechLMConfig(PretrainedConfig):
                 f"{stream_loss_weights!r}"
             )
 
-        backbone_config = _build_backbone_config(backbone_config)
+        if isinstance(backbone_config, PretrainedConfig):
+            backbone_config = copy.deepcopy(backbone_config)  # its vocab_size / special ids are rewritten below
+        backbone_config = build_backbone_config(backbone_config, vocab_size=0)  # vocab_size is set just below
         # One embedding table holds every stream's rows; the frame's input is the sum of its streams' rows.
         backbone_config.vocab_size = sum(v + NUM_STREAM_SPECIAL_TOKENS for v in stream_vocab_sizes)
         for name in ("pad_token_id", "bos_token_id", "eos_token_id"):
@@ -252,23 +242,6 @@ class MultiStreamSpeechLMConfig(PretrainedConfig):
     def get_text_config(self, decoder=None, encoder=None) -> PretrainedConfig:
         """The backbone config: what caches and generation utilities must read."""
         return self.backbone_config
-
-
-def _build_backbone_config(backbone_config) -> PretrainedConfig:
-    if isinstance(backbone_config, dict):
-        backbone_config = dict(backbone_config)
-        model_type = backbone_config.pop("model_type", None)
-        if model_type not in CONFIG_MAPPING:
-            raise ValueError(f"backbone_config needs a known `model_type`, got {model_type!r}")
-        return CONFIG_MAPPING[model_type](**backbone_config)
-    if backbone_config is None:
-        return _default_backbone_config()
-    if not isinstance(backbone_config, PretrainedConfig):
-        raise ValueError(f"backbone_config must be a dict or a PretrainedConfig, got {type(backbone_config).__name__}")
-    if not hasattr(backbone_config, "vocab_size"):
-        name = type(backbone_config).__name__
-        raise ValueError(f"backbone_config ({name}) has no `vocab_size`: it must describe a decoder")
-    return copy.deepcopy(backbone_config)  # its vocab_size / special ids are rewritten; leave the caller's alone
 
 
 __all__ = ["MultiStreamSpeechLMConfig"]
