@@ -19,10 +19,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch.nn.utils.rnn import pad_sequence
-from transformers import Trainer
 
 from ..models.codec_tokenizer import RVQCodec
-from ..models.unit_vocoder import HifiGanDiscriminator, feature_matching_loss, generator_adversarial_loss
+from ..models.unit_vocoder import HifiGanDiscriminator
 from .gan_trainer import VocoderGanTrainer
 
 
@@ -122,6 +121,8 @@ class CodecGanTrainer(VocoderGanTrainer):
     restarted per step) and, once adversarial, `loss_disc`, `loss_gen_adv`, `loss_fm`.
     """
 
+    model_class = RVQCodec
+
     def __init__(
         self,
         model=None,
@@ -129,52 +130,37 @@ class CodecGanTrainer(VocoderGanTrainer):
         *trainer_args,
         semantic_teacher=None,
         discriminator_warmup_steps: int = 0,
-        discriminator_learning_rate: float | None = None,
-        keep_discriminators: bool = False,
         **kwargs,
     ):
-        if not isinstance(model, RVQCodec):
-            raise ValueError(f"CodecGanTrainer trains an RVQCodec, got {type(model).__name__}")
-        distill_dim = model.config.semantic_distillation_dim
-        if distill_dim and semantic_teacher is None:
+        if not isinstance(discriminator_warmup_steps, int) or discriminator_warmup_steps < 0:
+            raise ValueError(f"discriminator_warmup_steps must be an int >= 0, got {discriminator_warmup_steps!r}")
+        self.semantic_teacher = semantic_teacher  # read by check_model, which runs inside the base __init__
+        super().__init__(model, args, *trainer_args, **kwargs)
+        self.discriminator_warmup_steps = discriminator_warmup_steps
+        if semantic_teacher is not None:
+            self.semantic_teacher = semantic_teacher.eval().requires_grad_(False).to(self.args.device)
+
+    def check_model(self, model) -> None:
+        """The teacher and the codec's distillation head must agree (both present, same feature dim)."""
+        distill_dim, teacher = model.config.semantic_distillation_dim, self.semantic_teacher
+        if distill_dim and teacher is None:
             raise ValueError(
                 f"the codec distils level 1 toward {distill_dim}-dim features: pass semantic_teacher (a fitted "
                 "KMeansUnitTokenizer)"
             )
-        if semantic_teacher is not None:
+        if teacher is not None:
             if not distill_dim:
                 raise ValueError("semantic_teacher given but the codec has no semantic_distillation_dim")
-            if semantic_teacher.config.feature_dim != distill_dim:
+            if teacher.config.feature_dim != distill_dim:
                 raise ValueError(
-                    f"semantic_teacher features have dim {semantic_teacher.config.feature_dim}, the codec's "
+                    f"semantic_teacher features have dim {teacher.config.feature_dim}, the codec's "
                     f"semantic_distillation_dim is {distill_dim}"
                 )
-        if not isinstance(discriminator_warmup_steps, int) or discriminator_warmup_steps < 0:
-            raise ValueError(f"discriminator_warmup_steps must be an int >= 0, got {discriminator_warmup_steps!r}")
+
+    def attach_discriminators(self, model) -> None:
+        """The codec folder holds no training code: the unit vocoder family's MPD + MSD are attached here."""
         if model.discriminator is None:
             model.discriminator = HifiGanDiscriminator.from_config(model.config)
-        Trainer.__init__(self, model, args, *trainer_args, **kwargs)
-        if self.args.fp16:
-            raise ValueError("CodecGanTrainer does not support fp16 (one GradScaler would serve two optimisers)")
-        if self.args.world_size > 1 or self.is_deepspeed_enabled or self.is_fsdp_enabled:
-            raise ValueError("CodecGanTrainer runs on one device only (docs/vocoder.md, VocoderGanTrainer's limits)")
-        self.discriminator_learning_rate = discriminator_learning_rate
-        self.keep_discriminators = keep_discriminators
-        self.optimizer_discriminator = None
-        self.lr_scheduler_discriminator = None
-        self._gan_sums = {}
-        self._gan_counts = {}
-        self._saving_checkpoint = False
-        self.discriminator_warmup_steps = discriminator_warmup_steps
-        self.semantic_teacher = None
-        if semantic_teacher is not None:
-            self.semantic_teacher = semantic_teacher.eval().requires_grad_(False).to(self.args.device)
-
-    def _record(self, **values):
-        for name, value in values.items():
-            if value is not None:
-                self._gan_sums[name] = self._gan_sums.get(name, 0.0) + float(value)
-                self._gan_counts[name] = self._gan_counts.get(name, 0) + 1
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if inputs.get("labels") is None:

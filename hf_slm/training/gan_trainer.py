@@ -51,21 +51,32 @@ class VocoderGanTrainer(Trainer):
         adam_beta1=0.8, adam_beta2=0.99`.
     """
 
-    def __init__(self, *args, discriminator_learning_rate: float | None = None, keep_discriminators=False, **kwargs):
-        super().__init__(*args, **kwargs)
-        model = self.accelerator.unwrap_model(self.model)
-        if not isinstance(model, UnitHifiGanVocoder):
-            raise ValueError(f"VocoderGanTrainer trains a UnitHifiGanVocoder, got {type(model).__name__}")
+    #: The generator class this trainer accepts; a subclass for another generator only changes this (and
+    #: `check_model` / `attach_discriminators` when it needs more).
+    model_class = UnitHifiGanVocoder
+
+    def __init__(
+        self,
+        model=None,
+        args=None,
+        *trainer_args,
+        discriminator_learning_rate: float | None = None,
+        keep_discriminators: bool = False,
+        **kwargs,
+    ):
+        name = type(self).__name__
+        if not isinstance(model, self.model_class):
+            raise ValueError(f"{name} trains a {self.model_class.__name__}, got {type(model).__name__}")
+        self.check_model(model)
+        self.attach_discriminators(model)  # before Trainer.__init__, so they move to the device with the generator
+        super().__init__(model, args, *trainer_args, **kwargs)
         if self.args.fp16:
-            raise ValueError(
-                "VocoderGanTrainer does not support fp16 (one GradScaler would serve two optimisers); use bf16 or fp32"
-            )
+            raise ValueError(f"{name} does not support fp16 (one GradScaler would serve two optimisers); use bf16 or fp32")
         if self.args.world_size > 1 or self.is_deepspeed_enabled or self.is_fsdp_enabled:
             raise ValueError(
-                "VocoderGanTrainer runs on one device only: the discriminator update happens outside the DDP/FSDP/"
-                "DeepSpeed wrapper, so its gradients would not be synchronised (see docs/vocoder.md)"
+                f"{name} runs on one device only: the discriminator update happens outside the DDP/FSDP/DeepSpeed "
+                "wrapper, so its gradients would not be synchronised (see docs/vocoder.md)"
             )
-        model.setup_discriminators()
         self.discriminator_learning_rate = discriminator_learning_rate
         self.keep_discriminators = keep_discriminators
         self.optimizer_discriminator = None
@@ -73,6 +84,13 @@ class VocoderGanTrainer(Trainer):
         self._gan_sums: dict[str, float] = defaultdict(float)
         self._gan_counts: dict[str, int] = defaultdict(int)
         self._saving_checkpoint = False
+
+    def check_model(self, model) -> None:
+        """Model-specific checks before the `Trainer` is built (raise `ValueError`); nothing to check here."""
+
+    def attach_discriminators(self, model) -> None:
+        """Give the generator its MPD + MSD discriminators (training only; checkpoints keep them)."""
+        model.setup_discriminators()
 
     @property
     def discriminator(self):
@@ -118,7 +136,7 @@ class VocoderGanTrainer(Trainer):
     def _record(self, **values):
         for name, value in values.items():
             if value is not None:
-                self._gan_sums[name] += float(value.detach())
+                self._gan_sums[name] += float(value.detach() if torch.is_tensor(value) else value)
                 self._gan_counts[name] += 1
 
     def _discriminator_step(self, real, generated):
