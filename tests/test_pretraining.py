@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import DataCollatorWithFlattening, LlamaConfig, LlamaForCausalLM
+from transformers import DataCollatorWithFlattening, HfArgumentParser, LlamaConfig, LlamaForCausalLM
 
 from hf_slm.data import load_text_corpus, synthesize_dataset
 from hf_slm.models.speech_lm import SpeechLMConfig, SpeechLMForCausalLM
@@ -377,8 +377,8 @@ def test_script_arguments(script, tmp_path):
     data_args, model_args, training_args = script.parse_arguments([str(CONFIG_TINY), "--max_steps", "7"])
     assert training_args.max_steps == 7 and model_args.hidden_size == 64 and data_args.seq_length == 256  # flag, JSON
     assert training_args.remove_unused_columns is False
-    help_text = script.HfArgumentParser((script.SpeechDataArguments, script.SpeechModelArguments,
-                                         script.TrainingArguments)).format_help()  # fmt: skip
+    help_text = HfArgumentParser((script.SpeechDataArguments, script.SpeechModelArguments,
+                                  script.TrainingArguments)).format_help()  # fmt: skip
     assert "--init_from_text_lm" in help_text and "--packing" in help_text
     (tmp_path / "bad.json").write_text(json.dumps({"hidden_size": 8, "hiden_layers": 2}))
     with pytest.raises(ValueError, match=r"unknown argument\(s\) \['hiden_layers'\]"):

@@ -18,7 +18,6 @@ a `.json` first argument sets defaults for all of them and any `--flag` after it
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import math
@@ -26,15 +25,14 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import datasets
 import numpy as np
 import torch
-from transformers import HfArgumentParser, TrainingArguments, set_seed
+from transformers import TrainingArguments, set_seed
 
-from hf_slm.data import load_text_corpus, synthesize_dataset
 from hf_slm.models.codec_tokenizer import RVQCodec, RVQCodecConfig
 from hf_slm.models.unit_tokenizer import KMeansUnitTokenizer, KMeansUnitTokenizerConfig, SpeechFeatureExtractor
 from hf_slm.training import last_complete_checkpoint
+from hf_slm.training.arguments import SpeechDataArguments, csv_list, load_speech_splits, parse_json_and_flags
 from hf_slm.training.codec_trainer import CodecCollator, CodecGanTrainer
 
 logger = logging.getLogger("train_codec")
@@ -42,18 +40,9 @@ TEACHER_DIR = "semantic_teacher"
 
 
 @dataclass
-class CodecDataArguments:
-    dataset_path: str | None = field(
-        default=None,
-        metadata={"help": "A `datasets` folder with an audio column (`hf-slm synth`, `save_to_disk`). Unset: "
-                  "synthesise speech from `text_source` with espeak-ng."},
-    )
-    audio_column: str = field(default="audio", metadata={"help": "Column with the audio (datasets' Audio feature)."})
-    text_source: str = field(default="builtin", metadata={"help": "'builtin', 'fortunes', 'wordnet' or a text file."})
-    num_sentences: int = field(default=200, metadata={"help": "Sentences to synthesise (train + eval)."})
-    voices: str = field(default="en-us,en-us+f3,en-gb+m3", metadata={"help": "Comma-separated espeak-ng voices."})
-    rates: str = field(default="150,175,200", metadata={"help": "Comma-separated speaking rates (words/min)."})
-    num_eval_utterances: int = field(default=10, metadata={"help": "Held-out utterances (at most 10%)."})
+class CodecDataArguments(SpeechDataArguments):
+    """The shared speech source (`hf_slm.training.arguments`) plus the training crop."""
+
     segment_seconds: float = field(default=1.0, metadata={"help": "Random training crops (EnCodec trains on 1 s)."})
 
 
@@ -88,52 +77,10 @@ class CodecModelArguments:
 
 # ---------------------------------------------------------------------------------------------------- arguments
 def parse_arguments(argv: list[str]):
-    parser = HfArgumentParser((CodecDataArguments, CodecModelArguments, TrainingArguments))
-    if argv and argv[0].endswith(".json"):
-        config = json.loads(Path(argv[0]).read_text())
-        known = {f.name for cls in parser.dataclass_types for f in dataclasses.fields(cls) if f.init}
-        unknown = sorted(set(config) - known)
-        if unknown:
-            raise ValueError(f"{argv[0]}: unknown argument(s) {unknown}")
-        parser.set_defaults(**config)  # the JSON file gives defaults; flags after it override them
-        for action in parser._actions:
-            if action.dest in config:
-                action.required = False
-        argv = argv[1:]
-    data_args, model_args, training_args = parser.parse_args_into_dataclasses(args=argv)
-    updates = {"remove_unused_columns": False}
-    if not torch.cuda.is_available():
-        updates["dataloader_pin_memory"] = False
-    return data_args, model_args, dataclasses.replace(training_args, **updates)
-
-
-def _csv(text: str, kind=str) -> list:
-    return [kind(x) for x in text.split(",") if x.strip()]
+    return parse_json_and_flags((CodecDataArguments, CodecModelArguments, TrainingArguments), argv)
 
 
 # ---------------------------------------------------------------------------------------------------- data
-def load_speech(data_args: CodecDataArguments, sampling_rate: int, seed: int):
-    """Train / eval splits whose audio column decodes at `sampling_rate`."""
-    if data_args.dataset_path:
-        ds = datasets.load_from_disk(data_args.dataset_path)
-        if isinstance(ds, datasets.DatasetDict):
-            ds = ds["train"] if "train" in ds else next(iter(ds.values()))
-        if data_args.audio_column not in ds.column_names:
-            raise ValueError(f"{data_args.dataset_path} has no column {data_args.audio_column!r}: {ds.column_names}")
-        ds = ds.cast_column(data_args.audio_column, datasets.Audio(sampling_rate=sampling_rate))
-    else:
-        texts = load_text_corpus(data_args.text_source, limit=data_args.num_sentences, seed=seed)
-        ds = synthesize_dataset(
-            texts, voices=_csv(data_args.voices), rates=_csv(data_args.rates, int), sampling_rate=sampling_rate,
-            assignment="random", seed=seed, show_progress=False,
-        )
-    if len(ds) < 2:
-        raise ValueError(f"the speech dataset has {len(ds)} utterance(s); need at least 2 (train + eval)")
-    n_eval = max(1, min(data_args.num_eval_utterances, len(ds) // 10))
-    split = ds.train_test_split(test_size=n_eval, seed=seed, shuffle=True)
-    return split["train"], split["test"]
-
-
 def _waveform(value) -> torch.Tensor:
     if hasattr(value, "get_all_samples"):
         return value.get_all_samples().data.mean(0).float()
@@ -143,7 +90,7 @@ def _waveform(value) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------------------- model
 def build_codec(model_args: CodecModelArguments, teacher) -> RVQCodec:
     config = RVQCodecConfig(
-        upsampling_ratios=_csv(model_args.upsampling_ratios, int),
+        upsampling_ratios=csv_list(model_args.upsampling_ratios, int),
         num_filters=model_args.num_filters,
         hidden_size=model_args.hidden_size,
         num_codebooks=model_args.num_codebooks,
@@ -158,8 +105,8 @@ def build_codec(model_args: CodecModelArguments, teacher) -> RVQCodec:
         mel_hop_length=model_args.mel_hop_length,
         mel_win_length=model_args.mel_n_fft,
         num_mel_bins=model_args.num_mel_bins,
-        mpd_channels=_csv(model_args.mpd_channels, int),
-        msd_channels=_csv(model_args.msd_channels, int),
+        mpd_channels=csv_list(model_args.mpd_channels, int),
+        msd_channels=csv_list(model_args.msd_channels, int),
     )
     return RVQCodec(config)
 
@@ -231,7 +178,7 @@ def main(argv: list[str] | None = None) -> dict:
     output_dir.mkdir(parents=True, exist_ok=True)
 
     sampling_rate = RVQCodecConfig().sampling_rate
-    train, test = load_speech(data_args, sampling_rate, training_args.seed)
+    train, test = load_speech_splits(data_args, training_args.seed, sampling_rate)
     teacher = load_teacher(model_args, train, data_args, output_dir)
     codec = build_codec(model_args, teacher)
     logger.info("codec: %.2fM parameters, %.0f bps, teacher: %s", codec.num_parameters() / 1e6, codec.bitrate,

@@ -18,20 +18,15 @@ a `.json` first argument sets defaults for all of them and any `--flag` after it
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import math
-import os
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 
-import datasets
 import torch
 from transformers import (
     DataCollatorWithFlattening,
-    HfArgumentParser,
     LlamaConfig,
     Trainer,
     TrainerCallback,
@@ -39,30 +34,21 @@ from transformers import (
     set_seed,
 )
 
-from hf_slm.data import load_text_corpus, synthesize_dataset
 from hf_slm.models.speech_lm import SpeechLMConfig, SpeechLMForCausalLM
-from hf_slm.models.unit_tokenizer import KMeansUnitTokenizer, KMeansUnitTokenizerConfig, SpeechFeatureExtractor
 from hf_slm.training import CausalLMCollator, PackedSequenceCollator, last_complete_checkpoint, pack_dataset
+from hf_slm.training.arguments import SpeechDataArguments as SpeechSourceArguments
+from hf_slm.training.arguments import load_speech_splits, parse_json_and_flags
+from hf_slm.training.speech_units import load_or_fit_speech_tokenizer, tokenize_speech
 
 logger = logging.getLogger("pretrain_speech_lm")
 PACKING_MODES = ("bfd", "wrapped", "flatten", "none")
-SPEECH_TOKENIZER_DIR = "speech_tokenizer"
 
 
 @dataclass
-class SpeechDataArguments:
-    dataset_path: str | None = field(
-        default=None,
-        metadata={"help": "A `datasets` folder (`hf-slm synth`, `save_to_disk`; a DatasetDict uses its train / "
-                  "validation|test splits). Unset: synthesise speech from `text_source` with espeak-ng."},
-    )
-    audio_column: str = field(default="audio", metadata={"help": "Column with the audio (datasets' Audio feature)."})
-    text_source: str = field(default="builtin", metadata={"help": "'builtin', 'fortunes', 'wordnet' or a text file."})
-    num_sentences: int = field(default=200, metadata={"help": "Sentences to synthesise (train + eval)."})
-    voices: str = field(default="en-us,en-us+f3,en-gb+m3", metadata={"help": "Comma-separated espeak-ng voices."})
-    rates: str = field(default="150,175,200", metadata={"help": "Comma-separated speaking rates (words/min)."})
+class SpeechDataArguments(SpeechSourceArguments):
+    """The shared speech source (`hf_slm.training.arguments`) plus unit tokenisation, deduplication and packing."""
+
     pitches: str = field(default="35,50,65", metadata={"help": "Comma-separated base pitches (0-99)."})
-    synthesis_num_proc: int = field(default=1, metadata={"help": "espeak-ng worker processes."})
     num_eval_utterances: int = field(
         default=20, metadata={"help": "Held-out utterances when the dataset has no eval split (at most a tenth)."}
     )
@@ -131,22 +117,9 @@ class _RunInfo(TrainerCallback):
 
 # ---------------------------------------------------------------------------------------------------- arguments
 def parse_arguments(argv: list[str]):
-    parser = HfArgumentParser((SpeechDataArguments, SpeechModelArguments, TrainingArguments))
-    if argv and argv[0].endswith(".json"):
-        config = json.loads(Path(argv[0]).read_text())
-        known = {f.name for cls in parser.dataclass_types for f in dataclasses.fields(cls) if f.init}
-        unknown = sorted(set(config) - known)
-        if unknown:
-            raise ValueError(f"{argv[0]}: unknown argument(s) {unknown}")
-        parser.set_defaults(**config)  # the JSON file gives defaults; flags after it override them
-        for action in parser._actions:
-            if action.dest in config:
-                action.required = False
-        argv = argv[1:]
-    data_args, model_args, training_args = parser.parse_args_into_dataclasses(args=argv)
-    updates = {"remove_unused_columns": False}
-    if not torch.cuda.is_available():
-        updates["dataloader_pin_memory"] = False
+    data_args, model_args, training_args = parse_json_and_flags(
+        (SpeechDataArguments, SpeechModelArguments, TrainingArguments), argv
+    )
     if (
         model_args.bf16_if_available
         and not (training_args.bf16 or training_args.fp16)
@@ -154,137 +127,11 @@ def parse_arguments(argv: list[str]):
         and torch.cuda.is_bf16_supported()
         and not training_args.use_cpu
     ):
-        updates["bf16"] = True
-    training_args = dataclasses.replace(training_args, **updates)
+        training_args = dataclasses.replace(training_args, bf16=True)
     return data_args, model_args, training_args
 
 
-def _csv(text: str, kind=str) -> list:
-    return [kind(x) for x in text.split(",") if x.strip()]
-
-
 # ---------------------------------------------------------------------------------------------------- data
-def load_speech(data_args: SpeechDataArguments, seed: int):
-    """Train and eval splits with an audio column."""
-    if data_args.dataset_path:
-        ds = datasets.load_from_disk(data_args.dataset_path)
-        if isinstance(ds, datasets.DatasetDict):
-            if "train" not in ds:
-                raise ValueError(f"{data_args.dataset_path} has splits {list(ds)}; a 'train' split is needed")
-            eval_split = next((ds[s] for s in ("validation", "test", "eval") if s in ds), None)
-            if eval_split is not None:
-                train, test = ds["train"], eval_split
-                _check_audio(train, data_args)
-                return train, test
-            ds = ds["train"]
-    else:
-        texts = load_text_corpus(data_args.text_source, limit=data_args.num_sentences, seed=seed)
-        ds = synthesize_dataset(
-            texts,
-            voices=_csv(data_args.voices),
-            rates=_csv(data_args.rates, int),
-            pitches=_csv(data_args.pitches, int),
-            assignment="random",
-            seed=seed,
-            num_proc=data_args.synthesis_num_proc,
-            show_progress=False,
-        )
-    _check_audio(ds, data_args)
-    if len(ds) < 2:
-        raise ValueError(f"the speech dataset has {len(ds)} utterance(s); need at least 2 (train + eval)")
-    n_eval = max(1, min(data_args.num_eval_utterances, len(ds) // 10))
-    split = ds.train_test_split(test_size=n_eval, seed=seed, shuffle=True)
-    return split["train"], split["test"]
-
-
-def _check_audio(ds, data_args):
-    if data_args.audio_column not in ds.column_names:
-        raise ValueError(f"the dataset has no column {data_args.audio_column!r}; columns: {ds.column_names}")
-
-
-def load_or_fit_speech_tokenizer(model_args: SpeechModelArguments, train, data_args, training_args):
-    """(feature_extractor, tokenizer): a given one, the one this run saved before (resume), or a fresh MFCC fit.
-
-    It runs on the training device (a GPU when there is one: SSL encoders are slow on a CPU)."""
-    output_dir, seed = training_args.output_dir, training_args.seed
-    saved = Path(output_dir) / SPEECH_TOKENIZER_DIR
-    if model_args.speech_tokenizer_path:
-        from hf_slm.cli import load_speech_tokenizer
-
-        feature_extractor, tokenizer = load_speech_tokenizer(model_args.speech_tokenizer_path)
-        logger.info("speech tokenizer: loaded %s", model_args.speech_tokenizer_path)
-    elif (saved / "config.json").is_file():
-        feature_extractor, tokenizer = (
-            SpeechFeatureExtractor.from_pretrained(saved), KMeansUnitTokenizer.from_pretrained(saved)
-        )
-        logger.info("speech tokenizer: reusing %s (fitted by an earlier run)", saved)
-    else:
-        tokenizer = KMeansUnitTokenizer(KMeansUnitTokenizerConfig(frontend="mfcc", num_units=model_args.num_units))
-        feature_extractor = SpeechFeatureExtractor(sampling_rate=tokenizer.config.sampling_rate)
-        tokenizer.to(training_args.device)
-        tokenizer.fit_on_dataset(
-            train, feature_extractor, audio_column=data_args.audio_column, max_frames=model_args.kmeans_max_frames,
-            seed=seed, show_progress=False,
-        )
-        logger.info("speech tokenizer: fitted MFCC k-means with %d units", model_args.num_units)
-    if not (saved / "config.json").is_file():
-        from hf_slm.pipelines.pipeline_utils import atomic_save_directory
-
-        def write(tmp):
-            tokenizer.save_pretrained(tmp)
-            feature_extractor.save_pretrained(tmp)
-
-        saved.parent.mkdir(parents=True, exist_ok=True)
-        atomic_save_directory(saved, write)
-    return feature_extractor, tokenizer.to(training_args.device).eval()
-
-
-def _tokenizer_fingerprint(tokenizer, audio_column: str) -> str:
-    digest = hashlib.sha256(tokenizer.config.to_json_string().encode() + audio_column.encode())
-    for name, tensor in sorted(tokenizer.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()[:16]
-
-
-class UnitTokenization:
-    """`datasets.map(batched=True)` function: audio -> `units` (one list of ints per utterance, padding removed)."""
-
-    def __init__(self, feature_extractor, tokenizer, audio_column: str):
-        self.feature_extractor, self.tokenizer, self.audio_column = feature_extractor, tokenizer, audio_column
-        self.batches = 0
-
-    @torch.no_grad()
-    def __call__(self, batch):
-        self.batches += 1
-        inputs = self.feature_extractor(batch[self.audio_column], return_tensors="pt")
-        device = self.tokenizer.device
-        out = self.tokenizer(
-            input_values=inputs["input_values"].to(device), attention_mask=inputs["attention_mask"].to(device)
-        )
-        return {"units": [u[m].tolist() for u, m in zip(out.units.cpu(), out.units_mask.cpu())]}
-
-
-def tokenize_speech(ds, feature_extractor, tokenizer, data_args, split: str):
-    """Add a `units` column with `datasets.map`, cached under a fingerprint of (dataset, tokenizer weights)."""
-    fingerprint = hashlib.sha256(
-        f"{ds._fingerprint}-{_tokenizer_fingerprint(tokenizer, data_args.audio_column)}".encode()
-    ).hexdigest()[:16]
-    function = UnitTokenization(feature_extractor, tokenizer, data_args.audio_column)
-    out = ds.map(
-        function,
-        batched=True,
-        batch_size=data_args.tokenize_batch_size,
-        remove_columns=[data_args.audio_column],
-        new_fingerprint=f"hf_slm-units-{fingerprint}",
-        desc=f"speech -> units ({split})",
-    )
-    source = "computed" if function.batches else "loaded from the datasets cache"
-    files = ", ".join(f["filename"] for f in out.cache_files) or "in memory"
-    print(f"units ({split}): {source} [{files}]", flush=True)
-    return out
-
-
 @dataclass
 class UnitsToInputIds:
     """`units` -> `input_ids` = `<s> [Speech] u_1 ... u_T </s>` (optionally deduplicated first)."""
@@ -383,10 +230,19 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"resuming from {checkpoint}" if checkpoint else "starting from step 0", flush=True)
 
     with training_args.main_process_first(desc="speech data, unit tokenizer and packing"):
-        train, test = load_speech(data_args, training_args.seed)
-        feature_extractor, speech_tokenizer = load_or_fit_speech_tokenizer(model_args, train, data_args, training_args)
-        train = tokenize_speech(train, feature_extractor, speech_tokenizer, data_args, "train")
-        test = tokenize_speech(test, feature_extractor, speech_tokenizer, data_args, "eval")
+        train, test = load_speech_splits(data_args, training_args.seed)
+        # on the training device (a GPU when there is one: SSL encoders are slow on a CPU)
+        feature_extractor, speech_tokenizer = load_or_fit_speech_tokenizer(
+            model_args.speech_tokenizer_path, train, output_dir, audio_column=data_args.audio_column,
+            num_units=model_args.num_units, kmeans_max_frames=model_args.kmeans_max_frames, seed=training_args.seed,
+            device=training_args.device,
+        )
+        train, test = (
+            tokenize_speech(
+                ds, feature_extractor, speech_tokenizer, data_args.audio_column, data_args.tokenize_batch_size, split
+            )
+            for ds, split in ((train, "train"), (test, "eval"))
+        )
         model = build_model(model_args, speech_tokenizer.config.num_units)
         train_lm = build_lm_dataset(train, model.config, data_args, "train")
         test_lm = build_lm_dataset(test, model.config, data_args, "eval")

@@ -122,8 +122,11 @@ class SpeechLMPipeline(PipelineMixin):
         return None if vocoder is None else int(vocoder.config.sampling_rate)
 
     def resynthesize(self, audio, sampling_rate: int | None = None) -> SpeechPipelineOutput:
-        """Audio -> units -> audio: what the units keep of the signal (the resynthesis task)."""
-        units = self.encode(audio, sampling_rate=sampling_rate)
+        """Audio -> units -> audio: what the units keep of the signal (the resynthesis task). A vocoder with a
+        duration predictor (trained on deduplicated units) gets deduplicated units and predicts their durations."""
+        vocoder = self._require("vocoder", "resynthesis")
+        deduplicate = bool(getattr(vocoder.config, "use_duration_predictor", False))
+        units = self.encode(audio, sampling_rate=sampling_rate, deduplicate=deduplicate)
         return SpeechPipelineOutput(units=units, waveforms=self.decode(units), sampling_rate=self.sampling_rate)
 
     # ------------------------------------------------------------------ language model

@@ -71,7 +71,9 @@ class VocoderGanTrainer(Trainer):
         self.attach_discriminators(model)  # before Trainer.__init__, so they move to the device with the generator
         super().__init__(model, args, *trainer_args, **kwargs)
         if self.args.fp16:
-            raise ValueError(f"{name} does not support fp16 (one GradScaler would serve two optimisers); use bf16 or fp32")
+            raise ValueError(
+                f"{name} does not support fp16 (one GradScaler would serve two optimisers); use bf16 or fp32"
+            )
         if self.args.world_size > 1 or self.is_deepspeed_enabled or self.is_fsdp_enabled:
             raise ValueError(
                 f"{name} runs on one device only: the discriminator update happens outside the DDP/FSDP/DeepSpeed "

@@ -1,0 +1,129 @@
+"""Speech -> units for training scripts: get a unit tokenizer (given, resumed or fitted) and add a `units` column.
+
+The unit LM (`examples/pretraining`) and the unit vocoder (`examples/vocoder`) both train on the units of a speech
+dataset; the tokenizer a run fits is saved atomically under its output folder, so a resumed run reuses the same one,
+and the `units` column is a `datasets.map` cached under a fingerprint of (dataset, tokenizer weights, options).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+
+import torch
+
+from ..models.unit_tokenizer import KMeansUnitTokenizer, KMeansUnitTokenizerConfig, SpeechFeatureExtractor
+
+logger = logging.getLogger(__name__)
+SPEECH_TOKENIZER_DIR = "speech_tokenizer"
+
+
+def load_or_fit_speech_tokenizer(
+    source: str | None,
+    train,
+    output_dir,
+    audio_column: str = "audio",
+    num_units: int = 100,
+    kmeans_max_frames: int = 200_000,
+    seed: int = 0,
+    device="cpu",
+):
+    """`(feature_extractor, tokenizer)` in eval mode on `device`, and saved to `output_dir/speech_tokenizer`.
+
+    `source` is a tokenizer folder, a pipeline folder / Hub id, or `"default"` (the embedded pipeline's); `None`
+    reuses the tokenizer an earlier run of this `output_dir` saved, or fits MFCC k-means with `num_units` on `train`.
+    """
+    saved = Path(output_dir) / SPEECH_TOKENIZER_DIR
+    if source:
+        from ..cli import load_speech_tokenizer
+
+        feature_extractor, tokenizer = load_speech_tokenizer(source)
+        logger.info("speech tokenizer: loaded %s", source)
+    elif (saved / "config.json").is_file():
+        feature_extractor = SpeechFeatureExtractor.from_pretrained(saved)
+        tokenizer = KMeansUnitTokenizer.from_pretrained(saved)
+        logger.info("speech tokenizer: reusing %s (fitted by an earlier run)", saved)
+    else:
+        tokenizer = KMeansUnitTokenizer(KMeansUnitTokenizerConfig(frontend="mfcc", num_units=num_units))
+        feature_extractor = SpeechFeatureExtractor(sampling_rate=tokenizer.config.sampling_rate)
+        tokenizer.to(device)
+        tokenizer.fit_on_dataset(
+            train, feature_extractor, audio_column=audio_column, max_frames=kmeans_max_frames, seed=seed,
+            show_progress=False,
+        )
+        logger.info("speech tokenizer: fitted MFCC k-means with %d units", num_units)
+    if not (saved / "config.json").is_file():
+        from ..pipelines.pipeline_utils import atomic_save_directory
+
+        def write(tmp):
+            tokenizer.save_pretrained(tmp)
+            feature_extractor.save_pretrained(tmp)
+
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        atomic_save_directory(saved, write)
+    return feature_extractor, tokenizer.to(device).eval()
+
+
+def tokenizer_fingerprint(tokenizer, *options) -> str:
+    """A short hash of a tokenizer's config, weights and `options`: the `datasets` cache key of its units."""
+    digest = hashlib.sha256(tokenizer.config.to_json_string().encode() + repr(options).encode())
+    for name, tensor in sorted(tokenizer.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+class UnitTokenization:
+    """`datasets.map(batched=True)` function: audio -> `units` (one list of ints per utterance, padding removed);
+    with `deduplicate`, runs of a unit collapse to one and `durations` holds their lengths (GSLM's dedup units)."""
+
+    def __init__(self, feature_extractor, tokenizer, audio_column: str, deduplicate: bool = False):
+        self.feature_extractor, self.tokenizer, self.audio_column = feature_extractor, tokenizer, audio_column
+        self.deduplicate = deduplicate
+        self.batches = 0
+
+    @torch.no_grad()
+    def __call__(self, batch):
+        self.batches += 1
+        inputs = self.feature_extractor(batch[self.audio_column], return_tensors="pt")
+        device = self.tokenizer.device
+        out = self.tokenizer(
+            input_values=inputs["input_values"].to(device), attention_mask=inputs["attention_mask"].to(device)
+        )
+        units, mask = out.units.cpu(), out.units_mask.cpu()
+        if not self.deduplicate:
+            return {"units": [u[m].tolist() for u, m in zip(units, mask)]}
+        pairs = self.tokenizer.deduplicate(units, mask)
+        return {"units": [u.tolist() for u, _ in pairs], "durations": [d.tolist() for _, d in pairs]}
+
+
+def tokenize_speech(ds, feature_extractor, tokenizer, audio_column: str = "audio", batch_size: int = 16,
+                    split: str = "train", deduplicate: bool = False, keep_audio: bool = False):  # fmt: skip
+    """`ds` with a `units` column (and `durations` when deduplicating), computed once by `datasets.map` and cached
+    under a fingerprint of (dataset, tokenizer weights, options). The audio column is dropped unless `keep_audio`
+    (a vocoder trains on both)."""
+    key = tokenizer_fingerprint(tokenizer, audio_column, deduplicate, keep_audio)
+    fingerprint = hashlib.sha256(f"{ds._fingerprint}-{key}".encode()).hexdigest()[:16]
+    function = UnitTokenization(feature_extractor, tokenizer, audio_column, deduplicate=deduplicate)
+    out = ds.map(
+        function,
+        batched=True,
+        batch_size=batch_size,
+        remove_columns=[] if keep_audio else [audio_column],
+        new_fingerprint=f"hf_slm-units-{fingerprint}",
+        desc=f"speech -> units ({split})",
+    )
+    source = "computed" if function.batches else "loaded from the datasets cache"
+    files = ", ".join(f["filename"] for f in out.cache_files) or "in memory"
+    logger.info("units (%s): %s [%s]", split, source, files)
+    return out
+
+
+__all__ = [
+    "SPEECH_TOKENIZER_DIR",
+    "UnitTokenization",
+    "load_or_fit_speech_tokenizer",
+    "tokenize_speech",
+    "tokenizer_fingerprint",
+]
