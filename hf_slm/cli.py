@@ -44,19 +44,10 @@ def cmd_synth(args) -> int:
 
 # ---------------------------------------------------------------------------------------------------- fit-tokenizer
 def _load_dataset_arg(spec: str, split: str | None = None):
-    """A folder written by `hf-slm synth` / `save_to_disk`, or a folder of audio files (datasets' audiofolder)."""
-    import datasets
+    """A folder written by `hf-slm synth` / `save_to_disk`, a data file, or a folder of audio files (audiofolder)."""
+    from .data.real_speech import load_local_dataset
 
-    path = Path(spec)
-    if not path.exists():
-        raise SystemExit(f"error: dataset {spec} does not exist")
-    if (path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists():
-        ds = datasets.load_from_disk(str(path))
-    else:
-        ds = datasets.load_dataset("audiofolder", data_dir=str(path))
-    if isinstance(ds, datasets.DatasetDict):
-        ds = ds[split or next(iter(ds))]
-    return ds
+    return load_local_dataset(spec, split=split)
 
 
 def cmd_fit_tokenizer(args) -> int:

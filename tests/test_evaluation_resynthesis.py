@@ -8,7 +8,9 @@ import soundfile as sf
 
 from evaluation_helpers import one_torch_thread, synthesize, tiny_pipeline  # noqa: F401
 from hf_slm.evaluation.metrics.error_rate.error_rate import error_rate
-from hf_slm.evaluation.resynthesis import PocketSphinxASR, evaluate_resynthesis, read_audio_dir
+from hf_slm.data.real_speech import read_audio_dir
+from hf_slm.evaluation.asr import PocketSphinxASR
+from hf_slm.evaluation.resynthesis import evaluate_resynthesis
 
 TEXTS = ["the small dog runs to the red house", "many horses work quickly"]
 

@@ -1,4 +1,5 @@
-"""Speech we make ourselves: espeak-ng synthesis with word timestamps, text sources, dataset builder."""
+"""Speech we make ourselves (espeak-ng synthesis with word timestamps, text sources, dataset builder) and real
+recorded speech with transcripts (installed Debian clips, audio folders, local datasets)."""
 
 from .builder import (
     assign_voices,
@@ -31,9 +32,20 @@ from .espeak import (
     list_variants,
     list_voices,
 )
+from .real_speech import (
+    REAL_SPEECH_SOURCES,
+    alsa_clips,
+    audio_text_columns,
+    librivox_clips,
+    load_local_dataset,
+    load_real_speech,
+    read_audio_dir,
+    write_audio_dir,
+)
 
 __all__ = [
     "GRAMMAR",
+    "REAL_SPEECH_SOURCES",
     "TEMPLATES",
     "EspeakError",
     "EspeakSynthesizer",
@@ -41,15 +53,21 @@ __all__ = [
     "Slot",
     "SynthesisResult",
     "VoiceInfo",
+    "alsa_clips",
     "assign_voices",
+    "audio_text_columns",
     "cache_key",
     "dataset_features",
     "default_cache_dir",
     "espeak_version",
     "generate_sentences",
+    "librivox_clips",
     "list_variants",
     "list_voices",
+    "load_local_dataset",
+    "load_real_speech",
     "load_text_corpus",
+    "read_audio_dir",
     "read_fortunes",
     "read_text_file",
     "read_wordnet_examples",
@@ -57,5 +75,6 @@ __all__ = [
     "sample_plan",
     "synthesize_dataset",
     "synthesize_to_wav",
+    "write_audio_dir",
     "write_wav",
 ]

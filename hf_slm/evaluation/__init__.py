@@ -3,12 +3,15 @@
 - `metrics/`: self-contained `evaluate` modules (`load_metric(name)` or `evaluate.load(path)`, offline).
 - `pairs`: spoken minimal pairs (sWUGGY / sBLIMP style): build, read, score with a pipeline's LM.
 - `abx`: ABX items from synthesised speech; within/between-speaker ABX of features or units.
-- `resynthesis`: audio -> units -> vocoder -> ASR (pocketsphinx): WER / CER / mel distance.
+- `resynthesis`: audio -> units -> vocoder -> ASR: WER / CER / mel distance.
+- `asr`: the recognisers behind one `transcribe(waveform, sampling_rate)`: pocketsphinx, any transformers ASR model.
 - `generation`: continuations over temperatures: judge perplexity, VERT, their AUC, a plot.
 - `report`: JSON + Markdown report writing (used by `hf-slm evaluate`).
 """
 
+from ..data.real_speech import read_audio_dir
 from .abx import build_abx_items, evaluate_abx
+from .asr import PocketSphinxASR, SpeechRecognizer, TransformersASR, load_asr
 from .generation import evaluate_generation, plot_generation, ppl_vert_auc
 from .metrics import METRICS, load_metric, metric_path
 from .pairs import (
@@ -20,12 +23,14 @@ from .pairs import (
     score_pairs,
     write_pairs,
 )
-from .resynthesis import PocketSphinxASR, evaluate_resynthesis, read_audio_dir
+from .resynthesis import evaluate_resynthesis
 
 __all__ = [
     "METRICS",
     "PHENOMENA",
     "PocketSphinxASR",
+    "SpeechRecognizer",
+    "TransformersASR",
     "build_abx_items",
     "build_lexical_pairs",
     "build_syntactic_pairs",
@@ -33,6 +38,7 @@ __all__ = [
     "evaluate_generation",
     "evaluate_resynthesis",
     "format_pair_table",
+    "load_asr",
     "load_metric",
     "metric_path",
     "plot_generation",

@@ -98,22 +98,39 @@ def cmd_abx(args) -> int:
 
 
 # ---------------------------------------------------------------------------------------------------- resynthesis
+def _audio_and_texts(args) -> tuple[list | None, list[str]]:
+    """The resynthesis inputs from exactly one of --texts / --audio-dir / --dataset / --real-speech."""
+    from ..data import real_speech
+
+    given = [name for name in ("texts", "audio_dir", "dataset", "real_speech") if getattr(args, name)]
+    if len(given) != 1:
+        raise ValueError("give exactly one of --texts (synthesised with espeak-ng), --audio-dir (.wav + .txt), "
+                         "--dataset (audio and text columns) and --real-speech (installed clips); "
+                         f"got {given or 'none'}")
+    if args.texts:
+        return None, _texts(args.texts, args.limit, args.seed)
+    if args.audio_dir:
+        audio, texts = real_speech.read_audio_dir(args.audio_dir)
+    elif args.real_speech:
+        audio, texts = real_speech.load_real_speech(args.real_speech)
+    else:
+        ds = real_speech.load_local_dataset(args.dataset, split=args.split)
+        if args.limit is not None:
+            ds = ds.select(range(min(args.limit, len(ds))))
+        base = Path(args.dataset) if Path(args.dataset).is_dir() else Path(args.dataset).parent
+        audio, texts = real_speech.audio_text_columns(ds, args.audio_column, args.text_column, base_dir=base)
+    return audio[: args.limit], texts[: args.limit]
+
+
 def cmd_resynthesis(args) -> int:
     from .report import bar_plot, write_json, write_report
-    from .resynthesis import evaluate_resynthesis, read_audio_dir
+    from .resynthesis import evaluate_resynthesis
 
-    if bool(args.texts) == bool(args.audio_dir):
-        raise ValueError("give exactly one of --texts (synthesised with espeak-ng) and --audio-dir (.wav + .txt)")
-    audio = None
-    if args.audio_dir:
-        audio, texts = read_audio_dir(args.audio_dir)
-        audio, texts = audio[: args.limit], texts[: args.limit]
-    else:
-        texts = _texts(args.texts, args.limit, args.seed)
+    audio, texts = _audio_and_texts(args)
     json_path, md_path, stem = _outputs(args.output)
     pipe = _pipeline(args.pipeline, args.device)
-    result = evaluate_resynthesis(pipe, texts, audio=audio, voice=args.voice, rate=args.rate, vocabulary=args.vocabulary,
-                                  output_dir=f"{stem}.audio" if args.save_audio else None)  # fmt: skip
+    result = evaluate_resynthesis(pipe, texts, audio=audio, voice=args.voice, rate=args.rate, asr=args.asr,
+                                  vocabulary=args.vocabulary, output_dir=f"{stem}.audio" if args.save_audio else None)
     result.update(pipeline=args.pipeline)
     write_json(result, json_path)
     keys = ("wer_original", "wer_resynthesized", "cer_original", "cer_resynthesized")
@@ -165,6 +182,7 @@ def cmd_generation(args) -> int:
 # ---------------------------------------------------------------------------------------------------- parser
 def add_evaluate_parser(sub) -> None:
     """Add the `evaluate` command group to the `hf-slm` sub-parsers."""
+    from ..data.real_speech import REAL_SPEECH_SOURCES
     from .pairs import PHENOMENA
 
     group = sub.add_parser("evaluate", help="benchmarks and metrics: pairs, build-pairs, abx, resynthesis, generation")
@@ -209,11 +227,20 @@ def add_evaluate_parser(sub) -> None:
     p = commands.add_parser("resynthesis", help="audio -> units -> vocoder -> ASR: WER/CER and mel distance")
     p.add_argument("--texts", default=None, help="text file (one sentence a line) or 'builtin', synthesised")
     p.add_argument("--audio-dir", default=None, help="folder of .wav files with .txt transcripts")
+    p.add_argument("--dataset", default=None,
+                   help="local dataset: save_to_disk folder, csv/json/jsonl/parquet file, or audiofolder")  # fmt: skip
+    p.add_argument("--audio-column", default="audio", help="--dataset column of audio (or audio file paths)")
+    p.add_argument("--text-column", default="text", help="--dataset column of transcripts")
+    p.add_argument("--split", default=None, help="--dataset split (default: the first)")
+    p.add_argument("--real-speech", choices=sorted(REAL_SPEECH_SOURCES), default=None,
+                   help="installed clips: librivox (apt pocketsphinx-testdata), alsa (apt alsa-utils)")  # fmt: skip
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--voice", default="en-us")
     p.add_argument("--rate", type=int, default=175)
-    p.add_argument("--vocabulary", choices=["closed", "open"], default="closed",
-                   help="ASR vocabulary: the words of the texts (closed) or pocketsphinx's full English LM")  # fmt: skip
+    p.add_argument("--asr", default="pocketsphinx",
+                   help="'pocketsphinx' or a transformers CTC/seq2seq ASR (folder or cached Hub id)")  # fmt: skip
+    p.add_argument("--vocabulary", choices=["closed", "open"], default=None,
+                   help="pocketsphinx: the words of the texts (closed, default) or its full English LM")  # fmt: skip
     p.add_argument("--save-audio", action="store_true", help="also write the original and resynthesised wavs")
     common(p)
     p.set_defaults(func=cmd_resynthesis)
