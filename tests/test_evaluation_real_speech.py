@@ -76,8 +76,8 @@ def test_librivox_clips_are_read_with_their_transcripts(tmp_path):
     folder = write_audio_dir(audio[:2], texts[:2], tmp_path / "clips")
     assert read_audio_dir(folder) == ([str(folder / p.split("/")[-1]) for p in audio[:2]], texts[:2])
     # pocketsphinx (open vocabulary) on real read speech: far better than on espeak-ng (docs/evaluation.md)
-    hypothesis = PocketSphinxASR().transcribe(*sf.read(audio[1], dtype="float32"))
-    assert error_rate([hypothesis], texts[1:2])["wer"] < 0.35
+    hypothesis = PocketSphinxASR().transcribe(*sf.read(audio[4], dtype="float32"))
+    assert error_rate([hypothesis], texts[4:5])["wer"] < 0.3
 
 
 def test_missing_clips_name_the_apt_package(tmp_path):
