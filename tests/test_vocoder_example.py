@@ -60,9 +60,12 @@ def test_tiny_config_lowers_the_mel_loss_then_resumes(script, tmp_path):
                             vocoder=vocoder)  # fmt: skip
     out = pipe.resynthesize(torch.randn(8000).numpy() * 0.1, sampling_rate=16000)
     assert out.waveforms[0].shape == (len(out.units[0]) * 320,)
-    # the same command with more steps continues from the last checkpoint
-    resumed = script.main(_flags(tmp_path) + ["--max_steps", "14"])
-    assert resumed["steps"] == 14 and resumed["resumed_from"] == "checkpoint-12" and results["resumed_from"] is None
+    # the same command with more steps continues from the last checkpoint; a spent time budget stops it after one
+    # step (checkpointed there), whatever max_steps says
+    resumed = script.main(_flags(tmp_path) + ["--max_steps", "1000", "--max_train_minutes", "1e-6"])
+    assert resumed["steps"] == 13 and resumed["resumed_from"] == "checkpoint-12" and results["resumed_from"] is None
+    assert resumed["stopped_by_time_limit"] and not results["stopped_by_time_limit"]
+    assert (tmp_path / "checkpoint-13" / "optimizer_discriminator.pt").is_file()
 
 
 def test_script_arguments_and_errors(script, tmp_path):

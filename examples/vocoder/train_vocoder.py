@@ -38,6 +38,7 @@ from hf_slm.evaluation.resynthesis import evaluate_resynthesis
 from hf_slm.models.unit_vocoder import UnitHifiGanVocoder, UnitHifiGanVocoderConfig
 from hf_slm.training import UnitVocoderCollator, VocoderGanTrainer, last_complete_checkpoint
 from hf_slm.training.arguments import SpeechDataArguments, csv_list, load_speech_splits, parse_json_and_flags
+from hf_slm.training.callbacks import WallClockLimit
 from hf_slm.training.speech_units import load_or_fit_speech_tokenizer, tokenize_speech
 
 logger = logging.getLogger("train_vocoder")
@@ -90,6 +91,11 @@ class VocoderModelArguments:
                   "held-out audio, for comparison in results.json. Unset: no baseline."},
     )
     resume: bool = field(default=True, metadata={"help": "Resume from the last complete checkpoint in output_dir."})
+    max_train_minutes: float | None = field(
+        default=None,
+        metadata={"help": "Stop (checkpoint, save, evaluate) after this many minutes of training in this process, "
+                  "whatever max_steps says. Unset: no limit."},
+    )
 
 
 def parse_arguments(argv: list[str]):
@@ -186,12 +192,14 @@ def main(argv: list[str] | None = None) -> dict:
         ),
         discriminator_learning_rate=model_args.discriminator_learning_rate,
         keep_discriminators=model_args.keep_discriminators,
+        callbacks=[WallClockLimit(model_args.max_train_minutes)] if model_args.max_train_minutes else None,
     )
     checkpoint = last_complete_checkpoint(output_dir, remove_incomplete=True) if model_args.resume else None
     if checkpoint:
         logger.info("resuming from %s", checkpoint)
+    train_started = time.time()
     trainer.train(resume_from_checkpoint=checkpoint)
-    train_seconds = time.time() - started
+    train_seconds = time.time() - train_started
     trainer.save_model(str(output_dir))
 
     vocoder.eval()
@@ -200,6 +208,8 @@ def main(argv: list[str] | None = None) -> dict:
         "steps": trainer.state.global_step,
         "resumed_from": None if checkpoint is None else Path(checkpoint).name,
         "train_seconds_this_run": round(train_seconds, 1),
+        "data_seconds_this_run": round(train_started - started, 1),
+        "stopped_by_time_limit": any(getattr(c, "stopped_at_step", None) for c in trainer.callback_handler.callbacks),
         "train_utterances": len(rows),
         "generator_parameters": generator_parameters,
         "loss_mel": mel_curve(trainer.state.log_history),

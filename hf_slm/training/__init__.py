@@ -1,5 +1,6 @@
 """Training helpers around the HF `Trainer` (which stays the loop): collators, the GAN trainer for vocoders."""
 
+from .callbacks import WallClockLimit
 from .checkpoints import is_complete_checkpoint, last_complete_checkpoint
 from .collators import CausalLMCollator
 from .gan_trainer import VocoderGanTrainer
@@ -12,6 +13,7 @@ __all__ = [
     "SequencePacker",
     "UnitVocoderCollator",
     "VocoderGanTrainer",
+    "WallClockLimit",
     "is_complete_checkpoint",
     "last_complete_checkpoint",
     "pack_dataset",
