@@ -1,5 +1,6 @@
 """Speech we make ourselves (espeak-ng synthesis with word timestamps, text sources, dataset builder) and real
-recorded speech with transcripts (installed Debian clips, audio folders, local datasets)."""
+recorded speech with transcripts (installed Debian clips, audio folders, local datasets), and voice activity detection
+(Silero VAD) to find the speech in long recordings."""
 
 from .builder import (
     assign_voices,
@@ -42,6 +43,7 @@ from .real_speech import (
     read_audio_dir,
     write_audio_dir,
 )
+from .vad import load_vad, speech_segments, split_utterances
 
 __all__ = [
     "GRAMMAR",
@@ -67,12 +69,15 @@ __all__ = [
     "load_local_dataset",
     "load_real_speech",
     "load_text_corpus",
+    "load_vad",
     "read_audio_dir",
     "read_fortunes",
     "read_text_file",
     "read_wordnet_examples",
     "realize",
     "sample_plan",
+    "speech_segments",
+    "split_utterances",
     "synthesize_dataset",
     "synthesize_to_wav",
     "write_audio_dir",

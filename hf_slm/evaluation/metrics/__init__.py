@@ -27,6 +27,7 @@ METRICS = {
     "stoi": ("stoi", None),
     "pesq": ("pesq", None),  # needs the optional `pesq` package (hf_slm[eval])
     "speaker_similarity": ("speaker_similarity", None),  # needs resemblyzer (see its module)
+    "dnsmos": ("dnsmos", None),  # needs speechmos + onnxruntime + librosa (hf_slm[eval]); a quality score
 }
 
 

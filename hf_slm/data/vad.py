@@ -1,0 +1,89 @@
+"""Voice activity detection with Silero VAD (``pip install silero-vad``, MIT; its weights ship in the wheel).
+
+`speech_segments` finds where a waveform holds speech; `split_utterances` cuts long recordings into utterances at
+the pauses (for evaluating or tokenising long audio, and for trimming silence, e.g. the instruct data's silence
+mode). Any sampling rate is accepted: the detector runs on a 16 kHz copy, and times are mapped back.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+import torch
+import torchaudio
+
+VAD_SAMPLING_RATE = 16000
+
+
+@lru_cache(maxsize=1)
+def load_vad():
+    """The Silero VAD model (TorchScript, from the silero-vad wheel), loaded once per process."""
+    try:
+        from silero_vad import load_silero_vad
+    except ImportError as err:
+        raise ImportError("voice activity detection needs silero-vad: `pip install silero-vad` "
+                          "(or `pip install hf_slm[eval]`)") from err  # fmt: skip
+    import warnings
+
+    with warnings.catch_warnings():  # its TorchScript load and importlib.resources.path are flagged as deprecated
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return load_silero_vad()
+
+
+def _mono_16k(waveform, sampling_rate: int) -> torch.Tensor:
+    wave = torch.as_tensor(np.asarray(waveform, dtype=np.float32))
+    if wave.dim() != 1:
+        raise ValueError(f"voice activity detection takes a mono waveform [T], got shape {tuple(wave.shape)}")
+    if not isinstance(sampling_rate, (int, np.integer)) or sampling_rate <= 0:
+        raise ValueError(f"sampling_rate must be a positive integer, got {sampling_rate!r}")
+    if sampling_rate != VAD_SAMPLING_RATE:
+        wave = torchaudio.functional.resample(wave, int(sampling_rate), VAD_SAMPLING_RATE)
+    return wave
+
+
+@torch.no_grad()
+def speech_segments(waveform, sampling_rate: int, threshold: float = 0.5, min_speech_ms: int = 250,
+                    min_silence_ms: int = 100, pad_ms: int = 30,
+                    max_segment_s: float = float("inf")) -> list[tuple[float, float]]:  # fmt: skip
+    """``(start, end)`` times in seconds of the speech in one mono waveform.
+
+    Args:
+        threshold: speech probability above which a 32 ms frame is speech.
+        min_speech_ms: shorter speech bursts are dropped.
+        min_silence_ms: a pause must last this long to end a segment (raise it to keep sentences whole).
+        pad_ms: each segment is widened by this much on both sides.
+        max_segment_s: longer segments are cut, at the longest pause inside when there is one.
+    """
+    model = load_vad()
+    from silero_vad import get_speech_timestamps
+
+    wave = _mono_16k(waveform, sampling_rate)
+    if wave.numel() < 512:  # shorter than one 32 ms frame
+        return []
+    segments = get_speech_timestamps(wave, model, threshold=threshold, sampling_rate=VAD_SAMPLING_RATE,
+                                     min_speech_duration_ms=min_speech_ms, min_silence_duration_ms=min_silence_ms,
+                                     speech_pad_ms=pad_ms, max_speech_duration_s=max_segment_s)  # fmt: skip
+    return [(s["start"] / VAD_SAMPLING_RATE, s["end"] / VAD_SAMPLING_RATE) for s in segments]
+
+
+def split_utterances(waveform, sampling_rate: int, min_silence_ms: int = 300, max_utterance_s: float = 20.0,
+                     **kwargs) -> list[dict]:  # fmt: skip
+    """Cut a long recording into utterances at its pauses.
+
+    Returns ``{"array", "sampling_rate", "start", "end"}`` dicts (times in seconds) whose arrays are slices of the
+    input at its own sampling rate. `min_silence_ms` (300 ms: a pause between sentences or phrases) and
+    `max_utterance_s` set where it cuts; other keyword arguments go to `speech_segments`.
+    """
+    array = np.asarray(waveform, dtype=np.float32)
+    segments = speech_segments(array, sampling_rate, min_silence_ms=min_silence_ms, max_segment_s=max_utterance_s,
+                               **kwargs)  # fmt: skip
+    utterances = []
+    for start, end in segments:
+        first, last = int(round(start * sampling_rate)), min(len(array), int(round(end * sampling_rate)))
+        utterances.append({"array": array[first:last], "sampling_rate": int(sampling_rate), "start": start, "end": end})
+    return utterances
+
+
+__all__ = ["VAD_SAMPLING_RATE", "load_vad", "speech_segments", "split_utterances"]

@@ -1,0 +1,67 @@
+"""Silero VAD (speech segments, splitting long audio) and DNSMOS (a quality score) on espeak-ng speech.
+
+Both need optional packages from the `eval` extra (`make install` installs it): silero-vad, and speechmos with
+onnxruntime + librosa. Each test skips, naming the package, only where it is missing.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from evaluation_helpers import one_torch_thread, synthesize  # noqa: F401
+
+SENTENCES = ["the small dog runs to the red house", "many horses work quickly"]
+
+
+def _silence(seconds, sampling_rate):
+    return np.zeros(int(seconds * sampling_rate), dtype=np.float32)
+
+
+def test_vad_finds_the_speech_between_silences():
+    pytest.importorskip("silero_vad", reason="pip install silero-vad (hf_slm[eval])")
+    from hf_slm.data.vad import speech_segments, split_utterances
+
+    first, second = synthesize(SENTENCES)
+    rate = first["sampling_rate"]  # 22.05 kHz: the detector resamples to 16 kHz and maps times back
+    parts = [_silence(1.0, rate), first["array"], _silence(1.5, rate), second["array"], _silence(1.0, rate)]
+    # where the speech is: espeak-ng's own output starts and ends with a little silence, so allow 0.2 s
+    starts = np.cumsum([0] + [len(p) for p in parts])[:-1] / rate
+    expected = [(starts[1], starts[2]), (starts[3], starts[4])]
+    noise = np.random.default_rng(0).normal(0, 0.003, int(starts[-1] * rate + len(parts[-1]))).astype(np.float32)
+    recording = np.concatenate(parts) + noise  # a quiet noise floor, as in a real recording
+    segments = speech_segments(recording, rate)
+    assert len(segments) == 2
+    for (start, end), (want_start, want_end) in zip(segments, expected):
+        assert abs(start - want_start) < 0.2 and abs(end - want_end) < 0.2
+    utterances = split_utterances(recording, rate)
+    assert [(u["start"], u["end"]) for u in utterances] == segments
+    assert all(u["sampling_rate"] == rate for u in utterances)
+    np.testing.assert_array_equal(utterances[0]["array"], recording[round(segments[0][0] * rate):
+                                                                    round(segments[0][1] * rate)])  # fmt: skip
+    # a long minimum pause keeps both sentences in one utterance; silence and white noise hold no speech
+    assert len(speech_segments(recording, rate, min_silence_ms=2000)) == 1
+    assert speech_segments(_silence(2.0, rate), rate) == []
+    assert speech_segments(np.random.default_rng(1).normal(0, 0.3, 2 * rate).astype(np.float32), rate) == []
+    with pytest.raises(ValueError, match="mono waveform"):
+        speech_segments(np.zeros((2, rate)), rate)
+
+
+def test_dnsmos_ranks_clean_speech_above_noisy_speech():
+    for package in ("speechmos", "onnxruntime", "librosa"):
+        pytest.importorskip(package, reason=f"pip install {package} (hf_slm[eval])")
+    from hf_slm.evaluation import load_metric
+    from hf_slm.evaluation.metrics.dnsmos.dnsmos import dnsmos
+
+    speech = synthesize([" ".join(SENTENCES)])[0]
+    clean, rate = speech["array"], speech["sampling_rate"]
+    rms = np.sqrt(np.mean(clean**2))
+    noisy = clean + np.random.default_rng(0).normal(0, rms, len(clean)).astype(np.float32)  # white noise, 0 dB SNR
+    result = load_metric("dnsmos").compute(predictions=[clean, noisy], sampling_rate=rate)
+    clean_scores, noisy_scores = result["dnsmos_per_item"]
+    assert all(1 <= v <= 5 for item in (clean_scores, noisy_scores) for v in item.values())
+    assert clean_scores["ovrl"] > noisy_scores["ovrl"] + 0.5  # measured 2.63 vs 1.55
+    assert clean_scores["bak"] > noisy_scores["bak"] + 1.0  # background noise: 3.58 vs 1.33
+    assert result["dnsmos_ovrl"] == pytest.approx((clean_scores["ovrl"] + noisy_scores["ovrl"]) / 2)
+    with pytest.raises(ValueError, match="silent"):
+        dnsmos(np.zeros(rate), rate)
