@@ -443,9 +443,12 @@ def test_warm_start_from_text_lm_preserves_text(tmp_path, tokenizer, kind):
     processor = SpeechLMProcessor.from_config(model, tokenizer=AutoTokenizer.from_pretrained(tmp_path / "text_lm"))
     text_ids = torch.tensor([tokenizer("the cat sat on a mat")["input_ids"]])
     with torch.no_grad():
-        reference = text_lm(input_ids=text_ids).logits
-        logits = model(input_ids=text_ids).logits
-    torch.testing.assert_close(logits[..., :11], reference, rtol=0, atol=1e-6)
+        reference = text_lm(input_ids=text_ids, output_hidden_states=True)
+        output = model(input_ids=text_ids, output_hidden_states=True)
+    # the backbone computes bit-identical hidden states; the output projection over the larger vocabulary may use
+    # another GEMM blocking, so the text logits agree to float32 rounding (seen: 4e-6 on logits of ~16)
+    assert all(torch.equal(a, b) for a, b in zip(output.hidden_states, reference.hidden_states))
+    torch.testing.assert_close(output.logits[..., :11], reference.logits, rtol=1e-6, atol=1e-5)
 
     # neither post_init nor a save / load round trip re-initialises any row (transformers issue 35141)
     before = {k: v.clone() for k, v in model.state_dict().items()}
