@@ -24,6 +24,10 @@ $(STAMP): pyproject.toml
 	# torch 2.14.1 installs from this machine's local disk; torchaudio 2.11.0 works with it
 	$(PIP) install -q torch==2.14.1 torchaudio==2.11.0
 	$(PIP) install -q -e ".[dev,space,eval]"
+	# resemblyzer pulls webrtcvad 2.0.10, whose module imports pkg_resources (gone from setuptools >= 81);
+	# webrtcvad-wheels installs the same files without it, so it must be the one left in place
+	$(PIP) uninstall -q -y webrtcvad
+	$(PIP) install -q --force-reinstall --no-deps webrtcvad-wheels
 	@touch $(STAMP)
 
 install: system-deps $(STAMP)

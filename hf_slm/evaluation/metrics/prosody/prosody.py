@@ -2,7 +2,8 @@
 
 Self-contained `evaluate` module (numpy only): ``evaluate.load("hf_slm/evaluation/metrics/prosody")`` or
 ``hf_slm.evaluation.load_metric("prosody")``. Inputs are F0 contours, so the metric is checkable by hand;
-`f0_from_audio` turns a waveform into a contour with hf_slm's autocorrelation tracker.
+`f0_from_audio` turns a waveform into a contour with hf_slm's autocorrelation tracker, WORLD's harvest / dio
+(pyworld) or Praat's (parselmouth).
 """
 
 from __future__ import annotations
@@ -106,14 +107,85 @@ def prosody(prompts, continuations, references) -> dict:
     }
 
 
-def f0_from_audio(waveform, sampling_rate: int, frame_rate: float = 50.0) -> list[float]:
-    """F0 contour (Hz, 0 = unvoiced) of a mono waveform with hf_slm's autocorrelation tracker (`estimate_f0`)."""
-    from hf_slm.models.speech_lm.prosody_multistream_speech_lm import estimate_f0  # lazy: the module loads without it
+#: F0 trackers of `f0_from_audio`: hf_slm's own (no dependency), WORLD's two (`pip install pyworld`) and Praat's
+#: autocorrelation method (`pip install praat-parselmouth`); the last three are in the ``hf_slm[eval]`` extra.
+F0_METHODS = ("autocorrelation", "harvest", "dio", "parselmouth")
 
-    waveform = np.asarray(waveform, dtype=np.float32)
-    if waveform.ndim != 1:
-        raise ValueError(f"f0_from_audio takes one mono waveform [T], got shape {waveform.shape}")
-    return estimate_f0(waveform, sampling_rate, frame_rate=frame_rate).tolist()
+
+def f0_from_audio(waveform, sampling_rate: int, frame_rate: float = 50.0, method: str = "autocorrelation",
+                  f0_min: float = 60.0, f0_max: float = 400.0) -> list[float]:  # fmt: skip
+    """F0 contour (Hz, 0 = unvoiced) of a mono waveform, `frame_rate` frames per second.
+
+    Every `method` (see `F0_METHODS`) returns the same frames: frame `t` is centred on `(t + 0.5) / frame_rate`
+    seconds and there are `ceil(duration * frame_rate)` of them (the unit tokenizers' frames), so contours from
+    different trackers compare frame by frame. `autocorrelation` is hf_slm's tracker (`estimate_f0`); `harvest` and
+    `dio` are WORLD's (pyworld; harvest is slower and more robust); `parselmouth` is Praat's "To Pitch (ac)".
+    """
+    waveform = np.asarray(waveform, dtype=np.float64)
+    if waveform.ndim != 1 or waveform.size == 0:
+        raise ValueError(f"f0_from_audio takes one non-empty mono waveform [T], got shape {waveform.shape}")
+    if method not in F0_METHODS:
+        raise ValueError(f"unknown F0 method {method!r}; choose from {F0_METHODS}")
+    if method == "autocorrelation":
+        from hf_slm.models.speech_lm.prosody_multistream_speech_lm import estimate_f0  # lazy: the module loads without
+
+        return estimate_f0(waveform.astype(np.float32), sampling_rate, frame_rate=frame_rate, f0_min=f0_min,
+                           f0_max=f0_max).tolist()  # fmt: skip
+    num_frames = int(np.ceil(len(waveform) * frame_rate / sampling_rate))
+    centres = (np.arange(num_frames) + 0.5) / frame_rate
+    if method == "parselmouth":
+        parselmouth = _import("parselmouth", "praat-parselmouth")
+        pitch = parselmouth.Sound(waveform, sampling_frequency=sampling_rate).to_pitch_ac(
+            time_step=1.0 / frame_rate, pitch_floor=f0_min, pitch_ceiling=f0_max)  # fmt: skip
+        times, f0 = pitch.xs(), pitch.selected_array["frequency"]
+    else:
+        tracker = getattr(_pyworld(), method)
+        f0, times = tracker(waveform, sampling_rate, f0_floor=f0_min, f0_ceil=f0_max, frame_period=1000.0 / frame_rate)
+    return _nearest_frames(np.asarray(times), np.asarray(f0), centres, 0.5 / frame_rate).tolist()
+
+
+def _nearest_frames(times: np.ndarray, f0: np.ndarray, centres: np.ndarray, tolerance: float) -> np.ndarray:
+    """`f0` (at sorted `times`) read at `centres`: the nearest tracker frame within `tolerance` seconds, else 0."""
+    if len(times) == 0:
+        return np.zeros(len(centres))
+    right = np.clip(np.searchsorted(times, centres), 0, len(times) - 1)
+    left = np.clip(right - 1, 0, len(times) - 1)
+    index = np.where(np.abs(times[left] - centres) <= np.abs(times[right] - centres), left, right)
+    near = np.abs(times[index] - centres) <= tolerance + 1e-9
+    return np.where(near, np.nan_to_num(f0[index]), 0.0)
+
+
+def _import(module: str, package: str):
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ImportError(f"this F0 method needs {package}: pip install {package} (or hf_slm[eval])") from None
+
+
+def _pyworld():
+    """pyworld's compiled module. pyworld 0.3.5 (the latest) imports `pkg_resources` in its `__init__`, which
+    setuptools >= 81 removed; the extension itself does not need it, so it is loaded directly when that fails."""
+    try:
+        import pyworld
+
+        return pyworld
+    except ModuleNotFoundError as err:
+        if err.name != "pkg_resources":
+            raise ImportError("this F0 method needs pyworld: pip install pyworld (or hf_slm[eval])") from None
+    import glob
+    import importlib.util
+    import sys
+
+    if "pyworld.pyworld" in sys.modules:
+        return sys.modules["pyworld.pyworld"]
+    location = importlib.util.find_spec("pyworld").submodule_search_locations[0]
+    spec = importlib.util.spec_from_file_location("pyworld.pyworld", glob.glob(f"{location}/pyworld*.so")[0])
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    sys.modules["pyworld.pyworld"] = module
+    return module
 
 
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
@@ -134,4 +206,13 @@ class Prosody(evaluate.Metric):
         return prosody(prompts, continuations, references)
 
 
-__all__ = ["Prosody", "consistency", "expressiveness", "f0_from_audio", "log_f0_mae", "min_mae", "prosody"]
+__all__ = [
+    "F0_METHODS",
+    "Prosody",
+    "consistency",
+    "expressiveness",
+    "f0_from_audio",
+    "log_f0_mae",
+    "min_mae",
+    "prosody",
+]
