@@ -110,13 +110,10 @@ def evaluate_generation(pipeline, prompts, temperatures=DEFAULT_TEMPERATURES, nu
 
 def plot_generation(result: dict, path) -> Path:
     """PNG of perplexity against VERT, one point per temperature (GSLM's quality-diversity plot)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from .report import save_figure, subplots
 
     rows = [r for r in result["per_temperature"] if np.isfinite(r["vert"]) and np.isfinite(r["perplexity"])]
-    fig, ax = plt.subplots(figsize=(5, 4))
+    fig, ax = subplots(figsize=(5, 4))
     ax.plot([r["vert"] for r in rows], [r["perplexity"] for r in rows], "o-")
     for r in rows:
         ax.annotate(f"T={r['temperature']:g}", (r["vert"], r["perplexity"]), textcoords="offset points", xytext=(4, 4))
@@ -124,12 +121,7 @@ def plot_generation(result: dict, path) -> Path:
     ax.set_ylabel("judge perplexity (lower = better)")
     ax.set_title(f"generation quality vs diversity (AUC {result['auc']:.3g})")
     ax.grid(alpha=0.3)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 __all__ = ["DEFAULT_TEMPERATURES", "evaluate_generation", "judge_nll", "plot_generation", "ppl_vert_auc"]

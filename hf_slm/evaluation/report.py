@@ -28,26 +28,38 @@ def _finite(value):
     return value
 
 
-def bar_plot(values: dict, path, title: str, ylabel: str) -> Path:
-    """A PNG bar chart of `{label: value}`."""
+def subplots(*args, **kwargs):
+    """`matplotlib.pyplot.subplots` on the file-only Agg back-end (no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(max(4, 0.8 * len(values) + 2), 3.5))
-    labels = list(values)
-    ax.bar(range(len(labels)), [values[k] for k in labels], color="tab:blue")
-    ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.grid(axis="y", alpha=0.3)
+    return plt.subplots(*args, **kwargs)
+
+
+def save_figure(fig, path) -> Path:
+    """Write a figure as PNG (parent folders created) and free it."""
+    import matplotlib.pyplot as plt
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def bar_plot(values: dict, path, title: str, ylabel: str) -> Path:
+    """A PNG bar chart of `{label: value}`."""
+    fig, ax = subplots(figsize=(max(4, 0.8 * len(values) + 2), 3.5))
+    labels = list(values)
+    ax.bar(range(len(labels)), [values[k] for k in labels], color="tab:blue")
+    ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(axis="y", alpha=0.3)
+    return save_figure(fig, path)
 
 
 def write_report(path, title: str, summary: dict, table: str | None = None, plots=(), notes: str = "") -> Path:
@@ -68,4 +80,4 @@ def write_report(path, title: str, summary: dict, table: str | None = None, plot
     return path
 
 
-__all__ = ["bar_plot", "write_json", "write_report"]
+__all__ = ["bar_plot", "save_figure", "subplots", "write_json", "write_report"]
