@@ -3,7 +3,11 @@
 
 from __future__ import annotations
 
+import csv
+import random
+
 import pytest
+import soundfile as sf
 import torch
 from transformers import LlamaConfig
 
@@ -22,8 +26,8 @@ from hf_slm.data import EspeakSynthesizer
 NUM_UNITS = 24
 
 
-def synthesize(texts, voice="en-us", rate=175):
-    synth = EspeakSynthesizer(voice=voice, rate=rate)
+def synthesize(texts, voice="en-us", rate=175, pitch=50):
+    synth = EspeakSynthesizer(voice=voice, rate=rate, pitch=pitch)
     out = []
     for text in texts:
         speech = synth.synthesize(text)
@@ -83,6 +87,33 @@ def tiny_pipeline(fit_texts, train_texts=None, steps=200, with_vocoder=True):
     if train_texts:
         train_lm(pipe.language_model, pipe.encode(synthesize(train_texts)), steps=steps)
     return pipe
+
+
+#: The columns of ZeroSpeech 2021's lexical / syntactic gold.csv (zerospeech2021's lexical.py / syntactic.py).
+LEXICAL_COLUMNS = ["filename", "id", "voice", "frequency", "word", "phones", "length", "correct"]
+SYNTACTIC_COLUMNS = ["filename", "type", "subtype", "id", "voice", "transcription", "correct"]
+
+
+def write_zerospeech_tree(root, task: str, pairs, flip: bool = False):
+    """A ZeroSpeech 2021 `<root>/<task>/dev/` folder: espeak-ng wavs with random names and the challenge's gold.csv
+    columns, rows shuffled (`flip` marks the wrong side correct)."""
+    folder = root / task / "dev"
+    folder.mkdir(parents=True)
+    rng = random.Random(0)
+    rows = []
+    for number, pair in enumerate(pairs):
+        for side, audio in zip(("good", "bad"), synthesize([pair["good"], pair["bad"]])):
+            name = "".join(rng.choice("abcdefghijkLMNOPQ") for _ in range(11))
+            sf.write(folder / f"{name}.wav", audio["array"], audio["sampling_rate"], subtype="PCM_16")
+            correct = int((side == "good") != flip)
+            if task == "lexical":
+                rows.append([name, str(number), "Alex", "12", pair[side], "x y z", "3", correct])
+            else:
+                rows.append([name, pair["phenomenon"], "plain", str(number), "Alex", pair[side], correct])
+    rng.shuffle(rows)
+    with open(folder / "gold.csv", "w", newline="") as stream:
+        csv.writer(stream).writerows([LEXICAL_COLUMNS if task == "lexical" else SYNTACTIC_COLUMNS] + rows)
+    return folder
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from evaluation_helpers import one_torch_thread, tiny_pipeline  # noqa: F401
+from evaluation_helpers import one_torch_thread, tiny_pipeline, write_zerospeech_tree  # noqa: F401
 from hf_slm.cli import main
 
 TEXTS = ["the small dog runs to the red house", "many horses work quickly", "bat pat mat sat"]
@@ -37,6 +37,20 @@ def test_build_pairs_then_pairs(pipeline_dir, tmp_path, capsys):
     assert "word_vs_nonword" in capsys.readouterr().out
 
 
+def test_storycloze_builder_and_zerospeech_layout(pipeline_dir, tmp_path, capsys):
+    pairs = tmp_path / "stories.jsonl"
+    assert main(["evaluate", "build-pairs", "--kinds", "storycloze", "--num-storycloze", "4", "--output", str(pairs)]) == 0
+    stories = [json.loads(line) for line in pairs.read_text().splitlines()]
+    assert len(stories) == 4 and {p["phenomenon"] for p in stories} == {"topic_storycloze"}
+    write_zerospeech_tree(tmp_path / "zr2021", "syntactic", [stories[0] | {"phenomenon": "storycloze"}])
+    out = tmp_path / "zr.json"
+    assert main(["evaluate", "pairs", "--pipeline", pipeline_dir, "--zerospeech", str(tmp_path / "zr2021"),
+                 "--task", "syntactic", "--output", str(out)]) == 0  # fmt: skip
+    result = _outputs(out)
+    assert result["n"] == 1 and result["task"] == "syntactic" and result["items"][0]["good"] == stories[0]["good"]
+    assert "storycloze" in capsys.readouterr().out
+
+
 def test_abx_resynthesis_generation(pipeline_dir, tmp_path, capsys):
     out = tmp_path / "abx.json"
     assert main(["evaluate", "abx", "--pipeline", pipeline_dir, "--words", "bat,pat", "--voices", "en-us,en-us+m3",
@@ -63,3 +77,5 @@ def test_errors_reach_the_user_as_one_line(pipeline_dir, tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
     assert main(["evaluate", "resynthesis", "--pipeline", pipeline_dir, "--output", str(tmp_path / "o.json")]) == 2
     assert "exactly one of --texts" in capsys.readouterr().err
+    assert main(["evaluate", "pairs", "--pipeline", pipeline_dir, "--output", str(tmp_path / "o.json")]) == 2
+    assert "exactly one of --pairs, --zerospeech" in capsys.readouterr().err

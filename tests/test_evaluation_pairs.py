@@ -8,10 +8,25 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from evaluation_helpers import one_torch_thread, synthesize, tiny_pipeline, train_lm  # noqa: F401
+from evaluation_helpers import (  # noqa: F401
+    LEXICAL_COLUMNS,
+    one_torch_thread,
+    synthesize,
+    tiny_pipeline,
+    train_lm,
+    write_zerospeech_tree,
+)
 from hf_slm.data.corpus import GRAMMAR
 from hf_slm.evaluation import build_lexical_pairs, build_syntactic_pairs, read_pairs, score_pairs, write_pairs
-from hf_slm.evaluation.pairs import PHENOMENA, english_dictionary, format_pair_table, make_nonword
+from hf_slm.evaluation.pairs import (
+    PHENOMENA,
+    build_storycloze_pairs,
+    english_dictionary,
+    format_pair_table,
+    make_nonword,
+    read_storycloze_pairs,
+    read_zerospeech_pairs,
+)
 
 
 # ---------------------------------------------------------------------------------------------------- builder
@@ -58,6 +73,19 @@ def test_syntactic_pairs_flip_the_agreement_of_one_verb():
 
 
 # ---------------------------------------------------------------------------------------------------- reading
+def test_storycloze_pairs_end_a_story_with_its_own_or_another_ending():
+    pairs = build_storycloze_pairs(seed=0)
+    assert len(pairs) == 72 and len({p["id"] for p in pairs}) == 72
+    for pair in pairs:
+        good, bad = pair["good"].split(". "), pair["bad"].split(". ")
+        assert good[:2] == bad[:2] and good[-1] != bad[-1]  # same two-sentence story, different ending
+        assert "{" not in pair["good"] + pair["bad"] and pair["phenomenon"] == "topic_storycloze"
+    assert pairs[0]["good"] in {p["good"] for p in build_storycloze_pairs(n=72, seed=1)}
+    assert len(build_storycloze_pairs(n=5)) == 5
+    with pytest.raises(ValueError, match="at least two scenes"):
+        build_storycloze_pairs(scenes=[("a.", "b.", "c.")])
+
+
 def test_read_pairs_round_trip_and_errors(tmp_path):
     pairs = build_lexical_pairs(n=3)
     assert read_pairs(write_pairs(pairs, tmp_path / "p.jsonl")) == pairs
@@ -129,3 +157,51 @@ def test_scoring_needs_a_language_model(pairs):
     pipe.register_modules(language_model=None)
     with pytest.raises(ValueError, match="needs a language model"):
         score_pairs(pipe, pairs[:1])
+
+
+# ------------------------------------------------------------------------------------- ZeroSpeech / StoryCloze layouts
+def test_zerospeech_layout_scores_like_the_text_pairs(pipeline, pairs, tmp_path):
+    lexical = [p for p in pairs if p["type"] == "lexical"][:3]
+    syntactic = [p for p in pairs if p["type"] == "syntactic"]
+    write_zerospeech_tree(tmp_path, "lexical", lexical)
+    write_zerospeech_tree(tmp_path, "syntactic", syntactic)
+    read = read_zerospeech_pairs(tmp_path, "lexical")
+    assert sorted((p["good"], p["bad"]) for p in read) == sorted((p["good"], p["bad"]) for p in lexical)
+    assert score_pairs(pipeline, read)["accuracy"] == 1.0
+    result = score_pairs(pipeline, read_zerospeech_pairs(tmp_path, "syntactic"))
+    assert result["accuracy"] == 1.0 and set(result["per_phenomenon"]) == {p["phenomenon"] for p in syntactic}
+    # the gold file decides which side is good: marking the other side correct gives 0%
+    write_zerospeech_tree(tmp_path / "flipped", "lexical", lexical, flip=True)
+    assert score_pairs(pipeline, read_zerospeech_pairs(tmp_path / "flipped", "lexical"))["accuracy"] == 0.0
+
+
+def test_zerospeech_layout_errors_name_the_problem(tmp_path):
+    with pytest.raises(FileNotFoundError, match="gold.csv"):
+        read_zerospeech_pairs(tmp_path, "lexical")
+    with pytest.raises(ValueError, match="unknown ZeroSpeech task"):
+        read_zerospeech_pairs(tmp_path, "semantic")
+    folder = tmp_path / "lexical" / "dev"
+    folder.mkdir(parents=True)
+    (folder / "gold.csv").write_text("filename,id,word,correct\n")
+    with pytest.raises(ValueError, match=r"missing columns \['voice'\]"):
+        read_zerospeech_pairs(tmp_path, "lexical")
+    (folder / "gold.csv").write_text(",".join(LEXICAL_COLUMNS) + "\nabc,1,Alex,3,cat,k a t,3,1\n")
+    with pytest.raises(FileNotFoundError, match="abc.wav"):
+        read_zerospeech_pairs(tmp_path, "lexical")
+    sf.write(folder / "abc.wav", np.zeros(1600), 16000)
+    with pytest.raises(ValueError, match="has no bad side"):
+        read_zerospeech_pairs(tmp_path, "lexical")
+
+
+def test_storycloze_folder_pairs_by_index(pipeline, pairs, tmp_path):
+    for index, pair in enumerate(pairs[:3]):  # slamkit's layout: <index>_<name>.wav, the first name is the good side
+        for name, text in (("a_correct", pair["good"]), ("b_wrong", pair["bad"])):
+            audio = synthesize([text])[0]
+            sf.write(tmp_path / f"{index}_{name}.wav", audio["array"], audio["sampling_rate"], subtype="PCM_16")
+    read = read_storycloze_pairs(tmp_path)
+    assert [p["id"] for p in read] == ["storycloze-0", "storycloze-1", "storycloze-2"]
+    assert all(p["good_audio"].endswith("a_correct.wav") for p in read)
+    assert score_pairs(pipeline, read)["accuracy"] == 1.0
+    (tmp_path / "2_b_wrong.wav").unlink()
+    with pytest.raises(ValueError, match="exactly two files"):
+        read_storycloze_pairs(tmp_path)

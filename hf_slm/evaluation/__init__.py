@@ -1,11 +1,13 @@
 """Evaluation of speech language models: `evaluate` metric modules, benchmark builders and the evaluations.
 
 - `metrics/`: self-contained `evaluate` modules (`load_metric(name)` or `evaluate.load(path)`, offline).
-- `pairs`: spoken minimal pairs (sWUGGY / sBLIMP style): build, read, score with a pipeline's LM.
+- `pairs`: spoken minimal pairs (sWUGGY / sBLIMP / StoryCloze style): build, read (JSONL, ZeroSpeech 2021 and
+  StoryCloze folders), score with a pipeline's LM.
 - `abx`: ABX items from synthesised speech; within/between-speaker ABX of features or units.
 - `resynthesis`: audio -> units -> vocoder -> ASR: WER / CER / mel distance.
 - `asr`: the recognisers behind one `transcribe(waveform, sampling_rate)`: pocketsphinx, any transformers ASR model.
 - `generation`: continuations over temperatures: judge perplexity, VERT, their AUC, a plot.
+- `prosody`: pGSLM's prosody of continuations (F0 min-MAE, consistency, expressiveness), an F0 contour plot.
 - `report`: JSON + Markdown report writing (used by `hf-slm evaluate`).
 """
 
@@ -17,12 +19,16 @@ from .metrics import METRICS, load_metric, metric_path
 from .pairs import (
     PHENOMENA,
     build_lexical_pairs,
+    build_storycloze_pairs,
     build_syntactic_pairs,
     format_pair_table,
     read_pairs,
+    read_storycloze_pairs,
+    read_zerospeech_pairs,
     score_pairs,
     write_pairs,
 )
+from .prosody import evaluate_prosody, plot_f0_contours
 from .resynthesis import evaluate_resynthesis
 
 __all__ = [
@@ -33,18 +39,23 @@ __all__ = [
     "TransformersASR",
     "build_abx_items",
     "build_lexical_pairs",
+    "build_storycloze_pairs",
     "build_syntactic_pairs",
     "evaluate_abx",
     "evaluate_generation",
+    "evaluate_prosody",
     "evaluate_resynthesis",
     "format_pair_table",
     "load_asr",
     "load_metric",
     "metric_path",
+    "plot_f0_contours",
     "plot_generation",
     "ppl_vert_auc",
     "read_audio_dir",
     "read_pairs",
+    "read_storycloze_pairs",
+    "read_zerospeech_pairs",
     "score_pairs",
     "write_pairs",
 ]

@@ -30,7 +30,7 @@ def _texts(spec: str, limit: int | None, seed: int) -> list[str]:
 
 # ---------------------------------------------------------------------------------------------------- pairs
 def cmd_build_pairs(args) -> int:
-    from .pairs import build_lexical_pairs, build_syntactic_pairs, write_pairs
+    from .pairs import build_lexical_pairs, build_storycloze_pairs, build_syntactic_pairs, write_pairs
 
     pairs = []
     if "lexical" in args.kinds:
@@ -42,8 +42,11 @@ def cmd_build_pairs(args) -> int:
                                      consonants=args.consonants)  # fmt: skip
     if "syntactic" in args.kinds:
         pairs += build_syntactic_pairs(args.num_per_phenomenon, phenomena=args.phenomena, seed=args.seed)
-    if not pairs:
-        raise ValueError(f"no pairs built (kinds {args.kinds}); give --kinds lexical,syntactic")
+    if "storycloze" in args.kinds:
+        pairs += build_storycloze_pairs(args.num_storycloze, seed=args.seed)
+    unknown = sorted(set(args.kinds) - {"lexical", "syntactic", "storycloze"})
+    if unknown or not pairs:
+        raise ValueError(f"no pairs built or unknown kinds {unknown}; give --kinds from lexical,syntactic,storycloze")
     write_pairs(pairs, args.output)
     counts = {}
     for pair in pairs:
@@ -53,13 +56,24 @@ def cmd_build_pairs(args) -> int:
 
 
 def cmd_pairs(args) -> int:
-    from .pairs import format_pair_table, read_pairs, score_pairs
+    from .pairs import format_pair_table, read_pairs, read_storycloze_pairs, read_zerospeech_pairs, score_pairs
     from .report import bar_plot, write_json, write_report
 
+    sources = {"--pairs": args.pairs, "--zerospeech": args.zerospeech, "--storycloze": args.storycloze}
+    given = [name for name, value in sources.items() if value]
+    if len(given) != 1:
+        raise ValueError(f"give exactly one of --pairs, --zerospeech ROOT (+ --task) and --storycloze DIR; got {given}")
+    if args.zerospeech:
+        pairs = read_zerospeech_pairs(args.zerospeech, args.task, args.split)
+    else:
+        pairs = read_storycloze_pairs(args.storycloze) if args.storycloze else read_pairs(args.pairs)
+    pairs = pairs[: args.limit]
     pipe = _pipeline(args.pipeline, args.device)
-    result = score_pairs(pipe, read_pairs(args.pairs), voice=args.voice, rate=args.rate, normalize=args.normalize,
+    result = score_pairs(pipe, pairs, voice=args.voice, rate=args.rate, normalize=args.normalize,
                          batch_size=args.batch_size)  # fmt: skip
-    result.update(pipeline=args.pipeline, pairs=str(args.pairs))
+    result.update(pipeline=args.pipeline, pairs=str(sources[given[0]]), source=given[0].lstrip("-"))
+    if args.zerospeech:
+        result.update(task=args.task, split=args.split)
     json_path, md_path, stem = _outputs(args.output)
     write_json(result, json_path)
     per = {k: v["accuracy"] for k, v in result["per_phenomenon"].items()} | {"all": result["accuracy"]}
@@ -179,13 +193,55 @@ def cmd_generation(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------------- prosody
+def cmd_prosody(args) -> int:
+    from ..data import EspeakSynthesizer
+    from .prosody import evaluate_prosody, plot_f0_contours
+    from .report import write_json, write_report
+
+    texts = _texts(args.texts, args.limit, args.seed)
+    audio = []
+    for index, text in enumerate(texts):  # pitches cycle over the prompts, so that consistency has a spread to follow
+        speech = EspeakSynthesizer(voice=args.voice, pitch=args.pitches[index % len(args.pitches)]).synthesize(text)
+        audio.append({"array": speech.waveform, "sampling_rate": speech.sampling_rate})
+    pipe = _pipeline(args.pipeline, args.device)
+    result = evaluate_prosody(pipe, audio, num_samples=args.num_samples, prompt_fraction=args.prompt_fraction,
+                              temperature=args.temperature, max_new_tokens=args.max_new_tokens, f0_method=args.f0,
+                              seed=args.seed)  # fmt: skip
+    for item in result["items"]:
+        item.update(text=texts[item["index"]], espeak_pitch=args.pitches[item["index"] % len(args.pitches)])
+    result.update(pipeline=args.pipeline, voice=args.voice, pitches=args.pitches)
+    json_path, md_path, stem = _outputs(args.output)
+    write_json(result, json_path)
+    plot = plot_f0_contours(result, f"{stem}.f0.png")
+    keys = ("min_mae", "resynthesis_mae", "consistency", "reference_consistency", "expressiveness")
+    lines = [f"{k:<24}{result[k]:>8.3f}" for k in keys]
+    lines += [f"{'voiced ' + k:<24}{v:>8.3f}" for k, v in result["voiced_fraction"].items()]
+    lines.append(f"{'n (skipped)':<24}{result['n']:>4} ({len(result['skipped'])})")
+    lines += ["", f"{'pitch':>5}{'prompt Hz':>11}{'reference Hz':>14}{'samples Hz':>12}{'min-MAE':>9}"]
+    lines += [f"{i['espeak_pitch']:>5}{i['prompt_mean_f0']:>11.1f}{i['reference_mean_f0']:>14.1f}"
+              f"{i['sample_mean_f0']:>12.1f}{i['min_mae']:>9.3f}" for i in result["items"]]  # fmt: skip
+    table = "\n".join(lines)
+    summary = {k: result[k] for k in keys + ("n", "num_samples", "f0_method", "pipeline")}
+    write_report(md_path, "Prosody of continuations (pGSLM)", summary, table, [plot],
+                 notes="min-MAE: mean |log-F0 difference| of the closest sample to the true continuation (lower is "
+                       "better); resynthesis_mae is that of the vocoded true units. consistency: Pearson "
+                       "correlation of prompt and continuation mean log-F0 across prompts; reference_consistency is "
+                       "that of the true continuations. expressiveness: log-F0 std of the samples / the reference's "
+                       "(1 = as lively).")  # fmt: skip
+    print(table)
+    print(f"wrote {json_path}, {md_path}, {plot}")
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------------- parser
 def add_evaluate_parser(sub) -> None:
     """Add the `evaluate` command group to the `hf-slm` sub-parsers."""
     from ..data.real_speech import REAL_SPEECH_SOURCES
-    from .pairs import PHENOMENA
+    from .metrics.prosody.prosody import F0_METHODS
+    from .pairs import PHENOMENA, ZEROSPEECH_TASKS
 
-    group = sub.add_parser("evaluate", help="benchmarks and metrics: pairs, build-pairs, abx, resynthesis, generation")
+    group = sub.add_parser("evaluate", help="benchmarks: pairs, build-pairs, abx, resynthesis, generation, prosody")
     commands = group.add_subparsers(dest="evaluate_command", required=True)
 
     def common(p, output_help="results JSON (a Markdown report and PNG plots are written next to it)"):
@@ -194,12 +250,14 @@ def add_evaluate_parser(sub) -> None:
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--output", required=True, help=output_help)
 
-    p = commands.add_parser("build-pairs", help="make a minimal-pair JSONL benchmark (lexical and/or syntactic)")
-    p.add_argument("--kinds", type=_csv(str), default=["lexical", "syntactic"], help="lexical,syntactic")
+    p = commands.add_parser("build-pairs", help="make a minimal-pair JSONL benchmark (lexical, syntactic, storycloze)")
+    p.add_argument("--kinds", type=_csv(str), default=["lexical", "syntactic"],
+                   help="comma-separated: lexical, syntactic, storycloze (topic-StoryCloze-style stories)")  # fmt: skip
     p.add_argument("--words", default=None, help="word list file (default: the built-in grammar's words)")
     p.add_argument("--known-words", default=None, help="lexicon file of the language (no non-word may be in it)")
     p.add_argument("--num-lexical", type=int, default=None, help="at most this many lexical pairs")
     p.add_argument("--num-per-phenomenon", type=int, default=20)
+    p.add_argument("--num-storycloze", type=int, default=None, help="at most this many story pairs (default all 72)")
     p.add_argument("--phenomena", type=_csv(str), default=None, help=f"comma-separated, from {sorted(PHENOMENA)}")
     p.add_argument("--vowels", default="aeiou")
     p.add_argument("--consonants", default="bdfgklmnprstvz")
@@ -208,7 +266,12 @@ def add_evaluate_parser(sub) -> None:
     p.set_defaults(func=cmd_build_pairs)
 
     p = commands.add_parser("pairs", help="minimal-pair accuracy (sWUGGY / sBLIMP style) of a pipeline's LM")
-    p.add_argument("--pairs", required=True, help="JSONL with good/bad texts or good_audio/bad_audio files")
+    p.add_argument("--pairs", default=None, help="JSONL with good/bad texts or good_audio/bad_audio files")
+    p.add_argument("--zerospeech", default=None, help="ZeroSpeech 2021 root (<root>/<task>/<split>/gold.csv + wavs)")
+    p.add_argument("--task", choices=ZEROSPEECH_TASKS, default="lexical", help="with --zerospeech: sWUGGY or sBLIMP")
+    p.add_argument("--split", default="dev", help="with --zerospeech: dev (test has no public gold.csv)")
+    p.add_argument("--storycloze", default=None, help="spoken StoryCloze folder (sSC / tSC: <index>_<name>.wav)")
+    p.add_argument("--limit", type=int, default=None, help="score only the first N pairs")
     p.add_argument("--voice", default="en-us", help="espeak-ng voice for text pairs")
     p.add_argument("--rate", type=int, default=175, help="espeak-ng speaking rate (words/min)")
     p.add_argument("--normalize", action="store_true", help="compare per-token NLL instead of summed NLL")
@@ -256,6 +319,21 @@ def add_evaluate_parser(sub) -> None:
     p.add_argument("--judge", default=None, help="pipeline whose LM judges perplexity (default: the generator)")
     common(p)
     p.set_defaults(func=cmd_generation)
+
+    p = commands.add_parser("prosody", help="pGSLM prosody of continuations: F0 min-MAE, consistency, expressiveness")
+    p.add_argument("--texts", default="builtin", help="utterance texts: a file or 'builtin' (synthesised)")
+    p.add_argument("--limit", type=int, default=12, help="number of utterances")
+    p.add_argument("--voice", default="en-us")
+    p.add_argument("--pitches", type=_csv(int), default=[20, 50, 80],
+                   help="espeak-ng base pitches (0-99), cycled over the utterances")  # fmt: skip
+    p.add_argument("--num-samples", type=int, default=5, help="continuations per prompt (min-MAE takes the best)")
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--max-new-tokens", type=int, default=None, help="default: the true continuation's length")
+    p.add_argument("--prompt-fraction", type=float, default=0.5, help="part of each utterance used as the prompt")
+    p.add_argument("--f0", choices=F0_METHODS, default="autocorrelation",
+                   help="F0 tracker: hf_slm's autocorrelation, WORLD's harvest/dio, Praat's parselmouth")  # fmt: skip
+    common(p)
+    p.set_defaults(func=cmd_prosody)
 
 
 __all__ = ["add_evaluate_parser"]

@@ -144,6 +144,54 @@ def build_syntactic_pairs(n_per_phenomenon: int = 20, phenomena=None, seed: int 
     return pairs
 
 
+#: Story scenes of the StoryCloze-style builder: (first sentence, second sentence, the coherent ending). `{name}` /
+#: `{pron}` / `{Pron}` are filled in; the incoherent ending is another scene's ending (topic StoryCloze's rule).
+STORY_SCENES = [
+    ("{name} was hungry after a long walk.", "{Pron} went into the kitchen.", "{Pron} made a sandwich and ate it."),
+    ("{name} went to the beach on a hot day.", "The water was calm and warm.", "{Pron} swam in the sea for an hour."),
+    ("It started to rain on the way home.", "{name} did not want to get wet.", "{Pron} opened a big umbrella."),
+    ("{name} was very tired after work.", "{Pron} could barely keep {poss} eyes open.", "{Pron} went to bed early."),
+    ("{name} could not find the house keys.", "{Pron} was late for the bus.", "{Pron} searched every pocket."),
+    ("{name} planted seeds in the garden.", "{Pron} watered them every day.", "Soon small green shoots came up."),
+    ("The phone rang late at night.", "{name} was worried.", "{Pron} answered it and heard {poss} mother."),
+    ("{name} wanted to learn the piano.", "{Pron} found a teacher in town.", "{Pron} practised every evening."),
+    ("{name}'s car would not start.", "The battery was dead.", "{Pron} called a mechanic for help."),
+    ("{name} baked a cake for a friend.", "{Pron} added candles on top.", "They sang happy birthday together."),
+    ("The dog barked at the door.", "{name} went to see why.", "A delivery man held a parcel."),
+    ("{name} felt cold in the house.", "The windows were open.", "{Pron} closed them and made some tea."),
+]
+STORY_NAMES = [("Anna", "she", "her"), ("Tom", "he", "his"), ("Maria", "she", "her"), ("Peter", "he", "his"),
+               ("Lucy", "she", "her"), ("David", "he", "his")]  # fmt: skip
+
+
+def build_storycloze_pairs(n: int | None = None, seed: int = 0, scenes=None, names=None) -> list[dict]:
+    """Topic-StoryCloze-style text pairs: a two-sentence story plus its own ending (good) or another story's (bad).
+
+    The LM must prefer the ending that fits the story: a long-range coherence test, harder for speech LMs than
+    agreement. `scenes` are ``(sentence, sentence, ending)`` templates with ``{name}``, ``{pron}``, ``{Pron}`` and
+    ``{poss}`` slots (default `STORY_SCENES`); `names` are ``(name, pronoun, possessive)`` (default `STORY_NAMES`).
+    Every scene is paired with every name (72 pairs by default; `n` keeps the first `n` after shuffling).
+    """
+    scenes = list(STORY_SCENES if scenes is None else scenes)
+    names = list(STORY_NAMES if names is None else names)
+    if len(scenes) < 2 or not names:
+        raise ValueError("the StoryCloze builder needs at least two scenes (the wrong ending is another's) and a name")
+    rng = random.Random(seed)
+    pairs = []
+    for index, (first, second, ending) in enumerate(scenes):
+        for name, pron, poss in names:
+            other = rng.choice([s for j, s in enumerate(scenes) if j != index])[2]
+            slots = {"name": name, "pron": pron, "Pron": pron.capitalize(), "poss": poss}
+            story = f"{first} {second}".format(**slots)
+            pairs.append({"good": f"{story} {ending.format(**slots)}", "bad": f"{story} {other.format(**slots)}",
+                          "type": "storycloze", "phenomenon": "topic_storycloze"})  # fmt: skip
+    rng.shuffle(pairs)
+    pairs = pairs[:n] if n is not None else pairs
+    for i, pair in enumerate(pairs):
+        pair["id"] = f"storycloze-{i}"
+    return pairs
+
+
 def write_pairs(pairs: list[dict], path) -> Path:
     """Write pairs as JSONL (one object per line)."""
     path = Path(path)
@@ -184,6 +232,84 @@ def read_pairs(path) -> list[dict]:
         pairs.append(pair)
     if not pairs:
         raise ValueError(f"pair file {str(path)!r} holds no pairs")
+    return pairs
+
+
+ZEROSPEECH_TASKS = ("lexical", "syntactic")
+
+
+def read_zerospeech_pairs(root, task: str = "lexical", split: str = "dev") -> list[dict]:
+    """Audio pairs of the ZeroSpeech 2021 sWUGGY (``lexical``) or sBLIMP (``syntactic``) set under `root`.
+
+    The layout is the challenge's: ``<root>/<task>/<split>/<filename>.wav`` plus ``gold.csv`` in the same folder, one
+    row per file. Lexical columns: ``filename, id, voice, frequency, word, phones, length, correct``; syntactic:
+    ``filename, type, subtype, id, voice, transcription, correct`` (``correct`` is 1 for the word / grammatical
+    sentence, 0 for the other side). Files sharing ``id`` and ``voice`` (and ``type`` / ``subtype``) form a pair,
+    as in the challenge's evaluation; the phenomenon is ``type`` for syntactic pairs.
+    """
+    import csv
+
+    if task not in ZEROSPEECH_TASKS:
+        raise ValueError(f"unknown ZeroSpeech task {task!r}; choose from {ZEROSPEECH_TASKS}")
+    folder = Path(root) / task / split
+    gold = folder / "gold.csv"
+    if not gold.is_file():
+        raise FileNotFoundError(f"no {gold} (the ZeroSpeech 2021 layout is <root>/{task}/{split}/gold.csv + wavs)")
+    lexical = task == "lexical"
+    text, keys = ("word", ("id", "voice")) if lexical else ("transcription", ("type", "subtype", "id", "voice"))
+    groups: dict[tuple, dict[str, list[dict]]] = {}
+    with gold.open(newline="", encoding="utf-8") as stream:
+        reader = csv.DictReader(stream)
+        missing = [c for c in ("filename", "correct", text, *keys) if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(f"{gold}: missing columns {missing} (has {reader.fieldnames})")
+        for number, row in enumerate(reader, start=2):
+            if row["correct"] not in ("0", "1"):
+                raise ValueError(f"{gold}:{number}: 'correct' must be 0 or 1, got {row['correct']!r}")
+            audio = folder / f"{row['filename']}.wav"
+            if not audio.is_file():
+                raise FileNotFoundError(f"{gold}:{number}: audio file {str(audio)!r} does not exist")
+            side = "good" if row["correct"] == "1" else "bad"
+            groups.setdefault(tuple(row[k] for k in keys), {"good": [], "bad": []})[side].append(row | {"audio": audio})
+    pairs = []
+    for key, sides in groups.items():
+        if not sides["good"] or not sides["bad"]:
+            raise ValueError(f"{gold}: {dict(zip(keys, key))} has no {'good' if not sides['good'] else 'bad'} side")
+        combinations = [(good, bad) for good in sides["good"] for bad in sides["bad"]]
+        for k, (good, bad) in enumerate(combinations):
+            suffix = f"-{k}" if len(combinations) > 1 else ""
+            pairs.append({"id": f"{task}-{'-'.join(key)}{suffix}",
+                          "good_audio": str(good["audio"]), "bad_audio": str(bad["audio"]), "good": good[text],
+                          "bad": bad[text], "type": task, "voice": good["voice"],
+                          "phenomenon": good["type"] if task == "syntactic" else "word_vs_nonword"})  # fmt: skip
+    if not pairs:
+        raise ValueError(f"{gold} holds no pairs")
+    return pairs
+
+
+def read_storycloze_pairs(folder) -> list[dict]:
+    """Audio pairs of a spoken StoryCloze folder (sSC / tSC, Hassid et al. 2023) in slamkit's layout: a flat folder of
+    ``<index>_<name>.wav``, two files per story index; the file first in name order is the coherent ending."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"StoryCloze folder {str(folder)!r} does not exist")
+    stories: dict[int, list[Path]] = {}
+    for path in folder.glob("*.wav"):
+        index = path.name.split("_", 1)[0]
+        if not index.isdigit():
+            raise ValueError(f"{path}: StoryCloze files are named <index>_<name>.wav")
+        stories.setdefault(int(index), []).append(path)
+    if not stories:
+        raise ValueError(f"no .wav files in {folder}")
+    odd = {i: [p.name for p in paths] for i, paths in stories.items() if len(paths) != 2}
+    if odd:
+        shown = dict(list(odd.items())[:5])
+        raise ValueError(f"{folder}: every story index needs exactly two files; these do not: {shown}")
+    pairs = []
+    for index in sorted(stories):
+        good, bad = sorted(stories[index])
+        pairs.append({"id": f"storycloze-{index}", "good_audio": str(good), "bad_audio": str(bad), "type": "storycloze",
+                      "phenomenon": "storycloze"})  # fmt: skip
     return pairs
 
 
@@ -274,13 +400,18 @@ def format_pair_table(result: dict) -> str:
 
 __all__ = [
     "PHENOMENA",
+    "STORY_SCENES",
+    "ZEROSPEECH_TASKS",
     "build_lexical_pairs",
+    "build_storycloze_pairs",
     "build_syntactic_pairs",
     "english_dictionary",
     "format_pair_table",
     "grammar_words",
     "make_nonword",
     "read_pairs",
+    "read_storycloze_pairs",
+    "read_zerospeech_pairs",
     "score_pairs",
     "unit_log_likelihoods",
     "write_pairs",
