@@ -38,6 +38,7 @@ from hf_slm.instruct import (
     synthetic_slu_commands,
     word_level_tokenizer,
 )
+from hf_slm.instruct.evaluation import evaluate_instruct_tasks, evaluate_silence, held_out_sentences
 from hf_slm.pipelines import SpokenChatPipeline
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -311,14 +312,20 @@ def test_adapter_save_load_merge_equivalence(tokenizer, tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------------- silence mode
+def _load_example(name: str):
+    """An example script as a module (its dataclasses look their module up while being built)."""
+    spec = importlib.util.spec_from_file_location(f"instruction_{name}", EXAMPLE / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_silence_mode_after_short_tuning(tmp_path):
     """VITA's non-awakening: a tiny model tuned a few dozen steps answers noise with an immediate </s>, and does not
     on spoken queries. Units come from real audio (espeak-ng questions, synthetic noise) through a k-means
     tokenizer fitted on both."""
-    spec = importlib.util.spec_from_file_location("instruction_tune", EXAMPLE / "tune.py")
-    tune = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = tune  # its dataclasses look their module up while being built
-    spec.loader.exec_module(tune)
+    tune = _load_example("tune")
     pairs = synthetic_qa_pairs(12, seed=5)
     questions = [q for q, _ in pairs]
     base = tune.build_tiny_base_pipeline(questions + [a for _, a in pairs], noise_waveforms(6, seed=1), seed=0,
@@ -344,6 +351,13 @@ def test_silence_mode_after_short_tuning(tmp_path):
                                  vocode=False).silent for u in held_out_queries]  # fmt: skip
     assert sum(silent_noise) >= 5, silent_noise  # measured: 6/6 for 4 seeds
     assert sum(silent_queries) <= 1 and sum(silent_held_out) <= 1, (silent_queries, silent_held_out)  # measured: 0
+
+    # the task evaluation's silence measure counts the same replies
+    noise_units = [u.tolist() for u in pipe.encode(held_out_noise, sampling_rate=16000)]
+    measured = evaluate_silence(pipe, held_out_queries, noise_units, ["noise"] * len(noise_units))
+    assert measured["silence_rate"] == sum(silent_noise) / 6 == measured["silence_rate_by_kind"]["noise"]
+    assert measured["answer_rate"] == 1 - sum(silent_held_out) / 6
+    assert measured["balanced_accuracy"] == (measured["silence_rate"] + measured["answer_rate"]) / 2
 
 
 # ---------------------------------------------------------------------------------------------------- spoken chat
@@ -403,6 +417,31 @@ def test_example_script_runs_on_tiny_config(tmp_path):
     assert summary["steps"] == 2 and summary["rows"] > 0 and not summary["merged"]
     pipe = SpokenChatPipeline.from_pretrained(summary["variant"])
     assert pipe.chat("what is two plus three", max_new_tokens=2, vocode=False).token_ids
+
+    # the measured tasks on held-out speech (plumbing: a 2-step model scores poorly)
+    evaluate_tasks = _load_example("evaluate_tasks")
+    output = tmp_path / "eval" / "tasks.json"
+    result = evaluate_tasks.main(["--variant", summary["variant"], "--output", str(output), "--num_examples", "4",
+                                  "--exclude_texts", str(tmp_path / "run" / "tuning_texts.txt"),
+                                  "--synth_cache_dir", str(tmp_path / "speech")])  # fmt: skip
+    assert json.loads(output.read_text())["silence"] == result["silence"] and output.with_suffix(".md").is_file()
+    tuning_texts = set((tmp_path / "run" / "tuning_texts.txt").read_text().splitlines())
+    assert tuning_texts and not {i["reference"] for i in result["asr"]["items"]} & tuning_texts
+    assert result["asr"]["n"] == result["tts"]["n"] == result["intent"]["n"] == 4
+    assert result["asr"]["wer"] >= 0 and result["tts"]["wer"] >= 0 and 0 <= result["tts"]["wer_espeak"] <= 1
+    for value in (result["asr"]["exact_match"], result["intent"]["accuracy"], result["silence"]["silence_rate"],
+                  result["silence"]["answer_rate"], result["silence"]["balanced_accuracy"]):  # fmt: skip
+        assert 0 <= value <= 1
+    assert result["intent"]["chance"] == 0.2 and result["silence"]["n_non_queries"] == 4
+
+
+def test_held_out_sentences_avoid_tuning_texts():
+    seen = held_out_sentences(20, seed=7)
+    assert held_out_sentences(20, seed=7) == seen and len(set(seen)) == 20
+    fresh = held_out_sentences(20, seed=7, exclude=seen[:10])
+    assert len(fresh) == 20 and not set(fresh) & set(seen[:10]) and fresh[:10] == seen[10:]
+    with pytest.raises(ValueError, match="tasks must be"):
+        evaluate_instruct_tasks(None, tasks=["translation"])
 
 
 # ---------------------------------------------------------------------------------------------------- DPO (TRL)

@@ -105,28 +105,36 @@ def build_tiny_base_pipeline(texts, noise, seed: int = 0, num_units: int = 16, c
 
 
 def build_instruction_data(pipe, chat, data_args: DataArguments, seed: int):
-    """The chosen instruction sets, tokenised by the chat template (assistant-only labels)."""
+    """The chosen instruction sets, tokenised by the chat template (assistant-only labels), and every text they hold
+    (so that an evaluation can hold its sentences out)."""
     unknown = set(data_args.tasks) - set(TASKS)
     if unknown:
         raise ValueError(f"unknown tasks {sorted(unknown)}; choose from {TASKS}")
     n = data_args.num_utterances
     speak = espeak_speaker(pipe, voices=data_args.voices, cache_dir=data_args.synth_cache_dir)
-    parts = []
+    parts, texts = [], []
     if "cross_modal" in data_args.tasks:
         sentences = generate_sentences(n, seed=seed)
         parts.append(build_cross_modal(speak(sentences), sentences, seed=seed))
+        texts += sentences
     if "chain_of_modality" in data_args.tasks:
-        parts.append(build_chain_of_modality(synthetic_qa_pairs(n, seed=seed), speak))
+        pairs = synthetic_qa_pairs(n, seed=seed)
+        parts.append(build_chain_of_modality(pairs, speak))
+        texts += [t for pair in pairs for t in pair]
     if "slu" in data_args.tasks:
-        parts.append(build_slu(synthetic_slu_commands(n, seed=seed), speak, seed=seed))
+        commands = synthetic_slu_commands(n, seed=seed)
+        parts.append(build_slu(commands, speak, seed=seed))
+        texts += [c["text"] for c in commands]
     if "silence" in data_args.tasks:
         pairs = synthetic_qa_pairs(n, seed=seed + 1)
         noise_units = [u.tolist() for u in pipe.encode(noise_waveforms(n // 2, seed=seed), sampling_rate=16000)]
-        side_talk = speak(generate_sentences(n - n // 2, seed=seed + 1))  # speech not addressed to the model
-        parts.append(build_silence_mode(speak([q for q, _ in pairs]), [a for _, a in pairs], noise_units + side_talk))
+        side_talk = generate_sentences(n - n // 2, seed=seed + 1)  # speech not addressed to the model
+        parts.append(build_silence_mode(speak([q for q, _ in pairs]), [a for _, a in pairs],
+                                        noise_units + speak(side_talk)))  # fmt: skip
+        texts += [t for pair in pairs for t in pair] + side_talk
     rows = concatenate_datasets(parts).shuffle(seed=seed)
     tokenised = rows.map(chat.map_function(data_args.max_length), remove_columns=rows.column_names)
-    return rows, tokenised
+    return rows, tokenised, list(dict.fromkeys(texts))
 
 
 def _json_to_argv(config: dict) -> list[str]:
@@ -161,7 +169,9 @@ def main(argv=None):
     lm = add_task_tokens(pipe.language_model, INSTRUCT_TOKENS, seed=training_args.seed)
     processor = SpeechLMProcessor.from_config(lm, tokenizer=pipe.tokenizer)
     chat = SpeechChatTemplate(processor)
-    rows, train_dataset = build_instruction_data(pipe, chat, data_args, seed)
+    rows, train_dataset, texts = build_instruction_data(pipe, chat, data_args, seed)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "tuning_texts.txt").write_text("\n".join(texts) + "\n", encoding="utf-8")  # for held-out eval
     logger.info("instruction rows per task: %s", {t: rows["task"].count(t) for t in sorted(set(rows["task"]))})
 
     peft_lm = attach_adapter(lm, default_lora_config(

@@ -1,0 +1,71 @@
+"""Measured spoken tasks of an instruct variant: ASR WER, TTS intelligibility, intent accuracy, silence mode.
+
+    python examples/instruction_tuning/evaluate_tasks.py --variant runs/instruct_tiny/instruct_variant \
+        --exclude_texts runs/instruct_tiny/tuning_texts.txt --output runs/instruct_tiny/tasks.json
+    python examples/instruction_tuning/evaluate_tasks.py --variant instruct-default --num_examples 50
+
+Held-out data (sentences, noise, voices apart from the tuning's) is synthesised with espeak-ng; see
+`hf_slm.instruct.evaluation`. Writes the JSON (every item) and a Markdown report next to it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import HfArgumentParser
+
+from hf_slm.evaluation.report import write_json, write_report
+from hf_slm.instruct.evaluation import HELD_OUT_VOICES, TASKS, evaluate_instruct_tasks, summarize
+from hf_slm.pipelines import SpokenChatPipeline
+
+
+@dataclass
+class EvaluationArguments:
+    variant: str = field(metadata={"help": "The instruct variant: a folder, a Hub repo id or 'instruct-default'."})
+    output: str = field(default="instruct_tasks.json", metadata={"help": "The JSON result (Markdown next to it)."})
+    tasks: list[str] = field(default_factory=lambda: list(TASKS), metadata={"help": f"Out of {TASKS}."})
+    num_examples: int = field(default=30, metadata={"help": "Utterances per task."})
+    voices: list[str] = field(default_factory=lambda: list(HELD_OUT_VOICES),
+                              metadata={"help": "espeak-ng voices of the held-out speech (not the tuning's)."})  # fmt: skip
+    rates: list[int] = field(default_factory=lambda: [175], metadata={"help": "espeak-ng rates (words per minute)."})
+    seed: int = field(default=1000, metadata={"help": "Seed of the held-out draws."})
+    exclude_texts: str | None = field(
+        default=None, metadata={"help": "tuning_texts.txt written by tune.py: held-out sentences avoid them."}
+    )
+    synth_cache_dir: str | None = field(default=None, metadata={"help": "Cache of the synthesised speech."})
+    torch_threads: int = field(default=1, metadata={"help": "torch.set_num_threads (1 is fastest on a shared CPU)."})
+
+
+def main(argv=None) -> dict:
+    (args,) = HfArgumentParser(EvaluationArguments).parse_args_into_dataclasses(args=argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    torch.set_num_threads(args.torch_threads)
+    exclude = []
+    if args.exclude_texts:
+        path = Path(args.exclude_texts)
+        if not path.is_file():
+            raise FileNotFoundError(f"--exclude_texts {path} does not exist (tune.py writes tuning_texts.txt)")
+        exclude = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    pipe = SpokenChatPipeline.from_pretrained(args.variant)
+    result = evaluate_instruct_tasks(pipe, tasks=args.tasks, num_examples=args.num_examples, voices=args.voices,
+                                     rates=args.rates, seed=args.seed, exclude_texts=exclude,
+                                     cache_dir=args.synth_cache_dir)  # fmt: skip
+    result = {"variant": args.variant, "arguments": asdict(args), **result}
+    output = write_json(result, args.output)
+    notes = (f"Held-out speech: voices {', '.join(args.voices)}, seed {args.seed}, {args.num_examples} utterances per "
+             "task; greedy decoding. `tts_wer_espeak` is the recogniser's WER on espeak-ng's own audio of the same "
+             "texts; `intent_chance` is 1 / number of intents; a constant policy has silence balanced accuracy 0.5. "
+             "`text_overlap` in the JSON: the fraction of a task's texts also seen in tuning.")  # fmt: skip
+    write_report(output.with_suffix(".md"), f"Spoken tasks of {args.variant}", summarize(result), notes=notes)
+    logging.info("%s", json.dumps(summarize(result), indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    main()
