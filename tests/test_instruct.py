@@ -311,6 +311,29 @@ def test_adapter_save_load_merge_equivalence(tokenizer, tmp_path):
         torch.testing.assert_close(reloaded.language_model(input_ids=ids).logits, expected, atol=1e-5, rtol=1e-4)
 
 
+def test_adapter_only_variant_follows_the_base_references(tokenizer, tmp_path):
+    """A base that itself references another variant's components (a TWIST variant sharing the GSLM default's
+    tokenizer and vocoder) has no folder for them: the instruct variant must point where the base points."""
+    first_pipe, first_path = _base_variant(tokenizer, tmp_path)
+    torch.manual_seed(1)
+    second = SpeechLMPipeline(**{**first_pipe.components,
+                                 "language_model": SpeechLMForCausalLM(first_pipe.language_model.config).eval()})  # fmt: skip
+    second._shared_components = {name: {"library": "hf_slm", "class": type(first_pipe.components[name]).__name__,
+                                        "repo": str(first_path), "subfolder": name}
+                                 for name in ("feature_extractor", "speech_tokenizer", "vocoder")}  # fmt: skip
+    second_path = second.save_pretrained(tmp_path / "second")
+    assert not (second_path / "vocoder").exists()
+    lm = add_task_tokens(copy.deepcopy(second.language_model), INSTRUCT_TOKENS)
+    tuned = SpeechLMPipeline(**{**second.components, "language_model": attach_adapter(lm, r=4).eval()})
+    saved = save_instruct_variant(tuned, tmp_path / "instruct", base=str(second_path))
+    index = json.loads((saved / "pipeline_index.json").read_text())
+    assert index["vocoder"]["repo"] == index["speech_tokenizer"]["repo"] == str(first_path)
+    assert index["language_model"]["repo"] == index["tokenizer"]["repo"] == str(second_path)
+    loaded = SpokenChatPipeline.from_pretrained(saved)
+    units = torch.arange(12) % NUM_UNITS
+    torch.testing.assert_close(loaded.decode([units])[0], first_pipe.decode([units])[0])
+
+
 # ---------------------------------------------------------------------------------------------------- silence mode
 def _load_example(name: str):
     """An example script as a module (its dataclasses look their module up while being built)."""

@@ -145,7 +145,8 @@ def save_instruct_variant(pipeline, save_directory: str | os.PathLike, base: str
     """Save a tuned pipeline (its ``language_model`` a `PeftModel`) as an instruct variant.
 
     - ``merge=False`` with ``base`` (the base variant's folder or repo id): an adapter-only variant; every other
-      component is an index reference to ``base`` (nothing copied), and when the tuned model added task tokens the
+      component is an index reference to ``base`` (nothing copied; a component that ``base`` itself references
+      elsewhere is referenced where it lives, since ``base`` holds no folder for it), and when the tuned model added task tokens the
       ``language_model`` entry lists them under ``add_task_tokens`` so the loader extends the base LM before the
       adapter (which saved the full resized embeddings) is attached.
     - ``merge=False`` without ``base``: the base LM and the adapter are both written (``language_model/`` +
@@ -166,17 +167,18 @@ def save_instruct_variant(pipeline, save_directory: str | os.PathLike, base: str
             component = variant.components.get(name)
             if component is None or (merge and name == "language_model"):
                 continue
-            if base_index.get(name) is None:
+            base_spec = base_index.get(name)
+            if base_spec is None:
                 if name == "language_model" or name == "tokenizer":
                     raise ValueError(f"the base variant {base} has no {name} to point at")
                 continue
             if name == "language_model":
                 component = lm.get_base_model()
-            spec = {"library": _library_of(component), "class": _class_name_of(component), "repo": str(base),
-                    "subfolder": name}  # fmt: skip
-            if base_revision:
-                spec["revision"] = base_revision
-            shared[name] = spec
+            if isinstance(base_spec, dict) and base_spec.get("repo"):  # the base shares it too: point where it does
+                where = {k: base_spec[k] for k in ("repo", "subfolder", "revision") if base_spec.get(k)}
+            else:
+                where = {"repo": str(base), "subfolder": name, **({"revision": base_revision} if base_revision else {})}
+            shared[name] = {"library": _library_of(component), "class": _class_name_of(component), **where}
         if "language_model" in shared:
             base_config = _base_lm_config(base, base_revision)
             added = [t for t in lm.get_base_model().config.task_tokens if t not in base_config.task_tokens]
