@@ -27,6 +27,7 @@ TRAINING_SUMMARY_FILE = "training_summary.json"
 FAMILIES = ("gslm", "twist", "instruct", "codec_lm")
 LICENSE = "apache-2.0"
 DATASET = "synthetic-espeak-ng-speech"
+INSTRUCT_TASKS = ("asr", "tts", "intent", "silence")  # the measured tasks of `hf_slm.instruct.evaluation`
 FAMILY_TAGS = {"gslm": ["gslm"], "twist": ["twist", "text-speech"], "instruct": ["instruct", "peft", "lora"],
                "codec_lm": ["codec", "neural-codec"]}
 
@@ -39,7 +40,9 @@ def _kind_of(data: dict) -> str | None:
         return "abx"
     if "wer_resynthesized" in data:
         return "resynthesis"
-    if set(data) <= {"pairs", "abx", "resynthesis"} and data:
+    if "voices" in data and set(data) & set(INSTRUCT_TASKS):
+        return "instruct_tasks"
+    if set(data) <= {"pairs", "abx", "resynthesis", "instruct_tasks"} and data:
         return "merged"
     return None
 
@@ -49,14 +52,16 @@ def _scalars(d: dict) -> dict:
 
 
 def collect_eval_results(paths, into: dict | None = None) -> dict:
-    """Merge the JSON written by ``hf-slm evaluate {pairs,abx,resynthesis} --output X.json`` into one summary.
+    """Merge the JSON written by ``hf-slm evaluate {pairs,abx,resynthesis} --output X.json`` (and by
+    ``examples/instruction_tuning/evaluate_tasks.py``) into one summary.
 
     Per-item data is dropped; only the summary numbers stay. Pair benchmarks are keyed by file stem (``pairs.json``
     -> ``"pairs"``), ABX by representation (``features`` / ``units``). A file of another kind raises ValueError.
 
     Returns:
         ``{"pairs": {bench: {accuracy, accuracy_normalized, n, per_phenomenon}}, "abx": {repr: {...}},
-        "resynthesis": {wer_original, wer_resynthesized, ...}}`` (keys present only when evaluated).
+        "resynthesis": {wer_original, wer_resynthesized, ...}, "instruct_tasks": {asr: {wer, ...}, tts, intent,
+        silence}}`` (keys present only when evaluated).
     """
     out: dict[str, Any] = json.loads(json.dumps(into)) if into else {}
     for path in [paths] if isinstance(paths, (str, os.PathLike)) else paths:
@@ -70,7 +75,7 @@ def collect_eval_results(paths, into: dict | None = None) -> dict:
             raise ValueError(f"{path} is not the output of `hf-slm evaluate pairs|abx|resynthesis` nor eval_results")
         if kind == "merged":
             for key, value in data.items():
-                if key == "resynthesis":
+                if key in ("resynthesis", "instruct_tasks"):
                     out[key] = value
                 else:
                     out.setdefault(key, {}).update(value)
@@ -83,6 +88,8 @@ def collect_eval_results(paths, into: dict | None = None) -> dict:
             for rep, value in data.items():
                 if isinstance(value, dict) and "within_speaker_error" in value:
                     out.setdefault("abx", {})[rep] = _scalars(value)
+        elif kind == "instruct_tasks":
+            out["instruct_tasks"] = {task: _scalars(data[task]) for task in INSTRUCT_TASKS if task in data}
         else:
             out["resynthesis"] = _scalars(data)
     return out
@@ -117,6 +124,18 @@ def _eval_results_list(results: dict, model_name: str):
                                dataset_type="hf_slm/resynthesis", dataset_name="Resynthesis (synthetic speech)",
                                metric_type="wer", metric_name="WER of resynthesised speech",
                                metric_value=round(r["wer_resynthesized"], 4)))
+    tasks = results.get("instruct_tasks", {})
+    for task, key, task_type, title, metric_type, metric in (
+        ("asr", "wer", "automatic-speech-recognition", "ASR (held-out synthetic speech)", "wer", "WER"),
+        ("tts", "wer", "text-to-speech", "TTS intelligibility", "wer", "ASR WER of the spoken reply"),
+        ("intent", "accuracy", "audio-classification", "Spoken intent classification", "accuracy", "accuracy"),
+        ("silence", "balanced_accuracy", "audio-classification", "Silence mode (query vs non-query)", "accuracy",
+         "balanced accuracy"),
+    ):  # fmt: skip
+        if task in tasks:
+            rows.append(EvalResult(task_type=task_type, task_name=title, dataset_type=f"hf_slm/instruct_{task}",
+                                   dataset_name=f"{title} (synthetic speech)", metric_type=metric_type,
+                                   metric_name=metric, metric_value=round(tasks[task][key], 4)))  # fmt: skip
     return rows
 
 

@@ -20,6 +20,13 @@ ABX = {"units": {"within_speaker_error": 0.125, "between_speaker_error": 0.25, "
 RESYNTH = {"wer_original": 0.5, "wer_resynthesized": 0.375, "cer_original": 0.25, "cer_resynthesized": 0.2,
            "mel_distance": 0.4, "n": 4, "items": []}
 
+TASKS = {"voices": ["en-gb"], "seed": 1, "num_examples": 4,  # the shape evaluate_tasks.py writes
+         "asr": {"wer": 0.8125, "exact_match": 0.0, "n": 4, "items": []},
+         "tts": {"wer": 0.9375, "wer_espeak": 0.4375, "n": 4, "asr": "pocketsphinx", "items": []},
+         "intent": {"accuracy": 0.75, "chance": 0.2, "majority_rate": 0.5, "n": 4, "items": []},
+         "silence": {"silence_rate": 1.0, "answer_rate": 0.5, "balanced_accuracy": 0.75, "n_queries": 4,
+                     "n_non_queries": 4, "silence_rate_by_kind": {"noise": 1.0}}}  # fmt: skip
+
 
 def twist_pipeline():
     backbone = LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
@@ -132,3 +139,16 @@ def test_default_variant_card_matches_its_eval_results():
     results = json.loads((folder / "eval_results.json").read_text())
     assert card.data.eval_results[0].metric_value == round(results["pairs"]["pairs"]["accuracy"], 4)
     assert "items" not in results["pairs"]["pairs"]
+
+
+def test_instruct_task_results_reach_the_card(tmp_path):
+    path = tmp_path / "tasks.json"
+    path.write_text(json.dumps(TASKS))
+    results = collect_eval_results([path])
+    assert set(results) == {"instruct_tasks"} and "items" not in results["instruct_tasks"]["asr"]
+    assert collect_eval_results([write_eval_results(tmp_path, [path])]) == results  # merged form reads back
+    card = render_model_card(instruct_pipeline(), eval_results=results, repo_id="tester/instruct")
+    metrics = {m["name"]: m["value"] for r in card.data.to_dict()["model-index"][0]["results"] for m in r["metrics"]}
+    assert metrics["WER"] == 0.8125 and metrics["ASR WER of the spoken reply"] == 0.9375
+    assert metrics["accuracy"] == 0.75 and metrics["balanced accuracy"] == 0.75
+    assert "| 0.938 / 0.438 |" in card.text and "0.750 (0.200)" in card.text and "| 1.000 / 0.500 |" in card.text

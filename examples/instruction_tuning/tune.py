@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from datasets import concatenate_datasets
 from transformers import HfArgumentParser, LlamaConfig, Trainer, TrainingArguments
+from transformers.trainer_utils import get_last_checkpoint
 
 from hf_slm import SpeechLMConfig, SpeechLMForCausalLM, SpeechLMPipeline, SpeechLMProcessor
 from hf_slm.data import generate_sentences
@@ -180,7 +181,10 @@ def main(argv=None):
     peft_lm.print_trainable_parameters()
     training_args.remove_unused_columns = False
     trainer = Trainer(model=peft_lm, args=training_args, train_dataset=train_dataset, data_collator=processor.pad)
-    result = trainer.train()
+    last_checkpoint = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
+    if last_checkpoint:  # a killed run picks up where it stopped (the data and its caches are deterministic)
+        logger.info("resuming from %s", last_checkpoint)
+    result = trainer.train(resume_from_checkpoint=last_checkpoint)
     pipe.register_modules(language_model=peft_lm.eval())
     variant_dir = Path(model_args.variant_dir or output_dir / "instruct_variant")
     saved = save_instruct_variant(pipe, variant_dir, base=base, merge=model_args.merge)
