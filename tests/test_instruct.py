@@ -311,6 +311,41 @@ def test_adapter_save_load_merge_equivalence(tokenizer, tmp_path):
         torch.testing.assert_close(reloaded.language_model(input_ids=ids).logits, expected, atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.parametrize("tie", [True, False])
+def test_adapter_only_variant_stores_no_copy_of_the_embedding(tokenizer, tmp_path, tie):
+    """The adapter holds the tag rows (trainable tokens when tied, modules_to_save otherwise): PEFT's copy of the
+    whole resized embedding is not written, and the reloaded variant still gives the tuned logits (tied: the head
+    sees the trained rows after loading too)."""
+    from safetensors import safe_open
+
+    torch.manual_seed(0)
+    backbone = _tiny_backbone()
+    backbone.tie_word_embeddings = tie
+    config = SpeechLMConfig(backbone_config=backbone, text_vocab_size=len(tokenizer), num_units=NUM_UNITS)
+    base = SpeechLMPipeline(feature_extractor=_feature_extractor(), speech_tokenizer=tiny_unit_tokenizer(),
+                            language_model=SpeechLMForCausalLM(config).eval(), tokenizer=tokenizer)  # fmt: skip
+    base_path = base.save_pretrained(tmp_path / "base")
+    lm = add_task_tokens(copy.deepcopy(base.language_model), INSTRUCT_TOKENS)
+    peft_model = attach_adapter(lm, default_lora_config(lm, r=4, init_lora_weights=False)).eval()
+    with torch.no_grad():  # trained tag rows: a reload's fresh mean-initialised rows would differ
+        for n, p in peft_model.named_parameters():
+            if p.requires_grad and "lora_" not in n:
+                p.add_(0.1 * torch.randn_like(p))
+    ids = torch.tensor([[lm.config.bos_token_id, lm.config.token_id("[ASR]"), lm.config.token_id("[User]"),
+                         lm.config.speech_token_id, len(tokenizer) + 3, lm.config.token_id("[Assistant]")]])  # fmt: skip
+    with torch.no_grad():
+        expected = peft_model(input_ids=ids).logits
+    saved = save_instruct_variant(SpeechLMPipeline(**{**base.components, "language_model": peft_model}),
+                                  tmp_path / "instruct", base=str(base_path))  # fmt: skip
+    with safe_open(str(saved / "adapter" / "adapter_model.safetensors"), "pt") as f:
+        keys = list(f.keys())
+    if tie:  # only the trained rows; untied, the two modules to save are stored under the layers' own names
+        assert any("trainable_tokens" in k for k in keys) and not [k for k in keys if k.endswith("embed_tokens.weight")]
+    with torch.no_grad():
+        torch.testing.assert_close(SpokenChatPipeline.from_pretrained(saved).language_model(input_ids=ids).logits,
+                                   expected)  # fmt: skip
+
+
 def test_adapter_only_variant_follows_the_base_references(tokenizer, tmp_path):
     """A base that itself references another variant's components (a TWIST variant sharing the GSLM default's
     tokenizer and vocoder) has no folder for them: the instruct variant must point where the base points."""

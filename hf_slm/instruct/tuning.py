@@ -120,17 +120,42 @@ def attach_adapter(model, lora_config=None, **config_kwargs):
         lora_config = default_lora_config(model, **config_kwargs)
     elif config_kwargs:
         raise TypeError("give either lora_config or default_lora_config keyword arguments, not both")
+    return get_peft_model(expose_tied_weights(model), lora_config)
+
+
+def expose_tied_weights(model):
+    """Let PEFT see a tied head (before `get_peft_model` or `PeftModel.from_pretrained`); returns ``model``.
+
+    PEFT finds tied layers only through a dict ``_tied_weights_keys`` on the top model (it then gathers the
+    sub-models' entries, here the backbone's ``lm_head -> embed_tokens``); without it a tied head would not see the
+    trained token rows, in training or after loading a saved adapter.
+    """
     if getattr(model, "_tied_weights_keys", None) is None and _is_tied(model):
-        # PEFT finds tied layers only through a dict `_tied_weights_keys` on the top model (it then gathers the
-        # sub-models' entries, here the backbone's `lm_head -> wte`); without it a tied head would not see the
-        # trained token rows.
         model._tied_weights_keys = {}
-    return get_peft_model(model, lora_config)
+    return model
 
 
 def _is_tied(model) -> bool:
     output = model.get_output_embeddings()
     return output is not None and output.weight is model.get_input_embeddings().weight
+
+
+def adapter_holds_embeddings(peft_model) -> bool:
+    """Whether the adapter itself stores every row the vocabulary extension added (embedding and head in
+    ``modules_to_save``, or the tag rows among the trainable tokens): then PEFT's "auto" copy of the whole resized
+    embedding is redundant (the loader extends the base LM first) and would be most of a small adapter's size."""
+    config = peft_model.peft_config[peft_model.active_adapter]
+    model = peft_model.get_base_model()
+    embedding = _module_name(model, model.get_input_embeddings())
+    saved = set(config.modules_to_save or [])
+    head = model.get_output_embeddings()
+    if embedding in saved and (head is None or _is_tied(model) or _module_name(model, head) in saved):
+        return True
+    indices = config.trainable_token_indices
+    indices = indices.get(embedding) if isinstance(indices, dict) else indices
+    if not indices or not _is_tied(model) or not hasattr(model.config, "task_tokens"):
+        return False
+    return {model.config.token_id(t) for t in model.config.task_tokens} <= set(indices)
 
 
 def merge_adapter(peft_model):
@@ -200,9 +225,11 @@ def _base_lm_config(base, revision):
 
 __all__ = [
     "LORA_TARGET_MODULES",
+    "adapter_holds_embeddings",
     "add_task_tokens",
     "attach_adapter",
     "default_lora_config",
+    "expose_tied_weights",
     "merge_adapter",
     "save_instruct_variant",
 ]

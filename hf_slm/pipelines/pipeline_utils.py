@@ -58,6 +58,14 @@ def _base_state_dict(base_model) -> dict:
     return state
 
 
+def _save_adapter(peft_model, folder: Path) -> None:
+    """``peft_model.save_pretrained`` without PEFT's copy of a resized embedding when the adapter already stores
+    the new rows (`hf_slm.instruct.tuning.adapter_holds_embeddings`)."""
+    from ..instruct.tuning import adapter_holds_embeddings
+
+    peft_model.save_pretrained(folder, save_embedding_layers=False if adapter_holds_embeddings(peft_model) else "auto")
+
+
 def _resolve_class(library: str, class_name: str):
     try:
         module = importlib.import_module(library)
@@ -177,10 +185,10 @@ class PipelineMixin:
             for name, component in self.components.items():
                 if name in shared:
                     if name == "language_model" and _library_of(component) == "peft":
-                        component.save_pretrained(tmp / "adapter")  # adapter-only variant over a shared base LM
+                        _save_adapter(component, tmp / "adapter")  # adapter-only variant over a shared base LM
                     continue
                 if name == "language_model" and _library_of(component) == "peft":
-                    component.save_pretrained(tmp / "adapter")
+                    _save_adapter(component, tmp / "adapter")
                     base = component.get_base_model()
                     base.save_pretrained(tmp / name, state_dict=_base_state_dict(base))
                     continue
@@ -283,7 +291,9 @@ class PipelineMixin:
         if name == "adapter":
             if "language_model" not in loaded:
                 raise PipelineLoadError("an adapter needs a language_model component to attach to")
-            return component_cls.from_pretrained(loaded["language_model"], location, **sub_kwargs)
+            from ..instruct.tuning import expose_tied_weights  # the adapter's token rows reach a tied head too
+
+            return component_cls.from_pretrained(expose_tied_weights(loaded["language_model"]), location, **sub_kwargs)
         if dtype is not None and name in ("language_model", "vocoder"):
             sub_kwargs["dtype"] = dtype
         component = component_cls.from_pretrained(location, **sub_kwargs)
