@@ -331,8 +331,8 @@ def test_adapter_only_variant_stores_no_copy_of_the_embedding(tokenizer, tmp_pat
         for n, p in peft_model.named_parameters():
             if p.requires_grad and "lora_" not in n:
                 p.add_(0.1 * torch.randn_like(p))
-    ids = torch.tensor([[lm.config.bos_token_id, lm.config.token_id("[ASR]"), lm.config.token_id("[User]"),
-                         lm.config.speech_token_id, len(tokenizer) + 3, lm.config.token_id("[Assistant]")]])  # fmt: skip
+    tags = [lm.config.token_id(t) for t in ("[ASR]", "[User]", "[Assistant]")]
+    ids = torch.tensor([[lm.config.bos_token_id, *tags[:2], lm.config.speech_token_id, len(tokenizer) + 3, tags[2]]])
     with torch.no_grad():
         expected = peft_model(input_ids=ids).logits
     saved = save_instruct_variant(SpeechLMPipeline(**{**base.components, "language_model": peft_model}),
@@ -351,8 +351,8 @@ def test_adapter_only_variant_follows_the_base_references(tokenizer, tmp_path):
     tokenizer and vocoder) has no folder for them: the instruct variant must point where the base points."""
     first_pipe, first_path = _base_variant(tokenizer, tmp_path)
     torch.manual_seed(1)
-    second = SpeechLMPipeline(**{**first_pipe.components,
-                                 "language_model": SpeechLMForCausalLM(first_pipe.language_model.config).eval()})  # fmt: skip
+    other_lm = SpeechLMForCausalLM(first_pipe.language_model.config).eval()
+    second = SpeechLMPipeline(**{**first_pipe.components, "language_model": other_lm})
     second._shared_components = {name: {"library": "hf_slm", "class": type(first_pipe.components[name]).__name__,
                                         "repo": str(first_path), "subfolder": name}
                                  for name in ("feature_extractor", "speech_tokenizer", "vocoder")}  # fmt: skip

@@ -30,8 +30,10 @@ class EvaluationArguments:
     output: str = field(default="instruct_tasks.json", metadata={"help": "The JSON result (Markdown next to it)."})
     tasks: list[str] = field(default_factory=lambda: list(TASKS), metadata={"help": f"Out of {TASKS}."})
     num_examples: int = field(default=30, metadata={"help": "Utterances per task."})
-    voices: list[str] = field(default_factory=lambda: list(HELD_OUT_VOICES),
-                              metadata={"help": "espeak-ng voices of the held-out speech (not the tuning's)."})  # fmt: skip
+    voices: list[str] = field(
+        default_factory=lambda: list(HELD_OUT_VOICES),
+        metadata={"help": "espeak-ng voices of the held-out speech (not the tuning's)."},
+    )
     rates: list[int] = field(default_factory=lambda: [175], metadata={"help": "espeak-ng rates (words per minute)."})
     seed: int = field(default=1000, metadata={"help": "Seed of the held-out draws."})
     exclude_texts: str | None = field(

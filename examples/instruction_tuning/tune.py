@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +43,7 @@ from hf_slm.instruct import (
     synthetic_slu_commands,
     word_level_tokenizer,
 )
+from hf_slm.training import WallClockLimit
 
 logger = logging.getLogger(__name__)
 TASKS = ("cross_modal", "chain_of_modality", "slu", "silence")
@@ -64,6 +65,9 @@ class ModelArguments:
     merge: bool = field(default=False, metadata={"help": "Merge the adapter into the weights and save a plain variant."})
     variant_dir: str | None = field(
         default=None, metadata={"help": "Where the instruct variant goes (default: <output_dir>/instruct_variant)."}
+    )
+    max_train_minutes: float | None = field(
+        default=None, metadata={"help": "Stop training after this many minutes (wall clock) and save what it has."}
     )
 
 
@@ -180,7 +184,9 @@ def main(argv=None):
         train_embeddings=model_args.train_embeddings))  # fmt: skip
     peft_lm.print_trainable_parameters()
     training_args.remove_unused_columns = False
-    trainer = Trainer(model=peft_lm, args=training_args, train_dataset=train_dataset, data_collator=processor.pad)
+    limit = [WallClockLimit(model_args.max_train_minutes)] if model_args.max_train_minutes else None
+    trainer = Trainer(model=peft_lm, args=training_args, train_dataset=train_dataset, data_collator=processor.pad,
+                      callbacks=limit)  # fmt: skip
     last_checkpoint = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
     if last_checkpoint:  # a killed run picks up where it stopped (the data and its caches are deterministic)
         logger.info("resuming from %s", last_checkpoint)
@@ -189,7 +195,11 @@ def main(argv=None):
     variant_dir = Path(model_args.variant_dir or output_dir / "instruct_variant")
     saved = save_instruct_variant(pipe, variant_dir, base=base, merge=model_args.merge)
     summary = {"variant": str(saved), "base": base, "merged": model_args.merge, "train_loss": result.training_loss,
-               "steps": result.global_step, "rows": len(rows)}  # fmt: skip
+               "steps": result.global_step, "rows": len(rows), "train_runtime_s": result.metrics["train_runtime"],
+               "rows_per_task": {t: rows["task"].count(t) for t in sorted(set(rows["task"]))},
+               "arguments": {**asdict(model_args), **asdict(data_args), "learning_rate": training_args.learning_rate,
+                             "max_steps": training_args.max_steps, "seed": training_args.seed,
+                             "batch_size": training_args.per_device_train_batch_size}}  # fmt: skip
     (output_dir / "instruct_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     logger.info("saved %s", summary)
     return summary

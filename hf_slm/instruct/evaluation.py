@@ -98,7 +98,8 @@ def evaluate_asr(pipeline, texts, units, max_new_tokens: int | None = None) -> d
     for i, (text, u) in enumerate(zip(texts, units)):
         budget = max_new_tokens or 2 * len(pipeline.tokenizer(text, add_special_tokens=False)["input_ids"]) + 8
         out = pipeline.chat([_text(ASR_TEMPLATES[i % len(ASR_TEMPLATES)]), _speech(u)], task=TASK_TAGS["asr"],
-                            response_modality="text", strict_modality=True, max_new_tokens=budget, vocode=False)  # fmt: skip
+                            response_modality="text", strict_modality=True, max_new_tokens=budget,
+                            vocode=False)  # fmt: skip
         hypotheses.append(out.text)
         items.append({"reference": text, "hypothesis": out.text})
     scores = error_rate(hypotheses, texts, unit="word")

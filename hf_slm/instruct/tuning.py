@@ -171,9 +171,9 @@ def save_instruct_variant(pipeline, save_directory: str | os.PathLike, base: str
 
     - ``merge=False`` with ``base`` (the base variant's folder or repo id): an adapter-only variant; every other
       component is an index reference to ``base`` (nothing copied; a component that ``base`` itself references
-      elsewhere is referenced where it lives, since ``base`` holds no folder for it), and when the tuned model added task tokens the
-      ``language_model`` entry lists them under ``add_task_tokens`` so the loader extends the base LM before the
-      adapter (which saved the full resized embeddings) is attached.
+      elsewhere is referenced where it lives, since ``base`` holds no folder for it), and when the tuned model added
+      task tokens the ``language_model`` entry lists them under ``add_task_tokens`` so the loader extends the base
+      LM before the adapter (which holds the trained rows: modules to save or trainable tokens) is attached.
     - ``merge=False`` without ``base``: the base LM and the adapter are both written (``language_model/`` +
       ``adapter/``).
     - ``merge=True``: the adapter is merged into the weights and a plain variant is written (``base``, if given,
