@@ -321,6 +321,9 @@ def test_any_causal_lm_backbone(backbone):
     left, left_mask = model.units_to_input_ids(units, padding_side="left", add_eos=True)
     out = model(input_ids=right, attention_mask=right_mask, labels=right.masked_fill(right_mask == 0, -100))
     assert out.logits.shape == (*right.shape, 20 + 5) and torch.isfinite(out.loss)
+    # base_model is the headless body, as for transformers' causal LMs (TRL's fused LM head relies on it)
+    hidden = model.base_model(input_ids=right, attention_mask=right_mask).last_hidden_state
+    torch.testing.assert_close(model.get_output_embeddings()(hidden), out.logits)
     scores = model.log_likelihood(right, right_mask).sum_nll
     torch.testing.assert_close(model.log_likelihood(left, left_mask).sum_nll, scores, atol=1e-5, rtol=1e-5)
     batched = model.generate_units(units, max_new_tokens=4, do_sample=False)

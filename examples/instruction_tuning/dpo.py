@@ -79,10 +79,6 @@ def main(argv=None):
     pipe = SpeechLMPipeline.from_pretrained(base)
     dataset = build_pairs(pipe, script_args, dpo_args.seed)
     lm = pipe.language_model.train()
-    lm_class = type(lm)
-    # TRL's fused LM head runs `model.base_model` and reads `.last_hidden_state`; our wrapper's base model is the
-    # whole backbone causal LM, so point `base_model` at the bare backbone while training (restored afterwards).
-    lm.__class__ = type(lm_class.__name__, (lm_class,), {"base_model": property(lambda m: m.language_model.base_model)})
     trainer = DPOTrainer(
         model=lm,
         args=dpo_args,
@@ -91,7 +87,6 @@ def main(argv=None):
         peft_config=default_lora_config(lm, r=script_args.lora_r, train_embeddings=False),
     )
     result = trainer.train()
-    lm.__class__ = lm_class
     logs = [entry for entry in trainer.state.log_history if "loss" in entry]
     pipe.register_modules(language_model=trainer.model.eval())
     variant = save_instruct_variant(pipe, script_args.variant_dir or output_dir / "dpo_variant", base=base)
