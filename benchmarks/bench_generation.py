@@ -7,13 +7,23 @@ does not stop early) and time prefill + decode. Reported: tokens/s of each
 identical tokens, and last `ratio: X` = fast / generate. On `--device cpu --threads 1` the rates use the process's CPU
 time (on a shared machine wall time mostly measures the other jobs); wall-time rates are printed next to them.
 
+`--dtype` sets the model's dtype, so both paths run the same numerics. `--weights-dtype bfloat16|int8` makes only
+`FastUnitGenerator` decode with a lighter copy of the backbone (`weights_dtype`): its units then differ from
+`generate`'s, and the agreement is reported three ways: identical tokens position by position, tokens before the
+first difference, and teacher-forced top-1 agreement (both backbones read `generate`'s sequence; share of positions
+where they pick the same next unit), which does not compound one early difference into all later positions. Add
+`--same-weights` to run `generate` on that same copy too: equal numerics again, so the ratio is what the decode loop
+alone adds at those weights.
+
     python benchmarks/bench_generation.py --device cpu --size tiny --new-tokens 200 --threads 1
+    python benchmarks/bench_generation.py --device cpu --size 115m --weights-dtype int8 --threads 1
     python benchmarks/bench_generation.py --device cuda --size 115m --new-tokens 1000      # bf16, CUDA graphs
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import datetime
 import platform
 import statistics
@@ -38,6 +48,15 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--new-tokens", type=int, default=200)
     parser.add_argument(
         "--dtype", default=None, choices=["float32", "bfloat16"], help="default: bf16 on cuda, fp32 on cpu"
+    )
+    parser.add_argument(
+        "--weights-dtype",
+        default=None,
+        choices=["bfloat16", "int8"],
+        help="FastUnitGenerator only: decode with a bf16 / int8 copy of the backbone (numerics differ from generate)",
+    )
+    parser.add_argument(
+        "--same-weights", action="store_true", help="with --weights-dtype: generate runs on the same lighter copy"
     )
     parser.add_argument("--compile", default="auto", choices=["auto", "on", "off"], help="auto: on for cuda only")
     parser.add_argument("--num-units", type=int, default=500)
@@ -75,6 +94,19 @@ def timed(fn, device: torch.device) -> tuple[float, float, object]:
     return time.perf_counter() - wall, time.process_time() - cpu, result
 
 
+@torch.inference_mode()
+def teacher_forced_agreement(model, fast, prompt, generated) -> float:
+    """Share of `generated`'s positions where the model and the fast path's backbone copy choose the same unit."""
+    input_ids, _ = model.units_to_input_ids([prompt])
+    ids = torch.cat([input_ids[0].cpu(), generated + model.config.unit_token_offset])[None].to(model.device)
+    positions = slice(input_ids.shape[1] - 1, ids.shape[1] - 1)
+    choices = [
+        (lm(input_ids=ids).logits[0, positions].float() + fast._allowed_bias).argmax(-1)
+        for lm in (model.language_model, fast.language_model)
+    ]
+    return (choices[0] == choices[1]).float().mean().item()
+
+
 def main() -> None:
     args = parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -85,13 +117,19 @@ def main() -> None:
     dtype = getattr(torch, args.dtype or ("bfloat16" if args.device == "cuda" else "float32"))
     model = build_model(args, device, dtype)
     compile_ = {"auto": "auto", "on": True, "off": False}[args.compile]
-    fast = FastUnitGenerator(model, compile=compile_)
+    fast = FastUnitGenerator(model, compile=compile_, weights_dtype=args.weights_dtype)
+    if args.same_weights and not args.weights_dtype:
+        raise SystemExit("--same-weights needs --weights-dtype")
+    baseline_model = model
+    if args.same_weights:  # a model object that holds the fast path's backbone copy (shared, not copied again)
+        baseline_model = copy.copy(model)
+        baseline_model._modules = {**model._modules, "language_model": fast.language_model}
     prompt = torch.randint(0, args.num_units, (20,), generator=torch.Generator().manual_seed(args.seed))
     n = args.new_tokens
 
     def baseline():  # model.generate with the allowed-tokens processor (units and </s> only), i.e. generate_units
         with torch.inference_mode():
-            return model.generate_units(prompt, max_new_tokens=n, do_sample=False)[0].cpu()
+            return baseline_model.generate_units(prompt, max_new_tokens=n, do_sample=False)[0].cpu()
 
     def ours():
         return fast.generate(prompt, max_new_tokens=n, do_sample=False)
@@ -118,14 +156,21 @@ def main() -> None:
             if len(outputs[name]) != n:
                 raise SystemExit(f"expected {n} tokens from {name}, got {len(outputs[name])}")
         agreement.append((outputs["generate"] == outputs["fast"]).float().mean().item())
+        first_difference = (outputs["generate"] != outputs["fast"]).nonzero()
+        prefix = first_difference[0, 0].item() if len(first_difference) else n
     rates = {}
     for name, (walls, cpus) in times.items():
         wall_rate, cpu_rate = n / statistics.median(walls), n / statistics.median(cpus)
         rates[name] = cpu_rate if use_cpu_time else wall_rate
         print(f"{name}: {rates[name]:.1f} tokens/s by {measure} (wall: {wall_rate:.1f} tokens/s)")
-    print(f"  generate = model.generate via generate_units (dynamic cache), batch 1, {n} new tokens")
-    print(f"  fast = FastUnitGenerator ({fast.cache_implementation} cache, compile={fast.compile})")
-    print(f"identical greedy tokens: {100 * min(agreement):.1f}%")
+    on_copy = f" on the fast path's {args.weights_dtype} copy" if args.same_weights else ""
+    print(f"  generate = model.generate via generate_units (dynamic cache){on_copy}, batch 1, {n} new tokens")
+    weights = f", weights_dtype={args.weights_dtype}" if args.weights_dtype else ""
+    print(f"  fast = FastUnitGenerator ({fast.cache_implementation} cache, compile={fast.compile}{weights})")
+    print(f"identical greedy tokens: {100 * min(agreement):.1f}% (first {prefix} of {n} before any difference)")
+    if args.weights_dtype and not args.same_weights:
+        agreement = teacher_forced_agreement(model, fast, prompt, outputs["generate"])
+        print(f"teacher-forced top-1 agreement with the {dtype} model: {100 * agreement:.1f}%")
     print(f"ratio: {rates['fast'] / rates['generate']:.2f}")
 
 

@@ -10,7 +10,9 @@ units out. On CPU it uses the backbone's `DynamicCache` (measured faster than a 
 
 from __future__ import annotations
 
+import copy
 import math
+import warnings
 from collections.abc import Iterator
 
 import torch
@@ -122,6 +124,13 @@ class FastUnitGenerator:
             compiling), `"dynamic"` (`DynamicCache`) or `"auto"` (static when compiling, dynamic otherwise).
         max_cache_len (`int`, *optional*): size of the static cache; by default each call's prompt + new tokens,
             rounded up to a multiple of 256 and kept for later calls (one compiled graph per size).
+        weights_dtype (`str`, *optional*): decode with a lighter copy of the backbone instead of the model itself,
+            for CPUs, where a batch-1 step of a 100M+ model is bound by reading the weights: `"bfloat16"` (a bf16
+            copy) or `"int8"` (fp32 model on CPU only: `torch.ao` dynamic int8 quantisation, per output channel, of
+            the backbone's `nn.Linear` layers; embeddings and the LM head stay as they are). This changes the
+            numerics, so greedy units are no longer `generate_units`' token for token; `docs/benchmarks.md` gives
+            speed and agreement at 115M. The copy is made once, here (it briefly holds both models in memory), and
+            the model itself is left untouched. `None` (default) decodes with the model as it is.
 
     Example:
 
@@ -146,6 +155,7 @@ class FastUnitGenerator:
         compile: bool | str = "auto",
         cache_implementation: str = "auto",
         max_cache_len: int | None = None,
+        weights_dtype: str | None = None,
     ):
         if not hasattr(model, "language_model") or not hasattr(model.config, "vocab_layout"):
             raise ValueError(f"FastUnitGenerator needs a SpeechLMForCausalLM, got {type(model).__name__}")
@@ -157,10 +167,17 @@ class FastUnitGenerator:
             )
         if max_cache_len is not None and (not isinstance(max_cache_len, int) or max_cache_len < 2):
             raise ValueError(f"max_cache_len must be an int >= 2, got {max_cache_len!r}")
+        if weights_dtype not in (None, "bfloat16", "int8"):
+            raise ValueError(f"weights_dtype must be None, 'bfloat16' or 'int8', got {weights_dtype!r}")
         self.model = model
+        self.weights_dtype = weights_dtype
+        #: the backbone that decodes: the model's own, or its bf16 / int8 copy
+        self.language_model = _lighter_copy(model.language_model, weights_dtype)
         self.compile = model.device.type == "cuda" if compile == "auto" else compile
         if cache_implementation == "auto":
             cache_implementation = "static" if self.compile else "dynamic"
+        if self.compile and weights_dtype == "int8":
+            raise ValueError("weights_dtype='int8' runs eagerly only (torch.compile does not trace the int8 kernels)")
         if self.compile and cache_implementation != "static":
             raise ValueError("compile=True needs cache_implementation='static' (a compiled step needs fixed shapes)")
         self.cache_implementation = cache_implementation
@@ -217,7 +234,7 @@ class FastUnitGenerator:
         step = self._step_function(fused and not do_sample, warpers if fused else LogitsProcessorList())
         cache = self._new_cache(total)
 
-        lm = self.model.language_model
+        lm = self.language_model
         logits = lm(input_ids=input_ids, past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
         position = torch.full((1, 1), prompt_len, dtype=torch.long, device=input_ids.device)
         scores = logits.float() + self._allowed_bias
@@ -293,7 +310,7 @@ class FastUnitGenerator:
         return scores.argmax(-1, keepdim=True)
 
     def _new_cache(self, needed: int):
-        config = self.model.config
+        config = self.language_model.config
         if self.cache_implementation == "dynamic":
             self._cache_in_use = DynamicCache(config=config)
             return self._cache_in_use
@@ -310,7 +327,7 @@ class FastUnitGenerator:
 
     def _step_function(self, greedy: bool, warpers: LogitsProcessorList):
         """One decode step `(token [1, 1], position [1, 1]) -> next token [1, 1]` (greedy, fused) or scores."""
-        lm, bias = self.model.language_model, self._allowed_bias
+        lm, bias = self.language_model, self._allowed_bias
 
         def step(token, position):
             logits = lm(
@@ -329,6 +346,33 @@ class FastUnitGenerator:
         if key not in self._compiled:
             self._compiled[key] = _compiled_or_eager(step, self.model.device.type)
         return self._compiled[key]
+
+
+def _lighter_copy(language_model, weights_dtype: str | None):
+    """The backbone itself (`None`), or a copy with bf16 weights or int8 `nn.Linear` layers (see `weights_dtype`)."""
+    if weights_dtype is None:
+        return language_model
+    if weights_dtype == "bfloat16":
+        return copy.deepcopy(language_model).to(torch.bfloat16)
+    if language_model.device.type != "cpu" or language_model.dtype != torch.float32:
+        raise ValueError(
+            "weights_dtype='int8' needs an fp32 model on the CPU (dynamic int8 kernels are CPU-only and take fp32 "
+            f"activations), got {language_model.dtype} on {language_model.device}"
+        )
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+    quantized = copy.deepcopy(language_model)
+    body = quantized.get_decoder()  # the LM head stays fp32: it makes the token choice
+    with warnings.catch_warnings():  # torch.ao.quantization's deprecation notices: it is still the CPU int8 path
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.filterwarnings("ignore", message=".*quantize_per_(tensor|channel).*")
+        quantize_dynamic(body, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8, inplace=True)
+    if not any(type(module).__module__.startswith("torch.ao.nn.quantized") for module in body.modules()):
+        raise ValueError(
+            f"weights_dtype='int8' found no nn.Linear layer to quantise in {type(body).__name__} (e.g. GPT-2 uses "
+            "Conv1D); use weights_dtype='bfloat16' or None"
+        )
+    return quantized
 
 
 def _compiled_or_eager(step, device_type: str):
