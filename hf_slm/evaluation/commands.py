@@ -207,7 +207,7 @@ def cmd_prosody(args) -> int:
     pipe = _pipeline(args.pipeline, args.device)
     result = evaluate_prosody(pipe, audio, num_samples=args.num_samples, prompt_fraction=args.prompt_fraction,
                               temperature=args.temperature, max_new_tokens=args.max_new_tokens, f0_method=args.f0,
-                              seed=args.seed)  # fmt: skip
+                              speaker_similarity=args.speaker_similarity, seed=args.seed)  # fmt: skip
     for item in result["items"]:
         item.update(text=texts[item["index"]], espeak_pitch=args.pitches[item["index"] % len(args.pitches)])
     result.update(pipeline=args.pipeline, voice=args.voice, pitches=args.pitches)
@@ -217,12 +217,14 @@ def cmd_prosody(args) -> int:
     keys = ("min_mae", "resynthesis_mae", "consistency", "reference_consistency", "expressiveness")
     lines = [f"{k:<24}{result[k]:>8.3f}" for k in keys]
     lines += [f"{'voiced ' + k:<24}{v:>8.3f}" for k, v in result["voiced_fraction"].items()]
+    lines += [f"{'speaker sim. ' + k:<24}{v:>8.3f}" for k, v in result.get("speaker_similarity", {}).items()]
     lines.append(f"{'n (skipped)':<24}{result['n']:>4} ({len(result['skipped'])})")
     lines += ["", f"{'pitch':>5}{'prompt Hz':>11}{'reference Hz':>14}{'samples Hz':>12}{'min-MAE':>9}"]
     lines += [f"{i['espeak_pitch']:>5}{i['prompt_mean_f0']:>11.1f}{i['reference_mean_f0']:>14.1f}"
               f"{i['sample_mean_f0']:>12.1f}{i['min_mae']:>9.3f}" for i in result["items"]]  # fmt: skip
     table = "\n".join(lines)
     summary = {k: result[k] for k in keys + ("n", "num_samples", "f0_method", "pipeline")}
+    summary |= {f"speaker_similarity_{k}": v for k, v in result.get("speaker_similarity", {}).items()}
     write_report(md_path, "Prosody of continuations (pGSLM)", summary, table, [plot],
                  notes="min-MAE: mean |log-F0 difference| of the closest sample to the true continuation (lower is "
                        "better); resynthesis_mae is that of the vocoded true units. consistency: Pearson "
@@ -332,6 +334,8 @@ def add_evaluate_parser(sub) -> None:
     p.add_argument("--prompt-fraction", type=float, default=0.5, help="part of each utterance used as the prompt")
     p.add_argument("--f0", choices=F0_METHODS, default="autocorrelation",
                    help="F0 tracker: hf_slm's autocorrelation, WORLD's harvest/dio, Praat's parselmouth")  # fmt: skip
+    p.add_argument("--speaker-similarity", action="store_true",
+                   help="also compare the prompt's voice with the continuations' (needs resemblyzer)")  # fmt: skip
     common(p)
     p.set_defaults(func=cmd_prosody)
 

@@ -33,7 +33,7 @@ def _usable(contour: list[float]) -> bool:
 @torch.no_grad()
 def evaluate_prosody(pipeline, audio, num_samples: int = 5, prompt_fraction: float = 0.5, temperature: float = 1.0,
                      max_new_tokens: int | None = None, f0_method: str = "autocorrelation",
-                     seed: int = 0) -> dict:  # fmt: skip
+                     speaker_similarity: bool = False, seed: int = 0) -> dict:  # fmt: skip
     """pGSLM's prosody metrics of a pipeline's continuations.
 
     Args:
@@ -43,12 +43,16 @@ def evaluate_prosody(pipeline, audio, num_samples: int = 5, prompt_fraction: flo
         max_new_tokens: continuation length in units; default the reference's length. At least half of it is
             forced (`min_new_tokens`), since LMs trained on short sentences like to stop at once.
         f0_method: one of `F0_METHODS`.
+        speaker_similarity: also compare the voice of the prompt with that of the reference, the resynthesis and
+            the samples (Resemblyzer speaker embeddings, the `speaker_similarity` metric; needs resemblyzer).
 
     Returns a JSON-able dict: ``min_mae``, ``consistency``, ``expressiveness``; ``reference_consistency`` (that of
     the true continuations) and ``resynthesis_mae`` (log-F0 MAE of the vocoded true units: what the units and
     vocoder keep of F0, a floor for min-MAE); ``voiced_fraction`` of the references, resyntheses and samples; ``n``
     (items scored), ``skipped`` (items whose prompt, reference or every sample had too few voiced frames), the
-    settings, and ``items`` (per item: every F0 contour, ``min_mae``, ``expressiveness``, mean F0s).
+    settings, and ``items`` (per item: every F0 contour, ``min_mae``, ``expressiveness``, mean F0s). With
+    `speaker_similarity`, ``speaker_similarity`` holds the mean cosine of the prompt's speaker embedding with the
+    reference's (same voice: the ceiling), the resynthesis' and the samples' (NaN where no speech is found).
     """
     lm = pipeline._require("language_model", "prosody evaluation")
     pipeline._require("vocoder", "prosody evaluation")
@@ -79,8 +83,8 @@ def evaluate_prosody(pipeline, audio, num_samples: int = 5, prompt_fraction: flo
         # the true units are vocoded too: the F0 the vocoder keeps is the ceiling for the LM's samples
         continuations = [utterance[cut:]] + samples
         vocoded = pipeline.decode([torch.cat([utterance[:cut], c]) for c in continuations])
-        contours = [f0_from_audio(w[round(len(w) * cut / (cut + len(c))) :], pipeline.sampling_rate, method=f0_method)
-                    for c, w in zip(continuations, vocoded)]  # fmt: skip
+        parts = [w[round(len(w) * cut / (cut + len(c))) :] for c, w in zip(continuations, vocoded)]
+        contours = [f0_from_audio(w, pipeline.sampling_rate, method=f0_method) for w in parts]
         resynthesis_f0, sample_f0 = contours[0], contours[1:]
         usable = [c for c in sample_f0 if _usable(c)]
         if not (_usable(prompt_f0) and _usable(reference_f0) and usable):
@@ -92,6 +96,9 @@ def evaluate_prosody(pipeline, audio, num_samples: int = 5, prompt_fraction: flo
                       "reference_voiced": _voiced_fraction(reference_f0),
                       "resynthesis_voiced": _voiced_fraction(resynthesis_f0),
                       "samples_voiced": float(np.mean([_voiced_fraction(c) for c in sample_f0]))})  # fmt: skip
+        if speaker_similarity:
+            items[-1]["speaker_similarity"] = _speaker_similarities((wave[:cut_sample], sr), (wave[cut_sample:], sr),
+                                                                    parts, pipeline.sampling_rate)  # fmt: skip
     if not items:
         raise ValueError(f"no utterance could be scored: {skipped}")
     try:
@@ -111,6 +118,9 @@ def evaluate_prosody(pipeline, audio, num_samples: int = 5, prompt_fraction: flo
         "resynthesis_mae": _nanmean([log_f0_mae(i["resynthesis_f0"], i["reference_f0"]) for i in items]),
         "voiced_fraction": {key: float(np.mean([i[f"{key}_voiced"] for i in items]))
                             for key in ("reference", "resynthesis", "samples")},  # fmt: skip
+        **({"speaker_similarity": {key: _nanmean([i["speaker_similarity"][key] for i in items])
+                                   for key in ("reference", "resynthesis", "samples")}}
+           if speaker_similarity else {}),  # fmt: skip
         "n": len(items),
         "skipped": skipped,
         "num_samples": num_samples,
@@ -120,6 +130,24 @@ def evaluate_prosody(pipeline, audio, num_samples: int = 5, prompt_fraction: flo
         "frame_rate": 50.0,
         "items": items,
     }
+
+
+def _speaker_similarities(prompt, reference, vocoded, vocoder_rate: int) -> dict:
+    """Cosine of the prompt's speaker embedding with the reference's, the resynthesis' (`vocoded[0]`) and the
+    samples' (mean over `vocoded[1:]`); NaN where Resemblyzer's voice activity detection finds no speech."""
+    from .metrics.speaker_similarity.speaker_similarity import speaker_embedding
+
+    anchor = speaker_embedding(*prompt)
+
+    def cosine(waveform, sampling_rate) -> float:
+        try:
+            embedding = speaker_embedding(waveform, sampling_rate)
+        except ValueError:  # "no speech found": too short or silent after VAD
+            return float("nan")
+        return float(embedding @ anchor / (np.linalg.norm(embedding) * np.linalg.norm(anchor)))
+
+    samples = _nanmean([cosine(w, vocoder_rate) for w in vocoded[1:]])
+    return {"reference": cosine(*reference), "resynthesis": cosine(vocoded[0], vocoder_rate), "samples": samples}
 
 
 def _voiced_fraction(contour) -> float:
