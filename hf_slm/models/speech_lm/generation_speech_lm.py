@@ -177,7 +177,9 @@ class FastUnitGenerator:
         if cache_implementation == "auto":
             cache_implementation = "static" if self.compile else "dynamic"
         if self.compile and weights_dtype == "int8":
-            raise ValueError("weights_dtype='int8' runs eagerly only (torch.compile does not trace the int8 kernels)")
+            raise ValueError(
+                "weights_dtype='int8' runs eagerly only (a compiled int8 step measured 2x slower than eager on CPU)"
+            )
         if self.compile and cache_implementation != "static":
             raise ValueError("compile=True needs cache_implementation='static' (a compiled step needs fixed shapes)")
         self.cache_implementation = cache_implementation
