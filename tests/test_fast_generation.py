@@ -219,8 +219,8 @@ def test_bf16_model_greedy_equals_generate_units():
 
 @pytest.mark.parametrize("weights_dtype", ["bfloat16", "int8"])
 def test_lighter_weights_decode_like_generate_on_the_same_copy(weights_dtype):
-    """The loop adds nothing to the numerics: greedy units equal generate_units of a model holding the same lighter
-    backbone copy; the model itself keeps its fp32 nn.Linear layers."""
+    """The loop adds nothing to the numerics: greedy and seeded sampled units equal generate_units of a model holding
+    the same lighter backbone copy; the model itself keeps its fp32 nn.Linear layers."""
     model = tiny_model(seed=10)
     before = {name: p.clone() for name, p in model.named_parameters()}
     fast = FastUnitGenerator(model, weights_dtype=weights_dtype)
@@ -230,6 +230,10 @@ def test_lighter_weights_decode_like_generate_on_the_same_copy(weights_dtype):
     for prompt in ([1, 2, 3], [5] * 9):
         expected = reference.generate_units(torch.tensor(prompt), max_new_tokens=30, do_sample=False)[0]
         assert torch.equal(fast.generate(prompt, max_new_tokens=30, do_sample=False), expected)
+    torch.manual_seed(2)
+    expected = reference.generate_units(torch.tensor([4, 4]), max_new_tokens=30, do_sample=True, top_k=5)[0]
+    torch.manual_seed(2)
+    assert torch.equal(fast.generate([4, 4], max_new_tokens=30, do_sample=True, top_k=5), expected)
     up_proj = fast.language_model.get_decoder().layers[0].mlp.up_proj
     if weights_dtype == "int8":
         assert type(up_proj).__module__.startswith("torch.ao.nn.quantized") and up_proj.weight().dtype == torch.qint8
