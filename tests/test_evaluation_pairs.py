@@ -202,6 +202,21 @@ def test_storycloze_folder_pairs_by_index(pipeline, pairs, tmp_path):
     assert [p["id"] for p in read] == ["storycloze-0", "storycloze-1", "storycloze-2"]
     assert all(p["good_audio"].endswith("a_correct.wav") for p in read)
     assert score_pairs(pipeline, read)["accuracy"] == 1.0
+    # the same stories as a dataset with positive / negative audio columns (the Hub copies' layout)
+    import datasets
+
+    wavs = sorted(tmp_path.glob("*.wav"))
+    ds = datasets.Dataset.from_dict({"positive": list(map(str, wavs[0::2])), "negative": list(map(str, wavs[1::2]))})
+    ds.cast_column("positive", datasets.Audio()).cast_column("negative", datasets.Audio()).save_to_disk(tmp_path / "ds")
+    from_dataset = score_pairs(pipeline, read_storycloze_pairs(tmp_path / "ds"))
+    assert from_dataset["accuracy"] == 1.0 and "good_audio" not in from_dataset["items"][0]
+    np.testing.assert_allclose([i["good_nll"] for i in from_dataset["items"]],
+                               [i["good_nll"] for i in score_pairs(pipeline, read)["items"]], rtol=1e-5)  # fmt: skip
+    with pytest.raises(ValueError, match="no audio column"):
+        read_storycloze_pairs(tmp_path / "ds", good_column="correct")
     (tmp_path / "2_b_wrong.wav").unlink()
     with pytest.raises(ValueError, match="exactly two files"):
         read_storycloze_pairs(tmp_path)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no .wav files"):
+        read_storycloze_pairs(tmp_path / "empty")

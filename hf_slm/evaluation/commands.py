@@ -272,7 +272,9 @@ def add_evaluate_parser(sub) -> None:
     p.add_argument("--zerospeech", default=None, help="ZeroSpeech 2021 root (<root>/<task>/<split>/gold.csv + wavs)")
     p.add_argument("--task", choices=ZEROSPEECH_TASKS, default="lexical", help="with --zerospeech: sWUGGY or sBLIMP")
     p.add_argument("--split", default="dev", help="with --zerospeech: dev (test has no public gold.csv)")
-    p.add_argument("--storycloze", default=None, help="spoken StoryCloze folder (sSC / tSC: <index>_<name>.wav)")
+    p.add_argument("--storycloze", default=None,
+                   help="spoken StoryCloze (sSC / tSC): a folder of <index>_<name>.wav, or a saved dataset / parquet "
+                        "file with positive / negative audio columns")  # fmt: skip
     p.add_argument("--limit", type=int, default=None, help="score only the first N pairs")
     p.add_argument("--voice", default="en-us", help="espeak-ng voice for text pairs")
     p.add_argument("--rate", type=int, default=175, help="espeak-ng speaking rate (words/min)")

@@ -287,20 +287,28 @@ def read_zerospeech_pairs(root, task: str = "lexical", split: str = "dev") -> li
     return pairs
 
 
-def read_storycloze_pairs(folder) -> list[dict]:
-    """Audio pairs of a spoken StoryCloze folder (sSC / tSC, Hassid et al. 2023) in slamkit's layout: a flat folder of
-    ``<index>_<name>.wav``, two files per story index; the file first in name order is the coherent ending."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"StoryCloze folder {str(folder)!r} does not exist")
+def read_storycloze_pairs(path, good_column: str = "positive", bad_column: str = "negative") -> list[dict]:
+    """Audio pairs of spoken / topic StoryCloze (sSC / tSC, Hassid et al. 2023), from either layout:
+
+    - a folder of wavs in slamkit's layout: ``<index>_<name>.wav``, two files per story index; the file first in
+      name order is the coherent ending;
+    - a dataset (`save_to_disk` folder or a parquet / jsonl file) with an audio column per side, `good_column` /
+      `bad_column` (``positive`` / ``negative``, as in the Hub copies that Llama-Mimi's evaluation reads). Its audio
+      stays lazily decoded (torchcodec decoders) until scoring.
+    """
+    folder = Path(path)
+    if not folder.exists():
+        raise FileNotFoundError(f"StoryCloze folder or dataset {str(folder)!r} does not exist")
+    if folder.is_file() or any((folder / name).exists() for name in ("dataset_info.json", "dataset_dict.json")):
+        return _storycloze_dataset_pairs(folder, good_column, bad_column)
     stories: dict[int, list[Path]] = {}
-    for path in folder.glob("*.wav"):
-        index = path.name.split("_", 1)[0]
+    for wav in folder.glob("*.wav"):
+        index = wav.name.split("_", 1)[0]
         if not index.isdigit():
-            raise ValueError(f"{path}: StoryCloze files are named <index>_<name>.wav")
-        stories.setdefault(int(index), []).append(path)
+            raise ValueError(f"{wav}: StoryCloze files are named <index>_<name>.wav")
+        stories.setdefault(int(index), []).append(wav)
     if not stories:
-        raise ValueError(f"no .wav files in {folder}")
+        raise ValueError(f"{folder} holds no .wav files and is not a saved dataset")
     odd = {i: [p.name for p in paths] for i, paths in stories.items() if len(paths) != 2}
     if odd:
         shown = dict(list(odd.items())[:5])
@@ -311,6 +319,18 @@ def read_storycloze_pairs(folder) -> list[dict]:
         pairs.append({"id": f"storycloze-{index}", "good_audio": str(good), "bad_audio": str(bad), "type": "storycloze",
                       "phenomenon": "storycloze"})  # fmt: skip
     return pairs
+
+
+def _storycloze_dataset_pairs(path: Path, good_column: str, bad_column: str) -> list[dict]:
+    from ..data.real_speech import load_local_dataset
+
+    ds = load_local_dataset(path)
+    missing = [c for c in (good_column, bad_column) if c not in ds.column_names]
+    if missing:
+        raise ValueError(f"StoryCloze dataset {path}: no audio column {missing} (columns: {ds.column_names}); "
+                         "a folder of <index>_<name>.wav files is read too")  # fmt: skip
+    return [{"id": f"storycloze-{i}", "good_audio": row[good_column], "bad_audio": row[bad_column],
+             "type": "storycloze", "phenomenon": "storycloze"} for i, row in enumerate(ds)]  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------------- scoring
@@ -370,7 +390,8 @@ def score_pairs(pipeline, pairs: list[dict], voice: str = "en-us", rate: int = 1
     correct = pair_scores(*(((good / good_n), (bad / bad_n)) if normalize else (good, bad)))
     items = []
     for i, pair in enumerate(pairs):
-        item = {k: pair[k] for k in ("id", "type", "phenomenon", "good", "bad", "good_audio", "bad_audio") if k in pair}
+        item = {k: pair[k] for k in ("id", "type", "phenomenon", "good", "bad", "good_audio", "bad_audio")
+                if isinstance(pair.get(k), str)}  # decoded audio (a dataset's) stays out of the JSON
         item.update(good_nll=float(good[i]), bad_nll=float(bad[i]), good_tokens=int(good_n[i]),
                     bad_tokens=int(bad_n[i]), correct=float(correct[i]))  # fmt: skip
         items.append(item)
