@@ -481,8 +481,10 @@ def test_example_script_runs_on_tiny_config(tmp_path):
     output = tmp_path / "eval" / "tasks.json"
     result = evaluate_tasks.main(["--variant", summary["variant"], "--output", str(output), "--num_examples", "4",
                                   "--exclude_texts", str(tmp_path / "run" / "tuning_texts.txt"),
-                                  "--synth_cache_dir", str(tmp_path / "speech")])  # fmt: skip
+                                  "--synth_cache_dir", str(tmp_path / "speech"), "--update_card", "true"])  # fmt: skip
     assert json.loads(output.read_text())["silence"] == result["silence"] and output.with_suffix(".md").is_file()
+    card = (Path(summary["variant"]) / "README.md").read_text()  # training summary (tune.py) and figures (here)
+    assert "64 instruction rows" in card and "| ASR on held-out speech (n=4) | WER |" in card
     tuning_texts = set((tmp_path / "run" / "tuning_texts.txt").read_text().splitlines())
     assert tuning_texts and not {i["reference"] for i in result["asr"]["items"]} & tuning_texts
     assert result["asr"]["n"] == result["tts"]["n"] == result["intent"]["n"] == 4

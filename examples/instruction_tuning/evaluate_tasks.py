@@ -21,6 +21,7 @@ from transformers import HfArgumentParser
 
 from hf_slm.evaluation.report import write_json, write_report
 from hf_slm.instruct.evaluation import HELD_OUT_VOICES, TASKS, evaluate_instruct_tasks, summarize
+from hf_slm.model_cards import render_model_card, write_eval_results
 from hf_slm.pipelines import SpokenChatPipeline
 
 
@@ -41,6 +42,9 @@ class EvaluationArguments:
     )
     synth_cache_dir: str | None = field(default=None, metadata={"help": "Cache of the synthesised speech."})
     torch_threads: int = field(default=1, metadata={"help": "torch.set_num_threads (1 is fastest on a shared CPU)."})
+    update_card: bool = field(
+        default=False, metadata={"help": "Merge the figures into the (local) variant's eval_results.json and card."}
+    )
 
 
 def main(argv=None) -> dict:
@@ -65,6 +69,10 @@ def main(argv=None) -> dict:
              "`text_overlap` in the JSON: the fraction of a task's texts also seen in tuning.")  # fmt: skip
     write_report(output.with_suffix(".md"), f"Spoken tasks of {args.variant}", summarize(result), notes=notes)
     logging.info("%s", json.dumps(summarize(result), indent=2))
+    if args.update_card:
+        folder = Path(pipe.local_path)
+        write_eval_results(folder, [output])
+        (folder / "README.md").write_text(str(render_model_card(folder, repo_id=args.variant)), encoding="utf-8")
     return result
 
 

@@ -43,6 +43,8 @@ from hf_slm.instruct import (
     synthetic_slu_commands,
     word_level_tokenizer,
 )
+from hf_slm.evaluation.report import write_json
+from hf_slm.model_cards import TRAINING_SUMMARY_FILE, render_model_card
 from hf_slm.training import WallClockLimit
 
 logger = logging.getLogger(__name__)
@@ -201,6 +203,9 @@ def main(argv=None):
                              "max_steps": training_args.max_steps, "seed": training_args.seed,
                              "batch_size": training_args.per_device_train_batch_size}}  # fmt: skip
     (output_dir / "instruct_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    if not model_args.merge:  # the card of the variant describes its training
+        write_json(summary, saved / TRAINING_SUMMARY_FILE)
+        (saved / "README.md").write_text(str(render_model_card(saved)), encoding="utf-8")
     logger.info("saved %s", summary)
     return summary
 
