@@ -185,6 +185,12 @@ def main(argv=None):
         lm, r=model_args.lora_r, lora_alpha=model_args.lora_alpha, lora_dropout=model_args.lora_dropout,
         train_embeddings=model_args.train_embeddings))  # fmt: skip
     peft_lm.print_trainable_parameters()
+    lora_config = peft_lm.peft_config["default"]
+    embedding_training = "frozen"
+    if lora_config.trainable_token_indices:
+        embedding_training = "the non-text rows of the tied table, as PEFT trainable tokens"
+    elif lora_config.modules_to_save:
+        embedding_training = "embedding and head in modules_to_save"
     training_args.remove_unused_columns = False
     limit = [WallClockLimit(model_args.max_train_minutes)] if model_args.max_train_minutes else None
     trainer = Trainer(model=peft_lm, args=training_args, train_dataset=train_dataset, data_collator=processor.pad,
@@ -197,7 +203,8 @@ def main(argv=None):
     variant_dir = Path(model_args.variant_dir or output_dir / "instruct_variant")
     saved = save_instruct_variant(pipe, variant_dir, base=base, merge=model_args.merge)
     summary = {"variant": str(saved), "base": base, "merged": model_args.merge, "train_loss": result.training_loss,
-               "steps": result.global_step, "rows": len(rows), "train_runtime_s": result.metrics["train_runtime"],
+               "steps": result.global_step, "rows": len(rows), "embedding_training": embedding_training,
+               "train_runtime_s": result.metrics["train_runtime"],
                "rows_per_task": {t: rows["task"].count(t) for t in sorted(set(rows["task"]))},
                "arguments": {**asdict(model_args), **asdict(data_args), "learning_rate": training_args.learning_rate,
                              "max_steps": training_args.max_steps, "seed": training_args.seed,
