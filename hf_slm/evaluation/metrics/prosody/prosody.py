@@ -121,7 +121,7 @@ def f0_from_audio(waveform, sampling_rate: int, frame_rate: float = 50.0, method
     different trackers compare frame by frame. `autocorrelation` is hf_slm's tracker (`estimate_f0`); `harvest` and
     `dio` are WORLD's (pyworld; harvest is slower and more robust); `parselmouth` is Praat's "To Pitch (ac)".
     """
-    waveform = np.asarray(waveform, dtype=np.float64)
+    waveform = np.ascontiguousarray(waveform, dtype=np.float64)  # pyworld needs C-contiguous float64
     if waveform.ndim != 1 or waveform.size == 0:
         raise ValueError(f"f0_from_audio takes one non-empty mono waveform [T], got shape {waveform.shape}")
     if method not in F0_METHODS:
