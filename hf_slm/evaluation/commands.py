@@ -144,13 +144,15 @@ def cmd_resynthesis(args) -> int:
     json_path, md_path, stem = _outputs(args.output)
     pipe = _pipeline(args.pipeline, args.device)
     result = evaluate_resynthesis(pipe, texts, audio=audio, voice=args.voice, rate=args.rate, asr=args.asr,
-                                  vocabulary=args.vocabulary, output_dir=f"{stem}.audio" if args.save_audio else None)
+                                  vocabulary=args.vocabulary, dnsmos=args.dnsmos,
+                                  output_dir=f"{stem}.audio" if args.save_audio else None)  # fmt: skip
     result.update(pipeline=args.pipeline)
     write_json(result, json_path)
     keys = ("wer_original", "wer_resynthesized", "cer_original", "cer_resynthesized")
     plot = bar_plot({k: result[k] for k in keys}, f"{stem}.error_rates.png", "ASR error rates", "error rate")
-    table = "\n".join([f"{k:<20}{result[k]:>8.3f}" for k in keys + ("mel_distance",)] + [f"{'n':<20}{result['n']:>8}"])
-    summary = {k: result[k] for k in keys + ("mel_distance", "n", "asr", "pipeline")}
+    scores = keys + ("mel_distance",) + (("dnsmos_ovrl_original", "dnsmos_ovrl_resynthesized") if args.dnsmos else ())
+    table = "\n".join([f"{k:<26}{result[k]:>8.3f}" for k in scores] + [f"{'n':<26}{result['n']:>8}"])
+    summary = {k: result[k] for k in scores + ("n", "asr", "pipeline")}
     write_report(md_path, "Resynthesis", summary, table, [plot],
                  notes="WER/CER of the original audio is the ASR's own floor; the gap to the resynthesis is what the "
                        "units and the vocoder lose.")  # fmt: skip
@@ -308,6 +310,8 @@ def add_evaluate_parser(sub) -> None:
                    help="'pocketsphinx' or a transformers CTC/seq2seq ASR (folder or cached Hub id)")  # fmt: skip
     p.add_argument("--vocabulary", choices=["closed", "open"], default=None,
                    help="pocketsphinx: the words of the texts (closed, default) or its full English LM")  # fmt: skip
+    p.add_argument("--dnsmos", action="store_true",
+                   help="also DNSMOS OVRL of both (a quality score, not naturalness; needs hf_slm[eval])")  # fmt: skip
     p.add_argument("--save-audio", action="store_true", help="also write the original and resynthesised wavs")
     common(p)
     p.set_defaults(func=cmd_resynthesis)

@@ -32,7 +32,7 @@ def _load(item) -> tuple[np.ndarray, int]:
 
 def evaluate_resynthesis(pipeline, texts=None, audio=None, voice: str = "en-us", rate: int = 175,
                          vocabulary: str | None = None, asr: str | SpeechRecognizer = "pocketsphinx",
-                         batch_size: int = 8, output_dir=None) -> dict:  # fmt: skip
+                         dnsmos: bool = False, batch_size: int = 8, output_dir=None) -> dict:  # fmt: skip
     """WER / CER of the original and the resynthesised audio, and their mel distance.
 
     Args:
@@ -43,10 +43,12 @@ def evaluate_resynthesis(pipeline, texts=None, audio=None, voice: str = "en-us",
             ``"open"`` (pocketsphinx's full LM).
         asr: ``"pocketsphinx"``, a transformers ASR model (folder or Hub id, see `TransformersASR`), or any object
             with ``name`` and ``transcribe(waveform, sampling_rate)``.
+        dnsmos: also score both with DNSMOS (OVRL, a reference-free quality score, not naturalness; needs speechmos).
         output_dir: if given, the original and resynthesised wavs are written there (``000_original.wav``, ...).
 
     Returns a JSON-able dict: ``wer_original``, ``wer_resynthesized``, ``cer_original``, ``cer_resynthesized``,
-    ``mel_distance`` (mean, log-mel L1), ``n``, ``asr``, and ``items`` (text, both transcripts, mel distance).
+    ``mel_distance`` (mean, log-mel L1), ``n``, ``asr``, and ``items`` (text, both transcripts, mel distance); with
+    `dnsmos`, ``dnsmos_ovrl_original`` and ``dnsmos_ovrl_resynthesized`` (means, and per item).
     """
     if vocabulary not in (None, "closed", "open"):
         raise ValueError(f"vocabulary must be 'closed' or 'open', got {vocabulary!r}")
@@ -71,6 +73,8 @@ def evaluate_resynthesis(pipeline, texts=None, audio=None, voice: str = "en-us",
         asr = PocketSphinxASR(vocabulary=None if vocabulary == "open" else words)
     else:
         asr = load_asr(asr)
+    if dnsmos:
+        from .metrics.dnsmos.dnsmos import dnsmos as dnsmos_scores
     originals = [_load(a) for a in audio]
     hyp_original, hyp_resynth, distances, items = [], [], [], []
     for start in range(0, len(originals), batch_size):
@@ -83,12 +87,15 @@ def evaluate_resynthesis(pipeline, texts=None, audio=None, voice: str = "en-us",
             distances.append(mel_distance(resynth, wave, sampling_rate=sr, prediction_sampling_rate=out.sampling_rate))
             items.append({"text": texts[index], "asr_original": hyp_original[-1], "asr_resynthesized": hyp_resynth[-1],
                           "mel_distance": distances[-1], "num_units": int(len(out.units[k]))})  # fmt: skip
+            if dnsmos:
+                items[-1]["dnsmos_ovrl_original"] = dnsmos_scores(wave, sr)["ovrl"]
+                items[-1]["dnsmos_ovrl_resynthesized"] = dnsmos_scores(resynth, out.sampling_rate)["ovrl"]
             if output_dir is not None:
                 from ..data.builder import write_wav
 
                 write_wav(Path(output_dir) / f"{index:03d}_original.wav", wave, sr)
                 write_wav(Path(output_dir) / f"{index:03d}_resynthesized.wav", resynth, out.sampling_rate)
-    return {
+    result = {
         "wer_original": error_rate(hyp_original, texts, unit="word")["wer"],
         "wer_resynthesized": error_rate(hyp_resynth, texts, unit="word")["wer"],
         "cer_original": error_rate(hyp_original, texts, unit="char")["cer"],
@@ -98,6 +105,10 @@ def evaluate_resynthesis(pipeline, texts=None, audio=None, voice: str = "en-us",
         "asr": asr.name,
         "items": items,
     }
+    if dnsmos:
+        for key in ("dnsmos_ovrl_original", "dnsmos_ovrl_resynthesized"):
+            result[key] = float(np.mean([item[key] for item in items]))
+    return result
 
 
 __all__ = ["evaluate_resynthesis"]
