@@ -156,6 +156,17 @@ def cmd_tokenize(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------------- split-audio
+def cmd_split_audio(args) -> int:
+    from .data.vad import split_audio_files
+
+    rows = split_audio_files(args.inputs, args.output, min_silence_ms=args.min_silence_ms,
+                             max_utterance_s=args.max_utterance_s, threshold=args.threshold)  # fmt: skip
+    seconds = sum(row["end"] - row["start"] for row in rows)
+    print(f"wrote {len(rows)} utterances ({seconds:.1f} s of speech) of {len(args.inputs)} recordings to {args.output}")
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------------- info
 def describe_pipeline(spec: str) -> dict:
     """A JSON-able description of a pipeline variant or a single component folder."""
@@ -316,6 +327,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--output", required=True, help="JSONL file (files) or dataset folder (--dataset)")
     p.set_defaults(func=cmd_tokenize)
+
+    p = sub.add_parser("split-audio", help="long recordings -> utterance wavs cut at pauses (Silero VAD)")
+    p.add_argument("inputs", nargs="+", type=Path, help="audio files (wav, flac, ogg)")
+    p.add_argument("--min-silence-ms", type=int, default=300, help="a pause at least this long ends an utterance")
+    p.add_argument("--max-utterance-s", type=float, default=20.0, help="longer speech is cut at its longest pause")
+    p.add_argument("--threshold", type=float, default=0.5, help="speech probability threshold")
+    p.add_argument("--output", required=True, help="folder: <name>_000.wav ... + metadata.jsonl (an audiofolder)")
+    p.set_defaults(func=cmd_split_audio)
 
     p = sub.add_parser("info", help="describe a pipeline folder, Hub id, or component folder")
     p.add_argument("pipeline", nargs="?", default="default")

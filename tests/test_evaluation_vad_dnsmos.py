@@ -49,6 +49,30 @@ def test_vad_finds_the_speech_between_silences():
         speech_segments(np.zeros((2, rate)), rate)
 
 
+def test_split_audio_cli_writes_an_audiofolder_of_utterances(tmp_path, capsys):
+    pytest.importorskip("silero_vad", reason="pip install silero-vad (hf_slm[eval])")
+    import soundfile as sf
+
+    from hf_slm.cli import main
+    from hf_slm.data import load_local_dataset
+
+    first, second = synthesize(SENTENCES)
+    rate = first["sampling_rate"]
+    recording = np.concatenate([_silence(0.5, rate), first["array"], _silence(1.0, rate), second["array"]])
+    sf.write(tmp_path / "long.wav", recording, rate)
+    out = tmp_path / "utterances"
+    assert main(["split-audio", str(tmp_path / "long.wav"), "--output", str(out)]) == 0
+    assert "wrote 2 utterances" in capsys.readouterr().out
+    assert sorted(p.name for p in out.glob("*.wav")) == ["long_000.wav", "long_001.wav"]
+    rows = [json.loads(line) for line in (out / "metadata.jsonl").read_text().splitlines()]
+    assert [r["file_name"] for r in rows] == ["long_000.wav", "long_001.wav"] and rows[0]["start"] < rows[1]["start"]
+    assert sf.info(out / "long_001.wav").duration == pytest.approx(rows[1]["end"] - rows[1]["start"], abs=0.01)
+    ds = load_local_dataset(out)  # an audiofolder: fit-tokenizer / tokenize --dataset read it
+    assert len(ds) == 2 and {"audio", "start", "end", "source"} <= set(ds.column_names)
+    assert main(["split-audio", str(tmp_path / "missing.wav"), "--output", str(tmp_path / "x")]) == 2
+    assert "does not exist" in capsys.readouterr().err and not (tmp_path / "x").exists()
+
+
 def test_dnsmos_ranks_clean_speech_above_noisy_speech():
     for package in ("speechmos", "onnxruntime", "librosa"):
         pytest.importorskip(package, reason=f"pip install {package} (hf_slm[eval])")

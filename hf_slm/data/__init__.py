@@ -43,7 +43,7 @@ from .real_speech import (
     read_audio_dir,
     write_audio_dir,
 )
-from .vad import load_vad, speech_segments, split_utterances
+from .vad import load_vad, speech_segments, split_audio_files, split_utterances
 
 __all__ = [
     "GRAMMAR",
@@ -77,6 +77,7 @@ __all__ = [
     "realize",
     "sample_plan",
     "speech_segments",
+    "split_audio_files",
     "split_utterances",
     "synthesize_dataset",
     "synthesize_to_wav",

@@ -8,6 +8,7 @@ mode). Any sampling rate is accepted: the detector runs on a 16 kHz copy, and ti
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -86,4 +87,43 @@ def split_utterances(waveform, sampling_rate: int, min_silence_ms: int = 300, ma
     return utterances
 
 
-__all__ = ["VAD_SAMPLING_RATE", "load_vad", "speech_segments", "split_utterances"]
+def split_audio_files(files, output_dir, **kwargs) -> list[dict]:
+    """Split recordings into utterance wavs in `output_dir` (``<stem>_000.wav``, ...) with a ``metadata.jsonl`` of
+    ``file_name``, ``source``, ``start``, ``end`` per utterance, so that the folder loads as a `datasets` audiofolder
+    (``hf-slm fit-tokenizer --dataset DIR``, ``tokenize --dataset DIR``). Written atomically; returns the rows.
+    Keyword arguments go to `split_utterances`."""
+    import json
+
+    import soundfile as sf
+
+    from ..pipelines.pipeline_utils import atomic_save_directory
+    from .builder import write_wav
+
+    recordings = []
+    for path in map(Path, files):
+        if not path.is_file():
+            raise FileNotFoundError(f"audio file {str(path)!r} does not exist")
+        try:
+            data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+        except (sf.LibsndfileError, RuntimeError) as err:
+            raise ValueError(f"{path}: cannot read it as audio ({err})") from err
+        recordings.append((path, data.mean(1), int(rate)))
+    if len({path.stem for path, _, _ in recordings}) != len(recordings):
+        raise ValueError("recordings with the same file name would write the same utterance files; rename them")
+    rows = []
+
+    def write(tmp):
+        tmp = Path(tmp)
+        for path, waveform, rate in recordings:
+            for index, utterance in enumerate(split_utterances(waveform, rate, **kwargs)):
+                name = f"{path.stem}_{index:03d}.wav"
+                write_wav(tmp / name, utterance["array"], rate)
+                rows.append({"file_name": name, "source": str(path), "start": round(utterance["start"], 3),
+                             "end": round(utterance["end"], 3)})  # fmt: skip
+        (tmp / "metadata.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+
+    atomic_save_directory(output_dir, write)
+    return rows
+
+
+__all__ = ["VAD_SAMPLING_RATE", "load_vad", "speech_segments", "split_audio_files", "split_utterances"]
