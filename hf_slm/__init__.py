@@ -13,3 +13,6 @@ __version__ = "0.1.0"
 
 #: Local path of the embedded default pipeline variant shipped inside the package (no network needed).
 DEFAULT_PIPELINE = str(Path(__file__).resolve().parent / "default_pipeline")
+#: The embedded TWIST-style variant (`"twist-default"`): its own text tokenizer and warm-started LM; the feature
+#: extractor, speech tokenizer and vocoder are references to `DEFAULT_PIPELINE`.
+DEFAULT_TWIST_PIPELINE = str(Path(__file__).resolve().parent / "default_twist_pipeline")

@@ -16,7 +16,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from .pipelines.pipeline_utils import INDEX_FILE, PipelineLoadError, _normalise_spec, read_index
+from .pipelines.pipeline_utils import INDEX_FILE, PipelineLoadError, _normalise_spec, embedded_pipeline_path, read_index
 
 #: Pickle-based weight formats: loading them runs code, so hf_slm never publishes them.
 PICKLED_WEIGHT_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
@@ -134,7 +134,9 @@ def pull(
     path = Path(snapshot_download(repo_id, revision=revision, local_dir=local_dir, token=token))
     if include_shared and (path / INDEX_FILE).exists():
         for name, spec in read_index(path).items():
-            if isinstance(spec, dict) and spec.get("repo") and not Path(spec["repo"]).is_dir():
+            if not isinstance(spec, dict) or not spec.get("repo") or embedded_pipeline_path(spec["repo"]):
+                continue  # not shared, or shared from a variant embedded in the package (no download)
+            if not Path(spec["repo"]).is_dir():
                 # the same revision rule as PipelineMixin.from_pretrained: pinned, else this revision for this very
                 # repo, else the other repo's default branch
                 shared_revision = spec.get("revision") or (revision if spec["repo"] == repo_id else None)

@@ -301,6 +301,25 @@ def test_shared_component_by_reference(hub_server, tmp_path):
     assert pinned_pipe._shared_components["vocoder"]["repo"] == base_id
 
 
+def test_reference_to_the_embedded_default(hub_server, tmp_path):
+    """An index entry `"repo": "default"` means the default shipped in the installed package: pushed, pulled and
+    loaded from the Hub, it resolves locally (nothing downloaded for it, whatever the working directory)."""
+    repo_id = f"{USER}/slm-on-default"
+    default = SpeechLMPipeline.from_pretrained("default")
+    shared = {name: {"library": "hf_slm", "class": type(getattr(default, name)).__name__, "repo": "default",
+                     "subfolder": name} for name in ("feature_extractor", "speech_tokenizer", "vocoder")}
+    lm = tiny_speech_lm(0)
+    own = {**{name: getattr(default, name) for name in shared}, "language_model": lm}
+    push(save_variant(own, tmp_path / "variant", shared), repo_id)
+    pulled = pull(repo_id, local_dir=tmp_path / "pulled")
+    assert sorted(p.name for p in pulled.iterdir() if p.is_dir() and not p.name.startswith(".")) == ["language_model"]
+    assert_client_fully_served(hub_server)
+    loaded = SpeechLMPipeline.from_pretrained(repo_id)
+    assert_same_weights(loaded.language_model, lm)
+    assert_same_weights(loaded.vocoder, default.vocoder)
+    assert_same_weights(loaded.speech_tokenizer, default.speech_tokenizer)
+
+
 # ---------------------------------------------------------------------------------------------------- visibility
 def test_private_is_recorded(hub_server, tmp_path):
     folder = save_variant(components_transformers_parts(0), tmp_path / "variant")

@@ -14,7 +14,7 @@ import json
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import datasets
@@ -118,7 +118,7 @@ def fit_speech_tokenizer(args, train):
     return feature_extractor, tokenizer.eval()
 
 
-def add_units(ds, feature_extractor, tokenizer):
+def add_units(ds, feature_extractor, tokenizer, keep_waveform: bool = True):
     """A `units` column (50 Hz, no deduplication) and the waveform cut to the unit frames, for the vocoder."""
     hop = tokenizer.config.hop_length
 
@@ -127,6 +127,8 @@ def add_units(ds, feature_extractor, tokenizer):
         with torch.no_grad():
             out = tokenizer(input_values=inputs["input_values"], attention_mask=inputs["attention_mask"])
         units = [u[m].tolist() for u, m in zip(out.units, out.units_mask)]
+        if not keep_waveform:
+            return {"units": units}
         lengths = inputs["attention_mask"].sum(-1).tolist()
         # the raw (un-normalised) waveform, cut to whole unit frames: the vocoder's target
         raw = [load_audio(a, feature_extractor.sampling_rate) for a in batch["audio"]]
@@ -136,8 +138,10 @@ def add_units(ds, feature_extractor, tokenizer):
     return ds.map(tokenize, batched=True, batch_size=32, desc="tokenising speech", remove_columns=["audio"])
 
 
-def train_language_model(args, train, test):
-    backbone = LlamaConfig(
+def lm_backbone_config(args, vocab_size: int | None = None) -> LlamaConfig:
+    """The Llama backbone of the unit LM (and of the TWIST variant's text LM) from the `lm_*` arguments."""
+    extra = {} if vocab_size is None else {"vocab_size": vocab_size}
+    return LlamaConfig(
         hidden_size=args.lm_hidden_size,
         intermediate_size=args.lm_intermediate_size,
         num_hidden_layers=args.lm_num_layers,
@@ -146,10 +150,15 @@ def train_language_model(args, train, test):
         max_position_embeddings=2048,
         attention_dropout=args.lm_dropout,
         tie_word_embeddings=True,
+        **extra,
     )
-    config = SpeechLMConfig(backbone_config=backbone, num_units=args.num_units)
-    model = SpeechLMForCausalLM(config)
-    layout = config.vocab_layout
+
+
+def train_language_model(args, train, test, model: SpeechLMForCausalLM | None = None, run_name: str = "lm"):
+    """Train `model` (default: a cold-init GSLM unit LM) on `<s> [Speech] units </s>`; checkpoints in work_dir/run_name."""
+    if model is None:
+        model = SpeechLMForCausalLM(SpeechLMConfig(backbone_config=lm_backbone_config(args), num_units=args.num_units))
+    layout = model.config.vocab_layout
     prefix, eos = layout.speech_prefix_ids(), [layout.eos_token_id]
 
     def to_ids(row):
@@ -161,7 +170,12 @@ def train_language_model(args, train, test):
     trainer = Trainer(
         model=model,
         args=_training_args(
-            Path(args.work_dir) / "lm", args.lm_epochs, args.lm_max_steps, args.lm_learning_rate, args.lm_batch_size, args.seed
+            Path(args.work_dir) / run_name,
+            args.lm_epochs,
+            args.lm_max_steps,
+            args.lm_learning_rate,
+            args.lm_batch_size,
+            args.seed,
         ),
         train_dataset=train_ids,
         eval_dataset=test_ids,
@@ -199,6 +213,44 @@ def train_vocoder(args, train, test, hop_length):
     return model.eval(), {"vocoder_eval_mel_l1": metrics["eval_loss"]}
 
 
+def prepare_unit_data(args, feature_extractor=None, speech_tokenizer=None, keep_waveform: bool = True):
+    """Synthesise the speech, fit the speech tokenizer (unless given) and add `units`; each stage cached in work_dir.
+
+    `keep_waveform=False` drops the vocoder's target column (an LM-only run).
+
+    Returns `(train, test, feature_extractor, speech_tokenizer, summary)`; a rerun after a kill reloads the caches.
+    """
+    work, summary = Path(args.work_dir), {}
+    with _single_thread():
+        train, test = synthesise(args)
+        summary["train_utterances"], summary["eval_utterances"] = len(train), len(test)
+        summary["train_hours"] = round(sum(train["duration"]) / 3600, 3)
+        if speech_tokenizer is None:
+
+            def fit(tmp: Path) -> None:
+                fitted = fit_speech_tokenizer(args, train)
+                for component in fitted:
+                    component.save_pretrained(tmp)
+
+            feature_extractor, speech_tokenizer = cached_stage(
+                work / "speech_tokenizer",
+                fit,
+                lambda p: (SpeechFeatureExtractor.from_pretrained(p), KMeansUnitTokenizer.from_pretrained(p).eval()),
+            )
+        train, test = (
+            cached_stage(
+                work / f"units_{name}",
+                lambda tmp, ds=ds: add_units(ds, feature_extractor, speech_tokenizer, keep_waveform).save_to_disk(
+                    str(tmp)
+                ),
+                lambda p: datasets.load_from_disk(str(p)),
+            )
+            for name, ds in (("train", train), ("test", test))
+        )
+    summary["train_unit_tokens"] = int(sum(len(u) for u in train["units"]))
+    return train, test, feature_extractor, speech_tokenizer, summary
+
+
 def cached_stage(path: Path, write, load):
     """Run a data stage once: `write(tmp)` fills a temporary folder renamed to `path`; a rerun after a kill loads it."""
     from hf_slm.pipelines.pipeline_utils import atomic_save_directory
@@ -223,44 +275,30 @@ class _single_thread:
         torch.set_num_threads(self.threads)
 
 
-def main(argv=None) -> int:
-    parser = HfArgumentParser(DefaultPipelineArguments)
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) == 1 and argv[0].endswith(".json"):
-        (args,) = parser.parse_json_file(json_file=argv[0])
-    else:
-        (args,) = parser.parse_args_into_dataclasses(args=argv)
+def parse_arguments(dataclass_type, argv=None):
+    """`script.py [config.json] [--flag value ...]`: a JSON file gives the whole configuration, flags override it."""
+    parser = HfArgumentParser(dataclass_type)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0].endswith(".json"):
+        config = json.loads(Path(argv.pop(0)).read_text(encoding="utf-8"))
+        unknown = sorted(set(config) - {f.name for f in fields(dataclass_type)})
+        if unknown:
+            raise ValueError(f"unknown key(s) {unknown} in the JSON configuration of {dataclass_type.__name__}")
+        parser.set_defaults(**config)
+    (args,) = parser.parse_args_into_dataclasses(args=argv)
     set_seed(args.seed)
     if args.torch_threads > 0:
         torch.set_num_threads(args.torch_threads)
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_arguments(DefaultPipelineArguments, argv)
     started = time.time()
     summary: dict = {"arguments": asdict(args)}
 
-    work = Path(args.work_dir)
-    with _single_thread():
-        train, test = synthesise(args)
-        summary["train_utterances"], summary["eval_utterances"] = len(train), len(test)
-        summary["train_hours"] = round(sum(train["duration"]) / 3600, 3)
-
-        def fit(tmp: Path) -> None:
-            feature_extractor, speech_tokenizer = fit_speech_tokenizer(args, train)
-            feature_extractor.save_pretrained(tmp)
-            speech_tokenizer.save_pretrained(tmp)
-
-        feature_extractor, speech_tokenizer = cached_stage(
-            work / "speech_tokenizer",
-            fit,
-            lambda p: (SpeechFeatureExtractor.from_pretrained(p), KMeansUnitTokenizer.from_pretrained(p).eval()),
-        )
-        train, test = (
-            cached_stage(
-                work / f"units_{name}",
-                lambda tmp, ds=ds: add_units(ds, feature_extractor, speech_tokenizer).save_to_disk(str(tmp)),
-                lambda p: datasets.load_from_disk(str(p)),
-            )
-            for name, ds in (("train", train), ("test", test))
-        )
-    summary["train_unit_tokens"] = int(sum(len(u) for u in train["units"]))
+    train, test, feature_extractor, speech_tokenizer, data_summary = prepare_unit_data(args)
+    summary.update(data_summary)
 
     language_model, lm_metrics = train_language_model(args, train, test)
     vocoder, voc_metrics = train_vocoder(args, train, test, speech_tokenizer.config.hop_length)
@@ -273,13 +311,18 @@ def main(argv=None) -> int:
         vocoder=vocoder,
     )
     out = pipe.save_pretrained(args.output_dir)
+    write_summary(out, summary, started)
+    return 0
+
+
+def write_summary(out: Path, summary: dict, started: float) -> None:
+    """Size, time and threads into `training_summary.json` of the written variant (the model card reads it)."""
     summary["size_mb"] = round(sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) / 1e6, 2)
     summary["minutes"] = round((time.time() - started) / 60, 1)
     summary["torch_threads"] = torch.get_num_threads()
     (out / "training_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps({k: v for k, v in summary.items() if k != "arguments"}, indent=2))
     print(f"wrote the pipeline variant to {out}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -87,15 +87,34 @@ def _normalise_spec(name: str, spec) -> dict[str, Any] | None:
     raise PipelineLoadError(f"index entry {name!r} must be [library, class] or a dict with library/class, got {spec!r}")
 
 
+#: Names of the variants embedded in the package (loaded with no network) -> the ``hf_slm`` constant holding the path.
+EMBEDDED_PIPELINES = {
+    "default": "DEFAULT_PIPELINE",
+    "twist-default": "DEFAULT_TWIST_PIPELINE",
+    "default-twist": "DEFAULT_TWIST_PIPELINE",
+}
+
+
+def embedded_pipeline_path(name) -> str | None:
+    """The local folder of an embedded variant name (``"default"``, ``"twist-default"``), else None.
+
+    Index entries use these names to reference an embedded variant's components, which then resolve wherever the
+    package is installed.
+    """
+    constant = EMBEDDED_PIPELINES.get(str(name))
+    if constant is None:
+        return None
+    import hf_slm
+
+    return getattr(hf_slm, constant)
+
+
 def resolve_pipeline_path(path_or_repo_id: str | os.PathLike, revision: str | None = None, **hub_kwargs) -> Path:
-    """A local folder as it is, ``"default"`` as the embedded default, anything else as a Hub repo id.
+    """A local folder as it is, an embedded name (`EMBEDDED_PIPELINES`) as its folder, anything else as a Hub repo id.
 
     Hub repos are fetched with ``snapshot_download`` (which honours ``HF_ENDPOINT`` and the local cache).
     """
-    if str(path_or_repo_id) == "default":
-        from .. import DEFAULT_PIPELINE
-
-        path_or_repo_id = DEFAULT_PIPELINE
+    path_or_repo_id = embedded_pipeline_path(path_or_repo_id) or path_or_repo_id
     local = Path(path_or_repo_id).expanduser()
     if local.is_dir():
         return local
@@ -278,8 +297,8 @@ class PipelineMixin:
     @staticmethod
     def _load_component(name, spec, path: Path, loaded, revision, dtype, hub_kwargs):
         location, sub_kwargs = str(path / name), dict(hub_kwargs)
-        if spec.get("repo"):  # shared component: another repo (or folder) + subfolder
-            location = spec["repo"]
+        if spec.get("repo"):  # shared component: another repo (or folder, or embedded variant) + subfolder
+            location = embedded_pipeline_path(spec["repo"]) or spec["repo"]
             sub_kwargs["subfolder"] = spec.get("subfolder", name)
             if spec.get("revision"):  # another repo: its own pinned revision, else its default branch
                 sub_kwargs["revision"] = spec["revision"]
@@ -326,7 +345,9 @@ __all__ = [
     "COMPONENT_NAMES",
     "PipelineLoadError",
     "PipelineMixin",
+    "EMBEDDED_PIPELINES",
     "atomic_save_directory",
+    "embedded_pipeline_path",
     "read_index",
     "resolve_pipeline_path",
 ]

@@ -1,0 +1,227 @@
+#!/usr/bin/env python
+"""Train the embedded TWIST-style variant: a small text LM first, then a speech LM warm-started from it.
+
+    python examples/default_pipeline/train_twist.py examples/default_pipeline/config_twist_cpu.json
+    python examples/default_pipeline/train_twist.py --num_sentences 40 --text_lm_max_steps 2 --lm_max_steps 2 \\
+        --output_dir /tmp/twist --work_dir /tmp/twist_runs
+
+No pretrained text LM can be had offline here, so the script trains one (TWIST needs one to start from):
+text corpus -> byte-level BPE tokenizer (`tokenizers`) -> small Llama text LM (HF Trainer) ->
+`SpeechLMForCausalLM.from_text_lm` with the base variant's speech tokenizer (MFCC k-means-100 of the GSLM default) ->
+continued training on the same espeak-ng unit data as the GSLM default (`train_default.py`'s data stages) -> a variant
+whose feature extractor, speech tokenizer and vocoder are *references* to the base variant (nothing duplicated).
+`--init cold` trains the same LM from a random init instead (the TWIST paper's baseline).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import datasets
+import torch
+from transformers import AutoModelForCausalLM, LlamaForCausalLM, PreTrainedTokenizerFast, Trainer
+
+from hf_slm import SpeechLMPipeline
+from hf_slm.data import load_text_corpus
+from hf_slm.models.speech_lm import SpeechLMConfig, SpeechLMForCausalLM
+from hf_slm.pipelines.pipeline_utils import read_index, resolve_pipeline_path
+from hf_slm.training import CausalLMCollator
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from train_default import (  # noqa: E402  (the sibling script: its data stages, LM trainer and helpers)
+    DefaultPipelineArguments,
+    _last_checkpoint,
+    _training_args,
+    cached_stage,
+    lm_backbone_config,
+    parse_arguments,
+    prepare_unit_data,
+    train_language_model,
+    write_summary,
+)
+
+SHARED_COMPONENTS = ("feature_extractor", "speech_tokenizer", "vocoder")
+EOS, PAD = "<|endoftext|>", "<pad>"
+
+
+@dataclass
+class TwistPipelineArguments(DefaultPipelineArguments):
+    """`DefaultPipelineArguments` (speech data, `lm_*` = the LM size and its speech training) plus the text stage.
+
+    The speech tokenizer and vocoder are the base variant's, so `num_units`, `kmeans_*` and `vocoder_*` are unused.
+    """
+
+    output_dir: str = field(default="hf_slm/default_twist_pipeline", metadata={"help": "where the variant is written"})
+    work_dir: str = field(default="runs/twist_pipeline", metadata={"help": "caches, Trainer checkpoints and logs"})
+    base_pipeline: str = field(
+        default="default",
+        metadata={"help": "variant whose feature extractor, speech tokenizer and vocoder are referenced (not copied)"},
+    )
+    init: str = field(default="text_lm", metadata={"help": "'text_lm' (TWIST warm start) or 'cold' (random init)"})
+    text_lm_source: str = field(
+        default="builtin", metadata={"help": "text LM corpus: 'builtin', 'fortunes', 'wordnet' or a text file"}
+    )
+    text_lm_num_sentences: int = field(default=60_000, metadata={"help": "text LM training sentences"})
+    text_lm_num_eval_sentences: int = field(default=500, metadata={"help": "held-out text LM sentences"})
+    text_lm_seed: int = field(default=1, metadata={"help": "seed of the text corpus (the speech data uses `seed`)"})
+    text_vocab_size: int = field(default=512, metadata={"help": "byte-level BPE vocabulary, special tokens included"})
+    text_lm_epochs: float = 1.0
+    text_lm_max_steps: int = field(default=-1, metadata={"help": "overrides text_lm_epochs when > 0"})
+    text_lm_learning_rate: float = 2e-3
+    text_lm_batch_size: int = 64
+
+    def __post_init__(self):
+        if self.init not in ("text_lm", "cold"):
+            raise ValueError(f"--init must be 'text_lm' or 'cold', got {self.init!r}")
+
+
+def train_text_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFast:
+    """A GPT-2-style byte-level BPE (any text encodes, decoding is exact) with `<|endoftext|>` and `<pad>`."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=[EOS, PAD],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(texts, trainer=trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token=EOS, eos_token=EOS, pad_token=PAD)
+
+
+def _text_splits(args):
+    texts = load_text_corpus(
+        args.text_lm_source, limit=args.text_lm_num_sentences + args.text_lm_num_eval_sentences, seed=args.text_lm_seed
+    )
+    n_eval = min(args.text_lm_num_eval_sentences, max(1, len(texts) // 10))
+    return texts[n_eval:], texts[:n_eval]
+
+
+def train_text_lm(args, tokenizer, train_texts: list[str], eval_texts: list[str]):
+    """A Llama of the `lm_*` size on `<|endoftext|> sentence <|endoftext|>` rows (HF Trainer, resumable)."""
+    eos = tokenizer.eos_token_id
+
+    def rows(texts):
+        ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
+        return datasets.Dataset.from_dict({"input_ids": [[eos, *x, eos] for x in ids]})
+
+    backbone = lm_backbone_config(args, vocab_size=len(tokenizer))
+    backbone.bos_token_id = backbone.eos_token_id = eos
+    backbone.pad_token_id = tokenizer.pad_token_id
+    model = LlamaForCausalLM(backbone)
+    trainer = Trainer(
+        model=model,
+        args=_training_args(
+            Path(args.work_dir) / "text_lm",
+            args.text_lm_epochs,
+            args.text_lm_max_steps,
+            args.text_lm_learning_rate,
+            args.text_lm_batch_size,
+            args.seed,
+        ),
+        train_dataset=rows(train_texts),
+        eval_dataset=rows(eval_texts),
+        data_collator=CausalLMCollator(pad_token_id=tokenizer.pad_token_id, max_length=256),
+    )
+    trainer.train(resume_from_checkpoint=_last_checkpoint(trainer.args.output_dir))
+    loss = trainer.evaluate()["eval_loss"]
+    return model.eval(), {"text_lm_eval_loss": loss, "text_lm_eval_perplexity": math.exp(loss)}
+
+
+@torch.no_grad()
+def text_eval_loss(model, tokenizer, texts: list[str]) -> float:
+    """Mean per-token NLL of `<|endoftext|> text <|endoftext|>` over the text vocabulary only.
+
+    Restricting the softmax to the text rows makes the text LM and the speech LM warm-started from it give the same
+    number right after `from_text_lm` (the TWIST guarantee), so the figure after speech training shows what text
+    knowledge survived.
+    """
+    eos = tokenizer.eos_token_id
+    ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    batch = CausalLMCollator(pad_token_id=tokenizer.pad_token_id)([{"input_ids": [eos, *x, eos]} for x in ids])
+    logits = model.eval()(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    logits = logits[:, :-1, : len(tokenizer)].float()
+    return float(torch.nn.functional.cross_entropy(logits.transpose(1, 2), batch["labels"][:, 1:], ignore_index=-100))
+
+
+def build_language_model(args, tokenizer, num_units: int, summary: dict, eval_texts: list[str]):
+    """TWIST: `from_text_lm` over a text LM trained here; `--init cold`: the same size and vocabulary, random init."""
+    if args.init == "cold":
+        backbone = lm_backbone_config(args)
+        return SpeechLMForCausalLM(SpeechLMConfig(backbone_config=backbone, text_vocab_size=len(tokenizer), num_units=num_units))
+
+    def write_text_lm(tmp: Path) -> None:
+        text_lm, metrics = train_text_lm(args, tokenizer, *_text_splits(args))
+        text_lm.save_pretrained(tmp)
+        (tmp / "metrics.json").write_text(json.dumps(metrics))
+
+    text_lm_dir = cached_stage(Path(args.work_dir) / "text_lm_final", write_text_lm, lambda p: p)
+    summary.update(json.loads((text_lm_dir / "metrics.json").read_text()))
+    text_lm = AutoModelForCausalLM.from_pretrained(text_lm_dir)
+    summary["text_eval_loss_text_lm"] = text_eval_loss(text_lm, tokenizer, eval_texts)
+    model = SpeechLMForCausalLM.from_text_lm(text_lm, num_units, seed=args.seed)
+    summary["text_eval_loss_after_warm_start"] = text_eval_loss(model, tokenizer, eval_texts)
+    return model
+
+
+def main(argv=None) -> int:
+    args = parse_arguments(TwistPipelineArguments, argv)
+    started = time.time()
+    summary: dict = {"arguments": asdict(args)}
+    base = SpeechLMPipeline.from_pretrained(args.base_pipeline)
+
+    # text first: the tokenizer and the text LM do not depend on the speech data
+    train_texts, eval_texts = _text_splits(args)
+    tokenizer = cached_stage(
+        Path(args.work_dir) / "text_tokenizer",
+        lambda tmp: train_text_tokenizer(train_texts, args.text_vocab_size).save_pretrained(tmp),
+        PreTrainedTokenizerFast.from_pretrained,
+    )
+    num_units = base.speech_tokenizer.config.num_units
+    model = build_language_model(args, tokenizer, num_units, summary, eval_texts)
+
+    # speech data: the GSLM default's stages, tokenised by the base variant's own speech tokenizer
+    train, test, _, _, data_summary = prepare_unit_data(
+        args, base.feature_extractor, base.speech_tokenizer, keep_waveform=False
+    )
+    summary.update(data_summary)
+    language_model, lm_metrics = train_language_model(args, train, test, model=model, run_name=f"speech_lm_{args.init}")
+    summary.update(lm_metrics)
+    summary["text_eval_loss_after_speech_training"] = text_eval_loss(language_model, tokenizer, eval_texts)
+
+    pipe = SpeechLMPipeline(
+        feature_extractor=base.feature_extractor,
+        speech_tokenizer=base.speech_tokenizer,
+        language_model=language_model,
+        vocoder=base.vocoder,
+        tokenizer=tokenizer,
+    )
+    pipe._shared_components = references_to(args.base_pipeline)  # saved as references: weights stay there
+    out = pipe.save_pretrained(args.output_dir)
+    write_summary(out, summary, started)
+    return 0
+
+
+def references_to(base_pipeline: str) -> dict:
+    """Index entries that point at the base variant's components (or at what the base itself points at)."""
+    index = read_index(resolve_pipeline_path(base_pipeline))
+    entries = {}
+    for name in SHARED_COMPONENTS:
+        entry = index[name]
+        if isinstance(entry, dict):  # already a reference: keep pointing at the original
+            entries[name] = dict(entry)
+        else:
+            entries[name] = {"library": entry[0], "class": entry[1], "repo": base_pipeline, "subfolder": name}
+    return entries
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""The embedded TWIST-style variant: loads by name, borrows the GSLM default's components by reference, keeps text.
+
+Also the reproduction script (`examples/default_pipeline/train_twist.py`) on a tiny setting.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import hf_slm
+from hf_slm import SpeechLMPipeline
+from hf_slm.data import load_text_corpus
+from hf_slm.pipelines import INDEX_FILE
+from hf_slm.pipelines.pipeline_utils import embedded_pipeline_path, resolve_pipeline_path
+
+TWIST = Path(hf_slm.DEFAULT_TWIST_PIPELINE)
+DEFAULT = Path(hf_slm.DEFAULT_PIPELINE)
+SHARED = ("feature_extractor", "speech_tokenizer", "vocoder")
+SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "default_pipeline" / "train_twist.py"
+
+
+def _weights_mb(folder: Path) -> float:
+    return sum(f.stat().st_size for f in folder.rglob("*.safetensors")) / 1e6
+
+
+@pytest.fixture(scope="module")
+def twist():
+    return SpeechLMPipeline.from_pretrained("twist-default")
+
+
+def test_names_resolve_to_the_embedded_folders(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # wherever the user runs from
+    assert resolve_pipeline_path("twist-default") == TWIST == resolve_pipeline_path("default-twist")
+    assert resolve_pipeline_path("default") == DEFAULT
+    assert embedded_pipeline_path("org/default") is None
+
+
+def test_shares_the_default_components_by_reference_within_budget():
+    index = json.loads((TWIST / INDEX_FILE).read_text())
+    for name in SHARED:
+        assert index[name]["repo"] == "default" and index[name]["subfolder"] == name, index[name]
+        assert not (TWIST / name).exists(), f"{name} is duplicated instead of referenced"
+    assert (TWIST / "language_model" / "modeling_speech_lm.py").is_file(), "remote-code snapshot missing"
+    assert (TWIST / "tokenizer" / "tokenizer.json").is_file() and (TWIST / "README.md").is_file()
+    assert not list(TWIST.rglob("*.bin")) and not list(TWIST.rglob("*.pkl"))
+    shipped = [p for p in Path(hf_slm.__file__).parent.iterdir() if p.is_dir() and p.name.startswith("default")]
+    total = sum(_weights_mb(p) for p in shipped)
+    assert total <= 30, f"shipped weights {total:.1f} MB over the 30 MB budget ({[p.name for p in shipped]})"
+
+
+def test_loads_by_name_with_the_default_components(twist):
+    default = SpeechLMPipeline.from_pretrained("default")
+    for name in ("speech_tokenizer", "vocoder"):
+        ours, theirs = getattr(twist, name).state_dict(), getattr(default, name).state_dict()
+        assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours), name
+    assert twist.feature_extractor.to_dict() == default.feature_extractor.to_dict()
+    config = twist.language_model.config
+    assert config.text_vocab_size == len(twist.tokenizer) and config.num_units == twist.speech_tokenizer.config.num_units
+    summary = json.loads((TWIST / "training_summary.json").read_text())
+    assert summary["arguments"]["init"] == "text_lm"
+    # the TWIST guarantee at the moment of the warm start: text NLL unchanged
+    assert summary["text_eval_loss_after_warm_start"] == pytest.approx(summary["text_eval_loss_text_lm"], abs=1e-5)
+
+
+@torch.no_grad()
+def _text_nll(pipe, sentences: list[str]) -> torch.Tensor:
+    tok, model = pipe.tokenizer, pipe.language_model
+    eos, text_vocab = tok.eos_token_id, model.config.text_vocab_size
+    nll = []
+    for sentence in sentences:
+        ids = torch.tensor([[eos, *tok(sentence, add_special_tokens=False)["input_ids"], eos]])
+        logits = model(input_ids=ids).logits[0, :-1, :text_vocab]
+        nll.append(torch.nn.functional.cross_entropy(logits, ids[0, 1:], reduction="sum"))
+    return torch.stack(nll)
+
+
+def test_still_scores_and_generates_text(twist):
+    """Text the text LM learned is still preferred to its word-reversed version, and greedy text continues as text."""
+    sentences = load_text_corpus("builtin", limit=40, seed=123)
+    reversed_ = [" ".join(s.rstrip(".").split()[::-1]) + "." for s in sentences]
+    preferred = (_text_nll(twist, sentences) < _text_nll(twist, reversed_)).float().mean().item()
+    assert preferred >= 0.8, f"grammatical text preferred in only {preferred:.0%} of pairs"
+
+    tok, model = twist.tokenizer, twist.language_model
+    prompt = torch.tensor([[tok.eos_token_id, *tok("The", add_special_tokens=False)["input_ids"]]])
+    out = model.generate(prompt, max_new_tokens=8, do_sample=False, pad_token_id=model.config.vocab_layout.pad_token_id)
+    new = out[0, prompt.shape[1]:].tolist()
+    text_tokens = [t for t in new if t < model.config.text_vocab_size]
+    assert len(text_tokens) >= 4, f"text prompt continued with non-text tokens {new}"
+    assert tok.decode(text_tokens).strip(), "no readable text generated"
+
+
+def test_continues_speech(twist):
+    from hf_slm.data import EspeakSynthesizer
+
+    speech = EspeakSynthesizer("en-us").synthesize("the red dog runs home")
+    audio = {"array": speech.waveform, "sampling_rate": speech.sampling_rate}
+    out = twist.continue_speech(audio, max_new_tokens=20, seed=0)
+    assert 0 < len(out.units[0]) <= 20 and out.waveforms[0].size > 0
+
+
+def test_training_script_smoke(tmp_path):
+    """Tiny run end to end: text tokenizer + text LM -> warm start -> speech training -> variant with references."""
+    args = [sys.executable, str(SCRIPT), "--num_sentences", "16", "--num_eval_sentences", "4", "--num_proc", "1",
+            "--text_lm_num_sentences", "200", "--text_lm_num_eval_sentences", "20", "--text_vocab_size", "300",
+            "--text_lm_max_steps", "2", "--lm_max_steps", "2", "--lm_hidden_size", "32", "--lm_num_layers", "1",
+            "--lm_num_heads", "2", "--lm_intermediate_size", "64",
+            "--output_dir", str(tmp_path / "variant"), "--work_dir", str(tmp_path / "work")]
+    env = {**os.environ, "HF_SLM_CACHE": str(tmp_path / "cache")}
+    proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    variant = tmp_path / "variant"
+    summary = json.loads((variant / "training_summary.json").read_text())
+    assert summary["text_eval_loss_after_warm_start"] == pytest.approx(summary["text_eval_loss_text_lm"], abs=1e-5)
+    assert summary["train_utterances"] + summary["eval_utterances"] == 20
+    index = json.loads((variant / INDEX_FILE).read_text())
+    assert all(index[name]["repo"] == "default" for name in SHARED)
+    pipe = SpeechLMPipeline.from_pretrained(variant)
+    assert pipe.language_model.config.text_vocab_size == len(pipe.tokenizer) == 300
+    assert sorted(p.name for p in (tmp_path / "work").iterdir()) == [
+        "speech_lm_text_lm", "text_lm", "text_lm_final", "text_tokenizer", "units_test", "units_train"]
