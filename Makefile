@@ -6,7 +6,7 @@ PIP     = $(PY) -m pip
 STAMP   = $(VENV)/.hf_slm-installed
 APT_PACKAGES = espeak-ng ffmpeg chromium pocketsphinx-testdata
 
-.PHONY: install system-deps test test-all demo default-pipeline bench clean
+.PHONY: install system-deps test test-all demo default-pipeline twist-pipeline space bench clean
 
 system-deps:
 	@missing=""; command -v espeak-ng >/dev/null || missing="$$missing espeak-ng"; \
@@ -45,8 +45,16 @@ demo: install
 default-pipeline: install
 	$(PY) examples/default_pipeline/train_default.py --output hf_slm/default_pipeline
 
+# Re-train the embedded TWIST-style variant (text LM first, then warm start; needs the GSLM default it references).
+twist-pipeline: install
+	$(PY) examples/default_pipeline/train_twist.py examples/default_pipeline/config_twist_cpu.json
+
+# A deployable, self-contained Space folder (app.py + a copy of hf_slm + pinned PyPI requirements), see docs/space.md.
+space: install
+	$(PY) spaces/assemble.py --output space_build
+
 bench: install
 	$(PY) benchmarks/bench_tokenization.py --device cpu
 
 clean:
-	rm -rf demo_out .pytest_cache
+	rm -rf demo_out space_build .pytest_cache

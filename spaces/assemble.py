@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Assemble a deployable, self-contained Space folder: app.py + README.md + a copy of hf_slm + pinned requirements.
+"""Assemble a deployable, self-contained Space folder: app.py + README.md + a copy of hf_slm + pinned requirements
+(+ packages.txt for the apt packages).
 
     python spaces/assemble.py --output space_build          # = make space
     cd space_build && python app.py                          # runs exactly what a Space will run
@@ -22,6 +23,7 @@ from pathlib import Path
 SPACE_DIR = Path(__file__).resolve().parent
 PACKAGE_DIR = SPACE_DIR.parent / "hf_slm"
 SPACE_FILES = ("app.py", "README.md")
+APT_PACKAGES = ("espeak-ng", "ffmpeg")
 #: extras whose dependencies the Space needs besides hf_slm's own (gradio, gradio_client)
 EXTRAS = ("space",)
 IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", ".*")
@@ -68,6 +70,8 @@ def assemble(output: str | Path) -> Path:
             "# every other runtime dependency is pinned to the version the project's tests ran with.\n"
         )
         (tmp / "requirements.txt").write_text(header + "\n".join(pinned_requirements()) + "\n", encoding="utf-8")
+        # apt packages of the Space image: espeak-ng speaks the examples, ffmpeg decodes mp3/m4a/opus/webm uploads
+        (tmp / "packages.txt").write_text("\n".join(APT_PACKAGES) + "\n", encoding="utf-8")
 
     path = atomic_save_directory(output, write)
     path.chmod(0o755)  # mkdtemp's 0700 would hide the folder from a web server or another user

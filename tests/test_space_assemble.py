@@ -49,6 +49,7 @@ def test_folder_is_self_contained(space):
     templates = package / "model_card_templates"
     assert not templates.is_symlink() and (templates / "_base.md").is_file()
     assert not list(package.rglob("__pycache__"))
+    assert "espeak-ng" in (space / "packages.txt").read_text().split()
 
 
 def test_app_imports_the_copied_package(space):
