@@ -93,6 +93,19 @@ def _training_args(out: Path, epochs: float, max_steps: int, lr: float, batch: i
     )
 
 
+def train_and_evaluate(model, out: Path, epochs, max_steps, lr, batch, seed, train, test, collator) -> float:
+    """One HF Trainer run that resumes from its last checkpoint in `out`; returns the held-out loss."""
+    trainer = Trainer(
+        model=model,
+        args=_training_args(out, epochs, max_steps, lr, batch, seed),
+        train_dataset=train,
+        eval_dataset=test,
+        data_collator=collator,
+    )
+    trainer.train(resume_from_checkpoint=_last_checkpoint(trainer.args.output_dir))
+    return trainer.evaluate()["eval_loss"]
+
+
 def synthesise(args: DefaultPipelineArguments):
     texts = load_text_corpus(args.text_source, limit=args.num_sentences + args.num_eval_sentences, seed=args.seed)
     if len(texts) < 2:
@@ -167,23 +180,11 @@ def train_language_model(args, train, test, model: SpeechLMForCausalLM | None = 
     keep = ["input_ids"]
     train_ids = train.map(to_ids, remove_columns=[c for c in train.column_names if c not in keep])
     test_ids = test.map(to_ids, remove_columns=[c for c in test.column_names if c not in keep])
-    trainer = Trainer(
-        model=model,
-        args=_training_args(
-            Path(args.work_dir) / run_name,
-            args.lm_epochs,
-            args.lm_max_steps,
-            args.lm_learning_rate,
-            args.lm_batch_size,
-            args.seed,
-        ),
-        train_dataset=train_ids,
-        eval_dataset=test_ids,
-        data_collator=CausalLMCollator(pad_token_id=layout.pad_token_id, max_length=2048),
+    loss = train_and_evaluate(
+        model, Path(args.work_dir) / run_name, args.lm_epochs, args.lm_max_steps, args.lm_learning_rate,
+        args.lm_batch_size, args.seed, train_ids, test_ids, CausalLMCollator(layout.pad_token_id, max_length=2048),
     )
-    trainer.train(resume_from_checkpoint=_last_checkpoint(trainer.args.output_dir))
-    metrics = trainer.evaluate()
-    return model.eval(), {"lm_eval_loss": metrics["eval_loss"], "lm_eval_perplexity": math.exp(metrics["eval_loss"])}
+    return model.eval(), {"lm_eval_loss": loss, "lm_eval_perplexity": math.exp(loss)}
 
 
 def train_vocoder(args, train, test, hop_length):
@@ -194,23 +195,12 @@ def train_vocoder(args, train, test, hop_length):
         return ds.rename_columns({"units": "input_ids", "waveform": "audio"})
 
     train, test = as_pairs(train), as_pairs(test)
-    trainer = Trainer(
-        model=model,
-        args=_training_args(
-            Path(args.work_dir) / "vocoder",
-            args.vocoder_epochs,
-            args.vocoder_max_steps,
-            args.vocoder_learning_rate,
-            args.vocoder_batch_size,
-            args.seed,
-        ),
-        train_dataset=train,
-        eval_dataset=test,
-        data_collator=UnitVocoderCollator(hop_length=hop_length, segment_units=args.vocoder_segment_units),
+    loss = train_and_evaluate(
+        model, Path(args.work_dir) / "vocoder", args.vocoder_epochs, args.vocoder_max_steps,
+        args.vocoder_learning_rate, args.vocoder_batch_size, args.seed, train, test,
+        UnitVocoderCollator(hop_length=hop_length, segment_units=args.vocoder_segment_units),
     )
-    trainer.train(resume_from_checkpoint=_last_checkpoint(trainer.args.output_dir))
-    metrics = trainer.evaluate()
-    return model.eval(), {"vocoder_eval_mel_l1": metrics["eval_loss"]}
+    return model.eval(), {"vocoder_eval_mel_l1": loss}
 
 
 def prepare_unit_data(args, feature_extractor=None, speech_tokenizer=None, keep_waveform: bool = True):

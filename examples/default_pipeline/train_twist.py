@@ -24,7 +24,7 @@ from pathlib import Path
 
 import datasets
 import torch
-from transformers import AutoModelForCausalLM, LlamaForCausalLM, PreTrainedTokenizerFast, Trainer
+from transformers import AutoModelForCausalLM, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from hf_slm import SpeechLMPipeline
 from hf_slm.data import load_text_corpus
@@ -35,12 +35,11 @@ from hf_slm.training import CausalLMCollator
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_default import (  # noqa: E402  (the sibling script: its data stages, LM trainer and helpers)
     DefaultPipelineArguments,
-    _last_checkpoint,
-    _training_args,
     cached_stage,
     lm_backbone_config,
     parse_arguments,
     prepare_unit_data,
+    train_and_evaluate,
     train_language_model,
     write_summary,
 )
@@ -63,6 +62,11 @@ class TwistPipelineArguments(DefaultPipelineArguments):
         metadata={"help": "variant whose feature extractor, speech tokenizer and vocoder are referenced (not copied)"},
     )
     init: str = field(default="text_lm", metadata={"help": "'text_lm' (TWIST warm start) or 'cold' (random init)"})
+    new_embeddings_init: str = field(
+        default="normal",
+        metadata={"help": "unit/special rows of the warm start: 'normal' (random, as TWIST) or 'mean' (Hewitt 2021; "
+                  "near-identical unit rows, which kept our small LM at uniform over units, loss ln 100, for 60+ steps)"},
+    )
     text_lm_source: str = field(
         default="builtin", metadata={"help": "text LM corpus: 'builtin', 'fortunes', 'wordnet' or a text file"}
     )
@@ -117,22 +121,11 @@ def train_text_lm(args, tokenizer, train_texts: list[str], eval_texts: list[str]
     backbone.bos_token_id = backbone.eos_token_id = eos
     backbone.pad_token_id = tokenizer.pad_token_id
     model = LlamaForCausalLM(backbone)
-    trainer = Trainer(
-        model=model,
-        args=_training_args(
-            Path(args.work_dir) / "text_lm",
-            args.text_lm_epochs,
-            args.text_lm_max_steps,
-            args.text_lm_learning_rate,
-            args.text_lm_batch_size,
-            args.seed,
-        ),
-        train_dataset=rows(train_texts),
-        eval_dataset=rows(eval_texts),
-        data_collator=CausalLMCollator(pad_token_id=tokenizer.pad_token_id, max_length=256),
+    loss = train_and_evaluate(
+        model, Path(args.work_dir) / "text_lm", args.text_lm_epochs, args.text_lm_max_steps,
+        args.text_lm_learning_rate, args.text_lm_batch_size, args.seed, rows(train_texts), rows(eval_texts),
+        CausalLMCollator(pad_token_id=tokenizer.pad_token_id, max_length=256),
     )
-    trainer.train(resume_from_checkpoint=_last_checkpoint(trainer.args.output_dir))
-    loss = trainer.evaluate()["eval_loss"]
     return model.eval(), {"text_lm_eval_loss": loss, "text_lm_eval_perplexity": math.exp(loss)}
 
 
@@ -167,7 +160,9 @@ def build_language_model(args, tokenizer, num_units: int, summary: dict, eval_te
     summary.update(json.loads((text_lm_dir / "metrics.json").read_text()))
     text_lm = AutoModelForCausalLM.from_pretrained(text_lm_dir)
     summary["text_eval_loss_text_lm"] = text_eval_loss(text_lm, tokenizer, eval_texts)
-    model = SpeechLMForCausalLM.from_text_lm(text_lm, num_units, seed=args.seed)
+    model = SpeechLMForCausalLM.from_text_lm(
+        text_lm, num_units, new_embeddings_init=args.new_embeddings_init, seed=args.seed
+    )
     summary["text_eval_loss_after_warm_start"] = text_eval_loss(model, tokenizer, eval_texts)
     return model
 

@@ -249,7 +249,7 @@ def add_evaluate_parser(sub) -> None:
     commands = group.add_subparsers(dest="evaluate_command", required=True)
 
     def common(p, output_help="results JSON (a Markdown report and PNG plots are written next to it)"):
-        p.add_argument("--pipeline", default="default", help="pipeline folder, Hub repo id, or 'default'")
+        p.add_argument("--pipeline", default="default", help="pipeline folder, Hub repo id, 'default' or 'twist-default'")
         p.add_argument("--device", default="cpu")
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--output", required=True, help=output_help)
