@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torchaudio
 
 VAD_SAMPLING_RATE = 16000
 
@@ -34,14 +33,16 @@ def load_vad():
 
 
 def _mono_16k(waveform, sampling_rate: int) -> torch.Tensor:
-    wave = torch.as_tensor(np.asarray(waveform, dtype=np.float32))
-    if wave.dim() != 1:
-        raise ValueError(f"voice activity detection takes a mono waveform [T], got shape {tuple(wave.shape)}")
+    from ..models.unit_tokenizer import load_audio
+
+    wave = np.asarray(waveform, dtype=np.float32)
+    if wave.ndim != 1:
+        raise ValueError(f"voice activity detection takes a mono waveform [T], got shape {wave.shape}")
     if not isinstance(sampling_rate, (int, np.integer)) or sampling_rate <= 0:
         raise ValueError(f"sampling_rate must be a positive integer, got {sampling_rate!r}")
-    if sampling_rate != VAD_SAMPLING_RATE:
-        wave = torchaudio.functional.resample(wave, int(sampling_rate), VAD_SAMPLING_RATE)
-    return wave
+    if wave.size == 0:
+        return torch.zeros(0)
+    return torch.from_numpy(load_audio({"array": wave, "sampling_rate": int(sampling_rate)}, VAD_SAMPLING_RATE))
 
 
 @torch.no_grad()

@@ -16,8 +16,6 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
-import torch
-import torchaudio
 
 ASR_SAMPLING_RATE = 16000
 
@@ -33,13 +31,12 @@ class SpeechRecognizer(Protocol):
 
 def _mono_16k(waveform, sampling_rate: int) -> np.ndarray:
     """float32 mono at 16 kHz, scaled into [-1, 1] when it overshoots (vocoder output can)."""
-    wave = torch.as_tensor(np.asarray(waveform, dtype=np.float32)).reshape(-1)
-    if sampling_rate != ASR_SAMPLING_RATE:
-        wave = torchaudio.functional.resample(wave, int(sampling_rate), ASR_SAMPLING_RATE)
-    peak = float(wave.abs().max()) if wave.numel() else 0.0
-    if peak > 1.0:
-        wave = wave / peak
-    return wave.numpy()
+    from ..models.unit_tokenizer import load_audio
+
+    wave = load_audio({"array": np.asarray(waveform, dtype=np.float32), "sampling_rate": sampling_rate},
+                      ASR_SAMPLING_RATE)  # fmt: skip
+    peak = float(np.abs(wave).max())
+    return wave / peak if peak > 1.0 else wave
 
 
 class PocketSphinxASR:
