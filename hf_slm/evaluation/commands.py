@@ -137,13 +137,15 @@ def _audio_and_texts(args) -> tuple[list | None, list[str]]:
 
 
 def cmd_resynthesis(args) -> int:
+    from .asr import load_asr
     from .report import bar_plot, write_json, write_report
     from .resynthesis import evaluate_resynthesis
 
     audio, texts = _audio_and_texts(args)
     json_path, md_path, stem = _outputs(args.output)
     pipe = _pipeline(args.pipeline, args.device)
-    result = evaluate_resynthesis(pipe, texts, audio=audio, voice=args.voice, rate=args.rate, asr=args.asr,
+    asr = args.asr if args.asr == "pocketsphinx" else load_asr(args.asr, device=args.device)
+    result = evaluate_resynthesis(pipe, texts, audio=audio, voice=args.voice, rate=args.rate, asr=asr,
                                   vocabulary=args.vocabulary, dnsmos=args.dnsmos,
                                   output_dir=f"{stem}.audio" if args.save_audio else None)  # fmt: skip
     result.update(pipeline=args.pipeline)

@@ -53,7 +53,8 @@ def evaluate_resynthesis(pipeline, texts=None, audio=None, voice: str = "en-us",
     if vocabulary not in (None, "closed", "open"):
         raise ValueError(f"vocabulary must be 'closed' or 'open', got {vocabulary!r}")
     if vocabulary is not None and asr != "pocketsphinx":
-        raise ValueError(f"vocabulary ('closed' / 'open') applies to pocketsphinx only, not to the ASR {asr!r}")
+        name = getattr(asr, "name", asr)
+        raise ValueError(f"vocabulary ('closed' / 'open') applies to pocketsphinx only, not to the ASR {name!r}")
     texts = list(texts or [])
     if not texts:
         raise ValueError("resynthesis needs reference texts (one per utterance)")
