@@ -26,6 +26,7 @@ from evaluation_helpers import one_torch_thread, synthesize, tiny_pipeline  # no
 from hf_slm.cli import main
 from hf_slm.data.real_speech import (
     LIBRIVOX_DIR,
+    alsa_clips,
     audio_text_columns,
     librivox_clips,
     load_local_dataset,
@@ -78,6 +79,13 @@ def test_librivox_clips_are_read_with_their_transcripts(tmp_path):
     # pocketsphinx (open vocabulary) on real read speech: far better than on espeak-ng (docs/evaluation.md)
     hypothesis = PocketSphinxASR().transcribe(*sf.read(audio[4], dtype="float32"))
     assert error_rate([hypothesis], texts[4:5])["wer"] < 0.3
+
+
+def test_alsa_clips_take_their_transcript_from_the_file_name(tmp_path):
+    for name in ("Front_Left", "Rear_Center", "Noise"):
+        sf.write(tmp_path / f"{name}.wav", np.zeros(4800, dtype=np.float32), 48000)
+    assert alsa_clips(tmp_path) == ([str(tmp_path / "Front_Left.wav"), str(tmp_path / "Rear_Center.wav")],
+                                    ["front left", "rear center"])  # Noise.wav holds no speech  # fmt: skip
 
 
 def test_missing_clips_name_the_apt_package(tmp_path):
