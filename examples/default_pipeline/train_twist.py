@@ -152,7 +152,9 @@ def build_language_model(args, tokenizer, num_units: int, summary: dict, eval_te
         return SpeechLMForCausalLM(SpeechLMConfig(backbone_config=backbone, text_vocab_size=len(tokenizer), num_units=num_units))
 
     def write_text_lm(tmp: Path) -> None:
+        started = time.time()
         text_lm, metrics = train_text_lm(args, tokenizer, *_text_splits(args))
+        metrics["text_lm_minutes"] = round((time.time() - started) / 60, 1)
         text_lm.save_pretrained(tmp)
         (tmp / "metrics.json").write_text(json.dumps(metrics))
 

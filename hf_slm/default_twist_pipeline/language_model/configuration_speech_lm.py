@@ -1,0 +1,373 @@
+"""Configuration of the speech language model: a causal-LM backbone over one joint vocabulary of text and units."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from transformers import AutoConfig, PretrainedConfig
+from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+_KEPT_IMPLEMENTATIONS = ("_attn_implementation", "_experts_implementation")
+
+#: Names of the built-in special tokens, in the order they follow the units in the vocabulary.
+SPECIAL_TOKENS = ("<pad>", "<s>", "</s>", "[Speech]", "[Text]")
+
+
+def _default_backbone_config(vocab_size: int) -> PretrainedConfig:
+    """A small Llama (4 layers, width 256, ~3M parameters besides the embeddings) that trains on a CPU."""
+    return CONFIG_MAPPING["llama"](
+        vocab_size=vocab_size,
+        hidden_size=256,
+        intermediate_size=704,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=4096,
+        tie_word_embeddings=False,
+    )
+
+
+def build_backbone_config(backbone_config, vocab_size: int) -> PretrainedConfig:
+    """The backbone sub-config from a dict (with `model_type`), a config, or `None` (the small default Llama);
+    refuses anything that is not a decoder with a vocabulary. Shared by every speech LM config of this folder."""
+    if isinstance(backbone_config, dict):
+        backbone_config = dict(backbone_config)
+        model_type = backbone_config.pop("model_type", None)
+        if model_type not in CONFIG_MAPPING:
+            raise ValueError(f"backbone_config needs a known `model_type`, got {model_type!r}")
+        backbone_config = CONFIG_MAPPING[model_type](**backbone_config)
+    elif backbone_config is None:
+        backbone_config = _default_backbone_config(vocab_size)
+    elif not isinstance(backbone_config, PretrainedConfig):
+        raise ValueError(f"backbone_config must be a dict or a PretrainedConfig, got {type(backbone_config).__name__}")
+    if not hasattr(backbone_config, "vocab_size"):
+        raise ValueError(
+            f"backbone_config ({type(backbone_config).__name__}) has no `vocab_size`: it must describe a causal LM"
+        )
+    return backbone_config
+
+
+def as_unit_sequences(units) -> list[torch.Tensor]:
+    """Normalise a batch of unit sequences: a `[T]` / `[B, T]` tensor or array, one list of ints, or a list of 1-D
+    sequences of any lengths -> a list of 1-D tensors."""
+    if isinstance(units, (torch.Tensor, np.ndarray)):
+        units = torch.as_tensor(units)
+        if units.dim() == 1:
+            return [units]
+        if units.dim() == 2:
+            return list(units)
+        raise ValueError(f"units must be [T] or [B, T], got shape {tuple(units.shape)}")
+    if isinstance(units, (list, tuple)) and units and all(isinstance(u, (int, np.integer)) for u in units):
+        return [torch.as_tensor(units)]
+    if isinstance(units, (list, tuple)) and units:
+        sequences = [torch.as_tensor(u) for u in units]
+        for i, seq in enumerate(sequences):
+            if seq.dim() != 1:
+                raise ValueError(f"each unit sequence must be 1-D; sequence {i} has shape {tuple(seq.shape)}")
+        return sequences
+    raise ValueError("units must be a 1-D / 2-D tensor or a non-empty list of 1-D sequences")
+
+
+@dataclass(frozen=True)
+class SpeechLMVocabularyLayout:
+    r"""
+    Where every kind of token lives in the joint vocabulary of a [`SpeechLMForCausalLM`], and how units map to ids.
+
+    ```
+    [0, text_vocab_size)                           text tokens: the text tokenizer's own ids, unchanged
+    [unit_token_offset, + num_units)               unit k  -> unit_token_offset + k
+    [special_token_offset, + 5)                    <pad> <s> </s> [Speech] [Text]
+    [special_token_offset + 5, vocab_size)         task / language tags, e.g. [ASR] [TTS] [en] (VioLA / VoxtLM)
+    ```
+
+    Text ids come first so that a warm start from a text LM (TWIST) keeps every text row at its own index; a
+    speech-only (GSLM-style) model simply has `text_vocab_size=0`. The config and the processor build the same
+    layout from the same five numbers, so token ids always agree between them.
+
+    Args:
+        text_vocab_size (`int`): Rows reserved for text tokens (0 for a speech-only model).
+        num_units (`int`): Number of discrete units of the speech tokenizer.
+        task_tokens (`tuple[str, ...]`): Names of extra tag tokens, appended after the built-in specials.
+        use_modality_tokens (`bool`): Whether each speech / text segment starts with `[Speech]` / `[Text]`.
+    """
+
+    text_vocab_size: int = 0
+    num_units: int = 100
+    task_tokens: tuple[str, ...] = ()
+    use_modality_tokens: bool = True
+
+    def __post_init__(self):
+        for name, value, minimum in (("text_vocab_size", self.text_vocab_size, 0), ("num_units", self.num_units, 1)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+                raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+        tags = tuple(self.task_tokens)
+        if not all(isinstance(tag, str) and tag for tag in tags):
+            raise ValueError(f"task_tokens must be non-empty strings, got {list(tags)!r}")
+        clashes = sorted({tag for tag in tags if tags.count(tag) > 1 or tag in SPECIAL_TOKENS})
+        if clashes:
+            raise ValueError(f"task_tokens must be unique and differ from the built-in {SPECIAL_TOKENS}, got {clashes}")
+        object.__setattr__(self, "task_tokens", tags)
+
+    # ------------------------------------------------------------------ offsets and sizes
+    @property
+    def unit_token_offset(self) -> int:
+        """Token id of unit 0."""
+        return self.text_vocab_size
+
+    @property
+    def special_token_offset(self) -> int:
+        """Token id of the first special token (`<pad>`)."""
+        return self.text_vocab_size + self.num_units
+
+    @property
+    def special_tokens(self) -> tuple[str, ...]:
+        """Names of all special tokens (built-in ones, then task tags), in id order."""
+        return SPECIAL_TOKENS + self.task_tokens
+
+    @property
+    def vocab_size(self) -> int:
+        """Total number of token ids (text + units + specials + tags)."""
+        return self.special_token_offset + len(self.special_tokens)
+
+    @property
+    def pad_token_id(self) -> int:
+        return self.token_id("<pad>")
+
+    @property
+    def bos_token_id(self) -> int:
+        return self.token_id("<s>")
+
+    @property
+    def eos_token_id(self) -> int:
+        return self.token_id("</s>")
+
+    @property
+    def speech_token_id(self) -> int:
+        """Id of `[Speech]`, the marker that opens a speech segment."""
+        return self.token_id("[Speech]")
+
+    @property
+    def text_token_id(self) -> int:
+        """Id of `[Text]`, the marker that opens a text segment."""
+        return self.token_id("[Text]")
+
+    def token_id(self, name: str) -> int:
+        """Id of a special token or task tag given by name (e.g. `"[Speech]"`, `"[ASR]"`)."""
+        try:
+            return self.special_token_offset + self.special_tokens.index(name)
+        except ValueError:
+            raise ValueError(f"unknown special token {name!r}; this layout has {list(self.special_tokens)}") from None
+
+    def token_name(self, token_id: int) -> str:
+        """Readable name of any id: the special's name, `<unit_k>`, or `<text_i>` (decode text with the tokenizer)."""
+        token_id = int(token_id)
+        if not 0 <= token_id < self.vocab_size:
+            raise ValueError(f"token id {token_id} is outside the vocabulary [0, {self.vocab_size})")
+        if token_id < self.unit_token_offset:
+            return f"<text_{token_id}>"
+        if token_id < self.special_token_offset:
+            return f"<unit_{token_id - self.unit_token_offset}>"
+        return self.special_tokens[token_id - self.special_token_offset]
+
+    # ------------------------------------------------------------------ units <-> token ids
+    def units_to_token_ids(self, units) -> torch.LongTensor:
+        """Map units (any int tensor / array / list) to token ids; raises on a unit outside `[0, num_units)`."""
+        units = torch.as_tensor(units)
+        if units.is_floating_point() or units.dtype == torch.bool:
+            raise ValueError(f"units must be integers, got dtype {units.dtype}")
+        units = units.long()
+        if units.numel() and (int(units.min()) < 0 or int(units.max()) >= self.num_units):
+            bad = units[(units < 0) | (units >= self.num_units)][0].item()
+            raise ValueError(
+                f"unit {bad} is outside [0, {self.num_units}) (num_units={self.num_units}); padded unit frames "
+                "must be removed before they reach the language model"
+            )
+        return units + self.unit_token_offset
+
+    def is_unit_token(self, token_ids) -> torch.BoolTensor:
+        token_ids = torch.as_tensor(token_ids)
+        return (token_ids >= self.unit_token_offset) & (token_ids < self.special_token_offset)
+
+    def is_text_token(self, token_ids) -> torch.BoolTensor:
+        token_ids = torch.as_tensor(token_ids)
+        return (token_ids >= 0) & (token_ids < self.text_vocab_size)
+
+    def token_ids_to_units(self, token_ids, strict: bool = True) -> torch.LongTensor:
+        """Map unit token ids back to units. `strict=False` drops every non-unit id instead of raising."""
+        token_ids = torch.as_tensor(token_ids).long()
+        is_unit = self.is_unit_token(token_ids)
+        if not bool(is_unit.all()):
+            if strict:
+                bad = int(token_ids[~is_unit][0])
+                raise ValueError(f"token id {bad} ({self.token_name(bad)}) is not a unit token")
+            token_ids = token_ids[is_unit]
+        return token_ids - self.unit_token_offset
+
+    def speech_prefix_ids(self, task: str | Sequence[str] | None = None) -> list[int]:
+        """Ids that open a speech-only sequence: `<s>`, the task tags, then `[Speech]` if modality tokens are used."""
+        return [self.bos_token_id, *self.task_ids(task)] + ([self.speech_token_id] if self.use_modality_tokens else [])
+
+    def task_ids(self, task: str | Sequence[str] | None) -> list[int]:
+        """Ids of one or several task / language tags (`None` -> none)."""
+        if task is None:
+            return []
+        names = [task] if isinstance(task, str) else list(task)
+        unknown = [name for name in names if name not in self.task_tokens]
+        if unknown:
+            raise ValueError(f"unknown task tag(s) {unknown}; this layout has task_tokens={list(self.task_tokens)}")
+        return [self.token_id(name) for name in names]
+
+    def to_dict(self) -> dict:
+        return {
+            "text_vocab_size": self.text_vocab_size,
+            "num_units": self.num_units,
+            "task_tokens": list(self.task_tokens),
+            "use_modality_tokens": self.use_modality_tokens,
+        }
+
+
+class SpeechLMConfig(PretrainedConfig):
+    r"""
+    Configuration of [`SpeechLMForCausalLM`]: any causal-LM backbone (Llama, Qwen2, GPT-2, OPT, ...) held as
+    `backbone_config`, plus the vocabulary layout it is trained on (text tokens, units, special tokens; see
+    [`SpeechLMVocabularyLayout`]).
+
+    The defaults reproduce a small GSLM-style unit LM: speech only (`text_vocab_size=0`), 100 units (HuBERT / MFCC
+    k-means 100), a 4-layer Llama of width 256. A TWIST-style model (warm-started from a text LM) is built with
+    [`SpeechLMForCausalLM.from_text_lm`], which fills in `text_vocab_size` and the backbone.
+
+    Args:
+        backbone_config (`dict` or `PretrainedConfig`, *optional*):
+            Config of the causal LM (anything `AutoModelForCausalLM.from_config` builds). A dict needs a
+            `model_type`. Defaults to a 4-layer Llama (hidden 256, 4 heads, untied embeddings). Its `vocab_size` is
+            set to the layout's total [`~SpeechLMConfig.vocab_size`].
+        text_vocab_size (`int`, *optional*, defaults to 0):
+            Number of text token ids (the text LM's embedding rows); 0 for a speech-only model.
+        num_units (`int`, *optional*, defaults to 100):
+            Number of units of the speech tokenizer.
+        task_tokens (`list[str]`, *optional*):
+            Names of extra tag tokens for multi-task / multi-lingual use, e.g. `["[ASR]", "[TTS]", "[en]"]`.
+        use_modality_tokens (`bool`, *optional*, defaults to `True`):
+            Whether speech and text segments open with `[Speech]` / `[Text]` (SpiRit-LM / SUTLM style). With
+            `False` a speech-only sequence is plain `<s> u_1 ... u_T </s>` (GSLM).
+        kwargs:
+            Passed to [`PretrainedConfig`]. `pad_token_id`, `bos_token_id` and `eos_token_id` are derived from the
+            layout; values passed here must agree with it.
+
+    Example:
+
+    ```python
+    >>> from hf_slm import SpeechLMConfig, SpeechLMForCausalLM
+    >>> config = SpeechLMConfig(num_units=100)  # GSLM-style: units only
+    >>> config.vocab_size, config.unit_token_offset, config.bos_token_id, config.speech_token_id
+    (105, 0, 101, 103)
+    >>> config.units_to_token_ids([0, 7, 99]).tolist()
+    [0, 7, 99]
+    >>> twist = SpeechLMConfig(text_vocab_size=32000, num_units=500, task_tokens=["[ASR]", "[TTS]"])
+    >>> twist.vocab_size, twist.unit_token_offset, twist.token_id("[ASR]")
+    (32507, 32000, 32505)
+    >>> model = SpeechLMForCausalLM(config)
+
+    ```
+    """
+
+    model_type = "hf_slm_speech_lm"
+    sub_configs = {"backbone_config": AutoConfig}
+
+    def __init__(
+        self,
+        backbone_config: dict | PretrainedConfig | None = None,
+        text_vocab_size: int = 0,
+        num_units: int = 100,
+        task_tokens: list[str] | None = None,
+        use_modality_tokens: bool = True,
+        **kwargs,
+    ):
+        layout = SpeechLMVocabularyLayout(
+            text_vocab_size=text_vocab_size,
+            num_units=num_units,
+            task_tokens=tuple(task_tokens or ()),
+            use_modality_tokens=bool(use_modality_tokens),
+        )
+        backbone_config = build_backbone_config(backbone_config, layout.vocab_size)
+        # The layout owns the vocabulary: the backbone's embedding table has exactly one row per layout id, and its
+        # special ids are the layout's (a warm-started text LM's own BOS / EOS would point at text rows).
+        backbone_config.vocab_size = layout.vocab_size
+        for name in ("pad_token_id", "bos_token_id", "eos_token_id"):
+            if hasattr(backbone_config, name):
+                setattr(backbone_config, name, getattr(layout, name))
+
+        for name in ("pad_token_id", "bos_token_id", "eos_token_id"):
+            value = kwargs.pop(name, None)
+            if value is not None and value != getattr(layout, name):
+                raise ValueError(
+                    f"{name}={value!r} disagrees with the vocabulary layout, which puts it at {getattr(layout, name)}"
+                )
+        self.backbone_config = backbone_config
+        self.text_vocab_size = layout.text_vocab_size
+        self.num_units = layout.num_units
+        self.task_tokens = list(layout.task_tokens)
+        self.use_modality_tokens = layout.use_modality_tokens
+        # Plain attributes (not properties) so that `GenerationConfig.from_model_config` picks them up.
+        self.pad_token_id = layout.pad_token_id
+        self.bos_token_id = layout.bos_token_id
+        self.eos_token_id = layout.eos_token_id
+        kwargs.setdefault("tie_word_embeddings", getattr(backbone_config, "tie_word_embeddings", False))
+        # `PretrainedConfig.__init__` pushes its own (unset) attention / experts implementation down to every
+        # sub-config; keep the backbone's choice unless one is asked for here (a warm-started text LM is already
+        # built with it).
+        kept = {name: getattr(backbone_config, name, None) for name in _KEPT_IMPLEMENTATIONS}
+        super().__init__(**kwargs)
+        for name, value in kept.items():
+            if value is not None and kwargs.get(name.lstrip("_")) is None:
+                setattr(backbone_config, name, value)
+
+    @property
+    def vocab_layout(self) -> SpeechLMVocabularyLayout:
+        """The vocabulary layout (rebuilt from the config fields, so it follows any edit of them)."""
+        return SpeechLMVocabularyLayout(
+            text_vocab_size=self.text_vocab_size,
+            num_units=self.num_units,
+            task_tokens=tuple(self.task_tokens),
+            use_modality_tokens=self.use_modality_tokens,
+        )
+
+    @property
+    def vocab_size(self) -> int:
+        """Total number of token ids; equal to the backbone's `vocab_size`."""
+        return self.backbone_config.vocab_size
+
+    @property
+    def unit_token_offset(self) -> int:
+        return self.vocab_layout.unit_token_offset
+
+    @property
+    def special_token_offset(self) -> int:
+        return self.vocab_layout.special_token_offset
+
+    @property
+    def speech_token_id(self) -> int:
+        return self.vocab_layout.speech_token_id
+
+    @property
+    def text_token_id(self) -> int:
+        return self.vocab_layout.text_token_id
+
+    def token_id(self, name: str) -> int:
+        return self.vocab_layout.token_id(name)
+
+    def units_to_token_ids(self, units) -> torch.LongTensor:
+        return self.vocab_layout.units_to_token_ids(units)
+
+    def token_ids_to_units(self, token_ids, strict: bool = True) -> torch.LongTensor:
+        return self.vocab_layout.token_ids_to_units(token_ids, strict=strict)
+
+    def get_text_config(self, decoder=None, encoder=None) -> PretrainedConfig:
+        """The backbone config: what generation, caches and `resize_token_embeddings` must read."""
+        return self.backbone_config
+
+
+__all__ = ["SpeechLMConfig", "SpeechLMVocabularyLayout", "as_unit_sequences", "build_backbone_config"]
