@@ -41,7 +41,9 @@ def pinned_requirements(distribution: str = "hf_slm", extras=EXTRAS) -> list[str
     try:
         requires = metadata.requires(distribution) or []
     except metadata.PackageNotFoundError as err:
-        raise RuntimeError(f"{distribution} is not installed (pip install -e '.[space]'): cannot read its dependencies") from err
+        raise RuntimeError(
+            f"{distribution} is not installed (pip install -e '.[space]'): cannot read its dependencies"
+        ) from err
     pins, missing = {}, []
     for requirement in requires:
         name, extra = _requirement_name(requirement)
@@ -84,7 +86,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     path = assemble(args.output)
     size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e6
-    print(f"wrote the Space to {path} ({size:.1f} MB); push it with `hf upload <user>/<space> {path} --repo-type space`")
+    print(f"wrote the Space to {path} ({size:.1f} MB); push it with")
+    print(f"  hf upload <user>/<space> {path} --repo-type space")
     return 0
 
 

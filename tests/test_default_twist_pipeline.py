@@ -64,7 +64,8 @@ def test_loads_by_name_with_the_default_components(twist):
         assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours), name
     assert twist.feature_extractor.to_dict() == default.feature_extractor.to_dict()
     config = twist.language_model.config
-    assert config.text_vocab_size == len(twist.tokenizer) and config.num_units == twist.speech_tokenizer.config.num_units
+    assert config.text_vocab_size == len(twist.tokenizer)
+    assert config.num_units == twist.speech_tokenizer.config.num_units
     summary = json.loads((TWIST / "training_summary.json").read_text())
     assert summary["arguments"]["init"] == "text_lm"
     # the TWIST guarantee at the moment of the warm start: text NLL unchanged

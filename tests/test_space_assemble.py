@@ -25,7 +25,8 @@ def space(tmp_path_factory):
 
 
 def test_requirements_are_pinned_pypi_distributions(space):
-    lines = [line for line in (space / "requirements.txt").read_text().splitlines() if line and not line.startswith("#")]
+    text = (space / "requirements.txt").read_text()
+    lines = [line for line in text.splitlines() if line and not line.startswith("#")]
     names = set()
     for line in lines:
         req = Requirement(line)  # raises on anything pip would not read as a requirement

@@ -168,7 +168,8 @@ def lm_backbone_config(args, vocab_size: int | None = None) -> LlamaConfig:
 
 
 def train_language_model(args, train, test, model: SpeechLMForCausalLM | None = None, run_name: str = "lm"):
-    """Train `model` (default: a cold-init GSLM unit LM) on `<s> [Speech] units </s>`; checkpoints in work_dir/run_name."""
+    """Train `model` (default: a cold-init GSLM unit LM) on `<s> [Speech] units </s>`; checkpoints in work_dir/run_name.
+    """
     if model is None:
         model = SpeechLMForCausalLM(SpeechLMConfig(backbone_config=lm_backbone_config(args), num_units=args.num_units))
     layout = model.config.vocab_layout

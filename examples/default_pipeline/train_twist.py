@@ -65,7 +65,8 @@ class TwistPipelineArguments(DefaultPipelineArguments):
     new_embeddings_init: str = field(
         default="normal",
         metadata={"help": "unit/special rows of the warm start: 'normal' (random, as TWIST) or 'mean' (Hewitt 2021; "
-                  "near-identical unit rows, which kept our small LM at uniform over units, loss ln 100, for 60+ steps)"},
+                  "near-identical unit rows, which kept our small LM at uniform over units, loss ln 100, for "
+                  "60+ steps)"},
     )
     text_lm_source: str = field(
         default="builtin", metadata={"help": "text LM corpus: 'builtin', 'fortunes', 'wordnet' or a text file"}
@@ -149,7 +150,8 @@ def build_language_model(args, tokenizer, num_units: int, summary: dict, eval_te
     """TWIST: `from_text_lm` over a text LM trained here; `--init cold`: the same size and vocabulary, random init."""
     if args.init == "cold":
         backbone = lm_backbone_config(args)
-        return SpeechLMForCausalLM(SpeechLMConfig(backbone_config=backbone, text_vocab_size=len(tokenizer), num_units=num_units))
+        config = SpeechLMConfig(backbone_config=backbone, text_vocab_size=len(tokenizer), num_units=num_units)
+        return SpeechLMForCausalLM(config)
 
     def write_text_lm(tmp: Path) -> None:
         started = time.time()
