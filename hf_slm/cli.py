@@ -173,6 +173,7 @@ def describe_pipeline(spec: str) -> dict:
     from transformers import AutoConfig
 
     from .pipelines import INDEX_FILE, read_index, resolve_pipeline_path
+    from .pipelines.pipeline_utils import embedded_pipeline_path
 
     path = resolve_pipeline_path(spec)
     info: dict = {"path": str(path)}
@@ -192,8 +193,15 @@ def describe_pipeline(spec: str) -> dict:
     for name, spec_ in index.items():
         if name.startswith("_") or spec_ is None:
             continue
-        entry = {"class": spec_ if isinstance(spec_, dict) else "/".join(map(str, spec_))}
-        cfg_file = path / name / "config.json"
+        folder = path / name
+        if isinstance(spec_, dict):  # shared by reference: another repo / folder / embedded variant + subfolder
+            entry = {"class": f"{spec_.get('library')}/{spec_.get('class')}",
+                     "shared_from": f"{spec_.get('repo')}:{spec_.get('subfolder', name)}"}
+            source = embedded_pipeline_path(spec_.get("repo")) or spec_.get("repo")
+            folder = Path(source) / spec_.get("subfolder", name)  # read its config when it is local
+        else:
+            entry = {"class": "/".join(map(str, spec_))}
+        cfg_file = folder / "config.json"
         if cfg_file.exists():
             cfg = json.loads(cfg_file.read_text())
             entry["model_type"] = cfg.get("model_type")

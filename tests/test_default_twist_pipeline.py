@@ -135,3 +135,13 @@ def test_training_script_smoke(tmp_path):
     assert pipe.language_model.config.text_vocab_size == len(pipe.tokenizer) == 300
     assert sorted(p.name for p in (tmp_path / "work").iterdir()) == [
         "speech_lm_text_lm", "text_lm", "text_lm_final", "text_tokenizer", "units_test", "units_train"]
+
+
+def test_cli_info_shows_the_references(capsys):
+    from hf_slm.cli import main
+
+    assert main(["info", "twist-default", "--json"]) == 0
+    components = json.loads(capsys.readouterr().out)["components"]
+    assert components["vocoder"]["shared_from"] == "default:vocoder"
+    assert components["speech_tokenizer"]["num_units"] == 100  # read through the reference
+    assert components["language_model"]["text_vocab_size"] == 512
