@@ -16,3 +16,6 @@ DEFAULT_PIPELINE = str(Path(__file__).resolve().parent / "default_pipeline")
 #: The embedded TWIST-style variant (`"twist-default"`): its own text tokenizer and warm-started LM; the feature
 #: extractor, speech tokenizer and vocoder are references to `DEFAULT_PIPELINE`.
 DEFAULT_TWIST_PIPELINE = str(Path(__file__).resolve().parent / "default_twist_pipeline")
+#: The embedded instruct variant (`"instruct-default"`): only a LoRA adapter (`adapter/`) over `DEFAULT_TWIST_PIPELINE`,
+#: whose components it references (`SpokenChatPipeline.from_pretrained("instruct-default")`).
+DEFAULT_INSTRUCT_PIPELINE = str(Path(__file__).resolve().parent / "default_instruct_pipeline")

@@ -92,6 +92,7 @@ EMBEDDED_PIPELINES = {
     "default": "DEFAULT_PIPELINE",
     "twist-default": "DEFAULT_TWIST_PIPELINE",
     "default-twist": "DEFAULT_TWIST_PIPELINE",
+    "instruct-default": "DEFAULT_INSTRUCT_PIPELINE",
 }
 
 
