@@ -38,6 +38,7 @@ from hf_slm.instruct import (
     synthetic_slu_commands,
     word_level_tokenizer,
 )
+from hf_slm.instruct import adapter_holds_embeddings
 from hf_slm.instruct.evaluation import evaluate_instruct_tasks, evaluate_silence, held_out_sentences
 from hf_slm.pipelines import SpokenChatPipeline
 
@@ -325,8 +326,10 @@ def test_adapter_only_variant_stores_no_copy_of_the_embedding(tokenizer, tmp_pat
     base = SpeechLMPipeline(feature_extractor=_feature_extractor(), speech_tokenizer=tiny_unit_tokenizer(),
                             language_model=SpeechLMForCausalLM(config).eval(), tokenizer=tokenizer)  # fmt: skip
     base_path = base.save_pretrained(tmp_path / "base")
-    lm = add_task_tokens(copy.deepcopy(base.language_model), INSTRUCT_TOKENS)
+    # loaded from disk, as in tune.py: PEFT's "auto" then sees the resized vocabulary (a from-config model it does not)
+    lm = add_task_tokens(SpeechLMPipeline.from_pretrained(base_path).language_model, INSTRUCT_TOKENS)
     peft_model = attach_adapter(lm, default_lora_config(lm, r=4, init_lora_weights=False)).eval()
+    assert adapter_holds_embeddings(peft_model)  # tied: seen through PEFT's wrappers of the embedding and head
     with torch.no_grad():  # trained tag rows: a reload's fresh mean-initialised rows would differ
         for n, p in peft_model.named_parameters():
             if p.requires_grad and "lora_" not in n:

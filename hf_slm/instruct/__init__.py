@@ -19,6 +19,7 @@ from .data import (
 from .preference import build_speech_preferences, layout_tokenizer, units_to_string
 from .tuning import (
     LORA_TARGET_MODULES,
+    adapter_holds_embeddings,
     add_task_tokens,
     attach_adapter,
     default_lora_config,
@@ -36,6 +37,7 @@ __all__ = [
     "TTS_TEMPLATES",
     "USER_TOKEN",
     "SpeechChatTemplate",
+    "adapter_holds_embeddings",
     "add_task_tokens",
     "attach_adapter",
     "build_chain_of_modality",

@@ -137,7 +137,14 @@ def expose_tied_weights(model):
 
 def _is_tied(model) -> bool:
     output = model.get_output_embeddings()
-    return output is not None and output.weight is model.get_input_embeddings().weight
+    return output is not None and _own_weight(output) is _own_weight(model.get_input_embeddings())
+
+
+def _own_weight(module):
+    """The weight of the layer a PEFT wrapper wraps (a trainable-tokens wrapper's ``.weight`` is a fresh merged
+    tensor), else the module's own."""
+    original = getattr(module, "original_module", None)
+    return (original if isinstance(original, torch.nn.Module) else module).weight
 
 
 def adapter_holds_embeddings(peft_model) -> bool:
