@@ -377,6 +377,21 @@ def test_griffin_lim_from_mel_reconstructs_speech_spectra(speech):
         griffin_lim_from_mel(torch.randn(80))
 
 
+@pytest.mark.parametrize("frames", [2, 3, 4])
+def test_griffin_lim_from_mel_handles_mels_shorter_than_the_fft_window(speech, frames):
+    """A one- or two-unit reply is a mel shorter than n_fft / 2 samples: audio of its own length, not an stft error."""
+    transform = LogMelSpectrogram(sampling_rate=SR, n_fft=1024, hop_length=160, n_mels=80)
+    log_mel = transform(speech[1][:SR])[0][20 : 20 + frames]
+    recon = griffin_lim_from_mel(log_mel, sampling_rate=SR, n_fft=1024, hop_length=160, n_iter=4)
+    assert recon.shape == ((frames - 1) * 160,) and torch.isfinite(recon).all() and recon.abs().max() > 0
+    padded = griffin_lim_from_mel(log_mel, sampling_rate=SR, n_fft=1024, hop_length=160, n_iter=4, length=480)
+    assert padded.shape == (480,)
+    vocoder = UnitMelVocoder(UnitMelVocoderConfig(hidden_size=16, griffin_lim_iters=2)).eval()
+    with torch.no_grad():
+        out = vocoder(input_ids=torch.tensor([[3]]))
+    assert out.waveform.shape[-1] == int(out.waveform_lengths[0]) > 0
+
+
 # ---------------------------------------------------------------------------------------------- save / load
 @pytest.mark.parametrize("kind", ["hifigan", "mel"])
 def test_save_and_load_through_auto_classes(kind, tmp_path):
