@@ -1,7 +1,9 @@
 """hf_slm Space: resynthesis, speech continuation, spoken instruction and a token inspector over one pipeline variant.
 
 Load once, one function per tab, examples (parler-tts' demo). Run: `python app.py --pipeline default` (or a folder / a
-Hub repo id; the env variable HF_SLM_SPACE_PIPELINE sets the default).
+Hub repo id; the env variable HF_SLM_SPACE_PIPELINE sets the default). When that variant cannot chat, the spoken
+instruction tab runs `--instruct-pipeline` (default: the embedded `instruct-default`; env HF_SLM_INSTRUCT_PIPELINE;
+`none` turns it off).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import soundfile as sf
 import torch
 from transformers.generation.streamers import BaseStreamer
 
+from hf_slm.instruct.data import ASR_TEMPLATES, INTENT_TEMPLATES, SLU_INTENTS, TASK_TAGS, TTS_TEMPLATES
 from hf_slm.pipelines import SpokenChatPipeline
 from hf_slm.models.unit_tokenizer.feature_extraction_unit_tokenizer import AudioInputError, load_audio
 from hf_slm.visualization import plot_speech_units
@@ -29,6 +32,7 @@ CONCURRENCY = 2  # requests run at once per event; the rest wait in the queue (a
 QUEUE_SIZE = 64
 STREAM_EVERY = 25  # units between streamed audio updates (0.5 s at 50 Hz)
 EXAMPLE_TEXTS = ["The quick brown fox jumps over the lazy dog.", "Speech language models learn from audio alone."]
+COMMAND_TEXTS = ["turn off the lights in the kitchen", "what is the weather in paris"]  # the intent task's command set
 _PLOT_LOCK = threading.Lock()  # pyplot is not thread-safe
 
 
@@ -71,11 +75,16 @@ class QueueStreamer(BaseStreamer):
         self.queue.put(None)
 
 
-CHAT_MODES = {  # mode -> (instruction written before the input, task tag, reply modality), as instruction-tuned
+CHAT_MODES = {  # mode -> (instruction written before the input, task tag, reply modality): the first phrasing and
+    # tag of each task as hf_slm.instruct tunes and evaluates it; task modes keep the reply in its modality (as evaluated)
     "Chat": (None, None, None),
-    "ASR: speech -> text": ("transcribe this speech", "[ASR]", "text"),
-    "TTS: text -> speech": ("say this text", "[TTS]", "speech"),
+    "ASR: speech -> text": (ASR_TEMPLATES[0], TASK_TAGS["asr"], "text"),
+    "TTS: text -> speech": (TTS_TEMPLATES[0], TASK_TAGS["tts"], "speech"),
+    "Intent: speech -> intent": (INTENT_TEMPLATES[0], TASK_TAGS["intent"], "text"),
 }
+INTENT_NAMES = [intent.replace("_", " ") for intent in SLU_INTENTS]  # the replies the intent task was tuned to give
+SILENT_REPLY = "(silent: the model took this input as not addressed to it)"  # silence mode: an immediate </s>
+NO_INSTRUCT = ("", "none")  # --instruct-pipeline values that turn the fallback off
 
 
 def chat_support(pipe) -> str | None:
@@ -85,20 +94,39 @@ def chat_support(pipe) -> str | None:
     if pipe.components.get("tokenizer") is None or not {"[User]", "[Assistant]"} <= set(tags):
         return (
             "This variant has no instruct adapter: spoken instruction needs an instruction-tuned language model with "
-            "a text tokenizer and the [User]/[Assistant] chat tags. Load an instruct variant with --pipeline."
+            "a text tokenizer and the [User]/[Assistant] chat tags. Load an instruct variant with --pipeline or "
+            "--instruct-pipeline (e.g. instruct-default)."
         )
     return None
 
 
-def build_demo(pipeline_path: str = "default") -> gr.Blocks:
-    """Load the variant once and build the four tabs around it."""
+def load_chat_pipeline(pipe, instruct_pipeline: str | None = "instruct-default"):
+    """The pipeline that answers the spoken-instruction tab and its name: `pipe` itself when it can chat, else the
+    variant `instruct_pipeline` (loaded here, once), else `(None, None)` when that is `None` / `"none"`."""
+    if chat_support(pipe) is None:
+        return pipe, None
+    if instruct_pipeline is None or str(instruct_pipeline).strip().lower() in NO_INSTRUCT:
+        return None, None
+    chat_pipe = SpokenChatPipeline.from_pretrained(instruct_pipeline)
+    reason = chat_support(chat_pipe)
+    if reason:
+        raise ValueError(f"instruct pipeline {instruct_pipeline!r} cannot chat: {reason}")
+    return chat_pipe, str(instruct_pipeline)
+
+
+def build_demo(pipeline_path: str = "default", instruct_pipeline: str | None = "instruct-default") -> gr.Blocks:
+    """Load the variant once and build the four tabs around it; the spoken-instruction tab runs `instruct_pipeline`
+    when the variant itself cannot chat (see `load_chat_pipeline`)."""
     pipe = SpokenChatPipeline.from_pretrained(pipeline_path)  # a SpeechLMPipeline that can also chat
+    chat_pipe, chat_name = load_chat_pipeline(pipe, instruct_pipeline)
+    chat_name = chat_name or pipeline_path
     input_rate = int(pipe.feature_extractor.sampling_rate)
     frame_rate = float(pipe.speech_tokenizer.config.frame_rate)
     lm = pipe.components.get("language_model")
     layout = lm.config.vocab_layout if lm is not None else None
     out_dir = Path(tempfile.mkdtemp(prefix="hf_slm_space_"))
-    examples = make_examples(out_dir / "examples")
+    examples = make_examples(out_dir / "examples", EXAMPLE_TEXTS, "example")
+    commands = make_examples(out_dir / "examples", COMMAND_TEXTS, "command")
 
     def as_input(audio: np.ndarray) -> dict:
         return {"array": audio, "sampling_rate": input_rate}
@@ -147,20 +175,30 @@ def build_demo(pipeline_path: str = "default") -> gr.Blocks:
         yield (out.sampling_rate, out.waveforms[0]), " ".join(map(str, out.units[0].tolist()))
 
     def instruct(path, text, mode, max_new_tokens):
-        reason = chat_support(pipe)
-        if reason:
-            raise gr.Error(reason)
+        if chat_pipe is None:
+            raise gr.Error(chat_support(pipe))
+        if mode not in CHAT_MODES:
+            raise gr.Error(f"Unknown mode {mode!r}: one of {list(CHAT_MODES)}")
         instruction, task, modality = CHAT_MODES[mode]
-        if (modality == "text" or not (text or "").strip()) and not path:
+        text = (text or "").strip()
+        if modality == "speech" and not text:
+            raise gr.Error("No input: type the text to say.")
+        if modality == "text" and not path:
+            raise gr.Error("No input: record or upload the speech for this task.")
+        if not path and not text:
             raise gr.Error("No input: record or upload a spoken instruction, or type one.")
+        # tasks: their instruction, then the input; chat: the typed text and/or the speech, as given
         content = [{"type": "text", "text": instruction}] if instruction else []
+        if text and (modality == "speech" or task is None):
+            content.append({"type": "text", "text": text})
         if path and modality != "speech":
-            content.append({"type": "speech", "units": pipe.encode(as_input(read_audio(path, input_rate)))[0].tolist()})
-        else:
-            content.append({"type": "text", "text": text.strip()})
+            rate = int(chat_pipe.feature_extractor.sampling_rate)
+            units = chat_pipe.encode({"array": read_audio(path, rate), "sampling_rate": rate})[0].tolist()
+            content.append({"type": "speech", "units": units})
         reply, chunks = "", []
-        for event in pipe.stream_chat({"role": "user", "content": content}, task=task, response_modality=modality,
-                                      max_new_tokens=int(max_new_tokens)):  # fmt: skip
+        for event in chat_pipe.stream_chat({"role": "user", "content": content}, task=task, response_modality=modality,
+                                           strict_modality=modality is not None,
+                                           max_new_tokens=int(max_new_tokens)):  # fmt: skip
             if event.kind == "text":
                 reply += event.text
                 yield reply, gr.skip()
@@ -169,7 +207,7 @@ def build_demo(pipeline_path: str = "default") -> gr.Blocks:
                 yield reply, (event.sampling_rate, np.concatenate(chunks))
             elif event.output is not None:
                 out = event.output
-                text = out.text or ("(no reply: the model took this input as not addressed to it)" if out.silent else "")
+                text = out.text or (SILENT_REPLY if out.silent else "")
                 yield text, (out.sampling_rate, out.waveform) if out.waveform is not None else None
 
     def inspect(path, deduplicate):
@@ -195,7 +233,9 @@ def build_demo(pipeline_path: str = "default") -> gr.Blocks:
         return pipe.sampling_rate, pipe.decode(torch.tensor(units))[0]
 
     with gr.Blocks(title="hf_slm: speech language models") as demo:
-        gr.Markdown(f"# hf_slm speech language model\nVariant: `{pipeline_path}`. Clips up to {MAX_SECONDS:.0f} s / {MAX_FILE_MB} MB.")
+        gr.Markdown(f"# hf_slm speech language model\nVariant: `{pipeline_path}`" +
+                    (f"; spoken instruction: `{chat_name}`" if chat_pipe is not None and chat_pipe is not pipe else "") +
+                    f". Clips up to {MAX_SECONDS:.0f} s / {MAX_FILE_MB} MB.")  # fmt: skip
         with gr.Tab("Resynthesis"):
             r_in = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Speech")
             r_btn = gr.Button("Resynthesize", variant="primary")
@@ -214,7 +254,7 @@ def build_demo(pipeline_path: str = "default") -> gr.Blocks:
             c_btn.click(continue_speech, [c_in, c_temp, c_len, c_topk, c_seed], [c_out, c_units], api_name="continue_speech")
             gr.Examples(examples, c_in)
         with gr.Tab("Spoken instruction"):
-            gr.Markdown(chat_support(pipe) or "Ask by voice or text; the reply streams as text and speech.")
+            gr.Markdown(instruct_intro(pipe, chat_pipe, pipeline_path, chat_name))
             with gr.Row():
                 i_in, i_text = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Spoken instruction"), gr.Textbox(label="or text")
             with gr.Row():
@@ -224,7 +264,7 @@ def build_demo(pipeline_path: str = "default") -> gr.Blocks:
             i_reply, i_audio = gr.Textbox(label="Reply"), gr.Audio(label="Spoken reply")
             # one chat at a time: a new chat call interrupts the one in progress (user interruption)
             i_btn.click(instruct, [i_in, i_text, i_mode, i_len], [i_reply, i_audio], api_name="instruct", concurrency_limit=1)
-            gr.Examples(examples, i_in)
+            gr.Examples(commands + examples, i_in)
         with gr.Tab("Token inspector"):
             t_in = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Speech")
             t_dedup = gr.Checkbox(label="Deduplicate repeated units")
@@ -240,17 +280,29 @@ def build_demo(pipeline_path: str = "default") -> gr.Blocks:
     return demo
 
 
-def make_examples(folder: Path) -> list[list[str]]:
+def instruct_intro(pipe, chat_pipe, pipeline_path: str, chat_name: str) -> str:
+    """The spoken-instruction tab's first line: which variant answers, or why none does."""
+    if chat_pipe is None:
+        return chat_support(pipe) + " (The instruct fallback is off: --instruct-pipeline none.)"
+    by = f"Answered by `{chat_name}`" + ("" if chat_pipe is pipe else f" (`{pipeline_path}` has no instruct adapter)")
+    return (
+        f"{by}. Ask by voice or text; the reply streams as text and speech. Intent replies name one of: "
+        f"{', '.join(INTENT_NAMES)}. In Chat mode, speech that is not addressed to the assistant (noise, side talk) "
+        f"gets no reply, shown as *(silent)*."
+    )
+
+
+def make_examples(folder: Path, texts=EXAMPLE_TEXTS, prefix: str = "example") -> list[list[str]]:
     """Example prompts synthesised with espeak-ng at start-up (no binary files in the repo); none without espeak-ng."""
     try:
         from hf_slm.data import EspeakSynthesizer
 
         folder.mkdir(parents=True, exist_ok=True)
         paths = []
-        for i, text in enumerate(EXAMPLE_TEXTS):
+        for i, text in enumerate(texts):
             result = EspeakSynthesizer("en-us").synthesize(text)
-            sf.write(folder / f"example_{i}.wav", result.waveform, result.sampling_rate)
-            paths.append([str(folder / f"example_{i}.wav")])
+            sf.write(folder / f"{prefix}_{i}.wav", result.waveform, result.sampling_rate)
+            paths.append([str(folder / f"{prefix}_{i}.wav")])
         return paths
     except Exception as error:  # the Space still works without examples
         print(f"no example prompts: {error}")
@@ -260,10 +312,12 @@ def make_examples(folder: Path) -> list[list[str]]:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pipeline", default=os.environ.get("HF_SLM_SPACE_PIPELINE", "default"), help="folder, repo id or 'default'")
+    parser.add_argument("--instruct-pipeline", default=os.environ.get("HF_SLM_INSTRUCT_PIPELINE", "instruct-default"),
+                        help="variant for the spoken-instruction tab when --pipeline cannot chat ('none': off)")
     parser.add_argument("--host", default="0.0.0.0" if os.environ.get("SPACE_ID") else "127.0.0.1")
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
     args = parser.parse_args(argv)
-    demo = build_demo(args.pipeline)
+    demo = build_demo(args.pipeline, args.instruct_pipeline)
     demo.launch(server_name=args.host, server_port=args.port, max_file_size=f"{MAX_FILE_MB}mb", allowed_paths=[demo.allowed_example_dir])
 
 

@@ -1,9 +1,11 @@
-"""The Gradio Space (`spaces/app.py`) as a user meets it: a real server on 127.0.0.1 with a tiny pipeline, driven by
-`gradio_client` (every tab, refusals, 20 concurrent requests) and by a real headless Chromium (each tab rendered)."""
+"""The Gradio Space (`spaces/app.py`) as a user meets it: a real server on 127.0.0.1 with a tiny pipeline (no instruct
+adapter, so the spoken-instruction tab runs the shipped `instruct-default`), driven by `gradio_client` (every tab,
+refusals, 20 concurrent requests) and by a real headless Chromium (each tab rendered)."""
 
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 import socket
@@ -24,16 +26,22 @@ from gradio_client import Client, handle_file  # noqa: E402
 
 from chromium_cdp import HeadlessChromium, chromium_binary  # noqa: E402
 
+from hf_slm.instruct.data import SLU_INTENTS  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
+INTENT_NAMES = [intent.replace("_", " ") for intent in SLU_INTENTS]  # the intent task's replies, as tuned
 UNITS_SHOWN = "[...document.querySelectorAll('textarea')].some(t => t.offsetParent !== null && /^\\d+( \\d+)*$/.test(t.value))"
 TABS = {  # tab label -> (text only that tab shows, button to press after picking example_0.wav or None, then a JS check)
     "Resynthesis": ("Units over the spectrogram", "Resynthesize", UNITS_SHOWN +
                     " && [...document.querySelectorAll('img')].some(i => i.complete && i.naturalWidth > 600)"),
     "Speech continuation": ("Temperature", "Continue",
                             UNITS_SHOWN + " && document.querySelectorAll('audio').length >= {audios} + 2"),
-    "Spoken instruction": ("Ask by voice or text", "Ask", "document.querySelectorAll('audio').length >= {audios} + 2"),
+    "Spoken instruction": ("Answered by instruct-default", "Ask",  # the shipped variant names the command's intent
+                           "[...document.querySelectorAll('textarea')].some(t => t.offsetParent !== null && "
+                           f"{json.dumps(INTENT_NAMES)}.includes(t.value))"),
     "Token inspector": ("Deduplicate repeated units", "Tokenize", UNITS_SHOWN + " && document.body.innerText.includes('<unit_')"),
 }  # fmt: skip
+CHOICES = {"Spoken instruction": ("command_0.wav", "Intent: speech -> intent")}  # tab -> (example, mode) if not example_0
 
 
 def _free_port() -> int:
@@ -69,9 +77,12 @@ def tiny_instruct_pipeline():
 
 @pytest.fixture(scope="module")
 def space(tmp_path_factory):
-    """(url, pipeline folder): the app in its own process, as `python spaces/app.py --pipeline ... --port ...`."""
+    """(url, pipeline folder): the app in its own process, as `python spaces/app.py --pipeline ... --port ...`, over
+    a tiny variant that cannot chat, so that the spoken-instruction tab runs the default `instruct-default`."""
+    from tiny_components import tiny_pipeline
+
     root = tmp_path_factory.mktemp("space")
-    tiny_instruct_pipeline().save_pretrained(root / "pipeline")
+    tiny_pipeline().save_pretrained(root / "pipeline")
     port = _free_port()
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "GRADIO_TEMP_DIR": str(root / "gradio"), "TMPDIR": str(root)}
     log = open(root / "app.log", "w")
@@ -123,6 +134,14 @@ def pipe(space):
     from hf_slm.pipelines import SpokenChatPipeline
 
     return SpokenChatPipeline.from_pretrained(space[1])
+
+
+@pytest.fixture(scope="module")
+def chat_pipe():
+    """The shipped instruct variant, as the app's spoken-instruction tab loads it."""
+    from hf_slm.pipelines import SpokenChatPipeline
+
+    return SpokenChatPipeline.from_pretrained("instruct-default")
 
 
 def _units(text: str) -> list[int]:
@@ -177,33 +196,59 @@ def test_token_inspector_and_vocoding_typed_units(client, speech, pipe):
     assert abs(len(wav) / rate - 50 / pipe.speech_tokenizer.config.frame_rate) < 0.02
 
 
-@pytest.mark.parametrize("mode", ["ASR: speech -> text", "TTS: text -> speech", "Chat"])
-def test_spoken_instruction_streams_the_libraries_reply(client, speech, pipe, mode):
-    path, _ = speech
-    text = "the cat sat on the mat"
-    job = client.submit(handle_file(path) if mode != "TTS: text -> speech" else None, text, mode, 40, api_name="/instruct")
-    job.result(timeout=120)
-    reply, audio = job.outputs()[-1]
-    instruction, task, modality = {"ASR: speech -> text": ("transcribe this speech", "[ASR]", "text"),
-                                   "TTS: text -> speech": ("say this text", "[TTS]", "speech"),
+def _expected_reply(chat_pipe, mode: str, path: str | None, text: str, max_new_tokens: int):
+    """The library's reply for a tab mode, written from the tuning's own phrasings and tags (not the app's table)."""
+    from hf_slm.instruct.data import ASR_TEMPLATES, INTENT_TEMPLATES, TASK_TAGS, TTS_TEMPLATES
+
+    instruction, task, modality = {"ASR: speech -> text": (ASR_TEMPLATES[0], TASK_TAGS["asr"], "text"),
+                                   "TTS: text -> speech": (TTS_TEMPLATES[0], TASK_TAGS["tts"], "speech"),
+                                   "Intent: speech -> intent": (INTENT_TEMPLATES[0], TASK_TAGS["intent"], "text"),
                                    "Chat": (None, None, None)}[mode]  # fmt: skip
     content = [{"type": "text", "text": instruction}] if instruction else []
     if modality == "speech":
         content.append({"type": "text", "text": text})
     else:
-        content.append({"type": "speech", "units": pipe.encode(path)[0].tolist()})
-    expected = pipe.chat({"role": "user", "content": content}, task=task, response_modality=modality, max_new_tokens=40)
-    assert reply == expected.text or (expected.silent and reply.startswith("(no reply"))
+        content.append({"type": "speech", "units": chat_pipe.encode(path)[0].tolist()})
+    return chat_pipe.chat({"role": "user", "content": content}, task=task, response_modality=modality,
+                          strict_modality=modality is not None, max_new_tokens=max_new_tokens)  # fmt: skip
+
+
+@pytest.mark.parametrize("mode", ["ASR: speech -> text", "TTS: text -> speech", "Chat"])
+def test_spoken_instruction_streams_the_libraries_reply(client, speech, chat_pipe, mode):
+    path, _ = speech
+    text = "the cat sat on the mat"
+    job = client.submit(handle_file(path) if mode != "TTS: text -> speech" else None, text if mode != "Chat" else "",
+                        mode, 40, api_name="/instruct")  # fmt: skip
+    job.result(timeout=120)
+    reply, audio = job.outputs()[-1]
+    expected = _expected_reply(chat_pipe, mode, path, text, 40)
+    assert reply == expected.text or (expected.silent and reply.startswith("(silent")), (reply, expected)
     assert (audio is None) == (expected.waveform is None)
     if audio is not None:
         wav, rate = sf.read(audio)
         assert abs(len(wav) - len(expected.waveform)) <= 1 and rate == expected.sampling_rate
-    # the fixture's greedy replies: ASR holds text, TTS speech, chat one or both (so each output path runs)
+    # instruct-default's greedy replies: ASR holds text, TTS speech (each output path runs)
     assert {"ASR": bool(expected.text), "TTS": expected.waveform is not None}.get(mode[:3], True), expected
-    assert len(job.outputs()) >= 3, "text and audio arrive as they are generated"
+    if mode != "Chat":
+        assert len(job.outputs()) >= 3, "text and audio arrive as they are generated"
 
 
-def test_variant_without_instruct_tags_is_refused_by_name():
+def test_spoken_command_gets_its_intent_and_noise_gets_silence(client, chat_pipe, tmp_path):
+    """The tuned skills through the tab: an espeak-ng command -> an intent name; noise in chat mode -> silence."""
+    from hf_slm.data import EspeakSynthesizer
+    from hf_slm.instruct.data import noise_waveforms
+
+    command = EspeakSynthesizer("en-us").synthesize("turn off the lights in the kitchen")
+    path = _write(tmp_path, "command.wav", (command.waveform, command.sampling_rate))
+    reply, audio = client.predict(handle_file(path), "", "Intent: speech -> intent", 20, api_name="/instruct")
+    assert reply in INTENT_NAMES and audio is None, reply
+    assert reply == _expected_reply(chat_pipe, "Intent: speech -> intent", path, "", 20).text
+    noise = _write(tmp_path, "noise.wav", (noise_waveforms(1, seed=7)[0], 16000))
+    reply, audio = client.predict(handle_file(noise), "", "Chat", 40, api_name="/instruct")
+    assert reply.startswith("(silent") and audio is None, reply
+
+
+def test_instruct_tab_falls_back_to_the_instruct_variant():
     import importlib.util
 
     from tiny_components import tiny_pipeline
@@ -211,8 +256,21 @@ def test_variant_without_instruct_tags_is_refused_by_name():
     spec = importlib.util.spec_from_file_location("space_app", ROOT / "spaces" / "app.py")
     app = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(app)
-    assert "no instruct adapter" in app.chat_support(tiny_pipeline())
-    assert app.chat_support(tiny_instruct_pipeline()) is None
+    plain, instruct = tiny_pipeline(), tiny_instruct_pipeline()
+    assert "no instruct adapter" in app.chat_support(plain)
+    assert app.chat_support(instruct) is None
+    assert app.load_chat_pipeline(instruct, "instruct-default") == (instruct, None)  # a variant that chats answers
+    assert app.load_chat_pipeline(plain, "none") == (None, None)
+    chat, name = app.load_chat_pipeline(plain, "instruct-default")
+    assert name == "instruct-default" and app.chat_support(chat) is None
+    assert "Answered by `instruct-default`" in app.instruct_intro(plain, chat, "tiny", name)
+    assert "--instruct-pipeline none" in app.instruct_intro(plain, None, "tiny", "tiny")
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        plain.save_pretrained(folder)
+        with pytest.raises(ValueError, match="cannot chat: This variant has no instruct adapter"):
+            app.load_chat_pipeline(plain, folder)
 
 
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg to make the compressed files")
@@ -246,6 +304,7 @@ def test_refusals_name_the_problem(client, tmp_path):
         ("/vocode", ["1 two 3"], "integers"),
         ("/instruct", [None, "", "Chat", 20], "No input"),
         ("/instruct", [None, "the cat", "ASR: speech -> text", 20], "No input"),
+        ("/instruct", [None, "", "TTS: text -> speech", 20], "No input: type the text"),
     ]
     for endpoint, inputs, expected in cases:
         inputs = [handle_file(x) if isinstance(x, str) and x.startswith(str(tmp_path)) else x for x in inputs]
@@ -310,10 +369,13 @@ def test_each_tab_renders_in_headless_chromium(space, tmp_path):
         for label, (marker, button, done) in TABS.items():
             click("button[role=tab]", label)
             browser.wait_for(f"document.body.innerText.includes({marker!r})", timeout=20)
-            if button:  # the whole path in the browser: example -> button -> outputs shown
+            if button:  # the whole path in the browser: example (-> mode) -> button -> outputs shown
+                example, mode = CHOICES.get(label, ("example_0.wav", None))
                 audios = browser.evaluate("document.querySelectorAll('audio').length")
-                click("button", "example_0.wav")
+                click("button", example)
                 browser.wait_for(f"document.querySelectorAll('audio').length > {audios}", timeout=30)
+                if mode:
+                    click("label", mode)
                 click("button", button)
                 browser.wait_for(done.replace('{audios}', str(audios)), timeout=60)
                 time.sleep(0.5)  # let the last update paint

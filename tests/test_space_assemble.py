@@ -46,7 +46,8 @@ def test_folder_is_self_contained(space):
     assert (space / "app.py").read_text() == (ROOT / "spaces" / "app.py").read_text()
     assert (space / "README.md").read_text().startswith("---\n")  # the Space metadata block
     package = space / "hf_slm"
-    assert (package / "default_pipeline" / "pipeline_index.json").is_file()
+    for variant in ("default_pipeline", "default_twist_pipeline", "default_instruct_pipeline"):
+        assert (package / variant / "pipeline_index.json").is_file(), variant
     templates = package / "model_card_templates"
     assert not templates.is_symlink() and (templates / "_base.md").is_file()
     assert not list(package.rglob("__pycache__"))
@@ -54,11 +55,20 @@ def test_folder_is_self_contained(space):
 
 
 def test_app_imports_the_copied_package(space):
-    """In a fresh process started in the folder (as a Space runs it), `app` and `hf_slm` come from the folder."""
-    code = "import app, hf_slm; print(hf_slm.__file__); print(app.__file__)"
+    """In a fresh process started in the folder (as a Space runs it), `app` and `hf_slm` come from the folder, and the
+    spoken-instruction tab's default `instruct-default` resolves to the copied package and can chat."""
+    code = (
+        "import app, hf_slm\n"
+        "from hf_slm.pipelines.pipeline_utils import resolve_pipeline_path\n"
+        "chat, name = app.load_chat_pipeline(app.SpokenChatPipeline.from_pretrained('default'))\n"
+        "print(name, app.chat_support(chat))\n"
+        "print(hf_slm.__file__, app.__file__, resolve_pipeline_path('instruct-default'))"
+    )
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     proc = subprocess.run([sys.executable, "-c", code], cwd=space, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    package_file, app_file = proc.stdout.split()[-2:]
+    name, support, package_file, app_file, instruct = proc.stdout.split()[-5:]
+    assert (name, support) == ("instruct-default", "None"), proc.stdout[-2000:]
     assert Path(package_file).resolve().is_relative_to(space.resolve()), package_file
+    assert Path(instruct).resolve().is_relative_to(space.resolve()), instruct
     assert Path(app_file).resolve() == (space / "app.py").resolve()
