@@ -30,6 +30,26 @@ def _default_backbone_config(vocab_size: int) -> PretrainedConfig:
     )
 
 
+def build_backbone_config(backbone_config, vocab_size: int) -> PretrainedConfig:
+    """The backbone sub-config from a dict (with `model_type`), a config, or `None` (the small default Llama);
+    refuses anything that is not a decoder with a vocabulary. Shared by every speech LM config of this folder."""
+    if isinstance(backbone_config, dict):
+        backbone_config = dict(backbone_config)
+        model_type = backbone_config.pop("model_type", None)
+        if model_type not in CONFIG_MAPPING:
+            raise ValueError(f"backbone_config needs a known `model_type`, got {model_type!r}")
+        backbone_config = CONFIG_MAPPING[model_type](**backbone_config)
+    elif backbone_config is None:
+        backbone_config = _default_backbone_config(vocab_size)
+    elif not isinstance(backbone_config, PretrainedConfig):
+        raise ValueError(f"backbone_config must be a dict or a PretrainedConfig, got {type(backbone_config).__name__}")
+    if not hasattr(backbone_config, "vocab_size"):
+        raise ValueError(
+            f"backbone_config ({type(backbone_config).__name__}) has no `vocab_size`: it must describe a causal LM"
+        )
+    return backbone_config
+
+
 def as_unit_sequences(units) -> list[torch.Tensor]:
     """Normalise a batch of unit sequences: a `[T]` / `[B, T]` tensor or array, one list of ints, or a list of 1-D
     sequences of any lengths -> a list of 1-D tensors."""
@@ -272,22 +292,7 @@ class SpeechLMConfig(PretrainedConfig):
             task_tokens=tuple(task_tokens or ()),
             use_modality_tokens=bool(use_modality_tokens),
         )
-        if isinstance(backbone_config, dict):
-            backbone_config = dict(backbone_config)
-            model_type = backbone_config.pop("model_type", None)
-            if model_type not in CONFIG_MAPPING:
-                raise ValueError(f"backbone_config needs a known `model_type`, got {model_type!r}")
-            backbone_config = CONFIG_MAPPING[model_type](**backbone_config)
-        elif backbone_config is None:
-            backbone_config = _default_backbone_config(layout.vocab_size)
-        elif not isinstance(backbone_config, PretrainedConfig):
-            raise ValueError(
-                f"backbone_config must be a dict or a PretrainedConfig, got {type(backbone_config).__name__}"
-            )
-        if not hasattr(backbone_config, "vocab_size"):
-            raise ValueError(
-                f"backbone_config ({type(backbone_config).__name__}) has no `vocab_size`: it must describe a causal LM"
-            )
+        backbone_config = build_backbone_config(backbone_config, layout.vocab_size)
         # The layout owns the vocabulary: the backbone's embedding table has exactly one row per layout id, and its
         # special ids are the layout's (a warm-started text LM's own BOS / EOS would point at text rows).
         backbone_config.vocab_size = layout.vocab_size
@@ -365,4 +370,4 @@ class SpeechLMConfig(PretrainedConfig):
         return self.backbone_config
 
 
-__all__ = ["SpeechLMConfig", "SpeechLMVocabularyLayout", "as_unit_sequences"]
+__all__ = ["SpeechLMConfig", "SpeechLMVocabularyLayout", "as_unit_sequences", "build_backbone_config"]

@@ -100,6 +100,15 @@ class SpeechLMForCausalLM(SpeechLMPreTrainedModel, GenerationMixin):
         self.post_init()
 
     # ------------------------------------------------------------------ delegation to the backbone
+    @property
+    def base_model(self) -> nn.Module:
+        """
+        The backbone's body without its LM head (e.g. `LlamaModel`), which is what `base_model` is for transformers'
+        own causal LMs (and what TRL's fused LM head calls for `last_hidden_state`). `base_model_prefix` stays
+        `"language_model"`, the prefix of every weight name, so checkpoints keep loading as before.
+        """
+        return self.language_model.base_model
+
     def get_input_embeddings(self) -> nn.Module:
         return self.language_model.get_input_embeddings()
 

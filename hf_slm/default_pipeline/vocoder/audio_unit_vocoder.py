@@ -120,6 +120,12 @@ def griffin_lim_from_mel(
         mel_scale="slaney",
     ).to(mel.device)
     magnitude = inverse(mel)
+    natural_length = (magnitude.shape[-1] - 1) * hop_length
+    # torch.stft's centre padding needs more than n_fft / 2 samples: a very short mel (a reply of one or two units)
+    # gets silent frames appended, and the output is cut back to its own length below.
+    min_frames = n_fft // (2 * hop_length) + 2
+    if magnitude.shape[-1] < min_frames:
+        magnitude = torch.nn.functional.pad(magnitude, (0, min_frames - magnitude.shape[-1]))
     window = torch.hann_window(win_length, device=mel.device)
     # torchaudio's griffinlim re-analyses its own output, so it must run at the natural length (frames - 1) * hop.
     waveform = torchaudio.functional.griffinlim(
@@ -134,9 +140,9 @@ def griffin_lim_from_mel(
         length=None,
         rand_init=rand_init,
     )
-    if length is not None:
-        waveform = waveform[..., :length]
-        waveform = torch.nn.functional.pad(waveform, (0, length - waveform.shape[-1]))
+    length = natural_length if length is None else length
+    waveform = waveform[..., :length]
+    waveform = torch.nn.functional.pad(waveform, (0, length - waveform.shape[-1]))
     return waveform[0] if unbatched else waveform
 
 
