@@ -105,5 +105,7 @@ def test_default_components_load_as_remote_code_without_hf_slm(tmp_path):
     assert not result["hf_slm_imported"]
     for name in inputs:
         assert not result["modules"][name].startswith("hf_slm"), result["modules"][name]
-        torch.testing.assert_close(torch.load(tmp_path / f"{name}.out.pt"), expected[name].float()
-                                   if expected[name].is_floating_point() else expected[name], rtol=1e-5, atol=1e-5)  # fmt: skip
+        want = expected[name].float() if expected[name].is_floating_point() else expected[name]
+        # Griffin-Lim's 32 momentum iterations carry float rounding of another thread count up to ~1e-4 (seen in CI)
+        tolerance = 1e-3 if name == "vocoder" else 1e-5
+        torch.testing.assert_close(torch.load(tmp_path / f"{name}.out.pt"), want, rtol=tolerance, atol=tolerance)
