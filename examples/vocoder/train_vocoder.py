@@ -35,6 +35,7 @@ from transformers import TrainingArguments, set_seed
 from hf_slm import SpeechLMPipeline
 from hf_slm.evaluation.report import write_json
 from hf_slm.evaluation.resynthesis import evaluate_resynthesis
+from hf_slm.models.unit_tokenizer import decode_audio
 from hf_slm.models.unit_vocoder import UnitHifiGanVocoder, UnitHifiGanVocoderConfig
 from hf_slm.training import UnitVocoderCollator, VocoderGanTrainer, last_complete_checkpoint
 from hf_slm.training.arguments import SpeechDataArguments, csv_list, load_speech_splits, parse_json_and_flags
@@ -145,9 +146,7 @@ def resynthesis_results(pipeline, test, data_args: VocoderDataArguments, output_
     """`evaluate_resynthesis` on the held-out audio (WER needs their transcripts in `text_column`)."""
     if data_args.text_column not in test.column_names:
         raise ValueError(f"the held-out split has no {data_args.text_column!r} column: resynthesis WER needs it")
-    audio = [{"array": a.get_all_samples().data.mean(0).numpy() if hasattr(a, "get_all_samples") else a["array"],
-              "sampling_rate": pipeline.feature_extractor.sampling_rate}
-             for a in test[data_args.audio_column]]  # fmt: skip
+    audio = [dict(zip(("array", "sampling_rate"), decode_audio(a))) for a in test[data_args.audio_column]]
     result = evaluate_resynthesis(pipeline, texts=test[data_args.text_column], audio=audio, output_dir=output_dir)
     return {key: value for key, value in result.items() if key != "items"}
 

@@ -151,14 +151,10 @@ def audio_text_columns(ds, audio_column: str = "audio", text_column: str = "text
 
 def _decoded(item) -> dict:
     """``{"array", "sampling_rate"}`` of a decoded `datasets.Audio` value (a torchcodec decoder or a dict)."""
-    import numpy as np
+    from ..models.unit_tokenizer import decode_audio
 
-    if hasattr(item, "get_all_samples"):
-        samples = item.get_all_samples()
-        return {"array": samples.data.mean(0).numpy().astype(np.float32), "sampling_rate": int(samples.sample_rate)}
-    if isinstance(item, dict) and "array" in item:
-        return {"array": np.asarray(item["array"], dtype=np.float32), "sampling_rate": int(item["sampling_rate"])}
-    raise ValueError(f"cannot read audio from a dataset value of type {type(item).__name__}")
+    array, rate = decode_audio(item)
+    return {"array": array, "sampling_rate": rate}
 
 
 __all__ = [

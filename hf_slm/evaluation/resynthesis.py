@@ -14,20 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..models.unit_tokenizer import decode_audio
 from .asr import PocketSphinxASR, SpeechRecognizer, load_asr
 from .metrics.error_rate.error_rate import error_rate, normalize_transcript
 from .metrics.mel_distance.mel_distance import mel_distance
 
 _WORD = re.compile(r"[a-z']+")
-
-
-def _load(item) -> tuple[np.ndarray, int]:
-    if isinstance(item, dict):
-        return np.asarray(item["array"], dtype=np.float32), int(item["sampling_rate"])
-    import soundfile as sf
-
-    data, rate = sf.read(str(item), dtype="float32", always_2d=True)
-    return data.mean(1), int(rate)
 
 
 def evaluate_resynthesis(pipeline, texts=None, audio=None, voice: str = "en-us", rate: int = 175,
@@ -76,7 +68,7 @@ def evaluate_resynthesis(pipeline, texts=None, audio=None, voice: str = "en-us",
         asr = load_asr(asr)
     if dnsmos:
         from .metrics.dnsmos.dnsmos import dnsmos as dnsmos_scores
-    originals = [_load(a) for a in audio]
+    originals = [decode_audio(a) for a in audio]
     hyp_original, hyp_resynth, distances, items = [], [], [], []
     for start in range(0, len(originals), batch_size):
         chunk = originals[start : start + batch_size]

@@ -1,7 +1,7 @@
 """Semantic unit tokenizers: speech -> frame features (MFCC or a self-supervised encoder) -> k-means unit ids."""
 
 from .configuration_unit_tokenizer import KMeansUnitTokenizerConfig
-from .feature_extraction_unit_tokenizer import AudioInputError, SpeechFeatureExtractor, load_audio
+from .feature_extraction_unit_tokenizer import AudioInputError, SpeechFeatureExtractor, decode_audio, load_audio
 from .kmeans import MiniBatchKMeans
 from .modeling_unit_tokenizer import KMeansUnitTokenizer, KMeansUnitTokenizerOutput
 
@@ -12,5 +12,6 @@ __all__ = [
     "KMeansUnitTokenizerOutput",
     "MiniBatchKMeans",
     "SpeechFeatureExtractor",
+    "decode_audio",
     "load_audio",
 ]

@@ -133,9 +133,10 @@ def _to_mono(array: np.ndarray | torch.Tensor, layout: str, name: str) -> torch.
     return tensor.mean(dim=channel_axis)
 
 
-def _prepare(
-    source: Any, sampling_rate: int | None, target_rate: int, index: int | None, check_rate: bool
-) -> torch.Tensor:
+def _decode_mono(
+    source: Any, sampling_rate: int | None, target_rate: int | None, index: int | None, check_rate: bool
+) -> tuple[torch.Tensor, int]:
+    """Decode, check and downmix one source: (mono float32 samples, their own rate)."""
     name = _describe(source, index)
     array, rate, layout = _decode(source, name)
     if rate is None:
@@ -156,6 +157,13 @@ def _prepare(
     if not finite.all():
         bad = int((~finite).sum())
         raise AudioInputError(f"{name}: {bad} NaN/inf samples")
+    return mono, rate
+
+
+def _prepare(
+    source: Any, sampling_rate: int | None, target_rate: int, index: int | None, check_rate: bool
+) -> torch.Tensor:
+    mono, rate = _decode_mono(source, sampling_rate, target_rate, index, check_rate)
     if rate != target_rate:
         import torchaudio.functional as AF
 
@@ -177,6 +185,22 @@ def load_audio(source: Any, sampling_rate: int) -> np.ndarray:
     if isinstance(source, (np.ndarray, torch.Tensor)):
         raise AudioInputError("load_audio needs a self-describing source (path, decoder or dict); raw arrays carry no rate")
     return _prepare(source, None, int(sampling_rate), None, check_rate=False).numpy()
+
+
+def decode_audio(source: Any) -> tuple[np.ndarray, int]:
+    """Like `load_audio`, but at the source's own rate: ``(mono float32 samples, sampling_rate)``.
+
+    >>> import numpy as np
+    >>> samples, rate = decode_audio({"array": np.zeros((2, 22050)), "sampling_rate": 22050})
+    >>> samples.shape, rate
+    ((22050,), 22050)
+    """
+    if isinstance(source, (np.ndarray, torch.Tensor)):
+        raise AudioInputError(
+            "decode_audio needs a self-describing source (path, decoder or dict); raw arrays carry no rate"
+        )
+    mono, rate = _decode_mono(source, None, None, None, check_rate=False)
+    return mono.numpy(), rate
 
 
 class SpeechFeatureExtractor(SequenceFeatureExtractor):
