@@ -101,37 +101,20 @@ def load_speech_tokenizer(spec: str):
 
 
 def cmd_tokenize(args) -> int:
-    import torch
     from tqdm.auto import tqdm
+
+    from .training.speech_units import UnitTokenization
 
     feature_extractor, tokenizer = load_speech_tokenizer(args.tokenizer)
     tokenizer.to(args.device).eval()
-
-    def units_of(batch_audio):
-        inputs = feature_extractor(batch_audio, sampling_rate=None, return_tensors="pt")
-        with torch.no_grad():
-            out = tokenizer(
-                input_values=inputs["input_values"].to(args.device),
-                attention_mask=inputs["attention_mask"].to(args.device),
-            )
-        if args.deduplicate:
-            pairs = tokenizer.deduplicate(out.units, out.units_mask)
-            return [u.tolist() for u, _ in pairs], [d.tolist() for _, d in pairs]
-        return [u[m].tolist() for u, m in zip(out.units, out.units_mask)], None
+    # audio -> units (+ durations with --deduplicate): the same map function the training scripts use
+    units_of = UnitTokenization(feature_extractor, tokenizer, args.audio_column, deduplicate=args.deduplicate)
 
     if args.dataset:
         from .pipelines.pipeline_utils import atomic_save_directory
 
         ds = _load_dataset_arg(args.dataset)
-
-        def map_fn(batch):
-            units, durations = units_of(batch[args.audio_column])
-            result = {"units": units}
-            if durations is not None:
-                result["durations"] = durations
-            return result
-
-        ds = ds.map(map_fn, batched=True, batch_size=args.batch_size, desc="tokenising")
+        ds = ds.map(units_of, batched=True, batch_size=args.batch_size, desc="tokenising")
         atomic_save_directory(args.output, lambda tmp: ds.save_to_disk(str(tmp)))
         print(f"tokenised {len(ds)} utterances -> {args.output} (column 'units')")
         return 0
@@ -145,12 +128,9 @@ def cmd_tokenize(args) -> int:
     with open(tmp, "w", encoding="utf-8") as handle:
         for start in tqdm(range(0, len(files), args.batch_size), desc="tokenising", unit="batch"):
             chunk = files[start : start + args.batch_size]
-            units, durations = units_of(chunk)
+            columns = units_of({args.audio_column: chunk})
             for i, path in enumerate(chunk):
-                row = {"path": path, "units": units[i]}
-                if durations is not None:
-                    row["durations"] = durations[i]
-                handle.write(json.dumps(row) + "\n")
+                handle.write(json.dumps({"path": path, **{name: values[i] for name, values in columns.items()}}) + "\n")
     os.replace(tmp, out_path)
     print(f"tokenised {len(files)} files -> {out_path}")
     return 0
