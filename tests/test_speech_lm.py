@@ -671,9 +671,9 @@ def test_no_kv_cache_while_training_so_packed_rows_stay_separate():
     positions = torch.tensor([[0, 1, 2, 0, 1, 2]])  # two packed utterances
     model.train()
     packed = model(input_ids=ids, position_ids=positions, labels=ids)
-    assert packed.past_key_values is None
+    assert packed.cache is None
     model.eval()
-    assert model(input_ids=ids).past_key_values is not None  # inference keeps its cache
+    assert model(input_ids=ids).cache is not None  # inference keeps its cache
     with torch.no_grad():
         alone = torch.cat([model(input_ids=ids[:, :3]).logits, model(input_ids=ids[:, 3:]).logits], dim=1)
         torch.testing.assert_close(model(input_ids=ids, position_ids=positions, use_cache=False).logits, alone)

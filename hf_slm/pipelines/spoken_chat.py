@@ -200,8 +200,8 @@ class SpokenChatPipeline(SpeechLMPipeline):
             if interrupted():
                 was_interrupted = True
                 break
-            out = lm(input_ids=input_ids, past_key_values=past, use_cache=True)
-            past = out.past_key_values
+            out = lm(input_ids=input_ids, cache=past, use_cache=True)
+            past = out.cache
             allow_eos = len(generated) - len(forced) >= decoding["min_new_tokens"]
             next_id = _pick(out.logits[0, -1].float(), layout, allow_eos=allow_eos, **decoding)
             generated.append(next_id)

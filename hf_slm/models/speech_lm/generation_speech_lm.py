@@ -237,7 +237,7 @@ class FastUnitGenerator:
         cache = self._new_cache(total)
 
         lm = self.language_model
-        logits = lm(input_ids=input_ids, past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
+        logits = lm(input_ids=input_ids, cache=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
         position = torch.full((1, 1), prompt_len, dtype=torch.long, device=input_ids.device)
         scores = logits.float() + self._allowed_bias
         next_token = self._choose(scores, history[:, :prompt_len], processors, warpers, do_sample)
@@ -333,7 +333,7 @@ class FastUnitGenerator:
 
         def step(token, position):
             logits = lm(
-                input_ids=token, position_ids=position, past_key_values=self._cache_in_use, use_cache=True
+                input_ids=token, position_ids=position, cache=self._cache_in_use, use_cache=True
             ).logits[:, -1]
             if greedy:
                 return (logits.float() + bias).argmax(-1, keepdim=True)

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from transformers import (
     AutoModel,
+    Cache,
     LogitsProcessorList,
     PreTrainedModel,
     TemperatureLogitsWarper,
@@ -100,14 +101,14 @@ class MultiStreamCausalLMOutput(ModelOutput):
             Scores of stream `s` for the next position in `logits[:, s, :, :stream_vocab_sizes[s]]`; the columns past
             a stream's vocabulary are -inf. With a depth transformer, codebooks `1..Q-1` are teacher-forced on the
             next frame of `input_ids` (`<pad>` stands in for the unknown frame after the last position).
-        past_key_values (`Cache`, *optional*): the backbone's cache.
+        cache (`Cache`, *optional*): the backbone's cache.
         hidden_states, attentions: the backbone's, when asked for.
     """
 
     loss: torch.FloatTensor | None = None
     stream_losses: torch.FloatTensor | None = None
     logits: torch.FloatTensor | None = None
-    past_key_values: object | None = None
+    cache: Cache | None = None
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
     attentions: tuple[torch.FloatTensor, ...] | None = None
 
@@ -118,7 +119,6 @@ class MultiStreamSpeechLMPreTrainedModel(PreTrainedModel):
     base_model_prefix = "backbone"
     main_input_name = "input_ids"
     supports_gradient_checkpointing = True
-    _skip_keys_device_placement = "past_key_values"
     _supports_flash_attn = True
     _supports_sdpa = True
     _supports_flex_attn = True
@@ -254,7 +254,7 @@ class MultiStreamSpeechLMForCausalLM(MultiStreamSpeechLMPreTrainedModel):
         attention_mask: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
         position_ids: torch.LongTensor | None = None,
-        past_key_values=None,
+        cache=None,
         inputs_embeds: torch.FloatTensor | None = None,
         use_cache: bool | None = None,
         **kwargs,
@@ -266,7 +266,7 @@ class MultiStreamSpeechLMForCausalLM(MultiStreamSpeechLMPreTrainedModel):
             attention_mask (`Tensor` `[B, L]`, *optional*): 1 for real positions.
             labels (`LongTensor` `[B, S, L]`, *optional*): usually `input_ids`; shifted inside (position `p`
                 predicts `p + 1`). -100, `<pad>` and `<s>` are not scored.
-            position_ids, past_key_values, use_cache: the backbone's; other keyword arguments go to the backbone.
+            position_ids, cache, use_cache: the backbone's; other keyword arguments go to the backbone.
             inputs_embeds (`FloatTensor` `[B, L, hidden]`, *optional*): instead of `input_ids` (no depth
                 transformer: it needs the next frame's ids).
         """
@@ -283,7 +283,7 @@ class MultiStreamSpeechLMForCausalLM(MultiStreamSpeechLMPreTrainedModel):
             inputs_embeds=inputs_embeds,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            past_key_values=past_key_values,
+            cache=cache,
             use_cache=use_cache,
             return_dict=True,
             **kwargs,
@@ -305,7 +305,7 @@ class MultiStreamSpeechLMForCausalLM(MultiStreamSpeechLMPreTrainedModel):
             loss=loss,
             stream_losses=stream_losses,
             logits=_pack_logits(stream_logits),
-            past_key_values=outputs.past_key_values,
+            cache=outputs.cache,
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
         )
@@ -397,7 +397,7 @@ class MultiStreamSpeechLMForCausalLM(MultiStreamSpeechLMPreTrainedModel):
         start = next(p for p, row in enumerate(unknown) if any(row))  # first position with something to predict
 
         outputs = self.backbone(inputs_embeds=self.embed_streams(grid[:, :, :start]), use_cache=True)
-        cache = outputs.past_key_values
+        cache = outputs.cache
         for position in range(start, grid.shape[-1]):
             hidden = outputs.last_hidden_state[:, -1]
             grid[:, :, position] = self._next_frame(
@@ -405,7 +405,7 @@ class MultiStreamSpeechLMForCausalLM(MultiStreamSpeechLMPreTrainedModel):
             )
             if position + 1 < grid.shape[-1]:
                 frame = self.embed_streams(grid[:, :, position : position + 1])
-                outputs = self.backbone(inputs_embeds=frame, past_key_values=cache, use_cache=True)
+                outputs = self.backbone(inputs_embeds=frame, cache=cache, use_cache=True)
         return undo_delay_pattern(grid[:, :, 1:], config.delays)[:, :, prompt_frames:]
 
     def _per_stream_processors(self, logits_processor, do_sample, temperature, top_k, top_p) -> list:

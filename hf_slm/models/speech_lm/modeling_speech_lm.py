@@ -58,7 +58,6 @@ class SpeechLMPreTrainedModel(PreTrainedModel):
     config_class = SpeechLMConfig
     base_model_prefix = "language_model"
     supports_gradient_checkpointing = True
-    _skip_keys_device_placement = "past_key_values"
     # The backbone checks its own support when it is built; these let the wrapper pass any choice through.
     _supports_flash_attn = True
     _supports_sdpa = True
@@ -135,7 +134,7 @@ class SpeechLMForCausalLM(SpeechLMPreTrainedModel, GenerationMixin):
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
-        past_key_values=None,
+        cache=None,
         inputs_embeds: torch.FloatTensor | None = None,
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
@@ -156,7 +155,7 @@ class SpeechLMForCausalLM(SpeechLMPreTrainedModel, GenerationMixin):
             input_ids=input_ids,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            past_key_values=past_key_values,
+            cache=cache,
             inputs_embeds=inputs_embeds,
             labels=labels,
             use_cache=use_cache,
@@ -167,7 +166,7 @@ class SpeechLMForCausalLM(SpeechLMPreTrainedModel, GenerationMixin):
         output = CausalLMOutputWithPast(
             loss=outputs.loss,
             logits=outputs.logits,
-            past_key_values=outputs.past_key_values,
+            cache=outputs.cache,
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
         )
