@@ -6,7 +6,7 @@ PIP     = $(PY) -m pip
 STAMP   = $(VENV)/.hf_slm-installed
 APT_PACKAGES = espeak-ng ffmpeg chromium pocketsphinx-testdata
 
-.PHONY: install system-deps test test-all demo default-pipeline twist-pipeline space refresh-snapshots bench clean
+.PHONY: install system-deps test test-all test-latest latest-env lock bench-import demo default-pipeline twist-pipeline space refresh-snapshots bench clean
 
 system-deps:
 	@missing=""; command -v espeak-ng >/dev/null || missing="$$missing espeak-ng"; \
@@ -18,16 +18,26 @@ system-deps:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(APT_PACKAGES) >/dev/null; \
 	fi
 
-$(STAMP): pyproject.toml
+# What a fresh clone installs is the lock, .ci/constraints.txt: exact versions of every package (all extras, pip and
+# setuptools too), written by `make lock` from an environment that passed the suite. pyproject.toml keeps the ranges.
+LOCK    = .ci/constraints.txt
+EXTRAS  = .[dev,space,eval,instruct]
+# torch 2.14.1 installs from this machine's local disk; torchaudio 2.11.0 works with it
+TORCH   = torch==2.14.1 torchaudio==2.11.0
+
+# resemblyzer pulls webrtcvad 2.0.10, whose module imports pkg_resources (gone from setuptools >= 81);
+# webrtcvad-wheels installs the same files without it, so it must be the one left in place
+define swap_webrtcvad
+	$(1) -m pip uninstall -q -y webrtcvad
+	$(1) -m pip install -q --force-reinstall --no-deps $(2) webrtcvad-wheels
+endef
+
+$(STAMP): pyproject.toml $(LOCK)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -q --upgrade pip
-	# torch 2.14.1 installs from this machine's local disk; torchaudio 2.11.0 works with it
-	$(PIP) install -q torch==2.14.1 torchaudio==2.11.0
-	$(PIP) install -q -e ".[dev,space,eval]"
-	# resemblyzer pulls webrtcvad 2.0.10, whose module imports pkg_resources (gone from setuptools >= 81);
-	# webrtcvad-wheels installs the same files without it, so it must be the one left in place
-	$(PIP) uninstall -q -y webrtcvad
-	$(PIP) install -q --force-reinstall --no-deps webrtcvad-wheels
+	$(PIP) install -q -c $(LOCK) pip setuptools wheel
+	$(PIP) install -q -c $(LOCK) $(TORCH)
+	$(PIP) install -q -c $(LOCK) -e "$(EXTRAS)"
+	$(call swap_webrtcvad,$(PY),-c $(LOCK))
 	@touch $(STAMP)
 
 install: system-deps $(STAMP)
@@ -37,6 +47,27 @@ test: install
 
 test-all: install
 	$(PY) -m pytest -q tests
+
+# The newest versions that pyproject.toml allows, in a venv of their own (.venv-latest): how a dependency's new
+# release that breaks us is found before users find it.
+LATEST = .venv-latest
+latest-env: system-deps
+	rm -rf $(LATEST)
+	$(PYTHON) -m venv $(LATEST)
+	$(LATEST)/bin/python -m pip install -q --upgrade pip setuptools wheel
+	$(LATEST)/bin/python -m pip install -q $(TORCH)
+	$(LATEST)/bin/python -m pip install -q --upgrade --upgrade-strategy eager -e "$(EXTRAS)"
+	$(call swap_webrtcvad,$(LATEST)/bin/python,)
+
+test-latest: latest-env
+	$(LATEST)/bin/python -m pip list --format freeze | grep -iE '^(transformers|torch|datasets|peft|accelerate|trl|gradio|huggingface.hub)=='
+	$(LATEST)/bin/python -m pytest -q -m "not slow" tests
+
+# Refresh the lock: the newest allowed versions, kept only if the suite passes on them (see docs/install.md).
+lock: test-latest
+	$(LATEST)/bin/python -m pip freeze --all --exclude-editable > $(LOCK).tmp
+	mv $(LOCK).tmp $(LOCK)
+	@echo "wrote $(LOCK): $$(wc -l < $(LOCK)) packages"
 
 demo: install
 	$(VENV)/bin/hf-slm demo --pipeline default --output demo_out
@@ -62,5 +93,8 @@ refresh-snapshots:
 bench: install
 	$(PY) benchmarks/bench_tokenization.py --device cpu
 
+bench-import: install
+	$(PY) benchmarks/bench_import.py
+
 clean:
-	rm -rf demo_out space_build .pytest_cache
+	rm -rf demo_out space_build .pytest_cache $(LATEST)
