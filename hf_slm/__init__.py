@@ -1,21 +1,75 @@
 """hf_slm: Speech Language Models (speech tokenizer -> unit language model -> vocoder) for the Hugging Face stack.
 
-Importing the package registers every component with the transformers Auto classes (see ``_registration``).
+`import hf_slm` is as cheap as `import transformers`: the public names below load on first use (PEP 562), and the
+Auto classes learn every hf_slm family on their first lookup (`hf_slm._registration`).
 """
 
-from pathlib import Path
+from __future__ import annotations
 
-from . import _registration  # noqa: F401  (registers the Auto classes)
-from .models import *  # noqa: F401,F403
-from .pipelines import PipelineLoadError, SpeechLMPipeline, SpeechPipelineOutput, SpokenChatPipeline  # noqa: F401
+import importlib
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from . import _registration
 
 __version__ = "0.1.0"
 
+_HERE = Path(__file__).resolve().parent
 #: Local path of the embedded default pipeline variant shipped inside the package (no network needed).
-DEFAULT_PIPELINE = str(Path(__file__).resolve().parent / "default_pipeline")
+DEFAULT_PIPELINE = str(_HERE / "default_pipeline")
 #: The embedded TWIST-style variant (`"twist-default"`): its own text tokenizer and warm-started LM; the feature
 #: extractor, speech tokenizer and vocoder are references to `DEFAULT_PIPELINE`.
-DEFAULT_TWIST_PIPELINE = str(Path(__file__).resolve().parent / "default_twist_pipeline")
+DEFAULT_TWIST_PIPELINE = str(_HERE / "default_twist_pipeline")
 #: The embedded instruct variant (`"instruct-default"`): only a LoRA adapter (`adapter/`) over `DEFAULT_TWIST_PIPELINE`,
 #: whose components it references (`SpokenChatPipeline.from_pretrained("instruct-default")`).
-DEFAULT_INSTRUCT_PIPELINE = str(Path(__file__).resolve().parent / "default_instruct_pipeline")
+DEFAULT_INSTRUCT_PIPELINE = str(_HERE / "default_instruct_pipeline")
+
+#: submodule -> the public names it provides (each family's `__all__`; tests/test_registration.py keeps them equal)
+_LAZY_NAMES = {
+    "models.unit_tokenizer": [
+        "AudioInputError", "KMeansUnitTokenizer", "KMeansUnitTokenizerConfig", "KMeansUnitTokenizerOutput",
+        "MiniBatchKMeans", "SpeechFeatureExtractor", "decode_audio", "load_audio",
+    ],
+    "models.speech_lm": [
+        "AllowedTokensLogitsProcessor", "FastUnitGenerator", "LogLikelihoodOutput", "MultiStreamCausalLMOutput",
+        "MultiStreamSpeechLMConfig", "MultiStreamSpeechLMForCausalLM", "MultiStreamSpeechLMPreTrainedModel",
+        "ProsodyQuantizer", "RepetitionAwareSamplingLogitsProcessor", "SpeechLMConfig", "SpeechLMForCausalLM",
+        "SpeechLMPreTrainedModel", "SpeechLMProcessor", "SpeechLMProcessorKwargs", "SpeechLMVocabularyLayout",
+        "apply_delay_pattern", "estimate_f0", "undo_delay_pattern",
+    ],
+    "models.unit_vocoder": [
+        "HifiGanDiscriminator", "LogMelSpectrogram", "MultiPeriodDiscriminator", "MultiScaleDiscriminator",
+        "PeriodDiscriminator", "ScaleDiscriminator", "UnitHifiGanVocoder", "UnitHifiGanVocoderConfig", "UnitMelVocoder",
+        "UnitMelVocoderConfig", "UnitVocoderOutput", "discriminator_loss", "feature_matching_loss",
+        "generator_adversarial_loss", "griffin_lim_from_mel", "mel_l1_loss",
+    ],
+    "models.codec_tokenizer": [
+        "SUPPORTED_CODECS", "CodecDecoderOutput", "CodecLogMel", "CodecModelOutput", "CodecOutput", "CodecTokenizer",
+        "CodecTokenizerConfig", "EMACodebook", "RVQCodec", "RVQCodecConfig", "ResidualVectorQuantizer",
+        "semantic_distillation_loss",
+    ],
+    "pipelines": ["PipelineLoadError", "SpeechLMPipeline", "SpeechPipelineOutput", "SpokenChatPipeline"],
+}  # fmt: skip
+_NAME_TO_MODULE = {name: module for module, names in _LAZY_NAMES.items() for name in names}
+
+__all__ = ["DEFAULT_INSTRUCT_PIPELINE", "DEFAULT_PIPELINE", "DEFAULT_TWIST_PIPELINE", *_NAME_TO_MODULE]
+
+
+def __getattr__(name: str):
+    module = _NAME_TO_MODULE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'hf_slm' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:  # static tools see the real names
+    from .models import *  # noqa: F401,F403
+    from .pipelines import PipelineLoadError, SpeechLMPipeline, SpeechPipelineOutput, SpokenChatPipeline  # noqa: F401
+
+_registration.install()

@@ -1,85 +1,113 @@
-"""The one place where hf_slm components meet the transformers Auto classes.
+"""Registration with the transformers Auto classes, deferred to the first Auto-class lookup.
 
-Every component is registered twice:
-- with ``AutoConfig`` / ``AutoModel...`` / ``AutoFeatureExtractor`` / ``AutoProcessor``, so that
-  ``AutoModel.from_pretrained(folder)`` works in any process that imported ``hf_slm``;
-- through ``register_for_auto_class``, so that ``save_pretrained`` copies the component's own source
-  files next to its weights and writes ``auto_map``; the folder then loads with
-  ``trust_remote_code=True`` where hf_slm is not installed. That is why every model family folder
-  imports only its own siblings and third-party packages (transformers copies same-folder relative
-  imports only).
+`import hf_slm` must stay as cheap as `import transformers` (which imports no torch), so it cannot import the model
+classes (`hf_slm.models`, which needs torch). Instead, whenever one of transformers' Auto modules is imported, the
+registries of its Auto classes are made to import `hf_slm.models` on their first read; `hf_slm.models` registers
+every family when it is imported (`hf_slm.models.registration`). transformers has no public hook for lazy
+registration, so this wraps the registries' `_extra_content` dict (the store that `AutoConfig.register` & co. write):
+`make test-latest` and tests/test_registration.py catch a change of that attribute.
 """
 
 from __future__ import annotations
 
-import transformers
-from transformers import AutoConfig, AutoFeatureExtractor, AutoProcessor
+import importlib
+import importlib.abc
+import sys
 
-REGISTERED: dict[str, dict[str, type]] = {}
-
-
-def register_component(
-    config_class,
-    model_class=None,
-    auto_model_classes: tuple[str, ...] = ("AutoModel",),
-    feature_extractor_class=None,
-    processor_class=None,
-) -> None:
-    """Register one component family with the Auto classes and for remote code.
-
-    ``auto_model_classes[0]`` is the Auto class recorded in the saved ``auto_map`` (transformers records one
-    per model class); every class listed is registered locally.
-    """
-    model_type = config_class.model_type
-    if not model_type.startswith("hf_slm_"):
-        raise ValueError(f"model_type {model_type!r} of {config_class.__name__} must start with 'hf_slm_'")
-    AutoConfig.register(model_type, config_class, exist_ok=True)
-    config_class.register_for_auto_class()
-    entry: dict[str, type] = {"config": config_class}
-    if model_class is not None:
-        for name in auto_model_classes:
-            getattr(transformers, name).register(config_class, model_class, exist_ok=True)
-        model_class.register_for_auto_class(auto_model_classes[0])
-        entry["model"] = model_class
-    if feature_extractor_class is not None:
-        AutoFeatureExtractor.register(config_class, feature_extractor_class, exist_ok=True)
-        feature_extractor_class.register_for_auto_class("AutoFeatureExtractor")
-        entry["feature_extractor"] = feature_extractor_class
-    if processor_class is not None:
-        AutoProcessor.register(config_class, processor_class, exist_ok=True)
-        processor_class.register_for_auto_class("AutoProcessor")
-        entry["processor"] = processor_class
-    REGISTERED[model_type] = entry
+#: transformers' Auto modules -> the registries in them that hf_slm registers into
+AUTO_REGISTRIES = {
+    "transformers.models.auto.configuration_auto": ("CONFIG_MAPPING",),
+    "transformers.models.auto.modeling_auto": ("MODEL_MAPPING", "MODEL_FOR_CAUSAL_LM_MAPPING"),
+    "transformers.models.auto.feature_extraction_auto": ("FEATURE_EXTRACTOR_MAPPING",),
+    "transformers.models.auto.processing_auto": ("PROCESSOR_MAPPING",),
+}
+_wrapped: list = []  # registries whose store imports hf_slm.models on first read
+_triggered = False
 
 
-def register_all() -> None:
-    # Each family adds its block here, and only here.
-    # --- unit_tokenizer ---
-    from .models.unit_tokenizer import KMeansUnitTokenizer, KMeansUnitTokenizerConfig, SpeechFeatureExtractor
-
-    register_component(
-        KMeansUnitTokenizerConfig, KMeansUnitTokenizer, ("AutoModel",), feature_extractor_class=SpeechFeatureExtractor
-    )
-    # --- speech_lm ---
-    from .models.speech_lm import SpeechLMConfig, SpeechLMForCausalLM, SpeechLMProcessor
-
-    register_component(
-        SpeechLMConfig, SpeechLMForCausalLM, ("AutoModelForCausalLM", "AutoModel"), processor_class=SpeechLMProcessor
-    )
-    from .models.speech_lm import MultiStreamSpeechLMConfig, MultiStreamSpeechLMForCausalLM
-
-    register_component(MultiStreamSpeechLMConfig, MultiStreamSpeechLMForCausalLM, ("AutoModel",))
-    # --- unit_vocoder ---
-    from .models.unit_vocoder import UnitHifiGanVocoder, UnitHifiGanVocoderConfig, UnitMelVocoder, UnitMelVocoderConfig
-
-    register_component(UnitHifiGanVocoderConfig, UnitHifiGanVocoder)
-    register_component(UnitMelVocoderConfig, UnitMelVocoder)
-    # --- codec_tokenizer ---
-    from .models.codec_tokenizer import CodecTokenizer, CodecTokenizerConfig, RVQCodec, RVQCodecConfig
-
-    register_component(CodecTokenizerConfig, CodecTokenizer)
-    register_component(RVQCodecConfig, RVQCodec)
-    pass
+def _register_now() -> None:
+    global _triggered
+    if _triggered:
+        return
+    _triggered = True
+    sys.meta_path[:] = [finder for finder in sys.meta_path if not isinstance(finder, _AutoModuleFinder)]
+    importlib.import_module("hf_slm.models")  # registers into the wrapped stores (writes do not trigger)
+    for registry in _wrapped:  # then plain dicts again, with what was registered
+        registry._extra_content = dict(registry._extra_content)
+    _wrapped.clear()
 
 
-register_all()
+class _RegisterOnFirstRead(dict):
+    """A registry store that registers hf_slm's families before its first read."""
+
+    def _ready(self):
+        _register_now()
+        return self
+
+    def __contains__(self, key):
+        return dict.__contains__(self._ready(), key)
+
+    def __getitem__(self, key):
+        return dict.__getitem__(self._ready(), key)
+
+    def __iter__(self):
+        return dict.__iter__(self._ready())
+
+    def __len__(self):
+        return dict.__len__(self._ready())
+
+    def get(self, key, default=None):
+        return dict.get(self._ready(), key, default)
+
+    def keys(self):
+        return dict.keys(self._ready())
+
+    def values(self):
+        return dict.values(self._ready())
+
+    def items(self):
+        return dict.items(self._ready())
+
+
+def _wrap_registries(module) -> None:
+    if _triggered:
+        return
+    for name in AUTO_REGISTRIES[module.__name__]:
+        registry = getattr(module, name)
+        store = registry._extra_content
+        if not isinstance(store, _RegisterOnFirstRead):
+            registry._extra_content = _RegisterOnFirstRead(store)
+            _wrapped.append(registry)
+
+
+class _AutoModuleFinder(importlib.abc.MetaPathFinder):
+    """Wraps the registries of an Auto module right after transformers imports it (a post-import hook)."""
+
+    def find_spec(self, fullname, path, target=None):
+        if fullname not in AUTO_REGISTRIES:
+            return None
+        for finder in sys.meta_path:
+            if finder is self:
+                continue
+            spec = finder.find_spec(fullname, path, target) if hasattr(finder, "find_spec") else None
+            if spec is not None and spec.loader is not None:
+                exec_module = spec.loader.exec_module
+
+                def exec_and_wrap(module, _exec=exec_module):
+                    _exec(module)
+                    _wrap_registries(module)
+
+                spec.loader.exec_module = exec_and_wrap
+                return spec
+        return None
+
+
+def install() -> None:
+    """Called once by `import hf_slm`: wrap the Auto modules already imported, and hook the others."""
+    if "hf_slm.models" in sys.modules:
+        return
+    for name in AUTO_REGISTRIES:
+        if name in sys.modules:
+            _wrap_registries(sys.modules[name])
+    if not any(isinstance(finder, _AutoModuleFinder) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _AutoModuleFinder())

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import hf_slm
-from hf_slm._registration import REGISTERED
+from hf_slm.models.registration import REGISTERED
 from tiny_components import COMPONENTS, main_output
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -75,6 +75,63 @@ def test_every_model_type_is_prefixed_and_registered_once():
         assert CONFIG_MAPPING[model_type] is entry["config"]
     tested = {type(factory()).config_class.model_type for factory, _, _ in COMPONENTS.values()}
     assert tested == set(REGISTERED), "every registered family needs a row in tiny_components.COMPONENTS"
+
+
+def run_python(code: str, tmp_path: Path) -> str:
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, cwd=tmp_path, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout.strip().splitlines()[-1]
+
+
+def test_import_is_light_and_public_names_resolve(tmp_path):
+    """`import hf_slm` imports neither torch nor the model classes; a public name imports them when used."""
+    out = run_python(
+        """
+        import sys, hf_slm
+        light = not any(m in sys.modules for m in ("torch", "hf_slm.models", "datasets", "gradio", "matplotlib"))
+        cls = hf_slm.SpeechLMForCausalLM
+        print(light, cls.__module__, "hf_slm.models" in sys.modules, set(dir(hf_slm)) >= set(hf_slm.__all__))
+        """,
+        tmp_path,
+    )
+    assert out == "True hf_slm.models.speech_lm.modeling_speech_lm True True", out
+
+
+def test_lazy_names_match_each_family():
+    """`hf_slm` exports every name each model family exports, and each of its names resolves."""
+    import importlib
+
+    for family in ("unit_tokenizer", "speech_lm", "unit_vocoder", "codec_tokenizer"):
+        exported = importlib.import_module(f"hf_slm.models.{family}").__all__
+        assert set(exported) <= set(hf_slm.__all__), family
+    for name in hf_slm.__all__:
+        assert getattr(hf_slm, name) is not None, name
+
+
+@pytest.mark.parametrize("order", ["hf_slm_first", "transformers_first"])
+def test_auto_classes_find_hf_slm_without_touching_its_classes(order, tmp_path):
+    """Registration happens on the first Auto look-up, whether transformers' Auto modules were imported before
+    `import hf_slm` or after."""
+    first, second = ("import hf_slm", "import transformers.models.auto.modeling_auto") if order == "hf_slm_first" else (
+        "import transformers.models.auto.modeling_auto", "import hf_slm"
+    )
+    out = run_python(
+        f"""
+        {first}
+        {second}
+        import sys, hf_slm
+        from transformers import AutoConfig, AutoFeatureExtractor, AutoModel
+        before = "hf_slm.models" in sys.modules
+        config = AutoConfig.from_pretrained(hf_slm.DEFAULT_PIPELINE, subfolder="vocoder")
+        model = AutoModel.from_config(config)
+        fe = AutoFeatureExtractor.from_pretrained(hf_slm.DEFAULT_PIPELINE, subfolder="feature_extractor")
+        print(before, type(model).__name__, type(fe).__name__)
+        """,
+        tmp_path,
+    )
+    assert out == "False UnitMelVocoder SpeechFeatureExtractor", out
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,82 @@
+"""The one place where hf_slm components meet the transformers Auto classes.
+
+`register_all` runs when `hf_slm.models` is imported (`import hf_slm` imports it on the first Auto-class lookup, see
+`hf_slm._registration`). Every component is registered twice:
+- with ``AutoConfig`` / ``AutoModel...`` / ``AutoFeatureExtractor`` / ``AutoProcessor``, so that
+  ``AutoModel.from_pretrained(folder)`` works in any process that imported ``hf_slm``;
+- through ``register_for_auto_class``, so that ``save_pretrained`` copies the component's own source
+  files next to its weights and writes ``auto_map``; the folder then loads with
+  ``trust_remote_code=True`` where hf_slm is not installed. That is why every model family folder
+  imports only its own siblings and third-party packages (transformers copies same-folder relative
+  imports only).
+"""
+
+from __future__ import annotations
+
+import transformers
+from transformers import AutoConfig, AutoFeatureExtractor, AutoProcessor
+
+REGISTERED: dict[str, dict[str, type]] = {}
+
+
+def register_component(
+    config_class,
+    model_class=None,
+    auto_model_classes: tuple[str, ...] = ("AutoModel",),
+    feature_extractor_class=None,
+    processor_class=None,
+) -> None:
+    """Register one component family with the Auto classes and for remote code.
+
+    ``auto_model_classes[0]`` is the Auto class recorded in the saved ``auto_map`` (transformers records one
+    per model class); every class listed is registered locally.
+    """
+    model_type = config_class.model_type
+    if not model_type.startswith("hf_slm_"):
+        raise ValueError(f"model_type {model_type!r} of {config_class.__name__} must start with 'hf_slm_'")
+    AutoConfig.register(model_type, config_class, exist_ok=True)
+    config_class.register_for_auto_class()
+    entry: dict[str, type] = {"config": config_class}
+    if model_class is not None:
+        for name in auto_model_classes:
+            getattr(transformers, name).register(config_class, model_class, exist_ok=True)
+        model_class.register_for_auto_class(auto_model_classes[0])
+        entry["model"] = model_class
+    if feature_extractor_class is not None:
+        AutoFeatureExtractor.register(config_class, feature_extractor_class, exist_ok=True)
+        feature_extractor_class.register_for_auto_class("AutoFeatureExtractor")
+        entry["feature_extractor"] = feature_extractor_class
+    if processor_class is not None:
+        AutoProcessor.register(config_class, processor_class, exist_ok=True)
+        processor_class.register_for_auto_class("AutoProcessor")
+        entry["processor"] = processor_class
+    REGISTERED[model_type] = entry
+
+
+def register_all() -> None:
+    # Each family adds its block here, and only here.
+    # --- unit_tokenizer ---
+    from .unit_tokenizer import KMeansUnitTokenizer, KMeansUnitTokenizerConfig, SpeechFeatureExtractor
+
+    register_component(
+        KMeansUnitTokenizerConfig, KMeansUnitTokenizer, ("AutoModel",), feature_extractor_class=SpeechFeatureExtractor
+    )
+    # --- speech_lm ---
+    from .speech_lm import SpeechLMConfig, SpeechLMForCausalLM, SpeechLMProcessor
+
+    register_component(
+        SpeechLMConfig, SpeechLMForCausalLM, ("AutoModelForCausalLM", "AutoModel"), processor_class=SpeechLMProcessor
+    )
+    from .speech_lm import MultiStreamSpeechLMConfig, MultiStreamSpeechLMForCausalLM
+
+    register_component(MultiStreamSpeechLMConfig, MultiStreamSpeechLMForCausalLM, ("AutoModel",))
+    # --- unit_vocoder ---
+    from .unit_vocoder import UnitHifiGanVocoder, UnitHifiGanVocoderConfig, UnitMelVocoder, UnitMelVocoderConfig
+
+    register_component(UnitHifiGanVocoderConfig, UnitHifiGanVocoder)
+    register_component(UnitMelVocoderConfig, UnitMelVocoder)
+    # --- codec_tokenizer ---
+    from .codec_tokenizer import CodecTokenizer, CodecTokenizerConfig, RVQCodec, RVQCodecConfig
+
+    register_component(CodecTokenizerConfig, CodecTokenizer)
+    register_component(RVQCodecConfig, RVQCodec)
