@@ -286,7 +286,8 @@ def test_rvq_padded_batch_equals_each_item_alone(causal):
             frames = alone.codes.shape[-1]
             assert torch.equal(alone.codes[0], batch.codes[i, :, :frames])
             solo = codec.decode(alone.codes).waveform[0]
-            torch.testing.assert_close(solo, decoded.waveform[i, : solo.numel()], atol=1e-6, rtol=1e-5)
+            # float32: a batch of 3 and a batch of 1 block the convolutions differently (seen: 1.7e-6)
+            torch.testing.assert_close(solo, decoded.waveform[i, : solo.numel()], atol=1e-5, rtol=1e-5)
             assert (decoded.waveform[i, frames * 16 :] == 0).all()
 
 
