@@ -16,6 +16,7 @@ instead be a dict ``{"library": ..., "class": ..., "repo": "org/other-variant", 
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
@@ -282,6 +283,28 @@ def check_compatibility(components: dict[str, Any]) -> None:
                     )
 
 
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8"):
+    """Open a temporary sibling of ``path`` for writing and rename it onto ``path`` when the block succeeds.
+
+    A failure or Ctrl-C inside the block removes the temporary file and leaves whatever was at ``path`` untouched:
+    no partial output and no ``.tmp`` left behind.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(handle)
+    try:
+        with open(temporary, mode, encoding=None if "b" in mode else encoding) as file:
+            yield file
+        os.chmod(temporary, 0o644)  # mkstemp makes the file private; the output is an ordinary user file
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+
+
 class PipelineMixin:
     """Index-driven save / load / push for compositions of Hugging Face components (inference only, owns no weights)."""
 
@@ -476,6 +499,7 @@ __all__ = [
     "PipelineMixin",
     "EMBEDDED_PIPELINES",
     "LOADABLE_CLASSES",
+    "atomic_open",
     "atomic_save_directory",
     "check_compatibility",
     "embedded_pipeline_path",
