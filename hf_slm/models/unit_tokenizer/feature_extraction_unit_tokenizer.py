@@ -202,11 +202,10 @@ def _decode_mono(
                 f"{name}: a raw array needs `sampling_rate` (the rate it was recorded at); refusing to guess "
                 f"{target_rate} Hz"
             )
-        rate = int(sampling_rate)
-    elif check_rate and sampling_rate is not None and int(sampling_rate) != rate:
+        rate = sampling_rate
+    elif check_rate and sampling_rate is not None and check_sampling_rate(sampling_rate, name) != rate:
         raise AudioInputError(f"{name}: carries {rate} Hz audio but sampling_rate={sampling_rate} was passed")
-    if rate <= 0:
-        raise AudioInputError(f"{name}: invalid sampling rate {rate}")
+    rate = check_sampling_rate(rate, name)  # before anything is resampled: a wrong rate must not allocate first
     mono = _to_mono(array, layout, name)
     if mono.numel() == 0:
         raise AudioInputError(f"{name}: empty audio (0 samples)")
