@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from tiny_components import tiny_hifigan_vocoder, tiny_pipeline, tiny_speech_lm, tiny_unit_tokenizer
+from tiny_components import tiny_codec_tokenizer, tiny_hifigan_vocoder, tiny_multistream_speech_lm, tiny_pipeline
 
 import hf_slm
 from hf_slm import PipelineLoadError, SpeechLMPipeline
@@ -303,6 +303,9 @@ CASES = [
      raises(PipelineLoadError, "consumes units.num_units=32")),
     ("mismatch-vocoder-frame-rate", load, lambda c: (_mismatched(c, "fr", vocoder=_hifigan(upsample_rates=(5, 8, 4), upsample_kernel_sizes=(9, 16, 8))), {}),
      raises(PipelineLoadError, "units.frame_rate=50.0 but vocoder (UnitHifiGanVocoder) consumes units.frame_rate=100.0")),
+    ("mismatch-codec-lm-codebooks", load, lambda c: (_mismatched(c, "codec", feature_extractor=SpeechFeatureExtractor(sampling_rate=tiny_codec_tokenizer().config.sampling_rate),
+                                                                speech_tokenizer=tiny_codec_tokenizer(), language_model=tiny_multistream_speech_lm(), vocoder=None), {}),
+     raises(PipelineLoadError, "speech_tokenizer (CodecTokenizer) produces codes.codebook_size=64 but language_model (MultiStreamSpeechLMForCausalLM) consumes codes.codebook_size=16")),
     ("matched-tiny-variant", load, lambda c: (c.tiny_dir, {}), loads),
     # ------------------------------------------------------------------ checkpoints
     ("checkpoint-truncated", load, lambda c: (_break_file(c, "trunc", "language_model/model.safetensors", _truncate), {}),
