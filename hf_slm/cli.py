@@ -4,9 +4,59 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
+
+
+def _number(kind, minimum=None, maximum=None, exclusive_minimum=False, what=None):
+    """An argparse type: `kind` (int / float) within [minimum, maximum] (``exclusive_minimum``: above minimum)."""
+    what = what or ("a positive " if exclusive_minimum and minimum == 0 else "") + kind.__name__
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if kind is float and value != value or value in (float("inf"), float("-inf")):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        low_ok = minimum is None or (value > minimum if exclusive_minimum else value >= minimum)
+        if not low_ok or (maximum is not None and value > maximum):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return value
+
+    parse.__name__ = what  # argparse names the type in its messages
+    return parse
+
+
+positive_int = _number(int, 0, exclusive_minimum=True, what="a positive int")
+non_negative_int = _number(int, 0, what="an int >= 0")
+positive_float = _number(float, 0.0, exclusive_minimum=True, what="a positive number")
+fraction = _number(float, 0.0, 1.0, exclusive_minimum=True, what="a number in (0, 1]")
+probability = _number(float, 0.0, 1.0, what="a number in [0, 1]")
+
+
+def sampling_rate_type(text: str) -> int:
+    """An argparse type: a sampling rate in the range the feature extractor accepts."""
+    from .models.unit_tokenizer.feature_extraction_unit_tokenizer import MAX_SAMPLING_RATE, MIN_SAMPLING_RATE
+
+    return _number(int, MIN_SAMPLING_RATE, MAX_SAMPLING_RATE,
+                   what=f"a sampling rate in [{MIN_SAMPLING_RATE}, {MAX_SAMPLING_RATE}] Hz")(text)  # fmt: skip
+
+
+def existing_path(text: str) -> Path:
+    """An argparse type: a file or folder that exists."""
+    path = Path(text).expanduser()
+    if not path.exists():
+        raise argparse.ArgumentTypeError(f"no such file or folder: {text!r}")
+    return path
+
+
+def existing_file(text: str) -> Path:
+    """An argparse type: a file that exists (not a folder)."""
+    path = existing_path(text)
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"not a file: {text!r}")
+    return path
 
 
 def _csv(kind):
@@ -58,10 +108,10 @@ def cmd_fit_tokenizer(args) -> int:
 
     ds = _load_dataset_arg(args.dataset)
     if args.audio_column not in ds.column_names:
-        raise SystemExit(f"error: dataset {args.dataset} has no column {args.audio_column!r} ({ds.column_names})")
+        raise ValueError(f"dataset {args.dataset} has no column {args.audio_column!r} ({ds.column_names})")
     if args.frontend == "ssl":
         if not args.ssl_model:
-            raise SystemExit("error: --frontend ssl needs --ssl-model (a local folder or Hub id of HuBERT/WavLM/...)")
+            raise ValueError("--frontend ssl needs --ssl-model (a local folder or Hub id of HuBERT/WavLM/...)")
         tokenizer = KMeansUnitTokenizer.from_ssl_pretrained(args.ssl_model, layer=args.layer, num_units=args.num_units)
         feature_extractor = SpeechFeatureExtractor(sampling_rate=AutoConfig.from_pretrained(args.ssl_model).to_dict().get("sampling_rate", 16000))
     else:
@@ -121,17 +171,16 @@ def cmd_tokenize(args) -> int:
 
     files = [str(p) for p in args.inputs]
     if not files:
-        raise SystemExit("error: give audio files or --dataset")
+        raise ValueError("give audio files or --dataset")
+    from .pipelines.pipeline_utils import atomic_open
+
     out_path = Path(args.output)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(f".{out_path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
+    with atomic_open(out_path) as handle:  # a failed or interrupted run leaves no partial or .tmp file
         for start in tqdm(range(0, len(files), args.batch_size), desc="tokenising", unit="batch"):
             chunk = files[start : start + args.batch_size]
             columns = units_of({args.audio_column: chunk})
             for i, path in enumerate(chunk):
                 handle.write(json.dumps({"path": path, **{name: values[i] for name, values in columns.items()}}) + "\n")
-    os.replace(tmp, out_path)
     print(f"tokenised {len(files)} files -> {out_path}")
     return 0
 
@@ -275,52 +324,53 @@ def cmd_pull(args) -> int:
 # ---------------------------------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hf-slm", description=__doc__)
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("synth", help="text file -> speech dataset (espeak-ng, word timestamps)")
     p.add_argument("--texts", default="builtin", help="'builtin', 'fortunes', 'wordnet' or a text file (one sentence a line)")
-    p.add_argument("--limit", type=int, default=None, help="at most this many sentences")
+    p.add_argument("--limit", type=positive_int, default=None, help="at most this many sentences")
     p.add_argument("--voices", type=_csv(str), default=["en-us"], help="comma-separated espeak-ng voices")
-    p.add_argument("--rates", type=_csv(int), default=[175], help="comma-separated speaking rates (words/min)")
-    p.add_argument("--pitches", type=_csv(int), default=[50], help="comma-separated pitches (0-99)")
+    p.add_argument("--rates", type=_csv(positive_int), default=[175], help="comma-separated speaking rates (words/min)")
+    p.add_argument("--pitches", type=_csv(_number(int, 0, 99, what="a pitch in [0, 99]")), default=[50], help="comma-separated pitches (0-99)")
     p.add_argument("--assignment", default="cycle", choices=["cycle", "random", "product"])
-    p.add_argument("--sampling-rate", type=int, default=16000)
-    p.add_argument("--num-proc", type=int, default=1)
+    p.add_argument("--sampling-rate", type=sampling_rate_type, default=16000)
+    p.add_argument("--num-proc", type=positive_int, default=1)
     p.add_argument("--cache-dir", default=None)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--output", required=True, help="dataset folder (datasets.save_to_disk)")
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("fit-tokenizer", help="dataset -> fitted k-means unit tokenizer")
-    p.add_argument("--dataset", required=True, help="folder from `hf-slm synth` / save_to_disk, or a folder of audio files")
+    p.add_argument("--dataset", required=True, type=existing_path, help="folder from `hf-slm synth` / save_to_disk, or a folder of audio files")
     p.add_argument("--audio-column", default="audio")
     p.add_argument("--frontend", choices=["mfcc", "ssl"], default="mfcc")
     p.add_argument("--ssl-model", default=None, help="HuBERT / WavLM / wav2vec 2.0 folder or Hub id (--frontend ssl)")
-    p.add_argument("--layer", type=int, default=6, help="SSL hidden layer to quantise")
-    p.add_argument("--num-units", type=int, default=100)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--max-frames", type=int, default=500_000, help="subsample at most this many frames for k-means")
+    p.add_argument("--layer", type=non_negative_int, default=6, help="SSL hidden layer to quantise")
+    p.add_argument("--num-units", type=_number(int, 2, what="an int >= 2"), default=100)
+    p.add_argument("--batch-size", type=positive_int, default=16)
+    p.add_argument("--max-frames", type=positive_int, default=500_000, help="subsample at most this many frames for k-means")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--output", required=True)
     p.set_defaults(func=cmd_fit_tokenizer)
 
     p = sub.add_parser("tokenize", help="audio files or a dataset -> units (JSONL or dataset)")
-    p.add_argument("inputs", nargs="*", type=Path, help="audio files")
+    p.add_argument("inputs", nargs="*", type=existing_file, help="audio files")
     p.add_argument("--tokenizer", default="default", help="tokenizer folder, pipeline folder / Hub id, or 'default'")
-    p.add_argument("--dataset", default=None, help="dataset folder instead of files")
+    p.add_argument("--dataset", default=None, type=existing_path, help="dataset folder instead of files")
     p.add_argument("--audio-column", default="audio")
     p.add_argument("--deduplicate", action="store_true", help="collapse repeated units and write their durations")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=positive_int, default=16)
     p.add_argument("--device", default="cpu")
     p.add_argument("--output", required=True, help="JSONL file (files) or dataset folder (--dataset)")
     p.set_defaults(func=cmd_tokenize)
 
     p = sub.add_parser("split-audio", help="long recordings -> utterance wavs cut at pauses (Silero VAD)")
-    p.add_argument("inputs", nargs="+", type=Path, help="audio files (wav, flac, ogg)")
-    p.add_argument("--min-silence-ms", type=int, default=300, help="a pause at least this long ends an utterance")
-    p.add_argument("--max-utterance-s", type=float, default=20.0, help="longer speech is cut at its longest pause")
-    p.add_argument("--threshold", type=float, default=0.5, help="speech probability threshold")
+    p.add_argument("inputs", nargs="+", type=existing_file, help="audio files (wav, flac, ogg)")
+    p.add_argument("--min-silence-ms", type=positive_int, default=300, help="a pause at least this long ends an utterance")
+    p.add_argument("--max-utterance-s", type=positive_float, default=20.0, help="longer speech is cut at its longest pause")
+    p.add_argument("--threshold", type=probability, default=0.5, help="speech probability threshold")
     p.add_argument("--output", required=True, help="folder: <name>_000.wav ... + metadata.jsonl (an audiofolder)")
     p.set_defaults(func=cmd_split_audio)
 
@@ -333,14 +383,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pipeline", default="default")
     p.add_argument("--text", default=DEMO_TEXT)
     p.add_argument("--voice", default="en-us")
-    p.add_argument("--max-new-tokens", type=int, default=150)
-    p.add_argument("--temperature", type=float, default=0.8)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-new-tokens", type=positive_int, default=150)
+    p.add_argument("--temperature", type=positive_float, default=0.8)
+    p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--output", default="demo_out")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("push", help="upload a pipeline variant or component folder to the Hub (honours HF_ENDPOINT)")
-    p.add_argument("folder", help="folder written by save_pretrained (safetensors weights only)")
+    p.add_argument("folder", type=existing_path, help="folder written by save_pretrained (safetensors weights only)")
     p.add_argument("repo_id", help="namespace/name; the repo is created when missing")
     p.add_argument("--revision", default=None, help="branch to commit to (created from main when missing)")
     p.add_argument("--private", action="store_true", default=None, help="create the repo private")
@@ -361,13 +411,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run one command. Any failure is one line on stderr (``hf-slm: error: ...``) and exit status 1; ``--debug``
+    shows the traceback instead; Ctrl-C stops with status 130. Argument errors are argparse's (status 2)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, OSError) as err:
-        # errors that name the problem (bad audio, missing component, missing file) reach the user as one line
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        print(f"{parser.prog}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:
+        if args.debug:
+            raise
+        message = " ".join(str(err).split()) or type(err).__name__
+        print(f"{parser.prog}: error: {message} (--debug shows the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

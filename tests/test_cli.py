@@ -67,11 +67,11 @@ def test_fit_tokenize_info(workdir, capsys):
 def test_bad_inputs_exit_with_named_error(workdir, capsys):
     bogus = workdir / "notes.wav"
     bogus.write_text("this is not audio")
-    assert main(["tokenize", str(bogus), "--tokenizer", str(workdir / "tok"), "--output", str(workdir / "x.jsonl")]) == 2
+    assert main(["tokenize", str(bogus), "--tokenizer", str(workdir / "tok"), "--output", str(workdir / "x.jsonl")]) == 1
     err = capsys.readouterr().err
     assert "notes.wav" in err
     assert not (workdir / "x.jsonl").exists()
-    assert main(["info", str(workdir / "missing-folder")]) == 2
+    assert main(["info", str(workdir / "missing-folder")]) == 1
     assert "does not exist" in capsys.readouterr().err
 
 

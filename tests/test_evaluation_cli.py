@@ -72,10 +72,12 @@ def test_abx_resynthesis_generation(pipeline_dir, tmp_path, capsys):
 
 
 def test_errors_reach_the_user_as_one_line(pipeline_dir, tmp_path, capsys):
-    assert main(["evaluate", "pairs", "--pipeline", pipeline_dir, "--pairs", str(tmp_path / "no.jsonl"),
-                 "--output", str(tmp_path / "o.json")]) == 2  # fmt: skip
-    assert "does not exist" in capsys.readouterr().err
-    assert main(["evaluate", "resynthesis", "--pipeline", pipeline_dir, "--output", str(tmp_path / "o.json")]) == 2
+    with pytest.raises(SystemExit) as exit_info:  # a missing file is an argument error: argparse's status 2
+        main(["evaluate", "pairs", "--pipeline", pipeline_dir, "--pairs", str(tmp_path / "no.jsonl"),
+              "--output", str(tmp_path / "o.json")])  # fmt: skip
+    assert exit_info.value.code == 2
+    assert "no such file or folder" in capsys.readouterr().err
+    assert main(["evaluate", "resynthesis", "--pipeline", pipeline_dir, "--output", str(tmp_path / "o.json")]) == 1
     assert "exactly one of --texts" in capsys.readouterr().err
-    assert main(["evaluate", "pairs", "--pipeline", pipeline_dir, "--output", str(tmp_path / "o.json")]) == 2
+    assert main(["evaluate", "pairs", "--pipeline", pipeline_dir, "--output", str(tmp_path / "o.json")]) == 1
     assert "exactly one of --pairs, --zerospeech" in capsys.readouterr().err

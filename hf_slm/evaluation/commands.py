@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..cli import _csv
+from ..cli import _csv, existing_path, fraction, non_negative_int, positive_float, positive_int
 
 
 def _pipeline(spec: str, device: str):
@@ -253,7 +253,7 @@ def add_evaluate_parser(sub) -> None:
     def common(p, output_help="results JSON (a Markdown report and PNG plots are written next to it)"):
         p.add_argument("--pipeline", default="default", help="pipeline folder, Hub repo id, 'default' or 'twist-default'")
         p.add_argument("--device", default="cpu")
-        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--seed", type=non_negative_int, default=0)
         p.add_argument("--output", required=True, help=output_help)
 
     p = commands.add_parser("build-pairs", help="make a minimal-pair JSONL benchmark (lexical, syntactic, storycloze)")
@@ -261,43 +261,43 @@ def add_evaluate_parser(sub) -> None:
                    help="comma-separated: lexical, syntactic, storycloze (topic-StoryCloze-style stories)")  # fmt: skip
     p.add_argument("--words", default=None, help="word list file (default: the built-in grammar's words)")
     p.add_argument("--known-words", default=None, help="lexicon file of the language (no non-word may be in it)")
-    p.add_argument("--num-lexical", type=int, default=None, help="at most this many lexical pairs")
-    p.add_argument("--num-per-phenomenon", type=int, default=20)
-    p.add_argument("--num-storycloze", type=int, default=None, help="at most this many story pairs (default all 72)")
+    p.add_argument("--num-lexical", type=positive_int, default=None, help="at most this many lexical pairs")
+    p.add_argument("--num-per-phenomenon", type=positive_int, default=20)
+    p.add_argument("--num-storycloze", type=positive_int, default=None, help="at most this many story pairs (default all 72)")
     p.add_argument("--phenomena", type=_csv(str), default=None, help=f"comma-separated, from {sorted(PHENOMENA)}")
     p.add_argument("--vowels", default="aeiou")
     p.add_argument("--consonants", default="bdfgklmnprstvz")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--output", required=True, help="JSONL file")
     p.set_defaults(func=cmd_build_pairs)
 
     p = commands.add_parser("pairs", help="minimal-pair accuracy (sWUGGY / sBLIMP style) of a pipeline's LM")
-    p.add_argument("--pairs", default=None, help="JSONL with good/bad texts or good_audio/bad_audio files")
+    p.add_argument("--pairs", default=None, type=existing_path, help="JSONL with good/bad texts or good_audio/bad_audio files")
     p.add_argument("--zerospeech", default=None, help="ZeroSpeech 2021 root (<root>/<task>/<split>/gold.csv + wavs)")
     p.add_argument("--task", choices=ZEROSPEECH_TASKS, default="lexical", help="with --zerospeech: sWUGGY or sBLIMP")
     p.add_argument("--split", default="dev", help="with --zerospeech: dev (test has no public gold.csv)")
     p.add_argument("--storycloze", default=None,
                    help="spoken StoryCloze (sSC / tSC): a folder of <index>_<name>.wav, or a saved dataset / parquet "
                         "file with positive / negative audio columns")  # fmt: skip
-    p.add_argument("--limit", type=int, default=None, help="score only the first N pairs")
+    p.add_argument("--limit", type=positive_int, default=None, help="score only the first N pairs")
     p.add_argument("--voice", default="en-us", help="espeak-ng voice for text pairs")
-    p.add_argument("--rate", type=int, default=175, help="espeak-ng speaking rate (words/min)")
+    p.add_argument("--rate", type=positive_int, default=175, help="espeak-ng speaking rate (words/min)")
     p.add_argument("--normalize", action="store_true", help="compare per-token NLL instead of summed NLL")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=positive_int, default=16)
     common(p)
     p.set_defaults(func=cmd_pairs)
 
     p = commands.add_parser("abx", help="within/between-speaker ABX of the tokenizer's features and units")
     p.add_argument("--words", type=_csv(str), default=["bat", "pat", "mat", "sat", "hat", "bet", "bit", "but"])
     p.add_argument("--voices", type=_csv(str), default=["en-us", "en-us+m3", "en-us+f2"])
-    p.add_argument("--rates", type=_csv(int), default=[150, 200])
+    p.add_argument("--rates", type=_csv(positive_int), default=[150, 200])
     p.add_argument("--representation", choices=["features", "units", "both"], default="both")
     common(p)
     p.set_defaults(func=cmd_abx)
 
     p = commands.add_parser("resynthesis", help="audio -> units -> vocoder -> ASR: WER/CER and mel distance")
     p.add_argument("--texts", default=None, help="text file (one sentence a line) or 'builtin', synthesised")
-    p.add_argument("--audio-dir", default=None, help="folder of .wav files with .txt transcripts")
+    p.add_argument("--audio-dir", default=None, type=existing_path, help="folder of .wav files with .txt transcripts")
     p.add_argument("--dataset", default=None,
                    help="local dataset: save_to_disk folder, csv/json/jsonl/parquet file, or audiofolder")  # fmt: skip
     p.add_argument("--audio-column", default="audio", help="--dataset column of audio (or audio file paths)")
@@ -305,9 +305,9 @@ def add_evaluate_parser(sub) -> None:
     p.add_argument("--split", default=None, help="--dataset split (default: the first)")
     p.add_argument("--real-speech", choices=sorted(REAL_SPEECH_SOURCES), default=None,
                    help="installed clips: librivox (apt pocketsphinx-testdata), alsa (apt alsa-utils)")  # fmt: skip
-    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--limit", type=positive_int, default=None)
     p.add_argument("--voice", default="en-us")
-    p.add_argument("--rate", type=int, default=175)
+    p.add_argument("--rate", type=positive_int, default=175)
     p.add_argument("--asr", default="pocketsphinx",
                    help="'pocketsphinx' or a transformers CTC/seq2seq ASR (folder or cached Hub id)")  # fmt: skip
     p.add_argument("--vocabulary", choices=["closed", "open"], default=None,
@@ -320,26 +320,26 @@ def add_evaluate_parser(sub) -> None:
 
     p = commands.add_parser("generation", help="continuations over temperatures: perplexity, VERT, AUC, plot")
     p.add_argument("--texts", default="builtin", help="prompt texts: a file or 'builtin' (synthesised)")
-    p.add_argument("--limit", type=int, default=10, help="number of prompts")
+    p.add_argument("--limit", type=positive_int, default=10, help="number of prompts")
     p.add_argument("--voice", default="en-us")
-    p.add_argument("--temperatures", type=_csv(float), default=[0.5, 0.7, 0.9, 1.1, 1.3])
-    p.add_argument("--num-samples", type=int, default=1, help="continuations per prompt and temperature")
-    p.add_argument("--max-new-tokens", type=int, default=100)
-    p.add_argument("--prompt-fraction", type=float, default=0.5, help="part of each utterance used as the prompt")
+    p.add_argument("--temperatures", type=_csv(positive_float), default=[0.5, 0.7, 0.9, 1.1, 1.3])
+    p.add_argument("--num-samples", type=positive_int, default=1, help="continuations per prompt and temperature")
+    p.add_argument("--max-new-tokens", type=positive_int, default=100)
+    p.add_argument("--prompt-fraction", type=fraction, default=0.5, help="part of each utterance used as the prompt")
     p.add_argument("--judge", default=None, help="pipeline whose LM judges perplexity (default: the generator)")
     common(p)
     p.set_defaults(func=cmd_generation)
 
     p = commands.add_parser("prosody", help="pGSLM prosody of continuations: F0 min-MAE, consistency, expressiveness")
     p.add_argument("--texts", default="builtin", help="utterance texts: a file or 'builtin' (synthesised)")
-    p.add_argument("--limit", type=int, default=12, help="number of utterances")
+    p.add_argument("--limit", type=positive_int, default=12, help="number of utterances")
     p.add_argument("--voice", default="en-us")
     p.add_argument("--pitches", type=_csv(int), default=[20, 50, 80],
                    help="espeak-ng base pitches (0-99), cycled over the utterances")  # fmt: skip
-    p.add_argument("--num-samples", type=int, default=5, help="continuations per prompt (min-MAE takes the best)")
-    p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--max-new-tokens", type=int, default=None, help="default: the true continuation's length")
-    p.add_argument("--prompt-fraction", type=float, default=0.5, help="part of each utterance used as the prompt")
+    p.add_argument("--num-samples", type=positive_int, default=5, help="continuations per prompt (min-MAE takes the best)")
+    p.add_argument("--temperature", type=positive_float, default=1.0)
+    p.add_argument("--max-new-tokens", type=positive_int, default=None, help="default: the true continuation's length")
+    p.add_argument("--prompt-fraction", type=fraction, default=0.5, help="part of each utterance used as the prompt")
     p.add_argument("--f0", choices=F0_METHODS, default="autocorrelation",
                    help="F0 tracker: hf_slm's autocorrelation, WORLD's harvest/dio, Praat's parselmouth")  # fmt: skip
     p.add_argument("--speaker-similarity", action="store_true",

@@ -194,9 +194,11 @@ def build_storycloze_pairs(n: int | None = None, seed: int = 0, scenes=None, nam
 
 def write_pairs(pairs: list[dict], path) -> Path:
     """Write pairs as JSONL (one object per line)."""
+    from ..pipelines.pipeline_utils import atomic_open
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in pairs), encoding="utf-8")
+    with atomic_open(path) as handle:
+        handle.write("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in pairs))
     return path
 
 

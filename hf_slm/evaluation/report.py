@@ -10,11 +10,11 @@ from pathlib import Path
 
 def write_json(result: dict, path) -> Path:
     """Write `result` as indented JSON through a temporary file + rename (NaN written as null)."""
+    from ..pipelines.pipeline_utils import atomic_open
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(_finite(result), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    with atomic_open(path) as handle:
+        handle.write(json.dumps(_finite(result), indent=2, ensure_ascii=False) + "\n")
     return path
 
 
@@ -75,8 +75,10 @@ def write_report(path, title: str, summary: dict, table: str | None = None, plot
         lines += ["", f"![{Path(plot).stem}]({os.path.relpath(plot, path.parent)})"]
     if notes:
         lines += ["", notes]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    from ..pipelines.pipeline_utils import atomic_open
+
+    with atomic_open(path) as handle:
+        handle.write("\n".join(lines) + "\n")
     return path
 
 

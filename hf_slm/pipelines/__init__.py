@@ -1,6 +1,14 @@
 """Inference-only compositions of components, hosted as one repo (index file + component subfolders)."""
 
-from .pipeline_utils import COMPONENT_NAMES, INDEX_FILE, PipelineLoadError, read_index, resolve_pipeline_path
+from .pipeline_utils import (
+    COMPONENT_NAMES,
+    INDEX_FILE,
+    LOADABLE_CLASSES,
+    PipelineLoadError,
+    check_compatibility,
+    read_index,
+    resolve_pipeline_path,
+)
 from .speech_lm_pipeline import SpeechLMPipeline, SpeechPipelineOutput
 from .spoken_chat import ChatEvent, ChatOutput, SpokenChatPipeline
 
@@ -10,9 +18,11 @@ __all__ = [
     "SpokenChatPipeline",
     "COMPONENT_NAMES",
     "INDEX_FILE",
+    "LOADABLE_CLASSES",
     "PipelineLoadError",
     "SpeechLMPipeline",
     "SpeechPipelineOutput",
+    "check_compatibility",
     "read_index",
     "resolve_pipeline_path",
 ]

@@ -16,6 +16,7 @@ instead be a dict ``{"library": ..., "class": ..., "repo": "org/other-variant", 
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
@@ -66,25 +67,70 @@ def _save_adapter(peft_model, folder: Path) -> None:
     peft_model.save_pretrained(folder, save_embedding_layers=False if adapter_holds_embeddings(peft_model) else "auto")
 
 
-def _resolve_class(library: str, class_name: str):
+#: What an index entry may name, diffusers' ``LOADABLE_CLASSES`` idea: library -> the base classes a component of
+#: that library must derive from (dotted paths, imported on use). Anything else (``["os", "system"]``, a function,
+#: a class of another library) is refused before it is called.
+LOADABLE_CLASSES = {
+    "hf_slm": (
+        "transformers.PreTrainedModel",
+        "transformers.FeatureExtractionMixin",
+        "transformers.PreTrainedTokenizerBase",
+        "transformers.ProcessorMixin",
+    ),
+    "transformers": (
+        "transformers.PreTrainedModel",
+        "transformers.FeatureExtractionMixin",
+        "transformers.PreTrainedTokenizerBase",
+        "transformers.ProcessorMixin",
+    ),
+    "peft": ("peft.PeftModel",),
+}
+
+
+def _import_dotted(dotted: str):
+    module, _, name = dotted.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+def _resolve_class(library: str, class_name: str, where: str = INDEX_FILE):
+    """The class an index entry names, if `LOADABLE_CLASSES` allows it; `PipelineLoadError` naming `where` else."""
+    if not isinstance(library, str) or not isinstance(class_name, str):
+        raise PipelineLoadError(f"{where}: library and class must be strings, got {library!r}, {class_name!r}")
+    if library not in LOADABLE_CLASSES:
+        raise PipelineLoadError(
+            f"{where}: library {library!r} (class {class_name!r}) is not loadable; an index may name only "
+            f"{sorted(LOADABLE_CLASSES)}"
+        )
+    if not class_name.isidentifier() or class_name.startswith("_"):
+        raise PipelineLoadError(f"{where}: {class_name!r} is not a public class name")
     try:
         module = importlib.import_module(library)
     except ImportError as err:
         raise PipelineLoadError(f"component library {library!r} is not installed (needed for {class_name})") from err
     try:
-        return getattr(module, class_name)
+        component_cls = getattr(module, class_name)
     except AttributeError as err:
-        raise PipelineLoadError(f"library {library!r} has no class {class_name!r}") from err
+        raise PipelineLoadError(f"{where}: library {library!r} has no class {class_name!r}") from err
+    bases = tuple(_import_dotted(base) for base in LOADABLE_CLASSES[library])
+    if not (isinstance(component_cls, type) and issubclass(component_cls, bases)):
+        raise PipelineLoadError(
+            f"{where}: {library}.{class_name} is not a loadable component (it must derive from one of "
+            f"{[b.__name__ for b in bases]})"
+        )
+    return component_cls
 
 
-def _normalise_spec(name: str, spec) -> dict[str, Any] | None:
+def _normalise_spec(name: str, spec, where: str = INDEX_FILE) -> dict[str, Any] | None:
     if spec is None or (isinstance(spec, (list, tuple)) and (len(spec) < 2 or spec[0] is None)):
         return None
-    if isinstance(spec, (list, tuple)):
+    if isinstance(spec, (list, tuple)) and len(spec) == 2 and all(isinstance(x, str) for x in spec):
         return {"library": spec[0], "class": spec[1]}
-    if isinstance(spec, dict) and "library" in spec and "class" in spec:
+    if isinstance(spec, dict) and isinstance(spec.get("library"), str) and isinstance(spec.get("class"), str):
         return dict(spec)
-    raise PipelineLoadError(f"index entry {name!r} must be [library, class] or a dict with library/class, got {spec!r}")
+    raise PipelineLoadError(
+        f"{where}: entry {name!r} must be [library, class] (two strings) or a dict with string library/class, "
+        f"got {spec!r}"
+    )
 
 
 #: Names of the variants embedded in the package (loaded with no network) -> the ``hf_slm`` constant holding the path.
@@ -115,9 +161,17 @@ def resolve_pipeline_path(path_or_repo_id: str | os.PathLike, revision: str | No
 
     Hub repos are fetched with ``snapshot_download`` (which honours ``HF_ENDPOINT`` and the local cache).
     """
-    path_or_repo_id = embedded_pipeline_path(path_or_repo_id) or path_or_repo_id
+    embedded = embedded_pipeline_path(path_or_repo_id)
+    if embedded is not None and revision is not None:
+        raise PipelineLoadError(
+            f"revision={revision!r}: the embedded variant {str(path_or_repo_id)!r} is the copy installed with hf_slm "
+            "and has no revisions; load a Hub repo id to pin one"
+        )
+    path_or_repo_id = embedded or path_or_repo_id
     local = Path(path_or_repo_id).expanduser()
     if local.is_dir():
+        if revision is not None:
+            raise PipelineLoadError(f"revision={revision!r}: {local} is a local folder, which has no revisions")
         return local
     if local.exists():
         raise PipelineLoadError(f"{local} is a file, not a pipeline folder")
@@ -134,8 +188,15 @@ def read_index(path: Path) -> dict[str, Any]:
         raise PipelineLoadError(f"{path} is not a pipeline variant: {INDEX_FILE} is missing")
     try:
         index = json.loads(index_file.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise PipelineLoadError(f"{index_file} is not valid JSON: {err}") from err
+    if not isinstance(index, dict):
+        raise PipelineLoadError(f"{index_file} must hold a JSON object, got {type(index).__name__}")
+    unknown = sorted(k for k in index if not k.startswith("_") and k not in COMPONENT_NAMES)
+    if unknown:
+        raise PipelineLoadError(f"{index_file}: unknown component(s) {unknown}; expected names from {COMPONENT_NAMES}")
+    for name in COMPONENT_NAMES:
+        _normalise_spec(name, index.get(name), str(index_file))
     missing = [name for name in REQUIRED_COMPONENTS if _normalise_spec(name, index.get(name)) is None]
     if missing:
         raise PipelineLoadError(f"{index_file} lacks the required component(s) {missing}")
@@ -164,6 +225,84 @@ def atomic_save_directory(save_directory: str | os.PathLike, write) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return target
+
+
+def _describe_load_failure(name: str, component_cls, folder: Path, err: Exception) -> str:
+    """One line naming the component, its folder and, for unreadable weights, the file."""
+    what = f"cannot load component {name!r} ({component_cls.__name__}) from {folder}"
+    weights = sorted(folder.glob("*.safetensors"))
+    if not weights and issubclass(component_cls, _import_dotted("transformers.PreTrainedModel")):
+        return f"{what}: no weights file (*.safetensors) in {folder}"
+    from safetensors import safe_open
+
+    for file in weights:
+        try:
+            with safe_open(str(file), framework="pt") as handle:
+                for key in handle.keys():
+                    handle.get_slice(key)
+        except Exception as file_err:
+            return f"{what}: weights file {file} is corrupt or truncated ({str(file_err).splitlines()[0][:200]})"
+    lines = str(err).strip().splitlines() or [type(err).__name__]
+    return f"{what}: {type(err).__name__}: {lines[0][:300]}"
+
+
+def _interface(component) -> tuple[dict, dict]:
+    """(produces, consumes) a component declares on itself or its config (empty when it declares nothing)."""
+    holder = component if hasattr(component, "produces") or hasattr(component, "consumes") else None
+    holder = holder or getattr(component, "config", None)
+    produces = getattr(holder, "produces", None) or {}
+    consumes = getattr(holder, "consumes", None) or {}
+    return dict(produces), dict(consumes)
+
+
+#: Order of the data flow: a component may consume what any component before it produces.
+FLOW_ORDER = ("feature_extractor", "speech_tokenizer", "language_model", "vocoder")
+
+
+def check_compatibility(components: dict[str, Any]) -> None:
+    """Refuse components that disagree on what flows between them.
+
+    Each config (or feature extractor) declares ``produces`` and ``consumes``: dicts of named quantities such as
+    ``audio.sampling_rate``, ``units.num_units``, ``units.frame_rate``, ``codes.num_codebooks``. Every key a
+    component consumes must equal the value of the same key produced by each component upstream of it
+    (`FLOW_ORDER`); a `PipelineLoadError` names both components and both values. Components that declare nothing
+    (a text tokenizer, an outside model) are not compared.
+    """
+    present = [(name, components[name]) for name in FLOW_ORDER if components.get(name) is not None]
+    for i, (consumer, component) in enumerate(present):
+        _, consumes = _interface(component)
+        for producer, upstream in present[:i]:
+            produces, _ = _interface(upstream)
+            for key in sorted(consumes.keys() & produces.keys()):
+                have, want = produces[key], consumes[key]
+                same = abs(float(have) - float(want)) <= 1e-6 * max(abs(float(have)), 1.0)
+                if not same:
+                    raise PipelineLoadError(
+                        f"incompatible components: {producer} ({type(upstream).__name__}) produces {key}={have} but "
+                        f"{consumer} ({type(component).__name__}) consumes {key}={want}"
+                    )
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8"):
+    """Open a temporary sibling of ``path`` for writing and rename it onto ``path`` when the block succeeds.
+
+    A failure or Ctrl-C inside the block removes the temporary file and leaves whatever was at ``path`` untouched:
+    no partial output and no ``.tmp`` left behind.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(handle)
+    try:
+        with open(temporary, mode, encoding=None if "b" in mode else encoding) as file:
+            yield file
+        os.chmod(temporary, 0o644)  # mkstemp makes the file private; the output is an ordinary user file
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
 
 
 class PipelineMixin:
@@ -287,6 +426,7 @@ class PipelineMixin:
         adapter = loaded.pop("adapter", None)
         if adapter is not None:
             loaded["language_model"] = adapter
+        check_compatibility(loaded)
         pipe = cls(**loaded)
         pipe._shared_components = {
             name: spec for name, spec in index.items() if isinstance(spec, dict) and spec.get("repo")
@@ -307,7 +447,18 @@ class PipelineMixin:
                 location, sub_kwargs = str(Path(location) / sub_kwargs.pop("subfolder")), {}
         elif not (path / name).is_dir():
             raise PipelineLoadError(f"component {name!r} is listed in {path / INDEX_FILE} but {path / name} is missing")
-        component_cls = _resolve_class(spec["library"], spec["class"])
+        component_cls = _resolve_class(spec["library"], spec["class"], f"{path / INDEX_FILE} entry {name!r}")
+        if Path(location).is_dir():  # local files: a failure names the component, its folder and the bad file
+            try:
+                return PipelineMixin._from_pretrained(component_cls, name, spec, location, loaded, dtype, sub_kwargs)
+            except PipelineLoadError:
+                raise
+            except Exception as err:
+                raise PipelineLoadError(_describe_load_failure(name, component_cls, Path(location), err)) from err
+        return PipelineMixin._from_pretrained(component_cls, name, spec, location, loaded, dtype, sub_kwargs)
+
+    @staticmethod
+    def _from_pretrained(component_cls, name, spec, location, loaded, dtype, sub_kwargs):
         if name == "adapter":
             if "language_model" not in loaded:
                 raise PipelineLoadError("an adapter needs a language_model component to attach to")
@@ -347,7 +498,10 @@ __all__ = [
     "PipelineLoadError",
     "PipelineMixin",
     "EMBEDDED_PIPELINES",
+    "LOADABLE_CLASSES",
+    "atomic_open",
     "atomic_save_directory",
+    "check_compatibility",
     "embedded_pipeline_path",
     "read_index",
     "resolve_pipeline_path",

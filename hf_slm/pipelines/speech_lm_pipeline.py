@@ -65,6 +65,39 @@ class SpeechLMPipeline(PipelineMixin):
             raise ValueError(f"{task} needs a {name.replace('_', ' ')}, and this pipeline variant has none")
         return self._components[name]
 
+    def _check_context(self, lm, lengths: list[int], new_tokens: int, task: str) -> None:
+        """Refuse sequences the LM would read past its trained positions (`max_position_embeddings`).
+
+        Long audio is refused, not windowed: a windowed score is a different quantity, so the caller decides how
+        to cut (e.g. at pauses with `hf-slm split-audio`)."""
+        config = lm.config.get_text_config() if hasattr(lm.config, "get_text_config") else lm.config
+        limit = getattr(config, "max_position_embeddings", None)
+        if not limit:
+            return
+        for i, length in enumerate(lengths):
+            if length + new_tokens > limit:
+                frame_rate = getattr(self.speech_tokenizer.config, "frame_rate", None)
+                seconds = f" (~{length / frame_rate:.1f} s of speech)" if frame_rate else ""
+                extra = f" + max_new_tokens={new_tokens}" if new_tokens else ""
+                raise ValueError(
+                    f"{task}: utterance {i} is {length} LM tokens{seconds}{extra}, more than the language model's "
+                    f"{limit} positions (max_position_embeddings); cut the audio into shorter utterances"
+                )
+
+    @staticmethod
+    def _check_unit_ids(units: list[torch.Tensor], limit: int | None, who: str) -> None:
+        """Unit ids (or codes) must lie in [0, limit): a `ValueError` naming the first bad id, its item and range."""
+        if limit is None:
+            return
+        for i, u in enumerate(units):
+            if u.is_floating_point() or u.dtype == torch.bool:
+                raise ValueError(f"units must be integer ids, got dtype {u.dtype} for item {i}")
+            bad = u[(u < 0) | (u >= limit)]
+            if bad.numel():
+                raise ValueError(
+                    f"unit id {int(bad[0])} in item {i} is outside the {who}'s range [0, {limit})"
+                )
+
     # ------------------------------------------------------------------ speech tokenizer
     @torch.no_grad()
     def encode(self, audio, sampling_rate: int | None = None, deduplicate: bool = False) -> list[torch.Tensor]:
@@ -90,7 +123,13 @@ class SpeechLMPipeline(PipelineMixin):
         vocoder = self._require("vocoder", "decoding units to audio")
         if isinstance(units, torch.Tensor) and units.dim() == 1:
             units = [units]
-        units = [torch.as_tensor(u, dtype=torch.long) for u in units]
+        try:
+            units = [torch.as_tensor(u) for u in units]
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise ValueError(f"units must be integer tensors, arrays or lists: {err}") from None
+        consumes = getattr(vocoder.config, "consumes", {})
+        self._check_unit_ids(units, consumes.get("units.num_units", consumes.get("codes.codebook_size")), "vocoder")
+        units = [u.long() for u in units]
         if any(u.numel() == 0 for u in units):
             raise ValueError("cannot vocode an empty unit sequence")
         if len({u.dim() for u in units}) != 1 or units[0].dim() not in (1, 2):
@@ -155,6 +194,10 @@ class SpeechLMPipeline(PipelineMixin):
         if seed is not None:
             torch.manual_seed(seed)
         prompt_units = self.encode(audio, sampling_rate=sampling_rate)
+        if not isinstance(max_new_tokens, int) or isinstance(max_new_tokens, bool) or max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be a positive int, got {max_new_tokens!r}")
+        prefix = len(lm.config.vocab_layout.speech_prefix_ids()) if hasattr(lm.config, "vocab_layout") else 0
+        self._check_context(lm, [prefix + len(u) for u in prompt_units], max_new_tokens, "continue_speech")
         generated = lm.generate_units(
             prompt_units,
             max_new_tokens=max_new_tokens,
@@ -182,6 +225,7 @@ class SpeechLMPipeline(PipelineMixin):
         lm = self._require("language_model", "scoring")
         units = self.encode(audio, sampling_rate=sampling_rate)
         input_ids, attention_mask = lm.units_to_input_ids(units)
+        self._check_context(lm, attention_mask.sum(-1).tolist(), 0, "score")
         device = next(lm.parameters()).device
         out = lm.log_likelihood(input_ids.to(device), attention_mask=attention_mask.to(device), normalize=normalize)
         return out.sum_nll.cpu()

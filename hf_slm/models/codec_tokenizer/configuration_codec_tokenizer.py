@@ -175,6 +175,22 @@ class CodecTokenizerConfig(PretrainedConfig):
         """Bits per second of the codes `encode` returns: num_codebooks * log2(codebook_size) * frame_rate."""
         return self.num_codebooks * math.log2(self.codebook_size) * self.frame_rate
 
+    @property
+    def consumes(self) -> dict:
+        """What a pipeline component of this config takes in (audio as a tokenizer, codes as a vocoder): `hf_slm.pipelines.check_compatibility` compares the
+        values of a key one component produces and the next consumes."""
+        return {"audio.sampling_rate": self.sampling_rate} | self.produces
+
+    @property
+    def produces(self) -> dict:
+        """What a pipeline component of this config hands on: `hf_slm.pipelines.check_compatibility` compares the
+        values of a key one component produces and the next consumes."""
+        return {
+            "codes.num_codebooks": self.num_codebooks,
+            "codes.codebook_size": self.codebook_size,
+            "codes.frame_rate": self.frame_rate,
+        }
+
     def to_dict(self):
         output = super().to_dict()
         # transformers' `custom_object_save` takes any class whose name contains "Tokenizer" for a text tokenizer and
@@ -420,6 +436,22 @@ class RVQCodecConfig(PretrainedConfig):
     def bitrate(self) -> float:
         """Bits per second at `num_codebooks` levels."""
         return self.num_codebooks * math.log2(self.codebook_size) * self.frame_rate
+
+    @property
+    def consumes(self) -> dict:
+        """What a pipeline component of this config takes in (audio as a tokenizer, codes as a vocoder): `hf_slm.pipelines.check_compatibility` compares the
+        values of a key one component produces and the next consumes."""
+        return {"audio.sampling_rate": self.sampling_rate} | self.produces
+
+    @property
+    def produces(self) -> dict:
+        """What a pipeline component of this config hands on: `hf_slm.pipelines.check_compatibility` compares the
+        values of a key one component produces and the next consumes."""
+        return {
+            "codes.num_codebooks": self.num_codebooks,
+            "codes.codebook_size": self.codebook_size,
+            "codes.frame_rate": self.frame_rate,
+        }
 
 
 __all__ = ["CodecTokenizerConfig", "RVQCodecConfig", "SUPPORTED_CODECS"]

@@ -243,5 +243,22 @@ class MultiStreamSpeechLMConfig(PretrainedConfig):
         """The backbone config: what caches and generation utilities must read."""
         return self.backbone_config
 
+    @property
+    def consumes(self) -> dict:
+        """What a pipeline component of this config takes in: `hf_slm.pipelines.check_compatibility` compares the
+        values of a key one component produces and the next consumes."""
+        if self.stream_kind == "pgslm":
+            return {"units.num_units": self.stream_vocab_sizes[0]}
+        sizes = set(self.stream_vocab_sizes)
+        return {"codes.num_codebooks": self.num_streams} | (
+            {"codes.codebook_size": self.stream_vocab_sizes[0]} if len(sizes) == 1 else {}
+        )
+
+    @property
+    def produces(self) -> dict:
+        """What a pipeline component of this config hands on: `hf_slm.pipelines.check_compatibility` compares the
+        values of a key one component produces and the next consumes."""
+        return self.consumes
+
 
 __all__ = ["MultiStreamSpeechLMConfig"]

@@ -369,5 +369,17 @@ class SpeechLMConfig(PretrainedConfig):
         """The backbone config: what generation, caches and `resize_token_embeddings` must read."""
         return self.backbone_config
 
+    @property
+    def consumes(self) -> dict:
+        """What a pipeline component of this config takes in: `hf_slm.pipelines.check_compatibility` compares the
+        values of a key one component produces and the next consumes."""
+        return {"units.num_units": self.num_units}
+
+    @property
+    def produces(self) -> dict:
+        """What a pipeline component of this config hands on: `hf_slm.pipelines.check_compatibility` compares the
+        values of a key one component produces and the next consumes."""
+        return {"units.num_units": self.num_units}
+
 
 __all__ = ["SpeechLMConfig", "SpeechLMVocabularyLayout", "as_unit_sequences", "build_backbone_config"]

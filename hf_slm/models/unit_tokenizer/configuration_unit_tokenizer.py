@@ -170,6 +170,18 @@ class KMeansUnitTokenizerConfig(PretrainedConfig):
         return self.sampling_rate / self.hop_length
 
     @property
+    def consumes(self) -> dict:
+        """What a pipeline component of this config takes in: `hf_slm.pipelines.check_compatibility` compares the
+        values of a key one component produces and the next consumes."""
+        return {"audio.sampling_rate": self.sampling_rate}
+
+    @property
+    def produces(self) -> dict:
+        """What a pipeline component of this config hands on: `hf_slm.pipelines.check_compatibility` compares the
+        values of a key one component produces and the next consumes."""
+        return {"units.num_units": self.num_units, "units.frame_rate": self.frame_rate}
+
+    @property
     def feature_dim(self) -> int:
         """Dimension of the features that are clustered."""
         if self.frontend == "ssl":

@@ -17,9 +17,44 @@ from transformers.feature_extraction_utils import BatchFeature
 #: (samples, channels); anything wider is ambiguous (a batch stacked into one array?) and raises.
 MAX_CHANNELS = 8
 
+#: Accepted sampling rates in Hz, for inputs and for the extractor itself. Below 4 kHz there is no speech band left
+#: (and a typo such as ``sampling_rate=16`` would turn 2 s into 30 min after resampling); 384 kHz is the highest rate
+#: audio interfaces record at.
+MIN_SAMPLING_RATE, MAX_SAMPLING_RATE = 4000, 384_000
+
+#: Integer PCM dtypes and how they map to [-1, 1): (offset, full scale). 8-bit WAV is unsigned (offset 128).
+#: Other integer widths (int64, uint16, ...) are ambiguous and raise: convert them to float or one of these.
+PCM_SCALES = {
+    torch.uint8: (128.0, 128.0),
+    torch.int8: (0.0, 128.0),
+    torch.int16: (0.0, 32768.0),
+    torch.int32: (0.0, 2.0**31),
+}
+
+#: With ``do_normalize=False`` the model sees the samples as they are, so floats must be in [-1, 1] (plus this
+#: tolerance); larger values are almost always integer PCM stored as float. With normalisation the scale is removed.
+MAX_FLOAT_PEAK = 1.0 + 1e-3
+
 
 class AudioInputError(ValueError):
     """Audio that cannot be turned into a valid input; the message names the file or batch item and the problem."""
+
+
+def check_sampling_rate(rate: Any, name: str = "audio input") -> int:
+    """`rate` as an int when it is an integer in [`MIN_SAMPLING_RATE`, `MAX_SAMPLING_RATE`], else `AudioInputError`.
+
+    Integral floats (``16000.0``) and numpy integers are accepted; bools, strings and fractional rates are not.
+    """
+    if isinstance(rate, (bool, np.bool_)) or not isinstance(rate, (int, float, np.integer, np.floating)):
+        raise AudioInputError(f"{name}: sampling_rate must be an integer number of Hz, got {rate!r}")
+    if not math.isfinite(float(rate)) or float(rate) != int(rate):
+        raise AudioInputError(f"{name}: sampling_rate must be an integer number of Hz, got {rate!r}")
+    if not MIN_SAMPLING_RATE <= int(rate) <= MAX_SAMPLING_RATE:
+        raise AudioInputError(
+            f"{name}: sampling_rate={rate!r} Hz is outside the accepted range [{MIN_SAMPLING_RATE}, "
+            f"{MAX_SAMPLING_RATE}] (the rate the audio was recorded at, e.g. 16000)"
+        )
+    return int(rate)
 
 
 def _is_path(source: Any) -> bool:
@@ -48,26 +83,36 @@ def _last_line(error: Exception) -> str:
     return lines[-1].split(", ")[-1][:200]
 
 
-def _read_file(path: str, name: str) -> tuple[np.ndarray, int]:
-    """Decode a file to ([channels, samples] float32, rate): soundfile first, torchcodec for what it cannot read."""
+def _read_encoded(data: str | bytes, name: str) -> tuple[np.ndarray, int]:
+    """Decode a file or its bytes to ([channels, samples] float32, rate): soundfile first, torchcodec for the rest."""
     import soundfile as sf
 
-    if not os.path.isfile(path):
-        raise AudioInputError(f"{name}: no such file")
     try:
-        data, rate = sf.read(path, dtype="float32", always_2d=True)  # [samples, channels]
-        return np.ascontiguousarray(data.T), int(rate)
+        data_sf = io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else data
+        samples, rate = sf.read(data_sf, dtype="float32", always_2d=True)  # [samples, channels]
+        return np.ascontiguousarray(samples.T), int(rate)
     except Exception as sf_error:  # soundfile cannot read mp3/m4a/opus-in-mp4..., torchcodec (ffmpeg) can
         try:
             from torchcodec.decoders import AudioDecoder
 
-            samples = AudioDecoder(path).get_all_samples()
+            decoded = AudioDecoder(bytes(data) if isinstance(data, bytearray) else data).get_all_samples()
         except Exception as tc_error:
             raise AudioInputError(
                 f"{name}: not an audio file or unknown format (soundfile: {_last_line(sf_error)}; "
                 f"torchcodec: {_last_line(tc_error)})"
             ) from None
-        return samples.data.float().cpu().numpy(), int(samples.sample_rate)
+        return decoded.data.float().cpu().numpy(), int(decoded.sample_rate)
+
+
+def _read_file(path: str, name: str) -> tuple[np.ndarray, int]:
+    """Decode a file to ([channels, samples] float32, rate), after the checks that name what is wrong with it."""
+    if os.path.isdir(path):
+        raise AudioInputError(f"{name}: is a directory, not an audio file")
+    if not os.path.isfile(path):
+        raise AudioInputError(f"{name}: no such file")
+    if os.path.getsize(path) == 0:
+        raise AudioInputError(f"{name}: empty file (0 bytes)")
+    return _read_encoded(path, name)
 
 
 def _decode(source: Any, name: str) -> tuple[np.ndarray | torch.Tensor, int | None, str]:
@@ -87,20 +132,37 @@ def _decode(source: Any, name: str) -> tuple[np.ndarray | torch.Tensor, int | No
                 raise AudioInputError(f"{name}: dict has an 'array' but no 'sampling_rate'")
             return source["array"], int(source["sampling_rate"]), "guess"
         if source.get("bytes") is not None:
-            import soundfile as sf
-
-            try:
-                data, rate = sf.read(io.BytesIO(source["bytes"]), dtype="float32", always_2d=True)
-            except Exception as error:
-                raise AudioInputError(f"{name}: 'bytes' are not a readable audio file ({error})") from None
-            return np.ascontiguousarray(data.T), int(rate), "cf"
+            data, rate = _read_encoded(source["bytes"], f"{name} 'bytes'")
+            return data, rate, "cf"
         if source.get("path") is not None:
             data, rate = _read_file(source["path"], f"audio file {source['path']!r}")
             return data, rate, "cf"
         raise AudioInputError(f"{name}: dict needs 'array'+'sampling_rate', 'bytes' or 'path'; got {sorted(source)}")
+    if isinstance(source, (bytes, bytearray)):
+        if not source:
+            raise AudioInputError(f"{name}: empty bytes (0 bytes)")
+        data, rate = _read_encoded(source, f"{name} (bytes)")
+        return data, rate, "cf"
     if isinstance(source, (np.ndarray, torch.Tensor, list, tuple)):
         return source, None, "guess"
     raise AudioInputError(f"{name}: unsupported audio type {type(source).__name__}")
+
+
+def _as_float_tensor(array: Any, name: str) -> torch.Tensor:
+    """Samples as a float32 CPU tensor; integer PCM (`PCM_SCALES`) is mapped to [-1, 1)."""
+    try:
+        tensor = torch.as_tensor(np.asarray(array) if isinstance(array, (list, tuple)) else array)
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise AudioInputError(f"{name}: cannot read the samples as numbers ({_last_line(error)})") from None
+    if tensor.dtype in PCM_SCALES:
+        offset, scale = PCM_SCALES[tensor.dtype]
+        return (tensor.detach().to("cpu", torch.float32) - offset) / scale
+    if tensor.is_complex() or not tensor.is_floating_point():
+        raise AudioInputError(
+            f"{name}: expected float samples or integer PCM ({', '.join(str(d).split('.')[-1] for d in PCM_SCALES)}), "
+            f"got dtype {str(tensor.dtype).split('.')[-1]}"
+        )
+    return tensor.detach().to("cpu", torch.float32)
 
 
 def _to_mono(array: np.ndarray | torch.Tensor, layout: str, name: str) -> torch.Tensor:
@@ -110,12 +172,7 @@ def _to_mono(array: np.ndarray | torch.Tensor, layout: str, name: str) -> torch.
     channel axis is the shorter one, and it must have at most `MAX_CHANNELS` entries (a (2, 48000) or a
     (48000, 2) array is stereo; a (16, 16000) array is rejected as ambiguous: pass a batch as a list).
     """
-    tensor = torch.as_tensor(np.asarray(array) if isinstance(array, (list, tuple)) else array)
-    if tensor.is_complex() or not (tensor.is_floating_point() or tensor.dtype in (torch.int16, torch.int32)):
-        raise AudioInputError(f"{name}: expected real-valued samples, got dtype {tensor.dtype}")
-    if tensor.dtype in (torch.int16, torch.int32):  # PCM integers -> [-1, 1)
-        tensor = tensor.float() / float(2 ** (16 if tensor.dtype == torch.int16 else 31))
-    tensor = tensor.detach().to("cpu", torch.float32)
+    tensor = _as_float_tensor(array, name)
     if tensor.ndim == 1:
         return tensor
     if tensor.ndim != 2:
@@ -145,11 +202,10 @@ def _decode_mono(
                 f"{name}: a raw array needs `sampling_rate` (the rate it was recorded at); refusing to guess "
                 f"{target_rate} Hz"
             )
-        rate = int(sampling_rate)
-    elif check_rate and sampling_rate is not None and int(sampling_rate) != rate:
+        rate = sampling_rate
+    elif check_rate and sampling_rate is not None and check_sampling_rate(sampling_rate, name) != rate:
         raise AudioInputError(f"{name}: carries {rate} Hz audio but sampling_rate={sampling_rate} was passed")
-    if rate <= 0:
-        raise AudioInputError(f"{name}: invalid sampling rate {rate}")
+    rate = check_sampling_rate(rate, name)  # before anything is resampled: a wrong rate must not allocate first
     mono = _to_mono(array, layout, name)
     if mono.numel() == 0:
         raise AudioInputError(f"{name}: empty audio (0 samples)")
@@ -160,15 +216,19 @@ def _decode_mono(
     return mono, rate
 
 
+def _resample(mono: torch.Tensor, rate: int, target_rate: int) -> torch.Tensor:
+    if rate == target_rate:
+        return mono
+    import torchaudio.functional as AF
+
+    return AF.resample(mono, rate, target_rate)
+
+
 def _prepare(
     source: Any, sampling_rate: int | None, target_rate: int, index: int | None, check_rate: bool
 ) -> torch.Tensor:
     mono, rate = _decode_mono(source, sampling_rate, target_rate, index, check_rate)
-    if rate != target_rate:
-        import torchaudio.functional as AF
-
-        mono = AF.resample(mono, rate, target_rate)
-    return mono
+    return _resample(mono, rate, target_rate)
 
 
 def load_audio(source: Any, sampling_rate: int) -> np.ndarray:
@@ -184,7 +244,7 @@ def load_audio(source: Any, sampling_rate: int) -> np.ndarray:
     """
     if isinstance(source, (np.ndarray, torch.Tensor)):
         raise AudioInputError("load_audio needs a self-describing source (path, decoder or dict); raw arrays carry no rate")
-    return _prepare(source, None, int(sampling_rate), None, check_rate=False).numpy()
+    return _prepare(source, None, check_sampling_rate(sampling_rate, "load_audio target"), None, check_rate=False).numpy()
 
 
 def decode_audio(source: Any) -> tuple[np.ndarray, int]:
@@ -259,6 +319,7 @@ class SpeechFeatureExtractor(SequenceFeatureExtractor):
         max_duration_s: float | None = None,
         **kwargs,
     ):
+        sampling_rate = check_sampling_rate(sampling_rate, f"{type(self).__name__}")
         super().__init__(feature_size=feature_size, sampling_rate=sampling_rate, padding_value=padding_value, **kwargs)
         if max_duration_s is not None and not max_duration_s > 0:
             raise ValueError(f"max_duration_s must be positive or None, got {max_duration_s!r}")
@@ -269,6 +330,11 @@ class SpeechFeatureExtractor(SequenceFeatureExtractor):
         self.min_samples = min_samples
         self.max_duration_s = max_duration_s
 
+    @property
+    def produces(self) -> dict:
+        """What this extractor hands on (see `hf_slm.pipelines.check_compatibility`): audio at `sampling_rate`."""
+        return {"audio.sampling_rate": self.sampling_rate}
+
     @staticmethod
     def _is_single(raw_speech: Any) -> bool:
         if isinstance(raw_speech, (np.ndarray, torch.Tensor, dict, str, os.PathLike)) or _is_decoder(raw_speech):
@@ -277,15 +343,32 @@ class SpeechFeatureExtractor(SequenceFeatureExtractor):
             return len(raw_speech) > 0 and isinstance(raw_speech[0], (int, float, np.number))
         return True
 
-    def _check_length(self, wave: torch.Tensor, name: str) -> None:
-        if wave.numel() < self.min_samples:
+    def _check_length(self, num_samples: int, rate: int, name: str) -> None:
+        """Refuse audio shorter than `min_samples` or longer than `max_duration_s` once at `self.sampling_rate`.
+
+        Runs on the decoded samples at their own `rate`, before resampling, so a wrong rate never allocates a huge
+        resampled copy first."""
+        resampled = math.ceil(num_samples * self.sampling_rate / rate)
+        if resampled < self.min_samples:
+            at = f"{self.sampling_rate} Hz" if rate == self.sampling_rate else f"{rate} Hz (~{resampled} at {self.sampling_rate} Hz)"
             raise AudioInputError(
-                f"{name}: {wave.numel()} samples ({wave.numel() / self.sampling_rate * 1000:.1f} ms) at "
-                f"{self.sampling_rate} Hz is shorter than one analysis window of {self.min_samples} samples"
+                f"{name}: {num_samples} samples ({num_samples / rate * 1000:.1f} ms) at {at} is shorter than one "
+                f"analysis window of {self.min_samples} samples ({self.min_samples / self.sampling_rate * 1000:.1f} ms, "
+                f"the tokenizer's receptive field)"
             )
-        if self.max_duration_s is not None and wave.numel() > math.ceil(self.max_duration_s * self.sampling_rate):
+        if self.max_duration_s is not None and num_samples / rate > self.max_duration_s + 0.5 / rate:
             raise AudioInputError(
-                f"{name}: {wave.numel() / self.sampling_rate:.2f} s is longer than max_duration_s={self.max_duration_s}"
+                f"{name}: {num_samples / rate:.2f} s is longer than max_duration_s={self.max_duration_s}"
+            )
+
+    def _check_amplitude(self, mono: torch.Tensor, name: str) -> None:
+        if self.do_normalize or mono.numel() == 0:
+            return
+        peak = float(np.abs(mono.numpy()).max())
+        if peak > MAX_FLOAT_PEAK:
+            raise AudioInputError(
+                f"{name}: float samples reach {peak:.4g}, outside [-1, 1] (integer PCM stored as float? divide by "
+                f"32768 for 16-bit); this extractor has do_normalize=False, so the model would see them as they are"
             )
 
     def __call__(
@@ -301,6 +384,8 @@ class SpeechFeatureExtractor(SequenceFeatureExtractor):
         **kwargs,
     ) -> BatchFeature:
         """Prepare one utterance or a list of them; returns `input_values` [B, T] and `attention_mask` [B, T]."""
+        if sampling_rate is not None:
+            sampling_rate = check_sampling_rate(sampling_rate, "sampling_rate argument")
         single = self._is_single(raw_speech)
         items = [raw_speech] if single else list(raw_speech)
         if not items:
@@ -308,9 +393,11 @@ class SpeechFeatureExtractor(SequenceFeatureExtractor):
         waves = []
         for i, item in enumerate(items):
             index = None if single else i
-            wave = _prepare(item, sampling_rate, self.sampling_rate, index, check_rate=True)
-            self._check_length(wave, _describe(item, index))
-            wave = wave.numpy()
+            mono, rate = _decode_mono(item, sampling_rate, self.sampling_rate, index, check_rate=True)
+            name = _describe(item, index)
+            self._check_length(mono.numel(), rate, name)
+            self._check_amplitude(mono, name)
+            wave = _resample(mono, rate, self.sampling_rate).numpy()
             if self.do_normalize:
                 wave = (wave - wave.mean()) / np.sqrt(wave.var() + 1e-7)
             waves.append(wave.astype(np.float32, copy=False))
@@ -333,4 +420,12 @@ class SpeechFeatureExtractor(SequenceFeatureExtractor):
         return padded.convert_to_tensors(return_tensors) if return_tensors else padded
 
 
-__all__ = ["AudioInputError", "SpeechFeatureExtractor", "load_audio"]
+__all__ = [
+    "MAX_SAMPLING_RATE",
+    "MIN_SAMPLING_RATE",
+    "AudioInputError",
+    "SpeechFeatureExtractor",
+    "check_sampling_rate",
+    "decode_audio",
+    "load_audio",
+]

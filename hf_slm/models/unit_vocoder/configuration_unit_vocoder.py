@@ -284,6 +284,12 @@ class UnitHifiGanVocoderConfig(PretrainedConfig):
         return self.sampling_rate / self.hop_length
 
     @property
+    def consumes(self) -> dict:
+        """What a pipeline component of this config takes in: `hf_slm.pipelines.check_compatibility` compares the
+        values of a key one component produces and the next consumes."""
+        return {"units.num_units": self.num_units, "units.frame_rate": self.frame_rate}
+
+    @property
     def generator_input_dim(self) -> int:
         """Channels entering the HiFi-GAN: unit embedding (+ speaker embedding) (+ F0 features)."""
         return (
@@ -451,6 +457,12 @@ class UnitMelVocoderConfig(PretrainedConfig):
     def frame_rate(self) -> float:
         """Unit frames per second the vocoder expects."""
         return self.sampling_rate / self.unit_hop_length
+
+    @property
+    def consumes(self) -> dict:
+        """What a pipeline component of this config takes in: `hf_slm.pipelines.check_compatibility` compares the
+        values of a key one component produces and the next consumes."""
+        return {"units.num_units": self.num_units, "units.frame_rate": self.frame_rate}
 
     @property
     def mel_frames_per_unit(self) -> int:
