@@ -6,7 +6,7 @@ PIP     = $(PY) -m pip
 STAMP   = $(VENV)/.hf_slm-installed
 APT_PACKAGES = espeak-ng ffmpeg chromium pocketsphinx-testdata
 
-.PHONY: install system-deps test test-all test-latest latest-env lock bench-import demo default-pipeline twist-pipeline space refresh-snapshots bench clean
+.PHONY: install system-deps test test-all test-latest latest-env lock bench-import demo default-pipeline twist-pipeline space bench clean
 
 system-deps:
 	@missing=""; command -v espeak-ng >/dev/null || missing="$$missing espeak-ng"; \
@@ -83,12 +83,6 @@ twist-pipeline: install
 # A deployable, self-contained Space folder (app.py + a copy of hf_slm + pinned PyPI requirements), see docs/space.md.
 space: install
 	$(PY) spaces/assemble.py --output space_build
-
-# The embedded variants ship copies of the model code for trust_remote_code; refresh them after a fix in hf_slm/models.
-refresh-snapshots:
-	@for f in hf_slm/default*_pipeline/*/*.py; do \
-	  src=$$(ls hf_slm/models/*/$$(basename $$f)); cmp -s "$$src" "$$f" || { cp "$$src" "$$f"; echo "refreshed $$f"; }; \
-	done
 
 bench: install
 	$(PY) benchmarks/bench_tokenization.py --device cpu

@@ -51,6 +51,14 @@ def existing_path(text: str) -> Path:
     return path
 
 
+def existing_folder_or_embedded(text: str) -> Path:
+    """An argparse type: a folder that exists, or an embedded variant's name (`default`, `twist-default`, ...)."""
+    from .pipelines.pipeline_utils import embedded_pipeline_path
+
+    embedded = embedded_pipeline_path(text)
+    return Path(embedded) if embedded else existing_path(text)
+
+
 def existing_file(text: str) -> Path:
     """An argparse type: a file that exists (not a folder)."""
     path = existing_path(text)
@@ -390,7 +398,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("push", help="upload a pipeline variant or component folder to the Hub (honours HF_ENDPOINT)")
-    p.add_argument("folder", type=existing_path, help="folder written by save_pretrained (safetensors weights only)")
+    p.add_argument("folder", type=existing_folder_or_embedded,
+                   help="folder written by save_pretrained (safetensors weights only), or an embedded variant's name")
     p.add_argument("repo_id", help="namespace/name; the repo is created when missing")
     p.add_argument("--revision", default=None, help="branch to commit to (created from main when missing)")
     p.add_argument("--private", action="store_true", default=None, help="create the repo private")

@@ -13,10 +13,12 @@ folder that was pushed. Weights must be safetensors: a folder with pickled weigh
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
 from .pipelines.pipeline_utils import INDEX_FILE, PipelineLoadError, _normalise_spec, embedded_pipeline_path, read_index
+from .pipelines.remote_code import write_remote_code
 
 #: Pickle-based weight formats: loading them runs code, so hf_slm never publishes them.
 PICKLED_WEIGHT_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
@@ -75,15 +77,18 @@ def push_folder(
     repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
     if revision is not None:
         api.create_branch(repo_id, branch=revision, exist_ok=True)
-    return api.upload_folder(
-        folder_path=str(folder),
-        repo_id=repo_id,
-        revision=revision,
-        commit_message=commit_message or f"Upload hf_slm {kind} with hf_slm.hub.push",
-        create_pr=create_pr,
-        delete_patterns="*",  # mirror the folder: a pull must not return files of an older push
-        ignore_patterns=[".cache/**"],
-    )
+    with tempfile.TemporaryDirectory() as tmp:  # the folder plus the model code it needs for trust_remote_code
+        staged = Path(tmp) / "upload"
+        shutil.copytree(folder, staged, ignore=shutil.ignore_patterns(".cache"))
+        write_remote_code(staged)
+        return api.upload_folder(
+            folder_path=str(staged),
+            repo_id=repo_id,
+            revision=revision,
+            commit_message=commit_message or f"Upload hf_slm {kind} with hf_slm.hub.push",
+            create_pr=create_pr,
+            delete_patterns="*",  # mirror the folder: a pull must not return files of an older push
+        )
 
 
 def push(

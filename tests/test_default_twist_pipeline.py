@@ -50,7 +50,6 @@ def test_shares_the_default_components_by_reference_within_budget():
     for name in SHARED:
         assert index[name]["repo"] == "default" and index[name]["subfolder"] == name, index[name]
         assert not (TWIST / name).exists(), f"{name} is duplicated instead of referenced"
-    assert (TWIST / "language_model" / "modeling_speech_lm.py").is_file(), "remote-code snapshot missing"
     assert (TWIST / "tokenizer" / "tokenizer.json").is_file() and (TWIST / "README.md").is_file()
     assert not list(TWIST.rglob("*.bin")) and not list(TWIST.rglob("*.pkl"))
     total = _weights_mb(Path(hf_slm.__file__).parent)  # every variant shipped in the package, together

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import transformers
@@ -318,6 +319,54 @@ def test_reference_to_the_embedded_default(hub_server, tmp_path):
     assert_same_weights(loaded.language_model, lm)
     assert_same_weights(loaded.vocoder, default.vocoder)
     assert_same_weights(loaded.speech_tokenizer, default.speech_tokenizer)
+
+
+WHOLE_VARIANT_WITHOUT_HF_SLM = """
+import json, sys
+sys.modules["hf_slm"] = None  # any import of hf_slm fails: only the code pushed with the variant can run
+import numpy as np, torch, transformers
+repo = sys.argv[1]
+load = dict(trust_remote_code=True)
+fe = transformers.AutoFeatureExtractor.from_pretrained(repo, subfolder="feature_extractor", **load)
+tokenizer = transformers.AutoModel.from_pretrained(repo, subfolder="speech_tokenizer", **load).eval()
+lm = transformers.AutoModelForCausalLM.from_pretrained(repo, subfolder="language_model", **load).eval()
+vocoder = transformers.AutoModel.from_pretrained(repo, subfolder="vocoder", **load).eval()
+audio = np.load(sys.argv[2])
+with torch.no_grad():
+    units = tokenizer(**fe(audio, sampling_rate=16000, return_tensors="pt")).units[0]
+    input_ids, attention_mask = lm.units_to_input_ids([units])
+    logits = lm(input_ids=input_ids, attention_mask=attention_mask).logits
+    waveform = vocoder(input_ids=units[None]).waveform
+torch.save({"units": units, "logits": logits, "waveform": waveform}, sys.argv[3])
+print(json.dumps([type(m).__module__ for m in (fe, tokenizer, lm, vocoder)]))
+"""
+
+
+def test_embedded_default_pushed_by_name_runs_whole_without_hf_slm(hub_server, tmp_path):
+    """`hf-slm push default` uploads the variant with its model code (written at push time: none is committed) at
+    its root and in each component; a process that cannot import hf_slm then runs feature extractor -> tokenizer
+    -> LM -> vocoder from the Hub by subfolder and computes what hf_slm computes."""
+    assert cli_main(["push", "default", f"{USER}/default-copy"]) == 0
+    files = {f.rfilename for f in HfApi().model_info(f"{USER}/default-copy").siblings}
+    assert {"modeling_speech_lm.py", "language_model/modeling_speech_lm.py", "vocoder/modeling_unit_mel_vocoder.py",
+            "feature_extractor/feature_extraction_unit_tokenizer.py"} <= files  # fmt: skip
+    audio = np.random.default_rng(0).uniform(-0.5, 0.5, 16000).astype(np.float32)
+    np.save(tmp_path / "audio.npy", audio)
+    proc = subprocess.run([sys.executable, "-c", WHOLE_VARIANT_WITHOUT_HF_SLM, f"{USER}/default-copy",
+                           str(tmp_path / "audio.npy"), str(tmp_path / "out.pt")],
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert all(m.startswith("transformers_modules") for m in json.loads(proc.stdout.splitlines()[-1]))
+    remote = torch.load(tmp_path / "out.pt")
+    pipe = SpeechLMPipeline.from_pretrained("default")
+    units = pipe.encode({"array": audio, "sampling_rate": 16000})[0]
+    assert torch.equal(remote["units"], units)
+    with torch.no_grad():
+        input_ids, attention_mask = pipe.language_model.units_to_input_ids([units])
+        logits = pipe.language_model(input_ids=input_ids, attention_mask=attention_mask).logits
+        waveform = pipe.vocoder(input_ids=units[None]).waveform
+    torch.testing.assert_close(remote["logits"], logits)
+    torch.testing.assert_close(remote["waveform"], waveform, atol=1e-3, rtol=1e-3)  # Griffin-Lim: thread rounding
 
 
 # ---------------------------------------------------------------------------------------------------- visibility

@@ -35,7 +35,7 @@ import json, sys, torch, transformers
 results = {{}}
 for name, job in json.load(open(sys.argv[1])).items():
     auto = getattr(transformers, job["auto"])
-    model = auto.from_pretrained(job["folder"], {load_kwargs}).eval()
+    model = auto.from_pretrained(job["folder"], subfolder=job.get("subfolder", ""), {load_kwargs}).eval()
     with torch.no_grad():
         out = model(**torch.load(job["inputs"]))
     value = next(getattr(out, n) for n in ("units", "logits", "waveform") if getattr(out, n, None) is not None)

@@ -42,6 +42,7 @@ def register_component(
             getattr(transformers, name).register(config_class, model_class, exist_ok=True)
         model_class.register_for_auto_class(auto_model_classes[0])
         entry["model"] = model_class
+        entry["auto_classes"] = auto_model_classes  # all of them go into a pushed auto_map (pipelines.remote_code)
     if feature_extractor_class is not None:
         AutoFeatureExtractor.register(config_class, feature_extractor_class, exist_ok=True)
         feature_extractor_class.register_for_auto_class("AutoFeatureExtractor")

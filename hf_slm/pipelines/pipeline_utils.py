@@ -25,6 +25,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from .remote_code import write_remote_code
+
 INDEX_FILE = "pipeline_index.json"
 
 #: Components in the order they are loaded; ``adapter`` wraps ``language_model`` and so comes after it.
@@ -354,6 +356,7 @@ class PipelineMixin:
                 kwargs = {"safe_serialization": True} if hasattr(component, "state_dict") else {}
                 component.save_pretrained(tmp / name, **kwargs)
             (tmp / INDEX_FILE).write_text(json.dumps(self._index(), indent=2) + "\n", encoding="utf-8")
+            write_remote_code(tmp)
             card = self.model_card() if hasattr(self, "model_card") else None
             if card:
                 (tmp / "README.md").write_text(card, encoding="utf-8")
