@@ -203,3 +203,21 @@ def test_feature_extractor_round_trip_in_fresh_process(remote, tmp_path):
     assert module.startswith("transformers_modules" if remote else "hf_slm.")
     assert imported == ("False" if remote else "True")
     assert int(mask_sum) == 16000 + 8000  # both utterances resampled 22050 -> 16000 Hz, padding masked
+
+
+def test_auto_processor_never_prompts_on_a_variant(tmp_path):
+    """With hf_slm imported, AutoProcessor on each component folder of the embedded default either loads our class or
+    fails at once: it never reaches transformers' y/N trust prompt (which waits 15 s on a terminal)."""
+    code = textwrap.dedent(
+        """
+        import hf_slm
+        from transformers import AutoProcessor
+        for sub in ("feature_extractor", "language_model"):
+            print(sub, type(AutoProcessor.from_pretrained(hf_slm.DEFAULT_PIPELINE, subfolder=sub)).__name__)
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", code], stdin=subprocess.PIPE, capture_output=True, text=True,
+                          cwd=tmp_path, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "[y/N]" not in proc.stdout + proc.stderr
+    assert proc.stdout.split() == ["feature_extractor", "SpeechFeatureExtractor", "language_model", "SpeechLMProcessor"]

@@ -60,7 +60,11 @@ def register_all() -> None:
     from .unit_tokenizer import KMeansUnitTokenizer, KMeansUnitTokenizerConfig, SpeechFeatureExtractor
 
     register_component(
-        KMeansUnitTokenizerConfig, KMeansUnitTokenizer, ("AutoModel",), feature_extractor_class=SpeechFeatureExtractor
+        KMeansUnitTokenizerConfig,
+        KMeansUnitTokenizer,
+        ("AutoModel",),
+        feature_extractor_class=SpeechFeatureExtractor,
+        processor_class=SpeechFeatureExtractor,  # audio in, no text: its processor is the feature extractor
     )
     # --- speech_lm ---
     from .speech_lm import SpeechLMConfig, SpeechLMForCausalLM, SpeechLMProcessor

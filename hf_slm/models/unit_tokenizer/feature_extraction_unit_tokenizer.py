@@ -329,6 +329,9 @@ class SpeechFeatureExtractor(SequenceFeatureExtractor):
         self.return_attention_mask = return_attention_mask
         self.min_samples = min_samples
         self.max_duration_s = max_duration_s
+        # Saved into preprocessor_config.json: `AutoProcessor` on this folder then finds the class (registered as the
+        # processor of the unit tokenizer) instead of trying AutoImageProcessor, which asks y/N on a terminal.
+        self.processor_class = type(self).__name__
 
     @property
     def produces(self) -> dict:
