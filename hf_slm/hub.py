@@ -16,7 +16,14 @@ import os
 import tempfile
 from pathlib import Path
 
-from .pipelines.pipeline_utils import INDEX_FILE, PipelineLoadError, _normalise_spec, embedded_pipeline_path, read_index
+from .pipelines.pipeline_utils import (
+    INDEX_FILE,
+    PipelineLoadError,
+    _normalise_spec,
+    embedded_pipeline_path,
+    is_local_reference,
+    read_index,
+)
 
 #: Pickle-based weight formats: loading them runs code, so hf_slm never publishes them.
 PICKLED_WEIGHT_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
@@ -136,7 +143,7 @@ def pull(
         for name, spec in read_index(path).items():
             if not isinstance(spec, dict) or not spec.get("repo") or embedded_pipeline_path(spec["repo"]):
                 continue  # not shared, or shared from a variant embedded in the package (no download)
-            if not Path(spec["repo"]).is_dir():
+            if not (is_local_reference(spec["repo"]) or Path(spec["repo"]).is_dir()):
                 # the same revision rule as PipelineMixin.from_pretrained: pinned, else this revision for this very
                 # repo, else the other repo's default branch
                 shared_revision = spec.get("revision") or (revision if spec["repo"] == repo_id else None)

@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> dict:
         train, test = (s.cast_column(data_args.audio_column, datasets.Audio(sampling_rate=rate)) for s in (train, test))
     units = tokenize_speech(train, feature_extractor, speech_tokenizer, data_args.audio_column,
                             data_args.tokenize_batch_size, "train", deduplicate=data_args.deduplicate_units,
-                            keep_audio=True)  # fmt: skip
+                            keep_audio=True, cache_dir=data_args.units_cache_dir)  # fmt: skip
     rows = vocoder_rows(units, data_args)
     hop = speech_tokenizer.config.hop_length
     vocoder = build_vocoder(model_args, speech_tokenizer.config.num_units, hop, rate, data_args.deduplicate_units)

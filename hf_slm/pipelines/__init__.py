@@ -1,7 +1,7 @@
 """Inference-only compositions of components, hosted as one repo (index file + component subfolders)."""
 
 from .pipeline_utils import COMPONENT_NAMES, INDEX_FILE, PipelineLoadError, read_index, resolve_pipeline_path
-from .speech_lm_pipeline import SpeechLMPipeline, SpeechPipelineOutput
+from .speech_lm_pipeline import EmptyContinuationWarning, SpeechLMPipeline, SpeechPipelineOutput
 from .spoken_chat import ChatEvent, ChatOutput, SpokenChatPipeline
 
 __all__ = [
@@ -9,6 +9,7 @@ __all__ = [
     "ChatOutput",
     "SpokenChatPipeline",
     "COMPONENT_NAMES",
+    "EmptyContinuationWarning",
     "INDEX_FILE",
     "PipelineLoadError",
     "SpeechLMPipeline",
