@@ -238,3 +238,36 @@ def test_empty_continuation_warns_and_min_new_tokens_prevents_it():
         warnings.simplefilter("error", EmptyContinuationWarning)
         out = pipe.continue_speech(speech(), max_new_tokens=8, min_new_tokens=3, seed=0)
     assert out.units[0].numel() >= 3
+
+
+def _readme_block(heading: str) -> str:
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = text.split(f"\n{heading}\n", 1)[1].split("\n## ", 1)[0]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_readme_recipe_for_assembling_a_variant_runs(hub_server, tmp_path, monkeypatch):
+    """The README's "Assembling a variant from parts" code, as written, on tiny parts laid out as the training
+    examples write them, pushed to the loopback Hub and loaded back from it."""
+    from conftest import HUB_USER
+    from tiny_components import tiny_speech_lm, tiny_unit_tokenizer
+
+    from hf_slm.models.unit_tokenizer import SpeechFeatureExtractor
+
+    lm = tiny_speech_lm(seed=3)
+    lm.save_pretrained(tmp_path / "runs" / "my_lm")  # examples/pretraining's output_dir ...
+    tiny_unit_tokenizer().save_pretrained(tmp_path / "runs" / "my_lm" / "speech_tokenizer")  # ... and its tokenizer
+    SpeechFeatureExtractor().save_pretrained(tmp_path / "runs" / "my_lm" / "speech_tokenizer")
+    other = tiny_pipeline()
+    other.save_pretrained(tmp_path / "other-variant")
+    code = _readme_block("## Assembling a variant from parts")
+    assert "SpeechLMPipeline(" in code and "save_pretrained" in code and "push_to_hub" in code
+    monkeypatch.chdir(tmp_path)
+    namespace = {}
+    exec(compile(code.replace('"me/', f'"{HUB_USER}/'), "README.md", "exec"), namespace)
+    assert json.loads((tmp_path / "my-slm" / INDEX_FILE).read_text())["vocoder"] == ["hf_slm", "UnitMelVocoder"]
+    pulled = namespace["pipe"]
+    assert pulled.name_or_path == f"{HUB_USER}/my-slm"
+    assert state_equal(pulled.language_model, lm) and state_equal(pulled.vocoder, other.vocoder)

@@ -37,7 +37,14 @@ from hf_slm.evaluation.report import write_json
 from hf_slm.evaluation.resynthesis import evaluate_resynthesis
 from hf_slm.models.unit_tokenizer import decode_audio
 from hf_slm.models.unit_vocoder import UnitHifiGanVocoder, UnitHifiGanVocoderConfig
-from hf_slm.training import UnitVocoderCollator, VocoderGanTrainer, last_complete_checkpoint
+from hf_slm.training import (
+    ReadableCheckpoints,
+    UnitVocoderCollator,
+    VocoderGanTrainer,
+    last_complete_checkpoint,
+    resumable_interrupt,
+    widen_to_umask,
+)
 from hf_slm.training.arguments import SpeechDataArguments, csv_list, load_speech_splits, parse_json_and_flags
 from hf_slm.training.callbacks import WallClockLimit
 from hf_slm.training.speech_units import load_or_fit_speech_tokenizer, tokenize_speech
@@ -191,15 +198,17 @@ def main(argv: list[str] | None = None) -> dict:
         ),
         discriminator_learning_rate=model_args.discriminator_learning_rate,
         keep_discriminators=model_args.keep_discriminators,
-        callbacks=[WallClockLimit(model_args.max_train_minutes)] if model_args.max_train_minutes else None,
+        callbacks=[ReadableCheckpoints()] + [WallClockLimit(m) for m in [model_args.max_train_minutes] if m],
     )
     checkpoint = last_complete_checkpoint(output_dir, remove_incomplete=True) if model_args.resume else None
     if checkpoint:
         logger.info("resuming from %s", checkpoint)
     train_started = time.time()
-    trainer.train(resume_from_checkpoint=checkpoint)
+    with resumable_interrupt(output_dir):
+        trainer.train(resume_from_checkpoint=checkpoint)
     train_seconds = time.time() - train_started
     trainer.save_model(str(output_dir))
+    widen_to_umask(output_dir)  # safetensors writes the weights private
 
     vocoder.eval()
     pipeline = SpeechLMPipeline(feature_extractor=feature_extractor, speech_tokenizer=speech_tokenizer, vocoder=vocoder)

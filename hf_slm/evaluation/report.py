@@ -52,6 +52,11 @@ def save_figure(fig, path) -> Path:
 
 def bar_plot(values: dict, path, title: str, ylabel: str, chance: float | None = None) -> Path:
     """A PNG bar chart of `{label: value}`, with a dashed horizontal line at `chance` (labelled) when given."""
+    return save_figure(bar_figure(values, title, ylabel, chance)[0], path)
+
+
+def bar_figure(values: dict, title: str, ylabel: str, chance: float | None = None):
+    """`(fig, ax)` of `bar_plot`, not yet saved."""
     fig, ax = subplots(figsize=(max(4, 0.8 * len(values) + 2), 3.5))
     labels = list(values)
     ax.bar(range(len(labels)), [values[k] for k in labels], color="tab:blue")
@@ -62,7 +67,7 @@ def bar_plot(values: dict, path, title: str, ylabel: str, chance: float | None =
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(axis="y", alpha=0.3)
-    return save_figure(fig, path)
+    return fig, ax
 
 
 def markdown_table(header, rows) -> list[str]:
@@ -92,4 +97,4 @@ def write_report(path, title: str, summary: dict, table: str | None = None, plot
     return path
 
 
-__all__ = ["bar_plot", "markdown_table", "save_figure", "subplots", "write_json", "write_report"]
+__all__ = ["bar_figure", "bar_plot", "markdown_table", "save_figure", "subplots", "write_json", "write_report"]

@@ -222,7 +222,9 @@ class PipelineMixin:
         if self._components.get("language_model") is not None and _library_of(self._components["language_model"]) == "peft":
             index["adapter"] = ["peft", "PeftModel"]
         for name, spec in getattr(self, "_shared_components", {}).items():
-            index[name] = {**spec, "repo": relative_reference(spec["repo"], save_directory)} if spec.get("repo") else spec
+            if spec.get("repo"):  # a local variant: relative to where this one is saved, so that both can move
+                spec = {**spec, "repo": relative_reference(spec["repo"], save_directory)}
+            index[name] = spec
         return index
 
     def save_pretrained(self, save_directory: str | os.PathLike, push_to_hub: bool = False, repo_id: str | None = None,

@@ -1,8 +1,9 @@
 """Trainer callbacks: `WallClockLimit` and `ReadableCheckpoints`.
 
-`WallClockLimit` stops a `Trainer` run after a time budget, as if `max_steps` had been reached there. Useful to measure "what N minutes of training give" on a shared machine, where steps per minute are not known in
-advance: the run stops after the first optimiser step past the budget, logs that last window, saves a checkpoint (a
-later run with a larger budget resumes from it) and returns to the script, which saves and evaluates as usual.
+`WallClockLimit` stops a `Trainer` run after a time budget, as if `max_steps` had been reached there. Useful to
+measure "what N minutes of training give" on a shared machine, where steps per minute are not known in advance: the
+run stops after the first optimiser step past the budget, logs that last window, saves a checkpoint (a later run with
+a larger budget resumes from it) and returns to the script, which saves and evaluates as usual.
 """
 
 from __future__ import annotations
