@@ -307,7 +307,7 @@ def main(argv: list[str] | None = None) -> dict:
         "packing_efficiency": round(counts["tokens"] / max(1, counts["rows"] * data_args.seq_length), 4)
         if data_args.packing in ("bfd", "wrapped")
         else None,
-        "bf16": training_args.bf16,
+        "bf16": training_args.bf16 or getattr(training_args, "mixed_precision", "no") == "bf16",  # flag or launcher
         "world_size": training_args.world_size,
         "train_batches_per_rank": len(trainer.get_train_dataloader()),  # one epoch of this rank's shard
     }
