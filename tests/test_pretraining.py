@@ -242,6 +242,36 @@ def test_last_complete_checkpoint_skips_a_save_cut_short(tmp_path):
     assert (tmp_path / "checkpoint-9").exists()
 
 
+def test_launch_defaults_follow_the_launcher(monkeypatch, tmp_path):
+    """Environment as the launchers set it: several ranks without CUDA -> gloo on CPU; accelerate's --cpu simple
+    launcher asked for several processes (MASTER_ADDR, no WORLD_SIZE) -> refused; one plain process -> nothing."""
+    from transformers import TrainingArguments
+
+    from hf_slm.training import LaunchError, completed_step, data_parallel_defaults
+
+    for name in ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE", "MASTER_ADDR",
+                 "ACCELERATE_USE_CPU"):  # fmt: skip
+        monkeypatch.delenv(name, raising=False)
+    assert data_parallel_defaults() == {}
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    expected = {} if torch.cuda.is_available() else {"use_cpu": True, "ddp_backend": "gloo"}
+    assert data_parallel_defaults() == expected
+    monkeypatch.delenv("WORLD_SIZE")
+    monkeypatch.setenv("ACCELERATE_USE_CPU", "True")
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    with pytest.raises(LaunchError, match="single process"):
+        data_parallel_defaults()
+    monkeypatch.delenv("ACCELERATE_USE_CPU")
+    monkeypatch.delenv("MASTER_ADDR")
+
+    checkpoint = _fake_checkpoint(tmp_path / "checkpoint-10", state='{"global_step": 10, "max_steps": 10}')
+    args = TrainingArguments(output_dir=str(tmp_path), max_steps=10, report_to="none")
+    assert completed_step(None, args) is None and completed_step(checkpoint, args) == 10
+    assert completed_step(checkpoint, TrainingArguments(output_dir=str(tmp_path), max_steps=20, report_to="none")) is None
+    epochs = TrainingArguments(output_dir=str(tmp_path), num_train_epochs=1, report_to="none")  # max_steps from state
+    assert completed_step(checkpoint, epochs) == 10
+
+
 # ====================================================================== the example, on synthesised speech
 @pytest.fixture(scope="module")
 def speech_dataset(tmp_path_factory) -> Path:
@@ -418,7 +448,7 @@ def test_ctrl_c_names_the_last_checkpoint(reference_run, speech_dataset, tmp_pat
     assert "Traceback" not in text and "KeyboardInterrupt" not in text
     (line,) = [line for line in text.splitlines() if line.startswith("interrupted:")]
     last = Path(line.split("the last checkpoint is ")[1].split(";")[0])
-    assert last.parent == out and is_complete_checkpoint(last) and "rerun the same command to resume" in line
+    assert last.parent == out and is_complete_checkpoint(last) and "rerun the same command to resume from it" in line
 
 
 def test_killed_run_resumes_from_its_last_checkpoint(reference_run, speech_dataset, tmp_path):

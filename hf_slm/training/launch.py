@@ -104,8 +104,11 @@ def resumable_interrupt(output_dir, is_main: bool = True):
     except KeyboardInterrupt:
         if is_main:
             last = last_complete_checkpoint(output_dir)
-            where = f"the last checkpoint is {last}" if last else f"no checkpoint in {output_dir} yet"
-            print(f"\ninterrupted: {where}; rerun the same command to resume", file=sys.stderr, flush=True)
+            if last:
+                message = f"the last checkpoint is {last}; rerun the same command to resume from it"
+            else:
+                message = f"no checkpoint in {output_dir} yet; rerunning the same command starts over"
+            print(f"\ninterrupted: {message}", file=sys.stderr, flush=True)
         raise SystemExit(130) from None
 
 
