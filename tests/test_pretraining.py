@@ -247,15 +247,18 @@ def test_launch_defaults_follow_the_launcher(monkeypatch, tmp_path):
     launcher asked for several processes (MASTER_ADDR, no WORLD_SIZE) -> refused; one plain process -> nothing."""
     from transformers import TrainingArguments
 
-    from hf_slm.training import LaunchError, completed_step, data_parallel_defaults
+    from hf_slm.training import LaunchError, completed_step, data_parallel_defaults, require_single_process
 
     for name in ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE", "MASTER_ADDR",
                  "ACCELERATE_USE_CPU"):  # fmt: skip
         monkeypatch.delenv(name, raising=False)
     assert data_parallel_defaults() == {}
+    require_single_process("x.py")
     monkeypatch.setenv("WORLD_SIZE", "2")
     expected = {} if torch.cuda.is_available() else {"use_cpu": True, "ddp_backend": "gloo"}
     assert data_parallel_defaults() == expected
+    with pytest.raises(LaunchError, match="x.py runs on one process"):  # the GAN and instruct scripts
+        require_single_process("x.py")
     monkeypatch.delenv("WORLD_SIZE")
     monkeypatch.setenv("ACCELERATE_USE_CPU", "True")
     monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")

@@ -31,7 +31,13 @@ from transformers import TrainingArguments, set_seed
 
 from hf_slm.models.codec_tokenizer import RVQCodec, RVQCodecConfig
 from hf_slm.models.unit_tokenizer import KMeansUnitTokenizer, KMeansUnitTokenizerConfig, SpeechFeatureExtractor
-from hf_slm.training import ReadableCheckpoints, last_complete_checkpoint, resumable_interrupt, widen_to_umask
+from hf_slm.training import (
+    ReadableCheckpoints,
+    last_complete_checkpoint,
+    require_single_process,
+    resumable_interrupt,
+    widen_to_umask,
+)
 from hf_slm.training.arguments import SpeechDataArguments, csv_list, load_speech_splits, parse_json_and_flags
 from hf_slm.training.codec_trainer import CodecCollator, CodecGanTrainer
 
@@ -171,6 +177,7 @@ def normalised_mutual_information(a: np.ndarray, b: np.ndarray) -> float:
 
 # ---------------------------------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> dict:
+    require_single_process("examples/codec/train_codec.py")  # the GAN trainer's discriminator step is not synchronised across ranks
     data_args, model_args, training_args = parse_arguments(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     set_seed(training_args.seed)

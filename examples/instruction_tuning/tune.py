@@ -45,7 +45,7 @@ from hf_slm.instruct import (
 )
 from hf_slm.evaluation.report import write_json
 from hf_slm.model_cards import TRAINING_SUMMARY_FILE, render_model_card
-from hf_slm.training import ReadableCheckpoints, WallClockLimit, resumable_interrupt
+from hf_slm.training import ReadableCheckpoints, WallClockLimit, require_single_process, resumable_interrupt
 
 logger = logging.getLogger(__name__)
 TASKS = ("cross_modal", "chain_of_modality", "slu", "silence")
@@ -153,6 +153,7 @@ def _json_to_argv(config: dict) -> list[str]:
 
 
 def main(argv=None):
+    require_single_process("examples/instruction_tuning/tune.py")
     parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0].endswith(".json"):  # a JSON config, then optional --flag overrides (the last value wins)

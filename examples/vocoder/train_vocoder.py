@@ -42,6 +42,7 @@ from hf_slm.training import (
     UnitVocoderCollator,
     VocoderGanTrainer,
     last_complete_checkpoint,
+    require_single_process,
     resumable_interrupt,
     widen_to_umask,
 )
@@ -165,6 +166,7 @@ def mel_curve(log_history: list[dict]) -> list[dict]:
 
 # ---------------------------------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> dict:
+    require_single_process("examples/vocoder/train_vocoder.py")  # the GAN trainer's discriminator step is not synchronised across ranks
     data_args, model_args, training_args = parse_arguments(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     set_seed(training_args.seed)

@@ -5,7 +5,14 @@ from .callbacks import ReadableCheckpoints, WallClockLimit
 from .checkpoints import is_complete_checkpoint, last_complete_checkpoint
 from .collators import CausalLMCollator
 from .gan_trainer import VocoderGanTrainer
-from .launch import LaunchError, completed_step, data_parallel_defaults, log_launch, resumable_interrupt
+from .launch import (
+    LaunchError,
+    completed_step,
+    data_parallel_defaults,
+    log_launch,
+    require_single_process,
+    resumable_interrupt,
+)
 from .packing import PackedSequenceCollator, SequencePacker, pack_dataset, pack_sequences
 from .vocoder_collator import UnitVocoderCollator
 
@@ -25,6 +32,7 @@ __all__ = [
     "log_launch",
     "pack_dataset",
     "pack_sequences",
+    "require_single_process",
     "resumable_interrupt",
     "widen_to_umask",
 ]

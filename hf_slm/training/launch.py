@@ -2,6 +2,7 @@
 
 - `data_parallel_defaults`: a multi-process launch on a machine without CUDA becomes one gloo DDP group (CPU), and a
   launch that would silently run a single process is refused (`LaunchError`).
+- `require_single_process`: the same refusal for scripts written for one process.
 - `log_launch`: rank and world size once, from rank 0; log lines carry the rank.
 - `completed_step`: a rerun of a finished run is a no-op instead of a step past ``max_steps``.
 - `resumable_interrupt`: Ctrl-C prints where the last checkpoint is and that rerunning resumes, not a traceback.
@@ -64,6 +65,15 @@ def data_parallel_defaults() -> dict:
     return {}
 
 
+def require_single_process(script: str) -> None:
+    """Refuse a multi-process launch of a script that is not written for one (its ranks would each train alone and
+    write the same files)."""
+    _, world_size = launched_world()
+    simple_launcher = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
+    if world_size > 1 or (simple_launcher and "MASTER_ADDR" in os.environ):
+        raise LaunchError(f"{script} runs on one process; launch it with `python {script} ...`")
+
+
 def log_launch(training_args, name: str) -> None:
     """Configure logging with the rank in every line (ranks > 0 at WARNING) and say, from rank 0, how the run is
     parallelised. Raises `LaunchError` when the launcher started several processes that do not form one group."""
@@ -118,5 +128,6 @@ __all__ = [
     "data_parallel_defaults",
     "launched_world",
     "log_launch",
+    "require_single_process",
     "resumable_interrupt",
 ]
