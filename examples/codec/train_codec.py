@@ -33,6 +33,7 @@ from hf_slm.models.codec_tokenizer import RVQCodec, RVQCodecConfig
 from hf_slm.models.unit_tokenizer import KMeansUnitTokenizer, KMeansUnitTokenizerConfig, SpeechFeatureExtractor
 from hf_slm.training import (
     ReadableCheckpoints,
+    finished_results,
     last_complete_checkpoint,
     require_single_process,
     resumable_interrupt,
@@ -206,6 +207,9 @@ def main(argv: list[str] | None = None) -> dict:
         callbacks=[ReadableCheckpoints()],
     )
     checkpoint = last_complete_checkpoint(output_dir) if model_args.resume else None
+    finished = finished_results(checkpoint, training_args, output_dir / "results.json")
+    if finished is not None:
+        return finished
     if checkpoint:
         logger.info("resuming from %s", checkpoint)
     with resumable_interrupt(output_dir):

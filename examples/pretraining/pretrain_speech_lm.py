@@ -43,7 +43,7 @@ from hf_slm.training import (
     LaunchError,
     PackedSequenceCollator,
     ReadableCheckpoints,
-    completed_step,
+    finished_results,
     last_complete_checkpoint,
     log_launch,
     pack_dataset,
@@ -242,13 +242,9 @@ def main(argv: list[str] | None = None) -> dict:
     checkpoint = training_args.resume_from_checkpoint
     if checkpoint is None and model_args.resume:
         checkpoint = last_complete_checkpoint(output_dir, remove_incomplete=training_args.should_save)
-    done = completed_step(checkpoint, training_args)
-    if done is not None:  # a rerun of a finished run: nothing to train, and its results stay as they are
-        if main_process:
-            print(f"the run is already complete: {checkpoint} is at step {done} (max_steps {training_args.max_steps}); "
-                  f"its results are in {output_dir}. Raise --max_steps to train further.", flush=True)  # fmt: skip
-        results_file = Path(output_dir) / "all_results.json"
-        return json.loads(results_file.read_text()) if results_file.is_file() else {"global_step": done}
+    finished = finished_results(checkpoint, training_args, Path(output_dir) / "all_results.json")
+    if finished is not None:  # a rerun of a finished run: nothing to train, and its results stay as they are
+        return finished
     if main_process:
         print(f"resuming from {checkpoint}" if checkpoint else "starting from step 0", flush=True)
 

@@ -41,6 +41,7 @@ from hf_slm.training import (
     ReadableCheckpoints,
     UnitVocoderCollator,
     VocoderGanTrainer,
+    finished_results,
     last_complete_checkpoint,
     require_single_process,
     resumable_interrupt,
@@ -203,6 +204,9 @@ def main(argv: list[str] | None = None) -> dict:
         callbacks=[ReadableCheckpoints()] + [WallClockLimit(m) for m in [model_args.max_train_minutes] if m],
     )
     checkpoint = last_complete_checkpoint(output_dir, remove_incomplete=True) if model_args.resume else None
+    finished = finished_results(checkpoint, training_args, output_dir / "results.json")
+    if finished is not None:
+        return finished
     if checkpoint:
         logger.info("resuming from %s", checkpoint)
     train_started = time.time()

@@ -4,7 +4,7 @@
   launch that would silently run a single process is refused (`LaunchError`).
 - `require_single_process`: the same refusal for scripts written for one process.
 - `log_launch`: rank and world size once, from rank 0; log lines carry the rank.
-- `completed_step`: a rerun of a finished run is a no-op instead of a step past ``max_steps``.
+- `completed_step` / `finished_results`: a rerun of a finished run is a no-op instead of a step past ``max_steps``.
 - `resumable_interrupt`: Ctrl-C prints where the last checkpoint is and that rerunning resumes, not a traceback.
 """
 
@@ -105,6 +105,19 @@ def completed_step(checkpoint, training_args) -> int | None:
     return step if last > 0 and step >= last else None
 
 
+def finished_results(checkpoint, training_args, results_file) -> dict | None:
+    """The saved results of a run that is already complete (`completed_step`, and `results_file` written), else None.
+    Rank 0 says so; the caller returns them instead of training (a resumed finished run would step past max_steps
+    and overwrite them)."""
+    step = completed_step(checkpoint, training_args)
+    if step is None or not Path(results_file).is_file():
+        return None
+    if training_args.process_index == 0:
+        print(f"the run is already complete: {checkpoint} is at step {step}; its results are in {results_file} "
+              "(raise --max_steps to train further, or use another --output_dir)", flush=True)  # fmt: skip
+    return json.loads(Path(results_file).read_text())
+
+
 @contextmanager
 def resumable_interrupt(output_dir, is_main: bool = True):
     """Turn Ctrl-C (KeyboardInterrupt) into one line, where the last complete checkpoint is and that rerunning the
@@ -126,6 +139,7 @@ __all__ = [
     "LaunchError",
     "completed_step",
     "data_parallel_defaults",
+    "finished_results",
     "launched_world",
     "log_launch",
     "require_single_process",
