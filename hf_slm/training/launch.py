@@ -42,6 +42,13 @@ def launched_world() -> tuple[int, int]:
     return _first_int(_RANK_VARIABLES, 0), _first_int(_WORLD_SIZE_VARIABLES, 1)
 
 
+def _accelerate_cpu_simple_launch() -> bool:
+    """`accelerate launch --cpu --num_processes N>1`: its simple launcher sets MASTER_ADDR for N > 1 but starts one
+    process, with no world size."""
+    cpu = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
+    return cpu and "MASTER_ADDR" in os.environ and not any(v in os.environ for v in _WORLD_SIZE_VARIABLES)
+
+
 def data_parallel_defaults() -> dict:
     """`TrainingArguments` defaults for how the process was launched.
 
@@ -52,8 +59,7 @@ def data_parallel_defaults() -> dict:
     `LaunchError`. Defaults, not overrides: they must be in place before `TrainingArguments` sets up its devices.
     """
     _, world_size = launched_world()
-    simple_launcher = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
-    if simple_launcher and "MASTER_ADDR" in os.environ and not any(v in os.environ for v in _WORLD_SIZE_VARIABLES):
+    if _accelerate_cpu_simple_launch():
         raise LaunchError(
             "`accelerate launch --cpu --num_processes N` starts a single process (accelerate runs multi-CPU jobs "
             "through mpirun only), so this would not be data-parallel. On CPU use `torchrun --nproc_per_node N "
@@ -68,9 +74,7 @@ def data_parallel_defaults() -> dict:
 def require_single_process(script: str) -> None:
     """Refuse a multi-process launch of a script that is not written for one (its ranks would each train alone and
     write the same files)."""
-    _, world_size = launched_world()
-    simple_launcher = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
-    if world_size > 1 or (simple_launcher and "MASTER_ADDR" in os.environ):
+    if launched_world()[1] > 1 or _accelerate_cpu_simple_launch():
         raise LaunchError(f"{script} runs on one process; launch it with `python {script} ...`")
 
 
