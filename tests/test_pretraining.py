@@ -270,7 +270,8 @@ def test_launch_defaults_follow_the_launcher(monkeypatch, tmp_path):
     checkpoint = _fake_checkpoint(tmp_path / "checkpoint-10", state='{"global_step": 10, "max_steps": 10}')
     args = TrainingArguments(output_dir=str(tmp_path), max_steps=10, report_to="none")
     assert completed_step(None, args) is None and completed_step(checkpoint, args) == 10
-    assert completed_step(checkpoint, TrainingArguments(output_dir=str(tmp_path), max_steps=20, report_to="none")) is None
+    longer = TrainingArguments(output_dir=str(tmp_path), max_steps=20, report_to="none")
+    assert completed_step(checkpoint, longer) is None
     epochs = TrainingArguments(output_dir=str(tmp_path), num_train_epochs=1, report_to="none")  # max_steps from state
     assert completed_step(checkpoint, epochs) == 10
 
@@ -318,9 +319,9 @@ def _script_args(dataset: Path, output_dir: Path, **overrides) -> list[str]:
     return [str(CONFIG_TINY)] + [f"--{k}={v}" for k, v in args.items()]
 
 
-def _run_script(args: list[str], log: Path, launcher: tuple = (sys.executable,)) -> subprocess.Popen:
+def _run_script(args: list[str], log: Path, launcher: tuple = (sys.executable,), **env_overrides) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
-           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}  # fmt: skip
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]), **env_overrides}  # fmt: skip
     with open(log, "w") as handle:
         return subprocess.Popen([*launcher, str(SCRIPT), *args], stdout=handle, stderr=subprocess.STDOUT,
                                 cwd=ROOT, env=env, preexec_fn=lambda: os.umask(0o022))  # fmt: skip
@@ -407,7 +408,7 @@ def test_two_process_accelerate_launch_is_data_parallel(reference_run, speech_da
                 "--num_processes", "2", "--mixed_precision", "no", "--main_process_port", str(_free_port()))
     args = _script_args(speech_dataset, out, max_steps=2, speech_tokenizer_path=reference_run / "speech_tokenizer")
     log = tmp_path / "ddp.log"
-    text = _finish(_run_script(args, log, launcher), log)
+    text = _finish(_run_script(args, log, launcher, CUDA_VISIBLE_DEVICES=""), log)  # the CPU path, even on a GPU host
     results = json.loads((out / "all_results.json").read_text())
     assert results["world_size"] == 2 and results["global_step"] == 2
     batch = 2  # per_device_train_batch_size
