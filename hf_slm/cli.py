@@ -127,12 +127,13 @@ def cmd_fit_tokenizer(args) -> int:
         feature_extractor = SpeechFeatureExtractor(sampling_rate=tokenizer.config.sampling_rate)
     tokenizer.to(args.device)
     tokenizer.fit_on_dataset(
-        ds,
+        ds.shuffle(seed=args.seed, keep_in_memory=True),  # fit_on_dataset's own shuffle caches into the input folder
         feature_extractor,
         audio_column=args.audio_column,
         batch_size=args.batch_size,
         max_frames=args.max_frames,
         seed=args.seed,
+        shuffle=False,
     )
 
     def write(tmp: Path) -> None:
@@ -171,8 +172,11 @@ def cmd_tokenize(args) -> int:
     if args.dataset:
         from .pipelines.pipeline_utils import atomic_save_directory
 
-        ds = _load_dataset_arg(args.dataset)
-        ds = ds.map(units_of, batched=True, batch_size=args.batch_size, desc="tokenising")
+        from .training.speech_units import tokenize_speech
+
+        # cached in $HF_DATASETS_CACHE/hf_slm_units, not in the input dataset's folder
+        ds = tokenize_speech(_load_dataset_arg(args.dataset), feature_extractor, tokenizer, args.audio_column,
+                             args.batch_size, "dataset", deduplicate=args.deduplicate, keep_audio=True)  # fmt: skip
         atomic_save_directory(args.output, lambda tmp: ds.save_to_disk(str(tmp)))
         print(f"tokenised {len(ds)} utterances -> {args.output} (column 'units')")
         return 0

@@ -17,7 +17,14 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from .pipelines.pipeline_utils import INDEX_FILE, PipelineLoadError, _normalise_spec, embedded_pipeline_path, read_index
+from .pipelines.pipeline_utils import (
+    INDEX_FILE,
+    PipelineLoadError,
+    _normalise_spec,
+    embedded_pipeline_path,
+    is_local_reference,
+    read_index,
+)
 from .pipelines.remote_code import write_remote_code
 
 #: Pickle-based weight formats: loading them runs code, so hf_slm never publishes them.
@@ -141,7 +148,7 @@ def pull(
         for name, spec in read_index(path).items():
             if not isinstance(spec, dict) or not spec.get("repo") or embedded_pipeline_path(spec["repo"]):
                 continue  # not shared, or shared from a variant embedded in the package (no download)
-            if not Path(spec["repo"]).is_dir():
+            if not (is_local_reference(spec["repo"]) or Path(spec["repo"]).is_dir()):
                 # the same revision rule as PipelineMixin.from_pretrained: pinned, else this revision for this very
                 # repo, else the other repo's default branch
                 shared_revision = spec.get("revision") or (revision if spec["repo"] == repo_id else None)

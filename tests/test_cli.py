@@ -34,7 +34,9 @@ def test_synth_writes_dataset_with_word_timestamps(workdir):
     assert row["duration"] > 0.5
 
 
-def test_fit_tokenize_info(workdir, capsys):
+def test_fit_tokenize_info(workdir, capsys, monkeypatch):
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", workdir / "datasets_cache")
+    input_files = sorted(p.name for p in (workdir / "speech").iterdir())
     tok_dir = workdir / "tok"
     assert main(["fit-tokenizer", "--dataset", str(workdir / "speech"), "--num-units", "8",
                  "--output", str(tok_dir)]) == 0
@@ -57,6 +59,8 @@ def test_fit_tokenize_info(workdir, capsys):
                  "--output", str(workdir / "units_ds")]) == 0
     tokenised = datasets.load_from_disk(str(workdir / "units_ds"))
     assert "units" in tokenised.column_names and len(tokenised) == 3
+    assert sorted(p.name for p in (workdir / "speech").iterdir()) == input_files  # no cache-*.arrow in the input
+    assert list((workdir / "datasets_cache" / "hf_slm_units").glob("units-*.arrow"))
 
     capsys.readouterr()
     assert main(["info", str(tok_dir), "--json"]) == 0

@@ -729,5 +729,8 @@ def test_example_trains_two_steps_then_resumes(tmp_path):
     assert (tmp_path / "semantic_teacher" / "config.json").is_file() and (tmp_path / "checkpoint-2").is_dir()
     codec = AutoModel.from_pretrained(tmp_path)
     assert type(codec) is RVQCodec and codec.config.semantic_distillation_dim == 39 and codec.discriminator is None
+    saved = (tmp_path / "results.json").read_bytes()
+    assert script.main(flags + ["--max_steps", "2"])["steps"] == 2  # finished: a rerun is a no-op
+    assert (tmp_path / "results.json").read_bytes() == saved and not (tmp_path / "checkpoint-3").exists()
     resumed = script.main(flags + ["--max_steps", "3"])  # same output_dir: continues from checkpoint-2
     assert resumed["steps"] == 3 and resumed["resumed_from"] == "checkpoint-2" and results["resumed_from"] is None

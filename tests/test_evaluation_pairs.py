@@ -133,6 +133,31 @@ def test_an_lm_trained_on_the_good_sides_only_scores_100_percent(pipeline, pairs
     assert score_pairs(pipeline, swapped, normalize=True)["accuracy"] == 0.0
     table = format_pair_table(result)
     assert "word_vs_nonword" in table and "1.000" in table
+    header, rule = table.splitlines()[:2]
+    assert set(rule) == {"-"} and len(rule) == len(header)
+
+
+def test_scoring_shows_progress_when_asked(pipeline, pairs, capsys):
+    score_pairs(pipeline, pairs[:2], batch_size=1)
+    assert "scoring" not in capsys.readouterr().err
+    score_pairs(pipeline, pairs[:2], batch_size=1, show_progress=True)
+    err = capsys.readouterr().err
+    assert "speech of the pairs" in err and "scoring" in err and "4/4" in err  # 2 pairs = 4 utterances, 1 per batch
+
+
+def test_markdown_report_rules_span_their_headers_and_the_plot_draws_chance(tmp_path):
+    from hf_slm.evaluation.report import bar_figure, write_report
+
+    summary = {"accuracy": 0.75, "a_long_metric_name": 3, "pipeline": "default"}
+    lines = write_report(tmp_path / "r.md", "T", summary).read_text().splitlines()
+    header, rule, *rows = [line for line in lines if line.startswith("|")]
+    assert all(set(cell.strip()) == {"-"} for cell in rule.strip("|").split("|"))
+    assert [len(c) for c in rule.split("|")] == [len(c) for c in header.split("|")]  # each rule as wide as its header
+    assert all(len(row) == len(header) for row in rows)
+    assert [c.strip() for c in rows[1].strip("|").split("|")] == ["a_long_metric_name", "3"]
+    fig, ax = bar_figure({"a": 0.8, "b": 0.6}, "accuracy", "accuracy", chance=0.5)
+    (line,) = ax.get_lines()
+    assert list(line.get_ydata()) == [0.5, 0.5] and "0.5" in ax.get_legend().get_texts()[0].get_text()
 
 
 def test_audio_pairs_score_like_the_same_text_pairs(pipeline, pairs, tmp_path):

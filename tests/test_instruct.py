@@ -295,7 +295,7 @@ def test_adapter_save_load_merge_equivalence(tokenizer, tmp_path):
     adapter_only = save_instruct_variant(tuned, tmp_path / "instruct", base=str(base_path))
     assert sorted(p.name for p in adapter_only.iterdir()) == ["README.md", "adapter", "pipeline_index.json"]
     index = json.loads((adapter_only / "pipeline_index.json").read_text())
-    assert index["language_model"]["repo"] == str(base_path) and index["adapter"] == ["peft", "PeftModel"]
+    assert index["language_model"]["repo"] == "../base" and index["adapter"] == ["peft", "PeftModel"]  # movable
     loaded = SpokenChatPipeline.from_pretrained(adapter_only)
     assert isinstance(loaded.language_model, PeftModel)
     with torch.no_grad():
@@ -365,11 +365,46 @@ def test_adapter_only_variant_follows_the_base_references(tokenizer, tmp_path):
     tuned = SpeechLMPipeline(**{**second.components, "language_model": attach_adapter(lm, r=4).eval()})
     saved = save_instruct_variant(tuned, tmp_path / "instruct", base=str(second_path))
     index = json.loads((saved / "pipeline_index.json").read_text())
-    assert index["vocoder"]["repo"] == index["speech_tokenizer"]["repo"] == str(first_path)
-    assert index["language_model"]["repo"] == index["tokenizer"]["repo"] == str(second_path)
+    assert index["vocoder"]["repo"] == index["speech_tokenizer"]["repo"] == "../base"
+    assert index["language_model"]["repo"] == index["tokenizer"]["repo"] == "../second"
     loaded = SpokenChatPipeline.from_pretrained(saved)
     units = torch.arange(12) % NUM_UNITS
     torch.testing.assert_close(loaded.decode([units])[0], first_pipe.decode([units])[0])
+
+
+def test_copied_or_moved_instruct_variant_still_loads(tokenizer, tmp_path):
+    """The adapter-only variant references its base by a path relative to itself: copied or moved together with the
+    base, it loads; moved without it, the error names the reference and where it was looked up."""
+    import shutil
+
+    from hf_slm.pipelines import PipelineLoadError
+
+    runs = tmp_path / "runs"
+    base_pipe, base_path = _base_variant(tokenizer, runs)
+    lm = add_task_tokens(copy.deepcopy(base_pipe.language_model), INSTRUCT_TOKENS)
+    peft_model = attach_adapter(lm, default_lora_config(lm, r=4, init_lora_weights=False)).eval()
+    saved = save_instruct_variant(SpeechLMPipeline(**{**base_pipe.components, "language_model": peft_model}),
+                                  runs / "instruct", base=str(base_path))  # fmt: skip
+    ids = torch.tensor([[lm.config.bos_token_id, lm.config.token_id("[User]"), lm.config.speech_token_id,
+                         len(tokenizer) + 2, lm.config.token_id("[Assistant]")]])  # fmt: skip
+    with torch.no_grad():
+        expected = peft_model(input_ids=ids).logits
+
+    copied = tmp_path / "elsewhere" / "copy"
+    shutil.copytree(runs, copied)
+    moved = tmp_path / "moved"
+    runs.rename(moved)
+    for folder in (copied, moved):
+        loaded = SpokenChatPipeline.from_pretrained(folder / "instruct")
+        assert Path(loaded.local_path) == folder / "instruct"
+        with torch.no_grad():
+            torch.testing.assert_close(loaded.language_model(input_ids=ids).logits, expected)
+
+    alone = tmp_path / "alone"
+    shutil.copytree(moved / "instruct", alone)
+    with pytest.raises(PipelineLoadError, match="'../base'") as error:
+        SpokenChatPipeline.from_pretrained(alone)
+    assert str(tmp_path / "base") in str(error.value)  # where it looked
 
 
 # ---------------------------------------------------------------------------------------------------- silence mode

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
+import warnings
 
 import numpy as np
 import pytest
@@ -126,7 +129,8 @@ def test_shared_component_by_reference(saved, tmp_path):
     assert not (out / "vocoder").exists()
     assert state_equal(loaded.vocoder, pipe.vocoder)
     resaved = loaded.save_pretrained(tmp_path / "resaved")
-    assert json.loads((resaved / INDEX_FILE).read_text())["vocoder"]["repo"] == str(path)
+    repo = json.loads((resaved / INDEX_FILE).read_text())["vocoder"]["repo"]  # relative to the resaved folder
+    assert repo.startswith("../") and (resaved / repo).resolve() == path.resolve()
     assert not (resaved / "vocoder").exists()
 
 
@@ -181,3 +185,89 @@ def test_decode_multi_codebook_codes_with_a_codec_vocoder():
     np.testing.assert_allclose(batched[1], alone, atol=1e-5)
     with pytest.raises(ValueError, match="all"):
         pipe.decode([long, short[0]])
+
+
+def test_saved_files_get_a_plain_writes_permissions(saved, tmp_path):
+    """mkdtemp (0700) and safetensors' own atomic write (0600) must not make a variant private: the modes are those
+    of a plain mkdir / open under the umask."""
+    pipe, _ = saved
+    previous = os.umask(0o022)
+    try:
+        for umask, dir_mode, file_mode in ((0o022, 0o755, 0o644), (0o027, 0o750, 0o640)):
+            os.umask(umask)
+            out = pipe.save_pretrained(tmp_path / f"variant-{umask:o}")
+            entries = [out, *out.rglob("*")]
+            assert (out / "language_model" / "model.safetensors") in entries
+            modes = {str(e.relative_to(tmp_path)): stat.S_IMODE(e.stat().st_mode) for e in entries}
+            expected = {str(e.relative_to(tmp_path)): dir_mode if e.is_dir() else file_mode for e in entries}
+            assert modes == expected
+    finally:
+        os.umask(previous)
+
+
+def test_model_card_of_a_local_save_names_its_folder(saved, tmp_path):
+    pipe, _ = saved
+    card = (pipe.save_pretrained(tmp_path / "my-speech-lm") / "README.md").read_text()
+    assert "<variant>" not in card and "# my-speech-lm" in card and "model_name: my-speech-lm" in card
+    card = (pipe.save_pretrained(tmp_path / "other", repo_id="org/named") / "README.md").read_text()
+    assert "# named" in card and 'from_pretrained("org/named")' in card
+
+
+def _ends_at_once(pipe):
+    """The pipeline's LM with a head whose bias makes end-of-sequence win every step, whatever the input."""
+    lm = pipe.language_model
+    head = lm.get_output_embeddings()
+    biased = torch.nn.Linear(head.in_features, head.out_features, bias=True)
+    with torch.no_grad():
+        biased.weight.copy_(head.weight)
+        biased.bias.zero_()
+        biased.bias[lm.config.vocab_layout.eos_token_id] = 1e4
+    lm.set_output_embeddings(biased)
+    return pipe
+
+
+def test_empty_continuation_warns_and_min_new_tokens_prevents_it():
+    from hf_slm.pipelines import EmptyContinuationWarning
+
+    pipe = _ends_at_once(tiny_pipeline())
+    with pytest.warns(EmptyContinuationWarning, match=r"step 0.*min_new_tokens"):
+        out = pipe.continue_speech(speech(), max_new_tokens=8, seed=0)
+    assert [u.numel() for u in out.units] == [0]
+    assert len(out.waveforms) == 1  # the prompt is still vocoded
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", EmptyContinuationWarning)
+        out = pipe.continue_speech(speech(), max_new_tokens=8, min_new_tokens=3, seed=0)
+    assert out.units[0].numel() >= 3
+
+
+def _readme_block(heading: str) -> str:
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = text.split(f"\n{heading}\n", 1)[1].split("\n## ", 1)[0]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_readme_recipe_for_assembling_a_variant_runs(hub_server, tmp_path, monkeypatch):
+    """The README's "Assembling a variant from parts" code, as written, on tiny parts laid out as the training
+    examples write them, pushed to the loopback Hub and loaded back from it."""
+    from conftest import HUB_USER
+    from tiny_components import tiny_speech_lm, tiny_unit_tokenizer
+
+    from hf_slm.models.unit_tokenizer import SpeechFeatureExtractor
+
+    lm = tiny_speech_lm(seed=3)
+    lm.save_pretrained(tmp_path / "runs" / "my_lm")  # examples/pretraining's output_dir ...
+    tiny_unit_tokenizer().save_pretrained(tmp_path / "runs" / "my_lm" / "speech_tokenizer")  # ... and its tokenizer
+    SpeechFeatureExtractor().save_pretrained(tmp_path / "runs" / "my_lm" / "speech_tokenizer")
+    other = tiny_pipeline()
+    other.save_pretrained(tmp_path / "other-variant")
+    code = _readme_block("## Assembling a variant from parts")
+    assert "SpeechLMPipeline(" in code and "save_pretrained" in code and "push_to_hub" in code
+    monkeypatch.chdir(tmp_path)
+    namespace = {}
+    exec(compile(code.replace('"me/', f'"{HUB_USER}/'), "README.md", "exec"), namespace)
+    assert json.loads((tmp_path / "my-slm" / INDEX_FILE).read_text())["vocoder"] == ["hf_slm", "UnitMelVocoder"]
+    pulled = namespace["pipe"]
+    assert pulled.name_or_path == f"{HUB_USER}/my-slm"
+    assert state_equal(pulled.language_model, lm) and state_equal(pulled.vocoder, other.vocoder)

@@ -10,6 +10,8 @@ import json
 import math
 import os
 import signal
+import socket
+import stat
 import subprocess
 import sys
 import time
@@ -240,6 +242,40 @@ def test_last_complete_checkpoint_skips_a_save_cut_short(tmp_path):
     assert (tmp_path / "checkpoint-9").exists()
 
 
+def test_launch_defaults_follow_the_launcher(monkeypatch, tmp_path):
+    """Environment as the launchers set it: several ranks without CUDA -> gloo on CPU; accelerate's --cpu simple
+    launcher asked for several processes (MASTER_ADDR, no WORLD_SIZE) -> refused; one plain process -> nothing."""
+    from transformers import TrainingArguments
+
+    from hf_slm.training import LaunchError, completed_step, data_parallel_defaults, require_single_process
+
+    for name in ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE", "MASTER_ADDR",
+                 "ACCELERATE_USE_CPU"):  # fmt: skip
+        monkeypatch.delenv(name, raising=False)
+    assert data_parallel_defaults() == {}
+    require_single_process("x.py")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    expected = {} if torch.cuda.is_available() else {"use_cpu": True, "ddp_backend": "gloo"}
+    assert data_parallel_defaults() == expected
+    with pytest.raises(LaunchError, match="x.py runs on one process"):  # the GAN and instruct scripts
+        require_single_process("x.py")
+    monkeypatch.delenv("WORLD_SIZE")
+    monkeypatch.setenv("ACCELERATE_USE_CPU", "True")
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    with pytest.raises(LaunchError, match="single process"):
+        data_parallel_defaults()
+    monkeypatch.delenv("ACCELERATE_USE_CPU")
+    monkeypatch.delenv("MASTER_ADDR")
+
+    checkpoint = _fake_checkpoint(tmp_path / "checkpoint-10", state='{"global_step": 10, "max_steps": 10}')
+    args = TrainingArguments(output_dir=str(tmp_path), max_steps=10, report_to="none")
+    assert completed_step(None, args) is None and completed_step(checkpoint, args) == 10
+    longer = TrainingArguments(output_dir=str(tmp_path), max_steps=20, report_to="none")
+    assert completed_step(checkpoint, longer) is None
+    epochs = TrainingArguments(output_dir=str(tmp_path), num_train_epochs=1, report_to="none")  # max_steps from state
+    assert completed_step(checkpoint, epochs) == 10
+
+
 # ====================================================================== the example, on synthesised speech
 @pytest.fixture(scope="module")
 def speech_dataset(tmp_path_factory) -> Path:
@@ -277,16 +313,18 @@ def _script_args(dataset: Path, output_dir: Path, **overrides) -> list[str]:
         "save_steps": 10,
         "save_total_limit": 2,
         "disable_tqdm": True,
+        "units_cache_dir": dataset.parent / "units_cache",
         **overrides,
     }
     return [str(CONFIG_TINY)] + [f"--{k}={v}" for k, v in args.items()]
 
 
-def _run_script(args: list[str], log: Path) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
+def _run_script(args: list[str], log: Path, launcher: tuple = (sys.executable,), **env_overrides) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]), **env_overrides}  # fmt: skip
     with open(log, "w") as handle:
-        return subprocess.Popen([sys.executable, str(SCRIPT), *args], stdout=handle, stderr=subprocess.STDOUT,
-                                cwd=ROOT, env=env)  # fmt: skip
+        return subprocess.Popen([*launcher, str(SCRIPT), *args], stdout=handle, stderr=subprocess.STDOUT,
+                                cwd=ROOT, env=env, preexec_fn=lambda: os.umask(0o022))  # fmt: skip
 
 
 def _finish(process: subprocess.Popen, log: Path, timeout: float = 240) -> str:
@@ -325,6 +363,96 @@ def test_example_trains_and_the_loss_goes_down(reference_run):
     assert model.config.num_units == NUM_UNITS and model.config.backbone_config.hidden_size == 32
     assert (reference_run / "speech_tokenizer" / "config.json").is_file()
     assert sorted(p.name for p in reference_run.glob("checkpoint-*")) == ["checkpoint-20", "checkpoint-30"]
+
+
+def test_the_input_dataset_folder_is_left_alone(reference_run, speech_dataset):
+    """Unit, split and shuffle caches go to units_cache_dir, not into the user's dataset folder (cache-*.arrow)."""
+    assert sorted(p.name for p in speech_dataset.iterdir()) == [
+        "data-00000-of-00001.arrow", "dataset_info.json", "state.json"
+    ]
+    assert list((speech_dataset.parent / "units_cache").glob("units-*.arrow"))
+
+
+def test_finished_run_reruns_as_a_no_op(script, reference_run, speech_dataset, capsys):
+    """Rerunning a run whose last checkpoint is at max_steps trains nothing and keeps its results byte for byte."""
+    before = {name: (reference_run / name).read_bytes() for name in ("all_results.json", "trainer_state.json")}
+    results = script.main(_script_args(speech_dataset, reference_run))
+    assert "already complete" in capsys.readouterr().out
+    assert {name: (reference_run / name).read_bytes() for name in before} == before
+    assert results["global_step"] == 30
+    assert json.loads((reference_run / "checkpoint-30" / "trainer_state.json").read_text())["global_step"] == 30
+    assert not (reference_run / "checkpoint-31").exists()
+
+
+def test_files_get_a_plain_writes_permissions(reference_run):
+    """Run under umask 022: the final model, the checkpoints' weights and the fitted tokenizer are 644 / 755
+    (safetensors writes through a private temporary file)."""
+    entries = [p for p in reference_run.rglob("*") if p.suffix != ".lock"]
+    assert reference_run / "checkpoint-30" / "model.safetensors" in entries
+    modes = {str(p.relative_to(reference_run)): stat.S_IMODE(p.stat().st_mode) for p in entries}
+    assert modes == {name: 0o755 if (reference_run / name).is_dir() else 0o644 for name in modes}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_two_process_accelerate_launch_is_data_parallel(reference_run, speech_dataset, tmp_path):
+    """The documented `accelerate launch --config_file accelerate_ddp.yaml --num_processes 2` on a CPU machine: one
+    gloo DDP group of two ranks, each reading its own half of the batches, and only rank 0 writing and talking."""
+    out = tmp_path / "ddp"
+    accelerate = Path(sys.executable).with_name("accelerate")
+    launcher = (str(accelerate), "launch", "--config_file", str(ROOT / "examples/pretraining/accelerate_ddp.yaml"),
+                "--num_processes", "2", "--mixed_precision", "no", "--main_process_port", str(_free_port()))
+    args = _script_args(speech_dataset, out, max_steps=2, speech_tokenizer_path=reference_run / "speech_tokenizer")
+    log = tmp_path / "ddp.log"
+    text = _finish(_run_script(args, log, launcher, CUDA_VISIBLE_DEVICES=""), log)  # the CPU path, even on a GPU host
+    results = json.loads((out / "all_results.json").read_text())
+    assert results["world_size"] == 2 and results["global_step"] == 2
+    batch = 2  # per_device_train_batch_size
+    assert results["train_batches_per_rank"] == math.ceil(results["train_rows"] / (2 * batch))  # a sharded sampler
+    assert text.count("starting from step 0") == 1 and text.count('"global_step": 2') == 1  # rank 0 only
+    assert "world_size 2" in text
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-2"]
+
+
+def test_accelerate_cpu_launch_of_two_processes_is_refused(speech_dataset, tmp_path):
+    """`accelerate launch --cpu --num_processes 2` starts ONE process (accelerate's multi-CPU needs mpirun): the
+    script must say so instead of training alone as if it were distributed."""
+    out = tmp_path / "cpu"
+    accelerate = Path(sys.executable).with_name("accelerate")
+    launcher = (str(accelerate), "launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
+                "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()))
+    log = tmp_path / "cpu.log"
+    process = _run_script(_script_args(speech_dataset, out, max_steps=2), log, launcher)
+    process.wait(timeout=120)
+    text = log.read_text()
+    assert process.returncode != 0, text[-3000:]
+    assert "not be data-parallel" in text and "torchrun --nproc_per_node" in text
+    assert not out.exists()
+
+
+def test_ctrl_c_names_the_last_checkpoint(reference_run, speech_dataset, tmp_path):
+    out = tmp_path / "run"
+    args = _script_args(speech_dataset, out, speech_tokenizer_path=reference_run / "speech_tokenizer", save_steps=1,
+                        max_steps=1000)  # fmt: skip
+    log = tmp_path / "interrupted.log"
+    process = _run_script(args, log)
+    deadline = time.time() + 200
+    while not any(is_complete_checkpoint(p) for p in out.glob("checkpoint-*")):
+        assert process.poll() is None, f"the run ended before its first checkpoint:\n{log.read_text()[-3000:]}"
+        assert time.time() < deadline, "no checkpoint within 200 s"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    process.wait(timeout=60)
+    text = log.read_text()
+    assert process.returncode == 130, text[-3000:]
+    assert "Traceback" not in text and "KeyboardInterrupt" not in text
+    (line,) = [line for line in text.splitlines() if line.startswith("interrupted:")]
+    last = Path(line.split("the last checkpoint is ")[1].split(";")[0])
+    assert last.parent == out and is_complete_checkpoint(last) and "rerun the same command to resume from it" in line
 
 
 def test_killed_run_resumes_from_its_last_checkpoint(reference_run, speech_dataset, tmp_path):

@@ -31,7 +31,14 @@ from transformers import TrainingArguments, set_seed
 
 from hf_slm.models.codec_tokenizer import RVQCodec, RVQCodecConfig
 from hf_slm.models.unit_tokenizer import KMeansUnitTokenizer, KMeansUnitTokenizerConfig, SpeechFeatureExtractor
-from hf_slm.training import last_complete_checkpoint
+from hf_slm.training import (
+    ReadableCheckpoints,
+    finished_results,
+    last_complete_checkpoint,
+    require_single_process,
+    resumable_interrupt,
+    widen_to_umask,
+)
 from hf_slm.training.arguments import SpeechDataArguments, csv_list, load_speech_splits, parse_json_and_flags
 from hf_slm.training.codec_trainer import CodecCollator, CodecGanTrainer
 
@@ -171,6 +178,7 @@ def normalised_mutual_information(a: np.ndarray, b: np.ndarray) -> float:
 
 # ---------------------------------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> dict:
+    require_single_process("examples/codec/train_codec.py")  # the GAN trainer's discriminator step is not synchronised across ranks
     data_args, model_args, training_args = parse_arguments(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     set_seed(training_args.seed)
@@ -196,12 +204,18 @@ def main(argv: list[str] | None = None) -> dict:
         semantic_teacher=teacher,
         discriminator_warmup_steps=model_args.discriminator_warmup_steps,
         discriminator_learning_rate=model_args.discriminator_learning_rate,
+        callbacks=[ReadableCheckpoints()],
     )
     checkpoint = last_complete_checkpoint(output_dir) if model_args.resume else None
+    finished = finished_results(checkpoint, training_args, output_dir / "results.json")
+    if finished is not None:
+        return finished
     if checkpoint:
         logger.info("resuming from %s", checkpoint)
-    trainer.train(resume_from_checkpoint=checkpoint)
+    with resumable_interrupt(output_dir):
+        trainer.train(resume_from_checkpoint=checkpoint)
     trainer.save_model(str(output_dir))
+    widen_to_umask(output_dir)  # safetensors writes the weights private
 
     results = evaluate_codec(codec, teacher, test, data_args.audio_column)
     results["steps"] = trainer.state.global_step

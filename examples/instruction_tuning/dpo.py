@@ -24,6 +24,7 @@ from hf_slm import SpeechLMPipeline
 from hf_slm.data import generate_sentences
 from hf_slm.instruct import default_lora_config, espeak_speaker, noise_waveforms, save_instruct_variant
 from hf_slm.instruct.preference import build_speech_preferences, layout_tokenizer
+from hf_slm.training import require_single_process
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +63,8 @@ def build_pairs(pipe, args: DPOScriptArguments, seed: int):
 
 def main(argv=None):
     from trl import DPOConfig, DPOTrainer
+
+    require_single_process("examples/instruction_tuning/dpo.py")
 
     parser = HfArgumentParser((DPOScriptArguments, DPOConfig))
     script_args, dpo_args = parser.parse_args_into_dataclasses(args=sys.argv[1:] if argv is None else argv)

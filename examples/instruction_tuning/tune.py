@@ -45,7 +45,7 @@ from hf_slm.instruct import (
 )
 from hf_slm.evaluation.report import write_json
 from hf_slm.model_cards import TRAINING_SUMMARY_FILE, render_model_card
-from hf_slm.training import WallClockLimit
+from hf_slm.training import ReadableCheckpoints, WallClockLimit, require_single_process, resumable_interrupt
 
 logger = logging.getLogger(__name__)
 TASKS = ("cross_modal", "chain_of_modality", "slu", "silence")
@@ -153,6 +153,7 @@ def _json_to_argv(config: dict) -> list[str]:
 
 
 def main(argv=None):
+    require_single_process("examples/instruction_tuning/tune.py")
     parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0].endswith(".json"):  # a JSON config, then optional --flag overrides (the last value wins)
@@ -192,13 +193,16 @@ def main(argv=None):
     elif lora_config.modules_to_save:
         embedding_training = "embedding and head in modules_to_save"
     training_args.remove_unused_columns = False
-    limit = [WallClockLimit(model_args.max_train_minutes)] if model_args.max_train_minutes else None
+    limit = [ReadableCheckpoints()]
+    if model_args.max_train_minutes:
+        limit.append(WallClockLimit(model_args.max_train_minutes))
     trainer = Trainer(model=peft_lm, args=training_args, train_dataset=train_dataset, data_collator=processor.pad,
                       callbacks=limit)  # fmt: skip
     last_checkpoint = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
     if last_checkpoint:  # a killed run picks up where it stopped (the data and its caches are deterministic)
         logger.info("resuming from %s", last_checkpoint)
-    result = trainer.train(resume_from_checkpoint=last_checkpoint)
+    with resumable_interrupt(output_dir):
+        result = trainer.train(resume_from_checkpoint=last_checkpoint)
     pipe.register_modules(language_model=peft_lm.eval())
     variant_dir = Path(model_args.variant_dir or output_dir / "instruct_variant")
     saved = save_instruct_variant(pipe, variant_dir, base=base, merge=model_args.merge)

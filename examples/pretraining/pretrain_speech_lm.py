@@ -9,7 +9,9 @@
 Steps: speech (synthesised with espeak-ng, or a `hf-slm synth` / `save_to_disk` folder) -> unit tokenizer (fitted
 MFCC k-means, or a saved one) -> units with `datasets.map` (cached) -> optional deduplication -> `<s> [Speech] units
 </s>` -> packed rows with per-document position ids -> `Trainer` -> final model, speech tokenizer and eval loss in
-`output_dir`. Rerunning the same command resumes from the last complete checkpoint in `output_dir`.
+`output_dir`. Rerunning the same command resumes from the last complete checkpoint in `output_dir` (a finished run
+is left as it is; Ctrl-C says where the last checkpoint is). Several processes (`torchrun --nproc_per_node N`,
+`accelerate launch --multi_gpu --num_processes N`) train data-parallel, on a CPU machine with gloo; rank 0 writes.
 
 Arguments come from three dataclasses (`SpeechDataArguments`, `SpeechModelArguments`, `transformers.TrainingArguments`);
 a `.json` first argument sets defaults for all of them and any `--flag` after it overrides one. See README.md.
@@ -23,6 +25,7 @@ import logging
 import math
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from transformers import (
@@ -35,7 +38,18 @@ from transformers import (
 )
 
 from hf_slm.models.speech_lm import SpeechLMConfig, SpeechLMForCausalLM
-from hf_slm.training import CausalLMCollator, PackedSequenceCollator, last_complete_checkpoint, pack_dataset
+from hf_slm.training import (
+    CausalLMCollator,
+    LaunchError,
+    PackedSequenceCollator,
+    ReadableCheckpoints,
+    finished_results,
+    last_complete_checkpoint,
+    log_launch,
+    pack_dataset,
+    resumable_interrupt,
+    widen_to_umask,
+)
 from hf_slm.training.arguments import SpeechDataArguments as SpeechSourceArguments
 from hf_slm.training.arguments import load_speech_splits, parse_json_and_flags
 from hf_slm.training.speech_units import load_or_fit_speech_tokenizer, tokenize_speech
@@ -220,14 +234,19 @@ def build_model(model_args: SpeechModelArguments, num_units: int) -> SpeechLMFor
 # ---------------------------------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> dict:
     data_args, model_args, training_args = parse_arguments(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    log_launch(training_args, "pretrain_speech_lm")
     set_seed(training_args.seed)
     output_dir = training_args.output_dir
+    main_process = training_args.process_index == 0
 
     checkpoint = training_args.resume_from_checkpoint
     if checkpoint is None and model_args.resume:
         checkpoint = last_complete_checkpoint(output_dir, remove_incomplete=training_args.should_save)
-    print(f"resuming from {checkpoint}" if checkpoint else "starting from step 0", flush=True)
+    finished = finished_results(checkpoint, training_args, Path(output_dir) / "all_results.json")
+    if finished is not None:  # a rerun of a finished run: nothing to train, and its results stay as they are
+        return finished
+    if main_process:
+        print(f"resuming from {checkpoint}" if checkpoint else "starting from step 0", flush=True)
 
     with training_args.main_process_first(desc="speech data, unit tokenizer and packing"):
         train, test = load_speech_splits(data_args, training_args.seed)
@@ -239,7 +258,8 @@ def main(argv: list[str] | None = None) -> dict:
         )
         train, test = (
             tokenize_speech(
-                ds, feature_extractor, speech_tokenizer, data_args.audio_column, data_args.tokenize_batch_size, split
+                ds, feature_extractor, speech_tokenizer, data_args.audio_column, data_args.tokenize_batch_size, split,
+                cache_dir=data_args.units_cache_dir,
             )
             for ds, split in ((train, "train"), (test, "eval"))
         )
@@ -247,12 +267,13 @@ def main(argv: list[str] | None = None) -> dict:
         train_lm = build_lm_dataset(train, model.config, data_args, "train")
         test_lm = build_lm_dataset(test, model.config, data_args, "eval")
     counts = _token_counts(train_lm)
-    print(
-        f"model: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, "
-        f"attention={model.config.backbone_config._attn_implementation}; train: {counts['rows']} rows, "
-        f"{counts['tokens']} tokens, packing={data_args.packing}, seq_length={data_args.seq_length}",
-        flush=True,
-    )
+    if main_process:
+        print(
+            f"model: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, "
+            f"attention={model.config.backbone_config._attn_implementation}; train: {counts['rows']} rows, "
+            f"{counts['tokens']} tokens, packing={data_args.packing}, seq_length={data_args.seq_length}",
+            flush=True,
+        )
 
     run_info = _RunInfo()
     trainer = Trainer(
@@ -261,9 +282,10 @@ def main(argv: list[str] | None = None) -> dict:
         train_dataset=train_lm,
         eval_dataset=test_lm,
         data_collator=data_collator(data_args, model.config),
-        callbacks=[run_info],
+        callbacks=[run_info, ReadableCheckpoints()],
     )
-    train_result = trainer.train(resume_from_checkpoint=checkpoint)
+    with resumable_interrupt(output_dir, is_main=main_process):
+        train_result = trainer.train(resume_from_checkpoint=checkpoint)
     if trainer.is_fsdp_enabled:  # one consolidated safetensors file for the final model, whatever the checkpoints use
         trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
     trainer.save_model(output_dir)
@@ -281,15 +303,21 @@ def main(argv: list[str] | None = None) -> dict:
         "packing_efficiency": round(counts["tokens"] / max(1, counts["rows"] * data_args.seq_length), 4)
         if data_args.packing in ("bfd", "wrapped")
         else None,
-        "bf16": training_args.bf16,
+        "bf16": training_args.bf16 or getattr(training_args, "mixed_precision", "no") == "bf16",  # flag or launcher
+        "world_size": training_args.world_size,
+        "train_batches_per_rank": len(trainer.get_train_dataloader()),  # one epoch of this rank's shard
     }
     if trainer.is_world_process_zero():
         trainer.save_metrics("all", results)
         trainer.save_state()
+        widen_to_umask(output_dir)  # safetensors writes the weights private
         summary = ("global_step", "resumed_from", "first_step_of_this_run", "eval_loss")
         print(json.dumps({k: results[k] for k in summary}), flush=True)
     return results
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except LaunchError as error:  # a launch that would not be data-parallel: say so, no traceback
+        sys.exit(f"error: {error}")

@@ -37,7 +37,16 @@ from hf_slm.evaluation.report import write_json
 from hf_slm.evaluation.resynthesis import evaluate_resynthesis
 from hf_slm.models.unit_tokenizer import decode_audio
 from hf_slm.models.unit_vocoder import UnitHifiGanVocoder, UnitHifiGanVocoderConfig
-from hf_slm.training import UnitVocoderCollator, VocoderGanTrainer, last_complete_checkpoint
+from hf_slm.training import (
+    ReadableCheckpoints,
+    UnitVocoderCollator,
+    VocoderGanTrainer,
+    finished_results,
+    last_complete_checkpoint,
+    require_single_process,
+    resumable_interrupt,
+    widen_to_umask,
+)
 from hf_slm.training.arguments import SpeechDataArguments, csv_list, load_speech_splits, parse_json_and_flags
 from hf_slm.training.callbacks import WallClockLimit
 from hf_slm.training.speech_units import load_or_fit_speech_tokenizer, tokenize_speech
@@ -158,6 +167,7 @@ def mel_curve(log_history: list[dict]) -> list[dict]:
 
 # ---------------------------------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> dict:
+    require_single_process("examples/vocoder/train_vocoder.py")  # the GAN trainer's discriminator step is not synchronised across ranks
     data_args, model_args, training_args = parse_arguments(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     set_seed(training_args.seed)
@@ -175,7 +185,7 @@ def main(argv: list[str] | None = None) -> dict:
         train, test = (s.cast_column(data_args.audio_column, datasets.Audio(sampling_rate=rate)) for s in (train, test))
     units = tokenize_speech(train, feature_extractor, speech_tokenizer, data_args.audio_column,
                             data_args.tokenize_batch_size, "train", deduplicate=data_args.deduplicate_units,
-                            keep_audio=True)  # fmt: skip
+                            keep_audio=True, cache_dir=data_args.units_cache_dir)  # fmt: skip
     rows = vocoder_rows(units, data_args)
     hop = speech_tokenizer.config.hop_length
     vocoder = build_vocoder(model_args, speech_tokenizer.config.num_units, hop, rate, data_args.deduplicate_units)
@@ -191,15 +201,20 @@ def main(argv: list[str] | None = None) -> dict:
         ),
         discriminator_learning_rate=model_args.discriminator_learning_rate,
         keep_discriminators=model_args.keep_discriminators,
-        callbacks=[WallClockLimit(model_args.max_train_minutes)] if model_args.max_train_minutes else None,
+        callbacks=[ReadableCheckpoints()] + [WallClockLimit(m) for m in [model_args.max_train_minutes] if m],
     )
     checkpoint = last_complete_checkpoint(output_dir, remove_incomplete=True) if model_args.resume else None
+    finished = finished_results(checkpoint, training_args, output_dir / "results.json")
+    if finished is not None:
+        return finished
     if checkpoint:
         logger.info("resuming from %s", checkpoint)
     train_started = time.time()
-    trainer.train(resume_from_checkpoint=checkpoint)
+    with resumable_interrupt(output_dir):
+        trainer.train(resume_from_checkpoint=checkpoint)
     train_seconds = time.time() - train_started
     trainer.save_model(str(output_dir))
+    widen_to_umask(output_dir)  # safetensors writes the weights private
 
     vocoder.eval()
     pipeline = SpeechLMPipeline(feature_extractor=feature_extractor, speech_tokenizer=speech_tokenizer, vocoder=vocoder)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._permissions import plain_mode
 from .espeak import EspeakSynthesizer, SynthesisResult, espeak_version
 
 #: Bump when the rows written for the same inputs change (columns, encoding, alignment rule).
@@ -327,7 +328,7 @@ def write_wav(path: str | os.PathLike, waveform, sampling_rate: int) -> Path:
     os.close(handle)
     try:
         soundfile.write(temporary, np.clip(np.asarray(waveform, dtype=np.float32), -1.0, 1.0), int(sampling_rate), subtype="PCM_16")
-        os.chmod(temporary, 0o644)  # mkstemp makes the file private; a written wav is an ordinary user file
+        os.chmod(temporary, plain_mode(directory=False))  # mkstemp makes it private; a wav is an ordinary file
         os.replace(temporary, path)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -70,14 +70,14 @@ def cmd_pairs(args) -> int:
     pairs = pairs[: args.limit]
     pipe = _pipeline(args.pipeline, args.device)
     result = score_pairs(pipe, pairs, voice=args.voice, rate=args.rate, normalize=args.normalize,
-                         batch_size=args.batch_size)  # fmt: skip
+                         batch_size=args.batch_size, show_progress=True)  # fmt: skip
     result.update(pipeline=args.pipeline, pairs=str(sources[given[0]]), source=given[0].lstrip("-"))
     if args.zerospeech:
         result.update(task=args.task, split=args.split)
     json_path, md_path, stem = _outputs(args.output)
     write_json(result, json_path)
     per = {k: v["accuracy"] for k, v in result["per_phenomenon"].items()} | {"all": result["accuracy"]}
-    plot = bar_plot(per, f"{stem}.accuracy.png", "minimal-pair accuracy (chance = 0.5)", "accuracy")
+    plot = bar_plot(per, f"{stem}.accuracy.png", "minimal-pair accuracy", "accuracy", chance=0.5)
     table = format_pair_table(result)
     summary = {k: result[k] for k in ("accuracy", "accuracy_summed", "accuracy_normalized", "n", "voice", "pipeline")}
     write_report(md_path, "Spoken minimal pairs", summary, table, [plot])
@@ -103,7 +103,7 @@ def cmd_abx(args) -> int:
         within, between = 100 * result[rep]["within_speaker_error"], 100 * result[rep]["between_speaker_error"]
         values[f"{rep} within"], values[f"{rep} between"] = within, between
         lines.append(f"{rep:<16}{within:>10.2f}{between:>10.2f}")
-    plot = bar_plot(values, f"{stem}.abx.png", "ABX error (chance = 50%)", "error (%)")
+    plot = bar_plot(values, f"{stem}.abx.png", "ABX error", "error (%)", chance=50)
     table = "\n".join(lines)
     write_report(md_path, "ABX", {k.replace(" ", "_") + "_error_percent": v for k, v in values.items()}, table, [plot])
     print(table)

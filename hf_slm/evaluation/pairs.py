@@ -336,10 +336,12 @@ def _storycloze_dataset_pairs(path: Path, good_column: str, bad_column: str) -> 
 
 
 # ---------------------------------------------------------------------------------------------------- scoring
-def _pair_audio(pairs, voice: str, rate: int, pitch: int) -> list:
+def _pair_audio(pairs, voice: str, rate: int, pitch: int, show_progress: bool = False) -> list:
     """Audio of every side in order good_0, bad_0, good_1, ...; text is synthesised once per distinct string."""
+    from tqdm.auto import tqdm
+
     synthesizer, cache, audio = None, {}, []
-    for pair in pairs:
+    for pair in tqdm(pairs, desc="speech of the pairs", unit="pair", disable=not show_progress):
         for side in ("good", "bad"):
             if f"{side}_audio" in pair:
                 audio.append(pair[f"{side}_audio"])
@@ -357,12 +359,15 @@ def _pair_audio(pairs, voice: str, rate: int, pitch: int) -> list:
 
 
 @torch.no_grad()
-def unit_log_likelihoods(pipeline, audio, batch_size: int = 16, add_eos: bool = True):
+def unit_log_likelihoods(pipeline, audio, batch_size: int = 16, add_eos: bool = True, show_progress: bool = False):
     """`(sum_nll, num_tokens)` tensors of each audio item's units under the pipeline's LM (`</s>` scored too)."""
+    from tqdm.auto import tqdm
+
     lm = pipeline._require("language_model", "minimal-pair scoring")
     device = next(lm.parameters()).device
     sums, counts = [], []
-    for start in range(0, len(audio), batch_size):
+    starts = range(0, len(audio), batch_size)
+    for start in tqdm(starts, desc="scoring", unit="batch", disable=not show_progress):
         units = pipeline.encode(audio[start : start + batch_size])
         input_ids, attention_mask = lm.units_to_input_ids(units, add_eos=add_eos)
         out = lm.log_likelihood(input_ids.to(device), attention_mask=attention_mask.to(device))
@@ -372,8 +377,8 @@ def unit_log_likelihoods(pipeline, audio, batch_size: int = 16, add_eos: bool = 
 
 
 def score_pairs(pipeline, pairs: list[dict], voice: str = "en-us", rate: int = 175, pitch: int = 50,
-                normalize: bool = False, batch_size: int = 16) -> dict:  # fmt: skip
-    """Score minimal pairs with a pipeline's LM.
+                normalize: bool = False, batch_size: int = 16, show_progress: bool = False) -> dict:  # fmt: skip
+    """Score minimal pairs with a pipeline's LM (`show_progress`: tqdm bars for synthesis and scoring).
 
     Returns a JSON-able dict: ``accuracy`` (by the chosen scoring), ``accuracy_summed``, ``accuracy_normalized``
     (per-token NLL), ``n``, ``normalize``, ``per_phenomenon`` (``{name: {"accuracy", "n"}}``) and ``items`` (per pair:
@@ -381,8 +386,8 @@ def score_pairs(pipeline, pairs: list[dict], voice: str = "en-us", rate: int = 1
     """
     if not pairs:
         raise ValueError("no pairs to score")
-    audio = _pair_audio(pairs, voice, rate, pitch)
-    sum_nll, num_tokens = unit_log_likelihoods(pipeline, audio, batch_size=batch_size)
+    audio = _pair_audio(pairs, voice, rate, pitch, show_progress)
+    sum_nll, num_tokens = unit_log_likelihoods(pipeline, audio, batch_size=batch_size, show_progress=show_progress)
     good, bad = sum_nll[0::2].double(), sum_nll[1::2].double()
     good_n, bad_n = num_tokens[0::2].double(), num_tokens[1::2].double()
     categories = [str(p.get("phenomenon", p.get("type", "all"))) for p in pairs]
@@ -416,7 +421,8 @@ def format_pair_table(result: dict) -> str:
     rows.append(("all", result["n"], result["accuracy"]))
     width = max(len(r[0]) for r in rows) + 2
     scoring = "per-token NLL" if result["normalize"] else "summed NLL"
-    lines = [f"{'phenomenon':<{width}}{'n':>6}  {'accuracy':>8}   ({scoring})", "-" * (width + 18)]
+    header = f"{'phenomenon':<{width}}{'n':>6}  {'accuracy':>8}   ({scoring})"
+    lines = [header, "-" * len(header)]
     lines += [f"{name:<{width}}{n:>6}  {acc:>8.3f}" for name, n, acc in rows]
     return "\n".join(lines)
 

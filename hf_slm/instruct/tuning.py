@@ -186,7 +186,13 @@ def save_instruct_variant(pipeline, save_directory: str | os.PathLike, base: str
     - ``merge=True``: the adapter is merged into the weights and a plain variant is written (``base``, if given,
       still shares the non-LM components by reference).
     """
-    from ..pipelines.pipeline_utils import _class_name_of, _library_of, read_index, resolve_pipeline_path
+    from ..pipelines.pipeline_utils import (
+        _class_name_of,
+        _library_of,
+        read_index,
+        resolve_pipeline_path,
+        resolve_reference,
+    )
 
     lm = pipeline.language_model
     if _library_of(lm) != "peft":
@@ -194,7 +200,10 @@ def save_instruct_variant(pipeline, save_directory: str | os.PathLike, base: str
     variant = type(pipeline)(**{k: v for k, v in pipeline.components.items() if k != "adapter"})
     shared = {}
     if base is not None:
-        base_index = read_index(resolve_pipeline_path(base, revision=base_revision))
+        base_path = resolve_pipeline_path(base, revision=base_revision)
+        base_index = read_index(base_path)
+        # a local base as an absolute path here; save_pretrained stores it relative to the variant's folder
+        base_repo = str(base_path.resolve()) if Path(str(base)).expanduser().is_dir() else str(base)
         for name in ("feature_extractor", "speech_tokenizer", "tokenizer", "vocoder", "language_model"):
             component = variant.components.get(name)
             if component is None or (merge and name == "language_model"):
@@ -208,8 +217,9 @@ def save_instruct_variant(pipeline, save_directory: str | os.PathLike, base: str
                 component = lm.get_base_model()
             if isinstance(base_spec, dict) and base_spec.get("repo"):  # the base shares it too: point where it does
                 where = {k: base_spec[k] for k in ("repo", "subfolder", "revision") if base_spec.get(k)}
+                where["repo"] = resolve_reference(where["repo"], base_path)  # relative to the base's own folder
             else:
-                where = {"repo": str(base), "subfolder": name, **({"revision": base_revision} if base_revision else {})}
+                where = {"repo": base_repo, "subfolder": name, **({"revision": base_revision} if base_revision else {})}
             shared[name] = {"library": _library_of(component), "class": _class_name_of(component), **where}
         if "language_model" in shared:
             base_config = _base_lm_config(base, base_revision)

@@ -9,7 +9,7 @@ from .pipeline_utils import (
     read_index,
     resolve_pipeline_path,
 )
-from .speech_lm_pipeline import SpeechLMPipeline, SpeechPipelineOutput
+from .speech_lm_pipeline import EmptyContinuationWarning, SpeechLMPipeline, SpeechPipelineOutput
 from .spoken_chat import ChatEvent, ChatOutput, SpokenChatPipeline
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "ChatOutput",
     "SpokenChatPipeline",
     "COMPONENT_NAMES",
+    "EmptyContinuationWarning",
     "INDEX_FILE",
     "LOADABLE_CLASSES",
     "PipelineLoadError",

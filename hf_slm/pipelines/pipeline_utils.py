@@ -25,6 +25,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from .._permissions import widen_to_umask
 from .remote_code import write_remote_code
 
 INDEX_FILE = "pipeline_index.json"
@@ -158,6 +159,29 @@ def embedded_pipeline_path(name) -> str | None:
     return getattr(hf_slm, constant)
 
 
+def is_local_reference(repo) -> bool:
+    """Whether an index entry's ``repo`` names a folder (``./x``, ``../x``, an absolute path, ``~/x``), not a Hub id or
+    an embedded variant name."""
+    return str(repo).startswith(("./", "../", "/", "~")) or str(repo) in (".", "..")
+
+
+def resolve_reference(repo, index_folder: str | os.PathLike) -> str:
+    """The ``repo`` of an index entry as it loads: a relative folder against ``index_folder`` (the folder holding the
+    index), made absolute; a Hub id or an embedded name unchanged."""
+    if not is_local_reference(repo):
+        return str(repo)
+    return os.path.normpath(Path(index_folder).resolve() / Path(str(repo)).expanduser())
+
+
+def relative_reference(repo, save_directory: str | os.PathLike) -> str:
+    """The ``repo`` of an index entry as a variant saved in ``save_directory`` stores it: a local folder relative to
+    ``save_directory`` (so the two move together); a Hub id or an embedded name unchanged."""
+    if embedded_pipeline_path(repo) or not (is_local_reference(repo) or Path(str(repo)).is_dir()):
+        return str(repo)
+    relative = os.path.relpath(Path(str(repo)).expanduser().resolve(), Path(save_directory).resolve())
+    return relative if relative.startswith("..") else f"./{relative}"
+
+
 def resolve_pipeline_path(path_or_repo_id: str | os.PathLike, revision: str | None = None, **hub_kwargs) -> Path:
     """A local folder as it is, an embedded name (`EMBEDDED_PIPELINES`) as its folder, anything else as a Hub repo id.
 
@@ -209,13 +233,15 @@ def atomic_save_directory(save_directory: str | os.PathLike, write) -> Path:
     """Write a folder through ``write(tmp_dir)`` into a temporary sibling, then swap it into place.
 
     An interrupted save never leaves a half-written variant, and what was there before is only removed once the new
-    folder is complete.
+    folder is complete. The folder and its files end with the permissions a plain ``mkdir`` / ``open`` would give them
+    under the umask (``mkdtemp`` and safetensors' own atomic write make them private).
     """
     target = Path(save_directory).resolve()
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
         write(tmp)
+        widen_to_umask(tmp)
         backup = None
         if target.exists():
             backup = target.parent / f".{target.name}.old-{os.getpid()}"
@@ -324,7 +350,7 @@ class PipelineMixin:
         return {name: c for name, c in self._components.items() if c is not None}
 
     # ------------------------------------------------------------------ saving
-    def _index(self) -> dict[str, Any]:
+    def _index(self, save_directory: Path) -> dict[str, Any]:
         from .. import __version__
 
         index: dict[str, Any] = {"_class_name": type(self).__name__, "_hf_slm_version": __version__}
@@ -335,12 +361,22 @@ class PipelineMixin:
             index[name] = None if component is None else [_library_of(component), _class_name_of(component)]
         if self._components.get("language_model") is not None and _library_of(self._components["language_model"]) == "peft":
             index["adapter"] = ["peft", "PeftModel"]
-        index.update(getattr(self, "_shared_components", {}))
+        for name, spec in getattr(self, "_shared_components", {}).items():
+            if spec.get("repo"):  # a local variant: relative to where this one is saved, so that both can move
+                spec = {**spec, "repo": relative_reference(spec["repo"], save_directory)}
+            index[name] = spec
         return index
 
-    def save_pretrained(self, save_directory: str | os.PathLike, push_to_hub: bool = False, **push_kwargs) -> Path:
-        """Save every component into its own subfolder (safetensors) plus ``pipeline_index.json``, atomically."""
+    def save_pretrained(self, save_directory: str | os.PathLike, push_to_hub: bool = False, repo_id: str | None = None,
+                        **push_kwargs) -> Path:  # fmt: skip
+        """Save every component into its own subfolder (safetensors) plus ``pipeline_index.json``, atomically.
+
+        Components shared from another local variant are stored as a path relative to ``save_directory``, so the two
+        folders can move together. ``repo_id`` names the variant in its model card (default: the folder's name) and,
+        with ``push_to_hub=True``, is where it is pushed.
+        """
         shared = set(getattr(self, "_shared_components", {}))
+        target = Path(save_directory).resolve()
 
         def write(tmp: Path) -> None:
             for name, component in self.components.items():
@@ -355,15 +391,17 @@ class PipelineMixin:
                     continue
                 kwargs = {"safe_serialization": True} if hasattr(component, "state_dict") else {}
                 component.save_pretrained(tmp / name, **kwargs)
-            (tmp / INDEX_FILE).write_text(json.dumps(self._index(), indent=2) + "\n", encoding="utf-8")
+            (tmp / INDEX_FILE).write_text(json.dumps(self._index(target), indent=2) + "\n", encoding="utf-8")
             write_remote_code(tmp)
-            card = self.model_card() if hasattr(self, "model_card") else None
+            card = self.model_card(repo_id=repo_id or target.name) if hasattr(self, "model_card") else None
             if card:
                 (tmp / "README.md").write_text(card, encoding="utf-8")
 
-        path = atomic_save_directory(save_directory, write)
+        path = atomic_save_directory(target, write)
         if push_to_hub:
-            self.push_to_hub(**push_kwargs)
+            if repo_id is None:
+                raise ValueError("push_to_hub=True needs repo_id")
+            self.push_to_hub(repo_id, **push_kwargs)
         return path
 
     def push_to_hub(
@@ -384,7 +422,7 @@ class PipelineMixin:
             api.create_branch(repo_id, branch=revision, exist_ok=True)
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp) / "variant"
-            self.save_pretrained(folder)
+            self.save_pretrained(folder, repo_id=repo_id)
             return api.upload_folder(
                 folder_path=str(folder),
                 repo_id=repo_id,
@@ -431,8 +469,10 @@ class PipelineMixin:
             loaded["language_model"] = adapter
         check_compatibility(loaded)
         pipe = cls(**loaded)
-        pipe._shared_components = {
-            name: spec for name, spec in index.items() if isinstance(spec, dict) and spec.get("repo")
+        pipe._shared_components = {  # local references made absolute: a save elsewhere stores them relative to itself
+            name: {**spec, "repo": resolve_reference(spec["repo"], path)}
+            for name, spec in index.items()
+            if isinstance(spec, dict) and spec.get("repo")
         }
         pipe.name_or_path = str(path_or_repo_id)
         pipe.local_path = str(path)
@@ -442,10 +482,17 @@ class PipelineMixin:
     def _load_component(name, spec, path: Path, loaded, revision, dtype, hub_kwargs):
         location, sub_kwargs = str(path / name), dict(hub_kwargs)
         if spec.get("repo"):  # shared component: another repo (or folder, or embedded variant) + subfolder
-            location = embedded_pipeline_path(spec["repo"]) or spec["repo"]
+            location = embedded_pipeline_path(spec["repo"]) or resolve_reference(spec["repo"], path)
             sub_kwargs["subfolder"] = spec.get("subfolder", name)
             if spec.get("revision"):  # another repo: its own pinned revision, else its default branch
                 sub_kwargs["revision"] = spec["revision"]
+            if is_local_reference(spec["repo"]) and not (Path(location) / sub_kwargs["subfolder"]).is_dir():
+                raise PipelineLoadError(
+                    f"component {name!r} of {path / INDEX_FILE} references {spec['repo']!r} (subfolder "
+                    f"{sub_kwargs['subfolder']!r}), looked up at {Path(location) / sub_kwargs['subfolder']}, which "
+                    "does not exist: copy or move the referenced variant along with this one (a relative reference "
+                    "is resolved against the folder holding the index)"
+                )
             if Path(location).is_dir():
                 location, sub_kwargs = str(Path(location) / sub_kwargs.pop("subfolder")), {}
         elif not (path / name).is_dir():
@@ -506,6 +553,9 @@ __all__ = [
     "atomic_save_directory",
     "check_compatibility",
     "embedded_pipeline_path",
+    "is_local_reference",
     "read_index",
+    "relative_reference",
     "resolve_pipeline_path",
+    "resolve_reference",
 ]

@@ -7,12 +7,17 @@ are all this one class with different components.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from .pipeline_utils import PipelineMixin
+
+
+class EmptyContinuationWarning(UserWarning):
+    """`SpeechLMPipeline.continue_speech` returned an empty continuation: the LM chose end-of-sequence at once."""
 
 
 @dataclass
@@ -209,6 +214,15 @@ class SpeechLMPipeline(PipelineMixin):
             **({"min_new_tokens": min_new_tokens} if min_new_tokens else {}),
         )
         generated = [g.cpu() for g in generated]
+        empty = [i for i, g in enumerate(generated) if g.numel() == 0]
+        if empty:
+            warnings.warn(
+                f"continue_speech: the language model ended {len(empty)} of {len(generated)} continuation(s) at once "
+                f"(end-of-sequence at step 0; items {empty}), so they are empty. Pass min_new_tokens (e.g. "
+                "min_new_tokens=25) to forbid end-of-sequence before that many units.",
+                EmptyContinuationWarning,
+                stacklevel=3,  # the caller of continue_speech (torch.no_grad's wrapper is in between)
+            )
         waveforms = []
         if vocode and self._components.get("vocoder") is not None:
             waveforms = self.decode([torch.cat([p, g]) for p, g in zip(prompt_units, generated)])
@@ -241,4 +255,4 @@ class SpeechLMPipeline(PipelineMixin):
         return f"{type(self).__name__}(\n" + "\n".join(parts) + "\n)"
 
 
-__all__ = ["SpeechLMPipeline", "SpeechPipelineOutput"]
+__all__ = ["EmptyContinuationWarning", "SpeechLMPipeline", "SpeechPipelineOutput"]

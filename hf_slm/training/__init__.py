@@ -1,21 +1,40 @@
 """Training helpers around the HF `Trainer` (which stays the loop): collators, the GAN trainer for vocoders."""
 
-from .callbacks import WallClockLimit
+from .._permissions import widen_to_umask
+from .callbacks import ReadableCheckpoints, WallClockLimit
 from .checkpoints import is_complete_checkpoint, last_complete_checkpoint
 from .collators import CausalLMCollator
 from .gan_trainer import VocoderGanTrainer
+from .launch import (
+    LaunchError,
+    completed_step,
+    data_parallel_defaults,
+    finished_results,
+    log_launch,
+    require_single_process,
+    resumable_interrupt,
+)
 from .packing import PackedSequenceCollator, SequencePacker, pack_dataset, pack_sequences
 from .vocoder_collator import UnitVocoderCollator
 
 __all__ = [
+    "LaunchError",
     "CausalLMCollator",
     "PackedSequenceCollator",
+    "ReadableCheckpoints",
     "SequencePacker",
     "UnitVocoderCollator",
     "VocoderGanTrainer",
     "WallClockLimit",
+    "completed_step",
+    "data_parallel_defaults",
+    "finished_results",
     "is_complete_checkpoint",
     "last_complete_checkpoint",
+    "log_launch",
     "pack_dataset",
     "pack_sequences",
+    "require_single_process",
+    "resumable_interrupt",
+    "widen_to_umask",
 ]

@@ -14,8 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import datasets
+import numpy as np
 import torch
 from transformers import HfArgumentParser, TrainingArguments
+
+from .launch import data_parallel_defaults
 
 
 def csv_list(text: str, kind=str) -> list:
@@ -27,10 +30,13 @@ def parse_json_and_flags(dataclass_types, argv: list[str]) -> tuple:
     """One instance per dataclass in `dataclass_types`, from `argv` = `[config.json] [--flag value ...]`.
 
     The JSON file gives defaults (a key no dataclass knows raises, naming it) and flags after it override them. A
-    `TrainingArguments` among the types comes back with `remove_unused_columns=False` (collators read raw columns) and,
-    without CUDA, `dataloader_pin_memory=False`.
+    `TrainingArguments` among the types comes back with `remove_unused_columns=False` (collators read raw columns),
+    without CUDA `dataloader_pin_memory=False`, and defaults fitted to a multi-process launch
+    (`hf_slm.training.launch.data_parallel_defaults`: gloo DDP on a CPU machine, or a `LaunchError`).
     """
     parser = HfArgumentParser(dataclass_types)
+    if any(issubclass(t, TrainingArguments) for t in parser.dataclass_types):
+        parser.set_defaults(**data_parallel_defaults())
     if argv and argv[0].endswith(".json"):
         config = json.loads(Path(argv[0]).read_text())
         known = {f.name for cls in parser.dataclass_types for f in dataclasses.fields(cls) if f.init}
@@ -70,6 +76,11 @@ class SpeechDataArguments:
     synthesis_num_proc: int = field(default=1, metadata={"help": "espeak-ng worker processes."})
     num_eval_utterances: int = field(
         default=10, metadata={"help": "Held-out utterances when the dataset has no eval split (at most a tenth)."}
+    )
+    units_cache_dir: str | None = field(
+        default=None,
+        metadata={"help": "Where the units and the maps after them are cached (datasets' .arrow files). Unset: "
+                  "$HF_DATASETS_CACHE/hf_slm_units. The input dataset's folder is never written to."},
     )
 
 
@@ -115,8 +126,10 @@ def load_speech_splits(data_args: SpeechDataArguments, seed: int, sampling_rate:
     if len(ds) < 2:
         raise ValueError(f"the speech dataset has {len(ds)} utterance(s); need at least 2 (train + eval)")
     n_eval = max(1, min(data_args.num_eval_utterances, len(ds) // 10))
-    split = ds.train_test_split(test_size=n_eval, seed=seed, shuffle=True)
-    return split["train"], split["test"]
+    # `train_test_split(seed=seed)`'s partition, with the index mappings kept in memory: its own would write index
+    # cache files into the user's dataset folder (and it refuses keep_in_memory for a dataset on disk)
+    permutation = np.random.default_rng(seed).permutation(len(ds))
+    return ds.select(permutation[n_eval:], keep_in_memory=True), ds.select(permutation[:n_eval], keep_in_memory=True)
 
 
 __all__ = ["SpeechDataArguments", "csv_list", "load_speech_splits", "parse_json_and_flags"]

@@ -1,15 +1,20 @@
-"""`WallClockLimit`: stop a `Trainer` run after a time budget, as if `max_steps` had been reached there.
+"""Trainer callbacks: `WallClockLimit` and `ReadableCheckpoints`.
 
-Useful to measure "what N minutes of training give" on a shared machine, where steps per minute are not known in
-advance: the run stops after the first optimiser step past the budget, logs that last window, saves a checkpoint (a
-later run with a larger budget resumes from it) and returns to the script, which saves and evaluates as usual.
+`WallClockLimit` stops a `Trainer` run after a time budget, as if `max_steps` had been reached there. Useful to
+measure "what N minutes of training give" on a shared machine, where steps per minute are not known in advance: the
+run stops after the first optimiser step past the budget, logs that last window, saves a checkpoint (a later run with
+a larger budget resumes from it) and returns to the script, which saves and evaluates as usual.
 """
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from transformers import TrainerCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+from .._permissions import widen_to_umask
 
 
 class WallClockLimit(TrainerCallback):
@@ -39,4 +44,17 @@ class WallClockLimit(TrainerCallback):
         return control
 
 
-__all__ = ["WallClockLimit"]
+class ReadableCheckpoints(TrainerCallback):
+    """Give every checkpoint the permissions a plain write has under the umask.
+
+    safetensors (>= 0.8) writes ``model.safetensors`` through a private temporary file, so a checkpoint's weights end
+    up ``-rw-------`` whatever the umask; on a shared machine colleagues could not read them. Call
+    `hf_slm._permissions.widen_to_umask` on the final ``output_dir`` after ``trainer.save_model`` as well.
+    """
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            widen_to_umask(Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
+
+
+__all__ = ["ReadableCheckpoints", "WallClockLimit"]

@@ -48,9 +48,11 @@ def load_or_fit_speech_tokenizer(
         tokenizer = KMeansUnitTokenizer(KMeansUnitTokenizerConfig(frontend="mfcc", num_units=num_units))
         feature_extractor = SpeechFeatureExtractor(sampling_rate=tokenizer.config.sampling_rate)
         tokenizer.to(device)
+        # shuffled here with the index mapping in memory (fit_on_dataset's own shuffle writes an index cache file
+        # into the user's dataset folder)
         tokenizer.fit_on_dataset(
-            train, feature_extractor, audio_column=audio_column, max_frames=kmeans_max_frames, seed=seed,
-            show_progress=False,
+            train.shuffle(seed=seed, keep_in_memory=True), feature_extractor, audio_column=audio_column,
+            max_frames=kmeans_max_frames, seed=seed, shuffle=False, show_progress=False,
         )
         logger.info("speech tokenizer: fitted MFCC k-means with %d units", num_units)
     if not (saved / "config.json").is_file():
@@ -98,20 +100,37 @@ class UnitTokenization:
         return {"units": [u.tolist() for u, _ in pairs], "durations": [d.tolist() for _, d in pairs]}
 
 
+def units_cache_dir(cache_dir=None) -> Path:
+    """Where `tokenize_speech` caches units: `cache_dir`, else ``$HF_DATASETS_CACHE/hf_slm_units`` (never the input
+    dataset's own folder, which `datasets.map` would otherwise fill with ``cache-*.arrow`` files)."""
+    if cache_dir is not None:
+        return Path(cache_dir).expanduser()
+    import datasets
+
+    return Path(datasets.config.HF_DATASETS_CACHE) / "hf_slm_units"
+
+
 def tokenize_speech(ds, feature_extractor, tokenizer, audio_column: str = "audio", batch_size: int = 16,
-                    split: str = "train", deduplicate: bool = False, keep_audio: bool = False):  # fmt: skip
+                    split: str = "train", deduplicate: bool = False, keep_audio: bool = False,
+                    cache_dir=None):  # fmt: skip
     """`ds` with a `units` column (and `durations` when deduplicating), computed once by `datasets.map` and cached
-    under a fingerprint of (dataset, tokenizer weights, options). The audio column is dropped unless `keep_audio`
-    (a vocoder trains on both)."""
+    under a fingerprint of (dataset, tokenizer weights, options) in `units_cache_dir(cache_dir)`; the maps that
+    follow on the result cache there too. The audio column is dropped unless `keep_audio` (a vocoder trains on both)."""
     key = tokenizer_fingerprint(tokenizer, audio_column, deduplicate, keep_audio)
     fingerprint = hashlib.sha256(f"{ds._fingerprint}-{key}".encode()).hexdigest()[:16]
     function = UnitTokenization(feature_extractor, tokenizer, audio_column, deduplicate=deduplicate)
+    cache_file = None
+    if ds.cache_files:  # a dataset on disk: cache beside our other caches, not in the user's folder
+        folder = units_cache_dir(cache_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        cache_file = str(folder / f"units-{fingerprint}.arrow")
     out = ds.map(
         function,
         batched=True,
         batch_size=batch_size,
         remove_columns=[] if keep_audio else [audio_column],
         new_fingerprint=f"hf_slm-units-{fingerprint}",
+        cache_file_name=cache_file,
         desc=f"speech -> units ({split})",
     )
     source = "computed" if function.batches else "loaded from the datasets cache"
@@ -126,4 +145,5 @@ __all__ = [
     "load_or_fit_speech_tokenizer",
     "tokenize_speech",
     "tokenizer_fingerprint",
+    "units_cache_dir",
 ]
