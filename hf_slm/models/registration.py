@@ -49,7 +49,8 @@ def register_component(
         entry["feature_extractor"] = feature_extractor_class
     if processor_class is not None:
         AutoProcessor.register(config_class, processor_class, exist_ok=True)
-        processor_class.register_for_auto_class("AutoProcessor")
+        if processor_class is not feature_extractor_class:  # one auto_map entry per class: AutoFeatureExtractor's
+            processor_class.register_for_auto_class("AutoProcessor")
         entry["processor"] = processor_class
     REGISTERED[model_type] = entry
 
