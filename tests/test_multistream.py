@@ -87,6 +87,19 @@ def test_config_does_not_modify_the_callers_text_config():
     assert backbone.vocab_size == 777
 
 
+def test_text_config_name_and_the_old_backbone_config():
+    backbone = LlamaConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2)
+    config = MultiStreamSpeechLMConfig(text_config=backbone, stream_vocab_sizes=[4, 4])
+    assert config.get_text_config() is config.text_config
+    assert (config.hidden_size, config.num_attention_heads, config.num_hidden_layers) == (32, 2, 1)
+    legacy = config.to_dict()
+    legacy["backbone_config"] = legacy.pop("text_config")
+    loaded = MultiStreamSpeechLMConfig.from_dict(legacy)  # a config.json written before the rename: no warning
+    assert loaded.text_config.to_dict() == config.text_config.to_dict()
+    with pytest.warns(FutureWarning, match="text_config"):
+        MultiStreamSpeechLMConfig(backbone_config=backbone, stream_vocab_sizes=[4, 4])
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [
