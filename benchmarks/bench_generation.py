@@ -77,7 +77,7 @@ def build_model(args, device, dtype) -> SpeechLMForCausalLM:
         num_key_value_heads=kv_heads,
         max_position_embeddings=4096,
     )
-    model = SpeechLMForCausalLM(SpeechLMConfig(backbone_config=backbone, num_units=args.num_units))
+    model = SpeechLMForCausalLM(SpeechLMConfig(text_config=backbone, num_units=args.num_units))
     with torch.no_grad():  # no early </s>: both paths then generate exactly --new-tokens tokens
         model.get_output_embeddings().weight[model.config.eos_token_id] = 0.0
     return model.eval().to(device, dtype)

@@ -106,7 +106,7 @@ def run_variant(name, args, documents, backbone: LlamaConfig, layout) -> tuple[f
     torch.manual_seed(args.seed)
     seq = args.seq_len
     if name == "ours":
-        config = SpeechLMConfig(backbone_config=LlamaConfig(**backbone.to_dict(), attn_implementation=args.attn),
+        config = SpeechLMConfig(text_config=LlamaConfig(**backbone.to_dict(), attn_implementation=args.attn),
                                 num_units=args.num_units)  # fmt: skip
         model = SpeechLMForCausalLM(config)
         data = pack_dataset(Dataset.from_dict({"input_ids": documents}), seq)

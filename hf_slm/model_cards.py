@@ -160,14 +160,16 @@ def _details(config) -> str:
     if config is None:
         return ""
     parts = []
+    backbone = getattr(config, "text_config", None)
     for attr, label, unit in (("num_units", "units", ""), ("num_codebooks", "codebooks", ""),
                               ("codebook_size", "codebook size", ""), ("text_vocab_size", "text vocab", ""),
                               ("frame_rate", "frame rate", " Hz"), ("sampling_rate", "sampling rate", " Hz"),
                               ("hidden_size", "hidden", ""), ("num_hidden_layers", "layers", "")):
+        if backbone is not None and attr in ("hidden_size", "num_hidden_layers"):
+            continue  # read through to the backbone: the backbone part says them
         value = getattr(config, attr, None)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             parts.append(f"{label} {value:g}{unit}")
-    backbone = getattr(config, "backbone_config", None)
     if backbone is not None:
         parts.append(f"backbone {backbone.model_type} ({backbone.num_hidden_layers} layers x {backbone.hidden_size})")
     return ", ".join(parts)

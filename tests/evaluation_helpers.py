@@ -49,7 +49,7 @@ def tiny_lm(num_units=NUM_UNITS, seed=0):
     torch.manual_seed(seed)
     backbone = LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
                            num_key_value_heads=4, max_position_embeddings=512)  # fmt: skip
-    return SpeechLMForCausalLM(SpeechLMConfig(backbone_config=backbone, num_units=num_units)).eval()
+    return SpeechLMForCausalLM(SpeechLMConfig(text_config=backbone, num_units=num_units)).eval()
 
 
 def train_lm(lm, units, steps=200, lr=3e-3, seed=0):

@@ -367,7 +367,7 @@ def _lm_with_units(num_units: int):
     torch.manual_seed(0)
     backbone = LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4,
                            num_key_value_heads=2)  # fmt: skip
-    return SpeechLMForCausalLM(SpeechLMConfig(backbone_config=backbone, num_units=num_units)).eval()
+    return SpeechLMForCausalLM(SpeechLMConfig(text_config=backbone, num_units=num_units)).eval()
 
 
 def _hifigan(**overrides):

@@ -38,7 +38,7 @@ def tiny_model(seed: int = 0, **config_kwargs) -> SpeechLMForCausalLM:
     backbone = LlamaConfig(
         hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2
     )
-    return SpeechLMForCausalLM(SpeechLMConfig(backbone_config=backbone, num_units=NUM_UNITS, **config_kwargs)).eval()
+    return SpeechLMForCausalLM(SpeechLMConfig(text_config=backbone, num_units=NUM_UNITS, **config_kwargs)).eval()
 
 
 class EosAfter(LogitsProcessor):
@@ -263,7 +263,7 @@ def test_weights_dtype_errors():
         FastUnitGenerator(model, compile=True, weights_dtype="int8")
     with pytest.raises(ValueError, match=r"needs an fp32 model on the CPU.*bfloat16"):
         FastUnitGenerator(tiny_model().to(torch.bfloat16), weights_dtype="int8")
-    gpt2 = SpeechLMForCausalLM(SpeechLMConfig(backbone_config=GPT2Config(n_embd=32, n_layer=1, n_head=4),
+    gpt2 = SpeechLMForCausalLM(SpeechLMConfig(text_config=GPT2Config(n_embd=32, n_layer=1, n_head=4),
                                               num_units=NUM_UNITS))  # fmt: skip
     with pytest.raises(ValueError, match="no nn.Linear layer to quantise in GPT2Model"):
         FastUnitGenerator(gpt2, weights_dtype="int8")

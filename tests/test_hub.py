@@ -86,7 +86,7 @@ def tiny_speech_lm(seed: int, num_units: int = NUM_UNITS) -> SpeechLMForCausalLM
     torch.manual_seed(seed)
     backbone = LlamaConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
                            num_key_value_heads=1)
-    return SpeechLMForCausalLM(SpeechLMConfig(backbone_config=backbone, num_units=num_units))
+    return SpeechLMForCausalLM(SpeechLMConfig(text_config=backbone, num_units=num_units))
 
 
 def tiny_mel_vocoder(seed: int) -> UnitMelVocoder:

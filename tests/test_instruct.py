@@ -71,7 +71,7 @@ def _tokenizer():
 
 def _chat_model(tokenizer, kind: str = "llama", hidden: int = 32, seed: int = 0):
     torch.manual_seed(seed)
-    config = SpeechLMConfig(backbone_config=_tiny_backbone(kind, hidden), text_vocab_size=len(tokenizer),
+    config = SpeechLMConfig(text_config=_tiny_backbone(kind, hidden), text_vocab_size=len(tokenizer),
                             num_units=NUM_UNITS)  # fmt: skip
     return add_task_tokens(SpeechLMForCausalLM(config), INSTRUCT_TOKENS).eval()
 
@@ -209,7 +209,7 @@ def test_default_lora_config_per_backbone(tokenizer, kind, targets):
 
 def test_add_task_tokens_keeps_existing_ids_and_logits(tokenizer):
     torch.manual_seed(0)
-    config = SpeechLMConfig(backbone_config=_tiny_backbone(), text_vocab_size=len(tokenizer), num_units=NUM_UNITS)
+    config = SpeechLMConfig(text_config=_tiny_backbone(), text_vocab_size=len(tokenizer), num_units=NUM_UNITS)
     model = SpeechLMForCausalLM(config).eval()
     ids = torch.tensor([[config.bos_token_id, config.speech_token_id, len(tokenizer) + 3, 5]])
     with torch.no_grad():
@@ -269,7 +269,7 @@ def test_tied_backbone_trains_token_rows_of_embedding_and_head(tokenizer):
 
 def _base_variant(tokenizer, tmp_path, seed=0):
     torch.manual_seed(seed)
-    config = SpeechLMConfig(backbone_config=_tiny_backbone(), text_vocab_size=len(tokenizer), num_units=NUM_UNITS)
+    config = SpeechLMConfig(text_config=_tiny_backbone(), text_vocab_size=len(tokenizer), num_units=NUM_UNITS)
     pipe = SpeechLMPipeline(feature_extractor=_feature_extractor(), speech_tokenizer=tiny_unit_tokenizer(),
                             language_model=SpeechLMForCausalLM(config).eval(), vocoder=tiny_mel_vocoder(),
                             tokenizer=tokenizer)  # fmt: skip
@@ -322,7 +322,7 @@ def test_adapter_only_variant_stores_no_copy_of_the_embedding(tokenizer, tmp_pat
     torch.manual_seed(0)
     backbone = _tiny_backbone()
     backbone.tie_word_embeddings = tie
-    config = SpeechLMConfig(backbone_config=backbone, text_vocab_size=len(tokenizer), num_units=NUM_UNITS)
+    config = SpeechLMConfig(text_config=backbone, text_vocab_size=len(tokenizer), num_units=NUM_UNITS)
     base = SpeechLMPipeline(feature_extractor=_feature_extractor(), speech_tokenizer=tiny_unit_tokenizer(),
                             language_model=SpeechLMForCausalLM(config).eval(), tokenizer=tokenizer)  # fmt: skip
     base_path = base.save_pretrained(tmp_path / "base")

@@ -31,7 +31,7 @@ TASKS = {"voices": ["en-gb"], "seed": 1, "num_examples": 4,  # the shape evaluat
 def twist_pipeline():
     backbone = LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
                            num_key_value_heads=2)
-    lm = SpeechLMForCausalLM(SpeechLMConfig(backbone_config=backbone, num_units=NUM_UNITS, text_vocab_size=20))
+    lm = SpeechLMForCausalLM(SpeechLMConfig(text_config=backbone, num_units=NUM_UNITS, text_vocab_size=20))
     pipe = tiny_pipeline()
     pipe.register_modules(language_model=lm.eval())
     return pipe

@@ -47,7 +47,7 @@ class MultiStreamModelTester:
 
     def get_config(self) -> MultiStreamSpeechLMConfig:
         return MultiStreamSpeechLMConfig(
-            backbone_config=self.backbone,
+            text_config=self.backbone,
             stream_vocab_sizes=self.stream_vocab_sizes,
             stream_kind=self.stream_kind,
             delays=self.delays,
@@ -76,15 +76,28 @@ def test_config_defaults_and_derived_values():
     assert (pgslm.stream_vocab_sizes, pgslm.delays) == ([100, 32, 33], [0, 1, 1])
     config = MultiStreamSpeechLMConfig(stream_vocab_sizes=[5, 3], delays=[0, 2])
     assert config.stream_token_offsets == [0, 7]
-    assert config.embedding_vocab_size == config.backbone_config.vocab_size == 12
+    assert config.embedding_vocab_size == config.text_config.vocab_size == 12
     assert (config.pad_token_ids, config.bos_token_ids, config.max_delay) == ([5, 3], [6, 4], 2)
-    assert config.backbone_config.pad_token_id is None  # no frozen padding row in the shared table
+    assert config.text_config.pad_token_id is None  # no frozen padding row in the shared table
 
 
-def test_config_does_not_modify_the_callers_backbone_config():
+def test_config_does_not_modify_the_callers_text_config():
     backbone = LlamaConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, vocab_size=777)
-    MultiStreamSpeechLMConfig(backbone_config=backbone, stream_vocab_sizes=[4, 4])
+    MultiStreamSpeechLMConfig(text_config=backbone, stream_vocab_sizes=[4, 4])
     assert backbone.vocab_size == 777
+
+
+def test_text_config_name_and_the_old_backbone_config():
+    backbone = LlamaConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2)
+    config = MultiStreamSpeechLMConfig(text_config=backbone, stream_vocab_sizes=[4, 4])
+    assert config.get_text_config() is config.text_config
+    assert (config.hidden_size, config.num_attention_heads, config.num_hidden_layers) == (32, 2, 1)
+    legacy = config.to_dict()
+    legacy["backbone_config"] = legacy.pop("text_config")
+    loaded = MultiStreamSpeechLMConfig.from_dict(legacy)  # a config.json written before the rename: no warning
+    assert loaded.text_config.to_dict() == config.text_config.to_dict()
+    with pytest.warns(FutureWarning, match="text_config"):
+        MultiStreamSpeechLMConfig(backbone_config=backbone, stream_vocab_sizes=[4, 4])
 
 
 @pytest.mark.parametrize(
@@ -102,7 +115,7 @@ def test_config_does_not_modify_the_callers_backbone_config():
         ({"depth_hidden_size": 30, "depth_num_attention_heads": 4}, "divisible"),
         ({"stream_vocab_sizes": [8, 8], "stream_loss_weights": [1.0]}, "stream_loss_weights"),
         ({"stream_vocab_sizes": [8, 8], "stream_loss_weights": [0.0, 0.0]}, "stream_loss_weights"),
-        ({"backbone_config": {"hidden_size": 8}}, "model_type"),
+        ({"text_config": {"hidden_size": 8}}, "model_type"),
     ],
 )
 def test_config_validation(kwargs, message):

@@ -50,7 +50,7 @@ def tiny_model(attn_implementation: str = "sdpa", seed: int = 0) -> SpeechLMForC
         attn_implementation=attn_implementation,
     )
     torch.manual_seed(seed)
-    return SpeechLMForCausalLM(SpeechLMConfig(backbone_config=backbone, num_units=NUM_UNITS))
+    return SpeechLMForCausalLM(SpeechLMConfig(text_config=backbone, num_units=NUM_UNITS))
 
 
 def random_documents(lengths, seed: int = 0) -> list[list[int]]:
@@ -360,7 +360,7 @@ def test_example_trains_and_the_loss_goes_down(reference_run):
     assert 0.8 < results["packing_efficiency"] <= 1.0
     # the final model and the fitted speech tokenizer load back
     model = SpeechLMForCausalLM.from_pretrained(reference_run)
-    assert model.config.num_units == NUM_UNITS and model.config.backbone_config.hidden_size == 32
+    assert model.config.num_units == NUM_UNITS and model.config.text_config.hidden_size == 32
     assert (reference_run / "speech_tokenizer" / "config.json").is_file()
     assert sorted(p.name for p in reference_run.glob("checkpoint-*")) == ["checkpoint-20", "checkpoint-30"]
 

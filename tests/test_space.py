@@ -66,7 +66,7 @@ def tiny_instruct_pipeline():
     torch.manual_seed(0)
     backbone = LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
                            num_key_value_heads=2)  # fmt: skip
-    lm = SpeechLMForCausalLM(SpeechLMConfig(backbone_config=backbone, text_vocab_size=len(tokenizer), num_units=NUM_UNITS))
+    lm = SpeechLMForCausalLM(SpeechLMConfig(text_config=backbone, text_vocab_size=len(tokenizer), num_units=NUM_UNITS))
     layout = lm.config.vocab_layout
     with torch.no_grad():  # units a little likelier, so that greedy replies hold both text and units (both paths run)
         lm.get_output_embeddings().weight[layout.unit_token_offset : layout.special_token_offset] *= 1.5

@@ -73,7 +73,7 @@ class SpeechLMModelTester:
             max_position_embeddings=256,
         )
         return SpeechLMConfig(
-            backbone_config=backbone,
+            text_config=backbone,
             text_vocab_size=self.text_vocab_size,
             num_units=self.num_units,
             task_tokens=self.task_tokens,
@@ -116,8 +116,8 @@ def test_vocabulary_layout(text_vocab_size, num_units, tags, expected):
         config.vocab_size,
     )
     assert got == expected
-    assert config.backbone_config.vocab_size == config.vocab_size
-    assert config.backbone_config.bos_token_id == config.bos_token_id
+    assert config.text_config.vocab_size == config.vocab_size
+    assert config.text_config.bos_token_id == config.bos_token_id
     for i, tag in enumerate(tags or []):
         assert config.token_id(tag) == config.text_token_id + 1 + i
     units = torch.arange(num_units)
@@ -134,8 +134,8 @@ def test_vocabulary_layout(text_vocab_size, num_units, tags, expected):
         ({"task_tokens": ["[Speech]"]}, "task_tokens"),
         ({"task_tokens": ["[ASR]", "[ASR]"]}, "task_tokens"),
         ({"bos_token_id": 3}, "bos_token_id"),
-        ({"backbone_config": {"hidden_size": 8}}, "model_type"),
-        ({"backbone_config": 3}, "backbone_config"),
+        ({"text_config": {"hidden_size": 8}}, "model_type"),
+        ({"text_config": 3}, "text_config"),
     ],
 )
 def test_config_validation(kwargs, message):
@@ -158,13 +158,13 @@ def test_layout_unit_range_errors():
 
 def test_config_save_load_roundtrip(tmp_path):
     config = SpeechLMConfig(
-        backbone_config=GPT2Config(n_embd=16, n_layer=1, n_head=2), text_vocab_size=7, num_units=9, task_tokens=["[x]"]
+        text_config=GPT2Config(n_embd=16, n_layer=1, n_head=2), text_vocab_size=7, num_units=9, task_tokens=["[x]"]
     )
     config.save_pretrained(tmp_path)
     loaded = AutoConfig.from_pretrained(tmp_path)
     assert isinstance(loaded, SpeechLMConfig)
     assert loaded.vocab_layout == config.vocab_layout
-    assert loaded.backbone_config.model_type == "gpt2" and loaded.backbone_config.n_embd == 16
+    assert loaded.text_config.model_type == "gpt2" and loaded.text_config.n_embd == 16
     assert loaded.vocab_size == config.vocab_size == 7 + 9 + 6
 
 
@@ -314,7 +314,7 @@ BACKBONES = {
 def test_any_causal_lm_backbone(backbone):
     """Forward + loss, padding-invariant scoring and batched generation with each backbone family."""
     torch.manual_seed(0)
-    model = SpeechLMForCausalLM(SpeechLMConfig(backbone_config=BACKBONES[backbone](), num_units=20)).eval()
+    model = SpeechLMForCausalLM(SpeechLMConfig(text_config=BACKBONES[backbone](), num_units=20)).eval()
     assert model.language_model.config.model_type == backbone
     units = SpeechLMModelTester().get_units((6, 2))
     right, right_mask = model.units_to_input_ids(units, padding_side="right", add_eos=True)
@@ -332,9 +332,103 @@ def test_any_causal_lm_backbone(backbone):
     ]
 
 
-def test_resize_token_embeddings_is_refused(gslm):
-    with pytest.raises(NotImplementedError, match="vocabulary layout"):
-        gslm.resize_token_embeddings(10)
+# ====================================================================== text_config, old checkpoints, resizing
+def test_text_config_is_the_transformers_composite_name():
+    backbone = LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=4)
+    config = SpeechLMConfig(text_config=backbone, num_units=10)
+    assert SpeechLMConfig.sub_configs == {"text_config": AutoConfig}
+    assert config.get_text_config() is config.get_text_config(decoder=True) is config.text_config
+    # What transformers' generation / cache code and GenerationTesterMixin read on a composite config.
+    assert (config.hidden_size, config.num_attention_heads, config.num_hidden_layers) == (32, 4, 3)
+    assert config.vocab_size == config.text_config.vocab_size == 15
+    saved = config.to_dict()
+    assert "text_config" in saved and "backbone_config" not in saved and "hidden_size" not in saved
+
+
+def test_backbone_config_old_name_is_still_read(tmp_path):
+    backbone = LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4)
+    with pytest.warns(FutureWarning, match="text_config"):
+        config = SpeechLMConfig(backbone_config=backbone, num_units=10)
+    assert config.text_config.hidden_size == 32
+    with pytest.warns(FutureWarning, match="text_config"):
+        assert config.backbone_config is config.text_config
+    with pytest.raises(ValueError, match="both"):
+        SpeechLMConfig(text_config=backbone, backbone_config=backbone)
+    # A config.json written before the rename loads without a warning (checkpoints on the Hub cannot be fixed).
+    model = SpeechLMForCausalLM(config).eval()
+    model.save_pretrained(tmp_path)
+    legacy = json.loads((tmp_path / "config.json").read_text())
+    legacy["backbone_config"] = legacy.pop("text_config")
+    (tmp_path / "config.json").write_text(json.dumps(legacy))
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path).eval()
+    ids = torch.tensor([[11, 1, 2, 3, 4]])
+    torch.testing.assert_close(loaded(input_ids=ids).logits, model(input_ids=ids).logits, rtol=0, atol=0)
+
+
+def _embedded_language_model():
+    import hf_slm
+
+    return SpeechLMForCausalLM.from_pretrained(hf_slm.DEFAULT_PIPELINE, subfolder="language_model").eval()
+
+
+def test_embedded_checkpoint_loads_with_the_same_logits():
+    """The embedded variant's config.json as committed (it may still say `backbone_config`) loads, and the wrapper
+    gives exactly the logits of its backbone loaded alone from the same files."""
+    import hf_slm
+    from safetensors.torch import load_file
+
+    folder = os.path.join(hf_slm.DEFAULT_PIPELINE, "language_model")
+    saved = json.loads(open(os.path.join(folder, "config.json")).read())
+    backbone_dict = saved.get("text_config", saved.get("backbone_config"))
+    model = _embedded_language_model()
+    backbone = LlamaForCausalLM(LlamaConfig(**backbone_dict)).eval()
+    weights = load_file(os.path.join(folder, "model.safetensors"))
+    backbone.load_state_dict({k.removeprefix("language_model."): v for k, v in weights.items()}, strict=False)
+    backbone.tie_weights()
+    ids = torch.tensor([[model.config.bos_token_id, *range(5, 25)]])
+    with torch.no_grad():
+        torch.testing.assert_close(model(input_ids=ids).logits, backbone(input_ids=ids).logits, rtol=0, atol=0)
+
+
+def test_resize_token_embeddings_adds_tokens_to_a_trained_lm_and_trains_on(tmp_path):
+    from datasets import Dataset
+    from transformers import Trainer, TrainingArguments
+
+    model = _embedded_language_model()
+    config = model.config
+    old_size, named = config.vocab_size, config.vocab_layout.vocab_size
+    ids = torch.tensor([[config.bos_token_id, *config.units_to_token_ids(range(20)).tolist()]])
+    with torch.no_grad():
+        before = model(input_ids=ids).logits
+    model.resize_token_embeddings(old_size + 3)
+    new_ids = list(range(old_size, old_size + 3))
+    assert config.vocab_size == old_size + 3 and config.num_extra_tokens == old_size + 3 - named
+    assert config.units_to_token_ids([0, 99]).tolist() == [0, 99]  # every named id is unchanged
+    with torch.no_grad():
+        after = model(input_ids=ids).logits
+    torch.testing.assert_close(after[..., :old_size], before, rtol=0, atol=0)
+    assert after.shape[-1] == old_size + 3
+    with pytest.raises(ValueError, match="layout names"):
+        model.resize_token_embeddings(named - 1)
+
+    rows = [[config.bos_token_id, new_ids[i % 3], *range(i, i + 8), new_ids[(i + 1) % 3], config.eos_token_id]
+            for i in range(8)]  # fmt: skip
+    dataset = Dataset.from_dict({"input_ids": rows, "labels": rows})
+    args = TrainingArguments(output_dir=str(tmp_path / "trainer"), max_steps=3, learning_rate=1e-3,
+                             per_device_train_batch_size=4, report_to="none", save_strategy="no", use_cpu=True,
+                             logging_steps=1000, seed=0, disable_tqdm=True)  # fmt: skip
+    new_row = model.get_input_embeddings().weight[new_ids[0]].detach().clone()
+    model.train()
+    Trainer(model=model, args=args, train_dataset=dataset).train()
+    model.eval()
+    assert not torch.equal(model.get_input_embeddings().weight[new_ids[0]], new_row)  # the new tokens learn
+
+    model.save_pretrained(tmp_path / "resized")
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path / "resized").eval()
+    assert loaded.config.vocab_size == old_size + 3 and loaded.config.num_extra_tokens == old_size + 3 - named
+    probe = torch.tensor([[config.bos_token_id, new_ids[2], 4, 5, new_ids[0]]])
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(input_ids=probe).logits, model(input_ids=probe).logits)
 
 
 # ====================================================================== save / load, Auto classes, remote code, PEFT
@@ -665,7 +759,7 @@ def test_processor_without_tokenizer_roundtrip(tmp_path):
 def test_no_kv_cache_while_training_so_packed_rows_stay_separate():
     """A cache built during training disables transformers' packed-sequence masking (utterances would leak)."""
     torch.manual_seed(0)
-    model = SpeechLMForCausalLM(SpeechLMConfig(num_units=10, backbone_config=LlamaConfig(
+    model = SpeechLMForCausalLM(SpeechLMConfig(num_units=10, text_config=LlamaConfig(
         hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4)))
     ids = torch.tensor([[1, 2, 3, 4, 5, 6]])
     positions = torch.tensor([[0, 1, 2, 0, 1, 2]])  # two packed utterances

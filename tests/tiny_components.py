@@ -55,7 +55,7 @@ def tiny_speech_lm(seed: int = 0) -> SpeechLMForCausalLM:
     backbone = LlamaConfig(
         hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2
     )
-    return SpeechLMForCausalLM(SpeechLMConfig(backbone_config=backbone, num_units=NUM_UNITS)).eval()
+    return SpeechLMForCausalLM(SpeechLMConfig(text_config=backbone, num_units=NUM_UNITS)).eval()
 
 
 def tiny_multistream_speech_lm(seed: int = 0) -> MultiStreamSpeechLMForCausalLM:
@@ -65,7 +65,7 @@ def tiny_multistream_speech_lm(seed: int = 0) -> MultiStreamSpeechLMForCausalLM:
         hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2
     )
     config = MultiStreamSpeechLMConfig(
-        backbone_config=backbone,
+        text_config=backbone,
         stream_vocab_sizes=[NUM_UNITS] * 3,
         delays=[0, 1, 2],
         use_depth_transformer=True,

@@ -103,7 +103,7 @@ def build_tiny_base_pipeline(texts, noise, seed: int = 0, num_units: int = 16, c
     text_tokenizer = word_level_tokenizer(texts, extra_words=instruction_words())
     backbone = LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
                            num_key_value_heads=2)  # fmt: skip
-    lm = SpeechLMForCausalLM(SpeechLMConfig(backbone_config=backbone, text_vocab_size=len(text_tokenizer),
+    lm = SpeechLMForCausalLM(SpeechLMConfig(text_config=backbone, text_vocab_size=len(text_tokenizer),
                                             num_units=num_units)).eval()  # fmt: skip
     vocoder = UnitMelVocoder(UnitMelVocoderConfig(num_units=num_units, hidden_size=32, num_unit_layers=1,
                                                   num_mel_layers=1, griffin_lim_iters=4)).eval()  # fmt: skip

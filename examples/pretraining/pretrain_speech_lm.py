@@ -184,7 +184,7 @@ def data_collator(data_args: SpeechDataArguments, config: SpeechLMConfig):
     if data_args.packing in ("bfd", "wrapped"):
         return PackedSequenceCollator(pad_token_id=pad)
     if data_args.packing == "flatten":
-        flash = "flash" in str(config.backbone_config._attn_implementation)
+        flash = "flash" in str(config.text_config._attn_implementation)
         return _WithoutCache(DataCollatorWithFlattening(return_flash_attn_kwargs=flash))
     return CausalLMCollator(pad_token_id=pad, max_length=data_args.seq_length)
 
@@ -228,7 +228,7 @@ def build_model(model_args: SpeechModelArguments, num_units: int) -> SpeechLMFor
         tie_word_embeddings=model_args.tie_word_embeddings,
         attn_implementation=model_args.attn_implementation,
     )
-    return SpeechLMForCausalLM(SpeechLMConfig(backbone_config=backbone, num_units=num_units))
+    return SpeechLMForCausalLM(SpeechLMConfig(text_config=backbone, num_units=num_units))
 
 
 # ---------------------------------------------------------------------------------------------------- main
@@ -270,7 +270,7 @@ def main(argv: list[str] | None = None) -> dict:
     if main_process:
         print(
             f"model: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, "
-            f"attention={model.config.backbone_config._attn_implementation}; train: {counts['rows']} rows, "
+            f"attention={model.config.text_config._attn_implementation}; train: {counts['rows']} rows, "
             f"{counts['tokens']} tokens, packing={data_args.packing}, seq_length={data_args.seq_length}",
             flush=True,
         )

@@ -23,7 +23,7 @@ LORA_TARGET_MODULES = {
 
 def _backbone_type(model) -> str:
     config = model.config
-    backbone = getattr(config, "backbone_config", None)
+    backbone = getattr(config, "text_config", None)
     return getattr(backbone, "model_type", None) or config.model_type
 
 
@@ -49,9 +49,14 @@ def add_task_tokens(model, tokens, init: str = "mean", seed: int = 0):
     new = [t for t in dict.fromkeys(tokens) if t not in existing]
     if not new:
         return model
+    if getattr(model.config, "num_extra_tokens", 0):
+        raise ValueError(
+            "task tags follow the named tokens, and this model has unnamed extra rows after them "
+            "(resize_token_embeddings): add task tags before resizing"
+        )
     config = copy.deepcopy(model.config)
     config.task_tokens = existing + new
-    config.backbone_config.vocab_size = config.vocab_layout.vocab_size
+    config.text_config.vocab_size = config.vocab_layout.vocab_size
     backbone = model.language_model
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

@@ -7,7 +7,7 @@ import copy
 
 from transformers import AutoConfig, LlamaConfig, PretrainedConfig
 
-from .configuration_speech_lm import build_backbone_config
+from .configuration_speech_lm import TextConfigMixin, build_backbone_config, take_legacy_backbone_config
 
 _KEPT_IMPLEMENTATIONS = ("_attn_implementation", "_experts_implementation")
 
@@ -24,7 +24,7 @@ def _is_int(value, minimum: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
 
 
-class MultiStreamSpeechLMConfig(PretrainedConfig):
+class MultiStreamSpeechLMConfig(TextConfigMixin, PretrainedConfig):
     r"""
     Configuration of [`MultiStreamSpeechLMForCausalLM`]: a causal backbone (any `AutoModel` decoder: Llama, Qwen2,
     GPT-2, ...) over frames of `S` parallel token streams. The embeddings of a frame's `S` tokens are summed into
@@ -44,11 +44,12 @@ class MultiStreamSpeechLMConfig(PretrainedConfig):
     step after the unit itself (see `prosody_multistream_speech_lm.py` for building these streams).
 
     Args:
-        backbone_config (`dict` or `PretrainedConfig`, *optional*):
+        text_config (`dict` or `PretrainedConfig`, *optional*):
             Config of the temporal transformer, built with `AutoModel.from_config` (a base model that runs on
             `inputs_embeds`). A dict needs a `model_type`. Defaults to a 4-layer Llama (hidden 256, 4 heads). Its
             `vocab_size` is set to [`~MultiStreamSpeechLMConfig.embedding_vocab_size`]: its embedding table holds
-            every stream's rows, one after the other (as CSM's backbone embeddings do).
+            every stream's rows, one after the other (as CSM's backbone embeddings do). Called `backbone_config`
+            before hf_slm 0.2: that name is still read from config files and accepted (with a FutureWarning).
         stream_vocab_sizes (`list[int]`, *optional*):
             Number of real values of each stream (codebook size; units / duration bins / F0 bins). Defaults to
             `[1024] * 4` for `"codec"` and `[100, 32, 33]` for `"pgslm"`.
@@ -90,11 +91,11 @@ class MultiStreamSpeechLMConfig(PretrainedConfig):
     """
 
     model_type = "hf_slm_multistream_speech_lm"
-    sub_configs = {"backbone_config": AutoConfig}
+    sub_configs = {"text_config": AutoConfig}
 
     def __init__(
         self,
-        backbone_config: dict | PretrainedConfig | None = None,
+        text_config: dict | PretrainedConfig | None = None,
         stream_vocab_sizes: list[int] | None = None,
         stream_kind: str = "codec",
         delays: list[int] | None = None,
@@ -106,6 +107,7 @@ class MultiStreamSpeechLMConfig(PretrainedConfig):
         stream_loss_weights: list[float] | None = None,
         **kwargs,
     ):
+        text_config = take_legacy_backbone_config(text_config, kwargs, type(self).__name__)
         if stream_kind not in _STREAM_KINDS:
             raise ValueError(f"stream_kind must be one of {_STREAM_KINDS}, got {stream_kind!r}")
         if stream_vocab_sizes is None:
@@ -154,16 +156,16 @@ class MultiStreamSpeechLMConfig(PretrainedConfig):
                 f"{stream_loss_weights!r}"
             )
 
-        if isinstance(backbone_config, PretrainedConfig):
-            backbone_config = copy.deepcopy(backbone_config)  # its vocab_size / special ids are rewritten below
-        backbone_config = build_backbone_config(backbone_config, vocab_size=0)  # vocab_size is set just below
+        if isinstance(text_config, PretrainedConfig):
+            text_config = copy.deepcopy(text_config)  # its vocab_size / special ids are rewritten below
+        text_config = build_backbone_config(text_config, vocab_size=0)  # vocab_size is set just below
         # One embedding table holds every stream's rows; the frame's input is the sum of its streams' rows.
-        backbone_config.vocab_size = sum(v + NUM_STREAM_SPECIAL_TOKENS for v in stream_vocab_sizes)
+        text_config.vocab_size = sum(v + NUM_STREAM_SPECIAL_TOKENS for v in stream_vocab_sizes)
         for name in ("pad_token_id", "bos_token_id", "eos_token_id"):
-            if hasattr(backbone_config, name):
-                setattr(backbone_config, name, None)  # a padding_idx would freeze one stream's row at zero
+            if hasattr(text_config, name):
+                setattr(text_config, name, None)  # a padding_idx would freeze one stream's row at zero
 
-        self.backbone_config = backbone_config
+        self.text_config = text_config
         self.stream_vocab_sizes = stream_vocab_sizes
         self.stream_kind = stream_kind
         self.delays = delays
@@ -175,11 +177,11 @@ class MultiStreamSpeechLMConfig(PretrainedConfig):
         self.stream_loss_weights = stream_loss_weights
         kwargs.setdefault("tie_word_embeddings", False)
         # As in SpeechLMConfig: keep the backbone's attention implementation unless one is asked for here.
-        kept = {name: getattr(backbone_config, name, None) for name in _KEPT_IMPLEMENTATIONS}
+        kept = {name: getattr(text_config, name, None) for name in _KEPT_IMPLEMENTATIONS}
         super().__init__(**kwargs)
         for name, value in kept.items():
             if value is not None and kwargs.get(name.lstrip("_")) is None:
-                setattr(backbone_config, name, value)
+                setattr(text_config, name, value)
 
     # ------------------------------------------------------------------ derived values
     @property
@@ -220,7 +222,7 @@ class MultiStreamSpeechLMConfig(PretrainedConfig):
     @property
     def embedding_vocab_size(self) -> int:
         """Rows of the shared embedding table (every stream's values and specials); the backbone's `vocab_size`."""
-        return self.backbone_config.vocab_size
+        return self.text_config.vocab_size
 
     @property
     def depth_config(self) -> LlamaConfig:
@@ -236,12 +238,8 @@ class MultiStreamSpeechLMConfig(PretrainedConfig):
             pad_token_id=None,
             bos_token_id=None,
             eos_token_id=None,
-            attn_implementation=getattr(self.backbone_config, "_attn_implementation", None) or "sdpa",
+            attn_implementation=getattr(self.text_config, "_attn_implementation", None) or "sdpa",
         )
-
-    def get_text_config(self, decoder=None, encoder=None) -> PretrainedConfig:
-        """The backbone config: what caches and generation utilities must read."""
-        return self.backbone_config
 
     @property
     def consumes(self) -> dict:

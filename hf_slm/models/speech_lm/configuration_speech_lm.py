@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import warnings
+
 import numpy as np
 import torch
 from transformers import AutoConfig, PretrainedConfig
@@ -30,24 +32,103 @@ def _default_backbone_config(vocab_size: int) -> PretrainedConfig:
     )
 
 
-def build_backbone_config(backbone_config, vocab_size: int) -> PretrainedConfig:
+def build_backbone_config(text_config, vocab_size: int) -> PretrainedConfig:
     """The backbone sub-config from a dict (with `model_type`), a config, or `None` (the small default Llama);
     refuses anything that is not a decoder with a vocabulary. Shared by every speech LM config of this folder."""
-    if isinstance(backbone_config, dict):
-        backbone_config = dict(backbone_config)
-        model_type = backbone_config.pop("model_type", None)
+    if isinstance(text_config, dict):
+        text_config = dict(text_config)
+        model_type = text_config.pop("model_type", None)
         if model_type not in CONFIG_MAPPING:
-            raise ValueError(f"backbone_config needs a known `model_type`, got {model_type!r}")
-        backbone_config = CONFIG_MAPPING[model_type](**backbone_config)
-    elif backbone_config is None:
-        backbone_config = _default_backbone_config(vocab_size)
-    elif not isinstance(backbone_config, PretrainedConfig):
-        raise ValueError(f"backbone_config must be a dict or a PretrainedConfig, got {type(backbone_config).__name__}")
-    if not hasattr(backbone_config, "vocab_size"):
+            raise ValueError(f"text_config needs a known `model_type`, got {model_type!r}")
+        text_config = CONFIG_MAPPING[model_type](**text_config)
+    elif text_config is None:
+        text_config = _default_backbone_config(vocab_size)
+    elif not isinstance(text_config, PretrainedConfig):
+        raise ValueError(f"text_config must be a dict or a PretrainedConfig, got {type(text_config).__name__}")
+    if not hasattr(text_config, "vocab_size"):
         raise ValueError(
-            f"backbone_config ({type(backbone_config).__name__}) has no `vocab_size`: it must describe a causal LM"
+            f"text_config ({type(text_config).__name__}) has no `vocab_size`: it must describe a causal LM"
         )
-    return backbone_config
+    return text_config
+
+
+def take_legacy_backbone_config(text_config, kwargs: dict, owner: str):
+    """`text_config`, or the value of its old name `backbone_config` (popped from `kwargs`, with a FutureWarning).
+
+    Config files written before the rename are read without a warning: `from_dict` renames their key first
+    ([`rename_legacy_config_keys`]). The old keyword and attribute are accepted until hf_slm 0.3.
+    """
+    legacy = kwargs.pop("backbone_config", None)
+    if legacy is None:
+        return text_config
+    if text_config is not None:
+        raise ValueError(f"{owner} got both text_config and backbone_config (its old name): pass text_config only")
+    warnings.warn(
+        f"{owner}(backbone_config=...) is deprecated and will be removed in hf_slm 0.3: pass text_config=...",
+        FutureWarning,
+        stacklevel=3,
+    )
+    return legacy
+
+
+def rename_legacy_config_keys(config_dict: dict) -> dict:
+    """A config dict with the pre-0.2 key `backbone_config` renamed to `text_config` (a copy; others unchanged)."""
+    if "backbone_config" not in config_dict:
+        return config_dict
+    config_dict = dict(config_dict)
+    legacy = config_dict.pop("backbone_config")
+    config_dict.setdefault("text_config", legacy)
+    return config_dict
+
+
+class TextConfigMixin:
+    """What a config that holds its LM backbone under `text_config` (as transformers' composite models do) shares:
+    `get_text_config`, the common `PretrainedConfig` attributes read through to the backbone, reading config files
+    that still call it `backbone_config`, and the deprecated `backbone_config` attribute."""
+
+    @classmethod
+    def from_dict(cls, config_dict: dict, **kwargs):
+        return super().from_dict(rename_legacy_config_keys(config_dict), **kwargs)
+
+    def get_text_config(self, decoder=None, encoder=None) -> PretrainedConfig:
+        """The backbone config: what generation, caches and `resize_token_embeddings` read (its input and its output
+        are both this backbone, so `decoder` / `encoder` select the same config)."""
+        return self.text_config
+
+    # The attributes `PretrainedConfig` documents as common to every config, read from the backbone (read-only:
+    # change them on `text_config`).
+    @property
+    def hidden_size(self) -> int:
+        return self.text_config.hidden_size
+
+    @property
+    def num_attention_heads(self) -> int:
+        return self.text_config.num_attention_heads
+
+    @property
+    def num_hidden_layers(self) -> int:
+        return self.text_config.num_hidden_layers
+
+    @property
+    def backbone_config(self) -> PretrainedConfig:
+        """Deprecated name of `text_config` (removed in hf_slm 0.3)."""
+        warnings.warn(
+            f"{type(self).__name__}.backbone_config is deprecated and will be removed in hf_slm 0.3: use "
+            ".text_config",
+            FutureWarning,
+            stacklevel=2,
+        )
+        return self.text_config
+
+    @backbone_config.setter
+    def backbone_config(self, value: PretrainedConfig):
+        warnings.warn(
+            f"{type(self).__name__}.backbone_config is deprecated and will be removed in hf_slm 0.3: use "
+            ".text_config",
+            FutureWarning,
+            stacklevel=2,
+        )
+        self.text_config = value
 
 
 def as_unit_sequences(units) -> list[torch.Tensor]:
@@ -229,21 +310,24 @@ class SpeechLMVocabularyLayout:
         }
 
 
-class SpeechLMConfig(PretrainedConfig):
+class SpeechLMConfig(TextConfigMixin, PretrainedConfig):
     r"""
     Configuration of [`SpeechLMForCausalLM`]: any causal-LM backbone (Llama, Qwen2, GPT-2, OPT, ...) held as
-    `backbone_config`, plus the vocabulary layout it is trained on (text tokens, units, special tokens; see
-    [`SpeechLMVocabularyLayout`]).
+    `text_config` (the name transformers' composite models use, so `get_text_config()`, generation and caches find
+    it), plus the vocabulary layout it is trained on (text tokens, units, special tokens; see
+    [`SpeechLMVocabularyLayout`]). `hidden_size`, `num_attention_heads`, `num_hidden_layers` and `vocab_size` read
+    through to the backbone.
 
     The defaults reproduce a small GSLM-style unit LM: speech only (`text_vocab_size=0`), 100 units (HuBERT / MFCC
     k-means 100), a 4-layer Llama of width 256. A TWIST-style model (warm-started from a text LM) is built with
     [`SpeechLMForCausalLM.from_text_lm`], which fills in `text_vocab_size` and the backbone.
 
     Args:
-        backbone_config (`dict` or `PretrainedConfig`, *optional*):
+        text_config (`dict` or `PretrainedConfig`, *optional*):
             Config of the causal LM (anything `AutoModelForCausalLM.from_config` builds). A dict needs a
             `model_type`. Defaults to a 4-layer Llama (hidden 256, 4 heads, untied embeddings). Its `vocab_size` is
-            set to the layout's total [`~SpeechLMConfig.vocab_size`].
+            set to the layout's total plus `num_extra_tokens` ([`~SpeechLMConfig.vocab_size`]). Its old name
+            `backbone_config` is still read from config files and accepted (with a FutureWarning) until hf_slm 0.3.
         text_vocab_size (`int`, *optional*, defaults to 0):
             Number of text token ids (the text LM's embedding rows); 0 for a speech-only model.
         num_units (`int`, *optional*, defaults to 100):
@@ -253,6 +337,9 @@ class SpeechLMConfig(PretrainedConfig):
         use_modality_tokens (`bool`, *optional*, defaults to `True`):
             Whether speech and text segments open with `[Speech]` / `[Text]` (SpiRit-LM / SUTLM style). With
             `False` a speech-only sequence is plain `<s> u_1 ... u_T </s>` (GSLM).
+        num_extra_tokens (`int`, *optional*, defaults to 0):
+            Rows after the layout's named tokens, added by [`~SpeechLMForCausalLM.resize_token_embeddings`] (new
+            tokens whose meaning the user manages, or padding to a multiple). Every named id is unchanged by them.
         kwargs:
             Passed to [`PretrainedConfig`]. `pad_token_id`, `bos_token_id` and `eos_token_id` are derived from the
             layout; values passed here must agree with it.
@@ -275,30 +362,34 @@ class SpeechLMConfig(PretrainedConfig):
     """
 
     model_type = "hf_slm_speech_lm"
-    sub_configs = {"backbone_config": AutoConfig}
+    sub_configs = {"text_config": AutoConfig}
 
     def __init__(
         self,
-        backbone_config: dict | PretrainedConfig | None = None,
+        text_config: dict | PretrainedConfig | None = None,
         text_vocab_size: int = 0,
         num_units: int = 100,
         task_tokens: list[str] | None = None,
         use_modality_tokens: bool = True,
+        num_extra_tokens: int = 0,
         **kwargs,
     ):
+        text_config = take_legacy_backbone_config(text_config, kwargs, type(self).__name__)
+        if not isinstance(num_extra_tokens, int) or isinstance(num_extra_tokens, bool) or num_extra_tokens < 0:
+            raise ValueError(f"num_extra_tokens must be an int >= 0, got {num_extra_tokens!r}")
         layout = SpeechLMVocabularyLayout(
             text_vocab_size=text_vocab_size,
             num_units=num_units,
             task_tokens=tuple(task_tokens or ()),
             use_modality_tokens=bool(use_modality_tokens),
         )
-        backbone_config = build_backbone_config(backbone_config, layout.vocab_size)
-        # The layout owns the vocabulary: the backbone's embedding table has exactly one row per layout id, and its
-        # special ids are the layout's (a warm-started text LM's own BOS / EOS would point at text rows).
-        backbone_config.vocab_size = layout.vocab_size
+        text_config = build_backbone_config(text_config, layout.vocab_size)
+        # The layout owns the vocabulary: the backbone's embedding table has one row per layout id (then the extra
+        # rows), and its special ids are the layout's (a warm-started text LM's own BOS / EOS would point at text rows).
+        text_config.vocab_size = layout.vocab_size + num_extra_tokens
         for name in ("pad_token_id", "bos_token_id", "eos_token_id"):
-            if hasattr(backbone_config, name):
-                setattr(backbone_config, name, getattr(layout, name))
+            if hasattr(text_config, name):
+                setattr(text_config, name, getattr(layout, name))
 
         for name in ("pad_token_id", "bos_token_id", "eos_token_id"):
             value = kwargs.pop(name, None)
@@ -306,7 +397,8 @@ class SpeechLMConfig(PretrainedConfig):
                 raise ValueError(
                     f"{name}={value!r} disagrees with the vocabulary layout, which puts it at {getattr(layout, name)}"
                 )
-        self.backbone_config = backbone_config
+        self.text_config = text_config
+        self.num_extra_tokens = num_extra_tokens
         self.text_vocab_size = layout.text_vocab_size
         self.num_units = layout.num_units
         self.task_tokens = list(layout.task_tokens)
@@ -315,15 +407,15 @@ class SpeechLMConfig(PretrainedConfig):
         self.pad_token_id = layout.pad_token_id
         self.bos_token_id = layout.bos_token_id
         self.eos_token_id = layout.eos_token_id
-        kwargs.setdefault("tie_word_embeddings", getattr(backbone_config, "tie_word_embeddings", False))
+        kwargs.setdefault("tie_word_embeddings", getattr(text_config, "tie_word_embeddings", False))
         # `PretrainedConfig.__init__` pushes its own (unset) attention / experts implementation down to every
         # sub-config; keep the backbone's choice unless one is asked for here (a warm-started text LM is already
         # built with it).
-        kept = {name: getattr(backbone_config, name, None) for name in _KEPT_IMPLEMENTATIONS}
+        kept = {name: getattr(text_config, name, None) for name in _KEPT_IMPLEMENTATIONS}
         super().__init__(**kwargs)
         for name, value in kept.items():
             if value is not None and kwargs.get(name.lstrip("_")) is None:
-                setattr(backbone_config, name, value)
+                setattr(text_config, name, value)
 
     @property
     def vocab_layout(self) -> SpeechLMVocabularyLayout:
@@ -337,8 +429,8 @@ class SpeechLMConfig(PretrainedConfig):
 
     @property
     def vocab_size(self) -> int:
-        """Total number of token ids; equal to the backbone's `vocab_size`."""
-        return self.backbone_config.vocab_size
+        """Total number of token ids (the layout's, then `num_extra_tokens`); the backbone's `vocab_size`."""
+        return self.text_config.vocab_size
 
     @property
     def unit_token_offset(self) -> int:
@@ -365,10 +457,6 @@ class SpeechLMConfig(PretrainedConfig):
     def token_ids_to_units(self, token_ids, strict: bool = True) -> torch.LongTensor:
         return self.vocab_layout.token_ids_to_units(token_ids, strict=strict)
 
-    def get_text_config(self, decoder=None, encoder=None) -> PretrainedConfig:
-        """The backbone config: what generation, caches and `resize_token_embeddings` must read."""
-        return self.backbone_config
-
     @property
     def consumes(self) -> dict:
         """What a pipeline component of this config takes in: `hf_slm.pipelines.check_compatibility` compares the
@@ -382,4 +470,12 @@ class SpeechLMConfig(PretrainedConfig):
         return {"units.num_units": self.num_units}
 
 
-__all__ = ["SpeechLMConfig", "SpeechLMVocabularyLayout", "as_unit_sequences", "build_backbone_config"]
+__all__ = [
+    "SpeechLMConfig",
+    "SpeechLMVocabularyLayout",
+    "TextConfigMixin",
+    "as_unit_sequences",
+    "build_backbone_config",
+    "rename_legacy_config_keys",
+    "take_legacy_backbone_config",
+]

@@ -143,8 +143,8 @@ class MultiStreamSpeechLMForCausalLM(MultiStreamSpeechLMPreTrainedModel):
 
     def __init__(self, config: MultiStreamSpeechLMConfig):
         super().__init__(config)
-        self.backbone = AutoModel.from_config(config.backbone_config)
-        hidden_size = config.backbone_config.hidden_size
+        self.backbone = AutoModel.from_config(config.text_config)
+        hidden_size = config.text_config.hidden_size
         vocab = config.stream_vocab_sizes
         num_heads = 1 if config.use_depth_transformer else config.num_streams
         self.heads = nn.ModuleList([nn.Linear(hidden_size, vocab[s], bias=False) for s in range(num_heads)])

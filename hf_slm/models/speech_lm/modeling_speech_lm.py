@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -79,21 +80,21 @@ class SpeechLMForCausalLM(SpeechLMPreTrainedModel, GenerationMixin):
     Args:
         config ([`SpeechLMConfig`]): Model configuration.
         language_model (`PreTrainedModel`, *optional*):
-            An already-built causal LM to wrap instead of building one from `config.backbone_config`. Its weights
+            An already-built causal LM to wrap instead of building one from `config.text_config`. Its weights
             are taken as initialised and are never re-initialised (used by `from_text_lm`).
     """
 
     def __init__(self, config: SpeechLMConfig, language_model: PreTrainedModel | None = None):
         super().__init__(config)
         if language_model is None:
-            language_model = AutoModelForCausalLM.from_config(config.backbone_config)
+            language_model = AutoModelForCausalLM.from_config(config.text_config)
         else:
             rows = language_model.get_input_embeddings().weight.shape[0]
             if rows != config.vocab_size:
                 raise ValueError(
                     f"language_model has {rows} embedding rows but the vocabulary layout needs {config.vocab_size}"
                 )
-            config.backbone_config = language_model.config
+            config.text_config = language_model.config
             _mark_initialized(language_model)
         self.language_model = language_model
         self.post_init()
@@ -123,11 +124,46 @@ class SpeechLMForCausalLM(SpeechLMPreTrainedModel, GenerationMixin):
     def get_decoder(self):
         return self.language_model.get_decoder()
 
-    def resize_token_embeddings(self, *args, **kwargs):
-        raise NotImplementedError(
-            "the vocabulary layout (text + units + specials) fixes the embedding size; build a new SpeechLMConfig "
-            "(or use SpeechLMForCausalLM.from_text_lm) instead of resizing"
-        )
+    def resize_token_embeddings(
+        self,
+        new_num_tokens: int | None = None,
+        pad_to_multiple_of: int | None = None,
+        mean_resizing: bool = True,
+    ) -> nn.Embedding:
+        """
+        Resize the backbone's input embeddings and LM head (transformers' `resize_token_embeddings`, on the backbone)
+        and record the change in the config.
+
+        Rows are added or removed at the end, after the layout's named tokens (text, units, specials, task tags), so
+        every named id keeps its row and its logit; the rows past the layout are counted in
+        `config.num_extra_tokens` and are saved and reloaded with the model. It refuses to remove a named row. New
+        task tags with names go through `hf_slm.instruct.add_task_tokens`; this is for tokens whose meaning the caller
+        manages (e.g. ids a text tokenizer's `add_tokens` hands out after the layout) and for padding the table.
+
+        Args:
+            new_num_tokens, pad_to_multiple_of, mean_resizing: as in `PreTrainedModel.resize_token_embeddings`
+                (`mean_resizing=True` starts each new row at the mean of the old ones).
+
+        Returns:
+            `nn.Embedding`: the (new) input embeddings.
+        """
+        named = self.config.vocab_layout.vocab_size
+        target = self.config.vocab_size if new_num_tokens is None else new_num_tokens
+        if pad_to_multiple_of is not None:
+            target = math.ceil(target / pad_to_multiple_of) * pad_to_multiple_of
+        if target < named:
+            raise ValueError(
+                f"cannot resize to {target} rows: the vocabulary layout names {named} tokens (text, units, specials, "
+                "task tags), and only the extra rows after them can be removed"
+            )
+        embeddings = self.language_model.resize_token_embeddings(new_num_tokens, pad_to_multiple_of, mean_resizing)
+        rows = embeddings.weight.shape[0]
+        # `from_config` may have built the backbone on a copy of `text_config`: write the size on both.
+        self.config.text_config.vocab_size = rows
+        self.language_model.config.vocab_size = rows
+        self.config.num_extra_tokens = rows - named
+        self.vocab_size = rows
+        return embeddings
 
     def forward(
         self,
@@ -356,7 +392,7 @@ class SpeechLMForCausalLM(SpeechLMPreTrainedModel, GenerationMixin):
             text_lm = AutoModelForCausalLM.from_pretrained(text_lm_path_or_id, **from_pretrained_kwargs)
         text_vocab_size = text_lm.get_input_embeddings().weight.shape[0]
         config = SpeechLMConfig(
-            backbone_config=text_lm.config,
+            text_config=text_lm.config,
             text_vocab_size=text_vocab_size,
             num_units=_num_units(unit_tokenizer),
             task_tokens=task_tokens,
@@ -366,7 +402,7 @@ class SpeechLMForCausalLM(SpeechLMPreTrainedModel, GenerationMixin):
             if seed is not None:
                 torch.manual_seed(seed)
             text_lm.resize_token_embeddings(config.vocab_size, mean_resizing=new_embeddings_init == "mean")
-        # `resize_token_embeddings` wrote `vocab_size` on text_lm.config, which is config.backbone_config
+        # `resize_token_embeddings` wrote `vocab_size` on text_lm.config, which is config.text_config
         return cls(config, language_model=text_lm)
 
 

@@ -273,6 +273,9 @@ class KMeansUnitTokenizer(PreTrainedModel):
                     f"attention_mask shape {tuple(attention_mask.shape)} != input_values shape {tuple(input_values.shape)}"
                 )
             lengths = attention_mask.long().sum(-1)
+        if torch.compiler.is_compiling() or torch.compiler.is_exporting():
+            return lengths  # the checks below read the data, which stops torch.export / fullgraph compiles
+        if attention_mask is not None:
             expected = torch.arange(time, device=attention_mask.device)[None] < lengths[:, None]
             if not torch.equal(expected, attention_mask.bool()):
                 raise ValueError("attention_mask must be right-padded (ones, then zeros) in every row")
@@ -303,6 +306,8 @@ class KMeansUnitTokenizer(PreTrainedModel):
 
     # ------------------------------------------------------------------ quantiser
     def _require_fitted(self) -> None:
+        if torch.compiler.is_compiling() or torch.compiler.is_exporting():
+            return  # reads a buffer's value, which stops torch.export / fullgraph compiles: checked in eager mode
         if not bool(self.is_fitted):
             raise RuntimeError(
                 "KMeansUnitTokenizer is not fitted: its k-means centroids are unset. Call `fit(features)` or "

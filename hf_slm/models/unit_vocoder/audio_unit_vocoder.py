@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torchaudio
 from torch import nn
@@ -80,6 +82,35 @@ class LogMelSpectrogram(nn.Module):
         return torch.log(torch.clamp(mel, min=LOG_MEL_FLOOR)).transpose(1, 2)
 
 
+_SLANEY_HZ_PER_MEL = 200.0 / 3  # linear below 1 kHz
+_SLANEY_LOG_STEP = math.log(6.4) / 27.0  # log-spaced above
+
+
+def _hz_to_slaney_mel(hz: float) -> float:
+    mel = hz / _SLANEY_HZ_PER_MEL
+    return mel if hz < 1000.0 else 1000.0 / _SLANEY_HZ_PER_MEL + math.log(hz / 1000.0) / _SLANEY_LOG_STEP
+
+
+def slaney_mel_filterbank(n_freqs: int, f_min: float, f_max: float, n_mels: int, sample_rate: int) -> torch.Tensor:
+    """`[n_freqs, n_mels]` slaney-scale, slaney-normalised triangular filters: torchaudio's `melscale_fbanks(...,
+    norm="slaney", mel_scale="slaney")` without its warning about empty filters, whose test on the data stops
+    `torch.export` / `torch.compile(fullgraph=True)` (the filters here are built inside the traced call)."""
+    all_freqs = torch.linspace(0, sample_rate // 2, n_freqs)
+    mels = torch.linspace(_hz_to_slaney_mel(f_min), _hz_to_slaney_mel(f_max), n_mels + 2)
+    linear_mel_top = 1000.0 / _SLANEY_HZ_PER_MEL
+    f_pts = torch.where(
+        mels >= linear_mel_top,
+        1000.0 * torch.exp(_SLANEY_LOG_STEP * (mels - linear_mel_top)),
+        _SLANEY_HZ_PER_MEL * mels,
+    )
+    f_diff = f_pts[1:] - f_pts[:-1]
+    slopes = f_pts[None] - all_freqs[:, None]
+    down = (-1.0 * slopes[:, :-2]) / f_diff[:-1]
+    up = slopes[:, 2:] / f_diff[1:]
+    filters = torch.clamp(torch.min(down, up), min=0.0)
+    return filters * (2.0 / (f_pts[2 : n_mels + 2] - f_pts[:n_mels]))[None]
+
+
 def griffin_lim_from_mel(
     log_mel: torch.Tensor,
     sampling_rate: int = 16000,
@@ -110,16 +141,10 @@ def griffin_lim_from_mel(
     win_length = win_length or n_fft
     n_mels = log_mel.shape[-1]
     mel = torch.exp(log_mel.float()).transpose(1, 2)  # [B, n_mels, frames]
-    inverse = torchaudio.transforms.InverseMelScale(
-        n_stft=n_fft // 2 + 1,
-        n_mels=n_mels,
-        sample_rate=sampling_rate,
-        f_min=f_min,
-        f_max=f_max,
-        norm="slaney",
-        mel_scale="slaney",
-    ).to(mel.device)
-    magnitude = inverse(mel)
+    # Minimum-norm least-squares inverse of the mel filters, as torchaudio's `InverseMelScale`, through the
+    # pseudo-inverse: `torch.linalg.lstsq` returns outputs of data-dependent shape, which stop torch.export.
+    filters = slaney_mel_filterbank(n_fft // 2 + 1, f_min, f_max or float(sampling_rate // 2), n_mels, sampling_rate)
+    magnitude = torch.relu(torch.linalg.pinv(filters.transpose(0, 1).to(mel.device)) @ mel)
     natural_length = (magnitude.shape[-1] - 1) * hop_length
     # torch.stft's centre padding needs more than n_fft / 2 samples: a very short mel (a reply of one or two units)
     # gets silent frames appended, and the output is cut back to its own length below.
@@ -146,4 +171,4 @@ def griffin_lim_from_mel(
     return waveform[0] if unbatched else waveform
 
 
-__all__ = ["LOG_MEL_FLOOR", "LogMelSpectrogram", "griffin_lim_from_mel"]
+__all__ = ["LOG_MEL_FLOOR", "LogMelSpectrogram", "griffin_lim_from_mel", "slaney_mel_filterbank"]

@@ -16,10 +16,11 @@ from .configuration_unit_vocoder import UnitMelVocoderConfig
 from .modeling_unit_vocoder import (
     UnitVocoderOutput,
     UnitVocoderPreTrainedModel,
-    check_durations,
-    check_units,
     expand_by_durations,
+    is_tracing,
     label_lengths,
+    prepare_durations,
+    prepare_units,
     sample_mask,
 )
 
@@ -110,10 +111,12 @@ class UnitMelVocoder(UnitVocoderPreTrainedModel):
         units with their run lengths).
         """
         config = self.config
-        ids, mask = check_units(input_ids, attention_mask, config.num_units)
+        if not is_tracing():
+            self.validate_inputs(input_ids, attention_mask, durations)
+        ids, mask = prepare_units(input_ids, attention_mask)
         hidden = self.unit_embedding(ids) * mask[..., None].to(self.unit_embedding.weight.dtype)
         if durations is not None:
-            durations = check_durations(durations, ids.shape, mask)
+            durations = prepare_durations(durations, ids.shape, mask)[1]
             hidden, mask = expand_by_durations(hidden, durations)
         for layer in self.unit_layers:
             hidden = layer(hidden, mask)

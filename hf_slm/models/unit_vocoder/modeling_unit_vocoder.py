@@ -57,8 +57,14 @@ class UnitVocoderOutput(ModelOutput):
 
 
 # ---------------------------------------------------------------------------------------------------- shared helpers
-def check_units(input_ids, attention_mask, num_units):
-    """Validate a unit batch; returns (ids [B, T] with padding set to 0, mask [B, T] bool)."""
+def is_tracing() -> bool:
+    """Whether `torch.compile` / `torch.export` is tracing: value checks (which read tensor data) are skipped then."""
+    return torch.compiler.is_compiling() or torch.compiler.is_exporting()
+
+
+def prepare_units(input_ids, attention_mask):
+    """Shape / dtype checks of a unit batch (no tensor data read, so they trace); returns (ids [B, T] with padding
+    set to 0, mask [B, T] bool). The range of the ids is checked by `check_unit_values`."""
     if not torch.is_tensor(input_ids):
         raise ValueError(f"input_ids must be a torch.LongTensor of units, got {type(input_ids).__name__}")
     if input_ids.dim() == 1:
@@ -78,29 +84,45 @@ def check_units(input_ids, attention_mask, num_units):
                 f"attention_mask shape {tuple(attention_mask.shape)} != input_ids shape {tuple(input_ids.shape)}"
             )
         mask = attention_mask.bool()
+    return torch.where(mask, input_ids, 0).long(), mask
+
+
+def check_unit_values(input_ids, mask, num_units):
+    """Raise unless every unit where `mask` is set lies in [0, num_units) (reads the data: eager only)."""
     valid = input_ids[mask]
     if valid.numel() and (valid.min() < 0 or valid.max() >= num_units):
         raise ValueError(
             f"unit ids must be in [0, {num_units}) where attention_mask is 1, got values in "
             f"[{int(valid.min())}, {int(valid.max())}] (padding ids must be masked out)"
         )
-    return torch.where(mask, input_ids, 0).long(), mask
 
 
-def check_durations(durations, shape, mask):
-    """Validate per-unit repeat counts [B, T] (>= 0 integers); padded units get 0."""
+def check_units(input_ids, attention_mask, num_units):
+    """Validate a unit batch; returns (ids [B, T] with padding set to 0, mask [B, T] bool)."""
+    ids, mask = prepare_units(input_ids, attention_mask)
+    raw = input_ids if input_ids.dim() == 2 else input_ids[None]
+    check_unit_values(raw, mask, num_units)
+    return ids, mask
+
+
+def prepare_durations(durations, shape, mask):
+    """Per-unit repeat counts [B, T] as long, padded units set to 0; shape checks only (see `check_durations`)."""
     if not torch.is_tensor(durations):
         durations = torch.as_tensor(durations)
     if durations.dim() == 1 and len(shape) == 2 and shape[0] == 1:
         durations = durations[None]
     if tuple(durations.shape) != tuple(shape):
         raise ValueError(f"durations must have the shape of input_ids {tuple(shape)}, got {tuple(durations.shape)}")
-    if durations.is_floating_point() and not torch.equal(durations, durations.round()):
+    return durations, durations.long().to(mask.device) * mask
+
+
+def check_durations(durations, shape, mask):
+    """Validate per-unit repeat counts [B, T] (>= 0 integers); padded units get 0."""
+    raw, durations = prepare_durations(durations, shape, mask)
+    if raw.is_floating_point() and not torch.equal(raw, raw.round()):
         raise ValueError("durations must be integer repeat counts (frames per unit)")
-    durations = durations.long().to(mask.device)
-    if (durations[mask] < 0).any():
+    if (raw.long().to(mask.device)[mask] < 0).any():
         raise ValueError("durations must be >= 0")
-    durations = durations * mask
     if (durations.sum(1) == 0).any():
         raise ValueError("every item needs at least one frame after duration expansion (all durations are 0)")
     return durations
@@ -187,6 +209,26 @@ class UnitVocoderPreTrainedModel(PreTrainedModel):
         elif isinstance(module, nn.LayerNorm):
             init.ones_(module.weight)
             init.zeros_(module.bias)
+
+    def validate_inputs(self, input_ids, attention_mask=None, durations=None, speaker_id=None, f0=None) -> None:
+        """
+        The value checks of `forward`'s inputs: unit ids in `[0, num_units)` where `attention_mask` is 1, integer
+        durations >= 0 with at least one frame per item, speaker ids in range, finite F0 >= 0. They read tensor data,
+        which stops `torch.export` and `torch.compile(fullgraph=True)`, so `forward` runs them only in eager mode;
+        a traced or compiled model trusts its inputs, and whoever feeds it (the pipeline validates unit ids against
+        the vocoder's range in `decode`) calls this method first.
+        """
+        ids, mask = check_units(input_ids, attention_mask, self.config.num_units)
+        if durations is not None:
+            check_durations(durations, ids.shape, mask)
+        num_speakers = getattr(self.config, "num_speakers", 0)
+        if speaker_id is not None and num_speakers > 0:
+            speaker_id = torch.as_tensor(speaker_id).reshape(-1)
+            if speaker_id.min() < 0 or speaker_id.max() >= num_speakers:
+                raise ValueError(f"speaker_id must be in [0, {num_speakers}), got {speaker_id.tolist()}")
+        if f0 is not None and torch.is_tensor(f0) and f0.is_floating_point():
+            if (f0 < 0).any() or not torch.isfinite(f0).all():
+                raise ValueError("f0 must be finite and >= 0 Hz (0 marks unvoiced frames)")
 
     def _mel_transform(self, device, **kwargs) -> LogMelSpectrogram:
         """The loss / target log-mel, built on first use per device and kept out of the state dict."""
@@ -301,8 +343,6 @@ class UnitHifiGanVocoder(UnitVocoderPreTrainedModel):
             speaker_id = speaker_id.expand(batch)
         if speaker_id.shape != (batch,):
             raise ValueError(f"speaker_id must be [batch]={batch}, got shape {tuple(speaker_id.shape)}")
-        if speaker_id.min() < 0 or speaker_id.max() >= self.config.num_speakers:
-            raise ValueError(f"speaker_id must be in [0, {self.config.num_speakers}), got {speaker_id.tolist()}")
         return self.speaker_embedding(speaker_id)[:, None].expand(-1, num_frames, -1)
 
     def _f0_features(self, f0, mask):
@@ -321,8 +361,6 @@ class UnitHifiGanVocoder(UnitVocoderPreTrainedModel):
         f0 = torch.as_tensor(f0, device=mask.device)
         if f0.dim() != 2 or f0.shape[0] != batch or not f0.is_floating_point():
             raise ValueError(f"f0 must be a float tensor [batch={batch}, frames], got {f0.dtype} {tuple(f0.shape)}")
-        if (f0 < 0).any() or not torch.isfinite(f0).all():
-            raise ValueError("f0 must be finite and >= 0 Hz (0 marks unvoiced frames)")
         f0 = f0.float()
         if f0.shape[1] != num_frames:
             f0 = nn.functional.interpolate(f0[:, None], size=num_frames, mode="nearest")[:, 0]
@@ -383,12 +421,14 @@ class UnitHifiGanVocoder(UnitVocoderPreTrainedModel):
             labels_mask (`torch.Tensor` of shape `(batch, samples)`, *optional*): 1 for valid target samples.
         """
         return_dict = getattr(self.config, "return_dict", True) if return_dict is None else return_dict
-        ids, mask = check_units(input_ids, attention_mask, self.config.num_units)
+        if not is_tracing():
+            self.validate_inputs(input_ids, attention_mask, durations, speaker_id, f0)
+        ids, mask = prepare_units(input_ids, attention_mask)
         hidden = self.unit_embedding(ids) * mask[..., None].to(self.unit_embedding.weight.dtype)
 
         loss_duration = None
         if durations is not None:
-            durations = check_durations(durations, ids.shape, mask)
+            durations = prepare_durations(durations, ids.shape, mask)[1]
         if self.duration_predictor is not None:
             log_duration = self.duration_predictor(hidden, mask)
             if durations is not None:
@@ -458,6 +498,11 @@ __all__ = [
     "UnitHifiGanVocoder",
     "UnitVocoderOutput",
     "UnitVocoderPreTrainedModel",
+    "check_durations",
+    "check_unit_values",
     "check_units",
     "expand_by_durations",
+    "is_tracing",
+    "prepare_durations",
+    "prepare_units",
 ]
