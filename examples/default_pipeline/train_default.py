@@ -171,7 +171,7 @@ def train_language_model(args, train, test, model: SpeechLMForCausalLM | None = 
     """Train `model` (default: a cold-init GSLM unit LM) on `<s> [Speech] units </s>`; checkpoints in work_dir/run_name.
     """
     if model is None:
-        model = SpeechLMForCausalLM(SpeechLMConfig(backbone_config=lm_backbone_config(args), num_units=args.num_units))
+        model = SpeechLMForCausalLM(SpeechLMConfig(text_config=lm_backbone_config(args), num_units=args.num_units))
     layout = model.config.vocab_layout
     prefix, eos = layout.speech_prefix_ids(), [layout.eos_token_id]
 

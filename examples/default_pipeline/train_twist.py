@@ -150,7 +150,7 @@ def build_language_model(args, tokenizer, num_units: int, summary: dict, eval_te
     """TWIST: `from_text_lm` over a text LM trained here; `--init cold`: the same size and vocabulary, random init."""
     if args.init == "cold":
         backbone = lm_backbone_config(args)
-        config = SpeechLMConfig(backbone_config=backbone, text_vocab_size=len(tokenizer), num_units=num_units)
+        config = SpeechLMConfig(text_config=backbone, text_vocab_size=len(tokenizer), num_units=num_units)
         return SpeechLMForCausalLM(config)
 
     def write_text_lm(tmp: Path) -> None:
