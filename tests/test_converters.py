@@ -335,3 +335,67 @@ def test_seamless_v1_model_object(tmp_path):
         expected, _ = ref(units, spkr_id=torch.tensor([[1]]), lang_id=torch.tensor([[0]]))
         out = vocoder(units, speaker_id=torch.tensor([seamless_speaker_id(vocoder.config, 0, 1)]))
     torch.testing.assert_close(out.waveform, expected, atol=1e-5, rtol=1e-4)
+
+
+# ---------------------------------------------------------------------------------------------- slamkit unit LM
+def _write_slamkit(path, backbone: str, num_units: int = 10):
+    """slamkit's `UnitLM.save_pretrained`: config with model_type "speech_language_model" + base_config, weights
+    under `lm.*`, the tied output embedding stored once (safetensors drops shared tensors)."""
+    from transformers import AutoModelForCausalLM, OPTConfig, Qwen2Config
+
+    torch.manual_seed(0)
+    vocab = num_units + 2
+    if backbone == "opt":
+        base = OPTConfig(vocab_size=vocab, hidden_size=16, num_hidden_layers=2, ffn_dim=32, num_attention_heads=2,
+                         max_position_embeddings=64, word_embed_proj_dim=16, pad_token_id=0, bos_token_id=1,
+                         eos_token_id=1)  # fmt: skip
+    else:
+        base = Qwen2Config(vocab_size=vocab, hidden_size=16, num_hidden_layers=2, intermediate_size=32,
+                           num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=64,
+                           tie_word_embeddings=True, pad_token_id=0, bos_token_id=1, eos_token_id=1)  # fmt: skip
+    lm = AutoModelForCausalLM.from_config(base).eval()
+    state = {f"lm.{k}": v.contiguous() for k, v in lm.state_dict().items() if k != "lm_head.weight"}
+    path.mkdir(parents=True)
+    save_file(state, str(path / "model.safetensors"))
+    config = {"model_type": "speech_language_model", "architectures": ["UnitLM"], "base_model_name": "facebook/opt-125m",
+              "base_config": base.to_dict(), "vocab_size": vocab, "twist_init": True, "use_cache": True,
+              "pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 1, "tie_word_embeddings": True}  # fmt: skip
+    (path / "config.json").write_text(json.dumps(config))
+    return lm
+
+
+def _slamkit_token_nll(lm, units):
+    """slamkit's `UnitLM.log_likelihood` on `<S> u+2 ... <S>`: full-vocabulary cross-entropy of every next token."""
+    tokens = torch.tensor([[1] + [u + 2 for u in units] + [1]])
+    logits = lm(input_ids=tokens).logits
+    logp = logits[0, :-1].log_softmax(-1)
+    return -logp.gather(-1, tokens[0, 1:, None])[:, 0], logp.exp()[:, 0], logits[0]
+
+
+@pytest.mark.parametrize("backbone", ["opt", "qwen2"])
+def test_slamkit_lm_scores_like_the_original_id_mapping(tmp_path, backbone):
+    ref = _write_slamkit(tmp_path / "slam", backbone)
+    convert_slamkit_lm(tmp_path / "slam", tmp_path / "out")
+    from hf_slm import SpeechLMForCausalLM
+
+    model = SpeechLMForCausalLM.from_pretrained(tmp_path / "out").eval()
+    assert model.config.num_units == 10 and not model.config.use_modality_tokens
+    gen = torch.Generator().manual_seed(6)
+    pairs = [[torch.randint(0, 10, (n,), generator=gen).tolist() for _ in range(2)] for n in (5, 9, 12)]
+    with torch.no_grad():
+        for pair in pairs:
+            ours_nll = []
+            for units in pair:
+                ref_nll, p_pad, ref_logits = _slamkit_token_nll(ref, units)
+                input_ids, mask = model.units_to_input_ids(torch.tensor(units), add_eos=True)
+                out = model.log_likelihood(input_ids, attention_mask=mask)
+                logits = model(input_ids=input_ids).logits[0]
+                # every logit slamkit has is reproduced: units (i + 2 -> i), PAD (0 -> <pad>), <S> (1 -> </s>)
+                layout = model.config.vocab_layout
+                torch.testing.assert_close(logits[:, :10], ref_logits[:, 2:], atol=1e-5, rtol=1e-5)
+                torch.testing.assert_close(logits[:, layout.eos_token_id], ref_logits[:, 1], atol=1e-5, rtol=1e-5)
+                torch.testing.assert_close(logits[:, layout.pad_token_id], ref_logits[:, 0], atol=1e-5, rtol=1e-5)
+                # each NLL is slamkit's plus log(1 + 3 p(PAD)) (the 3 rows slamkit lacks copy PAD's output row)
+                torch.testing.assert_close(out.token_nll[0], ref_nll + torch.log1p(3 * p_pad), atol=1e-5, rtol=1e-5)
+                ours_nll.append(float(out.sum_nll[0]))
+            assert len(ours_nll) == 2
