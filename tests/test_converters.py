@@ -399,3 +399,65 @@ def test_slamkit_lm_scores_like_the_original_id_mapping(tmp_path, backbone):
                 torch.testing.assert_close(out.token_nll[0], ref_nll + torch.log1p(3 * p_pad), atol=1e-5, rtol=1e-5)
                 ours_nll.append(float(out.sum_nll[0]))
             assert len(ours_nll) == 2
+
+
+# ------------------------------------------------------------------------------------------- CLI and whole variant
+def _convert(argv):
+    parser = argparse.ArgumentParser(prog="hf-slm")
+    add_convert_parser(parser.add_subparsers(dest="command"))
+    return run_convert(parser.parse_args(argv))
+
+
+def test_convert_help_lists_every_kind(capsys):
+    parser = argparse.ArgumentParser(prog="hf-slm")
+    add_convert_parser(parser.add_subparsers(dest="command"))
+    with pytest.raises(SystemExit):
+        parser.parse_args(["convert", "--help"])
+    help_text = capsys.readouterr().out
+    for kind in ("kmeans", "unit-hifigan", "seamless", "slamkit", "variant"):
+        assert kind in help_text
+
+
+def test_cli_converts_parts_and_assembles_a_checked_variant(tmp_path):
+    joblib = pytest.importorskip("joblib")
+    cluster = pytest.importorskip("sklearn.cluster")
+    from hf_slm.pipelines import PipelineLoadError
+
+    hubert = _tiny_hubert(tmp_path / "hubert")  # conv strides 5 * 4: 20 samples per unit
+    wave = 0.3 * torch.randn(1, 4000, generator=torch.Generator().manual_seed(7)).clamp(-3, 3)
+    with torch.no_grad():
+        feats = hubert(wave, output_hidden_states=True).hidden_states[2].reshape(-1, 16).numpy()
+    joblib.dump(cluster.MiniBatchKMeans(n_clusters=10, n_init=1, random_state=0, batch_size=32).fit(feats),
+                tmp_path / "km.bin")  # fmt: skip
+    _convert(["convert", "kmeans", str(tmp_path / "km.bin"), "--ssl-model", str(tmp_path / "hubert"), "--layer", "2",
+              "--trust-pickle", "--output", str(tmp_path / "tok")])  # fmt: skip
+
+    cfg = {**_hifigan_config(multispkr=False, durations=False), "num_embeddings": 10, "upsample_rates": [5, 4],
+           "upsample_kernel_sizes": [11, 8], "code_hop_size": 20}  # fmt: skip
+    (tmp_path / "voc_src").mkdir()
+    _write_hifigan(tmp_path / "voc_src", cfg)
+    _convert(["convert", "unit-hifigan", str(tmp_path / "voc_src" / "g_00500000"), "--config",
+              str(tmp_path / "voc_src" / "config.json"), "--output", str(tmp_path / "voc")])  # fmt: skip
+    _write_slamkit(tmp_path / "slam", "opt", num_units=10)
+    _convert(["convert", "slamkit", str(tmp_path / "slam"), "--output", str(tmp_path / "lm")])
+
+    pipe = _convert(["convert", "variant", str(tmp_path / "tok"), "--lm", str(tmp_path / "lm"), "--vocoder",
+                     str(tmp_path / "voc"), "--output", str(tmp_path / "variant")])  # fmt: skip
+    index = json.loads((tmp_path / "variant" / "pipeline_index.json").read_text())
+    assert index["vocoder"] == ["hf_slm", "UnitHifiGanVocoder"] and index["language_model"][1] == "SpeechLMForCausalLM"
+    audio = {"array": wave[0].numpy(), "sampling_rate": 16000}
+    units = pipe.encode(audio)
+    assert len(units[0]) == 198 and int(units[0].max()) < 10  # (4000 - 10) // 5 + 1 = 799 -> (799 - 8) // 4 + 1
+    assert pipe.decode(units)[0].shape == (198 * 20,)
+    short = {"array": wave[0, :1000].numpy(), "sampling_rate": 16000}  # 48 units: within the LM's 64 positions
+    assert torch.isfinite(pipe.score(short)).all()
+
+    # a vocoder for another unit inventory is refused by the load-time checks
+    (tmp_path / "voc12").mkdir()
+    _write_hifigan(tmp_path / "voc12", {**cfg, "num_embeddings": 12})
+    _convert(["convert", "unit-hifigan", str(tmp_path / "voc12" / "g_00500000"), "--config",
+              str(tmp_path / "voc12" / "config.json"), "--output", str(tmp_path / "voc_bad")])  # fmt: skip
+    with pytest.raises(PipelineLoadError, match="units.num_units"):
+        _convert(["convert", "variant", str(tmp_path / "tok"), "--vocoder", str(tmp_path / "voc_bad"),
+                  "--output", str(tmp_path / "bad")])  # fmt: skip
+    assert not (tmp_path / "bad").exists()
