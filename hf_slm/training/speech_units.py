@@ -36,7 +36,7 @@ def load_or_fit_speech_tokenizer(
     """
     saved = Path(output_dir) / SPEECH_TOKENIZER_DIR
     if source:
-        from ..cli import load_speech_tokenizer
+        from ..pipelines.loading import load_speech_tokenizer
 
         feature_extractor, tokenizer = load_speech_tokenizer(source)
         logger.info("speech tokenizer: loaded %s", source)
