@@ -31,11 +31,12 @@ _LAZY_NAMES = {
         "MiniBatchKMeans", "SpeechFeatureExtractor", "decode_audio", "load_audio",
     ],
     "models.speech_lm": [
-        "AllowedTokensLogitsProcessor", "FastUnitGenerator", "LogLikelihoodOutput", "MultiStreamCausalLMOutput",
-        "MultiStreamSpeechLMConfig", "MultiStreamSpeechLMForCausalLM", "MultiStreamSpeechLMPreTrainedModel",
-        "ProsodyQuantizer", "RepetitionAwareSamplingLogitsProcessor", "SpeechLMConfig", "SpeechLMForCausalLM",
-        "SpeechLMPreTrainedModel", "SpeechLMProcessor", "SpeechLMProcessorKwargs", "SpeechLMVocabularyLayout",
-        "apply_delay_pattern", "estimate_f0", "undo_delay_pattern",
+        "ASSISTANT_TOKEN", "AllowedTokensLogitsProcessor", "CHAT_TOKENS", "FastUnitGenerator", "LogLikelihoodOutput",
+        "MultiStreamCausalLMOutput", "MultiStreamSpeechLMConfig", "MultiStreamSpeechLMForCausalLM",
+        "MultiStreamSpeechLMPreTrainedModel", "ProsodyQuantizer", "RepetitionAwareSamplingLogitsProcessor",
+        "SpeechChatTemplate", "SpeechLMConfig", "SpeechLMForCausalLM", "SpeechLMPreTrainedModel", "SpeechLMProcessor",
+        "SpeechLMProcessorKwargs", "SpeechLMVocabularyLayout", "USER_TOKEN", "apply_delay_pattern", "estimate_f0",
+        "undo_delay_pattern",
     ],
     "models.unit_vocoder": [
         "HifiGanDiscriminator", "LogMelSpectrogram", "MultiPeriodDiscriminator", "MultiScaleDiscriminator",

@@ -56,7 +56,13 @@ def cmd_build_pairs(args) -> int:
 
 
 def cmd_pairs(args) -> int:
-    from ..evaluation.pairs import format_pair_table, read_pairs, read_storycloze_pairs, read_zerospeech_pairs, score_pairs
+    from ..evaluation.pairs import (
+        format_pair_table,
+        read_pairs,
+        read_storycloze_pairs,
+        read_zerospeech_pairs,
+        score_pairs,
+    )
     from ..evaluation.report import bar_plot, write_json, write_report
 
     sources = {"--pairs": args.pairs, "--zerospeech": args.zerospeech, "--storycloze": args.storycloze}
