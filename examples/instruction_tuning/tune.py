@@ -89,6 +89,7 @@ def build_tiny_base_pipeline(texts, noise, seed: int = 0, num_units: int = 16, c
     from hf_slm.instruct.data import decode_audio_value
     from hf_slm.models.unit_tokenizer import KMeansUnitTokenizer, KMeansUnitTokenizerConfig, SpeechFeatureExtractor
     from hf_slm.models.unit_vocoder import UnitMelVocoder, UnitMelVocoderConfig
+    from hf_slm.training.kmeans import fit_unit_tokenizer
 
     torch.manual_seed(seed)
     feature_extractor = SpeechFeatureExtractor()
@@ -98,7 +99,7 @@ def build_tiny_base_pipeline(texts, noise, seed: int = 0, num_units: int = 16, c
     inputs = feature_extractor(audio, sampling_rate=16000, return_tensors="pt")
     with torch.no_grad():
         features, mask = tokenizer_units.extract_features(inputs["input_values"], inputs["attention_mask"])
-    tokenizer_units.fit(features[mask], seed=seed, max_steps=20, show_progress=False)
+    fit_unit_tokenizer(tokenizer_units, features[mask], seed=seed, max_steps=20, show_progress=False)
     text_tokenizer = word_level_tokenizer(texts, extra_words=instruction_words())
     backbone = LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
                            num_key_value_heads=2)  # fmt: skip

@@ -56,6 +56,7 @@ def cmd_fit_tokenizer(args) -> int:
 
     from ..models.unit_tokenizer import KMeansUnitTokenizer, KMeansUnitTokenizerConfig, SpeechFeatureExtractor
     from ..pipelines.pipeline_utils import atomic_save_directory
+    from ..training.kmeans import fit_unit_tokenizer_on_dataset
 
     ds = _load_dataset_arg(args.dataset)
     if args.audio_column not in ds.column_names:
@@ -69,7 +70,8 @@ def cmd_fit_tokenizer(args) -> int:
         tokenizer = KMeansUnitTokenizer(KMeansUnitTokenizerConfig(frontend="mfcc", num_units=args.num_units))
         feature_extractor = SpeechFeatureExtractor(sampling_rate=tokenizer.config.sampling_rate)
     tokenizer.to(args.device)
-    tokenizer.fit_on_dataset(
+    fit_unit_tokenizer_on_dataset(
+        tokenizer,
         ds,
         feature_extractor,
         audio_column=args.audio_column,

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from ..models.unit_tokenizer import KMeansUnitTokenizer, KMeansUnitTokenizerConfig, SpeechFeatureExtractor
+from .kmeans import fit_unit_tokenizer_on_dataset
 
 logger = logging.getLogger(__name__)
 SPEECH_TOKENIZER_DIR = "speech_tokenizer"
@@ -48,8 +49,8 @@ def load_or_fit_speech_tokenizer(
         tokenizer = KMeansUnitTokenizer(KMeansUnitTokenizerConfig(frontend="mfcc", num_units=num_units))
         feature_extractor = SpeechFeatureExtractor(sampling_rate=tokenizer.config.sampling_rate)
         tokenizer.to(device)
-        tokenizer.fit_on_dataset(
-            train, feature_extractor, audio_column=audio_column, max_frames=kmeans_max_frames, seed=seed,
+        fit_unit_tokenizer_on_dataset(
+            tokenizer, train, feature_extractor, audio_column=audio_column, max_frames=kmeans_max_frames, seed=seed,
             show_progress=False,
         )
         logger.info("speech tokenizer: fitted MFCC k-means with %d units", num_units)
