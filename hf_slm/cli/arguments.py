@@ -38,7 +38,7 @@ def sampling_rate_type(text: str) -> int:
     from ..models.unit_tokenizer.feature_extraction_unit_tokenizer import MAX_SAMPLING_RATE, MIN_SAMPLING_RATE
 
     return number(int, MIN_SAMPLING_RATE, MAX_SAMPLING_RATE,
-                   what=f"a sampling rate in [{MIN_SAMPLING_RATE}, {MAX_SAMPLING_RATE}] Hz")(text)  # fmt: skip
+                  what=f"a sampling rate in [{MIN_SAMPLING_RATE}, {MAX_SAMPLING_RATE}] Hz")(text)  # fmt: skip
 
 
 def existing_path(text: str) -> Path:
