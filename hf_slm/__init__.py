@@ -28,14 +28,16 @@ DEFAULT_INSTRUCT_PIPELINE = str(_HERE / "default_instruct_pipeline")
 _LAZY_NAMES = {
     "models.unit_tokenizer": [
         "AudioInputError", "KMeansUnitTokenizer", "KMeansUnitTokenizerConfig", "KMeansUnitTokenizerOutput",
-        "MiniBatchKMeans", "SpeechFeatureExtractor", "decode_audio", "load_audio",
+        "SpeechFeatureExtractor", "decode_audio", "load_audio",
     ],
+    "training.kmeans": ["MiniBatchKMeans"],  # fitting, not a model: `hf_slm.MiniBatchKMeans` keeps working
     "models.speech_lm": [
-        "AllowedTokensLogitsProcessor", "FastUnitGenerator", "LogLikelihoodOutput", "MultiStreamCausalLMOutput",
-        "MultiStreamSpeechLMConfig", "MultiStreamSpeechLMForCausalLM", "MultiStreamSpeechLMPreTrainedModel",
-        "ProsodyQuantizer", "RepetitionAwareSamplingLogitsProcessor", "SpeechLMConfig", "SpeechLMForCausalLM",
-        "SpeechLMPreTrainedModel", "SpeechLMProcessor", "SpeechLMProcessorKwargs", "SpeechLMVocabularyLayout",
-        "apply_delay_pattern", "estimate_f0", "undo_delay_pattern",
+        "ASSISTANT_TOKEN", "AllowedTokensLogitsProcessor", "CHAT_TOKENS", "FastUnitGenerator", "LogLikelihoodOutput",
+        "MultiStreamCausalLMOutput", "MultiStreamSpeechLMConfig", "MultiStreamSpeechLMForCausalLM",
+        "MultiStreamSpeechLMPreTrainedModel", "ProsodyQuantizer", "RepetitionAwareSamplingLogitsProcessor",
+        "SpeechChatTemplate", "SpeechLMConfig", "SpeechLMForCausalLM", "SpeechLMPreTrainedModel", "SpeechLMProcessor",
+        "SpeechLMProcessorKwargs", "SpeechLMVocabularyLayout", "USER_TOKEN", "apply_delay_pattern", "estimate_f0",
+        "undo_delay_pattern",
     ],
     "models.unit_vocoder": [
         "HifiGanDiscriminator", "LogMelSpectrogram", "MultiPeriodDiscriminator", "MultiScaleDiscriminator",
@@ -71,5 +73,6 @@ def __dir__():
 if TYPE_CHECKING:  # static tools see the real names
     from .models import *  # noqa: F401,F403
     from .pipelines import PipelineLoadError, SpeechLMPipeline, SpeechPipelineOutput, SpokenChatPipeline  # noqa: F401
+    from .training.kmeans import MiniBatchKMeans  # noqa: F401
 
 _registration.install()

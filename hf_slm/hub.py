@@ -20,7 +20,7 @@ from pathlib import Path
 from .pipelines.pipeline_utils import (
     INDEX_FILE,
     PipelineLoadError,
-    _normalise_spec,
+    normalise_spec,
     embedded_pipeline_path,
     is_local_reference,
     read_index,
@@ -55,7 +55,7 @@ def check_folder(folder: str | os.PathLike) -> str:
     if (folder / INDEX_FILE).exists():
         index = read_index(folder)
         for name, raw in index.items():
-            spec = None if name.startswith("_") else _normalise_spec(name, raw)
+            spec = None if name.startswith("_") else normalise_spec(name, raw)
             if spec is not None and not spec.get("repo") and not (folder / name).is_dir():
                 raise PipelineLoadError(f"{folder / INDEX_FILE} lists {name!r} but {folder / name} is missing")
         return "pipeline"

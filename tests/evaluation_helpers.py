@@ -22,6 +22,7 @@ from hf_slm import (
     UnitMelVocoderConfig,
 )
 from hf_slm.data import EspeakSynthesizer
+from hf_slm.training.kmeans import fit_unit_tokenizer
 
 NUM_UNITS = 24
 
@@ -41,7 +42,7 @@ def fitted_tokenizer(audio, num_units=NUM_UNITS, seed=0):
     inputs = feature_extractor(audio, return_tensors="pt")
     with torch.no_grad():
         features, mask = tokenizer.extract_features(inputs["input_values"], inputs["attention_mask"])
-    tokenizer.fit(features[mask], max_steps=50, seed=seed, show_progress=False)
+    fit_unit_tokenizer(tokenizer, features[mask], max_steps=50, seed=seed, show_progress=False)
     return feature_extractor, tokenizer
 
 

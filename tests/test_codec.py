@@ -651,11 +651,12 @@ def test_distillation_makes_level1_codes_predict_mfcc_units(espeak_corpus, tmp_p
     distillation toward standardised MFCC features, and level-1 codes of held-out speech compared with the MFCC
     k-means units (the teacher's own units) by normalised mutual information and a lookup probe."""
     from hf_slm.models.unit_tokenizer import KMeansUnitTokenizer, KMeansUnitTokenizerConfig, SpeechFeatureExtractor
+    from hf_slm.training.kmeans import fit_unit_tokenizer_on_dataset
 
     train, waves = espeak_corpus
     num_units, num_codes = 20, 32
     teacher = KMeansUnitTokenizer(KMeansUnitTokenizerConfig(num_units=num_units)).eval()
-    teacher.fit_on_dataset(train, SpeechFeatureExtractor(), show_progress=False, max_steps=50)
+    fit_unit_tokenizer_on_dataset(teacher, train, SpeechFeatureExtractor(), show_progress=False, max_steps=50)
     rows = [{"audio": w.numpy()} for w in waves["train"]]
     scores = {}
     for distill in (False, True):

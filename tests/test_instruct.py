@@ -15,14 +15,12 @@ import pytest
 import torch
 from transformers import GPT2Config, LlamaConfig, OPTConfig, Qwen2Config
 
-from hf_slm import SpeechLMConfig, SpeechLMForCausalLM, SpeechLMPipeline, SpeechLMProcessor
+from hf_slm import SpeechChatTemplate, SpeechLMConfig, SpeechLMForCausalLM, SpeechLMPipeline, SpeechLMProcessor
 from hf_slm.data import generate_sentences
 from hf_slm.instruct import (
     ASR_TEMPLATES,
     INSTRUCT_TOKENS,
     TTS_TEMPLATES,
-    SpeechChatTemplate,
-    add_task_tokens,
     attach_adapter,
     build_chain_of_modality,
     build_cross_modal,
@@ -38,8 +36,8 @@ from hf_slm.instruct import (
     synthetic_slu_commands,
     word_level_tokenizer,
 )
-from hf_slm.instruct import adapter_holds_embeddings
-from hf_slm.instruct.evaluation import evaluate_instruct_tasks, evaluate_silence, held_out_sentences
+from hf_slm.evaluation.instruct_tasks import evaluate_instruct_tasks, evaluate_silence, held_out_sentences
+from hf_slm.pipelines.adapters import adapter_holds_embeddings, add_task_tokens
 from hf_slm.pipelines import SpokenChatPipeline
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -603,7 +601,7 @@ def test_interruption_from_another_thread(chat_pipeline):
 def test_docstring_examples_run():
     import doctest
 
-    import hf_slm.instruct.chat as chat_module
+    import hf_slm.models.speech_lm.chat_template_speech_lm as chat_module
 
     result = doctest.testmod(chat_module, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0

@@ -9,9 +9,9 @@ import yaml
 from huggingface_hub import HfApi, ModelCard, hf_hub_download
 from transformers import LlamaConfig
 
-from hf_slm.model_cards import collect_eval_results, detect_family, render_model_card, write_eval_results
 from hf_slm.models.speech_lm import SpeechLMConfig, SpeechLMForCausalLM
 from hf_slm.pipelines import SpeechLMPipeline
+from hf_slm.pipelines.model_card import collect_eval_results, detect_family, render_model_card, write_eval_results
 from tiny_components import NUM_UNITS, tiny_codec_tokenizer, tiny_mel_vocoder, tiny_pipeline, tiny_speech_lm
 
 PAIRS = {"accuracy": 0.625, "accuracy_normalized": 0.5, "n": 8, "items": [{"x": 1}],

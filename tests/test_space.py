@@ -56,7 +56,8 @@ def tiny_instruct_pipeline():
     from transformers import LlamaConfig
 
     from hf_slm import SpeechLMConfig, SpeechLMForCausalLM
-    from hf_slm.instruct import INSTRUCT_TOKENS, add_task_tokens
+    from hf_slm.instruct import INSTRUCT_TOKENS
+    from hf_slm.pipelines.adapters import add_task_tokens
     from hf_slm.instruct.data import instruction_words, word_level_tokenizer
     from hf_slm.models.unit_tokenizer import SpeechFeatureExtractor
     from hf_slm.pipelines import SpokenChatPipeline

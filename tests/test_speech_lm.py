@@ -36,6 +36,7 @@ from hf_slm import (
     SpeechLMVocabularyLayout,
 )
 from hf_slm.models.speech_lm import AllowedTokensLogitsProcessor
+from hf_slm.training.interleaving import interleave
 
 WORDS = "the cat sat on a mat dog ran far away".split()
 
@@ -635,19 +636,21 @@ INTERLEAVE = {
     ],
 )
 def test_interleave_switches_at_word_boundaries(processor, start, expected):
-    batch = processor(**INTERLEAVE, start_modality=start, switch_probability=1.0)
+    batch = interleave(processor, **INTERLEAVE, start_modality=start, switch_probability=1.0)
     assert _names(processor, batch["input_ids"][0].tolist()) == expected.split()
 
 
 def test_interleave_probability_and_seed(processor):
-    never = processor(**INTERLEAVE, start_modality="speech", switch_probability=0.0)["input_ids"]
+    never = interleave(processor, **INTERLEAVE, start_modality="speech", switch_probability=0.0)["input_ids"]
     assert torch.equal(never, processor(units=INTERLEAVE["units"])["input_ids"])
-    text_only = processor(**INTERLEAVE, start_modality="text", switch_probability=0.0)["input_ids"][0]
+    text_only = interleave(processor, **INTERLEAVE, start_modality="text", switch_probability=0.0)["input_ids"][0]
     assert _names(processor, text_only) == "<s> [Text] the cat sat on </s>".split()
     batch = {k: [v] * 8 for k, v in INTERLEAVE.items()}
-    a = processor(**batch, seed=7)["input_ids"]
-    assert torch.equal(a, processor(**batch, seed=7)["input_ids"])
-    draws = {tuple(row.tolist()) for seed in range(4) for row in processor(**batch, seed=seed)["input_ids"]}
+    a = interleave(processor, **batch, seed=7)["input_ids"]
+    assert torch.equal(a, interleave(processor, **batch, seed=7)["input_ids"])
+    draws = {
+        tuple(row.tolist()) for seed in range(4) for row in interleave(processor, **batch, seed=seed)["input_ids"]
+    }
     assert len(draws) > 3  # the draws differ across utterances and seeds
     # every draw tells the whole utterance once: each unit or word exactly once, in order
     for row in draws:
@@ -676,24 +679,26 @@ def test_interleave_text_spans_keep_the_sentence_tokenization(pre_tokenizer):
     per_word = [tokenizer(w if k == 0 else " " + w)["input_ids"] for k, w in enumerate(words)]
     assert sum(per_word, []) == full and max(len(t) for t in per_word) > 1  # subwords, and the check below bites
     timing = {"words": words, "word_start": [0.0, 0.1, 0.2, 0.3], "units": torch.arange(20)}
-    text_only = processor(**timing, start_modality="text", switch_probability=0.0)["input_ids"][0].tolist()
+    text_only = interleave(processor, **timing, start_modality="text", switch_probability=0.0)["input_ids"][0]
+    text_only = text_only.tolist()
     assert text_only == [config.bos_token_id, config.text_token_id, *full, config.eos_token_id]
-    alternate = processor(**timing, start_modality="speech", switch_probability=1.0)["input_ids"][0].tolist()
+    alternate = interleave(processor, **timing, start_modality="speech", switch_probability=1.0)["input_ids"][0]
+    alternate = alternate.tolist()
     texts = [i for i in alternate if i < config.text_vocab_size]
     assert texts == per_word[1] + per_word[3]
 
 
 def test_interleave_validation_errors(processor):
     with pytest.raises(ValueError, match="word times reach"):
-        processor(**{**INTERLEAVE, "units": torch.arange(5)})
+        interleave(processor, **{**INTERLEAVE, "units": torch.arange(5)})
     with pytest.raises(ValueError, match="non-decreasing"):
-        processor(**{**INTERLEAVE, "word_start": [0.0, 0.3, 0.2, 0.3]})
+        interleave(processor, **{**INTERLEAVE, "word_start": [0.0, 0.3, 0.2, 0.3]})
     with pytest.raises(ValueError, match="word_end"):
-        processor(**{**INTERLEAVE, "word_end": [0.0, 0.0, 0.0, 0.0]})
+        interleave(processor, **{**INTERLEAVE, "word_end": [0.0, 0.0, 0.0, 0.0]})
     with pytest.raises(ValueError, match="one entry per utterance"):
-        processor(**{**INTERLEAVE, "units": [torch.arange(20)] * 2})
+        interleave(processor, **{**INTERLEAVE, "units": [torch.arange(20)] * 2})
     with pytest.raises(ValueError, match="takes its text from `words`"):
-        processor(**INTERLEAVE, text="the cat")
+        interleave(processor, **INTERLEAVE, text="the cat")
 
 
 def test_labels_and_prefix_masking(processor):

@@ -18,9 +18,9 @@ from hf_slm.models.unit_tokenizer import (
     KMeansUnitTokenizer,
     KMeansUnitTokenizerConfig,
     KMeansUnitTokenizerOutput,
-    MiniBatchKMeans,
     SpeechFeatureExtractor,
 )
+from hf_slm.training.kmeans import MiniBatchKMeans, fit_unit_tokenizer, fit_unit_tokenizer_on_dataset
 
 ENCODERS = {"hubert": HubertConfig, "wav2vec2": Wav2Vec2Config, "wavlm": WavLMConfig}
 
@@ -57,7 +57,7 @@ class KMeansUnitTokenizerTester:
         torch.manual_seed(self.seed)
         model = KMeansUnitTokenizer(config).eval()
         features = torch.randn(40 * self.num_units, config.feature_dim)
-        model.fit(features, batch_size=256, max_steps=10, show_progress=False)
+        fit_unit_tokenizer(model, features, batch_size=256, max_steps=10, show_progress=False)
         return model
 
     @staticmethod
@@ -213,7 +213,7 @@ def test_kmeans_reseeds_dead_centroids():
 def test_tokenizer_fit_standardises_and_recovers_clusters(tester):
     points, labels, _ = _blobs(dim=39, spread=0.5)
     model = KMeansUnitTokenizer(KMeansUnitTokenizerConfig(num_units=5))
-    kmeans = model.fit(points * 100 + 7, batch_size=256, max_steps=30, show_progress=False)
+    kmeans = fit_unit_tokenizer(model, points * 100 + 7, batch_size=256, max_steps=30, show_progress=False)
     assert kmeans.inertia_ is not None and bool(model.is_fitted)
     torch.testing.assert_close(model.feature_mean, (points * 100 + 7).mean(0))
     units = model.quantize(points * 100 + 7)
@@ -338,7 +338,8 @@ def audio_dataset(tmp_path_factory):
 def test_fit_on_dataset_and_datasets_map(audio_dataset, tester):
     fe = SpeechFeatureExtractor()
     model = KMeansUnitTokenizer(KMeansUnitTokenizerConfig(num_units=6)).eval()
-    model.fit_on_dataset(audio_dataset, fe, batch_size=3, max_frames=1000, max_steps=10, show_progress=False)
+    fit_unit_tokenizer_on_dataset(model, audio_dataset, fe, batch_size=3, max_frames=1000, max_steps=10,
+                                  show_progress=False)  # fmt: skip
     assert bool(model.is_fitted)
 
     def tokenize_function(batch):
@@ -378,7 +379,7 @@ def test_espeak_speech_gives_stable_and_distinct_unit_strings(tmp_path):
     model = KMeansUnitTokenizer(KMeansUnitTokenizerConfig(num_units=20)).eval()
     inputs = fe([str(p) for p in train])
     features, mask = model.extract_features(**inputs)
-    model.fit(features[mask], batch_size=512, max_steps=30, show_progress=False)
+    fit_unit_tokenizer(model, features[mask], batch_size=512, max_steps=30, show_progress=False)
 
     def unit_string(text, name):
         units, durations = model.deduplicate(*model(**fe(str(_espeak(text, tmp_path / name)))).to_tuple()[:2])[0]

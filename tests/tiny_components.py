@@ -14,6 +14,7 @@ from hf_slm.models.speech_lm import (
     SpeechLMForCausalLM,
 )
 from hf_slm.models.unit_tokenizer import KMeansUnitTokenizer, KMeansUnitTokenizerConfig, SpeechFeatureExtractor
+from hf_slm.training.kmeans import fit_unit_tokenizer
 from hf_slm.models.unit_vocoder import (
     UnitHifiGanVocoder,
     UnitHifiGanVocoderConfig,
@@ -39,7 +40,7 @@ def tiny_hubert_config() -> HubertConfig:
 def _fit_random(tokenizer: KMeansUnitTokenizer, seed: int) -> KMeansUnitTokenizer:
     g = torch.Generator().manual_seed(seed)
     features = torch.randn(2000, tokenizer.config.feature_dim, generator=g)
-    tokenizer.fit(features, seed=seed, show_progress=False, max_steps=5)
+    fit_unit_tokenizer(tokenizer, features, seed=seed, show_progress=False, max_steps=5)
     return tokenizer
 
 

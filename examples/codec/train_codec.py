@@ -39,6 +39,7 @@ from hf_slm.training import (
     resumable_interrupt,
     widen_to_umask,
 )
+from hf_slm.training.kmeans import fit_unit_tokenizer_on_dataset
 from hf_slm.training.arguments import SpeechDataArguments, csv_list, load_speech_splits, parse_json_and_flags
 from hf_slm.training.codec_trainer import CodecCollator, CodecGanTrainer
 
@@ -129,7 +130,8 @@ def load_teacher(model_args: CodecModelArguments, train, data_args, output_dir: 
     if (saved / "config.json").is_file():
         return KMeansUnitTokenizer.from_pretrained(saved).eval()
     teacher = KMeansUnitTokenizer(KMeansUnitTokenizerConfig(num_units=model_args.teacher_num_units)).eval()
-    teacher.fit_on_dataset(train, SpeechFeatureExtractor(), audio_column=data_args.audio_column, show_progress=False)
+    fit_unit_tokenizer_on_dataset(teacher, train, SpeechFeatureExtractor(), audio_column=data_args.audio_column,
+                                  show_progress=False)  # fmt: skip
     teacher.save_pretrained(saved)
     return teacher
 

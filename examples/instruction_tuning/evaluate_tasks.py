@@ -5,7 +5,7 @@
     python examples/instruction_tuning/evaluate_tasks.py --variant instruct-default --num_examples 50
 
 Held-out data (sentences, noise, voices apart from the tuning's) is synthesised with espeak-ng; see
-`hf_slm.instruct.evaluation`. Writes the JSON (every item) and a Markdown report next to it.
+`hf_slm.evaluation.instruct_tasks`. Writes the JSON (every item) and a Markdown report next to it.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ import torch
 from transformers import HfArgumentParser
 
 from hf_slm.evaluation.report import write_json, write_report
-from hf_slm.instruct.evaluation import HELD_OUT_VOICES, TASKS, evaluate_instruct_tasks, summarize
-from hf_slm.model_cards import render_model_card, write_eval_results
-from hf_slm.pipelines import SpokenChatPipeline
+from hf_slm.evaluation.instruct_tasks import HELD_OUT_VOICES, TASKS, evaluate_instruct_tasks, summarize
+from hf_slm.pipelines import SpeechLMPipeline, SpokenChatPipeline
+from hf_slm.pipelines.model_card import render_model_card, write_eval_results
 
 
 @dataclass
@@ -72,7 +72,8 @@ def main(argv=None) -> dict:
     if args.update_card:
         folder = Path(pipe.local_path)
         write_eval_results(folder, [output])
-        (folder / "README.md").write_text(str(render_model_card(folder, repo_id=args.variant)), encoding="utf-8")
+        card = render_model_card(SpeechLMPipeline.from_pretrained(folder), repo_id=args.variant)
+        (folder / "README.md").write_text(str(card), encoding="utf-8")
     return result
 
 

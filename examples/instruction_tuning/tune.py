@@ -23,12 +23,10 @@ from datasets import concatenate_datasets
 from transformers import HfArgumentParser, LlamaConfig, Trainer, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
-from hf_slm import SpeechLMConfig, SpeechLMForCausalLM, SpeechLMPipeline, SpeechLMProcessor
+from hf_slm import SpeechChatTemplate, SpeechLMConfig, SpeechLMForCausalLM, SpeechLMPipeline, SpeechLMProcessor
 from hf_slm.data import generate_sentences
 from hf_slm.instruct import (
     INSTRUCT_TOKENS,
-    SpeechChatTemplate,
-    add_task_tokens,
     attach_adapter,
     build_chain_of_modality,
     build_cross_modal,
@@ -44,7 +42,8 @@ from hf_slm.instruct import (
     word_level_tokenizer,
 )
 from hf_slm.evaluation.report import write_json
-from hf_slm.model_cards import TRAINING_SUMMARY_FILE, render_model_card
+from hf_slm.pipelines.adapters import add_task_tokens
+from hf_slm.pipelines.model_card import TRAINING_SUMMARY_FILE, render_model_card
 from hf_slm.training import ReadableCheckpoints, WallClockLimit, require_single_process, resumable_interrupt
 
 logger = logging.getLogger(__name__)
@@ -87,19 +86,20 @@ def build_tiny_base_pipeline(texts, noise, seed: int = 0, num_units: int = 16, c
     """A seeded tiny base variant: MFCC k-means units fitted on ``texts`` spoken by espeak-ng plus ``noise``, a
     2-layer Llama speech LM with a word-level text vocabulary, a tiny mel vocoder. For smoke tests only."""
     from hf_slm.data import synthesize_dataset
-    from hf_slm.instruct.data import _decode_audio
+    from hf_slm.instruct.data import decode_audio_value
     from hf_slm.models.unit_tokenizer import KMeansUnitTokenizer, KMeansUnitTokenizerConfig, SpeechFeatureExtractor
     from hf_slm.models.unit_vocoder import UnitMelVocoder, UnitMelVocoderConfig
+    from hf_slm.training.kmeans import fit_unit_tokenizer
 
     torch.manual_seed(seed)
     feature_extractor = SpeechFeatureExtractor()
     speech = synthesize_dataset(list(texts)[:16], show_progress=False, cache_dir=cache_dir)
-    audio = [_decode_audio(a) for a in speech["audio"]] + list(noise)
+    audio = [decode_audio_value(a) for a in speech["audio"]] + list(noise)
     tokenizer_units = KMeansUnitTokenizer(KMeansUnitTokenizerConfig(frontend="mfcc", num_units=num_units)).eval()
     inputs = feature_extractor(audio, sampling_rate=16000, return_tensors="pt")
     with torch.no_grad():
         features, mask = tokenizer_units.extract_features(inputs["input_values"], inputs["attention_mask"])
-    tokenizer_units.fit(features[mask], seed=seed, max_steps=20, show_progress=False)
+    fit_unit_tokenizer(tokenizer_units, features[mask], seed=seed, max_steps=20, show_progress=False)
     text_tokenizer = word_level_tokenizer(texts, extra_words=instruction_words())
     backbone = LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
                            num_key_value_heads=2)  # fmt: skip
@@ -216,7 +216,8 @@ def main(argv=None):
     (output_dir / "instruct_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     if not model_args.merge:  # the card of the variant describes its training
         write_json(summary, saved / TRAINING_SUMMARY_FILE)
-        (saved / "README.md").write_text(str(render_model_card(saved)), encoding="utf-8")
+        card = render_model_card(SpeechLMPipeline.from_pretrained(saved))
+        (saved / "README.md").write_text(str(card), encoding="utf-8")
     logger.info("saved %s", summary)
     return summary
 

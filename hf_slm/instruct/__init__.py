@@ -1,8 +1,10 @@
-"""Instruction tuning: instruction data builders, a speech-text chat template, LoRA (PEFT) tuning helpers."""
+"""Instruction tuning: instruction data builders, LoRA (PEFT) tuning helpers; the speech-text chat template
+(`SpeechChatTemplate`, from `hf_slm.models.speech_lm`) is re-exported here."""
 
-from .chat import ASSISTANT_TOKEN, CHAT_TOKENS, INSTRUCT_TOKENS, USER_TOKEN, SpeechChatTemplate
+from ..models.speech_lm.chat_template_speech_lm import ASSISTANT_TOKEN, CHAT_TOKENS, USER_TOKEN, SpeechChatTemplate
 from .data import (
     ASR_TEMPLATES,
+    INSTRUCT_TOKENS,
     TASK_TAGS,
     TTS_TEMPLATES,
     build_chain_of_modality,
@@ -17,10 +19,9 @@ from .data import (
     word_level_tokenizer,
 )
 from .preference import build_speech_preferences, layout_tokenizer, units_to_string
+from ..pipelines.adapters import adapter_holds_embeddings, add_task_tokens
 from .tuning import (
     LORA_TARGET_MODULES,
-    adapter_holds_embeddings,
-    add_task_tokens,
     attach_adapter,
     default_lora_config,
     merge_adapter,

@@ -50,6 +50,8 @@ TASK_TAGS = {
     "silence": "",
     "query": "",
 }
+#: The chat role tags plus the task tags above: what `add_task_tokens` adds to a model before instruction tuning.
+INSTRUCT_TOKENS = ("[User]", "[Assistant]", "[ASR]", "[TTS]", "[CoM]", "[SLU]", "[KWS]")
 
 _NUMBERS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
 _OPPOSITES = (
@@ -128,7 +130,7 @@ def build_cross_modal(
     rng = random.Random(seed)
     rows = []
     for u, text in zip(units, texts):
-        text = _normalise(text)
+        text = normalise_words(text)
         if "asr" in tasks:
             user = _turn("user", _item("text", rng.choice(asr_templates)), _item("speech", u))
             rows.append(_row("asr", [user, _turn("assistant", _item("text", text))], text))
@@ -168,8 +170,8 @@ def build_chain_of_modality(qa_pairs: Sequence[tuple[str, str]], speak: Callable
     """
     if not qa_pairs:
         raise ValueError("qa_pairs is empty")
-    questions = [_normalise(q) for q, _ in qa_pairs]
-    answers = [_normalise(a) for _, a in qa_pairs]
+    questions = [normalise_words(q) for q, _ in qa_pairs]
+    answers = [normalise_words(a) for _, a in qa_pairs]
     speech = speak(questions + answers)
     _check_speech("build_chain_of_modality", speech, questions + answers)
     q_units, a_units = speech[: len(questions)], speech[len(questions) :]
@@ -218,7 +220,7 @@ def build_slu(
         raise ValueError(f"tasks must be a non-empty subset of ('intent', 'slots', 'keyword'), got {tasks!r}")
     if not commands:
         raise ValueError("commands is empty")
-    texts = [_normalise(c["text"]) for c in commands]
+    texts = [normalise_words(c["text"]) for c in commands]
     speech = speak(texts)
     _check_speech("build_slu", speech, texts)
     rng = random.Random(seed)
@@ -303,14 +305,14 @@ def espeak_speaker(pipeline, voices: Sequence[str] = ("en-us",), rates: Sequence
         units = []
         for start in range(0, len(dataset), 16):
             batch = dataset[start : start + 16]["audio"]
-            arrays = [_decode_audio(a) for a in batch]
+            arrays = [decode_audio_value(a) for a in batch]
             units.extend(u.tolist() for u in pipeline.encode(arrays, sampling_rate=sampling_rate))
         return units
 
     return speak
 
 
-def _decode_audio(audio) -> np.ndarray:
+def decode_audio_value(audio) -> np.ndarray:
     """A datasets ``Audio`` value (torchcodec decoder or dict) as a mono float32 array."""
     if isinstance(audio, dict) and "array" in audio:
         return np.asarray(audio["array"], dtype=np.float32)
@@ -318,7 +320,7 @@ def _decode_audio(audio) -> np.ndarray:
     return samples.data.mean(0).numpy().astype(np.float32)
 
 
-def _normalise(text: str) -> str:
+def normalise_words(text: str) -> str:
     """Lower-case words without punctuation: what a word-level instruction vocabulary expects."""
     kept = "".join(ch if ch.isalnum() or ch in " '" else " " for ch in text.lower())
     return " ".join(kept.split())
@@ -331,7 +333,7 @@ def instruction_words() -> list[str]:
     texts += list(_NUMBERS) + [w for pair in _OPPOSITES for w in pair]
     texts += [t for ts in SLU_INTENTS.values() for t in ts] + [i.replace("_", " ") for i in SLU_INTENTS]
     texts += [v for vs in SLU_SLOTS.values() for v in vs] + list(SLU_SLOTS)
-    words = {w for t in texts for w in _normalise(t.replace("{", " ").replace("}", " ")).split()}
+    words = {w for t in texts for w in normalise_words(t.replace("{", " ").replace("}", " ")).split()}
     return sorted(words)
 
 
@@ -340,7 +342,7 @@ def word_level_tokenizer(texts: Sequence[str] = (), extra_words: Sequence[str] =
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    words = sorted({w for t in texts for w in _normalise(t).split()} | set(extra_words))
+    words = sorted({w for t in texts for w in normalise_words(t).split()} | set(extra_words))
     vocab = {"<unk>": 0, **{w: i + 1 for i, w in enumerate(words)}}
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
@@ -355,15 +357,18 @@ __all__ = [
     "SLOT_TEMPLATES",
     "SLU_INTENTS",
     "SLU_SLOTS",
+    "INSTRUCT_TOKENS",
     "TASK_TAGS",
     "TTS_TEMPLATES",
     "build_chain_of_modality",
     "build_cross_modal",
     "build_silence_mode",
     "build_slu",
+    "decode_audio_value",
     "espeak_speaker",
     "instruction_words",
     "noise_waveforms",
+    "normalise_words",
     "synthetic_qa_pairs",
     "synthetic_slu_commands",
     "word_level_tokenizer",

@@ -1,4 +1,5 @@
-"""LoRA instruction tuning of a `SpeechLMForCausalLM` through PEFT: vocabulary extension, defaults, merge, variants."""
+"""LoRA instruction tuning of a `SpeechLMForCausalLM` through PEFT: defaults, merge, instruct variants. The vocabulary
+extension and the adapter loading helpers live in `hf_slm.pipelines.adapters` (re-exported here)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,13 @@ import copy
 import os
 from pathlib import Path
 
-import torch
+from ..pipelines.adapters import (
+    adapter_holds_embeddings,
+    add_task_tokens,
+    expose_tied_weights,
+    has_tied_embeddings,
+    module_local_name,
+)
 
 #: LoRA target modules per backbone ``model_type``: attention and MLP projections (QLoRA's "all linear layers"
 #: finding: adapting the MLPs as well matters more than the rank).
@@ -25,43 +32,6 @@ def _backbone_type(model) -> str:
     config = model.config
     backbone = getattr(config, "text_config", None)
     return getattr(backbone, "model_type", None) or config.model_type
-
-
-def _module_name(model, module) -> str | None:
-    for name, candidate in model.named_modules():
-        if candidate is module:
-            return name.rsplit(".", 1)[-1]
-    return None
-
-
-def add_task_tokens(model, tokens, init: str = "mean", seed: int = 0):
-    """A `SpeechLMForCausalLM` whose vocabulary also holds the task tags ``tokens`` (e.g. `INSTRUCT_TOKENS`).
-
-    Task tags come last in the layout, so every existing id keeps its meaning; the new rows of the input embedding
-    and output head are initialised like `from_text_lm` does (``"mean"``: transformers' mean resizing, seeded;
-    ``"normal"``). Tokens already present are skipped (the same model is returned when none is new). The returned
-    model reuses ``model``'s backbone, resized in place: keep using the returned one only.
-    """
-    if init not in ("mean", "normal"):
-        raise ValueError(f"init must be 'mean' or 'normal', got {init!r}")
-    tokens = [tokens] if isinstance(tokens, str) else list(tokens)
-    existing = list(model.config.task_tokens)
-    new = [t for t in dict.fromkeys(tokens) if t not in existing]
-    if not new:
-        return model
-    if getattr(model.config, "num_extra_tokens", 0):
-        raise ValueError(
-            "task tags follow the named tokens, and this model has unnamed extra rows after them "
-            "(resize_token_embeddings): add task tags before resizing"
-        )
-    config = copy.deepcopy(model.config)
-    config.task_tokens = existing + new
-    config.text_config.vocab_size = config.vocab_layout.vocab_size
-    backbone = model.language_model
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        backbone.resize_token_embeddings(config.vocab_layout.vocab_size, mean_resizing=init == "mean")
-    return type(model)(config, language_model=backbone)
 
 
 def default_lora_config(
@@ -93,10 +63,10 @@ def default_lora_config(
     modules_to_save = None
     if train_embeddings:
         input_embeddings, output_embeddings = model.get_input_embeddings(), model.get_output_embeddings()
-        tied = _is_tied(model)
-        names = [_module_name(model, input_embeddings)]
+        tied = has_tied_embeddings(model)
+        names = [module_local_name(model, input_embeddings)]
         if output_embeddings is not None:
-            names.append(_module_name(model, output_embeddings))
+            names.append(module_local_name(model, output_embeddings))
         modules_to_save = [n for n in dict.fromkeys(names) if n]
         if tied:
             # Two modules_to_save copies would untie the head from the embedding (and a re-tie on load would drop
@@ -128,48 +98,6 @@ def attach_adapter(model, lora_config=None, **config_kwargs):
     return get_peft_model(expose_tied_weights(model), lora_config)
 
 
-def expose_tied_weights(model):
-    """Let PEFT see a tied head (before `get_peft_model` or `PeftModel.from_pretrained`); returns ``model``.
-
-    PEFT finds tied layers only through a dict ``_tied_weights_keys`` on the top model (it then gathers the
-    sub-models' entries, here the backbone's ``lm_head -> embed_tokens``); without it a tied head would not see the
-    trained token rows, in training or after loading a saved adapter.
-    """
-    if getattr(model, "_tied_weights_keys", None) is None and _is_tied(model):
-        model._tied_weights_keys = {}
-    return model
-
-
-def _is_tied(model) -> bool:
-    output = model.get_output_embeddings()
-    return output is not None and _own_weight(output) is _own_weight(model.get_input_embeddings())
-
-
-def _own_weight(module):
-    """The weight of the layer a PEFT wrapper wraps (a trainable-tokens wrapper's ``.weight`` is a fresh merged
-    tensor), else the module's own."""
-    original = getattr(module, "original_module", None)
-    return (original if isinstance(original, torch.nn.Module) else module).weight
-
-
-def adapter_holds_embeddings(peft_model) -> bool:
-    """Whether the adapter itself stores every row the vocabulary extension added (embedding and head in
-    ``modules_to_save``, or the tag rows among the trainable tokens): then PEFT's "auto" copy of the whole resized
-    embedding is redundant (the loader extends the base LM first) and would be most of a small adapter's size."""
-    config = peft_model.peft_config[peft_model.active_adapter]
-    model = peft_model.get_base_model()
-    embedding = _module_name(model, model.get_input_embeddings())
-    saved = set(config.modules_to_save or [])
-    head = model.get_output_embeddings()
-    if embedding in saved and (head is None or _is_tied(model) or _module_name(model, head) in saved):
-        return True
-    indices = config.trainable_token_indices
-    indices = indices.get(embedding) if isinstance(indices, dict) else indices
-    if not indices or not _is_tied(model) or not hasattr(model.config, "task_tokens"):
-        return False
-    return {model.config.token_id(t) for t in model.config.task_tokens} <= set(indices)
-
-
 def merge_adapter(peft_model):
     """Fold the LoRA weights (and saved modules) into the base weights and return the plain base model."""
     if not hasattr(peft_model, "merge_and_unload"):
@@ -192,15 +120,15 @@ def save_instruct_variant(pipeline, save_directory: str | os.PathLike, base: str
       still shares the non-LM components by reference).
     """
     from ..pipelines.pipeline_utils import (
-        _class_name_of,
-        _library_of,
+        class_name_of,
+        library_of,
         read_index,
         resolve_pipeline_path,
         resolve_reference,
     )
 
     lm = pipeline.language_model
-    if _library_of(lm) != "peft":
+    if library_of(lm) != "peft":
         raise ValueError("pipeline.language_model is not a peft.PeftModel: there is no adapter to save")
     variant = type(pipeline)(**{k: v for k, v in pipeline.components.items() if k != "adapter"})
     shared = {}
@@ -225,7 +153,7 @@ def save_instruct_variant(pipeline, save_directory: str | os.PathLike, base: str
                 where["repo"] = resolve_reference(where["repo"], base_path)  # relative to the base's own folder
             else:
                 where = {"repo": base_repo, "subfolder": name, **({"revision": base_revision} if base_revision else {})}
-            shared[name] = {"library": _library_of(component), "class": _class_name_of(component), **where}
+            shared[name] = {"library": library_of(component), "class": class_name_of(component), **where}
         if "language_model" in shared:
             base_config = _base_lm_config(base, base_revision)
             added = [t for t in lm.get_base_model().config.task_tokens if t not in base_config.task_tokens]

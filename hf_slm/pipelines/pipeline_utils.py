@@ -39,15 +39,15 @@ class PipelineLoadError(ValueError):
     """A pipeline folder or repo is missing its index, a component, or names a class that does not exist."""
 
 
-def _library_of(obj) -> str:
+def library_of(obj) -> str:
     module = type(obj).__module__.split(".")[0]
     if module == "hf_slm" or module.startswith("transformers_modules"):
         return "hf_slm"
     return module
 
 
-def _class_name_of(obj) -> str:
-    if _library_of(obj) == "peft":  # an adapter is saved from the PeftModel that wraps the language model
+def class_name_of(obj) -> str:
+    if library_of(obj) == "peft":  # an adapter is saved from the PeftModel that wraps the language model
         return "PeftModel"
     return type(obj).__name__
 
@@ -60,14 +60,6 @@ def _base_state_dict(base_model) -> dict:
             continue
         state[key.replace(".base_layer.", ".").replace(".original_module.", ".")] = value
     return state
-
-
-def _save_adapter(peft_model, folder: Path) -> None:
-    """``peft_model.save_pretrained`` without PEFT's copy of a resized embedding when the adapter already stores
-    the new rows (`hf_slm.instruct.tuning.adapter_holds_embeddings`)."""
-    from ..instruct.tuning import adapter_holds_embeddings
-
-    peft_model.save_pretrained(folder, save_embedding_layers=False if adapter_holds_embeddings(peft_model) else "auto")
 
 
 #: What an index entry may name, diffusers' ``LOADABLE_CLASSES`` idea: library -> the base classes a component of
@@ -123,7 +115,7 @@ def _resolve_class(library: str, class_name: str, where: str = INDEX_FILE):
     return component_cls
 
 
-def _normalise_spec(name: str, spec, where: str = INDEX_FILE) -> dict[str, Any] | None:
+def normalise_spec(name: str, spec, where: str = INDEX_FILE) -> dict[str, Any] | None:
     if spec is None or (isinstance(spec, (list, tuple)) and (len(spec) < 2 or spec[0] is None)):
         return None
     if isinstance(spec, (list, tuple)) and len(spec) == 2 and all(isinstance(x, str) for x in spec):
@@ -222,8 +214,8 @@ def read_index(path: Path) -> dict[str, Any]:
     if unknown:
         raise PipelineLoadError(f"{index_file}: unknown component(s) {unknown}; expected names from {COMPONENT_NAMES}")
     for name in COMPONENT_NAMES:
-        _normalise_spec(name, index.get(name), str(index_file))
-    missing = [name for name in REQUIRED_COMPONENTS if _normalise_spec(name, index.get(name)) is None]
+        normalise_spec(name, index.get(name), str(index_file))
+    missing = [name for name in REQUIRED_COMPONENTS if normalise_spec(name, index.get(name)) is None]
     if missing:
         raise PipelineLoadError(f"{index_file} lacks the required component(s) {missing}")
     return index
@@ -356,10 +348,10 @@ class PipelineMixin:
         index: dict[str, Any] = {"_class_name": type(self).__name__, "_hf_slm_version": __version__}
         for name in COMPONENT_NAMES:
             component = self._components.get(name)
-            if name == "language_model" and component is not None and _library_of(component) == "peft":
+            if name == "language_model" and component is not None and library_of(component) == "peft":
                 component = component.get_base_model()
-            index[name] = None if component is None else [_library_of(component), _class_name_of(component)]
-        if self._components.get("language_model") is not None and _library_of(self._components["language_model"]) == "peft":
+            index[name] = None if component is None else [library_of(component), class_name_of(component)]
+        if self._components.get("language_model") is not None and library_of(self._components["language_model"]) == "peft":
             index["adapter"] = ["peft", "PeftModel"]
         for name, spec in getattr(self, "_shared_components", {}).items():
             if spec.get("repo"):  # a local variant: relative to where this one is saved, so that both can move
@@ -379,13 +371,15 @@ class PipelineMixin:
         target = Path(save_directory).resolve()
 
         def write(tmp: Path) -> None:
+            from .adapters import save_adapter
+
             for name, component in self.components.items():
                 if name in shared:
-                    if name == "language_model" and _library_of(component) == "peft":
-                        _save_adapter(component, tmp / "adapter")  # adapter-only variant over a shared base LM
+                    if name == "language_model" and library_of(component) == "peft":
+                        save_adapter(component, tmp / "adapter")  # adapter-only variant over a shared base LM
                     continue
-                if name == "language_model" and _library_of(component) == "peft":
-                    _save_adapter(component, tmp / "adapter")
+                if name == "language_model" and library_of(component) == "peft":
+                    save_adapter(component, tmp / "adapter")
                     base = component.get_base_model()
                     base.save_pretrained(tmp / name, state_dict=_base_state_dict(base))
                     continue
@@ -456,7 +450,7 @@ class PipelineMixin:
             if name in components:
                 loaded[name] = components.pop(name)
                 continue
-            spec = _normalise_spec(name, index.get(name))
+            spec = normalise_spec(name, index.get(name))
             if spec is None:
                 continue
             if spec.get("repo") == str(path_or_repo_id) and not spec.get("revision"):
@@ -512,14 +506,14 @@ class PipelineMixin:
         if name == "adapter":
             if "language_model" not in loaded:
                 raise PipelineLoadError("an adapter needs a language_model component to attach to")
-            from ..instruct.tuning import expose_tied_weights  # the adapter's token rows reach a tied head too
+            from .adapters import expose_tied_weights  # the adapter's token rows reach a tied head too
 
             return component_cls.from_pretrained(expose_tied_weights(loaded["language_model"]), location, **sub_kwargs)
         if dtype is not None and name in ("language_model", "vocoder"):
             sub_kwargs["dtype"] = dtype
         component = component_cls.from_pretrained(location, **sub_kwargs)
         if spec.get("add_task_tokens"):  # an instruct variant's tags over a shared base LM (rows come with the adapter)
-            from ..instruct.tuning import add_task_tokens
+            from .adapters import add_task_tokens
 
             component = add_task_tokens(component, spec["add_task_tokens"])
         return component

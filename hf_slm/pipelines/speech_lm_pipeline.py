@@ -245,8 +245,8 @@ class SpeechLMPipeline(PipelineMixin):
         return out.sum_nll.cpu()
 
     def model_card(self, eval_results=None, repo_id: str | None = None) -> str:
-        """The README.md text `save_pretrained` / `push_to_hub` write: see `hf_slm.model_cards.render_model_card`."""
-        from ..model_cards import render_model_card
+        """The README.md text `save_pretrained` / `push_to_hub` write: see `hf_slm.pipelines.model_card`."""
+        from .model_card import render_model_card
 
         return str(render_model_card(self, eval_results=eval_results, repo_id=repo_id))
 

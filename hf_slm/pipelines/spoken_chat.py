@@ -1,8 +1,8 @@
 """`SpokenChatPipeline`: spoken interaction with an instruct variant (speech or text in, text and / or speech out).
 
-The conversation uses `hf_slm.instruct.SpeechChatTemplate`. Decoding is a token-by-token loop over the KV cache, so
-that between two steps the pipeline can (1) hand text pieces and vocoded audio chunks to the caller as they are
-generated (a generator, `stream_chat`) and (2) stop at once when the user speaks again (user interruption: a new
+The conversation uses `hf_slm.models.speech_lm.SpeechChatTemplate`. Decoding is a token-by-token loop over the KV
+cache, so that between two steps the pipeline can (1) hand text pieces and vocoded audio chunks to the caller as they
+are generated (a generator, `stream_chat`) and (2) stop at once when the user speaks again (user interruption: a new
 `chat` / `stream_chat` call, `interrupt()`, or a caller's `threading.Event` / callable).
 """
 
@@ -75,8 +75,7 @@ class SpokenChatPipeline(SpeechLMPipeline):
     @property
     def chat_template(self):
         if self._chat_template is None:
-            from ..instruct.chat import SpeechChatTemplate
-            from ..models.speech_lm import SpeechLMProcessor
+            from ..models.speech_lm import SpeechChatTemplate, SpeechLMProcessor
 
             lm = self._require("language_model", "chat")
             self._chat_template = SpeechChatTemplate(SpeechLMProcessor.from_config(lm, tokenizer=self.tokenizer))

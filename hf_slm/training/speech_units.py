@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from ..models.unit_tokenizer import KMeansUnitTokenizer, KMeansUnitTokenizerConfig, SpeechFeatureExtractor
+from .kmeans import fit_unit_tokenizer_on_dataset
 
 logger = logging.getLogger(__name__)
 SPEECH_TOKENIZER_DIR = "speech_tokenizer"
@@ -36,7 +37,7 @@ def load_or_fit_speech_tokenizer(
     """
     saved = Path(output_dir) / SPEECH_TOKENIZER_DIR
     if source:
-        from ..cli import load_speech_tokenizer
+        from ..pipelines.loading import load_speech_tokenizer
 
         feature_extractor, tokenizer = load_speech_tokenizer(source)
         logger.info("speech tokenizer: loaded %s", source)
@@ -48,10 +49,10 @@ def load_or_fit_speech_tokenizer(
         tokenizer = KMeansUnitTokenizer(KMeansUnitTokenizerConfig(frontend="mfcc", num_units=num_units))
         feature_extractor = SpeechFeatureExtractor(sampling_rate=tokenizer.config.sampling_rate)
         tokenizer.to(device)
-        # shuffled here with the index mapping in memory (fit_on_dataset's own shuffle writes an index cache file
+        # shuffled here with the index mapping in memory (the fit's own shuffle writes an index cache file
         # into the user's dataset folder)
-        tokenizer.fit_on_dataset(
-            train.shuffle(seed=seed, keep_in_memory=True), feature_extractor, audio_column=audio_column,
+        fit_unit_tokenizer_on_dataset(
+            tokenizer, train.shuffle(seed=seed, keep_in_memory=True), feature_extractor, audio_column=audio_column,
             max_frames=kmeans_max_frames, seed=seed, shuffle=False, show_progress=False,
         )
         logger.info("speech tokenizer: fitted MFCC k-means with %d units", num_units)

@@ -8,7 +8,9 @@
 
 from .configuration_codec_tokenizer import SUPPORTED_CODECS, CodecTokenizerConfig, RVQCodecConfig
 from .modeling_codec_tokenizer import CodecDecoderOutput, CodecModelOutput, CodecOutput, CodecTokenizer
-from .modeling_rvq_codec import CodecLogMel, RVQCodec, semantic_distillation_loss
+from .audio_rvq_codec import CodecLogMel
+from .losses_rvq_codec import semantic_distillation_loss
+from .modeling_rvq_codec import RVQCodec
 from .quantizer_rvq_codec import EMACodebook, ResidualVectorQuantizer
 
 __all__ = [

@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torchaudio
 from torch import nn
 from transformers import PreTrainedModel
 from transformers import initialization as init
@@ -24,11 +23,9 @@ from .modeling_codec_tokenizer import (
     check_codes,
     lengths_to_mask,
 )
+from .audio_rvq_codec import CodecLogMel
+from .losses_rvq_codec import align_with_labels, mel_l1_loss, semantic_distillation_loss
 from .quantizer_rvq_codec import EMACodebook, ResidualVectorQuantizer
-
-#: Floor of the mel magnitude before the log (HiFi-GAN's clamp), also the log-mel of silence.
-LOG_MEL_FLOOR = 1e-5
-
 
 # ---------------------------------------------------------------------------------------------------- SEANet layers
 class CodecConv1d(nn.Module):
@@ -174,81 +171,6 @@ class SEANetDecoder(nn.Module):
             hidden, lengths = block(hidden, lengths)
         waveform = self.conv_out(nn.functional.elu(hidden))[:, 0]
         return waveform * lengths_to_mask(lengths, waveform.shape[-1]).to(waveform.dtype)
-
-
-# ---------------------------------------------------------------------------------------------------- losses
-class CodecLogMel(nn.Module):
-    """Waveform [B, S] -> natural-log magnitude slaney mel [B, frames, n_mels], floored at 1e-5, centred STFT.
-
-    HiFi-GAN's loss mel (the unit vocoders use the same convention); computed in float32.
-    """
-
-    def __init__(self, sampling_rate, n_fft, hop_length, win_length, n_mels, f_min=0.0, f_max=None):
-        super().__init__()
-        self.hop_length = hop_length
-        self.n_fft = n_fft
-        self.mel = torchaudio.transforms.MelSpectrogram(
-            sample_rate=sampling_rate,
-            n_fft=n_fft,
-            hop_length=hop_length,
-            win_length=win_length,
-            f_min=f_min,
-            f_max=f_max,
-            n_mels=n_mels,
-            power=1.0,
-            center=True,
-            pad_mode="reflect",
-            norm="slaney",
-            mel_scale="slaney",
-        )
-
-    def forward(self, waveform):
-        if waveform.shape[-1] <= self.n_fft // 2:
-            raise ValueError(
-                f"waveform has {waveform.shape[-1]} samples; the loss mel (reflect padding of n_fft // 2 = "
-                f"{self.n_fft // 2}) needs more: use longer segments or a smaller mel_n_fft"
-            )
-        return torch.log(torch.clamp(self.mel(waveform.float()), min=LOG_MEL_FLOOR)).transpose(1, 2)
-
-
-def align_with_labels(waveform, waveform_lengths, labels, labels_mask=None):
-    """Crop generated and target audio to a common length, zeroed past each item's valid length.
-
-    Returns `(real [B, L], generated [B, L], lengths [B])`: what the mel loss and the discriminators compare.
-    """
-    if not torch.is_tensor(labels) or labels.dim() != 2 or labels.shape[0] != waveform.shape[0]:
-        shape = tuple(labels.shape) if torch.is_tensor(labels) else type(labels).__name__
-        raise ValueError(f"labels must be target waveforms [batch={waveform.shape[0]}, samples], got {shape}")
-    if labels_mask is None:
-        label_lengths = torch.full((labels.shape[0],), labels.shape[1], dtype=torch.long, device=labels.device)
-    else:
-        if labels_mask.shape != labels.shape:
-            raise ValueError(f"labels_mask shape {tuple(labels_mask.shape)} != labels shape {tuple(labels.shape)}")
-        label_lengths = labels_mask.long().sum(1)
-    lengths = torch.minimum(label_lengths.to(waveform.device), waveform_lengths)
-    common = min(labels.shape[1], waveform.shape[1])
-    keep = lengths_to_mask(lengths, common).to(waveform.dtype)
-    return labels[:, :common].to(waveform) * keep, waveform[:, :common] * keep, lengths
-
-
-def mel_l1_loss(real, generated, mel_transform, lengths):
-    """Mean |log-mel(real) - log-mel(generated)| over the frames centred inside each item."""
-    diff = torch.abs(mel_transform(real) - mel_transform(generated))
-    centres = torch.arange(diff.shape[1], device=diff.device) * mel_transform.hop_length
-    frames = (centres[None] < lengths[:, None]).to(diff.dtype)
-    return (diff * frames[..., None]).sum() / (frames.sum() * diff.shape[-1]).clamp(min=1)
-
-
-def semantic_distillation_loss(student, teacher, mask):
-    """SpeechTokenizer's "D-axis" distillation loss (the corrected form of its eq. 3, SpeechTokenizer issue #2).
-
-    For every feature dimension d, the cosine similarity between the student's and the teacher's time series of
-    that dimension (over the valid frames), then `-log sigmoid(cos)` averaged over dimensions and batch. Student
-    and teacher are [B, T, D] on the same frames; `mask` [B, T] marks frames both have.
-    """
-    keep = mask[..., None].to(student.dtype)
-    cosine = nn.functional.cosine_similarity(student * keep, teacher.to(student.dtype) * keep, dim=1, eps=1e-8)
-    return -nn.functional.logsigmoid(cosine).mean()
 
 
 # ---------------------------------------------------------------------------------------------------- the model
@@ -501,11 +423,7 @@ class RVQCodec(CodecModelMixin, PreTrainedModel):
 __all__ = [
     "CodecConv1d",
     "CodecConvTranspose1d",
-    "CodecLogMel",
     "RVQCodec",
     "SEANetDecoder",
     "SEANetEncoder",
-    "align_with_labels",
-    "mel_l1_loss",
-    "semantic_distillation_loss",
 ]

@@ -8,6 +8,7 @@ from .modeling_speech_lm import (
     SpeechLMPreTrainedModel,
 )
 from .processing_speech_lm import SpeechLMProcessor, SpeechLMProcessorKwargs
+from .chat_template_speech_lm import ASSISTANT_TOKEN, CHAT_TOKENS, USER_TOKEN, SpeechChatTemplate
 from .prosody_multistream_speech_lm import ProsodyQuantizer, estimate_f0
 from .configuration_multistream_speech_lm import MultiStreamSpeechLMConfig
 from .generation_speech_lm import FastUnitGenerator, RepetitionAwareSamplingLogitsProcessor
@@ -20,7 +21,9 @@ from .modeling_multistream_speech_lm import (
 )
 
 __all__ = [
+    "ASSISTANT_TOKEN",
     "AllowedTokensLogitsProcessor",
+    "CHAT_TOKENS",
     "FastUnitGenerator",
     "LogLikelihoodOutput",
     "MultiStreamCausalLMOutput",
@@ -34,7 +37,9 @@ __all__ = [
     "SpeechLMPreTrainedModel",
     "SpeechLMProcessor",
     "SpeechLMProcessorKwargs",
+    "SpeechChatTemplate",
     "SpeechLMVocabularyLayout",
+    "USER_TOKEN",
     "apply_delay_pattern",
     "estimate_f0",
     "undo_delay_pattern",

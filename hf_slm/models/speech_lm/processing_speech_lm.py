@@ -43,8 +43,9 @@ class SpeechLMProcessor(ProcessorMixin):
     | `"speech"` | `<s> [Speech] u_1 ... u_T </s>` |
     | `"text"` | `<s> [Text] t_1 ... t_N </s>` |
     | `"concat"` | `<s> [Speech] u_1 ... u_T [Text] t_1 ... t_N </s>` (or text first: `first_modality="text"`) |
-    | `"interleave"` | `<s> [Text] the cat [Speech] u_k ... u_m [Text] on the mat </s>`: the modality switches at word
-      boundaries (SpiRit-LM) with probability `switch_probability`, using the word timestamps |
+    | `"interleave"` | `<s> [Text] the cat [Speech] u_k ... u_m [Text] on the mat </s>`: each word in the modality
+      given for it (`modalities`), cut at the word timestamps (SpiRit-LM). Drawing the modalities at random is a
+      training augmentation: `hf_slm.training.interleaving.interleave` |
 
     Task / language tags (`task="[ASR]"`) follow `<s>`. A text containing `audio_token` (`"<|speech|>"`) is a
     template: each placeholder is replaced by `[Speech]` and the units of the next utterance, so it expands to
@@ -63,7 +64,8 @@ class SpeechLMProcessor(ProcessorMixin):
         frame_rate (`float`, *optional*, defaults to 50.0):
             Units per second of the speech tokenizer (HuBERT / MFCC units: 50 Hz); maps word times to unit frames.
         switch_probability (`float`, *optional*, defaults to 0.5):
-            Interleaving: probability of switching modality at each word boundary.
+            Interleaving: probability of switching modality at each word boundary, the default of
+            `hf_slm.training.interleaving.interleave` (the processor itself takes the modalities it is given).
         audio_token (`str`, *optional*, defaults to `"<|speech|>"`):
             Placeholder for an utterance's units in template texts.
         padding_side (`str`, *optional*, defaults to `"right"`):
@@ -151,9 +153,7 @@ class SpeechLMProcessor(ProcessorMixin):
         word_end: list | None = None,
         task: str | Sequence[str] | None = None,
         first_modality: str = "speech",
-        start_modality: str | None = None,
-        switch_probability: float | None = None,
-        seed: int | None = None,
+        modalities: list | None = None,
         add_eos: bool = True,
         return_labels: bool = False,
         mask_prefix: bool = False,
@@ -174,12 +174,12 @@ class SpeechLMProcessor(ProcessorMixin):
                 the one modality given.
             words, word_start, word_end (*optional*): per utterance, its words and their start / end times in
                 seconds (the data builder's columns); required by `"interleave"`. `word_end` is only validated.
+            modalities (*optional*): interleaving: per utterance, the modality of each word (`"speech"` /
+                `"text"`; a word without unit frames is always text). `hf_slm.training.interleaving.interleave`
+                draws them at random.
             task (`str` or `list[str]`, *optional*): task / language tag(s) written after `<s>`.
             first_modality (`str`, defaults to `"speech"`): order of `"concat"` (`"speech"`: ASR-like,
                 `"text"`: TTS-like).
-            start_modality (`str`, *optional*): interleaving: modality of the first word (`None`: random).
-            switch_probability (`float`, *optional*): interleaving: overrides the processor's value.
-            seed (`int`, *optional*): seed of the interleaving draws (`None`: fresh randomness).
             add_eos (`bool`, defaults to `True`): end each sequence with `</s>` (leave out for prompts).
             return_labels (`bool`, defaults to `False`): also return `labels` (= `input_ids`, -100 on padding).
             mask_prefix (`bool`, defaults to `False`): set labels to -100 up to and including the marker of the
@@ -195,13 +195,8 @@ class SpeechLMProcessor(ProcessorMixin):
         """
         if return_tensors not in ("pt", None):
             raise ValueError(f"return_tensors must be 'pt' or None, got {return_tensors!r}")
-        if first_modality not in _MODALITIES or start_modality not in (*_MODALITIES, None):
-            raise ValueError(
-                f"first_modality / start_modality must be one of {_MODALITIES}, got {first_modality!r} / "
-                f"{start_modality!r}"
-            )
-        switch_probability = self.switch_probability if switch_probability is None else switch_probability
-        _check_probability(switch_probability)
+        if first_modality not in _MODALITIES:
+            raise ValueError(f"first_modality must be one of {_MODALITIES}, got {first_modality!r}")
         texts = [text] if isinstance(text, str) else (None if text is None else list(text))
         unit_list = None if units is None else as_unit_sequences(units)
         mode = self._infer_mode(mode, texts, unit_list, words)
@@ -224,10 +219,7 @@ class SpeechLMProcessor(ProcessorMixin):
                 pair = [speech, ("text", self._tokenize(t, text_kwargs))]
                 segments.append(pair if first_modality == "speech" else pair[::-1])
         else:
-            rng = np.random.default_rng(seed)
-            segments = self._interleave_segments(
-                unit_list, words, word_start, word_end, start_modality, switch_probability, rng, text_kwargs
-            )
+            segments = self._interleave_segments(unit_list, words, word_start, word_end, modalities, text_kwargs)
 
         sequences, prefix_lengths = zip(*(self._build(s, task, add_eos) for s in segments))
         data = {"input_ids": [list(s) for s in sequences], "attention_mask": [[1] * len(s) for s in sequences]}
@@ -435,25 +427,35 @@ class SpeechLMProcessor(ProcessorMixin):
             batch.append(segments)
         return batch
 
-    def _interleave_segments(
-        self, unit_list, words, word_start, word_end, start_modality, probability, rng, text_kwargs
-    ):
+    def _interleave_segments(self, unit_list, words, word_start, word_end, modalities, text_kwargs):
         if unit_list is None or words is None or word_start is None:
             raise ValueError("mode 'interleave' needs `units`, `words` and `word_start` (and optionally `word_end`)")
+        if modalities is None:
+            raise ValueError(
+                "mode 'interleave' needs `modalities` (per utterance, 'speech' or 'text' for each word); "
+                "hf_slm.training.interleaving.interleave draws them at random (SpiRit-LM's augmentation)"
+            )
         words, word_start = _per_utterance(words), _per_utterance(word_start)
+        modalities = _per_utterance(modalities)
         word_end = None if word_end is None else _per_utterance(word_end)
         ends_mismatch = word_end is not None and len(word_end) != len(words)
-        if not len(unit_list) == len(words) == len(word_start) or ends_mismatch:
+        if not len(unit_list) == len(words) == len(word_start) == len(modalities) or ends_mismatch:
             raise ValueError(
-                f"interleave needs one entry per utterance in units / words / word_start / word_end, got "
-                f"{len(unit_list)} / {len(words)} / {len(word_start)} / {None if word_end is None else len(word_end)}"
+                f"interleave needs one entry per utterance in units / words / word_start / word_end / modalities, "
+                f"got {len(unit_list)} / {len(words)} / {len(word_start)} / "
+                f"{None if word_end is None else len(word_end)} / {len(modalities)}"
             )
         batch = []
         for index, units in enumerate(unit_list):
             ends = None if word_end is None else word_end[index]
             bounds = self._word_frames(index, len(units), words[index], word_start[index], ends)
-            modalities = _draw_modalities(len(words[index]), start_modality, probability, rng)
-            batch.append(self._spans(units, words[index], bounds, modalities, text_kwargs))
+            chosen = list(modalities[index])
+            if len(chosen) != len(words[index]) or any(m not in _MODALITIES for m in chosen):
+                raise ValueError(
+                    f"utterance {index}: modalities must give {_MODALITIES[0]!r} or {_MODALITIES[1]!r} for each of its "
+                    f"{len(words[index])} words, got {chosen}"
+                )
+            batch.append(self._spans(units, words[index], bounds, chosen, text_kwargs))
         return batch
 
     def _word_frames(self, index, num_frames, words, starts, ends) -> np.ndarray:
@@ -544,16 +546,6 @@ def _per_utterance(values) -> list:
     if values and not isinstance(values[0], (list, tuple, np.ndarray, torch.Tensor)):
         return [values]
     return [list(v) for v in values]
-
-
-def _draw_modalities(num_words: int, start_modality, probability: float, rng: np.random.Generator) -> list[str]:
-    modality = start_modality if start_modality is not None else _MODALITIES[int(rng.integers(2))]
-    out = []
-    for k in range(num_words):
-        if k > 0 and rng.random() < probability:
-            modality = "text" if modality == "speech" else "speech"
-        out.append(modality)
-    return out
 
 
 __all__ = ["SpeechLMProcessor", "SpeechLMProcessorKwargs"]

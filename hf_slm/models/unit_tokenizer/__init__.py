@@ -1,8 +1,9 @@
-"""Semantic unit tokenizers: speech -> frame features (MFCC or a self-supervised encoder) -> k-means unit ids."""
+"""Semantic unit tokenizers: speech -> frame features (MFCC or a self-supervised encoder) -> k-means unit ids.
+
+Inference only; fitting the k-means centroids is `hf_slm.training.kmeans`."""
 
 from .configuration_unit_tokenizer import KMeansUnitTokenizerConfig
 from .feature_extraction_unit_tokenizer import AudioInputError, SpeechFeatureExtractor, decode_audio, load_audio
-from .kmeans import MiniBatchKMeans
 from .modeling_unit_tokenizer import KMeansUnitTokenizer, KMeansUnitTokenizerOutput
 
 __all__ = [
@@ -10,7 +11,6 @@ __all__ = [
     "KMeansUnitTokenizer",
     "KMeansUnitTokenizerConfig",
     "KMeansUnitTokenizerOutput",
-    "MiniBatchKMeans",
     "SpeechFeatureExtractor",
     "decode_audio",
     "load_audio",

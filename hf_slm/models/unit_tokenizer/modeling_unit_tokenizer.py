@@ -10,20 +10,18 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torchaudio
 from torch import nn
-from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoModel, PreTrainedModel
 from transformers.utils import ModelOutput
 
 from .configuration_unit_tokenizer import KMeansUnitTokenizerConfig
 from .feature_extraction_unit_tokenizer import AudioInputError
-from .kmeans import MiniBatchKMeans, assign
+from .kmeans import assign
 
 
 @dataclass
@@ -95,9 +93,10 @@ class KMeansUnitTokenizer(PreTrainedModel):
     ```python
     >>> import torch
     >>> from hf_slm import KMeansUnitTokenizer, KMeansUnitTokenizerConfig, SpeechFeatureExtractor
+    >>> from hf_slm.training.kmeans import fit_unit_tokenizer
     >>> tokenizer = KMeansUnitTokenizer(KMeansUnitTokenizerConfig(num_units=8))
     >>> fe = SpeechFeatureExtractor()
-    >>> _ = tokenizer.fit(torch.randn(1000, tokenizer.config.feature_dim), show_progress=False)
+    >>> _ = fit_unit_tokenizer(tokenizer, torch.randn(1000, tokenizer.config.feature_dim), show_progress=False)
     >>> inputs = fe([torch.randn(16000), torch.randn(8000)], sampling_rate=16000)
     >>> out = tokenizer(**inputs)
     >>> out.units.shape, out.units_mask.sum(-1).tolist()
@@ -310,8 +309,9 @@ class KMeansUnitTokenizer(PreTrainedModel):
             return  # reads a buffer's value, which stops torch.export / fullgraph compiles: checked in eager mode
         if not bool(self.is_fitted):
             raise RuntimeError(
-                "KMeansUnitTokenizer is not fitted: its k-means centroids are unset. Call `fit(features)` or "
-                "`fit_on_dataset(dataset, feature_extractor)`, or load a fitted tokenizer with `from_pretrained`."
+                "KMeansUnitTokenizer is not fitted: its k-means centroids are unset. Fit it with "
+                "`hf_slm.training.kmeans.fit_unit_tokenizer(tokenizer, features)` or `fit_unit_tokenizer_on_dataset("
+                "tokenizer, dataset, feature_extractor)`, or load a fitted tokenizer with `from_pretrained`."
             )
 
     def quantize(self, features: torch.Tensor) -> torch.LongTensor:
@@ -361,119 +361,6 @@ class KMeansUnitTokenizer(PreTrainedModel):
             values, counts = torch.unique_consecutive(valid, return_counts=True)
             result.append((values.long(), counts.long()))
         return result
-
-    # ------------------------------------------------------------------ fitting
-    @torch.no_grad()
-    def fit(
-        self,
-        features_or_batches: torch.Tensor | Iterable[torch.Tensor],
-        batch_size: int = 10000,
-        max_steps: int = 300,
-        init_size: int | None = None,
-        seed: int = 0,
-        device: str | torch.device | None = None,
-        show_progress: bool = True,
-    ) -> MiniBatchKMeans:
-        """Fit the feature standardisation and the k-means centroids.
-
-        Args:
-            features_or_batches: frame features [N, D], or an iterable of [n, D] / [B, T, D] tensors (padded frames
-                removed by the caller); iterables are concatenated in memory (cap them, e.g. `max_frames` of
-                `fit_on_dataset`).
-            batch_size, max_steps, init_size, seed: mini-batch k-means settings (see `MiniBatchKMeans`).
-            device: where k-means runs; defaults to the tokenizer's device.
-        Returns the fitted `MiniBatchKMeans` (its `inertia_` is the final mean squared distance).
-        """
-        if isinstance(features_or_batches, torch.Tensor):
-            features = features_or_batches
-        else:
-            chunks = [torch.as_tensor(c) for c in features_or_batches]
-            if not chunks:
-                raise ValueError("fit got no features")
-            features = torch.cat([c.reshape(-1, c.shape[-1]) for c in chunks])
-        features = features.reshape(-1, features.shape[-1]).float()
-        dim, k = self.config.feature_dim, self.config.num_units
-        if features.shape[-1] != dim:
-            raise ValueError(f"features have dim {features.shape[-1]}, but this tokenizer's feature_dim is {dim}")
-        if features.shape[0] < k:
-            raise ValueError(f"need at least num_units={k} frames to fit, got {features.shape[0]}")
-        if not torch.isfinite(features).all():
-            raise ValueError("features contain NaN/inf")
-        device = torch.device(device) if device is not None else self.cluster_centers.device
-        features = features.to(device)
-        mean = features.mean(0)
-        std = features.std(0).clamp_min(1e-5)
-        kmeans = MiniBatchKMeans(
-            k, batch_size=batch_size, max_steps=max_steps, init_size=init_size, seed=seed, device=device,
-            show_progress=show_progress,
-        ).fit((features - mean) / std)
-        self.cluster_centers.copy_(kmeans.cluster_centers.to(self.cluster_centers))
-        self.feature_mean.copy_(mean.to(self.feature_mean))
-        self.feature_std.copy_(std.to(self.feature_std))
-        self.is_fitted.fill_(True)
-        return kmeans
-
-    @torch.no_grad()
-    def collect_features(
-        self,
-        dataset: Any,
-        feature_extractor: Any,
-        audio_column: str = "audio",
-        batch_size: int = 8,
-        max_frames: int | None = 200_000,
-        show_progress: bool = True,
-    ) -> torch.Tensor:
-        """Stream a `datasets.Dataset` / `IterableDataset` through the feature extractor and front end; return the
-        valid frames [N, D] (on CPU), stopping after `max_frames`."""
-        if dataset.column_names is not None and audio_column not in dataset.column_names:
-            raise ValueError(f"dataset has no column {audio_column!r}; columns: {dataset.column_names}")
-        collected, total = [], 0
-        total_rows = len(dataset) if hasattr(dataset, "__len__") else None
-        progress = tqdm(total=total_rows, desc="extracting features", unit="utt", disable=not show_progress)
-        device = self.cluster_centers.device
-        for batch in dataset.select_columns([audio_column]).iter(batch_size=batch_size):
-            inputs = feature_extractor(batch[audio_column], return_tensors="pt")
-            features, mask = self.extract_features(
-                inputs["input_values"].to(device), inputs["attention_mask"].to(device)
-            )
-            frames = features[mask].cpu()
-            collected.append(frames)
-            total += frames.shape[0]
-            progress.update(len(batch[audio_column]))
-            progress.set_postfix(frames=total)
-            if max_frames is not None and total >= max_frames:
-                break
-        progress.close()
-        if not collected:
-            raise ValueError("the dataset gave no audio")
-        features = torch.cat(collected)
-        return features[:max_frames] if max_frames is not None else features
-
-    def fit_on_dataset(
-        self,
-        dataset: Any,
-        feature_extractor: Any,
-        audio_column: str = "audio",
-        batch_size: int = 8,
-        max_frames: int | None = 200_000,
-        shuffle: bool = True,
-        seed: int = 0,
-        show_progress: bool = True,
-        **kmeans_kwargs,
-    ) -> MiniBatchKMeans:
-        """Extract features of (a shuffled prefix of) `dataset` up to `max_frames` frames and `fit` on them.
-
-        `kmeans_kwargs` go to `fit` (`batch_size` there is named `kmeans_batch_size` here).
-        """
-        if shuffle and hasattr(dataset, "shuffle"):
-            dataset = dataset.shuffle(seed=seed)
-        was_training = self.training
-        self.eval()
-        features = self.collect_features(dataset, feature_extractor, audio_column, batch_size, max_frames, show_progress)
-        self.train(was_training)
-        if "kmeans_batch_size" in kmeans_kwargs:
-            kmeans_kwargs["batch_size"] = kmeans_kwargs.pop("kmeans_batch_size")
-        return self.fit(features, seed=seed, show_progress=show_progress, **kmeans_kwargs)
 
     # ------------------------------------------------------------------ construction
     @classmethod

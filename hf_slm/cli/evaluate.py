@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..cli import _csv, existing_path, fraction, non_negative_int, positive_float, positive_int
+from .arguments import csv_list, existing_path, fraction, non_negative_int, positive_float, positive_int
 
 
 def _pipeline(spec: str, device: str):
@@ -30,7 +30,7 @@ def _texts(spec: str, limit: int | None, seed: int) -> list[str]:
 
 # ---------------------------------------------------------------------------------------------------- pairs
 def cmd_build_pairs(args) -> int:
-    from .pairs import build_lexical_pairs, build_storycloze_pairs, build_syntactic_pairs, write_pairs
+    from ..evaluation.pairs import build_lexical_pairs, build_storycloze_pairs, build_syntactic_pairs, write_pairs
 
     pairs = []
     if "lexical" in args.kinds:
@@ -56,8 +56,14 @@ def cmd_build_pairs(args) -> int:
 
 
 def cmd_pairs(args) -> int:
-    from .pairs import format_pair_table, read_pairs, read_storycloze_pairs, read_zerospeech_pairs, score_pairs
-    from .report import bar_plot, write_json, write_report
+    from ..evaluation.pairs import (
+        format_pair_table,
+        read_pairs,
+        read_storycloze_pairs,
+        read_zerospeech_pairs,
+        score_pairs,
+    )
+    from ..evaluation.report import bar_plot, write_json, write_report
 
     sources = {"--pairs": args.pairs, "--zerospeech": args.zerospeech, "--storycloze": args.storycloze}
     given = [name for name, value in sources.items() if value]
@@ -88,8 +94,8 @@ def cmd_pairs(args) -> int:
 
 # ---------------------------------------------------------------------------------------------------- abx
 def cmd_abx(args) -> int:
-    from .abx import build_abx_items, evaluate_abx
-    from .report import bar_plot, write_json, write_report
+    from ..evaluation.abx import build_abx_items, evaluate_abx
+    from ..evaluation.report import bar_plot, write_json, write_report
 
     pipe = _pipeline(args.pipeline, args.device)
     items = build_abx_items(words=args.words, voices=args.voices, rates=args.rates)
@@ -137,9 +143,9 @@ def _audio_and_texts(args) -> tuple[list | None, list[str]]:
 
 
 def cmd_resynthesis(args) -> int:
-    from .asr import load_asr
-    from .report import bar_plot, write_json, write_report
-    from .resynthesis import evaluate_resynthesis
+    from ..evaluation.asr import load_asr
+    from ..evaluation.report import bar_plot, write_json, write_report
+    from ..evaluation.resynthesis import evaluate_resynthesis
 
     audio, texts = _audio_and_texts(args)
     json_path, md_path, stem = _outputs(args.output)
@@ -166,8 +172,8 @@ def cmd_resynthesis(args) -> int:
 # ---------------------------------------------------------------------------------------------------- generation
 def cmd_generation(args) -> int:
     from ..data import EspeakSynthesizer
-    from .generation import evaluate_generation, plot_generation
-    from .report import write_json, write_report
+    from ..evaluation.generation import evaluate_generation, plot_generation
+    from ..evaluation.report import write_json, write_report
 
     texts = _texts(args.texts, args.limit, args.seed)
     synthesizer = EspeakSynthesizer(voice=args.voice)
@@ -200,8 +206,8 @@ def cmd_generation(args) -> int:
 # ---------------------------------------------------------------------------------------------------- prosody
 def cmd_prosody(args) -> int:
     from ..data import EspeakSynthesizer
-    from .prosody import evaluate_prosody, plot_f0_contours
-    from .report import write_json, write_report
+    from ..evaluation.prosody import evaluate_prosody, plot_f0_contours
+    from ..evaluation.report import write_json, write_report
 
     texts = _texts(args.texts, args.limit, args.seed)
     audio = []
@@ -244,8 +250,8 @@ def cmd_prosody(args) -> int:
 def add_evaluate_parser(sub) -> None:
     """Add the `evaluate` command group to the `hf-slm` sub-parsers."""
     from ..data.real_speech import REAL_SPEECH_SOURCES
-    from .metrics.prosody.prosody import F0_METHODS
-    from .pairs import PHENOMENA, ZEROSPEECH_TASKS
+    from ..evaluation.metrics.prosody.prosody import F0_METHODS
+    from ..evaluation.pairs import PHENOMENA, ZEROSPEECH_TASKS
 
     group = sub.add_parser("evaluate", help="benchmarks: pairs, build-pairs, abx, resynthesis, generation, prosody")
     commands = group.add_subparsers(dest="evaluate_command", required=True)
@@ -257,14 +263,14 @@ def add_evaluate_parser(sub) -> None:
         p.add_argument("--output", required=True, help=output_help)
 
     p = commands.add_parser("build-pairs", help="make a minimal-pair JSONL benchmark (lexical, syntactic, storycloze)")
-    p.add_argument("--kinds", type=_csv(str), default=["lexical", "syntactic"],
+    p.add_argument("--kinds", type=csv_list(str), default=["lexical", "syntactic"],
                    help="comma-separated: lexical, syntactic, storycloze (topic-StoryCloze-style stories)")  # fmt: skip
     p.add_argument("--words", default=None, help="word list file (default: the built-in grammar's words)")
     p.add_argument("--known-words", default=None, help="lexicon file of the language (no non-word may be in it)")
     p.add_argument("--num-lexical", type=positive_int, default=None, help="at most this many lexical pairs")
     p.add_argument("--num-per-phenomenon", type=positive_int, default=20)
     p.add_argument("--num-storycloze", type=positive_int, default=None, help="at most this many story pairs (default all 72)")
-    p.add_argument("--phenomena", type=_csv(str), default=None, help=f"comma-separated, from {sorted(PHENOMENA)}")
+    p.add_argument("--phenomena", type=csv_list(str), default=None, help=f"comma-separated, from {sorted(PHENOMENA)}")
     p.add_argument("--vowels", default="aeiou")
     p.add_argument("--consonants", default="bdfgklmnprstvz")
     p.add_argument("--seed", type=non_negative_int, default=0)
@@ -288,9 +294,9 @@ def add_evaluate_parser(sub) -> None:
     p.set_defaults(func=cmd_pairs)
 
     p = commands.add_parser("abx", help="within/between-speaker ABX of the tokenizer's features and units")
-    p.add_argument("--words", type=_csv(str), default=["bat", "pat", "mat", "sat", "hat", "bet", "bit", "but"])
-    p.add_argument("--voices", type=_csv(str), default=["en-us", "en-us+m3", "en-us+f2"])
-    p.add_argument("--rates", type=_csv(positive_int), default=[150, 200])
+    p.add_argument("--words", type=csv_list(str), default=["bat", "pat", "mat", "sat", "hat", "bet", "bit", "but"])
+    p.add_argument("--voices", type=csv_list(str), default=["en-us", "en-us+m3", "en-us+f2"])
+    p.add_argument("--rates", type=csv_list(positive_int), default=[150, 200])
     p.add_argument("--representation", choices=["features", "units", "both"], default="both")
     common(p)
     p.set_defaults(func=cmd_abx)
@@ -322,7 +328,7 @@ def add_evaluate_parser(sub) -> None:
     p.add_argument("--texts", default="builtin", help="prompt texts: a file or 'builtin' (synthesised)")
     p.add_argument("--limit", type=positive_int, default=10, help="number of prompts")
     p.add_argument("--voice", default="en-us")
-    p.add_argument("--temperatures", type=_csv(positive_float), default=[0.5, 0.7, 0.9, 1.1, 1.3])
+    p.add_argument("--temperatures", type=csv_list(positive_float), default=[0.5, 0.7, 0.9, 1.1, 1.3])
     p.add_argument("--num-samples", type=positive_int, default=1, help="continuations per prompt and temperature")
     p.add_argument("--max-new-tokens", type=positive_int, default=100)
     p.add_argument("--prompt-fraction", type=fraction, default=0.5, help="part of each utterance used as the prompt")
@@ -334,7 +340,7 @@ def add_evaluate_parser(sub) -> None:
     p.add_argument("--texts", default="builtin", help="utterance texts: a file or 'builtin' (synthesised)")
     p.add_argument("--limit", type=positive_int, default=12, help="number of utterances")
     p.add_argument("--voice", default="en-us")
-    p.add_argument("--pitches", type=_csv(int), default=[20, 50, 80],
+    p.add_argument("--pitches", type=csv_list(int), default=[20, 50, 80],
                    help="espeak-ng base pitches (0-99), cycled over the utterances")  # fmt: skip
     p.add_argument("--num-samples", type=positive_int, default=5, help="continuations per prompt (min-MAE takes the best)")
     p.add_argument("--temperature", type=positive_float, default=1.0)

@@ -7,80 +7,24 @@ import json
 import sys
 from pathlib import Path
 
-
-def _number(kind, minimum=None, maximum=None, exclusive_minimum=False, what=None):
-    """An argparse type: `kind` (int / float) within [minimum, maximum] (``exclusive_minimum``: above minimum)."""
-    what = what or ("a positive " if exclusive_minimum and minimum == 0 else "") + kind.__name__
-
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-        if kind is float and value != value or value in (float("inf"), float("-inf")):
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
-        low_ok = minimum is None or (value > minimum if exclusive_minimum else value >= minimum)
-        if not low_ok or (maximum is not None and value > maximum):
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
-        return value
-
-    parse.__name__ = what  # argparse names the type in its messages
-    return parse
-
-
-positive_int = _number(int, 0, exclusive_minimum=True, what="a positive int")
-non_negative_int = _number(int, 0, what="an int >= 0")
-positive_float = _number(float, 0.0, exclusive_minimum=True, what="a positive number")
-fraction = _number(float, 0.0, 1.0, exclusive_minimum=True, what="a number in (0, 1]")
-probability = _number(float, 0.0, 1.0, what="a number in [0, 1]")
-
-
-def sampling_rate_type(text: str) -> int:
-    """An argparse type: a sampling rate in the range the feature extractor accepts."""
-    from .models.unit_tokenizer.feature_extraction_unit_tokenizer import MAX_SAMPLING_RATE, MIN_SAMPLING_RATE
-
-    return _number(int, MIN_SAMPLING_RATE, MAX_SAMPLING_RATE,
-                   what=f"a sampling rate in [{MIN_SAMPLING_RATE}, {MAX_SAMPLING_RATE}] Hz")(text)  # fmt: skip
-
-
-def existing_path(text: str) -> Path:
-    """An argparse type: a file or folder that exists."""
-    path = Path(text).expanduser()
-    if not path.exists():
-        raise argparse.ArgumentTypeError(f"no such file or folder: {text!r}")
-    return path
-
-
-def existing_folder_or_embedded(text: str) -> Path:
-    """An argparse type: a folder that exists, or an embedded variant's name (`default`, `twist-default`, ...)."""
-    from .pipelines.pipeline_utils import embedded_pipeline_path
-
-    embedded = embedded_pipeline_path(text)
-    return Path(embedded) if embedded else existing_path(text)
-
-
-def existing_file(text: str) -> Path:
-    """An argparse type: a file that exists (not a folder)."""
-    path = existing_path(text)
-    if not path.is_file():
-        raise argparse.ArgumentTypeError(f"not a file: {text!r}")
-    return path
-
-
-def _csv(kind):
-    def parse(text: str):
-        try:
-            return [kind(x) for x in text.split(",") if x.strip()]
-        except ValueError as err:
-            raise argparse.ArgumentTypeError(f"expected a comma-separated list of {kind.__name__}: {text!r}") from err
-
-    return parse
+from .arguments import (
+    csv_list,
+    existing_file,
+    existing_folder_or_embedded,
+    existing_path,
+    non_negative_int,
+    number,
+    positive_float,
+    positive_int,
+    probability,
+    sampling_rate_type,
+)
 
 
 # ---------------------------------------------------------------------------------------------------- synth
 def cmd_synth(args) -> int:
-    from .data import load_text_corpus, synthesize_dataset
-    from .pipelines.pipeline_utils import atomic_save_directory
+    from ..data import load_text_corpus, synthesize_dataset
+    from ..pipelines.pipeline_utils import atomic_save_directory
 
     texts = load_text_corpus(args.texts, limit=args.limit, seed=args.seed)
     ds = synthesize_dataset(
@@ -103,7 +47,7 @@ def cmd_synth(args) -> int:
 # ---------------------------------------------------------------------------------------------------- fit-tokenizer
 def _load_dataset_arg(spec: str, split: str | None = None):
     """A folder written by `hf-slm synth` / `save_to_disk`, a data file, or a folder of audio files (audiofolder)."""
-    from .data.real_speech import load_local_dataset
+    from ..data.real_speech import load_local_dataset
 
     return load_local_dataset(spec, split=split)
 
@@ -111,8 +55,9 @@ def _load_dataset_arg(spec: str, split: str | None = None):
 def cmd_fit_tokenizer(args) -> int:
     from transformers import AutoConfig
 
-    from .models.unit_tokenizer import KMeansUnitTokenizer, KMeansUnitTokenizerConfig, SpeechFeatureExtractor
-    from .pipelines.pipeline_utils import atomic_save_directory
+    from ..models.unit_tokenizer import KMeansUnitTokenizer, KMeansUnitTokenizerConfig, SpeechFeatureExtractor
+    from ..pipelines.pipeline_utils import atomic_save_directory
+    from ..training.kmeans import fit_unit_tokenizer_on_dataset
 
     ds = _load_dataset_arg(args.dataset)
     if args.audio_column not in ds.column_names:
@@ -126,8 +71,9 @@ def cmd_fit_tokenizer(args) -> int:
         tokenizer = KMeansUnitTokenizer(KMeansUnitTokenizerConfig(frontend="mfcc", num_units=args.num_units))
         feature_extractor = SpeechFeatureExtractor(sampling_rate=tokenizer.config.sampling_rate)
     tokenizer.to(args.device)
-    tokenizer.fit_on_dataset(
-        ds.shuffle(seed=args.seed, keep_in_memory=True),  # fit_on_dataset's own shuffle caches into the input folder
+    fit_unit_tokenizer_on_dataset(
+        tokenizer,
+        ds.shuffle(seed=args.seed, keep_in_memory=True),  # the fit's own shuffle caches into the input folder
         feature_extractor,
         audio_column=args.audio_column,
         batch_size=args.batch_size,
@@ -146,23 +92,11 @@ def cmd_fit_tokenizer(args) -> int:
 
 
 # ---------------------------------------------------------------------------------------------------- tokenize
-def load_speech_tokenizer(spec: str):
-    """`(feature_extractor, speech_tokenizer)` from a tokenizer folder, a pipeline folder / Hub id, or `default`."""
-    from transformers import AutoFeatureExtractor, AutoModel
-
-    from .pipelines import INDEX_FILE, SpeechLMPipeline, resolve_pipeline_path
-
-    path = resolve_pipeline_path(spec)
-    if (path / INDEX_FILE).exists():
-        pipe = SpeechLMPipeline.from_pretrained(str(path))
-        return pipe.feature_extractor, pipe.speech_tokenizer
-    return AutoFeatureExtractor.from_pretrained(str(path)), AutoModel.from_pretrained(str(path))
-
-
 def cmd_tokenize(args) -> int:
     from tqdm.auto import tqdm
 
-    from .training.speech_units import UnitTokenization
+    from ..pipelines.loading import load_speech_tokenizer
+    from ..training.speech_units import UnitTokenization
 
     feature_extractor, tokenizer = load_speech_tokenizer(args.tokenizer)
     tokenizer.to(args.device).eval()
@@ -170,9 +104,9 @@ def cmd_tokenize(args) -> int:
     units_of = UnitTokenization(feature_extractor, tokenizer, args.audio_column, deduplicate=args.deduplicate)
 
     if args.dataset:
-        from .pipelines.pipeline_utils import atomic_save_directory
+        from ..pipelines.pipeline_utils import atomic_save_directory
 
-        from .training.speech_units import tokenize_speech
+        from ..training.speech_units import tokenize_speech
 
         # cached in $HF_DATASETS_CACHE/hf_slm_units, not in the input dataset's folder
         ds = tokenize_speech(_load_dataset_arg(args.dataset), feature_extractor, tokenizer, args.audio_column,
@@ -184,7 +118,7 @@ def cmd_tokenize(args) -> int:
     files = [str(p) for p in args.inputs]
     if not files:
         raise ValueError("give audio files or --dataset")
-    from .pipelines.pipeline_utils import atomic_open
+    from ..pipelines.pipeline_utils import atomic_open
 
     out_path = Path(args.output)
     with atomic_open(out_path) as handle:  # a failed or interrupted run leaves no partial or .tmp file
@@ -199,7 +133,7 @@ def cmd_tokenize(args) -> int:
 
 # ---------------------------------------------------------------------------------------------------- split-audio
 def cmd_split_audio(args) -> int:
-    from .data.vad import split_audio_files
+    from ..data.vad import split_audio_files
 
     rows = split_audio_files(args.inputs, args.output, min_silence_ms=args.min_silence_ms,
                              max_utterance_s=args.max_utterance_s, threshold=args.threshold)  # fmt: skip
@@ -213,8 +147,8 @@ def describe_pipeline(spec: str) -> dict:
     """A JSON-able description of a pipeline variant or a single component folder."""
     from transformers import AutoConfig
 
-    from .pipelines import INDEX_FILE, read_index, resolve_pipeline_path
-    from .pipelines.pipeline_utils import embedded_pipeline_path
+    from ..pipelines import INDEX_FILE, read_index, resolve_pipeline_path
+    from ..pipelines.pipeline_utils import embedded_pipeline_path
 
     path = resolve_pipeline_path(spec)
     info: dict = {"path": str(path)}
@@ -273,10 +207,10 @@ DEMO_TEXT = "the small dog runs to the red house and the children laugh"
 
 
 def cmd_demo(args) -> int:
-    from .data import EspeakSynthesizer
-    from .data.builder import write_wav
-    from .pipelines import SpeechLMPipeline
-    from .visualization import plot_speech_units
+    from ..data import EspeakSynthesizer
+    from ..data.builder import write_wav
+    from ..pipelines import SpeechLMPipeline
+    from ..visualization import plot_speech_units
 
     out = Path(args.output)
     pipe = SpeechLMPipeline.from_pretrained(args.pipeline)
@@ -317,7 +251,7 @@ def cmd_demo(args) -> int:
 
 # ---------------------------------------------------------------------------------------------------- push / pull
 def cmd_push(args) -> int:
-    from .hub import push
+    from ..hub import push
 
     info = push(args.folder, args.repo_id, revision=args.revision, private=args.private,
                 commit_message=args.commit_message, create_pr=args.create_pr)
@@ -326,7 +260,7 @@ def cmd_push(args) -> int:
 
 
 def cmd_pull(args) -> int:
-    from .hub import pull
+    from ..hub import pull
 
     path = pull(args.repo_id, revision=args.revision, local_dir=args.output)
     print(f"pulled {args.repo_id}@{args.revision or 'main'} -> {path}")
@@ -342,9 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("synth", help="text file -> speech dataset (espeak-ng, word timestamps)")
     p.add_argument("--texts", default="builtin", help="'builtin', 'fortunes', 'wordnet' or a text file (one sentence a line)")
     p.add_argument("--limit", type=positive_int, default=None, help="at most this many sentences")
-    p.add_argument("--voices", type=_csv(str), default=["en-us"], help="comma-separated espeak-ng voices")
-    p.add_argument("--rates", type=_csv(positive_int), default=[175], help="comma-separated speaking rates (words/min)")
-    p.add_argument("--pitches", type=_csv(_number(int, 0, 99, what="a pitch in [0, 99]")), default=[50], help="comma-separated pitches (0-99)")
+    p.add_argument("--voices", type=csv_list(str), default=["en-us"], help="comma-separated espeak-ng voices")
+    p.add_argument("--rates", type=csv_list(positive_int), default=[175], help="comma-separated speaking rates (words/min)")
+    p.add_argument("--pitches", type=csv_list(number(int, 0, 99, what="a pitch in [0, 99]")), default=[50], help="comma-separated pitches (0-99)")
     p.add_argument("--assignment", default="cycle", choices=["cycle", "random", "product"])
     p.add_argument("--sampling-rate", type=sampling_rate_type, default=16000)
     p.add_argument("--num-proc", type=positive_int, default=1)
@@ -359,7 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frontend", choices=["mfcc", "ssl"], default="mfcc")
     p.add_argument("--ssl-model", default=None, help="HuBERT / WavLM / wav2vec 2.0 folder or Hub id (--frontend ssl)")
     p.add_argument("--layer", type=non_negative_int, default=6, help="SSL hidden layer to quantise")
-    p.add_argument("--num-units", type=_number(int, 2, what="an int >= 2"), default=100)
+    p.add_argument("--num-units", type=number(int, 2, what="an int >= 2"), default=100)
     p.add_argument("--batch-size", type=positive_int, default=16)
     p.add_argument("--max-frames", type=positive_int, default=500_000, help="subsample at most this many frames for k-means")
     p.add_argument("--device", default="cpu")
@@ -417,7 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, help="folder to write the files into")
     p.set_defaults(func=cmd_pull)
 
-    from .evaluation.commands import add_evaluate_parser  # evaluate pairs / build-pairs / abx / resynthesis / generation
+    from .evaluate import add_evaluate_parser  # evaluate pairs / build-pairs / abx / resynthesis / generation
 
     add_evaluate_parser(sub)
     return parser
@@ -440,6 +374,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{parser.prog}: error: {message} (--debug shows the traceback)", file=sys.stderr)
         return 1
 
-
-if __name__ == "__main__":
-    sys.exit(main())

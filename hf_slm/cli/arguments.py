@@ -1,0 +1,81 @@
+"""argparse types shared by the `hf-slm` commands: numbers within a range, existing paths, comma-separated lists."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def number(kind, minimum=None, maximum=None, exclusive_minimum=False, what=None):
+    """An argparse type: `kind` (int / float) within [minimum, maximum] (``exclusive_minimum``: above minimum)."""
+    what = what or ("a positive " if exclusive_minimum and minimum == 0 else "") + kind.__name__
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if kind is float and value != value or value in (float("inf"), float("-inf")):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        low_ok = minimum is None or (value > minimum if exclusive_minimum else value >= minimum)
+        if not low_ok or (maximum is not None and value > maximum):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return value
+
+    parse.__name__ = what  # argparse names the type in its messages
+    return parse
+
+
+positive_int = number(int, 0, exclusive_minimum=True, what="a positive int")
+non_negative_int = number(int, 0, what="an int >= 0")
+positive_float = number(float, 0.0, exclusive_minimum=True, what="a positive number")
+fraction = number(float, 0.0, 1.0, exclusive_minimum=True, what="a number in (0, 1]")
+probability = number(float, 0.0, 1.0, what="a number in [0, 1]")
+
+
+def sampling_rate_type(text: str) -> int:
+    """An argparse type: a sampling rate in the range the feature extractor accepts."""
+    from ..models.unit_tokenizer.feature_extraction_unit_tokenizer import MAX_SAMPLING_RATE, MIN_SAMPLING_RATE
+
+    return number(int, MIN_SAMPLING_RATE, MAX_SAMPLING_RATE,
+                  what=f"a sampling rate in [{MIN_SAMPLING_RATE}, {MAX_SAMPLING_RATE}] Hz")(text)  # fmt: skip
+
+
+def existing_path(text: str) -> Path:
+    """An argparse type: a file or folder that exists."""
+    path = Path(text).expanduser()
+    if not path.exists():
+        raise argparse.ArgumentTypeError(f"no such file or folder: {text!r}")
+    return path
+
+
+def existing_folder_or_embedded(text: str) -> Path:
+    """An argparse type: a folder that exists, or an embedded variant's name (`default`, `twist-default`, ...)."""
+    from ..pipelines.pipeline_utils import embedded_pipeline_path
+
+    embedded = embedded_pipeline_path(text)
+    return Path(embedded) if embedded else existing_path(text)
+
+
+def existing_file(text: str) -> Path:
+    """An argparse type: a file that exists (not a folder)."""
+    path = existing_path(text)
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"not a file: {text!r}")
+    return path
+
+
+def csv_list(kind):
+    """An argparse type: a comma-separated list of `kind` (empty items skipped)."""
+
+    def parse(text: str):
+        try:
+            return [kind(x) for x in text.split(",") if x.strip()]
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list of {kind.__name__}: {text!r}") from err
+
+    return parse
+
+
+__all__ = ["csv_list", "existing_file", "existing_path", "fraction", "non_negative_int", "number", "positive_float",
+           "positive_int", "probability", "sampling_rate_type"]

@@ -1,0 +1,258 @@
+"""Measured spoken tasks of an instruct variant (issue 6, item 5): ASR, TTS intelligibility, intent, silence mode.
+
+Every task runs the variant through `SpokenChatPipeline.chat` (greedy decoding, the prompts of the training sets:
+same templates and task tags) on held-out speech synthesised here with espeak-ng:
+
+- **ASR**: ``[ASR]`` + an ASR phrasing + speech -> text; WER against the reference transcript.
+- **TTS**: ``[TTS]`` + a TTS phrasing + text -> units -> the variant's vocoder -> pocketsphinx (closed vocabulary of
+  the evaluated texts) WER, next to the WER of espeak-ng's own audio of the same texts (the recogniser's floor).
+- **intent**: ``[SLU]`` + an intent phrasing + a spoken command -> text; accuracy against the intent name, next to
+  chance (1 / number of intents) and the majority-class rate of the evaluated commands.
+- **silence**: no tag, speech only (as in training): non-query audio (noise, side talk) should get an immediate
+  ``</s>`` (``ChatOutput.silent``), spoken queries an answer; both rates and their mean (balanced accuracy; a
+  constant policy scores 0.5).
+
+"Held out" means: sentences drawn with their own seed with the tuning's sentences removed (``exclude_texts``), noise
+with its own seed, and by default voices the tuning did not use (``voices``). The QA and SLU sets are small
+combinatorial sets (60 questions, 65 commands), so their texts can repeat tuning texts: each task reports
+``text_overlap`` (the fraction of its texts seen in tuning) so the figure can be read accordingly.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..data import generate_sentences, synthesize_dataset
+from ..instruct.data import (
+    ASR_TEMPLATES,
+    INTENT_TEMPLATES,
+    SLU_INTENTS,
+    TASK_TAGS,
+    TTS_TEMPLATES,
+    decode_audio_value,
+    normalise_words,
+    noise_waveforms,
+    synthetic_qa_pairs,
+    synthetic_slu_commands,
+)
+from .metrics.error_rate.error_rate import error_rate, normalize_transcript
+from .resynthesis import PocketSphinxASR
+
+logger = logging.getLogger(__name__)
+
+TASKS = ("asr", "tts", "intent", "silence")
+#: Voices of the built-in espeak-ng set that the shipped instruct variant was not tuned on.
+HELD_OUT_VOICES = ("en-us+m7", "en-gb")
+
+
+def held_out_sentences(n: int, seed: int, exclude: Sequence[str] = ()) -> list[str]:
+    """``n`` grammar sentences (normalised) drawn with ``seed``, none of them in ``exclude``."""
+    excluded = {normalise_words(t) for t in exclude}
+    out, draw = [], n
+    while len(out) < n:
+        candidates = [normalise_words(s) for s in generate_sentences(draw + len(excluded), seed=seed)]
+        out = [s for s in dict.fromkeys(candidates) if s not in excluded][:n]
+        draw *= 2
+    return out
+
+
+class _Speaker:
+    """espeak-ng speech for texts (cached datasets) with its units under ``pipeline``: both are needed (units for
+    the model's input, audio for the TTS floor)."""
+
+    def __init__(self, pipeline, voices, rates, cache_dir):
+        self.pipeline, self.voices, self.rates, self.cache_dir = pipeline, tuple(voices), tuple(rates), cache_dir
+
+    def __call__(self, texts: list[str]) -> tuple[list[np.ndarray], list[list[int]]]:
+        dataset = synthesize_dataset(texts, voices=self.voices, rates=self.rates, cache_dir=self.cache_dir,
+                                     show_progress=False)  # fmt: skip
+        audio = [decode_audio_value(a) for a in dataset["audio"]]
+        rate = self.pipeline.feature_extractor.sampling_rate
+        units = []
+        for start in range(0, len(audio), 16):
+            units += [u.tolist() for u in self.pipeline.encode(audio[start : start + 16], sampling_rate=rate)]
+        return audio, units
+
+
+def _speech(units) -> dict:
+    return {"type": "speech", "units": list(units)}
+
+
+def _text(text: str) -> dict:
+    return {"type": "text", "text": text}
+
+
+def _overlap(texts, seen) -> float:
+    seen = {normalise_words(t) for t in seen}
+    return float(np.mean([normalise_words(t) in seen for t in texts])) if texts else 0.0
+
+
+def evaluate_asr(pipeline, texts, units, max_new_tokens: int | None = None) -> dict:
+    """ASR WER: ``[ASR]`` + phrasing + speech -> text (greedy, text only)."""
+    hypotheses, items = [], []
+    for i, (text, u) in enumerate(zip(texts, units)):
+        budget = max_new_tokens or 2 * len(pipeline.tokenizer(text, add_special_tokens=False)["input_ids"]) + 8
+        out = pipeline.chat([_text(ASR_TEMPLATES[i % len(ASR_TEMPLATES)]), _speech(u)], task=TASK_TAGS["asr"],
+                            response_modality="text", strict_modality=True, max_new_tokens=budget,
+                            vocode=False)  # fmt: skip
+        hypotheses.append(out.text)
+        items.append({"reference": text, "hypothesis": out.text})
+    scores = error_rate(hypotheses, texts, unit="word")
+    exact = np.mean([normalize_transcript(h) == normalize_transcript(t) for h, t in zip(hypotheses, texts)])
+    return {"wer": scores["wer"], "exact_match": float(exact), "n": len(texts), "items": items}
+
+
+def evaluate_tts(pipeline, texts, espeak_audio, espeak_units, max_new_tokens: int | None = None,
+                 asr: PocketSphinxASR | None = None) -> dict:  # fmt: skip
+    """TTS intelligibility: ``[TTS]`` + phrasing + text -> units (greedy, speech only) -> vocoder -> pocketsphinx WER,
+    next to the WER of espeak-ng's own audio. A reply with no unit counts as an empty transcript."""
+    if asr is None:
+        asr = PocketSphinxASR(vocabulary=sorted({w for t in texts for w in normalize_transcript(t).split()}))
+    rate = pipeline.feature_extractor.sampling_rate
+    hyp_model, hyp_espeak, items = [], [], []
+    for i, (text, wave, ref_units) in enumerate(zip(texts, espeak_audio, espeak_units)):
+        budget = max_new_tokens or 2 * len(ref_units) + 10  # twice espeak's length (units of its audio)
+        out = pipeline.chat([_text(TTS_TEMPLATES[i % len(TTS_TEMPLATES)]), _text(text)], task=TASK_TAGS["tts"],
+                            response_modality="speech", strict_modality=True, max_new_tokens=budget,
+                            vocode=False)  # fmt: skip
+        if len(out.units):
+            hyp_model.append(asr.transcribe(pipeline.decode([out.units])[0], pipeline.sampling_rate))
+        else:
+            hyp_model.append("")
+        hyp_espeak.append(asr.transcribe(wave, rate))
+        items.append({"text": text, "asr_model": hyp_model[-1], "asr_espeak": hyp_espeak[-1],
+                      "num_units": int(len(out.units)), "espeak_units": len(ref_units)})  # fmt: skip
+    return {
+        "wer": error_rate(hyp_model, texts, unit="word")["wer"],
+        "wer_espeak": error_rate(hyp_espeak, texts, unit="word")["wer"],
+        "length_ratio": float(np.mean([it["num_units"] / max(1, it["espeak_units"]) for it in items])),
+        "n": len(texts),
+        "asr": f"pocketsphinx en-us (closed vocabulary, {len(asr.vocabulary)} words)",
+        "items": items,
+    }
+
+
+def evaluate_intent(pipeline, commands, units) -> dict:
+    """Intent accuracy: ``[SLU]`` + intent phrasing + spoken command -> text == the intent name (``"set alarm"``)."""
+    labels = [c["intent"].replace("_", " ") for c in commands]
+    predictions, items = [], []
+    for i, (command, label, u) in enumerate(zip(commands, labels, units)):
+        out = pipeline.chat([_text(INTENT_TEMPLATES[i % len(INTENT_TEMPLATES)]), _speech(u)], task=TASK_TAGS["intent"],
+                            response_modality="text", strict_modality=True, max_new_tokens=8, vocode=False)  # fmt: skip
+        predictions.append(normalize_transcript(out.text))
+        items.append({"text": command["text"], "intent": label, "prediction": predictions[-1]})
+    counts = {label: labels.count(label) for label in set(labels)}
+    return {
+        "accuracy": float(np.mean([p == label for p, label in zip(predictions, labels)])),
+        "chance": 1.0 / len(SLU_INTENTS),
+        "majority_rate": max(counts.values()) / len(labels),
+        "n": len(labels),
+        "items": items,
+    }
+
+
+def evaluate_silence(pipeline, query_units, non_query_units, non_query_kinds) -> dict:
+    """Silence mode: the rate of immediate ``</s>`` on non-query audio and the rate of answers to spoken queries."""
+
+    def silent(u) -> bool:
+        return pipeline.chat([_speech(u)], max_new_tokens=2, vocode=False).silent
+
+    answered = [not silent(u) for u in query_units]
+    quiet = [silent(u) for u in non_query_units]
+    by_kind = {kind: float(np.mean([q for q, k in zip(quiet, non_query_kinds) if k == kind]))
+               for kind in sorted(set(non_query_kinds))}  # fmt: skip
+    silence_rate, answer_rate = float(np.mean(quiet)), float(np.mean(answered))
+    return {
+        "silence_rate": silence_rate,
+        "answer_rate": answer_rate,
+        "balanced_accuracy": (silence_rate + answer_rate) / 2,
+        "silence_rate_by_kind": by_kind,
+        "n_queries": len(query_units),
+        "n_non_queries": len(non_query_units),
+    }
+
+
+def evaluate_instruct_tasks(
+    pipeline,
+    tasks: Sequence[str] = TASKS,
+    num_examples: int = 30,
+    voices: Sequence[str] = HELD_OUT_VOICES,
+    rates: Sequence[int] = (175,),
+    seed: int = 1000,
+    exclude_texts: Sequence[str] = (),
+    cache_dir=None,
+) -> dict:
+    """Run the measured tasks on held-out synthesised data and return a JSON-able dict (one entry per task).
+
+    Args:
+        pipeline: a `SpokenChatPipeline` of an instruct variant (text tokenizer, chat tags; a vocoder for TTS).
+        tasks: out of `TASKS`.
+        num_examples: utterances per task (silence: that many queries and that many non-queries, half noise and
+            half side talk).
+        voices, rates: espeak-ng voices / rates of the evaluation speech (cycled over the utterances); keep them
+            apart from the tuning's voices to measure generalisation to unseen speakers.
+        seed: seed of the held-out draws (sentences, QA pairs, commands, noise).
+        exclude_texts: the tuning's texts; held-out sentences avoid them and ``text_overlap`` counts them.
+        cache_dir: cache of the synthesised speech (`hf_slm.data.synthesize_dataset`).
+    """
+    unknown = set(tasks) - set(TASKS)
+    if unknown or not tasks:
+        raise ValueError(f"tasks must be a non-empty subset of {TASKS}, got {list(tasks)!r}")
+    if num_examples < 2:
+        raise ValueError(f"num_examples must be >= 2, got {num_examples}")
+    for name in ("tokenizer", "language_model") + (("vocoder",) if "tts" in tasks else ()):
+        pipeline._require(name, "the instruct task evaluation")
+    speaker = _Speaker(pipeline, voices, rates, cache_dir)
+    result = {"voices": list(voices), "rates": list(rates), "seed": seed, "num_examples": num_examples}
+    if "asr" in tasks or "tts" in tasks:
+        sentences = held_out_sentences(num_examples, seed=seed, exclude=exclude_texts)
+        audio, units = speaker(sentences)
+        if "asr" in tasks:
+            logger.info("ASR on %d held-out sentences", len(sentences))
+            result["asr"] = {**evaluate_asr(pipeline, sentences, units), "text_overlap": 0.0}
+        if "tts" in tasks:
+            logger.info("TTS on %d held-out sentences", len(sentences))
+            result["tts"] = {**evaluate_tts(pipeline, sentences, audio, units), "text_overlap": 0.0}
+    if "intent" in tasks:
+        commands = synthetic_slu_commands(num_examples, seed=seed + 1)
+        _, units = speaker([normalise_words(c["text"]) for c in commands])
+        logger.info("intent on %d commands", len(commands))
+        result["intent"] = {**evaluate_intent(pipeline, commands, units),
+                            "text_overlap": _overlap([c["text"] for c in commands], exclude_texts)}  # fmt: skip
+    if "silence" in tasks:
+        questions = [q for q, _ in synthetic_qa_pairs(num_examples, seed=seed + 2)]
+        side_talk = held_out_sentences(num_examples - num_examples // 2, seed=seed + 3, exclude=exclude_texts)
+        _, speech_units = speaker(questions + side_talk)
+        noise = noise_waveforms(num_examples // 2, seed=seed + 4)
+        rate = pipeline.feature_extractor.sampling_rate
+        noise_units = [u.tolist() for u in pipeline.encode(noise, sampling_rate=rate)]
+        non_query = noise_units + speech_units[len(questions) :]
+        kinds = ["noise"] * len(noise_units) + ["side_talk"] * len(side_talk)
+        logger.info("silence mode on %d queries and %d non-queries", len(questions), len(non_query))
+        result["silence"] = {**evaluate_silence(pipeline, speech_units[: len(questions)], non_query, kinds),
+                             "text_overlap": _overlap(questions, exclude_texts)}  # fmt: skip
+    return result
+
+
+def summarize(result: dict) -> dict:
+    """The headline figures of `evaluate_instruct_tasks` as a flat ``{name: value}`` (for the Markdown report)."""
+    keys = {"asr": ("wer", "exact_match"), "tts": ("wer", "wer_espeak", "length_ratio"),
+            "intent": ("accuracy", "chance", "majority_rate"),
+            "silence": ("silence_rate", "answer_rate", "balanced_accuracy")}  # fmt: skip
+    return {f"{task}_{key}": result[task][key] for task, names in keys.items() if task in result for key in names}
+
+
+__all__ = [
+    "HELD_OUT_VOICES",
+    "TASKS",
+    "evaluate_asr",
+    "evaluate_instruct_tasks",
+    "evaluate_intent",
+    "evaluate_silence",
+    "evaluate_tts",
+    "held_out_sentences",
+    "summarize",
+]

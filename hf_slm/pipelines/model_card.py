@@ -1,0 +1,269 @@
+"""Model cards for pipeline variants, rendered from the components' configs and the evaluation JSON.
+
+The templates live in `model_cards/` at the repository top (one per variant family: ``gslm``, ``twist``,
+``instruct``, ``codec_lm``, all extending ``_base.md``). The package reaches them through
+``hf_slm/model_card_templates``, a symlink to ``../model_cards`` that setuptools copies into the wheel as package
+data, so an editable install and a wheel read the same single source. The card describes a loaded pipeline: the
+caller hands it in (`SpeechLMPipeline.model_card` does).
+
+A variant folder may hold ``eval_results.json`` (the summary numbers of ``hf-slm evaluate ...``, merged by
+`collect_eval_results`) and ``training_summary.json`` (written by the trainer); both feed the card.
+
+>>> from hf_slm.pipelines import SpeechLMPipeline
+>>> from hf_slm.pipelines.model_card import render_model_card
+>>> card = render_model_card(SpeechLMPipeline.from_pretrained("default"))  # doctest: +SKIP
+>>> card.data.library_name  # doctest: +SKIP
+'hf_slm'
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "model_card_templates"
+EVAL_RESULTS_FILE = "eval_results.json"
+TRAINING_SUMMARY_FILE = "training_summary.json"
+FAMILIES = ("gslm", "twist", "instruct", "codec_lm")
+LICENSE = "apache-2.0"
+DATASET = "synthetic-espeak-ng-speech"
+INSTRUCT_TASKS = ("asr", "tts", "intent", "silence")  # the measured tasks of `hf_slm.evaluation.instruct_tasks`
+FAMILY_TAGS = {"gslm": ["gslm"], "twist": ["twist", "text-speech"], "instruct": ["instruct", "peft", "lora"],
+               "codec_lm": ["codec", "neural-codec"]}
+
+
+# ---------------------------------------------------------------------------------------------- evaluation results
+def _kind_of(data: dict) -> str | None:
+    if "per_phenomenon" in data and "accuracy" in data:
+        return "pairs"
+    if any(isinstance(v, dict) and "within_speaker_error" in v for v in data.values()):
+        return "abx"
+    if "wer_resynthesized" in data:
+        return "resynthesis"
+    if "voices" in data and set(data) & set(INSTRUCT_TASKS):
+        return "instruct_tasks"
+    if set(data) <= {"pairs", "abx", "resynthesis", "instruct_tasks"} and data:
+        return "merged"
+    return None
+
+
+def _scalars(d: dict) -> dict:
+    return {k: v for k, v in d.items() if isinstance(v, (int, float, str, bool)) or v is None}
+
+
+def collect_eval_results(paths, into: dict | None = None) -> dict:
+    """Merge the JSON written by ``hf-slm evaluate {pairs,abx,resynthesis} --output X.json`` (and by
+    ``examples/instruction_tuning/evaluate_tasks.py``) into one summary.
+
+    Per-item data is dropped; only the summary numbers stay. Pair benchmarks are keyed by file stem (``pairs.json``
+    -> ``"pairs"``), ABX by representation (``features`` / ``units``). A file of another kind raises ValueError.
+
+    Returns:
+        ``{"pairs": {bench: {accuracy, accuracy_normalized, n, per_phenomenon}}, "abx": {repr: {...}},
+        "resynthesis": {wer_original, wer_resynthesized, ...}, "instruct_tasks": {asr: {wer, ...}, tts, intent,
+        silence}}`` (keys present only when evaluated).
+    """
+    out: dict[str, Any] = json.loads(json.dumps(into)) if into else {}
+    for path in [paths] if isinstance(paths, (str, os.PathLike)) else paths:
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as err:
+            raise ValueError(f"cannot read evaluation results {path}: {err}") from err
+        kind = _kind_of(data) if isinstance(data, dict) else None
+        if kind is None:
+            raise ValueError(f"{path} is not the output of `hf-slm evaluate pairs|abx|resynthesis` nor eval_results")
+        if kind == "merged":
+            for key, value in data.items():
+                if key in ("resynthesis", "instruct_tasks"):
+                    out[key] = value
+                else:
+                    out.setdefault(key, {}).update(value)
+        elif kind == "pairs":
+            summary = _scalars(data)
+            summary.pop("pairs", None)
+            summary["per_phenomenon"] = {k: _scalars(v) for k, v in data.get("per_phenomenon", {}).items()}
+            out.setdefault("pairs", {})[path.stem] = summary
+        elif kind == "abx":
+            for rep, value in data.items():
+                if isinstance(value, dict) and "within_speaker_error" in value:
+                    out.setdefault("abx", {})[rep] = _scalars(value)
+        elif kind == "instruct_tasks":
+            out["instruct_tasks"] = {task: _scalars(data[task]) for task in INSTRUCT_TASKS if task in data}
+        else:
+            out["resynthesis"] = _scalars(data)
+    return out
+
+
+def write_eval_results(folder, paths) -> Path:
+    """Merge ``paths`` into ``folder/eval_results.json`` (created when missing) and return its path."""
+    target = Path(folder) / EVAL_RESULTS_FILE
+    merged = collect_eval_results([target] if target.exists() else [])
+    merged = collect_eval_results(paths, into=merged)
+    target.write_text(json.dumps(merged, indent=2) + "\n", encoding="utf-8")
+    return target
+
+
+def _eval_results_list(results: dict, model_name: str):
+    from huggingface_hub import EvalResult
+
+    rows = []
+    for bench, r in sorted(results.get("pairs", {}).items()):
+        rows.append(EvalResult(task_type="spoken-language-modeling", task_name="Spoken minimal pairs",
+                               dataset_type=f"hf_slm/{bench}", dataset_name=f"{bench} (synthetic speech)",
+                               metric_type="accuracy", metric_name="pair accuracy", metric_value=round(r["accuracy"], 4)))
+    for rep, r in sorted(results.get("abx", {}).items()):
+        for side in ("within", "between"):
+            rows.append(EvalResult(task_type="acoustic-unit-discovery", task_name="ABX discriminability",
+                                   dataset_type="hf_slm/abx", dataset_name="ABX (synthetic minimal words)",
+                                   metric_type="abx_error", metric_name=f"ABX {side}-speaker error ({rep})",
+                                   metric_value=round(r[f"{side}_speaker_error"], 4)))
+    if "resynthesis" in results:
+        r = results["resynthesis"]
+        rows.append(EvalResult(task_type="audio-to-audio", task_name="Resynthesis",
+                               dataset_type="hf_slm/resynthesis", dataset_name="Resynthesis (synthetic speech)",
+                               metric_type="wer", metric_name="WER of resynthesised speech",
+                               metric_value=round(r["wer_resynthesized"], 4)))
+    tasks = results.get("instruct_tasks", {})
+    for task, key, task_type, title, metric_type, metric in (
+        ("asr", "wer", "automatic-speech-recognition", "ASR (held-out synthetic speech)", "wer", "WER"),
+        ("tts", "wer", "text-to-speech", "TTS intelligibility", "wer", "ASR WER of the spoken reply"),
+        ("intent", "accuracy", "audio-classification", "Spoken intent classification", "accuracy", "accuracy"),
+        ("silence", "balanced_accuracy", "audio-classification", "Silence mode (query vs non-query)", "accuracy",
+         "balanced accuracy"),
+    ):  # fmt: skip
+        if task in tasks:
+            rows.append(EvalResult(task_type=task_type, task_name=title, dataset_type=f"hf_slm/instruct_{task}",
+                                   dataset_name=f"{title} (synthetic speech)", metric_type=metric_type,
+                                   metric_name=metric, metric_value=round(tasks[task][key], 4)))  # fmt: skip
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------- components
+def _num_weights(component, lora: bool | None = None) -> int | None:
+    """Parameters plus persistent buffers (k-means centroids are buffers); ``lora`` picks adapter / base weights."""
+    state_dict = getattr(component, "state_dict", None)
+    if not callable(state_dict):
+        return None
+    seen = {}  # tied weights (embedding = head) appear twice in a state dict: count storage once
+    for name, t in state_dict().items():
+        if lora is None or ("lora_" in name) == lora:
+            seen[(t.data_ptr(), t.shape)] = t.numel()
+    return sum(seen.values())
+
+
+def _size(n: int | None) -> str:
+    return "" if not n else f"{n / 1e6:.2f}M" if n >= 10_000 else f"{n / 1e3:.1f}k"
+
+
+def _details(config) -> str:
+    if config is None:
+        return ""
+    parts = []
+    backbone = getattr(config, "text_config", None)
+    for attr, label, unit in (("num_units", "units", ""), ("num_codebooks", "codebooks", ""),
+                              ("codebook_size", "codebook size", ""), ("text_vocab_size", "text vocab", ""),
+                              ("frame_rate", "frame rate", " Hz"), ("sampling_rate", "sampling rate", " Hz"),
+                              ("hidden_size", "hidden", ""), ("num_hidden_layers", "layers", "")):
+        if backbone is not None and attr in ("hidden_size", "num_hidden_layers"):
+            continue  # read through to the backbone: the backbone part says them
+        value = getattr(config, attr, None)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            parts.append(f"{label} {value:g}{unit}")
+    if backbone is not None:
+        parts.append(f"backbone {backbone.model_type} ({backbone.num_hidden_layers} layers x {backbone.hidden_size})")
+    return ", ".join(parts)
+
+
+def _components(pipeline) -> list[dict]:
+    rows = []
+    for name, component in pipeline.components.items():
+        adapter, peft_model = None, None
+        if hasattr(component, "peft_config"):  # an instruct variant: LoRA over the base LM
+            adapter, peft_model = component.peft_config.get("default"), component
+            component = component.get_base_model()
+        config = getattr(component, "config", None)
+        rows.append({
+            "name": name, "class": type(component).__name__,
+            "model_type": getattr(config, "model_type", "") or "",
+            "weights": _size(_num_weights(component, lora=False if adapter is not None else None)),
+            "details": _details(config) if config is not None else _details(component),
+        })
+        if adapter is not None:
+            targets = ", ".join(sorted(getattr(adapter, "target_modules", None) or []))
+            rows.append({"name": "adapter", "class": f"peft {type(adapter).__name__}",
+                         "model_type": str(getattr(adapter, "peft_type", "")).split(".")[-1].lower(),
+                         "weights": _size(_num_weights(peft_model, lora=True)),
+                         "details": f"r {getattr(adapter, 'r', '?')}, targets {targets}"})
+    return rows
+
+
+def detect_family(pipeline) -> str:
+    """``codec_lm`` (codec speech tokenizer), ``instruct`` (PEFT adapter), ``twist`` (text vocab) or ``gslm``."""
+    tokenizer = pipeline.components.get("speech_tokenizer")
+    if "codec" in (getattr(getattr(tokenizer, "config", None), "model_type", "") or ""):
+        return "codec_lm"
+    lm = pipeline.components.get("language_model")
+    if lm is not None and hasattr(lm, "peft_config"):
+        return "instruct"
+    if lm is not None and (getattr(lm.config, "text_vocab_size", 0) or 0) > 0:
+        return "twist"
+    return "gslm"
+
+
+# ---------------------------------------------------------------------------------------------- rendering
+def _read_json(path: Path) -> dict | None:
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def render_model_card(pipeline, eval_results=None, training_summary: dict | None = None,
+                      repo_id: str | None = None, family: str | None = None):
+    """Render the card of a pipeline variant as a `huggingface_hub.ModelCard`.
+
+    Args:
+        pipeline: a loaded `SpeechLMPipeline` (``SpeechLMPipeline.from_pretrained(folder)`` for a saved variant).
+        eval_results: a summary dict (as `collect_eval_results` returns), JSON path(s) to merge, or None to read
+            ``eval_results.json`` from the folder the pipeline was loaded from (its ``local_path``).
+        training_summary: the trainer's summary; defaults to the folder's ``training_summary.json``.
+        repo_id: the Hub repo the card describes (used in "how to load"); defaults to the pipeline's name.
+        family: force one of `FAMILIES` instead of detecting it.
+    """
+    from huggingface_hub import ModelCard, ModelCardData
+    from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+    if isinstance(pipeline, (str, os.PathLike)):
+        raise TypeError(
+            f"render_model_card takes a loaded pipeline, got the path {str(pipeline)!r}: pass "
+            "SpeechLMPipeline.from_pretrained(path)"
+        )
+    folder = Path(pipeline.local_path) if getattr(pipeline, "local_path", None) else None
+    if eval_results is None:
+        eval_results = _read_json(folder / EVAL_RESULTS_FILE) if folder else None
+    elif not isinstance(eval_results, dict):
+        eval_results = collect_eval_results(eval_results)
+    if training_summary is None and folder is not None:
+        training_summary = _read_json(folder / TRAINING_SUMMARY_FILE)
+    family = family or detect_family(pipeline)
+    if family not in FAMILIES:
+        raise ValueError(f"family={family!r} is not one of {FAMILIES}")
+    repo_id = repo_id or getattr(pipeline, "name_or_path", None) or "<your-namespace>/<variant>"
+    model_name = repo_id.split("/")[-1]
+    card_data = ModelCardData(
+        library_name="hf_slm", license=LICENSE, pipeline_tag="audio-to-audio", datasets=[DATASET],
+        tags=["hf_slm", "speech-language-model", "audio", *FAMILY_TAGS[family]], model_name=model_name,
+        eval_results=_eval_results_list(eval_results or {}, model_name) or None,
+    )
+    env = Environment(loader=FileSystemLoader(str(TEMPLATE_DIR)), undefined=StrictUndefined,
+                      trim_blocks=True, lstrip_blocks=True)
+    content = env.get_template(f"{family}.md").render(
+        card_data=card_data.to_yaml(), family=family, repo_id=repo_id, model_name=model_name,
+        components=_components(pipeline), eval=eval_results or {}, training=training_summary or {},
+        license=LICENSE, dataset=DATASET,
+    )
+    return ModelCard(content)
+
+
+__all__ = ["EVAL_RESULTS_FILE", "FAMILIES", "TRAINING_SUMMARY_FILE", "collect_eval_results", "detect_family",
+           "render_model_card", "write_eval_results"]
