@@ -6,11 +6,11 @@ Auto classes learn every hf_slm family on their first lookup (`hf_slm._registrat
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import _registration
+from .utils import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -52,22 +52,11 @@ _LAZY_NAMES = {
     ],
     "pipelines": ["PipelineLoadError", "SpeechLMPipeline", "SpeechPipelineOutput", "SpokenChatPipeline"],
 }  # fmt: skip
-_NAME_TO_MODULE = {name: module for module, names in _LAZY_NAMES.items() for name in names}
-
-__all__ = ["DEFAULT_INSTRUCT_PIPELINE", "DEFAULT_PIPELINE", "DEFAULT_TWIST_PIPELINE", *_NAME_TO_MODULE]
-
-
-def __getattr__(name: str):
-    module = _NAME_TO_MODULE.get(name)
-    if module is None:
-        raise AttributeError(f"module 'hf_slm' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value  # later look-ups skip this function
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
+__all__ = [
+    "DEFAULT_INSTRUCT_PIPELINE", "DEFAULT_PIPELINE", "DEFAULT_TWIST_PIPELINE",
+    *(name for names in _LAZY_NAMES.values() for name in names),
+]  # fmt: skip
+__getattr__, __dir__ = lazy_exports(__name__, {f".{module}": names for module, names in _LAZY_NAMES.items()})
 
 
 if TYPE_CHECKING:  # static tools see the real names

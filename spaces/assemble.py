@@ -60,7 +60,7 @@ def pinned_requirements(distribution: str = "hf_slm", extras=EXTRAS) -> list[str
 
 def assemble(output: str | Path) -> Path:
     """Write the Space folder at `output` (replacing it atomically) and return its path."""
-    from hf_slm.pipelines.pipeline_utils import atomic_save_directory
+    from hf_slm.utils import atomic_save_directory
 
     def write(tmp: Path) -> None:
         for name in SPACE_FILES:

@@ -27,7 +27,7 @@ from hf_slm.converters import (
     convert_unit_hifigan,
     seamless_speaker_id,
 )
-from hf_slm.converters.commands import add_convert_parser, run_convert
+from hf_slm.cli.convert import add_convert_parser, run_convert
 
 
 def _weight_norm(module: nn.Module) -> nn.Module:

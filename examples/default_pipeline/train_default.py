@@ -244,7 +244,7 @@ def prepare_unit_data(args, feature_extractor=None, speech_tokenizer=None, keep_
 
 def cached_stage(path: Path, write, load):
     """Run a data stage once: `write(tmp)` fills a temporary folder renamed to `path`; a rerun after a kill loads it."""
-    from hf_slm.pipelines.pipeline_utils import atomic_save_directory
+    from hf_slm.utils import atomic_save_directory
 
     if not path.is_dir():
         atomic_save_directory(path, write)

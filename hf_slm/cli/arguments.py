@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import functools
+import importlib
+from collections.abc import Sequence
 from pathlib import Path
 
 
@@ -77,5 +80,28 @@ def csv_list(kind):
     return parse
 
 
-__all__ = ["csv_list", "existing_file", "existing_path", "fraction", "non_negative_int", "number", "positive_float",
+class LazyChoices(Sequence):
+    """argparse ``choices`` read from ``module.attribute`` only when a sub-command parses or shows them, so that
+    building the whole parser (``hf-slm --help``) imports no heavy module. Give the argument a ``metavar``: without
+    one, argparse lists the choices in the usage line while it builds the parser."""
+
+    def __init__(self, module: str, attribute: str):
+        self.module, self.attribute = module, attribute
+
+    @functools.cached_property
+    def values(self) -> list:
+        return sorted(getattr(importlib.import_module(self.module), self.attribute))
+
+    def __getitem__(self, index):
+        return self.values[index]
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def __contains__(self, value) -> bool:
+        return value in self.values
+
+
+__all__ = [
+    "LazyChoices","csv_list", "existing_file", "existing_path", "fraction", "non_negative_int", "number", "positive_float",
            "positive_int", "probability", "sampling_rate_type"]

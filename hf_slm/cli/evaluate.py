@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .arguments import csv_list, existing_path, fraction, non_negative_int, positive_float, positive_int
+from .arguments import LazyChoices, csv_list, existing_path, fraction, non_negative_int, positive_float, positive_int
 
 
 def _pipeline(spec: str, device: str):
@@ -249,9 +249,11 @@ def cmd_prosody(args) -> int:
 # ---------------------------------------------------------------------------------------------------- parser
 def add_evaluate_parser(sub) -> None:
     """Add the `evaluate` command group to the `hf-slm` sub-parsers."""
-    from ..data.real_speech import REAL_SPEECH_SOURCES
-    from ..evaluation.metrics.prosody.prosody import F0_METHODS
-    from ..evaluation.pairs import PHENOMENA, ZEROSPEECH_TASKS
+    # choices of heavy modules are read only when a sub-command parses or shows them (hf-slm --help stays fast);
+    # a metavar keeps argparse from listing them in the usage line it checks while building the parser
+    zerospeech_tasks = LazyChoices("hf_slm.evaluation.pairs", "ZEROSPEECH_TASKS")
+    real_speech_sources = LazyChoices("hf_slm.data.real_speech", "REAL_SPEECH_SOURCES")
+    f0_methods = LazyChoices("hf_slm.evaluation.metrics.prosody.prosody", "F0_METHODS")
 
     group = sub.add_parser("evaluate", help="benchmarks: pairs, build-pairs, abx, resynthesis, generation, prosody")
     commands = group.add_subparsers(dest="evaluate_command", required=True)
@@ -270,7 +272,7 @@ def add_evaluate_parser(sub) -> None:
     p.add_argument("--num-lexical", type=positive_int, default=None, help="at most this many lexical pairs")
     p.add_argument("--num-per-phenomenon", type=positive_int, default=20)
     p.add_argument("--num-storycloze", type=positive_int, default=None, help="at most this many story pairs (default all 72)")
-    p.add_argument("--phenomena", type=csv_list(str), default=None, help=f"comma-separated, from {sorted(PHENOMENA)}")
+    p.add_argument("--phenomena", type=csv_list(str), default=None, help="comma-separated phenomena (default: all; an unknown name is refused with the list)")
     p.add_argument("--vowels", default="aeiou")
     p.add_argument("--consonants", default="bdfgklmnprstvz")
     p.add_argument("--seed", type=non_negative_int, default=0)
@@ -280,7 +282,8 @@ def add_evaluate_parser(sub) -> None:
     p = commands.add_parser("pairs", help="minimal-pair accuracy (sWUGGY / sBLIMP style) of a pipeline's LM")
     p.add_argument("--pairs", default=None, type=existing_path, help="JSONL with good/bad texts or good_audio/bad_audio files")
     p.add_argument("--zerospeech", default=None, help="ZeroSpeech 2021 root (<root>/<task>/<split>/gold.csv + wavs)")
-    p.add_argument("--task", choices=ZEROSPEECH_TASKS, default="lexical", help="with --zerospeech: sWUGGY or sBLIMP")
+    p.add_argument("--task", choices=zerospeech_tasks, metavar="TASK", default="lexical",
+                   help="with --zerospeech: %(choices)s (sWUGGY or sBLIMP)")
     p.add_argument("--split", default="dev", help="with --zerospeech: dev (test has no public gold.csv)")
     p.add_argument("--storycloze", default=None,
                    help="spoken StoryCloze (sSC / tSC): a folder of <index>_<name>.wav, or a saved dataset / parquet "
@@ -309,8 +312,8 @@ def add_evaluate_parser(sub) -> None:
     p.add_argument("--audio-column", default="audio", help="--dataset column of audio (or audio file paths)")
     p.add_argument("--text-column", default="text", help="--dataset column of transcripts")
     p.add_argument("--split", default=None, help="--dataset split (default: the first)")
-    p.add_argument("--real-speech", choices=sorted(REAL_SPEECH_SOURCES), default=None,
-                   help="installed clips: librivox (apt pocketsphinx-testdata), alsa (apt alsa-utils)")  # fmt: skip
+    p.add_argument("--real-speech", choices=real_speech_sources, metavar="SOURCE", default=None,
+                   help="installed clips, %(choices)s: librivox (apt pocketsphinx-testdata), alsa (apt alsa-utils)")  # fmt: skip
     p.add_argument("--limit", type=positive_int, default=None)
     p.add_argument("--voice", default="en-us")
     p.add_argument("--rate", type=positive_int, default=175)
@@ -346,8 +349,8 @@ def add_evaluate_parser(sub) -> None:
     p.add_argument("--temperature", type=positive_float, default=1.0)
     p.add_argument("--max-new-tokens", type=positive_int, default=None, help="default: the true continuation's length")
     p.add_argument("--prompt-fraction", type=fraction, default=0.5, help="part of each utterance used as the prompt")
-    p.add_argument("--f0", choices=F0_METHODS, default="autocorrelation",
-                   help="F0 tracker: hf_slm's autocorrelation, WORLD's harvest/dio, Praat's parselmouth")  # fmt: skip
+    p.add_argument("--f0", choices=f0_methods, metavar="TRACKER", default="autocorrelation",
+                   help="F0 tracker, %(choices)s: hf_slm's autocorrelation, WORLD's harvest/dio, Praat's parselmouth")  # fmt: skip
     p.add_argument("--speaker-similarity", action="store_true",
                    help="also compare the prompt's voice with the continuations' (needs resemblyzer)")  # fmt: skip
     common(p)

@@ -24,7 +24,7 @@ from .arguments import (
 # ---------------------------------------------------------------------------------------------------- synth
 def cmd_synth(args) -> int:
     from ..data import load_text_corpus, synthesize_dataset
-    from ..pipelines.pipeline_utils import atomic_save_directory
+    from ..utils import atomic_save_directory
 
     texts = load_text_corpus(args.texts, limit=args.limit, seed=args.seed)
     ds = synthesize_dataset(
@@ -56,7 +56,7 @@ def cmd_fit_tokenizer(args) -> int:
     from transformers import AutoConfig
 
     from ..models.unit_tokenizer import KMeansUnitTokenizer, KMeansUnitTokenizerConfig, SpeechFeatureExtractor
-    from ..pipelines.pipeline_utils import atomic_save_directory
+    from ..utils import atomic_save_directory
     from ..training.kmeans import fit_unit_tokenizer_on_dataset
 
     ds = _load_dataset_arg(args.dataset)
@@ -104,7 +104,7 @@ def cmd_tokenize(args) -> int:
     units_of = UnitTokenization(feature_extractor, tokenizer, args.audio_column, deduplicate=args.deduplicate)
 
     if args.dataset:
-        from ..pipelines.pipeline_utils import atomic_save_directory
+        from ..utils import atomic_save_directory
 
         from ..training.speech_units import tokenize_speech
 
@@ -118,7 +118,7 @@ def cmd_tokenize(args) -> int:
     files = [str(p) for p in args.inputs]
     if not files:
         raise ValueError("give audio files or --dataset")
-    from ..pipelines.pipeline_utils import atomic_open
+    from ..utils import atomic_open
 
     out_path = Path(args.output)
     with atomic_open(out_path) as handle:  # a failed or interrupted run leaves no partial or .tmp file
@@ -351,8 +351,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, help="folder to write the files into")
     p.set_defaults(func=cmd_pull)
 
+    from .convert import add_convert_parser  # convert kmeans / unit-hifigan / seamless / slamkit / variant
     from .evaluate import add_evaluate_parser  # evaluate pairs / build-pairs / abx / resynthesis / generation
 
+    add_convert_parser(sub)
     add_evaluate_parser(sub)
     return parser
 

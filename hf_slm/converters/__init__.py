@@ -8,7 +8,7 @@
 | [`convert_slamkit_lm`] | slamkit `UnitLM` / TWIST unit LMs | `SpeechLMForCausalLM` |
 | [`assemble_variant`] | component folders | a checked pipeline variant |
 
-See docs/converters.md. `hf_slm.converters.commands` holds the `hf-slm convert` sub-commands.
+See docs/converters.md. `hf-slm convert` (`hf_slm/cli/convert.py`) is their command line.
 """
 
 from .kmeans import convert_kmeans, load_kmeans_centroids

@@ -144,11 +144,11 @@ def convert_slamkit_lm(
     # transformers caches the tying decided at construction; recompute it from the (now untied) config
     lm.all_tied_weights_keys = lm.get_expanded_tied_weights_keys(all_submodels=True)
     config = SpeechLMConfig(
-        backbone_config=lm.config, text_vocab_size=0, num_units=num_units, use_modality_tokens=False,
+        text_config=lm.config, text_vocab_size=0, num_units=num_units, use_modality_tokens=False,
         source_token_ids={"unit_offset": unit_offset, "pad_token_id": pad, "bos_eos_token_id": s},
     )  # fmt: skip
     for name in ("vocab_size", "pad_token_id", "bos_token_id", "eos_token_id"):
-        setattr(lm.config, name, getattr(config.backbone_config, name))
+        setattr(lm.config, name, getattr(config.text_config, name))
     model = SpeechLMForCausalLM(config, language_model=lm).eval()
     if output_dir is not None:
         model.save_pretrained(output_dir, safe_serialization=True)

@@ -1,49 +1,34 @@
 """Speech we make ourselves (espeak-ng synthesis with word timestamps, text sources, dataset builder) and real
 recorded speech with transcripts (installed Debian clips, audio folders, local datasets), and voice activity detection
-(Silero VAD) to find the speech in long recordings."""
+(Silero VAD) to find the speech in long recordings.
 
-from .builder import (
-    assign_voices,
-    cache_key,
-    dataset_features,
-    default_cache_dir,
-    synthesize_dataset,
-    synthesize_to_wav,
-    write_wav,
-)
-from .corpus import (
-    GRAMMAR,
-    TEMPLATES,
-    SentencePlan,
-    Slot,
-    generate_sentences,
-    load_text_corpus,
-    read_fortunes,
-    read_text_file,
-    read_wordnet_examples,
-    realize,
-    sample_plan,
-)
-from .espeak import (
-    EspeakError,
-    EspeakSynthesizer,
-    SynthesisResult,
-    VoiceInfo,
-    espeak_version,
-    list_variants,
-    list_voices,
-)
-from .real_speech import (
-    REAL_SPEECH_SOURCES,
-    alsa_clips,
-    audio_text_columns,
-    librivox_clips,
-    load_local_dataset,
-    load_real_speech,
-    read_audio_dir,
-    write_audio_dir,
-)
-from .vad import load_vad, speech_segments, split_audio_files, split_utterances
+Public names load on first use (`hf_slm.utils.lazy_exports`), so importing one submodule stays cheap.
+"""
+
+from __future__ import annotations
+
+from ..utils import lazy_exports
+
+_SUBMODULES = {
+    ".builder": [
+        "assign_voices", "cache_key", "dataset_features", "default_cache_dir", "synthesize_dataset",
+        "synthesize_to_wav", "write_wav"
+    ],
+    ".corpus": [
+        "GRAMMAR", "TEMPLATES", "SentencePlan", "Slot", "generate_sentences", "load_text_corpus", "read_fortunes",
+        "read_text_file", "read_wordnet_examples", "realize", "sample_plan"
+    ],
+    ".espeak": [
+        "EspeakError", "EspeakSynthesizer", "SynthesisResult", "VoiceInfo", "espeak_version", "list_variants",
+        "list_voices"
+    ],
+    ".real_speech": [
+        "REAL_SPEECH_SOURCES", "alsa_clips", "audio_text_columns", "librivox_clips", "load_local_dataset",
+        "load_real_speech", "read_audio_dir", "write_audio_dir"
+    ],
+    ".vad": ["load_vad", "speech_segments", "split_audio_files", "split_utterances"],
+}  # fmt: skip
+__getattr__, __dir__ = lazy_exports(__name__, _SUBMODULES)
 
 __all__ = [
     "GRAMMAR",

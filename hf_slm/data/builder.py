@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._permissions import plain_mode
+from ..utils import plain_mode
 from .espeak import EspeakSynthesizer, SynthesisResult, espeak_version
 
 #: Bump when the rows written for the same inputs change (columns, encoding, alignment rule).

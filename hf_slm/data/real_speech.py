@@ -86,7 +86,7 @@ def read_audio_dir(directory) -> tuple[list[str], list[str]]:
 
 def write_audio_dir(audio_files, texts, directory) -> Path:
     """Copy wav files and their transcripts into the ``x.wav`` + ``x.txt`` layout of `read_audio_dir`."""
-    from ..pipelines.pipeline_utils import atomic_save_directory
+    from ..utils import atomic_save_directory
 
     if len(audio_files) != len(texts):
         raise ValueError(f"got {len(audio_files)} audio files for {len(texts)} texts")

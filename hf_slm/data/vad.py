@@ -97,7 +97,7 @@ def split_audio_files(files, output_dir, **kwargs) -> list[dict]:
 
     import soundfile as sf
 
-    from ..pipelines.pipeline_utils import atomic_save_directory
+    from ..utils import atomic_save_directory
     from .builder import write_wav
 
     recordings = []

@@ -9,27 +9,28 @@
 - `generation`: continuations over temperatures: judge perplexity, VERT, their AUC, a plot.
 - `prosody`: pGSLM's prosody of continuations (F0 min-MAE, consistency, expressiveness), an F0 contour plot.
 - `report`: JSON + Markdown report writing (used by `hf-slm evaluate`).
+
+Public names load on first use (`hf_slm.utils.lazy_exports`), so importing one submodule stays cheap.
 """
 
-from ..data.real_speech import read_audio_dir
-from .abx import build_abx_items, evaluate_abx
-from .asr import PocketSphinxASR, SpeechRecognizer, TransformersASR, load_asr
-from .generation import evaluate_generation, plot_generation, ppl_vert_auc
-from .metrics import METRICS, load_metric, metric_path
-from .pairs import (
-    PHENOMENA,
-    build_lexical_pairs,
-    build_storycloze_pairs,
-    build_syntactic_pairs,
-    format_pair_table,
-    read_pairs,
-    read_storycloze_pairs,
-    read_zerospeech_pairs,
-    score_pairs,
-    write_pairs,
-)
-from .prosody import evaluate_prosody, plot_f0_contours
-from .resynthesis import evaluate_resynthesis
+from __future__ import annotations
+
+from ..utils import lazy_exports
+
+_SUBMODULES = {
+    "..data.real_speech": ["read_audio_dir"],
+    ".abx": ["build_abx_items", "evaluate_abx"],
+    ".asr": ["PocketSphinxASR", "SpeechRecognizer", "TransformersASR", "load_asr"],
+    ".generation": ["evaluate_generation", "plot_generation", "ppl_vert_auc"],
+    ".metrics": ["METRICS", "load_metric", "metric_path"],
+    ".pairs": [
+        "PHENOMENA", "build_lexical_pairs", "build_storycloze_pairs", "build_syntactic_pairs", "format_pair_table",
+        "read_pairs", "read_storycloze_pairs", "read_zerospeech_pairs", "score_pairs", "write_pairs"
+    ],
+    ".prosody": ["evaluate_prosody", "plot_f0_contours"],
+    ".resynthesis": ["evaluate_resynthesis"],
+}  # fmt: skip
+__getattr__, __dir__ = lazy_exports(__name__, _SUBMODULES)
 
 __all__ = [
     "METRICS",

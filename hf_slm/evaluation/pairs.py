@@ -194,7 +194,7 @@ def build_storycloze_pairs(n: int | None = None, seed: int = 0, scenes=None, nam
 
 def write_pairs(pairs: list[dict], path) -> Path:
     """Write pairs as JSONL (one object per line)."""
-    from ..pipelines.pipeline_utils import atomic_open
+    from ..utils import atomic_open
 
     path = Path(path)
     with atomic_open(path) as handle:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 def write_json(result: dict, path) -> Path:
     """Write `result` as indented JSON through a temporary file + rename (NaN written as null)."""
-    from ..pipelines.pipeline_utils import atomic_open
+    from ..utils import atomic_open
 
     path = Path(path)
     with atomic_open(path) as handle:
@@ -92,7 +92,7 @@ def write_report(path, title: str, summary: dict, table: str | None = None, plot
         lines += ["", f"![{Path(plot).stem}]({os.path.relpath(plot, path.parent)})"]
     if notes:
         lines += ["", notes]
-    from ..pipelines.pipeline_utils import atomic_open
+    from ..utils import atomic_open
 
     with atomic_open(path) as handle:
         handle.write("\n".join(lines) + "\n")

@@ -16,16 +16,14 @@ instead be a dict ``{"library": ..., "class": ..., "repo": "org/other-variant", 
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import json
 import os
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from .._permissions import widen_to_umask
+from ..utils import atomic_open, atomic_save_directory  # noqa: F401  (their home before 0.2)
 from .remote_code import write_remote_code
 
 INDEX_FILE = "pipeline_index.json"
@@ -221,32 +219,6 @@ def read_index(path: Path) -> dict[str, Any]:
     return index
 
 
-def atomic_save_directory(save_directory: str | os.PathLike, write) -> Path:
-    """Write a folder through ``write(tmp_dir)`` into a temporary sibling, then swap it into place.
-
-    An interrupted save never leaves a half-written variant, and what was there before is only removed once the new
-    folder is complete. The folder and its files end with the permissions a plain ``mkdir`` / ``open`` would give them
-    under the umask (``mkdtemp`` and safetensors' own atomic write make them private).
-    """
-    target = Path(save_directory).resolve()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    try:
-        write(tmp)
-        widen_to_umask(tmp)
-        backup = None
-        if target.exists():
-            backup = target.parent / f".{target.name}.old-{os.getpid()}"
-            os.replace(target, backup)
-        os.replace(tmp, target)
-        if backup is not None:
-            shutil.rmtree(backup, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return target
-
-
 def _describe_load_failure(name: str, component_cls, folder: Path, err: Exception) -> str:
     """One line naming the component, its folder and, for unreadable weights, the file."""
     what = f"cannot load component {name!r} ({component_cls.__name__}) from {folder}"
@@ -301,28 +273,6 @@ def check_compatibility(components: dict[str, Any]) -> None:
                         f"incompatible components: {producer} ({type(upstream).__name__}) produces {key}={have} but "
                         f"{consumer} ({type(component).__name__}) consumes {key}={want}"
                     )
-
-
-@contextlib.contextmanager
-def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8"):
-    """Open a temporary sibling of ``path`` for writing and rename it onto ``path`` when the block succeeds.
-
-    A failure or Ctrl-C inside the block removes the temporary file and leaves whatever was at ``path`` untouched:
-    no partial output and no ``.tmp`` left behind.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
-        with open(temporary, mode, encoding=None if "b" in mode else encoding) as file:
-            yield file
-        os.chmod(temporary, 0o644)  # mkstemp makes the file private; the output is an ordinary user file
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
 
 
 class PipelineMixin:

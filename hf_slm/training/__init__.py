@@ -1,6 +1,6 @@
 """Training helpers around the HF `Trainer` (which stays the loop): collators, the GAN trainer for vocoders."""
 
-from .._permissions import widen_to_umask
+from ..utils import widen_to_umask
 from .callbacks import ReadableCheckpoints, WallClockLimit
 from .checkpoints import is_complete_checkpoint, last_complete_checkpoint
 from .collators import CausalLMCollator

@@ -14,7 +14,7 @@ from pathlib import Path
 from transformers import TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from .._permissions import widen_to_umask
+from ..utils import widen_to_umask
 
 
 class WallClockLimit(TrainerCallback):
@@ -49,7 +49,7 @@ class ReadableCheckpoints(TrainerCallback):
 
     safetensors (>= 0.8) writes ``model.safetensors`` through a private temporary file, so a checkpoint's weights end
     up ``-rw-------`` whatever the umask; on a shared machine colleagues could not read them. Call
-    `hf_slm._permissions.widen_to_umask` on the final ``output_dir`` after ``trainer.save_model`` as well.
+    `hf_slm.utils.widen_to_umask` on the final ``output_dir`` after ``trainer.save_model`` as well.
     """
 
     def on_save(self, args, state, control, **kwargs):

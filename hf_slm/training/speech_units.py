@@ -57,7 +57,7 @@ def load_or_fit_speech_tokenizer(
         )
         logger.info("speech tokenizer: fitted MFCC k-means with %d units", num_units)
     if not (saved / "config.json").is_file():
-        from ..pipelines.pipeline_utils import atomic_save_directory
+        from ..utils import atomic_save_directory
 
         def write(tmp):
             tokenizer.save_pretrained(tmp)

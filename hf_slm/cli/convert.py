@@ -1,11 +1,6 @@
-"""`hf-slm convert KIND SRC --output DIR`: argparse wiring of the converters, for the CLI to mount.
+"""`hf-slm convert KIND SRC --output DIR`: the CLI of `hf_slm.converters` (kmeans, unit-hifigan, seamless, slamkit, variant).
 
-```python
-subparsers = parser.add_subparsers(dest="command")
-add_convert_parser(subparsers)          # adds `convert` with kinds kmeans, unit-hifigan, seamless, slamkit, variant
-args = parser.parse_args()
-run_convert(args)                       # when args.command == "convert"
-```
+Mounted by `hf_slm.cli.main.build_parser`; `run_convert` prints where it wrote each folder.
 """
 
 from __future__ import annotations
@@ -58,12 +53,18 @@ def add_convert_parser(subparsers) -> argparse.ArgumentParser:
 
     for parser in kinds.choices.values():
         parser.add_argument("--output", "-o", required=True, help="folder to write")
+    convert.set_defaults(func=cmd_convert)
     return convert
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    run_convert(args)
+    return 0
 
 
 def run_convert(args: argparse.Namespace):
     """Run the converter `args.convert_kind` names; returns what it built and prints where it wrote it."""
-    from . import (
+    from ..converters import (
         assemble_variant,
         convert_kmeans,
         convert_seamless_vocoder,
@@ -91,4 +92,4 @@ def run_convert(args: argparse.Namespace):
     return result
 
 
-__all__ = ["add_convert_parser", "run_convert"]
+__all__ = ["add_convert_parser", "cmd_convert", "run_convert"]
