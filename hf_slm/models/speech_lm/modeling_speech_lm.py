@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.nn.utils.rnn import pad_sequence
 from transformers import AutoModelForCausalLM, GenerationMixin, LogitsProcessor, LogitsProcessorList, PreTrainedModel
 from transformers.modeling_outputs import CausalLMOutputWithPast
 from transformers.utils import ModelOutput, logging
@@ -429,14 +430,9 @@ def _num_units(unit_tokenizer) -> int:
 
 
 def _pad(sequences: list[torch.Tensor], pad_id: int, padding_side: str) -> tuple[torch.LongTensor, torch.LongTensor]:
-    longest = max(len(s) for s in sequences)
-    input_ids = torch.full((len(sequences), longest), pad_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(sequences), longest), dtype=torch.long)
-    for i, seq in enumerate(sequences):
-        span = slice(longest - len(seq), longest) if padding_side == "left" else slice(0, len(seq))
-        input_ids[i, span] = seq
-        attention_mask[i, span] = 1
-    return input_ids, attention_mask
+    input_ids = pad_sequence(sequences, batch_first=True, padding_value=pad_id, padding_side=padding_side)
+    ones = [torch.ones(len(s), dtype=torch.long) for s in sequences]
+    return input_ids.long(), pad_sequence(ones, batch_first=True, padding_value=0, padding_side=padding_side)
 
 
 __all__ = ["AllowedTokensLogitsProcessor", "LogLikelihoodOutput", "SpeechLMForCausalLM", "SpeechLMPreTrainedModel"]
