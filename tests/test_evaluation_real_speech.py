@@ -165,9 +165,10 @@ def test_asr_errors_name_the_problem(pipeline_dir, wav2vec2_dir, tmp_path, capsy
     texts.write_text(TEXTS[0] + "\n")
     args = ["evaluate", "resynthesis", "--pipeline", pipeline_dir, "--texts", str(texts), "--output",
             str(tmp_path / "o.json")]  # fmt: skip
-    assert main(args + ["--asr", str(tmp_path)]) == 2
+    # run-time refusals: one line on stderr and status 1 (argparse's own errors are status 2)
+    assert main(args + ["--asr", str(tmp_path)]) == 1
     assert "not an automatic-speech-recognition model" in capsys.readouterr().err
-    assert main(args + ["--asr", wav2vec2_dir, "--vocabulary", "open"]) == 2
+    assert main(args + ["--asr", wav2vec2_dir, "--vocabulary", "open"]) == 1
     assert "pocketsphinx only" in capsys.readouterr().err
-    assert main(args + ["--dataset", str(tmp_path)]) == 2
+    assert main(args + ["--dataset", str(tmp_path)]) == 1
     assert "exactly one of --texts" in capsys.readouterr().err

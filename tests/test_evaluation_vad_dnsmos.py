@@ -69,8 +69,10 @@ def test_split_audio_cli_writes_an_audiofolder_of_utterances(tmp_path, capsys):
     assert sf.info(out / "long_001.wav").duration == pytest.approx(rows[1]["end"] - rows[1]["start"], abs=0.01)
     ds = load_local_dataset(out)  # an audiofolder: fit-tokenizer / tokenize --dataset read it
     assert len(ds) == 2 and {"audio", "start", "end", "source"} <= set(ds.column_names)
-    assert main(["split-audio", str(tmp_path / "missing.wav"), "--output", str(tmp_path / "x")]) == 2
-    assert "does not exist" in capsys.readouterr().err and not (tmp_path / "x").exists()
+    with pytest.raises(SystemExit) as refused:  # argparse checks the path: usage error, status 2
+        main(["split-audio", str(tmp_path / "missing.wav"), "--output", str(tmp_path / "x")])
+    assert refused.value.code == 2
+    assert "no such file" in capsys.readouterr().err and not (tmp_path / "x").exists()
 
 
 def test_dnsmos_ranks_clean_speech_above_noisy_speech():

@@ -29,6 +29,7 @@ from hf_slm.models.unit_tokenizer import KMeansUnitTokenizer, KMeansUnitTokenize
 from hf_slm.models.unit_tokenizer.feature_extraction_unit_tokenizer import load_audio
 from hf_slm.models.unit_vocoder import UnitMelVocoder, UnitMelVocoderConfig
 from hf_slm.training import CausalLMCollator, UnitVocoderCollator
+from hf_slm.training.kmeans import fit_unit_tokenizer_on_dataset
 
 
 @dataclass
@@ -127,7 +128,9 @@ def synthesise(args: DefaultPipelineArguments):
 def fit_speech_tokenizer(args, train):
     feature_extractor = SpeechFeatureExtractor(sampling_rate=16000)
     tokenizer = KMeansUnitTokenizer(KMeansUnitTokenizerConfig(frontend="mfcc", num_units=args.num_units))
-    tokenizer.fit_on_dataset(train, feature_extractor, max_frames=args.kmeans_max_frames, seed=args.seed)
+    fit_unit_tokenizer_on_dataset(
+        tokenizer, train, feature_extractor, max_frames=args.kmeans_max_frames, seed=args.seed
+    )
     return feature_extractor, tokenizer.eval()
 
 
