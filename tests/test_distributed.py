@@ -13,11 +13,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import datasets
 import pytest
 import torch
+import torch.multiprocessing as torch_mp
 from safetensors.torch import load_file
 
 from hf_slm.data import load_text_corpus, synthesize_dataset
+from hf_slm.training import CausalLMCollator, PackedSequenceCollator, pack_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 DDP_YAML = ROOT / "examples" / "pretraining" / "accelerate_ddp.yaml"
@@ -183,3 +186,77 @@ def test_lora_instruction_tuning_two_processes_match_one(tmp_path):
     print("LoRA instruction tuning 1 vs 2 processes:", measured)
     assert json.loads((two / "instruct_summary.json").read_text())["world_size"] == 2
     assert_one_writer(one, two, log_two, "starting from step 0")
+
+
+# ====================================================================== sharding: packed and bucketed data
+NUM_UTTERANCES, PAD_ID = 40, 0
+
+
+def utterances() -> datasets.Dataset:
+    """Utterance k (1..40) is k repeated 3-20 times, so any batch says which utterances it holds."""
+    lengths = torch.randint(3, 21, (NUM_UTTERANCES,), generator=torch.Generator().manual_seed(0)).tolist()
+    return datasets.Dataset.from_dict({"input_ids": [[k + 1] * n for k, n in enumerate(lengths)]})
+
+
+def _epoch_per_rank(rank: int, port: int, out: str) -> None:
+    """One rank of a real 2-process gloo group: the dataloaders the `Trainer` builds for packed rows (shuffled),
+    length-bucketed utterances (`group_by_length`) and packed rows with `dataloader_drop_last`; one epoch each,
+    recorded as the utterance ids of every batch."""
+    from transformers import Trainer, TrainingArguments
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
+                      WORLD_SIZE="2", CUDA_VISIBLE_DEVICES="")  # fmt: skip
+    packed = pack_dataset(utterances(), seq_length=32, strategy="bfd", keep_in_memory=True)
+    packed_even = packed.select(range(len(packed) - len(packed) % 4))  # whole global batches (2 ranks x 2)
+    cases = {
+        "packed": (packed_even, PackedSequenceCollator(pad_token_id=PAD_ID), {}),
+        "bucketed": (utterances(), CausalLMCollator(pad_token_id=PAD_ID), {"train_sampling_strategy": "group_by_length"}),
+        "packed_drop_last": (packed, PackedSequenceCollator(pad_token_id=PAD_ID), {"dataloader_drop_last": True}),
+        "packed_uneven": (packed, PackedSequenceCollator(pad_token_id=PAD_ID), {}),
+    }
+    seen = {"rows": {name: len(ds) for name, (ds, _, _) in cases.items()}}
+    for name, (dataset, collator, extra) in cases.items():
+        args = TrainingArguments(output_dir=out, use_cpu=True, ddp_backend="gloo", per_device_train_batch_size=2,
+                                 report_to="none", seed=0, remove_unused_columns=False, **extra)  # fmt: skip
+        assert args.world_size == 2 and args.process_index == rank
+        trainer = Trainer(model=torch.nn.Linear(1, 1), args=args, train_dataset=dataset, data_collator=collator)
+        seen[name] = [[sorted({int(t) for t in row if t != PAD_ID}) for row in batch["input_ids"].tolist()]
+                      for batch in trainer.get_train_dataloader()]  # fmt: skip
+    Path(out, f"rank{rank}.json").write_text(json.dumps(seen))
+    torch.distributed.destroy_process_group()
+
+
+def test_packed_and_bucketed_data_shard_without_repeats(tmp_path):
+    torch_mp.spawn(_epoch_per_rank, args=(_free_port(), str(tmp_path)), nprocs=2, join=True)
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    everyone = set(range(1, NUM_UTTERANCES + 1))
+
+    def ids(name: str, rank: int) -> list[int]:
+        return [k for batch in ranks[rank][name] for row in batch for k in row]
+
+    for name in ("packed", "bucketed", "packed_drop_last"):
+        zero, one = ids(name, 0), ids(name, 1)
+        assert len(ranks[0][name]) == len(ranks[1][name])  # ranks step together
+        assert len(zero) == len(set(zero)) and len(one) == len(set(one)), name  # not twice on one rank
+        assert not set(zero) & set(one), name  # nor on both
+    assert 2 * 2 * len(ranks[0]["packed"]) == ranks[0]["rows"]["packed"]  # every row of the epoch, once
+    assert set(ids("bucketed", 0)) | set(ids("bucketed", 1)) == everyone  # 40 utterances = 10 global batches
+    # bucketed: each batch holds utterances of similar length (a batch's lengths span less than the data's)
+    lengths = {k + 1: len(row) for k, row in enumerate(utterances()["input_ids"])}
+    spans = [max(lengths[k] for k in batch_ids) - min(lengths[k] for k in batch_ids)
+             for r in (0, 1) for batch in ranks[r]["bucketed"] for batch_ids in [[k for row in batch for k in row]]]
+    assert sorted(spans)[len(spans) // 2] < (max(lengths.values()) - min(lengths.values())) / 2
+    # drop_last: whole global batches only; the rows of the last partial one wait for the next epoch's order
+    total = ranks[0]["rows"]["packed_drop_last"]
+    assert total % 4 == 2  # 14 packed rows: the last global batch is partial
+    assert 2 * 2 * len(ranks[0]["packed_drop_last"]) == total - total % 4
+    # without drop_last, accelerate's even_batches fills the last global batch with the epoch's first rows: every
+    # utterance is seen, and only those fill-in rows are seen twice
+    zero, one = ids("packed_uneven", 0), ids("packed_uneven", 1)
+    assert set(zero) | set(one) == everyone
+    repeated_rows = 4 * len(ranks[0]["packed_uneven"]) - total
+    assert repeated_rows == (-total) % 4
+    first_rows = [row for batch_index in range(len(ranks[0]["packed_uneven"])) for r in (0, 1)
+                  for row in ranks[r]["packed_uneven"][batch_index]][:repeated_rows]  # fmt: skip
+    repeats = sorted(k for k in everyone if (zero + one).count(k) > 1)
+    assert repeats == sorted(k for row in first_rows for k in row)
