@@ -260,3 +260,19 @@ def test_packed_and_bucketed_data_shard_without_repeats(tmp_path):
                   for row in ranks[r]["packed_uneven"][batch_index]][:repeated_rows]  # fmt: skip
     repeats = sorted(k for k in everyone if (zero + one).count(k) > 1)
     assert repeats == sorted(k for row in first_rows for k in row)
+
+
+# ====================================================================== FSDP on CPU: refused, not silently DDP
+def test_fsdp_launch_on_cpu_is_refused(speech_dataset, tmp_path):
+    """accelerate makes a CPU state FSDP only for GPU-like devices: `accelerate_fsdp.yaml` on CPU would train plain
+    DDP under an FSDP name. The scripts refuse it and point at the DDP config."""
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+               str(ROOT / "examples/pretraining/accelerate_fsdp.yaml"), "--num_processes", "2", "--mixed_precision", "no",
+               "--main_process_port", str(_free_port()), str(PRETRAIN), str(ROOT / "examples/pretraining/config_tiny.json"),
+               f"--dataset_path={speech_dataset}", f"--output_dir={tmp_path / 'out'}"]  # fmt: skip
+    log = tmp_path / "fsdp.log"
+    process = start(command, log)
+    process.wait(timeout=120)
+    text = log.read_text()
+    assert process.returncode != 0 and "would not shard" in text and "accelerate_ddp.yaml" in text, text[-3000:]
+    assert not (tmp_path / "out").exists()
