@@ -7,6 +7,10 @@ Steps: load the base variant (folder / Hub repo / ``"default"``; ``"tiny-random"
 smoke tests) -> add the chat and task tags to its LM -> build the instruction sets (ASR/TTS, chain of modality, SLU,
 silence mode) from espeak-ng speech -> chat template (loss on assistant tokens only) -> LoRA through PEFT ->
 `Trainer` -> save an instruct variant: adapter only, pointing at the base (default), or merged (``--merge``).
+
+Data parallel: `accelerate launch --config_file examples/pretraining/accelerate_ddp.yaml --num_processes N tune.py
+...` (or `torchrun --nproc_per_node N`; gloo on a CPU machine). The adapter's gradients are averaged over the ranks
+by DDP, each rank reads its shard of every global batch, and rank 0 alone builds the tiny base and writes.
 """
 
 from __future__ import annotations
@@ -44,7 +48,8 @@ from hf_slm.instruct import (
 from hf_slm.evaluation.report import write_json
 from hf_slm.pipelines.adapters import add_task_tokens
 from hf_slm.pipelines.model_card import TRAINING_SUMMARY_FILE, render_model_card
-from hf_slm.training import ReadableCheckpoints, WallClockLimit, require_single_process, resumable_interrupt
+from hf_slm.training import ReadableCheckpoints, WallClockLimit, resumable_interrupt
+from hf_slm.training.launch import LaunchError, data_parallel_defaults, log_launch
 
 logger = logging.getLogger(__name__)
 TASKS = ("cross_modal", "chain_of_modality", "slu", "silence")
@@ -153,39 +158,45 @@ def _json_to_argv(config: dict) -> list[str]:
 
 
 def main(argv=None):
-    require_single_process("examples/instruction_tuning/tune.py")
     parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))
+    parser.set_defaults(**data_parallel_defaults())  # gloo DDP when several processes start without CUDA
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0].endswith(".json"):  # a JSON config, then optional --flag overrides (the last value wins)
         argv = _json_to_argv(json.loads(Path(argv[0]).read_text())) + argv[1:]
     model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    log_launch(training_args, "tune")
+    main_process = training_args.process_index == 0
     seed = training_args.seed + data_args.data_seed_offset
     output_dir = Path(training_args.output_dir)
 
     base = model_args.base_pipeline
-    if base == "tiny-random":
-        texts = generate_sentences(data_args.num_utterances, seed=seed) + generate_sentences(
-            data_args.num_utterances - data_args.num_utterances // 2, seed=seed + 1
-        )
-        pipe = build_tiny_base_pipeline(texts, noise_waveforms(8, seed=seed + 7), seed=training_args.seed,
-                                        cache_dir=data_args.synth_cache_dir)
-        base = str(pipe.save_pretrained(output_dir / "base"))
-    pipe = SpeechLMPipeline.from_pretrained(base)
-    if pipe.tokenizer is None:
-        raise ValueError(f"the base variant {base} has no text tokenizer: instruction tuning needs text")
-    lm = add_task_tokens(pipe.language_model, INSTRUCT_TOKENS, seed=training_args.seed)
-    processor = SpeechLMProcessor.from_config(lm, tokenizer=pipe.tokenizer)
-    chat = SpeechChatTemplate(processor)
-    rows, train_dataset, texts = build_instruction_data(pipe, chat, data_args, seed)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / "tuning_texts.txt").write_text("\n".join(texts) + "\n", encoding="utf-8")  # for held-out eval
+    with training_args.main_process_first(desc="tiny base and instruction data"):  # the others read rank 0's files
+        if base == "tiny-random":
+            if main_process:
+                texts = generate_sentences(data_args.num_utterances, seed=seed) + generate_sentences(
+                    data_args.num_utterances - data_args.num_utterances // 2, seed=seed + 1
+                )
+                pipe = build_tiny_base_pipeline(texts, noise_waveforms(8, seed=seed + 7), seed=training_args.seed,
+                                                cache_dir=data_args.synth_cache_dir)  # fmt: skip
+                pipe.save_pretrained(output_dir / "base")
+            base = str(output_dir / "base")
+        pipe = SpeechLMPipeline.from_pretrained(base)
+        if pipe.tokenizer is None:
+            raise ValueError(f"the base variant {base} has no text tokenizer: instruction tuning needs text")
+        lm = add_task_tokens(pipe.language_model, INSTRUCT_TOKENS, seed=training_args.seed)
+        processor = SpeechLMProcessor.from_config(lm, tokenizer=pipe.tokenizer)
+        chat = SpeechChatTemplate(processor)
+        rows, train_dataset, texts = build_instruction_data(pipe, chat, data_args, seed)
+    if main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        (output_dir / "tuning_texts.txt").write_text("\n".join(texts) + "\n", encoding="utf-8")  # for held-out eval
     logger.info("instruction rows per task: %s", {t: rows["task"].count(t) for t in sorted(set(rows["task"]))})
 
     peft_lm = attach_adapter(lm, default_lora_config(
         lm, r=model_args.lora_r, lora_alpha=model_args.lora_alpha, lora_dropout=model_args.lora_dropout,
         train_embeddings=model_args.train_embeddings))  # fmt: skip
-    peft_lm.print_trainable_parameters()
+    if main_process:
+        peft_lm.print_trainable_parameters()
     lora_config = peft_lm.peft_config["default"]
     embedding_training = "frozen"
     if lora_config.trainable_token_indices:
@@ -199,15 +210,18 @@ def main(argv=None):
     trainer = Trainer(model=peft_lm, args=training_args, train_dataset=train_dataset, data_collator=processor.pad,
                       callbacks=limit)  # fmt: skip
     last_checkpoint = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
-    if last_checkpoint:  # a killed run picks up where it stopped (the data and its caches are deterministic)
-        logger.info("resuming from %s", last_checkpoint)
-    with resumable_interrupt(output_dir):
+    if main_process:  # a killed run picks up where it stopped (the data and its caches are deterministic)
+        print(f"resuming from {last_checkpoint}" if last_checkpoint else "starting from step 0", flush=True)
+    with resumable_interrupt(output_dir, is_main=main_process):
         result = trainer.train(resume_from_checkpoint=last_checkpoint)
+    if not main_process:  # rank 0 saves the variant and the summary
+        return {"steps": result.global_step, "train_loss": result.training_loss}
     pipe.register_modules(language_model=peft_lm.eval())
     variant_dir = Path(model_args.variant_dir or output_dir / "instruct_variant")
     saved = save_instruct_variant(pipe, variant_dir, base=base, merge=model_args.merge)
     summary = {"variant": str(saved), "base": base, "merged": model_args.merge, "train_loss": result.training_loss,
                "steps": result.global_step, "rows": len(rows), "embedding_training": embedding_training,
+               "world_size": training_args.world_size,
                "train_runtime_s": result.metrics["train_runtime"],
                "rows_per_task": {t: rows["task"].count(t) for t in sorted(set(rows["task"]))},
                "arguments": {**asdict(model_args), **asdict(data_args), "learning_rate": training_args.learning_rate,
@@ -224,4 +238,7 @@ def main(argv=None):
 
 if __name__ == "__main__":
     np.seterr(all="ignore")
-    main()
+    try:
+        main()
+    except LaunchError as error:  # a launch that would not be data-parallel: say so, no traceback
+        sys.exit(f"error: {error}")

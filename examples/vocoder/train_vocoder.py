@@ -18,6 +18,10 @@ on the same sentences. Rerunning the same command resumes from the last complete
 Arguments come from three dataclasses (`VocoderDataArguments`, `VocoderModelArguments`,
 `transformers.TrainingArguments`); a `.json` first argument sets defaults for all of them and any `--flag` after it
 overrides one. See README.md.
+
+Data parallel: `accelerate launch --config_file examples/pretraining/accelerate_ddp.yaml --num_processes N` (or
+`torchrun --nproc_per_node N`); gloo on a CPU machine. `per_device_train_batch_size` is per rank; rank 0 alone
+writes `output_dir` and runs the resynthesis evaluation.
 """
 
 from __future__ import annotations
@@ -43,12 +47,12 @@ from hf_slm.training import (
     VocoderGanTrainer,
     finished_results,
     last_complete_checkpoint,
-    require_single_process,
     resumable_interrupt,
     widen_to_umask,
 )
 from hf_slm.training.arguments import SpeechDataArguments, csv_list, load_speech_splits, parse_json_and_flags
 from hf_slm.training.callbacks import WallClockLimit
+from hf_slm.training.launch import LaunchError, log_launch
 from hf_slm.training.speech_units import load_or_fit_speech_tokenizer, tokenize_speech
 
 logger = logging.getLogger("train_vocoder")
@@ -167,26 +171,27 @@ def mel_curve(log_history: list[dict]) -> list[dict]:
 
 # ---------------------------------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> dict:
-    require_single_process("examples/vocoder/train_vocoder.py")  # the GAN trainer's discriminator step is not synchronised across ranks
     data_args, model_args, training_args = parse_arguments(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    log_launch(training_args, "train_vocoder")
     set_seed(training_args.seed)
     output_dir = Path(training_args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    main_process = training_args.process_index == 0
     started = time.time()
 
-    train, test = load_speech_splits(data_args, training_args.seed, sampling_rate=16000)
-    feature_extractor, speech_tokenizer = load_or_fit_speech_tokenizer(
-        model_args.speech_tokenizer, train, output_dir, audio_column=data_args.audio_column,
-        num_units=model_args.num_units, seed=training_args.seed,
-    )
-    rate = feature_extractor.sampling_rate
-    if rate != 16000:  # the vocoder's targets at the tokenizer's rate, so unit t starts at sample t * hop
-        train, test = (s.cast_column(data_args.audio_column, datasets.Audio(sampling_rate=rate)) for s in (train, test))
-    units = tokenize_speech(train, feature_extractor, speech_tokenizer, data_args.audio_column,
-                            data_args.tokenize_batch_size, "train", deduplicate=data_args.deduplicate_units,
-                            keep_audio=True, cache_dir=data_args.units_cache_dir)  # fmt: skip
-    rows = vocoder_rows(units, data_args)
+    with training_args.main_process_first(desc="speech data, unit tokenizer and units"):  # the others read caches
+        train, test = load_speech_splits(data_args, training_args.seed, sampling_rate=16000)
+        feature_extractor, speech_tokenizer = load_or_fit_speech_tokenizer(
+            model_args.speech_tokenizer, train, output_dir, audio_column=data_args.audio_column,
+            num_units=model_args.num_units, seed=training_args.seed,
+        )
+        rate = feature_extractor.sampling_rate
+        if rate != 16000:  # the vocoder's targets at the tokenizer's rate, so unit t starts at sample t * hop
+            train, test = (s.cast_column(data_args.audio_column, datasets.Audio(sampling_rate=rate)) for s in (train, test))
+        units = tokenize_speech(train, feature_extractor, speech_tokenizer, data_args.audio_column,
+                                data_args.tokenize_batch_size, "train", deduplicate=data_args.deduplicate_units,
+                                keep_audio=True, cache_dir=data_args.units_cache_dir)  # fmt: skip
+        rows = vocoder_rows(units, data_args)
     hop = speech_tokenizer.config.hop_length
     vocoder = build_vocoder(model_args, speech_tokenizer.config.num_units, hop, rate, data_args.deduplicate_units)
     generator_parameters = vocoder.num_parameters()  # before the trainer attaches the discriminators
@@ -196,24 +201,29 @@ def main(argv: list[str] | None = None) -> dict:
         model=vocoder,
         args=training_args,
         train_dataset=rows,
-        data_collator=UnitVocoderCollator(
-            hop_length=hop, segment_units=None if data_args.deduplicate_units else data_args.segment_units
+        data_collator=UnitVocoderCollator(  # crops drawn for the global batch: any number of ranks, same crops
+            hop_length=hop, segment_units=None if data_args.deduplicate_units else data_args.segment_units,
+            num_shards=training_args.world_size, shard_index=training_args.process_index,
         ),
         discriminator_learning_rate=model_args.discriminator_learning_rate,
         keep_discriminators=model_args.keep_discriminators,
         callbacks=[ReadableCheckpoints()] + [WallClockLimit(m) for m in [model_args.max_train_minutes] if m],
     )
-    checkpoint = last_complete_checkpoint(output_dir, remove_incomplete=True) if model_args.resume else None
+    checkpoint = None
+    if model_args.resume:
+        checkpoint = last_complete_checkpoint(output_dir, remove_incomplete=training_args.should_save)
     finished = finished_results(checkpoint, training_args, output_dir / "results.json")
     if finished is not None:
         return finished
-    if checkpoint:
-        logger.info("resuming from %s", checkpoint)
+    if main_process:
+        print(f"resuming from {checkpoint}" if checkpoint else "starting from step 0", flush=True)
     train_started = time.time()
-    with resumable_interrupt(output_dir):
+    with resumable_interrupt(output_dir, is_main=main_process):
         trainer.train(resume_from_checkpoint=checkpoint)
     train_seconds = time.time() - train_started
-    trainer.save_model(str(output_dir))
+    trainer.save_model(str(output_dir))  # rank 0 writes
+    if not main_process:  # the evaluation and results.json are rank 0's
+        return {"steps": trainer.state.global_step, "world_size": training_args.world_size}
     widen_to_umask(output_dir)  # safetensors writes the weights private
 
     vocoder.eval()
@@ -225,6 +235,7 @@ def main(argv: list[str] | None = None) -> dict:
         "data_seconds_this_run": round(train_started - started, 1),
         "stopped_by_time_limit": any(getattr(c, "stopped_at_step", None) for c in trainer.callback_handler.callbacks),
         "train_utterances": len(rows),
+        "world_size": training_args.world_size,
         "generator_parameters": generator_parameters,
         "loss_mel": mel_curve(trainer.state.log_history),
         "resynthesis": resynthesis_results(pipeline, test, data_args, output_dir / "resynthesis"),
@@ -242,4 +253,7 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except LaunchError as error:  # a launch that would not be data-parallel: say so, no traceback
+        sys.exit(f"error: {error}")

@@ -136,6 +136,12 @@ class CodecGanTrainer(VocoderGanTrainer):
             raise ValueError(f"discriminator_warmup_steps must be an int >= 0, got {discriminator_warmup_steps!r}")
         self.semantic_teacher = semantic_teacher  # read by check_model, which runs inside the base __init__
         super().__init__(model, args, *trainer_args, **kwargs)
+        if self.args.world_size > 1:
+            raise ValueError(
+                "CodecGanTrainer runs on one process: the EMA codebook updates and dead-code restarts happen inside "
+                "each rank's forward, and DDP would keep only rank 0's codebook buffers (its broadcast) instead of "
+                "statistics over the global batch"
+            )
         self.discriminator_warmup_steps = discriminator_warmup_steps
         if semantic_teacher is not None:
             self.semantic_teacher = semantic_teacher.eval().requires_grad_(False).to(self.args.device)

@@ -7,14 +7,23 @@ logging and report_to, evaluation, checkpoint rotation, `resume_from_checkpoint`
 change: `create_optimizer` / `create_scheduler` build a second optimiser and scheduler for the discriminators,
 `compute_loss` runs the discriminator update and adds the adversarial + feature-matching terms, and checkpoint
 save/load also writes/reads the discriminator weights and optimiser state. See docs/vocoder.md for the limits.
+
+Data parallel (DDP, `accelerate launch` / `torchrun`): the `Trainer` wraps the vocoder in DDP with the
+discriminators' parameters and buffers on DDP's ignore list, so that wrapper synchronises the generator's gradients
+only; the discriminator update runs through a DDP wrapper of its own (`_RealVsGenerated`: both discriminator
+passes in one DDP forward, one backward), which averages the discriminators' gradients across ranks before they are
+clipped and stepped. Both optimisers thus take the steps a single process takes on the global batch.
 """
 
 from __future__ import annotations
 
 import os
 from collections import defaultdict
+from contextlib import nullcontext
 
 import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from transformers import Trainer
 from transformers.optimization import get_scheduler
 
@@ -27,6 +36,18 @@ from ..models.unit_vocoder import (
 
 DISCRIMINATOR_OPTIMIZER_NAME = "optimizer_discriminator.pt"
 DISCRIMINATOR_SCHEDULER_NAME = "scheduler_discriminator.pt"
+
+
+class _RealVsGenerated(nn.Module):
+    """Both discriminator passes of the discriminator update as one forward, so that a DDP wrapper sees one
+    forward per backward (two forwards before one backward confuse its reducer)."""
+
+    def __init__(self, discriminator: nn.Module):
+        super().__init__()
+        self.discriminator = discriminator
+
+    def forward(self, real, generated):
+        return self.discriminator(real)[0], self.discriminator(generated)[0]
 
 
 class VocoderGanTrainer(Trainer):
@@ -69,15 +90,19 @@ class VocoderGanTrainer(Trainer):
             raise ValueError(f"{name} trains a {self.model_class.__name__}, got {type(model).__name__}")
         self.check_model(model)
         self.attach_discriminators(model)  # before Trainer.__init__, so they move to the device with the generator
+        # the Trainer's DDP wrapper of the vocoder synchronises the generator only; the discriminators get their own
+        discriminator_names = [f"discriminator.{n}" for n, _ in model.discriminator.named_parameters()]
+        discriminator_names += [f"discriminator.{n}" for n, _ in model.discriminator.named_buffers()]
+        DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(model, discriminator_names)
         super().__init__(model, args, *trainer_args, **kwargs)
         if self.args.fp16:
             raise ValueError(
                 f"{name} does not support fp16 (one GradScaler would serve two optimisers); use bf16 or fp32"
             )
-        if self.args.world_size > 1 or self.is_deepspeed_enabled or self.is_fsdp_enabled:
+        if self.is_deepspeed_enabled or self.is_fsdp_enabled:
             raise ValueError(
-                f"{name} runs on one device only: the discriminator update happens outside the DDP/FSDP/DeepSpeed "
-                "wrapper, so its gradients would not be synchronised (see docs/vocoder.md)"
+                f"{name} runs on one device or data-parallel (DDP) only: DeepSpeed / FSDP would shard the generator "
+                "and discriminators with one engine for two optimisers (see docs/vocoder.md)"
             )
         self.discriminator_learning_rate = discriminator_learning_rate
         self.keep_discriminators = keep_discriminators
@@ -86,6 +111,7 @@ class VocoderGanTrainer(Trainer):
         self._gan_sums: dict[str, float] = defaultdict(float)
         self._gan_counts: dict[str, int] = defaultdict(int)
         self._saving_checkpoint = False
+        self._discriminator_pair = None
 
     def check_model(self, model) -> None:
         """Model-specific checks before the `Trainer` is built (raise `ValueError`); nothing to check here."""
@@ -97,6 +123,14 @@ class VocoderGanTrainer(Trainer):
     @property
     def discriminator(self):
         return self.accelerator.unwrap_model(self.model).discriminator
+
+    def _real_vs_generated(self):
+        """The discriminator update's forward: plain on one process, a DDP wrapper of its own on several (built
+        once; DDP broadcasts rank 0's discriminator weights into every rank when it is built)."""
+        if self._discriminator_pair is None:
+            pair = _RealVsGenerated(self.discriminator)
+            self._discriminator_pair = self.accelerator.prepare_model(pair) if self.args.world_size > 1 else pair
+        return self._discriminator_pair
 
     # ------------------------------------------------------------------ optimisers
     def create_optimizer(self, model=None):
@@ -144,10 +178,12 @@ class VocoderGanTrainer(Trainer):
     def _discriminator_step(self, real, generated):
         """Eq. 7 on real vs detached generated audio; steps the discriminators at accumulation boundaries."""
         discriminator = self.discriminator
-        real_scores, _ = discriminator(real)
-        generated_scores, _ = discriminator(generated.detach())
-        loss = discriminator_loss(real_scores, generated_scores)
-        self.accelerator.backward(loss / getattr(self, "current_gradient_accumulation_steps", 1))
+        pair = self._real_vs_generated()
+        between_boundaries = isinstance(pair, DistributedDataParallel) and not self.accelerator.sync_gradients
+        with pair.no_sync() if between_boundaries else nullcontext():  # DDP averages at accumulation boundaries
+            real_scores, generated_scores = pair(real, generated.detach())
+            loss = discriminator_loss(real_scores, generated_scores)
+            self.accelerator.backward(loss / getattr(self, "current_gradient_accumulation_steps", 1))
         if self.accelerator.sync_gradients:
             if self.args.max_grad_norm and self.args.max_grad_norm > 0:
                 torch.nn.utils.clip_grad_norm_(discriminator.parameters(), self.args.max_grad_norm)
@@ -197,9 +233,13 @@ class VocoderGanTrainer(Trainer):
         return (loss, outputs) if return_outputs else loss
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        if "loss" in logs and self._gan_counts:
-            for name, total in self._gan_sums.items():
-                logs[name] = round(total / self._gan_counts[name], 6)
+        if "loss" in logs and self._gan_counts:  # every rank logs here (the Trainer gathers `loss` just before)
+            names = sorted(self._gan_sums)
+            means = torch.tensor([self._gan_sums[n] / self._gan_counts[n] for n in names], device=self.args.device)
+            if self.args.world_size > 1:  # the mean over ranks, like the Trainer's `loss`
+                means = self.accelerator.reduce(means, reduction="mean")
+            for name, value in zip(names, means.tolist()):
+                logs[name] = round(value, 6)
             self._gan_sums.clear()
             self._gan_counts.clear()
         super().log(logs, start_time)

@@ -57,8 +57,19 @@ def data_parallel_defaults() -> dict:
     every rank trains alone on the whole data set, all writing the same ``output_dir``. `accelerate launch --cpu
     --num_processes N` starts ONE process (accelerate runs multi-CPU jobs through mpirun only): refused with a
     `LaunchError`. Defaults, not overrides: they must be in place before `TrainingArguments` sets up its devices.
+
+    An FSDP launch (`accelerate launch --config_file accelerate_fsdp.yaml`, which sets ``ACCELERATE_USE_FSDP``)
+    without CUDA is refused too: accelerate turns a CPU (MULTI_CPU) state into FSDP only for GPU-like device types, so
+    it would silently train as DDP with a full replica per rank (torch's FSDP2 itself runs on CPU over gloo).
     """
     _, world_size = launched_world()
+    fsdp = os.environ.get("ACCELERATE_USE_FSDP", "").lower() in ("1", "true", "yes")
+    if fsdp and world_size > 1 and not torch.cuda.is_available():
+        raise LaunchError(
+            "an FSDP launch on a machine without CUDA would not shard: accelerate enables FSDP only for GPU-like "
+            "devices and would train plain DDP on CPU. Use examples/pretraining/accelerate_ddp.yaml with "
+            "--mixed_precision no (gloo DDP) on CPU, and the FSDP config on GPUs."
+        )
     if _accelerate_cpu_simple_launch():
         raise LaunchError(
             "`accelerate launch --cpu --num_processes N` starts a single process (accelerate runs multi-CPU jobs "

@@ -36,6 +36,11 @@ class UnitVocoderCollator:
     (HiFi-GAN trains on 8960-sample segments, i.e. 28 frames of 320 samples), which bounds memory and lets a batch
     hold many utterances. Cropping needs one unit per frame, so it is refused together with `durations`.
 
+    Crops are drawn from Python's `random` (seeded and checkpointed by the `Trainer`) for the whole global batch:
+    on `num_shards` data-parallel ranks each call draws `num_shards x len(features)` offsets and rank
+    `shard_index` uses its slice, so rank r's items get the crops that one process with the global batch gives
+    them (rank r holds the r-th part of each global batch under accelerate's sharded sampler).
+
     Returns `input_ids`, `attention_mask`, `labels`, `labels_mask` (always, so the `Trainer` sees both label
     columns), plus `durations` / `speaker_id` when the features have them.
     """
@@ -43,6 +48,8 @@ class UnitVocoderCollator:
     hop_length: int
     segment_units: int | None = None
     pad_unit_id: int = 0
+    num_shards: int = 1
+    shard_index: int = 0
 
     def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
         if not features:
@@ -53,6 +60,8 @@ class UnitVocoderCollator:
         if self.segment_units is not None and has_durations:
             raise ValueError("segment_units cannot crop deduplicated units (features have durations)")
         ids, waves, durations = [], [], []
+        offsets = [random.random() for _ in range(self.num_shards * len(features))] if self.segment_units else []
+        offsets = offsets[self.shard_index * len(features) : (self.shard_index + 1) * len(features)]
         for i, feature in enumerate(features):
             units = _to_tensor(feature.get("input_ids"), torch.long, "input_ids", i)
             audio = feature.get("audio", feature.get("labels"))
@@ -64,7 +73,7 @@ class UnitVocoderCollator:
                 raise ValueError(f"feature {i}: durations {tuple(dur.shape)} do not match input_ids {tuple(units.shape)}")
             frames = int(dur.sum()) if dur is not None else units.numel()
             if self.segment_units is not None and units.numel() > self.segment_units:
-                start = random.randint(0, units.numel() - self.segment_units)
+                start = int(offsets[i] * (units.numel() - self.segment_units + 1))
                 units = units[start : start + self.segment_units]
                 wave = wave[start * self.hop_length :]
                 frames = units.numel()
