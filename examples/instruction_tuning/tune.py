@@ -7,6 +7,8 @@ Steps: load the base variant (folder / Hub repo / ``"default"``; ``"tiny-random"
 smoke tests) -> add the chat and task tags to its LM -> build the instruction sets (ASR/TTS, chain of modality, SLU,
 silence mode) from espeak-ng speech -> chat template (loss on assistant tokens only) -> LoRA through PEFT ->
 `Trainer` -> save an instruct variant: adapter only, pointing at the base (default), or merged (``--merge``).
+instruct-default was built with ``config_default.json`` over ``twist-default``: 16.6 min of training on one thread
+of a 2-core CPU (17.2 min wall with the espeak-ng speech cached), 2026-11-23.
 """
 
 from __future__ import annotations
