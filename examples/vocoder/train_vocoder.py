@@ -18,6 +18,10 @@ on the same sentences. Rerunning the same command resumes from the last complete
 Arguments come from three dataclasses (`VocoderDataArguments`, `VocoderModelArguments`,
 `transformers.TrainingArguments`); a `.json` first argument sets defaults for all of them and any `--flag` after it
 overrides one. See README.md.
+
+The CPU figures of docs/vocoder.md: ``config_base.json --num_sentences 1000 --max_train_minutes 20`` on one torch
+thread of a 2-core CPU; the CPU-sized row adds ``--upsample_initial_channel 128 --mpd_channels 16,32,64,128,128
+--msd_channels 16,32,64,128,256,256,256 --learning_rate 1e-3 --lr_scheduler_type constant`` and batch 8.
 """
 
 from __future__ import annotations
