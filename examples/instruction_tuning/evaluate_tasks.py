@@ -6,6 +6,9 @@
 
 Held-out data (sentences, noise, voices apart from the tuning's) is synthesised with espeak-ng; see
 `hf_slm.evaluation.instruct_tasks`. Writes the JSON (every item) and a Markdown report next to it.
+instruct-default's figures (docs/instruction_tuning.md): ``--variant instruct-default --exclude_texts
+<tune output>/tuning_texts.txt --num_examples 30 --update_card true``; every TTS reply is vocoded and transcribed,
+however short (an empty reply scores an empty transcript).
 """
 
 from __future__ import annotations

@@ -11,6 +11,9 @@ silence mode) from espeak-ng speech -> chat template (loss on assistant tokens o
 Data parallel: `accelerate launch --config_file examples/pretraining/accelerate_ddp.yaml --num_processes N tune.py
 ...` (or `torchrun --nproc_per_node N`; gloo on a CPU machine). The adapter's gradients are averaged over the ranks
 by DDP, each rank reads its shard of every global batch, and rank 0 alone builds the tiny base and writes.
+
+instruct-default was built with ``config_default.json`` over ``twist-default``: 16.6 min of training on one thread
+of a 2-core CPU (17.2 min wall with the espeak-ng speech cached), 2026-11-23.
 """
 
 from __future__ import annotations

@@ -22,6 +22,10 @@ overrides one. See README.md.
 Data parallel: `accelerate launch --config_file examples/pretraining/accelerate_ddp.yaml --num_processes N` (or
 `torchrun --nproc_per_node N`); gloo on a CPU machine. `per_device_train_batch_size` is per rank; rank 0 alone
 writes `output_dir` and runs the resynthesis evaluation.
+
+The CPU figures of docs/vocoder.md: ``config_base.json --num_sentences 1000 --max_train_minutes 20`` on one torch
+thread of a 2-core CPU; the CPU-sized row adds ``--upsample_initial_channel 128 --mpd_channels 16,32,64,128,128
+--msd_channels 16,32,64,128,256,256,256 --learning_rate 1e-3 --lr_scheduler_type constant`` and batch 8.
 """
 
 from __future__ import annotations
