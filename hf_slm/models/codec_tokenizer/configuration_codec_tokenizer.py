@@ -56,7 +56,25 @@ def _codec_fields(codec_config) -> dict:
     }
 
 
-class CodecTokenizerConfig(PretrainedConfig):
+class CodecInterfaceMixin:
+    """What a codec config's component hands on and takes in, for `hf_slm.pipelines.check_compatibility`, which
+    compares the values of a key one component produces and the next consumes."""
+
+    @property
+    def consumes(self) -> dict:
+        """Audio in as a tokenizer, codes in as a vocoder."""
+        return {"audio.sampling_rate": self.sampling_rate} | self.produces
+
+    @property
+    def produces(self) -> dict:
+        return {
+            "codes.num_codebooks": self.num_codebooks,
+            "codes.codebook_size": self.codebook_size,
+            "codes.frame_rate": self.frame_rate,
+        }
+
+
+class CodecTokenizerConfig(CodecInterfaceMixin, PretrainedConfig):
     r"""
     Configuration of [`CodecTokenizer`]: one interface (`encode(audio) -> codes [B, Q, T]`, `decode(codes) -> audio`)
     over a neural codec that transformers ships: `EncodecModel`, `DacModel`, `MimiModel` or `XcodecModel`, held as
@@ -175,22 +193,6 @@ class CodecTokenizerConfig(PretrainedConfig):
         """Bits per second of the codes `encode` returns: num_codebooks * log2(codebook_size) * frame_rate."""
         return self.num_codebooks * math.log2(self.codebook_size) * self.frame_rate
 
-    @property
-    def consumes(self) -> dict:
-        """What a pipeline component of this config takes in (audio as a tokenizer, codes as a vocoder): `hf_slm.pipelines.check_compatibility` compares the
-        values of a key one component produces and the next consumes."""
-        return {"audio.sampling_rate": self.sampling_rate} | self.produces
-
-    @property
-    def produces(self) -> dict:
-        """What a pipeline component of this config hands on: `hf_slm.pipelines.check_compatibility` compares the
-        values of a key one component produces and the next consumes."""
-        return {
-            "codes.num_codebooks": self.num_codebooks,
-            "codes.codebook_size": self.codebook_size,
-            "codes.frame_rate": self.frame_rate,
-        }
-
     def to_dict(self):
         output = super().to_dict()
         # transformers' `custom_object_save` takes any class whose name contains "Tokenizer" for a text tokenizer and
@@ -204,7 +206,7 @@ class CodecTokenizerConfig(PretrainedConfig):
         return output
 
 
-class RVQCodecConfig(PretrainedConfig):
+class RVQCodecConfig(CodecInterfaceMixin, PretrainedConfig):
     r"""
     Configuration of [`RVQCodec`], our own trainable codec: a SEANet-style convolutional encoder/decoder (SoundStream,
     EnCodec) around a residual vector quantizer with EMA codebooks, k-means initialisation, dead-code restart and a
@@ -436,22 +438,6 @@ class RVQCodecConfig(PretrainedConfig):
     def bitrate(self) -> float:
         """Bits per second at `num_codebooks` levels."""
         return self.num_codebooks * math.log2(self.codebook_size) * self.frame_rate
-
-    @property
-    def consumes(self) -> dict:
-        """What a pipeline component of this config takes in (audio as a tokenizer, codes as a vocoder): `hf_slm.pipelines.check_compatibility` compares the
-        values of a key one component produces and the next consumes."""
-        return {"audio.sampling_rate": self.sampling_rate} | self.produces
-
-    @property
-    def produces(self) -> dict:
-        """What a pipeline component of this config hands on: `hf_slm.pipelines.check_compatibility` compares the
-        values of a key one component produces and the next consumes."""
-        return {
-            "codes.num_codebooks": self.num_codebooks,
-            "codes.codebook_size": self.codebook_size,
-            "codes.frame_rate": self.frame_rate,
-        }
 
 
 __all__ = ["CodecTokenizerConfig", "RVQCodecConfig", "SUPPORTED_CODECS"]
