@@ -244,6 +244,7 @@ def fit_unit_tokenizer(
     tokenizer.is_fitted.fill_(True)
     return kmeans
 
+
 @torch.no_grad()
 def collect_features(
     tokenizer,
@@ -279,6 +280,7 @@ def collect_features(
         raise ValueError("the dataset gave no audio")
     features = torch.cat(collected)
     return features[:max_frames] if max_frames is not None else features
+
 
 def fit_unit_tokenizer_on_dataset(
     tokenizer,
