@@ -35,6 +35,24 @@ def _speech(seconds: float = 1.0, rate: int = RATE) -> np.ndarray:
     return (0.3 * wave / np.abs(wave).max()).astype(np.float32)
 
 
+def write_bad_audio_files(files: Path) -> Path:
+    """The corpus's audio files (also sent to the Space's endpoints by tests/test_space.py)."""
+    speech = _speech()
+    files.mkdir()
+    (files / "empty.wav").write_bytes(b"")
+    sf.write(files / "header_only.wav", np.zeros(0, np.float32), RATE)
+    (files / "random.wav").write_bytes(np.random.default_rng(1).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    (files / "folder.wav").mkdir()
+    (files / "notes.flac").write_text("this is text, not audio")
+    sf.write(files / "wav_named.mp3", speech, RATE, format="WAV")  # wrong extension, readable content
+    sf.write(files / "pcm_u8.wav", speech, RATE, subtype="PCM_U8")
+    sf.write(files / "hi_96k.wav", _speech(1.0, 96000), 96000)
+    sf.write(files / "six_channels.wav", np.tile(speech[:, None], (1, 6)), RATE)
+    sf.write(files / "rate_100.wav", _speech(0.5, 100), 100)
+    sf.write(files / "short.wav", speech[:100], RATE)
+    return files
+
+
 class Ctx:
     """What the rows run against (built once per module)."""
 
@@ -47,20 +65,7 @@ def ctx(tmp_path_factory):
     c.fe = c.pipe.feature_extractor
     c.speech = _speech()
     c.reference_units = c.pipe.encode(c.speech, sampling_rate=RATE)[0]
-    files = c.dir / "audio"
-    files.mkdir()
-    (files / "empty.wav").write_bytes(b"")
-    sf.write(files / "header_only.wav", np.zeros(0, np.float32), RATE)
-    (files / "random.wav").write_bytes(np.random.default_rng(1).integers(0, 256, 4096, dtype=np.uint8).tobytes())
-    (files / "folder.wav").mkdir()
-    (files / "notes.flac").write_text("this is text, not audio")
-    sf.write(files / "wav_named.mp3", c.speech, RATE, format="WAV")  # wrong extension, readable content
-    sf.write(files / "pcm_u8.wav", c.speech, RATE, subtype="PCM_U8")
-    sf.write(files / "hi_96k.wav", _speech(1.0, 96000), 96000)
-    sf.write(files / "six_channels.wav", np.tile(c.speech[:, None], (1, 6)), RATE)
-    sf.write(files / "rate_100.wav", _speech(0.5, 100), 100)
-    sf.write(files / "short.wav", c.speech[:100], RATE)
-    c.files = files
+    c.files = write_bad_audio_files(c.dir / "audio")
     tiny = tiny_pipeline()
     c.tiny_dir = tiny.save_pretrained(c.dir / "tiny")
     return c

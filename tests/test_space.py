@@ -315,6 +315,38 @@ def test_refusals_name_the_problem(client, tmp_path):
         assert str(tmp_path) not in str(error.value) and "gradio" not in str(error.value).lower()
 
 
+#: the bad-input corpus's audio files through the Space: a visible message for each refusal, units for each file
+#: whose acceptance is right (tests/test_bad_inputs.py holds the same files for the Python API and the CLI)
+SPACE_FILE_CASES = [
+    ("empty.wav", "empty"),
+    ("header_only.wav", "empty audio"),
+    ("random.wav", "not an audio file"),
+    ("notes.flac", "not an audio file"),
+    ("rate_100.wav", "sampling_rate=100 Hz is outside"),
+    ("short.wav", "too short"),
+    ("wav_named.mp3", None),
+    ("pcm_u8.wav", None),
+    ("hi_96k.wav", None),
+    ("six_channels.wav", None),
+]
+
+
+def test_bad_input_corpus_files_through_the_space(client, tmp_path):
+    from test_bad_inputs import write_bad_audio_files
+
+    files = write_bad_audio_files(tmp_path / "corpus")
+    for name, expected in SPACE_FILE_CASES:
+        if expected is None:
+            _, _, units = client.predict(handle_file(str(files / name)), api_name="/resynthesize")
+            assert 40 <= len(units.split()) <= 60, (name, units)  # about 1 s of 50 Hz units
+            continue
+        with pytest.raises(gradio_client.exceptions.AppError) as error:
+            client.predict(handle_file(str(files / name)), api_name="/resynthesize")
+        message = str(error.value)
+        assert expected in message, (name, message)
+        assert "Traceback" not in message and str(tmp_path) not in message, (name, message)
+
+
 def test_oversized_upload_is_refused(space, client, tmp_path):
     big = _write(tmp_path, "big.wav", b"\0" * (21 * 2**20))
     with pytest.raises(ValueError, match="exceeds the maximum file size"):  # the client reads the server's limit
