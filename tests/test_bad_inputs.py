@@ -437,3 +437,14 @@ def test_ctrl_c_is_one_line_and_status_130(ctx, capsys, monkeypatch):
     monkeypatch.setattr(cli_module, "describe_pipeline", interrupted)
     assert main(["info", str(ctx.tiny_dir)]) == 130
     assert capsys.readouterr().err.strip() == "hf-slm: interrupted"
+
+
+def test_lm_forward_refuses_ids_outside_its_vocabulary(ctx):
+    """Calling the LM directly (not through the pipeline) with a unit id instead of a token id past the vocabulary
+    names the id and the range instead of torch's IndexError from inside the embedding."""
+    lm = ctx.pipe.language_model
+    size = lm.config.vocab_size
+    for bad in (size, size + 57, -1):
+        with pytest.raises(ValueError, match=rf"holds id {bad}, outside this LM's vocabulary \[0, {size}\)"):
+            lm(input_ids=torch.tensor([[1, 2, bad]]))
+    assert lm(input_ids=torch.tensor([[1, 2, size - 1]])).logits.shape[-1] == lm.config.vocab_size

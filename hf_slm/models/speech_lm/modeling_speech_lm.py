@@ -166,6 +166,20 @@ class SpeechLMForCausalLM(SpeechLMPreTrainedModel, GenerationMixin):
         self.vocab_size = rows
         return embeddings
 
+    def check_token_ids(self, input_ids: torch.Tensor) -> None:
+        """Refuse ids outside the embedding, naming the id and the range (instead of an IndexError deep inside)."""
+        if input_ids.numel() == 0:
+            return
+        low, high = int(input_ids.min()), int(input_ids.max())
+        size = self.config.vocab_size
+        if low < 0 or high >= size:
+            bad, layout = (low if low < 0 else high), self.config.vocab_layout
+            raise ValueError(
+                f"input_ids holds id {bad}, outside this LM's vocabulary [0, {size}): units are ids "
+                f"{layout.unit_token_offset}..{layout.unit_token_offset + layout.num_units - 1}; convert units with "
+                "units_to_input_ids"
+            )
+
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -184,6 +198,8 @@ class SpeechLMForCausalLM(SpeechLMPreTrainedModel, GenerationMixin):
         `output_attentions`, `num_items_in_batch`, ...) go to the backbone unchanged.
         """
         return_dict = kwargs.pop("return_dict", None)
+        if input_ids is not None and not (torch.compiler.is_compiling() or torch.compiler.is_exporting()):
+            self.check_token_ids(input_ids)  # eager calls only: a value check would stop export and fullgraph
         if use_cache is None:
             # Decide here: the backbone's own config says use_cache=True, and a cache built while training turns
             # off transformers' packed-sequence detection (packed rows would attend across utterances).
