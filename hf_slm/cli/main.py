@@ -213,6 +213,8 @@ def cmd_demo(args) -> int:
     from ..pipelines import SpeechLMPipeline
     from ..visualization import plot_speech_units
 
+    if args.threads:
+        __import__("torch").set_num_threads(args.threads)
     out = Path(args.output)
     pipe = SpeechLMPipeline.from_pretrained(args.pipeline)
     print(pipe)
@@ -329,6 +331,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="run a pipeline end to end on espeak-ng speech; writes wav + PNG")
     p.add_argument("--pipeline", default="default")
+    p.add_argument("--threads", type=non_negative_int, default=1,
+                   help="torch CPU threads (0: torch's choice); the default's small models run fastest on one, "
+                        "see docs/benchmarks.md")  # fmt: skip
     p.add_argument("--text", default=DEMO_TEXT)
     p.add_argument("--voice", default="en-us")
     p.add_argument("--max-new-tokens", type=positive_int, default=150)

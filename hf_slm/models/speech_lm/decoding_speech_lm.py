@@ -26,7 +26,8 @@ _BUCKET = 256  # buffers are sized in multiples of this and kept across calls
 
 def lean_step_supported(language_model) -> bool:
     """Whether `LeanLlamaStep` reproduces this backbone exactly: a Llama causal LM with default RoPE, SiLU MLP, sdpa
-    or eager-free attention and plain `nn.Linear` layers (not a quantised or PEFT-wrapped copy)."""
+    attention, and every projection a plain `nn.Linear` (not a quantised, LoRA-wrapped or otherwise patched one,
+    whose forward the step would skip)."""
     config = getattr(language_model, "config", None)
     if config is None or getattr(config, "model_type", None) != "llama":
         return False
@@ -36,10 +37,15 @@ def lean_step_supported(language_model) -> bool:
     if getattr(config, "pretraining_tp", 1) != 1 or config._attn_implementation != "sdpa":
         return False
     decoder = language_model.get_decoder()
-    linears = [m for layer in decoder.layers for m in layer.modules() if m is not layer and len(list(m.children())) == 0]
-    return all(type(m).__name__ in ("Linear", "LlamaRMSNorm", "SiLU", "SiLUActivation") for m in linears) and type(
-        language_model.get_output_embeddings()
-    ).__name__ == "Linear"
+    projections = [language_model.get_output_embeddings(), decoder.embed_tokens]
+    for layer in decoder.layers:
+        attn, mlp = layer.self_attn, layer.mlp
+        projections += [attn.q_proj, attn.k_proj, attn.v_proj, attn.o_proj, mlp.gate_proj, mlp.up_proj, mlp.down_proj]
+        norms = (layer.input_layernorm, layer.post_attention_layernorm)
+        if any(type(n).__name__ != "LlamaRMSNorm" or n._forward_hooks or n._forward_pre_hooks for n in norms):
+            return False
+    plain = (torch.nn.Linear, torch.nn.Embedding)
+    return all(type(m) in plain and not m._forward_hooks and not m._forward_pre_hooks for m in projections)
 
 
 class LeanLlamaStep:
