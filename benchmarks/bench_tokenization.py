@@ -2,8 +2,10 @@
 
 Times, in one process, on the same random-init HuBERT weights and the same k=500 centroids:
   (a) baseline  - a per-utterance loop of `HubertModel` + argmin over the centroids (padding-safe the naive way);
-  (b) ours      - `KMeansUnitTokenizer` on one padded batch of varied lengths, with the masked GroupNorm, the
-                  attention mask and the k-means assignment included;
+  (b) ours      - `KMeansUnitTokenizer.tokenize` on the same utterances: length-sorted batches (padding <= 10 %),
+                  batch size and workers picked for the device (`batching.default_plan`: on a CPU one worker per
+                  torch thread, each with one intra-op thread; HuBERT-base-wide encoders one utterance per batch,
+                  small ones batches of up to 16), masked GroupNorm where a batch is padded, k-means included;
   (c) bare      - one batched `HubertModel` forward on the same padded batch (no mask, no k-means): the ceiling.
 Prints audio-seconds per second for each, ours/bare (goal >= 0.9), the unit agreement of (b) with (a), and last
 `ratio: X` = ours / per-utterance loop.
@@ -15,6 +17,7 @@ Prints audio-seconds per second for each, ours/bare (goal >= 0.9), the unit agre
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import time
@@ -22,7 +25,13 @@ import time
 import torch
 from transformers import HubertConfig, HubertModel
 
-from hf_slm.models.unit_tokenizer import KMeansUnitTokenizer, KMeansUnitTokenizerConfig, SpeechFeatureExtractor
+from hf_slm.models.unit_tokenizer import (
+    KMeansUnitTokenizer,
+    KMeansUnitTokenizerConfig,
+    SpeechFeatureExtractor,
+    TokenizationPlan,
+    default_plan,
+)
 
 SIZES = {
     "base": {},  # HubertConfig() defaults: HuBERT-base, 12 layers, hidden 768 (random init, no download)
@@ -42,6 +51,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--plan-batch-size", type=int, default=None, help="override (b)'s batch size")
+    parser.add_argument("--workers", type=int, default=None, help="override (b)'s number of workers")
+    parser.add_argument("--skip-bare", action="store_true", help="do not time (c) (saves a third of the run)")
     return parser.parse_args()
 
 
@@ -69,6 +81,7 @@ def main() -> None:
     args = parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA device is available")
+    load_before = " ".join(f"{x:.2f}" for x in os.getloadavg())
     torch.manual_seed(args.seed)
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
 
@@ -106,20 +119,28 @@ def main() -> None:
             units.append(torch.cdist(feats, centroids).argmin(-1))
         return units
 
+    plan = default_plan(config, device, max_batch_size=args.batch_size)
+    if args.plan_batch_size or args.workers:
+        workers = args.workers or plan.num_workers
+        plan = TokenizationPlan(
+            batch_size=args.plan_batch_size or plan.batch_size,
+            num_workers=workers,
+            threads_per_worker=1 if workers > 1 and args.device == "cpu" else None,
+        )
+
     def batched_ours():
-        return ours(values, attention_mask=mask)
+        return ours.tokenize(values, attention_mask=mask, plan=plan)
 
     def batched_bare():
         return hidden(bare(values.to(dtype), output_hidden_states=True))
 
+    fns = {"loop": baseline, "ours": batched_ours} | ({} if args.skip_bare else {"bare": batched_bare})
     with torch.inference_mode():
-        medians, results = timed(
-            {"loop": baseline, "ours": batched_ours, "bare": batched_bare}, args.device, args.warmup, args.repeats
-        )
-    t_loop, t_ours, t_bare = medians["loop"], medians["ours"], medians["bare"]
+        medians, results = timed(fns, args.device, args.warmup, args.repeats)
+    t_loop, t_ours, t_bare = medians["loop"], medians["ours"], medians.get("bare", float("nan"))
     loop_units, out = results["loop"], results["ours"]
 
-    agree = sum(int((out.units[i, : len(u)] == u).sum()) for i, u in enumerate(loop_units))
+    agree = sum(int((out[i] == u.cpu()).sum()) if len(out[i]) == len(u) else 0 for i, u in enumerate(loop_units))
     total = sum(len(u) for u in loop_units)
     threads = torch.get_num_threads()
     where = torch.cuda.get_device_name(0) if args.device == "cuda" else f"{platform.processor() or 'cpu'}, {threads} threads"
@@ -129,8 +150,13 @@ def main() -> None:
         f"lengths {min(lengths) / rate:.1f}-{max(lengths) / rate:.1f} s ({audio_seconds:.1f} s of audio), "
         f"k={args.num_units}, median of {args.repeats} interleaved rounds after {args.warmup} warm-up"
     )
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(
+        f"(b)'s plan: batch size {plan.batch_size}, padding <= {plan.max_padding:.0%}, {plan.num_workers} worker(s) "
+        f"x {plan.threads_per_worker or threads} thread(s); load average before the run: {load_before}, after: {load}"
+    )
     print(f"(a) per-utterance loop, HubertModel + argmin  : {audio_seconds / t_loop:9.1f} audio-s/s  ({t_loop:.3f} s)")
-    print(f"(b) ours, KMeansUnitTokenizer batched+masked  : {audio_seconds / t_ours:9.1f} audio-s/s  ({t_ours:.3f} s)")
+    print(f"(b) ours, KMeansUnitTokenizer.tokenize      : {audio_seconds / t_ours:9.1f} audio-s/s  ({t_ours:.3f} s)")
     print(f"(c) bare HubertModel batched forward          : {audio_seconds / t_bare:9.1f} audio-s/s  ({t_bare:.3f} s)")
     print(f"ours / bare: {t_bare / t_ours:.2f} (goal >= 0.90)")
     print(f"units of (b) equal to (a): {100 * agree / total:.2f}% of {total} frames")

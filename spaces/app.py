@@ -316,7 +316,12 @@ def main(argv=None):
                         help="variant for the spoken-instruction tab when --pipeline cannot chat ('none': off)")
     parser.add_argument("--host", default="0.0.0.0" if os.environ.get("SPACE_ID") else "127.0.0.1")
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
+    parser.add_argument("--threads", type=int, default=int(os.environ.get("HF_SLM_SPACE_THREADS", 1)),
+                        help="torch CPU threads per process (0: torch's choice); requests already run CONCURRENCY at "
+                             "once, and the small models run fastest on one thread each (docs/benchmarks.md)")  # fmt: skip
     args = parser.parse_args(argv)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     demo = build_demo(args.pipeline, args.instruct_pipeline)
     demo.launch(server_name=args.host, server_port=args.port, max_file_size=f"{MAX_FILE_MB}mb", allowed_paths=[demo.allowed_example_dir])
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import GPT2Config, LlamaConfig, LogitsProcessor, RepetitionPenaltyLogitsProcessor
+from transformers import DynamicCache, GPT2Config, LlamaConfig, LogitsProcessor, RepetitionPenaltyLogitsProcessor
 
 from hf_slm.models.speech_lm import (
     FastUnitGenerator,
@@ -19,6 +19,7 @@ from hf_slm.models.speech_lm import (
     SpeechLMConfig,
     SpeechLMForCausalLM,
 )
+from hf_slm.models.speech_lm.decoding_speech_lm import LeanLlamaStep, lean_step_supported
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NUM_UNITS = 20
@@ -70,7 +71,7 @@ class Bias(LogitsProcessor):
 @pytest.mark.parametrize(
     "prompt", [[1, 2, 3], [], [7] * 12, list(range(NUM_UNITS))], ids=["short", "empty", "repeat", "all"]
 )
-@pytest.mark.parametrize("cache", ["dynamic", "static"])
+@pytest.mark.parametrize("cache", ["lean", "dynamic", "static"])
 def test_greedy_equals_generate_units_token_for_token(prompt, cache):
     model = tiny_model(seed=len(prompt))
     fast = FastUnitGenerator(model, cache_implementation=cache)
@@ -180,7 +181,41 @@ def test_fast_generator_errors():
 
 def test_auto_compile_is_off_on_cpu():
     fast = FastUnitGenerator(tiny_model())
-    assert fast.compile is False and fast.cache_implementation == "dynamic"
+    assert fast.compile is False and fast.cache_implementation == "lean"
+
+
+# ====================================================================== the lean step (written-out Llama decode)
+@pytest.mark.parametrize("kv_heads", [4, 2], ids=["mha", "gqa"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_lean_step_logits_equal_the_backbones_bit_for_bit(kv_heads, dtype):
+    """Equal numerics, not just equal argmax: every step's logits are the backbone's exactly (same ops, same order)."""
+    torch.manual_seed(0)
+    backbone = LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                           num_key_value_heads=kv_heads)  # fmt: skip
+    lm = SpeechLMForCausalLM(SpeechLMConfig(text_config=backbone, num_units=NUM_UNITS)).eval().to(dtype).language_model
+    assert lean_step_supported(lm)
+    with torch.inference_mode():
+        cache = DynamicCache(config=lm.config)
+        lm(input_ids=torch.randint(0, NUM_UNITS, (1, 7)), cache=cache, use_cache=True)
+        lean = LeanLlamaStep(lm)
+        lean.start(cache, 7, 7 + 300)  # past one buffer bucket
+        token = torch.tensor([[3]])
+        for position in range(7, 7 + 300):
+            expected = lm(input_ids=token, position_ids=torch.tensor([[position]]), cache=cache).logits[:, -1]
+            assert torch.equal(lean(token, position), expected), position
+            token = expected.argmax(-1, keepdim=True)
+
+
+def test_lean_step_is_used_for_llama_only():
+    gpt2 = SpeechLMForCausalLM(SpeechLMConfig(text_config=GPT2Config(n_embd=32, n_layer=1, n_head=4),
+                                              num_units=NUM_UNITS)).eval()  # fmt: skip
+    fast = FastUnitGenerator(gpt2)
+    assert fast.cache_implementation == "dynamic"
+    expected = gpt2.generate_units(torch.tensor([1, 2]), max_new_tokens=10, do_sample=False)[0]
+    assert torch.equal(fast.generate([1, 2], max_new_tokens=10, do_sample=False), expected)
+    with pytest.raises(ValueError, match="needs a Llama backbone"):
+        FastUnitGenerator(gpt2, cache_implementation="lean")
+    assert FastUnitGenerator(tiny_model(), weights_dtype="int8").cache_implementation == "dynamic"
 
 
 def test_compiled_steps_are_reused_for_equal_sampling_settings():

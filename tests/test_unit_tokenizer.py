@@ -19,6 +19,9 @@ from hf_slm.models.unit_tokenizer import (
     KMeansUnitTokenizerConfig,
     KMeansUnitTokenizerOutput,
     SpeechFeatureExtractor,
+    TokenizationPlan,
+    default_plan,
+    length_buckets,
 )
 from hf_slm.training.kmeans import MiniBatchKMeans, fit_unit_tokenizer, fit_unit_tokenizer_on_dataset
 
@@ -402,3 +405,50 @@ def test_compute_deltas_matches_torchaudio_and_ignores_padding():
     torch.testing.assert_close(
         compute_deltas(padded, torch.tensor([20]))[..., :20], torchaudio.functional.compute_deltas(x[:1, :, :20])
     )
+
+
+# ---------------------------------------------------------------------------------------------------- tokenize()
+def test_length_buckets_bound_padding_and_cover_every_utterance():
+    lengths = [16000, 9000, 12345, 400, 15000, 9100, 8990, 16000]
+    buckets = length_buckets(lengths, batch_size=3, max_padding=0.1)
+    assert sorted(i for b in buckets for i in b) == list(range(len(lengths)))
+    for bucket in buckets:
+        longest = lengths[bucket[0]]
+        assert len(bucket) <= 3 and all(lengths[i] <= longest for i in bucket)
+        padded = sum(longest - lengths[i] for i in bucket)
+        assert padded <= 0.1 * longest * len(bucket)
+    assert length_buckets(lengths, batch_size=1) == [[i] for i in (0, 7, 4, 2, 5, 1, 6, 3)]  # stable, longest first
+
+
+@pytest.mark.parametrize("frontend,norm", [("mfcc", None), ("ssl", "group"), ("ssl", "layer")])
+@pytest.mark.parametrize(
+    "plan",
+    [None, TokenizationPlan(batch_size=4, max_padding=0.5, num_workers=2, threads_per_worker=1),
+     TokenizationPlan(batch_size=1, num_workers=1)],
+    ids=["default", "padded_workers", "per_utterance"],
+)  # fmt: skip
+def test_tokenize_gives_each_utterances_own_units_in_input_order(tester, frontend, norm, plan):
+    """Bit-identical units to a per-utterance loop, for varied lengths, whatever the batching and the workers."""
+    config = tester.get_config(frontend) if frontend == "mfcc" else tester.get_config("ssl", "hubert", norm, ssl_layer=2)
+    model = tester.fitted_model(config)
+    fe = SpeechFeatureExtractor()
+    waves = tester.waves((16000, 9000, 12345, 400, 15000, 9100, 8990, 11000, 640))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the loop with the workers' thread count: the features are then equal too
+    try:
+        with torch.inference_mode():
+            expected = [model(**fe(w, sampling_rate=16000)).units[0] for w in waves]
+    finally:
+        torch.set_num_threads(threads)
+    got = model.tokenize(**fe(waves, sampling_rate=16000), plan=plan)
+    assert [u.tolist() for u in got] == [u.tolist() for u in expected]
+    assert torch.get_num_threads() == threads  # the workers' setting is undone
+
+
+def test_default_plan_follows_device_and_encoder_width(tester):
+    small = tester.get_config("ssl")
+    base = KMeansUnitTokenizerConfig(frontend="ssl", ssl_config=HubertConfig(), ssl_layer=6)
+    assert default_plan(small, "cpu").batch_size == 16
+    assert default_plan(base, "cpu").batch_size == 1  # compute-bound on a CPU: batching buys nothing
+    assert default_plan(base, "cuda") == TokenizationPlan(batch_size=16, num_workers=1)
+    assert default_plan(base, "cpu", num_workers=1).threads_per_worker is None

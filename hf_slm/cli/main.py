@@ -110,7 +110,8 @@ def cmd_tokenize(args) -> int:
 
         # cached in $HF_DATASETS_CACHE/hf_slm_units, not in the input dataset's folder
         ds = tokenize_speech(_load_dataset_arg(args.dataset), feature_extractor, tokenizer, args.audio_column,
-                             args.batch_size, "dataset", deduplicate=args.deduplicate, keep_audio=True)  # fmt: skip
+                             args.batch_size, "dataset", deduplicate=args.deduplicate, keep_audio=True,
+                             num_proc=args.num_proc)  # fmt: skip
         atomic_save_directory(args.output, lambda tmp: ds.save_to_disk(str(tmp)))
         print(f"tokenised {len(ds)} utterances -> {args.output} (column 'units')")
         return 0
@@ -212,6 +213,8 @@ def cmd_demo(args) -> int:
     from ..pipelines import SpeechLMPipeline
     from ..visualization import plot_speech_units
 
+    if args.threads:
+        __import__("torch").set_num_threads(args.threads)
     out = Path(args.output)
     pipe = SpeechLMPipeline.from_pretrained(args.pipeline)
     print(pipe)
@@ -308,6 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--audio-column", default="audio")
     p.add_argument("--deduplicate", action="store_true", help="collapse repeated units and write their durations")
     p.add_argument("--batch-size", type=positive_int, default=16)
+    p.add_argument("--num-proc", type=positive_int, default=1, help="datasets.map processes (--dataset); they share the CPU's threads")
     p.add_argument("--device", default="cpu")
     p.add_argument("--output", required=True, help="JSONL file (files) or dataset folder (--dataset)")
     p.set_defaults(func=cmd_tokenize)
@@ -327,6 +331,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="run a pipeline end to end on espeak-ng speech; writes wav + PNG")
     p.add_argument("--pipeline", default="default")
+    p.add_argument("--threads", type=non_negative_int, default=1,
+                   help="torch CPU threads (0: torch's choice); the default's small models run fastest on one, "
+                        "see docs/benchmarks.md")  # fmt: skip
     p.add_argument("--text", default=DEMO_TEXT)
     p.add_argument("--voice", default="en-us")
     p.add_argument("--max-new-tokens", type=positive_int, default=150)

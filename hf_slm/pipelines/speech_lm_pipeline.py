@@ -203,16 +203,15 @@ class SpeechLMPipeline(PipelineMixin):
             raise ValueError(f"max_new_tokens must be a positive int, got {max_new_tokens!r}")
         prefix = len(lm.config.vocab_layout.speech_prefix_ids()) if hasattr(lm.config, "vocab_layout") else 0
         self._check_context(lm, [prefix + len(u) for u in prompt_units], max_new_tokens, "continue_speech")
-        generated = lm.generate_units(
-            prompt_units,
-            max_new_tokens=max_new_tokens,
-            do_sample=do_sample,
-            temperature=temperature,
-            top_k=top_k,
-            top_p=top_p,
-            streamer=streamer,
-            **({"min_new_tokens": min_new_tokens} if min_new_tokens else {}),
-        )
+        kwargs = {"max_new_tokens": max_new_tokens, "do_sample": do_sample, "temperature": temperature,
+                  "top_k": top_k, "top_p": top_p}  # fmt: skip
+        fast = _fast_generator(lm) if len(prompt_units) == 1 else None
+        if fast is not None:  # batch 1: the same units as generate_units (same processors, same draws), faster
+            generated = [_fast_continuation(fast, prompt_units[0], min_new_tokens, streamer, **kwargs)]
+        else:
+            generated = lm.generate_units(
+                prompt_units, streamer=streamer, **kwargs, **({"min_new_tokens": min_new_tokens} if min_new_tokens else {})
+            )
         generated = [g.cpu() for g in generated]
         empty = [i for i, g in enumerate(generated) if g.numel() == 0]
         if empty:
@@ -253,6 +252,42 @@ class SpeechLMPipeline(PipelineMixin):
     def __repr__(self) -> str:
         parts = [f"  {name}: {type(c).__name__}" for name, c in self.components.items()]
         return f"{type(self).__name__}(\n" + "\n".join(parts) + "\n)"
+
+
+def _fast_generator(lm):
+    """A `FastUnitGenerator` over `lm` (eager: the lean Llama step where it applies), or `None` for models it does not
+    decode (multi-stream, codec LMs)."""
+    from ..models.speech_lm import FastUnitGenerator
+
+    try:
+        return FastUnitGenerator(lm, compile=False)
+    except ValueError:
+        return None
+
+
+def _fast_continuation(fast, prompt, min_new_tokens, streamer, max_new_tokens, **kwargs) -> torch.Tensor:
+    """`generate_units` for one prompt through `fast`, with `generate`'s `min_new_tokens` processor and streamer calls
+    (the prompt's ids, then each new token id, `</s>` included, then `end()`)."""
+    from transformers import MinNewTokensLengthLogitsProcessor
+
+    lm = fast.model
+    input_ids, _ = lm.units_to_input_ids([prompt])
+    eos, offset = lm.config.vocab_layout.eos_token_id, lm.config.vocab_layout.unit_token_offset
+    processors = []
+    if min_new_tokens:
+        processors.append(MinNewTokensLengthLogitsProcessor(input_ids.shape[1], min_new_tokens, eos))
+    if streamer is not None:
+        streamer.put(input_ids.cpu())
+    units = []
+    for unit in fast.stream(prompt, max_new_tokens=max_new_tokens, logits_processor=processors, **kwargs):
+        units.append(unit)
+        if streamer is not None:
+            streamer.put(torch.tensor([unit + offset]))
+    if streamer is not None:
+        if len(units) < max_new_tokens:
+            streamer.put(torch.tensor([eos]))
+        streamer.end()
+    return torch.tensor(units, dtype=torch.long)
 
 
 __all__ = ["EmptyContinuationWarning", "SpeechLMPipeline", "SpeechPipelineOutput"]

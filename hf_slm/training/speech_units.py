@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from pathlib import Path
 
 import torch
 
-from ..models.unit_tokenizer import KMeansUnitTokenizer, KMeansUnitTokenizerConfig, SpeechFeatureExtractor
+from ..models.unit_tokenizer import KMeansUnitTokenizer, KMeansUnitTokenizerConfig, SpeechFeatureExtractor, default_plan
 from .kmeans import fit_unit_tokenizer_on_dataset
 
 logger = logging.getLogger(__name__)
@@ -79,25 +80,33 @@ def tokenizer_fingerprint(tokenizer, *options) -> str:
 
 class UnitTokenization:
     """`datasets.map(batched=True)` function: audio -> `units` (one list of ints per utterance, padding removed);
-    with `deduplicate`, runs of a unit collapse to one and `durations` holds their lengths (GSLM's dedup units)."""
+    with `deduplicate`, runs of a unit collapse to one and `durations` holds their lengths (GSLM's dedup units).
 
-    def __init__(self, feature_extractor, tokenizer, audio_column: str, deduplicate: bool = False):
+    Units come from `KMeansUnitTokenizer.tokenize`: each map batch is cut into length-sorted batches and spread
+    over workers as `default_plan` picks for the tokenizer's device; `num_workers` caps the CPU workers (give each of
+    `num_proc` processes its share of the cores). In a process forked by `datasets.map(num_proc=N)` torch runs one
+    intra-op thread: OpenMP thread pools do not survive a fork (a multi-threaded op in the child hangs)."""
+
+    def __init__(self, feature_extractor, tokenizer, audio_column: str, deduplicate: bool = False,
+                 num_workers: int | None = None):  # fmt: skip
         self.feature_extractor, self.tokenizer, self.audio_column = feature_extractor, tokenizer, audio_column
         self.deduplicate = deduplicate
+        self.num_workers = num_workers
         self.batches = 0
+        self._parent_pid = os.getpid()
 
     @torch.no_grad()
     def __call__(self, batch):
         self.batches += 1
+        if os.getpid() != self._parent_pid and torch.get_num_threads() > 1:
+            torch.set_num_threads(1)
         inputs = self.feature_extractor(batch[self.audio_column], return_tensors="pt")
-        device = self.tokenizer.device
-        out = self.tokenizer(
-            input_values=inputs["input_values"].to(device), attention_mask=inputs["attention_mask"].to(device)
-        )
-        units, mask = out.units.cpu(), out.units_mask.cpu()
+        values, mask = inputs["input_values"], inputs["attention_mask"]
+        plan = default_plan(self.tokenizer.config, self.tokenizer.device, len(values), num_workers=self.num_workers)
+        units = self.tokenizer.tokenize(values, attention_mask=mask, plan=plan)
         if not self.deduplicate:
-            return {"units": [u[m].tolist() for u, m in zip(units, mask)]}
-        pairs = self.tokenizer.deduplicate(units, mask)
+            return {"units": [u.tolist() for u in units]}
+        pairs = [self.tokenizer.deduplicate(u)[0] for u in units]
         return {"units": [u.tolist() for u, _ in pairs], "durations": [d.tolist() for _, d in pairs]}
 
 
@@ -113,13 +122,16 @@ def units_cache_dir(cache_dir=None) -> Path:
 
 def tokenize_speech(ds, feature_extractor, tokenizer, audio_column: str = "audio", batch_size: int = 16,
                     split: str = "train", deduplicate: bool = False, keep_audio: bool = False,
-                    cache_dir=None):  # fmt: skip
+                    cache_dir=None, num_proc: int | None = None):  # fmt: skip
     """`ds` with a `units` column (and `durations` when deduplicating), computed once by `datasets.map` and cached
     under a fingerprint of (dataset, tokenizer weights, options) in `units_cache_dir(cache_dir)`; the maps that
-    follow on the result cache there too. The audio column is dropped unless `keep_audio` (a vocoder trains on both)."""
+    follow on the result cache there too. The audio column is dropped unless `keep_audio` (a vocoder trains on both).
+    `num_proc` processes share the CPU's torch threads as tokenisation workers (`UnitTokenization.num_workers`)."""
     key = tokenizer_fingerprint(tokenizer, audio_column, deduplicate, keep_audio)
     fingerprint = hashlib.sha256(f"{ds._fingerprint}-{key}".encode()).hexdigest()[:16]
-    function = UnitTokenization(feature_extractor, tokenizer, audio_column, deduplicate=deduplicate)
+    workers = max(1, torch.get_num_threads() // num_proc) if num_proc and num_proc > 1 else None
+    function = UnitTokenization(feature_extractor, tokenizer, audio_column, deduplicate=deduplicate,
+                                num_workers=workers)  # fmt: skip
     cache_file = None
     if ds.cache_files:  # a dataset on disk: cache beside our other caches, not in the user's folder
         folder = units_cache_dir(cache_dir)
@@ -132,6 +144,7 @@ def tokenize_speech(ds, feature_extractor, tokenizer, audio_column: str = "audio
         remove_columns=[] if keep_audio else [audio_column],
         new_fingerprint=f"hf_slm-units-{fingerprint}",
         cache_file_name=cache_file,
+        num_proc=num_proc if num_proc and num_proc > 1 else None,
         desc=f"speech -> units ({split})",
     )
     source = "computed" if function.batches else "loaded from the datasets cache"

@@ -4,8 +4,9 @@
 in Python every token. `FastUnitGenerator` keeps one pre-allocated KV cache and runs a lean loop (prefill once, then
 one backbone call per token); on CUDA the decode step is compiled with `torch.compile(mode="reduce-overhead")`
 (CUDA graphs) over a `StaticCache`, and the greedy choice stays on the GPU, so the host only synchronises to hand
-units out. On CPU it uses the backbone's `DynamicCache` (measured faster than a static cache in eager mode there);
-`compile=True` compiles on CPU too (inductor C++), which pays off for long generations only.
+units out. On CPU, for Llama backbones, each token runs `LeanLlamaStep` (the backbone's operations written out over
+its weights, keys / values in a pre-allocated buffer, no mask, no module calls; bit-identical logits); other backbones
+use their `DynamicCache`. `compile=True` compiles on CPU too (inductor C++), which pays off for long generations only.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from transformers import (
 )
 
 from .configuration_speech_lm import as_unit_sequences
+from .decoding_speech_lm import LeanLlamaStep, lean_step_supported
 from .modeling_speech_lm import SpeechLMForCausalLM
 
 #: Fallbacks of `generate()` for sampling parameters that neither the call nor the model's generation config sets.
@@ -120,8 +122,10 @@ class FastUnitGenerator:
             (`mode="reduce-overhead"`, i.e. CUDA graphs, on CUDA; inductor's default mode elsewhere). `"auto"`
             compiles on CUDA only: on a CPU the first call then pays the compilation (about a minute on 2 cores)
             before it is faster, see `docs/benchmarks.md`. Falls back to eager with a warning if compilation fails.
-        cache_implementation (`str`, defaults to `"auto"`): `"static"` (pre-allocated `StaticCache`, needed for
-            compiling), `"dynamic"` (`DynamicCache`) or `"auto"` (static when compiling, dynamic otherwise).
+        cache_implementation (`str`, defaults to `"auto"`): `"lean"` (a decode step written out over the backbone's
+            weights with a pre-allocated key / value buffer, [`LeanLlamaStep`]: Llama backbones, eager; its logits equal
+            the backbone's bit for bit), `"static"` (pre-allocated `StaticCache`, needed for compiling), `"dynamic"`
+            (`DynamicCache`) or `"auto"` (static when compiling, else lean where supported, else dynamic).
         max_cache_len (`int`, *optional*): size of the static cache; by default each call's prompt + new tokens,
             rounded up to a multiple of 256 and kept for later calls (one compiled graph per size).
         weights_dtype (`str`, *optional*): decode with a lighter copy of the backbone instead of the model itself,
@@ -161,9 +165,9 @@ class FastUnitGenerator:
             raise ValueError(f"FastUnitGenerator needs a SpeechLMForCausalLM, got {type(model).__name__}")
         if compile not in (True, False, "auto"):
             raise ValueError(f"compile must be True, False or 'auto', got {compile!r}")
-        if cache_implementation not in ("auto", "static", "dynamic"):
+        if cache_implementation not in ("auto", "lean", "static", "dynamic"):
             raise ValueError(
-                f"cache_implementation must be 'auto', 'static' or 'dynamic', got {cache_implementation!r}"
+                f"cache_implementation must be 'auto', 'lean', 'static' or 'dynamic', got {cache_implementation!r}"
             )
         if max_cache_len is not None and (not isinstance(max_cache_len, int) or max_cache_len < 2):
             raise ValueError(f"max_cache_len must be an int >= 2, got {max_cache_len!r}")
@@ -174,8 +178,14 @@ class FastUnitGenerator:
         #: the backbone that decodes: the model's own, or its bf16 / int8 copy
         self.language_model = _lighter_copy(model.language_model, weights_dtype)
         self.compile = model.device.type == "cuda" if compile == "auto" else compile
+        lean = weights_dtype != "int8" and lean_step_supported(self.language_model)
         if cache_implementation == "auto":
-            cache_implementation = "static" if self.compile else "dynamic"
+            cache_implementation = "static" if self.compile else "lean" if lean else "dynamic"
+        if cache_implementation == "lean" and (self.compile or not lean):
+            raise ValueError(
+                "cache_implementation='lean' needs a Llama backbone (default RoPE, SiLU, sdpa), compile=False and "
+                f"no int8 weights; got {type(self.language_model).__name__}, compile={self.compile}"
+            )
         if self.compile and weights_dtype == "int8":
             raise ValueError(
                 "weights_dtype='int8' runs eagerly only (a compiled int8 step measured 2x slower than eager on CPU)"
@@ -195,6 +205,7 @@ class FastUnitGenerator:
         self._cache_size = 0
         self._cache_in_use = None  # the cache of the running call, read by the (compiled) step
         self._compiled: dict[str, object] = {}
+        self._lean = LeanLlamaStep(self.language_model) if cache_implementation == "lean" else None
 
     # ------------------------------------------------------------------ public API
     @torch.inference_mode()
@@ -238,6 +249,8 @@ class FastUnitGenerator:
 
         lm = self.language_model
         logits = lm(input_ids=input_ids, cache=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
+        if self._lean is not None:
+            self._lean.start(cache, prompt_len, total)
         position = torch.full((1, 1), prompt_len, dtype=torch.long, device=input_ids.device)
         scores = logits.float() + self._allowed_bias
         next_token = self._choose(scores, history[:, :prompt_len], processors, warpers, do_sample)
@@ -253,7 +266,7 @@ class FastUnitGenerator:
                 flushed = end
             if end == total:
                 return
-            output = step(next_token, position)
+            output = step(next_token, position, end - 1)
             position = position + 1
             if fused and not do_sample:
                 next_token = output.clone()
@@ -313,7 +326,7 @@ class FastUnitGenerator:
 
     def _new_cache(self, needed: int):
         config = self.language_model.config
-        if self.cache_implementation == "dynamic":
+        if self.cache_implementation in ("dynamic", "lean"):  # lean: the prefill's cache, copied into its buffer
             self._cache_in_use = DynamicCache(config=config)
             return self._cache_in_use
         size = self.max_cache_len or _CACHE_BUCKET * math.ceil(needed / _CACHE_BUCKET)
@@ -328,13 +341,17 @@ class FastUnitGenerator:
         return self._cache
 
     def _step_function(self, greedy: bool, warpers: LogitsProcessorList):
-        """One decode step `(token [1, 1], position [1, 1]) -> next token [1, 1]` (greedy, fused) or scores."""
-        lm, bias = self.language_model, self._allowed_bias
+        """One decode step `(token [1, 1], position [1, 1], position as an int) -> next token [1, 1]` (greedy, fused)
+        or scores."""
+        lm, bias, lean = self.language_model, self._allowed_bias, self._lean
 
         def step(token, position):
-            logits = lm(
-                input_ids=token, position_ids=position, cache=self._cache_in_use, use_cache=True
-            ).logits[:, -1]
+            if lean is not None:
+                logits = lean(token, position)
+            else:
+                logits = lm(
+                    input_ids=token, position_ids=position, cache=self._cache_in_use, use_cache=True
+                ).logits[:, -1]
             if greedy:
                 return (logits.float() + bias).argmax(-1, keepdim=True)
             if warpers:  # fused sampling: allowed tokens + warpers inside the graph, the draw outside
@@ -342,12 +359,15 @@ class FastUnitGenerator:
             return logits
 
         if not self.compile:
-            return step
+            if lean is not None:
+                return lambda token, position, index: step(token, index)
+            return lambda token, position, index: step(token, position)
         # keyed by the warpers' settings (they are rebuilt each call), so that equal settings reuse one graph
         key = (greedy, tuple((type(w).__name__, str(sorted(vars(w).items()))) for w in warpers))
         if key not in self._compiled:
             self._compiled[key] = _compiled_or_eager(step, self.model.device.type)
-        return self._compiled[key]
+        compiled = self._compiled[key]
+        return lambda token, position, index: compiled(token, position)
 
 
 def _lighter_copy(language_model, weights_dtype: str | None):

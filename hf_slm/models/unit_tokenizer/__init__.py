@@ -2,6 +2,7 @@
 
 Inference only; fitting the k-means centroids is `hf_slm.training.kmeans`."""
 
+from .batching import TokenizationPlan, default_plan, length_buckets
 from .configuration_unit_tokenizer import KMeansUnitTokenizerConfig
 from .feature_extraction_unit_tokenizer import AudioInputError, SpeechFeatureExtractor, decode_audio, load_audio
 from .modeling_unit_tokenizer import KMeansUnitTokenizer, KMeansUnitTokenizerOutput
@@ -12,6 +13,9 @@ __all__ = [
     "KMeansUnitTokenizerConfig",
     "KMeansUnitTokenizerOutput",
     "SpeechFeatureExtractor",
+    "TokenizationPlan",
     "decode_audio",
+    "default_plan",
+    "length_buckets",
     "load_audio",
 ]

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
@@ -19,6 +21,7 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, PreTrainedModel
 from transformers.utils import ModelOutput
 
+from .batching import TokenizationPlan, default_plan, length_buckets
 from .configuration_unit_tokenizer import KMeansUnitTokenizerConfig
 from .feature_extraction_unit_tokenizer import AudioInputError
 from .kmeans import assign
@@ -40,13 +43,30 @@ class KMeansUnitTokenizerOutput(ModelOutput):
     features: torch.FloatTensor | None = None
 
 
+#: Per-thread state of running forwards (valid lengths of each MaskedGroupNorm, captured hidden states), so that
+#: `KMeansUnitTokenizer.tokenize`'s worker threads can run one model at the same time. Module-level (not an attribute)
+#: because modules are pickled by `datasets.map(num_proc=N)`, and thread-locals cannot be.
+_THREAD_STATE = threading.local()
+
+
 class MaskedGroupNorm(nn.GroupNorm):
     """`nn.GroupNorm` over [B, C, T] whose statistics cover only each item's first `lengths[b]` time steps.
 
     Same parameters (and state-dict keys) as the GroupNorm it replaces; with `lengths=None` it is that GroupNorm.
+    `lengths` is per thread.
     """
 
-    lengths: torch.Tensor | None = None
+    @property
+    def lengths(self) -> torch.Tensor | None:
+        return getattr(_THREAD_STATE, "norm_lengths", {}).get(id(self))
+
+    @lengths.setter
+    def lengths(self, value: torch.Tensor | None) -> None:
+        table = _THREAD_STATE.__dict__.setdefault("norm_lengths", {})
+        if value is None:
+            table.pop(id(self), None)
+        else:
+            table[id(self)] = value
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.lengths is None:
@@ -201,16 +221,19 @@ class KMeansUnitTokenizer(PreTrainedModel):
         captured: dict[str, torch.Tensor] = {}
         layers = _encoder_layers(self.ssl_encoder)
         layer = self.config.ssl_layer
+        owner = threading.get_ident()  # other threads may run this model at the same time: keep only ours
         if layer == 0:
 
             def pre_hook(module, args, kwargs):
-                captured["hidden"] = args[0] if args else kwargs["hidden_states"]
+                if threading.get_ident() == owner:
+                    captured["hidden"] = args[0] if args else kwargs["hidden_states"]
 
             handle = layers[0].register_forward_pre_hook(pre_hook, with_kwargs=True)
         else:
 
             def hook(module, args, output):
-                captured["hidden"] = output[0] if isinstance(output, tuple) else output
+                if threading.get_ident() == owner:
+                    captured["hidden"] = output[0] if isinstance(output, tuple) else output
 
             handle = layers[layer - 1].register_forward_hook(hook)
         try:
@@ -346,6 +369,63 @@ class KMeansUnitTokenizer(PreTrainedModel):
         )
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         return output if return_dict else output.to_tuple()
+
+    def tokenize(
+        self,
+        input_values: torch.Tensor | Sequence[torch.Tensor],
+        attention_mask: torch.Tensor | None = None,
+        plan: TokenizationPlan | None = None,
+    ) -> list[torch.LongTensor]:
+        r"""
+        Units of each utterance (padding removed, on the CPU), in input order: the same units as calling the model
+        on each utterance alone, computed in length-sorted batches (see [`~batching.length_buckets`]).
+
+        Args:
+            input_values: a padded `[batch, samples]` batch from [`SpeechFeatureExtractor`] (with its
+                `attention_mask`), or a list of 1-D waveforms already normalised as the feature extractor does.
+            attention_mask (`torch.LongTensor`, *optional*): sample mask of a padded batch.
+            plan ([`TokenizationPlan`], *optional*): batch size, padding bound and workers; default
+                [`~batching.default_plan`] for this model's config and device (per utterance on two CPU workers for
+                HuBERT-base, batches of up to 16 on a GPU).
+        """
+        if isinstance(input_values, torch.Tensor):
+            values = input_values[None] if input_values.ndim == 1 else input_values
+            lengths = self._check_inputs(values, attention_mask).tolist()
+            waves = [values[i, :n] for i, n in enumerate(lengths)]
+        else:
+            waves = [torch.as_tensor(w) for w in input_values]
+            lengths = [int(w.shape[-1]) for w in waves]
+        self._require_fitted()
+        plan = plan or default_plan(self.config, self.device)
+        buckets = length_buckets(lengths, plan.batch_size, plan.max_padding)
+        units: list[torch.LongTensor | None] = [None] * len(waves)
+
+        def run(bucket: list[int]) -> None:
+            longest = lengths[bucket[0]]
+            batch = torch.zeros(len(bucket), longest, dtype=waves[bucket[0]].dtype)
+            mask = torch.zeros(len(bucket), longest, dtype=torch.long)
+            for row, index in enumerate(bucket):
+                batch[row, : lengths[index]] = waves[index]
+                mask[row, : lengths[index]] = 1
+            padded = any(lengths[index] < longest for index in bucket)
+            with torch.inference_mode():  # per thread: the workers' forwards need it too
+                out = self(batch.to(self.device), attention_mask=mask.to(self.device) if padded else None)
+            for row, index in enumerate(bucket):
+                units[index] = out.units[row][out.units_mask[row]].cpu()
+
+        threads = torch.get_num_threads()
+        if plan.threads_per_worker:
+            torch.set_num_threads(plan.threads_per_worker)
+        try:
+            if plan.num_workers > 1 and len(buckets) > 1:
+                with ThreadPoolExecutor(min(plan.num_workers, len(buckets))) as pool:
+                    list(pool.map(run, buckets))  # longest first: the workers finish close together
+            else:
+                for bucket in buckets:
+                    run(bucket)
+        finally:
+            torch.set_num_threads(threads)
+        return units
 
     @staticmethod
     def deduplicate(
