@@ -28,7 +28,7 @@ DEFAULT_INSTRUCT_PIPELINE = str(_HERE / "default_instruct_pipeline")
 _LAZY_NAMES = {
     "models.unit_tokenizer": [
         "AudioInputError", "KMeansUnitTokenizer", "KMeansUnitTokenizerConfig", "KMeansUnitTokenizerOutput",
-        "SpeechFeatureExtractor", "decode_audio", "load_audio",
+        "SpeechFeatureExtractor", "TokenizationPlan", "decode_audio", "default_plan", "length_buckets", "load_audio",
     ],
     "training.kmeans": ["MiniBatchKMeans"],  # fitting, not a model: `hf_slm.MiniBatchKMeans` keeps working
     "models.speech_lm": [
