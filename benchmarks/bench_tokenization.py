@@ -53,6 +53,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--plan-batch-size", type=int, default=None, help="override (b)'s batch size")
     parser.add_argument("--workers", type=int, default=None, help="override (b)'s number of workers")
+    parser.add_argument(
+        "--loop-threads", type=int, default=None, help="torch threads of (a) only (default: torch's, as a user runs it)"
+    )
     parser.add_argument("--skip-bare", action="store_true", help="do not time (c) (saves a third of the run)")
     return parser.parse_args()
 
@@ -113,10 +116,13 @@ def main() -> None:
         return model_out.hidden_states[layer]
 
     def baseline():
+        threads = torch.get_num_threads()
+        torch.set_num_threads(args.loop_threads or threads)
         units = []
         for wave in singles:
             feats = hidden(bare(wave.to(dtype), output_hidden_states=True))[0].float()
             units.append(torch.cdist(feats, centroids).argmin(-1))
+        torch.set_num_threads(threads)
         return units
 
     plan = default_plan(config, device, max_batch_size=args.batch_size)
@@ -151,6 +157,7 @@ def main() -> None:
         f"k={args.num_units}, median of {args.repeats} interleaved rounds after {args.warmup} warm-up"
     )
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"(a) runs with {args.loop_threads or threads} torch thread(s)")
     print(
         f"(b)'s plan: batch size {plan.batch_size}, padding <= {plan.max_padding:.0%}, {plan.num_workers} worker(s) "
         f"x {plan.threads_per_worker or threads} thread(s); load average before the run: {load_before}, after: {load}"

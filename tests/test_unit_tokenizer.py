@@ -445,10 +445,31 @@ def test_tokenize_gives_each_utterances_own_units_in_input_order(tester, fronten
     assert torch.get_num_threads() == threads  # the workers' setting is undone
 
 
-def test_default_plan_follows_device_and_encoder_width(tester):
-    small = tester.get_config("ssl")
+def test_default_plan_follows_device_and_front_end(tester):
+    mfcc = tester.get_config("mfcc")
     base = KMeansUnitTokenizerConfig(frontend="ssl", ssl_config=HubertConfig(), ssl_layer=6)
-    assert default_plan(small, "cpu").batch_size == 16
-    assert default_plan(base, "cpu").batch_size == 1  # compute-bound on a CPU: batching buys nothing
+    assert default_plan(mfcc, "cpu").batch_size == 16
+    assert default_plan(base, "cpu").batch_size == 1  # on a CPU batching an SSL encoder buys nothing
     assert default_plan(base, "cuda") == TokenizationPlan(batch_size=16, num_workers=1)
     assert default_plan(base, "cpu", num_workers=1).threads_per_worker is None
+
+
+@pytest.mark.parametrize("num_proc", [1, 2])
+def test_tokenize_speech_gives_each_utterances_units_with_one_or_two_processes(audio_dataset, tester, num_proc, tmp_path):
+    """The datasets.map path (`tokenize_speech`, as `hf-slm tokenize --dataset --num-proc N`) goes through
+    `tokenize()`; forked processes give the same rows as tokenising each utterance alone."""
+    from hf_slm.training.speech_units import tokenize_speech
+
+    fe = SpeechFeatureExtractor()
+    model = tester.fitted_model(tester.get_config("ssl", "hubert", "group", ssl_layer=2))
+    mapped = tokenize_speech(audio_dataset, fe, model, batch_size=3, deduplicate=True, cache_dir=tmp_path,
+                             num_proc=num_proc)  # fmt: skip
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the workers' thread count: equal features, not just equal units
+    try:
+        for row, example in zip(mapped, audio_dataset):
+            with torch.inference_mode():
+                units, durations = model.deduplicate(model(**fe(example["audio"])).units[0])[0]
+            assert row["units"] == units.tolist() and row["durations"] == durations.tolist()
+    finally:
+        torch.set_num_threads(threads)

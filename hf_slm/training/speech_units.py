@@ -95,6 +95,28 @@ class UnitTokenization:
         self.batches = 0
         self._parent_pid = os.getpid()
 
+    def __getstate__(self):
+        """`datasets.map(num_proc=N)` pickles this function: the tokenizer travels as config + state dict (an SSL
+        encoder's weight-norm parametrisation cannot be pickled as a module)."""
+        state = self.__dict__.copy()
+        tokenizer = state.pop("tokenizer")
+        encoder = getattr(tokenizer, "ssl_encoder", None)
+        dtype = next(encoder.parameters()).dtype if encoder is not None else None
+        weights = {name: tensor.cpu() for name, tensor in tokenizer.state_dict().items()}
+        state["_tokenizer"] = (type(tokenizer), tokenizer.config, weights, str(tokenizer.device), dtype)
+        return state
+
+    def __setstate__(self, state):
+        if os.getpid() != state["_parent_pid"]:
+            torch.set_num_threads(1)  # a forked process: before any op (see the class docstring)
+        cls, config, weights, device, dtype = state.pop("_tokenizer")
+        tokenizer = cls(config)
+        tokenizer.load_state_dict(weights)
+        if dtype is not None:
+            tokenizer.ssl_encoder.to(dtype)
+        state["tokenizer"] = tokenizer.to(device).eval()
+        self.__dict__.update(state)
+
     @torch.no_grad()
     def __call__(self, batch):
         self.batches += 1

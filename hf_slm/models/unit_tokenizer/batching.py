@@ -5,10 +5,10 @@ size and the number of workers follow the device and the size of the encoder:
 
 - CUDA: one worker, batches of up to `max_batch_size` (the GPU is fed by one stream; batching is what pays there);
 - CPU: one worker per torch thread, each running with one intra-op thread (independent workers keep both cores busy
-  where one 2-thread op waits for its slower thread, which on a shared machine is most of the time); a compute-bound
-  encoder (wide conv stack or hidden size, e.g. HuBERT-base) runs one utterance per batch, since batching buys nothing
-  there and padding / the masked GroupNorm would cost; a small encoder or MFCC front end batches, since per-op
-  overhead dominates there. `docs/benchmarks.md` has the measurements behind these choices.
+  where one 2-thread op waits for its slower thread, which on a shared machine is most of the time); an SSL encoder
+  runs one utterance per batch: on a CPU batching bought nothing at HuBERT-base size and lost at a tiny size (padding
+  and the masked GroupNorm cost more than the batched products save); the MFCC front end (float64, exact under
+  padding, cheap) batches. `docs/benchmarks.md` has the measurements behind these choices.
 """
 
 from __future__ import annotations
@@ -17,11 +17,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-
-#: An SSL encoder at least this wide (first conv layer's channels, or transformer hidden size) counts as compute-bound
-#: on a CPU: one utterance per batch.
-COMPUTE_BOUND_WIDTH = 256
-
 
 @dataclass(frozen=True)
 class TokenizationPlan:
@@ -49,12 +44,7 @@ def default_plan(config, device: torch.device, max_batch_size: int = 16, num_wor
     if torch.device(device).type != "cpu":
         return TokenizationPlan(batch_size=max_batch_size, num_workers=1)
     workers = num_workers or max(1, torch.get_num_threads())
-    batch_size = max_batch_size
-    if config.frontend == "ssl":
-        ssl = config.ssl_config
-        width = max(max(ssl.conv_dim), ssl.hidden_size)
-        if width >= COMPUTE_BOUND_WIDTH:
-            batch_size = 1
+    batch_size = 1 if config.frontend == "ssl" else max_batch_size
     return TokenizationPlan(batch_size=batch_size, num_workers=workers, threads_per_worker=1 if workers > 1 else None)
 
 
@@ -78,4 +68,4 @@ def length_buckets(lengths: Sequence[int], batch_size: int, max_padding: float =
     return batches
 
 
-__all__ = ["COMPUTE_BOUND_WIDTH", "TokenizationPlan", "default_plan", "length_buckets"]
+__all__ = ["TokenizationPlan", "default_plan", "length_buckets"]
