@@ -15,6 +15,24 @@ where they pick the same next unit), which does not compound one early differenc
 `--same-weights` to run `generate` on that same copy too: equal numerics again, so the ratio is what the decode loop
 alone adds at those weights.
 
+How the docs/benchmarks.md figures were obtained and read (2-core shared CPU, load avg 1.9-11; 2026-11-23 rows on the
+earlier eager loop, one backbone call per token: tiny 1.42x, small 1.45x, 115m 1.00-1.02x; 2026-12-03 rows on
+`LeanLlamaStep`; an earlier 12-03 tiny run gave 2.70x, small before fusing q/k/v and gate/up 1.72x):
+  - Eager limit at 3.5M: `torch.profiler`, 200 lean steps, one thread: 2.76 ms per step, `aten::mm` 50 % (17 products
+    of ~82 us: 4 layers x (qkv, o, gate/up, down) + head), sdpa 7.6 %, ~130 small elementwise / view ops the other
+    ~40 % (RMSNorm, rotary, residuals, cache writes; 5-10 us dispatch each on a loaded CPU). `generate`'s step is
+    ~6.2 ms, so 2x needs <= 3.1 ms while the products alone are ~1.4 ms: fewer ops at equal numerics would need fused
+    kernels whose reductions differ in the last bits (`F.rms_norm` matched bit for bit but saved only ~10 us a call).
+    Compiling the lean step itself re-traced at every position (integer indexing of the cache): not pursued.
+  - Roofline at 115M: 113M `nn.Linear` parameters = 453 MB per token in fp32; a 512 MB one-thread `copy_` moved
+    15.9-17.1 GB/s the same minute; the lean step at 25.1 tok/CPU-s streams 11.4 GB/s (~70 % of that); 2x `generate`
+    would need 20 GB/s. Both paths spend > 95 % of a 115M step in the matrix products.
+  - bf16 does not pay on this CPU without AMX: 36 distinct 768x3072 `nn.Linear` (340 MB fp32), one row, one thread:
+    fp32 31 ms, bf16 21 ms, `torch._weight_int8pack_mm` 16.7 ms, `torch.ao` dynamic int8 (fbgemm, VNNI) 6.5 ms.
+  - An int8 step (profiler, 115M, 32 tokens): 65 % `quantized::linear_dynamic`, 6 % `aten::cat` (DynamicCache
+    growth), 4 % attention, the rest small elementwise ops: a zero-overhead loop would add at most ~1.5x.
+  - Compiling the int8 step: 135 vs 270 tok/CPU-s eager at 3.5M (ad-hoc script, 140 s warm-up), hence the refusal.
+
     python benchmarks/bench_generation.py --device cpu --size tiny --new-tokens 200 --threads 1
     python benchmarks/bench_generation.py --device cpu --size 115m --weights-dtype int8 --threads 1
     python benchmarks/bench_generation.py --device cuda --size 115m --new-tokens 1000      # bf16, CUDA graphs

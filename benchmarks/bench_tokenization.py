@@ -10,6 +10,16 @@ Times, in one process, on the same random-init HuBERT weights and the same k=500
 Prints audio-seconds per second for each, ours/bare (goal >= 0.9), the unit agreement of (b) with (a), and last
 `ratio: X` = ours / per-utterance loop.
 
+How the docs/benchmarks.md figures were obtained (2026-11-23, a 2-core Xeon shared with other jobs, load avg 6-9):
+the default `--size base --batch-size 16` did not finish in 15 minutes there, so the CPU rows use `--size tiny`
+(hidden 96, 2 layers, 64 conv channels, standard kernels/strides; batch 16 of 6-10 s) and base size at batch 4.
+Rounds are interleaved (a, b, c, a, ...) so load hits all three alike; still noisy (the tiny loop measured 16.6,
+17.9, 35.6 and 16.8 audio-s/s in four runs). ours/bare was 0.68-0.75 at tiny size: the masked GroupNorm's
+per-utterance reductions (`torch.var_mean` on 16 strided slices, ~0.35-0.45 s on [16, 64, 32000]) are several times
+slower than the fused native GroupNorm (~0.1-0.15 s), visible only when the conv stack is as cheap as with 64
+channels. Tried without a clear gain: one einsum over a mask, `bmm` sums with a mask, per-item native `group_norm`
+(slower). On the CPU batching buys little at base size (compute-bound already); the GPU row is what it is for.
+
     python benchmarks/bench_tokenization.py --device cpu --size tiny
     python benchmarks/bench_tokenization.py --device cuda --dtype bfloat16
 """

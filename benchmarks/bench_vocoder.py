@@ -13,6 +13,11 @@
 (2) Codecs: encode and decode real-time factor (compute seconds per audio second; < 1 is faster than real time) of
   our `RVQCodec` (default 4 kbps config) and of `CodecTokenizer` around a random-init `encodec_24khz`.
 
+docs/benchmarks.md figures: 2026-11-23, a 2-core Xeon shared with other jobs (load avg ~2.4); with `--threads 2` the
+contended machine was slower than one thread. Parity is expected: our generator is transformers'
+`SeamlessM4THifiGan` (composed, not copied); our duration expansion is a batched `searchsorted` where the baseline
+loops over the batch with `repeat_interleave` and re-pads.
+
     python benchmarks/bench_vocoder.py --device cpu --size small --threads 1
     python benchmarks/bench_vocoder.py --device cuda --size base --dtype bfloat16 --compile
 """
