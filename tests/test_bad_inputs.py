@@ -302,6 +302,11 @@ CASES = [
     # ------------------------------------------------------------------ mismatched components (load time)
     ("mismatch-fe-8k-tokenizer-16k", load, lambda c: (_mismatched(c, "rate", feature_extractor=SpeechFeatureExtractor(sampling_rate=8000)), {}),
      raises(PipelineLoadError, "feature_extractor (SpeechFeatureExtractor) produces audio.sampling_rate=8000 but speech_tokenizer (KMeansUnitTokenizer) consumes audio.sampling_rate=16000")),
+    ("mismatch-fe-min-samples-below-receptive-field", load, lambda c: (_mismatched(c, "minlen", feature_extractor=SpeechFeatureExtractor(min_samples=200)), {}),
+     raises(PipelineLoadError, "feature_extractor (SpeechFeatureExtractor) produces audio.min_samples=200 but speech_tokenizer (KMeansUnitTokenizer) needs audio.min_samples >= 400")),
+    ("mismatch-fe-8k-min-samples-names-the-rate-first", load, lambda c: (_mismatched(c, "rate-minlen", feature_extractor=SpeechFeatureExtractor(sampling_rate=8000, min_samples=200)), {}),
+     raises(PipelineLoadError, "produces audio.sampling_rate=8000")),
+    ("fe-min-samples-above-receptive-field-loads", load, lambda c: (_mismatched(c, "longer", feature_extractor=SpeechFeatureExtractor(min_samples=800)), {}), loads),
     ("mismatch-tokenizer-lm-units", load, lambda c: (_mismatched(c, "lm", language_model=_lm_with_units(32)), {}),
      raises(PipelineLoadError, "speech_tokenizer (KMeansUnitTokenizer) produces units.num_units=16 but language_model (SpeechLMForCausalLM) consumes units.num_units=32")),
     ("mismatch-tokenizer-vocoder-units", load, lambda c: (_mismatched(c, "voc", vocoder=_hifigan(num_units=32)), {}),

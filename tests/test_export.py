@@ -29,6 +29,16 @@ def _lm_inputs():
     return {**_unit_inputs(), "use_cache": False}
 
 
+def _speech_lm_with_suppressed_ids():
+    """As a converted slamkit LM: specials its source lacks are out of scoring and generation."""
+    from hf_slm import SpeechLMConfig, SpeechLMForCausalLM
+
+    config = tiny_speech_lm().config
+    layout = config.vocab_layout
+    suppressed = [layout.bos_token_id, layout.speech_token_id, layout.text_token_id]
+    return SpeechLMForCausalLM(SpeechLMConfig(**{**config.to_dict(), "suppressed_token_ids": suppressed}))
+
+
 _SSL_BLOCK = (
     "SSL front end: `_ssl_features` chooses the masked or the unmasked encoder call from the data "
     "(`bool((lengths < samples).any())`) and captures the layer with a forward hook registered inside forward"
@@ -41,6 +51,7 @@ _CODEC_BLOCK = (
 #: name -> (model factory, inputs factory, xfail reason for export or None, xfail reason for fullgraph compile or None)
 CASES = {
     "speech_lm": (tiny_speech_lm, _lm_inputs, None, None),
+    "speech_lm_suppressed_ids": (_speech_lm_with_suppressed_ids, _lm_inputs, None, None),
     "unit_hifigan": (tiny_hifigan_vocoder, _unit_inputs, None, None),
     "unit_mel_vocoder": (tiny_mel_vocoder, _unit_inputs, None, None),
     "unit_tokenizer_mfcc": (

@@ -500,6 +500,28 @@ def test_user_interruption(chat_pipeline):
     assert out.interrupted and len(out.token_ids) == 1 + 5  # forced [Speech] + 5 decoding steps
 
 
+def test_spoken_chat_refuses_a_conversation_past_the_lm_positions(tokenizer):
+    backbone = _tiny_backbone("opt")  # learned positions: past the table there is no position at all
+    backbone.max_position_embeddings = 40
+    torch.manual_seed(0)
+    config = SpeechLMConfig(text_config=backbone, text_vocab_size=len(tokenizer), num_units=NUM_UNITS)
+    lm = add_task_tokens(SpeechLMForCausalLM(config), INSTRUCT_TOKENS).eval()
+    pipe = SpokenChatPipeline(feature_extractor=_feature_extractor(), speech_tokenizer=tiny_unit_tokenizer(),
+                              language_model=lm, tokenizer=tokenizer)  # fmt: skip
+    user = "what is two plus three"
+    prompt = len(pipe.chat_template.encode([pipe.user_message(user)], add_generation_prompt=True)["input_ids"])
+    fits = 40 - prompt - 1  # the forced [Text] marker is read too
+    out = pipe.chat(user, response_modality="text", max_new_tokens=fits, min_new_tokens=fits, strict_modality=True)
+    assert len(out.token_ids) == 1 + fits  # ran up to the last position
+    with pytest.raises(ValueError, match=rf"conversation is {prompt + 1} LM tokens \+ max_new_tokens={fits + 1}, "
+                                         r"more than the language model's 40 positions"):  # fmt: skip
+        pipe.chat(user, response_modality="text", max_new_tokens=fits + 1)
+    with pytest.raises(ValueError, match=r"is \d+ LM tokens \+ max_new_tokens=1, more than .* 40 positions"):
+        pipe.chat(user, history=out.messages, max_new_tokens=1)  # the history alone fills the positions
+    with pytest.raises(ValueError, match="max_new_tokens must be a positive int, got 0"):
+        pipe.chat(user, max_new_tokens=0)
+
+
 # ---------------------------------------------------------------------------------------------------- example
 def test_example_script_runs_on_tiny_config(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_SLM_CACHE": str(tmp_path / "cache")}
@@ -578,14 +600,15 @@ def test_interruption_from_another_thread(chat_pipeline):
     import threading
 
     started, result = threading.Event(), {}
+    budget = chat_pipeline.language_model.config.text_config.max_position_embeddings - 64  # the most that fits
 
     def worker():
         def signal():  # called before each decoding step: tells the main thread that generation runs
             started.set()
             return False
 
-        result["out"] = chat_pipeline.chat("say this text", response_modality="speech", max_new_tokens=100_000,
-                                           min_new_tokens=100_000, strict_modality=True, vocode=False,
+        result["out"] = chat_pipeline.chat("say this text", response_modality="speech", max_new_tokens=budget,
+                                           min_new_tokens=budget, strict_modality=True, vocode=False,
                                            interrupt=signal)  # fmt: skip
 
     thread = threading.Thread(target=worker, daemon=True)
@@ -595,7 +618,7 @@ def test_interruption_from_another_thread(chat_pipeline):
     thread.join(30)
     assert not thread.is_alive()
     out = result["out"]
-    assert out.interrupted and 1 <= len(out.token_ids) < 100_000
+    assert out.interrupted and 1 <= len(out.token_ids) < budget
 
 
 def test_docstring_examples_run():

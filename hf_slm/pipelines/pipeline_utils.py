@@ -250,6 +250,10 @@ def _interface(component) -> tuple[dict, dict]:
 #: Order of the data flow: a component may consume what any component before it produces.
 FLOW_ORDER = ("feature_extractor", "speech_tokenizer", "language_model", "vocoder")
 
+#: Keys whose consumed value is a lower bound, not a value to equal: the producer's must be at least it (the feature
+#: extractor's shortest accepted utterance, `audio.min_samples`, against the tokenizer's receptive field).
+AT_LEAST_KEYS = frozenset({"audio.min_samples"})
+
 
 def check_compatibility(components: dict[str, Any]) -> None:
     """Refuse components that disagree on what flows between them.
@@ -257,21 +261,27 @@ def check_compatibility(components: dict[str, Any]) -> None:
     Each config (or feature extractor) declares ``produces`` and ``consumes``: dicts of named quantities such as
     ``audio.sampling_rate``, ``units.num_units``, ``units.frame_rate``, ``codes.num_codebooks``. Every key a
     component consumes must equal the value of the same key produced by each component upstream of it
-    (`FLOW_ORDER`); a `PipelineLoadError` names both components and both values. Components that declare nothing
-    (a text tokenizer, an outside model) are not compared.
+    (`FLOW_ORDER`), or for `AT_LEAST_KEYS` be at most it (checked after the equal keys, so that a sampling-rate
+    mismatch is named first); a `PipelineLoadError` names both components and both values. Components that declare
+    nothing (a text tokenizer, an outside model) are not compared.
     """
     present = [(name, components[name]) for name in FLOW_ORDER if components.get(name) is not None]
     for i, (consumer, component) in enumerate(present):
         _, consumes = _interface(component)
         for producer, upstream in present[:i]:
             produces, _ = _interface(upstream)
-            for key in sorted(consumes.keys() & produces.keys()):
-                have, want = produces[key], consumes[key]
-                same = abs(float(have) - float(want)) <= 1e-6 * max(abs(float(have)), 1.0)
-                if not same:
+            for key in sorted(consumes.keys() & produces.keys(), key=lambda k: (k in AT_LEAST_KEYS, k)):
+                have, want = float(produces[key]), float(consumes[key])
+                tolerance = 1e-6 * max(abs(have), 1.0)
+                if key in AT_LEAST_KEYS and have < want - tolerance:
                     raise PipelineLoadError(
-                        f"incompatible components: {producer} ({type(upstream).__name__}) produces {key}={have} but "
-                        f"{consumer} ({type(component).__name__}) consumes {key}={want}"
+                        f"incompatible components: {producer} ({type(upstream).__name__}) produces {key}="
+                        f"{produces[key]} but {consumer} ({type(component).__name__}) needs {key} >= {consumes[key]}"
+                    )
+                if key not in AT_LEAST_KEYS and abs(have - want) > tolerance:
+                    raise PipelineLoadError(
+                        f"incompatible components: {producer} ({type(upstream).__name__}) produces {key}="
+                        f"{produces[key]} but {consumer} ({type(component).__name__}) consumes {key}={consumes[key]}"
                     )
 
 

@@ -164,6 +164,8 @@ class SpokenChatPipeline(SpeechLMPipeline):
         prompt = template.encode(messages, task=task, add_generation_prompt=True, return_labels=False)["input_ids"]
         if strict_modality and response_modality is None:
             raise ValueError("strict_modality=True needs a response_modality ('text' or 'speech')")
+        forced = 0 if response_modality is None else 1  # the reply's marker, written into the prompt
+        self._check_conversation_length(len(prompt) + forced, max_new_tokens)
         only = (response_modality if strict_modality else None)
         decoding = dict(do_sample=do_sample, temperature=temperature, top_k=top_k, min_new_tokens=min_new_tokens,
                         generator=None if seed is None else torch.Generator().manual_seed(seed), only=only)  # fmt: skip
@@ -226,6 +228,18 @@ class SpokenChatPipeline(SpeechLMPipeline):
         yield ChatEvent("interrupted" if was_interrupted else "done", output=output)
 
     # ------------------------------------------------------------------ internals
+    def _check_conversation_length(self, prompt_tokens: int, max_new_tokens: int) -> None:
+        """Refuse a prompt whose reply could run past the LM's trained positions (as `continue_speech` does)."""
+        if not isinstance(max_new_tokens, int) or isinstance(max_new_tokens, bool) or max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be a positive int, got {max_new_tokens!r}")
+        limit = self._position_limit(self.language_model)
+        if limit and prompt_tokens + max_new_tokens > limit:
+            raise ValueError(
+                f"stream_chat: the conversation is {prompt_tokens} LM tokens + max_new_tokens={max_new_tokens}, more "
+                f"than the language model's {limit} positions (max_position_embeddings); drop earlier turns from "
+                "history or lower max_new_tokens"
+            )
+
     def _has_vocoder(self) -> bool:
         return self._components.get("vocoder") is not None
 

@@ -310,6 +310,25 @@ class SpeechLMVocabularyLayout:
         }
 
 
+def _checked_suppressed_ids(token_ids, vocab_size: int, layout: SpeechLMVocabularyLayout) -> list[int] | None:
+    """`suppressed_token_ids` as a sorted list without repeats (`None` when empty), or a clear error."""
+    if token_ids is None:
+        return None
+    if isinstance(token_ids, (str, bytes)) or not isinstance(token_ids, Sequence):
+        raise ValueError(f"suppressed_token_ids must be a list of token ids, got {token_ids!r}")
+    bad = [
+        t for t in token_ids if isinstance(t, bool) or not isinstance(t, (int, np.integer)) or not 0 <= t < vocab_size
+    ]
+    if bad:
+        raise ValueError(f"suppressed_token_ids must be ints in [0, {vocab_size}) (the vocabulary), got {bad}")
+    if layout.eos_token_id in token_ids:
+        raise ValueError(
+            f"suppressed_token_ids holds </s> ({layout.eos_token_id}), which ends every sequence and cannot be "
+            "suppressed"
+        )
+    return sorted({int(t) for t in token_ids}) or None
+
+
 class SpeechLMConfig(TextConfigMixin, PretrainedConfig):
     r"""
     Configuration of [`SpeechLMForCausalLM`]: any causal-LM backbone (Llama, Qwen2, GPT-2, OPT, ...) held as
@@ -340,6 +359,12 @@ class SpeechLMConfig(TextConfigMixin, PretrainedConfig):
         num_extra_tokens (`int`, *optional*, defaults to 0):
             Rows after the layout's named tokens, added by [`~SpeechLMForCausalLM.resize_token_embeddings`] (new
             tokens whose meaning the user manages, or padding to a multiple). Every named id is unchanged by them.
+        suppressed_token_ids (`list[int]`, *optional*):
+            Ids the model never produces (e.g. the specials a converted checkpoint's vocabulary lacks): they get
+            probability 0, i.e. [`~SpeechLMForCausalLM.log_likelihood`] normalises its softmax over the other ids
+            only, and generation never picks them (they are copied into `generation_config.suppress_tokens`, as
+            transformers' `SuppressTokensLogitsProcessor` reads them). They may still be inputs (`<s>`). The
+            training loss and `forward`'s logits are unchanged. `</s>` cannot be suppressed. Default: none.
         kwargs:
             Passed to [`PretrainedConfig`]. `pad_token_id`, `bos_token_id` and `eos_token_id` are derived from the
             layout; values passed here must agree with it.
@@ -372,6 +397,7 @@ class SpeechLMConfig(TextConfigMixin, PretrainedConfig):
         task_tokens: list[str] | None = None,
         use_modality_tokens: bool = True,
         num_extra_tokens: int = 0,
+        suppressed_token_ids: list[int] | None = None,
         **kwargs,
     ):
         text_config = take_legacy_backbone_config(text_config, kwargs, type(self).__name__)
@@ -399,6 +425,7 @@ class SpeechLMConfig(TextConfigMixin, PretrainedConfig):
                 )
         self.text_config = text_config
         self.num_extra_tokens = num_extra_tokens
+        self.suppressed_token_ids = _checked_suppressed_ids(suppressed_token_ids, text_config.vocab_size, layout)
         self.text_vocab_size = layout.text_vocab_size
         self.num_units = layout.num_units
         self.task_tokens = list(layout.task_tokens)

@@ -172,8 +172,9 @@ class KMeansUnitTokenizerConfig(PretrainedConfig):
     @property
     def consumes(self) -> dict:
         """What a pipeline component of this config takes in: `hf_slm.pipelines.check_compatibility` compares the
-        values of a key one component produces and the next consumes."""
-        return {"audio.sampling_rate": self.sampling_rate}
+        values of a key one component produces and the next consumes. `audio.min_samples` is a lower bound: the
+        feature extractor must refuse audio shorter than one receptive field."""
+        return {"audio.sampling_rate": self.sampling_rate, "audio.min_samples": self.receptive_field}
 
     @property
     def produces(self) -> dict:

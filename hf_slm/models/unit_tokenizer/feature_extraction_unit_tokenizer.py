@@ -335,8 +335,9 @@ class SpeechFeatureExtractor(SequenceFeatureExtractor):
 
     @property
     def produces(self) -> dict:
-        """What this extractor hands on (see `hf_slm.pipelines.check_compatibility`): audio at `sampling_rate`."""
-        return {"audio.sampling_rate": self.sampling_rate}
+        """What this extractor hands on (see `hf_slm.pipelines.check_compatibility`): audio at `sampling_rate`, at
+        least `min_samples` long."""
+        return {"audio.sampling_rate": self.sampling_rate, "audio.min_samples": self.min_samples}
 
     @staticmethod
     def _is_single(raw_speech: Any) -> bool:
