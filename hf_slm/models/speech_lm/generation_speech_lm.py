@@ -267,9 +267,10 @@ class FastUnitGenerator:
             if end == total:
                 return
             output = step(next_token, position, end - 1)
-            position = position + 1
+            if self._lean is None:  # the lean step takes the position as an int
+                position = position + 1
             if fused and not do_sample:
-                next_token = output.clone()
+                next_token = output.clone() if self.compile else output  # a compiled graph reuses its output
             else:
                 scores = output.float() if fused else output.float() + self._allowed_bias
                 next_token = self._choose(scores, history[:, :end], processors, None if fused else warpers, do_sample)
