@@ -189,6 +189,9 @@ def main() -> None:
     if args.weights_dtype and not args.same_weights:
         agreement = teacher_forced_agreement(model, fast, prompt, outputs["generate"])
         print(f"teacher-forced top-1 agreement with the {dtype} model: {100 * agreement:.1f}%")
+    index = 1 if use_cpu_time else 0  # per interleaved pair: generate's time / fast's time
+    pairs = [g / f for g, f in zip(times["generate"][index], times["fast"][index])]
+    print(f"ratio per repeat: {', '.join(f'{r:.2f}' for r in pairs)} (spread {min(pairs):.2f}-{max(pairs):.2f})")
     print(f"ratio: {rates['fast'] / rates['generate']:.2f}")
 
 

@@ -206,6 +206,37 @@ def test_lean_step_logits_equal_the_backbones_bit_for_bit(kv_heads, dtype):
             token = expected.argmax(-1, keepdim=True)
 
 
+@pytest.mark.parametrize("variant", ["biases", "unfused"])
+def test_lean_step_variants_stay_bit_equal(variant):
+    """Projections with biases (`addmm` with the bias, residual adds kept separate) and unfused q / k / v and
+    gate / up (backbones above `max_fused_parameters`): still the backbone's logits exactly, greedy and sampled."""
+    torch.manual_seed(1)
+    biases = {"attention_bias": True, "mlp_bias": True} if variant == "biases" else {}
+    backbone = LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                           num_key_value_heads=2, **biases)  # fmt: skip
+    model = SpeechLMForCausalLM(SpeechLMConfig(text_config=backbone, num_units=NUM_UNITS)).eval()
+    lm = model.language_model
+    if variant == "biases":
+        with torch.no_grad():  # transformers initialises biases to zero: make them count
+            for name, parameter in lm.named_parameters():
+                if name.endswith("bias"):
+                    parameter.normal_(0, 0.5)
+    with torch.inference_mode():
+        cache = DynamicCache(config=lm.config)
+        lm(input_ids=torch.randint(0, NUM_UNITS, (1, 5)), cache=cache, use_cache=True)
+        lean = LeanLlamaStep(lm, max_fused_parameters=0 if variant == "unfused" else 32_000_000)
+        lean.start(cache, 5, 5 + 40)
+        token = torch.tensor([[3]])
+        for position in range(5, 5 + 40):
+            expected = lm(input_ids=token, position_ids=torch.tensor([[position]]), cache=cache).logits[:, -1]
+            assert torch.equal(lean(token, position), expected), position
+            token = expected.argmax(-1, keepdim=True)
+    torch.manual_seed(5)
+    expected = model.generate_units(torch.tensor([1, 2]), max_new_tokens=30, do_sample=True, top_k=5)[0]
+    torch.manual_seed(5)
+    assert torch.equal(FastUnitGenerator(model).generate([1, 2], max_new_tokens=30, do_sample=True, top_k=5), expected)
+
+
 def test_lean_step_is_used_for_llama_only():
     gpt2 = SpeechLMForCausalLM(SpeechLMConfig(text_config=GPT2Config(n_embd=32, n_layer=1, n_head=4),
                                               num_units=NUM_UNITS)).eval()  # fmt: skip
