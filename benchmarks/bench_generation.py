@@ -4,8 +4,18 @@ Both decode greedily (units and `</s>` allowed: `model.generate_units`, which ca
 20-unit prompt for exactly `--new-tokens` tokens (the `</s>` row of the output layer is zeroed so that a random model
 does not stop early) and time prefill + decode. Reported: tokens/s of each
 (median of `--repeats` interleaved runs, after one warm-up run each that also pays any compilation), the share of
-identical tokens, and last `ratio: X` = fast / generate. On `--device cpu --threads 1` the rates use the process's CPU
-time (on a shared machine wall time mostly measures the other jobs); wall-time rates are printed next to them.
+identical tokens, the ratio of each interleaved pair (generate's time / fast's time) with their spread, and last
+`ratio: X` = fast / generate from the medians. On `--device cpu --threads 1` the rates use the process's CPU time (on
+a shared machine wall time mostly measures the other jobs); wall-time rates are printed next to them. The figures in
+docs/benchmarks.md are several invocations at the default arguments (plus `--size`, `--threads 1`, `--repeats 5`):
+the median of their `ratio:` lines and the spread of all their pairs.
+
+`--profile` adds, after the timing, where the fast path's decode goes: the tensor calls per token made from Python,
+counted with a `TorchFunctionMode` (torch functions and tensor methods, indexing and views included), and
+`torch.profiler`'s top ops over one more `FastUnitGenerator.generate` (prefill included; the profiler's own cost per
+op inflates small ops, so read its shares as a lower bound of the products'). The matrix share quoted in the docs is
+the lean step's CPU time over 200 steps with and without its `mm` / `addmm` (each replaced by a zero tensor of its
+result's shape, ad hoc), medians of 7 runs in one process.
 
 `--dtype` sets the model's dtype, so both paths run the same numerics. `--weights-dtype bfloat16|int8` makes only
 `FastUnitGenerator` decode with a lighter copy of the backbone (`weights_dtype`): its units then differ from
@@ -81,6 +91,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--profile", action="store_true", help="also profile one fast decode (ops per token, top ops)")
     return parser.parse_args()
 
 
@@ -192,7 +203,35 @@ def main() -> None:
     index = 1 if use_cpu_time else 0  # per interleaved pair: generate's time / fast's time
     pairs = [g / f for g, f in zip(times["generate"][index], times["fast"][index])]
     print(f"ratio per repeat: {', '.join(f'{r:.2f}' for r in pairs)} (spread {min(pairs):.2f}-{max(pairs):.2f})")
+    if args.profile:
+        profile(ours, n)
     print(f"ratio: {rates['fast'] / rates['generate']:.2f}")
+
+
+def profile(ours, n: int) -> None:
+    """Tensor calls per token of the fast path and `torch.profiler`'s top ops (see the module docstring)."""
+    from collections import Counter
+
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+    from torch.overrides import TorchFunctionMode
+
+    class CountCalls(TorchFunctionMode):
+        def __init__(self):
+            super().__init__()
+            self.calls = Counter()
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            self.calls[getattr(func, "__name__", str(func))] += 1
+            return func(*args, **(kwargs or {}))
+
+    with CountCalls() as counter:
+        ours()
+    products = sum(counter.calls[name] for name in ("mm", "addmm", "linear", "bmm"))
+    print(f"profile: {sum(counter.calls.values()) / n:.0f} tensor calls per token ({products / n:.0f} matrix products)")
+    with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+        ours()
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
 
 
 if __name__ == "__main__":
