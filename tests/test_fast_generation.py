@@ -105,6 +105,24 @@ def test_sampling_with_the_same_seed_equals_generate_units(sampling):
     assert torch.equal(got, expected)
 
 
+def test_suppressed_tokens_are_never_generated_as_in_generate_units():
+    """`suppressed_token_ids` (copied into `generation_config.suppress_tokens`, which `generate` masks): the fast
+    path masks the same ids, so greedy and sampled units stay `generate_units`' and never hold a suppressed unit."""
+    model = tiny_model(seed=2)
+    free = model.generate_units(torch.tensor([1, 2]), max_new_tokens=30, do_sample=False)[0]
+    banned = sorted(set(free.tolist()))[:3]  # units greedy decoding picks without suppression
+    offset = model.config.unit_token_offset
+    model = tiny_model(seed=2, suppressed_token_ids=[offset + u for u in banned])
+    fast = FastUnitGenerator(model)
+    expected = model.generate_units(torch.tensor([1, 2]), max_new_tokens=30, do_sample=False)[0]
+    got = fast.generate([1, 2], max_new_tokens=30, do_sample=False)
+    assert torch.equal(got, expected) and not set(got.tolist()) & set(banned)
+    torch.manual_seed(6)
+    expected = model.generate_units(torch.tensor([1, 2]), max_new_tokens=30, do_sample=True)[0]
+    torch.manual_seed(6)
+    assert torch.equal(fast.generate([1, 2], max_new_tokens=30, do_sample=True), expected)
+
+
 def test_generation_config_values_are_used_when_arguments_are_none():
     model = tiny_model(seed=5)
     model.generation_config.top_k = 3

@@ -111,7 +111,8 @@ class FastUnitGenerator:
     r"""
     Batch-1 streaming speech continuation for a [`SpeechLMForCausalLM`]: `stream()` yields units as they are
     produced (for a pipeline or a Space), `generate()` returns them all. The semantics are `generate_units`':
-    the same `<s> [task] [Speech] prompt` input, only units and `</s>` allowed, stop at `</s>` or
+    the same `<s> [task] [Speech] prompt` input, only units and `</s>` allowed (less the model's
+    `generation_config.suppress_tokens`, read at construction), stop at `</s>` or
     `max_new_tokens`, and the same processors in the same order (allowed tokens, your `logits_processor`,
     temperature, top-k, top-p, with `None` falling back to the model's generation config, then to `generate`'s
     defaults). Greedy decoding gives `generate_units`' units token for token.
@@ -200,6 +201,9 @@ class FastUnitGenerator:
         allowed = torch.full((model.config.vocab_size,), -float("inf"))
         allowed[layout.unit_token_offset : layout.special_token_offset] = 0.0
         allowed[layout.eos_token_id] = 0.0
+        # generate's SuppressTokensLogitsProcessor (config.suppressed_token_ids land there), read once, here
+        suppressed = getattr(getattr(model, "generation_config", None), "suppress_tokens", None) or []
+        allowed[list(suppressed)] = -float("inf")
         self._allowed_bias = allowed.to(model.device)  # adding it = AllowedTokensLogitsProcessor's masked_fill
         self._cache: StaticCache | None = None
         self._cache_size = 0
