@@ -84,7 +84,7 @@ def test_rvq_config_rejects_bad_values_by_name(kwargs, message):
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(codec_config={"hidden_size": 4}), "model_type"),
+        (dict(codec_config={"model_type": "no_such_codec"}), "no_such_codec"),
         (dict(codec_config=HubertConfig()), "not a supported codec"),
         (dict(codec_config=EncodecConfig(chunk_length_s=1.0, overlap=0.01)), "chunked"),
         (dict(codec_config=EncodecConfig(audio_channels=2)), "audio_channels"),

@@ -595,6 +595,30 @@ def test_dpo_example_prefers_real_continuations(tmp_path):
     assert type(pipe.language_model.get_base_model()) is SpeechLMForCausalLM
 
 
+def test_chat_decodes_as_generate_does(chat_pipeline):
+    """The pipeline's own loop picks tokens as `generate` with the same processors would (greedy), and a seed fixes
+    a sampled reply."""
+    from transformers import GenerationConfig
+
+    from hf_slm.pipelines.spoken_chat import KeepOnlyModality
+
+    layout = chat_pipeline.chat_template.layout
+    out = chat_pipeline.chat("say this text", response_modality="speech", strict_modality=True, max_new_tokens=12,
+                             min_new_tokens=4, vocode=False)  # fmt: skip
+    prompt = chat_pipeline.chat_template.encode([chat_pipeline.user_message("say this text")],
+                                                add_generation_prompt=True, return_labels=False)["input_ids"]  # fmt: skip
+    banned = [layout.pad_token_id, layout.bos_token_id] + [layout.token_id(t) for t in layout.task_tokens]
+    config = GenerationConfig(max_new_tokens=12, min_new_tokens=4, do_sample=False, suppress_tokens=banned,
+                              eos_token_id=layout.eos_token_id, pad_token_id=layout.pad_token_id)  # fmt: skip
+    reference = chat_pipeline.language_model.generate(input_ids=torch.tensor([prompt + [layout.speech_token_id]]),
+                                                      generation_config=config,
+                                                      logits_processor=[KeepOnlyModality(layout, "speech")])  # fmt: skip
+    assert out.token_ids == [layout.speech_token_id] + reference[0, len(prompt) + 1 :].tolist()
+    sampled = [chat_pipeline.chat("say this text", max_new_tokens=12, do_sample=True, top_k=20, seed=seed,
+                                  vocode=False).token_ids for seed in (0, 0, 1)]  # fmt: skip
+    assert sampled[0] == sampled[1] != sampled[2]
+
+
 def test_interruption_from_another_thread(chat_pipeline):
     """A reply generated in a worker thread stops promptly when the user speaks again on the main thread."""
     import threading

@@ -115,7 +115,7 @@ def test_text_config_name_and_the_old_backbone_config():
         ({"depth_hidden_size": 30, "depth_num_attention_heads": 4}, "divisible"),
         ({"stream_vocab_sizes": [8, 8], "stream_loss_weights": [1.0]}, "stream_loss_weights"),
         ({"stream_vocab_sizes": [8, 8], "stream_loss_weights": [0.0, 0.0]}, "stream_loss_weights"),
-        ({"text_config": {"hidden_size": 8}}, "model_type"),
+        ({"text_config": {"model_type": "no_such_model"}}, "no_such_model"),
     ],
 )
 def test_config_validation(kwargs, message):

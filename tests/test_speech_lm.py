@@ -135,7 +135,7 @@ def test_vocabulary_layout(text_vocab_size, num_units, tags, expected):
         ({"task_tokens": ["[Speech]"]}, "task_tokens"),
         ({"task_tokens": ["[ASR]", "[ASR]"]}, "task_tokens"),
         ({"bos_token_id": 3}, "bos_token_id"),
-        ({"text_config": {"hidden_size": 8}}, "model_type"),
+        ({"text_config": {"model_type": "no_such_model"}}, "no_such_model"),
         ({"text_config": 3}, "text_config"),
         ({"suppressed_token_ids": [105]}, r"suppressed_token_ids must be ints in \[0, 105\)"),
         ({"suppressed_token_ids": 101}, "suppressed_token_ids must be a list"),
@@ -145,6 +145,15 @@ def test_vocabulary_layout(text_vocab_size, num_units, tags, expected):
 def test_config_validation(kwargs, message):
     with pytest.raises(ValueError, match=message):
         SpeechLMConfig(**kwargs)
+
+
+def test_text_config_from_a_dict_or_nothing():
+    """transformers' sub-config rules: a dict without `model_type` is a Llama, `None` the small default Llama."""
+    config = SpeechLMConfig(text_config={"hidden_size": 64, "num_attention_heads": 4}, num_units=10)
+    assert type(config.text_config).__name__ == "LlamaConfig" and config.text_config.hidden_size == 64
+    default = SpeechLMConfig(num_units=10).text_config
+    assert (type(default).__name__, default.hidden_size, default.num_hidden_layers) == ("LlamaConfig", 256, 4)
+    assert default.vocab_size == SpeechLMConfig(num_units=10).vocab_size  # the layout's, not Llama's 32000
 
 
 def test_layout_unit_range_errors():

@@ -285,6 +285,32 @@ def check_compatibility(components: dict[str, Any]) -> None:
                     )
 
 
+def upload_mirrored(
+    folder: str | os.PathLike,
+    repo_id: str,
+    revision: str | None = None,
+    private: bool | None = None,
+    token: str | None = None,
+    commit_message: str | None = None,
+    create_pr: bool = False,
+):
+    """Upload ``folder`` as one commit on ``revision`` (repo and branch created when missing), deleting the remote
+    files the folder no longer has, so that a pull gives back exactly this folder; returns the ``CommitInfo``.
+
+    Ours, not `huggingface_hub.ModelHubMixin.push_to_hub` (no branch creation, no atomic save, and its
+    `from_pretrained` cannot resolve embedded variant names) nor transformers' `PushToHubMixin.push_to_hub`
+    (replaces the model card, uploads one folder level deep, keeps stale remote files).
+    """
+    from huggingface_hub import HfApi
+
+    api = HfApi(token=token)
+    repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+    if revision is not None:
+        api.create_branch(repo_id, branch=revision, exist_ok=True)
+    return api.upload_folder(folder_path=str(folder), repo_id=repo_id, revision=revision, create_pr=create_pr,
+                             commit_message=commit_message, delete_patterns="*")  # fmt: skip
+
+
 class PipelineMixin:
     """Index-driven save / load / push for compositions of Hugging Face components (inference only, owns no weights)."""
 
@@ -367,24 +393,11 @@ class PipelineMixin:
         commit_message: str = "Upload hf_slm pipeline variant",
         create_pr: bool = False,
     ):
-        """Save into a temporary folder and upload it as one commit (create the repo / branch when missing)."""
-        from huggingface_hub import HfApi
-
-        api = HfApi(token=token)
-        api.create_repo(repo_id, private=private, exist_ok=True)
-        if revision is not None:
-            api.create_branch(repo_id, branch=revision, exist_ok=True)
+        """Save into a temporary folder and upload it as one commit (`upload_mirrored`)."""
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp) / "variant"
             self.save_pretrained(folder, repo_id=repo_id)
-            return api.upload_folder(
-                folder_path=str(folder),
-                repo_id=repo_id,
-                revision=revision,
-                commit_message=commit_message,
-                create_pr=create_pr,
-                delete_patterns="*",  # mirror the variant: files of components it no longer has must go
-            )
+            return upload_mirrored(folder, repo_id, revision, private, token, commit_message, create_pr)
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -498,6 +511,7 @@ class PipelineMixin:
 
 __all__ = [
     "INDEX_FILE",
+    "upload_mirrored",
     "COMPONENT_NAMES",
     "PipelineLoadError",
     "PipelineMixin",

@@ -6,7 +6,7 @@ import copy
 import math
 
 from transformers import AutoConfig, PretrainedConfig
-from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+from transformers.configuration_utils import SubConfigSpec
 
 #: transformers codecs the wrapper knows how to drive (their `encode` / `decode` signatures differ).
 SUPPORTED_CODECS = ("encodec", "dac", "mimi", "xcodec")
@@ -111,18 +111,13 @@ class CodecTokenizerConfig(CodecInterfaceMixin, PretrainedConfig):
     """
 
     model_type = "hf_slm_codec_tokenizer"
-    sub_configs = {"codec_config": AutoConfig}
+    sub_configs_defaults = {"codec_config": SubConfigSpec(config_class=AutoConfig, model_type="encodec")}
 
     def __init__(self, codec_config=None, num_codebooks: int | None = None, pad_code_id: int = -1, **kwargs):
-        if codec_config is None:
-            codec_config = CONFIG_MAPPING["encodec"]()
-        elif isinstance(codec_config, dict):
-            codec_config = dict(codec_config)
-            if "model_type" not in codec_config:
-                raise ValueError(f"codec_config dict needs a `model_type` (one of {SUPPORTED_CODECS})")
-            codec_config = CONFIG_MAPPING[codec_config.pop("model_type")](**codec_config)
-        elif isinstance(codec_config, PretrainedConfig):
+        if isinstance(codec_config, PretrainedConfig):
             codec_config = copy.deepcopy(codec_config)  # models write into their config: never share the caller's
+        elif codec_config is None or isinstance(codec_config, dict):  # a dict names its model_type (default EnCodec)
+            codec_config, _ = self.sub_configs_defaults["codec_config"].create_subconfig("codec_config", codec_config)
         else:
             raise ValueError(f"codec_config must be a dict or a PretrainedConfig, got {type(codec_config).__name__}")
         if codec_config.model_type not in SUPPORTED_CODECS:

@@ -10,7 +10,7 @@ import warnings
 import numpy as np
 import torch
 from transformers import AutoConfig, PretrainedConfig
-from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+from transformers.configuration_utils import SubConfigSpec
 
 _KEPT_IMPLEMENTATIONS = ("_attn_implementation", "_experts_implementation")
 
@@ -18,33 +18,22 @@ _KEPT_IMPLEMENTATIONS = ("_attn_implementation", "_experts_implementation")
 SPECIAL_TOKENS = ("<pad>", "<s>", "</s>", "[Speech]", "[Text]")
 
 
-def _default_backbone_config(vocab_size: int) -> PretrainedConfig:
-    """A small Llama (4 layers, width 256, ~3M parameters besides the embeddings) that trains on a CPU."""
-    return CONFIG_MAPPING["llama"](
-        vocab_size=vocab_size,
-        hidden_size=256,
-        intermediate_size=704,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        num_key_value_heads=4,
-        max_position_embeddings=4096,
-        tie_word_embeddings=False,
-    )
+#: How the backbone sub-config is built (transformers' `SubConfigSpec`): a dict names its `model_type` (default
+#: Llama); `None` is a small Llama (4 layers, width 256, ~3M parameters besides the embeddings) that trains on a CPU.
+#: Shared by every speech LM config of this folder; the layout sets `vocab_size` and the special ids afterwards.
+TEXT_CONFIG_SPEC = SubConfigSpec(
+    config_class=AutoConfig,
+    model_type="llama",
+    init_kwargs=dict(hidden_size=256, intermediate_size=704, num_hidden_layers=4, num_attention_heads=4,
+                     num_key_value_heads=4, max_position_embeddings=4096, tie_word_embeddings=False),  # fmt: skip
+)
 
 
-def build_backbone_config(text_config, vocab_size: int) -> PretrainedConfig:
-    """The backbone sub-config from a dict (with `model_type`), a config, or `None` (the small default Llama);
-    refuses anything that is not a decoder with a vocabulary. Shared by every speech LM config of this folder."""
-    if isinstance(text_config, dict):
-        text_config = dict(text_config)
-        model_type = text_config.pop("model_type", None)
-        if model_type not in CONFIG_MAPPING:
-            raise ValueError(f"text_config needs a known `model_type`, got {model_type!r}")
-        text_config = CONFIG_MAPPING[model_type](**text_config)
-    elif text_config is None:
-        text_config = _default_backbone_config(vocab_size)
-    elif not isinstance(text_config, PretrainedConfig):
+def build_backbone_config(text_config) -> PretrainedConfig:
+    """The backbone sub-config through `TEXT_CONFIG_SPEC`; refuses anything that is not a decoder with a vocabulary."""
+    if not isinstance(text_config, (dict, PretrainedConfig, type(None))):
         raise ValueError(f"text_config must be a dict or a PretrainedConfig, got {type(text_config).__name__}")
+    text_config, _ = TEXT_CONFIG_SPEC.create_subconfig("text_config", text_config)
     if not hasattr(text_config, "vocab_size"):
         raise ValueError(
             f"text_config ({type(text_config).__name__}) has no `vocab_size`: it must describe a causal LM"
@@ -387,7 +376,7 @@ class SpeechLMConfig(TextConfigMixin, PretrainedConfig):
     """
 
     model_type = "hf_slm_speech_lm"
-    sub_configs = {"text_config": AutoConfig}
+    sub_configs_defaults = {"text_config": TEXT_CONFIG_SPEC}
 
     def __init__(
         self,
@@ -409,7 +398,7 @@ class SpeechLMConfig(TextConfigMixin, PretrainedConfig):
             task_tokens=tuple(task_tokens or ()),
             use_modality_tokens=bool(use_modality_tokens),
         )
-        text_config = build_backbone_config(text_config, layout.vocab_size)
+        text_config = build_backbone_config(text_config)
         # The layout owns the vocabulary: the backbone's embedding table has one row per layout id (then the extra
         # rows), and its special ids are the layout's (a warm-started text LM's own BOS / EOS would point at text rows).
         text_config.vocab_size = layout.vocab_size + num_extra_tokens
@@ -500,6 +489,7 @@ class SpeechLMConfig(TextConfigMixin, PretrainedConfig):
 __all__ = [
     "SpeechLMConfig",
     "SpeechLMVocabularyLayout",
+    "TEXT_CONFIG_SPEC",
     "TextConfigMixin",
     "as_unit_sequences",
     "build_backbone_config",

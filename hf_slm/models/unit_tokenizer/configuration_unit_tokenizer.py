@@ -6,7 +6,7 @@ import copy
 import math
 
 from transformers import AutoConfig, PretrainedConfig
-from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+from transformers.configuration_utils import SubConfigSpec
 
 _FRONTENDS = ("mfcc", "ssl")
 
@@ -72,7 +72,7 @@ class KMeansUnitTokenizerConfig(PretrainedConfig):
     """
 
     model_type = "hf_slm_kmeans_unit_tokenizer"
-    sub_configs = {"ssl_config": AutoConfig}
+    sub_configs_defaults = {"ssl_config": SubConfigSpec(config_class=AutoConfig, model_type="hubert", optional=True)}
 
     def __init__(
         self,
@@ -113,14 +113,10 @@ class KMeansUnitTokenizerConfig(PretrainedConfig):
 
         if isinstance(ssl_config, PretrainedConfig):
             ssl_config = copy.deepcopy(ssl_config)  # models set attributes on their config: never share the caller's
-        elif isinstance(ssl_config, dict):
-            ssl_config = dict(ssl_config)
-            model_type = ssl_config.pop("model_type", "hubert")
-            ssl_config = CONFIG_MAPPING[model_type](**ssl_config)
-        elif ssl_config is None and frontend == "ssl":
-            ssl_config = CONFIG_MAPPING["hubert"]()
-        elif ssl_config is not None and not isinstance(ssl_config, PretrainedConfig):
+        elif ssl_config is not None and not isinstance(ssl_config, dict):
             raise ValueError(f"ssl_config must be a dict or a PretrainedConfig, got {type(ssl_config).__name__}")
+        elif ssl_config is not None or frontend == "ssl":  # a dict names its model_type (default HuBERT)
+            ssl_config, _ = self.sub_configs_defaults["ssl_config"].create_subconfig("ssl_config", ssl_config)
         if frontend == "ssl":
             for attr in ("conv_stride", "conv_kernel", "num_hidden_layers", "hidden_size"):
                 if not hasattr(ssl_config, attr):
