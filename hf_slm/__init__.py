@@ -26,8 +26,8 @@ DEFAULT_INSTRUCT_PIPELINE = str(_HERE / "default_instruct_pipeline")
 
 #: submodule -> the public names it provides (each family's `__all__`; tests/test_registration.py keeps them equal)
 _LAZY_NAMES = {
-    "models.unit_tokenizer": [
-        "AudioInputError", "KMeansUnitTokenizer", "KMeansUnitTokenizerConfig", "KMeansUnitTokenizerOutput",
+    "models.unit_encoder": [
+        "AudioInputError", "UnitEncoderModel", "UnitEncoderConfig", "UnitEncoderOutput",
         "SpeechFeatureExtractor", "TokenizationPlan", "decode_audio", "default_plan", "length_buckets", "load_audio",
     ],
     "training.kmeans": ["MiniBatchKMeans"],  # fitting, not a model: `hf_slm.MiniBatchKMeans` keeps working
@@ -45,9 +45,9 @@ _LAZY_NAMES = {
         "UnitMelVocoderConfig", "UnitVocoderOutput", "discriminator_loss", "feature_matching_loss",
         "generator_adversarial_loss", "griffin_lim_from_mel", "mel_l1_loss",
     ],
-    "models.codec_tokenizer": [
-        "SUPPORTED_CODECS", "CodecDecoderOutput", "CodecLogMel", "CodecModelOutput", "CodecOutput", "CodecTokenizer",
-        "CodecTokenizerConfig", "EMACodebook", "RVQCodec", "RVQCodecConfig", "ResidualVectorQuantizer",
+    "models.codec": [
+        "SUPPORTED_CODECS", "CodecDecoderOutput", "CodecLogMel", "CodecOutput", "CodecEncoderOutput", "CodecModel",
+        "CodecConfig", "EMACodebook", "RVQCodecModel", "RVQCodecConfig", "ResidualVectorQuantizer",
         "semantic_distillation_loss",
     ],
     "pipelines": ["PipelineLoadError", "SpeechLMPipeline", "SpeechPipelineOutput", "SpokenChatPipeline"],

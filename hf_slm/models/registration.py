@@ -57,12 +57,12 @@ def register_component(
 
 def register_all() -> None:
     # Each family adds its block here, and only here.
-    # --- unit_tokenizer ---
-    from .unit_tokenizer import KMeansUnitTokenizer, KMeansUnitTokenizerConfig, SpeechFeatureExtractor
+    # --- unit_encoder ---
+    from .unit_encoder import SpeechFeatureExtractor, UnitEncoderConfig, UnitEncoderModel
 
     register_component(
-        KMeansUnitTokenizerConfig,
-        KMeansUnitTokenizer,
+        UnitEncoderConfig,
+        UnitEncoderModel,
         ("AutoModel",),
         feature_extractor_class=SpeechFeatureExtractor,
         processor_class=SpeechFeatureExtractor,  # audio in, no text: its processor is the feature extractor
@@ -81,8 +81,8 @@ def register_all() -> None:
 
     register_component(UnitHifiGanVocoderConfig, UnitHifiGanVocoder)
     register_component(UnitMelVocoderConfig, UnitMelVocoder)
-    # --- codec_tokenizer ---
-    from .codec_tokenizer import CodecTokenizer, CodecTokenizerConfig, RVQCodec, RVQCodecConfig
+    # --- codec ---
+    from .codec import CodecConfig, CodecModel, RVQCodecConfig, RVQCodecModel
 
-    register_component(CodecTokenizerConfig, CodecTokenizer)
-    register_component(RVQCodecConfig, RVQCodec)
+    register_component(CodecConfig, CodecModel)
+    register_component(RVQCodecConfig, RVQCodecModel)

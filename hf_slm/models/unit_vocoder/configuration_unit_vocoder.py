@@ -127,7 +127,7 @@ class UnitHifiGanVocoderConfig(PretrainedConfig):
     ```
     """
 
-    model_type = "hf_slm_unit_hifigan"
+    model_type = "hf_slm_unit_hifigan_vocoder"
 
     def __init__(
         self,

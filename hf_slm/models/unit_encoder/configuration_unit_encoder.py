@@ -11,9 +11,9 @@ from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 _FRONTENDS = ("mfcc", "ssl")
 
 
-class KMeansUnitTokenizerConfig(PretrainedConfig):
+class UnitEncoderConfig(PretrainedConfig):
     r"""
-    Configuration of [`KMeansUnitTokenizer`]: a speech front end (MFCC or a self-supervised encoder) followed by a
+    Configuration of [`UnitEncoderModel`]: a speech front end (MFCC or a self-supervised encoder) followed by a
     k-means quantiser that maps each frame to one of `num_units` discrete units.
 
     The defaults reproduce the HuBERT "iteration 0" tokenizer: 13 MFCCs plus deltas and delta-deltas (39 dims),
@@ -60,18 +60,18 @@ class KMeansUnitTokenizerConfig(PretrainedConfig):
 
     ```python
     >>> from transformers import HubertConfig
-    >>> from hf_slm import KMeansUnitTokenizerConfig
-    >>> config = KMeansUnitTokenizerConfig()  # MFCC + deltas, 100 units, 50 Hz
+    >>> from hf_slm import UnitEncoderConfig
+    >>> config = UnitEncoderConfig()  # MFCC + deltas, 100 units, 50 Hz
     >>> config.feature_dim, config.frame_rate, config.hop_length
     (39, 50.0, 320)
-    >>> ssl = KMeansUnitTokenizerConfig(frontend="ssl", ssl_config=HubertConfig(), ssl_layer=6, num_units=500)
+    >>> ssl = UnitEncoderConfig(frontend="ssl", ssl_config=HubertConfig(), ssl_layer=6, num_units=500)
     >>> ssl.feature_dim, ssl.frame_rate
     (768, 50.0)
 
     ```
     """
 
-    model_type = "hf_slm_kmeans_unit_tokenizer"
+    model_type = "hf_slm_unit_encoder"
     sub_configs = {"ssl_config": AutoConfig}
 
     def __init__(
@@ -202,4 +202,4 @@ class KMeansUnitTokenizerConfig(PretrainedConfig):
         return output
 
 
-__all__ = ["KMeansUnitTokenizerConfig"]
+__all__ = ["UnitEncoderConfig"]

@@ -3,17 +3,17 @@
 Inference only; fitting the k-means centroids is `hf_slm.training.kmeans`."""
 
 from .batching import TokenizationPlan, default_plan, length_buckets
-from .configuration_unit_tokenizer import KMeansUnitTokenizerConfig
-from .feature_extraction_unit_tokenizer import AudioInputError, SpeechFeatureExtractor, decode_audio, load_audio
-from .modeling_unit_tokenizer import KMeansUnitTokenizer, KMeansUnitTokenizerOutput
+from .configuration_unit_encoder import UnitEncoderConfig
+from .feature_extraction_unit_encoder import AudioInputError, SpeechFeatureExtractor, decode_audio, load_audio
+from .modeling_unit_encoder import UnitEncoderModel, UnitEncoderOutput
 
 __all__ = [
     "AudioInputError",
-    "KMeansUnitTokenizer",
-    "KMeansUnitTokenizerConfig",
-    "KMeansUnitTokenizerOutput",
     "SpeechFeatureExtractor",
     "TokenizationPlan",
+    "UnitEncoderConfig",
+    "UnitEncoderModel",
+    "UnitEncoderOutput",
     "decode_audio",
     "default_plan",
     "length_buckets",

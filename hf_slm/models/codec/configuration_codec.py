@@ -74,14 +74,14 @@ class CodecInterfaceMixin:
         }
 
 
-class CodecTokenizerConfig(CodecInterfaceMixin, PretrainedConfig):
+class CodecConfig(CodecInterfaceMixin, PretrainedConfig):
     r"""
-    Configuration of [`CodecTokenizer`]: one interface (`encode(audio) -> codes [B, Q, T]`, `decode(codes) -> audio`)
+    Configuration of [`CodecModel`]: one interface (`encode(audio) -> codes [B, Q, T]`, `decode(codes) -> audio`)
     over a neural codec that transformers ships: `EncodecModel`, `DacModel`, `MimiModel` or `XcodecModel`, held as
     the `codec_config` sub-config and built with `AutoModel.from_config` (CSM's way of owning a codec).
 
     The defaults reproduce `facebook/encodec_24khz` (24 kHz, 75 Hz frames, 1024 codes per codebook) at its lowest
-    bandwidth, 1.5 kbps = 2 codebooks. Real checkpoints load with [`CodecTokenizer.from_codec_pretrained`].
+    bandwidth, 1.5 kbps = 2 codebooks. Real checkpoints load with [`CodecModel.from_codec_pretrained`].
 
     Args:
         codec_config (`dict` or `PretrainedConfig`, *optional*):
@@ -100,17 +100,17 @@ class CodecTokenizerConfig(CodecInterfaceMixin, PretrainedConfig):
 
     ```python
     >>> from transformers import DacConfig
-    >>> from hf_slm import CodecTokenizerConfig
-    >>> config = CodecTokenizerConfig()  # encodec_24khz layout
+    >>> from hf_slm import CodecConfig
+    >>> config = CodecConfig()  # encodec_24khz layout
     >>> config.codec_type, config.sampling_rate, config.frame_rate, config.num_codebooks, config.bitrate
     ('encodec', 24000, 75.0, 2, 1500.0)
-    >>> CodecTokenizerConfig(codec_config=DacConfig(), num_codebooks=4).bitrate  # 4 of DAC's 9 codebooks, 31.25 Hz
+    >>> CodecConfig(codec_config=DacConfig(), num_codebooks=4).bitrate  # 4 of DAC's 9 codebooks, 31.25 Hz
     1250.0
 
     ```
     """
 
-    model_type = "hf_slm_codec_tokenizer"
+    model_type = "hf_slm_codec"
     sub_configs = {"codec_config": AutoConfig}
 
     def __init__(self, codec_config=None, num_codebooks: int | None = None, pad_code_id: int = -1, **kwargs):
@@ -208,7 +208,7 @@ class CodecTokenizerConfig(CodecInterfaceMixin, PretrainedConfig):
 
 class RVQCodecConfig(CodecInterfaceMixin, PretrainedConfig):
     r"""
-    Configuration of [`RVQCodec`], our own trainable codec: a SEANet-style convolutional encoder/decoder (SoundStream,
+    Configuration of [`RVQCodecModel`], our own trainable codec: a SEANet-style convolutional encoder/decoder (SoundStream,
     EnCodec) around a residual vector quantizer with EMA codebooks, k-means initialisation, dead-code restart and a
     commitment loss, trained with the HiFi-GAN losses (mel L1 + least-squares adversarial + feature matching against
     multi-period / multi-scale discriminators). Optionally the first RVQ level is distilled toward a teacher's
@@ -440,4 +440,4 @@ class RVQCodecConfig(CodecInterfaceMixin, PretrainedConfig):
         return self.num_codebooks * math.log2(self.codebook_size) * self.frame_rate
 
 
-__all__ = ["CodecTokenizerConfig", "RVQCodecConfig", "SUPPORTED_CODECS"]
+__all__ = ["SUPPORTED_CODECS", "CodecConfig", "RVQCodecConfig"]
