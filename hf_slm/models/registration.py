@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 import transformers
-from transformers import AutoConfig, AutoFeatureExtractor, AutoProcessor
+from transformers import CONFIG_MAPPING, AutoConfig, AutoFeatureExtractor, AutoProcessor
 
 REGISTERED: dict[str, dict[str, type]] = {}
 
@@ -35,6 +35,8 @@ def register_component(
     if not model_type.startswith("hf_slm_"):
         raise ValueError(f"model_type {model_type!r} of {config_class.__name__} must start with 'hf_slm_'")
     AutoConfig.register(model_type, config_class, exist_ok=True)
+    for legacy_type in getattr(config_class, "legacy_model_types", ()):  # checkpoints saved under a former name:
+        CONFIG_MAPPING.register(legacy_type, config_class, exist_ok=True)  # the config renames it, with a warning
     config_class.register_for_auto_class()
     entry: dict[str, type] = {"config": config_class}
     if model_class is not None:

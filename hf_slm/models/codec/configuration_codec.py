@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 
 from transformers import AutoConfig, PretrainedConfig
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
@@ -113,6 +114,37 @@ class CodecConfig(CodecInterfaceMixin, PretrainedConfig):
     model_type = "hf_slm_codec"
     sub_configs = {"codec_config": AutoConfig}
 
+    #: Names this family had before hf_slm 0.2, still read from saved configs (with a FutureWarning) until 0.3.
+    legacy_model_types = ("hf_slm_codec_tokenizer",)  # rename: keep
+    legacy_architectures = {"CodecTokenizer": "CodecModel"}  # rename: keep
+
+    @classmethod
+    def upgrade_legacy_names(cls, config_dict: dict) -> dict:
+        """``config_dict`` with a pre-0.2 `model_type` / `architectures` renamed (and its `auto_map`, which names the
+        old code files, dropped: `save_pretrained` writes a new one). Unchanged when it has today's names."""
+        if config_dict.get("model_type") not in cls.legacy_model_types:
+            return config_dict
+        warnings.warn(
+            f"model_type {config_dict['model_type']!r} was renamed {cls.model_type!r} in hf_slm 0.2; it is read "
+            "until hf_slm 0.3: re-save the checkpoint (save_pretrained) to write the new name",
+            FutureWarning,
+            stacklevel=4,
+        )
+        upgraded = {key: value for key, value in config_dict.items() if key != "auto_map"}
+        upgraded["model_type"] = cls.model_type
+        if upgraded.get("architectures"):
+            upgraded["architectures"] = [cls.legacy_architectures.get(a, a) for a in upgraded["architectures"]]
+        return upgraded
+
+    @classmethod
+    def get_config_dict(cls, *args, **kwargs):
+        config_dict, kwargs = super().get_config_dict(*args, **kwargs)
+        return cls.upgrade_legacy_names(config_dict), kwargs
+
+    @classmethod
+    def from_dict(cls, config_dict, **kwargs):
+        return super().from_dict(cls.upgrade_legacy_names(config_dict), **kwargs)
+
     def __init__(self, codec_config=None, num_codebooks: int | None = None, pad_code_id: int = -1, **kwargs):
         if codec_config is None:
             codec_config = CONFIG_MAPPING["encodec"]()
@@ -193,26 +225,14 @@ class CodecConfig(CodecInterfaceMixin, PretrainedConfig):
         """Bits per second of the codes `encode` returns: num_codebooks * log2(codebook_size) * frame_rate."""
         return self.num_codebooks * math.log2(self.codebook_size) * self.frame_rate
 
-    def to_dict(self):
-        output = super().to_dict()
-        # transformers' `custom_object_save` takes any class whose name contains "Tokenizer" for a text tokenizer and
-        # writes its auto_map entry as a (slow, fast) pair, which `trust_remote_code` loading cannot parse.
-        auto_map = output.get("auto_map")
-        if isinstance(auto_map, dict):
-            output["auto_map"] = {
-                key: value[0] if isinstance(value, (list, tuple)) and value[1:] in ([None], (None,)) else value
-                for key, value in auto_map.items()
-            }
-        return output
-
 
 class RVQCodecConfig(CodecInterfaceMixin, PretrainedConfig):
     r"""
-    Configuration of [`RVQCodecModel`], our own trainable codec: a SEANet-style convolutional encoder/decoder (SoundStream,
-    EnCodec) around a residual vector quantizer with EMA codebooks, k-means initialisation, dead-code restart and a
-    commitment loss, trained with the HiFi-GAN losses (mel L1 + least-squares adversarial + feature matching against
-    multi-period / multi-scale discriminators). Optionally the first RVQ level is distilled toward a teacher's
-    semantic features (SpeechTokenizer; Mimi), making level-1 codes a "semantic" token stream.
+    Configuration of [`RVQCodecModel`], our own trainable codec: a SEANet-style convolutional encoder/decoder
+    (SoundStream, EnCodec) around a residual vector quantizer with EMA codebooks, k-means initialisation, dead-code
+    restart and a commitment loss, trained with the HiFi-GAN losses (mel L1 + least-squares adversarial + feature
+    matching against multi-period / multi-scale discriminators). Optionally the first RVQ level is distilled toward a
+    teacher's semantic features (SpeechTokenizer; Mimi), making level-1 codes a "semantic" token stream.
 
     The defaults reproduce the EnCodec SEANet layout without its LSTM (so the receptive field stays finite and
     chunked decoding is exact) on 16 kHz speech: strides 2, 4, 5, 8 (hop 320, 50 Hz frames, the rate of HuBERT /

@@ -60,8 +60,8 @@ class CodecOutput(ModelOutput):
 
     Args:
         loss (`torch.FloatTensor`, *optional*): `lambda_mel * L_mel + lambda_commitment * L_commit
-            (+ lambda_distillation * L_distill)`, when `labels` are given (`RVQCodecModel` only); the GAN trainer adds the
-            adversarial and feature-matching terms.
+            (+ lambda_distillation * L_distill)`, when `labels` are given (`RVQCodecModel` only); the GAN trainer adds
+            the adversarial and feature-matching terms.
         waveform (`torch.FloatTensor` of shape `(batch, samples)`): reconstructed / decoded audio.
         waveform_lengths (`torch.LongTensor` of shape `(batch,)`): valid samples of `waveform`.
         codes (`torch.LongTensor` of shape `(batch, num_codebooks, frames)`, *optional*): codes (autoencoding).
