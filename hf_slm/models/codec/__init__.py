@@ -1,4 +1,4 @@
-"""Codec tokenizers: audio <-> residual-VQ codes [B, Q, T] behind one interface.
+"""Codecs: audio <-> residual-VQ codes [B, Q, T] behind one interface.
 
 - `CodecModel`: transformers' EnCodec / DAC / Mimi / X-codec (random tiny configs, or real checkpoints via
   `from_codec_pretrained`).

@@ -1,4 +1,4 @@
-"""Configurations of the codec tokenizers: a wrapper of transformers' neural codecs and our own trainable RVQ codec."""
+"""Configurations of the codecs: a wrapper of transformers' neural codecs and our own trainable RVQ codec."""
 
 from __future__ import annotations
 

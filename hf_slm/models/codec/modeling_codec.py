@@ -1,4 +1,4 @@
-"""Codec tokenizers behind one interface: `encode(audio) -> codes [B, Q, T]`, `decode(codes) -> audio`.
+"""Codecs behind one interface: `encode(audio) -> codes [B, Q, T]`, `decode(codes) -> audio`.
 
 `CodecModel` wraps the neural codecs that transformers ships (EnCodec, DAC, Mimi, X-codec), whose `encode` /
 `decode` signatures, code layouts and padding rules all differ; `RVQCodecModel` (`modeling_rvq_codec.py`) is our own

@@ -1,4 +1,4 @@
-"""Configuration of the k-means semantic unit tokenizer (speech -> discrete units)."""
+"""Configuration of the unit encoder: speech -> frame features -> k-means discrete units."""
 
 from __future__ import annotations
 
