@@ -1,4 +1,4 @@
-"""Unit encoders (the semantic speech tokenizers): speech -> frame features (MFCC or a self-supervised encoder) -> k-means unit ids.
+"""Unit encoders (semantic speech tokenizers): speech -> frame features (MFCC or an SSL encoder) -> k-means unit ids.
 
 Inference only; fitting the k-means centroids is `hf_slm.training.kmeans`."""
 

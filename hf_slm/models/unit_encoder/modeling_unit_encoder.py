@@ -1,4 +1,4 @@
-"""Unit encoder (k-means semantic units): speech -> frame features (MFCC or an SSL encoder layer) -> nearest centroid id.
+"""Unit encoder: speech -> frame features (MFCC or an SSL encoder layer) -> nearest k-means centroid id (a unit).
 
 Batches are padding-invariant: an utterance gives the same units alone and padded inside a batch. The MFCC front
 end achieves this exactly (frames never read past an utterance's end, deltas see a replicated last frame); the
