@@ -3,7 +3,7 @@ vs transformers' `audio_utils.load_audio`, in one process, runs interleaved, on 
 
 Files (written to a temporary folder): an espeak-ng utterance (22.05 kHz mono 16-bit WAV) and `--seconds` of noise
 as 44.1 kHz stereo 16-bit WAV, 48 kHz mono 24-bit WAV and 16 kHz mono FLAC; all loaded at 16 kHz mono.
-  (a) ours                      - `hf_slm.models.unit_tokenizer.load_audio(path, 16000)` (with its input checks);
+  (a) ours                      - `hf_slm.models.unit_encoder.load_audio(path, 16000)` (with its input checks);
   (b) transformers torchaudio   - `load_audio(path, 16000, backend="torchaudio")`: `torchaudio.load` (torchcodec in
                                   torchaudio >= 2.9) + `torchaudio.functional.resample`, the same samples as (a);
   (c) transformers auto         - `load_audio(path, 16000)`: torchcodec decoding with ffmpeg's resampler (different
@@ -28,7 +28,7 @@ import soundfile as sf
 import torch
 from transformers.audio_utils import load_audio as transformers_load_audio
 
-from hf_slm.models.unit_tokenizer import load_audio
+from hf_slm.models.unit_encoder import load_audio
 
 
 def write_files(folder: Path, seconds: float) -> list[Path]:

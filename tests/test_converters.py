@@ -70,9 +70,9 @@ def test_kmeans_units_equal_sklearn_argmin_on_hubert_layer(tmp_path):
         convert_kmeans(tmp_path / "km.bin", tmp_path / "hubert", 1, tmp_path / "out")
     tokenizer = convert_kmeans(tmp_path / "km.bin", tmp_path / "hubert", 1, tmp_path / "out", trust_pickle=True)
 
-    from hf_slm import KMeansUnitTokenizer, SpeechFeatureExtractor
+    from hf_slm import SpeechFeatureExtractor, UnitEncoderModel
 
-    loaded = KMeansUnitTokenizer.from_pretrained(tmp_path / "out").eval()
+    loaded = UnitEncoderModel.from_pretrained(tmp_path / "out").eval()
     assert loaded.config.num_units == 6 and loaded.config.ssl_layer == 1
     assert SpeechFeatureExtractor.from_pretrained(tmp_path / "out").do_normalize is False  # HuBERT base
     with torch.no_grad():

@@ -15,12 +15,12 @@ import torch
 from tiny_components import (
     _audio_inputs,
     _unit_inputs,
-    tiny_codec_tokenizer,
+    tiny_codec,
     tiny_hifigan_vocoder,
     tiny_mel_vocoder,
     tiny_rvq_codec,
     tiny_speech_lm,
-    tiny_unit_tokenizer,
+    tiny_unit_encoder,
 )
 from transformers.utils import ModelOutput
 
@@ -54,16 +54,16 @@ CASES = {
     "speech_lm_suppressed_ids": (_speech_lm_with_suppressed_ids, _lm_inputs, None, None),
     "unit_hifigan": (tiny_hifigan_vocoder, _unit_inputs, None, None),
     "unit_mel_vocoder": (tiny_mel_vocoder, _unit_inputs, None, None),
-    "unit_tokenizer_mfcc": (
-        lambda: tiny_unit_tokenizer("mfcc"),
+    "unit_encoder_mfcc": (
+        lambda: tiny_unit_encoder("mfcc"),
         _audio_inputs,
         None,
         "torchaudio.functional.spectrogram calls torch.jit helpers (`_get_spec_norms`), which Dynamo skips: a graph "
         "break (non-strict torch.export runs them in Python and passes)",
     ),
-    "unit_tokenizer_ssl": (lambda: tiny_unit_tokenizer("ssl"), _audio_inputs, _SSL_BLOCK, _SSL_BLOCK),
+    "unit_encoder_ssl": (lambda: tiny_unit_encoder("ssl"), _audio_inputs, _SSL_BLOCK, _SSL_BLOCK),
     "rvq_codec": (tiny_rvq_codec, _audio_inputs, _CODEC_BLOCK, _CODEC_BLOCK),
-    "codec_tokenizer": (tiny_codec_tokenizer, _audio_inputs, _CODEC_BLOCK, _CODEC_BLOCK),
+    "codec": (tiny_codec, _audio_inputs, _CODEC_BLOCK, _CODEC_BLOCK),
 }
 
 

@@ -41,7 +41,7 @@ from hf_slm.pipelines.adapters import adapter_holds_embeddings, add_task_tokens
 from hf_slm.pipelines import SpokenChatPipeline
 
 sys.path.insert(0, str(Path(__file__).parent))
-from tiny_components import NUM_UNITS, tiny_mel_vocoder, tiny_unit_tokenizer  # noqa: E402
+from tiny_components import NUM_UNITS, tiny_mel_vocoder, tiny_unit_encoder  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "instruction_tuning"
@@ -87,12 +87,12 @@ def chat(tokenizer):
 
 @pytest.fixture(scope="module")
 def speak(tmp_path_factory):
-    pipe = SpeechLMPipeline(feature_extractor=_feature_extractor(), speech_tokenizer=tiny_unit_tokenizer())
+    pipe = SpeechLMPipeline(feature_extractor=_feature_extractor(), speech_tokenizer=tiny_unit_encoder())
     return espeak_speaker(pipe, cache_dir=tmp_path_factory.mktemp("speech"))
 
 
 def _feature_extractor():
-    from hf_slm.models.unit_tokenizer import SpeechFeatureExtractor
+    from hf_slm.models.unit_encoder import SpeechFeatureExtractor
 
     return SpeechFeatureExtractor()
 
@@ -268,7 +268,7 @@ def test_tied_backbone_trains_token_rows_of_embedding_and_head(tokenizer):
 def _base_variant(tokenizer, tmp_path, seed=0):
     torch.manual_seed(seed)
     config = SpeechLMConfig(text_config=_tiny_backbone(), text_vocab_size=len(tokenizer), num_units=NUM_UNITS)
-    pipe = SpeechLMPipeline(feature_extractor=_feature_extractor(), speech_tokenizer=tiny_unit_tokenizer(),
+    pipe = SpeechLMPipeline(feature_extractor=_feature_extractor(), speech_tokenizer=tiny_unit_encoder(),
                             language_model=SpeechLMForCausalLM(config).eval(), vocoder=tiny_mel_vocoder(),
                             tokenizer=tokenizer)  # fmt: skip
     return pipe, pipe.save_pretrained(tmp_path / "base")
@@ -321,7 +321,7 @@ def test_adapter_only_variant_stores_no_copy_of_the_embedding(tokenizer, tmp_pat
     backbone = _tiny_backbone()
     backbone.tie_word_embeddings = tie
     config = SpeechLMConfig(text_config=backbone, text_vocab_size=len(tokenizer), num_units=NUM_UNITS)
-    base = SpeechLMPipeline(feature_extractor=_feature_extractor(), speech_tokenizer=tiny_unit_tokenizer(),
+    base = SpeechLMPipeline(feature_extractor=_feature_extractor(), speech_tokenizer=tiny_unit_encoder(),
                             language_model=SpeechLMForCausalLM(config).eval(), tokenizer=tokenizer)  # fmt: skip
     base_path = base.save_pretrained(tmp_path / "base")
     # loaded from disk, as in tune.py: PEFT's "auto" then sees the resized vocabulary (a from-config model it does not)
@@ -459,7 +459,7 @@ def test_silence_mode_after_short_tuning(tmp_path):
 def chat_pipeline(tokenizer):
     torch.manual_seed(0)
     lm = _chat_model(tokenizer)
-    return SpokenChatPipeline(feature_extractor=_feature_extractor(), speech_tokenizer=tiny_unit_tokenizer(),
+    return SpokenChatPipeline(feature_extractor=_feature_extractor(), speech_tokenizer=tiny_unit_encoder(),
                               language_model=lm, vocoder=tiny_mel_vocoder(), tokenizer=tokenizer)  # fmt: skip
 
 
@@ -506,7 +506,7 @@ def test_spoken_chat_refuses_a_conversation_past_the_lm_positions(tokenizer):
     torch.manual_seed(0)
     config = SpeechLMConfig(text_config=backbone, text_vocab_size=len(tokenizer), num_units=NUM_UNITS)
     lm = add_task_tokens(SpeechLMForCausalLM(config), INSTRUCT_TOKENS).eval()
-    pipe = SpokenChatPipeline(feature_extractor=_feature_extractor(), speech_tokenizer=tiny_unit_tokenizer(),
+    pipe = SpokenChatPipeline(feature_extractor=_feature_extractor(), speech_tokenizer=tiny_unit_encoder(),
                               language_model=lm, tokenizer=tokenizer)  # fmt: skip
     user = "what is two plus three"
     prompt = len(pipe.chat_template.encode([pipe.user_message(user)], add_generation_prompt=True)["input_ids"])

@@ -14,7 +14,7 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModel, GPT2Config, LlamaConfig, LogitsProcessor, LogitsProcessorList
 
-from hf_slm import KMeansUnitTokenizer
+from hf_slm import UnitEncoderModel
 from hf_slm.models.speech_lm import (
     MultiStreamSpeechLMConfig,
     MultiStreamSpeechLMForCausalLM,
@@ -372,7 +372,7 @@ def test_prosody_quantizer_f0_bins_and_stream_round_trip():
 def test_build_streams_matches_unit_tokenizer_deduplicate_and_checks_lengths():
     quantizer = ProsodyQuantizer()
     units = torch.tensor([4, 4, 9, 9, 9, 4, 0])
-    (dedup, durations), = KMeansUnitTokenizer.deduplicate(units)
+    (dedup, durations), = UnitEncoderModel.deduplicate(units)
     f0 = torch.full((7,), 150.0)
     from_frames = quantizer.build_streams(units, f0)
     assert torch.equal(from_frames, quantizer.build_streams(dedup, f0, durations=durations))

@@ -28,12 +28,12 @@ from transformers import (
 from transformers.generation.streamers import BaseStreamer
 
 from hf_slm import (
-    KMeansUnitTokenizer,
-    KMeansUnitTokenizerConfig,
     SpeechLMConfig,
     SpeechLMForCausalLM,
     SpeechLMProcessor,
     SpeechLMVocabularyLayout,
+    UnitEncoderConfig,
+    UnitEncoderModel,
 )
 from hf_slm.models.speech_lm import AllowedTokensLogitsProcessor
 from hf_slm.training.interleaving import interleave
@@ -619,7 +619,7 @@ def test_warm_start_normal_init_and_unit_tokenizer_argument(tokenizer):
     text_lm = _text_lm("llama", len(tokenizer))
     old_in = text_lm.get_input_embeddings().weight.detach().clone()
 
-    unit_tokenizer = KMeansUnitTokenizer(KMeansUnitTokenizerConfig(num_units=7))  # the project's speech tokenizer
+    unit_tokenizer = UnitEncoderModel(UnitEncoderConfig(num_units=7))  # the project's speech tokenizer
     model = SpeechLMForCausalLM.from_text_lm(text_lm, unit_tokenizer, new_embeddings_init="normal", seed=3)
     new_rows = model.get_input_embeddings().weight[11:].detach()
     assert model.config.num_units == 7 and torch.equal(model.get_input_embeddings().weight[:11], old_in)

@@ -20,6 +20,7 @@ import importlib
 import json
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +79,14 @@ LOADABLE_CLASSES = {
     ),
     "peft": ("peft.PeftModel",),
 }
+#: Class names an index saved before hf_slm 0.2 may hold -> today's names; read with a FutureWarning until hf_slm 0.3.
+RENAMED_CLASSES = {
+    "hf_slm": {
+        "KMeansUnitTokenizer": "UnitEncoderModel",  # rename: keep
+        "CodecTokenizer": "CodecModel",  # rename: keep
+        "RVQCodec": "RVQCodecModel",  # rename: keep
+    },
+}
 
 
 def _import_dotted(dotted: str):
@@ -96,6 +105,15 @@ def _resolve_class(library: str, class_name: str, where: str = INDEX_FILE):
         )
     if not class_name.isidentifier() or class_name.startswith("_"):
         raise PipelineLoadError(f"{where}: {class_name!r} is not a public class name")
+    renamed = RENAMED_CLASSES.get(library, {}).get(class_name)
+    if renamed is not None:
+        warnings.warn(
+            f"{where}: class {class_name!r} was renamed {renamed!r} in {library} 0.2 and is read until 0.3: re-save "
+            "the pipeline (save_pretrained) to write the new name",
+            FutureWarning,
+            stacklevel=3,
+        )
+        class_name = renamed
     try:
         module = importlib.import_module(library)
     except ImportError as err:
@@ -517,6 +535,7 @@ __all__ = [
     "PipelineMixin",
     "EMBEDDED_PIPELINES",
     "LOADABLE_CLASSES",
+    "RENAMED_CLASSES",
     "atomic_open",
     "atomic_save_directory",
     "check_compatibility",

@@ -35,7 +35,7 @@ class SpeechLMPipeline(PipelineMixin):
 
     Args:
         feature_extractor: turns audio (arrays, files, datasets Audio) into padded, masked model inputs.
-        speech_tokenizer: audio -> discrete units (e.g. `KMeansUnitTokenizer`).
+        speech_tokenizer: audio -> discrete units (e.g. `UnitEncoderModel`).
         language_model: a decoder LM over units (e.g. `SpeechLMForCausalLM`); optional for tokenise/resynthesise.
         vocoder: units -> waveform (e.g. `UnitHifiGanVocoder`, `UnitMelVocoder`); optional for tokenise/score.
         tokenizer: the text tokenizer of text-speech (TWIST / interleaved) variants.

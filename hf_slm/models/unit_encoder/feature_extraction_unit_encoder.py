@@ -268,7 +268,7 @@ def decode_audio(source: Any) -> tuple[np.ndarray, int]:
 class SpeechFeatureExtractor(SequenceFeatureExtractor):
     r"""
     Turns any audio a user or `datasets` hands over into a padded batch of normalised mono waveforms at
-    `sampling_rate`, ready for [`KMeansUnitTokenizer`] (or any wav2vec2-style encoder).
+    `sampling_rate`, ready for [`UnitEncoderModel`] (or any wav2vec2-style encoder).
 
     Per utterance: decode -> downmix (mean over channels) -> resample (torchaudio) -> check -> normalise to zero mean /
     unit variance over its own samples -> pad. Normalising before padding means padding never changes an utterance.
