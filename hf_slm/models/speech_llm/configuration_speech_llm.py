@@ -6,6 +6,7 @@ from transformers import AutoConfig, PretrainedConfig
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
 PROJECTOR_TYPES = ("stack_mlp", "pool_linear", "qformer")
+_KEPT_IMPLEMENTATIONS = ("_attn_implementation", "_experts_implementation")
 #: The text-tokenizer token that stands for one projected audio frame.
 AUDIO_TOKEN = "<|audio|>"
 
@@ -213,7 +214,17 @@ class SpeechLLMConfig(PretrainedConfig):
                 raise ValueError(f"audio_conv_layers must be [kernel, stride, padding] triples, got {audio_conv_layers}")
         self.audio_conv_layers = audio_conv_layers
         kwargs.setdefault("tie_word_embeddings", getattr(self.text_config, "tie_word_embeddings", False))
+        # `PretrainedConfig.__init__` pushes its own (unset) attention implementation down to every sub-config; keep
+        # the sub-models' choice unless one is asked for here (parts built before the config already use theirs).
+        kept = {
+            (key, name): getattr(getattr(self, key), name, None)
+            for key in ("audio_config", "text_config")
+            for name in _KEPT_IMPLEMENTATIONS
+        }
         super().__init__(**kwargs)
+        for (key, name), value in kept.items():
+            if value is not None and kwargs.get(name.lstrip("_")) is None:
+                setattr(getattr(self, key), name, value)
 
     def get_text_config(self, decoder=None, encoder=None) -> PretrainedConfig:
         """The LM's config: what generation and caches read."""

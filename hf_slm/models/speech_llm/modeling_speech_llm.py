@@ -161,6 +161,7 @@ class SpeechLLMSpeechDecoder(nn.Module):
             pad_token_id=None,
         )
         self.transformer = AutoModel.from_config(transformer_config)
+        self.transformer.embed_tokens = None  # it reads inputs_embeds only; no unused (never-trained) table
         self.head = nn.Linear(config.hidden_size, config.num_units + 1)
 
     def forward(self, hidden: torch.Tensor, lengths: torch.Tensor | None = None, cache=None) -> torch.Tensor:
@@ -406,6 +407,15 @@ class SpeechLLMForConditionalGeneration(SpeechLLMPreTrainedModel, GenerationMixi
         return output if return_dict is not False else output.to_tuple()
 
     # ------------------------------------------------------------------ speech out
+    def add_speech_decoder(self, decoder_config: dict | SpeechLLMSpeechDecoderConfig) -> SpeechLLMSpeechDecoder:
+        """Give a text-out model a fresh speech decoder (recorded in `config.speech_decoder_config`)."""
+        if isinstance(decoder_config, dict):
+            decoder_config = SpeechLLMSpeechDecoderConfig(**decoder_config)
+        decoder = SpeechLLMSpeechDecoder(decoder_config, self.config.text_config.hidden_size)
+        self.speech_decoder = decoder.to(device=self.device, dtype=self.dtype)
+        self.config.speech_decoder_config = decoder_config
+        return self.speech_decoder
+
     @torch.no_grad()
     def answer_hidden_states(self, sequences: torch.LongTensor, prompt_length: int, **model_inputs) -> list:
         """The LM's last hidden states at the generated positions of each row of `generate`'s `sequences`
