@@ -280,6 +280,20 @@ def test_ctc_speech_decoder_learns_units_and_streams_them():
     assert len(streamed) > 2 and sum(streamed, []) == units
 
 
+def test_generated_answers_feed_the_speech_decoder():
+    """`answer_hidden_states` gives each row's hidden states up to its end marker; they decode to unit ids."""
+    model, processor = tiny(speech_decoder=True)
+    batch = processor.apply_chat_template([chat(CLIPS[1]), chat(CLIPS[0], "dog")], add_generation_prompt=True,
+                                          padding_side="left")  # fmt: skip
+    end = model.generation_config.eos_token_id
+    sequences = model.generate(**batch, max_new_tokens=4, do_sample=False)
+    sequences[0, -2] = end  # row 0 ends two tokens early
+    hidden = model.answer_hidden_states(sequences, batch["input_ids"].shape[1], **batch)
+    assert [h.shape[0] for h in hidden][0] == sequences.shape[1] - batch["input_ids"].shape[1] - 1
+    units = model.speech_decoder.decode_units(hidden[1])
+    assert all(0 <= u < DECODER["num_units"] for u in units)
+
+
 def test_unit_labels_need_a_speech_decoder():
     model, processor = tiny()
     batch = SpeechLLMCollator(processor, unit_labels=True)([{"audio": CLIPS[1], "text": "cat", "units": [1, 2]}])
@@ -334,7 +348,7 @@ sys.meta_path.insert(0, _BlockHfSlm())
 
 
 def test_saved_model_and_processor_load_as_remote_code_without_hf_slm(tmp_path):
-    model, processor = tiny("hubert", "gpt2", "qformer", speech_decoder=True)
+    model, processor = tiny("hubert", "llama", "qformer", speech_decoder=True)
     model.save_pretrained(tmp_path / "m")
     processor.save_pretrained(tmp_path / "m")
     config = json.loads((tmp_path / "m" / "config.json").read_text())
@@ -343,8 +357,13 @@ def test_saved_model_and_processor_load_as_remote_code_without_hf_slm(tmp_path):
     torch.save(dict(batch), tmp_path / "inputs.pt")
     with torch.no_grad():
         expected = model(**batch).logits
-    # in this process, the Auto classes load it too
-    assert type(AutoModelForMultimodalLM.from_pretrained(tmp_path / "m")) is SpeechLLMForConditionalGeneration
+    # in this process, the Auto classes load it too, non-persistent buffers (RoPE) included
+    loaded = AutoModelForMultimodalLM.from_pretrained(tmp_path / "m").eval()
+    assert type(loaded) is SpeechLLMForConditionalGeneration
+    for (name, buffer), (_, again) in zip(model.named_buffers(), loaded.named_buffers()):
+        torch.testing.assert_close(again, buffer, msg=name)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(**batch).logits, expected)
     assert type(AutoProcessor.from_pretrained(tmp_path / "m")) is SpeechLLMProcessor
     code = BLOCK_HF_SLM + textwrap.dedent(
         f"""

@@ -263,15 +263,15 @@ class SpeechLLMForConditionalGeneration(SpeechLLMPreTrainedModel, GenerationMixi
         self.projector = build_projector(
             config.projector_config, config.audio_hidden_size, config.text_config.hidden_size
         )
+        for given in (audio_encoder, language_model):  # pretrained parts: post_init must not touch them
+            if given is not None:
+                _mark_initialized(given)
         if language_model is None:
             language_model = AutoModelForCausalLM.from_config(config.text_config)
         self.language_model = language_model
         self.speech_decoder = None
         if config.speech_decoder_config is not None:
             self.speech_decoder = SpeechLLMSpeechDecoder(config.speech_decoder_config, config.text_config.hidden_size)
-        for given in (audio_encoder, language_model if language_model is not None else None):
-            if given is not None:
-                _mark_initialized(given)
         self.post_init()
         self.audio_tower.requires_grad_(not config.freeze_audio_encoder)
         self.language_model.requires_grad_(not config.freeze_text_model)
@@ -420,6 +420,7 @@ class SpeechLLMForConditionalGeneration(SpeechLLMPreTrainedModel, GenerationMixi
     def answer_hidden_states(self, sequences: torch.LongTensor, prompt_length: int, **model_inputs) -> list:
         """The LM's last hidden states at the generated positions of each row of `generate`'s `sequences`
         (`[T_i, hidden]` per row, padding and tokens after the first EOS dropped): the speech decoder's input."""
+        model_inputs = {k: v for k, v in model_inputs.items() if k not in ("input_ids", "labels")}
         attention_mask = model_inputs.pop("attention_mask")
         new = sequences[:, prompt_length:]
         eos = self.generation_config.eos_token_id
@@ -430,8 +431,9 @@ class SpeechLLMForConditionalGeneration(SpeechLLMPreTrainedModel, GenerationMixi
             if ends:
                 keep[row, ends[0] + 1 :] = False
         full_mask = torch.cat([attention_mask, keep.long()], dim=1)
-        out = self(input_ids=sequences, attention_mask=full_mask, output_hidden_states=True, use_cache=False,
-                   **model_inputs)  # fmt: skip
+        position_ids = (full_mask.cumsum(-1) - 1).clamp(min=0)  # as generate counts them under left padding
+        out = self(input_ids=sequences, attention_mask=full_mask, position_ids=position_ids, output_hidden_states=True,
+                   use_cache=False, **model_inputs)  # fmt: skip
         hidden = out.hidden_states[-1][:, prompt_length:]
         return [hidden[row][keep[row]] for row in range(new.shape[0])]
 
