@@ -155,7 +155,8 @@ def test_batch_with_padding_matches_each_clip_alone(encoder, lm, projector):
     conversations = [chat(CLIPS[0]), chat(CLIPS[1], "dog ran", audio_first=False)]
     batch = processor.apply_chat_template(conversations, add_generation_prompt=True)
     counts = processor.audio_token_counts(batch["feature_attention_mask"].sum(-1))
-    assert counts[0] > counts[1] > 0 and counts == model.audio_token_counts(batch["feature_attention_mask"].sum(-1)).tolist()
+    assert counts[0] > counts[1] > 0
+    assert counts == model.audio_token_counts(batch["feature_attention_mask"].sum(-1)).tolist()
     assert (batch["input_ids"] == model.config.audio_token_id).sum(-1).tolist() == counts
     with torch.no_grad():
         together = model(**batch).logits
@@ -233,7 +234,7 @@ def test_chat_template_serves_text_audio_and_mixed_turns():
         ([np.zeros(100, np.int16)], {}, "floats"),
         ([np.full(100, np.nan, np.float32)], {}, "NaN"),
         ([np.zeros(100, np.float32)], {"sampling_rate": 8000}, "8000 Hz"),
-        ([np.zeros(100, np.float32)] * 2, {}, "1 <|audio|> but 2 audio clips"),
+        ([np.zeros(100, np.float32)] * 2, {}, "1 <|audio|> but 2 audio clips came"),
     ],
 )
 def test_processor_refuses_bad_audio_at_the_boundary(audio, kwargs, message):
@@ -251,7 +252,8 @@ def test_processor_needs_the_audio_token():
 
 # ---------------------------------------------------------------------- speech decoder
 def test_ctc_speech_decoder_learns_units_and_streams_them():
-    """The model's CTC loss on `unit_labels` trains the decoder; a fitted decoder decodes the units, and the streamed chunks give exactly the whole-utterance decode."""
+    """The model's CTC loss on `unit_labels` trains the decoder; a fitted decoder decodes the units, and the streamed
+    chunks give exactly the whole-utterance decode."""
     model, processor = tiny(speech_decoder=True)
     target = [3, 7, 1, 12, 5]
     collator = SpeechLLMCollator(processor, unit_labels=True)

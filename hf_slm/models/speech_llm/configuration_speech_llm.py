@@ -1,4 +1,4 @@
-"""Configuration of the continuous-feature speech LLM: audio encoder -> projector -> causal text LM (+ speech decoder)."""
+"""Configuration of the continuous-feature speech LLM: audio encoder -> projector -> causal LM (+ speech decoder)."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ class SpeechLLMProjectorConfig(PretrainedConfig):
     |---|---|---|
     | `"stack_mlp"` | concatenate `k` consecutive frames, then Linear-GELU-Linear (SLAM-LLM) | 1 |
     | `"pool_linear"` | average `k` frames, then Linear (Qwen2-Audio, `k=2`) | 1 |
-    | `"qformer"` | per window of `k` frames, `num_queries` learned queries attend to it (SALMONN, Granite Speech) | `num_queries` |
+    | `"qformer"` | per window of `k` frames, `num_queries` learned queries attend to it (SALMONN) | `num_queries` |
 
     Args:
         projector_type (`str`, defaults to `"stack_mlp"`): one of the three above.
@@ -202,7 +202,7 @@ class SpeechLLMConfig(PretrainedConfig):
                 f"audio_token_id {audio_token_id} is outside the LM vocabulary ({self.text_config.vocab_size} rows)"
             )
         if isinstance(audio_layer, bool) or not isinstance(audio_layer, int):
-            raise ValueError(f"audio_layer must be an int (index into the encoder's hidden states), got {audio_layer!r}")
+            raise ValueError(f"audio_layer must be an int (an encoder hidden-state index), got {audio_layer!r}")
         self.audio_token_id = audio_token_id
         self.audio_layer = audio_layer
         self.freeze_audio_encoder = bool(freeze_audio_encoder)
@@ -211,7 +211,7 @@ class SpeechLLMConfig(PretrainedConfig):
         if audio_conv_layers is not None:
             audio_conv_layers = [[int(v) for v in layer] for layer in audio_conv_layers]
             if not all(len(layer) == 3 and layer[0] > 0 and layer[1] > 0 for layer in audio_conv_layers):
-                raise ValueError(f"audio_conv_layers must be [kernel, stride, padding] triples, got {audio_conv_layers}")
+                raise ValueError(f"audio_conv_layers must be [kernel, stride, padding] triples: {audio_conv_layers}")
         self.audio_conv_layers = audio_conv_layers
         kwargs.setdefault("tie_word_embeddings", getattr(self.text_config, "tie_word_embeddings", False))
         # `PretrainedConfig.__init__` pushes its own (unset) attention implementation down to every sub-config; keep

@@ -1,4 +1,4 @@
-"""`SpeechLLMForConditionalGeneration`: audio encoder -> projector -> causal LM, with an optional CTC speech-out head."""
+"""`SpeechLLMForConditionalGeneration`: audio encoder -> projector -> causal LM, and an optional CTC speech head."""
 
 from __future__ import annotations
 
@@ -254,7 +254,7 @@ class SpeechLLMForConditionalGeneration(SpeechLLMPreTrainedModel, GenerationMixi
     Args:
         config ([`SpeechLLMConfig`]): the configuration.
         audio_encoder, language_model (`PreTrainedModel`, *optional*): already-built parts to use instead of building
-            them from the config (kept as initialised; used by [`~SpeechLLMForConditionalGeneration.from_encoder_and_lm`]).
+            them from the config (kept as initialised; see [`~SpeechLLMForConditionalGeneration.from_encoder_and_lm`]).
     """
 
     def __init__(self, config: SpeechLLMConfig, audio_encoder=None, language_model=None):

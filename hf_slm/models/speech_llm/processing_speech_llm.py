@@ -156,7 +156,7 @@ class SpeechLLMProcessor(ProcessorMixin):
         if audio is not None:
             data, counts = self._features(audio, sampling_rate)
             if placeholders != len(counts):
-                raise ValueError(f"the text holds {placeholders} {AUDIO_TOKEN} but {len(counts)} audio clips were given")
+                raise ValueError(f"the text holds {placeholders} {AUDIO_TOKEN} but {len(counts)} audio clips came")
             texts = _expand(texts, counts)
         elif placeholders:
             raise ValueError(f"the text holds {placeholders} {AUDIO_TOKEN} but no audio was given")
