@@ -265,10 +265,10 @@ def test_ctc_speech_decoder_learns_units_and_streams_them():
     assert all((p.grad is not None) == p.requires_grad for p in model.parameters())
     hidden = out.hidden_states[-1][0][batch["labels"][0] != -100].detach()
     decoder = model.speech_decoder
-    optimizer = torch.optim.Adam(decoder.parameters(), lr=1e-2)
+    optimizer = torch.optim.Adam(decoder.parameters(), lr=2e-2)
     lengths, labels = torch.tensor([hidden.shape[0]]), torch.tensor([target])
     losses = []
-    for _ in range(50):
+    for _ in range(25):
         loss, _ = decoder.ctc_loss(hidden[None], lengths, labels)
         loss.backward()
         optimizer.step()
@@ -294,6 +294,13 @@ def test_generated_answers_feed_the_speech_decoder():
     assert [h.shape[0] for h in hidden][0] == sequences.shape[1] - batch["input_ids"].shape[1] - 1
     units = model.speech_decoder.decode_units(hidden[1])
     assert all(0 <= u < DECODER["num_units"] for u in units)
+
+
+def test_ctc_refuses_answers_too_short_for_their_units():
+    model, processor = tiny(speech_decoder=True)
+    batch = SpeechLLMCollator(processor, unit_labels=True)([{"audio": CLIPS[1], "text": "cat", "units": [1, 2] * 5}])
+    with pytest.raises(ValueError, match=r"rows \[0\]: \[8\] decoder frames for \[10\] units"):
+        model(**batch)
 
 
 def test_unit_labels_need_a_speech_decoder():
@@ -439,6 +446,7 @@ def test_three_stage_script_runs_and_resumes(tmp_path):
         (tmp_path / f"stage{stage}.json").write_text(json.dumps(config))
         results[stage] = train.main([str(tmp_path / f"stage{stage}.json")])
         assert results[stage]["steps"] == 2 and np.isfinite(results[stage]["final_loss"]), results[stage]
+    assert results[3]["final_loss"] > results[2]["final_loss"] + 1  # the CTC loss of a fresh decoder on top
     model = SpeechLLMForConditionalGeneration.from_pretrained(tmp_path / "stage3")
     assert model.speech_decoder is not None and model.config.speech_decoder_config.num_units == 100
     assert results[1]["trainable_parameters"] == sum(p.numel() for p in model.projector.parameters())

@@ -45,7 +45,7 @@ class ModelArguments:
     projector_hidden_size: int = field(default=1024, metadata={"help": "Projector width."})
     audio_layer: int = field(default=-1, metadata={"help": "Encoder hidden state fed to the projector."})
     num_units: int = field(default=100, metadata={"help": "Stage 3: units of the speech decoder (if it is new)."})
-    upsample_factor: int = field(default=4, metadata={"help": "Stage 3: unit frames per LM hidden state."})
+    upsample_factor: int = field(default=25, metadata={"help": "Stage 3: unit frames per LM hidden state."})
     decoder_hidden_size: int = field(default=256, metadata={"help": "Stage 3: speech decoder width."})
 
 

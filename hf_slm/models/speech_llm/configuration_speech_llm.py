@@ -91,7 +91,8 @@ class SpeechLLMSpeechDecoderConfig(PretrainedConfig):
 
     Args:
         num_units (`int`, defaults to 100): discrete units of the unit vocoder it feeds.
-        upsample_factor (`int`, defaults to 4): unit frames per LM hidden state (LLaMA-Omni: 25).
+        upsample_factor (`int`, defaults to 25): unit frames per LM hidden state, as in LLaMA-Omni (a text token
+            spans several 50 Hz units; CTC needs at least one frame per unit).
         hidden_size (`int`, defaults to 256), num_layers (`int`, defaults to 2), num_attention_heads
             (`int`, defaults to 4), intermediate_size (`int`, defaults to 1024): the transformer.
         max_position_embeddings (`int`, defaults to 4096): longest unit-frame sequence.
@@ -102,7 +103,7 @@ class SpeechLLMSpeechDecoderConfig(PretrainedConfig):
     def __init__(
         self,
         num_units: int = 100,
-        upsample_factor: int = 4,
+        upsample_factor: int = 25,
         hidden_size: int = 256,
         num_layers: int = 2,
         num_attention_heads: int = 4,

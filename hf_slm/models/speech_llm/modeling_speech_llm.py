@@ -175,12 +175,19 @@ class SpeechLLMSpeechDecoder(nn.Module):
 
     def ctc_loss(self, hidden: torch.Tensor, lengths: torch.Tensor, unit_labels: torch.Tensor) -> tuple:
         """CTC loss (mean over utterances of the per-unit loss) of `unit_labels` `[B, U]` (padding -100)."""
+        target_lengths = (unit_labels != -100).sum(-1)
+        frames = lengths * self.config.upsample_factor
+        short = (frames < target_lengths).nonzero().flatten().tolist()
+        if short:  # CTC cannot align them: the loss would be infinite (or silently zeroed)
+            raise ValueError(
+                f"rows {short}: {frames[short].tolist()} decoder frames for {target_lengths[short].tolist()} units; "
+                f"raise speech_decoder_config.upsample_factor ({self.config.upsample_factor})"
+            )
         logits = self(hidden, lengths)
         log_probs = logits.float().log_softmax(-1).transpose(0, 1)
-        target_lengths = (unit_labels != -100).sum(-1)
         targets = unit_labels.clamp(min=0)
         loss = F.ctc_loss(
-            log_probs, targets, lengths * self.config.upsample_factor, target_lengths, blank=self.config.blank_id,
+            log_probs, targets, frames, target_lengths, blank=self.config.blank_id,
             reduction="mean", zero_infinity=True,
         )  # fmt: skip
         return loss, logits
