@@ -90,13 +90,13 @@ PROJECTORS = {
 DECODER = {"num_units": 20, "upsample_factor": 4, "hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64}
 
 
-def tiny(encoder="whisper", lm="llama", projector="stack_mlp", speech_decoder=False, seed=0):
+def tiny(encoder="whisper", lm="llama", projector="stack_mlp", speech_decoder=False, seed=0, audio_layer=-1):
     tokenizer = make_tokenizer()
     audio_config, feature_extractor = encoder_parts(encoder)
     config = SpeechLLMConfig(
         audio_config=audio_config, text_config=lm_config(lm, len(tokenizer)), projector_config=PROJECTORS[projector],
         speech_decoder_config=DECODER if speech_decoder else None,
-        audio_token_id=tokenizer.convert_tokens_to_ids(AUDIO_TOKEN),
+        audio_token_id=tokenizer.convert_tokens_to_ids(AUDIO_TOKEN), audio_layer=audio_layer,
     )  # fmt: skip
     torch.manual_seed(seed)
     model = SpeechLLMForConditionalGeneration(config).eval()
@@ -176,6 +176,20 @@ def test_audio_changes_the_answer_and_placeholders_never_carry_loss():
         assert (batch["labels"] == -100).sum() == (batch["input_ids"] == model.config.audio_token_id).sum()
         unmasked = model(**{**batch, "labels": batch["input_ids"]})  # placeholders as labels: masked inside
     torch.testing.assert_close(out.loss, unmasked.loss)
+
+
+def test_audio_layer_picks_the_encoder_hidden_state():
+    """`audio_layer=1` feeds the projector the first layer's output; -1 the encoder's final output."""
+    last, processor = tiny("hubert", "llama", "qformer")
+    first, _ = tiny("hubert", "llama", "qformer", audio_layer=1)
+    batch = processor.apply_chat_template(chat(CLIPS[1]), add_generation_prompt=True)
+    audio = batch["input_values"], batch["feature_attention_mask"]
+    with torch.no_grad():
+        hidden = last.audio_tower(audio[0], attention_mask=audio[1], output_hidden_states=True).hidden_states
+        frames = hidden[1].shape[1]
+        expected = first.projector(hidden[1], torch.tensor([frames]))[0][0]
+        torch.testing.assert_close(first.get_audio_features(*audio)[0], expected)
+        assert not torch.allclose(last.get_audio_features(*audio)[0], expected)
 
 
 def test_wrong_placeholder_count_is_refused():
