@@ -377,7 +377,7 @@ def test_saved_model_and_processor_load_as_remote_code_without_hf_slm(tmp_path):
     config = json.loads((tmp_path / "m" / "config.json").read_text())
     assert config["auto_map"]["AutoModelForMultimodalLM"].endswith("SpeechLLMForConditionalGeneration")
     batch = processor.apply_chat_template(chat(CLIPS[1]), add_generation_prompt=True)
-    torch.save(dict(batch), tmp_path / "inputs.pt")
+    torch.save({"clip": torch.from_numpy(CLIPS[1]), **batch}, tmp_path / "inputs.pt")
     with torch.no_grad():
         expected = model(**batch).logits
     # in this process, the Auto classes load it too, non-persistent buffers (RoPE) included
@@ -394,7 +394,11 @@ def test_saved_model_and_processor_load_as_remote_code_without_hf_slm(tmp_path):
         from transformers import AutoModelForMultimodalLM, AutoProcessor
         model = AutoModelForMultimodalLM.from_pretrained({str(tmp_path / 'm')!r}, trust_remote_code=True).eval()
         processor = AutoProcessor.from_pretrained({str(tmp_path / 'm')!r}, trust_remote_code=True)
-        inputs = torch.load({str(tmp_path / 'inputs.pt')!r})
+        saved = torch.load({str(tmp_path / 'inputs.pt')!r})
+        chat = [{{"role": "user", "content": [{{"type": "audio", "audio": saved.pop("clip").numpy()}},
+                                             {{"type": "text", "text": "the cat"}}]}}]
+        inputs = processor.apply_chat_template(chat, add_generation_prompt=True)
+        assert all(torch.equal(inputs[k], saved[k]) for k in saved) and set(inputs) == set(saved)
         with torch.no_grad():
             torch.save(model(**inputs).logits, {str(tmp_path / 'out.pt')!r})
         print(type(model).__module__, type(processor).__name__, "hf_slm" in sys.modules)

@@ -302,6 +302,13 @@ class SpeechLLMForConditionalGeneration(SpeechLLMPreTrainedModel, GenerationMixi
     def get_encoder(self):
         return self.audio_tower
 
+    @property
+    def accepts_loss_kwargs(self) -> bool:
+        """Whether Trainer may hand `num_items_in_batch` in and skip its gradient-accumulation scaling: only for the
+        text loss alone (the LM normalises it by the tokens of the whole accumulated batch); the CTC loss is a
+        per-batch mean, which Trainer must scale."""
+        return self.speech_decoder is None
+
     # ------------------------------------------------------------------ audio
     def audio_token_counts(self, feature_lengths: torch.Tensor) -> torch.Tensor:
         """Placeholders per clip for `feature_lengths` encoder inputs (mel frames or samples)."""
