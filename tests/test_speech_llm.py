@@ -355,6 +355,7 @@ def test_from_encoder_and_lm_builds_from_saved_checkpoints(tmp_path):
     torch.testing.assert_close(model.audio_tower.layers[0].fc1.weight, encoder.layers[0].fc1.weight)
     assert model.get_input_embeddings().weight.shape[0] == len(tokenizer) == len(WORDS) + 4
     assert model.config.audio_token_id == tokenizer.convert_tokens_to_ids(AUDIO_TOKEN)
+    assert tokenizer.convert_tokens_to_ids("<|im_end|>") in model.generation_config.eos_token_id
     processor = SpeechLLMProcessor.from_config(model.config, feature_extractor, tokenizer)
     batch = processor.apply_chat_template(chat(CLIPS[0]), add_generation_prompt=True)
     assert model.generate(**batch, max_new_tokens=2, min_new_tokens=2, do_sample=False).shape[1] > 2

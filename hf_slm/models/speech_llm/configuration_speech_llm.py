@@ -9,6 +9,8 @@ PROJECTOR_TYPES = ("stack_mlp", "pool_linear", "qformer")
 _KEPT_IMPLEMENTATIONS = ("_attn_implementation", "_experts_implementation")
 #: The text-tokenizer token that stands for one projected audio frame.
 AUDIO_TOKEN = "<|audio|>"
+#: The chat template's turn markers (ChatML).
+CHAT_START, CHAT_END = "<|im_start|>", "<|im_end|>"
 
 
 def _positive_int(name: str, value) -> int:
@@ -286,6 +288,8 @@ _DEFAULT_TEXT = {
 
 __all__ = [
     "AUDIO_TOKEN",
+    "CHAT_END",
+    "CHAT_START",
     "PROJECTOR_TYPES",
     "SpeechLLMConfig",
     "SpeechLLMProjectorConfig",

@@ -16,6 +16,7 @@ from transformers.utils import ModelOutput
 
 from .configuration_speech_llm import (
     AUDIO_TOKEN,
+    CHAT_END,
     SpeechLLMConfig,
     SpeechLLMProjectorConfig,
     SpeechLLMSpeechDecoderConfig,
@@ -469,7 +470,8 @@ class SpeechLLMForConditionalGeneration(SpeechLLMPreTrainedModel, GenerationMixi
 
         `tokenizer` is the LM's tokenizer after [`add_speech_llm_tokens`]: the LM's embeddings are resized to it
         (new rows: mean of the old ones) and `audio_token_id` is read from it. Without a tokenizer, pass
-        `audio_token_id`. A Whisper checkpoint contributes its encoder only. `from_pretrained_kwargs` (`dtype`,
+        `audio_token_id`. A Whisper checkpoint contributes its encoder only. With a tokenizer, `generate` also stops at
+        `<|im_end|>` and pads with the tokenizer's pad token. `from_pretrained_kwargs` (`dtype`,
         `revision`, ...) go to both `from_pretrained` calls.
         """
         if not isinstance(encoder, PreTrainedModel):
@@ -496,8 +498,13 @@ class SpeechLLMForConditionalGeneration(SpeechLLMPreTrainedModel, GenerationMixi
         )
         model = cls(config, audio_encoder=encoder, language_model=language_model)
         model.generation_config = language_model.generation_config
-        if tokenizer is not None:
+        if tokenizer is not None:  # answers end at the chat template's end marker (or the LM's own EOS)
             model.generation_config.pad_token_id = tokenizer.pad_token_id
+            eos = model.generation_config.eos_token_id
+            eos = [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
+            end = tokenizer.convert_tokens_to_ids(CHAT_END)
+            if end is not None and end != tokenizer.unk_token_id and end not in eos:
+                model.generation_config.eos_token_id = [*eos, end]
         return model
 
 

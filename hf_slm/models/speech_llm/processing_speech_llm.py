@@ -7,9 +7,14 @@ import torch
 from transformers.feature_extraction_utils import BatchFeature
 from transformers.processing_utils import ProcessorMixin
 
-from .configuration_speech_llm import AUDIO_TOKEN, SpeechLLMConfig, audio_conv_layers, conv_output_lengths
-
-CHAT_START, CHAT_END = "<|im_start|>", "<|im_end|>"
+from .configuration_speech_llm import (
+    AUDIO_TOKEN,
+    CHAT_END,
+    CHAT_START,
+    SpeechLLMConfig,
+    audio_conv_layers,
+    conv_output_lengths,
+)
 
 #: One template for text, audio and mixed turns: an `{"type": "audio"}` item becomes one `<|audio|>`, which the
 #: processor expands to the clip's projected frame count.
@@ -210,8 +215,6 @@ def _expand(texts: list[str], counts: list[int]) -> list[str]:
 
 
 __all__ = [
-    "CHAT_END",
-    "CHAT_START",
     "DEFAULT_CHAT_TEMPLATE",
     "SpeechAudioError",
     "SpeechLLMProcessor",
