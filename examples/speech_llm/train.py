@@ -3,7 +3,7 @@
     python examples/speech_llm/train.py examples/speech_llm/stage1.json     # projector only
     python examples/speech_llm/train.py examples/speech_llm/stage2.json     # + LoRA on the LM
     python examples/speech_llm/train.py examples/speech_llm/stage3.json     # speech decoder only
-    accelerate launch examples/speech_llm/train.py examples/speech_llm/stage1.json    # several processes
+    accelerate launch --multi_gpu --num_processes 2 examples/speech_llm/train.py examples/speech_llm/stage1.json
 
 Flags after the JSON file override it (`--max_steps 10`). Stage 1 builds the model from `encoder_name_or_path` and
 `lm_name_or_path` (Hub names or folders) unless `model_name_or_path` names a saved speech LLM; later stages start from
