@@ -50,6 +50,12 @@ _LAZY_NAMES = {
         "CodecOutput", "EMACodebook", "RVQCodecConfig", "RVQCodecModel", "ResidualVectorQuantizer",
         "semantic_distillation_loss",
     ],
+    "models.speech_llm": [
+        "AUDIO_TOKEN", "DEFAULT_CHAT_TEMPLATE", "PROJECTOR_TYPES", "SpeechAudioError", "SpeechLLMConfig",
+        "SpeechLLMForConditionalGeneration", "SpeechLLMOutput", "SpeechLLMPoolLinearProjector",
+        "SpeechLLMPreTrainedModel", "SpeechLLMProcessor", "SpeechLLMProjectorConfig", "SpeechLLMQFormerProjector",
+        "SpeechLLMSpeechDecoder", "SpeechLLMSpeechDecoderConfig", "SpeechLLMStackMLPProjector", "add_speech_llm_tokens",
+    ],
     "pipelines": ["PipelineLoadError", "SpeechLMPipeline", "SpeechPipelineOutput", "SpokenChatPipeline"],
 }  # fmt: skip
 __all__ = [

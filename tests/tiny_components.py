@@ -140,6 +140,30 @@ def _stream_inputs():
     return {"input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"]}
 
 
+def tiny_speech_llm(seed: int = 0):
+    from transformers import WhisperConfig
+
+    from hf_slm.models.speech_llm import SpeechLLMConfig, SpeechLLMForConditionalGeneration
+
+    torch.manual_seed(seed)
+    audio = WhisperConfig(
+        num_mel_bins=16, d_model=32, encoder_layers=1, encoder_attention_heads=2, encoder_ffn_dim=64, decoder_layers=1,
+        decoder_attention_heads=2, decoder_ffn_dim=32, max_source_positions=50, max_target_positions=8,
+    )  # fmt: skip
+    text = LlamaConfig(vocab_size=40, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                       num_key_value_heads=2)  # fmt: skip
+    config = SpeechLLMConfig(audio_config=audio, text_config=text, audio_token_id=39,
+                             projector_config={"projector_type": "pool_linear", "downsample": 5})  # fmt: skip
+    return SpeechLLMForConditionalGeneration(config).eval()
+
+
+def _speech_llm_inputs():
+    """100 log-mel frames -> 50 encoder frames -> 10 projected frames, one per placeholder (id 39)."""
+    features = torch.randn(1, 16, 100, generator=torch.Generator().manual_seed(0))
+    input_ids = torch.cat([torch.tensor([[1, 2]]), torch.full((1, 10), 39), torch.tensor([[3, 4]])], dim=1)
+    return {"input_ids": input_ids, "input_features": features}
+
+
 COMPONENTS = {
     "unit_encoder_mfcc": (lambda: tiny_unit_encoder("mfcc"), "AutoModel", _audio_inputs),
     "unit_encoder_ssl": (lambda: tiny_unit_encoder("ssl"), "AutoModel", _audio_inputs),
@@ -149,6 +173,7 @@ COMPONENTS = {
     "unit_mel_vocoder": (tiny_mel_vocoder, "AutoModel", _unit_inputs),
     "codec": (tiny_codec, "AutoModel", _audio_inputs),
     "rvq_codec": (tiny_rvq_codec, "AutoModel", _audio_inputs),
+    "speech_llm": (tiny_speech_llm, "AutoModelForMultimodalLM", _speech_llm_inputs),
 }
 
 

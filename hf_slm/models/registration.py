@@ -88,3 +88,12 @@ def register_all() -> None:
 
     register_component(CodecConfig, CodecModel)
     register_component(RVQCodecConfig, RVQCodecModel)
+    # --- speech_llm ---
+    from .speech_llm import SpeechLLMConfig, SpeechLLMForConditionalGeneration, SpeechLLMProcessor
+
+    register_component(  # the Auto classes transformers files Qwen2AudioForConditionalGeneration under
+        SpeechLLMConfig,
+        SpeechLLMForConditionalGeneration,
+        ("AutoModelForMultimodalLM", "AutoModelForSeq2SeqLM", "AutoModel"),
+        processor_class=SpeechLLMProcessor,
+    )
