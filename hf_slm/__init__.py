@@ -50,6 +50,9 @@ _LAZY_NAMES = {
         "CodecTokenizerConfig", "EMACodebook", "RVQCodec", "RVQCodecConfig", "ResidualVectorQuantizer",
         "semantic_distillation_loss",
     ],
+    "models.ssl_encoder": [
+        "SSLEncoderConfig", "SSLEncoderForPreTraining", "SSLEncoderForPreTrainingOutput", "compute_span_mask",
+    ],
     "pipelines": ["PipelineLoadError", "SpeechLMPipeline", "SpeechPipelineOutput", "SpokenChatPipeline"],
 }  # fmt: skip
 __all__ = [

@@ -13,6 +13,7 @@ from hf_slm.models.speech_lm import (
     SpeechLMConfig,
     SpeechLMForCausalLM,
 )
+from hf_slm.models.ssl_encoder import SSLEncoderConfig, SSLEncoderForPreTraining
 from hf_slm.models.unit_tokenizer import KMeansUnitTokenizer, KMeansUnitTokenizerConfig, SpeechFeatureExtractor
 from hf_slm.training.kmeans import fit_unit_tokenizer
 from hf_slm.models.unit_vocoder import (
@@ -122,6 +123,18 @@ def tiny_codec_tokenizer(seed: int = 0) -> CodecTokenizer:
     return CodecTokenizer(CodecTokenizerConfig(codec_config=dac, num_codebooks=2)).eval()
 
 
+def tiny_ssl_encoder_config(**overrides) -> SSLEncoderConfig:
+    """HuBERT's conv strides and kernels (50 Hz at 16 kHz, like the MFCC units), everything else tiny."""
+    values = dict(tiny_hubert_config().to_dict(), num_label_classes=NUM_UNITS, final_dim=16)
+    values.pop("model_type", None)
+    return SSLEncoderConfig(**(values | overrides))
+
+
+def tiny_ssl_encoder(seed: int = 0) -> SSLEncoderForPreTraining:
+    torch.manual_seed(seed)
+    return SSLEncoderForPreTraining(tiny_ssl_encoder_config()).eval()
+
+
 #: name -> (factory, Auto class recorded for remote code, example inputs builder)
 def _audio_inputs():
     rng = np.random.default_rng(0)
@@ -149,6 +162,7 @@ COMPONENTS = {
     "unit_mel_vocoder": (tiny_mel_vocoder, "AutoModel", _unit_inputs),
     "codec_tokenizer": (tiny_codec_tokenizer, "AutoModel", _audio_inputs),
     "rvq_codec": (tiny_rvq_codec, "AutoModel", _audio_inputs),
+    "ssl_encoder": (tiny_ssl_encoder, "AutoModelForPreTraining", _audio_inputs),
 }
 
 

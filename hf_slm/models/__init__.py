@@ -4,6 +4,7 @@ from .unit_tokenizer import *  # noqa: F401,F403
 from .speech_lm import *  # noqa: F401,F403
 from .unit_vocoder import *  # noqa: F401,F403
 from .codec_tokenizer import *  # noqa: F401,F403
+from .ssl_encoder import *  # noqa: F401,F403
 from .registration import register_all
 
 register_all()  # the Auto classes know every family as soon as any of them is importable

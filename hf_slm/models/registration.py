@@ -86,3 +86,7 @@ def register_all() -> None:
 
     register_component(CodecTokenizerConfig, CodecTokenizer)
     register_component(RVQCodecConfig, RVQCodec)
+    # --- ssl_encoder ---
+    from .ssl_encoder import SSLEncoderConfig, SSLEncoderForPreTraining
+
+    register_component(SSLEncoderConfig, SSLEncoderForPreTraining, ("AutoModelForPreTraining", "AutoModel"))
