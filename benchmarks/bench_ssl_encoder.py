@@ -9,7 +9,9 @@ examples/ssl_encoder/config_small.json) and compares three unit tokenizers of th
 Each is scored with `hf_slm.evaluation.abx.evaluate_abx` (what `hf-slm evaluate abx` runs) on its standardised
 features (angular distance) and its units (one-hot, hamming), within and between speakers, on the default ABX items:
 8 one-phoneme-apart words x the espeak-ng voices en-us, en-us+m3, en-us+f2 (none of them in the training voices of
-config_small.json) x rates 150 and 200.
+config_small.json) x rates 150 and 200; and with `hf_slm.evaluation.unit_purity.evaluate_unit_purity` (phone purity,
+cluster purity, PNMI against espeak-ng's phone alignment) on 20 wordnet sentences (not the builtin training texts) in
+the same three voices x 2 rates.
 
 How the docs/ssl_encoder.md figures were obtained (2026-12-03, 2-core Xeon shared with ~7 other jobs, load ~12):
 `hf-slm pretrain-encoder examples/ssl_encoder/config_small.json` as it stands (400 builtin sentences, 8 voices x 3
@@ -41,7 +43,9 @@ def main() -> None:
     from transformers import TrainingArguments
 
     from hf_slm import KMeansUnitTokenizer, SpeechFeatureExtractor
+    from hf_slm.data import load_text_corpus
     from hf_slm.evaluation.abx import build_abx_items, evaluate_abx
+    from hf_slm.evaluation.unit_purity import build_phone_items, evaluate_unit_purity
     from hf_slm.training.arguments import SpeechDataArguments, load_speech_splits, parse_json_and_flags
     from hf_slm.training.ssl_pretraining import EncoderPretrainingArguments, fit_targets
 
@@ -62,14 +66,20 @@ def main() -> None:
     tokenizers["iteration 2"] = KMeansUnitTokenizer.from_pretrained(last)
 
     items = build_abx_items()
+    phone_items = build_phone_items(load_text_corpus("wordnet", limit=20, seed=1))
     results = {}
     for name, tokenizer in tokenizers.items():
         pipe = SimpleNamespace(feature_extractor=fe, speech_tokenizer=tokenizer.eval())
         results[name] = {rep: evaluate_abx(pipe, items, rep) for rep in ("features", "units")}
+        results[name]["purity"] = evaluate_unit_purity(fe, tokenizer, phone_items)
     print(f"{'tokenizer':<14}{'feat within':>12}{'feat between':>14}{'units within':>14}{'units between':>15}  (ABX error %)")
     for name, res in results.items():
         row = [100 * res[r][k] for r in ("features", "units") for k in ("within_speaker_error", "between_speaker_error")]
         print(f"{name:<14}" + "".join(f"{v:>13.2f}" for v in row))
+    print(f"{'tokenizer':<14}{'phone purity':>14}{'cluster purity':>16}{'PNMI':>8}")
+    for name, res in results.items():
+        p = res["purity"]
+        print(f"{name:<14}{p['phone_purity']:>14.3f}{p['cluster_purity']:>16.3f}{p['pnmi']:>8.3f}")
     (run / "abx.json").write_text(json.dumps(results, indent=2, default=str))
 
 
