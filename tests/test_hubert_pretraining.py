@@ -4,6 +4,7 @@ on tiny encoders and real espeak-ng speech."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import datasets
@@ -155,6 +156,15 @@ def test_schedule_runs_two_iterations_resumes_and_feeds_fit_tokenizer(tmp_path, 
     assert main(argv) == 0  # a rerun of a finished schedule touches nothing
     assert "already complete" in capsys.readouterr().out
     assert {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()} == stamps
+
+    # a run killed after iteration 2's targets: the rerun reuses everything before and finishes iteration 2
+    shutil.rmtree(run / "iteration_2" / "encoder")
+    for name in ("results.json", "iteration_2/results.json"):
+        (run / name).unlink()
+    assert main(argv) == 0
+    kept = [p for p in stamps if "iteration_1" in p.parts or "targets" in p.parts]
+    assert kept and all(p.stat().st_mtime_ns == stamps[p] for p in kept)
+    assert (run / "iteration_2" / "encoder" / "model.safetensors").is_file() and (run / "results.json").is_file()
 
     tokenizer_dir = tmp_path / "tokenizer"
     assert main(["fit-tokenizer", "--dataset", str(data), "--frontend", "ssl", "--ssl-model", summary["encoder"],
