@@ -4,6 +4,8 @@ Reads a finished `hf-slm pretrain-encoder` run (`--run`, default the output_dir 
 examples/ssl_encoder/config_small.json) and compares three unit tokenizers of the same size:
   mfcc         - iteration 1's targets (MFCC + deltas k-means, HuBERT's "iteration 0");
   iteration 1  - iteration 2's targets (k-means on the middle layer of iteration 1's encoder);
+  random       - the same k-means on the same layer of a randomly initialised encoder of the same config (what the
+                 iterations must beat; saved under RUN/random_encoder and RUN/random_units);
   iteration 2  - k-means fitted here on the same layer of iteration 2's encoder, on the same training speech
                  (`fit_targets`, the schedule's own fitting; saved under RUN/iteration_2_units).
 Each is scored with `hf_slm.evaluation.abx.evaluate_abx` (what `hf-slm evaluate abx` runs) on its standardised
@@ -58,12 +60,20 @@ def main() -> None:
         "mfcc": KMeansUnitTokenizer.from_pretrained(run / "iteration_1" / "targets"),
         "iteration 1": KMeansUnitTokenizer.from_pretrained(run / "iteration_2" / "targets"),
     }
-    last = run / "iteration_2_units"
-    if not (last / "config.json").is_file():
-        train, _ = load_speech_splits(data_args, training_args.seed, sampling_rate=16000)
-        tokenizer = fit_targets(3, run / "iteration_2" / "encoder", train, fe, schedule, "cpu", training_args.seed)
-        tokenizer.save_pretrained(last)
-    tokenizers["iteration 2"] = KMeansUnitTokenizer.from_pretrained(last)
+    from hf_slm.models.ssl_encoder import SSLEncoderForPreTraining
+
+    if not (run / "random_encoder" / "config.json").is_file():
+        torch.manual_seed(training_args.seed)
+        SSLEncoderForPreTraining(schedule.encoder_config(schedule.units_of(1))).save_encoder(run / "random_encoder")
+    train = None
+    for name, encoder, folder in (("random", "random_encoder", "random_units"),
+                                  ("iteration 2", "iteration_2/encoder", "iteration_2_units")):  # fmt: skip
+        if not (run / folder / "config.json").is_file():
+            if train is None:
+                train, _ = load_speech_splits(data_args, training_args.seed, sampling_rate=16000)
+            tokenizer = fit_targets(2, run / encoder, train, fe, schedule, "cpu", training_args.seed)
+            tokenizer.save_pretrained(run / folder)
+        tokenizers[name] = KMeansUnitTokenizer.from_pretrained(run / folder)
 
     items = build_abx_items()
     phone_items = build_phone_items(load_text_corpus("wordnet", limit=20, seed=1))
