@@ -16,7 +16,7 @@ from transformers import AutoModel, HubertModel
 from hf_slm import KMeansUnitTokenizer, KMeansUnitTokenizerConfig, SpeechFeatureExtractor
 from hf_slm.cli import main
 from hf_slm.models.ssl_encoder import SSLEncoderConfig, SSLEncoderForPreTraining, compute_span_mask
-from hf_slm.training.ssl_pretraining import MaskedPredictionCollator, check_frame_rates, conv_receptive_field
+from hf_slm.training.ssl_pretraining import MaskedPredictionCollator, check_frame_rates
 from tiny_components import tiny_ssl_encoder_config
 
 TINY_CONFIG = Path(__file__).resolve().parents[1] / "examples" / "ssl_encoder" / "config_tiny.json"
@@ -115,7 +115,7 @@ def test_mfcc_targets_and_encoder_share_frames():
 def test_collator_crops_audio_and_labels_together():
     config = tiny_ssl_encoder_config()
     fe = SpeechFeatureExtractor(do_normalize=False)
-    collator = MaskedPredictionCollator(fe, config.hop_length, conv_receptive_field(config), max_frames=20)
+    collator = MaskedPredictionCollator(fe, config.hop_length, config.receptive_field, max_frames=20)
     wave = np.random.default_rng(0).uniform(-0.5, 0.5, 16000).astype(np.float32)
     short = wave[:8000]
     features = [{"audio": {"array": wave, "sampling_rate": 16000}, "units": list(range(49))},

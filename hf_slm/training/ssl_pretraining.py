@@ -121,14 +121,6 @@ class EncoderPretrainingArguments:
 
 
 # ---------------------------------------------------------------------------------------------------- collator
-def conv_receptive_field(config) -> int:
-    """Samples that give the first frame of a conv stack (`conv_kernel` / `conv_stride` of a wav2vec2-style config)."""
-    field_ = 1
-    for kernel, stride in reversed(list(zip(config.conv_kernel, config.conv_stride))):
-        field_ = (field_ - 1) * stride + kernel
-    return field_
-
-
 @dataclass
 class MaskedPredictionCollator:
     """Audio + frame labels -> `input_values`, `attention_mask`, `labels` (-100 at padding) for
@@ -210,7 +202,7 @@ def fit_targets(iteration: int, previous_encoder: Path | None, train, feature_ex
 def check_frame_rates(tokenizer_config, encoder_config) -> None:
     """Labels must come one per encoder frame: same hop and the same first-frame window."""
     ours = (tokenizer_config.hop_length, tokenizer_config.receptive_field)
-    theirs = (encoder_config.hop_length, conv_receptive_field(encoder_config))
+    theirs = (encoder_config.hop_length, encoder_config.receptive_field)
     if ours != theirs:
         raise ValueError(
             f"the targets' front end has hop/window {ours} samples but the encoder's conv stack has {theirs}: labels "
@@ -245,7 +237,7 @@ def train_iteration(iteration: int, labelled_train, labelled_eval, feature_extra
     set_seed(targs.seed + iteration)
     config = args.encoder_config(num_units)
     collator = MaskedPredictionCollator(
-        feature_extractor, config.hop_length, conv_receptive_field(config),
+        feature_extractor, config.hop_length, config.receptive_field,
         max_frames=None if args.crop_seconds is None else int(args.crop_seconds * config.frame_rate),
     )  # fmt: skip
     checkpoint = last_complete_checkpoint(trainer_dir, remove_incomplete=True)
@@ -325,7 +317,6 @@ __all__ = [
     "EncoderPretrainingArguments",
     "MaskedPredictionCollator",
     "check_frame_rates",
-    "conv_receptive_field",
     "evaluate_masked_prediction",
     "fit_targets",
     "run_encoder_pretraining",

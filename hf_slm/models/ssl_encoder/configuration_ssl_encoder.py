@@ -88,6 +88,14 @@ class SSLEncoderConfig(HubertConfig):
         return hop
 
     @property
+    def receptive_field(self) -> int:
+        """Samples that give the first frame (400 = 25 ms for HuBERT's conv stack, as the MFCC window)."""
+        field = 1
+        for kernel, stride in reversed(list(zip(self.conv_kernel, self.conv_stride))):
+            field = (field - 1) * stride + kernel
+        return field
+
+    @property
     def frame_rate(self) -> float:
         """Encoder frames (and target labels) per second at 16 kHz."""
         return 16000 / self.hop_length
