@@ -54,3 +54,23 @@ def test_default_units_carry_phone_information_that_shuffling_destroys():
     shuffled = [dict(item, phones=list(np.random.default_rng(0).permutation(item["phones"]))) for item in items]
     baseline = evaluate_unit_purity(fe, tokenizer, shuffled)
     assert scores["pnmi"] > baseline["pnmi"] + 0.1 and scores["phone_purity"] > baseline["phone_purity"]
+
+
+def test_evaluate_purity_command_scores_a_tokenizer_folder(tmp_path):
+    import json
+
+    from hf_slm.cli import main
+    from hf_slm.pipelines.loading import load_speech_tokenizer
+
+    fe, tokenizer = load_speech_tokenizer("default")
+    tokenizer.save_pretrained(tmp_path / "tok")
+    fe.save_pretrained(tmp_path / "tok")
+    texts = tmp_path / "texts.txt"
+    texts.write_text("a cat sat on the mat\nthe dog ran home\n")
+    out = tmp_path / "purity.json"
+    assert main(["evaluate", "purity", "--pipeline", str(tmp_path / "tok"), "--texts", str(texts), "--voices", "en-us",
+                 "--rates", "170", "--output", str(out)]) == 0  # fmt: skip
+    result = json.loads(out.read_text())
+    items = build_phone_items(["a cat sat on the mat", "the dog ran home"], voices=("en-us",), rates=(170,))
+    expected = evaluate_unit_purity(fe, tokenizer.eval(), items)
+    assert {k: result[k] for k in expected} == pytest.approx(expected)
