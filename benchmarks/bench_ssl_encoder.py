@@ -44,7 +44,7 @@ def main() -> None:
 
     from transformers import TrainingArguments
 
-    from hf_slm import KMeansUnitTokenizer, SpeechFeatureExtractor
+    from hf_slm import UnitEncoderModel, SpeechFeatureExtractor
     from hf_slm.data import load_text_corpus
     from hf_slm.evaluation.abx import build_abx_items, evaluate_abx
     from hf_slm.evaluation.unit_purity import build_phone_items, evaluate_unit_purity
@@ -57,8 +57,8 @@ def main() -> None:
     )
     fe = SpeechFeatureExtractor(sampling_rate=16000)
     tokenizers = {
-        "mfcc": KMeansUnitTokenizer.from_pretrained(run / "iteration_1" / "targets"),
-        "iteration 1": KMeansUnitTokenizer.from_pretrained(run / "iteration_2" / "targets"),
+        "mfcc": UnitEncoderModel.from_pretrained(run / "iteration_1" / "targets"),
+        "iteration 1": UnitEncoderModel.from_pretrained(run / "iteration_2" / "targets"),
     }
     from hf_slm.models.ssl_encoder import SSLEncoderForPreTraining
 
@@ -73,7 +73,7 @@ def main() -> None:
                 train, _ = load_speech_splits(data_args, training_args.seed, sampling_rate=16000)
             tokenizer = fit_targets(2, run / encoder, train, fe, schedule, "cpu", training_args.seed)
             tokenizer.save_pretrained(run / folder)
-        tokenizers[name] = KMeansUnitTokenizer.from_pretrained(run / folder)
+        tokenizers[name] = UnitEncoderModel.from_pretrained(run / folder)
 
     items = build_abx_items()
     phone_items = build_phone_items(load_text_corpus("wordnet", limit=20, seed=1))

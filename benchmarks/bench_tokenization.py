@@ -1,8 +1,8 @@
-"""Tokenisation throughput: our batched, padding-aware KMeansUnitTokenizer vs what plain transformers offers.
+"""Tokenisation throughput: our batched, padding-aware UnitEncoderModel vs what plain transformers offers.
 
 Times, in one process, on the same random-init HuBERT weights and the same k=500 centroids:
   (a) baseline  - a per-utterance loop of `HubertModel` + argmin over the centroids (padding-safe the naive way);
-  (b) ours      - `KMeansUnitTokenizer.tokenize` on the same utterances: length-sorted batches (padding <= 10 %),
+  (b) ours      - `UnitEncoderModel.tokenize` on the same utterances: length-sorted batches (padding <= 10 %),
                   batch size and workers picked for the device (`batching.default_plan`: on a CPU one worker per
                   torch thread, each with one intra-op thread; HuBERT-base-wide encoders one utterance per batch,
                   small ones batches of up to 16), masked GroupNorm where a batch is padded, k-means included;
@@ -35,11 +35,11 @@ import time
 import torch
 from transformers import HubertConfig, HubertModel
 
-from hf_slm.models.unit_tokenizer import (
-    KMeansUnitTokenizer,
-    KMeansUnitTokenizerConfig,
+from hf_slm.models.unit_encoder import (
     SpeechFeatureExtractor,
     TokenizationPlan,
+    UnitEncoderConfig,
+    UnitEncoderModel,
     default_plan,
 )
 
@@ -103,8 +103,8 @@ def main() -> None:
     bare = HubertModel(ssl_config).eval().to(device, dtype)
     centroids = torch.randn(args.num_units, ssl_config.hidden_size, device=device)
 
-    config = KMeansUnitTokenizerConfig(frontend="ssl", ssl_config=ssl_config, ssl_layer=layer, num_units=args.num_units)
-    ours = KMeansUnitTokenizer(config).eval()
+    config = UnitEncoderConfig(frontend="ssl", ssl_config=ssl_config, ssl_layer=layer, num_units=args.num_units)
+    ours = UnitEncoderModel(config).eval()
     ours.ssl_encoder.load_state_dict(bare.state_dict(), strict=False)  # same weights (only the needed layers)
     ours.cluster_centers.copy_(centroids)
     ours.is_fitted.fill_(True)
@@ -173,7 +173,7 @@ def main() -> None:
         f"x {plan.threads_per_worker or threads} thread(s); load average before the run: {load_before}, after: {load}"
     )
     print(f"(a) per-utterance loop, HubertModel + argmin  : {audio_seconds / t_loop:9.1f} audio-s/s  ({t_loop:.3f} s)")
-    print(f"(b) ours, KMeansUnitTokenizer.tokenize      : {audio_seconds / t_ours:9.1f} audio-s/s  ({t_ours:.3f} s)")
+    print(f"(b) ours, UnitEncoderModel.tokenize      : {audio_seconds / t_ours:9.1f} audio-s/s  ({t_ours:.3f} s)")
     print(f"(c) bare HubertModel batched forward          : {audio_seconds / t_bare:9.1f} audio-s/s  ({t_bare:.3f} s)")
     print(f"ours / bare: {t_bare / t_ours:.2f} (goal >= 0.90)")
     print(f"units of (b) equal to (a): {100 * agree / total:.2f}% of {total} frames")

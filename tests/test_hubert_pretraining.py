@@ -13,7 +13,7 @@ import pytest
 import torch
 from transformers import AutoModel, HubertModel
 
-from hf_slm import KMeansUnitTokenizer, KMeansUnitTokenizerConfig, SpeechFeatureExtractor
+from hf_slm import SpeechFeatureExtractor, UnitEncoderConfig, UnitEncoderModel
 from hf_slm.cli import main
 from hf_slm.models.ssl_encoder import SSLEncoderConfig, SSLEncoderForPreTraining, compute_span_mask
 from hf_slm.training.ssl_pretraining import MaskedPredictionCollator, check_frame_rates
@@ -99,7 +99,7 @@ def test_span_mask_follows_lengths_and_prob():
 
 def test_mfcc_targets_and_encoder_share_frames():
     """Iteration 1's labels (MFCC units) come one per encoder frame, whatever the length."""
-    tokenizer = KMeansUnitTokenizer(KMeansUnitTokenizerConfig(num_units=4))
+    tokenizer = UnitEncoderModel(UnitEncoderConfig(num_units=4))
     config = tiny_ssl_encoder_config()
     check_frame_rates(tokenizer.config, config)
     model = SSLEncoderForPreTraining(config)
@@ -148,7 +148,7 @@ def test_schedule_runs_two_iterations_resumes_and_feeds_fit_tokenizer(tmp_path, 
     assert [row["iteration"] for row in summary["iterations"]] == [1, 2]
     assert summary["encoder"] == str(run / "iteration_2" / "encoder")
     for n in (1, 2):
-        targets = KMeansUnitTokenizer.from_pretrained(run / f"iteration_{n}" / "targets")
+        targets = UnitEncoderModel.from_pretrained(run / f"iteration_{n}" / "targets")
         assert targets.config.frontend == ("mfcc" if n == 1 else "ssl") and bool(targets.is_fitted)
         assert type(HubertModel.from_pretrained(run / f"iteration_{n}" / "encoder")) is HubertModel
     stamps = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()}
@@ -170,7 +170,7 @@ def test_schedule_runs_two_iterations_resumes_and_feeds_fit_tokenizer(tmp_path, 
     assert main(["fit-tokenizer", "--dataset", str(data), "--frontend", "ssl", "--ssl-model", summary["encoder"],
                  "--layer", str(summary["target_layer"]), "--num-units", "8", "--max-frames", "5000",
                  "--output", str(tokenizer_dir)]) == 0  # fmt: skip
-    tokenizer = KMeansUnitTokenizer.from_pretrained(tokenizer_dir)
+    tokenizer = UnitEncoderModel.from_pretrained(tokenizer_dir)
     fe = SpeechFeatureExtractor.from_pretrained(tokenizer_dir)
     units = tokenizer(**fe([np.sin(np.arange(16000) / 9.0).astype(np.float32) * 0.3], sampling_rate=16000)).units
     assert units.shape == (1, 49) and 0 <= int(units.min()) and int(units.max()) < 8

@@ -1,11 +1,11 @@
 """HuBERT's iterations: targets -> masked-prediction pre-training (the Trainer) -> the next iteration's targets.
 
-Iteration 1 learns to predict k-means units of MFCCs (the MFCC unit tokenizer, HuBERT's "iteration 0"); iteration
+Iteration 1 learns to predict k-means units of MFCCs (the MFCC unit encoder, HuBERT's "iteration 0"); iteration
 n + 1 learns k-means units of a middle layer of iteration n's encoder, and starts from scratch as HuBERT does. Each
 stage writes one folder atomically under ``output_dir/iteration_<n>/`` and a rerun skips what exists, so a killed run
 resumes where it stopped (training from its last complete Trainer checkpoint):
 
-    targets/   the fitted unit tokenizer whose units are the labels (feature extractor included)
+    targets/   the fitted unit encoder whose units are the labels (feature extractor included)
     trainer/   Trainer checkpoints
     encoder/   the trained encoder as a plain `HubertModel` (+ its feature extractor): the next iteration's front end,
                and the input of `hf-slm fit-tokenizer --frontend ssl`
@@ -29,10 +29,7 @@ import torch
 from transformers import Trainer, TrainingArguments, set_seed
 
 from ..models.ssl_encoder import SSLEncoderConfig, SSLEncoderForPreTraining
-# the unit tokenizer's public names, imported in this one place
-from ..models.unit_tokenizer import KMeansUnitTokenizer as UnitTokenizer
-from ..models.unit_tokenizer import KMeansUnitTokenizerConfig as UnitTokenizerConfig
-from ..models.unit_tokenizer import SpeechFeatureExtractor
+from ..models.unit_encoder import SpeechFeatureExtractor, UnitEncoderConfig, UnitEncoderModel
 from ..utils import atomic_open, atomic_save_directory
 from .arguments import SpeechDataArguments, csv_list, load_speech_splits
 from .callbacks import ReadableCheckpoints
@@ -183,13 +180,13 @@ def _save_tokenizer(folder: Path, tokenizer, feature_extractor) -> None:
 
 def fit_targets(iteration: int, previous_encoder: Path | None, train, feature_extractor, args, device, seed: int,
                 audio_column: str = "audio"):  # fmt: skip
-    """The unit tokenizer whose units are iteration `iteration`'s labels: MFCC k-means for the first, k-means on
+    """The unit encoder whose units are iteration `iteration`'s labels: MFCC k-means for the first, k-means on
     `args.layer()` of `previous_encoder` after it."""
     num_units = args.units_of(iteration)
     if previous_encoder is None:
-        tokenizer = UnitTokenizer(UnitTokenizerConfig(frontend="mfcc", num_units=num_units))
+        tokenizer = UnitEncoderModel(UnitEncoderConfig(frontend="mfcc", num_units=num_units))
     else:
-        tokenizer = UnitTokenizer.from_ssl_pretrained(str(previous_encoder), layer=args.layer(), num_units=num_units)
+        tokenizer = UnitEncoderModel.from_ssl_pretrained(str(previous_encoder), layer=args.layer(), num_units=num_units)
     tokenizer.to(device).eval()
     fit_unit_tokenizer_on_dataset(
         tokenizer, train.shuffle(seed=seed, keep_in_memory=True), feature_extractor, audio_column=audio_column,
@@ -290,7 +287,7 @@ def run_encoder_pretraining(data_args: SpeechDataArguments, args: EncoderPretrai
             continue
         targets_dir = folder / "targets"
         if (targets_dir / "config.json").is_file():
-            tokenizer = UnitTokenizer.from_pretrained(targets_dir).to(device).eval()
+            tokenizer = UnitEncoderModel.from_pretrained(targets_dir).to(device).eval()
             logger.info("iteration %d: reusing targets %s", iteration, targets_dir)
         else:
             tokenizer = fit_targets(iteration, previous, train, feature_extractor, args, device,

@@ -1,4 +1,4 @@
-"""HuBERT-style masked-prediction pre-training of a transformers `HubertModel` (the encoder of an SSL unit tokenizer).
+"""HuBERT-style masked-prediction pre-training of a transformers `HubertModel` (the encoder of an SSL unit encoder).
 
 Inference and loss only; the iteration schedule (targets, k-means, Trainer) is `hf_slm.training.ssl_pretraining`."""
 

@@ -180,7 +180,7 @@ class SSLEncoderForPreTraining(HubertPreTrainedModel):
 
     def save_encoder(self, save_directory, **kwargs) -> None:
         """Write the encoder as a plain `HubertModel` folder (`HubertModel.from_pretrained` / `AutoModel` load it,
-        and `KMeansUnitTokenizer.from_ssl_pretrained` / `hf-slm fit-tokenizer --frontend ssl` take it)."""
+        and `UnitEncoderModel.from_ssl_pretrained` / `hf-slm fit-tokenizer --frontend ssl` take it)."""
         self.encoder().save_pretrained(save_directory, **kwargs)
 
 
