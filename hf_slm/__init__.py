@@ -56,6 +56,9 @@ _LAZY_NAMES = {
         "SpeechLLMPreTrainedModel", "SpeechLLMProcessor", "SpeechLLMProjectorConfig", "SpeechLLMQFormerProjector",
         "SpeechLLMSpeechDecoder", "SpeechLLMSpeechDecoderConfig", "SpeechLLMStackMLPProjector", "add_speech_llm_tokens",
     ],
+    "models.ssl_encoder": [
+        "SSLEncoderConfig", "SSLEncoderForPreTraining", "SSLEncoderForPreTrainingOutput", "compute_span_mask",
+    ],
     "pipelines": ["PipelineLoadError", "SpeechLMPipeline", "SpeechPipelineOutput", "SpokenChatPipeline"],
 }  # fmt: skip
 __all__ = [

@@ -13,6 +13,7 @@ from hf_slm.models.speech_lm import (
     SpeechLMConfig,
     SpeechLMForCausalLM,
 )
+from hf_slm.models.ssl_encoder import SSLEncoderConfig, SSLEncoderForPreTraining
 from hf_slm.models.unit_encoder import SpeechFeatureExtractor, UnitEncoderConfig, UnitEncoderModel
 from hf_slm.training.kmeans import fit_unit_tokenizer
 from hf_slm.models.unit_vocoder import (
@@ -122,6 +123,18 @@ def tiny_codec(seed: int = 0) -> CodecModel:
     return CodecModel(CodecConfig(codec_config=dac, num_codebooks=2)).eval()
 
 
+def tiny_ssl_encoder_config(**overrides) -> SSLEncoderConfig:
+    """HuBERT's conv strides and kernels (50 Hz at 16 kHz, like the MFCC units), everything else tiny."""
+    values = dict(tiny_hubert_config().to_dict(), num_label_classes=NUM_UNITS, final_dim=16)
+    values.pop("model_type", None)
+    return SSLEncoderConfig(**(values | overrides))
+
+
+def tiny_ssl_encoder(seed: int = 0) -> SSLEncoderForPreTraining:
+    torch.manual_seed(seed)
+    return SSLEncoderForPreTraining(tiny_ssl_encoder_config()).eval()
+
+
 #: name -> (factory, Auto class recorded for remote code, example inputs builder)
 def _audio_inputs():
     rng = np.random.default_rng(0)
@@ -174,6 +187,7 @@ COMPONENTS = {
     "codec": (tiny_codec, "AutoModel", _audio_inputs),
     "rvq_codec": (tiny_rvq_codec, "AutoModel", _audio_inputs),
     "speech_llm": (tiny_speech_llm, "AutoModelForMultimodalLM", _speech_llm_inputs),
+    "ssl_encoder": (tiny_ssl_encoder, "AutoModelForPreTraining", _audio_inputs),
 }
 
 

@@ -117,6 +117,28 @@ def cmd_abx(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------------- purity
+def cmd_purity(args) -> int:
+    from ..evaluation.report import write_json, write_report
+    from ..evaluation.unit_purity import build_phone_items, evaluate_unit_purity
+    from ..pipelines.loading import load_speech_tokenizer
+
+    feature_extractor, tokenizer = load_speech_tokenizer(args.pipeline)
+    items = build_phone_items(_texts(args.texts, args.limit, args.seed), voices=args.voices, rates=args.rates)
+    result = evaluate_unit_purity(feature_extractor, tokenizer.to(args.device).eval(), items,
+                                  exclude_silence=args.exclude_silence)  # fmt: skip
+    result.update(pipeline=args.pipeline, voices=args.voices, rates=args.rates, num_utterances=len(items))
+    json_path, md_path, _ = _outputs(args.output)
+    write_json(result, json_path)
+    table = (f"phone purity {result['phone_purity']:.3f}   cluster purity {result['cluster_purity']:.3f}   "
+             f"PNMI {result['pnmi']:.3f}   ({result['num_frames']} frames, {result['num_phones']} phones)")  # fmt: skip
+    write_report(md_path, "Unit-to-phone purity", {k: result[k] for k in ("phone_purity", "cluster_purity", "pnmi")},
+                 table, [])  # fmt: skip
+    print(table)
+    print(f"wrote {json_path}, {md_path}")
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------------- resynthesis
 def _audio_and_texts(args) -> tuple[list | None, list[str]]:
     """The resynthesis inputs from exactly one of --texts / --audio-dir / --dataset / --real-speech."""
@@ -255,7 +277,7 @@ def add_evaluate_parser(sub) -> None:
     real_speech_sources = LazyChoices("hf_slm.data.real_speech", "REAL_SPEECH_SOURCES")
     f0_methods = LazyChoices("hf_slm.evaluation.metrics.prosody.prosody", "F0_METHODS")
 
-    group = sub.add_parser("evaluate", help="benchmarks: pairs, build-pairs, abx, resynthesis, generation, prosody")
+    group = sub.add_parser("evaluate", help="benchmarks: pairs, build-pairs, abx, purity, resynthesis, generation, prosody")
     commands = group.add_subparsers(dest="evaluate_command", required=True)
 
     def common(p, output_help="results JSON (a Markdown report and PNG plots are written next to it)"):
@@ -303,6 +325,15 @@ def add_evaluate_parser(sub) -> None:
     p.add_argument("--representation", choices=["features", "units", "both"], default="both")
     common(p)
     p.set_defaults(func=cmd_abx)
+
+    p = commands.add_parser("purity", help="unit-to-phone purity and PNMI on espeak-ng phone alignments")
+    p.add_argument("--texts", default="builtin", help="'builtin', 'fortunes', 'wordnet' or a text file (one sentence a line)")
+    p.add_argument("--limit", type=positive_int, default=20, help="at most this many sentences")
+    p.add_argument("--voices", type=csv_list(str), default=["en-us", "en-us+m3", "en-us+f2"])
+    p.add_argument("--rates", type=csv_list(positive_int), default=[150, 200])
+    p.add_argument("--exclude-silence", action="store_true", help="score only frames inside phones, not pauses")
+    common(p)
+    p.set_defaults(func=cmd_purity)
 
     p = commands.add_parser("resynthesis", help="audio -> units -> vocoder -> ASR: WER/CER and mel distance")
     p.add_argument("--texts", default=None, help="text file (one sentence a line) or 'builtin', synthesised")

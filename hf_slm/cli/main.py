@@ -91,6 +91,28 @@ def cmd_fit_tokenizer(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------------- pretrain-encoder
+def cmd_pretrain_encoder(args) -> int:
+    from transformers import TrainingArguments
+
+    from ..training.arguments import SpeechDataArguments, parse_json_and_flags
+    from ..training.launch import require_single_process, resumable_interrupt
+    from ..training.ssl_pretraining import EncoderPretrainingArguments, run_encoder_pretraining
+
+    require_single_process("hf-slm pretrain-encoder")
+    data_args, schedule_args, training_args = parse_json_and_flags(
+        (SpeechDataArguments, EncoderPretrainingArguments, TrainingArguments), [str(args.config), *args.overrides]
+    )
+    with resumable_interrupt(training_args.output_dir):
+        summary = run_encoder_pretraining(data_args, schedule_args, training_args)
+    for row in summary["iterations"]:
+        print(f"iteration {row['iteration']}: {row['num_units']} targets, held-out masked loss {row['eval_loss']:.3f}, "
+              f"masked accuracy {100 * row['eval_masked_accuracy']:.1f}%")
+    print(f"encoder: {summary['encoder']} (a HubertModel folder)\nunit tokenizer: hf-slm fit-tokenizer --frontend ssl "
+          f"--ssl-model {summary['encoder']} --layer {summary['target_layer']} --dataset DATA --output FOLDER")
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------------- tokenize
 def cmd_tokenize(args) -> int:
     from tqdm.auto import tqdm
@@ -303,6 +325,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--output", required=True)
     p.set_defaults(func=cmd_fit_tokenizer)
+
+    p = sub.add_parser("pretrain-encoder", help="HuBERT-style iterations: MFCC k-means -> encoder -> k-means -> ...",
+                       description="Run (or resume) HuBERT's pre-training schedule. CONFIG.json sets the fields of "
+                       "SpeechDataArguments, EncoderPretrainingArguments and transformers.TrainingArguments; flags "
+                       "after it override one (e.g. --max_steps 50). See docs/ssl_encoder.md.")  # fmt: skip
+    p.add_argument("config", type=existing_file, help="JSON file (examples/ssl_encoder/config_tiny.json)")
+    p.add_argument("overrides", nargs=argparse.REMAINDER, help="--field value pairs overriding the JSON")
+    p.set_defaults(func=cmd_pretrain_encoder)
 
     p = sub.add_parser("tokenize", help="audio files or a dataset -> units (JSONL or dataset)")
     p.add_argument("inputs", nargs="*", type=existing_file, help="audio files")

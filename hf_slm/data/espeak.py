@@ -36,10 +36,11 @@ from .word_alignment import align_words
 # --- constants from espeak-ng's speak_lib.h (API revision 12) ------------------------------------
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
 _INITIALIZE_DONT_EXIT = 0x8000
+_INITIALIZE_PHONEME_EVENTS = 0x0001
 _CHARS_UTF8 = 1
 _POS_CHARACTER = 1
 _EE_OK, _EE_NOT_FOUND = 0, 2
-_EVENT_LIST_TERMINATED, _EVENT_WORD = 0, 1
+_EVENT_LIST_TERMINATED, _EVENT_WORD, _EVENT_PHONEME = 0, 1, 7
 _PARAM_RATE, _PARAM_PITCH, _PARAM_WORDGAP = 1, 3, 7
 
 #: espeak-ng's accepted speaking rates, in words per minute (``espeakRATE_MINIMUM/MAXIMUM``).
@@ -181,7 +182,11 @@ def _data_path() -> bytes | None:
 
 
 class _Session:
-    """One load-initialise-use-unload cycle of the library; use only under ``_LOCK``."""
+    """One load-initialise-use-unload cycle of the library; use only under ``_LOCK``. ``phoneme_events`` asks the
+    library for a PHONEME event at the start of every phoneme."""
+
+    def __init__(self, phoneme_events: bool = False):
+        self.options = _INITIALIZE_DONT_EXIT | (_INITIALIZE_PHONEME_EVENTS if phoneme_events else 0)
 
     def __enter__(self):
         path = _private_library_path()
@@ -202,7 +207,7 @@ class _Session:
         lib.espeak_ListVoices.argtypes = [ctypes.c_void_p]
         lib.espeak_Info.restype = ctypes.c_char_p
         lib.espeak_Info.argtypes = [ctypes.POINTER(ctypes.c_char_p)]
-        self.sampling_rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, _data_path(), _INITIALIZE_DONT_EXIT)
+        self.sampling_rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, _data_path(), self.options)
         if self.sampling_rate <= 0:
             self._unload()
             raise EspeakError(f"espeak_Initialize failed (espeak-ng data not found or unreadable). {_INSTALL_HINT}")
@@ -339,6 +344,10 @@ class SynthesisResult:
             becomes ``"world"``; a pair espeak-ng speaks as one word is one entry, ``"on the"``).
         word_start (`list[float]`): seconds where each word starts (espeak-ng's WORD event sample).
         word_end (`list[float]`): seconds where each word's audio ends (see `EspeakSynthesizer`).
+        phones (`list[str]`): espeak-ng phoneme mnemonics in speaking order (``"k"``, ``"a"``, ``"@2"``; ``"_"`` and
+            ``"_:"`` are pauses), when synthesised with ``phonemes=True``; else empty.
+        phone_start (`list[float]`): seconds where each phoneme starts (its PHONEME event sample); a phoneme lasts
+            until the next one starts, the last one until the end of the audio.
     """
 
     waveform: np.ndarray
@@ -346,6 +355,8 @@ class SynthesisResult:
     words: list[str] = field(default_factory=list)
     word_start: list[float] = field(default_factory=list)
     word_end: list[float] = field(default_factory=list)
+    phones: list[str] = field(default_factory=list)
+    phone_start: list[float] = field(default_factory=list)
 
     @property
     def duration(self) -> float:
@@ -425,8 +436,9 @@ class EspeakSynthesizer:
             if session.lib.espeak_SetParameter(parameter, value, 0) != _EE_OK:
                 raise EspeakError(f"espeak_SetParameter({parameter}, {value}) failed.")
 
-    def synthesize(self, text: str) -> SynthesisResult:
-        """Speak ``text`` (plain UTF-8 text, no SSML) and return the audio with word timestamps.
+    def synthesize(self, text: str, phonemes: bool = False) -> SynthesisResult:
+        """Speak ``text`` (plain UTF-8 text, no SSML) and return the audio with word timestamps (and, with
+        ``phonemes=True``, phoneme timestamps from espeak-ng's PHONEME events; the audio is the same).
 
         Raises `ValueError` for empty text and for text in which espeak-ng speaks no word ("...").
         """
@@ -438,6 +450,7 @@ class EspeakSynthesizer:
             raise ValueError("`text` contains a NUL character, which espeak-ng would treat as the end of the text.")
         chunks: list[np.ndarray] = []
         events: list[tuple[int, int]] = []  # (text_position, sample) of WORD events
+        phone_events: list[tuple[str, int]] = []  # (mnemonic, sample) of PHONEME events
 
         def on_audio(wav, num_samples, event_pointer):
             if wav and num_samples > 0:
@@ -447,12 +460,14 @@ class EspeakSynthesizer:
                 event = event_pointer[index]
                 if event.type == _EVENT_WORD:
                     events.append((event.text_position, event.sample))
+                elif event.type == _EVENT_PHONEME:
+                    phone_events.append((bytes(event.id).split(b"\0")[0].decode("utf-8", "replace"), event.sample))
                 index += 1
             return 0
 
         callback = _SynthCallback(on_audio)  # keep a reference while espeak-ng may call it
         encoded = text.encode("utf-8")
-        with _LOCK, _Session() as session:
+        with _LOCK, _Session(phoneme_events=phonemes) as session:
             session.lib.espeak_SetSynthCallback(callback)
             self._select_voice(session)
             _LIBC.srand(0)  # espeak-ng draws breath noise from libc rand()
@@ -465,7 +480,9 @@ class EspeakSynthesizer:
         words, starts, ends = align_words(text, events, waveform, sampling_rate, self.silence_threshold_db)
         if not words:
             raise ValueError(f"espeak-ng spoke no words for {text[:80]!r} (punctuation only?): nothing to synthesise.")
-        return SynthesisResult(waveform, sampling_rate, words, starts, ends)
+        phones = [name for name, _ in phone_events]
+        phone_start = [min(sample, len(waveform)) / sampling_rate for _, sample in phone_events]
+        return SynthesisResult(waveform, sampling_rate, words, starts, ends, phones, phone_start)
 
     __call__ = synthesize
 

@@ -8,6 +8,7 @@
 - `asr`: the recognisers behind one `transcribe(waveform, sampling_rate)`: pocketsphinx, any transformers ASR model.
 - `generation`: continuations over temperatures: judge perplexity, VERT, their AUC, a plot.
 - `prosody`: pGSLM's prosody of continuations (F0 min-MAE, consistency, expressiveness), an F0 contour plot.
+- `unit_purity`: unit-to-phone purity and PNMI of a unit tokenizer on espeak-ng phone alignments.
 - `report`: JSON + Markdown report writing (used by `hf-slm evaluate`).
 
 Public names load on first use (`hf_slm.utils.lazy_exports`), so importing one submodule stays cheap.
@@ -28,6 +29,7 @@ _SUBMODULES = {
         "read_pairs", "read_storycloze_pairs", "read_zerospeech_pairs", "score_pairs", "write_pairs"
     ],
     ".prosody": ["evaluate_prosody", "plot_f0_contours"],
+    ".unit_purity": ["build_phone_items", "evaluate_unit_purity", "unit_phone_statistics"],
     ".resynthesis": ["evaluate_resynthesis"],
 }  # fmt: skip
 __getattr__, __dir__ = lazy_exports(__name__, _SUBMODULES)

@@ -97,3 +97,7 @@ def register_all() -> None:
         ("AutoModelForMultimodalLM", "AutoModelForSeq2SeqLM", "AutoModel"),
         processor_class=SpeechLLMProcessor,
     )
+    # --- ssl_encoder ---
+    from .ssl_encoder import SSLEncoderConfig, SSLEncoderForPreTraining
+
+    register_component(SSLEncoderConfig, SSLEncoderForPreTraining, ("AutoModelForPreTraining", "AutoModel"))

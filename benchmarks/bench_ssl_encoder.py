@@ -1,0 +1,97 @@
+"""ABX of HuBERT-style iterations: MFCC k-means vs k-means on the encoder of iteration 1 and of iteration 2.
+
+Reads a finished `hf-slm pretrain-encoder` run (`--run`, default the output_dir of
+examples/ssl_encoder/config_small.json) and compares three unit tokenizers of the same size:
+  mfcc         - iteration 1's targets (MFCC + deltas k-means, HuBERT's "iteration 0");
+  iteration 1  - iteration 2's targets (k-means on the middle layer of iteration 1's encoder);
+  random       - the same k-means on the same layer of a randomly initialised encoder of the same config (what the
+                 iterations must beat; saved under RUN/random_encoder and RUN/random_units);
+  iteration 2  - k-means fitted here on the same layer of iteration 2's encoder, on the same training speech
+                 (`fit_targets`, the schedule's own fitting; saved under RUN/iteration_2_units).
+Each is scored with `hf_slm.evaluation.abx.evaluate_abx` (what `hf-slm evaluate abx` runs) on its standardised
+features (angular distance) and its units (one-hot, hamming), within and between speakers, on the default ABX items:
+8 one-phoneme-apart words x the espeak-ng voices en-us, en-us+m3, en-us+f2 (none of them in the training voices of
+config_small.json) x rates 150 and 200; and with `hf_slm.evaluation.unit_purity.evaluate_unit_purity` (phone purity,
+cluster purity, PNMI against espeak-ng's phone alignment) on 20 wordnet sentences (not the builtin training texts) in
+the same three voices x 2 rates.
+
+How the docs/ssl_encoder.md figures were obtained (2026-12-03, 2-core Xeon shared with ~7 other jobs, load ~12):
+`hf-slm pretrain-encoder examples/ssl_encoder/config_small.json` as it stands (400 builtin sentences, 8 voices x 3
+rates x 3 pitches at random, a 0.45M-parameter encoder: 96 wide, 4 layers; 400 steps of batch 8 x 2 s crops per
+iteration; 100 units; layer 2 for the next targets), OMP_NUM_THREADS=1, then this script.
+
+    python benchmarks/bench_ssl_encoder.py --run runs/ssl_encoder_small
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", default="runs/ssl_encoder_small")
+    parser.add_argument("--config", default="examples/ssl_encoder/config_small.json")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    from types import SimpleNamespace
+
+    from transformers import TrainingArguments
+
+    from hf_slm import UnitEncoderModel, SpeechFeatureExtractor
+    from hf_slm.data import load_text_corpus
+    from hf_slm.evaluation.abx import build_abx_items, evaluate_abx
+    from hf_slm.evaluation.unit_purity import build_phone_items, evaluate_unit_purity
+    from hf_slm.training.arguments import SpeechDataArguments, load_speech_splits, parse_json_and_flags
+    from hf_slm.training.ssl_pretraining import EncoderPretrainingArguments, fit_targets
+
+    run = Path(args.run)
+    data_args, schedule, training_args = parse_json_and_flags(
+        (SpeechDataArguments, EncoderPretrainingArguments, TrainingArguments), [args.config, "--output_dir", str(run)]
+    )
+    fe = SpeechFeatureExtractor(sampling_rate=16000)
+    tokenizers = {
+        "mfcc": UnitEncoderModel.from_pretrained(run / "iteration_1" / "targets"),
+        "iteration 1": UnitEncoderModel.from_pretrained(run / "iteration_2" / "targets"),
+    }
+    from hf_slm.models.ssl_encoder import SSLEncoderForPreTraining
+
+    if not (run / "random_encoder" / "config.json").is_file():
+        torch.manual_seed(training_args.seed)
+        SSLEncoderForPreTraining(schedule.encoder_config(schedule.units_of(1))).save_encoder(run / "random_encoder")
+    train = None
+    for name, encoder, folder in (("random", "random_encoder", "random_units"),
+                                  ("iteration 2", "iteration_2/encoder", "iteration_2_units")):  # fmt: skip
+        if not (run / folder / "config.json").is_file():
+            if train is None:
+                train, _ = load_speech_splits(data_args, training_args.seed, sampling_rate=16000)
+            tokenizer = fit_targets(2, run / encoder, train, fe, schedule, "cpu", training_args.seed)
+            tokenizer.save_pretrained(run / folder)
+        tokenizers[name] = UnitEncoderModel.from_pretrained(run / folder)
+
+    items = build_abx_items()
+    phone_items = build_phone_items(load_text_corpus("wordnet", limit=20, seed=1))
+    results = {}
+    for name, tokenizer in tokenizers.items():
+        pipe = SimpleNamespace(feature_extractor=fe, speech_tokenizer=tokenizer.eval())
+        results[name] = {rep: evaluate_abx(pipe, items, rep) for rep in ("features", "units")}
+        results[name]["purity"] = evaluate_unit_purity(fe, tokenizer, phone_items)
+    print(f"{'tokenizer':<14}{'feat within':>12}{'feat between':>14}{'units within':>14}{'units between':>15}  (ABX error %)")
+    for name, res in results.items():
+        row = [100 * res[r][k] for r in ("features", "units") for k in ("within_speaker_error", "between_speaker_error")]
+        print(f"{name:<14}" + "".join(f"{v:>13.2f}" for v in row))
+    print(f"{'tokenizer':<14}{'phone purity':>14}{'cluster purity':>16}{'PNMI':>8}")
+    for name, res in results.items():
+        p = res["purity"]
+        print(f"{name:<14}{p['phone_purity']:>14.3f}{p['cluster_purity']:>16.3f}{p['pnmi']:>8.3f}")
+    (run / "abx.json").write_text(json.dumps(results, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,176 @@
+"""HuBERT-style masked prediction (`SSLEncoderForPreTraining`) and its iteration schedule (`hf-slm pretrain-encoder`),
+on tiny encoders and real espeak-ng speech."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pytest
+import torch
+from transformers import AutoModel, HubertModel
+
+from hf_slm import SpeechFeatureExtractor, UnitEncoderConfig, UnitEncoderModel
+from hf_slm.cli import main
+from hf_slm.models.ssl_encoder import SSLEncoderConfig, SSLEncoderForPreTraining, compute_span_mask
+from hf_slm.training.ssl_pretraining import MaskedPredictionCollator, check_frame_rates
+from tiny_components import tiny_ssl_encoder_config
+
+TINY_CONFIG = Path(__file__).resolve().parents[1] / "examples" / "ssl_encoder" / "config_tiny.json"
+
+
+def tiny_model(seed: int = 0, **overrides) -> SSLEncoderForPreTraining:
+    torch.manual_seed(seed)
+    return SSLEncoderForPreTraining(tiny_ssl_encoder_config(**overrides))
+
+
+def batch(seed: int = 0, lengths=(16000, 11000)):
+    rng = np.random.default_rng(seed)
+    inputs = SpeechFeatureExtractor()([rng.standard_normal(n).astype(np.float32) * 0.1 for n in lengths],
+                                      sampling_rate=16000)  # fmt: skip
+    return inputs["input_values"], inputs["attention_mask"]
+
+
+def test_forward_backward_reaches_encoder_and_label_embeddings():
+    model = tiny_model().train()
+    values, mask = batch()
+    frames = int(model.num_frames(None, values)[0])
+    labels = torch.randint(0, model.config.num_label_classes, (2, frames))
+    out = model(values, attention_mask=mask, labels=labels)
+    assert out.logits.shape == (2, frames, model.config.num_label_classes)
+    assert out.loss.isfinite() and 0.2 < out.mask_time_indices.float().mean() < 0.8
+    valid = model.num_frames(mask, values)
+    assert not out.mask_time_indices[1, int(valid[1]) :].any(), "padded frames are never masked"
+    out.loss.backward()
+    for name in ("hubert.feature_extractor.conv_layers.0.conv.weight", "hubert.masked_spec_embed",
+                 "hubert.encoder.layers.0.attention.q_proj.weight", "label_embeddings.weight", "final_proj.weight"):
+        grad = model.get_parameter(name).grad
+        assert grad is not None and grad.abs().sum() > 0, name
+
+
+def test_loss_reads_masked_frames_only_unless_unmasked_weight():
+    values, mask = batch(lengths=(16000,))
+    frames = 49
+    labels = torch.randint(0, 16, (1, frames), generator=torch.Generator().manual_seed(0))
+    span = torch.zeros(1, frames, dtype=torch.bool)
+    span[0, 10:30] = True
+    changed_unmasked, changed_masked = labels.clone(), labels.clone()
+    changed_unmasked[0, 5] = (labels[0, 5] + 1) % 16
+    changed_masked[0, 15] = (labels[0, 15] + 1) % 16
+    for weight in (0.0, 0.5):
+        model = tiny_model(unmasked_loss_weight=weight).eval()
+        with torch.no_grad():
+            base, unmasked, masked = (float(model(values, mask, labels=y, mask_time_indices=span).loss)
+                                      for y in (labels, changed_unmasked, changed_masked))  # fmt: skip
+        assert masked != base
+        assert (unmasked == base) is (weight == 0.0), weight
+
+
+def test_saved_encoder_is_a_plain_hubert_model(tmp_path):
+    model = tiny_model(seed=3).eval()
+    values, mask = batch(seed=1)
+    with torch.no_grad():
+        expected = model.hubert(values, attention_mask=mask, output_hidden_states=True).hidden_states
+    model.save_encoder(tmp_path / "encoder")
+    model.save_pretrained(tmp_path / "full")
+    config = json.loads((tmp_path / "encoder" / "config.json").read_text())
+    assert config["model_type"] == "hubert" and "num_label_classes" not in config
+    for encoder in (HubertModel.from_pretrained(tmp_path / "encoder"), AutoModel.from_pretrained(tmp_path / "encoder"),
+                    HubertModel.from_pretrained(tmp_path / "full")):  # fmt: skip
+        assert type(encoder) is HubertModel
+        with torch.no_grad():
+            got = encoder.eval()(values, attention_mask=mask, output_hidden_states=True).hidden_states
+        for a, b in zip(got, expected, strict=True):
+            torch.testing.assert_close(a, b)
+    reloaded = AutoModel.from_pretrained(tmp_path / "full")
+    assert type(reloaded) is SSLEncoderForPreTraining
+
+
+def test_span_mask_follows_lengths_and_prob():
+    gen = torch.Generator().manual_seed(0)
+    mask = compute_span_mask(torch.tensor([500, 200, 3]), 500, mask_prob=0.8, mask_length=10, generator=gen)
+    assert not mask[1, 200:].any() and not mask[2, 3:].any() and mask[2].any()
+    assert 0.45 < mask[0].float().mean() < 0.65  # 1 - exp(-0.8) = 0.55 with overlapping spans
+    assert compute_span_mask(torch.tensor([100]), 100, 0.05, 10, min_masks=2, generator=gen).sum() >= 10
+
+
+def test_mfcc_targets_and_encoder_share_frames():
+    """Iteration 1's labels (MFCC units) come one per encoder frame, whatever the length."""
+    tokenizer = UnitEncoderModel(UnitEncoderConfig(num_units=4))
+    config = tiny_ssl_encoder_config()
+    check_frame_rates(tokenizer.config, config)
+    model = SSLEncoderForPreTraining(config)
+    for samples in (400, 719, 720, 16000, 16333):
+        mfcc_frames = tokenizer.extract_features(torch.zeros(1, samples) + 0.01)[0].shape[1]
+        assert mfcc_frames == int(model.num_frames(None, torch.zeros(1, samples))[0]), samples
+    with pytest.raises(ValueError, match="would not line up"):
+        check_frame_rates(tokenizer.config, tiny_ssl_encoder_config(conv_stride=(4, 2, 2, 2, 2, 2, 2)))
+    with pytest.raises(ValueError, match="labels must be"):
+        model(torch.zeros(1, 16000), labels=torch.zeros(1, 50, dtype=torch.long))
+
+
+def test_collator_crops_audio_and_labels_together():
+    config = tiny_ssl_encoder_config()
+    fe = SpeechFeatureExtractor(do_normalize=False)
+    collator = MaskedPredictionCollator(fe, config.hop_length, config.receptive_field, max_frames=20)
+    wave = np.random.default_rng(0).uniform(-0.5, 0.5, 16000).astype(np.float32)
+    short = wave[:8000]
+    features = [{"audio": {"array": wave, "sampling_rate": 16000}, "units": list(range(49))},
+                {"audio": {"array": short, "sampling_rate": 16000}, "units": [7] * 24}]  # fmt: skip
+    out = collator(features)
+    assert out["labels"].shape == (2, 20) and out["input_values"].shape[1] == 19 * 320 + 400
+    start = int(out["labels"][0, 0])
+    assert out["labels"][0].tolist() == list(range(start, start + 20))
+    np.testing.assert_allclose(out["input_values"][0].numpy(), wave[start * 320 : start * 320 + 6480], atol=1e-6)
+    with pytest.raises(ValueError, match="feature 1: 23 labels"):
+        collator([features[0], {**features[1], "units": [7] * 23}])
+
+
+def test_schedule_runs_two_iterations_resumes_and_feeds_fit_tokenizer(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "datasets_cache")
+    torch.set_num_threads(1)
+    texts = tmp_path / "texts.txt"
+    texts.write_text("the cat sleeps on the mat\na dog runs home\nthe sun is warm today\nwe read a book\n"
+                     "birds sing in the tree\n")
+    data = tmp_path / "speech"
+    assert main(["synth", "--texts", str(texts), "--voices", "en-us,en-gb+m3", "--rates", "150,190",
+                 "--assignment", "product", "--limit", "5", "--cache-dir", str(tmp_path / "c"),
+                 "--output", str(data)]) == 0  # fmt: skip
+    assert len(datasets.load_from_disk(str(data))) == 20
+    run = tmp_path / "run"
+    argv = ["pretrain-encoder", str(TINY_CONFIG), "--output_dir", str(run), "--dataset_path", str(data),
+            "--max_steps", "3", "--num_eval_utterances", "4"]  # fmt: skip
+    assert main(argv) == 0
+    summary = json.loads((run / "results.json").read_text())
+    assert [row["iteration"] for row in summary["iterations"]] == [1, 2]
+    assert summary["encoder"] == str(run / "iteration_2" / "encoder")
+    for n in (1, 2):
+        targets = UnitEncoderModel.from_pretrained(run / f"iteration_{n}" / "targets")
+        assert targets.config.frontend == ("mfcc" if n == 1 else "ssl") and bool(targets.is_fitted)
+        assert type(HubertModel.from_pretrained(run / f"iteration_{n}" / "encoder")) is HubertModel
+    stamps = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    assert main(argv) == 0  # a rerun of a finished schedule touches nothing
+    assert "already complete" in capsys.readouterr().out
+    assert {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()} == stamps
+
+    # a run killed after iteration 2's targets: the rerun reuses everything before and finishes iteration 2
+    shutil.rmtree(run / "iteration_2" / "encoder")
+    for name in ("results.json", "iteration_2/results.json"):
+        (run / name).unlink()
+    assert main(argv) == 0
+    kept = [p for p in stamps if "iteration_1" in p.parts or "targets" in p.parts]
+    assert kept and all(p.stat().st_mtime_ns == stamps[p] for p in kept)
+    assert (run / "iteration_2" / "encoder" / "model.safetensors").is_file() and (run / "results.json").is_file()
+
+    tokenizer_dir = tmp_path / "tokenizer"
+    assert main(["fit-tokenizer", "--dataset", str(data), "--frontend", "ssl", "--ssl-model", summary["encoder"],
+                 "--layer", str(summary["target_layer"]), "--num-units", "8", "--max-frames", "5000",
+                 "--output", str(tokenizer_dir)]) == 0  # fmt: skip
+    tokenizer = UnitEncoderModel.from_pretrained(tokenizer_dir)
+    fe = SpeechFeatureExtractor.from_pretrained(tokenizer_dir)
+    units = tokenizer(**fe([np.sin(np.arange(16000) / 9.0).astype(np.float32) * 0.3], sampling_rate=16000)).units
+    assert units.shape == (1, 49) and 0 <= int(units.min()) and int(units.max()) < 8
