@@ -47,3 +47,27 @@ def read_legacy_names(config_class) -> None:
     config_class.get_config_dict = classmethod(get_config_dict_reading_legacy_names)
     config_class.from_dict = classmethod(from_dict_reading_legacy_names)
     config_class._reads_legacy_names = True
+
+
+def renamed_module_attributes(old_module: str, new_module, renamed: dict[str, str]):
+    """``(__getattr__, __dir__)`` for a deprecated alias module ``old_module`` of ``new_module``: every public name of
+    the new module, and each old name in ``renamed`` (old -> new), with a FutureWarning naming the new import."""
+    new_name = new_module.__name__
+
+    def __getattr__(name: str):
+        new = renamed.get(name, name)
+        if name.startswith("__") or new not in new_module.__all__:
+            raise AttributeError(f"module {old_module!r} has no attribute {name!r}")
+        what = f"{name} was renamed {new}" if new != name else f"{old_module} was renamed {new_name}"
+        warnings.warn(
+            f"{what} in hf_slm 0.2; the old name is removed in hf_slm 0.3: use "
+            f"`from {new_name} import {new}` (or `hf_slm.{new}`)",
+            FutureWarning,
+            stacklevel=2,
+        )
+        return getattr(new_module, new)
+
+    def __dir__():
+        return sorted(set(new_module.__all__) | set(renamed))
+
+    return __getattr__, __dir__
