@@ -94,6 +94,8 @@ class CtcModelArguments:
     conv_dim: str = field(default="64,64,64,64,64,64,64", metadata={"help": "Channels of the waveform convolutions."})
     conv_kernel: str = field(default="10,3,3,3,3,2,2", metadata={"help": "Their kernels."})
     conv_stride: str = field(default="5,2,2,2,2,2,2", metadata={"help": "Their strides (product: samples per frame)."})
+    feat_extract_norm: str = field(default="group", metadata={"help": "'group' (wav2vec 2.0 base: GroupNorm after "
+                                   "the first convolution; ~3x faster on CPU) or 'layer' (LayerNorm after each)."})
     num_conv_pos_embeddings: int = field(default=32, metadata={"help": "Kernel of the convolutional positions."})
     num_conv_pos_embedding_groups: int = field(default=8, metadata={"help": "Groups of that convolution."})
     mask_time_prob: float = field(default=0.05, metadata={"help": "SpecAugment time masking (0 disables it)."})
@@ -189,8 +191,8 @@ def build_model(model_args: CtcModelArguments, processor: Wav2Vec2Processor):
         conv_kernel=csv_list(model_args.conv_kernel, int),
         conv_stride=csv_list(model_args.conv_stride, int),
         num_feat_extract_layers=len(conv_dim),
-        feat_extract_norm="layer",
-        do_stable_layer_norm=True,
+        feat_extract_norm=model_args.feat_extract_norm,
+        do_stable_layer_norm=model_args.feat_extract_norm == "layer",
         num_conv_pos_embeddings=model_args.num_conv_pos_embeddings,
         num_conv_pos_embedding_groups=model_args.num_conv_pos_embedding_groups,
         mask_time_prob=model_args.mask_time_prob,
