@@ -291,8 +291,7 @@ def read_fortunes(directory: str | Path = FORTUNES_DIR) -> list[str]:
     return sentences
 
 
-def read_wordnet_examples(directory: str | Path = WORDNET_DIR) -> list[str]:
-    """The quoted example sentences of WordNet glosses (``data.noun`` etc.), cleaned and deduplicated."""
+def _wordnet_files(directory) -> list[Path]:
     directory = Path(directory)
     files = [directory / f"data.{pos}" for pos in ("noun", "verb", "adj", "adv")]
     files = [file for file in files if file.is_file()]
@@ -300,20 +299,30 @@ def read_wordnet_examples(directory: str | Path = WORDNET_DIR) -> list[str]:
         raise FileNotFoundError(
             f"No WordNet data files (data.noun, ...) in {str(directory)!r}: install them with `apt-get install wordnet-base`."
         )
-    sentences, seen = [], set()
+    return files
+
+
+def _wordnet_synset_lines(files):
+    """The synset lines (``offset ... | gloss``) of WordNet data files; licence header lines start with two spaces."""
     for file in files:
         for line in file.read_text(encoding="utf-8", errors="replace").splitlines():
-            if line.startswith("  ") or "|" not in line:  # licence header lines start with two spaces
-                continue
-            for example in re.findall(r'"([^"]+)"', line.split("|", 1)[1]):
-                cleaned = _clean(example)
-                if cleaned:
-                    cleaned = cleaned[0].upper() + cleaned[1:]
-                    if cleaned[-1] not in ".!?":
-                        cleaned += "."
-                    if cleaned not in seen:
-                        seen.add(cleaned)
-                        sentences.append(cleaned)
+            if not line.startswith("  ") and "|" in line:
+                yield line
+
+
+def read_wordnet_examples(directory: str | Path = WORDNET_DIR) -> list[str]:
+    """The quoted example sentences of WordNet glosses (``data.noun`` etc.), cleaned and deduplicated."""
+    sentences, seen = [], set()
+    for line in _wordnet_synset_lines(_wordnet_files(directory)):
+        for example in re.findall(r'"([^"]+)"', line.split("|", 1)[1]):
+            cleaned = _clean(example)
+            if cleaned:
+                cleaned = cleaned[0].upper() + cleaned[1:]
+                if cleaned[-1] not in ".!?":
+                    cleaned += "."
+                if cleaned not in seen:
+                    seen.add(cleaned)
+                    sentences.append(cleaned)
     return sentences
 
 
@@ -322,29 +331,19 @@ def read_wordnet_glosses(directory: str | Path = WORDNET_DIR, max_words: int = 2
     as a space) and its gloss without the quoted examples, both speakable by espeak-ng; one pair per word (its
     first sense), for open-vocabulary questions such as "which word means ...".
     """
-    directory = Path(directory)
-    files = [directory / f"data.{pos}" for pos in ("noun", "verb", "adj", "adv")]
-    files = [file for file in files if file.is_file()]
-    if not files:
-        raise FileNotFoundError(
-            f"No WordNet data files (data.noun, ...) in {str(directory)!r}: install them with `apt-get install wordnet-base`."
-        )
     pairs, seen = [], set()
-    for file in files:
-        for line in file.read_text(encoding="utf-8", errors="replace").splitlines():
-            if line.startswith("  ") or "|" not in line:
-                continue
-            fields, gloss = line.split("|", 1)
-            parts = fields.split()
-            if len(parts) < 5:
-                continue
-            word = re.sub(r"\(.*\)$", "", parts[4]).replace("_", " ")
-            definition = gloss.split('"', 1)[0].strip().rstrip(";:,").strip()
-            definition = _clean(definition, min_words=2, max_words=max_words)
-            if not definition or not _SPEAKABLE.match(word) or word.lower() in seen or word.isupper():
-                continue
-            seen.add(word.lower())
-            pairs.append((word, definition))
+    for line in _wordnet_synset_lines(_wordnet_files(directory)):
+        fields, gloss = line.split("|", 1)
+        parts = fields.split()
+        if len(parts) < 5:
+            continue
+        word = re.sub(r"\(.*\)$", "", parts[4]).replace("_", " ")
+        definition = gloss.split('"', 1)[0].strip().rstrip(";:,").strip()
+        definition = _clean(definition, min_words=2, max_words=max_words)
+        if not definition or not _SPEAKABLE.match(word) or word.lower() in seen or word.isupper():
+            continue
+        seen.add(word.lower())
+        pairs.append((word, definition))
     return pairs
 
 
