@@ -78,6 +78,18 @@ def test_tiny_config_trains_saves_loads_and_resumes(script, tiny_encoder):
     assert longer["steps"] == 6 and longer["resumed_from"] == "checkpoint-4"
 
 
+def test_trainer_metrics_ignore_the_padding_of_predictions_and_labels(script, tmp_path):
+    from transformers import EvalPrediction
+
+    processor = script.build_processor(["the cat"], tmp_path)
+    ids = processor.tokenizer("the cat").input_ids
+    # Trainer pads the greedy ids and the labels of each batch with -100 to the longest in the evaluation
+    predictions = np.array([ids + [-100] * 3, [ids[0], ids[0], 0, ids[1]] + [-100] * (len(ids) - 1)])
+    labels = np.array([ids + [-100], ids[:2] + [-100] * (len(ids) - 1)])
+    metrics = script.metrics_function(processor)(EvalPrediction(predictions=predictions, label_ids=labels))
+    assert metrics == {"cer": 0.0, "wer": 0.0}
+
+
 def test_evaluate_asr_command_end_to_end(tiny_encoder, tmp_path, capsys):
     out, _ = tiny_encoder
     texts = tmp_path / "texts.txt"

@@ -39,8 +39,12 @@ import torch
 from transformers import (
     HubertConfig,
     HubertForCTC,
+    SeamlessM4TFeatureExtractor,
     Trainer,
     TrainingArguments,
+    Wav2Vec2BertConfig,
+    Wav2Vec2BertForCTC,
+    Wav2Vec2BertProcessor,
     Wav2Vec2Config,
     Wav2Vec2CTCTokenizer,
     Wav2Vec2FeatureExtractor,
@@ -63,7 +67,11 @@ from hf_slm.training.arguments import csv_list, parse_json_and_flags
 
 logger = logging.getLogger("pretrain_encoder_ctc")
 SAMPLING_RATE = 16000
-ARCHITECTURES = {"wav2vec2": (Wav2Vec2Config, Wav2Vec2ForCTC), "hubert": (HubertConfig, HubertForCTC)}
+ARCHITECTURES = {
+    "wav2vec2": (Wav2Vec2Config, Wav2Vec2ForCTC),  # waveform convolutions + transformer
+    "hubert": (HubertConfig, HubertForCTC),
+    "wav2vec2-bert": (Wav2Vec2BertConfig, Wav2Vec2BertForCTC),  # 80-bin log-mel (stacked to 20 ms) + conformer
+}
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "|")  # [PAD] is the CTC blank (id 0); "|" separates words
 
 
@@ -86,12 +94,14 @@ class CtcDataArguments:
 
 @dataclass
 class CtcModelArguments:
-    architecture: str = field(default="wav2vec2", metadata={"help": f"One of {sorted(ARCHITECTURES)}."})
+    architecture: str = field(default="wav2vec2", metadata={"help": f"One of {sorted(ARCHITECTURES)}: waveform "
+                              "convolutions (wav2vec2, hubert) or log-mel features and conformer layers (wav2vec2-bert)."})
     hidden_size: int = field(default=144, metadata={"help": "Transformer width."})
     num_hidden_layers: int = field(default=4, metadata={"help": "Transformer layers."})
     num_attention_heads: int = field(default=4, metadata={"help": "Attention heads."})
     intermediate_size: int = field(default=384, metadata={"help": "Feed-forward width."})
     conv_dim: str = field(default="64,64,64,64,64,64,64", metadata={"help": "Channels of the waveform convolutions."})
+    conv_depthwise_kernel_size: int = field(default=15, metadata={"help": "wav2vec2-bert: conformer convolution."})
     conv_kernel: str = field(default="10,3,3,3,3,2,2", metadata={"help": "Their kernels."})
     conv_stride: str = field(default="5,2,2,2,2,2,2", metadata={"help": "Their strides (product: samples per frame)."})
     feat_extract_norm: str = field(default="group", metadata={"help": "'group' (wav2vec 2.0 base: GroupNorm after "
@@ -132,14 +142,17 @@ def select_texts(data_args: CtcDataArguments, seed: int) -> tuple[list[str], lis
     return sides[0], sides[1]
 
 
-def build_processor(train_texts: list[str], folder: Path) -> Wav2Vec2Processor:
-    """A character `Wav2Vec2Processor` whose vocabulary is the characters of the training text."""
+def build_processor(train_texts: list[str], folder: Path, architecture: str = "wav2vec2"):
+    """A character-vocabulary processor (the characters of the training text) with the architecture's features:
+    `Wav2Vec2Processor` (waveform) or `Wav2Vec2BertProcessor` (log-mel)."""
     characters = sorted({ch for text in train_texts for ch in ctc_text(text)} - {" "})
     vocab = {token: index for index, token in enumerate([*SPECIAL_TOKENS, *characters])}
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "vocab.json").write_text(json.dumps(vocab, indent=1))
     tokenizer = Wav2Vec2CTCTokenizer(str(folder / "vocab.json"), unk_token="[UNK]", pad_token="[PAD]",
-                                     word_delimiter_token="|")  # fmt: skip
+                                     word_delimiter_token="|", bos_token=None, eos_token=None)  # fmt: skip
+    if architecture == "wav2vec2-bert":
+        return Wav2Vec2BertProcessor(feature_extractor=SeamlessM4TFeatureExtractor(), tokenizer=tokenizer)
     feature_extractor = Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=SAMPLING_RATE, padding_value=0.0,
                                                  do_normalize=True, return_attention_mask=True)  # fmt: skip
     return Wav2Vec2Processor(feature_extractor=feature_extractor, tokenizer=tokenizer)
@@ -175,18 +188,35 @@ class CtcCollator:
 
 
 # ---------------------------------------------------------------------------------------------------- model
-def build_model(model_args: CtcModelArguments, processor: Wav2Vec2Processor):
+def build_model(model_args: CtcModelArguments, processor):
     if model_args.architecture not in ARCHITECTURES:
         raise ValueError(f"architecture must be one of {sorted(ARCHITECTURES)}, got {model_args.architecture!r}")
     config_class, model_class = ARCHITECTURES[model_args.architecture]
+    common = {
+        "vocab_size": len(processor.tokenizer),
+        "pad_token_id": processor.tokenizer.pad_token_id,
+        "hidden_size": model_args.hidden_size,
+        "num_hidden_layers": model_args.num_hidden_layers,
+        "num_attention_heads": model_args.num_attention_heads,
+        "intermediate_size": model_args.intermediate_size,
+        "mask_time_prob": model_args.mask_time_prob,
+        "mask_time_length": 5,
+        "hidden_dropout": model_args.dropout,
+        "attention_dropout": model_args.dropout,
+        "activation_dropout": model_args.dropout,
+        "feat_proj_dropout": model_args.dropout,
+        "final_dropout": model_args.dropout,
+        "layerdrop": 0.0,
+        "ctc_loss_reduction": "mean",
+        "ctc_zero_infinity": True,
+    }
+    if model_args.architecture == "wav2vec2-bert":
+        config = config_class(**common, output_hidden_size=model_args.hidden_size,
+                              conv_depthwise_kernel_size=model_args.conv_depthwise_kernel_size)  # fmt: skip
+        return model_class(config)
     conv_dim = csv_list(model_args.conv_dim, int)
     config = config_class(
-        vocab_size=len(processor.tokenizer),
-        pad_token_id=processor.tokenizer.pad_token_id,
-        hidden_size=model_args.hidden_size,
-        num_hidden_layers=model_args.num_hidden_layers,
-        num_attention_heads=model_args.num_attention_heads,
-        intermediate_size=model_args.intermediate_size,
+        **common,
         conv_dim=conv_dim,
         conv_kernel=csv_list(model_args.conv_kernel, int),
         conv_stride=csv_list(model_args.conv_stride, int),
@@ -195,16 +225,6 @@ def build_model(model_args: CtcModelArguments, processor: Wav2Vec2Processor):
         do_stable_layer_norm=model_args.feat_extract_norm == "layer",
         num_conv_pos_embeddings=model_args.num_conv_pos_embeddings,
         num_conv_pos_embedding_groups=model_args.num_conv_pos_embedding_groups,
-        mask_time_prob=model_args.mask_time_prob,
-        mask_time_length=5,
-        hidden_dropout=model_args.dropout,
-        attention_dropout=model_args.dropout,
-        activation_dropout=model_args.dropout,
-        feat_proj_dropout=model_args.dropout,
-        final_dropout=model_args.dropout,
-        layerdrop=0.0,
-        ctc_loss_reduction="mean",
-        ctc_zero_infinity=True,
     )
     return model_class(config)
 
@@ -214,9 +234,10 @@ def metrics_function(processor: Wav2Vec2Processor):
     """`compute_metrics` for Trainer: greedy CTC decoding, corpus CER and WER."""
 
     def compute(prediction) -> dict:
-        predicted = processor.batch_decode(prediction.predictions)
-        label_ids = np.where(prediction.label_ids == -100, processor.tokenizer.pad_token_id, prediction.label_ids)
-        references = processor.batch_decode(label_ids, group_tokens=False)
+        pad = processor.tokenizer.pad_token_id  # Trainer pads both across batches with -100
+        predicted = processor.batch_decode(np.where(prediction.predictions == -100, pad, prediction.predictions))
+        references = processor.batch_decode(np.where(prediction.label_ids == -100, pad, prediction.label_ids),
+                                            group_tokens=False)  # fmt: skip
         return {"cer": error_rate(predicted, references, unit="char")["cer"],
                 "wer": error_rate(predicted, references, unit="word")["wer"]}  # fmt: skip
 
@@ -253,7 +274,7 @@ def main(argv: list[str] | None = None) -> dict:
                    csv_list(data_args.pitches, int), data_args, training_args.seed)  # fmt: skip
     held_out = speech(eval_texts, [data_args.eval_voice], [data_args.eval_rate], [50], data_args, training_args.seed)
     with tempfile.TemporaryDirectory() as folder:
-        processor = build_processor(train_texts, Path(folder))
+        processor = build_processor(train_texts, Path(folder), model_args.architecture)
     model = build_model(model_args, processor)
     logger.info("%s: %.2fM parameters, %d train / %d held-out utterances (%.1f / %.1f min of speech)",
                 type(model).__name__, model.num_parameters() / 1e6, len(train), len(held_out),
