@@ -78,6 +78,21 @@ def test_tiny_config_trains_saves_loads_and_resumes(script, tiny_encoder):
     assert longer["steps"] == 6 and longer["resumed_from"] == "checkpoint-4"
 
 
+@pytest.mark.parametrize("architecture, encoder_class", [("hubert", "HubertModel"), ("wav2vec2-bert", "Wav2Vec2BertModel")])
+def test_other_architectures_build_save_and_load(script, tmp_path, architecture, encoder_class):
+    data_args, model_args, _ = script.parse_arguments(_flags(tmp_path, architecture=architecture))
+    processor = script.build_processor(["the cat sleeps"], tmp_path / "vocab", architecture)
+    model = script.build_model(model_args, processor).eval()
+    batch = script.CtcCollator(processor)([{"audio": row["audio"], "labels_text": "the cat"} for row in
+                                           script.speech(["The cat sleeps."], ["en-us"], [175], [50], data_args, 0)])  # fmt: skip
+    loss = model(**batch).loss
+    assert torch.isfinite(loss) and loss > 0
+    model.save_pretrained(tmp_path / "model")
+    processor.save_pretrained(tmp_path / "model")
+    assert type(AutoModel.from_pretrained(tmp_path / "model")).__name__ == encoder_class
+    assert type(AutoModelForCTC.from_pretrained(tmp_path / "model")) is type(model)
+
+
 def test_trainer_metrics_ignore_the_padding_of_predictions_and_labels(script, tmp_path):
     from transformers import EvalPrediction
 

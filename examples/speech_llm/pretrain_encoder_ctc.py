@@ -6,8 +6,9 @@
 
 Steps: the train side of `hf_slm.data.load_text_split` (WordNet examples + fortunes; no held-out sentence or word)
 -> espeak-ng speech in many voices, rates and pitches (`synthesize_dataset`, cached) -> a character vocabulary built
-from the training text (`Wav2Vec2CTCTokenizer` + `Wav2Vec2FeatureExtractor` = `Wav2Vec2Processor`) -> a randomly
-initialised `Wav2Vec2ForCTC` or `HubertForCTC` trained with `Trainer` -> the model and its processor in
+from the training text (`Wav2Vec2CTCTokenizer` + the architecture's feature extractor = its processor) -> a randomly
+initialised `Wav2Vec2ForCTC` / `HubertForCTC` (waveform convolutions) or `Wav2Vec2BertForCTC` (log-mel features,
+conformer layers) trained with `Trainer` -> the model and its processor in
 `output_dir`, and `results.json` with the greedy CER / WER on held-out sentences (the eval side of the split,
 spoken at `eval_voice` / `eval_rate`). Rerunning the same command resumes from the last complete checkpoint.
 
