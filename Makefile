@@ -65,7 +65,7 @@ test-latest: latest-env
 	$(LATEST)/bin/python -m pip list --format freeze | grep -iE '^(transformers|torch|datasets|peft|accelerate|trl|gradio|huggingface.hub)=='
 	$(LATEST)/bin/python -m pytest -q -m "not slow" tests
 
-# Refresh the lock: the newest allowed versions, kept only if the suite passes on them (see docs/install.md).
+# Refresh the lock: the newest allowed versions, kept only if the suite passes on them (README.md, "Installs: the lock and the newest versions").
 lock: test-latest
 	$(LATEST)/bin/python -m pip freeze --all --exclude-editable > $(LOCK).tmp
 	mv $(LOCK).tmp $(LOCK)

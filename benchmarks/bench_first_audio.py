@@ -11,6 +11,16 @@ Settings compared in the same invocation, runs interleaved: `--threads` torch CP
 `--generator generate|fast` (`continue_speech` through `generate_units` or `FastUnitGenerator`). Prints the median
 of `--repeats` runs per setting; sections are wall seconds since process start.
 
+What the docs/benchmarks.md figures (2026-12-03, 2-core CPU shared with other jobs, load avg 2.8-3.3) led to:
+  - One torch thread by default: with torch's 2 threads on a shared CPU each op waits for its slower half; the first
+    resynthesis took 3-4 s (Griffin-Lim's STFTs) vs 0.3 s on one thread, the continuation + vocoding 5.5 s vs < 1 s.
+  - Continuation through `FastUnitGenerator`: ~0.2 s saved at 75-150 units of the 3.3M LM, within the noise.
+  - Griffin-Lim iterations stay at 32 (bench_griffin_lim.py: knee 24, 0.8 % better mel distance at 32 for ~0.04 s).
+  - The rest is imports (`python -X importtime`): `import torch` 2.4 s, the transformers modelling stack 4.5 s
+    (`transformers.modeling_utils` -> `torch.distributed.tensor` 1.0 s, `torch._dynamo` 0.85 s, `scipy.optimize`
+    0.43 s, ...), Gradio 4.8 s; loading the four components 0.6 s (0.4 s transformers compiling checkpoint-conversion
+    regexes); hf_slm's own modules < 0.2 s, nothing loaded twice.
+
     python benchmarks/bench_first_audio.py --target demo --settings 0:generate,1:fast --repeats 3
 """
 

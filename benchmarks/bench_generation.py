@@ -4,8 +4,18 @@ Both decode greedily (units and `</s>` allowed: `model.generate_units`, which ca
 20-unit prompt for exactly `--new-tokens` tokens (the `</s>` row of the output layer is zeroed so that a random model
 does not stop early) and time prefill + decode. Reported: tokens/s of each
 (median of `--repeats` interleaved runs, after one warm-up run each that also pays any compilation), the share of
-identical tokens, and last `ratio: X` = fast / generate. On `--device cpu --threads 1` the rates use the process's CPU
-time (on a shared machine wall time mostly measures the other jobs); wall-time rates are printed next to them.
+identical tokens, the ratio of each interleaved pair (generate's time / fast's time) with their spread, and last
+`ratio: X` = fast / generate from the medians. On `--device cpu --threads 1` the rates use the process's CPU time (on
+a shared machine wall time mostly measures the other jobs); wall-time rates are printed next to them. The figures in
+docs/benchmarks.md are several invocations at the default arguments (plus `--size`, `--threads 1`, `--repeats 5`):
+the median of their `ratio:` lines and the spread of all their pairs.
+
+`--profile` adds, after the timing, where the fast path's decode goes: the tensor calls per token made from Python,
+counted with a `TorchFunctionMode` (torch functions and tensor methods, indexing and views included), and
+`torch.profiler`'s top ops over one more `FastUnitGenerator.generate` (prefill included; the profiler's own cost per
+op inflates small ops, so read its shares as a lower bound of the products'). The matrix share quoted in the docs is
+the lean step's CPU time over 200 steps with and without its `mm` / `addmm` (each replaced by a zero tensor of its
+result's shape, ad hoc), medians of 7 runs in one process.
 
 `--dtype` sets the model's dtype, so both paths run the same numerics. `--weights-dtype bfloat16|int8` makes only
 `FastUnitGenerator` decode with a lighter copy of the backbone (`weights_dtype`): its units then differ from
@@ -14,6 +24,31 @@ first difference, and teacher-forced top-1 agreement (both backbones read `gener
 where they pick the same next unit), which does not compound one early difference into all later positions. Add
 `--same-weights` to run `generate` on that same copy too: equal numerics again, so the ratio is what the decode loop
 alone adds at those weights.
+
+How the docs/benchmarks.md figures were obtained and read (2-core shared CPU, load avg 1.9-11; 2026-11-23 rows on the
+earlier eager loop, one backbone call per token: tiny 1.42x, small 1.45x, 115m 1.00-1.02x; 2026-12-03 rows on
+`LeanLlamaStep` with ~25 calls per layer; the first lean step, ~50 calls per layer, gave tiny 2.70-3.51x, small
+1.72x before fusing q/k/v and gate/up and 1.80x after, 115m 1.13x):
+  - Eager step at 3.5M (2026-12-03, load avg 9-13, one thread, `LeanLlamaStep` alone, 200 steps, median of 7 runs
+    in one process, CPU time): 1.9-2.1 ms per step, of which the 17 matrix products (4 layers x (qkv, o + residual,
+    gate/up, down + residual) + head) ~1.47 ms, ~70 % (step without them: 0.64 ms). 140 tensor calls per step made
+    from Python (`TorchFunctionMode`; was 199 with ~50 calls per layer, 2.24-2.36 ms per step): the other 123 cost
+    ~5 us each in place, of which 9 RMSNorms of 6 calls ~11 us each and 4 sdpa ~15 us each. `generate` takes
+    ~4.7 ms per token, so even with no op but the products a loop at equal numerics stays under ~3.2x here. Before:
+    `torch.profiler` of the first lean step gave `aten::mm` 50 %, ~130 small ops ~40 %, 1.80x; `F.rms_norm` is
+    bit-equal in fp32 but runs ~10 ops inside (15 us against 11 us for the 6-call form). Compiling is no longer
+    needed for 2x (the compiled module step measured 1.94-2.25x with a 25-55 s warm-up per process, and its
+    inductor reductions are not checked bit-equal); compiling the lean step itself re-traced at every position.
+  - Roofline at 115M: 113M `nn.Linear` parameters = 453 MB per token in fp32. 2026-12-03: a 512 MB one-thread
+    `copy_` moved 19.3 GB/s (read + write) and 36 distinct 768x3072 matrix-vector products (`mm`, as the step runs
+    them) streamed 17.2 GB/s, i.e. at most ~38 tok/s for any fp32 loop; the lean step at 32.5 tok/CPU-s streams
+    14.7 GB/s (~85 % of that), `generate` 27.1. 2x `generate` would need 24.5 GB/s, more than the copy. (2026-11-23:
+    copy 15.9-17.1 GB/s, lean step 25.1 tok/CPU-s.) Both paths spend > 95 % of a 115M step in the products.
+  - bf16 does not pay on this CPU without AMX: 36 distinct 768x3072 `nn.Linear` (340 MB fp32), one row, one thread:
+    fp32 31 ms, bf16 21 ms, `torch._weight_int8pack_mm` 16.7 ms, `torch.ao` dynamic int8 (fbgemm, VNNI) 6.5 ms.
+  - An int8 step (profiler, 115M, 32 tokens): 65 % `quantized::linear_dynamic`, 6 % `aten::cat` (DynamicCache
+    growth), 4 % attention, the rest small elementwise ops: a zero-overhead loop would add at most ~1.5x.
+  - Compiling the int8 step: 135 vs 270 tok/CPU-s eager at 3.5M (ad-hoc script, 140 s warm-up), hence the refusal.
 
     python benchmarks/bench_generation.py --device cpu --size tiny --new-tokens 200 --threads 1
     python benchmarks/bench_generation.py --device cpu --size 115m --weights-dtype int8 --threads 1
@@ -63,6 +98,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--profile", action="store_true", help="also profile one fast decode (ops per token, top ops)")
     return parser.parse_args()
 
 
@@ -171,7 +207,38 @@ def main() -> None:
     if args.weights_dtype and not args.same_weights:
         agreement = teacher_forced_agreement(model, fast, prompt, outputs["generate"])
         print(f"teacher-forced top-1 agreement with the {dtype} model: {100 * agreement:.1f}%")
+    index = 1 if use_cpu_time else 0  # per interleaved pair: generate's time / fast's time
+    pairs = [g / f for g, f in zip(times["generate"][index], times["fast"][index])]
+    print(f"ratio per repeat: {', '.join(f'{r:.2f}' for r in pairs)} (spread {min(pairs):.2f}-{max(pairs):.2f})")
+    if args.profile:
+        profile(ours, n)
     print(f"ratio: {rates['fast'] / rates['generate']:.2f}")
+
+
+def profile(ours, n: int) -> None:
+    """Tensor calls per token of the fast path and `torch.profiler`'s top ops (see the module docstring)."""
+    from collections import Counter
+
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+    from torch.overrides import TorchFunctionMode
+
+    class CountCalls(TorchFunctionMode):
+        def __init__(self):
+            super().__init__()
+            self.calls = Counter()
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            self.calls[getattr(func, "__name__", str(func))] += 1
+            return func(*args, **(kwargs or {}))
+
+    with CountCalls() as counter:
+        ours()
+    products = sum(counter.calls[name] for name in ("mm", "addmm", "linear", "bmm"))
+    print(f"profile: {sum(counter.calls.values()) / n:.0f} tensor calls per token ({products / n:.0f} matrix products)")
+    with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+        ours()
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
 
 
 if __name__ == "__main__":

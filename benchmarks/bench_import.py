@@ -5,6 +5,9 @@ Every figure is the median wall time of `--repeats` new Python processes started
 within 1.5x `import transformers` (it defers torch and the model classes to first use), and `hf-slm --help` under 2 s.
 Also reports whether `import hf_slm` imported torch, and the peak resident memory of each import (ru_maxrss).
 
+Before the lazy imports (same machine, 2026-12-03): `import hf_slm` took 10 s (6.5x `import transformers`, about
+1 GB) and `hf-slm --help` 13-22 s.
+
     python benchmarks/bench_import.py --repeats 7
 """
 

@@ -16,6 +16,18 @@ alone. Peak: --peak-tflops (default 989 for an H100's dense bf16 on CUDA; not re
 Last line: `ratio: X` = ours / plain-concat tokens/s. On `--device cpu` the figures are tokens per CPU-second of the
 process (use `--threads 1`): on a shared machine wall-clock time mostly measures the other jobs.
 
+How the docs/benchmarks.md CPU figures were obtained (2026-11-23, 2-core Xeon shared with other jobs, load avg
+~6.6): `--threads 1` and CPU time, because one untuned wall-time run gave ours 1,003 / 800 / 14,306 tok/s in three
+rounds, while a single-threaded process's CPU time stays within ~10-20 %. `--size tiny` is hidden 64, 2 layers,
+4 heads, MLP 256 (0.2M parameters without the input embedding); a step is per-op overhead, not matrix work. The
+block-diagonal mask sends sdpa down its masked path: ~10 % per step in a direct 1-thread timing (66 vs 60 ms); against
+padding, packing saves ~40 % of a padded batch of 16-128-token utterances. Untested GPU notes: sdpa with a
+block-diagonal boolean mask cannot use the flash kernel (memory-efficient fallback), so compare `--attn sdpa`,
+`--attn flex_attention` (a block-sparse `BlockMask` from the same position ids) and `flash_attention_2` with the
+example's `--packing flatten` (varlen, no mask); `--compile` fuses norms / rotary / SwiGLU. Fused or chunked
+cross-entropy matters little at a 505-token vocabulary (the head is < 0.5 % of the 115M model's FLOPs); it does for a
+TWIST warm start with a 32k-150k text vocabulary (`--use_liger_kernel` of `TrainingArguments`).
+
     python benchmarks/bench_pretraining.py --device cpu --size tiny --seq-len 256 --threads 1 --repeats 3
     python benchmarks/bench_pretraining.py --device cuda --size 115m --seq-len 2048 --batch-size 16 --compile
 """

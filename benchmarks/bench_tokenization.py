@@ -1,14 +1,24 @@
-"""Tokenisation throughput: our batched, padding-aware KMeansUnitTokenizer vs what plain transformers offers.
+"""Tokenisation throughput: our batched, padding-aware UnitEncoderModel vs what plain transformers offers.
 
 Times, in one process, on the same random-init HuBERT weights and the same k=500 centroids:
   (a) baseline  - a per-utterance loop of `HubertModel` + argmin over the centroids (padding-safe the naive way);
-  (b) ours      - `KMeansUnitTokenizer.tokenize` on the same utterances: length-sorted batches (padding <= 10 %),
+  (b) ours      - `UnitEncoderModel.tokenize` on the same utterances: length-sorted batches (padding <= 10 %),
                   batch size and workers picked for the device (`batching.default_plan`: on a CPU one worker per
                   torch thread, each with one intra-op thread; HuBERT-base-wide encoders one utterance per batch,
                   small ones batches of up to 16), masked GroupNorm where a batch is padded, k-means included;
   (c) bare      - one batched `HubertModel` forward on the same padded batch (no mask, no k-means): the ceiling.
 Prints audio-seconds per second for each, ours/bare (goal >= 0.9), the unit agreement of (b) with (a), and last
 `ratio: X` = ours / per-utterance loop.
+
+How the docs/benchmarks.md figures were obtained (2026-11-23, a 2-core Xeon shared with other jobs, load avg 6-9):
+the default `--size base --batch-size 16` did not finish in 15 minutes there, so the CPU rows use `--size tiny`
+(hidden 96, 2 layers, 64 conv channels, standard kernels/strides; batch 16 of 6-10 s) and base size at batch 4.
+Rounds are interleaved (a, b, c, a, ...) so load hits all three alike; still noisy (the tiny loop measured 16.6,
+17.9, 35.6 and 16.8 audio-s/s in four runs). ours/bare was 0.68-0.75 at tiny size: the masked GroupNorm's
+per-utterance reductions (`torch.var_mean` on 16 strided slices, ~0.35-0.45 s on [16, 64, 32000]) are several times
+slower than the fused native GroupNorm (~0.1-0.15 s), visible only when the conv stack is as cheap as with 64
+channels. Tried without a clear gain: one einsum over a mask, `bmm` sums with a mask, per-item native `group_norm`
+(slower). On the CPU batching buys little at base size (compute-bound already); the GPU row is what it is for.
 
     python benchmarks/bench_tokenization.py --device cpu --size tiny
     python benchmarks/bench_tokenization.py --device cuda --dtype bfloat16
@@ -25,11 +35,11 @@ import time
 import torch
 from transformers import HubertConfig, HubertModel
 
-from hf_slm.models.unit_tokenizer import (
-    KMeansUnitTokenizer,
-    KMeansUnitTokenizerConfig,
+from hf_slm.models.unit_encoder import (
     SpeechFeatureExtractor,
     TokenizationPlan,
+    UnitEncoderConfig,
+    UnitEncoderModel,
     default_plan,
 )
 
@@ -93,8 +103,8 @@ def main() -> None:
     bare = HubertModel(ssl_config).eval().to(device, dtype)
     centroids = torch.randn(args.num_units, ssl_config.hidden_size, device=device)
 
-    config = KMeansUnitTokenizerConfig(frontend="ssl", ssl_config=ssl_config, ssl_layer=layer, num_units=args.num_units)
-    ours = KMeansUnitTokenizer(config).eval()
+    config = UnitEncoderConfig(frontend="ssl", ssl_config=ssl_config, ssl_layer=layer, num_units=args.num_units)
+    ours = UnitEncoderModel(config).eval()
     ours.ssl_encoder.load_state_dict(bare.state_dict(), strict=False)  # same weights (only the needed layers)
     ours.cluster_centers.copy_(centroids)
     ours.is_fitted.fill_(True)
@@ -163,7 +173,7 @@ def main() -> None:
         f"x {plan.threads_per_worker or threads} thread(s); load average before the run: {load_before}, after: {load}"
     )
     print(f"(a) per-utterance loop, HubertModel + argmin  : {audio_seconds / t_loop:9.1f} audio-s/s  ({t_loop:.3f} s)")
-    print(f"(b) ours, KMeansUnitTokenizer.tokenize      : {audio_seconds / t_ours:9.1f} audio-s/s  ({t_ours:.3f} s)")
+    print(f"(b) ours, UnitEncoderModel.tokenize      : {audio_seconds / t_ours:9.1f} audio-s/s  ({t_ours:.3f} s)")
     print(f"(c) bare HubertModel batched forward          : {audio_seconds / t_bare:9.1f} audio-s/s  ({t_bare:.3f} s)")
     print(f"ours / bare: {t_bare / t_ours:.2f} (goal >= 0.90)")
     print(f"units of (b) equal to (a): {100 * agree / total:.2f}% of {total} frames")

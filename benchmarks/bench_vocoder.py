@@ -11,7 +11,12 @@
   the measured receptive field) vs the full synthesis of one `--stream-units`-unit utterance, for our HiFi-GAN
   (at `--size`) and the causal RVQ codec decoder (no look-ahead).
 (2) Codecs: encode and decode real-time factor (compute seconds per audio second; < 1 is faster than real time) of
-  our `RVQCodec` (default 4 kbps config) and of `CodecTokenizer` around a random-init `encodec_24khz`.
+  our `RVQCodecModel` (default 4 kbps config) and of `CodecModel` around a random-init `encodec_24khz`.
+
+docs/benchmarks.md figures: 2026-11-23, a 2-core Xeon shared with other jobs (load avg ~2.4); with `--threads 2` the
+contended machine was slower than one thread. Parity is expected: our generator is transformers'
+`SeamlessM4THifiGan` (composed, not copied); our duration expansion is a batched `searchsorted` where the baseline
+loops over the batch with `repeat_interleave` and re-pads.
 
     python benchmarks/bench_vocoder.py --device cpu --size small --threads 1
     python benchmarks/bench_vocoder.py --device cuda --size base --dtype bfloat16 --compile
@@ -28,7 +33,7 @@ import torch
 from transformers import SeamlessM4TConfig
 from transformers.models.seamless_m4t.modeling_seamless_m4t import SeamlessM4TCodeHifiGan
 
-from hf_slm import CodecTokenizer, CodecTokenizerConfig, RVQCodec, RVQCodecConfig, UnitHifiGanVocoder, UnitHifiGanVocoderConfig
+from hf_slm import CodecConfig, CodecModel, RVQCodecConfig, RVQCodecModel, UnitHifiGanVocoder, UnitHifiGanVocoderConfig
 
 #: generator sizes (the same for both vocoders); "base" is the fairseq / speech-resynthesis code HiFi-GAN
 SIZES = {
@@ -132,8 +137,8 @@ def bench_vocoders(args):
 def bench_codecs(args):
     torch.manual_seed(0)
     codecs = {
-        "RVQCodec (defaults, 4 kbps)": RVQCodec(RVQCodecConfig()),
-        "CodecTokenizer(encodec_24khz, random init, 1.5 kbps)": CodecTokenizer(CodecTokenizerConfig()),
+        "RVQCodecModel (defaults, 4 kbps)": RVQCodecModel(RVQCodecConfig()),
+        "CodecModel(encodec_24khz, random init, 1.5 kbps)": CodecModel(CodecConfig()),
     }
     for name, codec in codecs.items():
         codec = codec.eval().to(args.device)
@@ -156,11 +161,11 @@ def bench_streaming(args):
     vocoder.config.use_duration_predictor = False
     vocoder.duration_predictor = None  # one frame per unit: chunk sizes in units are chunk sizes in frames
     torch.manual_seed(0)
-    codec = RVQCodec(RVQCodecConfig()).eval().to(args.device)
+    codec = RVQCodecModel(RVQCodecConfig()).eval().to(args.device)
     generator = torch.Generator().manual_seed(args.seed)
     cases = {
         f"UnitHifiGanVocoder ({args.size})": (vocoder, torch.randint(0, NUM_UNITS, (args.stream_units,), generator=generator)),
-        "RVQCodec decoder (causal, defaults)": (codec, torch.randint(0, 1024, (8, args.stream_units), generator=generator)),
+        "RVQCodecModel decoder (causal, defaults)": (codec, torch.randint(0, 1024, (8, args.stream_units), generator=generator)),
     }
     for name, (model, units) in cases.items():
         context, lookahead = receptive_field(model)

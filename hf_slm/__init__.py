@@ -26,9 +26,9 @@ DEFAULT_INSTRUCT_PIPELINE = str(_HERE / "default_instruct_pipeline")
 
 #: submodule -> the public names it provides (each family's `__all__`; tests/test_registration.py keeps them equal)
 _LAZY_NAMES = {
-    "models.unit_tokenizer": [
-        "AudioInputError", "KMeansUnitTokenizer", "KMeansUnitTokenizerConfig", "KMeansUnitTokenizerOutput",
-        "SpeechFeatureExtractor", "TokenizationPlan", "decode_audio", "default_plan", "length_buckets", "load_audio",
+    "models.unit_encoder": [
+        "AudioInputError", "SpeechFeatureExtractor", "TokenizationPlan", "UnitEncoderConfig", "UnitEncoderModel",
+        "UnitEncoderOutput", "decode_audio", "default_plan", "length_buckets", "load_audio",
     ],
     "training.kmeans": ["MiniBatchKMeans"],  # fitting, not a model: `hf_slm.MiniBatchKMeans` keeps working
     "models.speech_lm": [
@@ -45,10 +45,16 @@ _LAZY_NAMES = {
         "UnitMelVocoderConfig", "UnitVocoderOutput", "discriminator_loss", "feature_matching_loss",
         "generator_adversarial_loss", "griffin_lim_from_mel", "mel_l1_loss",
     ],
-    "models.codec_tokenizer": [
-        "SUPPORTED_CODECS", "CodecDecoderOutput", "CodecLogMel", "CodecModelOutput", "CodecOutput", "CodecTokenizer",
-        "CodecTokenizerConfig", "EMACodebook", "RVQCodec", "RVQCodecConfig", "ResidualVectorQuantizer",
+    "models.codec": [
+        "SUPPORTED_CODECS", "CodecConfig", "CodecDecoderOutput", "CodecEncoderOutput", "CodecLogMel", "CodecModel",
+        "CodecOutput", "EMACodebook", "RVQCodecConfig", "RVQCodecModel", "ResidualVectorQuantizer",
         "semantic_distillation_loss",
+    ],
+    "models.speech_llm": [
+        "AUDIO_TOKEN", "DEFAULT_CHAT_TEMPLATE", "PROJECTOR_TYPES", "SpeechAudioError", "SpeechLLMConfig",
+        "SpeechLLMForConditionalGeneration", "SpeechLLMOutput", "SpeechLLMPoolLinearProjector",
+        "SpeechLLMPreTrainedModel", "SpeechLLMProcessor", "SpeechLLMProjectorConfig", "SpeechLLMQFormerProjector",
+        "SpeechLLMSpeechDecoder", "SpeechLLMSpeechDecoderConfig", "SpeechLLMStackMLPProjector", "add_speech_llm_tokens",
     ],
     "pipelines": ["PipelineLoadError", "SpeechLMPipeline", "SpeechPipelineOutput", "SpokenChatPipeline"],
 }  # fmt: skip
@@ -56,7 +62,20 @@ __all__ = [
     "DEFAULT_INSTRUCT_PIPELINE", "DEFAULT_PIPELINE", "DEFAULT_TWIST_PIPELINE",
     *(name for names in _LAZY_NAMES.values() for name in names),
 ]  # fmt: skip
-__getattr__, __dir__ = lazy_exports(__name__, {f".{module}": names for module, names in _LAZY_NAMES.items()})
+_lazy_getattr, __dir__ = lazy_exports(__name__, {f".{module}": names for module, names in _LAZY_NAMES.items()})
+#: names before hf_slm 0.2 -> the deprecated alias module that gives them, with a FutureWarning, until hf_slm 0.3
+_OLD_UNIT_NAMES = ("KMeansUnitTokenizer", "KMeansUnitTokenizerConfig", "KMeansUnitTokenizerOutput")  # rename: keep
+_OLD_CODEC_NAMES = ("CodecTokenizer", "CodecTokenizerConfig", "CodecModelOutput", "RVQCodec")  # rename: keep
+_RENAMED = dict.fromkeys(_OLD_UNIT_NAMES, "unit_tokenizer")  # rename: keep
+_RENAMED.update(dict.fromkeys(_OLD_CODEC_NAMES, "codec_tokenizer"))  # rename: keep
+
+
+def __getattr__(name: str):
+    if name in _RENAMED:
+        import importlib
+
+        return getattr(importlib.import_module(f".models.{_RENAMED[name]}", __name__), name)
+    return _lazy_getattr(name)
 
 
 if TYPE_CHECKING:  # static tools see the real names

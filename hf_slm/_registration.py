@@ -17,7 +17,12 @@ import sys
 #: transformers' Auto modules -> the registries in them that hf_slm registers into
 AUTO_REGISTRIES = {
     "transformers.models.auto.configuration_auto": ("CONFIG_MAPPING",),
-    "transformers.models.auto.modeling_auto": ("MODEL_MAPPING", "MODEL_FOR_CAUSAL_LM_MAPPING"),
+    "transformers.models.auto.modeling_auto": (
+        "MODEL_MAPPING",
+        "MODEL_FOR_CAUSAL_LM_MAPPING",
+        "MODEL_FOR_MULTIMODAL_LM_MAPPING",
+        "MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING",
+    ),
     "transformers.models.auto.feature_extraction_auto": ("FEATURE_EXTRACTOR_MAPPING",),
     "transformers.models.auto.processing_auto": ("PROCESSOR_MAPPING",),
 }

@@ -24,6 +24,7 @@ from .pipelines.pipeline_utils import (
     embedded_pipeline_path,
     is_local_reference,
     read_index,
+    upload_mirrored,
 )
 from .pipelines.remote_code import write_remote_code
 
@@ -77,25 +78,13 @@ def push_folder(
 
     ``private`` applies when the repo is created; an existing repo keeps its visibility (as in transformers).
     """
-    from huggingface_hub import HfApi
-
     kind = check_folder(folder)
-    api = HfApi(token=token)
-    repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
-    if revision is not None:
-        api.create_branch(repo_id, branch=revision, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:  # the folder plus the model code it needs for trust_remote_code
         staged = Path(tmp) / "upload"
         shutil.copytree(folder, staged, ignore=shutil.ignore_patterns(".cache"))
         write_remote_code(staged)
-        return api.upload_folder(
-            folder_path=str(staged),
-            repo_id=repo_id,
-            revision=revision,
-            commit_message=commit_message or f"Upload hf_slm {kind} with hf_slm.hub.push",
-            create_pr=create_pr,
-            delete_patterns="*",  # mirror the folder: a pull must not return files of an older push
-        )
+        message = commit_message or f"Upload hf_slm {kind} with hf_slm.hub.push"
+        return upload_mirrored(staged, repo_id, revision, private, token, message, create_pr)
 
 
 def push(

@@ -23,7 +23,7 @@ from transformers.generation.streamers import BaseStreamer
 
 from hf_slm.instruct.data import ASR_TEMPLATES, INTENT_TEMPLATES, SLU_INTENTS, TASK_TAGS, TTS_TEMPLATES
 from hf_slm.pipelines import SpokenChatPipeline
-from hf_slm.models.unit_tokenizer.feature_extraction_unit_tokenizer import AudioInputError, load_audio
+from hf_slm.models.unit_encoder.feature_extraction_unit_encoder import AudioInputError, load_audio
 from hf_slm.visualization import plot_speech_units
 
 MAX_SECONDS = 30.0  # longer clips are refused: CPU Spaces tokenise ~1x real time or faster, keep requests short

@@ -12,12 +12,12 @@ import torch
 from transformers import LlamaConfig
 
 from hf_slm import (
-    KMeansUnitTokenizer,
-    KMeansUnitTokenizerConfig,
     SpeechFeatureExtractor,
     SpeechLMConfig,
     SpeechLMForCausalLM,
     SpeechLMPipeline,
+    UnitEncoderConfig,
+    UnitEncoderModel,
     UnitMelVocoder,
     UnitMelVocoderConfig,
 )
@@ -38,7 +38,7 @@ def synthesize(texts, voice="en-us", rate=175, pitch=50):
 
 def fitted_tokenizer(audio, num_units=NUM_UNITS, seed=0):
     feature_extractor = SpeechFeatureExtractor()
-    tokenizer = KMeansUnitTokenizer(KMeansUnitTokenizerConfig(frontend="mfcc", num_units=num_units)).eval()
+    tokenizer = UnitEncoderModel(UnitEncoderConfig(frontend="mfcc", num_units=num_units)).eval()
     inputs = feature_extractor(audio, return_tensors="pt")
     with torch.no_grad():
         features, mask = tokenizer.extract_features(inputs["input_values"], inputs["attention_mask"])

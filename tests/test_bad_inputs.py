@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from tiny_components import tiny_codec_tokenizer, tiny_hifigan_vocoder, tiny_multistream_speech_lm, tiny_pipeline
+from tiny_components import tiny_codec, tiny_hifigan_vocoder, tiny_multistream_speech_lm, tiny_pipeline
 
 import hf_slm
 from hf_slm import PipelineLoadError, SpeechLMPipeline
 from hf_slm.cli import main
 from hf_slm.evaluation.pairs import read_pairs
-from hf_slm.models.unit_tokenizer import AudioInputError, SpeechFeatureExtractor
+from hf_slm.models.unit_encoder import AudioInputError, SpeechFeatureExtractor
 from hf_slm.pipelines import INDEX_FILE
 
 RATE = 16000
@@ -301,16 +301,21 @@ CASES = [
     ("lm-generate-unit-too-large", lm_generate, lambda c: [torch.tensor([7, 1000])], raises(ValueError, "unit 1000 is outside")),
     # ------------------------------------------------------------------ mismatched components (load time)
     ("mismatch-fe-8k-tokenizer-16k", load, lambda c: (_mismatched(c, "rate", feature_extractor=SpeechFeatureExtractor(sampling_rate=8000)), {}),
-     raises(PipelineLoadError, "feature_extractor (SpeechFeatureExtractor) produces audio.sampling_rate=8000 but speech_tokenizer (KMeansUnitTokenizer) consumes audio.sampling_rate=16000")),
+     raises(PipelineLoadError, "feature_extractor (SpeechFeatureExtractor) produces audio.sampling_rate=8000 but speech_tokenizer (UnitEncoderModel) consumes audio.sampling_rate=16000")),
+    ("mismatch-fe-min-samples-below-receptive-field", load, lambda c: (_mismatched(c, "minlen", feature_extractor=SpeechFeatureExtractor(min_samples=200)), {}),
+     raises(PipelineLoadError, "feature_extractor (SpeechFeatureExtractor) produces audio.min_samples=200 but speech_tokenizer (UnitEncoderModel) needs audio.min_samples >= 400")),
+    ("mismatch-fe-8k-min-samples-names-the-rate-first", load, lambda c: (_mismatched(c, "rate-minlen", feature_extractor=SpeechFeatureExtractor(sampling_rate=8000, min_samples=200)), {}),
+     raises(PipelineLoadError, "produces audio.sampling_rate=8000")),
+    ("fe-min-samples-above-receptive-field-loads", load, lambda c: (_mismatched(c, "longer", feature_extractor=SpeechFeatureExtractor(min_samples=800)), {}), loads),
     ("mismatch-tokenizer-lm-units", load, lambda c: (_mismatched(c, "lm", language_model=_lm_with_units(32)), {}),
-     raises(PipelineLoadError, "speech_tokenizer (KMeansUnitTokenizer) produces units.num_units=16 but language_model (SpeechLMForCausalLM) consumes units.num_units=32")),
+     raises(PipelineLoadError, "speech_tokenizer (UnitEncoderModel) produces units.num_units=16 but language_model (SpeechLMForCausalLM) consumes units.num_units=32")),
     ("mismatch-tokenizer-vocoder-units", load, lambda c: (_mismatched(c, "voc", vocoder=_hifigan(num_units=32)), {}),
      raises(PipelineLoadError, "consumes units.num_units=32")),
     ("mismatch-vocoder-frame-rate", load, lambda c: (_mismatched(c, "fr", vocoder=_hifigan(upsample_rates=(5, 8, 4), upsample_kernel_sizes=(9, 16, 8))), {}),
      raises(PipelineLoadError, "units.frame_rate=50.0 but vocoder (UnitHifiGanVocoder) consumes units.frame_rate=100.0")),
-    ("mismatch-codec-lm-codebooks", load, lambda c: (_mismatched(c, "codec", feature_extractor=SpeechFeatureExtractor(sampling_rate=tiny_codec_tokenizer().config.sampling_rate),
-                                                                speech_tokenizer=tiny_codec_tokenizer(), language_model=tiny_multistream_speech_lm(), vocoder=None), {}),
-     raises(PipelineLoadError, "speech_tokenizer (CodecTokenizer) produces codes.codebook_size=64 but language_model (MultiStreamSpeechLMForCausalLM) consumes codes.codebook_size=16")),
+    ("mismatch-codec-lm-codebooks", load, lambda c: (_mismatched(c, "codec", feature_extractor=SpeechFeatureExtractor(sampling_rate=tiny_codec().config.sampling_rate),
+                                                                speech_tokenizer=tiny_codec(), language_model=tiny_multistream_speech_lm(), vocoder=None), {}),
+     raises(PipelineLoadError, "speech_tokenizer (CodecModel) produces codes.codebook_size=64 but language_model (MultiStreamSpeechLMForCausalLM) consumes codes.codebook_size=16")),
     ("matched-tiny-variant", load, lambda c: (c.tiny_dir, {}), loads),
     # ------------------------------------------------------------------ checkpoints
     ("checkpoint-truncated", load, lambda c: (_break_file(c, "trunc", "language_model/model.safetensors", _truncate), {}),

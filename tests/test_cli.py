@@ -65,7 +65,7 @@ def test_fit_tokenize_info(workdir, capsys, monkeypatch):
     capsys.readouterr()
     assert main(["info", str(tok_dir), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
-    assert info["component"]["model_type"] == "hf_slm_kmeans_unit_tokenizer"
+    assert info["component"]["model_type"] == "hf_slm_unit_encoder"
 
 
 def test_bad_inputs_exit_with_named_error(workdir, capsys):

@@ -16,17 +16,17 @@ from safetensors import safe_open
 from transformers import AutoModel, DacConfig, EncodecConfig, HubertConfig, MimiConfig, TrainingArguments, XcodecConfig
 
 import hf_slm  # noqa: F401  (registers the Auto classes)
-from hf_slm.models.codec_tokenizer import (
-    CodecTokenizer,
-    CodecTokenizerConfig,
+from hf_slm.models.codec import (
+    CodecConfig,
+    CodecModel,
     EMACodebook,
-    RVQCodec,
     RVQCodecConfig,
+    RVQCodecModel,
     semantic_distillation_loss,
 )
 from hf_slm.training.codec_trainer import CodecCollator, CodecGanTrainer, teacher_features
 from hf_slm.training.gan_trainer import DISCRIMINATOR_OPTIMIZER_NAME
-from tiny_components import tiny_codec_tokenizer, tiny_rvq_codec, tiny_unit_tokenizer
+from tiny_components import tiny_codec, tiny_rvq_codec, tiny_unit_encoder
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -47,7 +47,7 @@ def _padded_audio(lengths, seed=0):
 
 # ---------------------------------------------------------------------------------------------------- configs
 def test_default_configs_reproduce_encodec_24khz_and_a_4kbps_seanet_codec():
-    wrapper = CodecTokenizerConfig()
+    wrapper = CodecConfig()
     assert (wrapper.codec_type, wrapper.sampling_rate, wrapper.hop_length, wrapper.frame_rate) == ("encodec", 24000, 320, 75.0)
     assert (wrapper.num_codebooks, wrapper.max_codebooks, wrapper.codebook_size, wrapper.bitrate) == (2, 32, 1024, 1500.0)
     rvq = RVQCodecConfig()
@@ -56,7 +56,7 @@ def test_default_configs_reproduce_encodec_24khz_and_a_4kbps_seanet_codec():
         0.99, 2.0, 45.0, 2.0, 120.0
     )
     assert RVQCodecConfig(num_codebooks=2).bitrate == 1000.0
-    params = sum(p.numel() for p in RVQCodec(rvq).parameters())
+    params = sum(p.numel() for p in RVQCodecModel(rvq).parameters())
     assert 1e6 < params < 2e7, params
 
 
@@ -84,7 +84,7 @@ def test_rvq_config_rejects_bad_values_by_name(kwargs, message):
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(codec_config={"hidden_size": 4}), "model_type"),
+        (dict(codec_config={"model_type": "no_such_codec"}), "no_such_codec"),
         (dict(codec_config=HubertConfig()), "not a supported codec"),
         (dict(codec_config=EncodecConfig(chunk_length_s=1.0, overlap=0.01)), "chunked"),
         (dict(codec_config=EncodecConfig(audio_channels=2)), "audio_channels"),
@@ -93,9 +93,9 @@ def test_rvq_config_rejects_bad_values_by_name(kwargs, message):
         (dict(codec_config="encodec"), "dict or a PretrainedConfig"),
     ],
 )
-def test_codec_tokenizer_config_rejects_bad_values_by_name(kwargs, message):
+def test_codec_config_rejects_bad_values_by_name(kwargs, message):
     with pytest.raises(ValueError, match=message):
-        CodecTokenizerConfig(**kwargs)
+        CodecConfig(**kwargs)
 
 
 # ---------------------------------------------------------------------------------------------------- wrappers
@@ -164,7 +164,7 @@ def _random_codebooks(codec, seed=0):
 def wrapped(request):
     make_config, num_codebooks, hop, causal = WRAPPED[request.param]
     torch.manual_seed(0)
-    codec = CodecTokenizer(CodecTokenizerConfig(codec_config=make_config(), num_codebooks=num_codebooks)).eval()
+    codec = CodecModel(CodecConfig(codec_config=make_config(), num_codebooks=num_codebooks)).eval()
     return request.param, _random_codebooks(codec), num_codebooks, hop, causal
 
 
@@ -232,7 +232,7 @@ def test_wrapper_saves_and_loads_through_automodel(wrapped, tmp_path):
     name, codec, _, hop, _ = wrapped
     codec.save_pretrained(tmp_path / name)
     loaded = AutoModel.from_pretrained(tmp_path / name).eval()
-    assert type(loaded) is CodecTokenizer and loaded.config.codec_type == name
+    assert type(loaded) is CodecModel and loaded.config.codec_type == name
     audio, _ = _padded_audio([3 * hop + 1], seed=2)
     with torch.no_grad():
         before, after = codec(input_values=audio), loaded(input_values=audio)
@@ -244,7 +244,7 @@ def test_from_codec_pretrained_wraps_a_saved_transformers_codec_with_its_weights
     torch.manual_seed(0)
     dac = AutoModel.from_config(WRAPPED["dac"][0]()).eval()
     dac.save_pretrained(tmp_path / "dac")
-    codec = CodecTokenizer.from_codec_pretrained(str(tmp_path / "dac"), num_codebooks=3)
+    codec = CodecModel.from_codec_pretrained(str(tmp_path / "dac"), num_codebooks=3)
     assert (codec.num_codebooks, codec.config.codec_type, codec.training) == (3, "dac", False)
     for key, value in dac.state_dict().items():
         assert torch.equal(codec.codec.state_dict()[key], value), key
@@ -254,7 +254,7 @@ def test_from_codec_pretrained_wraps_a_saved_transformers_codec_with_its_weights
 
 
 def test_wrapper_errors_name_the_problem():
-    codec = tiny_codec_tokenizer()
+    codec = tiny_codec()
     with pytest.raises(ValueError, match="mono"):
         codec.encode(torch.zeros(1, 2, 64))
     with pytest.raises(ValueError, match="right-padded"):
@@ -357,7 +357,7 @@ def test_rvq_saves_codebooks_and_drops_discriminators_unless_asked(tmp_path):
         keys = set(f.keys())
     assert "quantizer.codebooks.0.embed" in keys and not any(k.startswith("discriminator.") for k in keys)
     loaded = AutoModel.from_pretrained(tmp_path / "codec").eval()
-    assert type(loaded) is RVQCodec and loaded.discriminator is None
+    assert type(loaded) is RVQCodecModel and loaded.discriminator is None
     assert float(loaded.quantizer.codebooks[0].initialized) == 1.0
     with torch.no_grad():
         assert torch.equal(loaded.encode(audio).codes, codec.encode(audio).codes)
@@ -492,7 +492,7 @@ def test_distillation_loss_is_the_d_axis_cosine_of_speechtokenizer():
 
 
 def test_teacher_features_are_standardised_and_resampled_to_the_codec_rate():
-    teacher = tiny_unit_tokenizer("mfcc")
+    teacher = tiny_unit_encoder("mfcc")
     audio, mask = _padded_audio([16000, 8000])
     features, frames = teacher.extract_features(audio, mask)
     same, same_mask = teacher_features(teacher, audio, mask, 50.0)
@@ -600,15 +600,15 @@ def test_discriminator_warmup_trains_reconstruction_only(tmp_path):
 
 def test_codec_gan_trainer_checks_model_and_teacher(tmp_path):
     args = _args(tmp_path)
-    with pytest.raises(ValueError, match="RVQCodec"):
-        CodecGanTrainer(model=tiny_codec_tokenizer(), args=args)
+    with pytest.raises(ValueError, match="RVQCodecModel"):
+        CodecGanTrainer(model=tiny_codec(), args=args)
     with pytest.raises(ValueError, match="semantic_teacher"):
         CodecGanTrainer(model=tiny_rvq_codec(semantic_distillation_dim=39), args=args)
     with pytest.raises(ValueError, match="dim 39"):
         CodecGanTrainer(model=tiny_rvq_codec(semantic_distillation_dim=8), args=args,
-                        semantic_teacher=tiny_unit_tokenizer("mfcc"))
+                        semantic_teacher=tiny_unit_encoder("mfcc"))
     with pytest.raises(ValueError, match="no semantic_distillation_dim"):
-        CodecGanTrainer(model=tiny_rvq_codec(), args=args, semantic_teacher=tiny_unit_tokenizer("mfcc"))
+        CodecGanTrainer(model=tiny_rvq_codec(), args=args, semantic_teacher=tiny_unit_encoder("mfcc"))
 
 
 # ---------------------------------------------------------------------------------------------------- mixed tokenizer
@@ -650,18 +650,18 @@ def test_distillation_makes_level1_codes_predict_mfcc_units(espeak_corpus, tmp_p
     """SpeechTokenizer's claim at toy scale: the same codec trained for the same 60 steps, with vs without level-1
     distillation toward standardised MFCC features, and level-1 codes of held-out speech compared with the MFCC
     k-means units (the teacher's own units) by normalised mutual information and a lookup probe."""
-    from hf_slm.models.unit_tokenizer import KMeansUnitTokenizer, KMeansUnitTokenizerConfig, SpeechFeatureExtractor
+    from hf_slm.models.unit_encoder import SpeechFeatureExtractor, UnitEncoderConfig, UnitEncoderModel
     from hf_slm.training.kmeans import fit_unit_tokenizer_on_dataset
 
     train, waves = espeak_corpus
     num_units, num_codes = 20, 32
-    teacher = KMeansUnitTokenizer(KMeansUnitTokenizerConfig(num_units=num_units)).eval()
+    teacher = UnitEncoderModel(UnitEncoderConfig(num_units=num_units)).eval()
     fit_unit_tokenizer_on_dataset(teacher, train, SpeechFeatureExtractor(), show_progress=False, max_steps=50)
     rows = [{"audio": w.numpy()} for w in waves["train"]]
     scores = {}
     for distill in (False, True):
         torch.manual_seed(0)
-        codec = RVQCodec(RVQCodecConfig(
+        codec = RVQCodecModel(RVQCodecConfig(
             upsampling_ratios=(8, 5, 4, 2), num_filters=4, hidden_size=16, num_codebooks=2, codebook_size=num_codes,
             ema_decay=0.9, mel_n_fft=512, mel_hop_length=128, mel_win_length=512, num_mel_bins=40,
             semantic_distillation_dim=39 if distill else None,
@@ -729,7 +729,7 @@ def test_example_trains_two_steps_then_resumes(tmp_path):
     assert math.isfinite(results["eval_mel_l1"]) and 0 <= results["level1_unit_nmi"] <= 1
     assert (tmp_path / "semantic_teacher" / "config.json").is_file() and (tmp_path / "checkpoint-2").is_dir()
     codec = AutoModel.from_pretrained(tmp_path)
-    assert type(codec) is RVQCodec and codec.config.semantic_distillation_dim == 39 and codec.discriminator is None
+    assert type(codec) is RVQCodecModel and codec.config.semantic_distillation_dim == 39 and codec.discriminator is None
     saved = (tmp_path / "results.json").read_bytes()
     assert script.main(flags + ["--max_steps", "2"])["steps"] == 2  # finished: a rerun is a no-op
     assert (tmp_path / "results.json").read_bytes() == saved and not (tmp_path / "checkpoint-3").exists()

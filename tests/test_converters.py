@@ -70,9 +70,9 @@ def test_kmeans_units_equal_sklearn_argmin_on_hubert_layer(tmp_path):
         convert_kmeans(tmp_path / "km.bin", tmp_path / "hubert", 1, tmp_path / "out")
     tokenizer = convert_kmeans(tmp_path / "km.bin", tmp_path / "hubert", 1, tmp_path / "out", trust_pickle=True)
 
-    from hf_slm import KMeansUnitTokenizer, SpeechFeatureExtractor
+    from hf_slm import SpeechFeatureExtractor, UnitEncoderModel
 
-    loaded = KMeansUnitTokenizer.from_pretrained(tmp_path / "out").eval()
+    loaded = UnitEncoderModel.from_pretrained(tmp_path / "out").eval()
     assert loaded.config.num_units == 6 and loaded.config.ssl_layer == 1
     assert SpeechFeatureExtractor.from_pretrained(tmp_path / "out").do_normalize is False  # HuBERT base
     with torch.no_grad():
@@ -365,11 +365,12 @@ def _write_slamkit(path, backbone: str, num_units: int = 10):
 
 
 def _slamkit_token_nll(lm, units):
-    """slamkit's `UnitLM.log_likelihood` on `<S> u+2 ... <S>`: full-vocabulary cross-entropy of every next token."""
+    """slamkit's `UnitLM.log_likelihood` on `<S> u+2 ... <S>`: cross-entropy of every next token, its softmax over
+    slamkit's own vocabulary (PAD, <S>, the units) only."""
     tokens = torch.tensor([[1] + [u + 2 for u in units] + [1]])
     logits = lm(input_ids=tokens).logits
     logp = logits[0, :-1].log_softmax(-1)
-    return -logp.gather(-1, tokens[0, 1:, None])[:, 0], logp.exp()[:, 0], logits[0]
+    return -logp.gather(-1, tokens[0, 1:, None])[:, 0], logits[0]
 
 
 @pytest.mark.parametrize("backbone", ["opt", "qwen2"])
@@ -379,26 +380,51 @@ def test_slamkit_lm_scores_like_the_original_id_mapping(tmp_path, backbone):
     from hf_slm import SpeechLMForCausalLM
 
     model = SpeechLMForCausalLM.from_pretrained(tmp_path / "out").eval()
+    layout = model.config.vocab_layout
     assert model.config.num_units == 10 and not model.config.use_modality_tokens
+    # the specials slamkit lacks are out of the softmax, after the save / load round trip too
+    lacking = [layout.bos_token_id, layout.speech_token_id, layout.text_token_id]
+    assert model.config.suppressed_token_ids == lacking and model.generation_config.suppress_tokens == lacking
     gen = torch.Generator().manual_seed(6)
     pairs = [[torch.randint(0, 10, (n,), generator=gen).tolist() for _ in range(2)] for n in (5, 9, 12)]
     with torch.no_grad():
         for pair in pairs:
-            ours_nll = []
+            ours, theirs = [], []
             for units in pair:
-                ref_nll, p_pad, ref_logits = _slamkit_token_nll(ref, units)
+                ref_nll, ref_logits = _slamkit_token_nll(ref, units)
                 input_ids, mask = model.units_to_input_ids(torch.tensor(units), add_eos=True)
                 out = model.log_likelihood(input_ids, attention_mask=mask)
                 logits = model(input_ids=input_ids).logits[0]
                 # every logit slamkit has is reproduced: units (i + 2 -> i), PAD (0 -> <pad>), <S> (1 -> </s>)
-                layout = model.config.vocab_layout
                 torch.testing.assert_close(logits[:, :10], ref_logits[:, 2:], atol=1e-5, rtol=1e-5)
                 torch.testing.assert_close(logits[:, layout.eos_token_id], ref_logits[:, 1], atol=1e-5, rtol=1e-5)
                 torch.testing.assert_close(logits[:, layout.pad_token_id], ref_logits[:, 0], atol=1e-5, rtol=1e-5)
-                # each NLL is slamkit's plus log(1 + 3 p(PAD)) (the 3 rows slamkit lacks copy PAD's output row)
-                torch.testing.assert_close(out.token_nll[0], ref_nll + torch.log1p(3 * p_pad), atol=1e-5, rtol=1e-5)
-                ours_nll.append(float(out.sum_nll[0]))
-            assert len(ours_nll) == 2
+                # and so is every per-token log-probability, hence every sequence score
+                torch.testing.assert_close(out.token_nll[0], ref_nll, atol=1e-5, rtol=1e-5)
+                ours.append(float(out.sum_nll[0]))
+                theirs.append(float(ref_nll.sum()))
+            assert ours == pytest.approx(theirs, abs=1e-4)
+            assert (ours[0] < ours[1]) == (theirs[0] < theirs[1])
+        # the same pairs batched (padding on either side) score the same
+        flat = [units for pair in pairs for units in pair]
+        for side in ("left", "right"):
+            input_ids, mask = model.units_to_input_ids(flat, add_eos=True, padding_side=side)
+            batched = model.log_likelihood(input_ids, attention_mask=mask).sum_nll
+            expected = torch.stack([_slamkit_token_nll(ref, units)[0].sum() for units in flat])
+            torch.testing.assert_close(batched, expected, atol=1e-4, rtol=1e-5)
+
+
+def test_slamkit_lm_never_generates_the_specials_slamkit_lacks(tmp_path):
+    _write_slamkit(tmp_path / "slam", "opt")
+    model = convert_slamkit_lm(tmp_path / "slam", None)
+    suppressed = model.config.suppressed_token_ids
+    input_ids, mask = model.units_to_input_ids([[3, 4, 5]])
+    torch.manual_seed(0)
+    out = model.generate(input_ids=input_ids, attention_mask=mask, do_sample=True, max_new_tokens=8, min_new_tokens=8,
+                         output_scores=True, return_dict_in_generate=True)  # fmt: skip
+    for scores in out.scores:
+        assert torch.isinf(scores[:, suppressed]).all() and torch.isfinite(scores[:, :10]).all()
+    assert not torch.isin(out.sequences[:, input_ids.shape[1] :], torch.tensor(suppressed)).any()
 
 
 # ------------------------------------------------------------------------------------------- CLI and whole variant

@@ -15,18 +15,28 @@ import torch
 from tiny_components import (
     _audio_inputs,
     _unit_inputs,
-    tiny_codec_tokenizer,
+    tiny_codec,
     tiny_hifigan_vocoder,
     tiny_mel_vocoder,
     tiny_rvq_codec,
     tiny_speech_lm,
-    tiny_unit_tokenizer,
+    tiny_unit_encoder,
 )
 from transformers.utils import ModelOutput
 
 
 def _lm_inputs():
     return {**_unit_inputs(), "use_cache": False}
+
+
+def _speech_lm_with_suppressed_ids():
+    """As a converted slamkit LM: specials its source lacks are out of scoring and generation."""
+    from hf_slm import SpeechLMConfig, SpeechLMForCausalLM
+
+    config = tiny_speech_lm().config
+    layout = config.vocab_layout
+    suppressed = [layout.bos_token_id, layout.speech_token_id, layout.text_token_id]
+    return SpeechLMForCausalLM(SpeechLMConfig(**{**config.to_dict(), "suppressed_token_ids": suppressed}))
 
 
 _SSL_BLOCK = (
@@ -41,18 +51,19 @@ _CODEC_BLOCK = (
 #: name -> (model factory, inputs factory, xfail reason for export or None, xfail reason for fullgraph compile or None)
 CASES = {
     "speech_lm": (tiny_speech_lm, _lm_inputs, None, None),
+    "speech_lm_suppressed_ids": (_speech_lm_with_suppressed_ids, _lm_inputs, None, None),
     "unit_hifigan": (tiny_hifigan_vocoder, _unit_inputs, None, None),
     "unit_mel_vocoder": (tiny_mel_vocoder, _unit_inputs, None, None),
-    "unit_tokenizer_mfcc": (
-        lambda: tiny_unit_tokenizer("mfcc"),
+    "unit_encoder_mfcc": (
+        lambda: tiny_unit_encoder("mfcc"),
         _audio_inputs,
         None,
         "torchaudio.functional.spectrogram calls torch.jit helpers (`_get_spec_norms`), which Dynamo skips: a graph "
         "break (non-strict torch.export runs them in Python and passes)",
     ),
-    "unit_tokenizer_ssl": (lambda: tiny_unit_tokenizer("ssl"), _audio_inputs, _SSL_BLOCK, _SSL_BLOCK),
+    "unit_encoder_ssl": (lambda: tiny_unit_encoder("ssl"), _audio_inputs, _SSL_BLOCK, _SSL_BLOCK),
     "rvq_codec": (tiny_rvq_codec, _audio_inputs, _CODEC_BLOCK, _CODEC_BLOCK),
-    "codec_tokenizer": (tiny_codec_tokenizer, _audio_inputs, _CODEC_BLOCK, _CODEC_BLOCK),
+    "codec": (tiny_codec, _audio_inputs, _CODEC_BLOCK, _CODEC_BLOCK),
 }
 
 

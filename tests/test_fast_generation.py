@@ -105,6 +105,24 @@ def test_sampling_with_the_same_seed_equals_generate_units(sampling):
     assert torch.equal(got, expected)
 
 
+def test_suppressed_tokens_are_never_generated_as_in_generate_units():
+    """`suppressed_token_ids` (copied into `generation_config.suppress_tokens`, which `generate` masks): the fast
+    path masks the same ids, so greedy and sampled units stay `generate_units`' and never hold a suppressed unit."""
+    model = tiny_model(seed=2)
+    free = model.generate_units(torch.tensor([1, 2]), max_new_tokens=30, do_sample=False)[0]
+    banned = sorted(set(free.tolist()))[:3]  # units greedy decoding picks without suppression
+    offset = model.config.unit_token_offset
+    model = tiny_model(seed=2, suppressed_token_ids=[offset + u for u in banned])
+    fast = FastUnitGenerator(model)
+    expected = model.generate_units(torch.tensor([1, 2]), max_new_tokens=30, do_sample=False)[0]
+    got = fast.generate([1, 2], max_new_tokens=30, do_sample=False)
+    assert torch.equal(got, expected) and not set(got.tolist()) & set(banned)
+    torch.manual_seed(6)
+    expected = model.generate_units(torch.tensor([1, 2]), max_new_tokens=30, do_sample=True)[0]
+    torch.manual_seed(6)
+    assert torch.equal(fast.generate([1, 2], max_new_tokens=30, do_sample=True), expected)
+
+
 def test_generation_config_values_are_used_when_arguments_are_none():
     model = tiny_model(seed=5)
     model.generation_config.top_k = 3
@@ -204,6 +222,37 @@ def test_lean_step_logits_equal_the_backbones_bit_for_bit(kv_heads, dtype):
             expected = lm(input_ids=token, position_ids=torch.tensor([[position]]), cache=cache).logits[:, -1]
             assert torch.equal(lean(token, position), expected), position
             token = expected.argmax(-1, keepdim=True)
+
+
+@pytest.mark.parametrize("variant", ["biases", "unfused"])
+def test_lean_step_variants_stay_bit_equal(variant):
+    """Projections with biases (`addmm` with the bias, residual adds kept separate) and unfused q / k / v and
+    gate / up (backbones above `max_fused_parameters`): still the backbone's logits exactly, greedy and sampled."""
+    torch.manual_seed(1)
+    biases = {"attention_bias": True, "mlp_bias": True} if variant == "biases" else {}
+    backbone = LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                           num_key_value_heads=2, **biases)  # fmt: skip
+    model = SpeechLMForCausalLM(SpeechLMConfig(text_config=backbone, num_units=NUM_UNITS)).eval()
+    lm = model.language_model
+    if variant == "biases":
+        with torch.no_grad():  # transformers initialises biases to zero: make them count
+            for name, parameter in lm.named_parameters():
+                if name.endswith("bias"):
+                    parameter.normal_(0, 0.5)
+    with torch.inference_mode():
+        cache = DynamicCache(config=lm.config)
+        lm(input_ids=torch.randint(0, NUM_UNITS, (1, 5)), cache=cache, use_cache=True)
+        lean = LeanLlamaStep(lm, max_fused_parameters=0 if variant == "unfused" else 32_000_000)
+        lean.start(cache, 5, 5 + 40)
+        token = torch.tensor([[3]])
+        for position in range(5, 5 + 40):
+            expected = lm(input_ids=token, position_ids=torch.tensor([[position]]), cache=cache).logits[:, -1]
+            assert torch.equal(lean(token, position), expected), position
+            token = expected.argmax(-1, keepdim=True)
+    torch.manual_seed(5)
+    expected = model.generate_units(torch.tensor([1, 2]), max_new_tokens=30, do_sample=True, top_k=5)[0]
+    torch.manual_seed(5)
+    assert torch.equal(FastUnitGenerator(model).generate([1, 2], max_new_tokens=30, do_sample=True, top_k=5), expected)
 
 
 def test_lean_step_is_used_for_llama_only():

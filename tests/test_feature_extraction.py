@@ -11,7 +11,7 @@ import soundfile as sf
 import torch
 
 import hf_slm  # noqa: F401  (registers the Auto classes)
-from hf_slm.models.unit_tokenizer import AudioInputError, SpeechFeatureExtractor, load_audio
+from hf_slm.models.unit_encoder import AudioInputError, SpeechFeatureExtractor, load_audio
 
 
 def _tone(seconds: float, rate: int, freq: float = 220.0, channels: int = 1) -> np.ndarray:

@@ -39,7 +39,7 @@ from transformers import (
 from hf_slm.cli import main as cli_main
 from hf_slm.hub import pull, push
 from hf_slm.models.speech_lm import SpeechLMConfig, SpeechLMForCausalLM
-from hf_slm.models.unit_tokenizer import KMeansUnitTokenizer, KMeansUnitTokenizerConfig, SpeechFeatureExtractor
+from hf_slm.models.unit_encoder import SpeechFeatureExtractor, UnitEncoderConfig, UnitEncoderModel
 from hf_slm.models.unit_vocoder import (
     UnitHifiGanVocoder,
     UnitHifiGanVocoderConfig,
@@ -73,9 +73,9 @@ def tiny_hubert(seed: int) -> HubertModel:
                                     num_conv_pos_embeddings=8, num_conv_pos_embedding_groups=2))
 
 
-def tiny_unit_tokenizer(seed: int) -> KMeansUnitTokenizer:
+def tiny_unit_encoder(seed: int) -> UnitEncoderModel:
     torch.manual_seed(seed)
-    model = KMeansUnitTokenizer(KMeansUnitTokenizerConfig(frontend="mfcc", num_units=NUM_UNITS))
+    model = UnitEncoderModel(UnitEncoderConfig(frontend="mfcc", num_units=NUM_UNITS))
     with torch.no_grad():  # random "fitted" statistics so that a mix-up of weights cannot go unnoticed
         model.cluster_centers.normal_()
         model.feature_mean.normal_()
@@ -110,7 +110,7 @@ def components_transformers_parts(seed: int) -> dict:
 
 def components_gslm(vocoder):
     def build(seed: int) -> dict:
-        return {"feature_extractor": SpeechFeatureExtractor(), "speech_tokenizer": tiny_unit_tokenizer(seed),
+        return {"feature_extractor": SpeechFeatureExtractor(), "speech_tokenizer": tiny_unit_encoder(seed),
                 "language_model": tiny_speech_lm(seed), "vocoder": vocoder(seed)}
 
     return build
@@ -124,7 +124,7 @@ VARIANTS = {
 }
 #: hf_slm components that must load from the Hub with trust_remote_code where hf_slm is not installed.
 REMOTE_CODE_COMPONENTS = {
-    "unit-tokenizer": (tiny_unit_tokenizer, "AutoModel"),
+    "unit-tokenizer": (tiny_unit_encoder, "AutoModel"),
     "speech-lm": (tiny_speech_lm, "AutoModelForCausalLM"),
     "unit-mel-vocoder": (tiny_mel_vocoder, "AutoModel"),
     "unit-hifigan-vocoder": (tiny_hifigan_vocoder, "AutoModel"),
@@ -204,7 +204,7 @@ def test_component_round_trip_remote_code(hub_server, tmp_path):
     SpeechFeatureExtractor(sampling_rate=8000).save_pretrained(folder)
     push(folder, f"{USER}/unit-tokenizer", revision="with-fe")
     listed = {f.rfilename for f in HfApi().model_info(f"{USER}/unit-tokenizer", revision="with-fe").siblings}
-    assert {"config.json", "model.safetensors", "modeling_unit_tokenizer.py", "preprocessor_config.json"} <= listed
+    assert {"config.json", "model.safetensors", "modeling_unit_encoder.py", "preprocessor_config.json"} <= listed
 
     # a fresh process where hf_slm cannot be imported: only the code pushed next to the weights can load them
     script = "\n".join([
@@ -349,7 +349,7 @@ def test_embedded_default_pushed_by_name_runs_whole_without_hf_slm(hub_server, t
     assert cli_main(["push", "default", f"{USER}/default-copy"]) == 0
     files = {f.rfilename for f in HfApi().model_info(f"{USER}/default-copy").siblings}
     assert {"modeling_speech_lm.py", "language_model/modeling_speech_lm.py", "vocoder/modeling_unit_mel_vocoder.py",
-            "feature_extractor/feature_extraction_unit_tokenizer.py"} <= files  # fmt: skip
+            "feature_extractor/feature_extraction_unit_encoder.py"} <= files  # fmt: skip
     audio = np.random.default_rng(0).uniform(-0.5, 0.5, 16000).astype(np.float32)
     np.save(tmp_path / "audio.npy", audio)
     proc = subprocess.run([sys.executable, "-c", WHOLE_VARIANT_WITHOUT_HF_SLM, f"{USER}/default-copy",

@@ -41,7 +41,7 @@ from hf_slm.pipelines.adapters import adapter_holds_embeddings, add_task_tokens
 from hf_slm.pipelines import SpokenChatPipeline
 
 sys.path.insert(0, str(Path(__file__).parent))
-from tiny_components import NUM_UNITS, tiny_mel_vocoder, tiny_unit_tokenizer  # noqa: E402
+from tiny_components import NUM_UNITS, tiny_mel_vocoder, tiny_unit_encoder  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "instruction_tuning"
@@ -87,12 +87,12 @@ def chat(tokenizer):
 
 @pytest.fixture(scope="module")
 def speak(tmp_path_factory):
-    pipe = SpeechLMPipeline(feature_extractor=_feature_extractor(), speech_tokenizer=tiny_unit_tokenizer())
+    pipe = SpeechLMPipeline(feature_extractor=_feature_extractor(), speech_tokenizer=tiny_unit_encoder())
     return espeak_speaker(pipe, cache_dir=tmp_path_factory.mktemp("speech"))
 
 
 def _feature_extractor():
-    from hf_slm.models.unit_tokenizer import SpeechFeatureExtractor
+    from hf_slm.models.unit_encoder import SpeechFeatureExtractor
 
     return SpeechFeatureExtractor()
 
@@ -268,7 +268,7 @@ def test_tied_backbone_trains_token_rows_of_embedding_and_head(tokenizer):
 def _base_variant(tokenizer, tmp_path, seed=0):
     torch.manual_seed(seed)
     config = SpeechLMConfig(text_config=_tiny_backbone(), text_vocab_size=len(tokenizer), num_units=NUM_UNITS)
-    pipe = SpeechLMPipeline(feature_extractor=_feature_extractor(), speech_tokenizer=tiny_unit_tokenizer(),
+    pipe = SpeechLMPipeline(feature_extractor=_feature_extractor(), speech_tokenizer=tiny_unit_encoder(),
                             language_model=SpeechLMForCausalLM(config).eval(), vocoder=tiny_mel_vocoder(),
                             tokenizer=tokenizer)  # fmt: skip
     return pipe, pipe.save_pretrained(tmp_path / "base")
@@ -321,7 +321,7 @@ def test_adapter_only_variant_stores_no_copy_of_the_embedding(tokenizer, tmp_pat
     backbone = _tiny_backbone()
     backbone.tie_word_embeddings = tie
     config = SpeechLMConfig(text_config=backbone, text_vocab_size=len(tokenizer), num_units=NUM_UNITS)
-    base = SpeechLMPipeline(feature_extractor=_feature_extractor(), speech_tokenizer=tiny_unit_tokenizer(),
+    base = SpeechLMPipeline(feature_extractor=_feature_extractor(), speech_tokenizer=tiny_unit_encoder(),
                             language_model=SpeechLMForCausalLM(config).eval(), tokenizer=tokenizer)  # fmt: skip
     base_path = base.save_pretrained(tmp_path / "base")
     # loaded from disk, as in tune.py: PEFT's "auto" then sees the resized vocabulary (a from-config model it does not)
@@ -459,7 +459,7 @@ def test_silence_mode_after_short_tuning(tmp_path):
 def chat_pipeline(tokenizer):
     torch.manual_seed(0)
     lm = _chat_model(tokenizer)
-    return SpokenChatPipeline(feature_extractor=_feature_extractor(), speech_tokenizer=tiny_unit_tokenizer(),
+    return SpokenChatPipeline(feature_extractor=_feature_extractor(), speech_tokenizer=tiny_unit_encoder(),
                               language_model=lm, vocoder=tiny_mel_vocoder(), tokenizer=tokenizer)  # fmt: skip
 
 
@@ -498,6 +498,28 @@ def test_user_interruption(chat_pipeline):
     out = chat_pipeline.chat("say this text", response_modality="speech", max_new_tokens=50, min_new_tokens=50,
                              interrupt=lambda: steps.append(1) or len(steps) > 5, vocode=False)  # fmt: skip
     assert out.interrupted and len(out.token_ids) == 1 + 5  # forced [Speech] + 5 decoding steps
+
+
+def test_spoken_chat_refuses_a_conversation_past_the_lm_positions(tokenizer):
+    backbone = _tiny_backbone("opt")  # learned positions: past the table there is no position at all
+    backbone.max_position_embeddings = 40
+    torch.manual_seed(0)
+    config = SpeechLMConfig(text_config=backbone, text_vocab_size=len(tokenizer), num_units=NUM_UNITS)
+    lm = add_task_tokens(SpeechLMForCausalLM(config), INSTRUCT_TOKENS).eval()
+    pipe = SpokenChatPipeline(feature_extractor=_feature_extractor(), speech_tokenizer=tiny_unit_encoder(),
+                              language_model=lm, tokenizer=tokenizer)  # fmt: skip
+    user = "what is two plus three"
+    prompt = len(pipe.chat_template.encode([pipe.user_message(user)], add_generation_prompt=True)["input_ids"])
+    fits = 40 - prompt - 1  # the forced [Text] marker is read too
+    out = pipe.chat(user, response_modality="text", max_new_tokens=fits, min_new_tokens=fits, strict_modality=True)
+    assert len(out.token_ids) == 1 + fits  # ran up to the last position
+    with pytest.raises(ValueError, match=rf"conversation is {prompt + 1} LM tokens \+ max_new_tokens={fits + 1}, "
+                                         r"more than the language model's 40 positions"):  # fmt: skip
+        pipe.chat(user, response_modality="text", max_new_tokens=fits + 1)
+    with pytest.raises(ValueError, match=r"is \d+ LM tokens \+ max_new_tokens=1, more than .* 40 positions"):
+        pipe.chat(user, history=out.messages, max_new_tokens=1)  # the history alone fills the positions
+    with pytest.raises(ValueError, match="max_new_tokens must be a positive int, got 0"):
+        pipe.chat(user, max_new_tokens=0)
 
 
 # ---------------------------------------------------------------------------------------------------- example
@@ -573,19 +595,44 @@ def test_dpo_example_prefers_real_continuations(tmp_path):
     assert type(pipe.language_model.get_base_model()) is SpeechLMForCausalLM
 
 
+def test_chat_decodes_as_generate_does(chat_pipeline):
+    """The pipeline's own loop picks tokens as `generate` with the same processors would (greedy), and a seed fixes
+    a sampled reply."""
+    from transformers import GenerationConfig
+
+    from hf_slm.pipelines.spoken_chat import KeepOnlyModality
+
+    layout = chat_pipeline.chat_template.layout
+    out = chat_pipeline.chat("say this text", response_modality="speech", strict_modality=True, max_new_tokens=12,
+                             min_new_tokens=4, vocode=False)  # fmt: skip
+    prompt = chat_pipeline.chat_template.encode([chat_pipeline.user_message("say this text")],
+                                                add_generation_prompt=True, return_labels=False)["input_ids"]  # fmt: skip
+    banned = [layout.pad_token_id, layout.bos_token_id] + [layout.token_id(t) for t in layout.task_tokens]
+    config = GenerationConfig(max_new_tokens=12, min_new_tokens=4, do_sample=False, suppress_tokens=banned,
+                              eos_token_id=layout.eos_token_id, pad_token_id=layout.pad_token_id)  # fmt: skip
+    reference = chat_pipeline.language_model.generate(input_ids=torch.tensor([prompt + [layout.speech_token_id]]),
+                                                      generation_config=config,
+                                                      logits_processor=[KeepOnlyModality(layout, "speech")])  # fmt: skip
+    assert out.token_ids == [layout.speech_token_id] + reference[0, len(prompt) + 1 :].tolist()
+    sampled = [chat_pipeline.chat("say this text", max_new_tokens=12, do_sample=True, top_k=20, seed=seed,
+                                  vocode=False).token_ids for seed in (0, 0, 1)]  # fmt: skip
+    assert sampled[0] == sampled[1] != sampled[2]
+
+
 def test_interruption_from_another_thread(chat_pipeline):
     """A reply generated in a worker thread stops promptly when the user speaks again on the main thread."""
     import threading
 
     started, result = threading.Event(), {}
+    budget = chat_pipeline.language_model.config.text_config.max_position_embeddings - 64  # the most that fits
 
     def worker():
         def signal():  # called before each decoding step: tells the main thread that generation runs
             started.set()
             return False
 
-        result["out"] = chat_pipeline.chat("say this text", response_modality="speech", max_new_tokens=100_000,
-                                           min_new_tokens=100_000, strict_modality=True, vocode=False,
+        result["out"] = chat_pipeline.chat("say this text", response_modality="speech", max_new_tokens=budget,
+                                           min_new_tokens=budget, strict_modality=True, vocode=False,
                                            interrupt=signal)  # fmt: skip
 
     thread = threading.Thread(target=worker, daemon=True)
@@ -595,7 +642,7 @@ def test_interruption_from_another_thread(chat_pipeline):
     thread.join(30)
     assert not thread.is_alive()
     out = result["out"]
-    assert out.interrupted and 1 <= len(out.token_ids) < 100_000
+    assert out.interrupted and 1 <= len(out.token_ids) < budget
 
 
 def test_docstring_examples_run():

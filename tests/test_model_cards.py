@@ -12,7 +12,7 @@ from transformers import LlamaConfig
 from hf_slm.models.speech_lm import SpeechLMConfig, SpeechLMForCausalLM
 from hf_slm.pipelines import SpeechLMPipeline
 from hf_slm.pipelines.model_card import collect_eval_results, detect_family, render_model_card, write_eval_results
-from tiny_components import NUM_UNITS, tiny_codec_tokenizer, tiny_mel_vocoder, tiny_pipeline, tiny_speech_lm
+from tiny_components import NUM_UNITS, tiny_codec, tiny_mel_vocoder, tiny_pipeline, tiny_speech_lm
 
 PAIRS = {"accuracy": 0.625, "accuracy_normalized": 0.5, "n": 8, "items": [{"x": 1}],
          "per_phenomenon": {"word_vs_nonword": {"accuracy": 0.625, "n": 8}}}
@@ -47,7 +47,7 @@ def instruct_pipeline():
 
 def codec_pipeline():
     pipe = tiny_pipeline()
-    pipe.register_modules(speech_tokenizer=tiny_codec_tokenizer(), vocoder=tiny_mel_vocoder())
+    pipe.register_modules(speech_tokenizer=tiny_codec(), vocoder=tiny_mel_vocoder())
     return pipe
 
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModel, GPT2Config, LlamaConfig, LogitsProcessor, LogitsProcessorList
 
-from hf_slm import KMeansUnitTokenizer
+from hf_slm import UnitEncoderModel
 from hf_slm.models.speech_lm import (
     MultiStreamSpeechLMConfig,
     MultiStreamSpeechLMForCausalLM,
@@ -115,7 +115,7 @@ def test_text_config_name_and_the_old_backbone_config():
         ({"depth_hidden_size": 30, "depth_num_attention_heads": 4}, "divisible"),
         ({"stream_vocab_sizes": [8, 8], "stream_loss_weights": [1.0]}, "stream_loss_weights"),
         ({"stream_vocab_sizes": [8, 8], "stream_loss_weights": [0.0, 0.0]}, "stream_loss_weights"),
-        ({"text_config": {"hidden_size": 8}}, "model_type"),
+        ({"text_config": {"model_type": "no_such_model"}}, "no_such_model"),
     ],
 )
 def test_config_validation(kwargs, message):
@@ -372,7 +372,7 @@ def test_prosody_quantizer_f0_bins_and_stream_round_trip():
 def test_build_streams_matches_unit_tokenizer_deduplicate_and_checks_lengths():
     quantizer = ProsodyQuantizer()
     units = torch.tensor([4, 4, 9, 9, 9, 4, 0])
-    (dedup, durations), = KMeansUnitTokenizer.deduplicate(units)
+    (dedup, durations), = UnitEncoderModel.deduplicate(units)
     f0 = torch.full((7,), 150.0)
     from_frames = quantizer.build_streams(units, f0)
     assert torch.equal(from_frames, quantizer.build_streams(dedup, f0, durations=durations))

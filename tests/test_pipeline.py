@@ -41,7 +41,7 @@ def test_save_writes_index_and_component_subfolders(saved):
     _, path = saved
     index = json.loads((path / INDEX_FILE).read_text())
     assert index["_class_name"] == "SpeechLMPipeline"
-    assert index["speech_tokenizer"] == ["hf_slm", "KMeansUnitTokenizer"]
+    assert index["speech_tokenizer"] == ["hf_slm", "UnitEncoderModel"]
     assert index["language_model"] == ["hf_slm", "SpeechLMForCausalLM"]
     assert index["vocoder"] == ["hf_slm", "UnitMelVocoder"]
     assert index["tokenizer"] is None and index["adapter"] is None
@@ -252,13 +252,13 @@ def test_readme_recipe_for_assembling_a_variant_runs(hub_server, tmp_path, monke
     """The README's "Assembling a variant from parts" code, as written, on tiny parts laid out as the training
     examples write them, pushed to the loopback Hub and loaded back from it."""
     from conftest import HUB_USER
-    from tiny_components import tiny_speech_lm, tiny_unit_tokenizer
+    from tiny_components import tiny_speech_lm, tiny_unit_encoder
 
-    from hf_slm.models.unit_tokenizer import SpeechFeatureExtractor
+    from hf_slm.models.unit_encoder import SpeechFeatureExtractor
 
     lm = tiny_speech_lm(seed=3)
     lm.save_pretrained(tmp_path / "runs" / "my_lm")  # examples/pretraining's output_dir ...
-    tiny_unit_tokenizer().save_pretrained(tmp_path / "runs" / "my_lm" / "speech_tokenizer")  # ... and its tokenizer
+    tiny_unit_encoder().save_pretrained(tmp_path / "runs" / "my_lm" / "speech_tokenizer")  # ... and its tokenizer
     SpeechFeatureExtractor().save_pretrained(tmp_path / "runs" / "my_lm" / "speech_tokenizer")
     other = tiny_pipeline()
     other.save_pretrained(tmp_path / "other-variant")

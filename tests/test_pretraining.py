@@ -115,7 +115,33 @@ def test_custom_labels_survive_packing():
     docs = random_documents((4, 6))
     labels = [[-100, -100, d[2], d[3]] if len(d) == 4 else d for d in docs]  # e.g. a masked prompt
     packed = pack_sequences(docs, 16, labels=labels)
-    assert packed["labels"] == [[-100, -100, docs[0][2], docs[0][3], -100] + docs[1][1:]]
+    # one row, the longer document first (best-fit decreasing places pieces longest first)
+    assert packed["labels"] == [[-100] + docs[1][1:] + [-100, -100, docs[0][2], docs[0][3]]]
+
+
+def test_bfd_rows_hold_the_same_pieces_as_a_reference_packer():
+    """trl's packer (behind "bfd") against a plain best-fit-decreasing reference: the same number of rows, the same
+    row lengths, and each document piece once with the same ids, positions and labels."""
+    import random
+
+    rng = random.Random(0)
+    docs = [[rng.randrange(1, NUM_UNITS) for _ in range(rng.randrange(1, 50))] for _ in range(60)]
+    packed = pack_sequences(docs, 48)
+    pieces = [d[i : i + 48] for d in docs for i in range(0, len(d), 48)]
+    rooms = []  # reference: longest first, each into the fullest row it still fits
+    for length in sorted(map(len, pieces), reverse=True):
+        fits = [k for k, room in enumerate(rooms) if room >= length]
+        k = min(fits, key=lambda k: rooms[k]) if fits else len(rooms)
+        if not fits:
+            rooms.append(48)
+        rooms[k] -= length
+    assert sorted(len(r) for r in packed["input_ids"]) == sorted(48 - room for room in rooms)
+    found = []
+    for ids, pos, lab in zip(packed["input_ids"], packed["position_ids"], packed["labels"]):
+        for a, b in segments(torch.tensor(pos)):
+            assert lab[a:b] == [-100] + ids[a + 1 : b] and pos[a:b] == list(range(b - a))
+            found.append(ids[a:b])
+    assert sorted(found) == sorted(pieces)
 
 
 def test_pack_dataset_with_datasets_map():

@@ -59,9 +59,9 @@ def tiny_instruct_pipeline():
     from hf_slm.instruct import INSTRUCT_TOKENS
     from hf_slm.pipelines.adapters import add_task_tokens
     from hf_slm.instruct.data import instruction_words, word_level_tokenizer
-    from hf_slm.models.unit_tokenizer import SpeechFeatureExtractor
+    from hf_slm.models.unit_encoder import SpeechFeatureExtractor
     from hf_slm.pipelines import SpokenChatPipeline
-    from tiny_components import NUM_UNITS, tiny_mel_vocoder, tiny_unit_tokenizer
+    from tiny_components import NUM_UNITS, tiny_mel_vocoder, tiny_unit_encoder
 
     tokenizer = word_level_tokenizer(["the cat sat on the mat"], extra_words=instruction_words())
     torch.manual_seed(0)
@@ -71,7 +71,7 @@ def tiny_instruct_pipeline():
     layout = lm.config.vocab_layout
     with torch.no_grad():  # units a little likelier, so that greedy replies hold both text and units (both paths run)
         lm.get_output_embeddings().weight[layout.unit_token_offset : layout.special_token_offset] *= 1.5
-    return SpokenChatPipeline(feature_extractor=SpeechFeatureExtractor(), speech_tokenizer=tiny_unit_tokenizer(),
+    return SpokenChatPipeline(feature_extractor=SpeechFeatureExtractor(), speech_tokenizer=tiny_unit_encoder(),
                               language_model=add_task_tokens(lm, INSTRUCT_TOKENS).eval(), vocoder=tiny_mel_vocoder(),
                               tokenizer=tokenizer)  # fmt: skip
 

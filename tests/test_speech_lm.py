@@ -28,12 +28,12 @@ from transformers import (
 from transformers.generation.streamers import BaseStreamer
 
 from hf_slm import (
-    KMeansUnitTokenizer,
-    KMeansUnitTokenizerConfig,
     SpeechLMConfig,
     SpeechLMForCausalLM,
     SpeechLMProcessor,
     SpeechLMVocabularyLayout,
+    UnitEncoderConfig,
+    UnitEncoderModel,
 )
 from hf_slm.models.speech_lm import AllowedTokensLogitsProcessor
 from hf_slm.training.interleaving import interleave
@@ -135,13 +135,25 @@ def test_vocabulary_layout(text_vocab_size, num_units, tags, expected):
         ({"task_tokens": ["[Speech]"]}, "task_tokens"),
         ({"task_tokens": ["[ASR]", "[ASR]"]}, "task_tokens"),
         ({"bos_token_id": 3}, "bos_token_id"),
-        ({"text_config": {"hidden_size": 8}}, "model_type"),
+        ({"text_config": {"model_type": "no_such_model"}}, "no_such_model"),
         ({"text_config": 3}, "text_config"),
+        ({"suppressed_token_ids": [105]}, r"suppressed_token_ids must be ints in \[0, 105\)"),
+        ({"suppressed_token_ids": 101}, "suppressed_token_ids must be a list"),
+        ({"suppressed_token_ids": [101, 102]}, "</s>"),
     ],
 )
 def test_config_validation(kwargs, message):
     with pytest.raises(ValueError, match=message):
         SpeechLMConfig(**kwargs)
+
+
+def test_text_config_from_a_dict_or_nothing():
+    """transformers' sub-config rules: a dict without `model_type` is a Llama, `None` the small default Llama."""
+    config = SpeechLMConfig(text_config={"hidden_size": 64, "num_attention_heads": 4}, num_units=10)
+    assert type(config.text_config).__name__ == "LlamaConfig" and config.text_config.hidden_size == 64
+    default = SpeechLMConfig(num_units=10).text_config
+    assert (type(default).__name__, default.hidden_size, default.num_hidden_layers) == ("LlamaConfig", 256, 4)
+    assert default.vocab_size == SpeechLMConfig(num_units=10).vocab_size  # the layout's, not Llama's 32000
 
 
 def test_layout_unit_range_errors():
@@ -281,6 +293,48 @@ def test_log_likelihood_equals_loss_and_is_padding_invariant(gslm):
         torch.testing.assert_close(gslm.log_likelihood(single).sum_nll[0], out.sum_nll[i], atol=1e-5, rtol=1e-5)
     normalized = gslm.log_likelihood(right, right_mask, normalize=True)
     torch.testing.assert_close(normalized.sum_nll, out.sum_nll / out.num_tokens)
+
+
+def test_suppressed_token_ids_default_changes_nothing(gslm, tmp_path):
+    assert gslm.config.suppressed_token_ids is None and gslm.generation_config.suppress_tokens is None
+    ids, mask = gslm.units_to_input_ids(SpeechLMModelTester().get_units((6, 4)), add_eos=True, padding_side="right")
+    with torch.no_grad():
+        logp = gslm(input_ids=ids, attention_mask=mask).logits[:, :-1].log_softmax(-1)  # the whole vocabulary
+    expected = -(logp.gather(-1, ids[:, 1:, None])[..., 0] * mask[:, 1:]).sum(-1)
+    torch.testing.assert_close(gslm.log_likelihood(ids, mask).sum_nll, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_suppressed_token_ids_leave_the_softmax_and_generation(tmp_path):
+    tester = SpeechLMModelTester(use_modality_tokens=False)
+    config = tester.get_config()
+    layout = config.vocab_layout
+    suppressed = [layout.speech_token_id, layout.text_token_id, layout.bos_token_id]
+    torch.manual_seed(0)
+    model = SpeechLMForCausalLM(SpeechLMConfig(**{**config.to_dict(), "suppressed_token_ids": suppressed})).eval()
+    model.save_pretrained(tmp_path)
+    loaded = SpeechLMForCausalLM.from_pretrained(tmp_path).eval()
+    assert loaded.config.suppressed_token_ids == sorted(suppressed) == loaded.generation_config.suppress_tokens
+    kept = [i for i in range(config.vocab_size) if i not in suppressed]
+    ids, mask = loaded.units_to_input_ids(tester.get_units((6, 4)), add_eos=True)
+    with torch.no_grad():
+        logits = loaded(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0)).logits
+        logp = logits[:, :-1, kept].log_softmax(-1)  # the reference: a softmax over the kept ids only
+    position = {token: i for i, token in enumerate(kept)}
+    targets = ids[:, 1:].clone().apply_(lambda t: position.get(t, 0))
+    expected = -logp.gather(-1, targets[..., None])[..., 0] * (mask[:, 1:] * mask[:, :-1])
+    out = loaded.log_likelihood(ids, mask)
+    torch.testing.assert_close(out.token_nll, expected, atol=1e-5, rtol=1e-5)
+    plain = SpeechLMForCausalLM(config).eval()
+    plain.load_state_dict(model.state_dict())
+    assert (out.sum_nll < plain.log_likelihood(ids, mask).sum_nll).all()  # same weights, full softmax: less likely
+
+    generated = loaded.generate(input_ids=ids[:1, :4], max_new_tokens=6, min_new_tokens=6, do_sample=True,
+                                output_scores=True, return_dict_in_generate=True)  # fmt: skip
+    assert all(torch.isinf(scores[:, suppressed]).all() for scores in generated.scores)
+    with pytest.raises(ValueError, match=rf"token id {layout.bos_token_id} \(<s>\) is scored"):
+        loaded.log_likelihood(torch.tensor([[layout.bos_token_id, 3, layout.bos_token_id]]))
+    loaded.resize_token_embeddings(config.vocab_size + 2)  # extra rows keep the suppressed ids
+    assert loaded.config.suppressed_token_ids == sorted(suppressed)
 
 
 def test_log_likelihood_score_mask_scores_the_continuation(gslm):
@@ -565,7 +619,7 @@ def test_warm_start_normal_init_and_unit_tokenizer_argument(tokenizer):
     text_lm = _text_lm("llama", len(tokenizer))
     old_in = text_lm.get_input_embeddings().weight.detach().clone()
 
-    unit_tokenizer = KMeansUnitTokenizer(KMeansUnitTokenizerConfig(num_units=7))  # the project's speech tokenizer
+    unit_tokenizer = UnitEncoderModel(UnitEncoderConfig(num_units=7))  # the project's speech tokenizer
     model = SpeechLMForCausalLM.from_text_lm(text_lm, unit_tokenizer, new_embeddings_init="normal", seed=3)
     new_rows = model.get_input_embeddings().weight[11:].detach()
     assert model.config.num_units == 7 and torch.equal(model.get_input_embeddings().weight[:11], old_in)

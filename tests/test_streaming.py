@@ -12,7 +12,7 @@ import hf_slm  # noqa: F401
 from hf_slm import UnitHifiGanVocoder, UnitHifiGanVocoderConfig, UnitMelVocoder, UnitMelVocoderConfig
 from hf_slm.models.unit_vocoder import LogMelSpectrogram
 from hf_slm.streaming import receptive_field, stream_vocode
-from tiny_components import NUM_UNITS, tiny_codec_tokenizer, tiny_hifigan_vocoder, tiny_pipeline, tiny_rvq_codec
+from tiny_components import NUM_UNITS, tiny_codec, tiny_hifigan_vocoder, tiny_pipeline, tiny_rvq_codec
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -41,7 +41,7 @@ def _local_vocoders():
         "unit_hifigan": (tiny_hifigan_vocoder(), None),
         "rvq_codec_causal": (tiny_rvq_codec(), 3),
         "rvq_codec_centred": (tiny_rvq_codec(causal=False), 3),
-        "codec_tokenizer_dac": (tiny_codec_tokenizer(), 2),
+        "codec_dac": (tiny_codec(), 2),
     }
 
 

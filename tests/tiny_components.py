@@ -6,14 +6,14 @@ import numpy as np
 import torch
 from transformers import HubertConfig, LlamaConfig
 
-from hf_slm.models.codec_tokenizer import CodecTokenizer, CodecTokenizerConfig, RVQCodec, RVQCodecConfig
+from hf_slm.models.codec import CodecConfig, CodecModel, RVQCodecConfig, RVQCodecModel
 from hf_slm.models.speech_lm import (
     MultiStreamSpeechLMConfig,
     MultiStreamSpeechLMForCausalLM,
     SpeechLMConfig,
     SpeechLMForCausalLM,
 )
-from hf_slm.models.unit_tokenizer import KMeansUnitTokenizer, KMeansUnitTokenizerConfig, SpeechFeatureExtractor
+from hf_slm.models.unit_encoder import SpeechFeatureExtractor, UnitEncoderConfig, UnitEncoderModel
 from hf_slm.training.kmeans import fit_unit_tokenizer
 from hf_slm.models.unit_vocoder import (
     UnitHifiGanVocoder,
@@ -37,18 +37,18 @@ def tiny_hubert_config() -> HubertConfig:
     )
 
 
-def _fit_random(tokenizer: KMeansUnitTokenizer, seed: int) -> KMeansUnitTokenizer:
+def _fit_random(tokenizer: UnitEncoderModel, seed: int) -> UnitEncoderModel:
     g = torch.Generator().manual_seed(seed)
     features = torch.randn(2000, tokenizer.config.feature_dim, generator=g)
     fit_unit_tokenizer(tokenizer, features, seed=seed, show_progress=False, max_steps=5)
     return tokenizer
 
 
-def tiny_unit_tokenizer(frontend: str = "mfcc", seed: int = 0) -> KMeansUnitTokenizer:
+def tiny_unit_encoder(frontend: str = "mfcc", seed: int = 0) -> UnitEncoderModel:
     torch.manual_seed(seed)
     kwargs = {"ssl_config": tiny_hubert_config(), "ssl_layer": 1} if frontend == "ssl" else {}
-    config = KMeansUnitTokenizerConfig(frontend=frontend, num_units=NUM_UNITS, **kwargs)
-    return _fit_random(KMeansUnitTokenizer(config).eval(), seed)
+    config = UnitEncoderConfig(frontend=frontend, num_units=NUM_UNITS, **kwargs)
+    return _fit_random(UnitEncoderModel(config).eval(), seed)
 
 
 def tiny_speech_lm(seed: int = 0) -> SpeechLMForCausalLM:
@@ -99,7 +99,7 @@ def tiny_mel_vocoder(seed: int = 0) -> UnitMelVocoder:
     return UnitMelVocoder(config).eval()
 
 
-def tiny_rvq_codec(seed: int = 0, **overrides) -> RVQCodec:
+def tiny_rvq_codec(seed: int = 0, **overrides) -> RVQCodecModel:
     """hop 16 (4 x 4), 3 levels of 16 codes; a small loss mel and tiny discriminators so 0.1 s clips train."""
     torch.manual_seed(seed)
     kwargs = dict(
@@ -107,10 +107,10 @@ def tiny_rvq_codec(seed: int = 0, **overrides) -> RVQCodec:
         mel_n_fft=128, mel_hop_length=32, mel_win_length=128, num_mel_bins=16,
         mpd_periods=(2, 3), mpd_channels=(4, 8, 8, 8, 8), msd_num_scales=1, msd_channels=(16,) * 7,
     )
-    return RVQCodec(RVQCodecConfig(**{**kwargs, **overrides})).eval()
+    return RVQCodecModel(RVQCodecConfig(**{**kwargs, **overrides})).eval()
 
 
-def tiny_codec_tokenizer(seed: int = 0) -> CodecTokenizer:
+def tiny_codec(seed: int = 0) -> CodecModel:
     """A random tiny DAC (hop 16, 4 codebooks of 64) behind the codec interface, 2 codebooks kept."""
     from transformers import DacConfig
 
@@ -119,7 +119,7 @@ def tiny_codec_tokenizer(seed: int = 0) -> CodecTokenizer:
         encoder_hidden_size=4, downsampling_ratios=[4, 4], decoder_hidden_size=16, n_codebooks=4, codebook_size=64,
         codebook_dim=4,
     )
-    return CodecTokenizer(CodecTokenizerConfig(codec_config=dac, num_codebooks=2)).eval()
+    return CodecModel(CodecConfig(codec_config=dac, num_codebooks=2)).eval()
 
 
 #: name -> (factory, Auto class recorded for remote code, example inputs builder)
@@ -140,15 +140,40 @@ def _stream_inputs():
     return {"input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"]}
 
 
+def tiny_speech_llm(seed: int = 0):
+    from transformers import WhisperConfig
+
+    from hf_slm.models.speech_llm import SpeechLLMConfig, SpeechLLMForConditionalGeneration
+
+    torch.manual_seed(seed)
+    audio = WhisperConfig(
+        num_mel_bins=16, d_model=32, encoder_layers=1, encoder_attention_heads=2, encoder_ffn_dim=64, decoder_layers=1,
+        decoder_attention_heads=2, decoder_ffn_dim=32, max_source_positions=50, max_target_positions=8,
+    )  # fmt: skip
+    text = LlamaConfig(vocab_size=40, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                       num_key_value_heads=2)  # fmt: skip
+    config = SpeechLLMConfig(audio_config=audio, text_config=text, audio_token_id=39,
+                             projector_config={"projector_type": "pool_linear", "downsample": 5})  # fmt: skip
+    return SpeechLLMForConditionalGeneration(config).eval()
+
+
+def _speech_llm_inputs():
+    """100 log-mel frames -> 50 encoder frames -> 10 projected frames, one per placeholder (id 39)."""
+    features = torch.randn(1, 16, 100, generator=torch.Generator().manual_seed(0))
+    input_ids = torch.cat([torch.tensor([[1, 2]]), torch.full((1, 10), 39), torch.tensor([[3, 4]])], dim=1)
+    return {"input_ids": input_ids, "input_features": features}
+
+
 COMPONENTS = {
-    "unit_tokenizer_mfcc": (lambda: tiny_unit_tokenizer("mfcc"), "AutoModel", _audio_inputs),
-    "unit_tokenizer_ssl": (lambda: tiny_unit_tokenizer("ssl"), "AutoModel", _audio_inputs),
+    "unit_encoder_mfcc": (lambda: tiny_unit_encoder("mfcc"), "AutoModel", _audio_inputs),
+    "unit_encoder_ssl": (lambda: tiny_unit_encoder("ssl"), "AutoModel", _audio_inputs),
     "speech_lm": (tiny_speech_lm, "AutoModelForCausalLM", _unit_inputs),
     "multistream_speech_lm": (tiny_multistream_speech_lm, "AutoModel", _stream_inputs),
     "unit_hifigan": (tiny_hifigan_vocoder, "AutoModel", _unit_inputs),
     "unit_mel_vocoder": (tiny_mel_vocoder, "AutoModel", _unit_inputs),
-    "codec_tokenizer": (tiny_codec_tokenizer, "AutoModel", _audio_inputs),
+    "codec": (tiny_codec, "AutoModel", _audio_inputs),
     "rvq_codec": (tiny_rvq_codec, "AutoModel", _audio_inputs),
+    "speech_llm": (tiny_speech_llm, "AutoModelForMultimodalLM", _speech_llm_inputs),
 }
 
 
@@ -168,7 +193,7 @@ def tiny_pipeline(vocoder: str = "mel"):
 
     return SpeechLMPipeline(
         feature_extractor=SpeechFeatureExtractor(),
-        speech_tokenizer=tiny_unit_tokenizer("mfcc"),
+        speech_tokenizer=tiny_unit_encoder("mfcc"),
         language_model=tiny_speech_lm(),
         vocoder=tiny_mel_vocoder() if vocoder == "mel" else tiny_hifigan_vocoder(),
     )

@@ -6,7 +6,7 @@
     python examples/codec/train_codec.py examples/codec/config_base.json --semantic_teacher mfcc
 
 Steps: speech (synthesised with espeak-ng, or a `hf-slm synth` / `save_to_disk` folder) -> optional semantic teacher
-(a fitted MFCC k-means unit tokenizer, or a saved `KMeansUnitTokenizer` e.g. HuBERT units) -> `CodecGanTrainer`
+(a fitted MFCC k-means unit tokenizer, or a saved `UnitEncoderModel` e.g. HuBERT units) -> `CodecGanTrainer`
 (mel L1 + commitment [+ level-1 distillation] + HiFi-GAN adversarial / feature-matching losses, EMA codebooks) ->
 the codec (generator only) in `output_dir`, the teacher in `output_dir/semantic_teacher`, and `results.json` with
 the held-out mel L1, codebook usage and (distilled runs) level-1 code / teacher unit normalised mutual information.
@@ -30,8 +30,8 @@ import numpy as np
 import torch
 from transformers import TrainingArguments, set_seed
 
-from hf_slm.models.codec_tokenizer import RVQCodec, RVQCodecConfig
-from hf_slm.models.unit_tokenizer import KMeansUnitTokenizer, KMeansUnitTokenizerConfig, SpeechFeatureExtractor
+from hf_slm.models.codec import RVQCodecConfig, RVQCodecModel
+from hf_slm.models.unit_encoder import SpeechFeatureExtractor, UnitEncoderConfig, UnitEncoderModel
 from hf_slm.training import (
     ReadableCheckpoints,
     finished_results,
@@ -74,7 +74,7 @@ class CodecModelArguments:
     semantic_teacher: str | None = field(
         default=None,
         metadata={"help": "Distil RVQ level 1: 'mfcc' (fit MFCC k-means on the training audio, saved to "
-                  "output_dir/semantic_teacher) or a saved KMeansUnitTokenizer folder (MFCC or SSL). Unset: no "
+                  "output_dir/semantic_teacher) or a saved UnitEncoderModel folder (MFCC or SSL). Unset: no "
                   "distillation."},
     )
     teacher_num_units: int = field(default=50, metadata={"help": "k-means units of a fitted MFCC teacher."})
@@ -97,7 +97,7 @@ def _waveform(value) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------------------------------------- model
-def build_codec(model_args: CodecModelArguments, teacher) -> RVQCodec:
+def build_codec(model_args: CodecModelArguments, teacher) -> RVQCodecModel:
     config = RVQCodecConfig(
         upsampling_ratios=csv_list(model_args.upsampling_ratios, int),
         num_filters=model_args.num_filters,
@@ -117,7 +117,7 @@ def build_codec(model_args: CodecModelArguments, teacher) -> RVQCodec:
         mpd_channels=csv_list(model_args.mpd_channels, int),
         msd_channels=csv_list(model_args.msd_channels, int),
     )
-    return RVQCodec(config)
+    return RVQCodecModel(config)
 
 
 def load_teacher(model_args: CodecModelArguments, train, data_args, output_dir: Path):
@@ -127,10 +127,10 @@ def load_teacher(model_args: CodecModelArguments, train, data_args, output_dir: 
         return None
     saved = output_dir / TEACHER_DIR
     if source != "mfcc":
-        return KMeansUnitTokenizer.from_pretrained(source).eval()
+        return UnitEncoderModel.from_pretrained(source).eval()
     if (saved / "config.json").is_file():
-        return KMeansUnitTokenizer.from_pretrained(saved).eval()
-    teacher = KMeansUnitTokenizer(KMeansUnitTokenizerConfig(num_units=model_args.teacher_num_units)).eval()
+        return UnitEncoderModel.from_pretrained(saved).eval()
+    teacher = UnitEncoderModel(UnitEncoderConfig(num_units=model_args.teacher_num_units)).eval()
     fit_unit_tokenizer_on_dataset(teacher, train, SpeechFeatureExtractor(), audio_column=data_args.audio_column,
                                   show_progress=False)  # fmt: skip
     teacher.save_pretrained(saved)
@@ -139,7 +139,7 @@ def load_teacher(model_args: CodecModelArguments, train, data_args, output_dir: 
 
 # ---------------------------------------------------------------------------------------------------- evaluation
 @torch.no_grad()
-def evaluate_codec(codec: RVQCodec, teacher, test, audio_column: str) -> dict:
+def evaluate_codec(codec: RVQCodecModel, teacher, test, audio_column: str) -> dict:
     """Held-out mel L1, codes used per level, and NMI(level-1 codes; teacher units) when there is a teacher."""
     codec.eval()
     mel_losses, codes_by_level, pairs = [], [[] for _ in range(codec.num_codebooks)], []

@@ -27,8 +27,8 @@ from transformers.trainer_utils import get_last_checkpoint
 from hf_slm import SpeechLMPipeline
 from hf_slm.data import load_text_corpus, synthesize_dataset
 from hf_slm.models.speech_lm import SpeechLMConfig, SpeechLMForCausalLM
-from hf_slm.models.unit_tokenizer import KMeansUnitTokenizer, KMeansUnitTokenizerConfig, SpeechFeatureExtractor
-from hf_slm.models.unit_tokenizer.feature_extraction_unit_tokenizer import load_audio
+from hf_slm.models.unit_encoder import SpeechFeatureExtractor, UnitEncoderConfig, UnitEncoderModel
+from hf_slm.models.unit_encoder.feature_extraction_unit_encoder import load_audio
 from hf_slm.models.unit_vocoder import UnitMelVocoder, UnitMelVocoderConfig
 from hf_slm.training import CausalLMCollator, UnitVocoderCollator
 from hf_slm.training.kmeans import fit_unit_tokenizer_on_dataset
@@ -129,7 +129,7 @@ def synthesise(args: DefaultPipelineArguments):
 
 def fit_speech_tokenizer(args, train):
     feature_extractor = SpeechFeatureExtractor(sampling_rate=16000)
-    tokenizer = KMeansUnitTokenizer(KMeansUnitTokenizerConfig(frontend="mfcc", num_units=args.num_units))
+    tokenizer = UnitEncoderModel(UnitEncoderConfig(frontend="mfcc", num_units=args.num_units))
     fit_unit_tokenizer_on_dataset(
         tokenizer, train, feature_extractor, max_frames=args.kmeans_max_frames, seed=args.seed
     )
@@ -231,7 +231,7 @@ def prepare_unit_data(args, feature_extractor=None, speech_tokenizer=None, keep_
             feature_extractor, speech_tokenizer = cached_stage(
                 work / "speech_tokenizer",
                 fit,
-                lambda p: (SpeechFeatureExtractor.from_pretrained(p), KMeansUnitTokenizer.from_pretrained(p).eval()),
+                lambda p: (SpeechFeatureExtractor.from_pretrained(p), UnitEncoderModel.from_pretrained(p).eval()),
             )
         train, test = (
             cached_stage(

@@ -95,7 +95,7 @@ def build_tiny_base_pipeline(texts, noise, seed: int = 0, num_units: int = 16, c
     2-layer Llama speech LM with a word-level text vocabulary, a tiny mel vocoder. For smoke tests only."""
     from hf_slm.data import synthesize_dataset
     from hf_slm.instruct.data import decode_audio_value
-    from hf_slm.models.unit_tokenizer import KMeansUnitTokenizer, KMeansUnitTokenizerConfig, SpeechFeatureExtractor
+    from hf_slm.models.unit_encoder import SpeechFeatureExtractor, UnitEncoderConfig, UnitEncoderModel
     from hf_slm.models.unit_vocoder import UnitMelVocoder, UnitMelVocoderConfig
     from hf_slm.training.kmeans import fit_unit_tokenizer
 
@@ -103,7 +103,7 @@ def build_tiny_base_pipeline(texts, noise, seed: int = 0, num_units: int = 16, c
     feature_extractor = SpeechFeatureExtractor()
     speech = synthesize_dataset(list(texts)[:16], show_progress=False, cache_dir=cache_dir)
     audio = [decode_audio_value(a) for a in speech["audio"]] + list(noise)
-    tokenizer_units = KMeansUnitTokenizer(KMeansUnitTokenizerConfig(frontend="mfcc", num_units=num_units)).eval()
+    tokenizer_units = UnitEncoderModel(UnitEncoderConfig(frontend="mfcc", num_units=num_units)).eval()
     inputs = feature_extractor(audio, sampling_rate=16000, return_tensors="pt")
     with torch.no_grad():
         features, mask = tokenizer_units.extract_features(inputs["input_values"], inputs["attention_mask"])

@@ -43,7 +43,7 @@ from transformers import TrainingArguments, set_seed
 from hf_slm import SpeechLMPipeline
 from hf_slm.evaluation.report import write_json
 from hf_slm.evaluation.resynthesis import evaluate_resynthesis
-from hf_slm.models.unit_tokenizer import decode_audio
+from hf_slm.models.unit_encoder import decode_audio
 from hf_slm.models.unit_vocoder import UnitHifiGanVocoder, UnitHifiGanVocoderConfig
 from hf_slm.training import (
     ReadableCheckpoints,

@@ -38,7 +38,7 @@ probability = number(float, 0.0, 1.0, what="a number in [0, 1]")
 
 def sampling_rate_type(text: str) -> int:
     """An argparse type: a sampling rate in the range the feature extractor accepts."""
-    from ..models.unit_tokenizer.feature_extraction_unit_tokenizer import MAX_SAMPLING_RATE, MIN_SAMPLING_RATE
+    from ..models.unit_encoder.feature_extraction_unit_encoder import MAX_SAMPLING_RATE, MIN_SAMPLING_RATE
 
     return number(int, MIN_SAMPLING_RATE, MAX_SAMPLING_RATE,
                   what=f"a sampling rate in [{MIN_SAMPLING_RATE}, {MAX_SAMPLING_RATE}] Hz")(text)  # fmt: skip

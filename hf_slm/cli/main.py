@@ -55,7 +55,7 @@ def _load_dataset_arg(spec: str, split: str | None = None):
 def cmd_fit_tokenizer(args) -> int:
     from transformers import AutoConfig
 
-    from ..models.unit_tokenizer import KMeansUnitTokenizer, KMeansUnitTokenizerConfig, SpeechFeatureExtractor
+    from ..models.unit_encoder import SpeechFeatureExtractor, UnitEncoderConfig, UnitEncoderModel
     from ..utils import atomic_save_directory
     from ..training.kmeans import fit_unit_tokenizer_on_dataset
 
@@ -65,10 +65,10 @@ def cmd_fit_tokenizer(args) -> int:
     if args.frontend == "ssl":
         if not args.ssl_model:
             raise ValueError("--frontend ssl needs --ssl-model (a local folder or Hub id of HuBERT/WavLM/...)")
-        tokenizer = KMeansUnitTokenizer.from_ssl_pretrained(args.ssl_model, layer=args.layer, num_units=args.num_units)
+        tokenizer = UnitEncoderModel.from_ssl_pretrained(args.ssl_model, layer=args.layer, num_units=args.num_units)
         feature_extractor = SpeechFeatureExtractor(sampling_rate=AutoConfig.from_pretrained(args.ssl_model).to_dict().get("sampling_rate", 16000))
     else:
-        tokenizer = KMeansUnitTokenizer(KMeansUnitTokenizerConfig(frontend="mfcc", num_units=args.num_units))
+        tokenizer = UnitEncoderModel(UnitEncoderConfig(frontend="mfcc", num_units=args.num_units))
         feature_extractor = SpeechFeatureExtractor(sampling_rate=tokenizer.config.sampling_rate)
     tokenizer.to(args.device)
     fit_unit_tokenizer_on_dataset(

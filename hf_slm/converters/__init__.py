@@ -2,7 +2,7 @@
 
 | function | source | writes |
 |---|---|---|
-| [`convert_kmeans`] | textlesslib / fairseq joblib k-means + a transformers SSL encoder | `KMeansUnitTokenizer` |
+| [`convert_kmeans`] | textlesslib / fairseq joblib k-means + a transformers SSL encoder | `UnitEncoderModel` |
 | [`convert_unit_hifigan`] | speech-resynthesis / fairseq / textlesslib unit HiFi-GAN | `UnitHifiGanVocoder` |
 | [`convert_seamless_vocoder`] | SeamlessM4T (v1 / v2) code HiFi-GAN | `UnitHifiGanVocoder` |
 | [`convert_slamkit_lm`] | slamkit `UnitLM` / TWIST unit LMs | `SpeechLMForCausalLM` |

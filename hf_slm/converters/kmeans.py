@@ -1,4 +1,4 @@
-"""textlesslib / fairseq k-means quantisers -> a [`KMeansUnitTokenizer`] folder (SSL front end + centroids).
+"""textlesslib / fairseq k-means quantisers -> a [`UnitEncoderModel`] folder (SSL front end + centroids).
 
 textlesslib (`textless/data/quantizer_*`) and fairseq (`examples/textless_nlp/gslm/speech2unit`) store the k-means
 quantiser of their HuBERT / mHuBERT units as a joblib pickle of a fitted scikit-learn `MiniBatchKMeans`; units are
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..models.unit_tokenizer import KMeansUnitTokenizer, SpeechFeatureExtractor
+from ..models.unit_encoder import SpeechFeatureExtractor, UnitEncoderModel
 
 #: (module, name) pairs the restricted unpickler resolves; `numpy.core.*` is read as `numpy._core.*`.
 _ALLOWED_GLOBALS = {
@@ -130,7 +130,7 @@ def convert_kmeans(
     trust_pickle: bool = False,
     do_normalize: bool | None = None,
     **load_kwargs,
-) -> KMeansUnitTokenizer:
+) -> UnitEncoderModel:
     """Convert a textlesslib / fairseq k-means quantiser plus its SSL encoder into a tokenizer folder.
 
     Args:
@@ -147,10 +147,10 @@ def convert_kmeans(
         load_kwargs: `revision`, `token`, `cache_dir`, `local_files_only` for the encoder download.
 
     Returns:
-        The converted (fitted) [`KMeansUnitTokenizer`], in eval mode.
+        The converted (fitted) [`UnitEncoderModel`], in eval mode.
     """
     centers = load_kmeans_centroids(kmeans_path, trust_pickle=trust_pickle)
-    tokenizer = KMeansUnitTokenizer.from_ssl_pretrained(str(ssl_model), layer, num_units=centers.shape[0], **load_kwargs)
+    tokenizer = UnitEncoderModel.from_ssl_pretrained(str(ssl_model), layer, num_units=centers.shape[0], **load_kwargs)
     if centers.shape[1] != tokenizer.config.feature_dim:
         raise ValueError(
             f"the k-means centroids have dim {centers.shape[1]} but layer {layer} of {ssl_model} has "

@@ -10,9 +10,9 @@ Our layout (speech only, no modality tokens) is `<s> u_1 ... u_T </s>` with unit
 [Speech] [Text]`. The converter copies rows, never retrains: unit rows, PAD, and `<S>` (as both `<s>` and `</s>`
 inputs and as the `</s>` output). The model is untied, because `<s>` must read the `<S>` input row but must not be
 predicted a second time: the output rows of `<s>`, `[Speech]` and `[Text]`, which slamkit does not have, copy PAD's
-output row. Every logit slamkit has is therefore reproduced exactly, and each scored token's NLL differs from
-slamkit's by exactly `log(1 + 3 p(PAD))`, where `p(PAD)` is slamkit's own probability of PAD there (PAD is never a
-training target, so trained models give it almost none).
+output row, and the config lists them as `suppressed_token_ids`, so scoring normalises over slamkit's vocabulary
+only and generation never picks them. Every logit slamkit has is reproduced exactly, and so is every per-token
+log-probability and pair score.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM
 
-from ..models.speech_lm import SpeechLMConfig, SpeechLMForCausalLM
+from ..models.speech_lm import SpeechLMConfig, SpeechLMForCausalLM, SpeechLMVocabularyLayout
 from ._common import load_torch_checkpoint, strip_prefix
 
 #: slamkit's UnitTokeniser defaults: `<PAD>` id, the shared `<S>` (BOS and EOS) id, and unit i -> i + 2.
@@ -143,8 +143,11 @@ def convert_slamkit_lm(
     lm.set_output_embeddings(head)
     # transformers caches the tying decided at construction; recompute it from the (now untied) config
     lm.all_tied_weights_keys = lm.get_expanded_tied_weights_keys(all_submodels=True)
+    layout = SpeechLMVocabularyLayout(text_vocab_size=0, num_units=num_units, use_modality_tokens=False)
     config = SpeechLMConfig(
         text_config=lm.config, text_vocab_size=0, num_units=num_units, use_modality_tokens=False,
+        # slamkit's softmax has no such rows: leave them out of scoring and generation
+        suppressed_token_ids=[layout.bos_token_id, layout.speech_token_id, layout.text_token_id],
         source_token_ids={"unit_offset": unit_offset, "pad_token_id": pad, "bos_eos_token_id": s},
     )  # fmt: skip
     for name in ("vocab_size", "pad_token_id", "bos_token_id", "eos_token_id"):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from transformers import AutoFeatureExtractor, AutoModel, AutoTokenizer
 
-from ..models.unit_tokenizer import SpeechFeatureExtractor
+from ..models.unit_encoder import SpeechFeatureExtractor
 from ..pipelines import SpeechLMPipeline, check_compatibility
 
 

@@ -151,7 +151,7 @@ def audio_text_columns(ds, audio_column: str = "audio", text_column: str = "text
 
 def _decoded(item) -> dict:
     """``{"array", "sampling_rate"}`` of a decoded `datasets.Audio` value (a torchcodec decoder or a dict)."""
-    from ..models.unit_tokenizer import decode_audio
+    from ..models.unit_encoder import decode_audio
 
     array, rate = decode_audio(item)
     return {"array": array, "sampling_rate": rate}

@@ -33,7 +33,7 @@ def load_vad():
 
 
 def _mono_16k(waveform, sampling_rate: int) -> torch.Tensor:
-    from ..models.unit_tokenizer import load_audio
+    from ..models.unit_encoder import load_audio
 
     wave = np.asarray(waveform, dtype=np.float32)
     if wave.ndim != 1:

@@ -34,7 +34,7 @@ class SpeechRecognizer(Protocol):
 
 def _mono_16k(waveform, sampling_rate: int) -> np.ndarray:
     """float32 mono at 16 kHz, scaled into [-1, 1] when it overshoots (vocoder output can)."""
-    from ..models.unit_tokenizer import load_audio
+    from ..models.unit_encoder import load_audio
 
     wave = load_audio({"array": np.asarray(waveform, dtype=np.float32), "sampling_rate": sampling_rate},
                       ASR_SAMPLING_RATE)  # fmt: skip

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..models.unit_tokenizer import decode_audio
+from ..models.unit_encoder import decode_audio
 from .asr import PocketSphinxASR, SpeechRecognizer, load_asr
 from .metrics.error_rate.error_rate import error_rate, normalize_transcript
 from .metrics.mel_distance.mel_distance import mel_distance

@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 import transformers
-from transformers import AutoConfig, AutoFeatureExtractor, AutoProcessor
+from transformers import CONFIG_MAPPING, AutoConfig, AutoFeatureExtractor, AutoProcessor
 
 REGISTERED: dict[str, dict[str, type]] = {}
 
@@ -35,6 +35,8 @@ def register_component(
     if not model_type.startswith("hf_slm_"):
         raise ValueError(f"model_type {model_type!r} of {config_class.__name__} must start with 'hf_slm_'")
     AutoConfig.register(model_type, config_class, exist_ok=True)
+    for legacy_type in getattr(config_class, "legacy_model_types", ()):  # checkpoints saved under a former name:
+        CONFIG_MAPPING.register(legacy_type, config_class, exist_ok=True)  # the config renames it, with a warning
     config_class.register_for_auto_class()
     entry: dict[str, type] = {"config": config_class}
     if model_class is not None:
@@ -57,12 +59,12 @@ def register_component(
 
 def register_all() -> None:
     # Each family adds its block here, and only here.
-    # --- unit_tokenizer ---
-    from .unit_tokenizer import KMeansUnitTokenizer, KMeansUnitTokenizerConfig, SpeechFeatureExtractor
+    # --- unit_encoder ---
+    from .unit_encoder import SpeechFeatureExtractor, UnitEncoderConfig, UnitEncoderModel
 
     register_component(
-        KMeansUnitTokenizerConfig,
-        KMeansUnitTokenizer,
+        UnitEncoderConfig,
+        UnitEncoderModel,
         ("AutoModel",),
         feature_extractor_class=SpeechFeatureExtractor,
         processor_class=SpeechFeatureExtractor,  # audio in, no text: its processor is the feature extractor
@@ -81,8 +83,17 @@ def register_all() -> None:
 
     register_component(UnitHifiGanVocoderConfig, UnitHifiGanVocoder)
     register_component(UnitMelVocoderConfig, UnitMelVocoder)
-    # --- codec_tokenizer ---
-    from .codec_tokenizer import CodecTokenizer, CodecTokenizerConfig, RVQCodec, RVQCodecConfig
+    # --- codec ---
+    from .codec import CodecConfig, CodecModel, RVQCodecConfig, RVQCodecModel
 
-    register_component(CodecTokenizerConfig, CodecTokenizer)
-    register_component(RVQCodecConfig, RVQCodec)
+    register_component(CodecConfig, CodecModel)
+    register_component(RVQCodecConfig, RVQCodecModel)
+    # --- speech_llm ---
+    from .speech_llm import SpeechLLMConfig, SpeechLLMForConditionalGeneration, SpeechLLMProcessor
+
+    register_component(  # the Auto classes transformers files Qwen2AudioForConditionalGeneration under
+        SpeechLLMConfig,
+        SpeechLLMForConditionalGeneration,
+        ("AutoModelForMultimodalLM", "AutoModelForSeq2SeqLM", "AutoModel"),
+        processor_class=SpeechLLMProcessor,
+    )

@@ -20,6 +20,7 @@ import importlib
 import json
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +79,14 @@ LOADABLE_CLASSES = {
     ),
     "peft": ("peft.PeftModel",),
 }
+#: Class names an index saved before hf_slm 0.2 may hold -> today's names; read with a FutureWarning until hf_slm 0.3.
+RENAMED_CLASSES = {
+    "hf_slm": {
+        "KMeansUnitTokenizer": "UnitEncoderModel",  # rename: keep
+        "CodecTokenizer": "CodecModel",  # rename: keep
+        "RVQCodec": "RVQCodecModel",  # rename: keep
+    },
+}
 
 
 def _import_dotted(dotted: str):
@@ -96,6 +105,15 @@ def _resolve_class(library: str, class_name: str, where: str = INDEX_FILE):
         )
     if not class_name.isidentifier() or class_name.startswith("_"):
         raise PipelineLoadError(f"{where}: {class_name!r} is not a public class name")
+    renamed = RENAMED_CLASSES.get(library, {}).get(class_name)
+    if renamed is not None:
+        warnings.warn(
+            f"{where}: class {class_name!r} was renamed {renamed!r} in {library} 0.2 and is read until 0.3: re-save "
+            "the pipeline (save_pretrained) to write the new name",
+            FutureWarning,
+            stacklevel=3,
+        )
+        class_name = renamed
     try:
         module = importlib.import_module(library)
     except ImportError as err:
@@ -250,6 +268,10 @@ def _interface(component) -> tuple[dict, dict]:
 #: Order of the data flow: a component may consume what any component before it produces.
 FLOW_ORDER = ("feature_extractor", "speech_tokenizer", "language_model", "vocoder")
 
+#: Keys whose consumed value is a lower bound, not a value to equal: the producer's must be at least it (the feature
+#: extractor's shortest accepted utterance, `audio.min_samples`, against the tokenizer's receptive field).
+AT_LEAST_KEYS = frozenset({"audio.min_samples"})
+
 
 def check_compatibility(components: dict[str, Any]) -> None:
     """Refuse components that disagree on what flows between them.
@@ -257,22 +279,54 @@ def check_compatibility(components: dict[str, Any]) -> None:
     Each config (or feature extractor) declares ``produces`` and ``consumes``: dicts of named quantities such as
     ``audio.sampling_rate``, ``units.num_units``, ``units.frame_rate``, ``codes.num_codebooks``. Every key a
     component consumes must equal the value of the same key produced by each component upstream of it
-    (`FLOW_ORDER`); a `PipelineLoadError` names both components and both values. Components that declare nothing
-    (a text tokenizer, an outside model) are not compared.
+    (`FLOW_ORDER`), or for `AT_LEAST_KEYS` be at most it (checked after the equal keys, so that a sampling-rate
+    mismatch is named first); a `PipelineLoadError` names both components and both values. Components that declare
+    nothing (a text tokenizer, an outside model) are not compared.
     """
     present = [(name, components[name]) for name in FLOW_ORDER if components.get(name) is not None]
     for i, (consumer, component) in enumerate(present):
         _, consumes = _interface(component)
         for producer, upstream in present[:i]:
             produces, _ = _interface(upstream)
-            for key in sorted(consumes.keys() & produces.keys()):
-                have, want = produces[key], consumes[key]
-                same = abs(float(have) - float(want)) <= 1e-6 * max(abs(float(have)), 1.0)
-                if not same:
+            for key in sorted(consumes.keys() & produces.keys(), key=lambda k: (k in AT_LEAST_KEYS, k)):
+                have, want = float(produces[key]), float(consumes[key])
+                tolerance = 1e-6 * max(abs(have), 1.0)
+                if key in AT_LEAST_KEYS and have < want - tolerance:
                     raise PipelineLoadError(
-                        f"incompatible components: {producer} ({type(upstream).__name__}) produces {key}={have} but "
-                        f"{consumer} ({type(component).__name__}) consumes {key}={want}"
+                        f"incompatible components: {producer} ({type(upstream).__name__}) produces {key}="
+                        f"{produces[key]} but {consumer} ({type(component).__name__}) needs {key} >= {consumes[key]}"
                     )
+                if key not in AT_LEAST_KEYS and abs(have - want) > tolerance:
+                    raise PipelineLoadError(
+                        f"incompatible components: {producer} ({type(upstream).__name__}) produces {key}="
+                        f"{produces[key]} but {consumer} ({type(component).__name__}) consumes {key}={consumes[key]}"
+                    )
+
+
+def upload_mirrored(
+    folder: str | os.PathLike,
+    repo_id: str,
+    revision: str | None = None,
+    private: bool | None = None,
+    token: str | None = None,
+    commit_message: str | None = None,
+    create_pr: bool = False,
+):
+    """Upload ``folder`` as one commit on ``revision`` (repo and branch created when missing), deleting the remote
+    files the folder no longer has, so that a pull gives back exactly this folder; returns the ``CommitInfo``.
+
+    Ours, not `huggingface_hub.ModelHubMixin.push_to_hub` (no branch creation, no atomic save, and its
+    `from_pretrained` cannot resolve embedded variant names) nor transformers' `PushToHubMixin.push_to_hub`
+    (replaces the model card, uploads one folder level deep, keeps stale remote files).
+    """
+    from huggingface_hub import HfApi
+
+    api = HfApi(token=token)
+    repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+    if revision is not None:
+        api.create_branch(repo_id, branch=revision, exist_ok=True)
+    return api.upload_folder(folder_path=str(folder), repo_id=repo_id, revision=revision, create_pr=create_pr,
+                             commit_message=commit_message, delete_patterns="*")  # fmt: skip
 
 
 class PipelineMixin:
@@ -357,24 +411,11 @@ class PipelineMixin:
         commit_message: str = "Upload hf_slm pipeline variant",
         create_pr: bool = False,
     ):
-        """Save into a temporary folder and upload it as one commit (create the repo / branch when missing)."""
-        from huggingface_hub import HfApi
-
-        api = HfApi(token=token)
-        api.create_repo(repo_id, private=private, exist_ok=True)
-        if revision is not None:
-            api.create_branch(repo_id, branch=revision, exist_ok=True)
+        """Save into a temporary folder and upload it as one commit (`upload_mirrored`)."""
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp) / "variant"
             self.save_pretrained(folder, repo_id=repo_id)
-            return api.upload_folder(
-                folder_path=str(folder),
-                repo_id=repo_id,
-                revision=revision,
-                commit_message=commit_message,
-                create_pr=create_pr,
-                delete_patterns="*",  # mirror the variant: files of components it no longer has must go
-            )
+            return upload_mirrored(folder, repo_id, revision, private, token, commit_message, create_pr)
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -488,11 +529,13 @@ class PipelineMixin:
 
 __all__ = [
     "INDEX_FILE",
+    "upload_mirrored",
     "COMPONENT_NAMES",
     "PipelineLoadError",
     "PipelineMixin",
     "EMBEDDED_PIPELINES",
     "LOADABLE_CLASSES",
+    "RENAMED_CLASSES",
     "atomic_open",
     "atomic_save_directory",
     "check_compatibility",

@@ -35,7 +35,7 @@ class SpeechLMPipeline(PipelineMixin):
 
     Args:
         feature_extractor: turns audio (arrays, files, datasets Audio) into padded, masked model inputs.
-        speech_tokenizer: audio -> discrete units (e.g. `KMeansUnitTokenizer`).
+        speech_tokenizer: audio -> discrete units (e.g. `UnitEncoderModel`).
         language_model: a decoder LM over units (e.g. `SpeechLMForCausalLM`); optional for tokenise/resynthesise.
         vocoder: units -> waveform (e.g. `UnitHifiGanVocoder`, `UnitMelVocoder`); optional for tokenise/score.
         tokenizer: the text tokenizer of text-speech (TWIST / interleaved) variants.
@@ -70,13 +70,18 @@ class SpeechLMPipeline(PipelineMixin):
             raise ValueError(f"{task} needs a {name.replace('_', ' ')}, and this pipeline variant has none")
         return self._components[name]
 
+    @staticmethod
+    def _position_limit(lm) -> int | None:
+        """The LM backbone's `max_position_embeddings` (`None` when it declares none)."""
+        config = lm.config.get_text_config() if hasattr(lm.config, "get_text_config") else lm.config
+        return getattr(config, "max_position_embeddings", None)
+
     def _check_context(self, lm, lengths: list[int], new_tokens: int, task: str) -> None:
         """Refuse sequences the LM would read past its trained positions (`max_position_embeddings`).
 
         Long audio is refused, not windowed: a windowed score is a different quantity, so the caller decides how
         to cut (e.g. at pauses with `hf-slm split-audio`)."""
-        config = lm.config.get_text_config() if hasattr(lm.config, "get_text_config") else lm.config
-        limit = getattr(config, "max_position_embeddings", None)
+        limit = self._position_limit(lm)
         if not limit:
             return
         for i, length in enumerate(lengths):

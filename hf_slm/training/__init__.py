@@ -15,6 +15,7 @@ from .launch import (
     resumable_interrupt,
 )
 from .packing import PackedSequenceCollator, SequencePacker, pack_dataset, pack_sequences
+from .speech_llm import SpeechLLMCollator, set_training_stage
 from .vocoder_collator import UnitVocoderCollator
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "PackedSequenceCollator",
     "ReadableCheckpoints",
     "SequencePacker",
+    "SpeechLLMCollator",
     "UnitVocoderCollator",
     "VocoderGanTrainer",
     "WallClockLimit",
@@ -36,5 +38,6 @@ __all__ = [
     "pack_sequences",
     "require_single_process",
     "resumable_interrupt",
+    "set_training_stage",
     "widen_to_umask",
 ]

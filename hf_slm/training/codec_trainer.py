@@ -1,4 +1,4 @@
-"""GAN training of our RVQ codec (`RVQCodec`) inside the HF `Trainer`, reusing the vocoder's GAN machinery.
+"""GAN training of our RVQ codec (`RVQCodecModel`) inside the HF `Trainer`, reusing the vocoder's GAN machinery.
 
 `CodecGanTrainer` is a `VocoderGanTrainer` (second optimiser / scheduler for the discriminators, discriminator step
 at the generator's accumulation boundaries, checkpoints that carry both players) whose generator is a codec: its
@@ -6,7 +6,7 @@ loss is mel L1 + commitment (+ semantic distillation) from the codec's own `forw
 adversarial and feature-matching terms. The discriminators (`HifiGanDiscriminator`: MPD + MSD) come from the unit
 vocoder family and are attached to the codec here, so the codec's folder stays free of training-only code.
 
-For the mixed tokenizer, a fitted `KMeansUnitTokenizer` is the teacher: its (standardised) MFCC or SSL features of
+For the mixed tokenizer, a fitted `UnitEncoderModel` is the teacher: its (standardised) MFCC or SSL features of
 each batch become `semantic_features`, resampled to the codec's frame rate when the rates differ.
 """
 
@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch.nn.utils.rnn import pad_sequence
 
-from ..models.codec_tokenizer import RVQCodec
+from ..models.codec import RVQCodecModel
 from ..models.unit_vocoder import HifiGanDiscriminator
 from .gan_trainer import VocoderGanTrainer
 
@@ -102,7 +102,7 @@ def teacher_features(teacher, input_values, attention_mask, frame_rate: float):
 
 # ---------------------------------------------------------------------------------------------------- trainer
 class CodecGanTrainer(VocoderGanTrainer):
-    """HF `Trainer` for [`RVQCodec`] with HiFi-GAN's adversarial objective (and optional semantic distillation).
+    """HF `Trainer` for [`RVQCodecModel`] with HiFi-GAN's adversarial objective (and optional semantic distillation).
 
     Per micro-batch: the codec autoencodes (`loss = lambda_mel L_mel + lambda_commitment L_commit
     [+ lambda_distillation L_distill]`, EMA codebooks updated in the forward); then, from
@@ -110,7 +110,7 @@ class CodecGanTrainer(VocoderGanTrainer):
     generator's adversarial (eq. 6) and feature-matching (eq. 9) terms, exactly as `VocoderGanTrainer`.
 
     Args:
-        semantic_teacher: a fitted `KMeansUnitTokenizer` (MFCC or SSL front end) whose features level 1 is
+        semantic_teacher: a fitted `UnitEncoderModel` (MFCC or SSL front end) whose features level 1 is
             distilled toward; required when `model.config.semantic_distillation_dim` is set (and must match it).
         discriminator_warmup_steps (`int`, defaults to 0): optimiser steps trained on reconstruction only before the
             discriminators join (a common codec / VQGAN recipe; a value beyond `max_steps` trains without GAN).
@@ -121,7 +121,7 @@ class CodecGanTrainer(VocoderGanTrainer):
     restarted per step) and, once adversarial, `loss_disc`, `loss_gen_adv`, `loss_fm`.
     """
 
-    model_class = RVQCodec
+    model_class = RVQCodecModel
 
     def __init__(
         self,
@@ -152,7 +152,7 @@ class CodecGanTrainer(VocoderGanTrainer):
         if distill_dim and teacher is None:
             raise ValueError(
                 f"the codec distils level 1 toward {distill_dim}-dim features: pass semantic_teacher (a fitted "
-                "KMeansUnitTokenizer)"
+                "UnitEncoderModel)"
             )
         if teacher is not None:
             if not distill_dim:

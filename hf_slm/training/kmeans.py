@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from ..models.unit_tokenizer.kmeans import assign, squared_distances
+from ..models.unit_encoder.kmeans import assign, squared_distances
 
 
 def kmeans_plus_plus(x: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
@@ -205,7 +205,7 @@ def fit_unit_tokenizer(
     device: str | torch.device | None = None,
     show_progress: bool = True,
 ) -> MiniBatchKMeans:
-    """Fit a `KMeansUnitTokenizer`'s feature standardisation and k-means centroids (in place).
+    """Fit a `UnitEncoderModel`'s feature standardisation and k-means centroids (in place).
 
     Args:
         features_or_batches: frame features [N, D], or an iterable of [n, D] / [B, T, D] tensors (padded frames

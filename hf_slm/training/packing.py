@@ -19,10 +19,11 @@ variable length; it is the right choice for flash-attention varlen, see examples
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+import pyarrow as pa
 import torch
 
 PACKING_STRATEGIES = ("bfd", "wrapped")
@@ -33,25 +34,60 @@ def _split(sequence: list[int], seq_length: int) -> list[list[int]]:
     return [sequence[i : i + seq_length] for i in range(0, len(sequence), seq_length)]
 
 
-def _best_fit_decreasing(lengths: Sequence[int], seq_length: int) -> list[list[int]]:
-    """Indices of the pieces in each row: longest first, each into the row with the least room that still fits."""
-    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
-    rows: list[list[int]] = []
-    free: list[tuple[int, int]] = []  # sorted (room left, row index)
-    for i in order:
-        slot = bisect.bisect_left(free, (lengths[i], -1))
-        if slot == len(free):
-            rows.append([i])
-            room, row = seq_length - lengths[i], len(rows) - 1
-        else:
-            room, row = free.pop(slot)
-            rows[row].append(i)
-            room -= lengths[i]
-        if room > 0:
-            bisect.insort(free, (room, row))
-    for row in rows:
-        row.sort()  # keep the dataset's order inside a row
-    return rows
+def _positions_and_labels(batch: pa.Table) -> pa.Table:
+    """From trl's `seq_lengths`: positions that restart at every piece, labels -100 at every piece's first token."""
+    lengths = batch["seq_lengths"].combine_chunks()
+    piece_lengths = lengths.flatten().to_numpy(zero_copy_only=False).astype(np.int64)
+    ids = batch["input_ids"].combine_chunks()
+    starts = np.repeat(np.cumsum(piece_lengths) - piece_lengths, piece_lengths)
+    positions = np.arange(len(starts), dtype=np.int64) - starts
+    source = batch["labels"].combine_chunks() if "labels" in batch.column_names else ids
+    labels = np.where(positions == 0, IGNORE_INDEX, source.flatten().to_numpy(zero_copy_only=False)).astype(np.int64)
+    offsets = ids.offsets
+    columns = {
+        "input_ids": pa.ListArray.from_arrays(offsets, ids.flatten().cast(pa.int64())),
+        "position_ids": pa.ListArray.from_arrays(offsets, pa.array(positions)),
+        "labels": pa.ListArray.from_arrays(offsets, pa.array(labels)),
+    }
+    return pa.table(columns)
+
+
+def _pack_table(table: dict[str, list], seq_length: int, batch_size: int, **map_kwargs):
+    """trl's best-fit-decreasing packer (`bfd_split`: a piece longer than a row is split, nothing dropped)."""
+    from datasets import Dataset
+    from trl import pack_dataset as trl_pack_dataset
+
+    dataset = table if not isinstance(table, dict) else Dataset.from_dict(table)
+    packed = trl_pack_dataset(dataset, seq_length, "bfd_split", map_kwargs={"batch_size": batch_size, **map_kwargs})
+    map_kwargs.pop("desc", None)
+    packed = packed.with_format("arrow").map(
+        _positions_and_labels, batched=True, batch_size=batch_size, remove_columns=packed.column_names, **map_kwargs
+    )
+    return packed.with_format(None)
+
+
+def _check_arguments(seq_length: int, strategy: str) -> None:
+    if strategy not in PACKING_STRATEGIES:
+        raise ValueError(f"strategy must be one of {PACKING_STRATEGIES}, got {strategy!r}")
+    if isinstance(seq_length, bool) or not isinstance(seq_length, int) or seq_length < 1:
+        raise ValueError(f"seq_length must be a positive int, got {seq_length!r}")
+
+
+def _pack_wrapped(sequences: list[list[int]], labels: list[list[int]], seq_length: int) -> dict[str, list[list[int]]]:
+    """Ours, not trl's `wrapped`: trl's drops the document boundaries, so documents in a row would attend to each other."""
+    # one stream, cut every seq_length tokens; a piece is a run of one document inside one row
+    stream = [(doc, pos) for doc, ids in enumerate(sequences) for pos in range(len(ids))]
+    out = {"input_ids": [], "position_ids": [], "labels": []}
+    for row in _split(stream, seq_length):
+        starts = [k == 0 or row[k - 1][0] != doc for k, (doc, _) in enumerate(row)]
+        out["input_ids"].append([sequences[doc][pos] for doc, pos in row])
+        out["labels"].append([IGNORE_INDEX if s else labels[doc][pos] for s, (doc, pos) in zip(starts, row)])
+        position, positions = 0, []
+        for s in starts:
+            position = 0 if s else position + 1
+            positions.append(position)
+        out["position_ids"].append(positions)
+    return out
 
 
 def pack_sequences(
@@ -66,18 +102,16 @@ def pack_sequences(
         sequences: token ids of each document.
         seq_length: row length. A document longer than this is cut into `seq_length` pieces, each packed as a
             document of its own (positions restart; nothing is dropped).
-        strategy: `"bfd"` (best-fit decreasing: whole documents, the fewest rows, a row ends short when nothing else
-            fits; ~1-3 % padding on utterance-length data) or `"wrapped"` (documents back to back in dataset order,
-            cut at row ends, every row full but the last; a cut document continues at position 0 in the next row).
+        strategy: `"bfd"` (trl's best-fit decreasing, `trl.pack_dataset(strategy="bfd_split")`: whole documents, the
+            fewest rows, a row ends short when nothing else fits; ~1-3 % padding on utterance-length data) or
+            `"wrapped"` (documents back to back in dataset order, cut at row ends, every row full but the last; a cut
+            document continues at position 0 in the next row).
         labels: per-document labels (e.g. -100 on a prompt); default: the input ids.
 
     Returns:
         `{"input_ids", "position_ids", "labels"}`, one list per row. `labels` is -100 at each piece's first token.
     """
-    if strategy not in PACKING_STRATEGIES:
-        raise ValueError(f"strategy must be one of {PACKING_STRATEGIES}, got {strategy!r}")
-    if isinstance(seq_length, bool) or not isinstance(seq_length, int) or seq_length < 1:
-        raise ValueError(f"seq_length must be a positive int, got {seq_length!r}")
+    _check_arguments(seq_length, strategy)
     sequences = [list(map(int, s)) for s in sequences]
     if labels is None:
         labels = sequences
@@ -89,31 +123,18 @@ def pack_sequences(
             if len(ids) != len(lab):
                 raise ValueError(f"document {i}: {len(ids)} input ids but {len(lab)} labels")
     if strategy == "wrapped":
-        # one stream, cut every seq_length tokens; a piece is a run of one document inside one row
-        stream = [(doc, pos) for doc, ids in enumerate(sequences) for pos in range(len(ids))]
-        rows = _split(stream, seq_length)
-        out = {"input_ids": [], "position_ids": [], "labels": []}
-        for row in rows:
-            starts = [k == 0 or row[k - 1][0] != doc for k, (doc, _) in enumerate(row)]
-            out["input_ids"].append([sequences[doc][pos] for doc, pos in row])
-            out["labels"].append([IGNORE_INDEX if s else labels[doc][pos] for s, (doc, pos) in zip(starts, row)])
-            position, positions = 0, []
-            for s in starts:
-                position = 0 if s else position + 1
-                positions.append(position)
-            out["position_ids"].append(positions)
-        return out
-    pieces, piece_labels = [], []
-    for ids, lab in zip(sequences, labels):
-        if ids:
-            pieces += _split(ids, seq_length)
-            piece_labels += _split(lab, seq_length)
-    out = {"input_ids": [], "position_ids": [], "labels": []}
-    for row in _best_fit_decreasing([len(p) for p in pieces], seq_length):
-        out["input_ids"].append([t for i in row for t in pieces[i]])
-        out["position_ids"].append([p for i in row for p in range(len(pieces[i]))])
-        out["labels"].append([t for i in row for t in [IGNORE_INDEX] + piece_labels[i][1:]])
-    return out
+        return _pack_wrapped(sequences, labels, seq_length)
+    if not any(sequences):
+        return {"input_ids": [], "position_ids": [], "labels": []}
+    from datasets.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+
+    table, shown = {"input_ids": sequences, "labels": labels}, not are_progress_bars_disabled()
+    disable_progress_bars()  # a call on a Python list, not a dataset job: no "Map" bars
+    try:
+        return _pack_table(table, seq_length, batch_size=max(1, len(sequences)), keep_in_memory=True).to_dict()
+    finally:
+        if shown:
+            enable_progress_bars()
 
 
 @dataclass
@@ -130,7 +151,7 @@ class SequencePacker:
     labels_column: str | None = None
 
     def __post_init__(self):
-        pack_sequences([], self.seq_length, self.strategy)  # validates the arguments now, not at the first batch
+        _check_arguments(self.seq_length, self.strategy)  # now, not at the first batch
 
     def __call__(self, batch: dict[str, list]) -> dict[str, list[list[int]]]:
         if self.input_column not in batch:
@@ -142,11 +163,19 @@ class SequencePacker:
 def pack_dataset(dataset, seq_length: int, strategy: str = "bfd", batch_size: int = 2000, **map_kwargs):
     """Pack the `input_ids` column of a `datasets.Dataset` into rows (`input_ids`, `position_ids`, `labels`).
 
-    The other columns are dropped. `map_kwargs` go to `Dataset.map` (`num_proc`, `desc`, `load_from_cache_file`, ...);
-    a file-backed dataset keeps the packed rows in datasets' cache, keyed by its fingerprint.
+    `"bfd"` runs trl's Arrow packer (`trl.pack_dataset(strategy="bfd_split")`) and adds the per-document positions
+    and labels. The other columns are dropped.
+    `map_kwargs` go to `Dataset.map` (`num_proc`, `desc`, `load_from_cache_file`, ...); a file-backed dataset keeps
+    the packed rows in datasets' cache, keyed by its fingerprint.
     """
-    packer = SequencePacker(seq_length=seq_length, strategy=strategy)
+    _check_arguments(seq_length, strategy)
+    if "input_ids" not in dataset.column_names:
+        raise ValueError(f"no column 'input_ids' to pack; columns: {dataset.column_names}")
     map_kwargs.setdefault("desc", f"packing into rows of {seq_length} ({strategy})")
+    if strategy == "bfd":
+        dataset = dataset.select_columns(["input_ids"])
+        return _pack_table(dataset, seq_length, batch_size, **map_kwargs)
+    packer = SequencePacker(seq_length=seq_length, strategy=strategy)
     return dataset.map(packer, batched=True, batch_size=batch_size, remove_columns=dataset.column_names, **map_kwargs)
 
 

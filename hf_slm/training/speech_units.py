@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from ..models.unit_tokenizer import KMeansUnitTokenizer, KMeansUnitTokenizerConfig, SpeechFeatureExtractor, default_plan
+from ..models.unit_encoder import SpeechFeatureExtractor, UnitEncoderConfig, UnitEncoderModel, default_plan
 from .kmeans import fit_unit_tokenizer_on_dataset
 
 logger = logging.getLogger(__name__)
@@ -44,10 +44,10 @@ def load_or_fit_speech_tokenizer(
         logger.info("speech tokenizer: loaded %s", source)
     elif (saved / "config.json").is_file():
         feature_extractor = SpeechFeatureExtractor.from_pretrained(saved)
-        tokenizer = KMeansUnitTokenizer.from_pretrained(saved)
+        tokenizer = UnitEncoderModel.from_pretrained(saved)
         logger.info("speech tokenizer: reusing %s (fitted by an earlier run)", saved)
     else:
-        tokenizer = KMeansUnitTokenizer(KMeansUnitTokenizerConfig(frontend="mfcc", num_units=num_units))
+        tokenizer = UnitEncoderModel(UnitEncoderConfig(frontend="mfcc", num_units=num_units))
         feature_extractor = SpeechFeatureExtractor(sampling_rate=tokenizer.config.sampling_rate)
         tokenizer.to(device)
         # shuffled here with the index mapping in memory (the fit's own shuffle writes an index cache file
@@ -82,7 +82,7 @@ class UnitTokenization:
     """`datasets.map(batched=True)` function: audio -> `units` (one list of ints per utterance, padding removed);
     with `deduplicate`, runs of a unit collapse to one and `durations` holds their lengths (GSLM's dedup units).
 
-    Units come from `KMeansUnitTokenizer.tokenize`: each map batch is cut into length-sorted batches and spread
+    Units come from `UnitEncoderModel.tokenize`: each map batch is cut into length-sorted batches and spread
     over workers as `default_plan` picks for the tokenizer's device; `num_workers` caps the CPU workers (give each of
     `num_proc` processes its share of the cores). In a process forked by `datasets.map(num_proc=N)` torch runs one
     intra-op thread: OpenMP thread pools do not survive a fork (a multi-threaded op in the child hangs)."""

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import copy
 
-from transformers import AutoConfig, LlamaConfig, PretrainedConfig
+from transformers import LlamaConfig, PretrainedConfig
 
-from .configuration_speech_lm import TextConfigMixin, build_backbone_config, take_legacy_backbone_config
+from .configuration_speech_lm import TEXT_CONFIG_SPEC, TextConfigMixin, build_backbone_config, take_legacy_backbone_config
 
 _KEPT_IMPLEMENTATIONS = ("_attn_implementation", "_experts_implementation")
 
@@ -91,7 +91,7 @@ class MultiStreamSpeechLMConfig(TextConfigMixin, PretrainedConfig):
     """
 
     model_type = "hf_slm_multistream_speech_lm"
-    sub_configs = {"text_config": AutoConfig}
+    sub_configs_defaults = {"text_config": TEXT_CONFIG_SPEC}
 
     def __init__(
         self,
@@ -158,7 +158,7 @@ class MultiStreamSpeechLMConfig(TextConfigMixin, PretrainedConfig):
 
         if isinstance(text_config, PretrainedConfig):
             text_config = copy.deepcopy(text_config)  # its vocab_size / special ids are rewritten below
-        text_config = build_backbone_config(text_config, vocab_size=0)  # vocab_size is set just below
+        text_config = build_backbone_config(text_config)  # vocab_size is set just below
         # One embedding table holds every stream's rows; the frame's input is the sum of its streams' rows.
         text_config.vocab_size = sum(v + NUM_STREAM_SPECIAL_TOKENS for v in stream_vocab_sizes)
         for name in ("pad_token_id", "bos_token_id", "eos_token_id"):

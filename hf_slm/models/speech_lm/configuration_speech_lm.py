@@ -10,7 +10,7 @@ import warnings
 import numpy as np
 import torch
 from transformers import AutoConfig, PretrainedConfig
-from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+from transformers.configuration_utils import SubConfigSpec
 
 _KEPT_IMPLEMENTATIONS = ("_attn_implementation", "_experts_implementation")
 
@@ -18,33 +18,22 @@ _KEPT_IMPLEMENTATIONS = ("_attn_implementation", "_experts_implementation")
 SPECIAL_TOKENS = ("<pad>", "<s>", "</s>", "[Speech]", "[Text]")
 
 
-def _default_backbone_config(vocab_size: int) -> PretrainedConfig:
-    """A small Llama (4 layers, width 256, ~3M parameters besides the embeddings) that trains on a CPU."""
-    return CONFIG_MAPPING["llama"](
-        vocab_size=vocab_size,
-        hidden_size=256,
-        intermediate_size=704,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        num_key_value_heads=4,
-        max_position_embeddings=4096,
-        tie_word_embeddings=False,
-    )
+#: How the backbone sub-config is built (transformers' `SubConfigSpec`): a dict names its `model_type` (default
+#: Llama); `None` is a small Llama (4 layers, width 256, ~3M parameters besides the embeddings) that trains on a CPU.
+#: Shared by every speech LM config of this folder; the layout sets `vocab_size` and the special ids afterwards.
+TEXT_CONFIG_SPEC = SubConfigSpec(
+    config_class=AutoConfig,
+    model_type="llama",
+    init_kwargs=dict(hidden_size=256, intermediate_size=704, num_hidden_layers=4, num_attention_heads=4,
+                     num_key_value_heads=4, max_position_embeddings=4096, tie_word_embeddings=False),  # fmt: skip
+)
 
 
-def build_backbone_config(text_config, vocab_size: int) -> PretrainedConfig:
-    """The backbone sub-config from a dict (with `model_type`), a config, or `None` (the small default Llama);
-    refuses anything that is not a decoder with a vocabulary. Shared by every speech LM config of this folder."""
-    if isinstance(text_config, dict):
-        text_config = dict(text_config)
-        model_type = text_config.pop("model_type", None)
-        if model_type not in CONFIG_MAPPING:
-            raise ValueError(f"text_config needs a known `model_type`, got {model_type!r}")
-        text_config = CONFIG_MAPPING[model_type](**text_config)
-    elif text_config is None:
-        text_config = _default_backbone_config(vocab_size)
-    elif not isinstance(text_config, PretrainedConfig):
+def build_backbone_config(text_config) -> PretrainedConfig:
+    """The backbone sub-config through `TEXT_CONFIG_SPEC`; refuses anything that is not a decoder with a vocabulary."""
+    if not isinstance(text_config, (dict, PretrainedConfig, type(None))):
         raise ValueError(f"text_config must be a dict or a PretrainedConfig, got {type(text_config).__name__}")
+    text_config, _ = TEXT_CONFIG_SPEC.create_subconfig("text_config", text_config)
     if not hasattr(text_config, "vocab_size"):
         raise ValueError(
             f"text_config ({type(text_config).__name__}) has no `vocab_size`: it must describe a causal LM"
@@ -310,6 +299,25 @@ class SpeechLMVocabularyLayout:
         }
 
 
+def _checked_suppressed_ids(token_ids, vocab_size: int, layout: SpeechLMVocabularyLayout) -> list[int] | None:
+    """`suppressed_token_ids` as a sorted list without repeats (`None` when empty), or a clear error."""
+    if token_ids is None:
+        return None
+    if isinstance(token_ids, (str, bytes)) or not isinstance(token_ids, Sequence):
+        raise ValueError(f"suppressed_token_ids must be a list of token ids, got {token_ids!r}")
+    bad = [
+        t for t in token_ids if isinstance(t, bool) or not isinstance(t, (int, np.integer)) or not 0 <= t < vocab_size
+    ]
+    if bad:
+        raise ValueError(f"suppressed_token_ids must be ints in [0, {vocab_size}) (the vocabulary), got {bad}")
+    if layout.eos_token_id in token_ids:
+        raise ValueError(
+            f"suppressed_token_ids holds </s> ({layout.eos_token_id}), which ends every sequence and cannot be "
+            "suppressed"
+        )
+    return sorted({int(t) for t in token_ids}) or None
+
+
 class SpeechLMConfig(TextConfigMixin, PretrainedConfig):
     r"""
     Configuration of [`SpeechLMForCausalLM`]: any causal-LM backbone (Llama, Qwen2, GPT-2, OPT, ...) held as
@@ -340,6 +348,12 @@ class SpeechLMConfig(TextConfigMixin, PretrainedConfig):
         num_extra_tokens (`int`, *optional*, defaults to 0):
             Rows after the layout's named tokens, added by [`~SpeechLMForCausalLM.resize_token_embeddings`] (new
             tokens whose meaning the user manages, or padding to a multiple). Every named id is unchanged by them.
+        suppressed_token_ids (`list[int]`, *optional*):
+            Ids the model never produces (e.g. the specials a converted checkpoint's vocabulary lacks): they get
+            probability 0, i.e. [`~SpeechLMForCausalLM.log_likelihood`] normalises its softmax over the other ids
+            only, and generation never picks them (they are copied into `generation_config.suppress_tokens`, as
+            transformers' `SuppressTokensLogitsProcessor` reads them). They may still be inputs (`<s>`). The
+            training loss and `forward`'s logits are unchanged. `</s>` cannot be suppressed. Default: none.
         kwargs:
             Passed to [`PretrainedConfig`]. `pad_token_id`, `bos_token_id` and `eos_token_id` are derived from the
             layout; values passed here must agree with it.
@@ -362,7 +376,7 @@ class SpeechLMConfig(TextConfigMixin, PretrainedConfig):
     """
 
     model_type = "hf_slm_speech_lm"
-    sub_configs = {"text_config": AutoConfig}
+    sub_configs_defaults = {"text_config": TEXT_CONFIG_SPEC}
 
     def __init__(
         self,
@@ -372,6 +386,7 @@ class SpeechLMConfig(TextConfigMixin, PretrainedConfig):
         task_tokens: list[str] | None = None,
         use_modality_tokens: bool = True,
         num_extra_tokens: int = 0,
+        suppressed_token_ids: list[int] | None = None,
         **kwargs,
     ):
         text_config = take_legacy_backbone_config(text_config, kwargs, type(self).__name__)
@@ -383,7 +398,7 @@ class SpeechLMConfig(TextConfigMixin, PretrainedConfig):
             task_tokens=tuple(task_tokens or ()),
             use_modality_tokens=bool(use_modality_tokens),
         )
-        text_config = build_backbone_config(text_config, layout.vocab_size)
+        text_config = build_backbone_config(text_config)
         # The layout owns the vocabulary: the backbone's embedding table has one row per layout id (then the extra
         # rows), and its special ids are the layout's (a warm-started text LM's own BOS / EOS would point at text rows).
         text_config.vocab_size = layout.vocab_size + num_extra_tokens
@@ -399,6 +414,7 @@ class SpeechLMConfig(TextConfigMixin, PretrainedConfig):
                 )
         self.text_config = text_config
         self.num_extra_tokens = num_extra_tokens
+        self.suppressed_token_ids = _checked_suppressed_ids(suppressed_token_ids, text_config.vocab_size, layout)
         self.text_vocab_size = layout.text_vocab_size
         self.num_units = layout.num_units
         self.task_tokens = list(layout.task_tokens)
@@ -473,6 +489,7 @@ class SpeechLMConfig(TextConfigMixin, PretrainedConfig):
 __all__ = [
     "SpeechLMConfig",
     "SpeechLMVocabularyLayout",
+    "TEXT_CONFIG_SPEC",
     "TextConfigMixin",
     "as_unit_sequences",
     "build_backbone_config",

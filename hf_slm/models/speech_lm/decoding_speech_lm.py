@@ -2,8 +2,9 @@
 
 At the sizes we ship (0.1-4M parameters) a CPU decode step is per-op Python overhead, not matrix work: the backbone's
 module calls, `generate`'s input preparation, the mask and rotary recomputation cost more than the matrix products.
-`LeanLlamaStep` runs the same tensor operations as `LlamaForCausalLM.forward` with the `sdpa` attention and a
-`DynamicCache`, in the same order and dtype, with none of the module machinery:
+`LeanLlamaStep` computes what `LlamaForCausalLM.forward` computes with the `sdpa` attention and a `DynamicCache`,
+rounding for rounding (the same products and sums in the same order and dtype, in fewer calls where the result is
+checked to be bit-equal), with none of the module machinery:
 
 - keys / values go to a pre-allocated buffer (no `torch.cat` per token), attention reads its filled prefix;
 - cos / sin of every position are computed once per buffer by the backbone's own rotary module;
@@ -51,10 +52,17 @@ def lean_step_supported(language_model) -> bool:
 class LeanLlamaStep:
     """`step(token [1, 1], position) -> logits [1, vocab]` of a Llama backbone, after `start(prefill_cache, length)`.
 
-    The q / k / v and the gate / up projections run as one matrix product each (two fewer ops per layer, fused
-    copies of the weights); the products are checked once, here, to equal the separate ones bit for bit on this
-    machine's BLAS, else the step keeps them separate. Backbones above `max_fused_parameters` keep them separate too
-    (their step is matrix work: fusing saves nothing there and would double the weights' memory).
+    About 25 tensor calls per layer, each chosen so that its result equals the backbone's bit for bit:
+
+    - q / k / v and gate / up run as one matrix product each (fused copies of the weights), a projection added to
+      the residual as one `addmm`, RMSNorm as 6 calls instead of 8. Each is checked once, here, against the
+      backbone's own ops on this machine's BLAS with a probe, and kept as the backbone runs it where it differs
+      (`addmm` and the short RMSNorm in bf16). Backbones above `max_fused_parameters` keep q / k / v and gate / up
+      separate (their step is matrix work: fusing saves nothing there and would double the weights' memory).
+    - one buffer per layer holds q, k and v of every position (`[positions, heads + 2 kv heads, head_dim]`): the
+      rotary embedding writes into it (`x * cos`, with cos = 1 on the v rows, then `+= roll(x) * ±sin` on the q / k
+      rows: `rotate_half` without its negation and concatenation), and attention reads k / v through strided views
+      of it, so nothing is copied into a cache per token.
 
     Args:
         language_model: the `LlamaForCausalLM` backbone (its weights are read, not modified).
@@ -69,84 +77,139 @@ class LeanLlamaStep:
         self.scaling = self.head_dim**-0.5
         self.gqa = self.num_heads != self.num_kv_heads
         self.embed = decoder.embed_tokens.weight
-        self.norm = (decoder.norm.weight, decoder.norm.variance_epsilon)
-        head = language_model.get_output_embeddings()
-        self.head = (head.weight, head.bias)
-        small = sum(p.numel() for p in decoder.layers.parameters()) < max_fused_parameters
-        self.layers = [self._layer_weights(layer, fuse=small) for layer in decoder.layers]
-        self.rotary = decoder.rotary_emb
         self.dtype, self.device = self.embed.dtype, self.embed.device
+        self.norm = _rms_norm_function(decoder.norm)
+        head = language_model.get_output_embeddings()
+        self.head = _projection(head.weight, head.bias)
+        small = sum(p.numel() for p in decoder.layers.parameters()) < max_fused_parameters
+        self.layers = [self._layer(layer, fuse=small) for layer in decoder.layers]
+        self.rotary = decoder.rotary_emb
         self.size = 0
-        self.keys: list[torch.Tensor] = []
-        self.values: list[torch.Tensor] = []
+        self.buffers: list[torch.Tensor] = []  # per layer: [positions, heads + 2 kv heads, head_dim]
+        self.views: list[tuple] = []  # per layer: (q [positions, 1, heads, 1, d], k / v [1, kv heads, positions, d])
         self.cos = self.sin = None
 
-    @staticmethod
-    def _layer_weights(layer, fuse: bool) -> tuple:
-        """(qkv, o, gate_up, down, norm1, norm2): each projection as (weight, bias) or a tuple of them if unfused."""
+    def _layer(self, layer, fuse: bool) -> tuple:
+        """(norm1, qkv, o + residual, norm2, gate_up, down + residual) as callables over this layer's weights."""
         attn, mlp = layer.self_attn, layer.mlp
         qkv = [(m.weight, m.bias) for m in (attn.q_proj, attn.k_proj, attn.v_proj)]
         gate_up = [(m.weight, m.bias) for m in (mlp.gate_proj, mlp.up_proj)]
         if fuse:
             qkv, gate_up = _fused(qkv), _fused(gate_up)
-        return (qkv, (attn.o_proj.weight, attn.o_proj.bias), gate_up, (mlp.down_proj.weight, mlp.down_proj.bias),
-                (layer.input_layernorm.weight, layer.input_layernorm.variance_epsilon),
-                (layer.post_attention_layernorm.weight, layer.post_attention_layernorm.variance_epsilon))  # fmt: skip
+        return (
+            _rms_norm_function(layer.input_layernorm),
+            _projection(*qkv) if isinstance(qkv, tuple) else _concatenated(qkv),
+            _residual_projection(attn.o_proj.weight, attn.o_proj.bias),
+            _rms_norm_function(layer.post_attention_layernorm),
+            _projection(*gate_up) if isinstance(gate_up, tuple) else _concatenated(gate_up),
+            _residual_projection(mlp.down_proj.weight, mlp.down_proj.bias),
+        )
 
     def _allocate(self, needed: int) -> None:
         if needed <= self.size:
             return
         size = _BUCKET * math.ceil(needed / _BUCKET)
-        shape = (1, self.num_kv_heads, size, self.head_dim)
-        self.keys = [torch.zeros(shape, dtype=self.dtype, device=self.device) for _ in self.layers]
-        self.values = [torch.zeros(shape, dtype=self.dtype, device=self.device) for _ in self.layers]
+        heads, kv_heads, dim = self.num_heads, self.num_kv_heads, self.head_dim
+        self.buffers = [
+            torch.zeros(size, heads + 2 * kv_heads, dim, dtype=self.dtype, device=self.device) for _ in self.layers
+        ]
+        self.views = [
+            (b[:, None, :heads, None], b[:, heads : heads + kv_heads].transpose(0, 1)[None],
+             b[:, heads + kv_heads :].transpose(0, 1)[None])
+            for b in self.buffers
+        ]  # fmt: skip
         # the backbone's own rotary module, one position at a time (its decode-time call), so cos / sin are its values
         probe = torch.empty(0, dtype=self.dtype, device=self.device)
         tables = [self.rotary(probe, torch.tensor([[p]], device=self.device)) for p in range(size)]
-        self.cos = torch.cat([c for c, _ in tables], dim=1)[0, :, None]  # [size, 1, head_dim]
-        self.sin = torch.cat([s for _, s in tables], dim=1)[0, :, None]
+        cos = torch.cat([c for c, _ in tables], dim=1)[0, :, None]  # [size, 1, head_dim]
+        sin = torch.cat([s for _, s in tables], dim=1)[0, :, None]
+        half = dim // 2
+        ones = torch.ones(size, kv_heads, dim, dtype=self.dtype, device=self.device)
+        self.cos = torch.cat([cos.expand(size, heads + kv_heads, dim), ones], dim=1)  # v rows: x * 1 = x
+        self.sin = torch.cat([-sin[..., :half], sin[..., half:]], dim=-1)  # roll(x) * this = rotate_half(x) * sin
         self.size = size
 
     def start(self, cache, length: int, total: int) -> None:
         """Take the prompt's keys / values from the `DynamicCache` the prefill filled (`length` positions); room for
         `total` positions in all."""
         self._allocate(total)
-        for index, layer in enumerate(cache.layers):
-            self.keys[index][:, :, :length].copy_(layer.keys)
-            self.values[index][:, :, :length].copy_(layer.values)
+        for (_, keys, values), layer in zip(self.views, cache.layers):
+            keys[:, :, :length].copy_(layer.keys)
+            values[:, :, :length].copy_(layer.values)
 
     def __call__(self, token: torch.Tensor, position: int) -> torch.Tensor:
-        hidden = F.embedding(token.view(1), self.embed)  # [1, hidden]: 2-D products, as the backbone's [1, 1, hidden]
-        cos, sin = self.cos[position], self.sin[position]  # [1, head_dim], broadcast over heads
-        heads, kv_heads, dim, end = self.num_heads, self.num_kv_heads, self.head_dim, position + 1
-        for (qkv, o, gate_up, down, norm1, norm2), keys, values in zip(self.layers, self.keys, self.values):
-            x = _rms_norm(hidden, *norm1)
-            projected = _linear(x, qkv).view(1, heads + 2 * kv_heads, dim)
-            rotated = _rotate(projected[:, : heads + kv_heads], cos, sin)  # q and k, elementwise as the backbone
-            keys[0, :, position] = rotated[0, heads:]
-            values[0, :, position] = projected[0, heads + kv_heads :]
+        hidden = torch.index_select(self.embed, 0, token.view(1))  # [1, hidden]: 2-D products as on [1, 1, hidden]
+        cos, sin = self.cos[position], self.sin[position]
+        heads, rotated, half, end = self.num_heads, self.num_heads + self.num_kv_heads, self.head_dim // 2, position + 1
+        shape = (self.num_heads + 2 * self.num_kv_heads, self.head_dim)
+        for (norm1, qkv, o, norm2, gate_up, down), buffer, (queries, keys, values) in zip(
+            self.layers, self.buffers, self.views
+        ):
+            projected = qkv(norm1(hidden)).view(shape)
+            row = torch.mul(projected, cos, out=buffer[position])  # q, k, v of this position, q / k half-rotated
+            row[:rotated].add_(projected[:rotated].roll(half, -1).mul_(sin))
             attn = F.scaled_dot_product_attention(
-                rotated[:, :heads, None], keys[:, :, :end], values[:, :, :end], scale=self.scaling, enable_gqa=self.gqa
+                queries[position], keys[:, :, :end], values[:, :, :end], scale=self.scaling, enable_gqa=self.gqa
             )
-            hidden = hidden + F.linear(attn.view(1, heads * dim), *o)
-            gate, up = _linear(_rms_norm(hidden, *norm2), gate_up).chunk(2, dim=-1)
-            hidden = hidden + F.linear(F.silu(gate) * up, *down)
-        return F.linear(_rms_norm(hidden, *self.norm), *self.head)
+            hidden = o(hidden, attn.view(1, -1))
+            gate, up = gate_up(norm2(hidden)).chunk(2, dim=-1)
+            hidden = down(hidden, F.silu(gate).mul_(up))
+        return self.head(self.norm(hidden))
 
 
 def _fused(parts: list[tuple]) -> tuple | list:
     """One (weight, bias) for several projections of the same input, if its product equals theirs bit for bit."""
     weight = torch.cat([w for w, _ in parts])
     bias = None if parts[0][1] is None else torch.cat([b for _, b in parts])
-    probe = torch.randn(1, weight.shape[1], generator=torch.Generator().manual_seed(0)).to(weight)
+    probe = _probe(1, weight.shape[1], weight)
     separate = torch.cat([F.linear(probe, w, b) for w, b in parts], dim=-1)
     return (weight, bias) if torch.equal(F.linear(probe, weight, bias), separate) else parts
 
 
-def _linear(x: torch.Tensor, weights) -> torch.Tensor:
-    if isinstance(weights, tuple):
-        return F.linear(x, *weights)
-    return torch.cat([F.linear(x, w, b) for w, b in weights], dim=-1)
+def _probe(rows: int, columns: int, like: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    return torch.randn(rows, columns, generator=torch.Generator().manual_seed(seed)).to(like)
+
+
+def _projection(weight: torch.Tensor, bias: torch.Tensor | None):
+    """`F.linear` on [1, in]: `mm` with the transposed weight (what `F.linear` calls, one dispatch fewer)."""
+    transposed = weight.t()
+    if bias is None:
+        return lambda x: torch.mm(x, transposed)
+    return lambda x: torch.addmm(bias, x, transposed)
+
+
+def _concatenated(parts: list[tuple]):
+    projections = [_projection(w, b) for w, b in parts]
+    return lambda x: torch.cat([p(x) for p in projections], dim=-1)
+
+
+def _residual_projection(weight: torch.Tensor, bias: torch.Tensor | None):
+    """`hidden + F.linear(x, weight, bias)`: one `addmm` where that is bit-equal on this machine (checked with a
+    probe; it is for fp32 on MKL), else the two ops."""
+    transposed = weight.t()
+    if bias is None:
+        hidden, x = _probe(1, weight.shape[0], weight, 1), _probe(1, weight.shape[1], weight, 2)
+        if torch.equal(torch.addmm(hidden, x, transposed), hidden + F.linear(x, weight)):
+            return lambda hidden, x: torch.addmm(hidden, x, transposed)
+    return lambda hidden, x: hidden + F.linear(x, weight, bias)
+
+
+def _rms_norm_function(norm):
+    """`LlamaRMSNorm.forward` in 6 calls where that is bit-equal (checked with a probe: it is in fp32), else op for
+    op. The 6 calls: x * rsqrt(eps + sum(x^2) / n) * weight (`mean` is `sum` then `div_`, and `addcdiv` adds eps
+    in the same rounding step as `+ eps`); `F.rms_norm` is bit-equal in fp32 too but runs ~10 ops inside."""
+    weight, eps = norm.weight, norm.variance_epsilon
+    size = torch.tensor(float(weight.shape[0]), dtype=weight.dtype, device=weight.device)
+    epsilon = torch.tensor(eps, dtype=weight.dtype, device=weight.device)
+
+    def short(hidden):
+        variance = torch.addcdiv(epsilon, hidden.pow(2).sum(-1, keepdim=True), size)
+        return torch.mul(hidden, torch.rsqrt(variance)).mul_(weight)
+
+    probe = _probe(64, weight.shape[0], weight) * torch.logspace(-3, 3, 64, dtype=weight.dtype)[:, None]
+    if weight.dtype == torch.float32 and torch.equal(short(probe), _rms_norm(probe, weight, eps)):
+        return short
+    return lambda hidden: _rms_norm(hidden, weight, eps)
 
 
 def _rms_norm(hidden: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
@@ -154,12 +217,6 @@ def _rms_norm(hidden: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.T
     x = hidden.to(torch.float32)
     x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
     return weight * x.to(hidden.dtype)
-
-
-def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """`apply_rotary_pos_emb` for x [1, heads, d] (the same elementwise products as on [1, heads, 1, d])."""
-    half = x.shape[-1] // 2
-    return (x * cos) + (torch.cat((-x[..., half:], x[..., :half]), dim=-1) * sin)
 
 
 __all__ = ["LeanLlamaStep", "lean_step_supported"]

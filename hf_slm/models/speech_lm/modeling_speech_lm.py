@@ -99,6 +99,16 @@ class SpeechLMForCausalLM(SpeechLMPreTrainedModel, GenerationMixin):
             _mark_initialized(language_model)
         self.language_model = language_model
         self.post_init()
+        self._suppress_in_generation()
+
+    def _suppress_in_generation(self) -> None:
+        """Copy `config.suppressed_token_ids` into `generation_config.suppress_tokens` (transformers'
+        `SuppressTokensLogitsProcessor` then masks them in every `generate` call; a saved generation config keeps
+        them)."""
+        suppressed = getattr(self.config, "suppressed_token_ids", None)
+        if suppressed and self.generation_config is not None:
+            already = self.generation_config.suppress_tokens or []
+            self.generation_config.suppress_tokens = sorted(set(already) | set(suppressed))
 
     # ------------------------------------------------------------------ delegation to the backbone
     @property
@@ -164,6 +174,11 @@ class SpeechLMForCausalLM(SpeechLMPreTrainedModel, GenerationMixin):
         self.language_model.config.vocab_size = rows
         self.config.num_extra_tokens = rows - named
         self.vocab_size = rows
+        if getattr(self.config, "suppressed_token_ids", None):  # drop the ids of removed extra rows
+            kept = [t for t in self.config.suppressed_token_ids if t < rows]
+            self.config.suppressed_token_ids = kept or None
+            if self.generation_config is not None and self.generation_config.suppress_tokens:
+                self.generation_config.suppress_tokens = [t for t in self.generation_config.suppress_tokens if t < rows]
         return embeddings
 
     def check_token_ids(self, input_ids: torch.Tensor) -> None:
@@ -327,7 +342,8 @@ class SpeechLMForCausalLM(SpeechLMPreTrainedModel, GenerationMixin):
 
         Token `t` (for `t >= 1`) is scored when it and its predecessor are real tokens (`attention_mask`) and
         `score_mask[t]` is set, so left or right padding give the same result, and a `score_mask` that is 1 only
-        on a continuation scores that continuation given its prompt. Position ids follow the attention mask.
+        on a continuation scores that continuation given its prompt. Position ids follow the attention mask. The
+        softmax leaves out `config.suppressed_token_ids` (ids the model never produces), which cannot be scored.
 
         Args:
             input_ids (`LongTensor` `[B, T]`): token ids (e.g. from `units_to_input_ids(..., add_eos=...)`).
@@ -351,18 +367,33 @@ class SpeechLMForCausalLM(SpeechLMPreTrainedModel, GenerationMixin):
         logits = self(
             input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
         ).logits
-        token_nll = nn.functional.cross_entropy(
-            logits[:, :-1].float().transpose(1, 2), input_ids[:, 1:], reduction="none"
-        )
         scored = attention_mask[:, 1:].bool() & attention_mask[:, :-1].bool()
         if score_mask is not None:
             scored &= score_mask[:, 1:].to(scored.device).bool()
+        logits = self._without_suppressed(logits[:, :-1].float(), input_ids[:, 1:][scored])
+        token_nll = nn.functional.cross_entropy(logits.transpose(1, 2), input_ids[:, 1:], reduction="none")
         token_nll = token_nll.masked_fill(~scored, 0.0)
         num_tokens = scored.sum(-1)
         sum_nll = token_nll.sum(-1)
         if normalize:
             sum_nll = sum_nll / num_tokens.clamp(min=1)
         return LogLikelihoodOutput(sum_nll=sum_nll, token_nll=token_nll, num_tokens=num_tokens)
+
+    def _without_suppressed(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """`logits` with the suppressed ids at -inf (out of the softmax); refuses to score a suppressed target."""
+        suppressed = getattr(self.config, "suppressed_token_ids", None)
+        if not suppressed:
+            return logits
+        ids = torch.tensor(suppressed, dtype=torch.long, device=logits.device)
+        hit = torch.isin(targets, ids)
+        if bool(hit.any()):
+            bad, layout = int(targets[hit][0]), self.config.vocab_layout
+            name = layout.token_name(bad) if bad < layout.vocab_size else "an extra row"
+            raise ValueError(
+                f"token id {bad} ({name}) is scored, but this model never produces it (config.suppressed_token_ids="
+                f"{suppressed}): leave it out of the scored tokens"
+            )
+        return logits.index_fill(-1, ids, -float("inf"))
 
     # ------------------------------------------------------------------ TWIST warm start
     @classmethod

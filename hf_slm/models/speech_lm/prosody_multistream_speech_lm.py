@@ -160,7 +160,7 @@ class ProsodyQuantizer:
 
         Args:
             units (`LongTensor`): frame-level units `[T]` (runs are collapsed here, as
-                `KMeansUnitTokenizer.deduplicate` does), or already deduplicated units `[N]` with `durations`.
+                `UnitEncoderModel.deduplicate` does), or already deduplicated units `[N]` with `durations`.
             f0 (`Tensor` `[T]`): frame-level F0 in Hz (0 = unvoiced), e.g. from [`estimate_f0`]; one or two frames
                 more or fewer than the units (different framing at the end) are cropped / edge-padded.
             durations (`LongTensor` `[N]`, *optional*): frames of each deduplicated unit.

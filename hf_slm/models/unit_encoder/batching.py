@@ -1,4 +1,4 @@
-"""How a list of utterances is cut into batches and spread over workers, for `KMeansUnitTokenizer.tokenize`.
+"""How a list of utterances is cut into batches and spread over workers, for `UnitEncoderModel.tokenize`.
 
 Utterances are sorted by length and grouped so that padding stays under a stated share of every batch; the batch
 size and the number of workers follow the device and the size of the encoder:
@@ -20,7 +20,7 @@ import torch
 
 @dataclass(frozen=True)
 class TokenizationPlan:
-    """Batching choices of `KMeansUnitTokenizer.tokenize`: at most `batch_size` utterances per batch, padding at most
+    """Batching choices of `UnitEncoderModel.tokenize`: at most `batch_size` utterances per batch, padding at most
     `max_padding` of each batch's samples, `num_workers` batches in flight, each run with `threads_per_worker` torch
     intra-op threads (`None`: leave torch's setting alone)."""
 

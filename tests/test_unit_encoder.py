@@ -1,4 +1,4 @@
-"""KMeansUnitTokenizer: config, padding-invariant front ends, k-means, dedup, save/load, datasets.map, espeak speech."""
+"""UnitEncoderModel: config, padding-invariant front ends, k-means, dedup, save/load, datasets.map, espeak speech."""
 
 from __future__ import annotations
 
@@ -14,12 +14,12 @@ import torch
 from transformers import AutoConfig, AutoModel, HubertConfig, HubertModel, Wav2Vec2Config, WavLMConfig
 
 import hf_slm  # noqa: F401  (registers the Auto classes)
-from hf_slm.models.unit_tokenizer import (
-    KMeansUnitTokenizer,
-    KMeansUnitTokenizerConfig,
-    KMeansUnitTokenizerOutput,
+from hf_slm.models.unit_encoder import (
     SpeechFeatureExtractor,
     TokenizationPlan,
+    UnitEncoderConfig,
+    UnitEncoderModel,
+    UnitEncoderOutput,
     default_plan,
     length_buckets,
 )
@@ -28,7 +28,7 @@ from hf_slm.training.kmeans import MiniBatchKMeans, fit_unit_tokenizer, fit_unit
 ENCODERS = {"hubert": HubertConfig, "wav2vec2": Wav2Vec2Config, "wavlm": WavLMConfig}
 
 
-class KMeansUnitTokenizerTester:
+class UnitEncoderModelTester:
     """Tiny configs: hidden 32, 2 layers, 2 heads, 16 conv channels but the standard conv kernels/strides (hop 320)."""
 
     def __init__(self, num_units=16, seed=0):
@@ -51,14 +51,14 @@ class KMeansUnitTokenizerTester:
 
     def get_config(self, frontend="mfcc", encoder="hubert", norm="group", ssl_layer=1):
         if frontend == "mfcc":
-            return KMeansUnitTokenizerConfig(num_units=self.num_units)
-        return KMeansUnitTokenizerConfig(
+            return UnitEncoderConfig(num_units=self.num_units)
+        return UnitEncoderConfig(
             frontend="ssl", ssl_config=self.get_ssl_config(encoder, norm), ssl_layer=ssl_layer, num_units=self.num_units
         )
 
     def fitted_model(self, config):
         torch.manual_seed(self.seed)
-        model = KMeansUnitTokenizer(config).eval()
+        model = UnitEncoderModel(config).eval()
         features = torch.randn(40 * self.num_units, config.feature_dim)
         fit_unit_tokenizer(model, features, batch_size=256, max_steps=10, show_progress=False)
         return model
@@ -84,12 +84,12 @@ class KMeansUnitTokenizerTester:
 
 @pytest.fixture(scope="module")
 def tester():
-    return KMeansUnitTokenizerTester()
+    return UnitEncoderModelTester()
 
 
 # ---------------------------------------------------------------------------------------------------- config
 def test_config_defaults_reproduce_hubert_iteration_0():
-    config = KMeansUnitTokenizerConfig()
+    config = UnitEncoderConfig()
     assert (config.feature_dim, config.frame_rate, config.hop_length, config.receptive_field) == (39, 50.0, 320, 400)
     assert config.ssl_config is None
 
@@ -99,9 +99,9 @@ def test_ssl_config_derived_values_and_round_trip(tmp_path, tester):
     assert (config.feature_dim, config.hop_length, config.frame_rate, config.receptive_field) == (32, 320, 50.0, 400)
     config.save_pretrained(tmp_path)
     loaded = AutoConfig.from_pretrained(tmp_path)
-    assert type(loaded) is KMeansUnitTokenizerConfig and type(loaded.ssl_config) is WavLMConfig
+    assert type(loaded) is UnitEncoderConfig and type(loaded.ssl_config) is WavLMConfig
     assert loaded.ssl_config.hidden_size == 32 and loaded.ssl_layer == 2
-    from_dict = KMeansUnitTokenizerConfig(frontend="ssl", ssl_config=config.ssl_config.to_dict(), ssl_layer=1)
+    from_dict = UnitEncoderConfig(frontend="ssl", ssl_config=config.ssl_config.to_dict(), ssl_layer=1)
     assert type(from_dict.ssl_config) is WavLMConfig
 
 
@@ -120,7 +120,7 @@ def test_ssl_config_derived_values_and_round_trip(tmp_path, tester):
 )
 def test_config_rejects_bad_arguments(kwargs, fragment):
     with pytest.raises(ValueError, match=fragment):
-        KMeansUnitTokenizerConfig(**kwargs)
+        UnitEncoderConfig(**kwargs)
 
 
 # ---------------------------------------------------------------------------------------------------- front ends
@@ -215,7 +215,7 @@ def test_kmeans_reseeds_dead_centroids():
 
 def test_tokenizer_fit_standardises_and_recovers_clusters(tester):
     points, labels, _ = _blobs(dim=39, spread=0.5)
-    model = KMeansUnitTokenizer(KMeansUnitTokenizerConfig(num_units=5))
+    model = UnitEncoderModel(UnitEncoderConfig(num_units=5))
     kmeans = fit_unit_tokenizer(model, points * 100 + 7, batch_size=256, max_steps=30, show_progress=False)
     assert kmeans.inertia_ is not None and bool(model.is_fitted)
     torch.testing.assert_close(model.feature_mean, (points * 100 + 7).mean(0))
@@ -224,7 +224,7 @@ def test_tokenizer_fit_standardises_and_recovers_clusters(tester):
 
 
 def test_unfitted_tokenizer_raises(tester):
-    model = KMeansUnitTokenizer(tester.get_config("mfcc"))
+    model = UnitEncoderModel(tester.get_config("mfcc"))
     with pytest.raises(RuntimeError, match="not fitted"):
         model(torch.randn(1, 16000))
     model.extract_features(torch.randn(1, 16000))  # features do not need the centroids
@@ -255,7 +255,7 @@ def test_bad_model_inputs_raise(tester, kwargs, error, fragment):
 )
 def test_deduplicate(units, mask, expected):
     mask = None if mask is None else torch.tensor(mask, dtype=torch.bool)
-    result = KMeansUnitTokenizer.deduplicate(torch.tensor(units), mask)
+    result = UnitEncoderModel.deduplicate(torch.tensor(units), mask)
     assert [(u.tolist(), d.tolist()) for u, d in result] == expected
 
 
@@ -276,7 +276,7 @@ def test_save_and_load_through_auto_classes(tmp_path, tester, frontend):
     assert not any(key.startswith("mfcc.") for key in keys)  # recomputed from the config, not stored
 
     loaded, loaded_fe = AutoModel.from_pretrained(tmp_path), AutoFeatureExtractor.from_pretrained(tmp_path)
-    assert type(loaded) is KMeansUnitTokenizer and type(loaded_fe) is SpeechFeatureExtractor
+    assert type(loaded) is UnitEncoderModel and type(loaded_fe) is SpeechFeatureExtractor
     waves = tester.waves()
     with torch.no_grad():
         assert torch.equal(loaded(**loaded_fe(waves, sampling_rate=16000)).units, model(**fe(waves, sampling_rate=16000)).units)
@@ -313,7 +313,7 @@ def test_from_ssl_pretrained_loads_real_encoder_weights(tmp_path, tester):
     torch.manual_seed(0)
     encoder = HubertModel(tester.get_ssl_config("hubert", "group")).eval()
     encoder.save_pretrained(tmp_path)
-    model = KMeansUnitTokenizer.from_ssl_pretrained(str(tmp_path), layer=1, num_units=8)
+    model = UnitEncoderModel.from_ssl_pretrained(str(tmp_path), layer=1, num_units=8)
     assert model.config.ssl_layer == 1 and model.config.num_units == 8 and len(model.ssl_encoder.encoder.layers) == 1
     wave = torch.randn(1, 8000)
     with torch.no_grad():
@@ -340,7 +340,7 @@ def audio_dataset(tmp_path_factory):
 
 def test_fit_on_dataset_and_datasets_map(audio_dataset, tester):
     fe = SpeechFeatureExtractor()
-    model = KMeansUnitTokenizer(KMeansUnitTokenizerConfig(num_units=6)).eval()
+    model = UnitEncoderModel(UnitEncoderConfig(num_units=6)).eval()
     fit_unit_tokenizer_on_dataset(model, audio_dataset, fe, batch_size=3, max_frames=1000, max_steps=10,
                                   show_progress=False)  # fmt: skip
     assert bool(model.is_fitted)
@@ -361,7 +361,7 @@ def test_fit_on_dataset_and_datasets_map(audio_dataset, tester):
 def test_output_is_a_model_output(tester):
     model = tester.fitted_model(tester.get_config("mfcc"))
     out = model(torch.randn(2, 4000), output_features=True)
-    assert isinstance(out, KMeansUnitTokenizerOutput)
+    assert isinstance(out, UnitEncoderOutput)
     assert out.units.dtype == torch.long and out.units_mask.dtype == torch.bool and out.features.shape == (2, 12, 39)
     units, mask, _ = model(torch.randn(2, 4000), output_features=True, return_dict=False)
     assert units.shape == mask.shape == (2, 12)
@@ -379,7 +379,7 @@ def test_espeak_speech_gives_stable_and_distinct_unit_strings(tmp_path):
     train = [_espeak(t, tmp_path / f"train{i}.wav") for i, t in enumerate(
         ["the quick brown fox jumps over the lazy dog", "she sells sea shells by the sea shore", "one two three four five"]
     )]
-    model = KMeansUnitTokenizer(KMeansUnitTokenizerConfig(num_units=20)).eval()
+    model = UnitEncoderModel(UnitEncoderConfig(num_units=20)).eval()
     inputs = fe([str(p) for p in train])
     features, mask = model.extract_features(**inputs)
     fit_unit_tokenizer(model, features[mask], batch_size=512, max_steps=30, show_progress=False)
@@ -397,7 +397,7 @@ def test_espeak_speech_gives_stable_and_distinct_unit_strings(tmp_path):
 def test_compute_deltas_matches_torchaudio_and_ignores_padding():
     import torchaudio
 
-    from hf_slm.models.unit_tokenizer.modeling_unit_tokenizer import compute_deltas
+    from hf_slm.models.unit_encoder.modeling_unit_encoder import compute_deltas
 
     x = torch.randn(2, 13, 30, dtype=torch.float64)
     torch.testing.assert_close(compute_deltas(x, torch.tensor([30, 30])), torchaudio.functional.compute_deltas(x))
@@ -447,7 +447,7 @@ def test_tokenize_gives_each_utterances_own_units_in_input_order(tester, fronten
 
 def test_default_plan_follows_device_and_front_end(tester):
     mfcc = tester.get_config("mfcc")
-    base = KMeansUnitTokenizerConfig(frontend="ssl", ssl_config=HubertConfig(), ssl_layer=6)
+    base = UnitEncoderConfig(frontend="ssl", ssl_config=HubertConfig(), ssl_layer=6)
     assert default_plan(mfcc, "cpu").batch_size == 16
     assert default_plan(base, "cpu").batch_size == 1  # on a CPU batching an SSL encoder buys nothing
     assert default_plan(base, "cuda") == TokenizationPlan(batch_size=16, num_workers=1)

@@ -1,7 +1,7 @@
-"""Codec tokenizers behind one interface: `encode(audio) -> codes [B, Q, T]`, `decode(codes) -> audio`.
+"""Codecs behind one interface: `encode(audio) -> codes [B, Q, T]`, `decode(codes) -> audio`.
 
-`CodecTokenizer` wraps the neural codecs that transformers ships (EnCodec, DAC, Mimi, X-codec), whose `encode` /
-`decode` signatures, code layouts and padding rules all differ; `RVQCodec` (`modeling_rvq_codec.py`) is our own
+`CodecModel` wraps the neural codecs that transformers ships (EnCodec, DAC, Mimi, X-codec), whose `encode` /
+`decode` signatures, code layouts and padding rules all differ; `RVQCodecModel` (`modeling_rvq_codec.py`) is our own
 trainable codec. Both return the same outputs and also act as a pipeline vocoder for codec tokens:
 `model(input_ids=codes, attention_mask=frames_mask).waveform`, like the unit vocoders.
 """
@@ -16,11 +16,11 @@ from torch import nn
 from transformers import AutoModel, PreTrainedModel
 from transformers.utils import ModelOutput
 
-from .configuration_codec_tokenizer import CodecTokenizerConfig
+from .configuration_codec import CodecConfig
 
 
 @dataclass
-class CodecOutput(ModelOutput):
+class CodecEncoderOutput(ModelOutput):
     """
     Output of `encode`.
 
@@ -29,7 +29,7 @@ class CodecOutput(ModelOutput):
             `config.pad_code_id` at padded frames.
         codes_mask (`torch.BoolTensor` of shape `(batch, frames)`): True for real frames (`ceil(samples / hop)`).
         latents (`torch.FloatTensor` of shape `(batch, hidden_size, frames)`, *optional*): the continuous encoder
-            output before quantization (`RVQCodec` only).
+            output before quantization (`RVQCodecModel` only).
     """
 
     codes: torch.LongTensor | None = None
@@ -53,15 +53,15 @@ class CodecDecoderOutput(ModelOutput):
 
 
 @dataclass
-class CodecModelOutput(ModelOutput):
+class CodecOutput(ModelOutput):
     """
     Output of a codec's `forward`: audio -> codes -> audio (autoencoding), or codes -> audio (`input_ids`, the
     vocoder call that pipelines make). The field names match the unit vocoders' `UnitVocoderOutput`.
 
     Args:
         loss (`torch.FloatTensor`, *optional*): `lambda_mel * L_mel + lambda_commitment * L_commit
-            (+ lambda_distillation * L_distill)`, when `labels` are given (`RVQCodec` only); the GAN trainer adds the
-            adversarial and feature-matching terms.
+            (+ lambda_distillation * L_distill)`, when `labels` are given (`RVQCodecModel` only); the GAN trainer adds
+            the adversarial and feature-matching terms.
         waveform (`torch.FloatTensor` of shape `(batch, samples)`): reconstructed / decoded audio.
         waveform_lengths (`torch.LongTensor` of shape `(batch,)`): valid samples of `waveform`.
         codes (`torch.LongTensor` of shape `(batch, num_codebooks, frames)`, *optional*): codes (autoencoding).
@@ -216,11 +216,11 @@ class CodecModelMixin:
         return output if return_dict else output.to_tuple()
 
 
-class CodecTokenizer(CodecModelMixin, PreTrainedModel):
+class CodecModel(CodecModelMixin, PreTrainedModel):
     r"""
     A transformers neural codec (EnCodec, DAC, Mimi, X-codec) behind the hf_slm codec interface.
 
-    - `encode(input_values [B, S], attention_mask) -> CodecOutput(codes [B, Q, T], codes_mask [B, T])` with
+    - `encode(input_values [B, S], attention_mask) -> CodecEncoderOutput(codes [B, Q, T], codes_mask [B, T])` with
       `Q = config.num_codebooks` and `T = ceil(S / hop_length)`;
     - `decode(codes, codes_mask) -> CodecDecoderOutput(waveform [B, T * hop_length], waveform_lengths)`;
     - `forward(input_values=...)` autoencodes; `forward(input_ids=codes, attention_mask=frames_mask)` decodes (the
@@ -229,17 +229,17 @@ class CodecTokenizer(CodecModelMixin, PreTrainedModel):
     A padded batch gives every item the codes it gets alone: causal codecs (EnCodec, Mimi) run batched, since right
     padding cannot reach earlier frames; non-causal ones (DAC, X-codec), and EnCodec items shorter than its last
     kernel (reflect padding), run item by item when lengths differ.
-    Tests use tiny random configs; real checkpoints load with [`~CodecTokenizer.from_codec_pretrained`].
+    Tests use tiny random configs; real checkpoints load with [`~CodecModel.from_codec_pretrained`].
 
     Example:
 
     ```python
     >>> import torch
     >>> from transformers import DacConfig
-    >>> from hf_slm import CodecTokenizer, CodecTokenizerConfig
+    >>> from hf_slm import CodecModel, CodecConfig
     >>> dac = DacConfig(encoder_hidden_size=4, downsampling_ratios=[2, 4], decoder_hidden_size=16, n_codebooks=4,
     ...                 codebook_size=64, codebook_dim=4)
-    >>> codec = CodecTokenizer(CodecTokenizerConfig(codec_config=dac, num_codebooks=2)).eval()
+    >>> codec = CodecModel(CodecConfig(codec_config=dac, num_codebooks=2)).eval()
     >>> out = codec.encode(torch.randn(2, 100), attention_mask=torch.tensor([[1] * 100, [1] * 60 + [0] * 40]))
     >>> out.codes.shape, out.codes_mask.sum(-1).tolist()
     (torch.Size([2, 2, 13]), [13, 8])
@@ -249,12 +249,12 @@ class CodecTokenizer(CodecModelMixin, PreTrainedModel):
     ```
     """
 
-    config_class = CodecTokenizerConfig
-    base_model_prefix = "codec_tokenizer"
+    config_class = CodecConfig
+    base_model_prefix = "codec_model"
     main_input_name = "input_values"
     input_modalities = "audio"
 
-    def __init__(self, config: CodecTokenizerConfig, codec: PreTrainedModel | None = None):
+    def __init__(self, config: CodecConfig, codec: PreTrainedModel | None = None):
         super().__init__(config)
         if codec is None:
             codec = AutoModel.from_config(config.codec_config)
@@ -269,11 +269,11 @@ class CodecTokenizer(CodecModelMixin, PreTrainedModel):
         """Nothing of its own to initialise: the wrapped codec is a `PreTrainedModel` that initialises itself."""
 
     @classmethod
-    def from_codec_pretrained(cls, name_or_path: str, num_codebooks: int | None = None, **kwargs) -> CodecTokenizer:
+    def from_codec_pretrained(cls, name_or_path: str, num_codebooks: int | None = None, **kwargs) -> CodecModel:
         """Wrap a real codec checkpoint (`facebook/encodec_24khz`, `descript/dac_16khz`, `kyutai/mimi`,
         `hf-audio/xcodec-hubert-librispeech`, or a local folder) loaded with `AutoModel.from_pretrained(**kwargs)`."""
         codec = AutoModel.from_pretrained(name_or_path, **kwargs)
-        config = CodecTokenizerConfig(codec_config=codec.config, num_codebooks=num_codebooks)
+        config = CodecConfig(codec_config=codec.config, num_codebooks=num_codebooks)
         return cls(config, codec=codec).eval()
 
     @property
@@ -349,7 +349,7 @@ class CodecTokenizer(CodecModelMixin, PreTrainedModel):
             for i, n in enumerate(frames.tolist()):
                 codes[i, :, :n] = self._encode_call(waveforms[i : i + 1, : n * self.hop_length], num_codebooks)[0]
         mask = lengths_to_mask(frames, codes.shape[-1])
-        output = CodecOutput(codes=self._padded_codes(codes, mask), codes_mask=mask)
+        output = CodecEncoderOutput(codes=self._padded_codes(codes, mask), codes_mask=mask)
         return output if return_dict else output.to_tuple()
 
     # ------------------------------------------------------------------ decode
@@ -395,7 +395,7 @@ class CodecTokenizer(CodecModelMixin, PreTrainedModel):
         input_ids: torch.LongTensor | None = None,
         num_codebooks: int | None = None,
         return_dict: bool | None = None,
-    ) -> CodecModelOutput | tuple:
+    ) -> CodecOutput | tuple:
         r"""
         Args:
             input_values (`torch.FloatTensor` of shape `(batch, samples)`, *optional*): audio to autoencode.
@@ -418,7 +418,7 @@ class CodecTokenizer(CodecModelMixin, PreTrainedModel):
             width = min(decoded.waveform.shape[1], input_values.shape[-1])
             decoded.waveform_lengths = lengths.to(decoded.waveform.device)
             decoded.waveform = decoded.waveform[:, :width] * lengths_to_mask(decoded.waveform_lengths, width)
-        output = CodecModelOutput(
+        output = CodecOutput(
             waveform=decoded.waveform, waveform_lengths=decoded.waveform_lengths, codes=codes, codes_mask=codes_mask
         )
         return output if return_dict else output.to_tuple()
@@ -426,10 +426,10 @@ class CodecTokenizer(CodecModelMixin, PreTrainedModel):
 
 __all__ = [
     "CodecDecoderOutput",
+    "CodecEncoderOutput",
+    "CodecModel",
     "CodecModelMixin",
-    "CodecModelOutput",
     "CodecOutput",
-    "CodecTokenizer",
     "check_audio",
     "check_codes",
     "lengths_to_mask",

@@ -1,19 +1,20 @@
-"""Configuration of the k-means semantic unit tokenizer (speech -> discrete units)."""
+"""Configuration of the unit encoder: speech -> frame features -> k-means discrete units."""
 
 from __future__ import annotations
 
 import copy
 import math
+import warnings
 
 from transformers import AutoConfig, PretrainedConfig
-from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+from transformers.configuration_utils import SubConfigSpec
 
 _FRONTENDS = ("mfcc", "ssl")
 
 
-class KMeansUnitTokenizerConfig(PretrainedConfig):
+class UnitEncoderConfig(PretrainedConfig):
     r"""
-    Configuration of [`KMeansUnitTokenizer`]: a speech front end (MFCC or a self-supervised encoder) followed by a
+    Configuration of [`UnitEncoderModel`]: a speech front end (MFCC or a self-supervised encoder) followed by a
     k-means quantiser that maps each frame to one of `num_units` discrete units.
 
     The defaults reproduce the HuBERT "iteration 0" tokenizer: 13 MFCCs plus deltas and delta-deltas (39 dims),
@@ -60,19 +61,50 @@ class KMeansUnitTokenizerConfig(PretrainedConfig):
 
     ```python
     >>> from transformers import HubertConfig
-    >>> from hf_slm import KMeansUnitTokenizerConfig
-    >>> config = KMeansUnitTokenizerConfig()  # MFCC + deltas, 100 units, 50 Hz
+    >>> from hf_slm import UnitEncoderConfig
+    >>> config = UnitEncoderConfig()  # MFCC + deltas, 100 units, 50 Hz
     >>> config.feature_dim, config.frame_rate, config.hop_length
     (39, 50.0, 320)
-    >>> ssl = KMeansUnitTokenizerConfig(frontend="ssl", ssl_config=HubertConfig(), ssl_layer=6, num_units=500)
+    >>> ssl = UnitEncoderConfig(frontend="ssl", ssl_config=HubertConfig(), ssl_layer=6, num_units=500)
     >>> ssl.feature_dim, ssl.frame_rate
     (768, 50.0)
 
     ```
     """
 
-    model_type = "hf_slm_kmeans_unit_tokenizer"
-    sub_configs = {"ssl_config": AutoConfig}
+    model_type = "hf_slm_unit_encoder"
+    sub_configs_defaults = {"ssl_config": SubConfigSpec(config_class=AutoConfig, model_type="hubert", optional=True)}
+
+    #: Names this family had before hf_slm 0.2, still read from saved configs (with a FutureWarning) until 0.3.
+    legacy_model_types = ("hf_slm_kmeans_unit_tokenizer",)  # rename: keep
+    legacy_architectures = {"KMeansUnitTokenizer": "UnitEncoderModel"}  # rename: keep
+
+    @classmethod
+    def upgrade_legacy_names(cls, config_dict: dict) -> dict:
+        """``config_dict`` with a pre-0.2 `model_type` / `architectures` renamed (and its `auto_map`, which names the
+        old code files, dropped: `save_pretrained` writes a new one). Unchanged when it has today's names."""
+        if config_dict.get("model_type") not in cls.legacy_model_types:
+            return config_dict
+        warnings.warn(
+            f"model_type {config_dict['model_type']!r} was renamed {cls.model_type!r} in hf_slm 0.2; it is read "
+            "until hf_slm 0.3: re-save the checkpoint (save_pretrained) to write the new name",
+            FutureWarning,
+            stacklevel=4,
+        )
+        upgraded = {key: value for key, value in config_dict.items() if key != "auto_map"}
+        upgraded["model_type"] = cls.model_type
+        if upgraded.get("architectures"):
+            upgraded["architectures"] = [cls.legacy_architectures.get(a, a) for a in upgraded["architectures"]]
+        return upgraded
+
+    @classmethod
+    def get_config_dict(cls, *args, **kwargs):
+        config_dict, kwargs = super().get_config_dict(*args, **kwargs)
+        return cls.upgrade_legacy_names(config_dict), kwargs
+
+    @classmethod
+    def from_dict(cls, config_dict, **kwargs):
+        return super().from_dict(cls.upgrade_legacy_names(config_dict), **kwargs)
 
     def __init__(
         self,
@@ -113,14 +145,10 @@ class KMeansUnitTokenizerConfig(PretrainedConfig):
 
         if isinstance(ssl_config, PretrainedConfig):
             ssl_config = copy.deepcopy(ssl_config)  # models set attributes on their config: never share the caller's
-        elif isinstance(ssl_config, dict):
-            ssl_config = dict(ssl_config)
-            model_type = ssl_config.pop("model_type", "hubert")
-            ssl_config = CONFIG_MAPPING[model_type](**ssl_config)
-        elif ssl_config is None and frontend == "ssl":
-            ssl_config = CONFIG_MAPPING["hubert"]()
-        elif ssl_config is not None and not isinstance(ssl_config, PretrainedConfig):
+        elif ssl_config is not None and not isinstance(ssl_config, dict):
             raise ValueError(f"ssl_config must be a dict or a PretrainedConfig, got {type(ssl_config).__name__}")
+        elif ssl_config is not None or frontend == "ssl":  # a dict names its model_type (default HuBERT)
+            ssl_config, _ = self.sub_configs_defaults["ssl_config"].create_subconfig("ssl_config", ssl_config)
         if frontend == "ssl":
             for attr in ("conv_stride", "conv_kernel", "num_hidden_layers", "hidden_size"):
                 if not hasattr(ssl_config, attr):
@@ -172,8 +200,9 @@ class KMeansUnitTokenizerConfig(PretrainedConfig):
     @property
     def consumes(self) -> dict:
         """What a pipeline component of this config takes in: `hf_slm.pipelines.check_compatibility` compares the
-        values of a key one component produces and the next consumes."""
-        return {"audio.sampling_rate": self.sampling_rate}
+        values of a key one component produces and the next consumes. `audio.min_samples` is a lower bound: the
+        feature extractor must refuse audio shorter than one receptive field."""
+        return {"audio.sampling_rate": self.sampling_rate, "audio.min_samples": self.receptive_field}
 
     @property
     def produces(self) -> dict:
@@ -191,15 +220,7 @@ class KMeansUnitTokenizerConfig(PretrainedConfig):
     def to_dict(self):
         output = super().to_dict()
         output["hop_length"] = output.pop("_hop_length", self._hop_length)
-        # transformers' `custom_object_save` treats any class whose name contains "Tokenizer" as a text tokenizer and
-        # writes its auto_map entry as a (slow, fast) pair, which `trust_remote_code` loading then cannot parse.
-        auto_map = output.get("auto_map")
-        if isinstance(auto_map, dict):
-            output["auto_map"] = {
-                key: value[0] if isinstance(value, (list, tuple)) and value[1:] in ([None], (None,)) else value
-                for key, value in auto_map.items()
-            }
         return output
 
 
-__all__ = ["KMeansUnitTokenizerConfig"]
+__all__ = ["UnitEncoderConfig"]

@@ -14,10 +14,10 @@ from torch import nn
 from transformers import PreTrainedModel
 from transformers import initialization as init
 
-from .configuration_codec_tokenizer import RVQCodecConfig
-from .modeling_codec_tokenizer import (
+from .configuration_codec import RVQCodecConfig
+from .modeling_codec import (
+    CodecEncoderOutput,
     CodecModelMixin,
-    CodecModelOutput,
     CodecOutput,
     check_audio,
     check_codes,
@@ -174,13 +174,13 @@ class SEANetDecoder(nn.Module):
 
 
 # ---------------------------------------------------------------------------------------------------- the model
-class RVQCodec(CodecModelMixin, PreTrainedModel):
+class RVQCodecModel(CodecModelMixin, PreTrainedModel):
     r"""
     SEANet encoder -> EMA residual vector quantizer -> SEANet decoder, trained as a GAN (`hf_slm.training.
     CodecGanTrainer`: mel L1 + commitment (+ semantic distillation) + HiFi-GAN's adversarial and feature-matching
     terms against multi-period / multi-scale discriminators that the trainer attaches).
 
-    - `encode(input_values [B, S], attention_mask) -> CodecOutput(codes [B, Q, T], codes_mask [B, T], latents)`,
+    - `encode(input_values [B, S], attention_mask) -> CodecEncoderOutput(codes [B, Q, T], codes_mask [B, T], latents)`,
       `T = ceil(S / hop_length)`;
     - `decode(codes [B, q, T], codes_mask) -> CodecDecoderOutput(waveform [B, T * hop_length], waveform_lengths)`;
       `q <= num_codebooks` levels decode at a lower bitrate;
@@ -192,10 +192,10 @@ class RVQCodec(CodecModelMixin, PreTrainedModel):
 
     ```python
     >>> import torch
-    >>> from hf_slm import RVQCodec, RVQCodecConfig
+    >>> from hf_slm import RVQCodecModel, RVQCodecConfig
     >>> config = RVQCodecConfig(upsampling_ratios=(4, 4), num_filters=4, hidden_size=8, num_codebooks=2,
     ...                         codebook_size=16)
-    >>> codec = RVQCodec(config).eval()
+    >>> codec = RVQCodecModel(config).eval()
     >>> out = codec.encode(torch.randn(2, 100), attention_mask=torch.tensor([[1] * 100, [1] * 40 + [0] * 60]))
     >>> out.codes.shape, out.codes_mask.sum(-1).tolist()
     (torch.Size([2, 2, 7]), [7, 3])
@@ -309,7 +309,7 @@ class RVQCodec(CodecModelMixin, PreTrainedModel):
         latents, _, codes, mask, _, _, _ = self._encode(
             input_values, attention_mask, self.config.num_codebooks if num_codebooks is None else num_codebooks
         )
-        output = CodecOutput(codes=self._padded_codes(codes, mask), codes_mask=mask, latents=latents)
+        output = CodecEncoderOutput(codes=self._padded_codes(codes, mask), codes_mask=mask, latents=latents)
         return output if return_dict else output.to_tuple()
 
     def decode(self, codes, codes_mask=None, return_dict=None):
@@ -355,7 +355,7 @@ class RVQCodec(CodecModelMixin, PreTrainedModel):
         semantic_features_mask: torch.Tensor | None = None,
         num_codebooks: int | None = None,
         return_dict: bool | None = None,
-    ) -> CodecModelOutput | tuple:
+    ) -> CodecOutput | tuple:
         r"""
         Args:
             input_values (`torch.FloatTensor` of shape `(batch, samples)`, *optional*): audio to autoencode.
@@ -366,7 +366,7 @@ class RVQCodec(CodecModelMixin, PreTrainedModel):
                 itself); turns on the loss.
             labels_mask (`torch.Tensor` of shape `(batch, samples)`, *optional*): valid samples of `labels`.
             semantic_features (`torch.FloatTensor` of shape `(batch, frames, semantic_distillation_dim)`, *optional*):
-                teacher features at the codec's frame rate (e.g. a fitted `KMeansUnitTokenizer`'s standardised MFCC
+                teacher features at the codec's frame rate (e.g. a fitted `UnitEncoderModel`'s standardised MFCC
                 or SSL features); required with `labels` when the config distils.
             semantic_features_mask (`torch.Tensor` of shape `(batch, frames)`, *optional*): their valid frames.
             num_codebooks (`int`, *optional*): levels to use (default all, or a random prefix under
@@ -377,7 +377,7 @@ class RVQCodec(CodecModelMixin, PreTrainedModel):
             raise ValueError("pass exactly one of input_values (audio to autoencode) or input_ids (codes to decode)")
         if input_ids is not None:
             decoded = self.decode(input_ids, attention_mask, return_dict=True)
-            output = CodecModelOutput(waveform=decoded.waveform, waveform_lengths=decoded.waveform_lengths)
+            output = CodecOutput(waveform=decoded.waveform, waveform_lengths=decoded.waveform_lengths)
             return output if return_dict else output.to_tuple()
 
         latents, quantized, codes, mask, commitment, first, lengths = self._encode(
@@ -406,7 +406,7 @@ class RVQCodec(CodecModelMixin, PreTrainedModel):
             if loss_distillation is not None:
                 loss = loss + config.lambda_distillation * loss_distillation
 
-        output = CodecModelOutput(
+        output = CodecOutput(
             loss=loss,
             waveform=waveform,
             waveform_lengths=lengths,
@@ -423,7 +423,7 @@ class RVQCodec(CodecModelMixin, PreTrainedModel):
 __all__ = [
     "CodecConv1d",
     "CodecConvTranspose1d",
-    "RVQCodec",
+    "RVQCodecModel",
     "SEANetDecoder",
     "SEANetEncoder",
 ]

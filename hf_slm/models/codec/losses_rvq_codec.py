@@ -1,4 +1,4 @@
-"""The losses `RVQCodec.forward` returns when given `labels`: log-mel L1 on the valid frames and SpeechTokenizer's
+"""The losses `RVQCodecModel.forward` returns when given `labels`: log-mel L1 on the valid frames and SpeechTokenizer's
 semantic distillation (the adversarial terms are the unit vocoder's, added by `hf_slm.training.CodecGanTrainer`)."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .modeling_codec_tokenizer import lengths_to_mask
+from .modeling_codec import lengths_to_mask
 
 
 def align_with_labels(waveform, waveform_lengths, labels, labels_mask=None):

@@ -1,4 +1,4 @@
-"""The log-mel of `RVQCodec`'s reconstruction loss (HiFi-GAN's convention, as the unit vocoders use)."""
+"""The log-mel of `RVQCodecModel`'s reconstruction loss (HiFi-GAN's convention, as the unit vocoders use)."""
 
 from __future__ import annotations
 

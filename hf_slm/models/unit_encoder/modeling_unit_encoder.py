@@ -1,4 +1,4 @@
-"""K-means semantic unit tokenizer: speech -> frame features (MFCC or an SSL encoder layer) -> nearest centroid id.
+"""Unit encoder: speech -> frame features (MFCC or an SSL encoder layer) -> nearest k-means centroid id (a unit).
 
 Batches are padding-invariant: an utterance gives the same units alone and padded inside a batch. The MFCC front
 end achieves this exactly (frames never read past an utterance's end, deltas see a replicated last frame); the
@@ -22,13 +22,13 @@ from transformers import AutoConfig, AutoModel, PreTrainedModel
 from transformers.utils import ModelOutput
 
 from .batching import TokenizationPlan, default_plan, length_buckets
-from .configuration_unit_tokenizer import KMeansUnitTokenizerConfig
-from .feature_extraction_unit_tokenizer import AudioInputError
+from .configuration_unit_encoder import UnitEncoderConfig
+from .feature_extraction_unit_encoder import AudioInputError
 from .kmeans import assign
 
 
 @dataclass
-class KMeansUnitTokenizerOutput(ModelOutput):
+class UnitEncoderOutput(ModelOutput):
     r"""
     units (`torch.LongTensor` of shape `(batch_size, num_frames)`):
         Unit id of each frame; padded frames hold `config.pad_unit_id` (-1 by default).
@@ -44,7 +44,7 @@ class KMeansUnitTokenizerOutput(ModelOutput):
 
 
 #: Per-thread state of running forwards (valid lengths of each MaskedGroupNorm, captured hidden states), so that
-#: `KMeansUnitTokenizer.tokenize`'s worker threads can run one model at the same time. Module-level (not an attribute)
+#: `UnitEncoderModel.tokenize`'s worker threads can run one model at the same time. Module-level (not an attribute)
 #: because modules are pickled by `datasets.map(num_proc=N)`, and thread-locals cannot be.
 _THREAD_STATE = threading.local()
 
@@ -91,7 +91,7 @@ def _encoder_layers(encoder: nn.Module) -> nn.ModuleList | None:
     return layers if isinstance(layers, nn.ModuleList) else None
 
 
-def _truncated_ssl_config(config: KMeansUnitTokenizerConfig):
+def _truncated_ssl_config(config: UnitEncoderConfig):
     """The encoder config with only the transformer layers that `ssl_layer` needs (at least one)."""
     ssl_config = copy.deepcopy(config.ssl_config)
     if config.ssl_layer < ssl_config.num_hidden_layers:
@@ -99,7 +99,7 @@ def _truncated_ssl_config(config: KMeansUnitTokenizerConfig):
     return ssl_config
 
 
-class KMeansUnitTokenizer(PreTrainedModel):
+class UnitEncoderModel(PreTrainedModel):
     r"""
     Speech -> discrete units: a front end (MFCC + deltas, or `hidden_states[ssl_layer]` of any transformers audio
     encoder) followed by a k-means quantiser whose centroids and feature standardisation are persistent buffers
@@ -112,9 +112,9 @@ class KMeansUnitTokenizer(PreTrainedModel):
 
     ```python
     >>> import torch
-    >>> from hf_slm import KMeansUnitTokenizer, KMeansUnitTokenizerConfig, SpeechFeatureExtractor
+    >>> from hf_slm import UnitEncoderModel, UnitEncoderConfig, SpeechFeatureExtractor
     >>> from hf_slm.training.kmeans import fit_unit_tokenizer
-    >>> tokenizer = KMeansUnitTokenizer(KMeansUnitTokenizerConfig(num_units=8))
+    >>> tokenizer = UnitEncoderModel(UnitEncoderConfig(num_units=8))
     >>> fe = SpeechFeatureExtractor()
     >>> _ = fit_unit_tokenizer(tokenizer, torch.randn(1000, tokenizer.config.feature_dim), show_progress=False)
     >>> inputs = fe([torch.randn(16000), torch.randn(8000)], sampling_rate=16000)
@@ -125,9 +125,9 @@ class KMeansUnitTokenizer(PreTrainedModel):
     ```
     """
 
-    config_class = KMeansUnitTokenizerConfig
-    config: KMeansUnitTokenizerConfig
-    base_model_prefix = "unit_tokenizer"
+    config_class = UnitEncoderConfig
+    config: UnitEncoderConfig
+    base_model_prefix = "unit_encoder"
     main_input_name = "input_values"
     input_modalities = "audio"
     _no_split_modules = []
@@ -136,7 +136,7 @@ class KMeansUnitTokenizer(PreTrainedModel):
     _supports_flash_attn = True
     _supports_flex_attn = True
 
-    def __init__(self, config: KMeansUnitTokenizerConfig):
+    def __init__(self, config: UnitEncoderConfig):
         super().__init__(config)
         self._group_norms: list[tuple[int, MaskedGroupNorm]] = []
         if config.frontend == "mfcc":
@@ -332,7 +332,7 @@ class KMeansUnitTokenizer(PreTrainedModel):
             return  # reads a buffer's value, which stops torch.export / fullgraph compiles: checked in eager mode
         if not bool(self.is_fitted):
             raise RuntimeError(
-                "KMeansUnitTokenizer is not fitted: its k-means centroids are unset. Fit it with "
+                "UnitEncoderModel is not fitted: its k-means centroids are unset. Fit it with "
                 "`hf_slm.training.kmeans.fit_unit_tokenizer(tokenizer, features)` or `fit_unit_tokenizer_on_dataset("
                 "tokenizer, dataset, feature_extractor)`, or load a fitted tokenizer with `from_pretrained`."
             )
@@ -352,7 +352,7 @@ class KMeansUnitTokenizer(PreTrainedModel):
         output_features: bool = False,
         return_dict: bool | None = None,
         **kwargs,
-    ) -> KMeansUnitTokenizerOutput | tuple:
+    ) -> UnitEncoderOutput | tuple:
         r"""
         input_values (`torch.FloatTensor` of shape `(batch_size, num_samples)`):
             Right-padded waveforms at `config.sampling_rate` (from [`SpeechFeatureExtractor`]).
@@ -364,7 +364,7 @@ class KMeansUnitTokenizer(PreTrainedModel):
         self._require_fitted()
         features, frame_mask = self.extract_features(input_values, attention_mask)
         units = self.quantize(features).masked_fill(~frame_mask, self.config.pad_unit_id)
-        output = KMeansUnitTokenizerOutput(
+        output = UnitEncoderOutput(
             units=units, units_mask=frame_mask, features=features if output_features else None
         )
         return_dict = return_dict if return_dict is not None else self.config.return_dict
@@ -446,12 +446,12 @@ class KMeansUnitTokenizer(PreTrainedModel):
     @classmethod
     def from_ssl_pretrained(
         cls, name_or_path: str, layer: int, num_units: int = 100, **kwargs
-    ) -> KMeansUnitTokenizer:
+    ) -> UnitEncoderModel:
         """An (unfitted) SSL tokenizer around a real encoder checkpoint loaded with `AutoModel.from_pretrained`
         (HuBERT, WavLM, wav2vec2, ...); only the layers up to `layer` are kept. `kwargs` go to the config."""
         load_kwargs = {key: kwargs.pop(key) for key in ("revision", "token", "cache_dir", "local_files_only") if key in kwargs}
         ssl_config = AutoConfig.from_pretrained(name_or_path, **load_kwargs)
-        config = KMeansUnitTokenizerConfig(
+        config = UnitEncoderConfig(
             frontend="ssl", ssl_config=ssl_config, ssl_layer=layer, num_units=num_units, **kwargs
         )
         model = cls(config)
@@ -460,7 +460,7 @@ class KMeansUnitTokenizer(PreTrainedModel):
         return model.eval()
 
 
-def _build_mfcc(config: KMeansUnitTokenizerConfig) -> torchaudio.transforms.MFCC:
+def _build_mfcc(config: UnitEncoderConfig) -> torchaudio.transforms.MFCC:
     """torchaudio MFCC whose window / mel bank / DCT buffers are computed from the config, never saved or loaded.
 
     Built on CPU even when transformers instantiates the model on the meta device (torchaudio cannot compute its
@@ -509,4 +509,4 @@ def _replicate_tail(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     return x.gather(-1, index[:, None, :].expand(-1, x.shape[1], -1))
 
 
-__all__ = ["KMeansUnitTokenizer", "KMeansUnitTokenizerOutput", "MaskedGroupNorm", "compute_deltas"]
+__all__ = ["MaskedGroupNorm", "UnitEncoderModel", "UnitEncoderOutput", "compute_deltas"]

@@ -1,12 +1,13 @@
-"""Configurations of the codec tokenizers: a wrapper of transformers' neural codecs and our own trainable RVQ codec."""
+"""Configurations of the codecs: a wrapper of transformers' neural codecs and our own trainable RVQ codec."""
 
 from __future__ import annotations
 
 import copy
 import math
+import warnings
 
 from transformers import AutoConfig, PretrainedConfig
-from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+from transformers.configuration_utils import SubConfigSpec
 
 #: transformers codecs the wrapper knows how to drive (their `encode` / `decode` signatures differ).
 SUPPORTED_CODECS = ("encodec", "dac", "mimi", "xcodec")
@@ -74,14 +75,14 @@ class CodecInterfaceMixin:
         }
 
 
-class CodecTokenizerConfig(CodecInterfaceMixin, PretrainedConfig):
+class CodecConfig(CodecInterfaceMixin, PretrainedConfig):
     r"""
-    Configuration of [`CodecTokenizer`]: one interface (`encode(audio) -> codes [B, Q, T]`, `decode(codes) -> audio`)
+    Configuration of [`CodecModel`]: one interface (`encode(audio) -> codes [B, Q, T]`, `decode(codes) -> audio`)
     over a neural codec that transformers ships: `EncodecModel`, `DacModel`, `MimiModel` or `XcodecModel`, held as
     the `codec_config` sub-config and built with `AutoModel.from_config` (CSM's way of owning a codec).
 
     The defaults reproduce `facebook/encodec_24khz` (24 kHz, 75 Hz frames, 1024 codes per codebook) at its lowest
-    bandwidth, 1.5 kbps = 2 codebooks. Real checkpoints load with [`CodecTokenizer.from_codec_pretrained`].
+    bandwidth, 1.5 kbps = 2 codebooks. Real checkpoints load with [`CodecModel.from_codec_pretrained`].
 
     Args:
         codec_config (`dict` or `PretrainedConfig`, *optional*):
@@ -100,29 +101,55 @@ class CodecTokenizerConfig(CodecInterfaceMixin, PretrainedConfig):
 
     ```python
     >>> from transformers import DacConfig
-    >>> from hf_slm import CodecTokenizerConfig
-    >>> config = CodecTokenizerConfig()  # encodec_24khz layout
+    >>> from hf_slm import CodecConfig
+    >>> config = CodecConfig()  # encodec_24khz layout
     >>> config.codec_type, config.sampling_rate, config.frame_rate, config.num_codebooks, config.bitrate
     ('encodec', 24000, 75.0, 2, 1500.0)
-    >>> CodecTokenizerConfig(codec_config=DacConfig(), num_codebooks=4).bitrate  # 4 of DAC's 9 codebooks, 31.25 Hz
+    >>> CodecConfig(codec_config=DacConfig(), num_codebooks=4).bitrate  # 4 of DAC's 9 codebooks, 31.25 Hz
     1250.0
 
     ```
     """
 
-    model_type = "hf_slm_codec_tokenizer"
-    sub_configs = {"codec_config": AutoConfig}
+    model_type = "hf_slm_codec"
+    sub_configs_defaults = {"codec_config": SubConfigSpec(config_class=AutoConfig, model_type="encodec")}
+
+    #: Names this family had before hf_slm 0.2, still read from saved configs (with a FutureWarning) until 0.3.
+    legacy_model_types = ("hf_slm_codec_tokenizer",)  # rename: keep
+    legacy_architectures = {"CodecTokenizer": "CodecModel"}  # rename: keep
+
+    @classmethod
+    def upgrade_legacy_names(cls, config_dict: dict) -> dict:
+        """``config_dict`` with a pre-0.2 `model_type` / `architectures` renamed (and its `auto_map`, which names the
+        old code files, dropped: `save_pretrained` writes a new one). Unchanged when it has today's names."""
+        if config_dict.get("model_type") not in cls.legacy_model_types:
+            return config_dict
+        warnings.warn(
+            f"model_type {config_dict['model_type']!r} was renamed {cls.model_type!r} in hf_slm 0.2; it is read "
+            "until hf_slm 0.3: re-save the checkpoint (save_pretrained) to write the new name",
+            FutureWarning,
+            stacklevel=4,
+        )
+        upgraded = {key: value for key, value in config_dict.items() if key != "auto_map"}
+        upgraded["model_type"] = cls.model_type
+        if upgraded.get("architectures"):
+            upgraded["architectures"] = [cls.legacy_architectures.get(a, a) for a in upgraded["architectures"]]
+        return upgraded
+
+    @classmethod
+    def get_config_dict(cls, *args, **kwargs):
+        config_dict, kwargs = super().get_config_dict(*args, **kwargs)
+        return cls.upgrade_legacy_names(config_dict), kwargs
+
+    @classmethod
+    def from_dict(cls, config_dict, **kwargs):
+        return super().from_dict(cls.upgrade_legacy_names(config_dict), **kwargs)
 
     def __init__(self, codec_config=None, num_codebooks: int | None = None, pad_code_id: int = -1, **kwargs):
-        if codec_config is None:
-            codec_config = CONFIG_MAPPING["encodec"]()
-        elif isinstance(codec_config, dict):
-            codec_config = dict(codec_config)
-            if "model_type" not in codec_config:
-                raise ValueError(f"codec_config dict needs a `model_type` (one of {SUPPORTED_CODECS})")
-            codec_config = CONFIG_MAPPING[codec_config.pop("model_type")](**codec_config)
-        elif isinstance(codec_config, PretrainedConfig):
+        if isinstance(codec_config, PretrainedConfig):
             codec_config = copy.deepcopy(codec_config)  # models write into their config: never share the caller's
+        elif codec_config is None or isinstance(codec_config, dict):  # a dict names its model_type (default EnCodec)
+            codec_config, _ = self.sub_configs_defaults["codec_config"].create_subconfig("codec_config", codec_config)
         else:
             raise ValueError(f"codec_config must be a dict or a PretrainedConfig, got {type(codec_config).__name__}")
         if codec_config.model_type not in SUPPORTED_CODECS:
@@ -193,26 +220,14 @@ class CodecTokenizerConfig(CodecInterfaceMixin, PretrainedConfig):
         """Bits per second of the codes `encode` returns: num_codebooks * log2(codebook_size) * frame_rate."""
         return self.num_codebooks * math.log2(self.codebook_size) * self.frame_rate
 
-    def to_dict(self):
-        output = super().to_dict()
-        # transformers' `custom_object_save` takes any class whose name contains "Tokenizer" for a text tokenizer and
-        # writes its auto_map entry as a (slow, fast) pair, which `trust_remote_code` loading cannot parse.
-        auto_map = output.get("auto_map")
-        if isinstance(auto_map, dict):
-            output["auto_map"] = {
-                key: value[0] if isinstance(value, (list, tuple)) and value[1:] in ([None], (None,)) else value
-                for key, value in auto_map.items()
-            }
-        return output
-
 
 class RVQCodecConfig(CodecInterfaceMixin, PretrainedConfig):
     r"""
-    Configuration of [`RVQCodec`], our own trainable codec: a SEANet-style convolutional encoder/decoder (SoundStream,
-    EnCodec) around a residual vector quantizer with EMA codebooks, k-means initialisation, dead-code restart and a
-    commitment loss, trained with the HiFi-GAN losses (mel L1 + least-squares adversarial + feature matching against
-    multi-period / multi-scale discriminators). Optionally the first RVQ level is distilled toward a teacher's
-    semantic features (SpeechTokenizer; Mimi), making level-1 codes a "semantic" token stream.
+    Configuration of [`RVQCodecModel`], our own trainable codec: a SEANet-style convolutional encoder/decoder
+    (SoundStream, EnCodec) around a residual vector quantizer with EMA codebooks, k-means initialisation, dead-code
+    restart and a commitment loss, trained with the HiFi-GAN losses (mel L1 + least-squares adversarial + feature
+    matching against multi-period / multi-scale discriminators). Optionally the first RVQ level is distilled toward a
+    teacher's semantic features (SpeechTokenizer; Mimi), making level-1 codes a "semantic" token stream.
 
     The defaults reproduce the EnCodec SEANet layout without its LSTM (so the receptive field stays finite and
     chunked decoding is exact) on 16 kHz speech: strides 2, 4, 5, 8 (hop 320, 50 Hz frames, the rate of HuBERT /
@@ -440,4 +455,4 @@ class RVQCodecConfig(CodecInterfaceMixin, PretrainedConfig):
         return self.num_codebooks * math.log2(self.codebook_size) * self.frame_rate
 
 
-__all__ = ["CodecTokenizerConfig", "RVQCodecConfig", "SUPPORTED_CODECS"]
+__all__ = ["SUPPORTED_CODECS", "CodecConfig", "RVQCodecConfig"]

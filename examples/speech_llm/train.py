@@ -1,0 +1,116 @@
+"""Staged training of a continuous-feature speech LLM (encoder -> projector -> LM, + speech decoder) with Trainer.
+
+    python examples/speech_llm/train.py examples/speech_llm/stage1.json     # projector only
+    python examples/speech_llm/train.py examples/speech_llm/stage2.json     # + LoRA on the LM
+    python examples/speech_llm/train.py examples/speech_llm/stage3.json     # speech decoder only
+    accelerate launch --multi_gpu --num_processes 2 examples/speech_llm/train.py examples/speech_llm/stage1.json
+
+Flags after the JSON file override it (`--max_steps 10`). Stage 1 builds the model from `encoder_name_or_path` and
+`lm_name_or_path` (Hub names or folders) unless `model_name_or_path` names a saved speech LLM; later stages start from
+the previous stage's `output_dir`. Each stage saves a full model + processor into `output_dir` (stage 2 merges its
+LoRA weights first), so the next stage loads it with `from_pretrained`. Rerunning a command resumes from the last
+complete checkpoint in `output_dir`.
+
+Data: `dataset_path` is a `datasets.load_from_disk` folder with rows `{"audio": waveform or Audio, "text": answer}`
+or `{"audio", "messages"}` (and `units` for stage 3), e.g. espeak-ng speech built with
+`hf_slm.data.synthesize_dataset`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from transformers import AutoFeatureExtractor, AutoTokenizer, Trainer, TrainingArguments, set_seed
+
+from hf_slm.models.speech_llm import (
+    SpeechLLMForConditionalGeneration,
+    SpeechLLMProcessor,
+    add_speech_llm_tokens,
+)
+from hf_slm.training import last_complete_checkpoint
+from hf_slm.training.arguments import parse_json_and_flags
+from hf_slm.training.speech_llm import SpeechLLMCollator, set_training_stage, trainable_parameters
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str | None = field(default=None, metadata={"help": "A saved speech LLM (previous stage)."})
+    encoder_name_or_path: str | None = field(default=None, metadata={"help": "Audio encoder to start from."})
+    lm_name_or_path: str | None = field(default=None, metadata={"help": "Causal LM (and its tokenizer)."})
+    projector_type: str = field(default="stack_mlp", metadata={"help": "stack_mlp, pool_linear or qformer."})
+    projector_downsample: int = field(default=5, metadata={"help": "Encoder frames per projected frame."})
+    projector_hidden_size: int = field(default=1024, metadata={"help": "Projector width."})
+    audio_layer: int = field(default=-1, metadata={"help": "Encoder hidden state fed to the projector."})
+    num_units: int = field(default=100, metadata={"help": "Stage 3: units of the speech decoder (if it is new)."})
+    upsample_factor: int = field(default=25, metadata={"help": "Stage 3: unit frames per LM hidden state."})
+    decoder_hidden_size: int = field(default=256, metadata={"help": "Stage 3: speech decoder width."})
+
+
+@dataclass
+class StageArguments:
+    stage: int = field(default=1, metadata={"help": "1: projector; 2: + LoRA on the LM; 3: speech decoder."})
+    lora_r: int = field(default=8, metadata={"help": "Stage 2: LoRA rank."})
+    lora_alpha: int = field(default=16, metadata={"help": "Stage 2: LoRA alpha."})
+    lora_on_encoder: bool = field(default=False, metadata={"help": "Stage 2: LoRA on the encoder's attention too."})
+    dataset_path: str = field(default="", metadata={"help": "datasets.load_from_disk folder."})
+    prompt: str = field(default="Transcribe the audio.", metadata={"help": "User text of rows without messages."})
+    resume: bool = field(default=True, metadata={"help": "Resume from the last complete checkpoint in output_dir."})
+
+
+def build_model(args: ModelArguments):
+    if args.model_name_or_path:
+        processor = SpeechLLMProcessor.from_pretrained(args.model_name_or_path)
+        model = SpeechLLMForConditionalGeneration.from_pretrained(args.model_name_or_path)
+        return model, processor
+    if not (args.encoder_name_or_path and args.lm_name_or_path):
+        raise ValueError("give model_name_or_path, or both encoder_name_or_path and lm_name_or_path")
+    tokenizer = AutoTokenizer.from_pretrained(args.lm_name_or_path)
+    add_speech_llm_tokens(tokenizer)
+    projector = {"projector_type": args.projector_type, "downsample": args.projector_downsample,
+                 "hidden_size": args.projector_hidden_size}  # fmt: skip
+    model = SpeechLLMForConditionalGeneration.from_encoder_and_lm(
+        args.encoder_name_or_path, args.lm_name_or_path, tokenizer=tokenizer, projector=projector,
+        audio_layer=args.audio_layer,
+    )  # fmt: skip
+    feature_extractor = AutoFeatureExtractor.from_pretrained(args.encoder_name_or_path)
+    return model, SpeechLLMProcessor.from_config(model.config, feature_extractor, tokenizer)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    model_args, stage_args, training_args = parse_json_and_flags(
+        (ModelArguments, StageArguments, TrainingArguments), sys.argv[1:] if argv is None else argv
+    )
+    from datasets import load_from_disk
+
+    set_seed(training_args.seed)
+    model, processor = build_model(model_args)
+    if stage_args.stage == 3 and model.speech_decoder is None:
+        model.add_speech_decoder({"num_units": model_args.num_units, "upsample_factor": model_args.upsample_factor,
+                                  "hidden_size": model_args.decoder_hidden_size})  # fmt: skip
+    model = set_training_stage(model, stage_args.stage, stage_args.lora_r, stage_args.lora_alpha,
+                               lora_on_encoder=stage_args.lora_on_encoder)  # fmt: skip
+    trainable = trainable_parameters(model)
+    trainer = Trainer(
+        model=model,
+        args=training_args,
+        train_dataset=load_from_disk(stage_args.dataset_path),
+        data_collator=SpeechLLMCollator(processor, prompt=stage_args.prompt, unit_labels=stage_args.stage == 3),
+    )
+    checkpoint = last_complete_checkpoint(training_args.output_dir) if stage_args.resume else None
+    trainer.train(resume_from_checkpoint=checkpoint)
+    results = {"stage": stage_args.stage, "steps": trainer.state.global_step, "trainable_parameters": trainable,
+               "resumed_from": None if checkpoint is None else Path(checkpoint).name,
+               "final_loss": next((e["loss"] for e in reversed(trainer.state.log_history) if "loss" in e), None)}
+    if training_args.process_index == 0:
+        final = model.merge_and_unload() if stage_args.stage == 2 else model
+        final.save_pretrained(training_args.output_dir)
+        processor.save_pretrained(training_args.output_dir)
+        Path(training_args.output_dir, "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    return results
+
+
+if __name__ == "__main__":
+    print(json.dumps(main()))

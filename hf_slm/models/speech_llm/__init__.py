@@ -1,0 +1,44 @@
+"""Continuous-feature speech LLMs: any audio encoder -> projector -> any causal LM (SLAM-LLM, Qwen2-Audio, SALMONN),
+with an optional CTC speech-out head (LLaMA-Omni)."""
+
+from .configuration_speech_llm import (
+    AUDIO_TOKEN,
+    PROJECTOR_TYPES,
+    SpeechLLMConfig,
+    SpeechLLMProjectorConfig,
+    SpeechLLMSpeechDecoderConfig,
+)
+from .modeling_speech_llm import (
+    SpeechLLMForConditionalGeneration,
+    SpeechLLMOutput,
+    SpeechLLMPoolLinearProjector,
+    SpeechLLMPreTrainedModel,
+    SpeechLLMQFormerProjector,
+    SpeechLLMSpeechDecoder,
+    SpeechLLMStackMLPProjector,
+)
+from .processing_speech_llm import (
+    DEFAULT_CHAT_TEMPLATE,
+    SpeechAudioError,
+    SpeechLLMProcessor,
+    add_speech_llm_tokens,
+)
+
+__all__ = [
+    "AUDIO_TOKEN",
+    "DEFAULT_CHAT_TEMPLATE",
+    "PROJECTOR_TYPES",
+    "SpeechAudioError",
+    "SpeechLLMConfig",
+    "SpeechLLMForConditionalGeneration",
+    "SpeechLLMOutput",
+    "SpeechLLMPoolLinearProjector",
+    "SpeechLLMPreTrainedModel",
+    "SpeechLLMProcessor",
+    "SpeechLLMProjectorConfig",
+    "SpeechLLMQFormerProjector",
+    "SpeechLLMSpeechDecoder",
+    "SpeechLLMSpeechDecoderConfig",
+    "SpeechLLMStackMLPProjector",
+    "add_speech_llm_tokens",
+]

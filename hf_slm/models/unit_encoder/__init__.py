@@ -1,0 +1,21 @@
+"""Unit encoders (semantic speech tokenizers): speech -> frame features (MFCC or an SSL encoder) -> k-means unit ids.
+
+Inference only; fitting the k-means centroids is `hf_slm.training.kmeans`."""
+
+from .batching import TokenizationPlan, default_plan, length_buckets
+from .configuration_unit_encoder import UnitEncoderConfig
+from .feature_extraction_unit_encoder import AudioInputError, SpeechFeatureExtractor, decode_audio, load_audio
+from .modeling_unit_encoder import UnitEncoderModel, UnitEncoderOutput
+
+__all__ = [
+    "AudioInputError",
+    "SpeechFeatureExtractor",
+    "TokenizationPlan",
+    "UnitEncoderConfig",
+    "UnitEncoderModel",
+    "UnitEncoderOutput",
+    "decode_audio",
+    "default_plan",
+    "length_buckets",
+    "load_audio",
+]

@@ -1,0 +1,153 @@
+"""Staged training of continuous-feature speech LLMs (SLAM-LLM / LLaMA-Omni recipes) through Trainer + PEFT.
+
+| stage | trainable | frozen |
+|---|---|---|
+| 1 | projector | audio encoder, LM |
+| 2 | projector + LoRA on the LM (and, optionally, on the encoder) | everything else |
+| 3 | speech decoder | everything else |
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import torch
+from torch.nn.utils.rnn import pad_sequence
+
+from ..models.speech_llm import SpeechLLMForConditionalGeneration, SpeechLLMProcessor
+
+STAGES = (1, 2, 3)
+#: LoRA targets: the attention and MLP projections of Llama / Qwen2 / Mistral (q_proj ...) and GPT-2 (c_attn ...).
+LM_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "c_attn", "c_proj")
+#: LoRA targets in the encoder: Whisper / wav2vec 2.0 / HuBERT / WavLM attention projections.
+ENCODER_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj")
+
+
+def lora_target_regex(lm_targets=LM_LORA_TARGETS, encoder_targets=ENCODER_LORA_TARGETS, on_encoder=False) -> str:
+    """A PEFT `target_modules` regex that picks LoRA targets inside `language_model` (and `audio_tower`)."""
+    parts = [rf"language_model\..*\.({'|'.join(lm_targets)})"]
+    if on_encoder:
+        parts.append(rf"audio_tower\..*\.({'|'.join(encoder_targets)})")
+    return "^(" + "|".join(parts) + ")$"
+
+
+def set_training_stage(
+    model: SpeechLLMForConditionalGeneration,
+    stage: int,
+    lora_r: int = 8,
+    lora_alpha: int = 16,
+    lora_dropout: float = 0.0,
+    lora_on_encoder: bool = False,
+    lora_config=None,
+):
+    """Make exactly the parameters of `stage` trainable (table above); returns the model to train.
+
+    Stage 2 returns a `peft.PeftModel`: LoRA adapters from `lora_config` (default: rank `lora_r` on every attention /
+    MLP projection of the LM, and of the encoder with `lora_on_encoder`), with the projector trained in full and
+    saved with the adapter (`modules_to_save`). `merge_and_unload()` gives back a plain model.
+    """
+    if stage not in STAGES:
+        raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
+    model.requires_grad_(False)
+    if stage == 1:
+        model.projector.requires_grad_(True)
+        return model
+    if stage == 3:
+        if model.speech_decoder is None:
+            raise ValueError("stage 3 trains the speech decoder, but the model has none: call add_speech_decoder()")
+        model.speech_decoder.requires_grad_(True)
+        return model
+    from peft import LoraConfig, get_peft_model
+
+    if lora_config is None:
+        lora_config = LoraConfig(
+            r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
+            target_modules=lora_target_regex(on_encoder=lora_on_encoder), modules_to_save=["projector"],
+        )  # fmt: skip
+    with warnings.catch_warnings():  # GPT-2's Conv1D: PEFT sets fan_in_fan_out per module itself, and says so
+        warnings.filterwarnings("ignore", message="fan_in_fan_out is set to", category=UserWarning)
+        return get_peft_model(model, lora_config)
+
+
+def trainable_parameters(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+class SpeechLLMCollator:
+    """Rows -> a training batch; loss only on the answer (the last assistant turn and its end marker).
+
+    A row holds `audio` (a waveform, or `{"array", "sampling_rate"}` as `datasets.Audio` decodes it) and either
+    `messages` (a chat whose last message is the assistant's answer; the user turn's `{"type": "audio"}` item takes
+    the row's audio) or `text` (the answer, after a user turn of `[audio, prompt]`; `prompt` from the row or the
+    collator). With `unit_labels=True`, each row's `units` (unit ids of the spoken answer) become `unit_labels` for
+    the speech decoder.
+    """
+
+    def __init__(self, processor: SpeechLLMProcessor, prompt: str = "Transcribe the audio.", unit_labels: bool = False):
+        self.processor = processor
+        self.prompt = prompt
+        self.unit_labels = unit_labels
+        self.answer_end = "<|im_end|>\n"
+
+    def conversation(self, row: dict) -> list[dict]:
+        audio = row["audio"]
+        if isinstance(audio, dict):
+            if audio.get("sampling_rate") != self.processor.feature_extractor.sampling_rate:
+                raise ValueError(
+                    f"row audio at {audio.get('sampling_rate')} Hz; the feature extractor takes "
+                    f"{self.processor.feature_extractor.sampling_rate} Hz (cast the dataset's Audio column)"
+                )
+            audio = audio["array"]
+        audio = np.asarray(audio, dtype=np.float32)
+        if "messages" in row and row["messages"]:
+            messages = [dict(m) for m in row["messages"]]
+            for message in messages:
+                if not isinstance(message["content"], str):
+                    message["content"] = [dict(i, audio=audio) if i.get("type") == "audio" else i
+                                          for i in message["content"]]  # fmt: skip
+            return messages
+        prompt = row.get("prompt") or self.prompt
+        return [
+            {"role": "user", "content": [{"type": "audio", "audio": audio}, {"type": "text", "text": prompt}]},
+            {"role": "assistant", "content": row["text"]},
+        ]
+
+    def __call__(self, rows: list[dict]) -> dict:
+        conversations = [self.conversation(row) for row in rows]
+        for conversation in conversations:
+            if conversation[-1]["role"] != "assistant" or not isinstance(conversation[-1]["content"], str):
+                raise ValueError("the last message of each row must be the assistant's answer, as a string")
+        rendered = [self.processor.render_chat(c[:-1], add_generation_prompt=True) for c in conversations]
+        clips = [clip for _, row_clips in rendered for clip in row_clips]
+        prompts = self.processor(text=[text for text, _ in rendered], audio=clips or None)
+        tokenizer = self.processor.tokenizer
+        ids, labels = [], []
+        for row, conversation in enumerate(conversations):
+            prompt_ids = prompts["input_ids"][row][prompts["attention_mask"][row] == 1]
+            answer = tokenizer(conversation[-1]["content"] + self.answer_end, add_special_tokens=False)["input_ids"]
+            answer = torch.tensor(answer, dtype=torch.long)
+            ids.append(torch.cat([prompt_ids, answer]))
+            labels.append(torch.cat([torch.full_like(prompt_ids, -100), answer]))
+        batch = {key: value for key, value in prompts.items() if key not in ("input_ids", "attention_mask")}
+        batch["input_ids"] = pad_sequence(ids, batch_first=True, padding_value=tokenizer.pad_token_id)
+        batch["attention_mask"] = pad_sequence([torch.ones_like(i) for i in ids], batch_first=True)
+        batch["labels"] = pad_sequence(labels, batch_first=True, padding_value=-100)
+        if self.unit_labels:
+            missing = [i for i, row in enumerate(rows) if row.get("units") is None]
+            if missing:
+                raise ValueError(f"unit_labels=True but rows {missing} of the batch have no `units`")
+            units = [torch.as_tensor(row["units"], dtype=torch.long) for row in rows]
+            batch["unit_labels"] = pad_sequence(units, batch_first=True, padding_value=-100)
+        return batch
+
+
+__all__ = [
+    "ENCODER_LORA_TARGETS",
+    "LM_LORA_TARGETS",
+    "STAGES",
+    "SpeechLLMCollator",
+    "lora_target_regex",
+    "set_training_stage",
+    "trainable_parameters",
+]

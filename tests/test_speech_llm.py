@@ -1,0 +1,474 @@
+"""Continuous-feature speech LLMs (issue 16): tiny random Whisper / HuBERT encoders with Llama / GPT-2 LMs, the three
+projectors, the processor and its chat template, batched generation, the CTC speech decoder, the training stages,
+remote code, and the staged training script on espeak-ng speech."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from tokenizers import Tokenizer, models, pre_tokenizers
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForMultimodalLM,
+    AutoProcessor,
+    GPT2Config,
+    HubertConfig,
+    LlamaConfig,
+    LlamaForCausalLM,
+    PreTrainedTokenizerFast,
+    Wav2Vec2FeatureExtractor,
+    WhisperConfig,
+    WhisperFeatureExtractor,
+    WhisperModel,
+)
+
+from hf_slm.models.speech_llm import (
+    AUDIO_TOKEN,
+    SpeechAudioError,
+    SpeechLLMConfig,
+    SpeechLLMForConditionalGeneration,
+    SpeechLLMProcessor,
+    add_speech_llm_tokens,
+)
+from hf_slm.training.speech_llm import SpeechLLMCollator, set_training_stage, trainable_parameters
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+WORDS = "the cat sat on a mat dog ran far away user assistant transcribe audio".split()
+RNG = np.random.default_rng(0)
+CLIPS = [RNG.standard_normal(n).astype(np.float32) * 0.1 for n in (16000, 7000, 11000)]
+
+
+def make_tokenizer() -> PreTrainedTokenizerFast:
+    vocab = {"<unk>": 0, **{w: i + 1 for i, w in enumerate(WORDS)}}
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>")
+    add_speech_llm_tokens(tokenizer)
+    return tokenizer
+
+
+def encoder_parts(family: str):
+    """A tiny random encoder config and its feature extractor (Whisper: 2 s windows, 16 mel bins)."""
+    if family == "whisper":
+        config = WhisperConfig(
+            num_mel_bins=16, d_model=32, encoder_layers=2, encoder_attention_heads=2, encoder_ffn_dim=64,
+            decoder_layers=1, decoder_attention_heads=2, decoder_ffn_dim=32, max_source_positions=100,
+            max_target_positions=8,
+        )  # fmt: skip
+        return config, WhisperFeatureExtractor(feature_size=16, chunk_length=2)
+    config = HubertConfig(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37, conv_dim=(8,) * 7,
+        num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2, feat_extract_norm="layer",
+        do_stable_layer_norm=True,
+    )  # fmt: skip
+    return config, Wav2Vec2FeatureExtractor(return_attention_mask=True, do_normalize=True)
+
+
+def lm_config(family: str, vocab_size: int):
+    if family == "llama":
+        return LlamaConfig(vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                           num_attention_heads=4, num_key_value_heads=2)  # fmt: skip
+    return GPT2Config(vocab_size=vocab_size, n_embd=32, n_layer=2, n_head=4, n_positions=256, bos_token_id=None,
+                      eos_token_id=None)
+
+
+PROJECTORS = {
+    "stack_mlp": {"projector_type": "stack_mlp", "downsample": 4, "hidden_size": 48},
+    "pool_linear": {"projector_type": "pool_linear", "downsample": 2},
+    "qformer": {"projector_type": "qformer", "downsample": 5, "hidden_size": 32, "num_queries": 2,
+                "num_attention_heads": 2, "num_layers": 1},  # fmt: skip
+}
+DECODER = {"num_units": 20, "upsample_factor": 4, "hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64}
+
+
+def tiny(encoder="whisper", lm="llama", projector="stack_mlp", speech_decoder=False, seed=0, audio_layer=-1):
+    tokenizer = make_tokenizer()
+    audio_config, feature_extractor = encoder_parts(encoder)
+    config = SpeechLLMConfig(
+        audio_config=audio_config, text_config=lm_config(lm, len(tokenizer)), projector_config=PROJECTORS[projector],
+        speech_decoder_config=DECODER if speech_decoder else None,
+        audio_token_id=tokenizer.convert_tokens_to_ids(AUDIO_TOKEN), audio_layer=audio_layer,
+    )  # fmt: skip
+    torch.manual_seed(seed)
+    model = SpeechLLMForConditionalGeneration(config).eval()
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    return model, SpeechLLMProcessor.from_config(config, feature_extractor, tokenizer)
+
+
+def chat(clip, text="the cat", audio_first=True):
+    items = [{"type": "audio", "audio": clip}, {"type": "text", "text": text}]
+    return [{"role": "user", "content": items if audio_first else items[::-1]}]
+
+
+COMBOS = [
+    ("whisper", "llama", "stack_mlp"),
+    ("hubert", "gpt2", "pool_linear"),
+    ("whisper", "gpt2", "qformer"),
+    ("hubert", "llama", "qformer"),
+]
+
+
+# ---------------------------------------------------------------------- config
+def test_config_round_trips_through_auto_config(tmp_path):
+    model, _ = tiny("hubert", "gpt2", "qformer", speech_decoder=True)
+    model.config.save_pretrained(tmp_path)
+    loaded = AutoConfig.from_pretrained(tmp_path)
+    assert type(loaded) is SpeechLLMConfig
+    assert (loaded.audio_config.model_type, loaded.text_config.model_type) == ("hubert", "gpt2")
+    assert loaded.projector_config.num_queries == 2 and loaded.speech_decoder_config.num_units == 20
+    drop = {"_name_or_path"}
+    assert {k: v for k, v in loaded.to_dict().items() if k not in drop} == {
+        k: v for k, v in model.config.to_dict().items() if k not in drop
+    }
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"projector_config": {"projector_type": "conv"}}, "projector_type must be one of"),
+        ({"projector_config": {"downsample": 0}}, "downsample must be a positive int"),
+        ({"audio_token_id": 10**6}, "outside the LM vocabulary"),
+        ({"text_config": {"model_type": "nope"}}, "known `model_type`"),
+        ({"speech_decoder_config": {"hidden_size": 30, "num_attention_heads": 4}}, "divisible"),
+    ],
+)
+def test_config_rejects_bad_values(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        SpeechLLMConfig(**kwargs)
+
+
+# ---------------------------------------------------------------------- model: batch vs single, loss
+@pytest.mark.parametrize("encoder, lm, projector", COMBOS)
+def test_batch_with_padding_matches_each_clip_alone(encoder, lm, projector):
+    """Clips of different lengths in one padded batch give the logits each gives alone (audio and text masks)."""
+    model, processor = tiny(encoder, lm, projector)
+    conversations = [chat(CLIPS[0]), chat(CLIPS[1], "dog ran", audio_first=False)]
+    batch = processor.apply_chat_template(conversations, add_generation_prompt=True)
+    counts = processor.audio_token_counts(batch["feature_attention_mask"].sum(-1))
+    assert counts[0] > counts[1] > 0
+    assert counts == model.audio_token_counts(batch["feature_attention_mask"].sum(-1)).tolist()
+    assert (batch["input_ids"] == model.config.audio_token_id).sum(-1).tolist() == counts
+    with torch.no_grad():
+        together = model(**batch).logits
+        for row, conversation in enumerate(conversations):
+            alone = processor.apply_chat_template(conversation, add_generation_prompt=True)
+            logits = model(**alone).logits[0]
+            torch.testing.assert_close(together[row, : logits.shape[0]], logits, atol=1e-4, rtol=1e-4)
+
+
+def test_audio_changes_the_answer_and_placeholders_never_carry_loss():
+    model, processor = tiny()
+    batch = processor.apply_chat_template(chat(CLIPS[0]), add_generation_prompt=True, return_labels=True)
+    other = processor.apply_chat_template(chat(CLIPS[0] * -3.0), add_generation_prompt=True)
+    with torch.no_grad():
+        out = model(**batch)
+        assert not torch.allclose(out.logits[0, -1], model(**other).logits[0, -1])
+        assert (batch["labels"] == -100).sum() == (batch["input_ids"] == model.config.audio_token_id).sum()
+        unmasked = model(**{**batch, "labels": batch["input_ids"]})  # placeholders as labels: masked inside
+    torch.testing.assert_close(out.loss, unmasked.loss)
+
+
+def test_audio_layer_picks_the_encoder_hidden_state():
+    """`audio_layer=1` feeds the projector the first layer's output; -1 the encoder's final output."""
+    last, processor = tiny("hubert", "llama", "qformer")
+    first, _ = tiny("hubert", "llama", "qformer", audio_layer=1)
+    batch = processor.apply_chat_template(chat(CLIPS[1]), add_generation_prompt=True)
+    audio = batch["input_values"], batch["feature_attention_mask"]
+    with torch.no_grad():
+        hidden = last.audio_tower(audio[0], attention_mask=audio[1], output_hidden_states=True).hidden_states
+        frames = hidden[1].shape[1]
+        expected = first.projector(hidden[1], torch.tensor([frames]))[0][0]
+        torch.testing.assert_close(first.get_audio_features(*audio)[0], expected)
+        assert not torch.allclose(last.get_audio_features(*audio)[0], expected)
+
+
+def test_wrong_placeholder_count_is_refused():
+    model, processor = tiny()
+    batch = processor.apply_chat_template(chat(CLIPS[0]), add_generation_prompt=True)
+    ids = batch["input_ids"].clone()
+    ids[0, ids[0].tolist().index(model.config.audio_token_id)] = 1
+    with pytest.raises(ValueError, match="audio placeholders"):
+        model(**{**batch, "input_ids": ids})
+
+
+# ---------------------------------------------------------------------- generate
+@pytest.mark.parametrize("encoder, lm, projector", COMBOS[:2])
+def test_generate_batched_with_left_padding_matches_single(encoder, lm, projector):
+    model, processor = tiny(encoder, lm, projector)
+    conversations = [chat(CLIPS[1], "dog"), chat(CLIPS[0], "the cat sat on a mat")]
+    batch = processor.apply_chat_template(conversations, add_generation_prompt=True, padding_side="left")
+    assert (batch["attention_mask"][:, 0] == 0).any()  # one row is left-padded
+    kwargs = {"max_new_tokens": 6, "min_new_tokens": 6, "do_sample": False}
+    together = model.generate(**batch, **kwargs)[:, batch["input_ids"].shape[1] :]
+    for row, conversation in enumerate(conversations):
+        alone = processor.apply_chat_template(conversation, add_generation_prompt=True)
+        assert together[row].tolist() == model.generate(**alone, **kwargs)[0, alone["input_ids"].shape[1] :].tolist()
+
+
+def test_text_only_turns_need_no_audio():
+    model, processor = tiny()
+    batch = processor.apply_chat_template([{"role": "user", "content": "the cat"}], add_generation_prompt=True)
+    assert set(batch) == {"input_ids", "attention_mask"}
+    assert model.generate(**batch, max_new_tokens=3, min_new_tokens=3, do_sample=False).shape[1] == 3 + batch[
+        "input_ids"
+    ].shape[1]
+
+
+# ---------------------------------------------------------------------- processor
+def test_chat_template_serves_text_audio_and_mixed_turns():
+    _, processor = tiny()
+    conversation = [
+        {"role": "user", "content": "the cat"},
+        {"role": "assistant", "content": "dog"},
+        {"role": "user", "content": [{"type": "text", "text": "mat"}, {"type": "audio", "audio": CLIPS[2]}]},
+    ]
+    text = processor.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
+    assert text == (
+        "<|im_start|>user\nthe cat<|im_end|>\n<|im_start|>assistant\ndog<|im_end|>\n"
+        f"<|im_start|>user\nmat{AUDIO_TOKEN}<|im_end|>\n<|im_start|>assistant\n"
+    )
+    batch = processor.apply_chat_template(conversation, add_generation_prompt=True)
+    assert batch["input_features"].shape[0] == 1 and batch["feature_attention_mask"].shape == (1, 200)
+
+
+@pytest.mark.parametrize(
+    "audio, kwargs, message",
+    [
+        ([np.zeros((2, 100), np.float32)], {}, "1-D waveform"),
+        ([np.zeros(100, np.int16)], {}, "floats"),
+        ([np.full(100, np.nan, np.float32)], {}, "NaN"),
+        ([np.zeros(100, np.float32)], {"sampling_rate": 8000}, "8000 Hz"),
+        ([np.zeros(100, np.float32)] * 2, {}, "1 <|audio|> but 2 audio clips came"),
+    ],
+)
+def test_processor_refuses_bad_audio_at_the_boundary(audio, kwargs, message):
+    _, processor = tiny()
+    with pytest.raises(ValueError, match=message.replace("|", r"\|")):
+        processor(text=f"{AUDIO_TOKEN} the cat", audio=audio, **kwargs)
+    assert issubclass(SpeechAudioError, ValueError)
+
+
+def test_processor_needs_the_audio_token():
+    tok = Tokenizer(models.WordLevel(vocab={"<unk>": 0, "cat": 1}, unk_token="<unk>"))
+    with pytest.raises(ValueError, match="add_speech_llm_tokens"):
+        SpeechLLMProcessor(WhisperFeatureExtractor(), PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>"))
+
+
+# ---------------------------------------------------------------------- speech decoder
+def test_ctc_speech_decoder_learns_units_and_streams_them():
+    """The model's CTC loss on `unit_labels` trains the decoder; a fitted decoder decodes the units, and the streamed
+    chunks give exactly the whole-utterance decode."""
+    model, processor = tiny(speech_decoder=True)
+    target = [3, 7, 1, 12, 5]
+    collator = SpeechLLMCollator(processor, unit_labels=True)
+    batch = collator([{"audio": CLIPS[1], "text": "the cat sat", "units": target}])
+    set_training_stage(model, 3).train()
+    out = model(**batch)
+    out.speech_loss.backward()
+    assert torch.isfinite(out.loss) and out.unit_logits.shape[-1] == DECODER["num_units"] + 1
+    assert all((p.grad is not None) == p.requires_grad for p in model.parameters())
+    hidden = out.hidden_states[-1][0][batch["labels"][0] != -100].detach()
+    decoder = model.speech_decoder
+    optimizer = torch.optim.Adam(decoder.parameters(), lr=2e-2)
+    lengths, labels = torch.tensor([hidden.shape[0]]), torch.tensor([target])
+    losses = []
+    for _ in range(25):
+        loss, _ = decoder.ctc_loss(hidden[None], lengths, labels)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(loss.item())
+    assert losses[-1] < 0.1 * losses[0]
+    decoder.eval()
+    units = decoder.decode_units(hidden)
+    assert units == target
+    streamed = list(decoder.stream_units(hidden.split(1)))
+    assert len(streamed) > 2 and sum(streamed, []) == units
+
+
+def test_generated_answers_feed_the_speech_decoder():
+    """`answer_hidden_states` gives each row's hidden states up to its end marker; they decode to unit ids."""
+    model, processor = tiny(speech_decoder=True)
+    batch = processor.apply_chat_template([chat(CLIPS[1]), chat(CLIPS[0], "dog")], add_generation_prompt=True,
+                                          padding_side="left")  # fmt: skip
+    end = model.generation_config.eos_token_id
+    sequences = model.generate(**batch, max_new_tokens=4, do_sample=False)
+    sequences[0, -2] = end  # row 0 ends two tokens early
+    hidden = model.answer_hidden_states(sequences, batch["input_ids"].shape[1], **batch)
+    assert [h.shape[0] for h in hidden][0] == sequences.shape[1] - batch["input_ids"].shape[1] - 1
+    units = model.speech_decoder.decode_units(hidden[1])
+    assert all(0 <= u < DECODER["num_units"] for u in units)
+
+
+def test_ctc_refuses_answers_too_short_for_their_units():
+    model, processor = tiny(speech_decoder=True)
+    batch = SpeechLLMCollator(processor, unit_labels=True)([{"audio": CLIPS[1], "text": "cat", "units": [1, 2] * 5}])
+    with pytest.raises(ValueError, match=r"rows \[0\]: \[8\] decoder frames for \[10\] units"):
+        model(**batch)
+
+
+def test_unit_labels_need_a_speech_decoder():
+    model, processor = tiny()
+    batch = SpeechLLMCollator(processor, unit_labels=True)([{"audio": CLIPS[1], "text": "cat", "units": [1, 2]}])
+    with pytest.raises(ValueError, match="no speech_decoder_config"):
+        model(**batch)
+
+
+# ---------------------------------------------------------------------- training stages
+@pytest.mark.parametrize("encoder, lm, projector", COMBOS[:2])
+def test_stage_trainable_parameters_are_exactly_the_stage_parts(encoder, lm, projector):
+    model, _ = tiny(encoder, lm, projector, speech_decoder=True)
+    projector_count = sum(p.numel() for p in model.projector.parameters())
+    decoder_count = sum(p.numel() for p in model.speech_decoder.parameters())
+    assert trainable_parameters(set_training_stage(model, 1)) == projector_count
+    assert trainable_parameters(set_training_stage(model, 3)) == decoder_count
+    peft_model = set_training_stage(model, 2, lora_r=4)
+    lora = {n: p.numel() for n, p in peft_model.named_parameters() if "lora_" in n}
+    assert lora and all(".language_model." in n for n in lora)
+    assert trainable_parameters(peft_model) == projector_count + sum(lora.values())
+    with_encoder = set_training_stage(tiny(encoder, lm, projector)[0], 2, lora_r=4, lora_on_encoder=True)
+    assert any(".audio_tower." in n and "lora_" in n for n, _ in with_encoder.named_parameters())
+
+
+# ---------------------------------------------------------------------- real checkpoints, remote code
+def test_from_encoder_and_lm_builds_from_saved_checkpoints(tmp_path):
+    audio_config, feature_extractor = encoder_parts("whisper")
+    torch.manual_seed(1)
+    WhisperModel(audio_config).save_pretrained(tmp_path / "encoder")
+    feature_extractor.save_pretrained(tmp_path / "encoder")
+    LlamaForCausalLM(lm_config("llama", len(WORDS) + 1)).save_pretrained(tmp_path / "lm")  # before the new tokens
+    tokenizer = make_tokenizer()
+    model = SpeechLLMForConditionalGeneration.from_encoder_and_lm(
+        str(tmp_path / "encoder"), str(tmp_path / "lm"), tokenizer=tokenizer, projector=PROJECTORS["stack_mlp"]
+    )
+    encoder = WhisperModel.from_pretrained(tmp_path / "encoder").get_encoder()
+    torch.testing.assert_close(model.audio_tower.layers[0].fc1.weight, encoder.layers[0].fc1.weight)
+    assert model.get_input_embeddings().weight.shape[0] == len(tokenizer) == len(WORDS) + 4
+    assert model.config.audio_token_id == tokenizer.convert_tokens_to_ids(AUDIO_TOKEN)
+    assert tokenizer.convert_tokens_to_ids("<|im_end|>") in model.generation_config.eos_token_id
+    processor = SpeechLLMProcessor.from_config(model.config, feature_extractor, tokenizer)
+    batch = processor.apply_chat_template(chat(CLIPS[0]), add_generation_prompt=True)
+    assert model.generate(**batch, max_new_tokens=2, min_new_tokens=2, do_sample=False).shape[1] > 2
+
+
+BLOCK_HF_SLM = """
+import sys, importlib.abc
+class _BlockHfSlm(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "hf_slm" or name.startswith("hf_slm."):
+            raise ImportError("hf_slm is blocked in this process")
+sys.meta_path.insert(0, _BlockHfSlm())
+"""
+
+
+def test_saved_model_and_processor_load_as_remote_code_without_hf_slm(tmp_path):
+    model, processor = tiny("hubert", "llama", "qformer", speech_decoder=True)
+    model.save_pretrained(tmp_path / "m")
+    processor.save_pretrained(tmp_path / "m")
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert config["auto_map"]["AutoModelForMultimodalLM"].endswith("SpeechLLMForConditionalGeneration")
+    batch = processor.apply_chat_template(chat(CLIPS[1]), add_generation_prompt=True)
+    torch.save({"clip": torch.from_numpy(CLIPS[1]), **batch}, tmp_path / "inputs.pt")
+    with torch.no_grad():
+        expected = model(**batch).logits
+    # in this process, the Auto classes load it too, non-persistent buffers (RoPE) included
+    loaded = AutoModelForMultimodalLM.from_pretrained(tmp_path / "m").eval()
+    assert type(loaded) is SpeechLLMForConditionalGeneration
+    for (name, buffer), (_, again) in zip(model.named_buffers(), loaded.named_buffers()):
+        torch.testing.assert_close(again, buffer, msg=name)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(**batch).logits, expected)
+    assert type(AutoProcessor.from_pretrained(tmp_path / "m")) is SpeechLLMProcessor
+    code = BLOCK_HF_SLM + textwrap.dedent(
+        f"""
+        import sys, torch
+        from transformers import AutoModelForMultimodalLM, AutoProcessor
+        model = AutoModelForMultimodalLM.from_pretrained({str(tmp_path / 'm')!r}, trust_remote_code=True).eval()
+        processor = AutoProcessor.from_pretrained({str(tmp_path / 'm')!r}, trust_remote_code=True)
+        saved = torch.load({str(tmp_path / 'inputs.pt')!r})
+        chat = [{{"role": "user", "content": [{{"type": "audio", "audio": saved.pop("clip").numpy()}},
+                                             {{"type": "text", "text": "the cat"}}]}}]
+        inputs = processor.apply_chat_template(chat, add_generation_prompt=True)
+        assert all(torch.equal(inputs[k], saved[k]) for k in saved) and set(inputs) == set(saved)
+        with torch.no_grad():
+            torch.save(model(**inputs).logits, {str(tmp_path / 'out.pt')!r})
+        print(type(model).__module__, type(processor).__name__, "hf_slm" in sys.modules)
+        """
+    )
+    env = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules"), "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path,
+                          timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    module, name, imported = proc.stdout.split()[-3:]
+    assert module.startswith("transformers_modules") and name == "SpeechLLMProcessor" and imported == "False"
+    torch.testing.assert_close(torch.load(tmp_path / "out.pt"), expected)
+
+
+# ---------------------------------------------------------------------- the staged training script
+def espeak_rows(texts: list[str]) -> list[dict]:
+    """espeak-ng speech at 16 kHz, with the default variant's units of the same speech (the spoken answer)."""
+    import torchaudio
+
+    import hf_slm
+    from hf_slm.data.espeak import EspeakSynthesizer
+
+    speech_tokenizer = AutoModel.from_pretrained(hf_slm.DEFAULT_PIPELINE, subfolder="speech_tokenizer").eval()
+    unit_features = AutoProcessor.from_pretrained(hf_slm.DEFAULT_PIPELINE, subfolder="feature_extractor")
+    synthesizer = EspeakSynthesizer("en-us", rate=200)
+    rows = []
+    for text in texts:
+        result = synthesizer.synthesize(text)
+        audio = torchaudio.functional.resample(torch.from_numpy(result.waveform), result.sampling_rate, 16000)
+        with torch.no_grad():
+            units = speech_tokenizer(**unit_features(result.waveform, sampling_rate=result.sampling_rate,
+                                                     return_tensors="pt")).units[0]  # fmt: skip
+        rows.append({"audio": audio.numpy()[:32000], "text": text, "units": units.unique_consecutive().tolist()})
+    return rows
+
+
+def test_three_stage_script_runs_and_resumes(tmp_path):
+    """stage1.json / stage2.json / stage3.json, pointed at tiny saved parts and an espeak-ng dataset, run a few
+    Trainer steps each; each stage starts from the previous one's output, and a rerun resumes from a checkpoint."""
+    from datasets import Dataset
+
+    sys.path.insert(0, str(REPO_ROOT / "examples" / "speech_llm"))
+    import train  # examples/speech_llm/train.py
+
+    audio_config, feature_extractor = encoder_parts("whisper")
+    WhisperModel(audio_config).save_pretrained(tmp_path / "encoder")
+    feature_extractor.save_pretrained(tmp_path / "encoder")
+    make_tokenizer().save_pretrained(tmp_path / "lm")
+    LlamaForCausalLM(lm_config("llama", 18)).save_pretrained(tmp_path / "lm")
+    Dataset.from_list(espeak_rows(["the cat sat", "a dog ran far", "the mat"])).save_to_disk(tmp_path / "data")
+    common = {"dataset_path": str(tmp_path / "data"), "per_device_train_batch_size": 2, "max_steps": 2,
+              "save_steps": 2, "logging_steps": 1, "use_cpu": True, "dataloader_num_workers": 0}  # fmt: skip
+    overrides = {
+        1: {"encoder_name_or_path": str(tmp_path / "encoder"), "lm_name_or_path": str(tmp_path / "lm"),
+            "projector_hidden_size": 32},
+        2: {"model_name_or_path": str(tmp_path / "stage1")},
+        3: {"model_name_or_path": str(tmp_path / "stage2"), "num_units": 100, "decoder_hidden_size": 32},
+    }  # fmt: skip
+    results = {}
+    for stage in (1, 2, 3):
+        config = json.loads((REPO_ROOT / "examples" / "speech_llm" / f"stage{stage}.json").read_text())
+        config.update(common, **overrides[stage], output_dir=str(tmp_path / f"stage{stage}"))
+        (tmp_path / f"stage{stage}.json").write_text(json.dumps(config))
+        results[stage] = train.main([str(tmp_path / f"stage{stage}.json")])
+        assert results[stage]["steps"] == 2 and np.isfinite(results[stage]["final_loss"]), results[stage]
+    assert results[3]["final_loss"] > results[2]["final_loss"] + 1  # the CTC loss of a fresh decoder on top
+    model = SpeechLLMForConditionalGeneration.from_pretrained(tmp_path / "stage3")
+    assert model.speech_decoder is not None and model.config.speech_decoder_config.num_units == 100
+    assert results[1]["trainable_parameters"] == sum(p.numel() for p in model.projector.parameters())
+    assert results[3]["trainable_parameters"] == sum(p.numel() for p in model.speech_decoder.parameters())
+    rerun = train.main([str(tmp_path / "stage1.json"), "--max_steps", "3"])
+    assert rerun["resumed_from"] == "checkpoint-2" and rerun["steps"] == 3
