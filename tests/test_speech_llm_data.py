@@ -6,6 +6,7 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 from datasets import concatenate_datasets
 
 from hf_slm.data import EspeakSynthesizer, normalize_sentence
@@ -18,6 +19,7 @@ from hf_slm.instruct import (
     speech_llm_features,
     synthetic_qa_pairs,
     synthetic_slu_commands,
+    word_level_tokenizer,
     wordnet_qa_pairs,
 )
 
@@ -90,6 +92,39 @@ def test_open_vocabulary_wordnet_questions_keep_eval_words_out_of_train():
     assert not {subject(*p) for p in train} & {subject(*p) for p in held_out}
     with pytest.raises(ValueError, match="`n` must be"):
         wordnet_qa_pairs(0)
+
+
+def test_rows_train_the_speech_llm_through_its_collator(speech):
+    """The rows feed `SpeechLLMCollator` as they are (decoded Audio, list-of-items answers): a finite loss on the
+    answer tokens only, for two encoder families."""
+    from transformers import HubertConfig, LlamaConfig, Wav2Vec2FeatureExtractor
+
+    from hf_slm.models.speech_llm import (
+        SpeechLLMConfig,
+        SpeechLLMForConditionalGeneration,
+        SpeechLLMProcessor,
+        add_speech_llm_tokens,
+    )
+    from hf_slm.training.speech_llm import SpeechLLMCollator
+
+    texts = ["The cat sleeps.", "Two birds sing."]
+    rows = concatenate_datasets([build_speech_asr(texts, **speech), build_spoken_intent(synthetic_slu_commands(2), **speech)])
+    tokenizer = word_level_tokenizer([*rows["reference"], *(m[0]["content"][0]["text"] for m in rows["messages"])])
+    add_speech_llm_tokens(tokenizer)
+    audio_config = HubertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37,
+                                conv_dim=(8,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2)  # fmt: skip
+    text_config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                              num_attention_heads=4, num_key_value_heads=2)  # fmt: skip
+    config = SpeechLLMConfig(audio_config=audio_config, text_config=text_config,
+                             projector_config={"projector_type": "stack_mlp", "downsample": 4, "hidden_size": 48},
+                             audio_token_id=tokenizer.convert_tokens_to_ids("<|audio|>"))  # fmt: skip
+    model = SpeechLLMForConditionalGeneration(config)
+    processor = SpeechLLMProcessor.from_config(config, Wav2Vec2FeatureExtractor(return_attention_mask=True), tokenizer)
+    batch = SpeechLLMCollator(processor)([rows[i] for i in range(len(rows))])
+    for i, answer in enumerate(rows["reference"]):
+        labelled = batch["labels"][i][batch["labels"][i] != -100]
+        assert labelled.tolist() == tokenizer(answer + "<|im_end|>\n", add_special_tokens=False).input_ids
+    assert torch.isfinite(model(**batch).loss)
 
 
 def test_bad_rows_are_refused(speech):
