@@ -1,6 +1,6 @@
-"""Speech we make ourselves (espeak-ng synthesis with word timestamps, text sources, dataset builder) and real
-recorded speech with transcripts (installed Debian clips, audio folders, local datasets), and voice activity detection
-(Silero VAD) to find the speech in long recordings.
+"""Speech we make ourselves (espeak-ng synthesis with word timestamps, text sources, dataset builder, two-speaker
+dialogues on two channels) and real recorded speech with transcripts (installed Debian clips, audio folders, local
+datasets), and voice activity detection (Silero VAD) to find the speech in long recordings.
 
 Public names load on first use (`hf_slm.utils.lazy_exports`), so importing one submodule stays cheap.
 """
@@ -18,6 +18,10 @@ _SUBMODULES = {
         "GRAMMAR", "TEMPLATES", "SentencePlan", "Slot", "generate_sentences", "load_text_corpus", "read_fortunes",
         "read_text_file", "read_wordnet_examples", "realize", "sample_plan"
     ],
+    ".dialogue": [
+        "BACKCHANNELS", "Dialogue", "DialogueTiming", "dialogue_features", "dialogues_to_dataset", "generate_dialogue",
+        "generate_dialogues", "write_dialogues"
+    ],
     ".espeak": [
         "EspeakError", "EspeakSynthesizer", "SynthesisResult", "VoiceInfo", "espeak_version", "list_variants",
         "list_voices"
@@ -31,6 +35,9 @@ _SUBMODULES = {
 __getattr__, __dir__ = lazy_exports(__name__, _SUBMODULES)
 
 __all__ = [
+    "BACKCHANNELS",
+    "Dialogue",
+    "DialogueTiming",
     "GRAMMAR",
     "REAL_SPEECH_SOURCES",
     "TEMPLATES",
@@ -46,7 +53,11 @@ __all__ = [
     "cache_key",
     "dataset_features",
     "default_cache_dir",
+    "dialogue_features",
+    "dialogues_to_dataset",
     "espeak_version",
+    "generate_dialogue",
+    "generate_dialogues",
     "generate_sentences",
     "librivox_clips",
     "list_variants",
@@ -67,5 +78,6 @@ __all__ = [
     "synthesize_dataset",
     "synthesize_to_wav",
     "write_audio_dir",
+    "write_dialogues",
     "write_wav",
 ]
