@@ -9,7 +9,8 @@ import json
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
+
+from evaluation_helpers import one_torch_thread  # noqa: F401
 
 from hf_slm.cli.main import main
 from hf_slm.data.dialogue import DialogueTiming, dialogues_to_dataset, generate_dialogues, write_dialogues
@@ -22,14 +23,6 @@ NO_OVERLAP = DialogueTiming(gap_mean=0.6, gap_std=0.2, overlap_probability=0.0, 
                             backchannel_probability=0.0, **SHORT)  # fmt: skip
 MUCH_OVERLAP = DialogueTiming(overlap_probability=0.9, overlap_mean=0.5, interruption_probability=0.1,
                               backchannel_probability=1.0, **SHORT)  # fmt: skip
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -295,18 +295,10 @@ def dialogue_features(sampling_rate: int):
     })  # fmt: skip
 
 
-def _wav_bytes(audio: np.ndarray, sampling_rate: int) -> bytes:
-    import io
-
-    import soundfile
-
-    buffer = io.BytesIO()
-    soundfile.write(buffer, audio.T, sampling_rate, format="WAV", subtype="PCM_16")
-    return buffer.getvalue()
-
-
 def _row(dialogue: Dialogue, path: str | None = None) -> dict:
-    return {"audio": {"bytes": _wav_bytes(dialogue.audio, dialogue.sampling_rate), "path": path},
+    from .builder import _wav_bytes  # the package's one in-memory wav encoder; [T, 2] makes it stereo
+
+    return {"audio": {"bytes": _wav_bytes(dialogue.audio.T, dialogue.sampling_rate), "path": path},
             "voices": list(dialogue.voices), "words": dialogue.words, "word_start": dialogue.word_start,
             "word_end": dialogue.word_end, "events": json.dumps(dialogue.events),
             "duration": dialogue.duration}  # fmt: skip

@@ -125,8 +125,8 @@ def turn_taking_statistics(dialogues, **vad) -> dict:
     """
     counts = {name: 0 for name in EVENTS}
     durations = {name: 0.0 for name in EVENTS}
-    seconds = 0.0
-    for item in dialogues:
+    seconds, number = 0.0, 0
+    for number, item in enumerate(dialogues, 1):
         audio, rate = _read_stereo(Path(item)) if isinstance(item, (str, Path)) else item
         audio = np.asarray(audio, dtype=np.float32)
         if audio.ndim != 2 or audio.shape[0] != 2:
@@ -139,7 +139,7 @@ def turn_taking_statistics(dialogues, **vad) -> dict:
     minutes = seconds / 60.0
     if minutes <= 0:
         raise ValueError("no dialogue audio to measure")
-    result = {"num_dialogues": len(dialogues), "minutes": round(minutes, 4)}
+    result = {"num_dialogues": number, "minutes": round(minutes, 4)}
     for name in EVENTS:
         result[name] = {"count": counts[name], "per_minute": counts[name] / minutes,
                         "duration_per_minute": durations[name] / minutes,
