@@ -125,3 +125,21 @@ def test_cli_compares_two_sets(tmp_path, calm, busy, capsys):
     mono = tmp_path / "mono.wav"
     sf.write(mono, np.zeros(16000, dtype=np.float32), 16000)
     assert main(["evaluate", "turn-taking", "--audio", str(mono), "--output", str(tmp_path / "m.json")]) == 1
+
+
+def test_interrupted_speaker_stops_after_the_interruption():
+    timing = DialogueTiming(interruption_probability=1.0, backchannel_probability=0.0, **SHORT)
+    dialogue = generate_dialogues(1, timing, seed=3)[0]
+    turns = [event for event in dialogue.events if event["kind"] == "turn"]
+    cut = [(before, after) for before, after in zip(turns, turns[1:]) if before["interrupted"]]
+    assert len(cut) >= 3  # sentences shorter than 0.6 s are not interrupted
+    rate = dialogue.sampling_rate
+    for before, after in cut:
+        assert after["onset"] == "interruption" and after["start"] < before["end"]  # the turns overlap
+        silent_until = min([t["start"] for t in turns if t["channel"] == before["channel"] and t["start"] > before["end"]]
+                           + [dialogue.duration])  # fmt: skip
+        stopped = dialogue.audio[before["channel"], int(before["end"] * rate) + 1 : int(silent_until * rate)]
+        assert np.abs(stopped).max(initial=0.0) == 0.0  # nothing of the cut sentence is left
+        words = list(zip(dialogue.word_start[before["channel"]], dialogue.word_end[before["channel"]]))
+        assert not any(before["end"] < start < silent_until for start, _ in words)  # cut words are not listed
+        assert max(end for start, end in words if before["start"] <= start <= before["end"]) <= before["end"] + 1e-3
