@@ -295,6 +295,33 @@ def cmd_asr(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------------- turn-taking
+def cmd_turn_taking(args) -> int:
+    from ..evaluation.report import bar_plot, write_json, write_report
+    from ..evaluation.turn_taking import EVENTS, dialogue_files, format_turn_taking_table, turn_taking_statistics
+
+    labels = args.names or [Path(spec).name or str(spec) for spec in args.audio]
+    if len(labels) != len(args.audio):
+        raise ValueError(f"--names gives {len(labels)} names for {len(args.audio)} --audio sets")
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"the sets need different names (give --names), got {labels}")
+    vad = {"min_silence": args.min_silence, "threshold": args.threshold}
+    files = {label: dialogue_files(spec) for label, spec in zip(labels, args.audio)}  # check every input first
+    result = {label: turn_taking_statistics(paths, **vad) for label, paths in files.items()}
+    json_path, md_path, stem = _outputs(args.output)
+    write_json({"sets": result, "audio": {label: str(spec) for label, spec in zip(labels, args.audio)}, **vad}, json_path)
+    values = {f"{label} {event}": result[label][event]["per_minute"] for label in labels for event in EVENTS}
+    plot = bar_plot(values, f"{stem}.turn_taking.png", "turn-taking events", "count per minute")
+    table = format_turn_taking_table(result)
+    summary = {f"{label}_minutes": result[label]["minutes"] for label in labels}
+    write_report(md_path, "Turn-taking (dGSLM)", summary, table, [plot],
+                 notes="N/min: events per minute of dialogue; s/min: seconds of the event per minute. Overlap "
+                       "within: the same speaker holds the turn on both sides (backchannel); between: a turn change.")  # fmt: skip
+    print(table)
+    print(f"wrote {json_path}, {md_path}, {plot}")
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------------- parser
 def add_evaluate_parser(sub) -> None:
     """Add the `evaluate` command group to the `hf-slm` sub-parsers."""
@@ -304,7 +331,9 @@ def add_evaluate_parser(sub) -> None:
     real_speech_sources = LazyChoices("hf_slm.data.real_speech", "REAL_SPEECH_SOURCES")
     f0_methods = LazyChoices("hf_slm.evaluation.metrics.prosody.prosody", "F0_METHODS")
 
-    group = sub.add_parser("evaluate", help="benchmarks: pairs, build-pairs, abx, purity, resynthesis, asr, generation, prosody")
+    group = sub.add_parser(
+        "evaluate", help="benchmarks: pairs, build-pairs, abx, purity, resynthesis, asr, generation, prosody, turn-taking"
+    )
     commands = group.add_subparsers(dest="evaluate_command", required=True)
 
     def common(p, output_help="results JSON (a Markdown report and PNG plots are written next to it)"):
@@ -431,6 +460,17 @@ def add_evaluate_parser(sub) -> None:
                    help="also compare the prompt's voice with the continuations' (needs resemblyzer)")  # fmt: skip
     common(p)
     p.set_defaults(func=cmd_prosody)
+
+    p = commands.add_parser("turn-taking", help="dGSLM turn-taking statistics of stereo dialogues (IPU, pause, gap, overlap)")
+    p.add_argument("--audio", nargs="+", required=True, type=existing_path,
+                   help="one or more sets to compare (e.g. reference and generated): each a stereo wav or a folder "
+                        "of them, one speaker per channel")  # fmt: skip
+    p.add_argument("--names", type=csv_list(str), default=None, help="comma-separated names of the sets (default: "
+                   "the file / folder names)")  # fmt: skip
+    p.add_argument("--min-silence", type=positive_float, default=0.2, help="silence (s) that ends an IPU")
+    p.add_argument("--threshold", type=fraction, default=0.5, help="Silero VAD speech probability threshold")
+    p.add_argument("--output", required=True, help="results JSON (a Markdown report and a PNG plot are written next to it)")
+    p.set_defaults(func=cmd_turn_taking)
 
 
 __all__ = ["add_evaluate_parser"]

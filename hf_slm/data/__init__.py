@@ -1,6 +1,6 @@
-"""Speech we make ourselves (espeak-ng synthesis with word timestamps, text sources, dataset builder) and real
-recorded speech with transcripts (installed Debian clips, audio folders, local datasets), and voice activity detection
-(Silero VAD) to find the speech in long recordings.
+"""Speech we make ourselves (espeak-ng synthesis with word timestamps, text sources, dataset builder, two-speaker
+dialogues on two channels) and real recorded speech with transcripts (installed Debian clips, audio folders, local
+datasets), and voice activity detection (Silero VAD) to find the speech in long recordings.
 
 Public names load on first use (`hf_slm.utils.lazy_exports`), so importing one submodule stays cheap.
 """
@@ -20,6 +20,10 @@ _SUBMODULES = {
         "read_fortunes", "read_text_file", "read_wordnet_examples", "read_wordnet_glosses", "realize", "sample_plan",
         "split_texts"
     ],
+    ".dialogue": [
+        "BACKCHANNELS", "Dialogue", "DialogueTiming", "dialogue_features", "dialogues_to_dataset", "generate_dialogue",
+        "generate_dialogues", "write_dialogues"
+    ],
     ".espeak": [
         "EspeakError", "EspeakSynthesizer", "SynthesisResult", "VoiceInfo", "espeak_version", "list_variants",
         "list_voices"
@@ -33,6 +37,9 @@ _SUBMODULES = {
 __getattr__, __dir__ = lazy_exports(__name__, _SUBMODULES)
 
 __all__ = [
+    "BACKCHANNELS",
+    "Dialogue",
+    "DialogueTiming",
     "EspeakError",
     "EspeakSynthesizer",
     "GRAMMAR",
@@ -51,7 +58,11 @@ __all__ = [
     "cache_key",
     "dataset_features",
     "default_cache_dir",
+    "dialogue_features",
+    "dialogues_to_dataset",
     "espeak_version",
+    "generate_dialogue",
+    "generate_dialogues",
     "generate_sentences",
     "librivox_clips",
     "list_variants",
@@ -76,5 +87,6 @@ __all__ = [
     "synthesize_dataset",
     "synthesize_to_wav",
     "write_audio_dir",
+    "write_dialogues",
     "write_wav",
 ]

@@ -10,6 +10,7 @@
 - `generation`: continuations over temperatures: judge perplexity, VERT, their AUC, a plot.
 - `prosody`: pGSLM's prosody of continuations (F0 min-MAE, consistency, expressiveness), an F0 contour plot.
 - `unit_purity`: unit-to-phone purity and PNMI of a unit tokenizer on espeak-ng phone alignments.
+- `turn_taking`: dGSLM's turn-taking statistics of stereo dialogues (IPUs, pauses, gaps, overlaps per minute).
 - `report`: JSON + Markdown report writing (used by `hf-slm evaluate`).
 
 Public names load on first use (`hf_slm.utils.lazy_exports`), so importing one submodule stays cheap.
@@ -35,6 +36,7 @@ _SUBMODULES = {
     ".prosody": ["evaluate_prosody", "plot_f0_contours"],
     ".unit_purity": ["build_phone_items", "evaluate_unit_purity", "unit_phone_statistics"],
     ".resynthesis": ["evaluate_resynthesis"],
+    ".turn_taking": ["channel_ipus", "format_turn_taking_table", "turn_taking_events", "turn_taking_statistics"],
 }  # fmt: skip
 __getattr__, __dir__ = lazy_exports(__name__, _SUBMODULES)
 
@@ -49,12 +51,14 @@ __all__ = [
     "build_lexical_pairs",
     "build_storycloze_pairs",
     "build_syntactic_pairs",
+    "channel_ipus",
     "evaluate_abx",
     "evaluate_asr",
     "evaluate_generation",
     "evaluate_prosody",
     "evaluate_resynthesis",
     "format_pair_table",
+    "format_turn_taking_table",
     "load_asr",
     "load_asr_pipeline",
     "load_metric",
@@ -67,5 +71,7 @@ __all__ = [
     "read_storycloze_pairs",
     "read_zerospeech_pairs",
     "score_pairs",
+    "turn_taking_events",
+    "turn_taking_statistics",
     "write_pairs",
 ]
