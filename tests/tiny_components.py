@@ -122,7 +122,6 @@ def tiny_codec_tokenizer(seed: int = 0) -> CodecTokenizer:
     return CodecTokenizer(CodecTokenizerConfig(codec_config=dac, num_codebooks=2)).eval()
 
 
-#: name -> (factory, Auto class recorded for remote code, example inputs builder)
 def _audio_inputs():
     rng = np.random.default_rng(0)
     fe = SpeechFeatureExtractor()
@@ -140,6 +139,8 @@ def _stream_inputs():
     return {"input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"]}
 
 
+#: name -> (factory, Auto class recorded in auto_map, example inputs builder); each row is the `component` of one
+#: `ComponentTesterMixin` subclass in its family's test file (tests/test_registration.py checks)
 COMPONENTS = {
     "unit_tokenizer_mfcc": (lambda: tiny_unit_tokenizer("mfcc"), "AutoModel", _audio_inputs),
     "unit_tokenizer_ssl": (lambda: tiny_unit_tokenizer("ssl"), "AutoModel", _audio_inputs),
@@ -150,17 +151,6 @@ COMPONENTS = {
     "codec_tokenizer": (tiny_codec_tokenizer, "AutoModel", _audio_inputs),
     "rvq_codec": (tiny_rvq_codec, "AutoModel", _audio_inputs),
 }
-
-
-def main_output(model, inputs) -> torch.Tensor:
-    """The tensor that identifies a component's behaviour: units, logits or waveform."""
-    with torch.no_grad():
-        out = model(**inputs)
-    for name in ("units", "logits", "waveform"):
-        value = getattr(out, name, None)
-        if value is not None:
-            return value.float() if value.is_floating_point() else value
-    raise AssertionError(f"no known output field in {type(out).__name__}")
 
 
 def tiny_pipeline(vocoder: str = "mel"):
