@@ -105,7 +105,8 @@ class TestSpeechLMComponent(ComponentTesterMixin):
         return {**self.get_inputs(), "use_cache": False}  # a DynamicCache is no pytree output
 
     def get_batch_and_items(self):
-        model, units = self.get_model(), SpeechLMModelTester().get_units((7, 3))
+        model, generator = self.get_model(), torch.Generator().manual_seed(0)
+        units = [torch.randint(0, model.config.num_units, (n,), generator=generator) for n in (7, 3)]
         ids, mask = model.units_to_input_ids(units, padding_side="right", add_eos=True)
         return {"input_ids": ids, "attention_mask": mask}, [
             {"input_ids": model.units_to_input_ids([u], add_eos=True)[0]} for u in units
