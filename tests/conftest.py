@@ -72,3 +72,33 @@ def hub_server(tmp_path, monkeypatch):
     finally:
         _http.close_session()
         server.stop()
+
+
+# ---------------------------------------------------------------------------------------------------- components
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models run fastest on one thread, and the 2 shared cores stay usable for the other jobs of the machine.
+    A test file opts in with `pytestmark = pytest.mark.usefixtures("one_torch_thread")` (a module-level
+    `torch.set_num_threads(1)` would leak into every test file collected after it)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def remote_code_report(request, tmp_path_factory):
+    """Every `ComponentTesterMixin` subclass this session selected, saved and loaded as remote code in ONE fresh
+    process without hf_slm (see `component_tester.run_remote_children`)."""
+    from component_tester import ComponentTesterMixin, run_remote_children
+
+    testers, seen = [], set()
+    for item in request.session.items:
+        cls = getattr(item, "cls", None)
+        if cls is not None and issubclass(cls, ComponentTesterMixin) and cls not in seen:
+            if item.originalname == "test_remote_code_without_hf_slm":
+                seen.add(cls)
+                testers.append(cls())
+    return run_remote_children(testers, tmp_path_factory.mktemp("remote_code"))

@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
 import hf_slm
 from hf_slm.instruct import INSTRUCT_TOKENS, noise_waveforms
@@ -16,7 +15,7 @@ from hf_slm.pipelines.pipeline_utils import resolve_pipeline_path
 
 INSTRUCT = Path(hf_slm.DEFAULT_INSTRUCT_PIPELINE)
 
-torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models: threads cost more than they give
 
 
 @pytest.fixture(scope="module")

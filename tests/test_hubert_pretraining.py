@@ -17,6 +17,7 @@ from hf_slm import SpeechFeatureExtractor, UnitEncoderConfig, UnitEncoderModel
 from hf_slm.cli import main
 from hf_slm.models.ssl_encoder import SSLEncoderConfig, SSLEncoderForPreTraining, compute_span_mask
 from hf_slm.training.ssl_pretraining import MaskedPredictionCollator, check_frame_rates
+from component_tester import ComponentTesterMixin
 from tiny_components import tiny_ssl_encoder_config
 
 TINY_CONFIG = Path(__file__).resolve().parents[1] / "examples" / "ssl_encoder" / "config_tiny.json"
@@ -174,3 +175,22 @@ def test_schedule_runs_two_iterations_resumes_and_feeds_fit_tokenizer(tmp_path, 
     fe = SpeechFeatureExtractor.from_pretrained(tokenizer_dir)
     units = tokenizer(**fe([np.sin(np.arange(16000) / 9.0).astype(np.float32) * 0.3], sampling_rate=16000)).units
     assert units.shape == (1, 49) and 0 <= int(units.min()) and int(units.max()) < 8
+
+
+class TestSSLEncoderComponent(ComponentTesterMixin):
+    """The common checks; in eval mode nothing is masked, so the outputs are deterministic."""
+
+    component = "ssl_encoder"
+    model_class = SSLEncoderForPreTraining
+    compared_outputs = ("logits",)
+    batch_differs = {"logits": "HuBERT base's first conv layer (feat_extract_norm='group') normalises over the padded "
+                     "length, as transformers documents for group-norm wav2vec2/HuBERT models"}  # fmt: skip
+
+    def get_batch_and_items(self):
+        generator = torch.Generator().manual_seed(0)
+        waves = [torch.randn(n, generator=generator) for n in (8000, 5600)]
+        batch = torch.zeros(2, 8000)
+        mask = torch.zeros(2, 8000, dtype=torch.long)
+        for row, wave in enumerate(waves):
+            batch[row, : len(wave)], mask[row, : len(wave)] = wave, 1
+        return {"input_values": batch, "attention_mask": mask}, [{"input_values": wave[None]} for wave in waves]

@@ -47,7 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "instruction_tuning"
 SENTENCES = generate_sentences(6, seed=3)
 
-torch.set_num_threads(1)  # tiny models: thread hand-offs cost more than they give on a shared 2-core machine
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models: threads cost more than they give
 
 
 def _tiny_backbone(kind: str = "llama", hidden: int = 32):

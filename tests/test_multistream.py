@@ -1,18 +1,15 @@
 """Tests of the multi-stream speech LM: config, delay patterns, forward / per-stream losses, generation with delays
-undone (learned cross-stream structure, KV cache vs full forward), depth transformer, pGSLM streams and F0, save /
-load / Auto / remote code."""
+undone (learned cross-stream structure, KV cache vs full forward), depth transformer, pGSLM streams and F0, Trainer.
+The common checks (save/load, Auto classes, remote code, padded batch, dtype, device, export) run through
+`ComponentTesterMixin` (`TestMultiStreamComponent`)."""
 
 from __future__ import annotations
 
 import math
-import os
-import subprocess
-import sys
-import textwrap
 
 import pytest
 import torch
-from transformers import AutoConfig, AutoModel, GPT2Config, LlamaConfig, LogitsProcessor, LogitsProcessorList
+from transformers import GPT2Config, LlamaConfig, LogitsProcessor, LogitsProcessorList
 
 from hf_slm import UnitEncoderModel
 from hf_slm.models.speech_lm import (
@@ -24,15 +21,11 @@ from hf_slm.models.speech_lm import (
     estimate_f0,
     undo_delay_pattern,
 )
+from component_tester import ComponentTesterMixin
+from tiny_components import NUM_UNITS
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest on one thread, and the 2 shared cores stay usable for others."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models run fastest on one thread
 
 
 class MultiStreamModelTester:
@@ -64,6 +57,30 @@ class MultiStreamModelTester:
     def get_frames(self, batch: int = 2, frames: int = 6, seed: int = 0) -> torch.LongTensor:
         g = torch.Generator().manual_seed(seed)
         return torch.stack([torch.randint(0, v, (batch, frames), generator=g) for v in self.stream_vocab_sizes], 1)
+
+
+class TestMultiStreamComponent(ComponentTesterMixin):
+    """Codec-style, 3 codebooks with delays [0, 1, 2] and a depth transformer (`tiny_components`)."""
+
+    component = "multistream_speech_lm"
+    model_class = MultiStreamSpeechLMForCausalLM
+    compared_outputs = ("logits",)
+
+    def export_inputs(self):
+        return {**self.get_inputs(), "use_cache": False}  # a DynamicCache is no pytree output
+
+    def get_batch_and_items(self):
+        model = self.get_model()
+        frames = torch.randint(0, NUM_UNITS, (2, 3, 6), generator=torch.Generator().manual_seed(0))
+        batch = model.prepare_inputs(frames, attention_mask=torch.tensor([[1] * 6, [1] * 4 + [0] * 2]))
+        items = [model.prepare_inputs(frames[:1]), model.prepare_inputs(frames[1:, :, :4])]
+        keep = ("input_ids", "attention_mask")
+        return {k: batch[k] for k in keep}, [{k: item[k] for k in keep} for item in items]
+
+    def remote_calls(self, model):  # the delay-undoing generation loop is remote code too
+        prompt = torch.randint(0, NUM_UNITS, (1, 3, 3), generator=torch.Generator().manual_seed(0))
+        greedy = {"prompt_streams": prompt, "max_new_frames": 4, "do_sample": False}
+        return {**super().remote_calls(model), "generate": ("generate", greedy)}
 
 
 # ====================================================================== config
@@ -203,18 +220,6 @@ def test_forward_logits_and_per_stream_losses(depth):
     # labels = input_ids scores exactly the same targets: <pad> / <s> are never targets
     same = model(input_ids=inputs["input_ids"], labels=inputs["input_ids"])
     torch.testing.assert_close(same.stream_losses, out.stream_losses)
-
-
-def test_padding_does_not_change_a_rows_logits():
-    tester = MultiStreamModelTester(delays=[0, 1, 2])
-    model = tester.get_model()
-    frames = tester.get_frames(batch=2, frames=6)
-    batch = model.prepare_inputs(frames, attention_mask=torch.tensor([[1] * 6, [1] * 4 + [0] * 2]))
-    alone = model.prepare_inputs(frames[1:, :, :4])
-    with torch.no_grad():
-        padded = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[1, :, : 1 + 4 + 2]
-        single = model(**{k: v for k, v in alone.items() if k != "labels"}).logits[0]
-    torch.testing.assert_close(padded, single, rtol=1e-5, atol=1e-5)
 
 
 def test_forward_input_errors():
@@ -429,40 +434,7 @@ def test_pgslm_end_to_end_audio_to_streams_to_generation():
     assert len(frame_units) == len(frame_f0) == int((new[0, 1] + 1).sum())
 
 
-# ====================================================================== save / load / Auto / remote code
-def test_save_load_auto_and_remote_code(tmp_path):
-    tester = MultiStreamModelTester(stream_kind="pgslm", stream_vocab_sizes=(12, 8, 9))
-    model = tester.get_model()
-    model.save_pretrained(tmp_path)
-    assert type(AutoConfig.from_pretrained(tmp_path)) is MultiStreamSpeechLMConfig
-    loaded = AutoModel.from_pretrained(tmp_path).eval()
-    assert type(loaded) is MultiStreamSpeechLMForCausalLM and loaded.config.delays == [0, 1, 1]
-    inputs = model.prepare_inputs(tester.get_frames())
-    with torch.no_grad():
-        torch.testing.assert_close(loaded(**inputs).logits, model(**inputs).logits, rtol=0, atol=0)
-    prompt = tester.get_frames(batch=1, frames=3)
-    expected = model.generate(prompt, max_new_frames=4, do_sample=False)
-    torch.save(prompt, tmp_path / "prompt.pt")
-    script = textwrap.dedent(
-        f"""
-        import sys, torch
-        from transformers import AutoModel
-        model = AutoModel.from_pretrained({str(tmp_path)!r}, trust_remote_code=True).eval()
-        out = model.generate(torch.load({str(tmp_path / 'prompt.pt')!r}), max_new_frames=4, do_sample=False)
-        assert not any(m == "hf_slm" or m.startswith("hf_slm.") for m in sys.modules), "hf_slm was imported"
-        print(type(model).__module__, out.flatten().tolist())
-        """
-    )
-    env = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules"), "HF_HUB_OFFLINE": "1"}
-    result = subprocess.run(
-        [sys.executable, "-c", script], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    module, values = result.stdout.strip().splitlines()[-1].split(" ", 1)
-    assert module.startswith("transformers_modules")
-    assert values == str(expected.flatten().tolist())
-
-
+# ====================================================================== training
 def test_trainer_runs_two_steps(tmp_path):
     from transformers import Trainer, TrainingArguments, default_data_collator
 

@@ -481,32 +481,55 @@ def test_ctrl_c_names_the_last_checkpoint(reference_run, speech_dataset, tmp_pat
     assert last.parent == out and is_complete_checkpoint(last) and "rerun the same command to resume from it" in line
 
 
+# Put first on a run's PYTHONPATH (as sitecustomize.py), this SIGKILLs the run right after the checkpoint of step
+# {step} is written: a kill at a known point, not a race between the test's polling and the run.
+KILL_AFTER_SAVE = """
+import os, signal, transformers
+
+class _KillAfterSave(transformers.TrainerCallback):
+    def on_save(self, args, state, control, **kwargs):
+        if state.global_step == {step}:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+_init = transformers.Trainer.__init__
+
+def _init_then_kill_after_save(self, *args, **kwargs):
+    _init(self, *args, **kwargs)
+    self.add_callback(_KillAfterSave())  # after the script's own callbacks: the checkpoint is complete
+
+transformers.Trainer.__init__ = _init_then_kill_after_save
+"""
+
+
+def _cache_files(folder: Path) -> dict[str, int]:
+    return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
+
+
 def test_killed_run_resumes_from_its_last_checkpoint(reference_run, speech_dataset, tmp_path):
     out = tmp_path / "run"
     # the reference's tokenizer: the same units, so the datasets cache of the reference run must be hit
     args = _script_args(speech_dataset, out, speech_tokenizer_path=reference_run / "speech_tokenizer")
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(KILL_AFTER_SAVE.format(step=20))
+    cache = speech_dataset.parent / "units_cache"
+    cached = _cache_files(cache)
     log = tmp_path / "first.log"
-    process = _run_script(args, log)
-    deadline = time.time() + 200
-    while not any(is_complete_checkpoint(p) for p in out.glob("checkpoint-*")):
-        assert process.poll() is None, f"the run ended before its first checkpoint:\n{log.read_text()[-3000:]}"
-        assert time.time() < deadline, "no checkpoint within 200 s"
-        time.sleep(0.05)
-    assert process.poll() is None, "the run finished before it could be killed"
-    process.send_signal(signal.SIGKILL)
-    process.wait(timeout=30)
-    first_log = log.read_text()
-    assert "units (train): loaded from the datasets cache" in first_log, first_log[-3000:]
+    path = os.pathsep.join([str(hook), str(ROOT), os.environ.get("PYTHONPATH", "")])
+    process = _run_script(args, log, PYTHONPATH=path)
+    process.wait(timeout=240)
+    assert process.returncode == -signal.SIGKILL, log.read_text()[-3000:]
+    assert _cache_files(cache) == cached  # units loaded from the cache: nothing recomputed or added
     assert not (out / "all_results.json").exists()
-    killed_at = max(int(p.name.split("-")[1]) for p in out.glob("checkpoint-*") if is_complete_checkpoint(p))
-    assert killed_at < 30
+    assert sorted(p.name for p in out.glob("checkpoint-*") if is_complete_checkpoint(p)) == [
+        "checkpoint-10", "checkpoint-20"
+    ]
 
     log = tmp_path / "second.log"
-    text = _finish(_run_script(args, log), log)
+    _finish(_run_script(args, log), log)
     results = json.loads((out / "all_results.json").read_text())
-    resumed = int(Path(results["resumed_from"]).name.split("-")[1])
-    assert resumed >= killed_at and f"resuming from {out / f'checkpoint-{resumed}'}" in text
-    assert results["first_step_of_this_run"] == resumed + 1 and results["global_step"] == 30
+    assert Path(results["resumed_from"]) == out / "checkpoint-20"
+    assert results["first_step_of_this_run"] == 21 and results["global_step"] == 30
     # every step logged once, and the resumed steps reproduce the uninterrupted run (optimizer, scheduler, data order)
     losses, reference = _losses(out / "trainer_state.json"), _losses(reference_run / "trainer_state.json")
     assert sorted(losses) == list(range(1, 31))

@@ -42,6 +42,7 @@ from hf_slm.models.speech_llm import (
     add_speech_llm_tokens,
 )
 from hf_slm.training.speech_llm import SpeechLLMCollator, set_training_stage, trainable_parameters
+from component_tester import ComponentTesterMixin
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 WORDS = "the cat sat on a mat dog ran far away user assistant transcribe audio".split()
@@ -124,6 +125,31 @@ COMBOS = [
     ("hubert", "llama", "qformer"),
     ("wav2vec2-bert", "llama", "pool_linear"),
 ]
+
+
+class TestSpeechLLMComponent(ComponentTesterMixin):
+    """The common checks on a Whisper encoder + pooling projector + Llama, inputs made by its own processor."""
+
+    component = "speech_llm"
+    model_class = SpeechLLMForConditionalGeneration
+    compared_outputs = ("logits",)
+
+    def get_model(self):
+        return tiny("whisper", "llama", "pool_linear")[0]
+
+    def _inputs(self, conversations):
+        processor = tiny("whisper", "llama", "pool_linear")[1]
+        return dict(processor.apply_chat_template(conversations, add_generation_prompt=True))
+
+    def get_inputs(self):
+        return self._inputs(chat(CLIPS[1]))
+
+    def export_inputs(self):
+        return {**self.get_inputs(), "use_cache": False}  # a DynamicCache is no pytree output
+
+    def get_batch_and_items(self):
+        conversations = [chat(CLIPS[0]), chat(CLIPS[1], "dog ran", audio_first=False)]
+        return self._inputs(conversations), [self._inputs(conversation) for conversation in conversations]
 
 
 # ---------------------------------------------------------------------- config

@@ -135,7 +135,6 @@ def tiny_ssl_encoder(seed: int = 0) -> SSLEncoderForPreTraining:
     return SSLEncoderForPreTraining(tiny_ssl_encoder_config()).eval()
 
 
-#: name -> (factory, Auto class recorded for remote code, example inputs builder)
 def _audio_inputs():
     rng = np.random.default_rng(0)
     fe = SpeechFeatureExtractor()
@@ -177,6 +176,8 @@ def _speech_llm_inputs():
     return {"input_ids": input_ids, "input_features": features}
 
 
+#: name -> (factory, Auto class recorded in auto_map, example inputs builder); each row is the `component` of one
+#: `ComponentTesterMixin` subclass in its family's test file (tests/test_registration.py checks)
 COMPONENTS = {
     "unit_encoder_mfcc": (lambda: tiny_unit_encoder("mfcc"), "AutoModel", _audio_inputs),
     "unit_encoder_ssl": (lambda: tiny_unit_encoder("ssl"), "AutoModel", _audio_inputs),
@@ -189,17 +190,6 @@ COMPONENTS = {
     "speech_llm": (tiny_speech_llm, "AutoModelForMultimodalLM", _speech_llm_inputs),
     "ssl_encoder": (tiny_ssl_encoder, "AutoModelForPreTraining", _audio_inputs),
 }
-
-
-def main_output(model, inputs) -> torch.Tensor:
-    """The tensor that identifies a component's behaviour: units, logits or waveform."""
-    with torch.no_grad():
-        out = model(**inputs)
-    for name in ("units", "logits", "waveform"):
-        value = getattr(out, name, None)
-        if value is not None:
-            return value.float() if value.is_floating_point() else value
-    raise AssertionError(f"no known output field in {type(out).__name__}")
 
 
 def tiny_pipeline(vocoder: str = "mel"):

@@ -190,6 +190,8 @@ class MultiStreamSpeechLMForCausalLM(MultiStreamSpeechLMPreTrainedModel):
             )
         if ids.is_floating_point() or ids.dtype == torch.bool:
             raise ValueError(f"{name} must hold integer ids, got dtype {ids.dtype}")
+        if torch.compiler.is_compiling() or torch.compiler.is_exporting():
+            return  # the range check reads the data: eager mode only, so that forward traces (torch.export)
         for s, size in enumerate(config.stream_vocab_sizes):
             stream = ids[:, s]
             if allow_ignore:
