@@ -183,3 +183,14 @@ def test_readme_three_line_use_runs(variant, clips, tmp_path, monkeypatch):
     pipe = namespace["pipe"]
     assert isinstance(pipe, SpeechLLMPipeline)
     assert namespace["texts"] == pipe.transcribe([str(tmp_path / "speech.wav")])
+
+
+def test_cli_chat_still_runs_an_instruct_variant(capsys):
+    """The same command on the embedded instruct variant goes through `SpokenChatPipeline` (its index says so)."""
+    from hf_slm.pipelines import SpokenChatPipeline
+
+    assert main(["chat", "instruct-default", "--text", "what is two plus three", "--max-new-tokens", "12"]) == 0
+    expected = SpokenChatPipeline.from_pretrained("instruct-default").chat(
+        "what is two plus three", max_new_tokens=12, response_modality="text"
+    )
+    assert capsys.readouterr().out.splitlines()[-1] == expected.text
