@@ -1,6 +1,6 @@
 """`SpeechLLMPipeline` (issue 16): a tiny random speech LLM (HuBERT encoder, Llama LM, CTC speech decoder) with a tiny
 unit vocoder, saved as a variant and reloaded; ASR on espeak-ng speech, chat with a spoken answer, the unit-count
-check, `hf-slm chat`, and the README's three-line use."""
+check, `hf-slm chat`, push_to_hub / load by repo id on the loopback Hub, and the README's three-line use."""
 
 from __future__ import annotations
 
@@ -95,6 +95,9 @@ def test_variant_layout_and_components_load_alone(variant):
     assert type(AutoProcessor.from_pretrained(variant / "processor")) is SpeechLLMProcessor
     assert type(AutoModelForMultimodalLM.from_pretrained(variant / "language_model")) is SpeechLLMForConditionalGeneration
     assert (variant / "modeling_speech_llm.py").is_file()  # remote code at the root, for subfolder= loads
+    card = (variant / "README.md").read_text()  # the model card, from model_cards/speech_llm.md
+    assert "pipeline_tag: audio-text-to-text" in card and f'SpeechLLMPipeline.from_pretrained("{variant.name}")' in card
+    assert "| `language_model` | `SpeechLLMForConditionalGeneration` |" in card and "| `vocoder` |" in card
     with pytest.raises(PipelineLoadError, match="SpeechLLMPipeline variant.*SpeechLLMPipeline.from_pretrained"):
         SpeechLMPipeline.from_pretrained(variant)
 
@@ -194,3 +197,19 @@ def test_cli_chat_still_runs_an_instruct_variant(capsys):
         "what is two plus three", max_new_tokens=12, response_modality="text"
     )
     assert capsys.readouterr().out.splitlines()[-1] == expected.text
+
+
+def test_push_to_hub_and_load_back_by_repo_id(variant, hub_server):
+    """push_to_hub uploads the variant (card, remote code, components) to the loopback Hub; from_pretrained(repo id)
+    gives back the same weights."""
+    from conftest import HUB_USER
+
+    pipe = SpeechLLMPipeline.from_pretrained(variant)
+    pipe.push_to_hub(f"{HUB_USER}/tiny-speech-llm")
+    pulled = SpeechLLMPipeline.from_pretrained(f"{HUB_USER}/tiny-speech-llm")
+    assert pulled.name_or_path == f"{HUB_USER}/tiny-speech-llm"
+    assert (Path(pulled.local_path) / "language_model" / "modeling_speech_llm.py").is_file()
+    for name in ("language_model", "vocoder"):
+        for key, tensor in getattr(pipe, name).state_dict().items():
+            torch.testing.assert_close(getattr(pulled, name).state_dict()[key], tensor, msg=f"{name}.{key}")
+    assert pulled.processor.tokenizer.get_vocab() == pipe.processor.tokenizer.get_vocab()
