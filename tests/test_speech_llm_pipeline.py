@@ -111,7 +111,8 @@ def test_reloaded_variant_transcribes_a_batch_like_one_by_one(variant, clips):
     kwargs = {"sampling_rate": rate, "max_new_tokens": 6, "min_new_tokens": 3}
     batch = pipe.transcribe(waveforms, **kwargs)
     assert batch == [pipe.transcribe(w, **kwargs)[0] for w in waveforms]
-    assert len(batch) == 2 and all(isinstance(t, str) for t in batch) and any(batch)
+    assert len(batch) == 2 and all(isinstance(t, str) for t in batch)
+    assert batch[0] != batch[1]  # the audio decides the text, even in a random model (padding did not erase it)
     assert pipe.transcribe(waveforms, batch_size=1, **kwargs) == batch
     with pytest.raises(AudioInputError, match="clip 0.*sampling_rate"):
         pipe.transcribe(waveforms)
