@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 PIP     = $(PY) -m pip
 STAMP   = $(VENV)/.hf_slm-installed
-APT_PACKAGES = espeak-ng ffmpeg chromium pocketsphinx-testdata
+APT_PACKAGES = espeak-ng ffmpeg chromium pocketsphinx-testdata wordnet-base fortunes
 
 .PHONY: install system-deps test test-all test-latest latest-env lock bench-import demo default-pipeline twist-pipeline space bench clean
 
@@ -12,6 +12,8 @@ system-deps:
 	@missing=""; command -v espeak-ng >/dev/null || missing="$$missing espeak-ng"; \
 	command -v ffmpeg >/dev/null || missing="$$missing ffmpeg"; command -v chromium >/dev/null || missing="$$missing chromium"; \
 	dpkg -s pocketsphinx-testdata >/dev/null 2>&1 || missing="$$missing pocketsphinx-testdata"; \
+	dpkg -s wordnet-base >/dev/null 2>&1 || missing="$$missing wordnet-base"; \
+	dpkg -s fortunes >/dev/null 2>&1 || missing="$$missing fortunes"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing apt packages:$$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \

@@ -25,6 +25,8 @@ from transformers import (
     LlamaConfig,
     LlamaForCausalLM,
     PreTrainedTokenizerFast,
+    SeamlessM4TFeatureExtractor,
+    Wav2Vec2BertConfig,
     Wav2Vec2FeatureExtractor,
     WhisperConfig,
     WhisperFeatureExtractor,
@@ -65,6 +67,11 @@ def encoder_parts(family: str):
             max_target_positions=8,
         )  # fmt: skip
         return config, WhisperFeatureExtractor(feature_size=16, chunk_length=2)
+    if family == "wav2vec2-bert":  # log-mel stacked to 20 ms frames, conformer layers (our CTC encoder's family)
+        config = Wav2Vec2BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37,
+                                    output_hidden_size=32, conv_depthwise_kernel_size=5,
+                                    feature_projection_input_dim=32)  # fmt: skip  (16 mel bins x a stride of 2)
+        return config, SeamlessM4TFeatureExtractor(feature_size=16, num_mel_bins=16)
     config = HubertConfig(
         hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37, conv_dim=(8,) * 7,
         num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2, feat_extract_norm="layer",
@@ -115,6 +122,7 @@ COMBOS = [
     ("hubert", "gpt2", "pool_linear"),
     ("whisper", "gpt2", "qformer"),
     ("hubert", "llama", "qformer"),
+    ("wav2vec2-bert", "llama", "pool_linear"),
 ]
 
 

@@ -268,6 +268,33 @@ def cmd_prosody(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------------- asr
+def cmd_asr(args) -> int:
+    from ..evaluation.asr import evaluate_asr, load_asr_pipeline
+    from ..evaluation.report import bar_plot, write_json, write_report
+
+    texts = _texts(args.texts, args.limit, args.seed)
+    result = evaluate_asr(load_asr_pipeline(args.pipeline, device=args.device), texts, voice=args.voice, rate=args.rate,
+                          baselines=[b for b in args.baseline if b != "none"], batch_size=args.batch_size)  # fmt: skip
+    result.update(pipeline=args.pipeline, texts=str(args.texts))
+    json_path, md_path, stem = _outputs(args.output)
+    write_json(result, json_path)
+    scores = {"wer": result["wer"], "cer": result["cer"]}
+    lines = [f"{'':<22}{'WER':>8}{'CER':>8}", f"{args.pipeline[-22:]:<22}{result['wer']:>8.3f}{result['cer']:>8.3f}"]
+    for vocabulary, sphinx in result["pocketsphinx"].items():
+        scores |= {f"pocketsphinx_{vocabulary}_wer": sphinx["wer"], f"pocketsphinx_{vocabulary}_cer": sphinx["cer"]}
+        lines.append(f"{'pocketsphinx ' + vocabulary:<22}{sphinx['wer']:>8.3f}{sphinx['cer']:>8.3f}")
+    lines.append(f"n = {result['n']}, espeak-ng {args.voice} at {args.rate} words/min")
+    plot = bar_plot(scores, f"{stem}.error_rates.png", "ASR error rates on espeak-ng speech", "error rate")
+    table = "\n".join(lines)
+    write_report(md_path, "ASR on espeak-ng speech", scores | {k: result[k] for k in ("n", "asr", "voice", "rate")},
+                 table, [plot], notes="Per-item hypotheses are in the JSON file. pocketsphinx closed: restricted to the "
+                 "words of the texts (an intelligibility probe).")  # fmt: skip
+    print(table)
+    print(f"wrote {json_path}, {md_path}, {plot}")
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------------- parser
 def add_evaluate_parser(sub) -> None:
     """Add the `evaluate` command group to the `hf-slm` sub-parsers."""
@@ -277,7 +304,7 @@ def add_evaluate_parser(sub) -> None:
     real_speech_sources = LazyChoices("hf_slm.data.real_speech", "REAL_SPEECH_SOURCES")
     f0_methods = LazyChoices("hf_slm.evaluation.metrics.prosody.prosody", "F0_METHODS")
 
-    group = sub.add_parser("evaluate", help="benchmarks: pairs, build-pairs, abx, purity, resynthesis, generation, prosody")
+    group = sub.add_parser("evaluate", help="benchmarks: pairs, build-pairs, abx, purity, resynthesis, asr, generation, prosody")
     commands = group.add_subparsers(dest="evaluate_command", required=True)
 
     def common(p, output_help="results JSON (a Markdown report and PNG plots are written next to it)"):
@@ -357,6 +384,24 @@ def add_evaluate_parser(sub) -> None:
     p.add_argument("--save-audio", action="store_true", help="also write the original and resynthesised wavs")
     common(p)
     p.set_defaults(func=cmd_resynthesis)
+
+    p = commands.add_parser("asr", help="espeak-ng speech -> an ASR model or pipeline: WER/CER next to pocketsphinx")
+    p.add_argument("--pipeline", required=True,
+                   help="a CTC / seq2seq ASR model folder or Hub id (AutoModelForCTC + processor, Whisper), a pipeline "
+                        "variant whose class has transcribe(waveforms, sampling_rate), or 'pocketsphinx'")  # fmt: skip
+    p.add_argument("--texts", required=True,
+                   help="text file (one sentence a line), 'open-eval' (held-out WordNet/fortunes) or 'builtin'")  # fmt: skip
+    p.add_argument("--limit", type=positive_int, default=None, help="only N texts (a file: its first N lines)")
+    p.add_argument("--voice", default="en-us", help="espeak-ng voice")
+    p.add_argument("--rate", type=positive_int, default=175, help="espeak-ng speaking rate (words/min)")
+    p.add_argument("--baseline", type=csv_list(str), default=["open", "closed"],
+                   help="pocketsphinx on the same audio, comma-separated: open (its full English LM), closed (the "
+                        "texts' words only), or none")  # fmt: skip
+    p.add_argument("--batch-size", type=positive_int, default=8, help="waveforms per call of a pipeline's transcribe")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of a --limit subset of a corpus")
+    p.add_argument("--output", required=True, help="results JSON (a Markdown report and a PNG plot are written next to it)")
+    p.set_defaults(func=cmd_asr)
 
     p = commands.add_parser("generation", help="continuations over temperatures: perplexity, VERT, AUC, plot")
     p.add_argument("--texts", default="builtin", help="prompt texts: a file or 'builtin' (synthesised)")

@@ -341,7 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("synth", help="text file -> speech dataset (espeak-ng, word timestamps)")
-    p.add_argument("--texts", default="builtin", help="'builtin', 'fortunes', 'wordnet' or a text file (one sentence a line)")
+    p.add_argument("--texts", default="builtin", help="'builtin', 'fortunes', 'wordnet', 'open-train', 'open-eval' (the held-out split of the last two) or a text file (one sentence a line)")
     p.add_argument("--limit", type=positive_int, default=None, help="at most this many sentences")
     p.add_argument("--voices", type=csv_list(str), default=["en-us"], help="comma-separated espeak-ng voices")
     p.add_argument("--rates", type=csv_list(positive_int), default=[175], help="comma-separated speaking rates (words/min)")

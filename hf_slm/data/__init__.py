@@ -15,8 +15,10 @@ _SUBMODULES = {
         "synthesize_to_wav", "write_wav"
     ],
     ".corpus": [
-        "GRAMMAR", "TEMPLATES", "SentencePlan", "Slot", "generate_sentences", "load_text_corpus", "read_fortunes",
-        "read_text_file", "read_wordnet_examples", "realize", "sample_plan"
+        "GRAMMAR", "OPEN_VOCABULARY_SOURCES", "OPEN_VOCABULARY_SPLITS", "TEMPLATES", "SentencePlan", "Slot",
+        "TextSplit", "generate_sentences", "load_text_corpus", "load_text_split", "normalize_sentence",
+        "read_fortunes", "read_text_file", "read_wordnet_examples", "read_wordnet_glosses", "realize", "sample_plan",
+        "split_texts"
     ],
     ".espeak": [
         "EspeakError", "EspeakSynthesizer", "SynthesisResult", "VoiceInfo", "espeak_version", "list_variants",
@@ -31,14 +33,17 @@ _SUBMODULES = {
 __getattr__, __dir__ = lazy_exports(__name__, _SUBMODULES)
 
 __all__ = [
-    "GRAMMAR",
-    "REAL_SPEECH_SOURCES",
-    "TEMPLATES",
     "EspeakError",
     "EspeakSynthesizer",
+    "GRAMMAR",
+    "OPEN_VOCABULARY_SOURCES",
+    "OPEN_VOCABULARY_SPLITS",
+    "REAL_SPEECH_SOURCES",
     "SentencePlan",
     "Slot",
     "SynthesisResult",
+    "TEMPLATES",
+    "TextSplit",
     "VoiceInfo",
     "alsa_clips",
     "assign_voices",
@@ -54,15 +59,19 @@ __all__ = [
     "load_local_dataset",
     "load_real_speech",
     "load_text_corpus",
+    "load_text_split",
     "load_vad",
+    "normalize_sentence",
     "read_audio_dir",
     "read_fortunes",
     "read_text_file",
     "read_wordnet_examples",
+    "read_wordnet_glosses",
     "realize",
     "sample_plan",
     "speech_segments",
     "split_audio_files",
+    "split_texts",
     "split_utterances",
     "synthesize_dataset",
     "synthesize_to_wav",

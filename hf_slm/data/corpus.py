@@ -15,6 +15,7 @@ Optional Debian sources (read only if installed; they are not ours, see docs/dat
 
 from __future__ import annotations
 
+import hashlib
 import random
 import re
 from dataclasses import dataclass, replace
@@ -290,8 +291,7 @@ def read_fortunes(directory: str | Path = FORTUNES_DIR) -> list[str]:
     return sentences
 
 
-def read_wordnet_examples(directory: str | Path = WORDNET_DIR) -> list[str]:
-    """The quoted example sentences of WordNet glosses (``data.noun`` etc.), cleaned and deduplicated."""
+def _wordnet_files(directory) -> list[Path]:
     directory = Path(directory)
     files = [directory / f"data.{pos}" for pos in ("noun", "verb", "adj", "adv")]
     files = [file for file in files if file.is_file()]
@@ -299,21 +299,52 @@ def read_wordnet_examples(directory: str | Path = WORDNET_DIR) -> list[str]:
         raise FileNotFoundError(
             f"No WordNet data files (data.noun, ...) in {str(directory)!r}: install them with `apt-get install wordnet-base`."
         )
-    sentences, seen = [], set()
+    return files
+
+
+def _wordnet_synset_lines(files):
+    """The synset lines (``offset ... | gloss``) of WordNet data files; licence header lines start with two spaces."""
     for file in files:
         for line in file.read_text(encoding="utf-8", errors="replace").splitlines():
-            if line.startswith("  ") or "|" not in line:  # licence header lines start with two spaces
-                continue
-            for example in re.findall(r'"([^"]+)"', line.split("|", 1)[1]):
-                cleaned = _clean(example)
-                if cleaned:
-                    cleaned = cleaned[0].upper() + cleaned[1:]
-                    if cleaned[-1] not in ".!?":
-                        cleaned += "."
-                    if cleaned not in seen:
-                        seen.add(cleaned)
-                        sentences.append(cleaned)
+            if not line.startswith("  ") and "|" in line:
+                yield line
+
+
+def read_wordnet_examples(directory: str | Path = WORDNET_DIR) -> list[str]:
+    """The quoted example sentences of WordNet glosses (``data.noun`` etc.), cleaned and deduplicated."""
+    sentences, seen = [], set()
+    for line in _wordnet_synset_lines(_wordnet_files(directory)):
+        for example in re.findall(r'"([^"]+)"', line.split("|", 1)[1]):
+            cleaned = _clean(example)
+            if cleaned:
+                cleaned = cleaned[0].upper() + cleaned[1:]
+                if cleaned[-1] not in ".!?":
+                    cleaned += "."
+                if cleaned not in seen:
+                    seen.add(cleaned)
+                    sentences.append(cleaned)
     return sentences
+
+
+def read_wordnet_glosses(directory: str | Path = WORDNET_DIR, max_words: int = 20) -> list[tuple[str, str]]:
+    """``(word, definition)`` pairs of WordNet synsets (``data.noun`` etc.): the synset's first word (``"_"`` read
+    as a space) and its gloss without the quoted examples, both speakable by espeak-ng; one pair per word (its
+    first sense), for open-vocabulary questions such as "which word means ...".
+    """
+    pairs, seen = [], set()
+    for line in _wordnet_synset_lines(_wordnet_files(directory)):
+        fields, gloss = line.split("|", 1)
+        parts = fields.split()
+        if len(parts) < 5:
+            continue
+        word = re.sub(r"\(.*\)$", "", parts[4]).replace("_", " ")
+        definition = gloss.split('"', 1)[0].strip().rstrip(";:,").strip()
+        definition = _clean(definition, min_words=2, max_words=max_words)
+        if not definition or not _SPEAKABLE.match(word) or word.lower() in seen or word.isupper():
+            continue
+        seen.add(word.lower())
+        pairs.append((word, definition))
+    return pairs
 
 
 def load_text_corpus(source: str | Path, limit: int | None = None, seed: int = 0) -> list[str]:
@@ -322,7 +353,9 @@ def load_text_corpus(source: str | Path, limit: int | None = None, seed: int = 0
     Args:
         source: ``"builtin"`` (our grammar, `generate_sentences`; ``limit`` defaults to 1000),
             ``"fortunes"`` or ``"wordnet"`` (Debian packages, if installed), or a path to a UTF-8
-            text file with one sentence per line (blank lines skipped).
+            text file with one sentence per line (blank lines skipped). ``"open-train"`` / ``"open-eval"``: the
+            two sides of `split_texts` over fortunes + wordnet (`load_text_split`); no eval sentence, and no
+            held-out word, is in the train side.
         limit: keep at most this many sentences. A file gives its first ``limit`` lines; fortunes
             and wordnet give a random subset drawn with ``seed`` (in corpus order).
         seed: seed of the built-in grammar and of the fortunes/wordnet subset.
@@ -331,6 +364,8 @@ def load_text_corpus(source: str | Path, limit: int | None = None, seed: int = 0
         raise ValueError(f"`limit` must be a positive integer or None, got {limit!r}.")
     if source == "builtin":
         return generate_sentences(limit if limit is not None else BUILTIN_DEFAULT_SIZE, seed=seed)
+    if source in OPEN_VOCABULARY_SPLITS:
+        return load_text_split(source.split("-", 1)[1], limit=limit, seed=seed)
     if source in ("fortunes", "wordnet"):
         sentences = read_fortunes() if source == "fortunes" else read_wordnet_examples()
         if limit is not None and limit < len(sentences):
@@ -339,11 +374,123 @@ def load_text_corpus(source: str | Path, limit: int | None = None, seed: int = 0
         return sentences
     if isinstance(source, (str, Path)):
         return read_text_file(source, limit)
-    raise TypeError(f"`source` must be 'builtin', 'fortunes', 'wordnet' or a file path, got {source!r}.")
+    raise TypeError(f"`source` must be 'builtin', 'fortunes', 'wordnet', 'open-train', 'open-eval' or a file path, got {source!r}.")
+
+
+# ------------------------------------------------------------------------------------------------
+# A held-out split that no training text can leak into
+OPEN_VOCABULARY_SOURCES = ("wordnet", "fortunes")
+OPEN_VOCABULARY_SPLITS = ("open-train", "open-eval")
+_WORD = re.compile(r"[a-z0-9]+(?:'[a-z0-9]+)*")
+
+
+def normalize_sentence(sentence: str) -> str:
+    """Lower-case words (letters, digits, inner apostrophes) joined by single spaces: what the split compares."""
+    return " ".join(_WORD.findall(sentence.lower()))
+
+
+def _unit_hash(text: str, salt: str) -> float:
+    """A number in [0, 1) fixed by ``text`` and ``salt`` (sha256: the same in every process and Python)."""
+    digest = hashlib.sha256(f"{salt}\x00{text}".encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") / 2.0**64
+
+
+@dataclass(frozen=True)
+class TextSplit:
+    """Train and evaluation sentences that share no sentence and no held-out word (see `split_texts`)."""
+
+    train: list[str]
+    eval: list[str]
+    heldout_words: frozenset[str]
+
+
+def split_texts(
+    sentences,
+    eval_fraction: float = 0.02,
+    heldout_word_fraction: float = 0.02,
+    max_heldout_word_sentences: int = 3,
+    heldout_words=(),
+    salt: str = "hf_slm-split-v1",
+) -> TextSplit:
+    """Split sentences into train / eval so that no evaluation item, and no held-out word, is ever trained on.
+
+    A sentence goes to eval when the hash of its normalised form (`normalize_sentence`) falls below
+    ``eval_fraction``, or when it holds a held-out word. Held-out words are ``heldout_words`` plus the rare words
+    (found in at most ``max_heldout_word_sentences`` sentences) whose own hash falls below ``heldout_word_fraction``:
+    evaluation then holds words the training text never shows, and common words stay in training.
+    Sentences whose normalised forms are equal are one item (the first spelling is kept), so that no spelling
+    variant of an eval sentence is trained on. The split depends only on the set of sentences and the arguments,
+    not on their order or on any seed.
+
+    >>> split = split_texts(["The dog barked.", "A cat slept.", "The dog barked!"], eval_fraction=0.5,
+    ...                     heldout_word_fraction=0.0)
+    >>> sorted(split.train + split.eval)
+    ['A cat slept.', 'The dog barked.']
+    """
+    for name, value in (("eval_fraction", eval_fraction), ("heldout_word_fraction", heldout_word_fraction)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+            raise ValueError(f"`{name}` must be a number in [0, 1], got {value!r}.")
+    if isinstance(max_heldout_word_sentences, bool) or not isinstance(max_heldout_word_sentences, int) \
+            or max_heldout_word_sentences < 1:  # fmt: skip
+        raise ValueError(f"`max_heldout_word_sentences` must be a positive integer, got {max_heldout_word_sentences!r}.")
+    if isinstance(heldout_words, str):
+        raise TypeError("`heldout_words` must be a collection of words, got a single str (wrap it in a list).")
+    items: dict[str, str] = {}  # normalised form -> first spelling
+    for index, sentence in enumerate(sentences):
+        if not isinstance(sentence, str):
+            raise TypeError(f"`sentences[{index}]` must be a str, got {type(sentence).__name__}.")
+        key = normalize_sentence(sentence)
+        if key and key not in items:
+            items[key] = sentence
+    counts: dict[str, int] = {}
+    for key in items:
+        for word in set(key.split()):
+            counts[word] = counts.get(word, 0) + 1
+    held = {normalize_sentence(word) for word in heldout_words} - {""}
+    held |= {word for word, count in counts.items()
+             if count <= max_heldout_word_sentences and _unit_hash(word, salt) < heldout_word_fraction}  # fmt: skip
+    train, evaluation = [], []
+    for key, sentence in items.items():
+        goes_to_eval = _unit_hash(key, salt) < eval_fraction or not held.isdisjoint(key.split())
+        (evaluation if goes_to_eval else train).append(sentence)
+    return TextSplit(train, evaluation, frozenset(held))
+
+
+def load_text_split(
+    split: str,
+    sources=OPEN_VOCABULARY_SOURCES,
+    limit: int | None = None,
+    seed: int = 0,
+    **split_kwargs,
+) -> list[str]:
+    """The ``"train"`` or ``"eval"`` side of `split_texts` over open-vocabulary English corpora.
+
+    ``sources`` are `load_text_corpus` sources (default: Debian's WordNet examples and fortunes, about 65k
+    sentences); the split is made over all of them together, so a sentence found in two sources is on one side.
+    ``limit`` keeps a random subset drawn with ``seed`` (in split order); ``split_kwargs`` go to `split_texts`.
+    """
+    if split not in ("train", "eval"):
+        raise ValueError(f"`split` must be 'train' or 'eval', got {split!r}.")
+    if isinstance(sources, (str, Path)):
+        sources = (sources,)
+    sentences = [sentence for source in sources for sentence in load_text_corpus(source)]
+    chosen = getattr(split_texts(sentences, **split_kwargs), split)
+    if limit is not None:
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ValueError(f"`limit` must be a positive integer or None, got {limit!r}.")
+        if limit < len(chosen):
+            chosen = [chosen[i] for i in sorted(random.Random(seed).sample(range(len(chosen)), limit))]
+    return chosen
 
 
 __all__ = [
     "GRAMMAR",
+    "OPEN_VOCABULARY_SOURCES",
+    "OPEN_VOCABULARY_SPLITS",
+    "TextSplit",
+    "load_text_split",
+    "normalize_sentence",
+    "split_texts",
     "TEMPLATES",
     "NUMBERS",
     "Slot",
@@ -353,6 +500,7 @@ __all__ = [
     "read_fortunes",
     "read_text_file",
     "read_wordnet_examples",
+    "read_wordnet_glosses",
     "realize",
     "sample_plan",
 ]

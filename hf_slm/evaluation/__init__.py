@@ -5,7 +5,8 @@
   StoryCloze folders), score with a pipeline's LM.
 - `abx`: ABX items from synthesised speech; within/between-speaker ABX of features or units.
 - `resynthesis`: audio -> units -> vocoder -> ASR: WER / CER / mel distance.
-- `asr`: the recognisers behind one `transcribe(waveform, sampling_rate)`: pocketsphinx, any transformers ASR model.
+- `asr`: the recognisers behind one `transcribe(waveform, sampling_rate)`: pocketsphinx, any transformers ASR model,
+  any pipeline that transcribes; `evaluate_asr` (WER / CER on espeak-ng speech, next to pocketsphinx).
 - `generation`: continuations over temperatures: judge perplexity, VERT, their AUC, a plot.
 - `prosody`: pGSLM's prosody of continuations (F0 min-MAE, consistency, expressiveness), an F0 contour plot.
 - `unit_purity`: unit-to-phone purity and PNMI of a unit tokenizer on espeak-ng phone alignments.
@@ -21,7 +22,10 @@ from ..utils import lazy_exports
 _SUBMODULES = {
     "..data.real_speech": ["read_audio_dir"],
     ".abx": ["build_abx_items", "evaluate_abx"],
-    ".asr": ["PocketSphinxASR", "SpeechRecognizer", "TransformersASR", "load_asr"],
+    ".asr": [
+        "PipelineASR", "PocketSphinxASR", "SpeechRecognizer", "TransformersASR", "evaluate_asr", "load_asr",
+        "load_asr_pipeline"
+    ],
     ".generation": ["evaluate_generation", "plot_generation", "ppl_vert_auc"],
     ".metrics": ["METRICS", "load_metric", "metric_path"],
     ".pairs": [
@@ -37,6 +41,7 @@ __getattr__, __dir__ = lazy_exports(__name__, _SUBMODULES)
 __all__ = [
     "METRICS",
     "PHENOMENA",
+    "PipelineASR",
     "PocketSphinxASR",
     "SpeechRecognizer",
     "TransformersASR",
@@ -45,11 +50,13 @@ __all__ = [
     "build_storycloze_pairs",
     "build_syntactic_pairs",
     "evaluate_abx",
+    "evaluate_asr",
     "evaluate_generation",
     "evaluate_prosody",
     "evaluate_resynthesis",
     "format_pair_table",
     "load_asr",
+    "load_asr_pipeline",
     "load_metric",
     "metric_path",
     "plot_f0_contours",

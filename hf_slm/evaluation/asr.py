@@ -5,7 +5,10 @@
   (Wav2Vec2, HuBERT-CTC, Whisper, ...), from a local folder or the HF cache; nothing is downloaded unless the user
   is online and names a Hub id.
 
+- `PipelineASR`: any loaded pipeline with ``transcribe(waveforms, sampling_rate) -> list[str]`` (the speech LLM's).
+
 `load_asr("pocketsphinx" | MODEL)` picks one. Transcripts are lower case; scoring normalises punctuation anyway.
+`evaluate_asr` scores one on espeak-ng speech of reference texts, next to pocketsphinx (``hf-slm evaluate asr``).
 """
 
 from __future__ import annotations
@@ -125,6 +128,129 @@ class TransformersASR:
         return self.pipe(inputs, **kwargs)["text"].strip().lower()
 
 
+class PipelineASR:
+    """A loaded pipeline that transcribes speech, behind the `SpeechRecognizer` interface.
+
+    The hook for any pipeline (the speech LLM's, for one): it needs a method
+    ``transcribe(waveforms: list[np.ndarray], sampling_rate: int) -> list[str]`` taking a batch of mono float waveforms
+    at one rate and returning one transcript per waveform, in order.
+    """
+
+    def __init__(self, pipeline, name: str | None = None):
+        if not callable(getattr(pipeline, "transcribe", None)):
+            raise TypeError(f"{type(pipeline).__name__} has no `transcribe(waveforms, sampling_rate)` method, so it "
+                            "cannot be evaluated as an ASR")  # fmt: skip
+        self.pipeline = pipeline
+        self.name = name or type(pipeline).__name__
+
+    def transcribe_batch(self, waveforms, sampling_rate: int) -> list[str]:
+        """Transcripts (lower case) of a batch of mono waveforms."""
+        waveforms = list(waveforms)
+        texts = self.pipeline.transcribe(waveforms, sampling_rate)
+        if isinstance(texts, str) or len(texts) != len(waveforms):
+            raise ValueError(f"{self.name}.transcribe returned {texts!r} for {len(waveforms)} waveforms; it must "
+                             "return one string per waveform")  # fmt: skip
+        return [str(text).strip().lower() for text in texts]
+
+    def transcribe(self, waveform, sampling_rate: int) -> str:
+        return self.transcribe_batch([waveform], sampling_rate)[0]
+
+
+def load_asr_pipeline(spec, device: str = "cpu") -> SpeechRecognizer:
+    """What ``hf-slm evaluate asr --pipeline SPEC`` transcribes with.
+
+    - ``"pocketsphinx"``: pocketsphinx's open-vocabulary English;
+    - a pipeline variant (folder, Hub id or embedded name with ``pipeline_index.json``) whose class, named by the
+      index's ``_class_name`` and found in `hf_slm.pipelines`, has ``transcribe(waveforms, sampling_rate)``:
+      `PipelineASR`;
+    - any other folder or Hub id: a transformers ASR model (a CTC model with its processor, or a seq2seq model):
+      `TransformersASR`;
+    - an object: a `SpeechRecognizer` as it is, else a pipeline with ``transcribe`` (`PipelineASR`).
+    """
+    if not isinstance(spec, (str, Path)):
+        return spec if isinstance(spec, SpeechRecognizer) else PipelineASR(spec)
+    if str(spec) == "pocketsphinx":
+        return PocketSphinxASR()
+    from ..pipelines.pipeline_utils import INDEX_FILE, embedded_pipeline_path
+
+    folder = Path(embedded_pipeline_path(str(spec)) or spec).expanduser()
+    if not (folder / INDEX_FILE).is_file():
+        return TransformersASR(str(spec), device=device)
+    import json
+
+    from .. import pipelines
+
+    class_name = json.loads((folder / INDEX_FILE).read_text(encoding="utf-8")).get("_class_name", "SpeechLMPipeline")
+    pipeline_class = getattr(pipelines, class_name, None)
+    if pipeline_class is None:
+        raise ValueError(f"--pipeline {str(spec)!r}: its {INDEX_FILE} names the class {class_name!r}, which "
+                         "hf_slm.pipelines does not have (a newer hf_slm?)")  # fmt: skip
+    if not callable(getattr(pipeline_class, "transcribe", None)):
+        raise ValueError(f"--pipeline {str(spec)!r} is a {class_name}, which has no transcribe(waveforms, "
+                         "sampling_rate) method; give a pipeline that transcribes speech, a CTC / seq2seq ASR model "
+                         "folder, or 'pocketsphinx'")  # fmt: skip
+    return PipelineASR(pipeline_class.from_pretrained(str(folder)).to(device), name=f"{class_name} {spec}")
+
+
+BASELINE_VOCABULARIES = ("open", "closed")
+
+
+def evaluate_asr(asr, texts, voice: str = "en-us", rate: int = 175, baselines=BASELINE_VOCABULARIES,
+                 batch_size: int = 8) -> dict:  # fmt: skip
+    """WER / CER of an ASR on espeak-ng speech of ``texts``, next to pocketsphinx on the same audio.
+
+    Args:
+        asr: anything `load_asr_pipeline` takes (a model folder, a pipeline, a `SpeechRecognizer`).
+        texts: the reference sentences; each is spoken with espeak-ng (``voice``, ``rate``).
+        baselines: pocketsphinx vocabularies for the reference figures: ``"open"`` (its full English LM) and / or
+            ``"closed"`` (the words of ``texts`` only: an intelligibility probe, not a fair rival); ``()`` for none.
+        batch_size: waveforms per call of a batch recogniser (`PipelineASR`).
+
+    Returns a JSON-able dict: ``wer``, ``cer``, ``n``, ``asr``, ``voice``, ``rate``, ``items`` (one per text, in
+    order: ``text``, ``hypothesis``, ``wer``, ``cer``, and ``pocketsphinx``: ``{vocabulary: transcript}``) and
+    ``pocketsphinx``: ``{vocabulary: {"asr", "wer", "cer"}}``. Scores are corpus rates of `error_rate` (normalised
+    text: lower case, no punctuation).
+    """
+    from ..data import EspeakSynthesizer
+    from .metrics.error_rate.error_rate import error_rate, normalize_transcript
+
+    baselines = tuple(baselines or ())
+    unknown = [b for b in baselines if b not in BASELINE_VOCABULARIES]
+    if unknown:
+        raise ValueError(f"baselines must be among {BASELINE_VOCABULARIES}, got {unknown}")
+    texts = list(texts)
+    if not texts:
+        raise ValueError("evaluate_asr needs at least one reference text")
+    recognizer = load_asr_pipeline(asr)
+    synthesizer = EspeakSynthesizer(voice=voice, rate=rate)
+    waveforms = [_mono_16k(synthesizer.synthesize(text).waveform, synthesizer.sampling_rate) for text in texts]
+
+    def scores(hypotheses):
+        return {"wer": error_rate(hypotheses, texts, unit="word")["wer"],
+                "cer": error_rate(hypotheses, texts, unit="char")["cer"]}  # fmt: skip
+
+    if hasattr(recognizer, "transcribe_batch"):
+        hypotheses = [h for start in range(0, len(waveforms), batch_size)
+                      for h in recognizer.transcribe_batch(waveforms[start : start + batch_size], ASR_SAMPLING_RATE)]  # fmt: skip
+    else:
+        hypotheses = [recognizer.transcribe(wave, ASR_SAMPLING_RATE) for wave in waveforms]
+    items = [{"text": text, "hypothesis": hypothesis,
+              "wer": error_rate([hypothesis], [text], unit="word")["wer"],
+              "cer": error_rate([hypothesis], [text], unit="char")["cer"], "pocketsphinx": {}}
+             for text, hypothesis in zip(texts, hypotheses, strict=True)]  # fmt: skip
+    result = {**scores(hypotheses), "n": len(texts), "asr": recognizer.name, "voice": voice, "rate": rate,
+              "pocketsphinx": {}}  # fmt: skip
+    words = sorted({w for t in texts for w in normalize_transcript(t).split()})
+    for vocabulary in baselines:
+        sphinx = PocketSphinxASR(vocabulary=words if vocabulary == "closed" else None)
+        sphinx_hypotheses = [sphinx.transcribe(wave, ASR_SAMPLING_RATE) for wave in waveforms]
+        for item, hypothesis in zip(items, sphinx_hypotheses):
+            item["pocketsphinx"][vocabulary] = hypothesis
+        result["pocketsphinx"][vocabulary] = {"asr": sphinx.name, **scores(sphinx_hypotheses)}
+    result["items"] = items
+    return result
+
+
 def load_asr(spec: str | SpeechRecognizer = "pocketsphinx", vocabulary=None, device: str = "cpu") -> SpeechRecognizer:
     """``"pocketsphinx"`` (with a closed `vocabulary`), a transformers ASR folder / Hub id, or a recogniser."""
     if isinstance(spec, SpeechRecognizer):
@@ -136,4 +262,14 @@ def load_asr(spec: str | SpeechRecognizer = "pocketsphinx", vocabulary=None, dev
     return TransformersASR(spec, device=device)
 
 
-__all__ = ["ASR_SAMPLING_RATE", "PocketSphinxASR", "SpeechRecognizer", "TransformersASR", "load_asr"]
+__all__ = [
+    "ASR_SAMPLING_RATE",
+    "BASELINE_VOCABULARIES",
+    "PipelineASR",
+    "PocketSphinxASR",
+    "SpeechRecognizer",
+    "TransformersASR",
+    "evaluate_asr",
+    "load_asr",
+    "load_asr_pipeline",
+]

@@ -18,6 +18,15 @@ from .data import (
     synthetic_slu_commands,
     word_level_tokenizer,
 )
+from .speech_llm_data import (
+    SPEECH_LLM_TASKS,
+    build_speech_asr,
+    build_spoken_answers,
+    build_spoken_intent,
+    build_spoken_qa,
+    speech_llm_features,
+    wordnet_qa_pairs,
+)
 from .preference import build_speech_preferences, layout_tokenizer, units_to_string
 from ..pipelines.adapters import adapter_holds_embeddings, add_task_tokens
 from .tuning import (
@@ -34,6 +43,7 @@ __all__ = [
     "CHAT_TOKENS",
     "INSTRUCT_TOKENS",
     "LORA_TARGET_MODULES",
+    "SPEECH_LLM_TASKS",
     "TASK_TAGS",
     "TTS_TEMPLATES",
     "USER_TOKEN",
@@ -45,7 +55,11 @@ __all__ = [
     "build_cross_modal",
     "build_silence_mode",
     "build_slu",
+    "build_speech_asr",
     "build_speech_preferences",
+    "build_spoken_answers",
+    "build_spoken_intent",
+    "build_spoken_qa",
     "default_lora_config",
     "espeak_speaker",
     "instruction_words",
@@ -53,8 +67,10 @@ __all__ = [
     "merge_adapter",
     "noise_waveforms",
     "save_instruct_variant",
+    "speech_llm_features",
     "synthetic_qa_pairs",
     "synthetic_slu_commands",
     "units_to_string",
     "word_level_tokenizer",
+    "wordnet_qa_pairs",
 ]

@@ -16,6 +16,8 @@ from __future__ import annotations
 import transformers
 from transformers import CONFIG_MAPPING, AutoConfig, AutoFeatureExtractor, AutoProcessor
 
+from .legacy_names import read_legacy_names
+
 REGISTERED: dict[str, dict[str, type]] = {}
 
 
@@ -37,6 +39,7 @@ def register_component(
     AutoConfig.register(model_type, config_class, exist_ok=True)
     for legacy_type in getattr(config_class, "legacy_model_types", ()):  # checkpoints saved under a former name:
         CONFIG_MAPPING.register(legacy_type, config_class, exist_ok=True)  # the config renames it, with a warning
+    read_legacy_names(config_class)
     config_class.register_for_auto_class()
     entry: dict[str, type] = {"config": config_class}
     if model_class is not None:

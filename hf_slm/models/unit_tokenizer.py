@@ -5,9 +5,8 @@ FutureWarning naming the new import."""
 
 from __future__ import annotations
 
-import warnings
-
 from . import unit_encoder
+from .legacy_names import renamed_module_attributes
 
 #: old name -> new name in `hf_slm.models.unit_encoder` (names not listed kept theirs)
 RENAMED = {
@@ -17,24 +16,6 @@ RENAMED = {
 }
 
 
-def __getattr__(name: str):
-    new = RENAMED.get(name, name)
-    if name.startswith("__") or new not in unit_encoder.__all__:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    what = f"{name} was renamed {new}"
-    if new == name:
-        what = "hf_slm.models.unit_tokenizer was renamed hf_slm.models.unit_encoder"
-    warnings.warn(
-        f"{what} in hf_slm 0.2; the old name is removed in hf_slm 0.3: use "
-        f"`from hf_slm.models.unit_encoder import {new}` (or `hf_slm.{new}`)",
-        FutureWarning,
-        stacklevel=2,
-    )
-    return getattr(unit_encoder, new)
-
-
-def __dir__():
-    return sorted(set(unit_encoder.__all__) | set(RENAMED))
-
+__getattr__, __dir__ = renamed_module_attributes(__name__, unit_encoder, RENAMED)
 
 __all__: list[str] = []  # nothing new is exported from here

@@ -77,8 +77,9 @@ def trainable_parameters(model: torch.nn.Module) -> int:
 class SpeechLLMCollator:
     """Rows -> a training batch; loss only on the answer (the last assistant turn and its end marker).
 
-    A row holds `audio` (a waveform, or `{"array", "sampling_rate"}` as `datasets.Audio` decodes it) and either
-    `messages` (a chat whose last message is the assistant's answer; the user turn's `{"type": "audio"}` item takes
+    A row holds `audio` (a waveform, `{"array", "sampling_rate"}`, or the AudioDecoder `datasets.Audio` decodes to)
+    and either `messages` (a chat whose last message is the assistant's answer, a string or a list of text items as
+    `hf_slm.instruct.build_speech_asr` and its siblings write; the user turn's `{"type": "audio"}` item takes
     the row's audio) or `text` (the answer, after a user turn of `[audio, prompt]`; `prompt` from the row or the
     collator). With `unit_labels=True`, each row's `units` (unit ids of the spoken answer) become `unit_labels` for
     the speech decoder.
@@ -92,6 +93,9 @@ class SpeechLLMCollator:
 
     def conversation(self, row: dict) -> list[dict]:
         audio = row["audio"]
+        if hasattr(audio, "get_all_samples"):  # datasets' Audio decodes to a torchcodec AudioDecoder
+            samples = audio.get_all_samples()
+            audio = {"array": samples.data.mean(0).numpy(), "sampling_rate": samples.sample_rate}
         if isinstance(audio, dict):
             if audio.get("sampling_rate") != self.processor.feature_extractor.sampling_rate:
                 raise ValueError(
@@ -106,6 +110,9 @@ class SpeechLLMCollator:
                 if not isinstance(message["content"], str):
                     message["content"] = [dict(i, audio=audio) if i.get("type") == "audio" else i
                                           for i in message["content"]]  # fmt: skip
+            answer = messages[-1]
+            if answer["role"] == "assistant" and not isinstance(answer["content"], str):  # a list of text items
+                answer["content"] = "".join(i["text"] for i in answer["content"] if i.get("type") == "text")
             return messages
         prompt = row.get("prompt") or self.prompt
         return [

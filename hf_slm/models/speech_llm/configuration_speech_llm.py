@@ -253,6 +253,9 @@ def audio_conv_layers(config: SpeechLLMConfig) -> list[list[int]]:
     audio = config.audio_config
     if audio.model_type in ("whisper", "qwen2_audio_encoder", "voxtral_encoder"):
         return [[3, 1, 1], [3, 2, 1]]
+    if audio.model_type == "wav2vec2-bert":  # its feature extractor already stacks 10 ms mel frames to 20 ms
+        kernel, stride = audio.adapter_kernel_size, audio.adapter_stride
+        return [[kernel, stride, stride // 2]] * audio.num_adapter_layers if audio.add_adapter else []
     if hasattr(audio, "conv_kernel") and hasattr(audio, "conv_stride"):  # wav2vec 2.0, HuBERT, WavLM, data2vec
         layers = [[k, s, 0] for k, s in zip(audio.conv_kernel, audio.conv_stride)]
         if getattr(audio, "add_adapter", False):

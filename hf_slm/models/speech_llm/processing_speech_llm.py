@@ -133,7 +133,7 @@ class SpeechLLMProcessor(ProcessorMixin):
     def _features(self, audio, sampling_rate):
         extractor = self.feature_extractor
         clips = validate_audio(audio, sampling_rate, extractor.sampling_rate)
-        padding = "max_length" if extractor.model_input_names[0] == "input_features" else "longest"
+        padding = "max_length" if hasattr(extractor, "n_samples") else "longest"  # Whisper's fixed 30 s windows
         features = extractor(
             clips, sampling_rate=extractor.sampling_rate, padding=padding, return_attention_mask=True,
             return_tensors="pt",

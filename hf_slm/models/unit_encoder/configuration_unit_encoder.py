@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import math
-import warnings
 
 from transformers import AutoConfig, PretrainedConfig
 from transformers.configuration_utils import SubConfigSpec
@@ -75,36 +74,10 @@ class UnitEncoderConfig(PretrainedConfig):
     model_type = "hf_slm_unit_encoder"
     sub_configs_defaults = {"ssl_config": SubConfigSpec(config_class=AutoConfig, model_type="hubert", optional=True)}
 
-    #: Names this family had before hf_slm 0.2, still read from saved configs (with a FutureWarning) until 0.3.
+    #: Names this family had before hf_slm 0.2, still read from saved configs (with a FutureWarning) until 0.3,
+    #: by `hf_slm.models.legacy_names` (installed at registration).
     legacy_model_types = ("hf_slm_kmeans_unit_tokenizer",)  # rename: keep
     legacy_architectures = {"KMeansUnitTokenizer": "UnitEncoderModel"}  # rename: keep
-
-    @classmethod
-    def upgrade_legacy_names(cls, config_dict: dict) -> dict:
-        """``config_dict`` with a pre-0.2 `model_type` / `architectures` renamed (and its `auto_map`, which names the
-        old code files, dropped: `save_pretrained` writes a new one). Unchanged when it has today's names."""
-        if config_dict.get("model_type") not in cls.legacy_model_types:
-            return config_dict
-        warnings.warn(
-            f"model_type {config_dict['model_type']!r} was renamed {cls.model_type!r} in hf_slm 0.2; it is read "
-            "until hf_slm 0.3: re-save the checkpoint (save_pretrained) to write the new name",
-            FutureWarning,
-            stacklevel=4,
-        )
-        upgraded = {key: value for key, value in config_dict.items() if key != "auto_map"}
-        upgraded["model_type"] = cls.model_type
-        if upgraded.get("architectures"):
-            upgraded["architectures"] = [cls.legacy_architectures.get(a, a) for a in upgraded["architectures"]]
-        return upgraded
-
-    @classmethod
-    def get_config_dict(cls, *args, **kwargs):
-        config_dict, kwargs = super().get_config_dict(*args, **kwargs)
-        return cls.upgrade_legacy_names(config_dict), kwargs
-
-    @classmethod
-    def from_dict(cls, config_dict, **kwargs):
-        return super().from_dict(cls.upgrade_legacy_names(config_dict), **kwargs)
 
     def __init__(
         self,
