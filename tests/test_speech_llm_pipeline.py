@@ -214,3 +214,14 @@ def test_push_to_hub_and_load_back_by_repo_id(variant, hub_server):
         for key, tensor in getattr(pipe, name).state_dict().items():
             torch.testing.assert_close(getattr(pulled, name).state_dict()[key], tensor, msg=f"{name}.{key}")
     assert pulled.processor.tokenizer.get_vocab() == pipe.processor.tokenizer.get_vocab()
+
+
+def test_evaluate_asr_transcribes_through_the_variant(variant, tmp_path, capsys):
+    """`hf-slm evaluate asr --pipeline VARIANT` finds SpeechLLMPipeline by the index and calls its transcribe."""
+    (tmp_path / "texts.txt").write_text("the cat sat\na dog ran far away\n")
+    argv = ["evaluate", "asr", "--pipeline", str(variant), "--texts", str(tmp_path / "texts.txt"),
+            "--baseline", "none", "--output", str(tmp_path / "asr.json")]  # fmt: skip
+    assert main(argv) == 0, capsys.readouterr().err
+    report = json.loads((tmp_path / "asr.json").read_text())
+    assert [item["text"] for item in report["items"]] == ["the cat sat", "a dog ran far away"]
+    assert all(isinstance(item["hypothesis"], str) for item in report["items"]) and report["wer"] >= 0
