@@ -59,7 +59,10 @@ _LAZY_NAMES = {
     "models.ssl_encoder": [
         "SSLEncoderConfig", "SSLEncoderForPreTraining", "SSLEncoderForPreTrainingOutput", "compute_span_mask",
     ],
-    "pipelines": ["PipelineLoadError", "SpeechLMPipeline", "SpeechPipelineOutput", "SpokenChatPipeline"],
+    "pipelines": [
+        "PipelineLoadError", "SpeechLLMChatOutput", "SpeechLLMPipeline", "SpeechLMPipeline", "SpeechPipelineOutput",
+        "SpokenChatPipeline",
+    ],
 }  # fmt: skip
 __all__ = [
     "DEFAULT_INSTRUCT_PIPELINE", "DEFAULT_PIPELINE", "DEFAULT_TWIST_PIPELINE",
@@ -83,7 +86,14 @@ def __getattr__(name: str):
 
 if TYPE_CHECKING:  # static tools see the real names
     from .models import *  # noqa: F401,F403
-    from .pipelines import PipelineLoadError, SpeechLMPipeline, SpeechPipelineOutput, SpokenChatPipeline  # noqa: F401
+    from .pipelines import (  # noqa: F401
+        PipelineLoadError,
+        SpeechLLMChatOutput,
+        SpeechLLMPipeline,
+        SpeechLMPipeline,
+        SpeechPipelineOutput,
+        SpokenChatPipeline,
+    )
     from .training.kmeans import MiniBatchKMeans  # noqa: F401
 
 _registration.install()

@@ -274,6 +274,48 @@ def cmd_demo(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------------- chat
+def load_chat_pipeline(spec: str):
+    """The chat pipeline of a variant: `SpeechLLMPipeline` for a speech-LLM variant (its index says so), else
+    `SpokenChatPipeline` (an instruct variant)."""
+    from ..pipelines import read_index, resolve_pipeline_path
+
+    path = resolve_pipeline_path(spec)
+    if read_index(path).get("_class_name") == "SpeechLLMPipeline":
+        from ..pipelines import SpeechLLMPipeline
+
+        return SpeechLLMPipeline.from_pretrained(path)
+    from ..pipelines import SpokenChatPipeline
+
+    return SpokenChatPipeline.from_pretrained(path)
+
+
+def cmd_chat(args) -> int:
+    from ..data.builder import write_wav
+    from ..pipelines import SpeechLLMPipeline
+
+    if args.text is None and args.audio is None:
+        raise ValueError("chat needs --text and / or --audio")
+    if args.threads:
+        __import__("torch").set_num_threads(args.threads)
+    pipe = load_chat_pipeline(args.pipeline)
+    if isinstance(pipe, SpeechLLMPipeline):
+        out = pipe.chat(audio=None if args.audio is None else str(args.audio), text=args.text,
+                        max_new_tokens=args.max_new_tokens, speak=args.output is not None)  # fmt: skip
+    else:  # an instruct variant takes one user input: the audio (its speech) or the text
+        if args.audio is not None and args.text is not None:
+            raise ValueError(f"{args.pipeline} is a SpokenChatPipeline variant: pass --audio or --text, not both")
+        modality = "speech" if args.output is not None else "text"
+        out = pipe.chat(str(args.audio) if args.audio is not None else args.text, max_new_tokens=args.max_new_tokens,
+                        response_modality=modality)  # fmt: skip
+    print(out.text)
+    if args.output is not None:
+        if out.waveform is None:
+            raise ValueError(f"{args.pipeline} gave no spoken answer (it needs a speech decoder / speech LM and a vocoder)")
+        print(f"wrote {write_wav(args.output, out.waveform, out.sampling_rate)}")
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------------- push / pull
 def cmd_push(args) -> int:
     from ..hub import push
@@ -371,6 +413,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--output", default="demo_out")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("chat", help="one answer of an instruct or speech-LLM variant: text / audio in, text (+ wav) out")
+    p.add_argument("pipeline", help="variant folder, Hub id or embedded name (SpokenChatPipeline or SpeechLLMPipeline)")
+    p.add_argument("--text", default=None, help="the user's text")
+    p.add_argument("--audio", type=existing_file, default=None, help="the user's speech (wav, flac, ogg, mp3)")
+    p.add_argument("--output", default=None, help="write the spoken answer to this wav file")
+    p.add_argument("--max-new-tokens", type=positive_int, default=128)
+    p.add_argument("--threads", type=non_negative_int, default=1, help="torch CPU threads (0: torch's choice)")
+    p.set_defaults(func=cmd_chat)
 
     p = sub.add_parser("push", help="upload a pipeline variant or component folder to the Hub (honours HF_ENDPOINT)")
     p.add_argument("folder", type=existing_folder_or_embedded,

@@ -1,7 +1,7 @@
 """Model cards for pipeline variants, rendered from the components' configs and the evaluation JSON.
 
 The templates live in `model_cards/` at the repository top (one per variant family: ``gslm``, ``twist``,
-``instruct``, ``codec_lm``, all extending ``_base.md``). The package reaches them through
+``instruct``, ``codec_lm``, ``speech_llm``, all extending ``_base.md``). The package reaches them through
 ``hf_slm/model_card_templates``, a symlink to ``../model_cards`` that setuptools copies into the wheel as package
 data, so an editable install and a wheel read the same single source. The card describes a loaded pipeline: the
 caller hands it in (`SpeechLMPipeline.model_card` does).
@@ -26,12 +26,14 @@ from typing import Any
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "model_card_templates"
 EVAL_RESULTS_FILE = "eval_results.json"
 TRAINING_SUMMARY_FILE = "training_summary.json"
-FAMILIES = ("gslm", "twist", "instruct", "codec_lm")
+FAMILIES = ("gslm", "twist", "instruct", "codec_lm", "speech_llm")
 LICENSE = "apache-2.0"
 DATASET = "synthetic-espeak-ng-speech"
 INSTRUCT_TASKS = ("asr", "tts", "intent", "silence")  # the measured tasks of `hf_slm.evaluation.instruct_tasks`
 FAMILY_TAGS = {"gslm": ["gslm"], "twist": ["twist", "text-speech"], "instruct": ["instruct", "peft", "lora"],
-               "codec_lm": ["codec", "neural-codec"]}
+               "codec_lm": ["codec", "neural-codec"], "speech_llm": ["speech-llm", "asr", "spoken-dialogue"]}
+#: The Hub task of a family (default ``audio-to-audio``).
+PIPELINE_TAGS = {"speech_llm": "audio-text-to-text"}
 
 
 # ---------------------------------------------------------------------------------------------- evaluation results
@@ -201,7 +203,10 @@ def _components(pipeline) -> list[dict]:
 
 
 def detect_family(pipeline) -> str:
-    """``codec_lm`` (codec speech tokenizer), ``instruct`` (PEFT adapter), ``twist`` (text vocab) or ``gslm``."""
+    """``speech_llm`` (a processor), ``codec_lm`` (codec speech tokenizer), ``instruct`` (PEFT adapter), ``twist``
+    (text vocab) or ``gslm``."""
+    if pipeline.components.get("processor") is not None:
+        return "speech_llm"
     tokenizer = pipeline.components.get("speech_tokenizer")
     if "codec" in (getattr(getattr(tokenizer, "config", None), "model_type", "") or ""):
         return "codec_lm"
@@ -251,7 +256,8 @@ def render_model_card(pipeline, eval_results=None, training_summary: dict | None
     repo_id = repo_id or getattr(pipeline, "name_or_path", None) or "<your-namespace>/<variant>"
     model_name = repo_id.split("/")[-1]
     card_data = ModelCardData(
-        library_name="hf_slm", license=LICENSE, pipeline_tag="audio-to-audio", datasets=[DATASET],
+        library_name="hf_slm", license=LICENSE, datasets=[DATASET],
+        pipeline_tag=PIPELINE_TAGS.get(family, "audio-to-audio"),
         tags=["hf_slm", "speech-language-model", "audio", *FAMILY_TAGS[family]], model_name=model_name,
         eval_results=_eval_results_list(eval_results or {}, model_name) or None,
     )
@@ -265,5 +271,5 @@ def render_model_card(pipeline, eval_results=None, training_summary: dict | None
     return ModelCard(content)
 
 
-__all__ = ["EVAL_RESULTS_FILE", "FAMILIES", "TRAINING_SUMMARY_FILE", "collect_eval_results", "detect_family",
+__all__ = ["EVAL_RESULTS_FILE", "FAMILIES", "PIPELINE_TAGS", "TRAINING_SUMMARY_FILE", "collect_eval_results", "detect_family",
            "render_model_card", "write_eval_results"]

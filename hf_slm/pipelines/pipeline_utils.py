@@ -32,6 +32,16 @@ INDEX_FILE = "pipeline_index.json"
 #: Components in the order they are loaded; ``adapter`` wraps ``language_model`` and so comes after it.
 COMPONENT_NAMES = ("feature_extractor", "speech_tokenizer", "tokenizer", "language_model", "vocoder", "adapter")
 REQUIRED_COMPONENTS = ("feature_extractor", "speech_tokenizer")
+#: Pipeline classes whose index holds other components than `COMPONENT_NAMES`: ``_class_name`` -> (component names in
+#: load order, required ones). `read_index` checks an index against the layout of the class it names.
+PIPELINE_LAYOUTS = {
+    "SpeechLLMPipeline": (("processor", "language_model", "vocoder"), ("processor", "language_model")),
+}
+
+
+def component_layout(class_name) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(component names, required component names) of the pipeline class an index names in ``_class_name``."""
+    return PIPELINE_LAYOUTS.get(str(class_name), (COMPONENT_NAMES, REQUIRED_COMPONENTS))
 
 
 class PipelineLoadError(ValueError):
@@ -226,12 +236,13 @@ def read_index(path: Path) -> dict[str, Any]:
         raise PipelineLoadError(f"{index_file} is not valid JSON: {err}") from err
     if not isinstance(index, dict):
         raise PipelineLoadError(f"{index_file} must hold a JSON object, got {type(index).__name__}")
-    unknown = sorted(k for k in index if not k.startswith("_") and k not in COMPONENT_NAMES)
+    names, required = component_layout(index.get("_class_name"))
+    unknown = sorted(k for k in index if not k.startswith("_") and k not in names)
     if unknown:
-        raise PipelineLoadError(f"{index_file}: unknown component(s) {unknown}; expected names from {COMPONENT_NAMES}")
-    for name in COMPONENT_NAMES:
+        raise PipelineLoadError(f"{index_file}: unknown component(s) {unknown}; expected names from {names}")
+    for name in names:
         normalise_spec(name, index.get(name), str(index_file))
-    missing = [name for name in REQUIRED_COMPONENTS if normalise_spec(name, index.get(name)) is None]
+    missing = [name for name in required if normalise_spec(name, index.get(name)) is None]
     if missing:
         raise PipelineLoadError(f"{index_file} lacks the required component(s) {missing}")
     return index
@@ -330,14 +341,21 @@ def upload_mirrored(
 
 
 class PipelineMixin:
-    """Index-driven save / load / push for compositions of Hugging Face components (inference only, owns no weights)."""
+    """Index-driven save / load / push for compositions of Hugging Face components (inference only, owns no weights).
+
+    ``component_names`` (load order) is what a subclass's index may hold; a class with other components than
+    `COMPONENT_NAMES` also declares them in `PIPELINE_LAYOUTS`, so that `read_index` checks its index without
+    importing it.
+    """
+
+    component_names: tuple[str, ...] = COMPONENT_NAMES
 
     def register_modules(self, **components) -> None:
         if not hasattr(self, "_components"):
             self._components: dict[str, Any] = {}
         for name, component in components.items():
-            if name not in COMPONENT_NAMES:
-                raise ValueError(f"unknown pipeline component {name!r}; expected one of {COMPONENT_NAMES}")
+            if name not in self.component_names:
+                raise ValueError(f"unknown pipeline component {name!r}; expected one of {self.component_names}")
             self._components[name] = component
             setattr(self, name, component)
 
@@ -350,7 +368,7 @@ class PipelineMixin:
         from .. import __version__
 
         index: dict[str, Any] = {"_class_name": type(self).__name__, "_hf_slm_version": __version__}
-        for name in COMPONENT_NAMES:
+        for name in self.component_names:
             component = self._components.get(name)
             if name == "language_model" and component is not None and library_of(component) == "peft":
                 component = component.get_base_model()
@@ -436,8 +454,14 @@ class PipelineMixin:
         hub_kwargs = {k: v for k, v in {"token": token, "local_files_only": local_files_only}.items() if v is not None}
         path = resolve_pipeline_path(path_or_repo_id, revision=revision, **hub_kwargs)
         index = read_index(path)
+        if component_layout(index.get("_class_name"))[0] != cls.component_names:
+            raise PipelineLoadError(
+                f"{path / INDEX_FILE} is a {index.get('_class_name')} variant, whose components "
+                f"{component_layout(index.get('_class_name'))[0]} {cls.__name__} cannot hold: load it with "
+                f"{index.get('_class_name')}.from_pretrained"
+            )
         loaded: dict[str, Any] = {}
-        for name in COMPONENT_NAMES:
+        for name in cls.component_names:
             if name in components:
                 loaded[name] = components.pop(name)
                 continue
@@ -533,12 +557,14 @@ __all__ = [
     "COMPONENT_NAMES",
     "PipelineLoadError",
     "PipelineMixin",
+    "PIPELINE_LAYOUTS",
     "EMBEDDED_PIPELINES",
     "LOADABLE_CLASSES",
     "RENAMED_CLASSES",
     "atomic_open",
     "atomic_save_directory",
     "check_compatibility",
+    "component_layout",
     "embedded_pipeline_path",
     "is_local_reference",
     "read_index",

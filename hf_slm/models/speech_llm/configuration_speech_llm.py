@@ -238,6 +238,13 @@ class SpeechLLMConfig(PretrainedConfig):
         config = self.audio_config
         return getattr(config, "d_model", None) or config.hidden_size
 
+    @property
+    def produces(self) -> dict:
+        """What a pipeline component of this config hands on: `hf_slm.pipelines.check_compatibility` compares the
+        values of a key one component produces and the next consumes (the speech decoder's units feed a vocoder)."""
+        decoder = self.speech_decoder_config
+        return {} if decoder is None else {"units.num_units": decoder.num_units}
+
 
 def audio_conv_layers(config: SpeechLLMConfig) -> list[list[int]]:
     """`[kernel, stride, padding]` of each downsampling layer between the encoder's input and its output frames."""

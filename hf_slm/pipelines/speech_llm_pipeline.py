@@ -1,0 +1,237 @@
+"""`SpeechLLMPipeline`: a continuous-feature speech LLM (encoder -> projector -> causal LM, optional CTC speech
+decoder) plus an optional unit vocoder, as one hosted variant.
+
+Components (diffusers' way: one subfolder per component, each written and read by its own class)::
+
+    pipeline_index.json   {"_class_name": "SpeechLLMPipeline", "processor": ["hf_slm", "SpeechLLMProcessor"], ...}
+    processor/            SpeechLLMProcessor: the encoder's feature extractor + the LM's tokenizer + chat template
+    language_model/       SpeechLLMForConditionalGeneration (encoder, projector, LM, optional speech decoder)
+    vocoder/              optional: any unit vocoder of ours, fed by the speech decoder's units
+
+The processor and the model are separate keys, not one folder: each loads alone (`AutoProcessor` /
+`AutoModelForMultimodalLM` with ``subfolder=``), the index names (and the `LOADABLE_CLASSES` allow-list checks) each
+class, and an index entry may borrow either from another repo (a new chat template over a shared model).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .pipeline_utils import PipelineLoadError, PipelineMixin, check_compatibility
+
+#: The user turn of the ASR task, as the staged training script's collator writes it (`SpeechLLMCollator`).
+ASR_PROMPT = "Transcribe the audio."
+
+
+@dataclass
+class SpeechLLMChatOutput:
+    """One assistant turn of `SpeechLLMPipeline.chat`.
+
+    Attributes:
+        text: the answer's text.
+        units: the spoken answer's unit ids (CTC speech decoder; empty without one or with ``speak=False``).
+        waveform: the vocoded spoken answer (float32, at ``sampling_rate``); ``None`` without a vocoder or units.
+        messages: the conversation including this answer (audio items as 1-D arrays), to pass back as history.
+    """
+
+    text: str
+    units: list[int] = field(default_factory=list)
+    waveform: np.ndarray | None = None
+    sampling_rate: int | None = None
+    messages: list[dict] = field(default_factory=list)
+
+
+class SpeechLLMPipeline(PipelineMixin):
+    """Speech (and text) in, text (and speech) out, with a `SpeechLLMForConditionalGeneration`.
+
+    Args:
+        processor: a `SpeechLLMProcessor` matching the model (placeholder counts, tokenizer, chat template).
+        language_model: a `SpeechLLMForConditionalGeneration`.
+        vocoder: optional unit vocoder (`UnitHifiGanVocoder`, `UnitMelVocoder`); its `num_units` must equal the
+            model's speech decoder's, else `PipelineLoadError`.
+
+    >>> from hf_slm import SpeechLLMPipeline
+    >>> pipe = SpeechLLMPipeline.from_pretrained("runs/speech_llm/variant")  # doctest: +SKIP
+    >>> pipe.transcribe([waveform], sampling_rate=16000)  # doctest: +SKIP
+    >>> out = pipe.chat(audio="question.wav", text="Answer the question.")  # doctest: +SKIP
+    """
+
+    component_names = ("processor", "language_model", "vocoder")
+
+    def __init__(self, processor, language_model, vocoder=None):
+        if vocoder is not None and getattr(language_model, "speech_decoder", None) is None:
+            raise PipelineLoadError(
+                f"a vocoder ({type(vocoder).__name__}) needs a language model with a speech decoder, and this "
+                f"{type(language_model).__name__} has none (add one with add_speech_decoder and train stage 3)"
+            )
+        check_compatibility({"language_model": language_model, "vocoder": vocoder})
+        self.register_modules(processor=processor, language_model=language_model, vocoder=vocoder)
+
+    @property
+    def sampling_rate(self) -> int | None:
+        """The vocoder's output rate (``None`` without a vocoder)."""
+        vocoder = self._components.get("vocoder")
+        return None if vocoder is None else int(vocoder.config.sampling_rate)
+
+    @property
+    def input_sampling_rate(self) -> int:
+        """The rate the encoder's feature extractor takes; other rates are resampled."""
+        return int(self.processor.feature_extractor.sampling_rate)
+
+    # ------------------------------------------------------------------ inputs
+    def _clip(self, audio, sampling_rate: int | None, name: str) -> np.ndarray:
+        """One clip (array + ``sampling_rate``, file path, `{"array", "sampling_rate"}` dict, datasets decoder) ->
+        mono float32 at `input_sampling_rate`, through the project's audio checks (`AudioInputError` names it)."""
+        from ..models.unit_encoder import AudioInputError, load_audio
+
+        if isinstance(audio, torch.Tensor):
+            audio = audio.detach().cpu().numpy()
+        if isinstance(audio, (np.ndarray, list)):
+            if sampling_rate is None:
+                raise AudioInputError(f"{name}: a raw waveform needs sampling_rate= (the rate it was recorded at)")
+            array = np.asarray(audio)
+            if not np.issubdtype(array.dtype, np.floating):
+                raise AudioInputError(f"{name}: the waveform must hold floats in [-1, 1], got dtype {array.dtype}")
+            audio = {"array": array, "sampling_rate": sampling_rate}
+        try:
+            return load_audio(audio, self.input_sampling_rate)
+        except AudioInputError as err:
+            raise AudioInputError(f"{name}: {err}") from None
+
+    def _messages(self, messages, audio, text, sampling_rate) -> list[dict]:
+        """A conversation whose audio items hold clips ready for the processor."""
+        if messages is None:
+            if audio is None and text is None:
+                raise ValueError("chat needs messages, audio or text")
+            content = [] if audio is None else [{"type": "audio", "audio": audio}]
+            content += [] if text is None else [{"type": "text", "text": text}]
+            messages = [{"role": "user", "content": content}]
+        elif isinstance(messages, str):
+            messages = [{"role": "user", "content": messages}]
+        elif audio is not None or text is not None:
+            raise ValueError("pass either messages or audio / text, not both")
+        if not isinstance(messages, (list, tuple)) or not messages:
+            raise ValueError(f"messages must be a non-empty list of {{'role', 'content'}} dicts, got {messages!r:.80}")
+        out = []
+        for i, message in enumerate(messages):
+            if not isinstance(message, dict) or "role" not in message or "content" not in message:
+                raise ValueError(f"message {i} must be a dict with 'role' and 'content', got {message!r:.80}")
+            content = message["content"]
+            if not isinstance(content, str):
+                content = [
+                    dict(item, audio=self._clip(item.get("audio"), sampling_rate, f"message {i} audio"))
+                    if isinstance(item, dict) and item.get("type") == "audio"
+                    else item
+                    for item in content
+                ]
+            out.append({**message, "content": content})
+        return out
+
+    @staticmethod
+    def _check_new_tokens(max_new_tokens) -> None:
+        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be a positive int, got {max_new_tokens!r}")
+
+    # ------------------------------------------------------------------ generation
+    @torch.no_grad()
+    def _generate(self, conversations: list[list[dict]], max_new_tokens: int, **generate_kwargs):
+        model = self.language_model
+        inputs = self.processor.apply_chat_template(conversations, add_generation_prompt=True, padding_side="left")
+        inputs = inputs.to(model.device)
+        kwargs = {"do_sample": False, **generate_kwargs}
+        sequences = model.generate(**inputs, max_new_tokens=max_new_tokens, **kwargs)
+        return inputs, sequences
+
+    def _texts(self, sequences: torch.Tensor, prompt_length: int) -> list[str]:
+        texts = self.processor.tokenizer.batch_decode(sequences[:, prompt_length:], skip_special_tokens=True)
+        return [text.strip() for text in texts]
+
+    def transcribe(self, waveforms, sampling_rate: int | None = None, max_new_tokens: int = 64,
+                   batch_size: int = 8, prompt: str = ASR_PROMPT, **generate_kwargs) -> list[str]:  # fmt: skip
+        """Speech -> text (the ASR task: a user turn of the clip and ``prompt``), greedy by default.
+
+        Args:
+            waveforms: one clip or a list of clips: 1-D float arrays at ``sampling_rate`` (resampled to the
+                encoder's rate), file paths, or ``{"array", "sampling_rate"}`` dicts.
+            batch_size: clips per `generate` call (left-padded; a batch gives the texts of one-by-one calls).
+            generate_kwargs: passed to `generate` (``num_beams``, ``min_new_tokens``, ...).
+        """
+        self._check_new_tokens(max_new_tokens)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        single = isinstance(waveforms, (str, dict)) or (
+            isinstance(waveforms, (np.ndarray, torch.Tensor)) and waveforms.ndim == 1
+        )
+        items = [waveforms] if single else list(waveforms)
+        if not items:
+            raise ValueError("transcribe needs at least one clip")
+        clips = [self._clip(item, sampling_rate, f"clip {i}") for i, item in enumerate(items)]
+        texts: list[str] = []
+        for start in range(0, len(clips), batch_size):
+            conversations = [
+                [{"role": "user", "content": [{"type": "audio", "audio": clip}, {"type": "text", "text": prompt}]}]
+                for clip in clips[start : start + batch_size]
+            ]
+            inputs, sequences = self._generate(conversations, max_new_tokens, **generate_kwargs)
+            texts += self._texts(sequences, inputs["input_ids"].shape[1])
+        return texts
+
+    def chat(self, messages=None, *, audio=None, text: str | None = None, sampling_rate: int | None = None,
+             max_new_tokens: int = 128, speak: bool = True, **generate_kwargs) -> SpeechLLMChatOutput:  # fmt: skip
+        """One assistant answer: text, and with a speech decoder the spoken answer (units; a waveform with a vocoder).
+
+        Args:
+            messages: a conversation (``[{"role": "user", "content": [{"type": "audio", "audio": ...},
+                {"type": "text", "text": ...}]}, ...]``; content may be a plain string), or a string (one text turn).
+                Audio items take what `transcribe` takes.
+            audio, text: instead of ``messages``, one user turn of this audio and / or text.
+            speak: decode the answer's units (and waveform) when the model has a speech decoder.
+            generate_kwargs: passed to `generate`.
+        """
+        self._check_new_tokens(max_new_tokens)
+        conversation = self._messages(messages, audio, text, sampling_rate)
+        inputs, sequences = self._generate([conversation], max_new_tokens, **generate_kwargs)
+        prompt_length = inputs["input_ids"].shape[1]
+        answer = self._texts(sequences, prompt_length)[0]
+        units: list[int] = []
+        waveform = None
+        model = self.language_model
+        if speak and getattr(model, "speech_decoder", None) is not None:
+            hidden = model.answer_hidden_states(sequences, prompt_length, **inputs)[0]
+            units = model.speech_decoder.decode_units(hidden) if len(hidden) else []
+            if units and self._components.get("vocoder") is not None:
+                waveform = self.vocode(units)
+        return SpeechLLMChatOutput(
+            text=answer, units=units, waveform=waveform, sampling_rate=self.sampling_rate,
+            messages=[*conversation, {"role": "assistant", "content": answer}],
+        )  # fmt: skip
+
+    @torch.no_grad()
+    def vocode(self, units) -> np.ndarray:
+        """One utterance's unit ids -> float32 waveform at `sampling_rate`."""
+        vocoder = self._components.get("vocoder")
+        if vocoder is None:
+            raise ValueError("vocoding needs a vocoder, and this pipeline variant has none")
+        ids = torch.as_tensor(units, dtype=torch.long).reshape(1, -1)
+        num_units = vocoder.config.consumes["units.num_units"]
+        if ids.numel() == 0 or int(ids.min()) < 0 or int(ids.max()) >= num_units:
+            raise ValueError(f"units must be a non-empty sequence of ids in [0, {num_units}), got {units!r:.80}")
+        device = next(vocoder.parameters()).device
+        out = vocoder(input_ids=ids.to(device), attention_mask=torch.ones_like(ids, device=device))
+        return out.waveform[0, : int(out.waveform_lengths[0])].float().cpu().numpy()
+
+    def model_card(self, eval_results=None, repo_id: str | None = None) -> str:
+        """The README.md text `save_pretrained` / `push_to_hub` write (`model_cards/speech_llm.md`)."""
+        from .model_card import render_model_card
+
+        return str(render_model_card(self, eval_results=eval_results, repo_id=repo_id))
+
+    def __repr__(self) -> str:
+        parts = [f"  {name}: {type(c).__name__}" for name, c in self.components.items()]
+        return f"{type(self).__name__}(\n" + "\n".join(parts) + "\n)"
+
+
+__all__ = ["ASR_PROMPT", "SpeechLLMChatOutput", "SpeechLLMPipeline"]
