@@ -71,6 +71,9 @@ class MultiStreamSpeechLMConfig(TextConfigMixin, PretrainedConfig):
         stream_loss_weights (`list[float]`, *optional*):
             Weight of each stream's cross-entropy in the total loss (a weighted mean). Defaults to all 1; Moshi
             weights its semantic codebook higher.
+        frame_rate (`float`, *optional*):
+            Frames per second of the codes it models (a codec LM): when set, a pipeline refuses a codec of another
+            frame rate (`consumes["codes.frame_rate"]`).
         kwargs: Passed to [`PretrainedConfig`].
 
     Example:
@@ -105,6 +108,7 @@ class MultiStreamSpeechLMConfig(TextConfigMixin, PretrainedConfig):
         depth_num_attention_heads: int = 4,
         depth_intermediate_size: int | None = None,
         stream_loss_weights: list[float] | None = None,
+        frame_rate: float | None = None,
         **kwargs,
     ):
         text_config = take_legacy_backbone_config(text_config, kwargs, type(self).__name__)
@@ -156,6 +160,10 @@ class MultiStreamSpeechLMConfig(TextConfigMixin, PretrainedConfig):
                 f"{stream_loss_weights!r}"
             )
 
+        if frame_rate is not None and (isinstance(frame_rate, bool) or not isinstance(frame_rate, (int, float))
+                                       or frame_rate <= 0):
+            raise ValueError(f"frame_rate must be a number > 0 (frames per second) or None, got {frame_rate!r}")
+
         if isinstance(text_config, PretrainedConfig):
             text_config = copy.deepcopy(text_config)  # its vocab_size / special ids are rewritten below
         text_config = build_backbone_config(text_config)  # vocab_size is set just below
@@ -175,6 +183,7 @@ class MultiStreamSpeechLMConfig(TextConfigMixin, PretrainedConfig):
         self.depth_num_attention_heads = depth_num_attention_heads
         self.depth_intermediate_size = depth_intermediate_size
         self.stream_loss_weights = stream_loss_weights
+        self.frame_rate = None if frame_rate is None else float(frame_rate)
         kwargs.setdefault("tie_word_embeddings", False)
         # As in SpeechLMConfig: keep the backbone's attention implementation unless one is asked for here.
         kept = {name: getattr(text_config, name, None) for name in _KEPT_IMPLEMENTATIONS}
@@ -248,8 +257,10 @@ class MultiStreamSpeechLMConfig(TextConfigMixin, PretrainedConfig):
         if self.stream_kind == "pgslm":
             return {"units.num_units": self.stream_vocab_sizes[0]}
         sizes = set(self.stream_vocab_sizes)
-        return {"codes.num_codebooks": self.num_streams} | (
-            {"codes.codebook_size": self.stream_vocab_sizes[0]} if len(sizes) == 1 else {}
+        return (
+            {"codes.num_codebooks": self.num_streams}
+            | ({"codes.codebook_size": self.stream_vocab_sizes[0]} if len(sizes) == 1 else {})
+            | ({"codes.frame_rate": self.frame_rate} if getattr(self, "frame_rate", None) else {})
         )
 
     @property

@@ -1,0 +1,149 @@
+"""Codec-LM variants end to end: a codec speech tokenizer (ours and transformers') + a multi-stream LM, in one
+`SpeechLMPipeline`; the codec decodes its own codes (no separate vocoder)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from transformers import EncodecConfig, LlamaConfig, MimiConfig
+
+from hf_slm import (
+    CodecConfig,
+    CodecModel,
+    MultiStreamSpeechLMConfig,
+    MultiStreamSpeechLMForCausalLM,
+    RVQCodecConfig,
+    RVQCodecModel,
+    SpeechFeatureExtractor,
+    SpeechLMPipeline,
+)
+from hf_slm.data import EspeakSynthesizer
+from hf_slm.pipelines import PipelineLoadError
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def rvq_codec():
+    return RVQCodecModel(RVQCodecConfig(upsampling_ratios=(4, 4), num_filters=4, hidden_size=8, num_codebooks=3,
+                                        codebook_size=16, mel_n_fft=128, mel_hop_length=32, mel_win_length=128,
+                                        num_mel_bins=16, mpd_periods=(2, 3), mpd_channels=(4, 8, 8, 8, 8),
+                                        msd_num_scales=1, msd_channels=(16,) * 7))  # fmt: skip
+
+
+def encodec():
+    config = EncodecConfig(sampling_rate=16000, hidden_size=16, num_filters=4, upsampling_ratios=[4, 4],
+                           num_lstm_layers=1, codebook_size=64, target_bandwidths=[6.0, 12.0, 24.0])  # fmt: skip
+    return CodecModel(CodecConfig(codec_config=config, num_codebooks=2))
+
+
+def mimi():
+    config = MimiConfig(sampling_rate=16000, hidden_size=16, num_filters=4, upsampling_ratios=[4, 2],
+                        num_hidden_layers=1, intermediate_size=32, num_attention_heads=2, num_key_value_heads=2,
+                        codebook_size=64, codebook_dim=8, num_quantizers=4, vector_quantization_hidden_dimension=8,
+                        upsample_groups=16)  # fmt: skip
+    return CodecModel(CodecConfig(codec_config=config, num_codebooks=3))
+
+
+CODECS = {"rvq": rvq_codec, "encodec": encodec, "mimi": mimi}
+
+
+def codec_lm(codec, num_codebooks=None, delays=None, depth=False):
+    q = num_codebooks or codec.num_codebooks
+    backbone = LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                           num_key_value_heads=2, max_position_embeddings=512)  # fmt: skip
+    config = MultiStreamSpeechLMConfig(
+        text_config=backbone, stream_vocab_sizes=[codec.codebook_size] * q, delays=delays,
+        use_depth_transformer=depth, depth_hidden_size=16, depth_num_hidden_layers=1, depth_num_attention_heads=2,
+        frame_rate=codec.frame_rate,
+    )  # fmt: skip
+    return MultiStreamSpeechLMForCausalLM(config).eval()
+
+
+def build(kind, seed=0, **lm_kwargs):
+    torch.manual_seed(seed)
+    codec = CODECS[kind]().eval()
+    return SpeechLMPipeline(
+        feature_extractor=SpeechFeatureExtractor(sampling_rate=codec.sampling_rate, do_normalize=False),
+        speech_tokenizer=codec,
+        language_model=codec_lm(codec, **lm_kwargs),
+    )
+
+
+@pytest.fixture(scope="module")
+def prompt():
+    speech = EspeakSynthesizer().synthesize("hello there")
+    return {"array": speech.waveform[: int(0.4 * speech.sampling_rate)], "sampling_rate": speech.sampling_rate}
+
+
+@pytest.mark.parametrize("kind", sorted(CODECS))
+def test_codec_lm_variant_round_trip(kind, prompt, tmp_path):
+    pipe = build(kind, delays=[0] * 2 if kind == "encodec" else None, depth=kind == "rvq")
+    pipe.save_pretrained(tmp_path / "variant")
+    loaded = SpeechLMPipeline.from_pretrained(tmp_path / "variant")
+    assert loaded.components.keys() == {"feature_extractor", "speech_tokenizer", "language_model"}
+    codec = loaded.speech_tokenizer
+    assert loaded.decoder is codec and loaded.sampling_rate == codec.sampling_rate
+
+    codes = loaded.encode(prompt)[0]
+    frames = int(np.ceil(0.4 * codec.sampling_rate / codec.hop_length))
+    assert codes.shape == (codec.num_codebooks, frames) and codes.dtype == torch.long
+
+    out = loaded.continue_speech(prompt, max_new_tokens=7, seed=0)
+    assert out.units[0].shape == (codec.num_codebooks, 7)
+    assert torch.equal(out.prompt_units[0], codes)
+    assert int(out.units[0].max()) < codec.codebook_size
+    assert out.sampling_rate == codec.sampling_rate
+    assert len(out.waveforms[0]) == (frames + 7) * codec.hop_length  # prompt + continuation at the codec's rate
+    assert np.isfinite(out.waveforms[0]).all()
+    # the same seed gives the same continuation from the saved variant as from the one in memory
+    assert torch.equal(pipe.continue_speech(prompt, max_new_tokens=7, seed=0).units[0], out.units[0])
+
+    scores = loaded.score([prompt, {"array": prompt["array"][:4000], "sampling_rate": prompt["sampling_rate"]}])
+    assert scores.shape == (2,) and torch.isfinite(scores).all() and (scores > 0).all()
+    assert torch.allclose(loaded.score(prompt)[0], scores[0], rtol=1e-4)  # padding does not change a score
+
+    chunks = list(loaded.stream_decode(torch.cat([out.prompt_units[0], out.units[0]], dim=-1), chunk_units=8))
+    assert sum(len(c) for c in chunks) == len(out.waveforms[0])
+
+
+def test_score_is_the_lm_likelihood_of_the_codes(prompt):
+    pipe = build("encodec")
+    lm, codes = pipe.language_model, pipe.encode(prompt)[0]
+    inputs = lm.prepare_inputs(codes[None])
+    out = lm(**inputs)
+    real = (inputs["labels"][:, :, 1:] != -100).sum()
+    # forward's loss is the mean NLL over real values; score is their sum
+    assert torch.allclose(pipe.score(prompt)[0], out.loss * real, rtol=1e-4)
+
+
+def test_unit_and_codec_tokenizers_share_the_interface(prompt):
+    from tests.tiny_components import tiny_unit_encoder
+
+    fe = SpeechFeatureExtractor()
+    inputs = fe(prompt, return_tensors="pt")
+    for tokenizer in (tiny_unit_encoder("mfcc"), encodec().eval()):
+        out = tokenizer.encode(inputs["input_values"], attention_mask=inputs["attention_mask"])
+        assert out.codes.dim() == 3 and out.codes_mask.shape == (1, out.codes.shape[-1])
+        (item,) = out.unpadded()
+        assert item.shape[-1] == int(out.codes_mask.sum())
+
+
+def test_codebook_mismatches_are_refused(tmp_path):
+    torch.manual_seed(0)
+    codec = encodec().eval()
+    fe = SpeechFeatureExtractor(sampling_rate=codec.sampling_rate, do_normalize=False)
+    with pytest.raises(PipelineLoadError, match="codes.num_codebooks=2 but language_model .* consumes codes.num_codebooks=3"):
+        SpeechLMPipeline(fe, codec, language_model=codec_lm(codec, num_codebooks=3)).save_pretrained(tmp_path / "a")
+        SpeechLMPipeline.from_pretrained(tmp_path / "a")
+    lm = codec_lm(codec)
+    lm.config.frame_rate = codec.frame_rate / 2
+    SpeechLMPipeline(fe, codec, language_model=lm).save_pretrained(tmp_path / "b")
+    with pytest.raises(PipelineLoadError, match="codes.frame_rate"):
+        SpeechLMPipeline.from_pretrained(tmp_path / "b")
