@@ -20,6 +20,7 @@ from hf_slm import (
 )
 from hf_slm.data import EspeakSynthesizer
 from hf_slm.pipelines import PipelineLoadError
+from tiny_components import tiny_unit_encoder
 
 
 @pytest.fixture(autouse=True)
@@ -124,8 +125,6 @@ def test_score_is_the_lm_likelihood_of_the_codes(prompt):
 
 
 def test_unit_and_codec_tokenizers_share_the_interface(prompt):
-    from tests.tiny_components import tiny_unit_encoder
-
     fe = SpeechFeatureExtractor()
     inputs = fe(prompt, return_tensors="pt")
     for tokenizer in (tiny_unit_encoder("mfcc"), encodec().eval()):
@@ -147,3 +146,24 @@ def test_codebook_mismatches_are_refused(tmp_path):
     SpeechLMPipeline(fe, codec, language_model=lm).save_pretrained(tmp_path / "b")
     with pytest.raises(PipelineLoadError, match="codes.frame_rate"):
         SpeechLMPipeline.from_pretrained(tmp_path / "b")
+
+
+def test_cli_demo_runs_a_codec_lm_variant(tmp_path, capsys):
+    from hf_slm.cli.main import main
+
+    import soundfile as sf
+
+    folder = build("mimi").save_pretrained(tmp_path / "codec-lm")
+    out = tmp_path / "demo_out"
+    assert main(["demo", "--pipeline", str(folder), "--text", "hello there", "--max-new-tokens", "6",
+                 "--output", str(out)]) == 0  # fmt: skip
+
+    for name in ("input.wav", "resynthesized.wav", "continuation.wav", "demo.png"):
+        assert (out / name).exists()
+    resynth, sr = sf.read(out / "resynthesized.wav")
+    continuation, _ = sf.read(out / "continuation.wav")
+    assert sr == 16000 and np.isfinite(continuation).all()
+    hop = 16
+    # the demo's prompt is the first half of the utterance: half its frames + 6 new ones
+    half = -(-(len(resynth) // hop) // 2)
+    assert abs(len(continuation) - (half + 6) * hop) <= hop

@@ -141,7 +141,7 @@ class SpeechLMPipeline(PipelineMixin):
         Each item is `[frames]` units, or `[num_codebooks, frames]` codes for a codec vocoder (codec-LM variants);
         items are padded along frames and masked.
         """
-        vocoder = self._decoder("decoding units to audio")
+        vocoder = self.require_decoder("decoding units to audio")
         if isinstance(units, torch.Tensor) and units.dim() == 1:
             units = [units]
         try:
@@ -172,7 +172,7 @@ class SpeechLMPipeline(PipelineMixin):
         receptive field (`hf_slm.streaming.receptive_field`)."""
         from ..streaming import stream_vocode
 
-        vocoder = self._decoder("decoding units to audio")
+        vocoder = self.require_decoder("decoding units to audio")
         chunks = stream_vocode(vocoder, units, chunk_units=chunk_units, overlap_units=overlap_units, **kwargs)
         return (chunk.numpy().astype(np.float32, copy=False) for chunk in chunks)
 
@@ -184,7 +184,8 @@ class SpeechLMPipeline(PipelineMixin):
             return self._components["speech_tokenizer"]
         return vocoder
 
-    def _decoder(self, task: str):
+    def require_decoder(self, task: str):
+        """The `decoder`, or a `ValueError` saying that `task` needs one."""
         if self.decoder is None:
             raise ValueError(f"{task} needs a vocoder (or a codec speech tokenizer), and this pipeline variant has none")
         return self.decoder
@@ -197,7 +198,7 @@ class SpeechLMPipeline(PipelineMixin):
     def resynthesize(self, audio, sampling_rate: int | None = None) -> SpeechPipelineOutput:
         """Audio -> units -> audio: what the units keep of the signal (the resynthesis task). A vocoder with a
         duration predictor (trained on deduplicated units) gets deduplicated units and predicts their durations."""
-        vocoder = self._decoder("resynthesis")
+        vocoder = self.require_decoder("resynthesis")
         deduplicate = bool(getattr(vocoder.config, "use_duration_predictor", False))
         units = self.encode(audio, sampling_rate=sampling_rate, deduplicate=deduplicate)
         return SpeechPipelineOutput(units=units, waveforms=self.decode(units), sampling_rate=self.sampling_rate)
