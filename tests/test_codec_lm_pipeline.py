@@ -167,3 +167,22 @@ def test_cli_demo_runs_a_codec_lm_variant(tmp_path, capsys):
     # the demo's prompt is the first half of the utterance: half its frames + 6 new ones
     half = -(-(len(resynth) // hop) // 2)
     assert abs(len(continuation) - (half + 6) * hop) <= hop
+
+
+def test_example_trains_and_saves_a_variant(tmp_path, prompt):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "codec_lm" / "train_codec_lm.py"
+    spec = importlib.util.spec_from_file_location("train_codec_lm", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = path.with_name("config_tiny.json")
+    variant = module.main([str(config), "--output_dir", str(tmp_path / "run"), "--num_sentences", "10",
+                           "--num_eval_utterances", "1", "--max_steps", "2", "--hidden_size", "32",
+                           "--per_device_train_batch_size", "2", "--logging_steps", "1"])  # fmt: skip
+    pipe = SpeechLMPipeline.from_pretrained(variant)
+    assert pipe.language_model.config.delays == [0, 1, 2, 3]
+    assert pipe.language_model.config.frame_rate == pipe.speech_tokenizer.frame_rate
+    out = pipe.continue_speech(prompt, max_new_tokens=5, seed=0)
+    assert out.units[0].shape == (4, 5) and len(out.waveforms[0]) > len(prompt["array"]) * 16000 // prompt["sampling_rate"]
