@@ -171,12 +171,17 @@ def test_cli_demo_runs_a_codec_lm_variant(tmp_path, capsys):
 
 def test_example_trains_and_saves_a_variant(tmp_path, prompt):
     import importlib.util
+    import sys
     from pathlib import Path
 
     path = Path(__file__).resolve().parents[1] / "examples" / "codec_lm" / "train_codec_lm.py"
     spec = importlib.util.spec_from_file_location("train_codec_lm", path)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    sys.modules[spec.name] = module  # dataclasses resolve string annotations through sys.modules
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules[spec.name]
     config = path.with_name("config_tiny.json")
     variant = module.main([str(config), "--output_dir", str(tmp_path / "run"), "--num_sentences", "10",
                            "--num_eval_utterances", "1", "--max_steps", "2", "--hidden_size", "32",
