@@ -22,7 +22,8 @@ class EmptyContinuationWarning(UserWarning):
 
 @dataclass
 class SpeechPipelineOutput:
-    """What a pipeline task returns: per-utterance units and (when a vocoder ran) waveforms."""
+    """What a pipeline task returns: per-utterance units (`[frames]`, or `[Q, frames]` codes of a codec-LM variant)
+    and (when a vocoder or codec ran) waveforms."""
 
     units: list[torch.Tensor]
     waveforms: list[np.ndarray] = field(default_factory=list)
@@ -119,7 +120,8 @@ class SpeechLMPipeline(PipelineMixin):
     # ------------------------------------------------------------------ speech tokenizer
     @torch.no_grad()
     def encode(self, audio, sampling_rate: int | None = None, deduplicate: bool = False) -> list[torch.Tensor]:
-        """Audio (one item or a list) -> a list of 1-D unit tensors, one per utterance (padding removed)."""
+        """Audio (one item or a list) -> one tensor per utterance (padding removed): `[frames]` units of a unit
+        encoder, `[num_codebooks, frames]` codes of a codec (`tokenizer.encode(...).unpadded()`)."""
         inputs = self.feature_extractor(audio, sampling_rate=sampling_rate, return_tensors="pt")
         tokenizer = self.speech_tokenizer
         device = next(tokenizer.parameters(), torch.empty(0)).device
@@ -262,7 +264,8 @@ class SpeechLMPipeline(PipelineMixin):
 
     @torch.no_grad()
     def score(self, audio, sampling_rate: int | None = None, normalize: bool = False) -> torch.Tensor:
-        """Negative log-likelihood of each utterance's units under the LM (lower = more likely).
+        """Negative log-likelihood of each utterance's units (or every real code of a codec-LM variant) under the LM
+        (lower = more likely).
 
         The spoken minimal-pair benchmarks (sWUGGY / sBLIMP style) compare these scores within a pair.
         """
