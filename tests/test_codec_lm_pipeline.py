@@ -191,3 +191,12 @@ def test_example_trains_and_saves_a_variant(tmp_path, prompt):
     assert pipe.language_model.config.frame_rate == pipe.speech_tokenizer.frame_rate
     out = pipe.continue_speech(prompt, max_new_tokens=5, seed=0)
     assert out.units[0].shape == (4, 5) and len(out.waveforms[0]) > len(prompt["array"]) * 16000 // prompt["sampling_rate"]
+
+
+def test_continue_speech_counts_the_bos_frame_and_delays_against_the_context(prompt):
+    pipe = build("mimi")  # delays [0, 1, 2]: a prompt of T frames takes 1 + T + 2 positions
+    frames = pipe.encode(prompt)[0].shape[-1]
+    pipe.language_model.config.text_config.max_position_embeddings = 1 + frames + 2 + 4
+    assert pipe.continue_speech(prompt, max_new_tokens=4, seed=0).units[0].shape == (3, 4)
+    with pytest.raises(ValueError, match=rf"utterance 0 is {frames + 3} LM tokens .* \+ max_new_tokens=5"):
+        pipe.continue_speech(prompt, max_new_tokens=5)

@@ -234,8 +234,9 @@ class SpeechLMPipeline(PipelineMixin):
         prompt_units = self.encode(audio, sampling_rate=sampling_rate)
         if not isinstance(max_new_tokens, int) or isinstance(max_new_tokens, bool) or max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be a positive int, got {max_new_tokens!r}")
-        prefix = len(lm.config.vocab_layout.speech_prefix_ids()) if hasattr(lm.config, "vocab_layout") else 0
-        self._check_context(lm, [prefix + u.shape[-1] for u in prompt_units], max_new_tokens, "continue_speech")
+        # positions the LM reads for each prompt (its own prefix tokens, a multi-stream LM's <s> frame and delays)
+        positions = [int(lm.units_to_input_ids([u])[1].sum()) for u in prompt_units]
+        self._check_context(lm, positions, max_new_tokens, "continue_speech")
         kwargs = {"max_new_tokens": max_new_tokens, "do_sample": do_sample, "temperature": temperature,
                   "top_k": top_k, "top_p": top_p}  # fmt: skip
         fast = _fast_generator(lm) if len(prompt_units) == 1 else None
