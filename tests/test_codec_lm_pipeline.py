@@ -55,14 +55,14 @@ def mimi():
 CODECS = {"rvq": rvq_codec, "encodec": encodec, "mimi": mimi}
 
 
-def codec_lm(codec, num_codebooks=None, delays=None, depth=False):
+def codec_lm(codec, num_codebooks=None, delays=None, depth=False, pattern="delay"):
     q = num_codebooks or codec.num_codebooks
     backbone = LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
                            num_key_value_heads=2, max_position_embeddings=512)  # fmt: skip
     config = MultiStreamSpeechLMConfig(
         text_config=backbone, stream_vocab_sizes=[codec.codebook_size] * q, delays=delays,
         use_depth_transformer=depth, depth_hidden_size=16, depth_num_hidden_layers=1, depth_num_attention_heads=2,
-        frame_rate=codec.frame_rate,
+        frame_rate=codec.frame_rate, pattern=pattern,
     )  # fmt: skip
     return MultiStreamSpeechLMForCausalLM(config).eval()
 
@@ -200,3 +200,29 @@ def test_continue_speech_counts_the_bos_frame_and_delays_against_the_context(pro
     assert pipe.continue_speech(prompt, max_new_tokens=4, seed=0).units[0].shape == (3, 4)
     with pytest.raises(ValueError, match=rf"utterance 0 is {frames + 3} LM tokens .* \+ max_new_tokens=5"):
         pipe.continue_speech(prompt, max_new_tokens=5)
+
+
+def test_flattened_pattern_variant(prompt, tmp_path):
+    """pattern="flatten": one codebook value per position (frame t's codebook q at 1 + t * Q + q, after <s>)."""
+    pipe = build("encodec", pattern="flatten")
+    prompt = {"array": prompt["array"][: len(prompt["array"]) // 2], "sampling_rate": prompt["sampling_rate"]}
+    lm, codes = pipe.language_model, pipe.encode(prompt)[0]
+    input_ids, mask = lm.units_to_input_ids([codes])
+    q, frames = codes.shape
+    assert input_ids.shape == (1, q, 1 + q * frames) and int(mask.sum()) == 1 + q * frames
+    for t, k in [(0, 0), (0, 1), (3, 1), (frames - 1, 0)]:
+        column = input_ids[0, :, 1 + t * q + k]
+        assert column[k] == codes[k, t] and (column[torch.arange(q) != k] == lm.config.pad_token_ids[0]).all()
+    pipe.save_pretrained(tmp_path / "flat")
+    loaded = SpeechLMPipeline.from_pretrained(tmp_path / "flat")
+    assert loaded.language_model.config.pattern == "flatten"
+    out = loaded.continue_speech(prompt, max_new_tokens=5, seed=0)
+    assert out.units[0].shape == (q, 5) and len(out.waveforms[0]) == (frames + 5) * loaded.speech_tokenizer.hop_length
+    scores = loaded.score(prompt)
+    assert torch.isfinite(scores).all() and scores[0] > 0
+    with pytest.raises(ValueError, match="pattern='flatten' .* no depth transformer"):
+        MultiStreamSpeechLMConfig(stream_vocab_sizes=[8, 8], pattern="flatten", use_depth_transformer=True)
+    limit = lm.config.text_config.max_position_embeddings
+    new = (limit - 1 - q * frames) // q + 1  # one frame too many: Q positions each
+    with pytest.raises(ValueError, match=rf"max_new_tokens={new} \(x {q} positions a frame\)"):
+        loaded.continue_speech(prompt, max_new_tokens=new)

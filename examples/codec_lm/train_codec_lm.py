@@ -45,6 +45,7 @@ class CodecLMArguments:
     codec: str = field(default="random", metadata={"help": "'random', a saved codec folder, or a codec checkpoint."})
     num_codebooks: int | None = field(default=None, metadata={"help": "Levels of a wrapped transformers codec."})
     delays: str | None = field(default=None, metadata={"help": "Per-codebook delays, e.g. 0,1,2 (default MusicGen)."})
+    pattern: str = field(default="delay", metadata={"help": "'delay' (per-codebook delays) or 'flatten'."})
     use_depth_transformer: bool = field(default=False, metadata={"help": "Codebooks 1..Q-1 by a depth transformer."})
     hidden_size: int = field(default=64, metadata={"help": "Width of the Llama backbone."})
     num_hidden_layers: int = field(default=2, metadata={"help": "Layers of the Llama backbone."})
@@ -72,6 +73,7 @@ def build_lm(args: CodecLMArguments, codec) -> MultiStreamSpeechLMForCausalLM:
         stream_vocab_sizes=[codec.codebook_size] * codec.num_codebooks,
         delays=csv_list(args.delays, int) if args.delays else None,
         use_depth_transformer=args.use_depth_transformer,
+        pattern=args.pattern,
         frame_rate=codec.frame_rate,
     )
     return MultiStreamSpeechLMForCausalLM(config)

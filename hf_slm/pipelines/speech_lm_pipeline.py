@@ -85,7 +85,7 @@ class SpeechLMPipeline(PipelineMixin):
         config = lm.config.get_text_config() if hasattr(lm.config, "get_text_config") else lm.config
         return getattr(config, "max_position_embeddings", None)
 
-    def _check_context(self, lm, lengths: list[int], new_tokens: int, task: str) -> None:
+    def _check_context(self, lm, lengths: list[int], new_tokens: int, task: str, per_frame: int = 1) -> None:
         """Refuse sequences the LM would read past its trained positions (`max_position_embeddings`).
 
         Long audio is refused, not windowed: a windowed score is a different quantity, so the caller decides how
@@ -94,10 +94,11 @@ class SpeechLMPipeline(PipelineMixin):
         if not limit:
             return
         for i, length in enumerate(lengths):
-            if length + new_tokens > limit:
+            if length + new_tokens * per_frame > limit:
                 frame_rate = getattr(self.speech_tokenizer.config, "frame_rate", None)
                 seconds = f" (~{length / frame_rate:.1f} s of speech)" if frame_rate else ""
                 extra = f" + max_new_tokens={new_tokens}" if new_tokens else ""
+                extra += f" (x {per_frame} positions a frame)" if new_tokens and per_frame != 1 else ""
                 raise ValueError(
                     f"{task}: utterance {i} is {length} LM tokens{seconds}{extra}, more than the language model's "
                     f"{limit} positions (max_position_embeddings); cut the audio into shorter utterances"
@@ -234,9 +235,15 @@ class SpeechLMPipeline(PipelineMixin):
         prompt_units = self.encode(audio, sampling_rate=sampling_rate)
         if not isinstance(max_new_tokens, int) or isinstance(max_new_tokens, bool) or max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be a positive int, got {max_new_tokens!r}")
-        # positions the LM reads for each prompt (its own prefix tokens, a multi-stream LM's <s> frame and delays)
-        positions = [int(lm.units_to_input_ids([u])[1].sum()) for u in prompt_units]
-        self._check_context(lm, positions, max_new_tokens, "continue_speech")
+        # positions the LM reads for each prompt (its own prefix tokens, a multi-stream LM's <s> frame and delays),
+        # and per new frame (Q in a flattened multi-stream LM)
+        def positions(units) -> int:
+            return int(lm.units_to_input_ids([units])[1].sum())
+
+        first = prompt_units[0][..., :1]
+        per_frame = positions(torch.cat([first, first], dim=-1)) - positions(first)
+        lengths = [positions(u) for u in prompt_units]
+        self._check_context(lm, lengths, max_new_tokens, "continue_speech", per_frame=per_frame)
         kwargs = {"max_new_tokens": max_new_tokens, "do_sample": do_sample, "temperature": temperature,
                   "top_k": top_k, "top_p": top_p}  # fmt: skip
         fast = _fast_generator(lm) if len(prompt_units) == 1 else None

@@ -88,6 +88,30 @@ def undo_delay_pattern(delayed: torch.Tensor, delays: Sequence[int]) -> torch.Lo
     return delayed.gather(2, index[None].expand(batch, -1, -1)).long()
 
 
+def _apply_flatten_pattern(codes, pad_token_ids, lengths=None) -> tuple[torch.LongTensor, torch.BoolTensor]:
+    """Flattened pattern: frame `t`'s codebook `q` at position `t * S + q`, in stream `q` (the other streams hold
+    `<pad>` there); returns `(grid [B, S, S * T], mask of real values)` like `apply_delay_pattern`."""
+    batch, num_streams, num_frames = codes.shape
+    pads = torch.tensor(pad_token_ids, device=codes.device, dtype=torch.long)
+    grid = pads[None, :, None].expand(batch, -1, num_streams * num_frames).clone()
+    real = torch.zeros_like(grid, dtype=torch.bool)
+    limit = torch.full((batch,), num_frames) if lengths is None else lengths
+    frame_real = torch.arange(num_frames, device=codes.device)[None] < limit.to(codes.device)[:, None]  # [B, T]
+    slots = grid.view(batch, num_streams, num_frames, num_streams)  # [B, stream, frame, slot]: views of grid, real
+    real_slots = real.view(batch, num_streams, num_frames, num_streams)
+    for q in range(num_streams):
+        slots[:, q, :, q] = torch.where(frame_real, codes[:, q].long(), pads[q])
+        real_slots[:, q, :, q] = frame_real
+    return grid, real
+
+
+def _undo_flatten_pattern(grid: torch.Tensor) -> torch.LongTensor:
+    """Inverse of `_apply_flatten_pattern`: `[B, S, S * T]` -> aligned frames `[B, S, T]`."""
+    batch, num_streams, total = grid.shape
+    slots = grid.reshape(batch, num_streams, total // num_streams, num_streams)
+    return torch.diagonal(slots, dim1=1, dim2=3).permute(0, 2, 1).long()
+
+
 # ---------------------------------------------------------------------- outputs
 @dataclass
 class MultiStreamCausalLMOutput(ModelOutput):
@@ -237,11 +261,11 @@ class MultiStreamSpeechLMForCausalLM(MultiStreamSpeechLMPreTrainedModel):
                 raise ValueError("attention_mask must be right padding (1s then 0s in each row)")
             streams = torch.where(attention_mask.bool()[:, None], streams, 0)
         self._check_stream_ids(streams, "streams", allow_special=False)
-        delayed, real = apply_delay_pattern(streams, config.delays, config.pad_token_ids, lengths=lengths)
+        delayed, real = self._apply_pattern(streams, lengths)
         bos = torch.tensor(config.bos_token_ids, dtype=torch.long)[None, :, None].expand(delayed.shape[0], -1, 1)
         input_ids = torch.cat([bos, delayed], dim=-1)
         labels = torch.cat([torch.full_like(bos, -100), delayed.masked_fill(~real, -100)], dim=-1)
-        mask = _right_padding_mask(1 + lengths + config.max_delay, input_ids.shape[-1])
+        mask = _right_padding_mask(1 + self._pattern_length(lengths), input_ids.shape[-1])
         return {
             "input_ids": input_ids.to(self.device),
             "attention_mask": mask.to(self.device),
@@ -390,7 +414,7 @@ class MultiStreamSpeechLMForCausalLM(MultiStreamSpeechLMPreTrainedModel):
         # The whole delayed grid, <s> first; _UNKNOWN marks what is still to be predicted.
         frames = torch.full((batch, num_streams, total_frames), _UNKNOWN, dtype=torch.long, device=self.device)
         frames[:, :, :prompt_frames] = prompt_streams
-        delayed, _ = apply_delay_pattern(frames, config.delays, config.pad_token_ids)
+        delayed, _ = self._apply_pattern(frames)
         bos = torch.tensor(config.bos_token_ids, device=self.device)[None, :, None].expand(batch, -1, 1)
         grid = torch.cat([bos, delayed], dim=-1)
         # Known / unknown is the same for every row (prompts share one length): decide it once, on the host.
@@ -407,7 +431,25 @@ class MultiStreamSpeechLMForCausalLM(MultiStreamSpeechLMPreTrainedModel):
             if position + 1 < grid.shape[-1]:
                 frame = self.embed_streams(grid[:, :, position : position + 1])
                 outputs = self.backbone(inputs_embeds=frame, cache=cache, use_cache=True)
-        return undo_delay_pattern(grid[:, :, 1:], config.delays)[:, :, prompt_frames:]
+        return self._undo_pattern(grid[:, :, 1:])[:, :, prompt_frames:]
+
+    # ------------------------------------------------------------------ patterns
+    def _apply_pattern(self, codes, lengths=None):
+        """Aligned frames `[B, S, T]` -> the sequence the backbone reads (`config.pattern`), and its real values."""
+        if self.config.pattern == "flatten":
+            return _apply_flatten_pattern(codes, self.config.pad_token_ids, lengths)
+        return apply_delay_pattern(codes, self.config.delays, self.config.pad_token_ids, lengths=lengths)
+
+    def _undo_pattern(self, grid):
+        if self.config.pattern == "flatten":
+            return _undo_flatten_pattern(grid)
+        return undo_delay_pattern(grid, self.config.delays)
+
+    def _pattern_length(self, frames):
+        """Positions (after `<s>`) that `frames` aligned frames take."""
+        if self.config.pattern == "flatten":
+            return frames * self.config.num_streams
+        return frames + self.config.max_delay
 
     # ------------------------------------------------------------------ the pipeline's LM interface
     def units_to_input_ids(self, codes) -> tuple[torch.LongTensor, torch.LongTensor]:
