@@ -58,7 +58,7 @@ CODECS = {"rvq": rvq_codec, "encodec": encodec, "mimi": mimi}
 def codec_lm(codec, num_codebooks=None, delays=None, depth=False, pattern="delay"):
     q = num_codebooks or codec.num_codebooks
     backbone = LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                           num_key_value_heads=2, max_position_embeddings=512)  # fmt: skip
+                           num_key_value_heads=2, max_position_embeddings=2048)  # fmt: skip
     config = MultiStreamSpeechLMConfig(
         text_config=backbone, stream_vocab_sizes=[codec.codebook_size] * q, delays=delays,
         use_depth_transformer=depth, depth_hidden_size=16, depth_num_hidden_layers=1, depth_num_attention_heads=2,
@@ -226,3 +226,17 @@ def test_flattened_pattern_variant(prompt, tmp_path):
     new = (limit - 1 - q * frames) // q + 1  # one frame too many: Q positions each
     with pytest.raises(ValueError, match=rf"max_new_tokens={new} \(x {q} positions a frame\)"):
         loaded.continue_speech(prompt, max_new_tokens=new)
+
+
+def test_cli_evaluate_pairs_scores_a_codec_lm_variant(tmp_path):
+    import json
+
+    from hf_slm.cli.main import main
+
+    folder = build("rvq").save_pretrained(tmp_path / "codec-lm")
+    pairs, out = tmp_path / "pairs.jsonl", tmp_path / "pairs.json"
+    assert main(["evaluate", "build-pairs", "--output", str(pairs), "--num-lexical", "2", "--num-per-phenomenon", "1",
+                 "--phenomena", "agreement_simple"]) == 0  # fmt: skip
+    assert main(["evaluate", "pairs", "--pipeline", str(folder), "--pairs", str(pairs), "--output", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["n"] == 3 and 0 <= result["accuracy"] <= 1

@@ -452,17 +452,24 @@ class MultiStreamSpeechLMForCausalLM(MultiStreamSpeechLMPreTrainedModel):
         return frames + self.config.max_delay
 
     # ------------------------------------------------------------------ the pipeline's LM interface
-    def units_to_input_ids(self, codes) -> tuple[torch.LongTensor, torch.LongTensor]:
+    def units_to_input_ids(
+        self, codes, padding_side: str = "right", add_eos: bool = False
+    ) -> tuple[torch.LongTensor, torch.LongTensor]:
         """
         Scoring inputs for a list of aligned code sequences, the call `SpeechLMPipeline.score` makes on any LM.
 
         Args:
             codes: a list of `[S, T_i]` tensors (one per utterance, real values), or a `[B, S, T]` tensor.
+            padding_side: `"right"` only (the delay pattern pads on the right).
+            add_eos: accepted for the interface `SpeechLMForCausalLM` shares; this LM has no end-of-sequence, so
+                nothing is added.
 
         Returns:
             `(input_ids [B, S, L], attention_mask [B, L])` as [`~MultiStreamSpeechLMForCausalLM.prepare_inputs`]
             builds them (`<s>` frame, delayed, right-padded), on the model's device.
         """
+        if padding_side != "right":
+            raise ValueError(f"a multi-stream LM pads on the right, got padding_side={padding_side!r}")
         codes = list(codes) if not torch.is_tensor(codes) or codes.dim() == 3 else [codes]
         shapes = [tuple(torch.as_tensor(c).shape) for c in codes]
         if not codes or any(len(s) != 2 or s[0] != self.config.num_streams or s[1] == 0 for s in shapes):
