@@ -229,6 +229,11 @@ def cmd_info(args) -> int:
 DEMO_TEXT = "the small dog runs to the red house and the children laugh"
 
 
+def _first_stream(units):
+    """`[frames]` units as they are; `[Q, frames]` codes -> their first codebook."""
+    return units if units.dim() == 1 else units[0]
+
+
 def cmd_demo(args) -> int:
     from ..data import EspeakSynthesizer
     from ..data.builder import write_wav
@@ -246,9 +251,10 @@ def cmd_demo(args) -> int:
     frame_rate = pipe.speech_tokenizer.config.frame_rate
     resynth = pipe.resynthesize(audio)
     write_wav(out / "resynthesized.wav", resynth.waveforms[0], resynth.sampling_rate)
+    units = _first_stream(resynth.units[0])  # a codec-LM variant's [Q, T] codes: its first codebook is drawn
     panels = [
-        ("input (espeak-ng)", speech.waveform, speech.sampling_rate, resynth.units[0].numpy(), frame_rate),
-        ("resynthesised from units", resynth.waveforms[0], resynth.sampling_rate, resynth.units[0].numpy(), frame_rate),
+        ("input (espeak-ng)", speech.waveform, speech.sampling_rate, units.numpy(), frame_rate),
+        ("resynthesised from units", resynth.waveforms[0], resynth.sampling_rate, units.numpy(), frame_rate),
     ]
     written = [out / "input.wav", out / "resynthesized.wav"]
     if pipe.components.get("language_model") is not None:
@@ -262,13 +268,14 @@ def cmd_demo(args) -> int:
             seed=args.seed,
         )
         write_wav(out / "continuation.wav", cont.waveforms[0], cont.sampling_rate)
-        all_units = __import__("torch").cat([cont.prompt_units[0], cont.units[0]]).numpy()
+        all_units = _first_stream(__import__("torch").cat([cont.prompt_units[0], cont.units[0]], dim=-1)).numpy()
         panels.append(("prompt + LM continuation", cont.waveforms[0], cont.sampling_rate, all_units, frame_rate))
         written.append(out / "continuation.wav")
-        print(f"continuation: {len(cont.units[0])} new units after a {len(cont.prompt_units[0])}-unit prompt")
+        new, prompt = cont.units[0].shape[-1], cont.prompt_units[0].shape[-1]
+        print(f"continuation: {new} new frames after a {prompt}-frame prompt")
     png = plot_speech_units(panels, out / "demo.png", title=f"hf_slm demo: {pipe.name_or_path}")
-    units_line = " ".join(map(str, resynth.units[0][:40].tolist()))
-    print(f"text: {args.text!r}\nunits ({len(resynth.units[0])} at {frame_rate:g} Hz): {units_line} ...")
+    units_line = " ".join(map(str, units[:40].tolist()))
+    print(f"text: {args.text!r}\nunits ({len(units)} at {frame_rate:g} Hz): {units_line} ...")
     for path in written + [png]:
         print(f"wrote {path}")
     return 0

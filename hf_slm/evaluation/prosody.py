@@ -55,7 +55,7 @@ def evaluate_prosody(pipeline, audio, num_samples: int = 5, prompt_fraction: flo
     reference's (same voice: the ceiling), the resynthesis' and the samples' (NaN where no speech is found).
     """
     lm = pipeline._require("language_model", "prosody evaluation")
-    pipeline._require("vocoder", "prosody evaluation")
+    pipeline.require_decoder("prosody evaluation")
     if f0_method not in F0_METHODS:
         raise ValueError(f"unknown F0 method {f0_method!r}; choose from {F0_METHODS}")
     if not 0 < prompt_fraction < 1:

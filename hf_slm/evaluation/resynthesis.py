@@ -60,7 +60,7 @@ def evaluate_resynthesis(pipeline, texts=None, audio=None, voice: str = "en-us",
             audio.append({"array": speech.waveform, "sampling_rate": speech.sampling_rate})
     elif len(audio) != len(texts):
         raise ValueError(f"got {len(audio)} audio items for {len(texts)} texts")
-    pipeline._require("vocoder", "resynthesis")
+    pipeline.require_decoder("resynthesis")
     words = sorted({w for t in texts for w in _WORD.findall(normalize_transcript(t))})
     if asr == "pocketsphinx":
         asr = PocketSphinxASR(vocabulary=None if vocabulary == "open" else words)

@@ -22,7 +22,8 @@ class EmptyContinuationWarning(UserWarning):
 
 @dataclass
 class SpeechPipelineOutput:
-    """What a pipeline task returns: per-utterance units and (when a vocoder ran) waveforms."""
+    """What a pipeline task returns: per-utterance units (`[frames]`, or `[Q, frames]` codes of a codec-LM variant)
+    and (when a vocoder or codec ran) waveforms."""
 
     units: list[torch.Tensor]
     waveforms: list[np.ndarray] = field(default_factory=list)
@@ -33,11 +34,19 @@ class SpeechPipelineOutput:
 class SpeechLMPipeline(PipelineMixin):
     """Speech in, units / continued speech / scores out.
 
+    Every speech tokenizer has `encode(input_values, attention_mask)` returning an output with `codes [B, Q, T]`,
+    `codes_mask [B, T]` and `unpadded()` (per-utterance `[T]` units of a `UnitEncoderModel`, `[Q, T]` codes of a
+    codec); every LM has `units_to_input_ids`, `log_likelihood` and `generate_units` over those sequences, so the
+    same code runs GSLM-style and codec-LM variants.
+
     Args:
         feature_extractor: turns audio (arrays, files, datasets Audio) into padded, masked model inputs.
-        speech_tokenizer: audio -> discrete units (e.g. `UnitEncoderModel`).
-        language_model: a decoder LM over units (e.g. `SpeechLMForCausalLM`); optional for tokenise/resynthesise.
+        speech_tokenizer: audio -> discrete units (`UnitEncoderModel`) or codes (`CodecModel`, `RVQCodecModel`).
+        language_model: a decoder LM over units (`SpeechLMForCausalLM`) or codes (`MultiStreamSpeechLMForCausalLM`);
+            optional for tokenise/resynthesise.
         vocoder: units -> waveform (e.g. `UnitHifiGanVocoder`, `UnitMelVocoder`); optional for tokenise/score.
+            `None` with a tokenizer that can `decode` (a codec): the tokenizer speaks its own codes (codec-LM
+            variants save the codec once, as `speech_tokenizer`).
         tokenizer: the text tokenizer of text-speech (TWIST / interleaved) variants.
         adapter: unused as an argument; an adapter arrives already wrapped around ``language_model`` (PEFT).
 
@@ -76,7 +85,7 @@ class SpeechLMPipeline(PipelineMixin):
         config = lm.config.get_text_config() if hasattr(lm.config, "get_text_config") else lm.config
         return getattr(config, "max_position_embeddings", None)
 
-    def _check_context(self, lm, lengths: list[int], new_tokens: int, task: str) -> None:
+    def _check_context(self, lm, lengths: list[int], new_tokens: int, task: str, per_frame: int = 1) -> None:
         """Refuse sequences the LM would read past its trained positions (`max_position_embeddings`).
 
         Long audio is refused, not windowed: a windowed score is a different quantity, so the caller decides how
@@ -85,10 +94,11 @@ class SpeechLMPipeline(PipelineMixin):
         if not limit:
             return
         for i, length in enumerate(lengths):
-            if length + new_tokens > limit:
+            if length + new_tokens * per_frame > limit:
                 frame_rate = getattr(self.speech_tokenizer.config, "frame_rate", None)
                 seconds = f" (~{length / frame_rate:.1f} s of speech)" if frame_rate else ""
                 extra = f" + max_new_tokens={new_tokens}" if new_tokens else ""
+                extra += f" (x {per_frame} positions a frame)" if new_tokens and per_frame != 1 else ""
                 raise ValueError(
                     f"{task}: utterance {i} is {length} LM tokens{seconds}{extra}, more than the language model's "
                     f"{limit} positions (max_position_embeddings); cut the audio into shorter utterances"
@@ -111,16 +121,20 @@ class SpeechLMPipeline(PipelineMixin):
     # ------------------------------------------------------------------ speech tokenizer
     @torch.no_grad()
     def encode(self, audio, sampling_rate: int | None = None, deduplicate: bool = False) -> list[torch.Tensor]:
-        """Audio (one item or a list) -> a list of 1-D unit tensors, one per utterance (padding removed)."""
+        """Audio (one item or a list) -> one tensor per utterance (padding removed): `[frames]` units of a unit
+        encoder, `[num_codebooks, frames]` codes of a codec (`tokenizer.encode(...).unpadded()`)."""
         inputs = self.feature_extractor(audio, sampling_rate=sampling_rate, return_tensors="pt")
         tokenizer = self.speech_tokenizer
         device = next(tokenizer.parameters(), torch.empty(0)).device
-        out = tokenizer(
+        out = tokenizer.encode(
             input_values=inputs["input_values"].to(device), attention_mask=inputs["attention_mask"].to(device)
         )
+        sequences = out.unpadded()
         if deduplicate:
-            return [u.cpu() for u, _ in tokenizer.deduplicate(out.units, out.units_mask)]
-        return [u[m].cpu() for u, m in zip(out.units, out.units_mask)]
+            if any(u.dim() != 1 for u in sequences):
+                raise ValueError("deduplicate=True needs one stream of units; this tokenizer gives [Q, T] codes")
+            return [torch.unique_consecutive(u) for u in sequences]
+        return sequences
 
     # ------------------------------------------------------------------ vocoder
     @torch.no_grad()
@@ -130,7 +144,7 @@ class SpeechLMPipeline(PipelineMixin):
         Each item is `[frames]` units, or `[num_codebooks, frames]` codes for a codec vocoder (codec-LM variants);
         items are padded along frames and masked.
         """
-        vocoder = self._require("vocoder", "decoding units to audio")
+        vocoder = self.require_decoder("decoding units to audio")
         if isinstance(units, torch.Tensor) and units.dim() == 1:
             units = [units]
         try:
@@ -161,19 +175,33 @@ class SpeechLMPipeline(PipelineMixin):
         receptive field (`hf_slm.streaming.receptive_field`)."""
         from ..streaming import stream_vocode
 
-        vocoder = self._require("vocoder", "decoding units to audio")
+        vocoder = self.require_decoder("decoding units to audio")
         chunks = stream_vocode(vocoder, units, chunk_units=chunk_units, overlap_units=overlap_units, **kwargs)
         return (chunk.numpy().astype(np.float32, copy=False) for chunk in chunks)
 
     @property
-    def sampling_rate(self) -> int | None:
+    def decoder(self):
+        """What speaks tokens: the vocoder, else a speech tokenizer that can `decode` (a codec), else `None`."""
         vocoder = self._components.get("vocoder")
-        return None if vocoder is None else int(vocoder.config.sampling_rate)
+        if vocoder is None and callable(getattr(self._components.get("speech_tokenizer"), "decode", None)):
+            return self._components["speech_tokenizer"]
+        return vocoder
+
+    def require_decoder(self, task: str):
+        """The `decoder`, or a `ValueError` saying that `task` needs one."""
+        if self.decoder is None:
+            raise ValueError(f"{task} needs a vocoder (or a codec speech tokenizer), and this pipeline variant has none")
+        return self.decoder
+
+    @property
+    def sampling_rate(self) -> int | None:
+        decoder = self.decoder
+        return None if decoder is None else int(decoder.config.sampling_rate)
 
     def resynthesize(self, audio, sampling_rate: int | None = None) -> SpeechPipelineOutput:
         """Audio -> units -> audio: what the units keep of the signal (the resynthesis task). A vocoder with a
         duration predictor (trained on deduplicated units) gets deduplicated units and predicts their durations."""
-        vocoder = self._require("vocoder", "resynthesis")
+        vocoder = self.require_decoder("resynthesis")
         deduplicate = bool(getattr(vocoder.config, "use_duration_predictor", False))
         units = self.encode(audio, sampling_rate=sampling_rate, deduplicate=deduplicate)
         return SpeechPipelineOutput(units=units, waveforms=self.decode(units), sampling_rate=self.sampling_rate)
@@ -196,7 +224,8 @@ class SpeechLMPipeline(PipelineMixin):
     ) -> SpeechPipelineOutput:
         """Speech continuation (GSLM's task): prompt audio -> units -> LM sampling -> units -> audio.
 
-        The returned waveforms hold the prompt followed by its continuation; ``units`` holds the continuation only.
+        The returned waveforms hold the prompt followed by its continuation; ``units`` holds the continuation only
+        (`[frames]` units, or `[Q, frames]` codes for a codec-LM variant).
         ``min_new_tokens`` forbids end-of-sequence before that many units: an LM trained on short sentences
         otherwise likes to end a long prompt at once.
         """
@@ -206,8 +235,15 @@ class SpeechLMPipeline(PipelineMixin):
         prompt_units = self.encode(audio, sampling_rate=sampling_rate)
         if not isinstance(max_new_tokens, int) or isinstance(max_new_tokens, bool) or max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be a positive int, got {max_new_tokens!r}")
-        prefix = len(lm.config.vocab_layout.speech_prefix_ids()) if hasattr(lm.config, "vocab_layout") else 0
-        self._check_context(lm, [prefix + len(u) for u in prompt_units], max_new_tokens, "continue_speech")
+        # positions the LM reads for each prompt (its own prefix tokens, a multi-stream LM's <s> frame and delays),
+        # and per new frame (Q in a flattened multi-stream LM)
+        def positions(units) -> int:
+            return int(lm.units_to_input_ids([units])[1].sum())
+
+        first = prompt_units[0][..., :1]
+        per_frame = positions(torch.cat([first, first], dim=-1)) - positions(first)
+        lengths = [positions(u) for u in prompt_units]
+        self._check_context(lm, lengths, max_new_tokens, "continue_speech", per_frame=per_frame)
         kwargs = {"max_new_tokens": max_new_tokens, "do_sample": do_sample, "temperature": temperature,
                   "top_k": top_k, "top_p": top_p}  # fmt: skip
         fast = _fast_generator(lm) if len(prompt_units) == 1 else None
@@ -228,15 +264,16 @@ class SpeechLMPipeline(PipelineMixin):
                 stacklevel=3,  # the caller of continue_speech (torch.no_grad's wrapper is in between)
             )
         waveforms = []
-        if vocode and self._components.get("vocoder") is not None:
-            waveforms = self.decode([torch.cat([p, g]) for p, g in zip(prompt_units, generated)])
+        if vocode and self.decoder is not None:
+            waveforms = self.decode([torch.cat([p, g], dim=-1) for p, g in zip(prompt_units, generated)])
         return SpeechPipelineOutput(
             units=generated, waveforms=waveforms, sampling_rate=self.sampling_rate, prompt_units=prompt_units
         )
 
     @torch.no_grad()
     def score(self, audio, sampling_rate: int | None = None, normalize: bool = False) -> torch.Tensor:
-        """Negative log-likelihood of each utterance's units under the LM (lower = more likely).
+        """Negative log-likelihood of each utterance's units (or every real code of a codec-LM variant) under the LM
+        (lower = more likely).
 
         The spoken minimal-pair benchmarks (sWUGGY / sBLIMP style) compare these scores within a pair.
         """

@@ -36,6 +36,11 @@ class CodecEncoderOutput(ModelOutput):
     codes_mask: torch.BoolTensor | None = None
     latents: torch.FloatTensor | None = None
 
+    def unpadded(self) -> list[torch.LongTensor]:
+        """Codes of each utterance without padding, on the CPU: a list of `[num_codebooks, frames]` tensors (the
+        speech-tokenizer interface shared with `UnitEncoderOutput.unpadded`)."""
+        return [c[:, m].cpu() for c, m in zip(self.codes, self.codes_mask)]
+
 
 @dataclass
 class CodecDecoderOutput(ModelOutput):

@@ -71,6 +71,13 @@ class MultiStreamSpeechLMConfig(TextConfigMixin, PretrainedConfig):
         stream_loss_weights (`list[float]`, *optional*):
             Weight of each stream's cross-entropy in the total loss (a weighted mean). Defaults to all 1; Moshi
             weights its semantic codebook higher.
+        pattern (`str`, *optional*, defaults to `"delay"`):
+            How frames become the backbone's sequence: `"delay"` (one position per frame, streams shifted by
+            `delays`) or `"flatten"` (one position per codebook value: frame `t`'s codebook `q` at position
+            `t * S + q`, predicted by head `q`; `S` times longer sequences, no depth transformer, `delays` all 0).
+        frame_rate (`float`, *optional*):
+            Frames per second of the codes it models (a codec LM): when set, a pipeline refuses a codec of another
+            frame rate (`consumes["codes.frame_rate"]`).
         kwargs: Passed to [`PretrainedConfig`].
 
     Example:
@@ -105,6 +112,8 @@ class MultiStreamSpeechLMConfig(TextConfigMixin, PretrainedConfig):
         depth_num_attention_heads: int = 4,
         depth_intermediate_size: int | None = None,
         stream_loss_weights: list[float] | None = None,
+        pattern: str = "delay",
+        frame_rate: float | None = None,
         **kwargs,
     ):
         text_config = take_legacy_backbone_config(text_config, kwargs, type(self).__name__)
@@ -121,7 +130,9 @@ class MultiStreamSpeechLMConfig(TextConfigMixin, PretrainedConfig):
                 f"stream_kind='pgslm' needs exactly 3 streams {PGSLM_STREAM_NAMES}, got stream_vocab_sizes="
                 f"{stream_vocab_sizes!r}"
             )
-        if delays is None:
+        if delays is None and pattern == "flatten":
+            delays = [0] * num_streams
+        elif delays is None:
             delays = list(range(num_streams)) if stream_kind == "codec" else [0, 1, 1]
         delays = list(delays)
         if len(delays) != num_streams or not all(_is_int(d, 0) for d in delays) or min(delays) != 0:
@@ -156,6 +167,17 @@ class MultiStreamSpeechLMConfig(TextConfigMixin, PretrainedConfig):
                 f"{stream_loss_weights!r}"
             )
 
+        if pattern not in ("delay", "flatten"):
+            raise ValueError(f"pattern must be 'delay' or 'flatten', got {pattern!r}")
+        if pattern == "flatten" and (use_depth_transformer or any(delays)):
+            raise ValueError(
+                f"pattern='flatten' predicts one codebook value per position: it takes no depth transformer and "
+                f"delays of 0, got use_depth_transformer={use_depth_transformer}, delays={delays!r}"
+            )
+        if frame_rate is not None and (isinstance(frame_rate, bool) or not isinstance(frame_rate, (int, float))
+                                       or frame_rate <= 0):
+            raise ValueError(f"frame_rate must be a number > 0 (frames per second) or None, got {frame_rate!r}")
+
         if isinstance(text_config, PretrainedConfig):
             text_config = copy.deepcopy(text_config)  # its vocab_size / special ids are rewritten below
         text_config = build_backbone_config(text_config)  # vocab_size is set just below
@@ -175,6 +197,8 @@ class MultiStreamSpeechLMConfig(TextConfigMixin, PretrainedConfig):
         self.depth_num_attention_heads = depth_num_attention_heads
         self.depth_intermediate_size = depth_intermediate_size
         self.stream_loss_weights = stream_loss_weights
+        self.pattern = pattern
+        self.frame_rate = None if frame_rate is None else float(frame_rate)
         kwargs.setdefault("tie_word_embeddings", False)
         # As in SpeechLMConfig: keep the backbone's attention implementation unless one is asked for here.
         kept = {name: getattr(text_config, name, None) for name in _KEPT_IMPLEMENTATIONS}
@@ -248,8 +272,10 @@ class MultiStreamSpeechLMConfig(TextConfigMixin, PretrainedConfig):
         if self.stream_kind == "pgslm":
             return {"units.num_units": self.stream_vocab_sizes[0]}
         sizes = set(self.stream_vocab_sizes)
-        return {"codes.num_codebooks": self.num_streams} | (
-            {"codes.codebook_size": self.stream_vocab_sizes[0]} if len(sizes) == 1 else {}
+        return (
+            {"codes.num_codebooks": self.num_streams}
+            | ({"codes.codebook_size": self.stream_vocab_sizes[0]} if len(sizes) == 1 else {})
+            | ({"codes.frame_rate": self.frame_rate} if getattr(self, "frame_rate", None) else {})
         )
 
     @property

@@ -20,6 +20,7 @@ from transformers import (
 from transformers.utils import ModelOutput
 
 from .configuration_multistream_speech_lm import MultiStreamSpeechLMConfig
+from .modeling_speech_lm import LogLikelihoodOutput
 
 _UNKNOWN = -1  # marks a position of the generation grid that still has to be sampled
 
@@ -85,6 +86,30 @@ def undo_delay_pattern(delayed: torch.Tensor, delays: Sequence[int]) -> torch.Lo
     shifts = torch.tensor(delays, device=delayed.device)[:, None]
     index = torch.arange(num_frames, device=delayed.device)[None, :] + shifts
     return delayed.gather(2, index[None].expand(batch, -1, -1)).long()
+
+
+def _apply_flatten_pattern(codes, pad_token_ids, lengths=None) -> tuple[torch.LongTensor, torch.BoolTensor]:
+    """Flattened pattern: frame `t`'s codebook `q` at position `t * S + q`, in stream `q` (the other streams hold
+    `<pad>` there); returns `(grid [B, S, S * T], mask of real values)` like `apply_delay_pattern`."""
+    batch, num_streams, num_frames = codes.shape
+    pads = torch.tensor(pad_token_ids, device=codes.device, dtype=torch.long)
+    grid = pads[None, :, None].expand(batch, -1, num_streams * num_frames).clone()
+    real = torch.zeros_like(grid, dtype=torch.bool)
+    limit = torch.full((batch,), num_frames) if lengths is None else lengths
+    frame_real = torch.arange(num_frames, device=codes.device)[None] < limit.to(codes.device)[:, None]  # [B, T]
+    slots = grid.view(batch, num_streams, num_frames, num_streams)  # [B, stream, frame, slot]: views of grid, real
+    real_slots = real.view(batch, num_streams, num_frames, num_streams)
+    for q in range(num_streams):
+        slots[:, q, :, q] = torch.where(frame_real, codes[:, q].long(), pads[q])
+        real_slots[:, q, :, q] = frame_real
+    return grid, real
+
+
+def _undo_flatten_pattern(grid: torch.Tensor) -> torch.LongTensor:
+    """Inverse of `_apply_flatten_pattern`: `[B, S, S * T]` -> aligned frames `[B, S, T]`."""
+    batch, num_streams, total = grid.shape
+    slots = grid.reshape(batch, num_streams, total // num_streams, num_streams)
+    return torch.diagonal(slots, dim1=1, dim2=3).permute(0, 2, 1).long()
 
 
 # ---------------------------------------------------------------------- outputs
@@ -238,11 +263,11 @@ class MultiStreamSpeechLMForCausalLM(MultiStreamSpeechLMPreTrainedModel):
                 raise ValueError("attention_mask must be right padding (1s then 0s in each row)")
             streams = torch.where(attention_mask.bool()[:, None], streams, 0)
         self._check_stream_ids(streams, "streams", allow_special=False)
-        delayed, real = apply_delay_pattern(streams, config.delays, config.pad_token_ids, lengths=lengths)
+        delayed, real = self._apply_pattern(streams, lengths)
         bos = torch.tensor(config.bos_token_ids, dtype=torch.long)[None, :, None].expand(delayed.shape[0], -1, 1)
         input_ids = torch.cat([bos, delayed], dim=-1)
         labels = torch.cat([torch.full_like(bos, -100), delayed.masked_fill(~real, -100)], dim=-1)
-        mask = _right_padding_mask(1 + lengths + config.max_delay, input_ids.shape[-1])
+        mask = _right_padding_mask(1 + self._pattern_length(lengths), input_ids.shape[-1])
         return {
             "input_ids": input_ids.to(self.device),
             "attention_mask": mask.to(self.device),
@@ -391,7 +416,7 @@ class MultiStreamSpeechLMForCausalLM(MultiStreamSpeechLMPreTrainedModel):
         # The whole delayed grid, <s> first; _UNKNOWN marks what is still to be predicted.
         frames = torch.full((batch, num_streams, total_frames), _UNKNOWN, dtype=torch.long, device=self.device)
         frames[:, :, :prompt_frames] = prompt_streams
-        delayed, _ = apply_delay_pattern(frames, config.delays, config.pad_token_ids)
+        delayed, _ = self._apply_pattern(frames)
         bos = torch.tensor(config.bos_token_ids, device=self.device)[None, :, None].expand(batch, -1, 1)
         grid = torch.cat([bos, delayed], dim=-1)
         # Known / unknown is the same for every row (prompts share one length): decide it once, on the host.
@@ -408,7 +433,130 @@ class MultiStreamSpeechLMForCausalLM(MultiStreamSpeechLMPreTrainedModel):
             if position + 1 < grid.shape[-1]:
                 frame = self.embed_streams(grid[:, :, position : position + 1])
                 outputs = self.backbone(inputs_embeds=frame, cache=cache, use_cache=True)
-        return undo_delay_pattern(grid[:, :, 1:], config.delays)[:, :, prompt_frames:]
+        return self._undo_pattern(grid[:, :, 1:])[:, :, prompt_frames:]
+
+    # ------------------------------------------------------------------ patterns
+    def _apply_pattern(self, codes, lengths=None):
+        """Aligned frames `[B, S, T]` -> the sequence the backbone reads (`config.pattern`), and its real values."""
+        if self.config.pattern == "flatten":
+            return _apply_flatten_pattern(codes, self.config.pad_token_ids, lengths)
+        return apply_delay_pattern(codes, self.config.delays, self.config.pad_token_ids, lengths=lengths)
+
+    def _undo_pattern(self, grid):
+        if self.config.pattern == "flatten":
+            return _undo_flatten_pattern(grid)
+        return undo_delay_pattern(grid, self.config.delays)
+
+    def _pattern_length(self, frames):
+        """Positions (after `<s>`) that `frames` aligned frames take."""
+        if self.config.pattern == "flatten":
+            return frames * self.config.num_streams
+        return frames + self.config.max_delay
+
+    # ------------------------------------------------------------------ the pipeline's LM interface
+    def units_to_input_ids(
+        self, codes, padding_side: str = "right", add_eos: bool = False
+    ) -> tuple[torch.LongTensor, torch.LongTensor]:
+        """
+        Scoring inputs for a list of aligned code sequences, the call `SpeechLMPipeline.score` makes on any LM.
+
+        Args:
+            codes: a list of `[S, T_i]` tensors (one per utterance, real values), or a `[B, S, T]` tensor.
+            padding_side: `"right"` only (the delay pattern pads on the right).
+            add_eos: accepted for the interface `SpeechLMForCausalLM` shares; this LM has no end-of-sequence, so
+                nothing is added.
+
+        Returns:
+            `(input_ids [B, S, L], attention_mask [B, L])` as [`~MultiStreamSpeechLMForCausalLM.prepare_inputs`]
+            builds them (`<s>` frame, delayed, right-padded), on the model's device.
+        """
+        if padding_side != "right":
+            raise ValueError(f"a multi-stream LM pads on the right, got padding_side={padding_side!r}")
+        codes = list(codes) if not torch.is_tensor(codes) or codes.dim() == 3 else [codes]
+        shapes = [tuple(torch.as_tensor(c).shape) for c in codes]
+        if not codes or any(len(s) != 2 or s[0] != self.config.num_streams or s[1] == 0 for s in shapes):
+            raise ValueError(
+                f"codes must be non-empty [{self.config.num_streams} streams, frames] sequences, got shapes {shapes}"
+            )
+        frames_last = [torch.as_tensor(c).long().T for c in codes]  # pad_sequence pads the first axis
+        streams = nn.utils.rnn.pad_sequence(frames_last, batch_first=True).permute(0, 2, 1)
+        lengths = torch.tensor([s[1] for s in shapes])
+        inputs = self.prepare_inputs(streams, _right_padding_mask(lengths, streams.shape[-1]))
+        return inputs["input_ids"], inputs["attention_mask"]
+
+    @torch.no_grad()
+    def log_likelihood(
+        self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None, normalize: bool = False
+    ):
+        """
+        Negative log-likelihood (nats) of each sequence's real stream values (not `<pad>` / `<s>` / padding) given
+        the positions before it; lower = more likely. Same output as `SpeechLMForCausalLM.log_likelihood`.
+
+        Args:
+            input_ids (`LongTensor` `[B, S, L]`): from [`~MultiStreamSpeechLMForCausalLM.units_to_input_ids`].
+            attention_mask (`Tensor` `[B, L]`, *optional*): 1 for real positions.
+            normalize (`bool`): divide `sum_nll` by the number of scored values.
+
+        Returns:
+            `LogLikelihoodOutput(sum_nll [B], token_nll [B, L - 1] (summed over streams), num_tokens [B])`.
+        """
+        if input_ids.dim() != 3 or input_ids.shape[-1] < 2:
+            raise ValueError(f"input_ids must be [batch, streams, length >= 2], got shape {tuple(input_ids.shape)}")
+        logits = self(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+        targets = input_ids[:, :, 1:]
+        sizes = torch.tensor(self.config.stream_vocab_sizes, device=targets.device)[None, :, None]
+        scored = targets < sizes
+        if attention_mask is not None:
+            scored &= attention_mask[:, None, 1:].to(targets.device).bool()
+        log_probs = logits[:, :, :-1].float().log_softmax(-1)
+        nll = -log_probs.gather(-1, targets.masked_fill(~scored, 0)[..., None])[..., 0]
+        token_nll = nll.masked_fill(~scored, 0.0).sum(1)
+        num_tokens = scored.sum((1, 2))
+        sum_nll = token_nll.sum(-1)
+        if normalize:
+            sum_nll = sum_nll / num_tokens.clamp(min=1)
+        return LogLikelihoodOutput(sum_nll=sum_nll, token_nll=token_nll, num_tokens=num_tokens)
+
+    @torch.no_grad()
+    def generate_units(
+        self,
+        units_prompt,
+        max_new_tokens: int = 100,
+        do_sample: bool = True,
+        temperature: float | None = None,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        streamer=None,
+        min_new_tokens: int | None = None,
+        logits_processor=None,
+    ) -> list[torch.LongTensor]:
+        """
+        Continue aligned code prompts, the call `SpeechLMPipeline.continue_speech` makes on any LM: each prompt
+        `[S, T_i]` gets `max_new_tokens` new frames (the model has no end-of-sequence, so `min_new_tokens` is always
+        met). Prompts are generated one at a time (their lengths differ); `streamer` is not supported (stream the
+        audio with `SpeechLMPipeline.stream_decode`).
+
+        Returns:
+            One `[S, max_new_tokens]` `LongTensor` per prompt: the continuation only.
+        """
+        if streamer is not None:
+            raise ValueError(
+                "a multi-stream LM does not stream tokens (streamer=...); stream the audio of its output with "
+                "SpeechLMPipeline.stream_decode"
+            )
+        prompts = list(units_prompt) if not torch.is_tensor(units_prompt) or units_prompt.dim() == 3 else [units_prompt]
+        return [
+            self.generate(
+                torch.as_tensor(prompt).long()[None],
+                max_new_frames=max_new_tokens,
+                do_sample=do_sample,
+                temperature=temperature,
+                top_k=top_k,
+                top_p=top_p,
+                logits_processor=logits_processor,
+            )[0].cpu()
+            for prompt in prompts
+        ]
 
     def _per_stream_processors(self, logits_processor, do_sample, temperature, top_k, top_p) -> list:
         num_streams = self.config.num_streams

@@ -42,6 +42,22 @@ class UnitEncoderOutput(ModelOutput):
     units_mask: torch.BoolTensor | None = None
     features: torch.FloatTensor | None = None
 
+    # The speech-tokenizer interface shared with the codecs' `CodecEncoderOutput`: `codes [B, Q, T]`, `codes_mask`,
+    # `unpadded()`; a unit encoder is a tokenizer of one codebook.
+    @property
+    def codes(self) -> torch.LongTensor:
+        """`units` as `[batch, 1, num_frames]`: one codebook."""
+        return self.units[:, None]
+
+    @property
+    def codes_mask(self) -> torch.BoolTensor:
+        """Same as `units_mask`."""
+        return self.units_mask
+
+    def unpadded(self) -> list[torch.LongTensor]:
+        """Units of each utterance without padding, on the CPU: a list of `[frames]` tensors."""
+        return [u[m].cpu() for u, m in zip(self.units, self.units_mask)]
+
 
 #: Per-thread state of running forwards (valid lengths of each MaskedGroupNorm, captured hidden states), so that
 #: `UnitEncoderModel.tokenize`'s worker threads can run one model at the same time. Module-level (not an attribute)
@@ -369,6 +385,11 @@ class UnitEncoderModel(PreTrainedModel):
         )
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         return output if return_dict else output.to_tuple()
+
+    def encode(self, input_values, attention_mask=None, return_dict: bool | None = None) -> UnitEncoderOutput | tuple:
+        """Audio -> units: the speech-tokenizer call shared with the codecs (`CodecModel.encode`); same as `forward`
+        without features."""
+        return self(input_values, attention_mask=attention_mask, return_dict=return_dict)
 
     def tokenize(
         self,
