@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 import hf_slm
+from component_tester import BLOCK_HF_SLM
 
 DEFAULT = Path(hf_slm.DEFAULT_PIPELINE)
 
@@ -75,11 +76,37 @@ def test_no_model_code_is_committed_inside_the_variants():
     assert not [str(f) for variant in SHIPPED for f in variant.rglob("*.py")]
 
 
+# Loads each job's component by subfolder with trust_remote_code, in a process that cannot import hf_slm.
+REMOTE_SUBFOLDER_CHILD = BLOCK_HF_SLM + """
+import json, sys, torch, transformers
+results = {}
+for name, job in json.load(open(sys.argv[1])).items():
+    auto = getattr(transformers, job["auto"])
+    model = auto.from_pretrained(job["folder"], subfolder=job["subfolder"], trust_remote_code=True).eval()
+    with torch.no_grad():
+        out = model(**torch.load(job["inputs"]))
+    value = next(getattr(out, n) for n in ("units", "logits", "waveform") if getattr(out, n, None) is not None)
+    torch.save(value.float() if value.is_floating_point() else value, job["out"])
+    results[name] = type(model).__module__
+print(json.dumps({"modules": results, "hf_slm_imported": "hf_slm" in sys.modules}))
+"""
+
+
+def run_remote_child(tmp_path: Path, jobs: dict) -> dict:
+    """Every job in ONE fresh process (interpreter start-up dominates on 2 cores), outside the repo root so that
+    hf_slm is not importable from the working directory either."""
+    (tmp_path / "jobs.json").write_text(json.dumps(jobs))
+    env = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules"), "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, "-c", REMOTE_SUBFOLDER_CHILD, str(tmp_path / "jobs.json")],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def test_default_components_load_as_remote_code_without_hf_slm(tmp_path):
     """Each weighted component of a saved copy of the default, loaded by subfolder with trust_remote_code in a
     process that cannot import hf_slm, computes what the package computes (the LM through AutoModel too)."""
     import torch
-    from test_registration import run_child
     from transformers import AutoModel, AutoModelForCausalLM
 
     from hf_slm import SpeechLMPipeline
@@ -99,7 +126,7 @@ def test_default_components_load_as_remote_code_without_hf_slm(tmp_path):
         with torch.no_grad():
             out = auto.from_pretrained(DEFAULT / subfolder).eval()(**kwargs)
         expected[name] = next(getattr(out, n) for n in ("units", "logits", "waveform") if getattr(out, n, None) is not None)
-    result = run_child(tmp_path, jobs, remote=True)
+    result = run_remote_child(tmp_path, jobs)
     assert not result["hf_slm_imported"]
     for name in inputs:
         assert not result["modules"][name].startswith("hf_slm"), result["modules"][name]

@@ -42,7 +42,7 @@ from hf_slm.models.speech_llm import (
     add_speech_llm_tokens,
 )
 from hf_slm.training.speech_llm import SpeechLLMCollator, set_training_stage, trainable_parameters
-from component_tester import ComponentTesterMixin
+from component_tester import BLOCK_HF_SLM, ComponentTesterMixin
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 WORDS = "the cat sat on a mat dog ran far away user assistant transcribe audio".split()
@@ -393,16 +393,6 @@ def test_from_encoder_and_lm_builds_from_saved_checkpoints(tmp_path):
     processor = SpeechLLMProcessor.from_config(model.config, feature_extractor, tokenizer)
     batch = processor.apply_chat_template(chat(CLIPS[0]), add_generation_prompt=True)
     assert model.generate(**batch, max_new_tokens=2, min_new_tokens=2, do_sample=False).shape[1] > 2
-
-
-BLOCK_HF_SLM = """
-import sys, importlib.abc
-class _BlockHfSlm(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name == "hf_slm" or name.startswith("hf_slm."):
-            raise ImportError("hf_slm is blocked in this process")
-sys.meta_path.insert(0, _BlockHfSlm())
-"""
 
 
 def test_saved_model_and_processor_load_as_remote_code_without_hf_slm(tmp_path):
