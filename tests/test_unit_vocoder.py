@@ -94,21 +94,12 @@ class TestUnitHifiGanVocoder(VocoderComponentTester):
     component = "unit_hifigan"
     model_class = UnitHifiGanVocoder
     compared_outputs = ("waveform", "waveform_lengths")
-    batch_differs = {
-        "waveform": "the generator masks the unit embeddings only: each conv layer's bias makes the padded frames "
-        "non-zero, and the next layers' receptive field carries them into the item's last samples (seen: from "
-        "sample 335 of 640, up to 0.024 on a peak of 0.12)"
-    }
 
 
 class TestUnitMelVocoder(VocoderComponentTester):
     component = "unit_mel_vocoder"
     model_class = UnitMelVocoder
     compared_outputs = ("mel", "mel_lengths", "waveform", "waveform_lengths")
-    batch_differs = {
-        "waveform": "Griffin-Lim runs over the padded mel: its STFT frames overlap the silent padding, and its "
-        "iterations spread the change over the whole item (the mel itself matches)"
-    }
     bf16_rtol = 0.3  # 4 Griffin-Lim iterations are phase-sensitive: a bfloat16 mel moves the phase (seen: 0.14)
 
 

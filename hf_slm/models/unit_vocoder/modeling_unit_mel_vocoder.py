@@ -135,7 +135,13 @@ class UnitMelVocoder(UnitVocoderPreTrainedModel):
     # ------------------------------------------------------------------ mel -> waveform
     @torch.no_grad()
     def mel_to_waveform(self, log_mel, mel_lengths=None, n_iter=None):
-        """Griffin-Lim: returns `(waveform [B, frames * mel_hop_length], waveform_lengths [B])`, silent past length."""
+        """Griffin-Lim: returns `(waveform [B, frames * mel_hop_length], waveform_lengths [B])`, silent past length.
+
+        Griffin-Lim's STFT frames overlap the padding and its iterations spread it over the whole item, so in eager
+        mode each padded item runs alone over its own `mel_lengths` frames (the waveform of a padded batch is each
+        item's own). A traced model (`torch.export`, fullgraph compile) cannot read the lengths and runs the batch
+        as one: exact for unpadded batches.
+        """
         config = self.config
         if log_mel.dim() == 2:
             log_mel = log_mel[None]
@@ -143,6 +149,14 @@ class UnitMelVocoder(UnitVocoderPreTrainedModel):
             raise ValueError(f"log_mel must be [batch, frames, {config.num_mel_bins}], got {tuple(log_mel.shape)}")
         if mel_lengths is None:
             mel_lengths = torch.full((log_mel.shape[0],), log_mel.shape[1], dtype=torch.long, device=log_mel.device)
+        if not is_tracing() and bool((mel_lengths < log_mel.shape[1]).any()):
+            num_samples = log_mel.shape[1] * config.mel_hop_length
+            waveforms = [
+                self.mel_to_waveform(item[None, :length], n_iter=n_iter)[0]
+                for item, length in zip(log_mel, mel_lengths.tolist())
+            ]
+            waveform = torch.cat([nn.functional.pad(w, (0, num_samples - w.shape[1])) for w in waveforms])
+            return waveform, mel_lengths.to(waveform.device) * config.mel_hop_length
         # One extra (repeated) frame so that the centred frames cover all frames * hop samples.
         padded = torch.cat([log_mel, log_mel[:, -1:]], dim=1)
         waveform = griffin_lim_from_mel(

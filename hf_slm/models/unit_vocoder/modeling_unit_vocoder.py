@@ -455,9 +455,9 @@ class UnitHifiGanVocoder(UnitVocoderPreTrainedModel):
             features.append(pitch.to(hidden.dtype))
         hidden = torch.cat(features, dim=-1) * mask[..., None].to(hidden.dtype)
 
-        waveform = self.hifi_gan(hidden.transpose(1, 2))
-        waveform_lengths = mask.long().sum(1) * self.config.hop_length
-        waveform = waveform * sample_mask(waveform_lengths, waveform.shape[1]).to(waveform.dtype)
+        frame_lengths = mask.long().sum(1)
+        waveform = self.generate(hidden.transpose(1, 2), frame_lengths)
+        waveform_lengths = frame_lengths * self.config.hop_length
 
         loss = loss_mel = None
         if labels is not None:
@@ -477,6 +477,39 @@ class UnitHifiGanVocoder(UnitVocoderPreTrainedModel):
             durations=durations,
         )
         return output if return_dict else output.to_tuple()
+
+    def generate(self, hidden: torch.Tensor, frame_lengths: torch.Tensor) -> torch.Tensor:
+        """`SeamlessM4THifiGan.forward` on frames [B, C, T] with every layer's input zeroed past each item's length.
+
+        The conv biases make padded positions non-zero and the receptive field carries them back into the item, so
+        each conv (pre, upsamplers, resblocks, post) gets the length mask at its own rate: a padded item then sees
+        the zeros an item alone gets from the conv padding. Masks multiply (no data-dependent branch, so it traces);
+        times 1.0 is exact, so unpadded items are bit-identical to the plain generator. Returns [B, T * hop_length],
+        zero past `frame_lengths * hop_length`.
+        """
+        generator, slope = self.hifi_gan, self.config.leaky_relu_slope
+
+        def masked(states, lengths):
+            return states * sample_mask(lengths, states.shape[-1])[:, None].to(states.dtype)
+
+        lengths = frame_lengths
+        states = masked(generator.conv_pre(masked(hidden, lengths)), lengths)
+        for i, rate in enumerate(self.config.upsample_rates):
+            lengths = lengths * rate
+            states = masked(generator.upsampler[i](nn.functional.leaky_relu(states, slope)), lengths)
+            blocks = generator.resblocks[i * generator.num_kernels : (i + 1) * generator.num_kernels]
+            res_state = None
+            for block in blocks:
+                out = states
+                for conv1, conv2 in zip(block.convs1, block.convs2):
+                    residual = out
+                    out = masked(conv1(nn.functional.leaky_relu(out, block.leaky_relu_slope)), lengths)
+                    out = masked(conv2(nn.functional.leaky_relu(out, block.leaky_relu_slope)), lengths)
+                    out = out + residual
+                res_state = out if res_state is None else res_state + out
+            states = res_state / generator.num_kernels
+        # SeamlessM4THifiGan's last leaky ReLU uses the default slope (0.01), not the config's.
+        return masked(torch.tanh(generator.conv_post(nn.functional.leaky_relu(states))), lengths).squeeze(1)
 
     def loss_mel_transform(self, device=None) -> LogMelSpectrogram:
         """The log-mel of the mel-L1 loss (HiFi-GAN's loss mel with this config's `mel_*` settings)."""
