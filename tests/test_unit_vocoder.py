@@ -103,6 +103,22 @@ class TestUnitMelVocoder(VocoderComponentTester):
     bf16_rtol = 0.3  # 4 Griffin-Lim iterations are phase-sensitive: a bfloat16 mel moves the phase (seen: 0.14)
 
 
+def test_hifigan_padded_batch_with_durations_speakers_f0_matches_each_item_alone():
+    """Beyond the tester's plain units: duration expansion pads too, and two resblocks per stage are summed; the
+    valid part of each padded item equals that item vocoded alone (conv biases must not leak through padding)."""
+    model = tester.model("hifigan", resblock_kernel_sizes=(3, 5), resblock_dilation_sizes=((1, 3), (1, 2)),
+                         num_speakers=2, use_f0=True).eval()  # fmt: skip
+    ids, durations = torch.tensor([[3, 7, 9, 1], [5, 1, 2, 4]]), torch.tensor([[2, 1, 3, 1], [1, 2, 0, 0]])
+    f0 = torch.tensor([[120.0] * 7, [0.0, 110.0, 130.0, 0.0, 0.0, 0.0, 0.0]])
+    with torch.no_grad():
+        batch = model(ids, attention_mask=torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]]), durations=durations,
+                      speaker_id=torch.tensor([0, 1]), f0=f0).waveform  # fmt: skip
+        alone = model(ids[1:, :2], durations=durations[1:, :2], speaker_id=torch.tensor([1]), f0=f0[1:, :3]).waveform
+    assert alone.shape == (1, 3 * HOP) and batch.shape == (2, 7 * HOP)
+    torch.testing.assert_close(batch[1, : 3 * HOP], alone[0], rtol=0, atol=1e-6)
+    assert not batch[1, 3 * HOP :].any()
+
+
 def test_vocoders_still_check_units_in_eager_mode():
     """The unit-range checks left the traced path (so the vocoders export), not the eager one: a unit out of range
     is a clear error, before and through `validate_inputs` (what a caller of a compiled or exported vocoder runs
