@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from transformers import EncodecConfig, LlamaConfig, MimiConfig
+from transformers import DacConfig, EncodecConfig, HubertConfig, LlamaConfig, MimiConfig, XcodecConfig
 
 from hf_slm import (
     CodecConfig,
@@ -52,7 +52,25 @@ def mimi():
     return CodecModel(CodecConfig(codec_config=config, num_codebooks=3))
 
 
-CODECS = {"rvq": rvq_codec, "encodec": encodec, "mimi": mimi}
+def dac():
+    config = DacConfig(encoder_hidden_size=4, downsampling_ratios=[4, 4], decoder_hidden_size=16, n_codebooks=4,
+                       codebook_size=64, codebook_dim=4)  # fmt: skip
+    return CodecModel(CodecConfig(codec_config=config, num_codebooks=2))
+
+
+def xcodec():
+    """X-codec: a DAC acoustic branch (hop 8*5*4*2 = 320) fused with a tiny HuBERT semantic branch."""
+    semantic = HubertConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16,
+                            conv_dim=(8,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2)  # fmt: skip
+    acoustic = dict(model_type="dac", encoder_hidden_size=4, downsampling_ratios=[8, 5, 4, 2],
+                    upsampling_ratios=[8, 5, 4, 2], decoder_hidden_size=16, hidden_size=16)  # fmt: skip
+    config = XcodecConfig(acoustic_model_config=acoustic, semantic_model_config=semantic, codebook_size=64,
+                          target_bandwidths=[0.3, 0.6])  # fmt: skip
+    return CodecModel(CodecConfig(codec_config=config, num_codebooks=2))
+
+
+CODECS = {"rvq": rvq_codec, "encodec": encodec, "dac": dac, "mimi": mimi, "xcodec": xcodec}
+HOPS = {"rvq": 16, "encodec": 16, "dac": 16, "mimi": 16, "xcodec": 320}  # samples per frame at 16 kHz
 
 
 def codec_lm(codec, num_codebooks=None, delays=None, depth=False, pattern="delay"):
@@ -91,6 +109,7 @@ def test_codec_lm_variant_round_trip(kind, prompt, tmp_path):
     assert loaded.components.keys() == {"feature_extractor", "speech_tokenizer", "language_model"}
     codec = loaded.speech_tokenizer
     assert loaded.decoder is codec and loaded.sampling_rate == codec.sampling_rate
+    assert (codec.hop_length, codec.sampling_rate) == (HOPS[kind], 16000)
 
     codes = loaded.encode(prompt)[0]
     frames = int(np.ceil(0.4 * codec.sampling_rate / codec.hop_length))
