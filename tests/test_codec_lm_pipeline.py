@@ -259,3 +259,46 @@ def test_cli_evaluate_pairs_scores_a_codec_lm_variant(tmp_path):
     assert main(["evaluate", "pairs", "--pipeline", str(folder), "--pairs", str(pairs), "--output", str(out)]) == 0
     result = json.loads(out.read_text())
     assert result["n"] == 3 and 0 <= result["accuracy"] <= 1
+
+
+def test_cli_tokenize_writes_codec_codes(tmp_path, prompt, monkeypatch, capsys):
+    """`hf-slm tokenize` with a codec-LM variant writes `codes` [Q, T] (a list of Q lists), the codes `encode` gives."""
+    import json
+
+    import datasets
+    import soundfile as sf
+
+    from hf_slm.cli.main import main
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "datasets_cache")
+    pipe = build("rvq")
+    folder = pipe.save_pretrained(tmp_path / "codec-lm")
+    short = prompt["array"][: len(prompt["array"]) // 2]
+    sf.write(tmp_path / "a.wav", prompt["array"], prompt["sampling_rate"], subtype="FLOAT")
+    sf.write(tmp_path / "b.wav", short, prompt["sampling_rate"], subtype="FLOAT")
+    expected = [pipe.encode({"array": sf.read(tmp_path / f"{name}.wav", dtype="float32")[0],
+                             "sampling_rate": prompt["sampling_rate"]})[0] for name in "ab"]  # fmt: skip
+    assert expected[0].shape[-1] > expected[1].shape[-1]
+
+    assert main(["tokenize", str(tmp_path / "a.wav"), str(tmp_path / "b.wav"), "--tokenizer", str(folder),
+                 "--output", str(tmp_path / "codes.jsonl")]) == 0  # fmt: skip
+    rows = [json.loads(line) for line in (tmp_path / "codes.jsonl").read_text().splitlines()]
+    assert [sorted(row) for row in rows] == [["codes", "path"]] * 2
+    for row, codes in zip(rows, expected):
+        assert len(row["codes"]) == pipe.speech_tokenizer.num_codebooks == 3
+        assert torch.equal(torch.tensor(row["codes"]), codes)
+
+    audio = datasets.Dataset.from_dict({"audio": [str(tmp_path / "a.wav"), str(tmp_path / "b.wav")]})
+    audio.cast_column("audio", datasets.Audio()).save_to_disk(str(tmp_path / "speech"))
+    assert main(["tokenize", "--dataset", str(tmp_path / "speech"), "--tokenizer", str(folder),
+                 "--output", str(tmp_path / "codes_ds")]) == 0  # fmt: skip
+    tokenised = datasets.load_from_disk(str(tmp_path / "codes_ds"))
+    assert "codes" in tokenised.column_names and "units" not in tokenised.column_names
+    for row, codes in zip(tokenised, expected):
+        assert torch.equal(torch.tensor(row["codes"]), codes)
+
+    capsys.readouterr()
+    assert main(["tokenize", str(tmp_path / "a.wav"), "--tokenizer", str(folder), "--deduplicate",
+                 "--output", str(tmp_path / "dedup.jsonl")]) != 0  # fmt: skip
+    assert "deduplicate=True needs a unit tokenizer; RVQCodecModel gives codec codes" in capsys.readouterr().err
+    assert not (tmp_path / "dedup.jsonl").exists()

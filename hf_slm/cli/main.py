@@ -135,7 +135,8 @@ def cmd_tokenize(args) -> int:
                              args.batch_size, "dataset", deduplicate=args.deduplicate, keep_audio=True,
                              num_proc=args.num_proc)  # fmt: skip
         atomic_save_directory(args.output, lambda tmp: ds.save_to_disk(str(tmp)))
-        print(f"tokenised {len(ds)} utterances -> {args.output} (column 'units')")
+        column = "codes" if "codes" in ds.column_names else "units"
+        print(f"tokenised {len(ds)} utterances -> {args.output} (column '{column}')")
         return 0
 
     files = [str(p) for p in args.inputs]
@@ -383,7 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs=argparse.REMAINDER, help="--field value pairs overriding the JSON")
     p.set_defaults(func=cmd_pretrain_encoder)
 
-    p = sub.add_parser("tokenize", help="audio files or a dataset -> units (JSONL or dataset)")
+    p = sub.add_parser("tokenize", help="audio files or a dataset -> units, or codes [Q, T] for a codec (JSONL or dataset)")
     p.add_argument("inputs", nargs="*", type=existing_file, help="audio files")
     p.add_argument("--tokenizer", default="default", help="tokenizer folder, pipeline folder / Hub id, or 'default'")
     p.add_argument("--dataset", default=None, type=existing_path, help="dataset folder instead of files")

@@ -81,6 +81,7 @@ def tokenizer_fingerprint(tokenizer, *options) -> str:
 class UnitTokenization:
     """`datasets.map(batched=True)` function: audio -> `units` (one list of ints per utterance, padding removed);
     with `deduplicate`, runs of a unit collapse to one and `durations` holds their lengths (GSLM's dedup units).
+    A codec tokenizer (`CodecModel`, `RVQCodecModel`) gives `codes` instead: per utterance `[Q, T]`, a list of Q lists.
 
     Units come from `UnitEncoderModel.tokenize`: each map batch is cut into length-sorted batches and spread
     over workers as `default_plan` picks for the tokenizer's device; `num_workers` caps the CPU workers (give each of
@@ -89,6 +90,11 @@ class UnitTokenization:
 
     def __init__(self, feature_extractor, tokenizer, audio_column: str, deduplicate: bool = False,
                  num_workers: int | None = None):  # fmt: skip
+        if deduplicate and not hasattr(tokenizer, "deduplicate"):
+            raise ValueError(
+                f"deduplicate=True needs a unit tokenizer; {type(tokenizer).__name__} gives codec codes [Q, T], "
+                "whose frames are not collapsed"
+            )
         self.feature_extractor, self.tokenizer, self.audio_column = feature_extractor, tokenizer, audio_column
         self.deduplicate = deduplicate
         self.num_workers = num_workers
@@ -124,6 +130,11 @@ class UnitTokenization:
             torch.set_num_threads(1)
         inputs = self.feature_extractor(batch[self.audio_column], return_tensors="pt")
         values, mask = inputs["input_values"], inputs["attention_mask"]
+        if not hasattr(self.tokenizer, "tokenize"):  # any other speech tokenizer: the shared `encode` interface
+            device = self.tokenizer.device
+            items = self.tokenizer.encode(values.to(device), attention_mask=mask.to(device)).unpadded()
+            column = "codes" if items and items[0].dim() == 2 else "units"  # a codec's [Q, T] or [T] units
+            return {column: [item.tolist() for item in items]}
         plan = default_plan(self.tokenizer.config, self.tokenizer.device, len(values), num_workers=self.num_workers)
         units = self.tokenizer.tokenize(values, attention_mask=mask, plan=plan)
         if not self.deduplicate:
@@ -145,7 +156,7 @@ def units_cache_dir(cache_dir=None) -> Path:
 def tokenize_speech(ds, feature_extractor, tokenizer, audio_column: str = "audio", batch_size: int = 16,
                     split: str = "train", deduplicate: bool = False, keep_audio: bool = False,
                     cache_dir=None, num_proc: int | None = None):  # fmt: skip
-    """`ds` with a `units` column (and `durations` when deduplicating), computed once by `datasets.map` and cached
+    """`ds` with a `units` column (and `durations` when deduplicating; `codes` [Q, T] for a codec tokenizer), computed once by `datasets.map` and cached
     under a fingerprint of (dataset, tokenizer weights, options) in `units_cache_dir(cache_dir)`; the maps that
     follow on the result cache there too. The audio column is dropped unless `keep_audio` (a vocoder trains on both).
     `num_proc` processes share the CPU's torch threads as tokenisation workers (`UnitTokenization.num_workers`)."""
