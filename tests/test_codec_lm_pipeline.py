@@ -38,6 +38,21 @@ def rvq_codec():
                                         msd_num_scales=1, msd_channels=(16,) * 7))  # fmt: skip
 
 
+def random_codebooks(codec, seed=0):
+    """transformers initialises EnCodec / Mimi / X-codec codebooks to zeros (every frame would get one code): give
+    them random entries, as a trained checkpoint has, so the prompt's codes vary."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in codec.modules():
+            if hasattr(module, "embed_sum") and hasattr(module, "cluster_usage"):  # Mimi
+                module.embed_sum.copy_(torch.randn(module.embed_sum.shape, generator=generator))
+                module.cluster_usage.fill_(1.0)
+                module._embed = None
+            elif isinstance(getattr(module, "embed", None), torch.Tensor) and hasattr(module, "embed_avg"):
+                module.embed.copy_(torch.randn(module.embed.shape, generator=generator))
+    return codec
+
+
 def encodec():
     config = EncodecConfig(sampling_rate=16000, hidden_size=16, num_filters=4, upsampling_ratios=[4, 4],
                            num_lstm_layers=1, codebook_size=64, target_bandwidths=[6.0, 12.0, 24.0])  # fmt: skip
@@ -87,7 +102,7 @@ def codec_lm(codec, num_codebooks=None, delays=None, depth=False, pattern="delay
 
 def build(kind, seed=0, **lm_kwargs):
     torch.manual_seed(seed)
-    codec = CODECS[kind]().eval()
+    codec = random_codebooks(CODECS[kind]()).eval()
     return SpeechLMPipeline(
         feature_extractor=SpeechFeatureExtractor(sampling_rate=codec.sampling_rate, do_normalize=False),
         speech_tokenizer=codec,
@@ -113,6 +128,7 @@ def test_codec_lm_variant_round_trip(kind, prompt, tmp_path):
 
     codes = loaded.encode(prompt)[0]
     frames = int(np.ceil(0.4 * codec.sampling_rate / codec.hop_length))
+    assert codes.unique().numel() > 1  # real codes, not one repeated (zero-initialised) codebook entry
     assert codes.shape == (codec.num_codebooks, frames) and codes.dtype == torch.long
 
     out = loaded.continue_speech(prompt, max_new_tokens=7, seed=0)
