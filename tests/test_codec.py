@@ -27,7 +27,7 @@ from hf_slm.models.codec import (
 from hf_slm.training.codec_trainer import CodecCollator, CodecGanTrainer, teacher_features
 from hf_slm.training.gan_trainer import DISCRIMINATOR_OPTIMIZER_NAME
 from component_tester import ComponentTesterMixin
-from tiny_components import tiny_codec, tiny_rvq_codec, tiny_unit_encoder
+from tiny_components import random_codebooks, tiny_codec, tiny_rvq_codec, tiny_unit_encoder
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models: ~10x faster on one thread than on two
 
@@ -170,27 +170,12 @@ WRAPPED = {
 }
 
 
-def _random_codebooks(codec, seed=0):
-    """transformers initialises EnCodec / Mimi / X-codec codebooks to zeros (every frame would get code 0 and decode
-    alike): give them random codes, as a trained checkpoint has, so the tests can tell codes apart."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for module in codec.modules():
-            if hasattr(module, "embed_sum") and hasattr(module, "cluster_usage"):  # Mimi
-                module.embed_sum.copy_(torch.randn(module.embed_sum.shape, generator=generator))
-                module.cluster_usage.fill_(1.0)
-                module._embed = None
-            elif isinstance(getattr(module, "embed", None), torch.Tensor) and hasattr(module, "embed_avg"):
-                module.embed.copy_(torch.randn(module.embed.shape, generator=generator))
-    return codec
-
-
 @pytest.fixture(scope="module", params=sorted(WRAPPED))
 def wrapped(request):
     make_config, num_codebooks, hop, causal = WRAPPED[request.param]
     torch.manual_seed(0)
     codec = CodecModel(CodecConfig(codec_config=make_config(), num_codebooks=num_codebooks)).eval()
-    return request.param, _random_codebooks(codec), num_codebooks, hop, causal
+    return request.param, random_codebooks(codec), num_codebooks, hop, causal
 
 
 def test_wrapper_round_trip_shapes_masks_and_padding_codes(wrapped):

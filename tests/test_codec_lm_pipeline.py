@@ -20,7 +20,7 @@ from hf_slm import (
 )
 from hf_slm.data import EspeakSynthesizer
 from hf_slm.pipelines import PipelineLoadError
-from tiny_components import tiny_unit_encoder
+from tiny_components import random_codebooks, tiny_unit_encoder
 
 
 @pytest.fixture(autouse=True)
@@ -36,21 +36,6 @@ def rvq_codec():
                                         codebook_size=16, mel_n_fft=128, mel_hop_length=32, mel_win_length=128,
                                         num_mel_bins=16, mpd_periods=(2, 3), mpd_channels=(4, 8, 8, 8, 8),
                                         msd_num_scales=1, msd_channels=(16,) * 7))  # fmt: skip
-
-
-def random_codebooks(codec, seed=0):
-    """transformers initialises EnCodec / Mimi / X-codec codebooks to zeros (every frame would get one code): give
-    them random entries, as a trained checkpoint has, so the prompt's codes vary."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for module in codec.modules():
-            if hasattr(module, "embed_sum") and hasattr(module, "cluster_usage"):  # Mimi
-                module.embed_sum.copy_(torch.randn(module.embed_sum.shape, generator=generator))
-                module.cluster_usage.fill_(1.0)
-                module._embed = None
-            elif isinstance(getattr(module, "embed", None), torch.Tensor) and hasattr(module, "embed_avg"):
-                module.embed.copy_(torch.randn(module.embed.shape, generator=generator))
-    return codec
 
 
 def encodec():

@@ -201,3 +201,18 @@ def tiny_pipeline(vocoder: str = "mel"):
         language_model=tiny_speech_lm(),
         vocoder=tiny_mel_vocoder() if vocoder == "mel" else tiny_hifigan_vocoder(),
     )
+
+
+def random_codebooks(codec, seed=0):
+    """transformers initialises EnCodec / Mimi / X-codec codebooks to zeros (every frame would get one code): give
+    them random entries, as a trained checkpoint has, so the prompt's codes vary."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in codec.modules():
+            if hasattr(module, "embed_sum") and hasattr(module, "cluster_usage"):  # Mimi
+                module.embed_sum.copy_(torch.randn(module.embed_sum.shape, generator=generator))
+                module.cluster_usage.fill_(1.0)
+                module._embed = None
+            elif isinstance(getattr(module, "embed", None), torch.Tensor) and hasattr(module, "embed_avg"):
+                module.embed.copy_(torch.randn(module.embed.shape, generator=generator))
+    return codec
