@@ -1,9 +1,11 @@
-"""hf_slm Space: resynthesis, speech continuation, spoken instruction and a token inspector over one pipeline variant.
+"""hf_slm Space: resynthesis, speech continuation, spoken instruction, a speech LLM and a token inspector.
 
 Load once, one function per tab, examples (parler-tts' demo). Run: `python app.py --pipeline default` (or a folder / a
 Hub repo id; the env variable HF_SLM_SPACE_PIPELINE sets the default). When that variant cannot chat, the spoken
 instruction tab runs `--instruct-pipeline` (default: the embedded `instruct-default`; env HF_SLM_INSTRUCT_PIPELINE;
-`none` turns it off).
+`none` turns it off). The Speech LLM tab runs the `SpeechLLMPipeline` variant `--speech-llm-pipeline` (default:
+`speech-llm-default`; env HF_SLM_SPEECH_LLM_PIPELINE; `none` turns it off); when that variant is not there, the tab
+says so.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ import torch
 from transformers.generation.streamers import BaseStreamer
 
 from hf_slm.instruct.data import ASR_TEMPLATES, INTENT_TEMPLATES, SLU_INTENTS, TASK_TAGS, TTS_TEMPLATES
-from hf_slm.pipelines import SpokenChatPipeline
+from hf_slm.pipelines import ASR_PROMPT, PipelineLoadError, SpeechLLMPipeline, SpokenChatPipeline, resolve_pipeline_path
+from hf_slm.pipelines.pipeline_utils import EMBEDDED_PIPELINES
 from hf_slm.models.unit_encoder.feature_extraction_unit_encoder import AudioInputError, load_audio
 from hf_slm.visualization import plot_speech_units
 
@@ -114,11 +117,55 @@ def load_chat_pipeline(pipe, instruct_pipeline: str | None = "instruct-default")
     return chat_pipe, str(instruct_pipeline)
 
 
-def build_demo(pipeline_path: str = "default", instruct_pipeline: str | None = "instruct-default") -> gr.Blocks:
-    """Load the variant once and build the four tabs around it; the spoken-instruction tab runs `instruct_pipeline`
-    when the variant itself cannot chat (see `load_chat_pipeline`)."""
+SPEECH_LLM_DEFAULT = "speech-llm-default"  # the SpeechLLMPipeline variant the Speech LLM tab runs by default
+SPEECH_LLM_HINT = ("Point --speech-llm-pipeline (env HF_SLM_SPEECH_LLM_PIPELINE) at a SpeechLLMPipeline variant: a "
+                   "folder or a Hub repo id.")  # fmt: skip
+
+
+def load_speech_llm_pipeline(name: str | None = SPEECH_LLM_DEFAULT):
+    """The Speech LLM tab's `(SpeechLLMPipeline, None)`, or `(None, why the tab cannot run)` when it is off (`None` /
+    `"none"`) or the variant is not there (an embedded name this hf_slm lacks, a missing folder, an unknown Hub
+    repo). A variant that is there but is no SpeechLLMPipeline is a `ValueError` (a wrong setting, shown at start)."""
+    if name is None or str(name).strip().lower() in NO_INSTRUCT:
+        return None, "The Speech LLM tab is off (--speech-llm-pipeline none). " + SPEECH_LLM_HINT
+    if str(name) == SPEECH_LLM_DEFAULT and SPEECH_LLM_DEFAULT not in EMBEDDED_PIPELINES:
+        return None, f"The speech LLM variant `{name}` is not embedded in this hf_slm yet. {SPEECH_LLM_HINT}"
+    try:
+        path = resolve_pipeline_path(name)
+    except (PipelineLoadError, OSError, ValueError) as error:  # no such folder or Hub repo (or the Hub is offline)
+        return None, f"The speech LLM variant `{name}` is not available ({error}). {SPEECH_LLM_HINT}"
+    try:
+        return SpeechLLMPipeline.from_pretrained(path), None
+    except PipelineLoadError as error:
+        raise ValueError(f"speech LLM pipeline {str(name)!r} cannot load: {error}") from None
+
+
+def speaks(speech_llm) -> bool:
+    """Whether a SpeechLLMPipeline answers in speech too: a speech decoder (units) and a vocoder."""
+    return (getattr(speech_llm.language_model, "speech_decoder", None) is not None
+            and speech_llm.components.get("vocoder") is not None)  # fmt: skip
+
+
+def speech_llm_intro(speech_llm, name: str, reason: str | None) -> str:
+    """The Speech LLM tab's first line: which variant answers and how, or why none does."""
+    if speech_llm is None:
+        return reason
+    voice = ("; the spoken answer comes from its speech decoder's units and vocoder" if speaks(speech_llm) else
+             "; this variant has no speech decoder + vocoder, so it answers in text only")  # fmt: skip
+    return (
+        f"Answered by `{name}` (`SpeechLLMPipeline`: audio encoder -> projector -> text LM). Speech and a prompt in "
+        f"(an empty prompt means `{ASR_PROMPT}`), the text answer out{voice}."
+    )
+
+
+def build_demo(pipeline_path: str = "default", instruct_pipeline: str | None = "instruct-default",
+               speech_llm_pipeline: str | None = SPEECH_LLM_DEFAULT) -> gr.Blocks:  # fmt: skip
+    """Load the variants once and build the five tabs around them; the spoken-instruction tab runs
+    `instruct_pipeline` when the variant itself cannot chat (see `load_chat_pipeline`), the Speech LLM tab runs
+    `speech_llm_pipeline` (or says why it cannot, see `load_speech_llm_pipeline`)."""
     pipe = SpokenChatPipeline.from_pretrained(pipeline_path)  # a SpeechLMPipeline that can also chat
     chat_pipe, chat_name = load_chat_pipeline(pipe, instruct_pipeline)
+    speech_llm, speech_llm_reason = load_speech_llm_pipeline(speech_llm_pipeline)
     chat_name = chat_name or pipeline_path
     input_rate = int(pipe.feature_extractor.sampling_rate)
     frame_rate = float(pipe.speech_tokenizer.config.frame_rate)
@@ -210,6 +257,15 @@ def build_demo(pipeline_path: str = "default", instruct_pipeline: str | None = "
                 text = out.text or (SILENT_REPLY if out.silent else "")
                 yield text, (out.sampling_rate, out.waveform) if out.waveform is not None else None
 
+    def speech_llm_answer(path, prompt, max_new_tokens):
+        if speech_llm is None:
+            raise gr.Error(speech_llm_reason)
+        rate = speech_llm.input_sampling_rate
+        audio = read_audio(path, rate)
+        out = speech_llm.chat(audio=audio, sampling_rate=rate, text=(prompt or "").strip() or ASR_PROMPT,
+                              max_new_tokens=int(max_new_tokens))  # fmt: skip
+        return out.text, (out.sampling_rate, out.waveform) if out.waveform is not None else None
+
     def inspect(path, deduplicate):
         audio = read_audio(path, input_rate)
         units = pipe.encode(as_input(audio), deduplicate=bool(deduplicate))[0].tolist()
@@ -235,6 +291,7 @@ def build_demo(pipeline_path: str = "default", instruct_pipeline: str | None = "
     with gr.Blocks(title="hf_slm: speech language models") as demo:
         gr.Markdown(f"# hf_slm speech language model\nVariant: `{pipeline_path}`" +
                     (f"; spoken instruction: `{chat_name}`" if chat_pipe is not None and chat_pipe is not pipe else "") +
+                    (f"; speech LLM: `{speech_llm_pipeline}`" if speech_llm is not None else "") +
                     f". Clips up to {MAX_SECONDS:.0f} s / {MAX_FILE_MB} MB.")  # fmt: skip
         with gr.Tab("Resynthesis"):
             r_in = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Speech")
@@ -265,6 +322,17 @@ def build_demo(pipeline_path: str = "default", instruct_pipeline: str | None = "
             # one chat at a time: a new chat call interrupts the one in progress (user interruption)
             i_btn.click(instruct, [i_in, i_text, i_mode, i_len], [i_reply, i_audio], api_name="instruct", concurrency_limit=1)
             gr.Examples(commands + examples, i_in)
+        with gr.Tab("Speech LLM"):
+            gr.Markdown(speech_llm_intro(speech_llm, str(speech_llm_pipeline), speech_llm_reason))
+            with gr.Row():
+                s_in = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Speech")
+                s_prompt = gr.Textbox(value=ASR_PROMPT, label="Prompt (empty: transcribe)")
+            s_len = gr.Slider(8, 256, value=64, step=8, label="Max new tokens")
+            s_btn = gr.Button("Answer", variant="primary")
+            s_text = gr.Textbox(label="Answer")
+            s_audio = gr.Audio(label="Spoken answer", visible=speech_llm is not None and speaks(speech_llm))
+            s_btn.click(speech_llm_answer, [s_in, s_prompt, s_len], [s_text, s_audio], api_name="speech_llm")
+            gr.Examples(examples + commands, s_in)
         with gr.Tab("Token inspector"):
             t_in = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Speech")
             t_dedup = gr.Checkbox(label="Deduplicate repeated units")
@@ -314,6 +382,9 @@ def main(argv=None):
     parser.add_argument("--pipeline", default=os.environ.get("HF_SLM_SPACE_PIPELINE", "default"), help="folder, repo id or 'default'")
     parser.add_argument("--instruct-pipeline", default=os.environ.get("HF_SLM_INSTRUCT_PIPELINE", "instruct-default"),
                         help="variant for the spoken-instruction tab when --pipeline cannot chat ('none': off)")
+    parser.add_argument("--speech-llm-pipeline", default=os.environ.get("HF_SLM_SPEECH_LLM_PIPELINE", SPEECH_LLM_DEFAULT),
+                        help="SpeechLLMPipeline variant for the Speech LLM tab ('none': off; when it is not there, the "
+                             "tab says so)")  # fmt: skip
     parser.add_argument("--host", default="0.0.0.0" if os.environ.get("SPACE_ID") else "127.0.0.1")
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
     parser.add_argument("--threads", type=int, default=int(os.environ.get("HF_SLM_SPACE_THREADS", 1)),
@@ -322,7 +393,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    demo = build_demo(args.pipeline, args.instruct_pipeline)
+    demo = build_demo(args.pipeline, args.instruct_pipeline, args.speech_llm_pipeline)
     demo.launch(server_name=args.host, server_port=args.port, max_file_size=f"{MAX_FILE_MB}mb", allowed_paths=[demo.allowed_example_dir])
 
 

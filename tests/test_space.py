@@ -1,6 +1,7 @@
 """The Gradio Space (`spaces/app.py`) as a user meets it: a real server on 127.0.0.1 with a tiny pipeline (no instruct
-adapter, so the spoken-instruction tab runs the shipped `instruct-default`), driven by `gradio_client` (every tab,
-refusals, 20 concurrent requests) and by a real headless Chromium (each tab rendered)."""
+adapter, so the spoken-instruction tab runs the shipped `instruct-default`) and a tiny random speech LLM variant (the
+Speech LLM tab), driven by `gradio_client` (every tab, refusals, 20 concurrent requests) and by a real headless
+Chromium (each tab rendered)."""
 
 from __future__ import annotations
 
@@ -39,6 +40,9 @@ TABS = {  # tab label -> (text only that tab shows, button to press after pickin
     "Spoken instruction": ("Answered by instruct-default", "Ask",  # the shipped variant names the command's intent
                            "[...document.querySelectorAll('textarea')].some(t => t.offsetParent !== null && "
                            f"{json.dumps(INTENT_NAMES)}.includes(t.value))"),
+    "Speech LLM": ("SpeechLLMPipeline: audio encoder", "Answer",  # an answer other than the prompt, and its speech
+                   "[...document.querySelectorAll('textarea')].some(t => t.offsetParent !== null && t.value && "
+                   "t.value !== 'Transcribe the audio.') && document.querySelectorAll('audio').length >= {audios} + 2"),
     "Token inspector": ("Deduplicate repeated units", "Tokenize", UNITS_SHOWN + " && document.body.innerText.includes('<unit_')"),
 }  # fmt: skip
 CHOICES = {"Spoken instruction": ("command_0.wav", "Intent: speech -> intent")}  # tab -> (example, mode) if not example_0
@@ -78,18 +82,24 @@ def tiny_instruct_pipeline():
 
 @pytest.fixture(scope="module")
 def space(tmp_path_factory):
-    """(url, pipeline folder): the app in its own process, as `python spaces/app.py --pipeline ... --port ...`, over
-    a tiny variant that cannot chat, so that the spoken-instruction tab runs the default `instruct-default`."""
-    from tiny_components import tiny_pipeline
+    """(url, pipeline folder, speech LLM folder): the app in its own process, as `python spaces/app.py --pipeline ...
+    --speech-llm-pipeline ... --port ...`, over a tiny variant that cannot chat, so that the spoken-instruction tab
+    runs the default `instruct-default`, and a tiny random SpeechLLMPipeline (speech decoder + vocoder)."""
+    from test_speech_llm_pipeline import tiny_speech_llm_parts
+    from tiny_components import tiny_mel_vocoder, tiny_pipeline
+
+    from hf_slm.pipelines import SpeechLLMPipeline
 
     root = tmp_path_factory.mktemp("space")
     tiny_pipeline().save_pretrained(root / "pipeline")
+    model, processor = tiny_speech_llm_parts()
+    SpeechLLMPipeline(processor, model, vocoder=tiny_mel_vocoder()).save_pretrained(root / "speech_llm")
     port = _free_port()
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "GRADIO_TEMP_DIR": str(root / "gradio"), "TMPDIR": str(root)}
     log = open(root / "app.log", "w")
     process = subprocess.Popen(
         [sys.executable, str(ROOT / "spaces" / "app.py"), "--pipeline", str(root / "pipeline"), "--host", "127.0.0.1",
-         "--port", str(port)],
+         "--port", str(port), "--speech-llm-pipeline", str(root / "speech_llm")],
         env=env, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}/"
@@ -105,7 +115,7 @@ def space(tmp_path_factory):
                 process.kill()
                 pytest.fail(f"the Space did not answer within 180 s:\n{(root / 'app.log').read_text()[-3000:]}")
             time.sleep(0.5)
-    yield url, root / "pipeline"
+    yield url, root / "pipeline", root / "speech_llm"
     process.terminate()
     try:
         process.wait(timeout=15)
@@ -135,6 +145,13 @@ def pipe(space):
     from hf_slm.pipelines import SpokenChatPipeline
 
     return SpokenChatPipeline.from_pretrained(space[1])
+
+
+@pytest.fixture(scope="module")
+def speech_llm(space):
+    from hf_slm.pipelines import SpeechLLMPipeline
+
+    return SpeechLLMPipeline.from_pretrained(space[2])
 
 
 @pytest.fixture(scope="module")
@@ -249,14 +266,19 @@ def test_spoken_command_gets_its_intent_and_noise_gets_silence(client, chat_pipe
     assert reply.startswith("(silent") and audio is None, reply
 
 
-def test_instruct_tab_falls_back_to_the_instruct_variant():
+def _space_app():
     import importlib.util
-
-    from tiny_components import tiny_pipeline
 
     spec = importlib.util.spec_from_file_location("space_app", ROOT / "spaces" / "app.py")
     app = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(app)
+    return app
+
+
+def test_instruct_tab_falls_back_to_the_instruct_variant():
+    from tiny_components import tiny_pipeline
+
+    app = _space_app()
     plain, instruct = tiny_pipeline(), tiny_instruct_pipeline()
     assert "no instruct adapter" in app.chat_support(plain)
     assert app.chat_support(instruct) is None
@@ -272,6 +294,53 @@ def test_instruct_tab_falls_back_to_the_instruct_variant():
         plain.save_pretrained(folder)
         with pytest.raises(ValueError, match="cannot chat: This variant has no instruct adapter"):
             app.load_chat_pipeline(plain, folder)
+
+
+def test_speech_llm_tab_answers_like_the_library_in_text_and_speech(client, speech, speech_llm):
+    """An espeak-ng clip through `/speech_llm`: the default (empty) prompt transcribes, a typed prompt is the user's
+    text; the answer and the spoken answer (its length and rate) are the pipeline's own."""
+    from hf_slm.pipelines import ASR_PROMPT
+
+    path, _ = speech
+    answers = []
+    for prompt, as_sent in (("", ASR_PROMPT), ("far away far away", "far away far away")):
+        text, audio = client.predict(handle_file(path), prompt, 8, api_name="/speech_llm")
+        expected = speech_llm.chat(audio=path, text=as_sent, max_new_tokens=8)
+        assert text == expected.text and text, (prompt, text, expected.text)
+        wav, rate = sf.read(audio)
+        assert rate == speech_llm.vocoder.config.sampling_rate == expected.sampling_rate
+        assert len(wav) == len(expected.waveform) > 0 and np.abs(wav).max() > 0
+        answers.append((text, len(wav)))
+    assert answers[0] != answers[1], "the typed prompt reaches the model"  # (this random model: a shorter answer)
+
+
+def test_speech_llm_tab_says_why_when_its_variant_is_not_there(space, tmp_path):
+    """A missing variant (or `speech-llm-default` before it is embedded) leaves the app running: the tab names the
+    problem and its endpoint refuses with that message; a variant of another class is an error at start."""
+    from hf_slm.pipelines import SpeechLLMPipeline
+    from hf_slm.pipelines.pipeline_utils import EMBEDDED_PIPELINES
+
+    app = _space_app()
+    default, reason = app.load_speech_llm_pipeline("speech-llm-default")
+    if "speech-llm-default" in EMBEDDED_PIPELINES:
+        assert isinstance(default, SpeechLLMPipeline) and reason is None
+    else:
+        assert default is None and "`speech-llm-default` is not embedded" in reason
+    assert app.load_speech_llm_pipeline("none")[1].startswith("The Speech LLM tab is off")
+    with pytest.raises(ValueError, match="cannot load: .*SpeechLMPipeline variant"):
+        app.load_speech_llm_pipeline(str(space[1]))
+    missing = str(tmp_path / "no-such-variant")
+    demo = app.build_demo(str(space[1]), "none", missing)
+    port = _free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        page = urllib.request.urlopen(f"http://127.0.0.1:{port}/config", timeout=30).read().decode()
+        assert "is not available" in page and "no-such-variant" in page  # the tab's first line
+        with pytest.raises(gradio_client.exceptions.AppError) as error:
+            Client(f"http://127.0.0.1:{port}/", verbose=False).predict(None, "", 8, api_name="/speech_llm")
+        assert f"`{missing}` is not available" in str(error.value) and "--speech-llm-pipeline" in str(error.value)
+    finally:
+        demo.close()
 
 
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg to make the compressed files")
@@ -306,6 +375,8 @@ def test_refusals_name_the_problem(client, tmp_path):
         ("/instruct", [None, "", "Chat", 20], "No input"),
         ("/instruct", [None, "the cat", "ASR: speech -> text", 20], "No input"),
         ("/instruct", [None, "", "TTS: text -> speech", 20], "No input: type the text"),
+        ("/speech_llm", [None, "", 8], "No audio"),
+        ("/speech_llm", [_write(tmp_path, "words.txt", b"the cat sat"), "", 8], "words.txt': not an audio file"),
     ]
     for endpoint, inputs, expected in cases:
         inputs = [handle_file(x) if isinstance(x, str) and x.startswith(str(tmp_path)) else x for x in inputs]
