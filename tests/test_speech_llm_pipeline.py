@@ -172,6 +172,18 @@ def test_cli_chat_runs_on_the_saved_variant(variant, clips, tmp_path, capsys):
     assert "needs --text and / or --audio" in capsys.readouterr().err
 
 
+def test_cli_chat_refuses_bad_audio_paths_by_name(variant, tmp_path, capsys):
+    (tmp_path / "words.txt").write_text("the cat sat")
+    assert main(["chat", str(variant), "--audio", str(tmp_path / "words.txt"), "--text", "the cat"]) == 1
+    err = capsys.readouterr().err
+    assert "words.txt': not an audio file" in err and "Traceback" not in err, err
+    for bad, message in ((tmp_path / "missing.wav", "no such file"), (tmp_path, "not a file")):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["chat", str(variant), "--audio", str(bad), "--text", "the cat"])
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and f"--audio: {message}" in err and str(bad) in err, err
+
+
 def test_readme_three_line_use_runs(variant, clips, tmp_path, monkeypatch):
     waveforms, rate = clips
     text = README.read_text(encoding="utf-8")
