@@ -382,7 +382,8 @@ def main(argv=None):
     parser.add_argument("--pipeline", default=os.environ.get("HF_SLM_SPACE_PIPELINE", "default"), help="folder, repo id or 'default'")
     parser.add_argument("--instruct-pipeline", default=os.environ.get("HF_SLM_INSTRUCT_PIPELINE", "instruct-default"),
                         help="variant for the spoken-instruction tab when --pipeline cannot chat ('none': off)")
-    parser.add_argument("--speech-llm-pipeline", default=os.environ.get("HF_SLM_SPEECH_LLM_PIPELINE", SPEECH_LLM_DEFAULT),
+    parser.add_argument("--speech-llm-pipeline",
+                        default=os.environ.get("HF_SLM_SPEECH_LLM_PIPELINE", SPEECH_LLM_DEFAULT),
                         help="SpeechLLMPipeline variant for the Speech LLM tab ('none': off; when it is not there, the "
                              "tab says so)")  # fmt: skip
     parser.add_argument("--host", default="0.0.0.0" if os.environ.get("SPACE_ID") else "127.0.0.1")
