@@ -59,6 +59,10 @@ _LAZY_NAMES = {
     "models.ssl_encoder": [
         "SSLEncoderConfig", "SSLEncoderForPreTraining", "SSLEncoderForPreTrainingOutput", "compute_span_mask",
     ],
+    "models.valle": [
+        "VallEARConfig", "VallEARModel", "VallENARConfig", "VallENARModel", "VallEOutput", "VallEPreTrainedModel",
+        "group_codes", "ungroup_codes",
+    ],
     "pipelines": [
         "PipelineLoadError", "SpeechLLMChatOutput", "SpeechLLMPipeline", "SpeechLMPipeline", "SpeechPipelineOutput",
         "SpokenChatPipeline",
