@@ -65,7 +65,7 @@ _LAZY_NAMES = {
     ],
     "pipelines": [
         "PipelineLoadError", "SpeechLLMChatOutput", "SpeechLLMPipeline", "SpeechLMPipeline", "SpeechPipelineOutput",
-        "SpokenChatPipeline",
+        "SpokenChatPipeline", "TextToSpeechOutput", "VallEPipeline",
     ],
 }  # fmt: skip
 __all__ = [
@@ -97,6 +97,8 @@ if TYPE_CHECKING:  # static tools see the real names
         SpeechLMPipeline,
         SpeechPipelineOutput,
         SpokenChatPipeline,
+        TextToSpeechOutput,
+        VallEPipeline,
     )
     from .training.kmeans import MiniBatchKMeans  # noqa: F401
 
