@@ -266,3 +266,49 @@ def test_cli_tts_writes_a_readable_wav_and_refuses_bad_input(variant, prompt_wav
     other = hf_slm("tts", "--pipeline", "default", "--text", "hi", "--prompt-audio", prompt_wav, "--output", tmp_path / "x.wav")
     assert other.returncode == 1 and "SpeechLMPipeline variant, not a zero-shot TTS" in other.stderr
     assert not (tmp_path / "x.wav").exists() and not (tmp_path / "x.mp3").exists()
+
+
+# ---------------------------------------------------------------------------------------------------- Space
+def _space_app():
+    import importlib.util
+    from pathlib import Path
+
+    pytest.importorskip("gradio", reason="the Space needs gradio: pip install -e '.[space]'")
+    spec = importlib.util.spec_from_file_location("space_app", Path(__file__).resolve().parents[1] / "spaces" / "app.py")
+    app = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(app)
+    return app
+
+
+def _tab_function(demo, api_name):
+    return next(block.fn for block in demo.fns.values() if block.api_name == api_name)
+
+
+def test_space_tts_tab_speaks_with_a_variant_and_explains_without_one(variant, prompt_wav, tmp_path):
+    import socket
+
+    import gradio as gr
+    from gradio_client import Client, handle_file
+
+    from tiny_components import tiny_pipeline
+
+    app = _space_app()
+    tiny_pipeline().save_pretrained(tmp_path / "pipeline")
+    plain = app.build_demo(str(tmp_path / "pipeline"), "none", "none")
+    with pytest.raises(gr.Error, match="no VALL-E variant configured: start the Space with --tts-pipeline"):
+        _tab_function(plain, "text_to_speech")("hello", str(prompt_wav), "", 0)
+    demo = app.build_demo(str(tmp_path / "pipeline"), "none", str(variant))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
+                allowed_paths=[demo.allowed_example_dir])  # fmt: skip
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        audio_path, info = client.predict("open the door", handle_file(str(prompt_wav)), "the cat sat on the mat", 0,
+                                          api_name="/text_to_speech")  # fmt: skip
+        audio, rate = sf.read(audio_path)
+        frames = int(info.split()[0])
+        assert rate == 16000 and frames >= 1 and len(audio) == frames * 320
+    finally:
+        demo.close()

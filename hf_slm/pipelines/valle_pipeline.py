@@ -182,9 +182,11 @@ class VallEPipeline(PipelineMixin):
                 f"text_to_speech: {len(phonemes)} phonemes and a {prompt.shape[1]}-frame prompt fill the AR model's "
                 f"{limit} positions (max_position_embeddings); use a shorter prompt or text"
             )
-        if max_new_frames is None:
+        nar_limit = self._positions(self.nar_model)
+        if max_new_frames is None:  # 20 s, within both models' positions
             max_new_frames = round(20 * float(self.speech_tokenizer.frame_rate))
-            max_new_frames = max_new_frames if room is None else min(max_new_frames, room)
+            for free in (room, None if nar_limit is None else nar_limit - len(phonemes) - prompt.shape[1]):
+                max_new_frames = max_new_frames if free is None else max(1, min(max_new_frames, free))
         generator = None if seed is None else torch.Generator(device=self.ar_model.device).manual_seed(int(seed))
         processors, kwargs = [], {"temperature": temperature, "top_k": top_k, "top_p": top_p}
         if repetition_aware and do_sample:
@@ -199,7 +201,6 @@ class VallEPipeline(PipelineMixin):
                                        generator=generator, **kwargs)  # fmt: skip
         if not first.numel():
             raise ValueError("text_to_speech: the AR model ended at once (no frame); pass min_new_frames >= 1")
-        nar_limit = self._positions(self.nar_model)
         if nar_limit is not None and len(phonemes) + prompt.shape[1] + len(first) > nar_limit:
             raise ValueError(
                 f"text_to_speech: {len(phonemes)} phonemes + {prompt.shape[1]} prompt + {len(first)} new frames exceed "
