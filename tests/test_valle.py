@@ -312,3 +312,26 @@ def test_space_tts_tab_speaks_with_a_variant_and_explains_without_one(variant, p
         assert rate == 16000 and frames >= 1 and len(audio) == frames * 320
     finally:
         demo.close()
+
+
+# ---------------------------------------------------------------------------------------------------- example
+def test_example_trains_and_saves_a_variant(tmp_path, prompt_wav):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "valle" / "train_valle.py"
+    spec = importlib.util.spec_from_file_location("train_valle", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve string annotations through sys.modules
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules[spec.name]
+    variant = module.main([str(path.with_name("config_tiny.json")), "--output_dir", str(tmp_path / "run"),
+                           "--num_sentences", "10", "--max_steps", "2", "--hidden_size", "32",
+                           "--per_device_train_batch_size", "2", "--logging_steps", "1"])  # fmt: skip
+    pipe = VallEPipeline.from_pretrained(variant)
+    assert pipe.ar_model.config.group_size == 2 and pipe.nar_model.config.num_codebooks == 4
+    assert pipe.ar_model.config.frame_rate == pipe.speech_tokenizer.frame_rate == 50.0
+    out = pipe.text_to_speech("open the door", str(prompt_wav), max_new_frames=4, min_new_frames=4, seed=0)
+    assert out.codes.shape == (4, 4) and out.waveform.shape == (4 * pipe.hop_length,)
