@@ -124,6 +124,19 @@ def test_nar_fills_codebooks_two_to_q_and_keeps_codebook_one():
         model.generate(phonemes[0], codes[0][:2], codes[0][0])
 
 
+def test_docstring_examples_run():
+    import doctest
+
+    from hf_slm.data import espeak
+    from hf_slm.models.valle import configuration_valle
+
+    assert doctest.testmod(configuration_valle).failed == 0
+    finder, runner = doctest.DocTestFinder(), doctest.DocTestRunner()
+    for test in finder.find(espeak.phonemize, "phonemize", globs={"phonemize": espeak.phonemize}):
+        runner.run(test)
+    assert runner.summarize(verbose=False).attempted == 1 and runner.summarize(verbose=False).failed == 0
+
+
 # ---------------------------------------------------------------------------------------------------- data + training
 def tts_codec() -> RVQCodecModel:
     """A random codec at 16 kHz with hop 320 (50 Hz), 3 levels of 16 codes, like the tiny models above."""
