@@ -226,6 +226,26 @@ def test_without_prompt_text_the_prompt_is_cut_to_its_last_seconds(variant, prom
     assert out.waveform.shape == (out.codes.shape[1] * 320,) and 1 <= out.codes.shape[1] <= 3
 
 
+def test_text_to_speech_over_a_transformers_codec(tts_data, prompt_wav):
+    """The same pipeline over transformers' DAC (2 codebooks of 64, hop 16): any codec of the codec interface."""
+    from hf_slm import VallEARConfig, VallENARConfig
+    from tiny_components import VALLE_BACKBONE, tiny_codec
+
+    _, tokenizer, _, _ = tts_data
+    codec = tiny_codec()
+    shared = dict(text_config=VALLE_BACKBONE, num_phonemes=len(tokenizer), codebook_size=64, num_codebooks=2,
+                  frame_rate=codec.frame_rate)  # fmt: skip
+    torch.manual_seed(0)
+    pipe = VallEPipeline(feature_extractor=SpeechFeatureExtractor(sampling_rate=codec.sampling_rate, do_normalize=False),
+                         speech_tokenizer=codec, tokenizer=tokenizer, ar_model=VallEARModel(VallEARConfig(**shared)),
+                         nar_model=VallENARModel(VallENARConfig(**shared)))  # fmt: skip
+    out = pipe.text_to_speech("open the door", str(prompt_wav), prompt_seconds=0.05, max_new_frames=8,
+                              min_new_frames=8, seed=0)  # fmt: skip
+    assert out.prompt_codes.shape == (2, round(0.05 * codec.frame_rate))
+    assert out.codes.shape == (2, 8) and out.waveform.shape == (8 * codec.hop_length,)
+    assert out.codes.max() < 64 and out.sampling_rate == codec.sampling_rate
+
+
 def test_bad_calls_are_refused(variant, prompt_wav):
     pipe = VallEPipeline.from_pretrained(variant)
     with pytest.raises(ValueError, match="text must be a non-empty string"):
