@@ -122,6 +122,10 @@ def test_nar_fills_codebooks_two_to_q_and_keeps_codebook_one():
     assert out.shape == (3, 5) and torch.equal(out[0], codes[0][0, 4:]) and out.max() < NUM_UNITS
     with pytest.raises(ValueError, match=r"prompt_codes must be \[3, frames\]"):
         model.generate(phonemes[0], codes[0][:2], codes[0][0])
+    with pytest.raises(ValueError, match="one phoneme sequence per code sequence, got 1 and 2"):
+        model.prepare_inputs(phonemes, codes * 2)
+    with pytest.raises(ValueError, match="prompt_frames 9 of row 0 must leave a target frame"):
+        model.prepare_inputs(phonemes, codes, prompt_frames=[9])
 
 
 def test_docstring_examples_run():

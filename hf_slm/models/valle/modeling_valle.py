@@ -374,8 +374,13 @@ class VallENARModel(VallEPreTrainedModel):
             generator (`torch.Generator`, *optional*): for the draws.
         """
         config = self.config
+        if len(phonemes) != len(codes) or not len(codes):
+            raise ValueError(f"need one phoneme sequence per code sequence, got {len(phonemes)} and {len(codes)}")
+        for name, values in (("stages", stages), ("prompt_frames", prompt_frames)):
+            if values is not None and len(values) != len(codes):
+                raise ValueError(f"{name} must hold one value per row ({len(codes)}), got {list(values)!r}")
         ids, types, labels, drawn_stages = [], [], [], []
-        for i, (p, c) in enumerate(zip(phonemes, codes, strict=True)):
+        for i, (p, c) in enumerate(zip(phonemes, codes)):
             p = _check_ids(p, config.num_phonemes, f"phonemes of row {i}").reshape(-1)
             c = _check_ids(c, config.codebook_size, f"codes of row {i}")
             if c.dim() != 2 or c.shape[0] != config.num_codebooks or c.shape[1] < 1 or not p.numel():
@@ -385,6 +390,8 @@ class VallENARModel(VallEPreTrainedModel):
             if not 1 <= stage < config.num_codebooks:
                 raise ValueError(f"stage {stage} of row {i} is outside [1, {config.num_codebooks})")
             split = int(torch.randint(0, c.shape[1] // 2 + 1, (1,), generator=generator)) if prompt_frames is None else int(prompt_frames[i])
+            if not 0 <= split < c.shape[1]:
+                raise ValueError(f"prompt_frames {split} of row {i} must leave a target frame: in [0, {c.shape[1]})")
             row, kinds = self._row(p, c[:, :split], c[:, split:])
             target = torch.full((len(row),), -100)
             target[kinds == TARGET] = c[stage, split:]
