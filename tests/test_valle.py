@@ -277,6 +277,12 @@ def test_components_are_validated_when_built_and_loaded(tts_data, variant, tmp_p
     tiny_valle_nar(num_phonemes=len(tokenizer), num_codebooks=4).save_pretrained(broken / "nar_model")
     with pytest.raises(PipelineLoadError, match="nar_model has num_codebooks=4"):
         VallEPipeline.from_pretrained(broken)
+    from hf_slm import SpeechLMPipeline
+
+    with pytest.raises(PipelineLoadError, match="is a SpeechLMPipeline variant.* load it with SpeechLMPipeline"):
+        VallEPipeline.from_pretrained("default")
+    with pytest.raises(PipelineLoadError, match="is a VallEPipeline variant.* load it with VallEPipeline"):
+        SpeechLMPipeline.from_pretrained(variant)
 
 
 # ---------------------------------------------------------------------------------------------------- CLI
