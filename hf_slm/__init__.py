@@ -59,9 +59,13 @@ _LAZY_NAMES = {
     "models.ssl_encoder": [
         "SSLEncoderConfig", "SSLEncoderForPreTraining", "SSLEncoderForPreTrainingOutput", "compute_span_mask",
     ],
+    "models.valle": [
+        "VallEARConfig", "VallEARModel", "VallENARConfig", "VallENARModel", "VallEOutput", "VallEPreTrainedModel",
+        "group_codes", "ungroup_codes",
+    ],
     "pipelines": [
         "PipelineLoadError", "SpeechLLMChatOutput", "SpeechLLMPipeline", "SpeechLMPipeline", "SpeechPipelineOutput",
-        "SpokenChatPipeline",
+        "SpokenChatPipeline", "TextToSpeechOutput", "VallEPipeline",
     ],
 }  # fmt: skip
 __all__ = [
@@ -93,6 +97,8 @@ if TYPE_CHECKING:  # static tools see the real names
         SpeechLMPipeline,
         SpeechPipelineOutput,
         SpokenChatPipeline,
+        TextToSpeechOutput,
+        VallEPipeline,
     )
     from .training.kmeans import MiniBatchKMeans  # noqa: F401
 

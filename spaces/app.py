@@ -1,11 +1,12 @@
-"""hf_slm Space: resynthesis, speech continuation, spoken instruction, a speech LLM and a token inspector.
+"""hf_slm Space: resynthesis, speech continuation, spoken instruction, a speech LLM, a token inspector and zero-shot TTS.
 
 Load once, one function per tab, examples (parler-tts' demo). Run: `python app.py --pipeline default` (or a folder / a
 Hub repo id; the env variable HF_SLM_SPACE_PIPELINE sets the default). When that variant cannot chat, the spoken
 instruction tab runs `--instruct-pipeline` (default: the embedded `instruct-default`; env HF_SLM_INSTRUCT_PIPELINE;
 `none` turns it off). The Speech LLM tab runs the `SpeechLLMPipeline` variant `--speech-llm-pipeline` (default:
 `speech-llm-default`; env HF_SLM_SPEECH_LLM_PIPELINE; `none` turns it off); when that variant is not there, the tab
-says so.
+says so. The zero-shot TTS tab runs `--tts-pipeline` (a `VallEPipeline` variant; env
+HF_SLM_TTS_PIPELINE; default none: the tab then says how to configure one).
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ import torch
 from transformers.generation.streamers import BaseStreamer
 
 from hf_slm.instruct.data import ASR_TEMPLATES, INTENT_TEMPLATES, SLU_INTENTS, TASK_TAGS, TTS_TEMPLATES
-from hf_slm.pipelines import ASR_PROMPT, PipelineLoadError, SpeechLLMPipeline, SpokenChatPipeline, resolve_pipeline_path
+from hf_slm.pipelines import (
+    ASR_PROMPT, PipelineLoadError, SpeechLLMPipeline, SpokenChatPipeline, VallEPipeline, resolve_pipeline_path,
+)
 from hf_slm.pipelines.pipeline_utils import EMBEDDED_PIPELINES
 from hf_slm.models.unit_encoder.feature_extraction_unit_encoder import AudioInputError, load_audio
 from hf_slm.visualization import plot_speech_units
@@ -158,12 +161,24 @@ def speech_llm_intro(speech_llm, name: str, reason: str | None) -> str:
     )
 
 
+NO_TTS = ("The zero-shot TTS tab has no VALL-E variant configured: start the Space with --tts-pipeline FOLDER (or set "
+          "HF_SLM_TTS_PIPELINE) to a VallEPipeline variant, e.g. one written by examples/valle/train_valle.py.")
+
+
+def load_tts_pipeline(spec: str | None):
+    """The `VallEPipeline` of the zero-shot TTS tab, or `None` when `spec` is empty / `none`."""
+    if spec is None or str(spec).strip().lower() in NO_INSTRUCT:
+        return None
+    return VallEPipeline.from_pretrained(spec)
+
+
 def build_demo(pipeline_path: str = "default", instruct_pipeline: str | None = "instruct-default",
-               speech_llm_pipeline: str | None = SPEECH_LLM_DEFAULT) -> gr.Blocks:  # fmt: skip
-    """Load the variants once and build the five tabs around them; the spoken-instruction tab runs
-    `instruct_pipeline` when the variant itself cannot chat (see `load_chat_pipeline`), the Speech LLM tab runs
-    `speech_llm_pipeline` (or says why it cannot, see `load_speech_llm_pipeline`)."""
+               speech_llm_pipeline: str | None = SPEECH_LLM_DEFAULT, tts_pipeline: str | None = None) -> gr.Blocks:  # fmt: skip
+    """Load the variants once and build the tabs around them; the spoken-instruction tab runs `instruct_pipeline`
+    when the variant itself cannot chat (see `load_chat_pipeline`), the Speech LLM tab runs `speech_llm_pipeline` (or
+    says why it cannot, see `load_speech_llm_pipeline`), the zero-shot TTS tab `tts_pipeline`."""
     pipe = SpokenChatPipeline.from_pretrained(pipeline_path)  # a SpeechLMPipeline that can also chat
+    tts_pipe = load_tts_pipeline(tts_pipeline)
     chat_pipe, chat_name = load_chat_pipeline(pipe, instruct_pipeline)
     speech_llm, speech_llm_reason = load_speech_llm_pipeline(speech_llm_pipeline)
     chat_name = chat_name or pipeline_path
@@ -288,6 +303,16 @@ def build_demo(pipeline_path: str = "default", instruct_pipeline: str | None = "
             raise gr.Error(f"Units must be integers in [0, {n}); got {bad[:5] if bad else 'none'}")
         return pipe.sampling_rate, pipe.decode(torch.tensor(units))[0]
 
+    def text_to_speech(text, path, prompt_text, seed):
+        if tts_pipe is None:
+            raise gr.Error(NO_TTS)
+        if not (text or "").strip():
+            raise gr.Error("No text: type what to say.")
+        prompt = read_audio(path, int(tts_pipe.sampling_rate))
+        out = tts_pipe.text_to_speech(text, {"array": prompt, "sampling_rate": tts_pipe.sampling_rate},
+                                      prompt_text=(prompt_text or "").strip() or None, seed=int(seed))  # fmt: skip
+        return (out.sampling_rate, out.waveform), f"{out.codes.shape[-1]} frames, {len(out.waveform) / out.sampling_rate:.2f} s"
+
     with gr.Blocks(title="hf_slm: speech language models") as demo:
         gr.Markdown(f"# hf_slm speech language model\nVariant: `{pipeline_path}`" +
                     (f"; spoken instruction: `{chat_name}`" if chat_pipe is not None and chat_pipe is not pipe else "") +
@@ -343,6 +368,17 @@ def build_demo(pipeline_path: str = "default", instruct_pipeline: str | None = "
             v_btn, v_out = gr.Button("Vocode these units"), gr.Audio(label="Vocoded units")
             v_btn.click(vocode, t_units, v_out, api_name="vocode")
             gr.Examples(examples, t_in)
+        with gr.Tab("Zero-shot TTS"):
+            gr.Markdown(NO_TTS if tts_pipe is None else f"Variant `{tts_pipeline}`: says the text in the voice of a "
+                        "~3 s prompt (VALL-E). The prompt's transcript, if given, helps.")  # fmt: skip
+            s_text = gr.Textbox(label="Text to say")
+            with gr.Row():
+                s_in = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Voice prompt (~3 s)")
+                s_prompt_text, s_seed = gr.Textbox(label="Prompt transcript (optional)"), gr.Number(value=0, precision=0, label="Seed")
+            s_btn = gr.Button("Speak", variant="primary", interactive=tts_pipe is not None)
+            s_out, s_info = gr.Audio(label="Generated speech"), gr.Textbox(label="Frames")
+            s_btn.click(text_to_speech, [s_text, s_in, s_prompt_text, s_seed], [s_out, s_info], api_name="text_to_speech")
+            gr.Examples(examples, s_in)
     demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
     demo.allowed_example_dir = str(out_dir)
     return demo
@@ -386,6 +422,8 @@ def main(argv=None):
                         default=os.environ.get("HF_SLM_SPEECH_LLM_PIPELINE", SPEECH_LLM_DEFAULT),
                         help="SpeechLLMPipeline variant for the Speech LLM tab ('none': off; when it is not there, the "
                              "tab says so)")  # fmt: skip
+    parser.add_argument("--tts-pipeline", default=os.environ.get("HF_SLM_TTS_PIPELINE", "none"),
+                        help="VallEPipeline variant for the zero-shot TTS tab ('none': the tab says how to set one)")
     parser.add_argument("--host", default="0.0.0.0" if os.environ.get("SPACE_ID") else "127.0.0.1")
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
     parser.add_argument("--threads", type=int, default=int(os.environ.get("HF_SLM_SPACE_THREADS", 1)),
@@ -394,7 +432,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    demo = build_demo(args.pipeline, args.instruct_pipeline, args.speech_llm_pipeline)
+    demo = build_demo(args.pipeline, args.instruct_pipeline, args.speech_llm_pipeline, args.tts_pipeline)
     demo.launch(server_name=args.host, server_port=args.port, max_file_size=f"{MAX_FILE_MB}mb", allowed_paths=[demo.allowed_example_dir])
 
 

@@ -44,6 +44,7 @@ TABS = {  # tab label -> (text only that tab shows, button to press after pickin
                    "[...document.querySelectorAll('textarea')].some(t => t.offsetParent !== null && t.value && "
                    "t.value !== 'Transcribe the audio.') && document.querySelectorAll('audio').length >= {audios} + 2"),
     "Token inspector": ("Deduplicate repeated units", "Tokenize", UNITS_SHOWN + " && document.body.innerText.includes('<unit_')"),
+    "Zero-shot TTS": ("no VALL-E variant configured", None, None),  # no --tts-pipeline: the tab says how to set one
 }  # fmt: skip
 CHOICES = {"Spoken instruction": ("command_0.wav", "Intent: speech -> intent")}  # tab -> (example, mode) if not example_0
 

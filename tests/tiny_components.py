@@ -176,6 +176,48 @@ def _speech_llm_inputs():
     return {"input_ids": input_ids, "input_features": features}
 
 
+VALLE_BACKBONE = dict(model_type="llama", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512)  # fmt: skip
+
+
+def tiny_valle_ar(seed: int = 0, group_size: int = 2, num_phonemes: int = 64, num_codebooks: int = 3,
+                  frame_rate: float | None = None):  # fmt: skip
+    """VALL-E AR over 3 codebooks of 16 codes, groups of 2 (VALL-E 2)."""
+    from hf_slm.models.valle import VallEARConfig, VallEARModel
+
+    torch.manual_seed(seed)
+    config = VallEARConfig(text_config=VALLE_BACKBONE, num_phonemes=num_phonemes, codebook_size=NUM_UNITS,
+                           num_codebooks=num_codebooks, group_size=group_size, frame_rate=frame_rate)  # fmt: skip
+    return VallEARModel(config).eval()
+
+
+def tiny_valle_nar(seed: int = 0, num_phonemes: int = 64, num_codebooks: int = 3, frame_rate: float | None = None):
+    from hf_slm.models.valle import VallENARConfig, VallENARModel
+
+    torch.manual_seed(seed)
+    config = VallENARConfig(text_config=VALLE_BACKBONE, num_phonemes=num_phonemes, codebook_size=NUM_UNITS,
+                            num_codebooks=num_codebooks, frame_rate=frame_rate)  # fmt: skip
+    return VallENARModel(config).eval()
+
+
+def valle_rows(batch: int = 2, seed: int = 0) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """(phonemes, codes [3, T]) of `batch` rows of different lengths."""
+    g = torch.Generator().manual_seed(seed)
+    phonemes = [torch.randint(2, 64, (7 - 2 * i,), generator=g) for i in range(batch)]
+    codes = [torch.randint(0, NUM_UNITS, (3, 9 - 3 * i), generator=g) for i in range(batch)]
+    return phonemes, codes
+
+
+def _valle_ar_inputs(batch: int = 1):
+    inputs = tiny_valle_ar().prepare_inputs(*valle_rows(batch))
+    return {k: inputs[k] for k in ("input_ids", "token_type_ids", "attention_mask")}
+
+
+def _valle_nar_inputs(batch: int = 1):
+    inputs = tiny_valle_nar().prepare_inputs(*valle_rows(batch), stages=[1, 2][:batch], prompt_frames=[3, 2][:batch])
+    return {k: inputs[k] for k in ("input_ids", "token_type_ids", "attention_mask", "stage")}
+
+
 #: name -> (factory, Auto class recorded in auto_map, example inputs builder); each row is the `component` of one
 #: `ComponentTesterMixin` subclass in its family's test file (tests/test_registration.py checks)
 COMPONENTS = {
@@ -189,6 +231,8 @@ COMPONENTS = {
     "rvq_codec": (tiny_rvq_codec, "AutoModel", _audio_inputs),
     "speech_llm": (tiny_speech_llm, "AutoModelForMultimodalLM", _speech_llm_inputs),
     "ssl_encoder": (tiny_ssl_encoder, "AutoModelForPreTraining", _audio_inputs),
+    "valle_ar": (tiny_valle_ar, "AutoModel", _valle_ar_inputs),
+    "valle_nar": (tiny_valle_nar, "AutoModel", _valle_nar_inputs),
 }
 
 

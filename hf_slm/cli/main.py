@@ -324,6 +324,33 @@ def cmd_chat(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------------- tts
+def cmd_tts(args) -> int:
+    from ..data.builder import write_wav
+    from ..pipelines import VallEPipeline, read_index, resolve_pipeline_path
+
+    if not args.text.strip():
+        raise ValueError("--text is empty: there is nothing to say")
+    if args.output.suffix.lower() != ".wav":
+        raise ValueError(f"--output must be a .wav file, got {str(args.output)!r}")
+    if args.output.is_dir():
+        raise ValueError(f"--output {str(args.output)!r} is a folder; give a .wav file path")
+    path = resolve_pipeline_path(args.pipeline)
+    kind = read_index(path).get("_class_name")
+    if kind != "VallEPipeline":
+        raise ValueError(f"--pipeline {args.pipeline} is a {kind} variant, not a zero-shot TTS (VallEPipeline) variant")
+    if args.threads:
+        __import__("torch").set_num_threads(args.threads)
+    pipe = VallEPipeline.from_pretrained(path)
+    out = pipe.text_to_speech(args.text, str(args.prompt_audio), prompt_text=args.prompt_text, language=args.language,
+                              max_new_frames=args.max_new_frames, temperature=args.temperature, top_p=args.top_p,
+                              seed=args.seed)  # fmt: skip
+    write_wav(args.output, out.waveform, out.sampling_rate)
+    seconds = len(out.waveform) / out.sampling_rate
+    print(f"wrote {args.output}: {out.codes.shape[-1]} frames, {seconds:.2f} s at {out.sampling_rate} Hz")
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------------- push / pull
 def cmd_push(args) -> int:
     from ..hub import push
@@ -430,6 +457,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=positive_int, default=128)
     p.add_argument("--threads", type=non_negative_int, default=1, help="torch CPU threads (0: torch's choice)")
     p.set_defaults(func=cmd_chat)
+
+    p = sub.add_parser("tts", help="zero-shot TTS: text in the voice of a prompt clip (a VallEPipeline variant) -> wav")
+    p.add_argument("--pipeline", required=True, help="VallEPipeline variant folder or Hub id")
+    p.add_argument("--text", required=True, help="what to say")
+    p.add_argument("--prompt-audio", required=True, type=existing_file, help="a ~3 s clip of the voice (wav, flac, ...)")
+    p.add_argument("--prompt-text", default=None, help="the prompt clip's transcript (VALL-E's setting; better voice)")
+    p.add_argument("--language", default="en-us", help="espeak-ng voice / language of the phonemizer")
+    p.add_argument("--max-new-frames", type=positive_int, default=None, help="most codec frames to generate")
+    p.add_argument("--temperature", type=positive_float, default=1.0)
+    p.add_argument("--top-p", type=number(float, 0.0, 1.0, exclusive_minimum=True, what="a number in (0, 1]"), default=0.8)
+    p.add_argument("--seed", type=non_negative_int, default=0)
+    p.add_argument("--threads", type=non_negative_int, default=1, help="torch CPU threads (0: torch's choice)")
+    p.add_argument("--output", required=True, type=Path, help="wav file to write (atomically)")
+    p.set_defaults(func=cmd_tts)
 
     p = sub.add_parser("push", help="upload a pipeline variant or component folder to the Hub (honours HF_ENDPOINT)")
     p.add_argument("folder", type=existing_folder_or_embedded,

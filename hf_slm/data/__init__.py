@@ -26,7 +26,7 @@ _SUBMODULES = {
     ],
     ".espeak": [
         "EspeakError", "EspeakSynthesizer", "SynthesisResult", "VoiceInfo", "espeak_version", "list_variants",
-        "list_voices"
+        "list_voices", "phonemize"
     ],
     ".real_speech": [
         "REAL_SPEECH_SOURCES", "alsa_clips", "audio_text_columns", "librivox_clips", "load_local_dataset",
@@ -73,6 +73,7 @@ __all__ = [
     "load_text_split",
     "load_vad",
     "normalize_sentence",
+    "phonemize",
     "read_audio_dir",
     "read_fortunes",
     "read_text_file",

@@ -487,6 +487,47 @@ class EspeakSynthesizer:
     __call__ = synthesize
 
 
+#: The token `phonemize` puts between words (and clauses).
+WORD_BOUNDARY = "|"
+_PHONEME_MODE_IPA = 0x02  # espeak_TextToPhonemes: IPA output; bits 8-23 hold the separator character
+
+
+def phonemize(text: str, voice: str = "en-us") -> list[str]:
+    """IPA phonemes of ``text`` as espeak-ng's phonemizer gives them (``espeak-ng -q -x --ipa``, through the library's
+    ``espeak_TextToPhonemes``): one string per phoneme, a stress mark kept with its vowel (``"ˈoʊ"``), and
+    `WORD_BOUNDARY` between words and clauses.
+
+    >>> phonemize("Hello world.")
+    ['h', 'ə', 'l', 'ˈoʊ', '|', 'w', 'ˈɜː', 'l', 'd']
+
+    Raises `ValueError` for text without a spoken phoneme.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"`text` must be a str, got {type(text).__name__}.")
+    if "\x00" in text:
+        raise ValueError("`text` contains a NUL character, which espeak-ng would treat as the end of the text.")
+    name = _resolve_voice(voice)
+    buffer = ctypes.create_string_buffer(text.encode("utf-8"))
+    pointer = ctypes.c_void_p(ctypes.addressof(buffer))
+    clauses = []
+    with _LOCK, _Session() as session:
+        lib = session.lib
+        if lib.espeak_SetVoiceByName(name.encode("utf-8")) != _EE_OK:
+            raise EspeakError(f"espeak_SetVoiceByName({name!r}) failed for voice {voice!r}.")
+        lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
+        lib.espeak_TextToPhonemes.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_int, ctypes.c_int]
+        while pointer.value:  # one clause per call; the library advances the pointer, NULL at the end
+            clause = lib.espeak_TextToPhonemes(ctypes.byref(pointer), _CHARS_UTF8, _PHONEME_MODE_IPA | (ord("_") << 8))
+            clauses.append((clause or b"").decode("utf-8", "replace"))
+    words = [word.split("_") for clause in clauses for word in clause.split()]
+    phonemes = []
+    for word in words:
+        phonemes += ([WORD_BOUNDARY] if phonemes else []) + [p for p in word if p]
+    if not phonemes:
+        raise ValueError(f"espeak-ng gives no phonemes for {text[:80]!r}: nothing to say.")
+    return phonemes
+
+
 __all__ = [
     "EspeakError",
     "EspeakSynthesizer",
@@ -499,4 +540,6 @@ __all__ = [
     "MAX_RATE",
     "MIN_PITCH",
     "MAX_PITCH",
+    "WORD_BOUNDARY",
+    "phonemize",
 ]

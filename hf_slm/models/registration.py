@@ -104,3 +104,8 @@ def register_all() -> None:
     from .ssl_encoder import SSLEncoderConfig, SSLEncoderForPreTraining
 
     register_component(SSLEncoderConfig, SSLEncoderForPreTraining, ("AutoModelForPreTraining", "AutoModel"))
+    # --- valle ---
+    from .valle import VallEARConfig, VallEARModel, VallENARConfig, VallENARModel
+
+    register_component(VallEARConfig, VallEARModel)
+    register_component(VallENARConfig, VallENARModel)

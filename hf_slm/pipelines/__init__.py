@@ -13,6 +13,7 @@ from .pipeline_utils import (
 from .speech_llm_pipeline import ASR_PROMPT, SpeechLLMChatOutput, SpeechLLMPipeline
 from .speech_lm_pipeline import EmptyContinuationWarning, SpeechLMPipeline, SpeechPipelineOutput
 from .spoken_chat import ChatEvent, ChatOutput, SpokenChatPipeline
+from .valle_pipeline import TextToSpeechOutput, VallEPipeline
 
 __all__ = [
     "ASR_PROMPT",
@@ -29,6 +30,8 @@ __all__ = [
     "RENAMED_CLASSES",
     "SpeechLMPipeline",
     "SpeechPipelineOutput",
+    "TextToSpeechOutput",
+    "VallEPipeline",
     "check_compatibility",
     "read_index",
     "resolve_pipeline_path",

@@ -36,6 +36,7 @@ REQUIRED_COMPONENTS = ("feature_extractor", "speech_tokenizer")
 #: load order, required ones). `read_index` checks an index against the layout of the class it names.
 PIPELINE_LAYOUTS = {
     "SpeechLLMPipeline": (("processor", "language_model", "vocoder"), ("processor", "language_model")),
+    "VallEPipeline": (("feature_extractor", "speech_tokenizer", "tokenizer", "ar_model", "nar_model"),) * 2,
 }
 
 
