@@ -39,6 +39,7 @@ _LAZY_NAMES = {
         "SpeechLMProcessorKwargs", "SpeechLMVocabularyLayout", "USER_TOKEN", "apply_delay_pattern", "estimate_f0",
         "undo_delay_pattern",
     ],
+    "models.acoustic_lm": ["AcousticLMConfig", "AcousticLMForCausalLM", "AcousticLMPreTrainedModel"],
     "models.unit_vocoder": [
         "HifiGanDiscriminator", "LogMelSpectrogram", "MultiPeriodDiscriminator", "MultiScaleDiscriminator",
         "PeriodDiscriminator", "ScaleDiscriminator", "UnitHifiGanVocoder", "UnitHifiGanVocoderConfig", "UnitMelVocoder",
