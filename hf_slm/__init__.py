@@ -61,6 +61,7 @@ _LAZY_NAMES = {
         "SSLEncoderConfig", "SSLEncoderForPreTraining", "SSLEncoderForPreTrainingOutput", "compute_span_mask",
     ],
     "pipelines": [
+        "AudioLMPipeline", "AudioLMPipelineOutput",
         "PipelineLoadError", "SpeechLLMChatOutput", "SpeechLLMPipeline", "SpeechLMPipeline", "SpeechPipelineOutput",
         "SpokenChatPipeline",
     ],
