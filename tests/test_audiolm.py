@@ -221,3 +221,27 @@ def test_a_saved_variant_with_a_mismatched_component_is_refused_at_load(tmp_path
     )
     with pytest.raises(PipelineLoadError, match="the codec has 3"):
         AudioLMPipeline.from_pretrained(tmp_path / "variant")
+
+
+def test_example_trains_and_saves_a_variant(tmp_path):
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "audiolm" / "train_audiolm.py"
+    spec = importlib.util.spec_from_file_location("train_audiolm", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve string annotations through sys.modules
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules[spec.name]
+    variant = module.main([str(path.with_name("config_tiny.json")), "--output_dir", str(tmp_path / "run"),
+                           "--num_sentences", "10", "--num_eval_utterances", "1", "--max_steps", "2",
+                           "--hidden_size", "32", "--per_device_train_batch_size", "2", "--fine_window_frames", "20"])  # fmt: skip
+    pipe = AudioLMPipeline.from_pretrained(variant)
+    assert (pipe.coarse_lm.config.num_codebooks, pipe.fine_lm.config.first_codebook, pipe.fine_window()) == (2, 2, 20)
+    clip = _clips(1)[0]
+    out = pipe.continue_speech(clip, sampling_rate=RATE, max_new_tokens=5, seed=0)
+    assert out.codes[0].shape == (4, 5)
+    assert out.waveforms[0].shape == ((out.prompt_codes[0].shape[-1] + 5) * HOP,)
