@@ -63,10 +63,21 @@ def test_config_layout_and_bad_values():
     assert config.text_config.vocab_size == config.vocab_size
     with pytest.raises(ValueError, match="first_codebook must be >= 1"):
         AcousticLMConfig(condition="codes", first_codebook=0)
+    with pytest.raises(ValueError, match="num_units=16 is for condition='units'"):
+        AcousticLMConfig(condition="codes", first_codebook=1, num_units=16)
     with pytest.raises(ValueError, match="condition must be one of"):
         AcousticLMConfig(condition="text")
     with pytest.raises(ValueError, match="frame_rate must be a number > 0"):
         AcousticLMConfig(frame_rate=0)
+
+
+def test_docstring_example_runs():
+    import doctest
+
+    from hf_slm.models.acoustic_lm import configuration_acoustic_lm
+
+    result = doctest.testmod(configuration_acoustic_lm, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0
 
 
 def test_inputs_flatten_frames_and_score_only_the_target():
@@ -221,6 +232,10 @@ def test_a_saved_variant_with_a_mismatched_component_is_refused_at_load(tmp_path
     )
     with pytest.raises(PipelineLoadError, match="the codec has 3"):
         AudioLMPipeline.from_pretrained(tmp_path / "variant")
+    from hf_slm import SpeechLMPipeline
+
+    with pytest.raises(PipelineLoadError, match="is a AudioLMPipeline variant.*load it with AudioLMPipeline"):
+        SpeechLMPipeline.from_pretrained(tmp_path / "variant")
 
 
 def test_example_trains_and_saves_a_variant(tmp_path):

@@ -44,7 +44,7 @@ class AcousticLMConfig(PretrainedConfig):
             Defaults to a 4-layer Llama of width 256. Its `vocab_size` is set to [`~AcousticLMConfig.vocab_size`].
         condition (`str`, *optional*, defaults to `"units"`): `"units"` (semantic units prefix, the coarse stage) or
             `"codes"` (codebooks `0..first_codebook-1` prefix, the fine stage).
-        num_units (`int`, *optional*, defaults to 100): units of the semantic tokenizer (`condition="units"`).
+        num_units (`int`, *optional*): units of the semantic tokenizer; `condition="units"` only (default 100).
         codebook_size (`int`, *optional*, defaults to 1024): codes per codebook.
         first_codebook (`int`, *optional*, defaults to 0): first codebook predicted; with `condition="codes"` it is
             also the number of conditioning codebooks (>= 1).
@@ -76,7 +76,7 @@ class AcousticLMConfig(PretrainedConfig):
         self,
         text_config: dict | PretrainedConfig | None = None,
         condition: str = "units",
-        num_units: int = 100,
+        num_units: int | None = None,
         codebook_size: int = 1024,
         first_codebook: int = 0,
         num_codebooks: int = 2,
@@ -86,7 +86,12 @@ class AcousticLMConfig(PretrainedConfig):
     ):
         if condition not in _CONDITIONS:
             raise ValueError(f"condition must be one of {_CONDITIONS}, got {condition!r}")
-        for name, value, minimum in (("num_units", num_units, 1), ("codebook_size", codebook_size, 1),
+        if condition == "codes" and num_units is not None:
+            raise ValueError(f"num_units={num_units!r} is for condition='units'; a 'codes' prefix has no units")
+        if condition == "units" and num_units is None:
+            num_units = 100
+        for name, value, minimum in (("num_units", num_units if condition == "units" else 1, 1),
+                                     ("codebook_size", codebook_size, 1),
                                      ("first_codebook", first_codebook, 0), ("num_codebooks", num_codebooks, 1)):
             if not _is_int(value, minimum):
                 raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
