@@ -189,6 +189,15 @@ def test_continue_speech_saves_reloads_and_keeps_the_acoustic_prompt(tmp_path):
     np.testing.assert_allclose(again.waveforms[0], out.waveforms[0], atol=1e-6)
 
 
+def test_continue_speech_takes_a_list_of_prompts_of_different_lengths():
+    clips = [_clips(1, seconds=0.5)[0], _clips(2, seconds=0.3)[1]]
+    out = _pipeline().continue_speech(clips, sampling_rate=RATE, max_new_tokens=4, seed=0)
+    frames = [c.shape[-1] for c in out.prompt_codes]
+    assert frames == [25, 15]
+    assert [w.shape[0] for w in out.waveforms] == [(n + 4) * HOP for n in frames]
+    assert [u.shape[0] for u in out.units] == [4, 4]
+
+
 def test_fine_stage_keeps_the_prompt_frames_and_fills_every_window():
     pipe = _pipeline()
     coarse = torch.randint(0, NUM_UNITS, (2, 19), generator=torch.Generator().manual_seed(0))
