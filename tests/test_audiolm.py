@@ -59,7 +59,8 @@ class TestAcousticLMFineComponent(_AcousticTester):
 # ---------------------------------------------------------------------- the model
 def test_config_layout_and_bad_values():
     config = AcousticLMConfig(condition="codes", codebook_size=8, first_codebook=3, num_codebooks=2)
-    assert (config.condition_vocab_size, config.target_offset, config.sep_token_id, config.vocab_size) == (24, 24, 41, 43)
+    layout = (config.condition_vocab_size, config.target_offset, config.sep_token_id, config.vocab_size)
+    assert layout == (24, 24, 41, 43)
     assert config.text_config.vocab_size == config.vocab_size
     with pytest.raises(ValueError, match="first_codebook must be >= 1"):
         AcousticLMConfig(condition="codes", first_codebook=0)
@@ -141,8 +142,10 @@ def rows():
 def _train(model, dataset, collator, tmp_path, steps=20):
     args = TrainingArguments(output_dir=str(tmp_path), max_steps=steps, per_device_train_batch_size=3,
                              learning_rate=5e-3, report_to="none", save_strategy="no", use_cpu=True,
-                             dataloader_num_workers=0, remove_unused_columns=False, logging_steps=100, seed=0)  # fmt: skip
-    trainer = Trainer(model=model.train(), args=args, train_dataset=dataset, eval_dataset=dataset, data_collator=collator)
+                             dataloader_num_workers=0, remove_unused_columns=False, logging_steps=100,
+                             seed=0)  # fmt: skip
+    trainer = Trainer(model=model.train(), args=args, train_dataset=dataset, eval_dataset=dataset,
+                      data_collator=collator)  # fmt: skip
     before = trainer.evaluate()["eval_loss"]
     trainer.train()
     return before, trainer.evaluate()["eval_loss"]
@@ -262,7 +265,8 @@ def test_example_trains_and_saves_a_variant(tmp_path):
         del sys.modules[spec.name]
     variant = module.main([str(path.with_name("config_tiny.json")), "--output_dir", str(tmp_path / "run"),
                            "--num_sentences", "10", "--num_eval_utterances", "1", "--max_steps", "2",
-                           "--hidden_size", "32", "--per_device_train_batch_size", "2", "--fine_window_frames", "20"])  # fmt: skip
+                           "--hidden_size", "32", "--per_device_train_batch_size", "2",
+                           "--fine_window_frames", "20"])  # fmt: skip
     pipe = AudioLMPipeline.from_pretrained(variant)
     assert (pipe.coarse_lm.config.num_codebooks, pipe.fine_lm.config.first_codebook, pipe.fine_window()) == (2, 2, 20)
     clip = _clips(1)[0]

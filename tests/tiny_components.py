@@ -85,7 +85,8 @@ def tiny_acoustic_lm(stage: str = "coarse", seed: int = 0, max_positions: int = 
     torch.manual_seed(seed)
     backbone = LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
                            num_key_value_heads=2, max_position_embeddings=max_positions)  # fmt: skip
-    split = {"condition": "units", "num_units": NUM_UNITS} if stage == "coarse" else {"condition": "codes", "first_codebook": 2}
+    coarse = stage == "coarse"
+    split = {"condition": "units", "num_units": NUM_UNITS} if coarse else {"condition": "codes", "first_codebook": 2}
     config = AcousticLMConfig(text_config=backbone, codebook_size=NUM_UNITS, num_codebooks=2,
                               frame_rate=50.0, **split)  # fmt: skip
     return AcousticLMForCausalLM(config).eval()

@@ -2,7 +2,8 @@
 """Build, train and save an AudioLM-style variant: semantic LM -> coarse acoustic LM -> fine acoustic LM -> codec.
 
     python examples/audiolm/train_audiolm.py examples/audiolm/config_tiny.json
-    python examples/audiolm/train_audiolm.py examples/audiolm/config_tiny.json --codec runs/codec_tiny --num_coarse_codebooks 2
+    python examples/audiolm/train_audiolm.py examples/audiolm/config_tiny.json --codec runs/codec_tiny \
+        --num_coarse_codebooks 2
 
 Steps: speech (espeak-ng, or a saved dataset) -> semantic units (`--unit_encoder`: the embedded default's MFCC k-means
 units, or a saved `UnitEncoderModel`) and codec codes `[Q, T]` (`AudioLMPipeline.encode`) -> three models, each
@@ -49,16 +50,16 @@ logger = logging.getLogger("train_audiolm")
 
 @dataclass
 class AudioLMArguments:
-    unit_encoder: str = field(default="default", metadata={"help": "'default' (embedded) or a UnitEncoderModel folder."})
+    unit_encoder: str = field(default="default", metadata={"help": "'default' (embedded) or a UnitEncoderModel dir."})
     semantic_lm: str = field(default="scratch", metadata={"help": "'scratch' (train one), 'default' or a folder."})
     codec: str = field(default="random", metadata={"help": "'random', a saved codec folder, or a codec checkpoint."})
     num_codebooks: int | None = field(default=None, metadata={"help": "Levels of a wrapped transformers codec."})
     num_coarse_codebooks: int = field(default=2, metadata={"help": "Q1: codebooks of the coarse stage."})
-    fine_window_frames: int = field(default=150, metadata={"help": "Frames the fine stage reads at once (3 s at 50 Hz)."})
+    fine_window_frames: int = field(default=150, metadata={"help": "Frames the fine LM reads at once (3 s: 150)."})
     hidden_size: int = field(default=64, metadata={"help": "Width of each Llama decoder."})
     num_hidden_layers: int = field(default=2, metadata={"help": "Layers of each decoder."})
     num_attention_heads: int = field(default=4, metadata={"help": "Attention heads of each decoder."})
-    max_position_embeddings: int = field(default=2048, metadata={"help": "Positions of the semantic / coarse decoders."})
+    max_position_embeddings: int = field(default=2048, metadata={"help": "Semantic / coarse LM positions."})
 
 
 def decoder_config(args: AudioLMArguments, positions: int | None = None) -> LlamaConfig:
@@ -117,7 +118,8 @@ def train(name, model, train_rows, eval_rows, collator, training_args: TrainingA
 
 
 def main(argv: list[str]) -> Path:
-    data_args, args, training_args = parse_json_and_flags((SpeechDataArguments, AudioLMArguments, TrainingArguments), argv)
+    parsed = parse_json_and_flags((SpeechDataArguments, AudioLMArguments, TrainingArguments), argv)
+    data_args, args, training_args = parsed
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     set_seed(training_args.seed)
     pipe = build_pipeline(args)

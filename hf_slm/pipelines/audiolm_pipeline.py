@@ -68,7 +68,8 @@ def check_audiolm_components(feature_extractor, unit_encoder, semantic_lm, coars
         refuse(f"unit_encoder produces {num_units} units but coarse_lm is conditioned on {coarse.num_units}")
     unit_rate = unit_encoder.config.produces["units.frame_rate"]
     if coarse.unit_frame_rate and not _close(coarse.unit_frame_rate, unit_rate):
-        refuse(f"unit_encoder produces units at {unit_rate} Hz but coarse_lm was trained on {coarse.unit_frame_rate} Hz")
+        refuse(f"unit_encoder produces units at {unit_rate} Hz but coarse_lm was trained on {coarse.unit_frame_rate} "
+               "Hz")
     if fine.condition != "codes" or fine.first_codebook != coarse.num_codebooks:
         refuse(f"fine_lm must be conditioned on the coarse codebooks 0..{coarse.num_codebooks - 1} (condition='codes', "
                f"first_codebook={coarse.num_codebooks}), got condition={fine.condition!r}, "
@@ -80,7 +81,8 @@ def check_audiolm_components(feature_extractor, unit_encoder, semantic_lm, coars
         if config.codebook_size != codec_out["codes.codebook_size"]:
             refuse(f"codec has {codec_out['codes.codebook_size']} codes per codebook but {name} {config.codebook_size}")
         if config.frame_rate and not _close(config.frame_rate, codec_out["codes.frame_rate"]):
-            refuse(f"codec makes {codec_out['codes.frame_rate']} frames/s but {name} was trained on {config.frame_rate}")
+            refuse(f"codec makes {codec_out['codes.frame_rate']} frames/s but {name} was trained on "
+                   f"{config.frame_rate}")
 
 
 class AudioLMPipeline(PipelineMixin):
@@ -165,8 +167,8 @@ class AudioLMPipeline(PipelineMixin):
             if end <= known.shape[-1]:
                 continue
             prompt = known[:, start:]
-            new = self.fine_lm.generate(coarse[None, :, start:end], prompt[None], max_new_frames=end - start - prompt.shape[-1],
-                                        **sampling)  # fmt: skip
+            frames_new = end - start - prompt.shape[-1]
+            new = self.fine_lm.generate(coarse[None, :, start:end], prompt[None], max_new_frames=frames_new, **sampling)
             pieces.append(new[0].cpu())
         return torch.cat(pieces, dim=-1)
 

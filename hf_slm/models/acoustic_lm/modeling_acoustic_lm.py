@@ -148,7 +148,8 @@ class AcousticLMForCausalLM(AcousticLMPreTrainedModel):
     ) -> CausalLMOutputWithPast:
         r"""
         Args:
-            input_ids (`LongTensor` `[B, L]`): `<s> prefix <sep> target` ids ([`~AcousticLMForCausalLM.prepare_inputs`]).
+            input_ids (`LongTensor` `[B, L]`): `<s> prefix <sep> target` ids
+                ([`~AcousticLMForCausalLM.prepare_inputs`]).
             attention_mask (`Tensor` `[B, L]`, *optional*): 1 for real positions.
             labels (`LongTensor` `[B, L]`, *optional*): target ids where scored, -100 elsewhere; shifted inside.
             position_ids, cache, use_cache: the backbone's; other keyword arguments go to it.
