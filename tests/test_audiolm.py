@@ -273,3 +273,21 @@ def test_example_trains_and_saves_a_variant(tmp_path):
     out = pipe.continue_speech(clip, sampling_rate=RATE, max_new_tokens=5, seed=0)
     assert out.codes[0].shape == (4, 5)
     assert out.waveforms[0].shape == ((out.prompt_codes[0].shape[-1] + 5) * HOP,)
+
+
+def test_cli_demo_runs_an_audiolm_variant(tmp_path, capsys):
+    import soundfile
+
+    from hf_slm.cli.main import main
+
+    _pipeline().save_pretrained(tmp_path / "variant")
+    out = tmp_path / "demo_out"
+    assert main(["demo", "--pipeline", str(tmp_path / "variant"), "--text", "hello there", "--max-new-tokens", "6",
+                 "--output", str(out)]) == 0  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "AudioLMPipeline(" in printed and "continuation: 6 new frames" in printed
+    resynthesized, _ = soundfile.read(out / "resynthesized.wav")
+    continuation, rate = soundfile.read(out / "continuation.wav")
+    assert rate == RATE and len(continuation) % HOP == 0 and len(resynthesized) % HOP == 0
+    assert abs(len(continuation) - 6 * HOP - len(resynthesized) / 2) <= HOP  # half the utterance + 6 frames
+    assert (out / "demo.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -149,6 +149,12 @@ class AudioLMPipeline(PipelineMixin):
             out.append(decoded.waveform[0, : int(decoded.waveform_lengths[0])].float().cpu().numpy())
         return out
 
+    def resynthesize(self, audio, sampling_rate: int | None = None) -> AudioLMPipelineOutput:
+        """Audio -> units and codes -> the codec's decoding of the codes (what the codes keep of the signal)."""
+        units, codes = self.encode(audio, sampling_rate=sampling_rate)
+        return AudioLMPipelineOutput(units=units, codes=codes, waveforms=self.decode(codes),
+                                     sampling_rate=self.sampling_rate)  # fmt: skip
+
     # ------------------------------------------------------------------ the three stages
     def fine_window(self) -> int:
         """Frames the fine model reads at once: as many as its positions hold (AudioLM: 3 s windows)."""
@@ -185,12 +191,14 @@ class AudioLMPipeline(PipelineMixin):
         acoustic_temperature: float | None = None,
         seed: int | None = None,
         vocode: bool = True,
+        min_new_tokens: int | None = None,
     ) -> AudioLMPipelineOutput:
         """Continue speech in the prompt's voice: `max_new_tokens` new semantic units (exactly: end-of-sequence is
         not allowed before), then their duration in codec frames (`round(units x codec rate / unit rate)`) of coarse
         and fine codes after the prompt's own, then the codec decodes prompt + continuation.
 
-        ``acoustic_temperature`` (default: ``temperature``) samples the coarse and fine stages.
+        ``acoustic_temperature`` (default: ``temperature``) samples the coarse and fine stages. ``min_new_tokens``
+        (`SpeechLMPipeline`'s argument) is always met: every continuation has ``max_new_tokens`` units.
         """
         if not isinstance(max_new_tokens, int) or isinstance(max_new_tokens, bool) or max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be a positive int, got {max_new_tokens!r}")
