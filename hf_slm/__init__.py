@@ -89,6 +89,8 @@ def __getattr__(name: str):
 if TYPE_CHECKING:  # static tools see the real names
     from .models import *  # noqa: F401,F403
     from .pipelines import (  # noqa: F401
+        AudioLMPipeline,
+        AudioLMPipelineOutput,
         PipelineLoadError,
         SpeechLLMChatOutput,
         SpeechLLMPipeline,

@@ -37,8 +37,8 @@ AUDIOLM_COMPONENTS = ("feature_extractor", "unit_encoder", "semantic_lm", "coars
 #: Pipeline classes whose index holds other components than `COMPONENT_NAMES`: ``_class_name`` -> (component names in
 #: load order, required ones). `read_index` checks an index against the layout of the class it names.
 PIPELINE_LAYOUTS = {
-    "SpeechLLMPipeline": (("processor", "language_model", "vocoder"), ("processor", "language_model")),
     "AudioLMPipeline": (AUDIOLM_COMPONENTS, AUDIOLM_COMPONENTS),
+    "SpeechLLMPipeline": (("processor", "language_model", "vocoder"), ("processor", "language_model")),
 }
 
 
