@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 
-from transformers import CONFIG_MAPPING, LlamaConfig, PretrainedConfig
+from transformers import CONFIG_MAPPING, AutoConfig, LlamaConfig, PretrainedConfig
 
 _CONDITIONS = ("units", "codes")
 
@@ -70,7 +70,7 @@ class AcousticLMConfig(PretrainedConfig):
     """
 
     model_type = "hf_slm_acoustic_lm"
-    sub_configs = {"text_config": PretrainedConfig}
+    sub_configs = {"text_config": AutoConfig}
 
     def __init__(
         self,
