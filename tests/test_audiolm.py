@@ -113,6 +113,23 @@ def test_greedy_generation_follows_the_teacher_forced_logits():
         tiny_acoustic_lm("coarse", max_positions=20).generate(units, prompt, max_new_frames=4)
 
 
+def test_any_transformers_decoder_is_a_backbone():
+    """GPT-2 (absolute positions, its own cache layout): generation still follows the teacher-forced logits."""
+    from transformers import GPT2Config
+
+    backbone = GPT2Config(n_embd=32, n_layer=1, n_head=2, n_positions=64)
+    model = AcousticLMForCausalLM(AcousticLMConfig(text_config=backbone, condition="codes", codebook_size=8,
+                                                   first_codebook=1, num_codebooks=2)).eval()  # fmt: skip
+    codes = torch.randint(0, 8, (1, 3, 6), generator=torch.Generator().manual_seed(0))
+    new = model.generate(codes[:, :1], codes[:, 1:, :2], do_sample=False)  # the 4 frames the prompt leaves
+    assert type(model.backbone).__name__ == "GPT2Model" and new.shape == (1, 2, 4)
+    batch = model.prepare_inputs([torch.cat([codes[0, :1], torch.cat([codes[0, 1:, :2], new[0]], -1)])])
+    with torch.no_grad():
+        logits = model(input_ids=batch["input_ids"]).logits[0]
+    start = 1 + 6 + 1 + 4  # <s>, 6 conditioning codes, <sep>, 2 prompt frames x 2 codebooks
+    assert logits[start - 1 : -1].argmax(-1).tolist() == new[0].T.reshape(-1).tolist()
+
+
 # ---------------------------------------------------------------------- training and the pipeline
 def _pipeline(**overrides):
     parts = dict(
