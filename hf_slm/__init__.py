@@ -39,6 +39,7 @@ _LAZY_NAMES = {
         "SpeechLMProcessorKwargs", "SpeechLMVocabularyLayout", "USER_TOKEN", "apply_delay_pattern", "estimate_f0",
         "undo_delay_pattern",
     ],
+    "models.acoustic_lm": ["AcousticLMConfig", "AcousticLMForCausalLM", "AcousticLMPreTrainedModel"],
     "models.unit_vocoder": [
         "HifiGanDiscriminator", "LogMelSpectrogram", "MultiPeriodDiscriminator", "MultiScaleDiscriminator",
         "PeriodDiscriminator", "ScaleDiscriminator", "UnitHifiGanVocoder", "UnitHifiGanVocoderConfig", "UnitMelVocoder",
@@ -64,6 +65,7 @@ _LAZY_NAMES = {
         "group_codes", "ungroup_codes",
     ],
     "pipelines": [
+        "AudioLMPipeline", "AudioLMPipelineOutput",
         "PipelineLoadError", "SpeechLLMChatOutput", "SpeechLLMPipeline", "SpeechLMPipeline", "SpeechPipelineOutput",
         "SpokenChatPipeline", "TextToSpeechOutput", "VallEPipeline",
     ],
@@ -91,6 +93,8 @@ def __getattr__(name: str):
 if TYPE_CHECKING:  # static tools see the real names
     from .models import *  # noqa: F401,F403
     from .pipelines import (  # noqa: F401
+        AudioLMPipeline,
+        AudioLMPipelineOutput,
         PipelineLoadError,
         SpeechLLMChatOutput,
         SpeechLLMPipeline,

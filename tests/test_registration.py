@@ -67,7 +67,7 @@ def test_lazy_names_match_each_family():
     """`hf_slm` exports every name each model family exports, and each of its names resolves."""
     import importlib
 
-    for family in ("unit_encoder", "speech_lm", "unit_vocoder", "codec", "speech_llm", "ssl_encoder"):
+    for family in ("unit_encoder", "speech_lm", "acoustic_lm", "unit_vocoder", "codec", "speech_llm", "ssl_encoder"):
         exported = importlib.import_module(f"hf_slm.models.{family}").__all__
         assert set(exported) <= set(hf_slm.__all__), family
     for name in hf_slm.__all__:

@@ -78,6 +78,27 @@ def tiny_multistream_speech_lm(seed: int = 0) -> MultiStreamSpeechLMForCausalLM:
     return MultiStreamSpeechLMForCausalLM(config).eval()
 
 
+def tiny_acoustic_lm(stage: str = "coarse", seed: int = 0, max_positions: int = 512):
+    """AudioLM's coarse (units -> codebooks 0, 1) or fine (codebooks 0, 1 -> 2, 3) stage over 16-code codebooks."""
+    from hf_slm.models.acoustic_lm import AcousticLMConfig, AcousticLMForCausalLM
+
+    torch.manual_seed(seed)
+    backbone = LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                           num_key_value_heads=2, max_position_embeddings=max_positions)  # fmt: skip
+    coarse = stage == "coarse"
+    split = {"condition": "units", "num_units": NUM_UNITS} if coarse else {"condition": "codes", "first_codebook": 2}
+    config = AcousticLMConfig(text_config=backbone, codebook_size=NUM_UNITS, num_codebooks=2,
+                              frame_rate=50.0, **split)  # fmt: skip
+    return AcousticLMForCausalLM(config).eval()
+
+
+def _acoustic_inputs(stage: str):
+    codes = torch.randint(0, NUM_UNITS, (4, 5), generator=torch.Generator().manual_seed(0))
+    units = [torch.arange(6) % NUM_UNITS] if stage == "coarse" else None
+    inputs = tiny_acoustic_lm(stage).prepare_inputs([codes], units)
+    return {"input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"]}
+
+
 def tiny_hifigan_vocoder(seed: int = 0) -> UnitHifiGanVocoder:
     torch.manual_seed(seed)
     config = UnitHifiGanVocoderConfig(
@@ -225,6 +246,8 @@ COMPONENTS = {
     "unit_encoder_ssl": (lambda: tiny_unit_encoder("ssl"), "AutoModel", _audio_inputs),
     "speech_lm": (tiny_speech_lm, "AutoModelForCausalLM", _unit_inputs),
     "multistream_speech_lm": (tiny_multistream_speech_lm, "AutoModel", _stream_inputs),
+    "acoustic_lm_coarse": (lambda: tiny_acoustic_lm("coarse"), "AutoModel", lambda: _acoustic_inputs("coarse")),
+    "acoustic_lm_fine": (lambda: tiny_acoustic_lm("fine"), "AutoModel", lambda: _acoustic_inputs("fine")),
     "unit_hifigan": (tiny_hifigan_vocoder, "AutoModel", _unit_inputs),
     "unit_mel_vocoder": (tiny_mel_vocoder, "AutoModel", _unit_inputs),
     "codec": (tiny_codec, "AutoModel", _audio_inputs),

@@ -238,18 +238,21 @@ def _first_stream(units):
 def cmd_demo(args) -> int:
     from ..data import EspeakSynthesizer
     from ..data.builder import write_wav
-    from ..pipelines import SpeechLMPipeline
+    from ..pipelines import AudioLMPipeline, SpeechLMPipeline, read_index, resolve_pipeline_path
     from ..visualization import plot_speech_units
 
     if args.threads:
         __import__("torch").set_num_threads(args.threads)
     out = Path(args.output)
-    pipe = SpeechLMPipeline.from_pretrained(args.pipeline)
+    path = resolve_pipeline_path(args.pipeline)
+    audiolm = read_index(path).get("_class_name") == "AudioLMPipeline"  # units drawn: its semantic units
+    pipe = (AudioLMPipeline if audiolm else SpeechLMPipeline).from_pretrained(path)
+    pipe.name_or_path = args.pipeline
     print(pipe)
     speech = EspeakSynthesizer(voice=args.voice).synthesize(args.text)
     write_wav(out / "input.wav", speech.waveform, speech.sampling_rate)
     audio = {"array": speech.waveform, "sampling_rate": speech.sampling_rate}
-    frame_rate = pipe.speech_tokenizer.config.frame_rate
+    frame_rate = (pipe.unit_encoder if audiolm else pipe.speech_tokenizer).config.frame_rate
     resynth = pipe.resynthesize(audio)
     write_wav(out / "resynthesized.wav", resynth.waveforms[0], resynth.sampling_rate)
     units = _first_stream(resynth.units[0])  # a codec-LM variant's [Q, T] codes: its first codebook is drawn
@@ -258,7 +261,7 @@ def cmd_demo(args) -> int:
         ("resynthesised from units", resynth.waveforms[0], resynth.sampling_rate, units.numpy(), frame_rate),
     ]
     written = [out / "input.wav", out / "resynthesized.wav"]
-    if pipe.components.get("language_model") is not None:
+    if audiolm or pipe.components.get("language_model") is not None:
         # the prompt is the first half of the utterance; the LM continues it
         half = {"array": speech.waveform[: len(speech.waveform) // 2], "sampling_rate": speech.sampling_rate}
         cont = pipe.continue_speech(

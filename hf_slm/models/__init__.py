@@ -2,6 +2,7 @@
 # Each family adds one `from .family import *` line here.
 from .unit_encoder import *  # noqa: F401,F403
 from .speech_lm import *  # noqa: F401,F403
+from .acoustic_lm import *  # noqa: F401,F403
 from .unit_vocoder import *  # noqa: F401,F403
 from .codec import *  # noqa: F401,F403
 from .speech_llm import *  # noqa: F401,F403

@@ -81,6 +81,10 @@ def register_all() -> None:
     from .speech_lm import MultiStreamSpeechLMConfig, MultiStreamSpeechLMForCausalLM
 
     register_component(MultiStreamSpeechLMConfig, MultiStreamSpeechLMForCausalLM, ("AutoModel",))
+    # --- acoustic_lm ---
+    from .acoustic_lm import AcousticLMConfig, AcousticLMForCausalLM
+
+    register_component(AcousticLMConfig, AcousticLMForCausalLM, ("AutoModel",))
     # --- unit_vocoder ---
     from .unit_vocoder import UnitHifiGanVocoder, UnitHifiGanVocoderConfig, UnitMelVocoder, UnitMelVocoderConfig
 

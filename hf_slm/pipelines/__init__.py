@@ -10,12 +10,15 @@ from .pipeline_utils import (
     read_index,
     resolve_pipeline_path,
 )
+from .audiolm_pipeline import AudioLMPipeline, AudioLMPipelineOutput
 from .speech_llm_pipeline import ASR_PROMPT, SpeechLLMChatOutput, SpeechLLMPipeline
 from .speech_lm_pipeline import EmptyContinuationWarning, SpeechLMPipeline, SpeechPipelineOutput
 from .spoken_chat import ChatEvent, ChatOutput, SpokenChatPipeline
 from .valle_pipeline import TextToSpeechOutput, VallEPipeline
 
 __all__ = [
+    "AudioLMPipeline",
+    "AudioLMPipelineOutput",
     "ASR_PROMPT",
     "SpeechLLMChatOutput",
     "SpeechLLMPipeline",

@@ -32,9 +32,12 @@ INDEX_FILE = "pipeline_index.json"
 #: Components in the order they are loaded; ``adapter`` wraps ``language_model`` and so comes after it.
 COMPONENT_NAMES = ("feature_extractor", "speech_tokenizer", "tokenizer", "language_model", "vocoder", "adapter")
 REQUIRED_COMPONENTS = ("feature_extractor", "speech_tokenizer")
+#: Components of an `AudioLMPipeline` variant (all required), in load order.
+AUDIOLM_COMPONENTS = ("feature_extractor", "unit_encoder", "semantic_lm", "coarse_lm", "fine_lm", "codec")
 #: Pipeline classes whose index holds other components than `COMPONENT_NAMES`: ``_class_name`` -> (component names in
 #: load order, required ones). `read_index` checks an index against the layout of the class it names.
 PIPELINE_LAYOUTS = {
+    "AudioLMPipeline": (AUDIOLM_COMPONENTS, AUDIOLM_COMPONENTS),
     "SpeechLLMPipeline": (("processor", "language_model", "vocoder"), ("processor", "language_model")),
     "VallEPipeline": (("feature_extractor", "speech_tokenizer", "tokenizer", "ar_model", "nar_model"),) * 2,
 }
