@@ -81,6 +81,9 @@ def register_all() -> None:
     from .speech_lm import MultiStreamSpeechLMConfig, MultiStreamSpeechLMForCausalLM
 
     register_component(MultiStreamSpeechLMConfig, MultiStreamSpeechLMForCausalLM, ("AutoModel",))
+    from .speech_lm import ExpressiveTokenizerConfig, ExpressiveTokenizerModel
+
+    register_component(ExpressiveTokenizerConfig, ExpressiveTokenizerModel)
     # --- unit_vocoder ---
     from .unit_vocoder import UnitHifiGanVocoder, UnitHifiGanVocoderConfig, UnitMelVocoder, UnitMelVocoderConfig
 
