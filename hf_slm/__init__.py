@@ -61,7 +61,7 @@ _LAZY_NAMES = {
         "SSLEncoderConfig", "SSLEncoderForPreTraining", "SSLEncoderForPreTrainingOutput", "compute_span_mask",
     ],
     "pipelines": [
-        "PipelineLoadError", "SpeechLLMChatOutput", "SpeechLLMPipeline", "SpeechLMPipeline", "SpeechPipelineOutput",
+        "ExpressiveSpeechLMPipeline", "PipelineLoadError", "SpeechLLMChatOutput", "SpeechLLMPipeline", "SpeechLMPipeline", "SpeechPipelineOutput",
         "SpokenChatPipeline",
     ],
 }  # fmt: skip
@@ -88,6 +88,7 @@ def __getattr__(name: str):
 if TYPE_CHECKING:  # static tools see the real names
     from .models import *  # noqa: F401,F403
     from .pipelines import (  # noqa: F401
+        ExpressiveSpeechLMPipeline,
         PipelineLoadError,
         SpeechLLMChatOutput,
         SpeechLLMPipeline,

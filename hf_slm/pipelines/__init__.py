@@ -10,11 +10,14 @@ from .pipeline_utils import (
     read_index,
     resolve_pipeline_path,
 )
+from .expressive_pipeline import ExpressiveContinuation, ExpressiveSpeechLMPipeline
 from .speech_llm_pipeline import ASR_PROMPT, SpeechLLMChatOutput, SpeechLLMPipeline
 from .speech_lm_pipeline import EmptyContinuationWarning, SpeechLMPipeline, SpeechPipelineOutput
 from .spoken_chat import ChatEvent, ChatOutput, SpokenChatPipeline
 
 __all__ = [
+    "ExpressiveContinuation",
+    "ExpressiveSpeechLMPipeline",
     "ASR_PROMPT",
     "SpeechLLMChatOutput",
     "SpeechLLMPipeline",

@@ -36,6 +36,10 @@ REQUIRED_COMPONENTS = ("feature_extractor", "speech_tokenizer")
 #: load order, required ones). `read_index` checks an index against the layout of the class it names.
 PIPELINE_LAYOUTS = {
     "SpeechLLMPipeline": (("processor", "language_model", "vocoder"), ("processor", "language_model")),
+    "ExpressiveSpeechLMPipeline": (
+        ("feature_extractor", "speech_tokenizer", "expressive_tokenizer", "tokenizer", "language_model", "vocoder"),
+        ("feature_extractor", "speech_tokenizer", "expressive_tokenizer"),
+    ),
 }
 
 

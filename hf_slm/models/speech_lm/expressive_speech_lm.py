@@ -154,7 +154,7 @@ class ExpressiveTokenizerModel(PreTrainedModel):
         return  # only buffers: they keep their unfitted (or loaded) values
 
     # ------------------------------------------------------------------ features
-    def _waveforms(self, input_values, attention_mask=None, sampling_rate: int | None = None) -> list[torch.Tensor]:
+    def prepare_waveforms(self, input_values, attention_mask=None, sampling_rate: int | None = None) -> list[torch.Tensor]:
         """One 1-D float waveform per utterance at `config.sampling_rate` (padding removed)."""
         if isinstance(input_values, (list, tuple)):
             waves = [torch.as_tensor(w, dtype=torch.float32) for w in input_values]
@@ -238,7 +238,7 @@ class ExpressiveTokenizerModel(PreTrainedModel):
         [...]}`, one 1-D LongTensor of tokens per utterance, in `[0, num_pitch_tokens)` / `[0, num_style_tokens)`."""
         self._require_fitted()
         pitch, style = [], []
-        for waveform in self._waveforms(input_values, attention_mask, sampling_rate):
+        for waveform in self.prepare_waveforms(input_values, attention_mask, sampling_rate):
             f0 = self.frame_f0(waveform)
             pitch.append(self._nearest(self.pitch_features(waveform, f0), self.pitch_codebook).cpu())
             style.append(self.quantize_style(self.style_features(waveform, f0)).cpu())
