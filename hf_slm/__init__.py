@@ -32,8 +32,8 @@ _LAZY_NAMES = {
     ],
     "training.kmeans": ["MiniBatchKMeans"],  # fitting, not a model: `hf_slm.MiniBatchKMeans` keeps working
     "models.speech_lm": [
-        "ASSISTANT_TOKEN", "AllowedTokensLogitsProcessor", "CHAT_TOKENS", "ExpressiveTokenizerConfig",
-        "ExpressiveTokenizerModel", "FastUnitGenerator", "LogLikelihoodOutput",
+        "ASSISTANT_TOKEN", "AllowedTokensLogitsProcessor", "CHAT_TOKENS", "ExpressiveEncoderConfig",
+        "ExpressiveEncoderModel", "ExpressiveEncoderOutput", "FastUnitGenerator", "LogLikelihoodOutput",
         "MultiStreamCausalLMOutput", "MultiStreamSpeechLMConfig", "MultiStreamSpeechLMForCausalLM",
         "MultiStreamSpeechLMPreTrainedModel", "ProsodyQuantizer", "RepetitionAwareSamplingLogitsProcessor",
         "SpeechChatTemplate", "SpeechLMConfig", "SpeechLMForCausalLM", "SpeechLMPreTrainedModel", "SpeechLMProcessor",

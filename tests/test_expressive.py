@@ -16,8 +16,8 @@ from hf_slm.data import EspeakSynthesizer
 from hf_slm.data.sentiment import SENTIMENTS, build_sentiment_prompts
 from hf_slm.evaluation.stsp import preservation, split_prompts, stsp, train_classifiers
 from hf_slm.models.speech_lm import (
-    ExpressiveTokenizerConfig,
-    ExpressiveTokenizerModel,
+    ExpressiveEncoderConfig,
+    ExpressiveEncoderModel,
     SpeechLMConfig,
     SpeechLMForCausalLM,
     SpeechLMProcessor,
@@ -27,7 +27,8 @@ from hf_slm.models.unit_encoder import SpeechFeatureExtractor
 from hf_slm.models.unit_vocoder import UnitHifiGanVocoder, UnitHifiGanVocoderConfig
 from hf_slm.pipelines import ExpressiveSpeechLMPipeline
 from hf_slm.training import CausalLMCollator
-from hf_slm.training.expressive import expressive_sequences, fit_expressive_tokenizer
+from hf_slm.training.expressive import expressive_sequences, fit_expressive_encoder
+from component_tester import ComponentTesterMixin
 from tiny_components import NUM_UNITS, tiny_unit_encoder
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -47,11 +48,11 @@ def prompts():
 
 
 @pytest.fixture(scope="module")
-def expressive_tokenizer(prompts):
-    tokenizer = ExpressiveTokenizerModel(
-        ExpressiveTokenizerConfig(num_pitch_tokens=NUM_PITCH, num_style_tokens=NUM_STYLE, style_frames=25)
+def expressive_encoder(prompts):
+    tokenizer = ExpressiveEncoderModel(
+        ExpressiveEncoderConfig(num_pitch_tokens=NUM_PITCH, num_style_tokens=NUM_STYLE, style_frames=25)
     )
-    fit_expressive_tokenizer(tokenizer, [torch.from_numpy(p.waveform) for p in prompts], max_steps=20)
+    fit_expressive_encoder(tokenizer, [torch.from_numpy(p.waveform) for p in prompts], max_steps=20)
     return tokenizer.eval()
 
 
@@ -63,7 +64,7 @@ def _word_tokenizer(prompts):
 
 
 @pytest.fixture(scope="module")
-def pipeline(prompts, expressive_tokenizer):
+def pipeline(prompts, expressive_encoder):
     torch.manual_seed(0)
     tokenizer = _word_tokenizer(prompts)
     backbone = LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
@@ -79,7 +80,7 @@ def pipeline(prompts, expressive_tokenizer):
     )).eval()  # fmt: skip
     return ExpressiveSpeechLMPipeline(
         feature_extractor=SpeechFeatureExtractor(), speech_tokenizer=tiny_unit_encoder("mfcc"),
-        expressive_tokenizer=expressive_tokenizer, language_model=lm, vocoder=vocoder, tokenizer=tokenizer,
+        expressive_encoder=expressive_encoder, language_model=lm, vocoder=vocoder, tokenizer=tokenizer,
     )  # fmt: skip
 
 
@@ -129,32 +130,47 @@ def test_interleave_in_time_order_and_round_trip(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------------- tokenizer
-def test_expressive_tokenizer_fits_saves_loads_and_follows_pitch(expressive_tokenizer, tmp_path):
+def test_expressive_encoder_fits_saves_loads_and_follows_pitch(expressive_encoder, tmp_path):
     with pytest.raises(RuntimeError, match="not fitted"):
-        ExpressiveTokenizerModel(ExpressiveTokenizerConfig()).encode([torch.zeros(16000)])
+        ExpressiveEncoderModel(ExpressiveEncoderConfig()).encode([torch.zeros(16000)])
     low, high = _speak("the garden was lovely today", pitch=15), _speak("the garden was lovely today", pitch=85)
-    tokens = expressive_tokenizer.encode([low, high])
+    tokens = expressive_encoder.encode([low, high])
     for pitch, style, wave in zip(tokens["pitch"], tokens["style"], (low, high)):
         frames = int(np.ceil(len(wave) / 320))
         assert len(pitch) == int(np.ceil(frames / 4)) and len(style) == int(np.ceil(frames / 25))  # 12.5 Hz / 2 Hz
         assert 0 <= int(pitch.min()) and int(pitch.max()) < NUM_PITCH and int(style.max()) < NUM_STYLE
 
     def median_f0(pitch):
-        f0 = expressive_tokenizer.pitch_to_f0(pitch)
+        f0 = expressive_encoder.pitch_to_f0(pitch)
         return float(f0[f0 > 0].median())
 
     assert median_f0(tokens["pitch"][1]) > 1.3 * median_f0(tokens["pitch"][0])  # the codebook keeps the pitch level
-    expressive_tokenizer.save_pretrained(tmp_path)
+    expressive_encoder.save_pretrained(tmp_path)
     reloaded = AutoModel.from_pretrained(tmp_path)
-    assert isinstance(reloaded, ExpressiveTokenizerModel)
+    assert isinstance(reloaded, ExpressiveEncoderModel)
     again = reloaded.encode([low, high])
     assert all(torch.equal(a, b) for k in ("pitch", "style") for a, b in zip(tokens[k], again[k]))
+
+
+class TestExpressiveEncoderComponent(ComponentTesterMixin):
+    component = "expressive_encoder"
+    model_class = ExpressiveEncoderModel
+    compared_outputs = ("pitch_codes", "style_codes")
+    batch_atol = 0.0  # each utterance is tokenized alone, padding removed: bit-exact
+    export_blocked = fullgraph_blocked = (
+        "tokens are computed per utterance after removing its padding (a Python loop over data-dependent lengths)"
+    )
+
+    def get_batch_and_items(self):
+        fe = SpeechFeatureExtractor()
+        waves = [_speak("the garden was lovely", pitch=20).numpy(), _speak("the meeting", pitch=80).numpy()]
+        return dict(fe(waves, sampling_rate=16000)), [dict(fe(w, sampling_rate=16000)) for w in waves]
 
 
 # ---------------------------------------------------------------------------------------------------- vocoder
 def test_vocoder_follows_pitch_and_style_tokens(pipeline):
     units = torch.randint(0, NUM_UNITS, (40,), generator=torch.Generator().manual_seed(0))
-    codebook = pipeline.expressive_tokenizer.pitch_to_f0(torch.arange(NUM_PITCH))
+    codebook = pipeline.expressive_encoder.pitch_to_f0(torch.arange(NUM_PITCH))
     levels = codebook.view(NUM_PITCH, -1).mean(-1)
     low, high = int(levels.argmin()), int(levels.argmax())
     wave = lambda pitch, style: pipeline.decode_expressive(units, torch.full((40,), pitch), torch.full((40,), style))  # noqa: E731
@@ -190,7 +206,7 @@ def test_pipeline_continues_in_each_direction_after_save_and_load(pipeline, prom
         pipe.continue_expressive(audio=prompt.waveform, text=prompt.text)
     with pytest.raises(ValueError, match="num_pitch_tokens=8"):
         ExpressiveSpeechLMPipeline(pipe.feature_extractor, pipe.speech_tokenizer,
-                                   ExpressiveTokenizerModel(ExpressiveTokenizerConfig()), pipe.language_model)  # fmt: skip
+                                   ExpressiveEncoderModel(ExpressiveEncoderConfig()), pipe.language_model)  # fmt: skip
 
 
 def test_trainer_learns_interleaved_sequences(pipeline, prompts, tmp_path):

@@ -81,9 +81,9 @@ def register_all() -> None:
     from .speech_lm import MultiStreamSpeechLMConfig, MultiStreamSpeechLMForCausalLM
 
     register_component(MultiStreamSpeechLMConfig, MultiStreamSpeechLMForCausalLM, ("AutoModel",))
-    from .speech_lm import ExpressiveTokenizerConfig, ExpressiveTokenizerModel
+    from .speech_lm import ExpressiveEncoderConfig, ExpressiveEncoderModel
 
-    register_component(ExpressiveTokenizerConfig, ExpressiveTokenizerModel)
+    register_component(ExpressiveEncoderConfig, ExpressiveEncoderModel)
     # --- unit_vocoder ---
     from .unit_vocoder import UnitHifiGanVocoder, UnitHifiGanVocoderConfig, UnitMelVocoder, UnitMelVocoderConfig
 

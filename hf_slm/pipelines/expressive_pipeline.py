@@ -1,6 +1,6 @@
 """`ExpressiveSpeechLMPipeline`: the SpiRit-LM Expressive variant — units + pitch + style tokens in one stream.
 
-speech -> (unit tokenizer, expressive tokenizer) -> interleaved `[St..][Pi..]<unit>...` ids -> LM continuation in
+speech -> (unit tokenizer, expressive encoder) -> interleaved `[St..][Pi..]<unit>...` ids -> LM continuation in
 speech or text -> de-interleaved units / pitch / style -> vocoder conditioned on F0 (from pitch tokens) and style.
 """
 
@@ -32,35 +32,35 @@ class ExpressiveContinuation:
 
 class ExpressiveSpeechLMPipeline(SpeechLMPipeline):
     """
-    SpiRit-LM Expressive as one pipeline variant: `SpeechLMPipeline`'s components plus an `expressive_tokenizer`
-    ([`ExpressiveTokenizerModel`]) whose pitch / style codebook sizes are the LM's `num_pitch_tokens` /
+    SpiRit-LM Expressive as one pipeline variant: `SpeechLMPipeline`'s components plus an `expressive_encoder`
+    ([`ExpressiveEncoderModel`]) whose pitch / style codebook sizes are the LM's `num_pitch_tokens` /
     `num_style_tokens`.
 
     Args:
         feature_extractor, speech_tokenizer, language_model, vocoder, tokenizer: as in [`SpeechLMPipeline`]; the
             vocoder may condition on F0 (`use_f0`) and style tokens (`num_styles`).
-        expressive_tokenizer: audio -> pitch tokens (12.5 Hz) and style tokens (1 Hz).
+        expressive_encoder: audio -> pitch tokens (12.5 Hz) and style tokens (1 Hz).
     """
 
-    component_names = ("feature_extractor", "speech_tokenizer", "expressive_tokenizer", "tokenizer", "language_model",
+    component_names = ("feature_extractor", "speech_tokenizer", "expressive_encoder", "tokenizer", "language_model",
                        "vocoder")  # fmt: skip
 
-    def __init__(self, feature_extractor, speech_tokenizer, expressive_tokenizer, language_model=None, vocoder=None,
+    def __init__(self, feature_extractor, speech_tokenizer, expressive_encoder, language_model=None, vocoder=None,
                  tokenizer=None):  # fmt: skip
         self.register_modules(
             feature_extractor=feature_extractor,
             speech_tokenizer=speech_tokenizer,
-            expressive_tokenizer=expressive_tokenizer,
+            expressive_encoder=expressive_encoder,
             tokenizer=tokenizer,
             language_model=language_model,
             vocoder=vocoder,
         )
         if language_model is not None:
-            layout, config = language_model.config.vocab_layout, expressive_tokenizer.config
+            layout, config = language_model.config.vocab_layout, expressive_encoder.config
             if (layout.num_pitch_tokens, layout.num_style_tokens) != (config.num_pitch_tokens, config.num_style_tokens):
                 raise ValueError(
                     f"the language model has num_pitch_tokens={layout.num_pitch_tokens}, num_style_tokens="
-                    f"{layout.num_style_tokens} but the expressive tokenizer has {config.num_pitch_tokens} / "
+                    f"{layout.num_style_tokens} but the expressive encoder has {config.num_pitch_tokens} / "
                     f"{config.num_style_tokens}"
                 )
 
@@ -70,7 +70,7 @@ class ExpressiveSpeechLMPipeline(SpeechLMPipeline):
         from ..models.speech_lm import SpeechLMProcessor
 
         lm = self._require("language_model", "interleaving")
-        config = self.expressive_tokenizer.config
+        config = self.expressive_encoder.config
         return SpeechLMProcessor.from_config(
             lm.config, tokenizer=self.tokenizer, frame_rate=self.speech_tokenizer.config.frame_rate,
             pitch_rate=config.pitch_rate, style_rate=config.style_rate,
@@ -82,7 +82,7 @@ class ExpressiveSpeechLMPipeline(SpeechLMPipeline):
         """Audio -> per utterance `{"units", "pitch", "style"}` (frame-level units, 12.5 Hz pitch, 1 Hz style)."""
         units = self.encode(audio, sampling_rate=sampling_rate)
         inputs = self.feature_extractor(audio, sampling_rate=sampling_rate, return_tensors="pt")
-        tokens = self.expressive_tokenizer.encode(inputs["input_values"], inputs["attention_mask"])
+        tokens = self.expressive_encoder.encode(inputs["input_values"], inputs["attention_mask"])
         return [{"units": u, "pitch": p, "style": s} for u, p, s in zip(units, tokens["pitch"], tokens["style"])]
 
     @torch.no_grad()
@@ -100,7 +100,7 @@ class ExpressiveSpeechLMPipeline(SpeechLMPipeline):
         if getattr(vocoder.config, "use_f0", False):
             f0 = torch.zeros(len(units))
             if pitch is not None:
-                f0 = self.expressive_tokenizer.pitch_to_f0(pitch, frame_index=torch.arange(len(units))).cpu()
+                f0 = self.expressive_encoder.pitch_to_f0(pitch, frame_index=torch.arange(len(units))).cpu()
             kwargs["f0"] = f0[None].float().to(device)
         if getattr(vocoder.config, "num_styles", 0) > 0:
             style = torch.zeros(len(units), dtype=torch.long) if style is None else torch.as_tensor(style).long()

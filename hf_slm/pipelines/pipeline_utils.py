@@ -37,8 +37,8 @@ REQUIRED_COMPONENTS = ("feature_extractor", "speech_tokenizer")
 PIPELINE_LAYOUTS = {
     "SpeechLLMPipeline": (("processor", "language_model", "vocoder"), ("processor", "language_model")),
     "ExpressiveSpeechLMPipeline": (
-        ("feature_extractor", "speech_tokenizer", "expressive_tokenizer", "tokenizer", "language_model", "vocoder"),
-        ("feature_extractor", "speech_tokenizer", "expressive_tokenizer"),
+        ("feature_extractor", "speech_tokenizer", "expressive_encoder", "tokenizer", "language_model", "vocoder"),
+        ("feature_extractor", "speech_tokenizer", "expressive_encoder"),
     ),
 }
 

@@ -11,7 +11,7 @@ import torch
 from .kmeans import MiniBatchKMeans
 
 
-def fit_expressive_tokenizer(
+def fit_expressive_encoder(
     tokenizer,
     waveforms,
     sampling_rate: int | None = None,
@@ -20,10 +20,10 @@ def fit_expressive_tokenizer(
     batch_size: int = 4096,
 ):
     """
-    Fit the pitch and style codebooks of an `ExpressiveTokenizerModel` (in place) on a list of 1-D waveforms.
+    Fit the pitch and style codebooks of an `ExpressiveEncoderModel` (in place) on a list of 1-D waveforms.
 
     Args:
-        tokenizer (`ExpressiveTokenizerModel`): its config gives the codebook sizes and rates.
+        tokenizer (`ExpressiveEncoderModel`): its config gives the codebook sizes and rates.
         waveforms (`list`): 1-D float waveforms (tensors or arrays), at `sampling_rate`.
         sampling_rate (`int`, *optional*): their rate (default: the tokenizer's, 16 kHz); others are resampled.
         seed, max_steps, batch_size: mini-batch k-means settings.
@@ -40,7 +40,7 @@ def fit_expressive_tokenizer(
             pitch_rows.append(tokenizer.pitch_features(waveform, f0))
             style_rows.append(tokenizer.style_features(waveform, f0))
     if not pitch_rows:
-        raise ValueError("fit_expressive_tokenizer needs at least one waveform")
+        raise ValueError("fit_expressive_encoder needs at least one waveform")
     pitch, style = torch.cat(pitch_rows), torch.cat(style_rows)
     for name, rows, size in (("pitch", pitch, config.num_pitch_tokens), ("style", style, config.num_style_tokens)):
         if len(rows) < size:
@@ -86,4 +86,4 @@ def expressive_sequences(processor, units, pitch=None, style=None, texts=None) -
     return sequences
 
 
-__all__ = ["expressive_sequences", "fit_expressive_tokenizer"]
+__all__ = ["expressive_sequences", "fit_expressive_encoder"]

@@ -10,7 +10,8 @@ from .modeling_speech_lm import (
 from .processing_speech_lm import SpeechLMProcessor, SpeechLMProcessorKwargs
 from .chat_template_speech_lm import ASSISTANT_TOKEN, CHAT_TOKENS, USER_TOKEN, SpeechChatTemplate
 from .prosody_multistream_speech_lm import ProsodyQuantizer, estimate_f0
-from .expressive_speech_lm import ExpressiveTokenizerConfig, ExpressiveTokenizerModel
+from .configuration_expressive_speech_lm import ExpressiveEncoderConfig
+from .modeling_expressive_speech_lm import ExpressiveEncoderModel, ExpressiveEncoderOutput
 from .configuration_multistream_speech_lm import MultiStreamSpeechLMConfig
 from .generation_speech_lm import FastUnitGenerator, RepetitionAwareSamplingLogitsProcessor
 from .modeling_multistream_speech_lm import (
@@ -25,8 +26,9 @@ __all__ = [
     "ASSISTANT_TOKEN",
     "AllowedTokensLogitsProcessor",
     "CHAT_TOKENS",
-    "ExpressiveTokenizerConfig",
-    "ExpressiveTokenizerModel",
+    "ExpressiveEncoderConfig",
+    "ExpressiveEncoderModel",
+    "ExpressiveEncoderOutput",
     "FastUnitGenerator",
     "LogLikelihoodOutput",
     "MultiStreamCausalLMOutput",

@@ -398,7 +398,7 @@ class SpeechLMConfig(TextConfigMixin, PretrainedConfig):
             Rows after the layout's named tokens, added by [`~SpeechLMForCausalLM.resize_token_embeddings`] (new
             tokens whose meaning the user manages, or padding to a multiple). Every named id is unchanged by them.
         num_pitch_tokens, num_style_tokens (`int`, *optional*, default to 0):
-            SpiRit-LM Expressive token ranges `[Pi..]` / `[St..]` (an [`ExpressiveTokenizerModel`]'s codebook sizes),
+            SpiRit-LM Expressive token ranges `[Pi..]` / `[St..]` (an [`ExpressiveEncoderModel`]'s codebook sizes),
             after every other named token.
         suppressed_token_ids (`list[int]`, *optional*):
             Ids the model never produces (e.g. the specials a converted checkpoint's vocabulary lacks): they get

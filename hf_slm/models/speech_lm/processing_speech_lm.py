@@ -72,7 +72,7 @@ class SpeechLMProcessor(ProcessorMixin):
             Side on which batches are padded (`"left"` for generation prompts).
         num_pitch_tokens, num_style_tokens (`int`, *optional*, default to 0):
             SpiRit-LM Expressive token ranges, as in [`SpeechLMConfig`]. With `pitch=` / `style=` tokens (from an
-            [`ExpressiveTokenizerModel`]) each speech segment interleaves `[St..]`, `[Pi..]` and units in time order:
+            [`ExpressiveEncoderModel`]) each speech segment interleaves `[St..]`, `[Pi..]` and units in time order:
             token `i` of a stream sits at `i / rate` seconds, ties go style, pitch, unit (SpiRit-LM's
             `units_to_string`), and repeated pitch tokens are dropped (`pitch_dedup`; style: `style_dedup`).
             [`~SpeechLMProcessor.deinterleave`] undoes it.
@@ -214,7 +214,7 @@ class SpeechLMProcessor(ProcessorMixin):
                 `"concat"` example, or the units of a TTS-like one.
             padding_side (`str`, *optional*): overrides the processor's padding side.
             pitch, style (*optional*): SpiRit-LM Expressive: per utterance, its pitch / style tokens (from
-                [`ExpressiveTokenizerModel.encode`]), interleaved with its units in time order (modes `"speech"` and
+                [`ExpressiveEncoderModel.encode`]), interleaved with its units in time order (modes `"speech"` and
                 `"concat"`).
             return_tensors (`str`, *optional*, defaults to `"pt"`): `"pt"` pads into tensors; `None` returns
                 unpadded lists (e.g. inside `datasets.map`, padded later by [`~SpeechLMProcessor.pad`]).

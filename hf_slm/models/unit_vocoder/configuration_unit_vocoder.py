@@ -76,7 +76,7 @@ class UnitHifiGanVocoderConfig(PretrainedConfig):
             Size of the projected (log-F0, voicing) features (used when `use_f0`).
         num_styles (`int`, *optional*, defaults to 0):
             Size of a style-token embedding table (SpiRit-LM Expressive `[St..]` tokens of an
-            `ExpressiveTokenizerModel`); 0 disables style conditioning. `style_ids` are then required.
+            `ExpressiveEncoderModel`); 0 disables style conditioning. `style_ids` are then required.
         style_embedding_dim (`int`, *optional*, defaults to 64):
             Style embedding size (used when `num_styles > 0`).
         f0_normalize (`bool`, *optional*, defaults to `True`):

@@ -5,134 +5,71 @@ SpiRit-LM Expressive (Nguyen et al., 2024) interleaves `[Pi..]` pitch tokens (a 
 style tokens (a fine-tuned speech-property encoder, 1 Hz) with its HuBERT units. Here the pitch codebook is k-means over
 windows of `pitch_frames` F0 frames (log2 F0 and voicing per frame) and the style codebook is k-means over
 standardised window statistics (log-mel mean / std, F0 level / range / voicing, energy): no pretrained weights, fitted
-on the user's own speech with `hf_slm.training.expressive.fit_expressive_tokenizer`.
+on the user's own speech with `hf_slm.training.expressive.fit_expressive_encoder`.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torchaudio
-from transformers import PretrainedConfig, PreTrainedModel
+from transformers import PreTrainedModel
+from transformers.utils import ModelOutput
 
+from .configuration_expressive_speech_lm import F0_REFERENCE, ExpressiveEncoderConfig
 from .prosody_multistream_speech_lm import estimate_f0
 
-#: F0 reference of the log2 pitch features (Hz).
-F0_REFERENCE = 100.0
-
-
-class ExpressiveTokenizerConfig(PretrainedConfig):
-    r"""
-    Configuration of [`ExpressiveTokenizerModel`].
+@dataclass
+class ExpressiveEncoderOutput(ModelOutput):
+    """Pitch and style tokens of a batch, right-padded with -1.
 
     Args:
-        sampling_rate (`int`, defaults to 16000): audio rate the tokenizer reads (other rates are resampled).
-        frame_rate (`float`, defaults to 50.0): F0 / mel analysis frames per second (the unit frame rate).
-        num_pitch_tokens (`int`, defaults to 64): pitch codebook size (SpiRit-LM: 64).
-        pitch_frames (`int`, defaults to 4): analysis frames per pitch token (4 at 50 Hz = 12.5 Hz, SpiRit-LM's rate).
-        num_style_tokens (`int`, defaults to 16): style codebook size (SpiRit-LM: 100).
-        style_frames (`int`, defaults to 50): analysis frames per style token (50 at 50 Hz = 1 Hz).
-        num_mel_bins (`int`, defaults to 24): mel bands of the style statistics.
-        f0_min, f0_max (`float`, defaults to 60 / 400 Hz): F0 search range.
+        pitch_codes (`LongTensor` `[B, pitch_steps]`), pitch_mask (`BoolTensor` `[B, pitch_steps]`): 12.5 Hz tokens.
+        style_codes (`LongTensor` `[B, style_steps]`), style_mask (`BoolTensor` `[B, style_steps]`): 1 Hz tokens.
     """
 
-    model_type = "hf_slm_expressive_tokenizer"
-
-    def __init__(
-        self,
-        sampling_rate: int = 16000,
-        frame_rate: float = 50.0,
-        num_pitch_tokens: int = 64,
-        pitch_frames: int = 4,
-        num_style_tokens: int = 16,
-        style_frames: int = 50,
-        num_mel_bins: int = 24,
-        f0_min: float = 60.0,
-        f0_max: float = 400.0,
-        **kwargs,
-    ):
-        for name, value in (
-            ("sampling_rate", sampling_rate),
-            ("num_pitch_tokens", num_pitch_tokens),
-            ("pitch_frames", pitch_frames),
-            ("num_style_tokens", num_style_tokens),
-            ("style_frames", style_frames),
-            ("num_mel_bins", num_mel_bins),
-        ):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-        if not isinstance(frame_rate, (int, float)) or frame_rate <= 0:
-            raise ValueError(f"frame_rate must be a positive number, got {frame_rate!r}")
-        hop = sampling_rate / frame_rate
-        if abs(hop - round(hop)) > 1e-6:
-            raise ValueError(f"sampling_rate / frame_rate must be a whole number of samples, got {sampling_rate}/{frame_rate}")
-        if not 0 < f0_min < f0_max < sampling_rate / 2:
-            raise ValueError(f"need 0 < f0_min < f0_max < sampling_rate / 2, got {f0_min}, {f0_max}")
-        self.sampling_rate = sampling_rate
-        self.frame_rate = float(frame_rate)
-        self.num_pitch_tokens = num_pitch_tokens
-        self.pitch_frames = pitch_frames
-        self.num_style_tokens = num_style_tokens
-        self.style_frames = style_frames
-        self.num_mel_bins = num_mel_bins
-        self.f0_min = float(f0_min)
-        self.f0_max = float(f0_max)
-        super().__init__(**kwargs)
-
-    @property
-    def hop_length(self) -> int:
-        return round(self.sampling_rate / self.frame_rate)
-
-    @property
-    def pitch_rate(self) -> float:
-        """Pitch tokens per second (12.5 by default)."""
-        return self.frame_rate / self.pitch_frames
-
-    @property
-    def style_rate(self) -> float:
-        """Style tokens per second (1 by default)."""
-        return self.frame_rate / self.style_frames
-
-    @property
-    def pitch_feature_dim(self) -> int:
-        return 2 * self.pitch_frames  # log2(F0 / 100 Hz) and voicing per frame
-
-    @property
-    def style_feature_dim(self) -> int:
-        return 2 * self.num_mel_bins + 5  # mel mean / std, F0 mean / std / voiced fraction, energy mean / std
-
-    @property
-    def produces(self) -> dict:
-        return {"expressive.pitch_rate": self.pitch_rate, "expressive.style_rate": self.style_rate}
+    pitch_codes: torch.LongTensor | None = None
+    pitch_mask: torch.BoolTensor | None = None
+    style_codes: torch.LongTensor | None = None
+    style_mask: torch.BoolTensor | None = None
 
 
-class ExpressiveTokenizerModel(PreTrainedModel):
+def _pad_codes(sequences: list[torch.Tensor]) -> tuple[torch.LongTensor, torch.BoolTensor]:
+    longest = max(len(s) for s in sequences)
+    codes = torch.full((len(sequences), longest), -1, dtype=torch.long)
+    for i, s in enumerate(sequences):
+        codes[i, : len(s)] = s
+    return codes, codes >= 0
+
+
+class ExpressiveEncoderModel(PreTrainedModel):
     r"""
     Audio -> pitch tokens (12.5 Hz) and style tokens (1 Hz); pitch / style tokens -> frame-level F0 and style ids for a
     vocoder. The codebooks and the style standardisation are persistent buffers (saved by `save_pretrained`); fit them
-    with `hf_slm.training.expressive.fit_expressive_tokenizer`.
+    with `hf_slm.training.expressive.fit_expressive_encoder`.
 
     Example:
 
     ```python
     >>> import torch
-    >>> from hf_slm.models.speech_lm import ExpressiveTokenizerConfig, ExpressiveTokenizerModel
-    >>> tokenizer = ExpressiveTokenizerModel(ExpressiveTokenizerConfig(num_pitch_tokens=4, num_style_tokens=2))
+    >>> from hf_slm.models.speech_lm import ExpressiveEncoderConfig, ExpressiveEncoderModel
+    >>> tokenizer = ExpressiveEncoderModel(ExpressiveEncoderConfig(num_pitch_tokens=4, num_style_tokens=2))
     >>> tokenizer.pitch_features(torch.zeros(16000)).shape  # 50 frames -> 13 pitch windows of 4 frames
     torch.Size([13, 8])
 
     ```
     """
 
-    config_class = ExpressiveTokenizerConfig
-    config: ExpressiveTokenizerConfig
-    base_model_prefix = "expressive_tokenizer"
+    config_class = ExpressiveEncoderConfig
+    config: ExpressiveEncoderConfig
+    base_model_prefix = "expressive_encoder"
     main_input_name = "input_values"
     input_modalities = "audio"
     _no_split_modules = []
 
-    def __init__(self, config: ExpressiveTokenizerConfig):
+    def __init__(self, config: ExpressiveEncoderConfig):
         super().__init__(config)
         self.register_buffer("pitch_codebook", torch.zeros(config.num_pitch_tokens, config.pitch_feature_dim))
         self.register_buffer("style_codebook", torch.zeros(config.num_style_tokens, config.style_feature_dim))
@@ -218,8 +155,8 @@ class ExpressiveTokenizerModel(PreTrainedModel):
     def _require_fitted(self) -> None:
         if not bool(self.is_fitted):
             raise RuntimeError(
-                "ExpressiveTokenizerModel is not fitted: its pitch / style codebooks are unset. Fit it with "
-                "`hf_slm.training.expressive.fit_expressive_tokenizer(tokenizer, waveforms)` or load a fitted one with "
+                "ExpressiveEncoderModel is not fitted: its pitch / style codebooks are unset. Fit it with "
+                "`hf_slm.training.expressive.fit_expressive_encoder(tokenizer, waveforms)` or load a fitted one with "
                 "`from_pretrained`."
             )
 
@@ -244,8 +181,15 @@ class ExpressiveTokenizerModel(PreTrainedModel):
             style.append(self.quantize_style(self.style_features(waveform, f0)).cpu())
         return {"pitch": pitch, "style": style}
 
-    def forward(self, input_values, attention_mask=None, sampling_rate: int | None = None) -> dict[str, list]:
-        return self.encode(input_values, attention_mask, sampling_rate)
+    def forward(self, input_values, attention_mask=None, sampling_rate: int | None = None,
+                return_dict: bool | None = None) -> ExpressiveEncoderOutput | tuple:  # fmt: skip
+        """Padded audio `[B, T]` (+ sample `attention_mask`) -> [`ExpressiveEncoderOutput`] (codes padded with -1)."""
+        tokens = self.encode(input_values, attention_mask, sampling_rate)
+        pitch_codes, pitch_mask = _pad_codes(tokens["pitch"])
+        style_codes, style_mask = _pad_codes(tokens["style"])
+        out = ExpressiveEncoderOutput(pitch_codes=pitch_codes.to(self.device), pitch_mask=pitch_mask.to(self.device),
+                                        style_codes=style_codes.to(self.device), style_mask=style_mask.to(self.device))  # fmt: skip
+        return out if (return_dict is None or return_dict) else out.to_tuple()
 
     def pitch_to_f0(self, pitch_tokens, frame_index=None) -> torch.FloatTensor:
         """Pitch tokens -> F0 in Hz (0 = unvoiced) from the codebook.
@@ -274,4 +218,4 @@ class ExpressiveTokenizerModel(PreTrainedModel):
         return f0.gather(1, (frame_index % k)[:, None])[:, 0]
 
 
-__all__ = ["ExpressiveTokenizerConfig", "ExpressiveTokenizerModel"]
+__all__ = ["ExpressiveEncoderModel", "ExpressiveEncoderOutput"]
