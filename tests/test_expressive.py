@@ -14,7 +14,7 @@ from transformers import AutoModel, LlamaConfig, PreTrainedTokenizerFast, Traine
 from hf_slm.cli import main
 from hf_slm.data import EspeakSynthesizer
 from hf_slm.data.sentiment import SENTIMENTS, build_sentiment_prompts
-from hf_slm.evaluation.stsp import preservation, split_prompts, stsp, train_classifiers
+from hf_slm.evaluation.stsp import evaluate_stsp, preservation, split_prompts, train_classifiers
 from hf_slm.models.speech_lm import (
     ExpressiveEncoderConfig,
     ExpressiveEncoderModel,
@@ -248,12 +248,12 @@ def test_stsp_on_a_tiny_set(pipeline, prompts):
     assert len(train) == 6 and len(held_out) == 3 and {p.sentiment for p in held_out} == set(SENTIMENTS)
     speech_clf, text_clf, accuracy = train_classifiers(train, held_out)
     assert set(accuracy) == {"speech_classifier_accuracy", "text_classifier_accuracy"}
-    results = stsp(pipeline, held_out, speech_clf, text_clf, max_new_tokens=20, min_new_tokens=20)
+    results = evaluate_stsp(pipeline, held_out, speech_clf, text_clf, max_new_tokens=20, min_new_tokens=20)
     assert set(results) == {"speech->speech", "text->speech", "speech->text"}
     for r in results.values():
         assert r["num_prompts"] == 3 and 0.0 <= r["stsp"] <= 1.0 and sum(r["predicted_counts"].values()) <= 3
     with pytest.raises(ValueError, match="directions must be"):
-        stsp(pipeline, held_out, speech_clf, text_clf, directions=["speech->video"])
+        evaluate_stsp(pipeline, held_out, speech_clf, text_clf, directions=["speech->video"])
 
 
 def test_cli_stsp_runs_and_refuses_bad_arguments(pipeline, tmp_path, capsys):

@@ -338,7 +338,7 @@ def _directions(text: str) -> list[str]:
 def cmd_stsp(args) -> int:
     from ..data.sentiment import build_sentiment_prompts
     from ..evaluation.report import bar_plot, write_json, write_report
-    from ..evaluation.stsp import format_stsp_table, split_prompts, stsp, train_classifiers
+    from ..evaluation.stsp import evaluate_stsp, format_stsp_table, split_prompts, train_classifiers
     from ..pipelines import ExpressiveSpeechLMPipeline
 
     if args.train_fraction >= 1.0:
@@ -349,7 +349,7 @@ def cmd_stsp(args) -> int:
     prompts = build_sentiment_prompts(args.num_prompts, seed=args.seed)
     train, held_out = split_prompts(prompts, args.train_fraction, seed=args.seed)
     speech_clf, text_clf, accuracy = train_classifiers(train, held_out, seed=args.seed)
-    results = stsp(pipe, held_out, speech_clf, text_clf, directions=args.directions,
+    results = evaluate_stsp(pipe, held_out, speech_clf, text_clf, directions=args.directions,
                    max_new_tokens=args.max_new_tokens, min_new_tokens=args.min_new_tokens,
                    temperature=args.temperature, seed=args.seed)  # fmt: skip
     json_path, md_path, stem = _outputs(args.output)

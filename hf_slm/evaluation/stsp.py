@@ -170,7 +170,7 @@ def preservation(prompt_labels, predicted_labels) -> dict:
     }
 
 
-def stsp(pipeline, prompts, speech_classifier, text_classifier, directions=DIRECTIONS, max_new_tokens: int = 100,
+def evaluate_stsp(pipeline, prompts, speech_classifier, text_classifier, directions=DIRECTIONS, max_new_tokens: int = 100,
          min_new_tokens: int | None = None, temperature: float = 0.8, seed: int = 0) -> dict:  # fmt: skip
     """
     STSP of an `ExpressiveSpeechLMPipeline` on labelled prompts (`SentimentPrompt`s), one entry per direction.
@@ -223,6 +223,6 @@ __all__ = [
     "preservation",
     "speech_sentiment_features",
     "split_prompts",
-    "stsp",
+    "evaluate_stsp",
     "train_classifiers",
 ]
