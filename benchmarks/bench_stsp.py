@@ -6,6 +6,9 @@ Steps (one process, `torch.set_num_threads(1)`):
   2. the speech classifier (prosody statistics) and the text classifier (bag of words): accuracy on held-out prompts;
   3. MFCC k-means units (50), the expressive encoder (32 pitch tokens at 12.5 Hz, 8 style tokens at 1 Hz) and a
      word-level text tokenizer, fitted on the training prompts;
+     Token probes on the held-out prompts: the pitch VQ's F0 error (median |cents| on frames voiced in both the
+     tracker's contour and the decoded one) and the sentiment accuracy of a logistic regression on token histograms
+     (pitch + style tokens vs units alone): how much sentiment prosody the LM's input stream carries;
   4. a 2-layer Llama (width 64) trained by the HF `Trainer` (`CausalLMCollator`) on the interleaved sequences of the
      training prompts (speech, text, text->speech, speech->text; `expressive_sequences`) for `--train-minutes`;
   5. an UNTRAINED tiny HiFi-GAN conditioned on F0 (from pitch tokens) and style tokens: speech continuations are
@@ -23,6 +26,44 @@ import time
 from pathlib import Path
 
 import torch
+
+
+def token_probes(encoder, units_encoder, fe, train, held_out, seed) -> dict:
+    from hf_slm.evaluation.stsp import SentimentClassifier
+
+    def histograms(prompts):
+        rows, cents = [], []
+        for p in prompts:
+            wave = torch.from_numpy(p.waveform)
+            tokens = encoder.encode([wave])
+            pitch, style = tokens["pitch"][0], tokens["style"][0]
+            inputs = fe(p.waveform, sampling_rate=16000, return_tensors="pt")
+            units = units_encoder.encode(inputs["input_values"], inputs["attention_mask"]).unpadded()[0]
+            rows.append(torch.cat([
+                torch.bincount(pitch, minlength=encoder.config.num_pitch_tokens) / len(pitch),
+                torch.bincount(style, minlength=encoder.config.num_style_tokens) / len(style),
+                torch.bincount(units, minlength=units_encoder.config.num_units) / len(units),
+            ]))  # fmt: skip
+            f0 = encoder.frame_f0(wave)
+            decoded = encoder.pitch_to_f0(pitch)[: len(f0)]
+            both = (f0 > 0) & (decoded > 0)
+            cents.append((1200 * torch.log2(decoded[both] / f0[both])).abs())
+        return torch.stack(rows), torch.cat(cents)
+
+    x_train, _ = histograms(train)
+    x_test, cents = histograms(held_out)
+    y_train, y_test = torch.tensor([p.label for p in train]), torch.tensor([p.label for p in held_out])
+    expressive = encoder.config.num_pitch_tokens + encoder.config.num_style_tokens
+
+    def accuracy(columns):
+        clf = SentimentClassifier(seed=seed).fit(x_train[:, columns], y_train)
+        return float((clf.predict(x_test[:, columns]) == y_test).float().mean())
+
+    return {
+        "pitch_vq_median_abs_cents": float(cents.median()),
+        "sentiment_from_pitch_style_tokens": accuracy(slice(0, expressive)),
+        "sentiment_from_units": accuracy(slice(expressive, None)),
+    }
 
 
 def main() -> None:
@@ -64,6 +105,8 @@ def main() -> None:
     fit_unit_tokenizer(units_encoder, torch.cat(features), seed=args.seed, show_progress=False, max_steps=100)
     encoder = ExpressiveEncoderModel(ExpressiveEncoderConfig(num_pitch_tokens=32, num_style_tokens=8))
     fit_expressive_encoder(encoder, [torch.from_numpy(p.waveform) for p in train], seed=args.seed)
+    probes = token_probes(encoder, units_encoder, fe, train, held_out, args.seed)
+    print("token probes", probes, flush=True)
     words = sorted({w for p in prompts for w in p.text.replace(",", " ").replace(".", " ").split()})
     word_model = models.WordLevel(vocab={"<unk>": 0, **{w: i + 1 for i, w in enumerate(words)}}, unk_token="<unk>")
     tok = Tokenizer(word_model)
@@ -102,7 +145,7 @@ def main() -> None:
     scores = evaluate_stsp(pipe, held_out, speech_clf, text_clf, max_new_tokens=args.max_new_tokens, min_new_tokens=25,
                   seed=args.seed)  # fmt: skip
     print(format_stsp_table(scores, accuracy))
-    report = {"stsp": scores, **accuracy, "train_prompts": len(train), "held_out_prompts": len(held_out),
+    report = {"stsp": scores, **accuracy, "token_probes": probes, "train_prompts": len(train), "held_out_prompts": len(held_out),
               "lm_steps": result.global_step, "lm_loss_first_last": [losses[0], losses[-1]],
               "lm_parameters": sum(p.numel() for p in lm.parameters()), "sequences": len(sequences),
               "seconds": round(time.time() - started)}  # fmt: skip
