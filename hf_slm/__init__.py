@@ -32,7 +32,8 @@ _LAZY_NAMES = {
     ],
     "training.kmeans": ["MiniBatchKMeans"],  # fitting, not a model: `hf_slm.MiniBatchKMeans` keeps working
     "models.speech_lm": [
-        "ASSISTANT_TOKEN", "AllowedTokensLogitsProcessor", "CHAT_TOKENS", "FastUnitGenerator", "LogLikelihoodOutput",
+        "ASSISTANT_TOKEN", "AllowedTokensLogitsProcessor", "CHAT_TOKENS", "ExpressiveEncoderConfig",
+        "ExpressiveEncoderModel", "ExpressiveEncoderOutput", "FastUnitGenerator", "LogLikelihoodOutput",
         "MultiStreamCausalLMOutput", "MultiStreamSpeechLMConfig", "MultiStreamSpeechLMForCausalLM",
         "MultiStreamSpeechLMPreTrainedModel", "ProsodyQuantizer", "RepetitionAwareSamplingLogitsProcessor",
         "SpeechChatTemplate", "SpeechLMConfig", "SpeechLMForCausalLM", "SpeechLMPreTrainedModel", "SpeechLMProcessor",
@@ -65,7 +66,7 @@ _LAZY_NAMES = {
         "group_codes", "ungroup_codes",
     ],
     "pipelines": [
-        "AudioLMPipeline", "AudioLMPipelineOutput",
+        "AudioLMPipeline", "AudioLMPipelineOutput", "ExpressiveSpeechLMPipeline",
         "PipelineLoadError", "SpeechLLMChatOutput", "SpeechLLMPipeline", "SpeechLMPipeline", "SpeechPipelineOutput",
         "SpokenChatPipeline", "TextToSpeechOutput", "VallEPipeline",
     ],
@@ -95,6 +96,7 @@ if TYPE_CHECKING:  # static tools see the real names
     from .pipelines import (  # noqa: F401
         AudioLMPipeline,
         AudioLMPipelineOutput,
+        ExpressiveSpeechLMPipeline,
         PipelineLoadError,
         SpeechLLMChatOutput,
         SpeechLLMPipeline,

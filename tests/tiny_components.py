@@ -8,6 +8,8 @@ from transformers import HubertConfig, LlamaConfig
 
 from hf_slm.models.codec import CodecConfig, CodecModel, RVQCodecConfig, RVQCodecModel
 from hf_slm.models.speech_lm import (
+    ExpressiveEncoderConfig,
+    ExpressiveEncoderModel,
     MultiStreamSpeechLMConfig,
     MultiStreamSpeechLMForCausalLM,
     SpeechLMConfig,
@@ -15,6 +17,7 @@ from hf_slm.models.speech_lm import (
 )
 from hf_slm.models.ssl_encoder import SSLEncoderConfig, SSLEncoderForPreTraining
 from hf_slm.models.unit_encoder import SpeechFeatureExtractor, UnitEncoderConfig, UnitEncoderModel
+from hf_slm.training.expressive import fit_expressive_encoder
 from hf_slm.training.kmeans import fit_unit_tokenizer
 from hf_slm.models.unit_vocoder import (
     UnitHifiGanVocoder,
@@ -50,6 +53,22 @@ def tiny_unit_encoder(frontend: str = "mfcc", seed: int = 0) -> UnitEncoderModel
     kwargs = {"ssl_config": tiny_hubert_config(), "ssl_layer": 1} if frontend == "ssl" else {}
     config = UnitEncoderConfig(frontend=frontend, num_units=NUM_UNITS, **kwargs)
     return _fit_random(UnitEncoderModel(config).eval(), seed)
+
+
+def tiny_expressive_encoder(seed: int = 0) -> ExpressiveEncoderModel:
+    """8 pitch / 4 style tokens (style every 0.5 s), fitted on harmonic tones gliding between 90 and 300 Hz."""
+    generator = torch.Generator().manual_seed(seed)
+    t = torch.arange(32000) / 16000
+    waves = []
+    for _ in range(4):
+        low, high = 90 + 60 * torch.rand(2, generator=generator)
+        f0 = low + (high + 150 - low) * t / 2  # a glide over 2 s
+        phase = 2 * torch.pi * torch.cumsum(f0, 0) / 16000
+        waves.append(sum(torch.sin(k * phase) / k for k in (1, 2, 3)) * 0.3)
+    config = ExpressiveEncoderConfig(num_pitch_tokens=8, num_style_tokens=4, style_frames=25)
+    tokenizer = ExpressiveEncoderModel(config)
+    fit_expressive_encoder(tokenizer, waves, seed=seed, max_steps=10)
+    return tokenizer.eval()
 
 
 def tiny_speech_lm(seed: int = 0) -> SpeechLMForCausalLM:
@@ -245,6 +264,7 @@ COMPONENTS = {
     "unit_encoder_mfcc": (lambda: tiny_unit_encoder("mfcc"), "AutoModel", _audio_inputs),
     "unit_encoder_ssl": (lambda: tiny_unit_encoder("ssl"), "AutoModel", _audio_inputs),
     "speech_lm": (tiny_speech_lm, "AutoModelForCausalLM", _unit_inputs),
+    "expressive_encoder": (tiny_expressive_encoder, "AutoModel", _audio_inputs),
     "multistream_speech_lm": (tiny_multistream_speech_lm, "AutoModel", _stream_inputs),
     "acoustic_lm_coarse": (lambda: tiny_acoustic_lm("coarse"), "AutoModel", lambda: _acoustic_inputs("coarse")),
     "acoustic_lm_fine": (lambda: tiny_acoustic_lm("fine"), "AutoModel", lambda: _acoustic_inputs("fine")),

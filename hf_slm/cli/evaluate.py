@@ -322,6 +322,50 @@ def cmd_turn_taking(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------------- stsp
+def _directions(text: str) -> list[str]:
+    import argparse
+
+    from ..evaluation.stsp import DIRECTIONS
+
+    directions = [d.strip() for d in text.split(",") if d.strip()]
+    bad = [d for d in directions if d not in DIRECTIONS]
+    if bad or not directions:
+        raise argparse.ArgumentTypeError(f"unknown direction(s) {bad or [text]}; choose from {', '.join(DIRECTIONS)}")
+    return directions
+
+
+def cmd_stsp(args) -> int:
+    from ..data.sentiment import build_sentiment_prompts
+    from ..evaluation.report import bar_plot, write_json, write_report
+    from ..evaluation.stsp import evaluate_stsp, format_stsp_table, split_prompts, train_classifiers
+    from ..pipelines import ExpressiveSpeechLMPipeline
+
+    if args.train_fraction >= 1.0:
+        raise ValueError(f"--train-fraction must be below 1 (some prompts are held out), got {args.train_fraction}")
+    pipe = ExpressiveSpeechLMPipeline.from_pretrained(args.pipeline).to(args.device)
+    if any(d.endswith("->text") or d.startswith("text->") for d in args.directions) and pipe.tokenizer is None:
+        raise ValueError(f"directions {args.directions} involve text but the pipeline {args.pipeline} has no text tokenizer")
+    prompts = build_sentiment_prompts(args.num_prompts, seed=args.seed)
+    train, held_out = split_prompts(prompts, args.train_fraction, seed=args.seed)
+    speech_clf, text_clf, accuracy = train_classifiers(train, held_out, seed=args.seed)
+    results = evaluate_stsp(pipe, held_out, speech_clf, text_clf, directions=args.directions,
+                   max_new_tokens=args.max_new_tokens, min_new_tokens=args.min_new_tokens,
+                   temperature=args.temperature, seed=args.seed)  # fmt: skip
+    json_path, md_path, stem = _outputs(args.output)
+    write_json({"directions": results, **accuracy, "pipeline": str(args.pipeline), "num_prompts": args.num_prompts,
+                "held_out_prompts": len(held_out), "seed": args.seed}, json_path)  # fmt: skip
+    plot = bar_plot({d: r["stsp"] for d, r in results.items()}, f"{stem}.stsp.png", "STSP", "preserved fraction",
+                    chance=1.0 / 3)  # fmt: skip
+    table = format_stsp_table(results, accuracy)
+    write_report(md_path, "STSP (speech-text sentiment preservation)", accuracy, table, [plot],
+                 notes="STSP: fraction of continuations classified with the prompt's sentiment; random: 1/3 "
+                       "(SpiRit-LM's baseline); chance|pred: agreement expected from the predicted label frequencies.")  # fmt: skip
+    print(table)
+    print(f"wrote {json_path}, {md_path}, {plot}")
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------------- parser
 def add_evaluate_parser(sub) -> None:
     """Add the `evaluate` command group to the `hf-slm` sub-parsers."""
@@ -332,7 +376,7 @@ def add_evaluate_parser(sub) -> None:
     f0_methods = LazyChoices("hf_slm.evaluation.metrics.prosody.prosody", "F0_METHODS")
 
     group = sub.add_parser(
-        "evaluate", help="benchmarks: pairs, build-pairs, abx, purity, resynthesis, asr, generation, prosody, turn-taking"
+        "evaluate", help="benchmarks: pairs, build-pairs, abx, purity, resynthesis, asr, generation, prosody, turn-taking, stsp"
     )
     commands = group.add_subparsers(dest="evaluate_command", required=True)
 
@@ -471,6 +515,21 @@ def add_evaluate_parser(sub) -> None:
     p.add_argument("--threshold", type=fraction, default=0.5, help="Silero VAD speech probability threshold")
     p.add_argument("--output", required=True, help="results JSON (a Markdown report and a PNG plot are written next to it)")
     p.set_defaults(func=cmd_turn_taking)
+
+    p = commands.add_parser("stsp", help="SpiRit-LM STSP: sentiment preservation of an expressive pipeline's continuations")
+    p.add_argument("--pipeline", required=True, help="an ExpressiveSpeechLMPipeline folder or Hub repo id")
+    p.add_argument("--num-prompts", type=positive_int, default=30, help="sentiment prompts per class (espeak-ng)")
+    p.add_argument("--train-fraction", type=fraction, default=0.7, help="prompts that train the classifiers; the "
+                   "rest are continued")  # fmt: skip
+    p.add_argument("--directions", type=_directions, default=["speech->speech", "text->speech", "speech->text"],
+                   help="comma-separated, from speech->speech, text->speech, speech->text")  # fmt: skip
+    p.add_argument("--max-new-tokens", type=positive_int, default=100)
+    p.add_argument("--min-new-tokens", type=non_negative_int, default=10)
+    p.add_argument("--temperature", type=positive_float, default=0.8)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--seed", type=non_negative_int, default=0)
+    p.add_argument("--output", required=True, help="results JSON (a Markdown report and a PNG plot are written next to it)")
+    p.set_defaults(func=cmd_stsp)
 
 
 __all__ = ["add_evaluate_parser"]

@@ -32,11 +32,17 @@ _SUBMODULES = {
         "REAL_SPEECH_SOURCES", "alsa_clips", "audio_text_columns", "librivox_clips", "load_local_dataset",
         "load_real_speech", "read_audio_dir", "write_audio_dir"
     ],
+    ".sentiment": ["PROSODY", "SENTIMENTS", "SentimentPrompt", "build_sentiment_prompts", "sentiment_texts"],
     ".vad": ["load_vad", "speech_segments", "split_audio_files", "split_utterances"],
 }  # fmt: skip
 __getattr__, __dir__ = lazy_exports(__name__, _SUBMODULES)
 
 __all__ = [
+    "PROSODY",
+    "SENTIMENTS",
+    "SentimentPrompt",
+    "build_sentiment_prompts",
+    "sentiment_texts",
     "BACKCHANNELS",
     "Dialogue",
     "DialogueTiming",

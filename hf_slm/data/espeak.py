@@ -41,7 +41,7 @@ _CHARS_UTF8 = 1
 _POS_CHARACTER = 1
 _EE_OK, _EE_NOT_FOUND = 0, 2
 _EVENT_LIST_TERMINATED, _EVENT_WORD, _EVENT_PHONEME = 0, 1, 7
-_PARAM_RATE, _PARAM_PITCH, _PARAM_WORDGAP = 1, 3, 7
+_PARAM_RATE, _PARAM_PITCH, _PARAM_RANGE, _PARAM_WORDGAP = 1, 3, 4, 7
 
 #: espeak-ng's accepted speaking rates, in words per minute (``espeakRATE_MINIMUM/MAXIMUM``).
 MIN_RATE, MAX_RATE = 80, 450
@@ -374,6 +374,8 @@ class EspeakSynthesizer:
             Speaking rate in words per minute, 80 to 450 (espeak-ng's default is 175).
         pitch (`int`, *optional*, defaults to 50):
             Base pitch, 0 to 99; 50 is the voice's normal pitch.
+        pitch_range (`int`, *optional*, defaults to 50):
+            Pitch range (intonation), 0 to 99: 0 is monotone, 50 the voice's normal range.
         word_gap (`int`, *optional*, defaults to 0):
             Extra pause between words in units of 10 ms (at the default rate), 0 to 100.
         silence_threshold_db (`float`, *optional*, defaults to -40.0):
@@ -401,12 +403,13 @@ class EspeakSynthesizer:
     ```
     """
 
-    def __init__(self, voice="en-us", rate=175, pitch=50, word_gap=0, silence_threshold_db=-40.0):
+    def __init__(self, voice="en-us", rate=175, pitch=50, word_gap=0, silence_threshold_db=-40.0, pitch_range=50):
         if not isinstance(voice, str) or not voice.strip():
             raise ValueError(f"`voice` must be a non-empty string, got {voice!r}.")
         for name, value, low, high in (
             ("rate", rate, MIN_RATE, MAX_RATE),
             ("pitch", pitch, MIN_PITCH, MAX_PITCH),
+            ("pitch_range", pitch_range, MIN_PITCH, MAX_PITCH),
             ("word_gap", word_gap, 0, MAX_WORD_GAP),
         ):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not low <= value <= high:
@@ -416,6 +419,7 @@ class EspeakSynthesizer:
         self.voice = voice
         self.rate = int(rate)
         self.pitch = int(pitch)
+        self.pitch_range = int(pitch_range)
         self.word_gap = int(word_gap)
         self.silence_threshold_db = float(silence_threshold_db)
         self._espeak_name = _resolve_voice(voice)
@@ -432,7 +436,12 @@ class EspeakSynthesizer:
         status = session.lib.espeak_SetVoiceByName(self._espeak_name.encode("utf-8"))
         if status != _EE_OK:
             raise EspeakError(f"espeak_SetVoiceByName({self._espeak_name!r}) failed for voice {self.voice!r}.")
-        for parameter, value in ((_PARAM_RATE, self.rate), (_PARAM_PITCH, self.pitch), (_PARAM_WORDGAP, self.word_gap)):
+        for parameter, value in (
+            (_PARAM_RATE, self.rate),
+            (_PARAM_PITCH, self.pitch),
+            (_PARAM_RANGE, self.pitch_range),
+            (_PARAM_WORDGAP, self.word_gap),
+        ):
             if session.lib.espeak_SetParameter(parameter, value, 0) != _EE_OK:
                 raise EspeakError(f"espeak_SetParameter({parameter}, {value}) failed.")
 

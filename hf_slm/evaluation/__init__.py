@@ -10,6 +10,7 @@
 - `generation`: continuations over temperatures: judge perplexity, VERT, their AUC, a plot.
 - `prosody`: pGSLM's prosody of continuations (F0 min-MAE, consistency, expressiveness), an F0 contour plot.
 - `unit_purity`: unit-to-phone purity and PNMI of a unit tokenizer on espeak-ng phone alignments.
+- `stsp`: SpiRit-LM's speech-text sentiment preservation (STSP) of an expressive pipeline, with our classifiers.
 - `turn_taking`: dGSLM's turn-taking statistics of stereo dialogues (IPUs, pauses, gaps, overlaps per minute).
 - `report`: JSON + Markdown report writing (used by `hf-slm evaluate`).
 
@@ -36,11 +37,22 @@ _SUBMODULES = {
     ".prosody": ["evaluate_prosody", "plot_f0_contours"],
     ".unit_purity": ["build_phone_items", "evaluate_unit_purity", "unit_phone_statistics"],
     ".resynthesis": ["evaluate_resynthesis"],
+    ".stsp": [
+        "DIRECTIONS", "SpeechSentimentClassifier", "TextSentimentClassifier", "format_stsp_table", "preservation",
+        "evaluate_stsp", "train_classifiers"
+    ],
     ".turn_taking": ["channel_ipus", "format_turn_taking_table", "turn_taking_events", "turn_taking_statistics"],
 }  # fmt: skip
 __getattr__, __dir__ = lazy_exports(__name__, _SUBMODULES)
 
 __all__ = [
+    "DIRECTIONS",
+    "SpeechSentimentClassifier",
+    "TextSentimentClassifier",
+    "format_stsp_table",
+    "preservation",
+    "evaluate_stsp",
+    "train_classifiers",
     "METRICS",
     "PHENOMENA",
     "PipelineASR",

@@ -85,6 +85,9 @@ def register_all() -> None:
     from .acoustic_lm import AcousticLMConfig, AcousticLMForCausalLM
 
     register_component(AcousticLMConfig, AcousticLMForCausalLM, ("AutoModel",))
+    from .speech_lm import ExpressiveEncoderConfig, ExpressiveEncoderModel
+
+    register_component(ExpressiveEncoderConfig, ExpressiveEncoderModel)
     # --- unit_vocoder ---
     from .unit_vocoder import UnitHifiGanVocoder, UnitHifiGanVocoderConfig, UnitMelVocoder, UnitMelVocoderConfig
 

@@ -11,6 +11,7 @@ from .pipeline_utils import (
     resolve_pipeline_path,
 )
 from .audiolm_pipeline import AudioLMPipeline, AudioLMPipelineOutput
+from .expressive_pipeline import ExpressiveContinuation, ExpressiveSpeechLMPipeline
 from .speech_llm_pipeline import ASR_PROMPT, SpeechLLMChatOutput, SpeechLLMPipeline
 from .speech_lm_pipeline import EmptyContinuationWarning, SpeechLMPipeline, SpeechPipelineOutput
 from .spoken_chat import ChatEvent, ChatOutput, SpokenChatPipeline
@@ -19,6 +20,8 @@ from .valle_pipeline import TextToSpeechOutput, VallEPipeline
 __all__ = [
     "AudioLMPipeline",
     "AudioLMPipelineOutput",
+    "ExpressiveContinuation",
+    "ExpressiveSpeechLMPipeline",
     "ASR_PROMPT",
     "SpeechLLMChatOutput",
     "SpeechLLMPipeline",

@@ -40,6 +40,10 @@ PIPELINE_LAYOUTS = {
     "AudioLMPipeline": (AUDIOLM_COMPONENTS, AUDIOLM_COMPONENTS),
     "SpeechLLMPipeline": (("processor", "language_model", "vocoder"), ("processor", "language_model")),
     "VallEPipeline": (("feature_extractor", "speech_tokenizer", "tokenizer", "ar_model", "nar_model"),) * 2,
+    "ExpressiveSpeechLMPipeline": (
+        ("feature_extractor", "speech_tokenizer", "expressive_encoder", "tokenizer", "language_model", "vocoder"),
+        ("feature_extractor", "speech_tokenizer", "expressive_encoder"),
+    ),
 }
 
 

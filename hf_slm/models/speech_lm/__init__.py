@@ -10,6 +10,8 @@ from .modeling_speech_lm import (
 from .processing_speech_lm import SpeechLMProcessor, SpeechLMProcessorKwargs
 from .chat_template_speech_lm import ASSISTANT_TOKEN, CHAT_TOKENS, USER_TOKEN, SpeechChatTemplate
 from .prosody_multistream_speech_lm import ProsodyQuantizer, estimate_f0
+from .configuration_expressive_encoder import ExpressiveEncoderConfig
+from .modeling_expressive_encoder import ExpressiveEncoderModel, ExpressiveEncoderOutput
 from .configuration_multistream_speech_lm import MultiStreamSpeechLMConfig
 from .generation_speech_lm import FastUnitGenerator, RepetitionAwareSamplingLogitsProcessor
 from .modeling_multistream_speech_lm import (
@@ -24,6 +26,9 @@ __all__ = [
     "ASSISTANT_TOKEN",
     "AllowedTokensLogitsProcessor",
     "CHAT_TOKENS",
+    "ExpressiveEncoderConfig",
+    "ExpressiveEncoderModel",
+    "ExpressiveEncoderOutput",
     "FastUnitGenerator",
     "LogLikelihoodOutput",
     "MultiStreamCausalLMOutput",

@@ -150,7 +150,9 @@ class SpeechLMVocabularyLayout:
     [0, text_vocab_size)                           text tokens: the text tokenizer's own ids, unchanged
     [unit_token_offset, + num_units)               unit k  -> unit_token_offset + k
     [special_token_offset, + 5)                    <pad> <s> </s> [Speech] [Text]
-    [special_token_offset + 5, vocab_size)         task / language tags, e.g. [ASR] [TTS] [en] (VioLA / VoxtLM)
+    [special_token_offset + 5, pitch_token_offset) task / language tags, e.g. [ASR] [TTS] [en] (VioLA / VoxtLM)
+    [pitch_token_offset, + num_pitch_tokens)       pitch token k -> [Pi{k}] (SpiRit-LM Expressive; 0 by default)
+    [style_token_offset, + num_style_tokens)       style token k -> [St{k}] (SpiRit-LM Expressive; 0 by default)
     ```
 
     Text ids come first so that a warm start from a text LM (TWIST) keeps every text row at its own index; a
@@ -162,15 +164,24 @@ class SpeechLMVocabularyLayout:
         num_units (`int`): Number of discrete units of the speech tokenizer.
         task_tokens (`tuple[str, ...]`): Names of extra tag tokens, appended after the built-in specials.
         use_modality_tokens (`bool`): Whether each speech / text segment starts with `[Speech]` / `[Text]`.
+        num_pitch_tokens, num_style_tokens (`int`): Expressive token ranges (SpiRit-LM `[Pi..]` / `[St..]`), placed
+            after every named token so that a layout without them keeps all its ids.
     """
 
     text_vocab_size: int = 0
     num_units: int = 100
     task_tokens: tuple[str, ...] = ()
     use_modality_tokens: bool = True
+    num_pitch_tokens: int = 0
+    num_style_tokens: int = 0
 
     def __post_init__(self):
-        for name, value, minimum in (("text_vocab_size", self.text_vocab_size, 0), ("num_units", self.num_units, 1)):
+        for name, value, minimum in (
+            ("text_vocab_size", self.text_vocab_size, 0),
+            ("num_units", self.num_units, 1),
+            ("num_pitch_tokens", self.num_pitch_tokens, 0),
+            ("num_style_tokens", self.num_style_tokens, 0),
+        ):
             if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
                 raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
         tags = tuple(self.task_tokens)
@@ -198,9 +209,19 @@ class SpeechLMVocabularyLayout:
         return SPECIAL_TOKENS + self.task_tokens
 
     @property
-    def vocab_size(self) -> int:
-        """Total number of token ids (text + units + specials + tags)."""
+    def pitch_token_offset(self) -> int:
+        """Token id of pitch token 0 (`[Pi0]`), right after the specials and task tags."""
         return self.special_token_offset + len(self.special_tokens)
+
+    @property
+    def style_token_offset(self) -> int:
+        """Token id of style token 0 (`[St0]`)."""
+        return self.pitch_token_offset + self.num_pitch_tokens
+
+    @property
+    def vocab_size(self) -> int:
+        """Total number of token ids (text + units + specials + tags + pitch + style tokens)."""
+        return self.style_token_offset + self.num_style_tokens
 
     @property
     def pad_token_id(self) -> int:
@@ -240,6 +261,10 @@ class SpeechLMVocabularyLayout:
             return f"<text_{token_id}>"
         if token_id < self.special_token_offset:
             return f"<unit_{token_id - self.unit_token_offset}>"
+        if token_id >= self.style_token_offset:
+            return f"[St{token_id - self.style_token_offset}]"
+        if token_id >= self.pitch_token_offset:
+            return f"[Pi{token_id - self.pitch_token_offset}]"
         return self.special_tokens[token_id - self.special_token_offset]
 
     # ------------------------------------------------------------------ units <-> token ids
@@ -260,6 +285,28 @@ class SpeechLMVocabularyLayout:
     def is_unit_token(self, token_ids) -> torch.BoolTensor:
         token_ids = torch.as_tensor(token_ids)
         return (token_ids >= self.unit_token_offset) & (token_ids < self.special_token_offset)
+
+    def is_pitch_token(self, token_ids) -> torch.BoolTensor:
+        token_ids = torch.as_tensor(token_ids)
+        return (token_ids >= self.pitch_token_offset) & (token_ids < self.style_token_offset)
+
+    def is_style_token(self, token_ids) -> torch.BoolTensor:
+        token_ids = torch.as_tensor(token_ids)
+        return (token_ids >= self.style_token_offset) & (token_ids < self.vocab_size)
+
+    def expressive_to_token_ids(self, tokens, kind: str) -> torch.LongTensor:
+        """Pitch (`kind="pitch"`) or style (`"style"`) tokens -> token ids; raises on a token outside its range."""
+        if kind not in ("pitch", "style"):
+            raise ValueError(f"kind must be 'pitch' or 'style', got {kind!r}")
+        size = self.num_pitch_tokens if kind == "pitch" else self.num_style_tokens
+        tokens = torch.as_tensor(tokens)
+        if tokens.is_floating_point() or tokens.dtype == torch.bool:
+            raise ValueError(f"{kind} tokens must be integers, got dtype {tokens.dtype}")
+        tokens = tokens.long()
+        if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= size):
+            bad = tokens[(tokens < 0) | (tokens >= size)][0].item()
+            raise ValueError(f"{kind} token {bad} is outside [0, {size}) (num_{kind}_tokens={size})")
+        return tokens + (self.pitch_token_offset if kind == "pitch" else self.style_token_offset)
 
     def is_text_token(self, token_ids) -> torch.BoolTensor:
         token_ids = torch.as_tensor(token_ids)
@@ -296,6 +343,8 @@ class SpeechLMVocabularyLayout:
             "num_units": self.num_units,
             "task_tokens": list(self.task_tokens),
             "use_modality_tokens": self.use_modality_tokens,
+            "num_pitch_tokens": self.num_pitch_tokens,
+            "num_style_tokens": self.num_style_tokens,
         }
 
 
@@ -348,6 +397,9 @@ class SpeechLMConfig(TextConfigMixin, PretrainedConfig):
         num_extra_tokens (`int`, *optional*, defaults to 0):
             Rows after the layout's named tokens, added by [`~SpeechLMForCausalLM.resize_token_embeddings`] (new
             tokens whose meaning the user manages, or padding to a multiple). Every named id is unchanged by them.
+        num_pitch_tokens, num_style_tokens (`int`, *optional*, default to 0):
+            SpiRit-LM Expressive token ranges `[Pi..]` / `[St..]` (an [`ExpressiveEncoderModel`]'s codebook sizes),
+            after every other named token.
         suppressed_token_ids (`list[int]`, *optional*):
             Ids the model never produces (e.g. the specials a converted checkpoint's vocabulary lacks): they get
             probability 0, i.e. [`~SpeechLMForCausalLM.log_likelihood`] normalises its softmax over the other ids
@@ -387,6 +439,8 @@ class SpeechLMConfig(TextConfigMixin, PretrainedConfig):
         use_modality_tokens: bool = True,
         num_extra_tokens: int = 0,
         suppressed_token_ids: list[int] | None = None,
+        num_pitch_tokens: int = 0,
+        num_style_tokens: int = 0,
         **kwargs,
     ):
         text_config = take_legacy_backbone_config(text_config, kwargs, type(self).__name__)
@@ -397,6 +451,8 @@ class SpeechLMConfig(TextConfigMixin, PretrainedConfig):
             num_units=num_units,
             task_tokens=tuple(task_tokens or ()),
             use_modality_tokens=bool(use_modality_tokens),
+            num_pitch_tokens=num_pitch_tokens,
+            num_style_tokens=num_style_tokens,
         )
         text_config = build_backbone_config(text_config)
         # The layout owns the vocabulary: the backbone's embedding table has one row per layout id (then the extra
@@ -419,6 +475,8 @@ class SpeechLMConfig(TextConfigMixin, PretrainedConfig):
         self.num_units = layout.num_units
         self.task_tokens = list(layout.task_tokens)
         self.use_modality_tokens = layout.use_modality_tokens
+        self.num_pitch_tokens = layout.num_pitch_tokens
+        self.num_style_tokens = layout.num_style_tokens
         # Plain attributes (not properties) so that `GenerationConfig.from_model_config` picks them up.
         self.pad_token_id = layout.pad_token_id
         self.bos_token_id = layout.bos_token_id
@@ -441,6 +499,8 @@ class SpeechLMConfig(TextConfigMixin, PretrainedConfig):
             num_units=self.num_units,
             task_tokens=tuple(self.task_tokens),
             use_modality_tokens=self.use_modality_tokens,
+            num_pitch_tokens=getattr(self, "num_pitch_tokens", 0),
+            num_style_tokens=getattr(self, "num_style_tokens", 0),
         )
 
     @property

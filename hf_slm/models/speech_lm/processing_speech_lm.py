@@ -70,6 +70,14 @@ class SpeechLMProcessor(ProcessorMixin):
             Placeholder for an utterance's units in template texts.
         padding_side (`str`, *optional*, defaults to `"right"`):
             Side on which batches are padded (`"left"` for generation prompts).
+        num_pitch_tokens, num_style_tokens (`int`, *optional*, default to 0):
+            SpiRit-LM Expressive token ranges, as in [`SpeechLMConfig`]. With `pitch=` / `style=` tokens (from an
+            [`ExpressiveEncoderModel`]) each speech segment interleaves `[St..]`, `[Pi..]` and units in time order:
+            token `i` of a stream sits at `i / rate` seconds, ties go style, pitch, unit (SpiRit-LM's
+            `units_to_string`), and repeated pitch tokens are dropped (`pitch_dedup`; style: `style_dedup`).
+            [`~SpeechLMProcessor.deinterleave`] undoes it.
+        pitch_rate, style_rate (`float`, *optional*, default to 12.5 / 1.0): pitch / style tokens per second.
+        pitch_dedup, style_dedup (`bool`, *optional*, default to `True` / `False`): drop consecutive repeats.
         chat_template (`str`, *optional*): Unused; accepted for `ProcessorMixin` compatibility.
 
     Example:
@@ -101,6 +109,12 @@ class SpeechLMProcessor(ProcessorMixin):
         switch_probability: float = 0.5,
         audio_token: str = "<|speech|>",
         padding_side: str = "right",
+        num_pitch_tokens: int = 0,
+        num_style_tokens: int = 0,
+        pitch_rate: float = 12.5,
+        style_rate: float = 1.0,
+        pitch_dedup: bool = True,
+        style_dedup: bool = False,
         chat_template=None,
     ):
         self.layout = SpeechLMVocabularyLayout(
@@ -108,7 +122,12 @@ class SpeechLMProcessor(ProcessorMixin):
             num_units=num_units,
             task_tokens=tuple(task_tokens or ()),
             use_modality_tokens=bool(use_modality_tokens),
+            num_pitch_tokens=num_pitch_tokens,
+            num_style_tokens=num_style_tokens,
         )
+        for name, value in (("pitch_rate", pitch_rate), ("style_rate", style_rate)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise ValueError(f"{name} must be a positive number (tokens per second), got {value!r}")
         if not isinstance(frame_rate, (int, float)) or frame_rate <= 0:
             raise ValueError(f"frame_rate must be a positive number (units per second), got {frame_rate!r}")
         _check_probability(switch_probability)
@@ -129,6 +148,12 @@ class SpeechLMProcessor(ProcessorMixin):
         self.switch_probability = float(switch_probability)
         self.audio_token = audio_token
         self.padding_side = padding_side
+        self.num_pitch_tokens = num_pitch_tokens
+        self.num_style_tokens = num_style_tokens
+        self.pitch_rate = float(pitch_rate)
+        self.style_rate = float(style_rate)
+        self.pitch_dedup = bool(pitch_dedup)
+        self.style_dedup = bool(style_dedup)
         if tokenizer is None:
             # `ProcessorMixin.__init__` type-checks every attribute and rejects None: set the fields it would set.
             self.tokenizer = None
@@ -159,6 +184,8 @@ class SpeechLMProcessor(ProcessorMixin):
         mask_prefix: bool = False,
         padding_side: str | None = None,
         return_tensors: str | None = "pt",
+        pitch=None,
+        style=None,
         **kwargs,
     ) -> BatchFeature:
         r"""
@@ -186,6 +213,9 @@ class SpeechLMProcessor(ProcessorMixin):
                 last segment, so only the last segment (and `</s>`) is learned: e.g. the text of an ASR-like
                 `"concat"` example, or the units of a TTS-like one.
             padding_side (`str`, *optional*): overrides the processor's padding side.
+            pitch, style (*optional*): SpiRit-LM Expressive: per utterance, its pitch / style tokens (from
+                [`ExpressiveEncoderModel.encode`]), interleaved with its units in time order (modes `"speech"` and
+                `"concat"`).
             return_tensors (`str`, *optional*, defaults to `"pt"`): `"pt"` pads into tensors; `None` returns
                 unpadded lists (e.g. inside `datasets.map`, padded later by [`~SpeechLMProcessor.pad`]).
             kwargs: `text_kwargs={...}` or tokenizer keyword arguments, passed to the text tokenizer.
@@ -201,12 +231,13 @@ class SpeechLMProcessor(ProcessorMixin):
         unit_list = None if units is None else as_unit_sequences(units)
         mode = self._infer_mode(mode, texts, unit_list, words)
         text_kwargs = self._tokenizer_kwargs(kwargs)
+        expressive = self._expressive_streams(pitch, style, unit_list, mode)
 
         if mode == "template":
             segments = self._template_segments(texts, unit_list, text_kwargs)
         elif mode == "speech":
             _require(unit_list, "units", mode, texts, "text")
-            segments = [[("speech", self.layout.units_to_token_ids(u).tolist())] for u in unit_list]
+            segments = [[("speech", self._speech_ids(u, *streams))] for u, streams in zip(unit_list, expressive)]
         elif mode == "text":
             _require(texts, "text", mode, unit_list, "units")
             segments = [[("text", self._tokenize(t, text_kwargs))] for t in texts]
@@ -214,8 +245,8 @@ class SpeechLMProcessor(ProcessorMixin):
             if texts is None or unit_list is None or len(texts) != len(unit_list):
                 raise ValueError("mode 'concat' needs as many texts as unit sequences (one of each per utterance)")
             segments = []
-            for t, u in zip(texts, unit_list):
-                speech = ("speech", self.layout.units_to_token_ids(u).tolist())
+            for t, u, streams in zip(texts, unit_list, expressive):
+                speech = ("speech", self._speech_ids(u, *streams))
                 pair = [speech, ("text", self._tokenize(t, text_kwargs))]
                 segments.append(pair if first_modality == "speech" else pair[::-1])
         else:
@@ -272,8 +303,8 @@ class SpeechLMProcessor(ProcessorMixin):
         def flush():
             if run_kind == "text":
                 segments.append(("text", self._decode_text(run)))
-            elif run_kind == "speech":
-                segments.append(("speech", self.layout.token_ids_to_units(run)))
+            elif run_kind == "speech":  # pitch / style tokens belong to the speech run; only its units are returned
+                segments.append(("speech", self.layout.token_ids_to_units(run, strict=False)))
 
         for token_id in token_ids:
             kind = self._kind(token_id)
@@ -287,6 +318,40 @@ class SpeechLMProcessor(ProcessorMixin):
                 run.append(token_id)
         flush()
         return segments
+
+    def interleave_expressive(self, units, pitch=None, style=None) -> list[int]:
+        """Token ids of one speech segment: units and (optional) pitch / style tokens merged in time order."""
+        return self._speech_ids(torch.as_tensor(units), pitch, style)
+
+    def deinterleave(self, token_ids) -> dict[str, torch.LongTensor | None]:
+        """
+        Split speech token ids (anything else is skipped) into `units` `[N]` and, per unit, the pitch and style token
+        in force when it was said (`pitch` / `style` `[N]`, `None` when the sequence holds none): SpiRit-LM's
+        `string_to_units`, where units before the first pitch / style token take the first one.
+        """
+        layout = self.layout
+        units, pitch, style = [], [], []
+        current_pitch = current_style = first_pitch = first_style = None
+        for token_id in torch.as_tensor(token_ids).long().flatten().tolist():
+            if layout.is_pitch_token(token_id):
+                current_pitch = token_id - layout.pitch_token_offset
+                first_pitch = current_pitch if first_pitch is None else first_pitch
+            elif layout.is_style_token(token_id):
+                current_style = token_id - layout.style_token_offset
+                first_style = current_style if first_style is None else first_style
+            elif layout.is_unit_token(token_id):
+                units.append(token_id - layout.unit_token_offset)
+                pitch.append(current_pitch)
+                style.append(current_style)
+
+        def filled(values, first):
+            return None if first is None else torch.tensor([first if v is None else v for v in values], dtype=torch.long)
+
+        return {
+            "units": torch.tensor(units, dtype=torch.long),
+            "pitch": filled(pitch, first_pitch),
+            "style": filled(style, first_style),
+        }
 
     def decode(self, token_ids, skip_special_tokens: bool = False) -> str:
         """A readable string: text decoded by the tokenizer, units as `<unit_k>`, specials by name."""
@@ -387,7 +452,7 @@ class SpeechLMProcessor(ProcessorMixin):
     def _kind(self, token_id: int) -> str:
         if 0 <= token_id < self.layout.unit_token_offset:
             return "text"
-        if token_id < self.layout.special_token_offset:
+        if token_id < self.layout.special_token_offset or self.layout.pitch_token_offset <= token_id < self.layout.vocab_size:
             return "speech"
         self.layout.token_name(token_id)  # raises on an id outside the vocabulary
         return "special"
@@ -405,6 +470,45 @@ class SpeechLMProcessor(ProcessorMixin):
         if add_eos:
             ids.append(layout.eos_token_id)
         return ids, prefix_length
+
+    def _expressive_streams(self, pitch, style, unit_list, mode) -> list[tuple]:
+        """Per utterance `(pitch, style)` (each `None` when not given), checked against the layout."""
+        count = 0 if unit_list is None else len(unit_list)
+        if pitch is None and style is None:
+            return [(None, None)] * count
+        if mode not in ("speech", "concat"):
+            raise ValueError(f"pitch / style tokens are interleaved in modes 'speech' and 'concat', not {mode!r}")
+        streams = []
+        for name, values, size in (("pitch", pitch, self.layout.num_pitch_tokens), ("style", style, self.layout.num_style_tokens)):
+            if values is None:
+                streams.append([None] * count)
+                continue
+            if size == 0:
+                raise ValueError(f"{name} tokens given but this processor has num_{name}_tokens=0")
+            values = as_unit_sequences(values)
+            if len(values) != count:
+                raise ValueError(f"{name}: {len(values)} token sequence(s) for {count} unit sequence(s)")
+            streams.append(values)
+        return list(zip(*streams))
+
+    def _speech_ids(self, units, pitch=None, style=None) -> list[int]:
+        """SpiRit-LM's `units_to_string` on ids: each stream's token `i` at `i / rate`, stable-sorted by time with
+        style before pitch before units at equal times."""
+        layout = self.layout
+        unit_ids = layout.units_to_token_ids(units).tolist()
+        if pitch is None and style is None:
+            return unit_ids
+        timed = []
+        for kind, values, rate, dedup in (
+            ("style", style, self.style_rate, self.style_dedup),
+            ("pitch", pitch, self.pitch_rate, self.pitch_dedup),
+        ):
+            if values is None:
+                continue
+            ids = layout.expressive_to_token_ids(values, kind).tolist()
+            timed += [(i / rate, t) for i, t in enumerate(ids) if not dedup or i == 0 or t != ids[i - 1]]
+        timed += [(i / self.frame_rate, t) for i, t in enumerate(unit_ids)]
+        return [t for _, t in sorted(timed, key=lambda pair: pair[0])]
 
     def _template_segments(self, texts, unit_list, text_kwargs):
         """CSM-style placeholder expansion: each `audio_token` becomes the next utterance's units."""

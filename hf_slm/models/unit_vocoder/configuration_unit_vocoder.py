@@ -74,6 +74,11 @@ class UnitHifiGanVocoderConfig(PretrainedConfig):
             Condition on an F0 contour (Hz, 0 = unvoiced) brought to the unit rate; `f0` is then required.
         f0_embedding_dim (`int`, *optional*, defaults to 128):
             Size of the projected (log-F0, voicing) features (used when `use_f0`).
+        num_styles (`int`, *optional*, defaults to 0):
+            Size of a style-token embedding table (SpiRit-LM Expressive `[St..]` tokens of an
+            `ExpressiveEncoderModel`); 0 disables style conditioning. `style_ids` are then required.
+        style_embedding_dim (`int`, *optional*, defaults to 64):
+            Style embedding size (used when `num_styles > 0`).
         f0_normalize (`bool`, *optional*, defaults to `True`):
             Normalise log-F0 per utterance over voiced frames (speech-resynthesis normalises F0 so that pitch
             contour and speaker identity are separate factors); `False` feeds log(F0 / 100 Hz).
@@ -153,6 +158,8 @@ class UnitHifiGanVocoderConfig(PretrainedConfig):
         use_f0: bool = False,
         f0_embedding_dim: int = 128,
         f0_normalize: bool = True,
+        num_styles: int = 0,
+        style_embedding_dim: int = 64,
         keep_discriminators: bool = False,
         mpd_periods=(2, 3, 5, 7, 11),
         mpd_channels=(32, 128, 512, 1024, 1024),
@@ -180,6 +187,8 @@ class UnitHifiGanVocoderConfig(PretrainedConfig):
             ("num_speakers", num_speakers, 0),
             ("speaker_embedding_dim", speaker_embedding_dim, 1),
             ("f0_embedding_dim", f0_embedding_dim, 1),
+            ("num_styles", num_styles, 0),
+            ("style_embedding_dim", style_embedding_dim, 1),
             ("msd_num_scales", msd_num_scales, 0),
             ("num_mel_bins", num_mel_bins, 1),
             ("mel_n_fft", mel_n_fft, 1),
@@ -260,6 +269,8 @@ class UnitHifiGanVocoderConfig(PretrainedConfig):
         self.use_f0 = use_f0
         self.f0_embedding_dim = f0_embedding_dim
         self.f0_normalize = f0_normalize
+        self.num_styles = num_styles
+        self.style_embedding_dim = style_embedding_dim
         self.keep_discriminators = keep_discriminators
         self.mpd_periods = list(mpd_periods)
         self.mpd_channels = list(mpd_channels)
@@ -296,11 +307,12 @@ class UnitHifiGanVocoderConfig(PretrainedConfig):
 
     @property
     def generator_input_dim(self) -> int:
-        """Channels entering the HiFi-GAN: unit embedding (+ speaker embedding) (+ F0 features)."""
+        """Channels entering the HiFi-GAN: unit embedding (+ speaker embedding) (+ F0 features) (+ style)."""
         return (
             self.embedding_dim
             + (self.speaker_embedding_dim if self.num_speakers > 0 else 0)
             + (self.f0_embedding_dim if self.use_f0 else 0)
+            + (self.style_embedding_dim if getattr(self, "num_styles", 0) > 0 else 0)
         )
 
 

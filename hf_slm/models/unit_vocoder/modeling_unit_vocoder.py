@@ -285,6 +285,8 @@ class UnitHifiGanVocoder(UnitVocoderPreTrainedModel):
             nn.Embedding(config.num_speakers, config.speaker_embedding_dim) if config.num_speakers > 0 else None
         )
         self.f0_projection = nn.Conv1d(2, config.f0_embedding_dim, 1) if config.use_f0 else None
+        num_styles = getattr(config, "num_styles", 0)
+        self.style_embedding = nn.Embedding(num_styles, config.style_embedding_dim) if num_styles > 0 else None
         # SeamlessM4THifiGan reads its sizes from a SeamlessM4TConfig; only these fields are used.
         generator_config = SimpleNamespace(
             unit_embed_dim=config.generator_input_dim,
@@ -345,6 +347,23 @@ class UnitHifiGanVocoder(UnitVocoderPreTrainedModel):
             raise ValueError(f"speaker_id must be [batch]={batch}, got shape {tuple(speaker_id.shape)}")
         return self.speaker_embedding(speaker_id)[:, None].expand(-1, num_frames, -1)
 
+    def _style_features(self, style_ids, batch, num_frames, device):
+        """Style tokens [B] or [B, steps] -> [B, frames, style_embedding_dim] (nearest step for each frame)."""
+        if self.style_embedding is None:
+            if style_ids is not None:
+                raise ValueError("style_ids given but the vocoder has no style conditioning (config.num_styles=0)")
+            return None
+        if style_ids is None:
+            raise ValueError(f"style_ids [batch, steps] are required: config.num_styles={self.config.num_styles}")
+        style_ids = torch.as_tensor(style_ids, device=device)
+        if style_ids.is_floating_point() or style_ids.dim() not in (1, 2) or style_ids.shape[0] != batch:
+            raise ValueError(f"style_ids must be integer [batch={batch}] or [batch, steps], got {tuple(style_ids.shape)}")
+        style_ids = style_ids.long().reshape(batch, -1)
+        if int(style_ids.min()) < 0 or int(style_ids.max()) >= self.config.num_styles:
+            raise ValueError(f"style_ids must lie in [0, {self.config.num_styles}), got {style_ids.min()}..{style_ids.max()}")
+        index = (torch.arange(num_frames, device=device) * style_ids.shape[1]) // max(num_frames, 1)
+        return self.style_embedding(style_ids[:, index])
+
     def _f0_features(self, f0, mask):
         """F0 [B, T_f0] in Hz (0 = unvoiced) -> [B, T, f0_embedding_dim] at the (expanded) unit rate.
 
@@ -404,6 +423,7 @@ class UnitHifiGanVocoder(UnitVocoderPreTrainedModel):
         labels: torch.FloatTensor | None = None,
         labels_mask: torch.Tensor | None = None,
         return_dict: bool | None = None,
+        style_ids: torch.LongTensor | None = None,
     ) -> UnitVocoderOutput | tuple:
         r"""
         Args:
@@ -416,6 +436,9 @@ class UnitHifiGanVocoder(UnitVocoderPreTrainedModel):
             speaker_id (`torch.LongTensor` of shape `(batch,)`, *optional*): required when `num_speakers > 0`.
             f0 (`torch.FloatTensor` of shape `(batch, frames)`, *optional*): F0 in Hz (0 = unvoiced) at any frame rate
                 spanning the same padded duration as the (expanded) units; required when `use_f0`.
+            style_ids (`torch.LongTensor` of shape `(batch, steps)` or `(batch,)`, *optional*): style tokens in
+                `[0, num_styles)` at any rate spanning the padded duration (e.g. one per unit from
+                `SpeechLMProcessor.deinterleave`, or one per utterance); required when `num_styles > 0`.
             labels (`torch.FloatTensor` of shape `(batch, samples)`, *optional*): target waveforms at
                 `sampling_rate`, aligned with the units (sample `t * hop_length` starts unit frame `t`).
             labels_mask (`torch.Tensor` of shape `(batch, samples)`, *optional*): 1 for valid target samples.
@@ -453,6 +476,9 @@ class UnitHifiGanVocoder(UnitVocoderPreTrainedModel):
         pitch = self._f0_features(f0, mask)
         if pitch is not None:
             features.append(pitch.to(hidden.dtype))
+        style = self._style_features(style_ids, batch, num_frames, hidden.device)
+        if style is not None:
+            features.append(style.to(hidden.dtype))
         hidden = torch.cat(features, dim=-1) * mask[..., None].to(hidden.dtype)
 
         frame_lengths = mask.long().sum(1)
