@@ -308,9 +308,11 @@ def build_demo(pipeline_path: str = "default", instruct_pipeline: str | None = "
             raise gr.Error(NO_TTS)
         if not (text or "").strip():
             raise gr.Error("No text: type what to say.")
+        if not (prompt_text or "").strip():
+            raise gr.Error("No prompt transcript: type what the prompt clip says (VALL-E reads it before the clip).")
         prompt = read_audio(path, int(tts_pipe.sampling_rate))
         out = tts_pipe.text_to_speech(text, {"array": prompt, "sampling_rate": tts_pipe.sampling_rate},
-                                      prompt_text=(prompt_text or "").strip() or None, seed=int(seed))  # fmt: skip
+                                      prompt_text=prompt_text.strip(), seed=int(seed))  # fmt: skip
         return (out.sampling_rate, out.waveform), f"{out.codes.shape[-1]} frames, {len(out.waveform) / out.sampling_rate:.2f} s"
 
     with gr.Blocks(title="hf_slm: speech language models") as demo:
@@ -374,7 +376,7 @@ def build_demo(pipeline_path: str = "default", instruct_pipeline: str | None = "
             s_text = gr.Textbox(label="Text to say")
             with gr.Row():
                 s_in = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Voice prompt (~3 s)")
-                s_prompt_text, s_seed = gr.Textbox(label="Prompt transcript (optional)"), gr.Number(value=0, precision=0, label="Seed")
+                s_prompt_text, s_seed = gr.Textbox(label="Prompt transcript"), gr.Number(value=0, precision=0, label="Seed")
             s_btn = gr.Button("Speak", variant="primary", interactive=tts_pipe is not None)
             s_out, s_info = gr.Audio(label="Generated speech"), gr.Textbox(label="Frames")
             s_btn.click(text_to_speech, [s_text, s_in, s_prompt_text, s_seed], [s_out, s_info], api_name="text_to_speech")

@@ -222,11 +222,14 @@ def test_text_to_speech_after_a_save_and_load(variant, prompt_wav):
     assert torch.equal(again.codes, out.codes)  # seeded repetition-aware sampling
 
 
-def test_without_prompt_text_the_prompt_is_cut_to_its_last_seconds(variant, prompt_wav):
+def test_the_whole_prompt_and_its_transcript_lead_the_ar_input(variant, prompt_wav):
+    from hf_slm.pipelines.valle_pipeline import text_to_phoneme_ids
+
     pipe = VallEPipeline.from_pretrained(variant)
-    full = pipe.encode(str(prompt_wav))
-    out = pipe.text_to_speech("open the door", str(prompt_wav), prompt_seconds=0.5, max_new_frames=3, seed=1)
-    assert torch.equal(out.prompt_codes, full[:, -25:])  # 0.5 s at 50 Hz
+    out = pipe.text_to_speech("open the door", str(prompt_wav), prompt_text="the cat sat on the mat", max_new_frames=3,
+                              seed=1)  # fmt: skip
+    assert torch.equal(out.prompt_codes, pipe.encode(str(prompt_wav)))
+    assert out.phoneme_ids == text_to_phoneme_ids(pipe.tokenizer, "the cat sat on the mat open the door")
     assert out.waveform.shape == (out.codes.shape[1] * 320,) and 1 <= out.codes.shape[1] <= 3
 
 
@@ -243,8 +246,9 @@ def test_text_to_speech_over_a_transformers_codec(tts_data, prompt_wav):
     pipe = VallEPipeline(feature_extractor=SpeechFeatureExtractor(sampling_rate=codec.sampling_rate, do_normalize=False),
                          speech_tokenizer=codec, tokenizer=tokenizer, ar_model=VallEARModel(VallEARConfig(**shared)),
                          nar_model=VallENARModel(VallENARConfig(**shared)))  # fmt: skip
-    out = pipe.text_to_speech("open the door", str(prompt_wav), prompt_seconds=0.05, max_new_frames=8,
-                              min_new_frames=8, seed=0)  # fmt: skip
+    audio, rate = sf.read(prompt_wav, dtype="float32")
+    prompt = {"array": audio[: int(0.05 * rate)], "sampling_rate": rate}  # 50 frames at DAC's 1 kHz frame rate
+    out = pipe.text_to_speech("open the door", prompt, prompt_text="the", max_new_frames=8, min_new_frames=8, seed=0)
     assert out.prompt_codes.shape == (2, round(0.05 * codec.frame_rate))
     assert out.codes.shape == (2, 8) and out.waveform.shape == (8 * codec.hop_length,)
     assert out.codes.max() < 64 and out.sampling_rate == codec.sampling_rate
@@ -253,9 +257,10 @@ def test_text_to_speech_over_a_transformers_codec(tts_data, prompt_wav):
 def test_bad_calls_are_refused(variant, prompt_wav):
     pipe = VallEPipeline.from_pretrained(variant)
     with pytest.raises(ValueError, match="text must be a non-empty string"):
-        pipe.text_to_speech("  ", str(prompt_wav))
-    with pytest.raises(ValueError, match="prompt_seconds must be > 0"):
-        pipe.text_to_speech("hi there", str(prompt_wav), prompt_seconds=0)
+        pipe.text_to_speech("  ", str(prompt_wav), prompt_text="the cat sat on the mat")
+    for missing in (None, " "):
+        with pytest.raises(ValueError, match="prompt_text must be the prompt audio's transcript"):
+            pipe.text_to_speech("hi there", str(prompt_wav), prompt_text=missing)
     with pytest.raises(ValueError, match="fill the AR model's 512 positions"):
         pipe.text_to_speech("hello " * 120, str(prompt_wav), prompt_text="the cat sat on the mat")
 
@@ -299,15 +304,17 @@ def test_cli_tts_writes_a_readable_wav_and_refuses_bad_input(variant, prompt_wav
     audio, rate = sf.read(output)
     assert rate == 16000 and 320 <= len(audio) <= 6 * 320 and len(audio) % 320 == 0
     assert [p.name for p in output.parent.iterdir()] == ["speech.wav"]  # no temporary file left
-    missing = hf_slm("tts", "--pipeline", variant, "--text", "hi", "--prompt-audio", tmp_path / "nope.wav",
+    missing = hf_slm("tts", "--pipeline", variant, "--text", "hi", "--prompt-audio", tmp_path / "nope.wav", "--prompt-text", "hi",
                      "--output", tmp_path / "x.wav")  # fmt: skip
     assert missing.returncode == 2 and "nope.wav" in missing.stderr
-    empty = hf_slm("tts", "--pipeline", variant, "--text", " ", "--prompt-audio", prompt_wav, "--output", tmp_path / "x.wav")
+    empty = hf_slm("tts", "--pipeline", variant, "--text", " ", "--prompt-audio", prompt_wav, "--prompt-text", "the cat", "--output", tmp_path / "x.wav")
     assert empty.returncode == 1 and "--text is empty" in empty.stderr
-    not_wav = hf_slm("tts", "--pipeline", variant, "--text", "hi", "--prompt-audio", prompt_wav, "--output", tmp_path / "x.mp3")
+    not_wav = hf_slm("tts", "--pipeline", variant, "--text", "hi", "--prompt-audio", prompt_wav, "--prompt-text", "the cat", "--output", tmp_path / "x.mp3")
     assert not_wav.returncode == 1 and "must be a .wav file" in not_wav.stderr
-    other = hf_slm("tts", "--pipeline", "default", "--text", "hi", "--prompt-audio", prompt_wav, "--output", tmp_path / "x.wav")
+    other = hf_slm("tts", "--pipeline", "default", "--text", "hi", "--prompt-audio", prompt_wav, "--prompt-text", "the cat", "--output", tmp_path / "x.wav")
     assert other.returncode == 1 and "SpeechLMPipeline variant, not a zero-shot TTS" in other.stderr
+    untold = hf_slm("tts", "--pipeline", variant, "--text", "hi", "--prompt-audio", prompt_wav, "--output", tmp_path / "x.wav")
+    assert untold.returncode == 2 and "--prompt-text" in untold.stderr
     assert not (tmp_path / "x.wav").exists() and not (tmp_path / "x.mp3").exists()
 
 
@@ -376,5 +383,6 @@ def test_example_trains_and_saves_a_variant(tmp_path, prompt_wav):
     pipe = VallEPipeline.from_pretrained(variant)
     assert pipe.ar_model.config.group_size == 2 and pipe.nar_model.config.num_codebooks == 4
     assert pipe.ar_model.config.frame_rate == pipe.speech_tokenizer.frame_rate == 50.0
-    out = pipe.text_to_speech("open the door", str(prompt_wav), max_new_frames=4, min_new_frames=4, seed=0)
+    out = pipe.text_to_speech("open the door", str(prompt_wav), prompt_text="the cat sat on the mat", max_new_frames=4,
+                              min_new_frames=4, seed=0)  # fmt: skip
     assert out.codes.shape == (4, 4) and out.waveform.shape == (4 * pipe.hop_length,)

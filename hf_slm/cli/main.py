@@ -465,7 +465,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pipeline", required=True, help="VallEPipeline variant folder or Hub id")
     p.add_argument("--text", required=True, help="what to say")
     p.add_argument("--prompt-audio", required=True, type=existing_file, help="a ~3 s clip of the voice (wav, flac, ...)")
-    p.add_argument("--prompt-text", default=None, help="the prompt clip's transcript (VALL-E's setting; better voice)")
+    p.add_argument("--prompt-text", required=True, help="the prompt clip's transcript (VALL-E reads its phonemes first)")
     p.add_argument("--language", default="en-us", help="espeak-ng voice / language of the phonemizer")
     p.add_argument("--max-new-frames", type=positive_int, default=None, help="most codec frames to generate")
     p.add_argument("--temperature", type=positive_float, default=1.0)

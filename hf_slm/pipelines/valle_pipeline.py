@@ -126,10 +126,9 @@ class VallEPipeline(PipelineMixin):
         self,
         text: str,
         prompt_audio,
-        prompt_text: str | None = None,
+        prompt_text: str,
         sampling_rate: int | None = None,
         language: str = "en-us",
-        prompt_seconds: float | None = 3.0,
         max_new_frames: int | None = None,
         min_new_frames: int = 1,
         do_sample: bool = True,
@@ -146,12 +145,10 @@ class VallEPipeline(PipelineMixin):
         Args:
             text (`str`): what to say.
             prompt_audio: the acoustic prompt (array at `sampling_rate`, file path, or `{"array", "sampling_rate"}`).
-            prompt_text (`str`, *optional*): the prompt's transcript. VALL-E continues `phonemes(prompt_text + text)`
-                after the prompt's codes; without it the prompt's codes come with no phonemes of their own (and the
-                prompt is cut to its last `prompt_seconds`).
+            prompt_text (`str`): the prompt's transcript. The AR model reads `phonemes(prompt_text + text)`, then
+                the prompt's codes, and continues them: VALL-E's setting and the only one training shows it (codes
+                without their phonemes would be a mismatch, so the transcript is required).
             language (`str`): espeak-ng voice / language of the phonemizer.
-            prompt_seconds (`float`, *optional*, defaults to 3.0): without `prompt_text`, keep the prompt's last
-                this many seconds (`None`: all of it).
             max_new_frames (`int`, *optional*): most frames to generate (default: 20 s, within the AR context).
             min_new_frames (`int`): `<eos>` is refused before this many frames.
             do_sample, temperature, top_k, top_p: sampling of codebook 1. With `repetition_aware=True` (VALL-E 2's
@@ -164,14 +161,13 @@ class VallEPipeline(PipelineMixin):
         """
         if not isinstance(text, str) or not text.strip():
             raise ValueError(f"text must be a non-empty string, got {text!r}")
-        if prompt_text is not None and (not isinstance(prompt_text, str) or not prompt_text.strip()):
-            raise ValueError(f"prompt_text must be a non-empty string or None, got {prompt_text!r}")
-        if prompt_seconds is not None and not prompt_seconds > 0:
-            raise ValueError(f"prompt_seconds must be > 0 or None, got {prompt_seconds!r}")
+        if not isinstance(prompt_text, str) or not prompt_text.strip():
+            raise ValueError(
+                f"prompt_text must be the prompt audio's transcript (a non-empty string), got {prompt_text!r}: VALL-E "
+                "reads the prompt's phonemes before its codes"
+            )
         prompt = self.encode(prompt_audio, sampling_rate=sampling_rate)
-        if prompt_text is None and prompt_seconds is not None:
-            prompt = prompt[:, -max(1, round(prompt_seconds * float(self.speech_tokenizer.frame_rate))) :]
-        said = f"{prompt_text.strip()} {text.strip()}" if prompt_text is not None else text
+        said = f"{prompt_text.strip()} {text.strip()}"
         phonemes = text_to_phoneme_ids(self.tokenizer, said, language)
         group = self.ar_model.config.group_size
         limit = self._positions(self.ar_model)
