@@ -42,7 +42,7 @@ def stop_latency(pipe, scenario, chunk_s: float, **options) -> tuple[float, floa
         step = session.feed(chunk)
         spent = time.perf_counter() - began
         factors.append(spent / (len(chunk) / scenario.sampling_rate))
-        stops = [e for e in step.events if e.kind in ("hold", "barge_in", "system_end") and e.time > onset]
+        stops = [e for e in step.events if e.kind in ("hold", "barge_in") and e.time >= onset]
         if stops and decided_wall is None:
             decided_wall = spent
         if last is None and any(e.kind == "turn" and e.time > onset for e in step.events):

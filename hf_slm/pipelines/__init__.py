@@ -10,6 +10,7 @@ from .pipeline_utils import (
     read_index,
     resolve_pipeline_path,
 )
+from .duplex import DuplexEvent, DuplexOptions, DuplexSession, DuplexStep
 from .speech_llm_pipeline import ASR_PROMPT, SpeechLLMChatOutput, SpeechLLMPipeline
 from .speech_lm_pipeline import EmptyContinuationWarning, SpeechLMPipeline, SpeechPipelineOutput
 from .spoken_chat import ChatEvent, ChatOutput, SpokenChatPipeline
@@ -22,6 +23,10 @@ __all__ = [
     "ChatOutput",
     "SpokenChatPipeline",
     "COMPONENT_NAMES",
+    "DuplexEvent",
+    "DuplexOptions",
+    "DuplexSession",
+    "DuplexStep",
     "EmptyContinuationWarning",
     "INDEX_FILE",
     "LOADABLE_CLASSES",
