@@ -112,6 +112,32 @@ def test_stream_duplex_takes_int16_chunks_of_any_size(pipe, scenarios):
     assert "system_start" in [e.kind for s in steps for e in s.events]
 
 
+def test_a_codec_lm_variant_replies_through_its_codec(scenarios):
+    """A multi-stream codec LM (no FastUnitGenerator, no vocoder: the codec speaks): the reply is generated at the
+    turn and streamed through the codec's decoder."""
+    from transformers import LlamaConfig
+
+    from hf_slm.models.speech_lm import MultiStreamSpeechLMConfig, MultiStreamSpeechLMForCausalLM
+    from hf_slm.models.unit_encoder import SpeechFeatureExtractor
+    from tiny_components import random_codebooks, tiny_rvq_codec
+
+    torch.manual_seed(0)
+    codec = random_codebooks(tiny_rvq_codec()).eval()
+    backbone = LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                           num_key_value_heads=2, max_position_embeddings=4096)  # fmt: skip
+    config = MultiStreamSpeechLMConfig(text_config=backbone, stream_vocab_sizes=[codec.codebook_size] * codec.num_codebooks,
+                                       frame_rate=codec.frame_rate)  # fmt: skip
+    codec_pipe = SpokenChatPipeline(feature_extractor=SpeechFeatureExtractor(sampling_rate=codec.sampling_rate),
+                                    speech_tokenizer=codec, language_model=MultiStreamSpeechLMForCausalLM(config).eval())
+    scenario = scenarios["pause"]
+    session = codec_pipe.duplex_session(sampling_rate=RATE, reply_units=20, chunk_units=8)
+    system, events = session.run(scenario.audio, chunk_s=CHUNK_S)
+    kinds = [e.kind for e in events]
+    assert "turn" in kinds and "system_start" in kinds and kinds[-1] == "system_end"
+    hop = round(codec.sampling_rate / codec.frame_rate)
+    assert np.count_nonzero(system) == pytest.approx(20 * hop, rel=0.05), "the whole 20-frame reply was played"
+
+
 def test_bad_arguments_are_refused_with_the_value(pipe):
     with pytest.raises(ValueError, match="sampling_rate must be a positive integer.*0"):
         pipe.duplex_session(sampling_rate=0)

@@ -27,8 +27,11 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
+from ..data.vad import VAD_SAMPLING_RATE, VAD_WINDOW, StreamingVAD
+
 EVENT_KINDS = ("user_start", "user_end", "turn", "system_start", "hold", "resume", "backchannel", "barge_in",
                "system_end")  # fmt: skip
+_WINDOW_S = VAD_WINDOW / VAD_SAMPLING_RATE  # one Silero window (32 ms)
 MAX_CHUNK_S = 5.0  # a live chunk is a fraction of a second; longer ones delay every decision by as much
 
 
@@ -130,8 +133,6 @@ class DuplexSession:
 
     def __init__(self, respond: Callable[[np.ndarray, int], Iterable[np.ndarray]], sampling_rate: int,
                  output_rate: int, options: DuplexOptions | None = None):  # fmt: skip
-        from ..data.vad import StreamingVAD
-
         for name, value in (("sampling_rate", sampling_rate), ("output_rate", output_rate)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
                 raise ValueError(f"duplex session: {name} must be a positive integer (Hz), got {value!r}")
@@ -232,13 +233,13 @@ class DuplexSession:
     # ------------------------------------------------------------------ decisions
     def _on_window(self, t: float, probability: float, effective: float, events: list[DuplexEvent]) -> None:
         o = self.options
-        window = t - 512 / 16000
+        window = t - _WINDOW_S
         voiced = probability >= (o.threshold - 0.15 if self._speaking else o.threshold)
         if not self._speaking:
             self._voiced_run = self._voiced_run + 1 if voiced else 0
-            if voiced and self._voiced_run * 0.032 >= o.min_speech_s - 1e-9:
+            if voiced and self._voiced_run * _WINDOW_S >= o.min_speech_s - 1e-9:
                 self._speaking = True
-                self._onset = window - (self._voiced_run - 1) * 0.032
+                self._onset = window - (self._voiced_run - 1) * _WINDOW_S
                 self._last_voiced = t
                 events.append(DuplexEvent("user_start", effective, onset=self._onset, detected=t))
                 if self._turn_start is None:
@@ -315,7 +316,8 @@ def speech_reply(pipe, options: DuplexOptions) -> Callable[[np.ndarray, int], It
     """The default ``respond`` of a pipeline: an instruct variant answers in speech (`stream_chat`); a plain speech
     LM continues the user's speech (`FastUnitGenerator.stream`), vocoded ``chunk_units`` at a time."""
     lm = pipe.components.get("language_model")
-    tags = lm.config.vocab_layout.task_tokens if lm is not None else ()
+    layout = getattr(getattr(lm, "config", None), "vocab_layout", None)  # a multi-stream LM has none
+    tags = layout.task_tokens if layout is not None else ()
     can_chat = pipe.components.get("tokenizer") is not None and {"[User]", "[Assistant]"} <= set(tags)
     pipe.require_decoder("a spoken reply")
     pipe._require("language_model", "a spoken reply")
@@ -338,7 +340,15 @@ def speech_reply(pipe, options: DuplexOptions) -> Callable[[np.ndarray, int], It
         prompt = pipe.encode({"array": audio, "sampling_rate": rate})[0]
         if options.seed is not None:
             torch.manual_seed(options.seed)
-        fast = FastUnitGenerator(lm, compile=False)
+        try:
+            fast = FastUnitGenerator(lm, compile=False)
+        except ValueError:  # a multi-stream / codec LM: generate the reply at once, then vocode it chunk by chunk
+            out = pipe.continue_speech({"array": audio, "sampling_rate": rate}, max_new_tokens=options.reply_units,
+                                       min_new_tokens=options.reply_units, temperature=options.temperature,
+                                       seed=options.seed, vocode=False)  # fmt: skip
+            yield from pipe.stream_decode(out.units[0], chunk_units=options.chunk_units,
+                                          overlap_units=options.context_units, lookahead_units=0)  # fmt: skip
+            return
         length = lm.units_to_input_ids([prompt])[0].shape[1]
         keep_going = [MinNewTokensLengthLogitsProcessor(length, options.reply_units, lm.config.vocab_layout.eos_token_id)]
         units, sent = [], 0
