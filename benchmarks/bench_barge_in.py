@@ -2,7 +2,7 @@
 
 `--num` barge-in scenarios (`hf_slm.evaluation.duplex_behaviour.make_scenarios`, seed 0: the user says a grammar
 sentence in one espeak-ng voice, pauses, the system replies with `reply_units` = 150 units = 3 s; 1 s into the reply
-the user barges in with >= 2 s of speech in the other voice) are streamed at 16 kHz, in chunks of `--chunks`
+the user barges in with a sentence of >= 1.6 s in the other voice) are streamed at 16 kHz, in chunks of `--chunks`
 seconds, through the shipped `default` variant in one process, 1 thread, runs interleaved per scenario:
   (a) ours, hold     - falls silent at the confirmed onset (default `DuplexOptions`), drops the reply at 1 s of speech;
   (b) ours, no hold  - `hold_on_onset=False`: speaks on until the barge-in is confirmed (1 s of speech);

@@ -39,10 +39,10 @@ class DuplexScenario:
 
 def make_scenarios(kinds=KINDS, num_per_kind: int = 3, sampling_rate: int = 16000, seed: int = 0,
                    turn_pause_s: float = 0.8, system_lead_s: float = 1.0, short_pause_s: float = 0.4,
-                   long_pause_s: float = 2.0, min_barge_in_s: float = 2.0, voices=None) -> list[DuplexScenario]:  # fmt: skip
+                   long_pause_s: float = 2.0, min_barge_in_s: float = 1.6, voices=None) -> list[DuplexScenario]:  # fmt: skip
     """``num_per_kind`` scenarios of each kind (`KINDS`). The barge-in or backchannel starts ``system_lead_s`` after
     the system is expected to start speaking (``turn_pause_s`` after the prompt ends, the session's setting); a
-    barge-in lasts at least ``min_barge_in_s`` (sentences are joined until it does)."""
+    barge-in is the next grammar sentence of at least ``min_barge_in_s``."""
     from ..data.corpus import generate_sentences
     from ..data.dialogue import BACKCHANNELS, DEFAULT_VOICES
     from ..data.espeak import EspeakSynthesizer
@@ -58,7 +58,7 @@ def make_scenarios(kinds=KINDS, num_per_kind: int = 3, sampling_rate: int = 1600
                          f"{turn_pause_s}, {long_pause_s}")  # fmt: skip
     voices = tuple(voices or DEFAULT_VOICES)
     synthesizers = {voice: EspeakSynthesizer(voice) for voice in voices}
-    sentences = iter(generate_sentences(8 * len(kinds) * num_per_kind, seed=seed))
+    sentences = iter(generate_sentences(40 * len(kinds) * num_per_kind, seed=seed))
 
     def say(text: str, voice: str) -> np.ndarray:
         result = synthesizers[voice].synthesize(text)
@@ -87,8 +87,10 @@ def make_scenarios(kinds=KINDS, num_per_kind: int = 3, sampling_rate: int = 1600
             else:
                 text = next(sentences) if kind == "barge_in" else BACKCHANNELS[index % len(BACKCHANNELS)]
                 speech = say(text, other)
-                while kind == "barge_in" and len(speech) < min_barge_in_s * sampling_rate:  # longer than a backchannel
-                    text = f"{text} {next(sentences)}"
+                while kind == "barge_in" and len(speech) < min_barge_in_s * sampling_rate:
+                    # one sentence, longer than a backchannel: two joined ones would pause in between, and a first
+                    # sentence under backchannel_s followed by that pause is a backchannel
+                    text = next(sentences)
                     speech = say(text, other)
                 onset = prompt_end + turn_pause_s + system_lead_s
                 tail = 0.5 if kind == "barge_in" else 3.0  # a backchannel: wait for the reply to end
