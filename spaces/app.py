@@ -38,8 +38,18 @@ _PLOT_LOCK = threading.Lock()  # pyplot is not thread-safe
 DUPLEX_STREAM_EVERY = 0.25  # s of microphone audio per streamed chunk (a decision acts at the end of its chunk)
 DUPLEX_TIME_LIMIT = 120  # s a live duplex stream may run on a shared CPU Space
 DUPLEX_LOG_LINES = 12
-DUPLEX_STOP_JS = ("(log) => { if ((log || '').split('\\n').slice(-3).some(l => l.startsWith('barge_in'))) "
-                  "document.querySelectorAll('#duplex-speaker audio').forEach(a => a.pause()); return log; }")
+DUPLEX_PLAYER_JS = """(log) => {
+  // the newest player event of the log: hold / barge_in pause the system's player (barge_in also skips what it had
+  // buffered: the dropped reply), resume / system_start play it again
+  const kinds = ['hold', 'barge_in', 'resume', 'system_start'];
+  const kind = (log || '').split('\\n').map(line => line.split(' ')[0]).reverse().find(k => kinds.includes(k));
+  document.querySelectorAll('#duplex-speaker audio').forEach(a => {
+    if (kind === 'hold' || kind === 'barge_in') a.pause();
+    if (kind === 'barge_in' && a.buffered.length) a.currentTime = a.buffered.end(a.buffered.length - 1);
+    if ((kind === 'resume' || kind === 'system_start') && a.paused && !a.ended) a.play().catch(() => {});
+  });
+  return log;
+}"""
 
 
 def read_audio(path: str | None, sampling_rate: int) -> np.ndarray:
@@ -310,7 +320,7 @@ def build_demo(pipeline_path: str = "default", instruct_pipeline: str | None = "
             d_mic.stream(duplex_feed, [d_mic, d_state], [d_speaker, d_state, d_log], stream_every=DUPLEX_STREAM_EVERY,
                          time_limit=DUPLEX_TIME_LIMIT, concurrency_limit=CONCURRENCY, api_name="duplex_stream")
             d_mic.start_recording(duplex_reset, None, [d_speaker, d_state, d_log], api_name=False)
-            d_log.change(None, d_log, None, js=DUPLEX_STOP_JS)  # barge-in: the browser stops what it still buffers
+            d_log.change(None, d_log, None, js=DUPLEX_PLAYER_JS)  # the browser's player follows hold / barge-in
             # the same step for API clients that send chunks themselves (gradio_client has no streaming input)
             d_chunk, d_send = gr.Audio(type="numpy", visible=False), gr.Button(visible=False)
             d_out = gr.Audio(visible=False, label="System chunk")
