@@ -227,7 +227,8 @@ def build_demo(pipeline_path: str = "default", instruct_pipeline: str | None = "
                 yield text, (out.sampling_rate, out.waveform) if out.waveform is not None else None
 
     def duplex_feed(chunk, session):
-        """One microphone chunk -> the system's audio for that stretch (None when silent), the session, the log."""
+        """One microphone chunk -> the system's audio for that stretch (silence when it is not speaking: the player
+        stays in step with the microphone), the session, the log."""
         if chunk is None:
             return None, session, gr.skip()
         rate, data = chunk
@@ -240,8 +241,9 @@ def build_demo(pipeline_path: str = "default", instruct_pipeline: str | None = "
             step = session.feed(data)
         except ValueError as error:
             raise gr.Error(f"Live duplex: {error}") from None
-        audio = (step.sampling_rate, step.audio) if np.any(step.audio) else None
-        return audio, session, duplex_log(session)
+        # int16 ourselves: gradio would scale a float chunk by its own peak (and a silent one by 0)
+        pcm = (np.clip(step.audio, -1.0, 1.0) * 32767).astype(np.int16)
+        return (step.sampling_rate, pcm), session, duplex_log(session)
 
     def duplex_reset():
         return None, None, ""
