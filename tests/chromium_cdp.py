@@ -35,8 +35,7 @@ def chromium_binary() -> str | None:
 class HeadlessChromium:
     """One browser with one page; `evaluate` runs JavaScript, `screenshot` returns PNG bytes."""
 
-    def __init__(self, user_data_dir: str, width: int = 1280, height: int = 1600, binary: str | None = None,
-                 extra_flags: tuple[str, ...] = ()):  # fmt: skip
+    def __init__(self, user_data_dir: str, width: int = 1280, height: int = 1600, binary: str | None = None):
         to_chrome_r, self._to_chrome = os.pipe()
         self._from_chrome, from_chrome_w = os.pipe()
 
@@ -47,7 +46,7 @@ class HeadlessChromium:
             os.dup2(b, 4)
 
         self.process = subprocess.Popen(
-            [binary or chromium_binary(), *FLAGS, *extra_flags, f"--user-data-dir={user_data_dir}", f"--window-size={width},{height}",
+            [binary or chromium_binary(), *FLAGS, f"--user-data-dir={user_data_dir}", f"--window-size={width},{height}",
              "about:blank"],
             preexec_fn=child_fds, pass_fds=(3, 4), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
