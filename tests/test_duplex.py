@@ -74,6 +74,27 @@ def test_a_backchannel_does_not_make_it_yield(pipe, scenarios):
     assert np.count_nonzero(system) == pytest.approx(options.reply_units * hop, rel=0.01)
 
 
+def test_a_barge_in_in_phrases_is_one_barge_in(pipe, scenarios):
+    """A short phrase, a 0.32 s pause, then more, over the system's reply: one barge-in (one hold, no resume); with
+    overlap_silence_s = 0.2 the first phrase ends at the pause and is taken for a backchannel."""
+    from hf_slm.data.espeak import EspeakSynthesizer
+    from hf_slm.models.unit_encoder import load_audio
+
+    scenario = scenarios["barge_in"]
+    def say(text):
+        result = EspeakSynthesizer("en-us+f3").synthesize(text)
+        return load_audio({"array": result.waveform, "sampling_rate": result.sampling_rate}, RATE)
+
+    phrases = np.concatenate([say("Hey."), np.zeros(int(0.32 * RATE), np.float32), say("Stop it, not that one.")])
+    onset = int(scenario.marks["onset"] * RATE)
+    audio = np.concatenate([scenario.audio[:onset], phrases, np.zeros(RATE // 2, np.float32)])
+    _, events = pipe.duplex_session(sampling_rate=RATE).run(audio, chunk_s=CHUNK_S)
+    kinds = [e.kind for e in events]
+    assert kinds.count("hold") == 1 and "resume" not in kinds and "barge_in" in kinds, kinds
+    _, events = pipe.duplex_session(sampling_rate=RATE, overlap_silence_s=0.2).run(audio, chunk_s=CHUNK_S)
+    assert "resume" in [e.kind for e in events], "with a short silence, the first phrase is taken for a backchannel"
+
+
 def test_it_waits_through_a_short_pause_and_takes_the_turn_after_a_long_one(pipe, scenarios):
     scenario = scenarios["pause"]
     result = run_scenario(pipe, scenario, chunk_s=CHUNK_S)

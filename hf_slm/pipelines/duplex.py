@@ -47,6 +47,8 @@ class DuplexOptions:
             backchannel) rather than speak on until ``backchannel_s``.
         min_speech_s (`float`, defaults to 0.064): speech needed to confirm an onset (two 32 ms windows).
         min_silence_s (`float`, defaults to 0.2): silence that ends a stretch of user speech.
+        overlap_silence_s (`float`, defaults to 0.4): silence that ends user speech while the system holds the turn
+            (longer, so that the phrases of a barge-in, "No, wait, ...", stay one stretch of speech).
         threshold (`float`, defaults to 0.5): Silero speech probability of a voiced window (a window of a speech
             stretch stays voiced down to ``threshold - 0.15``, as in Silero's own segmentation).
         barge_in (`bool`, defaults to True): False never yields (the system speaks every turn to its end: the
@@ -64,6 +66,7 @@ class DuplexOptions:
     hold_on_onset: bool = True
     min_speech_s: float = 0.064
     min_silence_s: float = 0.2
+    overlap_silence_s: float = 0.4
     threshold: float = 0.5
     barge_in: bool = True
     reply_units: int = 150
@@ -74,7 +77,8 @@ class DuplexOptions:
     seed: int | None = 0
 
     def __post_init__(self):
-        for name in ("turn_pause_s", "backchannel_s", "min_speech_s", "min_silence_s", "max_prompt_s", "temperature"):
+        for name in ("turn_pause_s", "backchannel_s", "min_speech_s", "min_silence_s", "overlap_silence_s", "max_prompt_s",
+                     "temperature"):  # fmt: skip
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
                 raise ValueError(f"DuplexOptions.{name} must be a positive number of seconds, got {value!r}")
@@ -251,7 +255,7 @@ class DuplexSession:
         else:
             if voiced:
                 self._last_voiced = t
-            elif t - self._last_voiced >= o.min_silence_s - 1e-9:
+            elif t - self._last_voiced >= (o.overlap_silence_s if self.system_speaking else o.min_silence_s) - 1e-9:
                 self._end_of_speech(t, effective, events)
             speech = self._last_voiced - self._onset  # voiced so far (the silence that may end it does not count)
             if self._speaking and self.system_speaking and o.barge_in and speech >= o.backchannel_s - 1e-9:
