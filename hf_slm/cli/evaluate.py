@@ -340,6 +340,7 @@ def cmd_duplex_behaviour(args) -> int:
     pipe = SpokenChatPipeline.from_pretrained(args.pipeline).to(args.device)
     scenarios = make_scenarios(args.kinds, num_per_kind=args.num, seed=args.seed, turn_pause_s=args.turn_pause,
                                short_pause_s=args.short_pause, long_pause_s=max(2.0, args.turn_pause + 1.0),
+                               min_barge_in_s=max(1.6, args.backchannel + 0.6),
                                sampling_rate=int(pipe.feature_extractor.sampling_rate))  # fmt: skip
     result = duplex_behaviour(pipe, scenarios, chunk_s=args.chunk, **options)
     json_path, md_path, _ = _outputs(args.output)
