@@ -1,4 +1,5 @@
-"""hf_slm Space: resynthesis, speech continuation, spoken instruction, a speech LLM, a token inspector and zero-shot TTS.
+"""hf_slm Space: resynthesis, speech continuation, spoken instruction, a speech LLM, a token inspector, zero-shot TTS
+and live duplex.
 
 Load once, one function per tab, examples (parler-tts' demo). Run: `python app.py --pipeline default` (or a folder / a
 Hub repo id; the env variable HF_SLM_SPACE_PIPELINE sets the default). When that variant cannot chat, the spoken
@@ -40,6 +41,21 @@ STREAM_EVERY = 25  # units between streamed audio updates (0.5 s at 50 Hz)
 EXAMPLE_TEXTS = ["The quick brown fox jumps over the lazy dog.", "Speech language models learn from audio alone."]
 COMMAND_TEXTS = ["turn off the lights in the kitchen", "what is the weather in paris"]  # the intent task's command set
 _PLOT_LOCK = threading.Lock()  # pyplot is not thread-safe
+DUPLEX_STREAM_EVERY = 0.25  # s of microphone audio per streamed chunk (a decision acts at the end of its chunk)
+DUPLEX_TIME_LIMIT = 120  # s a live duplex stream may run on a shared CPU Space
+DUPLEX_LOG_LINES = 12
+DUPLEX_PLAYER_JS = """(log) => {
+  // the newest player event of the log: hold / barge_in pause the system's player (barge_in also skips what it had
+  // buffered: the dropped reply), resume / system_start play it again
+  const kinds = ['hold', 'barge_in', 'resume', 'system_start'];
+  const kind = (log || '').split('\\n').map(line => line.split(' ')[0]).reverse().find(k => kinds.includes(k));
+  document.querySelectorAll('#duplex-speaker audio').forEach(a => {
+    if (kind === 'hold' || kind === 'barge_in') a.pause();
+    if (kind === 'barge_in' && a.buffered.length) a.currentTime = a.buffered.end(a.buffered.length - 1);
+    if ((kind === 'resume' || kind === 'system_start') && a.paused && !a.ended) a.play().catch(() => {});
+  });
+  return log;
+}"""
 
 
 def read_audio(path: str | None, sampling_rate: int) -> np.ndarray:
@@ -280,6 +296,27 @@ def build_demo(pipeline_path: str = "default", instruct_pipeline: str | None = "
         out = speech_llm.chat(audio=audio, sampling_rate=rate, text=(prompt or "").strip() or ASR_PROMPT,
                               max_new_tokens=int(max_new_tokens))  # fmt: skip
         return out.text, (out.sampling_rate, out.waveform) if out.waveform is not None else None
+    def duplex_feed(chunk, session):
+        """One microphone chunk -> the system's audio for that stretch (silence when it is not speaking: the player
+        stays in step with the microphone), the session, the log."""
+        if chunk is None:
+            return None, session, gr.skip()
+        rate, data = chunk
+        data = np.asarray(data)
+        if data.ndim == 2:  # the browser may send [samples, channels]
+            data = data.mean(axis=1).astype(data.dtype) if data.shape[1] <= 2 else data.mean(axis=0).astype(data.dtype)
+        try:
+            if session is None or session.sampling_rate != int(rate):
+                session = pipe.duplex_session(sampling_rate=int(rate))
+            step = session.feed(data)
+        except ValueError as error:
+            raise gr.Error(f"Live duplex: {error}") from None
+        # int16 ourselves: gradio would scale a float chunk by its own peak (and a silent one by 0)
+        pcm = (np.clip(step.audio, -1.0, 1.0) * 32767).astype(np.int16)
+        return (step.sampling_rate, pcm), session, duplex_log(session)
+
+    def duplex_reset():
+        return None, None, ""
 
     def inspect(path, deduplicate):
         audio = read_audio(path, input_rate)
@@ -381,6 +418,22 @@ def build_demo(pipeline_path: str = "default", instruct_pipeline: str | None = "
             s_out, s_info = gr.Audio(label="Generated speech"), gr.Textbox(label="Frames")
             s_btn.click(text_to_speech, [s_text, s_in, s_prompt_text, s_seed], [s_out, s_info], api_name="text_to_speech")
             gr.Examples(examples, s_in)
+        with gr.Tab("Live duplex"):
+            gr.Markdown(duplex_intro(pipe))
+            d_state = gr.State(None)
+            d_mic = gr.Audio(sources=["microphone"], streaming=True, type="numpy", label="Talk")
+            d_speaker = gr.Audio(streaming=True, autoplay=True, interactive=False, label="System", elem_id="duplex-speaker")
+            d_log = gr.Textbox(label="Events (time in s of your audio: what and why)", lines=DUPLEX_LOG_LINES)
+            d_mic.stream(duplex_feed, [d_mic, d_state], [d_speaker, d_state, d_log], stream_every=DUPLEX_STREAM_EVERY,
+                         time_limit=DUPLEX_TIME_LIMIT, concurrency_limit=CONCURRENCY, api_name="duplex_stream")
+            d_mic.start_recording(duplex_reset, None, [d_speaker, d_state, d_log], api_name=False)
+            d_log.change(None, d_log, None, js=DUPLEX_PLAYER_JS)  # the browser's player follows hold / barge-in
+            # the same step for API clients that send chunks themselves (gradio_client has no streaming input)
+            d_chunk, d_send = gr.Audio(type="numpy", visible=False), gr.Button(visible=False)
+            d_out = gr.Audio(visible=False, label="System chunk")
+            d_send.click(duplex_feed, [d_chunk, d_state], [d_out, d_state, d_log], api_name="duplex_chunk")
+            d_reset = gr.Button("Reset the conversation")
+            d_reset.click(duplex_reset, None, [d_speaker, d_state, d_log], api_name="duplex_reset")
     demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
     demo.allowed_example_dir = str(out_dir)
     return demo
@@ -395,6 +448,28 @@ def instruct_intro(pipe, chat_pipe, pipeline_path: str, chat_name: str) -> str:
         f"{by}. Ask by voice or text; the reply streams as text and speech. Intent replies name one of: "
         f"{', '.join(INTENT_NAMES)}. In Chat mode, speech that is not addressed to the assistant (noise, side talk) "
         f"gets no reply, shown as *(silent)*."
+    )
+
+
+def duplex_log(session) -> str:
+    """The session's latest events, one a line: ``kind  time  reason``."""
+    lines = []
+    for event in session.events[-DUPLEX_LOG_LINES:]:
+        extra = f" (onset {event.onset:.2f} s)" if event.onset is not None and event.kind != "user_start" else ""
+        lines.append(f"{event.kind}  {event.time:.2f} s{extra}  {event.reason}".rstrip())
+    return "\n".join(lines)
+
+
+def duplex_intro(pipe) -> str:
+    from hf_slm.pipelines.duplex import DuplexOptions
+
+    options = DuplexOptions()
+    replies = "answers in speech" if chat_support(pipe) is None else "continues your speech (a speech LM, no instruct adapter)"
+    return (
+        f"Talk into the microphone; the system {replies} after you pause for {options.turn_pause_s:g} s. Talk while it "
+        f"speaks and it falls silent at once; after {options.backchannel_s:g} s of your speech it drops the rest of "
+        f"its reply (barge-in). A short \"mm-hm\" or \"yeah\" is a backchannel: it goes on. Your audio is sent every "
+        f"{DUPLEX_STREAM_EVERY:g} s; a stream lasts at most {DUPLEX_TIME_LIMIT} s."
     )
 
 

@@ -45,6 +45,7 @@ TABS = {  # tab label -> (text only that tab shows, button to press after pickin
                    "t.value !== 'Transcribe the audio.') && document.querySelectorAll('audio').length >= {audios} + 2"),
     "Token inspector": ("Deduplicate repeated units", "Tokenize", UNITS_SHOWN + " && document.body.innerText.includes('<unit_')"),
     "Zero-shot TTS": ("no VALL-E variant configured", None, None),  # no --tts-pipeline: the tab says how to set one
+    "Live duplex": ("falls silent at once", None, None),  # the microphone stream itself: test_live_duplex_...
 }  # fmt: skip
 CHOICES = {"Spoken instruction": ("command_0.wav", "Intent: speech -> intent")}  # tab -> (example, mode) if not example_0
 
@@ -453,6 +454,39 @@ def test_twenty_concurrent_requests_all_complete(space, speech, pipe):
     assert not errors, errors
     dedup = [u for i, u in enumerate(expected) if i == 0 or u != expected[i - 1]]
     assert all(r == (dedup if i % 4 == 0 else expected) for i, r in enumerate(results)), "wrong or missing results"
+
+
+def test_live_duplex_stops_the_system_when_the_user_barges_in(space, tmp_path):
+    """Chunks of an espeak-ng recording streamed through the duplex endpoint, one session (one client): the user
+    speaks and pauses, the system replies; the user talks over it and the system's audio stops."""
+    from hf_slm.data import EspeakSynthesizer
+
+    rate, chunk_s = 22050, 0.25
+    say = {voice: EspeakSynthesizer(voice) for voice in ("en-us", "en-us+f3")}
+    prompt = say["en-us"].synthesize("Well, I think the cat sat on the mat.").waveform
+    barge = say["en-us+f3"].synthesize("No, wait, that is not what I asked you about at all.").waveform
+    gap = 0.8 + 1.0  # turn_pause_s, then one second of the system's reply
+    audio = np.concatenate([np.zeros(rate // 2), prompt, np.zeros(int(gap * rate)), barge, np.zeros(rate // 2)])
+    onset = (rate // 2 + len(prompt)) / rate + gap
+    c = Client(space[0], verbose=False)  # its own session: the conversation lives in the server's gr.State
+    size, played, log = int(chunk_s * rate), [], ""
+    for index, start in enumerate(range(0, len(audio), size)):
+        path = tmp_path / f"chunk_{index:03d}.wav"
+        sf.write(path, audio[start : start + size].astype(np.float32), rate, subtype="PCM_16")
+        out, log = c.predict(handle_file(str(path)), api_name="/duplex_chunk")
+        system, system_rate = sf.read(out)
+        assert abs(len(system) / system_rate - len(audio[start : start + size]) / rate) < 0.002, "one stretch each"
+        played.append((start / rate, np.abs(system).max() > 0))
+    kinds = [line.split()[0] for line in log.splitlines()]
+    assert {"turn", "system_start", "hold", "barge_in"} <= set(kinds), log
+    barge_line = next(line for line in log.splitlines() if line.startswith("barge_in"))
+    assert "dropped" in barge_line, barge_line
+    speaking = [t for t, sound in played if sound]
+    assert speaking and speaking[0] < onset, "the system replied before the user barged in"
+    assert max(speaking) < onset + chunk_s + 0.15, f"system audio after the barge-in at {onset:.2f} s: {speaking}"
+    c.predict(api_name="/duplex_reset")
+    out, log = c.predict(handle_file(str(tmp_path / "chunk_000.wav")), api_name="/duplex_chunk")
+    assert not np.abs(sf.read(out)[0]).any() and log == "", "reset starts a new conversation"
 
 
 @pytest.mark.skipif(chromium_binary() is None, reason="needs the chromium browser (apt-get install chromium)")

@@ -363,6 +363,36 @@ def cmd_stsp(args) -> int:
                        "(SpiRit-LM's baseline); chance|pred: agreement expected from the predicted label frequencies.")  # fmt: skip
     print(table)
     print(f"wrote {json_path}, {md_path}, {plot}")
+# ---------------------------------------------------------------------------------------------------- duplex
+def cmd_duplex_behaviour(args) -> int:
+    from ..evaluation.duplex_behaviour import KINDS, duplex_behaviour, format_duplex_table, make_scenarios
+    from ..evaluation.report import write_json, write_report
+    from ..pipelines import SpokenChatPipeline
+
+    options = {"turn_pause_s": args.turn_pause, "backchannel_s": args.backchannel, "hold_on_onset": not args.no_hold,
+               "reply_units": args.reply_units}  # fmt: skip
+    unknown = [kind for kind in args.kinds if kind not in KINDS]
+    if unknown:
+        raise ValueError(f"--kinds: unknown scenario kind(s) {unknown}; choose from {','.join(KINDS)}")
+    if args.short_pause >= args.turn_pause:
+        raise ValueError(f"--short-pause {args.short_pause} must be shorter than --turn-pause {args.turn_pause}")
+    if args.chunk > 5.0:
+        raise ValueError(f"--chunk {args.chunk} s is longer than a live chunk may be (5 s)")
+    pipe = SpokenChatPipeline.from_pretrained(args.pipeline).to(args.device)
+    scenarios = make_scenarios(args.kinds, num_per_kind=args.num, seed=args.seed, turn_pause_s=args.turn_pause,
+                               short_pause_s=args.short_pause, long_pause_s=max(2.0, args.turn_pause + 1.0),
+                               min_barge_in_s=max(1.6, args.backchannel + 0.6),
+                               sampling_rate=int(pipe.feature_extractor.sampling_rate))  # fmt: skip
+    result = duplex_behaviour(pipe, scenarios, chunk_s=args.chunk, **options)
+    json_path, md_path, _ = _outputs(args.output)
+    write_json(result | {"pipeline": args.pipeline, "num_per_kind": args.num, "seed": args.seed}, json_path)
+    table = format_duplex_table(result["summary"])
+    write_report(md_path, "Duplex behaviour (Full-Duplex-Bench style)",
+                 {"pipeline": args.pipeline, "chunk_s": args.chunk, **options}, table,
+                 notes="Latencies in seconds of audio: stop = user onset -> last system sample; reply dropped = onset "
+                       "-> the rest of the reply dropped; take turn = end of user speech -> first reply sample.")  # fmt: skip
+    print(table)
+    print(f"wrote {json_path}, {md_path}")
     return 0
 
 
@@ -376,7 +406,8 @@ def add_evaluate_parser(sub) -> None:
     f0_methods = LazyChoices("hf_slm.evaluation.metrics.prosody.prosody", "F0_METHODS")
 
     group = sub.add_parser(
-        "evaluate", help="benchmarks: pairs, build-pairs, abx, purity, resynthesis, asr, generation, prosody, turn-taking, stsp"
+        "evaluate", help="benchmarks: pairs, build-pairs, abx, purity, resynthesis, asr, generation, prosody, turn-taking, "
+        "stsp, duplex-behaviour"
     )
     commands = group.add_subparsers(dest="evaluate_command", required=True)
 
@@ -530,6 +561,19 @@ def add_evaluate_parser(sub) -> None:
     p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--output", required=True, help="results JSON (a Markdown report and a PNG plot are written next to it)")
     p.set_defaults(func=cmd_stsp)
+    p = commands.add_parser("duplex-behaviour", help="Full-Duplex-Bench-style checks of live duplex: yields to a "
+                            "barge-in, keeps the turn through a backchannel, takes the turn after a pause")  # fmt: skip
+    p.add_argument("--kinds", type=csv_list(str), default=["barge_in", "backchannel", "pause"],
+                   help="comma-separated scenario kinds: barge_in, backchannel, pause")  # fmt: skip
+    p.add_argument("--num", type=positive_int, default=5, help="scenarios per kind (espeak-ng, grammar sentences)")
+    p.add_argument("--chunk", type=positive_float, default=0.1, help="seconds of user audio per streamed chunk")
+    p.add_argument("--turn-pause", type=positive_float, default=0.8, help="user silence (s) before the system replies")
+    p.add_argument("--short-pause", type=positive_float, default=0.4, help="within-turn pause (s) of the pause scenarios")
+    p.add_argument("--backchannel", type=positive_float, default=1.0, help="user speech (s) below which it is a backchannel")
+    p.add_argument("--reply-units", type=positive_int, default=150, help="units of each spoken reply")
+    p.add_argument("--no-hold", action="store_true", help="keep speaking until the barge-in is confirmed")
+    common(p, "results JSON (a Markdown report is written next to it)")
+    p.set_defaults(func=cmd_duplex_behaviour)
 
 
 __all__ = ["add_evaluate_parser"]

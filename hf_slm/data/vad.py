@@ -3,6 +3,7 @@
 `speech_segments` finds where a waveform holds speech; `split_utterances` cuts long recordings into utterances at
 the pauses (for evaluating or tokenising long audio, and for trimming silence, e.g. the instruct data's silence
 mode). Any sampling rate is accepted: the detector runs on a 16 kHz copy, and times are mapped back.
+`StreamingVAD` gives the speech probability of audio that arrives in chunks (live duplex dialogue).
 """
 
 from __future__ import annotations
@@ -70,6 +71,53 @@ def speech_segments(waveform, sampling_rate: int, threshold: float = 0.5, min_sp
     return [(s["start"] / VAD_SAMPLING_RATE, s["end"] / VAD_SAMPLING_RATE) for s in segments]
 
 
+VAD_WINDOW = 512  # samples at 16 kHz (32 ms): Silero's frame
+
+
+class StreamingVAD:
+    """Silero speech probabilities of a live stream: `feed(chunk)` -> ``[(end_time_s, probability), ...]``, one per
+    32 ms window completed by the chunk. Chunks may have any length; each is resampled to 16 kHz on its own (cheap,
+    and the detector does not mind the seams). Each instance loads its own copy of the model, whose recurrent state
+    follows this stream only (two live streams must not share one).
+
+    >>> vad = StreamingVAD(sampling_rate=16000)  # doctest: +SKIP
+    >>> vad.feed(chunk)  # doctest: +SKIP
+    [(0.032, 0.01), (0.064, 0.02), ...]
+    """
+
+    def __init__(self, sampling_rate: int):
+        if not isinstance(sampling_rate, (int, np.integer)) or isinstance(sampling_rate, bool) or sampling_rate <= 0:
+            raise ValueError(f"StreamingVAD: sampling_rate must be a positive integer (Hz), got {sampling_rate!r}")
+        load_vad()  # the import check, with its clear error
+        import warnings
+
+        from silero_vad import load_silero_vad
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            self.model = load_silero_vad()
+        self.sampling_rate = int(sampling_rate)
+        self.reset()
+
+    def reset(self) -> None:
+        self.model.reset_states()
+        self._pending = torch.zeros(0)
+        self._windows = 0
+
+    @torch.no_grad()
+    def feed(self, chunk) -> list[tuple[float, float]]:
+        wave = _mono_16k(chunk, self.sampling_rate)
+        self._pending = torch.cat([self._pending, wave])
+        probabilities = []
+        while self._pending.numel() >= VAD_WINDOW:
+            window, self._pending = self._pending[:VAD_WINDOW], self._pending[VAD_WINDOW:]
+            self._windows += 1
+            probability = float(self.model(window, VAD_SAMPLING_RATE))
+            probabilities.append((self._windows * VAD_WINDOW / VAD_SAMPLING_RATE, probability))
+        return probabilities
+
+
 def split_utterances(waveform, sampling_rate: int, min_silence_ms: int = 300, max_utterance_s: float = 20.0,
                      **kwargs) -> list[dict]:  # fmt: skip
     """Cut a long recording into utterances at its pauses.
@@ -127,4 +175,4 @@ def split_audio_files(files, output_dir, **kwargs) -> list[dict]:
     return rows
 
 
-__all__ = ["VAD_SAMPLING_RATE", "load_vad", "speech_segments", "split_audio_files", "split_utterances"]
+__all__ = ["VAD_SAMPLING_RATE", "VAD_WINDOW", "StreamingVAD", "load_vad", "speech_segments", "split_audio_files", "split_utterances"]

@@ -12,6 +12,7 @@ from .pipeline_utils import (
 )
 from .audiolm_pipeline import AudioLMPipeline, AudioLMPipelineOutput
 from .expressive_pipeline import ExpressiveContinuation, ExpressiveSpeechLMPipeline
+from .duplex import DuplexEvent, DuplexOptions, DuplexSession, DuplexStep
 from .speech_llm_pipeline import ASR_PROMPT, SpeechLLMChatOutput, SpeechLLMPipeline
 from .speech_lm_pipeline import EmptyContinuationWarning, SpeechLMPipeline, SpeechPipelineOutput
 from .spoken_chat import ChatEvent, ChatOutput, SpokenChatPipeline
@@ -29,6 +30,10 @@ __all__ = [
     "ChatOutput",
     "SpokenChatPipeline",
     "COMPONENT_NAMES",
+    "DuplexEvent",
+    "DuplexOptions",
+    "DuplexSession",
+    "DuplexStep",
     "EmptyContinuationWarning",
     "INDEX_FILE",
     "LOADABLE_CLASSES",

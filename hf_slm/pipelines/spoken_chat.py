@@ -239,6 +239,39 @@ class SpokenChatPipeline(SpeechLMPipeline):
                 self._active = None
         yield ChatEvent("interrupted" if was_interrupted else "done", output=output)
 
+    # ------------------------------------------------------------------ live duplex
+    def duplex_session(self, sampling_rate: int | None = None, respond=None, **options):
+        """A live full-duplex conversation (`hf_slm.pipelines.duplex`): feed the user's audio in chunks, play the
+        returned system audio; the system takes the turn after a pause, yields when the user barges in, and keeps
+        speaking through a backchannel.
+
+        Args:
+            sampling_rate: of the user's chunks (default: the feature extractor's).
+            respond: ``(audio, sampling_rate) -> iterable of float32 chunks`` at this pipeline's ``sampling_rate``,
+                the reply to one user turn; by default an instruct variant answers in speech and a plain speech LM
+                continues the user's speech (`speech_reply`).
+            options: `DuplexOptions` fields (``turn_pause_s``, ``backchannel_s``, ``hold_on_onset``, ...).
+
+        >>> session = pipe.duplex_session(sampling_rate=16000)  # doctest: +SKIP
+        >>> for chunk in microphone_chunks():  # doctest: +SKIP
+        ...     step = session.feed(chunk)
+        ...     play(step.audio)
+        """
+        from .duplex import DuplexOptions, DuplexSession, speech_reply
+
+        options = DuplexOptions(**options)
+        rate = int(self.feature_extractor.sampling_rate) if sampling_rate is None else sampling_rate
+        if respond is not None and not callable(respond):
+            raise ValueError(f"respond must be a callable (audio, sampling_rate) -> audio chunks, got {type(respond).__name__}")
+        respond = respond or speech_reply(self, options)
+        return DuplexSession(respond, rate, self.sampling_rate, options)
+
+    def stream_duplex(self, chunks, sampling_rate: int | None = None, **kwargs):
+        """`duplex_session` over an iterable of user chunks: yields one `DuplexStep` (system audio + events) per chunk."""
+        session = self.duplex_session(sampling_rate=sampling_rate, **kwargs)
+        for chunk in chunks:
+            yield session.feed(chunk)
+
     # ------------------------------------------------------------------ internals
     def _check_conversation_length(self, prompt_tokens: int, max_new_tokens: int) -> None:
         """Refuse a prompt whose reply could run past the LM's trained positions (as `continue_speech` does)."""
