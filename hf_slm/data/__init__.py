@@ -32,6 +32,7 @@ _SUBMODULES = {
         "REAL_SPEECH_SOURCES", "alsa_clips", "audio_text_columns", "librivox_clips", "load_local_dataset",
         "load_real_speech", "read_audio_dir", "write_audio_dir"
     ],
+    ".speech_corpus": ["corpus_jobs", "english_voices", "open_vocabulary_speech", "synthesize_corpus"],
     ".vad": ["load_vad", "speech_segments", "split_audio_files", "split_utterances"],
 }  # fmt: skip
 __getattr__, __dir__ = lazy_exports(__name__, _SUBMODULES)
@@ -56,10 +57,12 @@ __all__ = [
     "assign_voices",
     "audio_text_columns",
     "cache_key",
+    "corpus_jobs",
     "dataset_features",
     "default_cache_dir",
     "dialogue_features",
     "dialogues_to_dataset",
+    "english_voices",
     "espeak_version",
     "generate_dialogue",
     "generate_dialogues",
@@ -73,6 +76,7 @@ __all__ = [
     "load_text_split",
     "load_vad",
     "normalize_sentence",
+    "open_vocabulary_speech",
     "read_audio_dir",
     "read_fortunes",
     "read_text_file",
@@ -84,6 +88,7 @@ __all__ = [
     "split_audio_files",
     "split_texts",
     "split_utterances",
+    "synthesize_corpus",
     "synthesize_dataset",
     "synthesize_to_wav",
     "write_audio_dir",
