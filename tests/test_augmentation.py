@@ -174,3 +174,15 @@ def test_bad_inputs_are_refused():
         aug(np.zeros(0, dtype=np.float32), RATE)
     with pytest.raises(ValueError, match="unknown key"):
         SpeechAugmentation.from_config({"seed": 0, "step": []})
+
+
+def test_target_is_the_voice_changed_speech_without_the_channel():
+    steps = [{"name": "speed", "factor": 1.2}, {"name": "noise", "snr_db": 0.0}, {"name": "codec"}]
+    aug = SpeechAugmentation(steps, seed=0)
+    wave = speechlike(0.5)
+    noisy, target = aug(wave, RATE, key=1, return_target=True)
+    np.testing.assert_array_equal(noisy, aug(wave, RATE, key=1))
+    np.testing.assert_allclose(target, SpeechAugmentation(steps[:1])(wave, RATE), atol=1e-6)
+    assert target.shape == noisy.shape
+    with pytest.raises(ValueError, match=r"voice steps .* must come before channel steps; got the order \['noise', 'pitch'\]"):
+        SpeechAugmentation([{"name": "noise"}, {"name": "pitch"}])(wave, RATE, return_target=True)

@@ -60,6 +60,7 @@ def _uniform(generator: torch.Generator, bounds: tuple[float, float]) -> float:
 @dataclass
 class _Step:
     name = ""
+    changes_voice = False  # speed / pitch / vtlp make a new speaker; the rest degrade the channel
     p: float = 1.0
 
     def __post_init__(self):
@@ -73,6 +74,7 @@ class _Step:
 @dataclass
 class Speed(_Step):
     name = "speed"
+    changes_voice = True
     factor: object = (0.9, 1.1)
 
     def __post_init__(self):
@@ -115,6 +117,7 @@ def _fit(wave: torch.Tensor, length: int) -> torch.Tensor:
 @dataclass
 class Pitch(_Step):
     name = "pitch"
+    changes_voice = True
     semitones: object = (-2.0, 2.0)
 
     def __post_init__(self):
@@ -135,6 +138,7 @@ class Pitch(_Step):
 @dataclass
 class VocalTractLength(_Step):
     name = "vtlp"
+    changes_voice = True
     alpha: object = (0.9, 1.1)
     boundary_hz: float = 4800.0
     n_fft: int = 512
@@ -347,7 +351,16 @@ class SpeechAugmentation:
         digest = hashlib.sha256(json.dumps([self.seed, *[int(p) for p in parts]]).encode()).digest()
         return torch.Generator().manual_seed(int.from_bytes(digest[:8], "big") >> 1)
 
-    def __call__(self, waveform, sampling_rate: int, key=0):
+    def __call__(self, waveform, sampling_rate: int, key=0, return_target: bool = False):
+        """The augmented waveform; with ``return_target``, ``(augmented, target)`` where ``target`` is the waveform
+        after the voice steps (speed, pitch, vtlp) only: the clean speech a denoising vocoder should give back for
+        the augmented input (same length). Voice steps must then come before channel steps."""
+        if return_target:
+            kinds = [step.changes_voice for step in self.steps]
+            if any(voice and not earlier for earlier, voice in zip(kinds, kinds[1:])):
+                names = [step.name for step in self.steps]
+                raise ValueError(f"augmentation: with a target, voice steps (speed, pitch, vtlp) must come before "
+                                 f"channel steps; got the order {names}")  # fmt: skip
         if isinstance(sampling_rate, bool) or not isinstance(sampling_rate, (int, np.integer)) or sampling_rate <= 0:
             raise ValueError(f"augmentation: `sampling_rate` must be a positive integer, got {sampling_rate!r}")
         is_numpy = not isinstance(waveform, torch.Tensor)
@@ -355,22 +368,31 @@ class SpeechAugmentation:
         if wave.ndim not in (1, 2) or wave.shape[-1] == 0:
             raise ValueError(f"augmentation: expected a non-empty 1-D or [channels, samples] waveform, got shape {tuple(wave.shape)}")
         generator = self.generator(key)
+        target = wave
         with torch.no_grad():
             for step in self.steps:
                 if float(torch.rand((), generator=generator)) < step.p:
                     wave = step.apply(wave, int(sampling_rate), generator)
-        return wave.numpy() if is_numpy else wave
+                if step.changes_voice:
+                    target = wave
+        if not return_target:
+            return wave.numpy() if is_numpy else wave
+        return (wave.numpy(), target.numpy()) if is_numpy else (wave, target)
 
-    def map_function(self, audio_column: str = "audio", epoch: int = 0):
+    def map_function(self, audio_column: str = "audio", epoch: int = 0, target_column: str | None = None):
         """``fn(batch, indices)`` for ``dataset.map(fn, batched=True, with_indices=True)``: each row's audio augmented
-        with key ``(epoch, index)`` and written back as ``{"array", "sampling_rate"}``."""
+        with key ``(epoch, index)`` and written back as ``{"array", "sampling_rate"}``; with ``target_column``, the
+        target of ``return_target`` goes there too."""
         from ..models.unit_encoder import decode_audio
 
         def augment(batch, indices):
-            out = []
+            out, targets = [], []
             for item, index in zip(batch[audio_column], indices):
                 array, rate = decode_audio(item)
-                out.append({"array": self(array, rate, key=(epoch, index)), "sampling_rate": rate})
-            return {audio_column: out}
+                result = self(array, rate, key=(epoch, index), return_target=target_column is not None)
+                wave, target = result if target_column is not None else (result, None)
+                out.append({"array": wave, "sampling_rate": rate})
+                targets.append({"array": target, "sampling_rate": rate})
+            return {audio_column: out, **({target_column: targets} if target_column is not None else {})}
 
         return augment
