@@ -189,8 +189,6 @@ def synthesise(args: DefaultPipelineArguments, cache_dir: Path | None = None):
                        pitches=_csv(args.pitches, int), seed=args.seed, cache_dir=cache_dir, num_proc=args.num_proc,
                        chunk_size=args.chunk_size)  # fmt: skip
         return synthesize_corpus(train_texts, renditions=args.renditions, **options), synthesize_corpus(eval_texts, **options)
-    if args.voices == "english":
-        raise ValueError("--voices english needs --text_source open (the chunked multi-voice corpus)")
     texts = load_text_corpus(args.text_source, limit=args.num_sentences + args.num_eval_sentences, seed=args.seed)
     if len(texts) < 2:
         raise ValueError(f"text source {args.text_source!r} gave {len(texts)} sentences; need at least 2")
@@ -466,6 +464,8 @@ def parse_arguments(dataclass_type, argv=None):
         raise ValueError("--device cuda, but torch sees no CUDA device here")
     if args.augmentation:
         SpeechAugmentation.from_config(args.augmentation)  # a bad configuration fails now, not after the synthesis
+    if args.voices == "english" and args.text_source != "open":
+        raise ValueError("--voices english needs --text_source open (the chunked multi-voice corpus)")
     if args.augment_copies < 1:
         raise ValueError(f"--augment_copies must be at least 1, got {args.augment_copies}")
     set_seed(args.seed)
