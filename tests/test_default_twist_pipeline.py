@@ -6,9 +6,9 @@ Also the reproduction script (`examples/default_pipeline/train_twist.py`) on a t
 from __future__ import annotations
 
 import json
-import re
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
