@@ -86,7 +86,7 @@ def synthesize_corpus(
 
     Args:
         texts: the sentences.
-        voices: espeak-ng voices, or ``"english"``: `english_voices()` (8 accents x 101 variants + the plain ones).
+        voices: espeak-ng voices (a list, or one name), or ``"english"``: `english_voices()` (8 accents x 101 variants + the plain ones).
         rates, pitches, sampling_rate, seed: as in `synthesize_dataset`; see `corpus_jobs` for the draws.
         cache_dir: root of the caches (default `default_cache_dir()`); this corpus lives in
             ``corpus-<key>/`` (key: texts, voices, rates, pitches, rate, seed, renditions, chunk size, espeak-ng).
@@ -98,7 +98,9 @@ def synthesize_corpus(
     import datasets
 
     texts = _validate_texts(texts)
-    voices = english_voices() if voices == "english" else list(voices)
+    if isinstance(voices, str):  # one voice, or "english"
+        voices = english_voices() if voices == "english" else [voices]
+    voices = list(voices)
     rates, pitches = [int(r) for r in rates], [int(p) for p in pitches]
     for name, value, low in (("renditions", renditions, 1), ("num_proc", num_proc, 1), ("chunk_size", chunk_size, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
@@ -161,12 +163,14 @@ def open_vocabulary_speech(split: str = "train", limit: int | None = None, text_
                            sources=("wordnet", "fortunes"), split_options=None, **corpus_kwargs):  # fmt: skip
     """One side of the open-vocabulary split (`load_text_split` over ``sources``) spoken by `synthesize_corpus`.
 
-    ``limit`` sentences drawn with ``text_seed``; ``split_options`` go to `split_texts`; ``corpus_kwargs`` go to `synthesize_corpus` (``voices`` defaults
-    to all English voices and variants). The train side holds no evaluation sentence and no held-out word.
+    ``limit`` sentences drawn with ``text_seed``; ``split_options`` go to `split_texts`, ``corpus_kwargs`` to
+    `synthesize_corpus` (``voices`` defaults to all English voices and variants). The train side holds no evaluation
+    sentence and no held-out word.
     """
     from .corpus import load_text_split
 
-    return synthesize_corpus(load_text_split(split, sources=sources, limit=limit, seed=text_seed, **(split_options or {})), **corpus_kwargs)
+    texts = load_text_split(split, sources=sources, limit=limit, seed=text_seed, **(split_options or {}))
+    return synthesize_corpus(texts, **corpus_kwargs)
 
 
 __all__ = ["CORPUS_FORMAT_VERSION", "corpus_jobs", "english_voices", "open_vocabulary_speech", "synthesize_corpus"]
