@@ -207,15 +207,19 @@ def synthesise(args: DefaultPipelineArguments, cache_dir: Path | None = None):
     return split["train"], split["test"]
 
 
-def augment_dataset(args, train):
+def augment_dataset(args, train, scratch: Path | None = None):
     """`augment_copies` augmented copies of the training speech: ``audio`` (degraded) and ``target`` (the speech after
-    the voice steps only, what the vocoder should give back), seeded per (copy, row)."""
+    the voice steps only, what the vocoder should give back), seeded per (copy, row). The map's Arrow files go to
+    `scratch` (default: datasets' cache beside the corpus, which would then hold a second copy)."""
     augmentation = SpeechAugmentation.from_config(args.augmentation)
+    if scratch is not None:
+        scratch.mkdir(parents=True, exist_ok=True)
     features = datasets.Features({"audio": datasets.Audio(sampling_rate=16000), "target": datasets.Audio(sampling_rate=16000)})
     copies = [
         train.select_columns(["audio"]).map(
             augmentation.map_function(epoch=copy, target_column="target"), batched=True, batch_size=16,
             with_indices=True, features=features, desc=f"augmenting, copy {copy + 1}/{args.augment_copies}",
+            cache_file_name=None if scratch is None else str(scratch / f"augment-{copy}.arrow"),
         )
         for copy in range(args.augment_copies)
     ]  # fmt: skip
@@ -231,7 +235,8 @@ def fit_speech_tokenizer(args, train):
     return feature_extractor, tokenizer.eval()
 
 
-def add_units(ds, feature_extractor, tokenizer, keep_waveform: bool = True, target_column: str | None = None):
+def add_units(ds, feature_extractor, tokenizer, keep_waveform: bool = True, target_column: str | None = None,
+              cache_file_name: str | None = None):  # fmt: skip
     """A `units` column (50 Hz, no deduplication) and the waveform cut to the unit frames, for the vocoder: of the
     audio itself, or of `target_column` (augmented rows: the clean speech the vocoder should give back)."""
     hop = tokenizer.config.hop_length
@@ -250,7 +255,8 @@ def add_units(ds, feature_extractor, tokenizer, keep_waveform: bool = True, targ
         return {"units": units, "waveform": waves}
 
     drop = [c for c in ("audio", target_column) if c in ds.column_names]
-    return ds.map(tokenize, batched=True, batch_size=32, desc="tokenising speech", remove_columns=drop)
+    return ds.map(tokenize, batched=True, batch_size=32, desc="tokenising speech", remove_columns=drop,
+                  cache_file_name=cache_file_name)  # fmt: skip
 
 
 def lm_backbone_config(args, vocab_size: int | None = None) -> LlamaConfig:
@@ -356,8 +362,8 @@ def prepare_unit_data(args, feature_extractor=None, speech_tokenizer=None, keep_
         if args.augmentation:
             augment_key = stage_key(args, "augment", corpus_key)
             augmented = stages.run("augment", augment_key,
-                                   lambda tmp: augment_dataset(args, train).save_to_disk(str(tmp)),
-                                   lambda p: datasets.load_from_disk(str(p)))  # fmt: skip
+                                   lambda tmp: _save(augment_dataset(args, train, tmp / ".scratch"), tmp, "data"),
+                                   lambda p: datasets.load_from_disk(str(p / "data")))  # fmt: skip
             upstream.append(augment_key)
             summary["augmented_utterances"] = len(augmented)
         fitted_here = speech_tokenizer is None
@@ -374,10 +380,12 @@ def prepare_unit_data(args, feature_extractor=None, speech_tokenizer=None, keep_
                 fe, tokenizer = fit_speech_tokenizer(args, audio)
                 fe.save_pretrained(tmp / "speech_tokenizer")
                 tokenizer.save_pretrained(tmp / "speech_tokenizer")
-            add_units(train, fe, tokenizer, keep_waveform).save_to_disk(str(tmp / "train"))
-            add_units(test, fe, tokenizer, keep_waveform).save_to_disk(str(tmp / "test"))
-            if augmented is not None:
-                add_units(augmented, fe, tokenizer, keep_waveform, "target").save_to_disk(str(tmp / "augmented"))
+            scratch = tmp / ".scratch"
+            for name, ds, target in (("train", train, None), ("test", test, None), ("augmented", augmented, "target")):
+                if ds is not None:
+                    scratch.mkdir(parents=True, exist_ok=True)
+                    units = add_units(ds, fe, tokenizer, keep_waveform, target, str(scratch / f"{name}.arrow"))
+                    _save(units, tmp, name)
 
         def load_units(path: Path):
             parts = {name: datasets.load_from_disk(str(path / name)) for name in ("train", "test", "augmented")
@@ -395,6 +403,15 @@ def prepare_unit_data(args, feature_extractor=None, speech_tokenizer=None, keep_
         train = datasets.concatenate_datasets([train.select_columns(columns), parts["augmented"].select_columns(columns)])
     summary["train_unit_tokens"] = int(sum(len(u) for u in train["units"]))
     return train, parts["test"], feature_extractor, speech_tokenizer, summary
+
+
+def _save(ds, folder: Path, name: str) -> None:
+    """`save_to_disk` into `folder/name`, then drop the map's scratch Arrow files (`folder/.scratch`): one copy on disk."""
+    import shutil
+
+    ds.save_to_disk(str(folder / name))
+    del ds
+    shutil.rmtree(folder / ".scratch", ignore_errors=True)
 
 
 def _fingerprint(model) -> str:
