@@ -92,6 +92,8 @@ STAGE_ARGUMENTS = {
                 "vocoder_griffin_lim_iters", "vocoder_segment_units", "seed"),
     "evaluation": ("eval_resynthesis_sentences", "eval_real_speech"),
 }  # fmt: skip
+#: Bump a stage's version when its folder layout or what it computes changes: its key (and those after it) change.
+STAGE_VERSIONS = {"augment": 2, "units": 2}
 
 
 def _csv(text: str, kind=str) -> list:
@@ -142,6 +144,8 @@ def train_and_evaluate(model, out: Path, epochs, max_steps, lr, batch, seed, tra
 def stage_key(args, name: str, *upstream: str) -> str:
     """12 hex digits: the arguments stage `name` depends on (`STAGE_ARGUMENTS`) and the keys of the stages it reads."""
     values = {key: getattr(args, key) for key in STAGE_ARGUMENTS[name]}
+    if STAGE_VERSIONS.get(name, 1) != 1:
+        values["stage_version"] = STAGE_VERSIONS[name]
     if name == "augment" and args.augmentation:  # the configuration itself, not the name of its file
         values["augmentation"] = SpeechAugmentation.from_config(args.augmentation).to_config()
     return hashlib.sha256(json.dumps([name, values, list(upstream)], sort_keys=True).encode()).hexdigest()[:12]
