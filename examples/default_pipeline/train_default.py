@@ -114,7 +114,7 @@ def _training_args(out: Path, epochs: float, max_steps: int, lr: float, batch: i
         weight_decay=0.01,
         logging_steps=20,
         eval_strategy="epoch" if max_steps <= 0 else "no",
-        save_strategy="steps" if max_steps <= 0 else "no",
+        save_strategy="steps" if max_steps <= 0 or max_steps > 100 else "no",  # a smoke run saves nothing
         save_steps=100,  # resume after a kill loses at most 100 steps
         save_total_limit=1,
         report_to=[],
