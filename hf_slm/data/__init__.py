@@ -10,6 +10,7 @@ from __future__ import annotations
 from ..utils import lazy_exports
 
 _SUBMODULES = {
+    ".speech_corpus": ["corpus_jobs", "english_voices", "open_vocabulary_speech", "synthesize_corpus"],
     ".builder": [
         "assign_voices", "cache_key", "dataset_features", "default_cache_dir", "synthesize_dataset",
         "synthesize_to_wav", "write_wav"
@@ -32,7 +33,6 @@ _SUBMODULES = {
         "REAL_SPEECH_SOURCES", "alsa_clips", "audio_text_columns", "librivox_clips", "load_local_dataset",
         "load_real_speech", "read_audio_dir", "write_audio_dir"
     ],
-    ".speech_corpus": ["corpus_jobs", "english_voices", "open_vocabulary_speech", "synthesize_corpus"],
     ".vad": ["load_vad", "speech_segments", "split_audio_files", "split_utterances"],
 }  # fmt: skip
 __getattr__, __dir__ = lazy_exports(__name__, _SUBMODULES)
