@@ -74,9 +74,13 @@ lock: test-latest
 demo: install
 	$(VENV)/bin/hf-slm demo --pipeline default --output demo_out
 
-# Re-train the embedded default pipeline from scratch (CPU, see docs/default_pipeline.md).
+# Re-train the embedded default pipeline from scratch (CPU, see docs/default_pipeline.md). Stages are cached under the
+# config's work_dir; rerun after a kill. Open vocabulary + augmentation:
+#   make default-pipeline DEFAULT_CONFIG=examples/default_pipeline/config_open_vocab_cpu.json [DEFAULT_ARGS="--device cuda"]
+DEFAULT_CONFIG ?= examples/default_pipeline/config_cpu.json
+DEFAULT_ARGS   ?=
 default-pipeline: install
-	$(PY) examples/default_pipeline/train_default.py --output hf_slm/default_pipeline
+	$(PY) examples/default_pipeline/train_default.py $(DEFAULT_CONFIG) $(DEFAULT_ARGS)
 
 # Re-train the embedded TWIST-style variant (text LM first, then warm start; needs the GSLM default it references).
 twist-pipeline: install

@@ -47,25 +47,76 @@ print(len(out.units[0]), len(w), float(np.abs(w).max()), len(cont.units[0]))
     assert 0.01 < float(peak) <= 1.5 and 0 < int(n_cont) <= 20
 
 
-def test_training_script_smoke_and_resume(tmp_path):
-    """The reproduction script runs end to end on a tiny setting, and a rerun reuses its cached stages."""
-    script = Path(__file__).resolve().parents[1] / "examples" / "default_pipeline" / "train_default.py"
-    args = [sys.executable, str(script), "--num_sentences", "24", "--num_eval_sentences", "4", "--num_units", "12",
-            "--lm_max_steps", "2", "--vocoder_max_steps", "2", "--lm_hidden_size", "32", "--lm_num_layers", "1",
-            "--lm_num_heads", "2", "--lm_intermediate_size", "64", "--num_proc", "1", "--kmeans_max_frames", "5000",
-            "--output_dir", str(tmp_path / "variant"), "--work_dir", str(tmp_path / "work")]
+SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "default_pipeline" / "train_default.py"
+TINY = ["--num_units", "12", "--lm_max_steps", "2", "--vocoder_max_steps", "2", "--lm_hidden_size", "32",
+        "--lm_num_layers", "1", "--lm_num_heads", "2", "--lm_intermediate_size", "64", "--num_proc", "1",
+        "--kmeans_max_frames", "5000", "--torch_threads", "1"]  # fmt: skip
+
+
+def run_script(tmp_path, *extra) -> dict:
+    args = [sys.executable, str(SCRIPT), *TINY, *extra, "--output_dir", str(tmp_path / "variant"),
+            "--work_dir", str(tmp_path / "work")]  # fmt: skip
     env = {**os.environ, "HF_SLM_CACHE": str(tmp_path / "cache")}
     proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    summary = json.loads((tmp_path / "variant" / "training_summary.json").read_text())
+    return json.loads((tmp_path / "variant" / "training_summary.json").read_text())
+
+
+def test_training_script_smoke_and_resume(tmp_path):
+    """The reproduction script runs end to end on a tiny setting, and a rerun loads every finished stage."""
+    summary = run_script(tmp_path, "--num_sentences", "24", "--num_eval_sentences", "4", "--eval_resynthesis_sentences", "1")
     assert summary["train_utterances"] + summary["eval_utterances"] == 28 and summary["size_mb"] > 0
     assert (tmp_path / "variant" / "pipeline_index.json").exists()
-    assert sorted(p.name for p in (tmp_path / "work").iterdir())[:3] == ["lm", "speech_tokenizer", "units_test"]
-    tokenizer_file = tmp_path / "work" / "speech_tokenizer" / "model.safetensors"
+    assert {name: stage["status"] for name, stage in summary["stages"].items()} == dict.fromkeys(
+        ["corpus", "units", "lm", "vocoder", "evaluation"], "ran"
+    )
+    assert summary["evaluation"]["resynthesis_heldout"]["n"] == 1
+    tokenizer_file = next((tmp_path / "work").glob("units-*/speech_tokenizer/model.safetensors"))
     stamp = tokenizer_file.stat().st_mtime_ns
-    proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    again = run_script(tmp_path, "--num_sentences", "24", "--num_eval_sentences", "4", "--eval_resynthesis_sentences", "1")
+    assert {stage["status"] for stage in again["stages"].values()} == {"cached"}
     assert tokenizer_file.stat().st_mtime_ns == stamp, "the cached speech tokenizer stage was recomputed"
+    assert again["lm_eval_loss"] == summary["lm_eval_loss"] and again["evaluation"] == summary["evaluation"]
+
+
+def test_open_vocabulary_augmented_run_redoes_only_what_changed(tmp_path):
+    """Open-vocabulary corpus + augmentation end to end; changing an LM argument reruns the LM and the evaluation
+    only; no evaluation sentence is in the training speech."""
+    from hf_slm.data import load_text_split, normalize_sentence
+
+    augmentation = tmp_path / "augmentation.json"
+    augmentation.write_text(json.dumps({"seed": 0, "steps": [{"name": "speed", "factor": [0.9, 1.1]},
+                                                             {"name": "noise", "snr_db": [5, 20]}]}))  # fmt: skip
+    common = ["--text_source", "open", "--num_sentences", "12", "--num_eval_sentences", "3", "--voices",
+              "en-us,en-gb+f3", "--rates", "170", "--pitches", "40,60", "--augmentation", str(augmentation),
+              "--eval_resynthesis_sentences", "2"]  # fmt: skip
+    first = run_script(tmp_path, *common)
+    assert first["train_utterances"] == 12 and first["augmented_utterances"] == 12 and first["eval_utterances"] == 3
+    assert {stage["status"] for stage in first["stages"].values()} == {"ran"} and len(first["stages"]) == 6
+    second = run_script(tmp_path, *common, "--lm_max_steps", "3")
+    status = {name: stage["status"] for name, stage in second["stages"].items()}
+    assert status == {"corpus": "cached", "augment": "cached", "units": "cached", "lm": "ran", "vocoder": "cached",
+                      "evaluation": "ran"}  # fmt: skip
+    assert second["stages"]["lm"]["key"] != first["stages"]["lm"]["key"]
+    import datasets
+
+    (corpus,) = (tmp_path / "work").glob("units-*")
+    trained = {normalize_sentence(t) for t in datasets.load_from_disk(str(corpus / "train"))["text"]}
+    evaluated = {normalize_sentence(t) for t in datasets.load_from_disk(str(corpus / "test"))["text"]}
+    assert trained and evaluated and trained.isdisjoint(evaluated)
+    assert evaluated <= {normalize_sentence(t) for t in load_text_split("eval")}
+
+
+def test_bad_pipeline_arguments_are_refused_before_any_work(tmp_path):
+    for extra, message in ((["--device", "tpu"], "--device must be 'cpu' or 'cuda', got 'tpu'"),
+                           (["--augmentation", '{"steps": [{"name": "echo"}]}'], "unknown step 'echo'"),
+                           (["--voices", "english"], "--voices english needs --text_source open")):  # fmt: skip
+        args = [sys.executable, str(SCRIPT), *TINY, *extra, "--num_sentences", "4", "--work_dir", str(tmp_path / "w"),
+                "--output_dir", str(tmp_path / "v")]  # fmt: skip
+        proc = subprocess.run(args, capture_output=True, text=True, timeout=300,
+                              env={**os.environ, "HF_SLM_CACHE": str(tmp_path / "cache")})  # fmt: skip
+        assert proc.returncode != 0 and message in proc.stderr, proc.stderr[-2000:]
+        assert not (tmp_path / "v").exists()
 
 
 SHIPPED = [DEFAULT, Path(hf_slm.DEFAULT_TWIST_PIPELINE)]

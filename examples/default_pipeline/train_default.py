@@ -4,14 +4,19 @@
     python examples/default_pipeline/train_default.py examples/default_pipeline/config_cpu.json
     python examples/default_pipeline/train_default.py --num_sentences 200 --lm_max_steps 2 --output_dir /tmp/p
 
-Steps: built-in grammar sentences -> espeak-ng speech (several voices, rates, pitches) -> MFCC k-means unit tokenizer
--> unit LM trained with the HF Trainer -> units->mel vocoder trained with the HF Trainer -> one pipeline variant.
+Stages: corpus (espeak-ng speech of the text; ``--text_source open``: the open-vocabulary WordNet + fortunes split
+over all English voices, `synthesize_corpus`) -> augment (optional, `SpeechAugmentation`) -> units (MFCC k-means
+tokenizer + unit datasets) -> LM (HF Trainer) -> vocoder (HF Trainer) -> the pipeline variant -> evaluation.
+Each stage lives in ``<work_dir>/<stage>-<key>/``, the key a hash of the arguments it depends on and of the keys of the
+stages before it: a rerun loads finished stages and redoes only what a changed argument touches; a killed run resumes
+(data stages are written atomically, the speech corpus per chunk, the Trainers from their last checkpoint).
 The shipped ``default`` is ``config_cpu.json``: 26.1 min on one torch thread of a shared 2-core CPU, 2026-11-23
-(one thread was ~4x faster than two there). Data stages are cached under the work dir; the Trainers resume.
+(one thread was ~4x faster than two there).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import sys
@@ -25,12 +30,12 @@ from transformers import HfArgumentParser, LlamaConfig, Trainer, TrainingArgumen
 from transformers.trainer_utils import get_last_checkpoint
 
 from hf_slm import SpeechLMPipeline
-from hf_slm.data import load_text_corpus, synthesize_dataset
+from hf_slm.data import load_text_corpus, load_text_split, normalize_sentence, synthesize_corpus, synthesize_dataset
 from hf_slm.models.speech_lm import SpeechLMConfig, SpeechLMForCausalLM
 from hf_slm.models.unit_encoder import SpeechFeatureExtractor, UnitEncoderConfig, UnitEncoderModel
 from hf_slm.models.unit_encoder.feature_extraction_unit_encoder import load_audio
 from hf_slm.models.unit_vocoder import UnitMelVocoder, UnitMelVocoderConfig
-from hf_slm.training import CausalLMCollator, UnitVocoderCollator
+from hf_slm.training import CausalLMCollator, SpeechAugmentation, UnitVocoderCollator
 from hf_slm.training.kmeans import fit_unit_tokenizer_on_dataset
 
 
@@ -38,13 +43,19 @@ from hf_slm.training.kmeans import fit_unit_tokenizer_on_dataset
 class DefaultPipelineArguments:
     output_dir: str = field(default="hf_slm/default_pipeline", metadata={"help": "where the variant is written"})
     work_dir: str = field(default="runs/default_pipeline", metadata={"help": "Trainer checkpoints and logs"})
-    text_source: str = field(default="builtin", metadata={"help": "'builtin', 'fortunes', 'wordnet' or a text file"})
+    text_source: str = field(default="builtin", metadata={"help": "'builtin', 'fortunes', 'wordnet', a text file, or "
+                             "'open': train on the open-vocabulary split's train side, evaluate on its eval side"})
     num_sentences: int = field(default=3000, metadata={"help": "training sentences"})
     num_eval_sentences: int = field(default=100, metadata={"help": "held-out sentences"})
-    voices: str = field(default="en-us,en-us+f3,en-gb+m3,en-us+f2", metadata={"help": "comma-separated voices"})
+    voices: str = field(default="en-us,en-us+f3,en-gb+m3,en-us+f2",
+                        metadata={"help": "comma-separated voices, or 'english': every English voice and variant"})
     rates: str = field(default="150,175,200", metadata={"help": "comma-separated rates (words/min)"})
     pitches: str = field(default="35,50,65", metadata={"help": "comma-separated pitches (0-99)"})
+    renditions: int = field(default=1, metadata={"help": "'open' corpus: times each text is spoken (random voices)"})
+    chunk_size: int = field(default=2000, metadata={"help": "'open' corpus: utterances per cached chunk"})
     num_proc: int = field(default=2, metadata={"help": "espeak-ng worker processes"})
+    augmentation: str = field(default="", metadata={"help": "SpeechAugmentation JSON file (or inline JSON); '' = none"})
+    augment_copies: int = field(default=1, metadata={"help": "augmented copies of each training utterance"})
     num_units: int = field(default=100, metadata={"help": "k-means units"})
     kmeans_max_frames: int = field(default=300_000, metadata={"help": "frames used to fit k-means"})
     lm_hidden_size: int = 256
@@ -62,15 +73,35 @@ class DefaultPipelineArguments:
     vocoder_batch_size: int = 8
     vocoder_griffin_lim_iters: int = 32
     vocoder_segment_units: int = field(default=100, metadata={"help": "random 2 s training segments"})
+    eval_resynthesis_sentences: int = field(default=30, metadata={"help": "held-out sentences for resynthesis WER/CER"})
+    eval_real_speech: str = field(default="", metadata={"help": "also resynthesise installed real speech ('librivox')"})
+    device: str = field(default="cpu", metadata={"help": "'cpu' or 'cuda' (a bigger recipe where a GPU is at hand)"})
     torch_threads: int = field(default=0, metadata={"help": "torch CPU threads (0: torch's default); 1 is faster on a busy machine"})
     seed: int = 0
+
+
+#: The arguments each stage depends on (its key also holds the keys of the stages it reads).
+STAGE_ARGUMENTS = {
+    "corpus": ("text_source", "num_sentences", "num_eval_sentences", "voices", "rates", "pitches", "renditions",
+               "chunk_size", "seed"),
+    "augment": ("augmentation", "augment_copies", "seed"),
+    "units": ("num_units", "kmeans_max_frames", "seed"),
+    "lm": ("lm_hidden_size", "lm_num_layers", "lm_num_heads", "lm_intermediate_size", "lm_dropout", "lm_epochs",
+           "lm_max_steps", "lm_learning_rate", "lm_batch_size", "seed"),
+    "vocoder": ("vocoder_epochs", "vocoder_max_steps", "vocoder_learning_rate", "vocoder_batch_size",
+                "vocoder_griffin_lim_iters", "vocoder_segment_units", "seed"),
+    "evaluation": ("eval_resynthesis_sentences", "eval_real_speech"),
+}  # fmt: skip
+#: Bump a stage's version when its folder layout or what it computes changes: its key (and those after it) change.
+STAGE_VERSIONS = {"augment": 2, "units": 2}
 
 
 def _csv(text: str, kind=str) -> list:
     return [kind(x) for x in text.split(",") if x.strip()]
 
 
-def _training_args(out: Path, epochs: float, max_steps: int, lr: float, batch: int, seed: int) -> TrainingArguments:
+def _training_args(out: Path, epochs: float, max_steps: int, lr: float, batch: int, seed: int,
+                   device: str = "cpu") -> TrainingArguments:  # fmt: skip
     return TrainingArguments(
         output_dir=str(out),
         num_train_epochs=epochs,
@@ -83,24 +114,25 @@ def _training_args(out: Path, epochs: float, max_steps: int, lr: float, batch: i
         weight_decay=0.01,
         logging_steps=20,
         eval_strategy="epoch" if max_steps <= 0 else "no",
-        save_strategy="steps" if max_steps <= 0 else "no",
+        save_strategy="steps" if max_steps <= 0 or max_steps > 100 else "no",  # a smoke run saves nothing
         save_steps=100,  # resume after a kill loses at most 100 steps
         save_total_limit=1,
         report_to=[],
         seed=seed,
         dataloader_num_workers=0,
         remove_unused_columns=False,
-        use_cpu=not torch.cuda.is_available(),
-        bf16=torch.cuda.is_available(),
+        use_cpu=device == "cpu",
+        bf16=device == "cuda",
         disable_tqdm=False,
     )
 
 
-def train_and_evaluate(model, out: Path, epochs, max_steps, lr, batch, seed, train, test, collator) -> float:
+def train_and_evaluate(model, out: Path, epochs, max_steps, lr, batch, seed, train, test, collator,
+                       device: str = "cpu") -> float:  # fmt: skip
     """One HF Trainer run that resumes from its last checkpoint in `out`; returns the held-out loss."""
     trainer = Trainer(
         model=model,
-        args=_training_args(out, epochs, max_steps, lr, batch, seed),
+        args=_training_args(out, epochs, max_steps, lr, batch, seed, device),
         train_dataset=train,
         eval_dataset=test,
         data_collator=collator,
@@ -109,7 +141,58 @@ def train_and_evaluate(model, out: Path, epochs, max_steps, lr, batch, seed, tra
     return trainer.evaluate()["eval_loss"]
 
 
-def synthesise(args: DefaultPipelineArguments):
+def stage_key(args, name: str, *upstream: str) -> str:
+    """12 hex digits: the arguments stage `name` depends on (`STAGE_ARGUMENTS`) and the keys of the stages it reads."""
+    values = {key: getattr(args, key) for key in STAGE_ARGUMENTS[name]}
+    if STAGE_VERSIONS.get(name, 1) != 1:
+        values["stage_version"] = STAGE_VERSIONS[name]
+    if name == "augment" and args.augmentation:  # the configuration itself, not the name of its file
+        values["augmentation"] = SpeechAugmentation.from_config(args.augmentation).to_config()
+    return hashlib.sha256(json.dumps([name, values, list(upstream)], sort_keys=True).encode()).hexdigest()[:12]
+
+
+class Stages:
+    """The stage folders of one run (``<work_dir>/<name>-<key>``) and whether this run computed or loaded each."""
+
+    def __init__(self, work_dir):
+        self.work = Path(work_dir)
+        self.record: dict = {}
+
+    def run(self, name: str, key: str, write, load, atomic: bool = True, done=None):
+        """Unless the stage is done (`done(path)`, default: its folder exists), `write` fills it: into a temporary
+        folder renamed into place (`atomic`), or in place for stages that keep their own resumable state (the
+        Trainers' checkpoints, the corpus chunks). A value returned by `write` is the result; else `load(path)`."""
+        path = self.work / f"{name}-{key}"
+        cached = done(path) if done is not None else path.is_dir()
+        print(f"[{len(self.record) + 1}] {name}: {'cached' if cached else 'running'} in {path}", flush=True)
+        started, result = time.time(), None
+        if not cached:
+            if atomic:
+                from hf_slm.utils import atomic_save_directory
+
+                atomic_save_directory(path, write)
+            else:
+                path.mkdir(parents=True, exist_ok=True)
+                result = write(path)
+        if result is None:
+            result = load(path)
+        self.record[name] = {"key": key, "status": "cached" if cached else "ran", "seconds": round(time.time() - started, 1)}
+        return result
+
+
+def synthesise(args: DefaultPipelineArguments, cache_dir: Path | None = None):
+    """`(train, test)` speech. `text_source="open"`: the train / eval sides of the open-vocabulary split, spoken by
+    `synthesize_corpus` (cached per chunk under `cache_dir`); otherwise one text list split at random."""
+    if args.text_source == "open":
+        train_texts = load_text_split("train", limit=args.num_sentences, seed=args.seed)
+        eval_texts = load_text_split("eval", limit=args.num_eval_sentences, seed=args.seed)
+        leaked = {normalize_sentence(t) for t in train_texts} & {normalize_sentence(t) for t in eval_texts}
+        if leaked:  # split_texts guarantees this; a check here keeps the evaluation honest whatever changes upstream
+            raise RuntimeError(f"{len(leaked)} evaluation sentence(s) are in the training text, e.g. {sorted(leaked)[0]!r}")
+        options = dict(voices="english" if args.voices == "english" else _csv(args.voices), rates=_csv(args.rates, int),
+                       pitches=_csv(args.pitches, int), seed=args.seed, cache_dir=cache_dir, num_proc=args.num_proc,
+                       chunk_size=args.chunk_size)  # fmt: skip
+        return synthesize_corpus(train_texts, renditions=args.renditions, **options), synthesize_corpus(eval_texts, **options)
     texts = load_text_corpus(args.text_source, limit=args.num_sentences + args.num_eval_sentences, seed=args.seed)
     if len(texts) < 2:
         raise ValueError(f"text source {args.text_source!r} gave {len(texts)} sentences; need at least 2")
@@ -121,10 +204,30 @@ def synthesise(args: DefaultPipelineArguments):
         assignment="random",
         seed=args.seed,
         num_proc=args.num_proc,
+        cache_dir=cache_dir,
     )
     n_eval = min(args.num_eval_sentences, max(1, len(ds) // 10))
     split = ds.train_test_split(test_size=n_eval, seed=args.seed, shuffle=True)
     return split["train"], split["test"]
+
+
+def augment_dataset(args, train, scratch: Path | None = None):
+    """`augment_copies` augmented copies of the training speech: ``audio`` (degraded) and ``target`` (the speech after
+    the voice steps only, what the vocoder should give back), seeded per (copy, row). The map's Arrow files go to
+    `scratch` (default: datasets' cache beside the corpus, which would then hold a second copy)."""
+    augmentation = SpeechAugmentation.from_config(args.augmentation)
+    if scratch is not None:
+        scratch.mkdir(parents=True, exist_ok=True)
+    features = datasets.Features({"audio": datasets.Audio(sampling_rate=16000), "target": datasets.Audio(sampling_rate=16000)})
+    copies = [
+        train.select_columns(["audio"]).map(
+            augmentation.map_function(epoch=copy, target_column="target"), batched=True, batch_size=16,
+            with_indices=True, features=features, desc=f"augmenting, copy {copy + 1}/{args.augment_copies}",
+            cache_file_name=None if scratch is None else str(scratch / f"augment-{copy}.arrow"),
+        )
+        for copy in range(args.augment_copies)
+    ]  # fmt: skip
+    return datasets.concatenate_datasets(copies)
 
 
 def fit_speech_tokenizer(args, train):
@@ -136,8 +239,10 @@ def fit_speech_tokenizer(args, train):
     return feature_extractor, tokenizer.eval()
 
 
-def add_units(ds, feature_extractor, tokenizer, keep_waveform: bool = True):
-    """A `units` column (50 Hz, no deduplication) and the waveform cut to the unit frames, for the vocoder."""
+def add_units(ds, feature_extractor, tokenizer, keep_waveform: bool = True, target_column: str | None = None,
+              cache_file_name: str | None = None):  # fmt: skip
+    """A `units` column (50 Hz, no deduplication) and the waveform cut to the unit frames, for the vocoder: of the
+    audio itself, or of `target_column` (augmented rows: the clean speech the vocoder should give back)."""
     hop = tokenizer.config.hop_length
 
     def tokenize(batch):
@@ -149,11 +254,13 @@ def add_units(ds, feature_extractor, tokenizer, keep_waveform: bool = True):
             return {"units": units}
         lengths = inputs["attention_mask"].sum(-1).tolist()
         # the raw (un-normalised) waveform, cut to whole unit frames: the vocoder's target
-        raw = [load_audio(a, feature_extractor.sampling_rate) for a in batch["audio"]]
+        raw = [load_audio(a, feature_extractor.sampling_rate) for a in batch[target_column or "audio"]]
         waves = [raw[i][: min(int(lengths[i]), len(units[i]) * hop)].tolist() for i in range(len(units))]
         return {"units": units, "waveform": waves}
 
-    return ds.map(tokenize, batched=True, batch_size=32, desc="tokenising speech", remove_columns=["audio"])
+    drop = [c for c in ("audio", target_column) if c in ds.column_names]
+    return ds.map(tokenize, batched=True, batch_size=32, desc="tokenising speech", remove_columns=drop,
+                  cache_file_name=cache_file_name)  # fmt: skip
 
 
 def lm_backbone_config(args, vocab_size: int | None = None) -> LlamaConfig:
@@ -172,9 +279,10 @@ def lm_backbone_config(args, vocab_size: int | None = None) -> LlamaConfig:
     )
 
 
-def train_language_model(args, train, test, model: SpeechLMForCausalLM | None = None, run_name: str = "lm"):
-    """Train `model` (default: a cold-init GSLM unit LM) on `<s> [Speech] units </s>`; checkpoints in work_dir/run_name.
-    """
+def train_language_model(args, train, test, model: SpeechLMForCausalLM | None = None, run_name: str = "lm",
+                         out_dir: Path | None = None):  # fmt: skip
+    """Train `model` (default: a cold-init GSLM unit LM) on `<s> [Speech] units </s>`; checkpoints in `out_dir`
+    (default work_dir/run_name)."""
     if model is None:
         model = SpeechLMForCausalLM(SpeechLMConfig(text_config=lm_backbone_config(args), num_units=args.num_units))
     layout = model.config.vocab_layout
@@ -187,64 +295,153 @@ def train_language_model(args, train, test, model: SpeechLMForCausalLM | None = 
     train_ids = train.map(to_ids, remove_columns=[c for c in train.column_names if c not in keep])
     test_ids = test.map(to_ids, remove_columns=[c for c in test.column_names if c not in keep])
     loss = train_and_evaluate(
-        model, Path(args.work_dir) / run_name, args.lm_epochs, args.lm_max_steps, args.lm_learning_rate,
+        model, out_dir or Path(args.work_dir) / run_name, args.lm_epochs, args.lm_max_steps, args.lm_learning_rate,
         args.lm_batch_size, args.seed, train_ids, test_ids, CausalLMCollator(layout.pad_token_id, max_length=2048),
+        args.device,
     )
-    return model.eval(), {"lm_eval_loss": loss, "lm_eval_perplexity": math.exp(loss)}
+    return model.cpu().eval(), {"lm_eval_loss": loss, "lm_eval_perplexity": math.exp(loss)}
 
 
-def train_vocoder(args, train, test, hop_length):
+def train_vocoder(args, train, test, hop_length, out_dir: Path | None = None):
     config = UnitMelVocoderConfig(num_units=args.num_units, griffin_lim_iters=args.vocoder_griffin_lim_iters)
     model = UnitMelVocoder(config)
+
     def as_pairs(ds):
         ds = ds.remove_columns([c for c in ds.column_names if c not in ("units", "waveform")])
         return ds.rename_columns({"units": "input_ids", "waveform": "audio"})
 
     train, test = as_pairs(train), as_pairs(test)
     loss = train_and_evaluate(
-        model, Path(args.work_dir) / "vocoder", args.vocoder_epochs, args.vocoder_max_steps,
+        model, out_dir or Path(args.work_dir) / "vocoder", args.vocoder_epochs, args.vocoder_max_steps,
         args.vocoder_learning_rate, args.vocoder_batch_size, args.seed, train, test,
-        UnitVocoderCollator(hop_length=hop_length, segment_units=args.vocoder_segment_units),
+        UnitVocoderCollator(hop_length=hop_length, segment_units=args.vocoder_segment_units), args.device,
     )
-    return model.eval(), {"vocoder_eval_mel_l1": loss}
+    return model.cpu().eval(), {"vocoder_eval_mel_l1": loss}
 
 
-def prepare_unit_data(args, feature_extractor=None, speech_tokenizer=None, keep_waveform: bool = True):
-    """Synthesise the speech, fit the speech tokenizer (unless given) and add `units`; each stage cached in work_dir.
+def trained_stage(stages: Stages, name: str, key: str, train, model_class):
+    """A Trainer stage: checkpoints in ``<stage>/trainer`` (a kill resumes there), the result in ``<stage>/final``
+    (written atomically with its metrics); a finished stage is loaded."""
+    from hf_slm.utils import atomic_save_directory
+
+    def write(path: Path):
+        model, metrics = train(path / "trainer")
+
+        def save(tmp: Path) -> None:
+            model.save_pretrained(tmp)
+            (tmp / "metrics.json").write_text(json.dumps(metrics) + "\n")
+
+        atomic_save_directory(path / "final", save)
+        return model, metrics
+
+    def load(path: Path):
+        return model_class.from_pretrained(path / "final").eval(), json.loads((path / "final" / "metrics.json").read_text())
+
+    return stages.run(name, key, write, load, atomic=False, done=lambda p: (p / "final" / "metrics.json").is_file())
+
+
+def prepare_unit_data(args, feature_extractor=None, speech_tokenizer=None, keep_waveform: bool = True,
+                      stages: Stages | None = None):  # fmt: skip
+    """The corpus, augment (with `--augmentation`) and units stages (speech tokenizer fitted here unless given).
 
     `keep_waveform=False` drops the vocoder's target column (an LM-only run).
 
-    Returns `(train, test, feature_extractor, speech_tokenizer, summary)`; a rerun after a kill reloads the caches.
+    Returns `(train, test, feature_extractor, speech_tokenizer, summary)`; a rerun loads the finished stages.
     """
-    work, summary = Path(args.work_dir), {}
+    stages = stages if stages is not None else Stages(args.work_dir)
+    summary = {}
     with _single_thread():
-        train, test = synthesise(args)
+        corpus_key = stage_key(args, "corpus")
+
+        def write_corpus(path: Path):
+            result = synthesise(args, path)
+            (path / "done.json").write_text(json.dumps({"train": len(result[0]), "eval": len(result[1])}) + "\n")
+            return result
+
+        train, test = stages.run("corpus", corpus_key, write_corpus, lambda p: synthesise(args, p), atomic=False,
+                                 done=lambda p: (p / "done.json").is_file())  # fmt: skip
         summary["train_utterances"], summary["eval_utterances"] = len(train), len(test)
         summary["train_hours"] = round(sum(train["duration"]) / 3600, 3)
-        if speech_tokenizer is None:
+        augmented, upstream = None, [corpus_key]
+        if args.augmentation:
+            augment_key = stage_key(args, "augment", corpus_key)
+            augmented = stages.run("augment", augment_key,
+                                   lambda tmp: _save(augment_dataset(args, train, tmp / ".scratch"), tmp, "data"),
+                                   lambda p: datasets.load_from_disk(str(p / "data")))  # fmt: skip
+            upstream.append(augment_key)
+            summary["augmented_utterances"] = len(augmented)
+        fitted_here = speech_tokenizer is None
+        if not fitted_here:  # a given tokenizer (the TWIST variant): its weights are part of the key
+            upstream.append(_fingerprint(speech_tokenizer))
+        units_key = stage_key(args, "units", *upstream, f"waveform={keep_waveform}")
 
-            def fit(tmp: Path) -> None:
-                fitted = fit_speech_tokenizer(args, train)
-                for component in fitted:
-                    component.save_pretrained(tmp)
+        def write_units(tmp: Path) -> None:
+            fe, tokenizer = feature_extractor, speech_tokenizer
+            if fitted_here:
+                audio = train.select_columns(["audio"])
+                if augmented is not None:
+                    audio = datasets.concatenate_datasets([audio, augmented.select_columns(["audio"])])
+                fe, tokenizer = fit_speech_tokenizer(args, audio)
+                fe.save_pretrained(tmp / "speech_tokenizer")
+                tokenizer.save_pretrained(tmp / "speech_tokenizer")
+            scratch = tmp / ".scratch"
+            for name, ds, target in (("train", train, None), ("test", test, None), ("augmented", augmented, "target")):
+                if ds is not None:
+                    scratch.mkdir(parents=True, exist_ok=True)
+                    units = add_units(ds, fe, tokenizer, keep_waveform, target, str(scratch / f"{name}.arrow"))
+                    _save(units, tmp, name)
 
-            feature_extractor, speech_tokenizer = cached_stage(
-                work / "speech_tokenizer",
-                fit,
-                lambda p: (SpeechFeatureExtractor.from_pretrained(p), UnitEncoderModel.from_pretrained(p).eval()),
-            )
-        train, test = (
-            cached_stage(
-                work / f"units_{name}",
-                lambda tmp, ds=ds: add_units(ds, feature_extractor, speech_tokenizer, keep_waveform).save_to_disk(
-                    str(tmp)
-                ),
-                lambda p: datasets.load_from_disk(str(p)),
-            )
-            for name, ds in (("train", train), ("test", test))
-        )
+        def load_units(path: Path):
+            parts = {name: datasets.load_from_disk(str(path / name)) for name in ("train", "test", "augmented")
+                     if (path / name).is_dir()}  # fmt: skip
+            if fitted_here:
+                tokenizer_dir = path / "speech_tokenizer"
+                fe, tokenizer = SpeechFeatureExtractor.from_pretrained(tokenizer_dir), UnitEncoderModel.from_pretrained(tokenizer_dir)
+                return parts, fe, tokenizer.eval()
+            return parts, feature_extractor, speech_tokenizer
+
+        parts, feature_extractor, speech_tokenizer = stages.run("units", units_key, write_units, load_units)
+    train = parts["train"]
+    if "augmented" in parts:
+        columns = ["units", "waveform"] if keep_waveform else ["units"]
+        train = datasets.concatenate_datasets([train.select_columns(columns), parts["augmented"].select_columns(columns)])
     summary["train_unit_tokens"] = int(sum(len(u) for u in train["units"]))
-    return train, test, feature_extractor, speech_tokenizer, summary
+    return train, parts["test"], feature_extractor, speech_tokenizer, summary
+
+
+def _save(ds, folder: Path, name: str) -> None:
+    """`save_to_disk` into `folder/name`, then drop the map's scratch Arrow files (`folder/.scratch`): one copy on disk."""
+    import shutil
+
+    ds.save_to_disk(str(folder / name))
+    del ds
+    shutil.rmtree(folder / ".scratch", ignore_errors=True)
+
+
+def _fingerprint(model) -> str:
+    digest = hashlib.sha256(model.config.to_json_string().encode())
+    for tensor in model.state_dict().values():
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:12]
+
+
+def evaluate_variant(args, pipe, test, folder: Path) -> None:
+    """Resynthesis WER/CER (pocketsphinx, closed vocabulary) of held-out sentences and, with `eval_real_speech`, of
+    installed real recordings; written to ``results.json``."""
+    from hf_slm.data import load_real_speech
+    from hf_slm.evaluation.resynthesis import evaluate_resynthesis
+
+    keys = ("wer_original", "wer_resynthesized", "cer_original", "cer_resynthesized", "mel_distance", "n")
+    results = {}
+    texts = list(dict.fromkeys(test["text"]))[: args.eval_resynthesis_sentences]
+    if texts:
+        scores = evaluate_resynthesis(pipe, texts=texts)
+        results["resynthesis_heldout"] = {key: scores[key] for key in keys}
+    if args.eval_real_speech:
+        audio, references = load_real_speech(args.eval_real_speech)
+        scores = evaluate_resynthesis(pipe, texts=references, audio=audio)
+        results[f"resynthesis_{args.eval_real_speech}"] = {key: scores[key] for key in keys}
+    (folder / "results.json").write_text(json.dumps(results, indent=2) + "\n")
 
 
 def cached_stage(path: Path, write, load):
@@ -282,6 +479,16 @@ def parse_arguments(dataclass_type, argv=None):
             raise ValueError(f"unknown key(s) {unknown} in the JSON configuration of {dataclass_type.__name__}")
         parser.set_defaults(**config)
     (args,) = parser.parse_args_into_dataclasses(args=argv)
+    if args.device not in ("cpu", "cuda"):
+        raise ValueError(f"--device must be 'cpu' or 'cuda', got {args.device!r}")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda, but torch sees no CUDA device here")
+    if args.augmentation:
+        SpeechAugmentation.from_config(args.augmentation)  # a bad configuration fails now, not after the synthesis
+    if args.voices == "english" and args.text_source != "open":
+        raise ValueError("--voices english needs --text_source open (the chunked multi-voice corpus)")
+    if args.augment_copies < 1:
+        raise ValueError(f"--augment_copies must be at least 1, got {args.augment_copies}")
     set_seed(args.seed)
     if args.torch_threads > 0:
         torch.set_num_threads(args.torch_threads)
@@ -292,12 +499,19 @@ def main(argv=None) -> int:
     args = parse_arguments(DefaultPipelineArguments, argv)
     started = time.time()
     summary: dict = {"arguments": asdict(args)}
+    stages = Stages(args.work_dir)
 
-    train, test, feature_extractor, speech_tokenizer, data_summary = prepare_unit_data(args)
+    train, test, feature_extractor, speech_tokenizer, data_summary = prepare_unit_data(args, stages=stages)
     summary.update(data_summary)
-
-    language_model, lm_metrics = train_language_model(args, train, test)
-    vocoder, voc_metrics = train_vocoder(args, train, test, speech_tokenizer.config.hop_length)
+    units_key = stages.record["units"]["key"]
+    lm_key, vocoder_key = stage_key(args, "lm", units_key), stage_key(args, "vocoder", units_key)
+    language_model, lm_metrics = trained_stage(
+        stages, "lm", lm_key, lambda out: train_language_model(args, train, test, out_dir=out), SpeechLMForCausalLM
+    )
+    hop = speech_tokenizer.config.hop_length
+    vocoder, voc_metrics = trained_stage(
+        stages, "vocoder", vocoder_key, lambda out: train_vocoder(args, train, test, hop, out_dir=out), UnitMelVocoder
+    )
     summary.update(lm_metrics, **voc_metrics)
 
     pipe = SpeechLMPipeline(
@@ -307,6 +521,10 @@ def main(argv=None) -> int:
         vocoder=vocoder,
     )
     out = pipe.save_pretrained(args.output_dir)
+    evaluation_key = stage_key(args, "evaluation", lm_key, vocoder_key)
+    summary["evaluation"] = stages.run("evaluation", evaluation_key, lambda tmp: evaluate_variant(args, pipe, test, tmp),
+                                       lambda p: json.loads((p / "results.json").read_text()))  # fmt: skip
+    summary["stages"] = stages.record
     write_summary(out, summary, started)
     return 0
 

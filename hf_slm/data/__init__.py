@@ -10,6 +10,7 @@ from __future__ import annotations
 from ..utils import lazy_exports
 
 _SUBMODULES = {
+    ".speech_corpus": ["corpus_jobs", "english_voices", "open_vocabulary_speech", "synthesize_corpus"],
     ".builder": [
         "assign_voices", "cache_key", "dataset_features", "default_cache_dir", "synthesize_dataset",
         "synthesize_to_wav", "write_wav"
@@ -62,10 +63,12 @@ __all__ = [
     "assign_voices",
     "audio_text_columns",
     "cache_key",
+    "corpus_jobs",
     "dataset_features",
     "default_cache_dir",
     "dialogue_features",
     "dialogues_to_dataset",
+    "english_voices",
     "espeak_version",
     "generate_dialogue",
     "generate_dialogues",
@@ -77,6 +80,7 @@ __all__ = [
     "load_real_speech",
     "load_text_corpus",
     "load_text_split",
+    "open_vocabulary_speech",
     "load_vad",
     "normalize_sentence",
     "phonemize",
@@ -91,6 +95,7 @@ __all__ = [
     "split_audio_files",
     "split_texts",
     "split_utterances",
+    "synthesize_corpus",
     "synthesize_dataset",
     "synthesize_to_wav",
     "write_audio_dir",

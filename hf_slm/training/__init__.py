@@ -1,6 +1,7 @@
 """Training helpers around the HF `Trainer` (which stays the loop): collators, the GAN trainer for vocoders."""
 
 from ..utils import widen_to_umask
+from .augmentation import SpeechAugmentation
 from .callbacks import ReadableCheckpoints, WallClockLimit
 from .checkpoints import is_complete_checkpoint, last_complete_checkpoint
 from .collators import CausalLMCollator
@@ -24,6 +25,7 @@ __all__ = [
     "PackedSequenceCollator",
     "ReadableCheckpoints",
     "SequencePacker",
+    "SpeechAugmentation",
     "SpeechLLMCollator",
     "UnitVocoderCollator",
     "VocoderGanTrainer",
