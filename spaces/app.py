@@ -296,6 +296,7 @@ def build_demo(pipeline_path: str = "default", instruct_pipeline: str | None = "
         out = speech_llm.chat(audio=audio, sampling_rate=rate, text=(prompt or "").strip() or ASR_PROMPT,
                               max_new_tokens=int(max_new_tokens))  # fmt: skip
         return out.text, (out.sampling_rate, out.waveform) if out.waveform is not None else None
+
     def duplex_feed(chunk, session):
         """One microphone chunk -> the system's audio for that stretch (silence when it is not speaking: the player
         stays in step with the microphone), the session, the log."""

@@ -363,6 +363,9 @@ def cmd_stsp(args) -> int:
                        "(SpiRit-LM's baseline); chance|pred: agreement expected from the predicted label frequencies.")  # fmt: skip
     print(table)
     print(f"wrote {json_path}, {md_path}, {plot}")
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------------- duplex
 def cmd_duplex_behaviour(args) -> int:
     from ..evaluation.duplex_behaviour import KINDS, duplex_behaviour, format_duplex_table, make_scenarios
