@@ -59,6 +59,9 @@ _LAZY_NAMES = {
     "models.ssl_encoder": [
         "SSLEncoderConfig", "SSLEncoderForPreTraining", "SSLEncoderForPreTrainingOutput", "compute_span_mask",
     ],
+    "models.dialogue_lm": [
+        "DialogueLMConfig", "DialogueLMForCausalLM", "DialogueLMOutput", "DialogueLMPreTrainedModel", "edge_targets",
+    ],
     "pipelines": [
         "PipelineLoadError", "SpeechLLMChatOutput", "SpeechLLMPipeline", "SpeechLMPipeline", "SpeechPipelineOutput",
         "SpokenChatPipeline",

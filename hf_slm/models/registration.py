@@ -104,3 +104,7 @@ def register_all() -> None:
     from .ssl_encoder import SSLEncoderConfig, SSLEncoderForPreTraining
 
     register_component(SSLEncoderConfig, SSLEncoderForPreTraining, ("AutoModelForPreTraining", "AutoModel"))
+    # --- dialogue_lm ---
+    from .dialogue_lm import DialogueLMConfig, DialogueLMForCausalLM
+
+    register_component(DialogueLMConfig, DialogueLMForCausalLM, ("AutoModel",))
