@@ -4,6 +4,7 @@ from ..utils import widen_to_umask
 from .callbacks import ReadableCheckpoints, WallClockLimit
 from .checkpoints import is_complete_checkpoint, last_complete_checkpoint
 from .collators import CausalLMCollator
+from .dialogue import DialogueStreamsCollator, DialogueUnitsCollator
 from .gan_trainer import VocoderGanTrainer
 from .launch import (
     LaunchError,
@@ -21,6 +22,8 @@ from .vocoder_collator import UnitVocoderCollator
 __all__ = [
     "LaunchError",
     "CausalLMCollator",
+    "DialogueStreamsCollator",
+    "DialogueUnitsCollator",
     "PackedSequenceCollator",
     "ReadableCheckpoints",
     "SequencePacker",
