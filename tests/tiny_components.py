@@ -6,6 +6,7 @@ import numpy as np
 import torch
 from transformers import HubertConfig, LlamaConfig
 
+from hf_slm.models.dialogue_lm import DialogueLMConfig, DialogueLMForCausalLM
 from hf_slm.models.codec import CodecConfig, CodecModel, RVQCodecConfig, RVQCodecModel
 from hf_slm.models.speech_lm import (
     MultiStreamSpeechLMConfig,
@@ -76,6 +77,18 @@ def tiny_multistream_speech_lm(seed: int = 0) -> MultiStreamSpeechLMForCausalLM:
         depth_num_attention_heads=2,
     )
     return MultiStreamSpeechLMForCausalLM(config).eval()
+
+
+def tiny_dialogue_lm(seed: int = 0) -> DialogueLMForCausalLM:
+    torch.manual_seed(seed)
+    config = DialogueLMConfig(num_units=NUM_UNITS, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                              max_duration=8, silence_unit=0)  # fmt: skip
+    return DialogueLMForCausalLM(config).eval()
+
+
+def _dialogue_inputs():
+    units = torch.tensor([[[0, 0, 3, 3, 3, 5, 0, 0], [7, 7, 0, 0, 0, 0, 9, 9]]])  # [1, 2 channels, 8 frames]
+    return {"input_ids": units, "attention_mask": torch.ones(1, 8, dtype=torch.long), "labels": units}
 
 
 def tiny_hifigan_vocoder(seed: int = 0) -> UnitHifiGanVocoder:
@@ -189,6 +202,7 @@ COMPONENTS = {
     "rvq_codec": (tiny_rvq_codec, "AutoModel", _audio_inputs),
     "speech_llm": (tiny_speech_llm, "AutoModelForMultimodalLM", _speech_llm_inputs),
     "ssl_encoder": (tiny_ssl_encoder, "AutoModelForPreTraining", _audio_inputs),
+    "dialogue_lm": (tiny_dialogue_lm, "AutoModel", _dialogue_inputs),
 }
 
 

@@ -45,14 +45,14 @@ def stride_units(units: torch.Tensor, stride: int) -> torch.LongTensor:
     return torch.as_tensor(units).repeat_interleave(stride, dim=-1)
 
 
-@torch.no_grad()
-def silence_unit(feature_extractor, tokenizer, seconds: float = 1.0) -> int:
-    """The unit that digital silence encodes to (the generator's channels are exactly 0 while a speaker is silent)."""
-    rate = feature_extractor.sampling_rate
-    inputs = feature_extractor(np.zeros(int(seconds * rate), dtype=np.float32), sampling_rate=rate,
-                               return_tensors="pt")  # fmt: skip
-    units = tokenizer.encode(input_values=inputs["input_values"], attention_mask=inputs["attention_mask"]).unpadded()
-    return int(torch.mode(units[0]).values)
+def silence_unit(units) -> int:
+    """The unit of silence in dialogues' units (`encode_dialogue_units`): the most frequent one. Each speaker of a
+    two-channel dialogue is silent most of the time, and the generator's silence is digital zeros, which a unit
+    encoder maps to one unit (after its per-utterance normalisation, not the unit of a clip of zeros alone)."""
+    flat = torch.cat([torch.as_tensor(u).reshape(-1).long() for u in units])
+    if not flat.numel():
+        raise ValueError("no units to find the silence unit in")
+    return int(torch.bincount(flat).argmax())
 
 
 def text_stream(words, starts, num_frames: int, frame_rate: float) -> torch.LongTensor:
