@@ -4,7 +4,7 @@ from ..utils import widen_to_umask
 from .callbacks import ReadableCheckpoints, WallClockLimit
 from .checkpoints import is_complete_checkpoint, last_complete_checkpoint
 from .collators import CausalLMCollator
-from .dialogue import DialogueStreamsCollator, DialogueUnitsCollator
+from .dialogue import DialogueStreamsCollator, DialogueUnitsCollator, duplex_lm, generate_duplex
 from .gan_trainer import VocoderGanTrainer
 from .launch import (
     LaunchError,
@@ -33,7 +33,9 @@ __all__ = [
     "WallClockLimit",
     "completed_step",
     "data_parallel_defaults",
+    "duplex_lm",
     "finished_results",
+    "generate_duplex",
     "is_complete_checkpoint",
     "last_complete_checkpoint",
     "log_launch",
