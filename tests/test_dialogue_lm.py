@@ -162,3 +162,59 @@ def test_unit_ipus_bridge_short_silences_and_drop_short_speech():
                                         min_silence=0.1, min_speech=0.1)  # fmt: skip
     assert stats["overlap_between"]["count"] == 1 and stats["overlap_within"]["count"] == 0
     assert silence_unit([torch.tensor([[5, 5, 1], [5, 2, 5]])]) == 5
+
+
+# ====================================================================== the honest check
+OVERLAPS = dict(overlap_probability=0.7, interruption_probability=0.1, backchannel_probability=0.7)
+NO_OVERLAPS = dict(overlap_probability=0.0, interruption_probability=0.0, backchannel_probability=0.0)
+
+
+def _overlap_seconds_per_minute(stats):
+    return stats["overlap_within"]["duration_per_minute"] + stats["overlap_between"]["duration_per_minute"]
+
+
+def _trained_dialogues(kind, overlaps, tokenizer, steps):
+    """Train `kind` on 12 generated dialogues (10 Hz units of the embedded default's encoder), then continue 4 of
+    them for 20 s: the unit-level turn-taking of the training units and of the generated ones."""
+    from transformers import Trainer, TrainingArguments, set_seed
+
+    from hf_slm.data.dialogue import DialogueTiming, generate_dialogues
+    from hf_slm.data.dialogue_units import encode_dialogue_units
+    from hf_slm.training.dialogue import duplex_collator, duplex_lm, duplex_rows, generate_duplex
+
+    timing = DialogueTiming(num_turns=(4, 6), sentences_per_turn=(1, 2), **(OVERLAPS if overlaps else NO_OVERLAPS))
+    dialogues = generate_dialogues(12, timing, seed=1)
+    units = encode_dialogue_units(dialogues, *tokenizer, stride=5)
+    silence = silence_unit(units)
+    set_seed(0)
+    model = duplex_lm(kind, tokenizer[1].config.num_units, silence, frame_rate=10.0, max_duration=4)
+    args = TrainingArguments(output_dir="unused", per_device_train_batch_size=4, max_steps=steps, learning_rate=3e-3,
+                             warmup_steps=10, lr_scheduler_type="cosine", save_strategy="no", report_to=[],
+                             use_cpu=True, seed=0, disable_tqdm=True, dataloader_num_workers=0,
+                             remove_unused_columns=False)  # fmt: skip
+    Trainer(model=model, args=args, train_dataset=duplex_rows(model, units, dialogues),
+            data_collator=duplex_collator(model, max_frames=120)).train()  # fmt: skip
+    prompts = torch.stack([u[:, :20] for u in units[:4]])
+    generated = generate_duplex(model.eval(), prompts, max_new_frames=200, temperature=0.7, seed=0)[:, :, 20:]
+    return unit_turn_taking_statistics(units, silence, 10.0), unit_turn_taking_statistics(list(generated), silence, 10.0)
+
+
+@pytest.fixture(scope="module")
+def default_tokenizer():
+    from hf_slm import DEFAULT_PIPELINE
+    from hf_slm.pipelines.loading import load_speech_tokenizer
+
+    return load_speech_tokenizer(DEFAULT_PIPELINE)
+
+
+@pytest.mark.parametrize("kind", ["dgslm", pytest.param("moshi", marks=pytest.mark.slow)])
+def test_a_duplex_lm_overlaps_only_when_its_training_dialogues_do(kind, default_tokenizer, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the Trainer's output_dir
+    data_with, generated_with = _trained_dialogues(kind, True, default_tokenizer, steps=300)
+    data_without, generated_without = _trained_dialogues(kind, False, default_tokenizer, steps=300)
+    assert _overlap_seconds_per_minute(data_without) == 0 < _overlap_seconds_per_minute(data_with)
+    # both speak: the model trained with overlaps overlaps, and the one trained without barely at all
+    with_overlap, without_overlap = map(_overlap_seconds_per_minute, (generated_with, generated_without))
+    assert generated_with["overlap_within"]["count"] + generated_with["overlap_between"]["count"] >= 5
+    assert with_overlap >= 2.0 and without_overlap <= 0.1 * with_overlap, (with_overlap, without_overlap)
+    assert generated_without["ipu"]["per_minute"] >= 5  # ... while it does speak, taking turns

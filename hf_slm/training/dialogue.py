@@ -122,7 +122,8 @@ def duplex_rows(model, units: list[torch.Tensor], dialogues=None, system_channel
 
 
 def duplex_collator(model, max_frames: int | None = None, seed: int = 0):
-    """The Trainer collator of `model` (`DialogueUnitsCollator` or `DialogueStreamsCollator`)."""
+    """The Trainer collator of `model` (`DialogueUnitsCollator` or `DialogueStreamsCollator`). Its rows' keys are
+    not the model's arguments: train with `TrainingArguments(remove_unused_columns=False)`."""
     if isinstance(model, DialogueLMForCausalLM):
         return DialogueUnitsCollator(max_frames=max_frames, seed=seed)
     return DialogueStreamsCollator(model, max_frames=max_frames, seed=seed)
