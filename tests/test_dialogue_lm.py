@@ -207,12 +207,9 @@ def default_tokenizer():
     return load_speech_tokenizer(DEFAULT_PIPELINE)
 
 
-# Moshi-style streams learn in 300 steps to stay silent while the other speaks (none of their generated frames
-# overlap); dGSLM's run-by-run decisions learn it more slowly (about a fifth of the overlap after 300 steps), so its
-# check asks for fewer overlaps and is marked slow with the heavier training of both.
-@pytest.mark.parametrize("kind, most", [("moshi", 0.1), pytest.param("dgslm", 0.25, marks=pytest.mark.slow)])
-def test_a_duplex_lm_overlaps_only_when_its_training_dialogues_do(kind, most, default_tokenizer, tmp_path,
-                                                                  monkeypatch):  # fmt: skip
+# 300 steps on 12 dialogues (about 30 s of CPU each kind): both learn to stay silent while the other speaks.
+@pytest.mark.parametrize("kind", ["dgslm", "moshi"])
+def test_a_duplex_lm_overlaps_only_when_its_training_dialogues_do(kind, default_tokenizer, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the Trainer's output_dir
     data_with, generated_with = _trained_dialogues(kind, True, default_tokenizer, steps=300)
     data_without, generated_without = _trained_dialogues(kind, False, default_tokenizer, steps=300)
@@ -220,5 +217,5 @@ def test_a_duplex_lm_overlaps_only_when_its_training_dialogues_do(kind, most, de
     # both speak: the model trained with overlaps overlaps, the one trained without (nearly) never
     with_overlap, without_overlap = map(_overlap_seconds_per_minute, (generated_with, generated_without))
     assert generated_with["overlap_within"]["count"] + generated_with["overlap_between"]["count"] >= 5
-    assert with_overlap >= 2.0 and without_overlap <= most * with_overlap, (with_overlap, without_overlap)
+    assert with_overlap >= 2.0 and without_overlap <= 0.1 * with_overlap, (with_overlap, without_overlap)
     assert generated_without["ipu"]["per_minute"] >= 5  # ... while it does speak, taking turns

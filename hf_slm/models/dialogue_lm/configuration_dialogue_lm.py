@@ -15,7 +15,7 @@ class DialogueLMConfig(PretrainedConfig):
     Configuration of [`DialogueLMForCausalLM`], the dialogue LM of dGSLM (Nguyen et al., 2022, "Generative Spoken
     Dialogue Language Modeling"): two time-aligned unit streams, one per speaker, each read by a transformer tower;
     the two towers share their weights, and every layer has a cross-attention from one channel to the other
-    (causal: frame `t` sees the other channel up to `t`). Both channels are predicted at every step with dGSLM's
+    (causal: frame `t` sees the other channel up to `t`); positions are rotary (RoPE) in both attentions. Both channels are predicted at every step with dGSLM's
     *edge-unit* scheme: the unit head is trained only where the next frame starts a new run of a unit, and a duration
     head predicts, at the first frame of a run (given its unit: dGSLM's delayed duration prediction), how many frames
     the run lasts (classes `1..max_duration`; longer runs are split into runs of at most `max_duration`).

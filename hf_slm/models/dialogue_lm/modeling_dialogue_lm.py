@@ -3,7 +3,6 @@ streams of two speakers with cross-attention between them, edge-unit and duratio
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -65,12 +64,15 @@ def edge_targets(units: torch.Tensor, valid: torch.Tensor, max_duration: int) ->
     return unit_targets, duration_targets
 
 
-def _sinusoidal(positions: torch.Tensor, dim: int) -> torch.Tensor:
-    half = dim // 2
-    freq = torch.exp(-math.log(10000.0) * torch.arange(half, device=positions.device, dtype=torch.float32) / half)
+def _rotate(x: torch.Tensor, positions: torch.Tensor, theta: float = 10000.0) -> torch.Tensor:
+    """Rotary position embedding of `x` `[B, heads, L, head_dim]` at `positions` `[L]`: attention scores then depend
+    on how far apart two frames are, which is what lets a channel find the other's current frame quickly."""
+    half = x.shape[-1] // 2
+    freq = theta ** (-torch.arange(half, device=x.device, dtype=torch.float32) / half)
     angles = positions.float()[:, None] * freq[None]
-    table = torch.cat([angles.sin(), angles.cos()], dim=-1)
-    return F.pad(table, (0, dim - 2 * half))
+    cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+    first, second = x[..., :half], x[..., half : 2 * half]
+    return torch.cat([first * cos - second * sin, first * sin + second * cos, x[..., 2 * half :]], dim=-1)
 
 
 class DialogueLMAttention(nn.Module):
@@ -84,12 +86,12 @@ class DialogueLMAttention(nn.Module):
     def split(self, x):
         return x.view(x.shape[0], x.shape[1], self.num_heads, self.head_dim).transpose(1, 2)
 
-    def keys_values(self, x):
-        return self.split(self.k_proj(x)), self.split(self.v_proj(x))
+    def keys_values(self, x, positions):
+        return _rotate(self.split(self.k_proj(x)), positions), self.split(self.v_proj(x))
 
-    def forward(self, x, keys, values):
+    def forward(self, x, keys, values, positions):
         """Causal attention of `x` (the last positions) to `keys` / `values` (all positions so far)."""
-        queries = self.split(self.q_proj(x))
+        queries = _rotate(self.split(self.q_proj(x)), positions)
         past = keys.shape[2] - queries.shape[2]
         mask = None
         if queries.shape[2] > 1:
@@ -111,12 +113,12 @@ class DialogueLMLayer(nn.Module):
                                  nn.Linear(config.intermediate_size, size))  # fmt: skip
         self.dropout = nn.Dropout(config.dropout)
 
-    def forward(self, x, cache: dict | None):
-        """`x` is `[2B, L, H]` (rows `2b` and `2b + 1` are the two channels of dialogue `b`)."""
+    def forward(self, x, positions, cache: dict | None):
+        """`x` is `[2B, L, H]` (rows `2b` and `2b + 1` are the two channels of dialogue `b`) at `positions` `[L]`."""
         h = self.self_norm(x)
-        keys, values = self.self_attn.keys_values(h)
+        keys, values = self.self_attn.keys_values(h, positions)
         h = self.cross_norm(x)  # the other channel's keys come from its own normed states, channels swapped
-        cross_keys, cross_values = self.cross_attn.keys_values(h)
+        cross_keys, cross_values = self.cross_attn.keys_values(h, positions)
         if cache is not None:
             if "self" in cache:
                 keys = torch.cat([cache["self"][0], keys], dim=2)
@@ -124,8 +126,8 @@ class DialogueLMLayer(nn.Module):
                 cross_keys = torch.cat([cache["cross"][0], cross_keys], dim=2)
                 cross_values = torch.cat([cache["cross"][1], cross_values], dim=2)
             cache["self"], cache["cross"] = (keys, values), (cross_keys, cross_values)
-        x = x + self.dropout(self.self_attn(self.self_norm(x), keys, values))
-        x = x + self.dropout(self.cross_attn(h, _swap_channels(cross_keys), _swap_channels(cross_values)))
+        x = x + self.dropout(self.self_attn(self.self_norm(x), keys, values, positions))
+        x = x + self.dropout(self.cross_attn(h, _swap_channels(cross_keys), _swap_channels(cross_values), positions))
         return x + self.dropout(self.mlp(self.mlp_norm(x)))
 
 
@@ -219,9 +221,9 @@ class DialogueLMForCausalLM(DialogueLMPreTrainedModel):
             cache = [{} for _ in self.layers]
         positions = torch.arange(past, past + length, device=input_ids.device)
         x = self.embed_units(input_ids).reshape(batch * 2, length, -1)
-        x = self.dropout(x + _sinusoidal(positions, self.config.hidden_size).to(x.dtype)[None])
+        x = self.dropout(x)
         for index, layer in enumerate(self.layers):
-            x = layer(x, cache[index] if use_cache else None)
+            x = layer(x, positions, cache[index] if use_cache else None)
         x = self.norm(x).view(batch, 2, length, -1)
         unit_logits, duration_logits = self.unit_head(x), self.duration_head(x)
 
