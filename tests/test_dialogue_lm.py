@@ -219,3 +219,28 @@ def test_a_duplex_lm_overlaps_only_when_its_training_dialogues_do(kind, default_
     assert generated_with["overlap_within"]["count"] + generated_with["overlap_between"]["count"] >= 5
     assert with_overlap >= 2.0 and without_overlap <= 0.1 * with_overlap, (with_overlap, without_overlap)
     assert generated_without["ipu"]["per_minute"] >= 5  # ... while it does speak, taking turns
+
+
+@pytest.mark.parametrize("kind", ["dgslm", "moshi_text"])
+def test_the_duplex_example_trains_generates_measures_and_vocodes(kind, tmp_path, monkeypatch):
+    import importlib.util
+    import sys
+    import json
+    from pathlib import Path
+
+    import soundfile
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "duplex"
+    spec = importlib.util.spec_from_file_location("train_duplex", example / "train_duplex.py")
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "train_duplex", module)  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    out = tmp_path / "run"
+    report = module.main([str(example / "config_tiny.json"), "--output_dir", str(out), "--kind", kind,
+                          "--num_dialogues", "4", "--max_steps", "2", "--generate_seconds", "2", "--vocode", "true"])  # fmt: skip
+    assert report["train_steps"] == 2 and json.loads((out / "turn_taking.json").read_text())["generated"]["minutes"] > 0
+    assert (out / "model" / "config.json").is_file()
+    audio, rate = soundfile.read(out / "generated" / "generated_000.wav")
+    assert audio.shape[1] == 2 and audio.shape[0] / rate >= 3.5  # stereo: 2 s of prompt + 2 s generated
+    with pytest.raises(ValueError, match="--kind must be one of"):
+        module.main([str(example / "config_tiny.json"), "--output_dir", str(out), "--kind", "dgslm2"])
