@@ -5,7 +5,7 @@ from the collator's own seeded generator (the same batches for the same seed and
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
@@ -48,41 +48,44 @@ def _rows(features: list[dict], key: str, num_streams: int | None) -> list[torch
     return rows
 
 
+class _WindowedRows:
+    """Cuts rows to `max_frames` at offsets from a generator seeded with `seed`, then right-pads them."""
+
+    max_frames: int | None
+    seed: int
+
+    def __post_init__(self):
+        self.generator = torch.Generator().manual_seed(self.seed)
+
+    def _batch(self, features: list[dict], key: str, num_streams: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return _pad(_crop(_rows(features, key, num_streams), self.max_frames, self.generator), 0)
+
+
 @dataclass
-class DialogueUnitsCollator:
+class DialogueUnitsCollator(_WindowedRows):
     """Rows `{"units": [2][T]}` -> `DialogueLMForCausalLM` batches: `input_ids` `[B, 2, L]` (right-padded),
     `attention_mask` `[B, L]`, `labels` (-100 on padding)."""
 
     max_frames: int | None = None
     seed: int = 0
-    generator: torch.Generator = field(init=False, repr=False)
-
-    def __post_init__(self):
-        self.generator = torch.Generator().manual_seed(self.seed)
 
     def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
-        rows = _crop(_rows(features, "units", 2), self.max_frames, self.generator)
-        input_ids, mask = _pad(rows, 0)
+        input_ids, mask = self._batch(features, "units", 2)
         return {"input_ids": input_ids, "attention_mask": mask,
                 "labels": input_ids.masked_fill(~mask.bool()[:, None], -100)}  # fmt: skip
 
 
 @dataclass
-class DialogueStreamsCollator:
+class DialogueStreamsCollator(_WindowedRows):
     """Rows `{"streams": [S][T]}` (`hf_slm.data.dialogue_units.dialogue_streams`) -> the multi-stream LM's
     `prepare_inputs` batch (`<s>` frame, delay pattern, -100 labels), on the CPU (the Trainer moves it)."""
 
     model: torch.nn.Module
     max_frames: int | None = None
     seed: int = 0
-    generator: torch.Generator = field(init=False, repr=False)
-
-    def __post_init__(self):
-        self.generator = torch.Generator().manual_seed(self.seed)
 
     def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
-        rows = _crop(_rows(features, "streams", self.model.config.num_streams), self.max_frames, self.generator)
-        streams, mask = _pad(rows, 0)
+        streams, mask = self._batch(features, "streams", self.model.config.num_streams)
         return {k: v.cpu() for k, v in self.model.prepare_inputs(streams, mask).items()}
 
 
