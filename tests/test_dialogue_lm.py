@@ -207,7 +207,8 @@ def default_tokenizer():
     return load_speech_tokenizer(DEFAULT_PIPELINE)
 
 
-# 300 steps on 12 dialogues (31 s of CPU for moshi, 47 s for dgslm, on one core): both learn to stay silent while the other speaks.
+# 300 steps on 12 dialogues (31 s of CPU for moshi, 47 s for dgslm, on one core): both learn to stay silent while
+# the other speaks.
 @pytest.mark.parametrize("kind", ["dgslm", "moshi"])
 def test_a_duplex_lm_overlaps_only_when_its_training_dialogues_do(kind, default_tokenizer, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the Trainer's output_dir
@@ -236,8 +237,8 @@ def test_the_duplex_example_trains_generates_measures_and_vocodes(kind, tmp_path
     monkeypatch.setitem(sys.modules, "train_duplex", module)  # its dataclasses look their module up
     spec.loader.exec_module(module)
     out = tmp_path / "run"
-    report = module.main([str(example / "config_tiny.json"), "--output_dir", str(out), "--kind", kind,
-                          "--num_dialogues", "4", "--max_steps", "2", "--generate_seconds", "2", "--vocode", "true"])  # fmt: skip
+    report = module.main([str(example / "config_tiny.json"), "--output_dir", str(out), "--kind", kind, "--num_dialogues",
+                          "4", "--max_steps", "2", "--generate_seconds", "2", "--vocode", "true"])  # fmt: skip
     assert report["train_steps"] == 2 and json.loads((out / "turn_taking.json").read_text())["generated"]["minutes"] > 0
     assert (out / "model" / "config.json").is_file()
     audio, rate = soundfile.read(out / "generated" / "generated_000.wav")

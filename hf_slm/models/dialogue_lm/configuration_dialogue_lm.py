@@ -15,10 +15,11 @@ class DialogueLMConfig(PretrainedConfig):
     Configuration of [`DialogueLMForCausalLM`], the dialogue LM of dGSLM (Nguyen et al., 2022, "Generative Spoken
     Dialogue Language Modeling"): two time-aligned unit streams, one per speaker, each read by a transformer tower;
     the two towers share their weights, and every layer has a cross-attention from one channel to the other
-    (causal: frame `t` sees the other channel up to `t`); positions are rotary (RoPE) in both attentions. Both channels are predicted at every step with dGSLM's
-    *edge-unit* scheme: the unit head is trained only where the next frame starts a new run of a unit, and a duration
-    head predicts, at the first frame of a run (given its unit: dGSLM's delayed duration prediction), how many frames
-    the run lasts (classes `1..max_duration`; longer runs are split into runs of at most `max_duration`).
+    (causal: frame `t` sees the other channel up to `t`); positions are rotary (RoPE) in both attentions. Both
+    channels are predicted at every step with dGSLM's *edge-unit* scheme: the unit head is trained only where the
+    next frame starts a new run of a unit, and a duration head predicts, at the first frame of a run (given its unit:
+    dGSLM's delayed duration prediction), how many frames the run lasts (classes `1..max_duration`; longer runs are
+    split into runs of at most `max_duration`).
 
     The defaults are a small model for 50 Hz units of 100 clusters (the embedded default's MFCC units); dGSLM itself
     is 6 layers of width 512 with 8 heads on HuBERT units (500 clusters).
@@ -74,12 +75,15 @@ class DialogueLMConfig(PretrainedConfig):
                                      ("max_duration", max_duration, 1)):  # fmt: skip
             _check_int(name, value, minimum)
         if hidden_size % num_attention_heads:
-            raise ValueError(f"hidden_size={hidden_size} must be divisible by num_attention_heads={num_attention_heads}")
+            raise ValueError(
+                f"hidden_size={hidden_size} must be divisible by num_attention_heads={num_attention_heads}"
+            )
         if intermediate_size is not None:
             _check_int("intermediate_size", intermediate_size, 1)
         if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
             raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
-        if isinstance(duration_loss_weight, bool) or not isinstance(duration_loss_weight, (int, float)) or duration_loss_weight < 0:
+        weight = duration_loss_weight
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
             raise ValueError(f"duration_loss_weight must be a number >= 0, got {duration_loss_weight!r}")
         if silence_unit is not None and (isinstance(silence_unit, bool) or not isinstance(silence_unit, int)
                                          or not 0 <= silence_unit < num_units):
