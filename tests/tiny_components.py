@@ -6,6 +6,7 @@ import numpy as np
 import torch
 from transformers import HubertConfig, LlamaConfig
 
+from hf_slm.models.dialogue_lm import DialogueLMConfig, DialogueLMForCausalLM
 from hf_slm.models.codec import CodecConfig, CodecModel, RVQCodecConfig, RVQCodecModel
 from hf_slm.models.speech_lm import (
     ExpressiveEncoderConfig,
@@ -116,6 +117,18 @@ def _acoustic_inputs(stage: str):
     units = [torch.arange(6) % NUM_UNITS] if stage == "coarse" else None
     inputs = tiny_acoustic_lm(stage).prepare_inputs([codes], units)
     return {"input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"]}
+
+
+def tiny_dialogue_lm(seed: int = 0) -> DialogueLMForCausalLM:
+    torch.manual_seed(seed)
+    config = DialogueLMConfig(num_units=NUM_UNITS, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                              max_duration=8, silence_unit=0)  # fmt: skip
+    return DialogueLMForCausalLM(config).eval()
+
+
+def _dialogue_inputs():
+    units = torch.tensor([[[0, 0, 3, 3, 3, 5, 0, 0], [7, 7, 0, 0, 0, 0, 9, 9]]])  # [1, 2 channels, 8 frames]
+    return {"input_ids": units, "attention_mask": torch.ones(1, 8, dtype=torch.long), "labels": units}
 
 
 def tiny_hifigan_vocoder(seed: int = 0) -> UnitHifiGanVocoder:
@@ -276,6 +289,7 @@ COMPONENTS = {
     "ssl_encoder": (tiny_ssl_encoder, "AutoModelForPreTraining", _audio_inputs),
     "valle_ar": (tiny_valle_ar, "AutoModel", _valle_ar_inputs),
     "valle_nar": (tiny_valle_nar, "AutoModel", _valle_nar_inputs),
+    "dialogue_lm": (tiny_dialogue_lm, "AutoModel", _dialogue_inputs),
 }
 
 

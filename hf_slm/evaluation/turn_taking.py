@@ -123,16 +123,59 @@ def turn_taking_statistics(dialogues, **vad) -> dict:
 
     Returns ``{"num_dialogues", "minutes", "<event>": {"count", "per_minute", "duration_per_minute", "mean_duration"}}``.
     """
+
+    def measured():
+        for item in dialogues:
+            audio, rate = _read_stereo(Path(item)) if isinstance(item, (str, Path)) else item
+            audio = np.asarray(audio, dtype=np.float32)
+            if audio.ndim != 2 or audio.shape[0] != 2:
+                raise ValueError(f"a dialogue must be a [2, T] array (one speaker per channel), got shape {audio.shape}")
+            yield audio.shape[1] / rate, turn_taking_events(*(channel_ipus(audio[c], rate, **vad) for c in range(2)))
+
+    return _summarise(measured())
+
+
+def unit_ipus(units, silence_unit: int, frame_rate: float, min_silence: float = 0.2,
+              min_speech: float = 0.1) -> list[tuple[float, float]]:  # fmt: skip
+    """IPUs ``(start, end)`` in seconds of one channel's units (frame ``t`` covers ``[t, t + 1) / frame_rate``):
+    frames other than ``silence_unit`` are speech; silences shorter than ``min_silence`` are bridged and speech
+    shorter than ``min_speech`` dropped, as `channel_ipus` does with the VAD's segments. No VAD: fast enough for
+    the units a duplex LM generates."""
+    speech = np.asarray(units).reshape(-1) != silence_unit
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], speech.astype(np.int8), [0]])))
+    segments = [[start / frame_rate, end / frame_rate] for start, end in zip(edges[::2], edges[1::2])]
+    merged = []
+    for start, end in segments:
+        if merged and start - merged[-1][1] < min_silence:
+            merged[-1][1] = end
+        else:
+            merged.append([start, end])
+    return [(start, end) for start, end in merged if end - start >= min_speech]
+
+
+def unit_turn_taking_statistics(dialogues, silence_unit: int, frame_rate: float, **ipu) -> dict:
+    """`turn_taking_statistics` of dialogues given as units ``[2, T]`` (one channel per speaker, ``frame_rate``
+    frames per second); a channel speaks where its unit is not ``silence_unit`` (`unit_ipus`, which takes the
+    keyword arguments)."""
+
+    def measured():
+        for units in dialogues:
+            units = np.asarray(units)
+            if units.ndim != 2 or units.shape[0] != 2:
+                raise ValueError(f"a dialogue's units must be [2, T] (one speaker per channel), got shape {units.shape}")
+            ipus = [unit_ipus(units[c], silence_unit, frame_rate, **ipu) for c in range(2)]
+            yield units.shape[1] / frame_rate, turn_taking_events(*ipus)
+
+    return _summarise(measured())
+
+
+def _summarise(measured) -> dict:
+    """Counts and durations per minute of ``(seconds, events)`` per dialogue."""
     counts = {name: 0 for name in EVENTS}
     durations = {name: 0.0 for name in EVENTS}
     seconds, number = 0.0, 0
-    for number, item in enumerate(dialogues, 1):
-        audio, rate = _read_stereo(Path(item)) if isinstance(item, (str, Path)) else item
-        audio = np.asarray(audio, dtype=np.float32)
-        if audio.ndim != 2 or audio.shape[0] != 2:
-            raise ValueError(f"a dialogue must be a [2, T] array (one speaker per channel), got shape {audio.shape}")
-        seconds += audio.shape[1] / rate
-        events = turn_taking_events(*(channel_ipus(audio[c], rate, **vad) for c in range(2)))
+    for number, (length, events) in enumerate(measured, 1):
+        seconds += length
         for name, spans in events.items():
             counts[name] += len(spans)
             durations[name] += sum(end - start for start, end in spans)
@@ -165,4 +208,6 @@ __all__ = [
     "format_turn_taking_table",
     "turn_taking_events",
     "turn_taking_statistics",
+    "unit_ipus",
+    "unit_turn_taking_statistics",
 ]

@@ -116,3 +116,7 @@ def register_all() -> None:
 
     register_component(VallEARConfig, VallEARModel)
     register_component(VallENARConfig, VallENARModel)
+    # --- dialogue_lm ---
+    from .dialogue_lm import DialogueLMConfig, DialogueLMForCausalLM
+
+    register_component(DialogueLMConfig, DialogueLMForCausalLM, ("AutoModel",))

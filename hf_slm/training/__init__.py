@@ -5,6 +5,7 @@ from .augmentation import SpeechAugmentation
 from .callbacks import ReadableCheckpoints, WallClockLimit
 from .checkpoints import is_complete_checkpoint, last_complete_checkpoint
 from .collators import CausalLMCollator
+from .dialogue import DialogueStreamsCollator, DialogueUnitsCollator, duplex_lm, generate_duplex
 from .gan_trainer import VocoderGanTrainer
 from .launch import (
     LaunchError,
@@ -22,6 +23,8 @@ from .vocoder_collator import UnitVocoderCollator
 __all__ = [
     "LaunchError",
     "CausalLMCollator",
+    "DialogueStreamsCollator",
+    "DialogueUnitsCollator",
     "PackedSequenceCollator",
     "ReadableCheckpoints",
     "SequencePacker",
@@ -32,7 +35,9 @@ __all__ = [
     "WallClockLimit",
     "completed_step",
     "data_parallel_defaults",
+    "duplex_lm",
     "finished_results",
+    "generate_duplex",
     "is_complete_checkpoint",
     "last_complete_checkpoint",
     "log_launch",

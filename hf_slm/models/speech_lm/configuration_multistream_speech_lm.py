@@ -17,7 +17,10 @@ NUM_STREAM_SPECIAL_TOKENS = 2
 #: Names of the three pGSLM streams, in order.
 PGSLM_STREAM_NAMES = ("units", "duration", "f0")
 
-_STREAM_KINDS = ("codec", "pgslm")
+#: Names of the streams of a duplex dialogue (Moshi): the system's and the user's units, after an optional text stream.
+DIALOGUE_STREAM_NAMES = ("system", "user")
+
+_STREAM_KINDS = ("codec", "pgslm", "dialogue")
 
 
 def _is_int(value, minimum: int) -> bool:
@@ -52,13 +55,16 @@ class MultiStreamSpeechLMConfig(TextConfigMixin, PretrainedConfig):
             before hf_slm 0.2: that name is still read from config files and accepted (with a FutureWarning).
         stream_vocab_sizes (`list[int]`, *optional*):
             Number of real values of each stream (codebook size; units / duration bins / F0 bins). Defaults to
-            `[1024] * 4` for `"codec"` and `[100, 32, 33]` for `"pgslm"`.
+            `[1024] * 4` for `"codec"`, `[100, 32, 33]` for `"pgslm"` and `[100, 100]` for `"dialogue"`.
         stream_kind (`str`, *optional*, defaults to `"codec"`):
-            `"codec"` (Q codebooks of an RVQ codec, optionally with a depth transformer) or `"pgslm"` (exactly
-            three streams: units, duration, quantised log-F0).
+            `"codec"` (Q codebooks of an RVQ codec, optionally with a depth transformer), `"pgslm"` (exactly
+            three streams: units, duration, quantised log-F0) or `"dialogue"` (Moshi-style duplex: the system's
+            and the user's units of one dialogue, `[system, user]`, or `[text, system, user]` with the system's
+            text "inner monologue" first, as `hf_slm.data.dialogue_units.dialogue_streams` builds them).
         delays (`list[int]`, *optional*):
             Delay of each stream in frames; non-negative, smallest 0. Defaults to `[0, 1, ..., S-1]` for codecs
-            (MusicGen) and `[0, 1, 1]` for pGSLM. `[0] * S` predicts all streams of a frame at once.
+            (MusicGen), `[0, 1, 1]` for pGSLM and for a dialogue with text (the text leads the audio by a frame, as
+            in Moshi), `[0, 0]` for a dialogue without. `[0] * S` predicts all streams of a frame at once.
         use_depth_transformer (`bool`, *optional*, defaults to `False`):
             Codecs only: predict codebooks `1..Q-1` of a frame with a small causal transformer over the codebook
             axis, conditioned on the backbone's output and the frame's earlier codebooks (Moshi's depformer, CSM's
@@ -92,6 +98,9 @@ class MultiStreamSpeechLMConfig(TextConfigMixin, PretrainedConfig):
     >>> pgslm = MultiStreamSpeechLMConfig(stream_kind="pgslm")
     >>> pgslm.stream_names, pgslm.stream_vocab_sizes, pgslm.delays
     (('units', 'duration', 'f0'), [100, 32, 33], [0, 1, 1])
+    >>> duplex = MultiStreamSpeechLMConfig(stream_kind="dialogue", stream_vocab_sizes=[31, 100, 100])
+    >>> duplex.stream_names, duplex.delays
+    (('text', 'system', 'user'), [0, 1, 1])
     >>> model = MultiStreamSpeechLMForCausalLM(config)
 
     ```
@@ -120,7 +129,7 @@ class MultiStreamSpeechLMConfig(TextConfigMixin, PretrainedConfig):
         if stream_kind not in _STREAM_KINDS:
             raise ValueError(f"stream_kind must be one of {_STREAM_KINDS}, got {stream_kind!r}")
         if stream_vocab_sizes is None:
-            stream_vocab_sizes = [1024] * 4 if stream_kind == "codec" else [100, 32, 33]
+            stream_vocab_sizes = {"codec": [1024] * 4, "pgslm": [100, 32, 33], "dialogue": [100, 100]}[stream_kind]
         stream_vocab_sizes = list(stream_vocab_sizes)
         if not stream_vocab_sizes or not all(_is_int(v, 1) for v in stream_vocab_sizes):
             raise ValueError(f"stream_vocab_sizes must be a non-empty list of ints >= 1, got {stream_vocab_sizes!r}")
@@ -130,7 +139,12 @@ class MultiStreamSpeechLMConfig(TextConfigMixin, PretrainedConfig):
                 f"stream_kind='pgslm' needs exactly 3 streams {PGSLM_STREAM_NAMES}, got stream_vocab_sizes="
                 f"{stream_vocab_sizes!r}"
             )
-        if delays is None and pattern == "flatten":
+        if stream_kind == "dialogue" and (num_streams not in (2, 3) or stream_vocab_sizes[-1] != stream_vocab_sizes[-2]):
+            raise ValueError(
+                f"stream_kind='dialogue' needs the system's and the user's units (same vocabulary), after an optional "
+                f"text stream: 2 or 3 streams, got stream_vocab_sizes={stream_vocab_sizes!r}"
+            )
+        if delays is None and (pattern == "flatten" or (stream_kind == "dialogue" and num_streams == 2)):
             delays = [0] * num_streams
         elif delays is None:
             delays = list(range(num_streams)) if stream_kind == "codec" else [0, 1, 1]
@@ -219,9 +233,12 @@ class MultiStreamSpeechLMConfig(TextConfigMixin, PretrainedConfig):
 
     @property
     def stream_names(self) -> tuple[str, ...]:
-        """`("units", "duration", "f0")` for pGSLM, `("codebook_0", ...)` for codecs."""
+        """`("units", "duration", "f0")` for pGSLM, `([text,] system, user)` for a dialogue, `("codebook_0", ...)`
+        for codecs."""
         if self.stream_kind == "pgslm":
             return PGSLM_STREAM_NAMES
+        if self.stream_kind == "dialogue":
+            return ("text",) * (self.num_streams - 2) + DIALOGUE_STREAM_NAMES
         return tuple(f"codebook_{q}" for q in range(self.num_streams))
 
     @property
@@ -269,8 +286,8 @@ class MultiStreamSpeechLMConfig(TextConfigMixin, PretrainedConfig):
     def consumes(self) -> dict:
         """What a pipeline component of this config takes in: `hf_slm.pipelines.check_compatibility` compares the
         values of a key one component produces and the next consumes."""
-        if self.stream_kind == "pgslm":
-            return {"units.num_units": self.stream_vocab_sizes[0]}
+        if self.stream_kind in ("pgslm", "dialogue"):
+            return {"units.num_units": self.stream_vocab_sizes[0 if self.stream_kind == "pgslm" else -1]}
         sizes = set(self.stream_vocab_sizes)
         return (
             {"codes.num_codebooks": self.num_streams}
