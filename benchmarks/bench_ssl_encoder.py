@@ -37,6 +37,8 @@ def main() -> None:
     parser.add_argument("--run", default="runs/ssl_encoder_small")
     parser.add_argument("--config", default="examples/ssl_encoder/config_small.json")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--only", default="mfcc,iteration 1,random,iteration 2",
+                        help="comma-separated tokenizers to score (iteration 2 needs the finished schedule)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -56,10 +58,9 @@ def main() -> None:
         (SpeechDataArguments, EncoderPretrainingArguments, TrainingArguments), [args.config, "--output_dir", str(run)]
     )
     fe = SpeechFeatureExtractor(sampling_rate=16000)
-    tokenizers = {
-        "mfcc": UnitEncoderModel.from_pretrained(run / "iteration_1" / "targets"),
-        "iteration 1": UnitEncoderModel.from_pretrained(run / "iteration_2" / "targets"),
-    }
+    only = [name.strip() for name in args.only.split(",")]
+    tokenizers = {name: UnitEncoderModel.from_pretrained(run / folder / "targets")
+                  for name, folder in (("mfcc", "iteration_1"), ("iteration 1", "iteration_2")) if name in only}
     from hf_slm.models.ssl_encoder import SSLEncoderForPreTraining
 
     if not (run / "random_encoder" / "config.json").is_file():
@@ -68,6 +69,8 @@ def main() -> None:
     train = None
     for name, encoder, folder in (("random", "random_encoder", "random_units"),
                                   ("iteration 2", "iteration_2/encoder", "iteration_2_units")):  # fmt: skip
+        if name not in only:
+            continue
         if not (run / folder / "config.json").is_file():
             if train is None:
                 train, _ = load_speech_splits(data_args, training_args.seed, sampling_rate=16000)
@@ -77,20 +80,54 @@ def main() -> None:
 
     items = build_abx_items()
     phone_items = build_phone_items(load_text_corpus("wordnet", limit=20, seed=1))
-    results = {}
+    results = {"layers": layer_abx(run, items, fe, schedule.num_hidden_layers, only)}
     for name, tokenizer in tokenizers.items():
         pipe = SimpleNamespace(feature_extractor=fe, speech_tokenizer=tokenizer.eval())
         results[name] = {rep: evaluate_abx(pipe, items, rep) for rep in ("features", "units")}
         results[name]["purity"] = evaluate_unit_purity(fe, tokenizer, phone_items)
     print(f"{'tokenizer':<14}{'feat within':>12}{'feat between':>14}{'units within':>14}{'units between':>15}  (ABX error %)")
-    for name, res in results.items():
+    for name, res in tokenizer_results(results):
         row = [100 * res[r][k] for r in ("features", "units") for k in ("within_speaker_error", "between_speaker_error")]
         print(f"{name:<14}" + "".join(f"{v:>13.2f}" for v in row))
-    print(f"{'tokenizer':<14}{'phone purity':>14}{'cluster purity':>16}{'PNMI':>8}")
-    for name, res in results.items():
+    print(f"{'tokenizer':<14}{'phone purity':>14}{'cluster purity':>16}{'PNMI':>8}{'units used':>12}")
+    for name, res in tokenizer_results(results):
         p = res["purity"]
-        print(f"{name:<14}{p['phone_purity']:>14.3f}{p['cluster_purity']:>16.3f}{p['pnmi']:>8.3f}")
-    (run / "abx.json").write_text(json.dumps(results, indent=2, default=str))
+        print(f"{name:<14}{p['phone_purity']:>14.3f}{p['cluster_purity']:>16.3f}{p['pnmi']:>8.3f}{p['num_units_used']:>12}")
+    print("continuous features of every layer, ABX within / between (%):")
+    for name, rows in results["layers"].items():
+        print(f"{name:<14}" + "  ".join(f"L{layer} {100 * w:.2f}/{100 * b:.2f}" for layer, (w, b) in rows.items()))
+    (run / f"abx_{'_'.join(n.replace(' ', '') for n in only)}.json").write_text(json.dumps(results, indent=2, default=str))
+
+
+def tokenizer_results(results):
+    return [(name, res) for name, res in results.items() if name != "layers"]
+
+
+@torch.no_grad()
+def layer_abx(run: Path, items, fe, num_layers: int, only) -> dict:
+    """ABX (angular distance, features standardised over the items) of `hidden_states[l]` of each encoder, l = 1..L:
+    which layer a unit encoder should cluster."""
+    from transformers import HubertModel
+
+    from hf_slm.evaluation.metrics.abx.abx import abx
+
+    labels, speakers = [i["label"] for i in items], [i["speaker"] for i in items]
+    out = {}
+    for name, folder in (("random", "random_encoder"), ("iteration 1", "iteration_1/encoder"),
+                         ("iteration 2", "iteration_2/encoder")):  # fmt: skip
+        if name not in only:
+            continue
+        encoder = HubertModel.from_pretrained(run / folder).eval()
+        states = [encoder(fe(i["audio"]["array"], sampling_rate=16000, return_tensors="pt")["input_values"],
+                          output_hidden_states=True).hidden_states for i in items]  # fmt: skip
+        out[name] = {}
+        for layer in range(1, num_layers + 1):
+            feats = [s[layer][0] for s in states]
+            cat = torch.cat(feats)
+            mean, std = cat.mean(0), cat.std(0).clamp_min(1e-5)
+            res = abx([((f - mean) / std).numpy() for f in feats], labels, speakers, distance="cosine")
+            out[name][layer] = (res["within_speaker_error"], res["between_speaker_error"])
+    return out
 
 
 if __name__ == "__main__":
