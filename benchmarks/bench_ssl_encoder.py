@@ -15,12 +15,16 @@ config_small.json) x rates 150 and 200; and with `hf_slm.evaluation.unit_purity.
 cluster purity, PNMI against espeak-ng's phone alignment) on 20 wordnet sentences (not the builtin training texts) in
 the same three voices x 2 rates.
 
-How the docs/ssl_encoder.md figures were obtained (2026-12-03, 2-core Xeon shared with ~7 other jobs, load ~12):
-`hf-slm pretrain-encoder examples/ssl_encoder/config_small.json` as it stands (400 builtin sentences, 8 voices x 3
-rates x 3 pitches at random, a 0.45M-parameter encoder: 96 wide, 4 layers; 400 steps of batch 8 x 2 s crops per
-iteration; 100 units; layer 2 for the next targets), OMP_NUM_THREADS=1, then this script.
+Each encoder's every layer is also scored on continuous features (standardised over the ABX items).
 
-    python benchmarks/bench_ssl_encoder.py --run runs/ssl_encoder_small
+How the docs/ssl_encoder.md figures were obtained (2026-12-03, 2-core Xeon shared with other jobs, load 8-16):
+`hf-slm pretrain-encoder examples/ssl_encoder/config_cpu.json --output_dir RUN` as it stands (1000 builtin sentences,
+8 voices x 3 rates x 3 pitches at random, a 0.45M-parameter encoder: 96 wide, 4 layers; 700 steps of batch 8 x 2 s
+crops per iteration, lr 1e-3, loss on masked + 0.5 x unmasked frames; 100 units; layer 2 for the next targets),
+OMP_NUM_THREADS=1, then this script twice (the first while iteration 2 trained):
+
+    python benchmarks/bench_ssl_encoder.py --run RUN --config examples/ssl_encoder/config_cpu.json --only "mfcc,iteration 1,random"
+    python benchmarks/bench_ssl_encoder.py --run RUN --config examples/ssl_encoder/config_cpu.json --only "iteration 2"
 """
 
 from __future__ import annotations
@@ -34,8 +38,8 @@ import torch
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", default="runs/ssl_encoder_small")
-    parser.add_argument("--config", default="examples/ssl_encoder/config_small.json")
+    parser.add_argument("--run", default="runs/ssl_encoder_cpu")
+    parser.add_argument("--config", default="examples/ssl_encoder/config_cpu.json")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--only", default="mfcc,iteration 1,random,iteration 2",
                         help="comma-separated tokenizers to score (iteration 2 needs the finished schedule)")
