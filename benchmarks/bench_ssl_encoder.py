@@ -1,7 +1,7 @@
 """ABX of HuBERT-style iterations: MFCC k-means vs k-means on the encoder of iteration 1 and of iteration 2.
 
 Reads a finished `hf-slm pretrain-encoder` run (`--run`, default the output_dir of
-examples/ssl_encoder/config_small.json) and compares three unit tokenizers of the same size:
+examples/ssl_encoder/config_cpu.json) and compares four unit tokenizers of the same size:
   mfcc         - iteration 1's targets (MFCC + deltas k-means, HuBERT's "iteration 0");
   iteration 1  - iteration 2's targets (k-means on the middle layer of iteration 1's encoder);
   random       - the same k-means on the same layer of a randomly initialised encoder of the same config (what the
@@ -11,7 +11,7 @@ examples/ssl_encoder/config_small.json) and compares three unit tokenizers of th
 Each is scored with `hf_slm.evaluation.abx.evaluate_abx` (what `hf-slm evaluate abx` runs) on its standardised
 features (angular distance) and its units (one-hot, hamming), within and between speakers, on the default ABX items:
 8 one-phoneme-apart words x the espeak-ng voices en-us, en-us+m3, en-us+f2 (none of them in the training voices of
-config_small.json) x rates 150 and 200; and with `hf_slm.evaluation.unit_purity.evaluate_unit_purity` (phone purity,
+config_cpu.json) x rates 150 and 200; and with `hf_slm.evaluation.unit_purity.evaluate_unit_purity` (phone purity,
 cluster purity, PNMI against espeak-ng's phone alignment) on 20 wordnet sentences (not the builtin training texts) in
 the same three voices x 2 rates.
 
