@@ -1,7 +1,7 @@
 """ABX of HuBERT-style iterations: MFCC k-means vs k-means on the encoder of iteration 1 and of iteration 2.
 
 Reads a finished `hf-slm pretrain-encoder` run (`--run`, default the output_dir of
-examples/ssl_encoder/config_small.json) and compares three unit tokenizers of the same size:
+examples/ssl_encoder/config_cpu.json) and compares four unit tokenizers of the same size:
   mfcc         - iteration 1's targets (MFCC + deltas k-means, HuBERT's "iteration 0");
   iteration 1  - iteration 2's targets (k-means on the middle layer of iteration 1's encoder);
   random       - the same k-means on the same layer of a randomly initialised encoder of the same config (what the
@@ -11,16 +11,20 @@ examples/ssl_encoder/config_small.json) and compares three unit tokenizers of th
 Each is scored with `hf_slm.evaluation.abx.evaluate_abx` (what `hf-slm evaluate abx` runs) on its standardised
 features (angular distance) and its units (one-hot, hamming), within and between speakers, on the default ABX items:
 8 one-phoneme-apart words x the espeak-ng voices en-us, en-us+m3, en-us+f2 (none of them in the training voices of
-config_small.json) x rates 150 and 200; and with `hf_slm.evaluation.unit_purity.evaluate_unit_purity` (phone purity,
+config_cpu.json) x rates 150 and 200; and with `hf_slm.evaluation.unit_purity.evaluate_unit_purity` (phone purity,
 cluster purity, PNMI against espeak-ng's phone alignment) on 20 wordnet sentences (not the builtin training texts) in
 the same three voices x 2 rates.
 
-How the docs/ssl_encoder.md figures were obtained (2026-12-03, 2-core Xeon shared with ~7 other jobs, load ~12):
-`hf-slm pretrain-encoder examples/ssl_encoder/config_small.json` as it stands (400 builtin sentences, 8 voices x 3
-rates x 3 pitches at random, a 0.45M-parameter encoder: 96 wide, 4 layers; 400 steps of batch 8 x 2 s crops per
-iteration; 100 units; layer 2 for the next targets), OMP_NUM_THREADS=1, then this script.
+Each encoder's every layer is also scored on continuous features (standardised over the ABX items).
 
-    python benchmarks/bench_ssl_encoder.py --run runs/ssl_encoder_small
+How the docs/ssl_encoder.md figures were obtained (2026-12-03, 2-core Xeon shared with other jobs, load 8-16):
+`hf-slm pretrain-encoder examples/ssl_encoder/config_cpu.json --output_dir RUN` as it stands (1000 builtin sentences,
+8 voices x 3 rates x 3 pitches at random, a 0.45M-parameter encoder: 96 wide, 4 layers; 700 steps of batch 8 x 2 s
+crops per iteration, lr 1e-3, loss on masked + 0.5 x unmasked frames; 100 units; layer 2 for the next targets),
+OMP_NUM_THREADS=1, then this script twice (the first while iteration 2 trained):
+
+    python benchmarks/bench_ssl_encoder.py --run RUN --config examples/ssl_encoder/config_cpu.json --only "mfcc,iteration 1,random"
+    python benchmarks/bench_ssl_encoder.py --run RUN --config examples/ssl_encoder/config_cpu.json --only "iteration 2"
 """
 
 from __future__ import annotations
@@ -34,9 +38,11 @@ import torch
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", default="runs/ssl_encoder_small")
-    parser.add_argument("--config", default="examples/ssl_encoder/config_small.json")
+    parser.add_argument("--run", default="runs/ssl_encoder_cpu")
+    parser.add_argument("--config", default="examples/ssl_encoder/config_cpu.json")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--only", default="mfcc,iteration 1,random,iteration 2",
+                        help="comma-separated tokenizers to score (iteration 2 needs the finished schedule)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -56,10 +62,9 @@ def main() -> None:
         (SpeechDataArguments, EncoderPretrainingArguments, TrainingArguments), [args.config, "--output_dir", str(run)]
     )
     fe = SpeechFeatureExtractor(sampling_rate=16000)
-    tokenizers = {
-        "mfcc": UnitEncoderModel.from_pretrained(run / "iteration_1" / "targets"),
-        "iteration 1": UnitEncoderModel.from_pretrained(run / "iteration_2" / "targets"),
-    }
+    only = [name.strip() for name in args.only.split(",")]
+    tokenizers = {name: UnitEncoderModel.from_pretrained(run / folder / "targets")
+                  for name, folder in (("mfcc", "iteration_1"), ("iteration 1", "iteration_2")) if name in only}
     from hf_slm.models.ssl_encoder import SSLEncoderForPreTraining
 
     if not (run / "random_encoder" / "config.json").is_file():
@@ -68,6 +73,8 @@ def main() -> None:
     train = None
     for name, encoder, folder in (("random", "random_encoder", "random_units"),
                                   ("iteration 2", "iteration_2/encoder", "iteration_2_units")):  # fmt: skip
+        if name not in only:
+            continue
         if not (run / folder / "config.json").is_file():
             if train is None:
                 train, _ = load_speech_splits(data_args, training_args.seed, sampling_rate=16000)
@@ -77,20 +84,54 @@ def main() -> None:
 
     items = build_abx_items()
     phone_items = build_phone_items(load_text_corpus("wordnet", limit=20, seed=1))
-    results = {}
+    results = {"layers": layer_abx(run, items, fe, schedule.num_hidden_layers, only)}
     for name, tokenizer in tokenizers.items():
         pipe = SimpleNamespace(feature_extractor=fe, speech_tokenizer=tokenizer.eval())
         results[name] = {rep: evaluate_abx(pipe, items, rep) for rep in ("features", "units")}
         results[name]["purity"] = evaluate_unit_purity(fe, tokenizer, phone_items)
     print(f"{'tokenizer':<14}{'feat within':>12}{'feat between':>14}{'units within':>14}{'units between':>15}  (ABX error %)")
-    for name, res in results.items():
+    for name, res in tokenizer_results(results):
         row = [100 * res[r][k] for r in ("features", "units") for k in ("within_speaker_error", "between_speaker_error")]
         print(f"{name:<14}" + "".join(f"{v:>13.2f}" for v in row))
-    print(f"{'tokenizer':<14}{'phone purity':>14}{'cluster purity':>16}{'PNMI':>8}")
-    for name, res in results.items():
+    print(f"{'tokenizer':<14}{'phone purity':>14}{'cluster purity':>16}{'PNMI':>8}{'units used':>12}")
+    for name, res in tokenizer_results(results):
         p = res["purity"]
-        print(f"{name:<14}{p['phone_purity']:>14.3f}{p['cluster_purity']:>16.3f}{p['pnmi']:>8.3f}")
-    (run / "abx.json").write_text(json.dumps(results, indent=2, default=str))
+        print(f"{name:<14}{p['phone_purity']:>14.3f}{p['cluster_purity']:>16.3f}{p['pnmi']:>8.3f}{p['num_units_used']:>12}")
+    print("continuous features of every layer, ABX within / between (%):")
+    for name, rows in results["layers"].items():
+        print(f"{name:<14}" + "  ".join(f"L{layer} {100 * w:.2f}/{100 * b:.2f}" for layer, (w, b) in rows.items()))
+    (run / f"abx_{'_'.join(n.replace(' ', '') for n in only)}.json").write_text(json.dumps(results, indent=2, default=str))
+
+
+def tokenizer_results(results):
+    return [(name, res) for name, res in results.items() if name != "layers"]
+
+
+@torch.no_grad()
+def layer_abx(run: Path, items, fe, num_layers: int, only) -> dict:
+    """ABX (angular distance, features standardised over the items) of `hidden_states[l]` of each encoder, l = 1..L:
+    which layer a unit encoder should cluster."""
+    from transformers import HubertModel
+
+    from hf_slm.evaluation.metrics.abx.abx import abx
+
+    labels, speakers = [i["label"] for i in items], [i["speaker"] for i in items]
+    out = {}
+    for name, folder in (("random", "random_encoder"), ("iteration 1", "iteration_1/encoder"),
+                         ("iteration 2", "iteration_2/encoder")):  # fmt: skip
+        if name not in only:
+            continue
+        encoder = HubertModel.from_pretrained(run / folder).eval()
+        states = [encoder(fe(i["audio"]["array"], sampling_rate=16000, return_tensors="pt")["input_values"],
+                          output_hidden_states=True).hidden_states for i in items]  # fmt: skip
+        out[name] = {}
+        for layer in range(1, num_layers + 1):
+            feats = [s[layer][0] for s in states]
+            cat = torch.cat(feats)
+            mean, std = cat.mean(0), cat.std(0).clamp_min(1e-5)
+            res = abx([((f - mean) / std).numpy() for f in feats], labels, speakers, distance="cosine")
+            out[name][layer] = (res["within_speaker_error"], res["between_speaker_error"])
+    return out
 
 
 if __name__ == "__main__":
