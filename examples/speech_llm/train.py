@@ -30,6 +30,7 @@ from hf_slm.models.speech_llm import (
     SpeechLLMProcessor,
     add_speech_llm_tokens,
 )
+from hf_slm.pipelines import ASR_PROMPT
 from hf_slm.training import last_complete_checkpoint
 from hf_slm.training.arguments import parse_json_and_flags
 from hf_slm.training.speech_llm import SpeechLLMCollator, set_training_stage, trainable_parameters
@@ -56,7 +57,7 @@ class StageArguments:
     lora_alpha: int = field(default=16, metadata={"help": "Stage 2: LoRA alpha."})
     lora_on_encoder: bool = field(default=False, metadata={"help": "Stage 2: LoRA on the encoder's attention too."})
     dataset_path: str = field(default="", metadata={"help": "datasets.load_from_disk folder."})
-    prompt: str = field(default="Transcribe the audio.", metadata={"help": "User text of rows without messages."})
+    prompt: str = field(default=ASR_PROMPT, metadata={"help": "User text of rows without messages."})
     resume: bool = field(default=True, metadata={"help": "Resume from the last complete checkpoint in output_dir."})
 
 
