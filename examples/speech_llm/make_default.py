@@ -51,7 +51,7 @@ def _answer_texts(limit_qa: int = 6000) -> list[str]:
     return [a.lower() for _, a in wordnet_qa_pairs(limit_qa, seed=7)] + [i.replace("_", " ") for i in SLU_INTENTS]
 
 
-def build_lm(out: Path, minutes: float = 15.0) -> Path:
+def build_lm(out: Path, minutes: float = 6.0) -> Path:
     """Tokenizer + tiny Llama on the open-train text, framed as assistant turns."""
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
     from transformers import (
@@ -93,7 +93,7 @@ def build_lm(out: Path, minutes: float = 15.0) -> Path:
     torch.manual_seed(0)
     model = LlamaForCausalLM(config)
     args = TrainingArguments(output_dir=str(out / "lm_run"), per_device_train_batch_size=16, learning_rate=3e-3,
-                             warmup_steps=50, lr_scheduler_type="cosine", max_steps=int(minutes * 40),
+                             warmup_steps=50, lr_scheduler_type="cosine", max_steps=int(minutes * 120),
                              weight_decay=0.01, logging_steps=50, save_strategy="no", report_to="none",
                              use_cpu=True, seed=0)  # fmt: skip
     dataset = [{"input_ids": b} for b in blocks]
