@@ -78,10 +78,11 @@ def test_tiny_config_trains_saves_loads_and_resumes(script, tiny_encoder):
     assert longer["steps"] == 6 and longer["resumed_from"] == "checkpoint-4"
 
 
-def test_init_from_warm_starts_on_other_sentences(script, tiny_encoder, tmp_path):
-    """`init_from`: a second run starts from the first run's weights and vocabulary (not a fresh model)."""
+def test_init_from_warm_starts_from_the_given_run(script, tiny_encoder, tmp_path):
+    """`init_from`: a second run starts from the first run's weights and vocabulary (not a fresh model); text with
+    characters outside that vocabulary is refused, naming them."""
     first, _ = tiny_encoder
-    results = script.main(_flags(tmp_path / "warm", init_from=first, seed=3, max_steps=2, eval_steps=2))
+    results = script.main(_flags(tmp_path / "warm", init_from=first, max_steps=2, eval_steps=2))
     assert results["init_from"] == str(first) and results["steps"] == 2
     assert AutoProcessor.from_pretrained(tmp_path / "warm").tokenizer.get_vocab() == \
         AutoProcessor.from_pretrained(first).tokenizer.get_vocab()  # fmt: skip
@@ -90,6 +91,8 @@ def test_init_from_warm_starts_on_other_sentences(script, tiny_encoder, tmp_path
     assert 0 < change < 0.01
     with pytest.raises(ValueError, match="no CTC model"):
         script.main(_flags(tmp_path / "cold", init_from=tmp_path / "missing"))
+    with pytest.raises(ValueError, match=r"no vocabulary entry for characters \['j', 'k'\]"):  # 16 other sentences
+        script.main(_flags(tmp_path / "other", init_from=first, seed=3))
 
 
 @pytest.mark.parametrize("architecture, encoder_class", [("hubert", "HubertModel"), ("wav2vec2-bert", "Wav2Vec2BertModel")])
