@@ -23,6 +23,9 @@ DEFAULT_TWIST_PIPELINE = str(_HERE / "default_twist_pipeline")
 #: The embedded instruct variant (`"instruct-default"`): only a LoRA adapter (`adapter/`) over `DEFAULT_TWIST_PIPELINE`,
 #: whose components it references (`SpokenChatPipeline.from_pretrained("instruct-default")`).
 DEFAULT_INSTRUCT_PIPELINE = str(_HERE / "default_instruct_pipeline")
+#: The embedded continuous-feature speech LLM (`"speech-llm-default"`, `SpeechLLMPipeline`): CTC-pre-trained encoder,
+#: projector, small text LM and speech decoder; its vocoder is a reference to `DEFAULT_PIPELINE`'s.
+DEFAULT_SPEECH_LLM_PIPELINE = str(_HERE / "default_speech_llm_pipeline")
 
 #: submodule -> the public names it provides (each family's `__all__`; tests/test_registration.py keeps them equal)
 _LAZY_NAMES = {
@@ -75,7 +78,7 @@ _LAZY_NAMES = {
     ],
 }  # fmt: skip
 __all__ = [
-    "DEFAULT_INSTRUCT_PIPELINE", "DEFAULT_PIPELINE", "DEFAULT_TWIST_PIPELINE",
+    "DEFAULT_INSTRUCT_PIPELINE", "DEFAULT_PIPELINE", "DEFAULT_SPEECH_LLM_PIPELINE", "DEFAULT_TWIST_PIPELINE",
     *(name for names in _LAZY_NAMES.values() for name in names),
 ]  # fmt: skip
 _lazy_getattr, __dir__ = lazy_exports(__name__, {f".{module}": names for module, names in _LAZY_NAMES.items()})

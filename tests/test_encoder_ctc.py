@@ -78,6 +78,23 @@ def test_tiny_config_trains_saves_loads_and_resumes(script, tiny_encoder):
     assert longer["steps"] == 6 and longer["resumed_from"] == "checkpoint-4"
 
 
+def test_init_from_warm_starts_from_the_given_run(script, tiny_encoder, tmp_path):
+    """`init_from`: a second run starts from the first run's weights and vocabulary (not a fresh model); text with
+    characters outside that vocabulary is refused, naming them."""
+    first, _ = tiny_encoder
+    results = script.main(_flags(tmp_path / "warm", init_from=first, max_steps=2, eval_steps=2))
+    assert results["init_from"] == str(first) and results["steps"] == 2
+    assert AutoProcessor.from_pretrained(tmp_path / "warm").tokenizer.get_vocab() == \
+        AutoProcessor.from_pretrained(first).tokenizer.get_vocab()  # fmt: skip
+    warm, cold = AutoModelForCTC.from_pretrained(tmp_path / "warm"), AutoModelForCTC.from_pretrained(first)
+    change = (warm.lm_head.weight - cold.lm_head.weight).abs().max()  # two Adam steps of lr 1e-3 from its weights
+    assert 0 < change < 0.01
+    with pytest.raises(ValueError, match="no CTC model"):
+        script.main(_flags(tmp_path / "cold", init_from=tmp_path / "missing"))
+    with pytest.raises(ValueError, match=r"no vocabulary entry for characters \['j', 'k'\]"):  # 16 other sentences
+        script.main(_flags(tmp_path / "other", init_from=first, seed=3))
+
+
 @pytest.mark.parametrize("architecture, encoder_class", [("hubert", "HubertModel"), ("wav2vec2-bert", "Wav2Vec2BertModel")])
 def test_other_architectures_build_save_and_load(script, tmp_path, architecture, encoder_class):
     data_args, model_args, _ = script.parse_arguments(_flags(tmp_path, architecture=architecture))

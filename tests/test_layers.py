@@ -31,7 +31,7 @@ LAYERS = [
 ALLOWED_UPWARD: set[tuple[str, str]] = set()
 
 #: The snapshot copies of the embedded variants (generated files, not package sources).
-SKIPPED = ("default_pipeline", "default_twist_pipeline", "default_instruct_pipeline")
+SKIPPED = ("default_pipeline", "default_twist_pipeline", "default_instruct_pipeline", "default_speech_llm_pipeline")
 
 
 def module_name(path: Path) -> str:

@@ -12,6 +12,7 @@ from datasets import concatenate_datasets
 from hf_slm.data import EspeakSynthesizer, normalize_sentence
 from hf_slm.data.corpus import WORDNET_DIR
 from hf_slm.instruct import (
+    add_answer_units,
     build_speech_asr,
     build_spoken_answers,
     build_spoken_intent,
@@ -80,6 +81,24 @@ def test_spoken_answers_carry_answer_audio_in_one_voice(speech):
     # a repeated answer text is the same waveform: one voice, rate and pitch for every answer
     same = build_spoken_answers([pairs[0], pairs[0]], **speech)
     np.testing.assert_array_equal(samples(same[0]["answer_audio"]), samples(same[1]["answer_audio"]))
+
+
+def test_answer_units_are_the_default_unit_encoders_ids_of_the_answer_audio(speech):
+    """Stage 3's targets: the embedded default's units of each spoken answer (its vocoder speaks them); rows without
+    answer audio get None."""
+    from hf_slm.pipelines import SpeechLMPipeline
+
+    default = SpeechLMPipeline.from_pretrained("default")
+    pairs = synthetic_qa_pairs(2, seed=5)
+    rows = concatenate_datasets([build_spoken_answers(pairs, **speech), build_spoken_qa(pairs[:1], **speech)])
+    units = add_answer_units(rows, pipeline=default)["units"]
+    assert units[2] is None
+    for row, row_units in zip(rows.select(range(2)), units):
+        audio = samples(row["answer_audio"])
+        assert row_units == default.encode([audio], sampling_rate=16000)[0].tolist()
+        assert abs(len(row_units) - len(audio) / 320) <= 2 and 0 <= min(row_units) and max(row_units) < 100
+    with pytest.raises(ValueError, match="answer_audio"):
+        add_answer_units(rows.remove_columns("answer_audio"), pipeline=default)
 
 
 @needs_wordnet

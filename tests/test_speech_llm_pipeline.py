@@ -25,6 +25,7 @@ from transformers import (
 from hf_slm.cli.main import main
 from hf_slm.data.builder import write_wav
 from hf_slm.data.espeak import EspeakSynthesizer
+from hf_slm.evaluation.metrics.error_rate.error_rate import normalize_transcript
 from hf_slm.models.speech_llm import (
     AUDIO_TOKEN,
     SpeechLLMConfig,
@@ -237,3 +238,25 @@ def test_evaluate_asr_transcribes_through_the_variant(variant, tmp_path, capsys)
     report = json.loads((tmp_path / "asr.json").read_text())
     assert [item["text"] for item in report["items"]] == ["the cat sat", "a dog ran far away"]
     assert all(isinstance(item["hypothesis"], str) for item in report["items"]) and report["wer"] >= 0
+
+
+def test_evaluate_speech_llm_tasks_scores_intent_and_spoken_answers(variant, tmp_path, capsys):
+    """`hf-slm evaluate speech-llm-tasks`: every command and question is asked through chat(audio=..., text=...);
+    the intent is scored against its label, each spoken answer is vocoded and heard by pocketsphinx."""
+    out = tmp_path / "tasks.json"
+    argv = ["evaluate", "speech-llm-tasks", "--pipeline", str(variant), "--num-examples", "2", "--output", str(out)]
+    assert main(argv) == 0, capsys.readouterr().err
+    result = json.loads(out.read_text())
+    intent = result["intent"]
+    assert intent["n"] == 2 and len(intent["items"]) == 2 and 0 <= intent["accuracy"] <= 1
+    assert intent["accuracy"] == np.mean([it["prediction"] == it["intent"] for it in intent["items"]])
+    spoken = result["spoken_answer"]
+    assert spoken["n"] == 2 and 0 <= spoken["answered"] <= 1
+    for item in spoken["items"]:  # held-out WordNet questions; an answer with text was vocoded and transcribed
+        assert item["question"] and isinstance(item["asr_answer"], str)
+        assert ("asr_espeak" in item) == bool(normalize_transcript(item["answer"]))
+    assert (spoken["wer"] is None) == (spoken["answered"] == 0)
+    assert out.with_suffix(".md").is_file()
+    capsys.readouterr()
+    assert main(["evaluate", "speech-llm-tasks", "--pipeline", str(variant), "--tasks", "asr", "--output", str(out)]) == 1
+    assert "unknown task(s) ['asr']" in capsys.readouterr().err

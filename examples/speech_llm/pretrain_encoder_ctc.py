@@ -112,6 +112,8 @@ class CtcModelArguments:
     mask_time_prob: float = field(default=0.05, metadata={"help": "SpecAugment time masking (0 disables it)."})
     dropout: float = field(default=0.05, metadata={"help": "Hidden, attention and activation dropout."})
     max_minutes: float | None = field(default=None, metadata={"help": "Stop (and save) after this many minutes."})
+    init_from: str | None = field(default=None, metadata={"help": "Warm start: a CTC folder of this script (its "
+                                  "weights and character vocabulary; the architecture flags are then ignored)."})
     resume: bool = field(default=True, metadata={"help": "Resume from the last complete checkpoint in output_dir."})
 
 
@@ -230,6 +232,20 @@ def build_model(model_args: CtcModelArguments, processor):
     return model_class(config)
 
 
+def warm_start(folder: str, train_texts: list[str]):
+    """`(processor, model)` of an earlier run of this script, to continue on other data. Its vocabulary must hold
+    every character of the new training text (else those would train as [UNK])."""
+    from transformers import AutoModelForCTC, AutoProcessor
+
+    if not (Path(folder) / "config.json").is_file():
+        raise ValueError(f"init_from: no CTC model in {folder!r} (no config.json)")
+    processor = AutoProcessor.from_pretrained(folder)
+    missing = sorted({ch for text in train_texts for ch in ctc_text(text)} - {" "} - set(processor.tokenizer.get_vocab()))
+    if missing:
+        raise ValueError(f"init_from: {folder!r} has no vocabulary entry for characters {missing} of the training text")
+    return processor, AutoModelForCTC.from_pretrained(folder)
+
+
 # ---------------------------------------------------------------------------------------------------- evaluation
 def metrics_function(processor: Wav2Vec2Processor):
     """`compute_metrics` for Trainer: greedy CTC decoding, corpus CER and WER."""
@@ -274,9 +290,12 @@ def main(argv: list[str] | None = None) -> dict:
     train = speech(train_texts, csv_list(data_args.voices), csv_list(data_args.rates, int),
                    csv_list(data_args.pitches, int), data_args, training_args.seed)  # fmt: skip
     held_out = speech(eval_texts, [data_args.eval_voice], [data_args.eval_rate], [50], data_args, training_args.seed)
-    with tempfile.TemporaryDirectory() as folder:
-        processor = build_processor(train_texts, Path(folder), model_args.architecture)
-    model = build_model(model_args, processor)
+    if model_args.init_from:
+        processor, model = warm_start(model_args.init_from, train_texts)
+    else:
+        with tempfile.TemporaryDirectory() as folder:
+            processor = build_processor(train_texts, Path(folder), model_args.architecture)
+        model = build_model(model_args, processor)
     logger.info("%s: %.2fM parameters, %d train / %d held-out utterances (%.1f / %.1f min of speech)",
                 type(model).__name__, model.num_parameters() / 1e6, len(train), len(held_out),
                 sum(train["duration"]) / 60, sum(held_out["duration"]) / 60)  # fmt: skip
@@ -317,6 +336,7 @@ def main(argv: list[str] | None = None) -> dict:
         "parameters": model.num_parameters(),
         "train_utterances": len(train),
         "resumed_from": None if checkpoint is None else Path(checkpoint).name,
+        "init_from": model_args.init_from,
         "eval_history": [{k: v for k, v in entry.items() if k in ("step", "eval_cer", "eval_wer", "eval_loss")}
                          for entry in trainer.state.log_history if "eval_cer" in entry],  # fmt: skip
         "items": [{"text": t, "hypothesis": h} for t, h in zip(held_out["text"], hypotheses)],

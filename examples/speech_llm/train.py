@@ -30,7 +30,8 @@ from hf_slm.models.speech_llm import (
     SpeechLLMProcessor,
     add_speech_llm_tokens,
 )
-from hf_slm.training import last_complete_checkpoint
+from hf_slm.pipelines import ASR_PROMPT
+from hf_slm.training import WallClockLimit, last_complete_checkpoint
 from hf_slm.training.arguments import parse_json_and_flags
 from hf_slm.training.speech_llm import SpeechLLMCollator, set_training_stage, trainable_parameters
 
@@ -47,6 +48,8 @@ class ModelArguments:
     num_units: int = field(default=100, metadata={"help": "Stage 3: units of the speech decoder (if it is new)."})
     upsample_factor: int = field(default=25, metadata={"help": "Stage 3: unit frames per LM hidden state."})
     decoder_hidden_size: int = field(default=256, metadata={"help": "Stage 3: speech decoder width."})
+    decoder_intermediate_size: int = field(default=1024, metadata={"help": "Stage 3: its feed-forward width."})
+    decoder_num_attention_heads: int = field(default=4, metadata={"help": "Stage 3: its attention heads."})
 
 
 @dataclass
@@ -56,8 +59,9 @@ class StageArguments:
     lora_alpha: int = field(default=16, metadata={"help": "Stage 2: LoRA alpha."})
     lora_on_encoder: bool = field(default=False, metadata={"help": "Stage 2: LoRA on the encoder's attention too."})
     dataset_path: str = field(default="", metadata={"help": "datasets.load_from_disk folder."})
-    prompt: str = field(default="Transcribe the audio.", metadata={"help": "User text of rows without messages."})
+    prompt: str = field(default=ASR_PROMPT, metadata={"help": "User text of rows without messages."})
     resume: bool = field(default=True, metadata={"help": "Resume from the last complete checkpoint in output_dir."})
+    max_minutes: float | None = field(default=None, metadata={"help": "Stop (and save) after this many minutes."})
 
 
 def build_model(args: ModelArguments):
@@ -89,7 +93,9 @@ def main(argv: list[str] | None = None) -> dict:
     model, processor = build_model(model_args)
     if stage_args.stage == 3 and model.speech_decoder is None:
         model.add_speech_decoder({"num_units": model_args.num_units, "upsample_factor": model_args.upsample_factor,
-                                  "hidden_size": model_args.decoder_hidden_size})  # fmt: skip
+                                  "hidden_size": model_args.decoder_hidden_size,
+                                  "intermediate_size": model_args.decoder_intermediate_size,
+                                  "num_attention_heads": model_args.decoder_num_attention_heads})  # fmt: skip
     model = set_training_stage(model, stage_args.stage, stage_args.lora_r, stage_args.lora_alpha,
                                lora_on_encoder=stage_args.lora_on_encoder)  # fmt: skip
     trainable = trainable_parameters(model)
@@ -98,6 +104,7 @@ def main(argv: list[str] | None = None) -> dict:
         args=training_args,
         train_dataset=load_from_disk(stage_args.dataset_path),
         data_collator=SpeechLLMCollator(processor, prompt=stage_args.prompt, unit_labels=stage_args.stage == 3),
+        callbacks=[WallClockLimit(stage_args.max_minutes)] if stage_args.max_minutes else None,
     )
     checkpoint = last_complete_checkpoint(training_args.output_dir) if stage_args.resume else None
     trainer.train(resume_from_checkpoint=checkpoint)

@@ -295,6 +295,35 @@ def cmd_asr(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------------- speech-llm-tasks
+def cmd_speech_llm_tasks(args) -> int:
+    from ..evaluation.report import bar_plot, write_json, write_report
+    from ..evaluation.speech_llm_tasks import TASKS, evaluate_speech_llm_tasks, summarize
+    from ..pipelines import SpeechLLMPipeline
+
+    unknown = sorted(set(args.tasks) - set(TASKS))
+    if unknown:
+        raise ValueError(f"--tasks: unknown task(s) {unknown}; choose from {list(TASKS)}")
+    pipe = SpeechLLMPipeline.from_pretrained(args.pipeline).to(args.device)
+    result = evaluate_speech_llm_tasks(pipe, tasks=args.tasks, num_examples=args.num_examples, voice=args.voice,
+                                       rate=args.rate, seed=args.seed)  # fmt: skip
+    result["pipeline"] = args.pipeline
+    json_path, md_path, stem = _outputs(args.output)
+    write_json(result, json_path)
+    scores = summarize(result)
+    table = "\n".join(f"{name:<28}{value:>8.3f}" if isinstance(value, float) else f"{name:<28}{value!s:>8}"
+                      for name, value in scores.items())  # fmt: skip
+    plot = bar_plot({k: v for k, v in scores.items() if isinstance(v, float)}, f"{stem}.tasks.png",
+                    "speech LLM tasks", "rate")  # fmt: skip
+    write_report(md_path, "Speech LLM tasks on espeak-ng speech", scores | {"voice": args.voice, "rate": args.rate},
+                 table, [plot], notes="Per-item answers are in the JSON file. spoken_answer_wer: pocketsphinx (closed "
+                 "vocabulary) on the vocoded answers against the text answers; wer_espeak: on espeak-ng's audio of "
+                 "the same texts.")  # fmt: skip
+    print(table)
+    print(f"wrote {json_path}, {md_path}, {plot}")
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------------- turn-taking
 def cmd_turn_taking(args) -> int:
     from ..evaluation.report import bar_plot, write_json, write_report
@@ -409,8 +438,8 @@ def add_evaluate_parser(sub) -> None:
     f0_methods = LazyChoices("hf_slm.evaluation.metrics.prosody.prosody", "F0_METHODS")
 
     group = sub.add_parser(
-        "evaluate", help="benchmarks: pairs, build-pairs, abx, purity, resynthesis, asr, generation, prosody, turn-taking, "
-        "stsp, duplex-behaviour"
+        "evaluate", help="benchmarks: pairs, build-pairs, abx, purity, resynthesis, asr, speech-llm-tasks, generation, "
+        "prosody, turn-taking, stsp, duplex-behaviour"
     )
     commands = group.add_subparsers(dest="evaluate_command", required=True)
 
@@ -509,6 +538,19 @@ def add_evaluate_parser(sub) -> None:
     p.add_argument("--seed", type=non_negative_int, default=0, help="seed of a --limit subset of a corpus")
     p.add_argument("--output", required=True, help="results JSON (a Markdown report and a PNG plot are written next to it)")
     p.set_defaults(func=cmd_asr)
+
+    p = commands.add_parser("speech-llm-tasks", help="a speech LLM variant: intent accuracy, spoken-answer WER "
+                            "(pocketsphinx)")  # fmt: skip
+    p.add_argument("--pipeline", required=True, help="a SpeechLLMPipeline variant: folder, Hub id or embedded name")
+    p.add_argument("--tasks", type=csv_list(str), default=["intent", "spoken_answer"],
+                   help="comma-separated: intent, spoken_answer")  # fmt: skip
+    p.add_argument("--num-examples", type=positive_int, default=30, help="utterances per task")
+    p.add_argument("--voice", default="en-us", help="espeak-ng voice of the spoken inputs")
+    p.add_argument("--rate", type=positive_int, default=175, help="espeak-ng speaking rate (words/min)")
+    p.add_argument("--seed", type=non_negative_int, default=1000, help="seed of the held-out draws")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--output", required=True, help="results JSON (a Markdown report and a PNG plot are written next to it)")
+    p.set_defaults(func=cmd_speech_llm_tasks)
 
     p = commands.add_parser("generation", help="continuations over temperatures: perplexity, VERT, AUC, plot")
     p.add_argument("--texts", default="builtin", help="prompt texts: a file or 'builtin' (synthesised)")

@@ -7,6 +7,7 @@
 - `resynthesis`: audio -> units -> vocoder -> ASR: WER / CER / mel distance.
 - `asr`: the recognisers behind one `transcribe(waveform, sampling_rate)`: pocketsphinx, any transformers ASR model,
   any pipeline that transcribes; `evaluate_asr` (WER / CER on espeak-ng speech, next to pocketsphinx).
+- `speech_llm_tasks`: intent accuracy and spoken-answer intelligibility of a `SpeechLLMPipeline` variant.
 - `generation`: continuations over temperatures: judge perplexity, VERT, their AUC, a plot.
 - `prosody`: pGSLM's prosody of continuations (F0 min-MAE, consistency, expressiveness), an F0 contour plot.
 - `unit_purity`: unit-to-phone purity and PNMI of a unit tokenizer on espeak-ng phone alignments.
@@ -41,6 +42,7 @@ _SUBMODULES = {
         "DIRECTIONS", "SpeechSentimentClassifier", "TextSentimentClassifier", "format_stsp_table", "preservation",
         "evaluate_stsp", "train_classifiers"
     ],
+    ".speech_llm_tasks": ["evaluate_speech_llm_tasks"],
     ".turn_taking": ["channel_ipus", "format_turn_taking_table", "turn_taking_events", "turn_taking_statistics"],
 }  # fmt: skip
 __getattr__, __dir__ = lazy_exports(__name__, _SUBMODULES)
@@ -69,6 +71,7 @@ __all__ = [
     "evaluate_generation",
     "evaluate_prosody",
     "evaluate_resynthesis",
+    "evaluate_speech_llm_tasks",
     "format_pair_table",
     "format_turn_taking_table",
     "load_asr",

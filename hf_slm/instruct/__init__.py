@@ -20,6 +20,7 @@ from .data import (
 )
 from .speech_llm_data import (
     SPEECH_LLM_TASKS,
+    add_answer_units,
     build_speech_asr,
     build_spoken_answers,
     build_spoken_intent,
@@ -49,6 +50,7 @@ __all__ = [
     "USER_TOKEN",
     "SpeechChatTemplate",
     "adapter_holds_embeddings",
+    "add_answer_units",
     "add_task_tokens",
     "attach_adapter",
     "build_chain_of_modality",

@@ -12,7 +12,8 @@ Every builder returns a ``datasets.Dataset`` with the same columns, so that task
   item stands for the row's ``audio`` (a processor puts the audio placeholder tokens there);
 - ``reference`` (str): the assistant's answer, for evaluation;
 - ``answer_audio`` (``Audio`` or None): the spoken answer, in one fixed voice (``"spoken_answer"`` rows: the target
-  of the speech decoder), None elsewhere.
+  of the speech decoder), None elsewhere; `add_answer_units` adds ``units``, its unit ids under a unit encoder
+  (stage 3's target).
 
 Text keeps its case and punctuation (a pretrained text LM expects them); ASR scoring normalises both sides.
 """
@@ -172,8 +173,40 @@ def build_spoken_answers(qa_pairs: Sequence[tuple[str, str]], templates: Sequenc
                      kwargs, answer_speech=answer_speech)  # fmt: skip
 
 
+def add_answer_units(dataset, pipeline="default", batch_size: int = 16):
+    """``dataset`` with a ``units`` column: the unit ids of each row's ``answer_audio`` under the unit encoder of
+    ``pipeline`` (a `SpeechLMPipeline` or the name / folder of a variant with a unit encoder; default: the embedded
+    ``default``, whose vocoder then speaks the speech decoder's units). Rows without answer audio get ``None``."""
+    from ..pipelines import SpeechLMPipeline
+    from .data import decode_audio_value
+
+    if "answer_audio" not in dataset.column_names:
+        raise ValueError(f"add_answer_units needs an `answer_audio` column, the dataset has {dataset.column_names}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    if not isinstance(pipeline, SpeechLMPipeline):
+        pipeline = SpeechLMPipeline.from_pretrained(pipeline)
+    rate = pipeline.feature_extractor.sampling_rate
+    audio = dataset.cast_column("answer_audio", _audio_feature(rate))["answer_audio"]
+    present = [i for i, value in enumerate(audio) if value is not None]
+    units: list[list[int] | None] = [None] * len(dataset)
+    for start in range(0, len(present), batch_size):
+        rows = present[start : start + batch_size]
+        encoded = pipeline.encode([decode_audio_value(audio[i]) for i in rows], sampling_rate=rate)
+        for i, row_units in zip(rows, encoded, strict=True):
+            units[i] = [int(u) for u in row_units]
+    return dataset.add_column("units", units)
+
+
+def _audio_feature(sampling_rate: int):
+    from datasets import Audio
+
+    return Audio(sampling_rate=sampling_rate)
+
+
 __all__ = [
     "QA_TEMPLATES",
+    "add_answer_units",
     "SPEECH_LLM_TASKS",
     "SPEECH_PITCHES",
     "SPEECH_RATES",

@@ -168,6 +168,7 @@ EMBEDDED_PIPELINES = {
     "twist-default": "DEFAULT_TWIST_PIPELINE",
     "default-twist": "DEFAULT_TWIST_PIPELINE",
     "instruct-default": "DEFAULT_INSTRUCT_PIPELINE",
+    "speech-llm-default": "DEFAULT_SPEECH_LLM_PIPELINE",
 }
 
 

@@ -16,6 +16,7 @@ import torch
 from torch.nn.utils.rnn import pad_sequence
 
 from ..models.speech_llm import SpeechLLMForConditionalGeneration, SpeechLLMProcessor
+from ..pipelines.speech_llm_pipeline import ASR_PROMPT
 
 STAGES = (1, 2, 3)
 #: LoRA targets: the attention and MLP projections of Llama / Qwen2 / Mistral (q_proj ...) and GPT-2 (c_attn ...).
@@ -85,7 +86,7 @@ class SpeechLLMCollator:
     the speech decoder.
     """
 
-    def __init__(self, processor: SpeechLLMProcessor, prompt: str = "Transcribe the audio.", unit_labels: bool = False):
+    def __init__(self, processor: SpeechLLMProcessor, prompt: str = ASR_PROMPT, unit_labels: bool = False):
         self.processor = processor
         self.prompt = prompt
         self.unit_labels = unit_labels

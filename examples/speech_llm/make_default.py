@@ -1,0 +1,229 @@
+#!/usr/bin/env python
+"""The parts of `speech-llm-default` that are not staged training: the text LM, the task data, the variant.
+
+    python examples/speech_llm/make_default.py lm       OUT    # tokenizer + tiny Llama on the open-train text
+    python examples/speech_llm/make_default.py data     OUT    # ASR / spoken QA / intent / spoken-answer rows
+    python examples/speech_llm/make_default.py assemble OUT    # OUT/stage3 + the default's vocoder -> OUT/variant
+    python examples/speech_llm/make_default.py ship     OUT    # + figures -> hf_slm/default_speech_llm_pipeline
+
+`make_default.sh` runs them between the encoder pre-training and the three stages of `train.py`; each step skips
+itself when its output exists (delete a folder to redo it), so a rerun resumes.
+
+- **lm**: a byte-free BPE tokenizer (`tokenizers`, lower-case, `LM_VOCAB` tokens, the chat markers and `<|audio|>`
+  built in) and a small `LlamaForCausalLM` trained with Trainer on the train side of `load_text_split` (ASR
+  targets: `ctc_text`, lower-case words) plus the train-side QA answers and intent names, each framed as an
+  assistant turn (`<|im_start|>assistant\\n...<|im_end|>`), so the frozen LM of stage 1 already ends its answers.
+- **data**: `OUT/data/asr` (`{"audio", "text"}`: the encoder's training speech, reused from the synthesis cache,
+  with `ctc_text` targets; the collator adds `ASR_PROMPT`), `OUT/data/instruct` (ASR rows + `build_spoken_qa` +
+  `build_spoken_intent`), `OUT/data/spoken` (`build_spoken_answers` with `units`: the embedded `default`
+  variant's unit ids of the spoken answer, `add_answer_units`).
+- **assemble**: a `SpeechLLMPipeline` of OUT/stage3 whose vocoder is a reference to the embedded `default`'s
+  (`UnitMelVocoder`, 100 units), saved to OUT/variant.
+- **ship**: OUT/variant + `eval_results.json` (from OUT/asr.json and OUT/tasks.json, written by `hf-slm evaluate asr`
+  and `hf-slm evaluate speech-llm-tasks`) + `training_summary.json` + the model card -> `hf_slm.DEFAULT_SPEECH_LLM_PIPELINE`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from pretrain_encoder_ctc import CtcDataArguments, ctc_text, select_texts, speech  # noqa: E402
+
+logger = logging.getLogger("make_default")
+LM_VOCAB = 640
+LM = {"hidden_size": 160, "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 4,
+      "intermediate_size": 448, "max_position_embeddings": 512, "tie_word_embeddings": True}  # fmt: skip
+ENCODER_CONFIG = Path(__file__).resolve().parent / "config_encoder_default.json"
+NUM_QA, NUM_INTENT, NUM_SPOKEN = 1500, 600, 600
+MAX_ANSWER_WORDS = 8  # spoken answers: short (the speech decoder's CTC needs ~2 frames per unit run)
+
+
+def _answer_texts(limit_qa: int = 6000) -> list[str]:
+    from hf_slm.instruct import wordnet_qa_pairs
+    from hf_slm.instruct.data import SLU_INTENTS
+
+    return [a.lower() for _, a in wordnet_qa_pairs(limit_qa, seed=7)] + [i.replace("_", " ") for i in SLU_INTENTS]
+
+
+def build_lm(out: Path, minutes: float = 6.0) -> Path:
+    """Tokenizer + tiny Llama on the open-train text, framed as assistant turns."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    from transformers import (
+        DataCollatorForLanguageModeling,
+        LlamaConfig,
+        LlamaForCausalLM,
+        PreTrainedTokenizerFast,
+        Trainer,
+        TrainingArguments,
+    )
+
+    from hf_slm.data import load_text_split
+    from hf_slm.models.speech_llm import AUDIO_TOKEN, add_speech_llm_tokens
+    from hf_slm.training import WallClockLimit
+
+    folder = out / "lm"
+    if (folder / "config.json").is_file():
+        return folder
+    sentences = [t for t in (ctc_text(s) for s in load_text_split("train")) if t]
+    texts = sentences + _answer_texts()
+    specials = ["<unk>", AUDIO_TOKEN, "<|im_start|>", "<|im_end|>"]
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.decoder = decoders.Metaspace()
+    framed = [f"<|im_start|>assistant\n{t}<|im_end|>\n" for t in texts]
+    tok.train_from_iterator(framed, trainers.BpeTrainer(vocab_size=LM_VOCAB, special_tokens=specials,
+                                                        initial_alphabet=list("abcdefghijklmnopqrstuvwxyz'\n")))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>")
+    add_speech_llm_tokens(tokenizer)
+    ids = tokenizer(framed, add_special_tokens=False)["input_ids"]
+    flat = [i for row in ids for i in row]
+    block = 128
+    blocks = [flat[i : i + block] for i in range(0, len(flat) - block, block)]
+    logger.info("LM text: %d sequences, %d tokens, %d blocks; vocab %d", len(framed), len(flat), len(blocks),
+                len(tokenizer))  # fmt: skip
+    config = LlamaConfig(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
+                         eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"), bos_token_id=None, **LM)  # fmt: skip
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config)
+    args = TrainingArguments(output_dir=str(out / "lm_run"), per_device_train_batch_size=16, learning_rate=3e-3,
+                             warmup_steps=50, lr_scheduler_type="cosine", max_steps=int(minutes * 120),
+                             weight_decay=0.01, logging_steps=50, save_strategy="no", report_to="none",
+                             use_cpu=True, seed=0)  # fmt: skip
+    dataset = [{"input_ids": b} for b in blocks]
+    trainer = Trainer(model=model, args=args, train_dataset=dataset,
+                      data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False),
+                      callbacks=[WallClockLimit(minutes, save=False)])  # fmt: skip
+    trainer.train()
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    loss = next(e["loss"] for e in reversed(trainer.state.log_history) if "loss" in e)
+    (folder / "lm_results.json").write_text(json.dumps({"steps": trainer.state.global_step, "final_loss": loss,
+                                                        "parameters": model.num_parameters(),
+                                                        "tokens": len(flat)}, indent=2))  # fmt: skip
+    return folder
+
+
+def build_data(out: Path) -> Path:
+    from datasets import concatenate_datasets
+
+    from hf_slm.instruct import (
+        add_answer_units,
+        build_spoken_answers,
+        build_spoken_intent,
+        build_spoken_qa,
+        synthetic_slu_commands,
+        wordnet_qa_pairs,
+    )
+    from hf_slm.instruct import speech_llm_features
+    from hf_slm.pipelines import ASR_PROMPT
+    from hf_slm.training.arguments import csv_list
+
+    data = out / "data"
+    config = json.loads(ENCODER_CONFIG.read_text())
+    data_args = CtcDataArguments(**{k: v for k, v in config.items() if k in CtcDataArguments.__dataclass_fields__})
+    columns = ["audio", "messages"]
+    features = speech_llm_features()
+    if not (data / "asr" / "dataset_info.json").is_file():
+        train_texts, _ = select_texts(data_args, seed=0)  # the encoder's sentences: their speech is cached
+        asr = speech(train_texts, csv_list(data_args.voices), csv_list(data_args.rates, int),
+                     csv_list(data_args.pitches, int), data_args, 0)  # fmt: skip
+        asr = asr.map(lambda row: {"messages": _chat(ASR_PROMPT, row["labels_text"])})
+        asr = asr.cast_column("messages", features["messages"]).cast_column("audio", features["audio"])
+        asr.select_columns(columns).save_to_disk(str(data / "asr"))
+    if not (data / "instruct" / "dataset_info.json").is_file():
+        from datasets import load_from_disk
+
+        asr = load_from_disk(str(data / "asr")).shuffle(seed=0).select(range(3000))
+        qa = build_spoken_qa(wordnet_qa_pairs(NUM_QA, seed=3))
+        intent = build_spoken_intent(synthetic_slu_commands(NUM_INTENT, seed=4))
+        tasks = concatenate_datasets([qa, intent]).map(_audio_first_lower_answer).select_columns(columns)
+        concatenate_datasets([asr, tasks.cast(asr.features)]).shuffle(seed=0).save_to_disk(str(data / "instruct"))
+    if not (data / "spoken" / "dataset_info.json").is_file():
+        pairs = [p for p in wordnet_qa_pairs(4 * NUM_SPOKEN, seed=5) if len(p[1].split()) <= MAX_ANSWER_WORDS]
+        spoken = add_answer_units(build_spoken_answers(pairs[:NUM_SPOKEN]), pipeline="default")
+        spoken.map(_audio_first_lower_answer).select_columns([*columns, "units"]).save_to_disk(str(data / "spoken"))
+    return data
+
+
+def _chat(instruction: str, answer: str) -> list[dict]:
+    """The pipeline's turn layout (`SpeechLLMPipeline.chat(audio=..., text=...)`): the audio, then the instruction."""
+    user = {"role": "user", "content": [{"type": "audio", "text": None}, {"type": "text", "text": instruction}]}
+    return [user, {"role": "assistant", "content": [{"type": "text", "text": answer}]}]
+
+
+def _audio_first_lower_answer(row: dict) -> dict:
+    user, answer = row["messages"]
+    instruction = next(i["text"] for i in user["content"] if i["type"] == "text")
+    return {"messages": _chat(instruction, "".join(i["text"] for i in answer["content"]).lower())}
+
+
+def assemble(out: Path) -> Path:
+    """OUT/stage3 + a reference to the embedded ``default``'s vocoder (not a copy: 7.8 MB) -> OUT/variant."""
+    from hf_slm.models.speech_llm import SpeechLLMForConditionalGeneration, SpeechLLMProcessor
+    from hf_slm.pipelines import INDEX_FILE, SpeechLLMPipeline
+
+    target = out / "variant"
+    if (target / INDEX_FILE).is_file():
+        return target
+    processor = SpeechLLMProcessor.from_pretrained(out / "stage3")
+    model = SpeechLLMForConditionalGeneration.from_pretrained(out / "stage3").eval()
+    draft = out / "variant_draft"
+    SpeechLLMPipeline(processor, model).save_pretrained(draft)
+    index = json.loads((draft / INDEX_FILE).read_text())
+    index["vocoder"] = {"library": "hf_slm", "class": "UnitMelVocoder", "repo": "default", "subfolder": "vocoder"}
+    (draft / INDEX_FILE).write_text(json.dumps(index, indent=2) + "\n")
+    SpeechLLMPipeline.from_pretrained(draft).save_pretrained(target)  # the loader checks the vocoder's unit count
+    return target
+
+
+def ship(out: Path) -> Path:
+    """OUT/variant + its figures (OUT/asr.json, OUT/tasks.json) + the training results -> the embedded folder."""
+    import shutil
+
+    import hf_slm
+    from hf_slm.evaluation.speech_llm_tasks import summarize
+    from hf_slm.pipelines import SpeechLLMPipeline
+
+    asr = json.loads((out / "asr.json").read_text())
+    tasks = json.loads((out / "tasks.json").read_text())
+    eval_results = {
+        "asr": {k: asr[k] for k in ("wer", "cer", "n", "voice", "rate", "texts")}
+        | {f"pocketsphinx_{v}_{m}": asr["pocketsphinx"][v][m] for v in asr["pocketsphinx"] for m in ("wer", "cer")},
+        "speech_llm_tasks": summarize(tasks) | {k: tasks[k] for k in ("voice", "rate", "num_examples")},
+    }
+    summary = {name: json.loads((out / name / "results.json").read_text())
+               for name in ("encoder", "stage1", "stage2", "stage3")}  # fmt: skip
+    summary["encoder"] = {k: v for k, v in summary["encoder"].items() if k != "items"}
+    summary["lm"] = json.loads((out / "lm" / "lm_results.json").read_text())
+    staging = out / "ship"
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(out / "variant", staging)
+    (staging / "eval_results.json").write_text(json.dumps(eval_results, indent=2) + "\n")
+    (staging / "training_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    pipe = SpeechLLMPipeline.from_pretrained(staging)
+    (staging / "README.md").write_text(pipe.model_card(eval_results=eval_results, repo_id="speech-llm-default"))
+    target = Path(hf_slm.DEFAULT_SPEECH_LLM_PIPELINE)
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(staging, target)
+    return target
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    steps = {"lm": build_lm, "data": build_data, "assemble": assemble, "ship": ship}
+    if len(argv) != 2 or argv[0] not in steps:
+        raise SystemExit(f"usage: make_default.py {{{','.join(steps)}}} OUT_FOLDER (got {argv!r})")
+    print(steps[argv[0]](Path(argv[1])))
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    main()

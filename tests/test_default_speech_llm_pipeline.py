@@ -1,0 +1,71 @@
+"""The embedded `speech-llm-default` (issue 16): within its size budget, its vocoder a reference to the default's,
+loads offline in a fresh process and transcribes espeak-ng speech, answers through `hf-slm chat`,
+and its card carries the measured figures of eval_results.json."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import hf_slm
+from hf_slm.cli.main import main
+from hf_slm.data.builder import write_wav
+from hf_slm.data.espeak import EspeakSynthesizer
+from hf_slm.pipelines import INDEX_FILE
+from hf_slm.pipelines.pipeline_utils import resolve_pipeline_path
+
+SPEECH_LLM = Path(hf_slm.DEFAULT_SPEECH_LLM_PIPELINE)
+BUDGET_MB = 12  # docs/speech_llm.md states it
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models: threads cost more than they give
+
+
+def test_within_budget_and_the_vocoder_is_the_defaults():
+    assert resolve_pipeline_path("speech-llm-default") == SPEECH_LLM
+    size = sum(f.stat().st_size for f in SPEECH_LLM.rglob("*") if f.is_file())
+    assert size <= BUDGET_MB * 1e6, f"speech-llm-default is {size / 1e6:.1f} MB, over the {BUDGET_MB} MB budget"
+    index = json.loads((SPEECH_LLM / INDEX_FILE).read_text())
+    assert index["_class_name"] == "SpeechLLMPipeline"
+    assert index["vocoder"] == {"library": "hf_slm", "class": "UnitMelVocoder", "repo": "default", "subfolder": "vocoder"}
+    assert not (SPEECH_LLM / "vocoder").exists() and not list(SPEECH_LLM.rglob("*.bin"))
+    summary = json.loads((SPEECH_LLM / "training_summary.json").read_text())
+    assert [summary[s]["stage"] for s in ("stage1", "stage2", "stage3")] == [1, 2, 3]
+    assert all(summary[s]["steps"] > 0 for s in ("encoder", "lm", "stage1", "stage2", "stage3"))
+
+
+def test_loads_offline_in_a_fresh_process_and_transcribes_espeak_speech(tmp_path):
+    code = """
+from hf_slm import SpeechLLMPipeline
+from hf_slm.data import EspeakSynthesizer
+pipe = SpeechLLMPipeline.from_pretrained("speech-llm-default")
+speech = EspeakSynthesizer("en-us").synthesize("the weather is nice today")
+print(repr(pipe.transcribe(speech.waveform, sampling_rate=speech.sampling_rate, max_new_tokens=24)[0]))
+"""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HOME": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = eval(proc.stdout.strip().splitlines()[-1])  # noqa: S307 - our own repr of a str
+    assert isinstance(text, str) and text.strip()
+
+
+def test_cli_chat_answers_a_spoken_question(tmp_path, capsys):
+    """`hf-slm chat speech-llm-default --audio --text` answers in text. (Its speech decoder, 139 CPU steps, still
+    decodes all-blank units, so no spoken answer yet: docs/speech_llm.md reports it.)"""
+    speech = EspeakSynthesizer("en-us").synthesize("which word means a large body of salt water")
+    question = write_wav(tmp_path / "question.wav", speech.waveform, speech.sampling_rate)
+    argv = ["chat", "speech-llm-default", "--audio", str(question), "--text", "say the answer", "--max-new-tokens", "12"]
+    assert main(argv) == 0, capsys.readouterr().err
+    assert capsys.readouterr().out.strip()
+
+
+def test_card_carries_the_measured_figures():
+    results = json.loads((SPEECH_LLM / "eval_results.json").read_text())
+    card = (SPEECH_LLM / "README.md").read_text()
+    assert results["asr"]["n"] >= 50 and results["asr"]["voice"] == "en-us" and results["asr"]["rate"] == 175
+    assert f"{results['asr']['wer']:.3f}" in card and f"{results['asr']['pocketsphinx_open_wer']:.3f}" in card
+    assert f"{results['speech_llm_tasks']['intent_accuracy']:.3f}" in card
