@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 from datasets import Dataset
+from huggingface_hub import ModelCard
 from transformers import Trainer, TrainingArguments
 
 from hf_slm import AcousticLMConfig, AcousticLMForCausalLM, AudioLMPipeline, PipelineLoadError, SpeechFeatureExtractor
@@ -202,6 +203,12 @@ def test_continue_speech_saves_reloads_and_keeps_the_acoustic_prompt(tmp_path):
     assert len(set(out.codes[0].flatten().tolist())) > 1
 
     pipe.save_pretrained(tmp_path / "variant")
+    card = ModelCard.load(tmp_path / "variant" / "README.md")
+    assert card.data.library_name == "hf_slm" and "audiolm" in card.data.tags
+    for name in pipe.components:
+        assert f"| `{name}` |" in card.text, name
+    assert 'AudioLMPipeline.from_pretrained("variant")' in card.text and "pipe.continue_speech(" in card.text
+    assert 'subfolder="semantic_lm"' in card.text
     loaded = AudioLMPipeline.from_pretrained(tmp_path / "variant")
     assert [type(c) for c in loaded.components.values()] == [type(c) for c in pipe.components.values()]
     again = loaded.continue_speech(clip, sampling_rate=RATE, max_new_tokens=7, seed=0)

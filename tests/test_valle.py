@@ -222,6 +222,21 @@ def test_text_to_speech_after_a_save_and_load(variant, prompt_wav):
     assert torch.equal(again.codes, out.codes)  # seeded repetition-aware sampling
 
 
+def test_a_saved_variant_carries_a_model_card(variant):
+    from huggingface_hub import ModelCard
+
+    from hf_slm.pipelines.valle_pipeline import VALLE_COMPONENTS
+
+    card = ModelCard.load(variant / "README.md")
+    assert card.data.library_name == "hf_slm" and card.data.pipeline_tag == "text-to-speech"
+    assert {"valle", "zero-shot-tts"} <= set(card.data.tags)
+    for name in VALLE_COMPONENTS:
+        assert f"| `{name}` |" in card.text, name
+    assert "phonemes" in card.text and "codebooks 3" in card.text  # the models' details
+    assert 'VallEPipeline.from_pretrained("variant")' in card.text and "pipe.text_to_speech(" in card.text
+    assert 'subfolder="ar_model"' in card.text
+
+
 def test_the_whole_prompt_and_its_transcript_lead_the_ar_input(variant, prompt_wav):
     from hf_slm.pipelines.valle_pipeline import text_to_phoneme_ids
 
