@@ -231,12 +231,13 @@ def tiny_valle_ar(seed: int = 0, group_size: int = 2, num_phonemes: int = 64, nu
     return VallEARModel(config).eval()
 
 
-def tiny_valle_nar(seed: int = 0, num_phonemes: int = 64, num_codebooks: int = 3, frame_rate: float | None = None):
+def tiny_valle_nar(seed: int = 0, num_phonemes: int = 64, num_codebooks: int = 3, frame_rate: float | None = None,
+                   group_size: int = 1):  # fmt: skip
     from hf_slm.models.valle import VallENARConfig, VallENARModel
 
     torch.manual_seed(seed)
     config = VallENARConfig(text_config=VALLE_BACKBONE, num_phonemes=num_phonemes, codebook_size=NUM_UNITS,
-                            num_codebooks=num_codebooks, frame_rate=frame_rate)  # fmt: skip
+                            num_codebooks=num_codebooks, frame_rate=frame_rate, group_size=group_size)  # fmt: skip
     return VallENARModel(config).eval()
 
 
