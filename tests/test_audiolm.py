@@ -275,18 +275,10 @@ def test_a_saved_variant_with_a_mismatched_component_is_refused_at_load(tmp_path
 
 
 def test_example_trains_and_saves_a_variant(tmp_path):
-    import importlib.util
-    import sys
-    from pathlib import Path
+    from example_loader import ROOT, load_script
 
-    path = Path(__file__).resolve().parents[1] / "examples" / "audiolm" / "train_audiolm.py"
-    spec = importlib.util.spec_from_file_location("train_audiolm", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve string annotations through sys.modules
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        del sys.modules[spec.name]
+    path = ROOT / "examples" / "audiolm" / "train_audiolm.py"
+    module = load_script(path)
     variant = module.main([str(path.with_name("config_tiny.json")), "--output_dir", str(tmp_path / "run"),
                            "--num_sentences", "10", "--num_eval_utterances", "1", "--max_steps", "2",
                            "--hidden_size", "32", "--per_device_train_batch_size", "2",

@@ -190,18 +190,10 @@ def test_cli_demo_runs_a_codec_lm_variant(tmp_path, capsys):
 
 
 def test_example_trains_and_saves_a_variant(tmp_path, prompt):
-    import importlib.util
-    import sys
-    from pathlib import Path
+    from example_loader import ROOT, load_script
 
-    path = Path(__file__).resolve().parents[1] / "examples" / "codec_lm" / "train_codec_lm.py"
-    spec = importlib.util.spec_from_file_location("train_codec_lm", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve string annotations through sys.modules
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        del sys.modules[spec.name]
+    path = ROOT / "examples" / "codec_lm" / "train_codec_lm.py"
+    module = load_script(path)
     config = path.with_name("config_tiny.json")
     variant = module.main([str(config), "--output_dir", str(tmp_path / "run"), "--num_sentences", "10",
                            "--num_eval_utterances", "1", "--max_steps", "2", "--hidden_size", "32",
@@ -303,3 +295,4 @@ def test_cli_tokenize_writes_codec_codes(tmp_path, prompt, monkeypatch, capsys):
                  "--output", str(tmp_path / "dedup.jsonl")]) != 0  # fmt: skip
     assert "deduplicate=True needs a unit tokenizer; RVQCodecModel gives codec codes" in capsys.readouterr().err
     assert not (tmp_path / "dedup.jsonl").exists()
+

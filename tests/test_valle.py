@@ -373,14 +373,10 @@ def test_cli_tts_writes_a_readable_wav_and_refuses_bad_input(variant, prompt_wav
 
 # ---------------------------------------------------------------------------------------------------- Space
 def _space_app():
-    import importlib.util
-    from pathlib import Path
+    from example_loader import load_script
 
     pytest.importorskip("gradio", reason="the Space needs gradio: pip install -e '.[space]'")
-    spec = importlib.util.spec_from_file_location("space_app", Path(__file__).resolve().parents[1] / "spaces" / "app.py")
-    app = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(app)
-    return app
+    return load_script("spaces/app.py", "space_app")
 
 
 def _tab_function(demo, api_name):
@@ -419,17 +415,10 @@ def test_space_tts_tab_speaks_with_a_variant_and_explains_without_one(variant, p
 
 # ---------------------------------------------------------------------------------------------------- example
 def test_example_trains_and_saves_a_variant(tmp_path, prompt_wav):
-    import importlib.util
-    from pathlib import Path
+    from example_loader import ROOT, load_script
 
-    path = Path(__file__).resolve().parents[1] / "examples" / "valle" / "train_valle.py"
-    spec = importlib.util.spec_from_file_location("train_valle", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve string annotations through sys.modules
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        del sys.modules[spec.name]
+    path = ROOT / "examples" / "valle" / "train_valle.py"
+    module = load_script(path)
     variant = module.main([str(path.with_name("config_tiny.json")), "--output_dir", str(tmp_path / "run"),
                            "--num_sentences", "10", "--max_steps", "2", "--hidden_size", "32",
                            "--per_device_train_batch_size", "2", "--logging_steps", "1",
