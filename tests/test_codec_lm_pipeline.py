@@ -296,3 +296,29 @@ def test_cli_tokenize_writes_codec_codes(tmp_path, prompt, monkeypatch, capsys):
     assert "deduplicate=True needs a unit tokenizer; RVQCodecModel gives codec codes" in capsys.readouterr().err
     assert not (tmp_path / "dedup.jsonl").exists()
 
+
+def test_generation_evaluation_refuses_a_codec_lm_and_prosody_continues_codes_along_time(tmp_path, capsys):
+    """`evaluate generation` (judge perplexity of the continuation, VERT: unit-sequence metrics) refuses a codec-LM
+    variant by name; `evaluate prosody` cuts, continues and decodes its `[Q, T]` codes along time: with a random codec
+    and LM every item then fails only the voicing check of its samples, never on the codes' shape."""
+    from hf_slm.cli.main import main
+    from hf_slm.evaluation.generation import evaluate_generation
+    from hf_slm.evaluation.prosody import evaluate_prosody
+
+    pipe = build("rvq")
+    audio = []
+    for pitch, text in ((30, "hello there my friend"), (70, "the cat sat on the mat")):
+        speech = EspeakSynthesizer(pitch=pitch).synthesize(text)
+        audio.append({"array": speech.waveform[:8000], "sampling_rate": speech.sampling_rate})
+    with pytest.raises(ValueError, match="needs one stream of units, but the generator is a "
+                                         "MultiStreamSpeechLMForCausalLM .* codec-LM variant"):  # fmt: skip
+        evaluate_generation(pipe, audio, temperatures=(1.0,), max_new_tokens=4)
+    folder = pipe.save_pretrained(tmp_path / "codec-lm")
+    capsys.readouterr()
+    assert main(["evaluate", "generation", "--pipeline", str(folder), "--limit", "1", "--temperatures", "1.0",
+                 "--max-new-tokens", "4", "--output", str(tmp_path / "gen.json")]) == 1  # fmt: skip
+    assert "needs one stream of units" in capsys.readouterr().err and not (tmp_path / "gen.json").exists()
+
+    with pytest.raises(ValueError, match="no utterance could be scored") as error:
+        evaluate_prosody(pipe, audio, num_samples=2, max_new_tokens=40)
+    assert str(error.value).count("too few voiced frames") == 2  # both items reached F0 scoring
