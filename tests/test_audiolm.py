@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 from datasets import Dataset
+from huggingface_hub import ModelCard
 from transformers import Trainer, TrainingArguments
 
 from hf_slm import AcousticLMConfig, AcousticLMForCausalLM, AudioLMPipeline, PipelineLoadError, SpeechFeatureExtractor
@@ -202,6 +203,12 @@ def test_continue_speech_saves_reloads_and_keeps_the_acoustic_prompt(tmp_path):
     assert len(set(out.codes[0].flatten().tolist())) > 1
 
     pipe.save_pretrained(tmp_path / "variant")
+    card = ModelCard.load(tmp_path / "variant" / "README.md")
+    assert card.data.library_name == "hf_slm" and "audiolm" in card.data.tags
+    for name in pipe.components:
+        assert f"| `{name}` |" in card.text, name
+    assert 'AudioLMPipeline.from_pretrained("variant")' in card.text and "pipe.continue_speech(" in card.text
+    assert 'subfolder="semantic_lm"' in card.text
     loaded = AudioLMPipeline.from_pretrained(tmp_path / "variant")
     assert [type(c) for c in loaded.components.values()] == [type(c) for c in pipe.components.values()]
     again = loaded.continue_speech(clip, sampling_rate=RATE, max_new_tokens=7, seed=0)
@@ -268,18 +275,10 @@ def test_a_saved_variant_with_a_mismatched_component_is_refused_at_load(tmp_path
 
 
 def test_example_trains_and_saves_a_variant(tmp_path):
-    import importlib.util
-    import sys
-    from pathlib import Path
+    from example_loader import ROOT, load_script
 
-    path = Path(__file__).resolve().parents[1] / "examples" / "audiolm" / "train_audiolm.py"
-    spec = importlib.util.spec_from_file_location("train_audiolm", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve string annotations through sys.modules
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        del sys.modules[spec.name]
+    path = ROOT / "examples" / "audiolm" / "train_audiolm.py"
+    module = load_script(path)
     variant = module.main([str(path.with_name("config_tiny.json")), "--output_dir", str(tmp_path / "run"),
                            "--num_sentences", "10", "--num_eval_utterances", "1", "--max_steps", "2",
                            "--hidden_size", "32", "--per_device_train_batch_size", "2",

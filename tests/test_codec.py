@@ -711,19 +711,10 @@ def test_quantizer_bypass_feeds_continuous_latents_while_training_only():
 
 # ---------------------------------------------------------------------------------------------------- example
 def _example_script():
-    import importlib.util
-    import sys
-    from pathlib import Path
+    from example_loader import ROOT, load_script
 
-    path = Path(__file__).resolve().parents[1] / "examples" / "codec" / "train_codec.py"
-    spec = importlib.util.spec_from_file_location("train_codec", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve string annotations through sys.modules
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        del sys.modules[spec.name]
-    return module, path.parent / "config_tiny.json"
+    path = ROOT / "examples" / "codec" / "train_codec.py"
+    return load_script(path), path.parent / "config_tiny.json"
 
 
 def test_example_trains_two_steps_then_resumes(tmp_path):

@@ -190,18 +190,10 @@ def test_cli_demo_runs_a_codec_lm_variant(tmp_path, capsys):
 
 
 def test_example_trains_and_saves_a_variant(tmp_path, prompt):
-    import importlib.util
-    import sys
-    from pathlib import Path
+    from example_loader import ROOT, load_script
 
-    path = Path(__file__).resolve().parents[1] / "examples" / "codec_lm" / "train_codec_lm.py"
-    spec = importlib.util.spec_from_file_location("train_codec_lm", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve string annotations through sys.modules
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        del sys.modules[spec.name]
+    path = ROOT / "examples" / "codec_lm" / "train_codec_lm.py"
+    module = load_script(path)
     config = path.with_name("config_tiny.json")
     variant = module.main([str(config), "--output_dir", str(tmp_path / "run"), "--num_sentences", "10",
                            "--num_eval_utterances", "1", "--max_steps", "2", "--hidden_size", "32",
@@ -303,3 +295,30 @@ def test_cli_tokenize_writes_codec_codes(tmp_path, prompt, monkeypatch, capsys):
                  "--output", str(tmp_path / "dedup.jsonl")]) != 0  # fmt: skip
     assert "deduplicate=True needs a unit tokenizer; RVQCodecModel gives codec codes" in capsys.readouterr().err
     assert not (tmp_path / "dedup.jsonl").exists()
+
+
+def test_generation_evaluation_refuses_a_codec_lm_and_prosody_continues_codes_along_time(tmp_path, capsys):
+    """`evaluate generation` (judge perplexity of the continuation, VERT: unit-sequence metrics) refuses a codec-LM
+    variant by name; `evaluate prosody` cuts, continues and decodes its `[Q, T]` codes along time: with a random codec
+    and LM every item then fails only the voicing check of its samples, never on the codes' shape."""
+    from hf_slm.cli.main import main
+    from hf_slm.evaluation.generation import evaluate_generation
+    from hf_slm.evaluation.prosody import evaluate_prosody
+
+    pipe = build("rvq")
+    audio = []
+    for pitch, text in ((30, "hello there my friend"), (70, "the cat sat on the mat")):
+        speech = EspeakSynthesizer(pitch=pitch).synthesize(text)
+        audio.append({"array": speech.waveform[:8000], "sampling_rate": speech.sampling_rate})
+    with pytest.raises(ValueError, match="needs one stream of units, but the generator is a "
+                                         "MultiStreamSpeechLMForCausalLM .* codec-LM variant"):  # fmt: skip
+        evaluate_generation(pipe, audio, temperatures=(1.0,), max_new_tokens=4)
+    folder = pipe.save_pretrained(tmp_path / "codec-lm")
+    capsys.readouterr()
+    assert main(["evaluate", "generation", "--pipeline", str(folder), "--limit", "1", "--temperatures", "1.0",
+                 "--max-new-tokens", "4", "--output", str(tmp_path / "gen.json")]) == 1  # fmt: skip
+    assert "needs one stream of units" in capsys.readouterr().err and not (tmp_path / "gen.json").exists()
+
+    with pytest.raises(ValueError, match="no utterance could be scored") as error:
+        evaluate_prosody(pipe, audio, num_samples=2, max_new_tokens=40)
+    assert str(error.value).count("too few voiced frames") == 2  # both items reached F0 scoring

@@ -4,11 +4,9 @@ scored end to end next to real pocketsphinx; the pipeline hook (`transcribe(wave
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -28,14 +26,9 @@ TEXTS = ["Good morning everyone.", "I want to go home.", "The weather is nice to
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("pretrain_encoder_ctc", EXAMPLE / "pretrain_encoder_ctc.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        del sys.modules[spec.name]
-    return module
+    from example_loader import load_script
+
+    return load_script(EXAMPLE / "pretrain_encoder_ctc.py")
 
 
 def _flags(out: Path, **overrides) -> list[str]:

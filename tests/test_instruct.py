@@ -4,7 +4,6 @@ silence mode after a short tuning, spoken chat streaming and user interruption, 
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 import os
 import subprocess
@@ -41,6 +40,7 @@ from hf_slm.pipelines.adapters import adapter_holds_embeddings, add_task_tokens
 from hf_slm.pipelines import SpokenChatPipeline
 
 sys.path.insert(0, str(Path(__file__).parent))
+from example_loader import load_script  # noqa: E402
 from tiny_components import NUM_UNITS, tiny_mel_vocoder, tiny_unit_encoder  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -408,11 +408,7 @@ def test_copied_or_moved_instruct_variant_still_loads(tokenizer, tmp_path):
 # ---------------------------------------------------------------------------------------------------- silence mode
 def _load_example(name: str):
     """An example script as a module (its dataclasses look their module up while being built)."""
-    spec = importlib.util.spec_from_file_location(f"instruction_{name}", EXAMPLE / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script(EXAMPLE / f"{name}.py", f"instruction_{name}", keep_registered=True)
 
 
 def test_silence_mode_after_short_tuning(tmp_path):

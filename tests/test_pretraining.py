@@ -5,7 +5,6 @@ ends (same losses step by step)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import os
@@ -540,14 +539,9 @@ def test_killed_run_resumes_from_its_last_checkpoint(reference_run, speech_datas
 @pytest.fixture(scope="module")
 def script():
     """The example script as a module (for in-process runs)."""
-    spec = importlib.util.spec_from_file_location("pretrain_speech_lm", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve string annotations through sys.modules
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        del sys.modules[spec.name]
-    return module
+    from example_loader import load_script
+
+    return load_script(SCRIPT)
 
 
 def test_script_arguments(script, tmp_path):

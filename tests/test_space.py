@@ -87,8 +87,7 @@ def space(tmp_path_factory):
     """(url, pipeline folder, speech LLM folder): the app in its own process, as `python spaces/app.py --pipeline ...
     --speech-llm-pipeline ... --port ...`, over a tiny variant that cannot chat, so that the spoken-instruction tab
     runs the default `instruct-default`, and a tiny random SpeechLLMPipeline (speech decoder + vocoder)."""
-    from test_speech_llm_pipeline import tiny_speech_llm_parts
-    from tiny_components import tiny_mel_vocoder, tiny_pipeline
+    from tiny_components import tiny_mel_vocoder, tiny_pipeline, tiny_speech_llm_parts
 
     from hf_slm.pipelines import SpeechLLMPipeline
 
@@ -269,12 +268,9 @@ def test_spoken_command_gets_its_intent_and_noise_gets_silence(client, chat_pipe
 
 
 def _space_app():
-    import importlib.util
+    from example_loader import load_script
 
-    spec = importlib.util.spec_from_file_location("space_app", ROOT / "spaces" / "app.py")
-    app = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(app)
-    return app
+    return load_script("spaces/app.py", "space_app")
 
 
 def test_instruct_tab_falls_back_to_the_instruct_variant():

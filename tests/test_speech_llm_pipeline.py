@@ -11,63 +11,18 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from tiny_components import NUM_UNITS, tiny_mel_vocoder
-from tokenizers import Tokenizer, models, pre_tokenizers
-from transformers import (
-    AutoModelForMultimodalLM,
-    AutoProcessor,
-    HubertConfig,
-    LlamaConfig,
-    PreTrainedTokenizerFast,
-    Wav2Vec2FeatureExtractor,
-)
+from tiny_components import NUM_UNITS, tiny_mel_vocoder, tiny_speech_llm_parts
+from transformers import AutoModelForMultimodalLM, AutoProcessor
 
 from hf_slm.cli.main import main
 from hf_slm.data.builder import write_wav
 from hf_slm.data.espeak import EspeakSynthesizer
 from hf_slm.evaluation.metrics.error_rate.error_rate import normalize_transcript
-from hf_slm.models.speech_llm import (
-    AUDIO_TOKEN,
-    SpeechLLMConfig,
-    SpeechLLMForConditionalGeneration,
-    SpeechLLMProcessor,
-    add_speech_llm_tokens,
-)
+from hf_slm.models.speech_llm import SpeechLLMForConditionalGeneration, SpeechLLMProcessor
 from hf_slm.models.unit_encoder import AudioInputError
 from hf_slm.pipelines import INDEX_FILE, PipelineLoadError, SpeechLLMPipeline, SpeechLMPipeline
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-WORDS = "the cat sat on a mat dog ran far away transcribe audio".split()
-
-
-def tiny_speech_llm_parts(num_units: int | None = NUM_UNITS, seed: int = 0):
-    """A random HuBERT + pool-linear + Llama speech LLM (with a CTC speech decoder over `num_units` units) and its
-    processor."""
-    tok = Tokenizer(models.WordLevel(vocab={"<unk>": 0, **{w: i + 1 for i, w in enumerate(WORDS)}}, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>")
-    add_speech_llm_tokens(tokenizer)
-    audio = HubertConfig(
-        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37, conv_dim=(8,) * 7,
-        num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2, feat_extract_norm="layer",
-        do_stable_layer_norm=True,
-    )  # fmt: skip
-    text = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                       num_attention_heads=4, num_key_value_heads=2)  # fmt: skip
-    decoder = None
-    if num_units is not None:
-        decoder = {"num_units": num_units, "upsample_factor": 4, "hidden_size": 32, "num_attention_heads": 2,
-                   "intermediate_size": 64}  # fmt: skip
-    config = SpeechLLMConfig(
-        audio_config=audio, text_config=text, projector_config={"projector_type": "pool_linear", "downsample": 2},
-        speech_decoder_config=decoder, audio_token_id=tokenizer.convert_tokens_to_ids(AUDIO_TOKEN),
-    )  # fmt: skip
-    torch.manual_seed(seed)
-    model = SpeechLLMForConditionalGeneration(config).eval()
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.generation_config.eos_token_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
-    extractor = Wav2Vec2FeatureExtractor(return_attention_mask=True, do_normalize=True)
-    return model, SpeechLLMProcessor.from_config(config, extractor, tokenizer)
 
 
 @pytest.fixture(scope="module")

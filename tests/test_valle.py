@@ -128,6 +128,34 @@ def test_nar_fills_codebooks_two_to_q_and_keeps_codebook_one():
         model.prepare_inputs(phonemes, codes, prompt_frames=[9])
 
 
+@pytest.mark.parametrize("group_size", [2, 3])
+def test_nar_grouped_codes_round_trip(group_size):
+    """VALL-E 2's grouped codes in the NAR model: rows hold every prompt / target frame once (a padded last group),
+    the labels are codebook `stage` of the target frames, and greedy generation of codebook 2 is the argmax of the
+    teacher-forced logits."""
+    model = tiny_valle_nar(group_size=group_size)
+    phonemes, codes = valle_rows(1)
+    p, c, split = phonemes[0], codes[0], 4  # 9 frames: a 4-frame prompt, a 5-frame target (padded last groups)
+    batch = model.prepare_inputs([p], [c], stages=[1], prompt_frames=[split])
+    ids, types, labels = batch["input_ids"][0], batch["token_type_ids"][0], batch["labels"][0]
+    groups = -(-split // group_size) + -(-(c.shape[1] - split) // group_size)
+    assert ids.shape == (len(p) + groups, group_size, 3) and labels.shape == (len(p) + groups, group_size)
+    assert torch.equal(ids[: len(p), 0, 0], p)
+    for kind, frames in ((1, c[:, :split]), (2, c[:, split:])):
+        held = ids[types == kind].reshape(-1, 3)
+        assert torch.equal(held[held[:, 0] >= 0].T, frames)  # every frame once, in order; padding frames are -1
+    scored = labels[types == 2].reshape(-1)
+    assert torch.equal(scored[scored != -100], c[1, split:]) and (labels[types != 2] == -100).all()
+    assert model(**batch).loss.isfinite()
+
+    out = model.generate(p, c[:, :split], c[0, split:])
+    assert out.shape == (3, c.shape[1] - split) and torch.equal(out[0], c[0, split:])
+    logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits[0]
+    assert torch.equal(out[1], logits[types == 2].argmax(-1).reshape(-1)[: out.shape[1]])
+    with pytest.raises(ValueError, match="group_size must be an int >= 1, got 0"):
+        tiny_valle_nar(group_size=0)
+
+
 def test_docstring_examples_run():
     import doctest
 
@@ -170,10 +198,11 @@ def test_rows_are_the_texts_phonemes_and_codes(tts_data):
     assert codes.shape[0] == 3 and codes.shape[1] > 20 and codes.unique().numel() > 1
 
 
-@pytest.mark.parametrize("stage", ["ar", "nar"])
+@pytest.mark.parametrize("stage", ["ar", "nar", "nar_grouped"])
 def test_trainer_steps_lower_the_loss(stage, tts_data, tmp_path):
     rows, tokenizer, _, _ = tts_data
-    model = (tiny_valle_ar if stage == "ar" else tiny_valle_nar)(num_phonemes=len(tokenizer)).train()
+    build = {"ar": tiny_valle_ar, "nar": tiny_valle_nar, "nar_grouped": lambda **kw: tiny_valle_nar(group_size=2, **kw)}
+    model = build[stage](num_phonemes=len(tokenizer)).train()
     args = TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=4, learning_rate=3e-3,
                              max_steps=16, logging_steps=1, save_strategy="no", report_to="none", use_cpu=True,
                              remove_unused_columns=False, dataloader_num_workers=0, seed=0)  # fmt: skip
@@ -220,6 +249,30 @@ def test_text_to_speech_after_a_save_and_load(variant, prompt_wav):
     again = pipe.text_to_speech("open the door", str(prompt_wav), prompt_text="the cat sat on the mat",
                                 max_new_frames=9, min_new_frames=9, seed=0)  # fmt: skip
     assert torch.equal(again.codes, out.codes)  # seeded repetition-aware sampling
+
+
+def test_a_saved_variant_carries_a_model_card(variant):
+    from huggingface_hub import ModelCard
+
+    from hf_slm.pipelines.valle_pipeline import VALLE_COMPONENTS
+
+    card = ModelCard.load(variant / "README.md")
+    assert card.data.library_name == "hf_slm" and card.data.pipeline_tag == "text-to-speech"
+    assert {"valle", "zero-shot-tts"} <= set(card.data.tags)
+    for name in VALLE_COMPONENTS:
+        assert f"| `{name}` |" in card.text, name
+    assert "phonemes" in card.text and "codebooks 3" in card.text  # the models' details
+    assert 'VallEPipeline.from_pretrained("variant")' in card.text and "pipe.text_to_speech(" in card.text
+    assert 'subfolder="ar_model"' in card.text
+
+
+def test_text_to_speech_with_a_grouped_nar_model(tts_data, prompt_wav):
+    _, tokenizer, codec, _ = tts_data
+    pipe = make_pipeline(tts_data, nar_model=tiny_valle_nar(num_phonemes=len(tokenizer), frame_rate=codec.frame_rate,
+                                                             group_size=2))  # fmt: skip
+    out = pipe.text_to_speech("open the door", str(prompt_wav), prompt_text="the cat sat on the mat",
+                              max_new_frames=9, min_new_frames=9, seed=0)  # fmt: skip
+    assert out.codes.shape == (3, 9) and out.waveform.shape == (9 * 320,) and out.codes.max() < NUM_UNITS
 
 
 def test_the_whole_prompt_and_its_transcript_lead_the_ar_input(variant, prompt_wav):
@@ -320,14 +373,10 @@ def test_cli_tts_writes_a_readable_wav_and_refuses_bad_input(variant, prompt_wav
 
 # ---------------------------------------------------------------------------------------------------- Space
 def _space_app():
-    import importlib.util
-    from pathlib import Path
+    from example_loader import load_script
 
     pytest.importorskip("gradio", reason="the Space needs gradio: pip install -e '.[space]'")
-    spec = importlib.util.spec_from_file_location("space_app", Path(__file__).resolve().parents[1] / "spaces" / "app.py")
-    app = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(app)
-    return app
+    return load_script("spaces/app.py", "space_app")
 
 
 def _tab_function(demo, api_name):
@@ -366,22 +415,17 @@ def test_space_tts_tab_speaks_with_a_variant_and_explains_without_one(variant, p
 
 # ---------------------------------------------------------------------------------------------------- example
 def test_example_trains_and_saves_a_variant(tmp_path, prompt_wav):
-    import importlib.util
-    from pathlib import Path
+    from example_loader import ROOT, load_script
 
-    path = Path(__file__).resolve().parents[1] / "examples" / "valle" / "train_valle.py"
-    spec = importlib.util.spec_from_file_location("train_valle", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve string annotations through sys.modules
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        del sys.modules[spec.name]
+    path = ROOT / "examples" / "valle" / "train_valle.py"
+    module = load_script(path)
     variant = module.main([str(path.with_name("config_tiny.json")), "--output_dir", str(tmp_path / "run"),
                            "--num_sentences", "10", "--max_steps", "2", "--hidden_size", "32",
-                           "--per_device_train_batch_size", "2", "--logging_steps", "1"])  # fmt: skip
+                           "--per_device_train_batch_size", "2", "--logging_steps", "1",
+                           "--nar_group_size", "2"])  # fmt: skip
     pipe = VallEPipeline.from_pretrained(variant)
     assert pipe.ar_model.config.group_size == 2 and pipe.nar_model.config.num_codebooks == 4
+    assert pipe.nar_model.config.group_size == 2
     assert pipe.ar_model.config.frame_rate == pipe.speech_tokenizer.frame_rate == 50.0
     out = pipe.text_to_speech("open the door", str(prompt_wav), prompt_text="the cat sat on the mat", max_new_frames=4,
                               min_new_frames=4, seed=0)  # fmt: skip

@@ -3,11 +3,9 @@ default speech tokenizer, the real `VocoderGanTrainer`, real pocketsphinx), lowe
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
@@ -23,14 +21,9 @@ pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espea
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("train_vocoder", EXAMPLE / "train_vocoder.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        del sys.modules[spec.name]
-    return module
+    from example_loader import load_script
+
+    return load_script(EXAMPLE / "train_vocoder.py")
 
 
 def _flags(out: Path) -> list[str]:

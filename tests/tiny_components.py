@@ -222,6 +222,52 @@ def tiny_speech_llm(seed: int = 0):
     return SpeechLLMForConditionalGeneration(config).eval()
 
 
+#: The word vocabulary of `tiny_speech_llm_parts`'s tokenizer.
+SPEECH_LLM_WORDS = "the cat sat on a mat dog ran far away transcribe audio".split()
+
+
+def tiny_speech_llm_parts(num_units: int | None = NUM_UNITS, seed: int = 0):
+    """A random HuBERT + pool-linear + Llama speech LLM (with a CTC speech decoder over `num_units` units) and its
+    processor."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast, Wav2Vec2FeatureExtractor
+
+    from hf_slm.models.speech_llm import (
+        AUDIO_TOKEN,
+        SpeechLLMConfig,
+        SpeechLLMForConditionalGeneration,
+        SpeechLLMProcessor,
+        add_speech_llm_tokens,
+    )
+
+    vocab = {"<unk>": 0, **{w: i + 1 for i, w in enumerate(SPEECH_LLM_WORDS)}}
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>")
+    add_speech_llm_tokens(tokenizer)
+    audio = HubertConfig(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37, conv_dim=(8,) * 7,
+        num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2, feat_extract_norm="layer",
+        do_stable_layer_norm=True,
+    )  # fmt: skip
+    text = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                       num_attention_heads=4, num_key_value_heads=2)  # fmt: skip
+    decoder = None
+    if num_units is not None:
+        decoder = {"num_units": num_units, "upsample_factor": 4, "hidden_size": 32, "num_attention_heads": 2,
+                   "intermediate_size": 64}  # fmt: skip
+    config = SpeechLLMConfig(
+        audio_config=audio, text_config=text, projector_config={"projector_type": "pool_linear", "downsample": 2},
+        speech_decoder_config=decoder, audio_token_id=tokenizer.convert_tokens_to_ids(AUDIO_TOKEN),
+    )  # fmt: skip
+    torch.manual_seed(seed)
+    model = SpeechLLMForConditionalGeneration(config).eval()
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    extractor = Wav2Vec2FeatureExtractor(return_attention_mask=True, do_normalize=True)
+    return model, SpeechLLMProcessor.from_config(config, extractor, tokenizer)
+
+
 def _speech_llm_inputs():
     """100 log-mel frames -> 50 encoder frames -> 10 projected frames, one per placeholder (id 39)."""
     features = torch.randn(1, 16, 100, generator=torch.Generator().manual_seed(0))
@@ -244,12 +290,13 @@ def tiny_valle_ar(seed: int = 0, group_size: int = 2, num_phonemes: int = 64, nu
     return VallEARModel(config).eval()
 
 
-def tiny_valle_nar(seed: int = 0, num_phonemes: int = 64, num_codebooks: int = 3, frame_rate: float | None = None):
+def tiny_valle_nar(seed: int = 0, num_phonemes: int = 64, num_codebooks: int = 3, frame_rate: float | None = None,
+                   group_size: int = 1):  # fmt: skip
     from hf_slm.models.valle import VallENARConfig, VallENARModel
 
     torch.manual_seed(seed)
     config = VallENARConfig(text_config=VALLE_BACKBONE, num_phonemes=num_phonemes, codebook_size=NUM_UNITS,
-                            num_codebooks=num_codebooks, frame_rate=frame_rate)  # fmt: skip
+                            num_codebooks=num_codebooks, frame_rate=frame_rate, group_size=group_size)  # fmt: skip
     return VallENARModel(config).eval()
 
 

@@ -45,6 +45,7 @@ class VallEArguments:
     codec: str = field(default="random", metadata={"help": "'random', a saved codec folder, or a codec checkpoint."})
     num_codebooks: int | None = field(default=None, metadata={"help": "Levels of a wrapped transformers codec."})
     group_size: int = field(default=2, metadata={"help": "Codebook-1 codes per AR step (VALL-E 2 grouping)."})
+    nar_group_size: int = field(default=1, metadata={"help": "Frames per NAR position (VALL-E 2 grouping)."})
     language: str = field(default="en-us", metadata={"help": "espeak-ng language of the phonemizer."})
     text_column: str = field(default="text", metadata={"help": "Column with each utterance's text."})
     hidden_size: int = field(default=64, metadata={"help": "Width of both Llama backbones."})
@@ -69,7 +70,8 @@ def build_models(args: VallEArguments, codec, num_phonemes: int) -> tuple[VallEA
                     num_key_value_heads=args.num_attention_heads, max_position_embeddings=args.max_position_embeddings)
     shared = dict(text_config=backbone, num_phonemes=num_phonemes, codebook_size=codec.codebook_size,
                   num_codebooks=codec.num_codebooks, frame_rate=codec.frame_rate)  # fmt: skip
-    return VallEARModel(VallEARConfig(group_size=args.group_size, **shared)), VallENARModel(VallENARConfig(**shared))
+    ar = VallEARModel(VallEARConfig(group_size=args.group_size, **shared))
+    return ar, VallENARModel(VallENARConfig(group_size=args.nar_group_size, **shared))
 
 
 def train(model, name: str, train_rows, eval_rows, training_args: TrainingArguments) -> float:

@@ -60,7 +60,8 @@ def evaluate_generation(pipeline, prompts, temperatures=DEFAULT_TEMPERATURES, nu
     """Continue each prompt at each temperature; measure judge perplexity and VERT of the continuations.
 
     Args:
-        pipeline: a `SpeechLMPipeline` with a language model (the generator).
+        pipeline: a `SpeechLMPipeline` with a language model over one unit stream (the generator); a codec-LM
+            variant (a multi-stream LM over codes) is refused with a `ValueError`.
         prompts: audio items (paths, ``{"array", "sampling_rate"}`` dicts); the first `prompt_fraction` of each is
             the prompt.
         judge: the LM that scores continuations (`SpeechLMForCausalLM`, or a pipeline with one); default the
@@ -73,6 +74,14 @@ def evaluate_generation(pipeline, prompts, temperatures=DEFAULT_TEMPERATURES, nu
     """
     lm = pipeline._require("language_model", "generation evaluation")
     judge_lm = lm if judge is None else judge._require("language_model", "judging") if hasattr(judge, "_require") else judge
+    for role, model in (("generator", lm), ("judge", judge_lm)):
+        if getattr(model.config, "vocab_layout", None) is None:
+            raise ValueError(
+                f"generation evaluation needs one stream of units, but the {role} is a {type(model).__name__} over "
+                "several code streams (a codec-LM variant): its judge perplexity of the continuation alone and VERT "
+                "are defined on unit sequences only; evaluate such a variant with `hf-slm evaluate prosody` (with "
+                "--speaker-similarity)"
+            )
     if not 0 < prompt_fraction <= 1:
         raise ValueError(f"prompt_fraction must be in (0, 1], got {prompt_fraction!r}")
     if not temperatures or any(t <= 0 for t in temperatures):

@@ -37,7 +37,8 @@ def evaluate_prosody(pipeline, audio, num_samples: int = 5, prompt_fraction: flo
     """pGSLM's prosody metrics of a pipeline's continuations.
 
     Args:
-        pipeline: a `SpeechLMPipeline` with a language model and a vocoder.
+        pipeline: a `SpeechLMPipeline` with a language model and a vocoder (or a codec-LM variant: codes `[Q, T]`
+            are cut and continued along time, and the codec speaks them).
         audio: utterances as ``{"array", "sampling_rate"}`` dicts (vary their pitch, or consistency means little).
         num_samples: continuations sampled per prompt (min-MAE takes the best of them).
         max_new_tokens: continuation length in units; default the reference's length. At least half of it is
@@ -68,22 +69,23 @@ def evaluate_prosody(pipeline, audio, num_samples: int = 5, prompt_fraction: flo
     units = pipeline.encode([{"array": w, "sampling_rate": sr} for w, sr in waves])
     items, skipped = [], []
     for index, ((wave, sr), utterance) in enumerate(zip(waves, units)):
-        cut = max(1, int(len(utterance) * prompt_fraction))
-        if cut >= len(utterance):
-            skipped.append({"index": index, "reason": f"too short ({len(utterance)} units)"})
+        frames = utterance.shape[-1]  # units [T], or codes [Q, T] of a codec-LM variant: time is the last axis
+        cut = max(1, int(frames * prompt_fraction))
+        if cut >= frames:
+            skipped.append({"index": index, "reason": f"too short ({frames} units)"})
             continue
-        cut_sample = round(len(wave) * cut / len(utterance))
+        cut_sample = round(len(wave) * cut / frames)
         prompt_f0 = f0_from_audio(wave[:cut_sample], sr, method=f0_method)
         reference_f0 = f0_from_audio(wave[cut_sample:], sr, method=f0_method)
-        length = max_new_tokens or len(utterance) - cut
+        length = max_new_tokens or frames - cut
         torch.manual_seed(seed + index)
-        samples = lm.generate_units([utterance[:cut]] * num_samples, max_new_tokens=length, do_sample=True,
+        samples = lm.generate_units([utterance[..., :cut]] * num_samples, max_new_tokens=length, do_sample=True,
                                     temperature=temperature, min_new_tokens=max(1, length // 2))  # fmt: skip
-        samples = [s.cpu() for s in samples if len(s)]
+        samples = [s.cpu() for s in samples if s.shape[-1]]
         # the true units are vocoded too: the F0 the vocoder keeps is the ceiling for the LM's samples
-        continuations = [utterance[cut:]] + samples
-        vocoded = pipeline.decode([torch.cat([utterance[:cut], c]) for c in continuations])
-        parts = [w[round(len(w) * cut / (cut + len(c))) :] for c, w in zip(continuations, vocoded)]
+        continuations = [utterance[..., cut:]] + samples
+        vocoded = pipeline.decode([torch.cat([utterance[..., :cut], c], dim=-1) for c in continuations])
+        parts = [w[round(len(w) * cut / (cut + c.shape[-1])) :] for c, w in zip(continuations, vocoded)]
         contours = [f0_from_audio(w, pipeline.sampling_rate, method=f0_method) for w in parts]
         resynthesis_f0, sample_f0 = contours[0], contours[1:]
         usable = [c for c in sample_f0 if _usable(c)]
@@ -92,7 +94,7 @@ def evaluate_prosody(pipeline, audio, num_samples: int = 5, prompt_fraction: flo
             continue
         items.append({"index": index, "prompt_f0": prompt_f0, "reference_f0": reference_f0, "sample_f0": usable,
                       "resynthesis_f0": resynthesis_f0, "unvoiced_samples": len(sample_f0) - len(usable),
-                      "prompt_units": cut, "reference_units": len(utterance) - cut,
+                      "prompt_units": cut, "reference_units": frames - cut,
                       "reference_voiced": _voiced_fraction(reference_f0),
                       "resynthesis_voiced": _voiced_fraction(resynthesis_f0),
                       "samples_voiced": float(np.mean([_voiced_fraction(c) for c in sample_f0]))})  # fmt: skip

@@ -1,7 +1,7 @@
 """Model cards for pipeline variants, rendered from the components' configs and the evaluation JSON.
 
 The templates live in `model_cards/` at the repository top (one per variant family: ``gslm``, ``twist``,
-``instruct``, ``codec_lm``, ``speech_llm``, all extending ``_base.md``). The package reaches them through
+``instruct``, ``codec_lm``, ``speech_llm``, ``valle``, ``audiolm``, all extending ``_base.md``). The package reaches them through
 ``hf_slm/model_card_templates``, a symlink to ``../model_cards`` that setuptools copies into the wheel as package
 data, so an editable install and a wheel read the same single source. The card describes a loaded pipeline: the
 caller hands it in (`SpeechLMPipeline.model_card` does).
@@ -26,14 +26,17 @@ from typing import Any
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "model_card_templates"
 EVAL_RESULTS_FILE = "eval_results.json"
 TRAINING_SUMMARY_FILE = "training_summary.json"
-FAMILIES = ("gslm", "twist", "instruct", "codec_lm", "speech_llm")
+FAMILIES = ("gslm", "twist", "instruct", "codec_lm", "speech_llm", "valle", "audiolm")
 LICENSE = "apache-2.0"
 DATASET = "synthetic-espeak-ng-speech"
 INSTRUCT_TASKS = ("asr", "tts", "intent", "silence")  # the measured tasks of `hf_slm.evaluation.instruct_tasks`
 FAMILY_TAGS = {"gslm": ["gslm"], "twist": ["twist", "text-speech"], "instruct": ["instruct", "peft", "lora"],
-               "codec_lm": ["codec", "neural-codec"], "speech_llm": ["speech-llm", "asr", "spoken-dialogue"]}
+               "codec_lm": ["codec", "neural-codec"], "speech_llm": ["speech-llm", "asr", "spoken-dialogue"],
+               "valle": ["valle", "zero-shot-tts", "neural-codec"], "audiolm": ["audiolm", "neural-codec"]}
 #: The Hub task of a family (default ``audio-to-audio``).
-PIPELINE_TAGS = {"speech_llm": "audio-text-to-text"}
+PIPELINE_TAGS = {"speech_llm": "audio-text-to-text", "valle": "text-to-speech"}
+#: The component the card's "without hf_slm" line loads (default ``language_model``).
+MAIN_COMPONENTS = {"valle": "ar_model", "audiolm": "semantic_lm"}
 
 
 # ---------------------------------------------------------------------------------------------- evaluation results
@@ -165,7 +168,8 @@ def _details(config) -> str:
         return ""
     parts = []
     backbone = getattr(config, "text_config", None)
-    for attr, label, unit in (("num_units", "units", ""), ("num_codebooks", "codebooks", ""),
+    for attr, label, unit in (("num_units", "units", ""), ("num_phonemes", "phonemes", ""),
+                              ("num_codebooks", "codebooks", ""), ("group_size", "group size", ""),
                               ("codebook_size", "codebook size", ""), ("text_vocab_size", "text vocab", ""),
                               ("frame_rate", "frame rate", " Hz"), ("sampling_rate", "sampling rate", " Hz"),
                               ("hidden_size", "hidden", ""), ("num_hidden_layers", "layers", "")):
@@ -203,8 +207,12 @@ def _components(pipeline) -> list[dict]:
 
 
 def detect_family(pipeline) -> str:
-    """``speech_llm`` (a processor), ``codec_lm`` (codec speech tokenizer), ``instruct`` (PEFT adapter), ``twist``
-    (text vocab) or ``gslm``."""
+    """``valle`` (AR + NAR models), ``audiolm`` (coarse + fine acoustic LMs), ``speech_llm`` (a processor),
+    ``codec_lm`` (codec speech tokenizer), ``instruct`` (PEFT adapter), ``twist`` (text vocab) or ``gslm``."""
+    if pipeline.components.get("ar_model") is not None:
+        return "valle"
+    if pipeline.components.get("coarse_lm") is not None:
+        return "audiolm"
     if pipeline.components.get("processor") is not None:
         return "speech_llm"
     tokenizer = pipeline.components.get("speech_tokenizer")
@@ -266,10 +274,10 @@ def render_model_card(pipeline, eval_results=None, training_summary: dict | None
     content = env.get_template(f"{family}.md").render(
         card_data=card_data.to_yaml(), family=family, repo_id=repo_id, model_name=model_name,
         components=_components(pipeline), eval=eval_results or {}, training=training_summary or {},
-        license=LICENSE, dataset=DATASET,
+        license=LICENSE, dataset=DATASET, main_component=MAIN_COMPONENTS.get(family, "language_model"),
     )
     return ModelCard(content)
 
 
-__all__ = ["EVAL_RESULTS_FILE", "FAMILIES", "PIPELINE_TAGS", "TRAINING_SUMMARY_FILE", "collect_eval_results", "detect_family",
+__all__ = ["EVAL_RESULTS_FILE", "FAMILIES", "MAIN_COMPONENTS", "PIPELINE_TAGS", "TRAINING_SUMMARY_FILE", "collect_eval_results", "detect_family",
            "render_model_card", "write_eval_results"]

@@ -373,6 +373,13 @@ class PipelineMixin:
         return {name: c for name, c in self._components.items() if c is not None}
 
     # ------------------------------------------------------------------ saving
+    def model_card(self, eval_results=None, repo_id: str | None = None) -> str:
+        """The README.md text `save_pretrained` / `push_to_hub` write, from the template of the variant's family
+        (`model_cards/<family>.md`): see `hf_slm.pipelines.model_card`."""
+        from .model_card import render_model_card
+
+        return str(render_model_card(self, eval_results=eval_results, repo_id=repo_id))
+
     def _index(self, save_directory: Path) -> dict[str, Any]:
         from .. import __version__
 
@@ -418,9 +425,7 @@ class PipelineMixin:
                 component.save_pretrained(tmp / name, **kwargs)
             (tmp / INDEX_FILE).write_text(json.dumps(self._index(target), indent=2) + "\n", encoding="utf-8")
             write_remote_code(tmp)
-            card = self.model_card(repo_id=repo_id or target.name) if hasattr(self, "model_card") else None
-            if card:
-                (tmp / "README.md").write_text(card, encoding="utf-8")
+            (tmp / "README.md").write_text(self.model_card(repo_id=repo_id or target.name), encoding="utf-8")
 
         path = atomic_save_directory(target, write)
         if push_to_hub:

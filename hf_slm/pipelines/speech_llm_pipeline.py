@@ -223,12 +223,6 @@ class SpeechLLMPipeline(PipelineMixin):
         out = vocoder(input_ids=ids.to(device), attention_mask=torch.ones_like(ids, device=device))
         return out.waveform[0, : int(out.waveform_lengths[0])].float().cpu().numpy()
 
-    def model_card(self, eval_results=None, repo_id: str | None = None) -> str:
-        """The README.md text `save_pretrained` / `push_to_hub` write (`model_cards/speech_llm.md`)."""
-        from .model_card import render_model_card
-
-        return str(render_model_card(self, eval_results=eval_results, repo_id=repo_id))
-
     def __repr__(self) -> str:
         parts = [f"  {name}: {type(c).__name__}" for name, c in self.components.items()]
         return f"{type(self).__name__}(\n" + "\n".join(parts) + "\n)"

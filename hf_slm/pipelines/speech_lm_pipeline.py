@@ -285,12 +285,6 @@ class SpeechLMPipeline(PipelineMixin):
         out = lm.log_likelihood(input_ids.to(device), attention_mask=attention_mask.to(device), normalize=normalize)
         return out.sum_nll.cpu()
 
-    def model_card(self, eval_results=None, repo_id: str | None = None) -> str:
-        """The README.md text `save_pretrained` / `push_to_hub` write: see `hf_slm.pipelines.model_card`."""
-        from .model_card import render_model_card
-
-        return str(render_model_card(self, eval_results=eval_results, repo_id=repo_id))
-
     def __repr__(self) -> str:
         parts = [f"  {name}: {type(c).__name__}" for name, c in self.components.items()]
         return f"{type(self).__name__}(\n" + "\n".join(parts) + "\n)"

@@ -178,10 +178,13 @@ class VallEPipeline(PipelineMixin):
                 f"text_to_speech: {len(phonemes)} phonemes and a {prompt.shape[1]}-frame prompt fill the AR model's "
                 f"{limit} positions (max_position_embeddings); use a shorter prompt or text"
             )
-        nar_limit = self._positions(self.nar_model)
+        nar_limit, nar_group = self._positions(self.nar_model), self.nar_model.config.group_size
         if max_new_frames is None:  # 20 s, within both models' positions
             max_new_frames = round(20 * float(self.speech_tokenizer.frame_rate))
-            for free in (room, None if nar_limit is None else nar_limit - len(phonemes) - prompt.shape[1]):
+            nar_room = None
+            if nar_limit is not None:  # whole NAR groups after the phonemes and the prompt's groups
+                nar_room = (nar_limit - self.nar_model.num_positions(len(phonemes), prompt.shape[1], 0)) * nar_group
+            for free in (room, nar_room):
                 max_new_frames = max_new_frames if free is None else max(1, min(max_new_frames, free))
         generator = None if seed is None else torch.Generator(device=self.ar_model.device).manual_seed(int(seed))
         processors, kwargs = [], {"temperature": temperature, "top_k": top_k, "top_p": top_p}
@@ -197,7 +200,7 @@ class VallEPipeline(PipelineMixin):
                                        generator=generator, **kwargs)  # fmt: skip
         if not first.numel():
             raise ValueError("text_to_speech: the AR model ended at once (no frame); pass min_new_frames >= 1")
-        if nar_limit is not None and len(phonemes) + prompt.shape[1] + len(first) > nar_limit:
+        if nar_limit is not None and self.nar_model.num_positions(len(phonemes), prompt.shape[1], len(first)) > nar_limit:
             raise ValueError(
                 f"text_to_speech: {len(phonemes)} phonemes + {prompt.shape[1]} prompt + {len(first)} new frames exceed "
                 f"the NAR model's {nar_limit} positions; use a shorter prompt or text, or a lower max_new_frames"

@@ -140,14 +140,19 @@ class VallENARConfig(_VallEConfigBase):
         num_phonemes (`int`, defaults to 128): size of the phoneme vocabulary.
         codebook_size (`int`, defaults to 1024): codes per codebook.
         num_codebooks (`int`, defaults to 8): `Q`, at least 2.
+        group_size (`int`, defaults to 1): frames per position (VALL-E 2's grouped code modelling, as in the AR
+            model): a group's frame embeddings are concatenated and projected to one position, and the head predicts
+            codebook `stage` of the group's `group_size` frames. The prompt and the target are grouped separately, each
+            padded to whole groups.
         frame_rate (`float`, *optional*): frames per second of the codec.
 
     Example:
 
     ```python
     >>> from hf_slm import VallENARConfig
-    >>> VallENARConfig(num_phonemes=40, codebook_size=64, num_codebooks=4).num_codebooks
-    4
+    >>> config = VallENARConfig(num_phonemes=40, codebook_size=64, num_codebooks=4, group_size=2)
+    >>> config.num_codebooks, config.group_size
+    (4, 2)
 
     ```
     """
@@ -155,9 +160,12 @@ class VallENARConfig(_VallEConfigBase):
     model_type = "hf_slm_valle_nar"
 
     def __init__(self, text_config=None, num_phonemes: int = 128, codebook_size: int = 1024, num_codebooks: int = 8,
-                 frame_rate: float | None = None, **kwargs):  # fmt: skip
+                 frame_rate: float | None = None, group_size: int = 1, **kwargs):  # fmt: skip
         if _is_int(num_codebooks, 0) and num_codebooks < 2:
             raise ValueError(f"num_codebooks must be >= 2 for a NAR model (it predicts codebooks 2..Q), got {num_codebooks}")
+        if not _is_int(group_size, 1):
+            raise ValueError(f"group_size must be an int >= 1, got {group_size!r}")
+        self.group_size = group_size
         super().__init__(text_config, num_phonemes, codebook_size, num_codebooks, frame_rate, **kwargs)
 
 

@@ -69,7 +69,7 @@ class VallEOutput(ModelOutput):
     Args:
         loss (`torch.FloatTensor` of shape `()`, *optional*): mean cross-entropy over the labelled codes.
         logits (`torch.FloatTensor`): AR: `(batch, length, group_size, codebook_size + 1)`, the next group's codes
-            and `<eos>`; NAR: `(batch, length, codebook_size)`, codebook `stage` of each frame.
+            and `<eos>`; NAR: `(batch, length, group_size, codebook_size)`, codebook `stage` of each frame of a group.
         cache (`Cache`, *optional*): the AR backbone's cache.
     """
 
@@ -290,36 +290,42 @@ class VallENARModel(VallEPreTrainedModel):
     VALL-E's non-autoregressive stage: predicts codebook `stage` (0-based `1..Q-1`) of every target frame at once,
     from the phonemes, the acoustic prompt's frames (all `Q` codebooks, summed embeddings), the target frames'
     codebooks `< stage` (summed embeddings) and a learned embedding of `stage` added to every position. The
-    transformer sees the whole sequence (a bidirectional 4-D attention mask).
+    transformer sees the whole sequence (a bidirectional 4-D attention mask). With `group_size > 1` (VALL-E 2's
+    grouped codes) one position holds `group_size` frames: their embeddings are concatenated and projected, and the
+    head predicts the group's `group_size` codes; a group's padding frames (id `-1`) are embedded as nothing.
     """
 
     config_class = VallENARConfig
 
     def __init__(self, config: VallENARConfig):
         super().__init__(config)
-        hidden, size, q = config.hidden_size, config.codebook_size, config.num_codebooks
+        hidden, size, q, group = config.hidden_size, config.codebook_size, config.num_codebooks, config.group_size
         self.backbone = AutoModel.from_config(config.text_config)
         self.phoneme_embeddings = nn.Embedding(config.num_phonemes, hidden)
         self.code_embeddings = nn.ModuleList([nn.Embedding(size, hidden) for _ in range(q)])
         self.stage_embeddings = nn.Embedding(q, hidden)
-        self.heads = nn.ModuleList([nn.Linear(hidden, size, bias=False) for _ in range(q - 1)])  # codebooks 2..Q
+        self.group_projection = nn.Linear(group * hidden, hidden, bias=False) if group > 1 else None
+        self.heads = nn.ModuleList([nn.Linear(hidden, group * size, bias=False) for _ in range(q - 1)])  # 2..Q
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Module:
         return self.phoneme_embeddings
 
     def embed(self, input_ids, token_type_ids, stage) -> torch.FloatTensor:
+        """`[B, L, G, Q]` ids (`[B, L, Q]` when `group_size` is 1) -> `[B, L, hidden]`."""
+        if input_ids.dim() == 3:
+            input_ids = input_ids[:, :, None]
         is_phoneme = token_type_ids == PHONEME
-        phonemes = self.phoneme_embeddings(input_ids[..., 0].masked_fill(~is_phoneme, 0))
+        phonemes = self.phoneme_embeddings(input_ids[..., 0, 0].masked_fill(~is_phoneme, 0))
         levels = torch.arange(self.config.num_codebooks, device=input_ids.device)
-        visible = (token_type_ids[..., None] == PROMPT) | (
-            (token_type_ids[..., None] == TARGET) & (levels[None, None] < stage[:, None, None])
-        )  # [B, L, Q]
-        codes = input_ids.masked_fill(~visible, 0)
+        types = token_type_ids[..., None, None]
+        visible = ((types == PROMPT) | ((types == TARGET) & (levels < stage[:, None, None, None]))) & (input_ids >= 0)
+        codes = input_ids.masked_fill(~visible, 0)  # [B, L, G, Q]
         summed = sum(
             emb(codes[..., q]) * visible[..., q, None].to(phonemes.dtype) for q, emb in enumerate(self.code_embeddings)
-        )
-        return torch.where(is_phoneme[..., None], phonemes, summed) + self.stage_embeddings(stage)[:, None]
+        )  # [B, L, G, hidden]
+        frames = self.group_projection(summed.flatten(-2)) if self.group_projection is not None else summed[..., 0, :]
+        return torch.where(is_phoneme[..., None], phonemes, frames) + self.stage_embeddings(stage)[:, None]
 
     def forward(
         self,
@@ -332,12 +338,14 @@ class VallENARModel(VallEPreTrainedModel):
     ) -> VallEOutput:
         r"""
         Args:
-            input_ids (`LongTensor` `[B, L, Q]`): phoneme ids (slot 0) at phoneme positions, the frame's codes at
-                prompt / target positions (target codebooks `>= stage` are ignored).
+            input_ids (`LongTensor` `[B, L, group_size, Q]`; `[B, L, Q]` also when `group_size` is 1): phoneme ids
+                (slot `[0, 0]`) at phoneme positions, the group's frames' codes at prompt / target positions (target
+                codebooks `>= stage` are ignored; `-1` marks a padding frame).
             token_type_ids (`LongTensor` `[B, L]`): `0` phoneme, `1` prompt frame, `2` target frame.
             stage (`LongTensor` `[B]`): 0-based codebook each row predicts, in `1..Q-1`.
             attention_mask (`Tensor` `[B, L]`, *optional*): 1 for real positions.
-            labels (`LongTensor` `[B, L]`, *optional*): codebook `stage` of each target frame (-100 elsewhere).
+            labels (`LongTensor` `[B, L, group_size]`, *optional*): codebook `stage` of each target frame (-100
+                elsewhere).
         """
         embeds = self.embed(input_ids, token_type_ids, stage)
         batch, length = embeds.shape[:2]
@@ -346,21 +354,34 @@ class VallENARModel(VallEPreTrainedModel):
         additive = torch.zeros(allowed.shape, dtype=embeds.dtype, device=embeds.device)
         additive = additive.masked_fill(~allowed, torch.finfo(embeds.dtype).min)  # every position sees every real one
         hidden = self.backbone(inputs_embeds=embeds, attention_mask=additive, use_cache=False, **kwargs).last_hidden_state
-        weights = torch.stack([head.weight for head in self.heads])[stage - 1]  # [B, V, hidden]
-        logits = torch.einsum("blh,bvh->blv", hidden, weights)
+        weights = torch.stack([head.weight for head in self.heads])[stage - 1]  # [B, G * V, hidden]
+        logits = torch.einsum("blh,bvh->blv", hidden, weights).view(batch, length, self.config.group_size, -1)
         loss = None
         if labels is not None:
-            loss = nn.functional.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100)
+            loss = nn.functional.cross_entropy(logits.flatten(0, 2).float(), labels.flatten(), ignore_index=-100)
         return VallEOutput(loss=loss, logits=logits)
 
+    def _grouped(self, codes: torch.Tensor) -> torch.LongTensor:
+        """`[Q, T]` -> `[ceil(T / G), G, Q]`, the last group padded with `-1` frames."""
+        group = self.config.group_size
+        frames = torch.full((-(-codes.shape[1] // group) * group, codes.shape[0]), -1, dtype=torch.long)
+        frames[: codes.shape[1]] = codes.T
+        return frames.view(-1, group, codes.shape[0])
+
     def _row(self, phonemes, prompt, target) -> tuple[torch.Tensor, torch.Tensor]:
-        q = self.config.num_codebooks
-        ids = torch.zeros(len(phonemes) + prompt.shape[1] + target.shape[1], q, dtype=torch.long)
-        ids[: len(phonemes), 0] = phonemes
-        ids[len(phonemes) :] = torch.cat([prompt, target], dim=1).T
-        types = torch.cat([torch.full((len(phonemes),), PHONEME), torch.full((prompt.shape[1],), PROMPT),
-                           torch.full((target.shape[1],), TARGET)])  # fmt: skip
+        q, group = self.config.num_codebooks, self.config.group_size
+        prompt, target = self._grouped(prompt), self._grouped(target)
+        ids = torch.zeros(len(phonemes) + len(prompt) + len(target), group, q, dtype=torch.long)
+        ids[: len(phonemes), 0, 0] = phonemes
+        ids[len(phonemes) :] = torch.cat([prompt, target])
+        types = torch.cat([torch.full((len(phonemes),), PHONEME), torch.full((len(prompt),), PROMPT),
+                           torch.full((len(target),), TARGET)])  # fmt: skip
         return ids, types
+
+    def num_positions(self, num_phonemes: int, prompt_frames: int, frames: int) -> int:
+        """Positions of a row of `num_phonemes` phonemes, a `prompt_frames` prompt and `frames` target frames."""
+        group = self.config.group_size
+        return num_phonemes + -(-prompt_frames // group) + -(-frames // group)
 
     def prepare_inputs(self, phonemes, codes, stages=None, prompt_frames=None, generator=None) -> dict:
         """
@@ -372,6 +393,10 @@ class VallENARModel(VallEPreTrainedModel):
             stages: 0-based codebook per row in `1..Q-1` (default: uniform draws).
             prompt_frames: prompt length per row (default: uniform in `[0, T_i // 2]`).
             generator (`torch.Generator`, *optional*): for the draws.
+
+        Returns:
+            `{"input_ids" [B, L, G, Q], "token_type_ids" [B, L], "attention_mask" [B, L], "stage" [B],
+            "labels" [B, L, G]}` (CPU; `G` is `group_size`, the prompt and the target each padded to whole groups).
         """
         config = self.config
         if len(phonemes) != len(codes) or not len(codes):
@@ -393,8 +418,9 @@ class VallENARModel(VallEPreTrainedModel):
             if not 0 <= split < c.shape[1]:
                 raise ValueError(f"prompt_frames {split} of row {i} must leave a target frame: in [0, {c.shape[1]})")
             row, kinds = self._row(p, c[:, :split], c[:, split:])
-            target = torch.full((len(row),), -100)
-            target[kinds == TARGET] = c[stage, split:]
+            target = torch.full((len(row), config.group_size), -100)
+            scored = self._grouped(c[stage : stage + 1, split:])[..., 0]  # [groups, G], padding frames -1
+            target[kinds == TARGET] = scored.masked_fill(scored < 0, -100)
             ids.append(row)
             types.append(kinds)
             labels.append(target)
@@ -430,7 +456,7 @@ class VallENARModel(VallEPreTrainedModel):
             ids, types = self._row(phonemes, prompt, target)
             logits = self(input_ids=ids[None].to(self.device), token_type_ids=types[None].to(self.device),
                           stage=torch.tensor([stage], device=self.device)).logits[0]  # fmt: skip
-            target[stage] = logits[types.to(self.device) == TARGET].argmax(-1).cpu()
+            target[stage] = logits[types.to(self.device) == TARGET].argmax(-1).reshape(-1)[: len(first)].cpu()
         return target
 
 
