@@ -64,6 +64,7 @@ _LAZY_NAMES = {
     "models.valle": [
         "VallEARConfig", "VallEARModel", "VallENARConfig", "VallENARModel", "VallEOutput", "VallEPreTrainedModel",
         "group_codes", "ungroup_codes",
+    ],
     "models.dialogue_lm": [
         "DialogueLMConfig", "DialogueLMForCausalLM", "DialogueLMOutput", "DialogueLMPreTrainedModel", "edge_targets",
     ],
