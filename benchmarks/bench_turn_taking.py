@@ -16,8 +16,9 @@ duplex options (falls silent at the user's onset, yields at 1 s of speech); the 
 The user channel is fixed, so it speaks on (its next turn, or the rest of a turn whose pause was >= 0.8 s) whatever
 the system does. The three sets of stereo wavs are written to ``--output`` (reference/, cascade/, duplex/) and
 measured the same way (and, per minute, how often channel 1 starts speaking more than 0.2 s into an IPU of
-channel 0: `onsets_over`, which a system that only takes turns never does), with `hf-slm evaluate turn-taking --audio OUT/reference OUT/cascade OUT/duplex` giving the
-close figures (the 16-bit wavs move a few VAD decisions: within 0.3 N / min on the run of docs/duplex.md).
+channel 0: `onsets_over`, which a system that only takes turns never does). `hf-slm evaluate turn-taking --audio
+OUT/reference OUT/cascade OUT/duplex` gives close figures (the 16-bit wavs move a few VAD decisions: within
+0.3 N / min on the run of docs/duplex.md).
 
     python benchmarks/bench_turn_taking.py --num 20 --sessions 10 --output /tmp/turn_taking_sessions
 """
