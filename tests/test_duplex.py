@@ -13,7 +13,9 @@ import torch
 
 from hf_slm.cli import main
 from hf_slm.data.vad import StreamingVAD
-from hf_slm.evaluation.duplex_behaviour import duplex_behaviour, make_scenarios, run_scenario
+from hf_slm.data.dialogue import generate_dialogues
+from hf_slm.evaluation.duplex_behaviour import duplex_behaviour, make_scenarios, run_scenario, session_dialogues
+from hf_slm.evaluation.turn_taking import channel_ipus, onsets_over, turn_taking_events
 from hf_slm.pipelines import SpokenChatPipeline
 from hf_slm.pipelines.duplex import DuplexOptions
 
@@ -117,6 +119,26 @@ def test_behaviour_rates_and_the_turn_only_baseline(pipe, scenarios):
     assert [e["kind"] for e in baseline["events"]].count("system_end") == 1  # it spoke its whole turn over the user
     no_hold = run_scenario(pipe, scenarios["barge_in"], chunk_s=CHUNK_S, hold_on_onset=False)
     assert no_hold["yielded"] and no_hold["stop_latency"] >= DuplexOptions().backchannel_s > ours
+
+
+def test_replayed_dialogue_the_cascade_never_starts_over_the_user_and_live_duplex_overlaps_briefly(pipe):
+    dialogue = generate_dialogues(2, seed=1)[1]  # held out; its speaker 1 starts over speaker 0 (a backchannel)
+    sets = {"reference": (dialogue.audio, dialogue.sampling_rate)}
+    (sets["cascade"],) = session_dialogues(pipe, [dialogue], chunk_s=CHUNK_S, barge_in=False)
+    (sets["duplex"],) = session_dialogues(pipe, [dialogue], chunk_s=CHUNK_S)
+    ipus = {name: [channel_ipus(audio[c], rate) for c in range(2)] for name, (audio, rate) in sets.items()}
+    assert [len(i[0]) for i in ipus.values()] == [len(ipus["reference"][0])] * 3  # the same user channel in each
+    slack = CHUNK_S + 0.1  # one chunk of committed audio + the streaming vs offline VAD's onset difference
+    assert onsets_over(*ipus["reference"], slack=slack)
+    assert ipus["cascade"][1] and not onsets_over(*ipus["cascade"], slack=slack)  # it only takes the turn...
+    pause, user = DuplexOptions().turn_pause_s, ipus["cascade"][0]
+    for start, _ in ipus["cascade"][1]:  # ... after the user's pause (or just as the user starts again)
+        ends = [e for s, e in user if e <= start]
+        assert not ends or start - max(ends) >= pause - slack or any(abs(start - s) < slack for s, _ in user)
+    overlaps = {name: [e - s for kind in ("overlap_within", "overlap_between") for s, e in turn_taking_events(*i)[kind]]
+                for name, i in ipus.items()}  # fmt: skip
+    assert max(overlaps["cascade"]) > 1.0  # the user speaks on and the cascade talks over it
+    assert ipus["duplex"][1] and max(overlaps["duplex"], default=0.0) < 0.3  # live duplex falls silent at once
 
 
 def test_stream_duplex_takes_int16_chunks_of_any_size(pipe, scenarios):

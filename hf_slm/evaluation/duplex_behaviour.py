@@ -161,6 +161,37 @@ def duplex_behaviour(pipe, scenarios: list[DuplexScenario], chunk_s: float = 0.1
     return {"summary": summary, "runs": runs, "chunk_s": chunk_s, "options": options}
 
 
+def session_dialogues(pipe, dialogues, user_channel: int = 0, chunk_s: float = 0.1,
+                      **options) -> list[tuple[np.ndarray, int]]:  # fmt: skip
+    """Replay one side of each reference dialogue as the user of a live duplex session and record the system.
+
+    ``dialogues``: stereo ``([2, T], sampling_rate)`` pairs (or `hf_slm.data.dialogue.Dialogue`s). Channel
+    ``user_channel`` is fed, at the feature extractor's rate, in chunks of ``chunk_s`` seconds to a fresh
+    ``pipe.duplex_session(**options)`` (``barge_in=False``: the turn-only cascade); the other speaker is replaced by
+    the system's audio. Returns stereo ``([2, T], rate)`` dialogues at the pipeline's output rate, the user on
+    ``user_channel`` and the system on the other, ready for `hf_slm.evaluation.turn_taking.turn_taking_statistics`.
+    """
+    from ..models.unit_encoder import load_audio
+
+    if user_channel not in (0, 1):
+        raise ValueError(f"user_channel must be 0 or 1 (a stereo dialogue's channel), got {user_channel!r}")
+    rate_in = int(pipe.feature_extractor.sampling_rate)
+    out = []
+    for item in dialogues:
+        audio, rate = (item.audio, item.sampling_rate) if hasattr(item, "audio") else item
+        audio = np.asarray(audio, dtype=np.float32)
+        if audio.ndim != 2 or audio.shape[0] != 2:
+            raise ValueError(f"a dialogue must be a [2, T] array (one speaker per channel), got shape {audio.shape}")
+        session = pipe.duplex_session(sampling_rate=rate_in, **options)
+        system, _ = session.run(load_audio({"array": audio[user_channel], "sampling_rate": rate}, rate_in), chunk_s)
+        user = load_audio({"array": audio[user_channel], "sampling_rate": rate}, session.output_rate)
+        user = np.pad(user, (0, max(0, len(system) - len(user))))[: len(system)]
+        stereo = np.zeros((2, len(system)), dtype=np.float32)
+        stereo[user_channel], stereo[1 - user_channel] = user, system
+        out.append((stereo, session.output_rate))
+    return out
+
+
 def _rate(values) -> float:
     values = list(values)
     return sum(map(bool, values)) / len(values) if values else float("nan")
@@ -196,4 +227,5 @@ def format_duplex_table(summary: dict) -> str:
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
 
 
-__all__ = ["DuplexScenario", "KINDS", "duplex_behaviour", "format_duplex_table", "make_scenarios", "run_scenario"]
+__all__ = ["DuplexScenario", "KINDS", "duplex_behaviour", "format_duplex_table", "make_scenarios", "run_scenario",
+           "session_dialogues"]

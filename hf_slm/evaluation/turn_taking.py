@@ -91,6 +91,12 @@ def turn_taking_events(ipus_a, ipus_b) -> dict[str, list[tuple[float, float]]]:
     return events
 
 
+def onsets_over(ipus_a, ipus_b, slack: float = 0.0) -> list[float]:
+    """Onsets of ``ipus_b`` that start while ``ipus_a`` speaks, more than ``slack`` seconds into an IPU of ``a``:
+    where speaker b starts over speaker a (a turn-only system never does; a backchannel or an interruption does)."""
+    return [start for start, _ in ipus_b if any(s + slack < start < e for s, e in ipus_a)]
+
+
 def _read_stereo(path: Path) -> tuple[np.ndarray, int]:
     import soundfile as sf
 
@@ -206,6 +212,7 @@ __all__ = [
     "channel_ipus",
     "dialogue_files",
     "format_turn_taking_table",
+    "onsets_over",
     "turn_taking_events",
     "turn_taking_statistics",
     "unit_ipus",
