@@ -351,7 +351,8 @@ def build_demo(pipeline_path: str = "default", instruct_pipeline: str | None = "
         prompt = read_audio(path, int(tts_pipe.sampling_rate))
         out = tts_pipe.text_to_speech(text, {"array": prompt, "sampling_rate": tts_pipe.sampling_rate},
                                       prompt_text=prompt_text.strip(), seed=int(seed))  # fmt: skip
-        return (out.sampling_rate, out.waveform), f"{out.codes.shape[-1]} frames, {len(out.waveform) / out.sampling_rate:.2f} s"
+        pcm = (np.clip(out.waveform, -1.0, 1.0) * 32767).astype(np.int16)  # int16 ourselves, as gradio would (warning)
+        return (out.sampling_rate, pcm), f"{out.codes.shape[-1]} frames, {len(out.waveform) / out.sampling_rate:.2f} s"
 
     with gr.Blocks(title="hf_slm: speech language models") as demo:
         gr.Markdown(f"# hf_slm speech language model\nVariant: `{pipeline_path}`" +
