@@ -26,7 +26,6 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
 from transformers import AutoModel, LlamaConfig, Trainer, TrainingArguments, set_seed
 
 import hf_slm
@@ -34,15 +33,12 @@ from hf_slm import (
     AcousticLMConfig,
     AcousticLMForCausalLM,
     AudioLMPipeline,
-    CodecModel,
-    RVQCodecConfig,
-    RVQCodecModel,
     SpeechFeatureExtractor,
     SpeechLMConfig,
     SpeechLMForCausalLM,
 )
 from hf_slm.training.acoustic_lm import AcousticLMCollator
-from hf_slm.training.arguments import SpeechDataArguments, load_speech_splits, parse_json_and_flags
+from hf_slm.training.arguments import load_codec, SpeechDataArguments, load_speech_splits, parse_json_and_flags
 from hf_slm.training.collators import CausalLMCollator
 
 logger = logging.getLogger("train_audiolm")
@@ -74,18 +70,9 @@ def load_component(name: str, embedded_subfolder: str):
     return AutoModel.from_pretrained(name).eval()
 
 
-def load_codec(args: AudioLMArguments):
-    if args.codec == "random":
-        torch.manual_seed(0)
-        return RVQCodecModel(RVQCodecConfig(upsampling_ratios=(8, 5, 4, 2), num_filters=8, hidden_size=32,
-                                            num_codebooks=4, codebook_size=64)).eval()  # fmt: skip
-    if Path(args.codec).is_dir():
-        return AutoModel.from_pretrained(args.codec).eval()
-    return CodecModel.from_codec_pretrained(args.codec, num_codebooks=args.num_codebooks)
-
 
 def build_pipeline(args: AudioLMArguments) -> AudioLMPipeline:
-    unit_encoder, codec = load_component(args.unit_encoder, "speech_tokenizer"), load_codec(args)
+    unit_encoder, codec = load_component(args.unit_encoder, "speech_tokenizer"), load_codec(args.codec, args.num_codebooks)
     num_units, q, q1 = unit_encoder.config.num_units, codec.num_codebooks, args.num_coarse_codebooks
     if not 1 <= q1 < q:
         raise ValueError(f"--num_coarse_codebooks must be in [1, {q - 1}] for a codec of {q} codebooks, got {q1}")

@@ -24,18 +24,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from transformers import AutoModel, LlamaConfig, Trainer, TrainingArguments, set_seed
+from transformers import LlamaConfig, Trainer, TrainingArguments, set_seed
 
 from hf_slm import (
-    CodecModel,
     MultiStreamSpeechLMConfig,
     MultiStreamSpeechLMForCausalLM,
-    RVQCodecConfig,
-    RVQCodecModel,
     SpeechFeatureExtractor,
     SpeechLMPipeline,
 )
-from hf_slm.training.arguments import SpeechDataArguments, csv_list, load_speech_splits, parse_json_and_flags
+from hf_slm.training.arguments import load_codec, SpeechDataArguments, csv_list, load_speech_splits, parse_json_and_flags
 
 logger = logging.getLogger("train_codec_lm")
 
@@ -52,15 +49,6 @@ class CodecLMArguments:
     num_attention_heads: int = field(default=4, metadata={"help": "Attention heads of the backbone."})
     max_position_embeddings: int = field(default=1024, metadata={"help": "Longest delayed sequence (frames)."})
 
-
-def load_codec(args: CodecLMArguments):
-    if args.codec == "random":
-        torch.manual_seed(0)
-        return RVQCodecModel(RVQCodecConfig(upsampling_ratios=(8, 5, 4, 2), num_filters=8, hidden_size=32,
-                                            num_codebooks=4, codebook_size=64)).eval()  # fmt: skip
-    if Path(args.codec).is_dir():
-        return AutoModel.from_pretrained(args.codec).eval()
-    return CodecModel.from_codec_pretrained(args.codec, num_codebooks=args.num_codebooks)
 
 
 def build_lm(args: CodecLMArguments, codec) -> MultiStreamSpeechLMForCausalLM:
@@ -97,7 +85,7 @@ def main(argv: list[str]) -> Path:
     data_args, lm_args, training_args = parse_json_and_flags((SpeechDataArguments, CodecLMArguments, TrainingArguments), argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     set_seed(training_args.seed)
-    codec = load_codec(lm_args)
+    codec = load_codec(lm_args.codec, lm_args.num_codebooks)
     feature_extractor = SpeechFeatureExtractor(sampling_rate=codec.sampling_rate, do_normalize=False)
     lm = build_lm(lm_args, codec)
     pipe = SpeechLMPipeline(feature_extractor=feature_extractor, speech_tokenizer=codec, language_model=lm)

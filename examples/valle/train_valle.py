@@ -20,13 +20,9 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-from transformers import AutoModel, Trainer, TrainingArguments, set_seed
+from transformers import Trainer, TrainingArguments, set_seed
 
 from hf_slm import (
-    CodecModel,
-    RVQCodecConfig,
-    RVQCodecModel,
     SpeechFeatureExtractor,
     VallEARConfig,
     VallEARModel,
@@ -34,7 +30,7 @@ from hf_slm import (
     VallENARModel,
     VallEPipeline,
 )
-from hf_slm.training.arguments import SpeechDataArguments, load_speech_splits, parse_json_and_flags
+from hf_slm.training.arguments import load_codec, SpeechDataArguments, load_speech_splits, parse_json_and_flags
 from hf_slm.training.valle import VallECollator, build_phoneme_tokenizer, encode_tts_dataset, phonemize_texts
 
 logger = logging.getLogger("train_valle")
@@ -53,15 +49,6 @@ class VallEArguments:
     num_attention_heads: int = field(default=4, metadata={"help": "Attention heads of both backbones."})
     max_position_embeddings: int = field(default=1024, metadata={"help": "Longest sequence (phonemes + frames)."})
 
-
-def load_codec(args: VallEArguments):
-    if args.codec == "random":
-        torch.manual_seed(0)
-        return RVQCodecModel(RVQCodecConfig(upsampling_ratios=(8, 5, 4, 2), num_filters=8, hidden_size=32,
-                                            num_codebooks=4, codebook_size=64)).eval()  # fmt: skip
-    if Path(args.codec).is_dir():
-        return AutoModel.from_pretrained(args.codec).eval()
-    return CodecModel.from_codec_pretrained(args.codec, num_codebooks=args.num_codebooks)
 
 
 def build_models(args: VallEArguments, codec, num_phonemes: int) -> tuple[VallEARModel, VallENARModel]:
@@ -89,7 +76,7 @@ def main(argv: list[str]) -> Path:
     data_args, valle_args, training_args = parse_json_and_flags((SpeechDataArguments, VallEArguments, TrainingArguments), argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     set_seed(training_args.seed)
-    codec = load_codec(valle_args)
+    codec = load_codec(valle_args.codec, valle_args.num_codebooks)
     feature_extractor = SpeechFeatureExtractor(sampling_rate=codec.sampling_rate, do_normalize=False)
     train_speech, eval_speech = load_speech_splits(data_args, training_args.seed, sampling_rate=codec.sampling_rate)
     texts = list(train_speech[valle_args.text_column]) + list(eval_speech[valle_args.text_column])

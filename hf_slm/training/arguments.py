@@ -133,3 +133,20 @@ def load_speech_splits(data_args: SpeechDataArguments, seed: int, sampling_rate:
 
 
 __all__ = ["SpeechDataArguments", "csv_list", "load_speech_splits", "parse_json_and_flags"]
+
+
+def load_codec(spec: str, num_codebooks: int | None = None):
+    """The codec an example trains over: `"random"` (a tiny seeded RVQ codec: 4 x 64 codes at 50 Hz, for smoke runs),
+    a saved codec folder (`AutoModel`), or a transformers codec checkpoint (`CodecModel.from_codec_pretrained`:
+    EnCodec, DAC, Mimi, X-codec; `num_codebooks` keeps that many levels)."""
+    from transformers import AutoModel
+
+    from ..models.codec import CodecModel, RVQCodecConfig, RVQCodecModel
+
+    if spec == "random":
+        torch.manual_seed(0)
+        return RVQCodecModel(RVQCodecConfig(upsampling_ratios=(8, 5, 4, 2), num_filters=8, hidden_size=32,
+                                            num_codebooks=4, codebook_size=64)).eval()  # fmt: skip
+    if Path(spec).is_dir():
+        return AutoModel.from_pretrained(spec).eval()
+    return CodecModel.from_codec_pretrained(spec, num_codebooks=num_codebooks)
