@@ -411,7 +411,7 @@ def build_demo(pipeline_path: str = "default", instruct_pipeline: str | None = "
             gr.Examples(examples, t_in)
         with gr.Tab("Zero-shot TTS"):
             gr.Markdown(NO_TTS if tts_pipe is None else f"Variant `{tts_pipeline}`: says the text in the voice of a "
-                        "~3 s prompt (VALL-E). The prompt's transcript, if given, helps.")  # fmt: skip
+                        "~3 s prompt (VALL-E). Type the prompt's transcript too (VALL-E reads it first).")  # fmt: skip
             s_text = gr.Textbox(label="Text to say")
             with gr.Row():
                 s_in = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Voice prompt (~3 s)")
