@@ -290,7 +290,7 @@ def test_cache_hit_is_identical_and_does_no_work(dataset_and_cache, monkeypatch)
 
 
 def test_failed_build_leaves_no_cache(tmp_path, monkeypatch):
-    real_wav_bytes = builder_module._wav_bytes
+    real_wav_bytes = builder_module.wav_bytes
     calls = []
 
     def failing(*args):
@@ -299,11 +299,11 @@ def test_failed_build_leaves_no_cache(tmp_path, monkeypatch):
             raise KeyboardInterrupt("simulated interruption")
         return real_wav_bytes(*args)
 
-    monkeypatch.setattr(builder_module, "_wav_bytes", failing)
+    monkeypatch.setattr(builder_module, "wav_bytes", failing)
     with pytest.raises(KeyboardInterrupt):
         synthesize_dataset(TEXTS, cache_dir=tmp_path, show_progress=False)
     assert list(tmp_path.iterdir()) == []
-    monkeypatch.setattr(builder_module, "_wav_bytes", real_wav_bytes)
+    monkeypatch.setattr(builder_module, "wav_bytes", real_wav_bytes)
     assert len(synthesize_dataset(TEXTS, cache_dir=tmp_path, show_progress=False)) == len(TEXTS)
 
 

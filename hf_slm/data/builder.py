@@ -78,7 +78,8 @@ def _as_tuple(name, values):
     return values
 
 
-def _validate_texts(texts) -> list[str]:
+def validate_texts(texts) -> list[str]:
+    """`texts` as a list, refusing a bare str, an empty list or an empty item (named by index)."""
     if isinstance(texts, str):
         raise TypeError("`texts` must be a list of strings, got a single str (wrap it in a list).")
     texts = list(texts)
@@ -115,7 +116,8 @@ def cache_key(texts, voices, rates, pitches, sampling_rate, assignment, seed) ->
 _SYNTHESIZERS: dict[tuple, EspeakSynthesizer] = {}
 
 
-def _synthesize_job(job) -> tuple[int, np.ndarray, int, list, list, list]:
+def synthesize_job(job) -> tuple[int, np.ndarray, int, list, list, list]:
+    """One `(index, text, voice, rate, pitch)` job -> int16 PCM and word times; a pool worker (no torch)."""
     index, text, voice, rate, pitch = job
     key = (voice, rate, pitch)
     if key not in _SYNTHESIZERS:
@@ -130,15 +132,15 @@ def _synthesize_job(job) -> tuple[int, np.ndarray, int, list, list, list]:
 
 def _results(jobs, num_proc):
     if num_proc == 1:
-        yield from map(_synthesize_job, jobs)
+        yield from map(synthesize_job, jobs)
         return
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     with multiprocessing.get_context(method).Pool(num_proc) as pool:
-        yield from pool.imap(_synthesize_job, jobs, chunksize=max(1, min(32, len(jobs) // (4 * num_proc))))
+        yield from pool.imap(synthesize_job, jobs, chunksize=max(1, min(32, len(jobs) // (4 * num_proc))))
 
 
 # ------------------------------------------------------------------------------------------------
-class _Resampler:
+class Resampler:
     """torchaudio resampling from espeak-ng's rate, one kernel per rate pair."""
 
     def __init__(self, target_rate):
@@ -163,7 +165,8 @@ class _Resampler:
             torch.set_num_threads(threads)
 
 
-def _wav_bytes(waveform: np.ndarray, sampling_rate: int) -> bytes:
+def wav_bytes(waveform: np.ndarray, sampling_rate: int) -> bytes:
+    """16-bit WAV file bytes, the form a `datasets.Audio` column stores."""
     import io
 
     import soundfile
@@ -225,7 +228,7 @@ def synthesize_dataset(
     """
     from datasets import load_from_disk
 
-    texts = _validate_texts(texts)
+    texts = validate_texts(texts)
     voices = _as_tuple("voices", voices)
     rates = _as_tuple("rates", rates)
     pitches = _as_tuple("pitches", pitches)
@@ -264,7 +267,7 @@ def _build(jobs, sampling_rate, num_proc, show_progress, temporary: Path):
     from datasets import Dataset
     from tqdm.auto import tqdm
 
-    resample = _Resampler(sampling_rate)
+    resample = Resampler(sampling_rate)
 
     def rows():
         progress = tqdm(total=len(jobs), desc="espeak-ng", unit="utt", disable=not show_progress)
@@ -274,7 +277,7 @@ def _build(jobs, sampling_rate, num_proc, show_progress, temporary: Path):
             ):  # imap keeps the order of the jobs
                 waveform = resample(pcm.astype(np.float32) / 32768.0, espeak_rate)
                 yield {
-                    "audio": {"bytes": _wav_bytes(waveform, sampling_rate), "path": None},
+                    "audio": {"bytes": wav_bytes(waveform, sampling_rate), "path": None},
                     "text": text,
                     "voice": voice,
                     "rate": rate,
@@ -350,7 +353,7 @@ def synthesize_to_wav(text: str, path: str | os.PathLike, sampling_rate: int | N
     if sampling_rate is not None and sampling_rate != result.sampling_rate:
         if isinstance(sampling_rate, bool) or not isinstance(sampling_rate, (int, np.integer)) or sampling_rate <= 0:
             raise ValueError(f"`sampling_rate` must be a positive integer, got {sampling_rate!r}.")
-        result.waveform = _Resampler(int(sampling_rate))(result.waveform, result.sampling_rate)
+        result.waveform = Resampler(int(sampling_rate))(result.waveform, result.sampling_rate)
         result.sampling_rate = int(sampling_rate)
     write_wav(path, result.waveform, result.sampling_rate)
     return result

@@ -296,9 +296,9 @@ def dialogue_features(sampling_rate: int):
 
 
 def _row(dialogue: Dialogue, path: str | None = None) -> dict:
-    from .builder import _wav_bytes  # the package's one in-memory wav encoder; [T, 2] makes it stereo
+    from .builder import wav_bytes  # the package's one in-memory wav encoder; [T, 2] makes it stereo
 
-    return {"audio": {"bytes": _wav_bytes(dialogue.audio.T, dialogue.sampling_rate), "path": path},
+    return {"audio": {"bytes": wav_bytes(dialogue.audio.T, dialogue.sampling_rate), "path": path},
             "voices": list(dialogue.voices), "words": dialogue.words, "word_start": dialogue.word_start,
             "word_end": dialogue.word_end, "events": json.dumps(dialogue.events),
             "duration": dialogue.duration}  # fmt: skip

@@ -303,7 +303,7 @@ def list_variants() -> list[str]:
     return sorted(name for name in os.listdir(folder) if os.path.isfile(os.path.join(folder, name))) if os.path.isdir(folder) else []
 
 
-def _resolve_voice(voice: str) -> str:
+def resolve_voice(voice: str) -> str:
     """The name to give espeak_SetVoiceByName for ``voice`` (a name, identifier or language, plus ``+variant``).
 
     espeak_SetVoiceByName knows names and identifiers ("en-us" matches "gmw/en-US") but not every
@@ -422,7 +422,7 @@ class EspeakSynthesizer:
         self.pitch_range = int(pitch_range)
         self.word_gap = int(word_gap)
         self.silence_threshold_db = float(silence_threshold_db)
-        self._espeak_name = _resolve_voice(voice)
+        self._espeak_name = resolve_voice(voice)
         with _LOCK, _Session() as session:
             self._select_voice(session)  # fail now, not on the first utterance
             self.sampling_rate = session.sampling_rate
@@ -515,7 +515,7 @@ def phonemize(text: str, voice: str = "en-us") -> list[str]:
         raise TypeError(f"`text` must be a str, got {type(text).__name__}.")
     if "\x00" in text:
         raise ValueError("`text` contains a NUL character, which espeak-ng would treat as the end of the text.")
-    name = _resolve_voice(voice)
+    name = resolve_voice(voice)
     buffer = ctypes.create_string_buffer(text.encode("utf-8"))
     pointer = ctypes.c_void_p(ctypes.addressof(buffer))
     clauses = []

@@ -18,16 +18,16 @@ from pathlib import Path
 import numpy as np
 
 from .builder import (
-    _Resampler,
-    _synthesize_job,
-    _validate_texts,
-    _wav_bytes,
+    Resampler,
+    synthesize_job,
+    validate_texts,
+    wav_bytes,
     assign_voices,
     cache_key,
     dataset_features,
     default_cache_dir,
 )
-from .espeak import EspeakSynthesizer, _resolve_voice, list_variants, list_voices
+from .espeak import EspeakSynthesizer, resolve_voice, list_variants, list_voices
 
 #: Bump when the chunk layout or the rows change.
 CORPUS_FORMAT_VERSION = 1
@@ -49,12 +49,12 @@ def english_voices(variants="all", exclude_variants=()) -> list[str]:
 
 def _synthesize_rows(batch, sampling_rate: int):
     """`datasets.map` function: a batch of (index, text, voice, rate, pitch) jobs -> `synthesize_dataset` rows."""
-    resample = _Resampler(sampling_rate)
+    resample = Resampler(sampling_rate)
     rows = {name: [] for name in dataset_features(sampling_rate)}
     for job in zip(batch["index"], batch["text"], batch["voice"], batch["rate"], batch["pitch"]):
-        _, pcm, espeak_rate, words, starts, ends = _synthesize_job(job)
+        _, pcm, espeak_rate, words, starts, ends = synthesize_job(job)
         waveform = resample(pcm.astype(np.float32) / 32768.0, espeak_rate)
-        for name, value in (("audio", {"bytes": _wav_bytes(waveform, sampling_rate), "path": None}),
+        for name, value in (("audio", {"bytes": wav_bytes(waveform, sampling_rate), "path": None}),
                             ("text", job[1]), ("voice", job[2]), ("rate", job[3]), ("pitch", job[4]),
                             ("words", words), ("word_start", starts), ("word_end", ends),
                             ("duration", len(waveform) / sampling_rate)):  # fmt: skip
@@ -97,7 +97,7 @@ def synthesize_corpus(
     """
     import datasets
 
-    texts = _validate_texts(texts)
+    texts = validate_texts(texts)
     if isinstance(voices, str):  # one voice, or "english"
         voices = english_voices() if voices == "english" else [voices]
     voices = list(voices)
@@ -108,7 +108,7 @@ def synthesize_corpus(
     if not voices or not rates or not pitches:
         raise ValueError(f"voices, rates and pitches must not be empty (got {len(voices)}, {len(rates)}, {len(pitches)})")
     for voice in voices:  # a bad voice, rate or pitch fails here, before any work
-        _resolve_voice(voice)
+        resolve_voice(voice)
     for rate, pitch in zip(rates + rates[-1:] * len(pitches), pitches + pitches[-1:] * len(rates)):
         EspeakSynthesizer(voices[0], rate=rate, pitch=pitch)
 
