@@ -153,12 +153,14 @@ class Resampler:
         import torch
         import torchaudio
 
-        if rate not in self._transforms:
-            self._transforms[rate] = torchaudio.transforms.Resample(rate, self.target_rate)
-        # One short 1-D signal gains nothing from intra-op threads; on a busy machine they cost 10-20x.
+        # One short 1-D signal gains nothing from intra-op threads; on a busy machine they cost 10-20x. Building the
+        # kernel runs torch ops too: in a worker forked from a parent whose OpenMP pool ran, a multi-threaded op
+        # deadlocks in libgomp (seen in `synthesize_corpus(num_proc=2)`), so both run on one thread.
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
+            if rate not in self._transforms:
+                self._transforms[rate] = torchaudio.transforms.Resample(rate, self.target_rate)
             with torch.no_grad():
                 return self._transforms[rate](torch.from_numpy(waveform.astype(np.float32))).numpy()
         finally:
@@ -347,8 +349,6 @@ def synthesize_to_wav(text: str, path: str | os.PathLike, sampling_rate: int | N
     ``sampling_rate`` resamples from espeak-ng's 22050 Hz. The file is written next to ``path``
     under a temporary name and renamed, so a crash never leaves a truncated file.
     """
-    import soundfile
-
     result = EspeakSynthesizer(**voice).synthesize(text)
     if sampling_rate is not None and sampling_rate != result.sampling_rate:
         if isinstance(sampling_rate, bool) or not isinstance(sampling_rate, (int, np.integer)) or sampling_rate <= 0:
