@@ -29,6 +29,14 @@ def test_corpus_jobs_speak_each_text_n_times_reproducibly():
 
 
 def test_corpus_is_parallel_cached_per_chunk_and_resumes(tmp_path):
+    import torch
+
+    # The parent's OpenMP pool has run (as after any training): a forked worker running a multi-threaded torch op
+    # would deadlock in libgomp.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    (torch.ones(1 << 20) + 1).sum()
+    torch.set_num_threads(threads)
     kwargs = dict(voices=["en-us", "en-gb+f3", "en-us+m3"], rates=[160, 190], pitches=[40, 60], renditions=2,
                   cache_dir=tmp_path, num_proc=2, chunk_size=4, show_progress=False)  # fmt: skip
     ds = synthesize_corpus(TEXTS, **kwargs)
