@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 from transformers import DacConfig, EncodecConfig, HubertConfig, LlamaConfig, MimiConfig, XcodecConfig
+from transformers.generation.streamers import BaseStreamer
 
 from hf_slm import (
     CodecConfig,
@@ -125,6 +126,12 @@ def test_codec_lm_variant_round_trip(kind, prompt, tmp_path):
     assert np.isfinite(out.waveforms[0]).all()
     # the same seed gives the same continuation from the saved variant as from the one in memory
     assert torch.equal(pipe.continue_speech(prompt, max_new_tokens=7, seed=0).units[0], out.units[0])
+    # a token streamer gets each new frame [1, Q] while generating, the same frames and draws
+    frames_seen = []
+    streamer = type("Collect", (BaseStreamer,), {"put": lambda self, v: frames_seen.append(v), "end": lambda self: None})()
+    streamed = loaded.continue_speech(prompt, max_new_tokens=7, seed=0, streamer=streamer)
+    assert torch.equal(streamed.units[0], out.units[0])
+    assert torch.equal(torch.stack(frames_seen[1:], dim=-1)[0], out.units[0])
 
     scores = loaded.score([prompt, {"array": prompt["array"][:4000], "sampling_rate": prompt["sampling_rate"]}])
     assert scores.shape == (2,) and torch.isfinite(scores).all() and (scores > 0).all()

@@ -329,6 +329,49 @@ def test_generate_unconditional_and_errors():
         model.generate(max_new_frames=2, logits_processor=(None, None))
 
 
+@pytest.mark.parametrize("pattern", ["delay", "flatten"])
+def test_streamer_gets_each_frame_as_soon_as_all_its_streams_are_known(pattern):
+    """The streamer's frames equal `generate`'s output (same draws), and frame k of the continuation arrives after
+    k + 1 + max delay backbone calls (delay pattern) or (k + 1) * S (flattened): during generation, not after it."""
+    from transformers.generation.streamers import BaseStreamer
+
+    tester = MultiStreamModelTester(delays=[0, 2, 1] if pattern == "delay" else None)
+    config = tester.get_config()
+    config.pattern = pattern
+    torch.manual_seed(0)
+    model = MultiStreamSpeechLMForCausalLM(config).eval()
+    calls = []
+    model.backbone.register_forward_hook(lambda *_: calls.append(1))
+
+    class Collect(BaseStreamer):
+        def __init__(self):
+            self.values, self.calls_at_put, self.ended = [], [], False
+
+        def put(self, value):
+            self.values.append(value.clone())
+            self.calls_at_put.append(len(calls))
+
+        def end(self):
+            self.ended = True
+
+    prompt, new = tester.get_frames(batch=1, frames=3), 7
+    reference = model.generate(prompt, max_new_frames=new, generator=torch.Generator().manual_seed(5))
+    calls.clear()
+    streamer = Collect()
+    out = model.generate(prompt, max_new_frames=new, generator=torch.Generator().manual_seed(5), streamer=streamer)
+    assert torch.equal(out, reference) and streamer.ended
+    assert torch.equal(streamer.values[0], prompt)
+    assert torch.equal(torch.stack(streamer.values[1:], dim=-1), out)
+    if pattern == "delay":
+        expected = [k + 1 + 2 for k in range(new)]
+    else:
+        expected = [(k + 1) * 3 for k in range(new)]
+    assert streamer.calls_at_put[1:] == expected
+    assert model.generate_units([prompt[0]], max_new_tokens=2, streamer=Collect())[0].shape == (3, 2)
+    with pytest.raises(ValueError, match="one prompt at a time"):
+        model.generate_units([prompt[0], prompt[0]], max_new_tokens=2, streamer=Collect())
+
+
 class _Force(LogitsProcessor):
     def __init__(self, token: int):
         self.token = token

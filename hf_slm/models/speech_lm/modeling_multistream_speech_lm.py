@@ -377,6 +377,7 @@ class MultiStreamSpeechLMForCausalLM(MultiStreamSpeechLMPreTrainedModel):
         logits_processor=None,
         generator: torch.Generator | None = None,
         batch_size: int = 1,
+        streamer=None,
     ) -> torch.LongTensor:
         """
         Continue aligned frames, one frame per backbone step (KV-cached); delays are applied to the prompt and undone
@@ -398,6 +399,9 @@ class MultiStreamSpeechLMForCausalLM(MultiStreamSpeechLMPreTrainedModel):
                 stream only).
             generator (`torch.Generator`, *optional*): random generator of the sampling.
             batch_size (`int`): rows to generate when there is no prompt.
+            streamer (`BaseStreamer`, *optional*): gets `put(prompt_streams)` (`[B, S, T]`, as `generate` puts its
+                input ids), then `put(frame)` (`[B, S]`, aligned) for each new frame as soon as all its streams are
+                known (a delay pattern holds frame t back until step t + max delay), and `end()`.
 
         Returns:
             `LongTensor` `[B, S, max_new_frames]`: the new frames only, aligned (delays undone).
@@ -423,6 +427,9 @@ class MultiStreamSpeechLMForCausalLM(MultiStreamSpeechLMPreTrainedModel):
         unknown = (grid[0] == _UNKNOWN).T.tolist()  # [position][stream]
         start = next(p for p, row in enumerate(unknown) if any(row))  # first position with something to predict
 
+        if streamer is not None:
+            streamer.put(prompt_streams.cpu())
+        streamed = prompt_frames  # frames handed to the streamer
         outputs = self.backbone(inputs_embeds=self.embed_streams(grid[:, :, :start]), use_cache=True)
         cache = outputs.cache
         for position in range(start, grid.shape[-1]):
@@ -430,10 +437,30 @@ class MultiStreamSpeechLMForCausalLM(MultiStreamSpeechLMPreTrainedModel):
             grid[:, :, position] = self._next_frame(
                 hidden, grid, position, unknown[position], processors, do_sample, generator
             )
+            while streamer is not None and streamed < total_frames and self._last_position(streamed) <= position:
+                streamer.put(self._frame_at(grid, streamed).cpu())
+                streamed += 1
             if position + 1 < grid.shape[-1]:
                 frame = self.embed_streams(grid[:, :, position : position + 1])
                 outputs = self.backbone(inputs_embeds=frame, cache=cache, use_cache=True)
+        if streamer is not None:
+            streamer.end()
         return self._undo_pattern(grid[:, :, 1:])[:, :, prompt_frames:]
+
+    def _last_position(self, frame: int) -> int:
+        """Grid position (`<s>` at 0) of the last-known stream of aligned frame `frame`."""
+        if self.config.pattern == "flatten":
+            return (frame + 1) * self.config.num_streams
+        return 1 + frame + self.config.max_delay
+
+    def _frame_at(self, grid, frame: int) -> torch.LongTensor:
+        """Aligned frame `frame` `[B, S]` read from the delayed grid (`<s>` at 0)."""
+        num_streams = self.config.num_streams
+        if self.config.pattern == "flatten":
+            streams = torch.arange(num_streams, device=grid.device)
+            return grid[:, streams, 1 + frame * num_streams + streams]
+        positions = 1 + frame + torch.tensor(self.config.delays, device=grid.device)
+        return grid[:, torch.arange(num_streams, device=grid.device), positions]
 
     # ------------------------------------------------------------------ patterns
     def _apply_pattern(self, codes, lengths=None):
@@ -533,18 +560,15 @@ class MultiStreamSpeechLMForCausalLM(MultiStreamSpeechLMPreTrainedModel):
         """
         Continue aligned code prompts, the call `SpeechLMPipeline.continue_speech` makes on any LM: each prompt
         `[S, T_i]` gets `max_new_tokens` new frames (the model has no end-of-sequence, so `min_new_tokens` is always
-        met). Prompts are generated one at a time (their lengths differ); `streamer` is not supported (stream the
-        audio with `SpeechLMPipeline.stream_decode`).
+        met). Prompts are generated one at a time (their lengths differ); `streamer` (one prompt only, as in
+        `generate`) gets the prompt, then each frame `[1, S]` once all its streams are known (see `generate`).
 
         Returns:
             One `[S, max_new_tokens]` `LongTensor` per prompt: the continuation only.
         """
-        if streamer is not None:
-            raise ValueError(
-                "a multi-stream LM does not stream tokens (streamer=...); stream the audio of its output with "
-                "SpeechLMPipeline.stream_decode"
-            )
         prompts = list(units_prompt) if not torch.is_tensor(units_prompt) or units_prompt.dim() == 3 else [units_prompt]
+        if streamer is not None and len(prompts) > 1:
+            raise ValueError(f"streamer=... streams one prompt at a time (as `generate` does), got {len(prompts)} prompts")
         return [
             self.generate(
                 torch.as_tensor(prompt).long()[None],
@@ -554,6 +578,7 @@ class MultiStreamSpeechLMForCausalLM(MultiStreamSpeechLMPreTrainedModel):
                 top_k=top_k,
                 top_p=top_p,
                 logits_processor=logits_processor,
+                streamer=streamer,
             )[0].cpu()
             for prompt in prompts
         ]
