@@ -140,7 +140,7 @@ class LeanLlamaStep:
     def __call__(self, token: torch.Tensor, position: int) -> torch.Tensor:
         hidden = torch.index_select(self.embed, 0, token.view(1))  # [1, hidden]: 2-D products as on [1, 1, hidden]
         cos, sin = self.cos[position], self.sin[position]
-        heads, rotated, half, end = self.num_heads, self.num_heads + self.num_kv_heads, self.head_dim // 2, position + 1
+        rotated, half, end = self.num_heads + self.num_kv_heads, self.head_dim // 2, position + 1
         shape = (self.num_heads + 2 * self.num_kv_heads, self.head_dim)
         for (norm1, qkv, o, norm2, gate_up, down), buffer, (queries, keys, values) in zip(
             self.layers, self.buffers, self.views
