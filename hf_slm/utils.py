@@ -120,4 +120,22 @@ def lazy_exports(package: str, table: dict[str, list[str]]):
     return __getattr__, __dir__
 
 
-__all__ = ["atomic_open", "atomic_save_directory", "current_umask", "lazy_exports", "plain_mode", "widen_to_umask"]
+class OneThreadInWorkers:
+    """Wraps a `datasets.map` function so that, in a worker process of `map(num_proc=N)`, torch runs one intra-op
+    thread before the function's first op. A worker is forked from a parent whose OpenMP pool may have run, and a
+    multi-threaded op in it then deadlocks in libgomp; N workers share the cores anyway."""
+
+    def __init__(self, function):
+        self.function = function
+        self.parent_pid = os.getpid()
+
+    def __call__(self, *args, **kwargs):
+        if os.getpid() != self.parent_pid:
+            import torch
+
+            if torch.get_num_threads() != 1:
+                torch.set_num_threads(1)
+        return self.function(*args, **kwargs)
+
+
+__all__ = ["OneThreadInWorkers", "atomic_open", "atomic_save_directory", "current_umask", "lazy_exports", "plain_mode", "widen_to_umask"]

@@ -185,3 +185,43 @@ def test_default_components_load_as_remote_code_without_hf_slm(tmp_path):
         # Griffin-Lim's 32 momentum iterations carry float rounding of another thread count up to ~1e-4 (seen in CI)
         tolerance = 1e-3 if name == "vocoder" else 1e-5
         torch.testing.assert_close(torch.load(tmp_path / f"{name}.out.pt"), want, rtol=tolerance, atol=tolerance)
+
+
+def test_augmentation_and_tokenisation_in_two_processes_equal_one(tmp_path):
+    """`--num_proc 2` shares augmentation and tokenisation between forked workers (one torch thread each, after the
+    parent's OpenMP pool ran: a multi-threaded op in a worker would deadlock) and gives the same rows as one process (up to one 16-bit step of the stored audio)."""
+    import types
+
+    import datasets
+    import numpy as np
+    import torch
+
+    from example_loader import load_script
+    from hf_slm.data import synthesize_dataset
+    from tiny_components import tiny_unit_encoder
+
+    module = load_script("examples/default_pipeline/train_default.py")
+    texts = ["the red dog runs home", "a cat sat on a mat", "we like green tea", "she reads a long book"] * 2
+    train = synthesize_dataset(texts, voices=["en-us", "en-gb+f3"], rates=[170], pitches=[50], cache_dir=tmp_path / "c",
+                               show_progress=False).cast_column("audio", datasets.Audio(sampling_rate=16000))  # fmt: skip
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    (torch.ones(1 << 20) + 1).sum()  # the parent's OpenMP pool has run
+    try:
+        results = {}
+        for num_proc in (1, 2):
+            args = types.SimpleNamespace(augmentation={"seed": 0, "steps": [{"name": "pitch", "semitones": [-2, 2]},
+                                         {"name": "noise", "snr_db": [10, 20]}]}, augment_copies=1, num_proc=num_proc)  # fmt: skip
+            augmented = module.augment_dataset(args, train, tmp_path / f"scratch{num_proc}")
+            fe, tokenizer = module.SpeechFeatureExtractor(sampling_rate=16000), tiny_unit_encoder()
+            units = module.add_units(augmented, fe, tokenizer, target_column="target", num_proc=num_proc,
+                                     cache_file_name=str(tmp_path / f"units{num_proc}.arrow"))  # fmt: skip
+            results[num_proc] = (augmented, units)
+    finally:
+        torch.set_num_threads(threads)
+    (aug1, units1), (aug2, units2) = results[1], results[2]
+    assert len(aug2) == len(train) and len(units2) == len(train)
+    for a, b in zip(aug1["audio"], aug2["audio"]):  # one 16-bit step: float sums differ with the thread count
+        np.testing.assert_allclose(a["array"], b["array"], rtol=0, atol=1.01 / 32768)
+    assert units1["units"] == units2["units"] and units1["waveform"] == units2["waveform"]
+    assert len({tuple(u) for u in units2["units"]}) > 1

@@ -37,6 +37,7 @@ from hf_slm.models.unit_encoder.feature_extraction_unit_encoder import load_audi
 from hf_slm.models.unit_vocoder import UnitMelVocoder, UnitMelVocoderConfig
 from hf_slm.training import CausalLMCollator, SpeechAugmentation, UnitVocoderCollator
 from hf_slm.training.kmeans import fit_unit_tokenizer_on_dataset
+from hf_slm.utils import OneThreadInWorkers
 
 
 @dataclass
@@ -53,7 +54,7 @@ class DefaultPipelineArguments:
     pitches: str = field(default="35,50,65", metadata={"help": "comma-separated pitches (0-99)"})
     renditions: int = field(default=1, metadata={"help": "'open' corpus: times each text is spoken (random voices)"})
     chunk_size: int = field(default=2000, metadata={"help": "'open' corpus: utterances per cached chunk"})
-    num_proc: int = field(default=2, metadata={"help": "espeak-ng worker processes"})
+    num_proc: int = field(default=2, metadata={"help": "worker processes of synthesis, augmentation and tokenisation"})
     augmentation: str = field(default="", metadata={"help": "SpeechAugmentation JSON file (or inline JSON); '' = none"})
     augment_copies: int = field(default=1, metadata={"help": "augmented copies of each training utterance"})
     num_units: int = field(default=100, metadata={"help": "k-means units"})
@@ -221,8 +222,9 @@ def augment_dataset(args, train, scratch: Path | None = None):
     features = datasets.Features({"audio": datasets.Audio(sampling_rate=16000), "target": datasets.Audio(sampling_rate=16000)})
     copies = [
         train.select_columns(["audio"]).map(
-            augmentation.map_function(epoch=copy, target_column="target"), batched=True, batch_size=16,
-            with_indices=True, features=features, desc=f"augmenting, copy {copy + 1}/{args.augment_copies}",
+            OneThreadInWorkers(augmentation.map_function(epoch=copy, target_column="target")), batched=True,
+            batch_size=16, with_indices=True, features=features, num_proc=_processes(args.num_proc, len(train)),
+            desc=f"augmenting, copy {copy + 1}/{args.augment_copies}",
             cache_file_name=None if scratch is None else str(scratch / f"augment-{copy}.arrow"),
         )
         for copy in range(args.augment_copies)
@@ -239,10 +241,16 @@ def fit_speech_tokenizer(args, train):
     return feature_extractor, tokenizer.eval()
 
 
+def _processes(num_proc: int, rows: int) -> int | None:
+    """`datasets.map`'s `num_proc`: `None` (in this process) for one process or too few rows to share."""
+    return num_proc if num_proc > 1 and rows >= 2 * num_proc else None
+
+
 def add_units(ds, feature_extractor, tokenizer, keep_waveform: bool = True, target_column: str | None = None,
-              cache_file_name: str | None = None):  # fmt: skip
+              cache_file_name: str | None = None, num_proc: int = 1):  # fmt: skip
     """A `units` column (50 Hz, no deduplication) and the waveform cut to the unit frames, for the vocoder: of the
-    audio itself, or of `target_column` (augmented rows: the clean speech the vocoder should give back)."""
+    audio itself, or of `target_column` (augmented rows: the clean speech the vocoder should give back); in
+    `num_proc` processes (one torch thread each)."""
     hop = tokenizer.config.hop_length
 
     def tokenize(batch):
@@ -259,8 +267,8 @@ def add_units(ds, feature_extractor, tokenizer, keep_waveform: bool = True, targ
         return {"units": units, "waveform": waves}
 
     drop = [c for c in ("audio", target_column) if c in ds.column_names]
-    return ds.map(tokenize, batched=True, batch_size=32, desc="tokenising speech", remove_columns=drop,
-                  cache_file_name=cache_file_name)  # fmt: skip
+    return ds.map(OneThreadInWorkers(tokenize), batched=True, batch_size=32, desc="tokenising speech",
+                  remove_columns=drop, cache_file_name=cache_file_name, num_proc=_processes(num_proc, len(ds)))  # fmt: skip
 
 
 def lm_backbone_config(args, vocab_size: int | None = None) -> LlamaConfig:
@@ -388,7 +396,8 @@ def prepare_unit_data(args, feature_extractor=None, speech_tokenizer=None, keep_
             for name, ds, target in (("train", train, None), ("test", test, None), ("augmented", augmented, "target")):
                 if ds is not None:
                     scratch.mkdir(parents=True, exist_ok=True)
-                    units = add_units(ds, fe, tokenizer, keep_waveform, target, str(scratch / f"{name}.arrow"))
+                    units = add_units(ds, fe, tokenizer, keep_waveform, target, str(scratch / f"{name}.arrow"),
+                                      num_proc=args.num_proc)
                     _save(units, tmp, name)
 
         def load_units(path: Path):
