@@ -143,3 +143,21 @@ def test_bad_input_is_refused_by_name(variants, speech, tmp_path, capsys):
     assert main(["evaluate", "tts", "--pipeline", variants["valle"], "--dataset", str(tmp_path / "no_voice"),
                  "--output", out]) == 1  # fmt: skip
     assert "no column(s) ['voice', 'rate', 'pitch']" in capsys.readouterr().err
+
+
+def test_voice_corpus_keeps_the_held_out_voices_and_pitches_out_of_training(tmp_path):
+    import datasets
+
+    from example_loader import ROOT, load_script
+
+    module = load_script(ROOT / "examples" / "audiolm" / "make_voice_corpus.py")
+    module.main([str(tmp_path), "--num_utterances", "6", "--num_validation", "1", "--num_unseen", "3"])
+    split = json.loads((tmp_path / "voice_split.json").read_text())
+    train = datasets.load_from_disk(str(tmp_path / "train_corpus"))
+    unseen = datasets.load_from_disk(str(tmp_path / "unseen_voices"))
+    assert (len(train["train"]), len(train["validation"]), len(unseen)) == (5, 1, 3)
+    variants = {v.split("+", 1)[1] for v in unseen["voice"]}
+    assert variants <= set(split["held_out_variants"])
+    assert not any("+" in v and v.split("+", 1)[1] in variants for v in train["train"]["voice"])
+    assert set(unseen["pitch"]) <= {42, 80} and set(train["train"]["pitch"]) <= {35, 50, 65}
+    assert set(unseen["text"]).isdisjoint(train["train"]["text"])

@@ -8,7 +8,7 @@
 #   data/       make_voice_corpus.py: train_corpus (712 voices, pitches 35/50/65) and unseen_voices (104 held-out
 #               voice variants at pitches 42/80), voice_split.json
 #   codec/      examples/codec/train_codec.py with small/codec.json (RVQ, 4 x 256 codes at 50 Hz = 1.6 kbps)
-#   codec_lm/   examples/codec_lm/train_codec_lm.py with small/codec_lm.json (delay pattern, ~0.8M-parameter LM)
+#   codec_lm/   examples/codec_lm/train_codec_lm.py with small/codec_lm.json (delay pattern, 1.3M-parameter LM)
 #   audiolm/    examples/audiolm/train_audiolm.py with small/audiolm.json (the embedded default's units and semantic
 #               LM; coarse and fine acoustic LMs trained here)
 #   valle/      examples/valle/train_valle.py with small/valle.json (AR + NAR)
@@ -36,7 +36,7 @@ stage() { echo "== $1 ($(date +%H:%M:%S))"; }
 EVAL="$PY -m hf_slm.cli evaluate"
 [ -f "$OUT/eval/codec.json" ] || { stage "evaluate codec"; $EVAL codec --dataset "$UNSEEN" \
     --pipelines "default,codec=$OUT/codec_lm/variant" --output "$OUT/eval/codec.json"; }
-[ -f "$OUT/eval/voice.json" ] || { stage "evaluate voice"; $EVAL voice --dataset "$UNSEEN" \
+[ -f "$OUT/eval/voice.json" ] || { stage "evaluate voice"; $EVAL voice --dataset "$UNSEEN" --prompt-seconds 1.5 \
     --pipelines "default,codec_lm=$OUT/codec_lm/variant,audiolm=$OUT/audiolm/variant" --output "$OUT/eval/voice.json"; }
 [ -f "$OUT/eval/tts.json" ] || { stage "evaluate tts"; $EVAL tts --dataset "$UNSEEN" --pipeline "$OUT/valle/variant" \
     --output "$OUT/eval/tts.json"; }
