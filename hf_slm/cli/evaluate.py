@@ -428,6 +428,123 @@ def cmd_duplex_behaviour(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------------- voice, tts, codec
+def _any_pipeline(spec: str, device: str):
+    """A variant with `continue_speech` / `resynthesize`: an AudioLM variant, or any `SpeechLMPipeline` variant."""
+    from ..pipelines import AudioLMPipeline, SpeechLMPipeline, read_index, resolve_pipeline_path
+
+    path = resolve_pipeline_path(spec)
+    kind = read_index(path).get("_class_name")
+    return (AudioLMPipeline if kind == "AudioLMPipeline" else SpeechLMPipeline).from_pretrained(path).to(device)
+
+
+def _named_pipelines(specs: list[str]) -> dict[str, str]:
+    """`["default", "codec=runs/x/variant"]` -> `{"default": "default", "codec": "runs/x/variant"}`."""
+    named = {}
+    for spec in specs:
+        name, _, path = spec.rpartition("=")
+        name = name or Path(path).name
+        if name in named:
+            raise ValueError(f"--pipelines names {name!r} twice; give name=path to tell them apart")
+        named[name] = path
+    return named
+
+
+def _speech_rows(path: Path, limit: int | None, columns=("audio",)):
+    """Rows of a saved `datasets` folder (a DatasetDict: its test / validation / first split) with `columns`."""
+    import datasets
+
+    ds = datasets.load_from_disk(str(path))
+    if isinstance(ds, datasets.DatasetDict):
+        ds = ds[next((s for s in ("test", "validation") if s in ds), next(iter(ds)))]
+    missing = [c for c in columns if c not in ds.column_names]
+    if missing:
+        raise ValueError(f"--dataset {path} has no column(s) {missing}; columns: {ds.column_names}")
+    return ds.select(range(min(limit, len(ds)))) if limit else ds
+
+
+def _similarity_table(rows: dict) -> str:
+    lines = [f"{'':<22}{'speaker sim.':>13}{'std':>7}{'n':>4}"]
+    lines += [f"{name:<22}{r['speaker_similarity']:>13.3f}{r['std']:>7.3f}{r['n']:>4}" for name, r in rows.items()]
+    return "\n".join(lines)
+
+
+def cmd_voice(args) -> int:
+    from ..evaluation.report import bar_plot, write_json, write_report
+    from ..evaluation.voice import evaluate_continuation_voice
+
+    rows = _speech_rows(args.dataset, args.limit)
+    pipelines = {name: _any_pipeline(spec, args.device) for name, spec in _named_pipelines(args.pipelines).items()}
+    result = evaluate_continuation_voice(pipelines, list(rows["audio"]), prompt_seconds=args.prompt_seconds,
+                                         new_seconds=args.new_seconds, temperature=args.temperature, seed=args.seed)  # fmt: skip
+    result |= {"pipelines": _named_pipelines(args.pipelines), "dataset": str(args.dataset)}
+    json_path, md_path, stem = _outputs(args.output)
+    write_json(result, json_path)
+    rows = {**result["systems"], **{f"[{k}]": v for k, v in result["references"].items()}}
+    plot = bar_plot({k: v["speaker_similarity"] for k, v in rows.items()}, f"{stem}.voice.png",
+                    "Speaker similarity: prompt vs continuation", "cosine (Resemblyzer)")  # fmt: skip
+    table = _similarity_table(rows)
+    write_report(md_path, "Voice preservation of continuations", {k: v["speaker_similarity"] for k, v in rows.items()},
+                 table, [plot], notes=f"Prompt: the first {args.prompt_seconds} s of each utterance; continuation: "
+                 f"{args.new_seconds} s, compared alone. [same_voice]: the rest of the same utterance (ceiling); "
+                 "[other_voice]: the rest of the next prompt's utterance (floor).")  # fmt: skip
+    print(table)
+    print(f"wrote {json_path}, {md_path}, {plot}")
+    return 0
+
+
+def cmd_tts(args) -> int:
+    from ..evaluation.report import write_json, write_report
+    from ..evaluation.voice import evaluate_tts_voice
+    from ..pipelines import VallEPipeline
+
+    rows = _speech_rows(args.dataset, args.limit, ("audio", "text", "voice", "rate", "pitch"))
+    if len(rows) < 2:
+        raise ValueError(f"--dataset {args.dataset} has {len(rows)} utterance(s); each prompt says the next one's text, so 2 are needed")
+    pipe = VallEPipeline.from_pretrained(args.pipeline).to(args.device)
+    texts = list(rows["text"])
+    result = evaluate_tts_voice(pipe, list(zip(rows["audio"], texts)), texts[1:] + texts[:1], list(rows["voice"]),
+                                list(rows["rate"]), list(rows["pitch"]), temperature=args.temperature, top_p=args.top_p,
+                                seed=args.seed, language=args.language)  # fmt: skip
+    result |= {"pipeline": args.pipeline, "dataset": str(args.dataset)}
+    json_path, md_path, _ = _outputs(args.output)
+    write_json(result, json_path)
+    lines = [f"{'':<10}{'WER':>7}{'CER':>7}{'speaker sim.':>14}{'n':>4}"]
+    lines += [f"{side:<10}{result[side]['wer']:>7.3f}{result[side]['cer']:>7.3f}"
+              f"{result[side]['speaker_similarity']:>14.3f}{result[side]['n']:>4}" for side in ("tts", "espeak")]  # fmt: skip
+    lines.append(f"WER ratio (tts / espeak-ng): {result['wer_ratio']:.2f}")
+    table = "\n".join(lines)
+    summary = {f"{side}_{k}": result[side][k] for side in ("tts", "espeak") for k in ("wer", "cer", "speaker_similarity")}
+    write_report(md_path, "Zero-shot TTS: intelligibility and voice", summary | {"wer_ratio": result["wer_ratio"]},
+                 table, notes=f"ASR: {result['asr']}. Each prompt (a whole utterance and its transcript) is followed "
+                 "by the next utterance's text; espeak-ng says that text in the prompt's voice, rate and pitch.")  # fmt: skip
+    print(table)
+    print(f"wrote {json_path}, {md_path}")
+    return 0
+
+
+def cmd_codec(args) -> int:
+    from ..evaluation.report import write_json, write_report
+    from ..evaluation.voice import evaluate_codec_quality
+
+    audio = list(_speech_rows(args.dataset, args.limit)["audio"])
+    named = _named_pipelines(args.pipelines)
+    result = {name: evaluate_codec_quality(_any_pipeline(spec, args.device), audio) for name, spec in named.items()}
+    json_path, md_path, _ = _outputs(args.output)
+    write_json({"systems": result, "pipelines": named, "dataset": str(args.dataset)}, json_path)
+    keys = ("bitrate_bps", "mel_distance", "stoi", "speaker_similarity")
+    lines = [f"{'':<22}{'bps':>8}{'mel dist.':>11}{'STOI':>7}{'speaker sim.':>14}"]
+    lines += [f"{name:<22}{r['bitrate_bps']:>8.0f}{r['mel_distance']:>11.3f}{r['stoi']:>7.3f}{r['speaker_similarity']:>14.3f}"
+              for name, r in result.items()]  # fmt: skip
+    table = "\n".join(lines)
+    write_report(md_path, "Resynthesis quality of the tokenizers", {f"{n}_{k}": r[k] for n, r in result.items() for k in keys},
+                 table, notes="Resynthesis: audio -> tokens -> decoder. mel dist.: log-mel L1 (lower is better); "
+                 "speaker sim.: Resemblyzer cosine of the resynthesis with its original.")  # fmt: skip
+    print(table)
+    print(f"wrote {json_path}, {md_path}")
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------------- parser
 def add_evaluate_parser(sub) -> None:
     """Add the `evaluate` command group to the `hf-slm` sub-parsers."""
@@ -439,7 +556,7 @@ def add_evaluate_parser(sub) -> None:
 
     group = sub.add_parser(
         "evaluate", help="benchmarks: pairs, build-pairs, abx, purity, resynthesis, asr, speech-llm-tasks, generation, "
-        "prosody, turn-taking, stsp, duplex-behaviour"
+        "prosody, turn-taking, stsp, duplex-behaviour, voice, tts, codec"
     )
     commands = group.add_subparsers(dest="evaluate_command", required=True)
 
@@ -619,6 +736,46 @@ def add_evaluate_parser(sub) -> None:
     p.add_argument("--no-hold", action="store_true", help="keep speaking until the barge-in is confirmed")
     common(p, "results JSON (a Markdown report is written next to it)")
     p.set_defaults(func=cmd_duplex_behaviour)
+
+    p = commands.add_parser("voice", help="speaker similarity of continuations to their prompts (codec-LM, AudioLM, "
+                            "unit variants), with same-voice and other-voice references")  # fmt: skip
+    p.add_argument("--pipelines", type=csv_list(str), default=["default"],
+                   help="comma-separated variants, each PATH or NAME=PATH ('default' is the embedded GSLM variant)")
+    p.add_argument("--dataset", type=existing_path, required=True,
+                   help="a saved `datasets` folder with an audio column (e.g. make_voice_corpus.py's unseen_voices)")
+    p.add_argument("--limit", type=positive_int, default=None, help="first N utterances")
+    p.add_argument("--prompt-seconds", type=positive_float, default=3.0)
+    p.add_argument("--new-seconds", type=positive_float, default=2.0, help="continuation compared with the prompt")
+    p.add_argument("--temperature", type=positive_float, default=0.8)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--seed", type=non_negative_int, default=0)
+    p.add_argument("--output", required=True, help="results JSON (a Markdown report and a PNG plot are written next to it)")
+    p.set_defaults(func=cmd_voice)
+
+    p = commands.add_parser("tts", help="zero-shot TTS (VALL-E variant): pocketsphinx WER and speaker similarity next "
+                            "to espeak-ng's rendering in the prompt's voice")  # fmt: skip
+    p.add_argument("--pipeline", required=True, help="a VallEPipeline variant folder or Hub repo id")
+    p.add_argument("--dataset", type=existing_path, required=True,
+                   help="a saved `datasets` folder with audio, text, voice, rate and pitch columns (hf-slm synth, "
+                        "make_voice_corpus.py)")  # fmt: skip
+    p.add_argument("--limit", type=positive_int, default=None, help="first N utterances")
+    p.add_argument("--language", default="en-us", help="phonemizer language")
+    p.add_argument("--temperature", type=positive_float, default=1.0)
+    p.add_argument("--top-p", type=fraction, default=0.8)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--seed", type=non_negative_int, default=0)
+    p.add_argument("--output", required=True, help="results JSON (a Markdown report is written next to it)")
+    p.set_defaults(func=cmd_tts)
+
+    p = commands.add_parser("codec", help="resynthesis quality of variants' tokenizers: bitrate, mel distance, STOI, "
+                            "speaker similarity")  # fmt: skip
+    p.add_argument("--pipelines", type=csv_list(str), default=["default"],
+                   help="comma-separated variants, each PATH or NAME=PATH (codec-LM, AudioLM or unit variants)")
+    p.add_argument("--dataset", type=existing_path, required=True, help="a saved `datasets` folder with an audio column")
+    p.add_argument("--limit", type=positive_int, default=None, help="first N utterances")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--output", required=True, help="results JSON (a Markdown report is written next to it)")
+    p.set_defaults(func=cmd_codec)
 
 
 __all__ = ["add_evaluate_parser"]
