@@ -260,8 +260,9 @@ def test_schedule_runs_two_iterations_resumes_and_feeds_fit_tokenizer(tmp_path, 
     tokenizer_dir = tmp_path / "tokenizer"
     assert main(["fit-tokenizer", "--dataset", str(data), "--frontend", "ssl", "--ssl-model", summary["encoder"],
                  "--layer", str(summary["target_layer"]), "--num-units", "8", "--max-frames", "5000",
-                 "--output", str(tokenizer_dir)]) == 0  # fmt: skip
+                 "--utterance-normalization", "--output", str(tokenizer_dir)]) == 0  # fmt: skip
     tokenizer = UnitEncoderModel.from_pretrained(tokenizer_dir)
+    assert tokenizer.config.utterance_normalization is True
     fe = SpeechFeatureExtractor.from_pretrained(tokenizer_dir)
     units = tokenizer(**fe([np.sin(np.arange(16000) / 9.0).astype(np.float32) * 0.3], sampling_rate=16000)).units
     assert units.shape == (1, 49) and 0 <= int(units.min()) and int(units.max()) < 8
