@@ -30,6 +30,7 @@ OMP_NUM_THREADS=1, then this script twice (the first while iteration 2 trained):
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -43,6 +44,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--only", default="mfcc,iteration 1,random,iteration 2",
                         help="comma-separated tokenizers to score (iteration 2 needs the finished schedule)")
+    parser.add_argument("--tokenizer", action="append", default=[], metavar="NAME=FOLDER",
+                        help="also score this fitted unit tokenizer (repeatable)")
+    parser.add_argument("--utterance-normalization", action="store_true",
+                        help="also fit and score 'NAME + CMVN' for each of mfcc / iteration 1 / iteration 2 in --only: "
+                             "the same k-means on per-utterance normalised features (RUN/<folder>_cmvn_L<layer>)")
+    parser.add_argument("--layer", type=int, default=None,
+                        help="encoder layer of the '+ CMVN' tokenizers (default: the config's target layer)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -78,9 +86,28 @@ def main() -> None:
         if not (run / folder / "config.json").is_file():
             if train is None:
                 train, _ = load_speech_splits(data_args, training_args.seed, sampling_rate=16000)
-            tokenizer = fit_targets(2, run / encoder, train, fe, schedule, "cpu", training_args.seed)
-            tokenizer.save_pretrained(run / folder)
+            save_tokenizer(fit_targets(2, run / encoder, train, fe, schedule, "cpu", training_args.seed), fe, run / folder)
         tokenizers[name] = UnitEncoderModel.from_pretrained(run / folder)
+    if args.utterance_normalization:
+        normalised = dataclasses.replace(schedule, utterance_normalization=True,
+                                         target_layer=args.layer or schedule.layer())  # fmt: skip
+        layer = normalised.layer()
+        for name, iteration, encoder, folder in (("mfcc", 1, None, "mfcc_cmvn"),
+                                                 ("iteration 1", 2, "iteration_1/encoder", f"iteration_1_cmvn_L{layer}"),
+                                                 ("iteration 2", 2, "iteration_2/encoder", f"iteration_2_cmvn_L{layer}")):  # fmt: skip
+            if name not in only:
+                continue
+            if not (run / folder / "config.json").is_file():
+                if train is None:
+                    train, _ = load_speech_splits(data_args, training_args.seed, sampling_rate=16000)
+                tokenizer = fit_targets(iteration, encoder and run / encoder, train, fe, normalised, "cpu",
+                                        training_args.seed)  # fmt: skip
+                save_tokenizer(tokenizer, fe, run / folder)
+            label = f"{name} + CMVN" if name == "mfcc" else f"{name} L{layer} + CMVN"
+            tokenizers[label] = UnitEncoderModel.from_pretrained(run / folder)
+    for spec in args.tokenizer:
+        name, _, folder = spec.partition("=")
+        tokenizers[name] = UnitEncoderModel.from_pretrained(folder)
 
     items = build_abx_items()
     phone_items = build_phone_items(load_text_corpus("wordnet", limit=20, seed=1))
@@ -100,7 +127,18 @@ def main() -> None:
     print("continuous features of every layer, ABX within / between (%):")
     for name, rows in results["layers"].items():
         print(f"{name:<14}" + "  ".join(f"L{layer} {100 * w:.2f}/{100 * b:.2f}" for layer, (w, b) in rows.items()))
-    (run / f"abx_{'_'.join(n.replace(' ', '') for n in only)}.json").write_text(json.dumps(results, indent=2, default=str))
+    suffix = "_".join(n.replace(" ", "") for n in [*only, *(["cmvn"] if args.utterance_normalization else [])])
+    (run / f"abx_{suffix}.json").write_text(json.dumps(results, indent=2, default=str))
+
+
+def save_tokenizer(tokenizer, feature_extractor, folder: Path) -> None:
+    from hf_slm.utils import atomic_save_directory
+
+    def write(tmp):
+        tokenizer.save_pretrained(tmp)
+        feature_extractor.save_pretrained(tmp)
+
+    atomic_save_directory(folder, write)
 
 
 def tokenizer_results(results):
