@@ -25,6 +25,13 @@ OMP_NUM_THREADS=1, then this script twice (the first while iteration 2 trained):
 
     python benchmarks/bench_ssl_encoder.py --run RUN --config examples/ssl_encoder/config_cpu.json --only "mfcc,iteration 1,random"
     python benchmarks/bench_ssl_encoder.py --run RUN --config examples/ssl_encoder/config_cpu.json --only "iteration 2"
+
+Speaker-invariance figures (2026-12-03, fourth session, 2-core CPU, one thread, load ~2-4): the same RUN with
+`--only "mfcc,iteration 1,iteration 2" --utterance-normalization --layer 4` (the '+ CMVN' rows); a second run RUN_SP
+made by copying RUN's iteration_1/ and iteration_2/targets/ and running
+`hf-slm pretrain-encoder examples/ssl_encoder/config_cpu.json --output_dir RUN_SP --speaker_augmentation
+examples/ssl_encoder/speaker_perturbation.json` (iteration 2 retrained on the same targets, input perturbed; then
+`--iterations 3` for iteration 3), scored with `--only "iteration 2" --utterance-normalization --layer 4`.
 """
 
 from __future__ import annotations
@@ -46,6 +53,9 @@ def main() -> None:
                         help="comma-separated tokenizers to score (iteration 2 needs the finished schedule)")
     parser.add_argument("--tokenizer", action="append", default=[], metavar="NAME=FOLDER",
                         help="also score this fitted unit tokenizer (repeatable)")
+    parser.add_argument("--encoder", action="append", default=[], metavar="NAME=ITERATION",
+                        help="also fit (RUN/iteration_<n>_units) and score k-means on the target layer of "
+                             "RUN/iteration_<n>/encoder, e.g. 'iteration 3=3' (repeatable)")
     parser.add_argument("--utterance-normalization", action="store_true",
                         help="also fit and score 'NAME + CMVN' for each of mfcc / iteration 1 / iteration 2 in --only: "
                              "the same k-means on per-utterance normalised features (RUN/<folder>_cmvn_L<layer>)")
@@ -105,6 +115,16 @@ def main() -> None:
                 save_tokenizer(tokenizer, fe, run / folder)
             label = f"{name} + CMVN" if name == "mfcc" else f"{name} L{layer} + CMVN"
             tokenizers[label] = UnitEncoderModel.from_pretrained(run / folder)
+    for spec in args.encoder:
+        name, _, iteration = spec.partition("=")
+        folder = run / f"iteration_{iteration}_units"
+        if not (folder / "config.json").is_file():
+            if train is None:
+                train, _ = load_speech_splits(data_args, training_args.seed, sampling_rate=16000)
+            tokenizer = fit_targets(2, run / f"iteration_{iteration}" / "encoder", train, fe, schedule, "cpu",
+                                    training_args.seed)  # fmt: skip
+            save_tokenizer(tokenizer, fe, folder)
+        tokenizers[name] = UnitEncoderModel.from_pretrained(folder)
     for spec in args.tokenizer:
         name, _, folder = spec.partition("=")
         tokenizers[name] = UnitEncoderModel.from_pretrained(folder)

@@ -17,6 +17,16 @@ held-out voice `--voice` (default en-us, none of the training voices). Accuracy 
 per-token-normalised accuracy is reported too. OUT/results.json holds everything; a Markdown table is printed.
 
 Any flag this script does not know goes to pretrain_speech_lm.py (e.g. `--max_steps 200 --hidden_size 96`).
+
+How the docs/ssl_encoder.md figures were obtained (2026-12-03, 2-core CPU, one thread, ~3-4 min per unit set):
+RUN = the `config_cpu.json` run, with iteration_2_units from benchmarks/bench_ssl_encoder.py; then
+
+    python examples/ssl_encoder/compare_units_lm.py --run RUN --output OUT
+    python examples/ssl_encoder/compare_units_lm.py --run RUN --output OUT --only "mfcc + CMVN,..." \
+        --tokenizer "mfcc + CMVN=RUN/mfcc_cmvn" --tokenizer "iteration 1 L4 + CMVN=RUN/iteration_1_cmvn_L4" \
+        --tokenizer "iteration 2 + SP=RUN_SP/iteration_2_units"
+
+(the '+ CMVN' and '+ SP' folders as written by bench_ssl_encoder.py; see its docstring).
 """
 
 from __future__ import annotations
