@@ -31,7 +31,13 @@ Speaker-invariance figures (2026-12-03, fourth session, 2-core CPU, one thread, 
 made by copying RUN's iteration_1/ and iteration_2/targets/ and running
 `hf-slm pretrain-encoder examples/ssl_encoder/config_cpu.json --output_dir RUN_SP --speaker_augmentation
 examples/ssl_encoder/speaker_perturbation.json` (iteration 2 retrained on the same targets, input perturbed; then
-`--iterations 3` for iteration 3), scored with `--only "iteration 2" --utterance-normalization --layer 4`.
+`--iterations 3` for iteration 3; `--max_steps 1400 --warmup_steps 112` in a third copy for the longer run), scored
+with `--only "iteration 2" --utterance-normalization --layer 4` and `--encoder "iteration 3 + SP=3"`.
+The layer sweep and the k-means-draw table of docs/ssl_encoder.md are the same computation done by hand on cached
+features: `hidden_states[layer]` of the encoder (or the MFCC front end) for every training utterance (300 shuffled
+ones for the sweep, all 960 for the draws), CMVN per utterance where named, `fit_unit_tokenizer(..., batch_size=5000,
+max_steps=200, seed=s)` with 100 units, then `abx` (hamming on one-hot units) and `unit_phone_statistics` on the same
+items as here.
 """
 
 from __future__ import annotations
