@@ -25,6 +25,7 @@ from hf_slm.training.ssl_pretraining import (
     training_collator,
 )
 from component_tester import ComponentTesterMixin
+from example_loader import load_script
 from tiny_components import tiny_ssl_encoder_config
 
 TINY_CONFIG = Path(__file__).resolve().parents[1] / "examples" / "ssl_encoder" / "config_tiny.json"
@@ -266,6 +267,21 @@ def test_schedule_runs_two_iterations_resumes_and_feeds_fit_tokenizer(tmp_path, 
     fe = SpeechFeatureExtractor.from_pretrained(tokenizer_dir)
     units = tokenizer(**fe([np.sin(np.arange(16000) / 9.0).astype(np.float32) * 0.3], sampling_rate=16000)).units
     assert units.shape == (1, 49) and 0 <= int(units.min()) and int(units.max()) < 8
+
+    # the pair-accuracy comparison: the same small LM trained on each kind of unit of this run, then scored
+    compare = load_script("examples/ssl_encoder/compare_units_lm.py")
+    out = tmp_path / "lm_compare"
+    results = compare.main(["--run", str(run), "--output", str(out), "--num-lexical", "3", "--num-per-phenomenon", "1",
+                            "--tokenizer", f"cmvn={tokenizer_dir}", "--dataset_path", str(data),
+                            "--num_eval_utterances", "2", "--max_steps", "2", "--hidden_size", "32",
+                            "--intermediate_size", "64", "--num_attention_heads", "2", "--num_hidden_layers", "1",
+                            "--seq_length", "128", "--disable_tqdm", "true"])  # fmt: skip
+    assert list(results) == ["mfcc", "iteration 1", "cmvn"]
+    for name, row in results.items():
+        assert row["global_step"] == 2 and row["n_by_type"]["syntactic"] == 7 and 1 <= row["n_by_type"]["lexical"] <= 3
+        assert 0 <= row["accuracy"] <= 1 and row["eval_loss"] > 0
+    trained_on = UnitEncoderModel.from_pretrained(out / "cmvn" / "speech_tokenizer")
+    assert trained_on.config.utterance_normalization is True and trained_on.config.num_units == 8
 
 
 class TestSSLEncoderComponent(ComponentTesterMixin):
