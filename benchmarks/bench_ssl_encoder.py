@@ -25,11 +25,25 @@ OMP_NUM_THREADS=1, then this script twice (the first while iteration 2 trained):
 
     python benchmarks/bench_ssl_encoder.py --run RUN --config examples/ssl_encoder/config_cpu.json --only "mfcc,iteration 1,random"
     python benchmarks/bench_ssl_encoder.py --run RUN --config examples/ssl_encoder/config_cpu.json --only "iteration 2"
+
+Speaker-invariance figures (2026-12-03, fourth session, 2-core CPU, one thread, load ~2-4): the same RUN with
+`--only "mfcc,iteration 1,iteration 2" --utterance-normalization --layer 4` (the '+ CMVN' rows); a second run RUN_SP
+made by copying RUN's iteration_1/ and iteration_2/targets/ and running
+`hf-slm pretrain-encoder examples/ssl_encoder/config_cpu.json --output_dir RUN_SP --speaker_augmentation
+examples/ssl_encoder/speaker_perturbation.json` (iteration 2 retrained on the same targets, input perturbed; then
+`--iterations 3` for iteration 3; `--max_steps 1400 --warmup_steps 112` in a third copy for the longer run), scored
+with `--only "iteration 2" --utterance-normalization --layer 4` and `--encoder "iteration 3 + SP=3"`.
+The layer sweep and the k-means-draw table of docs/ssl_encoder.md are the same computation done by hand on cached
+features: `hidden_states[layer]` of the encoder (or the MFCC front end) for every training utterance (300 shuffled
+ones for the sweep, all 960 for the draws), CMVN per utterance where named, `fit_unit_tokenizer(..., batch_size=5000,
+max_steps=200, seed=s)` with 100 units, then `abx` (hamming on one-hot units) and `unit_phone_statistics` on the same
+items as here.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -43,6 +57,16 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--only", default="mfcc,iteration 1,random,iteration 2",
                         help="comma-separated tokenizers to score (iteration 2 needs the finished schedule)")
+    parser.add_argument("--tokenizer", action="append", default=[], metavar="NAME=FOLDER",
+                        help="also score this fitted unit tokenizer (repeatable)")
+    parser.add_argument("--encoder", action="append", default=[], metavar="NAME=ITERATION",
+                        help="also fit (RUN/iteration_<n>_units) and score k-means on the target layer of "
+                             "RUN/iteration_<n>/encoder, e.g. 'iteration 3=3' (repeatable)")
+    parser.add_argument("--utterance-normalization", action="store_true",
+                        help="also fit and score 'NAME + CMVN' for each of mfcc / iteration 1 / iteration 2 in --only: "
+                             "the same k-means on per-utterance normalised features (RUN/<folder>_cmvn_L<layer>)")
+    parser.add_argument("--layer", type=int, default=None,
+                        help="encoder layer of the '+ CMVN' tokenizers (default: the config's target layer)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -78,9 +102,38 @@ def main() -> None:
         if not (run / folder / "config.json").is_file():
             if train is None:
                 train, _ = load_speech_splits(data_args, training_args.seed, sampling_rate=16000)
-            tokenizer = fit_targets(2, run / encoder, train, fe, schedule, "cpu", training_args.seed)
-            tokenizer.save_pretrained(run / folder)
+            save_tokenizer(fit_targets(2, run / encoder, train, fe, schedule, "cpu", training_args.seed), fe, run / folder)
         tokenizers[name] = UnitEncoderModel.from_pretrained(run / folder)
+    if args.utterance_normalization:
+        normalised = dataclasses.replace(schedule, utterance_normalization=True,
+                                         target_layer=args.layer or schedule.layer())  # fmt: skip
+        layer = normalised.layer()
+        for name, iteration, encoder, folder in (("mfcc", 1, None, "mfcc_cmvn"),
+                                                 ("iteration 1", 2, "iteration_1/encoder", f"iteration_1_cmvn_L{layer}"),
+                                                 ("iteration 2", 2, "iteration_2/encoder", f"iteration_2_cmvn_L{layer}")):  # fmt: skip
+            if name not in only:
+                continue
+            if not (run / folder / "config.json").is_file():
+                if train is None:
+                    train, _ = load_speech_splits(data_args, training_args.seed, sampling_rate=16000)
+                tokenizer = fit_targets(iteration, encoder and run / encoder, train, fe, normalised, "cpu",
+                                        training_args.seed)  # fmt: skip
+                save_tokenizer(tokenizer, fe, run / folder)
+            label = f"{name} + CMVN" if name == "mfcc" else f"{name} L{layer} + CMVN"
+            tokenizers[label] = UnitEncoderModel.from_pretrained(run / folder)
+    for spec in args.encoder:
+        name, _, iteration = spec.partition("=")
+        folder = run / f"iteration_{iteration}_units"
+        if not (folder / "config.json").is_file():
+            if train is None:
+                train, _ = load_speech_splits(data_args, training_args.seed, sampling_rate=16000)
+            tokenizer = fit_targets(2, run / f"iteration_{iteration}" / "encoder", train, fe, schedule, "cpu",
+                                    training_args.seed)  # fmt: skip
+            save_tokenizer(tokenizer, fe, folder)
+        tokenizers[name] = UnitEncoderModel.from_pretrained(folder)
+    for spec in args.tokenizer:
+        name, _, folder = spec.partition("=")
+        tokenizers[name] = UnitEncoderModel.from_pretrained(folder)
 
     items = build_abx_items()
     phone_items = build_phone_items(load_text_corpus("wordnet", limit=20, seed=1))
@@ -100,7 +153,18 @@ def main() -> None:
     print("continuous features of every layer, ABX within / between (%):")
     for name, rows in results["layers"].items():
         print(f"{name:<14}" + "  ".join(f"L{layer} {100 * w:.2f}/{100 * b:.2f}" for layer, (w, b) in rows.items()))
-    (run / f"abx_{'_'.join(n.replace(' ', '') for n in only)}.json").write_text(json.dumps(results, indent=2, default=str))
+    suffix = "_".join(n.replace(" ", "") for n in [*only, *(["cmvn"] if args.utterance_normalization else [])])
+    (run / f"abx_{suffix}.json").write_text(json.dumps(results, indent=2, default=str))
+
+
+def save_tokenizer(tokenizer, feature_extractor, folder: Path) -> None:
+    from hf_slm.utils import atomic_save_directory
+
+    def write(tmp):
+        tokenizer.save_pretrained(tmp)
+        feature_extractor.save_pretrained(tmp)
+
+    atomic_save_directory(folder, write)
 
 
 def tokenizer_results(results):

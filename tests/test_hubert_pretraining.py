@@ -4,6 +4,7 @@ on tiny encoders and real espeak-ng speech."""
 from __future__ import annotations
 
 import json
+import random
 import shutil
 from pathlib import Path
 
@@ -16,8 +17,15 @@ from transformers import AutoModel, HubertModel
 from hf_slm import SpeechFeatureExtractor, UnitEncoderConfig, UnitEncoderModel
 from hf_slm.cli import main
 from hf_slm.models.ssl_encoder import SSLEncoderConfig, SSLEncoderForPreTraining, compute_span_mask
-from hf_slm.training.ssl_pretraining import MaskedPredictionCollator, check_frame_rates
+from hf_slm.training import SpeechAugmentation
+from hf_slm.training.ssl_pretraining import (
+    EncoderPretrainingArguments,
+    MaskedPredictionCollator,
+    check_frame_rates,
+    training_collator,
+)
 from component_tester import ComponentTesterMixin
+from example_loader import load_script
 from tiny_components import tiny_ssl_encoder_config
 
 TINY_CONFIG = Path(__file__).resolve().parents[1] / "examples" / "ssl_encoder" / "config_tiny.json"
@@ -173,6 +181,44 @@ def test_collator_crops_audio_and_labels_together():
         collator([features[0], {**features[1], "units": [7] * 23}])
 
 
+def _peak_hz(wave: np.ndarray, rate: int = 16000) -> float:
+    spectrum = np.abs(np.fft.rfft(wave * np.hanning(len(wave))))
+    return float(np.argmax(spectrum) * rate / len(wave))
+
+
+def test_speaker_augmentation_perturbs_the_input_and_keeps_the_clean_labels():
+    """ContentVec: the input is pitch-shifted (fresh draws per batch, seeded by `random`), the labels are the clean
+    audio's; a duration-changing step is refused up front, in the collator and in the schedule's arguments."""
+    config = tiny_ssl_encoder_config()
+    fe = SpeechFeatureExtractor()
+    wave = (0.3 * np.sin(2 * np.pi * 200 * np.arange(16000) / 16000)).astype(np.float32)
+    features = [{"audio": {"array": wave, "sampling_rate": 16000}, "units": list(range(49))}]
+    pitch = SpeechAugmentation([{"name": "pitch", "semitones": [3.0, 4.0]}], seed=0)
+    clean = MaskedPredictionCollator(fe, config.hop_length, config.receptive_field)(features)
+    collator = MaskedPredictionCollator(fe, config.hop_length, config.receptive_field, augmentation=pitch)
+    random.seed(0)
+    first = collator(features)
+    assert torch.equal(first["labels"], clean["labels"])
+    assert first["input_values"].shape == clean["input_values"].shape
+    assert 200 * 2 ** (2.9 / 12) < _peak_hz(first["input_values"][0].numpy()) < 200 * 2 ** (4.1 / 12)
+    assert abs(_peak_hz(clean["input_values"][0].numpy()) - 200) < 2
+    torch.testing.assert_close(first["input_values"].std(), clean["input_values"].std(), atol=1e-3, rtol=0)
+    random.seed(0)
+    assert torch.equal(collator(features)["input_values"], first["input_values"])
+    assert not torch.equal(collator(features)["input_values"], first["input_values"])  # the next draw differs
+
+    speed = SpeechAugmentation([{"name": "pitch"}, {"name": "speed"}])
+    with pytest.raises(ValueError, match=r"\['speed'\] change the duration"):
+        MaskedPredictionCollator(fe, augmentation=speed)
+    with pytest.raises(ValueError, match="change the duration"):
+        EncoderPretrainingArguments(speaker_augmentation=json.dumps(speed.to_config()))
+    # the schedule's training batches (not its held-out evaluation) get the perturbation it is given
+    args = EncoderPretrainingArguments(speaker_augmentation=json.dumps(pitch.to_config()), crop_seconds=0.5)
+    train_collator = training_collator(args, config, fe)
+    assert train_collator.augmentation.to_config() == pitch.to_config() and train_collator.max_frames == 25
+    assert training_collator(EncoderPretrainingArguments(), config, fe).augmentation is None
+
+
 def test_schedule_runs_two_iterations_resumes_and_feeds_fit_tokenizer(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "datasets_cache")
     torch.set_num_threads(1)
@@ -186,7 +232,8 @@ def test_schedule_runs_two_iterations_resumes_and_feeds_fit_tokenizer(tmp_path, 
     assert len(datasets.load_from_disk(str(data))) == 20
     run = tmp_path / "run"
     argv = ["pretrain-encoder", str(TINY_CONFIG), "--output_dir", str(run), "--dataset_path", str(data),
-            "--max_steps", "3", "--num_eval_utterances", "4"]  # fmt: skip
+            "--max_steps", "3", "--num_eval_utterances", "4", "--utterance_normalization", "true",
+            "--speaker_augmentation", '{"steps": [{"name": "pitch"}, {"name": "vtlp"}]}']  # fmt: skip
     assert main(argv) == 0
     summary = json.loads((run / "results.json").read_text())
     assert [row["iteration"] for row in summary["iterations"]] == [1, 2]
@@ -194,6 +241,7 @@ def test_schedule_runs_two_iterations_resumes_and_feeds_fit_tokenizer(tmp_path, 
     for n in (1, 2):
         targets = UnitEncoderModel.from_pretrained(run / f"iteration_{n}" / "targets")
         assert targets.config.frontend == ("mfcc" if n == 1 else "ssl") and bool(targets.is_fitted)
+        assert targets.config.utterance_normalization is True
         assert type(HubertModel.from_pretrained(run / f"iteration_{n}" / "encoder")) is HubertModel
     stamps = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()}
     capsys.readouterr()
@@ -213,11 +261,27 @@ def test_schedule_runs_two_iterations_resumes_and_feeds_fit_tokenizer(tmp_path, 
     tokenizer_dir = tmp_path / "tokenizer"
     assert main(["fit-tokenizer", "--dataset", str(data), "--frontend", "ssl", "--ssl-model", summary["encoder"],
                  "--layer", str(summary["target_layer"]), "--num-units", "8", "--max-frames", "5000",
-                 "--output", str(tokenizer_dir)]) == 0  # fmt: skip
+                 "--utterance-normalization", "--output", str(tokenizer_dir)]) == 0  # fmt: skip
     tokenizer = UnitEncoderModel.from_pretrained(tokenizer_dir)
+    assert tokenizer.config.utterance_normalization is True
     fe = SpeechFeatureExtractor.from_pretrained(tokenizer_dir)
     units = tokenizer(**fe([np.sin(np.arange(16000) / 9.0).astype(np.float32) * 0.3], sampling_rate=16000)).units
     assert units.shape == (1, 49) and 0 <= int(units.min()) and int(units.max()) < 8
+
+    # the pair-accuracy comparison: the same small LM trained on each kind of unit of this run, then scored
+    compare = load_script("examples/ssl_encoder/compare_units_lm.py")
+    out = tmp_path / "lm_compare"
+    results = compare.main(["--run", str(run), "--output", str(out), "--num-lexical", "3", "--num-per-phenomenon", "1",
+                            "--tokenizer", f"cmvn={tokenizer_dir}", "--dataset_path", str(data),
+                            "--num_eval_utterances", "2", "--max_steps", "2", "--hidden_size", "32",
+                            "--intermediate_size", "64", "--num_attention_heads", "2", "--num_hidden_layers", "1",
+                            "--seq_length", "128", "--disable_tqdm", "true"])  # fmt: skip
+    assert list(results) == ["mfcc", "iteration 1", "cmvn"]
+    for name, row in results.items():
+        assert row["global_step"] == 2 and row["n_by_type"]["syntactic"] == 7 and 1 <= row["n_by_type"]["lexical"] <= 3
+        assert 0 <= row["accuracy"] <= 1 and row["eval_loss"] > 0
+    trained_on = UnitEncoderModel.from_pretrained(out / "cmvn" / "speech_tokenizer")
+    assert trained_on.config.utterance_normalization is True and trained_on.config.num_units == 8
 
 
 class TestSSLEncoderComponent(ComponentTesterMixin):

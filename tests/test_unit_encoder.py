@@ -155,6 +155,7 @@ def test_ssl_config_derived_values_and_round_trip(tmp_path, tester):
         ({"n_fft": 256}, "n_fft"),
         ({"n_mfcc": 50}, "n_mfcc=50"),
         ({"pad_unit_id": 0}, "pad_unit_id"),
+        ({"utterance_normalization": 1}, "utterance_normalization"),
         ({"frontend": "ssl", "ssl_layer": 13}, "ssl_layer=13"),
         ({"frontend": "ssl", "ssl_config": {"model_type": "bert"}}, "wav2vec2-style"),
     ],
@@ -170,6 +171,31 @@ def test_ssl_padding_invariance(tester, encoder, norm):
     """Each SSL encoder and norm (MFCC and HuBERT with group norm: `TestMfccUnitTokenizer` / `TestSslUnitTokenizer`)."""
     model = tester.fitted_model(tester.get_config("ssl", encoder, norm))
     tester.create_and_check_padding_invariance(model, atol=1e-4)
+
+
+def test_utterance_normalization_removes_an_utterance_offset_survives_padding_and_saving(tmp_path, tester):
+    """CMVN per utterance: zero mean / unit variance over each utterance's own frames, so a gain change (a constant
+    offset of the cepstrum's c0) no longer changes the features, as it does without it; padded batches equal single
+    utterances; the flag is saved with the tokenizer."""
+    fe = SpeechFeatureExtractor(do_normalize=False)
+    wave = tester.waves()[0] * 0.05
+    models = {norm: tester.fitted_model(UnitEncoderConfig(num_units=tester.num_units, utterance_normalization=norm))
+              for norm in (False, True)}  # fmt: skip
+    with torch.no_grad():
+        quiet, loud = (models[True].extract_features(fe(w, sampling_rate=16000)["input_values"])[0][0]
+                       for w in (wave, wave * 3))  # fmt: skip
+        torch.testing.assert_close(quiet, loud, atol=1e-3, rtol=0)
+        torch.testing.assert_close(quiet.mean(0), torch.zeros(39), atol=1e-4, rtol=0)
+        torch.testing.assert_close(quiet.std(0, unbiased=False), torch.ones(39), atol=1e-3, rtol=0)
+        raw_quiet, raw_loud = (models[False].extract_features(fe(w, sampling_rate=16000)["input_values"])[0][0]
+                               for w in (wave, wave * 3))  # fmt: skip
+        assert float((raw_loud[:, 0] - raw_quiet[:, 0]).mean()) > 1.0  # c0 moved by the gain
+    tester.create_and_check_padding_invariance(models[True], atol=1e-4)
+    models[True].save_pretrained(tmp_path)
+    loaded = UnitEncoderModel.from_pretrained(tmp_path)
+    assert loaded.config.utterance_normalization is True
+    inputs = SpeechFeatureExtractor()(tester.waves(), sampling_rate=16000)
+    assert torch.equal(loaded(**inputs).units, models[True](**inputs).units)
 
 
 def test_group_norm_masking_is_what_makes_padding_invariant(tester):

@@ -65,10 +65,12 @@ def cmd_fit_tokenizer(args) -> int:
     if args.frontend == "ssl":
         if not args.ssl_model:
             raise ValueError("--frontend ssl needs --ssl-model (a local folder or Hub id of HuBERT/WavLM/...)")
-        tokenizer = UnitEncoderModel.from_ssl_pretrained(args.ssl_model, layer=args.layer, num_units=args.num_units)
+        tokenizer = UnitEncoderModel.from_ssl_pretrained(args.ssl_model, layer=args.layer, num_units=args.num_units,
+                                                         utterance_normalization=args.utterance_normalization)  # fmt: skip
         feature_extractor = SpeechFeatureExtractor(sampling_rate=AutoConfig.from_pretrained(args.ssl_model).to_dict().get("sampling_rate", 16000))
     else:
-        tokenizer = UnitEncoderModel(UnitEncoderConfig(frontend="mfcc", num_units=args.num_units))
+        tokenizer = UnitEncoderModel(UnitEncoderConfig(frontend="mfcc", num_units=args.num_units,
+                                                       utterance_normalization=args.utterance_normalization))
         feature_extractor = SpeechFeatureExtractor(sampling_rate=tokenizer.config.sampling_rate)
     tokenizer.to(args.device)
     fit_unit_tokenizer_on_dataset(
@@ -399,6 +401,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ssl-model", default=None, help="HuBERT / WavLM / wav2vec 2.0 folder or Hub id (--frontend ssl)")
     p.add_argument("--layer", type=non_negative_int, default=6, help="SSL hidden layer to quantise")
     p.add_argument("--num-units", type=number(int, 2, what="an int >= 2"), default=100)
+    p.add_argument("--utterance-normalization", action="store_true",
+                   help="normalise each utterance's features to zero mean / unit variance (CMVN) before k-means, "
+                   "when fitting and when tokenising (less speaker-dependent units)")  # fmt: skip
     p.add_argument("--batch-size", type=positive_int, default=16)
     p.add_argument("--max-frames", type=positive_int, default=500_000, help="subsample at most this many frames for k-means")
     p.add_argument("--device", default="cpu")

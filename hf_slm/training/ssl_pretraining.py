@@ -32,6 +32,7 @@ from ..models.ssl_encoder import SSLEncoderConfig, SSLEncoderForPreTraining
 from ..models.unit_encoder import SpeechFeatureExtractor, UnitEncoderConfig, UnitEncoderModel
 from ..utils import atomic_open, atomic_save_directory
 from .arguments import SpeechDataArguments, csv_list, load_speech_splits
+from .augmentation import SpeechAugmentation
 from .callbacks import ReadableCheckpoints
 from .checkpoints import last_complete_checkpoint
 from .kmeans import fit_unit_tokenizer_on_dataset
@@ -75,6 +76,17 @@ class EncoderPretrainingArguments:
     mask_time_length: int = field(default=10, metadata={"help": "HuBERT's mask_length (frames per span)."})
     logit_temperature: float = field(default=0.1, metadata={"help": "Cosine-similarity temperature."})
     unmasked_loss_weight: float = field(default=0.0, metadata={"help": "Weight of the loss on unmasked frames."})
+    speaker_augmentation: str | None = field(
+        default=None,
+        metadata={"help": "ContentVec-style speaker perturbation: a `SpeechAugmentation` config (JSON text or file) "
+                  "applied to the training input only, while the targets stay those of the clean audio; steps must "
+                  "keep the length (pitch, vtlp; no speed). Unset: none."},
+    )
+    utterance_normalization: bool = field(
+        default=False,
+        metadata={"help": "Fit the targets' k-means (and so the final tokenizer) on per-utterance mean/variance "
+                  "normalised features (`UnitEncoderConfig.utterance_normalization`)."},
+    )
 
     def __post_init__(self):
         if self.iterations < 1:
@@ -87,6 +99,15 @@ class EncoderPretrainingArguments:
             raise ValueError(f"conv_dim must be one positive int or seven, got {self.conv_dim!r}")
         if self.crop_seconds is not None and self.crop_seconds <= 0:
             raise ValueError(f"crop_seconds must be > 0 (or unset), got {self.crop_seconds}")
+        self.augmentation()  # a bad config fails here, before any data is loaded
+
+    def augmentation(self) -> SpeechAugmentation | None:
+        """The speaker perturbation of the training input (`speaker_augmentation`), or `None`."""
+        if not self.speaker_augmentation:
+            return None
+        augmentation = SpeechAugmentation.from_config(self.speaker_augmentation)
+        check_length_preserving(augmentation)
+        return augmentation
 
     def units_of(self, iteration: int) -> int:
         units = csv_list(self.num_units, int)
@@ -118,6 +139,16 @@ class EncoderPretrainingArguments:
 
 
 # ---------------------------------------------------------------------------------------------------- collator
+def check_length_preserving(augmentation: SpeechAugmentation) -> None:
+    """Labels are one per frame of the clean audio, so the perturbation must keep the duration: no `speed`."""
+    changing = [step.name for step in augmentation.steps if step.name == "speed"]
+    if changing:
+        raise ValueError(
+            f"speaker_augmentation: step(s) {changing} change the duration, so the clean audio's frame labels would no "
+            "longer line up; use pitch / vtlp (or other length-keeping steps)"
+        )
+
+
 @dataclass
 class MaskedPredictionCollator:
     """Audio + frame labels -> `input_values`, `attention_mask`, `labels` (-100 at padding) for
@@ -126,6 +157,10 @@ class MaskedPredictionCollator:
     Each feature holds audio under `audio_column` and one label per encoder frame under `label_column` (the
     `units` column of `tokenize_speech`). An utterance longer than `max_frames` frames is cropped at a random frame
     boundary, audio and labels together (frame f covers samples `[f * hop, f * hop + receptive_field)`).
+
+    With `augmentation` (ContentVec, Qian et al. 2022), every (cropped) input is speaker-perturbed, e.g. by pitch
+    shift and VTLP, with fresh random draws per call, while the labels stay those of the clean audio: the encoder
+    must predict the same units for another voice. Steps must keep the length (`check_length_preserving`).
     """
 
     feature_extractor: SpeechFeatureExtractor
@@ -134,6 +169,11 @@ class MaskedPredictionCollator:
     audio_column: str = "audio"
     label_column: str = "units"
     max_frames: int | None = None
+    augmentation: SpeechAugmentation | None = None
+
+    def __post_init__(self):
+        if self.augmentation is not None:
+            check_length_preserving(self.augmentation)
 
     def frames(self, samples: int) -> int:
         return max(0, (samples - self.receptive_field) // self.hop_length + 1)
@@ -156,6 +196,8 @@ class MaskedPredictionCollator:
                 start = random.randrange(expected - self.max_frames + 1)
                 end_sample = start * self.hop_length + (self.max_frames - 1) * self.hop_length + self.receptive_field
                 wave, units = wave[start * self.hop_length : end_sample], units[start : start + self.max_frames]
+            if self.augmentation is not None:
+                wave = self._perturb(wave)
             waves.append(wave)
             labels.append(units)
         longest = max(w.numel() for w in waves)
@@ -167,6 +209,15 @@ class MaskedPredictionCollator:
             attention_mask[i, : wave.numel()] = 1
             label_tensor[i, : units.numel()] = units
         return {"input_values": input_values, "attention_mask": attention_mask, "labels": label_tensor}
+
+    def _perturb(self, wave: torch.Tensor) -> torch.Tensor:
+        # a fresh draw per call from `random` (seeded by the Trainer's set_seed, like the crops)
+        out = self.augmentation(wave, self.feature_extractor.sampling_rate, key=random.getrandbits(62))
+        if out.shape != wave.shape:  # a custom step that changes the length
+            raise ValueError(f"speaker augmentation changed an input from {wave.numel()} to {out.numel()} samples")
+        if self.feature_extractor.do_normalize:  # as the clean input: zero mean, unit variance
+            out = (out - out.mean()) / out.std().clamp_min(1e-7)
+        return out
 
 
 # ---------------------------------------------------------------------------------------------------- stages
@@ -183,10 +234,12 @@ def fit_targets(iteration: int, previous_encoder: Path | None, train, feature_ex
     """The unit encoder whose units are iteration `iteration`'s labels: MFCC k-means for the first, k-means on
     `args.layer()` of `previous_encoder` after it."""
     num_units = args.units_of(iteration)
+    norm = args.utterance_normalization
     if previous_encoder is None:
-        tokenizer = UnitEncoderModel(UnitEncoderConfig(frontend="mfcc", num_units=num_units))
+        tokenizer = UnitEncoderModel(UnitEncoderConfig(frontend="mfcc", num_units=num_units, utterance_normalization=norm))
     else:
-        tokenizer = UnitEncoderModel.from_ssl_pretrained(str(previous_encoder), layer=args.layer(), num_units=num_units)
+        tokenizer = UnitEncoderModel.from_ssl_pretrained(str(previous_encoder), layer=args.layer(), num_units=num_units,
+                                                         utterance_normalization=norm)  # fmt: skip
     tokenizer.to(device).eval()
     fit_unit_tokenizer_on_dataset(
         tokenizer, train.shuffle(seed=seed, keep_in_memory=True), feature_extractor, audio_column=audio_column,
@@ -226,6 +279,17 @@ def evaluate_masked_prediction(model, dataset, collator, batch_size: int = 8, se
     return {"eval_loss": sum(losses) / max(1, len(losses)), "eval_masked_accuracy": correct / max(1, total)}
 
 
+def training_collator(args: EncoderPretrainingArguments, config: SSLEncoderConfig,
+                      feature_extractor) -> MaskedPredictionCollator:  # fmt: skip
+    """The training batches of one iteration: crops of `args.crop_seconds`, speaker-perturbed when
+    `args.speaker_augmentation` is set (the held-out evaluation always reads clean, uncropped audio)."""
+    return MaskedPredictionCollator(
+        feature_extractor, config.hop_length, config.receptive_field,
+        max_frames=None if args.crop_seconds is None else int(args.crop_seconds * config.frame_rate),
+        augmentation=args.augmentation(),
+    )  # fmt: skip
+
+
 def train_iteration(iteration: int, labelled_train, labelled_eval, feature_extractor, num_units: int, args,
                     training_args: TrainingArguments, folder: Path) -> dict:  # fmt: skip
     """Trainer pre-training of one iteration from scratch; the encoder is saved to `folder/encoder`."""
@@ -233,10 +297,7 @@ def train_iteration(iteration: int, labelled_train, labelled_eval, feature_extra
     targs = dataclasses.replace(training_args, output_dir=str(trainer_dir), remove_unused_columns=False)
     set_seed(targs.seed + iteration)
     config = args.encoder_config(num_units)
-    collator = MaskedPredictionCollator(
-        feature_extractor, config.hop_length, config.receptive_field,
-        max_frames=None if args.crop_seconds is None else int(args.crop_seconds * config.frame_rate),
-    )  # fmt: skip
+    collator = training_collator(args, config, feature_extractor)
     checkpoint = last_complete_checkpoint(trainer_dir, remove_incomplete=True)
     if completed_step(checkpoint, targs) is not None:
         logger.info("iteration %d: training already complete at %s", iteration, checkpoint)
@@ -314,8 +375,10 @@ __all__ = [
     "EncoderPretrainingArguments",
     "MaskedPredictionCollator",
     "check_frame_rates",
+    "check_length_preserving",
     "evaluate_masked_prediction",
     "fit_targets",
     "run_encoder_pretraining",
     "train_iteration",
+    "training_collator",
 ]

@@ -50,6 +50,11 @@ class UnitEncoderConfig(PretrainedConfig):
             Which `hidden_states` entry of the encoder to quantise, as transformers 5 numbers them: 0 = input of the
             first transformer layer, L = output of layer L (before the final LayerNorm of pre-LN encoders). Only the
             layers up to it are built and run.
+        utterance_normalization (`bool`, *optional*, defaults to `False`):
+            Normalise every utterance's features to zero mean and unit variance per dimension over its own frames
+            (CMVN) before the global standardisation and k-means, when fitting and when tokenising. It removes a
+            constant per-utterance offset such as a speaker's timbre; it needs the whole utterance (a chunk of a long
+            recording is normalised on its own).
         pad_unit_id (`int`, *optional*, defaults to -1):
             Value written at padded frames of `units`; never a valid unit id, so a forgotten mask fails loudly
             (e.g. in an embedding lookup) instead of silently reading unit 0.
@@ -92,6 +97,7 @@ class UnitEncoderConfig(PretrainedConfig):
         use_deltas: bool = True,
         ssl_config: dict | PretrainedConfig | None = None,
         ssl_layer: int = 6,
+        utterance_normalization: bool = False,
         pad_unit_id: int = -1,
         **kwargs,
     ):
@@ -113,6 +119,8 @@ class UnitEncoderConfig(PretrainedConfig):
             raise ValueError(f"n_fft must be an int >= win_length={win_length}, got {n_fft!r}")
         if n_mfcc > n_mels:
             raise ValueError(f"n_mfcc={n_mfcc} cannot exceed n_mels={n_mels}")
+        if not isinstance(utterance_normalization, bool):
+            raise ValueError(f"utterance_normalization must be a bool, got {utterance_normalization!r}")
         if pad_unit_id >= 0:
             raise ValueError(f"pad_unit_id must be negative (never a valid unit id), got {pad_unit_id}")
 
@@ -145,6 +153,7 @@ class UnitEncoderConfig(PretrainedConfig):
         self.use_deltas = use_deltas
         self.ssl_config = ssl_config
         self.ssl_layer = ssl_layer
+        self.utterance_normalization = utterance_normalization
         self.pad_unit_id = pad_unit_id
         super().__init__(**kwargs)
 

@@ -330,7 +330,8 @@ class UnitEncoderModel(PreTrainedModel):
     def extract_features(
         self, input_values: torch.Tensor, attention_mask: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.BoolTensor]:
-        """Front-end features [B, frames, feature_dim] (float32, not standardised) and the frame mask [B, frames]."""
+        """Front-end features [B, frames, feature_dim] (float32, not standardised; normalised per utterance when
+        `config.utterance_normalization`) and the frame mask [B, frames]."""
         if input_values.ndim == 1:
             input_values = input_values[None]
             attention_mask = None if attention_mask is None else attention_mask[None]
@@ -340,7 +341,10 @@ class UnitEncoderModel(PreTrainedModel):
         else:
             features, frame_lengths = self._ssl_features(input_values, lengths)
         frame_mask = torch.arange(features.shape[1], device=features.device)[None] < frame_lengths[:, None]
-        return features.float(), frame_mask
+        features = features.float()
+        if self.config.utterance_normalization:
+            features = _utterance_normalize(features, frame_mask)
+        return features, frame_mask
 
     # ------------------------------------------------------------------ quantiser
     def _require_fitted(self) -> None:
@@ -479,6 +483,16 @@ class UnitEncoderModel(PreTrainedModel):
         encoder = AutoModel.from_pretrained(name_or_path, config=_truncated_ssl_config(config), **load_kwargs)
         model.ssl_encoder.load_state_dict(encoder.state_dict())
         return model.eval()
+
+
+def _utterance_normalize(features: torch.Tensor, frame_mask: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """Per-utterance mean and variance normalisation (CMVN) of features [B, T, D] over each row's valid frames
+    (`frame_mask` [B, T]); padded frames become 0."""
+    mask = frame_mask[..., None].to(features.dtype)
+    count = mask.sum(1, keepdim=True).clamp_min(1.0)
+    mean = (features * mask).sum(1, keepdim=True) / count
+    var = (((features - mean) * mask) ** 2).sum(1, keepdim=True) / count
+    return (features - mean) * torch.rsqrt(var + eps) * mask
 
 
 def _build_mfcc(config: UnitEncoderConfig) -> torchaudio.transforms.MFCC:
