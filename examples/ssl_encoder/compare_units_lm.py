@@ -39,6 +39,8 @@ from pathlib import Path
 
 import torch
 
+from hf_slm.utils import atomic_open
+
 HERE = Path(__file__).resolve().parent
 PRETRAIN = HERE.parent / "pretraining" / "pretrain_speech_lm.py"
 RUN_TOKENIZERS = (("mfcc", "iteration_1/targets"), ("iteration 1", "iteration_2/targets"),
@@ -118,8 +120,9 @@ def main(argv: list[str] | None = None) -> dict:
             "n_by_type": {t: len(v) for t, v in by_type.items()},
             "per_phenomenon": scored["per_phenomenon"],
         }
-        results_file.write_text(json.dumps(results, indent=2))
-    print(f"| units | LM eval loss (nats/unit) | lexical | syntactic | all | all (per-token NLL) |")
+        with atomic_open(results_file, "w") as handle:  # a kill mid-write keeps the previous results
+            handle.write(json.dumps(results, indent=2))
+    print("| units | LM eval loss (nats/unit) | lexical | syntactic | all | all (per-token NLL) |")
     print("|---|---|---|---|---|---|")
     for name, r in results.items():
         t = r["by_type"]
