@@ -83,10 +83,11 @@ def test_transcripts_are_cut_at_the_audio_length_bound(variant, clips):
     answer stops there): ceil(0.01 * n) + 4 = 5 tokens here, the same text as a plain 5-token answer."""
     waveforms, rate = clips
     pipe = SpeechLLMPipeline.from_pretrained(variant)
-    bounded = pipe.transcribe(waveforms, sampling_rate=rate, max_new_tokens=30, min_new_tokens=20,
+    bounded = pipe.transcribe(waveforms, sampling_rate=rate, max_new_tokens=30, min_new_tokens=5,
                               tokens_per_audio_token=0.01)  # fmt: skip
-    five = pipe.transcribe(waveforms, sampling_rate=rate, max_new_tokens=5, min_new_tokens=5, tokens_per_audio_token=None)
-    unbounded = pipe.transcribe(waveforms, sampling_rate=rate, max_new_tokens=30, min_new_tokens=20,
+    five = pipe.transcribe(waveforms, sampling_rate=rate, max_new_tokens=5, min_new_tokens=5,
+                           tokens_per_audio_token=None)  # fmt: skip
+    unbounded = pipe.transcribe(waveforms, sampling_rate=rate, max_new_tokens=30, min_new_tokens=5,
                                 tokens_per_audio_token=None)  # fmt: skip
     assert bounded == five and all(len(b) < len(u) for b, u in zip(bounded, unbounded))
     with pytest.raises(ValueError, match="tokens_per_audio_token must be positive"):

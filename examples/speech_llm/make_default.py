@@ -199,7 +199,8 @@ def ship(out: Path) -> Path:
         "speech_llm_tasks": summarize(tasks) | {k: tasks[k] for k in ("voice", "rate", "num_examples")},
     }
     summary = {name: json.loads((out / name / "results.json").read_text())
-               for name in ("encoder", "stage1", "stage2", "stage3")}  # fmt: skip
+               for name in ("encoder", "stage1", "stage2", "stage2b", "stage2c", "stage3")
+               if name in ("encoder", "stage1", "stage2", "stage3") or (out / name / "results.json").is_file()}  # fmt: skip
     summary["encoder"] = {k: v for k, v in summary["encoder"].items() if k != "items"}
     summary["lm"] = json.loads((out / "lm" / "lm_results.json").read_text())
     staging = out / "ship"

@@ -23,7 +23,13 @@ $PY "$HERE/make_default.py" data "$OUT"
     --lm_name_or_path "$OUT/lm" --dataset_path "$OUT/data/asr" --output_dir "$OUT/stage1"
 [ -f "$OUT/stage2/results.json" ] || $PY "$HERE/train.py" "$HERE/default_stage2.json" --model_name_or_path "$OUT/stage1" \
     --dataset_path "$OUT/data/asr,$OUT/data/instruct" --output_dir "$OUT/stage2"
-[ -f "$OUT/stage3/results.json" ] || $PY "$HERE/train.py" "$HERE/default_stage3.json" --model_name_or_path "$OUT/stage2" \
+#    stage 2, second and third pass: warm restarts of the cosine schedule (new data order each), as the shipped model
+#    was trained (the run was extended while its loss still fell)
+[ -f "$OUT/stage2b/results.json" ] || $PY "$HERE/train.py" "$HERE/default_stage2b.json" --model_name_or_path "$OUT/stage2" \
+    --dataset_path "$OUT/data/asr,$OUT/data/instruct" --output_dir "$OUT/stage2b"
+[ -f "$OUT/stage2c/results.json" ] || $PY "$HERE/train.py" "$HERE/default_stage2c.json" --model_name_or_path "$OUT/stage2b" \
+    --dataset_path "$OUT/data/asr,$OUT/data/instruct" --output_dir "$OUT/stage2c"
+[ -f "$OUT/stage3/results.json" ] || $PY "$HERE/train.py" "$HERE/default_stage3.json" --model_name_or_path "$OUT/stage2c" \
     --dataset_path "$OUT/data/spoken" --output_dir "$OUT/stage3"
 # 4. the variant (+ the embedded default's vocoder), its figures, and the embedded copy
 $PY "$HERE/make_default.py" assemble "$OUT"

@@ -131,7 +131,8 @@ def main(argv: list[str] | None = None) -> dict:
                                   "intermediate_size": model_args.decoder_intermediate_size,
                                   "num_attention_heads": model_args.decoder_num_attention_heads})  # fmt: skip
     model = set_training_stage(model, stage_args.stage, stage_args.lora_r, stage_args.lora_alpha,
-                               lora_on_encoder=stage_args.lora_on_encoder, lm_training=stage_args.lm_training)  # fmt: skip
+                               lora_on_encoder=stage_args.lora_on_encoder,
+                               lm_training=stage_args.lm_training)  # fmt: skip
     trainable = trainable_parameters(model)
     dataset = load_datasets(stage_args.dataset_path)
     collator = SpeechLLMCollator(processor, prompt=stage_args.prompt, unit_labels=stage_args.stage == 3)

@@ -3,7 +3,7 @@
 | stage | trainable | frozen |
 |---|---|---|
 | 1 | projector | audio encoder, LM |
-| 2 | projector + LoRA on the LM (and, optionally, on the encoder); or projector + the whole LM (`lm_training="full"`) | everything else |
+| 2 | projector + LoRA on the LM (and, optionally, on the encoder), or + the whole LM (`lm_training="full"`) | the rest |
 | 3 | speech decoder | everything else |
 """
 
