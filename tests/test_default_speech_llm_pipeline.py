@@ -54,7 +54,7 @@ print(repr(pipe.transcribe(speech.waveform, sampling_rate=speech.sampling_rate, 
 
 
 def test_cli_chat_answers_a_spoken_question(tmp_path, capsys):
-    """`hf-slm chat speech-llm-default --audio --text` answers in text. (Its speech decoder, 139 CPU steps, still
+    """`hf-slm chat speech-llm-default --audio --text` answers in text. (Its speech decoder, 210 CPU steps, still
     decodes all-blank units, so no spoken answer yet: docs/speech_llm.md reports it.)"""
     speech = EspeakSynthesizer("en-us").synthesize("which word means a large body of salt water")
     question = write_wav(tmp_path / "question.wav", speech.waveform, speech.sampling_rate)

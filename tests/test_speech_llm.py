@@ -372,6 +372,14 @@ def test_stage_trainable_parameters_are_exactly_the_stage_parts(encoder, lm, pro
     assert trainable_parameters(peft_model) == projector_count + sum(lora.values())
     with_encoder = set_training_stage(tiny(encoder, lm, projector)[0], 2, lora_r=4, lora_on_encoder=True)
     assert any(".audio_tower." in n and "lora_" in n for n, _ in with_encoder.named_parameters())
+    full = set_training_stage(tiny(encoder, lm, projector)[0], 2, lm_training="full")
+    lm_count = sum(p.numel() for p in full.language_model.parameters())
+    assert trainable_parameters(full) == projector_count + lm_count  # the whole LM, no adapters, encoder frozen
+    assert not any(p.requires_grad for p in full.audio_tower.parameters())
+    with pytest.raises(ValueError, match="lm_training must be one of"):
+        set_training_stage(model, 2, lm_training="half")
+    with pytest.raises(ValueError, match="no lora_config / lora_on_encoder"):
+        set_training_stage(model, 2, lm_training="full", lora_on_encoder=True)
 
 
 # ---------------------------------------------------------------------- real checkpoints, remote code
@@ -389,7 +397,7 @@ def test_from_encoder_and_lm_builds_from_saved_checkpoints(tmp_path):
     torch.testing.assert_close(model.audio_tower.layers[0].fc1.weight, encoder.layers[0].fc1.weight)
     assert model.get_input_embeddings().weight.shape[0] == len(tokenizer) == len(WORDS) + 4
     assert model.config.audio_token_id == tokenizer.convert_tokens_to_ids(AUDIO_TOKEN)
-    assert tokenizer.convert_tokens_to_ids("<|im_end|>") in model.generation_config.eos_token_id
+    assert tokenizer.convert_tokens_to_ids(["<|im_end|>", "<|im_start|>"]) == model.generation_config.eos_token_id[-2:]
     processor = SpeechLLMProcessor.from_config(model.config, feature_extractor, tokenizer)
     batch = processor.apply_chat_template(chat(CLIPS[0]), add_generation_prompt=True)
     assert model.generate(**batch, max_new_tokens=2, min_new_tokens=2, do_sample=False).shape[1] > 2
@@ -496,3 +504,18 @@ def test_three_stage_script_runs_and_resumes(tmp_path):
     assert results[3]["trainable_parameters"] == sum(p.numel() for p in model.speech_decoder.parameters())
     rerun = train.main([str(tmp_path / "stage1.json"), "--max_steps", "3"])
     assert rerun["resumed_from"] == "checkpoint-2" and rerun["steps"] == 3
+    # stage 2 on the whole LM, two datasets concatenated, projected frames scaled to the token-embedding norm
+    two = f"{tmp_path / 'data'},{tmp_path / 'data'}"
+    full = train.main([str(tmp_path / "stage2.json"), "--lm_training", "full", "--match_embedding_norm", "true",
+                       "--dataset_path", two, "--output_dir", str(tmp_path / "stage2_full")])  # fmt: skip
+    stage1 = SpeechLLMForConditionalGeneration.from_pretrained(tmp_path / "stage1")
+    counts = [sum(p.numel() for p in part.parameters()) for part in (stage1.projector, stage1.language_model)]
+    assert full["trainable_parameters"] == sum(counts) and full["projector_scale"] > 0
+    processor = SpeechLLMProcessor.from_pretrained(tmp_path / "stage1")
+    batch = SpeechLLMCollator(processor)(espeak_rows(["the cat sat", "a dog ran far"]))
+    train.match_embedding_norm(stage1, batch)
+    frames, _ = stage1.get_audio_features(batch["input_features"], batch["feature_attention_mask"])
+    target = stage1.get_input_embeddings().weight.norm(dim=-1).mean()
+    torch.testing.assert_close(frames.norm(dim=-1).mean(), target, rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="no saved dataset"):
+        train.load_datasets(f"{tmp_path / 'data'},{tmp_path / 'nowhere'}")

@@ -78,6 +78,22 @@ def test_reloaded_variant_transcribes_a_batch_like_one_by_one(variant, clips):
         pipe.transcribe(waveforms, sampling_rate=rate, max_new_tokens=0)
 
 
+def test_transcripts_are_cut_at_the_audio_length_bound(variant, clips):
+    """`tokens_per_audio_token` bounds each clip's transcript by its audio placeholders (a model that never ends its
+    answer stops there): ceil(0.01 * n) + 4 = 5 tokens here, the same text as a plain 5-token answer."""
+    waveforms, rate = clips
+    pipe = SpeechLLMPipeline.from_pretrained(variant)
+    bounded = pipe.transcribe(waveforms, sampling_rate=rate, max_new_tokens=30, min_new_tokens=5,
+                              tokens_per_audio_token=0.01)  # fmt: skip
+    five = pipe.transcribe(waveforms, sampling_rate=rate, max_new_tokens=5, min_new_tokens=5,
+                           tokens_per_audio_token=None)  # fmt: skip
+    unbounded = pipe.transcribe(waveforms, sampling_rate=rate, max_new_tokens=30, min_new_tokens=5,
+                                tokens_per_audio_token=None)  # fmt: skip
+    assert bounded == five and all(len(b) < len(u) for b, u in zip(bounded, unbounded))
+    with pytest.raises(ValueError, match="tokens_per_audio_token must be positive"):
+        pipe.transcribe(waveforms, sampling_rate=rate, tokens_per_audio_token=0)
+
+
 def test_chat_with_audio_answers_in_text_and_speech(variant, clips, tmp_path):
     waveforms, rate = clips
     pipe = SpeechLLMPipeline.from_pretrained(variant)

@@ -199,9 +199,13 @@ def ship(out: Path) -> Path:
         "speech_llm_tasks": summarize(tasks) | {k: tasks[k] for k in ("voice", "rate", "num_examples")},
     }
     summary = {name: json.loads((out / name / "results.json").read_text())
-               for name in ("encoder", "stage1", "stage2", "stage3")}  # fmt: skip
+               for name in ("encoder", "stage1", "stage2", "stage2b", "stage2c", "stage3")
+               if name in ("encoder", "stage1", "stage2", "stage3") or (out / name / "results.json").is_file()}  # fmt: skip
     summary["encoder"] = {k: v for k, v in summary["encoder"].items() if k != "items"}
     summary["lm"] = json.loads((out / "lm" / "lm_results.json").read_text())
+    target = Path(hf_slm.DEFAULT_SPEECH_LLM_PIPELINE)
+    if (target / "eval_results.json").is_file():  # the release this one replaces: its figures go on the card
+        summary["previous_release"] = json.loads((target / "eval_results.json").read_text())
     staging = out / "ship"
     shutil.rmtree(staging, ignore_errors=True)
     shutil.copytree(out / "variant", staging)
@@ -209,7 +213,6 @@ def ship(out: Path) -> Path:
     (staging / "training_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     pipe = SpeechLLMPipeline.from_pretrained(staging)
     (staging / "README.md").write_text(pipe.model_card(eval_results=eval_results, repo_id="speech-llm-default"))
-    target = Path(hf_slm.DEFAULT_SPEECH_LLM_PIPELINE)
     shutil.rmtree(target, ignore_errors=True)
     shutil.copytree(staging, target)
     return target

@@ -15,6 +15,7 @@ class, and an index entry may borrow either from another repo (a new chat templa
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -138,28 +139,38 @@ class SpeechLLMPipeline(PipelineMixin):
     # ------------------------------------------------------------------ generation
     @torch.no_grad()
     def _generate(self, conversations: list[list[dict]], max_new_tokens: int, **generate_kwargs):
-        model = self.language_model
         inputs = self.processor.apply_chat_template(conversations, add_generation_prompt=True, padding_side="left")
-        inputs = inputs.to(model.device)
+        return inputs, self._generate_from(inputs, max_new_tokens, **generate_kwargs)
+
+    @torch.no_grad()
+    def _generate_from(self, inputs, max_new_tokens: int, **generate_kwargs) -> torch.Tensor:
+        model = self.language_model
         kwargs = {"do_sample": False, **generate_kwargs}
-        sequences = model.generate(**inputs, max_new_tokens=max_new_tokens, **kwargs)
-        return inputs, sequences
+        return model.generate(**inputs.to(model.device), max_new_tokens=max_new_tokens, **kwargs)
 
     def _texts(self, sequences: torch.Tensor, prompt_length: int) -> list[str]:
         texts = self.processor.tokenizer.batch_decode(sequences[:, prompt_length:], skip_special_tokens=True)
         return [text.strip() for text in texts]
 
     def transcribe(self, waveforms, sampling_rate: int | None = None, max_new_tokens: int = 64,
-                   batch_size: int = 8, prompt: str = ASR_PROMPT, **generate_kwargs) -> list[str]:  # fmt: skip
+                   batch_size: int = 8, prompt: str = ASR_PROMPT, tokens_per_audio_token: float | None = 1.0,
+                   **generate_kwargs) -> list[str]:  # fmt: skip
         """Speech -> text (the ASR task: a user turn of the clip and ``prompt``), greedy by default.
 
         Args:
             waveforms: one clip or a list of clips: 1-D float arrays at ``sampling_rate`` (resampled to the
                 encoder's rate), file paths, or ``{"array", "sampling_rate"}`` dicts.
             batch_size: clips per `generate` call (left-padded; a batch gives the texts of one-by-one calls).
+            tokens_per_audio_token: a transcript is shorter than its audio: each clip's answer is cut at
+                ``ceil(tokens_per_audio_token * its audio placeholders) + 4`` tokens (and at ``max_new_tokens``), so a
+                model that fails to end its answer cannot run on (``None``: only ``max_new_tokens``). The default
+                1.0 suits projectors at <= 12.5 frames per second and sub-word tokenizers (English speech at 175
+                words a minute is about 6 tokens of a 640-token BPE a second).
             generate_kwargs: passed to `generate` (``num_beams``, ``min_new_tokens``, ...).
         """
         self._check_new_tokens(max_new_tokens)
+        if tokens_per_audio_token is not None and not tokens_per_audio_token > 0:
+            raise ValueError(f"tokens_per_audio_token must be positive or None, got {tokens_per_audio_token!r}")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
         single = isinstance(waveforms, (str, dict)) or (
@@ -175,8 +186,16 @@ class SpeechLLMPipeline(PipelineMixin):
                 [{"role": "user", "content": [{"type": "audio", "audio": clip}, {"type": "text", "text": prompt}]}]
                 for clip in clips[start : start + batch_size]
             ]
-            inputs, sequences = self._generate(conversations, max_new_tokens, **generate_kwargs)
-            texts += self._texts(sequences, inputs["input_ids"].shape[1])
+            inputs = self.processor.apply_chat_template(conversations, add_generation_prompt=True,
+                                                        padding_side="left")  # fmt: skip
+            limits = [max_new_tokens] * len(conversations)
+            if tokens_per_audio_token is not None:
+                audio_tokens = (inputs["input_ids"] == self.processor.audio_token_id).sum(-1).tolist()
+                limits = [min(max_new_tokens, math.ceil(tokens_per_audio_token * n) + 4) for n in audio_tokens]
+            prompt_length = inputs["input_ids"].shape[1]
+            sequences = self._generate_from(inputs, max(limits), **generate_kwargs)
+            texts += [self._texts(row[None, : prompt_length + limit], prompt_length)[0]
+                      for row, limit in zip(sequences, limits)]  # fmt: skip
         return texts
 
     def chat(self, messages=None, *, audio=None, text: str | None = None, sampling_rate: int | None = None,

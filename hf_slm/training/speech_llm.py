@@ -3,7 +3,7 @@
 | stage | trainable | frozen |
 |---|---|---|
 | 1 | projector | audio encoder, LM |
-| 2 | projector + LoRA on the LM (and, optionally, on the encoder) | everything else |
+| 2 | projector + LoRA on the LM (and, optionally, on the encoder), or + the whole LM (`lm_training="full"`) | the rest |
 | 3 | speech decoder | everything else |
 """
 
@@ -19,6 +19,8 @@ from ..models.speech_llm import SpeechLLMForConditionalGeneration, SpeechLLMProc
 from ..pipelines.speech_llm_pipeline import ASR_PROMPT
 
 STAGES = (1, 2, 3)
+#: How stage 2 trains the LM: LoRA adapters (PEFT) or every parameter.
+LM_TRAINING = ("lora", "full")
 #: LoRA targets: the attention and MLP projections of Llama / Qwen2 / Mistral (q_proj ...) and GPT-2 (c_attn ...).
 LM_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "c_attn", "c_proj")
 #: LoRA targets in the encoder: Whisper / wav2vec 2.0 / HuBERT / WavLM attention projections.
@@ -41,15 +43,22 @@ def set_training_stage(
     lora_dropout: float = 0.0,
     lora_on_encoder: bool = False,
     lora_config=None,
+    lm_training: str = "lora",
 ):
     """Make exactly the parameters of `stage` trainable (table above); returns the model to train.
 
     Stage 2 returns a `peft.PeftModel`: LoRA adapters from `lora_config` (default: rank `lora_r` on every attention /
     MLP projection of the LM, and of the encoder with `lora_on_encoder`), with the projector trained in full and
-    saved with the adapter (`modules_to_save`). `merge_and_unload()` gives back a plain model.
+    saved with the adapter (`modules_to_save`). `merge_and_unload()` gives back a plain model. With
+    `lm_training="full"`, stage 2 trains the projector and every LM parameter instead (no PEFT; the model itself is
+    returned): for LMs small enough that LoRA's rank limit, not memory, is the constraint.
     """
     if stage not in STAGES:
         raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
+    if lm_training not in LM_TRAINING:
+        raise ValueError(f"lm_training must be one of {LM_TRAINING}, got {lm_training!r}")
+    if stage == 2 and lm_training == "full" and (lora_on_encoder or lora_config is not None):
+        raise ValueError("lm_training='full' trains the LM without PEFT: it takes no lora_config / lora_on_encoder")
     model.requires_grad_(False)
     if stage == 1:
         model.projector.requires_grad_(True)
@@ -58,6 +67,10 @@ def set_training_stage(
         if model.speech_decoder is None:
             raise ValueError("stage 3 trains the speech decoder, but the model has none: call add_speech_decoder()")
         model.speech_decoder.requires_grad_(True)
+        return model
+    if lm_training == "full":
+        model.projector.requires_grad_(True)
+        model.language_model.requires_grad_(True)
         return model
     from peft import LoraConfig, get_peft_model
 
@@ -153,6 +166,7 @@ class SpeechLLMCollator:
 __all__ = [
     "ENCODER_LORA_TARGETS",
     "LM_LORA_TARGETS",
+    "LM_TRAINING",
     "STAGES",
     "SpeechLLMCollator",
     "lora_target_regex",

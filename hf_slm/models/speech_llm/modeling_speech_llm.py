@@ -17,6 +17,7 @@ from transformers.utils import ModelOutput
 from .configuration_speech_llm import (
     AUDIO_TOKEN,
     CHAT_END,
+    CHAT_START,
     SpeechLLMConfig,
     SpeechLLMProjectorConfig,
     SpeechLLMSpeechDecoderConfig,
@@ -472,7 +473,8 @@ class SpeechLLMForConditionalGeneration(SpeechLLMPreTrainedModel, GenerationMixi
         `tokenizer` is the LM's tokenizer after [`add_speech_llm_tokens`]: the LM's embeddings are resized to it
         (new rows: mean of the old ones) and `audio_token_id` is read from it. Without a tokenizer, pass
         `audio_token_id`. A Whisper checkpoint contributes its encoder only. With a tokenizer, `generate` also stops at
-        `<|im_end|>` and pads with the tokenizer's pad token. `from_pretrained_kwargs` (`dtype`,
+        `<|im_end|>` or `<|im_start|>` (a new turn never belongs to the answer) and pads with the tokenizer's pad
+        token. `from_pretrained_kwargs` (`dtype`,
         `revision`, ...) go to both `from_pretrained` calls.
         """
         if not isinstance(encoder, PreTrainedModel):
@@ -499,13 +501,15 @@ class SpeechLLMForConditionalGeneration(SpeechLLMPreTrainedModel, GenerationMixi
         )
         model = cls(config, audio_encoder=encoder, language_model=language_model)
         model.generation_config = language_model.generation_config
-        if tokenizer is not None:  # answers end at the chat template's end marker (or the LM's own EOS)
+        if tokenizer is not None:  # answers end at the chat template's end marker, a new turn's start, or the EOS
             model.generation_config.pad_token_id = tokenizer.pad_token_id
             eos = model.generation_config.eos_token_id
             eos = [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
-            end = tokenizer.convert_tokens_to_ids(CHAT_END)
-            if end is not None and end != tokenizer.unk_token_id and end not in eos:
-                model.generation_config.eos_token_id = [*eos, end]
+            for marker in (CHAT_END, CHAT_START):
+                token = tokenizer.convert_tokens_to_ids(marker)
+                if token is not None and token != tokenizer.unk_token_id and token not in eos:
+                    eos.append(token)
+            model.generation_config.eos_token_id = eos
         return model
 
 
