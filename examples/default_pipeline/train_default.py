@@ -59,6 +59,9 @@ class DefaultPipelineArguments:
     augment_copies: int = field(default=1, metadata={"help": "augmented copies of each training utterance"})
     num_units: int = field(default=100, metadata={"help": "k-means units"})
     kmeans_max_frames: int = field(default=300_000, metadata={"help": "frames used to fit k-means"})
+    utterance_normalization: bool = field(
+        default=False, metadata={"help": "k-means on per-utterance normalised MFCCs (less speaker-dependent units)"}
+    )
     lm_hidden_size: int = 256
     lm_num_layers: int = 4
     lm_num_heads: int = 4
@@ -86,7 +89,7 @@ STAGE_ARGUMENTS = {
     "corpus": ("text_source", "num_sentences", "num_eval_sentences", "voices", "rates", "pitches", "renditions",
                "chunk_size", "seed"),
     "augment": ("augmentation", "augment_copies", "seed"),
-    "units": ("num_units", "kmeans_max_frames", "seed"),
+    "units": ("num_units", "kmeans_max_frames", "utterance_normalization", "seed"),
     "lm": ("lm_hidden_size", "lm_num_layers", "lm_num_heads", "lm_intermediate_size", "lm_dropout", "lm_epochs",
            "lm_max_steps", "lm_learning_rate", "lm_batch_size", "seed"),
     "vocoder": ("vocoder_epochs", "vocoder_max_steps", "vocoder_learning_rate", "vocoder_batch_size",
@@ -234,7 +237,8 @@ def augment_dataset(args, train, scratch: Path | None = None):
 
 def fit_speech_tokenizer(args, train):
     feature_extractor = SpeechFeatureExtractor(sampling_rate=16000)
-    tokenizer = UnitEncoderModel(UnitEncoderConfig(frontend="mfcc", num_units=args.num_units))
+    tokenizer = UnitEncoderModel(UnitEncoderConfig(frontend="mfcc", num_units=args.num_units,
+                                                   utterance_normalization=args.utterance_normalization))
     fit_unit_tokenizer_on_dataset(
         tokenizer, train, feature_extractor, max_frames=args.kmeans_max_frames, seed=args.seed
     )
