@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import wave
 from pathlib import Path
 
 import pytest
@@ -53,14 +54,18 @@ print(repr(pipe.transcribe(speech.waveform, sampling_rate=speech.sampling_rate, 
     assert isinstance(text, str) and text.strip()
 
 
-def test_cli_chat_answers_a_spoken_question(tmp_path, capsys):
-    """`hf-slm chat speech-llm-default --audio --text` answers in text. (Its speech decoder, 210 CPU steps, still
-    decodes all-blank units, so no spoken answer yet: docs/speech_llm.md reports it.)"""
-    speech = EspeakSynthesizer("en-us").synthesize("which word means a large body of salt water")
+def test_cli_chat_answers_a_spoken_question_in_text_and_speech(tmp_path, capsys):
+    """`hf-slm chat speech-llm-default --audio --text --output` answers in text and writes the spoken answer (its
+    speech decoder emits units: 1,200 CPU steps of stage 3)."""
+    speech = EspeakSynthesizer("en-us").synthesize("What does the word jackrabbit mean?")
     question = write_wav(tmp_path / "question.wav", speech.waveform, speech.sampling_rate)
-    argv = ["chat", "speech-llm-default", "--audio", str(question), "--text", "say the answer", "--max-new-tokens", "12"]
+    answer = tmp_path / "answer.wav"
+    argv = ["chat", "speech-llm-default", "--audio", str(question), "--text", "say the answer", "--max-new-tokens", "12",
+            "--output", str(answer)]  # fmt: skip
     assert main(argv) == 0, capsys.readouterr().err
     assert capsys.readouterr().out.strip()
+    with wave.open(str(answer)) as spoken:
+        assert spoken.getnframes() > spoken.getframerate() // 10  # at least 0.1 s of speech
 
 
 def test_card_carries_the_measured_figures():
