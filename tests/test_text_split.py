@@ -90,6 +90,25 @@ def test_open_vocabulary_split_of_the_debian_corpora():
 
 
 @needs_debian_text
+def test_heldout_word_pairs_are_never_in_training_text(tmp_path):
+    """`build-pairs --words open-heldout`: every good word is a held-out word, absent from every open-train sentence."""
+    import json
+
+    from hf_slm.cli import main
+    from hf_slm.data import load_heldout_words
+
+    words = load_heldout_words()
+    assert len(words) > 200 and all(word.isalpha() for word in words)
+    out = tmp_path / "pairs.jsonl"
+    assert main(["evaluate", "build-pairs", "--kinds", "lexical", "--words", "open-heldout", "--output", str(out)]) == 0
+    pairs = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(pairs) > 200
+    trained = words_of(load_text_split("train"))
+    assert {pair["good"] for pair in pairs} <= set(words) and not {pair["good"] for pair in pairs} & trained
+    assert all(pair["bad"] != pair["good"] and pair["bad"] not in trained for pair in pairs)
+
+
+@needs_debian_text
 def test_wordnet_glosses():
     pairs = read_wordnet_glosses()
     assert len(pairs) > 50_000

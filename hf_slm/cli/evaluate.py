@@ -35,9 +35,17 @@ def cmd_build_pairs(args) -> int:
     pairs = []
     if "lexical" in args.kinds:
         words = None
-        if args.words:
-            words = Path(args.words).read_text(encoding="utf-8").split()
         known = Path(args.known_words).read_text(encoding="utf-8").split() if args.known_words else None
+        if args.words == "open-heldout":
+            from ..data import OPEN_VOCABULARY_SOURCES, load_heldout_words, load_text_corpus, normalize_sentence
+            from ..evaluation.pairs import english_dictionary
+
+            words = load_heldout_words()
+            if known is None:  # no non-word may be a token of the corpus either (names, old spellings)
+                corpus = (s for source in OPEN_VOCABULARY_SOURCES for s in load_text_corpus(source))
+                known = english_dictionary() | {w for s in corpus for w in normalize_sentence(s).split()}
+        elif args.words:
+            words = Path(args.words).read_text(encoding="utf-8").split()
         pairs += build_lexical_pairs(words, n=args.num_lexical, seed=args.seed, known_words=known, vowels=args.vowels,
                                      consonants=args.consonants)  # fmt: skip
     if "syntactic" in args.kinds:
@@ -569,7 +577,8 @@ def add_evaluate_parser(sub) -> None:
     p = commands.add_parser("build-pairs", help="make a minimal-pair JSONL benchmark (lexical, syntactic, storycloze)")
     p.add_argument("--kinds", type=csv_list(str), default=["lexical", "syntactic"],
                    help="comma-separated: lexical, syntactic, storycloze (topic-StoryCloze-style stories)")  # fmt: skip
-    p.add_argument("--words", default=None, help="word list file (default: the built-in grammar's words)")
+    p.add_argument("--words", default=None, help="word list file, or 'open-heldout': the open-vocabulary split's "
+                   "held-out words, never in open-train (default: the built-in grammar's words)")
     p.add_argument("--known-words", default=None, help="lexicon file of the language (no non-word may be in it)")
     p.add_argument("--num-lexical", type=positive_int, default=None, help="at most this many lexical pairs")
     p.add_argument("--num-per-phenomenon", type=positive_int, default=20)

@@ -483,12 +483,23 @@ def load_text_split(
     return chosen
 
 
+def load_heldout_words(sources=OPEN_VOCABULARY_SOURCES, **split_kwargs) -> list[str]:
+    """The held-out words of `split_texts` over ``sources``, sorted: no ``"open-train"`` sentence holds any of them,
+    so pairs built from them test words a model trained on that side never saw (``build-pairs --words
+    open-heldout``). Only purely alphabetic words are kept (no digits or apostrophes)."""
+    if isinstance(sources, (str, Path)):
+        sources = (sources,)
+    sentences = [sentence for source in sources for sentence in load_text_corpus(source)]
+    return sorted(word for word in split_texts(sentences, **split_kwargs).heldout_words if word.isalpha())
+
+
 __all__ = [
     "GRAMMAR",
     "OPEN_VOCABULARY_SOURCES",
     "OPEN_VOCABULARY_SPLITS",
     "TextSplit",
     "load_text_split",
+    "load_heldout_words",
     "normalize_sentence",
     "split_texts",
     "TEMPLATES",
