@@ -74,3 +74,22 @@ def test_card_carries_the_measured_figures():
     assert results["asr"]["n"] >= 50 and results["asr"]["voice"] == "en-us" and results["asr"]["rate"] == 175
     assert f"{results['asr']['wer']:.3f}" in card and f"{results['asr']['pocketsphinx_open_wer']:.3f}" in card
     assert f"{results['speech_llm_tasks']['intent_accuracy']:.3f}" in card
+
+
+def test_lm_tokenizer_spends_no_merge_on_chat_markers():
+    """The recipe's BPE learns from the texts, so no vocabulary entry is a fragment of `<|im_start|>` etc. (encoding
+    splits added tokens off first, so such entries could never be produced), and framed text keeps each marker whole."""
+    from example_loader import load_script
+
+    recipe = load_script("examples/speech_llm/make_default.py")
+    texts = ["the cat sat on the mat", "a dog ran in the park", "what is the meaning of it"] * 20
+    tokenizer = recipe.train_lm_tokenizer(texts, vocab_size=120)
+    markers = ("<|im_start|>", "<|im_end|>", "<|audio|>")
+    vocab = tokenizer.get_vocab()
+    fragments = [t for t in vocab if t not in markers and ("<|" in t or "|>" in t or "im_" in t)]
+    assert not fragments
+    framed = "<|im_start|>assistant\nthe cat sat<|im_end|>\n"
+    tokens = tokenizer.convert_ids_to_tokens(tokenizer(framed, add_special_tokens=False)["input_ids"])
+    assert tokens[0] == "<|im_start|>" and "<|im_end|>" in tokens and "<unk>" not in tokens
+    ids = tokenizer(framed, add_special_tokens=False)["input_ids"]
+    assert tokenizer.decode(ids, skip_special_tokens=True).strip() == "assistant\nthe cat sat"

@@ -51,20 +51,35 @@ def _answer_texts(limit_qa: int = 6000) -> list[str]:
     return [a.lower() for _, a in wordnet_qa_pairs(limit_qa, seed=7)] + [i.replace("_", " ") for i in SLU_INTENTS]
 
 
+def train_lm_tokenizer(texts, vocab_size: int = LM_VOCAB):
+    """Lower-case BPE over the plain texts, with the chat markers and `<|audio|>` as added tokens.
+
+    Trained on the texts, not on chat-framed texts: BPE would otherwise spend merges on marker fragments
+    (`<|im_start|>assistant\\nwh`) that encoding never produces, since added tokens are split off first (the
+    released tokenizer lost 67 of its 640 entries so)."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from hf_slm.models.speech_llm import AUDIO_TOKEN, add_speech_llm_tokens
+
+    specials = ["<unk>", AUDIO_TOKEN, "<|im_start|>", "<|im_end|>"]
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.decoder = decoders.Metaspace()
+    tok.train_from_iterator(list(texts) + ["assistant\n"] * 8,
+                            trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials,
+                                                initial_alphabet=list("abcdefghijklmnopqrstuvwxyz'\n")))  # fmt: skip
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>")
+    add_speech_llm_tokens(tokenizer)
+    return tokenizer
+
+
 def build_lm(out: Path, minutes: float = 6.0) -> Path:
     """Tokenizer + tiny Llama on the open-train text, framed as assistant turns."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
-    from transformers import (
-        DataCollatorForLanguageModeling,
-        LlamaConfig,
-        LlamaForCausalLM,
-        PreTrainedTokenizerFast,
-        Trainer,
-        TrainingArguments,
-    )
+    from transformers import DataCollatorForLanguageModeling, LlamaConfig, LlamaForCausalLM, Trainer, TrainingArguments
 
     from hf_slm.data import load_text_split
-    from hf_slm.models.speech_llm import AUDIO_TOKEN, add_speech_llm_tokens
     from hf_slm.training import WallClockLimit
 
     folder = out / "lm"
@@ -72,16 +87,8 @@ def build_lm(out: Path, minutes: float = 6.0) -> Path:
         return folder
     sentences = [t for t in (ctc_text(s) for s in load_text_split("train")) if t]
     texts = sentences + _answer_texts()
-    specials = ["<unk>", AUDIO_TOKEN, "<|im_start|>", "<|im_end|>"]
-    tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.normalizer = normalizers.Lowercase()
-    tok.pre_tokenizer = pre_tokenizers.Metaspace()
-    tok.decoder = decoders.Metaspace()
+    tokenizer = train_lm_tokenizer(texts)
     framed = [f"<|im_start|>assistant\n{t}<|im_end|>\n" for t in texts]
-    tok.train_from_iterator(framed, trainers.BpeTrainer(vocab_size=LM_VOCAB, special_tokens=specials,
-                                                        initial_alphabet=list("abcdefghijklmnopqrstuvwxyz'\n")))
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>")
-    add_speech_llm_tokens(tokenizer)
     ids = tokenizer(framed, add_special_tokens=False)["input_ids"]
     flat = [i for row in ids for i in row]
     block = 128
