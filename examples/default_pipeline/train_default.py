@@ -72,8 +72,8 @@ class DefaultPipelineArguments:
     lm_learning_rate: float = 1e-3
     lm_batch_size: int = 16
     lm_group_by_length: bool = field(default=False, metadata={
-        "help": "batch utterances of similar length (Trainer's group_by_length sampling): 0.63 vs 1.33 s a step on "
-                "the open-vocabulary units, where lengths vary 10x"})
+        "help": "batch utterances of similar length (Trainer's group_by_length sampling): less padding where lengths "
+                "vary 10x (open vocabulary; benchmarks/bench_length_grouping.py)"})
     vocoder_epochs: float = 3.0
     vocoder_max_steps: int = -1
     vocoder_learning_rate: float = 2e-3
