@@ -38,6 +38,18 @@ def load_recipe():
     return module
 
 
+def open_vocabulary_units_setup(recipe, sentences: int, num_proc: int):
+    """`sentences` open-train sentences spoken as `config_open_vocab_cpu.json` speaks them (many voices, 4 rates x 4
+    pitches), and the recipe's MFCC k-means tokenizer (100 units, CMVN) fitted on them: `(speech, fe, tokenizer)`."""
+    texts = load_text_split("train", limit=sentences, seed=0)
+    speech = synthesize_corpus(texts, rates=(130, 155, 180, 205), pitches=(30, 45, 60, 75), num_proc=num_proc,
+                               show_progress=False)  # fmt: skip
+    speech = speech.cast_column("audio", datasets.Audio(sampling_rate=16000))
+    fit_args = argparse.Namespace(num_units=100, kmeans_max_frames=100_000, utterance_normalization=True, seed=0)
+    feature_extractor, tokenizer = recipe.fit_speech_tokenizer(fit_args, speech.select_columns(["audio"]))
+    return speech, feature_extractor, tokenizer
+
+
 def main(argv=None) -> float:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sentences", type=int, default=200)
@@ -47,13 +59,8 @@ def main(argv=None) -> float:
         parser.error(f"--num-proc must be >= 2 and --sentences >= 2 x --num-proc, got {args.num_proc}, {args.sentences}")
     torch.set_num_threads(1)
     recipe = load_recipe()
-    texts = load_text_split("train", limit=args.sentences, seed=0)
-    train = synthesize_corpus(texts, rates=(130, 155, 180, 205), pitches=(30, 45, 60, 75), num_proc=args.num_proc,
-                              show_progress=False)  # fmt: skip
-    train = train.cast_column("audio", datasets.Audio(sampling_rate=16000))
+    train, feature_extractor, tokenizer = open_vocabulary_units_setup(recipe, args.sentences, args.num_proc)
     augmentation = str(ROOT / "examples" / "default_pipeline" / "augmentation.json")
-    fit_args = argparse.Namespace(num_units=100, kmeans_max_frames=100_000, utterance_normalization=True, seed=0)
-    feature_extractor, tokenizer = recipe.fit_speech_tokenizer(fit_args, train.select_columns(["audio"]))
     datasets.disable_caching()
     rates = {}
     with tempfile.TemporaryDirectory() as scratch:

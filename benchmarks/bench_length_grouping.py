@@ -19,17 +19,15 @@ import sys
 import time
 from pathlib import Path
 
-import datasets
 import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
-from hf_slm.data import load_text_split, synthesize_corpus
 from hf_slm.models.speech_lm import SpeechLMConfig, SpeechLMForCausalLM
 from hf_slm.training import CausalLMCollator
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_data_stages import load_recipe  # noqa: E402
+from bench_data_stages import load_recipe, open_vocabulary_units_setup  # noqa: E402
 
 
 class StepTimer(TrainerCallback):
@@ -66,27 +64,20 @@ def main(argv=None) -> float:
         parser.error(f"need --steps > --warmup >= 1 and --sentences >= 16 x --steps, got {vars(args)}")
     torch.set_num_threads(1)
     recipe = load_recipe()
-    texts = load_text_split("train", limit=args.sentences, seed=0)
-    speech = synthesize_corpus(texts, rates=(130, 155, 180, 205), pitches=(30, 45, 60, 75), num_proc=2,
-                               show_progress=False)  # fmt: skip
-    speech = speech.cast_column("audio", datasets.Audio(sampling_rate=16000))
-    fit_args = argparse.Namespace(num_units=100, kmeans_max_frames=100_000, utterance_normalization=True, seed=0)
-    feature_extractor, tokenizer = recipe.fit_speech_tokenizer(fit_args, speech.select_columns(["audio"]))
+    speech, feature_extractor, tokenizer = open_vocabulary_units_setup(recipe, args.sentences, num_proc=2)
     units = recipe.add_units(speech, feature_extractor, tokenizer, keep_waveform=False, num_proc=2)
     lm_args = recipe.parse_arguments(recipe.DefaultPipelineArguments,
                                      [str(ROOT / "examples" / "default_pipeline" / "config_open_vocab_cpu.json")])
-    layout = SpeechLMForCausalLM(SpeechLMConfig(text_config=recipe.lm_backbone_config(lm_args), num_units=100)) \
-        .config.vocab_layout  # fmt: skip
-    prefix, eos = layout.speech_prefix_ids(), [layout.eos_token_id]
-    rows = units.map(lambda row: {"input_ids": prefix + layout.units_to_token_ids(row["units"]).tolist() + eos},
-                     remove_columns=units.column_names)  # fmt: skip
+    config = SpeechLMConfig(text_config=recipe.lm_backbone_config(lm_args), num_units=100)
+    layout = config.vocab_layout
+    rows = recipe.unit_lm_rows(units, layout)
     lengths = sorted(len(ids) for ids in rows["input_ids"])
     print(f"{platform.processor() or platform.machine()}, torch {torch.__version__}, {len(rows)} utterances, tokens "
           f"median {lengths[len(lengths) // 2]}, max {lengths[-1]}")  # fmt: skip
     results = {}
     for strategy in ("random", "group_by_length"):
         torch.manual_seed(0)
-        model = SpeechLMForCausalLM(SpeechLMConfig(text_config=recipe.lm_backbone_config(lm_args), num_units=100))
+        model = SpeechLMForCausalLM(config)
         timer, collator = StepTimer(args.warmup), PaddedTokens(CausalLMCollator(layout.pad_token_id, max_length=2048))
         training = TrainingArguments(output_dir=str(ROOT / "outputs" / "bench_length_grouping"), max_steps=args.steps,
                                      per_device_train_batch_size=16, learning_rate=1e-3, report_to=[], use_cpu=True,

@@ -89,7 +89,7 @@ def test_lm_tokenizer_spends_no_merge_on_chat_markers():
     fragments = [t for t in vocab if t not in markers and ("<|" in t or "|>" in t or "im_" in t)]
     assert not fragments
     framed = "<|im_start|>assistant\nthe cat sat<|im_end|>\n"
-    tokens = tokenizer.convert_ids_to_tokens(tokenizer(framed, add_special_tokens=False)["input_ids"])
-    assert tokens[0] == "<|im_start|>" and "<|im_end|>" in tokens and "<unk>" not in tokens
     ids = tokenizer(framed, add_special_tokens=False)["input_ids"]
+    tokens = tokenizer.convert_ids_to_tokens(ids)
+    assert tokens[0] == "<|im_start|>" and "<|im_end|>" in tokens and "<unk>" not in tokens
     assert tokenizer.decode(ids, skip_special_tokens=True).strip() == "assistant\nthe cat sat"

@@ -295,6 +295,16 @@ def lm_backbone_config(args, vocab_size: int | None = None) -> LlamaConfig:
     )
 
 
+def unit_lm_rows(ds, layout):
+    """`ds` with its `units` as LM rows, `input_ids` = `<s> [Speech] units </s>` under `layout`, and no other column."""
+    prefix, eos = layout.speech_prefix_ids(), [layout.eos_token_id]
+
+    def to_ids(row):
+        return {"input_ids": prefix + layout.units_to_token_ids(row["units"]).tolist() + eos}
+
+    return ds.map(to_ids, remove_columns=[c for c in ds.column_names if c != "input_ids"])
+
+
 def train_language_model(args, train, test, model: SpeechLMForCausalLM | None = None, run_name: str = "lm",
                          out_dir: Path | None = None):  # fmt: skip
     """Train `model` (default: a cold-init GSLM unit LM) on `<s> [Speech] units </s>`; checkpoints in `out_dir`
@@ -302,14 +312,7 @@ def train_language_model(args, train, test, model: SpeechLMForCausalLM | None = 
     if model is None:
         model = SpeechLMForCausalLM(SpeechLMConfig(text_config=lm_backbone_config(args), num_units=args.num_units))
     layout = model.config.vocab_layout
-    prefix, eos = layout.speech_prefix_ids(), [layout.eos_token_id]
-
-    def to_ids(row):
-        return {"input_ids": prefix + layout.units_to_token_ids(row["units"]).tolist() + eos}
-
-    keep = ["input_ids"]
-    train_ids = train.map(to_ids, remove_columns=[c for c in train.column_names if c not in keep])
-    test_ids = test.map(to_ids, remove_columns=[c for c in test.column_names if c not in keep])
+    train_ids, test_ids = unit_lm_rows(train, layout), unit_lm_rows(test, layout)
     loss = train_and_evaluate(
         model, out_dir or Path(args.work_dir) / run_name, args.lm_epochs, args.lm_max_steps, args.lm_learning_rate,
         args.lm_batch_size, args.seed, train_ids, test_ids, CausalLMCollator(layout.pad_token_id, max_length=2048),

@@ -37,13 +37,13 @@ def cmd_build_pairs(args) -> int:
         words = None
         known = Path(args.known_words).read_text(encoding="utf-8").split() if args.known_words else None
         if args.words == "open-heldout":
-            from ..data import OPEN_VOCABULARY_SOURCES, load_heldout_words, load_text_corpus, normalize_sentence
+            from ..data import load_heldout_words, load_sentences, normalize_sentence
             from ..evaluation.pairs import english_dictionary
 
-            words = load_heldout_words()
+            sentences = load_sentences()
+            words = load_heldout_words(sentences=sentences)
             if known is None:  # no non-word may be a token of the corpus either (names, old spellings)
-                corpus = (s for source in OPEN_VOCABULARY_SOURCES for s in load_text_corpus(source))
-                known = english_dictionary() | {w for s in corpus for w in normalize_sentence(s).split()}
+                known = english_dictionary() | {w for s in sentences for w in normalize_sentence(s).split()}
         elif args.words:
             words = Path(args.words).read_text(encoding="utf-8").split()
         pairs += build_lexical_pairs(words, n=args.num_lexical, seed=args.seed, known_words=known, vowels=args.vowels,

@@ -17,8 +17,8 @@ _SUBMODULES = {
     ],
     ".corpus": [
         "GRAMMAR", "OPEN_VOCABULARY_SOURCES", "OPEN_VOCABULARY_SPLITS", "TEMPLATES", "SentencePlan", "Slot",
-        "TextSplit", "generate_sentences", "load_heldout_words", "load_text_corpus", "load_text_split",
-        "normalize_sentence",
+        "TextSplit", "generate_sentences", "load_heldout_words", "load_sentences", "load_text_corpus",
+        "load_text_split", "normalize_sentence",
         "read_fortunes", "read_text_file", "read_wordnet_examples", "read_wordnet_glosses", "realize", "sample_plan",
         "split_texts"
     ],
@@ -82,6 +82,7 @@ __all__ = [
     "load_text_corpus",
     "load_text_split",
     "load_heldout_words",
+    "load_sentences",
     "open_vocabulary_speech",
     "load_vad",
     "normalize_sentence",

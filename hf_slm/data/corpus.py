@@ -471,9 +471,7 @@ def load_text_split(
     """
     if split not in ("train", "eval"):
         raise ValueError(f"`split` must be 'train' or 'eval', got {split!r}.")
-    if isinstance(sources, (str, Path)):
-        sources = (sources,)
-    sentences = [sentence for source in sources for sentence in load_text_corpus(source)]
+    sentences = load_sentences(sources)
     chosen = getattr(split_texts(sentences, **split_kwargs), split)
     if limit is not None:
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
@@ -483,13 +481,20 @@ def load_text_split(
     return chosen
 
 
-def load_heldout_words(sources=OPEN_VOCABULARY_SOURCES, **split_kwargs) -> list[str]:
-    """The held-out words of `split_texts` over ``sources``, sorted: no ``"open-train"`` sentence holds any of them,
-    so pairs built from them test words a model trained on that side never saw (``build-pairs --words
-    open-heldout``). Only purely alphabetic words are kept (no digits or apostrophes)."""
+def load_sentences(sources=OPEN_VOCABULARY_SOURCES) -> list[str]:
+    """Every sentence of one `load_text_corpus` source or of several, in order: what the open-vocabulary split is
+    made over."""
     if isinstance(sources, (str, Path)):
         sources = (sources,)
-    sentences = [sentence for source in sources for sentence in load_text_corpus(source)]
+    return [sentence for source in sources for sentence in load_text_corpus(source)]
+
+
+def load_heldout_words(sources=OPEN_VOCABULARY_SOURCES, sentences=None, **split_kwargs) -> list[str]:
+    """The held-out words of `split_texts` over ``sources``, sorted: no ``"open-train"`` sentence holds any of them,
+    so pairs built from them test words a model trained on that side never saw (``build-pairs --words
+    open-heldout``). Only purely alphabetic words are kept (no digits or apostrophes). ``sentences``: those of
+    `load_sentences(sources)` when the caller has them already (they are not read again)."""
+    sentences = load_sentences(sources) if sentences is None else sentences
     return sorted(word for word in split_texts(sentences, **split_kwargs).heldout_words if word.isalpha())
 
 
@@ -500,6 +505,7 @@ __all__ = [
     "TextSplit",
     "load_text_split",
     "load_heldout_words",
+    "load_sentences",
     "normalize_sentence",
     "split_texts",
     "TEMPLATES",
