@@ -6,7 +6,7 @@ PIP     = $(PY) -m pip
 STAMP   = $(VENV)/.hf_slm-installed
 APT_PACKAGES = espeak-ng ffmpeg chromium pocketsphinx-testdata wordnet-base fortunes
 
-.PHONY: install system-deps test test-all test-latest latest-env lock bench-import demo default-pipeline twist-pipeline space bench clean
+.PHONY: install system-deps test test-all test-latest latest-env lock bench-import bench-gpu demo default-pipeline twist-pipeline space bench clean
 
 system-deps:
 	@missing=""; command -v espeak-ng >/dev/null || missing="$$missing espeak-ng"; \
@@ -95,6 +95,10 @@ bench: install
 
 bench-import: install
 	$(PY) benchmarks/bench_import.py
+
+# The GPU figures of docs/benchmarks.md in one call (logs in gpu_figures/); TINY=1 checks it on the CPU.
+bench-gpu: install
+	PYTHON=$(PY) bash benchmarks/gpu_figures.sh
 
 clean:
 	rm -rf demo_out space_build .pytest_cache $(LATEST)

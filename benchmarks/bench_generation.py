@@ -53,6 +53,7 @@ earlier eager loop, one backbone call per token: tiny 1.42x, small 1.45x, 115m 1
     python benchmarks/bench_generation.py --device cpu --size tiny --new-tokens 200 --threads 1
     python benchmarks/bench_generation.py --device cpu --size 115m --weights-dtype int8 --threads 1
     python benchmarks/bench_generation.py --device cuda --size 115m --new-tokens 1000      # bf16, CUDA graphs
+The H200 rows of docs/benchmarks.md come from `benchmarks/gpu_figures.sh` (its row for this script, one call).
 """
 
 from __future__ import annotations
@@ -163,9 +164,9 @@ def main() -> None:
     prompt = torch.randint(0, args.num_units, (20,), generator=torch.Generator().manual_seed(args.seed))
     n = args.new_tokens
 
-    def baseline():  # model.generate with the allowed-tokens processor (units and </s> only), i.e. generate_units
+    def baseline(tokens=n):  # model.generate with the allowed-tokens processor (units and </s> only): generate_units
         with torch.inference_mode():
-            return baseline_model.generate_units(prompt, max_new_tokens=n, do_sample=False)[0].cpu()
+            return baseline_model.generate_units(prompt, max_new_tokens=tokens, do_sample=False)[0].cpu()
 
     def ours():
         return fast.generate(prompt, max_new_tokens=n, do_sample=False)
@@ -211,17 +212,19 @@ def main() -> None:
     pairs = [g / f for g, f in zip(times["generate"][index], times["fast"][index])]
     print(f"ratio per repeat: {', '.join(f'{r:.2f}' for r in pairs)} (spread {min(pairs):.2f}-{max(pairs):.2f})")
     if args.profile:
-        profile(ours, n)
+        profile(ours, n, device, compiled=fast.compile)
+        profile(lambda: baseline(30), 30, device, compiled=False, label="generate (30 tokens)")
     print(f"ratio: {rates['fast'] / rates['generate']:.2f}")
 
 
-def profile(ours, n: int) -> None:
-    """Tensor calls per token of the fast path and `torch.profiler`'s top ops (see the module docstring)."""
+def profile(ours, n: int, device: torch.device, compiled: bool, label: str = "fast") -> None:
+    """Tensor calls per token of `ours` (eager only: a function mode would re-trace a compiled step) and
+    `torch.profiler`'s top ops (on CUDA by GPU time, with the CUDA kernels, then by CPU time)."""
     from collections import Counter
 
+    from torch.overrides import TorchFunctionMode
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
-    from torch.overrides import TorchFunctionMode
 
     class CountCalls(TorchFunctionMode):
         def __init__(self):
@@ -232,13 +235,20 @@ def profile(ours, n: int) -> None:
             self.calls[getattr(func, "__name__", str(func))] += 1
             return func(*args, **(kwargs or {}))
 
-    with CountCalls() as counter:
+    if not compiled:
+        with CountCalls() as counter:
+            ours()
+        products = sum(counter.calls[name] for name in ("mm", "addmm", "linear", "bmm"))
+        print(f"profile of {label}: {sum(counter.calls.values()) / n:.0f} tensor calls per token ({products / n:.0f} matrix products)")
+    cuda = device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with torch_profile(activities=activities) as prof:
         ours()
-    products = sum(counter.calls[name] for name in ("mm", "addmm", "linear", "bmm"))
-    print(f"profile: {sum(counter.calls.values()) / n:.0f} tensor calls per token ({products / n:.0f} matrix products)")
-    with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
-        ours()
-    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
+        if cuda:
+            torch.cuda.synchronize()
+    print(f"profile of {label}, {n} tokens:")
+    for sort_by in ("self_cuda_time_total", "self_cpu_time_total") if cuda else ("self_cpu_time_total",):
+        print(prof.key_averages().table(sort_by=sort_by, row_limit=15))
 
 
 if __name__ == "__main__":

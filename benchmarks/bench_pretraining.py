@@ -30,6 +30,7 @@ TWIST warm start with a 32k-150k text vocabulary (`--use_liger_kernel` of `Train
 
     python benchmarks/bench_pretraining.py --device cpu --size tiny --seq-len 256 --threads 1 --repeats 3
     python benchmarks/bench_pretraining.py --device cuda --size 115m --seq-len 2048 --batch-size 16 --compile
+The H200 rows of docs/benchmarks.md come from `benchmarks/gpu_figures.sh` (its row for this script, one call).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ import argparse
 import contextlib
 import io
 import platform
+import sys
 import statistics
 import tempfile
 import time
@@ -75,6 +77,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--peak-tflops", type=float, default=989.0, help="accelerator peak (H100 SXM dense bf16)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--variants", default="ours,plain-concat,plain-padded", help="comma-separated subset (ratio needs the first two)"
+    )
+    parser.add_argument("--profile", action="store_true", help="torch.profiler's top ops over 3 steps of ours")
     return parser.parse_args()
 
 
@@ -87,6 +93,26 @@ class _StepClock(TrainerCallback):
             torch.cuda.synchronize()
         self.times.append(time.perf_counter())
         self.cpu_times.append(time.process_time())
+
+
+class _ProfileSteps(TrainerCallback):
+    """`torch.profiler` over `steps` optimiser steps after `start` (CPU ops, and CUDA kernels on CUDA)."""
+
+    def __init__(self, device: str, start: int, steps: int = 3):
+        from torch.profiler import ProfilerActivity, profile
+
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
+        self.device, self.start, self.stop, self.profiler = device, start, start + steps, profile(activities=activities)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.start:
+            self.profiler.__enter__()
+        elif state.global_step == self.stop:
+            if self.device == "cuda":
+                torch.cuda.synchronize()
+            self.profiler.__exit__(None, None, None)
+            sort_by = "self_cuda_time_total" if self.device == "cuda" else "self_cpu_time_total"
+            print(self.profiler.key_averages().table(sort_by=sort_by, row_limit=25), file=sys.stderr)
 
 
 class _Counting:
@@ -135,11 +161,14 @@ def run_variant(name, args, documents, backbone: LlamaConfig, layout) -> tuple[f
             collator = _Counting(CausalLMCollator(pad_token_id=layout.pad_token_id, max_length=seq),
                                  lambda f, b: int(b["attention_mask"].sum()))  # fmt: skip
     clock = _StepClock(args.device)
+    callbacks = [clock]
+    if args.profile and name == "ours":  # after the timed window, so that it does not slow the figures
+        callbacks.append(_ProfileSteps(args.device, start=args.warmup + args.steps))
     with tempfile.TemporaryDirectory() as out:
         training_args = TrainingArguments(
             output_dir=out,
             per_device_train_batch_size=args.batch_size,
-            max_steps=args.warmup + args.steps,
+            max_steps=args.warmup + args.steps + (3 if args.profile and name == "ours" else 0),
             learning_rate=3e-4,
             warmup_steps=0,
             lr_scheduler_type="constant",
@@ -156,12 +185,13 @@ def run_variant(name, args, documents, backbone: LlamaConfig, layout) -> tuple[f
             remove_unused_columns=False,
             seed=args.seed,
         )
-        trainer = Trainer(model=model, args=training_args, train_dataset=data, data_collator=collator, callbacks=[clock])
+        trainer = Trainer(model=model, args=training_args, train_dataset=data, data_collator=collator, callbacks=callbacks)
         with contextlib.redirect_stdout(io.StringIO()):
             trainer.train()
-    tokens = sum(collator.tokens[args.warmup : args.warmup + args.steps])
-    wall = clock.times[-1] - clock.times[args.warmup - 1]
-    cpu = clock.cpu_times[-1] - clock.cpu_times[args.warmup - 1]
+    end = args.warmup + args.steps
+    tokens = sum(collator.tokens[args.warmup : end])
+    wall = clock.times[end - 1] - clock.times[args.warmup - 1]
+    cpu = clock.cpu_times[end - 1] - clock.cpu_times[args.warmup - 1]
     return tokens / wall, tokens / cpu
 
 
@@ -204,7 +234,11 @@ def main() -> None:
     print(f"model: Llama {args.size} ({n_params / 1e6:.1f}M parameters without the input embedding), vocab "
           f"{layout.vocab_size}, seq {args.seq_len}, batch {args.batch_size}, utterances {lo}-{hi} tokens, "
           f"{args.steps} timed steps after {args.warmup}, compile={args.compile}, attn(ours)={args.attn}")  # fmt: skip
-    results = {name: [] for name in ("ours", "plain-concat", "plain-padded")}
+    variants = args.variants.split(",")
+    unknown = set(variants) - {"ours", "plain-concat", "plain-padded"}
+    if unknown or not variants:
+        raise SystemExit(f"--variants: unknown {sorted(unknown)}; choose from ours, plain-concat, plain-padded")
+    results = {name: [] for name in variants}
     for _ in range(args.repeats):  # rounds interleave the variants, so drifting load from other jobs hits all alike
         for name in results:
             results[name].append(run_variant(name, args, documents, backbone, layout))
@@ -223,8 +257,10 @@ def main() -> None:
                      f"(6N only: {100 * flops_6n * value / (args.peak_tflops * 1e12):5.1f} %)")  # fmt: skip
         runs = ", ".join(f"{v[primary]:,.0f}" for v in results[name])
         print(line + ("" if args.repeats == 1 else f"  (runs: {runs})"))
-    print(f"ours / plain-padded: {speed['ours'] / speed['plain-padded']:.2f}")
-    print(f"ratio: {speed['ours'] / speed['plain-concat']:.2f}")
+    if {"ours", "plain-padded"} <= speed.keys():
+        print(f"ours / plain-padded: {speed['ours'] / speed['plain-padded']:.2f}")
+    if {"ours", "plain-concat"} <= speed.keys():
+        print(f"ratio: {speed['ours'] / speed['plain-concat']:.2f}")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ channels. Tried without a clear gain: one einsum over a mask, `bmm` sums with a 
 
     python benchmarks/bench_tokenization.py --device cpu --size tiny
     python benchmarks/bench_tokenization.py --device cuda --dtype bfloat16
+The H200 rows of docs/benchmarks.md come from `benchmarks/gpu_figures.sh` (its row for this script, one call).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from hf_slm.models.unit_encoder import (
     UnitEncoderConfig,
     UnitEncoderModel,
     default_plan,
+    length_buckets,
 )
 
 SIZES = {
@@ -66,7 +68,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--loop-threads", type=int, default=None, help="torch threads of (a) only (default: torch's, as a user runs it)"
     )
+    parser.add_argument("--max-padding", type=float, default=None, help="override (b)'s padding bound (0.1 = 10 %%)")
     parser.add_argument("--skip-bare", action="store_true", help="do not time (c) (saves a third of the run)")
+    parser.add_argument("--profile", action="store_true", help="torch.profiler's top ops over one more call of (b)")
     return parser.parse_args()
 
 
@@ -136,10 +140,11 @@ def main() -> None:
         return units
 
     plan = default_plan(config, device, max_batch_size=args.batch_size)
-    if args.plan_batch_size or args.workers:
+    if args.plan_batch_size or args.workers or args.max_padding is not None:
         workers = args.workers or plan.num_workers
         plan = TokenizationPlan(
             batch_size=args.plan_batch_size or plan.batch_size,
+            max_padding=plan.max_padding if args.max_padding is None else args.max_padding,
             num_workers=workers,
             threads_per_worker=1 if workers > 1 and args.device == "cpu" else None,
         )
@@ -169,7 +174,7 @@ def main() -> None:
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"(a) runs with {args.loop_threads or threads} torch thread(s)")
     print(
-        f"(b)'s plan: batch size {plan.batch_size}, padding <= {plan.max_padding:.0%}, {plan.num_workers} worker(s) "
+        f"(b)'s plan: batch size {plan.batch_size}, padding <= {plan.max_padding:.0%} ({len(length_buckets(lengths, plan.batch_size, plan.max_padding))} batches), {plan.num_workers} worker(s) "
         f"x {plan.threads_per_worker or threads} thread(s); load average before the run: {load_before}, after: {load}"
     )
     print(f"(a) per-utterance loop, HubertModel + argmin  : {audio_seconds / t_loop:9.1f} audio-s/s  ({t_loop:.3f} s)")
@@ -177,6 +182,15 @@ def main() -> None:
     print(f"(c) bare HubertModel batched forward          : {audio_seconds / t_bare:9.1f} audio-s/s  ({t_bare:.3f} s)")
     print(f"ours / bare: {t_bare / t_ours:.2f} (goal >= 0.90)")
     print(f"units of (b) equal to (a): {100 * agree / total:.2f}% of {total} frames")
+    if args.profile:
+        from torch.profiler import ProfilerActivity, profile
+
+        cuda = args.device == "cuda"
+        with torch.inference_mode(), profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])) as prof:
+            batched_ours()
+            if cuda:
+                torch.cuda.synchronize()
+        print(prof.key_averages().table(sort_by="self_cuda_time_total" if cuda else "self_cpu_time_total", row_limit=15))
     print(f"ratio: {t_loop / t_ours:.2f}")
 
 

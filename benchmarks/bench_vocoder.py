@@ -20,11 +20,13 @@ loops over the batch with `repeat_interleave` and re-pads.
 
     python benchmarks/bench_vocoder.py --device cpu --size small --threads 1
     python benchmarks/bench_vocoder.py --device cuda --size base --dtype bfloat16 --compile
+The H200 rows of docs/benchmarks.md come from `benchmarks/gpu_figures.sh` (its row for this script, one call).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import platform
 import statistics
 import time
@@ -48,7 +50,16 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="ours only (CUDA)")
+    parser.add_argument(
+        "--baseline-dtype",
+        default="float32",
+        choices=["float32", "bfloat16", "both"],
+        help="the baseline's; with 'both' each is timed and the ratio is against the one at our --dtype",
+    )
     parser.add_argument("--compile", action="store_true", help="torch.compile our generator (CUDA)")
+    parser.add_argument(
+        "--compile-mode", default="default", choices=["default", "reduce-overhead"], help="reduce-overhead: CUDA graphs"
+    )
     parser.add_argument("--size", default="small", choices=sorted(SIZES))
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--units", type=int, default=150, help="deduplicated units per item (lengths vary from 60%%)")
@@ -112,26 +123,39 @@ def bench_vocoders(args):
     if args.dtype == "bfloat16":
         ours = ours.to(torch.bfloat16)
     if args.compile:
-        ours.hifi_gan = torch.compile(ours.hifi_gan, dynamic=True)
+        # CUDA graphs need fixed shapes; the durations of fixed inputs are fixed, so one graph serves every call
+        dynamic = args.compile_mode == "default"
+        ours.hifi_gan = torch.compile(ours.hifi_gan, dynamic=dynamic, mode=args.compile_mode)
+    dtypes = ["float32", "bfloat16"] if args.baseline_dtype == "both" else [args.baseline_dtype]
+    baselines = {f"baseline-{d}": copy.deepcopy(baseline).to(getattr(torch, d)) for d in dtypes}
 
-    @torch.no_grad()
-    def run_baseline():
-        _, lengths_out = baseline(baseline_ids, spkr_id=zeros, lang_id=zeros)
-        return int(lengths_out.sum())
+    def run_baseline(model):
+        @torch.no_grad()
+        def run():
+            _, lengths_out = model(baseline_ids, spkr_id=zeros, lang_id=zeros)
+            return int(lengths_out.sum())
+
+        return run
 
     @torch.no_grad()
     def run_ours():
+        if args.compile and args.compile_mode == "reduce-overhead":
+            torch.compiler.cudagraph_mark_step_begin()
         return int(ours(input_ids=ids, attention_mask=mask).waveform_lengths.sum())
 
-    wall, cpu, samples = timed({"baseline": run_baseline, "ours": run_ours}, args.device, args.warmup, args.repeats)
+    fns = {name: run_baseline(model) for name, model in baselines.items()} | {"ours": run_ours}
+    wall, cpu, samples = timed(fns, args.device, args.warmup, args.repeats)
     rates = {}
-    params = {"baseline": sum(p.numel() for p in baseline.parameters()), "ours": sum(p.numel() for p in ours.parameters())}
-    for name in ("baseline", "ours"):
+    models = baselines | {"ours": ours}
+    for name, model in models.items():
         seconds = samples[name] / 16000
         rates[name] = seconds / wall[name]
-        print(f"{name:9s} {params[name] / 1e6:6.2f}M params  {seconds:6.1f} s audio  wall {wall[name]:.3f} s  "
-              f"cpu {cpu[name]:.3f} s  {rates[name]:8.1f} audio-s/s  {seconds / cpu[name]:8.1f} audio-s/CPU-s")
-    return rates["ours"] / rates["baseline"]
+        params = sum(p.numel() for p in model.parameters()) / 1e6
+        print(f"{name:17s} {params:6.2f}M params  {seconds:6.1f} s audio  wall {wall[name]:.4f} s  "
+              f"cpu {cpu[name]:.4f} s  {rates[name]:9.1f} audio-s/s  {seconds / cpu[name]:9.1f} audio-s/CPU-s")
+    against = f"baseline-{args.dtype}" if args.baseline_dtype == "both" else f"baseline-{args.baseline_dtype}"
+    print(f"ratio against {against}")
+    return rates["ours"] / rates[against]
 
 
 def bench_codecs(args):
@@ -194,7 +218,8 @@ def main():
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"{platform.processor() or platform.machine()}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
-          f"device {args.device}, size {args.size}, batch {args.batch_size} x <= {args.units} units, dtype {args.dtype}, "
+          f"device {args.device}, size {args.size}, batch {args.batch_size} x <= {args.units} units, dtype {args.dtype} "
+          f"(baseline {args.baseline_dtype}), "
           f"compile {args.compile}")
     if not args.skip_codecs:
         bench_codecs(args)
