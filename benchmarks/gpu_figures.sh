@@ -24,7 +24,8 @@ if [[ -z "${TINY:-}" ]] && compgen -G ".whl/*.whl" > /dev/null; then
 fi
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 
-# generation runs 500 tokens, not the docstring's 1,000: generate (~77 tok/s on an H200) then takes 4 x 13 s, not 4 x 26 s.
+# generation runs 500 tokens, not the docstring's 1,000: on a fresh machine the first generate call (CUDA start-up
+# included) took 43-62 s and 1,000 tokens ran past the row's limit.
 # name | limit (s) | CUDA arguments | TINY=1 arguments (CPU; - = skipped: FlexAttention has no CPU backward)
 ROWS=(
 "generation|120|--device cuda --size 115m --new-tokens 500 --repeats 1 --profile|--device cpu --size tiny --new-tokens 20 --repeats 1 --profile --threads 1"
