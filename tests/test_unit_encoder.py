@@ -479,7 +479,9 @@ def test_default_plan_follows_device_and_front_end(tester):
     base = UnitEncoderConfig(frontend="ssl", ssl_config=HubertConfig(), ssl_layer=6)
     assert default_plan(mfcc, "cpu").batch_size == 16
     assert default_plan(base, "cpu").batch_size == 1  # on a CPU batching an SSL encoder buys nothing
-    assert default_plan(base, "cuda") == TokenizationPlan(batch_size=16, num_workers=1)
+    # a GPU takes fewer, padded batches: 6-10 s utterances go in one batch, not one per 10 % of length
+    assert default_plan(base, "cuda") == TokenizationPlan(batch_size=16, max_padding=0.5, num_workers=1)
+    assert len(length_buckets([96_000 + 4_000 * i for i in range(16)], 16, default_plan(base, "cuda").max_padding)) == 1
     assert default_plan(base, "cpu", num_workers=1).threads_per_worker is None
 
 

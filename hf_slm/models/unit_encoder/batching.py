@@ -3,7 +3,9 @@
 Utterances are sorted by length and grouped so that padding stays under a stated share of every batch; the batch
 size and the number of workers follow the device and the size of the encoder:
 
-- CUDA: one worker, batches of up to `max_batch_size` (the GPU is fed by one stream; batching is what pays there);
+- CUDA: one worker, batches of up to `max_batch_size` with up to half of each padded (the GPU is fed by one stream;
+  fewer, larger batches are what pays there: HuBERT-base on an H200, 16 utterances of 6-10 s, ran 3.0x faster as one
+  batch than as five batches of <= 10 % padding);
 - CPU: one worker per torch thread, each running with one intra-op thread (independent workers keep both cores busy
   where one 2-thread op waits for its slower thread, which on a shared machine is most of the time); an SSL encoder
   runs one utterance per batch: on a CPU batching bought nothing at HuBERT-base size and lost at a tiny size (padding
@@ -17,6 +19,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+
+#: padding bound of the GPU plan (see the module docstring)
+GPU_MAX_PADDING = 0.5
+
 
 @dataclass(frozen=True)
 class TokenizationPlan:
@@ -42,7 +48,7 @@ def default_plan(config, device: torch.device, max_batch_size: int = 16, num_wor
     """The plan for a tokenizer `config` on `device` (see the module docstring); `num_workers` overrides the CPU's
     default of one worker per torch thread (e.g. `datasets.map(num_proc=N)` gives each process its share)."""
     if torch.device(device).type != "cpu":
-        return TokenizationPlan(batch_size=max_batch_size, num_workers=1)
+        return TokenizationPlan(batch_size=max_batch_size, max_padding=GPU_MAX_PADDING, num_workers=1)
     workers = num_workers or max(1, torch.get_num_threads())
     batch_size = 1 if config.frontend == "ssl" else max_batch_size
     return TokenizationPlan(batch_size=batch_size, num_workers=workers, threads_per_worker=1 if workers > 1 else None)

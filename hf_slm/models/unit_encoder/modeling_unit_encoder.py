@@ -427,16 +427,19 @@ class UnitEncoderModel(PreTrainedModel):
 
         def run(bucket: list[int]) -> None:
             longest = lengths[bucket[0]]
-            batch = torch.zeros(len(bucket), longest, dtype=waves[bucket[0]].dtype)
-            mask = torch.zeros(len(bucket), longest, dtype=torch.long)
+            # built where the waves are: inputs already on a GPU make no round trip through the host
+            first = waves[bucket[0]]
+            batch = torch.zeros(len(bucket), longest, dtype=first.dtype, device=first.device)
             for row, index in enumerate(bucket):
                 batch[row, : lengths[index]] = waves[index]
-                mask[row, : lengths[index]] = 1
-            padded = any(lengths[index] < longest for index in bucket)
+            mask = None
+            if any(lengths[index] < longest for index in bucket):
+                mask = (torch.arange(longest)[None] < torch.tensor([lengths[i] for i in bucket])[:, None]).long()
             with torch.inference_mode():  # per thread: the workers' forwards need it too
-                out = self(batch.to(self.device), attention_mask=mask.to(self.device) if padded else None)
+                out = self(batch.to(self.device), attention_mask=None if mask is None else mask.to(self.device))
+            batch_units, batch_mask = out.units.cpu(), out.units_mask.cpu()  # one copy to the host per batch
             for row, index in enumerate(bucket):
-                units[index] = out.units[row][out.units_mask[row]].cpu()
+                units[index] = batch_units[row][batch_mask[row]]
 
         threads = torch.get_num_threads()
         if plan.threads_per_worker:
