@@ -108,6 +108,23 @@ def test_open_vocabulary_augmented_run_redoes_only_what_changed(tmp_path):
     assert trained and evaluated and trained.isdisjoint(evaluated)
     assert evaluated <= {normalize_sentence(t) for t in load_text_split("eval")}
 
+    # unit_draws.py refits the run's tokenizer from its cached audio: seed 0 gives the run's own units' ABX
+    flags = [*TINY, *common, "--output_dir", str(tmp_path / "variant"), "--work_dir", str(tmp_path / "work")]
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({flags[i][2:]: flags[i + 1] for i in range(0, len(flags), 2)}))
+    draws = subprocess.run([sys.executable, str(SCRIPT.parent / "unit_draws.py"), str(config), "--seeds", "0,1",
+                            "--output", str(tmp_path / "draws.json")], capture_output=True, text=True,
+                           env={**os.environ, "HF_SLM_CACHE": str(tmp_path / "cache")}, timeout=600)  # fmt: skip
+    assert draws.returncode == 0, draws.stderr[-3000:]
+    result = json.loads((tmp_path / "draws.json").read_text())
+    assert result["training_utterances"] == 24 and [d["seed"] for d in result["draws"]] == [0, 1]  # 12 + augmented
+    from hf_slm import SpeechLMPipeline
+    from hf_slm.evaluation.abx import evaluate_abx
+
+    own = evaluate_abx(SpeechLMPipeline.from_pretrained(tmp_path / "variant"), representation="units")
+    assert result["draws"][0]["within"] == 100 * own["within_speaker_error"]
+    assert result["draws"][0]["between"] == 100 * own["between_speaker_error"]
+
 
 def test_bad_pipeline_arguments_are_refused_before_any_work(tmp_path):
     for extra, message in ((["--device", "tpu"], "--device must be 'cpu' or 'cuda', got 'tpu'"),
