@@ -293,6 +293,22 @@ def test_compiled_decode_step_on_cpu_equals_generate_units():
     assert torch.equal(fast.generate([1, 2], max_new_tokens=30, do_sample=True, top_k=5), expected)
 
 
+def test_compiled_step_stays_exact_when_its_cache_grows_and_settings_alternate():
+    """After its first call a compiled step skips dynamo's full guard check (`skip_guard_eval_unsafe`); the entries
+    that must then still be told apart (greedy vs sampled graphs, a static cache replaced by a larger one) give
+    generate_units' units on every call."""
+    model = tiny_model(seed=11)
+    fast = FastUnitGenerator(model, compile=True)
+    for prompt, new in (([1, 2], 20), ([3] * 5, 300), ([1, 2], 20)):  # 256-token cache, then 512, then reused
+        expected = model.generate_units(torch.tensor(prompt), max_new_tokens=new, do_sample=False)[0]
+        assert torch.equal(fast.generate(prompt, max_new_tokens=new, do_sample=False), expected)
+        torch.manual_seed(5)
+        expected = model.generate_units(torch.tensor(prompt), max_new_tokens=20, do_sample=True, top_k=4)[0]
+        torch.manual_seed(5)
+        assert torch.equal(fast.generate(prompt, max_new_tokens=20, do_sample=True, top_k=4), expected)
+    assert fast._cache_size == 512
+
+
 # ====================================================================== lighter weights (weights_dtype)
 def test_bf16_model_greedy_equals_generate_units():
     """Equal numerics in bf16 (the model itself in bf16): still generate_units' units token for token."""
