@@ -21,10 +21,11 @@ How the docs/benchmarks.md CPU figures were obtained (2026-11-23, 2-core Xeon sh
 rounds, while a single-threaded process's CPU time stays within ~10-20 %. `--size tiny` is hidden 64, 2 layers,
 4 heads, MLP 256 (0.2M parameters without the input embedding); a step is per-op overhead, not matrix work. The
 block-diagonal mask sends sdpa down its masked path: ~10 % per step in a direct 1-thread timing (66 vs 60 ms); against
-padding, packing saves ~40 % of a padded batch of 16-128-token utterances. Untested GPU notes: sdpa with a
-block-diagonal boolean mask cannot use the flash kernel (memory-efficient fallback), so compare `--attn sdpa`,
-`--attn flex_attention` (a block-sparse `BlockMask` from the same position ids) and `flash_attention_2` with the
-example's `--packing flatten` (varlen, no mask); `--compile` fuses norms / rotary / SwiGLU. Fused or chunked
+padding, packing saves ~40 % of a padded batch of 16-128-token utterances. GPU (H200, torch 2.11, `--profile`):
+sdpa with the block-diagonal mask ran cuDNN's flash kernels (41 % of GPU time, forward + backward), over the full
+causal row; `--attn flex_attention` (a block-sparse `BlockMask` from the same position ids) would skip the masked
+blocks but did not finish compiling in 80 s; `flash_attention_2` with the example's `--packing flatten` (varlen, no
+mask) needs the flash-attn package. `--compile` fuses norms / rotary / SwiGLU. Fused or chunked
 cross-entropy matters little at a 505-token vocabulary (the head is < 0.5 % of the 115M model's FLOPs); it does for a
 TWIST warm start with a 32k-150k text vocabulary (`--use_liger_kernel` of `TrainingArguments`).
 

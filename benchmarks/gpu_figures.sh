@@ -34,7 +34,7 @@ ROWS=(
 "tokenization_one_batch|40|--device cuda --dtype bfloat16 --max-padding 0.5|--device cpu --size tiny --batch-size 4 --seconds 2 --repeats 1 --max-padding 0.5"
 "vocoder|90|--device cuda --size base --dtype bfloat16 --compile --baseline-dtype both|--device cpu --size tiny --units 40 --codec-seconds 1 --stream-units 60 --repeats 1 --threads 1 --baseline-dtype both"
 "vocoder_throughput|80|--device cuda --size base --dtype bfloat16 --compile --compile-mode reduce-overhead --baseline-dtype both --skip-codecs --batch-size 16 --units 500|--device cpu --size tiny --units 40 --batch-size 8 --baseline-dtype both --skip-codecs --repeats 1 --threads 1"
-"pretraining_flex|80|--device cuda --size 115m --seq-len 2048 --batch-size 16 --compile --attn flex_attention --variants ours|-"
+"pretraining_flex|150|--device cuda --size 115m --seq-len 2048 --batch-size 16 --compile --attn flex_attention --variants ours|-"
 )
 
 {
