@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -131,6 +132,23 @@ def test_codec_command_reports_bitrate_and_resynthesis_quality(variants, speech,
         assert result["n"] == 2 and 0 <= result["stoi"] <= 1 and result["mel_distance"] > 0
     # the default's unit vocoder keeps more of the signal than a random codec does
     assert systems["default"]["stoi"] > systems["codec"]["stoi"]
+
+
+def test_codec_command_measures_a_bare_codec_folder_as_its_variant(variants, speech, tmp_path, capsys):
+    """A codec saved on its own (what examples/codec writes, before any LM) scores what the variant holding the same
+    codec scores; a folder holding another kind of model is refused by name."""
+    bare = tmp_path / "bare_codec"
+    codec_50hz().save_pretrained(bare)
+    out = tmp_path / "codec.json"
+    assert main(["evaluate", "codec", "--pipelines", f"variant={variants['codec_lm']},bare={bare}", "--dataset",
+                 str(speech[0]), "--limit", "2", "--output", str(out)]) == 0  # fmt: skip
+    systems = json.loads(out.read_text())["systems"]
+    assert systems["bare"]["per_item"] == systems["variant"]["per_item"]
+    assert systems["bare"]["bitrate_bps"] == systems["variant"]["bitrate_bps"]
+    encoder = tmp_path / "unit_encoder"
+    tiny_unit_encoder("mfcc").save_pretrained(encoder)
+    assert main(["evaluate", "codec", "--pipelines", str(encoder), "--dataset", str(speech[0]), "--output", str(out)]) == 1
+    assert re.search(r"unit_encoder holds a \w+, not a codec", capsys.readouterr().err)
 
 
 def test_bad_input_is_refused_by_name(variants, speech, tmp_path, capsys):

@@ -446,6 +446,26 @@ def _any_pipeline(spec: str, device: str):
     return (AudioLMPipeline if kind == "AudioLMPipeline" else SpeechLMPipeline).from_pretrained(path).to(device)
 
 
+def _resynthesis_pipeline(spec: str, device: str):
+    """`_any_pipeline`, or a bare codec folder (`examples/codec`'s output or one of its `checkpoint-N` folders: a
+    `config.json` and no pipeline index), wrapped as a tokenizer-only `SpeechLMPipeline` so that a codec can be
+    measured before any LM is trained on it."""
+    from ..models.codec import CodecModel, RVQCodecModel
+    from ..models.unit_encoder import SpeechFeatureExtractor
+    from ..pipelines import SpeechLMPipeline
+    from ..pipelines.pipeline_utils import INDEX_FILE
+    from ..training.arguments import load_codec
+
+    folder = Path(spec).expanduser()
+    if not folder.is_dir() or (folder / INDEX_FILE).is_file() or not (folder / "config.json").is_file():
+        return _any_pipeline(spec, device)
+    codec = load_codec(str(folder))
+    if not isinstance(codec, (CodecModel, RVQCodecModel)):
+        raise ValueError(f"{folder} holds a {type(codec).__name__}, not a codec; give a pipeline variant or a codec folder")
+    fe = SpeechFeatureExtractor(sampling_rate=codec.sampling_rate, do_normalize=False)
+    return SpeechLMPipeline(feature_extractor=fe, speech_tokenizer=codec).to(device)
+
+
 def _named_pipelines(specs: list[str]) -> dict[str, str]:
     """`["default", "codec=runs/x/variant"]` -> `{"default": "default", "codec": "runs/x/variant"}`."""
     named = {}
@@ -537,7 +557,7 @@ def cmd_codec(args) -> int:
 
     audio = list(_speech_rows(args.dataset, args.limit)["audio"])
     named = _named_pipelines(args.pipelines)
-    result = {name: evaluate_codec_quality(_any_pipeline(spec, args.device), audio) for name, spec in named.items()}
+    result = {name: evaluate_codec_quality(_resynthesis_pipeline(spec, args.device), audio) for name, spec in named.items()}
     json_path, md_path, _ = _outputs(args.output)
     write_json({"systems": result, "pipelines": named, "dataset": str(args.dataset)}, json_path)
     keys = ("bitrate_bps", "mel_distance", "stoi", "speaker_similarity")
@@ -779,7 +799,8 @@ def add_evaluate_parser(sub) -> None:
     p = commands.add_parser("codec", help="resynthesis quality of variants' tokenizers: bitrate, mel distance, STOI, "
                             "speaker similarity")  # fmt: skip
     p.add_argument("--pipelines", type=csv_list(str), default=["default"],
-                   help="comma-separated variants, each PATH or NAME=PATH (codec-LM, AudioLM or unit variants)")
+                   help="comma-separated variants, each PATH or NAME=PATH (codec-LM, AudioLM or unit variants, or a bare "
+                   "codec folder such as examples/codec's output or one of its checkpoint-N folders)")
     p.add_argument("--dataset", type=existing_path, required=True, help="a saved `datasets` folder with an audio column")
     p.add_argument("--limit", type=positive_int, default=None, help="first N utterances")
     p.add_argument("--device", default="cpu")
