@@ -723,13 +723,15 @@ def test_example_trains_two_steps_then_resumes(tmp_path):
     script, config = _example_script()
     flags = [str(config), "--output_dir", str(tmp_path), "--num_sentences", "12", "--num_eval_utterances", "2",
              "--segment_seconds", "0.25", "--per_device_train_batch_size", "4", "--discriminator_warmup_steps", "1",
-             "--save_steps", "2", "--logging_steps", "1", "--teacher_num_units", "8", "--disable_tqdm", "true"]
+             "--save_steps", "2", "--logging_steps", "1", "--teacher_num_units", "8", "--disable_tqdm", "true",
+             "--quantizer_bypass", "0.5"]  # fmt: skip
     results = script.main(flags + ["--max_steps", "2"])
     assert results["steps"] == 2 and len(results["codes_used_per_level"]) == 4 and results["bitrate_bps"] == 1200.0
     assert math.isfinite(results["eval_mel_l1"]) and 0 <= results["level1_unit_nmi"] <= 1
     assert (tmp_path / "semantic_teacher" / "config.json").is_file() and (tmp_path / "checkpoint-2").is_dir()
     codec = AutoModel.from_pretrained(tmp_path)
     assert type(codec) is RVQCodecModel and codec.config.semantic_distillation_dim == 39 and codec.discriminator is None
+    assert codec.config.quantizer_bypass == 0.5  # every model flag the README lists reaches the config
     saved = (tmp_path / "results.json").read_bytes()
     assert script.main(flags + ["--max_steps", "2"])["steps"] == 2  # finished: a rerun is a no-op
     assert (tmp_path / "results.json").read_bytes() == saved and not (tmp_path / "checkpoint-3").exists()

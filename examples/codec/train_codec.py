@@ -66,6 +66,7 @@ class CodecModelArguments:
     ema_decay: float = field(default=0.99, metadata={"help": "EMA decay of the codebooks."})
     dead_code_threshold: float = field(default=2.0, metadata={"help": "Restart codes used less (EMA frames/batch)."})
     quantizer_dropout: float = field(default=0.0, metadata={"help": "Probability of training a random level prefix."})
+    quantizer_bypass: float = field(default=0.0, metadata={"help": "Probability a sequence skips the quantizer (Mimi)."})
     mel_n_fft: int = field(default=1024, metadata={"help": "FFT size of the loss mel."})
     mel_hop_length: int = field(default=256, metadata={"help": "Hop of the loss mel."})
     num_mel_bins: int = field(default=80, metadata={"help": "Bins of the loss mel."})
@@ -108,6 +109,7 @@ def build_codec(model_args: CodecModelArguments, teacher) -> RVQCodecModel:
         ema_decay=model_args.ema_decay,
         dead_code_threshold=model_args.dead_code_threshold,
         quantizer_dropout=model_args.quantizer_dropout,
+        quantizer_bypass=model_args.quantizer_bypass,
         semantic_distillation_dim=None if teacher is None else teacher.config.feature_dim,
         lambda_distillation=model_args.lambda_distillation,
         mel_n_fft=model_args.mel_n_fft,
