@@ -524,6 +524,19 @@ def test_codec_collator_pads_crops_and_checks_the_sampling_rate():
         CodecCollator()([{"audio": np.ones((2, 10))}])
 
 
+def test_codec_collator_noise_floor_fills_digital_silence_in_input_and_target_alike():
+    torch.manual_seed(0)
+    silence_then_tone = np.concatenate([np.zeros(8000), 0.5 * np.sin(np.arange(8000) / 5)]).astype(np.float32)
+    batch = CodecCollator(noise_floor=1e-3)([{"audio": silence_then_tone}])
+    noise = batch["input_values"][0] - torch.from_numpy(silence_then_tone)
+    assert noise.std().item() == pytest.approx(1e-3, rel=0.05) and abs(noise.mean().item()) < 1e-4
+    assert torch.equal(batch["labels"], batch["input_values"])  # the codec reconstructs the noisy crop
+    assert torch.equal(CodecCollator()([{"audio": silence_then_tone}])["input_values"][0], torch.from_numpy(silence_then_tone))
+    for bad in (-1e-3, float("nan")):
+        with pytest.raises(ValueError, match="noise_floor must be"):
+            CodecCollator(noise_floor=bad)
+
+
 def _clips(seconds=0.25, count=4):
     """A few short espeak-ng utterances at 16 kHz (synthesised once per session)."""
     return [{"audio": w[3200 : 3200 + int(seconds * 16000)]} for w in _espeak_waves()[:count]]

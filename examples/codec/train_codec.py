@@ -53,6 +53,7 @@ class CodecDataArguments(SpeechDataArguments):
     """The shared speech source (`hf_slm.training.arguments`) plus the training crop."""
 
     segment_seconds: float = field(default=1.0, metadata={"help": "Random training crops (EnCodec trains on 1 s)."})
+    noise_floor: float = field(default=0.0, metadata={"help": "Std of noise added to each crop (synthetic speech's silence)."})
 
 
 @dataclass
@@ -205,6 +206,7 @@ def main(argv: list[str] | None = None) -> dict:
             segment_samples=int(data_args.segment_seconds * sampling_rate),
             audio_column=data_args.audio_column,
             sampling_rate=sampling_rate,
+            noise_floor=data_args.noise_floor,
         ),
         semantic_teacher=teacher,
         discriminator_warmup_steps=model_args.discriminator_warmup_steps,

@@ -55,11 +55,19 @@ class CodecCollator:
     Each feature holds audio under `audio_column` (array, `{"array", "sampling_rate"}` dict or torchcodec decoder).
     `segment_samples` crops a random window from every longer item (EnCodec / HiFi-GAN train on ~1 s segments).
     `sampling_rate`, when given, is checked against the audio's own rate where the feature knows it.
+    `noise_floor` adds Gaussian noise of that standard deviation to each crop (input and target alike): a
+    recording's noise floor. Synthetic speech (espeak-ng) has digital silence, whose log-mel sits at the loss mel's
+    1e-5 floor, so any decoder hiss there costs more mel L1 than the speech itself.
     """
 
     segment_samples: int | None = None
     audio_column: str = "audio"
     sampling_rate: int | None = None
+    noise_floor: float = 0.0
+
+    def __post_init__(self):
+        if not (math.isfinite(self.noise_floor) and self.noise_floor >= 0):
+            raise ValueError(f"noise_floor must be a finite standard deviation >= 0, got {self.noise_floor!r}")
 
     def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
         if not features:
@@ -70,6 +78,8 @@ class CodecCollator:
             if self.segment_samples is not None and wave.numel() > self.segment_samples:
                 start = random.randint(0, wave.numel() - self.segment_samples)
                 wave = wave[start : start + self.segment_samples]
+            if self.noise_floor > 0:
+                wave = wave + self.noise_floor * torch.randn_like(wave)
             waves.append(wave)
         values = pad_sequence(waves, batch_first=True)
         mask = pad_sequence([torch.ones(w.numel(), dtype=torch.long) for w in waves], batch_first=True)
