@@ -130,6 +130,8 @@ def test_codec_command_reports_bitrate_and_resynthesis_quality(variants, speech,
     assert systems["default"]["bitrate_bps"] == pytest.approx(np.log2(100) * 50)  # 100 MFCC units at 50 Hz
     for result in systems.values():
         assert result["n"] == 2 and 0 <= result["stoi"] <= 1 and result["mel_distance"] > 0
+        kept = [v for v in result["per_item"]["speaker_similarity"] if v is not None]
+        assert result["speaker_similarity_n"] == len(kept)
     # the default's unit vocoder keeps more of the signal than a random codec does
     assert systems["default"]["stoi"] > systems["codec"]["stoi"]
 

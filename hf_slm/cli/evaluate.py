@@ -561,13 +561,14 @@ def cmd_codec(args) -> int:
     json_path, md_path, _ = _outputs(args.output)
     write_json({"systems": result, "pipelines": named, "dataset": str(args.dataset)}, json_path)
     keys = ("bitrate_bps", "mel_distance", "stoi", "speaker_similarity")
-    lines = [f"{'':<22}{'bps':>8}{'mel dist.':>11}{'STOI':>7}{'speaker sim.':>14}"]
+    lines = [f"{'':<22}{'bps':>8}{'mel dist.':>11}{'STOI':>7}{'speaker sim.':>14}{'n (speech)':>12}"]
     lines += [f"{name:<22}{r['bitrate_bps']:>8.0f}{r['mel_distance']:>11.3f}{r['stoi']:>7.3f}{r['speaker_similarity']:>14.3f}"
-              for name, r in result.items()]  # fmt: skip
+              f"{r['n']:>5} ({r['speaker_similarity_n']})" for name, r in result.items()]  # fmt: skip
     table = "\n".join(lines)
     write_report(md_path, "Resynthesis quality of the tokenizers", {f"{n}_{k}": r[k] for n, r in result.items() for k in keys},
                  table, notes="Resynthesis: audio -> tokens -> decoder. mel dist.: log-mel L1 (lower is better); "
-                 "speaker sim.: Resemblyzer cosine of the resynthesis with its original.")  # fmt: skip
+                 "speaker sim.: Resemblyzer cosine of the resynthesis with its original, over the (speech) resyntheses where "
+                 "its VAD found speech.")  # fmt: skip
     print(table)
     print(f"wrote {json_path}, {md_path}")
     return 0

@@ -160,7 +160,8 @@ def token_bitrate(tokenizer) -> float:
 def evaluate_codec_quality(pipeline, audio) -> dict:
     """Resynthesis (``pipeline.resynthesize``: a codec-LM or AudioLM variant's codec, or a unit variant's units +
     vocoder): the tokens' bitrate, log-mel distance, STOI and the speaker similarity of each resynthesis to its
-    original (means, and per item)."""
+    original (means, and per item). ``speaker_similarity_n`` counts the resyntheses where Resemblyzer's VAD found
+    speech (the others are NaN and left out of the mean; NaN when none had any)."""
     import torch
     import torchaudio
 
@@ -175,9 +176,11 @@ def evaluate_codec_quality(pipeline, audio) -> dict:
         reference = wave if rate == sr else torchaudio.functional.resample(torch.from_numpy(wave), sr, rate).numpy()
         rows["stoi"].append(stoi(resynth, reference, rate))
         rows["speaker_similarity"].append(_cosine(speaker_embedding(wave, sr), resynth, rate))
-    result = {name: float(np.nanmean(values)) for name, values in rows.items()}
+    result = {name: float(np.nanmean(values)) if not np.all(np.isnan(values)) else float("nan")
+              for name, values in rows.items()}  # fmt: skip
     return result | {"bitrate_bps": token_bitrate(tokenizer), "frame_rate": float(tokenizer.config.frame_rate),
-                     "n": len(rows["stoi"]), "per_item": rows}  # fmt: skip
+                     "n": len(rows["stoi"]), "speaker_similarity_n": int(np.sum(~np.isnan(rows["speaker_similarity"]))),
+                     "per_item": rows}  # fmt: skip
 
 
 __all__ = [
