@@ -24,7 +24,7 @@ from hf_slm.models.codec import (
     RVQCodecModel,
     semantic_distillation_loss,
 )
-from hf_slm.training.codec_trainer import CodecCollator, CodecGanTrainer, teacher_features
+from hf_slm.training.codec_trainer import CodecCollator, CodecGanTrainer, codes_used_per_level, teacher_features
 from hf_slm.training.gan_trainer import DISCRIMINATOR_OPTIMIZER_NAME
 from component_tester import ComponentTesterMixin
 from tiny_components import random_codebooks, tiny_codec, tiny_rvq_codec, tiny_unit_encoder
@@ -581,6 +581,14 @@ def _mel_loss(codec, rows):
         return float(codec.eval()(**batch).loss_mel)
 
 
+def test_codes_used_per_level_counts_distinct_codes_in_real_frames_only():
+    codes = torch.tensor([[[1, 1, 2, 7], [0, 0, 0, 7]], [[3, 3, 3, 3], [5, 5, 5, 5]]])  # [B=2, Q=2, T=4]
+    mask = torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0]])  # the 7s and the second row's tail are padding
+    assert codes_used_per_level(codes, mask) == (3 + 2) / 2  # level 1: {1, 2, 3}; level 2: {0, 5}
+    assert codes_used_per_level(codes) == (4 + 3) / 2
+    assert codes_used_per_level(None) is None and codes_used_per_level(codes, torch.zeros(2, 4)) is None
+
+
 def test_gan_steps_lower_the_mel_loss_update_ema_codebooks_and_checkpoint_both_players(tmp_path):
     rows = _clips()
     codec = tiny_rvq_codec(dead_code_threshold=1.0, ema_decay=0.9)
@@ -594,8 +602,9 @@ def test_gan_steps_lower_the_mel_loss_update_ema_codebooks_and_checkpoint_both_p
     assert not torch.equal(codec.quantizer.codebooks[0].embed, embed_before)
     assert float(codec.quantizer.codebooks[0].initialized) == 1.0
     logs = [h for h in trainer.state.log_history if "loss" in h]
-    for name in ("loss_mel", "loss_commitment", "codes_restarted", "loss_disc", "loss_gen_adv", "loss_fm"):
+    for name in ("loss_mel", "loss_commitment", "codes_restarted", "codes_used", "loss_disc", "loss_gen_adv", "loss_fm"):
         assert all(name in h and math.isfinite(h[name]) for h in logs), name
+    assert all(1 <= h["codes_used"] <= codec.config.codebook_size for h in logs)
     assert any(not torch.equal(v, discriminator_before[k]) for k, v in codec.discriminator.state_dict().items())
     generator_ids = {id(p) for group in trainer.optimizer.param_groups for p in group["params"]}
     assert generator_ids == {id(p) for _, p in codec.generator_parameters()}

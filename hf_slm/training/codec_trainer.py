@@ -86,6 +86,15 @@ class CodecCollator:
         return {"input_values": values, "attention_mask": mask, "labels": values.clone(), "labels_mask": mask.clone()}
 
 
+def codes_used_per_level(codes, codes_mask=None) -> float | None:
+    """Distinct codes per RVQ level in a batch's real frames, averaged over levels: a collapsing quantizer (few
+    codes carry everything; the loss can stay flat while it happens) shows here first."""
+    if codes is None:
+        return None
+    frames = codes.transpose(1, 2).reshape(-1, codes.shape[1]) if codes_mask is None else codes.transpose(1, 2)[codes_mask.bool()]
+    return float(np.mean([frames[:, q].unique().numel() for q in range(frames.shape[1])])) if len(frames) else None
+
+
 # ---------------------------------------------------------------------------------------------------- teacher
 @torch.no_grad()
 def teacher_features(teacher, input_values, attention_mask, frame_rate: float):
@@ -128,7 +137,7 @@ class CodecGanTrainer(VocoderGanTrainer):
         Everything else as `transformers.Trainer`; batches need `labels` (e.g. from [`CodecCollator`]).
 
     Logged next to `loss`: `loss_mel`, `loss_commitment`, `loss_distillation`, `codes_restarted` (dead codes
-    restarted per step) and, once adversarial, `loss_disc`, `loss_gen_adv`, `loss_fm`.
+    restarted per step), `codes_used` (distinct codes per level in the batch, `codes_used_per_level`) and, once adversarial, `loss_disc`, `loss_gen_adv`, `loss_fm`.
     """
 
     model_class = RVQCodecModel
@@ -197,6 +206,7 @@ class CodecGanTrainer(VocoderGanTrainer):
             loss_commitment=outputs.loss_commitment,
             loss_distillation=outputs.loss_distillation,
             codes_restarted=restarted,
+            codes_used=codes_used_per_level(outputs.codes, outputs.codes_mask),
         )
         if self.optimizer_discriminator is not None and self.state.global_step >= self.discriminator_warmup_steps:
             adversarial, loss_disc, loss_gen_adv, loss_fm = self._adversarial_loss(codec, outputs, inputs)
@@ -205,4 +215,4 @@ class CodecGanTrainer(VocoderGanTrainer):
         return (loss, outputs) if return_outputs else loss
 
 
-__all__ = ["CodecCollator", "CodecGanTrainer", "teacher_features"]
+__all__ = ["CodecCollator", "CodecGanTrainer", "codes_used_per_level", "teacher_features"]
