@@ -267,6 +267,23 @@ def test_last_complete_checkpoint_skips_a_save_cut_short(tmp_path):
     assert (tmp_path / "checkpoint-9").exists()
 
 
+def test_end_distributed_leaves_the_process_group_and_is_a_no_op_without_one():
+    """The launchable examples call it last on every rank (a gloo group left to interpreter teardown can abort a
+    rank after its work is saved); here a one-rank gloo group in this process."""
+    from hf_slm.training import end_distributed
+
+    assert not torch.distributed.is_initialized()
+    end_distributed()  # no group: nothing to do
+    torch.distributed.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{_free_port()}", rank=0, world_size=1)
+    try:
+        assert torch.distributed.is_initialized()
+        end_distributed()
+        assert not torch.distributed.is_initialized()
+    finally:
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
 def test_launch_defaults_follow_the_launcher(monkeypatch, tmp_path):
     """Environment as the launchers set it: several ranks without CUDA -> gloo on CPU; accelerate's --cpu simple
     launcher asked for several processes (MASTER_ADDR, no WORLD_SIZE) -> refused; one plain process -> nothing."""

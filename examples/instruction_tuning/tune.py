@@ -52,7 +52,7 @@ from hf_slm.evaluation.report import write_json
 from hf_slm.pipelines.adapters import add_task_tokens
 from hf_slm.pipelines.model_card import TRAINING_SUMMARY_FILE, render_model_card
 from hf_slm.training import ReadableCheckpoints, WallClockLimit, resumable_interrupt
-from hf_slm.training.launch import LaunchError, data_parallel_defaults, log_launch
+from hf_slm.training.launch import LaunchError, data_parallel_defaults, end_distributed, log_launch
 
 logger = logging.getLogger(__name__)
 TASKS = ("cross_modal", "chain_of_modality", "slu", "silence")
@@ -243,5 +243,6 @@ if __name__ == "__main__":
     np.seterr(all="ignore")
     try:
         main()
+        end_distributed()
     except LaunchError as error:  # a launch that would not be data-parallel: say so, no traceback
         sys.exit(f"error: {error}")

@@ -43,6 +43,7 @@ from hf_slm.training import (
     LaunchError,
     PackedSequenceCollator,
     ReadableCheckpoints,
+    end_distributed,
     finished_results,
     last_complete_checkpoint,
     log_launch,
@@ -319,5 +320,6 @@ def main(argv: list[str] | None = None) -> dict:
 if __name__ == "__main__":
     try:
         main()
+        end_distributed()
     except LaunchError as error:  # a launch that would not be data-parallel: say so, no traceback
         sys.exit(f"error: {error}")

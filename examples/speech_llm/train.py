@@ -32,7 +32,7 @@ from hf_slm.models.speech_llm import (
     add_speech_llm_tokens,
 )
 from hf_slm.pipelines import ASR_PROMPT
-from hf_slm.training import WallClockLimit, last_complete_checkpoint
+from hf_slm.training import WallClockLimit, end_distributed, last_complete_checkpoint
 from hf_slm.training.arguments import parse_json_and_flags
 from hf_slm.training.speech_llm import SpeechLLMCollator, set_training_stage, trainable_parameters
 
@@ -162,3 +162,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 if __name__ == "__main__":
     print(json.dumps(main()))
+    end_distributed()

@@ -56,7 +56,7 @@ from hf_slm.training import (
 )
 from hf_slm.training.arguments import SpeechDataArguments, csv_list, load_speech_splits, parse_json_and_flags
 from hf_slm.training.callbacks import WallClockLimit
-from hf_slm.training.launch import LaunchError, log_launch
+from hf_slm.training.launch import LaunchError, end_distributed, log_launch
 from hf_slm.training.speech_units import load_or_fit_speech_tokenizer, tokenize_speech
 
 logger = logging.getLogger("train_vocoder")
@@ -259,5 +259,6 @@ def main(argv: list[str] | None = None) -> dict:
 if __name__ == "__main__":
     try:
         main()
+        end_distributed()
     except LaunchError as error:  # a launch that would not be data-parallel: say so, no traceback
         sys.exit(f"error: {error}")

@@ -6,6 +6,7 @@
 - `log_launch`: rank and world size once, from rank 0; log lines carry the rank.
 - `completed_step` / `finished_results`: a rerun of a finished run is a no-op instead of a step past ``max_steps``.
 - `resumable_interrupt`: Ctrl-C prints where the last checkpoint is and that rerunning resumes, not a traceback.
+- `end_distributed`: every rank leaves the process group together before the interpreter exits.
 """
 
 from __future__ import annotations
@@ -150,10 +151,21 @@ def resumable_interrupt(output_dir, is_main: bool = True):
         raise SystemExit(130) from None
 
 
+def end_distributed() -> None:
+    """Wait for every rank, then destroy the default process group (`Accelerator.end_training` does the same),
+    where a launch made one. Left to interpreter teardown, a gloo rank can abort ("terminate called without an
+    active exception", SIGABRT) after its work is saved, and the launcher then fails the whole run. Call it once the
+    script's work is done, on every rank."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+
+
 __all__ = [
     "LaunchError",
     "completed_step",
     "data_parallel_defaults",
+    "end_distributed",
     "finished_results",
     "launched_world",
     "log_launch",
