@@ -584,9 +584,9 @@ def _mel_loss(codec, rows):
 def test_codes_used_per_level_counts_distinct_codes_in_real_frames_only():
     codes = torch.tensor([[[1, 1, 2, 7], [0, 0, 0, 7]], [[3, 3, 3, 3], [5, 5, 5, 5]]])  # [B=2, Q=2, T=4]
     mask = torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0]])  # the 7s and the second row's tail are padding
-    assert codes_used_per_level(codes, mask) == (3 + 2) / 2  # level 1: {1, 2, 3}; level 2: {0, 5}
-    assert codes_used_per_level(codes) == (4 + 3) / 2
-    assert codes_used_per_level(None) is None and codes_used_per_level(codes, torch.zeros(2, 4)) is None
+    assert codes_used_per_level(codes, mask) == [3, 2]  # level 1: {1, 2, 3}; level 2: {0, 5}
+    assert codes_used_per_level(codes) == [4, 3]
+    assert codes_used_per_level(codes, torch.zeros(2, 4)) == [0, 0]  # no real frame
 
 
 def test_gan_steps_lower_the_mel_loss_update_ema_codebooks_and_checkpoint_both_players(tmp_path):

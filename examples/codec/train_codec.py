@@ -42,7 +42,7 @@ from hf_slm.training import (
 )
 from hf_slm.training.kmeans import fit_unit_tokenizer_on_dataset
 from hf_slm.training.arguments import SpeechDataArguments, csv_list, load_speech_splits, parse_json_and_flags
-from hf_slm.training.codec_trainer import CodecCollator, CodecGanTrainer
+from hf_slm.training.codec_trainer import CodecCollator, CodecGanTrainer, codes_used_per_level
 
 logger = logging.getLogger("train_codec")
 TEACHER_DIR = "semantic_teacher"
@@ -145,21 +145,20 @@ def load_teacher(model_args: CodecModelArguments, train, data_args, output_dir: 
 def evaluate_codec(codec: RVQCodecModel, teacher, test, audio_column: str) -> dict:
     """Held-out mel L1, codes used per level, and NMI(level-1 codes; teacher units) when there is a teacher."""
     codec.eval()
-    mel_losses, codes_by_level, pairs = [], [[] for _ in range(codec.num_codebooks)], []
+    mel_losses, codes, pairs = [], [], []
     device = next(codec.parameters()).device
     for value in test[audio_column]:
         wave = _waveform(value)[None].to(device)
         out = codec(input_values=wave, labels=wave)
         mel_losses.append(float(out.loss_mel))
-        for level in range(codec.num_codebooks):
-            codes_by_level[level].append(out.codes[0, level].cpu())
+        codes.append(out.codes.cpu())
         if teacher is not None:
             units = teacher(wave.to(teacher.device)).units[0].cpu()
             n = min(len(units), out.codes.shape[-1])
             pairs.append((out.codes[0, 0, :n].cpu(), units[:n]))
     result = {
         "eval_mel_l1": float(np.mean(mel_losses)),
-        "codes_used_per_level": [int(torch.cat(c).unique().numel()) for c in codes_by_level],
+        "codes_used_per_level": codes_used_per_level(torch.cat(codes, dim=-1)),
         "bitrate_bps": codec.bitrate,
     }
     if pairs:

@@ -86,13 +86,12 @@ class CodecCollator:
         return {"input_values": values, "attention_mask": mask, "labels": values.clone(), "labels_mask": mask.clone()}
 
 
-def codes_used_per_level(codes, codes_mask=None) -> float | None:
-    """Distinct codes per RVQ level in a batch's real frames, averaged over levels: a collapsing quantizer (few
-    codes carry everything; the loss can stay flat while it happens) shows here first."""
-    if codes is None:
-        return None
-    frames = codes.transpose(1, 2).reshape(-1, codes.shape[1]) if codes_mask is None else codes.transpose(1, 2)[codes_mask.bool()]
-    return float(np.mean([frames[:, q].unique().numel() for q in range(frames.shape[1])])) if len(frames) else None
+def codes_used_per_level(codes, codes_mask=None) -> list[int]:
+    """Distinct codes at each RVQ level over the real frames of `codes` [B, Q, T] (`codes_mask` [B, T]): a
+    collapsing quantizer (few codes carry everything; the loss can stay flat while it happens) shows here first."""
+    frames = codes.transpose(1, 2)  # [B, T, Q]
+    frames = frames.reshape(-1, frames.shape[-1]) if codes_mask is None else frames[codes_mask.bool()]
+    return [int(frames[:, level].unique().numel()) for level in range(frames.shape[-1])]
 
 
 # ---------------------------------------------------------------------------------------------------- teacher
@@ -137,7 +136,8 @@ class CodecGanTrainer(VocoderGanTrainer):
         Everything else as `transformers.Trainer`; batches need `labels` (e.g. from [`CodecCollator`]).
 
     Logged next to `loss`: `loss_mel`, `loss_commitment`, `loss_distillation`, `codes_restarted` (dead codes
-    restarted per step), `codes_used` (distinct codes per level in the batch, `codes_used_per_level`) and, once adversarial, `loss_disc`, `loss_gen_adv`, `loss_fm`.
+    restarted per step), `codes_used` (distinct codes per level in the batch, mean over levels:
+    `codes_used_per_level`) and, once adversarial, `loss_disc`, `loss_gen_adv`, `loss_fm`.
     """
 
     model_class = RVQCodecModel
@@ -201,12 +201,13 @@ class CodecGanTrainer(VocoderGanTrainer):
         if not model.training:
             return (loss, outputs) if return_outputs else loss
         restarted = sum(codebook.last_restarts for codebook in codec.quantizer.codebooks)
+        used = None if outputs.codes is None else np.mean(codes_used_per_level(outputs.codes, outputs.codes_mask))
         self._record(
             loss_mel=outputs.loss_mel,
             loss_commitment=outputs.loss_commitment,
             loss_distillation=outputs.loss_distillation,
             codes_restarted=restarted,
-            codes_used=codes_used_per_level(outputs.codes, outputs.codes_mask),
+            codes_used=used,
         )
         if self.optimizer_discriminator is not None and self.state.global_step >= self.discriminator_warmup_steps:
             adversarial, loss_disc, loss_gen_adv, loss_fm = self._adversarial_loss(codec, outputs, inputs)
