@@ -57,7 +57,8 @@ _LAZY_NAMES = {
     ],
     "models.speech_llm": [
         "AUDIO_TOKEN", "DEFAULT_CHAT_TEMPLATE", "PROJECTOR_TYPES", "SpeechAudioError", "SpeechLLMConfig",
-        "SpeechLLMForConditionalGeneration", "SpeechLLMOutput", "SpeechLLMPoolLinearProjector",
+        "SpeechLLMCTCPosteriorProjector", "SpeechLLMForConditionalGeneration", "SpeechLLMOutput",
+        "SpeechLLMPoolLinearProjector",
         "SpeechLLMPreTrainedModel", "SpeechLLMProcessor", "SpeechLLMProjectorConfig", "SpeechLLMQFormerProjector",
         "SpeechLLMSpeechDecoder", "SpeechLLMSpeechDecoderConfig", "SpeechLLMStackMLPProjector", "add_speech_llm_tokens",
     ],

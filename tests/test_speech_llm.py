@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import (
     AutoConfig,
@@ -94,6 +95,7 @@ PROJECTORS = {
     "pool_linear": {"projector_type": "pool_linear", "downsample": 2},
     "qformer": {"projector_type": "qformer", "downsample": 5, "hidden_size": 32, "num_queries": 2,
                 "num_attention_heads": 2, "num_layers": 1},  # fmt: skip
+    "ctc_posterior": {"projector_type": "ctc_posterior", "downsample": 2, "ctc_vocab_size": 12},
 }
 DECODER = {"num_units": 20, "upsample_factor": 4, "hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64}
 
@@ -124,6 +126,7 @@ COMBOS = [
     ("whisper", "gpt2", "qformer"),
     ("hubert", "llama", "qformer"),
     ("wav2vec2-bert", "llama", "pool_linear"),
+    ("wav2vec2-bert", "gpt2", "ctc_posterior"),
 ]
 
 
@@ -174,6 +177,9 @@ def test_config_round_trips_through_auto_config(tmp_path):
         ({"audio_token_id": 10**6}, "outside the LM vocabulary"),
         ({"text_config": {"model_type": "nope"}}, "known `model_type`"),
         ({"speech_decoder_config": {"hidden_size": 30, "num_attention_heads": 4}}, "divisible"),
+        ({"projector_config": {"projector_type": "ctc_posterior"}}, "ctc_vocab_size must be a positive int"),
+        ({"projector_config": {"projector_type": "ctc_posterior", "ctc_vocab_size": 5, "temperature": 0}},
+         "temperature must be a positive number"),
     ],
 )
 def test_config_rejects_bad_values(kwargs, message):
@@ -401,6 +407,83 @@ def test_from_encoder_and_lm_builds_from_saved_checkpoints(tmp_path):
     processor = SpeechLLMProcessor.from_config(model.config, feature_extractor, tokenizer)
     batch = processor.apply_chat_template(chat(CLIPS[0]), add_generation_prompt=True)
     assert model.generate(**batch, max_new_tokens=2, min_new_tokens=2, do_sample=False).shape[1] > 2
+
+
+LETTERS = "abcdefghijklmnopqrstuvwxyz"
+
+
+def ctc_checkpoint(folder: Path) -> tuple:
+    """A tiny HuBERT CTC checkpoint over characters (`[PAD]` blank, `[UNK]`, `|`, a-z) with its tokenizer and
+    feature extractor, and an LM tokenizer that has the letters as tokens (its words, the letters, the new tokens)."""
+    from transformers import HubertForCTC, Wav2Vec2CTCTokenizer
+
+    vocab = {token: i for i, token in enumerate(["[PAD]", "[UNK]", "|", *LETTERS])}
+    folder.mkdir(parents=True)
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    ctc_tokenizer = Wav2Vec2CTCTokenizer(str(folder / "vocab.json"), unk_token="[UNK]", pad_token="[PAD]",
+                                         word_delimiter_token="|", bos_token=None, eos_token=None)  # fmt: skip
+    config, feature_extractor = encoder_parts("hubert")
+    config.vocab_size, config.pad_token_id = len(vocab), 0
+    torch.manual_seed(3)
+    encoder = HubertForCTC(config).eval()
+    for part in (encoder, ctc_tokenizer, feature_extractor):
+        part.save_pretrained(folder)
+    lm_vocab = {"<unk>": 0, **{w: i + 1 for i, w in enumerate(dict.fromkeys([*WORDS, *LETTERS]))}}
+    tok = Tokenizer(models.WordLevel(vocab=lm_vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    lm_tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>")
+    add_speech_llm_tokens(lm_tokenizer)
+    return encoder, feature_extractor, lm_tokenizer
+
+
+def test_ctc_posterior_projector_reads_audio_as_soft_text(tmp_path):
+    """LegoSLM: built from a CTC checkpoint, each projected frame is the mean CTC posterior of its window times the
+    LM's embeddings of the CTC symbols (a letter's row is that letter's LM embedding; the blank's is zero)."""
+    ctc, feature_extractor, lm_tokenizer = ctc_checkpoint(tmp_path / "encoder")
+    torch.manual_seed(4)
+    LlamaForCausalLM(lm_config("llama", len(lm_tokenizer))).save_pretrained(tmp_path / "lm")
+    model = SpeechLLMForConditionalGeneration.from_encoder_and_lm(
+        str(tmp_path / "encoder"), str(tmp_path / "lm"), tokenizer=lm_tokenizer,
+        projector={"projector_type": "ctc_posterior", "downsample": 2},
+    ).eval()  # fmt: skip
+    assert model.config.projector_config.ctc_vocab_size == 29
+    torch.testing.assert_close(model.projector.ctc_head.weight, ctc.lm_head.weight)
+    embeddings = model.get_input_embeddings().weight
+    table = model.projector.symbol_embeddings.weight  # [LM width, CTC classes]
+    for symbol, letter in enumerate(LETTERS, start=3):
+        torch.testing.assert_close(table[:, symbol], embeddings[lm_tokenizer.convert_tokens_to_ids(letter)])
+    assert not table[:, 0].any()  # the blank
+    # the whole path, against the CTC checkpoint's own posteriors
+    processor = SpeechLLMProcessor.from_config(model.config, feature_extractor, lm_tokenizer)
+    batch = processor.apply_chat_template(chat(CLIPS[0]), add_generation_prompt=True)
+    with torch.no_grad():
+        frames, counts = model.get_audio_features(batch["input_values"], batch["feature_attention_mask"])
+        posteriors = ctc(batch["input_values"]).logits[0].softmax(-1)
+    pairs = F.pad(posteriors, (0, 0, 0, posteriors.shape[0] % 2)).reshape(-1, 2, posteriors.shape[-1])
+    counts_per_window = torch.tensor([2] * (posteriors.shape[0] // 2) + [1] * (posteriors.shape[0] % 2))
+    expected = (pairs.sum(1) / counts_per_window[:, None]) @ table.T
+    assert counts.tolist() == [expected.shape[0]] == [int((batch["input_ids"] == model.config.audio_token_id).sum())]
+    torch.testing.assert_close(frames, expected, atol=1e-5, rtol=1e-4)
+    assert trainable_parameters(set_training_stage(model, 1)) == 29 * 32 + 29 + 32 * 29  # head + table only
+    model.save_pretrained(tmp_path / "m")
+    loaded = SpeechLLMForConditionalGeneration.from_pretrained(tmp_path / "m").eval()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(**batch).logits, model(**batch).logits)
+    assert loaded.generate(**batch, max_new_tokens=2, min_new_tokens=2, do_sample=False).shape[1] > 2
+
+
+def test_ctc_posterior_projector_refuses_what_it_cannot_map(tmp_path):
+    ctc_checkpoint(tmp_path / "encoder")
+    audio_config, _ = encoder_parts("whisper")
+    WhisperModel(audio_config).save_pretrained(tmp_path / "whisper")
+    LlamaForCausalLM(lm_config("llama", len(WORDS) + 1)).save_pretrained(tmp_path / "lm")
+    projector = {"projector_type": "ctc_posterior"}
+    build = SpeechLLMForConditionalGeneration.from_encoder_and_lm
+    with pytest.raises(ValueError, match="needs the LM's `tokenizer`"):
+        build(str(tmp_path / "encoder"), str(tmp_path / "lm"), projector=projector, audio_token_id=1)
+    with pytest.raises(ValueError, match="needs a CTC encoder"):
+        build(WhisperModel.from_pretrained(tmp_path / "whisper"), str(tmp_path / "lm"), tokenizer=make_tokenizer(),
+              projector=projector)  # fmt: skip
 
 
 def test_saved_model_and_processor_load_as_remote_code_without_hf_slm(tmp_path):

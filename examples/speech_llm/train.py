@@ -42,7 +42,9 @@ class ModelArguments:
     model_name_or_path: str | None = field(default=None, metadata={"help": "A saved speech LLM (previous stage)."})
     encoder_name_or_path: str | None = field(default=None, metadata={"help": "Audio encoder to start from."})
     lm_name_or_path: str | None = field(default=None, metadata={"help": "Causal LM (and its tokenizer)."})
-    projector_type: str = field(default="stack_mlp", metadata={"help": "stack_mlp, pool_linear or qformer."})
+    projector_type: str = field(default="stack_mlp", metadata={"help": (
+        "stack_mlp, pool_linear, qformer, or ctc_posterior (encoder_name_or_path a CTC checkpoint with its "
+        "tokenizer).")})  # fmt: skip
     projector_downsample: int = field(default=5, metadata={"help": "Encoder frames per projected frame."})
     projector_hidden_size: int = field(default=1024, metadata={"help": "Projector width."})
     audio_layer: int = field(default=-1, metadata={"help": "Encoder hidden state fed to the projector."})

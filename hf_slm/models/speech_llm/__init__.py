@@ -9,6 +9,7 @@ from .configuration_speech_llm import (
     SpeechLLMSpeechDecoderConfig,
 )
 from .modeling_speech_llm import (
+    SpeechLLMCTCPosteriorProjector,
     SpeechLLMForConditionalGeneration,
     SpeechLLMOutput,
     SpeechLLMPoolLinearProjector,
@@ -29,6 +30,7 @@ __all__ = [
     "DEFAULT_CHAT_TEMPLATE",
     "PROJECTOR_TYPES",
     "SpeechAudioError",
+    "SpeechLLMCTCPosteriorProjector",
     "SpeechLLMConfig",
     "SpeechLLMForConditionalGeneration",
     "SpeechLLMOutput",

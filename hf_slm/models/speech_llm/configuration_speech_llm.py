@@ -5,7 +5,7 @@ from __future__ import annotations
 from transformers import AutoConfig, PretrainedConfig
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
-PROJECTOR_TYPES = ("stack_mlp", "pool_linear", "qformer")
+PROJECTOR_TYPES = ("stack_mlp", "pool_linear", "qformer", "ctc_posterior")
 _KEPT_IMPLEMENTATIONS = ("_attn_implementation", "_experts_implementation")
 #: The text-tokenizer token that stands for one projected audio frame.
 AUDIO_TOKEN = "<|audio|>"
@@ -44,6 +44,12 @@ class SpeechLLMProjectorConfig(PretrainedConfig):
     | `"stack_mlp"` | concatenate `k` consecutive frames, then Linear-GELU-Linear (SLAM-LLM) | 1 |
     | `"pool_linear"` | average `k` frames, then Linear (Qwen2-Audio, `k=2`) | 1 |
     | `"qformer"` | per window of `k` frames, `num_queries` learned queries attend to it (SALMONN) | `num_queries` |
+    | `"ctc_posterior"` | the encoder's CTC posteriors (mean over `k` frames) weight a table of LM embeddings, one row per CTC symbol (LegoSLM) | 1 |
+
+    `"ctc_posterior"` puts each frame where the LM already reads text: a frame that the CTC head hears as "t" lands on
+    (a trained copy of) the LM's embedding of "t". Build it with
+    [`~SpeechLLMForConditionalGeneration.from_encoder_and_lm`] from a CTC checkpoint (`...ForCTC`), which copies the
+    CTC head and initialises the table from the LM's embeddings of the CTC vocabulary.
 
     Args:
         projector_type (`str`, defaults to `"stack_mlp"`): one of the three above.
@@ -52,6 +58,8 @@ class SpeechLLMProjectorConfig(PretrainedConfig):
         num_queries (`int`, defaults to 1): `"qformer"` only: queries per window.
         num_layers (`int`, defaults to 2): `"qformer"` only: query-transformer layers.
         num_attention_heads (`int`, defaults to 4): `"qformer"` only.
+        ctc_vocab_size (`int`, *optional*): `"ctc_posterior"` only (required): the CTC head's classes, blank included.
+        temperature (`float`, defaults to 1.0): `"ctc_posterior"` only: softmax temperature of the CTC logits.
     """
 
     model_type = "hf_slm_speech_llm_projector"
@@ -64,6 +72,8 @@ class SpeechLLMProjectorConfig(PretrainedConfig):
         num_queries: int = 1,
         num_layers: int = 2,
         num_attention_heads: int = 4,
+        ctc_vocab_size: int | None = None,
+        temperature: float = 1.0,
         **kwargs,
     ):
         if projector_type not in PROJECTOR_TYPES:
@@ -78,6 +88,12 @@ class SpeechLLMProjectorConfig(PretrainedConfig):
             raise ValueError(
                 f"hidden_size ({hidden_size}) must be divisible by num_attention_heads ({num_attention_heads})"
             )
+        if projector_type == "ctc_posterior" or ctc_vocab_size is not None:
+            _positive_int("ctc_vocab_size", ctc_vocab_size)
+        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
+            raise ValueError(f"temperature must be a positive number, got {temperature!r}")
+        self.ctc_vocab_size = ctc_vocab_size
+        self.temperature = float(temperature)
         super().__init__(**kwargs)
 
     def output_lengths(self, lengths):

@@ -129,10 +129,49 @@ class SpeechLLMQFormerProjector(nn.Module):
         return self.output_proj(out), self.config.output_lengths(lengths)
 
 
+class SpeechLLMCTCPosteriorProjector(nn.Module):
+    """LegoSLM: the encoder's CTC head gives each frame a distribution over its symbols (characters, word delimiter,
+    blank); averaged over `downsample` frames, it weights `symbol_embeddings`, one LM-width row per symbol. Built
+    from a CTC checkpoint, the head is the checkpoint's and row `s` starts as the LM's embedding of symbol `s`
+    ([`~SpeechLLMCTCPosteriorProjector.init_from_ctc`]), so the LM reads audio as soft text from the first step."""
+
+    def __init__(self, config: SpeechLLMProjectorConfig, input_size: int, output_size: int):
+        super().__init__()
+        self.config = config
+        self.ctc_head = nn.Linear(input_size, config.ctc_vocab_size)
+        self.symbol_embeddings = nn.Linear(config.ctc_vocab_size, output_size, bias=False)
+
+    def forward(self, hidden: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        posteriors = (self.ctc_head(hidden).float() / self.config.temperature).softmax(-1).to(hidden.dtype)
+        windows, mask = _windows(posteriors, lengths, self.config.downsample)
+        counts = mask.sum(-1, keepdim=True).clamp(min=1).to(hidden.dtype)
+        return self.symbol_embeddings(windows.sum(2) / counts), self.config.output_lengths(lengths)
+
+    @torch.no_grad()
+    def init_from_ctc(self, ctc_head: nn.Linear, symbol_token_ids: list[list[int]], lm_embeddings: torch.Tensor):
+        """Copy `ctc_head` (the CTC checkpoint's classifier) and set row `s` of the table to the mean LM embedding
+        of `symbol_token_ids[s]` (no ids, as for the blank: zeros)."""
+        if ctc_head.weight.shape != self.ctc_head.weight.shape:
+            raise ValueError(f"CTC head of shape {tuple(ctc_head.weight.shape)} does not fit the projector's "
+                             f"{tuple(self.ctc_head.weight.shape)} (ctc_vocab_size x encoder width)")  # fmt: skip
+        if len(symbol_token_ids) != self.config.ctc_vocab_size:
+            raise ValueError(f"{len(symbol_token_ids)} symbol mappings for {self.config.ctc_vocab_size} CTC classes")
+        self.ctc_head.weight.copy_(ctc_head.weight)
+        self.ctc_head.bias.copy_(ctc_head.bias)
+        table = torch.zeros_like(self.symbol_embeddings.weight)  # [output_size, ctc_vocab_size]
+        for symbol, ids in enumerate(symbol_token_ids):
+            if ids:
+                table[:, symbol] = lm_embeddings[ids].mean(0).to(table.dtype)
+        self.symbol_embeddings.weight.copy_(table)
+        for tensor in (self.ctc_head.weight, self.ctc_head.bias, self.symbol_embeddings.weight):
+            tensor._is_hf_initialized = True
+
+
 PROJECTOR_CLASSES = {
     "stack_mlp": SpeechLLMStackMLPProjector,
     "pool_linear": SpeechLLMPoolLinearProjector,
     "qformer": SpeechLLMQFormerProjector,
+    "ctc_posterior": SpeechLLMCTCPosteriorProjector,
 }
 
 
@@ -465,6 +504,7 @@ class SpeechLLMForConditionalGeneration(SpeechLLMPreTrainedModel, GenerationMixi
         speech_decoder: dict | SpeechLLMSpeechDecoderConfig | None = None,
         audio_layer: int = -1,
         audio_token_id: int | None = None,
+        encoder_tokenizer=None,
         **from_pretrained_kwargs,
     ) -> SpeechLLMForConditionalGeneration:
         """Build from a pretrained audio encoder and a pretrained causal LM (Hub names, local folders or loaded
@@ -476,7 +516,23 @@ class SpeechLLMForConditionalGeneration(SpeechLLMPreTrainedModel, GenerationMixi
         `<|im_end|>` or `<|im_start|>` (a new turn never belongs to the answer) and pads with the tokenizer's pad
         token. `from_pretrained_kwargs` (`dtype`,
         `revision`, ...) go to both `from_pretrained` calls.
+
+        With a `"ctc_posterior"` projector, `encoder` is a CTC checkpoint (`AutoModelForCTC`: wav2vec 2.0, HuBERT,
+        WavLM, wav2vec2-bert): its head moves into the projector, and each CTC symbol's row starts as the LM's
+        embedding of that symbol, read through `encoder_tokenizer` (the CTC vocabulary; default: the tokenizer saved
+        with the encoder) and `tokenizer` (required).
         """
+        if not isinstance(projector, SpeechLLMProjectorConfig):
+            projector = dict(projector or {})
+        ctc_head = None
+        if _get(projector, "projector_type") == "ctc_posterior":
+            encoder, ctc_head, encoder_tokenizer = _split_ctc_encoder(encoder, encoder_tokenizer, tokenizer,
+                                                                      **from_pretrained_kwargs)  # fmt: skip
+            if isinstance(projector, dict):
+                projector["ctc_vocab_size"] = ctc_head.out_features
+            elif projector.ctc_vocab_size != ctc_head.out_features:
+                raise ValueError(f"projector ctc_vocab_size {projector.ctc_vocab_size} but the CTC head has "
+                                 f"{ctc_head.out_features} classes")  # fmt: skip
         if not isinstance(encoder, PreTrainedModel):
             encoder = AutoModel.from_pretrained(encoder, **from_pretrained_kwargs)
         if getattr(encoder.config, "is_encoder_decoder", False):
@@ -500,6 +556,9 @@ class SpeechLLMForConditionalGeneration(SpeechLLMPreTrainedModel, GenerationMixi
             audio_layer=audio_layer,
         )
         model = cls(config, audio_encoder=encoder, language_model=language_model)
+        if ctc_head is not None:
+            symbol_ids = _ctc_symbol_token_ids(encoder_tokenizer, tokenizer, ctc_head.out_features)
+            model.projector.init_from_ctc(ctc_head, symbol_ids, model.get_input_embeddings().weight)
         model.generation_config = language_model.generation_config
         if tokenizer is not None:  # answers end at the chat template's end marker, a new turn's start, or the EOS
             model.generation_config.pad_token_id = tokenizer.pad_token_id
@@ -514,6 +573,55 @@ class SpeechLLMForConditionalGeneration(SpeechLLMPreTrainedModel, GenerationMixi
 
 
 # ---------------------------------------------------------------------- helpers
+def _get(config, key: str):
+    return config.get(key) if isinstance(config, dict) else getattr(config, key, None)
+
+
+def _split_ctc_encoder(encoder, encoder_tokenizer, tokenizer, **from_pretrained_kwargs):
+    """A CTC checkpoint (name, folder or loaded `...ForCTC`) -> (its encoder, its CTC head, its tokenizer)."""
+    from transformers import AutoModelForCTC, AutoTokenizer
+
+    if tokenizer is None:
+        raise ValueError("a ctc_posterior projector needs the LM's `tokenizer` to map CTC symbols to LM embeddings")
+    source = encoder
+    if not isinstance(encoder, PreTrainedModel):
+        encoder = AutoModelForCTC.from_pretrained(source, **from_pretrained_kwargs)
+        if encoder_tokenizer is None:
+            encoder_tokenizer = AutoTokenizer.from_pretrained(source)
+    head = getattr(encoder, "lm_head", None)
+    if not isinstance(head, nn.Linear):
+        raise ValueError(
+            f"a ctc_posterior projector needs a CTC encoder (a ...ForCTC model with an `lm_head`); got "
+            f"{type(encoder).__name__}"
+        )
+    if encoder_tokenizer is None:
+        raise ValueError("pass `encoder_tokenizer` (the CTC vocabulary) with a loaded CTC encoder")
+    return encoder.base_model, head, encoder_tokenizer
+
+
+def _ctc_symbol_token_ids(encoder_tokenizer, tokenizer, num_symbols: int) -> list[list[int]]:
+    """For each CTC class, the LM token ids of its symbol: a letter -> that token (or its pieces), the word delimiter
+    -> the LM's word boundary (its encoding of a space), special tokens and the blank -> none."""
+    if len(encoder_tokenizer) != num_symbols:
+        raise ValueError(f"the CTC tokenizer has {len(encoder_tokenizer)} entries but the CTC head {num_symbols} classes")
+    specials = set(encoder_tokenizer.all_special_ids)
+    delimiter = getattr(encoder_tokenizer, "word_delimiter_token", None)
+    table = []
+    for symbol in range(num_symbols):
+        text = encoder_tokenizer.convert_ids_to_tokens(symbol)
+        if symbol in specials and text != delimiter:
+            table.append([])
+            continue
+        if text == delimiter:
+            text = " "
+        token = tokenizer.convert_tokens_to_ids(text)
+        if token is not None and token != tokenizer.unk_token_id:
+            table.append([token])
+        else:
+            table.append([t for t in tokenizer(text, add_special_tokens=False)["input_ids"] if t != tokenizer.unk_token_id])
+    return table
+
+
 def _gather(hidden: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Rows of `hidden` `[B, L, D]` where `mask` `[B, L]` is true, left-aligned and zero-padded, and their counts."""
     lengths = mask.sum(-1)
@@ -532,6 +640,7 @@ def _mark_initialized(model: nn.Module) -> None:
 
 __all__ = [
     "PROJECTOR_CLASSES",
+    "SpeechLLMCTCPosteriorProjector",
     "SpeechLLMForConditionalGeneration",
     "SpeechLLMOutput",
     "SpeechLLMPoolLinearProjector",
