@@ -438,7 +438,7 @@ def ctc_checkpoint(folder: Path) -> tuple:
 
 def test_ctc_posterior_projector_reads_audio_as_soft_text(tmp_path):
     """LegoSLM: built from a CTC checkpoint, each projected frame is the mean CTC posterior of its window times the
-    LM's embeddings of the CTC symbols (a letter's row is that letter's LM embedding; the blank's is zero)."""
+    LM's embeddings of the CTC symbols (a letter's row is that letter's LM embedding; the blank's is `<|audio|>`'s)."""
     ctc, feature_extractor, lm_tokenizer = ctc_checkpoint(tmp_path / "encoder")
     torch.manual_seed(4)
     LlamaForCausalLM(lm_config("llama", len(lm_tokenizer))).save_pretrained(tmp_path / "lm")
@@ -452,7 +452,8 @@ def test_ctc_posterior_projector_reads_audio_as_soft_text(tmp_path):
     table = model.projector.symbol_embeddings.weight  # [LM width, CTC classes]
     for symbol, letter in enumerate(LETTERS, start=3):
         torch.testing.assert_close(table[:, symbol], embeddings[lm_tokenizer.convert_tokens_to_ids(letter)])
-    assert not table[:, 0].any()  # the blank
+    torch.testing.assert_close(table[:, 0], embeddings[model.config.audio_token_id])  # the blank: plain audio
+    assert not table[:, 1].any()  # [UNK]: nothing
     # the whole path, against the CTC checkpoint's own posteriors
     processor = SpeechLLMProcessor.from_config(model.config, feature_extractor, lm_tokenizer)
     batch = processor.apply_chat_template(chat(CLIPS[0]), add_generation_prompt=True)

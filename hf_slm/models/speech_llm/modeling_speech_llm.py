@@ -133,7 +133,8 @@ class SpeechLLMCTCPosteriorProjector(nn.Module):
     """LegoSLM: the encoder's CTC head gives each frame a distribution over its symbols (characters, word delimiter,
     blank); averaged over `downsample` frames, it weights `symbol_embeddings`, one LM-width row per symbol. Built
     from a CTC checkpoint, the head is the checkpoint's and row `s` starts as the LM's embedding of symbol `s`
-    ([`~SpeechLLMCTCPosteriorProjector.init_from_ctc`]), so the LM reads audio as soft text from the first step."""
+    ([`~SpeechLLMCTCPosteriorProjector.init_from_ctc`]; the blank's row: the LM's `<|audio|>` embedding), so the LM
+    reads audio as soft text from the first step."""
 
     def __init__(self, config: SpeechLLMProjectorConfig, input_size: int, output_size: int):
         super().__init__()
@@ -526,8 +527,9 @@ class SpeechLLMForConditionalGeneration(SpeechLLMPreTrainedModel, GenerationMixi
             projector = dict(projector or {})
         ctc_head = None
         if _get(projector, "projector_type") == "ctc_posterior":
-            encoder, ctc_head, encoder_tokenizer = _split_ctc_encoder(encoder, encoder_tokenizer, tokenizer,
-                                                                      **from_pretrained_kwargs)  # fmt: skip
+            ctc_blank_id, ctc_head, encoder, encoder_tokenizer = _split_ctc_encoder(
+                encoder, encoder_tokenizer, tokenizer, **from_pretrained_kwargs
+            )
             if isinstance(projector, dict):
                 projector["ctc_vocab_size"] = ctc_head.out_features
             elif projector.ctc_vocab_size != ctc_head.out_features:
@@ -557,7 +559,7 @@ class SpeechLLMForConditionalGeneration(SpeechLLMPreTrainedModel, GenerationMixi
         )
         model = cls(config, audio_encoder=encoder, language_model=language_model)
         if ctc_head is not None:
-            symbol_ids = _ctc_symbol_token_ids(encoder_tokenizer, tokenizer, ctc_head.out_features)
+            symbol_ids = _ctc_symbol_token_ids(encoder_tokenizer, tokenizer, ctc_head.out_features, ctc_blank_id)
             model.projector.init_from_ctc(ctc_head, symbol_ids, model.get_input_embeddings().weight)
         model.generation_config = language_model.generation_config
         if tokenizer is not None:  # answers end at the chat template's end marker, a new turn's start, or the EOS
@@ -578,7 +580,7 @@ def _get(config, key: str):
 
 
 def _split_ctc_encoder(encoder, encoder_tokenizer, tokenizer, **from_pretrained_kwargs):
-    """A CTC checkpoint (name, folder or loaded `...ForCTC`) -> (its encoder, its CTC head, its tokenizer)."""
+    """A CTC checkpoint (name, folder or loaded `...ForCTC`) -> (its blank id, CTC head, encoder, tokenizer)."""
     from transformers import AutoModelForCTC, AutoTokenizer
 
     if tokenizer is None:
@@ -596,12 +598,13 @@ def _split_ctc_encoder(encoder, encoder_tokenizer, tokenizer, **from_pretrained_
         )
     if encoder_tokenizer is None:
         raise ValueError("pass `encoder_tokenizer` (the CTC vocabulary) with a loaded CTC encoder")
-    return encoder.base_model, head, encoder_tokenizer
+    return encoder.config.pad_token_id, head, encoder.base_model, encoder_tokenizer  # transformers' CTC blank: the pad id
 
 
-def _ctc_symbol_token_ids(encoder_tokenizer, tokenizer, num_symbols: int) -> list[list[int]]:
+def _ctc_symbol_token_ids(encoder_tokenizer, tokenizer, num_symbols: int, blank_id: int | None) -> list[list[int]]:
     """For each CTC class, the LM token ids of its symbol: a letter -> that token (or its pieces), the word delimiter
-    -> the LM's word boundary (its encoding of a space), special tokens and the blank -> none."""
+    -> the LM's word boundary (its encoding of a space), the blank -> `<|audio|>` (a frame that holds no symbol is
+    plain audio), other special tokens -> none."""
     if len(encoder_tokenizer) != num_symbols:
         raise ValueError(f"the CTC tokenizer has {len(encoder_tokenizer)} entries but the CTC head {num_symbols} classes")
     specials = set(encoder_tokenizer.all_special_ids)
@@ -609,6 +612,9 @@ def _ctc_symbol_token_ids(encoder_tokenizer, tokenizer, num_symbols: int) -> lis
     table = []
     for symbol in range(num_symbols):
         text = encoder_tokenizer.convert_ids_to_tokens(symbol)
+        if symbol == blank_id:
+            table.append([tokenizer.convert_tokens_to_ids(AUDIO_TOKEN)])
+            continue
         if symbol in specials and text != delimiter:
             table.append([])
             continue
