@@ -603,3 +603,30 @@ def test_three_stage_script_runs_and_resumes(tmp_path):
     torch.testing.assert_close(frames.norm(dim=-1).mean(), target, rtol=1e-4, atol=1e-6)
     with pytest.raises(ValueError, match="no saved dataset"):
         train.load_datasets(f"{tmp_path / 'data'},{tmp_path / 'nowhere'}")
+
+
+def test_script_builds_a_ctc_posterior_model_from_a_ctc_checkpoint(tmp_path):
+    """`train.py` stage 1 with `--projector_type ctc_posterior`: the encoder folder is a CTC checkpoint with its
+    tokenizer; the projector (CTC head + symbol table) alone trains, and the saved model reloads as such."""
+    from datasets import Dataset
+
+    sys.path.insert(0, str(REPO_ROOT / "examples" / "speech_llm"))
+    import train  # examples/speech_llm/train.py
+
+    ctc, _, lm_tokenizer = ctc_checkpoint(tmp_path / "encoder")
+    lm_tokenizer.save_pretrained(tmp_path / "lm")
+    LlamaForCausalLM(lm_config("llama", len(lm_tokenizer))).save_pretrained(tmp_path / "lm")
+    Dataset.from_list(espeak_rows(["the cat sat", "a dog ran far"])).save_to_disk(tmp_path / "data")
+    config = json.loads((REPO_ROOT / "examples" / "speech_llm" / "stage1.json").read_text())
+    config.update(encoder_name_or_path=str(tmp_path / "encoder"), lm_name_or_path=str(tmp_path / "lm"),
+                  projector_type="ctc_posterior", projector_downsample=2, dataset_path=str(tmp_path / "data"),
+                  per_device_train_batch_size=2, max_steps=2, save_steps=2, logging_steps=1, use_cpu=True,
+                  dataloader_num_workers=0, output_dir=str(tmp_path / "stage1"))  # fmt: skip
+    (tmp_path / "stage1.json").write_text(json.dumps(config))
+    result = train.main([str(tmp_path / "stage1.json")])
+    model = SpeechLLMForConditionalGeneration.from_pretrained(tmp_path / "stage1")
+    assert type(model.projector).__name__ == "SpeechLLMCTCPosteriorProjector"
+    assert result["steps"] == 2 and np.isfinite(result["final_loss"])
+    assert result["trainable_parameters"] == sum(p.numel() for p in model.projector.parameters())
+    assert not torch.equal(model.projector.ctc_head.weight, ctc.lm_head.weight)  # it trained
+    torch.testing.assert_close(model.projector.ctc_head.weight, ctc.lm_head.weight, atol=0.05, rtol=0)  # from it
