@@ -414,7 +414,7 @@ LETTERS = "abcdefghijklmnopqrstuvwxyz"
 
 def ctc_checkpoint(folder: Path) -> tuple:
     """A tiny HuBERT CTC checkpoint over characters (`[PAD]` blank, `[UNK]`, `|`, a-z) with its tokenizer and
-    feature extractor, and an LM tokenizer that has the letters as tokens (its words, the letters, the new tokens)."""
+    feature extractor, and an LM tokenizer that has the letters as tokens (`letters_tokenizer`)."""
     from transformers import HubertForCTC, Wav2Vec2CTCTokenizer
 
     vocab = {token: i for i, token in enumerate(["[PAD]", "[UNK]", "|", *LETTERS])}
@@ -428,12 +428,17 @@ def ctc_checkpoint(folder: Path) -> tuple:
     encoder = HubertForCTC(config).eval()
     for part in (encoder, ctc_tokenizer, feature_extractor):
         part.save_pretrained(folder)
+    return encoder, feature_extractor, letters_tokenizer()
+
+
+def letters_tokenizer() -> PreTrainedTokenizerFast:
+    """An LM tokenizer with the test words and the single letters as tokens (+ the speech-LLM tokens)."""
     lm_vocab = {"<unk>": 0, **{w: i + 1 for i, w in enumerate(dict.fromkeys([*WORDS, *LETTERS]))}}
     tok = Tokenizer(models.WordLevel(vocab=lm_vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    lm_tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>")
-    add_speech_llm_tokens(lm_tokenizer)
-    return encoder, feature_extractor, lm_tokenizer
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>")
+    add_speech_llm_tokens(tokenizer)
+    return tokenizer
 
 
 def test_ctc_posterior_projector_reads_audio_as_soft_text(tmp_path):
@@ -630,3 +635,34 @@ def test_script_builds_a_ctc_posterior_model_from_a_ctc_checkpoint(tmp_path):
     assert result["trainable_parameters"] == sum(p.numel() for p in model.projector.parameters())
     assert not torch.equal(model.projector.ctc_head.weight, ctc.lm_head.weight)  # it trained
     torch.testing.assert_close(model.projector.ctc_head.weight, ctc.lm_head.weight, atol=0.05, rtol=0)  # from it
+
+
+def test_spelled_frames_collator_spells_the_transcript_in_place_of_the_audio():
+    """Text-only batches for a `ctc_posterior` LM: the ASR prompt with the transcript's letters (held, with
+    `<|audio|>` blank frames) where the audio goes, the transcript as the only labelled part."""
+    from hf_slm.training.speech_llm import SpelledFramesCollator
+
+    tokenizer = letters_tokenizer()
+    audio_id = tokenizer.convert_tokens_to_ids(AUDIO_TOKEN)
+    plain = SpelledFramesCollator(tokenizer, blank=0, repeat=0, deletion=0, substitution=0)
+    batch = plain([{"text": "the cat"}, {"text": "a dog ran"}])
+    for row, text in enumerate(["the cat", "a dog ran"]):
+        ids, labels = batch["input_ids"][row], batch["labels"][row]
+        answer = labels[labels != -100]
+        assert tokenizer.decode(answer, skip_special_tokens=True).replace(" ", "") == text.replace(" ", "")
+        letters = [tokenizer.convert_tokens_to_ids(c) for c in text.replace(" ", "")]
+        prompt = ids[: int((labels == -100).long().argmin())].tolist() if row == 0 else None
+        if prompt is not None:
+            spelled = [t for t in prompt if t in letters]
+            assert spelled[: len(letters)] == letters  # the letters, in order, before the prompt's own words
+        assert audio_id not in ids.tolist()
+    held = SpelledFramesCollator(tokenizer, blank=2.0, repeat=1.0, deletion=0, substitution=0, seed=1)
+    ids = held([{"text": "cat"}])["input_ids"][0].tolist()
+    assert ids.count(audio_id) > 0
+    frames = ids[ids.index(audio_id) : len(ids) - ids[::-1].index(audio_id)]
+    spoken = [t for t in frames if t != audio_id]
+    assert spoken == [t for c in "cat" for t in [tokenizer.convert_tokens_to_ids(c)] * 2]  # each letter held twice
+    with pytest.raises(ValueError, match="no <\\|audio\\|> token"):
+        SpelledFramesCollator(PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel(
+            vocab={"<unk>": 0, "a": 1}, unk_token="<unk>")), unk_token="<unk>"))  # fmt: skip
+

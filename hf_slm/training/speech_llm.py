@@ -15,7 +15,13 @@ import numpy as np
 import torch
 from torch.nn.utils.rnn import pad_sequence
 
-from ..models.speech_llm import SpeechLLMForConditionalGeneration, SpeechLLMProcessor
+from ..models.speech_llm import (
+    AUDIO_TOKEN,
+    DEFAULT_CHAT_TEMPLATE,
+    SpeechLLMForConditionalGeneration,
+    SpeechLLMProcessor,
+    symbol_token_ids,
+)
 from ..pipelines.speech_llm_pipeline import ASR_PROMPT
 
 STAGES = (1, 2, 3)
@@ -163,12 +169,90 @@ class SpeechLLMCollator:
         return batch
 
 
+class SpelledFramesCollator:
+    """Text rows -> LM batches that teach a text LM, before it hears audio, to read what a `ctc_posterior` projector
+    hands it: the speech LLM's ASR prompt (`chat_template`, `prompt`) with, in place of the audio, the transcript
+    spelled as CTC-like frames, and the transcript as the answer (loss on the answer only).
+
+    A spelled frame is the LM token of one symbol (`symbol_token_ids`: a letter, or the word boundary for a space),
+    held for 1 frame (2 with probability `repeat`), then `blank` frames of `<|audio|>` (the projector's blank row),
+    exponentially distributed with mean `blank` x a per-row rate factor in `rates`; a symbol is dropped with
+    probability `deletion` and replaced by a random letter with probability `substitution` (a CTC head's errors).
+    `blank=0` and no errors is the plain copy task, which a small LM learns first (a curriculum: the CPU recipe's
+    character LM copied nothing in 1,000 steps of the full task, and learned the plain one in ~2,000 steps).
+
+    Rows: `{"text": transcript}`. Rows are drawn from a `numpy` generator seeded with `seed`.
+    """
+
+    LETTERS = "abcdefghijklmnopqrstuvwxyz'"
+
+    def __init__(self, tokenizer, prompt: str = ASR_PROMPT, chat_template: str = DEFAULT_CHAT_TEMPLATE,
+                 blank: float = 1.9, rates: tuple[float, float] = (0.7, 1.4), repeat: float = 0.2,
+                 deletion: float = 0.03, substitution: float = 0.08, seed: int = 0):  # fmt: skip
+        if blank < 0 or not all(0 <= p <= 1 for p in (repeat, deletion, substitution)):
+            raise ValueError(f"blank must be >= 0 and repeat / deletion / substitution probabilities, got "
+                             f"{blank}, {repeat}, {deletion}, {substitution}")  # fmt: skip
+        self.tokenizer = tokenizer
+        self.blank, self.rates, self.repeat = blank, rates, repeat
+        self.deletion, self.substitution = deletion, substitution
+        self.rng = np.random.default_rng(seed)
+        conversation = [{"role": "user", "content": [{"type": "audio"}, {"type": "text", "text": prompt}]}]
+        text = tokenizer.apply_chat_template(conversation, chat_template=chat_template, tokenize=False,
+                                             add_generation_prompt=True)  # fmt: skip
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        self.audio_id = tokenizer.convert_tokens_to_ids(AUDIO_TOKEN)
+        if self.audio_id in (None, tokenizer.unk_token_id) or ids.count(self.audio_id) != 1:
+            raise ValueError(f"the tokenizer has no {AUDIO_TOKEN} token: call add_speech_llm_tokens(tokenizer)")
+        cut = ids.index(self.audio_id)
+        self.before, self.after = ids[:cut], ids[cut + 1 :]
+        self.symbols: dict[str, list[int]] = {}
+
+    def _symbol(self, char: str) -> list[int]:
+        if char not in self.symbols:
+            ids = symbol_token_ids(char, self.tokenizer)
+            if not ids and char != " ":  # a vocabulary without a word-boundary token spells words run together
+                raise ValueError(f"the LM tokenizer cannot spell {char!r}")
+            self.symbols[char] = ids
+        return self.symbols[char]
+
+    def frames(self, text: str) -> list[int]:
+        """The spelled frames of one transcript."""
+        rng, blanks = self.rng, self.blank * self.rng.uniform(*self.rates)
+        edge = [self.audio_id] * int(rng.integers(2, 10)) if self.blank else []
+        out = list(edge)
+        for char in text:
+            draw = rng.random()
+            if draw < self.deletion:
+                continue
+            if draw < self.deletion + self.substitution:
+                char = self.LETTERS[int(rng.integers(len(self.LETTERS)))]
+            out += self._symbol(char) * (2 if rng.random() < self.repeat else 1)
+            if blanks:
+                out += [self.audio_id] * int(round(rng.exponential(blanks)))
+        return out + edge
+
+    def __call__(self, rows: list[dict]) -> dict:
+        tokenizer = self.tokenizer
+        ids, labels = [], []
+        for row in rows:
+            prompt = self.before + self.frames(row["text"]) + self.after
+            answer = tokenizer(row["text"] + "<|im_end|>\n", add_special_tokens=False)["input_ids"]
+            ids.append(torch.tensor(prompt + answer))
+            labels.append(torch.tensor([-100] * len(prompt) + answer))
+        return {
+            "input_ids": pad_sequence(ids, batch_first=True, padding_value=tokenizer.pad_token_id),
+            "attention_mask": pad_sequence([torch.ones_like(i) for i in ids], batch_first=True),
+            "labels": pad_sequence(labels, batch_first=True, padding_value=-100),
+        }
+
+
 __all__ = [
     "ENCODER_LORA_TARGETS",
     "LM_LORA_TARGETS",
     "LM_TRAINING",
     "STAGES",
     "SpeechLLMCollator",
+    "SpelledFramesCollator",
     "lora_target_regex",
     "set_training_stage",
     "trainable_parameters",

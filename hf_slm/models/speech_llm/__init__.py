@@ -17,6 +17,7 @@ from .modeling_speech_llm import (
     SpeechLLMQFormerProjector,
     SpeechLLMSpeechDecoder,
     SpeechLLMStackMLPProjector,
+    symbol_token_ids,
 )
 from .processing_speech_llm import (
     DEFAULT_CHAT_TEMPLATE,
@@ -43,4 +44,5 @@ __all__ = [
     "SpeechLLMSpeechDecoderConfig",
     "SpeechLLMStackMLPProjector",
     "add_speech_llm_tokens",
+    "symbol_token_ids",
 ]

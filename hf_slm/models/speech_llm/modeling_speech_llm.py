@@ -601,10 +601,18 @@ def _split_ctc_encoder(encoder, encoder_tokenizer, tokenizer, **from_pretrained_
     return encoder.config.pad_token_id, head, encoder.base_model, encoder_tokenizer  # transformers' CTC blank: the pad id
 
 
+def symbol_token_ids(symbol: str, tokenizer) -> list[int]:
+    """The LM token ids that stand for one spelled symbol: its own token where the LM has one (every letter of a BPE
+    or character vocabulary), else its pieces; a space is the LM's word boundary (its encoding of `" "`)."""
+    token = tokenizer.convert_tokens_to_ids(symbol)
+    if symbol != " " and token is not None and token != tokenizer.unk_token_id:
+        return [token]
+    return [t for t in tokenizer(symbol, add_special_tokens=False)["input_ids"] if t != tokenizer.unk_token_id]
+
+
 def _ctc_symbol_token_ids(encoder_tokenizer, tokenizer, num_symbols: int, blank_id: int | None) -> list[list[int]]:
-    """For each CTC class, the LM token ids of its symbol: a letter -> that token (or its pieces), the word delimiter
-    -> the LM's word boundary (its encoding of a space), the blank -> `<|audio|>` (a frame that holds no symbol is
-    plain audio), other special tokens -> none."""
+    """For each CTC class, the LM token ids of its symbol ([`symbol_token_ids`]; the word delimiter is a space), the
+    blank -> `<|audio|>` (a frame that holds no symbol is plain audio), other special tokens -> none."""
     if len(encoder_tokenizer) != num_symbols:
         raise ValueError(f"the CTC tokenizer has {len(encoder_tokenizer)} entries but the CTC head {num_symbols} classes")
     specials = set(encoder_tokenizer.all_special_ids)
@@ -614,17 +622,12 @@ def _ctc_symbol_token_ids(encoder_tokenizer, tokenizer, num_symbols: int, blank_
         text = encoder_tokenizer.convert_ids_to_tokens(symbol)
         if symbol == blank_id:
             table.append([tokenizer.convert_tokens_to_ids(AUDIO_TOKEN)])
-            continue
-        if symbol in specials and text != delimiter:
+        elif text == delimiter:
+            table.append(symbol_token_ids(" ", tokenizer))
+        elif symbol in specials:
             table.append([])
-            continue
-        if text == delimiter:
-            text = " "
-        token = tokenizer.convert_tokens_to_ids(text)
-        if token is not None and token != tokenizer.unk_token_id:
-            table.append([token])
         else:
-            table.append([t for t in tokenizer(text, add_special_tokens=False)["input_ids"] if t != tokenizer.unk_token_id])
+            table.append(symbol_token_ids(text, tokenizer))
     return table
 
 
@@ -656,4 +659,5 @@ __all__ = [
     "SpeechLLMStackMLPProjector",
     "build_audio_encoder",
     "build_projector",
+    "symbol_token_ids",
 ]
