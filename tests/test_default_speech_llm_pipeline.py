@@ -93,3 +93,26 @@ def test_lm_tokenizer_spends_no_merge_on_chat_markers():
     tokens = tokenizer.convert_ids_to_tokens(ids)
     assert tokens[0] == "<|im_start|>" and "<|im_end|>" in tokens and "<unk>" not in tokens
     assert tokenizer.decode(ids, skip_special_tokens=True).strip() == "assistant\nthe cat sat"
+
+
+def test_spelling_curriculum_trains_both_phases_and_skips_what_is_saved(tmp_path, monkeypatch):
+    """`make_default.py spell`: OUT/lm -> OUT/lm_copy (plain copy task) -> OUT/lm_spelled (CTC-like frames), two
+    Trainer runs; a rerun finds both saved and trains nothing."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from example_loader import load_script
+
+    recipe = load_script("examples/speech_llm/make_default.py")
+    tokenizer = recipe.train_lm_tokenizer(["the cat sat on the mat", "a dog ran"] * 10, vocab_size=40)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=2, pad_token_id=tokenizer.pad_token_id)  # fmt: skip
+    LlamaForCausalLM(config).save_pretrained(tmp_path / "lm")
+    tokenizer.save_pretrained(tmp_path / "lm")
+    monkeypatch.setattr(recipe, "SPELL_PHASES", tuple((name, opts, 2) for name, opts, _ in recipe.SPELL_PHASES))
+    assert recipe.build_spelled_lm(tmp_path) == tmp_path / "lm_spelled"
+    copy = json.loads((tmp_path / "lm_copy" / "lm_results.json").read_text())
+    spelled = json.loads((tmp_path / "lm_spelled" / "lm_results.json").read_text())
+    assert copy["steps"] == spelled["steps"] == 2 and copy["blank"] == 0.0 and "blank" not in spelled
+    before = (tmp_path / "lm_spelled" / "model.safetensors").stat().st_mtime_ns
+    recipe.build_spelled_lm(tmp_path)
+    assert (tmp_path / "lm_spelled" / "model.safetensors").stat().st_mtime_ns == before

@@ -2,6 +2,8 @@
 """The parts of `speech-llm-default` that are not staged training: the text LM, the task data, the variant.
 
     python examples/speech_llm/make_default.py lm       OUT    # tokenizer + tiny Llama on the open-train text
+    python examples/speech_llm/make_default.py lm-chars OUT    # the same with a character vocabulary (ctc_posterior)
+    python examples/speech_llm/make_default.py spell    OUT    # + the spelling curriculum (ctc_posterior recipe)
     python examples/speech_llm/make_default.py data     OUT    # ASR / spoken QA / intent / spoken-answer rows
     python examples/speech_llm/make_default.py assemble OUT    # OUT/stage3 + the default's vocoder -> OUT/variant
     python examples/speech_llm/make_default.py ship     OUT    # + figures -> hf_slm/default_speech_llm_pipeline
@@ -75,7 +77,7 @@ def train_lm_tokenizer(texts, vocab_size: int = LM_VOCAB):
     return tokenizer
 
 
-def build_lm(out: Path, minutes: float = 6.0) -> Path:
+def build_lm(out: Path, minutes: float = 6.0, vocab_size: int = LM_VOCAB) -> Path:
     """Tokenizer + tiny Llama on the open-train text, framed as assistant turns."""
     from transformers import DataCollatorForLanguageModeling, LlamaConfig, LlamaForCausalLM, Trainer, TrainingArguments
 
@@ -83,11 +85,11 @@ def build_lm(out: Path, minutes: float = 6.0) -> Path:
     from hf_slm.training import WallClockLimit
 
     folder = out / "lm"
-    if (folder / "config.json").is_file():
+    if (folder / "lm_results.json").is_file():  # written last: a folder cut off mid-save is redone
         return folder
     sentences = [t for t in (ctc_text(s) for s in load_text_split("train")) if t]
     texts = sentences + _answer_texts()
-    tokenizer = train_lm_tokenizer(texts)
+    tokenizer = train_lm_tokenizer(texts, vocab_size)
     framed = [f"<|im_start|>assistant\n{t}<|im_end|>\n" for t in texts]
     ids = tokenizer(framed, add_special_tokens=False)["input_ids"]
     flat = [i for row in ids for i in row]
@@ -115,6 +117,50 @@ def build_lm(out: Path, minutes: float = 6.0) -> Path:
                                                         "parameters": model.num_parameters(),
                                                         "tokens": len(flat)}, indent=2))  # fmt: skip
     return folder
+
+
+def build_character_lm(out: Path) -> Path:
+    """`build_lm` with a character vocabulary (no merges: the letters, `▁`, the markers) for 8 minutes: the LM of the
+    `ctc_posterior` recipe, where reading a transcript off spelled frames is letter-for-letter copying."""
+    return build_lm(out, minutes=8.0, vocab_size=40)
+
+
+#: The spelling curriculum (`SpelledFramesCollator`): the plain copy task, then CTC-like frames (blanks, errors).
+SPELL_PHASES = (("lm_copy", {"blank": 0.0, "repeat": 0.0, "deletion": 0.0, "substitution": 0.0}, 4000),
+                ("lm_spelled", {}, 1500))  # fmt: skip
+
+
+def build_spelled_lm(out: Path) -> Path:
+    """OUT/lm taught to read spelled frames, in two Trainer runs (`SPELL_PHASES`), each resumable and skipped once
+    saved: a small LM copied nothing in 1,000 steps of the full task but learns the plain copy task first."""
+    from transformers import AutoTokenizer, LlamaForCausalLM, Trainer, TrainingArguments
+
+    from hf_slm.data import load_text_split
+    from hf_slm.training import last_complete_checkpoint
+    from hf_slm.training.speech_llm import SpelledFramesCollator
+
+    rows = [{"text": t} for t in (ctc_text(s) for s in load_text_split("train")) if t and len(t.split()) <= 12]
+    source = out / "lm"
+    for seed, (name, options, steps) in enumerate(SPELL_PHASES):
+        folder = out / name
+        if not (folder / "lm_results.json").is_file():  # written last: a folder cut off mid-save is redone
+            tokenizer = AutoTokenizer.from_pretrained(source)
+            model = LlamaForCausalLM.from_pretrained(source)
+            args = TrainingArguments(output_dir=str(out / f"{name}_run"), per_device_train_batch_size=16,
+                                     learning_rate=2e-3, warmup_steps=100, lr_scheduler_type="cosine",
+                                     max_steps=steps, weight_decay=0.01, logging_steps=50, save_steps=250,
+                                     save_total_limit=1, report_to="none", use_cpu=True, seed=seed,
+                                     remove_unused_columns=False)  # fmt: skip
+            trainer = Trainer(model=model, args=args, train_dataset=rows,
+                              data_collator=SpelledFramesCollator(tokenizer, seed=seed, **options))  # fmt: skip
+            result = trainer.train(resume_from_checkpoint=last_complete_checkpoint(args.output_dir))
+            model.save_pretrained(folder)
+            tokenizer.save_pretrained(folder)
+            loss = next((e["loss"] for e in reversed(trainer.state.log_history) if "loss" in e), result.training_loss)
+            (folder / "lm_results.json").write_text(json.dumps({"steps": trainer.state.global_step,
+                                                                "final_loss": loss, **options}, indent=2))  # fmt: skip
+        source = folder
+    return source
 
 
 def build_data(out: Path) -> Path:
@@ -228,7 +274,7 @@ def ship(out: Path) -> Path:
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    steps = {"lm": build_lm, "data": build_data, "assemble": assemble, "ship": ship}
+    steps = {"lm": build_lm, "lm-chars": build_character_lm, "spell": build_spelled_lm, "data": build_data, "assemble": assemble, "ship": ship}
     if len(argv) != 2 or argv[0] not in steps:
         raise SystemExit(f"usage: make_default.py {{{','.join(steps)}}} OUT_FOLDER (got {argv!r})")
     print(steps[argv[0]](Path(argv[1])))
