@@ -252,10 +252,10 @@ def ship(out: Path) -> Path:
         "speech_llm_tasks": summarize(tasks) | {k: tasks[k] for k in ("voice", "rate", "num_examples")},
     }
     summary = {name: json.loads((out / name / "results.json").read_text())
-               for name in ("encoder", "stage1", "stage2", "stage2b", "stage2c", "stage3")
-               if name in ("encoder", "stage1", "stage2", "stage3") or (out / name / "results.json").is_file()}  # fmt: skip
+               for name in ("encoder", "stage1", "stage2", "stage3")}  # fmt: skip
     summary["encoder"] = {k: v for k, v in summary["encoder"].items() if k != "items"}
-    summary["lm"] = json.loads((out / "lm" / "lm_results.json").read_text())
+    for name in ("lm", *(phase for phase, _, _ in SPELL_PHASES)):
+        summary[name] = json.loads((out / name / "lm_results.json").read_text())
     target = Path(hf_slm.DEFAULT_SPEECH_LLM_PIPELINE)
     if (target / "eval_results.json").is_file():  # the release this one replaces: its figures go on the card
         summary["previous_release"] = json.loads((target / "eval_results.json").read_text())

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduce the embedded `speech-llm-default` variant on CPU (one torch thread; about 2.5 CPU-hours in all).
+# Reproduce the embedded `speech-llm-default` variant on CPU (one torch thread; about 3 CPU-hours in all).
 #   bash examples/speech_llm/make_default.sh [OUT]        # default OUT: runs/speech_llm_default
 # Each step skips itself when its result exists and the training steps resume from their last checkpoint, so a
 # rerun after an interruption continues. The last step copies the variant into hf_slm/default_speech_llm_pipeline.
@@ -14,22 +14,18 @@ mkdir -p "$OUT"
 [ -f "$OUT/encoder_cpu/results.json" ] || $PY "$HERE/pretrain_encoder_ctc.py" "$HERE/config_encoder_cpu.json" --output_dir "$OUT/encoder_cpu"
 [ -f "$OUT/encoder/results.json" ] || $PY "$HERE/pretrain_encoder_ctc.py" "$HERE/config_encoder_default.json" \
     --init_from "$OUT/encoder_cpu" --output_dir "$OUT/encoder"
-# 2. the text LM (tokenizer + tiny Llama) and the task data (ASR / spoken QA / intent / spoken answers with units)
-$PY "$HERE/make_default.py" lm "$OUT"
+# 2. the text LM (a character vocabulary), taught to read spelled frames (the plain copy task, then CTC-like frames
+#    with blanks and errors: make_default.py spell), and the task data (ASR / spoken QA / intent / spoken answers)
+$PY "$HERE/make_default.py" lm-chars "$OUT"
+$PY "$HERE/make_default.py" spell "$OUT"
 $PY "$HERE/make_default.py" data "$OUT"
-# 3. the three stages (stage 2 fine-tunes the whole 1.4M LM on all 12,000 ASR rows + the instruct mix: LoRA r=32 on
-#    an LM this small left the loss at 4.1 and WER at 2.8, see docs/speech_llm.md)
+# 3. the three stages: stage 1 trains the ctc_posterior projector (the encoder's CTC head + one LM-embedding row per
+#    CTC symbol) on the spelled LM; stage 2 the projector and the whole LM; stage 3 the speech decoder
 [ -f "$OUT/stage1/results.json" ] || $PY "$HERE/train.py" "$HERE/default_stage1.json" --encoder_name_or_path "$OUT/encoder" \
-    --lm_name_or_path "$OUT/lm" --dataset_path "$OUT/data/asr" --output_dir "$OUT/stage1"
+    --lm_name_or_path "$OUT/lm_spelled" --dataset_path "$OUT/data/asr" --output_dir "$OUT/stage1"
 [ -f "$OUT/stage2/results.json" ] || $PY "$HERE/train.py" "$HERE/default_stage2.json" --model_name_or_path "$OUT/stage1" \
     --dataset_path "$OUT/data/asr,$OUT/data/instruct" --output_dir "$OUT/stage2"
-#    stage 2, second and third pass: warm restarts of the cosine schedule (new data order each), as the shipped model
-#    was trained (the run was extended while its loss still fell)
-[ -f "$OUT/stage2b/results.json" ] || $PY "$HERE/train.py" "$HERE/default_stage2b.json" --model_name_or_path "$OUT/stage2" \
-    --dataset_path "$OUT/data/asr,$OUT/data/instruct" --output_dir "$OUT/stage2b"
-[ -f "$OUT/stage2c/results.json" ] || $PY "$HERE/train.py" "$HERE/default_stage2c.json" --model_name_or_path "$OUT/stage2b" \
-    --dataset_path "$OUT/data/asr,$OUT/data/instruct" --output_dir "$OUT/stage2c"
-[ -f "$OUT/stage3/results.json" ] || $PY "$HERE/train.py" "$HERE/default_stage3.json" --model_name_or_path "$OUT/stage2c" \
+[ -f "$OUT/stage3/results.json" ] || $PY "$HERE/train.py" "$HERE/default_stage3.json" --model_name_or_path "$OUT/stage2" \
     --dataset_path "$OUT/data/spoken" --output_dir "$OUT/stage3"
 # 4. the variant (+ the embedded default's vocoder), its figures, and the embedded copy
 $PY "$HERE/make_default.py" assemble "$OUT"

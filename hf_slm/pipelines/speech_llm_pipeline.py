@@ -152,7 +152,7 @@ class SpeechLLMPipeline(PipelineMixin):
         texts = self.processor.tokenizer.batch_decode(sequences[:, prompt_length:], skip_special_tokens=True)
         return [text.strip() for text in texts]
 
-    def transcribe(self, waveforms, sampling_rate: int | None = None, max_new_tokens: int = 64,
+    def transcribe(self, waveforms, sampling_rate: int | None = None, max_new_tokens: int = 256,
                    batch_size: int = 8, prompt: str = ASR_PROMPT, tokens_per_audio_token: float | None = 1.0,
                    **generate_kwargs) -> list[str]:  # fmt: skip
         """Speech -> text (the ASR task: a user turn of the clip and ``prompt``), greedy by default.
@@ -160,12 +160,15 @@ class SpeechLLMPipeline(PipelineMixin):
         Args:
             waveforms: one clip or a list of clips: 1-D float arrays at ``sampling_rate`` (resampled to the
                 encoder's rate), file paths, or ``{"array", "sampling_rate"}`` dicts.
+            max_new_tokens: the longest answer (256: a character-level LM, as `speech-llm-default`'s, spells
+                about 16 tokens a second of English speech).
             batch_size: clips per `generate` call (left-padded; a batch gives the texts of one-by-one calls).
             tokens_per_audio_token: a transcript is shorter than its audio: each clip's answer is cut at
                 ``ceil(tokens_per_audio_token * its audio placeholders) + 4`` tokens (and at ``max_new_tokens``), so a
                 model that fails to end its answer cannot run on (``None``: only ``max_new_tokens``). The default
-                1.0 suits projectors at <= 12.5 frames per second and sub-word tokenizers (English speech at 175
-                words a minute is about 6 tokens of a 640-token BPE a second).
+                1.0 suits projectors at <= 12.5 frames per second with sub-word tokenizers (English speech at 175
+                words a minute is about 6 tokens of a 640-token BPE a second) and at 50 frames a second with
+                characters (about 16 a second).
             generate_kwargs: passed to `generate` (``num_beams``, ``min_new_tokens``, ...).
         """
         self._check_new_tokens(max_new_tokens)
