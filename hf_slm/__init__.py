@@ -61,6 +61,7 @@ _LAZY_NAMES = {
         "SpeechLLMPoolLinearProjector",
         "SpeechLLMPreTrainedModel", "SpeechLLMProcessor", "SpeechLLMProjectorConfig", "SpeechLLMQFormerProjector",
         "SpeechLLMSpeechDecoder", "SpeechLLMSpeechDecoderConfig", "SpeechLLMStackMLPProjector", "add_speech_llm_tokens",
+        "symbol_token_ids",
     ],
     "models.ssl_encoder": [
         "SSLEncoderConfig", "SSLEncoderForPreTraining", "SSLEncoderForPreTrainingOutput", "compute_span_mask",
