@@ -81,14 +81,12 @@ def build_lm(out: Path, minutes: float = 6.0, vocab_size: int = LM_VOCAB) -> Pat
     """Tokenizer + tiny Llama on the open-train text, framed as assistant turns."""
     from transformers import DataCollatorForLanguageModeling, LlamaConfig, LlamaForCausalLM, Trainer, TrainingArguments
 
-    from hf_slm.data import load_text_split
     from hf_slm.training import WallClockLimit
 
     folder = out / "lm"
     if (folder / "lm_results.json").is_file():  # written last: a folder cut off mid-save is redone
         return folder
-    sentences = [t for t in (ctc_text(s) for s in load_text_split("train")) if t]
-    texts = sentences + _answer_texts()
+    texts = _train_transcripts() + _answer_texts()
     tokenizer = train_lm_tokenizer(texts, vocab_size)
     framed = [f"<|im_start|>assistant\n{t}<|im_end|>\n" for t in texts]
     ids = tokenizer(framed, add_special_tokens=False)["input_ids"]
@@ -109,14 +107,24 @@ def build_lm(out: Path, minutes: float = 6.0, vocab_size: int = LM_VOCAB) -> Pat
     trainer = Trainer(model=model, args=args, train_dataset=dataset,
                       data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False),
                       callbacks=[WallClockLimit(minutes, save=False)])  # fmt: skip
-    trainer.train()
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    loss = next(e["loss"] for e in reversed(trainer.state.log_history) if "loss" in e)
-    (folder / "lm_results.json").write_text(json.dumps({"steps": trainer.state.global_step, "final_loss": loss,
-                                                        "parameters": model.num_parameters(),
-                                                        "tokens": len(flat)}, indent=2))  # fmt: skip
+    _save_lm(trainer, trainer.train(), tokenizer, folder, parameters=model.num_parameters(), tokens=len(flat))
     return folder
+
+
+def _train_transcripts() -> list[str]:
+    """The train side of the held-out text split as ASR targets (`ctc_text`: lower-case words)."""
+    from hf_slm.data import load_text_split
+
+    return [t for t in (ctc_text(s) for s in load_text_split("train")) if t]
+
+
+def _save_lm(trainer, result, tokenizer, folder: Path, **fields) -> None:
+    """The trained LM and its tokenizer, then `lm_results.json` last: its presence marks the folder complete."""
+    trainer.model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    loss = next((e["loss"] for e in reversed(trainer.state.log_history) if "loss" in e), result.training_loss)
+    (folder / "lm_results.json").write_text(json.dumps({"steps": trainer.state.global_step, "final_loss": loss,
+                                                        **fields}, indent=2))  # fmt: skip
 
 
 def build_character_lm(out: Path) -> Path:
@@ -135,11 +143,10 @@ def build_spelled_lm(out: Path) -> Path:
     saved: a small LM copied nothing in 1,000 steps of the full task but learns the plain copy task first."""
     from transformers import AutoTokenizer, LlamaForCausalLM, Trainer, TrainingArguments
 
-    from hf_slm.data import load_text_split
     from hf_slm.training import last_complete_checkpoint
     from hf_slm.training.speech_llm import SpelledFramesCollator
 
-    rows = [{"text": t} for t in (ctc_text(s) for s in load_text_split("train")) if t and len(t.split()) <= 12]
+    rows = [{"text": t} for t in _train_transcripts() if len(t.split()) <= 12]
     source = out / "lm"
     for seed, (name, options, steps) in enumerate(SPELL_PHASES):
         folder = out / name
@@ -154,11 +161,7 @@ def build_spelled_lm(out: Path) -> Path:
             trainer = Trainer(model=model, args=args, train_dataset=rows,
                               data_collator=SpelledFramesCollator(tokenizer, seed=seed, **options))  # fmt: skip
             result = trainer.train(resume_from_checkpoint=last_complete_checkpoint(args.output_dir))
-            model.save_pretrained(folder)
-            tokenizer.save_pretrained(folder)
-            loss = next((e["loss"] for e in reversed(trainer.state.log_history) if "loss" in e), result.training_loss)
-            (folder / "lm_results.json").write_text(json.dumps({"steps": trainer.state.global_step,
-                                                                "final_loss": loss, **options}, indent=2))  # fmt: skip
+            _save_lm(trainer, result, tokenizer, folder, **options)
         source = folder
     return source
 

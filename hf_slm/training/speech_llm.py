@@ -22,6 +22,7 @@ from ..models.speech_llm import (
     SpeechLLMProcessor,
     symbol_token_ids,
 )
+from ..models.speech_llm.configuration_speech_llm import CHAT_END
 from ..pipelines.speech_llm_pipeline import ASR_PROMPT
 
 STAGES = (1, 2, 3)
@@ -29,6 +30,8 @@ STAGES = (1, 2, 3)
 LM_TRAINING = ("lora", "full")
 #: LoRA targets: the attention and MLP projections of Llama / Qwen2 / Mistral (q_proj ...) and GPT-2 (c_attn ...).
 LM_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "c_attn", "c_proj")
+#: What closes a trained answer (the chat template's end of turn); it carries loss, so the LM learns to stop.
+ANSWER_END = CHAT_END + "\n"
 #: LoRA targets in the encoder: Whisper / wav2vec 2.0 / HuBERT / WavLM attention projections.
 ENCODER_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj")
 
@@ -109,7 +112,7 @@ class SpeechLLMCollator:
         self.processor = processor
         self.prompt = prompt
         self.unit_labels = unit_labels
-        self.answer_end = "<|im_end|>\n"
+        self.answer_end = ANSWER_END
 
     def conversation(self, row: dict) -> list[dict]:
         audio = row["audio"]
@@ -157,9 +160,7 @@ class SpeechLLMCollator:
             ids.append(torch.cat([prompt_ids, answer]))
             labels.append(torch.cat([torch.full_like(prompt_ids, -100), answer]))
         batch = {key: value for key, value in prompts.items() if key not in ("input_ids", "attention_mask")}
-        batch["input_ids"] = pad_sequence(ids, batch_first=True, padding_value=tokenizer.pad_token_id)
-        batch["attention_mask"] = pad_sequence([torch.ones_like(i) for i in ids], batch_first=True)
-        batch["labels"] = pad_sequence(labels, batch_first=True, padding_value=-100)
+        batch.update(_pad_text_batch(ids, labels, tokenizer.pad_token_id))
         if self.unit_labels:
             missing = [i for i, row in enumerate(rows) if row.get("units") is None]
             if missing:
@@ -236,14 +237,19 @@ class SpelledFramesCollator:
         ids, labels = [], []
         for row in rows:
             prompt = self.before + self.frames(row["text"]) + self.after
-            answer = tokenizer(row["text"] + "<|im_end|>\n", add_special_tokens=False)["input_ids"]
+            answer = tokenizer(row["text"] + ANSWER_END, add_special_tokens=False)["input_ids"]
             ids.append(torch.tensor(prompt + answer))
             labels.append(torch.tensor([-100] * len(prompt) + answer))
-        return {
-            "input_ids": pad_sequence(ids, batch_first=True, padding_value=tokenizer.pad_token_id),
-            "attention_mask": pad_sequence([torch.ones_like(i) for i in ids], batch_first=True),
-            "labels": pad_sequence(labels, batch_first=True, padding_value=-100),
-        }
+        return _pad_text_batch(ids, labels, tokenizer.pad_token_id)
+
+
+def _pad_text_batch(ids: list[torch.Tensor], labels: list[torch.Tensor], pad_token_id: int) -> dict:
+    """Right-padded `input_ids` / `attention_mask` / `labels` (-100 on padding) of per-row token tensors."""
+    return {
+        "input_ids": pad_sequence(ids, batch_first=True, padding_value=pad_token_id),
+        "attention_mask": pad_sequence([torch.ones_like(i) for i in ids], batch_first=True),
+        "labels": pad_sequence(labels, batch_first=True, padding_value=-100),
+    }
 
 
 __all__ = [

@@ -69,6 +69,12 @@ def _windows(hidden: torch.Tensor, lengths: torch.Tensor, k: int) -> tuple[torch
     return hidden.reshape(batch, windows, k, dim), mask.reshape(batch, windows, k)
 
 
+def _window_means(hidden: torch.Tensor, lengths: torch.Tensor, k: int) -> torch.Tensor:
+    """The mean of each window's valid frames: `[B, T, D]` -> `[B, ceil(T / k), D]`."""
+    windows, mask = _windows(hidden, lengths, k)
+    return windows.sum(2) / mask.sum(-1, keepdim=True).clamp(min=1).to(hidden.dtype)
+
+
 class SpeechLLMStackMLPProjector(nn.Module):
     """SLAM-LLM: concatenate `downsample` consecutive frames, then Linear-GELU-Linear."""
 
@@ -94,9 +100,7 @@ class SpeechLLMPoolLinearProjector(nn.Module):
         self.linear = nn.Linear(input_size, output_size)
 
     def forward(self, hidden: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        windows, mask = _windows(hidden, lengths, self.config.downsample)
-        counts = mask.sum(-1, keepdim=True).clamp(min=1).to(hidden.dtype)
-        return self.linear(windows.sum(2) / counts), self.config.output_lengths(lengths)
+        return self.linear(_window_means(hidden, lengths, self.config.downsample)), self.config.output_lengths(lengths)
 
 
 class SpeechLLMQFormerProjector(nn.Module):
@@ -144,9 +148,8 @@ class SpeechLLMCTCPosteriorProjector(nn.Module):
 
     def forward(self, hidden: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         posteriors = (self.ctc_head(hidden).float() / self.config.temperature).softmax(-1).to(hidden.dtype)
-        windows, mask = _windows(posteriors, lengths, self.config.downsample)
-        counts = mask.sum(-1, keepdim=True).clamp(min=1).to(hidden.dtype)
-        return self.symbol_embeddings(windows.sum(2) / counts), self.config.output_lengths(lengths)
+        means = _window_means(posteriors, lengths, self.config.downsample)
+        return self.symbol_embeddings(means), self.config.output_lengths(lengths)
 
     @torch.no_grad()
     def init_from_ctc(self, ctc_head: nn.Linear, symbol_token_ids: list[list[int]], lm_embeddings: torch.Tensor):
@@ -526,7 +529,8 @@ class SpeechLLMForConditionalGeneration(SpeechLLMPreTrainedModel, GenerationMixi
         if not isinstance(projector, SpeechLLMProjectorConfig):
             projector = dict(projector or {})
         ctc_head = None
-        if _get(projector, "projector_type") == "ctc_posterior":
+        kind = projector.get("projector_type") if isinstance(projector, dict) else projector.projector_type
+        if kind == "ctc_posterior":
             ctc_blank_id, ctc_head, encoder, encoder_tokenizer = _split_ctc_encoder(
                 encoder, encoder_tokenizer, tokenizer, **from_pretrained_kwargs
             )
@@ -575,10 +579,6 @@ class SpeechLLMForConditionalGeneration(SpeechLLMPreTrainedModel, GenerationMixi
 
 
 # ---------------------------------------------------------------------- helpers
-def _get(config, key: str):
-    return config.get(key) if isinstance(config, dict) else getattr(config, key, None)
-
-
 def _split_ctc_encoder(encoder, encoder_tokenizer, tokenizer, **from_pretrained_kwargs):
     """A CTC checkpoint (name, folder or loaded `...ForCTC`) -> (its blank id, CTC head, encoder, tokenizer)."""
     from transformers import AutoModelForCTC, AutoTokenizer
