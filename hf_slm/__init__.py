@@ -56,12 +56,13 @@ _LAZY_NAMES = {
         "semantic_distillation_loss",
     ],
     "models.speech_llm": [
-        "AUDIO_TOKEN", "DEFAULT_CHAT_TEMPLATE", "PROJECTOR_TYPES", "SpeechAudioError", "SpeechLLMConfig",
+        "AUDIO_TOKEN", "CTCPrefixScoreLogitsProcessor", "DEFAULT_CHAT_TEMPLATE", "LEXICON_FILE",
+        "LexiconLogitsProcessor", "PROJECTOR_TYPES", "SpeechAudioError", "SpeechLLMConfig",
         "SpeechLLMCTCPosteriorProjector", "SpeechLLMForConditionalGeneration", "SpeechLLMOutput",
         "SpeechLLMPoolLinearProjector",
         "SpeechLLMPreTrainedModel", "SpeechLLMProcessor", "SpeechLLMProjectorConfig", "SpeechLLMQFormerProjector",
         "SpeechLLMSpeechDecoder", "SpeechLLMSpeechDecoderConfig", "SpeechLLMStackMLPProjector", "add_speech_llm_tokens",
-        "symbol_token_ids",
+        "ctc_token_symbols", "lexicon_logits_processor", "symbol_token_ids",
     ],
     "models.ssl_encoder": [
         "SSLEncoderConfig", "SSLEncoderForPreTraining", "SSLEncoderForPreTrainingOutput", "compute_span_mask",

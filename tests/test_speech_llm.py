@@ -25,6 +25,7 @@ from transformers import (
     HubertConfig,
     LlamaConfig,
     LlamaForCausalLM,
+    LogitsProcessorList,
     PreTrainedTokenizerFast,
     SeamlessM4TFeatureExtractor,
     Wav2Vec2BertConfig,
@@ -452,6 +453,8 @@ def test_ctc_posterior_projector_reads_audio_as_soft_text(tmp_path):
         projector={"projector_type": "ctc_posterior", "downsample": 2},
     ).eval()  # fmt: skip
     assert model.config.projector_config.ctc_vocab_size == 29
+    assert model.config.projector_config.ctc_blank_id == 0  # and each class's LM tokens, for joint CTC decoding
+    assert model.config.projector_config.ctc_symbol_token_ids[3] == [lm_tokenizer.convert_tokens_to_ids("a")]
     torch.testing.assert_close(model.projector.ctc_head.weight, ctc.lm_head.weight)
     embeddings = model.get_input_embeddings().weight
     table = model.projector.symbol_embeddings.weight  # [LM width, CTC classes]
@@ -476,6 +479,16 @@ def test_ctc_posterior_projector_reads_audio_as_soft_text(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(loaded(**batch).logits, model(**batch).logits)
     assert loaded.generate(**batch, max_new_tokens=2, min_new_tokens=2, do_sample=False).shape[1] > 2
+    # joint CTC / LM decoding (beam search): only tokens that spell a CTC symbol, or the end
+    end = lm_tokenizer.convert_tokens_to_ids("<|im_end|>")
+    scorer = loaded.ctc_prefix_scorer(batch["input_ids"].shape[1], 0.5, input_values=batch["input_values"],
+                                      feature_attention_mask=batch["feature_attention_mask"], eos_token_id=end)  # fmt: skip
+    out = loaded.generate(**batch, max_new_tokens=4, num_beams=2, do_sample=False, eos_token_id=end,
+                          pad_token_id=end, logits_processor=LogitsProcessorList([scorer]))  # fmt: skip
+    spelled = {lm_tokenizer.convert_tokens_to_ids(c) for c in LETTERS} | {end}
+    assert out.shape[1] > batch["input_ids"].shape[1] and set(out[0, batch["input_ids"].shape[1] :].tolist()) <= spelled
+    with pytest.raises(ValueError, match="needs a ctc_posterior projector"):
+        tiny()[0].ctc_prefix_scorer(3, 0.5, input_features=torch.zeros(1, 80, 100))
 
 
 def test_ctc_posterior_projector_refuses_what_it_cannot_map(tmp_path):
@@ -666,3 +679,83 @@ def test_spelled_frames_collator_spells_the_transcript_in_place_of_the_audio():
         SpelledFramesCollator(PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel(
             vocab={"<unk>": 0, "a": 1}, unk_token="<unk>")), unk_token="<unk>"))  # fmt: skip
 
+
+
+def test_ctc_prefix_scores_add_up_to_the_ctc_likelihood():
+    """Joint CTC / LM decoding: with `ctc_weight=1`, a transcript's step scores (each token, then the end) sum to its
+    CTC log-likelihood (`F.ctc_loss`), per clip and with padded frames; unmapped tokens are excluded, and a fresh
+    processor (no cached states) scores the same."""
+    from hf_slm.models.speech_llm import CTCPrefixScoreLogitsProcessor, ctc_token_symbols
+
+    torch.manual_seed(0)
+    lengths = torch.tensor([12, 9])
+    log_probs = torch.randn(2, 12, 5).log_softmax(-1)  # blank 0, symbols 1..4
+    symbols = ctc_token_symbols([[9], [3], [4], [5], [6]], blank_id=0, vocab_size=8)  # token t -> symbol t - 2
+    assert symbols.tolist() == [-1, -1, -1, 1, 2, 3, 4, -1]
+    eos, prompt = 7, torch.tensor([[0, 1]] * 4)
+    targets = [[1, 1, 3], [2, 4, 4], [4, 2, 1], [3, 3, 3]]  # rows 0-1: clip 0, rows 2-3: clip 1 (2 beams a clip)
+
+    def scored(processor, steps):
+        ids = torch.cat([prompt, torch.tensor([[s + 2 for s in t[:steps]] for t in targets], dtype=torch.long)], 1)
+        return processor(ids, torch.zeros(4, 8))
+
+    processor = CTCPrefixScoreLogitsProcessor(log_probs, lengths, symbols, 0, eos, prompt_length=2, ctc_weight=1.0)
+    total = torch.zeros(4)
+    for step in range(3):
+        out = scored(processor, step)
+        total += out[torch.arange(4), torch.tensor([t[step] + 2 for t in targets])]
+        assert (out[:, :3] < -1e9).all()  # tokens that spell no CTC symbol
+    end = scored(processor, 3)[:, eos]
+    total += end
+    for row, target in enumerate(targets):
+        clip = row // 2
+        expected = -F.ctc_loss(log_probs[clip, : lengths[clip], None], torch.tensor([target]), lengths[clip : clip + 1],
+                               torch.tensor([3]), blank=0, reduction="sum")  # fmt: skip
+        torch.testing.assert_close(total[row], expected, atol=1e-4, rtol=1e-4)
+    fresh = CTCPrefixScoreLogitsProcessor(log_probs, lengths, symbols, 0, eos, prompt_length=2, ctc_weight=1.0)
+    torch.testing.assert_close(scored(fresh, 3)[:, eos], end, atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="ctc_weight must be in"):
+        CTCPrefixScoreLogitsProcessor(log_probs, lengths, symbols, 0, eos, prompt_length=2, ctc_weight=0)
+
+
+def test_lexicon_processor_spells_only_listed_words():
+    """Within a word only prefixes of listed words; a word ends (boundary / end / punctuation) only where a listed
+    word does; `word_penalty` comes off the boundary."""
+    from hf_slm.models.speech_llm import LexiconLogitsProcessor
+
+    token_of = {c: i + 4 for i, c in enumerate("acrt")}
+    boundary, eos, period = 1, 2, 3
+    processor = LexiconLogitsProcessor(["cat", "car", "cart", "a"], token_of, boundary, eos, prompt_length=1,
+                                       punctuation_token_ids=[period], word_penalty=0.5)  # fmt: skip
+
+    def allowed(text: str) -> set:
+        ids = [[0] + [boundary if c == " " else period if c == "." else token_of[c] for c in text]]
+        out = processor(torch.tensor(ids), torch.zeros(1, 8))
+        return {t for t in range(8) if out[0, t] > -1e9}
+
+    names = {v: k for k, v in token_of.items()}
+    names.update({boundary: " ", eos: "<end>", period: "."})
+    as_text = lambda tokens: {names[t] for t in tokens}  # noqa: E731
+    assert as_text(allowed("")) == {"a", "c", "<end>"}
+    assert as_text(allowed("c")) == {"a"}
+    assert as_text(allowed("ca")) == {"r", "t"}
+    assert as_text(allowed("car")) == {"t", " ", "<end>", "."}
+    assert as_text(allowed("cat")) == {" ", "<end>", "."}
+    assert as_text(allowed("cat ")) == {"a", "c", "<end>"}
+    assert as_text(allowed("cat.")) == {" ", "<end>"}
+    out = processor(torch.tensor([[0, token_of["a"]]]), torch.zeros(1, 8))
+    assert out[0, boundary] == -0.5 and out[0, eos] == 0
+    with pytest.raises(ValueError, match="no word spelled"):
+        LexiconLogitsProcessor(["dog"], token_of, boundary, eos, prompt_length=1)
+
+
+def test_processor_lexicon_saves_and_loads(tmp_path):
+    _, processor = tiny("hubert", "llama")
+    processor.set_lexicon(["Cat", "dog", "cat"])
+    processor.save_pretrained(tmp_path / "p")
+    assert SpeechLLMProcessor.from_pretrained(tmp_path / "p").lexicon == ("cat", "dog")
+    processor.set_lexicon(None)
+    processor.save_pretrained(tmp_path / "p")  # a save without a lexicon leaves none behind
+    assert SpeechLLMProcessor.from_pretrained(tmp_path / "p").lexicon is None
+    with pytest.raises(ValueError, match="one word per entry"):
+        processor.set_lexicon(["two words"])

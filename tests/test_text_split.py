@@ -117,3 +117,19 @@ def test_wordnet_glosses():
     lookup = dict(pairs)
     assert "distinct existence" in lookup["entity"]
     assert not any('"' in definition or definition.endswith(";") for _, definition in pairs)
+
+
+@needs_debian_text
+def test_wordnet_lexicon_holds_lemmas_inflections_irregular_forms_and_text_words(tmp_path):
+    from hf_slm.data import read_wordnet_lexicon
+
+    lexicon = read_wordnet_lexicon(texts=["The Zyzzogeton's frobnicated."])
+    assert lexicon == sorted(set(lexicon)) and len(lexicon) > 150_000
+    words = set(lexicon)
+    assert {"correspondent", "correspondents", "sweat", "sweated", "sweating", "worsened", "anxieties"} <= words
+    assert {"ran", "geese", "better"} <= words  # irregular forms (verb.exc, noun.exc, adj.exc)
+    assert {"zyzzogeton's", "frobnicated", "the"} <= words
+    assert not [w for w in lexicon if not w.replace("'", "").isalpha() or w != w.lower()]
+    assert "worsend" not in words and "sweatted" not in words  # regular rules, not every suffix
+    with pytest.raises(FileNotFoundError, match="wordnet-base"):
+        read_wordnet_lexicon(tmp_path)

@@ -347,6 +347,50 @@ def read_wordnet_glosses(directory: str | Path = WORDNET_DIR, max_words: int = 2
     return pairs
 
 
+def _inflections(lemma: str, pos: str) -> set[str]:
+    """Regular English inflections of a WordNet lemma (irregular ones are in WordNet's ``*.exc`` lists)."""
+    sibilant = lemma.endswith(("s", "x", "z", "ch", "sh"))
+    consonant_y = len(lemma) > 1 and lemma[-1] == "y" and lemma[-2] not in "aeiou"
+    plural = lemma[:-1] + "ies" if consonant_y else lemma + ("es" if sibilant else "s")
+    if pos == "noun":
+        return {plural, lemma + "'s"}
+    if pos == "verb":
+        stem = lemma[:-1] if lemma.endswith("e") and not lemma.endswith("ee") else lemma
+        past = lemma + "d" if lemma.endswith("e") else lemma[:-1] + "ied" if consonant_y else lemma + "ed"
+        return {plural, past, stem + "ing"}
+    if pos == "adj" and len(lemma) <= 6:  # short adjectives compare with -er / -est
+        stem = lemma[:-1] + "i" if consonant_y else lemma[:-1] if lemma.endswith("e") else lemma
+        return {stem + "er", stem + "est"}
+    return set()
+
+
+def read_wordnet_lexicon(directory: str | Path = WORDNET_DIR, texts=()) -> list[str]:
+    """A lower-case English word list, sorted: WordNet's one-word lemmas (``index.noun`` etc.), their regular
+    inflections, its irregular forms (``*.exc``), and the words of ``texts`` (letters and apostrophes only).
+
+    What lexicon-constrained transcription spells from (`SpeechLLMProcessor.lexicon`): a dictionary, as an ASR
+    decoder's lexicon is, not text; it holds the words of held-out sentences as any dictionary would.
+    """
+    directory = Path(directory)
+    _wordnet_files(directory)  # a clear error without wordnet-base
+    word = re.compile(r"[a-z][a-z']*")
+    words = set()
+    for pos in ("noun", "verb", "adj", "adv"):
+        index, exceptions = directory / f"index.{pos}", directory / f"{pos}.exc"
+        if index.is_file():
+            for line in index.read_text(encoding="utf-8", errors="replace").splitlines():
+                lemma = line.split(" ", 1)[0]
+                if not line.startswith(" ") and word.fullmatch(lemma):
+                    words.add(lemma)
+                    words.update(_inflections(lemma, pos))
+        if exceptions.is_file():
+            words.update(w for line in exceptions.read_text(encoding="utf-8", errors="replace").splitlines()
+                         for w in line.split()[:1] if word.fullmatch(w))  # fmt: skip
+    for text in texts:
+        words.update(w for w in re.findall(r"[a-z']+", text.lower()) if word.fullmatch(w))
+    return sorted(words)
+
+
 def load_text_corpus(source: str | Path, limit: int | None = None, seed: int = 0) -> list[str]:
     """Sentences to synthesise.
 
@@ -518,6 +562,7 @@ __all__ = [
     "read_text_file",
     "read_wordnet_examples",
     "read_wordnet_glosses",
+    "read_wordnet_lexicon",
     "realize",
     "sample_plan",
 ]

@@ -20,7 +20,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from transformers import LogitsProcessorList
 
+from ..models.speech_llm import lexicon_logits_processor
 from .pipeline_utils import PipelineLoadError, PipelineMixin, check_compatibility
 
 #: The user turn of the ASR task, as the staged training script's collator writes it (`SpeechLLMCollator`).
@@ -143,10 +145,27 @@ class SpeechLLMPipeline(PipelineMixin):
         return inputs, self._generate_from(inputs, max_new_tokens, **generate_kwargs)
 
     @torch.no_grad()
-    def _generate_from(self, inputs, max_new_tokens: int, **generate_kwargs) -> torch.Tensor:
+    def _generate_from(self, inputs, max_new_tokens: int, ctc_weight: float = 0.0, lexicon=None,
+                       word_penalty: float = 0.0, **generate_kwargs) -> torch.Tensor:  # fmt: skip
         model = self.language_model
+        inputs = inputs.to(model.device)
         kwargs = {"do_sample": False, **generate_kwargs}
-        return model.generate(**inputs.to(model.device), max_new_tokens=max_new_tokens, **kwargs)
+        prompt_length, processors = inputs["input_ids"].shape[1], []
+        if lexicon:
+            key = (id(lexicon), word_penalty)
+            if getattr(self, "_lexicon_cache", (None,))[0] != key:  # its prefix set takes a second to build
+                self._lexicon_cache = (key, lexicon_logits_processor(
+                    lexicon, self.processor.tokenizer, model.generation_config.eos_token_id, prompt_length,
+                    word_penalty))  # fmt: skip
+            lexicon_processor = self._lexicon_cache[1]
+            lexicon_processor.prompt_length = prompt_length
+            processors.append(lexicon_processor)
+        if ctc_weight:
+            audio = {name: inputs.get(name) for name in ("input_features", "input_values", "feature_attention_mask")}
+            processors.append(model.ctc_prefix_scorer(prompt_length, ctc_weight, **audio))
+        if processors:
+            kwargs["logits_processor"] = LogitsProcessorList([*processors, *kwargs.get("logits_processor", [])])
+        return model.generate(**inputs, max_new_tokens=max_new_tokens, **kwargs)
 
     def _texts(self, sequences: torch.Tensor, prompt_length: int) -> list[str]:
         texts = self.processor.tokenizer.batch_decode(sequences[:, prompt_length:], skip_special_tokens=True)
@@ -154,6 +173,7 @@ class SpeechLLMPipeline(PipelineMixin):
 
     def transcribe(self, waveforms, sampling_rate: int | None = None, max_new_tokens: int = 256,
                    batch_size: int = 8, prompt: str = ASR_PROMPT, tokens_per_audio_token: float | None = 1.0,
+                   ctc_weight: float | None = None, use_lexicon: bool = True, word_penalty: float | None = None,
                    **generate_kwargs) -> list[str]:  # fmt: skip
         """Speech -> text (the ASR task: a user turn of the clip and ``prompt``), greedy by default.
 
@@ -169,9 +189,27 @@ class SpeechLLMPipeline(PipelineMixin):
                 1.0 suits projectors at <= 12.5 frames per second with sub-word tokenizers (English speech at 175
                 words a minute is about 6 tokens of a 640-token BPE a second) and at 50 frames a second with
                 characters (about 16 a second).
+            ctc_weight: joint CTC / LM decoding for a `ctc_posterior` model (`CTCPrefixScoreLogitsProcessor`): each
+                token scores ``(1 - w) * LM + w * CTC prefix score`` of the clip's CTC posteriors, so the answer stays
+                with what the audio spells; 0: the LM alone. Default: the model's
+                ``generation_config.asr_ctc_weight`` (0 where unset).
+            use_lexicon: spell only words of the processor's `lexicon` (`LexiconLogitsProcessor`; a character
+                vocabulary LM) when it has one.
+            word_penalty: with the lexicon, subtracted at each word boundary (fewer, longer words). Default: the
+                model's ``generation_config.asr_word_penalty`` (0 where unset).
             generate_kwargs: passed to `generate` (``num_beams``, ``min_new_tokens``, ...).
         """
         self._check_new_tokens(max_new_tokens)
+        generation_config = self.language_model.generation_config
+        if ctc_weight is None:
+            ctc_weight = getattr(generation_config, "asr_ctc_weight", 0.0) or 0.0
+        if isinstance(ctc_weight, bool) or not isinstance(ctc_weight, (int, float)) or not 0 <= ctc_weight <= 1:
+            raise ValueError(f"ctc_weight must be a number in [0, 1], got {ctc_weight!r}")
+        if word_penalty is None:
+            word_penalty = getattr(generation_config, "asr_word_penalty", 0.0) or 0.0
+        if isinstance(word_penalty, bool) or not isinstance(word_penalty, (int, float)) or not word_penalty >= 0:
+            raise ValueError(f"word_penalty must be a number >= 0, got {word_penalty!r}")
+        lexicon = getattr(self.processor, "lexicon", None) if use_lexicon else None
         if tokens_per_audio_token is not None and not tokens_per_audio_token > 0:
             raise ValueError(f"tokens_per_audio_token must be positive or None, got {tokens_per_audio_token!r}")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -196,7 +234,7 @@ class SpeechLLMPipeline(PipelineMixin):
                 audio_tokens = (inputs["input_ids"] == self.processor.audio_token_id).sum(-1).tolist()
                 limits = [min(max_new_tokens, math.ceil(tokens_per_audio_token * n) + 4) for n in audio_tokens]
             prompt_length = inputs["input_ids"].shape[1]
-            sequences = self._generate_from(inputs, max(limits), **generate_kwargs)
+            sequences = self._generate_from(inputs, max(limits), ctc_weight, lexicon, word_penalty, **generate_kwargs)
             texts += [self._texts(row[None, : prompt_length + limit], prompt_length)[0]
                       for row, limit in zip(sequences, limits)]  # fmt: skip
         return texts

@@ -8,6 +8,12 @@ from .configuration_speech_llm import (
     SpeechLLMProjectorConfig,
     SpeechLLMSpeechDecoderConfig,
 )
+from .generation_speech_llm import (
+    CTCPrefixScoreLogitsProcessor,
+    LexiconLogitsProcessor,
+    ctc_token_symbols,
+    lexicon_logits_processor,
+)
 from .modeling_speech_llm import (
     SpeechLLMCTCPosteriorProjector,
     SpeechLLMForConditionalGeneration,
@@ -21,6 +27,7 @@ from .modeling_speech_llm import (
 )
 from .processing_speech_llm import (
     DEFAULT_CHAT_TEMPLATE,
+    LEXICON_FILE,
     SpeechAudioError,
     SpeechLLMProcessor,
     add_speech_llm_tokens,
@@ -28,7 +35,12 @@ from .processing_speech_llm import (
 
 __all__ = [
     "AUDIO_TOKEN",
+    "CTCPrefixScoreLogitsProcessor",
+    "LexiconLogitsProcessor",
+    "ctc_token_symbols",
+    "lexicon_logits_processor",
     "DEFAULT_CHAT_TEMPLATE",
+    "LEXICON_FILE",
     "PROJECTOR_TYPES",
     "SpeechAudioError",
     "SpeechLLMCTCPosteriorProjector",

@@ -60,6 +60,10 @@ class SpeechLLMProjectorConfig(PretrainedConfig):
         num_attention_heads (`int`, defaults to 4): `"qformer"` only.
         ctc_vocab_size (`int`, *optional*): `"ctc_posterior"` only (required): the CTC head's classes, blank included.
         temperature (`float`, defaults to 1.0): `"ctc_posterior"` only: softmax temperature of the CTC logits.
+        ctc_symbol_token_ids (`list[list[int]]`, *optional*): `"ctc_posterior"` only: for each CTC class, the LM
+            token ids that spell it (set by `from_encoder_and_lm`); lets `transcribe` score answers against the CTC
+            posteriors (`ctc_weight`, joint CTC / LM decoding).
+        ctc_blank_id (`int`, *optional*): `"ctc_posterior"` only: the CTC blank class (set with the above).
     """
 
     model_type = "hf_slm_speech_llm_projector"
@@ -74,6 +78,8 @@ class SpeechLLMProjectorConfig(PretrainedConfig):
         num_attention_heads: int = 4,
         ctc_vocab_size: int | None = None,
         temperature: float = 1.0,
+        ctc_symbol_token_ids: list[list[int]] | None = None,
+        ctc_blank_id: int | None = None,
         **kwargs,
     ):
         if projector_type not in PROJECTOR_TYPES:
@@ -92,8 +98,19 @@ class SpeechLLMProjectorConfig(PretrainedConfig):
             _positive_int("ctc_vocab_size", ctc_vocab_size)
         if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
             raise ValueError(f"temperature must be a positive number, got {temperature!r}")
+        if ctc_symbol_token_ids is not None:
+            if (not isinstance(ctc_symbol_token_ids, (list, tuple)) or len(ctc_symbol_token_ids) != ctc_vocab_size
+                    or not all(isinstance(ids, (list, tuple)) and all(isinstance(i, int) and i >= 0 for i in ids)
+                               for ids in ctc_symbol_token_ids)):  # fmt: skip
+                raise ValueError(f"ctc_symbol_token_ids must hold one list of token ids per CTC class "
+                                 f"(ctc_vocab_size={ctc_vocab_size}), got {ctc_symbol_token_ids!r:.200}")  # fmt: skip
+            ctc_symbol_token_ids = [list(ids) for ids in ctc_symbol_token_ids]
+        if ctc_blank_id is not None and not (isinstance(ctc_vocab_size, int) and 0 <= ctc_blank_id < ctc_vocab_size):
+            raise ValueError(f"ctc_blank_id must be a CTC class in [0, {ctc_vocab_size}), got {ctc_blank_id!r}")
         self.ctc_vocab_size = ctc_vocab_size
         self.temperature = float(temperature)
+        self.ctc_symbol_token_ids = ctc_symbol_token_ids
+        self.ctc_blank_id = ctc_blank_id
         super().__init__(**kwargs)
 
     def output_lengths(self, lengths):

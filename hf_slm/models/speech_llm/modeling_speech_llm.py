@@ -24,6 +24,7 @@ from .configuration_speech_llm import (
     audio_conv_layers,
     conv_output_lengths,
 )
+from .generation_speech_llm import CTCPrefixScoreLogitsProcessor, ctc_token_symbols
 
 
 @dataclass
@@ -376,6 +377,42 @@ class SpeechLLMForConditionalGeneration(SpeechLLMPreTrainedModel, GenerationMixi
         projected, projected_lengths = self.projector(hidden, lengths)
         return projected[_valid_mask(projected_lengths, projected.shape[1])], projected_lengths
 
+    @torch.no_grad()
+    def ctc_log_posteriors(self, audio: torch.Tensor, feature_attention_mask: torch.Tensor | None = None):
+        """A `ctc_posterior` projector's CTC head on each encoder frame: (log posteriors `[B, frames, classes]`,
+        valid frames per clip `[B]`)."""
+        projector = self.config.projector_config
+        if projector.projector_type != "ctc_posterior":
+            raise ValueError(f"CTC posteriors need a ctc_posterior projector; this model's is "
+                             f"{projector.projector_type!r}")  # fmt: skip
+        kwargs, input_lengths = {}, torch.full((audio.shape[0],), audio.shape[-1], device=audio.device)
+        if feature_attention_mask is not None:
+            kwargs["attention_mask"], input_lengths = feature_attention_mask, feature_attention_mask.sum(-1)
+        layer = self.config.audio_layer
+        outputs = self.audio_tower(audio, output_hidden_states=layer != -1, return_dict=True, **kwargs)
+        hidden = outputs.last_hidden_state if layer == -1 else outputs.hidden_states[layer]
+        lengths = conv_output_lengths(input_lengths, audio_conv_layers(self.config)).clamp(max=hidden.shape[1])
+        logits = self.projector.ctc_head(hidden).float() / projector.temperature
+        return logits.log_softmax(-1), lengths
+
+    def ctc_prefix_scorer(self, prompt_length: int, ctc_weight: float, input_features=None, input_values=None,
+                          feature_attention_mask=None, eos_token_id=None) -> CTCPrefixScoreLogitsProcessor:  # fmt: skip
+        """A `generate` logits processor for joint CTC / LM transcription of a batch of prompts (one clip each, left
+        padded to `prompt_length`): [`CTCPrefixScoreLogitsProcessor`] over this model's CTC posteriors. Needs a
+        `ctc_posterior` projector built by `from_encoder_and_lm` (`ctc_symbol_token_ids`); `eos_token_id` defaults
+        to the generation config's."""
+        projector = self.config.projector_config
+        if projector.projector_type != "ctc_posterior" or projector.ctc_symbol_token_ids is None:
+            raise ValueError("ctc_weight needs a ctc_posterior projector that knows its CTC symbols' LM tokens "
+                             "(projector_config.ctc_symbol_token_ids, set by from_encoder_and_lm)")  # fmt: skip
+        audio = input_features if input_features is not None else input_values
+        log_probs, lengths = self.ctc_log_posteriors(audio, feature_attention_mask)
+        vocab_size = self.get_input_embeddings().weight.shape[0]
+        symbols = ctc_token_symbols(projector.ctc_symbol_token_ids, projector.ctc_blank_id, vocab_size)
+        eos = self.generation_config.eos_token_id if eos_token_id is None else eos_token_id
+        return CTCPrefixScoreLogitsProcessor(log_probs, lengths, symbols, projector.ctc_blank_id, eos, prompt_length,
+                                             ctc_weight)  # fmt: skip
+
     def merge_audio(self, input_ids, inputs_embeds, audio, feature_attention_mask):
         """`inputs_embeds` with each `audio_token_id` position replaced by the next projected audio frame."""
         audio_embeds, _ = self.get_audio_features(audio, feature_attention_mask)
@@ -565,6 +602,8 @@ class SpeechLLMForConditionalGeneration(SpeechLLMPreTrainedModel, GenerationMixi
         if ctc_head is not None:
             symbol_ids = _ctc_symbol_token_ids(encoder_tokenizer, tokenizer, ctc_head.out_features, ctc_blank_id)
             model.projector.init_from_ctc(ctc_head, symbol_ids, model.get_input_embeddings().weight)
+            config.projector_config.ctc_symbol_token_ids = symbol_ids
+            config.projector_config.ctc_blank_id = ctc_blank_id
         model.generation_config = language_model.generation_config
         if tokenizer is not None:  # answers end at the chat template's end marker, a new turn's start, or the EOS
             model.generation_config.pad_token_id = tokenizer.pad_token_id

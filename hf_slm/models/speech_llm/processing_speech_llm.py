@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
+from pathlib import Path
+
 import numpy as np
 import torch
 from transformers.feature_extraction_utils import BatchFeature
 from transformers.processing_utils import ProcessorMixin
+from transformers.utils import cached_file
 
 from .configuration_speech_llm import (
     AUDIO_TOKEN,
@@ -15,6 +20,9 @@ from .configuration_speech_llm import (
     audio_conv_layers,
     conv_output_lengths,
 )
+
+#: Where a processor's `lexicon` is saved, one word per line.
+LEXICON_FILE = "lexicon.txt"
 
 #: One template for text, audio and mixed turns: an `{"type": "audio"}` item becomes one `<|audio|>`, which the
 #: processor expands to the clip's projected frame count.
@@ -86,6 +94,10 @@ class SpeechLLMProcessor(ProcessorMixin):
         audio_conv_layers (`list`), projector_downsample (`int`), projector_num_queries (`int`): how feature frames
             map to placeholders; [`~SpeechLLMProcessor.from_config`] reads them from the model config.
 
+    `lexicon` (a tuple of lower-case words, or `None`) is the word list that `SpeechLLMPipeline.transcribe` may spell
+    from (lexicon-constrained decoding); it is saved as `lexicon.txt` beside the processor's config and read back by
+    `from_pretrained` (a Hub repo or a folder).
+
     Returns (`__call__`, `apply_chat_template`): `input_ids`, `attention_mask`, and with audio the feature
     extractor's `input_features` or `input_values` plus `feature_attention_mask`; `labels` with `return_labels=True`.
     """
@@ -108,6 +120,43 @@ class SpeechLLMProcessor(ProcessorMixin):
                 raise ValueError(f"the tokenizer has no {AUDIO_TOKEN} token: call add_speech_llm_tokens(tokenizer)")
             self.audio_token_id = token_id
         super().__init__(feature_extractor, tokenizer, chat_template=chat_template or DEFAULT_CHAT_TEMPLATE)
+        self.lexicon: tuple[str, ...] | None = None
+
+    def set_lexicon(self, words) -> None:
+        """Use `words` (an iterable of words, or `None` for none) as the lexicon; they are lower-cased and sorted,
+        and each must be one word (no whitespace)."""
+        if words is None:
+            self.lexicon = None
+            return
+        lexicon = sorted({str(word).lower() for word in words})
+        bad = [word for word in lexicon if not word or any(c.isspace() for c in word)]
+        if bad or not lexicon:
+            raise ValueError(f"a lexicon needs one word per entry, got {bad[:3] if bad else 'no words'}")
+        self.lexicon = tuple(lexicon)
+
+    def save_pretrained(self, save_directory, push_to_hub: bool = False, **kwargs):
+        """`ProcessorMixin.save_pretrained`, + `lexicon.txt` (written atomically) when the processor has a lexicon.
+        (With `push_to_hub=True` the lexicon is saved locally but not pushed: push the pipeline, or the folder.)"""
+        out = super().save_pretrained(save_directory, push_to_hub=push_to_hub, **kwargs)
+        target = Path(save_directory) / LEXICON_FILE
+        if self.lexicon:
+            with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=save_directory, delete=False) as tmp:
+                tmp.write("\n".join(self.lexicon) + "\n")
+            os.replace(tmp.name, target)
+        elif target.exists():
+            target.unlink()  # a stale lexicon of an earlier save would come back on load
+        return out
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
+        """`ProcessorMixin.from_pretrained`, + the lexicon saved with it (if any)."""
+        processor = super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        hub = {k: kwargs[k] for k in ("subfolder", "revision", "token", "cache_dir", "local_files_only") if k in kwargs}
+        path = cached_file(pretrained_model_name_or_path, LEXICON_FILE, _raise_exceptions_for_missing_entries=False,
+                           _raise_exceptions_for_connection_errors=False, **hub)  # fmt: skip
+        if path is not None:
+            processor.set_lexicon(Path(path).read_text(encoding="utf-8").split())
+        return processor
 
     @classmethod
     def from_config(cls, config: SpeechLLMConfig, feature_extractor, tokenizer, **kwargs) -> SpeechLLMProcessor:
@@ -216,6 +265,7 @@ def _expand(texts: list[str], counts: list[int]) -> list[str]:
 
 __all__ = [
     "DEFAULT_CHAT_TEMPLATE",
+    "LEXICON_FILE",
     "SpeechAudioError",
     "SpeechLLMProcessor",
     "add_speech_llm_tokens",
