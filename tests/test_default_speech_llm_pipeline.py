@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import wave
@@ -66,6 +67,31 @@ def test_cli_chat_answers_a_spoken_question_in_text_and_speech(tmp_path, capsys)
     assert capsys.readouterr().out.strip()
     with wave.open(str(answer)) as spoken:
         assert spoken.getnframes() > spoken.getframerate() // 10  # at least 0.1 s of speech
+
+
+def test_shipped_decoding_spells_lexicon_words_and_beats_the_lm_alone():
+    """What `transcribe` does by default on the variant (its `generation_config.json`: beam search, joint CTC / LM
+    scores; its processor's lexicon) spells only lexicon words, and on held-out sentences it is no worse than greedy
+    decoding of the LM alone."""
+    from hf_slm import SpeechLLMPipeline
+    from hf_slm.data import load_text_corpus
+    from hf_slm.evaluation.asr import evaluate_asr
+
+    pipe = SpeechLLMPipeline.from_pretrained("speech-llm-default")
+    config, lexicon = pipe.language_model.generation_config, set(pipe.processor.lexicon)
+    assert config.num_beams > 1 and config.asr_ctc_weight > 0 and len(lexicon) > 100_000
+
+    class LanguageModelAlone:
+        def transcribe(self, waveforms, sampling_rate):
+            return pipe.transcribe(waveforms, sampling_rate=sampling_rate, num_beams=1, no_repeat_ngram_size=0,
+                                   ctc_weight=0, use_lexicon=False)  # fmt: skip
+
+    texts = load_text_corpus("open-eval", limit=12, seed=1)
+    shipped, alone = evaluate_asr(pipe, texts, baselines=()), evaluate_asr(LanguageModelAlone(), texts, baselines=())
+    assert shipped["wer"] <= alone["wer"] and shipped["cer"] <= alone["cer"]
+    words = [w for item in shipped["items"] for w in re.findall(r"[a-z']+", item["hypothesis"])]
+    assert words and set(words) <= lexicon
+    assert any(w not in lexicon for item in alone["items"] for w in re.findall(r"[a-z']+", item["hypothesis"]))
 
 
 def test_card_carries_the_measured_figures():

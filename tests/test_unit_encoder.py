@@ -351,6 +351,43 @@ def test_from_ssl_pretrained_loads_real_encoder_weights(tmp_path, tester):
         )
 
 
+def test_log_mel_encoder_front_end_wav2vec2_bert(tmp_path):
+    """A log-mel encoder (wav2vec2-bert, a CTC checkpoint as `examples/speech_llm` trains) as the SSL front end: the
+    model runs the checkpoint's own feature extractor on each waveform, so its features are the encoder's
+    `hidden_states[layer]` on that extractor's output; batched units equal each utterance's alone, and it saves and
+    loads. A wrong or missing extractor is refused by name."""
+    from transformers import SeamlessM4TFeatureExtractor, Wav2Vec2BertConfig, Wav2Vec2BertForCTC
+
+    config = Wav2Vec2BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37,
+                                feature_projection_input_dim=160, conv_depthwise_kernel_size=5, vocab_size=6)  # fmt: skip
+    torch.manual_seed(0)
+    ctc = Wav2Vec2BertForCTC(config).eval()
+    ctc.save_pretrained(tmp_path / "ctc")
+    extractor = SeamlessM4TFeatureExtractor(feature_size=80, num_mel_bins=80, stride=2)
+    extractor.save_pretrained(tmp_path / "ctc")
+    model = UnitEncoderModel.from_ssl_pretrained(str(tmp_path / "ctc"), layer=1, num_units=6).eval()
+    assert (model.config.hop_length, model.config.receptive_field, model.config.frame_rate) == (320, 560, 50.0)
+    waves = [torch.randn(16000) * 0.1, torch.randn(7000) * 0.1]
+    inputs = SpeechFeatureExtractor()(waves, sampling_rate=16000)
+    with torch.no_grad():
+        features, mask = model.extract_features(**inputs)
+        direct = extractor(inputs["input_values"][1, :7000].numpy(), sampling_rate=16000, return_tensors="pt")
+        expected = ctc.wav2vec2_bert(**direct, output_hidden_states=True).hidden_states[1][0]
+    assert mask.sum(-1).tolist() == [49, expected.shape[0]]
+    torch.testing.assert_close(features[1, : expected.shape[0]], expected, atol=1e-5, rtol=1e-4)
+    fit_unit_tokenizer(model, features[mask], show_progress=False)
+    batch = model(**inputs)
+    for i, wave in enumerate(waves):
+        alone = model(**SpeechFeatureExtractor()([wave], sampling_rate=16000)).units[0]
+        assert torch.equal(batch.units[i, : alone.shape[0]], alone)
+    model.save_pretrained(tmp_path / "units")
+    assert torch.equal(UnitEncoderModel.from_pretrained(tmp_path / "units")(**inputs).units, batch.units)
+    with pytest.raises(ValueError, match="reads log-mel features"):
+        UnitEncoderConfig(frontend="ssl", ssl_config=config, ssl_layer=1)
+    with pytest.raises(ValueError, match="log-mel encoders"):
+        UnitEncoderConfig(frontend="ssl", ssl_config=HubertConfig(), ssl_feature_extractor=extractor.to_dict())
+
+
 # ---------------------------------------------------------------------------------------------------- datasets
 @pytest.fixture(scope="module")
 def audio_dataset(tmp_path_factory):

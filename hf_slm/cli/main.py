@@ -53,8 +53,6 @@ def _load_dataset_arg(spec: str, split: str | None = None):
 
 
 def cmd_fit_tokenizer(args) -> int:
-    from transformers import AutoConfig
-
     from ..models.unit_encoder import SpeechFeatureExtractor, UnitEncoderConfig, UnitEncoderModel
     from ..utils import atomic_save_directory
     from ..training.kmeans import fit_unit_tokenizer_on_dataset
@@ -67,11 +65,12 @@ def cmd_fit_tokenizer(args) -> int:
             raise ValueError("--frontend ssl needs --ssl-model (a local folder or Hub id of HuBERT/WavLM/...)")
         tokenizer = UnitEncoderModel.from_ssl_pretrained(args.ssl_model, layer=args.layer, num_units=args.num_units,
                                                          utterance_normalization=args.utterance_normalization)  # fmt: skip
-        feature_extractor = SpeechFeatureExtractor(sampling_rate=AutoConfig.from_pretrained(args.ssl_model).to_dict().get("sampling_rate", 16000))
     else:
         tokenizer = UnitEncoderModel(UnitEncoderConfig(frontend="mfcc", num_units=args.num_units,
                                                        utterance_normalization=args.utterance_normalization))
-        feature_extractor = SpeechFeatureExtractor(sampling_rate=tokenizer.config.sampling_rate)
+    # its rate, and at least one analysis window (a log-mel encoder's stacked frame is 560 samples, not 400)
+    feature_extractor = SpeechFeatureExtractor(sampling_rate=tokenizer.config.sampling_rate,
+                                               min_samples=tokenizer.config.receptive_field)  # fmt: skip
     tokenizer.to(args.device)
     fit_unit_tokenizer_on_dataset(
         tokenizer,

@@ -9,6 +9,10 @@ from transformers import AutoConfig, PretrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
 _FRONTENDS = ("mfcc", "ssl")
+#: Encoders that read log-mel features (the Seamless / w2v-BERT 2.0 feature extractor: 25 ms windows every 10 ms at
+#: 16 kHz), not the waveform.
+LOG_MEL_ENCODERS = ("wav2vec2-bert",)
+LOG_MEL_WINDOW, LOG_MEL_HOP = 400, 160
 
 
 class UnitEncoderConfig(PretrainedConfig):
@@ -46,6 +50,11 @@ class UnitEncoderConfig(PretrainedConfig):
             Config of the self-supervised encoder (`HubertConfig`, `WavLMConfig`, `Wav2Vec2Config`, ... or their
             dict with a `model_type`). Defaults to `HubertConfig()` (HuBERT-base) when `frontend="ssl"`; ignored
             (kept `None`) for the MFCC front end.
+        ssl_feature_extractor (`dict`, *optional*):
+            For an encoder that reads log-mel features instead of the waveform (wav2vec2-bert, a conformer over 80
+            log-mel bins stacked in pairs): its feature extractor's dict (`SeamlessM4TFeatureExtractor().to_dict()`),
+            which the model runs on the waveform (`from_ssl_pretrained` reads it from the checkpoint). Required for
+            `wav2vec2-bert`, refused for conv (waveform) encoders.
         ssl_layer (`int`, *optional*, defaults to 6):
             Which `hidden_states` entry of the encoder to quantise, as transformers 5 numbers them: 0 = input of the
             first transformer layer, L = output of layer L (before the final LayerNorm of pre-LN encoders). Only the
@@ -97,6 +106,7 @@ class UnitEncoderConfig(PretrainedConfig):
         use_deltas: bool = True,
         ssl_config: dict | PretrainedConfig | None = None,
         ssl_layer: int = 6,
+        ssl_feature_extractor: dict | None = None,
         utterance_normalization: bool = False,
         pad_unit_id: int = -1,
         **kwargs,
@@ -130,8 +140,22 @@ class UnitEncoderConfig(PretrainedConfig):
             raise ValueError(f"ssl_config must be a dict or a PretrainedConfig, got {type(ssl_config).__name__}")
         elif ssl_config is not None or frontend == "ssl":  # a dict names its model_type (default HuBERT)
             ssl_config, _ = self.sub_configs_defaults["ssl_config"].create_subconfig("ssl_config", ssl_config)
+        log_mel = frontend == "ssl" and getattr(ssl_config, "model_type", None) in LOG_MEL_ENCODERS
+        if log_mel:
+            fields = ("feature_extractor_type", "num_mel_bins", "stride", "sampling_rate")
+            if not isinstance(ssl_feature_extractor, dict) or any(k not in ssl_feature_extractor for k in fields):
+                raise ValueError(
+                    f"a {ssl_config.model_type} encoder reads log-mel features: ssl_feature_extractor must be its "
+                    f"feature extractor's dict with {fields} (SeamlessM4TFeatureExtractor().to_dict()), got "
+                    f"{ssl_feature_extractor!r:.120}"
+                )
+            if ssl_feature_extractor["sampling_rate"] != sampling_rate:
+                raise ValueError(f"ssl_feature_extractor works at {ssl_feature_extractor['sampling_rate']} Hz but "
+                                 f"sampling_rate={sampling_rate}")  # fmt: skip
+        elif ssl_feature_extractor is not None:
+            raise ValueError("ssl_feature_extractor is for log-mel encoders (wav2vec2-bert) only")
         if frontend == "ssl":
-            for attr in ("conv_stride", "conv_kernel", "num_hidden_layers", "hidden_size"):
+            for attr in (() if log_mel else ("conv_stride", "conv_kernel")) + ("num_hidden_layers", "hidden_size"):
                 if not hasattr(ssl_config, attr):
                     raise ValueError(
                         f"ssl_config ({type(ssl_config).__name__}) has no `{attr}`: the SSL front end needs a "
@@ -153,6 +177,7 @@ class UnitEncoderConfig(PretrainedConfig):
         self.use_deltas = use_deltas
         self.ssl_config = ssl_config
         self.ssl_layer = ssl_layer
+        self.ssl_feature_extractor = dict(ssl_feature_extractor) if ssl_feature_extractor is not None else None
         self.utterance_normalization = utterance_normalization
         self.pad_unit_id = pad_unit_id
         super().__init__(**kwargs)
@@ -160,6 +185,8 @@ class UnitEncoderConfig(PretrainedConfig):
     @property
     def hop_length(self) -> int:
         """Samples per output frame: the MFCC hop, or the product of the encoder's conv strides."""
+        if self.ssl_feature_extractor is not None:  # 10 ms fbank frames, stacked `stride` at a time
+            return LOG_MEL_HOP * self.ssl_feature_extractor["stride"]
         if self.frontend == "ssl":
             return math.prod(self.ssl_config.conv_stride)
         return self._hop_length
@@ -167,6 +194,8 @@ class UnitEncoderConfig(PretrainedConfig):
     @property
     def receptive_field(self) -> int:
         """Fewest samples that give one frame (the analysis window): `n_fft`, or the conv stack's receptive field."""
+        if self.ssl_feature_extractor is not None:  # one stacked frame: `stride` 25 ms windows, 10 ms apart
+            return LOG_MEL_WINDOW + LOG_MEL_HOP * (self.ssl_feature_extractor["stride"] - 1)
         if self.frontend == "ssl":
             field = 1
             for kernel, stride in reversed(list(zip(self.ssl_config.conv_kernel, self.ssl_config.conv_stride))):

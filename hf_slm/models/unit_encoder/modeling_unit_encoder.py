@@ -18,11 +18,12 @@ from dataclasses import dataclass
 import torch
 import torchaudio
 from torch import nn
-from transformers import AutoConfig, AutoModel, PreTrainedModel
+from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, PreTrainedModel
+from transformers.models.auto.feature_extraction_auto import feature_extractor_class_from_name
 from transformers.utils import ModelOutput
 
 from .batching import TokenizationPlan, default_plan, length_buckets
-from .configuration_unit_encoder import UnitEncoderConfig
+from .configuration_unit_encoder import LOG_MEL_ENCODERS, UnitEncoderConfig
 from .feature_extraction_unit_encoder import AudioInputError
 from .kmeans import assign
 
@@ -161,12 +162,17 @@ class UnitEncoderModel(PreTrainedModel):
         else:
             self.mfcc = None
             self.ssl_encoder = AutoModel.from_config(_truncated_ssl_config(config))
-            if _encoder_layers(self.ssl_encoder) is None or not hasattr(
-                self.ssl_encoder, "_get_feat_extract_output_lengths"
+            self.log_mel = None
+            if config.ssl_feature_extractor is not None:  # wav2vec2-bert: log-mel in, computed here from the waveform
+                extractor = config.ssl_feature_extractor
+                self.log_mel = feature_extractor_class_from_name(extractor["feature_extractor_type"])(**extractor)
+            if _encoder_layers(self.ssl_encoder) is None or (
+                self.log_mel is None and not hasattr(self.ssl_encoder, "_get_feat_extract_output_lengths")
             ):
                 raise ValueError(
-                    f"{type(self.ssl_encoder).__name__} is not a wav2vec2-style encoder (conv feature encoder + "
-                    "`encoder.layers`); supported: HuBERT, wav2vec2, WavLM, Data2VecAudio, UniSpeech(SAT), SEW"
+                    f"{type(self.ssl_encoder).__name__} is not a wav2vec2-style encoder (conv feature encoder or "
+                    "log-mel input + `encoder.layers`); supported: HuBERT, wav2vec2, WavLM, Data2VecAudio, "
+                    "UniSpeech(SAT), SEW, wav2vec2-bert"
                 )
             self._mask_group_norms()
         dim = config.feature_dim
@@ -258,6 +264,8 @@ class UnitEncoderModel(PreTrainedModel):
             handle.remove()
 
     def _ssl_features(self, input_values: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.log_mel is not None:
+            return self._log_mel_ssl_features(input_values, lengths)
         encoder = self.ssl_encoder
         padded = bool((lengths < input_values.shape[-1]).any())
         mask = (torch.arange(input_values.shape[-1], device=input_values.device)[None] < lengths[:, None]).long()
@@ -267,6 +275,19 @@ class UnitEncoderModel(PreTrainedModel):
         hidden = captured.get("hidden", outputs.last_hidden_state)
         frame_lengths = encoder._get_feat_extract_output_lengths(lengths).long()
         return hidden, frame_lengths
+
+    def _log_mel_ssl_features(self, input_values: torch.Tensor, lengths: torch.Tensor):
+        """A log-mel encoder: each utterance through its own feature extractor (what it was trained on, normalised
+        per utterance), padded, then the encoder with the frame mask."""
+        waves = [input_values[i, :n].float().cpu().numpy() for i, n in enumerate(lengths.tolist())]
+        features = self.log_mel(waves, sampling_rate=self.config.sampling_rate, padding=True, return_tensors="pt",
+                                return_attention_mask=True)  # fmt: skip
+        device, dtype = input_values.device, next(self.ssl_encoder.parameters()).dtype
+        mask = features["attention_mask"].to(device)
+        with self._capture_layer() as captured:
+            outputs = self.ssl_encoder(features["input_features"].to(device, dtype), attention_mask=mask,
+                                       return_dict=True)  # fmt: skip
+        return captured.get("hidden", outputs.last_hidden_state), mask.sum(-1).long()
 
     def _mfcc_features(self, input_values: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         config = self.config
@@ -479,6 +500,9 @@ class UnitEncoderModel(PreTrainedModel):
         (HuBERT, WavLM, wav2vec2, ...); only the layers up to `layer` are kept. `kwargs` go to the config."""
         load_kwargs = {key: kwargs.pop(key) for key in ("revision", "token", "cache_dir", "local_files_only") if key in kwargs}
         ssl_config = AutoConfig.from_pretrained(name_or_path, **load_kwargs)
+        if ssl_config.model_type in LOG_MEL_ENCODERS and "ssl_feature_extractor" not in kwargs:
+            extractor = AutoFeatureExtractor.from_pretrained(name_or_path, **load_kwargs).to_dict()
+            kwargs["ssl_feature_extractor"] = {k: v for k, v in extractor.items() if k != "auto_map"}
         config = UnitEncoderConfig(
             frontend="ssl", ssl_config=ssl_config, ssl_layer=layer, num_units=num_units, **kwargs
         )
