@@ -209,6 +209,12 @@ def test_evaluate_asr_transcribes_through_the_variant(variant, tmp_path, capsys)
     report = json.loads((tmp_path / "asr.json").read_text())
     assert [item["text"] for item in report["items"]] == ["the cat sat", "a dog ran far away"]
     assert all(isinstance(item["hypothesis"], str) for item in report["items"]) and report["wer"] >= 0
+    # the variant's transcribe options from the command line: one new token a clip
+    argv += ["--transcribe-kwargs", '{"max_new_tokens": 1, "min_new_tokens": 1, "tokens_per_audio_token": null}']
+    assert main(argv) == 0, capsys.readouterr().err
+    report = json.loads((tmp_path / "asr.json").read_text())
+    assert report["transcribe_kwargs"]["max_new_tokens"] == 1
+    assert all(len(item["hypothesis"].split()) <= 1 for item in report["items"])
 
 
 def test_evaluate_speech_llm_tasks_scores_intent_and_spoken_answers(variant, tmp_path, capsys):

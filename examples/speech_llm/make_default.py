@@ -267,8 +267,9 @@ def ship(out: Path) -> Path:
         | {f"pocketsphinx_{v}_{m}": asr["pocketsphinx"][v][m] for v in asr["pocketsphinx"] for m in ("wer", "cer")},
         "speech_llm_tasks": summarize(tasks) | {k: tasks[k] for k in ("voice", "rate", "num_examples")},
     }
-    summary = {name: json.loads((out / name / "results.json").read_text())
-               for name in ("encoder", "stage1", "stage2", "stage3")}  # fmt: skip
+    summary = {name: json.loads((out / folder / "results.json").read_text())
+               for name, folder in (("encoder", "encoder_long"), ("stage1", "stage1"), ("stage2", "stage2"),
+                                    ("stage3", "stage3"))}  # fmt: skip
     summary["encoder"] = {k: v for k, v in summary["encoder"].items() if k != "items"}
     for name in ("lm", *(phase for phase, _, _ in SPELL_PHASES)):
         summary[name] = json.loads((out / name / "lm_results.json").read_text())

@@ -102,6 +102,21 @@ class LazyChoices(Sequence):
         return value in self.values
 
 
+def json_object(text: str) -> dict:
+    """An argparse type: a JSON object (`'{"num_beams": 1}'`)."""
+    import json
+
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r} ({err.msg})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object ({{...}}), got {text!r}")
+    return value
+
+
+json_object.__name__ = "a JSON object"
+
 __all__ = [
-    "LazyChoices","csv_list", "existing_file", "existing_path", "fraction", "non_negative_int", "number", "positive_float",
+    "LazyChoices", "json_object", "csv_list", "existing_file", "existing_path", "fraction", "non_negative_int", "number", "positive_float",
            "positive_int", "probability", "sampling_rate_type"]

@@ -8,7 +8,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .arguments import LazyChoices, csv_list, existing_path, fraction, non_negative_int, positive_float, positive_int
+from .arguments import (
+    LazyChoices,
+    csv_list,
+    existing_path,
+    fraction,
+    json_object,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
 
 
 def _pipeline(spec: str, device: str):
@@ -282,9 +291,10 @@ def cmd_asr(args) -> int:
     from ..evaluation.report import bar_plot, write_json, write_report
 
     texts = _texts(args.texts, args.limit, args.seed)
-    result = evaluate_asr(load_asr_pipeline(args.pipeline, device=args.device), texts, voice=args.voice, rate=args.rate,
+    asr = load_asr_pipeline(args.pipeline, device=args.device, transcribe_kwargs=args.transcribe_kwargs)
+    result = evaluate_asr(asr, texts, voice=args.voice, rate=args.rate,
                           baselines=[b for b in args.baseline if b != "none"], batch_size=args.batch_size)  # fmt: skip
-    result.update(pipeline=args.pipeline, texts=str(args.texts))
+    result.update(pipeline=args.pipeline, texts=str(args.texts), transcribe_kwargs=args.transcribe_kwargs or {})
     json_path, md_path, stem = _outputs(args.output)
     write_json(result, json_path)
     scores = {"wer": result["wer"], "cer": result["cer"]}
@@ -681,6 +691,9 @@ def add_evaluate_parser(sub) -> None:
                    help="pocketsphinx on the same audio, comma-separated: open (its full English LM), closed (the "
                         "texts' words only), or none")  # fmt: skip
     p.add_argument("--batch-size", type=positive_int, default=8, help="waveforms per call of a pipeline's transcribe")
+    p.add_argument("--transcribe-kwargs", type=json_object, default=None,
+                   help='a pipeline variant\'s transcribe options as JSON, e.g. \'{"num_beams": 1, "ctc_weight": 0, '
+                        '"use_lexicon": false}\' (the LM alone, greedy); default: the variant\'s own')  # fmt: skip
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=non_negative_int, default=0, help="seed of a --limit subset of a corpus")
     p.add_argument("--output", required=True, help="results JSON (a Markdown report and a PNG plot are written next to it)")

@@ -136,17 +136,20 @@ class PipelineASR:
     at one rate and returning one transcript per waveform, in order.
     """
 
-    def __init__(self, pipeline, name: str | None = None):
+    def __init__(self, pipeline, name: str | None = None, transcribe_kwargs: dict | None = None):
         if not callable(getattr(pipeline, "transcribe", None)):
             raise TypeError(f"{type(pipeline).__name__} has no `transcribe(waveforms, sampling_rate)` method, so it "
                             "cannot be evaluated as an ASR")  # fmt: skip
+        if transcribe_kwargs is not None and not isinstance(transcribe_kwargs, dict):
+            raise TypeError(f"transcribe_kwargs must be a dict, got {type(transcribe_kwargs).__name__}")
         self.pipeline = pipeline
         self.name = name or type(pipeline).__name__
+        self.transcribe_kwargs = dict(transcribe_kwargs or {})
 
     def transcribe_batch(self, waveforms, sampling_rate: int) -> list[str]:
         """Transcripts (lower case) of a batch of mono waveforms."""
         waveforms = list(waveforms)
-        texts = self.pipeline.transcribe(waveforms, sampling_rate)
+        texts = self.pipeline.transcribe(waveforms, sampling_rate, **self.transcribe_kwargs)
         if isinstance(texts, str) or len(texts) != len(waveforms):
             raise ValueError(f"{self.name}.transcribe returned {texts!r} for {len(waveforms)} waveforms; it must "
                              "return one string per waveform")  # fmt: skip
@@ -156,7 +159,7 @@ class PipelineASR:
         return self.transcribe_batch([waveform], sampling_rate)[0]
 
 
-def load_asr_pipeline(spec, device: str = "cpu") -> SpeechRecognizer:
+def load_asr_pipeline(spec, device: str = "cpu", transcribe_kwargs: dict | None = None) -> SpeechRecognizer:
     """What ``hf-slm evaluate asr --pipeline SPEC`` transcribes with.
 
     - ``"pocketsphinx"``: pocketsphinx's open-vocabulary English;
@@ -166,15 +169,24 @@ def load_asr_pipeline(spec, device: str = "cpu") -> SpeechRecognizer:
     - any other folder or Hub id: a transformers ASR model (a CTC model with its processor, or a seq2seq model):
       `TransformersASR`;
     - an object: a `SpeechRecognizer` as it is, else a pipeline with ``transcribe`` (`PipelineASR`).
+
+    ``transcribe_kwargs`` go to a pipeline's ``transcribe`` (e.g. ``{"num_beams": 1, "ctc_weight": 0}``); other
+    recognisers take none.
     """
+    if transcribe_kwargs and (isinstance(spec, SpeechRecognizer) or str(spec) == "pocketsphinx"):
+        raise ValueError(f"transcribe options {sorted(transcribe_kwargs)} are for pipelines with transcribe(); "
+                         f"{spec!s:.60} takes none")  # fmt: skip
     if not isinstance(spec, (str, Path)):
-        return spec if isinstance(spec, SpeechRecognizer) else PipelineASR(spec)
+        return spec if isinstance(spec, SpeechRecognizer) else PipelineASR(spec, transcribe_kwargs=transcribe_kwargs)
     if str(spec) == "pocketsphinx":
         return PocketSphinxASR()
     from ..pipelines.pipeline_utils import INDEX_FILE, embedded_pipeline_path
 
     folder = Path(embedded_pipeline_path(str(spec)) or spec).expanduser()
     if not (folder / INDEX_FILE).is_file():
+        if transcribe_kwargs:
+            raise ValueError(f"transcribe options {sorted(transcribe_kwargs)} are for pipeline variants; {spec!s} "
+                             "is not one (no pipeline_index.json)")  # fmt: skip
         return TransformersASR(str(spec), device=device)
     import json
 
@@ -189,7 +201,8 @@ def load_asr_pipeline(spec, device: str = "cpu") -> SpeechRecognizer:
         raise ValueError(f"--pipeline {str(spec)!r} is a {class_name}, which has no transcribe(waveforms, "
                          "sampling_rate) method; give a pipeline that transcribes speech, a CTC / seq2seq ASR model "
                          "folder, or 'pocketsphinx'")  # fmt: skip
-    return PipelineASR(pipeline_class.from_pretrained(str(folder)).to(device), name=f"{class_name} {spec}")
+    return PipelineASR(pipeline_class.from_pretrained(str(folder)).to(device), name=f"{class_name} {spec}",
+                       transcribe_kwargs=transcribe_kwargs)  # fmt: skip
 
 
 BASELINE_VOCABULARIES = ("open", "closed")
