@@ -80,6 +80,7 @@ def test_shipped_decoding_spells_lexicon_words_and_beats_the_lm_alone():
     pipe = SpeechLLMPipeline.from_pretrained("speech-llm-default")
     config, lexicon = pipe.language_model.generation_config, set(pipe.processor.lexicon)
     assert config.num_beams > 1 and config.asr_ctc_weight > 0 and len(lexicon) > 100_000
+    assert pipe.processor.lexicon["the"] > 1000  # train-side counts: the unigram prior
 
     class LanguageModelAlone:
         def transcribe(self, waveforms, sampling_rate):

@@ -5,6 +5,7 @@ remote code, and the staged training script on espeak-ng speech."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -747,15 +748,31 @@ def test_lexicon_processor_spells_only_listed_words():
     assert out[0, boundary] == -0.5 and out[0, eos] == 0
     with pytest.raises(ValueError, match="no word spelled"):
         LexiconLogitsProcessor(["dog"], token_of, boundary, eos, prompt_length=1)
+    # with counts, ending a word adds unigram_weight * log p(word) (add-half smoothed) to every word-ending token
+    counted = LexiconLogitsProcessor({"cat": 7, "car": 0, "a": 2}, token_of, boundary, eos, prompt_length=1,
+                                     unigram_weight=0.5)  # fmt: skip
+    for word, count in (("cat", 7), ("car", 0)):
+        out = counted(torch.tensor([[0] + [token_of[c] for c in word]]), torch.zeros(1, 8))
+        expected = 0.5 * math.log((count + 0.5) / (9 + 1.5))
+        assert out[0, boundary].item() == pytest.approx(expected) and out[0, eos].item() == pytest.approx(expected)
 
 
 def test_processor_lexicon_saves_and_loads(tmp_path):
     _, processor = tiny("hubert", "llama")
     processor.set_lexicon(["Cat", "dog", "cat"])
     processor.save_pretrained(tmp_path / "p")
-    assert SpeechLLMProcessor.from_pretrained(tmp_path / "p").lexicon == ("cat", "dog")
+    assert SpeechLLMProcessor.from_pretrained(tmp_path / "p").lexicon == {"cat": 0, "dog": 0}
+    processor.set_lexicon({"the": 7, "The": 1, "zyzzyva": 0})  # counts (a unigram prior) travel with the words
+    processor.save_pretrained(tmp_path / "p")
+    assert (tmp_path / "p" / "lexicon.txt").read_text() == "the 8\nzyzzyva 0\n"
+    assert SpeechLLMProcessor.from_pretrained(tmp_path / "p").lexicon == {"the": 8, "zyzzyva": 0}
+    (tmp_path / "p" / "lexicon.txt").write_text("the 8\nzyzzyva lots\n")
+    with pytest.raises(ValueError, match="line 2: expected `word` or `word count`"):
+        SpeechLLMProcessor.from_pretrained(tmp_path / "p")
     processor.set_lexicon(None)
     processor.save_pretrained(tmp_path / "p")  # a save without a lexicon leaves none behind
     assert SpeechLLMProcessor.from_pretrained(tmp_path / "p").lexicon is None
     with pytest.raises(ValueError, match="one word per entry"):
         processor.set_lexicon(["two words"])
+    with pytest.raises(ValueError, match="count >= 0"):
+        processor.set_lexicon({"cat": -1})

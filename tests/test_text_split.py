@@ -131,5 +131,6 @@ def test_wordnet_lexicon_holds_lemmas_inflections_irregular_forms_and_text_words
     assert {"zyzzogeton's", "frobnicated", "the"} <= words
     assert not [w for w in lexicon if not w.replace("'", "").isalpha() or w != w.lower()]
     assert "worsend" not in words and "sweatted" not in words  # regular rules, not every suffix
+    assert "fibbing" in words and "fibing" not in words and "sowner" not in words  # irregular forms win (morphy)
     with pytest.raises(FileNotFoundError, match="wordnet-base"):
         read_wordnet_lexicon(tmp_path)

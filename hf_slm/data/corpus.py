@@ -347,20 +347,22 @@ def read_wordnet_glosses(directory: str | Path = WORDNET_DIR, max_words: int = 2
     return pairs
 
 
-def _inflections(lemma: str, pos: str) -> set[str]:
-    """Regular English inflections of a WordNet lemma (irregular ones are in WordNet's ``*.exc`` lists)."""
+def _inflections(lemma: str, pos: str, irregular: bool) -> set[str]:
+    """Regular English inflections of a WordNet lemma: noun plurals and possessives, verb -s / -ed / -ing. A lemma
+    with forms in WordNet's ``*.exc`` list (`irregular`: "fibbed", "ran") keeps only its -s form here, as morphy
+    reads them: its other forms are those exceptions (no "fibed"). Comparatives come from ``adj.exc`` and texts only
+    (-er on any short adjective makes words like "sowner")."""
     sibilant = lemma.endswith(("s", "x", "z", "ch", "sh"))
     consonant_y = len(lemma) > 1 and lemma[-1] == "y" and lemma[-2] not in "aeiou"
     plural = lemma[:-1] + "ies" if consonant_y else lemma + ("es" if sibilant else "s")
     if pos == "noun":
         return {plural, lemma + "'s"}
     if pos == "verb":
+        if irregular:
+            return {plural}
         stem = lemma[:-1] if lemma.endswith("e") and not lemma.endswith("ee") else lemma
         past = lemma + "d" if lemma.endswith("e") else lemma[:-1] + "ied" if consonant_y else lemma + "ed"
         return {plural, past, stem + "ing"}
-    if pos == "adj" and len(lemma) <= 6:  # short adjectives compare with -er / -est
-        stem = lemma[:-1] + "i" if consonant_y else lemma[:-1] if lemma.endswith("e") else lemma
-        return {stem + "er", stem + "est"}
     return set()
 
 
@@ -377,15 +379,19 @@ def read_wordnet_lexicon(directory: str | Path = WORDNET_DIR, texts=()) -> list[
     words = set()
     for pos in ("noun", "verb", "adj", "adv"):
         index, exceptions = directory / f"index.{pos}", directory / f"{pos}.exc"
+        irregular = set()
+        if exceptions.is_file():
+            for line in exceptions.read_text(encoding="utf-8", errors="replace").splitlines():
+                forms = line.split()
+                if len(forms) >= 2 and word.fullmatch(forms[0]):
+                    words.add(forms[0])
+                    irregular.update(forms[1:])
         if index.is_file():
             for line in index.read_text(encoding="utf-8", errors="replace").splitlines():
                 lemma = line.split(" ", 1)[0]
                 if not line.startswith(" ") and word.fullmatch(lemma):
                     words.add(lemma)
-                    words.update(_inflections(lemma, pos))
-        if exceptions.is_file():
-            words.update(w for line in exceptions.read_text(encoding="utf-8", errors="replace").splitlines()
-                         for w in line.split()[:1] if word.fullmatch(w))  # fmt: skip
+                    words.update(_inflections(lemma, pos, lemma in irregular))
     for text in texts:
         words.update(w for w in re.findall(r"[a-z']+", text.lower()) if word.fullmatch(w))
     return sorted(words)

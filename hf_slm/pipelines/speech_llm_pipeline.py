@@ -146,17 +146,17 @@ class SpeechLLMPipeline(PipelineMixin):
 
     @torch.no_grad()
     def _generate_from(self, inputs, max_new_tokens: int, ctc_weight: float = 0.0, lexicon=None,
-                       word_penalty: float = 0.0, **generate_kwargs) -> torch.Tensor:  # fmt: skip
+                       word_penalty: float = 0.0, unigram_weight: float = 0.0, **generate_kwargs) -> torch.Tensor:  # fmt: skip
         model = self.language_model
         inputs = inputs.to(model.device)
         kwargs = {"do_sample": False, **generate_kwargs}
         prompt_length, processors = inputs["input_ids"].shape[1], []
         if lexicon:
-            key = (id(lexicon), word_penalty)
+            key = (id(lexicon), word_penalty, unigram_weight)
             if getattr(self, "_lexicon_cache", (None,))[0] != key:  # its prefix set takes a second to build
                 self._lexicon_cache = (key, lexicon_logits_processor(
                     lexicon, self.processor.tokenizer, model.generation_config.eos_token_id, prompt_length,
-                    word_penalty))  # fmt: skip
+                    word_penalty, unigram_weight))  # fmt: skip
             lexicon_processor = self._lexicon_cache[1]
             lexicon_processor.prompt_length = prompt_length
             processors.append(lexicon_processor)
@@ -174,7 +174,7 @@ class SpeechLLMPipeline(PipelineMixin):
     def transcribe(self, waveforms, sampling_rate: int | None = None, max_new_tokens: int = 256,
                    batch_size: int = 8, prompt: str = ASR_PROMPT, tokens_per_audio_token: float | None = 1.0,
                    ctc_weight: float | None = None, use_lexicon: bool = True, word_penalty: float | None = None,
-                   **generate_kwargs) -> list[str]:  # fmt: skip
+                   unigram_weight: float | None = None, **generate_kwargs) -> list[str]:  # fmt: skip
         """Speech -> text (the ASR task: a user turn of the clip and ``prompt``), greedy by default.
 
         Args:
@@ -197,6 +197,8 @@ class SpeechLLMPipeline(PipelineMixin):
                 vocabulary LM) when it has one.
             word_penalty: with the lexicon, subtracted at each word boundary (fewer, longer words). Default: the
                 model's ``generation_config.asr_word_penalty`` (0 where unset).
+            unigram_weight: with the lexicon, weight of each word's log unigram probability (from the lexicon's
+                counts). Default: ``generation_config.asr_unigram_weight`` (0 where unset).
             generate_kwargs: passed to `generate` (``num_beams``, ``min_new_tokens``, ...).
         """
         self._check_new_tokens(max_new_tokens)
@@ -209,6 +211,10 @@ class SpeechLLMPipeline(PipelineMixin):
             word_penalty = getattr(generation_config, "asr_word_penalty", 0.0) or 0.0
         if isinstance(word_penalty, bool) or not isinstance(word_penalty, (int, float)) or not word_penalty >= 0:
             raise ValueError(f"word_penalty must be a number >= 0, got {word_penalty!r}")
+        if unigram_weight is None:
+            unigram_weight = getattr(generation_config, "asr_unigram_weight", 0.0) or 0.0
+        if isinstance(unigram_weight, bool) or not isinstance(unigram_weight, (int, float)) or not unigram_weight >= 0:
+            raise ValueError(f"unigram_weight must be a number >= 0, got {unigram_weight!r}")
         lexicon = getattr(self.processor, "lexicon", None) if use_lexicon else None
         if tokens_per_audio_token is not None and not tokens_per_audio_token > 0:
             raise ValueError(f"tokens_per_audio_token must be positive or None, got {tokens_per_audio_token!r}")
@@ -234,7 +240,8 @@ class SpeechLLMPipeline(PipelineMixin):
                 audio_tokens = (inputs["input_ids"] == self.processor.audio_token_id).sum(-1).tolist()
                 limits = [min(max_new_tokens, math.ceil(tokens_per_audio_token * n) + 4) for n in audio_tokens]
             prompt_length = inputs["input_ids"].shape[1]
-            sequences = self._generate_from(inputs, max(limits), ctc_weight, lexicon, word_penalty, **generate_kwargs)
+            sequences = self._generate_from(inputs, max(limits), ctc_weight, lexicon, word_penalty, unigram_weight,
+                                            **generate_kwargs)  # fmt: skip
             texts += [self._texts(row[None, : prompt_length + limit], prompt_length)[0]
                       for row, limit in zip(sequences, limits)]  # fmt: skip
         return texts

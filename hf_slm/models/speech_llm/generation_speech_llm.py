@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from transformers import LogitsProcessor
 
@@ -130,30 +132,36 @@ class LexiconLogitsProcessor(LogitsProcessor):
     r"""
     Lexicon-constrained spelling for a character-vocabulary LM (the lexicon of a CTC beam decoder, as flashlight's
     or pyctcdecode's): within a word the LM may only spell a prefix of a listed word, and it may end a word (a word
-    boundary, punctuation or the end of the answer) only where a listed word ends. `word_penalty` is taken off every
-    word boundary: a lexicon lets a misheard long word become several short ones, which the penalty discourages.
+    boundary, punctuation or the end of the answer) only where a listed word ends. Ending word `w` adds
+    `unigram_weight * log p(w)` (`p`: from `word_counts`, add-half smoothed, so listed words never seen in text
+    are possible but rare) and takes `word_penalty` off a boundary: a lexicon otherwise lets a misheard word become an
+    obscure one, or several short ones.
 
     Args:
-        words (iterable of `str`): the lexicon (lower case).
+        words (iterable of `str`, or `dict[str, int]` of word counts): the lexicon (lower case).
         token_of (`dict[str, int]`): the LM token of each character that words may hold.
         boundary_token_id (`int`): the LM's word boundary (its encoding of a space).
         eos_token_id (`int` or `list[int]`): the tokens that end an answer.
         prompt_length (`int`): columns of `input_ids` before the first generated token.
         punctuation_token_ids (`list[int]`): tokens allowed right after a word (then a boundary or the end).
         word_penalty (`float`): subtracted from the boundary token's score.
+        unigram_weight (`float`): weight of the word's log unigram probability (needs counts).
     """
 
     def __init__(self, words, token_of: dict, boundary_token_id: int, eos_token_id, prompt_length: int,
-                 punctuation_token_ids=(), word_penalty: float = 0.0):  # fmt: skip
+                 punctuation_token_ids=(), word_penalty: float = 0.0, unigram_weight: float = 0.0):  # fmt: skip
+        counts = dict(words) if isinstance(words, dict) else dict.fromkeys(words, 0)
         self.token_of = dict(token_of)
         self.char_of = {t: c for c, t in self.token_of.items()}
-        self.words, self.prefixes = set(), {""}
-        for word in words:
+        self.words, self.prefixes = {}, {""}
+        for word, count in counts.items():
             if word and all(c in self.token_of for c in word):
-                self.words.add(word)
+                self.words[word] = count
                 self.prefixes.update(word[:i] for i in range(1, len(word)))
         if not self.words:
             raise ValueError("the lexicon holds no word spelled with the LM's character tokens")
+        total = sum(self.words.values()) + 0.5 * len(self.words)
+        self.log_probs = {w: math.log((c + 0.5) / total) for w, c in self.words.items()} if unigram_weight else {}
         eos = [eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id or [])
         self.eos = set(eos)
         self.boundary = boundary_token_id
@@ -161,38 +169,46 @@ class LexiconLogitsProcessor(LogitsProcessor):
         self.after_punctuation = [boundary_token_id, *eos]
         self.prompt_length = prompt_length
         self.word_penalty = float(word_penalty)
+        self.unigram_weight = float(unigram_weight)
 
-    def _allowed(self, ids: list[int]) -> list[int]:
+    def _allowed(self, ids: list[int]) -> tuple[list[int], str]:
+        """The tokens that may follow `ids`, and the word they end in (`""` after a boundary or punctuation)."""
         word = ""
         for token in reversed(ids):
             if token not in self.char_of:
                 break
             word = self.char_of[token] + word
         if not word and ids and ids[-1] != self.boundary:  # right after punctuation
-            return self.after_punctuation
+            return self.after_punctuation, word
         allowed = [t for c, t in self.token_of.items() if word + c in self.prefixes or word + c in self.words]
         if word:
-            return allowed + self.after_word if word in self.words else allowed
-        return allowed + list(self.eos)
+            return (allowed + self.after_word if word in self.words else allowed), word
+        return allowed + list(self.eos), word
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         keep = torch.zeros_like(scores, dtype=torch.bool)
+        bonus = torch.zeros(scores.shape[0], dtype=scores.dtype, device=scores.device)
         for row, ids in enumerate(input_ids[:, self.prompt_length :].tolist()):
             if self.eos.intersection(ids):
                 keep[row] = True  # a finished row (greedy pads it): leave it alone
-            else:
-                keep[row, self._allowed(ids)] = True
+                continue
+            allowed, word = self._allowed(ids)
+            keep[row, allowed] = True
+            if self.unigram_weight and word in self.words:
+                bonus[row] = self.unigram_weight * self.log_probs[word]
         out = scores.masked_fill(~keep, NEG)
+        if self.unigram_weight:
+            out[:, self.after_word] += bonus[:, None]
         if self.word_penalty:
             out[:, self.boundary] -= self.word_penalty
         return out
 
 
-def lexicon_logits_processor(words, tokenizer, eos_token_id, prompt_length: int,
-                             word_penalty: float = 0.0) -> LexiconLogitsProcessor:  # fmt: skip
+def lexicon_logits_processor(words, tokenizer, eos_token_id, prompt_length: int, word_penalty: float = 0.0,
+                             unigram_weight: float = 0.0) -> LexiconLogitsProcessor:  # fmt: skip
     """A [`LexiconLogitsProcessor`] for `tokenizer`'s character tokens: each letter of the lexicon that the
     tokenizer holds as one token, its word boundary (the encoding of a space, one token) and its one-character
-    punctuation tokens."""
+    punctuation tokens. `words`: a list, or a dict of word counts."""
     unk = tokenizer.unk_token_id
 
     def single(character: str) -> int | None:
@@ -206,7 +222,8 @@ def lexicon_logits_processor(words, tokenizer, eos_token_id, prompt_length: int,
         raise ValueError(f"lexicon decoding needs an LM whose word boundary is one token; its encoding of a space is "
                          f"{boundary}")  # fmt: skip
     punctuation = [single(c) for c in ".,;:?!" if single(c) is not None]
-    return LexiconLogitsProcessor(words, token_of, boundary[0], eos_token_id, prompt_length, punctuation, word_penalty)
+    return LexiconLogitsProcessor(words, token_of, boundary[0], eos_token_id, prompt_length, punctuation, word_penalty,
+                                  unigram_weight)  # fmt: skip
 
 
 __all__ = ["CTCPrefixScoreLogitsProcessor", "LexiconLogitsProcessor", "ctc_token_symbols", "lexicon_logits_processor"]

@@ -94,8 +94,9 @@ class SpeechLLMProcessor(ProcessorMixin):
         audio_conv_layers (`list`), projector_downsample (`int`), projector_num_queries (`int`): how feature frames
             map to placeholders; [`~SpeechLLMProcessor.from_config`] reads them from the model config.
 
-    `lexicon` (a tuple of lower-case words, or `None`) is the word list that `SpeechLLMPipeline.transcribe` may spell
-    from (lexicon-constrained decoding); it is saved as `lexicon.txt` beside the processor's config and read back by
+    `lexicon` (`{word: count}`, lower case, counts from text, 0 for dictionary-only words; or `None`) is the word list
+    that `SpeechLLMPipeline.transcribe` may spell from (lexicon-constrained decoding, with a unigram prior from the
+    counts); it is saved as `lexicon.txt` (`word count` a line) beside the processor's config and read back by
     `from_pretrained` (a Hub repo or a folder).
 
     Returns (`__call__`, `apply_chat_template`): `input_ids`, `attention_mask`, and with audio the feature
@@ -120,19 +121,26 @@ class SpeechLLMProcessor(ProcessorMixin):
                 raise ValueError(f"the tokenizer has no {AUDIO_TOKEN} token: call add_speech_llm_tokens(tokenizer)")
             self.audio_token_id = token_id
         super().__init__(feature_extractor, tokenizer, chat_template=chat_template or DEFAULT_CHAT_TEMPLATE)
-        self.lexicon: tuple[str, ...] | None = None
+        self.lexicon: dict[str, int] | None = None
 
     def set_lexicon(self, words) -> None:
-        """Use `words` (an iterable of words, or `None` for none) as the lexicon; they are lower-cased and sorted,
-        and each must be one word (no whitespace)."""
+        """Use `words` as the lexicon: an iterable of words (count 0 each), a `{word: count}` mapping, or `None` for
+        none. Words are lower-cased (counts of the same word add up) and sorted; each must be one word (no
+        whitespace) with a count >= 0."""
         if words is None:
             self.lexicon = None
             return
-        lexicon = sorted({str(word).lower() for word in words})
-        bad = [word for word in lexicon if not word or any(c.isspace() for c in word)]
-        if bad or not lexicon:
-            raise ValueError(f"a lexicon needs one word per entry, got {bad[:3] if bad else 'no words'}")
-        self.lexicon = tuple(lexicon)
+        items = words.items() if hasattr(words, "items") else ((word, 0) for word in words)
+        lexicon: dict[str, int] = {}
+        for word, count in items:
+            word = str(word).lower()
+            if not word or any(c.isspace() for c in word) or isinstance(count, bool) or not isinstance(count, int) \
+                    or count < 0:  # fmt: skip
+                raise ValueError(f"a lexicon needs one word per entry and a count >= 0, got {word!r}: {count!r}")
+            lexicon[word] = lexicon.get(word, 0) + count
+        if not lexicon:
+            raise ValueError("a lexicon needs one word per entry, got no words")
+        self.lexicon = dict(sorted(lexicon.items()))
 
     def save_pretrained(self, save_directory, push_to_hub: bool = False, **kwargs):
         """`ProcessorMixin.save_pretrained`, + `lexicon.txt` (written atomically) when the processor has a lexicon.
@@ -141,7 +149,7 @@ class SpeechLLMProcessor(ProcessorMixin):
         target = Path(save_directory) / LEXICON_FILE
         if self.lexicon:
             with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=save_directory, delete=False) as tmp:
-                tmp.write("\n".join(self.lexicon) + "\n")
+                tmp.write("".join(f"{word} {count}\n" for word, count in self.lexicon.items()))
             os.replace(tmp.name, target)
         elif target.exists():
             target.unlink()  # a stale lexicon of an earlier save would come back on load
@@ -155,7 +163,14 @@ class SpeechLLMProcessor(ProcessorMixin):
         path = cached_file(pretrained_model_name_or_path, LEXICON_FILE, _raise_exceptions_for_missing_entries=False,
                            _raise_exceptions_for_connection_errors=False, **hub)  # fmt: skip
         if path is not None:
-            processor.set_lexicon(Path(path).read_text(encoding="utf-8").split())
+            entries = {}
+            for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+                fields = line.split()
+                if fields and (len(fields) > 2 or (len(fields) == 2 and not fields[1].isdigit())):
+                    raise ValueError(f"{path}, line {number}: expected `word` or `word count`, got {line!r}")
+                if fields:
+                    entries[fields[0]] = int(fields[1]) if len(fields) == 2 else 0
+            processor.set_lexicon(entries)
         return processor
 
     @classmethod
