@@ -49,8 +49,8 @@ NUM_QA, NUM_INTENT, NUM_SPOKEN = 1500, 600, 600
 # the variant's decoding (docs/speech_llm.md has the measurements): 8 beams and no repeated 10-gram (a character LM
 # that runs on repeats a stretch); transcription adds the CTC prefix score at `asr_ctc_weight`, spells from the
 # processor's lexicon, adds `asr_unigram_weight` x each word's log unigram probability and takes `asr_word_penalty`
-# off each word boundary (chosen on 40 `open-eval` sentences drawn with seed 1, not the seed-0 sentences the figures
-# are measured on)
+# off each word boundary (chosen on 40 and 150 `open-eval` sentences drawn with seed 1, not the seed-0 sentences the
+# figures are measured on)
 DECODING = {"num_beams": 8, "no_repeat_ngram_size": 10, "asr_ctc_weight": 0.5, "asr_word_penalty": 1.0,
             "asr_unigram_weight": 0.6}
 MAX_ANSWER_WORDS = 8  # spoken answers: short (the speech decoder's CTC needs ~2 frames per unit run)

@@ -167,6 +167,17 @@ class SpeechLLMPipeline(PipelineMixin):
             kwargs["logits_processor"] = LogitsProcessorList([*processors, *kwargs.get("logits_processor", [])])
         return model.generate(**inputs, max_new_tokens=max_new_tokens, **kwargs)
 
+    def _asr_option(self, name: str, value, maximum: float | None = None) -> float:
+        """A transcription weight: `value`, else the model's ``generation_config.asr_<name>`` (0 where unset); a
+        number >= 0 (and <= `maximum`)."""
+        if value is None:
+            value = getattr(self.language_model.generation_config, f"asr_{name}", 0.0) or 0.0
+        top = math.inf if maximum is None else maximum
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= top:
+            bound = f"in [0, {maximum}]" if maximum is not None else ">= 0"
+            raise ValueError(f"{name} must be a number {bound}, got {value!r}")
+        return value
+
     def _texts(self, sequences: torch.Tensor, prompt_length: int) -> list[str]:
         texts = self.processor.tokenizer.batch_decode(sequences[:, prompt_length:], skip_special_tokens=True)
         return [text.strip() for text in texts]
@@ -202,19 +213,9 @@ class SpeechLLMPipeline(PipelineMixin):
             generate_kwargs: passed to `generate` (``num_beams``, ``min_new_tokens``, ...).
         """
         self._check_new_tokens(max_new_tokens)
-        generation_config = self.language_model.generation_config
-        if ctc_weight is None:
-            ctc_weight = getattr(generation_config, "asr_ctc_weight", 0.0) or 0.0
-        if isinstance(ctc_weight, bool) or not isinstance(ctc_weight, (int, float)) or not 0 <= ctc_weight <= 1:
-            raise ValueError(f"ctc_weight must be a number in [0, 1], got {ctc_weight!r}")
-        if word_penalty is None:
-            word_penalty = getattr(generation_config, "asr_word_penalty", 0.0) or 0.0
-        if isinstance(word_penalty, bool) or not isinstance(word_penalty, (int, float)) or not word_penalty >= 0:
-            raise ValueError(f"word_penalty must be a number >= 0, got {word_penalty!r}")
-        if unigram_weight is None:
-            unigram_weight = getattr(generation_config, "asr_unigram_weight", 0.0) or 0.0
-        if isinstance(unigram_weight, bool) or not isinstance(unigram_weight, (int, float)) or not unigram_weight >= 0:
-            raise ValueError(f"unigram_weight must be a number >= 0, got {unigram_weight!r}")
+        ctc_weight = self._asr_option("ctc_weight", ctc_weight, maximum=1)
+        word_penalty = self._asr_option("word_penalty", word_penalty)
+        unigram_weight = self._asr_option("unigram_weight", unigram_weight)
         lexicon = getattr(self.processor, "lexicon", None) if use_lexicon else None
         if tokens_per_audio_token is not None and not tokens_per_audio_token > 0:
             raise ValueError(f"tokens_per_audio_token must be positive or None, got {tokens_per_audio_token!r}")

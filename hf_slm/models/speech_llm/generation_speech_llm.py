@@ -133,7 +133,7 @@ class LexiconLogitsProcessor(LogitsProcessor):
     Lexicon-constrained spelling for a character-vocabulary LM (the lexicon of a CTC beam decoder, as flashlight's
     or pyctcdecode's): within a word the LM may only spell a prefix of a listed word, and it may end a word (a word
     boundary, punctuation or the end of the answer) only where a listed word ends. Ending word `w` adds
-    `unigram_weight * log p(w)` (`p`: from `word_counts`, add-half smoothed, so listed words never seen in text
+    `unigram_weight * log p(w)` (`p`: from the counts in `words`, add-half smoothed, so listed words never seen in text
     are possible but rare) and takes `word_penalty` off a boundary: a lexicon otherwise lets a misheard word become an
     obscure one, or several short ones.
 

@@ -361,9 +361,8 @@ class SpeechLLMForConditionalGeneration(SpeechLLMPreTrainedModel, GenerationMixi
         frames = conv_output_lengths(feature_lengths, audio_conv_layers(self.config))
         return self.config.projector_config.output_lengths(frames)
 
-    def get_audio_features(self, audio: torch.Tensor, feature_attention_mask: torch.Tensor | None = None):
-        """Encoder -> projector for a batch of clips; -> (projected frames of every clip, concatenated in order
-        `[N, hidden]`, and frames per clip `[B]`)."""
+    def _encoder_frames(self, audio: torch.Tensor, feature_attention_mask: torch.Tensor | None):
+        """The encoder's `audio_layer` for a batch of clips: (frames `[B, T, D]`, valid frames per clip `[B]`)."""
         kwargs = {}
         if feature_attention_mask is not None:
             kwargs["attention_mask"] = feature_attention_mask
@@ -373,7 +372,12 @@ class SpeechLLMForConditionalGeneration(SpeechLLMPreTrainedModel, GenerationMixi
         layer = self.config.audio_layer
         outputs = self.audio_tower(audio, output_hidden_states=layer != -1, return_dict=True, **kwargs)
         hidden = outputs.last_hidden_state if layer == -1 else outputs.hidden_states[layer]
-        lengths = conv_output_lengths(input_lengths, audio_conv_layers(self.config)).clamp(max=hidden.shape[1])
+        return hidden, conv_output_lengths(input_lengths, audio_conv_layers(self.config)).clamp(max=hidden.shape[1])
+
+    def get_audio_features(self, audio: torch.Tensor, feature_attention_mask: torch.Tensor | None = None):
+        """Encoder -> projector for a batch of clips; -> (projected frames of every clip, concatenated in order
+        `[N, hidden]`, and frames per clip `[B]`)."""
+        hidden, lengths = self._encoder_frames(audio, feature_attention_mask)
         projected, projected_lengths = self.projector(hidden, lengths)
         return projected[_valid_mask(projected_lengths, projected.shape[1])], projected_lengths
 
@@ -385,13 +389,7 @@ class SpeechLLMForConditionalGeneration(SpeechLLMPreTrainedModel, GenerationMixi
         if projector.projector_type != "ctc_posterior":
             raise ValueError(f"CTC posteriors need a ctc_posterior projector; this model's is "
                              f"{projector.projector_type!r}")  # fmt: skip
-        kwargs, input_lengths = {}, torch.full((audio.shape[0],), audio.shape[-1], device=audio.device)
-        if feature_attention_mask is not None:
-            kwargs["attention_mask"], input_lengths = feature_attention_mask, feature_attention_mask.sum(-1)
-        layer = self.config.audio_layer
-        outputs = self.audio_tower(audio, output_hidden_states=layer != -1, return_dict=True, **kwargs)
-        hidden = outputs.last_hidden_state if layer == -1 else outputs.hidden_states[layer]
-        lengths = conv_output_lengths(input_lengths, audio_conv_layers(self.config)).clamp(max=hidden.shape[1])
+        hidden, lengths = self._encoder_frames(audio, feature_attention_mask)
         logits = self.projector.ctc_head(hidden).float() / projector.temperature
         return logits.log_softmax(-1), lengths
 

@@ -21,7 +21,7 @@ from .configuration_speech_llm import (
     conv_output_lengths,
 )
 
-#: Where a processor's `lexicon` is saved, one word per line.
+#: Where a processor's `lexicon` is saved: `word count` a line (`word` alone reads as count 0).
 LEXICON_FILE = "lexicon.txt"
 
 #: One template for text, audio and mixed turns: an `{"type": "audio"}` item becomes one `<|audio|>`, which the

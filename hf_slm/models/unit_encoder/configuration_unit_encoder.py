@@ -184,7 +184,8 @@ class UnitEncoderConfig(PretrainedConfig):
 
     @property
     def hop_length(self) -> int:
-        """Samples per output frame: the MFCC hop, or the product of the encoder's conv strides."""
+        """Samples per output frame: the MFCC hop, the product of the encoder's conv strides, or a log-mel encoder's
+        10 ms hop times its frame stacking."""
         if self.ssl_feature_extractor is not None:  # 10 ms fbank frames, stacked `stride` at a time
             return LOG_MEL_HOP * self.ssl_feature_extractor["stride"]
         if self.frontend == "ssl":
@@ -193,7 +194,8 @@ class UnitEncoderConfig(PretrainedConfig):
 
     @property
     def receptive_field(self) -> int:
-        """Fewest samples that give one frame (the analysis window): `n_fft`, or the conv stack's receptive field."""
+        """Fewest samples that give one frame (the analysis window): `n_fft`, the conv stack's receptive field, or a
+        log-mel encoder's stacked windows."""
         if self.ssl_feature_extractor is not None:  # one stacked frame: `stride` 25 ms windows, 10 ms apart
             return LOG_MEL_WINDOW + LOG_MEL_HOP * (self.ssl_feature_extractor["stride"] - 1)
         if self.frontend == "ssl":

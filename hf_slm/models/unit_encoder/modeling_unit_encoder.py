@@ -156,13 +156,13 @@ class UnitEncoderModel(PreTrainedModel):
     def __init__(self, config: UnitEncoderConfig):
         super().__init__(config)
         self._group_norms: list[tuple[int, MaskedGroupNorm]] = []
+        self.log_mel = None  # the feature extractor of a log-mel SSL encoder (wav2vec2-bert), run on the waveform
         if config.frontend == "mfcc":
             self.mfcc = _build_mfcc(config)
             self.ssl_encoder = None
         else:
             self.mfcc = None
             self.ssl_encoder = AutoModel.from_config(_truncated_ssl_config(config))
-            self.log_mel = None
             if config.ssl_feature_extractor is not None:  # wav2vec2-bert: log-mel in, computed here from the waveform
                 extractor = config.ssl_feature_extractor
                 self.log_mel = feature_extractor_class_from_name(extractor["feature_extractor_type"])(**extractor)
