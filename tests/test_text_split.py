@@ -134,3 +134,18 @@ def test_wordnet_lexicon_holds_lemmas_inflections_irregular_forms_and_text_words
     assert "fibbing" in words and "fibing" not in words and "sowner" not in words  # irregular forms win (morphy)
     with pytest.raises(FileNotFoundError, match="wordnet-base"):
         read_wordnet_lexicon(tmp_path)
+
+
+@needs_debian_text
+def test_wordnet_definitions_are_the_glosses_without_their_examples(tmp_path):
+    from hf_slm.data import load_text_corpus, read_wordnet_definitions
+
+    definitions = read_wordnet_definitions()
+    assert len(definitions) > 100_000 and sum(len(d.split()) for d in definitions) > 1_000_000
+    assert set(load_text_corpus("wordnet-definitions", limit=5)) <= set(definitions)
+    assert not any('"' in d or ";" in d for d in definitions)  # quoted examples and the separators are gone
+    # marriage: two people who are married to each other; "his second marriage was happier than the first"; ...
+    assert "two people who are married to each other" in definitions
+    assert not any("second marriage was happier" in d for d in definitions)
+    with pytest.raises(FileNotFoundError, match="wordnet-base"):
+        read_wordnet_definitions(tmp_path)

@@ -19,7 +19,8 @@ _SUBMODULES = {
         "GRAMMAR", "OPEN_VOCABULARY_SOURCES", "OPEN_VOCABULARY_SPLITS", "TEMPLATES", "SentencePlan", "Slot",
         "TextSplit", "generate_sentences", "load_heldout_words", "load_sentences", "load_text_corpus",
         "load_text_split", "normalize_sentence",
-        "read_fortunes", "read_text_file", "read_wordnet_examples", "read_wordnet_glosses", "read_wordnet_lexicon",
+        "read_fortunes", "read_text_file", "read_wordnet_definitions", "read_wordnet_examples", "read_wordnet_glosses",
+        "read_wordnet_lexicon",
         "realize", "sample_plan",
         "split_texts"
     ],
@@ -91,6 +92,7 @@ __all__ = [
     "read_audio_dir",
     "read_fortunes",
     "read_text_file",
+    "read_wordnet_definitions",
     "read_wordnet_examples",
     "read_wordnet_glosses",
     "read_wordnet_lexicon",

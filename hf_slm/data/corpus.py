@@ -326,6 +326,20 @@ def read_wordnet_examples(directory: str | Path = WORDNET_DIR) -> list[str]:
     return sentences
 
 
+def read_wordnet_definitions(directory: str | Path = WORDNET_DIR) -> list[str]:
+    """The definitions of every WordNet synset (``data.noun`` etc.): each gloss without its quoted examples (which
+    `read_wordnet_examples` gives), in file order, duplicates kept (a definition shared by two synsets is text seen
+    twice). About 1.2M words of dictionary English: text for a word LM that knows the dictionary's words."""
+    definitions = []
+    for line in _wordnet_synset_lines(_wordnet_files(directory)):
+        # a gloss is `definition; "example"; ...`; a part holding a quote is an example (20 lack their opening one)
+        parts = [part for part in line.split("|", 1)[1].split(";") if '"' not in part]
+        definition = " ".join(" ".join(parts).split()).strip(" :,")
+        if any(char.isalpha() for char in definition):
+            definitions.append(definition)
+    return definitions
+
+
 def read_wordnet_glosses(directory: str | Path = WORDNET_DIR, max_words: int = 20) -> list[tuple[str, str]]:
     """``(word, definition)`` pairs of WordNet synsets (``data.noun`` etc.): the synset's first word (``"_"`` read
     as a space) and its gloss without the quoted examples, both speakable by espeak-ng; one pair per word (its
@@ -402,7 +416,8 @@ def load_text_corpus(source: str | Path, limit: int | None = None, seed: int = 0
 
     Args:
         source: ``"builtin"`` (our grammar, `generate_sentences`; ``limit`` defaults to 1000),
-            ``"fortunes"`` or ``"wordnet"`` (Debian packages, if installed), or a path to a UTF-8
+            ``"fortunes"`` or ``"wordnet"`` (Debian packages, if installed; ``"wordnet-definitions"``: the glosses'
+            defining text, `read_wordnet_definitions`, not sentences to speak), or a path to a UTF-8
             text file with one sentence per line (blank lines skipped). ``"open-train"`` / ``"open-eval"``: the
             two sides of `split_texts` over fortunes + wordnet (`load_text_split`); no eval sentence, and no
             held-out word, is in the train side.
@@ -416,15 +431,18 @@ def load_text_corpus(source: str | Path, limit: int | None = None, seed: int = 0
         return generate_sentences(limit if limit is not None else BUILTIN_DEFAULT_SIZE, seed=seed)
     if source in OPEN_VOCABULARY_SPLITS:
         return load_text_split(source.split("-", 1)[1], limit=limit, seed=seed)
-    if source in ("fortunes", "wordnet"):
-        sentences = read_fortunes() if source == "fortunes" else read_wordnet_examples()
+    if source in ("fortunes", "wordnet", "wordnet-definitions"):
+        reader = {"fortunes": read_fortunes, "wordnet": read_wordnet_examples,
+                  "wordnet-definitions": read_wordnet_definitions}[source]  # fmt: skip
+        sentences = reader()
         if limit is not None and limit < len(sentences):
             keep = sorted(random.Random(seed).sample(range(len(sentences)), limit))
             sentences = [sentences[i] for i in keep]
         return sentences
     if isinstance(source, (str, Path)):
         return read_text_file(source, limit)
-    raise TypeError(f"`source` must be 'builtin', 'fortunes', 'wordnet', 'open-train', 'open-eval' or a file path, got {source!r}.")
+    raise TypeError(f"`source` must be 'builtin', 'fortunes', 'wordnet', 'wordnet-definitions', 'open-train', 'open-eval' "
+                    f"or a file path, got {source!r}.")  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------------
