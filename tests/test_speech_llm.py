@@ -757,6 +757,41 @@ def test_lexicon_processor_spells_only_listed_words():
         assert out[0, boundary].item() == pytest.approx(expected) and out[0, eos].item() == pytest.approx(expected)
 
 
+def test_processor_word_lm_saves_and_loads_and_travels_as_remote_code(tmp_path):
+    """`set_word_lm` takes a fitted LM or an ARPA path; `save_pretrained` writes `word_lm.arpa.gz` (and removes a stale
+    one); `from_pretrained`, with or without hf_slm (remote code), reads it back."""
+    from hf_slm.training import fit_word_lm
+
+    _, processor = tiny("hubert", "llama")
+    lm = fit_word_lm(["the cat sat on the mat", "the dog sat"], order=2, min_count=1)
+    processor.set_word_lm(lm)
+    processor.save_pretrained(tmp_path / "p")
+    loaded = SpeechLLMProcessor.from_pretrained(tmp_path / "p").word_lm
+    assert loaded.order == 2 and loaded.log_prob("cat", ("the",)) == pytest.approx(lm.log_prob("cat", ("the",)), abs=1e-3)
+    code = BLOCK_HF_SLM + textwrap.dedent(
+        f"""
+        import sys
+        from transformers import AutoProcessor
+        processor = AutoProcessor.from_pretrained({str(tmp_path / 'p')!r}, trust_remote_code=True)
+        print(round(processor.word_lm.log_prob("cat", ("the",)), 3), "hf_slm" in sys.modules)
+        """
+    )
+    env = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules"), "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path,
+                          timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    value, imported = proc.stdout.split()[-2:]
+    assert float(value) == pytest.approx(lm.log_prob("cat", ("the",)), abs=2e-3) and imported == "False"
+    processor.set_word_lm(tmp_path / "p" / "word_lm.arpa.gz")  # a path reads the file
+    assert processor.word_lm.ngrams.keys() == lm.ngrams.keys()
+    processor.set_word_lm(None)
+    processor.save_pretrained(tmp_path / "p")
+    assert not (tmp_path / "p" / "word_lm.arpa.gz").exists()
+    assert SpeechLLMProcessor.from_pretrained(tmp_path / "p").word_lm is None
+    with pytest.raises(TypeError, match="an NgramLanguageModel, an ARPA file path or None"):
+        processor.set_word_lm({"the": 1})
+
+
 def test_processor_lexicon_saves_and_loads(tmp_path):
     _, processor = tiny("hubert", "llama")
     processor.set_lexicon(["Cat", "dog", "cat"])

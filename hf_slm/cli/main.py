@@ -114,6 +114,26 @@ def cmd_pretrain_encoder(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------------- fit-word-lm
+def cmd_fit_word_lm(args) -> int:
+    from ..data import load_text_corpus
+    from ..training import fit_word_lm
+
+    texts = [text for source in args.texts for text in load_text_corpus(source)]
+    vocabulary = []
+    if args.vocabulary is not None:
+        lines = args.vocabulary.read_text(encoding="utf-8", errors="replace").splitlines()
+        vocabulary = [line.split()[0].lower() for line in lines if line.split()]
+    output = str(args.output)
+    if not (output.endswith(".arpa") or output.endswith(".arpa.gz")):
+        raise ValueError(f"--output must end in .arpa or .arpa.gz (gzip-compressed), got {output!r}")
+    lm = fit_word_lm(texts, order=args.order, vocabulary=vocabulary, min_count=args.min_count)
+    lm.to_arpa(args.output)
+    counts = [sum(1 for gram in lm.ngrams if len(gram) == k) for k in range(1, lm.order + 1)]
+    print(f"{lm.order}-gram Kneser-Ney LM of {len(texts)} texts ({' / '.join(map(str, counts))} n-grams) -> {output}")
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------------- tokenize
 def cmd_tokenize(args) -> int:
     from tqdm.auto import tqdm
@@ -409,6 +429,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--output", required=True)
     p.set_defaults(func=cmd_fit_tokenizer)
+
+    p = sub.add_parser("fit-word-lm", help="texts -> a word n-gram LM (Kneser-Ney, ARPA) for speech-LLM transcription",
+                       description="Fit an interpolated Kneser-Ney word n-gram LM and write it as ARPA (gzipped for "
+                       ".arpa.gz). Put it in a speech-LLM variant's processor/ folder as word_lm.arpa.gz, or load it "
+                       "with SpeechLLMProcessor.set_word_lm. See docs/speech_llm.md.")  # fmt: skip
+    p.add_argument("--texts", type=csv_list(str), required=True,
+                   help="comma-separated sources: text files (one text a line), 'open-train', 'fortunes', 'wordnet', "
+                   "'wordnet-definitions'")  # fmt: skip
+    p.add_argument("--order", type=positive_int, default=3)
+    p.add_argument("--min-count", type=positive_int, default=2, help="prune n-grams (order >= 2) seen fewer times")
+    p.add_argument("--vocabulary", type=existing_file, default=None,
+                   help="words to give a probability though no text holds them: one a line, first field (a "
+                   "processor's lexicon.txt)")  # fmt: skip
+    p.add_argument("--output", type=Path, required=True, help="FILE.arpa or FILE.arpa.gz")
+    p.set_defaults(func=cmd_fit_word_lm)
 
     p = sub.add_parser("pretrain-encoder", help="HuBERT-style iterations: MFCC k-means -> encoder -> k-means -> ...",
                        description="Run (or resume) HuBERT's pre-training schedule. CONFIG.json sets the fields of "

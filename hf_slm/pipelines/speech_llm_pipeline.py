@@ -146,17 +146,18 @@ class SpeechLLMPipeline(PipelineMixin):
 
     @torch.no_grad()
     def _generate_from(self, inputs, max_new_tokens: int, ctc_weight: float = 0.0, lexicon=None,
-                       word_penalty: float = 0.0, unigram_weight: float = 0.0, **generate_kwargs) -> torch.Tensor:  # fmt: skip
+                       word_penalty: float = 0.0, unigram_weight: float = 0.0, word_lm=None,
+                       word_lm_weight: float = 0.0, **generate_kwargs) -> torch.Tensor:  # fmt: skip
         model = self.language_model
         inputs = inputs.to(model.device)
         kwargs = {"do_sample": False, **generate_kwargs}
         prompt_length, processors = inputs["input_ids"].shape[1], []
         if lexicon:
-            key = (id(lexicon), word_penalty, unigram_weight)
+            key = (id(lexicon), word_penalty, unigram_weight, id(word_lm), word_lm_weight)
             if getattr(self, "_lexicon_cache", (None,))[0] != key:  # its prefix set takes a second to build
                 self._lexicon_cache = (key, lexicon_logits_processor(
                     lexicon, self.processor.tokenizer, model.generation_config.eos_token_id, prompt_length,
-                    word_penalty, unigram_weight))  # fmt: skip
+                    word_penalty, unigram_weight, word_lm, word_lm_weight))  # fmt: skip
             lexicon_processor = self._lexicon_cache[1]
             lexicon_processor.prompt_length = prompt_length
             processors.append(lexicon_processor)
@@ -185,7 +186,8 @@ class SpeechLLMPipeline(PipelineMixin):
     def transcribe(self, waveforms, sampling_rate: int | None = None, max_new_tokens: int = 256,
                    batch_size: int = 8, prompt: str = ASR_PROMPT, tokens_per_audio_token: float | None = 1.0,
                    ctc_weight: float | None = None, use_lexicon: bool = True, word_penalty: float | None = None,
-                   unigram_weight: float | None = None, **generate_kwargs) -> list[str]:  # fmt: skip
+                   unigram_weight: float | None = None, word_lm_weight: float | None = None,
+                   **generate_kwargs) -> list[str]:  # fmt: skip
         """Speech -> text (the ASR task: a user turn of the clip and ``prompt``), greedy by default.
 
         Args:
@@ -210,13 +212,25 @@ class SpeechLLMPipeline(PipelineMixin):
                 model's ``generation_config.asr_word_penalty`` (0 where unset).
             unigram_weight: with the lexicon, weight of each word's log unigram probability (from the lexicon's
                 counts). Default: ``generation_config.asr_unigram_weight`` (0 where unset).
-            generate_kwargs: passed to `generate` (``num_beams``, ``min_new_tokens``, ...).
+            word_lm_weight: with the lexicon and the processor's `word_lm` (an n-gram LM, `word_lm.arpa.gz`), weight of
+                each word's log probability given the words before it, fused letter by letter with look-ahead
+                (`NgramLanguageModel`). Default: ``generation_config.asr_word_lm_weight`` (0 where unset).
+            generate_kwargs: passed to `generate` (``num_beams``, ``min_new_tokens``, ...). Without ``num_beams``,
+                ``generation_config.asr_num_beams`` where set (transcription gains from a wider beam than chat).
         """
         self._check_new_tokens(max_new_tokens)
+        asr_beams = getattr(self.language_model.generation_config, "asr_num_beams", None)
+        if asr_beams is not None and "num_beams" not in generate_kwargs:
+            generate_kwargs["num_beams"] = asr_beams
         ctc_weight = self._asr_option("ctc_weight", ctc_weight, maximum=1)
         word_penalty = self._asr_option("word_penalty", word_penalty)
         unigram_weight = self._asr_option("unigram_weight", unigram_weight)
+        word_lm_weight = self._asr_option("word_lm_weight", word_lm_weight)
+        word_lm = getattr(self.processor, "word_lm", None)
         lexicon = getattr(self.processor, "lexicon", None) if use_lexicon else None
+        if word_lm_weight and lexicon and word_lm is None:
+            raise ValueError(f"word_lm_weight={word_lm_weight} needs a processor with a word LM "
+                             "(SpeechLLMProcessor.set_word_lm); this one has none: pass word_lm_weight=0")  # fmt: skip
         if tokens_per_audio_token is not None and not tokens_per_audio_token > 0:
             raise ValueError(f"tokens_per_audio_token must be positive or None, got {tokens_per_audio_token!r}")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -242,7 +256,7 @@ class SpeechLLMPipeline(PipelineMixin):
                 limits = [min(max_new_tokens, math.ceil(tokens_per_audio_token * n) + 4) for n in audio_tokens]
             prompt_length = inputs["input_ids"].shape[1]
             sequences = self._generate_from(inputs, max(limits), ctc_weight, lexicon, word_penalty, unigram_weight,
-                                            **generate_kwargs)  # fmt: skip
+                                            word_lm, word_lm_weight, **generate_kwargs)  # fmt: skip
             texts += [self._texts(row[None, : prompt_length + limit], prompt_length)[0]
                       for row, limit in zip(sequences, limits)]  # fmt: skip
         return texts

@@ -20,6 +20,7 @@ from .launch import (
 from .packing import PackedSequenceCollator, SequencePacker, pack_dataset, pack_sequences
 from .speech_llm import SpeechLLMCollator, set_training_stage
 from .vocoder_collator import UnitVocoderCollator
+from .word_lm import fit_word_lm, text_words
 
 __all__ = [
     "LaunchError",
@@ -39,6 +40,7 @@ __all__ = [
     "duplex_lm",
     "end_distributed",
     "finished_results",
+    "fit_word_lm",
     "generate_duplex",
     "is_complete_checkpoint",
     "last_complete_checkpoint",
@@ -48,5 +50,6 @@ __all__ = [
     "require_single_process",
     "resumable_interrupt",
     "set_training_stage",
+    "text_words",
     "widen_to_umask",
 ]

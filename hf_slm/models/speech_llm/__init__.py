@@ -11,6 +11,7 @@ from .configuration_speech_llm import (
 from .generation_speech_llm import (
     CTCPrefixScoreLogitsProcessor,
     LexiconLogitsProcessor,
+    NgramLanguageModel,
     ctc_token_symbols,
     lexicon_logits_processor,
 )
@@ -28,6 +29,7 @@ from .modeling_speech_llm import (
 from .processing_speech_llm import (
     DEFAULT_CHAT_TEMPLATE,
     LEXICON_FILE,
+    WORD_LM_FILE,
     SpeechAudioError,
     SpeechLLMProcessor,
     add_speech_llm_tokens,
@@ -37,10 +39,12 @@ __all__ = [
     "AUDIO_TOKEN",
     "CTCPrefixScoreLogitsProcessor",
     "LexiconLogitsProcessor",
+    "NgramLanguageModel",
     "ctc_token_symbols",
     "lexicon_logits_processor",
     "DEFAULT_CHAT_TEMPLATE",
     "LEXICON_FILE",
+    "WORD_LM_FILE",
     "PROJECTOR_TYPES",
     "SpeechAudioError",
     "SpeechLLMCTCPosteriorProjector",

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import bisect
+import contextlib
+import gzip
+import io
 import math
+import os
+import tempfile
 
 import torch
 from transformers import LogitsProcessor
 
+LN10 = math.log(10)
 NEG = -1e10  # a finite "log 0": differences of impossible prefixes stay finite (no nan in beam scores)
 
 
@@ -128,6 +135,146 @@ def ctc_token_symbols(symbol_token_ids: list[list[int]], blank_id: int, vocab_si
     return table
 
 
+class NgramLanguageModel:
+    r"""
+    A backoff word n-gram LM read from ARPA text (what KenLM's `lmplz`, SRILM and `hf_slm.training.fit_word_lm`
+    write): `P(w | h) = p(h w)` where the n-gram is listed, else `backoff(h) * P(w | h minus its first word)`.
+
+    Besides `log_prob`, it gives `log_prefix_mass(prefix, history)`: the log of `P` summed over every word that
+    starts with `prefix`. A character-level decoder adds the change of that mass at each letter (the look-ahead word
+    LM of Hori et al. 2018), so a word's whole `log P(w | h)` is spread over its letters and a beam holding the
+    right word is not pruned before the word is complete. Masses are sums over contiguous ranges of sorted words.
+
+    Args:
+        ngrams (`dict[tuple[str, ...], tuple[float, float]]`): each n-gram's natural-log probability and backoff.
+        unk (`str`): the word that unlisted words score as (ARPA's `<unk>`); without it, the lowest unigram.
+    """
+
+    def __init__(self, ngrams: dict, unk: str = "<unk>"):
+        if not any(len(g) == 1 for g in ngrams):
+            raise ValueError("an n-gram LM needs unigrams")
+        self.order = max(len(g) for g in ngrams)
+        self.ngrams = dict(ngrams)
+        self.log_probs = {g: p for g, (p, _) in ngrams.items()}
+        self.backoffs = {g: b for g, (_, b) in ngrams.items() if b}
+        unigrams = sorted((g[0], math.exp(p)) for g, p in self.log_probs.items() if len(g) == 1 and p > -90)
+        self.unk_log_prob = self.log_probs.get((unk,), min(math.log(p) for _, p in unigrams))
+        self._words, self._cumulative = self._ranges(unigrams)
+        followers: dict[tuple, list] = {}
+        for gram in self.log_probs:
+            if len(gram) > 1:
+                followers.setdefault(gram[:-1], []).append(gram[-1])
+        self._followers = {}  # history -> (sorted words, cumulative P(w | h), cumulative P(w | shorter history))
+        for history, words in followers.items():
+            words.sort()
+            listed = [math.exp(self.log_probs[history + (w,)]) for w in words]
+            lower = [math.exp(self.log_prob(w, history[1:])) for w in words]
+            self._followers[history] = (words, self._cumsum(listed), self._cumsum(lower))
+        self._mass_cache: dict = {}
+
+    @staticmethod
+    def _cumsum(values) -> list[float]:
+        out = [0.0]
+        for v in values:
+            out.append(out[-1] + v)
+        return out
+
+    @classmethod
+    def _ranges(cls, pairs):
+        return [w for w, _ in pairs], cls._cumsum(p for _, p in pairs)
+
+    @classmethod
+    def from_arpa(cls, path) -> NgramLanguageModel:
+        """Read an ARPA file (`\\data\\`, `\\N-grams:` sections of `log10 p  words  [log10 backoff]`), plain or
+        gzip-compressed; a bad line is named with its number."""
+        ngrams, order = {}, 0
+        with open(path, "rb") as probe:
+            compressed = probe.read(2) == b"\x1f\x8b"
+        with (gzip.open(path, "rt", encoding="utf-8") if compressed else open(path, encoding="utf-8")) as f:
+            for number, line in enumerate(f, 1):
+                line = line.strip()
+                if not line or line.startswith("ngram ") or line in ("\\data\\", "\\end\\"):
+                    continue
+                if line.startswith("\\") and line.endswith("-grams:"):
+                    order = int(line[1:-7])
+                    continue
+                fields = line.split()
+                try:
+                    if not order or len(fields) not in (order + 1, order + 2):
+                        raise ValueError
+                    backoff = float(fields[order + 1]) if len(fields) == order + 2 else 0.0
+                    ngrams[tuple(fields[1 : order + 1])] = (float(fields[0]) * LN10, backoff * LN10)
+                except ValueError:
+                    message = f"{path}, line {number}: not an ARPA n-gram line of order {order}: {line!r}"
+                    raise ValueError(message) from None
+        if not ngrams:
+            raise ValueError(f"{path}: no n-grams (not an ARPA file?)")
+        return cls(ngrams)
+
+    def to_arpa(self, path) -> None:
+        """Write the LM as an ARPA file, gzip-compressed when `path` ends in `.gz` (as KenLM reads it); atomically: a
+        temporary file beside `path`, then renamed."""
+        by_order: dict[int, list] = {}
+        for gram in sorted(self.ngrams):
+            by_order.setdefault(len(gram), []).append(gram)
+        path = os.fspath(path)
+        compress = path.endswith(".gz")
+        with tempfile.NamedTemporaryFile("wb", dir=os.path.dirname(path) or ".", delete=False) as raw, \
+                (gzip.GzipFile("", "wb", fileobj=raw, mtime=0) if compress else contextlib.nullcontext(raw)) as binary, \
+                io.TextIOWrapper(binary, encoding="utf-8") as f:  # fmt: skip
+            f.write("\n\\data\\\n")
+            f.writelines(f"ngram {k}={len(by_order.get(k, ()))}\n" for k in range(1, self.order + 1))
+            for k in range(1, self.order + 1):
+                f.write(f"\n\\{k}-grams:\n")
+                for gram in by_order.get(k, ()):
+                    p, backoff = self.ngrams[gram]
+                    tail = f"\t{backoff / LN10:.4f}" if backoff and k < self.order else ""
+                    f.write(f"{p / LN10:.5f}\t{' '.join(gram)}{tail}\n")
+            f.write("\n\\end\\\n")
+        os.replace(raw.name, path)
+
+    def log_prob(self, word: str, history=()) -> float:
+        """Natural-log `P(word | history)`; `history` is the words before it (`<s>` first at a sentence start)."""
+        history = tuple(history)[len(history) - self.order + 1 :] if self.order > 1 else ()
+        backoff = 0.0
+        while True:
+            p = self.log_probs.get(history + (word,))
+            if p is not None:
+                return backoff + p
+            if not history:
+                return backoff + self.unk_log_prob
+            backoff += self.backoffs.get(history, 0.0)
+            history = history[1:]
+
+    def _range_sum(self, words: list[str], cumulative: list[float], prefix: str) -> float:
+        lo = bisect.bisect_left(words, prefix)
+        hi = bisect.bisect_left(words, prefix + "\U0010ffff")
+        return cumulative[hi] - cumulative[lo]
+
+    def prefix_mass(self, prefix: str, history=()) -> float:
+        """`P` summed over the words that start with `prefix`, after `history`."""
+        history = tuple(history)[len(history) - self.order + 1 :] if self.order > 1 else ()
+        key = (history, prefix)
+        mass = self._mass_cache.get(key)
+        if mass is None:
+            if not history:
+                mass = self._range_sum(self._words, self._cumulative, prefix)
+            else:
+                lower = self.prefix_mass(prefix, history[1:])
+                backoff = math.exp(self.backoffs.get(history, 0.0))
+                followers = self._followers.get(history)
+                if followers is None:
+                    mass = backoff * lower
+                else:
+                    words, listed, listed_lower = followers
+                    mass = self._range_sum(words, listed, prefix) + backoff * max(
+                        lower - self._range_sum(words, listed_lower, prefix), 0.0)  # fmt: skip
+            if len(self._mass_cache) > 1_000_000:
+                self._mass_cache.clear()
+            self._mass_cache[key] = mass
+        return mass
+
+
 class LexiconLogitsProcessor(LogitsProcessor):
     r"""
     Lexicon-constrained spelling for a character-vocabulary LM (the lexicon of a CTC beam decoder, as flashlight's
@@ -146,10 +293,15 @@ class LexiconLogitsProcessor(LogitsProcessor):
         punctuation_token_ids (`list[int]`): tokens allowed right after a word (then a boundary or the end).
         word_penalty (`float`): subtracted from the boundary token's score.
         unigram_weight (`float`): weight of the word's log unigram probability (needs counts).
+        word_lm ([`NgramLanguageModel`], *optional*): a word n-gram LM, fused with look-ahead: each letter adds
+            `word_lm_weight` times the change of `log P(words starting with the prefix | earlier words)`, a word's
+            end the rest of its `log P(w | earlier words)`, and the end of the answer `log P(</s> | words)`.
+        word_lm_weight (`float`): its weight.
     """
 
     def __init__(self, words, token_of: dict, boundary_token_id: int, eos_token_id, prompt_length: int,
-                 punctuation_token_ids=(), word_penalty: float = 0.0, unigram_weight: float = 0.0):  # fmt: skip
+                 punctuation_token_ids=(), word_penalty: float = 0.0, unigram_weight: float = 0.0, word_lm=None,
+                 word_lm_weight: float = 0.0):  # fmt: skip
         counts = dict(words) if isinstance(words, dict) else dict.fromkeys(words, 0)
         self.token_of = dict(token_of)
         self.char_of = {t: c for c, t in self.token_of.items()}
@@ -170,6 +322,9 @@ class LexiconLogitsProcessor(LogitsProcessor):
         self.prompt_length = prompt_length
         self.word_penalty = float(word_penalty)
         self.unigram_weight = float(unigram_weight)
+        self.word_lm = word_lm if word_lm_weight else None
+        self.word_lm_weight = float(word_lm_weight)
+        self.end_of_word = [boundary_token_id, *punctuation_token_ids]
 
     def _allowed(self, ids: list[int]) -> tuple[list[int], str]:
         """The tokens that may follow `ids`, and the word they end in (`""` after a boundary or punctuation)."""
@@ -188,6 +343,7 @@ class LexiconLogitsProcessor(LogitsProcessor):
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         keep = torch.zeros_like(scores, dtype=torch.bool)
         bonus = torch.zeros(scores.shape[0], dtype=scores.dtype, device=scores.device)
+        fused = []
         for row, ids in enumerate(input_ids[:, self.prompt_length :].tolist()):
             if self.eos.intersection(ids):
                 keep[row] = True  # a finished row (greedy pads it): leave it alone
@@ -196,7 +352,11 @@ class LexiconLogitsProcessor(LogitsProcessor):
             keep[row, allowed] = True
             if self.unigram_weight and word in self.words:
                 bonus[row] = self.unigram_weight * self.log_probs[word]
+            if self.word_lm is not None:
+                fused.append((row, allowed, word, ids))
         out = scores.masked_fill(~keep, NEG)
+        for row, allowed, word, ids in fused:
+            self._fuse_word_lm(out, row, allowed, word, ids)
         if self.unigram_weight:
             out[:, self.after_word] += bonus[:, None]
         if self.word_penalty:
@@ -204,8 +364,36 @@ class LexiconLogitsProcessor(LogitsProcessor):
         return out
 
 
+    def _fuse_word_lm(self, out: torch.Tensor, row: int, allowed: list[int], word: str, ids: list[int]) -> None:
+        """Add the look-ahead word LM's change of score to each allowed token of `row` (see the class doc)."""
+        lm, weight = self.word_lm, self.word_lm_weight
+        text = "".join(self.char_of.get(t, " ") for t in ids)
+        history = ("<s>", *text.split()[: -1 if word else None])
+        floor = math.exp(lm.unk_log_prob)  # a lexicon word the LM lacks scores as its <unk>
+        before = math.log(max(lm.prefix_mass(word, history), floor))
+        add = {}
+        for token in allowed:
+            char = self.char_of.get(token)
+            if char is not None:
+                add[token] = math.log(max(lm.prefix_mass(word + char, history), floor)) - before
+        if word in self.words:
+            ending = lm.log_prob(word, history) - before
+            for token in self.end_of_word:
+                add[token] = ending
+            end_of_answer = ending + lm.log_prob("</s>", (*history, word))
+        else:
+            end_of_answer = lm.log_prob("</s>", history) if not word else None
+        if end_of_answer is not None:
+            for token in self.eos:
+                add[token] = end_of_answer
+        if add:
+            tokens = torch.tensor(list(add), device=out.device)
+            out[row, tokens] += weight * torch.tensor(list(add.values()), dtype=out.dtype, device=out.device)
+
+
 def lexicon_logits_processor(words, tokenizer, eos_token_id, prompt_length: int, word_penalty: float = 0.0,
-                             unigram_weight: float = 0.0) -> LexiconLogitsProcessor:  # fmt: skip
+                             unigram_weight: float = 0.0, word_lm=None, word_lm_weight: float = 0.0
+                             ) -> LexiconLogitsProcessor:  # fmt: skip
     """A [`LexiconLogitsProcessor`] for `tokenizer`'s character tokens: each letter of the lexicon that the
     tokenizer holds as one token, its word boundary (the encoding of a space, one token) and its one-character
     punctuation tokens. `words`: a list, or a dict of word counts."""
@@ -223,7 +411,8 @@ def lexicon_logits_processor(words, tokenizer, eos_token_id, prompt_length: int,
                          f"{boundary}")  # fmt: skip
     punctuation = [single(c) for c in ".,;:?!" if single(c) is not None]
     return LexiconLogitsProcessor(words, token_of, boundary[0], eos_token_id, prompt_length, punctuation, word_penalty,
-                                  unigram_weight)  # fmt: skip
+                                  unigram_weight, word_lm, word_lm_weight)  # fmt: skip
 
 
-__all__ = ["CTCPrefixScoreLogitsProcessor", "LexiconLogitsProcessor", "ctc_token_symbols", "lexicon_logits_processor"]
+__all__ = ["CTCPrefixScoreLogitsProcessor", "LexiconLogitsProcessor", "NgramLanguageModel", "ctc_token_symbols",
+           "lexicon_logits_processor"]

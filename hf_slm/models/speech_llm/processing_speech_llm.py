@@ -20,9 +20,12 @@ from .configuration_speech_llm import (
     audio_conv_layers,
     conv_output_lengths,
 )
+from .generation_speech_llm import NgramLanguageModel
 
 #: Where a processor's `lexicon` is saved: `word count` a line (`word` alone reads as count 0).
 LEXICON_FILE = "lexicon.txt"
+#: Where a processor's `word_lm` is saved: an ARPA n-gram LM, gzip-compressed (a third of the size; KenLM reads it).
+WORD_LM_FILE = "word_lm.arpa.gz"
 
 #: One template for text, audio and mixed turns: an `{"type": "audio"}` item becomes one `<|audio|>`, which the
 #: processor expands to the clip's projected frame count.
@@ -97,7 +100,8 @@ class SpeechLLMProcessor(ProcessorMixin):
     `lexicon` (`{word: count}`, lower case, counts from text, 0 for dictionary-only words; or `None`) is the word list
     that `SpeechLLMPipeline.transcribe` may spell from (lexicon-constrained decoding, with a unigram prior from the
     counts); it is saved as `lexicon.txt` (`word count` a line) beside the processor's config and read back by
-    `from_pretrained` (a Hub repo or a folder).
+    `from_pretrained` (a Hub repo or a folder). `word_lm` ([`NgramLanguageModel`] or `None`) is a word n-gram LM that
+    transcription may fuse with the lexicon; it is saved as `word_lm.arpa.gz` the same way.
 
     Returns (`__call__`, `apply_chat_template`): `input_ids`, `attention_mask`, and with audio the feature
     extractor's `input_features` or `input_values` plus `feature_attention_mask`; `labels` with `return_labels=True`.
@@ -122,6 +126,16 @@ class SpeechLLMProcessor(ProcessorMixin):
             self.audio_token_id = token_id
         super().__init__(feature_extractor, tokenizer, chat_template=chat_template or DEFAULT_CHAT_TEMPLATE)
         self.lexicon: dict[str, int] | None = None
+        self.word_lm: NgramLanguageModel | None = None
+
+    def set_word_lm(self, word_lm) -> None:
+        """Use `word_lm` for transcription: an [`NgramLanguageModel`], the path of an ARPA file (KenLM's `lmplz`,
+        SRILM, `hf_slm.training.fit_word_lm`), or `None` for none."""
+        if word_lm is not None and not isinstance(word_lm, NgramLanguageModel):
+            if not isinstance(word_lm, (str, os.PathLike)):
+                raise TypeError(f"word_lm must be an NgramLanguageModel, an ARPA file path or None, got {word_lm!r}")
+            word_lm = NgramLanguageModel.from_arpa(word_lm)
+        self.word_lm = word_lm
 
     def set_lexicon(self, words) -> None:
         """Use `words` as the lexicon: an iterable of words (count 0 each), a `{word: count}` mapping, or `None` for
@@ -143,8 +157,9 @@ class SpeechLLMProcessor(ProcessorMixin):
         self.lexicon = dict(sorted(lexicon.items()))
 
     def save_pretrained(self, save_directory, push_to_hub: bool = False, **kwargs):
-        """`ProcessorMixin.save_pretrained`, + `lexicon.txt` (written atomically) when the processor has a lexicon.
-        (With `push_to_hub=True` the lexicon is saved locally but not pushed: push the pipeline, or the folder.)"""
+        """`ProcessorMixin.save_pretrained`, + `lexicon.txt` and `word_lm.arpa.gz` (written atomically) when the
+        processor has them.
+        (With `push_to_hub=True` they are saved locally but not pushed: push the pipeline, or the folder.)"""
         out = super().save_pretrained(save_directory, push_to_hub=push_to_hub, **kwargs)
         target = Path(save_directory) / LEXICON_FILE
         if self.lexicon:
@@ -153,11 +168,16 @@ class SpeechLLMProcessor(ProcessorMixin):
             os.replace(tmp.name, target)
         elif target.exists():
             target.unlink()  # a stale lexicon of an earlier save would come back on load
+        target = Path(save_directory) / WORD_LM_FILE
+        if self.word_lm is not None:
+            self.word_lm.to_arpa(target)
+        elif target.exists():
+            target.unlink()
         return out
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
-        """`ProcessorMixin.from_pretrained`, + the lexicon saved with it (if any)."""
+        """`ProcessorMixin.from_pretrained`, + the lexicon and word LM saved with it (if any)."""
         processor = super().from_pretrained(pretrained_model_name_or_path, **kwargs)
         hub = {k: kwargs[k] for k in ("subfolder", "revision", "token", "cache_dir", "local_files_only") if k in kwargs}
         path = cached_file(pretrained_model_name_or_path, LEXICON_FILE, _raise_exceptions_for_missing_entries=False,
@@ -171,6 +191,10 @@ class SpeechLLMProcessor(ProcessorMixin):
                 if fields:
                     entries[fields[0]] = int(fields[1]) if len(fields) == 2 else 0
             processor.set_lexicon(entries)
+        path = cached_file(pretrained_model_name_or_path, WORD_LM_FILE, _raise_exceptions_for_missing_entries=False,
+                           _raise_exceptions_for_connection_errors=False, **hub)  # fmt: skip
+        if path is not None:
+            processor.set_word_lm(path)
         return processor
 
     @classmethod
