@@ -5,9 +5,10 @@ the ones the weights were chosen on), the same clips are transcribed in one proc
   - greedy: the LM alone (transformers' greedy search);
   - beams: transformers' beam search (`num_beams`, no repeated 10-gram), the plain-library baseline;
   - + ctc: our `CTCPrefixScoreLogitsProcessor` (joint CTC / LM scores) inside that beam search;
-  - shipped: + our `LexiconLogitsProcessor` (the variant's lexicon and unigram prior): the variant's defaults.
+  - + lexicon: + our `LexiconLogitsProcessor` (the variant's lexicon and unigram prior), no word LM;
+  - shipped: + the look-ahead word trigram LM (`NgramLanguageModel`): the variant's defaults.
 For each: WER / CER and CPU seconds per second of audio (one torch thread, batches of 8 clips), and the time
-ratio to plain beam search.
+ratio to plain beam search. `--num-beams` defaults to the variant's `asr_num_beams`.
 
     python benchmarks/bench_speech_llm_decoding.py --sentences 24
 """
@@ -23,7 +24,7 @@ import torch
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sentences", type=int, default=24)
-    parser.add_argument("--num-beams", type=int, default=8)
+    parser.add_argument("--num-beams", type=int, default=None)
     return parser.parse_args()
 
 
@@ -35,6 +36,7 @@ def main() -> None:
     from hf_slm.pipelines import SpeechLLMPipeline
 
     pipe = SpeechLLMPipeline.from_pretrained("speech-llm-default")
+    args.num_beams = args.num_beams or pipe.language_model.generation_config.asr_num_beams
     texts = load_text_corpus("open-eval", limit=args.sentences, seed=2)
     synth = EspeakSynthesizer(voice="en-us", rate=175)
     speech = [synth.synthesize(text) for text in texts]
@@ -45,6 +47,7 @@ def main() -> None:
         "greedy": {"num_beams": 1, "no_repeat_ngram_size": 0, "ctc_weight": 0, "use_lexicon": False},
         "beams": {"num_beams": args.num_beams, "ctc_weight": 0, "use_lexicon": False},
         "+ ctc": {"num_beams": args.num_beams, "use_lexicon": False},
+        "+ lexicon": {"num_beams": args.num_beams, "word_lm_weight": 0},
         "shipped": {"num_beams": args.num_beams},
     }
     pipe.transcribe(clips[:1], sampling_rate=rate)  # builds the lexicon's prefix set once, outside the timing
