@@ -782,6 +782,15 @@ def test_processor_word_lm_saves_and_loads_and_travels_as_remote_code(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     value, imported = proc.stdout.split()[-2:]
     assert float(value) == pytest.approx(lm.log_prob("cat", ("the",)), abs=2e-3) and imported == "False"
+    # read on first use: an unread LM is saved as its bytes; a damaged file is named when the LM is first needed
+    unread = SpeechLLMProcessor.from_pretrained(tmp_path / "p")
+    unread.save_pretrained(tmp_path / "copy")
+    assert (tmp_path / "copy" / "word_lm.arpa.gz").read_bytes() == (tmp_path / "p" / "word_lm.arpa.gz").read_bytes()
+    assert "word_lm" not in (tmp_path / "copy" / "processor_config.json").read_text()
+    (tmp_path / "copy" / "word_lm.arpa.gz").write_text("\\data\\\n\\1-grams:\n-1.0\n")
+    damaged = SpeechLLMProcessor.from_pretrained(tmp_path / "copy")
+    with pytest.raises(ValueError, match=r"word_lm\.arpa\.gz, line 3: not an ARPA n-gram line of order 1"):
+        damaged.word_lm
     processor.set_word_lm(tmp_path / "p" / "word_lm.arpa.gz")  # a path reads the file
     assert processor.word_lm.ngrams.keys() == lm.ngrams.keys()
     processor.set_word_lm(None)

@@ -76,6 +76,9 @@ def test_arpa_round_trip_and_bad_lines_are_named(tmp_path):
     (tmp_path / "bad.arpa").write_text(text.replace("\\2-grams:\n", "\\2-grams:\n-0.5\tone\n", 1))
     with pytest.raises(ValueError, match=r"bad\.arpa, line \d+: not an ARPA n-gram line of order 2"):
         NgramLanguageModel.from_arpa(tmp_path / "bad.arpa")
+    (tmp_path / "lm.bin").write_bytes(b"mmap lm http://kheafield.com/code format version 5\n\x00\xff\xfe\x80")
+    with pytest.raises(ValueError, match=r"lm\.bin: not ARPA text \(a KenLM binary"):
+        NgramLanguageModel.from_arpa(tmp_path / "lm.bin")
     (tmp_path / "empty.arpa").write_text("\\data\\\n\\end\\\n")
     with pytest.raises(ValueError, match="no n-grams"):
         NgramLanguageModel.from_arpa(tmp_path / "empty.arpa")

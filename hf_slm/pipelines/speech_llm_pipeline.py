@@ -226,8 +226,8 @@ class SpeechLLMPipeline(PipelineMixin):
         word_penalty = self._asr_option("word_penalty", word_penalty)
         unigram_weight = self._asr_option("unigram_weight", unigram_weight)
         word_lm_weight = self._asr_option("word_lm_weight", word_lm_weight)
-        word_lm = getattr(self.processor, "word_lm", None)
         lexicon = getattr(self.processor, "lexicon", None) if use_lexicon else None
+        word_lm = getattr(self.processor, "word_lm", None) if word_lm_weight and lexicon else None  # read if used
         if word_lm_weight and lexicon and word_lm is None:
             raise ValueError(f"word_lm_weight={word_lm_weight} needs a processor with a word LM "
                              "(SpeechLLMProcessor.set_word_lm); this one has none: pass word_lm_weight=0")  # fmt: skip

@@ -140,8 +140,8 @@ class NgramLanguageModel:
     A backoff word n-gram LM read from ARPA text (what KenLM's `lmplz`, SRILM and `hf_slm.training.fit_word_lm`
     write): `P(w | h) = p(h w)` where the n-gram is listed, else `backoff(h) * P(w | h minus its first word)`.
 
-    Besides `log_prob`, it gives `log_prefix_mass(prefix, history)`: the log of `P` summed over every word that
-    starts with `prefix`. A character-level decoder adds the change of that mass at each letter (the look-ahead word
+    Besides `log_prob`, it gives `prefix_mass(prefix, history)`: `P` summed over every word that starts with
+    `prefix`. A character-level decoder adds the change of that mass at each letter (the look-ahead word
     LM of Hori et al. 2018), so a word's whole `log P(w | h)` is spread over its letters and a beam holding the
     right word is not pruned before the word is complete. Masses are sums over contiguous ranges of sorted words.
 
@@ -190,23 +190,26 @@ class NgramLanguageModel:
         ngrams, order = {}, 0
         with open(path, "rb") as probe:
             compressed = probe.read(2) == b"\x1f\x8b"
-        with (gzip.open(path, "rt", encoding="utf-8") if compressed else open(path, encoding="utf-8")) as f:
-            for number, line in enumerate(f, 1):
-                line = line.strip()
-                if not line or line.startswith("ngram ") or line in ("\\data\\", "\\end\\"):
-                    continue
-                if line.startswith("\\") and line.endswith("-grams:"):
-                    order = int(line[1:-7])
-                    continue
-                fields = line.split()
-                try:
+        number, line = 0, ""
+        try:
+            with (gzip.open(path, "rt", encoding="utf-8") if compressed else open(path, encoding="utf-8")) as f:
+                for number, line in enumerate(f, 1):
+                    line = line.strip()
+                    if not line or line.startswith("ngram ") or line in ("\\data\\", "\\end\\"):
+                        continue
+                    if line.startswith("\\") and line.endswith("-grams:"):
+                        order = int(line[1:-7])
+                        continue
+                    fields = line.split()
                     if not order or len(fields) not in (order + 1, order + 2):
                         raise ValueError
                     backoff = float(fields[order + 1]) if len(fields) == order + 2 else 0.0
                     ngrams[tuple(fields[1 : order + 1])] = (float(fields[0]) * LN10, backoff * LN10)
-                except ValueError:
-                    message = f"{path}, line {number}: not an ARPA n-gram line of order {order}: {line!r}"
-                    raise ValueError(message) from None
+        except UnicodeDecodeError:
+            raise ValueError(f"{path}: not ARPA text (a KenLM binary? give the .arpa or .arpa.gz)") from None
+        except ValueError:
+            message = f"{path}, line {number}: not an ARPA n-gram line of order {order}: {line!r}"
+            raise ValueError(message) from None
         if not ngrams:
             raise ValueError(f"{path}: no n-grams (not an ARPA file?)")
         return cls(ngrams)

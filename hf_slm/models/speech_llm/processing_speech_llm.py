@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -126,16 +127,25 @@ class SpeechLLMProcessor(ProcessorMixin):
             self.audio_token_id = token_id
         super().__init__(feature_extractor, tokenizer, chat_template=chat_template or DEFAULT_CHAT_TEMPLATE)
         self.lexicon: dict[str, int] | None = None
-        self.word_lm: NgramLanguageModel | None = None
+        self._word_lm: NgramLanguageModel | None = None
+        self._word_lm_file: str | None = None  # a saved word LM, read when first used
+
+    @property
+    def word_lm(self) -> NgramLanguageModel | None:
+        """The word n-gram LM, or `None`. One saved with the processor is read on first use (a 0.4M-n-gram LM takes
+        seconds to read, which loading for chat alone should not pay)."""
+        if self._word_lm is None and self._word_lm_file is not None:
+            self._word_lm = NgramLanguageModel.from_arpa(self._word_lm_file)
+        return self._word_lm
 
     def set_word_lm(self, word_lm) -> None:
         """Use `word_lm` for transcription: an [`NgramLanguageModel`], the path of an ARPA file (KenLM's `lmplz`,
-        SRILM, `hf_slm.training.fit_word_lm`), or `None` for none."""
+        SRILM, `hf_slm.training.fit_word_lm`; read now, so a bad file is named here), or `None` for none."""
         if word_lm is not None and not isinstance(word_lm, NgramLanguageModel):
             if not isinstance(word_lm, (str, os.PathLike)):
                 raise TypeError(f"word_lm must be an NgramLanguageModel, an ARPA file path or None, got {word_lm!r}")
             word_lm = NgramLanguageModel.from_arpa(word_lm)
-        self.word_lm = word_lm
+        self._word_lm, self._word_lm_file = word_lm, None
 
     def set_lexicon(self, words) -> None:
         """Use `words` as the lexicon: an iterable of words (count 0 each), a `{word: count}` mapping, or `None` for
@@ -169,8 +179,14 @@ class SpeechLLMProcessor(ProcessorMixin):
         elif target.exists():
             target.unlink()  # a stale lexicon of an earlier save would come back on load
         target = Path(save_directory) / WORD_LM_FILE
-        if self.word_lm is not None:
-            self.word_lm.to_arpa(target)
+        if self._word_lm is not None:
+            self._word_lm.to_arpa(target)
+        elif self._word_lm_file is not None:  # not read yet: the saved bytes, as they were
+            if not (target.exists() and os.path.samefile(target, self._word_lm_file)):
+                with open(self._word_lm_file, "rb") as source, tempfile.NamedTemporaryFile(
+                        "wb", dir=save_directory, delete=False) as tmp:  # fmt: skip
+                    shutil.copyfileobj(source, tmp)
+                os.replace(tmp.name, target)
         elif target.exists():
             target.unlink()
         return out
@@ -194,7 +210,9 @@ class SpeechLLMProcessor(ProcessorMixin):
         path = cached_file(pretrained_model_name_or_path, WORD_LM_FILE, _raise_exceptions_for_missing_entries=False,
                            _raise_exceptions_for_connection_errors=False, **hub)  # fmt: skip
         if path is not None:
-            processor.set_word_lm(path)
+            if not os.path.isfile(path):
+                raise ValueError(f"{path}: the processor's word LM is missing")
+            processor._word_lm_file = str(path)
         return processor
 
     @classmethod
