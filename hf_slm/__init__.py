@@ -57,12 +57,12 @@ _LAZY_NAMES = {
     ],
     "models.speech_llm": [
         "AUDIO_TOKEN", "CTCPrefixScoreLogitsProcessor", "DEFAULT_CHAT_TEMPLATE", "LEXICON_FILE",
-        "LexiconLogitsProcessor", "PROJECTOR_TYPES", "SpeechAudioError", "SpeechLLMConfig",
+        "LexiconLogitsProcessor", "NgramLanguageModel", "PROJECTOR_TYPES", "SpeechAudioError", "SpeechLLMConfig",
         "SpeechLLMCTCPosteriorProjector", "SpeechLLMForConditionalGeneration", "SpeechLLMOutput",
         "SpeechLLMPoolLinearProjector",
         "SpeechLLMPreTrainedModel", "SpeechLLMProcessor", "SpeechLLMProjectorConfig", "SpeechLLMQFormerProjector",
         "SpeechLLMSpeechDecoder", "SpeechLLMSpeechDecoderConfig", "SpeechLLMStackMLPProjector", "add_speech_llm_tokens",
-        "ctc_token_symbols", "lexicon_logits_processor", "symbol_token_ids",
+        "WORD_LM_FILE", "ctc_token_symbols", "lexicon_logits_processor", "symbol_token_ids",
     ],
     "models.ssl_encoder": [
         "SSLEncoderConfig", "SSLEncoderForPreTraining", "SSLEncoderForPreTrainingOutput", "compute_span_mask",
