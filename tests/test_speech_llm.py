@@ -488,8 +488,26 @@ def test_ctc_posterior_projector_reads_audio_as_soft_text(tmp_path):
                           pad_token_id=end, logits_processor=LogitsProcessorList([scorer]))  # fmt: skip
     spelled = {lm_tokenizer.convert_tokens_to_ids(c) for c in LETTERS} | {end}
     assert out.shape[1] > batch["input_ids"].shape[1] and set(out[0, batch["input_ids"].shape[1] :].tolist()) <= spelled
+    # embed_prompt: one encoder pass gives the merged prompt and the CTC posteriors; generating from its embeddings
+    # (no encoder inside beam search) gives the same beams
+    embeds, (log_probs, lengths) = loaded.embed_prompt(batch["input_ids"], input_values=batch["input_values"],
+                                                       feature_attention_mask=batch["feature_attention_mask"], ctc=True)
+    direct = loaded.ctc_log_posteriors(batch["input_values"], batch["feature_attention_mask"])
+    torch.testing.assert_close(log_probs, direct[0])
+    torch.testing.assert_close(lengths, direct[1])
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(inputs_embeds=embeds, attention_mask=batch["attention_mask"]).logits,
+                                   loaded(**batch).logits)  # fmt: skip
+    scorer = loaded.ctc_prefix_scorer(batch["input_ids"].shape[1], 0.5, eos_token_id=end,
+                                      ctc_posteriors=(log_probs, lengths))  # fmt: skip
+    again = loaded.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], inputs_embeds=embeds,
+                            max_new_tokens=4, num_beams=2, do_sample=False, eos_token_id=end, pad_token_id=end,
+                            logits_processor=LogitsProcessorList([scorer]))  # fmt: skip
+    assert torch.equal(again, out)
     with pytest.raises(ValueError, match="needs a ctc_posterior projector"):
         tiny()[0].ctc_prefix_scorer(3, 0.5, input_features=torch.zeros(1, 80, 100))
+    with pytest.raises(ValueError, match="CTC posteriors need a ctc_posterior projector"):
+        tiny()[0].embed_prompt(torch.tensor([[1, 2]]), input_features=torch.zeros(1, 80, 100), ctc=True)
 
 
 def test_ctc_posterior_projector_refuses_what_it_cannot_map(tmp_path):

@@ -152,6 +152,13 @@ class SpeechLLMPipeline(PipelineMixin):
         inputs = inputs.to(model.device)
         kwargs = {"do_sample": False, **generate_kwargs}
         prompt_length, processors = inputs["input_ids"].shape[1], []
+        audio = {name: inputs[name] for name in ("input_features", "input_values", "feature_attention_mask")
+                 if inputs.get(name) is not None}  # fmt: skip
+        posteriors = None
+        if audio.keys() - {"feature_attention_mask"}:  # one encoder pass per clip, not per beam (and CTC from it)
+            inputs_embeds, posteriors = model.embed_prompt(inputs["input_ids"], ctc=bool(ctc_weight), **audio)
+            inputs = {"input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"],
+                      "inputs_embeds": inputs_embeds}  # fmt: skip
         if lexicon:
             key = (id(lexicon), word_penalty, unigram_weight, id(word_lm), word_lm_weight)
             if getattr(self, "_lexicon_cache", (None,))[0] != key:  # its prefix set takes a second to build
@@ -162,8 +169,7 @@ class SpeechLLMPipeline(PipelineMixin):
             lexicon_processor.prompt_length = prompt_length
             processors.append(lexicon_processor)
         if ctc_weight:
-            audio = {name: inputs.get(name) for name in ("input_features", "input_values", "feature_attention_mask")}
-            processors.append(model.ctc_prefix_scorer(prompt_length, ctc_weight, **audio))
+            processors.append(model.ctc_prefix_scorer(prompt_length, ctc_weight, ctc_posteriors=posteriors, **audio))
         if processors:
             kwargs["logits_processor"] = LogitsProcessorList([*processors, *kwargs.get("logits_processor", [])])
         return model.generate(**inputs, max_new_tokens=max_new_tokens, **kwargs)

@@ -385,35 +385,66 @@ class SpeechLLMForConditionalGeneration(SpeechLLMPreTrainedModel, GenerationMixi
     def ctc_log_posteriors(self, audio: torch.Tensor, feature_attention_mask: torch.Tensor | None = None):
         """A `ctc_posterior` projector's CTC head on each encoder frame: (log posteriors `[B, frames, classes]`,
         valid frames per clip `[B]`)."""
+        self._check_ctc_head()
+        hidden, lengths = self._encoder_frames(audio, feature_attention_mask)
+        return self._ctc_log_probs(hidden), lengths
+
+    def _check_ctc_head(self) -> None:
         projector = self.config.projector_config
         if projector.projector_type != "ctc_posterior":
             raise ValueError(f"CTC posteriors need a ctc_posterior projector; this model's is "
                              f"{projector.projector_type!r}")  # fmt: skip
-        hidden, lengths = self._encoder_frames(audio, feature_attention_mask)
-        logits = self.projector.ctc_head(hidden).float() / projector.temperature
-        return logits.log_softmax(-1), lengths
+
+    def _ctc_log_probs(self, hidden: torch.Tensor) -> torch.Tensor:
+        logits = self.projector.ctc_head(hidden).float() / self.config.projector_config.temperature
+        return logits.log_softmax(-1)
 
     def ctc_prefix_scorer(self, prompt_length: int, ctc_weight: float, input_features=None, input_values=None,
-                          feature_attention_mask=None, eos_token_id=None) -> CTCPrefixScoreLogitsProcessor:  # fmt: skip
+                          feature_attention_mask=None, eos_token_id=None,
+                          ctc_posteriors=None) -> CTCPrefixScoreLogitsProcessor:  # fmt: skip
         """A `generate` logits processor for joint CTC / LM transcription of a batch of prompts (one clip each, left
-        padded to `prompt_length`): [`CTCPrefixScoreLogitsProcessor`] over this model's CTC posteriors. Needs a
+        padded to `prompt_length`): [`CTCPrefixScoreLogitsProcessor`] over this model's CTC posteriors (of the audio,
+        or `ctc_posteriors=(log_probs, lengths)` already computed, as `embed_prompt` gives them). Needs a
         `ctc_posterior` projector built by `from_encoder_and_lm` (`ctc_symbol_token_ids`); `eos_token_id` defaults
         to the generation config's."""
         projector = self.config.projector_config
         if projector.projector_type != "ctc_posterior" or projector.ctc_symbol_token_ids is None:
             raise ValueError("ctc_weight needs a ctc_posterior projector that knows its CTC symbols' LM tokens "
                              "(projector_config.ctc_symbol_token_ids, set by from_encoder_and_lm)")  # fmt: skip
-        audio = input_features if input_features is not None else input_values
-        log_probs, lengths = self.ctc_log_posteriors(audio, feature_attention_mask)
+        if ctc_posteriors is None:
+            audio = input_features if input_features is not None else input_values
+            ctc_posteriors = self.ctc_log_posteriors(audio, feature_attention_mask)
+        log_probs, lengths = ctc_posteriors
         vocab_size = self.get_input_embeddings().weight.shape[0]
         symbols = ctc_token_symbols(projector.ctc_symbol_token_ids, projector.ctc_blank_id, vocab_size)
         eos = self.generation_config.eos_token_id if eos_token_id is None else eos_token_id
         return CTCPrefixScoreLogitsProcessor(log_probs, lengths, symbols, projector.ctc_blank_id, eos, prompt_length,
                                              ctc_weight)  # fmt: skip
 
+    @torch.no_grad()
+    def embed_prompt(self, input_ids, input_features=None, input_values=None, feature_attention_mask=None,
+                     ctc: bool = False) -> tuple[torch.Tensor, tuple | None]:  # fmt: skip
+        """The prompts' input embeddings with their audio merged in, from one encoder pass over each clip, and with
+        `ctc=True` the CTC posteriors of the same pass (`ctc_log_posteriors`' output). `generate(inputs_embeds=...)`
+        then never runs the encoder: beam search would run it on every beam's copy of the prompt."""
+        audio = input_features if input_features is not None else input_values
+        inputs_embeds = self.get_input_embeddings()(input_ids)
+        if audio is None:
+            return inputs_embeds, None
+        if ctc:
+            self._check_ctc_head()
+        hidden, lengths = self._encoder_frames(audio, feature_attention_mask)
+        projected, projected_lengths = self.projector(hidden, lengths)
+        valid = _valid_mask(projected_lengths, projected.shape[1])
+        inputs_embeds, _ = self._merge(input_ids, inputs_embeds, projected[valid])
+        return inputs_embeds, ((self._ctc_log_probs(hidden), lengths) if ctc else None)
+
     def merge_audio(self, input_ids, inputs_embeds, audio, feature_attention_mask):
         """`inputs_embeds` with each `audio_token_id` position replaced by the next projected audio frame."""
         audio_embeds, _ = self.get_audio_features(audio, feature_attention_mask)
+        return self._merge(input_ids, inputs_embeds, audio_embeds)
+
+    def _merge(self, input_ids, inputs_embeds, audio_embeds):
         placeholders = input_ids == self.config.audio_token_id
         tracing = torch.compiler.is_compiling() or torch.compiler.is_exporting()
         if not tracing and int(placeholders.sum()) != audio_embeds.shape[0]:  # a value check: eager only
