@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from hf_slm.models.speech_llm import LexiconLogitsProcessor, NgramLanguageModel
-from hf_slm.training import fit_word_lm, text_words
+from hf_slm.data import text_words
+from hf_slm.training import fit_word_lm
 
 TEXTS = [
     "The cat sat on the mat.",
@@ -22,7 +23,7 @@ VOCABULARY = ["zebra", "catalogue"]  # dictionary words that no text holds
 
 
 def vocabulary(lm: NgramLanguageModel) -> list[str]:
-    return [g[0] for g in lm.log_probs if len(g) == 1 and g[0] != "<s>"]
+    return [g[0] for g in lm.ngrams if len(g) == 1 and g[0] != "<s>"]
 
 
 def test_text_words_keep_what_a_character_decoder_spells():

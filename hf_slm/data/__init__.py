@@ -22,7 +22,7 @@ _SUBMODULES = {
         "read_fortunes", "read_text_file", "read_wordnet_definitions", "read_wordnet_examples", "read_wordnet_glosses",
         "read_wordnet_lexicon",
         "realize", "sample_plan",
-        "split_texts"
+        "split_texts", "text_words"
     ],
     ".dialogue": [
         "BACKCHANNELS", "Dialogue", "DialogueTiming", "dialogue_features", "dialogues_to_dataset", "generate_dialogue",
@@ -105,6 +105,7 @@ __all__ = [
     "synthesize_corpus",
     "synthesize_dataset",
     "synthesize_to_wav",
+    "text_words",
     "write_audio_dir",
     "write_dialogues",
     "write_wav",

@@ -380,6 +380,16 @@ def _inflections(lemma: str, pos: str, irregular: bool) -> set[str]:
     return set()
 
 
+_SPELLED_WORD = re.compile(r"[a-z][a-z']*")
+
+
+def text_words(text: str) -> list[str]:
+    """The words of `text` as a character decoder spells them: lower case letters and apostrophes, starting with a
+    letter; digits and other symbols are dropped. The one word rule of the lexicon (`read_wordnet_lexicon`) and of
+    the word LM (`hf_slm.training.fit_word_lm`)."""
+    return [w for w in re.findall(r"[a-z']+", text.lower()) if _SPELLED_WORD.fullmatch(w)]
+
+
 def read_wordnet_lexicon(directory: str | Path = WORDNET_DIR, texts=()) -> list[str]:
     """A lower-case English word list, sorted: WordNet's one-word lemmas (``index.noun`` etc.), their regular
     inflections, its irregular forms (``*.exc``), and the words of ``texts`` (letters and apostrophes only).
@@ -389,7 +399,7 @@ def read_wordnet_lexicon(directory: str | Path = WORDNET_DIR, texts=()) -> list[
     """
     directory = Path(directory)
     _wordnet_files(directory)  # a clear error without wordnet-base
-    word = re.compile(r"[a-z][a-z']*")
+    word = _SPELLED_WORD
     words = set()
     for pos in ("noun", "verb", "adj", "adv"):
         index, exceptions = directory / f"index.{pos}", directory / f"{pos}.exc"
@@ -407,7 +417,7 @@ def read_wordnet_lexicon(directory: str | Path = WORDNET_DIR, texts=()) -> list[
                     words.add(lemma)
                     words.update(_inflections(lemma, pos, lemma in irregular))
     for text in texts:
-        words.update(w for w in re.findall(r"[a-z']+", text.lower()) if word.fullmatch(w))
+        words.update(text_words(text))
     return sorted(words)
 
 

@@ -20,7 +20,7 @@ from .launch import (
 from .packing import PackedSequenceCollator, SequencePacker, pack_dataset, pack_sequences
 from .speech_llm import SpeechLLMCollator, set_training_stage
 from .vocoder_collator import UnitVocoderCollator
-from .word_lm import fit_word_lm, text_words
+from .word_lm import fit_word_lm
 
 __all__ = [
     "LaunchError",
@@ -50,6 +50,5 @@ __all__ = [
     "require_single_process",
     "resumable_interrupt",
     "set_training_stage",
-    "text_words",
     "widen_to_umask",
 ]

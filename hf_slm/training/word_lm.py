@@ -5,20 +5,11 @@ pip does not give; this one needs nothing and fits our ~0.5M-word corpora in sec
 from __future__ import annotations
 
 import math
-import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 
+from ..data import text_words
 from ..models.speech_llm import NgramLanguageModel
-
-WORD = re.compile(r"[a-z][a-z']*")
-
-
-def text_words(text: str) -> list[str]:
-    """The words of `text` as a character decoder spells them: lower case letters and apostrophes (the rule of
-    `hf_slm.data.read_wordnet_lexicon`); digits and other symbols are dropped."""
-    return [w for w in re.findall(r"[a-z']+", text.lower()) if WORD.fullmatch(w)]
-
 
 def _discount(counts: Iterable[int]) -> float:
     """Kneser-Ney's one discount per order, `n1 / (n1 + 2 n2)` from the counts of counts (0.5 when undefined)."""
@@ -29,7 +20,7 @@ def _discount(counts: Iterable[int]) -> float:
 
 def fit_word_lm(texts: Iterable[str], order: int = 3, vocabulary: Iterable[str] = (),
                 min_count: int = 2) -> NgramLanguageModel:  # fmt: skip
-    """Interpolated Kneser-Ney over the words of `texts` (`text_words`), in backoff form (`to_arpa` writes it).
+    """Interpolated Kneser-Ney over the words of `texts` (`hf_slm.data.text_words`), in backoff form (`to_arpa` writes it).
 
     `vocabulary` adds words that the texts lack (a lexicon's dictionary words): they get the unigram floor that
     Kneser-Ney interpolates with the uniform distribution. N-grams of order >= 2 seen fewer than `min_count` times
@@ -66,7 +57,7 @@ def fit_word_lm(texts: Iterable[str], order: int = 3, vocabulary: Iterable[str] 
                 adjusted[k][gram] = count
     adjusted[1].pop(("<s>",), None)
     for word in vocabulary:
-        if WORD.fullmatch(word):
+        if text_words(word) == [word]:
             adjusted[1].setdefault((word,), 0)
     adjusted[1].setdefault(("<unk>",), 0)
 
@@ -95,15 +86,14 @@ def fit_word_lm(texts: Iterable[str], order: int = 3, vocabulary: Iterable[str] 
     for gram in probs:
         if len(gram) > 1:
             followers[gram[:-1]].append(gram)
-    arpa = {}
-    for gram, p in probs.items():
-        backoff = 1.0
-        if gram in followers:
-            listed = sum(probs[g] for g in followers[gram])
-            lower = sum(_interpolated(probs, g[1:]) for g in followers[gram])
-            backoff = max(1.0 - listed, 1e-12) / max(1.0 - lower, 1e-12)
-        arpa[gram] = (math.log(p), math.log(backoff))
-    arpa[("<s>",)] = (-99.0 * math.log(10), math.log(_backoff_of_start(probs, followers)))
+
+    def backoff(history: tuple) -> float:
+        listed = sum(probs[g] for g in followers.get(history, ()))
+        lower = sum(_interpolated(probs, g[1:]) for g in followers.get(history, ()))
+        return max(1.0 - listed, 1e-12) / max(1.0 - lower, 1e-12)
+
+    arpa = {gram: (math.log(p), math.log(backoff(gram))) for gram, p in probs.items()}
+    arpa[("<s>",)] = (-99.0 * math.log(10), math.log(backoff(("<s>",))))  # a context, never predicted
     return NgramLanguageModel(arpa)
 
 
@@ -114,10 +104,4 @@ def _interpolated(probs: dict, gram: tuple) -> float:
     return _interpolated(probs, gram[1:]) if len(gram) > 1 else probs[("<unk>",)]
 
 
-def _backoff_of_start(probs: dict, followers: dict) -> float:
-    listed = sum(probs[g] for g in followers.get(("<s>",), ()))
-    lower = sum(probs[g[1:]] for g in followers.get(("<s>",), ()))
-    return max(1.0 - listed, 1e-12) / max(1.0 - lower, 1e-12)
-
-
-__all__ = ["fit_word_lm", "text_words"]
+__all__ = ["fit_word_lm"]

@@ -135,6 +135,22 @@ def ctc_token_symbols(symbol_token_ids: list[list[int]], blank_id: int, vocab_si
     return table
 
 
+@contextlib.contextmanager
+def replace_atomically(path):
+    """A binary file to write in place of `path`: a temporary file beside it, renamed over `path` once written (so a
+    kill never leaves half a file), removed if writing fails. (Model files are also remote code, which cannot import
+    `hf_slm.utils`.)"""
+    path = os.fspath(path)
+    with tempfile.NamedTemporaryFile("wb", dir=os.path.dirname(path) or ".", delete=False) as raw:
+        try:
+            yield raw
+        except BaseException:
+            raw.close()
+            os.unlink(raw.name)
+            raise
+    os.replace(raw.name, path)
+
+
 class NgramLanguageModel:
     r"""
     A backoff word n-gram LM read from ARPA text (what KenLM's `lmplz`, SRILM and `hf_slm.training.fit_word_lm`
@@ -154,20 +170,18 @@ class NgramLanguageModel:
         if not any(len(g) == 1 for g in ngrams):
             raise ValueError("an n-gram LM needs unigrams")
         self.order = max(len(g) for g in ngrams)
-        self.ngrams = dict(ngrams)
-        self.log_probs = {g: p for g, (p, _) in ngrams.items()}
-        self.backoffs = {g: b for g, (_, b) in ngrams.items() if b}
-        unigrams = sorted((g[0], math.exp(p)) for g, p in self.log_probs.items() if len(g) == 1 and p > -90)
-        self.unk_log_prob = self.log_probs.get((unk,), min(math.log(p) for _, p in unigrams))
-        self._words, self._cumulative = self._ranges(unigrams)
+        self.ngrams = dict(ngrams)  # the one store: log_prob reads it, to_arpa writes it
+        unigrams = sorted((g[0], math.exp(p)) for g, (p, _) in self.ngrams.items() if len(g) == 1 and p > -90)
+        self.unk_log_prob = self.ngrams[(unk,)][0] if (unk,) in self.ngrams else min(math.log(p) for _, p in unigrams)
+        self._words, self._cumulative = [w for w, _ in unigrams], self._cumsum(p for _, p in unigrams)
         followers: dict[tuple, list] = {}
-        for gram in self.log_probs:
+        for gram in self.ngrams:
             if len(gram) > 1:
                 followers.setdefault(gram[:-1], []).append(gram[-1])
         self._followers = {}  # history -> (sorted words, cumulative P(w | h), cumulative P(w | shorter history))
         for history, words in followers.items():
             words.sort()
-            listed = [math.exp(self.log_probs[history + (w,)]) for w in words]
+            listed = [math.exp(self.ngrams[history + (w,)][0]) for w in words]
             lower = [math.exp(self.log_prob(w, history[1:])) for w in words]
             self._followers[history] = (words, self._cumsum(listed), self._cumsum(lower))
         self._mass_cache: dict = {}
@@ -178,10 +192,6 @@ class NgramLanguageModel:
         for v in values:
             out.append(out[-1] + v)
         return out
-
-    @classmethod
-    def _ranges(cls, pairs):
-        return [w for w, _ in pairs], cls._cumsum(p for _, p in pairs)
 
     @classmethod
     def from_arpa(cls, path) -> NgramLanguageModel:
@@ -220,9 +230,8 @@ class NgramLanguageModel:
         by_order: dict[int, list] = {}
         for gram in sorted(self.ngrams):
             by_order.setdefault(len(gram), []).append(gram)
-        path = os.fspath(path)
-        compress = path.endswith(".gz")
-        with tempfile.NamedTemporaryFile("wb", dir=os.path.dirname(path) or ".", delete=False) as raw, \
+        compress = os.fspath(path).endswith(".gz")
+        with replace_atomically(path) as raw, \
                 (gzip.GzipFile("", "wb", fileobj=raw, mtime=0) if compress else contextlib.nullcontext(raw)) as binary, \
                 io.TextIOWrapper(binary, encoding="utf-8") as f:  # fmt: skip
             f.write("\n\\data\\\n")
@@ -234,19 +243,18 @@ class NgramLanguageModel:
                     tail = f"\t{backoff / LN10:.4f}" if backoff and k < self.order else ""
                     f.write(f"{p / LN10:.5f}\t{' '.join(gram)}{tail}\n")
             f.write("\n\\end\\\n")
-        os.replace(raw.name, path)
 
     def log_prob(self, word: str, history=()) -> float:
         """Natural-log `P(word | history)`; `history` is the words before it (`<s>` first at a sentence start)."""
         history = tuple(history)[len(history) - self.order + 1 :] if self.order > 1 else ()
         backoff = 0.0
         while True:
-            p = self.log_probs.get(history + (word,))
-            if p is not None:
-                return backoff + p
+            listed = self.ngrams.get(history + (word,))
+            if listed is not None:
+                return backoff + listed[0]
             if not history:
                 return backoff + self.unk_log_prob
-            backoff += self.backoffs.get(history, 0.0)
+            backoff += self.ngrams.get(history, (0.0, 0.0))[1]
             history = history[1:]
 
     def _range_sum(self, words: list[str], cumulative: list[float], prefix: str) -> float:
@@ -264,7 +272,7 @@ class NgramLanguageModel:
                 mass = self._range_sum(self._words, self._cumulative, prefix)
             else:
                 lower = self.prefix_mass(prefix, history[1:])
-                backoff = math.exp(self.backoffs.get(history, 0.0))
+                backoff = math.exp(self.ngrams.get(history, (0.0, 0.0))[1])
                 followers = self._followers.get(history)
                 if followers is None:
                     mass = backoff * lower

@@ -377,9 +377,15 @@ class SpeechLLMForConditionalGeneration(SpeechLLMPreTrainedModel, GenerationMixi
     def get_audio_features(self, audio: torch.Tensor, feature_attention_mask: torch.Tensor | None = None):
         """Encoder -> projector for a batch of clips; -> (projected frames of every clip, concatenated in order
         `[N, hidden]`, and frames per clip `[B]`)."""
+        _, _, frames, frame_counts = self._encode_and_project(audio, feature_attention_mask)
+        return frames, frame_counts
+
+    def _encode_and_project(self, audio: torch.Tensor, feature_attention_mask: torch.Tensor | None):
+        """One encoder pass: (encoder frames, their lengths, the projected frames of every clip concatenated, and
+        projected frames per clip)."""
         hidden, lengths = self._encoder_frames(audio, feature_attention_mask)
         projected, projected_lengths = self.projector(hidden, lengths)
-        return projected[_valid_mask(projected_lengths, projected.shape[1])], projected_lengths
+        return hidden, lengths, projected[_valid_mask(projected_lengths, projected.shape[1])], projected_lengths
 
     @torch.no_grad()
     def ctc_log_posteriors(self, audio: torch.Tensor, feature_attention_mask: torch.Tensor | None = None):
@@ -433,10 +439,8 @@ class SpeechLLMForConditionalGeneration(SpeechLLMPreTrainedModel, GenerationMixi
             return inputs_embeds, None
         if ctc:
             self._check_ctc_head()
-        hidden, lengths = self._encoder_frames(audio, feature_attention_mask)
-        projected, projected_lengths = self.projector(hidden, lengths)
-        valid = _valid_mask(projected_lengths, projected.shape[1])
-        inputs_embeds, _ = self._merge(input_ids, inputs_embeds, projected[valid])
+        hidden, lengths, frames, _ = self._encode_and_project(audio, feature_attention_mask)
+        inputs_embeds, _ = self._merge(input_ids, inputs_embeds, frames)
         return inputs_embeds, ((self._ctc_log_probs(hidden), lengths) if ctc else None)
 
     def merge_audio(self, input_ids, inputs_embeds, audio, feature_attention_mask):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +20,7 @@ from .configuration_speech_llm import (
     audio_conv_layers,
     conv_output_lengths,
 )
-from .generation_speech_llm import NgramLanguageModel
+from .generation_speech_llm import NgramLanguageModel, replace_atomically
 
 #: Where a processor's `lexicon` is saved: `word count` a line (`word` alone reads as count 0).
 LEXICON_FILE = "lexicon.txt"
@@ -173,9 +172,8 @@ class SpeechLLMProcessor(ProcessorMixin):
         out = super().save_pretrained(save_directory, push_to_hub=push_to_hub, **kwargs)
         target = Path(save_directory) / LEXICON_FILE
         if self.lexicon:
-            with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=save_directory, delete=False) as tmp:
-                tmp.write("".join(f"{word} {count}\n" for word, count in self.lexicon.items()))
-            os.replace(tmp.name, target)
+            with replace_atomically(target) as tmp:
+                tmp.write("".join(f"{word} {count}\n" for word, count in self.lexicon.items()).encode("utf-8"))
         elif target.exists():
             target.unlink()  # a stale lexicon of an earlier save would come back on load
         target = Path(save_directory) / WORD_LM_FILE
@@ -183,10 +181,8 @@ class SpeechLLMProcessor(ProcessorMixin):
             self._word_lm.to_arpa(target)
         elif self._word_lm_file is not None:  # not read yet: the saved bytes, as they were
             if not (target.exists() and os.path.samefile(target, self._word_lm_file)):
-                with open(self._word_lm_file, "rb") as source, tempfile.NamedTemporaryFile(
-                        "wb", dir=save_directory, delete=False) as tmp:  # fmt: skip
+                with open(self._word_lm_file, "rb") as source, replace_atomically(target) as tmp:
                     shutil.copyfileobj(source, tmp)
-                os.replace(tmp.name, target)
         elif target.exists():
             target.unlink()
         return out
