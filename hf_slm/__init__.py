@@ -30,8 +30,8 @@ DEFAULT_SPEECH_LLM_PIPELINE = str(_HERE / "default_speech_llm_pipeline")
 #: submodule -> the public names it provides (each family's `__all__`; tests/test_registration.py keeps them equal)
 _LAZY_NAMES = {
     "models.unit_encoder": [
-        "AudioInputError", "SpeechFeatureExtractor", "TokenizationPlan", "UnitEncoderConfig", "UnitEncoderModel",
-        "UnitEncoderOutput", "decode_audio", "default_plan", "length_buckets", "load_audio",
+        "AudioInputError", "DEFAULT_VTLN_WARPS", "SpeechFeatureExtractor", "TokenizationPlan", "UnitEncoderConfig",
+        "UnitEncoderModel", "UnitEncoderOutput", "decode_audio", "default_plan", "length_buckets", "load_audio",
     ],
     "training.kmeans": ["MiniBatchKMeans"],  # fitting, not a model: `hf_slm.MiniBatchKMeans` keeps working
     "models.speech_lm": [

@@ -119,6 +119,15 @@ class TestMfccUnitEncoder(UnitEncoderComponentTester):
         return {"raw_speech": raw, "sampling_rate": 22050}
 
 
+class TestVtlnUnitEncoder(TestMfccUnitEncoder):
+    """MFCC + CMVN with a warp search per utterance: each row's warp and units are its own alone (CMVN's float32
+    statistics round differently in a padded row, hence the tolerance on features)."""
+
+    component = "unit_encoder_vtln"
+    batch_atol = 1e-4
+    compared_outputs = ("units", "units_mask", "features", "warp_factors")
+
+
 class TestSslUnitEncoder(UnitEncoderComponentTester):
     component = "unit_encoder_ssl"
     batch_atol = 1e-4

@@ -49,9 +49,12 @@ def _fit_random(tokenizer: UnitEncoderModel, seed: int) -> UnitEncoderModel:
     return tokenizer
 
 
-def tiny_unit_encoder(frontend: str = "mfcc", seed: int = 0) -> UnitEncoderModel:
+def tiny_unit_encoder(frontend: str = "mfcc", seed: int = 0, vtln: bool = False) -> UnitEncoderModel:
+    """`vtln`: per-utterance CMVN and a 5-factor vocal tract length warp search."""
     torch.manual_seed(seed)
     kwargs = {"ssl_config": tiny_hubert_config(), "ssl_layer": 1} if frontend == "ssl" else {}
+    if vtln:
+        kwargs = {"utterance_normalization": True, "vtln_warps": [0.8, 0.9, 1.0, 1.1, 1.2]}
     config = UnitEncoderConfig(frontend=frontend, num_units=NUM_UNITS, **kwargs)
     return _fit_random(UnitEncoderModel(config).eval(), seed)
 
@@ -323,6 +326,7 @@ def _valle_nar_inputs(batch: int = 1):
 COMPONENTS = {
     "unit_encoder_mfcc": (lambda: tiny_unit_encoder("mfcc"), "AutoModel", _audio_inputs),
     "unit_encoder_ssl": (lambda: tiny_unit_encoder("ssl"), "AutoModel", _audio_inputs),
+    "unit_encoder_vtln": (lambda: tiny_unit_encoder("mfcc", vtln=True), "AutoModel", _audio_inputs),
     "speech_lm": (tiny_speech_lm, "AutoModelForCausalLM", _unit_inputs),
     "expressive_encoder": (tiny_expressive_encoder, "AutoModel", _audio_inputs),
     "multistream_speech_lm": (tiny_multistream_speech_lm, "AutoModel", _stream_inputs),

@@ -117,8 +117,13 @@ def cmd_abx(args) -> int:
     pipe = _pipeline(args.pipeline, args.device)
     items = build_abx_items(words=args.words, voices=args.voices, rates=args.rates)
     representations = ["features", "units"] if args.representation == "both" else [args.representation]
-    result = {rep: evaluate_abx(pipe, items, rep) for rep in representations}
-    result.update(pipeline=args.pipeline, words=args.words, voices=args.voices, rates=args.rates)
+    if args.speaker_adaptation and getattr(pipe.speech_tokenizer.config, "vtln_warps", None) is None:
+        raise ValueError(f"--speaker-adaptation searches a vocal tract length warp per speaker, but the speech "
+                         f"tokenizer of {args.pipeline} has no vtln_warps (fit one with hf-slm fit-tokenizer --vtln)")
+    result = {rep: evaluate_abx(pipe, items, rep, speaker_adaptation=args.speaker_adaptation)
+              for rep in representations}  # fmt: skip
+    result.update(pipeline=args.pipeline, words=args.words, voices=args.voices, rates=args.rates,
+                  speaker_adaptation=args.speaker_adaptation)  # fmt: skip
     json_path, md_path, stem = _outputs(args.output)
     write_json(result, json_path)
     values, lines = {}, [f"{'representation':<16}{'within':>10}{'between':>10}   (ABX error, %)"]
@@ -643,6 +648,8 @@ def add_evaluate_parser(sub) -> None:
     p.add_argument("--voices", type=csv_list(str), default=["en-us", "en-us+m3", "en-us+f2"])
     p.add_argument("--rates", type=csv_list(positive_int), default=[150, 200])
     p.add_argument("--representation", choices=["features", "units", "both"], default="both")
+    p.add_argument("--speaker-adaptation", action="store_true",
+                   help="tokenise each voice's items at one vocal tract length warp (a tokenizer fitted with --vtln)")
     common(p)
     p.set_defaults(func=cmd_abx)
 

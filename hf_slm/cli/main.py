@@ -53,21 +53,29 @@ def _load_dataset_arg(spec: str, split: str | None = None):
 
 
 def cmd_fit_tokenizer(args) -> int:
-    from ..models.unit_encoder import SpeechFeatureExtractor, UnitEncoderConfig, UnitEncoderModel
+    from ..models.unit_encoder import DEFAULT_VTLN_WARPS, SpeechFeatureExtractor, UnitEncoderConfig, UnitEncoderModel
     from ..utils import atomic_save_directory
     from ..training.kmeans import fit_unit_tokenizer_on_dataset
 
     ds = _load_dataset_arg(args.dataset)
     if args.audio_column not in ds.column_names:
         raise ValueError(f"dataset {args.dataset} has no column {args.audio_column!r} ({ds.column_names})")
+    if args.speaker_column is not None:
+        if not args.vtln:
+            raise ValueError("--speaker-column is for --vtln (one vocal tract length warp per speaker)")
+        if args.speaker_column not in ds.column_names:
+            raise ValueError(f"dataset {args.dataset} has no column {args.speaker_column!r} ({ds.column_names})")
     if args.frontend == "ssl":
         if not args.ssl_model:
             raise ValueError("--frontend ssl needs --ssl-model (a local folder or Hub id of HuBERT/WavLM/...)")
+        if args.vtln:
+            raise ValueError("--vtln warps the MFCC front end's mel filterbank: it needs --frontend mfcc")
         tokenizer = UnitEncoderModel.from_ssl_pretrained(args.ssl_model, layer=args.layer, num_units=args.num_units,
                                                          utterance_normalization=args.utterance_normalization)  # fmt: skip
     else:
         tokenizer = UnitEncoderModel(UnitEncoderConfig(frontend="mfcc", num_units=args.num_units,
-                                                       utterance_normalization=args.utterance_normalization))
+                                                       utterance_normalization=args.utterance_normalization,
+                                                       vtln_warps=list(DEFAULT_VTLN_WARPS) if args.vtln else None))  # fmt: skip
     # its rate, and at least one analysis window (a log-mel encoder's stacked frame is 560 samples, not 400)
     feature_extractor = SpeechFeatureExtractor(sampling_rate=tokenizer.config.sampling_rate,
                                                min_samples=tokenizer.config.receptive_field)  # fmt: skip
@@ -81,6 +89,8 @@ def cmd_fit_tokenizer(args) -> int:
         max_frames=args.max_frames,
         seed=args.seed,
         shuffle=False,
+        vtln_iterations=args.vtln_iterations if args.vtln else 0,
+        speaker_column=args.speaker_column,
     )
 
     def write(tmp: Path) -> None:
@@ -423,6 +433,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--utterance-normalization", action="store_true",
                    help="normalise each utterance's features to zero mean / unit variance (CMVN) before k-means, "
                    "when fitting and when tokenising (less speaker-dependent units)")  # fmt: skip
+    p.add_argument("--vtln", action="store_true",
+                   help="vocal tract length normalisation (MFCC front end): tokenise each utterance at the mel warp "
+                   "(0.80-1.20) that best fits the centroids; the fit alternates warp search and k-means")  # fmt: skip
+    p.add_argument("--vtln-iterations", type=non_negative_int, default=2, help="warp-search-and-refit rounds (--vtln)")
+    p.add_argument("--speaker-column", default=None,
+                   help="with --vtln: fit on one warp per value of this column (a speaker id) instead of per utterance")
     p.add_argument("--batch-size", type=positive_int, default=16)
     p.add_argument("--max-frames", type=positive_int, default=500_000, help="subsample at most this many frames for k-means")
     p.add_argument("--device", default="cpu")

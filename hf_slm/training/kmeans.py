@@ -7,7 +7,7 @@ tokenizers, plus re-seeding of centroids that stop receiving points.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from ..models.unit_encoder.kmeans import assign, squared_distances
 
 
-def kmeans_plus_plus(x: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
+def kmeans_plus_plus(x: torch.Tensor, k: int, generator: torch.Generator, show_progress: bool = True) -> torch.Tensor:
     """k-means++ seeding (Arthur & Vassilvitskii 2007) with greedy trials, as scikit-learn does."""
     n = x.shape[0]
     if n < k:
@@ -27,7 +27,7 @@ def kmeans_plus_plus(x: torch.Tensor, k: int, generator: torch.Generator) -> tor
     first = torch.randint(n, (1,), generator=generator, device=generator.device).to(x.device)
     centers[0] = x[first]
     closest = squared_distances(x, centers[:1]).squeeze(1)
-    for i in tqdm(range(1, k), desc="k-means++ init", leave=False, disable=k < 64):
+    for i in tqdm(range(1, k), desc="k-means++ init", leave=False, disable=k < 64 or not show_progress):
         total = closest.sum()
         if total <= 0:  # all remaining points coincide with centroids: any point will do
             probs = torch.full_like(closest, 1.0 / n)
@@ -143,7 +143,7 @@ class MiniBatchKMeans:
                 )
             self.cluster_centers = init_centers.to(self.device, torch.float32).clone()
         else:
-            self.cluster_centers = kmeans_plus_plus(init, self.num_clusters, gen)
+            self.cluster_centers = kmeans_plus_plus(init, self.num_clusters, gen, self.show_progress)
         self.counts = torch.zeros(self.num_clusters, device=self.device)
         last_seen = torch.zeros(self.num_clusters, dtype=torch.long, device=self.device)
 
@@ -245,6 +245,18 @@ def fit_unit_tokenizer(
     return kmeans
 
 
+def _audio_batches(dataset, columns, batch_size, feature_extractor, device):
+    """(batch rows, padded inputs on `device`) over a `datasets.Dataset` / `IterableDataset`."""
+    for batch in dataset.select_columns(columns).iter(batch_size=batch_size):
+        inputs = feature_extractor(batch[columns[0]], return_tensors="pt")
+        yield batch, inputs["input_values"].to(device), inputs["attention_mask"].to(device)
+
+
+def _check_column(dataset, column: str) -> None:
+    if dataset.column_names is not None and column not in dataset.column_names:
+        raise ValueError(f"dataset has no column {column!r}; columns: {dataset.column_names}")
+
+
 @torch.no_grad()
 def collect_features(
     tokenizer,
@@ -254,24 +266,31 @@ def collect_features(
     batch_size: int = 8,
     max_frames: int | None = 200_000,
     show_progress: bool = True,
+    warp_factors: float | Sequence[float] | None = None,
 ) -> torch.Tensor:
     """Stream a `datasets.Dataset` / `IterableDataset` through the feature extractor and front end; return the
-    valid frames [N, D] (on CPU), stopping after `max_frames`."""
-    if dataset.column_names is not None and audio_column not in dataset.column_names:
-        raise ValueError(f"dataset has no column {audio_column!r}; columns: {dataset.column_names}")
-    collected, total = [], 0
+    valid frames [N, D] (on CPU), stopping after `max_frames`.
+
+    `warp_factors` (MFCC front end): one vocal tract length warp for every row, or one per row in dataset order
+    (`dataset_warp_factors`); by default a fitted tokenizer with `vtln_warps` searches each utterance's own."""
+    _check_column(dataset, audio_column)
+    collected, total, row = [], 0, 0
     total_rows = len(dataset) if hasattr(dataset, "__len__") else None
     progress = tqdm(total=total_rows, desc="extracting features", unit="utt", disable=not show_progress)
     device = tokenizer.cluster_centers.device
-    for batch in dataset.select_columns([audio_column]).iter(batch_size=batch_size):
-        inputs = feature_extractor(batch[audio_column], return_tensors="pt")
-        features, mask = tokenizer.extract_features(
-            inputs["input_values"].to(device), inputs["attention_mask"].to(device)
-        )
-        frames = features[mask].cpu()
+    for batch, values, mask in _audio_batches(dataset, [audio_column], batch_size, feature_extractor, device):
+        rows = len(batch[audio_column])
+        warps = warp_factors
+        if warp_factors is not None and not isinstance(warp_factors, (int, float)):
+            warps = list(warp_factors[row : row + rows])
+            if len(warps) != rows:
+                raise ValueError(f"warp_factors has {len(warp_factors)} values but the dataset has more rows")
+        features, frame_mask = tokenizer.extract_features(values, mask, warp_factors=warps)
+        frames = features[frame_mask].cpu()
         collected.append(frames)
         total += frames.shape[0]
-        progress.update(len(batch[audio_column]))
+        row += rows
+        progress.update(rows)
         progress.set_postfix(frames=total)
         if max_frames is not None and total >= max_frames:
             break
@@ -280,6 +299,46 @@ def collect_features(
         raise ValueError("the dataset gave no audio")
     features = torch.cat(collected)
     return features[:max_frames] if max_frames is not None else features
+
+
+@torch.no_grad()
+def dataset_warp_factors(
+    tokenizer,
+    dataset: Any,
+    feature_extractor: Any,
+    audio_column: str = "audio",
+    speaker_column: str | None = None,
+    batch_size: int = 8,
+    max_frames: int | None = None,
+    show_progress: bool = True,
+) -> list[float]:
+    """The vocal tract length warp of each row (in dataset order, up to the row where `max_frames` frames are
+    reached): searched per utterance, or shared by all rows of one `speaker_column` value (the warp that fits
+    that speaker's frames together). Needs a fitted tokenizer with `config.vtln_warps`."""
+    _check_column(dataset, audio_column)
+    columns = [audio_column]
+    if speaker_column is not None:
+        _check_column(dataset, speaker_column)
+        columns.append(speaker_column)
+    distortions, counts, speakers, total = [], [], [], 0
+    total_rows = len(dataset) if hasattr(dataset, "__len__") else None
+    progress = tqdm(total=total_rows, desc="searching warps", unit="utt", disable=not show_progress)
+    device = tokenizer.cluster_centers.device
+    for batch, values, mask in _audio_batches(dataset, columns, batch_size, feature_extractor, device):
+        distortion, frames = tokenizer.warp_distortions(values, mask)
+        distortions.append(distortion.cpu())
+        counts.append(frames.cpu())
+        if speaker_column is not None:
+            speakers += list(batch[speaker_column])
+        total += int(frames.sum())
+        progress.update(len(batch[audio_column]))
+        if max_frames is not None and total >= max_frames:
+            break
+    progress.close()
+    if not distortions:
+        raise ValueError("the dataset gave no audio")
+    groups = speakers if speaker_column is not None else None
+    return tokenizer.choose_warp_factors(torch.cat(distortions), torch.cat(counts), groups).tolist()
 
 
 def fit_unit_tokenizer_on_dataset(
@@ -292,21 +351,41 @@ def fit_unit_tokenizer_on_dataset(
     shuffle: bool = True,
     seed: int = 0,
     show_progress: bool = True,
+    vtln_iterations: int | None = None,
+    speaker_column: str | None = None,
     **kmeans_kwargs,
 ) -> MiniBatchKMeans:
     """Extract features of (a shuffled prefix of) `dataset` up to `max_frames` frames and `fit` on them.
 
-    `kmeans_kwargs` go to `fit_unit_tokenizer` (`batch_size` there is named `kmeans_batch_size` here).
+    With `config.vtln_warps`, the first fit clusters unwarped features; then each of `vtln_iterations` (default 2)
+    searches every utterance's warp against those centroids (or one warp per `speaker_column` value) and refits on
+    the warped features, so the centroids describe one normalised vocal tract. `kmeans_kwargs` go to
+    `fit_unit_tokenizer` (`batch_size` there is named `kmeans_batch_size` here).
     """
+    warping = tokenizer.config.vtln_warps is not None
+    iterations = (2 if warping else 0) if vtln_iterations is None else vtln_iterations
+    if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 0:
+        raise ValueError(f"vtln_iterations must be an int >= 0, got {vtln_iterations!r}")
+    if (iterations or speaker_column is not None) and not warping:
+        raise ValueError("vtln_iterations / speaker_column search vocal tract warps: the tokenizer needs "
+                         "UnitEncoderConfig(vtln_warps=...)")  # fmt: skip
     if shuffle and hasattr(dataset, "shuffle"):
         dataset = dataset.shuffle(seed=seed)
     was_training = tokenizer.training
     tokenizer.eval()
-    features = collect_features(tokenizer, dataset, feature_extractor, audio_column, batch_size, max_frames, show_progress)
-    tokenizer.train(was_training)
     if "kmeans_batch_size" in kmeans_kwargs:
         kmeans_kwargs["batch_size"] = kmeans_kwargs.pop("kmeans_batch_size")
-    return fit_unit_tokenizer(tokenizer, features, seed=seed, show_progress=show_progress, **kmeans_kwargs)
+    collect = dict(audio_column=audio_column, batch_size=batch_size, max_frames=max_frames, show_progress=show_progress)
+    features = collect_features(tokenizer, dataset, feature_extractor, warp_factors=1.0 if warping else None, **collect)
+    kmeans = fit_unit_tokenizer(tokenizer, features, seed=seed, show_progress=show_progress, **kmeans_kwargs)
+    for _ in range(iterations):
+        warps = None  # searched per utterance by the fitted tokenizer
+        if speaker_column is not None:
+            warps = dataset_warp_factors(tokenizer, dataset, feature_extractor, speaker_column=speaker_column, **collect)
+        features = collect_features(tokenizer, dataset, feature_extractor, warp_factors=warps, **collect)
+        kmeans = fit_unit_tokenizer(tokenizer, features, seed=seed, show_progress=show_progress, **kmeans_kwargs)
+    tokenizer.train(was_training)
+    return kmeans
 
 
-__all__ = ["MiniBatchKMeans", "collect_features", "fit_unit_tokenizer", "fit_unit_tokenizer_on_dataset", "kmeans_plus_plus"]
+__all__ = ["MiniBatchKMeans", "collect_features", "dataset_warp_factors", "fit_unit_tokenizer", "fit_unit_tokenizer_on_dataset", "kmeans_plus_plus"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Sequence
 
 from transformers import AutoConfig, PretrainedConfig
 from transformers.configuration_utils import SubConfigSpec
@@ -64,6 +65,18 @@ class UnitEncoderConfig(PretrainedConfig):
             (CMVN) before the global standardisation and k-means, when fitting and when tokenising. It removes a
             constant per-utterance offset such as a speaker's timbre; it needs the whole utterance (a chunk of a long
             recording is normalised on its own).
+        vtln_warps (`Sequence[float]`, *optional*):
+            Vocal tract length normalisation (MFCC front end only): the grid of frequency warp factors to search,
+            e.g. `DEFAULT_VTLN_WARPS` (0.80 to 1.20 in steps of 0.025; it must hold 1.0, the unwarped features a
+            first fit clusters). A fitted tokenizer warps the mel filterbank by each factor (piecewise linear, the
+            shape of Kaldi's VTLN) and tokenises each utterance at the factor whose features lie closest to its
+            centroids, so a shorter or longer vocal tract (a higher or lower voice) maps onto the same units. Pool the
+            choice over a speaker's utterances with `estimate_warp_factors(..., groups=)`. Fit with
+            `fit_unit_tokenizer_on_dataset(..., vtln_iterations=2)`. `None` (the default): no warping.
+        vtln_prior_weight (`float`, *optional*, defaults to 0.0):
+            Weight of a prior that pulls the warp towards 1: the search minimises the mean squared distance of the
+            standardised features to their nearest centroid plus `vtln_prior_weight * ln(warp) ** 2`. 0 (plain
+            maximum-likelihood warps) scored better within speakers than 20 on held-out ABX items.
         pad_unit_id (`int`, *optional*, defaults to -1):
             Value written at padded frames of `units`; never a valid unit id, so a forgotten mask fails loudly
             (e.g. in an embedding lookup) instead of silently reading unit 0.
@@ -108,6 +121,8 @@ class UnitEncoderConfig(PretrainedConfig):
         ssl_layer: int = 6,
         ssl_feature_extractor: dict | None = None,
         utterance_normalization: bool = False,
+        vtln_warps: Sequence[float] | None = None,
+        vtln_prior_weight: float = 0.0,
         pad_unit_id: int = -1,
         **kwargs,
     ):
@@ -131,6 +146,7 @@ class UnitEncoderConfig(PretrainedConfig):
             raise ValueError(f"n_mfcc={n_mfcc} cannot exceed n_mels={n_mels}")
         if not isinstance(utterance_normalization, bool):
             raise ValueError(f"utterance_normalization must be a bool, got {utterance_normalization!r}")
+        vtln_warps = _check_vtln(frontend, vtln_warps, vtln_prior_weight)
         if pad_unit_id >= 0:
             raise ValueError(f"pad_unit_id must be negative (never a valid unit id), got {pad_unit_id}")
 
@@ -179,6 +195,8 @@ class UnitEncoderConfig(PretrainedConfig):
         self.ssl_layer = ssl_layer
         self.ssl_feature_extractor = dict(ssl_feature_extractor) if ssl_feature_extractor is not None else None
         self.utterance_normalization = utterance_normalization
+        self.vtln_warps = vtln_warps
+        self.vtln_prior_weight = float(vtln_prior_weight)
         self.pad_unit_id = pad_unit_id
         super().__init__(**kwargs)
 
@@ -236,4 +254,31 @@ class UnitEncoderConfig(PretrainedConfig):
         return output
 
 
-__all__ = ["UnitEncoderConfig"]
+#: The warp grid of `vtln_warps=` in `hf-slm fit-tokenizer --vtln`: 0.80 .. 1.20 in steps of 0.025 (17 factors).
+DEFAULT_VTLN_WARPS = tuple(round(0.8 + 0.025 * i, 3) for i in range(17))
+#: Warp factors outside this range are refused: they move a formant past half or double its frequency.
+VTLN_WARP_RANGE = (0.5, 2.0)
+
+
+def _check_vtln(frontend, warps, prior_weight) -> list[float] | None:
+    if isinstance(prior_weight, bool) or not isinstance(prior_weight, (int, float)) or not prior_weight >= 0:
+        raise ValueError(f"vtln_prior_weight must be a number >= 0, got {prior_weight!r}")
+    if warps is None:
+        return None
+    if frontend != "mfcc":
+        raise ValueError("vtln_warps warps the MFCC front end's mel filterbank: it needs frontend='mfcc'")
+    if isinstance(warps, (str, bytes)) or not isinstance(warps, Sequence) or len(warps) < 2:
+        raise ValueError(f"vtln_warps must be a list of at least 2 warp factors, got {warps!r}")
+    low, high = VTLN_WARP_RANGE
+    for warp in warps:
+        if isinstance(warp, bool) or not isinstance(warp, (int, float)) or not low <= warp <= high:
+            raise ValueError(f"vtln_warps: each warp factor must be a number in [{low}, {high}], got {warp!r}")
+    warps = [float(w) for w in warps]
+    if sorted(set(warps)) != warps:
+        raise ValueError(f"vtln_warps must be strictly increasing, got {warps}")
+    if 1.0 not in warps:
+        raise ValueError(f"vtln_warps must hold 1.0 (the unwarped features a first fit clusters), got {warps}")
+    return warps
+
+
+__all__ = ["DEFAULT_VTLN_WARPS", "UnitEncoderConfig"]

@@ -23,7 +23,7 @@ from transformers.models.auto.feature_extraction_auto import feature_extractor_c
 from transformers.utils import ModelOutput
 
 from .batching import TokenizationPlan, default_plan, length_buckets
-from .configuration_unit_encoder import LOG_MEL_ENCODERS, UnitEncoderConfig
+from .configuration_unit_encoder import LOG_MEL_ENCODERS, VTLN_WARP_RANGE, UnitEncoderConfig
 from .feature_extraction_unit_encoder import AudioInputError
 from .kmeans import assign
 
@@ -37,11 +37,15 @@ class UnitEncoderOutput(ModelOutput):
         True at frames that belong to the utterance.
     features (`torch.FloatTensor` of shape `(batch_size, num_frames, feature_dim)`, *optional*):
         The features that were quantised (before standardisation), when `output_features=True`.
+    warp_factors (`torch.FloatTensor` of shape `(batch_size,)`, *optional*):
+        The vocal tract length warp each utterance was tokenised at (`config.vtln_warps`, or the `warp_factors`
+        passed in); `None` without warping.
     """
 
     units: torch.LongTensor | None = None
     units_mask: torch.BoolTensor | None = None
     features: torch.FloatTensor | None = None
+    warp_factors: torch.FloatTensor | None = None
 
     # The speech-tokenizer interface shared with the codecs' `CodecEncoderOutput`: `codes [B, Q, T]`, `codes_mask`,
     # `unpadded()`; a unit encoder is a tokenizer of one codebook.
@@ -289,10 +293,32 @@ class UnitEncoderModel(PreTrainedModel):
                                        return_dict=True)  # fmt: skip
         return captured.get("hidden", outputs.last_hidden_state), mask.sum(-1).long()
 
-    def _mfcc_features(self, input_values: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _power_spectrum(self, waves: torch.Tensor) -> torch.Tensor:
+        """Power spectrogram [B, n_freqs, frames] in float64 (see `_cepstral_features`)."""
+        stft = self.mfcc.MelSpectrogram.spectrogram
+        with torch.autocast(waves.device.type, enabled=False):
+            return torchaudio.functional.spectrogram(
+                waves.double(), pad=0, window=stft.window.double(), n_fft=stft.n_fft, hop_length=stft.hop_length,
+                win_length=stft.win_length, power=2.0, normalized=False, center=False,
+            )  # fmt: skip
+
+    def _cepstral_features(
+        self, power: torch.Tensor, lengths: torch.Tensor, warps: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """torchaudio's MFCC (log-mel variant, center=False: frames stay inside the audio) of a power spectrogram,
+        with its own mel bank (warped per row by `warps` [B]) and DCT, plus deltas: [B, frames, feature_dim].
+
+        float64 makes the float32 result independent of the batch shape: BLAS picks different kernels (and summation
+        orders) for a 1-frame utterance alone and the same frames inside a batch; in float32 that shows as 1e-6
+        differences, in float64 it vanishes when rounding back to float32.
+        """
         config = self.config
-        with torch.autocast(input_values.device.type, enabled=False):
-            mfcc = self._mfcc64(input_values)  # [B, n_mfcc, frames]; center=False: frames stay inside the audio
+        bank = self.mfcc.MelSpectrogram.mel_scale.fb.double()
+        if warps is not None:
+            bank = warp_mel_bank(bank, warps)  # [B, n_freqs, n_mels]
+        with torch.autocast(power.device.type, enabled=False):
+            mel = torch.matmul(power.transpose(-1, -2), bank)
+            mfcc = torch.matmul(torch.log(mel + 1e-6), self.mfcc.dct_mat.double()).transpose(-1, -2)
             frame_lengths = torch.div(lengths - config.n_fft, config.hop_length, rounding_mode="floor") + 1
             feats = [mfcc]
             if config.use_deltas:
@@ -300,22 +326,6 @@ class UnitEncoderModel(PreTrainedModel):
                 delta2 = compute_deltas(delta, frame_lengths)
                 feats += [delta, delta2]
         return torch.cat(feats, dim=1).transpose(1, 2).float(), frame_lengths
-
-    def _mfcc64(self, waves: torch.Tensor) -> torch.Tensor:
-        """torchaudio's MFCC (log-mel variant) computed in float64 with its own window / mel bank / DCT buffers.
-
-        float64 makes the float32 result independent of the batch shape: BLAS picks different kernels (and summation
-        orders) for a 1-frame utterance alone and the same frames inside a batch; in float32 that shows as 1e-6
-        differences, in float64 it vanishes when rounding back to float32.
-        """
-        melspec = self.mfcc.MelSpectrogram
-        stft = melspec.spectrogram
-        power = torchaudio.functional.spectrogram(
-            waves.double(), pad=0, window=stft.window.double(), n_fft=stft.n_fft, hop_length=stft.hop_length,
-            win_length=stft.win_length, power=2.0, normalized=False, center=False,
-        )
-        mel = torch.matmul(power.transpose(-1, -2), melspec.mel_scale.fb.double())
-        return torch.matmul(torch.log(mel + 1e-6), self.mfcc.dct_mat.double()).transpose(-1, -2)
 
     def _check_inputs(self, input_values: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
         if input_values.ndim != 2:
@@ -349,25 +359,121 @@ class UnitEncoderModel(PreTrainedModel):
         return lengths
 
     def extract_features(
-        self, input_values: torch.Tensor, attention_mask: torch.Tensor | None = None
+        self,
+        input_values: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        warp_factors: float | Sequence[float] | torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.BoolTensor]:
         """Front-end features [B, frames, feature_dim] (float32, not standardised; normalised per utterance when
-        `config.utterance_normalization`) and the frame mask [B, frames]."""
+        `config.utterance_normalization`) and the frame mask [B, frames].
+
+        `warp_factors` (MFCC front end): the vocal tract length warp of every utterance (one number, or one per
+        row). Without it, a fitted tokenizer with `config.vtln_warps` searches each utterance's own warp."""
+        features, frame_mask, _ = self._features(input_values, attention_mask, warp_factors)
+        return features, frame_mask
+
+    def _features(self, input_values, attention_mask, warp_factors):
+        """(features, frame mask, warp factors used or None)."""
         if input_values.ndim == 1:
             input_values = input_values[None]
             attention_mask = None if attention_mask is None else attention_mask[None]
         lengths = self._check_inputs(input_values, attention_mask)
+        warps = self._check_warp_factors(warp_factors, input_values.shape[0])
         if self.config.frontend == "mfcc":
-            features, frame_lengths = self._mfcc_features(input_values, lengths)
+            power = self._power_spectrum(input_values)  # once: every searched warp reuses it
+            if warps is None and self.config.vtln_warps is not None and self._fitted():
+                warps = self.choose_warp_factors(*self._warp_distortions(power, lengths))
+            features, frame_lengths = self._cepstral_features(power, lengths, warps)
         else:
             features, frame_lengths = self._ssl_features(input_values, lengths)
         frame_mask = torch.arange(features.shape[1], device=features.device)[None] < frame_lengths[:, None]
         features = features.float()
         if self.config.utterance_normalization:
             features = _utterance_normalize(features, frame_mask)
-        return features, frame_mask
+        return features, frame_mask, warps
+
+    def _check_warp_factors(self, warp_factors, batch: int) -> torch.Tensor | None:
+        if warp_factors is None:
+            return None
+        if self.config.frontend != "mfcc":
+            raise ValueError("warp_factors warp the MFCC front end's mel filterbank; this tokenizer's front end is "
+                             f"{self.config.frontend!r}")  # fmt: skip
+        warps = torch.as_tensor(warp_factors, dtype=torch.float64).to(self.cluster_centers.device).flatten()
+        if warps.numel() == 1:
+            warps = warps.expand(batch)
+        if warps.numel() != batch:
+            raise ValueError(f"warp_factors: one per utterance ({batch}) or one for all, got {warps.numel()}")
+        low, high = VTLN_WARP_RANGE
+        if not (torch.compiler.is_compiling() or bool(((warps >= low) & (warps <= high)).all())):
+            raise ValueError(f"warp_factors must lie in [{low}, {high}], got {warps.tolist()}")
+        return warps
+
+    # ------------------------------------------------------------------ vocal tract length normalisation
+    @torch.no_grad()
+    def warp_distortions(
+        self, input_values: torch.Tensor, attention_mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """For each utterance and each warp of `config.vtln_warps`: the summed squared distance of its
+        standardised frames to their nearest centroids [B, warps], and its frame count [B]. Sum them over the
+        utterances of one speaker and pass them to `choose_warp_factors` to give that speaker one warp."""
+        if self.config.vtln_warps is None:
+            raise ValueError("this tokenizer has no vtln_warps: build it with UnitEncoderConfig(vtln_warps=...)")
+        self._require_fitted()
+        if input_values.ndim == 1:
+            input_values = input_values[None]
+            attention_mask = None if attention_mask is None else attention_mask[None]
+        lengths = self._check_inputs(input_values, attention_mask)
+        return self._warp_distortions(self._power_spectrum(input_values), lengths)
+
+    def _warp_distortions(self, power: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        totals = []
+        for warp in self.config.vtln_warps:
+            warps = torch.full((power.shape[0],), warp, dtype=torch.float64, device=power.device)
+            features, frame_lengths = self._cepstral_features(power, lengths, warps)
+            mask = torch.arange(features.shape[1], device=features.device)[None] < frame_lengths[:, None]
+            if self.config.utterance_normalization:
+                features = _utterance_normalize(features, mask)
+            # float64: a batch and its rows alone give the same sums, so a near-tie cannot pick another warp
+            flat = (features.reshape(-1, features.shape[-1]).double() - self.feature_mean.double()) / self.feature_std.double()
+            centers = self.cluster_centers.double()
+            distances = flat.pow(2).sum(-1, keepdim=True) - 2 * flat @ centers.T + centers.pow(2).sum(-1)
+            nearest = distances.min(-1).values.clamp_min(0).view(mask.shape)
+            totals.append((nearest * mask).sum(-1))
+        return torch.stack(totals, -1), mask.sum(-1)
+
+    def choose_warp_factors(
+        self, distortions: torch.Tensor, frame_counts: torch.Tensor, groups: Sequence | None = None
+    ) -> torch.Tensor:
+        """The warp of `config.vtln_warps` per row that minimises the mean distortion (from `warp_distortions`)
+        plus `config.vtln_prior_weight * ln(warp) ** 2`. With `groups` (one hashable label per row, e.g. the
+        speaker), the rows of one label share the warp that fits all their frames together: a word or two is too
+        little speech to estimate a vocal tract from, a speaker's utterances together are not."""
+        device = distortions.device
+        grid = torch.tensor(self.config.vtln_warps, dtype=torch.float64, device=device)
+        prior = self.config.vtln_prior_weight * grid.log() ** 2
+        distortions, counts = distortions.double(), frame_counts.double().to(device)
+        if groups is None:
+            return grid[(distortions / counts.clamp_min(1)[:, None] + prior).argmin(-1)]
+        if len(groups) != distortions.shape[0]:
+            raise ValueError(f"groups: one label per utterance ({distortions.shape[0]}), got {len(groups)}")
+        labels = {label: i for i, label in enumerate(dict.fromkeys(groups))}
+        index = torch.tensor([labels[label] for label in groups], device=device)
+        pooled = torch.zeros(len(labels), grid.numel(), dtype=torch.float64, device=device).index_add_(0, index, distortions)
+        frames = torch.zeros(len(labels), dtype=torch.float64, device=device).index_add_(0, index, counts)
+        return grid[(pooled / frames.clamp_min(1)[:, None] + prior).argmin(-1)][index]
+
+    def estimate_warp_factors(
+        self, input_values: torch.Tensor, attention_mask: torch.Tensor | None = None, groups: Sequence | None = None
+    ) -> torch.Tensor:
+        """The vocal tract length warp [B] of each utterance, or shared by the utterances of each `groups` label:
+        `choose_warp_factors(*warp_distortions(...), groups)`. Pass it to `forward(warp_factors=)`."""
+        return self.choose_warp_factors(*self.warp_distortions(input_values, attention_mask), groups)
 
     # ------------------------------------------------------------------ quantiser
+    def _fitted(self) -> bool:
+        """Whether the centroids are set (assumed under torch.compile / export, which cannot read a buffer)."""
+        return torch.compiler.is_compiling() or torch.compiler.is_exporting() or bool(self.is_fitted)
+
     def _require_fitted(self) -> None:
         if torch.compiler.is_compiling() or torch.compiler.is_exporting():
             return  # reads a buffer's value, which stops torch.export / fullgraph compiles: checked in eager mode
@@ -392,6 +498,7 @@ class UnitEncoderModel(PreTrainedModel):
         attention_mask: torch.Tensor | None = None,
         output_features: bool = False,
         return_dict: bool | None = None,
+        warp_factors: float | Sequence[float] | torch.Tensor | None = None,
         **kwargs,
     ) -> UnitEncoderOutput | tuple:
         r"""
@@ -401,13 +508,18 @@ class UnitEncoderModel(PreTrainedModel):
             1 for real samples, 0 for padding. Without it every sample is real.
         output_features (`bool`, *optional*, defaults to `False`):
             Also return the front-end features.
+        warp_factors (`float` or `torch.FloatTensor` of shape `(batch_size,)`, *optional*):
+            Vocal tract length warp of each utterance (MFCC front end), e.g. one per speaker from
+            `estimate_warp_factors(..., groups=speakers)`. Default: searched per utterance when `config.vtln_warps`
+            is set, else none.
         """
         self._require_fitted()
-        features, frame_mask = self.extract_features(input_values, attention_mask)
+        features, frame_mask, warps = self._features(input_values, attention_mask, warp_factors)
         units = self.quantize(features).masked_fill(~frame_mask, self.config.pad_unit_id)
         output = UnitEncoderOutput(
-            units=units, units_mask=frame_mask, features=features if output_features else None
-        )
+            units=units, units_mask=frame_mask, features=features if output_features else None,
+            warp_factors=None if warps is None else warps.float(),
+        )  # fmt: skip
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         return output if return_dict else output.to_tuple()
 
@@ -522,6 +634,26 @@ def _utterance_normalize(features: torch.Tensor, frame_mask: torch.Tensor, eps: 
     return (features - mean) * torch.rsqrt(var + eps) * mask
 
 
+def warp_mel_bank(bank: torch.Tensor, warps: torch.Tensor, knee: float = 0.8) -> torch.Tensor:
+    """A mel filterbank [n_freqs, n_mels] warped by each factor of `warps` [W]: [W, n_freqs, n_mels].
+
+    Kaldi's piecewise-linear VTLN shape: the warped bank reads frequency f where the plain bank reads g(f) = a * f,
+    up to a knee (`knee` of Nyquist, lowered for a > 1 so that g stays inside the band), then a line to Nyquist.
+    a < 1 maps a shorter vocal tract's (a higher voice's) formants down onto the plain bank's; a = 1 returns the
+    bank unchanged, bit for bit.
+    """
+    nyquist = bank.shape[0] - 1
+    frequency = torch.arange(bank.shape[0], dtype=torch.float64, device=bank.device)
+    warps = torch.as_tensor(warps, dtype=torch.float64, device=bank.device).reshape(-1, 1)
+    corner = knee * nyquist / warps.clamp_min(1.0)
+    upper = warps * corner + (frequency - corner) * (nyquist - warps * corner) / (nyquist - corner)
+    source = torch.where(frequency <= corner, warps * frequency, upper).clamp(0, nyquist)
+    low = source.floor().long()
+    high = (low + 1).clamp(max=nyquist)
+    weight = (source - low).to(bank.dtype)[..., None]
+    return bank[low] * (1 - weight) + bank[high] * weight
+
+
 def _build_mfcc(config: UnitEncoderConfig) -> torchaudio.transforms.MFCC:
     """torchaudio MFCC whose window / mel bank / DCT buffers are computed from the config, never saved or loaded.
 
@@ -571,4 +703,4 @@ def _replicate_tail(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     return x.gather(-1, index[:, None, :].expand(-1, x.shape[1], -1))
 
 
-__all__ = ["MaskedGroupNorm", "UnitEncoderModel", "UnitEncoderOutput", "compute_deltas"]
+__all__ = ["MaskedGroupNorm", "UnitEncoderModel", "UnitEncoderOutput", "compute_deltas", "warp_mel_bank"]
