@@ -16,9 +16,11 @@ alone (as a pipeline does) and, for VTLN, with one warp per voice (`--speaker-ad
 `evaluate_unit_purity` (`hf-slm evaluate purity` defaults: 20 builtin sentences x 3 voices x 2 rates). Prints the
 per-draw rows and the means, and writes them to `--output` (JSON).
 
-    python examples/ssl_encoder/vtln_draws.py --utterances 4000 --seeds 0,1,2,3,4,5 --output runs/vtln_draws.json
+    python examples/ssl_encoder/vtln_draws.py --utterances 4000 --seeds 0,1,2,3,4,5,6,7 --output runs/vtln_draws.json
+    python examples/ssl_encoder/vtln_draws.py --utterances 4000 --seeds 0,1,2,3,4,5,6,7 --num-units 50 --output ...
 
-About 3 minutes a seed on 2 CPU cores (synthesis once, ~2 minutes, cached by `synthesize_dataset`).
+How the docs/ssl_encoder.md figures were obtained (2026-12-05, 2-core AMD EPYC VM, 2 torch threads, nothing else
+running): the two commands above, about 70 s a seed (synthesis once, cached by `synthesize_dataset`).
 """
 
 from __future__ import annotations
