@@ -89,10 +89,11 @@ def test_open_vocabulary_augmented_run_redoes_only_what_changed(tmp_path):
                                                              {"name": "noise", "snr_db": [5, 20]}]}))  # fmt: skip
     common = ["--text_source", "open", "--num_sentences", "12", "--num_eval_sentences", "3", "--voices",
               "en-us,en-gb+f3", "--rates", "170", "--pitches", "40,60", "--augmentation", str(augmentation),
-              "--eval_resynthesis_sentences", "2", "--utterance_normalization", "true"]  # fmt: skip
+              "--eval_resynthesis_sentences", "2", "--utterance_normalization", "true", "--vtln", "true"]  # fmt: skip
     first = run_script(tmp_path, *common)
     tokenizer_config = json.loads((tmp_path / "variant" / "speech_tokenizer" / "config.json").read_text())
     assert tokenizer_config["utterance_normalization"] is True  # the recipe's units: per-utterance normalised MFCCs
+    assert tokenizer_config["vtln_warps"] == list(hf_slm.DEFAULT_VTLN_WARPS)  # ... at each utterance's vocal tract warp
     assert first["train_utterances"] == 12 and first["augmented_utterances"] == 12 and first["eval_utterances"] == 3
     assert {stage["status"] for stage in first["stages"].values()} == {"ran"} and len(first["stages"]) == 6
     second = run_script(tmp_path, *common, "--lm_max_steps", "3")

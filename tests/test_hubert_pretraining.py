@@ -14,7 +14,7 @@ import pytest
 import torch
 from transformers import AutoModel, HubertModel
 
-from hf_slm import SpeechFeatureExtractor, UnitEncoderConfig, UnitEncoderModel
+from hf_slm import DEFAULT_VTLN_WARPS, SpeechFeatureExtractor, UnitEncoderConfig, UnitEncoderModel
 from hf_slm.cli import main
 from hf_slm.models.ssl_encoder import SSLEncoderConfig, SSLEncoderForPreTraining, compute_span_mask
 from hf_slm.training import SpeechAugmentation
@@ -232,7 +232,7 @@ def test_schedule_runs_two_iterations_resumes_and_feeds_fit_tokenizer(tmp_path, 
     assert len(datasets.load_from_disk(str(data))) == 20
     run = tmp_path / "run"
     argv = ["pretrain-encoder", str(TINY_CONFIG), "--output_dir", str(run), "--dataset_path", str(data),
-            "--max_steps", "3", "--num_eval_utterances", "4", "--utterance_normalization", "true",
+            "--max_steps", "3", "--num_eval_utterances", "4", "--utterance_normalization", "true", "--vtln", "true",
             "--speaker_augmentation", '{"steps": [{"name": "pitch"}, {"name": "vtlp"}]}']  # fmt: skip
     assert main(argv) == 0
     summary = json.loads((run / "results.json").read_text())
@@ -242,6 +242,7 @@ def test_schedule_runs_two_iterations_resumes_and_feeds_fit_tokenizer(tmp_path, 
         targets = UnitEncoderModel.from_pretrained(run / f"iteration_{n}" / "targets")
         assert targets.config.frontend == ("mfcc" if n == 1 else "ssl") and bool(targets.is_fitted)
         assert targets.config.utterance_normalization is True
+        assert targets.config.vtln_warps == (list(DEFAULT_VTLN_WARPS) if n == 1 else None)  # MFCC targets only
         assert type(HubertModel.from_pretrained(run / f"iteration_{n}" / "encoder")) is HubertModel
     stamps = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()}
     capsys.readouterr()

@@ -32,7 +32,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from hf_slm import SpeechLMPipeline
 from hf_slm.data import load_text_corpus, load_text_split, normalize_sentence, synthesize_corpus, synthesize_dataset
 from hf_slm.models.speech_lm import SpeechLMConfig, SpeechLMForCausalLM
-from hf_slm.models.unit_encoder import SpeechFeatureExtractor, UnitEncoderConfig, UnitEncoderModel
+from hf_slm.models.unit_encoder import DEFAULT_VTLN_WARPS, SpeechFeatureExtractor, UnitEncoderConfig, UnitEncoderModel
 from hf_slm.models.unit_encoder.feature_extraction_unit_encoder import load_audio
 from hf_slm.models.unit_vocoder import UnitMelVocoder, UnitMelVocoderConfig
 from hf_slm.training import CausalLMCollator, SpeechAugmentation, UnitVocoderCollator
@@ -61,6 +61,9 @@ class DefaultPipelineArguments:
     kmeans_max_frames: int = field(default=300_000, metadata={"help": "frames used to fit k-means"})
     utterance_normalization: bool = field(
         default=False, metadata={"help": "k-means on per-utterance normalised MFCCs (less speaker-dependent units)"}
+    )
+    vtln: bool = field(
+        default=False, metadata={"help": "vocal tract length normalised MFCC units (`UnitEncoderConfig.vtln_warps`)"}
     )
     lm_hidden_size: int = 256
     lm_num_layers: int = 4
@@ -152,6 +155,8 @@ def train_and_evaluate(model, out: Path, epochs, max_steps, lr, batch, seed, tra
 def stage_key(args, name: str, *upstream: str) -> str:
     """12 hex digits: the arguments stage `name` depends on (`STAGE_ARGUMENTS`) and the keys of the stages it reads."""
     values = {key: getattr(args, key) for key in STAGE_ARGUMENTS[name]}
+    if name == "units" and args.vtln:  # only when set: the keys of runs from before the option stay valid
+        values["vtln"] = True
     if STAGE_VERSIONS.get(name, 1) != 1:
         values["stage_version"] = STAGE_VERSIONS[name]
     if name == "augment" and args.augmentation:  # the configuration itself, not the name of its file
@@ -242,7 +247,8 @@ def augment_dataset(args, train, scratch: Path | None = None):
 def fit_speech_tokenizer(args, train):
     feature_extractor = SpeechFeatureExtractor(sampling_rate=16000)
     tokenizer = UnitEncoderModel(UnitEncoderConfig(frontend="mfcc", num_units=args.num_units,
-                                                   utterance_normalization=args.utterance_normalization))
+                                                   utterance_normalization=args.utterance_normalization,
+                                                   vtln_warps=list(DEFAULT_VTLN_WARPS) if args.vtln else None))
     fit_unit_tokenizer_on_dataset(
         tokenizer, train, feature_extractor, max_frames=args.kmeans_max_frames, seed=args.seed
     )

@@ -29,7 +29,7 @@ import torch
 from transformers import Trainer, TrainingArguments, set_seed
 
 from ..models.ssl_encoder import SSLEncoderConfig, SSLEncoderForPreTraining
-from ..models.unit_encoder import SpeechFeatureExtractor, UnitEncoderConfig, UnitEncoderModel
+from ..models.unit_encoder import DEFAULT_VTLN_WARPS, SpeechFeatureExtractor, UnitEncoderConfig, UnitEncoderModel
 from ..utils import atomic_open, atomic_save_directory
 from .arguments import SpeechDataArguments, csv_list, load_speech_splits
 from .augmentation import SpeechAugmentation
@@ -86,6 +86,11 @@ class EncoderPretrainingArguments:
         default=False,
         metadata={"help": "Fit the targets' k-means (and so the final tokenizer) on per-utterance mean/variance "
                   "normalised features (`UnitEncoderConfig.utterance_normalization`)."},
+    )
+    vtln: bool = field(
+        default=False,
+        metadata={"help": "Iteration 1's MFCC targets with vocal tract length normalisation "
+                  "(`UnitEncoderConfig.vtln_warps`): the encoder learns to predict speaker-normalised units."},
     )
 
     def __post_init__(self):
@@ -236,7 +241,9 @@ def fit_targets(iteration: int, previous_encoder: Path | None, train, feature_ex
     num_units = args.units_of(iteration)
     norm = args.utterance_normalization
     if previous_encoder is None:
-        tokenizer = UnitEncoderModel(UnitEncoderConfig(frontend="mfcc", num_units=num_units, utterance_normalization=norm))
+        warps = list(DEFAULT_VTLN_WARPS) if args.vtln else None
+        tokenizer = UnitEncoderModel(UnitEncoderConfig(frontend="mfcc", num_units=num_units, utterance_normalization=norm,
+                                                       vtln_warps=warps))  # fmt: skip
     else:
         tokenizer = UnitEncoderModel.from_ssl_pretrained(str(previous_encoder), layer=args.layer(), num_units=num_units,
                                                          utterance_normalization=norm)  # fmt: skip
