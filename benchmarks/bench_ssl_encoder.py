@@ -33,6 +33,13 @@ made by copying RUN's iteration_1/ and iteration_2/targets/ and running
 examples/ssl_encoder/speaker_perturbation.json` (iteration 2 retrained on the same targets, input perturbed; then
 `--iterations 3` for iteration 3; `--max_steps 1400 --warmup_steps 112` in a third copy for the longer run), scored
 with `--only "iteration 2" --utterance-normalization --layer 4` and `--encoder "iteration 3 + SP=3"`.
+VTLN-target figures (2026-12-05, eleventh session, 2-core AMD EPYC, 2 threads, idle): RUN_VTLN from
+`hf-slm pretrain-encoder examples/ssl_encoder/config_cpu.json --output_dir RUN_VTLN --vtln true
+--utterance_normalization true`, scored with `--only "mfcc,iteration 1,iteration 2" --utterance-normalization
+--layer 4 --threads 2`; its 8-draw table refits `UnitEncoderConfig(num_units=100, utterance_normalization=True,
+vtln_warps=DEFAULT_VTLN_WARPS or None)` with `fit_unit_tokenizer_on_dataset(train.shuffle(seed=s), ..., max_frames=
+150000, max_steps=200, kmeans_batch_size=5000, seed=s, shuffle=False)` on the recipe's training split for s = 0..7
+and scores the default and the 144-item ABX sets with `evaluate_abx` (seed 0 reproduces this script's rows).
 The layer sweep and the k-means-draw table of docs/ssl_encoder.md are the same computation done by hand on cached
 features: `hidden_states[layer]` of the encoder (or the MFCC front end) for every training utterance (300 shuffled
 ones for the sweep, all 960 for the draws), CMVN per utterance where named, `fit_unit_tokenizer(..., batch_size=5000,
