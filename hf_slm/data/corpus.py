@@ -399,7 +399,6 @@ def read_wordnet_lexicon(directory: str | Path = WORDNET_DIR, texts=()) -> list[
     """
     directory = Path(directory)
     _wordnet_files(directory)  # a clear error without wordnet-base
-    word = _SPELLED_WORD
     words = set()
     for pos in ("noun", "verb", "adj", "adv"):
         index, exceptions = directory / f"index.{pos}", directory / f"{pos}.exc"
@@ -407,13 +406,13 @@ def read_wordnet_lexicon(directory: str | Path = WORDNET_DIR, texts=()) -> list[
         if exceptions.is_file():
             for line in exceptions.read_text(encoding="utf-8", errors="replace").splitlines():
                 forms = line.split()
-                if len(forms) >= 2 and word.fullmatch(forms[0]):
+                if len(forms) >= 2 and _SPELLED_WORD.fullmatch(forms[0]):
                     words.add(forms[0])
                     irregular.update(forms[1:])
         if index.is_file():
             for line in index.read_text(encoding="utf-8", errors="replace").splitlines():
                 lemma = line.split(" ", 1)[0]
-                if not line.startswith(" ") and word.fullmatch(lemma):
+                if not line.startswith(" ") and _SPELLED_WORD.fullmatch(lemma):
                     words.add(lemma)
                     words.update(_inflections(lemma, pos, lemma in irregular))
     for text in texts:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 
-def squared_distances(x: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
-    """[N, D] x [K, D] -> [N, K] squared Euclidean distances (clamped at 0 against rounding)."""
-    x = x.float()
-    centers = centers.float()
+def squared_distances(x: torch.Tensor, centers: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """[N, D] x [K, D] -> [N, K] squared Euclidean distances (clamped at 0 against rounding), computed in `dtype`."""
+    x = x.to(dtype)
+    centers = centers.to(dtype)
     return (x.pow(2).sum(-1, keepdim=True) - 2 * x @ centers.T + centers.pow(2).sum(-1)).clamp_min_(0)
 
 

@@ -25,7 +25,7 @@ from transformers.utils import ModelOutput
 from .batching import TokenizationPlan, default_plan, length_buckets
 from .configuration_unit_encoder import LOG_MEL_ENCODERS, VTLN_WARP_RANGE, UnitEncoderConfig
 from .feature_extraction_unit_encoder import AudioInputError
-from .kmeans import assign
+from .kmeans import assign, squared_distances
 
 
 @dataclass
@@ -374,10 +374,7 @@ class UnitEncoderModel(PreTrainedModel):
 
     def _features(self, input_values, attention_mask, warp_factors):
         """(features, frame mask, warp factors used or None)."""
-        if input_values.ndim == 1:
-            input_values = input_values[None]
-            attention_mask = None if attention_mask is None else attention_mask[None]
-        lengths = self._check_inputs(input_values, attention_mask)
+        input_values, lengths = self._batch(input_values, attention_mask)
         warps = self._check_warp_factors(warp_factors, input_values.shape[0])
         if self.config.frontend == "mfcc":
             power = self._power_spectrum(input_values)  # once: every searched warp reuses it
@@ -386,11 +383,23 @@ class UnitEncoderModel(PreTrainedModel):
             features, frame_lengths = self._cepstral_features(power, lengths, warps)
         else:
             features, frame_lengths = self._ssl_features(input_values, lengths)
+        features, frame_mask = self._masked(features, frame_lengths)
+        return features, frame_mask, warps
+
+    def _batch(self, input_values, attention_mask) -> tuple[torch.Tensor, torch.Tensor]:
+        """`input_values` as a [B, T] batch (one waveform becomes a batch of one) and its checked lengths [B]."""
+        if input_values.ndim == 1:
+            input_values = input_values[None]
+            attention_mask = None if attention_mask is None else attention_mask[None]
+        return input_values, self._check_inputs(input_values, attention_mask)
+
+    def _masked(self, features, frame_lengths) -> tuple[torch.Tensor, torch.BoolTensor]:
+        """Front-end features as float32, normalised per utterance when configured, and their frame mask."""
         frame_mask = torch.arange(features.shape[1], device=features.device)[None] < frame_lengths[:, None]
         features = features.float()
         if self.config.utterance_normalization:
             features = _utterance_normalize(features, frame_mask)
-        return features, frame_mask, warps
+        return features, frame_mask
 
     def _check_warp_factors(self, warp_factors, batch: int) -> torch.Tensor | None:
         if warp_factors is None:
@@ -419,26 +428,18 @@ class UnitEncoderModel(PreTrainedModel):
         if self.config.vtln_warps is None:
             raise ValueError("this tokenizer has no vtln_warps: build it with UnitEncoderConfig(vtln_warps=...)")
         self._require_fitted()
-        if input_values.ndim == 1:
-            input_values = input_values[None]
-            attention_mask = None if attention_mask is None else attention_mask[None]
-        lengths = self._check_inputs(input_values, attention_mask)
+        input_values, lengths = self._batch(input_values, attention_mask)
         return self._warp_distortions(self._power_spectrum(input_values), lengths)
 
     def _warp_distortions(self, power: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         totals = []
         for warp in self.config.vtln_warps:
             warps = torch.full((power.shape[0],), warp, dtype=torch.float64, device=power.device)
-            features, frame_lengths = self._cepstral_features(power, lengths, warps)
-            mask = torch.arange(features.shape[1], device=features.device)[None] < frame_lengths[:, None]
-            if self.config.utterance_normalization:
-                features = _utterance_normalize(features, mask)
+            features, mask = self._masked(*self._cepstral_features(power, lengths, warps))
             # float64: a batch and its rows alone give the same sums, so a near-tie cannot pick another warp
             flat = (features.reshape(-1, features.shape[-1]).double() - self.feature_mean.double()) / self.feature_std.double()
-            centers = self.cluster_centers.double()
-            distances = flat.pow(2).sum(-1, keepdim=True) - 2 * flat @ centers.T + centers.pow(2).sum(-1)
-            nearest = distances.min(-1).values.clamp_min(0).view(mask.shape)
-            totals.append((nearest * mask).sum(-1))
+            nearest = squared_distances(flat, self.cluster_centers, dtype=torch.float64).min(-1).values
+            totals.append((nearest.view(mask.shape) * mask).sum(-1))
         return torch.stack(totals, -1), mask.sum(-1)
 
     def choose_warp_factors(
