@@ -3,10 +3,11 @@
 Every chunk of `chunk_units` units is synthesised together with `overlap_units` units of left context and
 `lookahead_units` of right context, and only the samples of its own units are kept (optionally cross-faded with the
 next chunk over `crossfade_samples` taken from the right context). For a vocoder whose receptive field fits in the
-context (convolutional HiFi-GAN, the unit-to-mel network, SEANet codec decoders), the concatenated chunks equal
-full-utterance synthesis up to float rounding; `receptive_field` measures how much context that takes. Griffin-Lim
-(`UnitMelVocoder`) reconstructs phase iteratively over the whole input, so its chunks agree with the full synthesis
-in magnitude only: use a cross-fade there (docs/codec.md has the measured tolerance).
+context (convolutional HiFi-GAN, `UnitMelVocoder` with its inverse-STFT head, SEANet codec decoders), the
+concatenated chunks equal full-utterance synthesis up to float rounding; `receptive_field` measures how much context
+that takes. Griffin-Lim (`UnitMelVocoder`'s default head) reconstructs phase iteratively over the whole input, so
+its chunks agree with the full synthesis in magnitude only: use a cross-fade there (docs/codec.md has the measured
+tolerance).
 
 Works with any vocoder called as the pipelines call theirs: `vocoder(input_ids=[1, T] units or [1, Q, T] codes,
 attention_mask=[1, T], durations=None | [1, T])` returning `.waveform` / `.waveform_lengths` (and `.durations` when

@@ -1,6 +1,6 @@
 """Streaming vocoding: chunked synthesis with context equals full-utterance synthesis for local vocoders (HiFi-GAN,
-SEANet codec decoders, a wrapped DAC), approximates it within a measured spectral tolerance for Griffin-Lim, and
-the pipeline streams numpy chunks."""
+the mel vocoder's inverse-STFT head, SEANet codec decoders, a wrapped DAC), approximates it within a measured
+spectral tolerance for Griffin-Lim, and the pipeline streams numpy chunks."""
 
 from __future__ import annotations
 
@@ -12,7 +12,14 @@ import hf_slm  # noqa: F401
 from hf_slm import UnitHifiGanVocoder, UnitHifiGanVocoderConfig, UnitMelVocoder, UnitMelVocoderConfig
 from hf_slm.models.unit_vocoder import LogMelSpectrogram
 from hf_slm.streaming import receptive_field, stream_vocode
-from tiny_components import NUM_UNITS, tiny_codec, tiny_hifigan_vocoder, tiny_pipeline, tiny_rvq_codec
+from tiny_components import (
+    NUM_UNITS,
+    tiny_codec,
+    tiny_hifigan_vocoder,
+    tiny_mel_vocoder,
+    tiny_pipeline,
+    tiny_rvq_codec,
+)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -39,6 +46,7 @@ def _full(vocoder, units, **kwargs):
 def _local_vocoders():
     return {
         "unit_hifigan": (tiny_hifigan_vocoder(), None),
+        "unit_mel_vocoder_istft": (tiny_mel_vocoder(waveform_head="istft", istft_num_layers=1), None),
         "rvq_codec_causal": (tiny_rvq_codec(), 3),
         "rvq_codec_centred": (tiny_rvq_codec(causal=False), 3),
         "codec_dac": (tiny_codec(), 2),

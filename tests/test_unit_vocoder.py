@@ -103,6 +103,12 @@ class TestUnitMelVocoder(VocoderComponentTester):
     bf16_rtol = 0.3  # 4 Griffin-Lim iterations are phase-sensitive: a bfloat16 mel moves the phase (seen: 0.14)
 
 
+class TestUnitMelVocoderIstft(VocoderComponentTester):
+    component = "unit_mel_vocoder_istft"
+    model_class = UnitMelVocoder
+    compared_outputs = ("mel", "mel_lengths", "waveform", "waveform_lengths")
+
+
 def test_hifigan_padded_batch_with_durations_speakers_f0_matches_each_item_alone():
     """Beyond the tester's plain units: duration expansion pads too, and two resblocks per stage are summed; the
     valid part of each padded item equals that item vocoded alone (conv biases must not leak through padding)."""
@@ -198,6 +204,10 @@ def test_default_configs_reproduce_speech_resynthesis_and_a_small_mel_model():
         (UnitMelVocoderConfig, dict(kernel_size=4), "kernel_size"),
         (UnitMelVocoderConfig, dict(win_length=2048), "win_length"),
         (UnitMelVocoderConfig, dict(log_mel_std=0.0), "log_mel_std"),
+        (UnitMelVocoderConfig, dict(waveform_head="hifigan"), "waveform_head must be one of"),
+        (UnitMelVocoderConfig, dict(keep_discriminators=True), "needs waveform_head='istft'"),
+        (UnitMelVocoderConfig, dict(waveform_head="istft", msd_channels=(8,) * 7), "multiples of 16"),
+        (UnitMelVocoderConfig, dict(istft_num_layers=-1), "istft_num_layers"),
     ],
 )
 def test_configs_reject_bad_arguments(cls, kwargs, match):
@@ -581,8 +591,81 @@ def test_gan_trainer_resume_restores_both_optimisers_and_discriminators(gan_run,
 
 
 def test_gan_trainer_refuses_other_models(tmp_path):
-    with pytest.raises(ValueError, match="UnitHifiGanVocoder"):
+    with pytest.raises(ValueError, match="waveform_head='istft'.*with_istft_head"):
         VocoderGanTrainer(model=tester.model("mel"), args=_args(tmp_path))
+    with pytest.raises(ValueError, match="trains a UnitHifiGanVocoder or UnitMelVocoder, got Linear"):
+        VocoderGanTrainer(model=torch.nn.Linear(2, 2), args=_args(tmp_path))
+
+
+# ---------------------------------------------------------------------------------------------- inverse-STFT head
+ISTFT_DISCRIMINATORS = dict(mpd_periods=(2, 3), mpd_channels=(4, 8, 8, 8, 8), msd_num_scales=2, msd_channels=(16,) * 7)
+
+
+def test_istft_head_starts_from_the_least_squares_magnitude_of_its_own_mel():
+    """At initialisation the head's magnitude is the least-squares inverse of the predicted mel (the correction
+    starts at zero), so the waveform's analysis mel lies close to the predicted mel where it has energy; a random
+    head would not. Its phase is learned, so the waveform is not Griffin-Lim's."""
+    model = tester.model("mel", waveform_head="istft").eval()
+    out = model(torch.tensor([[3, 3, 7, 9, 1, 1, 4, 4, 8, 2, 2, 6]]))
+    assert out.waveform.shape == (1, 12 * HOP) and torch.isfinite(out.waveform).all()
+    analysed = model.mel_transform()(out.waveform)[:, : out.mel.shape[1]]
+    loud = out.mel > out.mel.median()
+    assert (analysed - out.mel)[loud].abs().mean() < 1.0, (analysed - out.mel)[loud].abs().mean()
+    with torch.no_grad():
+        model.istft_head.weight.normal_(0, 1)
+    shuffled = model.mel_transform()(model(out.mel.new_tensor([[3, 3, 7, 9, 1, 1, 4, 4, 8, 2, 2, 6]]).long()).waveform)
+    assert (shuffled[:, : out.mel.shape[1]] - out.mel)[loud].abs().mean() > 2.0
+
+
+def test_istft_head_returns_a_differentiable_waveform_and_its_mel_loss():
+    model = tester.model("mel", waveform_head="istft", dropout=0.0).train()
+    labels = torch.randn(2, 5 * HOP) * 0.1
+    out = model(PADDED_IDS, attention_mask=PADDED_MASK, labels=labels)
+    assert out.waveform.requires_grad and out.waveform.shape == (2, 5 * HOP)
+    target = torch.full((2, 10, 80), -3.0)
+    mel_only = model(PADDED_IDS, attention_mask=PADDED_MASK, labels=target)  # mel labels: no waveform term
+    torch.testing.assert_close(mel_only.loss, mel_only.loss_mel)
+    real, generated, lengths = model.align_with_labels(out.waveform, out.waveform_lengths, labels)
+    expected_mel = mel_l1_loss(real, generated, model.mel_transform(), lengths=lengths)
+    torch.testing.assert_close(out.loss_mel, expected_mel.detach())
+    mel_head_l1 = out.loss - model.config.lambda_mel * out.loss_mel
+    assert 0 < mel_head_l1.item() < out.loss.item()
+    out.loss.backward()
+    assert model.istft_head.weight.grad.abs().sum() > 0 and model.mel_head.weight.grad.abs().sum() > 0
+
+
+def test_with_istft_head_keeps_the_mel_network_and_refuses_to_reshape_it():
+    base = tester.model("mel")
+    model = base.with_istft_head(istft_num_layers=1, **ISTFT_DISCRIMINATORS)
+    assert model.config.waveform_head == "istft" and len(model.istft_layers) == 1 and model.discriminator is None
+    ids = PADDED_IDS[:1]
+    torch.testing.assert_close(model.eval().units_to_mel(ids)[0], base.eval().units_to_mel(ids)[0])
+    assert base.config.waveform_head == "griffin_lim"  # the source is untouched
+    with pytest.raises(ValueError, match=r"config_overrides \['hidden_size'\] change the units -> mel network"):
+        base.with_istft_head(hidden_size=16)
+
+
+def test_istft_head_trains_as_a_gan_and_saves_the_generator_only(speech, tmp_path):
+    """`VocoderGanTrainer` on the warm-started head: both players update, the mel L1 of the generated audio falls,
+    and the export loads back (Auto class) without the discriminators, giving the same audio."""
+    rows = _clips(speech)
+    model = tester.model("mel", dropout=0.0).with_istft_head(**ISTFT_DISCRIMINATORS)
+    before = _batch_loss(model, rows, "loss_mel")
+    args = _args(tmp_path / "run", max_steps=6, learning_rate=3e-3, adam_beta1=0.8, adam_beta2=0.99)
+    trainer = VocoderGanTrainer(model=model, args=args, train_dataset=rows, data_collator=UnitVocoderCollator(HOP))
+    discriminator_before = {k: v.clone() for k, v in model.discriminator.state_dict().items()}
+    trainer.train()
+    after = _batch_loss(model, rows, "loss_mel")
+    assert after < before, (before, after)
+    assert any(not torch.equal(v, discriminator_before[k]) for k, v in model.discriminator.state_dict().items())
+    logs = [h for h in trainer.state.log_history if "loss" in h]
+    assert all(math.isfinite(h["loss_disc"]) and math.isfinite(h["loss_gen_adv"]) for h in logs)
+    trainer.save_model(str(tmp_path / "export"))
+    assert not any(k.startswith("discriminator.") for k in _saved_keys(tmp_path / "export"))
+    loaded = AutoModel.from_pretrained(tmp_path / "export").eval()
+    assert type(loaded) is UnitMelVocoder and loaded.discriminator is None
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(PADDED_IDS[:1]).waveform, model.eval()(PADDED_IDS[:1]).waveform)
 
 
 def test_collator_aligns_crops_and_pads():

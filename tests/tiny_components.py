@@ -148,10 +148,10 @@ def tiny_hifigan_vocoder(seed: int = 0) -> UnitHifiGanVocoder:
     return UnitHifiGanVocoder(config).eval()
 
 
-def tiny_mel_vocoder(seed: int = 0) -> UnitMelVocoder:
+def tiny_mel_vocoder(seed: int = 0, **overrides) -> UnitMelVocoder:
     torch.manual_seed(seed)
     config = UnitMelVocoderConfig(
-        num_units=NUM_UNITS, hidden_size=32, num_unit_layers=1, num_mel_layers=1, griffin_lim_iters=4
+        num_units=NUM_UNITS, hidden_size=32, num_unit_layers=1, num_mel_layers=1, griffin_lim_iters=4, **overrides
     )
     return UnitMelVocoder(config).eval()
 
@@ -334,6 +334,8 @@ COMPONENTS = {
     "acoustic_lm_fine": (lambda: tiny_acoustic_lm("fine"), "AutoModel", lambda: _acoustic_inputs("fine")),
     "unit_hifigan": (tiny_hifigan_vocoder, "AutoModel", _unit_inputs),
     "unit_mel_vocoder": (tiny_mel_vocoder, "AutoModel", _unit_inputs),
+    "unit_mel_vocoder_istft": (lambda: tiny_mel_vocoder(waveform_head="istft", istft_num_layers=1), "AutoModel",
+                               _unit_inputs),
     "codec": (tiny_codec, "AutoModel", _audio_inputs),
     "rvq_codec": (tiny_rvq_codec, "AutoModel", _audio_inputs),
     "speech_llm": (tiny_speech_llm, "AutoModelForMultimodalLM", _speech_llm_inputs),

@@ -29,6 +29,7 @@ from transformers.optimization import get_scheduler
 
 from ..models.unit_vocoder import (
     UnitHifiGanVocoder,
+    UnitMelVocoder,
     discriminator_loss,
     feature_matching_loss,
     generator_adversarial_loss,
@@ -51,7 +52,8 @@ class _RealVsGenerated(nn.Module):
 
 
 class VocoderGanTrainer(Trainer):
-    """HF `Trainer` for [`UnitHifiGanVocoder`] with HiFi-GAN's adversarial objective.
+    """HF `Trainer` for [`UnitHifiGanVocoder`] (or [`UnitMelVocoder`] with `waveform_head="istft"`) with HiFi-GAN's
+    adversarial objective.
 
     Every micro-batch: (1) the generator runs (`model(**inputs)`: waveform and lambda_mel * L_mel [+ duration loss]);
     (2) discriminator step: L_D (eq. 7) on real vs detached generated audio, backpropagated into the discriminators
@@ -67,14 +69,15 @@ class VocoderGanTrainer(Trainer):
         keep_discriminators (`bool`, defaults to `False`): whether `trainer.save_model()` also writes the
             discriminators. Checkpoints (`checkpoint-*`) always hold them, so that `resume_from_checkpoint` continues
             the same game; the exported model is the generator only unless asked.
-        Everything else as `transformers.Trainer` (`model` must be a `UnitHifiGanVocoder`; batches need `labels`,
+        Everything else as `transformers.Trainer` (`model`: a `UnitHifiGanVocoder`, or a `UnitMelVocoder` with the
+            inverse-STFT head; batches need `labels`,
         e.g. from `hf_slm.training.UnitVocoderCollator`). HiFi-GAN's optimiser: `learning_rate=2e-4,
         adam_beta1=0.8, adam_beta2=0.99`.
     """
 
-    #: The generator class this trainer accepts; a subclass for another generator only changes this (and
+    #: The generator class(es) this trainer accepts; a subclass for another generator only changes this (and
     #: `check_model` / `attach_discriminators` when it needs more).
-    model_class = UnitHifiGanVocoder
+    model_class = (UnitHifiGanVocoder, UnitMelVocoder)
 
     def __init__(
         self,
@@ -86,8 +89,10 @@ class VocoderGanTrainer(Trainer):
         **kwargs,
     ):
         name = type(self).__name__
-        if not isinstance(model, self.model_class):
-            raise ValueError(f"{name} trains a {self.model_class.__name__}, got {type(model).__name__}")
+        classes = self.model_class if isinstance(self.model_class, tuple) else (self.model_class,)
+        if not isinstance(model, classes):
+            wanted = " or ".join(c.__name__ for c in classes)
+            raise ValueError(f"{name} trains a {wanted}, got {type(model).__name__}")
         self.check_model(model)
         self.attach_discriminators(model)  # before Trainer.__init__, so they move to the device with the generator
         # the Trainer's DDP wrapper of the vocoder synchronises the generator only; the discriminators get their own
@@ -114,7 +119,14 @@ class VocoderGanTrainer(Trainer):
         self._discriminator_pair = None
 
     def check_model(self, model) -> None:
-        """Model-specific checks before the `Trainer` is built (raise `ValueError`); nothing to check here."""
+        """Model-specific checks before the `Trainer` is built (raise `ValueError`): a `UnitMelVocoder` needs its
+        differentiable inverse-STFT head (Griffin-Lim has no gradient for the discriminators to train)."""
+        if isinstance(model, UnitMelVocoder) and model.config.waveform_head != "istft":
+            raise ValueError(
+                f"{type(self).__name__} trains a UnitMelVocoder only with waveform_head='istft' (this one has "
+                f"{model.config.waveform_head!r}, not differentiable); train it with the plain Trainer, or convert "
+                "it with UnitMelVocoder.with_istft_head()"
+            )
 
     def attach_discriminators(self, model) -> None:
         """Give the generator its MPD + MSD discriminators (training only; checkpoints keep them)."""

@@ -27,6 +27,22 @@ def _check_int_tuple(name, value, minimum=1, length=None):
     return tuple(value)
 
 
+def _check_discriminators(mpd_periods, mpd_channels, msd_num_scales, msd_channels):
+    """HiFi-GAN's MPD + MSD sizes, checked: returns `(mpd_periods, mpd_channels, msd_channels)` as tuples."""
+    _check_int("msd_num_scales", msd_num_scales, 0)
+    mpd_periods = _check_int_tuple("mpd_periods", mpd_periods) if mpd_periods else ()
+    mpd_channels = _check_int_tuple("mpd_channels", mpd_channels, length=5)
+    msd_channels = _check_int_tuple("msd_channels", msd_channels, length=7)
+    for i in range(1, 6):
+        if msd_channels[i - 1] % 16 or msd_channels[i] % 16:
+            raise ValueError(
+                f"msd_channels entries 0..5 must be multiples of 16 (grouped convolutions), got {msd_channels}"
+            )
+    if not mpd_periods and msd_num_scales == 0:
+        raise ValueError("at least one discriminator is needed: mpd_periods is empty and msd_num_scales=0")
+    return mpd_periods, mpd_channels, msd_channels
+
+
 class UnitHifiGanVocoderConfig(PretrainedConfig):
     r"""
     Configuration of [`UnitHifiGanVocoder`], the unit HiFi-GAN of Polyak et al. (2021), "Speech Resynthesis from
@@ -189,7 +205,6 @@ class UnitHifiGanVocoderConfig(PretrainedConfig):
             ("f0_embedding_dim", f0_embedding_dim, 1),
             ("num_styles", num_styles, 0),
             ("style_embedding_dim", style_embedding_dim, 1),
-            ("msd_num_scales", msd_num_scales, 0),
             ("num_mel_bins", num_mel_bins, 1),
             ("mel_n_fft", mel_n_fft, 1),
             ("mel_hop_length", mel_hop_length, 1),
@@ -237,16 +252,9 @@ class UnitHifiGanVocoderConfig(PretrainedConfig):
             raise ValueError(f"duration_predictor_kernel_size must be odd, got {duration_predictor_kernel_size}")
         if duration_predictor_dropout >= 1:
             raise ValueError(f"duration_predictor_dropout must be < 1, got {duration_predictor_dropout}")
-        mpd_periods = _check_int_tuple("mpd_periods", mpd_periods) if mpd_periods else ()
-        mpd_channels = _check_int_tuple("mpd_channels", mpd_channels, length=5)
-        msd_channels = _check_int_tuple("msd_channels", msd_channels, length=7)
-        for i in range(1, 6):
-            if msd_channels[i - 1] % 16 or msd_channels[i] % 16:
-                raise ValueError(
-                    f"msd_channels entries 0..5 must be multiples of 16 (grouped convolutions), got {msd_channels}"
-                )
-        if not mpd_periods and msd_num_scales == 0:
-            raise ValueError("at least one discriminator is needed: mpd_periods is empty and msd_num_scales=0")
+        mpd_periods, mpd_channels, msd_channels = _check_discriminators(
+            mpd_periods, mpd_channels, msd_num_scales, msd_channels
+        )
         if mel_win_length > mel_n_fft:
             raise ValueError(f"mel_win_length={mel_win_length} cannot exceed mel_n_fft={mel_n_fft}")
         if mel_fmax is not None and not (mel_fmin < mel_fmax <= sampling_rate / 2):
@@ -316,10 +324,16 @@ class UnitHifiGanVocoderConfig(PretrainedConfig):
         )
 
 
+#: How `UnitMelVocoder` turns its predicted mel into a waveform.
+WAVEFORM_HEADS = ("griffin_lim", "istft")
+
+
 class UnitMelVocoderConfig(PretrainedConfig):
     r"""
     Configuration of [`UnitMelVocoder`], the "input-enhanced" synthesis path of the survey: units -> log-mel (a small
-    convolutional network) -> waveform by Griffin-Lim (pure signal processing, no trained vocoder).
+    convolutional network) -> waveform by Griffin-Lim (pure signal processing, no trained vocoder) or, with
+    `waveform_head="istft"`, by a learned inverse-STFT head (Vocos-style magnitude and phase per frame, trained as a
+    GAN with [`VocoderGanTrainer`]).
 
     The defaults are a ~2M-parameter model for 50 Hz units at 16 kHz that trains in minutes on a CPU: 100 units
     embedded in 256 dims, 3 residual conv blocks at the unit rate, x2 upsampling to a 100 Hz log-mel (80 bins,
@@ -365,6 +379,19 @@ class UnitMelVocoderConfig(PretrainedConfig):
             Rough standard deviation of speech log-mels (see `log_mel_mean`).
         initializer_range (`float`, *optional*, defaults to 0.02):
             Std of the normal init of linear/conv weights.
+        waveform_head (`str`, *optional*, defaults to `"griffin_lim"`):
+            `"griffin_lim"`: the predicted mel is inverted by Griffin-Lim (no training beyond the mel L1).
+            `"istft"`: `istft_num_layers` more conv blocks predict, per mel frame, a log-magnitude correction to the
+            least-squares inverse of the predicted mel and a phase, inverted by overlap-add (Siuzdak 2023, Vocos);
+            differentiable, so it trains with HiFi-GAN's losses.
+        istft_num_layers (`int`, *optional*, defaults to 2):
+            Conv blocks of the inverse-STFT head (`waveform_head="istft"`).
+        keep_discriminators, mpd_periods, mpd_channels, msd_num_scales, msd_channels:
+            HiFi-GAN's discriminators for GAN training of the `"istft"` head, as [`UnitHifiGanVocoderConfig`].
+        lambda_mel (`float`, *optional*, defaults to 45.0):
+            Weight of the log-mel L1 of the generated waveform (`"istft"`); the predicted mel's own L1 has weight 1.
+        lambda_fm (`float`, *optional*, defaults to 2.0), lambda_adv (`float`, *optional*, defaults to 1.0):
+            Feature-matching and adversarial weights, as HiFi-GAN's.
         kwargs:
             Passed to [`PretrainedConfig`].
 
@@ -401,9 +428,29 @@ class UnitMelVocoderConfig(PretrainedConfig):
         log_mel_mean: float = -6.0,
         log_mel_std: float = 3.0,
         initializer_range: float = 0.02,
+        waveform_head: str = "griffin_lim",
+        istft_num_layers: int = 2,
+        keep_discriminators: bool = False,
+        mpd_periods=(2, 3, 5, 7, 11),
+        mpd_channels=(32, 128, 512, 1024, 1024),
+        msd_num_scales: int = 3,
+        msd_channels=(128, 128, 256, 512, 1024, 1024, 1024),
+        lambda_mel: float = 45.0,
+        lambda_fm: float = 2.0,
+        lambda_adv: float = 1.0,
         **kwargs,
     ):
+        if waveform_head not in WAVEFORM_HEADS:
+            raise ValueError(f"waveform_head must be one of {WAVEFORM_HEADS}, got {waveform_head!r}")
+        if keep_discriminators and waveform_head != "istft":
+            raise ValueError(
+                "keep_discriminators=True needs waveform_head='istft' (Griffin-Lim is not trained as a GAN)"
+            )
+        mpd_periods, mpd_channels, msd_channels = _check_discriminators(
+            mpd_periods, mpd_channels, msd_num_scales, msd_channels
+        )
         for name, value, minimum in (
+            ("istft_num_layers", istft_num_layers, 0),
             ("num_units", num_units, 1),
             ("hidden_size", hidden_size, 1),
             ("num_unit_layers", num_unit_layers, 0),
@@ -423,6 +470,9 @@ class UnitMelVocoderConfig(PretrainedConfig):
             ("mel_fmin", mel_fmin),
             ("griffin_lim_momentum", griffin_lim_momentum),
             ("initializer_range", initializer_range),
+            ("lambda_mel", lambda_mel),
+            ("lambda_fm", lambda_fm),
+            ("lambda_adv", lambda_adv),
         ):
             _check_float(name, value)
         if isinstance(log_mel_mean, bool) or not isinstance(log_mel_mean, (int, float)):
@@ -463,6 +513,16 @@ class UnitMelVocoderConfig(PretrainedConfig):
         self.log_mel_mean = float(log_mel_mean)
         self.log_mel_std = float(log_mel_std)
         self.initializer_range = float(initializer_range)
+        self.waveform_head = waveform_head
+        self.istft_num_layers = istft_num_layers
+        self.keep_discriminators = keep_discriminators
+        self.mpd_periods = list(mpd_periods)
+        self.mpd_channels = list(mpd_channels)
+        self.msd_num_scales = msd_num_scales
+        self.msd_channels = list(msd_channels)
+        self.lambda_mel = float(lambda_mel)
+        self.lambda_fm = float(lambda_fm)
+        self.lambda_adv = float(lambda_adv)
         super().__init__(**kwargs)
 
     @property
@@ -487,4 +547,4 @@ class UnitMelVocoderConfig(PretrainedConfig):
         return self.unit_hop_length // self.mel_hop_length
 
 
-__all__ = ["UnitHifiGanVocoderConfig", "UnitMelVocoderConfig"]
+__all__ = ["WAVEFORM_HEADS", "UnitHifiGanVocoderConfig", "UnitMelVocoderConfig"]

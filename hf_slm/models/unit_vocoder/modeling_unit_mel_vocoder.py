@@ -1,19 +1,27 @@
-"""Input-enhanced synthesis: units -> log-mel (a small conv network) -> waveform (Griffin-Lim, no trained vocoder).
+"""Input-enhanced synthesis: units -> log-mel (a small conv network) -> waveform (Griffin-Lim, or a learned
+inverse-STFT head).
 
 A unit-to-mel model is a plain regression (L1 on log-mel), so it trains with the stock HF `Trainer` in minutes on
-a CPU; Griffin-Lim then needs no training at all. The sound is buzzier than a GAN vocoder's, which is the price of
-a vocoder that ships without GPU training.
+a CPU; Griffin-Lim then needs no training at all, but it leaves the phase to chance and most frames unvoiced. The
+inverse-STFT head (`waveform_head="istft"`, Vocos-style) predicts magnitude and phase per 10 ms frame from the same
+states: it runs at the mel frame rate, not the sample rate, so unlike HiFi-GAN's upsampling stack it trains as a GAN
+on a CPU in minutes per thousand steps.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
 from transformers import initialization as init
 
-from .audio_unit_vocoder import LOG_MEL_FLOOR, LogMelSpectrogram, griffin_lim_from_mel
+from .audio_unit_vocoder import LOG_MEL_FLOOR, LogMelSpectrogram, griffin_lim_from_mel, slaney_mel_filterbank
 from .configuration_unit_vocoder import UnitMelVocoderConfig
+from .discriminators_unit_vocoder import HifiGanDiscriminator
+from .losses_unit_vocoder import mel_l1_loss
 from .modeling_unit_vocoder import (
+    GanGeneratorMixin,
     UnitVocoderOutput,
     UnitVocoderPreTrainedModel,
     expand_by_durations,
@@ -42,14 +50,18 @@ class UnitMelConvBlock(nn.Module):
         return (hidden + residual) * keep
 
 
-class UnitMelVocoder(UnitVocoderPreTrainedModel):
+class UnitMelVocoder(GanGeneratorMixin, UnitVocoderPreTrainedModel):
     r"""
-    Units [B, T] -> log-mel [B, T * mel_frames_per_unit, num_mel_bins] -> waveform [B, T * hop_length] (Griffin-Lim).
+    Units [B, T] -> log-mel [B, T * mel_frames_per_unit, num_mel_bins] -> waveform [B, T * hop_length] (Griffin-Lim,
+    or the inverse-STFT head with `config.waveform_head="istft"`).
 
     Same call signature and output as [`UnitHifiGanVocoder`]. With `labels` (target waveforms [B, S] at
     `sampling_rate`, or target log-mels [B, frames, num_mel_bins] in [`LogMelSpectrogram`]'s convention) it returns
     the masked L1 log-mel loss, so the plain `Trainer` trains it. Griffin-Lim is not differentiable and is skipped in
-    training mode (`waveform=None`) unless `return_waveform=True`.
+    training mode (`waveform=None`) unless `return_waveform=True`. The inverse-STFT head always returns its
+    (differentiable) waveform, and with target waveforms adds `lambda_mel` x the log-mel L1 of that waveform to the
+    loss: the non-adversarial part, to which [`VocoderGanTrainer`] adds HiFi-GAN's adversarial and feature-matching
+    terms (`setup_discriminators()`; `save_pretrained` writes the generator only).
 
     Example:
 
@@ -81,6 +93,17 @@ class UnitMelVocoder(UnitVocoderPreTrainedModel):
         )
         self.final_norm = nn.LayerNorm(config.hidden_size)
         self.mel_head = nn.Linear(config.hidden_size, config.num_mel_bins)
+        istft = getattr(config, "waveform_head", "griffin_lim") == "istft"
+        if istft:
+            self.istft_layers = nn.ModuleList(
+                UnitMelConvBlock(config.hidden_size, config.kernel_size, config.dropout)
+                for _ in range(config.istft_num_layers)
+            )
+            self.istft_norm = nn.LayerNorm(config.hidden_size)
+            # per frame: log-magnitude correction and phase of the n_fft // 2 + 1 bins
+            self.istft_head = nn.Linear(config.hidden_size, 2 * (config.n_fft // 2 + 1))
+        keep = istft and getattr(config, "keep_discriminators", False)
+        self.discriminator = HifiGanDiscriminator.from_config(config) if keep else None
         self.post_init()
 
     @torch.no_grad()
@@ -88,6 +111,8 @@ class UnitMelVocoder(UnitVocoderPreTrainedModel):
         super()._init_weights(module)
         if isinstance(module, UnitMelVocoder):
             init.normal_(module.frame_position_embedding.weight, mean=0.0, std=0.1)
+            if getattr(module, "istft_head", None) is not None:  # start from the least-squares magnitude
+                init.zeros_(module.istft_head.weight[: module.istft_head.out_features // 2])
 
     def mel_transform(self, device=None) -> LogMelSpectrogram:
         """The analysis log-mel that targets are computed with and that Griffin-Lim inverts."""
@@ -110,6 +135,12 @@ class UnitMelVocoder(UnitVocoderPreTrainedModel):
         Frames past `mel_lengths` hold log(1e-5) (silence). `durations` [B, T] repeat units first (deduplicated
         units with their run lengths).
         """
+        log_mel, _, mask, durations = self._mel_states(input_ids, attention_mask, durations)
+        return log_mel, mask.long().sum(1), durations
+
+    def _mel_states(self, input_ids, attention_mask=None, durations=None):
+        """`(log_mel, mel-rate states [B, F, hidden], frame mask [B, F], durations)`: `units_to_mel` plus the states
+        the inverse-STFT head reads."""
         config = self.config
         if not is_tracing():
             self.validate_inputs(input_ids, attention_mask, durations)
@@ -130,7 +161,82 @@ class UnitMelVocoder(UnitVocoderPreTrainedModel):
         log_mel = self.mel_head(self.final_norm(hidden)) * config.log_mel_std + config.log_mel_mean
         silence = torch.full_like(log_mel, torch.log(torch.tensor(LOG_MEL_FLOOR)).item())
         log_mel = torch.where(mask[..., None], log_mel, silence)
-        return log_mel, mask.long().sum(1), durations
+        return log_mel, hidden, mask, durations
+
+    # ------------------------------------------------------------------ learned inverse STFT
+    def with_istft_head(self, **config_overrides) -> UnitMelVocoder:
+        """A new vocoder with this one's units -> mel network and a fresh inverse-STFT head (`waveform_head="istft"`,
+        whose magnitude starts as the least-squares inverse of the predicted mel): the warm start of GAN training
+        from a mel vocoder already trained with the plain `Trainer`. `config_overrides` set other config fields
+        (e.g. `istft_num_layers`, smaller discriminators)."""
+        values = self.config.to_dict()
+        values.update(waveform_head="istft", **config_overrides)
+        values["keep_discriminators"] = False
+        model = type(self)(type(self.config).from_dict(values))
+        trunk = {k: v for k, v in self.state_dict().items() if not k.startswith(("istft_", "discriminator."))}
+        target = model.state_dict()
+        changed = sorted(k for k, v in trunk.items() if k not in target or target[k].shape != v.shape)
+        missing = sorted(k for k in target if k not in trunk and not k.startswith(("istft_", "discriminator.")))
+        if changed or missing:
+            raise ValueError(
+                f"config_overrides {sorted(config_overrides)} change the units -> mel network this head is added to "
+                f"(e.g. {(changed + missing)[0]!r}); override only the head's and the GAN's fields"
+            )
+        model.load_state_dict(trunk, strict=False)
+        reference = self.unit_embedding.weight
+        return model.to(device=reference.device, dtype=reference.dtype).train(self.training)
+
+    def _synthesis_basis(self, device):
+        """Pseudo-inverse of the mel filters [n_mels, n_freqs] and the synthesis window [n_fft] (built once per
+        device, outside the state dict)."""
+        cache = self.__dict__.setdefault("_synthesis_bases", {})
+        key = str(device)
+        if key not in cache:
+            config = self.config
+            filters = slaney_mel_filterbank(config.n_fft // 2 + 1, config.mel_fmin,
+                                            config.mel_fmax or float(config.sampling_rate // 2),
+                                            config.num_mel_bins, config.sampling_rate)  # fmt: skip
+            window = torch.hann_window(config.win_length)
+            left = (config.n_fft - config.win_length) // 2  # torch.stft centres a shorter window in n_fft
+            window = nn.functional.pad(window, (left, config.n_fft - config.win_length - left))
+            cache[key] = (torch.linalg.pinv(filters.transpose(0, 1)).transpose(0, 1).to(device), window.to(device))
+        return cache[key]
+
+    def istft_waveform(self, hidden, log_mel, mask):
+        """The inverse-STFT head: mel-rate states [B, F, H] and predicted log-mel -> waveform [B, F * mel_hop_length].
+
+        Magnitude: the least-squares inverse of the predicted mel (what Griffin-Lim starts from) times exp(a learned
+        correction); phase: learned, relative to a pulse at the frame's centre. Frames are inverse-FFT'd, windowed
+        and overlap-added (`fold`) with the window-square envelope of the item's own frames, so padding never leaks
+        into an item (a padded batch equals its items alone, which `torch.istft`'s whole-batch envelope breaks).
+        """
+        config = self.config
+        n_freqs, hop = config.n_fft // 2 + 1, config.mel_hop_length
+        for layer in self.istft_layers:
+            hidden = layer(hidden, mask)
+        correction, phase = self.istft_head(self.istft_norm(hidden)).float().split(n_freqs, dim=-1)
+        inverse, window = self._synthesis_basis(hidden.device)
+        prior = torch.relu(torch.exp(log_mel.float()) @ inverse)  # [B, F, n_freqs]
+        log_magnitude = torch.log(torch.clamp(prior, min=LOG_MEL_FLOOR)) + correction
+        magnitude = torch.exp(torch.clamp(log_magnitude, max=math.log(1e2)))
+        frames = torch.fft.irfft(torch.polar(magnitude, phase), n=config.n_fft, dim=-1)  # [B, F, n_fft]
+        # phase 0 = a pulse at the frame's centre, where the window is (not at sample 0, where it is zero): the head
+        # starts as a 100 Hz pulse train through the mel's envelope instead of windowed-away energy
+        frames = torch.roll(frames, config.n_fft // 2, dims=-1)
+        keep = mask[..., None].float()
+        batch, num_frames = mask.shape
+        total = (num_frames - 1) * hop + config.n_fft
+
+        def overlap_add(values):  # [B, F, n_fft] -> [B, total]
+            return nn.functional.fold(values.transpose(1, 2), (1, total), (1, config.n_fft), stride=(1, hop))[:, 0, 0]
+
+        signal = overlap_add(frames * window * keep)
+        envelope = overlap_add((window**2).expand(batch, num_frames, -1) * keep)
+        signal = torch.where(envelope > 1e-8, signal / envelope.clamp(min=1e-8), torch.zeros_like(signal))
+        start = config.n_fft // 2  # centred frames, as torch.stft(center=True)
+        waveform = signal[:, start : start + num_frames * hop]
+        lengths = mask.long().sum(1) * hop
+        return waveform * sample_mask(lengths, waveform.shape[1]).to(waveform.dtype)
 
     # ------------------------------------------------------------------ mel -> waveform
     @torch.no_grad()
@@ -222,13 +328,16 @@ class UnitMelVocoder(UnitVocoderPreTrainedModel):
             labels (`torch.FloatTensor`, *optional*): target waveforms `(batch, samples)` aligned with the units, or
                 target log-mels `(batch, frames, num_mel_bins)`.
             labels_mask (`torch.Tensor`, *optional*): valid samples (or frames) of `labels`.
-            return_waveform (`bool`, *optional*): run Griffin-Lim; defaults to `not self.training and labels is None`
-                (evaluation with labels only needs the mel loss, and Griffin-Lim is the slow part).
+            return_waveform (`bool`, *optional*): synthesise the waveform; defaults to always for the inverse-STFT
+                head (cheap, and its loss needs it), else `not self.training and labels is None` (evaluation with
+                labels only needs the mel loss, and Griffin-Lim is the slow part).
         """
         if speaker_id is not None or f0 is not None:
             raise ValueError("UnitMelVocoder has no speaker or F0 conditioning; use UnitHifiGanVocoder for that")
         return_dict = getattr(self.config, "return_dict", True) if return_dict is None else return_dict
-        log_mel, mel_lengths, durations = self.units_to_mel(input_ids, attention_mask, durations)
+        log_mel, hidden, mask, durations = self._mel_states(input_ids, attention_mask, durations)
+        mel_lengths = mask.long().sum(1)
+        istft = getattr(self.config, "waveform_head", "griffin_lim") == "istft"
 
         loss = None
         if labels is not None:
@@ -238,12 +347,20 @@ class UnitMelVocoder(UnitVocoderPreTrainedModel):
                 raise ValueError("labels and units share no valid frame: check labels_mask / attention_mask")
             diff = torch.abs(log_mel.float() - target) * valid[..., None]
             loss = diff.sum() / (valid.sum() * log_mel.shape[-1])
+        loss_mel = None if loss is None else loss.detach()
 
         waveform_lengths = mel_lengths * self.config.mel_hop_length
         waveform = None
         if return_waveform is None:
-            return_waveform = not self.training and labels is None
-        if return_waveform:
+            return_waveform = istft or (not self.training and labels is None)
+        if return_waveform and istft:
+            waveform = self.istft_waveform(hidden, log_mel, mask)
+            if labels is not None and labels.dim() == 2:  # target waveforms: the mel L1 of the generated audio
+                real, generated, lengths = self.align_with_labels(waveform, waveform_lengths, labels, labels_mask)
+                loss_mel = mel_l1_loss(real, generated, self.mel_transform(waveform.device), lengths=lengths)
+                loss = loss + self.config.lambda_mel * loss_mel
+                loss_mel = loss_mel.detach()
+        elif return_waveform:
             waveform, waveform_lengths = self.mel_to_waveform(log_mel.detach(), mel_lengths)
 
         output = UnitVocoderOutput(
@@ -252,7 +369,7 @@ class UnitMelVocoder(UnitVocoderPreTrainedModel):
             waveform_lengths=waveform_lengths,
             mel=log_mel,
             mel_lengths=mel_lengths,
-            loss_mel=None if loss is None else loss.detach(),
+            loss_mel=loss_mel,
             durations=durations,
         )
         return output if return_dict else output.to_tuple()

@@ -239,7 +239,61 @@ class UnitVocoderPreTrainedModel(PreTrainedModel):
         return cache[key]
 
 
-class UnitHifiGanVocoder(UnitVocoderPreTrainedModel):
+class GanGeneratorMixin:
+    """What `VocoderGanTrainer` needs of a generator: HiFi-GAN's MPD + MSD discriminators in `self.discriminator`
+    (built from the config's `mpd_*` / `msd_*` by `setup_discriminators()` or `keep_discriminators=True`), the
+    generator's own parameters, `save_pretrained` without the discriminators unless asked, and the crop of generated
+    and target audio to a common length. Shared by [`UnitHifiGanVocoder`] and [`UnitMelVocoder`]'s inverse-STFT head.
+    """
+
+    _keys_to_ignore_on_load_unexpected = [r"^discriminator\."]
+
+    def setup_discriminators(self) -> HifiGanDiscriminator:
+        """Add the MPD + MSD discriminators for GAN training (no-op if present); they are not saved unless asked."""
+        if self.discriminator is None:
+            reference = next(p for n, p in self.named_parameters() if not n.startswith("discriminator."))
+            self.discriminator = HifiGanDiscriminator.from_config(self.config).to(reference.device)
+        return self.discriminator
+
+    def generator_parameters(self):
+        """Named parameters of everything but the discriminators (what the generator optimiser updates)."""
+        return [(n, p) for n, p in self.named_parameters() if not n.startswith("discriminator.")]
+
+    def save_pretrained(self, save_directory, *args, keep_discriminators: bool | None = None, **kwargs):
+        """`PreTrainedModel.save_pretrained`, writing the generator only unless `keep_discriminators` (default:
+        `config.keep_discriminators`) is true; the saved config records which, so `from_pretrained` rebuilds it."""
+        keep = self.config.keep_discriminators if keep_discriminators is None else keep_discriminators
+        if keep and self.discriminator is None:
+            raise ValueError("keep_discriminators=True but the model has no discriminators (call setup_discriminators)")
+        state_dict = kwargs.pop("state_dict", None)
+        if not keep:
+            state_dict = self.state_dict() if state_dict is None else state_dict
+            state_dict = {k: v for k, v in state_dict.items() if not k.startswith("discriminator.")}
+        previous = self.config.keep_discriminators
+        self.config.keep_discriminators = keep
+        try:
+            return super().save_pretrained(save_directory, *args, state_dict=state_dict, **kwargs)
+        finally:
+            self.config.keep_discriminators = previous
+
+    @staticmethod
+    def align_with_labels(waveform, waveform_lengths, labels, labels_mask=None):
+        """Crop generated and target audio to a common length and zero both past each item's valid length.
+
+        Returns `(real [B, L], generated [B, L], lengths [B])`; what the mel loss and the discriminators compare.
+        """
+        if not torch.is_tensor(labels) or labels.dim() != 2 or labels.shape[0] != waveform.shape[0]:
+            shape = tuple(labels.shape) if torch.is_tensor(labels) else type(labels).__name__
+            raise ValueError(f"labels must be target waveforms [batch={waveform.shape[0]}, samples], got {shape}")
+        lengths = torch.minimum(label_lengths(labels, labels_mask), waveform_lengths.to(labels.device))
+        common = min(labels.shape[1], waveform.shape[1])
+        keep = sample_mask(lengths, common)
+        real = labels[:, :common].to(waveform.dtype) * keep
+        generated = waveform[:, :common] * keep
+        return real, generated, lengths
+
+
+class UnitHifiGanVocoder(GanGeneratorMixin, UnitVocoderPreTrainedModel):
     r"""
     Unit HiFi-GAN: units [B, T] at `config.frame_rate` -> waveform [B, T * hop_length] at `config.sampling_rate`.
 
@@ -264,7 +318,6 @@ class UnitHifiGanVocoder(UnitVocoderPreTrainedModel):
 
     config_class = UnitHifiGanVocoderConfig
     base_model_prefix = "unit_hifigan"
-    _keys_to_ignore_on_load_unexpected = [r"^discriminator\."]
 
     # HiFi-GAN's `init_weights` writes N(0, 0.01) into `weight` of weight-normed layers, which the weight-norm hook
     # recomputes from (g, v) before every forward: the convolutions it trains from have PyTorch's default init. Same
@@ -302,35 +355,6 @@ class UnitHifiGanVocoder(UnitVocoderPreTrainedModel):
         self.hifi_gan = SeamlessM4THifiGan(generator_config)
         self.discriminator = HifiGanDiscriminator.from_config(config) if config.keep_discriminators else None
         self.post_init()
-
-    # ------------------------------------------------------------------ discriminators
-    def setup_discriminators(self) -> HifiGanDiscriminator:
-        """Add the MPD + MSD discriminators for GAN training (no-op if present); they are not saved unless asked."""
-        if self.discriminator is None:
-            reference = self.unit_embedding.weight
-            self.discriminator = HifiGanDiscriminator.from_config(self.config).to(reference.device)
-        return self.discriminator
-
-    def generator_parameters(self):
-        """Named parameters of everything but the discriminators (what the generator optimiser updates)."""
-        return [(n, p) for n, p in self.named_parameters() if not n.startswith("discriminator.")]
-
-    def save_pretrained(self, save_directory, *args, keep_discriminators: bool | None = None, **kwargs):
-        """`PreTrainedModel.save_pretrained`, writing the generator only unless `keep_discriminators` (default:
-        `config.keep_discriminators`) is true; the saved config records which, so `from_pretrained` rebuilds it."""
-        keep = self.config.keep_discriminators if keep_discriminators is None else keep_discriminators
-        if keep and self.discriminator is None:
-            raise ValueError("keep_discriminators=True but the model has no discriminators (call setup_discriminators)")
-        state_dict = kwargs.pop("state_dict", None)
-        if not keep:
-            state_dict = self.state_dict() if state_dict is None else state_dict
-            state_dict = {k: v for k, v in state_dict.items() if not k.startswith("discriminator.")}
-        previous = self.config.keep_discriminators
-        self.config.keep_discriminators = keep
-        try:
-            return super().save_pretrained(save_directory, *args, state_dict=state_dict, **kwargs)
-        finally:
-            self.config.keep_discriminators = previous
 
     # ------------------------------------------------------------------ conditioning
     def _speaker_features(self, speaker_id, batch, num_frames, device):
@@ -394,23 +418,6 @@ class UnitHifiGanVocoder(UnitVocoderPreTrainedModel):
             log_f0 = log_f0 - math.log(100.0)
         features = torch.stack([log_f0 * voiced, voiced.float()], dim=1)  # [B, 2, T]
         return self.f0_projection(features.to(self.f0_projection.weight.dtype)).transpose(1, 2)
-
-    # ------------------------------------------------------------------ alignment with targets
-    @staticmethod
-    def align_with_labels(waveform, waveform_lengths, labels, labels_mask=None):
-        """Crop generated and target audio to a common length and zero both past each item's valid length.
-
-        Returns `(real [B, L], generated [B, L], lengths [B])`; what the mel loss and the discriminators compare.
-        """
-        if not torch.is_tensor(labels) or labels.dim() != 2 or labels.shape[0] != waveform.shape[0]:
-            shape = tuple(labels.shape) if torch.is_tensor(labels) else type(labels).__name__
-            raise ValueError(f"labels must be target waveforms [batch={waveform.shape[0]}, samples], got {shape}")
-        lengths = torch.minimum(label_lengths(labels, labels_mask), waveform_lengths.to(labels.device))
-        common = min(labels.shape[1], waveform.shape[1])
-        keep = sample_mask(lengths, common)
-        real = labels[:, :common].to(waveform.dtype) * keep
-        generated = waveform[:, :common] * keep
-        return real, generated, lengths
 
     # ------------------------------------------------------------------ forward
     def forward(
@@ -553,6 +560,7 @@ class UnitHifiGanVocoder(UnitVocoderPreTrainedModel):
 
 
 __all__ = [
+    "GanGeneratorMixin",
     "UnitDurationPredictor",
     "UnitHifiGanVocoder",
     "UnitVocoderOutput",
