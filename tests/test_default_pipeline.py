@@ -78,6 +78,31 @@ def test_training_script_smoke_and_resume(tmp_path):
     assert tokenizer_file.stat().st_mtime_ns == stamp, "the cached speech tokenizer stage was recomputed"
     assert again["lm_eval_loss"] == summary["lm_eval_loss"] and again["evaluation"] == summary["evaluation"]
 
+    # the GAN stage: the trained mel vocoder gets an inverse-STFT head; only it and the evaluation run
+    gan = run_script(tmp_path, "--num_sentences", "24", "--num_eval_sentences", "4", "--eval_resynthesis_sentences",
+                     "1", "--vocoder_gan_steps", "2", "--vocoder_gan_istft_layers", "1")  # fmt: skip
+    status = {name: stage["status"] for name, stage in gan["stages"].items()}
+    assert status == {"corpus": "cached", "units": "cached", "lm": "cached", "vocoder": "cached",
+                      "vocoder_gan": "ran", "evaluation": "ran"}  # fmt: skip
+    assert gan["vocoder_gan_steps"] == 2
+    vocoder_config = json.loads((tmp_path / "variant" / "vocoder" / "config.json").read_text())
+    assert vocoder_config["waveform_head"] == "istft" and vocoder_config["istft_num_layers"] == 1
+    assert vocoder_config["keep_discriminators"] is False
+
+    # unit_draws.py --synthesise builds the corpus stage of a config that has none; recipe flags override the config
+    flags = [*TINY, "--num_sentences", "24", "--num_eval_sentences", "4", "--work_dir", str(tmp_path / "fresh")]
+    config = tmp_path / "draws_config.json"
+    config.write_text(json.dumps({flags[i][2:]: flags[i + 1] for i in range(0, len(flags), 2)}))
+    draws = subprocess.run([sys.executable, str(SCRIPT.parent / "unit_draws.py"), str(config), "--seeds", "3",
+                            "--synthesise", "--output", str(tmp_path / "draws.json"),
+                            "--utterance_normalization", "true"],
+                           capture_output=True, text=True, env={**os.environ, "HF_SLM_CACHE": str(tmp_path / "cache")},
+                           timeout=600)  # fmt: skip
+    assert draws.returncode == 0, draws.stderr[-3000:]
+    result = json.loads((tmp_path / "draws.json").read_text())
+    assert result["utterance_normalization"] is True and result["training_utterances"] == summary["train_utterances"]
+    assert len(list((tmp_path / "fresh").glob("corpus-*/done.json"))) == 1
+
 
 def test_open_vocabulary_augmented_run_redoes_only_what_changed(tmp_path):
     """Open-vocabulary corpus + augmentation end to end; changing an LM argument reruns the LM and the evaluation

@@ -6,7 +6,8 @@
 
 Stages: corpus (espeak-ng speech of the text; ``--text_source open``: the open-vocabulary WordNet + fortunes split
 over all English voices, `synthesize_corpus`) -> augment (optional, `SpeechAugmentation`) -> units (MFCC k-means
-tokenizer + unit datasets) -> LM (HF Trainer) -> vocoder (HF Trainer) -> the pipeline variant -> evaluation.
+tokenizer + unit datasets) -> LM (HF Trainer) -> vocoder (HF Trainer) -> vocoder_gan (with `--vocoder_gan_steps`:
+the vocoder's inverse-STFT head as a GAN, `VocoderGanTrainer`) -> the pipeline variant -> evaluation.
 Each stage lives in ``<work_dir>/<stage>-<key>/``, the key a hash of the arguments it depends on and of the keys of the
 stages before it: a rerun loads finished stages and redoes only what a changed argument touches; a killed run resumes
 (data stages are written atomically, the speech corpus per chunk, the Trainers from their last checkpoint).
@@ -35,7 +36,7 @@ from hf_slm.models.speech_lm import SpeechLMConfig, SpeechLMForCausalLM
 from hf_slm.models.unit_encoder import DEFAULT_VTLN_WARPS, SpeechFeatureExtractor, UnitEncoderConfig, UnitEncoderModel
 from hf_slm.models.unit_encoder.feature_extraction_unit_encoder import load_audio
 from hf_slm.models.unit_vocoder import UnitMelVocoder, UnitMelVocoderConfig
-from hf_slm.training import CausalLMCollator, SpeechAugmentation, UnitVocoderCollator
+from hf_slm.training import CausalLMCollator, SpeechAugmentation, UnitVocoderCollator, VocoderGanTrainer
 from hf_slm.training.kmeans import fit_unit_tokenizer_on_dataset
 from hf_slm.utils import OneThreadInWorkers
 
@@ -83,6 +84,17 @@ class DefaultPipelineArguments:
     vocoder_batch_size: int = 8
     vocoder_griffin_lim_iters: int = 32
     vocoder_segment_units: int = field(default=100, metadata={"help": "random 2 s training segments"})
+    vocoder_gan_steps: int = field(default=0, metadata={
+        "help": "> 0: then train the mel vocoder's inverse-STFT head as a GAN for this many steps (Griffin-Lim "
+                "replaced; `UnitMelVocoder.with_istft_head`, `VocoderGanTrainer`); 0: keep Griffin-Lim"})
+    vocoder_gan_learning_rate: float = 2e-4
+    vocoder_gan_batch_size: int = 8
+    vocoder_gan_segment_units: int = field(default=28, metadata={"help": "HiFi-GAN's 0.56 s training segments"})
+    vocoder_gan_istft_layers: int = 2
+    vocoder_gan_mpd_channels: str = field(default="16,32,64,128,128",
+                                          metadata={"help": "CPU-sized period discriminators"})
+    vocoder_gan_msd_channels: str = field(default="16,32,64,128,256,256,256",
+                                          metadata={"help": "CPU-sized scale discriminators"})
     eval_resynthesis_sentences: int = field(default=30, metadata={"help": "held-out sentences for resynthesis WER/CER"})
     eval_real_speech: str = field(default="", metadata={"help": "also resynthesise installed real speech ('librivox')"})
     device: str = field(default="cpu", metadata={"help": "'cpu' or 'cuda' (a bigger recipe where a GPU is at hand)"})
@@ -100,6 +112,9 @@ STAGE_ARGUMENTS = {
            "lm_max_steps", "lm_learning_rate", "lm_batch_size", "lm_group_by_length", "seed"),
     "vocoder": ("vocoder_epochs", "vocoder_max_steps", "vocoder_learning_rate", "vocoder_batch_size",
                 "vocoder_griffin_lim_iters", "vocoder_segment_units", "seed"),
+    "vocoder_gan": ("vocoder_gan_steps", "vocoder_gan_learning_rate", "vocoder_gan_batch_size",
+                    "vocoder_gan_segment_units", "vocoder_gan_istft_layers", "vocoder_gan_mpd_channels",
+                    "vocoder_gan_msd_channels", "seed"),
     "evaluation": ("eval_resynthesis_sentences", "eval_real_speech"),
 }  # fmt: skip
 #: Bump a stage's version when its folder layout or what it computes changes: its key (and those after it) change.
@@ -344,6 +359,31 @@ def train_vocoder(args, train, test, hop_length, out_dir: Path | None = None):
     return model.cpu().eval(), {"vocoder_eval_mel_l1": loss}
 
 
+def train_vocoder_gan(args, vocoder: UnitMelVocoder, train, hop_length, out_dir: Path):
+    """The trained mel vocoder with an inverse-STFT head in place of Griffin-Lim, trained on HiFi-GAN's objective
+    (`VocoderGanTrainer`: MPD + MSD, 45 x mel L1, 2 x feature matching; Adam 0.8 / 0.99 at a constant rate) for
+    `vocoder_gan_steps` steps of `vocoder_gan_segment_units`-unit crops; resumes from its last checkpoint."""
+    model = vocoder.with_istft_head(
+        istft_num_layers=args.vocoder_gan_istft_layers,
+        mpd_channels=_csv(args.vocoder_gan_mpd_channels, int),
+        msd_channels=_csv(args.vocoder_gan_msd_channels, int),
+    ).train()
+    train = train.remove_columns([c for c in train.column_names if c not in ("units", "waveform")])
+    train = train.rename_columns({"units": "input_ids", "waveform": "audio"})
+    training_args = _training_args(out_dir, 1, args.vocoder_gan_steps, args.vocoder_gan_learning_rate,
+                                   args.vocoder_gan_batch_size, args.seed, args.device)  # fmt: skip
+    training_args.adam_beta1, training_args.adam_beta2 = 0.8, 0.99  # HiFi-GAN's
+    training_args.lr_scheduler_type, training_args.warmup_steps, training_args.weight_decay = "constant", 0, 0.0
+    trainer = VocoderGanTrainer(
+        model=model, args=training_args, train_dataset=train,
+        data_collator=UnitVocoderCollator(hop_length=hop_length, segment_units=args.vocoder_gan_segment_units),
+    )  # fmt: skip
+    trainer.train(resume_from_checkpoint=_last_checkpoint(trainer.args.output_dir))
+    mel = [h["loss_mel"] for h in trainer.state.log_history if "loss_mel" in h]
+    return model.cpu().eval(), {"vocoder_gan_steps": trainer.state.global_step,
+                                "vocoder_gan_train_mel_l1": mel[-1] if mel else None}  # fmt: skip
+
+
 def trained_stage(stages: Stages, name: str, key: str, train, model_class):
     """A Trainer stage: checkpoints in ``<stage>/trainer`` (a kill resumes there), the result in ``<stage>/final``
     (written atomically with its metrics); a finished stage is loaded."""
@@ -365,6 +405,19 @@ def trained_stage(stages: Stages, name: str, key: str, train, model_class):
     return stages.run(name, key, write, load, atomic=False, done=lambda p: (p / "final" / "metrics.json").is_file())
 
 
+def corpus_stage(args, stages: Stages):
+    """`(train, test)` speech of the corpus stage: synthesised into ``corpus-<key>/`` (resumable per chunk), or
+    loaded from it once its ``done.json`` is written."""
+
+    def write_corpus(path: Path):
+        result = synthesise(args, path)
+        (path / "done.json").write_text(json.dumps({"train": len(result[0]), "eval": len(result[1])}) + "\n")
+        return result
+
+    return stages.run("corpus", stage_key(args, "corpus"), write_corpus, lambda p: synthesise(args, p), atomic=False,
+                      done=lambda p: (p / "done.json").is_file())  # fmt: skip
+
+
 def prepare_unit_data(args, feature_extractor=None, speech_tokenizer=None, keep_waveform: bool = True,
                       stages: Stages | None = None):  # fmt: skip
     """The corpus, augment (with `--augmentation`) and units stages (speech tokenizer fitted here unless given).
@@ -377,14 +430,7 @@ def prepare_unit_data(args, feature_extractor=None, speech_tokenizer=None, keep_
     summary = {}
     with _single_thread():
         corpus_key = stage_key(args, "corpus")
-
-        def write_corpus(path: Path):
-            result = synthesise(args, path)
-            (path / "done.json").write_text(json.dumps({"train": len(result[0]), "eval": len(result[1])}) + "\n")
-            return result
-
-        train, test = stages.run("corpus", corpus_key, write_corpus, lambda p: synthesise(args, p), atomic=False,
-                                 done=lambda p: (p / "done.json").is_file())  # fmt: skip
+        train, test = corpus_stage(args, stages)
         summary["train_utterances"], summary["eval_utterances"] = len(train), len(test)
         summary["train_hours"] = round(sum(train["duration"]) / 3600, 3)
         augmented, upstream = None, [corpus_key]
@@ -539,6 +585,13 @@ def main(argv=None) -> int:
         stages, "vocoder", vocoder_key, lambda out: train_vocoder(args, train, test, hop, out_dir=out), UnitMelVocoder
     )
     summary.update(lm_metrics, **voc_metrics)
+    if args.vocoder_gan_steps > 0:
+        vocoder_key = stage_key(args, "vocoder_gan", vocoder_key)
+        vocoder, gan_metrics = trained_stage(
+            stages, "vocoder_gan", vocoder_key,
+            lambda out: train_vocoder_gan(args, vocoder, train, hop, out_dir=out), UnitMelVocoder,
+        )  # fmt: skip
+        summary.update(gan_metrics)
 
     pipe = SpeechLMPipeline(
         feature_extractor=feature_extractor,

@@ -4,6 +4,7 @@
     python examples/vocoder/train_vocoder.py examples/vocoder/config_tiny.json
     python examples/vocoder/train_vocoder.py examples/vocoder/config_tiny.json --output_dir runs/x --max_steps 50
     python examples/vocoder/train_vocoder.py examples/vocoder/config_base.json --bf16 true --speech_tokenizer path/to/km
+    python examples/vocoder/train_vocoder.py examples/vocoder/config_istft_cpu.json   # default's vocoder + iSTFT GAN
 
 Steps: speech (synthesised with espeak-ng in several voices, or a `hf-slm synth` / `save_to_disk` folder) -> units
 from a speech tokenizer (`--speech_tokenizer default`: the embedded pipeline's MFCC k-means-100; a tokenizer or
@@ -14,6 +15,10 @@ speech tokenizer in `output_dir/speech_tokenizer`, and `results.json`: steps, th
 resynthesis evaluation of held-out sentences (`hf_slm.evaluation.evaluate_resynthesis`: log-mel distance and
 pocketsphinx WER of the resynthesised next to the original audio), optionally next to a baseline pipeline's vocoder
 on the same sentences. Rerunning the same command resumes from the last complete checkpoint in `output_dir`.
+
+`--init_vocoder default` (or a pipeline / vocoder folder) trains a `UnitMelVocoder` instead: the given one's units ->
+mel network with a fresh inverse-STFT head (`UnitMelVocoder.with_istft_head`), on the same GAN objective with its own
+analysis mel (n_fft 1024, hop 160) as the loss mel; the HiFi-GAN generator arguments are then unused.
 
 Arguments come from three dataclasses (`VocoderDataArguments`, `VocoderModelArguments`,
 `transformers.TrainingArguments`); a `.json` first argument sets defaults for all of them and any `--flag` after it
@@ -44,7 +49,7 @@ from hf_slm import SpeechLMPipeline
 from hf_slm.evaluation.report import write_json
 from hf_slm.evaluation.resynthesis import evaluate_resynthesis
 from hf_slm.models.unit_encoder import decode_audio
-from hf_slm.models.unit_vocoder import UnitHifiGanVocoder, UnitHifiGanVocoderConfig
+from hf_slm.models.unit_vocoder import UnitHifiGanVocoder, UnitHifiGanVocoderConfig, UnitMelVocoder
 from hf_slm.training import (
     ReadableCheckpoints,
     UnitVocoderCollator,
@@ -101,6 +106,15 @@ class VocoderModelArguments:
     mel_n_fft: int = field(default=1024, metadata={"help": "FFT size of the loss mel."})
     mel_hop_length: int = field(default=256, metadata={"help": "Hop of the loss mel."})
     num_mel_bins: int = field(default=80, metadata={"help": "Bins of the loss mel."})
+    init_vocoder: str | None = field(
+        default=None,
+        metadata={"help": "Warm start: a pipeline ('default' or a folder) or vocoder folder whose UnitMelVocoder "
+                  "gets a fresh inverse-STFT head and is trained as a GAN (instead of a new HiFi-GAN). Unset: "
+                  "HiFi-GAN."},
+    )
+    istft_num_layers: int = field(
+        default=2, metadata={"help": "Conv blocks of the inverse-STFT head (--init_vocoder)."}
+    )
     discriminator_learning_rate: float | None = field(default=None, metadata={"help": "Default: learning_rate."})
     keep_discriminators: bool = field(default=False, metadata={"help": "Also write the discriminators."})
     baseline_pipeline: str | None = field(
@@ -130,8 +144,33 @@ def vocoder_rows(ds, data_args: VocoderDataArguments):
 
 
 # ---------------------------------------------------------------------------------------------------- model
+def load_mel_vocoder(name: str) -> UnitMelVocoder:
+    """The `UnitMelVocoder` of a pipeline ('default', a pipeline folder or Hub id) or of a vocoder folder."""
+    if (Path(name) / "config.json").is_file():
+        vocoder = UnitMelVocoder.from_pretrained(name)
+    else:
+        vocoder = SpeechLMPipeline.from_pretrained(name).vocoder
+    if not isinstance(vocoder, UnitMelVocoder):
+        raise ValueError(f"--init_vocoder {name!r} holds a {type(vocoder).__name__}, not a UnitMelVocoder")
+    return vocoder
+
+
 def build_vocoder(model_args: VocoderModelArguments, num_units: int, hop_length: int, sampling_rate: int,
-                  use_duration_predictor: bool) -> UnitHifiGanVocoder:  # fmt: skip
+                  use_duration_predictor: bool) -> UnitHifiGanVocoder | UnitMelVocoder:  # fmt: skip
+    if model_args.init_vocoder:
+        if use_duration_predictor:
+            raise ValueError("--init_vocoder (a UnitMelVocoder) has no duration predictor: drop --deduplicate_units")
+        base = load_mel_vocoder(model_args.init_vocoder)
+        expected = {"num_units": num_units, "hop_length": hop_length, "sampling_rate": sampling_rate}
+        found = {"num_units": base.config.num_units, "hop_length": base.config.hop_length,
+                 "sampling_rate": base.config.sampling_rate}  # fmt: skip
+        if found != expected:
+            raise ValueError(f"--init_vocoder {model_args.init_vocoder!r} has {found}, the speech tokenizer {expected}")
+        return base.with_istft_head(
+            istft_num_layers=model_args.istft_num_layers,
+            mpd_channels=csv_list(model_args.mpd_channels, int),
+            msd_channels=csv_list(model_args.msd_channels, int),
+        )
     kernels = csv_list(model_args.resblock_kernel_sizes, int)
     config = UnitHifiGanVocoderConfig(
         num_units=num_units,
