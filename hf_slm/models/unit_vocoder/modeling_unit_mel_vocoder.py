@@ -187,7 +187,7 @@ class UnitMelVocoder(GanGeneratorMixin, UnitVocoderPreTrainedModel):
         return model.to(device=reference.device, dtype=reference.dtype).train(self.training)
 
     def _synthesis_basis(self, device):
-        """Pseudo-inverse of the mel filters [n_mels, n_freqs] and the synthesis window [n_fft] (built once per
+        """Pseudo-inverse of the mel filters [n_mels, n_freqs] and the synthesis window [win_length] (built once per
         device, outside the state dict)."""
         cache = self.__dict__.setdefault("_synthesis_bases", {})
         key = str(device)
@@ -196,9 +196,7 @@ class UnitMelVocoder(GanGeneratorMixin, UnitVocoderPreTrainedModel):
             filters = slaney_mel_filterbank(config.n_fft // 2 + 1, config.mel_fmin,
                                             config.mel_fmax or float(config.sampling_rate // 2),
                                             config.num_mel_bins, config.sampling_rate)  # fmt: skip
-            window = torch.hann_window(config.win_length)
-            left = (config.n_fft - config.win_length) // 2  # torch.stft centres a shorter window in n_fft
-            window = nn.functional.pad(window, (left, config.n_fft - config.win_length - left))
+            window = torch.hann_window(config.win_length)  # the analysis window of `mel_transform`
             cache[key] = (torch.linalg.pinv(filters.transpose(0, 1)).transpose(0, 1).to(device), window.to(device))
         return cache[key]
 
@@ -206,9 +204,9 @@ class UnitMelVocoder(GanGeneratorMixin, UnitVocoderPreTrainedModel):
         """The inverse-STFT head: mel-rate states [B, F, H] and predicted log-mel -> waveform [B, F * mel_hop_length].
 
         Magnitude: the least-squares inverse of the predicted mel (what Griffin-Lim starts from) times exp(a learned
-        correction); phase: learned, relative to a pulse at the frame's centre. Frames are inverse-FFT'd, windowed
-        and overlap-added (`fold`) with the window-square envelope of the item's own frames, so padding never leaks
-        into an item (a padded batch equals its items alone, which `torch.istft`'s whole-batch envelope breaks).
+        correction); phase: learned, relative to a pulse at the frame's centre; `torch.istft` inverts them (each
+        padded item over its own frames in eager mode, so a padded batch equals its items alone; a traced model runs
+        the batch as one, exact for unpadded batches, as `mel_to_waveform`).
         """
         config = self.config
         n_freqs, hop = config.n_fft // 2 + 1, config.mel_hop_length
@@ -219,22 +217,24 @@ class UnitMelVocoder(GanGeneratorMixin, UnitVocoderPreTrainedModel):
         prior = torch.relu(torch.exp(log_mel.float()) @ inverse)  # [B, F, n_freqs]
         log_magnitude = torch.log(torch.clamp(prior, min=LOG_MEL_FLOOR)) + correction
         magnitude = torch.exp(torch.clamp(log_magnitude, max=math.log(1e2)))
-        frames = torch.fft.irfft(torch.polar(magnitude, phase), n=config.n_fft, dim=-1)  # [B, F, n_fft]
         # phase 0 = a pulse at the frame's centre, where the window is (not at sample 0, where it is zero): the head
-        # starts as a 100 Hz pulse train through the mel's envelope instead of windowed-away energy
-        frames = torch.roll(frames, config.n_fft // 2, dims=-1)
-        keep = mask[..., None].float()
-        batch, num_frames = mask.shape
-        total = (num_frames - 1) * hop + config.n_fft
-
-        def overlap_add(values):  # [B, F, n_fft] -> [B, total]
-            return nn.functional.fold(values.transpose(1, 2), (1, total), (1, config.n_fft), stride=(1, hop))[:, 0, 0]
-
-        signal = overlap_add(frames * window * keep)
-        envelope = overlap_add((window**2).expand(batch, num_frames, -1) * keep)
-        signal = torch.where(envelope > 1e-8, signal / envelope.clamp(min=1e-8), torch.zeros_like(signal))
-        start = config.n_fft // 2  # centred frames, as torch.stft(center=True)
-        waveform = signal[:, start : start + num_frames * hop]
+        # starts as a 100 Hz pulse train through the mel's envelope instead of windowed-away energy. The centre
+        # shift of n_fft / 2 samples is a factor (-1)^k on bin k.
+        sign = torch.where(torch.arange(n_freqs, device=phase.device) % 2 == 0, 1.0, -1.0)
+        spectrum = (torch.polar(magnitude, phase) * sign).transpose(1, 2)  # [B, n_freqs, F]
+        num_frames = mask.shape[1]
+        if not is_tracing() and not bool(mask.all()):
+            # torch.istft divides by the window envelope of all the frames it is given, padding included: a padded
+            # item runs alone over its own frames, so a padded batch equals its items alone
+            waveform = spectrum.new_zeros(spectrum.shape[0], num_frames * hop, dtype=magnitude.dtype)
+            for i, length in enumerate(mask.long().sum(1).tolist()):
+                waveform[i, : length * hop] = torch.istft(
+                    spectrum[i, :, :length], config.n_fft, hop, config.win_length, window, center=True,
+                    length=length * hop,
+                )  # fmt: skip
+        else:
+            waveform = torch.istft(spectrum, config.n_fft, hop, config.win_length, window, center=True,
+                                   length=num_frames * hop)  # fmt: skip
         lengths = mask.long().sum(1) * hop
         return waveform * sample_mask(lengths, waveform.shape[1]).to(waveform.dtype)
 
