@@ -3,7 +3,7 @@
 (1) Overlap-add of a padded batch, same process, same magnitudes and phases (random, `--batch` items of up to
   `--frames` 100 Hz frames, n_fft 1024, hop 160); a whole-batch `torch.istft` would divide the last samples of a
   shorter item by the envelope of its padding frames, so a padded batch needs one of:
-  (a) baseline - `torch.istft` per item over its own frames (what `UnitMelVocoder.istft_waveform` does);
+  (a) baseline - `torch.istft` per item over its own frames (what `UnitMelVocoder`'s inverse-STFT head does);
   (b) batched  - one inverse FFT + `fold` overlap-add with each item's own window envelope (the first version).
   Checks that both give the same samples, then times both: `ratio: X` = batched / baseline in audio-s per second
   (below 1: the per-item calls are faster, hence kept).

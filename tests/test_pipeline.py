@@ -134,6 +134,35 @@ def test_shared_component_by_reference(saved, tmp_path):
     assert not (resaved / "vocoder").exists()
 
 
+def test_assigning_a_component_replaces_it_for_decoding_and_saving(saved, tmp_path):
+    """`pipe.vocoder = other` (as in diffusers): decoding speaks through the new vocoder, a save writes its weights
+    (not the reference to the variant the old one was shared from), and a vocoder for other units is refused."""
+    from tiny_components import NUM_UNITS, tiny_hifigan_vocoder, tiny_mel_vocoder
+
+    _, path = saved
+    variant = tiny_pipeline()
+    variant.register_modules(vocoder=None)
+    out = variant.save_pretrained(tmp_path / "shares-vocoder")
+    index = json.loads((out / INDEX_FILE).read_text())
+    index["vocoder"] = {"library": "hf_slm", "class": "UnitMelVocoder", "repo": str(path), "subfolder": "vocoder"}
+    (out / INDEX_FILE).write_text(json.dumps(index))
+    loaded = SpeechLMPipeline.from_pretrained(out)
+    replacement = tiny_hifigan_vocoder()
+    loaded.vocoder = replacement
+    units = [torch.arange(12) % NUM_UNITS]
+    with torch.no_grad():
+        expected = replacement(input_ids=units[0][None]).waveform[0].numpy()
+    np.testing.assert_allclose(loaded.decode(units)[0], expected, atol=1e-6)
+    resaved = loaded.save_pretrained(tmp_path / "resaved")
+    assert json.loads((resaved / INDEX_FILE).read_text())["vocoder"] == ["hf_slm", "UnitHifiGanVocoder"]
+    assert state_equal(SpeechLMPipeline.from_pretrained(resaved).vocoder, replacement)
+    wrong = tiny_mel_vocoder()
+    wrong.config.num_units = NUM_UNITS + 5
+    with pytest.raises(PipelineLoadError, match="units.num_units"):
+        loaded.vocoder = wrong
+    assert loaded.vocoder is replacement and loaded.components["vocoder"] is replacement
+
+
 def test_save_is_atomic_and_keeps_previous_variant(saved, tmp_path):
     pipe, _ = saved
     target = pipe.save_pretrained(tmp_path / "variant")

@@ -73,6 +73,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("config", help="the recipe's JSON config of the finished run")
     parser.add_argument("--synthesise", action="store_true", help="run the corpus stage first where it is missing")
+    parser.add_argument("--speaker-adaptation", action="store_true",
+                        help="VTLN units: one warp per ABX voice over its items (`evaluate_abx(speaker_adaptation=)`)")
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated k-means seeds")
     parser.add_argument("--output", required=True, help="results JSON")
     parser.add_argument("--voices", default=None, help="comma-separated espeak-ng voices of the ABX items (default: its 3)")
@@ -93,7 +95,8 @@ def main() -> None:
     draws = []
     for seed in seeds:
         fe, tokenizer = fit_speech_tokenizer(dataclasses.replace(args, seed=seed), audio)
-        result = evaluate_abx(SimpleNamespace(feature_extractor=fe, speech_tokenizer=tokenizer), items, "units")
+        result = evaluate_abx(SimpleNamespace(feature_extractor=fe, speech_tokenizer=tokenizer), items, "units",
+                              speaker_adaptation=options.speaker_adaptation)
         draw = {"seed": seed, "within": 100 * result["within_speaker_error"],
                 "between": 100 * result["between_speaker_error"]}  # fmt: skip
         draws.append(draw)
@@ -102,6 +105,7 @@ def main() -> None:
     print(f"mean of {len(draws)} draws: within {mean['within']:.2f} %, between {mean['between']:.2f} %")
     summary = {"config": options.config, "num_units": args.num_units, "kmeans_max_frames": args.kmeans_max_frames,
                "utterance_normalization": args.utterance_normalization, "vtln": args.vtln,
+               "speaker_adaptation": options.speaker_adaptation,
                "recipe_flags": recipe_flags, "training_utterances": len(audio),
                "abx_items": len(items), "abx_options": abx_options, "draws": draws, "mean": mean}  # fmt: skip
     with atomic_open(options.output, "w") as f:

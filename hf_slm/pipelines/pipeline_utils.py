@@ -368,6 +368,17 @@ class PipelineMixin:
             self._components[name] = component
             setattr(self, name, component)
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        """`pipe.vocoder = other` replaces the component everywhere (decoding, saving, pushing), as in diffusers,
+        after the same compatibility check as loading; a replaced component is no longer a reference to the variant
+        it came from, so `save_pretrained` writes its weights."""
+        components = self.__dict__.get("_components")
+        if components is not None and name in self.component_names and components.get(name) is not value:
+            check_compatibility({**components, name: value})
+            components[name] = value
+            self.__dict__.get("_shared_components", {}).pop(name, None)
+        super().__setattr__(name, value)
+
     @property
     def components(self) -> dict[str, Any]:
         return {name: c for name, c in self._components.items() if c is not None}

@@ -200,7 +200,7 @@ class UnitMelVocoder(GanGeneratorMixin, UnitVocoderPreTrainedModel):
             cache[key] = (torch.linalg.pinv(filters.transpose(0, 1)).transpose(0, 1).to(device), window.to(device))
         return cache[key]
 
-    def istft_waveform(self, hidden, log_mel, mask):
+    def _istft_waveform(self, hidden, log_mel, mask):
         """The inverse-STFT head: mel-rate states [B, F, H] and predicted log-mel -> waveform [B, F * mel_hop_length].
 
         Magnitude: the least-squares inverse of the predicted mel (what Griffin-Lim starts from) times exp(a learned
@@ -354,7 +354,7 @@ class UnitMelVocoder(GanGeneratorMixin, UnitVocoderPreTrainedModel):
         if return_waveform is None:
             return_waveform = istft or (not self.training and labels is None)
         if return_waveform and istft:
-            waveform = self.istft_waveform(hidden, log_mel, mask)
+            waveform = self._istft_waveform(hidden, log_mel, mask)
             if labels is not None and labels.dim() == 2:  # target waveforms: the mel L1 of the generated audio
                 real, generated, lengths = self.align_with_labels(waveform, waveform_lengths, labels, labels_mask)
                 loss_mel = mel_l1_loss(real, generated, self.mel_transform(waveform.device), lengths=lengths)
