@@ -180,6 +180,9 @@ def _details(config) -> str:
             parts.append(f"{label} {value:g}{unit}")
     if backbone is not None:
         parts.append(f"backbone {backbone.model_type} ({backbone.num_hidden_layers} layers x {backbone.hidden_size})")
+    head = getattr(config, "waveform_head", None)
+    if isinstance(head, str):  # a mel vocoder: how its mel becomes audio
+        parts.append("waveform: inverse-STFT head (GAN-trained)" if head == "istft" else "waveform: Griffin-Lim")
     return ", ".join(parts)
 
 
