@@ -116,15 +116,21 @@ def test_bad_folders_give_clear_errors(saved, tmp_path):
         SpeechLMPipeline.from_pretrained(path.parent / "bad-class")
 
 
-def test_shared_component_by_reference(saved, tmp_path):
-    """A variant whose index points at another variant's vocoder loads it without a copy of its weights."""
-    pipe, path = saved
+def _variant_sharing_vocoder(path, tmp_path):
+    """A saved variant whose index points at the vocoder of the variant saved at `path`."""
     variant = tiny_pipeline()
     variant.register_modules(vocoder=None)
     out = variant.save_pretrained(tmp_path / "shares-vocoder")
     index = json.loads((out / INDEX_FILE).read_text())
     index["vocoder"] = {"library": "hf_slm", "class": "UnitMelVocoder", "repo": str(path), "subfolder": "vocoder"}
     (out / INDEX_FILE).write_text(json.dumps(index))
+    return out
+
+
+def test_shared_component_by_reference(saved, tmp_path):
+    """A variant whose index points at another variant's vocoder loads it without a copy of its weights."""
+    pipe, path = saved
+    out = _variant_sharing_vocoder(path, tmp_path)
     loaded = SpeechLMPipeline.from_pretrained(out)
     assert not (out / "vocoder").exists()
     assert state_equal(loaded.vocoder, pipe.vocoder)
@@ -139,14 +145,7 @@ def test_assigning_a_component_replaces_it_for_decoding_and_saving(saved, tmp_pa
     (not the reference to the variant the old one was shared from), and a vocoder for other units is refused."""
     from tiny_components import NUM_UNITS, tiny_hifigan_vocoder, tiny_mel_vocoder
 
-    _, path = saved
-    variant = tiny_pipeline()
-    variant.register_modules(vocoder=None)
-    out = variant.save_pretrained(tmp_path / "shares-vocoder")
-    index = json.loads((out / INDEX_FILE).read_text())
-    index["vocoder"] = {"library": "hf_slm", "class": "UnitMelVocoder", "repo": str(path), "subfolder": "vocoder"}
-    (out / INDEX_FILE).write_text(json.dumps(index))
-    loaded = SpeechLMPipeline.from_pretrained(out)
+    loaded = SpeechLMPipeline.from_pretrained(_variant_sharing_vocoder(saved[1], tmp_path))
     replacement = tiny_hifigan_vocoder()
     loaded.vocoder = replacement
     units = [torch.arange(12) % NUM_UNITS]
