@@ -31,6 +31,23 @@ def test_closed_vocabulary_asr_recognises_espeak_words():
         PocketSphinxASR(vocabulary=["qqqzzz"])
 
 
+def test_a_transcript_does_not_depend_on_the_utterances_decoded_before_it():
+    """The same audio gets the same transcript whatever was transcribed before it (a reused pocketsphinx decoder
+    carried state between utterances: the WER of an original depended on the resynthesis decoded before it)."""
+    texts = ["this quiet mouse near her cups swims", "her calm bakers beside our red tables dance",
+             "these birds jump and many proud dogs dance"]  # the middle one changed after noise (seen)
+    words = sorted({w for t in texts for w in t.split()})
+    audio = synthesize(texts)
+    fresh = [PocketSphinxASR(vocabulary=words).transcribe(a["array"], a["sampling_rate"]) for a in audio]
+    asr = PocketSphinxASR(vocabulary=words)
+    noise = (np.random.default_rng(0).standard_normal(48000) * 0.2).astype(np.float32)
+    reused = []
+    for a in audio:
+        asr.transcribe(noise, 16000)
+        reused.append(asr.transcribe(a["array"], a["sampling_rate"]))
+    assert reused == fresh and any(fresh)
+
+
 def test_resynthesis_reports_wer_cer_and_mel_distance(pipeline, tmp_path):
     result = evaluate_resynthesis(pipeline, TEXTS, output_dir=tmp_path)
     for key in ("wer_original", "wer_resynthesized", "cer_original", "cer_resynthesized", "mel_distance"):
