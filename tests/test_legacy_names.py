@@ -29,11 +29,14 @@ DEFAULT = Path(hf_slm.DEFAULT_PIPELINE)
 
 @pytest.fixture(scope="module")
 def legacy_default(tmp_path_factory) -> Path:
-    """The default variant as saved before the rename: the old JSON files plus today's (unchanged) weights."""
+    """The default variant as saved before the rename: the old JSON files plus today's (unchanged) weights. The
+    vocoder's files had no renamed name and are today's (its GAN-trained head changed its config since)."""
     folder = tmp_path_factory.mktemp("legacy") / "default"
     shutil.copytree(FIXTURE, folder)
     for weights in DEFAULT.glob("*/model.safetensors"):
+        (folder / weights.parent.name).mkdir(exist_ok=True)
         shutil.copy(weights, folder / weights.parent.name / weights.name)
+    shutil.copy(DEFAULT / "vocoder" / "config.json", folder / "vocoder" / "config.json")
     return folder
 
 
