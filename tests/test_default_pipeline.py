@@ -95,12 +95,13 @@ def test_training_script_smoke_and_resume(tmp_path):
     config.write_text(json.dumps({flags[i][2:]: flags[i + 1] for i in range(0, len(flags), 2)}))
     draws = subprocess.run([sys.executable, str(SCRIPT.parent / "unit_draws.py"), str(config), "--seeds", "3",
                             "--synthesise", "--output", str(tmp_path / "draws.json"),
-                            "--utterance_normalization", "true"],
+                            "--utterance_normalization", "true", "--vtln", "true", "--tokenize-unwarped"],
                            capture_output=True, text=True, env={**os.environ, "HF_SLM_CACHE": str(tmp_path / "cache")},
                            timeout=600)  # fmt: skip
     assert draws.returncode == 0, draws.stderr[-3000:]
     result = json.loads((tmp_path / "draws.json").read_text())
     assert result["utterance_normalization"] is True and result["training_utterances"] == summary["train_utterances"]
+    assert result["vtln"] is True and result["tokenize_unwarped"] is True and len(result["draws"]) == 1
     assert len(list((tmp_path / "fresh").glob("corpus-*/done.json"))) == 1
 
 
