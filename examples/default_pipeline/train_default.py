@@ -126,8 +126,9 @@ def _csv(text: str, kind=str) -> list:
 
 
 def _training_args(out: Path, epochs: float, max_steps: int, lr: float, batch: int, seed: int,
-                   device: str = "cpu", group_by_length: bool = False) -> TrainingArguments:  # fmt: skip
-    return TrainingArguments(
+                   device: str = "cpu", group_by_length: bool = False, **overrides) -> TrainingArguments:  # fmt: skip
+    """The recipe's Trainer arguments; `overrides` replace any of them (e.g. the GAN stage's optimiser)."""
+    kwargs = dict(
         train_sampling_strategy="group_by_length" if group_by_length else "random",
         output_dir=str(out),
         num_train_epochs=epochs,
@@ -151,6 +152,8 @@ def _training_args(out: Path, epochs: float, max_steps: int, lr: float, batch: i
         bf16=device == "cuda",
         disable_tqdm=False,
     )
+    kwargs.update(overrides)
+    return TrainingArguments(**kwargs)
 
 
 def train_and_evaluate(model, out: Path, epochs, max_steps, lr, batch, seed, train, test, collator,
@@ -342,15 +345,16 @@ def train_language_model(args, train, test, model: SpeechLMForCausalLM | None = 
     return model.cpu().eval(), {"lm_eval_loss": loss, "lm_eval_perplexity": math.exp(loss)}
 
 
+def vocoder_pairs(ds):
+    """The unit dataset as the vocoder collator's rows: `input_ids` (units) and `audio` (the target waveform)."""
+    ds = ds.remove_columns([c for c in ds.column_names if c not in ("units", "waveform")])
+    return ds.rename_columns({"units": "input_ids", "waveform": "audio"})
+
+
 def train_vocoder(args, train, test, hop_length, out_dir: Path | None = None):
     config = UnitMelVocoderConfig(num_units=args.num_units, griffin_lim_iters=args.vocoder_griffin_lim_iters)
     model = UnitMelVocoder(config)
-
-    def as_pairs(ds):
-        ds = ds.remove_columns([c for c in ds.column_names if c not in ("units", "waveform")])
-        return ds.rename_columns({"units": "input_ids", "waveform": "audio"})
-
-    train, test = as_pairs(train), as_pairs(test)
+    train, test = vocoder_pairs(train), vocoder_pairs(test)
     loss = train_and_evaluate(
         model, out_dir or Path(args.work_dir) / "vocoder", args.vocoder_epochs, args.vocoder_max_steps,
         args.vocoder_learning_rate, args.vocoder_batch_size, args.seed, train, test,
@@ -368,14 +372,12 @@ def train_vocoder_gan(args, vocoder: UnitMelVocoder, train, hop_length, out_dir:
         mpd_channels=_csv(args.vocoder_gan_mpd_channels, int),
         msd_channels=_csv(args.vocoder_gan_msd_channels, int),
     ).train()
-    train = train.remove_columns([c for c in train.column_names if c not in ("units", "waveform")])
-    train = train.rename_columns({"units": "input_ids", "waveform": "audio"})
     training_args = _training_args(out_dir, 1, args.vocoder_gan_steps, args.vocoder_gan_learning_rate,
-                                   args.vocoder_gan_batch_size, args.seed, args.device)  # fmt: skip
-    training_args.adam_beta1, training_args.adam_beta2 = 0.8, 0.99  # HiFi-GAN's
-    training_args.lr_scheduler_type, training_args.warmup_steps, training_args.weight_decay = "constant", 0, 0.0
+                                   args.vocoder_gan_batch_size, args.seed, args.device, adam_beta1=0.8,
+                                   adam_beta2=0.99, lr_scheduler_type="constant", warmup_steps=0,
+                                   weight_decay=0.0)  # HiFi-GAN's optimiser  # fmt: skip
     trainer = VocoderGanTrainer(
-        model=model, args=training_args, train_dataset=train,
+        model=model, args=training_args, train_dataset=vocoder_pairs(train),
         data_collator=UnitVocoderCollator(hop_length=hop_length, segment_units=args.vocoder_gan_segment_units),
     )  # fmt: skip
     trainer.train(resume_from_checkpoint=_last_checkpoint(trainer.args.output_dir))

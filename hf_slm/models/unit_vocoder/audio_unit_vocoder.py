@@ -111,6 +111,18 @@ def slaney_mel_filterbank(n_freqs: int, f_min: float, f_max: float, n_mels: int,
     return filters * (2.0 / (f_pts[2 : n_mels + 2] - f_pts[:n_mels]))[None]
 
 
+def least_squares_magnitude(log_mel: torch.Tensor, sampling_rate: int = 16000, n_fft: int = 1024, f_min: float = 0.0,
+                            f_max: float | None = None) -> torch.Tensor:  # fmt: skip
+    """Log-mel [B, frames, n_mels] in [`LogMelSpectrogram`]'s convention -> the minimum-norm least-squares linear
+    magnitude [B, n_fft // 2 + 1, frames] (>= 0), as torchaudio's `InverseMelScale`, through the pseudo-inverse:
+    `torch.linalg.lstsq` returns outputs of data-dependent shape, which stop torch.export. What Griffin-Lim inverts
+    and what the mel vocoder's inverse-STFT head corrects."""
+    filters = slaney_mel_filterbank(n_fft // 2 + 1, f_min, f_max or float(sampling_rate // 2), log_mel.shape[-1],
+                                    sampling_rate)  # fmt: skip
+    mel = torch.exp(log_mel.float()).transpose(1, 2)  # [B, n_mels, frames]
+    return torch.relu(torch.linalg.pinv(filters.transpose(0, 1).to(mel.device)) @ mel)
+
+
 def griffin_lim_from_mel(
     log_mel: torch.Tensor,
     sampling_rate: int = 16000,
@@ -139,19 +151,14 @@ def griffin_lim_from_mel(
     if log_mel.shape[1] < 2:
         raise ValueError(f"log_mel needs at least 2 frames for Griffin-Lim, got {log_mel.shape[1]}")
     win_length = win_length or n_fft
-    n_mels = log_mel.shape[-1]
-    mel = torch.exp(log_mel.float()).transpose(1, 2)  # [B, n_mels, frames]
-    # Minimum-norm least-squares inverse of the mel filters, as torchaudio's `InverseMelScale`, through the
-    # pseudo-inverse: `torch.linalg.lstsq` returns outputs of data-dependent shape, which stop torch.export.
-    filters = slaney_mel_filterbank(n_fft // 2 + 1, f_min, f_max or float(sampling_rate // 2), n_mels, sampling_rate)
-    magnitude = torch.relu(torch.linalg.pinv(filters.transpose(0, 1).to(mel.device)) @ mel)
+    magnitude = least_squares_magnitude(log_mel, sampling_rate, n_fft, f_min, f_max)  # [B, n_freqs, frames]
     natural_length = (magnitude.shape[-1] - 1) * hop_length
     # torch.stft's centre padding needs more than n_fft / 2 samples: a very short mel (a reply of one or two units)
     # gets silent frames appended, and the output is cut back to its own length below.
     min_frames = n_fft // (2 * hop_length) + 2
     if magnitude.shape[-1] < min_frames:
         magnitude = torch.nn.functional.pad(magnitude, (0, min_frames - magnitude.shape[-1]))
-    window = torch.hann_window(win_length, device=mel.device)
+    window = torch.hann_window(win_length, device=magnitude.device)
     # torchaudio's griffinlim re-analyses its own output, so it must run at the natural length (frames - 1) * hop.
     waveform = torchaudio.functional.griffinlim(
         magnitude,
@@ -171,4 +178,10 @@ def griffin_lim_from_mel(
     return waveform[0] if unbatched else waveform
 
 
-__all__ = ["LOG_MEL_FLOOR", "LogMelSpectrogram", "griffin_lim_from_mel", "slaney_mel_filterbank"]
+__all__ = [
+    "LOG_MEL_FLOOR",
+    "LogMelSpectrogram",
+    "griffin_lim_from_mel",
+    "least_squares_magnitude",
+    "slaney_mel_filterbank",
+]

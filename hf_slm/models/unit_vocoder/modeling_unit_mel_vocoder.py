@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from transformers import initialization as init
 
-from .audio_unit_vocoder import LOG_MEL_FLOOR, LogMelSpectrogram, griffin_lim_from_mel, slaney_mel_filterbank
+from .audio_unit_vocoder import LOG_MEL_FLOOR, LogMelSpectrogram, griffin_lim_from_mel, least_squares_magnitude
 from .configuration_unit_vocoder import UnitMelVocoderConfig
 from .discriminators_unit_vocoder import HifiGanDiscriminator
 from .losses_unit_vocoder import mel_l1_loss
@@ -186,20 +186,6 @@ class UnitMelVocoder(GanGeneratorMixin, UnitVocoderPreTrainedModel):
         reference = self.unit_embedding.weight
         return model.to(device=reference.device, dtype=reference.dtype).train(self.training)
 
-    def _synthesis_basis(self, device):
-        """Pseudo-inverse of the mel filters [n_mels, n_freqs] and the synthesis window [win_length] (built once per
-        device, outside the state dict)."""
-        cache = self.__dict__.setdefault("_synthesis_bases", {})
-        key = str(device)
-        if key not in cache:
-            config = self.config
-            filters = slaney_mel_filterbank(config.n_fft // 2 + 1, config.mel_fmin,
-                                            config.mel_fmax or float(config.sampling_rate // 2),
-                                            config.num_mel_bins, config.sampling_rate)  # fmt: skip
-            window = torch.hann_window(config.win_length)  # the analysis window of `mel_transform`
-            cache[key] = (torch.linalg.pinv(filters.transpose(0, 1)).transpose(0, 1).to(device), window.to(device))
-        return cache[key]
-
     def _istft_waveform(self, hidden, log_mel, mask):
         """The inverse-STFT head: mel-rate states [B, F, H] and predicted log-mel -> waveform [B, F * mel_hop_length].
 
@@ -213,8 +199,8 @@ class UnitMelVocoder(GanGeneratorMixin, UnitVocoderPreTrainedModel):
         for layer in self.istft_layers:
             hidden = layer(hidden, mask)
         correction, phase = self.istft_head(self.istft_norm(hidden)).float().split(n_freqs, dim=-1)
-        inverse, window = self._synthesis_basis(hidden.device)
-        prior = torch.relu(torch.exp(log_mel.float()) @ inverse)  # [B, F, n_freqs]
+        prior = least_squares_magnitude(log_mel, config.sampling_rate, config.n_fft, config.mel_fmin,
+                                        config.mel_fmax).transpose(1, 2)  # [B, F, n_freqs]  # fmt: skip
         log_magnitude = torch.log(torch.clamp(prior, min=LOG_MEL_FLOOR)) + correction
         magnitude = torch.exp(torch.clamp(log_magnitude, max=math.log(1e2)))
         # phase 0 = a pulse at the frame's centre, where the window is (not at sample 0, where it is zero): the head
@@ -222,12 +208,13 @@ class UnitMelVocoder(GanGeneratorMixin, UnitVocoderPreTrainedModel):
         # shift of n_fft / 2 samples is a factor (-1)^k on bin k.
         sign = torch.where(torch.arange(n_freqs, device=phase.device) % 2 == 0, 1.0, -1.0)
         spectrum = (torch.polar(magnitude, phase) * sign).transpose(1, 2)  # [B, n_freqs, F]
-        num_frames = mask.shape[1]
+        num_frames, frame_lengths = mask.shape[1], mask.long().sum(1)
+        window = torch.hann_window(config.win_length, device=spectrum.device)  # the analysis window of `mel_transform`
         if not is_tracing() and not bool(mask.all()):
             # torch.istft divides by the window envelope of all the frames it is given, padding included: a padded
             # item runs alone over its own frames, so a padded batch equals its items alone
             waveform = spectrum.new_zeros(spectrum.shape[0], num_frames * hop, dtype=magnitude.dtype)
-            for i, length in enumerate(mask.long().sum(1).tolist()):
+            for i, length in enumerate(frame_lengths.tolist()):
                 waveform[i, : length * hop] = torch.istft(
                     spectrum[i, :, :length], config.n_fft, hop, config.win_length, window, center=True,
                     length=length * hop,
@@ -235,8 +222,7 @@ class UnitMelVocoder(GanGeneratorMixin, UnitVocoderPreTrainedModel):
         else:
             waveform = torch.istft(spectrum, config.n_fft, hop, config.win_length, window, center=True,
                                    length=num_frames * hop)  # fmt: skip
-        lengths = mask.long().sum(1) * hop
-        return waveform * sample_mask(lengths, waveform.shape[1]).to(waveform.dtype)
+        return waveform * sample_mask(frame_lengths * hop, waveform.shape[1]).to(waveform.dtype)
 
     # ------------------------------------------------------------------ mel -> waveform
     @torch.no_grad()
