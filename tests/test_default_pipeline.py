@@ -95,13 +95,13 @@ def test_training_script_smoke_and_resume(tmp_path):
     config.write_text(json.dumps({flags[i][2:]: flags[i + 1] for i in range(0, len(flags), 2)}))
     draws = subprocess.run([sys.executable, str(SCRIPT.parent / "unit_draws.py"), str(config), "--seeds", "3",
                             "--synthesise", "--output", str(tmp_path / "draws.json"),
-                            "--utterance_normalization", "true", "--vtln", "true", "--tokenize-unwarped"],
+                            "--utterance_normalization", "true", "--vtln", "true", "--vtln_tokenization", "unwarped"],
                            capture_output=True, text=True, env={**os.environ, "HF_SLM_CACHE": str(tmp_path / "cache")},
                            timeout=600)  # fmt: skip
     assert draws.returncode == 0, draws.stderr[-3000:]
     result = json.loads((tmp_path / "draws.json").read_text())
     assert result["utterance_normalization"] is True and result["training_utterances"] == summary["train_utterances"]
-    assert result["vtln"] is True and result["tokenize_unwarped"] is True and len(result["draws"]) == 1
+    assert result["vtln"] is True and result["vtln_tokenization"] == "unwarped" and len(result["draws"]) == 1
     assert len(list((tmp_path / "fresh").glob("corpus-*/done.json"))) == 1
 
 
@@ -156,7 +156,10 @@ def test_open_vocabulary_augmented_run_redoes_only_what_changed(tmp_path):
 def test_bad_pipeline_arguments_are_refused_before_any_work(tmp_path):
     for extra, message in ((["--device", "tpu"], "--device must be 'cpu' or 'cuda', got 'tpu'"),
                            (["--augmentation", '{"steps": [{"name": "echo"}]}'], "unknown step 'echo'"),
-                           (["--voices", "english"], "--voices english needs --text_source open")):  # fmt: skip
+                           (["--voices", "english"], "--voices english needs --text_source open"),
+                           (["--vtln_tokenization", "unwarped"], "--vtln_tokenization unwarped reads speech with a "),
+                           (["--vtln", "true", "--vtln_tokenization", "x"],
+                            "must be 'search' or 'unwarped', got 'x'")):  # fmt: skip
         args = [sys.executable, str(SCRIPT), *TINY, *extra, "--num_sentences", "4", "--work_dir", str(tmp_path / "w"),
                 "--output_dir", str(tmp_path / "v")]  # fmt: skip
         proc = subprocess.run(args, capture_output=True, text=True, timeout=300,

@@ -76,6 +76,8 @@ def test_warped_bank_moves_each_filter_by_the_warp_and_warp_one_is_the_plain_ban
         ({"vtln_warps": "1.0,1.1"}, "at least 2"),
         ({"vtln_prior_weight": -1.0}, "vtln_prior_weight"),
         ({"frontend": "ssl", "vtln_warps": [0.9, 1.0]}, "frontend='mfcc'"),
+        ({"vtln_tokenization": "unwarped"}, "is for a tokenizer fitted with vtln_warps"),
+        ({"vtln_warps": [0.9, 1.0], "vtln_tokenization": "none"}, r"one of \('search', 'unwarped'\)"),
     ],
 )
 def test_config_refuses_bad_vtln_settings(kwargs, fragment):
@@ -128,6 +130,28 @@ def test_warp_one_tokenises_as_the_unwarped_encoder_and_a_plain_encoder_refuses_
     loaded = UnitEncoderModel.from_pretrained(tmp_path)
     assert loaded.config.vtln_warps == list(DEFAULT_VTLN_WARPS) and loaded.config.vtln_prior_weight == 0.0
     assert torch.equal(loaded(**inputs).units, fitted(**inputs).units)
+
+
+def test_unwarped_tokenization_reads_speech_at_warp_one_with_the_same_fitted_codebook(speech, fitted, tmp_path):
+    """`vtln_tokenization="unwarped"`: the fit still searches warps (same centroids as a searching tokenizer's), but
+    tokenising reads every utterance at warp 1.0 unless warps are given; the setting is saved."""
+    unwarped = UnitEncoderModel(vtln_config(vtln_tokenization="unwarped")).eval()
+    fit_unit_tokenizer_on_dataset(unwarped, speech, SpeechFeatureExtractor(), max_frames=None, show_progress=False)
+    assert torch.equal(unwarped.cluster_centers, fitted.cluster_centers)
+    inputs = spoken(["en-us+f2", "en-us"])
+    out = unwarped(**inputs)
+    assert out.warp_factors is None
+    assert torch.equal(out.units, fitted(**inputs, warp_factors=1.0).units)
+    searched = fitted(**inputs)
+    assert bool((searched.warp_factors != 1.0).any())  # so the two readings differ here
+    assert not torch.equal(out.units, searched.units)
+    given = unwarped(**inputs, warp_factors=searched.warp_factors)  # explicit warps are still honoured
+    assert torch.equal(given.units, searched.units)
+    assert torch.equal(unwarped.estimate_warp_factors(**inputs).float(), searched.warp_factors)
+    unwarped.save_pretrained(tmp_path)
+    loaded = UnitEncoderModel.from_pretrained(tmp_path)
+    assert loaded.config.vtln_tokenization == "unwarped"
+    assert torch.equal(loaded(**inputs).units, out.units)
 
 
 # ---------------------------------------------------------------------------------------------------- fitting
@@ -198,7 +222,16 @@ def test_cli_fits_a_vtln_tokenizer_per_speaker_and_refuses_a_speaker_column_with
     inputs = spoken(["en-us+f3"])
     assert tokenizer(**inputs).warp_factors.shape == (2,)
 
+    assert config["vtln_tokenization"] == "search"
+
     capsys.readouterr()
+    assert main(["fit-tokenizer", "--dataset", str(tmp_path / "speech"), "--num-units", "12", "--vtln",
+                 "--vtln-iterations", "1", "--vtln-tokenization", "unwarped", "--output", str(tmp_path / "tok2")]) == 0
+    unwarped = UnitEncoderModel.from_pretrained(tmp_path / "tok2")
+    assert unwarped.config.vtln_tokenization == "unwarped" and unwarped(**inputs).warp_factors is None
+    assert main(["fit-tokenizer", "--dataset", str(tmp_path / "speech"), "--vtln-tokenization", "unwarped",
+                 "--output", str(tmp_path / "bad")]) == 1  # fmt: skip
+    assert "--vtln-tokenization unwarped is for --vtln" in capsys.readouterr().err
     assert main(["fit-tokenizer", "--dataset", str(tmp_path / "speech"), "--speaker-column", "voice",
                  "--output", str(tmp_path / "bad")]) == 1  # fmt: skip
     assert "--speaker-column is for --vtln" in capsys.readouterr().err

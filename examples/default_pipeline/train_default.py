@@ -66,6 +66,10 @@ class DefaultPipelineArguments:
     vtln: bool = field(
         default=False, metadata={"help": "vocal tract length normalised MFCC units (`UnitEncoderConfig.vtln_warps`)"}
     )
+    vtln_tokenization: str = field(
+        default="search", metadata={"help": "with --vtln true: `search` each utterance's warp or read it `unwarped` "
+                                    "with the warp-normalised codebook (`UnitEncoderConfig.vtln_tokenization`)"},
+    )
     lm_hidden_size: int = 256
     lm_num_layers: int = 4
     lm_num_heads: int = 4
@@ -173,8 +177,10 @@ def train_and_evaluate(model, out: Path, epochs, max_steps, lr, batch, seed, tra
 def stage_key(args, name: str, *upstream: str) -> str:
     """12 hex digits: the arguments stage `name` depends on (`STAGE_ARGUMENTS`) and the keys of the stages it reads."""
     values = {key: getattr(args, key) for key in STAGE_ARGUMENTS[name]}
-    if name == "units" and args.vtln:  # only when set: the keys of runs from before the option stay valid
+    if name == "units" and args.vtln:  # only when set: the keys of runs from before the options stay valid
         values["vtln"] = True
+        if args.vtln_tokenization != "search":
+            values["vtln_tokenization"] = args.vtln_tokenization
     if STAGE_VERSIONS.get(name, 1) != 1:
         values["stage_version"] = STAGE_VERSIONS[name]
     if name == "augment" and args.augmentation:  # the configuration itself, not the name of its file
@@ -266,7 +272,8 @@ def fit_speech_tokenizer(args, train):
     feature_extractor = SpeechFeatureExtractor(sampling_rate=16000)
     tokenizer = UnitEncoderModel(UnitEncoderConfig(frontend="mfcc", num_units=args.num_units,
                                                    utterance_normalization=args.utterance_normalization,
-                                                   vtln_warps=list(DEFAULT_VTLN_WARPS) if args.vtln else None))
+                                                   vtln_warps=list(DEFAULT_VTLN_WARPS) if args.vtln else None,
+                                                   vtln_tokenization=args.vtln_tokenization))
     fit_unit_tokenizer_on_dataset(
         tokenizer, train, feature_extractor, max_frames=args.kmeans_max_frames, seed=args.seed
     )
@@ -561,6 +568,11 @@ def parse_arguments(dataclass_type, argv=None):
         SpeechAugmentation.from_config(args.augmentation)  # a bad configuration fails now, not after the synthesis
     if args.voices == "english" and args.text_source != "open":
         raise ValueError("--voices english needs --text_source open (the chunked multi-voice corpus)")
+    if args.vtln_tokenization not in ("search", "unwarped"):
+        raise ValueError(f"--vtln_tokenization must be 'search' or 'unwarped', got {args.vtln_tokenization!r}")
+    if args.vtln_tokenization != "search" and not args.vtln:
+        raise ValueError("--vtln_tokenization unwarped reads speech with a warp-normalised codebook: "
+                         "it needs --vtln true")
     if args.augment_copies < 1:
         raise ValueError(f"--augment_copies must be at least 1, got {args.augment_copies}")
     set_seed(args.seed)

@@ -15,8 +15,8 @@ writes them to `--output` (JSON).
 
 Needs a finished run of that config (its `work_dir` holds the corpus and augment stages), or `--synthesise`, which
 runs the recipe's corpus stage alone (resumable; not the augment stage). Recipe flags after the config override it
-for the refits (`--vtln true`: the units of `train_default.py --vtln true`). Nothing is trained beyond the k-means
-fits (about 1.5 minutes each on one core for 300k frames; with VTLN, three fits and two warp searches).
+for the refits (`--vtln true [--vtln_tokenization unwarped]`: the units of `train_default.py` with those flags).
+Nothing is trained beyond the k-means fits (about 1.5 minutes each on one core for 300k frames; with VTLN, three fits and two warp searches).
 `--voices` / `--rates` widen the ABX set (the default set is small: one draw moves a cell by several points).
 """
 
@@ -73,8 +73,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("config", help="the recipe's JSON config of the finished run")
     parser.add_argument("--synthesise", action="store_true", help="run the corpus stage first where it is missing")
-    parser.add_argument("--tokenize-unwarped", action="store_true",
-                        help="VTLN units: fit with the warp search, then tokenise the ABX items at warp 1.0 (no search)")
     parser.add_argument("--speaker-adaptation", action="store_true",
                         help="VTLN units: one warp per ABX voice over its items (`evaluate_abx(speaker_adaptation=)`)")
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated k-means seeds")
@@ -97,8 +95,6 @@ def main() -> None:
     draws = []
     for seed in seeds:
         fe, tokenizer = fit_speech_tokenizer(dataclasses.replace(args, seed=seed), audio)
-        if options.tokenize_unwarped:  # the VTLN-fitted codebook, each item at its own (unwarped) mel scale
-            tokenizer.config.vtln_warps = [1.0]
         result = evaluate_abx(SimpleNamespace(feature_extractor=fe, speech_tokenizer=tokenizer), items, "units",
                               speaker_adaptation=options.speaker_adaptation)
         draw = {"seed": seed, "within": 100 * result["within_speaker_error"],
@@ -109,7 +105,8 @@ def main() -> None:
     print(f"mean of {len(draws)} draws: within {mean['within']:.2f} %, between {mean['between']:.2f} %")
     summary = {"config": options.config, "num_units": args.num_units, "kmeans_max_frames": args.kmeans_max_frames,
                "utterance_normalization": args.utterance_normalization, "vtln": args.vtln,
-               "speaker_adaptation": options.speaker_adaptation, "tokenize_unwarped": options.tokenize_unwarped,
+               "vtln_tokenization": args.vtln_tokenization if args.vtln else None,
+               "speaker_adaptation": options.speaker_adaptation,
                "recipe_flags": recipe_flags, "training_utterances": len(audio),
                "abx_items": len(items), "abx_options": abx_options, "draws": draws, "mean": mean}  # fmt: skip
     with atomic_open(options.output, "w") as f:

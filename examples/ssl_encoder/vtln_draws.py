@@ -5,7 +5,8 @@ Synthesises `--utterances` open-vocabulary training sentences (`open-train`) wit
 English voice (`english_voices()`: 8 accents x 101 variants), rate (130 / 175 / 220 wpm) and pitch (30 / 50 / 70),
 and fits, for every seed, two 100-unit tokenizers on the same `--max-frames` frames (`fit_unit_tokenizer_on_dataset`,
 as `hf-slm fit-tokenizer`): MFCC + per-utterance CMVN (the open-vocabulary default recipe's units), and the same with
-`vtln_warps=DEFAULT_VTLN_WARPS` (`--vtln`: unwarped fit, then 2 rounds of per-utterance warp search and refit).
+`vtln_warps=DEFAULT_VTLN_WARPS` (`--vtln`: unwarped fit, then 2 rounds of per-utterance warp search and refit),
+scored twice: tokenising each item at its searched warp, and unwarped (`vtln_tokenization="unwarped"`).
 The seed moves the frame sample and the k-means initialisation.
 
 Each tokenizer is scored with `evaluate_abx` (what `hf-slm evaluate abx` runs) on three item sets, units, hamming
@@ -77,21 +78,24 @@ def main() -> None:
             tokenizer = UnitEncoderModel(config).eval()
             fit_unit_tokenizer_on_dataset(tokenizer, train, feature_extractor, max_frames=args.max_frames, seed=seed,
                                           show_progress=False)  # fmt: skip
-            pipe = SimpleNamespace(feature_extractor=feature_extractor, speech_tokenizer=tokenizer)
-            row = {"units": name, "seed": seed}
-            for set_name, items in sets.items():
-                for adapt in (False, True) if warps else (False,):
-                    result = evaluate_abx(pipe, items, "units", speaker_adaptation=adapt)
-                    key = f"{set_name}{' speaker-adapted' if adapt else ''}"
-                    row[key] = [round(100 * result["within_speaker_error"], 2),
-                                round(100 * result["between_speaker_error"], 2)]  # fmt: skip
-            purity = evaluate_unit_purity(feature_extractor, tokenizer, phone_items)
-            row.update({k: round(purity[k], 3) for k in ("phone_purity", "cluster_purity", "pnmi")})
-            rows.append(row)
-            print(json.dumps(row), f"({time.time() - start:.0f} s)", flush=True)
+            # the VTLN codebook read both ways: each item at its searched warp, and unwarped (one fit)
+            for tokenization in ("search", "unwarped") if warps else ("search",):
+                tokenizer.config.vtln_tokenization = tokenization
+                pipe = SimpleNamespace(feature_extractor=feature_extractor, speech_tokenizer=tokenizer)
+                row = {"units": name + (" unwarped" if tokenization == "unwarped" else ""), "seed": seed}
+                for set_name, items in sets.items():
+                    for adapt in (False, True) if warps and tokenization == "search" else (False,):
+                        result = evaluate_abx(pipe, items, "units", speaker_adaptation=adapt)
+                        key = f"{set_name}{' speaker-adapted' if adapt else ''}"
+                        row[key] = [round(100 * result["within_speaker_error"], 2),
+                                    round(100 * result["between_speaker_error"], 2)]  # fmt: skip
+                purity = evaluate_unit_purity(feature_extractor, tokenizer, phone_items)
+                row.update({k: round(purity[k], 3) for k in ("phone_purity", "cluster_purity", "pnmi")})
+                rows.append(row)
+                print(json.dumps(row), f"({time.time() - start:.0f} s)", flush=True)
 
     means = {}
-    for name in ("cmvn", "cmvn+vtln"):
+    for name in ("cmvn", "cmvn+vtln", "cmvn+vtln unwarped"):
         mine = [r for r in rows if r["units"] == name]
         means[name] = {key: ([round(statistics.mean(r[key][i] for r in mine), 2) for i in (0, 1)]
                              if isinstance(mine[0][key], list) else round(statistics.mean(r[key] for r in mine), 3))

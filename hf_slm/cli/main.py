@@ -65,6 +65,9 @@ def cmd_fit_tokenizer(args) -> int:
             raise ValueError("--speaker-column is for --vtln (one vocal tract length warp per speaker)")
         if args.speaker_column not in ds.column_names:
             raise ValueError(f"dataset {args.dataset} has no column {args.speaker_column!r} ({ds.column_names})")
+    if args.vtln_tokenization != "search" and not args.vtln:
+        raise ValueError(f"--vtln-tokenization {args.vtln_tokenization} is for --vtln (the codebook of warp-normalised "
+                         "speech)")  # fmt: skip
     if args.frontend == "ssl":
         if not args.ssl_model:
             raise ValueError("--frontend ssl needs --ssl-model (a local folder or Hub id of HuBERT/WavLM/...)")
@@ -75,7 +78,8 @@ def cmd_fit_tokenizer(args) -> int:
     else:
         tokenizer = UnitEncoderModel(UnitEncoderConfig(frontend="mfcc", num_units=args.num_units,
                                                        utterance_normalization=args.utterance_normalization,
-                                                       vtln_warps=list(DEFAULT_VTLN_WARPS) if args.vtln else None))  # fmt: skip
+                                                       vtln_warps=list(DEFAULT_VTLN_WARPS) if args.vtln else None,
+                                                       vtln_tokenization=args.vtln_tokenization))  # fmt: skip
     # its rate, and at least one analysis window (a log-mel encoder's stacked frame is 560 samples, not 400)
     feature_extractor = SpeechFeatureExtractor(sampling_rate=tokenizer.config.sampling_rate,
                                                min_samples=tokenizer.config.receptive_field)  # fmt: skip
@@ -439,6 +443,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vtln-iterations", type=non_negative_int, default=2, help="warp-search-and-refit rounds (--vtln)")
     p.add_argument("--speaker-column", default=None,
                    help="with --vtln: fit on one warp per value of this column (a speaker id) instead of per utterance")
+    p.add_argument("--vtln-tokenization", choices=["search", "unwarped"], default="search",
+                   help="with --vtln: how the fitted tokenizer reads speech, at each utterance's searched warp or "
+                   "unwarped with the warp-normalised codebook (kept within-speaker ABX on the default's "
+                   "recipe)")  # fmt: skip
     p.add_argument("--batch-size", type=positive_int, default=16)
     p.add_argument("--max-frames", type=positive_int, default=500_000, help="subsample at most this many frames for k-means")
     p.add_argument("--device", default="cpu")

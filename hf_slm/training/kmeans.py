@@ -359,7 +359,8 @@ def fit_unit_tokenizer_on_dataset(
 
     With `config.vtln_warps`, the first fit clusters unwarped features; then each of `vtln_iterations` (default 2)
     searches every utterance's warp against those centroids (or one warp per `speaker_column` value) and refits on
-    the warped features, so the centroids describe one normalised vocal tract. `kmeans_kwargs` go to
+    the warped features, so the centroids describe one normalised vocal tract (whether it then tokenises with a
+    search or unwarped is `config.vtln_tokenization`). `kmeans_kwargs` go to
     `fit_unit_tokenizer` (`batch_size` there is named `kmeans_batch_size` here).
     """
     warping = tokenizer.config.vtln_warps is not None
@@ -378,10 +379,8 @@ def fit_unit_tokenizer_on_dataset(
     collect = dict(audio_column=audio_column, batch_size=batch_size, max_frames=max_frames, show_progress=show_progress)
     features = collect_features(tokenizer, dataset, feature_extractor, warp_factors=1.0 if warping else None, **collect)
     kmeans = fit_unit_tokenizer(tokenizer, features, seed=seed, show_progress=show_progress, **kmeans_kwargs)
-    for _ in range(iterations):
-        warps = None  # searched per utterance by the fitted tokenizer
-        if speaker_column is not None:
-            warps = dataset_warp_factors(tokenizer, dataset, feature_extractor, speaker_column=speaker_column, **collect)
+    for _ in range(iterations):  # searched here whatever `config.vtln_tokenization` makes the tokenizer do later
+        warps = dataset_warp_factors(tokenizer, dataset, feature_extractor, speaker_column=speaker_column, **collect)
         features = collect_features(tokenizer, dataset, feature_extractor, warp_factors=warps, **collect)
         kmeans = fit_unit_tokenizer(tokenizer, features, seed=seed, show_progress=show_progress, **kmeans_kwargs)
     tokenizer.train(was_training)

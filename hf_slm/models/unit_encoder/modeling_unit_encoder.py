@@ -368,7 +368,8 @@ class UnitEncoderModel(PreTrainedModel):
         `config.utterance_normalization`) and the frame mask [B, frames].
 
         `warp_factors` (MFCC front end): the vocal tract length warp of every utterance (one number, or one per
-        row). Without it, a fitted tokenizer with `config.vtln_warps` searches each utterance's own warp."""
+        row). Without it, a fitted tokenizer with `config.vtln_warps` searches each utterance's own warp (or reads
+        it at 1.0 with `config.vtln_tokenization="unwarped"`)."""
         features, frame_mask, _ = self._features(input_values, attention_mask, warp_factors)
         return features, frame_mask
 
@@ -378,7 +379,8 @@ class UnitEncoderModel(PreTrainedModel):
         warps = self._check_warp_factors(warp_factors, input_values.shape[0])
         if self.config.frontend == "mfcc":
             power = self._power_spectrum(input_values)  # once: every searched warp reuses it
-            if warps is None and self.config.vtln_warps is not None and self._fitted():
+            search = self.config.vtln_warps is not None and self.config.vtln_tokenization == "search"
+            if warps is None and search and self._fitted():
                 warps = self.choose_warp_factors(*self._warp_distortions(power, lengths))
             features, frame_lengths = self._cepstral_features(power, lengths, warps)
         else:
@@ -512,7 +514,7 @@ class UnitEncoderModel(PreTrainedModel):
         warp_factors (`float` or `torch.FloatTensor` of shape `(batch_size,)`, *optional*):
             Vocal tract length warp of each utterance (MFCC front end), e.g. one per speaker from
             `estimate_warp_factors(..., groups=speakers)`. Default: searched per utterance when `config.vtln_warps`
-            is set, else none.
+            is set and `config.vtln_tokenization="search"`, else none (warp 1.0).
         """
         self._require_fitted()
         features, frame_mask, warps = self._features(input_values, attention_mask, warp_factors)
