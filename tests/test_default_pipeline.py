@@ -168,6 +168,30 @@ def test_bad_pipeline_arguments_are_refused_before_any_work(tmp_path):
         assert not (tmp_path / "v").exists()
 
 
+def test_every_default_recipe_config_parses(monkeypatch):
+    """The JSON configs of `train_default.py` name only its arguments, with valid values (a typo fails here, not
+    after an hour of synthesis)."""
+    import importlib.util
+
+    import torch
+
+    spec = importlib.util.spec_from_file_location("train_default_configs", SCRIPT)
+    script = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, script)  # dataclasses look their module up there
+    spec.loader.exec_module(script)
+    threads = torch.get_num_threads()
+    try:
+        configs = sorted(p for p in SCRIPT.parent.glob("config_*.json") if "twist" not in p.name)
+        assert {p.name for p in configs} >= {"config_cpu.json", "config_open_vocab_cpu.json", "config_vtln_cpu.json"}
+        for path in configs:
+            args = script.parse_arguments(script.DefaultPipelineArguments, [str(path)])
+            assert args.num_units >= 2, path
+        vtln = script.parse_arguments(script.DefaultPipelineArguments, [str(SCRIPT.parent / "config_vtln_cpu.json")])
+        assert vtln.vtln and vtln.vtln_tokenization == "unwarped" and vtln.utterance_normalization
+    finally:
+        torch.set_num_threads(threads)
+
+
 SHIPPED = [DEFAULT, Path(hf_slm.DEFAULT_TWIST_PIPELINE)]
 
 
