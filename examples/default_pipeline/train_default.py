@@ -33,7 +33,13 @@ from transformers.trainer_utils import get_last_checkpoint
 from hf_slm import SpeechLMPipeline
 from hf_slm.data import load_text_corpus, load_text_split, normalize_sentence, synthesize_corpus, synthesize_dataset
 from hf_slm.models.speech_lm import SpeechLMConfig, SpeechLMForCausalLM
-from hf_slm.models.unit_encoder import DEFAULT_VTLN_WARPS, SpeechFeatureExtractor, UnitEncoderConfig, UnitEncoderModel
+from hf_slm.models.unit_encoder import (
+    DEFAULT_VTLN_WARPS,
+    VTLN_TOKENIZATIONS,
+    SpeechFeatureExtractor,
+    UnitEncoderConfig,
+    UnitEncoderModel,
+)
 from hf_slm.models.unit_encoder.feature_extraction_unit_encoder import load_audio
 from hf_slm.models.unit_vocoder import UnitMelVocoder, UnitMelVocoderConfig
 from hf_slm.training import CausalLMCollator, SpeechAugmentation, UnitVocoderCollator, VocoderGanTrainer
@@ -568,8 +574,9 @@ def parse_arguments(dataclass_type, argv=None):
         SpeechAugmentation.from_config(args.augmentation)  # a bad configuration fails now, not after the synthesis
     if args.voices == "english" and args.text_source != "open":
         raise ValueError("--voices english needs --text_source open (the chunked multi-voice corpus)")
-    if args.vtln_tokenization not in ("search", "unwarped"):
-        raise ValueError(f"--vtln_tokenization must be 'search' or 'unwarped', got {args.vtln_tokenization!r}")
+    if args.vtln_tokenization not in VTLN_TOKENIZATIONS:  # refused now, not when the units stage builds the config
+        raise ValueError(f"--vtln_tokenization must be {' or '.join(map(repr, VTLN_TOKENIZATIONS))}, "
+                         f"got {args.vtln_tokenization!r}")
     if args.vtln_tokenization != "search" and not args.vtln:
         raise ValueError("--vtln_tokenization unwarped reads speech with a warp-normalised codebook: "
                          "it needs --vtln true")

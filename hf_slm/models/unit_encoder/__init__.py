@@ -3,7 +3,7 @@
 Inference only; fitting the k-means centroids is `hf_slm.training.kmeans`."""
 
 from .batching import TokenizationPlan, default_plan, length_buckets
-from .configuration_unit_encoder import DEFAULT_VTLN_WARPS, UnitEncoderConfig
+from .configuration_unit_encoder import DEFAULT_VTLN_WARPS, VTLN_TOKENIZATIONS, UnitEncoderConfig
 from .feature_extraction_unit_encoder import AudioInputError, SpeechFeatureExtractor, decode_audio, load_audio
 from .modeling_unit_encoder import UnitEncoderModel, UnitEncoderOutput
 
@@ -15,6 +15,7 @@ __all__ = [
     "UnitEncoderConfig",
     "UnitEncoderModel",
     "UnitEncoderOutput",
+    "VTLN_TOKENIZATIONS",
     "decode_audio",
     "default_plan",
     "length_buckets",

@@ -296,4 +296,4 @@ def _check_vtln(frontend, warps, prior_weight) -> list[float] | None:
     return warps
 
 
-__all__ = ["DEFAULT_VTLN_WARPS", "UnitEncoderConfig"]
+__all__ = ["DEFAULT_VTLN_WARPS", "VTLN_TOKENIZATIONS", "UnitEncoderConfig"]
