@@ -31,7 +31,8 @@ DEFAULT_SPEECH_LLM_PIPELINE = str(_HERE / "default_speech_llm_pipeline")
 _LAZY_NAMES = {
     "models.unit_encoder": [
         "AudioInputError", "DEFAULT_VTLN_WARPS", "SpeechFeatureExtractor", "TokenizationPlan", "UnitEncoderConfig",
-        "UnitEncoderModel", "UnitEncoderOutput", "decode_audio", "default_plan", "length_buckets", "load_audio",
+        "UnitEncoderModel", "UnitEncoderOutput", "VTLN_TOKENIZATIONS", "decode_audio", "default_plan", "length_buckets",
+        "load_audio",
     ],
     "training.kmeans": ["MiniBatchKMeans"],  # fitting, not a model: `hf_slm.MiniBatchKMeans` keeps working
     "models.speech_lm": [
