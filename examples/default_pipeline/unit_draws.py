@@ -16,7 +16,8 @@ writes them to `--output` (JSON).
 Needs a finished run of that config (its `work_dir` holds the corpus and augment stages), or `--synthesise`, which
 runs the recipe's corpus stage alone (resumable; not the augment stage). Recipe flags after the config override it
 for the refits (`--vtln true [--vtln_tokenization unwarped]`: the units of `train_default.py` with those flags).
-Nothing is trained beyond the k-means fits (about 1.5 minutes each on one core for 300k frames; with VTLN, three fits and two warp searches).
+Nothing is trained beyond the k-means fits (about 1.5 minutes each on one core for 300k frames; with VTLN, three
+fits and two warp searches).
 `--voices` / `--rates` widen the ABX set (the default set is small: one draw moves a cell by several points).
 """
 
