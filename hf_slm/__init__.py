@@ -53,8 +53,8 @@ _LAZY_NAMES = {
     ],
     "models.codec": [
         "SUPPORTED_CODECS", "CodecConfig", "CodecDecoderOutput", "CodecEncoderOutput", "CodecLogMel", "CodecModel",
-        "CodecOutput", "EMACodebook", "RVQCodecConfig", "RVQCodecModel", "ResidualVectorQuantizer",
-        "semantic_distillation_loss",
+        "CodecOutput", "EMACodebook", "MelRVQCodecConfig", "MelRVQCodecModel", "RVQCodecConfig", "RVQCodecModel",
+        "ResidualVectorQuantizer", "semantic_distillation_loss",
     ],
     "models.speech_llm": [
         "AUDIO_TOKEN", "CTCPrefixScoreLogitsProcessor", "DEFAULT_CHAT_TEMPLATE", "LEXICON_FILE",

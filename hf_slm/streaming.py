@@ -66,8 +66,8 @@ def stream_vocode(
     """Yield the waveform of `units` chunk by chunk (1-D float CPU tensors at `vocoder.config.sampling_rate`).
 
     Args:
-        vocoder: a unit vocoder (`UnitHifiGanVocoder`, `UnitMelVocoder`) or codec (`RVQCodecModel`, `CodecModel`)
-            in eval mode.
+        vocoder: a unit vocoder (`UnitHifiGanVocoder`, `UnitMelVocoder`) or codec (`RVQCodecModel`,
+            `MelRVQCodecModel`, `CodecModel`) in eval mode.
         units: one utterance: `[frames]` unit ids, or `[num_codebooks, frames]` codec codes.
         chunk_units: unit frames each chunk emits; the first chunk's latency is the synthesis of
             `chunk_units + lookahead_units` frames (plus its context).

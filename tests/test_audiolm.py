@@ -10,13 +10,21 @@ from datasets import Dataset
 from huggingface_hub import ModelCard
 from transformers import Trainer, TrainingArguments
 
-from hf_slm import AcousticLMConfig, AcousticLMForCausalLM, AudioLMPipeline, PipelineLoadError, SpeechFeatureExtractor
+from hf_slm import (
+    AcousticLMConfig,
+    AcousticLMForCausalLM,
+    AudioLMPipeline,
+    MelRVQCodecModel,
+    PipelineLoadError,
+    SpeechFeatureExtractor,
+)
 from hf_slm.training.acoustic_lm import AcousticLMCollator
 from hf_slm.training.collators import CausalLMCollator
 from component_tester import ComponentTesterMixin
 from tiny_components import (
     NUM_UNITS,
     tiny_acoustic_lm,
+    tiny_mel_rvq_codec,
     tiny_rvq_codec,
     tiny_speech_lm,
     tiny_unit_encoder,
@@ -214,6 +222,21 @@ def test_continue_speech_saves_reloads_and_keeps_the_acoustic_prompt(tmp_path):
     again = loaded.continue_speech(clip, sampling_rate=RATE, max_new_tokens=7, seed=0)
     assert torch.equal(again.codes[0], out.codes[0]) and torch.equal(again.units[0], out.units[0])
     np.testing.assert_allclose(again.waveforms[0], out.waveforms[0], atol=1e-6)
+
+
+def test_the_log_mel_codec_is_an_audiolm_codec(tmp_path):
+    """The hierarchy runs over any codec of the shared interface: here the k-means log-mel codec."""
+    codec = tiny_mel_rvq_codec(hop_length=HOP, n_fft=1024, num_mel_bins=32, num_codebooks=4, codebook_size=NUM_UNITS)
+    pipe, clip = _pipeline(codec=codec), _clips(1)[0]
+    out = pipe.continue_speech(clip, sampling_rate=RATE, max_new_tokens=5, seed=0)
+    prompt_frames = out.prompt_codes[0].shape[-1]
+    assert out.codes[0].shape == (4, 5) and out.waveforms[0].shape == ((prompt_frames + 5) * HOP,)
+    assert torch.equal(out.prompt_codes[0], codec.encode(torch.from_numpy(clip)[None]).codes[0])
+    pipe.save_pretrained(tmp_path / "variant")
+    loaded = AudioLMPipeline.from_pretrained(tmp_path / "variant")
+    assert type(loaded.codec) is MelRVQCodecModel
+    again = loaded.continue_speech(clip, sampling_rate=RATE, max_new_tokens=5, seed=0)
+    assert torch.equal(again.codes[0], out.codes[0])
 
 
 def test_continue_speech_takes_a_list_of_prompts_of_different_lengths():

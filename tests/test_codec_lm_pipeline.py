@@ -14,6 +14,8 @@ from hf_slm import (
     CodecModel,
     MultiStreamSpeechLMConfig,
     MultiStreamSpeechLMForCausalLM,
+    MelRVQCodecConfig,
+    MelRVQCodecModel,
     RVQCodecConfig,
     RVQCodecModel,
     SpeechFeatureExtractor,
@@ -70,8 +72,13 @@ def xcodec():
     return CodecModel(CodecConfig(codec_config=config, num_codebooks=2))
 
 
-CODECS = {"rvq": rvq_codec, "encodec": encodec, "dac": dac, "mimi": mimi, "xcodec": xcodec}
-HOPS = {"rvq": 16, "encodec": 16, "dac": 16, "mimi": 16, "xcodec": 320}  # samples per frame at 16 kHz
+def mel_codec():
+    return MelRVQCodecModel(MelRVQCodecConfig(hop_length=16, n_fft=128, num_mel_bins=16, num_codebooks=3,
+                                              codebook_size=16, griffin_lim_iters=4))  # fmt: skip
+
+
+CODECS = {"rvq": rvq_codec, "mel": mel_codec, "encodec": encodec, "dac": dac, "mimi": mimi, "xcodec": xcodec}
+HOPS = {"rvq": 16, "mel": 16, "encodec": 16, "dac": 16, "mimi": 16, "xcodec": 320}  # samples per frame at 16 kHz
 
 
 def codec_lm(codec, num_codebooks=None, delays=None, depth=False, pattern="delay"):

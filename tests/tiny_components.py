@@ -7,7 +7,14 @@ import torch
 from transformers import HubertConfig, LlamaConfig
 
 from hf_slm.models.dialogue_lm import DialogueLMConfig, DialogueLMForCausalLM
-from hf_slm.models.codec import CodecConfig, CodecModel, RVQCodecConfig, RVQCodecModel
+from hf_slm.models.codec import (
+    CodecConfig,
+    CodecModel,
+    MelRVQCodecConfig,
+    MelRVQCodecModel,
+    RVQCodecConfig,
+    RVQCodecModel,
+)
 from hf_slm.models.speech_lm import (
     ExpressiveEncoderConfig,
     ExpressiveEncoderModel,
@@ -165,6 +172,13 @@ def tiny_rvq_codec(seed: int = 0, **overrides) -> RVQCodecModel:
         mpd_periods=(2, 3), mpd_channels=(4, 8, 8, 8, 8), msd_num_scales=1, msd_channels=(16,) * 7,
     )
     return RVQCodecModel(RVQCodecConfig(**{**kwargs, **overrides})).eval()
+
+
+def tiny_mel_rvq_codec(seed: int = 0, **overrides) -> MelRVQCodecModel:
+    """hop 16, a 128-point STFT, 16 mel bins, 3 levels of 16 random codes, 4 Griffin-Lim iterations."""
+    torch.manual_seed(seed)
+    kwargs = dict(hop_length=16, n_fft=128, num_mel_bins=16, num_codebooks=3, codebook_size=16, griffin_lim_iters=4)
+    return MelRVQCodecModel(MelRVQCodecConfig(**{**kwargs, **overrides})).eval()
 
 
 def tiny_codec(seed: int = 0) -> CodecModel:
@@ -338,6 +352,7 @@ COMPONENTS = {
                                _unit_inputs),
     "codec": (tiny_codec, "AutoModel", _audio_inputs),
     "rvq_codec": (tiny_rvq_codec, "AutoModel", _audio_inputs),
+    "mel_rvq_codec": (tiny_mel_rvq_codec, "AutoModel", _audio_inputs),
     "speech_llm": (tiny_speech_llm, "AutoModelForMultimodalLM", _speech_llm_inputs),
     "ssl_encoder": (tiny_ssl_encoder, "AutoModelForPreTraining", _audio_inputs),
     "valle_ar": (tiny_valle_ar, "AutoModel", _valle_ar_inputs),

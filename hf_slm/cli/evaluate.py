@@ -465,7 +465,7 @@ def _resynthesis_pipeline(spec: str, device: str):
     """`_any_pipeline`, or a bare codec folder (`examples/codec`'s output or one of its `checkpoint-N` folders: a
     `config.json` and no pipeline index), wrapped as a tokenizer-only `SpeechLMPipeline` so that a codec can be
     measured before any LM is trained on it."""
-    from ..models.codec import CodecModel, RVQCodecModel
+    from ..models.codec.modeling_codec import CodecModelMixin
     from ..models.unit_encoder import SpeechFeatureExtractor
     from ..pipelines import SpeechLMPipeline
     from ..pipelines.pipeline_utils import INDEX_FILE
@@ -475,7 +475,7 @@ def _resynthesis_pipeline(spec: str, device: str):
     if not folder.is_dir() or (folder / INDEX_FILE).is_file() or not (folder / "config.json").is_file():
         return _any_pipeline(spec, device)
     codec = load_codec(str(folder))
-    if not isinstance(codec, (CodecModel, RVQCodecModel)):
+    if not isinstance(codec, CodecModelMixin):
         raise ValueError(f"{folder} holds a {type(codec).__name__}, not a codec; give a pipeline variant or a codec folder")
     fe = SpeechFeatureExtractor(sampling_rate=codec.sampling_rate, do_normalize=False)
     return SpeechLMPipeline(feature_extractor=fe, speech_tokenizer=codec).to(device)

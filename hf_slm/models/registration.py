@@ -94,10 +94,11 @@ def register_all() -> None:
     register_component(UnitHifiGanVocoderConfig, UnitHifiGanVocoder)
     register_component(UnitMelVocoderConfig, UnitMelVocoder)
     # --- codec ---
-    from .codec import CodecConfig, CodecModel, RVQCodecConfig, RVQCodecModel
+    from .codec import CodecConfig, CodecModel, MelRVQCodecConfig, MelRVQCodecModel, RVQCodecConfig, RVQCodecModel
 
     register_component(CodecConfig, CodecModel)
     register_component(RVQCodecConfig, RVQCodecModel)
+    register_component(MelRVQCodecConfig, MelRVQCodecModel)
     # --- speech_llm ---
     from .speech_llm import SpeechLLMConfig, SpeechLLMForConditionalGeneration, SpeechLLMProcessor
 

@@ -12,7 +12,7 @@ Components (one subfolder each, as every variant)::
     unit_encoder/         UnitEncoderModel (the semantic tokenizer)
     semantic_lm/          SpeechLMForCausalLM over its units
     coarse_lm/ fine_lm/   AcousticLMForCausalLM (condition="units" / "codes")
-    codec/                CodecModel / RVQCodecModel: tokenises the prompt, decodes the result
+    codec/                CodecModel / RVQCodecModel / MelRVQCodecModel: tokenises the prompt, decodes the result
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ class AudioLMPipeline(PipelineMixin):
         semantic_lm: `SpeechLMForCausalLM` over its units.
         coarse_lm: `AcousticLMForCausalLM` with `condition="units"`, codebooks `0..Q1-1`.
         fine_lm: `AcousticLMForCausalLM` with `condition="codes"`, codebooks `Q1..Q-1`.
-        codec: `RVQCodecModel` or `CodecModel` with `Q` codebooks.
+        codec: `RVQCodecModel`, `MelRVQCodecModel` or `CodecModel` with `Q` codebooks.
 
     Components that disagree (rates, unit vocabulary, codebook split / size) raise `PipelineLoadError` here, so both
     when built and when loaded.

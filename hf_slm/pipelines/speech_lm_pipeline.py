@@ -41,7 +41,8 @@ class SpeechLMPipeline(PipelineMixin):
 
     Args:
         feature_extractor: turns audio (arrays, files, datasets Audio) into padded, masked model inputs.
-        speech_tokenizer: audio -> discrete units (`UnitEncoderModel`) or codes (`CodecModel`, `RVQCodecModel`).
+        speech_tokenizer: audio -> discrete units (`UnitEncoderModel`) or codes (`CodecModel`, `RVQCodecModel`,
+            `MelRVQCodecModel`).
         language_model: a decoder LM over units (`SpeechLMForCausalLM`) or codes (`MultiStreamSpeechLMForCausalLM`);
             optional for tokenise/resynthesise.
         vocoder: units -> waveform (e.g. `UnitHifiGanVocoder`, `UnitMelVocoder`); optional for tokenise/score.

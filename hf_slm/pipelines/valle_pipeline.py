@@ -42,7 +42,7 @@ class VallEPipeline(PipelineMixin):
 
     Args:
         feature_extractor: audio (arrays, files) -> padded model inputs at the codec's rate.
-        speech_tokenizer: the codec (`RVQCodecModel` or `CodecModel`): audio <-> codes `[Q, T]`.
+        speech_tokenizer: the codec (`RVQCodecModel`, `MelRVQCodecModel` or `CodecModel`): audio <-> codes `[Q, T]`.
         tokenizer: the phoneme tokenizer (a `PreTrainedTokenizerFast`, see `hf_slm.training.valle`).
         ar_model (`VallEARModel`): codebook 1. nar_model (`VallENARModel`): codebooks 2..Q.
 

@@ -1,4 +1,5 @@
-"""Configurations of the codecs: a wrapper of transformers' neural codecs and our own trainable RVQ codec."""
+"""Configurations of the codecs: a wrapper of transformers' neural codecs, our own trainable RVQ codec, and a log-mel
+RVQ codec fitted by k-means."""
 
 from __future__ import annotations
 
@@ -428,4 +429,104 @@ class RVQCodecConfig(CodecInterfaceMixin, PretrainedConfig):
         return self.num_codebooks * math.log2(self.codebook_size) * self.frame_rate
 
 
-__all__ = ["SUPPORTED_CODECS", "CodecConfig", "RVQCodecConfig"]
+class MelRVQCodecConfig(CodecInterfaceMixin, PretrainedConfig):
+    r"""
+    Configuration of [`MelRVQCodecModel`]: a codec with no neural network. Codes are a residual vector quantization
+    of log-mel frames whose codebooks are fitted by k-means, level by level on the residuals
+    (`hf_slm.training.kmeans.fit_mel_rvq_codec`); decoding sums the codebook vectors back into a log-mel and
+    inverts it with least squares and Griffin-Lim. It is the codec a CPU can fit in minutes: the mel keeps the
+    spectral envelope that carries a voice, which a SEANet codec needs ~10^5 GAN steps to learn (docs/audiolm.md
+    measures both).
+
+    The defaults: 16 kHz, 80 slaney mel bins of a 1024-point STFT at hop 320 (50 Hz frames, the rate of the unit
+    tokenizers), 4 codebooks of 256 codes = 1.6 kbps, 32 Griffin-Lim iterations.
+
+    Args:
+        sampling_rate (`int`, *optional*, defaults to 16000): Audio sampling rate in Hz.
+        hop_length (`int`, *optional*, defaults to 320): Samples per code frame.
+        n_fft (`int`, *optional*, defaults to 1024): FFT size of the mel analysis and of Griffin-Lim.
+        win_length (`int`, *optional*): Window length (`None` = `n_fft`).
+        num_mel_bins (`int`, *optional*, defaults to 80): Mel bins (the codebook vectors' dimension).
+        mel_fmin (`float`, *optional*, defaults to 0.0): Lowest mel frequency (Hz).
+        mel_fmax (`float`, *optional*): Highest mel frequency (Hz); `None` = Nyquist.
+        num_codebooks (`int`, *optional*, defaults to 4): Residual levels.
+        codebook_size (`int`, *optional*, defaults to 256): Codes per codebook.
+        griffin_lim_iters (`int`, *optional*, defaults to 32): Griffin-Lim iterations of `decode`.
+        pad_code_id (`int`, *optional*, defaults to -1): Value written at padded frames of `codes`.
+        kwargs:
+            Passed to [`PretrainedConfig`].
+
+    Example:
+
+    ```python
+    >>> from hf_slm import MelRVQCodecConfig
+    >>> config = MelRVQCodecConfig()
+    >>> config.frame_rate, config.bitrate
+    (50.0, 1600.0)
+
+    ```
+    """
+
+    model_type = "hf_slm_mel_rvq_codec"
+
+    def __init__(
+        self,
+        sampling_rate: int = 16000,
+        hop_length: int = 320,
+        n_fft: int = 1024,
+        win_length: int | None = None,
+        num_mel_bins: int = 80,
+        mel_fmin: float = 0.0,
+        mel_fmax: float | None = None,
+        num_codebooks: int = 4,
+        codebook_size: int = 256,
+        griffin_lim_iters: int = 32,
+        pad_code_id: int = -1,
+        **kwargs,
+    ):
+        for name, value, minimum in (
+            ("sampling_rate", sampling_rate, 1),
+            ("hop_length", hop_length, 1),
+            ("n_fft", n_fft, 2),
+            ("num_mel_bins", num_mel_bins, 1),
+            ("num_codebooks", num_codebooks, 1),
+            ("codebook_size", codebook_size, 2),
+            ("griffin_lim_iters", griffin_lim_iters, 1),
+        ):
+            _check_int(name, value, minimum)
+        if win_length is not None:
+            _check_int("win_length", win_length, 1)
+            if win_length > n_fft:
+                raise ValueError(f"win_length={win_length} must be <= n_fft={n_fft}")
+        if hop_length > (win_length or n_fft):
+            raise ValueError(f"hop_length={hop_length} must be <= the window ({win_length or n_fft}): frames would "
+                             "leave gaps that Griffin-Lim cannot fill")  # fmt: skip
+        _check_float("mel_fmin", mel_fmin)
+        if mel_fmax is not None and not (mel_fmin < mel_fmax <= sampling_rate / 2):
+            raise ValueError(f"mel_fmax must be in (mel_fmin, sampling_rate / 2], got {mel_fmax!r}")
+        if not isinstance(pad_code_id, int) or pad_code_id >= 0:
+            raise ValueError(f"pad_code_id must be a negative int (never a valid code), got {pad_code_id!r}")
+        self.sampling_rate = sampling_rate
+        self.hop_length = hop_length
+        self.n_fft = n_fft
+        self.win_length = win_length
+        self.num_mel_bins = num_mel_bins
+        self.mel_fmin = float(mel_fmin)
+        self.mel_fmax = mel_fmax
+        self.num_codebooks = num_codebooks
+        self.codebook_size = codebook_size
+        self.griffin_lim_iters = griffin_lim_iters
+        self.pad_code_id = pad_code_id
+        super().__init__(**kwargs)
+
+    @property
+    def frame_rate(self) -> float:
+        return self.sampling_rate / self.hop_length
+
+    @property
+    def bitrate(self) -> float:
+        """Bits per second at `num_codebooks` levels."""
+        return self.num_codebooks * math.log2(self.codebook_size) * self.frame_rate
+
+
+__all__ = ["SUPPORTED_CODECS", "CodecConfig", "MelRVQCodecConfig", "RVQCodecConfig"]
