@@ -387,4 +387,73 @@ def fit_unit_tokenizer_on_dataset(
     return kmeans
 
 
-__all__ = ["MiniBatchKMeans", "collect_features", "dataset_warp_factors", "fit_unit_tokenizer", "fit_unit_tokenizer_on_dataset", "kmeans_plus_plus"]
+# ---------------------------------------------------------------------------------------- a log-mel RVQ codec
+@torch.no_grad()
+def fit_mel_rvq_codec(codec, frames: torch.Tensor, seed: int = 0, max_steps: int = 150, batch_size: int = 4096,
+                      show_progress: bool = True) -> list[float]:  # fmt: skip
+    """Fit a `MelRVQCodecModel`'s codebooks on log-mel frames [N, num_mel_bins] (`codec.log_mel`), level by level:
+    level q clusters what levels 1..q-1 left (residual k-means, as SoundStream / EnCodec initialise their RVQ).
+    Returns the RMS residual after each level (the log-mel error of decoding that many levels)."""
+    config = codec.config
+    if frames.dim() != 2 or frames.shape[1] != config.num_mel_bins:
+        raise ValueError(f"frames must be [N, {config.num_mel_bins}] log-mel frames, got {tuple(frames.shape)}")
+    if frames.shape[0] < config.codebook_size:
+        raise ValueError(f"need at least codebook_size={config.codebook_size} frames to fit, got {frames.shape[0]}")
+    residual = frames.float().to(codec.codebooks.device)
+    errors = []
+    for level in tqdm(range(config.num_codebooks), desc="residual k-means", disable=not show_progress):
+        kmeans = MiniBatchKMeans(config.codebook_size, batch_size=batch_size, max_steps=max_steps, seed=seed + level,
+                                 device=residual.device, show_progress=False).fit(residual)  # fmt: skip
+        codec.codebooks[level] = kmeans.cluster_centers.to(codec.codebooks)
+        residual = residual - kmeans.cluster_centers[kmeans.predict(residual)]
+        errors.append(float(residual.pow(2).mean().sqrt()))
+    return errors
+
+
+@torch.no_grad()
+def fit_mel_rvq_codec_on_dataset(
+    codec,
+    dataset: Any,
+    feature_extractor: Any,
+    audio_column: str = "audio",
+    batch_size: int = 8,
+    max_frames: int | None = 500_000,
+    shuffle: bool = True,
+    seed: int = 0,
+    show_progress: bool = True,
+    **kmeans_kwargs,
+) -> list[float]:
+    """Log-mel frames of (a shuffled prefix of) `dataset` up to `max_frames`, then `fit_mel_rvq_codec` on them.
+    `feature_extractor` must give raw samples at the codec's rate (`do_normalize=False`)."""
+    _check_column(dataset, audio_column)
+    if shuffle and hasattr(dataset, "shuffle"):
+        dataset = dataset.shuffle(seed=seed)
+    collected, total = [], 0
+    progress = tqdm(total=len(dataset) if hasattr(dataset, "__len__") else None, desc="log-mel frames", unit="utt",
+                    disable=not show_progress)  # fmt: skip
+    for batch, values, mask in _audio_batches(dataset, [audio_column], batch_size, feature_extractor,
+                                              codec.codebooks.device):  # fmt: skip
+        log_mel, frame_mask = codec.log_mel(values, mask)
+        collected.append(log_mel[frame_mask].cpu())
+        total += collected[-1].shape[0]
+        progress.update(len(batch[audio_column]))
+        progress.set_postfix(frames=total)
+        if max_frames is not None and total >= max_frames:
+            break
+    progress.close()
+    if not collected:
+        raise ValueError("the dataset gave no audio")
+    frames = torch.cat(collected)[:max_frames]
+    return fit_mel_rvq_codec(codec, frames, seed=seed, show_progress=show_progress, **kmeans_kwargs)
+
+
+__all__ = [
+    "MiniBatchKMeans",
+    "collect_features",
+    "dataset_warp_factors",
+    "fit_mel_rvq_codec",
+    "fit_mel_rvq_codec_on_dataset",
+    "fit_unit_tokenizer",
+    "fit_unit_tokenizer_on_dataset",
+    "kmeans_plus_plus",
+]
