@@ -152,3 +152,26 @@ def test_instruct_task_results_reach_the_card(tmp_path):
     assert metrics["WER"] == 0.8125 and metrics["ASR WER of the spoken reply"] == 0.9375
     assert metrics["accuracy"] == 0.75 and metrics["balanced accuracy"] == 0.75
     assert "| 0.938 / 0.438 |" in card.text and "0.750 (0.200)" in card.text and "| 1.000 / 0.500 |" in card.text
+
+
+def test_voice_and_codec_results_reach_the_card(tmp_path):
+    """`hf-slm evaluate voice` / `codec` output (several systems each: the variant and its baselines) merges like the
+    other kinds, drops per-item data, reads back from eval_results.json, and fills a row per system."""
+    voice = {"systems": {"mine": {"speaker_similarity": 0.6521, "std": 0.06, "n": 32, "per_item": [0.6] * 32},
+                         "default": {"speaker_similarity": 0.6159, "std": 0.09, "n": 32, "per_item": [0.6] * 32}},
+             "references": {"same_voice": {"speaker_similarity": 0.838, "std": 0.06, "n": 32, "per_item": []},
+                            "other_voice": {"speaker_similarity": 0.604, "std": 0.07, "n": 32, "per_item": []}},
+             "n": 32, "prompt_seconds": 1.5, "new_seconds": 2.0, "temperature": 0.8, "seed": 0}  # fmt: skip
+    codec = {"systems": {"mine": {"bitrate_bps": 1600.0, "mel_distance": 0.521, "stoi": 0.706,
+                                  "speaker_similarity": 0.818, "n": 32, "per_item": {"stoi": [0.7] * 32}}}}  # fmt: skip
+    paths = [tmp_path / "voice.json", tmp_path / "codec.json"]
+    for path, data in zip(paths, (voice, codec)):
+        path.write_text(json.dumps(data))
+    results = collect_eval_results(paths)
+    assert set(results) == {"voice", "codec"} and "per_item" not in results["voice"]["systems"]["mine"]
+    assert "per_item" not in results["codec"]["mine"] and results["voice"]["prompt_seconds"] == 1.5
+    assert collect_eval_results([write_eval_results(tmp_path, paths)]) == results  # merged form reads back
+    body = render_model_card(FAMILIES["gslm"](), eval_results=results, repo_id="tester/tiny").text
+    assert "| continuation voice: `mine` (32 unseen-voice prompts of 1.5 s, next 2.0 s) |" in body
+    assert "| 0.652 |" in body and "| 0.616 |" in body and "reference: same voice" in body
+    assert "| 0.521 / 0.706 / 0.818 |" in body and "(1600 bps, n=32)" in body

@@ -49,7 +49,12 @@ def _kind_of(data: dict) -> str | None:
         return "resynthesis"
     if "voices" in data and set(data) & set(INSTRUCT_TASKS):
         return "instruct_tasks"
-    if set(data) <= {"pairs", "abx", "resynthesis", "instruct_tasks"} and data:
+    systems = data.get("systems")
+    if isinstance(systems, dict) and "references" in data and "prompt_seconds" in data:
+        return "voice"
+    if isinstance(systems, dict) and systems and all(isinstance(v, dict) and "bitrate_bps" in v for v in systems.values()):
+        return "codec"
+    if set(data) <= {"pairs", "abx", "resynthesis", "instruct_tasks", "voice", "codec"} and data:
         return "merged"
     return None
 
@@ -59,7 +64,7 @@ def _scalars(d: dict) -> dict:
 
 
 def collect_eval_results(paths, into: dict | None = None) -> dict:
-    """Merge the JSON written by ``hf-slm evaluate {pairs,abx,resynthesis} --output X.json`` (and by
+    """Merge the JSON written by ``hf-slm evaluate {pairs,abx,resynthesis,voice,codec} --output X.json`` (and by
     ``examples/instruction_tuning/evaluate_tasks.py``) into one summary.
 
     Per-item data is dropped; only the summary numbers stay. Pair benchmarks are keyed by file stem (``pairs.json``
@@ -68,7 +73,9 @@ def collect_eval_results(paths, into: dict | None = None) -> dict:
     Returns:
         ``{"pairs": {bench: {accuracy, accuracy_normalized, n, per_phenomenon}}, "abx": {repr: {...}},
         "resynthesis": {wer_original, wer_resynthesized, ...}, "instruct_tasks": {asr: {wer, ...}, tts, intent,
-        silence}}`` (keys present only when evaluated).
+        silence}, "voice": {systems: {name: {speaker_similarity, std, n}}, references, prompt_seconds, ...},
+        "codec": {name: {bitrate_bps, mel_distance, stoi, speaker_similarity, n}}}`` (keys present only when
+        evaluated; voice and codec results keep every system they compared, the variant and its baselines).
     """
     out: dict[str, Any] = json.loads(json.dumps(into)) if into else {}
     for path in [paths] if isinstance(paths, (str, os.PathLike)) else paths:
@@ -79,10 +86,12 @@ def collect_eval_results(paths, into: dict | None = None) -> dict:
             raise ValueError(f"cannot read evaluation results {path}: {err}") from err
         kind = _kind_of(data) if isinstance(data, dict) else None
         if kind is None:
-            raise ValueError(f"{path} is not the output of `hf-slm evaluate pairs|abx|resynthesis` nor eval_results")
+            raise ValueError(
+                f"{path} is not the output of `hf-slm evaluate pairs|abx|resynthesis|voice|codec` nor eval_results"
+            )
         if kind == "merged":
             for key, value in data.items():
-                if key in ("resynthesis", "instruct_tasks"):
+                if key in ("resynthesis", "instruct_tasks", "voice"):
                     out[key] = value
                 else:
                     out.setdefault(key, {}).update(value)
@@ -95,6 +104,12 @@ def collect_eval_results(paths, into: dict | None = None) -> dict:
             for rep, value in data.items():
                 if isinstance(value, dict) and "within_speaker_error" in value:
                     out.setdefault("abx", {})[rep] = _scalars(value)
+        elif kind == "voice":
+            out["voice"] = {"systems": {k: _scalars(v) for k, v in data["systems"].items()},
+                            "references": {k: _scalars(v) for k, v in data["references"].items()},
+                            **_scalars(data)}  # fmt: skip
+        elif kind == "codec":
+            out.setdefault("codec", {}).update({k: _scalars(v) for k, v in data["systems"].items()})
         elif kind == "instruct_tasks":
             out["instruct_tasks"] = {task: _scalars(data[task]) for task in INSTRUCT_TASKS if task in data}
         else:
