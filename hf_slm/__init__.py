@@ -26,6 +26,9 @@ DEFAULT_INSTRUCT_PIPELINE = str(_HERE / "default_instruct_pipeline")
 #: The embedded continuous-feature speech LLM (`"speech-llm-default"`, `SpeechLLMPipeline`): CTC-pre-trained encoder,
 #: projector, small text LM and speech decoder; its vocoder is a reference to `DEFAULT_PIPELINE`'s.
 DEFAULT_SPEECH_LLM_PIPELINE = str(_HERE / "default_speech_llm_pipeline")
+#: The embedded codec-LM variant (`"codec-default"`): a log-mel RVQ codec (`MelRVQCodecModel`) and a multi-stream LM
+#: over its 4 codebooks; continuations keep the prompt's voice (the codec's decoder speaks them).
+DEFAULT_CODEC_PIPELINE = str(_HERE / "default_codec_pipeline")
 
 #: submodule -> the public names it provides (each family's `__all__`; tests/test_registration.py keeps them equal)
 _LAZY_NAMES = {
@@ -82,8 +85,8 @@ _LAZY_NAMES = {
     ],
 }  # fmt: skip
 __all__ = [
-    "DEFAULT_INSTRUCT_PIPELINE", "DEFAULT_PIPELINE", "DEFAULT_SPEECH_LLM_PIPELINE", "DEFAULT_TWIST_PIPELINE",
-    *(name for names in _LAZY_NAMES.values() for name in names),
+    "DEFAULT_CODEC_PIPELINE", "DEFAULT_INSTRUCT_PIPELINE", "DEFAULT_PIPELINE", "DEFAULT_SPEECH_LLM_PIPELINE",
+    "DEFAULT_TWIST_PIPELINE", *(name for names in _LAZY_NAMES.values() for name in names),
 ]  # fmt: skip
 _lazy_getattr, __dir__ = lazy_exports(__name__, {f".{module}": names for module, names in _LAZY_NAMES.items()})
 #: names before hf_slm 0.2 -> the deprecated alias module that gives them, with a FutureWarning, until hf_slm 0.3

@@ -3,6 +3,8 @@
 #
 #   bash examples/audiolm/train_small.sh [OUTPUT_DIR]        (default runs/acoustic_small; PYTHON=... to pick python)
 #   CODEC=mel bash examples/audiolm/train_small.sh runs/acoustic_mel     (the log-mel RVQ codec instead)
+#   CODEC=mel UTTERANCES=4000 CODEC_LM_STEPS=4000 bash examples/audiolm/train_small.sh runs/codec_default
+#       (4.2 h of speech: what the embedded `codec-default` is; docs/audiolm.md)
 #
 # Each stage is skipped when its output exists, so rerunning the command resumes after the last finished stage (the
 # codec also resumes from its last checkpoint). Stages and outputs, all under OUTPUT_DIR:
@@ -26,7 +28,8 @@ UNSEEN=$OUT/data/unseen_voices
 
 stage() { echo "== $1 ($(date +%H:%M:%S))"; }
 
-[ -f "$OUT/data/voice_split.json" ] || { stage data; $PY "$HERE/make_voice_corpus.py" "$OUT/data"; }
+[ -f "$OUT/data/voice_split.json" ] || { stage data; $PY "$HERE/make_voice_corpus.py" "$OUT/data" \
+    --num_utterances "${UTTERANCES:-1000}"; }
 case ${CODEC:-rvq} in
   rvq) [ -f "$OUT/codec/results.json" ] || { stage codec; $PY examples/codec/train_codec.py "$HERE/small/codec.json" \
            --dataset_path "$DATA" --output_dir "$OUT/codec"; } ;;
@@ -35,7 +38,8 @@ case ${CODEC:-rvq} in
   *) echo "CODEC must be rvq or mel, got '$CODEC'" >&2; exit 2 ;;
 esac
 [ -f "$OUT/codec_lm/variant/pipeline_index.json" ] || { stage codec_lm; $PY examples/codec_lm/train_codec_lm.py \
-    "$HERE/small/codec_lm.json" --dataset_path "$DATA" --codec "$OUT/codec" --output_dir "$OUT/codec_lm"; }
+    "$HERE/small/codec_lm.json" --dataset_path "$DATA" --codec "$OUT/codec" --output_dir "$OUT/codec_lm" \
+    --max_steps "${CODEC_LM_STEPS:-400}"; }
 [ -f "$OUT/audiolm/variant/pipeline_index.json" ] || { stage audiolm; $PY "$HERE/train_audiolm.py" \
     "$HERE/small/audiolm.json" --dataset_path "$DATA" --codec "$OUT/codec" --output_dir "$OUT/audiolm"; }
 [ -f "$OUT/valle/variant/pipeline_index.json" ] || { stage valle; $PY examples/valle/train_valle.py \

@@ -169,6 +169,7 @@ EMBEDDED_PIPELINES = {
     "default-twist": "DEFAULT_TWIST_PIPELINE",
     "instruct-default": "DEFAULT_INSTRUCT_PIPELINE",
     "speech-llm-default": "DEFAULT_SPEECH_LLM_PIPELINE",
+    "codec-default": "DEFAULT_CODEC_PIPELINE",
 }
 
 
