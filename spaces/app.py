@@ -1,5 +1,5 @@
-"""hf_slm Space: resynthesis, speech continuation, spoken instruction, a speech LLM, a token inspector, zero-shot TTS
-and live duplex.
+"""hf_slm Space: resynthesis, speech continuation, spoken instruction, a speech LLM, a token inspector, zero-shot TTS,
+continuation in the prompt's voice and live duplex.
 
 Load once, one function per tab, examples (parler-tts' demo). Run: `python app.py --pipeline default` (or a folder / a
 Hub repo id; the env variable HF_SLM_SPACE_PIPELINE sets the default). When that variant cannot chat, the spoken
@@ -7,7 +7,8 @@ instruction tab runs `--instruct-pipeline` (default: the embedded `instruct-defa
 `none` turns it off). The Speech LLM tab runs the `SpeechLLMPipeline` variant `--speech-llm-pipeline` (default:
 `speech-llm-default`; env HF_SLM_SPEECH_LLM_PIPELINE; `none` turns it off); when that variant is not there, the tab
 says so. The zero-shot TTS tab runs `--tts-pipeline` (a `VallEPipeline` variant; env
-HF_SLM_TTS_PIPELINE; default none: the tab then says how to configure one).
+HF_SLM_TTS_PIPELINE; default none: the tab then says how to configure one). The voice continuation tab runs the
+codec-LM variant `--codec-pipeline` (default: the embedded `codec-default`; env HF_SLM_CODEC_PIPELINE; `none` off).
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from transformers.generation.streamers import BaseStreamer
 
 from hf_slm.instruct.data import ASR_TEMPLATES, INTENT_TEMPLATES, SLU_INTENTS, TASK_TAGS, TTS_TEMPLATES
 from hf_slm.pipelines import (
-    ASR_PROMPT, PipelineLoadError, SpeechLLMPipeline, SpokenChatPipeline, VallEPipeline, resolve_pipeline_path,
+    ASR_PROMPT, PipelineLoadError, SpeechLLMPipeline, SpeechLMPipeline, SpokenChatPipeline, VallEPipeline,
+    resolve_pipeline_path,
 )
 from hf_slm.pipelines.pipeline_utils import EMBEDDED_PIPELINES
 from hf_slm.models.unit_encoder.feature_extraction_unit_encoder import AudioInputError, load_audio
@@ -188,13 +190,32 @@ def load_tts_pipeline(spec: str | None):
     return VallEPipeline.from_pretrained(spec)
 
 
+NO_VOICE = ("The voice continuation tab has no codec-LM variant configured: start the Space with --codec-pipeline "
+            "codec-default (or set HF_SLM_CODEC_PIPELINE) or a folder written by examples/codec_lm/train_codec_lm.py.")
+
+
+def load_codec_pipeline(spec: str | None):
+    """The codec-LM `SpeechLMPipeline` of the voice continuation tab (its codec speaks the codes), or `None` when
+    `spec` is empty / `none`; a variant whose tokenizer gives units, not codec codes, is refused by name."""
+    if spec is None or str(spec).strip().lower() in NO_INSTRUCT:
+        return None
+    pipe = SpeechLMPipeline.from_pretrained(spec)
+    if not hasattr(pipe.speech_tokenizer, "num_codebooks"):
+        raise ValueError(f"--codec-pipeline {spec!r} tokenises into units ({type(pipe.speech_tokenizer).__name__}), "
+                         "not codec codes: give a codec-LM variant such as codec-default")  # fmt: skip
+    return pipe
+
+
 def build_demo(pipeline_path: str = "default", instruct_pipeline: str | None = "instruct-default",
-               speech_llm_pipeline: str | None = SPEECH_LLM_DEFAULT, tts_pipeline: str | None = None) -> gr.Blocks:  # fmt: skip
+               speech_llm_pipeline: str | None = SPEECH_LLM_DEFAULT, tts_pipeline: str | None = None,
+               codec_pipeline: str | None = "codec-default") -> gr.Blocks:  # fmt: skip
     """Load the variants once and build the tabs around them; the spoken-instruction tab runs `instruct_pipeline`
     when the variant itself cannot chat (see `load_chat_pipeline`), the Speech LLM tab runs `speech_llm_pipeline` (or
-    says why it cannot, see `load_speech_llm_pipeline`), the zero-shot TTS tab `tts_pipeline`."""
+    says why it cannot, see `load_speech_llm_pipeline`), the zero-shot TTS tab `tts_pipeline`, the voice
+    continuation tab the codec-LM variant `codec_pipeline`."""
     pipe = SpokenChatPipeline.from_pretrained(pipeline_path)  # a SpeechLMPipeline that can also chat
     tts_pipe = load_tts_pipeline(tts_pipeline)
+    codec_pipe = load_codec_pipeline(codec_pipeline)
     chat_pipe, chat_name = load_chat_pipeline(pipe, instruct_pipeline)
     speech_llm, speech_llm_reason = load_speech_llm_pipeline(speech_llm_pipeline)
     chat_name = chat_name or pipeline_path
@@ -354,6 +375,20 @@ def build_demo(pipeline_path: str = "default", instruct_pipeline: str | None = "
         pcm = (np.clip(out.waveform, -1.0, 1.0) * 32767).astype(np.int16)  # int16 ourselves, as gradio would (warning)
         return (out.sampling_rate, pcm), f"{out.codes.shape[-1]} frames, {len(out.waveform) / out.sampling_rate:.2f} s"
 
+    def voice_continue(path, seconds, temperature, seed):
+        if codec_pipe is None:
+            raise gr.Error(NO_VOICE)
+        rate, codec = int(codec_pipe.sampling_rate), codec_pipe.speech_tokenizer
+        prompt = read_audio(path, rate)
+        frames = max(1, round(float(seconds) * codec.frame_rate))
+        out = codec_pipe.continue_speech({"array": prompt, "sampling_rate": rate}, max_new_tokens=frames,
+                                         temperature=float(temperature), seed=int(seed))  # fmt: skip
+        first = [out.prompt_units[0][0].numpy(), out.units[0][0].numpy()]  # codebook 1 over the spectrogram
+        figure = units_figure([("prompt", prompt, rate, first[0], codec.frame_rate),
+                               ("prompt + continuation", out.waveforms[0], rate, np.concatenate(first), codec.frame_rate)])
+        pcm = (np.clip(out.waveforms[0], -1.0, 1.0) * 32767).astype(np.int16)
+        return (rate, pcm), figure, " ".join(map(str, out.units[0][0].tolist()))
+
     with gr.Blocks(title="hf_slm: speech language models") as demo:
         gr.Markdown(f"# hf_slm speech language model\nVariant: `{pipeline_path}`" +
                     (f"; spoken instruction: `{chat_name}`" if chat_pipe is not None and chat_pipe is not pipe else "") +
@@ -420,6 +455,21 @@ def build_demo(pipeline_path: str = "default", instruct_pipeline: str | None = "
             s_out, s_info = gr.Audio(label="Generated speech"), gr.Textbox(label="Frames")
             s_btn.click(text_to_speech, [s_text, s_in, s_prompt_text, s_seed], [s_out, s_info], api_name="text_to_speech")
             gr.Examples(examples, s_in)
+        with gr.Tab("Voice continuation"):
+            gr.Markdown(NO_VOICE if codec_pipe is None else f"Variant `{codec_pipeline}` (codec-LM): continues the "
+                        "prompt in codec codes, which carry its voice, and its codec speaks them "
+                        "([measured](https://github.com/hf-slm/hf_slm/blob/main/docs/audiolm.md)).")  # fmt: skip
+            with gr.Row():
+                w_in = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Prompt (~2-3 s)")
+                with gr.Column():
+                    w_len = gr.Slider(0.5, 5.0, value=2.0, step=0.5, label="Seconds to continue")
+                    w_temp = gr.Slider(0.1, 1.5, value=0.8, step=0.05, label="Sampling temperature")
+                    w_seed = gr.Number(value=0, precision=0, label="Seed")
+            w_btn = gr.Button("Continue in this voice", variant="primary", interactive=codec_pipe is not None)
+            w_out, w_plot = gr.Audio(label="Prompt + continuation"), gr.Image(label="Codebook 1 over the spectrogram")
+            w_codes = gr.Textbox(label="New codes of codebook 1")
+            w_btn.click(voice_continue, [w_in, w_len, w_temp, w_seed], [w_out, w_plot, w_codes], api_name="voice_continue")
+            gr.Examples(examples, w_in)
         with gr.Tab("Live duplex"):
             gr.Markdown(duplex_intro(pipe))
             d_state = gr.State(None)
@@ -503,6 +553,8 @@ def main(argv=None):
                              "tab says so)")  # fmt: skip
     parser.add_argument("--tts-pipeline", default=os.environ.get("HF_SLM_TTS_PIPELINE", "none"),
                         help="VallEPipeline variant for the zero-shot TTS tab ('none': the tab says how to set one)")
+    parser.add_argument("--codec-pipeline", default=os.environ.get("HF_SLM_CODEC_PIPELINE", "codec-default"),
+                        help="codec-LM variant for the voice continuation tab ('none': off)")
     parser.add_argument("--host", default="0.0.0.0" if os.environ.get("SPACE_ID") else "127.0.0.1")
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
     parser.add_argument("--threads", type=int, default=int(os.environ.get("HF_SLM_SPACE_THREADS", 1)),
@@ -511,7 +563,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    demo = build_demo(args.pipeline, args.instruct_pipeline, args.speech_llm_pipeline, args.tts_pipeline)
+    demo = build_demo(args.pipeline, args.instruct_pipeline, args.speech_llm_pipeline, args.tts_pipeline,
+                      args.codec_pipeline)
     demo.launch(server_name=args.host, server_port=args.port, max_file_size=f"{MAX_FILE_MB}mb", allowed_paths=[demo.allowed_example_dir])
 
 

@@ -44,7 +44,10 @@ TABS = {  # tab label -> (text only that tab shows, button to press after pickin
                    "[...document.querySelectorAll('textarea')].some(t => t.offsetParent !== null && t.value && "
                    "t.value !== 'Transcribe the audio.') && document.querySelectorAll('audio').length >= {audios} + 2"),
     "Token inspector": ("Deduplicate repeated units", "Tokenize", UNITS_SHOWN + " && document.body.innerText.includes('<unit_')"),
-    "Zero-shot TTS": ("no VALL-E variant configured", None, None),  # no --tts-pipeline: the tab says how to set one
+    "Zero-shot TTS": ("no VALL-E variant configured", None, None),
+    "Voice continuation": ("Seconds to continue", "Continue in this voice",
+                           "document.querySelectorAll('audio').length >= {audios} + 1 && "
+                           "[...document.querySelectorAll('img')].some(i => i.complete && i.naturalWidth > 600)"),  # no --tts-pipeline: the tab says how to set one
     "Live duplex": ("falls silent at once", None, None),  # the microphone stream itself: test_live_duplex_...
 }  # fmt: skip
 CHOICES = {"Spoken instruction": ("command_0.wav", "Intent: speech -> intent")}  # tab -> (example, mode) if not example_0
@@ -199,6 +202,24 @@ def test_continuation_streams_units_and_ends_with_prompt_plus_continuation(clien
     wav, rate = sf.read(outputs[-1][0])
     expected = (prompt_units + len(final)) / pipe.speech_tokenizer.config.frame_rate
     assert abs(len(wav) / rate - expected) < 0.05
+
+
+def test_voice_continuation_runs_the_codec_default_like_the_library(client, speech, one_torch_thread):
+    """The tab's codec-LM (`codec-default` unless --codec-pipeline says otherwise): prompt + exactly the asked
+    seconds of new frames, the same codes the library draws with that seed, spoken by the variant's codec."""
+    from hf_slm import SpeechLMPipeline
+    from hf_slm.models.unit_encoder import load_audio
+
+    path, _ = speech
+    audio_path, image, codes = client.predict(handle_file(path), 1.0, 0.8, 3, api_name="/voice_continue")
+    library = SpeechLMPipeline.from_pretrained("codec-default")
+    rate = library.sampling_rate
+    out = library.continue_speech({"array": load_audio(path, rate), "sampling_rate": rate}, max_new_tokens=50,
+                                  temperature=0.8, seed=3)  # fmt: skip
+    assert _units(codes) == out.units[0][0].tolist() and len(_units(codes)) == 50
+    wav, got_rate = sf.read(audio_path)
+    assert got_rate == rate and len(wav) == len(out.waveforms[0])
+    assert Path(image).stat().st_size > 10_000  # the plot
 
 
 def test_token_inspector_and_vocoding_typed_units(client, speech, pipe):
