@@ -257,6 +257,32 @@ def _check_column(dataset, column: str) -> None:
         raise ValueError(f"dataset has no column {column!r}; columns: {dataset.column_names}")
 
 
+def _collect_frames(dataset, feature_extractor, extract, device, audio_column, batch_size, max_frames, show_progress,
+                    desc) -> torch.Tensor:  # fmt: skip
+    """Stream `dataset` through the feature extractor and `extract(values, mask, first_row, rows) -> (features
+    [B, T, D], frame mask [B, T])`; the valid frames [N, D] on the CPU, stopping after `max_frames`."""
+    _check_column(dataset, audio_column)
+    collected, total, row = [], 0, 0
+    total_rows = len(dataset) if hasattr(dataset, "__len__") else None
+    progress = tqdm(total=total_rows, desc=desc, unit="utt", disable=not show_progress)
+    for batch, values, mask in _audio_batches(dataset, [audio_column], batch_size, feature_extractor, device):
+        rows = len(batch[audio_column])
+        features, frame_mask = extract(values, mask, row, rows)
+        frames = features[frame_mask].cpu()
+        collected.append(frames)
+        total += frames.shape[0]
+        row += rows
+        progress.update(rows)
+        progress.set_postfix(frames=total)
+        if max_frames is not None and total >= max_frames:
+            break
+    progress.close()
+    if not collected:
+        raise ValueError("the dataset gave no audio")
+    features = torch.cat(collected)
+    return features[:max_frames] if max_frames is not None else features
+
+
 @torch.no_grad()
 def collect_features(
     tokenizer,
@@ -273,32 +299,17 @@ def collect_features(
 
     `warp_factors` (MFCC front end): one vocal tract length warp for every row, or one per row in dataset order
     (`dataset_warp_factors`); by default a fitted tokenizer with `vtln_warps` searches each utterance's own."""
-    _check_column(dataset, audio_column)
-    collected, total, row = [], 0, 0
-    total_rows = len(dataset) if hasattr(dataset, "__len__") else None
-    progress = tqdm(total=total_rows, desc="extracting features", unit="utt", disable=not show_progress)
-    device = tokenizer.cluster_centers.device
-    for batch, values, mask in _audio_batches(dataset, [audio_column], batch_size, feature_extractor, device):
-        rows = len(batch[audio_column])
+
+    def extract(values, mask, row, rows):
         warps = warp_factors
         if warp_factors is not None and not isinstance(warp_factors, (int, float)):
             warps = list(warp_factors[row : row + rows])
             if len(warps) != rows:
                 raise ValueError(f"warp_factors has {len(warp_factors)} values but the dataset has more rows")
-        features, frame_mask = tokenizer.extract_features(values, mask, warp_factors=warps)
-        frames = features[frame_mask].cpu()
-        collected.append(frames)
-        total += frames.shape[0]
-        row += rows
-        progress.update(rows)
-        progress.set_postfix(frames=total)
-        if max_frames is not None and total >= max_frames:
-            break
-    progress.close()
-    if not collected:
-        raise ValueError("the dataset gave no audio")
-    features = torch.cat(collected)
-    return features[:max_frames] if max_frames is not None else features
+        return tokenizer.extract_features(values, mask, warp_factors=warps)
+
+    return _collect_frames(dataset, feature_extractor, extract, tokenizer.cluster_centers.device, audio_column,
+                           batch_size, max_frames, show_progress, desc="extracting features")  # fmt: skip
 
 
 @torch.no_grad()
@@ -425,25 +436,11 @@ def fit_mel_rvq_codec_on_dataset(
 ) -> list[float]:
     """Log-mel frames of (a shuffled prefix of) `dataset` up to `max_frames`, then `fit_mel_rvq_codec` on them.
     `feature_extractor` must give raw samples at the codec's rate (`do_normalize=False`)."""
-    _check_column(dataset, audio_column)
     if shuffle and hasattr(dataset, "shuffle"):
         dataset = dataset.shuffle(seed=seed)
-    collected, total = [], 0
-    progress = tqdm(total=len(dataset) if hasattr(dataset, "__len__") else None, desc="log-mel frames", unit="utt",
-                    disable=not show_progress)  # fmt: skip
-    for batch, values, mask in _audio_batches(dataset, [audio_column], batch_size, feature_extractor,
-                                              codec.codebooks.device):  # fmt: skip
-        log_mel, frame_mask = codec.log_mel(values, mask)
-        collected.append(log_mel[frame_mask].cpu())
-        total += collected[-1].shape[0]
-        progress.update(len(batch[audio_column]))
-        progress.set_postfix(frames=total)
-        if max_frames is not None and total >= max_frames:
-            break
-    progress.close()
-    if not collected:
-        raise ValueError("the dataset gave no audio")
-    frames = torch.cat(collected)[:max_frames]
+    frames = _collect_frames(dataset, feature_extractor, lambda values, mask, row, rows: codec.log_mel(values, mask),
+                             codec.codebooks.device, audio_column, batch_size, max_frames, show_progress,
+                             desc="log-mel frames")  # fmt: skip
     return fit_mel_rvq_codec(codec, frames, seed=seed, show_progress=show_progress, **kmeans_kwargs)
 
 

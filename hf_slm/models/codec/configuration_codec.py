@@ -33,6 +33,16 @@ def _check_int_tuple(name, value, minimum=1):
     return tuple(value)
 
 
+def _check_pad_code_id(pad_code_id):
+    if not isinstance(pad_code_id, int) or pad_code_id >= 0:
+        raise ValueError(f"pad_code_id must be a negative int (never a valid code), got {pad_code_id!r}")
+
+
+def _check_mel_fmax(mel_fmin, mel_fmax, sampling_rate):
+    if mel_fmax is not None and not (mel_fmin < mel_fmax <= sampling_rate / 2):
+        raise ValueError(f"mel_fmax must be in (mel_fmin, sampling_rate / 2], got {mel_fmax!r}")
+
+
 def _codec_fields(codec_config) -> dict:
     """Sampling rate, hop, codebook size and number of codebooks of a transformers codec config."""
     model_type = codec_config.model_type
@@ -148,8 +158,7 @@ class CodecConfig(CodecInterfaceMixin, PretrainedConfig):
                 f"num_codebooks={num_codebooks} exceeds the {fields['max_codebooks']} codebooks of the "
                 f"{codec_config.model_type} codec"
             )
-        if not isinstance(pad_code_id, int) or pad_code_id >= 0:
-            raise ValueError(f"pad_code_id must be a negative int (never a valid code), got {pad_code_id!r}")
+        _check_pad_code_id(pad_code_id)
         self.codec_config = codec_config
         self.num_codebooks = num_codebooks
         self.pad_code_id = pad_code_id
@@ -369,10 +378,8 @@ class RVQCodecConfig(CodecInterfaceMixin, PretrainedConfig):
             _check_int("semantic_distillation_dim", semantic_distillation_dim, 1)
         if mel_win_length > mel_n_fft:
             raise ValueError(f"mel_win_length={mel_win_length} must be <= mel_n_fft={mel_n_fft}")
-        if mel_fmax is not None and not (mel_fmin < mel_fmax <= sampling_rate / 2):
-            raise ValueError(f"mel_fmax must be in (mel_fmin, sampling_rate / 2], got {mel_fmax!r}")
-        if not isinstance(pad_code_id, int) or pad_code_id >= 0:
-            raise ValueError(f"pad_code_id must be a negative int (never a valid code), got {pad_code_id!r}")
+        _check_mel_fmax(mel_fmin, mel_fmax, sampling_rate)
+        _check_pad_code_id(pad_code_id)
 
         self.sampling_rate = sampling_rate
         self.upsampling_ratios = list(upsampling_ratios)
@@ -502,10 +509,8 @@ class MelRVQCodecConfig(CodecInterfaceMixin, PretrainedConfig):
             raise ValueError(f"hop_length={hop_length} must be <= the window ({win_length or n_fft}): frames would "
                              "leave gaps that Griffin-Lim cannot fill")  # fmt: skip
         _check_float("mel_fmin", mel_fmin)
-        if mel_fmax is not None and not (mel_fmin < mel_fmax <= sampling_rate / 2):
-            raise ValueError(f"mel_fmax must be in (mel_fmin, sampling_rate / 2], got {mel_fmax!r}")
-        if not isinstance(pad_code_id, int) or pad_code_id >= 0:
-            raise ValueError(f"pad_code_id must be a negative int (never a valid code), got {pad_code_id!r}")
+        _check_mel_fmax(mel_fmin, mel_fmax, sampling_rate)
+        _check_pad_code_id(pad_code_id)
         self.sampling_rate = sampling_rate
         self.hop_length = hop_length
         self.n_fft = n_fft

@@ -220,6 +220,44 @@ class CodecModelMixin:
         output = CodecDecoderOutput(waveform=waveform, waveform_lengths=lengths)
         return output if return_dict else output.to_tuple()
 
+    def forward(
+        self,
+        input_values: torch.FloatTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        input_ids: torch.LongTensor | None = None,
+        num_codebooks: int | None = None,
+        return_dict: bool | None = None,
+    ) -> CodecOutput | tuple:
+        r"""
+        Autoencode audio (the waveform cut to each input's length) or decode codes.
+
+        Args:
+            input_values (`torch.FloatTensor` of shape `(batch, samples)`, *optional*): audio to autoencode.
+            attention_mask (`torch.Tensor`, *optional*): mask of the given input (samples, or frames of `input_ids`).
+            input_ids (`torch.LongTensor` of shape `(batch, q, frames)`, *optional*): codes to decode, as a pipeline
+                calls its vocoder; exclusive with `input_values`.
+            num_codebooks (`int`, *optional*): levels to use when autoencoding.
+        """
+        return_dict = self.config.return_dict if return_dict is None else return_dict
+        if (input_values is None) == (input_ids is None):
+            raise ValueError("pass exactly one of input_values (audio to autoencode) or input_ids (codes to decode)")
+        codes = codes_mask = None
+        if input_ids is not None:
+            decoded = self.decode(input_ids, attention_mask, return_dict=True)
+        else:
+            encoded = self.encode(input_values, attention_mask, num_codebooks=num_codebooks, return_dict=True)
+            codes, codes_mask = encoded.codes, encoded.codes_mask
+            decoded = self.decode(codes, codes_mask, return_dict=True)
+            _, lengths = check_audio(input_values, attention_mask)
+            width = min(decoded.waveform.shape[1], input_values.shape[-1])
+            decoded.waveform_lengths = lengths.to(decoded.waveform.device)
+            decoded.waveform = decoded.waveform[:, :width] * lengths_to_mask(decoded.waveform_lengths, width)
+        output = CodecOutput(
+            waveform=decoded.waveform, waveform_lengths=decoded.waveform_lengths, codes=codes, codes_mask=codes_mask
+        )
+        return output if return_dict else output.to_tuple()
+
+
 
 class CodecModel(CodecModelMixin, PreTrainedModel):
     r"""
@@ -392,41 +430,6 @@ class CodecModel(CodecModelMixin, PreTrainedModel):
                 waveform = waveform.to(audio.dtype)
                 waveform[i, : audio.shape[0]] = audio
         return self._decoded(waveform, frames, return_dict)
-
-    def forward(
-        self,
-        input_values: torch.FloatTensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        input_ids: torch.LongTensor | None = None,
-        num_codebooks: int | None = None,
-        return_dict: bool | None = None,
-    ) -> CodecOutput | tuple:
-        r"""
-        Args:
-            input_values (`torch.FloatTensor` of shape `(batch, samples)`, *optional*): audio to autoencode.
-            attention_mask (`torch.Tensor`, *optional*): mask of the given input (samples, or frames of `input_ids`).
-            input_ids (`torch.LongTensor` of shape `(batch, q, frames)`, *optional*): codes to decode, as a pipeline
-                calls its vocoder.
-            num_codebooks (`int`, *optional*): levels to use when autoencoding.
-        """
-        return_dict = self.config.return_dict if return_dict is None else return_dict
-        if (input_values is None) == (input_ids is None):
-            raise ValueError("pass exactly one of input_values (audio to autoencode) or input_ids (codes to decode)")
-        codes = codes_mask = None
-        if input_ids is not None:
-            decoded = self.decode(input_ids, attention_mask, return_dict=True)
-        else:
-            encoded = self.encode(input_values, attention_mask, num_codebooks=num_codebooks, return_dict=True)
-            codes, codes_mask = encoded.codes, encoded.codes_mask
-            decoded = self.decode(codes, codes_mask, return_dict=True)
-            _, lengths = check_audio(input_values, attention_mask)
-            width = min(decoded.waveform.shape[1], input_values.shape[-1])
-            decoded.waveform_lengths = lengths.to(decoded.waveform.device)
-            decoded.waveform = decoded.waveform[:, :width] * lengths_to_mask(decoded.waveform_lengths, width)
-        output = CodecOutput(
-            waveform=decoded.waveform, waveform_lengths=decoded.waveform_lengths, codes=codes, codes_mask=codes_mask
-        )
-        return output if return_dict else output.to_tuple()
 
 
 __all__ = [

@@ -17,7 +17,7 @@ from transformers import initialization as init
 
 from .audio_rvq_codec import LOG_MEL_FLOOR, CodecLogMel
 from .configuration_codec import MelRVQCodecConfig
-from .modeling_codec import CodecEncoderOutput, CodecModelMixin, CodecOutput, check_audio, check_codes, lengths_to_mask
+from .modeling_codec import CodecEncoderOutput, CodecModelMixin, check_audio, check_codes, lengths_to_mask
 
 
 class MelRVQCodecModel(CodecModelMixin, PreTrainedModel):
@@ -171,35 +171,6 @@ class MelRVQCodecModel(CodecModelMixin, PreTrainedModel):
         log_mel = nn.functional.pad(log_mel.float(), (0, 0, 0, silent), value=math.log(LOG_MEL_FLOOR))
         _, inverse, griffin_lim = self._transforms(log_mel.device)
         return griffin_lim(torch.relu(inverse @ torch.exp(log_mel).transpose(1, 2)))[:, : frames * self.hop_length]
-
-    def forward(
-        self,
-        input_values: torch.FloatTensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        input_ids: torch.LongTensor | None = None,
-        num_codebooks: int | None = None,
-        return_dict: bool | None = None,
-    ) -> CodecOutput | tuple:
-        r"""
-        Args:
-            input_values (`torch.FloatTensor` of shape `(batch, samples)`, *optional*): audio to autoencode.
-            attention_mask (`torch.Tensor`, *optional*): mask of the given input (samples, or frames of `input_ids`).
-            input_ids (`torch.LongTensor` of shape `(batch, q, frames)`, *optional*): codes to decode (the vocoder
-                call of a pipeline); exclusive with `input_values`.
-            num_codebooks (`int`, *optional*): levels to use when autoencoding (default all).
-        """
-        return_dict = self.config.return_dict if return_dict is None else return_dict
-        if (input_values is None) == (input_ids is None):
-            raise ValueError("pass exactly one of input_values (audio to autoencode) or input_ids (codes to decode)")
-        if input_ids is not None:
-            decoded = self.decode(input_ids, attention_mask, return_dict=True)
-            output = CodecOutput(waveform=decoded.waveform, waveform_lengths=decoded.waveform_lengths)
-            return output if return_dict else output.to_tuple()
-        encoded = self.encode(input_values, attention_mask, num_codebooks, return_dict=True)
-        decoded = self.decode(encoded.codes, encoded.codes_mask, return_dict=True)
-        output = CodecOutput(waveform=decoded.waveform, waveform_lengths=decoded.waveform_lengths,
-                             codes=encoded.codes, codes_mask=encoded.codes_mask)  # fmt: skip
-        return output if return_dict else output.to_tuple()
 
 
 __all__ = ["MelRVQCodecModel"]
