@@ -68,13 +68,24 @@ def _codec_fields(codec_config) -> dict:
 
 
 class CodecInterfaceMixin:
-    """What a codec config's component hands on and takes in, for `hf_slm.pipelines.check_compatibility`, which
-    compares the values of a key one component produces and the next consumes."""
+    """What every codec config derives (frame rate, bitrate) and what its component hands on and takes in, for
+    `hf_slm.pipelines.check_compatibility`, which compares the values of a key one component produces and the next
+    consumes."""
 
     @property
     def consumes(self) -> dict:
         """Audio in as a tokenizer, codes in as a vocoder."""
         return {"audio.sampling_rate": self.sampling_rate} | self.produces
+
+    @property
+    def frame_rate(self) -> float:
+        """Code frames per second: `sampling_rate / hop_length`."""
+        return self.sampling_rate / self.hop_length
+
+    @property
+    def bitrate(self) -> float:
+        """Bits per second of the codes `encode` returns: num_codebooks * log2(codebook_size) * frame_rate."""
+        return self.num_codebooks * math.log2(self.codebook_size) * self.frame_rate
 
     @property
     def produces(self) -> dict:
@@ -186,10 +197,6 @@ class CodecConfig(CodecInterfaceMixin, PretrainedConfig):
         return _codec_fields(self.codec_config)["hop_length"]
 
     @property
-    def frame_rate(self) -> float:
-        return self.sampling_rate / self.hop_length
-
-    @property
     def codebook_size(self) -> int:
         return _codec_fields(self.codec_config)["codebook_size"]
 
@@ -197,11 +204,6 @@ class CodecConfig(CodecInterfaceMixin, PretrainedConfig):
     def max_codebooks(self) -> int:
         """Codebooks the codec has (`num_codebooks` keeps a prefix of them)."""
         return _codec_fields(self.codec_config)["max_codebooks"]
-
-    @property
-    def bitrate(self) -> float:
-        """Bits per second of the codes `encode` returns: num_codebooks * log2(codebook_size) * frame_rate."""
-        return self.num_codebooks * math.log2(self.codebook_size) * self.frame_rate
 
 
 class RVQCodecConfig(CodecInterfaceMixin, PretrainedConfig):
@@ -426,15 +428,6 @@ class RVQCodecConfig(CodecInterfaceMixin, PretrainedConfig):
         """Audio samples per code frame: the product of the strides."""
         return int(math.prod(self.upsampling_ratios))
 
-    @property
-    def frame_rate(self) -> float:
-        return self.sampling_rate / self.hop_length
-
-    @property
-    def bitrate(self) -> float:
-        """Bits per second at `num_codebooks` levels."""
-        return self.num_codebooks * math.log2(self.codebook_size) * self.frame_rate
-
 
 class MelRVQCodecConfig(CodecInterfaceMixin, PretrainedConfig):
     r"""
@@ -523,15 +516,6 @@ class MelRVQCodecConfig(CodecInterfaceMixin, PretrainedConfig):
         self.griffin_lim_iters = griffin_lim_iters
         self.pad_code_id = pad_code_id
         super().__init__(**kwargs)
-
-    @property
-    def frame_rate(self) -> float:
-        return self.sampling_rate / self.hop_length
-
-    @property
-    def bitrate(self) -> float:
-        """Bits per second at `num_codebooks` levels."""
-        return self.num_codebooks * math.log2(self.codebook_size) * self.frame_rate
 
 
 __all__ = ["SUPPORTED_CODECS", "CodecConfig", "MelRVQCodecConfig", "RVQCodecConfig"]
