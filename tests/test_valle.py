@@ -213,6 +213,29 @@ def test_trainer_steps_lower_the_loss(stage, tts_data, tmp_path):
     assert sum(losses[-3:]) / 3 < 0.8 * sum(losses[:3]) / 3, losses
 
 
+def test_text_conditioning_grows_once_the_codes_follow_the_text(tmp_path):
+    """Codes that repeat the first phoneme: an untrained model scores own and other text alike, a trained one not."""
+    from hf_slm.evaluation.voice import text_conditioning
+
+    g = torch.Generator().manual_seed(0)
+    phonemes = [torch.randint(2, 2 + NUM_UNITS, (int(torch.randint(3, 8, (), generator=g)),), generator=g)
+                for _ in range(64)]  # fmt: skip
+    codes = [torch.full((3, 2 * len(p)), int(p[0]) - 2) for p in phonemes]
+    held_out = (phonemes[-8:], codes[-8:])
+    model = tiny_valle_ar(num_phonemes=2 + NUM_UNITS)
+    before = text_conditioning(model, *held_out)
+    rows = [{"phoneme_ids": p.tolist(), "codes": c.tolist()} for p, c in zip(phonemes[:-8], codes[:-8])]
+    args = TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=8, learning_rate=1e-2,
+                             max_steps=150, save_strategy="no", report_to="none", use_cpu=True,
+                             remove_unused_columns=False, dataloader_num_workers=0, seed=0)  # fmt: skip
+    Trainer(model=model.train(), args=args, train_dataset=rows, data_collator=VallECollator(model)).train()
+    after = text_conditioning(model, *held_out)
+    assert abs(before["gain"]) < 0.2 and before["n"] == 8, before
+    assert after["gain"] > 1.0 and after["loss"] < before["loss"], after
+    with pytest.raises(ValueError, match="2 utterances"):
+        text_conditioning(model, phonemes[:1], codes[:1])
+
+
 # ---------------------------------------------------------------------------------------------------- pipeline
 def make_pipeline(tts_data, **overrides) -> VallEPipeline:
     _, tokenizer, codec, feature_extractor = tts_data
@@ -419,10 +442,25 @@ def test_example_trains_and_saves_a_variant(tmp_path, prompt_wav):
 
     path = ROOT / "examples" / "valle" / "train_valle.py"
     module = load_script(path)
-    variant = module.main([str(path.with_name("config_tiny.json")), "--output_dir", str(tmp_path / "run"),
-                           "--num_sentences", "10", "--max_steps", "2", "--hidden_size", "32",
-                           "--per_device_train_batch_size", "2", "--logging_steps", "1",
-                           "--nar_group_size", "2"])  # fmt: skip
+    argv = [str(path.with_name("config_tiny.json")), "--output_dir", str(tmp_path / "run"), "--num_sentences", "20",
+            "--max_steps", "2", "--nar_max_steps", "3", "--hidden_size", "32", "--per_device_train_batch_size", "2",
+            "--logging_steps", "1", "--nar_group_size", "2", "--save_strategy", "steps", "--save_steps", "1",
+            "--save_total_limit", "1"]  # fmt: skip
+    variant = module.main(argv)
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["ar"]["held_out_loss"] > 0 and results["nar"]["held_out_loss"] > 0
+    conditioning = results["ar"]["text_conditioning"]
+    assert conditioning["n"] == 2 and conditioning["gain"] == pytest.approx(
+        conditioning["loss_other_text"] - conditioning["loss"])
+    # each model ran its own steps and left its last checkpoint
+    assert [c.name for c in (tmp_path / "run" / "ar").glob("checkpoint-*")] == ["checkpoint-2"]
+    assert [c.name for c in (tmp_path / "run" / "nar").glob("checkpoint-*")] == ["checkpoint-3"]
+    assert all((tmp_path / "run" / name / "model" / "config.json").is_file() for name in ("ar", "nar"))
+    # a rerun loads both finished models instead of training them again: the same weights, the same results
+    weights = (tmp_path / "run" / "ar" / "model" / "model.safetensors").read_bytes()
+    module.main(argv)
+    assert (tmp_path / "run" / "ar" / "model" / "model.safetensors").read_bytes() == weights
+    assert json.loads((tmp_path / "run" / "results.json").read_text())["ar"] == results["ar"]
     pipe = VallEPipeline.from_pretrained(variant)
     assert pipe.ar_model.config.group_size == 2 and pipe.nar_model.config.num_codebooks == 4
     assert pipe.nar_model.config.group_size == 2

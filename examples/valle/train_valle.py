@@ -9,12 +9,17 @@ Steps: speech with its text (espeak-ng speech of `text_source` in `voices` x `ra
 with a text column) -> espeak-ng phonemes (`hf_slm.data.phonemize`) -> a word-level phoneme tokenizer -> rows of
 phoneme ids + codec codes `[Q, T]` -> `VallEARModel` (codebook 1, `group_size` codes a step) and `VallENARModel`
 (codebooks 2..Q), each trained with `transformers.Trainer` and `VallECollator` -> `VallEPipeline` saved in
-`output_dir/variant`.
+`output_dir/variant`, with `output_dir/results.json`: each model's held-out loss and the AR model's
+`text_conditioning` (its loss with another utterance's phonemes minus with its own: ~0 while it ignores the text).
+Each model resumes from its last complete checkpoint (`save_strategy`) and is kept in `output_dir/{ar,nar}/model`
+once trained, so a rerun after a kill redoes only what was unfinished; `ar_max_steps` / `nar_max_steps` set each
+model's steps.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import sys
 from dataclasses import dataclass, field
@@ -30,7 +35,10 @@ from hf_slm import (
     VallENARModel,
     VallEPipeline,
 )
+from hf_slm.training.checkpoints import last_complete_checkpoint
 from hf_slm.training.arguments import load_codec, SpeechDataArguments, load_speech_splits, parse_json_and_flags
+from hf_slm.evaluation.voice import text_conditioning
+from hf_slm.utils import atomic_open, atomic_save_directory
 from hf_slm.training.valle import VallECollator, build_phoneme_tokenizer, encode_tts_dataset, phonemize_texts
 
 logger = logging.getLogger("train_valle")
@@ -48,7 +56,8 @@ class VallEArguments:
     num_hidden_layers: int = field(default=2, metadata={"help": "Layers of both backbones."})
     num_attention_heads: int = field(default=4, metadata={"help": "Attention heads of both backbones."})
     max_position_embeddings: int = field(default=1024, metadata={"help": "Longest sequence (phonemes + frames)."})
-
+    ar_max_steps: int | None = field(default=None, metadata={"help": "Steps of the AR model (default: max_steps)."})
+    nar_max_steps: int | None = field(default=None, metadata={"help": "Steps of the NAR model (default: max_steps)."})
 
 
 def build_models(args: VallEArguments, codec, num_phonemes: int) -> tuple[VallEARModel, VallENARModel]:
@@ -61,15 +70,27 @@ def build_models(args: VallEArguments, codec, num_phonemes: int) -> tuple[VallEA
     return ar, VallENARModel(VallENARConfig(group_size=args.nar_group_size, **shared))
 
 
-def train(model, name: str, train_rows, eval_rows, training_args: TrainingArguments) -> float:
-    args = dataclasses.replace(training_args, output_dir=str(Path(training_args.output_dir) / name),
-                               remove_unused_columns=False)  # fmt: skip
+def train(model, name: str, train_rows, eval_rows, training_args: TrainingArguments, max_steps: int | None = None):
+    """Train `model` in `output_dir/name` (resuming from its last complete checkpoint) and keep it in
+    `output_dir/name/model`; a rerun after a kill loads a finished model instead of training it again."""
+    output_dir = Path(training_args.output_dir) / name
+    finished = output_dir / "model"
+    if (finished / "config.json").is_file():
+        logger.info("%s: already trained, loading %s", name, finished)
+        return type(model).from_pretrained(finished)
+    changes = {"max_steps": max_steps} if max_steps is not None else {}
+    args = dataclasses.replace(training_args, output_dir=str(output_dir), remove_unused_columns=False, **changes)
     trainer = Trainer(model=model, args=args, train_dataset=train_rows, eval_dataset=eval_rows,
                       data_collator=VallECollator(model))  # fmt: skip
-    trainer.train()
-    loss = trainer.evaluate()["eval_loss"]
-    logger.info("%s: held-out loss %.3f", name, loss)
-    return loss
+    trainer.train(resume_from_checkpoint=last_complete_checkpoint(output_dir, remove_incomplete=True))
+    atomic_save_directory(finished, model.save_pretrained)
+    return model
+
+
+def held_out_loss(model, eval_rows, training_args: TrainingArguments) -> float:
+    args = dataclasses.replace(training_args, remove_unused_columns=False)
+    trainer = Trainer(model=model, args=args, eval_dataset=eval_rows, data_collator=VallECollator(model))
+    return trainer.evaluate()["eval_loss"]
 
 
 def main(argv: list[str]) -> Path:
@@ -86,8 +107,18 @@ def main(argv: list[str]) -> Path:
     logger.info("%d / %d utterances, %d phonemes, %d codebooks of %d at %.1f Hz", len(rows[0]), len(rows[1]),
                 len(tokenizer), codec.num_codebooks, codec.codebook_size, codec.frame_rate)  # fmt: skip
     ar_model, nar_model = build_models(valle_args, codec, len(tokenizer))
-    train(ar_model, "ar", *rows, training_args)
-    train(nar_model, "nar", *rows, training_args)
+    ar_model = train(ar_model, "ar", *rows, training_args, valle_args.ar_max_steps)
+    nar_model = train(nar_model, "nar", *rows, training_args, valle_args.nar_max_steps)
+    results = {name: {"held_out_loss": held_out_loss(model, rows[1], training_args)}
+               for name, model in (("ar", ar_model), ("nar", nar_model))}  # fmt: skip
+    if len(rows[1]) >= 2:
+        held_out = list(rows[1]["phoneme_ids"]), list(rows[1]["codes"])
+        results["ar"]["text_conditioning"] = text_conditioning(ar_model, *held_out)
+    else:
+        logger.warning("one held-out utterance: no text_conditioning (it compares utterances)")
+    logger.info("results: %s", results)
+    with atomic_open(Path(training_args.output_dir) / "results.json") as handle:
+        json.dump(results, handle, indent=2)
     pipe = VallEPipeline(feature_extractor=feature_extractor, speech_tokenizer=codec, tokenizer=tokenizer,
                          ar_model=ar_model.eval(), nar_model=nar_model.eval())  # fmt: skip
     path = pipe.save_pretrained(Path(training_args.output_dir) / "variant")

@@ -9,6 +9,8 @@ output's intelligibility next to espeak-ng's own, and the codec's reconstruction
   pocketsphinx (closed vocabulary of the texts) and compared with the prompt's voice, next to espeak-ng's rendering
   of the same text in the prompt's own voice, rate and pitch.
 - `evaluate_codec_quality`: resynthesis through the codec: bitrate, log-mel distance, STOI and speaker similarity.
+- `text_conditioning`: does a VALL-E AR model read its phonemes? Its held-out loss with each utterance's own phonemes
+  against another utterance's (a model that ignores the text scores both alike).
 """
 
 from __future__ import annotations
@@ -148,6 +150,38 @@ def evaluate_tts_voice(pipeline, prompts, texts, voices, rates, pitches, tempera
     return result | {"asr": asr.name, "n": n, "temperature": temperature, "top_p": top_p, "seed": seed, "items": items}
 
 
+def text_conditioning(model, phonemes, codes, batch_size: int = 16) -> dict:
+    """Held-out codebook-1 loss of a `VallEARModel` with each utterance's own phonemes and with the next utterance's
+    (rotated by one), per code (nats). ``gain`` is their difference: near 0 when the model ignores the text, large
+    once it reads it (an ASR-free check of alignment, cheaper than `evaluate_tts_voice`).
+
+    Args:
+        model: a `VallEARModel`.
+        phonemes, codes: one ``[P_i]`` phoneme-id and one ``[Q, T_i]`` (or ``[T_i]``) code sequence per utterance;
+            at least two utterances.
+    """
+    import torch
+
+    if len(phonemes) != len(codes) or len(codes) < 2:
+        raise ValueError(f"need >= 2 utterances with one phoneme sequence each, got {len(phonemes)} and {len(codes)}")
+    others = list(phonemes[1:]) + [phonemes[0]]
+    totals = {}
+    model.eval()
+    for name, texts in (("loss", phonemes), ("loss_other_text", others)):
+        nats, count = 0.0, 0
+        for start in range(0, len(codes), batch_size):
+            batch = model.prepare_inputs(texts[start : start + batch_size], codes[start : start + batch_size])
+            batch = {key: value.to(model.device) for key, value in batch.items()}
+            with torch.no_grad():
+                logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits[:, :-1]
+            labels = batch["labels"][:, 1:]
+            nats += float(torch.nn.functional.cross_entropy(logits.flatten(0, 2).float(), labels.flatten(),
+                                                            ignore_index=-100, reduction="sum"))  # fmt: skip
+            count += int((labels != -100).sum())
+        totals[name] = nats / count
+    return totals | {"gain": totals["loss_other_text"] - totals["loss"], "n": len(codes)}
+
+
 def token_bitrate(tokenizer) -> float:
     """Bits per second of a tokenizer's output: a codec's levels x log2(codebook size) x frame rate, or a unit
     tokenizer's log2(units) x frame rate (before deduplication)."""
@@ -189,5 +223,6 @@ __all__ = [
     "evaluate_codec_quality",
     "evaluate_continuation_voice",
     "evaluate_tts_voice",
+    "text_conditioning",
     "token_bitrate",
 ]
