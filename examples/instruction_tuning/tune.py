@@ -30,7 +30,14 @@ from datasets import concatenate_datasets
 from transformers import HfArgumentParser, LlamaConfig, Trainer, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
-from hf_slm import SpeechChatTemplate, SpeechLMConfig, SpeechLMForCausalLM, SpeechLMPipeline, SpeechLMProcessor
+from hf_slm import (
+    SpeechChatTemplate,
+    SpeechLMConfig,
+    SpeechLMForCausalLM,
+    SpeechLMPipeline,
+    SpeechLMProcessor,
+    SpokenChatPipeline,
+)
 from hf_slm.data import generate_sentences
 from hf_slm.instruct import (
     INSTRUCT_TOKENS,
@@ -183,7 +190,7 @@ def main(argv=None):
                                                 cache_dir=data_args.synth_cache_dir)  # fmt: skip
                 pipe.save_pretrained(output_dir / "base")
             base = str(output_dir / "base")
-        pipe = SpeechLMPipeline.from_pretrained(base)
+        pipe = SpokenChatPipeline.from_pretrained(base)  # so the saved variant's index names the chat pipeline
         if pipe.tokenizer is None:
             raise ValueError(f"the base variant {base} has no text tokenizer: instruction tuning needs text")
         lm = add_task_tokens(pipe.language_model, INSTRUCT_TOKENS, seed=training_args.seed)
@@ -233,7 +240,7 @@ def main(argv=None):
     (output_dir / "instruct_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     if not model_args.merge:  # the card of the variant describes its training
         write_json(summary, saved / TRAINING_SUMMARY_FILE)
-        card = render_model_card(SpeechLMPipeline.from_pretrained(saved))
+        card = render_model_card(SpokenChatPipeline.from_pretrained(saved))
         (saved / "README.md").write_text(str(card), encoding="utf-8")
     logger.info("saved %s", summary)
     return summary
