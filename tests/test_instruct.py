@@ -530,7 +530,8 @@ def test_example_script_runs_on_tiny_config(tmp_path):
     pipe = SpokenChatPipeline.from_pretrained(summary["variant"])
     assert pipe.chat("what is two plus three", max_new_tokens=2, vocode=False).token_ids
     # the index names the chat pipeline, so a loader that reads `_class_name` gets `chat` too
-    assert json.loads((Path(summary["variant"]) / "pipeline_index.json").read_text())["_class_name"] == "SpokenChatPipeline"
+    index = json.loads((Path(summary["variant"]) / "pipeline_index.json").read_text())
+    assert index["_class_name"] == "SpokenChatPipeline"
 
     # the measured tasks on held-out speech (plumbing: a 2-step model scores poorly)
     evaluate_tasks = _load_example("evaluate_tasks")
