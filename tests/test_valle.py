@@ -463,6 +463,18 @@ def test_example_trains_and_saves_a_variant(tmp_path, prompt_wav):
     assert json.loads((tmp_path / "run" / "results.json").read_text())["ar"] == results["ar"]
     pipe = VallEPipeline.from_pretrained(variant)
     assert pipe.ar_model.config.group_size == 2 and pipe.nar_model.config.num_codebooks == 4
+
+    # fine-tuning a saved variant keeps its codec, phoneme tokenizer and model shapes (not the shape flags)
+    tuned = VallEPipeline.from_pretrained(module.main(
+        [str(path.with_name("config_tiny.json")), "--output_dir", str(tmp_path / "tuned"), "--num_sentences", "20",
+         "--max_steps", "1", "--hidden_size", "48", "--init_variant", str(variant), "--text_source", "builtin",
+         "--voices", "en-us+m3"]))  # fmt: skip
+    assert tuned.tokenizer.get_vocab() == pipe.tokenizer.get_vocab()
+    assert tuned.ar_model.config.hidden_size == tuned.nar_model.config.hidden_size == 32
+    codec = tuned.speech_tokenizer.state_dict()
+    assert all(torch.equal(codec[n], w) for n, w in pipe.speech_tokenizer.state_dict().items())
+    changed = [n for n, w in tuned.ar_model.state_dict().items() if not torch.equal(w, pipe.ar_model.state_dict()[n])]
+    assert changed  # one step from the variant's weights
     assert pipe.nar_model.config.group_size == 2
     assert pipe.ar_model.config.frame_rate == pipe.speech_tokenizer.frame_rate == 50.0
     out = pipe.text_to_speech("open the door", str(prompt_wav), prompt_text="the cat sat on the mat", max_new_frames=4,

@@ -13,7 +13,7 @@ phoneme ids + codec codes `[Q, T]` -> `VallEARModel` (codebook 1, `group_size` c
 `text_conditioning` (its loss with another utterance's phonemes minus with its own: ~0 while it ignores the text).
 Each model resumes from its last complete checkpoint (`save_strategy`) and is kept in `output_dir/{ar,nar}/model`
 once trained, so a rerun after a kill redoes only what was unfinished; `ar_max_steps` / `nar_max_steps` set each
-model's steps.
+model's steps. `init_variant` fine-tunes a saved variant (its codec, tokenizer and models) on new speech.
 """
 
 from __future__ import annotations
@@ -47,6 +47,9 @@ logger = logging.getLogger("train_valle")
 @dataclass
 class VallEArguments:
     codec: str = field(default="random", metadata={"help": "'random', a saved codec folder, or a codec checkpoint."})
+    init_variant: str | None = field(default=None, metadata={
+        "help": "A saved VallEPipeline variant to fine-tune: its codec, phoneme tokenizer and both models are the "
+                "starting point (codec and model-shape arguments are then not used)."})  # fmt: skip
     num_codebooks: int | None = field(default=None, metadata={"help": "Levels of a wrapped transformers codec."})
     group_size: int = field(default=2, metadata={"help": "Codebook-1 codes per AR step (VALL-E 2 grouping)."})
     nar_group_size: int = field(default=1, metadata={"help": "Frames per NAR position (VALL-E 2 grouping)."})
@@ -97,16 +100,28 @@ def main(argv: list[str]) -> Path:
     data_args, valle_args, training_args = parse_json_and_flags((SpeechDataArguments, VallEArguments, TrainingArguments), argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     set_seed(training_args.seed)
-    codec = load_codec(valle_args.codec, valle_args.num_codebooks)
-    feature_extractor = SpeechFeatureExtractor(sampling_rate=codec.sampling_rate, do_normalize=False)
+    start = VallEPipeline.from_pretrained(valle_args.init_variant) if valle_args.init_variant else None
+    codec = start.speech_tokenizer if start else load_codec(valle_args.codec, valle_args.num_codebooks)
+    feature_extractor = start.feature_extractor if start else SpeechFeatureExtractor(
+        sampling_rate=codec.sampling_rate, do_normalize=False)
     train_speech, eval_speech = load_speech_splits(data_args, training_args.seed, sampling_rate=codec.sampling_rate)
     texts = list(train_speech[valle_args.text_column]) + list(eval_speech[valle_args.text_column])
-    tokenizer = build_phoneme_tokenizer(phonemize_texts(texts, valle_args.language))
+    if start:  # its phoneme ids are what the models learned; phonemes it has never seen become <unk>
+        tokenizer = start.tokenizer
+        unknown = sorted({p for seq in phonemize_texts(texts, valle_args.language) for p in seq} - set(tokenizer.vocab))
+        if unknown:
+            logger.warning("%d phonemes are not in %s's tokenizer and read as <unk>: %s", len(unknown),
+                           valle_args.init_variant, unknown[:10])  # fmt: skip
+    else:
+        tokenizer = build_phoneme_tokenizer(phonemize_texts(texts, valle_args.language))
     rows = [encode_tts_dataset(split, feature_extractor, codec, tokenizer, valle_args.language, valle_args.text_column,
                                data_args.audio_column) for split in (train_speech, eval_speech)]  # fmt: skip
     logger.info("%d / %d utterances, %d phonemes, %d codebooks of %d at %.1f Hz", len(rows[0]), len(rows[1]),
                 len(tokenizer), codec.num_codebooks, codec.codebook_size, codec.frame_rate)  # fmt: skip
-    ar_model, nar_model = build_models(valle_args, codec, len(tokenizer))
+    if start:
+        ar_model, nar_model = start.ar_model.train(), start.nar_model.train()
+    else:
+        ar_model, nar_model = build_models(valle_args, codec, len(tokenizer))
     ar_model = train(ar_model, "ar", *rows, training_args, valle_args.ar_max_steps)
     nar_model = train(nar_model, "nar", *rows, training_args, valle_args.nar_max_steps)
     results = {name: {"held_out_loss": held_out_loss(model, rows[1], training_args)}
