@@ -5,6 +5,8 @@
 #   CODEC=mel bash examples/audiolm/train_small.sh runs/acoustic_mel     (the log-mel RVQ codec instead)
 #   CODEC=mel UTTERANCES=4000 CODEC_LM_STEPS=4000 bash examples/audiolm/train_small.sh runs/codec_default
 #       (4.2 h of speech: what the embedded `codec-default` is; docs/audiolm.md)
+#   VALLE_CONFIG=examples/audiolm/small/valle_long.json OMP_NUM_THREADS=2 ...  (VALL-E AR 8,000 steps, ~40 min,
+#       checkpointed: the AR model learns to read its phonemes; then fine-tune it on longer speech: docs/tts.md)
 #
 # Each stage is skipped when its output exists, so rerunning the command resumes after the last finished stage (the
 # codec also resumes from its last checkpoint). Stages and outputs, all under OUTPUT_DIR:
@@ -16,7 +18,7 @@
 #   codec_lm/   examples/codec_lm/train_codec_lm.py with small/codec_lm.json (delay pattern, 1.3M-parameter LM)
 #   audiolm/    examples/audiolm/train_audiolm.py with small/audiolm.json (the embedded default's units and semantic
 #               LM; coarse and fine acoustic LMs trained here)
-#   valle/      examples/valle/train_valle.py with small/valle.json (AR + NAR)
+#   valle/      examples/valle/train_valle.py with small/valle.json or $VALLE_CONFIG (AR + NAR; each resumes)
 #   eval/       hf-slm evaluate voice / tts / codec on the unseen voices (JSON + Markdown reports)
 set -euo pipefail
 OUT=${1:-runs/acoustic_small}
@@ -43,7 +45,7 @@ esac
 [ -f "$OUT/audiolm/variant/pipeline_index.json" ] || { stage audiolm; $PY "$HERE/train_audiolm.py" \
     "$HERE/small/audiolm.json" --dataset_path "$DATA" --codec "$OUT/codec" --output_dir "$OUT/audiolm"; }
 [ -f "$OUT/valle/variant/pipeline_index.json" ] || { stage valle; $PY examples/valle/train_valle.py \
-    "$HERE/small/valle.json" --dataset_path "$DATA" --codec "$OUT/codec" --output_dir "$OUT/valle"; }
+    "${VALLE_CONFIG:-$HERE/small/valle.json}" --dataset_path "$DATA" --codec "$OUT/codec" --output_dir "$OUT/valle"; }
 
 EVAL="$PY -m hf_slm.cli evaluate"
 [ -f "$OUT/eval/codec.json" ] || { stage "evaluate codec"; $EVAL codec --dataset "$UNSEEN" \
