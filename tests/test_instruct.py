@@ -381,8 +381,8 @@ def test_copied_or_moved_instruct_variant_still_loads(tokenizer, tmp_path):
     base_pipe, base_path = _base_variant(tokenizer, runs)
     lm = add_task_tokens(copy.deepcopy(base_pipe.language_model), INSTRUCT_TOKENS)
     peft_model = attach_adapter(lm, default_lora_config(lm, r=4, init_lora_weights=False)).eval()
-    saved = save_instruct_variant(SpeechLMPipeline(**{**base_pipe.components, "language_model": peft_model}),
-                                  runs / "instruct", base=str(base_path))  # fmt: skip
+    save_instruct_variant(SpeechLMPipeline(**{**base_pipe.components, "language_model": peft_model}),
+                          runs / "instruct", base=str(base_path))  # fmt: skip
     ids = torch.tensor([[lm.config.bos_token_id, lm.config.token_id("[User]"), lm.config.speech_token_id,
                          len(tokenizer) + 2, lm.config.token_id("[Assistant]")]])  # fmt: skip
     with torch.no_grad():
