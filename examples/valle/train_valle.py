@@ -35,11 +35,11 @@ from hf_slm import (
     VallENARModel,
     VallEPipeline,
 )
-from hf_slm.training.checkpoints import last_complete_checkpoint
-from hf_slm.training.arguments import load_codec, SpeechDataArguments, load_speech_splits, parse_json_and_flags
 from hf_slm.evaluation.voice import text_conditioning
-from hf_slm.utils import atomic_open, atomic_save_directory
+from hf_slm.training.arguments import load_codec, SpeechDataArguments, load_speech_splits, parse_json_and_flags
+from hf_slm.training.checkpoints import last_complete_checkpoint
 from hf_slm.training.valle import VallECollator, build_phoneme_tokenizer, encode_tts_dataset, phonemize_texts
+from hf_slm.utils import atomic_open, atomic_save_directory
 
 logger = logging.getLogger("train_valle")
 
@@ -106,14 +106,15 @@ def main(argv: list[str]) -> Path:
         sampling_rate=codec.sampling_rate, do_normalize=False)
     train_speech, eval_speech = load_speech_splits(data_args, training_args.seed, sampling_rate=codec.sampling_rate)
     texts = list(train_speech[valle_args.text_column]) + list(eval_speech[valle_args.text_column])
+    phonemes = phonemize_texts(texts, valle_args.language)
     if start:  # its phoneme ids are what the models learned; phonemes it has never seen become <unk>
         tokenizer = start.tokenizer
-        unknown = sorted({p for seq in phonemize_texts(texts, valle_args.language) for p in seq} - set(tokenizer.vocab))
+        unknown = sorted({p for seq in phonemes for p in seq} - set(tokenizer.vocab))
         if unknown:
             logger.warning("%d phonemes are not in %s's tokenizer and read as <unk>: %s", len(unknown),
                            valle_args.init_variant, unknown[:10])  # fmt: skip
     else:
-        tokenizer = build_phoneme_tokenizer(phonemize_texts(texts, valle_args.language))
+        tokenizer = build_phoneme_tokenizer(phonemes)
     rows = [encode_tts_dataset(split, feature_extractor, codec, tokenizer, valle_args.language, valle_args.text_column,
                                data_args.audio_column) for split in (train_speech, eval_speech)]  # fmt: skip
     logger.info("%d / %d utterances, %d phonemes, %d codebooks of %d at %.1f Hz", len(rows[0]), len(rows[1]),

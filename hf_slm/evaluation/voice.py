@@ -172,12 +172,10 @@ def text_conditioning(model, phonemes, codes, batch_size: int = 16) -> dict:
         for start in range(0, len(codes), batch_size):
             batch = model.prepare_inputs(texts[start : start + batch_size], codes[start : start + batch_size])
             batch = {key: value.to(model.device) for key, value in batch.items()}
+            scored = int((batch["labels"][:, 1:] != -100).sum())  # the codes the model's mean loss is over
             with torch.no_grad():
-                logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits[:, :-1]
-            labels = batch["labels"][:, 1:]
-            nats += float(torch.nn.functional.cross_entropy(logits.flatten(0, 2).float(), labels.flatten(),
-                                                            ignore_index=-100, reduction="sum"))  # fmt: skip
-            count += int((labels != -100).sum())
+                nats += float(model(**batch).loss) * scored
+            count += scored
         totals[name] = nats / count
     return totals | {"gain": totals["loss_other_text"] - totals["loss"], "n": len(codes)}
 
