@@ -140,6 +140,32 @@ def test_shared_component_by_reference(saved, tmp_path):
     assert not (resaved / "vocoder").exists()
 
 
+def test_reference_components_saves_references_only_to_equal_components(saved, tmp_path):
+    """`reference_components`: equal components are saved as references (followed to the variant holding the
+    weights); a component that differs from the variant's is refused by name, before anything is written."""
+    pipe, path = saved
+    other = tiny_pipeline()
+    other.reference_components(path, ["vocoder", "feature_extractor"])
+    out = other.save_pretrained(tmp_path / "referencing")
+    index = json.loads((out / INDEX_FILE).read_text())
+    assert index["vocoder"]["subfolder"] == "vocoder" and (out / index["vocoder"]["repo"]).resolve() == path.resolve()
+    assert not (out / "vocoder").exists() and not (out / "feature_extractor").exists()
+    assert (out / "language_model" / "model.safetensors").exists()
+    assert state_equal(SpeechLMPipeline.from_pretrained(out).vocoder, pipe.vocoder)
+    chained = tiny_pipeline()
+    chained.reference_components(out, ["vocoder"])  # a reference in `out`: it points at the weights' owner
+    chained_out = chained.save_pretrained(tmp_path / "chained")
+    repo = json.loads((chained_out / INDEX_FILE).read_text())["vocoder"]["repo"]
+    assert (chained_out / repo).resolve() == path.resolve()
+    changed = tiny_pipeline()
+    with torch.no_grad():
+        next(changed.vocoder.parameters()).add_(0.5)
+    with pytest.raises(ValueError, match="cannot reference component 'vocoder' of .*tensor\\(s\\) differ"):
+        changed.reference_components(path, ["vocoder"])
+    assert state_equal(SpeechLMPipeline.from_pretrained(changed.save_pretrained(tmp_path / "copy")).vocoder,
+                       changed.vocoder)  # fmt: skip
+
+
 def test_assigning_a_component_replaces_it_for_decoding_and_saving(saved, tmp_path):
     """`pipe.vocoder = other` (as in diffusers): decoding speaks through the new vocoder, a save writes its weights
     (not the reference to the variant the old one was shared from), and a vocoder for other units is refused."""

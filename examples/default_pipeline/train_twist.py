@@ -31,7 +31,6 @@ from transformers import AutoModelForCausalLM, LlamaForCausalLM, PreTrainedToken
 from hf_slm import SpeechLMPipeline
 from hf_slm.data import load_text_corpus
 from hf_slm.models.speech_lm import SpeechLMConfig, SpeechLMForCausalLM
-from hf_slm.pipelines.pipeline_utils import read_index, resolve_pipeline_path
 from hf_slm.training import CausalLMCollator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -205,23 +204,10 @@ def main(argv=None) -> int:
         vocoder=base.vocoder,
         tokenizer=tokenizer,
     )
-    pipe._shared_components = references_to(args.base_pipeline)  # saved as references: weights stay there
+    pipe.reference_components(args.base_pipeline, SHARED_COMPONENTS)  # saved as references: weights stay there
     out = pipe.save_pretrained(args.output_dir)
     write_summary(out, summary, started)
     return 0
-
-
-def references_to(base_pipeline: str) -> dict:
-    """Index entries that point at the base variant's components (or at what the base itself points at)."""
-    index = read_index(resolve_pipeline_path(base_pipeline))
-    entries = {}
-    for name in SHARED_COMPONENTS:
-        entry = index[name]
-        if isinstance(entry, dict):  # already a reference: keep pointing at the original
-            entries[name] = dict(entry)
-        else:
-            entries[name] = {"library": entry[0], "class": entry[1], "repo": base_pipeline, "subfolder": name}
-    return entries
 
 
 if __name__ == "__main__":

@@ -170,6 +170,7 @@ EMBEDDED_PIPELINES = {
     "instruct-default": "DEFAULT_INSTRUCT_PIPELINE",
     "speech-llm-default": "DEFAULT_SPEECH_LLM_PIPELINE",
     "codec-default": "DEFAULT_CODEC_PIPELINE",
+    "tts-default": "DEFAULT_TTS_PIPELINE",
 }
 
 
@@ -294,6 +295,31 @@ FLOW_ORDER = ("feature_extractor", "speech_tokenizer", "language_model", "vocode
 AT_LEAST_KEYS = frozenset({"audio.min_samples"})
 
 
+_SAVE_BOOKKEEPING = {"architectures", "auto_map", "dtype", "torch_dtype", "transformers_version"}  # written by saving
+
+
+def _component_difference(mine, theirs) -> str | None:
+    """Why two components are not the same (class, configuration, tensors, vocabulary), or None."""
+    if type(mine) is not type(theirs):
+        return f"{type(mine).__name__} vs {type(theirs).__name__}"
+    if hasattr(mine, "state_dict"):
+        ours, other = mine.state_dict(), theirs.state_dict()
+        if ours.keys() != other.keys():
+            return f"parameter names differ: {sorted(ours.keys() ^ other.keys())[:3]}"
+        changed = [k for k in ours if (ours[k].shape, ours[k].dtype) != (other[k].shape, other[k].dtype)
+                   or not bool((ours[k] == other[k]).all())]  # fmt: skip
+        if changed:
+            return f"{len(changed)} tensor(s) differ, e.g. {changed[0]!r}"
+        ours, other = mine.config.to_diff_dict(), theirs.config.to_diff_dict()
+    elif hasattr(mine, "get_vocab"):
+        ours, other = mine.get_vocab(), theirs.get_vocab()
+    else:
+        ours, other = mine.to_dict(), theirs.to_dict()
+    keys = sorted(k for k in ours.keys() | other.keys() if not k.startswith("_") and k not in _SAVE_BOOKKEEPING
+                  and ours.get(k) != other.get(k))  # fmt: skip
+    return f"configuration differs in {keys[:3]}" if keys else None
+
+
 def check_compatibility(components: dict[str, Any]) -> None:
     """Refuse components that disagree on what flows between them.
 
@@ -383,6 +409,33 @@ class PipelineMixin:
     @property
     def components(self) -> dict[str, Any]:
         return {name: c for name, c in self._components.items() if c is not None}
+
+    def reference_components(self, variant: str | os.PathLike, names) -> None:
+        """Save the components ``names`` as references to the same components of ``variant`` (an embedded name, a
+        local folder or a Hub id) instead of copies: `save_pretrained` writes ``{"library", "class", "repo",
+        "subfolder"}`` index entries and no weights, as `twist-default` refers to `default`'s vocoder.
+
+        Each component must equal the variant's (class, configuration and every tensor), so the saved reference
+        loads back what this pipeline holds; an entry that is itself a reference in ``variant`` is followed to the
+        variant that stores the weights.
+        """
+        path = resolve_pipeline_path(variant)
+        index = read_index(path)
+        references = {}
+        for name in names:
+            spec = normalise_spec(name, index.get(name), str(path / INDEX_FILE))
+            mine = self._components.get(name)
+            if mine is None or spec is None:
+                have = "this pipeline has none" if mine is None else f"{variant} has none"
+                raise ValueError(f"cannot reference component {name!r} of {variant}: {have}")
+            origin = {**spec, "repo": resolve_reference(spec["repo"], path)} if spec.get("repo") else None
+            theirs = self._load_component(name, spec, path, {}, None, None, {})
+            difference = _component_difference(mine, theirs)
+            if difference:
+                raise ValueError(f"cannot reference component {name!r} of {variant}: it differs from this pipeline's "
+                                 f"({difference}); save it as a copy instead")  # fmt: skip
+            references[name] = origin or {**spec, "repo": str(variant), "subfolder": name}
+        self.__dict__.setdefault("_shared_components", {}).update(references)
 
     # ------------------------------------------------------------------ saving
     def model_card(self, eval_results=None, repo_id: str | None = None) -> str:
