@@ -49,12 +49,14 @@ def _kind_of(data: dict) -> str | None:
         return "resynthesis"
     if "voices" in data and set(data) & set(INSTRUCT_TASKS):
         return "instruct_tasks"
+    if isinstance(data.get("tts"), dict) and isinstance(data.get("espeak"), dict) and "wer_ratio" in data:
+        return "tts"
     systems = data.get("systems")
     if isinstance(systems, dict) and "references" in data and "prompt_seconds" in data:
         return "voice"
     if isinstance(systems, dict) and systems and all(isinstance(v, dict) and "bitrate_bps" in v for v in systems.values()):
         return "codec"
-    if set(data) <= {"pairs", "abx", "resynthesis", "instruct_tasks", "voice", "codec"} and data:
+    if set(data) <= {"pairs", "abx", "resynthesis", "instruct_tasks", "voice", "codec", "tts"} and data:
         return "merged"
     return None
 
@@ -64,7 +66,7 @@ def _scalars(d: dict) -> dict:
 
 
 def collect_eval_results(paths, into: dict | None = None) -> dict:
-    """Merge the JSON written by ``hf-slm evaluate {pairs,abx,resynthesis,voice,codec} --output X.json`` (and by
+    """Merge the JSON written by ``hf-slm evaluate {pairs,abx,resynthesis,voice,codec,tts} --output X.json`` (and by
     ``examples/instruction_tuning/evaluate_tasks.py``) into one summary.
 
     Per-item data is dropped; only the summary numbers stay. Pair benchmarks are keyed by file stem (``pairs.json``
@@ -74,7 +76,8 @@ def collect_eval_results(paths, into: dict | None = None) -> dict:
         ``{"pairs": {bench: {accuracy, accuracy_normalized, n, per_phenomenon}}, "abx": {repr: {...}},
         "resynthesis": {wer_original, wer_resynthesized, ...}, "instruct_tasks": {asr: {wer, ...}, tts, intent,
         silence}, "voice": {systems: {name: {speaker_similarity, std, n}}, references, prompt_seconds, ...},
-        "codec": {name: {bitrate_bps, mel_distance, stoi, speaker_similarity, n}}}`` (keys present only when
+        "codec": {name: {bitrate_bps, mel_distance, stoi, speaker_similarity, n}}, "tts": {tts: {wer, cer,
+        speaker_similarity, n}, espeak: {...}, wer_ratio, asr, ...}}`` (keys present only when
         evaluated; voice and codec results keep every system they compared, the variant and its baselines).
     """
     out: dict[str, Any] = json.loads(json.dumps(into)) if into else {}
@@ -87,11 +90,11 @@ def collect_eval_results(paths, into: dict | None = None) -> dict:
         kind = _kind_of(data) if isinstance(data, dict) else None
         if kind is None:
             raise ValueError(
-                f"{path} is not the output of `hf-slm evaluate pairs|abx|resynthesis|voice|codec` nor eval_results"
+                f"{path} is not the output of `hf-slm evaluate pairs|abx|resynthesis|voice|codec|tts` nor eval_results"
             )
         if kind == "merged":
             for key, value in data.items():
-                if key in ("resynthesis", "instruct_tasks", "voice"):
+                if key in ("resynthesis", "instruct_tasks", "voice", "tts"):
                     out[key] = value
                 else:
                     out.setdefault(key, {}).update(value)
@@ -108,6 +111,8 @@ def collect_eval_results(paths, into: dict | None = None) -> dict:
             out["voice"] = {"systems": {k: _scalars(v) for k, v in data["systems"].items()},
                             "references": {k: _scalars(v) for k, v in data["references"].items()},
                             **_scalars(data)}  # fmt: skip
+        elif kind == "tts":
+            out["tts"] = {"tts": _scalars(data["tts"]), "espeak": _scalars(data["espeak"]), **_scalars(data)}
         elif kind == "codec":
             out.setdefault("codec", {}).update({k: _scalars(v) for k, v in data["systems"].items()})
         elif kind == "instruct_tasks":
@@ -146,6 +151,17 @@ def _eval_results_list(results: dict, model_name: str):
                                dataset_type="hf_slm/resynthesis", dataset_name="Resynthesis (synthetic speech)",
                                metric_type="wer", metric_name="WER of resynthesised speech",
                                metric_value=round(r["wer_resynthesized"], 4)))
+    if "tts" in results:
+        r = results["tts"]
+        for metric, name in (("wer", "WER"), ("cer", "CER")):
+            rows.append(EvalResult(task_type="text-to-speech", task_name="Zero-shot TTS intelligibility",
+                                   dataset_type="hf_slm/tts_unseen_voices", dataset_name="unseen espeak-ng voices",
+                                   metric_type=metric, metric_name=f"ASR {name} of the speech",
+                                   metric_value=round(r["tts"][metric], 4)))  # fmt: skip
+        rows.append(EvalResult(task_type="text-to-speech", task_name="Zero-shot TTS voice",
+                               dataset_type="hf_slm/tts_unseen_voices", dataset_name="unseen espeak-ng voices",
+                               metric_type="speaker_similarity", metric_name="speaker similarity to the prompt",
+                               metric_value=round(r["tts"]["speaker_similarity"], 4)))  # fmt: skip
     tasks = results.get("instruct_tasks", {})
     for task, key, task_type, title, metric_type, metric in (
         ("asr", "wer", "automatic-speech-recognition", "ASR (held-out synthetic speech)", "wer", "WER"),
