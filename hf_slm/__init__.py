@@ -29,6 +29,9 @@ DEFAULT_SPEECH_LLM_PIPELINE = str(_HERE / "default_speech_llm_pipeline")
 #: The embedded codec-LM variant (`"codec-default"`): a log-mel RVQ codec (`MelRVQCodecModel`) and a multi-stream LM
 #: over its 4 codebooks; continuations keep the prompt's voice (the codec's decoder speaks them).
 DEFAULT_CODEC_PIPELINE = str(_HERE / "default_codec_pipeline")
+#: The embedded zero-shot TTS variant (`"tts-default"`, `VallEPipeline`): phoneme tokenizer, AR and NAR models; its
+#: feature extractor and codec are references to `DEFAULT_CODEC_PIPELINE`'s.
+DEFAULT_TTS_PIPELINE = str(_HERE / "default_tts_pipeline")
 
 #: submodule -> the public names it provides (each family's `__all__`; tests/test_registration.py keeps them equal)
 _LAZY_NAMES = {
@@ -86,7 +89,7 @@ _LAZY_NAMES = {
 }  # fmt: skip
 __all__ = [
     "DEFAULT_CODEC_PIPELINE", "DEFAULT_INSTRUCT_PIPELINE", "DEFAULT_PIPELINE", "DEFAULT_SPEECH_LLM_PIPELINE",
-    "DEFAULT_TWIST_PIPELINE", *(name for names in _LAZY_NAMES.values() for name in names),
+    "DEFAULT_TTS_PIPELINE", "DEFAULT_TWIST_PIPELINE", *(name for names in _LAZY_NAMES.values() for name in names),
 ]  # fmt: skip
 _lazy_getattr, __dir__ = lazy_exports(__name__, {f".{module}": names for module, names in _LAZY_NAMES.items()})
 #: names before hf_slm 0.2 -> the deprecated alias module that gives them, with a FutureWarning, until hf_slm 0.3

@@ -297,22 +297,22 @@ VALLE_BACKBONE = dict(model_type="llama", hidden_size=32, intermediate_size=64, 
 
 
 def tiny_valle_ar(seed: int = 0, group_size: int = 2, num_phonemes: int = 64, num_codebooks: int = 3,
-                  frame_rate: float | None = None):  # fmt: skip
+                  frame_rate: float | None = None, codebook_size: int = NUM_UNITS):  # fmt: skip
     """VALL-E AR over 3 codebooks of 16 codes, groups of 2 (VALL-E 2)."""
     from hf_slm.models.valle import VallEARConfig, VallEARModel
 
     torch.manual_seed(seed)
-    config = VallEARConfig(text_config=VALLE_BACKBONE, num_phonemes=num_phonemes, codebook_size=NUM_UNITS,
+    config = VallEARConfig(text_config=VALLE_BACKBONE, num_phonemes=num_phonemes, codebook_size=codebook_size,
                            num_codebooks=num_codebooks, group_size=group_size, frame_rate=frame_rate)  # fmt: skip
     return VallEARModel(config).eval()
 
 
 def tiny_valle_nar(seed: int = 0, num_phonemes: int = 64, num_codebooks: int = 3, frame_rate: float | None = None,
-                   group_size: int = 1):  # fmt: skip
+                   group_size: int = 1, codebook_size: int = NUM_UNITS):  # fmt: skip
     from hf_slm.models.valle import VallENARConfig, VallENARModel
 
     torch.manual_seed(seed)
-    config = VallENARConfig(text_config=VALLE_BACKBONE, num_phonemes=num_phonemes, codebook_size=NUM_UNITS,
+    config = VallENARConfig(text_config=VALLE_BACKBONE, num_phonemes=num_phonemes, codebook_size=codebook_size,
                             num_codebooks=num_codebooks, frame_rate=frame_rate, group_size=group_size)  # fmt: skip
     return VallENARModel(config).eval()
 
