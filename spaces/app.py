@@ -6,8 +6,8 @@ Hub repo id; the env variable HF_SLM_SPACE_PIPELINE sets the default). When that
 instruction tab runs `--instruct-pipeline` (default: the embedded `instruct-default`; env HF_SLM_INSTRUCT_PIPELINE;
 `none` turns it off). The Speech LLM tab runs the `SpeechLLMPipeline` variant `--speech-llm-pipeline` (default:
 `speech-llm-default`; env HF_SLM_SPEECH_LLM_PIPELINE; `none` turns it off); when that variant is not there, the tab
-says so. The zero-shot TTS tab runs `--tts-pipeline` (a `VallEPipeline` variant; env
-HF_SLM_TTS_PIPELINE; default none: the tab then says how to configure one). The voice continuation tab runs the
+says so. The zero-shot TTS tab runs `--tts-pipeline` (a `VallEPipeline` variant; default: the embedded `tts-default`;
+env HF_SLM_TTS_PIPELINE; `none` off: the tab then says how to configure one). The voice continuation tab runs the
 codec-LM variant `--codec-pipeline` (default: the embedded `codec-default`; env HF_SLM_CODEC_PIPELINE; `none` off).
 """
 
@@ -42,6 +42,11 @@ QUEUE_SIZE = 64
 STREAM_EVERY = 25  # units between streamed audio updates (0.5 s at 50 Hz)
 EXAMPLE_TEXTS = ["The quick brown fox jumps over the lazy dog.", "Speech language models learn from audio alone."]
 COMMAND_TEXTS = ["turn off the lights in the kitchen", "what is the weather in paris"]  # the intent task's command set
+#: (text to say, prompt transcript) in the words `tts-default` was trained on (the built-in grammar's)
+TTS_EXAMPLES = [
+    ("Three calm mice behind two small cups dance.", "Does his man listen? Her mouse that paints those balls wins."),
+    ("Our old horses that like three red cups play.", "This doctor near every old ball sits."),
+]
 _PLOT_LOCK = threading.Lock()  # pyplot is not thread-safe
 DUPLEX_STREAM_EVERY = 0.25  # s of microphone audio per streamed chunk (a decision acts at the end of its chunk)
 DUPLEX_TIME_LIMIT = 120  # s a live duplex stream may run on a shared CPU Space
@@ -179,8 +184,8 @@ def speech_llm_intro(speech_llm, name: str, reason: str | None) -> str:
     )
 
 
-NO_TTS = ("The zero-shot TTS tab has no VALL-E variant configured: start the Space with --tts-pipeline FOLDER (or set "
-          "HF_SLM_TTS_PIPELINE) to a VallEPipeline variant, e.g. one written by examples/valle/train_valle.py.")
+NO_TTS = ("The zero-shot TTS tab has no VALL-E variant configured: start the Space with --tts-pipeline tts-default (or "
+          "set HF_SLM_TTS_PIPELINE) or a VallEPipeline folder, e.g. one written by examples/valle/train_valle.py.")
 
 
 def load_tts_pipeline(spec: str | None):
@@ -207,7 +212,7 @@ def load_codec_pipeline(spec: str | None):
 
 
 def build_demo(pipeline_path: str = "default", instruct_pipeline: str | None = "instruct-default",
-               speech_llm_pipeline: str | None = SPEECH_LLM_DEFAULT, tts_pipeline: str | None = None,
+               speech_llm_pipeline: str | None = SPEECH_LLM_DEFAULT, tts_pipeline: str | None = "tts-default",
                codec_pipeline: str | None = "codec-default") -> gr.Blocks:  # fmt: skip
     """Load the variants once and build the tabs around them; the spoken-instruction tab runs `instruct_pipeline`
     when the variant itself cannot chat (see `load_chat_pipeline`), the Speech LLM tab runs `speech_llm_pipeline` (or
@@ -226,6 +231,9 @@ def build_demo(pipeline_path: str = "default", instruct_pipeline: str | None = "
     out_dir = Path(tempfile.mkdtemp(prefix="hf_slm_space_"))
     examples = make_examples(out_dir / "examples", EXAMPLE_TEXTS, "example")
     commands = make_examples(out_dir / "examples", COMMAND_TEXTS, "command")
+    tts_prompts = make_examples(out_dir / "examples", [prompt for _, prompt in TTS_EXAMPLES], "tts_prompt",
+                                voice="en-gb+f2")  # fmt: skip
+    tts_examples = [[text, path[0], prompt] for (text, prompt), path in zip(TTS_EXAMPLES, tts_prompts)]
 
     def as_input(audio: np.ndarray) -> dict:
         return {"array": audio, "sampling_rate": input_rate}
@@ -454,7 +462,8 @@ def build_demo(pipeline_path: str = "default", instruct_pipeline: str | None = "
             s_btn = gr.Button("Speak", variant="primary", interactive=tts_pipe is not None)
             s_out, s_info = gr.Audio(label="Generated speech"), gr.Textbox(label="Frames")
             s_btn.click(text_to_speech, [s_text, s_in, s_prompt_text, s_seed], [s_out, s_info], api_name="text_to_speech")
-            gr.Examples(examples, s_in)
+            if tts_examples:
+                gr.Examples(tts_examples, [s_text, s_in, s_prompt_text])
         with gr.Tab("Voice continuation"):
             gr.Markdown(NO_VOICE if codec_pipe is None else f"Variant `{codec_pipeline}` (codec-LM): continues the "
                         "prompt in codec codes, which carry its voice, and its codec speaks them "
@@ -525,7 +534,7 @@ def duplex_intro(pipe) -> str:
     )
 
 
-def make_examples(folder: Path, texts=EXAMPLE_TEXTS, prefix: str = "example") -> list[list[str]]:
+def make_examples(folder: Path, texts=EXAMPLE_TEXTS, prefix: str = "example", voice: str = "en-us") -> list[list[str]]:
     """Example prompts synthesised with espeak-ng at start-up (no binary files in the repo); none without espeak-ng."""
     try:
         from hf_slm.data import EspeakSynthesizer
@@ -533,7 +542,7 @@ def make_examples(folder: Path, texts=EXAMPLE_TEXTS, prefix: str = "example") ->
         folder.mkdir(parents=True, exist_ok=True)
         paths = []
         for i, text in enumerate(texts):
-            result = EspeakSynthesizer("en-us").synthesize(text)
+            result = EspeakSynthesizer(voice).synthesize(text)
             sf.write(folder / f"{prefix}_{i}.wav", result.waveform, result.sampling_rate)
             paths.append([str(folder / f"{prefix}_{i}.wav")])
         return paths
@@ -551,8 +560,8 @@ def main(argv=None):
                         default=os.environ.get("HF_SLM_SPEECH_LLM_PIPELINE", SPEECH_LLM_DEFAULT),
                         help="SpeechLLMPipeline variant for the Speech LLM tab ('none': off; when it is not there, the "
                              "tab says so)")  # fmt: skip
-    parser.add_argument("--tts-pipeline", default=os.environ.get("HF_SLM_TTS_PIPELINE", "none"),
-                        help="VallEPipeline variant for the zero-shot TTS tab ('none': the tab says how to set one)")
+    parser.add_argument("--tts-pipeline", default=os.environ.get("HF_SLM_TTS_PIPELINE", "tts-default"),
+                        help="VallEPipeline variant for the zero-shot TTS tab ('none': off, the tab says how to set one)")
     parser.add_argument("--codec-pipeline", default=os.environ.get("HF_SLM_CODEC_PIPELINE", "codec-default"),
                         help="codec-LM variant for the voice continuation tab ('none': off)")
     parser.add_argument("--host", default="0.0.0.0" if os.environ.get("SPACE_ID") else "127.0.0.1")

@@ -44,13 +44,14 @@ TABS = {  # tab label -> (text only that tab shows, button to press after pickin
                    "[...document.querySelectorAll('textarea')].some(t => t.offsetParent !== null && t.value && "
                    "t.value !== 'Transcribe the audio.') && document.querySelectorAll('audio').length >= {audios} + 2"),
     "Token inspector": ("Deduplicate repeated units", "Tokenize", UNITS_SHOWN + " && document.body.innerText.includes('<unit_')"),
-    "Zero-shot TTS": ("no VALL-E variant configured", None, None),
+    "Zero-shot TTS": ("says the text in the voice of a", "Speak", "document.querySelectorAll('audio').length >= {audios} + 2"),
     "Voice continuation": ("Seconds to continue", "Continue in this voice",
                            "document.querySelectorAll('audio').length >= {audios} + 1 && "
-                           "[...document.querySelectorAll('img')].some(i => i.complete && i.naturalWidth > 600)"),  # no --tts-pipeline: the tab says how to set one
+                           "[...document.querySelectorAll('img')].some(i => i.complete && i.naturalWidth > 600)"),
     "Live duplex": ("falls silent at once", None, None),  # the microphone stream itself: test_live_duplex_...
 }  # fmt: skip
-CHOICES = {"Spoken instruction": ("command_0.wav", "Intent: speech -> intent")}  # tab -> (example, mode) if not example_0
+CHOICES = {"Spoken instruction": ("button", "command_0.wav", "Intent: speech -> intent"),  # tab -> (element, example,
+           "Zero-shot TTS": ("td", "Three calm mice behind two small cups dance.", None)}  # mode) if not example_0
 
 
 def _free_port() -> int:
@@ -220,6 +221,25 @@ def test_voice_continuation_runs_the_codec_default_like_the_library(client, spee
     wav, got_rate = sf.read(audio_path)
     assert got_rate == rate and len(wav) == len(out.waveforms[0])
     assert Path(image).stat().st_size > 10_000  # the plot
+
+
+def test_tts_runs_the_tts_default_like_the_library(client, speech, one_torch_thread):
+    """The zero-shot TTS tab's variant (`tts-default` unless --tts-pipeline says otherwise): the codes the library
+    draws for that text, prompt and seed, spoken by its codec."""
+    from hf_slm import VallEPipeline
+    from hf_slm.models.unit_encoder import load_audio
+
+    path, _ = speech
+    text, prompt_text = "three calm mice dance", "the cat sat on the mat and looked at the bird"
+    audio_path, info = client.predict(text, handle_file(path), prompt_text, 2, api_name="/text_to_speech")
+    library = VallEPipeline.from_pretrained("tts-default")
+    rate = library.sampling_rate
+    out = library.text_to_speech(text, {"array": load_audio(path, rate), "sampling_rate": rate},
+                                 prompt_text=prompt_text, seed=2)  # fmt: skip
+    wav, got_rate = sf.read(audio_path)
+    assert int(info.split()[0]) == out.codes.shape[-1] and got_rate == rate
+    assert len(wav) == len(out.waveform)
+    np.testing.assert_allclose(wav, np.clip(out.waveform, -1, 1), atol=2 / 32767)  # int16 on the way out
 
 
 def test_token_inspector_and_vocoding_typed_units(client, speech, pipe):
@@ -526,9 +546,9 @@ def test_each_tab_renders_in_headless_chromium(space, tmp_path):
             click("button[role=tab]", label)
             browser.wait_for(f"document.body.innerText.includes({marker!r})", timeout=20)
             if button:  # the whole path in the browser: example (-> mode) -> button -> outputs shown
-                example, mode = CHOICES.get(label, ("example_0.wav", None))
+                element, example, mode = CHOICES.get(label, ("button", "example_0.wav", None))
                 audios = browser.evaluate("document.querySelectorAll('audio').length")
-                click("button", example)
+                click(element, example)
                 browser.wait_for(f"document.querySelectorAll('audio').length > {audios}", timeout=30)
                 if mode:
                     click("label", mode)

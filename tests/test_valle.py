@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import soundfile as sf
 import torch
@@ -380,6 +381,11 @@ def test_cli_tts_writes_a_readable_wav_and_refuses_bad_input(variant, prompt_wav
     audio, rate = sf.read(output)
     assert rate == 16000 and 320 <= len(audio) <= 6 * 320 and len(audio) % 320 == 0
     assert [p.name for p in output.parent.iterdir()] == ["speech.wav"]  # no temporary file left
+    embedded = hf_slm("tts", "--text", "three calm mice dance", "--prompt-audio", prompt_wav, "--prompt-text",
+                      "the cat sat on the mat", "--output", tmp_path / "default.wav")  # no --pipeline: tts-default
+    assert embedded.returncode == 0, embedded.stderr
+    audio, rate = sf.read(tmp_path / "default.wav")
+    assert rate == 16000 and 0.3 < len(audio) / rate < 6 and np.abs(audio).max() > 1e-3
     missing = hf_slm("tts", "--pipeline", variant, "--text", "hi", "--prompt-audio", tmp_path / "nope.wav", "--prompt-text", "hi",
                      "--output", tmp_path / "x.wav")  # fmt: skip
     assert missing.returncode == 2 and "nope.wav" in missing.stderr

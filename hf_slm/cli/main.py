@@ -525,7 +525,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_chat)
 
     p = sub.add_parser("tts", help="zero-shot TTS: text in the voice of a prompt clip (a VallEPipeline variant) -> wav")
-    p.add_argument("--pipeline", required=True, help="VallEPipeline variant folder or Hub id")
+    p.add_argument("--pipeline", default="tts-default",
+                   help="VallEPipeline variant folder or Hub id (default: the embedded tts-default)")
     p.add_argument("--text", required=True, help="what to say")
     p.add_argument("--prompt-audio", required=True, type=existing_file, help="a ~3 s clip of the voice (wav, flac, ...)")
     p.add_argument("--prompt-text", required=True, help="the prompt clip's transcript (VALL-E reads its phonemes first)")
