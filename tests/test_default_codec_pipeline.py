@@ -5,20 +5,16 @@ what `ship_codec_default.py` packages."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from safetensors import safe_open
 
 import hf_slm
 from hf_slm import MelRVQCodecModel, MultiStreamSpeechLMForCausalLM, SpeechLMPipeline
-from hf_slm.data import EspeakSynthesizer
-from hf_slm.pipelines.pipeline_utils import resolve_pipeline_path
+
+from embedded_variants import check_embedded_folder, run_offline, voice_prompt
 
 CODEC_DEFAULT = Path(hf_slm.DEFAULT_CODEC_PIPELINE)
 BUDGET_MB = 4  # docs/default_pipeline.md
@@ -31,18 +27,12 @@ def pipe():
 
 @pytest.fixture(scope="module")
 def prompt():
-    speech = EspeakSynthesizer(voice="en-gb+f2", pitch=70).synthesize("the old man walks to the river")
-    return {"array": speech.waveform, "sampling_rate": speech.sampling_rate}
+    return voice_prompt()
 
 
 def test_resolves_by_name_within_budget_and_ships_no_code(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert resolve_pipeline_path("codec-default") == CODEC_DEFAULT
-    size = sum(f.stat().st_size for f in CODEC_DEFAULT.rglob("*.safetensors")) / 1e6
-    assert size <= BUDGET_MB, f"codec-default weights {size:.1f} MB over the {BUDGET_MB} MB budget"
-    assert not list(CODEC_DEFAULT.rglob("*.py")) and not list(CODEC_DEFAULT.rglob("*.bin"))
-    with safe_open(str(CODEC_DEFAULT / "language_model" / "model.safetensors"), "pt") as f:
-        assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float16}  # stored in half the bytes
+    check_embedded_folder("codec-default", CODEC_DEFAULT, BUDGET_MB, float16=["language_model"])
 
 
 def test_components_compute_in_float32(pipe):
@@ -67,11 +57,7 @@ def test_continues_speech_in_codes_its_codec_speaks(pipe, prompt):
 def test_loads_offline_in_a_fresh_process(tmp_path):
     code = ("import hf_slm; from hf_slm import SpeechLMPipeline; p = SpeechLMPipeline.from_pretrained('codec-default'); "
             "print(type(p.speech_tokenizer).__name__, p.language_model.dtype)")  # fmt: skip
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HOME": str(tmp_path)}
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path,
-                          timeout=300)  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.split() == ["MelRVQCodecModel", "torch.float32"]
+    assert run_offline(code, tmp_path) == ["MelRVQCodecModel", "torch.float32"]
 
 
 def test_card_states_the_measured_voice_figures_against_the_default():

@@ -5,20 +5,16 @@ its measured figures, and is what `ship_tts_default.py` packages."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from safetensors import safe_open
 
 import hf_slm
 from hf_slm import SpeechLMPipeline, VallEARModel, VallENARModel, VallEPipeline
-from hf_slm.data import EspeakSynthesizer
-from hf_slm.pipelines.pipeline_utils import resolve_pipeline_path
+
+from embedded_variants import PROMPT_TEXT, check_embedded_folder, run_offline, voice_prompt
 
 TTS_DEFAULT = Path(hf_slm.DEFAULT_TTS_PIPELINE)
 BUDGET_MB = 5  # docs/default_pipeline.md
@@ -32,22 +28,15 @@ def pipe():
 
 @pytest.fixture(scope="module")
 def prompt():
-    speech = EspeakSynthesizer(voice="en-gb+f2", pitch=70).synthesize("the old man walks to the river")
-    return {"array": speech.waveform, "sampling_rate": speech.sampling_rate}
+    return voice_prompt()
 
 
 def test_resolves_by_name_within_budget_refers_to_the_codec_and_ships_no_code(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert resolve_pipeline_path("tts-default") == TTS_DEFAULT
-    size = sum(f.stat().st_size for f in TTS_DEFAULT.rglob("*.safetensors")) / 1e6
-    assert size <= BUDGET_MB, f"tts-default weights {size:.1f} MB over the {BUDGET_MB} MB budget"
-    assert not list(TTS_DEFAULT.rglob("*.py")) and not list(TTS_DEFAULT.rglob("*.bin"))
+    check_embedded_folder("tts-default", TTS_DEFAULT, BUDGET_MB, float16=MODELS)
     index = json.loads((TTS_DEFAULT / "pipeline_index.json").read_text())
     for name in ("feature_extractor", "speech_tokenizer"):  # codec-default's, not a copy
         assert index[name]["repo"] == "codec-default" and not (TTS_DEFAULT / name).exists(), index[name]
-    for name in MODELS:
-        with safe_open(str(TTS_DEFAULT / name / "model.safetensors"), "pt") as f:
-            assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float16}  # stored in half the bytes
 
 
 def test_components_compute_in_float32_with_the_codec_default_codec(pipe):
@@ -59,8 +48,7 @@ def test_components_compute_in_float32_with_the_codec_default_codec(pipe):
 
 
 def test_says_a_text_in_codes_its_codec_speaks(pipe, prompt):
-    out = pipe.text_to_speech("three small birds fly over the house", prompt,
-                              prompt_text="the old man walks to the river", seed=0)  # fmt: skip
+    out = pipe.text_to_speech("three small birds fly over the house", prompt, prompt_text=PROMPT_TEXT, seed=0)
     codec = pipe.speech_tokenizer
     frames = out.codes.shape[-1]
     assert out.codes.shape[0] == codec.num_codebooks and int(out.codes.max()) < codec.codebook_size
@@ -73,11 +61,7 @@ def test_says_a_text_in_codes_its_codec_speaks(pipe, prompt):
 def test_loads_offline_in_a_fresh_process(tmp_path):
     code = ("import hf_slm; from hf_slm import VallEPipeline; p = VallEPipeline.from_pretrained('tts-default'); "
             "print(type(p.speech_tokenizer).__name__, p.ar_model.dtype)")  # fmt: skip
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HOME": str(tmp_path)}
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path,
-                          timeout=300)  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.split() == ["MelRVQCodecModel", "torch.float32"]
+    assert run_offline(code, tmp_path) == ["MelRVQCodecModel", "torch.float32"]
 
 
 def test_card_states_the_measured_tts_figures_against_espeak():

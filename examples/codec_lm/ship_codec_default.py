@@ -21,11 +21,9 @@ import math
 from pathlib import Path
 
 import datasets
-import torch
 
 from hf_slm.pipelines import SpeechLMPipeline
-from hf_slm.pipelines.model_card import TRAINING_SUMMARY_FILE, render_model_card, write_eval_results
-from hf_slm.utils import atomic_save_directory
+from hf_slm.pipelines.model_card import save_embedded_variant
 
 
 def training_summary(run: Path, pipe) -> dict:
@@ -58,23 +56,8 @@ def main(argv=None):
     pipe = SpeechLMPipeline.from_pretrained(args.run / "codec_lm" / "variant")
     summary = training_summary(args.run, pipe)
 
-    def write(folder: Path) -> None:
-        pipe.language_model.to(torch.float16)
-        pipe.save_pretrained(folder)
-        config_path = folder / "language_model" / "config.json"
-        config = json.loads(config_path.read_text())
-        config["dtype"] = "float32"  # stored in float16, computed in float32
-        config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-        (folder / TRAINING_SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
-        if args.eval:
-            write_eval_results(folder, args.eval)
-        loaded = SpeechLMPipeline.from_pretrained(folder)
-        assert loaded.language_model.dtype == torch.float32, loaded.language_model.dtype
-        render_model_card(loaded, repo_id="codec-default").save(folder / "README.md")
-        for code in folder.rglob("*.py"):  # embedded: the package serves the code (`hf-slm push` writes it again)
-            code.unlink()
-
-    atomic_save_directory(args.output, write)
+    save_embedded_variant(pipe, args.output, "codec-default", float16=("language_model",), training_summary=summary,
+                          eval_paths=args.eval)  # fmt: skip
     print(f"wrote {args.output}")
 
 

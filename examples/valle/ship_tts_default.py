@@ -22,11 +22,9 @@ import json
 from pathlib import Path
 
 import datasets
-import torch
 
 from hf_slm.pipelines import VallEPipeline
-from hf_slm.pipelines.model_card import TRAINING_SUMMARY_FILE, render_model_card, write_eval_results
-from hf_slm.utils import atomic_save_directory
+from hf_slm.pipelines.model_card import save_embedded_variant
 
 MODELS = ("ar_model", "nar_model")
 CODEC_PARTS = ("feature_extractor", "speech_tokenizer")
@@ -95,27 +93,8 @@ def main(argv=None):
     except ValueError as err:
         print(f"storing the codec: {err}")
 
-    def write(folder: Path) -> None:
-        for name in MODELS:
-            getattr(pipe, name).to(torch.float16)
-        pipe.save_pretrained(folder)
-        for name in MODELS:
-            config_path = folder / name / "config.json"
-            config = json.loads(config_path.read_text())
-            config["dtype"] = "float32"  # stored in float16, computed in float32
-            if isinstance(config.get("text_config"), dict):
-                config["text_config"]["dtype"] = "float32"
-            config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-        (folder / TRAINING_SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
-        if args.eval:
-            write_eval_results(folder, args.eval)
-        loaded = VallEPipeline.from_pretrained(folder)
-        assert all(getattr(loaded, name).dtype == torch.float32 for name in MODELS)
-        render_model_card(loaded, repo_id="tts-default").save(folder / "README.md")
-        for code in folder.rglob("*.py"):  # embedded: the package serves the code (`hf-slm push` writes it again)
-            code.unlink()
-
-    atomic_save_directory(args.output, write)
+    save_embedded_variant(pipe, args.output, "tts-default", float16=MODELS, training_summary=summary,
+                          eval_paths=args.eval)  # fmt: skip
     print(f"wrote {args.output}")
 
 

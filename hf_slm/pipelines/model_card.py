@@ -313,5 +313,40 @@ def render_model_card(pipeline, eval_results=None, training_summary: dict | None
     return ModelCard(content)
 
 
+def save_embedded_variant(pipeline, folder, repo_id: str, float16=(), training_summary: dict | None = None,
+                          eval_paths=()) -> Path:
+    """Save ``pipeline`` as a variant embedded in the package: the ``float16`` components stored in half the bytes but
+    computing in float32 (their configs keep ``dtype: float32``, so `from_pretrained` upcasts), the training summary,
+    the merged ``eval_paths`` and the card named ``repo_id``, and no model code (the package serves it; a push writes
+    it again). The folder is replaced atomically; the pipeline's ``float16`` components are left in float16."""
+    import torch
+
+    from ..utils import atomic_save_directory
+
+    def write(tmp: Path) -> None:
+        for name in float16:
+            getattr(pipeline, name).to(torch.float16)
+        pipeline.save_pretrained(tmp)
+        for name in float16:
+            config_path = tmp / name / "config.json"
+            config = json.loads(config_path.read_text(encoding="utf-8"))
+            for section in (config, *(v for v in config.values() if isinstance(v, dict) and "dtype" in v)):
+                section["dtype"] = "float32"  # sub-configs (a backbone's text_config) too
+            config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        if training_summary is not None:
+            (tmp / TRAINING_SUMMARY_FILE).write_text(json.dumps(training_summary, indent=2) + "\n", encoding="utf-8")
+        if eval_paths:
+            write_eval_results(tmp, eval_paths)
+        loaded = type(pipeline).from_pretrained(tmp)
+        wrong = [name for name in float16 if getattr(loaded, name).dtype != torch.float32]
+        if wrong:
+            raise RuntimeError(f"{wrong} would not load in float32 from {tmp}")
+        render_model_card(loaded, repo_id=repo_id).save(tmp / "README.md")
+        for code in tmp.rglob("*.py"):
+            code.unlink()
+
+    return atomic_save_directory(Path(folder), write)
+
+
 __all__ = ["EVAL_RESULTS_FILE", "FAMILIES", "MAIN_COMPONENTS", "PIPELINE_TAGS", "TRAINING_SUMMARY_FILE", "collect_eval_results", "detect_family",
-           "render_model_card", "write_eval_results"]
+           "render_model_card", "save_embedded_variant", "write_eval_results"]
