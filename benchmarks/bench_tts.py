@@ -2,7 +2,7 @@
 
 For each of `--texts` sentences of the built-in grammar (what the variant was trained on), in one process: espeak-ng
 (`EspeakSynthesizer`, the same text; the plain tool a user would otherwise call) and `VallEPipeline.text_to_speech`
-after a 2.6 s espeak-ng prompt in an unseen voice, seeds 0.. . The TTS time is split by re-running its stages on the
+after a 2.7 s espeak-ng prompt in an unseen voice, seeds 0.. . The TTS time is split by re-running its stages on the
 same inputs: espeak-ng's phonemizer, the prompt's encoding, the AR model (codebook 1, KV-cached, one group of 2 codes
 per step, repetition-aware sampling, held to the same number of frames), the NAR model (3 passes) and the codec's
 decoding (Griffin-Lim). Prints medians over texts and repeats (first run of each
@@ -82,9 +82,9 @@ def main() -> None:
         med = {key: statistics.median(values) for key, values in rows.items()}
         rtf_tts = sum(rows["tts"]) / sum(rows["speech_s"])
         rtf_espeak = sum(rows["espeak"]) / sum(rows["espeak_speech_s"])
+        stages = " + ".join(f"{key} {med[key]:.3f}" for key in ("phonemize", "encode", "ar", "nar", "decode"))
         print(f"threads {threads}: per sentence (median) text_to_speech {med['tts']:.3f} s for {med['speech_s']:.2f} s "
-              f"of speech [phonemize {med['phonemize']:.3f} + encode {med['encode']:.3f} + AR {med['ar']:.3f} + NAR {med['nar']:.3f} + decode "
-              f"{med['decode']:.3f}]; espeak-ng {med['espeak']:.3f} s for {med['espeak_speech_s']:.2f} s")  # fmt: skip
+              f"of speech [{stages}]; espeak-ng {med['espeak']:.3f} s for {med['espeak_speech_s']:.2f} s")  # fmt: skip
         print(f"  real-time factor: tts-default {rtf_tts:.3f}, espeak-ng {rtf_espeak:.3f}, ratio "
               f"{rtf_tts / rtf_espeak:.1f}x")  # fmt: skip
 
