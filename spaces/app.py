@@ -231,9 +231,11 @@ def build_demo(pipeline_path: str = "default", instruct_pipeline: str | None = "
     out_dir = Path(tempfile.mkdtemp(prefix="hf_slm_space_"))
     examples = make_examples(out_dir / "examples", EXAMPLE_TEXTS, "example")
     commands = make_examples(out_dir / "examples", COMMAND_TEXTS, "command")
-    tts_prompts = make_examples(out_dir / "examples", [prompt for _, prompt in TTS_EXAMPLES], "tts_prompt",
-                                voice="en-gb+f2")  # fmt: skip
-    tts_examples = [[text, path[0], prompt] for (text, prompt), path in zip(TTS_EXAMPLES, tts_prompts)]
+    tts_examples = []  # only spoken when the tab has a model to use them
+    if tts_pipe is not None:
+        tts_prompts = make_examples(out_dir / "examples", [prompt for _, prompt in TTS_EXAMPLES], "tts_prompt",
+                                    voice="en-gb+f2")  # fmt: skip
+        tts_examples = [[text, path[0], prompt] for (text, prompt), path in zip(TTS_EXAMPLES, tts_prompts)]
 
     def as_input(audio: np.ndarray) -> dict:
         return {"array": audio, "sampling_rate": input_rate}

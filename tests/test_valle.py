@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -426,6 +427,9 @@ def test_space_tts_tab_speaks_with_a_variant_and_explains_without_one(variant, p
     with pytest.raises(gr.Error, match="no VALL-E variant configured: start the Space with --tts-pipeline"):
         _tab_function(plain, "text_to_speech")("hello", str(prompt_wav), "", 0)
     demo = app.build_demo(str(tmp_path / "pipeline"), "none", "none", tts_pipeline=str(variant))
+    # the TTS examples' voice prompts are spoken only where the tab has a model to use them
+    tts_prompts = [sorted(Path(d.allowed_example_dir).rglob("tts_prompt*")) for d in (plain, demo)]
+    assert not tts_prompts[0] and len(tts_prompts[1]) == len(app.TTS_EXAMPLES)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]

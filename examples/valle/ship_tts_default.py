@@ -38,9 +38,8 @@ def last_trainer_state(folder: Path) -> dict:
     return max(states, key=lambda s: s["global_step"])
 
 
-def stage_summary(run: Path, data: Path) -> dict:
+def stage_summary(run: Path, data: Path, split: dict) -> dict:
     train = datasets.load_from_disk(str(data / "train_corpus"))["train"]
-    split = json.loads((data / "voice_split.json").read_text())
     seconds = sum(train["duration"])
     stage = {"corpus": f"{data.parent.name}/{data.name}", "train_utterances": len(train),
              "train_hours": round(seconds / 3600, 2), "mean_seconds": round(seconds / len(train), 1),
@@ -54,8 +53,9 @@ def stage_summary(run: Path, data: Path) -> dict:
 
 
 def training_summary(pipe: VallEPipeline, stages: list[tuple[Path, Path]]) -> dict:
-    parts = [stage_summary(run, data) for run, data in stages]
-    last = json.loads((stages[-1][1] / "voice_split.json").read_text())
+    splits = [json.loads((data / "voice_split.json").read_text()) for _, data in stages]
+    parts = [stage_summary(run, data, split) for (run, data), split in zip(stages, splits)]
+    last = splits[-1]
     ar = pipe.ar_model.config
     return {
         "recipe": "examples/audiolm/README.md ('VALL-E that reads its text'): train_small.sh with "
