@@ -89,6 +89,26 @@ def test_training_script_smoke_and_resume(tmp_path):
     assert vocoder_config["waveform_head"] == "istft" and vocoder_config["istft_num_layers"] == 1
     assert vocoder_config["keep_discriminators"] is False
 
+    # --float16_components: the vocoder stored in half the bytes, computing in float32; only the evaluation reruns,
+    # on what was stored, and its figures stay those of the float32 vocoder up to rounding
+    half = run_script(tmp_path, "--num_sentences", "24", "--num_eval_sentences", "4", "--eval_resynthesis_sentences",
+                      "1", "--vocoder_gan_steps", "2", "--vocoder_gan_istft_layers", "1", "--float16_components",
+                      "vocoder")  # fmt: skip
+    status = {name: stage["status"] for name, stage in half["stages"].items()}
+    cached = dict.fromkeys(["corpus", "units", "lm", "vocoder", "vocoder_gan"], "cached")
+    assert status == {**cached, "evaluation": "ran"}
+    import torch
+    from safetensors import safe_open
+
+    from hf_slm import SpeechLMPipeline
+
+    with safe_open(str(tmp_path / "variant" / "vocoder" / "model.safetensors"), "pt") as stored:
+        assert {stored.get_tensor(k).dtype for k in stored.keys()} == {torch.float16}
+    assert not list((tmp_path / "variant").rglob("*.py"))  # an embedded variant: the package serves the code
+    assert SpeechLMPipeline.from_pretrained(tmp_path / "variant").vocoder.dtype == torch.float32
+    heldout, heldout_half = gan["evaluation"]["resynthesis_heldout"], half["evaluation"]["resynthesis_heldout"]
+    assert heldout_half["n"] == heldout["n"] and abs(heldout_half["mel_distance"] - heldout["mel_distance"]) < 0.05
+
     # unit_draws.py --synthesise builds the corpus stage of a config that has none; recipe flags override the config
     flags = [*TINY, "--num_sentences", "24", "--num_eval_sentences", "4", "--work_dir", str(tmp_path / "fresh")]
     config = tmp_path / "draws_config.json"
@@ -157,6 +177,8 @@ def test_bad_pipeline_arguments_are_refused_before_any_work(tmp_path):
     for extra, message in ((["--device", "tpu"], "--device must be 'cpu' or 'cuda', got 'tpu'"),
                            (["--augmentation", '{"steps": [{"name": "echo"}]}'], "unknown step 'echo'"),
                            (["--voices", "english"], "--voices english needs --text_source open"),
+                           (["--float16_components", "vocodr"],
+                            "--float16_components names no component of the variant: ['vocodr']"),
                            (["--vtln_tokenization", "unwarped"], "--vtln_tokenization unwarped reads speech with a "),
                            (["--vtln", "true", "--vtln_tokenization", "x"],
                             "must be 'search' or 'unwarped', got 'x'")):  # fmt: skip

@@ -107,6 +107,9 @@ class DefaultPipelineArguments:
                                           metadata={"help": "CPU-sized scale discriminators"})
     eval_resynthesis_sentences: int = field(default=30, metadata={"help": "held-out sentences for resynthesis WER/CER"})
     eval_real_speech: str = field(default="", metadata={"help": "also resynthesise installed real speech ('librivox')"})
+    float16_components: str = field(default="", metadata={
+        "help": "comma-separated components stored in float16 that compute in float32 (`save_embedded_variant`: "
+                "half the bytes in the package; the evaluation reads what was stored)"})
     device: str = field(default="cpu", metadata={"help": "'cpu' or 'cuda' (a bigger recipe where a GPU is at hand)"})
     torch_threads: int = field(default=0, metadata={"help": "torch CPU threads (0: torch's default); 1 is faster on a busy machine"})
     seed: int = 0
@@ -127,6 +130,8 @@ STAGE_ARGUMENTS = {
                     "vocoder_gan_msd_channels", "seed"),
     "evaluation": ("eval_resynthesis_sentences", "eval_real_speech"),
 }  # fmt: skip
+#: The components of the variant this script writes.
+PIPELINE_COMPONENTS = ("feature_extractor", "speech_tokenizer", "language_model", "vocoder")
 #: Bump a stage's version when its folder layout or what it computes changes: its key (and those after it) change.
 STAGE_VERSIONS = {"augment": 2, "units": 2}
 
@@ -187,6 +192,8 @@ def stage_key(args, name: str, *upstream: str) -> str:
         values["vtln"] = True
         if args.vtln_tokenization != "search":
             values["vtln_tokenization"] = args.vtln_tokenization
+    if name == "evaluation" and args.float16_components:  # evaluates the stored float16 weights
+        values["float16_components"] = args.float16_components
     if STAGE_VERSIONS.get(name, 1) != 1:
         values["stage_version"] = STAGE_VERSIONS[name]
     if name == "augment" and args.augmentation:  # the configuration itself, not the name of its file
@@ -580,6 +587,10 @@ def parse_arguments(dataclass_type, argv=None):
     if args.vtln_tokenization != "search" and not args.vtln:
         raise ValueError("--vtln_tokenization unwarped reads speech with a warp-normalised codebook: "
                          "it needs --vtln true")
+    unknown = sorted(set(_csv(getattr(args, "float16_components", ""))) - set(PIPELINE_COMPONENTS))
+    if unknown:
+        raise ValueError(f"--float16_components names no component of the variant: {unknown} "
+                         f"(it has {', '.join(PIPELINE_COMPONENTS)})")
     if args.augment_copies < 1:
         raise ValueError(f"--augment_copies must be at least 1, got {args.augment_copies}")
     set_seed(args.seed)
@@ -614,13 +625,16 @@ def main(argv=None) -> int:
         )  # fmt: skip
         summary.update(gan_metrics)
 
-    pipe = SpeechLMPipeline(
-        feature_extractor=feature_extractor,
-        speech_tokenizer=speech_tokenizer,
-        language_model=language_model,
-        vocoder=vocoder,
-    )
-    out = pipe.save_pretrained(args.output_dir)
+    pipe = SpeechLMPipeline(**dict(zip(PIPELINE_COMPONENTS, (feature_extractor, speech_tokenizer, language_model,
+                                                             vocoder))))
+    if args.float16_components:
+        from hf_slm.pipelines.model_card import save_embedded_variant
+
+        out = save_embedded_variant(pipe, args.output_dir, repo_id=Path(args.output_dir).name,
+                                    float16=_csv(args.float16_components))  # fmt: skip
+        pipe = SpeechLMPipeline.from_pretrained(out)  # evaluate what is stored, as users load it
+    else:
+        out = pipe.save_pretrained(args.output_dir)
     evaluation_key = stage_key(args, "evaluation", lm_key, vocoder_key)
     summary["evaluation"] = stages.run("evaluation", evaluation_key, lambda tmp: evaluate_variant(args, pipe, test, tmp),
                                        lambda p: json.loads((p / "results.json").read_text()))  # fmt: skip
