@@ -16,8 +16,12 @@ from __future__ import annotations
 import argparse
 import os
 import queue
+import shutil
+import signal
+import sys
 import tempfile
 import threading
+import weakref
 from pathlib import Path
 
 import gradio as gr
@@ -499,6 +503,7 @@ def build_demo(pipeline_path: str = "default", instruct_pipeline: str | None = "
             d_reset.click(duplex_reset, None, [d_speaker, d_state, d_log], api_name="duplex_reset")
     demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
     demo.allowed_example_dir = str(out_dir)
+    weakref.finalize(demo, shutil.rmtree, out_dir, ignore_errors=True)  # the example prompts go with the app
     return demo
 
 
@@ -576,6 +581,7 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     demo = build_demo(args.pipeline, args.instruct_pipeline, args.speech_llm_pipeline, args.tts_pipeline,
                       args.codec_pipeline)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # a stopped Space exits cleanly: its temporary files go
     demo.launch(server_name=args.host, server_port=args.port, max_file_size=f"{MAX_FILE_MB}mb", allowed_paths=[demo.allowed_example_dir])
 
 

@@ -129,6 +129,41 @@ def space(tmp_path_factory):
     log.close()
 
 
+def test_a_stopped_space_leaves_no_temporary_files(tmp_path):
+    """The example prompts the Space speaks at start-up live in a temporary folder that a stop (SIGTERM, as a Space
+    host or Ctrl-C sends) removes."""
+    from tiny_components import tiny_pipeline
+
+    tiny_pipeline().save_pretrained(tmp_path / "pipeline")
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    port = _free_port()
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "GRADIO_TEMP_DIR": str(tmp_path / "gradio"),
+           "TMPDIR": str(temp)}  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "spaces" / "app.py"), "--pipeline", str(tmp_path / "pipeline"), "--port", str(port),
+         "--instruct-pipeline", "none", "--speech-llm-pipeline", "none", "--tts-pipeline", "none", "--codec-pipeline",
+         "none"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert process.poll() is None, process.stderr.read()[-3000:]
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the Space did not answer within 180 s"
+                time.sleep(0.5)
+        (examples,) = temp.glob("hf_slm_space_*")
+        assert any(examples.rglob("*.wav"))  # the spoken example prompts
+        process.terminate()
+        assert process.wait(timeout=30) == 0
+        assert not examples.exists()
+    finally:
+        process.kill()
+
+
 @pytest.fixture(scope="module")
 def client(space):
     return Client(space[0], verbose=False)
