@@ -16,9 +16,17 @@ from component_tester import BLOCK_HF_SLM
 DEFAULT = Path(hf_slm.DEFAULT_PIPELINE)
 
 
-def test_default_is_small_and_complete():
+def test_default_is_small_and_complete(tmp_path, monkeypatch):
+    import torch
+
+    from embedded_variants import check_embedded_folder
+    from hf_slm import SpeechLMPipeline
+
     size = sum(f.stat().st_size for f in DEFAULT.rglob("*") if f.is_file())
     assert size <= 30e6, f"embedded default is {size / 1e6:.1f} MB, over the 30 MB budget"
+    monkeypatch.chdir(tmp_path)  # "default" cannot name a local folder
+    check_embedded_folder("default", DEFAULT, 30, float16=["vocoder"])  # the vocoder stored in half the bytes ...
+    assert SpeechLMPipeline.from_pretrained("default").vocoder.dtype == torch.float32  # ... computes in float32
     index = json.loads((DEFAULT / "pipeline_index.json").read_text())
     for name in ("feature_extractor", "speech_tokenizer", "language_model", "vocoder"):
         assert index[name] is not None and (DEFAULT / name).is_dir(), name
