@@ -60,6 +60,22 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _wait_until_serving(process: subprocess.Popen, url: str, log: Path) -> None:
+    """Return once the app at `url` answers; fail with the end of its `log` if it exits or is silent for 180 s."""
+    deadline = time.monotonic() + 180
+    while True:
+        if process.poll() is not None:
+            pytest.fail(f"the Space exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                process.kill()
+                pytest.fail(f"the Space did not answer within 180 s:\n{log.read_text()[-3000:]}")
+            time.sleep(0.5)
+
+
 def tiny_instruct_pipeline():
     """The tiny pipeline plus what an instruct variant adds: a text tokenizer and the chat / task tags."""
     import torch
@@ -108,18 +124,7 @@ def space(tmp_path_factory):
         env=env, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 180
-    while True:
-        if process.poll() is not None:
-            pytest.fail(f"the Space exited with {process.returncode}:\n{(root / 'app.log').read_text()[-3000:]}")
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                process.kill()
-                pytest.fail(f"the Space did not answer within 180 s:\n{(root / 'app.log').read_text()[-3000:]}")
-            time.sleep(0.5)
+    _wait_until_serving(process, url, root / "app.log")
     yield url, root / "pipeline", root / "speech_llm"
     process.terminate()
     try:
@@ -140,21 +145,14 @@ def test_a_stopped_space_leaves_no_temporary_files(tmp_path):
     port = _free_port()
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "GRADIO_TEMP_DIR": str(tmp_path / "gradio"),
            "TMPDIR": str(temp)}  # fmt: skip
-    process = subprocess.Popen(
-        [sys.executable, str(ROOT / "spaces" / "app.py"), "--pipeline", str(tmp_path / "pipeline"), "--port", str(port),
-         "--instruct-pipeline", "none", "--speech-llm-pipeline", "none", "--tts-pipeline", "none", "--codec-pipeline",
-         "none"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    with open(tmp_path / "app.log", "w") as log:
+        process = subprocess.Popen(
+            [sys.executable, str(ROOT / "spaces" / "app.py"), "--pipeline", str(tmp_path / "pipeline"), "--port",
+             str(port), "--instruct-pipeline", "none", "--speech-llm-pipeline", "none", "--tts-pipeline", "none",
+             "--codec-pipeline", "none"], env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert process.poll() is None, process.stderr.read()[-3000:]
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2)
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "the Space did not answer within 180 s"
-                time.sleep(0.5)
+        _wait_until_serving(process, f"http://127.0.0.1:{port}/", tmp_path / "app.log")
         (examples,) = temp.glob("hf_slm_space_*")
         assert any(examples.rglob("*.wav"))  # the spoken example prompts
         process.terminate()

@@ -587,7 +587,7 @@ def parse_arguments(dataclass_type, argv=None):
     if args.vtln_tokenization != "search" and not args.vtln:
         raise ValueError("--vtln_tokenization unwarped reads speech with a warp-normalised codebook: "
                          "it needs --vtln true")
-    unknown = sorted(set(_csv(getattr(args, "float16_components", ""))) - set(PIPELINE_COMPONENTS))
+    unknown = sorted(set(_csv(args.float16_components)) - set(PIPELINE_COMPONENTS))
     if unknown:
         raise ValueError(f"--float16_components names no component of the variant: {unknown} "
                          f"(it has {', '.join(PIPELINE_COMPONENTS)})")
