@@ -12,7 +12,7 @@ Each stage lives in ``<work_dir>/<stage>-<key>/``, the key a hash of the argumen
 stages before it: a rerun loads finished stages and redoes only what a changed argument touches; a killed run resumes
 (data stages are written atomically, the speech corpus per chunk, the Trainers from their last checkpoint).
 The shipped ``default`` is ``config_cpu.json``: 26.1 min on one torch thread of a shared 2-core CPU, 2026-11-23
-(one thread was ~4x faster than two there), + 18.0 min for its ``vocoder_gan`` stage (2026-12-05).
+(one thread was ~4x faster than two there), + 74.5 min for its 2,500-step ``vocoder_gan`` stage (2026-12-06).
 """
 
 from __future__ import annotations
