@@ -198,45 +198,6 @@ def test_bad_pipeline_arguments_are_refused_before_any_work(tmp_path):
         assert not (tmp_path / "v").exists()
 
 
-def test_a_stage_killed_after_its_last_checkpoint_ends_on_that_checkpoint(tmp_path):
-    """A Trainer stage killed between its checkpoint at `max_steps` and its final save resumes to that checkpoint's
-    weights and step, as the uninterrupted run ended (transformers would train a step more); a checkpoint before
-    `max_steps` trains on to it."""
-    import shutil
-
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM, Trainer, TrainingArguments
-
-    from example_loader import load_script
-
-    module = load_script("examples/default_pipeline/train_default.py")
-    config = LlamaConfig(vocab_size=16, hidden_size=8, intermediate_size=16, num_hidden_layers=1, num_attention_heads=2,
-                         num_key_value_heads=2, tie_word_embeddings=True)  # fmt: skip
-    generator = torch.Generator().manual_seed(0)
-    rows = [{"input_ids": ids, "labels": ids} for ids in torch.randint(0, 16, (12, 6), generator=generator)]
-
-    def stage(max_steps: int) -> Trainer:
-        torch.manual_seed(0)
-        args = TrainingArguments(str(tmp_path), max_steps=max_steps, per_device_train_batch_size=2, save_steps=2,
-                                 learning_rate=0.05, report_to=[], use_cpu=True, disable_tqdm=True, seed=0)  # fmt: skip
-        return Trainer(model=LlamaForCausalLM(config), args=args, train_dataset=rows)
-
-    uninterrupted = stage(4)
-    uninterrupted.train()
-    assert (tmp_path / "checkpoint-4").is_dir()
-    killed = stage(4)
-    module.train_resuming(killed)
-    assert killed.state.global_step == 4
-    expected = uninterrupted.model.state_dict()
-    assert all(torch.equal(value, expected[name]) for name, value in killed.model.state_dict().items())
-    assert not torch.equal(killed.model.lm_head.weight, stage(4).model.lm_head.weight)  # trained, not a fresh init
-
-    shutil.rmtree(tmp_path / "checkpoint-4")  # killed before it: the stage trains from step 2 to 4
-    resumed = stage(4)
-    module.train_resuming(resumed)
-    assert resumed.state.global_step == 4 and (tmp_path / "checkpoint-4").is_dir()
-
-
 def test_every_default_recipe_config_parses(monkeypatch):
     """The JSON configs of `train_default.py` name only its arguments, with valid values (a typo fails here, not
     after an hour of synthesis)."""

@@ -267,6 +267,43 @@ def test_last_complete_checkpoint_skips_a_save_cut_short(tmp_path):
     assert (tmp_path / "checkpoint-9").exists()
 
 
+def test_a_run_killed_after_its_last_checkpoint_ends_on_that_checkpoint(tmp_path):
+    """A run killed between its checkpoint at `max_steps` and its own end resumes to that checkpoint's weights and
+    step, as the uninterrupted run ended (transformers would train a step more); a checkpoint before `max_steps`
+    trains on to it."""
+    import shutil
+
+    from transformers import Trainer, TrainingArguments
+
+    from hf_slm.training import train_resuming
+
+    config = LlamaConfig(vocab_size=16, hidden_size=8, intermediate_size=16, num_hidden_layers=1, num_attention_heads=2,
+                         num_key_value_heads=2, tie_word_embeddings=True)  # fmt: skip
+    generator = torch.Generator().manual_seed(0)
+    rows = [{"input_ids": ids, "labels": ids} for ids in torch.randint(0, 16, (12, 6), generator=generator)]
+
+    def stage(max_steps: int) -> Trainer:
+        torch.manual_seed(0)
+        args = TrainingArguments(str(tmp_path), max_steps=max_steps, per_device_train_batch_size=2, save_steps=2,
+                                 learning_rate=0.05, report_to=[], use_cpu=True, disable_tqdm=True, seed=0)  # fmt: skip
+        return Trainer(model=LlamaForCausalLM(config), args=args, train_dataset=rows)
+
+    uninterrupted = stage(4)
+    uninterrupted.train()
+    assert (tmp_path / "checkpoint-4").is_dir()
+    killed = stage(4)
+    assert train_resuming(killed, last_complete_checkpoint(tmp_path)) is None
+    assert killed.state.global_step == 4
+    expected = uninterrupted.model.state_dict()
+    assert all(torch.equal(value, expected[name]) for name, value in killed.model.state_dict().items())
+    assert not torch.equal(killed.model.lm_head.weight, stage(4).model.lm_head.weight)  # trained, not a fresh init
+
+    shutil.rmtree(tmp_path / "checkpoint-4")  # killed before it: the run trains from step 2 to 4
+    resumed = stage(4)
+    assert train_resuming(resumed, last_complete_checkpoint(tmp_path)).global_step == 4
+    assert resumed.state.global_step == 4 and (tmp_path / "checkpoint-4").is_dir()
+
+
 def test_end_distributed_leaves_the_process_group_and_is_a_no_op_without_one():
     """The launchable examples call it last on every rank (a gloo group left to interpreter teardown can abort a
     rank after its work is saved); here a one-rank gloo group in this process."""

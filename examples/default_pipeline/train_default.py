@@ -27,7 +27,7 @@ from pathlib import Path
 
 import datasets
 import torch
-from transformers import HfArgumentParser, LlamaConfig, Trainer, TrainerState, TrainingArguments, set_seed
+from transformers import HfArgumentParser, LlamaConfig, Trainer, TrainingArguments, set_seed
 
 from hf_slm import SpeechLMPipeline
 from hf_slm.data import load_text_corpus, load_text_split, normalize_sentence, synthesize_corpus, synthesize_dataset
@@ -46,8 +46,8 @@ from hf_slm.training import (
     SpeechAugmentation,
     UnitVocoderCollator,
     VocoderGanTrainer,
-    completed_step,
     last_complete_checkpoint,
+    train_resuming,
 )
 from hf_slm.training.kmeans import fit_unit_tokenizer_on_dataset
 from hf_slm.utils import OneThreadInWorkers
@@ -187,7 +187,7 @@ def train_and_evaluate(model, out: Path, epochs, max_steps, lr, batch, seed, tra
         eval_dataset=test,
         data_collator=collator,
     )
-    train_resuming(trainer)
+    train_resuming(trainer, last_complete_checkpoint(trainer.args.output_dir, remove_incomplete=True))
     return trainer.evaluate()["eval_loss"]
 
 
@@ -406,7 +406,7 @@ def train_vocoder_gan(args, vocoder: UnitMelVocoder, train, hop_length, out_dir:
         model=model, args=training_args, train_dataset=vocoder_pairs(train),
         data_collator=UnitVocoderCollator(hop_length=hop_length, segment_units=args.vocoder_gan_segment_units),
     )  # fmt: skip
-    train_resuming(trainer)
+    train_resuming(trainer, last_complete_checkpoint(trainer.args.output_dir, remove_incomplete=True))
     mel = [h["loss_mel"] for h in trainer.state.log_history if "loss_mel" in h]
     return model.cpu().eval(), {"vocoder_gan_steps": trainer.state.global_step,
                                 "vocoder_gan_train_mel_l1": mel[-1] if mel else None}  # fmt: skip
@@ -551,19 +551,6 @@ def cached_stage(path: Path, write, load):
     if not path.is_dir():
         atomic_save_directory(path, write)
     return load(path)
-
-
-def train_resuming(trainer: Trainer) -> None:
-    """`trainer.train()` from the last complete checkpoint of its output folder. A checkpoint that already reached
-    `max_steps` (the stage was killed before its final save) is loaded as it is: transformers' Trainer would run one
-    step past `max_steps` on resuming there, so the stage would end on other weights than an uninterrupted run."""
-    checkpoint = last_complete_checkpoint(trainer.args.output_dir, remove_incomplete=True)
-    if completed_step(checkpoint, trainer.args) is None:
-        trainer.train(resume_from_checkpoint=checkpoint)
-        return
-    finished = type(trainer.model).from_pretrained(checkpoint)
-    trainer.model.load_state_dict(finished.state_dict())
-    trainer.state = TrainerState.load_from_json(str(Path(checkpoint) / "trainer_state.json"))
 
 
 class _single_thread:

@@ -36,8 +36,8 @@ from hf_slm import (
     VallEPipeline,
 )
 from hf_slm.evaluation.voice import text_conditioning
+from hf_slm.training import last_complete_checkpoint, train_resuming
 from hf_slm.training.arguments import load_codec, SpeechDataArguments, load_speech_splits, parse_json_and_flags
-from hf_slm.training.checkpoints import last_complete_checkpoint
 from hf_slm.training.valle import VallECollator, build_phoneme_tokenizer, encode_tts_dataset, phonemize_texts
 from hf_slm.utils import atomic_open, atomic_save_directory
 
@@ -85,7 +85,7 @@ def train(model, name: str, train_rows, eval_rows, training_args: TrainingArgume
     args = dataclasses.replace(training_args, output_dir=str(output_dir), remove_unused_columns=False, **changes)
     trainer = Trainer(model=model, args=args, train_dataset=train_rows, eval_dataset=eval_rows,
                       data_collator=VallECollator(model))  # fmt: skip
-    trainer.train(resume_from_checkpoint=last_complete_checkpoint(output_dir, remove_incomplete=True))
+    train_resuming(trainer, last_complete_checkpoint(output_dir, remove_incomplete=True))
     atomic_save_directory(finished, model.save_pretrained)
     return model
 

@@ -16,6 +16,7 @@ from .launch import (
     log_launch,
     require_single_process,
     resumable_interrupt,
+    train_resuming,
 )
 from .packing import PackedSequenceCollator, SequencePacker, pack_dataset, pack_sequences
 from .speech_llm import SpeechLLMCollator, set_training_stage
@@ -50,5 +51,6 @@ __all__ = [
     "require_single_process",
     "resumable_interrupt",
     "set_training_stage",
+    "train_resuming",
     "widen_to_umask",
 ]

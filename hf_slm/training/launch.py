@@ -4,7 +4,8 @@
   launch that would silently run a single process is refused (`LaunchError`).
 - `require_single_process`: the same refusal for scripts written for one process.
 - `log_launch`: rank and world size once, from rank 0; log lines carry the rank.
-- `completed_step` / `finished_results`: a rerun of a finished run is a no-op instead of a step past ``max_steps``.
+- `completed_step` / `finished_results`: a rerun of a finished run is a no-op instead of a step past ``max_steps``;
+  `train_resuming`: a run killed after its checkpoint at ``max_steps`` (before its own end) ends on that checkpoint.
 - `resumable_interrupt`: Ctrl-C prints where the last checkpoint is and that rerunning resumes, not a traceback.
 - `end_distributed`: every rank leaves the process group together before the interpreter exits.
 """
@@ -134,6 +135,22 @@ def finished_results(checkpoint, training_args, results_file) -> dict | None:
     return json.loads(Path(results_file).read_text())
 
 
+def train_resuming(trainer, checkpoint: str | None):
+    """`trainer.train(resume_from_checkpoint=checkpoint)`, except that a checkpoint which already ends the run
+    (`completed_step`: the run was killed after saving it, before its own end) is loaded as it is: transformers'
+    Trainer would train one step past ``max_steps`` from it, and end on other weights than an uninterrupted run.
+    Returns the `TrainOutput`, or None when nothing was left to train. A model that is not a `PreTrainedModel`
+    (a PEFT wrapper) is resumed by the Trainer as before."""
+    from transformers import PreTrainedModel, TrainerState
+
+    model = trainer.model
+    if completed_step(checkpoint, trainer.args) is None or not isinstance(model, PreTrainedModel):
+        return trainer.train(resume_from_checkpoint=checkpoint)
+    model.load_state_dict(type(model).from_pretrained(checkpoint).state_dict())
+    trainer.state = TrainerState.load_from_json(str(Path(checkpoint) / "trainer_state.json"))
+    return None
+
+
 @contextmanager
 def resumable_interrupt(output_dir, is_main: bool = True):
     """Turn Ctrl-C (KeyboardInterrupt) into one line, where the last complete checkpoint is and that rerunning the
@@ -171,4 +188,5 @@ __all__ = [
     "log_launch",
     "require_single_process",
     "resumable_interrupt",
+    "train_resuming",
 ]
