@@ -152,6 +152,9 @@ def test_instruct_task_results_reach_the_card(tmp_path):
     assert metrics["WER"] == 0.8125 and metrics["ASR WER of the spoken reply"] == 0.9375
     assert metrics["accuracy"] == 0.75 and metrics["balanced accuracy"] == 0.75
     assert "| 0.938 / 0.438 |" in card.text and "0.750 (0.200)" in card.text and "| 1.000 / 0.500 |" in card.text
+    # only the instruct script's figures: the card names that script, not an empty `hf-slm evaluate` command
+    assert "Produced by `examples/instruction_tuning/evaluate_tasks.py`" in card.text
+    assert "hf-slm evaluate `" not in card.text and "chance pair accuracy" not in card.text
 
 
 def test_voice_and_codec_results_reach_the_card(tmp_path):
