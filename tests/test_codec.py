@@ -779,6 +779,10 @@ def test_example_trains_two_steps_then_resumes(tmp_path):
     saved = (tmp_path / "results.json").read_bytes()
     assert script.main(flags + ["--max_steps", "2"])["steps"] == 2  # finished: a rerun is a no-op
     assert (tmp_path / "results.json").read_bytes() == saved and not (tmp_path / "checkpoint-3").exists()
+    (tmp_path / "results.json").unlink()  # killed after checkpoint-2, before its results: ends on that checkpoint
+    again = script.main(flags + ["--max_steps", "2"])
+    assert again["steps"] == 2 and again["eval_mel_l1"] == results["eval_mel_l1"]
+    assert not (tmp_path / "checkpoint-3").exists()
     resumed = script.main(flags + ["--max_steps", "3"])  # same output_dir: continues from checkpoint-2
     assert resumed["steps"] == 3 and resumed["resumed_from"] == "checkpoint-2" and results["resumed_from"] is None
 

@@ -67,6 +67,9 @@ def test_tiny_config_trains_saves_loads_and_resumes(script, tiny_encoder):
     assert processor.tokenizer.decode(ids, group_tokens=False) == "the cat"
     # rerunning the finished run returns its results; a longer run resumes from its last checkpoint
     assert script.main(_flags(out)) == results
+    (Path(out) / "results.json").unlink()  # killed after its last checkpoint, before its results: ends on it
+    again = script.main(_flags(out))
+    assert again["steps"] == 4 and again["cer"] == results["cer"] and not (Path(out) / "checkpoint-5").exists()
     longer = script.main(_flags(out, max_steps=6, eval_steps=6))
     assert longer["steps"] == 6 and longer["resumed_from"] == "checkpoint-4"
 

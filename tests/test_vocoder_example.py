@@ -44,6 +44,10 @@ def test_tiny_config_lowers_the_mel_loss_then_resumes(script, tmp_path):
     assert 0 <= resynthesis["wer_original"] and 0 <= resynthesis["wer_resynthesized"]
     assert json.loads((tmp_path / "results.json").read_text())["steps"] == 12
     assert len(list((tmp_path / "resynthesis").glob("*_resynthesized.wav"))) == 2
+    (tmp_path / "results.json").unlink()  # killed after checkpoint-12, before its results: ends on that checkpoint
+    again = script.main(_flags(tmp_path) + ["--max_steps", "12"])
+    assert again["steps"] == 12 and again["resynthesis"]["mel_distance"] == resynthesis["mel_distance"]
+    assert not (tmp_path / "checkpoint-13").exists()
     # the exported generator (no discriminators) and the speech tokenizer load back and resynthesise
     vocoder = AutoModel.from_pretrained(tmp_path)
     assert type(vocoder) is UnitHifiGanVocoder and vocoder.discriminator is None

@@ -38,6 +38,7 @@ from hf_slm.training import (
     last_complete_checkpoint,
     require_single_process,
     resumable_interrupt,
+    train_resuming,
     widen_to_umask,
 )
 from hf_slm.training.kmeans import fit_unit_tokenizer_on_dataset
@@ -219,7 +220,7 @@ def main(argv: list[str] | None = None) -> dict:
     if checkpoint:
         logger.info("resuming from %s", checkpoint)
     with resumable_interrupt(output_dir):
-        trainer.train(resume_from_checkpoint=checkpoint)
+        train_resuming(trainer, checkpoint)  # a checkpoint at max_steps: loaded, not stepped past
     trainer.save_model(str(output_dir))
     widen_to_umask(output_dir)  # safetensors writes the weights private
 

@@ -62,6 +62,7 @@ from hf_slm.training import (
     finished_results,
     last_complete_checkpoint,
     resumable_interrupt,
+    train_resuming,
     widen_to_umask,
 )
 from hf_slm.training.arguments import csv_list, parse_json_and_flags
@@ -321,7 +322,7 @@ def main(argv: list[str] | None = None) -> dict:
     if checkpoint:
         logger.info("resuming from %s", checkpoint)
     with resumable_interrupt(output_dir):
-        trainer.train(resume_from_checkpoint=checkpoint)
+        train_resuming(trainer, checkpoint)  # a checkpoint at max_steps: loaded, not stepped past
     trainer.save_model(str(output_dir))  # the model, and the processor (processing_class) beside it
     widen_to_umask(output_dir)  # safetensors writes the weights private
 

@@ -57,6 +57,7 @@ from hf_slm.training import (
     finished_results,
     last_complete_checkpoint,
     resumable_interrupt,
+    train_resuming,
     widen_to_umask,
 )
 from hf_slm.training.arguments import SpeechDataArguments, csv_list, load_speech_splits, parse_json_and_flags
@@ -262,7 +263,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"resuming from {checkpoint}" if checkpoint else "starting from step 0", flush=True)
     train_started = time.time()
     with resumable_interrupt(output_dir, is_main=main_process):
-        trainer.train(resume_from_checkpoint=checkpoint)
+        train_resuming(trainer, checkpoint)  # a checkpoint at max_steps: loaded, not stepped past
     train_seconds = time.time() - train_started
     trainer.save_model(str(output_dir))  # rank 0 writes
     if not main_process:  # the evaluation and results.json are rank 0's

@@ -146,7 +146,20 @@ def train_resuming(trainer, checkpoint: str | None):
     model = trainer.model
     if completed_step(checkpoint, trainer.args) is None or not isinstance(model, PreTrainedModel):
         return trainer.train(resume_from_checkpoint=checkpoint)
-    model.load_state_dict(type(model).from_pretrained(checkpoint).state_dict())
+    weights = Path(checkpoint) / "model.safetensors"
+    if weights.is_file():  # everything the Trainer saved, GAN discriminators included
+        from safetensors.torch import load_file
+
+        state = load_file(str(weights))
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        current = model.state_dict()
+        loaded = {current[name].data_ptr() for name in state if name in current}
+        missing = [name for name in missing if current[name].data_ptr() not in loaded]  # tied copies are loaded
+        if missing or unexpected:
+            raise RuntimeError(f"{weights} does not hold the weights of this {type(model).__name__}: missing "
+                               f"{missing[:5]}, unexpected {unexpected[:5]}")  # fmt: skip
+    else:  # sharded or another format: the model class reads it
+        model.load_state_dict(type(model).from_pretrained(checkpoint).state_dict())
     trainer.state = TrainerState.load_from_json(str(Path(checkpoint) / "trainer_state.json"))
     return None
 
