@@ -297,6 +297,10 @@ def test_a_run_killed_after_its_last_checkpoint_ends_on_that_checkpoint(tmp_path
     expected = uninterrupted.model.state_dict()
     assert all(torch.equal(value, expected[name]) for name, value in killed.model.state_dict().items())
     assert not torch.equal(killed.model.lm_head.weight, stage(4).model.lm_head.weight)  # trained, not a fresh init
+    other = stage(4)  # a checkpoint of another model is refused, naming the file
+    other.model = LlamaForCausalLM(LlamaConfig(**{**config.to_dict(), "intermediate_size": 12}))
+    with pytest.raises(RuntimeError, match=r"checkpoint-4/model.safetensors does not hold the weights of this Llama"):
+        train_resuming(other, last_complete_checkpoint(tmp_path))
 
     shutil.rmtree(tmp_path / "checkpoint-4")  # killed before it: the run trains from step 2 to 4
     resumed = stage(4)

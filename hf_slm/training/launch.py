@@ -151,7 +151,10 @@ def train_resuming(trainer, checkpoint: str | None):
         from safetensors.torch import load_file
 
         state = load_file(str(weights))
-        missing, unexpected = model.load_state_dict(state, strict=False)
+        try:
+            missing, unexpected = model.load_state_dict(state, strict=False)
+        except RuntimeError as error:  # shapes differ: another model's checkpoint
+            raise RuntimeError(f"{weights} does not hold the weights of this {type(model).__name__}: {error}") from None
         current = model.state_dict()
         loaded = {current[name].data_ptr() for name in state if name in current}
         missing = [name for name in missing if current[name].data_ptr() not in loaded]  # tied copies are loaded
