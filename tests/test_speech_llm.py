@@ -623,6 +623,9 @@ def test_three_stage_script_runs_and_resumes(tmp_path):
     assert model.speech_decoder is not None and model.config.speech_decoder_config.num_units == 100
     assert results[1]["trainable_parameters"] == sum(p.numel() for p in model.projector.parameters())
     assert results[3]["trainable_parameters"] == sum(p.numel() for p in model.speech_decoder.parameters())
+    again = train.main([str(tmp_path / "stage1.json")])  # the same command again: ends on checkpoint-2, no step more
+    assert again["steps"] == 2 and again["final_loss"] == results[1]["final_loss"]
+    assert not (tmp_path / "stage1" / "checkpoint-3").exists()
     rerun = train.main([str(tmp_path / "stage1.json"), "--max_steps", "3"])
     assert rerun["resumed_from"] == "checkpoint-2" and rerun["steps"] == 3
     # stage 2 on the whole LM, two datasets concatenated, projected frames scaled to the token-embedding norm

@@ -32,7 +32,7 @@ from hf_slm.models.speech_llm import (
     add_speech_llm_tokens,
 )
 from hf_slm.pipelines import ASR_PROMPT
-from hf_slm.training import WallClockLimit, end_distributed, last_complete_checkpoint
+from hf_slm.training import WallClockLimit, end_distributed, last_complete_checkpoint, train_resuming
 from hf_slm.training.arguments import parse_json_and_flags
 from hf_slm.training.speech_llm import SpeechLLMCollator, set_training_stage, trainable_parameters
 
@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> dict:
         data_collator=collator,
         callbacks=[WallClockLimit(stage_args.max_minutes)] if stage_args.max_minutes else None,
     )
-    trainer.train(resume_from_checkpoint=checkpoint)
+    train_resuming(trainer, checkpoint)  # a checkpoint at max_steps: loaded, not stepped past
     results = {"stage": stage_args.stage, "steps": trainer.state.global_step, "trainable_parameters": trainable,
                "resumed_from": None if checkpoint is None else Path(checkpoint).name, "projector_scale": scale,
                "final_loss": next((e["loss"] for e in reversed(trainer.state.log_history) if "loss" in e), None)}
