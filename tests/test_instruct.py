@@ -522,11 +522,18 @@ def test_spoken_chat_refuses_a_conversation_past_the_lm_positions(tokenizer):
 def test_example_script_runs_on_tiny_config(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_SLM_CACHE": str(tmp_path / "cache")}
     cmd = [sys.executable, str(EXAMPLE / "tune.py"), str(EXAMPLE / "config_tiny.json"), "--output_dir",
-           str(tmp_path / "run"), "--max_steps", "2", "--synth_cache_dir", str(tmp_path / "speech")]  # fmt: skip
+           str(tmp_path / "run"), "--max_steps", "2", "--synth_cache_dir", str(tmp_path / "speech"),
+           "--save_strategy", "steps", "--save_steps", "2"]  # fmt: skip
     result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    summary = json.loads((tmp_path / "run" / "instruct_summary.json").read_text())
+    saved = (tmp_path / "run" / "instruct_summary.json").read_bytes()
+    summary = json.loads(saved)
     assert summary["steps"] == 2 and summary["rows"] > 0 and not summary["merged"]
+    # the same command again finds the run complete: nothing is trained or saved over it
+    again = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert (tmp_path / "run" / "instruct_summary.json").read_bytes() == saved
+    assert not (tmp_path / "run" / "checkpoint-3").exists()
     pipe = SpokenChatPipeline.from_pretrained(summary["variant"])
     assert pipe.chat("what is two plus three", max_new_tokens=2, vocode=False).token_ids
     # the index names the chat pipeline, so a loader that reads `_class_name` gets `chat` too

@@ -28,7 +28,6 @@ import numpy as np
 import torch
 from datasets import concatenate_datasets
 from transformers import HfArgumentParser, LlamaConfig, Trainer, TrainingArguments
-from transformers.trainer_utils import get_last_checkpoint
 
 from hf_slm import (
     SpeechChatTemplate,
@@ -58,7 +57,13 @@ from hf_slm.instruct import (
 from hf_slm.evaluation.report import write_json
 from hf_slm.pipelines.adapters import add_task_tokens
 from hf_slm.pipelines.model_card import TRAINING_SUMMARY_FILE, render_model_card
-from hf_slm.training import ReadableCheckpoints, WallClockLimit, resumable_interrupt
+from hf_slm.training import (
+    ReadableCheckpoints,
+    WallClockLimit,
+    finished_results,
+    last_complete_checkpoint,
+    resumable_interrupt,
+)
 from hf_slm.training.launch import LaunchError, data_parallel_defaults, end_distributed, log_launch
 
 logger = logging.getLogger(__name__)
@@ -178,6 +183,10 @@ def main(argv=None):
     main_process = training_args.process_index == 0
     seed = training_args.seed + data_args.data_seed_offset
     output_dir = Path(training_args.output_dir)
+    last_checkpoint = last_complete_checkpoint(output_dir, remove_incomplete=training_args.should_save)
+    finished = finished_results(last_checkpoint, training_args, output_dir / "instruct_summary.json")
+    if finished is not None:  # the same command again: the Trainer would step past max_steps and save over it
+        return finished
 
     base = model_args.base_pipeline
     with training_args.main_process_first(desc="tiny base and instruction data"):  # the others read rank 0's files
@@ -219,7 +228,6 @@ def main(argv=None):
         limit.append(WallClockLimit(model_args.max_train_minutes))
     trainer = Trainer(model=peft_lm, args=training_args, train_dataset=train_dataset, data_collator=processor.pad,
                       callbacks=limit)  # fmt: skip
-    last_checkpoint = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
     if main_process:  # a killed run picks up where it stopped (the data and its caches are deterministic)
         print(f"resuming from {last_checkpoint}" if last_checkpoint else "starting from step 0", flush=True)
     with resumable_interrupt(output_dir, is_main=main_process):
