@@ -151,16 +151,16 @@ def train_resuming(trainer, checkpoint: str | None):
         from safetensors.torch import load_file
 
         state = load_file(str(weights))
+        refused = f"{weights} does not hold the weights of this {type(model).__name__}"
         try:
             missing, unexpected = model.load_state_dict(state, strict=False)
         except RuntimeError as error:  # shapes differ: another model's checkpoint
-            raise RuntimeError(f"{weights} does not hold the weights of this {type(model).__name__}: {error}") from None
+            raise RuntimeError(f"{refused}: {error}") from None
         current = model.state_dict()
         loaded = {current[name].data_ptr() for name in state if name in current}
         missing = [name for name in missing if current[name].data_ptr() not in loaded]  # tied copies are loaded
         if missing or unexpected:
-            raise RuntimeError(f"{weights} does not hold the weights of this {type(model).__name__}: missing "
-                               f"{missing[:5]}, unexpected {unexpected[:5]}")  # fmt: skip
+            raise RuntimeError(f"{refused}: missing {missing[:5]}, unexpected {unexpected[:5]}")
     else:  # sharded or another format: the model class reads it
         model.load_state_dict(type(model).from_pretrained(checkpoint).state_dict())
     trainer.state = TrainerState.load_from_json(str(Path(checkpoint) / "trainer_state.json"))

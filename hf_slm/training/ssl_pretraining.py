@@ -36,7 +36,7 @@ from .augmentation import SpeechAugmentation
 from .callbacks import ReadableCheckpoints
 from .checkpoints import last_complete_checkpoint
 from .kmeans import fit_unit_tokenizer_on_dataset
-from .launch import completed_step
+from .launch import train_resuming
 from .speech_units import tokenize_speech
 
 logger = logging.getLogger(__name__)
@@ -305,16 +305,10 @@ def train_iteration(iteration: int, labelled_train, labelled_eval, feature_extra
     set_seed(targs.seed + iteration)
     config = args.encoder_config(num_units)
     collator = training_collator(args, config, feature_extractor)
-    checkpoint = last_complete_checkpoint(trainer_dir, remove_incomplete=True)
-    if completed_step(checkpoint, targs) is not None:
-        logger.info("iteration %d: training already complete at %s", iteration, checkpoint)
-        model = SSLEncoderForPreTraining.from_pretrained(checkpoint)
-    else:
-        model = SSLEncoderForPreTraining(config)
-        trainer = Trainer(model=model, args=targs, train_dataset=labelled_train, data_collator=collator,
-                          callbacks=[ReadableCheckpoints()])  # fmt: skip
-        trainer.train(resume_from_checkpoint=checkpoint)
-        model = trainer.model
+    trainer = Trainer(model=SSLEncoderForPreTraining(config), args=targs, train_dataset=labelled_train,
+                      data_collator=collator, callbacks=[ReadableCheckpoints()])  # fmt: skip
+    train_resuming(trainer, last_complete_checkpoint(trainer_dir, remove_incomplete=True))  # a finished one: loaded
+    model = trainer.model
     results = {"iteration": iteration, "num_units": num_units, **evaluate_masked_prediction(
         model, labelled_eval, MaskedPredictionCollator(feature_extractor, collator.hop_length, collator.receptive_field),
         seed=targs.seed)}  # fmt: skip
