@@ -285,15 +285,18 @@ def test_a_run_killed_after_its_last_checkpoint_ends_on_that_checkpoint(tmp_path
     def stage(max_steps: int) -> Trainer:
         torch.manual_seed(0)
         args = TrainingArguments(str(tmp_path), max_steps=max_steps, per_device_train_batch_size=2, save_steps=2,
-                                 learning_rate=0.05, report_to=[], use_cpu=True, disable_tqdm=True, seed=0)  # fmt: skip
+                                 learning_rate=0.05, report_to=[], use_cpu=True, disable_tqdm=True, seed=0,
+                                 logging_steps=1)  # fmt: skip
         return Trainer(model=LlamaForCausalLM(config), args=args, train_dataset=rows)
 
     uninterrupted = stage(4)
     uninterrupted.train()
     assert (tmp_path / "checkpoint-4").is_dir()
     killed = stage(4)
-    assert train_resuming(killed, last_complete_checkpoint(tmp_path)) is None
-    assert killed.state.global_step == 4
+    result = train_resuming(killed, last_complete_checkpoint(tmp_path))
+    assert result.global_step == killed.state.global_step == 4 and result.metrics["train_runtime"] == 0
+    logged = [log["loss"] for log in killed.state.log_history if "loss" in log]
+    assert logged and result.training_loss == pytest.approx(sum(logged) / len(logged))
     expected = uninterrupted.model.state_dict()
     assert all(torch.equal(value, expected[name]) for name, value in killed.model.state_dict().items())
     assert not torch.equal(killed.model.lm_head.weight, stage(4).model.lm_head.weight)  # trained, not a fresh init
@@ -649,3 +652,35 @@ def test_flattened_batches_train_exactly_like_padded_ones(script, reference_run,
     # equal up to float summation order (measured ~1e-7); a leak (no use_cache=False) moved the first loss by 1e-4
     assert flat[1] == pytest.approx(none[1], rel=1e-5)
     assert [flat[2], flat[3], eval_flat] == pytest.approx([none[2], none[3], eval_none], rel=1e-4)
+
+
+def test_a_lora_run_killed_after_its_last_checkpoint_ends_on_that_checkpoint(tmp_path):
+    """The same for a PEFT model (instruction tuning): the checkpoint's adapter is loaded, not trained a step past."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import Trainer, TrainingArguments
+
+    from hf_slm.training import train_resuming
+
+    config = LlamaConfig(vocab_size=16, hidden_size=8, intermediate_size=16, num_hidden_layers=1, num_attention_heads=2,
+                         num_key_value_heads=2, tie_word_embeddings=True)  # fmt: skip
+    generator = torch.Generator().manual_seed(0)
+    rows = [{"input_ids": ids, "labels": ids} for ids in torch.randint(0, 16, (12, 6), generator=generator)]
+
+    def stage(rank: int = 4) -> Trainer:
+        torch.manual_seed(0)
+        model = get_peft_model(LlamaForCausalLM(config), LoraConfig(r=rank, target_modules=["q_proj", "v_proj"]))
+        args = TrainingArguments(str(tmp_path), max_steps=4, per_device_train_batch_size=2, save_steps=2,
+                                 learning_rate=0.05, report_to=[], use_cpu=True, disable_tqdm=True, seed=0,
+                                 logging_steps=1)  # fmt: skip
+        return Trainer(model=model, args=args, train_dataset=rows)
+
+    uninterrupted = stage()
+    uninterrupted.train()
+    killed = stage()
+    before = {n: p.clone() for n, p in killed.model.named_parameters() if "lora_B" in n}
+    assert train_resuming(killed, last_complete_checkpoint(tmp_path)).global_step == killed.state.global_step == 4
+    expected = uninterrupted.model.state_dict()
+    assert all(torch.equal(value, expected[name]) for name, value in killed.model.state_dict().items())
+    assert not all(torch.equal(killed.model.get_parameter(n), p) for n, p in before.items())  # the adapter moved
+    with pytest.raises(RuntimeError, match=r"checkpoint-4 does not hold the adapter 'default' of this LlamaForCausalLM"):
+        train_resuming(stage(rank=2), last_complete_checkpoint(tmp_path))

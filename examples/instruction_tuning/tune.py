@@ -63,6 +63,7 @@ from hf_slm.training import (
     finished_results,
     last_complete_checkpoint,
     resumable_interrupt,
+    train_resuming,
 )
 from hf_slm.training.launch import LaunchError, data_parallel_defaults, end_distributed, log_launch
 
@@ -231,7 +232,7 @@ def main(argv=None):
     if main_process:  # a killed run picks up where it stopped (the data and its caches are deterministic)
         print(f"resuming from {last_checkpoint}" if last_checkpoint else "starting from step 0", flush=True)
     with resumable_interrupt(output_dir, is_main=main_process):
-        result = trainer.train(resume_from_checkpoint=last_checkpoint)
+        result = train_resuming(trainer, last_checkpoint)  # a checkpoint at max_steps: loaded, not stepped past
     if not main_process:  # rank 0 saves the variant and the summary
         return {"steps": result.global_step, "train_loss": result.training_loss}
     pipe.register_modules(language_model=peft_lm.eval())

@@ -49,6 +49,7 @@ from hf_slm.training import (
     log_launch,
     pack_dataset,
     resumable_interrupt,
+    train_resuming,
     widen_to_umask,
 )
 from hf_slm.training.arguments import SpeechDataArguments as SpeechSourceArguments
@@ -286,7 +287,7 @@ def main(argv: list[str] | None = None) -> dict:
         callbacks=[run_info, ReadableCheckpoints()],
     )
     with resumable_interrupt(output_dir, is_main=main_process):
-        train_result = trainer.train(resume_from_checkpoint=checkpoint)
+        train_result = train_resuming(trainer, checkpoint)  # a checkpoint at max_steps: loaded, not stepped past
     if trainer.is_fsdp_enabled:  # one consolidated safetensors file for the final model, whatever the checkpoints use
         trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
     trainer.save_model(output_dir)

@@ -158,7 +158,7 @@ def build_spelled_lm(out: Path) -> Path:
     saved: a small LM copied nothing in 1,000 steps of the full task but learns the plain copy task first."""
     from transformers import AutoTokenizer, LlamaForCausalLM, Trainer, TrainingArguments
 
-    from hf_slm.training import last_complete_checkpoint
+    from hf_slm.training import last_complete_checkpoint, train_resuming
     from hf_slm.training.speech_llm import SpelledFramesCollator
 
     rows = [{"text": t} for t in _train_transcripts() if len(t.split()) <= 12]
@@ -175,7 +175,7 @@ def build_spelled_lm(out: Path) -> Path:
                                      remove_unused_columns=False)  # fmt: skip
             trainer = Trainer(model=model, args=args, train_dataset=rows,
                               data_collator=SpelledFramesCollator(tokenizer, seed=seed, **options))  # fmt: skip
-            result = trainer.train(resume_from_checkpoint=last_complete_checkpoint(args.output_dir))
+            result = train_resuming(trainer, last_complete_checkpoint(args.output_dir, remove_incomplete=True))
             _save_lm(trainer, result, tokenizer, folder, **options)
         source = folder
     return source

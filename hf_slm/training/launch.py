@@ -139,14 +139,41 @@ def train_resuming(trainer, checkpoint: str | None):
     """`trainer.train(resume_from_checkpoint=checkpoint)`, except that a checkpoint which already ends the run
     (`completed_step`: the run was killed after saving it, before its own end) is loaded as it is: transformers'
     Trainer would train one step past ``max_steps`` from it, and end on other weights than an uninterrupted run.
-    Returns the `TrainOutput`, or None when nothing was left to train. A model that is not a `PreTrainedModel`
-    (a PEFT wrapper) is resumed by the Trainer as before."""
-    from transformers import PreTrainedModel, TrainerState
+    A PEFT model loads the checkpoint's adapter (as the Trainer does), any other model its ``model.safetensors``.
 
-    model = trainer.model
-    if completed_step(checkpoint, trainer.args) is None or not isinstance(model, PreTrainedModel):
+    Returns the `TrainOutput`; for a loaded finished checkpoint, its step, the mean of the losses its log holds (the
+    Trainer's own ``training_loss`` is the mean over every step) and ``train_runtime`` 0."""
+    from transformers import TrainerState
+    from transformers.trainer_utils import TrainOutput
+
+    if completed_step(checkpoint, trainer.args) is None:
         return trainer.train(resume_from_checkpoint=checkpoint)
-    weights = Path(checkpoint) / "model.safetensors"
+    _load_checkpoint_weights(trainer.model, Path(checkpoint))
+    trainer.state = state = TrainerState.load_from_json(str(Path(checkpoint) / "trainer_state.json"))
+    losses = [float(log["loss"]) for log in state.log_history if "loss" in log]
+    loss = sum(losses) / len(losses) if losses else float("nan")
+    return TrainOutput(state.global_step, loss, {"train_runtime": 0.0, "train_loss": loss, "epoch": state.epoch})
+
+
+def _load_checkpoint_weights(model, checkpoint: Path) -> None:
+    """Load what a Trainer checkpoint holds of `model` into it; RuntimeError naming the file when it is not its."""
+    from transformers import PreTrainedModel
+
+    try:
+        from peft import PeftModel
+    except ImportError:  # peft is a dependency; without it no model is a PEFT one
+        PeftModel = ()
+    if isinstance(model, PeftModel):  # adapter_model.safetensors, loaded into the active adapter
+        adapter = model.active_adapter
+        refused = f"{checkpoint} does not hold the adapter {adapter!r} of this {type(model.base_model.model).__name__}"
+        try:
+            result = model.load_adapter(str(checkpoint), adapter_name=adapter, is_trainable=True)
+        except (RuntimeError, ValueError, OSError) as error:  # shapes differ, or no adapter files
+            raise RuntimeError(f"{refused}: {error}") from None
+        if result.missing_keys or result.unexpected_keys:
+            raise RuntimeError(f"{refused}: missing {result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}")
+        return
+    weights = checkpoint / "model.safetensors"
     if weights.is_file():  # everything the Trainer saved, GAN discriminators included
         from safetensors.torch import load_file
 
@@ -161,10 +188,10 @@ def train_resuming(trainer, checkpoint: str | None):
         missing = [name for name in missing if current[name].data_ptr() not in loaded]  # tied copies are loaded
         if missing or unexpected:
             raise RuntimeError(f"{refused}: missing {missing[:5]}, unexpected {unexpected[:5]}")
-    else:  # sharded or another format: the model class reads it
+    elif isinstance(model, PreTrainedModel):  # sharded or another format: the model class reads it
         model.load_state_dict(type(model).from_pretrained(checkpoint).state_dict())
-    trainer.state = TrainerState.load_from_json(str(Path(checkpoint) / "trainer_state.json"))
-    return None
+    else:
+        raise RuntimeError(f"{checkpoint} has no model.safetensors for this {type(model).__name__}")
 
 
 @contextmanager
