@@ -81,3 +81,18 @@ def test_errors_reach_the_user_as_one_line(pipeline_dir, tmp_path, capsys):
     assert "exactly one of --texts" in capsys.readouterr().err
     assert main(["evaluate", "pairs", "--pipeline", pipeline_dir, "--output", str(tmp_path / "o.json")]) == 1
     assert "exactly one of --pairs, --zerospeech" in capsys.readouterr().err
+
+
+def test_pairs_topline_fits_a_phone_lm_on_the_text_and_scores_the_pairs(tmp_path, capsys):
+    pairs, text, out = tmp_path / "pairs.jsonl", tmp_path / "text.txt", tmp_path / "topline.json"
+    assert main(["evaluate", "build-pairs", "--kinds", "lexical", "--num-lexical", "6", "--output", str(pairs)]) == 0
+    goods = [json.loads(line)["good"] for line in pairs.read_text().splitlines()]
+    text.write_text("\n".join(f"the {word} is here" for word in goods) + "\n")
+    assert main(["evaluate", "pairs-topline", "--pairs", str(pairs), "--text", str(text), "--order", "3",
+                 "--output", str(out)]) == 0  # fmt: skip
+    result = _outputs(out)
+    assert result["accuracy"] == 1.0 and result["n"] == 6 and result["texts"] == 6 and result["order"] == 3
+    assert "word_vs_nonword" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["evaluate", "pairs-topline", "--pairs", str(tmp_path / "missing.jsonl"), "--text", str(text),
+              "--output", str(out)])  # fmt: skip

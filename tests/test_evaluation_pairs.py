@@ -245,3 +245,21 @@ def test_storycloze_folder_pairs_by_index(pipeline, pairs, tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no .wav files"):
         read_storycloze_pairs(tmp_path / "empty")
+
+
+# ---------------------------------------------------------------------------------------------------- phone topline
+def test_a_phone_lm_topline_tells_words_of_its_text_from_non_words():
+    """`fit_phone_lm` + `score_pairs_ngram`: an n-gram over the phonemes of the grammar's sentences prefers the
+    grammar's words to their non-words; fitted on the non-words instead, it prefers those."""
+    from hf_slm.data import generate_sentences
+    from hf_slm.evaluation import score_pairs_ngram
+    from hf_slm.training import fit_phone_lm
+
+    pairs = build_lexical_pairs(n=40, seed=0)
+    result = score_pairs_ngram(fit_phone_lm(generate_sentences(1000, seed=0), order=4), pairs)
+    assert result["n"] == 40 and result["order"] == 4 and result["accuracy"] >= 0.75
+    assert {"good_logprob", "bad_logprob", "correct"} <= set(result["items"][0])
+    reversed_lm = fit_phone_lm([p["bad"] for p in pairs] * 3, order=4)
+    assert score_pairs_ngram(reversed_lm, pairs)["accuracy"] <= 0.25
+    with pytest.raises(ValueError, match=r"pair 1 \(no id\) has no good text; an n-gram topline scores text pairs"):
+        score_pairs_ngram(reversed_lm, [pairs[0], {"good_audio": "a.wav", "bad": "zat"}])

@@ -152,3 +152,29 @@ def test_cli_fits_a_word_lm_from_files_and_corpora(tmp_path, capsys):
     assert "missing.txt" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["fit-word-lm", "--texts", str(texts), "--order", "0", "--output", str(out)])
+
+
+def test_an_ngram_lm_over_tokens_is_the_word_lm_over_the_same_words():
+    """`fit_word_lm` is `fit_ngram_lm` over `text_words`; tokens with white space or the LM's own symbols are
+    refused, naming the sequence."""
+    from hf_slm.training import fit_ngram_lm
+
+    words = fit_word_lm(TEXTS, order=3, vocabulary=VOCABULARY, min_count=1)
+    tokens = fit_ngram_lm([text_words(t) for t in TEXTS], order=3, vocabulary=VOCABULARY, min_count=1)
+    assert tokens.ngrams == words.ngrams
+    with pytest.raises(ValueError, match=r"sequence 1: token 'a b' is not a non-empty string without white space"):
+        fit_ngram_lm([["a"], ["a b"]])
+    with pytest.raises(ValueError, match="sequence 0: token '</s>'"):
+        fit_ngram_lm([["a", "</s>"]])
+    with pytest.raises(ValueError, match="no sequence to fit"):
+        fit_ngram_lm([[], []])
+
+
+def test_a_sentence_log_prob_sums_its_words_after_their_histories():
+    lm = fit_word_lm(TEXTS, order=3, min_count=1)
+    words = ["the", "cat", "sat"]
+    expected = (lm.log_prob("the", ["<s>"]) + lm.log_prob("cat", ["<s>", "the"]) + lm.log_prob("sat", ["the", "cat"])
+                + lm.log_prob("</s>", ["cat", "sat"]))  # fmt: skip
+    assert lm.sequence_log_prob(words) == pytest.approx(expected)
+    assert lm.sequence_log_prob(["the", "cat", "sat", "on", "the", "mat"]) > lm.sequence_log_prob(
+        ["mat", "the", "on", "sat", "cat", "the"])

@@ -109,6 +109,28 @@ def cmd_pairs(args) -> int:
     return 0
 
 
+def cmd_pairs_topline(args) -> int:
+    from ..evaluation.pairs import format_pair_table, read_pairs, score_pairs_ngram
+    from ..evaluation.report import bar_plot, write_json, write_report
+    from ..training import fit_phone_lm
+
+    texts = _texts(args.text, args.text_limit, args.seed)
+    lm = fit_phone_lm(texts, order=args.order, voice=args.voice, show_progress=True)
+    result = score_pairs_ngram(lm, read_pairs(args.pairs)[: args.limit], voice=args.voice)
+    result.update(pairs=str(args.pairs), text=str(args.text), text_limit=args.text_limit, texts=len(texts),
+                  seed=args.seed)  # fmt: skip
+    json_path, md_path, stem = _outputs(args.output)
+    write_json(result, json_path)
+    per = {k: v["accuracy"] for k, v in result["per_phenomenon"].items()} | {"all": result["accuracy"]}
+    plot = bar_plot(per, f"{stem}.accuracy.png", f"phone {args.order}-gram topline", "accuracy", chance=0.5)
+    table = format_pair_table(result)
+    summary = {k: result[k] for k in ("accuracy", "n", "order", "text", "texts", "voice")}
+    write_report(md_path, "Spoken minimal pairs: phone-LM topline", summary, table, [plot])
+    print(table)
+    print(f"wrote {json_path}, {md_path}, {plot}")
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------------- abx
 def cmd_abx(args) -> int:
     from ..evaluation.abx import build_abx_items, evaluate_abx
@@ -599,8 +621,8 @@ def add_evaluate_parser(sub) -> None:
     f0_methods = LazyChoices("hf_slm.evaluation.metrics.prosody.prosody", "F0_METHODS")
 
     group = sub.add_parser(
-        "evaluate", help="benchmarks: pairs, build-pairs, abx, purity, resynthesis, asr, speech-llm-tasks, generation, "
-        "prosody, turn-taking, stsp, duplex-behaviour, voice, tts, codec"
+        "evaluate", help="benchmarks: pairs, build-pairs, pairs-topline, abx, purity, resynthesis, asr, speech-llm-tasks, "
+        "generation, prosody, turn-taking, stsp, duplex-behaviour, voice, tts, codec"
     )
     commands = group.add_subparsers(dest="evaluate_command", required=True)
 
@@ -642,6 +664,21 @@ def add_evaluate_parser(sub) -> None:
     p.add_argument("--batch-size", type=positive_int, default=16)
     common(p)
     p.set_defaults(func=cmd_pairs)
+
+    p = commands.add_parser(
+        "pairs-topline", help="phone-LM topline of text minimal pairs: an n-gram over the espeak-ng phonemes of a "
+        "training text, scoring each side's phonemes (what units as clean as phonemes could reach)")
+    p.add_argument("--pairs", required=True, type=existing_path, help="JSONL with good/bad texts (build-pairs)")
+    p.add_argument("--text", required=True, help="the LM's training text: 'builtin', 'open-train', 'fortunes', "
+                   "'wordnet' or a text file (one sentence a line)")
+    p.add_argument("--text-limit", type=positive_int, default=None, help="at most this many sentences (as the "
+                   "recipe's num_sentences, drawn with --seed)")
+    p.add_argument("--order", type=positive_int, default=5, help="n-gram order (phonemes)")
+    p.add_argument("--limit", type=positive_int, default=None, help="score only the first N pairs")
+    p.add_argument("--voice", default="en-us", help="espeak-ng voice whose phonemes are read")
+    p.add_argument("--seed", type=non_negative_int, default=0)
+    p.add_argument("--output", required=True, help="results JSON (a Markdown report and a PNG plot next to it)")
+    p.set_defaults(func=cmd_pairs_topline)
 
     p = commands.add_parser("abx", help="within/between-speaker ABX of the tokenizer's features and units")
     p.add_argument("--words", type=csv_list(str), default=["bat", "pat", "mat", "sat", "hat", "bet", "bit", "but"])

@@ -30,7 +30,7 @@ _SUBMODULES = {
     ],
     ".espeak": [
         "EspeakError", "EspeakSynthesizer", "SynthesisResult", "VoiceInfo", "espeak_version", "list_variants",
-        "list_voices", "phonemize"
+        "list_voices", "phoneme_stream", "phonemize"
     ],
     ".real_speech": [
         "REAL_SPEECH_SOURCES", "alsa_clips", "audio_text_columns", "librivox_clips", "load_local_dataset",
@@ -88,6 +88,7 @@ __all__ = [
     "open_vocabulary_speech",
     "load_vad",
     "normalize_sentence",
+    "phoneme_stream",
     "phonemize",
     "read_audio_dir",
     "read_fortunes",

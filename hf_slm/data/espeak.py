@@ -537,6 +537,20 @@ def phonemize(text: str, voice: str = "en-us") -> list[str]:
     return phonemes
 
 
+_STRESS_MARKS = str.maketrans("", "", "ˈˌ")
+
+
+def phoneme_stream(text: str, voice: str = "en-us") -> list[str]:
+    """`phonemize` as a unit LM hears speech: no stress marks and no word boundaries, one string per phoneme.
+
+    >>> phoneme_stream("Hello world.")
+    ['h', 'ə', 'l', 'oʊ', 'w', 'ɜː', 'l', 'd']
+
+    What the phone-LM topline of the spoken minimal pairs reads (`hf-slm evaluate pairs-topline`)."""
+    phonemes = [p.translate(_STRESS_MARKS) for p in phonemize(text, voice) if p != WORD_BOUNDARY]
+    return [p for p in phonemes if p]
+
+
 __all__ = [
     "EspeakError",
     "EspeakSynthesizer",
@@ -551,4 +565,5 @@ __all__ = [
     "MAX_PITCH",
     "WORD_BOUNDARY",
     "phonemize",
+    "phoneme_stream",
 ]

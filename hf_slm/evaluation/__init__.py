@@ -33,7 +33,8 @@ _SUBMODULES = {
     ".metrics": ["METRICS", "load_metric", "metric_path"],
     ".pairs": [
         "PHENOMENA", "build_lexical_pairs", "build_storycloze_pairs", "build_syntactic_pairs", "format_pair_table",
-        "read_pairs", "read_storycloze_pairs", "read_zerospeech_pairs", "score_pairs", "write_pairs"
+        "read_pairs", "read_storycloze_pairs", "read_zerospeech_pairs", "score_pairs", "score_pairs_ngram",
+        "write_pairs"
     ],
     ".prosody": ["evaluate_prosody", "plot_f0_contours"],
     ".unit_purity": ["build_phone_items", "evaluate_unit_purity", "unit_phone_statistics"],
@@ -86,6 +87,7 @@ __all__ = [
     "read_storycloze_pairs",
     "read_zerospeech_pairs",
     "score_pairs",
+    "score_pairs_ngram",
     "turn_taking_events",
     "turn_taking_statistics",
     "write_pairs",

@@ -415,6 +415,36 @@ def score_pairs(pipeline, pairs: list[dict], voice: str = "en-us", rate: int = 1
     }
 
 
+def score_pairs_ngram(lm, pairs: list[dict], voice: str = "en-us", tokenize=None) -> dict:
+    """Score text minimal pairs with an n-gram LM (`NgramLanguageModel`, e.g. `hf_slm.training.fit_phone_lm`): the
+    phone-LM topline of `score_pairs`, what a unit LM trained on speech of the same text could reach with units as
+    clean as phonemes. `tokenize` maps a text to the LM's tokens (default: `hf_slm.data.phoneme_stream` in
+    `voice`). Returns `score_pairs`' keys, with ``good_logprob`` / ``bad_logprob`` (natural log) per item."""
+    from ..data import phoneme_stream
+
+    if not pairs:
+        raise ValueError("no pairs to score")
+    tokenize = tokenize or (lambda text: phoneme_stream(text, voice))
+    good, bad, items = [], [], []
+    for i, pair in enumerate(pairs):
+        missing = [side for side in ("good", "bad") if not isinstance(pair.get(side), str)]
+        if missing:
+            raise ValueError(f"pair {i} ({pair.get('id', 'no id')}) has no {' / '.join(missing)} text; an n-gram "
+                             "topline scores text pairs, not audio ones")  # fmt: skip
+        sides = [lm.sequence_log_prob(tokenize(pair[side])) for side in ("good", "bad")]
+        good.append(sides[0])
+        bad.append(sides[1])
+        item = {k: pair[k] for k in ("id", "type", "phenomenon", "good", "bad") if isinstance(pair.get(k), str)}
+        items.append(item | {"good_logprob": sides[0], "bad_logprob": sides[1]})
+    categories = [str(p.get("phenomenon", p.get("type", "all"))) for p in pairs]
+    result = pair_accuracy([-g for g in good], [-b for b in bad], categories)  # NLLs: lower is better
+    for item, correct in zip(items, pair_scores([-g for g in good], [-b for b in bad])):
+        item["correct"] = float(correct)
+    return {"accuracy": result["accuracy"], "accuracy_summed": result["accuracy"], "n": result["n"],
+            "normalize": False, "voice": voice, "order": lm.order, "per_phenomenon": result["per_category"],
+            "items": items}  # fmt: skip
+
+
 def format_pair_table(result: dict) -> str:
     """A plain-text table of a `score_pairs` result: one row per phenomenon and the total."""
     rows = [(name, v["n"], v["accuracy"]) for name, v in result["per_phenomenon"].items()]
@@ -442,6 +472,7 @@ __all__ = [
     "read_storycloze_pairs",
     "read_zerospeech_pairs",
     "score_pairs",
+    "score_pairs_ngram",
     "unit_log_likelihoods",
     "write_pairs",
 ]

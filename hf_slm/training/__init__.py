@@ -21,7 +21,7 @@ from .launch import (
 from .packing import PackedSequenceCollator, SequencePacker, pack_dataset, pack_sequences
 from .speech_llm import SpeechLLMCollator, set_training_stage
 from .vocoder_collator import UnitVocoderCollator
-from .word_lm import fit_word_lm
+from .word_lm import fit_ngram_lm, fit_phone_lm, fit_word_lm
 
 __all__ = [
     "LaunchError",
@@ -41,6 +41,8 @@ __all__ = [
     "duplex_lm",
     "end_distributed",
     "finished_results",
+    "fit_ngram_lm",
+    "fit_phone_lm",
     "fit_word_lm",
     "generate_duplex",
     "is_complete_checkpoint",

@@ -1,6 +1,7 @@
 """Fit a word n-gram LM (interpolated Kneser-Ney) on text and write it as ARPA, for look-ahead word LM fusion in
-`SpeechLLMPipeline.transcribe` (`NgramLanguageModel`). KenLM's `lmplz` writes the same format from a C++ build that
-pip does not give; this one needs nothing and fits our ~0.5M-word corpora in seconds."""
+`SpeechLLMPipeline.transcribe` (`NgramLanguageModel`), and the same over phonemes: the phone-LM topline of the
+spoken minimal pairs. KenLM's `lmplz` writes the same format from a C++ build that pip does not give; this one
+needs nothing and fits our ~0.5M-word corpora in seconds."""
 
 from __future__ import annotations
 
@@ -28,23 +29,57 @@ def fit_word_lm(texts: Iterable[str], order: int = 3, vocabulary: Iterable[str] 
     costs little on our held-out text). Lower orders use continuation counts, except n-grams that start a
     sentence (`<s>`), as in KenLM.
     """
+    sequences = (text_words(text) for text in texts)
+    words = [word for word in vocabulary if text_words(word) == [word]]
+    try:
+        return fit_ngram_lm(sequences, order=order, vocabulary=words, min_count=min_count)
+    except ValueError as error:
+        if "no sequence" in str(error):
+            raise ValueError("no text to fit a word LM on: every text is empty of words") from None
+        raise
+
+
+def fit_phone_lm(texts: Iterable[str], order: int = 5, voice: str = "en-us", min_count: int = 1,
+                 show_progress: bool = False) -> NgramLanguageModel:  # fmt: skip
+    """Interpolated Kneser-Ney over the espeak-ng phonemes of `texts` (`hf_slm.data.phoneme_stream`: no stress, no
+    word boundaries): the phone-LM topline of a unit LM trained on speech of the same texts (ZeroSpeech 2021's
+    toplines are phone LMs). Texts without a phoneme are skipped; unpruned by default (`min_count` 1)."""
+    from tqdm.auto import tqdm
+
+    from ..data import phoneme_stream
+
+    def sequences():
+        for text in tqdm(texts, desc="phonemes", unit="text", disable=not show_progress):
+            try:
+                yield phoneme_stream(text, voice)
+            except ValueError:  # nothing to say (punctuation only)
+                continue
+
+    return fit_ngram_lm(sequences(), order=order, min_count=min_count)
+
+
+def fit_ngram_lm(sequences: Iterable[list[str]], order: int = 3, vocabulary: Iterable[str] = (),
+                 min_count: int = 2) -> NgramLanguageModel:  # fmt: skip
+    """`fit_word_lm` over token sequences of any kind (words, phonemes): each token a non-empty string without
+    white space, other than `<s>`, `</s>` and `<unk>`; `vocabulary` tokens get the unigram floor."""
     if isinstance(order, bool) or not isinstance(order, int) or order < 1:
         raise ValueError(f"order must be a positive integer, got {order!r}")
     if isinstance(min_count, bool) or not isinstance(min_count, int) or min_count < 1:
         raise ValueError(f"min_count must be a positive integer, got {min_count!r}")
-    raw: list[Counter] = [Counter() for _ in range(order + 1)]  # raw[k][ngram of k words]
+    raw: list[Counter] = [Counter() for _ in range(order + 1)]  # raw[k][ngram of k tokens]
     sentences = 0
-    for text in texts:
-        words = text_words(text)
-        if not words:
+    for index, tokens in enumerate(sequences):
+        tokens = list(tokens)
+        if not tokens:
             continue
+        _check_tokens(tokens, f"sequence {index}")
         sentences += 1
-        padded = ["<s>", *words, "</s>"]
+        padded = ["<s>", *tokens, "</s>"]
         for k in range(1, order + 1):
             for i in range(len(padded) - k + 1):
                 raw[k][tuple(padded[i : i + k])] += 1
     if not sentences:
-        raise ValueError("no text to fit a word LM on: every text is empty of words")
+        raise ValueError("no sequence to fit an n-gram LM on: every sequence is empty")
     # adjusted counts: the highest order (and n-grams starting a sentence) raw, the others continuation counts
     adjusted: list[Counter] = [Counter() for _ in range(order + 1)]
     adjusted[order] = Counter(raw[order])
@@ -56,9 +91,10 @@ def fit_word_lm(texts: Iterable[str], order: int = 3, vocabulary: Iterable[str] 
             if gram[0] == "<s>":
                 adjusted[k][gram] = count
     adjusted[1].pop(("<s>",), None)
+    vocabulary = list(vocabulary)
+    _check_tokens(vocabulary, "vocabulary")
     for word in vocabulary:
-        if text_words(word) == [word]:
-            adjusted[1].setdefault((word,), 0)
+        adjusted[1].setdefault((word,), 0)
     adjusted[1].setdefault(("<unk>",), 0)
 
     probs: dict[tuple, float] = {}
@@ -97,6 +133,13 @@ def fit_word_lm(texts: Iterable[str], order: int = 3, vocabulary: Iterable[str] 
     return NgramLanguageModel(arpa)
 
 
+def _check_tokens(tokens: list, where: str) -> None:
+    for token in tokens:
+        if not isinstance(token, str) or not token or token.split() != [token] or token in ("<s>", "</s>", "<unk>"):
+            raise ValueError(f"{where}: token {token!r} is not a non-empty string without white space other than "
+                             "<s>, </s> and <unk>")
+
+
 def _interpolated(probs: dict, gram: tuple) -> float:
     """P(gram[-1] | gram[:-1]) from the probabilities fitted so far (lower orders are complete when asked)."""
     if gram in probs:
@@ -104,4 +147,4 @@ def _interpolated(probs: dict, gram: tuple) -> float:
     return _interpolated(probs, gram[1:]) if len(gram) > 1 else probs[("<unk>",)]
 
 
-__all__ = ["fit_word_lm"]
+__all__ = ["fit_ngram_lm", "fit_phone_lm", "fit_word_lm"]

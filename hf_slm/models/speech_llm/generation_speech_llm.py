@@ -257,6 +257,14 @@ class NgramLanguageModel:
             backoff += self.ngrams.get(history, (0.0, 0.0))[1]
             history = history[1:]
 
+    def sequence_log_prob(self, words) -> float:
+        """Natural-log probability of a whole sentence: every word after `<s>` and the words before it, then `</s>`."""
+        history, total = ["<s>"], 0.0
+        for word in [*words, "</s>"]:
+            total += self.log_prob(word, history[-self.order + 1 :] if self.order > 1 else ())
+            history.append(word)
+        return total
+
     def _range_sum(self, words: list[str], cumulative: list[float], prefix: str) -> float:
         lo = bisect.bisect_left(words, prefix)
         hi = bisect.bisect_left(words, prefix + "\U0010ffff")
