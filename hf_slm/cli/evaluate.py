@@ -73,14 +73,7 @@ def cmd_build_pairs(args) -> int:
 
 
 def cmd_pairs(args) -> int:
-    from ..evaluation.pairs import (
-        format_pair_table,
-        read_pairs,
-        read_storycloze_pairs,
-        read_zerospeech_pairs,
-        score_pairs,
-    )
-    from ..evaluation.report import bar_plot, write_json, write_report
+    from ..evaluation.pairs import read_pairs, read_storycloze_pairs, read_zerospeech_pairs, score_pairs
 
     sources = {"--pairs": args.pairs, "--zerospeech": args.zerospeech, "--storycloze": args.storycloze}
     given = [name for name, value in sources.items() if value]
@@ -97,21 +90,28 @@ def cmd_pairs(args) -> int:
     result.update(pipeline=args.pipeline, pairs=str(sources[given[0]]), source=given[0].lstrip("-"))
     if args.zerospeech:
         result.update(task=args.task, split=args.split)
-    json_path, md_path, stem = _outputs(args.output)
+    keys = ("accuracy", "accuracy_summed", "accuracy_normalized", "n", "voice", "pipeline")
+    return _write_pair_report(result, args.output, "Spoken minimal pairs", "minimal-pair accuracy", keys)
+
+
+def _write_pair_report(result: dict, output: str, title: str, plot_title: str, summary_keys) -> int:
+    """JSON, a Markdown report with the per-phenomenon table and an accuracy bar plot; the table printed."""
+    from ..evaluation.pairs import format_pair_table
+    from ..evaluation.report import bar_plot, write_json, write_report
+
+    json_path, md_path, stem = _outputs(output)
     write_json(result, json_path)
     per = {k: v["accuracy"] for k, v in result["per_phenomenon"].items()} | {"all": result["accuracy"]}
-    plot = bar_plot(per, f"{stem}.accuracy.png", "minimal-pair accuracy", "accuracy", chance=0.5)
+    plot = bar_plot(per, f"{stem}.accuracy.png", plot_title, "accuracy", chance=0.5)
     table = format_pair_table(result)
-    summary = {k: result[k] for k in ("accuracy", "accuracy_summed", "accuracy_normalized", "n", "voice", "pipeline")}
-    write_report(md_path, "Spoken minimal pairs", summary, table, [plot])
+    write_report(md_path, title, {k: result[k] for k in summary_keys}, table, [plot])
     print(table)
     print(f"wrote {json_path}, {md_path}, {plot}")
     return 0
 
 
 def cmd_pairs_topline(args) -> int:
-    from ..evaluation.pairs import format_pair_table, read_pairs, score_pairs_ngram
-    from ..evaluation.report import bar_plot, write_json, write_report
+    from ..evaluation.pairs import read_pairs, score_pairs_ngram
     from ..training import fit_phone_lm
 
     texts = _texts(args.text, args.text_limit, args.seed)
@@ -119,16 +119,8 @@ def cmd_pairs_topline(args) -> int:
     result = score_pairs_ngram(lm, read_pairs(args.pairs)[: args.limit], voice=args.voice)
     result.update(pairs=str(args.pairs), text=str(args.text), text_limit=args.text_limit, texts=len(texts),
                   seed=args.seed)  # fmt: skip
-    json_path, md_path, stem = _outputs(args.output)
-    write_json(result, json_path)
-    per = {k: v["accuracy"] for k, v in result["per_phenomenon"].items()} | {"all": result["accuracy"]}
-    plot = bar_plot(per, f"{stem}.accuracy.png", f"phone {args.order}-gram topline", "accuracy", chance=0.5)
-    table = format_pair_table(result)
-    summary = {k: result[k] for k in ("accuracy", "n", "order", "text", "texts", "voice")}
-    write_report(md_path, "Spoken minimal pairs: phone-LM topline", summary, table, [plot])
-    print(table)
-    print(f"wrote {json_path}, {md_path}, {plot}")
-    return 0
+    return _write_pair_report(result, args.output, "Spoken minimal pairs: phone-LM topline",
+                              f"phone {args.order}-gram topline", ("accuracy", "n", "order", "text", "texts", "voice"))
 
 
 # ---------------------------------------------------------------------------------------------------- abx
