@@ -425,20 +425,20 @@ def score_pairs_ngram(lm, pairs: list[dict], voice: str = "en-us", tokenize=None
     if not pairs:
         raise ValueError("no pairs to score")
     tokenize = tokenize or (lambda text: phoneme_stream(text, voice))
-    good, bad, items = [], [], []
+    good_nll, bad_nll, items = [], [], []  # NLLs, as score_pairs compares them: lower is better
     for i, pair in enumerate(pairs):
         missing = [side for side in ("good", "bad") if not isinstance(pair.get(side), str)]
         if missing:
             raise ValueError(f"pair {i} ({pair.get('id', 'no id')}) has no {' / '.join(missing)} text; an n-gram "
                              "topline scores text pairs, not audio ones")  # fmt: skip
         sides = [lm.sequence_log_prob(tokenize(pair[side])) for side in ("good", "bad")]
-        good.append(sides[0])
-        bad.append(sides[1])
+        good_nll.append(-sides[0])
+        bad_nll.append(-sides[1])
         item = {k: pair[k] for k in ("id", "type", "phenomenon", "good", "bad") if isinstance(pair.get(k), str)}
         items.append(item | {"good_logprob": sides[0], "bad_logprob": sides[1]})
     categories = [str(p.get("phenomenon", p.get("type", "all"))) for p in pairs]
-    result = pair_accuracy([-g for g in good], [-b for b in bad], categories)  # NLLs: lower is better
-    for item, correct in zip(items, pair_scores([-g for g in good], [-b for b in bad])):
+    result = pair_accuracy(good_nll, bad_nll, categories)
+    for item, correct in zip(items, pair_scores(good_nll, bad_nll)):
         item["correct"] = float(correct)
     return {"accuracy": result["accuracy"], "accuracy_summed": result["accuracy"], "n": result["n"],
             "normalize": False, "voice": voice, "order": lm.order, "per_phenomenon": result["per_category"],

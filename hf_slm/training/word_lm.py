@@ -29,14 +29,11 @@ def fit_word_lm(texts: Iterable[str], order: int = 3, vocabulary: Iterable[str] 
     costs little on our held-out text). Lower orders use continuation counts, except n-grams that start a
     sentence (`<s>`), as in KenLM.
     """
-    sequences = (text_words(text) for text in texts)
+    sequences = [text_words(text) for text in texts]
+    if not any(sequences):
+        raise ValueError("no text to fit a word LM on: every text is empty of words")
     words = [word for word in vocabulary if text_words(word) == [word]]
-    try:
-        return fit_ngram_lm(sequences, order=order, vocabulary=words, min_count=min_count)
-    except ValueError as error:
-        if "no sequence" in str(error):
-            raise ValueError("no text to fit a word LM on: every text is empty of words") from None
-        raise
+    return fit_ngram_lm(sequences, order=order, vocabulary=words, min_count=min_count)
 
 
 def fit_phone_lm(texts: Iterable[str], order: int = 5, voice: str = "en-us", min_count: int = 1,
