@@ -97,6 +97,34 @@ def test_training_script_smoke_and_resume(tmp_path):
     assert vocoder_config["waveform_head"] == "istft" and vocoder_config["istft_num_layers"] == 1
     assert vocoder_config["keep_discriminators"] is False
 
+    # --parallel_training, from scratch in another work dir: the LM trains in a second process beside the vocoder
+    # stages, into the same weights as this run's (each stage seeds itself, cached or run, in whatever process)
+    parallel = run_script(tmp_path / "parallel", "--num_sentences", "24", "--num_eval_sentences", "4",
+                          "--eval_resynthesis_sentences", "1", "--vocoder_gan_steps", "2", "--vocoder_gan_istft_layers",
+                          "1", "--parallel_training", "true")  # fmt: skip
+    assert parallel["stages"]["lm"] | {"seconds": 0} == {"key": gan["stages"]["lm"]["key"], "status": "ran",
+                                                         "process": "parallel", "seconds": 0}  # fmt: skip
+    assert {stage["status"] for stage in parallel["stages"].values()} == {"ran"} and len(parallel["stages"]) == 6
+    (lm_arguments,) = (tmp_path / "parallel" / "work").glob("lm-*.arguments.json")
+    from safetensors.torch import load_file
+
+    for component in ("language_model", "vocoder"):
+        ours = load_file(tmp_path / "parallel" / "variant" / component / "model.safetensors")
+        theirs = load_file(tmp_path / "variant" / component / "model.safetensors")
+        assert ours.keys() == theirs.keys() and all(ours[k].equal(theirs[k]) for k in ours), component
+    assert parallel["lm_eval_loss"] == summary["lm_eval_loss"] and parallel["evaluation"] == gan["evaluation"]
+    # a LM process that fails (3 heads do not divide the width 32) fails the run, naming its command
+    failing = subprocess.run([sys.executable, str(SCRIPT), *TINY, "--num_sentences", "24", "--num_eval_sentences", "4",
+                              "--lm_num_heads", "3", "--parallel_training", "true", "--output_dir",
+                              str(tmp_path / "failed"), "--work_dir", str(tmp_path / "parallel" / "work")],
+                             capture_output=True, text=True, timeout=600,
+                             env={**os.environ, "HF_SLM_CACHE": str(tmp_path / "parallel" / "cache")})  # fmt: skip
+    assert failing.returncode != 0 and not (tmp_path / "failed").exists()
+    assert f"the LM training process failed with exit code 1 (its output is above): {sys.executable}" in failing.stderr
+    (arguments,) = set((tmp_path / "parallel" / "work").glob("lm-*.arguments.json")) - {lm_arguments}
+    assert str(arguments) in failing.stderr.splitlines()[-1]
+    assert json.loads(arguments.read_text())["only_stage"] == "lm"
+
     # --float16_components: the vocoder stored in half the bytes, computing in float32; only the evaluation reruns,
     # on what was stored, and its figures stay those of the float32 vocoder up to rounding
     half = run_script(tmp_path, "--num_sentences", "24", "--num_eval_sentences", "4", "--eval_resynthesis_sentences",
@@ -328,3 +356,4 @@ def test_augmentation_and_tokenisation_in_two_processes_equal_one(tmp_path):
         np.testing.assert_allclose(a["array"], b["array"], rtol=0, atol=1.01 / 32768)
     assert units1["units"] == units2["units"] and units1["waveform"] == units2["waveform"]
     assert len({tuple(u) for u in units2["units"]}) > 1
+

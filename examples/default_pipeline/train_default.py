@@ -6,8 +6,10 @@
 
 Stages: corpus (espeak-ng speech of the text; ``--text_source open``: the open-vocabulary WordNet + fortunes split
 over all English voices, `synthesize_corpus`) -> augment (optional, `SpeechAugmentation`) -> units (MFCC k-means
-tokenizer + unit datasets) -> LM (HF Trainer) -> vocoder (HF Trainer) -> vocoder_gan (with `--vocoder_gan_steps`:
-the vocoder's inverse-STFT head as a GAN, `VocoderGanTrainer`) -> the pipeline variant -> evaluation.
+tokenizer + unit datasets) -> vocoder (HF Trainer) -> vocoder_gan (with `--vocoder_gan_steps`: the vocoder's
+inverse-STFT head as a GAN, `VocoderGanTrainer`) -> LM (HF Trainer; with `--parallel_training` in a second process
+beside the two vocoder stages) -> the pipeline variant -> evaluation. Each training stage seeds itself, so it trains
+the same weights whether the stages before it ran in this process, were loaded from the cache, or ran elsewhere.
 Each stage lives in ``<work_dir>/<stage>-<key>/``, the key a hash of the arguments it depends on and of the keys of the
 stages before it: a rerun loads finished stages and redoes only what a changed argument touches; a killed run resumes
 (data stages are written atomically, the speech corpus per chunk, the Trainers from their last checkpoint).
@@ -20,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -118,6 +121,12 @@ class DefaultPipelineArguments:
                 "half the bytes in the package; the evaluation reads what was stored)"})
     device: str = field(default="cpu", metadata={"help": "'cpu' or 'cuda' (a bigger recipe where a GPU is at hand)"})
     torch_threads: int = field(default=0, metadata={"help": "torch CPU threads (0: torch's default); 1 is faster on a busy machine"})
+    parallel_training: bool = field(default=False, metadata={
+        "help": "train the LM in a second process (this script with --only_stage lm) while this one trains the "
+                "vocoder and its GAN head: the two branches read only the units stage, so on 2 cores with "
+                "--torch_threads 1 they take the longer branch's time instead of the sum; same weights as in turn"})
+    only_stage: str = field(default="", metadata={
+        "help": "'lm': run the data stages and the LM stage only (what --parallel_training starts), write no variant"})
     seed: int = 0
 
 
@@ -139,7 +148,7 @@ STAGE_ARGUMENTS = {
 #: The components of the variant this script writes.
 PIPELINE_COMPONENTS = ("feature_extractor", "speech_tokenizer", "language_model", "vocoder")
 #: Bump a stage's version when its folder layout or what it computes changes: its key (and those after it) change.
-STAGE_VERSIONS = {"augment": 2, "units": 2}
+STAGE_VERSIONS = {"augment": 2, "units": 2, "lm": 2, "vocoder": 2, "vocoder_gan": 2}  # 2: seeded per stage
 
 
 def _csv(text: str, kind=str) -> list:
@@ -359,6 +368,7 @@ def train_language_model(args, train, test, model: SpeechLMForCausalLM | None = 
                          out_dir: Path | None = None):  # fmt: skip
     """Train `model` (default: a cold-init GSLM unit LM) on `<s> [Speech] units </s>`; checkpoints in `out_dir`
     (default work_dir/run_name)."""
+    set_seed(args.seed)  # the stage's init and draws do not depend on what ran before it in this process
     if model is None:
         model = SpeechLMForCausalLM(SpeechLMConfig(text_config=lm_backbone_config(args), num_units=args.num_units))
     layout = model.config.vocab_layout
@@ -378,6 +388,7 @@ def vocoder_pairs(ds):
 
 
 def train_vocoder(args, train, test, hop_length, out_dir: Path | None = None):
+    set_seed(args.seed)
     config = UnitMelVocoderConfig(num_units=args.num_units, griffin_lim_iters=args.vocoder_griffin_lim_iters)
     model = UnitMelVocoder(config)
     train, test = vocoder_pairs(train), vocoder_pairs(test)
@@ -393,6 +404,7 @@ def train_vocoder_gan(args, vocoder: UnitMelVocoder, train, hop_length, out_dir:
     """The trained mel vocoder with an inverse-STFT head in place of Griffin-Lim, trained on HiFi-GAN's objective
     (`VocoderGanTrainer`: MPD + MSD, 45 x mel L1, 2 x feature matching; Adam 0.8 / 0.99 at a constant rate) for
     `vocoder_gan_steps` steps of `vocoder_gan_segment_units`-unit crops; resumes from its last checkpoint."""
+    set_seed(args.seed)
     model = vocoder.with_istft_head(
         istft_num_layers=args.vocoder_gan_istft_layers,
         mpd_channels=_csv(args.vocoder_gan_mpd_channels, int),
@@ -593,6 +605,11 @@ def parse_arguments(dataclass_type, argv=None):
     if unknown:
         raise ValueError(f"--float16_components names no component of the variant: {unknown} "
                          f"(it has {', '.join(PIPELINE_COMPONENTS)})")
+    if args.only_stage not in ("", "lm"):
+        raise ValueError(f"--only_stage must be 'lm' (or empty: every stage), got {args.only_stage!r}")
+    if args.only_stage and args.parallel_training:
+        raise ValueError("--parallel_training trains the vocoder beside the LM, --only_stage lm the LM alone: "
+                         "choose one")
     if args.augment_copies < 1:
         raise ValueError(f"--augment_copies must be at least 1, got {args.augment_copies}")
     set_seed(args.seed)
@@ -611,21 +628,37 @@ def main(argv=None) -> int:
     summary.update(data_summary)
     units_key = stages.record["units"]["key"]
     lm_key, vocoder_key = stage_key(args, "lm", units_key), stage_key(args, "vocoder", units_key)
-    language_model, lm_metrics = trained_stage(
-        stages, "lm", lm_key, lambda out: train_language_model(args, train, test, out_dir=out), SpeechLMForCausalLM
-    )
-    hop = speech_tokenizer.config.hop_length
-    vocoder, voc_metrics = trained_stage(
-        stages, "vocoder", vocoder_key, lambda out: train_vocoder(args, train, test, hop, out_dir=out), UnitMelVocoder
-    )
-    summary.update(lm_metrics, **voc_metrics)
-    if args.vocoder_gan_steps > 0:
-        vocoder_key = stage_key(args, "vocoder_gan", vocoder_key)
-        vocoder, gan_metrics = trained_stage(
-            stages, "vocoder_gan", vocoder_key,
-            lambda out: train_vocoder_gan(args, vocoder, train, hop, out_dir=out), UnitMelVocoder,
+
+    def lm_stage():
+        return trained_stage(stages, "lm", lm_key, lambda out: train_language_model(args, train, test, out_dir=out),
+                             SpeechLMForCausalLM)  # fmt: skip
+
+    if args.only_stage == "lm":
+        lm_stage()
+        print(f"trained the LM stage in {stages.work / f'lm-{lm_key}'}")
+        return 0
+    lm_process = start_lm_process(args, stages.work / f"lm-{lm_key}") if args.parallel_training else None
+    try:
+        hop = speech_tokenizer.config.hop_length
+        vocoder, voc_metrics = trained_stage(
+            stages, "vocoder", vocoder_key, lambda out: train_vocoder(args, train, test, hop, out_dir=out),
+            UnitMelVocoder,
         )  # fmt: skip
-        summary.update(gan_metrics)
+        summary.update(voc_metrics)
+        if args.vocoder_gan_steps > 0:
+            vocoder_key = stage_key(args, "vocoder_gan", vocoder_key)
+            vocoder, gan_metrics = trained_stage(
+                stages, "vocoder_gan", vocoder_key,
+                lambda out: train_vocoder_gan(args, vocoder, train, hop, out_dir=out), UnitMelVocoder,
+            )  # fmt: skip
+            summary.update(gan_metrics)
+        lm_seconds = finish_lm_process(lm_process)
+    finally:
+        stop_lm_process(lm_process)
+    language_model, lm_metrics = lm_stage()
+    if lm_seconds is not None:  # trained beside the vocoder: this process only loaded it
+        stages.record["lm"].update(status="ran", seconds=lm_seconds, process="parallel")
+    summary.update(lm_metrics)
 
     pipe = SpeechLMPipeline(**dict(zip(PIPELINE_COMPONENTS, (feature_extractor, speech_tokenizer, language_model,
                                                              vocoder))))
@@ -643,6 +676,38 @@ def main(argv=None) -> int:
     summary["stages"] = stages.record
     write_summary(out, summary, started)
     return 0
+
+
+def start_lm_process(args, lm_folder: Path):
+    """`--parallel_training`: this script with `--only_stage lm` in a second process (None if that stage is done).
+    Its arguments are this run's, in ``<work_dir>/lm-<key>.arguments.json``; it loads the finished data stages."""
+    if (lm_folder / "final" / "metrics.json").is_file():
+        return None
+    config = lm_folder.parent / f"{lm_folder.name}.arguments.json"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(json.dumps({**asdict(args), "parallel_training": False, "only_stage": "lm"}, indent=2) + "\n")
+    command = [sys.executable, str(Path(__file__).resolve()), str(config)]
+    print(f"[lm] training in a second process: {' '.join(command)}", flush=True)
+    return subprocess.Popen(command), time.time()
+
+
+def finish_lm_process(lm_process) -> float | None:
+    """Wait for the LM process; its seconds (None without one). A failed one stops the run, naming its command."""
+    if lm_process is None:
+        return None
+    process, started = lm_process
+    code = process.wait()
+    if code != 0:
+        raise RuntimeError(f"the LM training process failed with exit code {code} (its output is above): "
+                           f"{' '.join(process.args)}; a rerun resumes it from its last checkpoint")
+    return round(time.time() - started, 1)
+
+
+def stop_lm_process(lm_process) -> None:
+    """If this run stops early (an error, Ctrl-C), the LM process stops too; its checkpoints stay for a rerun."""
+    if lm_process is not None and lm_process[0].poll() is None:
+        lm_process[0].terminate()
+        lm_process[0].wait()
 
 
 def write_summary(out: Path, summary: dict, started: float) -> None:
