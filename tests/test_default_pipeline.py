@@ -363,4 +363,3 @@ def test_augmentation_and_tokenisation_in_two_processes_equal_one(tmp_path):
         np.testing.assert_allclose(a["array"], b["array"], rtol=0, atol=1.01 / 32768)
     assert units1["units"] == units2["units"] and units1["waveform"] == units2["waveform"]
     assert len({tuple(u) for u in units2["units"]}) > 1
-

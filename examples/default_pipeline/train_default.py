@@ -223,11 +223,14 @@ class Stages:
         self.work = Path(work_dir)
         self.record: dict = {}
 
+    def path(self, name: str, key: str) -> Path:
+        return self.work / f"{name}-{key}"
+
     def run(self, name: str, key: str, write, load, atomic: bool = True, done=None):
         """Unless the stage is done (`done(path)`, default: its folder exists), `write` fills it: into a temporary
         folder renamed into place (`atomic`), or in place for stages that keep their own resumable state (the
         Trainers' checkpoints, the corpus chunks). A value returned by `write` is the result; else `load(path)`."""
-        path = self.work / f"{name}-{key}"
+        path = self.path(name, key)
         cached = done(path) if done is not None else path.is_dir()
         print(f"[{len(self.record) + 1}] {name}: {'cached' if cached else 'running'} in {path}", flush=True)
         started, result = time.time(), None
@@ -442,7 +445,12 @@ def trained_stage(stages: Stages, name: str, key: str, train, model_class):
     def load(path: Path):
         return model_class.from_pretrained(path / "final").eval(), json.loads((path / "final" / "metrics.json").read_text())
 
-    return stages.run(name, key, write, load, atomic=False, done=lambda p: (p / "final" / "metrics.json").is_file())
+    return stages.run(name, key, write, load, atomic=False, done=trained_stage_done)
+
+
+def trained_stage_done(path: Path) -> bool:
+    """Whether the Trainer stage in `path` finished (its result and metrics written)."""
+    return (path / "final" / "metrics.json").is_file()
 
 
 def corpus_stage(args, stages: Stages):
@@ -635,9 +643,9 @@ def main(argv=None) -> int:
 
     if args.only_stage == "lm":
         lm_stage()
-        print(f"trained the LM stage in {stages.work / f'lm-{lm_key}'}")
+        print(f"trained the LM stage in {stages.path('lm', lm_key)}")
         return 0
-    lm_process = start_lm_process(args, stages.work / f"lm-{lm_key}") if args.parallel_training else None
+    lm_process = start_lm_process(args, stages.path("lm", lm_key)) if args.parallel_training else None
     try:
         hop = speech_tokenizer.config.hop_length
         vocoder, voc_metrics = trained_stage(
@@ -681,7 +689,7 @@ def main(argv=None) -> int:
 def start_lm_process(args, lm_folder: Path):
     """`--parallel_training`: this script with `--only_stage lm` in a second process (None if that stage is done).
     Its arguments are this run's, in ``<work_dir>/lm-<key>.arguments.json``; it loads the finished data stages."""
-    if (lm_folder / "final" / "metrics.json").is_file():
+    if trained_stage_done(lm_folder):
         return None
     config = lm_folder.parent / f"{lm_folder.name}.arguments.json"
     config.parent.mkdir(parents=True, exist_ok=True)
