@@ -45,7 +45,7 @@ $(STAMP): pyproject.toml $(LOCK)
 install: system-deps $(STAMP)
 
 test: install
-	$(PY) -m pytest -q -m "not slow" tests
+	$(PY) -m pytest -q -m "not slow" --durations=25 tests
 
 test-all: install
 	$(PY) -m pytest -q tests
