@@ -68,7 +68,19 @@ def test_abx_resynthesis_generation(pipeline_dir, tmp_path, capsys):
                  "--max-new-tokens", "10", "--num-samples", "2", "--output", str(out)]) == 0  # fmt: skip
     result = _outputs(out)
     assert [r["temperature"] for r in result["per_temperature"]] == [0.8, 1.2]
+    assert result["texts"] == "builtin" and result["prompt_fraction"] == 0.5 and result["num_samples"] == 2
     assert "AUC" in capsys.readouterr().out
+    # the figures reach the card: merged into eval_results.json (a row per temperature), the command named
+    from hf_slm.pipelines import SpeechLMPipeline
+    from hf_slm.pipelines.model_card import collect_eval_results, render_model_card, write_eval_results
+
+    merged = collect_eval_results([write_eval_results(tmp_path, [out])])
+    assert merged["generation"]["auc"] == result["auc"] and len(merged["generation"]["per_temperature"]) == 2
+    card = render_model_card(SpeechLMPipeline.from_pretrained(pipeline_dir), eval_results=merged).text
+    assert "| continuations of 2 held-out prompts (`builtin`, first 50 %), 2 each, judged by its own LM |" in card
+    high = result["per_temperature"][1]
+    assert f"| &nbsp;&nbsp;temperature 1.2 | perplexity / VERT | {high['perplexity']:.2f} / {high['vert']:.3f} |" in card
+    assert "Produced by `hf-slm evaluate generation`" in card
 
 
 def test_errors_reach_the_user_as_one_line(pipeline_dir, tmp_path, capsys):

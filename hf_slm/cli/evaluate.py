@@ -244,7 +244,7 @@ def cmd_generation(args) -> int:
     result = evaluate_generation(pipe, prompts, temperatures=args.temperatures, num_samples=args.num_samples,
                                  max_new_tokens=args.max_new_tokens, judge=judge, prompt_fraction=args.prompt_fraction,
                                  seed=args.seed)  # fmt: skip
-    result.update(pipeline=args.pipeline, judge=args.judge or "generator")
+    result.update(pipeline=args.pipeline, judge=args.judge or "generator", texts=args.texts, voice=args.voice)
     json_path, md_path, stem = _outputs(args.output)
     write_json(result, json_path)
     plot = plot_generation(result, f"{stem}.ppl_vert.png")

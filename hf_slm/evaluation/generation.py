@@ -114,6 +114,7 @@ def evaluate_generation(pipeline, prompts, temperatures=DEFAULT_TEMPERATURES, nu
         auc = float("nan")
     return {"per_temperature": rows, "auc": auc, "num_prompts": len(full_units), "num_samples": num_samples,
             "max_new_tokens": max_new_tokens, "max_k": max_k, "deduplicate": deduplicate,
+            "prompt_fraction": prompt_fraction, "seed": seed,
             "judge": "generator" if judge is None else type(judge_lm).__name__}  # fmt: skip
 
 

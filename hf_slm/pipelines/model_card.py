@@ -56,7 +56,9 @@ def _kind_of(data: dict) -> str | None:
         return "voice"
     if isinstance(systems, dict) and systems and all(isinstance(v, dict) and "bitrate_bps" in v for v in systems.values()):
         return "codec"
-    if set(data) <= {"pairs", "abx", "resynthesis", "instruct_tasks", "voice", "codec", "tts"} and data:
+    if isinstance(data.get("per_temperature"), list) and "auc" in data:
+        return "generation"
+    if data and set(data) <= {"pairs", "abx", "resynthesis", "instruct_tasks", "voice", "codec", "tts", "generation"}:
         return "merged"
     return None
 
@@ -66,8 +68,8 @@ def _scalars(d: dict) -> dict:
 
 
 def collect_eval_results(paths, into: dict | None = None) -> dict:
-    """Merge the JSON written by ``hf-slm evaluate {pairs,abx,resynthesis,voice,codec,tts} --output X.json`` (and by
-    ``examples/instruction_tuning/evaluate_tasks.py``) into one summary.
+    """Merge the JSON written by ``hf-slm evaluate {pairs,abx,resynthesis,voice,codec,tts,generation} --output X.json``
+    (and by ``examples/instruction_tuning/evaluate_tasks.py``) into one summary.
 
     Per-item data is dropped; only the summary numbers stay. Pair benchmarks are keyed by file stem (``pairs.json``
     -> ``"pairs"``), ABX by representation (``features`` / ``units``). A file of another kind raises ValueError.
@@ -77,7 +79,8 @@ def collect_eval_results(paths, into: dict | None = None) -> dict:
         "resynthesis": {wer_original, wer_resynthesized, ...}, "instruct_tasks": {asr: {wer, ...}, tts, intent,
         silence}, "voice": {systems: {name: {speaker_similarity, std, n}}, references, prompt_seconds, ...},
         "codec": {name: {bitrate_bps, mel_distance, stoi, speaker_similarity, n}}, "tts": {tts: {wer, cer,
-        speaker_similarity, n}, espeak: {...}, wer_ratio, asr, ...}}`` (keys present only when
+        speaker_similarity, n}, espeak: {...}, wer_ratio, asr, ...}, "generation": {auc, num_prompts, texts, ...,
+        per_temperature: [{temperature, perplexity, vert, ...}]}}`` (keys present only when
         evaluated; voice and codec results keep every system they compared, the variant and its baselines).
     """
     out: dict[str, Any] = json.loads(json.dumps(into)) if into else {}
@@ -90,11 +93,12 @@ def collect_eval_results(paths, into: dict | None = None) -> dict:
         kind = _kind_of(data) if isinstance(data, dict) else None
         if kind is None:
             raise ValueError(
-                f"{path} is not the output of `hf-slm evaluate pairs|abx|resynthesis|voice|codec|tts` nor eval_results"
+                f"{path} is not the output of `hf-slm evaluate pairs|abx|resynthesis|voice|codec|tts|generation` nor "
+                "eval_results"
             )
         if kind == "merged":
             for key, value in data.items():
-                if key in ("resynthesis", "instruct_tasks", "voice", "tts"):
+                if key in ("resynthesis", "instruct_tasks", "voice", "tts", "generation"):
                     out[key] = value
                 else:
                     out.setdefault(key, {}).update(value)
@@ -113,6 +117,8 @@ def collect_eval_results(paths, into: dict | None = None) -> dict:
                             **_scalars(data)}  # fmt: skip
         elif kind == "tts":
             out["tts"] = {"tts": _scalars(data["tts"]), "espeak": _scalars(data["espeak"]), **_scalars(data)}
+        elif kind == "generation":
+            out["generation"] = {**_scalars(data), "per_temperature": [_scalars(r) for r in data["per_temperature"]]}
         elif kind == "codec":
             out.setdefault("codec", {}).update({k: _scalars(v) for k, v in data["systems"].items()})
         elif kind == "instruct_tasks":
