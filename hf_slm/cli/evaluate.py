@@ -243,7 +243,7 @@ def cmd_generation(args) -> int:
     judge = _pipeline(args.judge, args.device) if args.judge else None
     result = evaluate_generation(pipe, prompts, temperatures=args.temperatures, num_samples=args.num_samples,
                                  max_new_tokens=args.max_new_tokens, judge=judge, prompt_fraction=args.prompt_fraction,
-                                 seed=args.seed)  # fmt: skip
+                                 seed=args.seed, show_progress=True)  # fmt: skip
     result.update(pipeline=args.pipeline, judge=args.judge or "generator", texts=args.texts, voice=args.voice)
     json_path, md_path, stem = _outputs(args.output)
     write_json(result, json_path)

@@ -56,7 +56,7 @@ def ppl_vert_auc(verts, perplexities, vert_range=None) -> float:
 
 def evaluate_generation(pipeline, prompts, temperatures=DEFAULT_TEMPERATURES, num_samples: int = 1,
                         max_new_tokens: int = 100, judge=None, prompt_fraction: float = 0.5, max_k: int = 2,
-                        deduplicate: bool = True, seed: int = 0) -> dict:  # fmt: skip
+                        deduplicate: bool = True, seed: int = 0, show_progress: bool = False) -> dict:  # fmt: skip
     """Continue each prompt at each temperature; measure judge perplexity and VERT of the continuations.
 
     Args:
@@ -68,6 +68,7 @@ def evaluate_generation(pipeline, prompts, temperatures=DEFAULT_TEMPERATURES, nu
             generator's own LM. It must use the same units.
         deduplicate: collapse repeated units before VERT (50 Hz units repeat within a phone; GSLM's units were
             deduplicated too).
+        show_progress: a tqdm bar over the temperatures (each one generates every prompt's samples).
 
     Returns a JSON-able dict: ``per_temperature`` (``temperature``, ``perplexity``, ``vert``, ``auto_bleu``,
     ``self_bleu``, ``mean_length``, ``empty``), ``auc`` (perplexity over VERT) and the settings.
@@ -88,8 +89,11 @@ def evaluate_generation(pipeline, prompts, temperatures=DEFAULT_TEMPERATURES, nu
         raise ValueError(f"temperatures must be positive, got {list(temperatures)!r}")
     full_units = pipeline.encode(list(prompts))
     prompt_units = [u[: max(1, int(len(u) * prompt_fraction))] for u in full_units] * num_samples
+    from tqdm.auto import tqdm
+
     rows = []
-    for index, temperature in enumerate(temperatures):
+    bar = tqdm(temperatures, desc="continuing at each temperature", unit="temperature", disable=not show_progress)
+    for index, temperature in enumerate(bar):
         torch.manual_seed(seed + index)
         continuations = [c.cpu() for c in lm.generate_units(
             prompt_units, max_new_tokens=max_new_tokens, do_sample=True, temperature=temperature)]  # fmt: skip
