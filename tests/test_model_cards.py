@@ -139,6 +139,9 @@ def test_default_variant_card_matches_its_eval_results():
     results = json.loads((folder / "eval_results.json").read_text())
     assert card.data.eval_results[0].metric_value == round(results["pairs"]["pairs"]["accuracy"], 4)
     assert "items" not in results["pairs"]["pairs"]
+    generation = results["generation"]  # continuation perplexity / VERT on held-out open-vocabulary prompts
+    assert generation["texts"] == "open-eval" and generation["num_prompts"] >= 30
+    assert f"| AUC of perplexity over VERT | {generation['auc']:.3f} |" in card.text
 
 
 def test_instruct_task_results_reach_the_card(tmp_path):
