@@ -24,6 +24,7 @@ import json
 import math
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -696,19 +697,24 @@ def start_lm_process(args, lm_folder: Path):
     config.write_text(json.dumps({**asdict(args), "parallel_training": False, "only_stage": "lm"}, indent=2) + "\n")
     command = [sys.executable, str(Path(__file__).resolve()), str(config)]
     print(f"[lm] training in a second process: {' '.join(command)}", flush=True)
-    return subprocess.Popen(command), time.time()
+    process, started, exits = subprocess.Popen(command), time.time(), []
+    # its seconds end when it exits, not when this process, busy with the vocoder, gets round to waiting for it
+    watcher = threading.Thread(target=lambda: exits.append((process.wait(), time.time())), daemon=True)
+    watcher.start()
+    return process, started, watcher, exits
 
 
 def finish_lm_process(lm_process) -> float | None:
     """Wait for the LM process; its seconds (None without one). A failed one stops the run, naming its command."""
     if lm_process is None:
         return None
-    process, started = lm_process
-    code = process.wait()
+    process, started, watcher, exits = lm_process
+    watcher.join()
+    ((code, ended),) = exits
     if code != 0:
         raise RuntimeError(f"the LM training process failed with exit code {code} (its output is above): "
                            f"{' '.join(process.args)}; a rerun resumes it from its last checkpoint")
-    return round(time.time() - started, 1)
+    return round(ended - started, 1)
 
 
 def stop_lm_process(lm_process) -> None:
