@@ -222,14 +222,11 @@ def test_open_vocabulary_augmented_run_redoes_only_what_changed(tmp_path):
 def recipe(monkeypatch):
     """`train_default.py` as a module, in this process (no interpreter start per call); torch's thread count, which
     the script sets, is restored afterwards."""
-    import importlib.util
-
     import torch
 
-    spec = importlib.util.spec_from_file_location("train_default_recipe", SCRIPT)
-    script = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, spec.name, script)  # dataclasses look their module up there
-    spec.loader.exec_module(script)
+    from example_loader import load_script
+
+    script = load_script(SCRIPT, "train_default_recipe", monkeypatch=monkeypatch)
     threads = torch.get_num_threads()
     yield script
     torch.set_num_threads(threads)

@@ -224,18 +224,15 @@ def test_a_duplex_lm_overlaps_only_when_its_training_dialogues_do(kind, default_
 
 @pytest.mark.parametrize("kind", ["dgslm", "moshi_text"])
 def test_the_duplex_example_trains_generates_measures_and_vocodes(kind, tmp_path, monkeypatch):
-    import importlib.util
-    import sys
     import json
     from pathlib import Path
 
     import soundfile
 
+    from example_loader import load_script
+
     example = Path(__file__).resolve().parents[1] / "examples" / "duplex"
-    spec = importlib.util.spec_from_file_location("train_duplex", example / "train_duplex.py")
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "train_duplex", module)  # its dataclasses look their module up
-    spec.loader.exec_module(module)
+    module = load_script(example / "train_duplex.py", monkeypatch=monkeypatch)  # its dataclasses look their module up
     out = tmp_path / "run"
     report = module.main([str(example / "config_tiny.json"), "--output_dir", str(out), "--kind", kind, "--num_dialogues",
                           "4", "--max_steps", "2", "--generate_seconds", "2", "--vocode", "true"])  # fmt: skip
