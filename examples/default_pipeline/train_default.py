@@ -697,24 +697,25 @@ def start_lm_process(args, lm_folder: Path):
     config.write_text(json.dumps({**asdict(args), "parallel_training": False, "only_stage": "lm"}, indent=2) + "\n")
     command = [sys.executable, str(Path(__file__).resolve()), str(config)]
     print(f"[lm] training in a second process: {' '.join(command)}", flush=True)
-    process, started, exits = subprocess.Popen(command), time.time(), []
-    # its seconds end when it exits, not when this process, busy with the vocoder, gets round to waiting for it
-    watcher = threading.Thread(target=lambda: exits.append((process.wait(), time.time())), daemon=True)
+    started, process, outcome = time.time(), subprocess.Popen(command), []
+    # (exit code, seconds) when it exits, not when this process, busy with the vocoder, gets round to waiting for it
+    watcher = threading.Thread(target=lambda: outcome.append((process.wait(), round(time.time() - started, 1))),
+                               daemon=True)  # fmt: skip
     watcher.start()
-    return process, started, watcher, exits
+    return process, watcher, outcome
 
 
 def finish_lm_process(lm_process) -> float | None:
     """Wait for the LM process; its seconds (None without one). A failed one stops the run, naming its command."""
     if lm_process is None:
         return None
-    process, started, watcher, exits = lm_process
+    process, watcher, outcome = lm_process
     watcher.join()
-    ((code, ended),) = exits
+    ((code, seconds),) = outcome
     if code != 0:
         raise RuntimeError(f"the LM training process failed with exit code {code} (its output is above): "
                            f"{' '.join(process.args)}; a rerun resumes it from its last checkpoint")
-    return round(ended - started, 1)
+    return seconds
 
 
 def stop_lm_process(lm_process) -> None:
