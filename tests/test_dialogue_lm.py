@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hf_slm.data.dialogue_units import TEXT_PAD, TEXT_VOCAB_SIZE, dialogue_streams, silence_unit, text_stream
+from hf_slm.data.dialogue_units import TEXT_VOCAB_SIZE, dialogue_streams, silence_unit, text_stream
 from hf_slm.evaluation.turn_taking import unit_ipus, unit_turn_taking_statistics
 from hf_slm.models.dialogue_lm import DialogueLMConfig, DialogueLMForCausalLM, edge_targets
 from hf_slm.models.speech_lm import MultiStreamSpeechLMConfig, MultiStreamSpeechLMForCausalLM
