@@ -63,6 +63,7 @@ def test_abx_resynthesis_generation(pipeline_dir, tmp_path, capsys):
     assert main(["evaluate", "resynthesis", "--pipeline", pipeline_dir, "--texts", str(texts), "--output", str(out)]) == 0
     result = _outputs(out)
     assert {"wer_original", "wer_resynthesized", "cer_original", "cer_resynthesized", "mel_distance"} <= set(result)
+    assert (result["texts"], result["voice"], result["rate"]) == ("texts.txt", "en-us", 175)  # what was spoken
     out = tmp_path / "generation.json"
     assert main(["evaluate", "generation", "--pipeline", pipeline_dir, "--limit", "2", "--temperatures", "0.8,1.2",
                  "--max-new-tokens", "10", "--num-samples", "2", "--output", str(out)]) == 0  # fmt: skip

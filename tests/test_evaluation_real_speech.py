@@ -114,6 +114,7 @@ def test_cli_resynthesis_of_librivox_on_the_default_pipeline(tmp_path, capsys):
     # real speech is recognised well; the default's units + vocoder lose some of it
     assert result["wer_original"] < 0.3 and result["wer_original"] < result["wer_resynthesized"]
     assert 0 < result["mel_distance"] < 5
+    assert result["real_speech"] == "librivox" and "texts" not in result  # the card keeps it apart from espeak-ng
 
 
 def test_cli_resynthesis_from_a_dataset(pipeline_dir, tmp_path):
@@ -137,6 +138,7 @@ def test_cli_resynthesis_from_a_dataset(pipeline_dir, tmp_path):
                  "--audio-column", "speech", "--text-column", "sentence", "--output", str(out)]) == 0  # fmt: skip
     from_saved = json.loads(out.read_text())
     assert from_jsonl["n"] == from_saved["n"] == 2
+    assert (from_jsonl["dataset"], from_saved["dataset"]) == ("data.jsonl", "saved") and "real_speech" not in from_saved
     assert [i["text"] for i in from_jsonl["items"]] == [i["text"] for i in from_saved["items"]] == TEXTS
     with pytest.raises(ValueError, match="no column 'audio'"):
         audio_text_columns(load_local_dataset(tmp_path / "saved"))

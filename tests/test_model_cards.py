@@ -144,6 +144,27 @@ def test_default_variant_card_matches_its_eval_results():
     assert f"| AUC of perplexity over VERT | {generation['auc']:.3f} |" in card.text
 
 
+def test_real_speech_resynthesis_is_kept_apart_and_reaches_the_card(tmp_path):
+    """`evaluate resynthesis --real-speech` output gets its own entry (it used to overwrite the espeak-ng one), and
+    the card gives WER, CER and DNSMOS of each set with what was spoken."""
+    synthetic = {**RESYNTH, "texts": "heldout.txt", "voice": "en-us", "rate": 175, "dnsmos_ovrl_original": 2.64,
+                 "dnsmos_ovrl_resynthesized": 2.41}  # fmt: skip
+    real = {**RESYNTH, "real_speech": "librivox", "wer_resynthesized": 0.789, "cer_resynthesized": 0.511, "n": 5,
+            "dnsmos_ovrl_original": 3.13, "dnsmos_ovrl_resynthesized": 1.82}  # fmt: skip
+    paths = [tmp_path / "real.json", tmp_path / "synthetic.json"]
+    for path, data in zip(paths, (real, synthetic)):
+        path.write_text(json.dumps(data))
+    results = collect_eval_results(paths)
+    assert results["resynthesis"]["texts"] == "heldout.txt" and results["resynthesis_real_speech"]["n"] == 5
+    assert collect_eval_results([write_eval_results(tmp_path, paths)]) == results  # merged form reads back
+    card = render_model_card(tiny_pipeline(), eval_results=results, repo_id="tester/tiny")
+    metrics = {m["name"]: m["value"] for r in card.data.to_dict()["model-index"][0]["results"] for m in r["metrics"]}
+    assert metrics["WER of resynthesised speech"] == 0.375 and metrics["CER of resynthesised real speech"] == 0.511
+    assert "| resynthesis of espeak-ng en-us, `heldout.txt` (n=4, ASR: ?) |" in card.text
+    assert "| 0.500 / 0.789; 0.250 / 0.511 |" in card.text and "| 3.13 / 1.82 |" in card.text
+    assert "| 2.64 / 2.41 |" in card.text and "`hf-slm evaluate resynthesis`" in card.text
+
+
 def test_instruct_task_results_reach_the_card(tmp_path):
     path = tmp_path / "tasks.json"
     path.write_text(json.dumps(TASKS))

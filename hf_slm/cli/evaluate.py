@@ -212,7 +212,11 @@ def cmd_resynthesis(args) -> int:
     result = evaluate_resynthesis(pipe, texts, audio=audio, voice=args.voice, rate=args.rate, asr=asr,
                                   vocabulary=args.vocabulary, dnsmos=args.dnsmos,
                                   output_dir=f"{stem}.audio" if args.save_audio else None)  # fmt: skip
-    result.update(pipeline=args.pipeline)
+    # what was resynthesised, so that `collect_eval_results` keeps real speech apart from espeak-ng speech
+    source = ({"texts": Path(args.texts).name, "voice": args.voice, "rate": args.rate} if args.texts else
+              {"real_speech": args.real_speech} if args.real_speech else
+              {"audio_dir": Path(args.audio_dir).name} if args.audio_dir else {"dataset": Path(args.dataset).name})
+    result.update(pipeline=args.pipeline, **source)
     write_json(result, json_path)
     keys = ("wer_original", "wer_resynthesized", "cer_original", "cer_resynthesized")
     plot = bar_plot({k: result[k] for k in keys}, f"{stem}.error_rates.png", "ASR error rates", "error rate")

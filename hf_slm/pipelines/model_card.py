@@ -58,7 +58,8 @@ def _kind_of(data: dict) -> str | None:
         return "codec"
     if isinstance(data.get("per_temperature"), list) and "auc" in data:
         return "generation"
-    if data and set(data) <= {"pairs", "abx", "resynthesis", "instruct_tasks", "voice", "codec", "tts", "generation"}:
+    if data and set(data) <= {"pairs", "abx", "resynthesis", "resynthesis_real_speech", "instruct_tasks", "voice",
+                             "codec", "tts", "generation"}:
         return "merged"
     return None
 
@@ -76,7 +77,8 @@ def collect_eval_results(paths, into: dict | None = None) -> dict:
 
     Returns:
         ``{"pairs": {bench: {accuracy, accuracy_normalized, n, per_phenomenon}}, "abx": {repr: {...}},
-        "resynthesis": {wer_original, wer_resynthesized, ...}, "instruct_tasks": {asr: {wer, ...}, tts, intent,
+        "resynthesis": {wer_original, wer_resynthesized, ...}, "resynthesis_real_speech" (the same, of
+        ``--real-speech`` clips), "instruct_tasks": {asr: {wer, ...}, tts, intent,
         silence}, "voice": {systems: {name: {speaker_similarity, std, n}}, references, prompt_seconds, ...},
         "codec": {name: {bitrate_bps, mel_distance, stoi, speaker_similarity, n}}, "tts": {tts: {wer, cer,
         speaker_similarity, n}, espeak: {...}, wer_ratio, asr, ...}, "generation": {auc, num_prompts, texts, ...,
@@ -98,7 +100,7 @@ def collect_eval_results(paths, into: dict | None = None) -> dict:
             )
         if kind == "merged":
             for key, value in data.items():
-                if key in ("resynthesis", "instruct_tasks", "voice", "tts", "generation"):
+                if key in ("resynthesis", "resynthesis_real_speech", "instruct_tasks", "voice", "tts", "generation"):
                     out[key] = value
                 else:
                     out.setdefault(key, {}).update(value)
@@ -123,8 +125,8 @@ def collect_eval_results(paths, into: dict | None = None) -> dict:
             out.setdefault("codec", {}).update({k: _scalars(v) for k, v in data["systems"].items()})
         elif kind == "instruct_tasks":
             out["instruct_tasks"] = {task: _scalars(data[task]) for task in INSTRUCT_TASKS if task in data}
-        else:
-            out["resynthesis"] = _scalars(data)
+        else:  # real speech (`--real-speech`) is kept apart from the espeak-ng / recorded-audio result
+            out["resynthesis_real_speech" if data.get("real_speech") else "resynthesis"] = _scalars(data)
     return out
 
 
@@ -157,6 +159,14 @@ def _eval_results_list(results: dict, model_name: str):
                                dataset_type="hf_slm/resynthesis", dataset_name="Resynthesis (synthetic speech)",
                                metric_type="wer", metric_name="WER of resynthesised speech",
                                metric_value=round(r["wer_resynthesized"], 4)))
+    if "resynthesis_real_speech" in results:
+        r = results["resynthesis_real_speech"]
+        for metric, name in (("wer", "WER"), ("cer", "CER")):
+            rows.append(EvalResult(task_type="audio-to-audio", task_name="Resynthesis of real speech",
+                                   dataset_type=f"hf_slm/real_speech_{r['real_speech']}",
+                                   dataset_name=f"Resynthesis (real speech: {r['real_speech']})", metric_type=metric,
+                                   metric_name=f"{name} of resynthesised real speech",
+                                   metric_value=round(r[f"{metric}_resynthesized"], 4)))  # fmt: skip
     if "tts" in results:
         r = results["tts"]
         for metric, name in (("wer", "WER"), ("cer", "CER")):
