@@ -609,7 +609,9 @@ class PipelineMixin:
         if spec.get("add_task_tokens"):  # an instruct variant's tags over a shared base LM (rows come with the adapter)
             from .adapters import add_task_tokens
 
-            component = add_task_tokens(component, spec["add_task_tokens"])
+            # the adapter overwrites the new rows, so skip transformers' mean resizing (a covariance fit, and a log
+            # line on every load)
+            component = add_task_tokens(component, spec["add_task_tokens"], init="normal")
         return component
 
     def to(self, device):
