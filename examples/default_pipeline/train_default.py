@@ -13,8 +13,8 @@ the same weights whether the stages before it ran in this process, were loaded f
 Each stage lives in ``<work_dir>/<stage>-<key>/``, the key a hash of the arguments it depends on and of the keys of the
 stages before it: a rerun loads finished stages and redoes only what a changed argument touches; a killed run resumes
 (data stages are written atomically, the speech corpus per chunk, the Trainers from their last checkpoint).
-The shipped ``default`` is ``config_cpu.json``: 26.1 min on one torch thread of a shared 2-core CPU, 2026-11-23
-(one thread was ~4x faster than two there), + 74.5 min for its 2,500-step ``vocoder_gan`` stage (2026-12-06).
+The shipped ``default`` is ``config_cpu.json``'s output in a fresh clone: 79.4 min on 2 CPU cores, one torch thread
+per process (2026-12-06; the LM's 24 min beside the 73-min ``vocoder_gan`` stage), 81 min with ``make install``.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ import datasets
 import torch
 from transformers import HfArgumentParser, LlamaConfig, Trainer, TrainingArguments, set_seed
 
-from hf_slm import SpeechLMPipeline
+from hf_slm import DEFAULT_PIPELINE, SpeechLMPipeline
 from hf_slm.data import load_text_corpus, load_text_split, normalize_sentence, synthesize_corpus, synthesize_dataset
 from hf_slm.models.speech_lm import SpeechLMConfig, SpeechLMForCausalLM
 from hf_slm.models.unit_encoder import (
@@ -674,8 +674,10 @@ def main(argv=None) -> int:
     if args.float16_components:
         from hf_slm.pipelines.model_card import save_embedded_variant
 
-        out = save_embedded_variant(pipe, args.output_dir, repo_id=Path(args.output_dir).name,
-                                    float16=_csv(args.float16_components))  # fmt: skip
+        # the card's snippets name what loads it: "default" for the embedded folder, else the folder's name
+        embedded = Path(args.output_dir).resolve() == Path(DEFAULT_PIPELINE).resolve()
+        repo_id = "default" if embedded else Path(args.output_dir).name
+        out = save_embedded_variant(pipe, args.output_dir, repo_id=repo_id, float16=_csv(args.float16_components))
         pipe = SpeechLMPipeline.from_pretrained(out)  # evaluate what is stored, as users load it
     else:
         out = pipe.save_pretrained(args.output_dir)
