@@ -137,8 +137,15 @@ def test_default_variant_card_matches_its_eval_results():
     folder = files("hf_slm") / "default_pipeline"
     card = ModelCard.load(str(folder / "README.md"))
     results = json.loads((folder / "eval_results.json").read_text())
-    assert card.data.eval_results[0].metric_value == round(results["pairs"]["pairs"]["accuracy"], 4)
-    assert "items" not in results["pairs"]["pairs"]
+    index = {(r.dataset_type, r.metric_name): r.metric_value for r in card.data.eval_results}
+    for bench in ("pairs", "open_vocabulary_pairs"):  # the grammar's words, and words never in its training text
+        assert index["hf_slm/" + bench, "pair accuracy"] == round(results["pairs"][bench]["accuracy"], 4)
+        assert "items" not in results["pairs"][bench]
+    real = results["resynthesis_real_speech"]  # issue 18: resynthesis of real speech next to espeak-ng's
+    assert real["real_speech"] == "librivox" and results["resynthesis"]["texts"]
+    assert index["hf_slm/real_speech_librivox", "CER of resynthesised real speech"] == round(real["cer_resynthesized"], 4)
+    assert f"| {real['dnsmos_ovrl_original']:.2f} / {real['dnsmos_ovrl_resynthesized']:.2f} |" in card.text
+    assert f"/ {results['codec']['default']['speaker_similarity']:.3f} |" in card.text  # speaker similarity
     generation = results["generation"]  # continuation perplexity / VERT on held-out open-vocabulary prompts
     assert generation["texts"] == "open-eval" and generation["num_prompts"] >= 30
     assert f"| AUC of perplexity over VERT | {generation['auc']:.3f} |" in card.text
