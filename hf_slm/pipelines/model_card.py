@@ -30,6 +30,10 @@ FAMILIES = ("gslm", "twist", "instruct", "codec_lm", "speech_llm", "valle", "aud
 LICENSE = "apache-2.0"
 DATASET = "synthetic-espeak-ng-speech"
 INSTRUCT_TASKS = ("asr", "tts", "intent", "silence")  # the measured tasks of `hf_slm.evaluation.instruct_tasks`
+#: Keys of a merged ``eval_results.json``: one result each (a newer one replaces it), or a dict of named results
+#: (pair benchmarks, ABX representations, codec systems: a newer one updates it).
+SINGLE_RESULT_KEYS = ("resynthesis", "resynthesis_real_speech", "instruct_tasks", "voice", "tts", "generation")
+NAMED_RESULT_KEYS = ("pairs", "abx", "codec")
 FAMILY_TAGS = {"gslm": ["gslm"], "twist": ["twist", "text-speech"], "instruct": ["instruct", "peft", "lora"],
                "codec_lm": ["codec", "neural-codec"], "speech_llm": ["speech-llm", "asr", "spoken-dialogue"],
                "valle": ["valle", "zero-shot-tts", "neural-codec"], "audiolm": ["audiolm", "neural-codec"]}
@@ -58,8 +62,7 @@ def _kind_of(data: dict) -> str | None:
         return "codec"
     if isinstance(data.get("per_temperature"), list) and "auc" in data:
         return "generation"
-    if data and set(data) <= {"pairs", "abx", "resynthesis", "resynthesis_real_speech", "instruct_tasks", "voice",
-                             "codec", "tts", "generation"}:
+    if data and set(data) <= set(SINGLE_RESULT_KEYS + NAMED_RESULT_KEYS):
         return "merged"
     return None
 
@@ -100,7 +103,7 @@ def collect_eval_results(paths, into: dict | None = None) -> dict:
             )
         if kind == "merged":
             for key, value in data.items():
-                if key in ("resynthesis", "resynthesis_real_speech", "instruct_tasks", "voice", "tts", "generation"):
+                if key in SINGLE_RESULT_KEYS:
                     out[key] = value
                 else:
                     out.setdefault(key, {}).update(value)
