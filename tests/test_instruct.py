@@ -35,7 +35,12 @@ from hf_slm.instruct import (
     synthetic_slu_commands,
     word_level_tokenizer,
 )
-from hf_slm.evaluation.instruct_tasks import evaluate_instruct_tasks, evaluate_silence, held_out_sentences
+from hf_slm.evaluation.instruct_tasks import (
+    evaluate_instruct_tasks,
+    evaluate_silence,
+    held_out_sentences,
+    text_overlap,
+)
 from hf_slm.pipelines.adapters import adapter_holds_embeddings, add_task_tokens
 from hf_slm.pipelines import SpokenChatPipeline
 
@@ -557,6 +562,17 @@ def test_example_script_runs_on_tiny_config(tmp_path):
                   result["silence"]["answer_rate"], result["silence"]["balanced_accuracy"]):  # fmt: skip
         assert 0 <= value <= 1
     assert result["intent"]["chance"] == 0.2 and result["silence"]["n_non_queries"] == 4
+    # held-out sentences share no text with tuning; the small QA / command sets are counted against it
+    assert result["asr"]["text_overlap"] == result["tts"]["text_overlap"] == 0.0
+    commands = [i["text"] for i in result["intent"]["items"]]
+    assert result["intent"]["text_overlap"] == text_overlap(commands, tuning_texts)
+    assert 0 <= result["silence"]["text_overlap"] <= 1
+    # without the tuning's texts the overlap is unknown: null, not a 0.0 that reads as "all held out"
+    unknown = evaluate_tasks.main(["--variant", summary["variant"], "--output", str(tmp_path / "eval" / "u.json"),
+                                   "--num_examples", "2", "--tasks", "intent", "--synth_cache_dir",
+                                   str(tmp_path / "speech")])  # fmt: skip
+    assert unknown["intent"]["text_overlap"] is None
+    assert json.loads((tmp_path / "eval" / "u.json").read_text())["intent"]["text_overlap"] is None
 
 
 def test_held_out_sentences_avoid_tuning_texts():
@@ -566,6 +582,15 @@ def test_held_out_sentences_avoid_tuning_texts():
     assert len(fresh) == 20 and not set(fresh) & set(seen[:10]) and fresh[:10] == seen[10:]
     with pytest.raises(ValueError, match="tasks must be"):
         evaluate_instruct_tasks(None, tasks=["translation"])
+
+
+def test_text_overlap_is_a_fraction_of_normalised_texts_and_unknown_without_tuning_texts():
+    tuning = ["The cat sleeps.", "a dog runs"]
+    assert text_overlap(["the cat sleeps", "A dog runs!", "birds sing"], tuning) == pytest.approx(2 / 3)
+    assert text_overlap(["birds sing"], tuning) == 0.0 and text_overlap(["birds sing"], []) == 0.0
+    assert text_overlap(["the cat sleeps"], None) is None
+    with pytest.raises(ValueError, match="at least one text"):
+        text_overlap([], tuning)
 
 
 # ---------------------------------------------------------------------------------------------------- DPO (TRL)

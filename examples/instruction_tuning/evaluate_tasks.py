@@ -54,7 +54,7 @@ def main(argv=None) -> dict:
     (args,) = HfArgumentParser(EvaluationArguments).parse_args_into_dataclasses(args=argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     torch.set_num_threads(args.torch_threads)
-    exclude = []
+    exclude = None  # the tuning's texts unknown: held-out sentences cannot avoid them, `text_overlap` is null
     if args.exclude_texts:
         path = Path(args.exclude_texts)
         if not path.is_file():
@@ -69,7 +69,8 @@ def main(argv=None) -> dict:
     notes = (f"Held-out speech: voices {', '.join(args.voices)}, seed {args.seed}, {args.num_examples} utterances per "
              "task; greedy decoding. `tts_wer_espeak` is the recogniser's WER on espeak-ng's own audio of the same "
              "texts; `intent_chance` is 1 / number of intents; a constant policy has silence balanced accuracy 0.5. "
-             "`text_overlap` in the JSON: the fraction of a task's texts also seen in tuning.")  # fmt: skip
+             "`text_overlap` in the JSON: the fraction of a task's texts also seen in tuning (null without "
+             "--exclude_texts).")  # fmt: skip
     write_report(output.with_suffix(".md"), f"Spoken tasks of {args.variant}", summarize(result), notes=notes)
     logging.info("%s", json.dumps(summarize(result), indent=2))
     if args.update_card:

@@ -15,7 +15,8 @@ same templates and task tags) on held-out speech synthesised here with espeak-ng
 "Held out" means: sentences drawn with their own seed with the tuning's sentences removed (``exclude_texts``), noise
 with its own seed, and by default voices the tuning did not use (``voices``). The QA and SLU sets are small
 combinatorial sets (60 questions, 65 commands), so their texts can repeat tuning texts: each task reports
-``text_overlap`` (the fraction of its texts seen in tuning) so the figure can be read accordingly.
+``text_overlap`` (the fraction of its texts seen in tuning) so the figure can be read accordingly; it is ``None``
+when the tuning's texts were not given, since the overlap is then unknown.
 """
 
 from __future__ import annotations
@@ -85,9 +86,15 @@ def _text(text: str) -> dict:
     return {"type": "text", "text": text}
 
 
-def _overlap(texts, seen) -> float:
-    seen = {normalise_words(t) for t in seen}
-    return float(np.mean([normalise_words(t) in seen for t in texts])) if texts else 0.0
+def text_overlap(texts: Sequence[str], tuning_texts: Sequence[str] | None) -> float | None:
+    """The fraction of ``texts`` (word-normalised) that are in ``tuning_texts``; ``None`` when the tuning's texts are
+    unknown (``tuning_texts`` is ``None``), rather than a 0.0 that would read as "all held out"."""
+    if tuning_texts is None:
+        return None
+    if not texts:
+        raise ValueError("text_overlap needs at least one text")
+    seen = {normalise_words(t) for t in tuning_texts}
+    return float(np.mean([normalise_words(t) in seen for t in texts]))
 
 
 def evaluate_asr(pipeline, texts, units, max_new_tokens: int | None = None) -> dict:
@@ -182,7 +189,7 @@ def evaluate_instruct_tasks(
     voices: Sequence[str] = HELD_OUT_VOICES,
     rates: Sequence[int] = (175,),
     seed: int = 1000,
-    exclude_texts: Sequence[str] = (),
+    exclude_texts: Sequence[str] | None = None,
     cache_dir=None,
 ) -> dict:
     """Run the measured tasks on held-out synthesised data and return a JSON-able dict (one entry per task).
@@ -195,7 +202,8 @@ def evaluate_instruct_tasks(
         voices, rates: espeak-ng voices / rates of the evaluation speech (cycled over the utterances); keep them
             apart from the tuning's voices to measure generalisation to unseen speakers.
         seed: seed of the held-out draws (sentences, QA pairs, commands, noise).
-        exclude_texts: the tuning's texts; held-out sentences avoid them and ``text_overlap`` counts them.
+        exclude_texts: the tuning's texts; held-out sentences avoid them and ``text_overlap`` counts them. ``None``
+            (not known): each task's ``text_overlap`` is ``None``.
         cache_dir: cache of the synthesised speech (`hf_slm.data.synthesize_dataset`).
     """
     unknown = set(tasks) - set(TASKS)
@@ -208,23 +216,25 @@ def evaluate_instruct_tasks(
     speaker = _Speaker(pipeline, voices, rates, cache_dir)
     result = {"voices": list(voices), "rates": list(rates), "seed": seed, "num_examples": num_examples}
     if "asr" in tasks or "tts" in tasks:
-        sentences = held_out_sentences(num_examples, seed=seed, exclude=exclude_texts)
+        sentences = held_out_sentences(num_examples, seed=seed, exclude=exclude_texts or ())
         audio, units = speaker(sentences)
         if "asr" in tasks:
             logger.info("ASR on %d held-out sentences", len(sentences))
-            result["asr"] = {**evaluate_asr(pipeline, sentences, units), "text_overlap": 0.0}
+            result["asr"] = {**evaluate_asr(pipeline, sentences, units),
+                             "text_overlap": text_overlap(sentences, exclude_texts)}  # fmt: skip
         if "tts" in tasks:
             logger.info("TTS on %d held-out sentences", len(sentences))
-            result["tts"] = {**evaluate_tts(pipeline, sentences, audio, units), "text_overlap": 0.0}
+            result["tts"] = {**evaluate_tts(pipeline, sentences, audio, units),
+                             "text_overlap": text_overlap(sentences, exclude_texts)}  # fmt: skip
     if "intent" in tasks:
         commands = synthetic_slu_commands(num_examples, seed=seed + 1)
         _, units = speaker([normalise_words(c["text"]) for c in commands])
         logger.info("intent on %d commands", len(commands))
         result["intent"] = {**evaluate_intent(pipeline, commands, units),
-                            "text_overlap": _overlap([c["text"] for c in commands], exclude_texts)}  # fmt: skip
+                            "text_overlap": text_overlap([c["text"] for c in commands], exclude_texts)}  # fmt: skip
     if "silence" in tasks:
         questions = [q for q, _ in synthetic_qa_pairs(num_examples, seed=seed + 2)]
-        side_talk = held_out_sentences(num_examples - num_examples // 2, seed=seed + 3, exclude=exclude_texts)
+        side_talk = held_out_sentences(num_examples - num_examples // 2, seed=seed + 3, exclude=exclude_texts or ())
         _, speech_units = speaker(questions + side_talk)
         noise = noise_waveforms(num_examples // 2, seed=seed + 4)
         rate = pipeline.feature_extractor.sampling_rate
@@ -233,7 +243,7 @@ def evaluate_instruct_tasks(
         kinds = ["noise"] * len(noise_units) + ["side_talk"] * len(side_talk)
         logger.info("silence mode on %d queries and %d non-queries", len(questions), len(non_query))
         result["silence"] = {**evaluate_silence(pipeline, speech_units[: len(questions)], non_query, kinds),
-                             "text_overlap": _overlap(questions, exclude_texts)}  # fmt: skip
+                             "text_overlap": text_overlap(questions, exclude_texts)}  # fmt: skip
     return result
 
 
@@ -255,4 +265,5 @@ __all__ = [
     "evaluate_tts",
     "held_out_sentences",
     "summarize",
+    "text_overlap",
 ]
