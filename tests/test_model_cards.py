@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -129,6 +130,26 @@ def test_save_and_push_write_the_card(hub_server, tmp_path, eval_files):
     assert card.data.library_name == "hf_slm" and "gslm" in card.data.tags
     assert card.data.eval_results[0].metric_value == 0.625
     assert "README.md" in HfApi().list_repo_files(repo_id)
+    # a saved or pushed variant carries its modelling code, and its card says so
+    assert "the modelling code ships in the subfolder" in card.text and "embedded in the `hf_slm`" not in card.text
+    assert f'AutoModel.from_pretrained("{repo_id}", subfolder="language_model"' in card.text
+    assert any(name.startswith("language_model/") and name.endswith(".py") for name in HfApi().list_repo_files(repo_id))
+
+
+@pytest.mark.parametrize("name", ["default", "twist-default", "instruct-default", "speech-llm-default",
+                                  "codec-default", "tts-default"])  # fmt: skip
+def test_embedded_cards_are_what_their_folders_render_and_say_they_need_hf_slm(name):
+    """The shipped READMEs are generated: a template change must re-render them (save_embedded_variant does)."""
+    import hf_slm.pipelines as pipelines
+    from hf_slm.pipelines.pipeline_utils import embedded_pipeline_path
+
+    folder = Path(embedded_pipeline_path(name))
+    cls = getattr(pipelines, json.loads((folder / "pipeline_index.json").read_text())["_class_name"])
+    shipped = (folder / "README.md").read_text(encoding="utf-8")
+    assert shipped == str(render_model_card(cls.from_pretrained(folder), repo_id=name, embedded=True))
+    assert not list(folder.rglob("*.py"))  # the package serves the code: the card must not claim the folder has it
+    assert f'`"{name}"` names the copy embedded in the `hf_slm` package' in shipped
+    assert f'AutoModel.from_pretrained("<namespace>/{name}"' in shipped and "ships in the subfolder" not in shipped
 
 
 def test_default_variant_card_matches_its_eval_results():

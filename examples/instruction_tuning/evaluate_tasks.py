@@ -26,6 +26,7 @@ from hf_slm.evaluation.report import write_json, write_report
 from hf_slm.evaluation.instruct_tasks import HELD_OUT_VOICES, TASKS, evaluate_instruct_tasks, summarize
 from hf_slm.pipelines import SpeechLMPipeline, SpokenChatPipeline
 from hf_slm.pipelines.model_card import render_model_card, write_eval_results
+from hf_slm.pipelines.pipeline_utils import embedded_pipeline_path
 
 
 @dataclass
@@ -76,7 +77,8 @@ def main(argv=None) -> dict:
     if args.update_card:
         folder = Path(pipe.local_path)
         write_eval_results(folder, [output])
-        card = render_model_card(SpeechLMPipeline.from_pretrained(folder), repo_id=args.variant)
+        card = render_model_card(SpeechLMPipeline.from_pretrained(folder), repo_id=args.variant,
+                                 embedded=embedded_pipeline_path(args.variant) is not None)  # fmt: skip
         (folder / "README.md").write_text(str(card), encoding="utf-8")
     return result
 

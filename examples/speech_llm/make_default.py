@@ -300,7 +300,8 @@ def ship(out: Path) -> Path:
     (staging / "eval_results.json").write_text(json.dumps(eval_results, indent=2) + "\n")
     (staging / "training_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     pipe = SpeechLLMPipeline.from_pretrained(staging)
-    (staging / "README.md").write_text(pipe.model_card(eval_results=eval_results, repo_id="speech-llm-default"))
+    (staging / "README.md").write_text(pipe.model_card(eval_results=eval_results, repo_id="speech-llm-default",
+                                                              embedded=True))
     shutil.rmtree(target, ignore_errors=True)
     shutil.copytree(staging, target)
     return target

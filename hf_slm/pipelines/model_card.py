@@ -285,7 +285,7 @@ def _read_json(path: Path) -> dict | None:
 
 
 def render_model_card(pipeline, eval_results=None, training_summary: dict | None = None,
-                      repo_id: str | None = None, family: str | None = None):
+                      repo_id: str | None = None, family: str | None = None, embedded: bool = False):
     """Render the card of a pipeline variant as a `huggingface_hub.ModelCard`.
 
     Args:
@@ -295,6 +295,8 @@ def render_model_card(pipeline, eval_results=None, training_summary: dict | None
         training_summary: the trainer's summary; defaults to the folder's ``training_summary.json``.
         repo_id: the Hub repo the card describes (used in "how to load"); defaults to the pipeline's name.
         family: force one of `FAMILIES` instead of detecting it.
+        embedded: the card of a variant embedded in the package (`save_embedded_variant`): ``repo_id`` is then a
+            name only an installed hf_slm resolves, and the folder has no modelling code, which the card says.
     """
     from huggingface_hub import ModelCard, ModelCardData
     from jinja2 import Environment, FileSystemLoader, StrictUndefined
@@ -328,6 +330,7 @@ def render_model_card(pipeline, eval_results=None, training_summary: dict | None
         card_data=card_data.to_yaml(), family=family, repo_id=repo_id, model_name=model_name,
         components=_components(pipeline), eval=eval_results or {}, training=training_summary or {},
         license=LICENSE, dataset=DATASET, main_component=MAIN_COMPONENTS.get(family, "language_model"),
+        embedded=embedded,
     )
     return ModelCard(content)
 
@@ -360,7 +363,7 @@ def save_embedded_variant(pipeline, folder, repo_id: str, float16=(), training_s
         wrong = [name for name in float16 if getattr(loaded, name).dtype != torch.float32]
         if wrong:
             raise RuntimeError(f"{wrong} would not load in float32 from {tmp}")
-        render_model_card(loaded, repo_id=repo_id).save(tmp / "README.md")
+        render_model_card(loaded, repo_id=repo_id, embedded=True).save(tmp / "README.md")
         for code in tmp.rglob("*.py"):
             code.unlink()
 

@@ -438,12 +438,13 @@ class PipelineMixin:
         self.__dict__.setdefault("_shared_components", {}).update(references)
 
     # ------------------------------------------------------------------ saving
-    def model_card(self, eval_results=None, repo_id: str | None = None) -> str:
+    def model_card(self, eval_results=None, repo_id: str | None = None, embedded: bool = False) -> str:
         """The README.md text `save_pretrained` / `push_to_hub` write, from the template of the variant's family
-        (`model_cards/<family>.md`): see `hf_slm.pipelines.model_card`."""
+        (`model_cards/<family>.md`): see `hf_slm.pipelines.model_card` (``embedded``: a variant shipped in the
+        package, named by ``repo_id``)."""
         from .model_card import render_model_card
 
-        return str(render_model_card(self, eval_results=eval_results, repo_id=repo_id))
+        return str(render_model_card(self, eval_results=eval_results, repo_id=repo_id, embedded=embedded))
 
     def _index(self, save_directory: Path) -> dict[str, Any]:
         from .. import __version__
