@@ -153,3 +153,51 @@ def test_spelling_curriculum_trains_both_phases_and_skips_what_is_saved(tmp_path
     before = (tmp_path / "lm_spelled" / "model.safetensors").stat().st_mtime_ns
     recipe.build_spelled_lm(tmp_path)
     assert (tmp_path / "lm_spelled" / "model.safetensors").stat().st_mtime_ns == before
+
+
+def test_ship_step_rebuilds_the_shipped_folder_atomically_without_model_code(tmp_path, monkeypatch):
+    """`make_default.py ship OUT`: the shipped variant's own parts and figures laid out as the recipe leaves them give
+    back its eval_results.json and card, swapped into place whole, with no modelling code (the package serves it)."""
+    import shutil
+
+    from example_loader import load_script
+
+    from hf_slm.pipelines import SpeechLLMPipeline
+    from hf_slm.pipelines.model_card import render_model_card
+
+    recipe = load_script("examples/speech_llm/make_default.py")
+    shipped_results = json.loads((SPEECH_LLM / "eval_results.json").read_text())
+    summary = json.loads((SPEECH_LLM / "training_summary.json").read_text())
+    out = tmp_path / "out"
+    shutil.copytree(SPEECH_LLM, out / "variant")
+    (out / "variant" / "language_model" / "modeling_written_by_save.py").write_text("# remote code\n")
+    asr = shipped_results["asr"]
+    asr = {k: asr[k] for k in ("wer", "cer", "n", "voice", "rate", "texts")} | {"pocketsphinx": {
+        v: {m: asr[f"pocketsphinx_{v}_{m}"] for m in ("wer", "cer")} for v in ("open", "closed")}}
+    (out / "asr.json").write_text(json.dumps(asr))
+    tasks = shipped_results["speech_llm_tasks"]
+    (out / "tasks.json").write_text(json.dumps(
+        {task: {key: tasks[f"{task}_{key}"] for key in keys} for task, keys in
+         (("intent", ("accuracy", "chance", "majority_rate")),
+          ("spoken_answer", ("wer", "wer_espeak", "answered", "exact_match")))}
+        | {k: tasks[k] for k in ("voice", "rate", "num_examples")}))  # fmt: skip
+    for name, folder in (("encoder", "encoder_long"), ("stage1", "stage1"), ("stage2", "stage2"), ("stage3", "stage3")):
+        (out / folder).mkdir()
+        (out / folder / "results.json").write_text(json.dumps(summary[name]))
+    for name in ("lm", "lm_copy", "lm_spelled"):
+        (out / name).mkdir()
+        (out / name / "lm_results.json").write_text(json.dumps(summary[name]))
+    target = tmp_path / "package" / "default_speech_llm_pipeline"
+    shutil.copytree(SPEECH_LLM, target)
+    (target / "stale_file_of_the_old_release.txt").write_text("old")
+    monkeypatch.setattr(hf_slm, "DEFAULT_SPEECH_LLM_PIPELINE", str(target))
+
+    assert recipe.ship(out) == target.resolve()
+    assert json.loads((target / "eval_results.json").read_text()) == shipped_results
+    assert json.loads((target / "training_summary.json").read_text())["previous_release"] == shipped_results
+    card = (target / "README.md").read_text()  # the embedded card, with the release it replaced beside it
+    assert card == str(render_model_card(SpeechLLMPipeline.from_pretrained(target), repo_id="speech-llm-default",
+                                         embedded=True))  # fmt: skip
+    assert '`"speech-llm-default"` names the copy embedded' in card and f"{shipped_results['asr']['wer']:.3f}" in card
+    assert not list(target.rglob("*.py")) and not (target / "stale_file_of_the_old_release.txt").exists()
+    assert not [p for p in target.parent.iterdir() if p.name.startswith(".")]  # no temporary or backup folder left

@@ -274,6 +274,7 @@ def ship(out: Path) -> Path:
     import hf_slm
     from hf_slm.evaluation.speech_llm_tasks import summarize
     from hf_slm.pipelines import SpeechLLMPipeline
+    from hf_slm.utils import atomic_save_directory
 
     asr = json.loads((out / "asr.json").read_text())
     tasks = json.loads((out / "tasks.json").read_text())
@@ -302,9 +303,10 @@ def ship(out: Path) -> Path:
     pipe = SpeechLLMPipeline.from_pretrained(staging)
     (staging / "README.md").write_text(pipe.model_card(eval_results=eval_results, repo_id="speech-llm-default",
                                                               embedded=True))
-    shutil.rmtree(target, ignore_errors=True)
-    shutil.copytree(staging, target)
-    return target
+    # swapped in whole (a kill here leaves the shipped variant as it was), without the modelling code that
+    # save_pretrained wrote: the package serves it, as for every embedded variant (save_embedded_variant)
+    copy = shutil.ignore_patterns("*.py", "__pycache__")
+    return atomic_save_directory(target, lambda tmp: shutil.copytree(staging, tmp, dirs_exist_ok=True, ignore=copy))
 
 
 def main(argv: list[str] | None = None) -> None:
