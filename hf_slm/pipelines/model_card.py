@@ -138,7 +138,10 @@ def write_eval_results(folder, paths) -> Path:
     target = Path(folder) / EVAL_RESULTS_FILE
     merged = collect_eval_results([target] if target.exists() else [])
     merged = collect_eval_results(paths, into=merged)
-    target.write_text(json.dumps(merged, indent=2) + "\n", encoding="utf-8")
+    from ..utils import atomic_open
+
+    with atomic_open(target) as f:  # the results already there survive a kill mid-write
+        f.write(json.dumps(merged, indent=2) + "\n")
     return target
 
 
