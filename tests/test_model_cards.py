@@ -147,6 +147,8 @@ def test_embedded_cards_are_what_their_folders_render_and_say_they_need_hf_slm(n
     cls = getattr(pipelines, json.loads((folder / "pipeline_index.json").read_text())["_class_name"])
     shipped = (folder / "README.md").read_text(encoding="utf-8")
     assert shipped == str(render_model_card(cls.from_pretrained(folder), repo_id=name, embedded=True))
+    if name != "default-twist":  # loaded from its folder, a card knows it is embedded and under which name
+        assert shipped == str(render_model_card(cls.from_pretrained(name)))
     assert not list(folder.rglob("*.py"))  # the package serves the code: the card must not claim the folder has it
     assert f'`"{name}"` names the copy embedded in the `hf_slm` package' in shipped
     assert f'AutoModel.from_pretrained("<namespace>/{name}"' in shipped and "ships in the subfolder" not in shipped
@@ -230,3 +232,24 @@ def test_voice_and_codec_results_reach_the_card(tmp_path):
     assert "| continuation voice: `mine` (32 unseen-voice prompts of 1.5 s, next 2.0 s) |" in body
     assert "| 0.652 |" in body and "| 0.616 |" in body and "reference: same voice" in body
     assert "| 0.521 / 0.706 / 0.818 |" in body and "(1600 bps, n=32)" in body
+
+
+def test_embedded_wording_only_where_the_folder_is_the_packages(tmp_path, monkeypatch):
+    """save_embedded_variant stores any run the package's way (no code); only the package's folder is "embedded", and
+    save_pretrained of an embedded variant writes the code and a card that says it ships."""
+    import hf_slm
+    from hf_slm.pipelines.model_card import save_embedded_variant
+
+    run = save_embedded_variant(tiny_pipeline(), tmp_path / "run_variant", repo_id="run_variant", float16=("vocoder",))
+    card = (run / "README.md").read_text()
+    assert "embedded in the `hf_slm` package" not in card and 'AutoModel.from_pretrained("run_variant"' in card
+    package_copy = tmp_path / "package" / "default_codec_pipeline"
+    monkeypatch.setattr(hf_slm, "DEFAULT_CODEC_PIPELINE", str(package_copy))
+    save_embedded_variant(tiny_pipeline(), package_copy, repo_id="codec-default")
+    card = (package_copy / "README.md").read_text()
+    assert '`"codec-default"` names the copy embedded' in card and not list(package_copy.rglob("*.py"))
+
+    saved = SpeechLMPipeline.from_pretrained("codec-default").save_pretrained(tmp_path / "mine")
+    card = (saved / "README.md").read_text()
+    assert "ships in the subfolder" in card and "names the copy embedded" not in card
+    assert 'AutoModel.from_pretrained("mine", subfolder="language_model"' in card and list(saved.rglob("*.py"))

@@ -26,7 +26,8 @@ from hf_slm.evaluation.report import write_json, write_report
 from hf_slm.evaluation.instruct_tasks import HELD_OUT_VOICES, TASKS, evaluate_instruct_tasks, summarize
 from hf_slm.pipelines import SpeechLMPipeline, SpokenChatPipeline
 from hf_slm.pipelines.model_card import render_model_card, write_eval_results
-from hf_slm.pipelines.pipeline_utils import embedded_pipeline_path
+from hf_slm.pipelines.pipeline_utils import embedded_pipeline_name
+from hf_slm.utils import atomic_open
 
 
 @dataclass
@@ -77,9 +78,11 @@ def main(argv=None) -> dict:
     if args.update_card:
         folder = Path(pipe.local_path)
         write_eval_results(folder, [output])
-        card = render_model_card(SpeechLMPipeline.from_pretrained(folder), repo_id=args.variant,
-                                 embedded=embedded_pipeline_path(args.variant) is not None)  # fmt: skip
-        (folder / "README.md").write_text(str(card), encoding="utf-8")
+        # an embedded variant (instruct-default) keeps its name and says it needs hf_slm
+        card = render_model_card(SpeechLMPipeline.from_pretrained(folder),
+                                 repo_id=embedded_pipeline_name(folder) or args.variant)  # fmt: skip
+        with atomic_open(folder / "README.md") as f:
+            f.write(str(card))
     return result
 
 

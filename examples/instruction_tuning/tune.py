@@ -66,6 +66,7 @@ from hf_slm.training import (
     train_resuming,
 )
 from hf_slm.training.launch import LaunchError, data_parallel_defaults, end_distributed, log_launch
+from hf_slm.utils import atomic_open
 
 logger = logging.getLogger(__name__)
 TASKS = ("cross_modal", "chain_of_modality", "slu", "silence")
@@ -249,8 +250,9 @@ def main(argv=None):
     (output_dir / "instruct_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     if not model_args.merge:  # the card of the variant describes its training
         write_json(summary, saved / TRAINING_SUMMARY_FILE)
-        card = render_model_card(SpokenChatPipeline.from_pretrained(saved))
-        (saved / "README.md").write_text(str(card), encoding="utf-8")
+        card = render_model_card(SpokenChatPipeline.from_pretrained(saved))  # instruct-default's: its embedded name
+        with atomic_open(saved / "README.md") as f:
+            f.write(str(card))
     logger.info("saved %s", summary)
     return summary
 

@@ -23,6 +23,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .pipeline_utils import embedded_pipeline_name
+
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "model_card_templates"
 EVAL_RESULTS_FILE = "eval_results.json"
 TRAINING_SUMMARY_FILE = "training_summary.json"
@@ -288,7 +290,7 @@ def _read_json(path: Path) -> dict | None:
 
 
 def render_model_card(pipeline, eval_results=None, training_summary: dict | None = None,
-                      repo_id: str | None = None, family: str | None = None, embedded: bool = False):
+                      repo_id: str | None = None, family: str | None = None, embedded: bool | None = None):
     """Render the card of a pipeline variant as a `huggingface_hub.ModelCard`.
 
     Args:
@@ -296,10 +298,12 @@ def render_model_card(pipeline, eval_results=None, training_summary: dict | None
         eval_results: a summary dict (as `collect_eval_results` returns), JSON path(s) to merge, or None to read
             ``eval_results.json`` from the folder the pipeline was loaded from (its ``local_path``).
         training_summary: the trainer's summary; defaults to the folder's ``training_summary.json``.
-        repo_id: the Hub repo the card describes (used in "how to load"); defaults to the pipeline's name.
+        repo_id: the Hub repo the card describes (used in "how to load"); defaults to the embedded name of the folder
+            the pipeline was loaded from, else the pipeline's name.
         family: force one of `FAMILIES` instead of detecting it.
-        embedded: the card of a variant embedded in the package (`save_embedded_variant`): ``repo_id`` is then a
-            name only an installed hf_slm resolves, and the folder has no modelling code, which the card says.
+        embedded: the card of a variant embedded in the package: ``repo_id`` is then a name only an installed hf_slm
+            resolves, and the folder has no modelling code, which the card says. ``None``: whether the pipeline was
+            loaded from an embedded folder.
     """
     from huggingface_hub import ModelCard, ModelCardData
     from jinja2 import Environment, FileSystemLoader, StrictUndefined
@@ -319,7 +323,9 @@ def render_model_card(pipeline, eval_results=None, training_summary: dict | None
     family = family or detect_family(pipeline)
     if family not in FAMILIES:
         raise ValueError(f"family={family!r} is not one of {FAMILIES}")
-    repo_id = repo_id or getattr(pipeline, "name_or_path", None) or "<your-namespace>/<variant>"
+    embedded_name = embedded_pipeline_name(folder)
+    embedded = embedded_name is not None if embedded is None else embedded
+    repo_id = repo_id or embedded_name or getattr(pipeline, "name_or_path", None) or "<your-namespace>/<variant>"
     model_name = repo_id.split("/")[-1]
     card_data = ModelCardData(
         library_name="hf_slm", license=LICENSE, datasets=[DATASET],
@@ -366,7 +372,9 @@ def save_embedded_variant(pipeline, folder, repo_id: str, float16=(), training_s
         wrong = [name for name in float16 if getattr(loaded, name).dtype != torch.float32]
         if wrong:
             raise RuntimeError(f"{wrong} would not load in float32 from {tmp}")
-        render_model_card(loaded, repo_id=repo_id, embedded=True).save(tmp / "README.md")
+        # a folder of the package (or a test's stand-in for one), or a run's folder stored the same way
+        embedded = embedded_pipeline_name(folder) is not None
+        render_model_card(loaded, repo_id=repo_id, embedded=embedded).save(tmp / "README.md")
         for code in tmp.rglob("*.py"):
             code.unlink()
 

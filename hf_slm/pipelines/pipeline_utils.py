@@ -188,6 +188,18 @@ def embedded_pipeline_path(name) -> str | None:
     return getattr(hf_slm, constant)
 
 
+def embedded_pipeline_name(folder) -> str | None:
+    """The embedded variant name (``"default"``, ...) whose folder ``folder`` is, else None (the inverse of
+    `embedded_pipeline_path`; its first name where two share a folder)."""
+    if folder is None:
+        return None
+    folder = Path(folder).expanduser().resolve()
+    for name in EMBEDDED_PIPELINES:
+        if Path(embedded_pipeline_path(name)).resolve() == folder:
+            return name
+    return None
+
+
 def is_local_reference(repo) -> bool:
     """Whether an index entry's ``repo`` names a folder (``./x``, ``../x``, an absolute path, ``~/x``), not a Hub id or
     an embedded variant name."""
@@ -438,7 +450,7 @@ class PipelineMixin:
         self.__dict__.setdefault("_shared_components", {}).update(references)
 
     # ------------------------------------------------------------------ saving
-    def model_card(self, eval_results=None, repo_id: str | None = None, embedded: bool = False) -> str:
+    def model_card(self, eval_results=None, repo_id: str | None = None, embedded: bool | None = None) -> str:
         """The README.md text `save_pretrained` / `push_to_hub` write, from the template of the variant's family
         (`model_cards/<family>.md`): see `hf_slm.pipelines.model_card` (``embedded``: a variant shipped in the
         package, named by ``repo_id``)."""
@@ -491,7 +503,8 @@ class PipelineMixin:
                 component.save_pretrained(tmp / name, **kwargs)
             (tmp / INDEX_FILE).write_text(json.dumps(self._index(target), indent=2) + "\n", encoding="utf-8")
             write_remote_code(tmp)
-            (tmp / "README.md").write_text(self.model_card(repo_id=repo_id or target.name), encoding="utf-8")
+            card = self.model_card(repo_id=repo_id or target.name, embedded=False)  # the code is written above
+            (tmp / "README.md").write_text(card, encoding="utf-8")
 
         path = atomic_save_directory(target, write)
         if push_to_hub:
@@ -647,6 +660,7 @@ __all__ = [
     "atomic_save_directory",
     "check_compatibility",
     "component_layout",
+    "embedded_pipeline_name",
     "embedded_pipeline_path",
     "is_local_reference",
     "read_index",
