@@ -54,3 +54,20 @@ def test_stays_silent_on_noise(instruct):
     silent = [instruct.chat(clip, sampling_rate=16000, max_new_tokens=2, vocode=False).silent
               for clip in noise_waveforms(6, seed=4242)]  # fmt: skip
     assert sum(silent) >= 5, silent
+
+
+def test_ships_its_tuning_texts_as_its_recorded_arguments_draw_them():
+    """evaluate_tasks.py holds out the variant's own tuning_texts.txt; they must be the texts its tuning drew, and the
+    evaluation's held-out sentences none of them (the recorded overlaps: none for ASR / TTS)."""
+    from example_loader import load_script
+
+    from hf_slm.evaluation.instruct_tasks import held_out_sentences, text_overlap
+
+    tune = load_script("examples/instruction_tuning/tune.py", "instruction_tune_shipped", keep_registered=True)
+    arguments = json.loads((INSTRUCT / "training_summary.json").read_text())["arguments"]
+    seed = arguments["seed"] + arguments.get("data_seed_offset", 0)
+    texts = tune.instruction_texts(tune.instruction_draws(arguments["tasks"], arguments["num_utterances"], seed))
+    assert (INSTRUCT / "tuning_texts.txt").read_text(encoding="utf-8").splitlines() == texts
+    results = json.loads((INSTRUCT / "eval_results.json").read_text())["instruct_tasks"]
+    sentences = held_out_sentences(results["asr"]["n"], seed=1000, exclude=texts)
+    assert text_overlap(sentences, texts) == results["asr"]["text_overlap"] == 0.0

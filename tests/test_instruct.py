@@ -567,11 +567,22 @@ def test_example_script_runs_on_tiny_config(tmp_path):
     commands = [i["text"] for i in result["intent"]["items"]]
     assert result["intent"]["text_overlap"] == text_overlap(commands, tuning_texts)
     assert 0 <= result["silence"]["text_overlap"] <= 1
+    # the variant carries its tuning's texts, and they are what the recorded arguments draw again
+    own = Path(summary["variant"]) / "tuning_texts.txt"
+    assert own.read_text() == (tmp_path / "run" / "tuning_texts.txt").read_text()
+    tune = _load_example("tune")
+    arguments = summary["arguments"]
+    assert tune.instruction_texts(tune.instruction_draws(arguments["tasks"], arguments["num_utterances"],
+                                                         arguments["seed"])) == own.read_text().splitlines()  # fmt: skip
+    quick = ["--variant", summary["variant"], "--num_examples", "2", "--tasks", "intent", "--synth_cache_dir",
+             str(tmp_path / "speech")]  # fmt: skip
+    found = evaluate_tasks.main(quick + ["--output", str(tmp_path / "eval" / "own.json")])  # no --exclude_texts
+    assert found["tuning_texts"] == str(own)
+    assert found["intent"]["text_overlap"] == text_overlap([i["text"] for i in found["intent"]["items"]], tuning_texts)
     # without the tuning's texts the overlap is unknown: null, not a 0.0 that reads as "all held out"
-    unknown = evaluate_tasks.main(["--variant", summary["variant"], "--output", str(tmp_path / "eval" / "u.json"),
-                                   "--num_examples", "2", "--tasks", "intent", "--synth_cache_dir",
-                                   str(tmp_path / "speech")])  # fmt: skip
-    assert unknown["intent"]["text_overlap"] is None
+    own.unlink()
+    unknown = evaluate_tasks.main(quick + ["--output", str(tmp_path / "eval" / "u.json")])
+    assert unknown["intent"]["text_overlap"] is None and unknown["tuning_texts"] is None
     assert json.loads((tmp_path / "eval" / "u.json").read_text())["intent"]["text_overlap"] is None
 
 

@@ -70,6 +70,7 @@ from hf_slm.utils import atomic_open
 
 logger = logging.getLogger(__name__)
 TASKS = ("cross_modal", "chain_of_modality", "slu", "silence")
+TUNING_TEXTS_FILE = "tuning_texts.txt"  # every text of the tuning data, one a line (in the run and the variant)
 
 
 @dataclass
@@ -133,37 +134,56 @@ def build_tiny_base_pipeline(texts, noise, seed: int = 0, num_units: int = 16, c
                             language_model=lm, vocoder=vocoder, tokenizer=text_tokenizer)  # fmt: skip
 
 
+def instruction_draws(tasks, n: int, seed: int) -> dict:
+    """The seeded text draws of each chosen instruction set: `build_instruction_data` speaks them, and
+    `instruction_texts` lists them again without any speech (the texts a tuning saw, to hold out of evaluation)."""
+    unknown = set(tasks) - set(TASKS)
+    if unknown:
+        raise ValueError(f"unknown tasks {sorted(unknown)}; choose from {TASKS}")
+    draws = {}
+    if "cross_modal" in tasks:
+        draws["cross_modal"] = generate_sentences(n, seed=seed)
+    if "chain_of_modality" in tasks:
+        draws["chain_of_modality"] = synthetic_qa_pairs(n, seed=seed)
+    if "slu" in tasks:
+        draws["slu"] = synthetic_slu_commands(n, seed=seed)
+    if "silence" in tasks:  # questions with answers, and side talk: speech not addressed to the model
+        draws["silence"] = (synthetic_qa_pairs(n, seed=seed + 1), generate_sentences(n - n // 2, seed=seed + 1))
+    return draws
+
+
+def instruction_texts(draws: dict) -> list[str]:
+    """Every text of ``draws`` (`instruction_draws`), once each, in draw order."""
+    texts = list(draws.get("cross_modal", []))
+    texts += [t for pair in draws.get("chain_of_modality", []) for t in pair]
+    texts += [c["text"] for c in draws.get("slu", [])]
+    if "silence" in draws:
+        pairs, side_talk = draws["silence"]
+        texts += [t for pair in pairs for t in pair] + side_talk
+    return list(dict.fromkeys(texts))
+
+
 def build_instruction_data(pipe, chat, data_args: DataArguments, seed: int):
     """The chosen instruction sets, tokenised by the chat template (assistant-only labels), and every text they hold
     (so that an evaluation can hold its sentences out)."""
-    unknown = set(data_args.tasks) - set(TASKS)
-    if unknown:
-        raise ValueError(f"unknown tasks {sorted(unknown)}; choose from {TASKS}")
     n = data_args.num_utterances
+    draws = instruction_draws(data_args.tasks, n, seed)
     speak = espeak_speaker(pipe, voices=data_args.voices, cache_dir=data_args.synth_cache_dir)
-    parts, texts = [], []
-    if "cross_modal" in data_args.tasks:
-        sentences = generate_sentences(n, seed=seed)
-        parts.append(build_cross_modal(speak(sentences), sentences, seed=seed))
-        texts += sentences
-    if "chain_of_modality" in data_args.tasks:
-        pairs = synthetic_qa_pairs(n, seed=seed)
-        parts.append(build_chain_of_modality(pairs, speak))
-        texts += [t for pair in pairs for t in pair]
-    if "slu" in data_args.tasks:
-        commands = synthetic_slu_commands(n, seed=seed)
-        parts.append(build_slu(commands, speak, seed=seed))
-        texts += [c["text"] for c in commands]
-    if "silence" in data_args.tasks:
-        pairs = synthetic_qa_pairs(n, seed=seed + 1)
+    parts = []
+    if "cross_modal" in draws:
+        parts.append(build_cross_modal(speak(draws["cross_modal"]), draws["cross_modal"], seed=seed))
+    if "chain_of_modality" in draws:
+        parts.append(build_chain_of_modality(draws["chain_of_modality"], speak))
+    if "slu" in draws:
+        parts.append(build_slu(draws["slu"], speak, seed=seed))
+    if "silence" in draws:
+        pairs, side_talk = draws["silence"]
         noise_units = [u.tolist() for u in pipe.encode(noise_waveforms(n // 2, seed=seed), sampling_rate=16000)]
-        side_talk = generate_sentences(n - n // 2, seed=seed + 1)  # speech not addressed to the model
         parts.append(build_silence_mode(speak([q for q, _ in pairs]), [a for _, a in pairs],
                                         noise_units + speak(side_talk)))  # fmt: skip
-        texts += [t for pair in pairs for t in pair] + side_talk
     rows = concatenate_datasets(parts).shuffle(seed=seed)
     tokenised = rows.map(chat.map_function(data_args.max_length), remove_columns=rows.column_names)
-    return rows, tokenised, list(dict.fromkeys(texts))
+    return rows, tokenised, instruction_texts(draws)
 
 
 def _json_to_argv(config: dict) -> list[str]:
@@ -210,7 +230,7 @@ def main(argv=None):
         rows, train_dataset, texts = build_instruction_data(pipe, chat, data_args, seed)
     if main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
-        (output_dir / "tuning_texts.txt").write_text("\n".join(texts) + "\n", encoding="utf-8")  # for held-out eval
+        (output_dir / TUNING_TEXTS_FILE).write_text("\n".join(texts) + "\n", encoding="utf-8")  # for held-out eval
     logger.info("instruction rows per task: %s", {t: rows["task"].count(t) for t in sorted(set(rows["task"]))})
 
     peft_lm = attach_adapter(lm, default_lora_config(
@@ -248,6 +268,8 @@ def main(argv=None):
                              "max_steps": training_args.max_steps, "seed": training_args.seed,
                              "batch_size": training_args.per_device_train_batch_size}}  # fmt: skip
     (output_dir / "instruct_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    with atomic_open(saved / TUNING_TEXTS_FILE) as f:  # the variant carries them: evaluate_tasks.py holds them out
+        f.write("\n".join(texts) + "\n")
     if not model_args.merge:  # the card of the variant describes its training
         write_json(summary, saved / TRAINING_SUMMARY_FILE)
         card = render_model_card(SpokenChatPipeline.from_pretrained(saved))  # instruct-default's: its embedded name
