@@ -26,7 +26,7 @@ def instruct():
 def test_adapter_only_over_the_twist_default():
     assert resolve_pipeline_path("instruct-default") == INSTRUCT
     assert sorted(p.name for p in INSTRUCT.iterdir()) == ["README.md", "adapter", "eval_results.json", INDEX_FILE,
-                                                         "training_summary.json"]  # fmt: skip
+                                                         "training_summary.json", "tuning_texts.txt"]  # fmt: skip
     index = json.loads((INSTRUCT / INDEX_FILE).read_text())
     assert index["language_model"]["repo"] == index["tokenizer"]["repo"] == "twist-default"
     for name in ("feature_extractor", "speech_tokenizer", "vocoder"):  # where the TWIST default itself points
