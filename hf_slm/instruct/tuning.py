@@ -13,6 +13,7 @@ from ..pipelines.adapters import (
     expose_tied_weights,
     has_tied_embeddings,
     module_local_name,
+    peft_wrapping,
 )
 
 #: LoRA target modules per backbone ``model_type``: attention and MLP projections (QLoRA's "all linear layers"
@@ -95,7 +96,8 @@ def attach_adapter(model, lora_config=None, **config_kwargs):
         lora_config = default_lora_config(model, **config_kwargs)
     elif config_kwargs:
         raise TypeError("give either lora_config or default_lora_config keyword arguments, not both")
-    return get_peft_model(expose_tied_weights(model), lora_config)
+    with peft_wrapping():
+        return get_peft_model(expose_tied_weights(model), lora_config)
 
 
 def merge_adapter(peft_model):

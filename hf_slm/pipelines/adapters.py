@@ -7,9 +7,21 @@ extends the base LM's vocabulary with them (`add_task_tokens`) and lets PEFT see
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import warnings
 
 import torch
+
+
+@contextlib.contextmanager
+def peft_wrapping():
+    """Around a PEFT call that wraps a model (`PeftModel.from_pretrained`, `get_peft_model`): peft 0.21's
+    `PeftModel.__init__` reads `is_gradient_checkpointing`, which transformers 5.24 deprecated, so every load of an
+    instruct variant printed a FutureWarning users could do nothing about. Only that notice is silenced."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        yield
 
 
 def module_local_name(model, module) -> str | None:
@@ -105,5 +117,6 @@ __all__ = [
     "expose_tied_weights",
     "has_tied_embeddings",
     "module_local_name",
+    "peft_wrapping",
     "save_adapter",
 ]

@@ -614,9 +614,11 @@ class PipelineMixin:
         if name == "adapter":
             if "language_model" not in loaded:
                 raise PipelineLoadError("an adapter needs a language_model component to attach to")
-            from .adapters import expose_tied_weights  # the adapter's token rows reach a tied head too
+            from .adapters import expose_tied_weights, peft_wrapping  # the adapter's token rows reach a tied head too
 
-            return component_cls.from_pretrained(expose_tied_weights(loaded["language_model"]), location, **sub_kwargs)
+            with peft_wrapping():
+                return component_cls.from_pretrained(expose_tied_weights(loaded["language_model"]), location,
+                                                     **sub_kwargs)  # fmt: skip
         if dtype is not None and name in ("language_model", "vocoder"):
             sub_kwargs["dtype"] = dtype
         component = component_cls.from_pretrained(location, **sub_kwargs)

@@ -23,6 +23,7 @@ from ..models.speech_llm import (
     symbol_token_ids,
 )
 from ..models.speech_llm.configuration_speech_llm import CHAT_END
+from ..pipelines.adapters import peft_wrapping
 from ..pipelines.speech_llm_pipeline import ASR_PROMPT
 
 STAGES = (1, 2, 3)
@@ -88,7 +89,7 @@ def set_training_stage(
             r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
             target_modules=lora_target_regex(on_encoder=lora_on_encoder), modules_to_save=["projector"],
         )  # fmt: skip
-    with warnings.catch_warnings():  # GPT-2's Conv1D: PEFT sets fan_in_fan_out per module itself, and says so
+    with warnings.catch_warnings(), peft_wrapping():  # GPT-2's Conv1D: PEFT sets fan_in_fan_out per module itself
         warnings.filterwarnings("ignore", message="fan_in_fan_out is set to", category=UserWarning)
         return get_peft_model(model, lora_config)
 
