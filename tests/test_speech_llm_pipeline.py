@@ -179,8 +179,10 @@ def test_cli_chat_still_runs_an_instruct_variant(capsys):
 
     assert main(["chat", "instruct-default", "--text", "what is two plus three", "--max-new-tokens", "12"]) == 0
     expected = SpokenChatPipeline.from_pretrained("instruct-default").chat(
-        "what is two plus three", max_new_tokens=12, response_modality="text"
+        "what is two plus three", max_new_tokens=12, response_modality="text", strict_modality=True
     )
+    # with no --output the answer is kept in text: left free, this variant switches to speech and printed nothing
+    assert expected.text.strip() and not len(expected.units)
     assert capsys.readouterr().out.splitlines()[-1] == expected.text
 
 

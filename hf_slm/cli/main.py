@@ -351,9 +351,14 @@ def cmd_chat(args) -> int:
     else:  # an instruct variant takes one user input: the audio (its speech) or the text
         if args.audio is not None and args.text is not None:
             raise ValueError(f"{args.pipeline} is a SpokenChatPipeline variant: pass --audio or --text, not both")
+        # without --output the answer can only be read: keep it in text (the model may otherwise switch to speech,
+        # chain of modality, and print an empty line)
         modality = "speech" if args.output is not None else "text"
         out = pipe.chat(str(args.audio) if args.audio is not None else args.text, max_new_tokens=args.max_new_tokens,
-                        response_modality=modality)  # fmt: skip
+                        response_modality=modality, strict_modality=modality == "text")  # fmt: skip
+    if getattr(out, "silent", False):
+        print(f"{args.pipeline} stayed silent: it ended its turn at once, as instruct variants do for input they take "
+              "for noise or side talk", file=sys.stderr)  # fmt: skip
     print(out.text)
     if args.output is not None:
         if out.waveform is None:
