@@ -579,6 +579,8 @@ def test_example_script_runs_on_tiny_config(tmp_path):
     found = evaluate_tasks.main(quick + ["--output", str(tmp_path / "eval" / "own.json")])  # no --exclude_texts
     assert found["tuning_texts"] == str(own)
     assert found["intent"]["text_overlap"] == text_overlap([i["text"] for i in found["intent"]["items"]], tuning_texts)
+    with pytest.raises(ValueError, match="not a local folder"):  # before any download or evaluation
+        evaluate_tasks.main(["--variant", "someone/instruct", "--update_card", "true", "--output", str(tmp_path / "x")])
     # without the tuning's texts the overlap is unknown: null, not a 0.0 that reads as "all held out"
     own.unlink()
     unknown = evaluate_tasks.main(quick + ["--output", str(tmp_path / "eval" / "u.json")])

@@ -26,7 +26,7 @@ from hf_slm.evaluation.report import write_json, write_report
 from hf_slm.evaluation.instruct_tasks import HELD_OUT_VOICES, TASKS, evaluate_instruct_tasks, summarize
 from hf_slm.pipelines import SpeechLMPipeline, SpokenChatPipeline
 from hf_slm.pipelines.model_card import render_model_card, write_eval_results
-from hf_slm.pipelines.pipeline_utils import embedded_pipeline_name
+from hf_slm.pipelines.pipeline_utils import embedded_pipeline_name, embedded_pipeline_path
 from hf_slm.utils import atomic_open
 
 
@@ -57,6 +57,9 @@ def main(argv=None) -> dict:
     (args,) = HfArgumentParser(EvaluationArguments).parse_args_into_dataclasses(args=argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     torch.set_num_threads(args.torch_threads)
+    if args.update_card and not Path(args.variant).is_dir() and embedded_pipeline_path(args.variant) is None:
+        raise ValueError(f"--update_card writes into the variant's folder, and {args.variant!r} is not a local folder "
+                         "(a Hub download is a read-only cache): pull it into a folder first (hf-slm pull)")
     if args.exclude_texts and not Path(args.exclude_texts).is_file():
         raise FileNotFoundError(f"--exclude_texts {args.exclude_texts} does not exist (tune.py writes tuning_texts.txt)")
     pipe = SpokenChatPipeline.from_pretrained(args.variant)
