@@ -23,7 +23,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .pipeline_utils import embedded_pipeline_name
+from .embedded import embedded_pipeline_name
 
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "model_card_templates"
 EVAL_RESULTS_FILE = "eval_results.json"

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..utils import atomic_open, atomic_save_directory  # noqa: F401  (their home before 0.2)
+from .embedded import EMBEDDED_PIPELINES, embedded_pipeline_name, embedded_pipeline_path  # noqa: F401
 from .remote_code import write_remote_code
 
 INDEX_FILE = "pipeline_index.json"
@@ -160,44 +161,6 @@ def normalise_spec(name: str, spec, where: str = INDEX_FILE) -> dict[str, Any] |
         f"{where}: entry {name!r} must be [library, class] (two strings) or a dict with string library/class, "
         f"got {spec!r}"
     )
-
-
-#: Names of the variants embedded in the package (loaded with no network) -> the ``hf_slm`` constant holding the path.
-EMBEDDED_PIPELINES = {
-    "default": "DEFAULT_PIPELINE",
-    "twist-default": "DEFAULT_TWIST_PIPELINE",
-    "default-twist": "DEFAULT_TWIST_PIPELINE",
-    "instruct-default": "DEFAULT_INSTRUCT_PIPELINE",
-    "speech-llm-default": "DEFAULT_SPEECH_LLM_PIPELINE",
-    "codec-default": "DEFAULT_CODEC_PIPELINE",
-    "tts-default": "DEFAULT_TTS_PIPELINE",
-}
-
-
-def embedded_pipeline_path(name) -> str | None:
-    """The local folder of an embedded variant name (``"default"``, ``"twist-default"``), else None.
-
-    Index entries use these names to reference an embedded variant's components, which then resolve wherever the
-    package is installed.
-    """
-    constant = EMBEDDED_PIPELINES.get(str(name))
-    if constant is None:
-        return None
-    import hf_slm
-
-    return getattr(hf_slm, constant)
-
-
-def embedded_pipeline_name(folder) -> str | None:
-    """The embedded variant name (``"default"``, ...) whose folder ``folder`` is, else None (the inverse of
-    `embedded_pipeline_path`; its first name where two share a folder)."""
-    if folder is None:
-        return None
-    folder = Path(folder).expanduser().resolve()
-    for name in EMBEDDED_PIPELINES:
-        if Path(embedded_pipeline_path(name)).resolve() == folder:
-            return name
-    return None
 
 
 def is_local_reference(repo) -> bool:
