@@ -23,10 +23,16 @@ import torch
 from transformers import HfArgumentParser
 
 from hf_slm.evaluation.report import write_json, write_report
-from hf_slm.evaluation.instruct_tasks import HELD_OUT_VOICES, TASKS, evaluate_instruct_tasks, summarize
+from hf_slm.evaluation.instruct_tasks import (
+    HELD_OUT_VOICES,
+    TASKS,
+    TUNING_TEXTS_FILE,
+    evaluate_instruct_tasks,
+    summarize,
+)
 from hf_slm.pipelines import SpeechLMPipeline, SpokenChatPipeline
 from hf_slm.pipelines.model_card import render_model_card, write_eval_results
-from hf_slm.pipelines.pipeline_utils import embedded_pipeline_name, embedded_pipeline_path
+from hf_slm.pipelines.embedded import embedded_pipeline_name, embedded_pipeline_path
 from hf_slm.utils import atomic_open
 
 
@@ -63,7 +69,7 @@ def main(argv=None) -> dict:
     if args.exclude_texts and not Path(args.exclude_texts).is_file():
         raise FileNotFoundError(f"--exclude_texts {args.exclude_texts} does not exist (tune.py writes tuning_texts.txt)")
     pipe = SpokenChatPipeline.from_pretrained(args.variant)
-    own = Path(pipe.local_path) / "tuning_texts.txt" if getattr(pipe, "local_path", None) else None
+    own = Path(pipe.local_path) / TUNING_TEXTS_FILE if getattr(pipe, "local_path", None) else None
     path = Path(args.exclude_texts) if args.exclude_texts else own if own is not None and own.is_file() else None
     exclude = None  # the tuning's texts unknown: held-out sentences cannot avoid them, `text_overlap` is null
     if path is not None:

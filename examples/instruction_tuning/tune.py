@@ -54,6 +54,7 @@ from hf_slm.instruct import (
     synthetic_slu_commands,
     word_level_tokenizer,
 )
+from hf_slm.evaluation.instruct_tasks import TUNING_TEXTS_FILE
 from hf_slm.evaluation.report import write_json
 from hf_slm.pipelines.adapters import add_task_tokens
 from hf_slm.pipelines.model_card import TRAINING_SUMMARY_FILE, render_model_card
@@ -70,7 +71,6 @@ from hf_slm.utils import atomic_open
 
 logger = logging.getLogger(__name__)
 TASKS = ("cross_modal", "chain_of_modality", "slu", "silence")
-TUNING_TEXTS_FILE = "tuning_texts.txt"  # every text of the tuning data, one a line (in the run and the variant)
 
 
 @dataclass

@@ -86,6 +86,11 @@ def _text(text: str) -> dict:
     return {"type": "text", "text": text}
 
 
+#: The file of a tuning run and of the variant it saves that lists every text of its data, one a line: the texts an
+#: evaluation holds out (``exclude_texts``).
+TUNING_TEXTS_FILE = "tuning_texts.txt"
+
+
 def text_overlap(texts: Sequence[str], tuning_texts: Sequence[str] | None) -> float | None:
     """The fraction of ``texts`` (word-normalised) that are in ``tuning_texts``; ``None`` when the tuning's texts are
     unknown (``tuning_texts`` is ``None``), rather than a 0.0 that would read as "all held out"."""
@@ -218,14 +223,13 @@ def evaluate_instruct_tasks(
     if "asr" in tasks or "tts" in tasks:
         sentences = held_out_sentences(num_examples, seed=seed, exclude=exclude_texts or ())
         audio, units = speaker(sentences)
+        overlap = text_overlap(sentences, exclude_texts)
         if "asr" in tasks:
             logger.info("ASR on %d held-out sentences", len(sentences))
-            result["asr"] = {**evaluate_asr(pipeline, sentences, units),
-                             "text_overlap": text_overlap(sentences, exclude_texts)}  # fmt: skip
+            result["asr"] = {**evaluate_asr(pipeline, sentences, units), "text_overlap": overlap}
         if "tts" in tasks:
             logger.info("TTS on %d held-out sentences", len(sentences))
-            result["tts"] = {**evaluate_tts(pipeline, sentences, audio, units),
-                             "text_overlap": text_overlap(sentences, exclude_texts)}  # fmt: skip
+            result["tts"] = {**evaluate_tts(pipeline, sentences, audio, units), "text_overlap": overlap}
     if "intent" in tasks:
         commands = synthetic_slu_commands(num_examples, seed=seed + 1)
         _, units = speaker([normalise_words(c["text"]) for c in commands])
@@ -258,6 +262,7 @@ def summarize(result: dict) -> dict:
 __all__ = [
     "HELD_OUT_VOICES",
     "TASKS",
+    "TUNING_TEXTS_FILE",
     "evaluate_asr",
     "evaluate_instruct_tasks",
     "evaluate_intent",

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..utils import atomic_open, atomic_save_directory  # noqa: F401  (their home before 0.2)
-from .embedded import EMBEDDED_PIPELINES, embedded_pipeline_name, embedded_pipeline_path  # noqa: F401
+from .embedded import EMBEDDED_PIPELINES, embedded_pipeline_path  # noqa: F401  (their home before 0.2)
 from .remote_code import write_remote_code
 
 INDEX_FILE = "pipeline_index.json"
@@ -625,7 +625,6 @@ __all__ = [
     "atomic_save_directory",
     "check_compatibility",
     "component_layout",
-    "embedded_pipeline_name",
     "embedded_pipeline_path",
     "is_local_reference",
     "read_index",
