@@ -94,6 +94,14 @@ def test_errors_reach_the_user_as_one_line(pipeline_dir, tmp_path, capsys):
     assert "exactly one of --texts" in capsys.readouterr().err
     assert main(["evaluate", "pairs", "--pipeline", pipeline_dir, "--output", str(tmp_path / "o.json")]) == 1
     assert "exactly one of --pairs, --zerospeech" in capsys.readouterr().err
+    # instruct-tasks names an unknown task before it loads anything
+    assert main(["evaluate", "instruct-tasks", "--pipeline", pipeline_dir, "--tasks", "asr,translation",
+                 "--output", str(tmp_path / "o.json")]) == 1  # fmt: skip
+    assert "unknown task(s) ['translation']" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["evaluate", "instruct-tasks", "--pipeline", pipeline_dir, "--exclude-texts", str(tmp_path / "no.txt"),
+              "--output", str(tmp_path / "o.json")])  # fmt: skip
+    assert "no.txt" in capsys.readouterr().err
 
 
 def test_pairs_topline_fits_a_phone_lm_on_the_text_and_scores_the_pairs(tmp_path, capsys):

@@ -486,3 +486,10 @@ def test_cli_push_pull(hub_server, tmp_path, capsys):
     assert file_hashes(out) == file_hashes(folder)
     assert cli_main(["pull", repo_id, "--revision", "nope", "--output", str(tmp_path / "x")]) == 1
     assert "nope" in capsys.readouterr().err
+    # a card is updated in a pulled folder, never in the Hub cache that a repo id loads from
+    from hf_slm.pipelines.model_card import update_model_card
+
+    with pytest.raises(ValueError, match="read-only cache"):
+        update_model_card(SpeechLMPipeline.from_pretrained(repo_id, revision="v1"))
+    assert cli_main(["card", str(out), "--repo-id", repo_id]) == 0
+    assert f'AutoModel.from_pretrained("{repo_id}", subfolder="language_model"' in (out / "README.md").read_text()

@@ -15,6 +15,7 @@ import torch
 from transformers import GPT2Config, LlamaConfig, OPTConfig, Qwen2Config
 
 from hf_slm import SpeechChatTemplate, SpeechLMConfig, SpeechLMForCausalLM, SpeechLMPipeline, SpeechLMProcessor
+from hf_slm.cli import main as cli_main
 from hf_slm.data import generate_sentences
 from hf_slm.instruct import (
     ASR_TEMPLATES,
@@ -545,13 +546,15 @@ def test_example_script_runs_on_tiny_config(tmp_path):
     index = json.loads((Path(summary["variant"]) / "pipeline_index.json").read_text())
     assert index["_class_name"] == "SpokenChatPipeline"
 
-    # the measured tasks on held-out speech (plumbing: a 2-step model scores poorly)
-    evaluate_tasks = _load_example("evaluate_tasks")
+    # the measured tasks on held-out speech (plumbing: a 2-step model scores poorly), then merged into the card
     output = tmp_path / "eval" / "tasks.json"
-    result = evaluate_tasks.main(["--variant", summary["variant"], "--output", str(output), "--num_examples", "4",
-                                  "--exclude_texts", str(tmp_path / "run" / "tuning_texts.txt"),
-                                  "--synth_cache_dir", str(tmp_path / "speech"), "--update_card", "true"])  # fmt: skip
-    assert json.loads(output.read_text())["silence"] == result["silence"] and output.with_suffix(".md").is_file()
+    assert cli_main(["evaluate", "instruct-tasks", "--pipeline", summary["variant"], "--output", str(output),
+                     "--num-examples", "4", "--exclude-texts", str(tmp_path / "run" / "tuning_texts.txt"),
+                     "--synth-cache-dir", str(tmp_path / "speech")]) == 0  # fmt: skip
+    result = json.loads(output.read_text())
+    assert output.with_suffix(".md").is_file() and output.with_suffix(".tasks.png").stat().st_size > 0
+    assert result["tuning_texts"] == str(tmp_path / "run" / "tuning_texts.txt")
+    assert cli_main(["card", summary["variant"], "--results", str(output)]) == 0
     card = (Path(summary["variant"]) / "README.md").read_text()  # training summary (tune.py) and figures (here)
     assert "64 instruction rows" in card and "| ASR on held-out speech (n=4) | WER |" in card
     tuning_texts = set((tmp_path / "run" / "tuning_texts.txt").read_text().splitlines())
@@ -574,12 +577,16 @@ def test_example_script_runs_on_tiny_config(tmp_path):
     arguments = summary["arguments"]
     assert tune.instruction_texts(tune.instruction_draws(arguments["tasks"], arguments["num_utterances"],
                                                          arguments["seed"])) == own.read_text().splitlines()  # fmt: skip
+    # the example script is a wrapper of the same command (and of `hf-slm card` for --update_card)
+    evaluate_tasks = _load_example("evaluate_tasks")
     quick = ["--variant", summary["variant"], "--num_examples", "2", "--tasks", "intent", "--synth_cache_dir",
              str(tmp_path / "speech")]  # fmt: skip
-    found = evaluate_tasks.main(quick + ["--output", str(tmp_path / "eval" / "own.json")])  # no --exclude_texts
-    assert found["tuning_texts"] == str(own)
+    found = evaluate_tasks.main(quick + ["--output", str(tmp_path / "eval" / "own.json"), "--update_card", "true"])
+    assert found["tuning_texts"] == str(own)  # no --exclude_texts: the variant's own copy
     assert found["intent"]["text_overlap"] == text_overlap([i["text"] for i in found["intent"]["items"]], tuning_texts)
-    with pytest.raises(ValueError, match="not a local folder"):  # before any download or evaluation
+    merged = json.loads((Path(summary["variant"]) / "eval_results.json").read_text())["instruct_tasks"]
+    assert merged["intent"]["n"] == 2 and "asr" not in merged  # the newer run's tasks replace the earlier run's
+    with pytest.raises(ValueError, match="not a local variant folder"):  # before any download or evaluation
         evaluate_tasks.main(["--variant", "someone/instruct", "--update_card", "true", "--output", str(tmp_path / "x")])
     # without the tuning's texts the overlap is unknown: null, not a 0.0 that reads as "all held out"
     own.unlink()

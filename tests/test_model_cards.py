@@ -12,7 +12,13 @@ from transformers import LlamaConfig
 
 from hf_slm.models.speech_lm import SpeechLMConfig, SpeechLMForCausalLM
 from hf_slm.pipelines import SpeechLMPipeline
-from hf_slm.pipelines.model_card import collect_eval_results, detect_family, render_model_card, write_eval_results
+from hf_slm.pipelines.model_card import (
+    collect_eval_results,
+    detect_family,
+    render_model_card,
+    update_model_card,
+    write_eval_results,
+)
 from tiny_components import NUM_UNITS, tiny_codec, tiny_mel_vocoder, tiny_pipeline, tiny_speech_lm
 
 PAIRS = {"accuracy": 0.625, "accuracy_normalized": 0.5, "n": 8, "items": [{"x": 1}],
@@ -21,7 +27,7 @@ ABX = {"units": {"within_speaker_error": 0.125, "between_speaker_error": 0.25, "
 RESYNTH = {"wer_original": 0.5, "wer_resynthesized": 0.375, "cer_original": 0.25, "cer_resynthesized": 0.2,
            "mel_distance": 0.4, "n": 4, "items": []}
 
-TASKS = {"voices": ["en-gb"], "seed": 1, "num_examples": 4,  # the shape evaluate_tasks.py writes
+TASKS = {"voices": ["en-gb"], "seed": 1, "num_examples": 4,  # the shape `evaluate instruct-tasks` writes
          "asr": {"wer": 0.8125, "exact_match": 0.0, "n": 4, "items": []},
          "tts": {"wer": 0.9375, "wer_espeak": 0.4375, "n": 4, "asr": "pocketsphinx", "items": []},
          "intent": {"accuracy": 0.75, "chance": 0.2, "majority_rate": 0.5, "n": 4, "items": []},
@@ -206,9 +212,39 @@ def test_instruct_task_results_reach_the_card(tmp_path):
     assert metrics["WER"] == 0.8125 and metrics["ASR WER of the spoken reply"] == 0.9375
     assert metrics["accuracy"] == 0.75 and metrics["balanced accuracy"] == 0.75
     assert "| 0.938 / 0.438 |" in card.text and "0.750 (0.200)" in card.text and "| 1.000 / 0.500 |" in card.text
-    # only the instruct script's figures: the card names that script, not an empty `hf-slm evaluate` command
-    assert "Produced by `examples/instruction_tuning/evaluate_tasks.py`" in card.text
-    assert "hf-slm evaluate `" not in card.text and "chance pair accuracy" not in card.text
+    # only the instruct figures: the card names the command that makes them, and no pair benchmark
+    assert "Produced by `hf-slm evaluate instruct-tasks` (see" in card.text
+    assert "chance pair accuracy" not in card.text
+
+
+def test_cli_card_merges_results_and_rerenders_and_changes_nothing_on_a_bad_file(tmp_path, eval_files, capsys):
+    from hf_slm.cli import main as cli_main
+
+    folder = tiny_pipeline().save_pretrained(tmp_path / "variant")
+    assert "Not evaluated yet" in (folder / "README.md").read_text()
+    assert cli_main(["card", str(folder), "--results", *map(str, eval_files[:2])]) == 0
+    card = (folder / "README.md").read_text()
+    assert "0.625" in card and "Not evaluated yet" not in card
+    assert 'AutoModel.from_pretrained("variant", subfolder="language_model"' in card  # the folder's name, as saved
+    assert set(json.loads((folder / "eval_results.json").read_text())) == {"pairs", "abx"}
+    # a later result is merged beside the earlier ones; --repo-id names the card's Hub repo
+    assert cli_main(["card", str(folder), "--results", str(eval_files[2]), "--repo-id", "me/tiny"]) == 0
+    assert set(json.loads((folder / "eval_results.json").read_text())) == {"pairs", "abx", "resynthesis"}
+    assert 'AutoModel.from_pretrained("me/tiny"' in (folder / "README.md").read_text()
+    before = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+    (tmp_path / "loss.json").write_text(json.dumps({"loss": 1.0}))
+    capsys.readouterr()
+    assert cli_main(["card", str(folder), "--results", str(tmp_path / "loss.json")]) == 1
+    assert "loss.json" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()} == before
+    # a component folder, a missing folder and a pipeline without a folder are refused by name
+    assert cli_main(["card", str(folder / "language_model")]) == 1
+    assert "pipeline_index.json is missing" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli_main(["card", str(tmp_path / "nowhere")])
+    assert "nowhere" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="not loaded from a local variant folder"):
+        update_model_card(tiny_pipeline(), eval_files)
 
 
 def test_voice_and_codec_results_reach_the_card(tmp_path):

@@ -1,39 +1,30 @@
 """Measured spoken tasks of an instruct variant: ASR WER, TTS intelligibility, intent accuracy, silence mode.
 
-    python examples/instruction_tuning/evaluate_tasks.py --variant runs/instruct_tiny/instruct_variant \
-        --exclude_texts runs/instruct_tiny/tuning_texts.txt --output runs/instruct_tiny/tasks.json
-    python examples/instruction_tuning/evaluate_tasks.py --variant instruct-default --num_examples 50
+A thin wrapper over ``hf-slm evaluate instruct-tasks`` (and ``hf-slm card`` for ``--update_card``), kept for the
+commands that docs and runs already use; the CLI is the reference:
+
+    hf-slm evaluate instruct-tasks --pipeline runs/instruct_tiny/instruct_variant \
+        --exclude-texts runs/instruct_tiny/tuning_texts.txt --output runs/instruct_tiny/tasks.json
+    python examples/instruction_tuning/evaluate_tasks.py --variant instruct-default --num_examples 30 --update_card true
 
 Held-out data (sentences, noise, voices apart from the tuning's) is synthesised with espeak-ng; see
-`hf_slm.evaluation.instruct_tasks`. Writes the JSON (every item) and a Markdown report next to it.
-instruct-default's figures (docs/instruction_tuning.md): ``--variant instruct-default --num_examples 30
---update_card true`` (its tuning's texts: the variant's own ``tuning_texts.txt``, which tune.py writes into every
-variant); every TTS reply is vocoded and transcribed, however short (an empty reply scores an empty transcript).
+`hf_slm.evaluation.instruct_tasks`. The tuning's texts are held out: ``--exclude_texts``, else the variant's own
+``tuning_texts.txt`` (tune.py writes it into every variant). Writes the JSON (every item), a Markdown report and a plot.
 """
 
 from __future__ import annotations
 
 import json
-import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 from transformers import HfArgumentParser
 
-from hf_slm.evaluation.report import write_json, write_report
-from hf_slm.evaluation.instruct_tasks import (
-    HELD_OUT_VOICES,
-    TASKS,
-    TUNING_TEXTS_FILE,
-    evaluate_instruct_tasks,
-    summarize,
-)
-from hf_slm.pipelines import SpeechLMPipeline, SpokenChatPipeline
-from hf_slm.pipelines.model_card import render_model_card, write_eval_results
-from hf_slm.pipelines.embedded import embedded_pipeline_name, embedded_pipeline_path
-from hf_slm.utils import atomic_open
+from hf_slm.cli.main import main as hf_slm_cli
+from hf_slm.evaluation.instruct_tasks import HELD_OUT_VOICES, TASKS
+from hf_slm.pipelines import SpokenChatPipeline
+from hf_slm.pipelines.model_card import local_variant_folder, update_model_card
 
 
 @dataclass
@@ -61,42 +52,22 @@ class EvaluationArguments:
 
 def main(argv=None) -> dict:
     (args,) = HfArgumentParser(EvaluationArguments).parse_args_into_dataclasses(args=argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    torch.set_num_threads(args.torch_threads)
-    if args.update_card and not Path(args.variant).is_dir() and embedded_pipeline_path(args.variant) is None:
-        raise ValueError(f"--update_card writes into the variant's folder, and {args.variant!r} is not a local folder "
-                         "(a Hub download is a read-only cache): pull it into a folder first (hf-slm pull)")
-    if args.exclude_texts and not Path(args.exclude_texts).is_file():
-        raise FileNotFoundError(f"--exclude_texts {args.exclude_texts} does not exist (tune.py writes tuning_texts.txt)")
-    pipe = SpokenChatPipeline.from_pretrained(args.variant)
-    own = Path(pipe.local_path) / TUNING_TEXTS_FILE if getattr(pipe, "local_path", None) else None
-    path = Path(args.exclude_texts) if args.exclude_texts else own if own is not None and own.is_file() else None
-    exclude = None  # the tuning's texts unknown: held-out sentences cannot avoid them, `text_overlap` is null
-    if path is not None:
-        exclude = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-        logging.info("holding out the %d texts of %s", len(exclude), path)
-    result = evaluate_instruct_tasks(pipe, tasks=args.tasks, num_examples=args.num_examples, voices=args.voices,
-                                     rates=args.rates, seed=args.seed, exclude_texts=exclude,
-                                     cache_dir=args.synth_cache_dir)  # fmt: skip
-    result = {"variant": args.variant, "arguments": asdict(args), "tuning_texts": None if path is None else str(path),
-              **result}  # fmt: skip
-    output = write_json(result, args.output)
-    notes = (f"Held-out speech: voices {', '.join(args.voices)}, seed {args.seed}, {args.num_examples} utterances per "
-             "task; greedy decoding. `tts_wer_espeak` is the recogniser's WER on espeak-ng's own audio of the same "
-             "texts; `intent_chance` is 1 / number of intents; a constant policy has silence balanced accuracy 0.5. "
-             "`text_overlap` in the JSON: the fraction of a task's texts also seen in tuning (null when the tuning's "
-             "texts are unknown: no --exclude_texts and no tuning_texts.txt in the variant).")  # fmt: skip
-    write_report(output.with_suffix(".md"), f"Spoken tasks of {args.variant}", summarize(result), notes=notes)
-    logging.info("%s", json.dumps(summarize(result), indent=2))
     if args.update_card:
-        folder = Path(pipe.local_path)
-        write_eval_results(folder, [output])
-        # an embedded variant (instruct-default) keeps its name and says it needs hf_slm
-        card = render_model_card(SpeechLMPipeline.from_pretrained(folder),
-                                 repo_id=embedded_pipeline_name(folder) or args.variant)  # fmt: skip
-        with atomic_open(folder / "README.md") as f:
-            f.write(str(card))
-    return result
+        local_variant_folder(args.variant)  # before any download or evaluation: a Hub id has no card to update
+    command = ["--debug", "evaluate", "instruct-tasks", "--pipeline", args.variant, "--output", args.output,
+               "--tasks", ",".join(args.tasks), "--num-examples", str(args.num_examples),
+               "--voices", ",".join(args.voices), "--rates", ",".join(map(str, args.rates)), "--seed", str(args.seed),
+               "--threads", str(args.torch_threads)]  # fmt: skip
+    if args.exclude_texts:
+        command += ["--exclude-texts", args.exclude_texts]
+    if args.synth_cache_dir:
+        command += ["--synth-cache-dir", args.synth_cache_dir]
+    status = hf_slm_cli(command)
+    if status:
+        raise SystemExit(status)
+    if args.update_card:  # `hf-slm card VARIANT --results OUTPUT`
+        update_model_card(SpokenChatPipeline.from_pretrained(local_variant_folder(args.variant)), [args.output])
+    return json.loads(Path(args.output).read_text(encoding="utf-8"))
 
 
 if __name__ == "__main__":

@@ -365,6 +365,49 @@ def cmd_speech_llm_tasks(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------------- instruct-tasks
+def cmd_instruct_tasks(args) -> int:
+    from ..evaluation.instruct_tasks import (
+        HELD_OUT_VOICES,
+        TASKS,
+        evaluate_instruct_tasks,
+        read_tuning_texts,
+        summarize,
+    )
+    from ..evaluation.report import bar_plot, write_json, write_report
+    from ..pipelines import SpokenChatPipeline
+
+    args.tasks = list(args.tasks or TASKS)
+    args.voices = list(args.voices or HELD_OUT_VOICES)
+    unknown = sorted(set(args.tasks) - set(TASKS))
+    if unknown:
+        raise ValueError(f"--tasks: unknown task(s) {unknown}; choose from {list(TASKS)}")
+    if args.threads:
+        __import__("torch").set_num_threads(args.threads)
+    pipe = SpokenChatPipeline.from_pretrained(args.pipeline).to(args.device)
+    # the tuning's texts are held out; unknown (no file): held-out sentences cannot avoid them, `text_overlap` is null
+    tuning_path, tuning_texts = read_tuning_texts(pipe, args.exclude_texts)
+    result = evaluate_instruct_tasks(pipe, tasks=args.tasks, num_examples=args.num_examples, voices=args.voices,
+                                     rates=args.rates, seed=args.seed, exclude_texts=tuning_texts,
+                                     cache_dir=args.synth_cache_dir)  # fmt: skip
+    result = {"pipeline": args.pipeline, "tuning_texts": None if tuning_path is None else str(tuning_path), **result}
+    json_path, md_path, stem = _outputs(args.output)
+    write_json(result, json_path)
+    scores = summarize(result)
+    table = "\n".join(f"{name:<28}{value:>8.3f}" for name, value in scores.items())
+    plot = bar_plot(scores, f"{stem}.tasks.png", f"spoken tasks of {args.pipeline}", "value")
+    write_report(md_path, f"Spoken tasks of {args.pipeline}", scores, table, [plot],
+                 notes=f"Held-out speech: voices {', '.join(args.voices)}, rates {args.rates}, seed {args.seed}, "
+                 f"{args.num_examples} utterances per task; greedy decoding. `tts_wer_espeak` is the recogniser's WER "
+                 "on espeak-ng's own audio of the same texts; `intent_chance` is 1 / number of intents; a constant "
+                 "policy has silence balanced accuracy 0.5. `text_overlap` in the JSON: the fraction of a task's texts "
+                 "also seen in tuning (null when the tuning's texts are unknown: no --exclude-texts and no "
+                 "tuning_texts.txt in the variant). Per-item answers are in the JSON file.")  # fmt: skip
+    print(table)
+    print(f"wrote {json_path}, {md_path}, {plot}")
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------------- turn-taking
 def cmd_turn_taking(args) -> int:
     from ..evaluation.report import bar_plot, write_json, write_report
@@ -618,7 +661,7 @@ def add_evaluate_parser(sub) -> None:
 
     group = sub.add_parser(
         "evaluate", help="benchmarks: pairs, build-pairs, pairs-topline, abx, purity, resynthesis, asr, speech-llm-tasks, "
-        "generation, prosody, turn-taking, stsp, duplex-behaviour, voice, tts, codec"
+        "instruct-tasks, generation, prosody, turn-taking, stsp, duplex-behaviour, voice, tts, codec"
     )
     commands = group.add_subparsers(dest="evaluate_command", required=True)
 
@@ -751,6 +794,25 @@ def add_evaluate_parser(sub) -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--output", required=True, help="results JSON (a Markdown report and a PNG plot are written next to it)")
     p.set_defaults(func=cmd_speech_llm_tasks)
+
+    p = commands.add_parser("instruct-tasks", help="an instruct variant: ASR WER, TTS intelligibility, intent accuracy, "
+                            "silence mode on held-out espeak-ng speech")  # fmt: skip
+    p.add_argument("--pipeline", required=True, help="an instruct variant: folder, Hub id or 'instruct-default'")
+    p.add_argument("--tasks", type=csv_list(str), default=None,
+                   help="comma-separated, out of asr, tts, intent, silence (default: all)")  # fmt: skip
+    p.add_argument("--num-examples", type=positive_int, default=30, help="utterances per task")
+    p.add_argument("--voices", type=csv_list(str), default=None,
+                   help="espeak-ng voices of the held-out speech (default: voices the tuning did not use)")  # fmt: skip
+    p.add_argument("--rates", type=csv_list(positive_int), default=[175], help="espeak-ng rates (words per minute)")
+    p.add_argument("--seed", type=non_negative_int, default=1000, help="seed of the held-out draws")
+    p.add_argument("--exclude-texts", type=existing_path, default=None,
+                   help="the tuning's tuning_texts.txt, whose sentences the held-out ones avoid (default: the "
+                        "variant's own copy, where it has one)")  # fmt: skip
+    p.add_argument("--synth-cache-dir", default=None, help="cache of the synthesised speech (datasets)")
+    p.add_argument("--threads", type=non_negative_int, default=1, help="torch threads (0: torch's default)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--output", required=True, help="results JSON (a Markdown report and a PNG plot are written next to it)")
+    p.set_defaults(func=cmd_instruct_tasks)
 
     p = commands.add_parser("generation", help="continuations over temperatures: perplexity, VERT, AUC, plot")
     p.add_argument("--texts", default="builtin", help="prompt texts: a file or 'builtin' (synthesised)")

@@ -412,6 +412,21 @@ def cmd_pull(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------------- card
+def cmd_card(args) -> int:
+    from .. import pipelines
+    from ..pipelines.model_card import update_model_card
+
+    class_name = str(pipelines.read_index(args.folder).get("_class_name", "SpeechLMPipeline"))
+    cls = getattr(pipelines, class_name, None)
+    if not (isinstance(cls, type) and class_name.endswith("Pipeline")):
+        raise ValueError(f"{args.folder / pipelines.INDEX_FILE} names {class_name!r}, not an hf_slm pipeline class")
+    card = update_model_card(cls.from_pretrained(args.folder), args.results, repo_id=args.repo_id)
+    merged = f"merged {len(args.results)} result file(s) into {args.folder / 'eval_results.json'}, " if args.results else ""
+    print(f"{merged}wrote {card}")
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hf-slm", description=__doc__)
@@ -543,6 +558,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=non_negative_int, default=1, help="torch CPU threads (0: torch's choice)")
     p.add_argument("--output", required=True, type=Path, help="wav file to write (atomically)")
     p.set_defaults(func=cmd_tts)
+
+    p = sub.add_parser("card", help="merge `hf-slm evaluate` results into a local variant's eval_results.json and "
+                       "re-render its model card (README.md)")  # fmt: skip
+    p.add_argument("folder", type=existing_folder_or_embedded, help="a variant folder, or an embedded variant's name")
+    p.add_argument("--results", nargs="*", type=existing_file, default=[],
+                   help="JSON files written by `hf-slm evaluate ... --output` (none: re-render the card only)")  # fmt: skip
+    p.add_argument("--repo-id", default=None,
+                   help="the name the card's loading code uses (default: the embedded name, else the folder's)")  # fmt: skip
+    p.set_defaults(func=cmd_card)
 
     p = sub.add_parser("push", help="upload a pipeline variant or component folder to the Hub (honours HF_ENDPOINT)")
     p.add_argument("folder", type=existing_folder_or_embedded,

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -89,6 +90,21 @@ def _text(text: str) -> dict:
 #: The file of a tuning run and of the variant it saves that lists every text of its data, one a line: the texts an
 #: evaluation holds out (``exclude_texts``).
 TUNING_TEXTS_FILE = "tuning_texts.txt"
+
+
+def read_tuning_texts(pipeline, path=None) -> tuple[Path | None, list[str] | None]:
+    """The tuning's texts to hold out: from ``path`` (a `TUNING_TEXTS_FILE` that tune.py wrote), else from the
+    variant's own copy in the folder ``pipeline`` was loaded from; ``(None, None)`` when neither exists (then the
+    overlap is unknown). Returns the file used and its non-empty lines."""
+    if path is not None and not Path(path).is_file():
+        raise FileNotFoundError(f"tuning texts {path} do not exist (tune.py writes {TUNING_TEXTS_FILE} into the run and "
+                                "the variant)")  # fmt: skip
+    if path is None and getattr(pipeline, "local_path", None):
+        own = Path(pipeline.local_path) / TUNING_TEXTS_FILE
+        path = own if own.is_file() else None
+    if path is None:
+        return None, None
+    return Path(path), [line for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def text_overlap(texts: Sequence[str], tuning_texts: Sequence[str] | None) -> float | None:
@@ -265,6 +281,7 @@ __all__ = [
     "TUNING_TEXTS_FILE",
     "evaluate_asr",
     "evaluate_instruct_tasks",
+    "read_tuning_texts",
     "evaluate_intent",
     "evaluate_silence",
     "evaluate_tts",

@@ -344,6 +344,46 @@ def render_model_card(pipeline, eval_results=None, training_summary: dict | None
     return ModelCard(content)
 
 
+def local_variant_folder(spec) -> Path:
+    """The folder of a variant whose files may be written: a local folder or an embedded name, never a Hub id (its
+    download is a read-only cache). Raises ValueError naming ``spec`` otherwise."""
+    from .embedded import embedded_pipeline_path
+
+    folder = Path(embedded_pipeline_path(spec) or spec).expanduser()
+    if not folder.is_dir():
+        raise ValueError(f"{str(spec)!r} is not a local variant folder (a Hub download is a read-only cache): pull it "
+                         "into a folder first (hf-slm pull), then update that folder's card")  # fmt: skip
+    return folder
+
+
+def update_model_card(pipeline, result_paths=(), repo_id: str | None = None) -> Path:
+    """Merge ``result_paths`` (``hf-slm evaluate ... --output X.json``) into ``eval_results.json`` of the folder that
+    ``pipeline`` was loaded from, and re-render its ``README.md`` (both written atomically); returns the card's path.
+
+    ``repo_id``: the name the card's "how to load" uses (default: the embedded name, else the folder's name, as
+    ``save_pretrained`` writes it; give the Hub id the folder is pushed to). Every result
+    is read before anything is written, so a wrong file changes nothing; a pipeline loaded from the Hub cache is
+    refused (`local_variant_folder`).
+    """
+    from huggingface_hub import constants
+
+    from ..utils import atomic_open
+
+    folder = Path(pipeline.local_path).resolve() if getattr(pipeline, "local_path", None) else None
+    if folder is None or folder.is_relative_to(Path(constants.HF_HUB_CACHE).resolve()):
+        raise ValueError(f"{getattr(pipeline, 'name_or_path', None) or folder!r} was not loaded from a local variant "
+                         "folder (a Hub download is a read-only cache): pull it into a folder first (hf-slm pull)")  # fmt: skip
+    paths = [Path(p) for p in ([result_paths] if isinstance(result_paths, (str, os.PathLike)) else result_paths)]
+    results = collect_eval_results(paths, into=_read_json(folder / EVAL_RESULTS_FILE))  # raises on a wrong file
+    card = render_model_card(pipeline, eval_results=results or None,
+                             repo_id=repo_id or embedded_pipeline_name(folder) or folder.name)  # fmt: skip
+    if paths:
+        write_eval_results(folder, paths)
+    with atomic_open(folder / "README.md") as f:
+        f.write(str(card))
+    return folder / "README.md"
+
+
 def save_embedded_variant(pipeline, folder, repo_id: str, float16=(), training_summary: dict | None = None,
                           eval_paths=()) -> Path:
     """Save ``pipeline`` as a variant embedded in the package: the ``float16`` components stored in half the bytes but
@@ -382,4 +422,5 @@ def save_embedded_variant(pipeline, folder, repo_id: str, float16=(), training_s
 
 
 __all__ = ["EVAL_RESULTS_FILE", "FAMILIES", "MAIN_COMPONENTS", "PIPELINE_TAGS", "TRAINING_SUMMARY_FILE", "collect_eval_results", "detect_family",
-           "render_model_card", "save_embedded_variant", "write_eval_results"]
+           "local_variant_folder", "render_model_card", "save_embedded_variant", "update_model_card",
+           "write_eval_results"]
