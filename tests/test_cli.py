@@ -79,6 +79,41 @@ def test_bad_inputs_exit_with_named_error(workdir, capsys):
     assert "does not exist" in capsys.readouterr().err
 
 
+def test_every_command_names_its_variant_with_pipeline_and_keeps_its_old_form(workdir, tmp_path, capsys):
+    """`--pipeline` as in evaluate / demo / tts, beside chat's and info's positional and tokenize's --tokenizer."""
+    capsys.readouterr()
+    outputs = []
+    for argv in (["info", "twist-default", "--json"], ["info", "--pipeline", "twist-default", "--json"],
+                 ["info", "twist-default", "--pipeline", "twist-default", "--json"]):  # fmt: skip
+        assert main(argv) == 0
+        outputs.append(json.loads(capsys.readouterr().out))
+    assert outputs[0] == outputs[1] == outputs[2] and outputs[0]["path"].endswith("default_twist_pipeline")
+    assert main(["info", "--json"]) == 0 and json.loads(capsys.readouterr().out)["path"].endswith("default_pipeline")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["info", "default", "--pipeline", "twist-default"])
+    assert exit_info.value.code == 2 and "two variants given: 'default' and --pipeline 'twist-default'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["chat", "--text", "hello"])
+    assert exit_info.value.code == 2 and "PIPELINE (or --pipeline)" in capsys.readouterr().err
+    assert main(["chat", "--pipeline", "instruct-default", "--text", "what is two plus three",
+                 "--max-new-tokens", "4"]) == 0  # fmt: skip
+    assert capsys.readouterr().out.strip()
+    wav = _a_wav(workdir, tmp_path)
+    units = []
+    for option in ("--tokenizer", "--pipeline"):
+        out = tmp_path / f"{option.strip('-')}.jsonl"
+        assert main(["tokenize", str(wav), option, "default", "--output", str(out)]) == 0
+        units.append([json.loads(line)["units"] for line in out.read_text().splitlines()])
+    assert units[0] == units[1] and len(units[0][0]) > 10
+
+
+def _a_wav(workdir, tmp_path):
+    row = datasets.load_from_disk(str(workdir / "speech"))[0]["audio"]
+    path = tmp_path / "a.wav"
+    sf.write(path, np.asarray(row["array"]), row["sampling_rate"])
+    return path
+
+
 def test_demo_writes_wavs_and_png(tmp_path, capsys):
     folder = tiny_pipeline().save_pretrained(tmp_path / "tiny")
     out = tmp_path / "demo_out"

@@ -120,3 +120,25 @@ json_object.__name__ = "a JSON object"
 __all__ = [
     "LazyChoices", "json_object", "csv_list", "existing_file", "existing_path", "fraction", "non_negative_int", "number", "positive_float",
            "positive_int", "probability", "sampling_rate_type"]
+
+
+def add_pipeline_argument(parser, default: str | None, help: str) -> None:
+    """The variant a command runs: ``--pipeline X`` as every command takes it, or positionally (``hf-slm chat X``,
+    ``hf-slm info X``) as these commands always did; `merge_pipeline_argument` joins them after parsing."""
+    parser.add_argument("pipeline_positional", nargs="?", default=None, metavar="PIPELINE", help=f"{help} (or --pipeline)")
+    parser.add_argument("--pipeline", default=None, help=help)
+    parser.set_defaults(pipeline_default=default, pipeline_parser=parser)
+
+
+def merge_pipeline_argument(args) -> None:
+    """``args.pipeline`` from the positional or the option (the default when neither); both and different, or
+    neither without a default, is an argparse error (status 2) naming them."""
+    if not hasattr(args, "pipeline_positional"):
+        return
+    parser, positional, option = args.pipeline_parser, args.pipeline_positional, args.pipeline
+    if positional is not None and option is not None and positional != option:
+        parser.error(f"two variants given: {positional!r} and --pipeline {option!r}; give one")
+    args.pipeline = option or positional or args.pipeline_default
+    if args.pipeline is None:
+        parser.error("the following arguments are required: PIPELINE (or --pipeline)")
+

@@ -8,10 +8,12 @@ import sys
 from pathlib import Path
 
 from .arguments import (
+    add_pipeline_argument,
     csv_list,
     existing_file,
     existing_folder_or_embedded,
     existing_path,
+    merge_pipeline_argument,
     non_negative_int,
     number,
     positive_float,
@@ -499,7 +501,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("tokenize", help="audio files or a dataset -> units, or codes [Q, T] for a codec (JSONL or dataset)")
     p.add_argument("inputs", nargs="*", type=existing_file, help="audio files")
-    p.add_argument("--tokenizer", default="default", help="tokenizer folder, pipeline folder / Hub id, or 'default'")
+    p.add_argument("--tokenizer", "--pipeline", dest="tokenizer", default="default",
+                   help="tokenizer folder, pipeline folder / Hub id, or an embedded name ('default')")  # fmt: skip
     p.add_argument("--dataset", default=None, type=existing_path, help="dataset folder instead of files")
     p.add_argument("--audio-column", default="audio")
     p.add_argument("--deduplicate", action="store_true", help="collapse repeated units and write their durations")
@@ -518,7 +521,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_split_audio)
 
     p = sub.add_parser("info", help="describe a pipeline folder, Hub id, or component folder")
-    p.add_argument("pipeline", nargs="?", default="default")
+    add_pipeline_argument(p, "default", "a variant folder, Hub id, embedded name or component folder (default: default)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_info)
 
@@ -536,7 +539,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("chat", help="one answer of an instruct or speech-LLM variant: text / audio in, text (+ wav) out")
-    p.add_argument("pipeline", help="variant folder, Hub id or embedded name (SpokenChatPipeline or SpeechLLMPipeline)")
+    add_pipeline_argument(p, None, "variant folder, Hub id or embedded name (SpokenChatPipeline or SpeechLLMPipeline)")
     p.add_argument("--text", default=None, help="the user's text")
     p.add_argument("--audio", type=existing_file, default=None, help="the user's speech (wav, flac, ogg, mp3)")
     p.add_argument("--output", default=None, help="write the spoken answer to this wav file")
@@ -597,6 +600,7 @@ def main(argv: list[str] | None = None) -> int:
     shows the traceback instead; Ctrl-C stops with status 130. Argument errors are argparse's (status 2)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    merge_pipeline_argument(args)
     try:
         return args.func(args)
     except KeyboardInterrupt:
