@@ -117,6 +117,46 @@ def test_cli_resynthesis_of_librivox_on_the_default_pipeline(tmp_path, capsys):
     assert result["real_speech"] == "librivox" and "texts" not in result  # the card keeps it apart from espeak-ng
 
 
+@needs_librivox
+def test_cli_asr_of_librivox_is_kept_apart_and_reaches_the_card(tmp_path, capsys):
+    """`evaluate asr --real-speech`: the recogniser on recordings, next to pocketsphinx on the same audio."""
+    from hf_slm.pipelines.model_card import collect_eval_results, render_model_card
+
+    out = tmp_path / "asr_librivox.json"
+    assert main(["evaluate", "asr", "--pipeline", "pocketsphinx", "--real-speech", "librivox", "--limit", "2",
+                 "--baseline", "open,closed", "--output", str(out)]) == 0  # fmt: skip
+    result = json.loads(out.read_text())
+    assert result["n"] == 2 and result["real_speech"] == "librivox" and result["voice"] is None
+    assert result["items"][0]["text"].startswith("and mister john dashwood")
+    # the same recogniser as the open baseline, on the same audio: the same transcripts; real speech is recognised
+    assert [i["hypothesis"] for i in result["items"]] == [i["pocketsphinx"]["open"] for i in result["items"]]
+    assert result["wer"] == result["pocketsphinx"]["open"]["wer"] < 0.5
+    assert result["pocketsphinx"]["closed"]["wer"] <= result["pocketsphinx"]["open"]["wer"]
+    assert "recordings" in capsys.readouterr().out
+    summary = collect_eval_results([out])
+    assert set(summary) == {"asr_real_speech"} and summary["asr_real_speech"]["pocketsphinx_open_wer"] == result["wer"]
+    card = render_model_card(tiny_pipeline(TEXTS), eval_results=summary, repo_id="me/x")
+    assert f"| ASR, real speech (`librivox`, n=2) | WER / CER (pocketsphinx open-vocabulary) | {result['wer']:.3f}" in card.text
+
+
+def test_cli_asr_of_an_audio_folder_and_mismatched_audio(wav2vec2_dir, tmp_path):
+    from hf_slm.evaluation import evaluate_asr
+
+    audio = synthesize(TEXTS)
+    for i, item in enumerate(audio):
+        sf.write(tmp_path / f"u{i}.wav", item["array"], item["sampling_rate"])
+    folder = write_audio_dir([tmp_path / f"u{i}.wav" for i in range(2)], TEXTS, tmp_path / "clips")
+    out = tmp_path / "asr.json"
+    assert main(["evaluate", "asr", "--pipeline", wav2vec2_dir, "--audio-dir", str(folder), "--baseline", "closed",
+                 "--output", str(out)]) == 0  # fmt: skip
+    result = json.loads(out.read_text())
+    assert result["n"] == 2 and result["audio_dir"] == "clips" and result["voice"] is None
+    assert sorted(i["text"] for i in result["items"]) == sorted(TEXTS)
+    assert result["pocketsphinx"]["closed"]["wer"] < 0.5  # espeak-ng speech read back from the folder
+    with pytest.raises(ValueError, match="2 audio items for 1 texts"):
+        evaluate_asr(wav2vec2_dir, TEXTS[:1], audio=audio)
+
+
 def test_cli_resynthesis_from_a_dataset(pipeline_dir, tmp_path):
     audio = synthesize(TEXTS)
     for i, item in enumerate(audio):

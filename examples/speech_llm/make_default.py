@@ -24,8 +24,8 @@ itself when its output exists (delete a folder to redo it), so a rerun resumes.
   what `generate`, `transcribe` and `chat` use unless told otherwise, and the weights of joint CTC / LM
   transcription, read by `transcribe`), and its processor a lexicon (`read_wordnet_lexicon` + the train-side words,
   with their train-side counts for the unigram prior) and a word trigram LM (`fit_word_lm`, `WORD_LM`).
-- **ship**: OUT/variant + `eval_results.json` (from OUT/asr.json and OUT/tasks.json, written by `hf-slm evaluate asr`
-  and `hf-slm evaluate speech-llm-tasks`) + `training_summary.json` + the model card -> `hf_slm.DEFAULT_SPEECH_LLM_PIPELINE`.
+- **ship**: OUT/variant + `eval_results.json` (from OUT/asr.json, OUT/tasks.json and OUT/asr_librivox.json, written by
+  `hf-slm evaluate asr`, `hf-slm evaluate speech-llm-tasks` and `hf-slm evaluate asr --real-speech librivox`) + `training_summary.json` + the model card -> `hf_slm.DEFAULT_SPEECH_LLM_PIPELINE`.
 """
 
 from __future__ import annotations
@@ -267,22 +267,24 @@ def assemble(out: Path) -> Path:
     return target
 
 
+#: The figures the ship step puts on the card, as make_default.sh writes them (`hf-slm evaluate asr` on held-out
+#: espeak-ng speech, `speech-llm-tasks`, and `asr --real-speech librivox`, which older runs may lack).
+EVAL_FILES = ("asr.json", "tasks.json", "asr_librivox.json")
+
+
 def ship(out: Path) -> Path:
-    """OUT/variant + its figures (OUT/asr.json, OUT/tasks.json) + the training results -> the embedded folder."""
+    """OUT/variant + its figures (`EVAL_FILES`) + the training results -> the embedded folder."""
     import shutil
 
     import hf_slm
-    from hf_slm.evaluation.speech_llm_tasks import summarize
     from hf_slm.pipelines import SpeechLLMPipeline
+    from hf_slm.pipelines.model_card import collect_eval_results
     from hf_slm.utils import atomic_save_directory
 
-    asr = json.loads((out / "asr.json").read_text())
-    tasks = json.loads((out / "tasks.json").read_text())
-    eval_results = {
-        "asr": {k: asr[k] for k in ("wer", "cer", "n", "voice", "rate", "texts")}
-        | {f"pocketsphinx_{v}_{m}": asr["pocketsphinx"][v][m] for v in asr["pocketsphinx"] for m in ("wer", "cer")},
-        "speech_llm_tasks": summarize(tasks) | {k: tasks[k] for k in ("voice", "rate", "num_examples")},
-    }
+    missing = [name for name in EVAL_FILES[:2] if not (out / name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{out}: {missing} missing (make_default.sh writes them with `hf-slm evaluate`)")
+    eval_results = collect_eval_results([out / name for name in EVAL_FILES if (out / name).is_file()])
     summary = {name: json.loads((out / folder / "results.json").read_text())
                for name, folder in (("encoder", "encoder_long"), ("stage1", "stage1"), ("stage2", "stage2"),
                                     ("stage3", "stage3"))}  # fmt: skip

@@ -200,6 +200,15 @@ def _audio_and_texts(args) -> tuple[list | None, list[str]]:
     return audio[: args.limit], texts[: args.limit]
 
 
+def _source(args) -> dict:
+    """What was heard, so that `collect_eval_results` keeps real speech apart from espeak-ng speech."""
+    if args.texts:
+        return {"texts": Path(args.texts).name, "voice": args.voice, "rate": args.rate}
+    if args.real_speech:
+        return {"real_speech": args.real_speech}
+    return {"audio_dir": Path(args.audio_dir).name} if args.audio_dir else {"dataset": Path(args.dataset).name}
+
+
 def cmd_resynthesis(args) -> int:
     from ..evaluation.asr import load_asr
     from ..evaluation.report import bar_plot, write_json, write_report
@@ -212,11 +221,7 @@ def cmd_resynthesis(args) -> int:
     result = evaluate_resynthesis(pipe, texts, audio=audio, voice=args.voice, rate=args.rate, asr=asr,
                                   vocabulary=args.vocabulary, dnsmos=args.dnsmos,
                                   output_dir=f"{stem}.audio" if args.save_audio else None)  # fmt: skip
-    # what was resynthesised, so that `collect_eval_results` keeps real speech apart from espeak-ng speech
-    source = ({"texts": Path(args.texts).name, "voice": args.voice, "rate": args.rate} if args.texts else
-              {"real_speech": args.real_speech} if args.real_speech else
-              {"audio_dir": Path(args.audio_dir).name} if args.audio_dir else {"dataset": Path(args.dataset).name})
-    result.update(pipeline=args.pipeline, **source)
+    result.update(pipeline=args.pipeline, **_source(args))
     write_json(result, json_path)
     keys = ("wer_original", "wer_resynthesized", "cer_original", "cer_resynthesized")
     plot = bar_plot({k: result[k] for k in keys}, f"{stem}.error_rates.png", "ASR error rates", "error rate")
@@ -313,11 +318,11 @@ def cmd_asr(args) -> int:
     from ..evaluation.asr import evaluate_asr, load_asr_pipeline
     from ..evaluation.report import bar_plot, write_json, write_report
 
-    texts = _texts(args.texts, args.limit, args.seed)
+    audio, texts = _audio_and_texts(args)
     asr = load_asr_pipeline(args.pipeline, device=args.device, transcribe_kwargs=args.transcribe_kwargs)
-    result = evaluate_asr(asr, texts, voice=args.voice, rate=args.rate,
+    result = evaluate_asr(asr, texts, voice=args.voice, rate=args.rate, audio=audio,
                           baselines=[b for b in args.baseline if b != "none"], batch_size=args.batch_size)  # fmt: skip
-    result.update(pipeline=args.pipeline, texts=str(args.texts), transcribe_kwargs=args.transcribe_kwargs or {})
+    result.update(pipeline=args.pipeline, transcribe_kwargs=args.transcribe_kwargs or {}, **_source(args))
     json_path, md_path, stem = _outputs(args.output)
     write_json(result, json_path)
     scores = {"wer": result["wer"], "cer": result["cer"]}
@@ -325,10 +330,11 @@ def cmd_asr(args) -> int:
     for vocabulary, sphinx in result["pocketsphinx"].items():
         scores |= {f"pocketsphinx_{vocabulary}_wer": sphinx["wer"], f"pocketsphinx_{vocabulary}_cer": sphinx["cer"]}
         lines.append(f"{'pocketsphinx ' + vocabulary:<22}{sphinx['wer']:>8.3f}{sphinx['cer']:>8.3f}")
-    lines.append(f"n = {result['n']}, espeak-ng {args.voice} at {args.rate} words/min")
-    plot = bar_plot(scores, f"{stem}.error_rates.png", "ASR error rates on espeak-ng speech", "error rate")
+    speech = f"espeak-ng {args.voice} at {args.rate} words/min" if audio is None else "recordings"
+    lines.append(f"n = {result['n']}, {speech}")
+    plot = bar_plot(scores, f"{stem}.error_rates.png", f"ASR error rates on {speech}", "error rate")
     table = "\n".join(lines)
-    write_report(md_path, "ASR on espeak-ng speech", scores | {k: result[k] for k in ("n", "asr", "voice", "rate")},
+    write_report(md_path, f"ASR on {speech}", scores | {k: result[k] for k in ("n", "asr", "voice", "rate")},
                  table, [plot], notes="Per-item hypotheses are in the JSON file. pocketsphinx closed: restricted to the "
                  "words of the texts (an intelligibility probe).")  # fmt: skip
     print(table)
@@ -761,12 +767,22 @@ def add_evaluate_parser(sub) -> None:
     common(p)
     p.set_defaults(func=cmd_resynthesis)
 
-    p = commands.add_parser("asr", help="espeak-ng speech -> an ASR model or pipeline: WER/CER next to pocketsphinx")
+    p = commands.add_parser("asr", help="espeak-ng speech or recordings -> an ASR model or pipeline: WER/CER next to "
+                            "pocketsphinx")  # fmt: skip
     p.add_argument("--pipeline", required=True,
                    help="a CTC / seq2seq ASR model folder or Hub id (AutoModelForCTC + processor, Whisper), a pipeline "
                         "variant whose class has transcribe(waveforms, sampling_rate), or 'pocketsphinx'")  # fmt: skip
-    p.add_argument("--texts", required=True,
-                   help="text file (one sentence a line), 'open-eval' (held-out WordNet/fortunes) or 'builtin'")  # fmt: skip
+    p.add_argument("--texts", default=None,
+                   help="text file (one sentence a line), 'open-eval' (held-out WordNet/fortunes) or 'builtin', "
+                        "synthesised with espeak-ng")  # fmt: skip
+    p.add_argument("--audio-dir", default=None, type=existing_path, help="folder of .wav files with .txt transcripts")
+    p.add_argument("--dataset", default=None,
+                   help="local dataset: save_to_disk folder, csv/json/jsonl/parquet file, or audiofolder")  # fmt: skip
+    p.add_argument("--audio-column", default="audio", help="--dataset column of audio (or audio file paths)")
+    p.add_argument("--text-column", default="text", help="--dataset column of transcripts")
+    p.add_argument("--split", default=None, help="--dataset split (default: the first)")
+    p.add_argument("--real-speech", choices=real_speech_sources, metavar="SOURCE", default=None,
+                   help="installed clips, %(choices)s: librivox (apt pocketsphinx-testdata), alsa (apt alsa-utils)")  # fmt: skip
     p.add_argument("--limit", type=positive_int, default=None, help="only N texts (a file: its first N lines)")
     p.add_argument("--voice", default="en-us", help="espeak-ng voice")
     p.add_argument("--rate", type=positive_int, default=175, help="espeak-ng speaking rate (words/min)")

@@ -8,7 +8,8 @@
 - `PipelineASR`: any loaded pipeline with ``transcribe(waveforms, sampling_rate) -> list[str]`` (the speech LLM's).
 
 `load_asr("pocketsphinx" | MODEL)` picks one. Transcripts are lower case; scoring normalises punctuation anyway.
-`evaluate_asr` scores one on espeak-ng speech of reference texts, next to pocketsphinx (``hf-slm evaluate asr``).
+`evaluate_asr` scores one on espeak-ng speech of reference texts or on recordings of them, next to pocketsphinx
+(``hf-slm evaluate asr``).
 """
 
 from __future__ import annotations
@@ -215,12 +216,15 @@ BASELINE_VOCABULARIES = ("open", "closed")
 
 
 def evaluate_asr(asr, texts, voice: str = "en-us", rate: int = 175, baselines=BASELINE_VOCABULARIES,
-                 batch_size: int = 8) -> dict:  # fmt: skip
-    """WER / CER of an ASR on espeak-ng speech of ``texts``, next to pocketsphinx on the same audio.
+                 batch_size: int = 8, audio=None) -> dict:  # fmt: skip
+    """WER / CER of an ASR on espeak-ng speech of ``texts`` (or on recordings of them), next to pocketsphinx on the
+    same audio.
 
     Args:
         asr: anything `load_asr_pipeline` takes (a model folder, a pipeline, a `SpeechRecognizer`).
-        texts: the reference sentences; each is spoken with espeak-ng (``voice``, ``rate``).
+        texts: the reference sentences; without ``audio`` each is spoken with espeak-ng (``voice``, ``rate``).
+        audio: recordings of ``texts`` instead (paths, or ``{"array", "sampling_rate"}`` dicts; any rate, mono or
+            not), one per text: real speech. ``voice`` and ``rate`` are then recorded as None.
         baselines: pocketsphinx vocabularies for the reference figures: ``"open"`` (its full English LM) and / or
             ``"closed"`` (the words of ``texts`` only: an intelligibility probe, not a fair rival); ``()`` for none.
         batch_size: waveforms per call of a batch recogniser (`PipelineASR`).
@@ -240,9 +244,17 @@ def evaluate_asr(asr, texts, voice: str = "en-us", rate: int = 175, baselines=BA
     texts = list(texts)
     if not texts:
         raise ValueError("evaluate_asr needs at least one reference text")
+    if audio is not None and len(audio) != len(texts):
+        raise ValueError(f"evaluate_asr got {len(audio)} audio items for {len(texts)} texts: give one per text")
     recognizer = load_asr_pipeline(asr)
-    synthesizer = EspeakSynthesizer(voice=voice, rate=rate)
-    waveforms = [_mono_16k(synthesizer.synthesize(text).waveform, synthesizer.sampling_rate) for text in texts]
+    if audio is None:
+        synthesizer = EspeakSynthesizer(voice=voice, rate=rate)
+        waveforms = [_mono_16k(synthesizer.synthesize(text).waveform, synthesizer.sampling_rate) for text in texts]
+    else:
+        from ..models.unit_encoder import decode_audio
+
+        waveforms = [_mono_16k(*decode_audio(item)) for item in audio]
+        voice = rate = None  # not espeak-ng speech
 
     def scores(hypotheses):
         return {"wer": error_rate(hypotheses, texts, unit="word")["wer"],

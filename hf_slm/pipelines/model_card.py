@@ -32,9 +32,11 @@ FAMILIES = ("gslm", "twist", "instruct", "codec_lm", "speech_llm", "valle", "aud
 LICENSE = "apache-2.0"
 DATASET = "synthetic-espeak-ng-speech"
 INSTRUCT_TASKS = ("asr", "tts", "intent", "silence")  # the measured tasks of `hf_slm.evaluation.instruct_tasks`
+SPEECH_LLM_TASKS = ("intent", "spoken_answer")  # those of `hf_slm.evaluation.speech_llm_tasks`
 #: Keys of a merged ``eval_results.json``: one result each (a newer one replaces it), or a dict of named results
 #: (pair benchmarks, ABX representations, codec systems: a newer one updates it).
-SINGLE_RESULT_KEYS = ("resynthesis", "resynthesis_real_speech", "instruct_tasks", "voice", "tts", "generation")
+SINGLE_RESULT_KEYS = ("resynthesis", "resynthesis_real_speech", "asr", "asr_real_speech", "speech_llm_tasks",
+                      "instruct_tasks", "voice", "tts", "generation")
 NAMED_RESULT_KEYS = ("pairs", "abx", "codec")
 FAMILY_TAGS = {"gslm": ["gslm"], "twist": ["twist", "text-speech"], "instruct": ["instruct", "peft", "lora"],
                "codec_lm": ["codec", "neural-codec"], "speech_llm": ["speech-llm", "asr", "spoken-dialogue"],
@@ -55,6 +57,12 @@ def _kind_of(data: dict) -> str | None:
         return "resynthesis"
     if "voices" in data and set(data) & set(INSTRUCT_TASKS):
         return "instruct_tasks"
+    if "num_examples" in data and set(data) & set(SPEECH_LLM_TASKS) and all(
+        isinstance(data[task], dict) for task in SPEECH_LLM_TASKS if task in data
+    ):
+        return "speech_llm_tasks"
+    if isinstance(data.get("pocketsphinx"), dict) and "wer" in data and "cer" in data:
+        return "asr"
     if isinstance(data.get("tts"), dict) and isinstance(data.get("espeak"), dict) and "wer_ratio" in data:
         return "tts"
     systems = data.get("systems")
@@ -74,8 +82,8 @@ def _scalars(d: dict) -> dict:
 
 
 def collect_eval_results(paths, into: dict | None = None) -> dict:
-    """Merge the JSON written by ``hf-slm evaluate {pairs,abx,resynthesis,voice,codec,tts,generation} --output X.json``
-    (and by ``examples/instruction_tuning/evaluate_tasks.py``) into one summary.
+    """Merge the JSON written by ``hf-slm evaluate {pairs,abx,resynthesis,asr,speech-llm-tasks,instruct-tasks,voice,
+    codec,tts,generation} --output X.json`` into one summary (what ``hf-slm card`` writes into a variant).
 
     Per-item data is dropped; only the summary numbers stay. Pair benchmarks are keyed by file stem (``pairs.json``
     -> ``"pairs"``), ABX by representation (``features`` / ``units``). A file of another kind raises ValueError.
@@ -83,7 +91,9 @@ def collect_eval_results(paths, into: dict | None = None) -> dict:
     Returns:
         ``{"pairs": {bench: {accuracy, accuracy_normalized, n, per_phenomenon}}, "abx": {repr: {...}},
         "resynthesis": {wer_original, wer_resynthesized, ...}, "resynthesis_real_speech" (the same, of
-        ``--real-speech`` clips), "instruct_tasks": {asr: {wer, ...}, tts, intent,
+        ``--real-speech`` clips), "asr": {wer, cer, n, pocketsphinx_open_wer, ...}, "asr_real_speech" (the same, of
+        recordings: ``--real-speech``, ``--audio-dir``, ``--dataset``), "speech_llm_tasks": {intent_accuracy, spoken_answer_wer, ..., num_examples},
+        "instruct_tasks": {asr: {wer, ...}, tts, intent,
         silence}, "voice": {systems: {name: {speaker_similarity, std, n}}, references, prompt_seconds, ...},
         "codec": {name: {bitrate_bps, mel_distance, stoi, speaker_similarity, n}}, "tts": {tts: {wer, cer,
         speaker_similarity, n}, espeak: {...}, wer_ratio, asr, ...}, "generation": {auc, num_prompts, texts, ...,
@@ -100,8 +110,8 @@ def collect_eval_results(paths, into: dict | None = None) -> dict:
         kind = _kind_of(data) if isinstance(data, dict) else None
         if kind is None:
             raise ValueError(
-                f"{path} is not the output of `hf-slm evaluate pairs|abx|resynthesis|voice|codec|tts|generation` nor "
-                "eval_results"
+                f"{path} is not the output of `hf-slm evaluate pairs|abx|resynthesis|asr|speech-llm-tasks|"
+                "instruct-tasks|voice|codec|tts|generation` nor eval_results"
             )
         if kind == "merged":
             for key, value in data.items():
@@ -130,6 +140,14 @@ def collect_eval_results(paths, into: dict | None = None) -> dict:
             out.setdefault("codec", {}).update({k: _scalars(v) for k, v in data["systems"].items()})
         elif kind == "instruct_tasks":
             out["instruct_tasks"] = {task: _scalars(data[task]) for task in INSTRUCT_TASKS if task in data}
+        elif kind == "speech_llm_tasks":  # flat, as the card reads it: intent_accuracy, spoken_answer_wer, ...
+            out["speech_llm_tasks"] = {f"{task}_{key}": value for task in SPEECH_LLM_TASKS if task in data
+                                       for key, value in _scalars(data[task]).items()} | {
+                k: data[k] for k in ("voice", "rate", "seed", "num_examples") if k in data}  # fmt: skip
+        elif kind == "asr":  # recordings (no espeak-ng voice) apart from espeak-ng speech
+            out["asr" if data.get("voice") else "asr_real_speech"] = _scalars(data) | {
+                f"pocketsphinx_{vocabulary}_{metric}": scores[metric]
+                for vocabulary, scores in data["pocketsphinx"].items() for metric in ("wer", "cer")}  # fmt: skip
         else:  # real speech (`--real-speech`) is kept apart from the espeak-ng / recorded-audio result
             out["resynthesis_real_speech" if data.get("real_speech") else "resynthesis"] = _scalars(data)
     return out
@@ -175,6 +193,14 @@ def _eval_results_list(results: dict, model_name: str):
                                    dataset_name=f"Resynthesis (real speech: {r['real_speech']})", metric_type=metric,
                                    metric_name=f"{name} of resynthesised real speech",
                                    metric_value=round(r[f"{metric}_resynthesized"], 4)))  # fmt: skip
+    for key, dataset in (("asr", "held-out synthetic speech"), ("asr_real_speech", "real speech")):
+        if key in results:
+            r = results[key]
+            source = r.get("real_speech") or r.get("texts") or r.get("audio_dir") or r.get("dataset") or "?"
+            for metric, name in (("wer", "WER"), ("cer", "CER")):
+                rows.append(EvalResult(task_type="automatic-speech-recognition", task_name="Speech recognition",
+                                       dataset_type=f"hf_slm/{key}_{source}", dataset_name=f"{source} ({dataset})",
+                                       metric_type=metric, metric_name=name, metric_value=round(r[metric], 4)))  # fmt: skip
     if "tts" in results:
         r = results["tts"]
         for metric, name in (("wer", "WER"), ("cer", "CER")):
