@@ -219,7 +219,7 @@ def cmd_resynthesis(args) -> int:
     pipe = _pipeline(args.pipeline, args.device)
     asr = args.asr if args.asr == "pocketsphinx" else load_asr(args.asr, device=args.device)
     result = evaluate_resynthesis(pipe, texts, audio=audio, voice=args.voice, rate=args.rate, asr=asr,
-                                  vocabulary=args.vocabulary, dnsmos=args.dnsmos,
+                                  vocabulary=args.vocabulary, dnsmos=args.dnsmos, show_progress=True,
                                   output_dir=f"{stem}.audio" if args.save_audio else None)  # fmt: skip
     result.update(pipeline=args.pipeline, **_source(args))
     write_json(result, json_path)
@@ -320,7 +320,7 @@ def cmd_asr(args) -> int:
 
     audio, texts = _audio_and_texts(args)
     asr = load_asr_pipeline(args.pipeline, device=args.device, transcribe_kwargs=args.transcribe_kwargs)
-    result = evaluate_asr(asr, texts, voice=args.voice, rate=args.rate, audio=audio,
+    result = evaluate_asr(asr, texts, voice=args.voice, rate=args.rate, audio=audio, show_progress=True,
                           baselines=[b for b in args.baseline if b != "none"], batch_size=args.batch_size)  # fmt: skip
     result.update(pipeline=args.pipeline, transcribe_kwargs=args.transcribe_kwargs or {}, **_source(args))
     json_path, md_path, stem = _outputs(args.output)
@@ -353,7 +353,7 @@ def cmd_speech_llm_tasks(args) -> int:
         raise ValueError(f"--tasks: unknown task(s) {unknown}; choose from {list(TASKS)}")
     pipe = SpeechLLMPipeline.from_pretrained(args.pipeline).to(args.device)
     result = evaluate_speech_llm_tasks(pipe, tasks=args.tasks, num_examples=args.num_examples, voice=args.voice,
-                                       rate=args.rate, seed=args.seed)  # fmt: skip
+                                       rate=args.rate, seed=args.seed, show_progress=True)  # fmt: skip
     result["pipeline"] = args.pipeline
     json_path, md_path, stem = _outputs(args.output)
     write_json(result, json_path)
@@ -395,7 +395,7 @@ def cmd_instruct_tasks(args) -> int:
     tuning_path, tuning_texts = read_tuning_texts(pipe, args.exclude_texts)
     result = evaluate_instruct_tasks(pipe, tasks=args.tasks, num_examples=args.num_examples, voices=args.voices,
                                      rates=args.rates, seed=args.seed, exclude_texts=tuning_texts,
-                                     cache_dir=args.synth_cache_dir)  # fmt: skip
+                                     cache_dir=args.synth_cache_dir, show_progress=True)  # fmt: skip
     result = {"pipeline": args.pipeline, "tuning_texts": None if tuning_path is None else str(tuning_path), **result}
     json_path, md_path, stem = _outputs(args.output)
     write_json(result, json_path)

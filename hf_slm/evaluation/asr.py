@@ -216,7 +216,7 @@ BASELINE_VOCABULARIES = ("open", "closed")
 
 
 def evaluate_asr(asr, texts, voice: str = "en-us", rate: int = 175, baselines=BASELINE_VOCABULARIES,
-                 batch_size: int = 8, audio=None) -> dict:  # fmt: skip
+                 batch_size: int = 8, audio=None, show_progress: bool = False) -> dict:  # fmt: skip
     """WER / CER of an ASR on espeak-ng speech of ``texts`` (or on recordings of them), next to pocketsphinx on the
     same audio.
 
@@ -228,6 +228,7 @@ def evaluate_asr(asr, texts, voice: str = "en-us", rate: int = 175, baselines=BA
         baselines: pocketsphinx vocabularies for the reference figures: ``"open"`` (its full English LM) and / or
             ``"closed"`` (the words of ``texts`` only: an intelligibility probe, not a fair rival); ``()`` for none.
         batch_size: waveforms per call of a batch recogniser (`PipelineASR`).
+        show_progress: progress bars (stderr) over the recogniser's and each baseline's transcripts.
 
     Returns a JSON-able dict: ``wer``, ``cer``, ``n``, ``asr``, ``voice``, ``rate``, ``items`` (one per text, in
     order: ``text``, ``hypothesis``, ``wer``, ``cer``, and ``pocketsphinx``: ``{vocabulary: transcript}``) and
@@ -260,11 +261,17 @@ def evaluate_asr(asr, texts, voice: str = "en-us", rate: int = 175, baselines=BA
         return {"wer": error_rate(hypotheses, texts, unit="word")["wer"],
                 "cer": error_rate(hypotheses, texts, unit="char")["cer"]}  # fmt: skip
 
+    from tqdm.auto import tqdm
+
     if hasattr(recognizer, "transcribe_batch"):
-        hypotheses = [h for start in range(0, len(waveforms), batch_size)
-                      for h in recognizer.transcribe_batch(waveforms[start : start + batch_size], ASR_SAMPLING_RATE)]  # fmt: skip
+        hypotheses = []
+        with tqdm(total=len(waveforms), desc=recognizer.name[:40], unit="utterance", disable=not show_progress) as bar:
+            for start in range(0, len(waveforms), batch_size):
+                hypotheses += recognizer.transcribe_batch(waveforms[start : start + batch_size], ASR_SAMPLING_RATE)
+                bar.update(len(waveforms[start : start + batch_size]))
     else:
-        hypotheses = [recognizer.transcribe(wave, ASR_SAMPLING_RATE) for wave in waveforms]
+        hypotheses = [recognizer.transcribe(wave, ASR_SAMPLING_RATE)
+                      for wave in tqdm(waveforms, desc=recognizer.name[:40], unit="utterance", disable=not show_progress)]  # fmt: skip
     items = [{"text": text, "hypothesis": hypothesis,
               "wer": error_rate([hypothesis], [text], unit="word")["wer"],
               "cer": error_rate([hypothesis], [text], unit="char")["cer"], "pocketsphinx": {}}
@@ -274,7 +281,8 @@ def evaluate_asr(asr, texts, voice: str = "en-us", rate: int = 175, baselines=BA
     words = sorted({w for t in texts for w in normalize_transcript(t).split()})
     for vocabulary in baselines:
         sphinx = PocketSphinxASR(vocabulary=words if vocabulary == "closed" else None)
-        sphinx_hypotheses = [sphinx.transcribe(wave, ASR_SAMPLING_RATE) for wave in waveforms]
+        sphinx_hypotheses = [sphinx.transcribe(wave, ASR_SAMPLING_RATE) for wave in
+                             tqdm(waveforms, desc=f"pocketsphinx {vocabulary}", unit="utterance", disable=not show_progress)]  # fmt: skip
         for item, hypothesis in zip(items, sphinx_hypotheses):
             item["pocketsphinx"][vocabulary] = hypothesis
         result["pocketsphinx"][vocabulary] = {"asr": sphinx.name, **scores(sphinx_hypotheses)}

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from ..data import generate_sentences, synthesize_dataset
 from ..instruct.data import (
@@ -65,12 +66,13 @@ class _Speaker:
     """espeak-ng speech for texts (cached datasets) with its units under ``pipeline``: both are needed (units for
     the model's input, audio for the TTS floor)."""
 
-    def __init__(self, pipeline, voices, rates, cache_dir):
+    def __init__(self, pipeline, voices, rates, cache_dir, show_progress: bool = False):
         self.pipeline, self.voices, self.rates, self.cache_dir = pipeline, tuple(voices), tuple(rates), cache_dir
+        self.show_progress = show_progress
 
     def __call__(self, texts: list[str]) -> tuple[list[np.ndarray], list[list[int]]]:
         dataset = synthesize_dataset(texts, voices=self.voices, rates=self.rates, cache_dir=self.cache_dir,
-                                     show_progress=False)  # fmt: skip
+                                     show_progress=self.show_progress)  # fmt: skip
         audio = [decode_audio_value(a) for a in dataset["audio"]]
         rate = self.pipeline.feature_extractor.sampling_rate
         units = []
@@ -118,10 +120,11 @@ def text_overlap(texts: Sequence[str], tuning_texts: Sequence[str] | None) -> fl
     return float(np.mean([normalise_words(t) in seen for t in texts]))
 
 
-def evaluate_asr(pipeline, texts, units, max_new_tokens: int | None = None) -> dict:
+def evaluate_asr(pipeline, texts, units, max_new_tokens: int | None = None, show_progress: bool = False) -> dict:
     """ASR WER: ``[ASR]`` + phrasing + speech -> text (greedy, text only)."""
     hypotheses, items = [], []
-    for i, (text, u) in enumerate(zip(texts, units)):
+    rows = tqdm(list(zip(texts, units)), desc="ASR", unit="utterance", disable=not show_progress)
+    for i, (text, u) in enumerate(rows):
         budget = max_new_tokens or 2 * len(pipeline.tokenizer(text, add_special_tokens=False)["input_ids"]) + 8
         out = pipeline.chat([_text(ASR_TEMPLATES[i % len(ASR_TEMPLATES)]), _speech(u)], task=TASK_TAGS["asr"],
                             response_modality="text", strict_modality=True, max_new_tokens=budget,
@@ -134,14 +137,15 @@ def evaluate_asr(pipeline, texts, units, max_new_tokens: int | None = None) -> d
 
 
 def evaluate_tts(pipeline, texts, espeak_audio, espeak_units, max_new_tokens: int | None = None,
-                 asr: PocketSphinxASR | None = None) -> dict:  # fmt: skip
+                 asr: PocketSphinxASR | None = None, show_progress: bool = False) -> dict:  # fmt: skip
     """TTS intelligibility: ``[TTS]`` + phrasing + text -> units (greedy, speech only) -> vocoder -> pocketsphinx WER,
     next to the WER of espeak-ng's own audio. A reply with no unit counts as an empty transcript."""
     if asr is None:
         asr = PocketSphinxASR(vocabulary=sorted({w for t in texts for w in normalize_transcript(t).split()}))
     rate = pipeline.feature_extractor.sampling_rate
     hyp_model, hyp_espeak, items = [], [], []
-    for i, (text, wave, ref_units) in enumerate(zip(texts, espeak_audio, espeak_units)):
+    rows = tqdm(list(zip(texts, espeak_audio, espeak_units)), desc="TTS", unit="utterance", disable=not show_progress)
+    for i, (text, wave, ref_units) in enumerate(rows):
         budget = max_new_tokens or 2 * len(ref_units) + 10  # twice espeak's length (units of its audio)
         out = pipeline.chat([_text(TTS_TEMPLATES[i % len(TTS_TEMPLATES)]), _text(text)], task=TASK_TAGS["tts"],
                             response_modality="speech", strict_modality=True, max_new_tokens=budget,
@@ -163,11 +167,12 @@ def evaluate_tts(pipeline, texts, espeak_audio, espeak_units, max_new_tokens: in
     }
 
 
-def evaluate_intent(pipeline, commands, units) -> dict:
+def evaluate_intent(pipeline, commands, units, show_progress: bool = False) -> dict:
     """Intent accuracy: ``[SLU]`` + intent phrasing + spoken command -> text == the intent name (``"set alarm"``)."""
     labels = [c["intent"].replace("_", " ") for c in commands]
     predictions, items = [], []
-    for i, (command, label, u) in enumerate(zip(commands, labels, units)):
+    rows = tqdm(list(zip(commands, labels, units)), desc="intent", unit="command", disable=not show_progress)
+    for i, (command, label, u) in enumerate(rows):
         out = pipeline.chat([_text(INTENT_TEMPLATES[i % len(INTENT_TEMPLATES)]), _speech(u)], task=TASK_TAGS["intent"],
                             response_modality="text", strict_modality=True, max_new_tokens=8, vocode=False)  # fmt: skip
         predictions.append(normalize_transcript(out.text))
@@ -182,14 +187,19 @@ def evaluate_intent(pipeline, commands, units) -> dict:
     }
 
 
-def evaluate_silence(pipeline, query_units, non_query_units, non_query_kinds) -> dict:
+def evaluate_silence(pipeline, query_units, non_query_units, non_query_kinds, show_progress: bool = False) -> dict:
     """Silence mode: the rate of immediate ``</s>`` on non-query audio and the rate of answers to spoken queries."""
 
     def silent(u) -> bool:
         return pipeline.chat([_speech(u)], max_new_tokens=2, vocode=False).silent
 
-    answered = [not silent(u) for u in query_units]
-    quiet = [silent(u) for u in non_query_units]
+    bar = tqdm(total=len(query_units) + len(non_query_units), desc="silence", unit="clip", disable=not show_progress)
+    answered, quiet = [], []
+    for units, out, expect_silence in ((query_units, answered, False), (non_query_units, quiet, True)):
+        for u in units:
+            out.append(silent(u) == expect_silence)
+            bar.update()
+    bar.close()
     by_kind = {kind: float(np.mean([q for q, k in zip(quiet, non_query_kinds) if k == kind]))
                for kind in sorted(set(non_query_kinds))}  # fmt: skip
     silence_rate, answer_rate = float(np.mean(quiet)), float(np.mean(answered))
@@ -212,6 +222,7 @@ def evaluate_instruct_tasks(
     seed: int = 1000,
     exclude_texts: Sequence[str] | None = None,
     cache_dir=None,
+    show_progress: bool = False,
 ) -> dict:
     """Run the measured tasks on held-out synthesised data and return a JSON-able dict (one entry per task).
 
@@ -226,6 +237,7 @@ def evaluate_instruct_tasks(
         exclude_texts: the tuning's texts; held-out sentences avoid them and ``text_overlap`` counts them. ``None``
             (not known): each task's ``text_overlap`` is ``None``.
         cache_dir: cache of the synthesised speech (`hf_slm.data.synthesize_dataset`).
+        show_progress: progress bars (stderr) over synthesis and each task's chats.
     """
     unknown = set(tasks) - set(TASKS)
     if unknown or not tasks:
@@ -234,7 +246,8 @@ def evaluate_instruct_tasks(
         raise ValueError(f"num_examples must be >= 2, got {num_examples}")
     for name in ("tokenizer", "language_model") + (("vocoder",) if "tts" in tasks else ()):
         pipeline._require(name, "the instruct task evaluation")
-    speaker = _Speaker(pipeline, voices, rates, cache_dir)
+    speaker = _Speaker(pipeline, voices, rates, cache_dir, show_progress)
+    progress = {"show_progress": show_progress}
     result = {"voices": list(voices), "rates": list(rates), "seed": seed, "num_examples": num_examples}
     if "asr" in tasks or "tts" in tasks:
         sentences = held_out_sentences(num_examples, seed=seed, exclude=exclude_texts or ())
@@ -242,15 +255,15 @@ def evaluate_instruct_tasks(
         overlap = text_overlap(sentences, exclude_texts)
         if "asr" in tasks:
             logger.info("ASR on %d held-out sentences", len(sentences))
-            result["asr"] = {**evaluate_asr(pipeline, sentences, units), "text_overlap": overlap}
+            result["asr"] = {**evaluate_asr(pipeline, sentences, units, **progress), "text_overlap": overlap}
         if "tts" in tasks:
             logger.info("TTS on %d held-out sentences", len(sentences))
-            result["tts"] = {**evaluate_tts(pipeline, sentences, audio, units), "text_overlap": overlap}
+            result["tts"] = {**evaluate_tts(pipeline, sentences, audio, units, **progress), "text_overlap": overlap}
     if "intent" in tasks:
         commands = synthetic_slu_commands(num_examples, seed=seed + 1)
         _, units = speaker([normalise_words(c["text"]) for c in commands])
         logger.info("intent on %d commands", len(commands))
-        result["intent"] = {**evaluate_intent(pipeline, commands, units),
+        result["intent"] = {**evaluate_intent(pipeline, commands, units, **progress),
                             "text_overlap": text_overlap([c["text"] for c in commands], exclude_texts)}  # fmt: skip
     if "silence" in tasks:
         questions = [q for q, _ in synthetic_qa_pairs(num_examples, seed=seed + 2)]
@@ -262,7 +275,7 @@ def evaluate_instruct_tasks(
         non_query = noise_units + speech_units[len(questions) :]
         kinds = ["noise"] * len(noise_units) + ["side_talk"] * len(side_talk)
         logger.info("silence mode on %d queries and %d non-queries", len(questions), len(non_query))
-        result["silence"] = {**evaluate_silence(pipeline, speech_units[: len(questions)], non_query, kinds),
+        result["silence"] = {**evaluate_silence(pipeline, speech_units[: len(questions)], non_query, kinds, **progress),
                              "text_overlap": text_overlap(questions, exclude_texts)}  # fmt: skip
     return result
 

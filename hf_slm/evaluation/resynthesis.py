@@ -24,7 +24,8 @@ _WORD = re.compile(r"[a-z']+")
 
 def evaluate_resynthesis(pipeline, texts=None, audio=None, voice: str = "en-us", rate: int = 175,
                          vocabulary: str | None = None, asr: str | SpeechRecognizer = "pocketsphinx",
-                         dnsmos: bool = False, batch_size: int = 8, output_dir=None) -> dict:  # fmt: skip
+                         dnsmos: bool = False, batch_size: int = 8, output_dir=None,
+                         show_progress: bool = False) -> dict:  # fmt: skip
     """WER / CER of the original and the resynthesised audio, and their mel distance.
 
     Args:
@@ -37,6 +38,7 @@ def evaluate_resynthesis(pipeline, texts=None, audio=None, voice: str = "en-us",
             with ``name`` and ``transcribe(waveform, sampling_rate)``.
         dnsmos: also score both with DNSMOS (OVRL, a reference-free quality score, not naturalness; needs speechmos).
         output_dir: if given, the original and resynthesised wavs are written there (``000_original.wav``, ...).
+        show_progress: a progress bar over the utterances (stderr).
 
     Returns a JSON-able dict: ``wer_original``, ``wer_resynthesized``, ``cer_original``, ``cer_resynthesized``,
     ``mel_distance`` (mean, log-mel L1), ``n``, ``asr``, and ``items`` (text, both transcripts, mel distance); with
@@ -69,7 +71,10 @@ def evaluate_resynthesis(pipeline, texts=None, audio=None, voice: str = "en-us",
     if dnsmos:
         from .metrics.dnsmos.dnsmos import dnsmos as dnsmos_scores
     originals = [decode_audio(a) for a in audio]
+    from tqdm.auto import tqdm
+
     hyp_original, hyp_resynth, distances, items = [], [], [], []
+    bar = tqdm(total=len(originals), desc="resynthesis", unit="utterance", disable=not show_progress)
     for start in range(0, len(originals), batch_size):
         chunk = originals[start : start + batch_size]
         out = pipeline.resynthesize([{"array": w, "sampling_rate": r} for w, r in chunk])
@@ -88,6 +93,8 @@ def evaluate_resynthesis(pipeline, texts=None, audio=None, voice: str = "en-us",
 
                 write_wav(Path(output_dir) / f"{index:03d}_original.wav", wave, sr)
                 write_wav(Path(output_dir) / f"{index:03d}_resynthesized.wav", resynth, out.sampling_rate)
+            bar.update()
+    bar.close()
     result = {
         "wer_original": error_rate(hyp_original, texts, unit="word")["wer"],
         "wer_resynthesized": error_rate(hyp_resynth, texts, unit="word")["wer"],

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from ..data import synthesize_dataset
 from ..instruct.data import INTENT_TEMPLATES, SLU_INTENTS, decode_audio_value, synthetic_slu_commands
@@ -36,11 +37,13 @@ def _speak(texts, voice: str, rate: int, sampling_rate: int, cache_dir) -> list[
     return [decode_audio_value(a) for a in dataset["audio"]]
 
 
-def evaluate_intent(pipeline, commands, audio, sampling_rate: int) -> dict:
+def evaluate_intent(pipeline, commands, audio, sampling_rate: int, show_progress: bool = False) -> dict:
     """Intent accuracy of ``pipeline.chat(audio=command, text=intent phrasing)`` (greedy, text only)."""
     labels = [c["intent"].replace("_", " ") for c in commands]
     items = []
-    for i, (command, label, wave) in enumerate(zip(commands, labels, audio, strict=True)):
+    rows = tqdm(list(zip(commands, labels, audio, strict=True)), desc="intent", unit="command",
+                disable=not show_progress)  # fmt: skip
+    for i, (command, label, wave) in enumerate(rows):
         out = pipeline.chat(audio=wave, text=INTENT_TEMPLATES[i % len(INTENT_TEMPLATES)], sampling_rate=sampling_rate,
                             max_new_tokens=12, speak=False)  # fmt: skip
         items.append({"text": command["text"], "intent": label, "prediction": normalize_transcript(out.text)})
@@ -55,14 +58,14 @@ def evaluate_intent(pipeline, commands, audio, sampling_rate: int) -> dict:
 
 
 def evaluate_spoken_answers(pipeline, qa_pairs, audio, sampling_rate: int, voice: str = "en-us", rate: int = 175,
-                            cache_dir=None, max_new_tokens: int = 32) -> dict:  # fmt: skip
+                            cache_dir=None, max_new_tokens: int = 32, show_progress: bool = False) -> dict:  # fmt: skip
     """pocketsphinx WER of the vocoded spoken answers against the variant's text answers (+ espeak-ng's floor)."""
     if pipeline.components.get("vocoder") is None or getattr(pipeline.language_model, "speech_decoder", None) is None:
         raise ValueError("spoken answers need a variant with a speech decoder and a vocoder")
     outputs = [
         pipeline.chat(audio=wave, text=SPOKEN_ANSWER_TEMPLATES[i % len(SPOKEN_ANSWER_TEMPLATES)],
                       sampling_rate=sampling_rate, max_new_tokens=max_new_tokens)  # fmt: skip
-        for i, wave in enumerate(audio)
+        for i, wave in enumerate(tqdm(audio, desc="spoken answers", unit="question", disable=not show_progress))
     ]
     texts = [normalize_transcript(o.text) for o in outputs]
     spoken = [i for i, t in enumerate(texts) if t]  # an empty text answer has nothing to say
@@ -93,8 +96,10 @@ def evaluate_spoken_answers(pipeline, qa_pairs, audio, sampling_rate: int, voice
 
 
 def evaluate_speech_llm_tasks(pipeline, tasks=TASKS, num_examples: int = 30, voice: str = "en-us", rate: int = 175,
-                              seed: int = 1000, max_answer_words: int = 8, cache_dir=None) -> dict:  # fmt: skip
-    """Run ``tasks`` (out of `TASKS`) on ``num_examples`` held-out utterances each; a JSON-able dict per task."""
+                              seed: int = 1000, max_answer_words: int = 8, cache_dir=None,
+                              show_progress: bool = False) -> dict:  # fmt: skip
+    """Run ``tasks`` (out of `TASKS`) on ``num_examples`` held-out utterances each; a JSON-able dict per task
+    (``show_progress``: a progress bar per task on stderr)."""
     unknown = set(tasks) - set(TASKS)
     if unknown or not tasks:
         raise ValueError(f"tasks must be a non-empty subset of {TASKS}, got {list(tasks)!r}")
@@ -106,13 +111,14 @@ def evaluate_speech_llm_tasks(pipeline, tasks=TASKS, num_examples: int = 30, voi
         commands = synthetic_slu_commands(num_examples, seed=seed + 1)
         logger.info("intent on %d spoken commands", len(commands))
         audio = _speak([c["text"] for c in commands], voice, rate, sampling_rate, cache_dir)
-        result["intent"] = evaluate_intent(pipeline, commands, audio, sampling_rate)
+        result["intent"] = evaluate_intent(pipeline, commands, audio, sampling_rate, show_progress=show_progress)
     if "spoken_answer" in tasks:
         pairs = [p for p in wordnet_qa_pairs(min(20 * num_examples, 2000), seed=seed + 2, split="eval")
                  if len(p[1].split()) <= max_answer_words][:num_examples]  # fmt: skip
         logger.info("spoken answers to %d held-out questions", len(pairs))
         audio = _speak([q for q, _ in pairs], voice, rate, sampling_rate, cache_dir)
-        result["spoken_answer"] = evaluate_spoken_answers(pipeline, pairs, audio, sampling_rate, voice, rate, cache_dir)
+        result["spoken_answer"] = evaluate_spoken_answers(pipeline, pairs, audio, sampling_rate, voice, rate, cache_dir,
+                                                          show_progress=show_progress)  # fmt: skip
     return result
 
 
