@@ -586,7 +586,8 @@ def cmd_voice(args) -> int:
     rows = _speech_rows(args.dataset, args.limit)
     pipelines = {name: _any_pipeline(spec, args.device) for name, spec in _named_pipelines(args.pipelines).items()}
     result = evaluate_continuation_voice(pipelines, list(rows["audio"]), prompt_seconds=args.prompt_seconds,
-                                         new_seconds=args.new_seconds, temperature=args.temperature, seed=args.seed)  # fmt: skip
+                                         new_seconds=args.new_seconds, temperature=args.temperature, seed=args.seed,
+                                         show_progress=True)  # fmt: skip
     result |= {"pipelines": _named_pipelines(args.pipelines), "dataset": str(args.dataset)}
     json_path, md_path, stem = _outputs(args.output)
     write_json(result, json_path)
@@ -615,7 +616,7 @@ def cmd_tts(args) -> int:
     texts = list(rows["text"])
     result = evaluate_tts_voice(pipe, list(zip(rows["audio"], texts)), texts[1:] + texts[:1], list(rows["voice"]),
                                 list(rows["rate"]), list(rows["pitch"]), temperature=args.temperature, top_p=args.top_p,
-                                seed=args.seed, language=args.language)  # fmt: skip
+                                seed=args.seed, language=args.language, show_progress=True)  # fmt: skip
     result |= {"pipeline": args.pipeline, "dataset": str(args.dataset)}
     json_path, md_path, _ = _outputs(args.output)
     write_json(result, json_path)
@@ -639,7 +640,8 @@ def cmd_codec(args) -> int:
 
     audio = list(_speech_rows(args.dataset, args.limit)["audio"])
     named = _named_pipelines(args.pipelines)
-    result = {name: evaluate_codec_quality(_resynthesis_pipeline(spec, args.device), audio) for name, spec in named.items()}
+    result = {name: evaluate_codec_quality(_resynthesis_pipeline(spec, args.device), audio, show_progress=True)
+              for name, spec in named.items()}  # fmt: skip
     json_path, md_path, _ = _outputs(args.output)
     write_json({"systems": result, "pipelines": named, "dataset": str(args.dataset)}, json_path)
     keys = ("bitrate_bps", "mel_distance", "stoi", "speaker_similarity")

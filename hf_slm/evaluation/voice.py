@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from ..models.unit_encoder import decode_audio
 from .metrics.error_rate.error_rate import error_rate, normalize_transcript
@@ -65,8 +66,9 @@ def continue_new_audio(pipeline, prompt: np.ndarray, sampling_rate: int, new_sec
 
 
 def evaluate_continuation_voice(pipelines: dict, audio, prompt_seconds: float = 3.0, new_seconds: float = 2.0,
-                                temperature: float = 0.8, seed: int = 0) -> dict:  # fmt: skip
-    """Speaker similarity between each prompt and each pipeline's continuation of it.
+                                temperature: float = 0.8, seed: int = 0, show_progress: bool = False) -> dict:  # fmt: skip
+    """Speaker similarity between each prompt and each pipeline's continuation of it (``show_progress``: a bar per
+    pipeline).
 
     Args:
         pipelines: ``{name: pipeline}``, each with ``continue_speech`` (a `SpeechLMPipeline` or `AudioLMPipeline`).
@@ -91,7 +93,8 @@ def evaluate_continuation_voice(pipelines: dict, audio, prompt_seconds: float = 
     systems = {}
     for name, pipe in pipelines.items():
         values = []
-        for index, ((prompt, sr), anchor) in enumerate(zip(prompts, anchors)):
+        rows = tqdm(list(zip(prompts, anchors)), desc=f"continuations: {name}", unit="prompt", disable=not show_progress)
+        for index, ((prompt, sr), anchor) in enumerate(rows):
             new, rate = continue_new_audio(pipe, prompt, sr, new_seconds, temperature, seed + index)
             values.append(_cosine(anchor, new, rate))
         systems[name] = _summary(values)
@@ -103,8 +106,9 @@ def evaluate_continuation_voice(pipelines: dict, audio, prompt_seconds: float = 
 
 
 def evaluate_tts_voice(pipeline, prompts, texts, voices, rates, pitches, temperature: float = 1.0, top_p: float = 0.8,
-                       seed: int = 0, language: str = "en-us") -> dict:  # fmt: skip
-    """Zero-shot TTS: WER and speaker similarity of ``pipeline.text_to_speech`` next to espeak-ng's own rendering.
+                       seed: int = 0, language: str = "en-us", show_progress: bool = False) -> dict:  # fmt: skip
+    """Zero-shot TTS: WER and speaker similarity of ``pipeline.text_to_speech`` next to espeak-ng's own rendering
+    (``show_progress``: a progress bar over the prompts).
 
     Args:
         pipeline: a `VallEPipeline`.
@@ -128,7 +132,8 @@ def evaluate_tts_voice(pipeline, prompts, texts, voices, rates, pitches, tempera
     hyps = {"tts": [], "espeak": []}
     sims = {"tts": [], "espeak": []}
     items = []
-    for index, ((audio, transcript), text) in enumerate(zip(prompts, texts)):
+    rows = tqdm(list(zip(prompts, texts)), desc="zero-shot TTS", unit="prompt", disable=not show_progress)
+    for index, ((audio, transcript), text) in enumerate(rows):
         wave, sr = decode_audio(audio)
         anchor = speaker_embedding(wave, sr)
         out = pipeline.text_to_speech(text, {"array": wave, "sampling_rate": sr}, prompt_text=transcript,
@@ -189,17 +194,17 @@ def token_bitrate(tokenizer) -> float:
     return float(np.log2(config.num_units) * config.frame_rate)
 
 
-def evaluate_codec_quality(pipeline, audio) -> dict:
+def evaluate_codec_quality(pipeline, audio, show_progress: bool = False) -> dict:
     """Resynthesis (``pipeline.resynthesize``: a codec-LM or AudioLM variant's codec, or a unit variant's units +
     vocoder): the tokens' bitrate, log-mel distance, STOI and the speaker similarity of each resynthesis to its
     original (means, and per item). ``speaker_similarity_n`` counts the resyntheses where Resemblyzer's VAD found
-    speech (the others are NaN and left out of the mean; NaN when none had any)."""
+    speech (the others are NaN and left out of the mean; NaN when none had any). ``show_progress``: a progress bar."""
     import torch
     import torchaudio
 
     tokenizer = getattr(pipeline, "codec", None) or pipeline.speech_tokenizer
     rows = {"mel_distance": [], "stoi": [], "speaker_similarity": []}
-    for item in audio:
+    for item in tqdm(audio, desc="codec resynthesis", unit="utterance", disable=not show_progress):
         wave, sr = decode_audio(item)
         out = pipeline.resynthesize({"array": wave, "sampling_rate": sr})
         resynth, rate = np.asarray(out.waveforms[0], dtype=np.float32), out.sampling_rate
