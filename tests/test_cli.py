@@ -126,6 +126,24 @@ def test_demo_writes_wavs_and_png(tmp_path, capsys):
     assert (out / "demo.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_env_and_version_report_what_is_installed(capsys):
+    import torch
+    import transformers
+
+    import hf_slm
+    from hf_slm.data.espeak import espeak_version
+
+    assert main(["env", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["hf_slm"] == hf_slm.__version__ and info["transformers"] == transformers.__version__
+    assert torch.__version__.startswith(info["torch"]) and info["espeak-ng"] == espeak_version()
+    assert info["cuda"] == (torch.cuda.get_device_name(0) if torch.cuda.is_available() else "not available")
+    assert main(["env"]) == 0 and f"- transformers: {transformers.__version__}" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0 and capsys.readouterr().out.strip() == f"hf-slm {hf_slm.__version__}"
+
+
 def test_console_script_is_installed():
     exe = shutil.which("hf-slm") or str(__import__("pathlib").Path(sys.executable).with_name("hf-slm"))
     proc = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=120)

@@ -429,10 +429,62 @@ def cmd_card(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------------- env
+#: The libraries a bug report needs the versions of (as `transformers env` and `diffusers-cli env` print theirs).
+ENV_PACKAGES = ("torch", "torchaudio", "transformers", "datasets", "accelerate", "peft", "evaluate", "huggingface_hub",
+                "safetensors", "tokenizers", "numpy", "soundfile", "pocketsphinx", "trl", "gradio")
+
+
+def environment() -> dict:
+    """What `hf-slm env` prints: platform, Python, hf_slm and its libraries' versions, espeak-ng, devices."""
+    import platform
+    from importlib import metadata
+
+    import hf_slm
+
+    info = {"hf_slm": hf_slm.__version__, "platform": platform.platform(), "python": platform.python_version()}
+    for name in ENV_PACKAGES:
+        try:
+            info[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            info[name] = "not installed"
+    try:
+        from ..data.espeak import espeak_version
+
+        info["espeak-ng"] = espeak_version()
+    except Exception as err:  # missing binary: say so, the report is still useful
+        info["espeak-ng"] = f"unavailable ({' '.join(str(err).split())[:120]})"
+    import torch
+
+    info["cuda"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "not available"
+    info["torch threads"] = torch.get_num_threads()
+    return info
+
+
+def cmd_env(args) -> int:
+    info = environment()
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        print("Copy-and-paste the text below in your issue.\n")
+        print("\n".join(f"- {key}: {value}" for key, value in info.items()))
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------------- main
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("hf_slm")
+    except metadata.PackageNotFoundError:  # run from a source tree that is not installed
+        return "(not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hf-slm", description=__doc__)
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("synth", help="text file -> speech dataset (espeak-ng, word timestamps)")
@@ -561,6 +613,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=non_negative_int, default=1, help="torch CPU threads (0: torch's choice)")
     p.add_argument("--output", required=True, type=Path, help="wav file to write (atomically)")
     p.set_defaults(func=cmd_tts)
+
+    p = sub.add_parser("env", help="versions of hf_slm, Python, torch, transformers, ... and espeak-ng, for a bug report")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_env)
 
     p = sub.add_parser("card", help="merge `hf-slm evaluate` results into a local variant's eval_results.json and "
                        "re-render its model card (README.md)")  # fmt: skip
