@@ -268,7 +268,7 @@ def main(argv=None):
                              "max_steps": training_args.max_steps, "seed": training_args.seed,
                              "batch_size": training_args.per_device_train_batch_size}}  # fmt: skip
     (output_dir / "instruct_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    with atomic_open(saved / TUNING_TEXTS_FILE) as f:  # the variant carries them: evaluate_tasks.py holds them out
+    with atomic_open(saved / TUNING_TEXTS_FILE) as f:  # the variant carries them: `hf-slm evaluate instruct-tasks` holds them out
         f.write("\n".join(texts) + "\n")
     if not model_args.merge:  # the card of the variant describes its training
         write_json(summary, saved / TRAINING_SUMMARY_FILE)

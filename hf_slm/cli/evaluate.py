@@ -177,7 +177,7 @@ def cmd_purity(args) -> int:
 
 # ---------------------------------------------------------------------------------------------------- resynthesis
 def _audio_and_texts(args) -> tuple[list | None, list[str]]:
-    """The resynthesis inputs from exactly one of --texts / --audio-dir / --dataset / --real-speech."""
+    """The inputs of resynthesis and asr from exactly one of --texts / --audio-dir / --dataset / --real-speech."""
     from ..data import real_speech
 
     given = [name for name in ("texts", "audio_dir", "dataset", "real_speech") if getattr(args, name)]
@@ -673,6 +673,16 @@ def add_evaluate_parser(sub) -> None:
     )
     commands = group.add_subparsers(dest="evaluate_command", required=True)
 
+    def recordings(p):  # the recorded inputs of `_audio_and_texts`, beside --texts
+        p.add_argument("--audio-dir", default=None, type=existing_path, help="folder of .wav files with .txt transcripts")
+        p.add_argument("--dataset", default=None,
+                       help="local dataset: save_to_disk folder, csv/json/jsonl/parquet file, or audiofolder")  # fmt: skip
+        p.add_argument("--audio-column", default="audio", help="--dataset column of audio (or audio file paths)")
+        p.add_argument("--text-column", default="text", help="--dataset column of transcripts")
+        p.add_argument("--split", default=None, help="--dataset split (default: the first)")
+        p.add_argument("--real-speech", choices=real_speech_sources, metavar="SOURCE", default=None,
+                       help="installed clips, %(choices)s: librivox (apt pocketsphinx-testdata), alsa (apt alsa-utils)")  # fmt: skip
+
     def common(p, output_help="results JSON (a Markdown report and PNG plots are written next to it)"):
         p.add_argument("--pipeline", default="default", help="pipeline folder, Hub repo id, 'default' or 'twist-default'")
         p.add_argument("--device", default="cpu")
@@ -748,14 +758,7 @@ def add_evaluate_parser(sub) -> None:
 
     p = commands.add_parser("resynthesis", help="audio -> units -> vocoder -> ASR: WER/CER and mel distance")
     p.add_argument("--texts", default=None, help="text file (one sentence a line) or 'builtin', synthesised")
-    p.add_argument("--audio-dir", default=None, type=existing_path, help="folder of .wav files with .txt transcripts")
-    p.add_argument("--dataset", default=None,
-                   help="local dataset: save_to_disk folder, csv/json/jsonl/parquet file, or audiofolder")  # fmt: skip
-    p.add_argument("--audio-column", default="audio", help="--dataset column of audio (or audio file paths)")
-    p.add_argument("--text-column", default="text", help="--dataset column of transcripts")
-    p.add_argument("--split", default=None, help="--dataset split (default: the first)")
-    p.add_argument("--real-speech", choices=real_speech_sources, metavar="SOURCE", default=None,
-                   help="installed clips, %(choices)s: librivox (apt pocketsphinx-testdata), alsa (apt alsa-utils)")  # fmt: skip
+    recordings(p)
     p.add_argument("--limit", type=positive_int, default=None)
     p.add_argument("--voice", default="en-us")
     p.add_argument("--rate", type=positive_int, default=175)
@@ -777,14 +780,7 @@ def add_evaluate_parser(sub) -> None:
     p.add_argument("--texts", default=None,
                    help="text file (one sentence a line), 'open-eval' (held-out WordNet/fortunes) or 'builtin', "
                         "synthesised with espeak-ng")  # fmt: skip
-    p.add_argument("--audio-dir", default=None, type=existing_path, help="folder of .wav files with .txt transcripts")
-    p.add_argument("--dataset", default=None,
-                   help="local dataset: save_to_disk folder, csv/json/jsonl/parquet file, or audiofolder")  # fmt: skip
-    p.add_argument("--audio-column", default="audio", help="--dataset column of audio (or audio file paths)")
-    p.add_argument("--text-column", default="text", help="--dataset column of transcripts")
-    p.add_argument("--split", default=None, help="--dataset split (default: the first)")
-    p.add_argument("--real-speech", choices=real_speech_sources, metavar="SOURCE", default=None,
-                   help="installed clips, %(choices)s: librivox (apt pocketsphinx-testdata), alsa (apt alsa-utils)")  # fmt: skip
+    recordings(p)
     p.add_argument("--limit", type=positive_int, default=None, help="only N texts (a file: its first N lines)")
     p.add_argument("--voice", default="en-us", help="espeak-ng voice")
     p.add_argument("--rate", type=positive_int, default=175, help="espeak-ng speaking rate (words/min)")
