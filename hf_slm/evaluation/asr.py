@@ -15,7 +15,9 @@
 from __future__ import annotations
 
 import math
+import shutil
 import tempfile
+import weakref
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -60,7 +62,6 @@ class PocketSphinxASR:
             raise ImportError("the resynthesis WER needs pocketsphinx: `pip install pocketsphinx`") from err
         kwargs = {"samprate": ASR_SAMPLING_RATE, "loglevel": "FATAL"}
         self.vocabulary = None
-        self._tmp = None
         if vocabulary is not None:
             wanted = {w.lower() for w in vocabulary}
             dictionary = Path(get_model_path()) / "en-us" / "cmudict-en-us.dict"
@@ -71,8 +72,10 @@ class PocketSphinxASR:
             if not words:
                 raise ValueError("none of the vocabulary words is in pocketsphinx's English dictionary")
             self.vocabulary = words
-            self._tmp = tempfile.TemporaryDirectory(prefix="hf_slm_asr_")
-            folder = Path(self._tmp.name)
+            # every utterance's decoder reads these files: they live as long as the recogniser, and go with it
+            # quietly (a TemporaryDirectory left to the garbage collector warns with a ResourceWarning)
+            folder = Path(tempfile.mkdtemp(prefix="hf_slm_asr_"))
+            weakref.finalize(self, shutil.rmtree, folder, ignore_errors=True)
             (folder / "closed_vocabulary.arpa").write_text(_unigram_arpa(words), encoding="utf-8")
             (folder / "closed_vocabulary.dict").write_text("\n".join(entries) + "\n", encoding="utf-8")
             kwargs.update(lm=str(folder / "closed_vocabulary.arpa"), dict=str(folder / "closed_vocabulary.dict"))
