@@ -14,6 +14,7 @@ codec-LM variant `--codec-pipeline` (default: the embedded `codec-default`; env 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import queue
 import shutil
@@ -176,15 +177,32 @@ def speaks(speech_llm) -> bool:
             and speech_llm.components.get("vocoder") is not None)  # fmt: skip
 
 
+def measured_on_recordings(pipe) -> str:
+    """What the variant's own card measured on real recordings (``asr_real_speech`` in its eval_results.json), as a
+    warning for the microphone, or "" when it was not measured there."""
+    from hf_slm.pipelines.model_card import EVAL_RESULTS_FILE
+
+    path = Path(getattr(pipe, "local_path", None) or "") / EVAL_RESULTS_FILE
+    measured = json.loads(path.read_text(encoding="utf-8")).get("asr_real_speech") if path.is_file() else None
+    if not measured:
+        return ""
+    source = measured.get("real_speech") or measured.get("audio_dir") or measured.get("dataset") or "recordings"
+    baseline = measured.get("pocketsphinx_open_wer")
+    than = f", against {baseline:.2f} for pocketsphinx," if baseline is not None else ""
+    return (f" Measured on real recordings (`{source}`, n={measured['n']}), its transcripts have WER "
+            f"{measured['wer']:.2f}{than} so expect poor answers to your own voice; the examples are espeak-ng speech.")
+
+
 def speech_llm_intro(speech_llm, name: str, reason: str | None) -> str:
-    """The Speech LLM tab's first line: which variant answers and how, or why none does."""
+    """The Speech LLM tab's first line: which variant answers and how, or why none does; and how it fared on real
+    recordings where its card measured that (a microphone is the first thing a visitor tries)."""
     if speech_llm is None:
         return reason
     voice = ("; the spoken answer comes from its speech decoder's units and vocoder" if speaks(speech_llm) else
              "; this variant has no speech decoder + vocoder, so it answers in text only")  # fmt: skip
     return (
         f"Answered by `{name}` (`SpeechLLMPipeline`: audio encoder -> projector -> text LM). Speech and a prompt in "
-        f"(an empty prompt means `{ASR_PROMPT}`), the text answer out{voice}."
+        f"(an empty prompt means `{ASR_PROMPT}`), the text answer out{voice}.{measured_on_recordings(speech_llm)}"
     )
 
 

@@ -396,6 +396,10 @@ def test_speech_llm_tab_says_why_when_its_variant_is_not_there(space, tmp_path):
     default, reason = app.load_speech_llm_pipeline("speech-llm-default")
     if "speech-llm-default" in EMBEDDED_PIPELINES:
         assert isinstance(default, SpeechLLMPipeline) and reason is None
+        # the tab warns the microphone with what the card measured on real recordings
+        measured = json.loads((Path(default.local_path) / "eval_results.json").read_text())["asr_real_speech"]
+        intro = app.speech_llm_intro(default, "speech-llm-default", None)
+        assert f"(`librivox`, n={measured['n']}), its transcripts have WER {measured['wer']:.2f}" in intro
     else:
         assert default is None and "`speech-llm-default` is not embedded" in reason
     assert app.load_speech_llm_pipeline("none")[1].startswith("The Speech LLM tab is off")
