@@ -98,6 +98,11 @@ def test_errors_reach_the_user_as_one_line(pipeline_dir, tmp_path, capsys):
     assert main(["evaluate", "instruct-tasks", "--pipeline", pipeline_dir, "--tasks", "asr,translation",
                  "--output", str(tmp_path / "o.json")]) == 1  # fmt: skip
     assert "unknown task(s) ['translation']" in capsys.readouterr().err
+    for flags, message in ((["--tasks", ""], "--tasks is empty"), (["--voices", ""], "--voices is empty"),
+                           (["--num-examples", "1"], "--num-examples must be at least 2")):  # fmt: skip
+        assert main(["evaluate", "instruct-tasks", "--pipeline", pipeline_dir, *flags,
+                     "--output", str(tmp_path / "o.json")]) == 1  # fmt: skip
+        assert message in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["evaluate", "instruct-tasks", "--pipeline", pipeline_dir, "--exclude-texts", str(tmp_path / "no.txt"),
               "--output", str(tmp_path / "o.json")])  # fmt: skip
