@@ -69,13 +69,17 @@ def existing_file(text: str) -> Path:
 
 
 def csv_list(kind):
-    """An argparse type: a comma-separated list of `kind` (empty items skipped)."""
+    """An argparse type: a comma-separated list of `kind` (empty items skipped; no item at all is refused: an empty
+    list is never what a flag means, and each command's own default is what leaving the flag out gives)."""
 
     def parse(text: str):
         try:
-            return [kind(x) for x in text.split(",") if x.strip()]
+            values = [kind(x) for x in text.split(",") if x.strip()]
         except ValueError as err:
             raise argparse.ArgumentTypeError(f"expected a comma-separated list of {kind.__name__}: {text!r}") from err
+        if not values:
+            raise argparse.ArgumentTypeError(f"expected at least one comma-separated value, got {text!r}")
+        return values
 
     return parse
 

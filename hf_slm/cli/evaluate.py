@@ -386,11 +386,8 @@ def cmd_instruct_tasks(args) -> int:
     args.tasks = list(TASKS if args.tasks is None else args.tasks)
     args.voices = list(HELD_OUT_VOICES if args.voices is None else args.voices)
     unknown = sorted(set(args.tasks) - set(TASKS))
-    if unknown or not args.tasks:
-        raise ValueError(f"--tasks: unknown task(s) {unknown}; choose from {list(TASKS)}" if unknown else
-                         f"--tasks is empty; choose from {list(TASKS)}")  # fmt: skip
-    if not args.voices:
-        raise ValueError("--voices is empty; give espeak-ng voices, e.g. en-us+m7,en-gb")
+    if unknown:
+        raise ValueError(f"--tasks: unknown task(s) {unknown}; choose from {list(TASKS)}")
     if args.num_examples < 2:
         raise ValueError(f"--num-examples must be at least 2 (silence mode splits them between noise and side talk), "
                          f"got {args.num_examples}")  # fmt: skip

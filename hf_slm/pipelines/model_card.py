@@ -105,7 +105,7 @@ def collect_eval_results(paths, into: dict | None = None) -> dict:
         path = Path(path)
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as err:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:  # a wav or a binary file: not JSON text
             raise ValueError(f"cannot read evaluation results {path}: {err}") from err
         kind = _kind_of(data) if isinstance(data, dict) else None
         if kind is None:
