@@ -348,6 +348,7 @@ CASES = [
     ("pairs-not-object", pairs_file, lambda c: "[1, 2]\n", raises(ValueError, "expected a JSON object, got list")),
     ("pairs-missing-field", pairs_file, lambda c: '{"good": "the dog"}\n', raises(ValueError, "need non-empty string fields 'good' and 'bad'")),
     ("pairs-missing-audio", pairs_file, lambda c: '{"good_audio": "a.wav", "bad_audio": "b.wav"}\n', raises(FileNotFoundError, "a.wav")),
+    ("pairs-binary", cli, lambda c: ["evaluate", "pairs", "--pipeline", "{tiny}", "--pairs", "{files}/random.wav", "--output", "{dir}/o.json"], cli_fails(1, "random.wav is not UTF-8 text")),
     ("pairs-empty", pairs_file, lambda c: "\n\n", raises(ValueError, "holds no pairs")),
     # ------------------------------------------------------------------ CLI numbers, paths and errors
     ("cli-batch-size-minus-1", cli, lambda c: ["tokenize", "{files}/wav_named.mp3", "--batch-size", "-1", "--output", "{dir}/o.jsonl"], cli_fails(2, "--batch-size: expected a positive int, got '-1'")),

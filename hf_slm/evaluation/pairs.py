@@ -208,8 +208,12 @@ def read_pairs(path) -> list[dict]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"pair file {str(path)!r} does not exist")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:  # an audio or other binary file given as the pairs
+        raise ValueError(f"pair file {path} is not UTF-8 text (JSONL): {err.reason} at byte {err.start}") from None
     pairs = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
