@@ -66,6 +66,10 @@ def ctx(tmp_path_factory):
     c.speech = _speech()
     c.reference_units = c.pipe.encode(c.speech, sampling_rate=RATE)[0]
     c.files = write_bad_audio_files(c.dir / "audio")
+    clips = c.dir / "binary_transcript"  # an audio folder whose transcript is not text
+    clips.mkdir()
+    sf.write(clips / "a.wav", c.speech, RATE)
+    shutil.copyfile(c.files / "random.wav", clips / "a.txt")
     tiny = tiny_pipeline()
     c.tiny_dir = tiny.save_pretrained(c.dir / "tiny")
     return c
@@ -348,6 +352,7 @@ CASES = [
     ("pairs-not-object", pairs_file, lambda c: "[1, 2]\n", raises(ValueError, "expected a JSON object, got list")),
     ("pairs-missing-field", pairs_file, lambda c: '{"good": "the dog"}\n', raises(ValueError, "need non-empty string fields 'good' and 'bad'")),
     ("pairs-missing-audio", pairs_file, lambda c: '{"good_audio": "a.wav", "bad_audio": "b.wav"}\n', raises(FileNotFoundError, "a.wav")),
+    ("audio-dir-binary-transcript", cli, lambda c: ["evaluate", "asr", "--pipeline", "pocketsphinx", "--audio-dir", "{dir}/binary_transcript", "--output", "{dir}/o.json"], cli_fails(1, "a.txt' is not valid UTF-8")),
     ("pairs-binary", cli, lambda c: ["evaluate", "pairs", "--pipeline", "{tiny}", "--pairs", "{files}/random.wav", "--output", "{dir}/o.json"], cli_fails(1, "random.wav is not UTF-8 text")),
     ("pairs-empty", pairs_file, lambda c: "\n\n", raises(ValueError, "holds no pairs")),
     # ------------------------------------------------------------------ CLI numbers, paths and errors

@@ -80,7 +80,9 @@ def read_audio_dir(directory) -> tuple[list[str], list[str]]:
     missing = [w.name for w in wavs if not w.with_suffix(".txt").is_file()]
     if missing:
         raise FileNotFoundError(f"{directory}: no transcript (.txt next to the .wav) for {missing[:5]}")
-    texts = [w.with_suffix(".txt").read_text(encoding="utf-8").strip() for w in wavs]
+    from .corpus import read_text_file  # names a transcript that is not UTF-8 text, or is empty
+
+    texts = [" ".join(read_text_file(w.with_suffix(".txt"))) for w in wavs]
     return [str(w) for w in wavs], texts
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..data import generate_sentences, synthesize_dataset
+from ..data import generate_sentences, read_text_file, synthesize_dataset
 from ..instruct.data import (
     ASR_TEMPLATES,
     INTENT_TEMPLATES,
@@ -106,7 +106,7 @@ def read_tuning_texts(pipeline, path=None) -> tuple[Path | None, list[str] | Non
         path = own if own.is_file() else None
     if path is None:
         return None, None
-    return Path(path), [line for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    return Path(path), read_text_file(path)  # its non-empty lines, stripped; not UTF-8 text: refused by name
 
 
 def text_overlap(texts: Sequence[str], tuning_texts: Sequence[str] | None) -> float | None:
