@@ -617,6 +617,16 @@ def test_script_arguments(script, tmp_path):
         script.parse_arguments([str(tmp_path / "bad.json")])
     with pytest.raises(ValueError, match="packing must be one of"):
         script.parse_arguments([str(CONFIG_TINY), "--packing", "greedy"])
+    # the configuration file is named in every error about it
+    (tmp_path / "list.json").write_text("[1, 2]")
+    (tmp_path / "binary.json").write_bytes(b"\x9b\x00\xff")
+    (tmp_path / "config.yaml").write_text("hidden_size: 8\n")
+    for name, error, message in (("list.json", ValueError, "list.json: expected a JSON object"),
+                                 ("binary.json", ValueError, "binary.json is not a JSON configuration"),
+                                 ("config.yaml", ValueError, "config.yaml: the configuration must be a .json file"),
+                                 ("missing.json", FileNotFoundError, "missing.json does not exist")):  # fmt: skip
+        with pytest.raises(error, match=message):
+            script.parse_arguments([str(tmp_path / name)])
 
 
 def test_twist_warm_start_with_wrapped_packing(script, reference_run, speech_dataset, tmp_path):

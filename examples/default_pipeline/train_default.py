@@ -53,6 +53,7 @@ from hf_slm.training import (
     last_complete_checkpoint,
     train_resuming,
 )
+from hf_slm.training.arguments import read_json_config
 from hf_slm.training.kmeans import fit_unit_tokenizer_on_dataset
 from hf_slm.utils import OneThreadInWorkers
 
@@ -589,8 +590,8 @@ def parse_arguments(dataclass_type, argv=None):
     """`script.py [config.json] [--flag value ...]`: a JSON file gives the whole configuration, flags override it."""
     parser = HfArgumentParser(dataclass_type)
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0].endswith(".json"):
-        config = json.loads(Path(argv.pop(0)).read_text(encoding="utf-8"))
+    if argv and not argv[0].startswith("-"):
+        config = read_json_config(argv.pop(0))  # names the file when it is missing or not a JSON object
         unknown = sorted(set(config) - {f.name for f in fields(dataclass_type)})
         if unknown:
             raise ValueError(f"unknown key(s) {unknown} in the JSON configuration of {dataclass_type.__name__}")

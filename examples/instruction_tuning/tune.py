@@ -66,6 +66,7 @@ from hf_slm.training import (
     resumable_interrupt,
     train_resuming,
 )
+from hf_slm.training.arguments import read_json_config
 from hf_slm.training.launch import LaunchError, data_parallel_defaults, end_distributed, log_launch
 from hf_slm.utils import atomic_open
 
@@ -198,8 +199,8 @@ def main(argv=None):
     parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))
     parser.set_defaults(**data_parallel_defaults())  # gloo DDP when several processes start without CUDA
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0].endswith(".json"):  # a JSON config, then optional --flag overrides (the last value wins)
-        argv = _json_to_argv(json.loads(Path(argv[0]).read_text())) + argv[1:]
+    if argv and not argv[0].startswith("-"):  # a JSON config, then optional --flag overrides (the last value wins)
+        argv = _json_to_argv(read_json_config(argv[0])) + argv[1:]
     model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
     log_launch(training_args, "tune")
     main_process = training_args.process_index == 0

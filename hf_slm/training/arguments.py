@@ -26,6 +26,23 @@ def csv_list(text: str, kind=str) -> list:
     return [kind(x) for x in text.split(",") if x.strip()]
 
 
+def read_json_config(spec) -> dict:
+    """The JSON object of a ``script.py config.json [--flags]`` configuration; each problem (not ``.json``, missing,
+    not UTF-8 JSON, not an object) is a ValueError / FileNotFoundError that names the file."""
+    path = Path(spec)
+    if path.suffix != ".json":
+        raise ValueError(f"{spec}: the configuration must be a .json file (its --flags may follow it)")
+    if not path.is_file():
+        raise FileNotFoundError(f"configuration {spec} does not exist")
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{spec} is not a JSON configuration: {err}") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"{spec}: expected a JSON object of argument names and values, got {type(config).__name__}")
+    return config
+
+
 def parse_json_and_flags(dataclass_types, argv: list[str]) -> tuple:
     """One instance per dataclass in `dataclass_types`, from `argv` = `[config.json] [--flag value ...]`.
 
@@ -37,8 +54,8 @@ def parse_json_and_flags(dataclass_types, argv: list[str]) -> tuple:
     parser = HfArgumentParser(dataclass_types)
     if any(issubclass(t, TrainingArguments) for t in parser.dataclass_types):
         parser.set_defaults(**data_parallel_defaults())
-    if argv and argv[0].endswith(".json"):
-        config = json.loads(Path(argv[0]).read_text())
+    if argv and not argv[0].startswith("-"):  # the configuration file: named in every error about it
+        config = read_json_config(argv[0])
         known = {f.name for cls in parser.dataclass_types for f in dataclasses.fields(cls) if f.init}
         unknown = sorted(set(config) - known)
         if unknown:
@@ -132,7 +149,7 @@ def load_speech_splits(data_args: SpeechDataArguments, seed: int, sampling_rate:
     return ds.select(permutation[n_eval:], keep_in_memory=True), ds.select(permutation[:n_eval], keep_in_memory=True)
 
 
-__all__ = ["SpeechDataArguments", "csv_list", "load_speech_splits", "parse_json_and_flags"]
+__all__ = ["SpeechDataArguments", "csv_list", "load_speech_splits", "parse_json_and_flags", "read_json_config"]
 
 
 def load_codec(spec: str, num_codebooks: int | None = None):
