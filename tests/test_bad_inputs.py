@@ -353,6 +353,8 @@ CASES = [
     ("pairs-missing-field", pairs_file, lambda c: '{"good": "the dog"}\n', raises(ValueError, "need non-empty string fields 'good' and 'bad'")),
     ("pairs-missing-audio", pairs_file, lambda c: '{"good_audio": "a.wav", "bad_audio": "b.wav"}\n', raises(FileNotFoundError, "a.wav")),
     ("audio-dir-binary-transcript", cli, lambda c: ["evaluate", "asr", "--pipeline", "pocketsphinx", "--audio-dir", "{dir}/binary_transcript", "--output", "{dir}/o.json"], cli_fails(1, "a.txt' is not valid UTF-8")),
+    ("words-binary", cli, lambda c: ["evaluate", "build-pairs", "--words", "{files}/random.wav", "--output", "{dir}/p.jsonl"], cli_fails(1, "random.wav' is not valid UTF-8")),
+    ("dataset-not-a-folder", cli, lambda c: ["evaluate", "codec", "--dataset", "{files}/random.wav", "--output", "{dir}/c.json"], cli_fails(1, "random.wav is not a dataset folder")),
     ("pairs-binary", cli, lambda c: ["evaluate", "pairs", "--pipeline", "{tiny}", "--pairs", "{files}/random.wav", "--output", "{dir}/o.json"], cli_fails(1, "random.wav is not UTF-8 text")),
     ("pairs-empty", pairs_file, lambda c: "\n\n", raises(ValueError, "holds no pairs")),
     # ------------------------------------------------------------------ CLI numbers, paths and errors

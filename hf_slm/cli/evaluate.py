@@ -39,12 +39,16 @@ def _texts(spec: str, limit: int | None, seed: int) -> list[str]:
 
 # ---------------------------------------------------------------------------------------------------- pairs
 def cmd_build_pairs(args) -> int:
+    from ..data import read_text_file
     from ..evaluation.pairs import build_lexical_pairs, build_storycloze_pairs, build_syntactic_pairs, write_pairs
+
+    def word_file(path) -> list[str]:  # whitespace-separated words of a UTF-8 file (a binary one is named)
+        return " ".join(read_text_file(path)).split()
 
     pairs = []
     if "lexical" in args.kinds:
         words = None
-        known = Path(args.known_words).read_text(encoding="utf-8").split() if args.known_words else None
+        known = word_file(args.known_words) if args.known_words else None
         if args.words == "open-heldout":
             from ..data import load_heldout_words, load_sentences, normalize_sentence
             from ..evaluation.pairs import english_dictionary
@@ -54,7 +58,7 @@ def cmd_build_pairs(args) -> int:
             if known is None:  # no non-word may be a token of the corpus either (names, old spellings)
                 known = english_dictionary() | {w for s in sentences for w in normalize_sentence(s).split()}
         elif args.words:
-            words = Path(args.words).read_text(encoding="utf-8").split()
+            words = word_file(args.words)
         pairs += build_lexical_pairs(words, n=args.num_lexical, seed=args.seed, known_words=known, vowels=args.vowels,
                                      consonants=args.consonants)  # fmt: skip
     if "syntactic" in args.kinds:
@@ -567,6 +571,9 @@ def _speech_rows(path: Path, limit: int | None, columns=("audio",)):
     """Rows of a saved `datasets` folder (a DatasetDict: its test / validation / first split) with `columns`."""
     import datasets
 
+    if not any((Path(path) / name).is_file() for name in ("dataset_info.json", "dataset_dict.json")):
+        raise ValueError(f"--dataset {path} is not a dataset folder (what save_to_disk and `hf-slm synth` write, with "
+                         "dataset_info.json or dataset_dict.json)")  # fmt: skip
     ds = datasets.load_from_disk(str(path))
     if isinstance(ds, datasets.DatasetDict):
         ds = ds[next((s for s in ("test", "validation") if s in ds), next(iter(ds)))]
