@@ -355,6 +355,7 @@ CASES = [
     ("audio-dir-binary-transcript", cli, lambda c: ["evaluate", "asr", "--pipeline", "pocketsphinx", "--audio-dir", "{dir}/binary_transcript", "--output", "{dir}/o.json"], cli_fails(1, "a.txt' is not valid UTF-8")),
     ("words-binary", cli, lambda c: ["evaluate", "build-pairs", "--words", "{files}/random.wav", "--output", "{dir}/p.jsonl"], cli_fails(1, "random.wav' is not valid UTF-8")),
     ("dataset-not-a-folder", cli, lambda c: ["evaluate", "codec", "--dataset", "{files}/random.wav", "--output", "{dir}/c.json"], cli_fails(1, "random.wav is not a dataset folder")),
+    ("convert-file-as-folder", cli, lambda c: ["convert", "slamkit", "{files}/random.wav", "--output", "{dir}/k"], cli_fails(2, "random.wav' is a file: give the checkpoint's folder or a Hub repo id")),
     ("pairs-binary", cli, lambda c: ["evaluate", "pairs", "--pipeline", "{tiny}", "--pairs", "{files}/random.wav", "--output", "{dir}/o.json"], cli_fails(1, "random.wav is not UTF-8 text")),
     ("pairs-empty", pairs_file, lambda c: "\n\n", raises(ValueError, "holds no pairs")),
     # ------------------------------------------------------------------ CLI numbers, paths and errors

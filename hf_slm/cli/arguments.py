@@ -60,6 +60,18 @@ def existing_folder_or_embedded(text: str) -> Path:
     return Path(embedded) if embedded else existing_path(text)
 
 
+def folder_or_hub_id(text: str) -> str:
+    """An argparse type: a local folder, or a Hub repo id (``namespace/name``); an existing file, or a path that
+    does not exist, is refused by name instead of reaching the Hub client as a malformed repo id."""
+    path = Path(text).expanduser()
+    if path.is_file():
+        raise argparse.ArgumentTypeError(f"{text!r} is a file: give the checkpoint's folder or a Hub repo id")
+    looks_local = text.startswith((".", "/", "~")) or text.count("/") > 1 or "\\" in text
+    if not path.is_dir() and looks_local:
+        raise argparse.ArgumentTypeError(f"no such folder: {text!r}")
+    return text
+
+
 def existing_file(text: str) -> Path:
     """An argparse type: a file that exists (not a folder)."""
     path = existing_path(text)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 
+from .arguments import folder_or_hub_id
+
 
 def _layer(text: str) -> int:
     value = int(text)
@@ -39,17 +41,18 @@ def add_convert_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--config", required=True, help="the vocoder's JSON config")
 
     p = kinds.add_parser("seamless", help="SeamlessM4T (v1 / v2) vocoder -> vocoder")
-    p.add_argument("src", help="Hub id or folder, e.g. facebook/seamless-m4t-v2-large")
+    p.add_argument("src", type=folder_or_hub_id, help="Hub id or folder, e.g. facebook/seamless-m4t-v2-large")
 
     p = kinds.add_parser("slamkit", help="slamkit UnitLM / TWIST unit LM -> language model")
-    p.add_argument("src", help="Hub id or folder of the slamkit model")
+    p.add_argument("src", type=folder_or_hub_id, help="Hub id or folder of the slamkit model")
     p.add_argument("--num-units", type=int, default=None, help="default: vocab_size - 2")
 
     p = kinds.add_parser("variant", help="assemble and check a pipeline variant from component folders")
-    p.add_argument("src", help="the speech tokenizer folder")
-    p.add_argument("--lm", default=None, help="language model folder")
-    p.add_argument("--vocoder", default=None, help="vocoder folder")
-    p.add_argument("--feature-extractor", default=None, help="default: the one next to the speech tokenizer")
+    p.add_argument("src", type=folder_or_hub_id, help="the speech tokenizer folder (or Hub id)")
+    p.add_argument("--lm", type=folder_or_hub_id, default=None, help="language model folder (or Hub id)")
+    p.add_argument("--vocoder", type=folder_or_hub_id, default=None, help="vocoder folder (or Hub id)")
+    p.add_argument("--feature-extractor", type=folder_or_hub_id, default=None,
+                   help="default: the one next to the speech tokenizer")  # fmt: skip
 
     for parser in kinds.choices.values():
         parser.add_argument("--output", "-o", required=True, help="folder to write")
