@@ -178,19 +178,27 @@ def speaks(speech_llm) -> bool:
 
 
 def measured_on_recordings(pipe) -> str:
-    """What the variant's own card measured on real recordings (``asr_real_speech`` in its eval_results.json), as a
-    warning for the microphone, or "" when it was not measured there."""
+    """What the variant's own card measured on real recordings (``asr_real_speech`` of a speech LLM, ``tts_real_speech``
+    of a zero-shot TTS in its eval_results.json), as a warning for the microphone; "" when it was not measured there."""
     from hf_slm.pipelines.model_card import EVAL_RESULTS_FILE
 
     path = Path(getattr(pipe, "local_path", None) or "") / EVAL_RESULTS_FILE
-    measured = json.loads(path.read_text(encoding="utf-8")).get("asr_real_speech") if path.is_file() else None
-    if not measured:
-        return ""
-    source = measured.get("real_speech") or measured.get("audio_dir") or measured.get("dataset") or "recordings"
-    baseline = measured.get("pocketsphinx_open_wer")
-    than = f", against {baseline:.2f} for pocketsphinx," if baseline is not None else ""
-    return (f" Measured on real recordings (`{source}`, n={measured['n']}), its transcripts have WER "
-            f"{measured['wer']:.2f}{than} so expect poor answers to your own voice; the examples are espeak-ng speech.")
+    results = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    if results.get("asr_real_speech"):
+        measured = results["asr_real_speech"]
+        source = measured.get("real_speech") or measured.get("audio_dir") or measured.get("dataset") or "recordings"
+        baseline = measured.get("pocketsphinx_open_wer")
+        than = f", against {baseline:.2f} for pocketsphinx," if baseline is not None else ""
+        return (f" Measured on real recordings (`{source}`, n={measured['n']}), its transcripts have WER "
+                f"{measured['wer']:.2f}{than} so expect poor answers to your own voice; the examples are espeak-ng "
+                "speech.")  # fmt: skip
+    if results.get("tts_real_speech"):
+        measured = results["tts_real_speech"]
+        silent = measured["n"] - measured["tts"]["n"]
+        return (f" Measured with real recordings as prompts (`{measured['real_speech']}`, n={measured['n']}), its speech "
+                f"has WER {measured['tts']['wer']:.2f}" + (f" and {silent} outputs held no speech" if silent else "")
+                + ": it was trained on espeak-ng voices, so expect little from your own voice as a prompt.")  # fmt: skip
+    return ""
 
 
 def speech_llm_intro(speech_llm, name: str, reason: str | None) -> str:
@@ -478,7 +486,8 @@ def build_demo(pipeline_path: str = "default", instruct_pipeline: str | None = "
             gr.Examples(examples, t_in)
         with gr.Tab("Zero-shot TTS"):
             gr.Markdown(NO_TTS if tts_pipe is None else f"Variant `{tts_pipeline}`: says the text in the voice of a "
-                        "~3 s prompt (VALL-E). Type the prompt's transcript too (VALL-E reads it first).")  # fmt: skip
+                        "~3 s prompt (VALL-E). Type the prompt's transcript too (VALL-E reads it first)."
+                        + measured_on_recordings(tts_pipe))  # fmt: skip
             s_text = gr.Textbox(label="Text to say")
             with gr.Row():
                 s_in = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Voice prompt (~3 s)")

@@ -139,6 +139,25 @@ def test_cli_asr_of_librivox_is_kept_apart_and_reaches_the_card(tmp_path, capsys
     assert f"| ASR, real speech (`librivox`, n=2) | WER / CER (pocketsphinx open-vocabulary) | {result['wer']:.3f}" in card.text
 
 
+@needs_librivox
+def test_cli_tts_with_recorded_prompts_is_kept_apart(tmp_path, capsys):
+    """`evaluate tts --real-speech`: recordings as voice prompts, espeak-ng's reference in --voice."""
+    from hf_slm.pipelines.model_card import collect_eval_results
+
+    out = tmp_path / "tts_librivox.json"
+    assert main(["evaluate", "tts", "--pipeline", "tts-default", "--real-speech", "librivox", "--limit", "2",
+                 "--output", str(out)]) == 0, capsys.readouterr().err  # fmt: skip
+    result = json.loads(out.read_text())
+    assert result["n"] == 2 and result["real_speech"] == "librivox" and "dataset" not in result
+    assert [item["voice"] for item in result["items"]] == ["en-us", "en-us"]
+    _, texts = load_real_speech("librivox")
+    assert [item["text"] for item in result["items"]] == [texts[1], texts[0]]  # each prompt says the next clip's text
+    assert result["espeak"]["wer"] < 1.0 and result["espeak"]["n"] == 2  # espeak-ng's rendering is recognised
+    assert set(collect_eval_results([out])) == {"tts_real_speech"}
+    assert main(["evaluate", "tts", "--pipeline", "tts-default", "--output", str(out)]) == 1
+    assert "exactly one of --dataset" in capsys.readouterr().err
+
+
 def test_cli_asr_of_an_audio_folder_and_mismatched_audio(wav2vec2_dir, tmp_path):
     from hf_slm.evaluation import evaluate_asr
 

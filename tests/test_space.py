@@ -389,7 +389,7 @@ def test_speech_llm_tab_answers_like_the_library_in_text_and_speech(client, spee
 def test_speech_llm_tab_says_why_when_its_variant_is_not_there(space, tmp_path):
     """A missing variant (or `speech-llm-default` before it is embedded) leaves the app running: the tab names the
     problem and its endpoint refuses with that message; a variant of another class is an error at start."""
-    from hf_slm.pipelines import SpeechLLMPipeline
+    from hf_slm.pipelines import SpeechLLMPipeline, SpeechLMPipeline
     from hf_slm.pipelines.pipeline_utils import EMBEDDED_PIPELINES
 
     app = _space_app()
@@ -402,6 +402,11 @@ def test_speech_llm_tab_says_why_when_its_variant_is_not_there(space, tmp_path):
         assert f"(`librivox`, n={measured['n']}), its transcripts have WER {measured['wer']:.2f}" in intro
     else:
         assert default is None and "`speech-llm-default` is not embedded" in reason
+    # so does the zero-shot TTS tab, with its card's figure for real prompts; a variant measured on neither says nothing
+    tts = app.load_tts_pipeline("tts-default")
+    measured = json.loads((Path(tts.local_path) / "eval_results.json").read_text())["tts_real_speech"]
+    assert f"(`librivox`, n={measured['n']}), its speech has WER {measured['tts']['wer']:.2f}" in app.measured_on_recordings(tts)
+    assert app.measured_on_recordings(SpeechLMPipeline.from_pretrained(space[1])) == ""
     assert app.load_speech_llm_pipeline("none")[1].startswith("The Speech LLM tab is off")
     with pytest.raises(ValueError, match="cannot load: .*SpeechLMPipeline variant"):
         app.load_speech_llm_pipeline(str(space[1]))

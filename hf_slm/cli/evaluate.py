@@ -619,15 +619,27 @@ def cmd_tts(args) -> int:
     from ..evaluation.voice import evaluate_tts_voice
     from ..pipelines import VallEPipeline
 
-    rows = _speech_rows(args.dataset, args.limit, ("audio", "text", "voice", "rate", "pitch"))
-    if len(rows) < 2:
-        raise ValueError(f"--dataset {args.dataset} has {len(rows)} utterance(s); each prompt says the next one's text, so 2 are needed")
+    if (args.dataset is None) == (args.real_speech is None):
+        raise ValueError("give exactly one of --dataset (espeak-ng speech with its voice, rate and pitch) and "
+                         "--real-speech (installed recordings)")  # fmt: skip
+    if args.real_speech:  # recordings: espeak-ng's reference speaks in --voice, a voice other than the prompt's
+        from ..data.real_speech import load_real_speech
+
+        audio, texts = (list(x)[: args.limit] for x in load_real_speech(args.real_speech))
+        voices, rates, pitches = [args.voice] * len(texts), [175] * len(texts), [50] * len(texts)
+        source, what = {"real_speech": args.real_speech}, f"--real-speech {args.real_speech}"
+    else:
+        rows = _speech_rows(args.dataset, args.limit, ("audio", "text", "voice", "rate", "pitch"))
+        audio, texts, voices = list(rows["audio"]), list(rows["text"]), list(rows["voice"])
+        rates, pitches = list(rows["rate"]), list(rows["pitch"])
+        source, what = {"dataset": str(args.dataset)}, f"--dataset {args.dataset}"
+    if len(texts) < 2:
+        raise ValueError(f"{what} has {len(texts)} utterance(s); each prompt says the next one's text, so 2 are needed")
     pipe = VallEPipeline.from_pretrained(args.pipeline).to(args.device)
-    texts = list(rows["text"])
-    result = evaluate_tts_voice(pipe, list(zip(rows["audio"], texts)), texts[1:] + texts[:1], list(rows["voice"]),
-                                list(rows["rate"]), list(rows["pitch"]), temperature=args.temperature, top_p=args.top_p,
-                                seed=args.seed, language=args.language, show_progress=True)  # fmt: skip
-    result |= {"pipeline": args.pipeline, "dataset": str(args.dataset)}
+    result = evaluate_tts_voice(pipe, list(zip(audio, texts)), texts[1:] + texts[:1], voices, rates, pitches,
+                                temperature=args.temperature, top_p=args.top_p, seed=args.seed, language=args.language,
+                                show_progress=True)  # fmt: skip
+    result |= {"pipeline": args.pipeline, **source}
     json_path, md_path, _ = _outputs(args.output)
     write_json(result, json_path)
     lines = [f"{'':<10}{'WER':>7}{'CER':>7}{'speaker sim.':>14}{'n':>4}"]
@@ -638,7 +650,8 @@ def cmd_tts(args) -> int:
     summary = {f"{side}_{k}": result[side][k] for side in ("tts", "espeak") for k in ("wer", "cer", "speaker_similarity")}
     write_report(md_path, "Zero-shot TTS: intelligibility and voice", summary | {"wer_ratio": result["wer_ratio"]},
                  table, notes=f"ASR: {result['asr']}. Each prompt (a whole utterance and its transcript) is followed "
-                 "by the next utterance's text; espeak-ng says that text in the prompt's voice, rate and pitch.")  # fmt: skip
+                 "by the next utterance's text; espeak-ng says that text in the prompt's voice, rate and pitch (of "
+                 f"recordings: in {args.voice}, a voice other than the prompt's).")  # fmt: skip
     print(table)
     print(f"wrote {json_path}, {md_path}")
     return 0
@@ -924,9 +937,13 @@ def add_evaluate_parser(sub) -> None:
     p = commands.add_parser("tts", help="zero-shot TTS (VALL-E variant): pocketsphinx WER and speaker similarity next "
                             "to espeak-ng's rendering in the prompt's voice")  # fmt: skip
     p.add_argument("--pipeline", required=True, help="a VallEPipeline variant folder or Hub repo id")
-    p.add_argument("--dataset", type=existing_path, required=True,
+    p.add_argument("--dataset", type=existing_path, default=None,
                    help="a saved `datasets` folder with audio, text, voice, rate and pitch columns (hf-slm synth, "
                         "make_voice_corpus.py)")  # fmt: skip
+    p.add_argument("--real-speech", choices=real_speech_sources, metavar="SOURCE", default=None,
+                   help="instead of --dataset, installed recordings as prompts, %(choices)s: librivox (apt "
+                        "pocketsphinx-testdata), alsa (apt alsa-utils)")  # fmt: skip
+    p.add_argument("--voice", default="en-us", help="--real-speech: the espeak-ng voice of the reference rendering")
     p.add_argument("--limit", type=positive_int, default=None, help="first N utterances")
     p.add_argument("--language", default="en-us", help="phonemizer language")
     p.add_argument("--temperature", type=positive_float, default=1.0)

@@ -36,7 +36,7 @@ SPEECH_LLM_TASKS = ("intent", "spoken_answer")  # those of `hf_slm.evaluation.sp
 #: Keys of a merged ``eval_results.json``: one result each (a newer one replaces it), or a dict of named results
 #: (pair benchmarks, ABX representations, codec systems: a newer one updates it).
 SINGLE_RESULT_KEYS = ("resynthesis", "resynthesis_real_speech", "asr", "asr_real_speech", "speech_llm_tasks",
-                      "instruct_tasks", "voice", "tts", "generation")
+                      "instruct_tasks", "voice", "tts", "tts_real_speech", "generation")
 NAMED_RESULT_KEYS = ("pairs", "abx", "codec")
 FAMILY_TAGS = {"gslm": ["gslm"], "twist": ["twist", "text-speech"], "instruct": ["instruct", "peft", "lora"],
                "codec_lm": ["codec", "neural-codec"], "speech_llm": ["speech-llm", "asr", "spoken-dialogue"],
@@ -132,8 +132,9 @@ def collect_eval_results(paths, into: dict | None = None) -> dict:
             out["voice"] = {"systems": {k: _scalars(v) for k, v in data["systems"].items()},
                             "references": {k: _scalars(v) for k, v in data["references"].items()},
                             **_scalars(data)}  # fmt: skip
-        elif kind == "tts":
-            out["tts"] = {"tts": _scalars(data["tts"]), "espeak": _scalars(data["espeak"]), **_scalars(data)}
+        elif kind == "tts":  # recorded prompts (`--real-speech`) apart from espeak-ng ones
+            out["tts_real_speech" if data.get("real_speech") else "tts"] = {
+                "tts": _scalars(data["tts"]), "espeak": _scalars(data["espeak"]), **_scalars(data)}  # fmt: skip
         elif kind == "generation":
             out["generation"] = {**_scalars(data), "per_temperature": [_scalars(r) for r in data["per_temperature"]]}
         elif kind == "codec":

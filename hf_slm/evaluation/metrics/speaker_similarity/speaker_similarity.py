@@ -35,15 +35,26 @@ _INSTALL = (
 _ENCODER = None
 
 
+def _resemblyzer():
+    """The resemblyzer module. Its import uses `scipy.ndimage.morphology`, deprecated in SciPy 1.8: that one
+    DeprecationWarning of resemblyzer's own code is silenced, at the import only, so that it does not reach (or, under
+    strict warning filters, fail) whoever measures speaker similarity."""
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Please import `binary_dilation`", category=DeprecationWarning)
+            import resemblyzer
+    except ImportError as error:
+        raise ImportError(f"the speaker_similarity metric needs resemblyzer: {_INSTALL} ({error})") from error
+    return resemblyzer
+
+
 def _encoder():
     """The VoiceEncoder on CPU, loaded once from the weights in resemblyzer's wheel."""
     global _ENCODER
     if _ENCODER is None:
-        try:
-            from resemblyzer import VoiceEncoder
-        except ImportError as error:
-            raise ImportError(f"the speaker_similarity metric needs resemblyzer: {_INSTALL} ({error})") from error
-        _ENCODER = VoiceEncoder(device="cpu", verbose=False)
+        _ENCODER = _resemblyzer().VoiceEncoder(device="cpu", verbose=False)
     return _ENCODER
 
 
@@ -57,9 +68,7 @@ def speaker_embedding(waveform, sampling_rate: int) -> np.ndarray:
     if not np.any(waveform):
         raise ValueError("no speech found: the waveform is silent (all zeros)")
     encoder = _encoder()
-    from resemblyzer import preprocess_wav
-
-    speech = preprocess_wav(waveform, source_sr=int(sampling_rate))
+    speech = _resemblyzer().preprocess_wav(waveform, source_sr=int(sampling_rate))
     if speech.size < 1600:  # Resemblyzer's VAD left under 0.1 s at 16 kHz
         seconds = waveform.size / sampling_rate
         raise ValueError(f"no speech found in the waveform ({seconds:.2f} s) after voice activity detection")
