@@ -36,6 +36,7 @@ from hf_slm.pipelines import (
     ASR_PROMPT, PipelineLoadError, SpeechLLMPipeline, SpeechLMPipeline, SpokenChatPipeline, VallEPipeline,
     resolve_pipeline_path,
 )
+from hf_slm.pipelines.embedded import embedded_pipeline_name
 from hf_slm.pipelines.pipeline_utils import EMBEDDED_PIPELINES
 from hf_slm.models.unit_encoder.feature_extraction_unit_encoder import AudioInputError, load_audio
 from hf_slm.visualization import plot_speech_units
@@ -179,7 +180,8 @@ def speaks(speech_llm) -> bool:
 
 def measured_on_recordings(pipe) -> str:
     """What the variant's own card measured on real recordings (``asr_real_speech`` of a speech LLM, ``tts_real_speech``
-    of a zero-shot TTS in its eval_results.json), as a warning for the microphone; "" when it was not measured there."""
+    of a zero-shot TTS, ``voice_real_speech`` of a codec LM in its eval_results.json), as a warning for the microphone;
+    "" when it was not measured there."""
     from hf_slm.pipelines.model_card import EVAL_RESULTS_FILE
 
     path = Path(getattr(pipe, "local_path", None) or "") / EVAL_RESULTS_FILE
@@ -198,6 +200,15 @@ def measured_on_recordings(pipe) -> str:
         return (f" Measured with real recordings as prompts (`{measured['real_speech']}`, n={measured['n']}), its speech "
                 f"has WER {measured['tts']['wer']:.2f}" + (f" and {silent} outputs held no speech" if silent else "")
                 + ": it was trained on espeak-ng voices, so expect little from your own voice as a prompt.")  # fmt: skip
+    voice = results.get("voice_real_speech", {})
+    mine = voice.get("systems", {}).get(embedded_pipeline_name(getattr(pipe, "local_path", None)) or "")
+    if mine is None and len(voice.get("systems", {})) == 1:  # a variant measured alone, under any name
+        mine = next(iter(voice["systems"].values()))
+    if mine:
+        same = voice["references"]["same_voice"]["speaker_similarity"]
+        return (f" Measured with real recordings as prompts (`{voice['real_speech']}`, n={mine['n']}), its continuations' "
+                f"speaker similarity to the prompt is {mine['speaker_similarity']:.2f}, against {same:.2f} for the rest "
+                "of the same recording: it was trained on espeak-ng voices, so it does not keep yours.")  # fmt: skip
     return ""
 
 
@@ -500,7 +511,8 @@ def build_demo(pipeline_path: str = "default", instruct_pipeline: str | None = "
         with gr.Tab("Voice continuation"):
             gr.Markdown(NO_VOICE if codec_pipe is None else f"Variant `{codec_pipeline}` (codec-LM): continues the "
                         "prompt in codec codes, which carry its voice, and its codec speaks them "
-                        "([measured](https://github.com/hf-slm/hf_slm/blob/main/docs/audiolm.md)).")  # fmt: skip
+                        "([measured](https://github.com/hf-slm/hf_slm/blob/main/docs/audiolm.md))."
+                        + measured_on_recordings(codec_pipe))  # fmt: skip
             with gr.Row():
                 w_in = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Prompt (~2-3 s)")
                 with gr.Column():

@@ -158,6 +158,25 @@ def test_cli_tts_with_recorded_prompts_is_kept_apart(tmp_path, capsys):
     assert "exactly one of --dataset" in capsys.readouterr().err
 
 
+@needs_librivox
+def test_cli_voice_and_codec_of_recordings_are_kept_apart(tmp_path, capsys):
+    from hf_slm.pipelines.model_card import collect_eval_results
+
+    voice, codec = tmp_path / "voice.json", tmp_path / "codec.json"
+    assert main(["evaluate", "voice", "--pipelines", "codec-default", "--real-speech", "librivox", "--limit", "2",
+                 "--prompt-seconds", "2.4", "--output", str(voice)]) == 0, capsys.readouterr().err  # fmt: skip
+    assert main(["evaluate", "codec", "--pipelines", "codec-default", "--real-speech", "librivox", "--limit", "2",
+                 "--output", str(codec)]) == 0, capsys.readouterr().err  # fmt: skip
+    result = json.loads(voice.read_text())
+    assert result["real_speech"] == "librivox" and result["systems"]["codec-default"]["n"] == 2
+    same = result["references"]["same_voice"]["speaker_similarity"]
+    assert 0 < same <= 1  # the rest of each recording, Resemblyzer's cosine
+    assert json.loads(codec.read_text())["systems"]["codec-default"]["n"] == 2
+    assert set(collect_eval_results([voice, codec])) == {"voice_real_speech", "codec_real_speech"}
+    assert main(["evaluate", "codec", "--pipelines", "codec-default", "--output", str(codec)]) == 1
+    assert "exactly one of --dataset" in capsys.readouterr().err
+
+
 def test_cli_asr_of_an_audio_folder_and_mismatched_audio(wav2vec2_dir, tmp_path):
     from hf_slm.evaluation import evaluate_asr
 

@@ -407,6 +407,10 @@ def test_speech_llm_tab_says_why_when_its_variant_is_not_there(space, tmp_path):
     measured = json.loads((Path(tts.local_path) / "eval_results.json").read_text())["tts_real_speech"]
     assert f"(`librivox`, n={measured['n']}), its speech has WER {measured['tts']['wer']:.2f}" in app.measured_on_recordings(tts)
     assert app.measured_on_recordings(SpeechLMPipeline.from_pretrained(space[1])) == ""
+    codec = app.load_codec_pipeline("codec-default")  # and the voice continuation tab, from codec-default's card
+    voice = json.loads((Path(codec.local_path) / "eval_results.json").read_text())["voice_real_speech"]
+    mine = voice["systems"]["codec-default"]["speaker_similarity"]
+    assert f"speaker similarity to the prompt is {mine:.2f}" in app.measured_on_recordings(codec)
     assert app.load_speech_llm_pipeline("none")[1].startswith("The Speech LLM tab is off")
     with pytest.raises(ValueError, match="cannot load: .*SpeechLMPipeline variant"):
         app.load_speech_llm_pipeline(str(space[1]))

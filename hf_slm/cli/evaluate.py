@@ -589,16 +589,29 @@ def _similarity_table(rows: dict) -> str:
     return "\n".join(lines)
 
 
+def _voice_audio(args) -> tuple[list, dict]:
+    """The audio of `voice` / `codec`: a saved dataset's audio column or installed recordings (exactly one), and
+    what it was, so that `collect_eval_results` keeps recordings apart."""
+    if (args.dataset is None) == (args.real_speech is None):
+        raise ValueError("give exactly one of --dataset (a saved dataset with an audio column) and --real-speech "
+                         "(installed recordings)")  # fmt: skip
+    if args.real_speech:
+        from ..data.real_speech import load_real_speech
+
+        return load_real_speech(args.real_speech)[0][: args.limit], {"real_speech": args.real_speech}
+    return list(_speech_rows(args.dataset, args.limit)["audio"]), {"dataset": str(args.dataset)}
+
+
 def cmd_voice(args) -> int:
     from ..evaluation.report import bar_plot, write_json, write_report
     from ..evaluation.voice import evaluate_continuation_voice
 
-    rows = _speech_rows(args.dataset, args.limit)
+    audio, source = _voice_audio(args)
     pipelines = {name: _any_pipeline(spec, args.device) for name, spec in _named_pipelines(args.pipelines).items()}
-    result = evaluate_continuation_voice(pipelines, list(rows["audio"]), prompt_seconds=args.prompt_seconds,
+    result = evaluate_continuation_voice(pipelines, audio, prompt_seconds=args.prompt_seconds,
                                          new_seconds=args.new_seconds, temperature=args.temperature, seed=args.seed,
                                          show_progress=True)  # fmt: skip
-    result |= {"pipelines": _named_pipelines(args.pipelines), "dataset": str(args.dataset)}
+    result |= {"pipelines": _named_pipelines(args.pipelines), **source}
     json_path, md_path, stem = _outputs(args.output)
     write_json(result, json_path)
     rows = {**result["systems"], **{f"[{k}]": v for k, v in result["references"].items()}}
@@ -661,12 +674,12 @@ def cmd_codec(args) -> int:
     from ..evaluation.report import write_json, write_report
     from ..evaluation.voice import evaluate_codec_quality
 
-    audio = list(_speech_rows(args.dataset, args.limit)["audio"])
+    audio, source = _voice_audio(args)
     named = _named_pipelines(args.pipelines)
     result = {name: evaluate_codec_quality(_resynthesis_pipeline(spec, args.device), audio, show_progress=True)
               for name, spec in named.items()}  # fmt: skip
     json_path, md_path, _ = _outputs(args.output)
-    write_json({"systems": result, "pipelines": named, "dataset": str(args.dataset)}, json_path)
+    write_json({"systems": result, "pipelines": named, **source}, json_path)
     keys = ("bitrate_bps", "mel_distance", "stoi", "speaker_similarity")
     lines = [f"{'':<22}{'bps':>8}{'mel dist.':>11}{'STOI':>7}{'speaker sim.':>14}{'n (speech)':>12}"]
     lines += [f"{name:<22}{r['bitrate_bps']:>8.0f}{r['mel_distance']:>11.3f}{r['stoi']:>7.3f}{r['speaker_similarity']:>14.3f}"
@@ -923,8 +936,11 @@ def add_evaluate_parser(sub) -> None:
                             "unit variants), with same-voice and other-voice references")  # fmt: skip
     p.add_argument("--pipelines", type=csv_list(str), default=["default"],
                    help="comma-separated variants, each PATH or NAME=PATH ('default' is the embedded GSLM variant)")
-    p.add_argument("--dataset", type=existing_path, required=True,
+    p.add_argument("--dataset", type=existing_path, default=None,
                    help="a saved `datasets` folder with an audio column (e.g. make_voice_corpus.py's unseen_voices)")
+    p.add_argument("--real-speech", choices=real_speech_sources, metavar="SOURCE", default=None,
+                   help="instead of --dataset, installed recordings, %(choices)s (librivox: 3 of its 5 clips are long "
+                        "enough for 3 s prompts; --prompt-seconds 2.5 takes all)")  # fmt: skip
     p.add_argument("--limit", type=positive_int, default=None, help="first N utterances")
     p.add_argument("--prompt-seconds", type=positive_float, default=3.0)
     p.add_argument("--new-seconds", type=positive_float, default=2.0, help="continuation compared with the prompt")
@@ -958,7 +974,9 @@ def add_evaluate_parser(sub) -> None:
     p.add_argument("--pipelines", type=csv_list(str), default=["default"],
                    help="comma-separated variants, each PATH or NAME=PATH (codec-LM, AudioLM or unit variants, or a bare "
                    "codec folder such as examples/codec's output or one of its checkpoint-N folders)")
-    p.add_argument("--dataset", type=existing_path, required=True, help="a saved `datasets` folder with an audio column")
+    p.add_argument("--dataset", type=existing_path, default=None, help="a saved `datasets` folder with an audio column")
+    p.add_argument("--real-speech", choices=real_speech_sources, metavar="SOURCE", default=None,
+                   help="instead of --dataset, installed recordings, %(choices)s")  # fmt: skip
     p.add_argument("--limit", type=positive_int, default=None, help="first N utterances")
     p.add_argument("--device", default="cpu")
     p.add_argument("--output", required=True, help="results JSON (a Markdown report is written next to it)")

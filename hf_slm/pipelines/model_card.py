@@ -36,8 +36,8 @@ SPEECH_LLM_TASKS = ("intent", "spoken_answer")  # those of `hf_slm.evaluation.sp
 #: Keys of a merged ``eval_results.json``: one result each (a newer one replaces it), or a dict of named results
 #: (pair benchmarks, ABX representations, codec systems: a newer one updates it).
 SINGLE_RESULT_KEYS = ("resynthesis", "resynthesis_real_speech", "asr", "asr_real_speech", "speech_llm_tasks",
-                      "instruct_tasks", "voice", "tts", "tts_real_speech", "generation")
-NAMED_RESULT_KEYS = ("pairs", "abx", "codec")
+                      "instruct_tasks", "voice", "voice_real_speech", "tts", "tts_real_speech", "generation")
+NAMED_RESULT_KEYS = ("pairs", "abx", "codec", "codec_real_speech")
 FAMILY_TAGS = {"gslm": ["gslm"], "twist": ["twist", "text-speech"], "instruct": ["instruct", "peft", "lora"],
                "codec_lm": ["codec", "neural-codec"], "speech_llm": ["speech-llm", "asr", "spoken-dialogue"],
                "valle": ["valle", "zero-shot-tts", "neural-codec"], "audiolm": ["audiolm", "neural-codec"]}
@@ -128,8 +128,8 @@ def collect_eval_results(paths, into: dict | None = None) -> dict:
             for rep, value in data.items():
                 if isinstance(value, dict) and "within_speaker_error" in value:
                     out.setdefault("abx", {})[rep] = _scalars(value)
-        elif kind == "voice":
-            out["voice"] = {"systems": {k: _scalars(v) for k, v in data["systems"].items()},
+        elif kind == "voice":  # recorded prompts (`--real-speech`) apart, as below
+            out["voice_real_speech" if data.get("real_speech") else "voice"] = {"systems": {k: _scalars(v) for k, v in data["systems"].items()},
                             "references": {k: _scalars(v) for k, v in data["references"].items()},
                             **_scalars(data)}  # fmt: skip
         elif kind == "tts":  # recorded prompts (`--real-speech`) apart from espeak-ng ones
@@ -138,7 +138,8 @@ def collect_eval_results(paths, into: dict | None = None) -> dict:
         elif kind == "generation":
             out["generation"] = {**_scalars(data), "per_temperature": [_scalars(r) for r in data["per_temperature"]]}
         elif kind == "codec":
-            out.setdefault("codec", {}).update({k: _scalars(v) for k, v in data["systems"].items()})
+            key = "codec_real_speech" if data.get("real_speech") else "codec"
+            out.setdefault(key, {}).update({k: _scalars(v) for k, v in data["systems"].items()})
         elif kind == "instruct_tasks":
             out["instruct_tasks"] = {task: _scalars(data[task]) for task in INSTRUCT_TASKS if task in data}
         elif kind == "speech_llm_tasks":  # flat, as the card reads it: intent_accuracy, spoken_answer_wer, ...
