@@ -184,8 +184,14 @@ def measured_on_recordings(pipe) -> str:
     "" when it was not measured there."""
     from hf_slm.pipelines.model_card import EVAL_RESULTS_FILE
 
-    path = Path(getattr(pipe, "local_path", None) or "") / EVAL_RESULTS_FILE
-    results = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    if not getattr(pipe, "local_path", None):
+        return ""
+    try:  # a card's figures are a note here: an unreadable file leaves the tab without it, not the Space down
+        results = json.loads((Path(pipe.local_path) / EVAL_RESULTS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return ""
+    if not isinstance(results, dict):
+        return ""
     if results.get("asr_real_speech"):
         measured = results["asr_real_speech"]
         source = measured.get("real_speech") or measured.get("audio_dir") or measured.get("dataset") or "recordings"
