@@ -133,10 +133,6 @@ def json_object(text: str) -> dict:
 
 json_object.__name__ = "a JSON object"
 
-__all__ = [
-    "LazyChoices", "json_object", "csv_list", "existing_file", "existing_path", "fraction", "non_negative_int", "number", "positive_float",
-           "positive_int", "probability", "sampling_rate_type"]
-
 
 def add_pipeline_argument(parser, default: str | None, help: str) -> None:
     """The variant a command runs: ``--pipeline X`` as every command takes it, or positionally (``hf-slm chat X``,
@@ -158,3 +154,9 @@ def merge_pipeline_argument(args) -> None:
     if args.pipeline is None:
         parser.error("the following arguments are required: PIPELINE (or --pipeline)")
 
+
+__all__ = [
+    "LazyChoices", "add_pipeline_argument", "csv_list", "existing_file", "existing_folder_or_embedded", "existing_path",
+    "folder_or_hub_id", "fraction", "json_object", "merge_pipeline_argument", "non_negative_int", "number",
+    "positive_float", "positive_int", "probability", "sampling_rate_type",
+]
