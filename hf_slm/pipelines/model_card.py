@@ -155,16 +155,24 @@ def collect_eval_results(paths, into: dict | None = None) -> dict:
     return out
 
 
-def write_eval_results(folder, paths) -> Path:
-    """Merge ``paths`` into ``folder/eval_results.json`` (created when missing) and return its path."""
+def _merged_eval_results(folder, paths) -> dict:
+    """``folder/eval_results.json`` (when there is one) with ``paths`` merged in; nothing is written."""
     target = Path(folder) / EVAL_RESULTS_FILE
-    merged = collect_eval_results([target] if target.exists() else [])
-    merged = collect_eval_results(paths, into=merged)
+    return collect_eval_results(paths, into=collect_eval_results([target] if target.exists() else []))
+
+
+def _save_eval_results(folder, merged: dict) -> Path:
     from ..utils import atomic_open
 
+    target = Path(folder) / EVAL_RESULTS_FILE
     with atomic_open(target) as f:  # the results already there survive a kill mid-write
         f.write(json.dumps(merged, indent=2) + "\n")
     return target
+
+
+def write_eval_results(folder, paths) -> Path:
+    """Merge ``paths`` into ``folder/eval_results.json`` (created when missing) and return its path."""
+    return _save_eval_results(folder, _merged_eval_results(folder, paths))
 
 
 def _eval_results_list(results: dict, model_name: str):
@@ -402,11 +410,11 @@ def update_model_card(pipeline, result_paths=(), repo_id: str | None = None) -> 
         raise ValueError(f"{getattr(pipeline, 'name_or_path', None) or folder!r} was not loaded from a local variant "
                          "folder (a Hub download is a read-only cache): pull it into a folder first (hf-slm pull)")  # fmt: skip
     paths = [Path(p) for p in ([result_paths] if isinstance(result_paths, (str, os.PathLike)) else result_paths)]
-    results = collect_eval_results(paths, into=_read_json(folder / EVAL_RESULTS_FILE))  # raises on a wrong file
+    results = _merged_eval_results(folder, paths)  # read and checked once, before anything is written
     card = render_model_card(pipeline, eval_results=results or None,
                              repo_id=repo_id or embedded_pipeline_name(folder) or folder.name)  # fmt: skip
     if paths:
-        write_eval_results(folder, paths)
+        _save_eval_results(folder, results)
     with atomic_open(folder / "README.md") as f:
         f.write(str(card))
     return folder / "README.md"
