@@ -589,26 +589,29 @@ def _similarity_table(rows: dict) -> str:
     return "\n".join(lines)
 
 
-def _voice_audio(args) -> tuple[list, dict]:
-    """The audio of `voice` / `codec`: a saved dataset's audio column or installed recordings (exactly one), and
-    what it was, so that `collect_eval_results` keeps recordings apart."""
+def _dataset_or_recordings(args, columns=("audio",)) -> tuple[dict, dict]:
+    """``{column: values}`` of `voice` / `tts` / `codec`: ``columns`` of --dataset (a saved dataset), or ``audio`` and
+    ``text`` of --real-speech recordings (exactly one of the two); and what it was, so that `collect_eval_results`
+    keeps recordings apart."""
     if (args.dataset is None) == (args.real_speech is None):
-        raise ValueError("give exactly one of --dataset (a saved dataset with an audio column) and --real-speech "
-                         "(installed recordings)")  # fmt: skip
+        raise ValueError(f"give exactly one of --dataset (a saved dataset with the columns {list(columns)}) and "
+                         "--real-speech (installed recordings)")  # fmt: skip
     if args.real_speech:
         from ..data.real_speech import load_real_speech
 
-        return load_real_speech(args.real_speech)[0][: args.limit], {"real_speech": args.real_speech}
-    return list(_speech_rows(args.dataset, args.limit)["audio"]), {"dataset": str(args.dataset)}
+        audio, texts = load_real_speech(args.real_speech)
+        return {"audio": audio[: args.limit], "text": texts[: args.limit]}, {"real_speech": args.real_speech}
+    rows = _speech_rows(args.dataset, args.limit, columns)
+    return {column: list(rows[column]) for column in columns}, {"dataset": str(args.dataset)}
 
 
 def cmd_voice(args) -> int:
     from ..evaluation.report import bar_plot, write_json, write_report
     from ..evaluation.voice import evaluate_continuation_voice
 
-    audio, source = _voice_audio(args)
+    inputs, source = _dataset_or_recordings(args)
     pipelines = {name: _any_pipeline(spec, args.device) for name, spec in _named_pipelines(args.pipelines).items()}
-    result = evaluate_continuation_voice(pipelines, audio, prompt_seconds=args.prompt_seconds,
+    result = evaluate_continuation_voice(pipelines, inputs["audio"], prompt_seconds=args.prompt_seconds,
                                          new_seconds=args.new_seconds, temperature=args.temperature, seed=args.seed,
                                          show_progress=True)  # fmt: skip
     result |= {"pipelines": _named_pipelines(args.pipelines), **source}
@@ -632,26 +635,18 @@ def cmd_tts(args) -> int:
     from ..evaluation.voice import evaluate_tts_voice
     from ..pipelines import VallEPipeline
 
-    if (args.dataset is None) == (args.real_speech is None):
-        raise ValueError("give exactly one of --dataset (espeak-ng speech with its voice, rate and pitch) and "
-                         "--real-speech (installed recordings)")  # fmt: skip
+    inputs, source = _dataset_or_recordings(args, ("audio", "text", "voice", "rate", "pitch"))
+    texts = inputs["text"]
     if args.real_speech:  # recordings: espeak-ng's reference speaks in --voice, a voice other than the prompt's
-        from ..data.real_speech import load_real_speech
-
-        audio, texts = (list(x)[: args.limit] for x in load_real_speech(args.real_speech))
-        voices, rates, pitches = [args.voice] * len(texts), [175] * len(texts), [50] * len(texts)
-        source, what = {"real_speech": args.real_speech}, f"--real-speech {args.real_speech}"
-    else:
-        rows = _speech_rows(args.dataset, args.limit, ("audio", "text", "voice", "rate", "pitch"))
-        audio, texts, voices = list(rows["audio"]), list(rows["text"]), list(rows["voice"])
-        rates, pitches = list(rows["rate"]), list(rows["pitch"])
-        source, what = {"dataset": str(args.dataset)}, f"--dataset {args.dataset}"
+        inputs |= {"voice": [args.voice] * len(texts), "rate": [175] * len(texts), "pitch": [50] * len(texts)}
     if len(texts) < 2:
+        what = f"--real-speech {args.real_speech}" if args.real_speech else f"--dataset {args.dataset}"
         raise ValueError(f"{what} has {len(texts)} utterance(s); each prompt says the next one's text, so 2 are needed")
     pipe = VallEPipeline.from_pretrained(args.pipeline).to(args.device)
-    result = evaluate_tts_voice(pipe, list(zip(audio, texts)), texts[1:] + texts[:1], voices, rates, pitches,
-                                temperature=args.temperature, top_p=args.top_p, seed=args.seed, language=args.language,
-                                show_progress=True)  # fmt: skip
+    result = evaluate_tts_voice(pipe, list(zip(inputs["audio"], texts)), texts[1:] + texts[:1], inputs["voice"],
+                                inputs["rate"], inputs["pitch"],
+                                temperature=args.temperature, top_p=args.top_p, seed=args.seed,
+                                language=args.language, show_progress=True)  # fmt: skip
     result |= {"pipeline": args.pipeline, **source}
     json_path, md_path, _ = _outputs(args.output)
     write_json(result, json_path)
@@ -674,9 +669,9 @@ def cmd_codec(args) -> int:
     from ..evaluation.report import write_json, write_report
     from ..evaluation.voice import evaluate_codec_quality
 
-    audio, source = _voice_audio(args)
+    inputs, source = _dataset_or_recordings(args)
     named = _named_pipelines(args.pipelines)
-    result = {name: evaluate_codec_quality(_resynthesis_pipeline(spec, args.device), audio, show_progress=True)
+    result = {name: evaluate_codec_quality(_resynthesis_pipeline(spec, args.device), inputs["audio"], show_progress=True)
               for name, spec in named.items()}  # fmt: skip
     json_path, md_path, _ = _outputs(args.output)
     write_json({"systems": result, "pipelines": named, **source}, json_path)
