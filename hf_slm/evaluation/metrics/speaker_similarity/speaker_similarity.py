@@ -33,21 +33,25 @@ _INSTALL = (
     "'import pkg_resources'; webrtcvad-wheels provides the same module without it: pip uninstall webrtcvad first)"
 )
 _ENCODER = None
+_RESEMBLYZER = None
 
 
 def _resemblyzer():
     """The resemblyzer module. Its import uses `scipy.ndimage.morphology`, deprecated in SciPy 1.8: that one
     DeprecationWarning of resemblyzer's own code is silenced, at the import only, so that it does not reach (or, under
     strict warning filters, fail) whoever measures speaker similarity."""
-    import warnings
+    global _RESEMBLYZER
+    if _RESEMBLYZER is None:  # once: catch_warnings swaps the process's warning filters, not for every utterance
+        import warnings
 
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Please import `binary_dilation`", category=DeprecationWarning)
-            import resemblyzer
-    except ImportError as error:
-        raise ImportError(f"the speaker_similarity metric needs resemblyzer: {_INSTALL} ({error})") from error
-    return resemblyzer
+        try:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="Please import `binary_dilation`", category=DeprecationWarning)
+                import resemblyzer
+        except ImportError as error:
+            raise ImportError(f"the speaker_similarity metric needs resemblyzer: {_INSTALL} ({error})") from error
+        _RESEMBLYZER = resemblyzer
+    return _RESEMBLYZER
 
 
 def _encoder():
