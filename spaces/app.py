@@ -180,8 +180,8 @@ def speaks(speech_llm) -> bool:
 
 def measured_on_recordings(pipe) -> str:
     """What the variant's own card measured on real recordings (``asr_real_speech`` of a speech LLM, ``tts_real_speech``
-    of a zero-shot TTS, ``voice_real_speech`` of a codec LM in its eval_results.json), as a warning for the microphone;
-    "" when it was not measured there."""
+    of a zero-shot TTS, ``voice_real_speech`` of a codec LM, ``instruct_tasks_real_speech`` of an instruct variant in
+    its eval_results.json), as a warning for the microphone; "" when it was not measured there."""
     from hf_slm.pipelines.model_card import EVAL_RESULTS_FILE
 
     if not getattr(pipe, "local_path", None):
@@ -206,6 +206,13 @@ def measured_on_recordings(pipe) -> str:
         return (f" Measured with real recordings as prompts (`{measured['real_speech']}`, n={measured['n']}), its speech "
                 f"has WER {measured['tts']['wer']:.2f}" + (f" and {silent} outputs held no speech" if silent else "")
                 + ": it was trained on espeak-ng voices, so expect little from your own voice as a prompt.")  # fmt: skip
+    recorded = results.get("instruct_tasks_real_speech", {})
+    if recorded.get("asr"):
+        silence = recorded.get("silence", {}).get("recording_silence_rate")
+        silent = "" if silence is None else f", and it stayed silent on {100 * silence:.0f} % of them (read speech that asked nothing)"
+        return (f" Measured on real recordings (`{recorded.get('source', 'recordings')}`, n={recorded['asr']['n']}), its "
+                f"ASR has WER {recorded['asr']['wer']:.2f}{silent}: it heard only espeak-ng speech, so expect little "
+                "from your own voice.")  # fmt: skip
     voice = results.get("voice_real_speech", {})
     mine = voice.get("systems", {}).get(embedded_pipeline_name(getattr(pipe, "local_path", None)) or "")
     if mine is None and len(voice.get("systems", {})) == 1:  # a variant measured alone, under any name
@@ -560,7 +567,7 @@ def instruct_intro(pipe, chat_pipe, pipeline_path: str, chat_name: str) -> str:
     return (
         f"{by}. Ask by voice or text; the reply streams as text and speech. Intent replies name one of: "
         f"{', '.join(INTENT_NAMES)}. In Chat mode, speech that is not addressed to the assistant (noise, side talk) "
-        f"gets no reply, shown as *(silent)*."
+        f"gets no reply, shown as *(silent)*.{measured_on_recordings(chat_pipe)}"
     )
 
 

@@ -101,6 +101,10 @@ def test_errors_reach_the_user_as_one_line(pipeline_dir, tmp_path, capsys):
     assert main(["evaluate", "instruct-tasks", "--pipeline", pipeline_dir, "--num-examples", "1",
                  "--output", str(tmp_path / "o.json")]) == 1  # fmt: skip
     assert "--num-examples must be at least 2" in capsys.readouterr().err
+    # ... and a task that recordings cannot measure (TTS, intent need texts chosen for them)
+    assert main(["evaluate", "instruct-tasks", "--pipeline", pipeline_dir, "--tasks", "asr,tts", "--audio-dir",
+                 str(tmp_path), "--output", str(tmp_path / "o.json")]) == 1  # fmt: skip
+    assert "--tasks tts: not measurable on recordings" in capsys.readouterr().err
     for flag in ("--tasks", "--voices"):  # an empty list is an argument error, not the default
         with pytest.raises(SystemExit) as exit_info:
             main(["evaluate", "instruct-tasks", "--pipeline", pipeline_dir, flag, " , ", "--output", str(tmp_path / "o.json")])

@@ -570,6 +570,34 @@ def test_example_script_runs_on_tiny_config(tmp_path):
     commands = [i["text"] for i in result["intent"]["items"]]
     assert result["intent"]["text_overlap"] == text_overlap(commands, tuning_texts)
     assert 0 <= result["silence"]["text_overlap"] <= 1
+    # recordings (a folder of .wav + .txt): ASR of them, silence mode with them as side talk; kept apart on the card
+    from hf_slm.data import synthesize_to_wav
+    from hf_slm.data.real_speech import write_audio_dir
+
+    spoken = ["the old house stood alone", "rain fell on the quiet town"]
+    for i, text in enumerate(spoken):
+        synthesize_to_wav(text, tmp_path / f"r{i}.wav", voice="en-gb+f2", rate=160)
+    clips = write_audio_dir([tmp_path / f"r{i}.wav" for i in range(2)], spoken, tmp_path / "clips")
+    recorded_out = tmp_path / "eval" / "recorded.json"
+    assert cli_main(["evaluate", "instruct-tasks", "--pipeline", summary["variant"], "--audio-dir", str(clips),
+                     "--num-examples", "4", "--output", str(recorded_out),
+                     "--synth-cache-dir", str(tmp_path / "speech")]) == 0  # fmt: skip
+    recorded = json.loads(recorded_out.read_text())
+    assert recorded["audio_dir"] == "clips" and set(recorded) & {"tts", "intent"} == set()  # the recordable tasks
+    assert [i["reference"] for i in recorded["asr"]["items"]] == spoken and recorded["asr"]["n"] == 2
+    silence = recorded["silence"]
+    assert silence["n_non_queries"] == 2 + 2 and silence["n_queries"] == 4  # 2 noise clips + the 2 recordings
+    assert set(silence["silence_rate_by_kind"]) == {"noise", "recording"}
+    assert cli_main(["card", summary["variant"], "--results", str(recorded_out)]) == 0
+    merged = json.loads((Path(summary["variant"]) / "eval_results.json").read_text())
+    assert merged["instruct_tasks"]["asr"]["n"] == 4 and merged["instruct_tasks_real_speech"]["asr"]["n"] == 2
+    assert merged["instruct_tasks_real_speech"]["source"] == "clips"
+    assert merged["instruct_tasks_real_speech"]["silence"]["recording_silence_rate"] == \
+        silence["silence_rate_by_kind"]["recording"]  # fmt: skip
+    card = (Path(summary["variant"]) / "README.md").read_text()
+    assert "| ASR on held-out speech (n=4) | WER |" in card and "| ASR on real speech (`clips`, n=2) | WER |" in card
+    assert "on real recordings (`clips`, n=2) its ASR has WER" in card
+
     # the variant carries its tuning's texts, and they are what the recorded arguments draw again
     own = Path(summary["variant"]) / "tuning_texts.txt"
     assert own.read_text() == (tmp_path / "run" / "tuning_texts.txt").read_text()

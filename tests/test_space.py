@@ -411,6 +411,13 @@ def test_speech_llm_tab_says_why_when_its_variant_is_not_there(space, tmp_path):
     voice = json.loads((Path(codec.local_path) / "eval_results.json").read_text())["voice_real_speech"]
     mine = voice["systems"]["codec-default"]["speaker_similarity"]
     assert f"speaker similarity to the prompt is {mine:.2f}" in app.measured_on_recordings(codec)
+    from hf_slm.pipelines import SpokenChatPipeline
+
+    chat = SpokenChatPipeline.from_pretrained("instruct-default")  # and the spoken-instruction tab, from its card
+    recorded = json.loads((Path(chat.local_path) / "eval_results.json").read_text())["instruct_tasks_real_speech"]
+    intro = app.instruct_intro(chat, chat, "instruct-default", "instruct-default")
+    assert f"(`librivox`, n={recorded['asr']['n']}), its ASR has WER {recorded['asr']['wer']:.2f}" in intro
+    assert f"stayed silent on {100 * recorded['silence']['recording_silence_rate']:.0f} % of them" in intro
     assert app.load_speech_llm_pipeline("none")[1].startswith("The Speech LLM tab is off")
     with pytest.raises(ValueError, match="cannot load: .*SpeechLMPipeline variant"):
         app.load_speech_llm_pipeline(str(space[1]))

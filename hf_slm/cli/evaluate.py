@@ -379,6 +379,7 @@ def cmd_speech_llm_tasks(args) -> int:
 def cmd_instruct_tasks(args) -> int:
     from ..evaluation.instruct_tasks import (
         HELD_OUT_VOICES,
+        RECORDING_TASKS,
         TASKS,
         evaluate_instruct_tasks,
         read_tuning_texts,
@@ -387,6 +388,7 @@ def cmd_instruct_tasks(args) -> int:
     from ..evaluation.report import bar_plot, write_json, write_report
     from ..pipelines import SpokenChatPipeline
 
+    explicit_tasks = args.tasks is not None
     args.tasks = list(TASKS if args.tasks is None else args.tasks)
     args.voices = list(HELD_OUT_VOICES if args.voices is None else args.voices)
     unknown = sorted(set(args.tasks) - set(TASKS))
@@ -397,20 +399,32 @@ def cmd_instruct_tasks(args) -> int:
                          f"got {args.num_examples}")  # fmt: skip
     if args.threads:
         __import__("torch").set_num_threads(args.threads)
+    recordings, source = None, {}
+    if any(getattr(args, name) for name in ("audio_dir", "dataset", "real_speech")):
+        wrong = sorted(set(args.tasks) - set(RECORDING_TASKS)) if explicit_tasks else []
+        if wrong:
+            raise ValueError(f"--tasks {','.join(wrong)}: not measurable on recordings (they need texts chosen for "
+                             f"the task); with recordings choose from {','.join(RECORDING_TASKS)}")  # fmt: skip
+        args.tasks = [task for task in args.tasks if task in RECORDING_TASKS]
+        recordings, source = _audio_and_texts(args), _source(args)  # every input checked before the model loads
     pipe = SpokenChatPipeline.from_pretrained(args.pipeline).to(args.device)
     # the tuning's texts are held out; unknown (no file): held-out sentences cannot avoid them, `text_overlap` is null
     tuning_path, tuning_texts = read_tuning_texts(pipe, args.exclude_texts)
     result = evaluate_instruct_tasks(pipe, tasks=args.tasks, num_examples=args.num_examples, voices=args.voices,
                                      rates=args.rates, seed=args.seed, exclude_texts=tuning_texts,
-                                     cache_dir=args.synth_cache_dir, show_progress=True)  # fmt: skip
-    result = {"pipeline": args.pipeline, "tuning_texts": None if tuning_path is None else str(tuning_path), **result}
+                                     cache_dir=args.synth_cache_dir, show_progress=True,
+                                     recordings=recordings)  # fmt: skip
+    result = {"pipeline": args.pipeline, "tuning_texts": None if tuning_path is None else str(tuning_path),
+              **source, **result}  # fmt: skip
     json_path, md_path, stem = _outputs(args.output)
     write_json(result, json_path)
     scores = summarize(result)
     table = "\n".join(f"{name:<28}{value:>8.3f}" for name, value in scores.items())
     plot = bar_plot(scores, f"{stem}.tasks.png", f"spoken tasks of {args.pipeline}", "value")
     write_report(md_path, f"Spoken tasks of {args.pipeline}", scores, table, [plot],
-                 notes=f"Held-out speech: voices {', '.join(args.voices)}, rates {args.rates}, seed {args.seed}, "
+                 notes=(f"Recordings: {source}; the silence-mode queries and noise are synthetic as below. "
+                        if source else "") +
+                 f"Held-out speech: voices {', '.join(args.voices)}, rates {args.rates}, seed {args.seed}, "
                  f"{args.num_examples} utterances per task; greedy decoding. `tts_wer_espeak` is the recogniser's WER "
                  "on espeak-ng's own audio of the same texts; `intent_chance` is 1 / number of intents; a constant "
                  "policy has silence balanced accuracy 0.5. `text_overlap` in the JSON: the fraction of a task's texts "
@@ -857,7 +871,9 @@ def add_evaluate_parser(sub) -> None:
     p.add_argument("--threads", type=non_negative_int, default=1, help="torch threads (0: torch's default)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--output", required=True, help="results JSON (a Markdown report and a PNG plot are written next to it)")
-    p.set_defaults(func=cmd_instruct_tasks)
+    recordings(p)  # with one of them: ASR of the recordings, and silence mode with them as side talk
+    p.add_argument("--limit", type=positive_int, default=None, help="at most this many recordings")
+    p.set_defaults(func=cmd_instruct_tasks, texts=None)
 
     p = commands.add_parser("generation", help="continuations over temperatures: perplexity, VERT, AUC, plot")
     p.add_argument("--texts", default="builtin", help="prompt texts: a file or 'builtin' (synthesised)")

@@ -12,6 +12,10 @@ same templates and task tags) on held-out speech synthesised here with espeak-ng
   ``</s>`` (``ChatOutput.silent``), spoken queries an answer; both rates and their mean (balanced accuracy; a
   constant policy scores 0.5).
 
+With ``recordings`` (real speech, e.g. ``hf-slm evaluate instruct-tasks --real-speech librivox``), ASR transcribes
+the recordings and silence mode hears them as side talk (the queries and the noise stay as above); TTS and intent
+need texts chosen for the task and do not run on recordings.
+
 "Held out" means: sentences drawn with their own seed with the tuning's sentences removed (``exclude_texts``), noise
 with its own seed, and by default voices the tuning did not use (``voices``). The QA and SLU sets are small
 combinatorial sets (60 questions, 65 commands), so their texts can repeat tuning texts: each task reports
@@ -47,6 +51,8 @@ from .resynthesis import PocketSphinxASR
 logger = logging.getLogger(__name__)
 
 TASKS = ("asr", "tts", "intent", "silence")
+#: The tasks that can run on recordings the user brings (transcribed speech): the others need task-chosen texts.
+RECORDING_TASKS = ("asr", "silence")
 #: Voices of the built-in espeak-ng set that the shipped instruct variant was not tuned on.
 HELD_OUT_VOICES = ("en-us+m7", "en-gb")
 
@@ -79,6 +85,17 @@ class _Speaker:
         for start in range(0, len(audio), 16):
             units += [u.tolist() for u in self.pipeline.encode(audio[start : start + 16], sampling_rate=rate)]
         return audio, units
+
+
+def _recorded(pipeline, audio, texts) -> tuple[list[list[int]], list[str]]:
+    """Units and word-normalised transcripts of recordings (loaded and resampled to the pipeline's rate)."""
+    from ..models.unit_encoder import load_audio
+
+    if len(audio) != len(texts) or not texts:
+        raise ValueError(f"recordings: got {len(audio)} audio clips for {len(texts)} transcripts (need at least one)")
+    rate = pipeline.feature_extractor.sampling_rate
+    units = [pipeline.encode([load_audio(clip, rate)], sampling_rate=rate)[0].tolist() for clip in audio]
+    return units, [normalise_words(t) for t in texts]
 
 
 def _speech(units) -> dict:
@@ -223,6 +240,7 @@ def evaluate_instruct_tasks(
     exclude_texts: Sequence[str] | None = None,
     cache_dir=None,
     show_progress: bool = False,
+    recordings: tuple[Sequence, Sequence[str]] | None = None,
 ) -> dict:
     """Run the measured tasks on held-out synthesised data and return a JSON-able dict (one entry per task).
 
@@ -238,18 +256,32 @@ def evaluate_instruct_tasks(
             (not known): each task's ``text_overlap`` is ``None``.
         cache_dir: cache of the synthesised speech (`hf_slm.data.synthesize_dataset`).
         show_progress: progress bars (stderr) over synthesis and each task's chats.
+        recordings: ``(audio, transcripts)`` of real speech (paths or ``{"array", "sampling_rate"}``, as
+            `hf_slm.data.real_speech` gives them): ASR is scored on them, and silence mode takes them as its side
+            talk. Only `RECORDING_TASKS` run with recordings.
     """
     unknown = set(tasks) - set(TASKS)
     if unknown or not tasks:
         raise ValueError(f"tasks must be a non-empty subset of {TASKS}, got {list(tasks)!r}")
+    if recordings is not None:
+        other = [task for task in tasks if task not in RECORDING_TASKS]
+        if other:
+            raise ValueError(f"task(s) {other} need texts chosen for the task and do not run on recordings; with "
+                             f"recordings choose from {list(RECORDING_TASKS)}")  # fmt: skip
     if num_examples < 2:
         raise ValueError(f"num_examples must be >= 2, got {num_examples}")
     for name in ("tokenizer", "language_model") + (("vocoder",) if "tts" in tasks else ()):
         pipeline._require(name, "the instruct task evaluation")
+    if recordings is not None:
+        recorded_units, recorded_texts = _recorded(pipeline, *recordings)
     speaker = _Speaker(pipeline, voices, rates, cache_dir, show_progress)
     progress = {"show_progress": show_progress}
     result = {"voices": list(voices), "rates": list(rates), "seed": seed, "num_examples": num_examples}
-    if "asr" in tasks or "tts" in tasks:
+    if recordings is not None and "asr" in tasks:
+        logger.info("ASR on %d recordings", len(recorded_texts))
+        result["asr"] = {**evaluate_asr(pipeline, recorded_texts, recorded_units, **progress), "text_overlap":
+                         text_overlap(recorded_texts, exclude_texts), "recordings": True}  # fmt: skip
+    elif "asr" in tasks or "tts" in tasks:
         sentences = held_out_sentences(num_examples, seed=seed, exclude=exclude_texts or ())
         audio, units = speaker(sentences)
         overlap = text_overlap(sentences, exclude_texts)
@@ -267,13 +299,18 @@ def evaluate_instruct_tasks(
                             "text_overlap": text_overlap([c["text"] for c in commands], exclude_texts)}  # fmt: skip
     if "silence" in tasks:
         questions = [q for q, _ in synthetic_qa_pairs(num_examples, seed=seed + 2)]
-        side_talk = held_out_sentences(num_examples - num_examples // 2, seed=seed + 3, exclude=exclude_texts or ())
-        _, speech_units = speaker(questions + side_talk)
+        if recordings is None:
+            side_talk = held_out_sentences(num_examples - num_examples // 2, seed=seed + 3, exclude=exclude_texts or ())
+            _, speech_units = speaker(questions + side_talk)
+            talk_units, talk_kind = speech_units[len(questions) :], "side_talk"
+        else:  # every recording is side talk: read speech, no question to the assistant
+            _, speech_units = speaker(questions)
+            talk_units, talk_kind = recorded_units, "recording"
         noise = noise_waveforms(num_examples // 2, seed=seed + 4)
         rate = pipeline.feature_extractor.sampling_rate
         noise_units = [u.tolist() for u in pipeline.encode(noise, sampling_rate=rate)]
-        non_query = noise_units + speech_units[len(questions) :]
-        kinds = ["noise"] * len(noise_units) + ["side_talk"] * len(side_talk)
+        non_query = noise_units + talk_units
+        kinds = ["noise"] * len(noise_units) + [talk_kind] * len(talk_units)
         logger.info("silence mode on %d queries and %d non-queries", len(questions), len(non_query))
         result["silence"] = {**evaluate_silence(pipeline, speech_units[: len(questions)], non_query, kinds, **progress),
                              "text_overlap": text_overlap(questions, exclude_texts)}  # fmt: skip
@@ -290,6 +327,7 @@ def summarize(result: dict) -> dict:
 
 __all__ = [
     "HELD_OUT_VOICES",
+    "RECORDING_TASKS",
     "TASKS",
     "TUNING_TEXTS_FILE",
     "evaluate_asr",

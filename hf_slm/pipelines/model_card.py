@@ -32,11 +32,13 @@ FAMILIES = ("gslm", "twist", "instruct", "codec_lm", "speech_llm", "valle", "aud
 LICENSE = "apache-2.0"
 DATASET = "synthetic-espeak-ng-speech"
 INSTRUCT_TASKS = ("asr", "tts", "intent", "silence")  # the measured tasks of `hf_slm.evaluation.instruct_tasks`
+RECORDING_SOURCES = ("real_speech", "audio_dir", "dataset")  # what a result of recorded speech names as its input
 SPEECH_LLM_TASKS = ("intent", "spoken_answer")  # those of `hf_slm.evaluation.speech_llm_tasks`
 #: Keys of a merged ``eval_results.json``: one result each (a newer one replaces it), or a dict of named results
 #: (pair benchmarks, ABX representations, codec systems: a newer one updates it).
 SINGLE_RESULT_KEYS = ("resynthesis", "resynthesis_real_speech", "asr", "asr_real_speech", "speech_llm_tasks",
-                      "instruct_tasks", "voice", "voice_real_speech", "tts", "tts_real_speech", "generation")
+                      "instruct_tasks", "instruct_tasks_real_speech", "voice", "voice_real_speech", "tts",
+                      "tts_real_speech", "generation")
 NAMED_RESULT_KEYS = ("pairs", "abx", "codec", "codec_real_speech")
 FAMILY_TAGS = {"gslm": ["gslm"], "twist": ["twist", "text-speech"], "instruct": ["instruct", "peft", "lora"],
                "codec_lm": ["codec", "neural-codec"], "speech_llm": ["speech-llm", "asr", "spoken-dialogue"],
@@ -94,7 +96,7 @@ def collect_eval_results(paths, into: dict | None = None) -> dict:
         ``--real-speech`` clips), "asr": {wer, cer, n, pocketsphinx_open_wer, ...}, "asr_real_speech" (the same, of
         recordings: ``--real-speech``, ``--audio-dir``, ``--dataset``), "speech_llm_tasks": {intent_accuracy, spoken_answer_wer, ..., num_examples},
         "instruct_tasks": {asr: {wer, ...}, tts, intent,
-        silence}, "voice": {systems: {name: {speaker_similarity, std, n}}, references, prompt_seconds, ...},
+        silence}, "instruct_tasks_real_speech" ({asr, silence: {..., recording_silence_rate}, source}: of recordings), "voice": {systems: {name: {speaker_similarity, std, n}}, references, prompt_seconds, ...},
         "codec": {name: {bitrate_bps, mel_distance, stoi, speaker_similarity, n}}, "tts": {tts: {wer, cer,
         speaker_similarity, n}, espeak: {...}, wer_ratio, asr, ...}, "generation": {auc, num_prompts, texts, ...,
         per_temperature: [{temperature, perplexity, vert, ...}]}}`` (keys present only when
@@ -140,8 +142,15 @@ def collect_eval_results(paths, into: dict | None = None) -> dict:
         elif kind == "codec":
             key = "codec_real_speech" if data.get("real_speech") else "codec"
             out.setdefault(key, {}).update({k: _scalars(v) for k, v in data["systems"].items()})
-        elif kind == "instruct_tasks":
-            out["instruct_tasks"] = {task: _scalars(data[task]) for task in INSTRUCT_TASKS if task in data}
+        elif kind == "instruct_tasks":  # recordings (`--real-speech`, `--audio-dir`, `--dataset`) kept apart
+            entry = {task: _scalars(data[task]) for task in INSTRUCT_TASKS if task in data}
+            source = next((data[k] for k in RECORDING_SOURCES if data.get(k)), None)
+            if source is None:
+                out["instruct_tasks"] = entry
+            else:
+                if "silence" in entry:
+                    entry["silence"]["recording_silence_rate"] = data["silence"]["silence_rate_by_kind"]["recording"]
+                out["instruct_tasks_real_speech"] = entry | {"source": str(source)}
         elif kind == "speech_llm_tasks":  # flat, as the card reads it: intent_accuracy, spoken_answer_wer, ...
             out["speech_llm_tasks"] = {f"{task}_{key}": value for task in SPEECH_LLM_TASKS if task in data
                                        for key, value in _scalars(data[task]).items()} | {
@@ -234,6 +243,17 @@ def _eval_results_list(results: dict, model_name: str):
             rows.append(EvalResult(task_type=task_type, task_name=title, dataset_type=f"hf_slm/instruct_{task}",
                                    dataset_name=f"{title} (synthetic speech)", metric_type=metric_type,
                                    metric_name=metric, metric_value=round(tasks[task][key], 4)))  # fmt: skip
+    recorded = results.get("instruct_tasks_real_speech", {})
+    for task, key, task_type, title, metric_type, metric in (
+        ("asr", "wer", "automatic-speech-recognition", "ASR", "wer", "WER"),
+        ("silence", "recording_silence_rate", "audio-classification", "Silence mode", "accuracy",
+         "silent on recordings (non-queries)"),
+    ):  # fmt: skip
+        if task in recorded:
+            rows.append(EvalResult(task_type=task_type, task_name=f"{title} (real speech)",
+                                   dataset_type=f"hf_slm/instruct_{task}_real_speech_{recorded['source']}",
+                                   dataset_name=f"{title} (real speech: {recorded['source']})", metric_type=metric_type,
+                                   metric_name=metric, metric_value=round(recorded[task][key], 4)))  # fmt: skip
     return rows
 
 
