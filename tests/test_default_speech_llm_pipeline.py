@@ -202,3 +202,57 @@ def test_ship_step_rebuilds_the_shipped_folder_atomically_without_model_code(tmp
     assert '`"speech-llm-default"` names the copy embedded' in card and f"{shipped_results['asr']['wer']:.3f}" in card
     assert not list(target.rglob("*.py")) and not (target / "stale_file_of_the_old_release.txt").exists()
     assert not [p for p in target.parent.iterdir() if p.name.startswith(".")]  # no temporary or backup folder left
+
+
+def test_encoder_export_and_put_back_round_trip_through_a_ctc_model(tmp_path):
+    """`make_default.py export-encoder OUT`: the variant's encoder + its projector's CTC head as a transformers CTC
+    model that scores a clip exactly as the variant's own CTC head does; `put-back-encoder OUT`: a fine-tuned copy's
+    weights go back into the variant (encoder and head), the LM and everything else untouched."""
+    import shutil
+
+    import torch
+    from example_loader import load_script
+    from transformers import AutoModelForCTC, AutoProcessor
+    from safetensors.torch import load_file
+
+    from hf_slm.models.speech_llm import SpeechLLMForConditionalGeneration
+
+    recipe = load_script("examples/speech_llm/make_default.py")
+    out = tmp_path / "out"
+    shutil.copytree(SPEECH_LLM, out / "variant")
+    exported = recipe.export_encoder(out)
+    ctc, processor = AutoModelForCTC.from_pretrained(exported).eval(), AutoProcessor.from_pretrained(exported)
+    speech = EspeakSynthesizer("en-us").synthesize("the weather is nice today")
+    wave = speech.waveform if speech.sampling_rate == 16000 else __import__("torchaudio").functional.resample(
+        torch.as_tensor(speech.waveform), speech.sampling_rate, 16000).numpy()  # fmt: skip
+    features = processor.feature_extractor(wave, sampling_rate=16000, return_tensors="pt")
+    model = SpeechLLMForConditionalGeneration.from_pretrained(out / "variant" / "language_model").eval()
+    with torch.no_grad():
+        mine, _ = model.ctc_log_posteriors(features["input_features"], features["attention_mask"])
+        theirs = ctc(**features).logits.log_softmax(-1)
+    torch.testing.assert_close(theirs, mine, atol=1e-4, rtol=1e-4)
+    # its vocabulary, read back from the symbol table, spells what was said (greedy CTC: "... nice taday")
+    assert processor.batch_decode(theirs.argmax(-1))[0].startswith("the weather is nice t")
+    assert recipe.export_encoder(out) == exported  # done: not redone
+
+    with pytest.raises(FileNotFoundError, match="no finished run"):
+        recipe.put_back_encoder(out)
+    tuned = out / "encoder_robust"
+    shutil.copytree(exported, tuned)
+    with torch.no_grad():
+        ctc.lm_head.bias.add_(0.5)
+        ctc.base_model.encoder.layers[0].ffn1.intermediate_dense.weight.mul_(1.1)
+    ctc.save_pretrained(tuned)
+    (tuned / "results.json").write_text("{}")
+    variant = recipe.put_back_encoder(out)
+    back = SpeechLLMForConditionalGeneration.from_pretrained(variant / "language_model")
+    torch.testing.assert_close(back.projector.ctc_head.bias, ctc.lm_head.bias)
+    torch.testing.assert_close(back.audio_tower.encoder.layers[0].ffn1.intermediate_dense.weight,
+                               ctc.base_model.encoder.layers[0].ffn1.intermediate_dense.weight)  # fmt: skip
+    before = load_file(out / "variant" / "language_model" / "model.safetensors")
+    after = load_file(variant / "language_model" / "model.safetensors")
+    changed = sorted(k for k in before if not torch.equal(before[k], after[k]))
+    assert changed and all(k.startswith(("audio_tower.", "projector.ctc_head.")) for k in changed)
+    assert set(before) == set(after)
+    for name in ("pipeline_index.json", "processor/lexicon.txt", "language_model/generation_config.json"):
+        assert (variant / name).read_bytes() == (out / "variant" / name).read_bytes()

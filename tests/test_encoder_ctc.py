@@ -15,10 +15,11 @@ import torch
 from transformers import AutoModel, AutoModelForCTC, AutoProcessor, Wav2Vec2ForCTC, Wav2Vec2Model
 
 from hf_slm.cli import main
-from hf_slm.data import normalize_sentence
+from hf_slm.data import english_voices, normalize_sentence
 from hf_slm.evaluation import PipelineASR, PocketSphinxASR, evaluate_asr, load_asr_pipeline
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "speech_llm"
+AUGMENTATION = EXAMPLE.parent / "default_pipeline" / "augmentation.json"
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
 # simple sentences on which pocketsphinx's open vocabulary gets some words right from espeak-ng en-us
 TEXTS = ["Good morning everyone.", "I want to go home.", "The weather is nice today."]
@@ -89,6 +90,38 @@ def test_init_from_warm_starts_from_the_given_run(script, tiny_encoder, tmp_path
         script.main(_flags(tmp_path / "cold", init_from=tmp_path / "missing"))
     with pytest.raises(ValueError, match=r"no vocabulary entry for characters \['j', 'k'\]"):  # 16 other sentences
         script.main(_flags(tmp_path / "other", init_from=first, seed=3))
+
+
+def test_augmentation_degrades_training_rows_by_row_and_epoch_and_leaves_held_out_speech_clean(script, tiny_encoder,
+                                                                                                 tmp_path):
+    """`augmentation`: each training row (it carries `row`) is degraded as it is batched, the same way for the same
+    (epoch, row) and differently in another epoch; held-out rows are not touched; a warm-started run trains with it."""
+    first, _ = tiny_encoder
+    data_args, _, _ = script.parse_arguments(_flags(tmp_path))
+    rows = list(script.speech(["The cat sleeps.", "A dog runs home."], ["en-us"], [175], [50], data_args, 0))
+    processor = AutoProcessor.from_pretrained(first)
+    clean = script.CtcCollator(processor)
+    noisy = script.CtcCollator(processor, augmentation=script.SpeechAugmentation.from_config(str(AUGMENTATION)))
+    training = [dict(row, row=i) for i, row in enumerate(rows)]
+
+    def values(collator, features):  # the model's input (speed perturbation may change its length)
+        return collator(features)["input_values"]
+
+    def differs(a, b):
+        return a.shape != b.shape or not torch.equal(a, b)
+
+    torch.testing.assert_close(values(noisy, rows), values(clean, rows))  # no `row`: held-out speech stays clean
+    once = values(noisy, training)
+    torch.testing.assert_close(values(noisy, training), once)  # the same epoch and row: the same audio
+    assert differs(once, values(clean, training))
+    noisy.epoch = 1
+    assert differs(values(noisy, training), once)  # another epoch: another draw
+    # `voices english`: every English voice with every variant
+    assert script.training_voices("english") == english_voices() and len(english_voices()) > 100
+    assert script.training_voices("en-us, en-gb") == ["en-us", "en-gb"]
+    results = script.main(_flags(tmp_path / "aug", init_from=first, max_steps=2, eval_steps=2,
+                                 augmentation=AUGMENTATION, voices="english"))  # fmt: skip
+    assert results["steps"] == 2 and math.isfinite(results["cer"])
 
 
 @pytest.mark.parametrize("architecture, encoder_class", [("hubert", "HubertModel"), ("wav2vec2-bert", "Wav2Vec2BertModel")])

@@ -267,6 +267,77 @@ def assemble(out: Path) -> Path:
     return target
 
 
+def export_encoder(out: Path) -> Path:
+    """OUT/variant's audio encoder and its projector's CTC head (trained on in stages 1-2) as a CTC model with its
+    character processor -> OUT/encoder_variant: what `config_encoder_robust.json` fine-tunes. Its vocabulary is read
+    back from the projector's symbol table (blank -> `[PAD]`, the LM's word boundary -> `|`, no LM token -> `[UNK]`)."""
+    from transformers import AutoModelForCTC, SeamlessM4TFeatureExtractor, Wav2Vec2BertProcessor, Wav2Vec2CTCTokenizer
+
+    from hf_slm.models.speech_llm import SpeechLLMForConditionalGeneration, SpeechLLMProcessor, symbol_token_ids
+    from hf_slm.utils import atomic_save_directory
+
+    target = out / "encoder_variant"
+    if (target / "config.json").is_file():
+        return target
+    model = SpeechLLMForConditionalGeneration.from_pretrained(out / "variant" / "language_model")
+    tokenizer = SpeechLLMProcessor.from_pretrained(out / "variant" / "processor").tokenizer
+    projector = model.config.projector_config
+    if projector.projector_type != "ctc_posterior":
+        raise ValueError(f"{out / 'variant'}: only a ctc_posterior projector holds a CTC head, not {projector.projector_type!r}")
+    boundary = symbol_token_ids(" ", tokenizer)
+    vocab = {}
+    for symbol, ids in enumerate(projector.ctc_symbol_token_ids):
+        name = ("[PAD]" if symbol == projector.ctc_blank_id else "[UNK]" if not ids else "|" if ids == boundary
+                else tokenizer.convert_ids_to_tokens(ids[0]))  # fmt: skip
+        vocab[name] = symbol
+    if len(vocab) != projector.ctc_vocab_size:
+        raise ValueError(f"{out / 'variant'}: its CTC symbols do not map to {projector.ctc_vocab_size} distinct names")
+    ctc = AutoModelForCTC.from_config(model.config.audio_config)
+    ctc.base_model.load_state_dict(model.audio_tower.state_dict())
+    ctc.lm_head.load_state_dict(model.projector.ctc_head.state_dict())
+
+    def write(tmp):
+        tmp = Path(tmp)
+        tmp.mkdir(parents=True, exist_ok=True)
+        (tmp / "vocab.json").write_text(json.dumps(vocab, indent=1))
+        ctc_tokenizer = Wav2Vec2CTCTokenizer(str(tmp / "vocab.json"), unk_token="[UNK]", pad_token="[PAD]",
+                                             word_delimiter_token="|", bos_token=None, eos_token=None)  # fmt: skip
+        Wav2Vec2BertProcessor(feature_extractor=SeamlessM4TFeatureExtractor(), tokenizer=ctc_tokenizer).save_pretrained(tmp)
+        ctc.save_pretrained(tmp)
+
+    return atomic_save_directory(target, write)
+
+
+def put_back_encoder(out: Path) -> Path:
+    """OUT/variant with the encoder and CTC head of OUT/encoder_robust (the fine-tuned `encoder_variant`: same
+    vocabulary, same architecture) in place of its own -> OUT/variant_robust. The LM and the symbol table are kept:
+    the projector still reads a posterior over the same characters."""
+    import shutil
+
+    from transformers import AutoModelForCTC, AutoTokenizer
+
+    from hf_slm.models.speech_llm import SpeechLLMForConditionalGeneration
+    from hf_slm.utils import atomic_save_directory
+
+    target, source = out / "variant_robust", out / "encoder_robust"
+    if (target / "language_model" / "config.json").is_file():
+        return target
+    if not (source / "results.json").is_file():
+        raise FileNotFoundError(f"{source}: no finished run (pretrain_encoder_ctc.py config_encoder_robust.json writes it)")
+    if AutoTokenizer.from_pretrained(source).get_vocab() != AutoTokenizer.from_pretrained(out / "encoder_variant").get_vocab():
+        raise ValueError(f"{source}: its CTC vocabulary is not the variant's ({out / 'encoder_variant'})")
+    model = SpeechLLMForConditionalGeneration.from_pretrained(out / "variant" / "language_model")
+    ctc = AutoModelForCTC.from_pretrained(source)
+    model.audio_tower.load_state_dict(ctc.base_model.state_dict())
+    model.projector.ctc_head.load_state_dict(ctc.lm_head.state_dict())
+
+    def write(tmp):
+        shutil.copytree(out / "variant", tmp, dirs_exist_ok=True)
+        model.save_pretrained(Path(tmp) / "language_model")
+
+    return atomic_save_directory(target, write)
+
+
 #: The figures the ship step puts on the card, as make_default.sh writes them (`hf-slm evaluate asr` on held-out
 #: espeak-ng speech, `speech-llm-tasks`, and `asr --real-speech librivox`, which older runs may lack).
 EVAL_FILES = ("asr.json", "tasks.json", "asr_librivox.json")
@@ -314,7 +385,8 @@ def ship(out: Path) -> Path:
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    steps = {"lm": build_lm, "lm-chars": build_character_lm, "spell": build_spelled_lm, "data": build_data, "assemble": assemble, "ship": ship}
+    steps = {"lm": build_lm, "lm-chars": build_character_lm, "spell": build_spelled_lm, "data": build_data, "assemble": assemble,
+             "export-encoder": export_encoder, "put-back-encoder": put_back_encoder, "ship": ship}
     if len(argv) != 2 or argv[0] not in steps:
         raise SystemExit(f"usage: make_default.py {{{','.join(steps)}}} OUT_FOLDER (got {argv!r})")
     print(steps[argv[0]](Path(argv[1])))

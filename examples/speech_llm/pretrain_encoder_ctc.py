@@ -5,7 +5,9 @@
     python examples/speech_llm/pretrain_encoder_ctc.py examples/speech_llm/config_encoder_cpu.json --max_steps 3000
 
 Steps: the train side of `hf_slm.data.load_text_split` (WordNet examples + fortunes; no held-out sentence or word)
--> espeak-ng speech in many voices, rates and pitches (`synthesize_dataset`, cached) -> a character vocabulary built
+-> espeak-ng speech in many voices, rates and pitches (`synthesize_dataset`, cached; `voices: english` = all 816
+English voice variants), optionally degraded as it is batched (`augmentation`: a `SpeechAugmentation` JSON, speed /
+pitch / VTLP / reverberation / noise / band limit / codec; held-out speech stays clean) -> a character vocabulary built
 from the training text (`Wav2Vec2CTCTokenizer` + the architecture's feature extractor = its processor) -> a randomly
 initialised `Wav2Vec2ForCTC` / `HubertForCTC` (waveform convolutions) or `Wav2Vec2BertForCTC` (log-mel features,
 conformer layers) trained with `Trainer` -> the model and its processor in
@@ -42,6 +44,7 @@ from transformers import (
     HubertForCTC,
     SeamlessM4TFeatureExtractor,
     Trainer,
+    TrainerCallback,
     TrainingArguments,
     Wav2Vec2BertConfig,
     Wav2Vec2BertForCTC,
@@ -54,9 +57,10 @@ from transformers import (
     set_seed,
 )
 
-from hf_slm.data import load_text_split, synthesize_dataset
+from hf_slm.data import english_voices, load_text_split, synthesize_dataset
 from hf_slm.evaluation.metrics.error_rate.error_rate import error_rate
 from hf_slm.training import (
+    SpeechAugmentation,
     ReadableCheckpoints,
     WallClockLimit,
     finished_results,
@@ -85,9 +89,14 @@ class CtcDataArguments:
     num_eval_sentences: int = field(default=50, metadata={"help": "Held-out sentences scored at the end."})
     max_words: int = field(default=12, metadata={"help": "Keep sentences of at most this many words (short audio)."})
     voices: str = field(default="en-us,en-us+f3,en-us+m3,en-gb,en-gb+f2,en-us+m7",
-                        metadata={"help": "Comma-separated espeak-ng voices of the training speech."})
+                        metadata={"help": "Comma-separated espeak-ng voices of the training speech, or `english`: "
+                                  "every English voice with every variant (`hf_slm.data.english_voices`)."})
     rates: str = field(default="140,160,175,195,215", metadata={"help": "Comma-separated rates (words/min)."})
     pitches: str = field(default="35,50,65", metadata={"help": "Comma-separated base pitches (0-99)."})
+    augmentation: str | None = field(default=None, metadata={"help": "A `SpeechAugmentation` JSON file "
+                                     "(examples/default_pipeline/augmentation.json): every training utterance goes "
+                                     "through it as it is batched, drawn from its row and the epoch (a resumed run "
+                                     "hears the same audio). Held-out speech stays clean."})
     eval_voice: str = field(default="en-us", metadata={"help": "espeak-ng voice of the held-out speech."})
     eval_rate: int = field(default=175, metadata={"help": "Speaking rate of the held-out speech."})
     synthesis_num_proc: int = field(default=1, metadata={"help": "espeak-ng worker processes."})
@@ -178,17 +187,38 @@ def _waveform(value) -> np.ndarray:
 
 @dataclass
 class CtcCollator:
-    """Pads waveforms with the feature extractor and character labels with -100 (ignored by the CTC loss)."""
+    """Pads waveforms with the feature extractor and character labels with -100 (ignored by the CTC loss). With
+    `augmentation`, rows that carry a `row` index (the training set's) are degraded first, keyed by
+    `(epoch, row)`; `AugmentationEpoch` keeps `epoch` in step with the Trainer."""
 
     processor: Wav2Vec2Processor
+    augmentation: SpeechAugmentation | None = None
+    epoch: int = 0
 
     def __call__(self, features: list[dict]) -> dict:
         waves = [_waveform(f["audio"]) for f in features]
+        if self.augmentation is not None:
+            waves = [wave if "row" not in f else self.augmentation(wave, SAMPLING_RATE, key=(self.epoch, int(f["row"])))
+                     for wave, f in zip(waves, features)]  # fmt: skip
         batch = self.processor.feature_extractor(waves, sampling_rate=SAMPLING_RATE, padding=True,
                                                  return_attention_mask=True, return_tensors="pt")  # fmt: skip
         labels = self.processor.tokenizer([f["labels_text"] for f in features], padding=True, return_tensors="pt")
         batch["labels"] = labels.input_ids.masked_fill(labels.attention_mask.eq(0), -100)
         return batch
+
+
+class AugmentationEpoch(TrainerCallback):
+    """Tells the collator which epoch it batches, so each epoch degrades an utterance differently."""
+
+    def __init__(self, collator: CtcCollator):
+        self.collator = collator
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self.collator.epoch = int(state.epoch or 0)
+
+
+def training_voices(voices: str) -> list[str]:
+    return english_voices() if voices.strip() == "english" else csv_list(voices)
 
 
 # ---------------------------------------------------------------------------------------------------- model
@@ -288,7 +318,7 @@ def main(argv: list[str] | None = None) -> dict:
     output_dir.mkdir(parents=True, exist_ok=True)
 
     train_texts, eval_texts = select_texts(data_args, training_args.seed)
-    train = speech(train_texts, csv_list(data_args.voices), csv_list(data_args.rates, int),
+    train = speech(train_texts, training_voices(data_args.voices), csv_list(data_args.rates, int),
                    csv_list(data_args.pitches, int), data_args, training_args.seed)  # fmt: skip
     held_out = speech(eval_texts, [data_args.eval_voice], [data_args.eval_rate], [50], data_args, training_args.seed)
     if model_args.init_from:
@@ -301,7 +331,12 @@ def main(argv: list[str] | None = None) -> dict:
                 type(model).__name__, model.num_parameters() / 1e6, len(train), len(held_out),
                 sum(train["duration"]) / 60, sum(held_out["duration"]) / 60)  # fmt: skip
 
+    collator = CtcCollator(processor)
     callbacks = [ReadableCheckpoints()]
+    if data_args.augmentation:
+        collator.augmentation = SpeechAugmentation.from_config(data_args.augmentation)
+        train = train.add_column("row", list(range(len(train))))
+        callbacks.append(AugmentationEpoch(collator))
     if model_args.max_minutes:
         callbacks.append(WallClockLimit(model_args.max_minutes))
     trainer = Trainer(
@@ -309,7 +344,7 @@ def main(argv: list[str] | None = None) -> dict:
         args=training_args,
         train_dataset=train,
         eval_dataset=held_out,
-        data_collator=CtcCollator(processor),
+        data_collator=collator,
         processing_class=processor,
         compute_metrics=metrics_function(processor),
         preprocess_logits_for_metrics=greedy_ids,

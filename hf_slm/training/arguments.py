@@ -23,7 +23,7 @@ from .launch import data_parallel_defaults
 
 def csv_list(text: str, kind=str) -> list:
     """`"a,b, c"` -> `["a", "b", "c"]` (each item converted with `kind`; empty items dropped)."""
-    return [kind(x) for x in text.split(",") if x.strip()]
+    return [kind(x.strip()) for x in text.split(",") if x.strip()]
 
 
 def read_json_config(spec) -> dict:
