@@ -81,6 +81,25 @@ def test_librivox_clips_are_read_with_their_transcripts(tmp_path):
     assert error_rate([hypothesis], texts[4:5])["wer"] < 0.3
 
 
+@needs_librivox
+def test_cards_clips_are_another_speaker_with_their_transcripts():
+    """`cards`: pocketsphinx-testdata's second set of recordings, read from its own transcription file; a voice
+    other than the LibriVox reader's (what makes it worth a second source)."""
+    from hf_slm.evaluation.metrics.speaker_similarity.speaker_similarity import speaker_similarity
+    from hf_slm.models.unit_encoder import load_audio
+
+    audio, texts = load_real_speech("cards")
+    assert len(audio) == len(texts) == 5 and texts[0] == "ten of clubs" and audio[0].endswith("cards/001.wav")
+    assert all(sf.info(path).samplerate == 16000 for path in audio)
+    cards = [load_audio(path, 16000) for path in audio]
+    reader = [load_audio(path, 16000) for path in load_real_speech("librivox")[0]]
+    within = speaker_similarity(cards[4], cards[1], 16000)
+    across = speaker_similarity(cards[4], reader[1], 16000)
+    assert within > across + 0.05
+    hypothesis = PocketSphinxASR().transcribe(cards[4], 16000)  # real speech: pocketsphinx gets most of it
+    assert error_rate([hypothesis], texts[4:5])["wer"] < 0.5
+
+
 def test_alsa_clips_take_their_transcript_from_the_file_name(tmp_path):
     for name in ("Front_Left", "Rear_Center", "Noise"):
         sf.write(tmp_path / f"{name}.wav", np.zeros(4800, dtype=np.float32), 48000)

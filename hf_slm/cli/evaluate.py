@@ -726,7 +726,8 @@ def add_evaluate_parser(sub) -> None:
         p.add_argument("--text-column", default="text", help="--dataset column of transcripts")
         p.add_argument("--split", default=None, help="--dataset split (default: the first)")
         p.add_argument("--real-speech", choices=real_speech_sources, metavar="SOURCE", default=None,
-                       help="installed clips, %(choices)s: librivox (apt pocketsphinx-testdata), alsa (apt alsa-utils)")  # fmt: skip
+                       help="installed clips, %(choices)s: librivox and cards (apt pocketsphinx-testdata, one speaker "
+                            "each), alsa (apt alsa-utils)")  # fmt: skip
 
     def common(p, output_help="results JSON (a Markdown report and PNG plots are written next to it)"):
         p.add_argument("--pipeline", default="default", help="pipeline folder, Hub repo id, 'default' or 'twist-default'")
@@ -968,7 +969,7 @@ def add_evaluate_parser(sub) -> None:
                    help="a saved `datasets` folder with audio, text, voice, rate and pitch columns (hf-slm synth, "
                         "make_voice_corpus.py)")  # fmt: skip
     p.add_argument("--real-speech", choices=real_speech_sources, metavar="SOURCE", default=None,
-                   help="instead of --dataset, installed recordings as prompts, %(choices)s: librivox (apt "
+                   help="instead of --dataset, installed recordings as prompts, %(choices)s: librivox, cards (apt "
                         "pocketsphinx-testdata), alsa (apt alsa-utils)")  # fmt: skip
     p.add_argument("--voice", default="en-us", help="--real-speech: the espeak-ng voice of the reference rendering")
     p.add_argument("--limit", type=positive_int, default=None, help="first N utterances")

@@ -33,8 +33,8 @@ _SUBMODULES = {
         "list_voices", "phoneme_stream", "phonemize"
     ],
     ".real_speech": [
-        "REAL_SPEECH_SOURCES", "alsa_clips", "audio_text_columns", "librivox_clips", "load_local_dataset",
-        "load_real_speech", "read_audio_dir", "write_audio_dir"
+        "REAL_SPEECH_SOURCES", "alsa_clips", "audio_text_columns", "cards_clips", "librivox_clips",
+        "load_local_dataset", "load_real_speech", "read_audio_dir", "write_audio_dir"
     ],
     ".sentiment": ["PROSODY", "SENTIMENTS", "SentimentPrompt", "build_sentiment_prompts", "sentiment_texts"],
     ".vad": ["load_vad", "speech_segments", "split_audio_files", "split_utterances"],
@@ -66,6 +66,7 @@ __all__ = [
     "assign_voices",
     "audio_text_columns",
     "cache_key",
+    "cards_clips",
     "corpus_jobs",
     "dataset_features",
     "default_cache_dir",

@@ -3,6 +3,9 @@
 Sources that need no download at run time:
 - ``librivox``: five LibriVox clips (one male reader, "Sense and Sensibility", 16 kHz, 3-7 s each) with transcripts,
   from Debian's ``pocketsphinx-testdata`` package (``/usr/share/pocketsphinx/test/data/librivox``).
+- ``cards``: five short clips of another speaker naming playing cards ("ten of clubs", 16 kHz, 1-3.5 s each) from
+  the same package (``.../data/cards``); resemblyzer's speaker similarity to the LibriVox reader is 0.65 (0.80 and
+  0.85 within each set), so together they are two voices.
 - ``alsa``: eight short clips of a female voice naming speaker positions ("front left", ...), from Debian's
   ``alsa-utils`` (``/usr/share/sounds/alsa``); the transcript is the file name.
 - any folder of ``x.wav`` + ``x.txt`` pairs (`read_audio_dir`), and any local `datasets` data with an audio and a text
@@ -18,9 +21,14 @@ import shutil
 from pathlib import Path
 
 LIBRIVOX_DIR = Path("/usr/share/pocketsphinx/test/data/librivox")
+CARDS_DIR = Path("/usr/share/pocketsphinx/test/data/cards")
 ALSA_SOUNDS_DIR = Path("/usr/share/sounds/alsa")
 #: name -> (folder, the Debian package that installs it)
-REAL_SPEECH_SOURCES = {"librivox": (LIBRIVOX_DIR, "pocketsphinx-testdata"), "alsa": (ALSA_SOUNDS_DIR, "alsa-utils")}
+REAL_SPEECH_SOURCES = {
+    "librivox": (LIBRIVOX_DIR, "pocketsphinx-testdata"),
+    "cards": (CARDS_DIR, "pocketsphinx-testdata"),
+    "alsa": (ALSA_SOUNDS_DIR, "alsa-utils"),
+}
 _TRANSCRIPTION_LINE = re.compile(r"^\s*(?:<s>)?\s*(.*?)\s*(?:</s>)?\s*\(([^()]+)\)\s*$")
 
 
@@ -34,10 +42,19 @@ def _require_folder(name: str) -> Path:
 
 def librivox_clips(folder=None) -> tuple[list[str], list[str]]:
     """`(wav paths, transcripts)` of pocketsphinx-testdata's LibriVox clips (sorted by id)."""
-    folder = Path(folder) if folder is not None else _require_folder("librivox")
-    transcription = folder / "transcription"
+    return _transcribed_clips(Path(folder) if folder is not None else _require_folder("librivox"), "transcription")
+
+
+def cards_clips(folder=None) -> tuple[list[str], list[str]]:
+    """`(wav paths, transcripts)` of pocketsphinx-testdata's playing-card clips (sorted by id)."""
+    return _transcribed_clips(Path(folder) if folder is not None else _require_folder("cards"), "cards.transcription")
+
+
+def _transcribed_clips(folder: Path, name: str) -> tuple[list[str], list[str]]:
+    """A pocketsphinx test folder: ``name`` lists ``<s> words </s> (id)``, one line a clip ``id.wav``."""
+    transcription = folder / name
     if not transcription.is_file():
-        raise FileNotFoundError(f"{folder}: no 'transcription' file (expected pocketsphinx-testdata's layout)")
+        raise FileNotFoundError(f"{folder}: no {name!r} file (expected pocketsphinx-testdata's layout)")
     texts = {}
     for number, line in enumerate(transcription.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
@@ -63,10 +80,10 @@ def alsa_clips(folder=None) -> tuple[list[str], list[str]]:
 
 
 def load_real_speech(name: str) -> tuple[list[str], list[str]]:
-    """`(wav paths, transcripts)` of an installed real-speech source: ``"librivox"`` or ``"alsa"``."""
+    """`(wav paths, transcripts)` of an installed real-speech source: ``"librivox"``, ``"cards"`` or ``"alsa"``."""
     if name not in REAL_SPEECH_SOURCES:
         raise ValueError(f"unknown real-speech source {name!r}; choose from {sorted(REAL_SPEECH_SOURCES)}")
-    return librivox_clips() if name == "librivox" else alsa_clips()
+    return {"librivox": librivox_clips, "cards": cards_clips, "alsa": alsa_clips}[name]()
 
 
 def read_audio_dir(directory) -> tuple[list[str], list[str]]:
