@@ -353,6 +353,8 @@ CASES = [
     ("pairs-missing-field", pairs_file, lambda c: '{"good": "the dog"}\n', raises(ValueError, "need non-empty string fields 'good' and 'bad'")),
     ("pairs-missing-audio", pairs_file, lambda c: '{"good_audio": "a.wav", "bad_audio": "b.wav"}\n', raises(FileNotFoundError, "a.wav")),
     ("audio-dir-binary-transcript", cli, lambda c: ["evaluate", "asr", "--pipeline", "pocketsphinx", "--audio-dir", "{dir}/binary_transcript", "--output", "{dir}/o.json"], cli_fails(1, "a.txt' is not valid UTF-8")),
+    ("instruct-tasks-tts-on-recordings", cli, lambda c: ["evaluate", "instruct-tasks", "--pipeline", "{tiny}", "--tasks", "asr,intent", "--audio-dir", "{dir}", "--output", "{dir}/o.json"], cli_fails(1, "--tasks intent: not measurable on recordings")),
+    ("instruct-tasks-audio-dir-without-transcripts", cli, lambda c: ["evaluate", "instruct-tasks", "--pipeline", "{tiny}", "--audio-dir", "{files}", "--output", "{dir}/o.json"], cli_fails(1, "no transcript (.txt next to the .wav)")),
     ("words-binary", cli, lambda c: ["evaluate", "build-pairs", "--words", "{files}/random.wav", "--output", "{dir}/p.jsonl"], cli_fails(1, "random.wav' is not valid UTF-8")),
     ("dataset-not-a-folder", cli, lambda c: ["evaluate", "codec", "--dataset", "{files}/random.wav", "--output", "{dir}/c.json"], cli_fails(1, "random.wav is not a dataset folder")),
     ("convert-file-as-folder", cli, lambda c: ["convert", "slamkit", "{files}/random.wav", "--output", "{dir}/k"], cli_fails(2, "random.wav' is a file: give the checkpoint's folder or a Hub repo id")),
