@@ -119,6 +119,10 @@ def test_augmentation_degrades_training_rows_by_row_and_epoch_and_leaves_held_ou
     # `voices english`: every English voice with every variant
     assert script.training_voices("english") == english_voices() and len(english_voices()) > 100
     assert script.training_voices("en-us, en-gb") == ["en-us", "en-gb"]
+    # the recipe that fine-tunes speech-llm-default's encoder this way names an augmentation file that exists
+    robust, _, _ = script.parse_arguments([str(EXAMPLE / "config_encoder_robust.json")])
+    assert (EXAMPLE.parents[1] / robust.augmentation).is_file()
+    script.SpeechAugmentation.from_config(str(EXAMPLE.parents[1] / robust.augmentation))
     results = script.main(_flags(tmp_path / "aug", init_from=first, max_steps=2, eval_steps=2,
                                  augmentation=AUGMENTATION, voices="english"))  # fmt: skip
     assert results["steps"] == 2 and math.isfinite(results["cer"])

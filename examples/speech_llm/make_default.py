@@ -6,6 +6,8 @@
     python examples/speech_llm/make_default.py spell    OUT    # + the spelling curriculum (ctc_posterior recipe)
     python examples/speech_llm/make_default.py data     OUT    # ASR / spoken QA / intent / spoken-answer rows
     python examples/speech_llm/make_default.py assemble OUT    # OUT/stage3 + the default's vocoder -> OUT/variant
+    python examples/speech_llm/make_default.py export-encoder   OUT  # its encoder + CTC head -> OUT/encoder_variant
+    python examples/speech_llm/make_default.py put-back-encoder OUT  # + OUT/encoder_robust -> OUT/variant_robust
     python examples/speech_llm/make_default.py ship     OUT    # + figures -> hf_slm/default_speech_llm_pipeline
 
 `make_default.sh` runs them between the encoder pre-training and the three stages of `train.py`; each step skips
@@ -24,6 +26,10 @@ itself when its output exists (delete a folder to redo it), so a rerun resumes.
   what `generate`, `transcribe` and `chat` use unless told otherwise, and the weights of joint CTC / LM
   transcription, read by `transcribe`), and its processor a lexicon (`read_wordnet_lexicon` + the train-side words,
   with their train-side counts for the unigram prior) and a word trigram LM (`fit_word_lm`, `WORD_LM`).
+- **export-encoder** / **put-back-encoder** (not part of `make_default.sh`: measured, not shipped; docs/speech_llm.md):
+  OUT/variant's encoder and its projector's CTC head as a transformers CTC model, for `pretrain_encoder_ctc.py
+  config_encoder_robust.json` to fine-tune on degraded speech; then that run's encoder and head back in place (the
+  LM, the symbol table and the decoding unchanged) -> OUT/variant_robust.
 - **ship**: OUT/variant + `eval_results.json` (from OUT/asr.json, OUT/tasks.json and OUT/asr_librivox.json, written by
   `hf-slm evaluate asr`, `hf-slm evaluate speech-llm-tasks` and `hf-slm evaluate asr --real-speech librivox`) + `training_summary.json` + the model card -> `hf_slm.DEFAULT_SPEECH_LLM_PIPELINE`.
 """
