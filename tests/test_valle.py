@@ -276,6 +276,34 @@ def test_text_to_speech_after_a_save_and_load(variant, prompt_wav):
     assert torch.equal(again.codes, out.codes)  # seeded repetition-aware sampling
 
 
+def test_default_floor_is_half_the_text_at_the_prompts_pace(variant, prompt_wav):
+    """No min_new_frames: `<eos>` is refused until half the text's length at the prompt's own frames per phoneme (a
+    recording unlike the training voices made the shipped AR model stop after one frame); within max_new_frames."""
+    from hf_slm.pipelines.valle_pipeline import MIN_PACE_FRACTION, text_to_phoneme_ids
+
+    pipe = VallEPipeline.from_pretrained(variant)
+    prompt_text, text = "the cat sat on the mat", "open the door and then close the window again"
+    pace = pipe.encode(str(prompt_wav)).shape[1] / len(text_to_phoneme_ids(pipe.tokenizer, prompt_text))
+    floor = round(MIN_PACE_FRACTION * pace * len(text_to_phoneme_ids(pipe.tokenizer, text)))
+    assert floor > 1
+    asked, generate = [], pipe.ar_model.generate
+
+    def recording_generate(*args, **kwargs):  # the real generate, with what it was asked
+        asked.append(kwargs["min_new_frames"])
+        return generate(*args, **kwargs)
+
+    pipe.ar_model.generate = recording_generate
+    for seed in range(3):
+        out = pipe.text_to_speech(text, str(prompt_wav), prompt_text=prompt_text, seed=seed)
+        assert out.codes.shape[1] >= floor
+    assert asked == [floor] * 3
+    pipe.text_to_speech(text, str(prompt_wav), prompt_text=prompt_text, min_new_frames=2, seed=0)
+    assert asked[-1] == 2  # an explicit floor is kept
+    short = pipe.text_to_speech(text, str(prompt_wav), prompt_text=prompt_text, max_new_frames=floor - 1, seed=0)
+    assert short.codes.shape[1] <= floor - 1  # a smaller max wins over the default floor, with no error
+    assert MIN_PACE_FRACTION == 0.5
+
+
 def test_a_saved_variant_carries_a_model_card(variant):
     from huggingface_hub import ModelCard
 

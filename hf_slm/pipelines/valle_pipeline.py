@@ -25,6 +25,10 @@ def text_to_phoneme_ids(tokenizer, text: str, language: str = "en-us") -> list[i
     return tokenizer(" ".join(phonemize(text, language)), add_special_tokens=False)["input_ids"]
 
 
+#: `text_to_speech`'s default floor on the new speech: this fraction of the text's length at the prompt's own pace.
+MIN_PACE_FRACTION = 0.5
+
+
 @dataclass
 class TextToSpeechOutput:
     """`waveform` (float32, the generated speech only, `codes.shape[-1] * hop_length` samples) at `sampling_rate`;
@@ -130,7 +134,7 @@ class VallEPipeline(PipelineMixin):
         sampling_rate: int | None = None,
         language: str = "en-us",
         max_new_frames: int | None = None,
-        min_new_frames: int = 1,
+        min_new_frames: int | None = None,
         do_sample: bool = True,
         temperature: float = 1.0,
         top_k: int | None = None,
@@ -150,7 +154,9 @@ class VallEPipeline(PipelineMixin):
                 without their phonemes would be a mismatch, so the transcript is required).
             language (`str`): espeak-ng voice / language of the phonemizer.
             max_new_frames (`int`, *optional*): most frames to generate (default: 20 s, within the AR context).
-            min_new_frames (`int`): `<eos>` is refused before this many frames.
+            min_new_frames (`int`, *optional*): `<eos>` is refused before this many frames. Default: half of what
+                `text` would take at the prompt's own pace (its frames per phoneme), at least 1; without a floor a
+                prompt unlike the training voices (a recording) often makes the AR model end after a frame or two.
             do_sample, temperature, top_k, top_p: sampling of codebook 1. With `repetition_aware=True` (VALL-E 2's
                 repetition-aware sampling, `RepetitionAwareSamplingLogitsProcessor`) `top_p` / `top_k` /
                 `temperature` are its nucleus draw, with `window_size` and `threshold`.
@@ -173,6 +179,13 @@ class VallEPipeline(PipelineMixin):
         limit = self._positions(self.ar_model)
         used = len(phonemes) + 2 + prompt.shape[1] // group  # phonemes, <bos>, prompt groups, the first new group
         room = None if limit is None else (limit - used) * group + prompt.shape[1] % group
+        paced = min_new_frames is None
+        if paced:  # half the text's length at the prompt's pace
+            pace = prompt.shape[1] / max(1, len(text_to_phoneme_ids(self.tokenizer, prompt_text, language)))
+            wanted = len(text_to_phoneme_ids(self.tokenizer, text, language))
+            min_new_frames = max(1, round(MIN_PACE_FRACTION * pace * wanted))
+            if room is not None and room >= 1:
+                min_new_frames = min(min_new_frames, room)
         if room is not None and room < max(1, min_new_frames):
             raise ValueError(
                 f"text_to_speech: {len(phonemes)} phonemes and a {prompt.shape[1]}-frame prompt fill the AR model's "
@@ -186,6 +199,8 @@ class VallEPipeline(PipelineMixin):
                 nar_room = (nar_limit - self.nar_model.num_positions(len(phonemes), prompt.shape[1], 0)) * nar_group
             for free in (room, nar_room):
                 max_new_frames = max_new_frames if free is None else max(1, min(max_new_frames, free))
+        if paced:
+            min_new_frames = min(min_new_frames, max_new_frames)
         generator = None if seed is None else torch.Generator(device=self.ar_model.device).manual_seed(int(seed))
         processors, kwargs = [], {"temperature": temperature, "top_k": top_k, "top_p": top_p}
         if repetition_aware and do_sample:
