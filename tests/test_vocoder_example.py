@@ -88,3 +88,12 @@ def test_shared_speech_splits_name_a_missing_column(tmp_path):
     (data_args,) = parse_json_and_flags((SpeechDataArguments,), ["--dataset_path", str(tmp_path / "ds")])
     with pytest.raises(ValueError, match="no column 'audio'"):
         load_speech_splits(data_args, seed=0)
+
+
+def test_csv_list_strips_items_and_drops_empty_ones():
+    """`"a, b ,c"` is three names, not " b " (a voice or rate list written with spaces reached espeak-ng padded)."""
+    from hf_slm.training.arguments import csv_list
+
+    assert csv_list("en-us, en-gb+f2 ,en-us+m7") == ["en-us", "en-gb+f2", "en-us+m7"]
+    assert csv_list(" 150, 175,,200 ", int) == [150, 175, 200]
+    assert csv_list(" , ") == []
