@@ -410,6 +410,10 @@ def test_cli_tts_writes_a_readable_wav_and_refuses_bad_input(variant, prompt_wav
     audio, rate = sf.read(output)
     assert rate == 16000 and 320 <= len(audio) <= 6 * 320 and len(audio) % 320 == 0
     assert [p.name for p in output.parent.iterdir()] == ["speech.wav"]  # no temporary file left
+    exact = hf_slm("tts", "--pipeline", variant, "--text", "open the door", "--prompt-audio", prompt_wav, "--prompt-text",
+                   "the cat sat on the mat", "--max-new-frames", "5", "--min-new-frames", "5", "--output", output)  # fmt: skip
+    assert exact.returncode == 0, exact.stderr
+    assert len(sf.read(output)[0]) == 5 * 320  # --min-new-frames reaches the model
     embedded = hf_slm("tts", "--text", "three calm mice dance", "--prompt-audio", prompt_wav, "--prompt-text",
                       "the cat sat on the mat", "--output", tmp_path / "default.wav")  # no --pipeline: tts-default
     assert embedded.returncode == 0, embedded.stderr

@@ -388,7 +388,8 @@ def cmd_tts(args) -> int:
         __import__("torch").set_num_threads(args.threads)
     pipe = VallEPipeline.from_pretrained(path)
     out = pipe.text_to_speech(args.text, str(args.prompt_audio), prompt_text=args.prompt_text, language=args.language,
-                              max_new_frames=args.max_new_frames, temperature=args.temperature, top_p=args.top_p,
+                              max_new_frames=args.max_new_frames, min_new_frames=args.min_new_frames,
+                              temperature=args.temperature, top_p=args.top_p,
                               seed=args.seed)  # fmt: skip
     write_wav(args.output, out.waveform, out.sampling_rate)
     seconds = len(out.waveform) / out.sampling_rate
@@ -607,6 +608,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompt-text", required=True, help="the prompt clip's transcript (VALL-E reads its phonemes first)")
     p.add_argument("--language", default="en-us", help="espeak-ng voice / language of the phonemizer")
     p.add_argument("--max-new-frames", type=positive_int, default=None, help="most codec frames to generate")
+    p.add_argument("--min-new-frames", type=positive_int, default=None,
+                   help="fewest codec frames before the end may be chosen (default: half the text at the prompt's pace)")
     p.add_argument("--temperature", type=positive_float, default=1.0)
     p.add_argument("--top-p", type=number(float, 0.0, 1.0, exclusive_minimum=True, what="a number in (0, 1]"), default=0.8)
     p.add_argument("--seed", type=non_negative_int, default=0)
