@@ -44,7 +44,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pretrain_encoder_ctc import CtcDataArguments, ctc_text, select_texts, speech  # noqa: E402
+from pretrain_encoder_ctc import CtcDataArguments, ctc_text, select_texts, speech, vocabulary_processor  # noqa: E402
 
 logger = logging.getLogger("make_default")
 LM_VOCAB = 640
@@ -277,7 +277,7 @@ def export_encoder(out: Path) -> Path:
     """OUT/variant's audio encoder and its projector's CTC head (trained on in stages 1-2) as a CTC model with its
     character processor -> OUT/encoder_variant: what `config_encoder_robust.json` fine-tunes. Its vocabulary is read
     back from the projector's symbol table (blank -> `[PAD]`, the LM's word boundary -> `|`, no LM token -> `[UNK]`)."""
-    from transformers import AutoModelForCTC, SeamlessM4TFeatureExtractor, Wav2Vec2BertProcessor, Wav2Vec2CTCTokenizer
+    from transformers import AutoModelForCTC
 
     from hf_slm.models.speech_llm import SpeechLLMForConditionalGeneration, SpeechLLMProcessor, symbol_token_ids
     from hf_slm.utils import atomic_save_directory
@@ -302,13 +302,8 @@ def export_encoder(out: Path) -> Path:
     ctc.base_model.load_state_dict(model.audio_tower.state_dict())
     ctc.lm_head.load_state_dict(model.projector.ctc_head.state_dict())
 
-    def write(tmp):
-        tmp = Path(tmp)
-        tmp.mkdir(parents=True, exist_ok=True)
-        (tmp / "vocab.json").write_text(json.dumps(vocab, indent=1))
-        ctc_tokenizer = Wav2Vec2CTCTokenizer(str(tmp / "vocab.json"), unk_token="[UNK]", pad_token="[PAD]",
-                                             word_delimiter_token="|", bos_token=None, eos_token=None)  # fmt: skip
-        Wav2Vec2BertProcessor(feature_extractor=SeamlessM4TFeatureExtractor(), tokenizer=ctc_tokenizer).save_pretrained(tmp)
+    def write(tmp):  # the features of the encoder's own architecture (log-mel for wav2vec2-bert, else waveform)
+        vocabulary_processor(vocab, Path(tmp), model.config.audio_config.model_type).save_pretrained(tmp)
         ctc.save_pretrained(tmp)
 
     return atomic_save_directory(target, write)

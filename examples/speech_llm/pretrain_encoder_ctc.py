@@ -160,6 +160,13 @@ def build_processor(train_texts: list[str], folder: Path, architecture: str = "w
     `Wav2Vec2Processor` (waveform) or `Wav2Vec2BertProcessor` (log-mel)."""
     characters = sorted({ch for text in train_texts for ch in ctc_text(text)} - {" "})
     vocab = {token: index for index, token in enumerate([*SPECIAL_TOKENS, *characters])}
+    return vocabulary_processor(vocab, folder, architecture)
+
+
+def vocabulary_processor(vocab: dict[str, int], folder: Path, architecture: str = "wav2vec2"):
+    """The processor of a CTC vocabulary (token -> id, with `SPECIAL_TOKENS`; written to `folder`/vocab.json) and the
+    architecture's features: what `build_processor` makes from a text, and `make_default.py export-encoder` from a
+    speech LLM's CTC symbol table."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "vocab.json").write_text(json.dumps(vocab, indent=1))
     tokenizer = Wav2Vec2CTCTokenizer(str(folder / "vocab.json"), unk_token="[UNK]", pad_token="[PAD]",
@@ -331,10 +338,10 @@ def main(argv: list[str] | None = None) -> dict:
                 type(model).__name__, model.num_parameters() / 1e6, len(train), len(held_out),
                 sum(train["duration"]) / 60, sum(held_out["duration"]) / 60)  # fmt: skip
 
-    collator = CtcCollator(processor)
+    augmentation = SpeechAugmentation.from_config(data_args.augmentation) if data_args.augmentation else None
+    collator = CtcCollator(processor, augmentation)
     callbacks = [ReadableCheckpoints()]
-    if data_args.augmentation:
-        collator.augmentation = SpeechAugmentation.from_config(data_args.augmentation)
+    if augmentation is not None:  # the rows it degrades, keyed by (epoch, row)
         train = train.add_column("row", list(range(len(train))))
         callbacks.append(AugmentationEpoch(collator))
     if model_args.max_minutes:

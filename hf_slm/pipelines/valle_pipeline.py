@@ -179,14 +179,7 @@ class VallEPipeline(PipelineMixin):
         limit = self._positions(self.ar_model)
         used = len(phonemes) + 2 + prompt.shape[1] // group  # phonemes, <bos>, prompt groups, the first new group
         room = None if limit is None else (limit - used) * group + prompt.shape[1] % group
-        paced = min_new_frames is None
-        if paced:  # half the text's length at the prompt's pace
-            pace = prompt.shape[1] / max(1, len(text_to_phoneme_ids(self.tokenizer, prompt_text, language)))
-            wanted = len(text_to_phoneme_ids(self.tokenizer, text, language))
-            min_new_frames = max(1, round(MIN_PACE_FRACTION * pace * wanted))
-            if room is not None and room >= 1:
-                min_new_frames = min(min_new_frames, room)
-        if room is not None and room < max(1, min_new_frames):
+        if room is not None and room < max(1, min_new_frames or 0):
             raise ValueError(
                 f"text_to_speech: {len(phonemes)} phonemes and a {prompt.shape[1]}-frame prompt fill the AR model's "
                 f"{limit} positions (max_position_embeddings); use a shorter prompt or text"
@@ -199,8 +192,11 @@ class VallEPipeline(PipelineMixin):
                 nar_room = (nar_limit - self.nar_model.num_positions(len(phonemes), prompt.shape[1], 0)) * nar_group
             for free in (room, nar_room):
                 max_new_frames = max_new_frames if free is None else max(1, min(max_new_frames, free))
-        if paced:
-            min_new_frames = min(min_new_frames, max_new_frames)
+        if min_new_frames is None:  # half the text's length at the prompt's pace, within what may be generated
+            pace = prompt.shape[1] / max(1, len(text_to_phoneme_ids(self.tokenizer, prompt_text, language)))
+            wanted = len(text_to_phoneme_ids(self.tokenizer, text, language))
+            bounds = [max_new_frames] + ([] if room is None else [room])
+            min_new_frames = min(max(1, round(MIN_PACE_FRACTION * pace * wanted)), *bounds)
         generator = None if seed is None else torch.Generator(device=self.ar_model.device).manual_seed(int(seed))
         processors, kwargs = [], {"temperature": temperature, "top_k": top_k, "top_p": top_p}
         if repetition_aware and do_sample:
