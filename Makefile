@@ -4,7 +4,8 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 PIP     = $(PY) -m pip
 STAMP   = $(VENV)/.hf_slm-installed
-APT_PACKAGES = espeak-ng ffmpeg chromium pocketsphinx-testdata wordnet-base fortunes
+APT_PACKAGES = espeak-ng ffmpeg chromium pocketsphinx-testdata wordnet-base fortunes \
+               festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts
 
 .PHONY: install system-deps test test-all test-latest latest-env lock bench-import bench-gpu demo default-pipeline twist-pipeline space bench clean
 
@@ -14,6 +15,8 @@ system-deps:
 	dpkg -s pocketsphinx-testdata >/dev/null 2>&1 || missing="$$missing pocketsphinx-testdata"; \
 	dpkg -s wordnet-base >/dev/null 2>&1 || missing="$$missing wordnet-base"; \
 	dpkg -s fortunes >/dev/null 2>&1 || missing="$$missing fortunes"; \
+	for voice in festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts; do \
+	  dpkg -s $$voice >/dev/null 2>&1 || missing="$$missing $$voice"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing apt packages:$$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \

@@ -371,6 +371,7 @@ CASES = [
     ("cli-prompt-fraction-0", cli, lambda c: ["evaluate", "prosody", "--prompt-fraction", "0", "--output", "{dir}/o.json"], cli_fails(2, "expected a number in (0, 1], got '0'")),
     ("cli-threshold-2", cli, lambda c: ["split-audio", "{files}/wav_named.mp3", "--threshold", "2", "--output", "{dir}/s"], cli_fails(2, "expected a number in [0, 1], got '2'")),
     ("cli-voices-empty", cli, lambda c: ["synth", "--voices", ",", "--output", "{dir}/ds"], cli_fails(2, "--voices: expected at least one comma-separated value, got ','")),
+    ("cli-synth-unknown-festival-voice", cli, lambda c: ["synth", "--voices", "en-us,festival:nope", "--limit", "2", "--output", "{dir}/ds"], cli_fails(1, "Unknown Festival voice 'festival:nope'")),
     ("cli-two-variants", cli, lambda c: ["info", "default", "--pipeline", "twist-default"], cli_fails(2, "two variants given")),
     ("cli-card-not-results", cli, lambda c: ["card", "{tiny}", "--results", "{files}/random.wav"], cli_fails(1, "random.wav")),
     ("cli-max-new-tokens-0", cli, lambda c: ["demo", "--max-new-tokens", "0"], cli_fails(2, "expected a positive int, got '0'")),

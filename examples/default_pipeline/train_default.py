@@ -34,7 +34,9 @@ import torch
 from transformers import HfArgumentParser, LlamaConfig, Trainer, TrainingArguments, set_seed
 
 from hf_slm import DEFAULT_PIPELINE, SpeechLMPipeline
-from hf_slm.data import load_text_corpus, load_text_split, normalize_sentence, synthesize_corpus, synthesize_dataset
+from hf_slm.data import (
+    corpus_voices, load_text_corpus, load_text_split, normalize_sentence, synthesize_corpus, synthesize_dataset
+)
 from hf_slm.models.speech_lm import SpeechLMConfig, SpeechLMForCausalLM
 from hf_slm.models.unit_encoder import (
     DEFAULT_VTLN_WARPS,
@@ -67,7 +69,9 @@ class DefaultPipelineArguments:
     num_sentences: int = field(default=3000, metadata={"help": "training sentences"})
     num_eval_sentences: int = field(default=100, metadata={"help": "held-out sentences"})
     voices: str = field(default="en-us,en-us+f3,en-gb+m3,en-us+f2",
-                        metadata={"help": "comma-separated voices, or 'english': every English voice and variant"})
+                        metadata={"help": "comma-separated voices ('festival:<name>' for a Festival one) or keywords: "
+                                  "'english' (every espeak-ng English voice and variant), 'festival' (Festival's "
+                                  "English voices, from human recordings)"})
     rates: str = field(default="150,175,200", metadata={"help": "comma-separated rates (words/min)"})
     pitches: str = field(default="35,50,65", metadata={"help": "comma-separated pitches (0-99)"})
     renditions: int = field(default=1, metadata={"help": "'open' corpus: times each text is spoken (random voices)"})
@@ -259,7 +263,7 @@ def synthesise(args: DefaultPipelineArguments, cache_dir: Path | None = None):
         leaked = {normalize_sentence(t) for t in train_texts} & {normalize_sentence(t) for t in eval_texts}
         if leaked:  # split_texts guarantees this; a check here keeps the evaluation honest whatever changes upstream
             raise RuntimeError(f"{len(leaked)} evaluation sentence(s) are in the training text, e.g. {sorted(leaked)[0]!r}")
-        options = dict(voices="english" if args.voices == "english" else _csv(args.voices), rates=_csv(args.rates, int),
+        options = dict(voices=corpus_voices(args.voices), rates=_csv(args.rates, int),
                        pitches=_csv(args.pitches, int), seed=args.seed, cache_dir=cache_dir, num_proc=args.num_proc,
                        chunk_size=args.chunk_size)  # fmt: skip
         return synthesize_corpus(train_texts, renditions=args.renditions, **options), synthesize_corpus(eval_texts, **options)
@@ -268,7 +272,7 @@ def synthesise(args: DefaultPipelineArguments, cache_dir: Path | None = None):
         raise ValueError(f"text source {args.text_source!r} gave {len(texts)} sentences; need at least 2")
     ds = synthesize_dataset(
         texts,
-        voices=_csv(args.voices),
+        voices=corpus_voices(args.voices),
         rates=_csv(args.rates, int),
         pitches=_csv(args.pitches, int),
         assignment="random",
@@ -603,7 +607,7 @@ def parse_arguments(dataclass_type, argv=None):
         raise ValueError("--device cuda, but torch sees no CUDA device here")
     if args.augmentation:
         SpeechAugmentation.from_config(args.augmentation)  # a bad configuration fails now, not after the synthesis
-    if args.voices == "english" and args.text_source != "open":
+    if "english" in _csv(args.voices) and args.text_source != "open":
         raise ValueError("--voices english needs --text_source open (the chunked multi-voice corpus)")
     if args.vtln_tokenization not in VTLN_TOKENIZATIONS:  # refused now, not when the units stage builds the config
         raise ValueError(f"--vtln_tokenization must be {' or '.join(map(repr, VTLN_TOKENIZATIONS))}, "

@@ -57,7 +57,7 @@ from transformers import (
     set_seed,
 )
 
-from hf_slm.data import english_voices, load_text_split, synthesize_dataset
+from hf_slm.data import corpus_voices, load_text_split, synthesize_dataset
 from hf_slm.evaluation.metrics.error_rate.error_rate import error_rate
 from hf_slm.training import (
     SpeechAugmentation,
@@ -89,8 +89,10 @@ class CtcDataArguments:
     num_eval_sentences: int = field(default=50, metadata={"help": "Held-out sentences scored at the end."})
     max_words: int = field(default=12, metadata={"help": "Keep sentences of at most this many words (short audio)."})
     voices: str = field(default="en-us,en-us+f3,en-us+m3,en-gb,en-gb+f2,en-us+m7",
-                        metadata={"help": "Comma-separated espeak-ng voices of the training speech, or `english`: "
-                                  "every English voice with every variant (`hf_slm.data.english_voices`)."})
+                        metadata={"help": "Comma-separated voices of the training speech (espeak-ng, or "
+                                  "`festival:<name>`) and keywords: `english` (every espeak-ng English voice with every "
+                                  "variant), `festival` (Festival's English voices, from human recordings); "
+                                  "`hf_slm.data.corpus_voices`."})
     rates: str = field(default="140,160,175,195,215", metadata={"help": "Comma-separated rates (words/min)."})
     pitches: str = field(default="35,50,65", metadata={"help": "Comma-separated base pitches (0-99)."})
     augmentation: str | None = field(default=None, metadata={"help": "A `SpeechAugmentation` JSON file "
@@ -225,7 +227,7 @@ class AugmentationEpoch(TrainerCallback):
 
 
 def training_voices(voices: str) -> list[str]:
-    return english_voices() if voices.strip() == "english" else csv_list(voices)
+    return corpus_voices(voices)
 
 
 # ---------------------------------------------------------------------------------------------------- model

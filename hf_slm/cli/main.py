@@ -25,13 +25,13 @@ from .arguments import (
 
 # ---------------------------------------------------------------------------------------------------- synth
 def cmd_synth(args) -> int:
-    from ..data import load_text_corpus, synthesize_dataset
+    from ..data import corpus_voices, load_text_corpus, synthesize_dataset
     from ..utils import atomic_save_directory
 
     texts = load_text_corpus(args.texts, limit=args.limit, seed=args.seed)
     ds = synthesize_dataset(
         texts,
-        voices=args.voices,
+        voices=corpus_voices(args.voices),
         rates=args.rates,
         pitches=args.pitches,
         sampling_rate=args.sampling_rate,
@@ -488,10 +488,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("synth", help="text file -> speech dataset (espeak-ng, word timestamps)")
+    p = sub.add_parser("synth", help="text file -> speech dataset (espeak-ng or Festival, word timestamps)")
     p.add_argument("--texts", default="builtin", help="'builtin', 'fortunes', 'wordnet', 'open-train', 'open-eval' (the held-out split of the last two) or a text file (one sentence a line)")
     p.add_argument("--limit", type=positive_int, default=None, help="at most this many sentences")
-    p.add_argument("--voices", type=csv_list(str), default=["en-us"], help="comma-separated espeak-ng voices")
+    p.add_argument("--voices", type=csv_list(str), default=["en-us"], help="comma-separated voices: espeak-ng ones "
+                   "('en-us', 'en-gb+f3'), Festival ones ('festival:kal_diphone'), or 'english' (every espeak-ng English "
+                   "voice and variant) and 'festival' (every Festival English voice)")
     p.add_argument("--rates", type=csv_list(positive_int), default=[175], help="comma-separated speaking rates (words/min)")
     p.add_argument("--pitches", type=csv_list(number(int, 0, 99, what="a pitch in [0, 99]")), default=[50], help="comma-separated pitches (0-99)")
     p.add_argument("--assignment", default="cycle", choices=["cycle", "random", "product"])

@@ -1,4 +1,4 @@
-"""Speech we make ourselves (espeak-ng synthesis with word timestamps, text sources, dataset builder, two-speaker
+"""Speech we make ourselves (espeak-ng and Festival synthesis with word timestamps, text sources, dataset builder, two-speaker
 dialogues on two channels) and real recorded speech with transcripts (installed Debian clips, audio folders, local
 datasets), and voice activity detection (Silero VAD) to find the speech in long recordings.
 
@@ -10,10 +10,17 @@ from __future__ import annotations
 from ..utils import lazy_exports
 
 _SUBMODULES = {
-    ".speech_corpus": ["corpus_jobs", "english_voices", "open_vocabulary_speech", "synthesize_corpus"],
+    ".speech_corpus": [
+        "VOICE_KEYWORDS", "corpus_jobs", "corpus_voices", "english_voices", "open_vocabulary_speech",
+        "synthesize_corpus"
+    ],
     ".builder": [
-        "assign_voices", "cache_key", "dataset_features", "default_cache_dir", "synthesize_dataset",
+        "assign_voices", "cache_key", "dataset_features", "default_cache_dir", "make_synthesizer", "synthesize_dataset",
         "synthesize_to_wav", "write_wav"
+    ],
+    ".festival": [
+        "FESTIVAL_PREFIX", "FestivalError", "FestivalSynthesizer", "festival_version", "festival_voices",
+        "is_festival_voice"
     ],
     ".corpus": [
         "GRAMMAR", "OPEN_VOCABULARY_SOURCES", "OPEN_VOCABULARY_SPLITS", "TEMPLATES", "SentencePlan", "Slot",
@@ -42,6 +49,15 @@ _SUBMODULES = {
 __getattr__, __dir__ = lazy_exports(__name__, _SUBMODULES)
 
 __all__ = [
+    "is_festival_voice",
+    "festival_voices",
+    "festival_version",
+    "FestivalSynthesizer",
+    "FestivalError",
+    "FESTIVAL_PREFIX",
+    "make_synthesizer",
+    "corpus_voices",
+    "VOICE_KEYWORDS",
     "PROSODY",
     "SENTIMENTS",
     "SentimentPrompt",

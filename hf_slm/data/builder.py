@@ -1,4 +1,5 @@
-"""Turn a list of texts into a `datasets.Dataset` of espeak-ng speech with word timestamps, cached on disk."""
+"""Turn a list of texts into a `datasets.Dataset` of synthetic speech (espeak-ng, or Festival for a
+``"festival:<name>"`` voice) with word timestamps, cached on disk."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import numpy as np
 
 from ..utils import plain_mode
 from .espeak import EspeakSynthesizer, SynthesisResult, espeak_version
+from .festival import FestivalSynthesizer, festival_version, is_festival_voice, speak_requests
 
 #: Bump when the rows written for the same inputs change (columns, encoding, alignment rule).
 FORMAT_VERSION = 1
@@ -92,7 +94,8 @@ def validate_texts(texts) -> list[str]:
 
 
 def cache_key(texts, voices, rates, pitches, sampling_rate, assignment, seed) -> str:
-    """Hash of everything that determines the rows: inputs, espeak-ng version and `FORMAT_VERSION`."""
+    """Hash of everything that determines the rows: inputs, espeak-ng (and, with its voices, Festival) version and
+    `FORMAT_VERSION`."""
     digest = hashlib.sha256()
     header = {
         "voices": list(voices),
@@ -102,6 +105,7 @@ def cache_key(texts, voices, rates, pitches, sampling_rate, assignment, seed) ->
         "assignment": assignment,
         "seed": int(seed),
         "espeak": espeak_version(),
+        **({"festival": festival_version()} if any(map(is_festival_voice, voices)) else {}),
         "format": FORMAT_VERSION,
         "num_texts": len(texts),
     }
@@ -112,31 +116,62 @@ def cache_key(texts, voices, rates, pitches, sampling_rate, assignment, seed) ->
 
 
 # ------------------------------------------------------------------------------------------------
-# workers: espeak-ng only (no torch), so forking a process that has torch loaded stays safe
+# workers: synthesis only (torch only for a Festival HTS pitch shift, on one thread), so forking stays safe
 _SYNTHESIZERS: dict[tuple, EspeakSynthesizer] = {}
+#: Jobs a worker takes at once: one Festival process speaks all of a batch's Festival jobs.
+JOB_BATCH = 64
+
+
+def make_synthesizer(voice: str = "en-us", rate: int = 175, pitch: int = 50):
+    """`FestivalSynthesizer` for a ``"festival:<name>"`` voice, else `EspeakSynthesizer`; both check their arguments."""
+    if is_festival_voice(voice):
+        return FestivalSynthesizer(voice, rate=rate, pitch=pitch)
+    return EspeakSynthesizer(voice, rate=rate, pitch=pitch)
+
+
+def synthesize_jobs(jobs) -> list[tuple[int, np.ndarray, int, list, list, list]]:
+    """`(index, text, voice, rate, pitch)` jobs -> int16 PCM and word times each, in order; a pool worker. espeak-ng
+    jobs one by one, all Festival jobs in one Festival process."""
+    jobs = list(jobs)
+    results: dict[int, SynthesisResult] = {}
+    festival = [(position, job) for position, job in enumerate(jobs) if is_festival_voice(job[2])]
+    if festival:
+        spoken = speak_requests([(text, voice.split(":", 1)[1], rate, pitch) for _, (_, text, voice, rate, pitch)
+                                 in festival], labels=[f"texts[{job[0]}]" for _, job in festival])  # fmt: skip
+        results.update({position: result for (position, _), result in zip(festival, spoken)})
+    for position, (index, text, voice, rate, pitch) in enumerate(jobs):
+        if position in results:
+            continue
+        key = (voice, rate, pitch)
+        if key not in _SYNTHESIZERS:
+            _SYNTHESIZERS[key] = EspeakSynthesizer(voice, rate=rate, pitch=pitch)
+        try:
+            results[position] = _SYNTHESIZERS[key].synthesize(text)
+        except ValueError as error:
+            raise ValueError(f"texts[{index}]: {error}") from None
+    out = []
+    for position, (index, *_) in enumerate(jobs):
+        result = results[position]
+        pcm = np.round(result.waveform * 32768.0).clip(-32768, 32767).astype(np.int16)  # exact: both give int16
+        out.append((index, pcm, result.sampling_rate, result.words, result.word_start, result.word_end))
+    return out
 
 
 def synthesize_job(job) -> tuple[int, np.ndarray, int, list, list, list]:
-    """One `(index, text, voice, rate, pitch)` job -> int16 PCM and word times; a pool worker (no torch)."""
-    index, text, voice, rate, pitch = job
-    key = (voice, rate, pitch)
-    if key not in _SYNTHESIZERS:
-        _SYNTHESIZERS[key] = EspeakSynthesizer(voice, rate=rate, pitch=pitch)
-    try:
-        result = _SYNTHESIZERS[key].synthesize(text)
-    except ValueError as error:
-        raise ValueError(f"texts[{index}]: {error}") from None
-    pcm = np.round(result.waveform * 32768.0).clip(-32768, 32767).astype(np.int16)  # exact: espeak gives int16
-    return index, pcm, result.sampling_rate, result.words, result.word_start, result.word_end
+    """One `(index, text, voice, rate, pitch)` job -> int16 PCM and word times."""
+    return synthesize_jobs([job])[0]
 
 
 def _results(jobs, num_proc):
+    batches = [jobs[start : start + JOB_BATCH] for start in range(0, len(jobs), JOB_BATCH)]
     if num_proc == 1:
-        yield from map(synthesize_job, jobs)
+        for batch in batches:
+            yield from synthesize_jobs(batch)
         return
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     with multiprocessing.get_context(method).Pool(num_proc) as pool:
-        yield from pool.imap(synthesize_job, jobs, chunksize=max(1, min(32, len(jobs) // (4 * num_proc))))
+        for results in pool.imap(synthesize_jobs, batches):
+            yield from results
 
 
 # ------------------------------------------------------------------------------------------------
@@ -208,7 +243,8 @@ def synthesize_dataset(
 
     Args:
         texts (`Sequence[str]`): the sentences to speak (plain text).
-        voices, rates, pitches: espeak-ng voices (`list_voices()`), rates in words per minute
+        voices, rates, pitches: espeak-ng voices (`list_voices()`) or Festival ones (``"festival:<name>"``,
+            `festival_voices()`), rates in words per minute
             (80-450) and base pitches (0-99); see `assign_voices` for how they meet the texts.
         sampling_rate (`int`, defaults to 16000): rate of the stored audio (espeak-ng's 22050 Hz is
             resampled with torchaudio).
@@ -241,7 +277,7 @@ def synthesize_dataset(
     if isinstance(num_proc, bool) or not isinstance(num_proc, int) or num_proc < 1:
         raise ValueError(f"`num_proc` must be a positive integer, got {num_proc!r}.")
     for voice, rate, pitch in itertools.product(voices, rates, pitches):
-        EspeakSynthesizer(voice, rate=rate, pitch=pitch)  # bad voice/rate/pitch fails here, before any work
+        make_synthesizer(voice, rate=rate, pitch=pitch)  # bad voice/rate/pitch fails here, before any work
 
     cache_root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     target = cache_root / cache_key(texts, voices, rates, pitches, sampling_rate, assignment, seed)
@@ -345,11 +381,12 @@ def write_wav(path: str | os.PathLike, waveform, sampling_rate: int) -> Path:
 def synthesize_to_wav(text: str, path: str | os.PathLike, sampling_rate: int | None = None, **voice) -> SynthesisResult:
     """Speak ``text`` into a WAV file (16-bit PCM) and return the `SynthesisResult`.
 
-    ``voice`` takes `EspeakSynthesizer`'s arguments (``voice``, ``rate``, ``pitch``, ``word_gap``).
+    ``voice`` takes `EspeakSynthesizer`'s arguments (``voice``, ``rate``, ``pitch``, ``word_gap``), or for a
+    ``"festival:<name>"`` voice `FestivalSynthesizer`'s (``voice``, ``rate``, ``pitch``).
     ``sampling_rate`` resamples from espeak-ng's 22050 Hz. The file is written next to ``path``
     under a temporary name and renamed, so a crash never leaves a truncated file.
     """
-    result = EspeakSynthesizer(**voice).synthesize(text)
+    result = (FestivalSynthesizer if is_festival_voice(voice.get("voice")) else EspeakSynthesizer)(**voice).synthesize(text)
     if sampling_rate is not None and sampling_rate != result.sampling_rate:
         if isinstance(sampling_rate, bool) or not isinstance(sampling_rate, (int, np.integer)) or sampling_rate <= 0:
             raise ValueError(f"`sampling_rate` must be a positive integer, got {sampling_rate!r}.")
@@ -367,6 +404,7 @@ __all__ = [
     "cache_key",
     "dataset_features",
     "default_cache_dir",
+    "make_synthesizer",
     "synthesize_dataset",
     "synthesize_to_wav",
 ]

@@ -1,4 +1,4 @@
-"""Many voices over a large text: espeak-ng synthesis as a cached, resumable, parallel `datasets.map`.
+"""Many voices over a large text: espeak-ng (and Festival) synthesis as a cached, resumable, parallel `datasets.map`.
 
 `synthesize_dataset` (builder.py) writes one cache folder when the whole set is done; for tens of hours that is an
 hour of work lost to a kill. `synthesize_corpus` splits the utterances into chunks, and each chunk is one
@@ -19,7 +19,8 @@ import numpy as np
 
 from .builder import (
     Resampler,
-    synthesize_job,
+    make_synthesizer,
+    synthesize_jobs,
     validate_texts,
     wav_bytes,
     assign_voices,
@@ -27,7 +28,8 @@ from .builder import (
     dataset_features,
     default_cache_dir,
 )
-from .espeak import EspeakSynthesizer, resolve_voice, list_variants, list_voices
+from .espeak import list_variants, list_voices
+from .festival import festival_voices
 
 #: Bump when the chunk layout or the rows change.
 CORPUS_FORMAT_VERSION = 1
@@ -47,13 +49,42 @@ def english_voices(variants="all", exclude_variants=()) -> list[str]:
     return [base + suffix for base in bases for suffix in ["", *(f"+{v}" for v in chosen)]]
 
 
+#: Keywords that `corpus_voices` expands.
+VOICE_KEYWORDS = ("english", "festival")
+
+
+def corpus_voices(voices) -> list[str]:
+    """A voice list from names and keywords, in order without repeats: ``"english"`` is `english_voices()` (espeak-ng:
+    8 accents x 101 variants + the plain ones), ``"festival"`` is `festival_voices()` (Festival's English voices,
+    made from human recordings; an error when none is installed). A str is split at commas (``"english,festival"``)."""
+    if isinstance(voices, str):
+        voices = [item.strip() for item in voices.split(",") if item.strip()]
+    out = []
+    for voice in voices:
+        if voice == "english":
+            expanded = english_voices()
+        elif voice == "festival":
+            expanded = festival_voices()
+            if not expanded:
+                from .festival import festival_binary
+
+                festival_binary()  # names the missing program with an install hint
+                raise ValueError("`voices` asks for 'festival', but Festival has no English voice installed "
+                                 "(`apt-get install festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts`).")  # fmt: skip
+        else:
+            expanded = [voice]
+        out.extend(v for v in expanded if v not in out)
+    return out
+
+
 def _synthesize_rows(batch, sampling_rate: int):
-    """`datasets.map` function: a batch of (index, text, voice, rate, pitch) jobs -> `synthesize_dataset` rows."""
+    """`datasets.map` function: a batch of (index, text, voice, rate, pitch) jobs -> `synthesize_dataset` rows (the
+    batch's Festival jobs in one Festival process)."""
     resample = Resampler(sampling_rate)
     rows = {name: [] for name in dataset_features(sampling_rate)}
-    for job in zip(batch["index"], batch["text"], batch["voice"], batch["rate"], batch["pitch"]):
-        _, pcm, espeak_rate, words, starts, ends = synthesize_job(job)
-        waveform = resample(pcm.astype(np.float32) / 32768.0, espeak_rate)
+    jobs = list(zip(batch["index"], batch["text"], batch["voice"], batch["rate"], batch["pitch"]))
+    for job, (_, pcm, native_rate, words, starts, ends) in zip(jobs, synthesize_jobs(jobs)):
+        waveform = resample(pcm.astype(np.float32) / 32768.0, native_rate)
         for name, value in (("audio", {"bytes": wav_bytes(waveform, sampling_rate), "path": None}),
                             ("text", job[1]), ("voice", job[2]), ("rate", job[3]), ("pitch", job[4]),
                             ("words", words), ("word_start", starts), ("word_end", ends),
@@ -86,7 +117,7 @@ def synthesize_corpus(
 
     Args:
         texts: the sentences.
-        voices: espeak-ng voices (a list, or one name), or ``"english"``: `english_voices()` (8 accents x 101 variants + the plain ones).
+        voices: voices (a list, or one name; ``"festival:<name>"`` for a Festival one) or keywords, see `corpus_voices`.
         rates, pitches, sampling_rate, seed: as in `synthesize_dataset`; see `corpus_jobs` for the draws.
         cache_dir: root of the caches (default `default_cache_dir()`); this corpus lives in
             ``corpus-<key>/`` (key: texts, voices, rates, pitches, rate, seed, renditions, chunk size, espeak-ng).
@@ -98,9 +129,7 @@ def synthesize_corpus(
     import datasets
 
     texts = validate_texts(texts)
-    if isinstance(voices, str):  # one voice, or "english"
-        voices = english_voices() if voices == "english" else [voices]
-    voices = list(voices)
+    voices = corpus_voices(voices)
     rates, pitches = [int(r) for r in rates], [int(p) for p in pitches]
     for name, value, low in (("renditions", renditions, 1), ("num_proc", num_proc, 1), ("chunk_size", chunk_size, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
@@ -108,9 +137,9 @@ def synthesize_corpus(
     if not voices or not rates or not pitches:
         raise ValueError(f"voices, rates and pitches must not be empty (got {len(voices)}, {len(rates)}, {len(pitches)})")
     for voice in voices:  # a bad voice, rate or pitch fails here, before any work
-        resolve_voice(voice)
+        make_synthesizer(voice)
     for rate, pitch in zip(rates + rates[-1:] * len(pitches), pitches + pitches[-1:] * len(rates)):
-        EspeakSynthesizer(voices[0], rate=rate, pitch=pitch)
+        make_synthesizer(voices[0], rate=rate, pitch=pitch)
 
     layout = f"corpus-v{CORPUS_FORMAT_VERSION}-x{renditions}-chunk{chunk_size}"
     key = cache_key(texts, voices, rates, pitches, sampling_rate, layout, seed)
@@ -128,7 +157,7 @@ def synthesize_corpus(
                 "rate": [r for *_, r, _ in part], "pitch": [p for *_, p in part],
             })  # fmt: skip
             chunks.append(table.map(
-                _synthesize_rows, batched=True, batch_size=16, fn_kwargs={"sampling_rate": sampling_rate},
+                _synthesize_rows, batched=True, batch_size=64, fn_kwargs={"sampling_rate": sampling_rate},
                 num_proc=num_proc if num_proc > 1 and len(part) > 1 else None, features=features,
                 remove_columns=table.column_names, cache_file_name=str(folder / f"chunk-{number:05d}.arrow"),
                 new_fingerprint=f"{key}-{number:05d}", desc=f"espeak-ng chunk {number + 1}/{num_chunks}",
@@ -173,4 +202,7 @@ def open_vocabulary_speech(split: str = "train", limit: int | None = None, text_
     return synthesize_corpus(texts, **corpus_kwargs)
 
 
-__all__ = ["CORPUS_FORMAT_VERSION", "corpus_jobs", "english_voices", "open_vocabulary_speech", "synthesize_corpus"]
+__all__ = [
+    "CORPUS_FORMAT_VERSION", "VOICE_KEYWORDS", "corpus_jobs", "corpus_voices", "english_voices", "open_vocabulary_speech",
+    "synthesize_corpus",
+]
