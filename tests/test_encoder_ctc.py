@@ -15,7 +15,7 @@ import torch
 from transformers import AutoModel, AutoModelForCTC, AutoProcessor, Wav2Vec2ForCTC, Wav2Vec2Model
 
 from hf_slm.cli import main
-from hf_slm.data import english_voices, normalize_sentence
+from hf_slm.data import english_voices, festival_voices, normalize_sentence
 from hf_slm.evaluation import PipelineASR, PocketSphinxASR, evaluate_asr, load_asr_pipeline
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "speech_llm"
@@ -123,6 +123,10 @@ def test_augmentation_degrades_training_rows_by_row_and_epoch_and_leaves_held_ou
     robust, _, _ = script.parse_arguments([str(EXAMPLE / "config_encoder_robust.json")])
     assert (EXAMPLE.parents[1] / robust.augmentation).is_file()
     script.SpeechAugmentation.from_config(str(EXAMPLE.parents[1] / robust.augmentation))
+    # `festival` adds Festival's English voices (made from human recordings), as config_encoder_festival.json does
+    festival, _, _ = script.parse_arguments([str(EXAMPLE / "config_encoder_festival.json")])
+    voices = script.training_voices(festival.voices)
+    assert voices == script.training_voices(robust.voices) + festival_voices() and len(festival_voices()) == 3
     results = script.main(_flags(tmp_path / "aug", init_from=first, max_steps=2, eval_steps=2,
                                  augmentation=AUGMENTATION, voices="english"))  # fmt: skip
     assert results["steps"] == 2 and math.isfinite(results["cer"])

@@ -100,3 +100,12 @@ def test_bad_input_is_refused_by_name(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
     assert "'no-such-festival' is not on PATH" in out and "apt-get install festival" in out
     assert issubclass(FestivalError, RuntimeError)
+
+
+def test_evaluation_speech_can_be_a_festival_voice():
+    from hf_slm.evaluation.abx import build_abx_items
+
+    items = build_abx_items(words=("cat", "dog"), voices=("festival:kal_diphone", "en-us"), rates=(175,))
+    assert [(item["label"], item["speaker"]) for item in items] == [
+        ("cat", "festival:kal_diphone"), ("dog", "festival:kal_diphone"), ("cat", "en-us"), ("dog", "en-us")]
+    assert items[0]["audio"]["sampling_rate"] == 16000 and items[2]["audio"]["sampling_rate"] == 22050

@@ -242,16 +242,13 @@ def cmd_resynthesis(args) -> int:
 
 # ---------------------------------------------------------------------------------------------------- generation
 def cmd_generation(args) -> int:
-    from ..data import EspeakSynthesizer
+    from ..data import make_synthesizer
     from ..evaluation.generation import evaluate_generation, plot_generation
     from ..evaluation.report import write_json, write_report
 
     texts = _texts(args.texts, args.limit, args.seed)
-    synthesizer = EspeakSynthesizer(voice=args.voice)
-    prompts = []
-    for text in texts:
-        speech = synthesizer.synthesize(text)
-        prompts.append({"array": speech.waveform, "sampling_rate": speech.sampling_rate})
+    spoken = make_synthesizer(voice=args.voice).synthesize_many(texts)
+    prompts = [{"array": speech.waveform, "sampling_rate": speech.sampling_rate} for speech in spoken]
     pipe = _pipeline(args.pipeline, args.device)
     judge = _pipeline(args.judge, args.device) if args.judge else None
     result = evaluate_generation(pipe, prompts, temperatures=args.temperatures, num_samples=args.num_samples,
@@ -276,14 +273,14 @@ def cmd_generation(args) -> int:
 
 # ---------------------------------------------------------------------------------------------------- prosody
 def cmd_prosody(args) -> int:
-    from ..data import EspeakSynthesizer
+    from ..data import make_synthesizer
     from ..evaluation.prosody import evaluate_prosody, plot_f0_contours
     from ..evaluation.report import write_json, write_report
 
     texts = _texts(args.texts, args.limit, args.seed)
     audio = []
     for index, text in enumerate(texts):  # pitches cycle over the prompts, so that consistency has a spread to follow
-        speech = EspeakSynthesizer(voice=args.voice, pitch=args.pitches[index % len(args.pitches)]).synthesize(text)
+        speech = make_synthesizer(voice=args.voice, pitch=args.pitches[index % len(args.pitches)]).synthesize(text)
         audio.append({"array": speech.waveform, "sampling_rate": speech.sampling_rate})
     pipe = _pipeline(args.pipeline, args.device)
     result = evaluate_prosody(pipe, audio, num_samples=args.num_samples, prompt_fraction=args.prompt_fraction,
@@ -761,7 +758,7 @@ def add_evaluate_parser(sub) -> None:
                    help="spoken StoryCloze (sSC / tSC): a folder of <index>_<name>.wav, or a saved dataset / parquet "
                         "file with positive / negative audio columns")  # fmt: skip
     p.add_argument("--limit", type=positive_int, default=None, help="score only the first N pairs")
-    p.add_argument("--voice", default="en-us", help="espeak-ng voice for text pairs")
+    p.add_argument("--voice", default="en-us", help="voice for text pairs: espeak-ng, or festival:<name>")
     p.add_argument("--rate", type=positive_int, default=175, help="espeak-ng speaking rate (words/min)")
     p.add_argument("--normalize", action="store_true", help="compare per-token NLL instead of summed NLL")
     p.add_argument("--batch-size", type=positive_int, default=16)
@@ -828,7 +825,7 @@ def add_evaluate_parser(sub) -> None:
                         "synthesised with espeak-ng")  # fmt: skip
     recordings(p)
     p.add_argument("--limit", type=positive_int, default=None, help="only N texts (a file: its first N lines)")
-    p.add_argument("--voice", default="en-us", help="espeak-ng voice")
+    p.add_argument("--voice", default="en-us", help="espeak-ng voice, or festival:<name>")
     p.add_argument("--rate", type=positive_int, default=175, help="espeak-ng speaking rate (words/min)")
     p.add_argument("--baseline", type=csv_list(str), default=["open", "closed"],
                    help="pocketsphinx on the same audio, comma-separated: open (its full English LM), closed (the "
@@ -848,7 +845,7 @@ def add_evaluate_parser(sub) -> None:
     p.add_argument("--tasks", type=csv_list(str), default=["intent", "spoken_answer"],
                    help="comma-separated: intent, spoken_answer")  # fmt: skip
     p.add_argument("--num-examples", type=positive_int, default=30, help="utterances per task")
-    p.add_argument("--voice", default="en-us", help="espeak-ng voice of the spoken inputs")
+    p.add_argument("--voice", default="en-us", help="voice of the spoken inputs: espeak-ng, or festival:<name>")
     p.add_argument("--rate", type=positive_int, default=175, help="espeak-ng speaking rate (words/min)")
     p.add_argument("--seed", type=non_negative_int, default=1000, help="seed of the held-out draws")
     p.add_argument("--device", default="cpu")

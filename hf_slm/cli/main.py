@@ -273,7 +273,7 @@ def _first_stream(units):
 
 
 def cmd_demo(args) -> int:
-    from ..data import EspeakSynthesizer
+    from ..data import make_synthesizer
     from ..data.builder import write_wav
     from ..pipelines import AudioLMPipeline, SpeechLMPipeline, read_index, resolve_pipeline_path
     from ..visualization import plot_speech_units
@@ -286,7 +286,7 @@ def cmd_demo(args) -> int:
     pipe = (AudioLMPipeline if audiolm else SpeechLMPipeline).from_pretrained(path)
     pipe.name_or_path = args.pipeline
     print(pipe)
-    speech = EspeakSynthesizer(voice=args.voice).synthesize(args.text)
+    speech = make_synthesizer(voice=args.voice).synthesize(args.text)
     write_wav(out / "input.wav", speech.waveform, speech.sampling_rate)
     audio = {"array": speech.waveform, "sampling_rate": speech.sampling_rate}
     frame_rate = (pipe.unit_encoder if audiolm else pipe.speech_tokenizer).config.frame_rate
@@ -586,7 +586,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="torch CPU threads (0: torch's choice); the default's small models run fastest on one, "
                         "see docs/benchmarks.md")  # fmt: skip
     p.add_argument("--text", default=DEMO_TEXT)
-    p.add_argument("--voice", default="en-us")
+    p.add_argument("--voice", default="en-us", help="voice of the input speech: espeak-ng, or festival:<name> (human-derived)")
     p.add_argument("--max-new-tokens", type=positive_int, default=150)
     p.add_argument("--temperature", type=positive_float, default=0.8)
     p.add_argument("--seed", type=non_negative_int, default=0)

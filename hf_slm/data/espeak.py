@@ -495,6 +495,10 @@ class EspeakSynthesizer:
 
     __call__ = synthesize
 
+    def synthesize_many(self, texts, phonemes: bool = False) -> list[SynthesisResult]:
+        """`synthesize` for each text, in order (the interface `FestivalSynthesizer` speaks many with)."""
+        return [self.synthesize(text, phonemes=phonemes) for text in texts]
+
 
 #: The token `phonemize` puts between words (and clauses).
 WORD_BOUNDARY = "|"

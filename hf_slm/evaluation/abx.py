@@ -18,16 +18,14 @@ DEFAULT_ABX_RATES = (150, 200)
 
 def build_abx_items(words=DEFAULT_ABX_WORDS, voices=DEFAULT_ABX_VOICES, rates=DEFAULT_ABX_RATES) -> list[dict]:
     """One item per (word, voice, rate): ``{"audio": {"array", "sampling_rate"}, "label": word, "speaker": voice}``."""
-    from ..data import EspeakSynthesizer
+    from ..data import make_synthesizer
 
     if len(set(words)) < 2:
         raise ValueError(f"ABX needs at least 2 distinct words, got {list(words)}")
     items = []
     for voice in voices:
         for rate in rates:
-            synthesizer = EspeakSynthesizer(voice=voice, rate=rate)
-            for word in words:
-                speech = synthesizer.synthesize(word)
+            for word, speech in zip(words, make_synthesizer(voice=voice, rate=rate).synthesize_many(words)):
                 items.append({"audio": {"array": speech.waveform, "sampling_rate": speech.sampling_rate},
                               "label": word, "speaker": voice, "rate": rate})  # fmt: skip
     return items

@@ -238,7 +238,7 @@ def evaluate_asr(asr, texts, voice: str = "en-us", rate: int = 175, baselines=BA
     ``pocketsphinx``: ``{vocabulary: {"asr", "wer", "cer"}}``. Scores are corpus rates of `error_rate` (normalised
     text: lower case, no punctuation).
     """
-    from ..data import EspeakSynthesizer
+    from ..data import make_synthesizer
     from .metrics.error_rate.error_rate import error_rate, normalize_transcript
 
     baselines = tuple(baselines or ())
@@ -252,8 +252,8 @@ def evaluate_asr(asr, texts, voice: str = "en-us", rate: int = 175, baselines=BA
         raise ValueError(f"evaluate_asr got {len(audio)} audio items for {len(texts)} texts: give one per text")
     recognizer = load_asr_pipeline(asr)
     if audio is None:
-        synthesizer = EspeakSynthesizer(voice=voice, rate=rate)
-        waveforms = [_mono_16k(synthesizer.synthesize(text).waveform, synthesizer.sampling_rate) for text in texts]
+        spoken = make_synthesizer(voice=voice, rate=rate).synthesize_many(texts)
+        waveforms = [_mono_16k(speech.waveform, speech.sampling_rate) for speech in spoken]
     else:
         from ..models.unit_encoder import decode_audio
 

@@ -45,7 +45,7 @@ def make_scenarios(kinds=KINDS, num_per_kind: int = 3, sampling_rate: int = 1600
     barge-in is the next grammar sentence of at least ``min_barge_in_s``."""
     from ..data.corpus import generate_sentences
     from ..data.dialogue import BACKCHANNELS, DEFAULT_VOICES
-    from ..data.espeak import EspeakSynthesizer
+    from ..data.builder import make_synthesizer
     from ..models.unit_encoder import load_audio
 
     unknown = [kind for kind in kinds if kind not in KINDS]
@@ -57,7 +57,7 @@ def make_scenarios(kinds=KINDS, num_per_kind: int = 3, sampling_rate: int = 1600
         raise ValueError(f"the pauses must satisfy short_pause_s < turn_pause_s < long_pause_s, got {short_pause_s}, "
                          f"{turn_pause_s}, {long_pause_s}")  # fmt: skip
     voices = tuple(voices or DEFAULT_VOICES)
-    synthesizers = {voice: EspeakSynthesizer(voice) for voice in voices}
+    synthesizers = {voice: make_synthesizer(voice) for voice in voices}
     sentences = iter(generate_sentences(40 * len(kinds) * num_per_kind, seed=seed))
 
     def say(text: str, voice: str) -> np.ndarray:

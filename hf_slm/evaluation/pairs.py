@@ -353,9 +353,9 @@ def _pair_audio(pairs, voice: str, rate: int, pitch: int, show_progress: bool = 
             text = pair[side]
             if text not in cache:
                 if synthesizer is None:
-                    from ..data import EspeakSynthesizer
+                    from ..data import make_synthesizer
 
-                    synthesizer = EspeakSynthesizer(voice=voice, rate=rate, pitch=pitch)
+                    synthesizer = make_synthesizer(voice=voice, rate=rate, pitch=pitch)
                 speech = synthesizer.synthesize(text)
                 cache[text] = {"array": speech.waveform, "sampling_rate": speech.sampling_rate}
             audio.append(cache[text])

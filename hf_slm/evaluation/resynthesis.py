@@ -53,13 +53,10 @@ def evaluate_resynthesis(pipeline, texts=None, audio=None, voice: str = "en-us",
     if not texts:
         raise ValueError("resynthesis needs reference texts (one per utterance)")
     if audio is None:
-        from ..data import EspeakSynthesizer
+        from ..data import make_synthesizer
 
-        synthesizer = EspeakSynthesizer(voice=voice, rate=rate)
-        audio = []
-        for text in texts:
-            speech = synthesizer.synthesize(text)
-            audio.append({"array": speech.waveform, "sampling_rate": speech.sampling_rate})
+        spoken = make_synthesizer(voice=voice, rate=rate).synthesize_many(texts)
+        audio = [{"array": speech.waveform, "sampling_rate": speech.sampling_rate} for speech in spoken]
     elif len(audio) != len(texts):
         raise ValueError(f"got {len(audio)} audio items for {len(texts)} texts")
     pipeline.require_decoder("resynthesis")

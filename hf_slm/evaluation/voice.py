@@ -120,7 +120,7 @@ def evaluate_tts_voice(pipeline, prompts, texts, voices, rates, pitches, tempera
     Returns ``{"tts": {...}, "espeak": {...}, "wer_ratio": tts WER / espeak WER, "asr": ..., "items": [...]}``, each
     side with ``wer``, ``cer`` and the speaker-similarity summary of `evaluate_continuation_voice`.
     """
-    from ..data import EspeakSynthesizer
+    from ..data import make_synthesizer
     from .asr import PocketSphinxASR
 
     n = len(prompts)
@@ -138,7 +138,7 @@ def evaluate_tts_voice(pipeline, prompts, texts, voices, rates, pitches, tempera
         anchor = speaker_embedding(wave, sr)
         out = pipeline.text_to_speech(text, {"array": wave, "sampling_rate": sr}, prompt_text=transcript,
                                       language=language, temperature=temperature, top_p=top_p, seed=seed + index)  # fmt: skip
-        speech = EspeakSynthesizer(voice=voices[index], rate=int(rates[index]), pitch=int(pitches[index])).synthesize(text)
+        speech = make_synthesizer(voice=voices[index], rate=int(rates[index]), pitch=int(pitches[index])).synthesize(text)
         item = {"text": text, "voice": voices[index], "rate": int(rates[index]), "pitch": int(pitches[index]),
                 "tts_seconds": len(out.waveform) / out.sampling_rate}  # fmt: skip
         for side, (w, rate) in (("tts", (out.waveform, out.sampling_rate)), ("espeak", (speech.waveform, speech.sampling_rate))):
