@@ -109,3 +109,26 @@ def test_evaluation_speech_can_be_a_festival_voice():
     assert [(item["label"], item["speaker"]) for item in items] == [
         ("cat", "festival:kal_diphone"), ("dog", "festival:kal_diphone"), ("cat", "en-us"), ("dog", "en-us")]
     assert items[0]["audio"]["sampling_rate"] == 16000 and items[2]["audio"]["sampling_rate"] == 22050
+
+
+def test_voice_weights_give_each_group_its_share(tmp_path):
+    from hf_slm.data import corpus_jobs, synthesize_corpus, voice_probabilities
+
+    names, shares = voice_probabilities("english,festival", "english=3,festival=1")
+    assert len(names) == len(english_voices()) + 3 and abs(sum(shares) - 1) < 1e-9
+    assert abs(sum(p for v, p in zip(names, shares) if v.startswith("festival:")) - 0.25) < 1e-9
+    jobs = corpus_jobs(4000, "english,festival", [150, 200], [40, 60], seed=0, voice_weights="english=3,festival=1")
+    assert 0.22 < np.mean([voice.startswith("festival:") for _, voice, _, _ in jobs]) < 0.28
+    assert {rate for *_, rate, _ in jobs} == {150, 200} and {pitch for *_, pitch in jobs} == {40, 60}
+    for bad, message in (("nope=1", "not among the voices' groups"), ("festival", "'group=weight'"),
+                         ("festival=-1", "finite, >= 0")):  # fmt: skip
+        with pytest.raises(ValueError, match=message):
+            voice_probabilities("en-us,festival", bad)
+    texts = ["One cat.", "Two dogs.", "Three birds.", "Four fish."]
+    weighted = synthesize_corpus(texts, voices="en-us,festival", voice_weights={"festival": 1, "en-us": 1}, rates=[175],
+                                 pitches=[50], cache_dir=tmp_path, show_progress=False)  # fmt: skip
+    expected = corpus_jobs(4, "en-us,festival", [175], [50], voice_weights={"festival": 1, "en-us": 1})
+    assert weighted["voice"] == [voice for _, voice, _, _ in expected]
+    assert len(list(tmp_path.glob("corpus-*"))) == 1
+    synthesize_corpus(texts[:1], voices="en-us", rates=[175], pitches=[50], cache_dir=tmp_path, show_progress=False)
+    assert len(list(tmp_path.glob("corpus-*"))) == 2

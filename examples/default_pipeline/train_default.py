@@ -72,6 +72,8 @@ class DefaultPipelineArguments:
                         metadata={"help": "comma-separated voices ('festival:<name>' for a Festival one) or keywords: "
                                   "'english' (every espeak-ng English voice and variant), 'festival' (Festival's "
                                   "English voices, from human recordings)"})
+    voice_weights: str = field(default="", metadata={"help": "'open' corpus: shares of the utterances per voice group, "
+                               "'english=3,festival=1' (a quarter by Festival voices); default: every voice alike"})
     rates: str = field(default="150,175,200", metadata={"help": "comma-separated rates (words/min)"})
     pitches: str = field(default="35,50,65", metadata={"help": "comma-separated pitches (0-99)"})
     renditions: int = field(default=1, metadata={"help": "'open' corpus: times each text is spoken (random voices)"})
@@ -213,6 +215,8 @@ def stage_key(args, name: str, *upstream: str) -> str:
         values["vtln"] = True
         if args.vtln_tokenization != "search":
             values["vtln_tokenization"] = args.vtln_tokenization
+    if name == "corpus" and args.voice_weights:  # only when set, as vtln
+        values["voice_weights"] = args.voice_weights
     if name == "evaluation" and args.float16_components:  # evaluates the stored float16 weights
         values["float16_components"] = args.float16_components
     if STAGE_VERSIONS.get(name, 1) != 1:
@@ -263,7 +267,7 @@ def synthesise(args: DefaultPipelineArguments, cache_dir: Path | None = None):
         leaked = {normalize_sentence(t) for t in train_texts} & {normalize_sentence(t) for t in eval_texts}
         if leaked:  # split_texts guarantees this; a check here keeps the evaluation honest whatever changes upstream
             raise RuntimeError(f"{len(leaked)} evaluation sentence(s) are in the training text, e.g. {sorted(leaked)[0]!r}")
-        options = dict(voices=corpus_voices(args.voices), rates=_csv(args.rates, int),
+        options = dict(voices=args.voices, voice_weights=args.voice_weights or None, rates=_csv(args.rates, int),
                        pitches=_csv(args.pitches, int), seed=args.seed, cache_dir=cache_dir, num_proc=args.num_proc,
                        chunk_size=args.chunk_size)  # fmt: skip
         return synthesize_corpus(train_texts, renditions=args.renditions, **options), synthesize_corpus(eval_texts, **options)
@@ -607,6 +611,8 @@ def parse_arguments(dataclass_type, argv=None):
         raise ValueError("--device cuda, but torch sees no CUDA device here")
     if args.augmentation:
         SpeechAugmentation.from_config(args.augmentation)  # a bad configuration fails now, not after the synthesis
+    if args.voice_weights and args.text_source != "open":
+        raise ValueError("--voice_weights needs --text_source open (the chunked multi-voice corpus)")
     if "english" in _csv(args.voices) and args.text_source != "open":
         raise ValueError("--voices english needs --text_source open (the chunked multi-voice corpus)")
     if args.vtln_tokenization not in VTLN_TOKENIZATIONS:  # refused now, not when the units stage builds the config

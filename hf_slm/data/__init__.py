@@ -12,7 +12,7 @@ from ..utils import lazy_exports
 _SUBMODULES = {
     ".speech_corpus": [
         "VOICE_KEYWORDS", "corpus_jobs", "corpus_voices", "english_voices", "open_vocabulary_speech",
-        "synthesize_corpus"
+        "synthesize_corpus", "voice_probabilities"
     ],
     ".builder": [
         "assign_voices", "cache_key", "dataset_features", "default_cache_dir", "make_synthesizer", "synthesize_dataset",
@@ -49,6 +49,7 @@ _SUBMODULES = {
 __getattr__, __dir__ = lazy_exports(__name__, _SUBMODULES)
 
 __all__ = [
+    "voice_probabilities",
     "is_festival_voice",
     "festival_voices",
     "festival_version",

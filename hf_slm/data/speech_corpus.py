@@ -93,9 +93,53 @@ def _synthesize_rows(batch, sampling_rate: int):
     return rows
 
 
-def corpus_jobs(num_texts: int, voices, rates, pitches, renditions: int = 1, seed: int = 0):
+def voice_probabilities(voices, voice_weights) -> tuple[list[str], list[float]]:
+    """Voices and the share of utterances each gets, from groups and their weights.
+
+    ``voices`` is a list (or comma-separated str) of groups: a voice or a keyword (`corpus_voices`). ``voice_weights``
+    maps some groups to a relative share of the utterances (``{"english": 3, "festival": 1}``: a quarter spoken by
+    Festival voices, whatever the groups' sizes), or is a str ``"english=3,festival=1"``. A group without a weight
+    weighs its number of voices (every voice as likely as in an unweighted corpus). Within a group voices are equally
+    likely; a voice in two groups adds both shares."""
+    groups = [item.strip() for item in voices.split(",") if item.strip()] if isinstance(voices, str) else list(voices)
+    if isinstance(voice_weights, str):
+        pairs = [item.partition("=") for item in voice_weights.split(",") if item.strip()]
+        bad = [name + sep + value for name, sep, value in pairs if not sep]
+        if bad:
+            raise ValueError(f"`voice_weights` items are 'group=weight', got {bad} in {voice_weights!r}")
+        try:
+            voice_weights = {name.strip(): float(value) for name, _, value in pairs}
+        except ValueError:
+            raise ValueError(f"`voice_weights` weights must be numbers, got {voice_weights!r}") from None
+    unknown = sorted(set(voice_weights) - set(groups))
+    if unknown:
+        raise ValueError(f"`voice_weights` names {unknown}, which are not among the voices' groups {groups}")
+    bad = {name: weight for name, weight in voice_weights.items() if not (weight >= 0 and np.isfinite(weight))}
+    if bad or not any(voice_weights.get(group, 1) > 0 for group in groups):
+        raise ValueError(f"`voice_weights` must be finite, >= 0 and not all 0, got {dict(voice_weights)}")
+    shares: dict[str, float] = {}
+    for group in groups:
+        members = corpus_voices([group])
+        total = float(voice_weights.get(group, len(members)))
+        for voice in members:
+            shares[voice] = shares.get(voice, 0.0) + total / len(members)
+    names = [voice for voice, share in shares.items() if share > 0]
+    total = sum(shares[voice] for voice in names)
+    return names, [shares[voice] / total for voice in names]
+
+
+def corpus_jobs(num_texts: int, voices, rates, pitches, renditions: int = 1, seed: int = 0, voice_weights=None):
     """``(text index, voice, rate, pitch)`` for every utterance: each text spoken ``renditions`` times, each time
-    with a combination drawn uniformly (`assign_voices` ``"random"``, seed ``seed + r``), text-major."""
+    with a combination drawn uniformly (`assign_voices` ``"random"``, seed ``seed + r``), text-major. With
+    ``voice_weights`` (see `voice_probabilities`) the voice is drawn with its share, then rate and pitch uniformly."""
+    if voice_weights:
+        names, probabilities = voice_probabilities(voices, voice_weights)
+        rng = np.random.default_rng(seed)
+        picks = rng.choice(len(names), size=(num_texts, renditions), p=probabilities)
+        rate_picks = rng.integers(0, len(rates), size=(num_texts, renditions))
+        pitch_picks = rng.integers(0, len(pitches), size=(num_texts, renditions))
+        return [(i, names[picks[i, r]], rates[rate_picks[i, r]], pitches[pitch_picks[i, r]])
+                for i in range(num_texts) for r in range(renditions)]  # fmt: skip
     draws = [assign_voices(num_texts, voices, rates, pitches, "random", seed + r) for r in range(renditions)]
     return [draw[i] for i in range(num_texts) for draw in draws]
 
@@ -112,6 +156,7 @@ def synthesize_corpus(
     num_proc: int = 1,
     chunk_size: int = 2000,
     show_progress: bool = True,
+    voice_weights=None,
 ):
     """Speak every text ``renditions`` times, each with a random (voice, rate, pitch), into a `datasets.Dataset`.
 
@@ -123,12 +168,15 @@ def synthesize_corpus(
             ``corpus-<key>/`` (key: texts, voices, rates, pitches, rate, seed, renditions, chunk size, espeak-ng).
         num_proc: synthesis processes per chunk (``datasets.map(num_proc=...)``).
         chunk_size: utterances per chunk, the unit of work a kill can lose.
+        voice_weights: shares of the utterances per voice group, ``{"english": 3, "festival": 1}`` or
+            ``"english=3,festival=1"`` (`voice_probabilities`); default: every voice equally likely.
 
     Returns the dataset (`synthesize_dataset`'s columns) in `corpus_jobs` order; finished chunks are memory-mapped.
     """
     import datasets
 
     texts = validate_texts(texts)
+    groups = voices
     voices = corpus_voices(voices)
     rates, pitches = [int(r) for r in rates], [int(p) for p in pitches]
     for name, value, low in (("renditions", renditions, 1), ("num_proc", num_proc, 1), ("chunk_size", chunk_size, 1)):
@@ -142,10 +190,13 @@ def synthesize_corpus(
         make_synthesizer(voices[0], rate=rate, pitch=pitch)
 
     layout = f"corpus-v{CORPUS_FORMAT_VERSION}-x{renditions}-chunk{chunk_size}"
+    if voice_weights:
+        names, probabilities = voice_probabilities(groups, voice_weights)  # a bad weight fails here, before any work
+        layout += "-weighted-" + ",".join(f"{name}:{p:.6g}" for name, p in zip(names, probabilities))
     key = cache_key(texts, voices, rates, pitches, sampling_rate, layout, seed)
     folder = (Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()) / f"corpus-{key}"
     folder.mkdir(parents=True, exist_ok=True)
-    jobs = corpus_jobs(len(texts), voices, rates, pitches, renditions, seed)
+    jobs = corpus_jobs(len(texts), groups if voice_weights else voices, rates, pitches, renditions, seed, voice_weights)
     features = dataset_features(sampling_rate)
     chunks = []
     num_chunks = -(-len(jobs) // chunk_size)
@@ -160,7 +211,7 @@ def synthesize_corpus(
                 _synthesize_rows, batched=True, batch_size=64, fn_kwargs={"sampling_rate": sampling_rate},
                 num_proc=num_proc if num_proc > 1 and len(part) > 1 else None, features=features,
                 remove_columns=table.column_names, cache_file_name=str(folder / f"chunk-{number:05d}.arrow"),
-                new_fingerprint=f"{key}-{number:05d}", desc=f"espeak-ng chunk {number + 1}/{num_chunks}",
+                new_fingerprint=f"{key}-{number:05d}", desc=f"speech chunk {number + 1}/{num_chunks}",
             ))  # fmt: skip
     dataset = datasets.concatenate_datasets(chunks)
     summary = {"utterances": len(dataset), "texts": len(texts), "voices": len(voices), "chunks": num_chunks,
@@ -204,5 +255,5 @@ def open_vocabulary_speech(split: str = "train", limit: int | None = None, text_
 
 __all__ = [
     "CORPUS_FORMAT_VERSION", "VOICE_KEYWORDS", "corpus_jobs", "corpus_voices", "english_voices", "open_vocabulary_speech",
-    "synthesize_corpus",
+    "synthesize_corpus", "voice_probabilities",
 ]
