@@ -137,6 +137,7 @@ def test_env_and_version_report_what_is_installed(capsys):
     info = json.loads(capsys.readouterr().out)
     assert info["hf_slm"] == hf_slm.__version__ and info["transformers"] == transformers.__version__
     assert torch.__version__.startswith(info["torch"]) and info["espeak-ng"] == espeak_version()
+    assert info["festival"].startswith("Festival Speech Synthesis System") and "kal_diphone" in info["festival"]
     assert info["cuda"] == (torch.cuda.get_device_name(0) if torch.cuda.is_available() else "not available")
     assert main(["env"]) == 0 and f"- transformers: {transformers.__version__}" in capsys.readouterr().out
     with pytest.raises(SystemExit) as exit_info:

@@ -437,7 +437,7 @@ ENV_PACKAGES = ("torch", "torchaudio", "transformers", "datasets", "accelerate",
 
 
 def environment() -> dict:
-    """What `hf-slm env` prints: platform, Python, hf_slm and its libraries' versions, espeak-ng, devices."""
+    """What `hf-slm env` prints: platform, Python, hf_slm and its libraries' versions, espeak-ng, Festival, devices."""
     import platform
     from importlib import metadata
 
@@ -455,6 +455,12 @@ def environment() -> dict:
         info["espeak-ng"] = espeak_version()
     except Exception as err:  # missing binary: say so, the report is still useful
         info["espeak-ng"] = f"unavailable ({' '.join(str(err).split())[:120]})"
+    try:
+        from ..data.festival import festival_version
+
+        info["festival"] = festival_version()
+    except Exception as err:  # optional backend: say so
+        info["festival"] = f"unavailable ({' '.join(str(err).split())[:120]})"
     import torch
 
     info["cuda"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "not available"
@@ -619,7 +625,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, type=Path, help="wav file to write (atomically)")
     p.set_defaults(func=cmd_tts)
 
-    p = sub.add_parser("env", help="versions of hf_slm, Python, torch, transformers, ... and espeak-ng, for a bug report")
+    p = sub.add_parser("env", help="versions of hf_slm, Python, torch, transformers, ... espeak-ng and Festival, for a bug report")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_env)
 

@@ -96,7 +96,9 @@ def _installed() -> tuple[tuple[str, str], ...]:
 @functools.lru_cache(maxsize=None)
 def festival_version() -> str:
     """Festival's version line, plus its installed voices (part of the synthesis cache key)."""
-    out = subprocess.run([festival_binary(), "--version"], capture_output=True, text=True, timeout=60).stdout.strip()
+    binary = festival_binary()
+    out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=60).stdout.strip()
+    out = out.removeprefix(binary + ": ")  # it prints its own path first
     return out + " voices=" + ",".join(sorted(name for name, _ in _installed()))
 
 
