@@ -28,7 +28,8 @@ itself when its output exists (delete a folder to redo it), so a rerun resumes.
   with their train-side counts for the unigram prior) and a word trigram LM (`fit_word_lm`, `WORD_LM`).
 - **export-encoder** / **put-back-encoder** (not part of `make_default.sh`: measured, not shipped; docs/speech_llm.md):
   OUT/variant's encoder and its projector's CTC head as a transformers CTC model, for `pretrain_encoder_ctc.py
-  config_encoder_robust.json` to fine-tune on degraded speech; then that run's encoder and head back in place (the
+  config_encoder_robust.json` (or `config_encoder_festival.json`, with Festival's human-derived voices) to fine-tune
+  on degraded speech, its output folder copied to OUT/encoder_robust; then that run's encoder and head back in place (the
   LM, the symbol table and the decoding unchanged) -> OUT/variant_robust.
 - **ship**: OUT/variant + `eval_results.json` (from OUT/asr.json, OUT/tasks.json and OUT/asr_librivox.json, written by
   `hf-slm evaluate asr`, `hf-slm evaluate speech-llm-tasks` and `hf-slm evaluate asr --real-speech librivox`) + `training_summary.json` + the model card -> `hf_slm.DEFAULT_SPEECH_LLM_PIPELINE`.
