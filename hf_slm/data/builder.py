@@ -308,7 +308,7 @@ def _build(jobs, sampling_rate, num_proc, show_progress, temporary: Path):
     resample = Resampler(sampling_rate)
 
     def rows():
-        progress = tqdm(total=len(jobs), desc="espeak-ng", unit="utt", disable=not show_progress)
+        progress = tqdm(total=len(jobs), desc="synthesis", unit="utt", disable=not show_progress)
         with progress:
             for (_, text, voice, rate, pitch), (_, pcm, espeak_rate, words, starts, ends) in zip(
                 jobs, _results(jobs, num_proc), strict=True
