@@ -122,11 +122,10 @@ _SYNTHESIZERS: dict[tuple, EspeakSynthesizer] = {}
 JOB_BATCH = 64
 
 
-def make_synthesizer(voice: str = "en-us", rate: int = 175, pitch: int = 50):
-    """`FestivalSynthesizer` for a ``"festival:<name>"`` voice, else `EspeakSynthesizer`; both check their arguments."""
-    if is_festival_voice(voice):
-        return FestivalSynthesizer(voice, rate=rate, pitch=pitch)
-    return EspeakSynthesizer(voice, rate=rate, pitch=pitch)
+def make_synthesizer(voice: str = "en-us", **settings):
+    """`FestivalSynthesizer` for a ``"festival:<name>"`` voice, else `EspeakSynthesizer`, with ``settings`` (``rate``,
+    ``pitch``; espeak-ng also ``word_gap``, ``pitch_range``, ``silence_threshold_db``); both check their arguments."""
+    return (FestivalSynthesizer if is_festival_voice(voice) else EspeakSynthesizer)(voice, **settings)
 
 
 def synthesize_jobs(jobs) -> list[tuple[int, np.ndarray, int, list, list, list]]:
@@ -386,7 +385,7 @@ def synthesize_to_wav(text: str, path: str | os.PathLike, sampling_rate: int | N
     ``sampling_rate`` resamples from espeak-ng's 22050 Hz. The file is written next to ``path``
     under a temporary name and renamed, so a crash never leaves a truncated file.
     """
-    result = (FestivalSynthesizer if is_festival_voice(voice.get("voice")) else EspeakSynthesizer)(**voice).synthesize(text)
+    result = make_synthesizer(**voice).synthesize(text)
     if sampling_rate is not None and sampling_rate != result.sampling_rate:
         if isinstance(sampling_rate, bool) or not isinstance(sampling_rate, (int, np.integer)) or sampling_rate <= 0:
             raise ValueError(f"`sampling_rate` must be a positive integer, got {sampling_rate!r}.")
