@@ -59,7 +59,7 @@ def corpus_voices(voices) -> list[str]:
     made from human recordings; an error when none is installed). A str is split at commas (``"english,festival"``)."""
     if isinstance(voices, str):
         voices = [item.strip() for item in voices.split(",") if item.strip()]
-    out = []
+    out: dict[str, None] = {}  # ordered, without repeats
     for voice in voices:
         if voice == "english":
             expanded = english_voices()
@@ -73,8 +73,8 @@ def corpus_voices(voices) -> list[str]:
                                  "(`apt-get install festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts`).")  # fmt: skip
         else:
             expanded = [voice]
-        out.extend(v for v in expanded if v not in out)
-    return out
+        out.update(dict.fromkeys(expanded))
+    return list(out)
 
 
 def _synthesize_rows(batch, sampling_rate: int):
