@@ -255,12 +255,16 @@ def test_every_default_recipe_config_parses(recipe):
     """The JSON configs of `train_default.py` name only its arguments, with valid values (a typo fails here, not
     after an hour of synthesis)."""
     configs = sorted(p for p in SCRIPT.parent.glob("config_*.json") if "twist" not in p.name)
-    assert {p.name for p in configs} >= {"config_cpu.json", "config_open_vocab_cpu.json", "config_vtln_cpu.json"}
+    assert {p.name for p in configs} >= {"config_cpu.json", "config_open_vocab_cpu.json", "config_vtln_cpu.json",
+                                         "config_open_vocab_festival_cpu.json"}
     for path in configs:
         args = recipe.parse_arguments(recipe.DefaultPipelineArguments, [str(path)])
         assert args.num_units >= 2, path
     vtln = recipe.parse_arguments(recipe.DefaultPipelineArguments, [str(SCRIPT.parent / "config_vtln_cpu.json")])
     assert vtln.vtln and vtln.vtln_tokenization == "unwarped" and vtln.utterance_normalization
+    festival = recipe.parse_arguments(recipe.DefaultPipelineArguments,
+                                      [str(SCRIPT.parent / "config_open_vocab_festival_cpu.json")])
+    assert "festival" in festival.voices.split(",") and festival.voice_weights and festival.vocoder_gan_steps > 0
 
 
 SHIPPED = [DEFAULT, Path(hf_slm.DEFAULT_TWIST_PIPELINE)]
