@@ -91,6 +91,9 @@ def test_bad_input_is_refused_by_name(tmp_path):
         FestivalSynthesizer(VOICES[1], rate=20)
     with pytest.raises(ValueError, match=r"Festival speaks no word in `texts\[1\]` '\.\.\.'"):
         FestivalSynthesizer(VOICES[1]).synthesize_many(["Fine.", "..."])
+    with pytest.raises(ValueError, match=r"no ASCII letter or digit"):  # Festival itself segfaults on these
+        FestivalSynthesizer(VOICES[1]).synthesize("Привет мир")
+    assert FestivalSynthesizer(VOICES[1]).synthesize("café 日本 ok").words[-1] == "ok"  # a Latin word is enough
     with pytest.raises(ValueError, match=r"texts\[2\]"):  # named by the dataset's own index
         synthesize_dataset(["One.", "Two.", " - "], voices=("festival:kal_diphone",), cache_dir=tmp_path,
                            show_progress=False)  # fmt: skip

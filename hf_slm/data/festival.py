@@ -211,8 +211,10 @@ def speak_requests(requests, phonemes: bool = False, labels=None) -> list[Synthe
     for label, (text, *_) in zip(labels, requests):
         if not text.strip():
             raise ValueError(f"`{label}` is empty or whitespace only: there is nothing to synthesise.")
-        if not any(character.isalnum() for character in text):  # Festival 2.5 crashes on "..."
-            raise ValueError(f"Festival speaks no word in `{label}` {text[:80]!r} (no letter or digit).")
+        if not any(character.isascii() and character.isalnum() for character in text):
+            # Festival 2.5 crashes on "..." and on text in other scripts ("Привет", "日本語")
+            raise ValueError(f"Festival speaks no word in `{label}` {text[:80]!r} (no ASCII letter or digit: its "
+                             "English voices read Latin-script text).")
     if not requests:
         return []
     with tempfile.TemporaryDirectory(prefix="hf_slm_festival_") as folder:
