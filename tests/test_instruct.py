@@ -540,6 +540,14 @@ def test_example_script_runs_on_tiny_config(tmp_path):
     assert again.returncode == 0, again.stderr[-3000:]
     assert (tmp_path / "run" / "instruct_summary.json").read_bytes() == saved
     assert not (tmp_path / "run" / "checkpoint-3").exists()
+    # killed after its last checkpoint, before the summary: the rerun loads that checkpoint (the tied output
+    # layer's copy of the trainable-token delta included) and writes the same adapter, training nothing
+    adapter = Path(summary["variant"]) / "adapter" / "adapter_model.safetensors"
+    weights = adapter.read_bytes()
+    (tmp_path / "run" / "instruct_summary.json").unlink()
+    resumed = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert adapter.read_bytes() == weights and json.loads((tmp_path / "run" / "instruct_summary.json").read_text())["steps"] == 2
     pipe = SpokenChatPipeline.from_pretrained(summary["variant"])
     assert pipe.chat("what is two plus three", max_new_tokens=2, vocode=False).token_ids
     # the index names the chat pipeline, so a loader that reads `_class_name` gets `chat` too

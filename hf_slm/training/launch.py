@@ -155,6 +155,20 @@ def train_resuming(trainer, checkpoint: str | None):
     return TrainOutput(state.global_step, loss, {"train_runtime": 0.0, "train_loss": loss, "epoch": state.epoch})
 
 
+def _adapter_mismatches(model, adapter: str, checkpoint: Path) -> list[str]:
+    """Keys of the checkpoint's adapter file that the model does not hold, or holds with other values, after
+    `load_adapter`. PEFT's own load report lists the tied output layer's copy of a trainable-token delta and the
+    ``modules_to_save`` rows as unexpected although it loaded them, so this compares with what PEFT would save."""
+    import torch
+    from peft import get_peft_model_state_dict
+    from safetensors import safe_open
+
+    held = get_peft_model_state_dict(model, adapter_name=adapter, save_embedding_layers=True)
+    with safe_open(str(checkpoint / "adapter_model.safetensors"), "pt") as weights:
+        return [key for key in weights.keys()
+                if key not in held or not torch.equal(held[key].detach().cpu(), weights.get_tensor(key).to(held[key].dtype))]  # fmt: skip
+
+
 def _load_checkpoint_weights(model, checkpoint: Path) -> None:
     """Load what a Trainer checkpoint holds of `model` into it; RuntimeError naming the file when it is not its."""
     from transformers import PreTrainedModel
@@ -170,8 +184,9 @@ def _load_checkpoint_weights(model, checkpoint: Path) -> None:
             result = model.load_adapter(str(checkpoint), adapter_name=adapter, is_trainable=True)
         except (RuntimeError, ValueError, OSError) as error:  # shapes differ, or no adapter files
             raise RuntimeError(f"{refused}: {error}") from None
-        if result.missing_keys or result.unexpected_keys:
-            raise RuntimeError(f"{refused}: missing {result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}")
+        mismatched = _adapter_mismatches(model, adapter, checkpoint) if not result.missing_keys else []
+        if result.missing_keys or mismatched:
+            raise RuntimeError(f"{refused}: missing {result.missing_keys[:5]}, not loaded as saved {mismatched[:5]}")
         return
     weights = checkpoint / "model.safetensors"
     if weights.is_file():  # everything the Trainer saved, GAN discriminators included
