@@ -13,8 +13,8 @@ the same weights whether the stages before it ran in this process, were loaded f
 Each stage lives in ``<work_dir>/<stage>-<key>/``, the key a hash of the arguments it depends on and of the keys of the
 stages before it: a rerun loads finished stages and redoes only what a changed argument touches; a killed run resumes
 (data stages are written atomically, the speech corpus per chunk, the Trainers from their last checkpoint).
-The shipped ``default`` is ``config_cpu.json``'s output in a fresh clone: 79.4 min on 2 CPU cores, one torch thread
-per process (2026-12-06; the LM's 24 min beside the 73-min ``vocoder_gan`` stage), 81 min with ``make install``.
+The shipped ``default`` is ``config_cpu.json``'s output: ~112 min on 2 CPU cores from scratch, one torch thread per
+process (the stages' own times, 2026-12-06 / 07: data 26 min, vocoder 20, ``vocoder_gan`` 66, the LM's 39 beside them).
 """
 
 from __future__ import annotations
@@ -157,6 +157,8 @@ STAGE_ARGUMENTS = {
 PIPELINE_COMPONENTS = ("feature_extractor", "speech_tokenizer", "language_model", "vocoder")
 #: Bump a stage's version when its folder layout or what it computes changes: its key (and those after it) change.
 STAGE_VERSIONS = {"augment": 2, "units": 2, "lm": 2, "vocoder": 2, "vocoder_gan": 2}  # 2: seeded per stage
+#: Written into each stage folder when the stage runs: its seconds (a resumed stage: the resumed part).
+STAGE_TIME_FILE = "stage_time.json"
 
 
 def _csv(text: str, kind=str) -> list:
@@ -254,8 +256,20 @@ class Stages:
                 result = write(path)
         if result is None:
             result = load(path)
-        self.record[name] = {"key": key, "status": "cached" if cached else "ran", "seconds": round(time.time() - started, 1)}
+        seconds = round(time.time() - started, 1)
+        self.record[name] = {"key": key, "status": "cached" if cached else "ran", "seconds": seconds}
+        marker = path / STAGE_TIME_FILE
+        if not cached:  # kept with the stage, so a run that loads it can still say what it cost
+            marker.write_text(json.dumps({"seconds": seconds}) + "\n")
+        elif marker.is_file():
+            self.record[name]["seconds_when_ran"] = json.loads(marker.read_text())["seconds"]
         return result
+
+    def stage_minutes(self) -> dict:
+        """Minutes each stage took when it ran (this run or the one that cached it); stages cached before the time
+        was kept are left out."""
+        return {name: round(entry.get("seconds_when_ran", entry["seconds"]) / 60, 1) for name, entry in self.record.items()
+                if entry["status"] == "ran" or "seconds_when_ran" in entry}  # fmt: skip
 
 
 def synthesise(args: DefaultPipelineArguments, cache_dir: Path | None = None):
@@ -677,6 +691,7 @@ def main(argv=None) -> int:
         stop_lm_process(lm_process)
     language_model, lm_metrics = lm_stage()
     if lm_seconds is not None:  # trained beside the vocoder: this process only loaded it
+        stages.record["lm"].pop("seconds_when_ran", None)  # the child's own figure: this one counts its start too
         stages.record["lm"].update(status="ran", seconds=lm_seconds, process="parallel")
     summary.update(lm_metrics)
 
@@ -696,6 +711,7 @@ def main(argv=None) -> int:
     summary["evaluation"] = stages.run("evaluation", evaluation_key, lambda tmp: evaluate_variant(args, pipe, test, tmp),
                                        lambda p: json.loads((p / "results.json").read_text()))  # fmt: skip
     summary["stages"] = stages.record
+    summary["stage_minutes"] = stages.stage_minutes()
     write_summary(out, summary, started)
     return 0
 

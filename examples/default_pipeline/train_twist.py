@@ -7,7 +7,7 @@
 
 No pretrained text LM can be had offline here, so the script trains one (TWIST needs one to start from):
 text corpus -> byte-level BPE tokenizer (`tokenizers`) -> small Llama text LM (HF Trainer) ->
-`SpeechLMForCausalLM.from_text_lm` with the base variant's speech tokenizer (MFCC k-means-100 of the GSLM default) ->
+`SpeechLMForCausalLM.from_text_lm` with the base variant's speech tokenizer (the GSLM default's MFCC k-means units) ->
 continued training on the same espeak-ng unit data as the GSLM default (`train_default.py`'s data stages) -> a variant
 whose feature extractor, speech tokenizer and vocoder are *references* to the base variant (nothing duplicated).
 `--init cold` trains the same LM from a random init instead (the TWIST paper's baseline).
@@ -31,10 +31,12 @@ from transformers import AutoModelForCausalLM, LlamaForCausalLM, PreTrainedToken
 from hf_slm import SpeechLMPipeline
 from hf_slm.data import load_text_corpus
 from hf_slm.models.speech_lm import SpeechLMConfig, SpeechLMForCausalLM
+from hf_slm.pipelines.embedded import embedded_pipeline_name
 from hf_slm.training import CausalLMCollator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_default import (  # noqa: E402  (the sibling script: its data stages, LM trainer and helpers)
+    STAGE_TIME_FILE,
     DefaultPipelineArguments,
     cached_stage,
     lm_backbone_config,
@@ -172,6 +174,18 @@ def build_language_model(args, tokenizer, num_units: int, summary: dict, eval_te
     return model
 
 
+def speech_lm_minutes(lm_dir: Path, started: float) -> float | None:
+    """Minutes the speech LM took when it trained, kept in `lm_dir/stage_time.json` (written by the run that
+    trained it, so a run that only loads the finished checkpoint still reports them)."""
+    marker = lm_dir / STAGE_TIME_FILE
+    trained_steps = {p.name for p in lm_dir.glob("checkpoint-*")}
+    if marker.is_file() and json.loads(marker.read_text()).get("checkpoints") == sorted(trained_steps):
+        return round(json.loads(marker.read_text())["seconds"] / 60, 1)
+    seconds = round(time.time() - started, 1)  # trained (or resumed) here: this run's time
+    marker.write_text(json.dumps({"seconds": seconds, "checkpoints": sorted(trained_steps)}) + "\n")
+    return round(seconds / 60, 1)
+
+
 def main(argv=None) -> int:
     args = parse_arguments(TwistPipelineArguments, argv)
     started = time.time()
@@ -193,8 +207,12 @@ def main(argv=None) -> int:
         args, base.feature_extractor, base.speech_tokenizer, keep_waveform=False
     )
     summary.update(data_summary)
-    language_model, lm_metrics = train_language_model(args, train, test, model=model, run_name=f"speech_lm_{args.init}")
+    run_name = f"speech_lm_{args.init}"
+    lm_started = time.time()
+    language_model, lm_metrics = train_language_model(args, train, test, model=model, run_name=run_name)
     summary.update(lm_metrics)
+    summary["stage_minutes"] = {"text_lm": summary.get("text_lm_minutes"),
+                                "speech_lm": speech_lm_minutes(Path(args.work_dir) / run_name, lm_started)}
     summary["text_eval_loss_after_speech_training"] = text_eval_loss(language_model, tokenizer, eval_texts)
 
     pipe = SpeechLMPipeline(
@@ -206,6 +224,9 @@ def main(argv=None) -> int:
     )
     pipe.reference_components(args.base_pipeline, SHARED_COMPONENTS)  # saved as references: weights stay there
     out = pipe.save_pretrained(args.output_dir)
+    if embedded_pipeline_name(out) is not None:  # a package folder: the package serves the model code
+        for code in out.rglob("*.py"):
+            code.unlink()
     write_summary(out, summary, started)
     return 0
 
