@@ -86,6 +86,9 @@ def test_training_script_smoke_and_resume(tmp_path):
     stamp = tokenizer_file.stat().st_mtime_ns
     again = run_script(tmp_path, "--num_sentences", "24", "--num_eval_sentences", "4", "--eval_resynthesis_sentences", "1")
     assert {stage["status"] for stage in again["stages"].values()} == {"cached"}
+    # each stage keeps what it cost when it ran, so a summary written from the cache still reports it
+    assert again["stage_minutes"] == summary["stage_minutes"] and set(again["stage_minutes"]) == set(summary["stages"])
+    assert all(again["stages"][name]["seconds_when_ran"] == stage["seconds"] for name, stage in summary["stages"].items())
     assert tokenizer_file.stat().st_mtime_ns == stamp, "the cached speech tokenizer stage was recomputed"
     assert again["lm_eval_loss"] == summary["lm_eval_loss"] and again["evaluation"] == summary["evaluation"]
 
@@ -255,16 +258,24 @@ def test_every_default_recipe_config_parses(recipe):
     """The JSON configs of `train_default.py` name only its arguments, with valid values (a typo fails here, not
     after an hour of synthesis)."""
     configs = sorted(p for p in SCRIPT.parent.glob("config_*.json") if "twist" not in p.name)
-    assert {p.name for p in configs} >= {"config_cpu.json", "config_open_vocab_cpu.json", "config_vtln_cpu.json",
-                                         "config_open_vocab_festival_cpu.json"}
+    assert {p.name for p in configs} >= {"config_cpu.json", "config_grammar_cpu.json", "config_open_vocab_cpu.json",
+                                         "config_vtln_cpu.json"}
     for path in configs:
         args = recipe.parse_arguments(recipe.DefaultPipelineArguments, [str(path)])
         assert args.num_units >= 2, path
     vtln = recipe.parse_arguments(recipe.DefaultPipelineArguments, [str(SCRIPT.parent / "config_vtln_cpu.json")])
     assert vtln.vtln and vtln.vtln_tokenization == "unwarped" and vtln.utterance_normalization
-    festival = recipe.parse_arguments(recipe.DefaultPipelineArguments,
-                                      [str(SCRIPT.parent / "config_open_vocab_festival_cpu.json")])
-    assert "festival" in festival.voices.split(",") and festival.voice_weights and festival.vocoder_gan_steps > 0
+    shipped = recipe.parse_arguments(recipe.DefaultPipelineArguments, [str(SCRIPT.parent / "config_cpu.json")])
+    assert Path(shipped.output_dir).resolve() == DEFAULT.resolve(), "config_cpu.json is the recipe of the shipped default"
+    assert "festival" in shipped.voices.split(",") and shipped.voice_weights and shipped.vocoder_gan_steps > 0
+    others = [p for p in configs if p.name != "config_cpu.json"] + sorted(SCRIPT.parent.glob("config_twist*.json"))
+    for path in others:  # only the shipped recipes write into the package
+        output = Path(json.loads(path.read_text())["output_dir"]).resolve()
+        assert output != DEFAULT.resolve(), path
+    # the shipped default's summary is that recipe's (the configuration file and the folder agree)
+    summary = json.loads((DEFAULT / "training_summary.json").read_text())["arguments"]
+    assert {k: summary[k] for k in json.loads((SCRIPT.parent / "config_cpu.json").read_text())} == {
+        k: getattr(shipped, k) for k in json.loads((SCRIPT.parent / "config_cpu.json").read_text())}
 
 
 SHIPPED = [DEFAULT, Path(hf_slm.DEFAULT_TWIST_PIPELINE)]

@@ -264,7 +264,7 @@ def assemble(out: Path) -> Path:
     processor.set_word_lm(fit_word_lm(texts + read_wordnet_definitions(), vocabulary=processor.lexicon, **WORD_LM))
     model = SpeechLLMForConditionalGeneration.from_pretrained(out / "stage3").eval()
     kept = {k: v for k, v in model.generation_config.to_diff_dict().items() if k != "_from_model_config"}
-    model.generation_config = GenerationConfig(**kept, **DECODING)  # a config "from the model" drops asr_* keys
+    model.generation_config = GenerationConfig(**(kept | DECODING))  # a config "from the model" drops asr_* keys
     draft = out / "variant_draft"
     SpeechLLMPipeline(processor, model).save_pretrained(draft)
     index = json.loads((draft / INDEX_FILE).read_text())
