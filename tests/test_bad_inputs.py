@@ -24,6 +24,9 @@ from hf_slm.evaluation.pairs import read_pairs
 from hf_slm.models.unit_encoder import AudioInputError, SpeechFeatureExtractor
 from hf_slm.pipelines import INDEX_FILE
 
+#: The embedded default's unit inventory (the unit-id cases are built on it).
+UNITS = json.loads((Path(hf_slm.DEFAULT_PIPELINE) / "speech_tokenizer" / "config.json").read_text())["num_units"]
+
 RATE = 16000
 
 
@@ -296,12 +299,12 @@ CASES = [
     ("resynthesize-6-channel-file", resynthesize, lambda c: {"audio": str(c.files / "six_channels.wav")}, waveform_of_units),
     ("resynthesize-directory", resynthesize, lambda c: {"audio": str(c.files)}, raises(AudioInputError, "is a directory")),
     # ------------------------------------------------------------------ unit ids
-    ("vocoder-unit-too-large", vocoder, lambda c: [torch.tensor([1, 2, 100])], raises(ValueError, "unit id 100 in item 0 is outside the vocoder's range [0, 100)")),
+    ("vocoder-unit-too-large", vocoder, lambda c: [torch.tensor([1, 2, UNITS])], raises(ValueError, f"unit id {UNITS} in item 0 is outside the vocoder's range [0, {UNITS})")),
     ("vocoder-unit-negative", vocoder, lambda c: [torch.tensor([3, 4]), torch.tensor([-1, 2])], raises(ValueError, "unit id -1 in item 1")),
     ("vocoder-float-units", vocoder, lambda c: [torch.tensor([1.5, 2.0])], raises(ValueError, "integer ids")),
     ("vocoder-empty-units", vocoder, lambda c: [torch.tensor([], dtype=torch.long)], raises(ValueError, "empty unit sequence")),
-    ("lm-unit-too-large", lm_units, lambda c: [[5, 100]], raises(ValueError, "unit 100 is outside [0, 100)")),
-    ("lm-unit-negative", lm_units, lambda c: [[-3]], raises(ValueError, "unit -3 is outside [0, 100)")),
+    ("lm-unit-too-large", lm_units, lambda c: [[5, UNITS]], raises(ValueError, f"unit {UNITS} is outside [0, {UNITS})")),
+    ("lm-unit-negative", lm_units, lambda c: [[-3]], raises(ValueError, f"unit -3 is outside [0, {UNITS})")),
     ("lm-generate-unit-too-large", lm_generate, lambda c: [torch.tensor([7, 1000])], raises(ValueError, "unit 1000 is outside")),
     # ------------------------------------------------------------------ mismatched components (load time)
     ("mismatch-fe-8k-tokenizer-16k", load, lambda c: (_mismatched(c, "rate", feature_extractor=SpeechFeatureExtractor(sampling_rate=8000)), {}),

@@ -25,14 +25,22 @@ from tiny_components import COMPONENTS
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "legacy_default_pipeline"
 DEFAULT = Path(hf_slm.DEFAULT_PIPELINE)
+#: What the rename changed in a component's JSON: kept from the fixture, every other key is today's.
+LEGACY_NAME_KEYS = ("model_type", "architectures", "auto_map", "feature_extractor_type")
 
 
 @pytest.fixture(scope="module")
 def legacy_default(tmp_path_factory) -> Path:
-    """The default variant as saved before the rename: the old JSON files plus today's (unchanged) weights. The
-    vocoder's files had no renamed name and are today's (its GAN-trained head changed its config since)."""
+    """The default variant as saved before the rename: the old JSON files plus today's weights. The vocoder's files
+    had no renamed name and are today's (its GAN-trained head changed its config since); in the others only the
+    names are the old ones, the shapes and settings are today's (the default moved to 500 units since)."""
     folder = tmp_path_factory.mktemp("legacy") / "default"
     shutil.copytree(FIXTURE, folder)
+    for legacy_file in folder.glob("*/*.json"):
+        current = DEFAULT / legacy_file.parent.name / legacy_file.name
+        old = json.loads(legacy_file.read_text())
+        new = {k: v for k, v in json.loads(current.read_text()).items() if k not in LEGACY_NAME_KEYS}
+        legacy_file.write_text(json.dumps({**{k: old[k] for k in LEGACY_NAME_KEYS if k in old}, **new}))
     for weights in DEFAULT.glob("*/model.safetensors"):
         (folder / weights.parent.name).mkdir(exist_ok=True)
         shutil.copy(weights, folder / weights.parent.name / weights.name)
