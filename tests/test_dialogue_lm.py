@@ -165,6 +165,9 @@ def test_unit_ipus_bridge_short_silences_and_drop_short_speech():
 
 
 # ====================================================================== the honest check
+#: Training steps of the overlap test (300 were enough over the 100-unit default; over 500 units dgslm trained 300
+#: steps still overlapped 1.95 s a minute without overlapping data, against 6.1 with it; 600: within the bound).
+STEPS = 600
 OVERLAPS = dict(overlap_probability=0.7, interruption_probability=0.1, backchannel_probability=0.7)
 NO_OVERLAPS = dict(overlap_probability=0.0, interruption_probability=0.0, backchannel_probability=0.0)
 
@@ -207,17 +210,38 @@ def default_tokenizer():
     return load_speech_tokenizer(DEFAULT_PIPELINE)
 
 
-# 300 steps on 12 dialogues (31 s of CPU for moshi, 47 s for dgslm, on one core): both learn to stay silent while
+def test_digital_silence_is_one_unit_in_both_channels(default_tokenizer):
+    """The default's units are normalised per channel, so each channel's zeros would get their own unit (433 and
+    494 before encode_dialogue_units gave them one); speech frames keep their units."""
+    import numpy as np
+
+    from hf_slm.data import EspeakSynthesizer
+    from hf_slm.data.dialogue_units import encode_dialogue_units
+
+    a = EspeakSynthesizer("en-us").synthesize("the red dog runs home").waveform
+    b = EspeakSynthesizer("en-gb+f3", pitch=70).synthesize("a cat sat on the mat and slept").waveform
+    n = len(a) + len(b) + 16000
+    audio = np.zeros((2, n), dtype=np.float32)
+    audio[0, :len(a)] = a
+    audio[1, len(a) + 8000:len(a) + 8000 + len(b)] = b
+    fe, tokenizer = default_tokenizer
+    (units,) = encode_dialogue_units([(audio, 16000)], fe, tokenizer)
+    hop = 16000 // int(tokenizer.config.frame_rate)
+    quiet = torch.tensor([[not channel[i * hop:(i + 1) * hop].any() for i in range(units.shape[1])] for channel in audio])
+    assert quiet[0].any() and quiet[1].any() and len(set(units[quiet].tolist())) == 1
+    alone = [tokenizer.encode(**fe([channel], sampling_rate=16000, return_tensors="pt")).unpadded()[0] for channel in audio]
+    for c in range(2):  # speech frames are the tokenizer's own units of that channel
+        speech = ~quiet[c]
+        assert torch.equal(units[c][speech], alone[c][: units.shape[1]][speech].long())
+
+
+# STEPS steps on 12 dialogues (600: ~55 s of CPU for dgslm on idle cores, 2026-12-07): both learn to stay silent while
 # the other speaks.
-@pytest.mark.xfail(strict=True, reason=(
-    "since default moved to 500 per-utterance normalised MFCC units (2026-12-07) each channel's digital silence gets "
-    "its own unit (433 or 494 across these dialogues), and `silence_unit` assumes one, so the training data without "
-    "overlaps already measures 2.5 s of overlap a minute; encode_dialogue_units must make digital silence one unit"))
 @pytest.mark.parametrize("kind", ["dgslm", "moshi"])
 def test_a_duplex_lm_overlaps_only_when_its_training_dialogues_do(kind, default_tokenizer, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the Trainer's output_dir
-    data_with, generated_with = _trained_dialogues(kind, True, default_tokenizer, steps=300)
-    data_without, generated_without = _trained_dialogues(kind, False, default_tokenizer, steps=300)
+    data_with, generated_with = _trained_dialogues(kind, True, default_tokenizer, steps=STEPS)
+    data_without, generated_without = _trained_dialogues(kind, False, default_tokenizer, steps=STEPS)
     assert _overlap_seconds_per_minute(data_without) == 0 < _overlap_seconds_per_minute(data_with)
     # both speak: the model trained with overlaps overlaps, the one trained without (nearly) never
     with_overlap, without_overlap = map(_overlap_seconds_per_minute, (generated_with, generated_without))

@@ -22,10 +22,14 @@ TEXT_VOCAB_SIZE = 3 + len(TEXT_CHARACTERS)
 def encode_dialogue_units(dialogues, feature_extractor, tokenizer, stride: int = 1) -> list[torch.LongTensor]:
     """Units `[2, T]` of each dialogue (`hf_slm.data.dialogue.Dialogue`, or `(audio [2, samples], rate)` pairs):
     both channels encoded by `tokenizer` (a unit encoder with its feature extractor), then every `stride`-th frame
-    kept (frame rate `tokenizer rate / stride`; `stride_units` undoes it for a vocoder)."""
+    kept (frame rate `tokenizer rate / stride`; `stride_units` undoes it for a vocoder).
+
+    Frames of digital silence (a hop of exact zeros) all get one unit, the one most of them encode to: a tokenizer
+    with per-utterance normalisation maps each channel's silence to a unit that depends on that channel's speech
+    (the embedded default's: 433 in one channel, 494 in another), and `silence_unit` needs one."""
     if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
         raise ValueError(f"`stride` must be an int >= 1 (keep every stride-th frame), got {stride!r}")
-    sequences = []
+    sequences, silent = [], []
     for index, item in enumerate(dialogues):
         audio, rate = (item.audio, item.sampling_rate) if hasattr(item, "audio") else item
         audio = np.asarray(audio, dtype=np.float32)
@@ -35,7 +39,16 @@ def encode_dialogue_units(dialogues, feature_extractor, tokenizer, stride: int =
         inputs = feature_extractor(list(audio), sampling_rate=rate, return_tensors="pt")
         units = tokenizer.encode(input_values=inputs["input_values"], attention_mask=inputs["attention_mask"]).unpadded()
         length = min(len(u) for u in units)
+        hop = rate / tokenizer.config.frame_rate
+        starts = (np.arange(length) * hop).astype(int)
+        quiet = [[not channel[start:int(start + hop)].any() for start in starts] for channel in audio]
+        silent.append(torch.tensor(quiet, dtype=torch.bool)[:, ::stride])
         sequences.append(torch.stack([u[:length] for u in units])[:, ::stride].long().contiguous())
+    silent_units = torch.cat([units[mask] for units, mask in zip(sequences, silent)]) if sequences else torch.tensor([])
+    if silent_units.numel():
+        silence = int(torch.bincount(silent_units).argmax())
+        for units, mask in zip(sequences, silent):
+            units[mask] = silence
     return sequences
 
 
@@ -47,8 +60,8 @@ def stride_units(units: torch.Tensor, stride: int) -> torch.LongTensor:
 
 def silence_unit(units) -> int:
     """The unit of silence in dialogues' units (`encode_dialogue_units`): the most frequent one. Each speaker of a
-    two-channel dialogue is silent most of the time, and the generator's silence is digital zeros, which a unit
-    encoder maps to one unit (after its per-utterance normalisation, not the unit of a clip of zeros alone)."""
+    two-channel dialogue is silent most of the time, and the generator's silence is digital zeros, which
+    `encode_dialogue_units` gives one unit (not the unit of a clip of zeros alone)."""
     flat = torch.cat([torch.as_tensor(u).reshape(-1).long() for u in units])
     if not flat.numel():
         raise ValueError("no units to find the silence unit in")
