@@ -274,8 +274,8 @@ def test_every_default_recipe_config_parses(recipe):
         assert output != DEFAULT.resolve(), path
     # the shipped default's summary is that recipe's (the configuration file and the folder agree)
     summary = json.loads((DEFAULT / "training_summary.json").read_text())["arguments"]
-    assert {k: summary[k] for k in json.loads((SCRIPT.parent / "config_cpu.json").read_text())} == {
-        k: getattr(shipped, k) for k in json.loads((SCRIPT.parent / "config_cpu.json").read_text())}
+    keys = json.loads((SCRIPT.parent / "config_cpu.json").read_text())
+    assert {k: summary[k] for k in keys} == {k: getattr(shipped, k) for k in keys}
 
 
 SHIPPED = [DEFAULT, Path(hf_slm.DEFAULT_TWIST_PIPELINE)]

@@ -33,7 +33,7 @@ import datasets
 import torch
 from transformers import HfArgumentParser, LlamaConfig, Trainer, TrainingArguments, set_seed
 
-from hf_slm import DEFAULT_PIPELINE, SpeechLMPipeline
+from hf_slm import SpeechLMPipeline
 from hf_slm.data import (
     corpus_voices, load_text_corpus, load_text_split, normalize_sentence, synthesize_corpus, synthesize_dataset
 )
@@ -47,6 +47,7 @@ from hf_slm.models.unit_encoder import (
 )
 from hf_slm.models.unit_encoder.feature_extraction_unit_encoder import load_audio
 from hf_slm.models.unit_vocoder import UnitMelVocoder, UnitMelVocoderConfig
+from hf_slm.pipelines.embedded import embedded_pipeline_name
 from hf_slm.training import (
     CausalLMCollator,
     SpeechAugmentation,
@@ -697,12 +698,12 @@ def main(argv=None) -> int:
 
     pipe = SpeechLMPipeline(**dict(zip(PIPELINE_COMPONENTS, (feature_extractor, speech_tokenizer, language_model,
                                                              vocoder))))
-    if args.float16_components:
+    embedded = embedded_pipeline_name(args.output_dir)
+    if args.float16_components or embedded is not None:  # a package folder never holds the model code
         from hf_slm.pipelines.model_card import save_embedded_variant
 
-        # the card's snippets name what loads it: "default" for the embedded folder, else the folder's name
-        embedded = Path(args.output_dir).resolve() == Path(DEFAULT_PIPELINE).resolve()
-        repo_id = "default" if embedded else Path(args.output_dir).name
+        # the card's snippets name what loads it: the embedded name for a package folder, else the folder's name
+        repo_id = embedded or Path(args.output_dir).name
         out = save_embedded_variant(pipe, args.output_dir, repo_id=repo_id, float16=_csv(args.float16_components))
         pipe = SpeechLMPipeline.from_pretrained(out)  # evaluate what is stored, as users load it
     else:

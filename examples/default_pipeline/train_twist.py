@@ -32,6 +32,7 @@ from hf_slm import SpeechLMPipeline
 from hf_slm.data import load_text_corpus
 from hf_slm.models.speech_lm import SpeechLMConfig, SpeechLMForCausalLM
 from hf_slm.pipelines.embedded import embedded_pipeline_name
+from hf_slm.pipelines.model_card import save_embedded_variant
 from hf_slm.training import CausalLMCollator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -174,16 +175,16 @@ def build_language_model(args, tokenizer, num_units: int, summary: dict, eval_te
     return model
 
 
-def speech_lm_minutes(lm_dir: Path, started: float) -> float | None:
+def speech_lm_minutes(lm_dir: Path, started: float) -> float:
     """Minutes the speech LM took when it trained, kept in `lm_dir/stage_time.json` (written by the run that
     trained it, so a run that only loads the finished checkpoint still reports them)."""
     marker = lm_dir / STAGE_TIME_FILE
-    trained_steps = {p.name for p in lm_dir.glob("checkpoint-*")}
-    if marker.is_file() and json.loads(marker.read_text()).get("checkpoints") == sorted(trained_steps):
-        return round(json.loads(marker.read_text())["seconds"] / 60, 1)
-    seconds = round(time.time() - started, 1)  # trained (or resumed) here: this run's time
-    marker.write_text(json.dumps({"seconds": seconds, "checkpoints": sorted(trained_steps)}) + "\n")
-    return round(seconds / 60, 1)
+    checkpoints = sorted(p.name for p in lm_dir.glob("checkpoint-*"))
+    kept = json.loads(marker.read_text()) if marker.is_file() else {}
+    if kept.get("checkpoints") != checkpoints:  # trained (or resumed) here: this run's time
+        kept = {"seconds": round(time.time() - started, 1), "checkpoints": checkpoints}
+        marker.write_text(json.dumps(kept) + "\n")
+    return round(kept["seconds"] / 60, 1)
 
 
 def main(argv=None) -> int:
@@ -223,10 +224,11 @@ def main(argv=None) -> int:
         tokenizer=tokenizer,
     )
     pipe.reference_components(args.base_pipeline, SHARED_COMPONENTS)  # saved as references: weights stay there
-    out = pipe.save_pretrained(args.output_dir)
-    if embedded_pipeline_name(out) is not None:  # a package folder: the package serves the model code
-        for code in out.rglob("*.py"):
-            code.unlink()
+    embedded = embedded_pipeline_name(args.output_dir)
+    if embedded is not None:  # a package folder: written atomically, without the model code the package serves
+        out = save_embedded_variant(pipe, args.output_dir, repo_id=embedded)
+    else:
+        out = pipe.save_pretrained(args.output_dir)
     write_summary(out, summary, started)
     return 0
 

@@ -40,9 +40,8 @@ def encode_dialogue_units(dialogues, feature_extractor, tokenizer, stride: int =
         units = tokenizer.encode(input_values=inputs["input_values"], attention_mask=inputs["attention_mask"]).unpadded()
         length = min(len(u) for u in units)
         hop = rate / tokenizer.config.frame_rate
-        starts = (np.arange(length) * hop).astype(int)
-        quiet = [[not channel[start:int(start + hop)].any() for start in starts] for channel in audio]
-        silent.append(torch.tensor(quiet, dtype=torch.bool)[:, ::stride])
+        starts = (np.arange(0, length, stride) * hop).astype(int)  # the kept frames only
+        silent.append(torch.tensor([[not channel[start:int(start + hop)].any() for start in starts] for channel in audio]))
         sequences.append(torch.stack([u[:length] for u in units])[:, ::stride].long().contiguous())
     silent_units = torch.cat([units[mask] for units, mask in zip(sequences, silent)]) if sequences else torch.tensor([])
     if silent_units.numel():
