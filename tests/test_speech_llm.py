@@ -359,6 +359,15 @@ def test_ctc_refuses_answers_too_short_for_their_units():
         model(**batch)
 
 
+def test_ctc_refuses_units_outside_the_decoder():
+    """Units from a larger tokenizer than the decoder's are an error (CPU CTC would silently read out of range)."""
+    model, processor = tiny(speech_decoder=True)
+    units = [1, DECODER["num_units"], 2]
+    batch = SpeechLLMCollator(processor, unit_labels=True)([{"audio": CLIPS[1], "text": "the cat sat", "units": units}])
+    with pytest.raises(ValueError, match=rf"unit_labels hold \[{DECODER['num_units']}\] outside \[0, "):
+        model(**batch)
+
+
 def test_unit_labels_need_a_speech_decoder():
     model, processor = tiny()
     batch = SpeechLLMCollator(processor, unit_labels=True)([{"audio": CLIPS[1], "text": "cat", "units": [1, 2]}])
@@ -594,6 +603,8 @@ def test_three_stage_script_runs_and_resumes(tmp_path):
     Trainer steps each; each stage starts from the previous one's output, and a rerun resumes from a checkpoint."""
     from datasets import Dataset
 
+    import hf_slm
+
     sys.path.insert(0, str(REPO_ROOT / "examples" / "speech_llm"))
     import train  # examples/speech_llm/train.py
 
@@ -602,14 +613,17 @@ def test_three_stage_script_runs_and_resumes(tmp_path):
     feature_extractor.save_pretrained(tmp_path / "encoder")
     make_tokenizer().save_pretrained(tmp_path / "lm")
     LlamaForCausalLM(lm_config("llama", 18)).save_pretrained(tmp_path / "lm")
-    Dataset.from_list(espeak_rows(["the cat sat", "a dog ran far", "the mat"])).save_to_disk(tmp_path / "data")
+    rows = espeak_rows(["the cat sat", "a dog ran far", "the mat"])
+    Dataset.from_list(rows).save_to_disk(tmp_path / "data")
+    num_units = AutoConfig.from_pretrained(hf_slm.DEFAULT_PIPELINE, subfolder="speech_tokenizer").num_units
+    assert max(max(row["units"]) for row in rows) < num_units
     common = {"dataset_path": str(tmp_path / "data"), "per_device_train_batch_size": 2, "max_steps": 2,
               "save_steps": 2, "logging_steps": 1, "use_cpu": True, "dataloader_num_workers": 0}  # fmt: skip
     overrides = {
         1: {"encoder_name_or_path": str(tmp_path / "encoder"), "lm_name_or_path": str(tmp_path / "lm"),
             "projector_hidden_size": 32},
         2: {"model_name_or_path": str(tmp_path / "stage1")},
-        3: {"model_name_or_path": str(tmp_path / "stage2"), "num_units": 100, "decoder_hidden_size": 32},
+        3: {"model_name_or_path": str(tmp_path / "stage2"), "num_units": num_units, "decoder_hidden_size": 32},
     }  # fmt: skip
     results = {}
     for stage in (1, 2, 3):
@@ -620,7 +634,7 @@ def test_three_stage_script_runs_and_resumes(tmp_path):
         assert results[stage]["steps"] == 2 and np.isfinite(results[stage]["final_loss"]), results[stage]
     assert results[3]["final_loss"] > results[2]["final_loss"] + 1  # the CTC loss of a fresh decoder on top
     model = SpeechLLMForConditionalGeneration.from_pretrained(tmp_path / "stage3")
-    assert model.speech_decoder is not None and model.config.speech_decoder_config.num_units == 100
+    assert model.speech_decoder is not None and model.config.speech_decoder_config.num_units == num_units
     assert results[1]["trainable_parameters"] == sum(p.numel() for p in model.projector.parameters())
     assert results[3]["trainable_parameters"] == sum(p.numel() for p in model.speech_decoder.parameters())
     again = train.main([str(tmp_path / "stage1.json")])  # the same command again: ends on checkpoint-2, no step more

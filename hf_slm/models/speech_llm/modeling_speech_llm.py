@@ -229,6 +229,13 @@ class SpeechLLMSpeechDecoder(nn.Module):
                 f"rows {short}: {frames[short].tolist()} decoder frames for {target_lengths[short].tolist()} units; "
                 f"raise speech_decoder_config.upsample_factor ({self.config.upsample_factor})"
             )
+        valid = unit_labels[unit_labels != -100]
+        bad = valid[(valid < 0) | (valid >= self.config.num_units)]
+        if bad.numel():  # F.ctc_loss does not check: on CPU it reads past the logits and returns garbage
+            raise ValueError(
+                f"unit_labels hold {sorted(set(bad.tolist()))[:10]} outside [0, {self.config.num_units}) "
+                f"(speech_decoder_config.num_units); the units come from a larger tokenizer than the decoder's"
+            )
         logits = self(hidden, lengths)
         log_probs = logits.float().log_softmax(-1).transpose(0, 1)
         targets = unit_labels.clamp(min=0)
