@@ -371,6 +371,8 @@ def test_adapter_only_variant_follows_the_base_references(tokenizer, tmp_path):
     index = json.loads((saved / "pipeline_index.json").read_text())
     assert index["vocoder"]["repo"] == index["speech_tokenizer"]["repo"] == "../base"
     assert index["language_model"]["repo"] == index["tokenizer"]["repo"] == "../second"
+    adapter_config = json.loads((saved / "adapter" / "adapter_config.json").read_text())
+    assert adapter_config["base_model_name_or_path"] == "../second"  # the index's reference, not this machine's path
     loaded = SpokenChatPipeline.from_pretrained(saved)
     units = torch.arange(12) % NUM_UNITS
     torch.testing.assert_close(loaded.decode([units])[0], first_pipe.decode([units])[0])
@@ -535,6 +537,13 @@ def test_example_script_runs_on_tiny_config(tmp_path):
     saved = (tmp_path / "run" / "instruct_summary.json").read_bytes()
     summary = json.loads(saved)
     assert summary["steps"] == 2 and summary["rows"] > 0 and not summary["merged"]
+    from safetensors import safe_open
+
+    keys = []  # the checkpoint holds the adapter as the variant does: no copy of the whole resized table
+    for folder in (tmp_path / "run" / "checkpoint-2", Path(summary["variant"]) / "adapter"):
+        with safe_open(str(folder / "adapter_model.safetensors"), "pt") as f:
+            keys.append(sorted(f.keys()))
+    assert keys[0] == keys[1] and not [k for k in keys[0] if "original_module" in k]
     # the same command again finds the run complete: nothing is trained or saved over it
     again = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-3000:]

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from datasets import concatenate_datasets
-from transformers import HfArgumentParser, LlamaConfig, Trainer, TrainingArguments
+from transformers import HfArgumentParser, LlamaConfig, TrainingArguments
 
 from hf_slm import (
     SpeechChatTemplate,
@@ -59,6 +59,7 @@ from hf_slm.evaluation.report import write_json
 from hf_slm.pipelines.adapters import add_task_tokens
 from hf_slm.pipelines.model_card import TRAINING_SUMMARY_FILE, render_model_card
 from hf_slm.training import (
+    AdapterTrainer,
     ReadableCheckpoints,
     WallClockLimit,
     finished_results,
@@ -249,7 +250,7 @@ def main(argv=None):
     limit = [ReadableCheckpoints()]
     if model_args.max_train_minutes:
         limit.append(WallClockLimit(model_args.max_train_minutes))
-    trainer = Trainer(model=peft_lm, args=training_args, train_dataset=train_dataset, data_collator=processor.pad,
+    trainer = AdapterTrainer(model=peft_lm, args=training_args, train_dataset=train_dataset, data_collator=processor.pad,
                       callbacks=limit)  # fmt: skip
     if main_process:  # a killed run picks up where it stopped (the data and its caches are deterministic)
         print(f"resuming from {last_checkpoint}" if last_checkpoint else "starting from step 0", flush=True)
@@ -272,7 +273,7 @@ def main(argv=None):
     with atomic_open(saved / TUNING_TEXTS_FILE) as f:  # the variant carries them: `hf-slm evaluate instruct-tasks` holds them out
         f.write("\n".join(texts) + "\n")
     if not model_args.merge:  # the card of the variant describes its training
-        write_json(summary, saved / TRAINING_SUMMARY_FILE)
+        write_json({k: v for k, v in summary.items() if k != "variant"}, saved / TRAINING_SUMMARY_FILE)  # it is there
         card = render_model_card(SpokenChatPipeline.from_pretrained(saved))  # instruct-default's: its embedded name
         with atomic_open(saved / "README.md") as f:
             f.write(str(card))

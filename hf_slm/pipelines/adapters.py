@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import json
 import warnings
+from pathlib import Path
 
 import torch
+
+from ..utils import atomic_open
 
 
 @contextlib.contextmanager
@@ -105,10 +109,19 @@ def adapter_holds_embeddings(peft_model) -> bool:
     return {model.config.token_id(t) for t in model.config.task_tokens} <= set(indices)
 
 
-def save_adapter(peft_model, folder) -> None:
+def save_adapter(peft_model, folder, state_dict: dict | None = None, base_model_name_or_path: str | None = None) -> None:
     """``peft_model.save_pretrained`` without PEFT's copy of a resized embedding when the adapter already stores
-    the new rows (`adapter_holds_embeddings`)."""
-    peft_model.save_pretrained(folder, save_embedding_layers=False if adapter_holds_embeddings(peft_model) else "auto")
+    the new rows (`adapter_holds_embeddings`). ``base_model_name_or_path``: what the saved ``adapter_config.json``
+    names as its base (a variant names the repo its pipeline index reads the language model from), in place of
+    where the base was loaded from on this machine."""
+    peft_model.save_pretrained(folder, state_dict=state_dict,
+                               save_embedding_layers=False if adapter_holds_embeddings(peft_model) else "auto")  # fmt: skip
+    if base_model_name_or_path is not None:  # after saving: PEFT's "auto" check reads the base it was loaded from
+        config_file = Path(folder) / "adapter_config.json"
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+        config["base_model_name_or_path"] = base_model_name_or_path
+        with atomic_open(config_file) as f:
+            f.write(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
 __all__ = [

@@ -452,19 +452,20 @@ class PipelineMixin:
         def write(tmp: Path) -> None:
             from .adapters import save_adapter
 
+            index = self._index(target)
             for name, component in self.components.items():
                 if name in shared:
-                    if name == "language_model" and library_of(component) == "peft":
-                        save_adapter(component, tmp / "adapter")  # adapter-only variant over a shared base LM
+                    if name == "language_model" and library_of(component) == "peft":  # adapter-only variant
+                        save_adapter(component, tmp / "adapter", base_model_name_or_path=index[name]["repo"])
                     continue
                 if name == "language_model" and library_of(component) == "peft":
-                    save_adapter(component, tmp / "adapter")
+                    save_adapter(component, tmp / "adapter", base_model_name_or_path=repo_id or target.name)
                     base = component.get_base_model()
                     base.save_pretrained(tmp / name, state_dict=_base_state_dict(base))
                     continue
                 kwargs = {"safe_serialization": True} if hasattr(component, "state_dict") else {}
                 component.save_pretrained(tmp / name, **kwargs)
-            (tmp / INDEX_FILE).write_text(json.dumps(self._index(target), indent=2) + "\n", encoding="utf-8")
+            (tmp / INDEX_FILE).write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
             write_remote_code(tmp)
             card = self.model_card(repo_id=repo_id or target.name, embedded=False)  # the code is written above
             (tmp / "README.md").write_text(card, encoding="utf-8")

@@ -1,6 +1,7 @@
 """Training helpers around the HF `Trainer` (which stays the loop): collators, the GAN trainer for vocoders."""
 
 from ..utils import widen_to_umask
+from .adapter_trainer import AdapterTrainer
 from .augmentation import SpeechAugmentation
 from .callbacks import ReadableCheckpoints, WallClockLimit
 from .checkpoints import is_complete_checkpoint, last_complete_checkpoint
@@ -24,6 +25,7 @@ from .vocoder_collator import UnitVocoderCollator
 from .word_lm import fit_ngram_lm, fit_phone_lm, fit_word_lm
 
 __all__ = [
+    "AdapterTrainer",
     "LaunchError",
     "CausalLMCollator",
     "DialogueStreamsCollator",
