@@ -91,14 +91,14 @@ def _text_nll_per_token(pipe, sentences: list[str]) -> float:
 
 
 def test_still_scores_and_generates_text(twist):
-    """Text knowledge survives the speech training in part (measured: NLL 1.75 -> 3.94 nats/token; the cold-init
-    LM of the same size, which never saw text, is at 6.30, above uniform ln 512 = 6.24), and text-only generation
-    stays in the text vocabulary. Its greedy continuations stopped being words when the LM moved to 500 units
-    (2026-12-07: "The" -> " pololndd......"; docs/default_pipeline.md), so words are not asserted."""
+    """Text knowledge survives the speech training (text rows mixed into it: NLL 1.75 -> 1.74 nats/token; speech
+    alone left 3.94-4.17, and the cold-init LM of the same size, which never saw text, is at 6.30, above uniform
+    ln 512 = 6.24), and text-only generation continues with the corpus's words (speech alone: "The" ->
+    " pololndd......"; docs/default_pipeline.md)."""
     sentences = load_text_corpus("builtin", limit=40, seed=123)
     uniform = math.log(twist.language_model.config.text_vocab_size)
     nll = _text_nll_per_token(twist, sentences)
-    assert nll < uniform - 1.0, f"text NLL {nll:.2f} nats/token: no better than uniform ({uniform:.2f})"
+    assert nll < 3.0, f"text NLL {nll:.2f} nats/token (uniform {uniform:.2f}): the speech training erased the text LM"
 
     tok, model = twist.tokenizer, twist.language_model
     text_only = LogitsProcessorList([AllowedTokensLogitsProcessor(range(len(tok)), model.config.vocab_size)])
@@ -107,7 +107,9 @@ def test_still_scores_and_generates_text(twist):
                          pad_token_id=model.config.vocab_layout.pad_token_id)
     new = out[0, prompt.shape[1]:]
     assert len(new) == 12 and bool((new < model.config.text_vocab_size).all()), new
-    assert tok.decode(new).strip(), "the text continuation decodes to nothing"
+    vocabulary = {w for sentence in load_text_corpus("builtin", limit=2000, seed=0) for w in sentence.lower().split()}
+    words = tok.decode(new).lower().replace(".", " ").split()
+    assert sum(w in vocabulary for w in words) >= 3, f"the text continuation {tok.decode(new)!r} holds no corpus words"
 
 
 def test_continues_speech(twist):
@@ -121,11 +123,12 @@ def test_continues_speech(twist):
 
 
 def test_training_script_smoke(tmp_path):
-    """Tiny run end to end: text tokenizer + text LM -> warm start -> speech training -> variant with references."""
+    """Tiny run end to end: text tokenizer + text LM -> warm start -> speech training with text rows mixed in ->
+    variant with references."""
     args = [sys.executable, str(SCRIPT), "--num_sentences", "16", "--num_eval_sentences", "4", "--num_proc", "1",
             "--text_lm_num_sentences", "200", "--text_lm_num_eval_sentences", "20", "--text_vocab_size", "300",
-            "--text_lm_max_steps", "2", "--lm_max_steps", "2", "--lm_hidden_size", "32", "--lm_num_layers", "1",
-            "--lm_num_heads", "2", "--lm_intermediate_size", "64",
+            "--text_lm_max_steps", "2", "--lm_epochs", "1", "--lm_batch_size", "8", "--text_mix_ratio", "0.5",
+            "--lm_hidden_size", "32", "--lm_num_layers", "1", "--lm_num_heads", "2", "--lm_intermediate_size", "64",
             "--output_dir", str(tmp_path / "variant"), "--work_dir", str(tmp_path / "work")]
     env = {**os.environ, "HF_SLM_CACHE": str(tmp_path / "cache")}
     proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=600)
@@ -134,12 +137,25 @@ def test_training_script_smoke(tmp_path):
     summary = json.loads((variant / "training_summary.json").read_text())
     assert summary["text_eval_loss_after_warm_start"] == pytest.approx(summary["text_eval_loss_text_lm"], abs=1e-5)
     assert summary["train_utterances"] + summary["eval_utterances"] == 20
+    # one epoch of the speech rows and half as many text rows, in batches of 8
+    speech_rows = summary["train_utterances"]
+    assert summary["text_mix_rows"] == round(0.5 * speech_rows) > 0
+    state = json.loads(next((tmp_path / "work" / "speech_lm_text_lm_text0.5").glob("checkpoint-*/trainer_state.json")).read_text())
+    assert state["global_step"] == math.ceil((speech_rows + summary["text_mix_rows"]) / 8) > math.ceil(speech_rows / 8)
     index = json.loads((variant / INDEX_FILE).read_text())
     assert all(index[name]["repo"] == "default" for name in SHARED)
     pipe = SpeechLMPipeline.from_pretrained(variant)
     assert pipe.language_model.config.text_vocab_size == len(pipe.tokenizer) == 300
     stages = sorted(re.sub(r"-[0-9a-f]{12}$", "-<key>", p.name) for p in (tmp_path / "work").iterdir())
-    assert stages == ["corpus-<key>", "speech_lm_text_lm", "text_lm", "text_lm_final", "text_tokenizer", "units-<key>"]
+    assert stages == ["corpus-<key>", "speech_lm_text_lm_text0.5", "text_lm", "text_lm_final", "text_tokenizer", "units-<key>"]
+
+
+def test_training_script_refuses_a_bad_text_mix_ratio():
+    from example_loader import load_script
+
+    twist = load_script(SCRIPT)
+    with pytest.raises(ValueError, match="--text_mix_ratio must be a number >= 0, got -1"):
+        twist.TwistPipelineArguments(text_mix_ratio=-1)
 
 
 def test_cli_info_shows_the_references(capsys):

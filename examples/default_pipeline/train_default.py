@@ -393,14 +393,17 @@ def unit_lm_rows(ds, layout):
 
 
 def train_language_model(args, train, test, model: SpeechLMForCausalLM | None = None, run_name: str = "lm",
-                         out_dir: Path | None = None):  # fmt: skip
+                         out_dir: Path | None = None, extra_train_rows: datasets.Dataset | None = None):  # fmt: skip
     """Train `model` (default: a cold-init GSLM unit LM) on `<s> [Speech] units </s>`; checkpoints in `out_dir`
-    (default work_dir/run_name)."""
+    (default work_dir/run_name). `extra_train_rows` (`input_ids` in the model's vocabulary, e.g. text) join the
+    training rows; the evaluation loss stays on the speech rows of `test`."""
     set_seed(args.seed)  # the stage's init and draws do not depend on what ran before it in this process
     if model is None:
         model = SpeechLMForCausalLM(SpeechLMConfig(text_config=lm_backbone_config(args), num_units=args.num_units))
     layout = model.config.vocab_layout
     train_ids, test_ids = unit_lm_rows(train, layout), unit_lm_rows(test, layout)
+    if extra_train_rows is not None:
+        train_ids = datasets.concatenate_datasets([train_ids, extra_train_rows.cast(train_ids.features)])
     loss = train_and_evaluate(
         model, out_dir or Path(args.work_dir) / run_name, args.lm_epochs, args.lm_max_steps, args.lm_learning_rate,
         args.lm_batch_size, args.seed, train_ids, test_ids, CausalLMCollator(layout.pad_token_id, max_length=2048),
