@@ -82,6 +82,8 @@ def test_training_script_smoke_and_resume(tmp_path):
         ["corpus", "units", "lm", "vocoder", "evaluation"], "ran"
     )
     assert summary["evaluation"]["resynthesis_heldout"]["n"] == 1
+    card = (tmp_path / "variant" / "README.md").read_text()  # rendered again once the summary was written
+    assert f"{summary['train_utterances']} training utterances" in card and "Stage times when each ran" in card
     tokenizer_file = next((tmp_path / "work").glob("units-*/speech_tokenizer/model.safetensors"))
     stamp = tokenizer_file.stat().st_mtime_ns
     again = run_script(tmp_path, "--num_sentences", "24", "--num_eval_sentences", "4", "--eval_resynthesis_sentences", "1")
