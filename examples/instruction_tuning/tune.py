@@ -57,7 +57,7 @@ from hf_slm.instruct import (
 from hf_slm.evaluation.instruct_tasks import TUNING_TEXTS_FILE
 from hf_slm.evaluation.report import write_json
 from hf_slm.pipelines.adapters import add_task_tokens
-from hf_slm.pipelines.model_card import TRAINING_SUMMARY_FILE, render_model_card
+from hf_slm.pipelines.model_card import TRAINING_SUMMARY_FILE, update_model_card
 from hf_slm.training import (
     AdapterTrainer,
     ReadableCheckpoints,
@@ -274,9 +274,7 @@ def main(argv=None):
         f.write("\n".join(texts) + "\n")
     if not model_args.merge:  # the card of the variant describes its training
         write_json({k: v for k, v in summary.items() if k != "variant"}, saved / TRAINING_SUMMARY_FILE)  # it is there
-        card = render_model_card(SpokenChatPipeline.from_pretrained(saved))  # instruct-default's: its embedded name
-        with atomic_open(saved / "README.md") as f:
-            f.write(str(card))
+        update_model_card(SpokenChatPipeline.from_pretrained(saved))  # named as instruct-default's: its embedded name
     logger.info("saved %s", summary)
     return summary
 
