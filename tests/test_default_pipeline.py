@@ -159,6 +159,14 @@ def test_training_script_smoke_and_resume(tmp_path):
     heldout, heldout_half = gan["evaluation"]["resynthesis_heldout"], half["evaluation"]["resynthesis_heldout"]
     assert heldout_half["n"] == heldout["n"] and abs(heldout_half["mel_distance"] - heldout["mel_distance"]) < 0.05
 
+    # --vocoder_gan_thread_schedule: a GAN stage of its own (threads may move the weights' last bits), trained with it
+    scheduled = run_script(tmp_path, "--num_sentences", "24", "--num_eval_sentences", "4", "--eval_resynthesis_sentences",
+                           "1", "--vocoder_gan_steps", "2", "--vocoder_gan_istft_layers", "1", "--float16_components",
+                           "vocoder", "--vocoder_gan_thread_schedule", "1:2")  # fmt: skip
+    status = {name: stage["status"] for name, stage in scheduled["stages"].items()}
+    assert status == {**cached, "vocoder_gan": "ran", "evaluation": "ran"} and scheduled["vocoder_gan_steps"] == 2
+    assert scheduled["stages"]["vocoder_gan"]["key"] != half["stages"]["vocoder_gan"]["key"]
+
     # unit_draws.py --synthesise builds the corpus stage of a config that has none; recipe flags override the config
     flags = [*TINY, "--num_sentences", "24", "--num_eval_sentences", "4", "--work_dir", str(tmp_path / "fresh")]
     config = tmp_path / "draws_config.json"
@@ -248,7 +256,9 @@ def test_bad_pipeline_arguments_are_refused_before_any_work(tmp_path, recipe, mo
                             "--float16_components names no component of the variant: ['vocodr']"),
                            (["--vtln_tokenization", "unwarped"], "--vtln_tokenization unwarped reads speech with a "),
                            (["--vtln", "true", "--vtln_tokenization", "x"],
-                            "must be 'search' or 'unwarped', got 'x'")):  # fmt: skip
+                            "must be 'search' or 'unwarped', got 'x'"),
+                           (["--vocoder_gan_thread_schedule", "700"],
+                            "a thread schedule is STEP:THREADS[,STEP:THREADS...], e.g. 700:2; got '700'")):  # fmt: skip
         argv = [*TINY, *extra, "--num_sentences", "4", "--work_dir", str(tmp_path / "w"),
                 "--output_dir", str(tmp_path / "v")]  # fmt: skip
         with pytest.raises(ValueError, match=re.escape(message)):

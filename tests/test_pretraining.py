@@ -311,6 +311,49 @@ def test_a_run_killed_after_its_last_checkpoint_ends_on_that_checkpoint(tmp_path
     assert resumed.state.global_step == 4 and (tmp_path / "checkpoint-4").is_dir()
 
 
+def test_thread_schedule_sets_threads_by_step_also_after_a_resume(tmp_path):
+    """`ThreadSchedule({2: 2, 4: 1})`: steps 1-2 keep the process's threads, 3-4 run on 2, 5-6 on 1; a run resumed
+    from checkpoint-4 starts on the entry in force there; the process's setting comes back after training."""
+    from transformers import Trainer, TrainerCallback, TrainingArguments
+
+    from hf_slm.training import ThreadSchedule
+
+    class Probe(TrainerCallback):  # the threads each optimiser step ran with
+        def __init__(self):
+            self.seen = {}
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.seen[state.global_step] = torch.get_num_threads()
+
+    config = LlamaConfig(vocab_size=16, hidden_size=8, intermediate_size=16, num_hidden_layers=1, num_attention_heads=2,
+                         num_key_value_heads=2)  # fmt: skip
+    rows = [{"input_ids": ids, "labels": ids} for ids in torch.randint(0, 16, (12, 6))]
+
+    def run(probe, resume=None):
+        args = TrainingArguments(str(tmp_path), max_steps=6, per_device_train_batch_size=2, save_steps=4,
+                                 report_to=[], use_cpu=True, disable_tqdm=True)  # fmt: skip
+        trainer = Trainer(model=LlamaForCausalLM(config), args=args, train_dataset=rows,
+                          callbacks=[ThreadSchedule.parse("2:2, 4:1"), probe])  # fmt: skip
+        trainer.train(resume_from_checkpoint=resume)
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(3)
+        probe = Probe()
+        run(probe)
+        assert probe.seen == {1: 3, 2: 3, 3: 2, 4: 2, 5: 1, 6: 1}
+        assert torch.get_num_threads() == 3
+        torch.set_num_threads(2)  # a resumed run at step 4 is on the schedule's 1 thread from its first step
+        probe = Probe()
+        run(probe, resume=str(tmp_path / "checkpoint-4"))
+        assert probe.seen == {5: 1, 6: 1} and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    for bad in ("700", "a:2", "700:0", "-1:2", "2:2,4"):
+        with pytest.raises(ValueError, match="thread schedule"):
+            ThreadSchedule.parse(bad)
+
+
 def test_end_distributed_leaves_the_process_group_and_is_a_no_op_without_one():
     """The launchable examples call it last on every rank (a gloo group left to interpreter teardown can abort a
     rank after its work is saved); here a one-rank gloo group in this process."""

@@ -51,6 +51,7 @@ from hf_slm.pipelines.embedded import embedded_pipeline_name
 from hf_slm.training import (
     CausalLMCollator,
     SpeechAugmentation,
+    ThreadSchedule,
     UnitVocoderCollator,
     VocoderGanTrainer,
     last_complete_checkpoint,
@@ -123,6 +124,10 @@ class DefaultPipelineArguments:
                                           metadata={"help": "CPU-sized period discriminators"})
     vocoder_gan_msd_channels: str = field(default="16,32,64,128,256,256,256",
                                           metadata={"help": "CPU-sized scale discriminators"})
+    vocoder_gan_thread_schedule: str = field(default="", metadata={
+        "help": "STEP:THREADS[,...]: torch threads of the GAN stage from those steps on (`ThreadSchedule`), e.g. "
+                "'700:2' to take both cores once the LM beside it (--parallel_training) is done; fixed steps, so "
+                "the weights do not depend on when it finishes"})
     eval_resynthesis_sentences: int = field(default=30, metadata={"help": "held-out sentences for resynthesis WER/CER"})
     eval_real_speech: str = field(default="", metadata={"help": "also resynthesise installed real speech ('librivox')"})
     float16_components: str = field(default="", metadata={
@@ -220,6 +225,8 @@ def stage_key(args, name: str, *upstream: str) -> str:
             values["vtln_tokenization"] = args.vtln_tokenization
     if name == "corpus" and args.voice_weights:  # only when set, as vtln
         values["voice_weights"] = args.voice_weights
+    if name == "vocoder_gan" and args.vocoder_gan_thread_schedule:  # threads may move the weights' last bits
+        values["vocoder_gan_thread_schedule"] = str(ThreadSchedule.parse(args.vocoder_gan_thread_schedule).schedule)
     if name == "evaluation" and args.float16_components:  # evaluates the stored float16 weights
         values["float16_components"] = args.float16_components
     if STAGE_VERSIONS.get(name, 1) != 1:
@@ -445,9 +452,11 @@ def train_vocoder_gan(args, vocoder: UnitMelVocoder, train, hop_length, out_dir:
                                    args.vocoder_gan_batch_size, args.seed, args.device, adam_beta1=0.8,
                                    adam_beta2=0.99, lr_scheduler_type="constant", warmup_steps=0,
                                    weight_decay=0.0)  # HiFi-GAN's optimiser  # fmt: skip
+    schedule = args.vocoder_gan_thread_schedule
     trainer = VocoderGanTrainer(
         model=model, args=training_args, train_dataset=vocoder_pairs(train),
         data_collator=UnitVocoderCollator(hop_length=hop_length, segment_units=args.vocoder_gan_segment_units),
+        callbacks=[ThreadSchedule.parse(schedule)] if schedule else None,
     )  # fmt: skip
     train_resuming(trainer, last_complete_checkpoint(trainer.args.output_dir, remove_incomplete=True))
     mel = [h["loss_mel"] for h in trainer.state.log_history if "loss_mel" in h]
@@ -648,6 +657,8 @@ def parse_arguments(dataclass_type, argv=None):
     if args.only_stage and args.parallel_training:
         raise ValueError("--parallel_training trains the vocoder beside the LM, --only_stage lm the LM alone: "
                          "choose one")
+    if args.vocoder_gan_thread_schedule:  # refused now, not when the GAN stage starts
+        ThreadSchedule.parse(args.vocoder_gan_thread_schedule)
     if args.augment_copies < 1:
         raise ValueError(f"--augment_copies must be at least 1, got {args.augment_copies}")
     set_seed(args.seed)

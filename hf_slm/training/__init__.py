@@ -3,7 +3,7 @@
 from ..utils import widen_to_umask
 from .adapter_trainer import AdapterTrainer
 from .augmentation import SpeechAugmentation
-from .callbacks import ReadableCheckpoints, WallClockLimit
+from .callbacks import ReadableCheckpoints, ThreadSchedule, WallClockLimit
 from .checkpoints import is_complete_checkpoint, last_complete_checkpoint
 from .collators import CausalLMCollator
 from .dialogue import DialogueStreamsCollator, DialogueUnitsCollator, duplex_lm, generate_duplex
@@ -35,6 +35,7 @@ __all__ = [
     "SequencePacker",
     "SpeechAugmentation",
     "SpeechLLMCollator",
+    "ThreadSchedule",
     "UnitVocoderCollator",
     "VocoderGanTrainer",
     "WallClockLimit",
