@@ -4,7 +4,9 @@ What the 2-hour budget of `make default-pipeline` hangs on: the GAN stage is its
 steps buy real-speech intelligibility (4,000: LibriVox CER 21.4 % against 26.1 %, docs/default_pipeline.md).
 (1) Split: forward + backward of each part on one batch of the recipe's shape (8 crops of 28 units = 8,960
   samples), one thread: the generator (the shipped `default` vocoder, units -> waveform, mel L1) and the two
-  discriminators with the recipe's CPU-sized channels (`setup_discriminators`: MPD periods 2-11, MSD 3 scales).
+  discriminators with the recipe's CPU-sized channels (`setup_discriminators`: MPD periods 2-11, MSD 3 scales);
+  then, for scale, cheaper scale-discriminator sets (`--msd_options`: scales / channels; speed only, their effect
+  on quality is not measured here).
 (2) Whole steps: `VocoderGanTrainer` (the HF `Trainer`) on random units / waveforms of that shape, `--steps` steps
   after `--warmup` untimed ones, at 1 thread (baseline: the recipe's `--torch_threads 1`) and 2 threads (what
   `--vocoder_gan_thread_schedule STEP:2` gives once the LM process beside it is done); `ratio: X` = 1-thread /
@@ -35,6 +37,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=10, help="timed Trainer steps per thread setting")
     parser.add_argument("--warmup", type=int, default=2, help="untimed first steps (oneDNN builds its kernels)")
     parser.add_argument("--repeats", type=int, default=3, help="rounds of the part-by-part split")
+    parser.add_argument("--msd_options", default="2:16,32,64,128,256,256,256;3:8,16,32,64,128,128,128",
+                        help="';'-separated SCALES:CHANNELS scale-discriminator sets timed beside the recipe's")
+    parser.add_argument("--split_only", action="store_true", help="skip the Trainer steps (2)")
     parser.add_argument("--child", type=int, default=0, help=argparse.SUPPRESS)  # threads of one timed-steps process
     return parser.parse_args(argv)
 
@@ -47,8 +52,11 @@ def vocoder_with_discriminators():
     return vocoder.train()
 
 
-def split(repeats: int) -> dict[str, float]:
-    """Median forward + backward seconds of each part on one batch of the recipe's shape, one thread."""
+def split(repeats: int, msd_options: str = "") -> dict[str, float]:
+    """Median forward + backward seconds of each part on one batch of the recipe's shape, one thread (and of each
+    alternative scale-discriminator set in ``msd_options``, keyed by its description)."""
+    from hf_slm.models.unit_vocoder import MultiScaleDiscriminator
+
     torch.set_num_threads(1)
     torch.manual_seed(0)
     vocoder = vocoder_with_discriminators()
@@ -66,6 +74,10 @@ def split(repeats: int) -> dict[str, float]:
         return run
 
     runs = {"generator": generator, "mpd": part(vocoder.discriminator.mpd), "msd": part(vocoder.discriminator.msd)}
+    for option in filter(None, msd_options.split(";")):
+        scales, channels = option.split(":")
+        alternative = MultiScaleDiscriminator(int(scales), tuple(int(c) for c in channels.split(",")))
+        runs[f"msd {scales} scales, channels {channels}"] = part(alternative)
     times = {name: [] for name in runs}
     for name, run in runs.items():
         run()  # warm-up
@@ -119,11 +131,14 @@ def main(argv=None) -> None:
     if args.child:
         print(json.dumps({"seconds_per_step": timed_steps(args.child, args.steps, args.warmup)}))
         return
-    parts = split(args.repeats)
-    total = sum(parts.values())
+    parts = split(args.repeats, args.msd_options)
+    total = sum(parts[name] for name in ("generator", "mpd", "msd"))
     print("(1) forward + backward on one batch (8 x 28 units), one thread:")
     for name, seconds in parts.items():
-        print(f"  {name:9s} {seconds * 1000:7.0f} ms  {100 * seconds / total:4.0f} %")
+        share = f"{100 * seconds / total:4.0f} %" if name in ("generator", "mpd", "msd") else "(instead of msd)"
+        print(f"  {name:9s} {seconds * 1000:7.0f} ms  {share}")
+    if args.split_only:
+        return
     per_step = {}
     for threads in (1, 2):
         child = subprocess.run([sys.executable, __file__, "--child", str(threads), "--steps", str(args.steps),
