@@ -772,14 +772,13 @@ def stop_lm_process(lm_process) -> None:
 def write_summary(out: Path, summary: dict, started: float) -> None:
     """Size, time and threads into `training_summary.json` of the written variant, and its card rendered again to
     describe that training (the variant was saved, with its card, before the summary existed)."""
+    from hf_slm.evaluation.report import write_json
     from hf_slm.pipelines.model_card import TRAINING_SUMMARY_FILE, update_model_card
-    from hf_slm.utils import atomic_open
 
     summary["size_mb"] = round(sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) / 1e6, 2)
     summary["minutes"] = round((time.time() - started) / 60, 1)
     summary["torch_threads"] = torch.get_num_threads()
-    with atomic_open(out / TRAINING_SUMMARY_FILE) as f:
-        f.write(json.dumps(summary, indent=2) + "\n")
+    write_json(summary, out / TRAINING_SUMMARY_FILE)  # atomically, as tune.py writes its variant's
     update_model_card(SpeechLMPipeline.from_pretrained(out))
     print(json.dumps({k: v for k, v in summary.items() if k != "arguments"}, indent=2))
     print(f"wrote the pipeline variant to {out}")

@@ -59,12 +59,12 @@ class ThreadSchedule(TrainerCallback):
     """
 
     def __init__(self, schedule: dict[int, int]):
-        for step, threads in dict(schedule).items():
+        for step, threads in schedule.items():
             if not (isinstance(step, int) and step >= 0 and isinstance(threads, int) and threads >= 1):
                 raise ValueError(
                     f"a thread schedule maps steps >= 0 to threads >= 1 (integers), got {step!r}: {threads!r}"
                 )
-        self.schedule = dict(sorted(dict(schedule).items()))
+        self.schedule = dict(sorted(schedule.items()))
         self.initial_threads = None
 
     @classmethod
@@ -72,13 +72,12 @@ class ThreadSchedule(TrainerCallback):
         """From ``"STEP:THREADS[,STEP:THREADS...]"`` (a command-line flag), e.g. ``"700:2"``."""
         schedule = {}
         for item in filter(None, (part.strip() for part in text.split(","))):
-            step, sep, threads = item.partition(":")
             try:
+                step, threads = item.split(":")
                 schedule[int(step)] = int(threads)
             except ValueError:
-                sep = ""
-            if not sep:
-                raise ValueError(f"a thread schedule is STEP:THREADS[,STEP:THREADS...], e.g. 700:2; got {text!r}")
+                message = f"a thread schedule is STEP:THREADS[,STEP:THREADS...], e.g. 700:2; got {text!r}"
+                raise ValueError(message) from None
         return cls(schedule)
 
     def threads_at(self, step: int) -> int | None:
