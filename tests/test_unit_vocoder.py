@@ -195,7 +195,8 @@ def test_default_configs_reproduce_speech_resynthesis_and_a_small_mel_model():
         (UnitHifiGanVocoderConfig, dict(upsample_kernel_sizes=(11, 8, 8, 4, 3)), "upsample_kernel_sizes\\[4\\]=3"),
         (UnitHifiGanVocoderConfig, dict(upsample_rates=(5, 4), upsample_kernel_sizes=(11,)), "2 entries"),
         (UnitHifiGanVocoderConfig, dict(num_units=0), "num_units"),
-        (UnitHifiGanVocoderConfig, dict(msd_channels=(8,) * 7), "multiples of 16"),
+        (UnitHifiGanVocoderConfig, dict(msd_channels=(8,) * 7), "msd_channels\\[1\\] and msd_channels\\[2\\] must"),
+        (UnitHifiGanVocoderConfig, dict(msd_channels=(6, 16, 16, 16, 16, 16, 16)), "multiples of 4"),
         (UnitHifiGanVocoderConfig, dict(mel_fmax=9000.0), "mel_fmax"),
         (UnitHifiGanVocoderConfig, dict(duration_predictor_kernel_size=4), "odd"),
         (UnitHifiGanVocoderConfig, dict(mpd_periods=(), msd_num_scales=0), "at least one discriminator"),
@@ -213,6 +214,18 @@ def test_default_configs_reproduce_speech_resynthesis_and_a_small_mel_model():
 def test_configs_reject_bad_arguments(cls, kwargs, match):
     with pytest.raises(ValueError, match=match):
         cls(**kwargs)
+
+
+def test_scale_discriminator_channels_follow_each_convolutions_groups():
+    """The check is the convolutions' own rule: 8 channels before the 4-group convolution are valid (half the
+    recipe's 16), and a config that passes builds discriminators that run forward and backward."""
+    config = UnitHifiGanVocoderConfig(mpd_periods=(), msd_num_scales=1, msd_channels=(8, 16, 16, 32, 32, 32, 32))
+    discriminator = HifiGanDiscriminator.from_config(config)
+    waveform = torch.randn(2, 640, requires_grad=True)
+    scores, features = discriminator(waveform)
+    sum(score.sum() for score in scores).backward()
+    assert [f.shape[1] for f in features[0]] == [8, 16, 16, 32, 32, 32, 32, 1]  # + conv_post
+    assert waveform.grad.abs().sum() > 0
 
 
 # ---------------------------------------------------------------------------------------------- generators

@@ -27,16 +27,22 @@ def _check_int_tuple(name, value, minimum=1, length=None):
     return tuple(value)
 
 
-def _check_discriminators(mpd_periods, mpd_channels, msd_num_scales, msd_channels):
-    """HiFi-GAN's MPD + MSD sizes, checked: returns `(mpd_periods, mpd_channels, msd_channels)` as tuples."""
+# Groups of `ScaleDiscriminator`'s seven convolutions (HiFi-GAN's DiscriminatorS): msd_channels must divide by them.
+SCALE_DISCRIMINATOR_GROUPS = (1, 4, 16, 16, 16, 16, 1)
+
+
+def check_discriminator_sizes(mpd_periods, mpd_channels, msd_num_scales, msd_channels):
+    """HiFi-GAN's MPD + MSD sizes (`HifiGanDiscriminator.from_config`), checked where a config is made rather than
+    deep in a GAN trainer's first step: returns `(mpd_periods, mpd_channels, msd_channels)` as tuples."""
     _check_int("msd_num_scales", msd_num_scales, 0)
     mpd_periods = _check_int_tuple("mpd_periods", mpd_periods) if mpd_periods else ()
     mpd_channels = _check_int_tuple("mpd_channels", mpd_channels, length=5)
     msd_channels = _check_int_tuple("msd_channels", msd_channels, length=7)
-    for i in range(1, 6):
-        if msd_channels[i - 1] % 16 or msd_channels[i] % 16:
+    for i, groups in enumerate(SCALE_DISCRIMINATOR_GROUPS):
+        if (i and msd_channels[i - 1] % groups) or msd_channels[i] % groups:
             raise ValueError(
-                f"msd_channels entries 0..5 must be multiples of 16 (grouped convolutions), got {msd_channels}"
+                f"msd_channels[{i - 1}] and msd_channels[{i}] must be multiples of {groups} (scale discriminator "
+                f"convolution {i} has {groups} groups), got {msd_channels}"
             )
     if not mpd_periods and msd_num_scales == 0:
         raise ValueError("at least one discriminator is needed: mpd_periods is empty and msd_num_scales=0")
@@ -108,7 +114,7 @@ class UnitHifiGanVocoderConfig(PretrainedConfig):
         msd_num_scales (`int`, *optional*, defaults to 3):
             Number of scale discriminators (raw, x2 and x4 average-pooled audio).
         msd_channels (`tuple[int]`, *optional*, defaults to `(128, 128, 256, 512, 1024, 1024, 1024)`):
-            Channels of each scale discriminator's seven convolutions (grouped convs need multiples of 16).
+            Channels of each scale discriminator's seven convolutions (grouped: entries 0-1 multiples of 4, 1-5 of 16).
         num_mel_bins (`int`, *optional*, defaults to 80):
             Mel bins of the mel-L1 loss.
         mel_n_fft (`int`, *optional*, defaults to 1024):
@@ -252,7 +258,7 @@ class UnitHifiGanVocoderConfig(PretrainedConfig):
             raise ValueError(f"duration_predictor_kernel_size must be odd, got {duration_predictor_kernel_size}")
         if duration_predictor_dropout >= 1:
             raise ValueError(f"duration_predictor_dropout must be < 1, got {duration_predictor_dropout}")
-        mpd_periods, mpd_channels, msd_channels = _check_discriminators(
+        mpd_periods, mpd_channels, msd_channels = check_discriminator_sizes(
             mpd_periods, mpd_channels, msd_num_scales, msd_channels
         )
         if mel_win_length > mel_n_fft:
@@ -446,7 +452,7 @@ class UnitMelVocoderConfig(PretrainedConfig):
             raise ValueError(
                 "keep_discriminators=True needs waveform_head='istft' (Griffin-Lim is not trained as a GAN)"
             )
-        mpd_periods, mpd_channels, msd_channels = _check_discriminators(
+        mpd_periods, mpd_channels, msd_channels = check_discriminator_sizes(
             mpd_periods, mpd_channels, msd_num_scales, msd_channels
         )
         for name, value, minimum in (

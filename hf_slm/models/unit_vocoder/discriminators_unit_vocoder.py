@@ -11,6 +11,8 @@ import torch
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm, weight_norm
 
+from .configuration_unit_vocoder import SCALE_DISCRIMINATOR_GROUPS
+
 
 def _as_batch_channel(waveform: torch.Tensor) -> torch.Tensor:
     if waveform.dim() == 2:
@@ -59,7 +61,7 @@ class ScaleDiscriminator(nn.Module):
 
     _KERNELS = (15, 41, 41, 41, 41, 41, 5)
     _STRIDES = (1, 2, 2, 4, 4, 1, 1)
-    _GROUPS = (1, 4, 16, 16, 16, 16, 1)
+    _GROUPS = SCALE_DISCRIMINATOR_GROUPS
 
     def __init__(self, channels=(128, 128, 256, 512, 1024, 1024, 1024), use_spectral_norm=False, leaky_relu_slope=0.1):
         super().__init__()
