@@ -36,7 +36,7 @@ def check_discriminator_sizes(mpd_periods, mpd_channels, msd_num_scales, msd_cha
     deep in a GAN trainer's first step: returns `(mpd_periods, mpd_channels, msd_channels)` as tuples."""
     _check_int("msd_num_scales", msd_num_scales, 0)
     mpd_periods = _check_int_tuple("mpd_periods", mpd_periods) if mpd_periods else ()
-    mpd_channels = _check_int_tuple("mpd_channels", mpd_channels, length=5)
+    mpd_channels = _check_int_tuple("mpd_channels", mpd_channels)  # a PeriodDiscriminator takes any depth
     msd_channels = _check_int_tuple("msd_channels", msd_channels, length=7)
     for i, groups in enumerate(SCALE_DISCRIMINATOR_GROUPS):
         if (i and msd_channels[i - 1] % groups) or msd_channels[i] % groups:
