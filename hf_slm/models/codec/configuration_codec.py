@@ -9,8 +9,6 @@ import math
 from transformers import AutoConfig, PretrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
-from ..unit_vocoder.configuration_unit_vocoder import check_discriminator_sizes
-
 #: transformers codecs the wrapper knows how to drive (their `encode` / `decode` signatures differ).
 SUPPORTED_CODECS = ("encodec", "dac", "mimi", "xcodec")
 
@@ -276,7 +274,7 @@ class RVQCodecConfig(CodecInterfaceMixin, PretrainedConfig):
         mpd_channels (`tuple[int]`, *optional*, defaults to `(32, 128, 512, 1024, 1024)`): Its channels.
         msd_num_scales (`int`, *optional*, defaults to 3): Scales of the multi-scale discriminator.
         msd_channels (`tuple[int]`, *optional*, defaults to `(128, 128, 256, 512, 1024, 1024, 1024)`): Its channels
-            (grouped convolutions: entries 0-1 multiples of 4, 1-5 of 16).
+            (multiples of 16).
         pad_code_id (`int`, *optional*, defaults to -1): Value written at padded frames of `codes`.
         kwargs:
             Passed to [`PretrainedConfig`].
@@ -359,9 +357,9 @@ class RVQCodecConfig(CodecInterfaceMixin, PretrainedConfig):
         ):
             _check_int(name, value, minimum)
         upsampling_ratios = _check_int_tuple("upsampling_ratios", upsampling_ratios)
-        mpd_periods, mpd_channels, msd_channels = check_discriminator_sizes(
-            mpd_periods, mpd_channels, msd_num_scales, msd_channels
-        )
+        mpd_periods = _check_int_tuple("mpd_periods", mpd_periods) if mpd_periods else ()
+        mpd_channels = _check_int_tuple("mpd_channels", mpd_channels)
+        msd_channels = _check_int_tuple("msd_channels", msd_channels)
         _check_float("ema_decay", ema_decay, 0.0, 1.0)
         if ema_decay >= 1.0:
             raise ValueError(f"ema_decay must be < 1 (1 would freeze the codebooks), got {ema_decay!r}")
