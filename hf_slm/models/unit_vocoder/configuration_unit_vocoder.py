@@ -31,7 +31,7 @@ def _check_int_tuple(name, value, minimum=1, length=None):
 SCALE_DISCRIMINATOR_GROUPS = (1, 4, 16, 16, 16, 16, 1)
 
 
-def check_discriminator_sizes(mpd_periods, mpd_channels, msd_num_scales, msd_channels):
+def _check_discriminators(mpd_periods, mpd_channels, msd_num_scales, msd_channels):
     """HiFi-GAN's MPD + MSD sizes (`HifiGanDiscriminator.from_config`), checked where a config is made rather than
     deep in a GAN trainer's first step: returns `(mpd_periods, mpd_channels, msd_channels)` as tuples."""
     _check_int("msd_num_scales", msd_num_scales, 0)
@@ -258,7 +258,7 @@ class UnitHifiGanVocoderConfig(PretrainedConfig):
             raise ValueError(f"duration_predictor_kernel_size must be odd, got {duration_predictor_kernel_size}")
         if duration_predictor_dropout >= 1:
             raise ValueError(f"duration_predictor_dropout must be < 1, got {duration_predictor_dropout}")
-        mpd_periods, mpd_channels, msd_channels = check_discriminator_sizes(
+        mpd_periods, mpd_channels, msd_channels = _check_discriminators(
             mpd_periods, mpd_channels, msd_num_scales, msd_channels
         )
         if mel_win_length > mel_n_fft:
@@ -452,7 +452,7 @@ class UnitMelVocoderConfig(PretrainedConfig):
             raise ValueError(
                 "keep_discriminators=True needs waveform_head='istft' (Griffin-Lim is not trained as a GAN)"
             )
-        mpd_periods, mpd_channels, msd_channels = check_discriminator_sizes(
+        mpd_periods, mpd_channels, msd_channels = _check_discriminators(
             mpd_periods, mpd_channels, msd_num_scales, msd_channels
         )
         for name, value, minimum in (
