@@ -38,8 +38,8 @@ def _check_discriminators(mpd_periods, mpd_channels, msd_num_scales, msd_channel
     mpd_periods = _check_int_tuple("mpd_periods", mpd_periods) if mpd_periods else ()
     mpd_channels = _check_int_tuple("mpd_channels", mpd_channels)  # a PeriodDiscriminator takes any depth
     msd_channels = _check_int_tuple("msd_channels", msd_channels, length=7)
-    for i, groups in enumerate(SCALE_DISCRIMINATOR_GROUPS):
-        if (i and msd_channels[i - 1] % groups) or msd_channels[i] % groups:
+    for i, groups in enumerate(SCALE_DISCRIMINATOR_GROUPS[1:], 1):  # convolution 0 reads the 1-channel waveform
+        if msd_channels[i - 1] % groups or msd_channels[i] % groups:
             raise ValueError(
                 f"msd_channels[{i - 1}] and msd_channels[{i}] must be multiples of {groups} (scale discriminator "
                 f"convolution {i} has {groups} groups), got {msd_channels}"
